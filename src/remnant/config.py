@@ -1,0 +1,304 @@
+"""Config and sample-sheet validation with messages that name the file, the key or row, the value
+and what is allowed.
+
+The JSON schemas live in ``config/schemas/`` of the workflow; these functions take their paths so
+that the package does not depend on where the workflow is installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from .errors import InputError
+
+#: Columns of the sample sheet that must be present.
+REQUIRED_COLUMNS = ["sample", "patient", "timepoint", "population", "condition", "counts"]
+#: Columns that may be present (empty cells mean "infer" or "none").
+OPTIONAL_COLUMNS = ["format", "technology", "index_sort"]
+#: Free-text columns users may add start with this prefix.
+NOTE_PREFIX = "note"
+
+_FORMAT_TECHNOLOGY = {
+    "10x_h5": "droplet",
+    "10x_mtx": "droplet",
+    "h5ad": "droplet",
+    "table": "plate",
+    "table_genes_x_cells": "plate",
+    "table_cells_x_genes": "plate",
+}
+
+
+def load_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise InputError("file does not exist.", path=path) from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text (byte {err.start}); save it as UTF-8.", path=path) from None
+    except yaml.YAMLError as err:
+        raise InputError(f"not valid YAML: {err}".replace("\n", " "), path=path) from None
+
+
+def _key_path(parts) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError, root: str) -> str:
+    key = _key_path(error.absolute_path)
+    where = f"{root}.{key}" if root and key != "(top level)" else (root or key)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extras = [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
+        hints = []
+        for extra in extras:
+            close = difflib.get_close_matches(str(extra), allowed, n=1)
+            hints.append(f"{extra!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return f"{where}: unknown key(s) {', '.join(hints)}; allowed keys: {', '.join(allowed)}."
+    if error.validator == "required":
+        return f"{where}: {error.message}; add it (see config/README.md)."
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not allowed; choose one of {error.validator_value}."
+    if error.validator == "type":
+        expected = error.validator_value
+        return f"{where}: {error.instance!r} is of the wrong type; expected {expected}."
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"{where}: {error.instance!r} is out of range ({error.validator} {error.validator_value})."
+    return f"{where}: {error.message}."
+
+
+def _fill_defaults(instance: Any, schema: Mapping) -> None:
+    """Fill ``default`` values of absent object properties, recursively (in place)."""
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance and isinstance(sub, Mapping):
+            if sub.get("type") == "object" or "properties" in sub:
+                _fill_defaults(instance[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, Mapping) and ("properties" in extra):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def validate_against(instance: Any, schema: Mapping, *, source: str, root: str = "") -> Any:
+    """Validate ``instance`` against a JSON schema; return a copy with defaults filled.
+
+    Raises :class:`InputError` listing every violation (``source``: the file it came from).
+    """
+    instance = copy.deepcopy(instance)
+    _fill_defaults(instance, schema)
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema, format_checker=jsonschema.FormatChecker())
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = [_describe(e, root) for e in errors]
+        raise InputError(" | ".join(dict.fromkeys(lines)), path=source)
+    return instance
+
+
+def validate_config(config: Mapping, schema_path: str | Path, *, source: str = "config/config.yaml") -> dict:
+    """Validate the workflow config; returns it with schema defaults filled in.
+
+    Beyond the schema: timepoint and population names must be unique, and the reference
+    conditions must be among the declared conditions.
+    """
+    if not isinstance(config, Mapping):
+        raise InputError("the config must be a YAML mapping of keys to values.", path=source)
+    schema = load_yaml(schema_path)
+    config = validate_against(dict(config), schema, source=source)
+    for key in ("timepoints",):
+        values = config[key]
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise InputError(f"{key}: {dupes} listed more than once; each level once, in order.", path=source)
+    conditions = config["conditions"]
+    unknown = [c for c in conditions["reference"] if c not in conditions["all"]]
+    if unknown:
+        raise InputError(
+            f"conditions.reference: {unknown} not in conditions.all {conditions['all']}; add them there.",
+            path=source,
+        )
+    return config
+
+
+def infer_format(counts: str) -> str:
+    """Format of a counts path from its name alone (the file may not exist yet).
+
+    ``.h5ad`` -> ``h5ad``; ``.h5`` -> ``10x_h5``; ``.csv``/``.tsv``/``.txt`` (optionally ``.gz``)
+    -> ``table``; a path without a suffix or ending in ``/`` -> ``10x_mtx`` (a directory).
+    """
+    name = counts.rstrip("/")
+    suffixes = [s.lower() for s in PurePosixPath(name).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if counts.endswith("/") or last == "":
+        return "10x_mtx"
+    return {".h5ad": "h5ad", ".h5": "10x_h5", ".csv": "table", ".tsv": "table", ".txt": "table"}.get(last, "")
+
+
+def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping) -> pd.DataFrame:
+    """Read and validate the sample sheet (TSV, UTF-8; ``#`` starts a comment line).
+
+    Returns a DataFrame indexed by ``sample`` with every column of :data:`REQUIRED_COLUMNS` and
+    :data:`OPTIONAL_COLUMNS` (``format`` and ``technology`` filled where inferred, ``index_sort``
+    empty string where absent). Every error names the file, the row (line number and sample)
+    and the column.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("sample sheet does not exist; set `samples:` in the config to its path.", path=path)
+    if path.is_dir():
+        raise InputError("is a directory; `samples:` must name the sample sheet file (TSV).", path=path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text (line {line}, byte {err.start}); save the sheet as UTF-8.", path=path) from None
+    # Windows line endings are fine: drop the \r so no value ends in one.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    body = [(i + 1, line) for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
+    if not body:
+        raise InputError("sample sheet is empty; it needs a header line and one row per sample.", path=path)
+    header_line, header = body[0]
+    columns = [c.strip() for c in header.split("\t")]
+    if len(columns) == 1 and ("," in header or ";" in header):
+        raise InputError("the header has one column; the sheet must be tab-separated (it looks comma-separated).",
+                         path=path, where=f"line {header_line}")
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise InputError(f"column(s) {dupes} appear more than once in the header.", path=path, where=f"line {header_line}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    unknown = [c for c in columns if c not in known and not c.startswith(NOTE_PREFIX)]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing required column(s) {missing}")
+        for col in unknown:
+            close = difflib.get_close_matches(col, known, n=1)
+            parts.append(f"unknown column {col!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InputError(
+            "; ".join(parts) + f". Columns: required {REQUIRED_COLUMNS}, optional {OPTIONAL_COLUMNS}, "
+            f"free text in columns named {NOTE_PREFIX}*.",
+            path=path,
+            where=f"header (line {header_line})",
+        )
+    records, line_numbers = [], []
+    for number, line in body[1:]:
+        values = [v.strip() for v in line.split("\t")]
+        if len(values) != len(columns):
+            raise InputError(
+                f"{len(values)} tab-separated fields but the header has {len(columns)}; check for spaces used instead of tabs or a missing value.",
+                path=path, where=f"line {number}",
+            )
+        records.append(dict(zip(columns, values)))
+        line_numbers.append(number)
+    if not records:
+        raise InputError("sample sheet has a header but no samples.", path=path)
+
+    schema = load_yaml(schema_path)
+    timepoints = list(config["timepoints"])
+    populations = list(config["populations"])
+    conditions = list(config["conditions"]["all"])
+    reference = set(config["conditions"]["reference"])
+    seen: dict[str, int] = {}
+    for record, number in zip(records, line_numbers):
+        sample = record.get("sample", "")
+        where = f"line {number} (sample {sample!r})" if sample else f"line {number}"
+        row = {k: v for k, v in record.items() if v != "" and not k.startswith(NOTE_PREFIX)}
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        errors = sorted(validator.iter_errors(row), key=lambda e: list(map(str, e.absolute_path)))
+        if errors:
+            error = errors[0]
+            column = error.absolute_path[0] if error.absolute_path else None
+            if error.validator == "required":
+                missing_col = error.message.split("'")[1]
+                raise InputError(f"column {missing_col!r} is empty; every sample needs a {missing_col}.", path=path, where=where)
+            detail = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+            raise InputError(
+                f"column {column!r}: {error.instance!r} is not allowed ({error.message}). {detail}".strip(),
+                path=path, where=where,
+            )
+        if sample in seen:
+            raise InputError(f"sample ID {sample!r} also on line {seen[sample]}; sample IDs must be unique.", path=path, where=where)
+        seen[sample] = number
+        if record["condition"] not in conditions:
+            raise InputError(
+                f"column 'condition': {record['condition']!r} is not declared; config conditions.all lists {conditions}.",
+                path=path, where=where,
+            )
+        if record["population"] not in populations:
+            raise InputError(
+                f"column 'population': {record['population']!r} is not a declared sort gate; config populations lists {populations}.",
+                path=path, where=where,
+            )
+        timepoint = record["timepoint"]
+        if timepoint in ("", "NA") and record["condition"] in reference:
+            record["timepoint"] = ""
+        elif timepoint not in timepoints:
+            allowed = f"{timepoints}" + (" (or NA for reference donors)" if reference else "")
+            raise InputError(
+                f"column 'timepoint': {timepoint!r} is not a declared timepoint; config timepoints lists {allowed}.",
+                path=path, where=where,
+            )
+        fmt = record.get("format", "") or infer_format(record["counts"])
+        if not fmt:
+            raise InputError(
+                f"cannot tell the format of {record['counts']!r} from its name; set column 'format' to one of {sorted(_FORMAT_TECHNOLOGY)}.",
+                path=path, where=where,
+            )
+        record["format"] = fmt
+        record["technology"] = record.get("technology", "") or _FORMAT_TECHNOLOGY[fmt]
+        record["index_sort"] = record.get("index_sort", "")
+
+    sheet = pd.DataFrame.from_records(records)
+    for column in OPTIONAL_COLUMNS:
+        if column not in sheet:
+            sheet[column] = ""
+    sheet["line"] = line_numbers
+    patients = sheet.groupby("patient")["condition"].agg(lambda c: sorted(set(c)))
+    mixed = patients[patients.map(lambda c: bool(set(c) & reference) and bool(set(c) - reference))]
+    if len(mixed):
+        raise InputError(
+            f"patient {mixed.index[0]!r} has both reference and disease samples ({mixed.iloc[0]}); "
+            "a reference donor's cells must all be normal. Use a separate patient ID for each donor.",
+            path=path,
+        )
+    return sheet.set_index("sample", drop=False).rename_axis(None)
+
+
+def check_input_paths(sheet: pd.DataFrame, sheet_path: str | Path, *, base: str | Path = ".") -> None:
+    """Every counts path (and index-sort path) exists and is of the right kind (file vs directory)."""
+    base = Path(base)
+    for sample, row in sheet.iterrows():
+        where = f"line {row['line']} (sample {sample!r})"
+        counts = base / row["counts"]
+        if not counts.exists():
+            raise InputError(f"column 'counts': {row['counts']!r} does not exist; fix the path (relative paths are relative to the working directory {Path(base).resolve()}).", path=sheet_path, where=where)
+        if row["format"] == "10x_mtx" and not counts.is_dir():
+            raise InputError(f"column 'counts': {row['counts']!r} is a file but format 10x_mtx needs the directory holding matrix.mtx(.gz), barcodes.tsv(.gz), features.tsv(.gz).", path=sheet_path, where=where)
+        if row["format"] != "10x_mtx" and counts.is_dir():
+            raise InputError(f"column 'counts': {row['counts']!r} is a directory but format {row['format']} needs a file; for a 10x mtx directory set format to 10x_mtx.", path=sheet_path, where=where)
+        if row["index_sort"]:
+            index = base / row["index_sort"]
+            if not index.is_file():
+                raise InputError(f"column 'index_sort': {row['index_sort']!r} is not an existing file.", path=sheet_path, where=where)

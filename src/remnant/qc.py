@@ -1,0 +1,267 @@
+"""Per-sample quality control: metrics, absolute and MAD-based thresholds, doublet scores.
+
+All functions take one sample's AnnData of raw counts (cells x genes, sparse) and write to
+documented keys.
+
+``.obs`` keys written
+---------------------
+``total_counts``
+    Counts per cell (UMIs for droplet data, reads for plate data).
+``n_genes_by_counts``
+    Genes with a non-zero count.
+``pct_counts_mt``
+    Percentage of counts on mitochondrial (chrM) genes, 0-100.
+``doublet_score``, ``predicted_doublet``
+    Scrublet's score and call (droplet samples; NaN / False where not run).
+``qc_fail_<reason>``
+    One boolean column per reason in :data:`REASONS`.
+``qc_pass``
+    True for cells that fail no check.
+``qc_reason``
+    ``;``-joined reasons a cell failed ("" when it passed).
+
+``.uns["remnant"]["qc"]`` holds the thresholds actually applied (absolute and MAD-derived).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+from anndata import AnnData
+
+log = logging.getLogger(__name__)
+
+#: The reasons a cell can be removed for, in the order they are reported.
+REASONS = (
+    "low_counts",
+    "high_counts",
+    "low_genes",
+    "high_genes",
+    "high_mito",
+    "outlier_counts",
+    "outlier_genes",
+    "outlier_mito",
+    "doublet",
+)
+
+
+def qc_metrics(adata: AnnData) -> AnnData:
+    """Add ``total_counts``, ``n_genes_by_counts`` and ``pct_counts_mt`` to ``.obs`` (in place).
+
+    Mitochondrial genes are those on ``chrM`` when ``.var["chromosome"]`` exists, else those
+    whose symbol starts with ``MT-``.
+    """
+    if "chromosome" in adata.var:
+        mt = (adata.var["chromosome"].astype(str) == "chrM").to_numpy()
+    else:
+        names = adata.var["gene_name"] if "gene_name" in adata.var else adata.var_names.to_series()
+        mt = names.astype(str).str.upper().str.startswith("MT-").to_numpy()
+    adata.var["mt"] = mt
+    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True)
+    return adata
+
+
+def mad_outlier(values: np.ndarray, n_mads: float | None, *, side: str) -> tuple[np.ndarray, float | None]:
+    """Cells further than ``n_mads`` median absolute deviations from the median.
+
+    Parameters
+    ----------
+    values
+        One value per cell (already on the scale to test, e.g. log1p counts).
+    n_mads
+        How many MADs; ``None`` disables the test.
+    side
+        ``"low"``, ``"high"`` or ``"both"``.
+
+    Returns
+    -------
+    The boolean outlier mask and the (lower or upper) cut-off used, on the scale of ``values``.
+    With ``side="both"`` the returned cut-off is the lower one.
+    """
+    values = np.asarray(values, dtype=float)
+    if n_mads is None or values.size == 0:
+        return np.zeros(values.shape, dtype=bool), None
+    median = float(np.median(values))
+    # scaled MAD: consistent with the standard deviation for normal data
+    mad = 1.4826 * float(np.median(np.abs(values - median)))
+    if mad == 0:
+        return np.zeros(values.shape, dtype=bool), None
+    lower, upper = median - n_mads * mad, median + n_mads * mad
+    if side == "low":
+        return values < lower, lower
+    if side == "high":
+        return values > upper, upper
+    return (values < lower) | (values > upper), lower
+
+
+def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: float | None = None, seed: int = 0) -> AnnData:
+    """Scrublet doublet scores (:func:`scanpy.pp.scrublet`) into ``doublet_score``/``predicted_doublet``.
+
+    ``threshold`` None lets Scrublet pick one from the bimodal score distribution; samples too
+    small for Scrublet's simulation (< 30 cells) are left unscored with a warning.
+    """
+    adata.obs["doublet_score"] = np.nan
+    adata.obs["predicted_doublet"] = False
+    if adata.n_obs < 30:
+        log.warning("%d cells: too few to score doublets; skipped", adata.n_obs)
+        return adata
+    work = AnnData(X=adata.X.copy(), obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
+    n_pcs = int(min(30, adata.n_obs - 2, adata.n_vars - 1))
+    sc.pp.scrublet(
+        work,
+        expected_doublet_rate=expected_rate,
+        threshold=threshold,
+        n_prin_comps=n_pcs,
+        random_state=seed,
+        verbose=False,
+    )
+    adata.obs["doublet_score"] = work.obs["doublet_score"].to_numpy(dtype=float)
+    called = work.obs["predicted_doublet"].to_numpy()
+    # Scrublet leaves the call NaN/None when it could not find a threshold; treat that as no call.
+    adata.obs["predicted_doublet"] = pd.Series(called, dtype="boolean").fillna(False).to_numpy(dtype=bool)
+    return adata
+
+
+def flag_cells(adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_for: bool = True, seed: int = 0) -> AnnData:
+    """Apply absolute and MAD-based thresholds and doublet calls; write ``qc_*`` keys (in place).
+
+    Parameters
+    ----------
+    adata
+        One sample, raw counts in ``.X`` (cells x genes).
+    thresholds
+        The ``qc`` block of the config: ``min_counts``, ``max_counts``, ``min_genes``,
+        ``max_genes``, ``max_pct_mito`` (absolute; ``None`` disables), ``mad`` with
+        ``counts``, ``genes``, ``pct_mito`` (number of MADs; ``None`` disables) and
+        ``doublets`` with ``expected_rate`` and ``threshold``.
+    score_doublets_for
+        Whether this sample gets doublet scores (droplet data; plates are sorted one cell per well).
+    seed
+        Seed for Scrublet.
+    """
+    qc_metrics(adata)
+    counts = adata.obs["total_counts"].to_numpy(dtype=float)
+    genes = adata.obs["n_genes_by_counts"].to_numpy(dtype=float)
+    mito = adata.obs["pct_counts_mt"].to_numpy(dtype=float)
+    mad = thresholds.get("mad", {}) or {}
+    applied: dict[str, Any] = {}
+
+    def absolute(values, limit, op):
+        if limit is None:
+            return np.zeros(values.shape, dtype=bool)
+        return values < limit if op == "lt" else values > limit
+
+    fails = {
+        "low_counts": absolute(counts, thresholds.get("min_counts"), "lt"),
+        "high_counts": absolute(counts, thresholds.get("max_counts"), "gt"),
+        "low_genes": absolute(genes, thresholds.get("min_genes"), "lt"),
+        "high_genes": absolute(genes, thresholds.get("max_genes"), "gt"),
+        "high_mito": absolute(mito, thresholds.get("max_pct_mito"), "gt"),
+    }
+    # MADs on log counts / log genes: library sizes are log-normal-ish, so the scale is symmetric there.
+    fails["outlier_counts"], lo = mad_outlier(np.log1p(counts), mad.get("counts"), side="both")
+    applied["mad_min_counts"] = None if lo is None else float(np.expm1(lo))
+    fails["outlier_genes"], lo = mad_outlier(np.log1p(genes), mad.get("genes"), side="low")
+    applied["mad_min_genes"] = None if lo is None else float(np.expm1(lo))
+    fails["outlier_mito"], hi = mad_outlier(mito, mad.get("pct_mito"), side="high")
+    applied["mad_max_pct_mito"] = hi
+
+    doublets = thresholds.get("doublets", {}) or {}
+    if score_doublets_for and doublets.get("enabled", True):
+        # Score only cells that pass the other checks: damaged cells distort Scrublet's embedding.
+        keep = ~np.logical_or.reduce(list(fails.values()))
+        sub = adata[keep].copy()
+        score_doublets(sub, expected_rate=doublets.get("expected_rate", 0.06), threshold=doublets.get("threshold"), seed=seed)
+        adata.obs["doublet_score"] = np.nan
+        adata.obs["predicted_doublet"] = False
+        adata.obs.loc[sub.obs_names, "doublet_score"] = sub.obs["doublet_score"].to_numpy()
+        adata.obs.loc[sub.obs_names, "predicted_doublet"] = sub.obs["predicted_doublet"].to_numpy()
+        fails["doublet"] = adata.obs["predicted_doublet"].to_numpy(dtype=bool)
+    else:
+        adata.obs["doublet_score"] = np.nan
+        adata.obs["predicted_doublet"] = False
+        fails["doublet"] = np.zeros(adata.n_obs, dtype=bool)
+
+    for reason in REASONS:
+        adata.obs[f"qc_fail_{reason}"] = fails[reason]
+    failed = np.column_stack([fails[r] for r in REASONS])
+    adata.obs["qc_pass"] = ~failed.any(axis=1)
+    names = np.array(REASONS)
+    adata.obs["qc_reason"] = [";".join(names[row]) for row in failed]
+    adata.uns.setdefault("remnant", {})["qc"] = {
+        **{k: thresholds.get(k) for k in ("min_counts", "max_counts", "min_genes", "max_genes", "max_pct_mito")},
+        **applied,
+        "doublets_scored": bool(score_doublets_for and doublets.get("enabled", True)),
+    }
+    log.info(
+        "%d of %d cells pass QC; removed per reason: %s",
+        int(adata.obs["qc_pass"].sum()),
+        adata.n_obs,
+        {r: int(fails[r].sum()) for r in REASONS if fails[r].any()},
+    )
+    return adata
+
+
+def removed_per_reason(obs: pd.DataFrame, sample: str) -> pd.DataFrame:
+    """One row for ``sample``: cells in, cells kept, cells removed, and cells failing each reason.
+
+    A cell failing several checks counts once under ``removed`` and once under each reason.
+    """
+    row = {"sample": sample, "cells": len(obs), "kept": int(obs["qc_pass"].sum())}
+    row["removed"] = row["cells"] - row["kept"]
+    for reason in REASONS:
+        row[reason] = int(obs[f"qc_fail_{reason}"].sum())
+    return pd.DataFrame([row])
+
+
+def plot_qc(adata: AnnData, path: str, *, title: str = "") -> None:
+    """Per-sample QC figure (PNG): counts vs genes and mito % vs counts, cells coloured kept/removed,
+    with the applied thresholds drawn; histogram of doublet scores where scored."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    obs = adata.obs
+    thr = adata.uns.get("remnant", {}).get("qc", {})
+    kept = obs["qc_pass"].to_numpy(dtype=bool)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+    colours = np.where(kept, "#4C72B0", "#DD8452")
+    ax = axes[0]
+    ax.scatter(obs["total_counts"], obs["n_genes_by_counts"], c=colours, s=6, linewidths=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("counts per cell")
+    ax.set_ylabel("genes detected per cell")
+    for key in ("min_counts", "mad_min_counts"):
+        if thr.get(key):
+            ax.axvline(thr[key], color="grey", ls="--", lw=0.8)
+    for key in ("min_genes", "mad_min_genes"):
+        if thr.get(key):
+            ax.axhline(thr[key], color="grey", ls=":", lw=0.8)
+    ax = axes[1]
+    ax.scatter(obs["total_counts"], obs["pct_counts_mt"], c=colours, s=6, linewidths=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("counts per cell")
+    ax.set_ylabel("mitochondrial counts (%)")
+    for key in ("max_pct_mito", "mad_max_pct_mito"):
+        if thr.get(key):
+            ax.axhline(thr[key], color="grey", ls="--", lw=0.8)
+    ax = axes[2]
+    scores = obs["doublet_score"].to_numpy(dtype=float)
+    if np.isfinite(scores).any():
+        ax.hist(scores[np.isfinite(scores)], bins=30, color="#4C72B0")
+        ax.set_xlabel("Scrublet doublet score")
+        ax.set_ylabel("cells")
+    else:
+        ax.text(0.5, 0.5, "doublets not scored\n(plate-based sample)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    n_kept = int(kept.sum())
+    fig.suptitle(f"{title}: {n_kept} of {len(kept)} cells kept (blue kept, orange removed)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
