@@ -1,0 +1,60 @@
+# Cohort clustering and HSPC state annotation, and its figures.
+
+
+rule cluster_cells:
+    input:
+        samples=all_samples("results/samples/{sample}/filtered.h5ad"),
+        markers=MARKERS,
+    output:
+        h5ad="results/cohort/clustered.h5ad",
+        cells="results/cohort/cells.tsv.gz",
+    log:
+        "logs/cluster_cells/cluster_cells.log",
+    benchmark:
+        "results/benchmarks/cluster_cells.tsv"
+    params:
+        cluster=config["cluster"],
+        states=config["states"]["use"],
+        timepoints=config["timepoints"],
+        populations=list(config["populations"]),
+        seed=config["seed"],
+    threads: 2
+    resources:
+        mem_mb=mem_mb_for(3000, 6),
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/cluster_cells.py"
+
+
+rule plot_clusters:
+    input:
+        h5ad="results/cohort/clustered.h5ad",
+        markers=MARKERS,
+    output:
+        umaps=report(
+            expand("results/cohort/figures/umap_{key}.png", key=UMAP_KEYS),
+            caption="../report/umap.rst",
+            category="2. Clustering",
+            subcategory="UMAP",
+        ),
+        dotplot=report(
+            "results/cohort/figures/markers_dotplot.png",
+            caption="../report/markers_dotplot.rst",
+            category="2. Clustering",
+            subcategory="Markers",
+        ),
+    log:
+        "logs/plot_clusters/plot_clusters.log",
+    params:
+        keys=UMAP_KEYS,
+        states=config["states"]["use"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(2000, 3),
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/plot_clusters.py"

@@ -1,0 +1,96 @@
+# Sample-sheet loading and validation, resource paths and input functions shared by all rules.
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# Jobs run the library of this workflow checkout (src/remnant), also inside conda envs, which
+# carry its dependencies (envs/*.yaml) but not the library itself.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+
+from remnant.config import check_input_paths, read_sample_sheet, validate_config
+from remnant.errors import InputError
+
+SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
+
+
+def resource(path):
+    """A config path as given if it exists in the working directory, else the workflow's own copy
+    (so that resources/ ships with the workflow when it runs in another --directory)."""
+    if path is None:
+        return None
+    if Path(path).exists() or Path(path).is_absolute():
+        return str(path)
+    shipped = Path(workflow.basedir) / path
+    return str(shipped) if shipped.exists() else str(path)
+
+
+try:
+    config.update(validate_config(config, SCHEMAS / "config.schema.yaml", source="config"))
+    SAMPLES = read_sample_sheet(config["samples"], SCHEMAS / "samples.schema.yaml", config)
+    if not config["demo"]["simulate"]:
+        check_input_paths(SAMPLES, config["samples"])
+except InputError as err:
+    raise WorkflowError(f"remnant: {err}") from None
+
+SIMULATE = config["demo"]["simulate"]
+GENES = resource(config["annotation"]["gtf"] or config["annotation"]["genes"])
+CYTOBANDS = resource(config["annotation"]["cytobands"])
+MARKERS = resource(config["states"]["markers"])
+GENE_SETS = str(Path(workflow.basedir) / "resources" / "gene_sets")
+
+
+wildcard_constraints:
+    sample="|".join(re.escape(s) for s in SAMPLES.index),
+
+
+# ---------------------------------------------------------------------------------------------
+# input functions
+# ---------------------------------------------------------------------------------------------
+def sample_row(wildcards):
+    """The sample's sheet row as a dict of strings (only this sample: adding samples reruns nothing here)."""
+    row = SAMPLES.loc[wildcards.sample]
+    return {k: str(row[k]) for k in ("sample", "patient", "timepoint", "population", "condition", "counts", "format", "technology", "index_sort")}
+
+
+def sample_inputs(wildcards):
+    row = SAMPLES.loc[wildcards.sample]
+    inputs = {"counts": row["counts"], "genes": GENES}
+    if row["index_sort"]:
+        inputs["index_sort"] = row["index_sort"]
+    return inputs
+
+
+def all_samples(pattern):
+    return expand(pattern, sample=SAMPLES.index)
+
+
+def mem_mb_for(base, per_input_mb):
+    """Memory that grows with the input size and with each retry (a job killed for memory gets more)."""
+
+    def mem_mb(wildcards, input, attempt):
+        return int((base + per_input_mb * input.size_mb) * attempt)
+
+    return mem_mb
+
+
+def get_final_output():
+    outputs = [
+        "results/qc/removed_per_sample.tsv",
+        "results/qc/removed_per_sample.png",
+        "results/cohort/clustered.h5ad",
+        "results/cohort/cells.tsv.gz",
+        expand("results/cohort/figures/umap_{key}.png", key=UMAP_KEYS),
+        "results/cohort/figures/markers_dotplot.png",
+    ]
+    outputs += all_samples("results/qc/figures/{sample}.png")
+    if SIMULATE:
+        outputs.append("results/demo/truth_agreement.tsv")
+    return outputs
+
+
+UMAP_KEYS = ["patient", "timepoint", "population", "leiden", "hspc_state", "technology"]

@@ -1,0 +1,59 @@
+# The demo cohort: simulate the counts the sample sheet names (demo.simulate: true), and measure
+# how well the workflow recovers the simulated truth.
+
+
+def simulated_outputs():
+    outputs = []
+    for sample, row in SAMPLES.iterrows():
+        outputs.append(directory(row["counts"]) if row["format"] == "10x_mtx" else row["counts"])
+        if row["index_sort"]:
+            outputs.append(row["index_sort"])
+    return outputs
+
+
+if SIMULATE:
+
+    rule simulate_cohort:
+        input:
+            sheet=config["samples"],
+            genes=GENES,
+            markers=MARKERS,
+        output:
+            simulated_outputs(),
+            cells=f"{config['demo']['truth_dir']}/cells.tsv.gz",
+            patients=f"{config['demo']['truth_dir']}/patients.tsv",
+        log:
+            "logs/simulate_cohort/simulate_cohort.log",
+        benchmark:
+            "results/benchmarks/simulate_cohort.tsv"
+        params:
+            sheet=SAMPLES.drop(columns="line").to_dict(orient="records"),
+            demo=config["demo"]["params"],
+            seed=config["seed"],
+            gene_sets=GENE_SETS,
+        threads: 1
+        resources:
+            mem_mb=lambda wildcards, attempt: 4000 * attempt,
+            runtime=lambda wildcards, attempt: 30 * attempt,
+        conda:
+            "../envs/remnant.yaml"
+        script:
+            "../scripts/simulate_cohort.py"
+
+    rule evaluate_demo:
+        input:
+            truth=rules.simulate_cohort.output.cells,
+            qc=all_samples("results/qc/cells/{sample}.tsv.gz"),
+            cohort="results/cohort/cells.tsv.gz",
+        output:
+            "results/demo/truth_agreement.tsv",
+        log:
+            "logs/evaluate_demo/evaluate_demo.log",
+        threads: 1
+        resources:
+            mem_mb=lambda wildcards, attempt: 2000 * attempt,
+            runtime=lambda wildcards, attempt: 10 * attempt,
+        conda:
+            "../envs/remnant.yaml"
+        script:
+            "../scripts/evaluate_demo.py"

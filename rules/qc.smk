@@ -1,0 +1,90 @@
+# Per-sample reading, gene mapping and quality control, then a cohort QC summary.
+
+
+rule read_counts:
+    input:
+        unpack(sample_inputs),
+    output:
+        "results/samples/{sample}/counts.h5ad",
+    log:
+        "logs/read_counts/{sample}.log",
+    benchmark:
+        "results/benchmarks/read_counts/{sample}.tsv"
+    params:
+        row=sample_row,
+        min_mapped_fraction=config["annotation"]["min_mapped_fraction"],
+        build=config["annotation"]["build"],
+        markers=config["index_sort"]["markers"],
+        sheet=config["samples"],
+        gtf=bool(config["annotation"]["gtf"]),
+        cytobands=CYTOBANDS,
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1500, 12),
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/read_counts.py"
+
+
+rule filter_cells:
+    input:
+        "results/samples/{sample}/counts.h5ad",
+    output:
+        h5ad="results/samples/{sample}/filtered.h5ad",
+        cells="results/qc/cells/{sample}.tsv.gz",
+        figure=report(
+            "results/qc/figures/{sample}.png",
+            caption="../report/qc_sample.rst",
+            category="1. Quality control",
+            subcategory="Per sample",
+            labels={"sample": "{sample}"},
+        ),
+    log:
+        "logs/filter_cells/{sample}.log",
+    benchmark:
+        "results/benchmarks/filter_cells/{sample}.tsv"
+    params:
+        qc=config["qc"],
+        technology=lambda wildcards: SAMPLES.loc[wildcards.sample, "technology"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1500, 8),
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/filter_cells.py"
+
+
+rule summarise_qc:
+    input:
+        all_samples("results/qc/cells/{sample}.tsv.gz"),
+    output:
+        table=report(
+            "results/qc/removed_per_sample.tsv",
+            caption="../report/qc_summary.rst",
+            category="1. Quality control",
+            subcategory="Summary",
+        ),
+        figure=report(
+            "results/qc/removed_per_sample.png",
+            caption="../report/qc_summary.rst",
+            category="1. Quality control",
+            subcategory="Summary",
+        ),
+    log:
+        "logs/summarise_qc/summarise_qc.log",
+    params:
+        samples=list(SAMPLES.index),
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    localrule: True
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/summarise_qc.py"

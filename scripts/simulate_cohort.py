@@ -1,0 +1,33 @@
+"""Rule simulate_cohort: simulate the counts the sample sheet names, with ground truth beside them."""
+from remnant.runlog import logged, start
+
+start(snakemake.threads)
+
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from remnant.annotation import load_genes  # noqa: E402
+from remnant.cluster import read_markers  # noqa: E402
+from remnant.io import write_counts  # noqa: E402
+from remnant.simulate import read_gene_sets, simulate_cohort  # noqa: E402
+
+with logged(snakemake.log[0], "simulate_cohort") as log:
+    sheet = pd.DataFrame.from_records(snakemake.params.sheet).set_index("sample", drop=False)
+    cohort = simulate_cohort(
+        sheet,
+        load_genes(snakemake.input.genes),
+        read_markers(snakemake.input.markers),
+        read_gene_sets(snakemake.params.gene_sets),
+        params=snakemake.params.demo,
+        seed=snakemake.params.seed,
+    )
+    for sample, row in sheet.iterrows():
+        Path(row["counts"]).parent.mkdir(parents=True, exist_ok=True)
+        write_counts(cohort.counts[sample], row["counts"], row["format"])
+        if row["index_sort"]:
+            cohort.index_sort[sample].to_csv(row["index_sort"], index_label="barcode", float_format="%.2f")
+        log.info("%s: %d cells written to %s (%s)", sample, cohort.counts[sample].n_obs, row["counts"], row["format"])
+    gz = {"method": "gzip", "mtime": 0}
+    cohort.cells.to_csv(snakemake.output.cells, sep="\t", index=False, compression=gz)
+    cohort.patients.to_csv(snakemake.output.patients, sep="\t", index=False)

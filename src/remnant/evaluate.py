@@ -1,0 +1,54 @@
+"""Agreement between workflow results and simulated ground truth (demo and test cohorts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score
+
+
+def precision_recall(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Precision and recall of boolean calls against boolean truth (NaN when undefined)."""
+    flagged = np.asarray(flagged, dtype=bool)
+    truth = np.asarray(truth, dtype=bool)
+    tp = int((flagged & truth).sum())
+    precision = tp / flagged.sum() if flagged.sum() else float("nan")
+    recall = tp / truth.sum() if truth.sum() else float("nan")
+    return float(precision), float(recall)
+
+
+def truth_agreement(truth: pd.DataFrame, qc_cells: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+    """Table of metric/value rows: QC precision and recall for the planted low-quality cells and
+    doublets, and the adjusted Rand index of annotated HSPC states against the simulated states.
+
+    Parameters
+    ----------
+    truth
+        Simulator truth: one row per cell with ``sample``, ``barcode``, ``state``, ``low_quality``, ``doublet``.
+    qc_cells
+        Per-cell QC tables of all samples (``sample``, ``barcode``, ``qc_pass``, ``qc_fail_*``).
+    cohort
+        Per-cell table of the clustered cohort (``sample``, ``barcode``, ``hspc_state``, ``leiden``).
+    """
+    key = ["sample", "barcode"]
+    qc = qc_cells.merge(truth, on=key, how="inner", validate="one_to_one")
+    rows = []
+    removed = ~qc["qc_pass"].astype(bool)
+    bad = qc["low_quality"].astype(bool) | qc["doublet"].astype(bool)
+    p, r = precision_recall(removed, bad)
+    rows += [("qc_removed_vs_planted_bad", "precision", p), ("qc_removed_vs_planted_bad", "recall", r)]
+    quality_fail = qc[[c for c in qc.columns if c.startswith("qc_fail_") and c != "qc_fail_doublet"]].any(axis=1)
+    p, r = precision_recall(quality_fail, qc["low_quality"])
+    rows += [("low_quality", "precision", p), ("low_quality", "recall", r)]
+    droplet = qc["technology"].astype(str) == "droplet" if "technology" in qc else np.ones(len(qc), bool)
+    p, r = precision_recall(qc.loc[droplet, "qc_fail_doublet"], qc.loc[droplet, "doublet"])
+    rows += [("doublet_droplet", "precision", p), ("doublet_droplet", "recall", r)]
+    states = cohort.merge(truth, on=key, how="inner", suffixes=("", "_truth"), validate="one_to_one")
+    clean = ~(states["low_quality"].astype(bool) | states["doublet"].astype(bool))
+    states = states[clean]
+    rows.append(("hspc_state", "adjusted_rand_index", float(adjusted_rand_score(states["state"], states["hspc_state"]))))
+    rows.append(("hspc_state", "accuracy", float((states["state"].astype(str) == states["hspc_state"].astype(str)).mean())))
+    rows.append(("leiden", "adjusted_rand_index", float(adjusted_rand_score(states["state"], states["leiden"]))))
+    rows.append(("cells", "n_truth", float(len(truth))))
+    rows.append(("cells", "n_kept_clean", float(len(states))))
+    return pd.DataFrame(rows, columns=["what", "metric", "value"])
