@@ -10,7 +10,8 @@ import pandas as pd  # noqa: E402
 from remnant.annotation import load_genes  # noqa: E402
 from remnant.cluster import read_markers  # noqa: E402
 from remnant.io import write_counts  # noqa: E402
-from remnant.simulate import read_gene_sets, simulate_cohort  # noqa: E402
+from remnant.genesets import read_gene_sets  # noqa: E402
+from remnant.simulate import simulate_cohort  # noqa: E402
 
 with logged(snakemake.log[0], "simulate_cohort") as log:
     sheet = pd.DataFrame.from_records(snakemake.params.sheet).set_index("sample", drop=False)
