@@ -1,0 +1,127 @@
+"""Config and sample-sheet validation: every bad input gives a message naming file, row/key and value."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from remnant.config import infer_format, load_yaml, read_sample_sheet, validate_config
+from remnant.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_SCHEMA = ROOT / "config/schemas/config.schema.yaml"
+SHEET_SCHEMA = ROOT / "config/schemas/samples.schema.yaml"
+HEADER = "sample\tpatient\ttimepoint\tpopulation\tcondition\tcounts"
+
+
+@pytest.fixture()
+def config():
+    return validate_config(load_yaml(ROOT / "config/config.yaml"), CONFIG_SCHEMA)
+
+
+def write(tmp_path, text, name="samples.tsv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_shipped_config_and_sheet_are_valid(config):
+    sheet = read_sample_sheet(ROOT / "config/samples.tsv", SHEET_SCHEMA, config)
+    assert sheet.index.is_unique
+    assert set(sheet["technology"]) == {"droplet", "plate"}
+    assert (sheet.loc[sheet["condition"] == "healthy", "timepoint"] == "").all()
+    assert set(sheet["format"]) >= {"10x_h5", "10x_mtx", "h5ad", "table_genes_x_cells", "table_cells_x_genes"}
+
+
+def test_defaults_are_filled(config):
+    minimal = validate_config({"populations": {"HSC": "stem"}}, CONFIG_SCHEMA)
+    assert minimal["qc"]["mad"]["counts"] == 5
+    assert minimal["cluster"]["integrate"] == ["patient", "technology"]
+    assert minimal["timepoints"] == ["diagnosis", "remission", "relapse"]
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c: c["qc"].update(min_counts="many"), ["qc.min_counts", "'many'", "number"]),
+        (lambda c: c["qc"].update(min_count=3), ["qc", "'min_count'", "did you mean 'min_counts'"]),
+        (lambda c: c["cluster"].update(resolution=-1), ["cluster.resolution", "-1"]),
+        (lambda c: c["cluster"].update(integrate=["donor"]), ["cluster.integrate[0]", "'donor'", "patient"]),
+        (lambda c: c.pop("populations"), ["'populations' is a required property"]),
+        (lambda c: c.update(seed=1.5), ["seed", "1.5"]),
+        (lambda c: c["annotation"].update(min_mapped_fraction=2), ["annotation.min_mapped_fraction", "2"]),
+        (lambda c: c.update(timepoints=["diagnosis", "diagnosis"]), ["timepoints", "more than once"]),
+        (lambda c: c["conditions"].update(reference=["normal"]), ["conditions.reference", "normal"]),
+    ],
+)
+def test_bad_config_is_named(config, change, expected):
+    bad = copy.deepcopy(config)
+    change(bad)
+    with pytest.raises(InputError) as err:
+        validate_config(bad, CONFIG_SCHEMA, source="my.yaml")
+    message = str(err.value)
+    assert message.startswith("my.yaml: ")
+    for part in expected:
+        assert part in message, message
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (HEADER.replace("timepoint", "timpoint") + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\n", ["unknown column 'timpoint'", "did you mean 'timepoint'", "missing required column(s) ['timepoint']"]),
+        (HEADER.replace("\tcounts", "") + "\nS1\tP1\tdiagnosis\tHSC\tMDS\n", ["missing required column(s) ['counts']"]),
+        (HEADER + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\nS1\tP1\tremission\tHSC\tMDS\tb.h5\n", ["line 3 (sample 'S1')", "also on line 2"]),
+        (HEADER + "\nS1\tP1\tday30\tHSC\tMDS\ta.h5\n", ["line 2 (sample 'S1')", "'day30'", "diagnosis"]),
+        (HEADER + "\nS1\tP1\tdiagnosis\tLSC\tMDS\ta.h5\n", ["'population'", "'LSC'", "HSC"]),
+        (HEADER + "\nS1\tP1\tdiagnosis\tHSC\tAML\ta.h5\n", ["'condition'", "'AML'", "MDS"]),
+        (HEADER + "\nS 1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\n", ["column 'sample'", "'S 1'"]),
+        (HEADER + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\textra\n", ["line 2", "7 tab-separated fields", "header has 6"]),
+        (HEADER + "\nS1\tP1\tdiagnosis\tHSC\tMDS\tcounts.loom\n", ["cannot tell the format", "counts.loom"]),
+        (HEADER + "\nS1\tP1\tdiagnosis\tHSC\tMDS\t\n", ["column 'counts' is empty"]),
+        (HEADER + "\n", ["header but no samples"]),
+        ("", ["sample sheet is empty"]),
+        (HEADER.replace("\t", ",") + "\nS1,P1,diagnosis,HSC,MDS,a.h5\n", ["tab-separated", "comma"]),
+        (HEADER + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\nS2\tP1\t\tHSC\thealthy\tb.h5\n", ["patient 'P1'", "reference and disease"]),
+        (HEADER + "\nS1\tP1\t\tHSC\tMDS\ta.h5\n", ["'timepoint'", "''"]),
+    ],
+)
+def test_bad_sheet_is_named(tmp_path, config, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as err:
+        read_sample_sheet(path, SHEET_SCHEMA, config)
+    message = str(err.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message, message
+
+
+def test_non_utf8_sheet(tmp_path, config):
+    path = write(tmp_path, HEADER + "\nS1\tPätient\tdiagnosis\tHSC\tMDS\ta.h5\n", encoding="latin-1")
+    with pytest.raises(InputError, match=r"not UTF-8 text \(line 2"):
+        read_sample_sheet(path, SHEET_SCHEMA, config)
+
+
+def test_windows_line_endings_and_comments_are_fine(tmp_path, config):
+    text = "# cohort 1\r\n" + HEADER + "\tnote_freetext\r\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\tsorted by AB\r\n"
+    sheet = read_sample_sheet(write(tmp_path, text), SHEET_SCHEMA, config)
+    assert sheet.loc["S1", "counts"] == "a.h5"
+    assert sheet.loc["S1", "format"] == "10x_h5"
+    assert sheet.loc["S1", "line"] == 3
+
+
+def test_missing_and_directory_sheet(tmp_path, config):
+    with pytest.raises(InputError, match="does not exist"):
+        read_sample_sheet(tmp_path / "nope.tsv", SHEET_SCHEMA, config)
+    with pytest.raises(InputError, match="is a directory"):
+        read_sample_sheet(tmp_path, SHEET_SCHEMA, config)
+
+
+@pytest.mark.parametrize(
+    "path, fmt",
+    [("a.h5ad", "h5ad"), ("a.h5", "10x_h5"), ("dir/", "10x_mtx"), ("filtered_feature_bc_matrix", "10x_mtx"),
+     ("a.tsv.gz", "table"), ("a.csv", "table"), ("a.txt", "table"), ("a.loom", "")],
+)
+def test_infer_format(path, fmt):
+    assert infer_format(path) == fmt
