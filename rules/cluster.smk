@@ -48,7 +48,7 @@ rule plot_clusters:
     log:
         "logs/plot_clusters/plot_clusters.log",
     params:
-        keys=UMAP_KEYS,
+        colour_by=UMAP_KEYS,
         states=config["states"]["use"],
     threads: 1
     resources:

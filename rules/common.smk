@@ -1,16 +1,13 @@
 # Sample-sheet loading and validation, resource paths and input functions shared by all rules.
-import os
 import re
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-# Jobs run the library of this workflow checkout (src/remnant), also inside conda envs, which
-# carry its dependencies (envs/*.yaml) but not the library itself.
-SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+# The workflow runs the library of its own checkout (src/remnant); scripts do the same, so that
+# jobs inside conda envs (which carry the dependencies, envs/*.yaml) find it too.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from remnant.config import check_input_paths, read_sample_sheet, validate_config
 from remnant.errors import InputError
@@ -63,6 +60,16 @@ def sample_inputs(wildcards):
     if row["index_sort"]:
         inputs["index_sort"] = row["index_sort"]
     return inputs
+
+
+def simulated_outputs():
+    """Every counts path (10x mtx directories flagged as such) and index-sort table of the sheet."""
+    outputs = []
+    for sample, row in SAMPLES.iterrows():
+        outputs.append(directory(row["counts"]) if row["format"] == "10x_mtx" else row["counts"])
+        if row["index_sort"]:
+            outputs.append(row["index_sort"])
+    return outputs
 
 
 def all_samples(pattern):

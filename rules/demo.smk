@@ -1,16 +1,6 @@
 # The demo cohort: simulate the counts the sample sheet names (demo.simulate: true), and measure
 # how well the workflow recovers the simulated truth.
 
-
-def simulated_outputs():
-    outputs = []
-    for sample, row in SAMPLES.iterrows():
-        outputs.append(directory(row["counts"]) if row["format"] == "10x_mtx" else row["counts"])
-        if row["index_sort"]:
-            outputs.append(row["index_sort"])
-    return outputs
-
-
 if SIMULATE:
 
     rule simulate_cohort:

@@ -1,4 +1,7 @@
 """Rule cluster_cells: merge QC-passed samples, cluster the cohort, annotate HSPC states."""
+import sys  # noqa: I001
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
 from remnant.runlog import logged, start
 
 start(snakemake.threads)

@@ -1,4 +1,7 @@
 """Rule evaluate_demo: QC precision/recall and state agreement against the simulated truth."""
+import sys  # noqa: I001
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
 from remnant.runlog import logged, start
 
 start(1)

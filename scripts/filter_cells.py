@@ -1,4 +1,7 @@
 """Rule filter_cells: QC metrics, thresholds and doublets for one sample."""
+import sys  # noqa: I001
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
 from remnant.runlog import logged, start
 
 start(snakemake.threads)

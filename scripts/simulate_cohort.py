@@ -1,4 +1,7 @@
 """Rule simulate_cohort: simulate the counts the sample sheet names, with ground truth beside them."""
+import sys  # noqa: I001
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
 from remnant.runlog import logged, start
 
 start(snakemake.threads)
