@@ -219,20 +219,30 @@ def read_counts(
         )
 
     info: dict = {"path": str(path), "format": fmt}
-    if fmt == "h5ad":
-        adata = _read_h5ad(path, info)
-    elif fmt == "10x_h5":
-        adata = _read_10x_h5(path, info)
-    elif fmt == "10x_mtx":
-        adata = _read_10x_mtx(path, info)
-    else:
-        orientation = {"table": "auto", "table_genes_x_cells": "genes_x_cells", "table_cells_x_genes": "cells_x_genes"}[fmt]
-        adata = _read_table(path, orientation, gene_symbols, info)
-
-    adata = _finish_counts(adata, path)
+    with warnings.catch_warnings():
+        # duplicate barcodes are reported below, with the file name, instead of anndata's warning
+        warnings.filterwarnings("ignore", message=".*names are not unique", category=UserWarning)
+        if fmt == "h5ad":
+            adata = _read_h5ad(path, info)
+        elif fmt == "10x_h5":
+            adata = _read_10x_h5(path, info)
+        elif fmt == "10x_mtx":
+            adata = _read_10x_mtx(path, info)
+        else:
+            orientation = {"table": "auto", "table_genes_x_cells": "genes_x_cells", "table_cells_x_genes": "cells_x_genes"}[fmt]
+            adata = _read_table(path, orientation, gene_symbols, info)
+        adata = _finish_counts(adata, path)
     adata.uns["remnant"] = {"read": info}
     logger.info("read %s (%s): %d cells x %d features", path, fmt, adata.n_obs, adata.n_vars)
     return adata
+
+
+def _new_adata(**kwargs) -> anndata.AnnData:
+    """AnnData without the "names are not unique" warning: duplicates are checked (and reported
+    with the file name) by :func:`_finish_counts`, or summed on purpose by :func:`map_genes`."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*names are not unique", category=UserWarning)
+        return anndata.AnnData(**kwargs)
 
 
 def _describe(exc: BaseException) -> str:
@@ -276,7 +286,7 @@ def _read_h5ad(path: Path, info: dict) -> anndata.AnnData:
             for col in ("gene_ids", "gene_symbols"):
                 if col in var.columns:
                     out_var[col] = var[col].astype(str).to_numpy()
-            out = anndata.AnnData(X=matrix, obs=pd.DataFrame(index=src.obs_names.astype(str)), var=out_var)
+            out = _new_adata(X=matrix, obs=pd.DataFrame(index=src.obs_names.astype(str)), var=out_var)
             if name != ".X":
                 logger.info("%s: .X is not raw counts; using %s", path, name)
             return out
@@ -333,7 +343,7 @@ def _tidy_10x(adata: anndata.AnnData, path: Path, info: dict) -> anndata.AnnData
     # Feature IDs are unique in CellRanger output; probe-based (Flex) matrices repeat gene IDs,
     # then the original (probe) names stay as var_names and map_genes sums via gene_ids.
     var.index = pd.Index(ids if pd.Index(ids).is_unique else symbols)
-    return anndata.AnnData(X=adata.X, obs=pd.DataFrame(index=adata.obs_names.astype(str)), var=var)
+    return _new_adata(X=adata.X, obs=pd.DataFrame(index=adata.obs_names.astype(str)), var=var)
 
 
 # ---- 10x matrix directory -------------------------------------------------------------------
@@ -525,7 +535,7 @@ def _read_table(path: Path, orientation: str, gene_symbols: Iterable[str] | None
     chunk_rows = max(1, _CHUNK_VALUES // n_data)
     str_cols = {i: str for i in range(1 + n_annot)}
     try:
-        reader = pd.read_csv(
+        with pd.read_csv(  # closed even when a bad value stops the loop
             path,
             sep=r"\s+" if delimiter == " " else delimiter,
             header=None,
@@ -536,30 +546,30 @@ def _read_table(path: Path, orientation: str, gene_symbols: Iterable[str] | None
             compression="gzip" if _is_gzip(path) else None,
             skip_blank_lines=True,
             engine="c",
-        )
-        blocks: list[sp.csr_matrix] = []
-        labels: list[np.ndarray] = []
-        annots: list[pd.DataFrame] = []
-        bad = _BadValues()
-        row_offset = 0
-        for chunk in reader:
-            row_labels = chunk[0]
-            if row_labels.isna().any():
-                i = int(np.flatnonzero(row_labels.isna().to_numpy())[0])
-                raise InputError(
-                    "empty row label (first column); every row needs a gene identifier or barcode.",
-                    path=path,
-                    where=f"line {n_before + row_offset + i + 1}",
-                )
-            row_labels = row_labels.str.strip().to_numpy(dtype=str)
-            values = _numeric_block(chunk, list(range(1 + n_annot, n_fields)), row_labels, data_labels, n_before + row_offset, path)
-            bad.scan(values, row_labels, data_labels)
-            # values are integers (checked at the end); rint removes text noise like 3.0000001
-            blocks.append(sp.csr_matrix(np.rint(values).astype(np.float32)))
-            labels.append(row_labels)
-            if n_annot:
-                annots.append(chunk[list(range(1, 1 + n_annot))])
-            row_offset += len(chunk)
+        ) as reader:
+            blocks: list[sp.csr_matrix] = []
+            labels: list[np.ndarray] = []
+            annots: list[pd.DataFrame] = []
+            bad = _BadValues()
+            row_offset = 0
+            for chunk in reader:
+                row_labels = chunk[0]
+                if row_labels.isna().any():
+                    i = int(np.flatnonzero(row_labels.isna().to_numpy())[0])
+                    raise InputError(
+                        "empty row label (first column); every row needs a gene identifier or barcode.",
+                        path=path,
+                        where=f"line {n_before + row_offset + i + 1}",
+                    )
+                row_labels = row_labels.str.strip().to_numpy(dtype=str)
+                values = _numeric_block(chunk, list(range(1 + n_annot, n_fields)), row_labels, data_labels, n_before + row_offset, path)
+                bad.scan(values, row_labels, data_labels)
+                # values are integers (checked at the end); rint removes text noise like 3.0000001
+                blocks.append(sp.csr_matrix(np.rint(values).astype(np.float32)))
+                labels.append(row_labels)
+                if n_annot:
+                    annots.append(chunk[list(range(1, 1 + n_annot))])
+                row_offset += len(chunk)
     except InputError:
         raise
     except Exception as exc:  # pandas ParserError, gzip EOFError, UnicodeDecodeError, ...
@@ -611,7 +621,7 @@ def _read_table(path: Path, orientation: str, gene_symbols: Iterable[str] | None
         var["gene_symbols"] = symbols
         var["gene_ids"] = gene_labels
     info["featurecounts"] = bool(is_featurecounts)
-    return anndata.AnnData(X=matrix, obs=pd.DataFrame(index=pd.Index(cell_labels)), var=var)
+    return _new_adata(X=matrix, obs=pd.DataFrame(index=pd.Index(cell_labels)), var=var)
 
 
 def _numeric_block(
@@ -801,7 +811,7 @@ def _finish_counts(adata: anndata.AnnData, path: Path) -> anndata.AnnData:
     X.data = np.rint(X.data)  # exact integers (tolerance above forgives only text noise)
     var = adata.var.copy()
     var.index = var_names
-    return anndata.AnnData(X=X, obs=pd.DataFrame(index=obs_names), var=var)
+    return _new_adata(X=X, obs=pd.DataFrame(index=obs_names), var=var)
 
 
 # --------------------------------------------------------------------------------------------
@@ -898,7 +908,7 @@ def map_genes(
     for col in ("gene_name", "chromosome", "arm", "band", "gene_type"):
         out_var[col] = out_var[col].astype(object).where(out_var[col].notna(), "").astype(str)
     out_var.index = pd.Index(out_ids)
-    out = anndata.AnnData(X=X, obs=adata.obs.copy(), var=out_var, uns=dict(adata.uns))
+    out = _new_adata(X=X, obs=adata.obs.copy(), var=out_var, uns=dict(adata.uns))
 
     stats = {
         "n_features": int(n_features),
@@ -983,7 +993,7 @@ def write_counts(adata: anndata.AnnData, path: str | PathLike, fmt: str) -> None
         for col in ("gene_ids", "gene_symbols"):
             if col in adata.var.columns:
                 var[col] = np.asarray(adata.var[col], dtype=str)
-        out = anndata.AnnData(X=X.astype(np.float32), obs=pd.DataFrame(index=pd.Index(barcodes)), var=var)
+        out = _new_adata(X=X.astype(np.float32), obs=pd.DataFrame(index=pd.Index(barcodes)), var=var)
         out.write_h5ad(path)
     elif fmt == "10x_h5":
         with h5py.File(path, "w", track_order=False) as f:
