@@ -261,6 +261,17 @@ def test_table_with_symbol_column_and_r_style_header(tmp_path, counts, genes, re
     assert list(adata.var["gene_symbols"]) == list(counts.var_names)
     mapped, _ = rio.map_genes(adata, genes)
     assert_same(mapped, reference)
+    # symbols first, Ensembl IDs in a second column: map_genes still uses the IDs
+    lines = ["\t".join(["symbol", "gene_id", *counts.obs_names])]
+    for j, (gid, sym) in enumerate(zip(counts.var["gene_ids"], counts.var_names)):
+        lines.append("\t".join([sym, gid, *map(str, dense[:, j])]))
+    path = tmp_path / "sym_first.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    adata = rio.read_counts(path, "table_genes_x_cells")
+    assert list(adata.var["gene_ids"]) == list(counts.var["gene_ids"])
+    mapped, stats = rio.map_genes(adata, genes)
+    assert stats["id_type"] == "ensembl"
+    assert_same(mapped, reference)
 
 
 def test_symbol_table_orientation_needs_symbols_or_explicit_format(tmp_path, counts, genes, reference):
