@@ -22,9 +22,9 @@ Model, per cell (all effects multiplicative on the expected expression):
   a cell-cycle factor (quiescent cells are smaller) and, for planted low-quality cells, a factor of
   1/20-1/5. ``m_cell``: mitochondrial fraction (logit-normal around 4%; 20-60% in low-quality cells).
 - Counts are negative binomial (gamma-Poisson) with ``var = mu + x * mu`` where
-  ``x = phi0 * g_gene * mu + phi1``: ``phi0`` the quadratic (biological) overdispersion, ``g_gene`` a
-  per-gene log-normal factor, ``phi1`` a linear term (Smart-seq2 amplification: reads per captured
-  molecule). Droplet samples are drawn with an exact sparse sampler whose cost grows with the
+  ``x = phi0 * g_gene * mu + phi1``, i.e. NB dispersion ``phi = phi0 * g_gene + phi1 / mu``:
+  ``phi0`` the quadratic (biological) overdispersion, ``g_gene`` a per-gene log-normal factor,
+  ``phi1`` a linear term (Smart-seq2 amplification: about reads per captured molecule; 0 for UMIs). Droplet samples are drawn with an exact sparse sampler whose cost grows with the
   number of UMIs, not cells x genes (see :func:`_sample_nb_sparse`); plate samples with a dense
   gamma-Poisson sampler in chunks of cells. No dense cohort is ever held.
 - Doublets (droplet only) are the sum of two simulated cells' counts.
@@ -995,11 +995,11 @@ def _simulate_sample(row: pd.Series, patient: _Patient, model: _GeneModel, p: di
             cols.append(g)
             vals.append(v)
     else:
+        # Dense gamma-Poisson in blocks of cells (never a dense cohort, nor a dense sample).
         block = max(1, _DENSE_BLOCK // model.n)
-        order = np.arange(n_comp)
         profiles = {key: patient.profile(*key)[0] for key in groups}
         for start in range(0, n_comp, block):
-            idx = order[start : start + block]
+            idx = np.arange(start, min(start + block, n_comp))
             mu = np.stack([profiles[keys[i]] for i in idx]) * nuclear_lib[idx, None]
             dense = _sample_nb_dense(rng, mu, dispersion, phi1)
             r, g = np.nonzero(dense)
