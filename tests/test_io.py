@@ -536,7 +536,8 @@ def _row(counts_path, index_sort="", sample="P1_dx_HSC", fmt="") -> dict:
     }
 
 
-def test_read_sample(tmp_path, counts, genes, reference):
+def test_read_sample(tmp_path, counts, genes, reference, caplog):
+    caplog.set_level("INFO", logger="remnant.io")
     rio.write_counts(counts, tmp_path / "p1.tsv.gz", "table")
     wells = list(counts.obs_names)
     facs_wells = wells[:40] + ["P12", "P13"]  # 10 matrix cells lack FACS data; 2 sorted wells lack reads
@@ -556,6 +557,7 @@ def test_read_sample(tmp_path, counts, genes, reference):
     assert any("P12" in w for w in stats["warnings"])
     assert stats["format"] == "table" and stats["fraction_mapped"] == 1.0
     assert adata.uns["remnant"]["read"]["path"].endswith("p1.tsv.gz")
+    assert "sample P1_dx_HSC: 50 cells x 300 genes" in caplog.text and "100.0% of features mapped" in caplog.text
     adata.write_h5ad(tmp_path / "out.h5ad")  # stats and obs must be storable
     back = anndata.read_h5ad(tmp_path / "out.h5ad")
     assert back.uns["remnant"]["read"]["index_sort"]["n_matched"] == 40

@@ -87,7 +87,8 @@ _ANNOTATION_COLUMNS = set(_FEATURECOUNTS_COLUMNS) | set(_SYMBOL_COLUMNS) | set(_
 }
 _BARCODE_COLUMNS = ("cell", "barcode", "well", "cell_id")
 
-#: Dense values parsed per chunk when reading tables (~40 MB of float64).
+#: Dense values parsed per chunk when reading tables (~40 MB of float64; at least 256 rows, so a
+#: wide cells x genes chunk can reach 256 x n_genes).
 _CHUNK_VALUES = 5_000_000
 #: Integer test tolerance: stored floats of integers are exact, so this only forgives text noise.
 _INT_TOL = 1e-6
@@ -1133,8 +1134,11 @@ def read_index_sort(path: str | PathLike, *, markers: list[str] | None = None) -
     marker_like = {m.lower() for m in (markers or [])}
     if barcode_col is None:
         first_col = table.columns[0]
-        looks_numeric = pd.to_numeric(table[first_col].str.strip(), errors="coerce").notna().all()
-        if first_col.lower() in marker_like or re.match(r"^CD\d+", first_col, re.I) or (looks_numeric and "." in "".join(table[first_col])):
+        # The first column is not a barcode when it is a marker (listed, or a CD antigen) or holds
+        # decimal intensities; integer cell numbers are accepted as barcodes.
+        values = table[first_col].str.strip()
+        decimals = pd.to_numeric(values, errors="coerce").notna().all() and values.str.contains(".", regex=False).any()
+        if first_col.lower() in marker_like or re.match(r"^CD\d+", first_col, re.I) or decimals:
             raise InputError(
                 f"no barcode column: expected a column named one of {list(_BARCODE_COLUMNS)} (or cell "
                 f"barcodes / well IDs in the first column), but the first column is {first_col!r} "
