@@ -29,7 +29,12 @@ def resource(path):
 try:
     config.update(validate_config(config, SCHEMAS / "config.schema.yaml", source="config"))
     SAMPLES = read_sample_sheet(config["samples"], SCHEMAS / "samples.schema.yaml", config)
-    if not config["demo"]["simulate"]:
+    if config["demo"]["simulate"]:
+        from remnant.simulate import resolve_params
+
+        config["demo"]["params"].setdefault("normal_conditions", list(config["conditions"]["reference"]))
+        resolve_params(config["demo"]["params"], samples=SAMPLES)
+    else:
         check_input_paths(SAMPLES, config["samples"])
 except InputError as err:
     raise WorkflowError(f"remnant: {err}") from None

@@ -127,13 +127,7 @@ def cluster_cohort(
     keys = [k for k in integrate_keys if adata.obs[k].nunique() > 1]
     use_rep = "X_pca"
     if keys:
-        from scanpy.external.pp import harmony_integrate
-
-        log.info("Harmony over %s", keys)
-        harmony_integrate(adata, key=keys if len(keys) > 1 else keys[0], basis="X_pca",
-                          adjusted_basis="X_pca_harmony", max_iter_harmony=harmony_max_iter,
-                          random_state=seed, verbose=False)
-        adata.obsm["X_pca_harmony"] = np.asarray(adata.obsm["X_pca_harmony"], dtype=np.float32)
+        adata.obsm["X_pca_harmony"] = harmony(adata.obsm["X_pca"], adata.obs[keys], max_iter=harmony_max_iter, seed=seed)
         use_rep = "X_pca_harmony"
     sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, transformer="sklearn", random_state=seed)
     sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
@@ -153,6 +147,24 @@ def cluster_cohort(
     }
     log.info("%d cells, %d HVG, %d PCs, %d Leiden clusters", adata.n_obs, n_top, n_comps, adata.obs["leiden"].nunique())
     return adata
+
+
+def harmony(embedding: np.ndarray, batches: pd.DataFrame, *, max_iter: int = 20, seed: int = 0) -> np.ndarray:
+    """Harmony-corrected embedding (cells x components, float32) over the columns of ``batches``.
+
+    Calls :func:`harmonypy.run_harmony` directly: harmonypy 2 returns ``Z_corr`` as cells x
+    components, which ``scanpy.external.pp.harmony_integrate`` (1.11) transposes wrongly.
+    """
+    import harmonypy
+
+    log.info("Harmony over %s", list(batches.columns))
+    meta = batches.astype(str).reset_index(drop=True)
+    out = harmonypy.run_harmony(np.asarray(embedding, dtype=np.float64), meta, list(meta.columns),
+                                max_iter_harmony=max_iter, random_state=seed, verbose=False)
+    corrected = np.asarray(out.Z_corr)
+    if corrected.shape[0] != embedding.shape[0]:  # harmonypy < 2: components x cells
+        corrected = corrected.T
+    return corrected.astype(np.float32)
 
 
 def annotate_states(

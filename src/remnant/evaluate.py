@@ -31,7 +31,8 @@ def truth_agreement(truth: pd.DataFrame, qc_cells: pd.DataFrame, cohort: pd.Data
         Per-cell table of the clustered cohort (``sample``, ``barcode``, ``hspc_state``, ``leiden``).
     """
     key = ["sample", "barcode"]
-    qc = qc_cells.merge(truth, on=key, how="inner", validate="one_to_one")
+    truth_cols = [c for c in truth.columns if c in key or c not in qc_cells.columns]
+    qc = qc_cells.merge(truth[truth_cols], on=key, how="inner", validate="one_to_one")
     rows = []
     removed = ~qc["qc_pass"].astype(bool)
     bad = qc["low_quality"].astype(bool) | qc["doublet"].astype(bool)
@@ -40,10 +41,11 @@ def truth_agreement(truth: pd.DataFrame, qc_cells: pd.DataFrame, cohort: pd.Data
     quality_fail = qc[[c for c in qc.columns if c.startswith("qc_fail_") and c != "qc_fail_doublet"]].any(axis=1)
     p, r = precision_recall(quality_fail, qc["low_quality"])
     rows += [("low_quality", "precision", p), ("low_quality", "recall", r)]
-    droplet = qc["technology"].astype(str) == "droplet" if "technology" in qc else np.ones(len(qc), bool)
+    droplet = (qc["technology"].astype(str) == "droplet").to_numpy()
     p, r = precision_recall(qc.loc[droplet, "qc_fail_doublet"], qc.loc[droplet, "doublet"])
     rows += [("doublet_droplet", "precision", p), ("doublet_droplet", "recall", r)]
-    states = cohort.merge(truth, on=key, how="inner", suffixes=("", "_truth"), validate="one_to_one")
+    states = cohort.merge(truth[["sample", "barcode", "state", "low_quality", "doublet"]], on=key, how="inner",
+                          validate="one_to_one")
     clean = ~(states["low_quality"].astype(bool) | states["doublet"].astype(bool))
     states = states[clean]
     rows.append(("hspc_state", "adjusted_rand_index", float(adjusted_rand_score(states["state"], states["hspc_state"]))))

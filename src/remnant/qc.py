@@ -102,11 +102,18 @@ def mad_outlier(values: np.ndarray, n_mads: float | None, *, side: str) -> tuple
 def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: float | None = None, seed: int = 0) -> AnnData:
     """Scrublet doublet scores (:func:`scanpy.pp.scrublet`) into ``doublet_score``/``predicted_doublet``.
 
-    ``threshold`` None lets Scrublet pick one from the bimodal score distribution; samples too
+    With a ``threshold``, cells scoring above it are called. Without one, Scrublet's automatic
+    threshold (the minimum between the two modes of the simulated-doublet scores) is used when
+    it calls a plausible share of cells (at most 2.5 x ``expected_rate``); on small samples that
+    minimum is often found in the wrong place and calls most cells, so then the
+    ``expected_rate`` x cells highest-scoring cells are called instead (as DoubletFinder does),
+    with a warning. ``.uns["remnant"]["doublets"]`` records which rule was used. Samples too
     small for Scrublet's simulation (< 30 cells) are left unscored with a warning.
     """
     adata.obs["doublet_score"] = np.nan
     adata.obs["predicted_doublet"] = False
+    info: dict[str, Any] = {"rule": "not scored", "threshold": None}
+    adata.uns.setdefault("remnant", {})["doublets"] = info
     if adata.n_obs < 30:
         log.warning("%d cells: too few to score doublets; skipped", adata.n_obs)
         return adata
@@ -120,10 +127,29 @@ def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: fl
         random_state=seed,
         verbose=False,
     )
-    adata.obs["doublet_score"] = work.obs["doublet_score"].to_numpy(dtype=float)
-    called = work.obs["predicted_doublet"].to_numpy()
-    # Scrublet leaves the call NaN/None when it could not find a threshold; treat that as no call.
-    adata.obs["predicted_doublet"] = pd.Series(called, dtype="boolean").fillna(False).to_numpy(dtype=bool)
+    scores = work.obs["doublet_score"].to_numpy(dtype=float)
+    adata.obs["doublet_score"] = scores
+    if threshold is not None:
+        called = scores > threshold
+        info.update(rule="configured threshold", threshold=float(threshold))
+    else:
+        auto = float(work.uns["scrublet"]["threshold"])
+        called = scores > auto
+        if called.mean() <= 2.5 * expected_rate:
+            info.update(rule="Scrublet automatic threshold", threshold=auto)
+        else:
+            n_expected = int(round(expected_rate * adata.n_obs))
+            order = np.argsort(-scores, kind="stable")
+            called = np.zeros(adata.n_obs, dtype=bool)
+            called[order[:n_expected]] = True
+            cut = float(scores[order[n_expected - 1]]) if n_expected else None
+            log.warning(
+                "Scrublet's automatic threshold %.3f would call %.0f%% of %d cells as doublets; "
+                "calling the top %d by score (expected rate %.3f) instead. Set qc.doublets.threshold to override.",
+                auto, 100 * (scores > auto).mean(), adata.n_obs, n_expected, expected_rate,
+            )
+            info.update(rule="top expected_rate by score", threshold=cut, automatic_threshold=auto)
+    adata.obs["predicted_doublet"] = called
     return adata
 
 
@@ -182,7 +208,9 @@ def flag_cells(adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_
         adata.obs.loc[sub.obs_names, "doublet_score"] = sub.obs["doublet_score"].to_numpy()
         adata.obs.loc[sub.obs_names, "predicted_doublet"] = sub.obs["predicted_doublet"].to_numpy()
         fails["doublet"] = adata.obs["predicted_doublet"].to_numpy(dtype=bool)
+        doublet_rule = sub.uns["remnant"]["doublets"]
     else:
+        doublet_rule = {"rule": "not scored", "threshold": None}
         adata.obs["doublet_score"] = np.nan
         adata.obs["predicted_doublet"] = False
         fails["doublet"] = np.zeros(adata.n_obs, dtype=bool)
@@ -197,6 +225,7 @@ def flag_cells(adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_
         **{k: thresholds.get(k) for k in ("min_counts", "max_counts", "min_genes", "max_genes", "max_pct_mito")},
         **applied,
         "doublets_scored": bool(score_doublets_for and doublets.get("enabled", True)),
+        "doublet_rule": doublet_rule,
     }
     log.info(
         "%d of %d cells pass QC; removed per reason: %s",
