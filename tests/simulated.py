@@ -1,0 +1,46 @@
+"""Small simulated cohorts for unit tests (built with the package's own simulator)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from remnant.annotation import load_genes
+from remnant.cluster import read_markers
+from remnant.genesets import read_gene_sets
+from remnant.io import map_genes
+from remnant.simulate import simulate_cohort
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=1)
+def genes() -> pd.DataFrame:
+    return load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz")
+
+
+def markers() -> dict[str, list[str]]:
+    return read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv")
+
+
+def sheet(rows: list[tuple[str, str, str, str, str, str]]) -> pd.DataFrame:
+    """Rows of (sample, patient, timepoint, population, condition, technology)."""
+    columns = ["sample", "patient", "timepoint", "population", "condition", "technology"]
+    return pd.DataFrame(rows, columns=columns).set_index("sample", drop=False)
+
+
+def cohort(rows, params=None, seed=0):
+    """Simulate ``rows`` and return (per-sample AnnData mapped to the annotation with sheet obs, truth cells)."""
+    samples = sheet(rows)
+    sim = simulate_cohort(samples, genes(), markers(), read_gene_sets(ROOT / "resources/gene_sets"), params=params or {}, seed=seed)
+    mapped = {}
+    for sample, row in samples.iterrows():
+        adata, _ = map_genes(sim.counts[sample], genes(), source=sample)
+        for key in ("sample", "patient", "timepoint", "population", "condition", "technology"):
+            adata.obs[key] = row[key]
+        adata.obs["barcode"] = adata.obs_names
+        adata.obs_names = [f"{sample}:{b}" for b in adata.obs_names]
+        mapped[sample] = adata
+    return mapped, sim.cells
