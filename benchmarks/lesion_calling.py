@@ -83,6 +83,7 @@ def build(depth: float, clone_fraction: float, cells: int, seed: int, n_mds: int
     adata.obs["hspc_state"] = truth["state"].to_numpy()
     adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
     adata.layers["counts"] = adata.X.tocsr()
+    adata.uns["truth_patients"] = sim.patients.astype(str)
     return adata
 
 

@@ -264,7 +264,7 @@ def call_lesions(
     posterior_cutoff: float = 0.9,
     n_folds: int = 5,
     seed: int = 0,
-    min_mean: float = 0.02,
+    min_mean: float = 0.001,
     shrinkage: float = 20.0,
     calibrate: bool = True,
     chunk_size: int = 2000,
@@ -313,9 +313,9 @@ def call_lesions(
     parameters. ``fpr`` per sample is the share of cross-fitted reference cells that would be called
     with that sample's prior; ``fnr`` is the posterior-expected share of carriers below the cut-off.
     """
-    X = adata.layers[layer] if layer is not None else adata.X
     if layer is not None and layer not in adata.layers:
         raise InputError(f"AnnData has no layer {layer!r} with raw counts.", where="call_lesions(layer=...)")
+    X = adata.layers[layer] if layer is not None else adata.X
     if not sp.issparse(X):
         X = sp.csr_matrix(X)
     for col in ("chromosome", "start", "end"):
@@ -374,7 +374,7 @@ def call_lesions(
         # pooled reference profile and gene filter
         tot_ref = np.asarray(XL[ref_idx].sum(axis=0)).ravel()
         p_all = tot_ref / max(depth[ref].sum(), 1.0)
-        use = p_all * med_depth >= min_mean
+        use = (p_all * med_depth >= min_mean) & (p_all > 0)
         cols, XL, p_all = cols[use], XL[:, use], p_all[use]
         nL = cols.size
         if nL == 0:
