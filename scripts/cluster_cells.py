@@ -25,7 +25,7 @@ with logged(snakemake.log[0], "cluster_cells") as log:
     for key in ("sample", "patient", "condition", "technology"):
         adata.obs[key] = adata.obs[key].astype(str).astype("category")
     c = params.cluster
-    cluster_cohort(adata, target_sum=c["target_sum"], n_top_genes=c["n_top_genes"], n_pcs=c["n_pcs"],
+    cluster_cohort(adata, target_sum=c["target_sum"], n_top_genes=c["n_top_genes"], n_pcs=c["n_pcs"], hvg_batch_key=c["hvg_batch_key"],
                    integrate_keys=c["integrate"], n_neighbors=c["n_neighbors"], resolution=c["resolution"],
                    umap_min_dist=c["umap_min_dist"], seed=params.seed)
     annotate_states(adata, read_markers(snakemake.input.markers), states=params.states, seed=params.seed)

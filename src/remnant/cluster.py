@@ -79,7 +79,7 @@ def cluster_cohort(
     *,
     target_sum: float = 1e4,
     n_top_genes: int = 2000,
-    hvg_batch_key: str | None = "sample",
+    hvg_batch_key: str | None = "patient",
     n_pcs: int = 30,
     integrate_keys: Sequence[str] = ("patient",),
     harmony_max_iter: int = 20,

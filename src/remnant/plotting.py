@@ -74,6 +74,8 @@ def plot_marker_dotplot(adata: AnnData, markers: Mapping[str, Sequence[str]], st
     groups = {s: g for s, g in groups.items() if g}
     view = adata.copy()
     view.var_names = pd.Index(symbols).where(~pd.Index(symbols).duplicated(), adata.var_names)
+    # a state no cluster was labelled with has no row (its markers still get columns)
+    view.obs["hspc_state"] = view.obs["hspc_state"].cat.remove_unused_categories()
     dot = sc.pl.dotplot(view, groups, groupby="hspc_state", standard_scale="var", show=False, return_fig=True,
                         title="HSPC markers by annotated state")
     dot.savefig(path, dpi=110, bbox_inches="tight")
