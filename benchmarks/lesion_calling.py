@@ -16,6 +16,33 @@ same cells at a fixed prior of 0.5 (a harsher check: LLR >= logit(0.9)), sensiti
 precision, the estimated per-sample FPR/FNR, runtime of call_lesions; with --infercnv the AUROC of a
 5q score from infercnvpy.tl.infercnv (mean smoothed CNV value over the del(5q) interval, negated) and
 its runtime on the same cells.
+
+Measured on this machine (2 cores), seed 0, 600 cells per sample (4,800 cells: 1,800 reference,
+1,800 held-out healthy, 1,200 MDS), ``--infercnv``. ``auroc``: posterior on MDS cells;
+``auroc_vs_held``: LLR on MDS + held-out healthy cells; ``icnv_*``: infercnvpy 5q score (window 250,
+state-matched reference categories), same cells. ``sec``: call_lesions only.
+
+    depth  clone  n_cells  auroc  auroc_vs_held  fpr_held  fpr_held_prior0.5   sens  precision  prior_mds  true_frac  est_fpr  est_fnr      T    sec  icnv_auroc  icnv_auroc_vs_held  icnv_sec
+       500   0.01     4800 0.7705         0.8144    0.0006             0.0206 0.0000        NaN     0.0131       0.01   0.0000   1.0000 1.0232 0.1261      0.6763              0.6649   15.1806
+       500   0.10     4800 0.8251         0.8449    0.0006             0.0206 0.0083     1.0000     0.0630       0.10   0.0000   0.9913 1.0232 0.0848      0.7865              0.7810   21.5587
+       500   0.50     4800 0.8491         0.8550    0.0006             0.0206 0.1750     0.9459     0.4185       0.50   0.0086   0.7911 1.0232 0.0797      0.7623              0.7565   12.6582
+       500   1.00     4800    NaN         0.8611    0.0006             0.0206 0.7942     1.0000     0.9232       1.00   0.2581   0.1642 1.0232 0.0808         NaN              0.7544   13.4872
+      2000   0.01     4800 0.9902         0.9895    0.0000             0.0122 0.0833     1.0000     0.0079       0.01   0.0006   0.9085 1.0127 0.1276      0.9230              0.9203   15.5095
+      2000   0.10     4800 0.9713         0.9746    0.0000             0.0122 0.3417     0.9535     0.0762       0.10   0.0011   0.5350 1.0127 0.1133      0.9226              0.9179   15.5533
+      2000   0.50     4800 0.9715         0.9756    0.0000             0.0122 0.5917     0.9807     0.4248       0.50   0.0100   0.3107 1.0127 0.1176      0.9283              0.9245   15.8086
+      2000   1.00     4800    NaN         0.9743    0.0000             0.0122 0.8908     1.0000     0.9497       1.00   0.0947   0.0732 1.0127 0.1330         NaN              0.9196   16.6574
+     10000   0.01     4800 1.0000         0.9999    0.0000             0.0011 0.9167     1.0000     0.0102       0.01   0.0000   0.0356 1.0450 0.2237      0.9996              0.9997   20.0110
+     10000   0.10     4800 0.9997         0.9997    0.0000             0.0011 0.8417     1.0000     0.0940       0.10   0.0000   0.1043 1.0450 0.1817      0.9995              0.9996   17.8988
+     10000   0.50     4800 0.9995         0.9994    0.0000             0.0011 0.9150     1.0000     0.4738       0.50   0.0000   0.0384 1.0450 0.2693      0.9983              0.9984   17.5631
+     10000   1.00     4800    NaN         0.9994    0.0000             0.0011 0.9700     1.0000     0.9830       1.00   0.0058   0.0152 1.0450 0.2525         NaN              0.9990   19.2942
+
+Reading: the issue's targets (AUROC >= 0.99 at 2,000 UMI, >= 0.95 at 500) are NOT met on this
+simulator: 0.97 at 2,000 and 0.83-0.86 at 500 (0.99+ at 10,000). A diagnostic with each patient's
+TRUE interval gave 0.983 (2,000) and 0.88 (500): a non-carrier has only ~41 counts in the lesion at
+2,000 UMI, 28% of them on two ribosomal genes (RPS14, RPS23) with NB overdispersion, so the
+per-cell information in this simulation is close to exhausted. FPR on held-out healthy cells at
+the default cut-off is <= 0.06% everywhere (<= 2.1% even with a 50% prior). Sensitivity at the
+0.9 cut-off is low at 500-2,000 UMI; the estimated FNR reports that honestly.
 """
 
 from __future__ import annotations
@@ -161,7 +188,7 @@ def main():
     for depth in depths:
         for frac in (0.01, 0.1, 0.5, 1.0):
             rows.append(run(depth, frac, args.cells, args.seed, lesions, args.infercnv))
-            print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False, header=len(rows) == 1), flush=True)
+            print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     print()
     print(table.round(4).to_string(index=False))
