@@ -15,6 +15,7 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/qc.smk"
 include: "rules/cluster.smk"
+include: "rules/cnv.smk"
 
 
 rule all:

@@ -98,6 +98,8 @@ def get_final_output():
         "results/cohort/cells.tsv.gz",
         expand("results/cohort/figures/umap_{key}.png", key=UMAP_KEYS),
         "results/cohort/figures/markers_dotplot.png",
+        "results/cnv/lesion_calls.tsv.gz",
+        "results/cnv/lesion_summary.tsv",
     ]
     outputs += all_samples("results/qc/figures/{sample}.png")
     if SIMULATE:

@@ -35,6 +35,7 @@ if SIMULATE:
             truth=rules.simulate_cohort.output.cells,
             qc=all_samples("results/qc/cells/{sample}.tsv.gz"),
             cohort="results/cohort/cells.tsv.gz",
+            lesions="results/cnv/lesion_calls.tsv.gz",
         output:
             "results/demo/truth_agreement.tsv",
         log:

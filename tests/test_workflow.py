@@ -58,7 +58,7 @@ def test_dry_run_plans_every_stage(tmp_path_factory):
     result = snakemake(workdir, "--dry-run", "--quiet", "rules")
     text = result.stdout + result.stderr
     for rule, count in [("simulate_cohort", 1), ("read_counts", 10), ("filter_cells", 10), ("summarise_qc", 1),
-                        ("cluster_cells", 1), ("plot_clusters", 1), ("evaluate_demo", 1)]:
+                        ("cluster_cells", 1), ("plot_clusters", 1), ("call_lesions", 1), ("evaluate_demo", 1)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), text
     assert not any((workdir / d).exists() for d in ("results", "counts")), "a dry run wrote outputs"
 
@@ -85,6 +85,19 @@ def test_states_agree_with_truth(run):
     print(f"\nHSPC states vs truth: ARI {ari:.3f}, accuracy {accuracy:.3f}")
     assert ari >= 0.7
     assert accuracy >= 0.8
+
+
+def test_del5q_calls_against_truth(run):
+    agreement = pd.read_csv(run / "results/demo/truth_agreement.tsv", sep="\t").set_index(["what", "metric"])["value"]
+    auroc, fpr = agreement[("del5q", "auroc")], agreement[("del5q", "fpr_reference_cells")]
+    precision, sensitivity = agreement[("del5q", "precision")], agreement[("del5q", "sensitivity")]
+    print(f"\ndel5q: AUROC {auroc:.3f}, FPR on cross-fitted reference cells {fpr:.4f}, precision {precision:.3f}, sensitivity {sensitivity:.3f}")
+    assert auroc >= 0.9 and fpr <= 0.01 and precision >= 0.95
+    summary = pd.read_csv(run / "results/cnv/lesion_summary.tsv", sep="\t").set_index("sample")
+    # the per-sample prior separates the diagnosis progenitors (clone ~97%) from remission progenitors (~3%)
+    assert summary.loc["T1_diagnosis_PROG", "prior"] > 0.8 > 0.2 > summary.loc["T1_remission_PROG", "prior"]
+    calls = pd.read_csv(run / "results/cnv/lesion_calls.tsv.gz", sep="\t")
+    assert calls["del5q_posterior"].between(0, 1).all() and (calls["del5q_n_genes"] > 100).all()
 
 
 def test_qc_table_accounts_for_every_cell(run):
@@ -130,7 +143,7 @@ def test_figures_are_real_pngs(run):
 
 def test_logs_per_job(run):
     logs = sorted((run / "logs").rglob("*.log"))
-    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1
+    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1
     text = (run / "logs/read_counts/T2_diagnosis_HSC.log").read_text()
     assert "done" in text and "mapped" in text
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 
 def precision_recall(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -53,4 +53,34 @@ def truth_agreement(truth: pd.DataFrame, qc_cells: pd.DataFrame, cohort: pd.Data
     rows.append(("leiden", "adjusted_rand_index", float(adjusted_rand_score(states["state"], states["leiden"]))))
     rows.append(("cells", "n_truth", float(len(truth))))
     rows.append(("cells", "n_kept_clean", float(len(states))))
+    return pd.DataFrame(rows, columns=["what", "metric", "value"])
+
+
+def lesion_agreement(truth: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """Per lesion: AUROC of the posterior against simulated carrier status, false-positive rate on
+    the (cross-fitted) reference cells, sensitivity and precision of the calls. Rows as in
+    :func:`truth_agreement`; doublets and low-quality cells are left out.
+
+    ``truth`` needs ``lesion_<name>`` columns; ``calls`` needs ``<name>_posterior``,
+    ``<name>_call`` and ``reference`` (the per-cell table of rule call_lesions).
+    """
+    merged = calls.merge(truth, on=["sample", "barcode"], how="inner", suffixes=("", "_truth"), validate="one_to_one")
+    merged = merged[~(merged["low_quality"].astype(bool) | merged["doublet"].astype(bool))]
+    rows = []
+    for column in [c for c in truth.columns if c.startswith("lesion_")]:
+        name = column.removeprefix("lesion_")
+        if f"{name}_posterior" not in merged:
+            continue
+        carrier = merged[column].astype(bool).to_numpy()
+        posterior = merged[f"{name}_posterior"].to_numpy(dtype=float)
+        called = merged[f"{name}_call"].astype(bool).to_numpy()
+        reference = merged["reference"].astype(bool).to_numpy()
+        auroc = roc_auc_score(carrier, posterior) if 0 < carrier.sum() < len(carrier) else float("nan")
+        precision, recall = precision_recall(called, carrier)
+        rows += [
+            (name, "auroc", float(auroc)),
+            (name, "fpr_reference_cells", float(called[reference].mean()) if reference.any() else float("nan")),
+            (name, "sensitivity", recall),
+            (name, "precision", precision),
+        ]
     return pd.DataFrame(rows, columns=["what", "metric", "value"])
