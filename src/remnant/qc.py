@@ -267,20 +267,14 @@ def plot_qc(adata: AnnData, path: str, *, title: str = "") -> None:
     ax.set_yscale("log")
     ax.set_xlabel("counts per cell")
     ax.set_ylabel("genes detected per cell")
-    for key in ("min_counts", "mad_min_counts"):
-        if thr.get(key):
-            ax.axvline(thr[key], color="grey", ls="--", lw=0.8)
-    for key in ("min_genes", "mad_min_genes"):
-        if thr.get(key):
-            ax.axhline(thr[key], color="grey", ls=":", lw=0.8)
+    _threshold_lines(ax.axvline, thr, ("min_counts", "mad_min_counts"), "--")
+    _threshold_lines(ax.axhline, thr, ("min_genes", "mad_min_genes"), ":")
     ax = axes[1]
     ax.scatter(obs["total_counts"], obs["pct_counts_mt"], c=colours, s=6, linewidths=0)
     ax.set_xscale("log")
     ax.set_xlabel("counts per cell")
     ax.set_ylabel("mitochondrial counts (%)")
-    for key in ("max_pct_mito", "mad_max_pct_mito"):
-        if thr.get(key):
-            ax.axhline(thr[key], color="grey", ls="--", lw=0.8)
+    _threshold_lines(ax.axhline, thr, ("max_pct_mito", "mad_max_pct_mito"), "--")
     ax = axes[2]
     scores = obs["doublet_score"].to_numpy(dtype=float)
     if np.isfinite(scores).any():
@@ -294,3 +288,10 @@ def plot_qc(adata: AnnData, path: str, *, title: str = "") -> None:
     fig.suptitle(f"{title}: {n_kept} of {len(kept)} cells kept (blue kept, orange removed)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _threshold_lines(draw, thresholds: Mapping[str, Any], keys: tuple[str, ...], style: str) -> None:
+    """Draw each applied threshold of ``keys`` with ``draw`` (``ax.axvline`` or ``ax.axhline``)."""
+    for key in keys:
+        if thresholds.get(key):
+            draw(thresholds[key], color="grey", ls=style, lw=0.8)
