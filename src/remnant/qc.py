@@ -282,7 +282,7 @@ def plot_qc(adata: AnnData, path: str, *, title: str = "") -> None:
         ax.set_xlabel("Scrublet doublet score")
         ax.set_ylabel("cells")
     else:
-        ax.text(0.5, 0.5, "doublets not scored\n(plate-based sample)", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "doublets not scored\n(plate sample, or qc.doublets disabled)", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     n_kept = int(kept.sum())
     fig.suptitle(f"{title}: {n_kept} of {len(kept)} cells kept (blue kept, orange removed)")
