@@ -139,7 +139,7 @@ def run(depth, frac, cells, seed, lesions, do_infercnv):
         "true_frac": float(truth[mds].mean()),
         "est_fpr": float(ps.loc[mds_samples, "fpr"].mean()),
         "est_fnr": float(ps.loc[mds_samples, "fnr"].mean()),
-        "T": adata.uns["lesions"]["del5q"]["temperature"],
+        "T": float(adata.uns["lesions"]["del5q"]["batches"]["temperature"].max()),
         "sec": dt,
     }
     if do_infercnv:

@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 # jobs inside conda envs (which carry the dependencies, envs/*.yaml) find it too.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from remnant.config import check_input_paths, read_sample_sheet, validate_config
+from remnant.config import check_input_paths, read_sample_sheet, reference_cells, validate_config
 from remnant.errors import InputError
 
 SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
@@ -29,6 +29,7 @@ def resource(path):
 try:
     config.update(validate_config(config, SCHEMAS / "config.schema.yaml", source="config"))
     SAMPLES = read_sample_sheet(config["samples"], SCHEMAS / "samples.schema.yaml", config)
+    reference_cells(SAMPLES, config["cnv"]["reference"], config["conditions"]["reference"])
     if config["demo"]["simulate"]:
         from remnant.simulate import resolve_params
 
@@ -98,8 +99,10 @@ def get_final_output():
         "results/cohort/cells.tsv.gz",
         expand("results/cohort/figures/umap_{key}.png", key=UMAP_KEYS),
         "results/cohort/figures/markers_dotplot.png",
+        "results/cohort/cohort.h5ad",
         "results/cnv/lesion_calls.tsv.gz",
         "results/cnv/lesion_summary.tsv",
+        "results/cnv/lesion_intervals.tsv",
     ]
     outputs += all_samples("results/qc/figures/{sample}.png")
     if SIMULATE:

@@ -10,7 +10,7 @@ import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
-from remnant.errors import InputError  # noqa: E402
+from remnant.config import reference_cells  # noqa: E402
 from remnant.lesions import call_lesions, parse_lesions  # noqa: E402
 
 with logged(snakemake.log[0], "call_lesions") as log:
@@ -18,29 +18,34 @@ with logged(snakemake.log[0], "call_lesions") as log:
     cytobands = load_cytobands(snakemake.input.cytobands)
     lesions = parse_lesions(params.lesions, cytobands, chromosome_arms(cytobands))
     adata = ad.read_h5ad(snakemake.input.h5ad)
-    reference = adata.obs["condition"].astype(str).isin(params.reference_conditions).to_numpy()
-    if not reference.any():
-        raise InputError(
-            f"no reference cells: no cell passing QC comes from a donor of condition {params.reference_conditions} "
-            "(conditions.reference in the config); add healthy-donor samples to the sheet.",
-            where="call_lesions",
-        )
-    log.info("%d cells, %d reference cells; lesions %s", adata.n_obs, int(reference.sum()), [l.name for l in lesions])
     c = params.cnv
-    call_lesions(adata, lesions, reference_mask=reference, posterior_cutoff=c["posterior_cutoff"], n_folds=c["n_folds"],
-                 min_mean=c["min_mean"], shrinkage=c["shrinkage"], seed=params.seed)
+    reference = reference_cells(adata.obs, c["reference"], params.reference_conditions).to_numpy()
+    log.info("%d cells, %d reference cells; lesions %s", adata.n_obs, int(reference.sum()), [l.name for l in lesions])
+    call_lesions(adata, lesions, reference_mask=reference, batch_key=c["batch_key"], posterior_cutoff=c["posterior_cutoff"],
+                 n_folds=c["n_folds"], min_mean=c["min_mean"], shrinkage=c["shrinkage"],
+                 min_batch_reference=c["min_batch_reference"], refine=c["refine"], min_refine_cells=c["min_refine_cells"],
+                 min_interval_genes=c["min_interval_genes"], seed=params.seed)
+    adata.obs["cnv_reference"] = reference
     columns = ["barcode", "sample", "patient", "timepoint", "population", "condition", "hspc_state"]
     for lesion in lesions:
         columns += [f"{lesion.name}_{k}" for k in ("posterior", "llr", "call", "n_genes")]
     table = adata.obs[columns].copy()
     table["reference"] = reference
     table.to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g")
-    summaries = []
+    summaries, intervals = [], []
     for lesion in lesions:
         info = adata.uns["lesions"][lesion.name]
-        summary = info["per_sample"].reset_index().assign(lesion=lesion.name, genes_used=len(info["genes"]),
-                                                          temperature=info["temperature"])
-        summaries.append(summary)
-        log.info("%s: %d genes, temperature %.3f, reference FPR %.4f", lesion.name, len(info["genes"]),
-                 info["temperature"], info["reference_fpr"])
+        summaries.append(info["per_sample"].reset_index().assign(lesion=lesion.name, genes_used=len(info["genes"])))
+        intervals.append(info["intervals"].assign(lesion=lesion.name, configured_start=lesion.start, configured_end=lesion.end))
+        for batch, b in info["batches"].iterrows():
+            log.info("%s, batch %s: %d cells, %d reference cells (%s), %d genes, temperature %.3f, count scale %.2f",
+                     lesion.name, batch, b["n_cells"], b["n_reference"],
+                     "same batch" if b["reference_matched"] else "NOT matched: too few reference cells of this batch",
+                     b["n_genes"], b["temperature"], b["count_scale"])
+            if not b["reference_matched"]:
+                log.warning("%s: batch %s is scored against reference cells of other batches; its false-positive "
+                            "rate is not measured on its own technology.", lesion.name, batch)
+        log.info("%s: reference FPR %.4f", lesion.name, info["reference_fpr"])
     pd.concat(summaries, ignore_index=True).to_csv(snakemake.output.samples, sep="\t", index=False, float_format="%.6g")
+    pd.concat(intervals, ignore_index=True).to_csv(snakemake.output.intervals, sep="\t", index=False, float_format="%.6g")
+    adata.write_h5ad(snakemake.output.h5ad, compression="gzip")

@@ -33,6 +33,12 @@ def sheet(rows: list[tuple[str, str, str, str, str, str]]) -> pd.DataFrame:
 
 def cohort(rows, params=None, seed=0):
     """Simulate ``rows`` and return (per-sample AnnData mapped to the annotation with sheet obs, truth cells)."""
+    mapped, sim = cohort_with_truth(rows, params=params, seed=seed)
+    return mapped, sim.cells
+
+
+def cohort_with_truth(rows, params=None, seed=0):
+    """Like :func:`cohort` but returns the whole SimulatedCohort (cells, patients with lesion intervals)."""
     samples = sheet(rows)
     sim = simulate_cohort(samples, genes(), markers(), read_gene_sets(ROOT / "resources/gene_sets"), params=params or {}, seed=seed)
     mapped = {}
@@ -43,4 +49,4 @@ def cohort(rows, params=None, seed=0):
         adata.obs["barcode"] = adata.obs_names
         adata.obs_names = [f"{sample}:{b}" for b in adata.obs_names]
         mapped[sample] = adata
-    return mapped, sim.cells
+    return mapped, sim

@@ -125,3 +125,21 @@ def test_missing_and_directory_sheet(tmp_path, config):
 )
 def test_infer_format(path, fmt):
     assert infer_format(path) == fmt
+
+
+def test_reference_cells_selector():
+    import pandas as pd
+
+    from remnant.config import reference_cells
+
+    sheet = pd.DataFrame({"sample": ["a", "b", "c"], "patient": ["P1", "P1", "H1"], "condition": ["MDS", "MDS", "healthy"],
+                          "population": ["HSC", "PROG", "CD34"], "timepoint": ["remission", "remission", "NA"]}).set_index("sample", drop=False)
+    assert reference_cells(sheet, None, ["healthy"]).tolist() == [False, False, True]
+    sel = reference_cells(sheet, {"population": ["PROG"], "timepoint": ["remission"]}, ["healthy"])
+    assert sel.tolist() == [False, True, False]
+    with pytest.raises(InputError, match=r"cnv.reference.population.*\['PRO'\] not in the sheet's population"):
+        reference_cells(sheet, {"population": ["PRO"]}, ["healthy"])
+    with pytest.raises(InputError, match="no sample matches"):
+        reference_cells(sheet, {"population": ["HSC"], "condition": ["healthy"]}, ["healthy"])
+    with pytest.raises(InputError, match="cannot select reference cells by 'barcode'"):
+        reference_cells(sheet, {"barcode": ["x"]}, ["healthy"])

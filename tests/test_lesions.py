@@ -160,8 +160,9 @@ def test_outputs_documented_keys(called):
     assert set(ps.index) == set(obs["sample"])
     assert {"prior", "fpr", "fnr", "n_called", "n_cells"} <= set(ps.columns)
     assert len(info["genes"]) == obs["del5q_n_genes"].max()
-    assert info["params"]["fold_mode"] == "donor"
-    assert info["temperature"] >= 1.0
+    assert (info["batches"]["fold_mode"] == "donor").all()
+    assert (info["batches"]["temperature"] >= 1.0).all() and (ps["temperature"] >= 1.0).all()
+    assert info["batches"]["reference_matched"].all()
 
 
 def test_auroc_and_fpr_floors(called):
@@ -207,7 +208,7 @@ def test_cell_folds_with_one_reference_donor(cohort, lesions):
     ref = (adata.obs["sample"] == "H1_ref").to_numpy()
     call_lesions(adata, lesions, reference_mask=ref, seed=1)
     info = adata.uns["lesions"]["del5q"]
-    assert info["params"]["fold_mode"] == "cell"
+    assert (info["batches"]["fold_mode"] == "cell").all()
     assert info["reference_fpr"] <= 0.02
 
 
@@ -221,3 +222,77 @@ def test_bad_inputs(cohort, lesions):
         call_lesions(adata, lesions, reference_mask=np.ones(adata.n_obs, bool), layer="raw")
     with pytest.raises(InputError, match="hspc_state|lacks column"):
         call_lesions(adata, lesions, reference_mask=np.ones(adata.n_obs, bool), state_key="nope")
+
+
+# ------------------------------------------------------------------------------------------------
+# technologies, patient intervals
+# ------------------------------------------------------------------------------------------------
+MIXED_ROWS = [
+    ("H1_drop", "H1", "", "CD34", "healthy", "droplet"),
+    ("H1_plate", "H1", "", "HSC", "healthy", "plate"),
+    ("H2_drop", "H2", "", "CD34", "healthy", "droplet"),
+    ("H2_plate", "H2", "", "HSC", "healthy", "plate"),
+    ("P1_drop", "P1", "diagnosis", "CD34", "MDS", "droplet"),
+    ("P1_plate", "P1", "diagnosis", "HSC", "MDS", "plate"),
+]
+MIXED_PARAMS = {
+    "cells_per_sample": {"droplet": 300, "plate": 96},
+    "library_size": {"droplet": {"median": 3000.0, "sdlog": 0.35}},
+    "clone_fraction": {"diagnosis": {"CD34": 0.6, "HSC": 0.8}},
+    "clone_sampling": "exact",
+    "low_quality": {"fraction": 0.0},
+    "doublets": {"rate": 0.0},
+}
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    mapped, sim = S.cohort_with_truth(MIXED_ROWS, params=MIXED_PARAMS, seed=5)
+    adata = ad.concat(list(mapped.values()), merge="same")
+    truth = sim.cells.set_index(sim.cells["sample"] + ":" + sim.cells["barcode"]).loc[adata.obs_names]
+    adata.obs["hspc_state"] = truth["state"].to_numpy()
+    adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
+    adata.layers["counts"] = sp.csr_matrix(adata.X)
+    adata.X = None
+    adata.uns["truth_patients"] = sim.patients
+    return adata
+
+
+def test_technologies_scored_against_their_own_reference(mixed, lesions):
+    adata = mixed.copy()
+    call_lesions(adata, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology")
+    info = adata.uns["lesions"]["del5q"]
+    batches = info["batches"]
+    # plate read counts vary far beyond a Poisson (amplification); UMIs do not
+    assert batches.loc["plate", "count_scale"] > 5 and batches.loc["droplet", "count_scale"] < 1.5
+    assert batches["reference_matched"].all() and (batches["n_reference"] == [600, 192]).all()
+    obs, ps = adata.obs, info["per_sample"]
+    for sample in ("P1_drop", "P1_plate"):
+        m = (obs["sample"] == sample).to_numpy()
+        assert auroc(obs["del5q_posterior"].to_numpy()[m], obs["truth"].to_numpy()[m]) >= 0.97, sample
+        assert abs(ps.loc[sample, "prior"] - obs["truth"].to_numpy()[m].mean()) < 0.08, sample
+    assert obs.loc[obs["condition"] == "healthy", "del5q_call"].mean() <= 0.01
+
+
+def test_batch_without_its_own_reference_is_flagged(mixed, lesions):
+    adata = mixed.copy()
+    ref = ((adata.obs["condition"] == "healthy") & (adata.obs["technology"] == "droplet")).to_numpy()
+    call_lesions(adata, lesions, reference_mask=ref, batch_key="technology")
+    batches = adata.uns["lesions"]["del5q"]["batches"]
+    assert batches.loc["droplet", "reference_matched"] and not batches.loc["plate", "reference_matched"]
+    assert not adata.uns["lesions"]["del5q"]["per_sample"].loc["P1_plate", "reference_matched"]
+
+
+def test_patient_interval_refined_towards_truth(mixed, lesions):
+    adata = mixed.copy()
+    call_lesions(adata, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology")
+    intervals = adata.uns["lesions"]["del5q"]["intervals"].set_index("donor")
+    truth = adata.uns["truth_patients"].set_index("patient").loc["P1"]
+    got = intervals.loc["P1"]
+    assert got["refined"] and got["n_called"] >= 30
+    # within 5 Mb of the simulated breakpoints (~40 genes at 5q gene density)
+    assert abs(got["start"] - truth["start"]) < 5e6 and abs(got["end"] - truth["end"]) < 5e6, (got, truth)
+    unrefined = mixed.copy()
+    call_lesions(unrefined, lesions, reference_mask=(unrefined.obs["condition"] == "healthy").to_numpy(),
+                 batch_key="technology", refine=False)
+    assert unrefined.uns["lesions"]["del5q"]["intervals"].empty

@@ -302,3 +302,55 @@ def check_input_paths(sheet: pd.DataFrame, sheet_path: str | Path, *, base: str 
             index = base / row["index_sort"]
             if not index.is_file():
                 raise InputError(f"column 'index_sort': {row['index_sort']!r} is not an existing file.", path=sheet_path, where=where)
+
+
+#: Sample-sheet columns a ``cnv.reference`` selector may name.
+REFERENCE_COLUMNS = ("sample", "patient", "condition", "population", "timepoint")
+
+
+def reference_cells(table: pd.DataFrame, selector: Mapping | None, reference_conditions, *, source: str = "config") -> "pd.Series":
+    """Which rows (samples of a sheet, or cells with sheet columns in obs) are normal reference.
+
+    Parameters
+    ----------
+    table
+        The sample sheet (indexed by sample) or a cell table carrying its columns.
+    selector
+        ``cnv.reference``: ``None`` selects donors whose ``condition`` is in
+        ``reference_conditions``; a mapping of columns (:data:`REFERENCE_COLUMNS`) to lists of values
+        selects rows matching every listed column.
+    reference_conditions
+        ``conditions.reference`` of the config.
+
+    Returns
+    -------
+    Boolean Series aligned to ``table``.
+
+    Raises
+    ------
+    InputError
+        A value that occurs nowhere in the table (a typo would silently select no cells), or a
+        selection with no row.
+    """
+    if selector is None:
+        mask = table["condition"].astype(str).isin([str(c) for c in reference_conditions])
+        what = f"condition in {list(reference_conditions)} (conditions.reference)"
+    else:
+        mask = pd.Series(True, index=table.index)
+        for column, values in selector.items():
+            if column not in REFERENCE_COLUMNS or column not in table:
+                raise InputError(f"cannot select reference cells by {column!r}; use {', '.join(REFERENCE_COLUMNS)}.",
+                                 where=f"{source}: cnv.reference.{column}")
+            present = table[column].astype(str)
+            values = [str(v) for v in values]
+            unknown = [v for v in values if v not in set(present)]
+            if unknown:
+                raise InputError(f"{unknown} not in the sheet's {column} column (it has {sorted(set(present))}); "
+                                 "fix the value or the sheet.", where=f"{source}: cnv.reference.{column}")
+            mask &= present.isin(values)
+        what = ", ".join(f"{c} in {list(v)}" for c, v in selector.items()) + " (cnv.reference)"
+    if not mask.any():
+        raise InputError(f"no sample matches the reference selection {what}; the lesion calls need normal "
+                         "reference cells (healthy donors, or a selection of cleared populations).",
+                         where=f"{source}: cnv.reference")
+    return mask

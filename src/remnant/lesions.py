@@ -248,8 +248,182 @@ def _em_prior(llr: np.ndarray, max_iter: int = 500, tol: float = 1e-8) -> float:
     return float(pi)
 
 
+def _temperature(z_reference: np.ndarray, calibrate: bool) -> float:
+    """Spread (sd, >= 1) of the standardised LLRs of cross-fitted reference cells."""
+    return float(max(1.0, np.std(z_reference))) if calibrate and z_reference.size > 1 else 1.0
+
+
+def _sample_posteriors(llr: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Per-sample EM prior and the posterior of every cell."""
+    post = np.zeros(llr.size)
+    priors = {}
+    for smp in pd.unique(samples):
+        m = samples == smp
+        pi = _em_prior(llr[m])
+        post[m] = _sigmoid(llr[m] + np.log(pi / (1 - pi)))
+        priors[smp] = pi
+    return post, priors
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
+
+
+def _assign_folds(ref_rows: np.ndarray, donors: np.ndarray | None, n_folds: int, seed: int) -> tuple[np.ndarray, int, str]:
+    """Cross-fitting folds of reference rows: whole donors when >= 2 donors, else random cells."""
+    if donors is not None and len(set(donors[ref_rows])) >= 2:
+        ref_donors = sorted(set(donors[ref_rows]))
+        k = min(n_folds, len(ref_donors))
+        dfold = {d: i % k for i, d in enumerate(ref_donors)}
+        return np.array([dfold[d] for d in donors[ref_rows]], dtype=np.int64), k, "donor"
+    k = max(2, n_folds)
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(ref_rows.size) % k).astype(np.int64), k, "cell"
+
+
+def _count_scale(num: np.ndarray, smu: np.ndarray, smu2: np.ndarray) -> float:
+    """Poisson-level scale ``c`` of ``var = c*mu + phi*mu**2`` fitted over genes (>= 1).
+
+    Read counts of plate protocols (no UMIs) vary more than a Poisson even for lowly expressed
+    genes (amplification); UMI counts give ``c`` close to 1. Per gene, ``num/smu`` (excess second
+    moment per unit mean) is linear in ``smu2/smu`` (the typical mean) with intercept ``c`` and
+    slope ``phi``; weighted least squares over genes, weights falling with the mean.
+    """
+    ok = smu > 0
+    if ok.sum() < 3:
+        return 1.0
+    y = num[ok] / smu[ok]
+    x = smu2[ok] / smu[ok]
+    w = smu[ok] / (1.0 + x) ** 2
+    A = np.column_stack([np.ones_like(x), x]) * np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(A, y * np.sqrt(w), rcond=None)
+    return float(max(1.0, coef[0])) if np.isfinite(coef[0]) else 1.0
+
+
+def _score_rows(
+    XL: sp.csr_matrix,
+    depth: np.ndarray,
+    s_idx: np.ndarray,
+    n_states: int,
+    fold: np.ndarray,
+    k: int,
+    *,
+    rho: float,
+    min_mean: float,
+    shrinkage: float,
+    chunk_size: int,
+) -> dict:
+    """Log-likelihood ratios of a set of rows (one batch's cells and its reference cells).
+
+    Parameters
+    ----------
+    XL
+        (n_rows, n_lesion_genes) counts of the lesion genes.
+    depth
+        (n_rows,) counts on genes outside every lesion.
+    s_idx
+        (n_rows,) state code in ``0..n_states-1`` of the reference states, -1 = no matching state
+        (scored against the pooled reference profile).
+    fold
+        (n_rows,) cross-fitting fold (0..k-1) of reference rows, -1 for the others.
+
+    Returns
+    -------
+    dict with ``llr`` (n_rows,), ``z`` (n_rows,) LLR standardised by its model mean and sd under H0,
+    ``n_genes`` (n_rows,), ``use`` (n_lesion_genes,) genes kept, ``count_scale``.
+    """
+    n, nL_all = XL.shape
+    ref = fold >= 0
+    ref_idx = np.flatnonzero(ref)
+    med_depth = float(np.median(depth[ref]))
+    tot_ref = np.asarray(XL[ref_idx].sum(axis=0)).ravel()
+    p_all = tot_ref / max(depth[ref].sum(), 1.0)
+    use = (p_all * med_depth >= min_mean) & (p_all > 0)
+    XL, p_all, tot_ref = XL[:, use], p_all[use], tot_ref[use]
+    nL = int(use.sum())
+    if nL == 0:
+        return {"llr": np.zeros(n), "z": np.zeros(n), "n_genes": np.zeros(n, dtype=np.int64), "use": use, "count_scale": 1.0}
+    # per (state, fold) sums over reference cells: rows = state*k + fold
+    grp = np.full(n, -1, dtype=np.int64)
+    has_state = ref & (s_idx >= 0)
+    grp[has_state] = s_idx[has_state] * k + fold[has_state]
+    S = _group_sums(XL, grp, n_states * k).reshape(n_states, k, nL)
+    Dsf = np.bincount(grp[grp >= 0], weights=depth[grp >= 0], minlength=n_states * k).reshape(n_states, k)
+    F = _group_sums(XL, np.where(ref, fold, -1), k)  # (k, nL) all states per fold
+    Df = np.bincount(fold[ref], weights=depth[ref], minlength=k)
+    pseudo = shrinkage * med_depth
+
+    def profile(state_sum, state_depth, pool):
+        return (state_sum + pseudo * pool) / (state_depth + pseudo)
+
+    # profiles: full (state), and leave-fold-out (state, fold); pooled rows for unseen states
+    P_full = profile(S.sum(1), Dsf.sum(1)[:, None], p_all[None, :])  # (n_states, nL)
+    P_pool_cf = (tot_ref[None, :] - F) / np.maximum(depth[ref].sum() - Df, 1.0)[:, None]  # (k, nL)
+    P_cf = profile(S.sum(1)[:, None, :] - S, (Dsf.sum(1)[:, None] - Dsf)[:, :, None], P_pool_cf[None, :, :])  # (n_states, k, nL)
+    # table of profiles: [P_full (n_states); p_all (1); P_cf (n_states*k); P_pool_cf (k)]
+    table = np.vstack([P_full, p_all[None, :], P_cf.reshape(-1, nL), P_pool_cf])
+    row = np.where(s_idx >= 0, s_idx, n_states)
+    row[ref] = np.where(s_idx[ref] >= 0, n_states + 1 + s_idx[ref] * k + fold[ref], n_states + 1 + n_states * k + fold[ref])
+
+    # overdispersion per gene: moments on reference cells with the in-sample state profile
+    ref_row = np.where(s_idx[ref_idx] >= 0, s_idx[ref_idx], n_states)
+    XR = XL[ref_idx]
+    Dr = depth[ref_idx]
+    sx2 = np.asarray(XR.multiply(XR).sum(axis=0)).ravel()
+    Gr = sp.csr_matrix((Dr, (ref_row, np.arange(ref_idx.size))), shape=(n_states + 1, ref_idx.size))
+    Pr = np.vstack([P_full, p_all[None, :]])
+    sxmu = (np.asarray((Gr @ XR).todense()) * Pr).sum(0)
+    d1 = np.bincount(ref_row, weights=Dr, minlength=n_states + 1)
+    d2 = np.bincount(ref_row, weights=Dr**2, minlength=n_states + 1)
+    smu = (d1[:, None] * Pr).sum(0)
+    smu2 = (d2[:, None] * Pr**2).sum(0)
+    num = sx2 - 2 * sxmu + smu2  # sum of squared residuals per gene
+    scale = _count_scale(num, smu, smu2)
+    excess = num - scale * smu
+    common = max(excess.sum() / max(smu2.sum(), 1e-12), 1e-3)
+    tau = float(np.median(smu2))
+    phi = np.clip((excess + tau * common) / (smu2 + tau), 1e-3, 10.0)
+    # counts and means divided by the scale follow var = mu + phi*mu**2 (quasi-likelihood)
+    r = 1.0 / phi
+    logrho = np.log(rho)
+
+    llr = np.zeros(n)
+    e0 = np.zeros(n)
+    v0 = np.zeros(n)
+    n_genes = np.zeros(n, dtype=np.int64)
+    for a in range(0, n, chunk_size):
+        b = min(a + chunk_size, n)
+        x = XL[a:b].toarray() / scale  # (chunk, nL) lesion genes only
+        P = table[row[a:b]]
+        mu = depth[a:b, None] * P / scale
+        l1 = np.log1p((1.0 - rho) * mu / (r + rho * mu))  # log((r+mu)/(r+rho mu))
+        coef = l1 + logrho  # per-count slope
+        llr[a:b] = (r * l1 + x * coef).sum(1)
+        e0[a:b] = (r * l1 + mu * coef).sum(1)
+        v0[a:b] = (coef**2 * (mu + phi * mu**2)).sum(1)
+        n_genes[a:b] = (P > 0).sum(1)
+    z = (llr - e0) / np.sqrt(np.maximum(v0, 1e-12))
+    return {"llr": llr, "z": z, "n_genes": n_genes, "use": use, "count_scale": scale,
+            "profiles": np.vstack([P_full, p_all[None, :]]), "profile_row": np.where(s_idx >= 0, s_idx, n_states)}
+
+
+def _best_interval(observed: np.ndarray, expected: np.ndarray, rho: float, min_genes: int) -> tuple[int, int, float]:
+    """Gene-index interval [i, j) maximising the Poisson log-likelihood ratio of ratio ``rho`` vs 1.
+
+    ``observed``/``expected`` are pseudobulk counts per gene in genomic order; the gain of an
+    interval is ``sum(O*log(rho) + (1-rho)*E)`` over its genes, so prefix sums give every interval
+    of at least ``min_genes`` genes in O(n^2) memory-light vectorised rows.
+    """
+    gain = observed * np.log(rho) + (1.0 - rho) * expected
+    c = np.concatenate([[0.0], np.cumsum(gain)])
+    n = gain.size
+    best = (-np.inf, 0, n)
+    for i in range(0, max(n - min_genes + 1, 0)):
+        tail = c[i + min_genes:] - c[i]
+        j = int(np.argmax(tail))
+        if tail[j] > best[0]:
+            best = (float(tail[j]), i, i + min_genes + j)
+    return best[1], best[2], best[0]
 
 
 def call_lesions(
@@ -260,6 +434,7 @@ def call_lesions(
     state_key: str = "hspc_state",
     sample_key: str = "sample",
     donor_key: str | None = "patient",
+    batch_key: str | None = None,
     layer: str | None = "counts",
     posterior_cutoff: float = 0.9,
     n_folds: int = 5,
@@ -267,6 +442,10 @@ def call_lesions(
     min_mean: float = 0.001,
     shrinkage: float = 20.0,
     calibrate: bool = True,
+    min_batch_reference: int = 50,
+    refine: bool = True,
+    min_refine_cells: int = 30,
+    min_interval_genes: int = 30,
     chunk_size: int = 2000,
 ) -> None:
     """Per-cell posterior probability of each lesion; writes obs columns and ``uns["lesions"]``.
@@ -279,7 +458,8 @@ def call_lesions(
     lesions
         From :func:`parse_lesions`.
     reference_mask
-        Boolean array (n_obs,) or the name of a boolean obs column: the normal reference cells.
+        Boolean array (n_obs,) or the name of a boolean obs column: the normal reference cells
+        (see :func:`select_reference` and :func:`find_reference`).
     state_key
         obs column with the annotated HSPC state (expectations are state-matched).
     sample_key
@@ -287,6 +467,12 @@ def call_lesions(
     donor_key
         obs column naming donors; reference folds are whole donors when the reference has >= 2
         donors (``None``: random cell folds).
+    batch_key
+        obs column of the technology (``droplet``/``plate`` ...) or another batch with its own
+        count distribution. Each batch is scored against the reference cells of the same batch
+        (profiles, overdispersion, count scale, temperature and false-positive rates all measured
+        there) when it has at least ``min_batch_reference`` of them; otherwise against all
+        reference cells, flagged ``reference_matched = False``. ``None``: one batch.
     posterior_cutoff
         A cell is called when its posterior >= this (0-1).
     n_folds
@@ -300,6 +486,13 @@ def call_lesions(
         Pseudo-count of reference cells (at median depth) pulling a state profile to the pooled one.
     calibrate
         Divide LLRs by the temperature measured on cross-fitted reference cells (>= 1).
+    min_batch_reference
+        Reference cells a batch needs to be scored against its own batch.
+    refine
+        Re-score each donor (``donor_key``) on its own deleted interval: the interval inside the
+        configured lesion that best fits the pooled counts of the donor's called cells (at least
+        ``min_refine_cells`` of them; at least ``min_interval_genes`` genes). Breakpoints vary
+        between patients; genes a patient did not lose dilute the evidence of its carriers.
     chunk_size
         Cells per dense block of cells x lesion genes.
 
@@ -307,11 +500,14 @@ def call_lesions(
     ------
     ``obs[f"{name}_posterior"]`` (float, 0-1), ``obs[f"{name}_llr"]`` (float, natural log, after
     tempering), ``obs[f"{name}_call"]`` (bool), ``obs[f"{name}_n_genes"]`` (int, lesion genes with
-    nonzero expectation). ``uns["lesions"][name]``: ``per_sample`` DataFrame (n_cells, n_reference,
-    prior, n_called, fpr, fnr), ``genes`` (gene ids used), ``temperature``, ``reference_fpr``
-    (called fraction of cross-fitted reference cells with their own sample prior), the lesion and the
-    parameters. ``fpr`` per sample is the share of cross-fitted reference cells that would be called
-    with that sample's prior; ``fnr`` is the posterior-expected share of carriers below the cut-off.
+    nonzero expectation). ``uns["lesions"][name]``: ``per_sample`` DataFrame (batch, n_cells,
+    n_reference, prior, n_called, fpr, fnr, temperature, count_scale, reference_matched);
+    ``batches`` DataFrame (per batch: n_cells, n_reference, reference_matched, fold_mode, n_folds,
+    n_genes, temperature, count_scale); ``genes`` (gene ids used in any batch); ``reference_fpr``
+    (called fraction of cross-fitted reference cells with their own sample prior); the lesion and
+    the parameters. ``fpr`` per sample is the share of cross-fitted reference cells (of the
+    sample's batch reference) that would be called with that sample's prior; ``fnr`` is the
+    posterior-expected share of carriers below the cut-off.
     """
     if layer is not None and layer not in adata.layers:
         raise InputError(f"AnnData has no layer {layer!r} with raw counts.", where="call_lesions(layer=...)")
@@ -321,7 +517,7 @@ def call_lesions(
     for col in ("chromosome", "start", "end"):
         if col not in adata.var:
             raise InputError(f"var lacks column {col!r}; map genes to the annotation first.", where="call_lesions")
-    for key in (state_key, sample_key):
+    for key in (state_key, sample_key) + ((batch_key,) if batch_key else ()):
         if key not in adata.obs:
             raise InputError(f"obs lacks column {key!r}.", where="call_lesions")
     if not lesions:
@@ -342,130 +538,135 @@ def call_lesions(
     outside = np.isin(chrom, list(_AUTOSOMES)) & ~inside_any
     depth = np.asarray(X @ outside.astype(np.float64)).ravel()  # (n,) counts on outside genes
 
-    # states: integer codes; cells with missing/unseen state use the pooled profile (code -1)
-    state = adata.obs[state_key].astype(str).where(adata.obs[state_key].notna(), "")
-    ref_states = sorted(set(state[ref]) - {"", "nan"})
-    code = {s: i for i, s in enumerate(ref_states)}
-    s_idx = np.array([code.get(s, -1) for s in state], dtype=np.int64)
-    n_states = len(ref_states)
-
-    # reference folds
-    ref_idx = np.flatnonzero(ref)
-    fold = np.full(n, -1, dtype=np.int64)
+    # states: integer codes of the reference states; other cells use the pooled profile (-1)
+    state = adata.obs[state_key].astype(str).where(adata.obs[state_key].notna(), "").to_numpy()
     donors = adata.obs[donor_key].astype(str).to_numpy() if donor_key and donor_key in adata.obs else None
-    ref_donors = sorted(set(donors[ref])) if donors is not None else []
-    if len(ref_donors) >= 2:
-        k = min(n_folds, len(ref_donors))
-        dfold = {d: i % k for i, d in enumerate(ref_donors)}
-        fold[ref_idx] = [dfold[d] for d in donors[ref_idx]]
-        fold_mode = "donor"
-    else:
-        k = max(2, n_folds)
-        rng = np.random.default_rng(seed)
-        fold[ref_idx] = rng.permutation(np.arange(ref_idx.size) % k)
-        fold_mode = "cell"
-
-    med_depth = float(np.median(depth[ref]))
-    uns = adata.uns.setdefault("lesions", {})
+    batch = adata.obs[batch_key].astype(str).to_numpy() if batch_key else np.full(n, "all", dtype=object)
     samples = adata.obs[sample_key].astype(str).to_numpy()
+
+    # one scoring unit per batch: its cells plus the reference cells it is judged against
+    units = []
+    for b in pd.unique(batch):
+        cells = np.flatnonzero(batch == b)
+        own_ref = np.flatnonzero(ref & (batch == b))
+        matched = own_ref.size >= min_batch_reference
+        ref_rows = own_ref if matched else np.flatnonzero(ref)
+        rows = np.union1d(cells, ref_rows)
+        is_ref = np.isin(rows, ref_rows)
+        fold = np.full(rows.size, -1, dtype=np.int64)
+        fold[is_ref], k, fold_mode = _assign_folds(rows[is_ref], donors, n_folds, seed)
+        ref_states = sorted(set(state[rows[is_ref]]) - {"", "nan"})
+        code = {s: i for i, s in enumerate(ref_states)}
+        s_idx = np.array([code.get(s, -1) for s in state[rows]], dtype=np.int64)
+        units.append({"batch": b, "cells": cells, "rows": rows, "fold": fold, "k": k, "fold_mode": fold_mode,
+                      "matched": matched, "s_idx": s_idx, "n_states": len(ref_states)})
+
+    uns = adata.uns.setdefault("lesions", {})
+    logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
+    gene_start = var["start"].to_numpy(np.int64)
+    gene_end = var["end"].to_numpy(np.int64)
     for lesion in lesions:
         cols = np.flatnonzero(inside[lesion.name])
+        cols = cols[np.argsort(gene_start[cols], kind="stable")]  # genomic order, for the interval scan
         XL = sp.csr_matrix(X[:, cols], dtype=np.float64)
-        # pooled reference profile and gene filter
-        tot_ref = np.asarray(XL[ref_idx].sum(axis=0)).ravel()
-        p_all = tot_ref / max(depth[ref].sum(), 1.0)
-        use = (p_all * med_depth >= min_mean) & (p_all > 0)
-        cols, XL, p_all = cols[use], XL[:, use], p_all[use]
-        nL = cols.size
-        if nL == 0:
-            raise InputError(f"lesion {lesion.name}: no gene inside {lesion.region} reaches min_mean={min_mean} in the reference.",
-                             where="call_lesions")
-        # per (state, fold) sums over reference cells: rows = state*k + fold
-        grp = np.full(n, -1, dtype=np.int64)
-        has_state = ref & (s_idx >= 0)
-        grp[has_state] = s_idx[has_state] * k + fold[has_state]
-        S = _group_sums(XL, grp, n_states * k).reshape(n_states, k, nL)
-        Dsf = np.bincount(grp[grp >= 0], weights=depth[grp >= 0], minlength=n_states * k).reshape(n_states, k)
-        F = _group_sums(XL, np.where(ref, fold, -1), k)  # (k, nL) all states per fold
-        Df = np.bincount(fold[ref], weights=depth[ref], minlength=k)
-        pseudo = shrinkage * med_depth
-
-        def profile(state_sum, state_depth, pool):
-            return (state_sum + pseudo * pool) / (state_depth + pseudo)
-
-        # profiles: full (state), and leave-fold-out (state, fold); pooled rows for unseen states
-        P_full = profile(S.sum(1), Dsf.sum(1)[:, None], p_all[None, :])  # (n_states, nL)
-        P_pool_cf = (tot_ref[use][None, :] - F) / np.maximum(depth[ref].sum() - Df, 1.0)[:, None]  # (k, nL)
-        P_cf = profile(S.sum(1)[:, None, :] - S, (Dsf.sum(1)[:, None] - Dsf)[:, :, None], P_pool_cf[None, :, :])  # (n_states, k, nL)
-        # table of profiles: [P_full (n_states); p_all (1); P_cf (n_states*k); P_pool_cf (k)]
-        table = np.vstack([P_full, p_all[None, :], P_cf.reshape(-1, nL), P_pool_cf])
-        row = np.where(s_idx >= 0, s_idx, n_states)
-        is_cf = fold >= 0
-        row[is_cf] = np.where(s_idx[is_cf] >= 0, n_states + 1 + s_idx[is_cf] * k + fold[is_cf],
-                              n_states + 1 + n_states * k + fold[is_cf])
-
-        # overdispersion per gene: moments on reference cells with the in-sample state profile
-        ref_row = np.where(s_idx[ref_idx] >= 0, s_idx[ref_idx], n_states)
-        XR = XL[ref_idx]
-        Dr = depth[ref_idx]
-        sx2 = np.asarray(XR.multiply(XR).sum(axis=0)).ravel()
-        Gr = sp.csr_matrix((Dr, (ref_row, np.arange(ref_idx.size))), shape=(n_states + 1, ref_idx.size))
-        Pr = np.vstack([P_full, p_all[None, :]])
-        sxmu = (np.asarray((Gr @ XR).todense()) * Pr).sum(0)
-        d1 = np.bincount(ref_row, weights=Dr, minlength=n_states + 1)
-        d2 = np.bincount(ref_row, weights=Dr**2, minlength=n_states + 1)
-        smu = (d1[:, None] * Pr).sum(0)
-        smu2 = (d2[:, None] * Pr**2).sum(0)
-        num = sx2 - 2 * sxmu + smu2 - smu
-        common = max(num.sum() / max(smu2.sum(), 1e-12), 1e-3)
-        tau = float(np.median(smu2))
-        phi = np.clip((num + tau * common) / (smu2 + tau), 1e-3, 10.0)
-        r = 1.0 / phi
-        rho = lesion.copy_ratio
-        logrho = np.log(rho)
-
-        llr = np.zeros(n)
-        e0 = np.zeros(n)
-        v0 = np.zeros(n)
+        kw = {"rho": lesion.copy_ratio, "min_mean": min_mean, "shrinkage": shrinkage, "chunk_size": chunk_size}
+        llr_t = np.zeros(n)
         n_genes = np.zeros(n, dtype=np.int64)
-        for a in range(0, n, chunk_size):
-            b = min(a + chunk_size, n)
-            x = XL[a:b].toarray()  # (chunk, nL) counts of lesion genes only
-            P = table[row[a:b]]
-            mu = depth[a:b, None] * P
-            l1 = np.log1p((1.0 - rho) * mu / (r + rho * mu))  # log((r+mu)/(r+rho mu))
-            coef = l1 + logrho  # per-count slope
-            llr[a:b] = (r * l1 + x * coef).sum(1)
-            e0[a:b] = (r * l1 + mu * coef).sum(1)
-            v0[a:b] = (coef**2 * (mu + phi * mu**2)).sum(1)
-            n_genes[a:b] = (P > 0).sum(1)
-        z = (llr - e0) / np.sqrt(np.maximum(v0, 1e-12))
-        temperature = 1.0
-        if calibrate:
-            zr = z[ref_idx]
-            temperature = float(max(1.0, np.std(zr)))
-        llr_t = llr / temperature
+        used = np.zeros(cols.size, bool)
+        batch_rows, results = [], {}
+        ref_llr_of: dict[tuple, np.ndarray] = {}  # (batch, donor|None) -> tempered LLRs of its cross-fitted reference
+        for u in units:
+            rows = u["rows"]
+            res = _score_rows(XL[rows], depth[rows], u["s_idx"], u["n_states"], u["fold"], u["k"], **kw)
+            if not res["use"].any():
+                raise InputError(f"lesion {lesion.name}: no gene inside {lesion.region} reaches min_mean={min_mean} "
+                                 f"in the reference cells of batch {u['batch']!r}.", where="call_lesions")
+            used |= res["use"]
+            is_ref = u["fold"] >= 0
+            temperature = _temperature(res["z"][is_ref], calibrate)
+            llr_rows = res["llr"] / temperature
+            # write the batch's own cells; reference cells borrowed from another batch are scored there
+            own = np.isin(rows, u["cells"])
+            llr_t[rows[own]] = llr_rows[own]
+            n_genes[rows[own]] = res["n_genes"][own]
+            ref_llr_of[(u["batch"], None)] = llr_rows[is_ref]
+            results[u["batch"]] = res
+            batch_rows.append({"batch": u["batch"], "n_cells": int(u["cells"].size), "n_reference": int(is_ref.sum()),
+                               "reference_matched": bool(u["matched"]), "fold_mode": u["fold_mode"], "n_folds": int(u["k"]),
+                               "n_genes": int(res["use"].sum()), "temperature": temperature,
+                               "count_scale": float(res["count_scale"])})
+        batches = pd.DataFrame(batch_rows).set_index("batch")
+        post, priors = _sample_posteriors(llr_t, samples)
 
-        # per-sample prior by EM; posterior; error rates
-        post = np.zeros(n)
-        rows = []
-        ref_llr = llr_t[ref_idx]
-        logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
-        for smp in pd.unique(samples):
+        # Each patient's own deleted interval (inside the configured one) from its called cells;
+        # its cells (and the reference, for its false-positive rate) are re-scored on those genes
+        # only, so genes the patient did not lose neither dilute the evidence nor bias the prior.
+        intervals = []
+        if refine and donors is not None:
+            called = (post >= posterior_cutoff) & ~ref
+            for d in pd.unique(donors[~ref]):
+                m = called & (donors == d)
+                entry = {"donor": d, "n_called": int(m.sum()), "refined": False, "start": np.nan, "end": np.nan,
+                         "n_genes": 0, "gain": np.nan}
+                if m.sum() < min_refine_cells:
+                    intervals.append(entry)
+                    continue
+                O, E = np.zeros(cols.size), np.zeros(cols.size)
+                for u in units:
+                    res, rows = results[u["batch"]], u["rows"]
+                    sel = m[rows]
+                    if not sel.any():
+                        continue
+                    use, scale = res["use"], res["count_scale"]
+                    O[use] += np.asarray(XL[rows[sel]][:, np.flatnonzero(use)].sum(axis=0)).ravel() / scale
+                    dsum = np.bincount(res["profile_row"][sel], weights=depth[rows[sel]], minlength=res["profiles"].shape[0])
+                    E[use] += dsum @ res["profiles"] / scale
+                keep = np.flatnonzero(E > 0)
+                if keep.size < 2 * min_interval_genes:
+                    intervals.append(entry)
+                    continue
+                i, j, gain = _best_interval(O[keep], E[keep], lesion.copy_ratio, min_interval_genes)
+                gene_mask = np.zeros(cols.size, bool)
+                gene_mask[keep[i]:keep[j - 1] + 1] = True
+                entry.update(refined=True, start=int(gene_start[cols[keep[i]]]), end=int(gene_end[cols[keep[j - 1]]]),
+                             n_genes=int(j - i), gain=gain)
+                intervals.append(entry)
+                for u in units:
+                    rows = u["rows"]
+                    own_d = np.isin(rows, u["cells"]) & (donors[rows] == d)
+                    if not own_d.any():
+                        continue
+                    sub = own_d | (u["fold"] >= 0)
+                    res2 = _score_rows(XL[rows[sub]][:, np.flatnonzero(gene_mask)], depth[rows[sub]], u["s_idx"][sub],
+                                       u["n_states"], u["fold"][sub], u["k"], **kw)
+                    is_ref2 = u["fold"][sub] >= 0
+                    l2 = res2["llr"] / _temperature(res2["z"][is_ref2], calibrate)
+                    target = own_d[sub]
+                    llr_t[rows[sub][target]] = l2[target]
+                    n_genes[rows[sub][target]] = res2["n_genes"][target]
+                    ref_llr_of[(u["batch"], d)] = l2[is_ref2]
+            post, priors = _sample_posteriors(llr_t, samples)
+
+        rows_out = []
+        for smp, pi in priors.items():
             m = samples == smp
-            pi = _em_prior(llr_t[m])
-            post[m] = _sigmoid(llr_t[m] + np.log(pi / (1 - pi)))
+            b = batch[m][0]
+            d = donors[m][0] if donors is not None else None
             thr = logit_cut - np.log(pi / (1 - pi))
             ps = post[m]
             below = ps < posterior_cutoff
-            rows.append({
+            rows_out.append({
                 "sample": smp,
+                "batch": b,
                 "n_cells": int(m.sum()),
                 "n_reference": int((m & ref).sum()),
                 "prior": pi,
                 "n_called": int((~below).sum()),
-                "fpr": float(np.mean(ref_llr >= thr)),
+                "fpr": float(np.mean(ref_llr_of.get((b, d), ref_llr_of[(b, None)]) >= thr)),
                 "fnr": float(ps[below].sum() / ps.sum()) if ps.sum() > 0 else float("nan"),
+                "temperature": batches.loc[b, "temperature"],
+                "count_scale": batches.loc[b, "count_scale"],
+                "reference_matched": batches.loc[b, "reference_matched"],
             })
         call = post >= posterior_cutoff
         adata.obs[f"{lesion.name}_posterior"] = post
@@ -474,14 +675,17 @@ def call_lesions(
         adata.obs[f"{lesion.name}_n_genes"] = n_genes
         uns[lesion.name] = {
             "lesion": {k_: v for k_, v in asdict(lesion).items()},
-            "per_sample": pd.DataFrame(rows).set_index("sample"),
-            "genes": np.asarray(adata.var_names[cols], dtype=str),
-            "temperature": temperature,
+            "per_sample": pd.DataFrame(rows_out).set_index("sample"),
+            "batches": batches,
+            "intervals": pd.DataFrame(intervals, columns=["donor", "n_called", "refined", "start", "end", "n_genes", "gain"]),
+            "genes": np.asarray(adata.var_names[cols[used]], dtype=str),
             "reference_fpr": float(call[ref].mean()),
             "params": {
                 "state_key": state_key, "sample_key": sample_key, "donor_key": donor_key or "",
-                "posterior_cutoff": posterior_cutoff, "n_folds": int(k), "fold_mode": fold_mode, "seed": seed,
+                "batch_key": batch_key or "", "posterior_cutoff": posterior_cutoff, "n_folds": int(n_folds), "seed": seed,
                 "min_mean": min_mean, "shrinkage": shrinkage, "calibrate": calibrate,
-                "n_reference": int(ref.sum()), "median_reference_depth": med_depth,
+                "min_batch_reference": int(min_batch_reference), "refine": refine,
+                "min_refine_cells": int(min_refine_cells), "min_interval_genes": int(min_interval_genes),
+                "n_reference": int(ref.sum()),
             },
         }
