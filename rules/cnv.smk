@@ -8,7 +8,9 @@ rule call_lesions:
         h5ad="results/cohort/clustered.h5ad",
         cytobands=CYTOBANDS,
     output:
+        h5ad="results/cohort/cohort.h5ad",
         cells="results/cnv/lesion_calls.tsv.gz",
+        intervals="results/cnv/lesion_intervals.tsv",
         samples=report(
             "results/cnv/lesion_summary.tsv",
             caption="../report/lesion_summary.rst",
