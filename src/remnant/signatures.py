@@ -1,0 +1,494 @@
+"""Per-cell signature scores that are fair between del(5q) and non-del cells, cycling phase, and group comparisons.
+
+Scores
+------
+:func:`score_signatures` scores each gene set with :func:`scanpy.tl.score_genes` on log-normalised
+expression: the mean of the set's genes minus the mean of control genes drawn from the same
+expression bins (Tirosh et al., Science 2016). Because a cell's control genes are detected at the
+same depth as its set genes, the score is robust to detection depth (quiescent cells have fewer
+counts). Weighted sets (LSC17, Ng et al., Nature 2016) are the weighted sum of per-gene scores
+(each gene minus its own bin-matched controls).
+
+Dosage: genes inside a deleted region read at about half dose in carriers, so a set holding 5q
+genes (CRHBP in most HSC and quiescence sets, CDC25C in G2/M) scores lower in del(5q) cells for a
+reason that is not biology. With ``exclude`` (the configured lesions; on by default in the
+workflow), lesion genes leave both the sets and the control pool, and library sizes are counted
+on the genes outside the lesions (total-count normalisation would scale every other gene of a
+carrier up, by about the lesion's share of its transcripts).
+
+:func:`score_cell_cycle` wraps :func:`scanpy.tl.score_genes_cell_cycle` the same way; its ``G1``
+(neither S nor G2/M program) is reported as ``G0/G1``.
+
+Comparisons
+-----------
+Cells of one patient are not independent. :func:`compare_groups` therefore summarises each patient
+first (median score per group), then tests across patients (paired t-test and Wilcoxon
+signed-rank on per-patient differences, and a linear mixed model ``score ~ group + (1 | patient)``
+on cells, :func:`statsmodels.formula.api.mixedlm`). Cell-level Mann-Whitney tests are reported per
+patient and labelled descriptive. :func:`cycling_composition` counts G0/G1, S and G2M cells per
+group; :func:`cycling_contrast` compares the cycling share (S + G2M) of two groups with patient
+as a Cochran-Mantel-Haenszel stratum.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scipy.sparse as sp
+from anndata import AnnData
+from scipy import stats
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PHASES",
+    "compare_groups",
+    "cycling_composition",
+    "cycling_contrast",
+    "lesion_gene_mask",
+    "lesion_groups",
+    "read_signatures",
+    "score_cell_cycle",
+    "score_signatures",
+]
+
+#: Cycling phases in display order.
+PHASES = ["G0/G1", "S", "G2M"]
+
+
+def read_signatures(names: Iterable[str], directory: str | Path) -> dict[str, pd.Series]:
+    """Gene sets by name from ``directory``: ``{name}.txt`` (one symbol per line, weight 1) or
+    ``{name}.tsv`` (weighted: columns ``gene`` or ``current_symbol``, and ``weight``).
+
+    A ``.tsv`` name may be given with or without a ``_weights`` suffix (``LSC17_NG2016`` finds
+    ``LSC17_NG2016_weights.tsv``).
+
+    Returns
+    -------
+    dict
+        ``{name: pandas.Series}`` of weights indexed by gene symbol (duplicates dropped, order kept).
+    """
+    directory = Path(directory)
+    out = {}
+    for name in names:
+        candidates = [directory / f"{name}.txt", directory / f"{name}.tsv", directory / f"{name}_weights.tsv"]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            shipped = sorted({p.stem.removesuffix("_weights") for p in directory.glob("*.t[xs][tv]")})
+            raise InputError(f"no gene set {name!r} ({name}.txt or {name}.tsv) in {directory}; shipped sets: {shipped}.",
+                             where="signatures.sets")
+        if path.suffix == ".tsv":
+            table = pd.read_csv(path, sep="\t", dtype={"gene": str, "current_symbol": str})
+            column = "current_symbol" if "current_symbol" in table else "gene"
+            if column not in table or "weight" not in table:
+                raise InputError(f"weighted gene set needs columns 'gene' (or 'current_symbol') and 'weight'; found {list(table.columns)}.",
+                                 path=path)
+            weights = pd.Series(pd.to_numeric(table["weight"], errors="coerce").to_numpy(), index=table[column].astype(str).str.strip())
+            if weights.isna().any():
+                raise InputError("a weight is not a number.", path=path)
+        else:
+            genes = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            genes = [g for g in genes if g and not g.startswith("#")]
+            weights = pd.Series(1.0, index=genes)
+        weights = weights[~weights.index.duplicated()]
+        if weights.empty:
+            raise InputError("gene set is empty.", path=path)
+        out[name] = weights
+    return out
+
+
+def lesion_gene_mask(var: pd.DataFrame, lesions: Sequence) -> np.ndarray:
+    """Boolean (n_vars,) mask of genes whose midpoint lies inside any lesion.
+
+    ``lesions``: :class:`remnant.lesions.Lesion` objects (or anything with ``chromosome``,
+    ``start``, ``end`` in bp, 0-based half-open); ``var`` needs ``chromosome``, ``start``, ``end``.
+    """
+    mask = np.zeros(len(var), bool)
+    if not lesions:
+        return mask
+    for col in ("chromosome", "start", "end"):
+        if col not in var.columns:
+            raise InputError(f"var lacks column {col!r}; map genes to the annotation first.", where="lesion_gene_mask")
+    mid = (var["start"].to_numpy(np.int64) + var["end"].to_numpy(np.int64)) // 2
+    chrom = var["chromosome"].astype(str).to_numpy()
+    for lesion in lesions:
+        mask |= (chrom == lesion.chromosome) & (mid >= lesion.start) & (mid < lesion.end)
+    return mask
+
+
+def _symbols(adata: AnnData, symbol_key: str | None) -> pd.Series:
+    """var_name indexed by symbol (first occurrence of each symbol)."""
+    symbols = adata.var[symbol_key].astype(str) if symbol_key and symbol_key in adata.var else adata.var_names.to_series()
+    table = pd.Series(adata.var_names, index=symbols.to_numpy())
+    return table[~table.index.duplicated()]
+
+
+def _exclusion(adata: AnnData, exclude) -> np.ndarray:
+    if exclude is None:
+        return np.zeros(adata.n_vars, bool)
+    if isinstance(exclude, np.ndarray) and exclude.dtype == bool:
+        if exclude.shape != (adata.n_vars,):
+            raise InputError(f"exclude mask must have one value per gene ({adata.n_vars}).", where="score_signatures(exclude=...)")
+        return exclude
+    return lesion_gene_mask(adata.var, list(exclude))
+
+
+def _log_normalised(adata: AnnData, layer: str | None, outside: np.ndarray | None, target_sum: float) -> AnnData:
+    """A bare AnnData (same obs/var names) holding log1p(counts / library * target_sum), where the
+    library counts only the genes in ``outside`` (all genes when None). ``layer=None``: ``.X`` as is."""
+    if layer is None:
+        return AnnData(X=adata.X, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
+    if layer not in adata.layers:
+        raise InputError(f"AnnData has no layer {layer!r} with raw counts; give layer=None to score .X as it is.",
+                         where="score_signatures(layer=...)")
+    counts = adata.layers[layer]
+    counts = sp.csr_matrix(counts, dtype=np.float64) if not sp.issparse(counts) else counts.tocsr().astype(np.float64)
+    lib = np.asarray(counts @ (outside.astype(np.float64) if outside is not None else np.ones(adata.n_vars))).ravel()
+    scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)
+    X = sp.diags(scale) @ counts
+    X.data = np.log1p(X.data)
+    return AnnData(X=X.tocsr(), obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
+
+
+def _score(adata, genes, name, pool, ctrl_size, n_bins, seed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scanpy warns when a bin has fewer genes than ctrl_size
+        sc.tl.score_genes(adata, gene_list=list(genes), gene_pool=list(pool), ctrl_size=ctrl_size, n_bins=n_bins,
+                          score_name=name, random_state=seed, use_raw=False)
+    return adata.obs.pop(name).to_numpy(dtype=float)
+
+
+def score_signatures(
+    adata: AnnData,
+    signatures: Mapping[str, pd.Series | Sequence[str]],
+    *,
+    exclude=None,
+    also_with_lesion_genes: bool = False,
+    layer: str | None = "counts",
+    target_sum: float = 1e4,
+    symbol_key: str | None = "gene_name",
+    key_prefix: str = "sig_",
+    ctrl_size: int = 50,
+    n_bins: int = 25,
+    min_genes: int = 3,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Score gene sets per cell (in place) with lesion genes left out of sets and controls.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes with raw counts in ``.layers[layer]`` (sparse or dense).
+    signatures
+        ``{name: weights}`` (:func:`read_signatures`; a list of symbols means weight 1 each).
+        Unweighted sets are scored as one set; sets with unequal weights as the weighted sum of
+        per-gene scores.
+    exclude
+        Lesions (:func:`remnant.lesions.parse_lesions`) or a boolean gene mask (n_vars,): genes
+        left out of every set and of the control pool. ``None``: nothing excluded.
+    also_with_lesion_genes
+        Also write the score computed the conventional way, with every gene and total-count
+        normalisation (``{key_prefix}{name}_with_lesion_genes``), to show the dosage bias.
+    layer, target_sum
+        Scores use ``log1p(counts / library * target_sum)`` where the library counts only genes
+        outside the excluded lesions: a deletion removes transcripts, and normalising by the
+        total would rescale every other gene of a carrier upwards. ``layer=None``: score
+        ``.X`` as it is (already log-normalised).
+    symbol_key
+        var column of gene symbols (default ``gene_name``; ``None``: var_names are symbols).
+    ctrl_size, n_bins
+        Control genes per set gene and expression bins (:func:`scanpy.tl.score_genes`).
+    min_genes
+        A set with fewer genes present (after exclusion) is skipped with a warning.
+    seed
+        Seed of the control-gene draw.
+
+    Writes
+    ------
+    ``obs[f"{key_prefix}{name}"]`` (float, log1p-expression units: set minus controls) per
+    scored set; ``uns["signatures"][name]``: ``genes`` (symbols used), ``excluded`` (symbols
+    left out as lesion genes), ``missing`` (symbols not in the data), ``weighted``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set: ``signature, n_genes, n_used, n_excluded, n_missing, weighted, scored``.
+    """
+    if not signatures:
+        raise InputError("no gene sets to score; list them under signatures.sets.", where="score_signatures")
+    symbol_to_var = _symbols(adata, symbol_key)
+    excluded_mask = _exclusion(adata, exclude)
+    excluded_vars = set(adata.var_names[excluded_mask])
+    pool_fair = adata.var_names[~excluded_mask]
+    fair = _log_normalised(adata, layer, ~excluded_mask, target_sum)
+    naive = _log_normalised(adata, layer, None, target_sum) if also_with_lesion_genes and excluded_mask.any() else fair
+    uns = adata.uns.setdefault("signatures", {})
+    rows = []
+    for name, weights in signatures.items():
+        if not isinstance(weights, pd.Series):
+            weights = pd.Series(1.0, index=list(dict.fromkeys(weights)))
+        present = [g for g in weights.index if g in symbol_to_var.index]
+        missing = [g for g in weights.index if g not in symbol_to_var.index]
+        used = [g for g in present if symbol_to_var[g] not in excluded_vars]
+        dropped = [g for g in present if symbol_to_var[g] in excluded_vars]
+        weighted = bool(weights.nunique() > 1)
+        row = {"signature": name, "n_genes": len(weights), "n_used": len(used), "n_excluded": len(dropped),
+               "n_missing": len(missing), "weighted": weighted, "scored": len(used) >= min_genes}
+        rows.append(row)
+        if not row["scored"]:
+            log.warning("signature %s: %d genes left after exclusion (< %d); not scored", name, len(used), min_genes)
+            continue
+        variants = [(f"{key_prefix}{name}", used, pool_fair, fair)]
+        if also_with_lesion_genes:
+            variants.append((f"{key_prefix}{name}_with_lesion_genes", present, adata.var_names, naive))
+        for key, genes, pool, expr in variants:
+            if weighted:
+                score = np.zeros(adata.n_obs)
+                for g in genes:
+                    score += weights[g] * _score(expr, [symbol_to_var[g]], "_one", pool, ctrl_size, n_bins, seed)
+            else:
+                score = _score(expr, symbol_to_var[genes].tolist(), "_set", pool, ctrl_size, n_bins, seed)
+            adata.obs[key] = score
+        uns[name] = {"genes": np.asarray(used, dtype=str), "excluded": np.asarray(dropped, dtype=str),
+                     "missing": np.asarray(missing, dtype=str), "weighted": weighted}
+    return pd.DataFrame(rows)
+
+
+def score_cell_cycle(
+    adata: AnnData,
+    s_genes: Sequence[str],
+    g2m_genes: Sequence[str],
+    *,
+    exclude=None,
+    layer: str | None = "counts",
+    target_sum: float = 1e4,
+    symbol_key: str | None = "gene_name",
+    key_added: str = "cycle_phase",
+    seed: int = 0,
+) -> None:
+    """S and G2/M scores and a phase per cell (in place), lesion genes excluded.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes with raw counts in ``.layers[layer]`` (``layer=None``: log-normalised ``.X``).
+    s_genes, g2m_genes
+        Symbols of the S and G2/M programs (``TIROSH2016_S``, ``TIROSH2016_G2M``).
+    exclude, layer, target_sum
+        As in :func:`score_signatures` (CDC25C of the G2/M list sits on 5q).
+
+    Writes
+    ------
+    ``obs["S_score"]``, ``obs["G2M_score"]`` (float, log1p units) and ``obs[key_added]``
+    (categorical :data:`PHASES`: ``G0/G1`` when neither score is positive, else the higher one).
+    """
+    symbol_to_var = _symbols(adata, symbol_key)
+    excluded_mask = _exclusion(adata, exclude)
+    excluded_vars = set(adata.var_names[excluded_mask])
+    pool = adata.var_names[~excluded_mask]
+    expr = _log_normalised(adata, layer, ~excluded_mask, target_sum)
+
+    def keep(genes):
+        out = [symbol_to_var[g] for g in genes if g in symbol_to_var.index and symbol_to_var[g] not in excluded_vars]
+        if len(out) < 3:
+            raise InputError(f"fewer than 3 cell-cycle genes in the data ({len(out)}); check signatures.cell_cycle and gene symbols.",
+                             where="score_cell_cycle")
+        return out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.tl.score_genes_cell_cycle(expr, s_genes=keep(s_genes), g2m_genes=keep(g2m_genes), gene_pool=list(pool),
+                                     random_state=seed, use_raw=False)
+    adata.obs["S_score"] = expr.obs["S_score"].to_numpy()
+    adata.obs["G2M_score"] = expr.obs["G2M_score"].to_numpy()
+    phase = expr.obs["phase"].astype(str).replace({"G1": "G0/G1"})
+    adata.obs[key_added] = pd.Categorical(phase.to_numpy(), categories=PHASES)
+
+
+def lesion_groups(obs: pd.DataFrame, lesion: str = "del5q", *, low: float = 0.1, high: float = 0.9) -> pd.Series:
+    """Carrier group per cell from the lesion posterior: ``lesion`` (posterior >= ``high``),
+    ``"non-del"`` (posterior <= ``low``), NaN in between (uncertain cells are left out of del vs
+    non-del comparisons so that misclassified cells do not dilute them).
+
+    Returns a categorical Series indexed like ``obs`` (categories ``[lesion, "non-del"]``).
+    """
+    key = f"{lesion}_posterior"
+    if key not in obs.columns:
+        raise InputError(f"the cell table has no column {key!r}; run call_lesions first.", where="lesion_groups")
+    if not 0 <= low < high <= 1:
+        raise InputError(f"need 0 <= low < high <= 1; got low={low}, high={high}.", where="lesion_groups")
+    post = obs[key].astype(float)
+    out = pd.Series(np.where(post >= high, lesion, np.where(post <= low, "non-del", None)), index=obs.index, dtype=object)
+    return out.astype(pd.CategoricalDtype([lesion, "non-del"]))
+
+
+def _subset(obs: pd.DataFrame, fixed: Mapping | None, where: str) -> pd.DataFrame:
+    sub = obs
+    for col, value in (fixed or {}).items():
+        if col not in sub.columns:
+            raise InputError(f"the cell table has no column {col!r}.", where=where)
+        values = [str(v) for v in value] if isinstance(value, (list, tuple, set)) else [str(value)]
+        sub = sub[sub[col].astype(str).isin(values)]
+    return sub
+
+
+def compare_groups(
+    obs: pd.DataFrame,
+    score_key: str,
+    *,
+    factor: str,
+    level: str,
+    reference: str,
+    fixed: Mapping | None = None,
+    patient_key: str = "patient",
+    min_cells: int = 5,
+    alpha: float = 0.05,
+    mixed_model: bool = True,
+) -> pd.DataFrame:
+    """Compare a per-cell score between two levels of ``factor``, patient by patient, then across patients.
+
+    Parameters
+    ----------
+    obs
+        Per-cell table with ``score_key``, ``factor``, ``patient_key`` and the ``fixed`` columns.
+    factor, level, reference
+        E.g. ``factor="del5q_group", level="del5q", reference="non-del"`` (within one timepoint
+        and population, via ``fixed``), or ``factor="timepoint", level="remission",
+        reference="diagnosis"`` for del(5q) stem cells before vs after treatment.
+    fixed
+        ``{column: value or list of values}`` selecting the cells first.
+    min_cells
+        A patient enters the across-patient tests only with at least this many cells in each level.
+    mixed_model
+        Also fit ``score ~ level + (1 | patient)`` on the cells of the eligible patients.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``scope="patient"`` (per patient: ``n_level``, ``n_reference``, ``median_level``,
+        ``median_reference``, ``difference`` (of medians), ``pvalue`` of a cell-level Mann-Whitney
+        U test, ``test`` labelled *descriptive*), then ``scope="across patients"`` rows: the mean
+        per-patient ``difference`` with t interval and paired t-test ``pvalue``; the Wilcoxon
+        signed-rank test of per-patient differences; and (``mixed_model``) the fixed effect of
+        the linear mixed model with its interval. ``n_patients`` counts eligible patients.
+        Scores are in the units of ``score_key``.
+    """
+    where = "compare_groups"
+    for col in (score_key, factor, patient_key):
+        if col not in obs.columns:
+            raise InputError(f"the cell table has no column {col!r}.", where=where)
+    label = f"{score_key}: {factor} {level} vs {reference}" + "".join(f" | {k}={v}" for k, v in (fixed or {}).items())
+    sub = _subset(obs, fixed, where)
+    sub = sub[sub[factor].astype(str).isin([str(level), str(reference)]) & sub[score_key].notna()]
+    is_level = (sub[factor].astype(str) == str(level)).to_numpy()
+    rows, diffs, eligible = [], [], []
+    for patient in pd.unique(sub[patient_key]):
+        m = (sub[patient_key] == patient).to_numpy()
+        a = sub.loc[m & is_level, score_key].to_numpy(float)
+        b = sub.loc[m & ~is_level, score_key].to_numpy(float)
+        row = {"comparison": label, "scope": "patient", patient_key: patient, "n_patients": 1, "n_level": a.size,
+               "n_reference": b.size, "median_level": np.median(a) if a.size else np.nan,
+               "median_reference": np.median(b) if b.size else np.nan,
+               "test": "Mann-Whitney U on cells (descriptive: cells of a patient are not independent)"}
+        row["difference"] = row["median_level"] - row["median_reference"]
+        row["pvalue"] = stats.mannwhitneyu(a, b).pvalue if a.size and b.size else np.nan
+        rows.append(row)
+        if a.size >= min_cells and b.size >= min_cells:
+            diffs.append(row["difference"])
+            eligible.append(patient)
+    d = np.asarray(diffs, float)
+    base = {"comparison": label, "scope": "across patients", patient_key: "all", "n_patients": d.size,
+            "n_level": int(is_level[sub[patient_key].isin(eligible).to_numpy()].sum()),
+            "n_reference": int((~is_level)[sub[patient_key].isin(eligible).to_numpy()].sum())}
+    mean = float(d.mean()) if d.size else np.nan
+    if d.size >= 2:
+        se = d.std(ddof=1) / np.sqrt(d.size)
+        half = stats.t.ppf(1 - alpha / 2, d.size - 1) * se
+        p_t = stats.ttest_1samp(d, 0.0).pvalue if se > 0 else np.nan
+        p_w = stats.wilcoxon(d).pvalue if np.any(d != 0) else np.nan
+    else:
+        half, p_t, p_w = np.nan, np.nan, np.nan
+    rows.append({**base, "difference": mean, "difference_low": mean - half, "difference_high": mean + half, "pvalue": p_t,
+                 "test": "paired t-test on per-patient median differences"})
+    rows.append({**base, "difference": float(np.median(d)) if d.size else np.nan, "pvalue": p_w,
+                 "test": "Wilcoxon signed-rank on per-patient median differences (difference: median)"})
+    if mixed_model:
+        rows.append({**base, **_mixed(sub[sub[patient_key].isin(eligible)], score_key, is_level[sub[patient_key].isin(eligible).to_numpy()],
+                                      patient_key, alpha)})
+    return pd.DataFrame(rows)
+
+
+def _mixed(sub: pd.DataFrame, score_key: str, is_level: np.ndarray, patient_key: str, alpha: float) -> dict:
+    import statsmodels.formula.api as smf
+
+    out = {"test": "linear mixed model score ~ group + (1 | patient) on cells", "difference": np.nan,
+           "difference_low": np.nan, "difference_high": np.nan, "pvalue": np.nan}
+    if sub.empty or is_level.all() or not is_level.any() or sub[patient_key].nunique() < 2:
+        return out
+    data = pd.DataFrame({"y": sub[score_key].to_numpy(float), "x": is_level.astype(float),
+                         "g": sub[patient_key].astype(str).to_numpy()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter on near-zero patient variance
+        fit = smf.mixedlm("y ~ x", data, groups=data["g"]).fit(reml=True)
+    lo, hi = fit.conf_int(alpha=alpha).loc["x"]
+    out.update(difference=float(fit.params["x"]), difference_low=float(lo), difference_high=float(hi), pvalue=float(fit.pvalues["x"]))
+    return out
+
+
+def cycling_composition(obs: pd.DataFrame, by: Sequence[str], *, phase_key: str = "cycle_phase") -> pd.DataFrame:
+    """Cells per cycling phase per group.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``*by, n_cells``, ``n_<phase>`` and ``fraction_<phase>`` for ``G0/G1``, ``S``,
+        ``G2M`` (written ``G0_G1`` in column names), ``n_cycling`` (S + G2M) and ``fraction_cycling``.
+    """
+    for col in [*by, phase_key]:
+        if col not in obs.columns:
+            raise InputError(f"the cell table has no column {col!r}.", where="cycling_composition")
+    frame = obs[list(by)].astype(object).fillna("NA").astype(str)
+    frame["_phase"] = obs[phase_key].astype(str).to_numpy()
+    counts = frame.groupby([*by, "_phase"]).size().unstack("_phase", fill_value=0)
+    counts = counts.reindex(columns=PHASES, fill_value=0)
+    out = counts.rename(columns=lambda p: f"n_{p.replace('/', '_')}")
+    out.insert(0, "n_cells", counts.sum(axis=1))
+    out["n_cycling"] = counts["S"] + counts["G2M"]
+    for p in PHASES:
+        out[f"fraction_{p.replace('/', '_')}"] = counts[p] / out["n_cells"]
+    out["fraction_cycling"] = out["n_cycling"] / out["n_cells"]
+    return out.reset_index()
+
+
+def cycling_contrast(
+    obs: pd.DataFrame,
+    *,
+    factor: str,
+    level: str,
+    reference: str,
+    fixed: Mapping | None = None,
+    patient_key: str = "patient",
+    phase_key: str = "cycle_phase",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Cycling share (S + G2M) of ``level`` vs ``reference`` with patient as CMH stratum.
+
+    Returns the rows of :func:`remnant.persistence.stratified_contrast` where "called" means cycling.
+    """
+    from .persistence import stratified_contrast
+
+    sub = _subset(obs, fixed, "cycling_contrast")
+    comp = cycling_composition(sub, [patient_key, factor], phase_key=phase_key)
+    table = comp.rename(columns={"n_cycling": "n_called"})
+    out = stratified_contrast(table, factor=factor, level=str(level), reference=str(reference), strata=patient_key, alpha=alpha,
+                              name=f"cycling (S+G2M): {factor} {level} vs {reference}"
+                              + "".join(f" | {k}={v}" for k, v in (fixed or {}).items()))
+    return out.drop(columns=[c for c in out.columns if c.startswith("corrected")])
