@@ -65,7 +65,7 @@ def lesion_agreement(truth: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
     ``<name>_call`` and ``reference`` (the per-cell table of rule call_lesions).
     """
     merged = calls.merge(truth, on=["sample", "barcode"], how="inner", suffixes=("", "_truth"), validate="one_to_one")
-    merged = merged[~(merged["low_quality"].astype(bool) | merged["doublet"].astype(bool))]
+    merged = merged[~(merged["low_quality"].astype(bool) | merged["doublet"].astype(bool))].reset_index(drop=True)
     rows = []
     for column in [c for c in truth.columns if c.startswith("lesion_")]:
         name = column.removeprefix("lesion_")
@@ -83,4 +83,13 @@ def lesion_agreement(truth: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
             (name, "sensitivity", recall),
             (name, "precision", precision),
         ]
+        if "technology" in merged:
+            for tech, m in merged.groupby("technology", observed=True).groups.items():
+                m = merged.index.get_indexer(m)
+                if 0 < carrier[m].sum() < len(m):
+                    rows.append((name, f"auroc_{tech}", float(roc_auc_score(carrier[m], posterior[m]))))
+        # the per-sample carrier fraction (mean posterior = the learned prior) against the truth
+        query = merged[~reference].assign(carrier=carrier[~reference], posterior=posterior[~reference])
+        per_sample = query.groupby("sample", observed=True)[["carrier", "posterior"]].mean()
+        rows.append((name, "sample_fraction_mean_abs_error", float((per_sample["posterior"] - per_sample["carrier"]).abs().mean())))
     return pd.DataFrame(rows, columns=["what", "metric", "value"])
