@@ -1,0 +1,226 @@
+"""Benchmark of the genome-wide copy-number view (remnant.cnv_profile) on simulated cohorts.
+
+Run by hand:
+    .venv/bin/python benchmarks/cnv_profile.py breakpoints [--patients 10] [--cells 300] [--depth 2000]
+    .venv/bin/python benchmarks/cnv_profile.py speed [--cells 20000]
+
+``breakpoints``: one cohort of 3 healthy reference donors (CD34, ``--cells`` each) and
+``--patients`` MDS patients (one CD34 diagnosis sample of ``--cells`` cells each, clone fraction
+``--clone``), each with its own simulated del(5q) breakpoints (proximal 65-80 Mb, distal
+140-160.5 Mb). Cells are called with remnant.lesions.call_lesions (TRUE simulated states as the
+annotation); breakpoints are estimated from the called cells and compared with the truth. Printed
+per patient: truth, estimate, error (bp and in scanned genes between truth and estimate), whether
+the bootstrap interval covers the truth; then a summary (median/90th percentile/max |error|,
+coverage) per ``min_expected`` value.
+
+``speed``: time and peak memory of ``infer_profile`` (from raw counts: gene filter, normalisation,
+state-matched categories, infercnvpy, window table) against plain ``infercnvpy.tl.infercnv`` on
+the same cells and genes (already normalised, one reference category), each in a fresh process;
+peak memory is the largest resident set of the process tree (infercnvpy runs a worker process
+even with n_jobs=1), sampled every 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def cohort(n_patients: int, cells: int, depth: float, clone: float, seed: int):
+    import anndata as ad
+    import scipy.sparse as sp
+
+    import simulated as S
+    from remnant.io import map_genes
+    from remnant.simulate import simulate_cohort
+
+    rows = [(f"H{i}_CD34", f"H{i}", "", "CD34", "healthy", "droplet") for i in (1, 2, 3)]
+    rows += [(f"P{i}_dx", f"P{i}", "diagnosis", "CD34", "MDS", "droplet") for i in range(1, n_patients + 1)]
+    params = {"cells_per_sample": {"droplet": cells}, "library_size": {"droplet": {"median": depth, "sdlog": 0.35}},
+              "clone_fraction": {"diagnosis": {"CD34": clone}}, "clone_sampling": "exact",
+              "low_quality": {"fraction": 0.0}, "doublets": {"rate": 0.0}}
+    sheet = S.sheet(rows)
+    sim = simulate_cohort(sheet, S.genes(), S.markers(), S.read_gene_sets(S.ROOT / "resources/gene_sets"), params=params, seed=seed)
+    parts = []
+    for sample, row in sheet.iterrows():
+        a, _ = map_genes(sim.counts[sample], S.genes(), source=sample)
+        for key in ("sample", "patient", "timepoint", "population", "condition"):
+            a.obs[key] = row[key]
+        a.obs_names = [f"{sample}:{b}" for b in a.obs_names]
+        parts.append(a)
+    adata = ad.concat(parts, merge="same")
+    truth = sim.cells.set_index(sim.cells["sample"] + ":" + sim.cells["barcode"]).loc[adata.obs_names]
+    adata.obs["hspc_state"] = truth["state"].to_numpy()
+    adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
+    adata.obs["reference"] = (adata.obs["condition"] == "healthy").to_numpy()
+    adata.layers["counts"] = sp.csr_matrix(adata.X)
+    adata.X = None
+    return adata, sim.patients
+
+
+def breakpoints(args) -> None:
+    from remnant.annotation import load_cytobands
+    from remnant.cnv_profile import _Expectation, estimate_breakpoints
+    from remnant.lesions import call_lesions, parse_lesions
+
+    cytobands = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
+    (lesion,) = parse_lesions(None, cytobands)
+    t = time.perf_counter()
+    adata, patients = cohort(args.patients, args.cells, args.depth, args.clone, args.seed)
+    print(f"simulated {adata.n_obs} cells in {time.perf_counter() - t:.1f} s", flush=True)
+    call_lesions(adata, [lesion], reference_mask="reference")
+    truth = patients[patients["lesion"] == "del5q"].set_index("patient")
+    ex = _Expectation(adata.layers["counts"], adata.var, adata.obs["reference"].to_numpy(), adata.obs["hspc_state"], "chr5", 20.0)
+    summary = []
+    for min_expected in args.min_expected:
+        t = time.perf_counter()
+        bp = estimate_breakpoints(adata, lesion, cytobands=cytobands, min_expected=min_expected, n_boot=args.n_boot, seed=args.seed)
+        sec = time.perf_counter() - t
+        bp = bp.loc[bp.index.isin(truth.index)]
+        rows = []
+        for patient, r in bp.iterrows():
+            called = adata.obs["del5q_call"].to_numpy() & (adata.obs["patient"] == patient).to_numpy()
+            cells = np.flatnonzero(called)
+            O, E = ex.sums(adata.layers["counts"], cells)
+            mid = ex.mid[E >= min_expected]
+            out = {"patient": patient, "n_called": int(r["n_called"]),
+                   "precision": float(adata.obs["truth"].to_numpy()[cells].mean()) if cells.size else np.nan}
+            for side in ("start", "end"):
+                true, est = float(truth.loc[patient, side]), float(r[side])
+                out[f"{side}_true"], out[f"{side}_est"] = true, est
+                out[f"{side}_err_mb"] = (est - true) / 1e6
+                # scanned genes whose midpoint lies between truth and estimate (0: the best possible)
+                out[f"{side}_err_genes"] = int(((mid >= min(true, est)) & (mid < max(true, est))).sum())
+                out[f"{side}_covered"] = bool(r[f"{side}_lo"] <= true <= r[f"{side}_hi"]) if np.isfinite(r[f"{side}_lo"]) else False
+            out["ratio"] = r["ratio"]
+            rows.append(out)
+        table = pd.DataFrame(rows).set_index("patient")
+        print(f"\nmin_expected {min_expected}: {sec:.1f} s for {len(bp)} patients ({args.n_boot} bootstrap replicates)")
+        print(table.round(3).to_string())
+        errs_mb = np.abs(np.r_[table["start_err_mb"], table["end_err_mb"]])
+        errs_g = np.abs(np.r_[table["start_err_genes"], table["end_err_genes"]])
+        cover = np.r_[table["start_covered"], table["end_covered"]]
+        summary.append({"min_expected": min_expected, "median_abs_err_mb": np.median(errs_mb),
+                        "p90_abs_err_mb": np.quantile(errs_mb, 0.9), "max_abs_err_mb": errs_mb.max(),
+                        "median_err_genes": np.median(errs_g), "max_err_genes": errs_g.max(), "ci_coverage": cover.mean(),
+                        "sec": sec})
+    print("\nsummary (both breakpoints of every patient)")
+    print(pd.DataFrame(summary).round(3).to_string(index=False))
+
+
+# ------------------------------------------------------------------------------------------------
+# speed and memory, each method in its own process
+# ------------------------------------------------------------------------------------------------
+def _tree_rss(pid: int) -> int:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+    except psutil.Error:
+        return 0
+
+
+def _worker(args) -> None:
+    """One measurement in this process: prints a JSON line."""
+    import anndata as ad
+    import infercnvpy as cnv
+    import scipy.sparse as sp
+
+    from remnant.cnv_profile import infer_profile
+
+    adata = ad.read_h5ad(args.h5ad)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss(os.getpid()))
+            time.sleep(0.02)
+
+    if args.method == "plain":
+        # the same cells and genes, normalised outside the timing, one reference category
+        genes = np.asarray(adata.uns["genes_used"], dtype=str)
+        X = adata.layers["counts"]
+        total = np.asarray(X.sum(axis=1)).ravel()
+        light = ad.AnnData(X=sp.csr_matrix(sp.diags((1e4 / total).astype(np.float32)) @ sp.csr_matrix(X[:, adata.var_names.get_indexer(genes)], dtype=np.float32)),
+                           obs=adata.obs[["reference"]].astype(str), var=adata.var.loc[genes, ["chromosome", "start", "end"]].copy())
+        np.log1p(light.X.data, out=light.X.data)
+        del adata, X
+        base = _tree_rss(os.getpid())
+        threading.Thread(target=sample, daemon=True).start()
+        t = time.perf_counter()
+        cnv.tl.infercnv(light, reference_key="reference", reference_cat="True", window_size=100, step=10, n_jobs=1)
+    else:
+        base = _tree_rss(os.getpid())
+        threading.Thread(target=sample, daemon=True).start()
+        t = time.perf_counter()
+        infer_profile(adata, "reference", n_jobs=1)
+    sec = time.perf_counter() - t
+    stop.set()
+    time.sleep(0.05)
+    print(json.dumps({"method": args.method, "sec": sec, "peak_tree_mb": peak[0] / 2**20, "baseline_mb": base / 2**20}))
+
+
+def speed(args) -> None:
+    from remnant.cnv_profile import infer_profile
+
+    n_patients = 3
+    per_sample = args.cells // (n_patients + 3)
+    t = time.perf_counter()
+    adata, _ = cohort(n_patients, per_sample, args.depth, 0.6, args.seed)
+    print(f"simulated {adata.n_obs} cells x {adata.n_vars} genes in {time.perf_counter() - t:.1f} s", flush=True)
+    # the genes infer_profile uses, for the plain run (a small probe on the reference cells only)
+    probe = adata[adata.obs["reference"].to_numpy()].copy()
+    infer_profile(probe, "reference", n_jobs=1)
+    adata.uns["genes_used"] = np.asarray(probe.uns["cnv"]["genes"], dtype=str)
+    print(f"{len(adata.uns['genes_used'])} genes used")
+    del probe
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cohort.h5ad"
+        adata.write_h5ad(path)
+        del adata
+        for method in ("plain", "infer_profile", "plain", "infer_profile"):
+            out = subprocess.run([sys.executable, __file__, "_worker", "--h5ad", str(path), "--method", method],
+                                 capture_output=True, text=True, check=True)
+            print(out.stdout.strip().splitlines()[-1], flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    b = sub.add_parser("breakpoints")
+    b.add_argument("--patients", type=int, default=10)
+    b.add_argument("--cells", type=int, default=300)
+    b.add_argument("--depth", type=float, default=2000.0)
+    b.add_argument("--clone", type=float, default=0.6)
+    b.add_argument("--n-boot", type=int, default=200)
+    b.add_argument("--min-expected", type=float, nargs="+", default=[5.0])
+    b.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("speed")
+    s.add_argument("--cells", type=int, default=20000)
+    s.add_argument("--depth", type=float, default=2000.0)
+    s.add_argument("--seed", type=int, default=0)
+    w = sub.add_parser("_worker")
+    w.add_argument("--h5ad")
+    w.add_argument("--method", choices=["plain", "infer_profile"])
+    args = parser.parse_args()
+    {"breakpoints": breakpoints, "speed": speed, "_worker": _worker}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

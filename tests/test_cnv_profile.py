@@ -1,0 +1,265 @@
+"""Genome-wide copy-number view (remnant.cnv_profile) against simulated truth.
+
+Cohort: 2 healthy reference donors and 2 MDS patients (a CD34 diagnosis sample each, 60% of cells
+in the del(5q) clone, ~2,000 UMI/cell, 300 cells per sample); the simulator draws each patient's
+breakpoints (proximal 65-80 Mb, distal 140-160.5 Mb) and writes them to ``sim.patients``. The
+annotated state is the true simulated state (clustering is tested elsewhere).
+
+Breakpoint tolerance: benchmarks/cnv_profile.py (10 patients, ~140 called cells each, 2,000 UMI,
+default settings) measured |error| median 0.7 Mb, 90th percentile 2.2 Mb, max 3.3 Mb, and at most 5
+scanned genes between truth and estimate; the truth lies in the gap between two expressed genes,
+which on 5q is often 1-2 Mb wide. The test asks for <= 4 Mb.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import simulated as S
+from remnant.errors import InputError
+from remnant.io import map_genes
+from remnant.lesions import call_lesions, parse_lesions
+from remnant.simulate import simulate_cohort
+from remnant import cnv_profile as C
+
+ROWS = [
+    ("H1_CD34", "H1", "", "CD34", "healthy", "droplet"),
+    ("H2_CD34", "H2", "", "CD34", "healthy", "droplet"),
+    ("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"),
+    ("P2_dx", "P2", "diagnosis", "CD34", "MDS", "droplet"),
+]
+PARAMS = {
+    "cells_per_sample": {"droplet": 300},
+    "library_size": {"droplet": {"median": 2000.0, "sdlog": 0.35}},
+    "clone_fraction": {"diagnosis": {"CD34": 0.6}},
+    "clone_sampling": "exact",
+    "low_quality": {"fraction": 0.0},
+    "doublets": {"rate": 0.0},
+}
+TOLERANCE_BP = 4_000_000
+
+
+@pytest.fixture(scope="module")
+def lesion(cytobands):
+    (lesion,) = parse_lesions(None, cytobands)
+    return lesion
+
+
+@pytest.fixture(scope="module")
+def sim():
+    samples = S.sheet(ROWS)
+    return samples, simulate_cohort(samples, S.genes(), S.markers(), S.read_gene_sets(S.ROOT / "resources/gene_sets"),
+                                    params=PARAMS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def cohort(sim, lesion):
+    samples, result = sim
+    parts = []
+    for sample, row in samples.iterrows():
+        adata, _ = map_genes(result.counts[sample], S.genes(), source=sample)
+        for key in ("sample", "patient", "timepoint", "population", "condition"):
+            adata.obs[key] = row[key]
+        adata.obs_names = [f"{sample}:{b}" for b in adata.obs_names]
+        parts.append(adata)
+    adata = ad.concat(parts, merge="same")
+    cells = result.cells
+    truth = cells.set_index(cells["sample"] + ":" + cells["barcode"]).loc[adata.obs_names]
+    adata.obs["hspc_state"] = truth["state"].to_numpy()
+    adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
+    adata.obs["timepoint"] = pd.Categorical(adata.obs["timepoint"].replace({"": "NA"}), categories=["diagnosis", "NA"])
+    adata.obs["population"] = pd.Categorical(adata.obs["population"])
+    adata.obs["reference"] = (adata.obs["condition"] == "healthy").to_numpy()
+    adata.layers["counts"] = sp.csr_matrix(adata.X)
+    adata.X = None
+    call_lesions(adata, [lesion], reference_mask="reference")
+    return adata
+
+
+@pytest.fixture(scope="module")
+def profiled(cohort):
+    adata = cohort.copy()
+    C.infer_profile(adata, "reference")
+    return adata
+
+
+@pytest.fixture(scope="module")
+def truth(sim):
+    patients = sim[1].patients
+    return patients[patients["lesion"] == "del5q"].set_index("patient")
+
+
+@pytest.fixture(scope="module")
+def breakpoints(cohort, lesion, cytobands):
+    return C.estimate_breakpoints(cohort, lesion, cytobands=cytobands, n_boot=100)
+
+
+# ------------------------------------------------------------------------------------------------
+# infer_profile
+# ------------------------------------------------------------------------------------------------
+def test_profile_keys_and_window_table(profiled, cohort):
+    M = profiled.obsm["X_cnv"]
+    assert sp.issparse(M) and M.shape[0] == profiled.n_obs
+    info = profiled.uns["cnv"]
+    windows = info["windows"]
+    assert len(windows) == M.shape[1]
+    assert list(windows.columns) == ["chromosome", "start", "end", "mid", "n_genes", "first_gene", "last_gene"]
+    # chr_pos (infercnvpy's) agrees with where each chromosome starts in the window table
+    first = windows.reset_index().groupby("chromosome", sort=False)["index"].min().to_dict()
+    assert info["chr_pos"] == first
+    assert not set(windows["chromosome"]) & {"chrX", "chrY", "chrM"}
+    assert (windows["start"] < windows["end"]).all()
+    assert ((windows["mid"] >= windows["start"]) & (windows["mid"] < windows["end"])).all()
+    for _, w in windows.groupby("chromosome", sort=False):
+        assert w["mid"].is_monotonic_increasing
+    assert set(info["reference_states"]) <= set(cohort.obs.loc[cohort.obs["reference"], "hspc_state"])
+    assert info["params"]["n_genes"] == len(info["genes"])
+    # the counts are untouched and nothing else was added to the cohort
+    assert (profiled.layers["counts"] != cohort.layers["counts"]).nnz == 0
+    assert profiled.X is None and list(profiled.obs.columns) == list(cohort.obs.columns)
+
+
+def test_profile_equals_infercnvpy_on_scanpy_normalised_data(profiled, cohort):
+    """infer_profile = sc.pp.normalize_total + log1p on all genes, then infercnvpy with state categories."""
+    import infercnvpy as cnv
+    import scanpy as sc
+
+    full = ad.AnnData(X=cohort.layers["counts"].copy().astype(np.float32), obs=cohort.obs[["hspc_state", "reference"]].copy(),
+                      var=cohort.var[["chromosome", "start", "end"]].copy())
+    sc.pp.normalize_total(full, target_sum=1e4)
+    sc.pp.log1p(full)
+    light = full[:, list(profiled.uns["cnv"]["genes"])].copy()
+    states = list(profiled.uns["cnv"]["reference_states"])
+    light.obs["category"] = np.where(light.obs["reference"] & light.obs["hspc_state"].isin(states), light.obs["hspc_state"], "query")
+    cnv.tl.infercnv(light, reference_key="category", reference_cat=states, window_size=100, step=10, n_jobs=1)
+    np.testing.assert_allclose(light.obsm["X_cnv"].toarray(), profiled.obsm["X_cnv"].toarray(), atol=1e-4)
+
+
+def test_called_cells_lower_inside_interval_genome_wide_view(profiled, truth):
+    windows = profiled.uns["cnv"]["windows"]
+    M = profiled.obsm["X_cnv"]
+    for patient, t in truth.iterrows():
+        chr5 = (windows["chromosome"] == "chr5").to_numpy()
+        inside = chr5 & (windows["mid"] >= t["start"]).to_numpy() & (windows["mid"] < t["end"]).to_numpy()
+        called = (profiled.obs["patient"] == patient).to_numpy() & profiled.obs["del5q_call"].to_numpy()
+        mean = np.asarray(M[called].mean(axis=0)).ravel()
+        assert mean[inside].mean() < mean[chr5 & ~inside].mean() - 0.02
+        assert mean[inside].mean() < np.delete(mean, np.flatnonzero(chr5)).mean() - 0.02
+
+
+# ------------------------------------------------------------------------------------------------
+# lesion profile and breakpoints
+# ------------------------------------------------------------------------------------------------
+def test_lesion_profile_shows_deletion_extent(cohort, lesion, truth):
+    profile = C.lesion_profile(cohort, lesion)
+    assert set(profile["group"]) == {"called", "not called"}
+    for patient, t in truth.iterrows():
+        mine = profile[profile["patient"] == patient]
+        called = mine[mine["group"] == "called"]
+        inside = called["position"].between(t["start"] + 3e6, t["end"] - 3e6)
+        outside = (called["position"] < t["start"] - 3e6) | (called["position"] > t["end"] + 3e6)
+        # copy ratio 0.5 inside: about -1 log2; outside: about 0
+        assert -1.4 < called.loc[inside, "smoothed"].median() < -0.7
+        assert abs(called.loc[outside, "smoothed"].median()) < 0.2
+        uncalled = mine[mine["group"] == "not called"]
+        assert uncalled.loc[uncalled["position"].between(t["start"] + 3e6, t["end"] - 3e6), "smoothed"].median() > -0.5
+    # healthy donors: no deletion anywhere on chr5
+    healthy = profile[(profile["patient"] == "H1") & (profile["group"] == "not called")]
+    assert abs(healthy["smoothed"].median()) < 0.1 and healthy["smoothed"].abs().quantile(0.95) < 0.35
+
+
+def test_breakpoints_recovered(breakpoints, truth):
+    for patient, t in truth.iterrows():
+        row = breakpoints.loc[patient]
+        assert row["reason"] == "" and row["n_called"] >= 20
+        assert abs(row["start"] - t["start"]) <= TOLERANCE_BP, (patient, row["start"], t["start"])
+        assert abs(row["end"] - t["end"]) <= TOLERANCE_BP, (patient, row["end"], t["end"])
+        assert row["start_lo"] <= row["start"] <= row["start_hi"] and row["end_lo"] <= row["end"] <= row["end_hi"]
+        assert 0.35 < row["ratio"] < 0.6 and row["ratio_lo"] <= row["ratio"] <= row["ratio_hi"]
+        assert row["start_band"].startswith("5q") and row["end_band"].startswith("5q")
+        assert row["n_genes_inside"] > 50 and row["llr"] > 50
+
+
+def test_too_few_called_cells_give_nan_and_reason(breakpoints, cohort, lesion):
+    for donor in ("H1", "H2"):
+        row = breakpoints.loc[donor]
+        assert np.isnan(row["start"]) and np.isnan(row["end"]) and "called cells" in row["reason"]
+    strict = C.estimate_breakpoints(cohort, lesion, n_boot=0, min_cells=10_000)
+    assert strict["start"].isna().all() and strict["reason"].str.contains("min_cells").all()
+
+
+def test_breakpoints_deterministic(cohort, lesion, cytobands, breakpoints):
+    again = C.estimate_breakpoints(cohort, lesion, cytobands=cytobands, n_boot=100)
+    pd.testing.assert_frame_equal(again, breakpoints)
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+# ------------------------------------------------------------------------------------------------
+def _nontrivial_png(path, min_kb=20):
+    assert path.is_file() and path.stat().st_size > min_kb * 1024
+    image = mpimg.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_heatmap_and_profile_figures(profiled, cohort, lesion, cytobands, breakpoints, tmp_path):
+    heat = tmp_path / "heatmap_P1.png"
+    C.plot_patient_heatmap(profiled, "P1", str(heat), lesions=[lesion], max_cells=120, n_reference_cells=50)
+    _nontrivial_png(heat)
+    healthy = tmp_path / "heatmap_H1.png"
+    C.plot_patient_heatmap(profiled, "H1", str(healthy), lesions=[lesion])
+    _nontrivial_png(healthy)
+    profile = C.lesion_profile(cohort, lesion)
+    for patient in ("P1", "H1"):
+        path = tmp_path / f"del5q_profile_{patient}.png"
+        C.plot_lesion_profile(profile, lesion, str(path), patient=patient, breakpoints=breakpoints, cytobands=cytobands)
+        _nontrivial_png(path)
+
+
+def test_downsampling_is_seeded_and_keeps_small_groups():
+    groups = pd.Series(["a"] * 900 + ["b"] * 95 + ["c"] * 5)
+    first = C._downsample(groups, 100, np.random.default_rng(1))
+    again = C._downsample(groups, 100, np.random.default_rng(1))
+    np.testing.assert_array_equal(first, again)
+    kept = groups.iloc[first].value_counts()
+    assert kept["a"] == 90 and kept["b"] == 10 and kept["c"] == 5
+    assert np.array_equal(C._downsample(groups, 5000, np.random.default_rng(1)), np.arange(1000))
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input
+# ------------------------------------------------------------------------------------------------
+def test_bad_inputs(cohort, profiled, lesion, tmp_path):
+    small = cohort[:60].copy()
+    with pytest.raises(InputError, match="no layer"):
+        C.infer_profile(small, "reference", layer="raw")
+    with pytest.raises(InputError, match="one value per cell"):
+        C.infer_profile(small, np.ones(3, bool))
+    with pytest.raises(InputError, match="obs has no column"):
+        C.infer_profile(small, "is_normal")
+    with pytest.raises(InputError, match="reference cells"):
+        C.infer_profile(small, np.zeros(small.n_obs, bool))
+    with pytest.raises(InputError, match="lacks column"):
+        C.infer_profile(cohort, "reference", state_key="cluster_state")
+    no_pos = small.copy()
+    del no_pos.var["start"]
+    with pytest.raises(InputError, match="var lacks column 'start'"):
+        C.estimate_breakpoints(no_pos, lesion)
+    uncalled = small.copy()
+    del uncalled.obs["del5q_call"]
+    with pytest.raises(InputError, match="lacks column 'del5q_call'"):
+        C.lesion_profile(uncalled, lesion)
+    with pytest.raises(InputError, match="ci"):
+        C.estimate_breakpoints(cohort, lesion, ci=1.5)
+    with pytest.raises(InputError, match="no cell of patient"):
+        C.plot_patient_heatmap(profiled, "P9", str(tmp_path / "x.png"))
+    with pytest.raises(InputError, match="infer_profile"):
+        C.plot_patient_heatmap(cohort, "P1", str(tmp_path / "x.png"))
+    with pytest.raises(InputError, match="no profile rows"):
+        C.plot_lesion_profile(C.lesion_profile(cohort, lesion), lesion, str(tmp_path / "x.png"), patient="P9")
