@@ -191,7 +191,9 @@ def _corrected(q, lo, hi, fpr, fnr, n, n_reference, z, min_youden) -> dict:
     lo_t, hi_t = float(rogan_gladen(lo, fpr, fnr)), float(rogan_gladen(hi, fpr, fnr))
     low = p - np.sqrt((p - lo_t) ** 2 + (z * se_rates) ** 2)
     high = p + np.sqrt((hi_t - p) ** 2 + (z * se_rates) ** 2)
-    return {**out, "corrected": p_c, "corrected_low": float(np.clip(low, 0, 1)), "corrected_high": float(np.clip(high, 0, 1))}
+    # The estimate is clipped to [0, 1]; the interval always contains it.
+    return {**out, "corrected": p_c, "corrected_low": float(min(np.clip(low, 0, 1), p_c)),
+            "corrected_high": float(max(np.clip(high, 0, 1), p_c))}
 
 
 def _select(table: pd.DataFrame, fixed: Mapping[str, str] | None, where: str) -> pd.DataFrame:

@@ -1,0 +1,206 @@
+"""Figures of the persistence analysis (PNG): del(5q) fraction per patient, signature scores,
+cycling composition, pseudobulk volcano.
+
+Colours follow :func:`remnant.plotting.palette`, so a population or timepoint has the same colour
+as in the other figures of a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .errors import InputError  # noqa: E402
+from .plotting import palette  # noqa: E402
+from .signatures import PHASES  # noqa: E402
+
+__all__ = ["plot_cycling_composition", "plot_del_fraction", "plot_signature_distributions", "plot_volcano"]
+
+
+def _order(values: pd.Series, order: Sequence[str] | None) -> list[str]:
+    present = list(pd.unique(values.astype(str)))
+    if order is None:
+        return present
+    return [str(v) for v in order if str(v) in present] + [v for v in present if v not in set(map(str, order))]
+
+
+def plot_del_fraction(
+    table: pd.DataFrame,
+    path: str,
+    *,
+    estimate: str = "corrected",
+    timepoints: Sequence[str] | None = None,
+    populations: Sequence[str] | None = None,
+    lesion_label: str = "del(5q)",
+) -> None:
+    """The study's central figure: per patient, bars of the carrier fraction by timepoint (groups)
+    and population (bars), with interval whiskers and the cell counts under each bar.
+
+    Parameters
+    ----------
+    table
+        :func:`remnant.persistence.del_fraction_table` (``patient, population, timepoint``).
+    estimate
+        ``"corrected"`` (error-corrected, ``corrected_low/high``) or ``"fraction"`` (called
+        cells, Wilson ``fraction_low/high``). Where the corrected value is NaN (error rates too
+        high to correct), the called fraction is drawn hatched instead.
+    timepoints, populations
+        Display order (default: order of appearance).
+    """
+    for col in ("patient", "population", "timepoint", "fraction", "n_cells"):
+        if col not in table.columns:
+            raise InputError(f"the fraction table has no column {col!r}.", where="plot_del_fraction")
+    if estimate not in ("corrected", "fraction"):
+        raise InputError(f"estimate must be 'corrected' or 'fraction'; got {estimate!r}.", where="plot_del_fraction")
+    patients = list(pd.unique(table["patient"].astype(str)))
+    tps = _order(table["timepoint"], timepoints)
+    pops = _order(table["population"], populations)
+    colours = palette(pops, "population")
+    fig, axes = plt.subplots(1, len(patients), figsize=(max(4.0, 1.1 * len(tps) * len(pops) / 2 + 1.5) * len(patients) / 1.6, 4.2),
+                             sharey=True, constrained_layout=True, squeeze=False)
+    width = 0.8 / max(len(pops), 1)
+    for ax, patient in zip(axes[0], patients):
+        part = table[table["patient"].astype(str) == patient]
+        for j, pop in enumerate(pops):
+            for i, tp in enumerate(tps):
+                hit = part[(part["population"].astype(str) == pop) & (part["timepoint"].astype(str) == tp)]
+                if hit.empty:
+                    continue
+                r = hit.iloc[0]
+                x = i - 0.4 + width * (j + 0.5)
+                use_corr = estimate == "corrected" and pd.notna(r.get("corrected", np.nan))
+                value, lo, hi = ((r["corrected"], r["corrected_low"], r["corrected_high"]) if use_corr
+                                 else (r["fraction"], r["fraction_low"], r["fraction_high"]))
+                hatch = "//" if estimate == "corrected" and not use_corr else None
+                ax.bar(x, 100 * value, width=width * 0.92, color=colours[pop], hatch=hatch, edgecolor="white" if hatch else None,
+                       label=pop if i == 0 else None)
+                ax.errorbar(x, 100 * value, yerr=[[100 * max(value - lo, 0.0)], [100 * max(hi - value, 0.0)]], color="black", capsize=2, lw=1)
+                ax.text(x, -3, f"{int(r['n_cells'])}", ha="center", va="top", fontsize=6, rotation=90)
+        ax.set_xticks(range(len(tps)), tps, rotation=30)
+        ax.set_title(patient)
+        ax.set_ylim(-14, 105)
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[0][0].set_ylabel(f"{lesion_label} cells (%)" + (", error-corrected" if estimate == "corrected" else ", called"))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    fig.legend(seen.values(), seen.keys(), loc="outside right upper", frameon=False, fontsize=8, title="population")
+    whisker = "95% interval (Rogan-Gladen corrected; hatched: not correctable, called fraction with Wilson interval)" \
+        if estimate == "corrected" else "95% Wilson interval"
+    fig.suptitle(f"{lesion_label} fraction by population and timepoint; bars: {whisker}; numbers: cells", fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_signature_distributions(
+    obs: pd.DataFrame,
+    score_keys: Sequence[str],
+    path: str,
+    *,
+    group_key: str,
+    groups: Sequence[str] | None = None,
+    patient_key: str = "patient",
+) -> None:
+    """Per score: violins of the cells of each group, with each patient's median as a dot
+    (patients joined by lines across groups: the unit of inference is the patient).
+
+    Parameters
+    ----------
+    obs
+        Per-cell table already restricted to the cells compared (e.g. HSC at remission).
+    score_keys
+        Score columns (``sig_*``).
+    group_key, groups
+        Grouping column and the order of its levels (default: order of appearance).
+    """
+    for col in [*score_keys, group_key, patient_key]:
+        if col not in obs.columns:
+            raise InputError(f"the cell table has no column {col!r}.", where="plot_signature_distributions")
+    levels = _order(obs[group_key].dropna(), groups)
+    n = len(score_keys)
+    fig, axes = plt.subplots(1, n, figsize=(max(3.0, 0.9 * len(levels) + 1.5) * n, 3.8), constrained_layout=True, squeeze=False)
+    colours = palette(levels, group_key)
+    patients = list(pd.unique(obs[patient_key].astype(str)))
+    for ax, key in zip(axes[0], score_keys):
+        data = [obs.loc[obs[group_key].astype(str) == g, key].dropna().to_numpy(float) for g in levels]
+        pos = [i for i, d in enumerate(data) if d.size > 1]
+        if pos:
+            parts = ax.violinplot([data[i] for i in pos], positions=pos, showmedians=False, showextrema=False)
+            for body, i in zip(parts["bodies"], pos):
+                body.set_facecolor(colours[levels[i]])
+                body.set_alpha(0.45)
+        medians = obs.groupby([obs[patient_key].astype(str), obs[group_key].astype(str)], observed=True)[key].median()
+        for patient in patients:
+            ys = [medians.get((patient, g), np.nan) for g in levels]
+            ax.plot(range(len(levels)), ys, color="black", lw=0.6, marker="o", ms=3)
+        ax.set_xticks(range(len(levels)), [f"{g}\n(n={d.size})" for g, d in zip(levels, data)], fontsize=8)
+        ax.set_title(key.removeprefix("sig_"), fontsize=8)
+        ax.set_ylabel("score (set minus matched controls, log1p units)", fontsize=7)
+    fig.suptitle("Signature scores: cells (violins) and per-patient medians (dots)", fontsize=9)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_cycling_composition(composition: pd.DataFrame, path: str, *, label_keys: Sequence[str]) -> None:
+    """Stacked bars of the G0/G1, S and G2M share per group.
+
+    ``composition``: :func:`remnant.signatures.cycling_composition` output; ``label_keys``: its
+    grouping columns joined to label each bar (e.g. ``["patient", "timepoint", "del5q_group"]``).
+    """
+    cols = [f"fraction_{p.replace('/', '_')}" for p in PHASES]
+    for col in [*cols, "n_cells", *label_keys]:
+        if col not in composition.columns:
+            raise InputError(f"the composition table has no column {col!r}.", where="plot_cycling_composition")
+    labels = composition[list(label_keys)].astype(str).agg(" ".join, axis=1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(composition) + 2), 4.2), constrained_layout=True)
+    bottom = np.zeros(len(composition))
+    colours = {"G0/G1": "#BBBBBB", "S": "#4C72B0", "G2M": "#C44E52"}
+    for phase, col in zip(PHASES, cols):
+        values = 100 * composition[col].to_numpy(float)
+        ax.bar(range(len(composition)), values, bottom=bottom, color=colours[phase], label=phase)
+        bottom += values
+    ax.set_xticks(range(len(composition)), [f"{lab} (n={n})" for lab, n in zip(labels, composition["n_cells"])], rotation=90, fontsize=7)
+    ax.set_ylabel("cells (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Cell-cycle phase (from S and G2/M programs)")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_volcano(results: pd.DataFrame, path: str, *, padj: float = 0.1, label_top: int = 15, title: str | None = None) -> None:
+    """Volcano of a :func:`remnant.pseudobulk.paired_de` table: log2 fold change vs -log10 p,
+    genes at ``padj`` below the threshold coloured and the ``label_top`` smallest p-values named.
+    An empty table gives a figure saying so."""
+    fig, ax = plt.subplots(figsize=(6, 4.8), constrained_layout=True)
+    if results.empty:
+        ax.text(0.5, 0.5, "no test: fewer than two patients with both pseudobulks", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        for col in ("log2FoldChange", "pvalue", "padj", "gene_name"):
+            if col not in results.columns:
+                raise InputError(f"the DE table has no column {col!r}.", where="plot_volcano")
+        r = results.dropna(subset=["log2FoldChange", "pvalue"])
+        y = -np.log10(np.clip(r["pvalue"].to_numpy(float), 1e-300, 1))
+        x = r["log2FoldChange"].to_numpy(float)
+        sig = (r["padj"] < padj).fillna(False).to_numpy()
+        ax.scatter(x[~sig], y[~sig], s=4, color="#BBBBBB", lw=0, rasterized=True)
+        ax.scatter(x[sig & (x > 0)], y[sig & (x > 0)], s=6, color="#C44E52", lw=0, label=f"up, padj < {padj}")
+        ax.scatter(x[sig & (x < 0)], y[sig & (x < 0)], s=6, color="#4C72B0", lw=0, label=f"down, padj < {padj}")
+        top = np.argsort(r["pvalue"].to_numpy(float))[:label_top]
+        for i in top:
+            ax.annotate(str(r["gene_name"].iloc[i]), (x[i], y[i]), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.set_xlabel("log2 fold change")
+        ax.set_ylabel("-log10 p-value")
+        if sig.any():
+            ax.legend(frameon=False, fontsize=7)
+    n_pairs = results.attrs.get("n_pairs")
+    ax.set_title(title or ("Pseudobulk DE" + (f" ({n_pairs} patients, paired)" if n_pairs else "")), fontsize=9)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

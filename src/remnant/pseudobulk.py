@@ -1,0 +1,242 @@
+"""Pseudobulk differential expression (PyDESeq2) of del(5q) stem cells after vs before treatment.
+
+Cells of one patient are not independent replicates; the replicate is the patient. The counts of
+the selected cells (e.g. del(5q) HSC) are summed per patient x timepoint (:func:`pseudobulk`), and
+:func:`paired_de` fits DESeq2's negative binomial GLM ``~ patient + timepoint`` with PyDESeq2
+(Muzellec et al., Bioinformatics 2023; the Python port of Love et al., Genome Biol 2014), so each
+patient is its own control (a paired design). :func:`signature_enrichment` asks whether the
+shipped signatures sit high or low in the resulting ranking with a competitive Wilcoxon rank-sum
+test of the set's Wald statistics against all other genes (limma's ``geneSetTest`` with
+``ranks.only``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DE_COLUMNS", "paired_de", "pseudobulk", "signature_enrichment"]
+
+#: Columns of :func:`paired_de` results.
+DE_COLUMNS = ["gene", "gene_name", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
+
+
+def pseudobulk(
+    adata: AnnData,
+    *,
+    groupby: Sequence[str] = ("patient", "timepoint"),
+    mask=None,
+    layer: str | None = "counts",
+    min_cells: int = 10,
+) -> AnnData:
+    """Sum raw counts of the selected cells per group.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes with raw counts in ``.layers[layer]`` (``None``: ``.X``), sparse or dense.
+    groupby
+        obs columns defining a pseudobulk sample (default: patient x timepoint).
+    mask
+        Boolean array (n_obs,) or the name of a boolean obs column selecting the cells (e.g.
+        del(5q)-called HSC); ``None``: all cells.
+    min_cells
+        Groups with fewer selected cells are dropped (too few cells make a noisy pseudobulk).
+
+    Returns
+    -------
+    AnnData
+        Groups x genes, ``X`` dense int64 counts; ``obs``: the ``groupby`` columns and
+        ``n_cells``; ``var``: a copy of ``adata.var``; ``uns["pseudobulk"]``: ``dropped``
+        (DataFrame of groups under ``min_cells`` with their cell counts), ``min_cells``, ``groupby``.
+    """
+    groupby = list(groupby)
+    for col in groupby:
+        if col not in adata.obs.columns:
+            raise InputError(f"obs has no column {col!r} to group pseudobulks by.", where="pseudobulk(groupby=...)")
+    if min_cells < 1:
+        raise InputError(f"min_cells must be >= 1; got {min_cells}.", where="pseudobulk(min_cells=...)")
+    if isinstance(mask, str):
+        if mask not in adata.obs.columns:
+            raise InputError(f"obs has no column {mask!r}.", where="pseudobulk(mask=...)")
+        mask = adata.obs[mask].to_numpy()
+    mask = np.ones(adata.n_obs, bool) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != (adata.n_obs,):
+        raise InputError(f"mask must have one value per cell ({adata.n_obs}).", where="pseudobulk(mask=...)")
+    if layer is not None and layer not in adata.layers:
+        raise InputError(f"AnnData has no layer {layer!r} with raw counts.", where="pseudobulk(layer=...)")
+    X = adata.layers[layer] if layer is not None else adata.X
+    keys = adata.obs.loc[mask, groupby].astype(str)
+    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
+    groups = pd.DataFrame(list(uniques), columns=groupby) if len(uniques) else pd.DataFrame(columns=groupby)
+    n_cells = np.bincount(codes, minlength=len(groups))
+    rows = np.flatnonzero(mask)
+    G = sp.csr_matrix((np.ones(rows.size), (codes, rows)), shape=(len(groups), adata.n_obs))
+    summed = G @ (X if sp.issparse(X) else sp.csr_matrix(X))
+    summed = np.asarray(summed.toarray() if sp.issparse(summed) else summed)
+    if not np.allclose(summed, np.round(summed)):
+        raise InputError("pseudobulk counts are not integers; give the layer with raw counts.", where="pseudobulk(layer=...)")
+    groups["n_cells"] = n_cells
+    keep = n_cells >= min_cells
+    dropped = groups.loc[~keep].reset_index(drop=True)
+    if len(dropped):
+        log.info("pseudobulk: %d group(s) under %d cells dropped: %s", len(dropped), min_cells, dropped.to_dict("records"))
+    obs = groups.loc[keep].reset_index(drop=True)
+    obs.index = ["|".join(map(str, r)) for r in obs[groupby].itertuples(index=False)]
+    out = AnnData(X=np.round(summed[keep]).astype(np.int64), obs=obs, var=adata.var.copy())
+    out.uns["pseudobulk"] = {"dropped": dropped, "min_cells": int(min_cells), "groupby": groupby}
+    return out
+
+
+def paired_de(
+    pb: AnnData,
+    *,
+    condition: str = "timepoint",
+    level: str = "remission",
+    reference: str = "diagnosis",
+    pair: str = "patient",
+    min_total_count: int = 10,
+    symbol_key: str | None = "gene_name",
+    alpha: float = 0.05,
+    n_cpus: int = 1,
+) -> pd.DataFrame:
+    """DESeq2 Wald test of ``level`` vs ``reference`` with a per-patient (paired) term.
+
+    Parameters
+    ----------
+    pb
+        :func:`pseudobulk` output (obs: ``condition``, ``pair``).
+    condition, level, reference
+        The comparison: log2 fold change of ``level`` over ``reference``.
+    pair
+        Pairing column; only patients with a pseudobulk at both levels are used.
+    min_total_count
+        Genes with fewer summed counts over the used pseudobulks are left out before fitting.
+    alpha
+        False discovery rate for PyDESeq2's independent filtering.
+    n_cpus
+        Processes for PyDESeq2 (the workflow passes the rule's threads).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per tested gene, sorted by p-value, columns :data:`DE_COLUMNS`: ``gene``
+        (var name), ``gene_name`` (symbol), ``baseMean`` (mean normalised count),
+        ``log2FoldChange`` (log2, level over reference), ``lfcSE``, ``stat`` (Wald), ``pvalue``,
+        ``padj`` (Benjamini-Hochberg after independent filtering; NaN for filtered genes).
+        ``attrs["n_pairs"]`` holds the number of patients used. Empty (with these columns) when
+        fewer than two patients have both levels.
+    """
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.default_inference import DefaultInference
+    from pydeseq2.ds import DeseqStats
+
+    for col in (condition, pair):
+        if col not in pb.obs.columns:
+            raise InputError(f"pseudobulk obs has no column {col!r}.", where="paired_de")
+    obs = pb.obs.astype({condition: str, pair: str})
+    both = obs.groupby(pair)[condition].agg(lambda v: {str(level), str(reference)} <= set(v))
+    pairs = sorted(both[both].index)
+    empty = pd.DataFrame(columns=DE_COLUMNS)
+    empty.attrs["n_pairs"] = len(pairs)
+    if len(pairs) < 2:
+        log.warning("paired_de: %d patient(s) with both %s and %s pseudobulks; need 2 or more, no test", len(pairs), level, reference)
+        return empty
+    use = (obs[pair].isin(pairs) & obs[condition].isin([str(level), str(reference)])).to_numpy()
+    counts = np.asarray(pb.X[use])
+    total = counts.sum(axis=0)
+    genes = total >= min_total_count
+    if genes.sum() < 2:
+        log.warning("paired_de: fewer than 2 genes with >= %d counts; no test", min_total_count)
+        return empty
+    # Names that formulaic accepts whatever the user's labels are.
+    meta = pd.DataFrame({"pair": obs.loc[use, pair].to_numpy(), "condition": obs.loc[use, condition].to_numpy()},
+                        index=[f"s{i}" for i in range(int(use.sum()))])
+    count_df = pd.DataFrame(counts[:, genes], index=meta.index, columns=[f"g{j}" for j in range(int(genes.sum()))])
+    inference = DefaultInference(n_cpus=n_cpus)
+    dds = DeseqDataSet(counts=count_df, metadata=meta, design="~pair + condition", refit_cooks=True, inference=inference, quiet=True)
+    dds.deseq2()
+    res = DeseqStats(dds, contrast=["condition", str(level), str(reference)], alpha=alpha, inference=inference, quiet=True)
+    res.summary()
+    table = res.results_df.copy()
+    var_names = pb.var_names[genes]
+    table.insert(0, "gene", np.asarray(var_names))
+    symbols = pb.var[symbol_key].astype(str).to_numpy()[genes] if symbol_key and symbol_key in pb.var else np.asarray(var_names)
+    table.insert(1, "gene_name", symbols)
+    table = table.reset_index(drop=True)[DE_COLUMNS].sort_values("pvalue", na_position="last").reset_index(drop=True)
+    table.attrs["n_pairs"] = len(pairs)
+    return table
+
+
+def signature_enrichment(
+    results: pd.DataFrame,
+    signatures: Mapping[str, pd.Series | Sequence[str]],
+    *,
+    stat: str = "stat",
+    gene_key: str = "gene_name",
+    exclude: Sequence[str] | None = None,
+    min_genes: int = 5,
+) -> pd.DataFrame:
+    """Where each signature sits in a DE ranking: competitive Wilcoxon rank-sum test.
+
+    Parameters
+    ----------
+    results
+        :func:`paired_de` output (or any table with ``gene_key`` and ``stat`` columns).
+    signatures
+        ``{name: weights or symbols}`` (:func:`remnant.signatures.read_signatures`); only
+        membership is used (for LSC17 the sign of the weights is ignored).
+    stat
+        Ranking column (Wald statistic; positive = higher after treatment).
+    exclude
+        Symbols to leave out of the ranking (e.g. lesion genes).
+    min_genes
+        Sets with fewer genes in the ranking get NaN statistics.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set: ``signature``, ``n_genes`` (in the ranking), ``mean_stat`` (of the set),
+        ``auc`` (probability that a set gene ranks above a random other gene; 0.5 = no shift),
+        ``direction`` (``up``/``down``), ``pvalue`` (two-sided Mann-Whitney U), ``padj`` (Benjamini-Hochberg
+        over the sets). Sorted by p-value.
+    """
+    for col in (gene_key, stat):
+        if col not in results.columns:
+            raise InputError(f"the DE table has no column {col!r}.", where="signature_enrichment")
+    ranked = results[[gene_key, stat]].dropna()
+    if exclude is not None:
+        ranked = ranked[~ranked[gene_key].isin(set(exclude))]
+    ranked = ranked.drop_duplicates(gene_key)
+    values = ranked[stat].to_numpy(float)
+    names = ranked[gene_key].astype(str).to_numpy()
+    rows = []
+    for name, members in signatures.items():
+        genes = set(members.index if isinstance(members, pd.Series) else members)
+        inside = np.isin(names, list(genes))
+        n_in, n_out = int(inside.sum()), int((~inside).sum())
+        row = {"signature": name, "n_genes": n_in, "mean_stat": float(values[inside].mean()) if n_in else np.nan}
+        if n_in >= min_genes and n_out >= 1:
+            test = stats.mannwhitneyu(values[inside], values[~inside], alternative="two-sided")
+            auc = float(test.statistic / (n_in * n_out))
+            row.update(auc=auc, direction="up" if auc > 0.5 else "down", pvalue=float(test.pvalue))
+        else:
+            row.update(auc=np.nan, direction="", pvalue=np.nan)
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=["signature", "n_genes", "mean_stat", "auc", "direction", "pvalue"])
+    ok = out["pvalue"].notna().to_numpy()
+    out["padj"] = np.nan
+    if ok.any():
+        out.loc[ok, "padj"] = multipletests(out.loc[ok, "pvalue"], method="fdr_bh")[1]
+    return out.sort_values("pvalue", na_position="last").reset_index(drop=True)
