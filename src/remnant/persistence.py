@@ -291,7 +291,8 @@ def stratified_contrast(
         st = StratifiedTable(informative)
         lo, hi = st.oddsratio_pooled_confint(alpha=alpha)
         null = st.test_null_odds(correction=True)
-        het = st.test_equal_odds() if len(informative) > 1 else None
+        with np.errstate(divide="ignore", invalid="ignore"):  # Breslow-Day on strata with an empty cell
+            het = st.test_equal_odds() if len(informative) > 1 else None
         pooled.update(odds_ratio=st.oddsratio_pooled, odds_ratio_low=lo, odds_ratio_high=hi, risk_ratio=st.riskratio_pooled,
                       pvalue=float(null.pvalue), statistic=float(null.statistic),
                       heterogeneity_pvalue=float(het.pvalue) if het is not None else np.nan)
