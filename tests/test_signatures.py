@@ -1,0 +1,196 @@
+"""Signature scores fair between del(5q) and non-del cells, cycling phase, per-patient-first comparisons."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import simulated
+from remnant.annotation import load_cytobands
+from remnant.errors import InputError
+from remnant.lesions import parse_lesions
+from remnant.signatures import (
+    PHASES,
+    compare_groups,
+    cycling_composition,
+    cycling_contrast,
+    lesion_gene_mask,
+    lesion_groups,
+    read_signatures,
+    score_cell_cycle,
+    score_signatures,
+)
+
+ROOT = simulated.ROOT
+SETS = ROOT / "resources/gene_sets"
+QUIESCENCE = "GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP"
+
+
+@pytest.fixture(scope="module")
+def lesions():
+    return parse_lesions(None, load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv"))
+
+
+@pytest.fixture(scope="module")
+def hsc():
+    """3 patients x (diagnosis, remission) HSC, half the cells del(5q); at remission del(5q) stem cells
+    are more quiescent (cycling odds x 0.05), at diagnosis they are not."""
+    rows = [(f"P{i}_{tp}", f"P{i}", tp, "HSC", "MDS", "droplet") for i in (1, 2, 3) for tp in ("diagnosis", "remission")]
+    params = {
+        "cells_per_sample": {"droplet": 300}, "doublets": {"rate": 0.0}, "low_quality": {"fraction": 0.0},
+        "clone_sampling": "exact", "clone_fraction": {"diagnosis": {"HSC": 0.5}, "remission": {"HSC": 0.5}},
+        "state_composition": {"HSC": {"HSC": 1.0}}, "cell_cycle": {"cycling_probability": {"HSC": 0.5},
+        "modifiers": [{"lesion": "del5q", "timepoint": "remission", "states": ["HSC"], "odds_ratio": 0.05}]},
+    }
+    mapped, cells = simulated.cohort(rows, params=params, seed=11)
+    adata = ad.concat(list(mapped.values()), merge="same")
+    adata.layers["counts"] = adata.X.copy()
+    truth = cells.set_index(cells["sample"] + ":" + cells["barcode"]).loc[adata.obs_names]
+    adata.obs["truth_del"] = truth["lesion_del5q"].to_numpy()
+    adata.obs["truth_phase"] = np.where(truth["cell_cycle_phase"] == "G1", "G0/G1", truth["cell_cycle_phase"])
+    adata.obs["quiescent"] = truth["quiescent"].to_numpy()
+    # the copy-number step's posterior, here from truth: the tests isolate the scoring
+    adata.obs["del5q_posterior"] = np.where(adata.obs["truth_del"], 0.99, 0.01)
+    adata.obs["del5q_group"] = lesion_groups(adata.obs)
+    return adata
+
+
+def across(table: pd.DataFrame, test: str) -> pd.Series:
+    return table[(table["scope"] == "across patients") & table["test"].str.startswith(test)].iloc[0]
+
+
+def test_read_signatures_plain_and_weighted():
+    sets = read_signatures([QUIESCENCE, "LSC17_NG2016"], SETS)
+    assert (sets[QUIESCENCE] == 1.0).all() and len(sets[QUIESCENCE]) == 64
+    lsc17 = sets["LSC17_NG2016"]
+    assert len(lsc17) == 17 and lsc17["DNMT3B"] == pytest.approx(0.0874) and "FAM30A" in lsc17.index  # current symbols
+    with pytest.raises(InputError, match="no gene set 'NOPE'.*shipped sets"):
+        read_signatures(["NOPE"], SETS)
+
+
+def test_lesion_gene_mask_marks_5q_genes(hsc, lesions):
+    mask = lesion_gene_mask(hsc.var, lesions)
+    inside = hsc.var.loc[mask]
+    assert (inside["chromosome"] == "chr5").all() and 500 < mask.sum() < 2000
+    assert "CRHBP" in set(inside["gene_name"]) and "CD34" not in set(inside["gene_name"])
+    assert not lesion_gene_mask(hsc.var, []).any()
+
+
+def test_dosage_artefact_removed_by_excluding_lesion_genes(hsc, lesions):
+    """Identical biology (diagnosis): a set of 5q and other genes scores lower in del cells only when
+    the 5q genes are kept; with them excluded there is no difference."""
+    var = hsc.var
+    means = np.asarray(hsc.layers["counts"].mean(axis=0)).ravel()
+    mid = (var["start"] + var["end"]) // 2
+    always_deleted = ((var["chromosome"] == "chr5") & (mid > 81e6) & (mid < 139e6)).to_numpy()  # inside every patient's lesion
+    elsewhere = (var["chromosome"] == "chr1").to_numpy()
+    pick = lambda m: var["gene_name"].to_numpy()[m][np.argsort(-means[m])[:40]].tolist()  # noqa: E731
+    sets = {"MIXED": pick(always_deleted) + pick(elsewhere), **read_signatures([QUIESCENCE], SETS)}
+    adata = hsc[hsc.obs["timepoint"] == "diagnosis"].copy()
+    summary = score_signatures(adata, sets, exclude=lesions, also_with_lesion_genes=True).set_index("signature")
+    assert summary.loc["MIXED", "n_excluded"] == 40 and summary.loc[QUIESCENCE, "n_excluded"] == 1  # CRHBP
+    assert set(adata.uns["signatures"]["MIXED"]["excluded"]) == set(pick(always_deleted))
+    kw = {"factor": "del5q_group", "level": "del5q", "reference": "non-del"}
+    naive = across(compare_groups(adata.obs, "sig_MIXED_with_lesion_genes", **kw), "linear mixed")
+    fair = across(compare_groups(adata.obs, "sig_MIXED", **kw), "linear mixed")
+    assert naive["difference_high"] < 0 and naive["pvalue"] < 1e-6
+    assert fair["difference_low"] < 0 < fair["difference_high"]
+    assert abs(fair["difference"]) < 0.35 * abs(naive["difference"])
+    q = across(compare_groups(adata.obs, f"sig_{QUIESCENCE}", **kw), "linear mixed")
+    assert q["pvalue"] > 0.01
+
+
+def test_quiescence_of_del_stem_cells_detected_across_patients(hsc, lesions):
+    adata = hsc.copy()
+    score_signatures(adata, read_signatures([QUIESCENCE], SETS), exclude=lesions)
+    key = f"sig_{QUIESCENCE}"
+    out = compare_groups(adata.obs, key, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "remission"})
+    per = out[out["scope"] == "patient"]
+    assert len(per) == 3 and (per["difference"] > 0).all()
+    assert per["test"].str.contains("descriptive").all()
+    assert across(out, "paired t-test")["n_patients"] == 3
+    mixed = across(out, "linear mixed")
+    assert mixed["difference_low"] > 0 and mixed["pvalue"] < 1e-3
+    # del(5q) stem cells before vs after treatment (the quiescent share rose at remission)
+    before_after = compare_groups(adata.obs, key, factor="timepoint", level="remission", reference="diagnosis",
+                                  fixed={"del5q_group": "del5q"})
+    assert across(before_after, "linear mixed")["difference_low"] > 0
+
+
+def test_scores_are_robust_to_detection_depth(hsc, lesions):
+    """Cells scored together with copies of themselves at half depth (binomial thinning): the copies'
+    quiescence scores move far less than quiescence moves them, and not at all after downsampling."""
+    cells = hsc[hsc.obs["timepoint"] == "diagnosis"].copy()
+    thin = cells.copy()
+    counts = thin.layers["counts"].tocsr().copy()
+    counts.data = np.random.default_rng(0).binomial(counts.data.astype(np.int64), 0.5).astype(np.float32)
+    thin.layers["counts"] = counts
+    thin.obs_names = [f"{n}:half" for n in thin.obs_names]
+    both = ad.concat([cells, thin], merge="same")
+    half = np.arange(both.n_obs) >= cells.n_obs
+    q = both.obs["quiescent"].to_numpy(bool)
+    sets = read_signatures([QUIESCENCE], SETS)
+    key = f"sig_{QUIESCENCE}"
+
+    score_signatures(both, sets, exclude=lesions)
+    score = both.obs[key].to_numpy()
+    biology = score[~half & q].mean() - score[~half & ~q].mean()
+    depth_shift = score[half].mean() - score[~half].mean()
+    assert biology > 0.1
+    assert abs(depth_shift) < 0.3 * biology
+    assert score[half & q].mean() - score[half & ~q].mean() > 0.6 * biology
+
+    # thinning every cell to a common total first (600 counts: below nearly every half-depth cell) removes the depth effect
+    score_signatures(both, sets, exclude=lesions, downsample_to=600)
+    score = both.obs[key].to_numpy()
+    assert abs(score[half].mean() - score[~half].mean()) < 0.05 * biology
+    assert score[~half & q].mean() - score[~half & ~q].mean() > 0.5 * biology
+
+
+def test_cell_cycle_phase_follows_the_simulated_phase(hsc, lesions):
+    adata = hsc.copy()
+    score_cell_cycle(adata, read_signatures(["TIROSH2016_S"], SETS)["TIROSH2016_S"].index,
+                     read_signatures(["TIROSH2016_G2M"], SETS)["TIROSH2016_G2M"].index, exclude=lesions)
+    assert list(adata.obs["cycle_phase"].cat.categories) == PHASES
+    called, truth = adata.obs["cycle_phase"].astype(str), adata.obs["truth_phase"]
+    for phase in PHASES:
+        assert (called[truth == phase] == phase).mean() > 0.6, phase
+    comp = cycling_composition(adata.obs, ["patient", "timepoint", "del5q_group"])
+    assert (comp[["n_G0_G1", "n_S", "n_G2M"]].sum(axis=1) == comp["n_cells"]).all()
+    assert np.allclose(comp[["fraction_G0_G1", "fraction_S", "fraction_G2M"]].sum(axis=1), 1)
+    contrast = cycling_contrast(adata.obs, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "remission"})
+    pooled = contrast[contrast["scope"] == "across patients"].iloc[0]
+    assert pooled["odds_ratio_high"] < 1 and pooled["pvalue"] < 1e-3  # del stem cells cycle less at remission
+    null = cycling_contrast(adata.obs, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "diagnosis"})
+    assert null[null["scope"] == "across patients"]["pvalue"].iloc[0] > 0.01
+
+
+def test_lesion_groups_leave_uncertain_cells_out():
+    obs = pd.DataFrame({"del5q_posterior": [0.95, 0.5, 0.02, np.nan]})
+    groups = lesion_groups(obs)
+    assert groups.iloc[0] == "del5q" and groups.iloc[2] == "non-del" and groups.iloc[[1, 3]].isna().all()
+    with pytest.raises(InputError, match="low < high"):
+        lesion_groups(obs, low=0.9, high=0.1)
+
+
+def test_weighted_sets_and_layer_none():
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.poisson(2.0, size=(60, 300)).astype(np.float32))
+    adata = ad.AnnData(X=X, var=pd.DataFrame({"gene_name": [f"G{i}" for i in range(300)]}, index=[f"E{i}" for i in range(300)]))
+    adata.layers["counts"] = X.copy()
+    weights = pd.Series([1.0, -0.5, 2.0], index=["G1", "G2", "G3"])
+    summary = score_signatures(adata, {"W": weights, "PLAIN": ["G4", "G5", "G6", "MISSING"]}, min_genes=3)
+    assert summary.set_index("signature").loc["W", "weighted"]
+    assert summary.set_index("signature").loc["PLAIN", "n_missing"] == 1
+    assert np.isfinite(adata.obs["sig_W"]).all()
+    skipped = score_signatures(adata, {"SMALL": ["G1", "G2"]}, min_genes=3)
+    assert not skipped["scored"].iloc[0] and "sig_SMALL" not in adata.obs
+    with pytest.raises(InputError, match="no layer 'raw'"):
+        score_signatures(adata, {"PLAIN": ["G4", "G5", "G6"]}, layer="raw")
+    with pytest.raises(InputError, match="no gene sets"):
+        score_signatures(adata, {})
+    with pytest.raises(InputError, match="no column 'missing'"):
+        compare_groups(adata.obs.assign(patient="P1"), "missing", factor="patient", level="a", reference="b")
