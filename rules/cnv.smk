@@ -34,3 +34,114 @@ rule call_lesions:
         "../envs/remnant.yaml"
     script:
         "../scripts/call_lesions.py"
+
+
+# Genome-wide copy-number view: smoothed profiles per cell (infercnvpy, state-matched healthy
+# reference), each patient's lesion breakpoints from its called cells, per-patient figures.
+CNV_PATIENTS = sorted(SAMPLES["patient"].astype(str).unique())
+LESION_NAMES = [lesion["name"] for lesion in config["lesions"]]
+
+
+rule infer_cnv:
+    input:
+        h5ad="results/cohort/clustered.h5ad",
+        calls="results/cnv/lesion_calls.tsv.gz",
+        cytobands=CYTOBANDS,
+    output:
+        h5ad="results/cnv/profile.h5ad",
+        breakpoints=report(
+            "results/cnv/breakpoints.tsv",
+            caption="../report/cnv_breakpoints.rst",
+            category="3. Copy number",
+            subcategory="Breakpoints",
+        ),
+        profiles="results/cnv/lesion_profiles.tsv.gz",
+    log:
+        "logs/infer_cnv/infer_cnv.log",
+    benchmark:
+        "results/benchmarks/infer_cnv.tsv"
+    params:
+        lesions=config["lesions"],
+        shrinkage=config["cnv"]["shrinkage"],
+        # genome-wide profile (infercnvpy); candidates for config cnv.profile
+        window_size=100,
+        step=10,
+        min_mean=0.1,
+        min_reference_cells=20,
+        # breakpoints; candidates for config cnv.breakpoints
+        min_cells=20,
+        min_expected=5.0,
+        n_boot=200,
+        ci=0.95,
+        smooth_genes=21,
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(4000, 8),
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/infer_cnv.py"
+
+
+rule plot_cnv:
+    input:
+        h5ad="results/cnv/profile.h5ad",
+        cytobands=CYTOBANDS,
+    output:
+        heatmap=report(
+            "results/cnv/figures/heatmap_{patient}.png",
+            caption="../report/cnv_heatmap.rst",
+            category="3. Copy number",
+            subcategory="Heatmaps",
+            labels={"patient": "{patient}", "figure": "genome-wide heatmap"},
+        ),
+    log:
+        "logs/plot_cnv/{patient}.log",
+    wildcard_constraints:
+        patient="|".join(re.escape(p) for p in CNV_PATIENTS),
+    params:
+        lesions=config["lesions"],
+        call_lesion=LESION_NAMES[0],
+        max_cells=1500,
+        n_reference_cells=200,
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1500, 3),
+        runtime=lambda wildcards, attempt: 15 * attempt,
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/plot_cnv.py"
+
+
+rule plot_lesion_profile:
+    input:
+        profiles="results/cnv/lesion_profiles.tsv.gz",
+        breakpoints="results/cnv/breakpoints.tsv",
+        cytobands=CYTOBANDS,
+    output:
+        png=report(
+            "results/cnv/figures/{lesion}_profile_{patient}.png",
+            caption="../report/cnv_lesion_profile.rst",
+            category="3. Copy number",
+            subcategory="Lesion profiles",
+            labels={"patient": "{patient}", "figure": "{lesion} profile"},
+        ),
+    log:
+        "logs/plot_lesion_profile/{lesion}_{patient}.log",
+    wildcard_constraints:
+        patient="|".join(re.escape(p) for p in CNV_PATIENTS),
+        lesion="|".join(re.escape(name) for name in LESION_NAMES),
+    params:
+        lesions=config["lesions"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/plot_lesion_profile.py"

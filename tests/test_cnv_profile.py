@@ -212,8 +212,8 @@ def test_heatmap_and_profile_figures(profiled, cohort, lesion, cytobands, breakp
     heat = tmp_path / "heatmap_P1.png"
     C.plot_patient_heatmap(profiled, "P1", str(heat), lesions=[lesion], max_cells=120, n_reference_cells=50)
     _nontrivial_png(heat)
-    healthy = tmp_path / "heatmap_H1.png"
-    C.plot_patient_heatmap(profiled, "H1", str(healthy), lesions=[lesion])
+    healthy = tmp_path / "heatmap_H1.png"  # a reference donor, two call bars
+    C.plot_patient_heatmap(profiled, "H1", str(healthy), call_key=["del5q_call", "truth"], lesions=[lesion])
     _nontrivial_png(healthy)
     profile = C.lesion_profile(cohort, lesion)
     for patient in ("P1", "H1"):

@@ -80,8 +80,8 @@ log = logging.getLogger(__name__)
 
 _AUTOSOMES = [f"chr{i}" for i in range(1, 23)]
 #: Colours of the call bar and of the profile lines.
-CALL_COLOURS = {"called": "#B2182B", "not called": "#D9D9D9"}
-GROUP_COLOURS = {"called": "#B2182B", "not called": "#2166AC"}
+CALL_COLOURS = {"called": "#6A3D9A", "not called": "#D9D9D9"}
+GROUP_COLOURS = {"called": "#6A3D9A", "not called": "#1B9E77"}
 
 
 # ================================================================================================
@@ -743,7 +743,7 @@ def plot_patient_heatmap(
     patient: str,
     path: str,
     *,
-    call_key: str = "del5q_call",
+    call_key: str | Sequence[str] = "del5q_call",
     patient_key: str = "patient",
     population_key: str = "population",
     timepoint_key: str = "timepoint",
@@ -757,7 +757,7 @@ def plot_patient_heatmap(
 ) -> None:
     """Chromosome-ordered heatmap of one patient's copy-number profiles (PNG).
 
-    Rows are the patient's cells ordered by population, timepoint and call (not called first),
+    Rows are the patient's cells ordered by population, timepoint and call(s) (not called first),
     with colour bars for each; above them a block of healthy reference cells from other donors
     shows what "normal" looks like against the same reference. Columns are ``obsm[f"X_{key}"]``
     windows in genome order with chromosome boundaries and labels; configured ``lesions`` are
@@ -773,7 +773,7 @@ def plot_patient_heatmap(
     path
         Output PNG.
     call_key
-        Boolean obs column of the lesion call annotated in the call bar.
+        Boolean obs column(s) of lesion calls, one colour bar each (e.g. ``"del5q_call"``).
     reference_mask
         Boolean array (n_obs,) or obs column of the reference cells; ``None``: no reference block.
     lesions
@@ -796,7 +796,8 @@ def plot_patient_heatmap(
     if f"X_{key}" not in adata.obsm or key not in adata.uns or "windows" not in adata.uns[key]:
         raise InputError(f"no copy-number profile: obsm['X_{key}'] and uns['{key}']['windows'] come from infer_profile.",
                          where=where)
-    for k in (call_key, patient_key, population_key, timepoint_key):
+    call_keys = [call_key] if isinstance(call_key, str) else list(call_key)
+    for k in (*call_keys, patient_key, population_key, timepoint_key):
         _obs_key(adata, k, where)
     obs = adata.obs
     mine = (obs[patient_key].astype(str) == str(patient)).to_numpy()
@@ -814,15 +815,18 @@ def plot_patient_heatmap(
     # patient rows: order by population, timepoint, call; downsample per group above the cap
     idx = np.flatnonzero(mine)
     sub = obs.iloc[idx]
-    call = _mask(adata, call_key, "call_key", where)[idx]
+    calls = [_mask(adata, k, "call_key", where)[idx] for k in call_keys]
     pop_levels, pop_col = _bar_colours(sub[population_key], "population")
     tp = sub[timepoint_key].astype(object).where(sub[timepoint_key].notna(), "NA").astype(str)
     tp_levels = [v for v in _ordered(sub[timepoint_key]) if v in set(tp)] + sorted(set(tp) - set(_ordered(sub[timepoint_key])))
     tp_col = _bar_colours(pd.Series(pd.Categorical(tp, categories=tp_levels)), "timepoint")[1]
     order = pd.DataFrame({"pop": [pop_levels.index(str(v)) for v in sub[population_key].astype(str)],
-                          "tp": [tp_levels.index(v) for v in tp], "call": call.astype(int), "i": np.arange(idx.size)})
-    order = order.sort_values(["pop", "tp", "call", "i"], kind="stable")
-    groups = order["pop"].astype(str) + "|" + order["tp"].astype(str) + "|" + order["call"].astype(str)
+                          "tp": [tp_levels.index(v) for v in tp], "i": np.arange(idx.size)})
+    call_cols = [f"call{k}" for k in range(len(calls))]
+    for col, c in zip(call_cols, calls):
+        order[col] = c.astype(int)
+    order = order.sort_values(["pop", "tp", *call_cols, "i"], kind="stable")
+    groups = order[["pop", "tp", *call_cols]].astype(str).agg("|".join, axis=1)
     keep = _downsample(groups.reset_index(drop=True), max_cells, rng)
     shown = order.iloc[keep]
     shown_groups = groups.to_numpy()[keep]
@@ -840,12 +844,13 @@ def plot_patient_heatmap(
     n_ref_block = ref_values.shape[0]
     height_ref = max(0.18, n_ref_block / max(n_ref_block + values.shape[0], 1)) if n_ref_block else 0.0
     fig = plt.figure(figsize=(14, 8.5))
-    gs = fig.add_gridspec(3, 5, width_ratios=[0.25, 0.25, 0.25, 14, 0.3], height_ratios=[0.06, height_ref or 1e-6, 1.0 - height_ref],
+    nb = 2 + len(call_keys)  # colour bars left of the heatmap
+    gs = fig.add_gridspec(3, nb + 2, width_ratios=[0.25] * nb + [14, 0.3], height_ratios=[0.06, height_ref or 1e-6, 1.0 - height_ref],
                           wspace=0.03, hspace=0.04, left=0.08, right=0.9, top=0.88, bottom=0.17)
     cmap = "RdBu_r"
-    ax_genome = fig.add_subplot(gs[0, 3])
-    ax_ref = fig.add_subplot(gs[1, 3]) if n_ref_block else None
-    ax = fig.add_subplot(gs[2, 3])
+    ax_genome = fig.add_subplot(gs[0, nb])
+    ax_ref = fig.add_subplot(gs[1, nb]) if n_ref_block else None
+    ax = fig.add_subplot(gs[2, nb])
     im = ax.imshow(values, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-vmax, vmax=vmax)
     if ax_ref is not None:
         ax_ref.imshow(ref_values, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-vmax, vmax=vmax)
@@ -860,8 +865,8 @@ def plot_patient_heatmap(
     for a in (ax, ax_ref, ax_genome):
         if a is None:
             continue
-        for s in starts[1:]:
-            a.axvline(s - 0.5, color="black", lw=0.5)
+        for first in starts[1:]:
+            a.axvline(first - 0.5, color="black", lw=0.5)
         a.set_xlim(-0.5, chroms.size - 0.5)
     ax.set_xticks((starts + ends - 1) / 2, [c.removeprefix("chr") for c in chroms[starts]], fontsize=7)
     ax.set_xlabel("chromosome (windows of genes in genome order)")
@@ -884,7 +889,9 @@ def plot_patient_heatmap(
     bars = [
         ("population", [str(v) for v in sub[population_key].astype(str).to_numpy()[shown["i"]]], pop_col),
         ("timepoint", list(tp.to_numpy()[shown["i"]]), tp_col),
-        (call_key.removesuffix("_call") + " call", ["called" if c else "not called" for c in call[shown["i"]]], CALL_COLOURS),
+    ] + [
+        (k.removesuffix("_call") + " call", ["called" if v else "not called" for v in c[shown["i"]]], CALL_COLOURS)
+        for k, c in zip(call_keys, calls)
     ]
     handles = []
     for k, (title, labels, colours) in enumerate(bars):
@@ -900,10 +907,10 @@ def plot_patient_heatmap(
     # group boundaries
     for b in np.flatnonzero(shown_groups[1:] != shown_groups[:-1]) + 1:
         ax.axhline(b - 0.5, color="black", lw=0.4)
-    cax = fig.add_subplot(gs[2, 4])
+    cax = fig.add_subplot(gs[2, nb + 1])
     fig.colorbar(im, cax=cax, label="inferred copy number\n(log expression vs healthy, smoothed)")
     for n, (title, patches) in enumerate(handles):
-        fig.legend(handles=patches, title=title, loc="lower left", bbox_to_anchor=(0.08 + 0.22 * n, 0.0), ncol=min(4, len(patches)),
+        fig.legend(handles=patches, title=title, loc="lower left", bbox_to_anchor=(0.05 + 0.9 * n / len(handles), 0.0), ncol=min(4, len(patches)),
                    fontsize=7, title_fontsize=7, frameon=False)
 
     n_total = int(mine.sum())
@@ -931,7 +938,7 @@ def plot_lesion_profile(
 ) -> None:
     """The lesion's chromosome for one patient: called vs uncalled cells (PNG).
 
-    Per-gene log2 ratios of the called cells as dots, the smoothed profile of each group as a line,
+    Per-gene log2 ratios of the called cells as dots (the axis is cut at -3.5 and 2.5), the smoothed profile of each group as a line,
     the configured interval shaded, the estimated breakpoints (dashed) with their bootstrap
     intervals, and reference lines at 0 and at log2 of the lesion's copy ratio.
 
@@ -993,7 +1000,8 @@ def plot_lesion_profile(
     finite = mine["log2_ratio"].dropna()
     if not finite.empty:
         lo, hi = np.nanquantile(finite, [0.01, 0.99])
-        ax.set_ylim(min(lo, np.log2(lesion.copy_ratio) - 0.5), max(hi, 0.5))
+        # per-gene dots of read-count (plate) data scatter widely: keep the lines readable
+        ax.set_ylim(max(min(lo, np.log2(lesion.copy_ratio) - 0.5), -3.5), min(max(hi, 0.5), 2.5))
     ax.set_title(f"Patient {patient}: {lesion.chromosome} in cells called / not called {lesion.name}\n{text}", fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="lower left", ncol=2)
     if has_bands:

@@ -1,0 +1,27 @@
+"""Rule plot_cnv: chromosome-ordered copy-number heatmap of one patient."""
+import sys  # noqa: I001
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
+from remnant.runlog import logged, start
+
+start(snakemake.threads)
+
+import anndata as ad  # noqa: E402
+
+from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.cnv_profile import plot_message, plot_patient_heatmap  # noqa: E402
+from remnant.lesions import parse_lesions  # noqa: E402
+
+with logged(snakemake.log[0], "plot_cnv") as log:
+    params = snakemake.params
+    patient = snakemake.wildcards.patient
+    cytobands = load_cytobands(snakemake.input.cytobands)
+    lesions = parse_lesions(params.lesions, cytobands, chromosome_arms(cytobands))
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    if patient not in set(adata.obs["patient"].astype(str)):
+        log.warning("no cell of patient %s passed QC", patient)
+        plot_message(snakemake.output.heatmap, f"Patient {patient}: no cell passed quality control.")
+    else:
+        plot_patient_heatmap(adata, patient, snakemake.output.heatmap, call_key=[f"{lesion.name}_call" for lesion in lesions],
+                             lesions=lesions, max_cells=params.max_cells, n_reference_cells=params.n_reference_cells,
+                             seed=params.seed)
