@@ -536,7 +536,9 @@ def call_lesions(
         inside[lesion.name] = _genes_in(var, lesion)
         inside_any |= inside[lesion.name]
     outside = np.isin(chrom, list(_AUTOSOMES)) & ~inside_any
-    depth = np.asarray(X @ outside.astype(np.float64)).ravel()  # (n,) counts on outside genes
+    # (n,) counts on outside genes. The weights take the matrix's dtype: a float64 vector would make
+    # scipy upcast a float32/integer count matrix, i.e. copy the whole cohort.
+    depth = np.asarray(X @ outside.astype(X.dtype)).ravel().astype(np.float64)
 
     # states: integer codes of the reference states; other cells use the pooled profile (-1)
     state = adata.obs[state_key].astype(str).where(adata.obs[state_key].notna(), "").to_numpy()
