@@ -1,0 +1,131 @@
+"""Pseudobulk sums, paired PyDESeq2 DE, and signature enrichment in the ranking."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from remnant.errors import InputError
+from remnant.pseudobulk import DE_COLUMNS, paired_de, pseudobulk, signature_enrichment
+
+
+def cells(rng, *, patients=4, per_group=30, genes=400, de_genes=40, lfc=1.5):
+    """Cells x genes NB counts: patient effects on every gene, the first ``de_genes`` up ``lfc`` (log2) at remission."""
+    base = np.exp(rng.normal(0.0, 1.0, genes)) * 0.5
+    blocks, obs = [], []
+    for p in range(patients):
+        patient_effect = np.exp(rng.normal(0, 0.3, genes))
+        for tp in ("diagnosis", "remission"):
+            mu = base * patient_effect * (np.where(np.arange(genes) < de_genes, 2.0**lfc, 1.0) if tp == "remission" else 1.0)
+            lam = rng.gamma(5.0, mu / 5.0, size=(per_group, genes))
+            blocks.append(rng.poisson(lam))
+            obs += [{"patient": f"P{p}", "timepoint": tp, "carrier": True}] * per_group
+    X = sp.csr_matrix(np.vstack(blocks).astype(np.float32))
+    obs = pd.DataFrame(obs, index=[f"c{i}" for i in range(X.shape[0])])
+    var = pd.DataFrame({"gene_name": [f"G{j}" for j in range(genes)]}, index=[f"ENSG{j:05d}" for j in range(genes)])
+    adata = ad.AnnData(X=X.copy(), obs=obs, var=var)
+    adata.layers["counts"] = X
+    return adata
+
+
+def test_pseudobulk_sums_counts_and_drops_small_groups():
+    rng = np.random.default_rng(0)
+    adata = cells(rng, patients=2, per_group=5, genes=20)
+    mask = np.ones(adata.n_obs, bool)
+    mask[:3] = False  # P0 diagnosis keeps 2 cells
+    pb = pseudobulk(adata, mask=mask, min_cells=3)
+    assert list(pb.obs_names) == ["P0|remission", "P1|diagnosis", "P1|remission"]
+    assert pb.obs["n_cells"].tolist() == [5, 5, 5]
+    want = np.asarray(adata.layers["counts"][5:10].sum(axis=0)).ravel()
+    assert np.array_equal(pb.X[0], want) and pb.X.dtype == np.int64
+    dropped = pb.uns["pseudobulk"]["dropped"]
+    assert dropped.to_dict("records") == [{"patient": "P0", "timepoint": "diagnosis", "n_cells": 2}]
+    by_column = pseudobulk(adata, mask="carrier", min_cells=1)
+    assert by_column.n_obs == 4 and by_column.obs["n_cells"].sum() == adata.n_obs
+
+
+def test_paired_de_finds_the_planted_genes():
+    rng = np.random.default_rng(1)
+    adata = cells(rng)
+    pb = pseudobulk(adata, min_cells=10)
+    res = paired_de(pb, min_total_count=10)
+    assert list(res.columns) == DE_COLUMNS and res.attrs["n_pairs"] == 4
+    planted = res["gene_name"].str[1:].astype(int) < 40
+    hits = res["padj"] < 0.05
+    assert (hits & planted).sum() >= 30  # power
+    assert (hits & ~planted).sum() <= 0.05 * max(hits.sum(), 1) + 2  # false discoveries near the FDR
+    up = res.loc[planted, "log2FoldChange"]
+    assert up.median() == pytest.approx(1.5, abs=0.3)
+    assert res["pvalue"].is_monotonic_increasing
+
+
+def test_paired_de_needs_two_patients_with_both_timepoints():
+    rng = np.random.default_rng(2)
+    adata = cells(rng, patients=2, per_group=12, genes=50)
+    keep = ~((adata.obs["patient"] == "P1") & (adata.obs["timepoint"] == "remission")).to_numpy()
+    res = paired_de(pseudobulk(adata[keep].copy(), min_cells=10))
+    assert res.empty and list(res.columns) == DE_COLUMNS and res.attrs["n_pairs"] == 1
+    with pytest.raises(InputError, match="no column 'visit'"):
+        paired_de(pseudobulk(adata, min_cells=1), condition="visit")
+
+
+def test_signature_enrichment_ranks_sets():
+    genes = [f"G{i}" for i in range(200)]
+    results = pd.DataFrame({"gene_name": genes, "stat": np.linspace(5, -5, 200)})
+    sets = {"TOP": pd.Series(1.0, index=genes[:20]), "BOTTOM": genes[-20:], "MIDDLE": genes[90:110], "TINY": genes[:2]}
+    out = signature_enrichment(results, sets, min_genes=5).set_index("signature")
+    assert out.loc["TOP", "direction"] == "up" and out.loc["TOP", "auc"] > 0.95 and out.loc["TOP", "padj"] < 1e-6
+    assert out.loc["BOTTOM", "direction"] == "down" and out.loc["BOTTOM", "auc"] < 0.05
+    assert out.loc["MIDDLE", "pvalue"] > 0.5
+    assert np.isnan(out.loc["TINY", "pvalue"]) and out.loc["TINY", "n_genes"] == 2
+    excluded = signature_enrichment(results, sets, exclude=genes[:15]).set_index("signature")
+    assert excluded.loc["TOP", "n_genes"] == 5
+
+
+def test_pseudobulk_input_errors():
+    rng = np.random.default_rng(3)
+    adata = cells(rng, patients=1, per_group=3, genes=5)
+    with pytest.raises(InputError, match="no column 'donor'"):
+        pseudobulk(adata, groupby=["donor"])
+    with pytest.raises(InputError, match="no layer 'raw'"):
+        pseudobulk(adata, layer="raw")
+    with pytest.raises(InputError, match="one value per cell"):
+        pseudobulk(adata, mask=np.ones(2, bool))
+    adata.layers["counts"] = adata.layers["counts"] * 0.5
+    with pytest.raises(InputError, match="not integers"):
+        pseudobulk(adata, min_cells=1)
+
+
+def test_quiescent_del_stem_cells_after_treatment_enrich_the_quiescence_signature():
+    """Simulated cohort: del(5q) HSC cycle far less at remission (odds x 0.05). Their pseudobulk DE
+    after vs before puts the quiescence set up and the S-phase set down."""
+    import simulated
+    from remnant.signatures import read_signatures
+
+    rows = [(f"P{i}_{tp}", f"P{i}", tp, "HSC", "MDS", "droplet") for i in (1, 2, 3) for tp in ("diagnosis", "remission")]
+    params = {
+        "cells_per_sample": {"droplet": 150}, "doublets": {"rate": 0.0}, "low_quality": {"fraction": 0.0},
+        "clone_fraction": {"diagnosis": {"HSC": 0.9}, "remission": {"HSC": 0.9}}, "state_composition": {"HSC": {"HSC": 1.0}},
+        "cell_cycle": {"cycling_probability": {"HSC": 0.5},
+                       "modifiers": [{"lesion": "del5q", "timepoint": "remission", "states": ["HSC"], "odds_ratio": 0.05}]},
+    }
+    mapped, truth = simulated.cohort(rows, params=params, seed=5)
+    adata = ad.concat(list(mapped.values()), merge="same")
+    adata.layers["counts"] = adata.X
+    truth = truth.set_index(truth["sample"] + ":" + truth["barcode"]).loc[adata.obs_names]
+    sets = read_signatures(["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "TIROSH2016_S", "EPPERT_PROGENITOR"], simulated.ROOT / "resources/gene_sets")
+    # keep the test fast: the 1,000 most expressed genes and the sets' genes
+    total = np.asarray(adata.X.sum(axis=0)).ravel()
+    keep = np.zeros(adata.n_vars, bool)
+    keep[np.argsort(-total)[:1000]] = True
+    keep |= adata.var["gene_name"].isin(set().union(*[s.index for s in sets.values()])).to_numpy()
+    pb = pseudobulk(adata[:, keep].copy(), mask=truth["lesion_del5q"].to_numpy(), min_cells=20)
+    res = paired_de(pb, level="remission", reference="diagnosis")
+    assert res.attrs["n_pairs"] == 3
+    out = signature_enrichment(res, sets).set_index("signature")
+    assert out.loc["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "direction"] == "up"
+    assert out.loc["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "pvalue"] < 1e-3
+    assert out.loc["TIROSH2016_S", "direction"] == "down" and out.loc["TIROSH2016_S", "pvalue"] < 1e-3
