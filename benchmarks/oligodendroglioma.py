@@ -30,7 +30,7 @@ that of a gene captured as one molecule (t*), so ``X / t*`` is the cell's relati
 captured-molecule units. t* per cell is 10^(mean of the upper component of a 2-Gaussian mixture
 on log10 X, X > 0.1) -- the mixture variant that Census ships as an alternative to its
 kernel-density mode, needed here because the low RSEM mode wins the density mode in ~10% of
-cells. Median t* = 18 (range 6-42), i.e. ~2,000-15,000 captured molecules per cell. Check:
+cells. Median t* = 18 (range 6-42), i.e. 2,700-15,600 (median 5,700) captured molecules per cell. Check:
 ``call_lesions`` fits the Poisson-level scale ``c`` of ``var = c*mu + phi*mu^2`` on the reference
 cells and finds c = 1.0-1.35 on these Census counts (c = 15-20 on X itself, the same factor as
 t*). ``--variants`` shows that the result does not hinge on this choice (X as is; one global t*).
