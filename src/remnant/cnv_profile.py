@@ -275,8 +275,11 @@ def infer_profile(
     if use.sum() == 0:
         raise InputError(f"no gene with a genomic position reaches min_mean={min_mean} in the reference.", where=where)
     cols = np.flatnonzero(use)
+    # one sparse copy of the used genes, scaled and logged in place
     norm = sp.csr_matrix(X[:, cols], dtype=np.float32)
-    norm = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ norm)
+    if np.shares_memory(norm.data, X.data):  # never scale the caller's counts
+        norm = norm.copy()
+    norm.data *= np.repeat(scale.astype(np.float32), np.diff(norm.indptr))
     np.log1p(norm.data, out=norm.data)
 
     category = np.where(ref & np.isin(state.astype(str), categories), state.astype(str), "query")
