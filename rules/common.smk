@@ -103,6 +103,14 @@ def get_final_output():
         "results/cnv/lesion_calls.tsv.gz",
         "results/cnv/lesion_summary.tsv",
         "results/cnv/lesion_intervals.tsv",
+        "results/cnv/profile.h5ad",
+        "results/cnv/breakpoints.tsv",
+        expand("results/cnv/figures/heatmap_{patient}.png", patient=sorted(SAMPLES["patient"].astype(str).unique())),
+        expand(
+            "results/cnv/figures/{lesion}_profile_{patient}.png",
+            lesion=[lesion["name"] for lesion in config["lesions"]],
+            patient=sorted(SAMPLES["patient"].astype(str).unique()),
+        ),
     ]
     outputs += all_samples("results/qc/figures/{sample}.png")
     if SIMULATE:

@@ -58,7 +58,8 @@ def test_dry_run_plans_every_stage(tmp_path_factory):
     result = snakemake(workdir, "--dry-run", "--quiet", "rules")
     text = result.stdout + result.stderr
     for rule, count in [("simulate_cohort", 1), ("read_counts", 10), ("filter_cells", 10), ("summarise_qc", 1),
-                        ("cluster_cells", 1), ("plot_clusters", 1), ("call_lesions", 1), ("evaluate_demo", 1)]:
+                        ("cluster_cells", 1), ("plot_clusters", 1), ("call_lesions", 1), ("evaluate_demo", 1),
+                        ("infer_cnv", 1), ("plot_cnv", 3), ("plot_lesion_profile", 3)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), text
     assert not any((workdir / d).exists() for d in ("results", "counts")), "a dry run wrote outputs"
 
@@ -98,6 +99,16 @@ def test_del5q_calls_against_truth(run):
     assert summary.loc["T1_diagnosis_PROG", "prior"] > 0.8 > 0.2 > summary.loc["T1_remission_PROG", "prior"]
     calls = pd.read_csv(run / "results/cnv/lesion_calls.tsv.gz", sep="\t")
     assert calls["del5q_posterior"].between(0, 1).all() and (calls["del5q_n_genes"] > 100).all()
+    # plate HSC samples are scored against plate reference cells (N1_HSC), with their own count scale
+    assert summary.loc["T2_diagnosis_HSC", "reference_matched"] and summary.loc["T2_diagnosis_HSC", "count_scale"] > 5
+    intervals = pd.read_csv(run / "results/cnv/lesion_intervals.tsv", sep="\t").set_index("donor")
+    assert intervals.loc["T1", "refined"] and 67_400_000 <= intervals.loc["T1", "start"] < intervals.loc["T1", "end"] <= 160_500_000
+    cohort = ad.read_h5ad(run / "results/cohort/cohort.h5ad")
+    for key in ("del5q_posterior", "del5q_llr", "del5q_call", "del5q_n_genes", "cnv_reference", "hspc_state"):
+        assert key in cohort.obs, key
+    assert set(cohort.uns["lesions"]["del5q"]) >= {"per_sample", "batches", "intervals", "genes"}
+    breakpoints = pd.read_csv(run / "results/cnv/breakpoints.tsv", sep="\t")
+    assert {"T1", "T2"} <= set(breakpoints["patient"].astype(str))
 
 
 def test_qc_table_accounts_for_every_cell(run):
@@ -135,7 +146,8 @@ def test_cohort_h5ad_is_sparse_and_documented(run):
 
 def test_figures_are_real_pngs(run):
     figures = sorted((run / "results").rglob("*.png"))
-    assert len(figures) == 10 + 1 + 6 + 1  # per-sample QC, QC summary, UMAPs, dot plot
+    # per-sample QC, QC summary, UMAPs, dot plot, CNV heatmap and del5q profile per patient (T1, T2, N1)
+    assert len(figures) == 10 + 1 + 6 + 1 + 3 + 3
     for figure in figures:
         data = figure.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, figure
@@ -143,7 +155,7 @@ def test_figures_are_real_pngs(run):
 
 def test_logs_per_job(run):
     logs = sorted((run / "logs").rglob("*.log"))
-    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1
+    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3
     text = (run / "logs/read_counts/T2_diagnosis_HSC.log").read_text()
     assert "done" in text and "mapped" in text
 
