@@ -434,7 +434,7 @@ def call_lesions(
     state_key: str = "hspc_state",
     sample_key: str = "sample",
     donor_key: str | None = "patient",
-    batch_key: str | None = None,
+    batch_key: str | None = "technology",
     layer: str | None = "counts",
     posterior_cutoff: float = 0.9,
     n_folds: int = 5,
@@ -472,7 +472,9 @@ def call_lesions(
         count distribution. Each batch is scored against the reference cells of the same batch
         (profiles, overdispersion, count scale, temperature and false-positive rates all measured
         there) when it has at least ``min_batch_reference`` of them; otherwise against all
-        reference cells, flagged ``reference_matched = False``. ``None``: one batch.
+        reference cells, flagged ``reference_matched = False``. ``None``, or the default
+        ``"technology"`` absent from obs: one batch. Scoring plate and droplet cells as one batch
+        gives both one count scale and one temperature, which miscalibrates both.
     posterior_cutoff
         A cell is called when its posterior >= this (0-1).
     n_folds
@@ -517,6 +519,8 @@ def call_lesions(
     for col in ("chromosome", "start", "end"):
         if col not in adata.var:
             raise InputError(f"var lacks column {col!r}; map genes to the annotation first.", where="call_lesions")
+    if batch_key == "technology" and batch_key not in adata.obs:
+        batch_key = None
     for key in (state_key, sample_key) + ((batch_key,) if batch_key else ()):
         if key not in adata.obs:
             raise InputError(f"obs lacks column {key!r}.", where="call_lesions")
