@@ -65,6 +65,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .errors import InputError
+from .lesions import cell_mask, counts_matrix, depth_on, require_positions
 
 __all__ = [
     "estimate_breakpoints",
@@ -87,38 +88,6 @@ GROUP_COLOURS = {"called": "#6A3D9A", "not called": "#1B9E77"}
 # ================================================================================================
 # input checks shared by the functions below
 # ================================================================================================
-def _counts(adata: anndata.AnnData, layer: str | None, where: str):
-    if layer is not None and layer not in adata.layers:
-        raise InputError(f"AnnData has no layer {layer!r} with raw counts.", where=f"{where}(layer=...)")
-    X = adata.layers[layer] if layer is not None else adata.X
-    if X is None:
-        raise InputError("AnnData has no count matrix in X.", where=f"{where}(layer=None)")
-    return X if sp.issparse(X) else sp.csr_matrix(X)
-
-
-def _positions(adata: anndata.AnnData, where: str) -> None:
-    for col in ("chromosome", "start", "end"):
-        if col not in adata.var:
-            raise InputError(f"var lacks column {col!r}; map genes to the annotation first.", where=where)
-
-
-def _mask(adata: anndata.AnnData, mask, name: str, where: str) -> np.ndarray:
-    """A boolean (n_obs,) array from an array or the name of an obs column."""
-    if isinstance(mask, str):
-        if mask not in adata.obs:
-            raise InputError(f"obs has no column {mask!r} for {name}.", where=f"{where}({name}=...)")
-        mask = adata.obs[mask].to_numpy()
-    mask = np.asarray(mask)
-    if mask.shape != (adata.n_obs,):
-        raise InputError(f"{name} must have one value per cell ({adata.n_obs}); got shape {mask.shape}.",
-                         where=f"{where}({name}=...)")
-    if mask.dtype != bool:
-        if pd.isna(mask).any():
-            raise InputError(f"{name} has missing values; give True/False for every cell.", where=f"{where}({name}=...)")
-        mask = mask.astype(bool)
-    return mask
-
-
 def _obs_key(adata: anndata.AnnData, key: str, where: str) -> None:
     if key not in adata.obs:
         raise InputError(f"obs lacks column {key!r}.", where=where)
@@ -236,8 +205,8 @@ def infer_profile(
     import infercnvpy as cnv
 
     where = "infer_profile"
-    X = _counts(adata, layer, where)
-    _positions(adata, where)
+    X = counts_matrix(adata, layer, where)
+    require_positions(adata.var, where)
     _obs_key(adata, state_key, where)
     if not adata.var_names.is_unique:
         raise InputError("var_names must be unique (infercnvpy needs one row per gene).", where=where)
@@ -245,7 +214,7 @@ def infer_profile(
         raise InputError(f"window_size ({window_size}) and step ({step}) must be >= 1.", where=where)
     if target_sum <= 0:
         raise InputError(f"target_sum must be positive; got {target_sum}.", where=where)
-    ref = _mask(adata, reference_mask, "reference_mask", where)
+    ref = cell_mask(adata, reference_mask, "reference_mask", where)
     if ref.sum() < min_reference_cells:
         raise InputError(f"only {int(ref.sum())} reference cells; need at least min_reference_cells={min_reference_cells}.",
                          where=f"{where}(reference_mask=...)")
@@ -339,7 +308,7 @@ class _Expectation:
         self.mid = mid[self.chrom_cols]
         off = np.isin(chrom, _AUTOSOMES) & (chrom != chromosome)
         self.off_cols = np.flatnonzero(off)
-        self.depth = np.asarray(X @ off.astype(np.float64)).ravel()
+        self.depth = depth_on(X, off)
         labels = state.astype(str).where(state.notna(), "").to_numpy()
         states = sorted(set(labels[ref]) - {"", "nan"})
         code = {s: i for i, s in enumerate(states)}
@@ -407,15 +376,15 @@ def _window_log2_ratio(O: np.ndarray, E: np.ndarray, ok: np.ndarray, width: int)
 
 
 def _prepare(adata, lesion, call_key, patient_key, reference_mask, state_key, layer, where):
-    X = _counts(adata, layer, where)
-    _positions(adata, where)
+    X = counts_matrix(adata, layer, where)
+    require_positions(adata.var, where)
     call_key = call_key or f"{lesion.name}_call"
     for key in (call_key, patient_key, state_key):
         _obs_key(adata, key, where)
-    ref = _mask(adata, reference_mask, "reference_mask", where)
+    ref = cell_mask(adata, reference_mask, "reference_mask", where)
     if ref.sum() < 10:
         raise InputError(f"only {int(ref.sum())} reference cells; need at least 10.", where=f"{where}(reference_mask=...)")
-    called = _mask(adata, call_key, "call_key", where)
+    called = cell_mask(adata, call_key, "call_key", where)
     return X, ref, called
 
 
@@ -808,7 +777,7 @@ def plot_patient_heatmap(
         raise InputError(f"no cell of patient {patient!r} in obs[{patient_key!r}].", where=where)
     if max_cells < 1:
         raise InputError(f"max_cells must be >= 1; got {max_cells}.", where=where)
-    ref = _mask(adata, reference_mask, "reference_mask", where) if reference_mask is not None else np.zeros(adata.n_obs, bool)
+    ref = cell_mask(adata, reference_mask, "reference_mask", where) if reference_mask is not None else np.zeros(adata.n_obs, bool)
     rng = np.random.default_rng(seed)
     M = sp.csr_matrix(adata.obsm[f"X_{key}"])
     windows = adata.uns[key]["windows"]
@@ -818,7 +787,7 @@ def plot_patient_heatmap(
     # patient rows: order by population, timepoint, call; downsample per group above the cap
     idx = np.flatnonzero(mine)
     sub = obs.iloc[idx]
-    calls = [_mask(adata, k, "call_key", where)[idx] for k in call_keys]
+    calls = [cell_mask(adata, k, "call_key", where)[idx] for k in call_keys]
     pop_levels, pop_col = _bar_colours(sub[population_key], "population")
     tp = sub[timepoint_key].astype(object).where(sub[timepoint_key].notna(), "NA").astype(str)
     tp_levels = [v for v in _ordered(sub[timepoint_key]) if v in set(tp)] + sorted(set(tp) - set(_ordered(sub[timepoint_key])))

@@ -209,20 +209,57 @@ def _band_span(chrom: str, band: str, cytobands: pd.DataFrame, region: str, wher
 # ------------------------------------------------------------------------------------------------
 # calling
 # ------------------------------------------------------------------------------------------------
-def _genes_in(var: pd.DataFrame, lesion: Lesion) -> np.ndarray:
+def genes_in(var: pd.DataFrame, lesion) -> np.ndarray:
+    """Boolean (n_vars,) mask of genes whose midpoint lies inside ``lesion``.
+
+    ``lesion``: a :class:`Lesion` or anything with ``chromosome``, ``start``, ``end`` (bp, 0-based
+    half-open); ``var`` needs ``chromosome``, ``start``, ``end`` (see :func:`require_positions`).
+    """
     mid = (var["start"].to_numpy(np.int64) + var["end"].to_numpy(np.int64)) // 2
     return (var["chromosome"].astype(str).to_numpy() == lesion.chromosome) & (mid >= lesion.start) & (mid < lesion.end)
 
 
-def _as_mask(adata: anndata.AnnData, mask, name: str) -> np.ndarray:
+def require_positions(var: pd.DataFrame, where: str) -> None:
+    """Raise InputError unless ``var`` has the gene positions (chromosome, start, end)."""
+    for col in ("chromosome", "start", "end"):
+        if col not in var.columns:
+            raise InputError(f"var lacks column {col!r}; map genes to the annotation first.", where=where)
+
+
+def counts_matrix(adata: anndata.AnnData, layer: str | None, where: str):
+    """The raw count matrix (``layers[layer]``, or X for ``None``) as a sparse matrix."""
+    if layer is not None and layer not in adata.layers:
+        raise InputError(f"AnnData has no layer {layer!r} with raw counts.", where=f"{where}(layer=...)")
+    X = adata.layers[layer] if layer is not None else adata.X
+    if X is None:
+        raise InputError("AnnData has no count matrix in X.", where=f"{where}(layer=None)")
+    return X if sp.issparse(X) else sp.csr_matrix(X)
+
+
+def depth_on(X, genes: np.ndarray) -> np.ndarray:
+    """(n_obs,) float64 counts of each cell on the genes of the boolean (n_vars,) mask ``genes``.
+
+    The weights take the matrix's dtype: a float64 vector would make scipy upcast a float32 or
+    integer count matrix, i.e. copy the whole cohort.
+    """
+    return np.asarray(X @ genes.astype(X.dtype)).ravel().astype(np.float64)
+
+
+def cell_mask(adata: anndata.AnnData, mask, name: str, where: str) -> np.ndarray:
+    """A boolean (n_obs,) array from an array or the name of an obs column."""
     if isinstance(mask, str):
         if mask not in adata.obs:
-            raise InputError(f"obs has no column {mask!r} for {name}.", where=f"call_lesions({name}=...)")
+            raise InputError(f"obs has no column {mask!r} for {name}.", where=f"{where}({name}=...)")
         mask = adata.obs[mask].to_numpy()
     mask = np.asarray(mask)
     if mask.shape != (adata.n_obs,):
-        raise InputError(f"{name} must have one value per cell ({adata.n_obs}); got shape {mask.shape}.", where=f"call_lesions({name}=...)")
-    return mask.astype(bool)
+        raise InputError(f"{name} must have one value per cell ({adata.n_obs}); got shape {mask.shape}.",
+                         where=f"{where}({name}=...)")
+    if mask.dtype != bool:
+        if pd.isna(mask).any():
+            raise InputError(f"{name} has missing values; give True/False for every cell.", where=f"{where}({name}=...)")
+        mask = mask.astype(bool)
+    return mask
 
 
 def _group_sums(X: sp.csr_matrix, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -511,14 +548,8 @@ def call_lesions(
     sample's batch reference) that would be called with that sample's prior; ``fnr`` is the
     posterior-expected share of carriers below the cut-off.
     """
-    if layer is not None and layer not in adata.layers:
-        raise InputError(f"AnnData has no layer {layer!r} with raw counts.", where="call_lesions(layer=...)")
-    X = adata.layers[layer] if layer is not None else adata.X
-    if not sp.issparse(X):
-        X = sp.csr_matrix(X)
-    for col in ("chromosome", "start", "end"):
-        if col not in adata.var:
-            raise InputError(f"var lacks column {col!r}; map genes to the annotation first.", where="call_lesions")
+    X = counts_matrix(adata, layer, "call_lesions")
+    require_positions(adata.var, "call_lesions")
     if batch_key == "technology" and batch_key not in adata.obs:
         batch_key = None
     for key in (state_key, sample_key) + ((batch_key,) if batch_key else ()):
@@ -528,7 +559,7 @@ def call_lesions(
         raise InputError("no lesions to call.", where="call_lesions(lesions=...)")
     if not 0 < posterior_cutoff < 1:
         raise InputError("posterior_cutoff must be between 0 and 1.", where="call_lesions")
-    ref = _as_mask(adata, reference_mask, "reference_mask")
+    ref = cell_mask(adata, reference_mask, "reference_mask", "call_lesions")
     if ref.sum() < 10:
         raise InputError(f"only {int(ref.sum())} reference cells; need at least 10.", where="call_lesions(reference_mask=...)")
     n = adata.n_obs
@@ -537,12 +568,10 @@ def call_lesions(
     inside_any = np.zeros(adata.n_vars, bool)
     inside = {}
     for lesion in lesions:
-        inside[lesion.name] = _genes_in(var, lesion)
+        inside[lesion.name] = genes_in(var, lesion)
         inside_any |= inside[lesion.name]
     outside = np.isin(chrom, list(_AUTOSOMES)) & ~inside_any
-    # (n,) counts on outside genes. The weights take the matrix's dtype: a float64 vector would make
-    # scipy upcast a float32/integer count matrix, i.e. copy the whole cohort.
-    depth = np.asarray(X @ outside.astype(X.dtype)).ravel().astype(np.float64)
+    depth = depth_on(X, outside)  # (n,) counts on outside genes
 
     # states: integer codes of the reference states; other cells use the pooled profile (-1)
     state = adata.obs[state_key].astype(str).where(adata.obs[state_key].notna(), "").to_numpy()

@@ -48,6 +48,7 @@ from anndata import AnnData
 from scipy import stats
 
 from .errors import InputError
+from .lesions import genes_in, require_positions
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +118,9 @@ def lesion_gene_mask(var: pd.DataFrame, lesions: Sequence) -> np.ndarray:
     mask = np.zeros(len(var), bool)
     if not lesions:
         return mask
-    for col in ("chromosome", "start", "end"):
-        if col not in var.columns:
-            raise InputError(f"var lacks column {col!r}; map genes to the annotation first.", where="lesion_gene_mask")
-    mid = (var["start"].to_numpy(np.int64) + var["end"].to_numpy(np.int64)) // 2
-    chrom = var["chromosome"].astype(str).to_numpy()
+    require_positions(var, "lesion_gene_mask")
     for lesion in lesions:
-        mask |= (chrom == lesion.chromosome) & (mid >= lesion.start) & (mid < lesion.end)
+        mask |= genes_in(var, lesion)
     return mask
 
 
