@@ -594,7 +594,8 @@ def call_lesions(
         code = {s: i for i, s in enumerate(ref_states)}
         s_idx = np.array([code.get(s, -1) for s in state[rows]], dtype=np.int64)
         units.append({"batch": b, "cells": cells, "rows": rows, "fold": fold, "k": k, "fold_mode": fold_mode,
-                      "matched": matched, "s_idx": s_idx, "n_states": len(ref_states)})
+                      "matched": matched, "s_idx": s_idx, "n_states": len(ref_states),
+                      "own": np.isin(rows, cells)})  # rows that are the batch's own cells
 
     uns = adata.uns.setdefault("lesions", {})
     logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
@@ -621,7 +622,7 @@ def call_lesions(
             temperature = _temperature(res["z"][is_ref], calibrate)
             llr_rows = res["llr"] / temperature
             # write the batch's own cells; reference cells borrowed from another batch are scored there
-            own = np.isin(rows, u["cells"])
+            own = u["own"]
             llr_t[rows[own]] = llr_rows[own]
             n_genes[rows[own]] = res["n_genes"][own]
             ref_llr_of[(u["batch"], None)] = llr_rows[is_ref]
@@ -668,7 +669,7 @@ def call_lesions(
                 intervals.append(entry)
                 for u in units:
                     rows = u["rows"]
-                    own_d = np.isin(rows, u["cells"]) & (donors[rows] == d)
+                    own_d = u["own"] & (donors[rows] == d)
                     if not own_d.any():
                         continue
                     sub = own_d | (u["fold"] >= 0)
