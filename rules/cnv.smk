@@ -63,17 +63,8 @@ rule infer_cnv:
     params:
         lesions=config["lesions"],
         shrinkage=config["cnv"]["shrinkage"],
-        # genome-wide profile (infercnvpy); candidates for config cnv.profile
-        window_size=100,
-        step=10,
-        min_mean=0.1,
-        min_reference_cells=20,
-        # breakpoints; candidates for config cnv.breakpoints
-        min_cells=20,
-        min_expected=5.0,
-        n_boot=200,
-        ci=0.95,
-        smooth_genes=21,
+        profile=config["cnv"]["profile"],
+        breakpoints=config["cnv"]["breakpoints"],
         seed=config["seed"],
     threads: 1
     resources:
@@ -104,8 +95,7 @@ rule plot_cnv:
     params:
         lesions=config["lesions"],
         call_lesion=LESION_NAMES[0],
-        max_cells=1500,
-        n_reference_cells=200,
+        heatmap=config["cnv"]["heatmap"],
         seed=config["seed"],
     threads: 1
     resources:

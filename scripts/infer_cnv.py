@@ -32,19 +32,20 @@ with logged(snakemake.log[0], "infer_cnv") as log:
         adata.obs[column] = calls.loc[adata.obs_names, column].to_numpy()
     log.info("%d cells, %d reference cells", adata.n_obs, int(adata.obs["reference"].sum()))
 
-    infer_profile(adata, "reference", window_size=params.window_size, step=params.step, min_mean=params.min_mean,
-                  min_reference_cells=params.min_reference_cells, n_jobs=snakemake.threads)
+    profile, bp = params.profile, params.breakpoints
+    infer_profile(adata, "reference", window_size=profile["window_size"], step=profile["step"], min_mean=profile["min_mean"],
+                  min_reference_cells=profile["min_reference_cells"], n_jobs=snakemake.threads)
     breakpoints, profiles = [], []
     for lesion in lesions:
-        table = estimate_breakpoints(adata, lesion, reference_mask="reference", cytobands=cytobands, min_cells=params.min_cells,
-                                     min_expected=params.min_expected, n_boot=params.n_boot, ci=params.ci,
+        table = estimate_breakpoints(adata, lesion, reference_mask="reference", cytobands=cytobands, min_cells=bp["min_cells"],
+                                     min_expected=bp["min_expected"], n_boot=bp["n_boot"], ci=bp["ci"],
                                      shrinkage=params.shrinkage, seed=params.seed)
         breakpoints.append(table.reset_index())
         for patient, row in table.iterrows():
             log.info("%s %s: %s", lesion.name, patient, row["reason"] or
                      f"{row['start']:.0f}-{row['end']:.0f} ({row['start_band']}-{row['end_band']}), ratio {row['ratio']:.2f}")
-        profiles.append(lesion_profile(adata, lesion, reference_mask="reference", min_expected=params.min_expected,
-                                       smooth_genes=params.smooth_genes, shrinkage=params.shrinkage))
+        profiles.append(lesion_profile(adata, lesion, reference_mask="reference", min_expected=bp["min_expected"],
+                                       smooth_genes=bp["smooth_genes"], shrinkage=params.shrinkage))
     pd.concat(breakpoints, ignore_index=True).to_csv(snakemake.output.breakpoints, sep="\t", index=False, float_format="%.6g")
     pd.concat(profiles, ignore_index=True).to_csv(snakemake.output.profiles, sep="\t", index=False, float_format="%.6g")
     # the profile without the gene matrix (that stays in clustered.h5ad): obs with the calls, the

@@ -23,5 +23,5 @@ with logged(snakemake.log[0], "plot_cnv") as log:
         plot_message(snakemake.output.heatmap, f"Patient {patient}: no cell passed quality control.")
     else:
         plot_patient_heatmap(adata, patient, snakemake.output.heatmap, call_key=[f"{lesion.name}_call" for lesion in lesions],
-                             lesions=lesions, max_cells=params.max_cells, n_reference_cells=params.n_reference_cells,
+                             lesions=lesions, max_cells=params.heatmap["max_cells"], n_reference_cells=params.heatmap["n_reference_cells"],
                              seed=params.seed)
