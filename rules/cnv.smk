@@ -11,6 +11,7 @@ rule call_lesions:
         h5ad="results/cohort/cohort.h5ad",
         cells="results/cnv/lesion_calls.tsv.gz",
         intervals="results/cnv/lesion_intervals.tsv",
+        reference="results/cnv/reference.tsv",
         samples=report(
             "results/cnv/lesion_summary.tsv",
             caption="../report/lesion_summary.rst",
@@ -29,7 +30,7 @@ rule call_lesions:
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 4),
-        runtime=lambda wildcards, attempt: 30 * attempt,
+        runtime=runtime_for(30, 30),
     conda:
         "../envs/remnant.yaml"
     script:
@@ -69,7 +70,7 @@ rule infer_cnv:
     threads: 1
     resources:
         mem_mb=mem_mb_for(4000, 8),
-        runtime=lambda wildcards, attempt: 60 * attempt,
+        runtime=runtime_for(60, 60),
     conda:
         "../envs/remnant.yaml"
     script:
@@ -100,7 +101,7 @@ rule plot_cnv:
     threads: 1
     resources:
         mem_mb=mem_mb_for(1500, 3),
-        runtime=lambda wildcards, attempt: 15 * attempt,
+        runtime=runtime_for(15, 15),
     conda:
         "../envs/remnant.yaml"
     script:
@@ -129,8 +130,10 @@ rule plot_lesion_profile:
         lesions=config["lesions"],
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        mem_mb=mem_mb_for(1000, 4),
+        runtime=runtime_for(10, 10),
+    # light (one small table, one figure): runs where snakemake runs, not as a cluster job
+    localrule: True
     conda:
         "../envs/remnant.yaml"
     script:

@@ -29,7 +29,12 @@ def resource(path):
 try:
     config.update(validate_config(config, SCHEMAS / "config.schema.yaml", source="config"))
     SAMPLES = read_sample_sheet(config["samples"], SCHEMAS / "samples.schema.yaml", config)
-    reference_cells(SAMPLES, config["cnv"]["reference"], config["conditions"]["reference"])
+    if config["cnv"]["reference"] == "auto":
+        if config["cnv"]["auto_reference"]["candidates"] is not None:
+            reference_cells(SAMPLES, config["cnv"]["auto_reference"]["candidates"], config["conditions"]["reference"],
+                            key="cnv.auto_reference.candidates")
+    else:
+        reference_cells(SAMPLES, config["cnv"]["reference"], config["conditions"]["reference"])
     if config["demo"]["simulate"]:
         from remnant.simulate import resolve_params
 
@@ -103,6 +108,7 @@ def get_final_output():
         "results/cnv/lesion_calls.tsv.gz",
         "results/cnv/lesion_summary.tsv",
         "results/cnv/lesion_intervals.tsv",
+        "results/cnv/reference.tsv",
         "results/cnv/profile.h5ad",
         "results/cnv/breakpoints.tsv",
         expand("results/cnv/figures/heatmap_{patient}.png", patient=sorted(SAMPLES["patient"].astype(str).unique())),

@@ -12,6 +12,7 @@ import pandas as pd  # noqa: E402
 from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
 from remnant.config import reference_cells  # noqa: E402
 from remnant.lesions import call_lesions, parse_lesions  # noqa: E402
+from remnant.reference import find_reference  # noqa: E402
 
 with logged(snakemake.log[0], "call_lesions") as log:
     params = snakemake.params
@@ -19,12 +20,31 @@ with logged(snakemake.log[0], "call_lesions") as log:
     lesions = parse_lesions(params.lesions, cytobands, chromosome_arms(cytobands))
     adata = ad.read_h5ad(snakemake.input.h5ad)
     c = params.cnv
-    reference = reference_cells(adata.obs, c["reference"], params.reference_conditions).to_numpy()
+    options = dict(batch_key=c["batch_key"], n_folds=c["n_folds"], min_mean=c["min_mean"], shrinkage=c["shrinkage"],
+                   min_batch_reference=c["min_batch_reference"], refine=c["refine"], min_refine_cells=c["min_refine_cells"],
+                   min_interval_genes=c["min_interval_genes"], seed=params.seed)
+    if c["reference"] == "auto":
+        auto = c["auto_reference"]
+        candidates = (None if auto["candidates"] is None else
+                      reference_cells(adata.obs, auto["candidates"], params.reference_conditions,
+                                      key="cnv.auto_reference.candidates").to_numpy())
+        log.info("automatic reference: choosing among %d candidate cells", adata.n_obs if candidates is None else int(candidates.sum()))
+        reference, choice = find_reference(adata, lesions, candidates=candidates,
+                                           max_carrier_probability=auto["max_carrier_probability"],
+                                           min_cells=auto["min_cells"], rescore_rounds=auto["rescore_rounds"], **options)
+        choice.insert(0, "mode", "auto")
+        for _, row in choice.iterrows():
+            log.info("automatic reference, %s, batch %s: %d of %d candidates chosen, separation %.1f, "
+                     "%.1f expected carriers among them", row["lesion"], row["batch"], row["n_chosen"],
+                     row["n_candidates"], row["separation"], row["contamination"])
+            if not row["confident"]:
+                log.warning("automatic reference NOT confident for %s, batch %s: %s. Configure cnv.reference "
+                            "(healthy donors or a cleared population) if you can.", row["lesion"], row["batch"], row["reason"])
+    else:
+        reference = reference_cells(adata.obs, c["reference"], params.reference_conditions).to_numpy()
+        choice = None
     log.info("%d cells, %d reference cells; lesions %s", adata.n_obs, int(reference.sum()), [l.name for l in lesions])
-    call_lesions(adata, lesions, reference_mask=reference, batch_key=c["batch_key"], posterior_cutoff=c["posterior_cutoff"],
-                 n_folds=c["n_folds"], min_mean=c["min_mean"], shrinkage=c["shrinkage"],
-                 min_batch_reference=c["min_batch_reference"], refine=c["refine"], min_refine_cells=c["min_refine_cells"],
-                 min_interval_genes=c["min_interval_genes"], seed=params.seed)
+    call_lesions(adata, lesions, reference_mask=reference, posterior_cutoff=c["posterior_cutoff"], **options)
     adata.obs["cnv_reference"] = reference
     columns = ["barcode", "sample", "patient", "timepoint", "population", "condition", "hspc_state"]
     for lesion in lesions:
@@ -48,4 +68,9 @@ with logged(snakemake.log[0], "call_lesions") as log:
         log.info("%s: reference FPR %.4f", lesion.name, info["reference_fpr"])
     pd.concat(summaries, ignore_index=True).to_csv(snakemake.output.samples, sep="\t", index=False, float_format="%.6g")
     pd.concat(intervals, ignore_index=True).to_csv(snakemake.output.intervals, sep="\t", index=False, float_format="%.6g")
+    if choice is None:  # configured reference: how many cells, of which batches
+        choice = (adata.obs.assign(reference=reference).groupby(c["batch_key"] or (lambda _: "all"), observed=True)["reference"]
+                  .agg(n_candidates="size", n_chosen="sum").reset_index(names="batch"))
+        choice.insert(0, "mode", "configured")
+    choice.to_csv(snakemake.output.reference, sep="\t", index=False, float_format="%.6g")
     adata.write_h5ad(snakemake.output.h5ad, compression="gzip")

@@ -75,6 +75,10 @@ def _describe(error: jsonschema.ValidationError, root: str) -> str:
     if error.validator == "type":
         expected = error.validator_value
         return f"{where}: {error.instance!r} is of the wrong type; expected {expected}."
+    if error.validator in ("oneOf", "anyOf") and schema.get("description"):
+        # say what the key accepts instead of "not valid under any of the given schemas"
+        described = " ".join(str(schema["description"]).split())
+        return f"{where}: {error.instance!r} is not allowed. {described.rstrip('.')}."
     if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return f"{where}: {error.instance!r} is out of range ({error.validator} {error.validator_value})."
     return f"{where}: {error.message}."
@@ -308,7 +312,8 @@ def check_input_paths(sheet: pd.DataFrame, sheet_path: str | Path, *, base: str 
 REFERENCE_COLUMNS = ("sample", "patient", "condition", "population", "timepoint")
 
 
-def reference_cells(table: pd.DataFrame, selector: Mapping | None, reference_conditions, *, source: str = "config") -> "pd.Series":
+def reference_cells(table: pd.DataFrame, selector: Mapping | None, reference_conditions, *, source: str = "config",
+                    key: str = "cnv.reference") -> "pd.Series":
     """Which rows (samples of a sheet, or cells with sheet columns in obs) are normal reference.
 
     Parameters
@@ -321,6 +326,8 @@ def reference_cells(table: pd.DataFrame, selector: Mapping | None, reference_con
         selects rows matching every listed column.
     reference_conditions
         ``conditions.reference`` of the config.
+    source, key
+        Where the selector comes from, for error messages (file, config key).
 
     Returns
     -------
@@ -340,17 +347,17 @@ def reference_cells(table: pd.DataFrame, selector: Mapping | None, reference_con
         for column, values in selector.items():
             if column not in REFERENCE_COLUMNS or column not in table:
                 raise InputError(f"cannot select reference cells by {column!r}; use {', '.join(REFERENCE_COLUMNS)}.",
-                                 where=f"{source}: cnv.reference.{column}")
+                                 where=f"{source}: {key}.{column}")
             present = table[column].astype(str)
             values = [str(v) for v in values]
             unknown = [v for v in values if v not in set(present)]
             if unknown:
                 raise InputError(f"{unknown} not in the sheet's {column} column (it has {sorted(set(present))}); "
-                                 "fix the value or the sheet.", where=f"{source}: cnv.reference.{column}")
+                                 "fix the value or the sheet.", where=f"{source}: {key}.{column}")
             mask &= present.isin(values)
-        what = ", ".join(f"{c} in {list(v)}" for c, v in selector.items()) + " (cnv.reference)"
+        what = ", ".join(f"{c} in {list(v)}" for c, v in selector.items()) + f" ({key})"
     if not mask.any():
         raise InputError(f"no sample matches the reference selection {what}; the lesion calls need normal "
                          "reference cells (healthy donors, or a selection of cleared populations).",
-                         where=f"{source}: cnv.reference")
+                         where=f"{source}: {key}")
     return mask

@@ -496,7 +496,7 @@ def call_lesions(
         From :func:`parse_lesions`.
     reference_mask
         Boolean array (n_obs,) or the name of a boolean obs column: the normal reference cells
-        (see :func:`select_reference` and :func:`find_reference`).
+        (see :func:`remnant.config.reference_cells` and :func:`remnant.reference.find_reference`).
     state_key
         obs column with the annotated HSPC state (expectations are state-matched).
     sample_key

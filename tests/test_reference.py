@@ -1,0 +1,106 @@
+"""Automatic reference (remnant.reference.find_reference) on simulated cohorts without healthy donors."""
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import simulated as S
+from remnant.annotation import chromosome_arms
+from remnant.lesions import call_lesions, parse_lesions
+from remnant.reference import find_reference
+from test_lesions import auroc
+
+ROWS = [
+    ("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"),
+    ("P1_rem", "P1", "remission", "CD34", "MDS", "droplet"),
+    ("P2_dx", "P2", "diagnosis", "CD34", "MDS", "droplet"),
+    ("P2_rem", "P2", "remission", "CD34", "MDS", "droplet"),
+]
+PARAMS = {
+    "cells_per_sample": {"droplet": 350},
+    "library_size": {"droplet": {"median": 2000.0, "sdlog": 0.35}},
+    "clone_fraction": {"diagnosis": {"CD34": 0.9}, "remission": {"CD34": 0.2}},
+    "clone_sampling": "exact",
+    "low_quality": {"fraction": 0.0},
+    "doublets": {"rate": 0.0},
+}
+
+
+def _cohort(rows, params, seed):
+    mapped, cells = S.cohort(rows, params=params, seed=seed)
+    adata = ad.concat(list(mapped.values()), merge="same")
+    truth = cells.set_index(cells["sample"] + ":" + cells["barcode"]).loc[adata.obs_names]
+    adata.obs["hspc_state"] = truth["state"].to_numpy()
+    adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
+    adata.layers["counts"] = sp.csr_matrix(adata.X)
+    adata.X = None
+    return adata
+
+
+@pytest.fixture(scope="module")
+def lesions(cytobands):
+    return parse_lesions(None, cytobands, chromosome_arms(cytobands))
+
+
+@pytest.fixture(scope="module")
+def patients_only():
+    return _cohort(ROWS, PARAMS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def chosen(patients_only, lesions):
+    return find_reference(patients_only, lesions)
+
+
+def test_chooses_normal_cells_and_says_so(patients_only, chosen):
+    mask, report = chosen
+    truth = patients_only.obs["truth"].to_numpy()
+    assert mask.sum() >= 0.7 * (~truth).sum()  # most normal cells are found
+    assert truth[mask].mean() < 0.05  # few carriers among them (the confidence bar)
+    row = report.iloc[0]
+    assert row["confident"], row["reason"]
+    assert row["separation"] > 50
+    assert row["n_chosen"] == mask.sum()
+    # the reported contamination (expected carriers among the chosen) is of the right size
+    assert abs(row["contamination"] - truth[mask].sum()) <= max(5, 0.5 * truth[mask].sum())
+
+
+def test_calls_with_auto_reference_match_truth(patients_only, lesions, chosen):
+    mask, _ = chosen
+    adata = patients_only.copy()
+    call_lesions(adata, lesions, reference_mask=mask)
+    obs = adata.obs
+    truth = obs["truth"].to_numpy()
+    post = obs["del5q_posterior"].to_numpy()
+    assert auroc(post, truth) >= 0.99
+    # over ALL normal cells (chosen or not), few are called
+    assert (post[~truth] >= 0.9).mean() <= 0.02
+    frac = obs.groupby("sample", observed=True).agg(est=("del5q_posterior", "mean"), true=("truth", "mean"))
+    assert (frac["est"] - frac["true"]).abs().max() < 0.05
+
+
+def test_one_population_is_flagged_not_guessed(lesions):
+    rows = [("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"), ("P2_dx", "P2", "diagnosis", "CD34", "MDS", "droplet")]
+    params = {**PARAMS, "clone_fraction": {"diagnosis": {"CD34": 1.0}}}
+    adata = _cohort(rows, params, seed=4)
+    mask, report = find_reference(adata, lesions, rescore_rounds=0)
+    row = report.iloc[0]
+    assert not row["confident"]
+    assert "one population only" in row["reason"]
+
+
+def test_candidates_restrict_the_choice(patients_only, lesions):
+    rem = (patients_only.obs["timepoint"] == "remission").to_numpy()
+    mask, report = find_reference(patients_only, lesions, candidates=rem, rescore_rounds=1)
+    assert not mask[~rem].any()
+    assert report.iloc[0]["n_candidates"] == rem.sum()
+
+
+def test_bad_arguments_name_the_field(patients_only, lesions):
+    from remnant.errors import InputError
+
+    with pytest.raises(InputError, match="max_carrier_probability"):
+        find_reference(patients_only, lesions, max_carrier_probability=1.5)
+    with pytest.raises(InputError, match="candidate cells"):
+        find_reference(patients_only, lesions, candidates=np.zeros(patients_only.n_obs, bool))
