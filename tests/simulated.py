@@ -50,3 +50,21 @@ def cohort_with_truth(rows, params=None, seed=0):
         adata.obs_names = [f"{sample}:{b}" for b in adata.obs_names]
         mapped[sample] = adata
     return mapped, sim
+
+
+def called_cohort(rows, params=None, seed=0):
+    """One AnnData of ``rows`` ready for lesion calling: counts (CSR) in ``layers["counts"]``, the
+    true HSPC state in obs ``hspc_state``, the true del(5q) carrier flag in obs ``truth`` and the
+    simulated patients (with their lesion intervals) in ``uns["truth_patients"]``."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    mapped, sim = cohort_with_truth(rows, params=params, seed=seed)
+    adata = ad.concat(list(mapped.values()), merge="same")
+    truth = sim.cells.set_index(sim.cells["sample"] + ":" + sim.cells["barcode"]).loc[adata.obs_names]
+    adata.obs["hspc_state"] = truth["state"].to_numpy()
+    adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
+    adata.layers["counts"] = sp.csr_matrix(adata.X)
+    adata.X = None
+    adata.uns["truth_patients"] = sim.patients
+    return adata

@@ -8,7 +8,6 @@ benchmarks/lesion_calling.py for the full table).
 
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -126,14 +125,7 @@ def auroc(score, truth):
 
 @pytest.fixture(scope="module")
 def cohort():
-    mapped, cells = S.cohort(ROWS, params=PARAMS, seed=11)
-    adata = ad.concat(list(mapped.values()), merge="same")
-    truth = cells.set_index(cells["sample"] + ":" + cells["barcode"]).loc[adata.obs_names]
-    adata.obs["hspc_state"] = truth["state"].to_numpy()
-    adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
-    adata.layers["counts"] = sp.csr_matrix(adata.X)
-    adata.X = None
-    return adata
+    return S.called_cohort(ROWS, params=PARAMS, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -247,15 +239,7 @@ MIXED_PARAMS = {
 
 @pytest.fixture(scope="module")
 def mixed():
-    mapped, sim = S.cohort_with_truth(MIXED_ROWS, params=MIXED_PARAMS, seed=5)
-    adata = ad.concat(list(mapped.values()), merge="same")
-    truth = sim.cells.set_index(sim.cells["sample"] + ":" + sim.cells["barcode"]).loc[adata.obs_names]
-    adata.obs["hspc_state"] = truth["state"].to_numpy()
-    adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
-    adata.layers["counts"] = sp.csr_matrix(adata.X)
-    adata.X = None
-    adata.uns["truth_patients"] = sim.patients
-    return adata
+    return S.called_cohort(MIXED_ROWS, params=MIXED_PARAMS, seed=5)
 
 
 def test_technologies_scored_against_their_own_reference(mixed, lesions):

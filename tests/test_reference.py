@@ -1,9 +1,7 @@
 """Automatic reference (remnant.reference.find_reference) on simulated cohorts without healthy donors."""
 
-import anndata as ad
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 import simulated as S
 from remnant.annotation import chromosome_arms
@@ -27,17 +25,6 @@ PARAMS = {
 }
 
 
-def _cohort(rows, params, seed):
-    mapped, cells = S.cohort(rows, params=params, seed=seed)
-    adata = ad.concat(list(mapped.values()), merge="same")
-    truth = cells.set_index(cells["sample"] + ":" + cells["barcode"]).loc[adata.obs_names]
-    adata.obs["hspc_state"] = truth["state"].to_numpy()
-    adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
-    adata.layers["counts"] = sp.csr_matrix(adata.X)
-    adata.X = None
-    return adata
-
-
 @pytest.fixture(scope="module")
 def lesions(cytobands):
     return parse_lesions(None, cytobands, chromosome_arms(cytobands))
@@ -45,7 +32,7 @@ def lesions(cytobands):
 
 @pytest.fixture(scope="module")
 def patients_only():
-    return _cohort(ROWS, PARAMS, seed=3)
+    return S.called_cohort(ROWS, PARAMS, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +70,7 @@ def test_calls_with_auto_reference_match_truth(patients_only, lesions, chosen):
 def test_one_population_is_flagged_not_guessed(lesions):
     rows = [("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"), ("P2_dx", "P2", "diagnosis", "CD34", "MDS", "droplet")]
     params = {**PARAMS, "clone_fraction": {"diagnosis": {"CD34": 1.0}}}
-    adata = _cohort(rows, params, seed=4)
+    adata = S.called_cohort(rows, params, seed=4)
     mask, report = find_reference(adata, lesions, rescore_rounds=0)
     row = report.iloc[0]
     assert not row["confident"]
