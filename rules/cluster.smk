@@ -21,7 +21,7 @@ rule cluster_cells:
     threads: 2
     resources:
         mem_mb=mem_mb_for(3000, 6),
-        runtime=lambda wildcards, attempt: 60 * attempt,
+        runtime=runtime_for(60, 60),
     conda:
         "../envs/remnant.yaml"
     script:
@@ -53,7 +53,7 @@ rule plot_clusters:
     threads: 1
     resources:
         mem_mb=mem_mb_for(2000, 3),
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        runtime=runtime_for(20, 20),
     conda:
         "../envs/remnant.yaml"
     script:

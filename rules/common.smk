@@ -87,13 +87,39 @@ def all_samples(pattern):
     return expand(pattern, sample=SAMPLES.index)
 
 
+# Resources (the convention for every rule; profiles/README.md): threads fixed per rule; mem_mb and
+# runtime (minutes) from these helpers, so that they grow with the input and with each attempt (with
+# --retries, a job killed for memory or time is resubmitted with attempt + 1). Never a partition,
+# account or QoS here: those belong to profiles/slurm.
+def input_mb(input):
+    """Total size of a job's input in MB, directories (10x mtx) counted by their files."""
+    total = 0
+    for path in input:
+        path = Path(path)
+        if path.is_dir():
+            total += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        elif path.exists():
+            total += path.stat().st_size
+    return total / 2**20  # MiB, as Snakemake's input.size_mb
+
+
 def mem_mb_for(base, per_input_mb):
     """Memory that grows with the input size and with each retry (a job killed for memory gets more)."""
 
     def mem_mb(wildcards, input, attempt):
-        return int((base + per_input_mb * input.size_mb) * attempt)
+        return int((base + per_input_mb * input_mb(input)) * attempt)
 
     return mem_mb
+
+
+def runtime_for(base, per_input_gb=0):
+    """Wall time in minutes that grows with the input size and with each retry (a job killed at its
+    time limit gets more)."""
+
+    def runtime(wildcards, input, attempt):
+        return int((base + per_input_gb * input_mb(input) / 1000) * attempt)
+
+    return runtime
 
 
 def get_final_output():

@@ -22,6 +22,7 @@ if SIMULATE:
             seed=config["seed"],
             gene_sets=GENE_SETS,
         threads: 1
+        # the simulated cohort's size comes from the config (demo.params), not from the input
         resources:
             mem_mb=lambda wildcards, attempt: 4000 * attempt,
             runtime=lambda wildcards, attempt: 30 * attempt,
@@ -42,8 +43,10 @@ if SIMULATE:
             "logs/evaluate_demo/evaluate_demo.log",
         threads: 1
         resources:
-            mem_mb=lambda wildcards, attempt: 2000 * attempt,
-            runtime=lambda wildcards, attempt: 10 * attempt,
+            mem_mb=mem_mb_for(1500, 4),
+            runtime=runtime_for(10, 10),
+        # light (tables only): runs where snakemake runs, not as a cluster job
+        localrule: True
         conda:
             "../envs/remnant.yaml"
         script:

@@ -20,7 +20,10 @@ rule read_counts:
     threads: 1
     resources:
         mem_mb=mem_mb_for(1500, 12),
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        runtime=runtime_for(20, 10),
+    # one cluster job per sample reads and filters it (per-sample fan-out, half the jobs)
+    group:
+        "sample"
     conda:
         "../envs/remnant.yaml"
     script:
@@ -51,7 +54,9 @@ rule filter_cells:
     threads: 1
     resources:
         mem_mb=mem_mb_for(1500, 8),
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        runtime=runtime_for(20, 20),
+    group:
+        "sample"
     conda:
         "../envs/remnant.yaml"
     script:
@@ -80,8 +85,9 @@ rule summarise_qc:
         samples=list(SAMPLES.index),
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 1000 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        mem_mb=mem_mb_for(1000, 4),
+        runtime=runtime_for(10, 10),
+    # light (one small table per sample): runs where snakemake runs, not as a cluster job
     localrule: True
     conda:
         "../envs/remnant.yaml"
