@@ -31,11 +31,13 @@ clone fraction 1%, 10%, 50%, 100% (12 cohorts per depth); summary per depth:
      2000         0.022  0.966 / 0.982 / 0.990        0.977 / 0.984 / 0.992        0
     10000         0.022  0.9997 / 0.9999 / 1.0        0.9997 / 0.9999 / 1.0        0
 
-Reading: remnant is at the information bound of these data: within 0.002 of the oracle on
+Reading: remnant performs at the oracle's level: within 0.002 of the oracle on
 average at 2,000 UMI and 0.011 at 500 (the gap is at clone fractions of 1-10%, where too few cells
 are called for the patient's own interval to be estimated; at 50-100% remnant matches or beats
 the oracle). The issue's targets (AUROC >= 0.99 at 2,000 UMI, >= 0.95 at 500) are above that
-bound: the oracle itself reaches 0.98-0.99 and 0.82-0.89. The lesion holds 2.1-2.3% of a cell's
+oracle: it reaches 0.98-0.99 and 0.82-0.89. Even a Poisson count with no overdispersion and
+the whole region deleted separates 11 from 5.5 expected counts with an AUROC of only about 0.91.
+The lesion holds 2.1-2.3% of a cell's
 counts here (about 11 counts per normal cell at 500 UMI, 5.5 after a one-copy loss), close to
 real data: 2.1-3.2% of the counts of the normal cells of the oligodendroglioma Smart-seq2 set
 (oligodendrocytes, microglia) fall in 5q13.1-5q33.3 (mitochondrial pseudogenes excluded). FPR on
