@@ -16,6 +16,7 @@ include: "rules/demo.smk"
 include: "rules/qc.smk"
 include: "rules/cluster.smk"
 include: "rules/cnv.smk"
+include: "rules/persistence.smk"
 
 
 rule all:

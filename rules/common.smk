@@ -42,6 +42,18 @@ try:
         resolve_params(config["demo"]["params"], samples=SAMPLES)
     else:
         check_input_paths(SAMPLES, config["samples"])
+    # persistence analysis (gates, persistence, signatures, pseudobulk): cross-key checks and the
+    # derived gate mappings and lesion name
+    from remnant.persistence import check_config as check_persistence_config
+
+    PERSISTENCE = check_persistence_config(
+        config,
+        SAMPLES,
+        gene_set_dir=resource(config["signatures"]["directory"]),
+        cytobands=resource(config["annotation"]["cytobands"]),
+        check_files=not config["demo"]["simulate"],
+        sheet_path=config["samples"],
+    )
 except InputError as err:
     raise WorkflowError(f"remnant: {err}") from None
 
@@ -143,6 +155,26 @@ def get_final_output():
             lesion=[lesion["name"] for lesion in config["lesions"]],
             patient=sorted(SAMPLES["patient"].astype(str).unique()),
         ),
+    ]
+    outputs += [
+        "results/persistence/gates.tsv.gz",
+        "results/persistence/gate_agreement.tsv",
+        "results/persistence/gate_crosstab.tsv",
+        "results/persistence/del_fraction.tsv",
+        "results/persistence/del_fraction_pooled.tsv",
+        "results/persistence/contrasts.tsv",
+        "results/persistence/figures/del_fraction.png",
+        "results/persistence/signature_scores.tsv.gz",
+        "results/persistence/signature_sets.tsv",
+        "results/persistence/signature_comparisons.tsv",
+        "results/persistence/cycling_composition.tsv",
+        "results/persistence/cycling_contrasts.tsv",
+        "results/persistence/figures/signature_scores.png",
+        "results/persistence/figures/cycling_composition.png",
+        "results/persistence/pseudobulk_samples.tsv",
+        "results/persistence/de.tsv",
+        "results/persistence/enrichment.tsv",
+        "results/persistence/figures/volcano.png",
     ]
     outputs += all_samples("results/qc/figures/{sample}.png")
     if SIMULATE:

@@ -29,7 +29,8 @@ Across patients (cells of one patient are not independent; patient is the stratu
   of corrected fractions with a t interval.
 - :func:`binomial_mixed_contrast`: the same contrast as a binomial mixed model
   ``called ~ factor + (1 | patient)`` at the cell level
-  (:class:`statsmodels.genmod.bayes_mixed_glm.BinomialBayesMixedGLM`, variational Bayes).
+  (:class:`statsmodels.genmod.bayes_mixed_glm.BinomialBayesMixedGLM`, posterior mode with a
+  Laplace covariance).
 """
 
 from __future__ import annotations
@@ -40,16 +41,23 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scipy import stats
-from statsmodels.stats.contingency_tables import StratifiedTable, Table2x2
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from .errors import InputError
 
+# statsmodels is imported where it is used: the workflow imports this module to check its config
+# when the Snakefile is parsed, which should stay quick.
+
 __all__ = [
+    "POPULATION_KEYS",
     "binomial_mixed_contrast",
+    "check_config",
     "del_fraction_table",
     "persistence_contrasts",
+    "prepare_cells",
+    "read_calls",
     "rogan_gladen",
+    "run_contrasts",
+    "run_fractions",
     "stratified_contrast",
 ]
 
@@ -125,6 +133,8 @@ def del_fraction_table(
         ``youden`` (= 1 - fpr - fnr), ``corrected``, ``corrected_low``, ``corrected_high``,
         ``posterior_mean``. Fractions are 0-1 (not percent).
     """
+    from statsmodels.stats.proportion import proportion_confint
+
     obs, per_sample, n_reference = _lesion_info(data, lesion, per_sample, n_reference)
     call_key = call_key or f"{lesion}_call"
     posterior_key = posterior_key or f"{lesion}_posterior"
@@ -246,6 +256,9 @@ def stratified_contrast(
         ``corrected_difference`` = mean per-patient difference of corrected fractions, each with
         a t interval over patients; ``n_strata`` patients with both levels). Fractions are 0-1.
     """
+    from statsmodels.stats.contingency_tables import StratifiedTable, Table2x2
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
     where = "stratified_contrast"
     for col in (strata, factor, "n_cells", "n_called"):
         if col not in table.columns:
@@ -293,8 +306,9 @@ def stratified_contrast(
         null = st.test_null_odds(correction=True)
         with np.errstate(divide="ignore", invalid="ignore"):  # Breslow-Day on strata with an empty cell
             het = st.test_equal_odds() if len(informative) > 1 else None
+        # statsmodels returns 1 - cdf, which is 0 for any statistic above ~75; the survival function keeps it
         pooled.update(odds_ratio=st.oddsratio_pooled, odds_ratio_low=lo, odds_ratio_high=hi, risk_ratio=st.riskratio_pooled,
-                      pvalue=float(null.pvalue), statistic=float(null.statistic),
+                      pvalue=float(stats.chi2.sf(null.statistic, 1)), statistic=float(null.statistic),
                       heterogeneity_pvalue=float(het.pvalue) if het is not None else np.nan)
     else:
         pooled.update(odds_ratio=np.nan, odds_ratio_low=np.nan, odds_ratio_high=np.nan, risk_ratio=np.nan, pvalue=np.nan,
@@ -330,19 +344,24 @@ def binomial_mixed_contrast(
     call_key: str | None = None,
     group: str = "patient",
     alpha: float = 0.05,
+    fe_prior_sd: float = 10.0,
 ) -> pd.DataFrame:
     """Cell-level binomial mixed model ``called ~ factor + (1 | patient)`` for one contrast.
 
-    Fitted by variational Bayes (:meth:`BinomialBayesMixedGLM.fit_vb`); the interval is the
-    normal approximation of the posterior of the fixed effect.
+    Fitted by :meth:`BinomialBayesMixedGLM.fit_map`: the posterior mode with a weakly informative
+    normal prior on the fixed effects (sd ``fe_prior_sd`` on the log-odds scale), and the Laplace
+    approximation of its covariance (the inverse Hessian). The interval and p-value are Wald's from
+    that covariance. Not the mean-field variational fit (``fit_vb``): its fixed-effect sd ignores
+    the correlation with the patient intercepts and came out 2-3x too small on the demo and test
+    cohorts (interval far narrower than a fixed-effects GLM's, which a random effect can only widen).
 
     Returns
     -------
     pandas.DataFrame
         One row: ``contrast``, ``log_odds_ratio`` (level vs reference), ``sd``, ``odds_ratio``,
-        ``odds_ratio_low``, ``odds_ratio_high``, ``n_cells``, ``n_patients``,
-        ``patient_sd`` (posterior mean of the random-intercept sd), ``test``. NaN when a level is
-        missing or every cell has the same call.
+        ``odds_ratio_low``, ``odds_ratio_high``, ``pvalue`` (Wald), ``n_cells``, ``n_patients``,
+        ``patient_sd`` (mode of the random-intercept sd), ``test``. NaN when a level is missing
+        or every cell has the same call.
     """
     from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
@@ -357,22 +376,21 @@ def binomial_mixed_contrast(
     y = sub[call_key].astype(bool).to_numpy().astype(float)
     x = (sub[factor].astype(str) == str(level)).to_numpy().astype(float)
     row = {"contrast": label, "n_cells": len(sub), "n_patients": int(sub[group].nunique()),
-           "test": "binomial mixed model, random patient intercept (variational Bayes)"}
+           "test": "binomial mixed model, random patient intercept (posterior mode, Laplace covariance; Wald interval)"}
     nan = {"log_odds_ratio": np.nan, "sd": np.nan, "odds_ratio": np.nan, "odds_ratio_low": np.nan,
-           "odds_ratio_high": np.nan, "patient_sd": np.nan}
+           "odds_ratio_high": np.nan, "pvalue": np.nan, "patient_sd": np.nan}
     if len(sub) == 0 or x.min() == x.max() or y.min() == y.max():
         return pd.DataFrame([{**row, **nan}])
-    data = pd.DataFrame({"y": y, "x": x, "g": sub[group].astype(str).to_numpy()})
-    exog = np.column_stack([np.ones(len(data)), data["x"].to_numpy()])
-    groups = pd.get_dummies(data["g"]).to_numpy(dtype=float)
+    exog = np.column_stack([np.ones(len(sub)), x])
+    groups = pd.get_dummies(sub[group].astype(str).to_numpy()).to_numpy(dtype=float)
     ident = np.zeros(groups.shape[1], dtype=int)
-    model = BinomialBayesMixedGLM(data["y"].to_numpy(), exog, groups, ident, vcp_p=1.0, fe_p=2.0)
-    fit = model.fit_vb()  # deterministic: starts from zero, no random draws
-    est, sd = float(fit.fe_mean[1]), float(fit.fe_sd[1])
+    model = BinomialBayesMixedGLM(y, exog, groups, ident, vcp_p=1.0, fe_p=fe_prior_sd)
+    fit = model.fit_map()  # deterministic: a BFGS optimisation from zero
+    est, sd = float(fit.params[1]), float(np.sqrt(fit.cov_params()[1, 1]))
     z = stats.norm.ppf(1 - alpha / 2)
     return pd.DataFrame([{**row, "log_odds_ratio": est, "sd": sd, "odds_ratio": np.exp(est),
                           "odds_ratio_low": np.exp(est - z * sd), "odds_ratio_high": np.exp(est + z * sd),
-                          "patient_sd": float(np.exp(fit.vcp_mean[0]))}])
+                          "pvalue": float(2 * stats.norm.sf(abs(est) / sd)), "patient_sd": float(np.exp(fit.params[2]))}])
 
 
 def persistence_contrasts(
@@ -405,3 +423,355 @@ def persistence_contrasts(
         raise InputError(f"no timepoint {after!r} or {before!r} in the table (it has {sorted(timepoints)}).",
                          where="persistence_contrasts")
     return pd.concat(parts, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# workflow glue: config checks, the analysed cells, fraction tables and the study's contrasts
+# ---------------------------------------------------------------------------------------------
+#: How a cell's population is assigned (config ``persistence.population_key``).
+POPULATION_KEYS = {
+    "population": "sort gate (sample sheet population)",
+    "index_gate": "index gate (index-sort intensities, gates.hierarchy)",
+    "state_gate": "transcriptomic state (hspc_state via gates.state_gates)",
+}
+
+
+def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set_dir: str | None = None,
+                 cytobands: str | None = None, source: str = "config", check_files: bool = False,
+                 sheet_path: str = "samples") -> dict:
+    """Cross-key checks of the persistence config blocks (``gates``, ``persistence``, ``signatures``,
+    ``pseudobulk``); the schema has checked types and ranges.
+
+    Parameters
+    ----------
+    config
+        The validated config (defaults filled).
+    sheet
+        The validated sample sheet (per-sample gate thresholds and index-sort tables are checked against it).
+    gene_set_dir
+        Resolved ``signatures.directory`` (the configured sets must be there).
+    cytobands
+        Cytoband table path; ``signatures.exclude_regions`` (when set) must parse against it.
+    check_files
+        Also read every index-sort table of the sheet for the gate markers (real cohorts; a
+        simulated cohort's tables do not exist yet).
+
+    Returns
+    -------
+    dict
+        ``gates``: the resolved gates block (:func:`remnant.gates.resolve_gate_config`);
+        ``lesion``: the lesion analysed (``persistence.lesion``, default the first configured);
+        ``set_files``: ``{name: path}`` of the signature and cell-cycle sets (``gene_set_dir``
+        given); ``planned``: ``[{patient, population, timepoint}]`` of the sheet's disease
+        samples (empty unless ``population_key`` is ``population``: other assignments are only
+        known from the cells).
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` and the key: a gate marker that is not an index-sort column (or a table
+        lacking it, naming the marker and the table), an unknown lesion, timepoint or population,
+        equal levels of a contrast, a missing gene set, ``group_low >= group_high``.
+    """
+    from .gates import _check_gates, check_gate_config, check_index_sort_markers
+
+    populations = [str(p) for p in config["populations"]]
+    gates = check_gate_config(config["gates"], index_sort_markers=config["index_sort"]["markers"], populations=populations,
+                              sheet=sheet, source=source)
+    if check_files and sheet is not None:
+        check_index_sort_markers(sheet, _check_gates(gates["hierarchy"]), sheet_path=sheet_path)
+    p = config["persistence"]
+    names = [str(lesion["name"]) for lesion in config["lesions"]]
+    lesion = p["lesion"] if p["lesion"] is not None else names[0]
+    if lesion not in names:
+        raise InputError(f"{lesion!r} is not a configured lesion (lesions: {names}).", path=source, where="persistence.lesion")
+    timepoints = [str(t) for t in config["timepoints"]]
+    for key in ("before", "after"):
+        if str(p[key]) not in timepoints:
+            raise InputError(f"{p[key]!r} is not a declared timepoint (timepoints: {timepoints}).", path=source, where=f"persistence.{key}")
+    if str(p["before"]) == str(p["after"]):
+        raise InputError(f"before and after are both {p['before']!r}; compare two timepoints.", path=source, where="persistence.after")
+    key = p["population_key"]
+    levels, what = (populations, "declared population (populations)") if key == "population" else \
+        (list(gates["hierarchy"]), "gate of gates.hierarchy (persistence.population_key is " + key + ")")
+    for name in ("stem", "progenitor"):
+        if str(p[name]) not in levels:
+            raise InputError(f"{p[name]!r} is not a {what}: {levels}.", path=source, where=f"persistence.{name}")
+    if str(p["stem"]) == str(p["progenitor"]):
+        raise InputError(f"stem and progenitor are both {p['stem']!r}; name two populations.", path=source,
+                         where="persistence.progenitor")
+    from .signatures import check_signature_config
+
+    bands = None
+    if cytobands is not None and config["signatures"].get("exclude_regions"):
+        from .annotation import load_cytobands
+
+        bands = load_cytobands(cytobands)
+    check_signature_config(config["signatures"], gene_set_dir, source=source, cytobands=bands)
+    set_files = {}
+    if gene_set_dir is not None:
+        from .signatures import signature_path
+
+        sig = config["signatures"]
+        for name in [*sig["sets"], sig["cell_cycle"]["s"], sig["cell_cycle"]["g2m"]]:
+            set_files[str(name)] = str(signature_path(name, gene_set_dir))
+    planned = []
+    if sheet is not None and key == "population":
+        reference = [str(c) for c in config["conditions"]["reference"]]
+        disease = sheet[~sheet["condition"].astype(str).isin(reference)]
+        planned = disease[["patient", "population", "timepoint"]].astype(str).drop_duplicates().to_dict(orient="records")
+    return {"gates": gates, "lesion": lesion, "set_files": set_files, "planned": planned}
+
+
+def read_calls(path: str, lesion: str | None = "del5q") -> tuple[pd.DataFrame, dict | None]:
+    """The per-cell table and one lesion's ``uns["lesions"][lesion]`` of a cohort h5ad, without
+    reading its matrices (``X`` and the count layer stay on disk). ``lesion=None``: the table only.
+
+    Raises
+    ------
+    InputError
+        The file has no calls for ``lesion`` (names the lesions it has).
+    """
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        obs = read_elem(f["obs"])
+        if lesion is None:
+            return obs, None
+        lesions = f["uns"]["lesions"] if "uns" in f and "lesions" in f["uns"] else None
+        if lesions is None or lesion not in lesions:
+            have = sorted(lesions) if lesions is not None else []
+            raise InputError(f"no calls for lesion {lesion!r} (it has {have}); rerun call_lesions with it configured.", path=path)
+        info = read_elem(lesions[lesion])
+    return obs, info
+
+
+def prepare_cells(obs: pd.DataFrame, *, reference_conditions: Sequence[str], population_key: str = "population",
+                  gates: pd.DataFrame | None = None, source: str = "cohort") -> tuple[pd.DataFrame, dict]:
+    """The cells the persistence analysis is about, each with the population it is counted in.
+
+    Left out: every cell of a donor whose ``condition`` is a reference condition (healthy donors),
+    and, with ``population_key`` other than ``population``, cells that assignment does not place
+    (no index-sort data, or a state no gate maps). Patients' cells that served as copy-number
+    reference (a ``cnv.reference`` selection or ``auto``) stay: they carry cross-fitted calls, and
+    leaving out cells chosen as normal would inflate the carrier fraction.
+
+    Parameters
+    ----------
+    obs
+        The cohort's per-cell table after call_lesions (``sample, patient, timepoint, population,
+        condition, cnv_reference``).
+    population_key
+        ``population`` (sort gate), ``index_gate`` or ``state_gate`` (columns of ``gates``, the
+        per-cell table of :func:`remnant.gates.run_gates`, indexed by cell).
+
+    Returns
+    -------
+    (cells, summary)
+        ``cells``: the kept rows of ``obs`` with ``sort_gate`` (the sheet's population) and
+        ``population`` (the assigned one), both str; ``summary``: cell counts per reason.
+
+    Raises
+    ------
+    InputError
+        A missing column, a gate table that does not cover the cohort, or no cell left.
+    """
+    for col in ("sample", "patient", "timepoint", "population", "condition", "cnv_reference"):
+        if col not in obs.columns:
+            raise InputError(f"the cohort has no cell column {col!r}; rerun call_lesions.", path=source)
+    if population_key not in POPULATION_KEYS:
+        raise InputError(f"population_key {population_key!r} must be one of {list(POPULATION_KEYS)}.", where="persistence.population_key")
+    reference = obs["cnv_reference"].astype(bool).to_numpy()
+    healthy = obs["condition"].astype(str).isin([str(c) for c in reference_conditions]).to_numpy()
+    cells = obs.copy()
+    cells["sort_gate"] = obs["population"].astype(str)
+    if population_key == "population":
+        assigned = cells["sort_gate"]
+    else:
+        if gates is None or population_key not in gates.columns:
+            raise InputError(f"population_key {population_key!r} needs the per-cell gate table (rule gate_cells).", path=source)
+        missing = ~obs.index.isin(gates.index)
+        if missing.any():
+            raise InputError(f"the gate table lacks {int(missing.sum())} cell(s) of the cohort (e.g. {obs.index[missing][0]!r}); "
+                             "rerun gate_cells.", path=source)
+        assigned = gates.loc[obs.index, population_key].astype(object)
+    unplaced = assigned.isna().to_numpy()
+    keep = ~healthy & ~unplaced
+    cells["population"] = assigned.astype(object).to_numpy()
+    summary = {"cells": len(obs), "reference_condition_cells": int(healthy.sum()),
+               f"not_placed_by_{population_key}": int((unplaced & ~healthy).sum()),
+               "patient_reference_cells_kept": int((reference & keep).sum()), "analysed": int(keep.sum())}
+    if not keep.any():
+        raise InputError(f"no cell to analyse: every cell is of a reference condition {list(reference_conditions)} or not placed "
+                         f"by {population_key} ({summary}).", path=source)
+    out = cells.loc[keep].copy()
+    for col in ("population", "timepoint"):
+        out[col] = out[col].astype(str)
+    return out, summary
+
+
+def _ordered(table: pd.DataFrame, columns: Mapping[str, Sequence[str] | None]) -> pd.DataFrame:
+    """Rows sorted by the given columns, each in its given level order (others after, alphabetically)."""
+    keys = []
+    for col, order in columns.items():
+        values = table[col].astype(str)
+        levels = [str(v) for v in (order or [])]
+        rank = {v: i for i, v in enumerate(levels + sorted(set(values) - set(levels)))}
+        keys.append(values.map(rank))
+    if not keys:
+        return table
+    idx = pd.DataFrame({f"_k{i}": k for i, k in enumerate(keys)}).sort_values(list(f"_k{i}" for i in range(len(keys))), kind="stable").index
+    return table.loc[idx].reset_index(drop=True)
+
+
+def run_fractions(
+    cells: pd.DataFrame,
+    per_sample: pd.DataFrame,
+    *,
+    lesion: str = "del5q",
+    n_reference: int | None = None,
+    alpha: float = 0.05,
+    min_youden: float = 0.1,
+    planned: Sequence[Mapping[str, str]] | None = None,
+    populations: Sequence[str] | None = None,
+    timepoints: Sequence[str] | None = None,
+    assigned_by: str = POPULATION_KEYS["population"],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`del_fraction_table` per patient x population x timepoint and pooled over patients, with notes.
+
+    Parameters
+    ----------
+    cells
+        :func:`prepare_cells` output.
+    per_sample, n_reference
+        The copy-number step's per-sample error rates (``fpr``, ``fnr``) and reference size.
+    planned
+        ``[{patient, population, timepoint}]`` the sample sheet promises; a combination with no
+        analysed cell gets a row with ``n_cells = 0`` and a note, so nothing silently disappears.
+    populations, timepoints
+        Row order.
+    assigned_by
+        How ``population`` was assigned (a column of both tables).
+
+    Returns
+    -------
+    (per_patient, pooled)
+        Columns of :func:`del_fraction_table` after ``lesion`` and ``assigned_by``, then ``note``
+        (why a value is missing). ``pooled`` sums cells over patients: descriptive only (the
+        contrasts treat the patient as the unit).
+    """
+    out = []
+    for by in (["patient", "population", "timepoint"], ["population", "timepoint"]):
+        table = del_fraction_table(cells, per_sample, lesion=lesion, by=by, n_reference=n_reference, alpha=alpha,
+                                   min_youden=min_youden) if len(cells) else pd.DataFrame(columns=[*by, "n_cells"])
+        notes = []
+        for _, row in table.iterrows():
+            if pd.isna(row.get("corrected")) and pd.notna(row.get("youden")):
+                notes.append(f"not corrected: 1 - fpr - fnr = {row['youden']:.3f} < min_youden {min_youden} (the calls carry too "
+                             "little information); the called fraction stands uncorrected")
+            else:
+                notes.append("")
+        table["note"] = notes
+        if by[0] == "patient" and planned:
+            have = set(map(tuple, table[by].astype(str).to_numpy())) if len(table) else set()
+            extra = []
+            for combo in planned:
+                key = tuple(str(combo[k]) for k in by)
+                if key not in have:
+                    have.add(key)
+                    extra.append({**dict(zip(by, key)), "n_samples": 0, "n_cells": 0, "n_called": 0,
+                                  "note": "no analysed cell: the sample sheet lists this sample but none of its cells is "
+                                          "in the cohort"})
+            if extra:
+                table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
+        table.insert(0, "assigned_by", assigned_by)
+        table.insert(0, "lesion", lesion)
+        order = {"population": populations, "timepoint": timepoints}
+        table = _ordered(table, {c: order.get(c) for c in by})
+        if "n_samples" in table:
+            table[["n_samples", "n_cells", "n_called"]] = table[["n_samples", "n_cells", "n_called"]].astype(int)
+        out.append(table)
+    return out[0], out[1]
+
+
+def run_contrasts(
+    table: pd.DataFrame,
+    cells: pd.DataFrame,
+    *,
+    stem: str = "HSC",
+    progenitor: str = "PROG",
+    before: str = "diagnosis",
+    after: str = "remission",
+    lesion: str = "del5q",
+    alpha: float = 0.05,
+    mixed_model: bool = True,
+) -> pd.DataFrame:
+    """The study's contrasts, each across patients by CMH (patient strata) and a binomial mixed model.
+
+    Planned: ``stem`` vs ``progenitor`` at ``after`` and at ``before``; ``after`` vs ``before``
+    within ``stem``, ``progenitor`` and every other population with cells. A contrast the data
+    cannot support (a timepoint or population without cells, no patient with both levels) still
+    gets its row, with NaN statistics and a ``note`` saying why.
+
+    Parameters
+    ----------
+    table
+        Per-patient :func:`run_fractions` table.
+    cells
+        :func:`prepare_cells` output (the mixed model is fitted on cells).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of :func:`stratified_contrast` (``scope`` patient and across patients) and, per
+        contrast, one ``binomial mixed model`` row (``odds_ratio`` with interval and Wald ``pvalue``,
+        ``log_odds_ratio``, ``log_odds_ratio_sd``, ``patient_sd``), each with ``question`` and ``note``.
+    """
+    have = table[table["n_cells"] > 0] if "n_cells" in table else table
+    populations = [stem, progenitor] + [p for p in pd.unique(have["population"].astype(str)) if p not in (stem, progenitor)]
+    planned = [("population", stem, progenitor, {"timepoint": after}, f"{stem} vs {progenitor} at {after} (persistence)"),
+               ("population", stem, progenitor, {"timepoint": before}, f"{stem} vs {progenitor} at {before}")]
+    planned += [("timepoint", after, before, {"population": pop}, f"{after} vs {before} in {pop}") for pop in populations]
+    parts = []
+    for factor, level, reference, fixed, question in planned:
+        label = f"{factor}: {level} vs {reference}" + "".join(f" | {k}={v}" for k, v in fixed.items())
+        (fcol, fval), = fixed.items()
+        sub = have[have[fcol].astype(str) == str(fval)]
+        why = "" if len(sub) else f"no analysed cells with {fcol} {fval!r}"
+        for lev in (level, reference):
+            if not why and str(lev) not in set(sub[factor].astype(str)):
+                why = f"no analysed {factor} {lev!r} cells with {fcol} {fval!r}"
+        if why:
+            parts.append(pd.DataFrame([{"contrast": label, "question": question, "scope": "across patients", "patient": "all",
+                                        "n_strata": 0, "test": "Cochran-Mantel-Haenszel (patient strata)", "note": why}]))
+            continue
+        c = stratified_contrast(have, factor=factor, level=str(level), reference=str(reference), fixed=fixed, alpha=alpha)
+        c["note"] = ""
+        pooled = c["scope"] == "across patients"
+        n = int(c.loc[pooled, "n_strata"].iloc[0])
+        if n == 0:
+            c.loc[pooled, "note"] = f"no patient has cells of both {level} and {reference}"
+        elif pd.isna(c.loc[pooled, "pvalue"].iloc[0]):
+            c.loc[pooled, "note"] = "no informative patient (every cell called, or none, in both levels): no odds ratio"
+        elif n == 1:
+            c.loc[pooled, "note"] = "one patient: no interval for the mean per-patient difference"
+        parts.append(c.assign(question=question))
+        if mixed_model:
+            m = binomial_mixed_contrast(cells, factor=factor, level=str(level), reference=str(reference), fixed=fixed,
+                                        lesion=lesion, alpha=alpha).iloc[0]
+            note = ""
+            if pd.isna(m["odds_ratio"]):
+                note = "every cell has the same call, or a level has no cells: no model"
+            elif m["n_patients"] < 2:
+                note = "one patient: the random effect is not identified"
+            parts.append(pd.DataFrame([{"contrast": label, "question": question, "scope": "across patients", "patient": "all",
+                                        "n_strata": int(m["n_patients"]), "test": m["test"], "odds_ratio": m["odds_ratio"],
+                                        "odds_ratio_low": m["odds_ratio_low"], "odds_ratio_high": m["odds_ratio_high"],
+                                        "pvalue": m["pvalue"], "log_odds_ratio": m["log_odds_ratio"], "log_odds_ratio_sd": m["sd"],
+                                        "patient_sd": m["patient_sd"], "n_cells": int(m["n_cells"]), "note": note}]))
+    out = pd.concat(parts, ignore_index=True)
+    front = ["contrast", "question", "scope", "patient", "n_strata", "test"]
+    out = out[front + [c for c in out.columns if c not in front and c != "note"] + ["note"]]
+    out["note"] = out["note"].fillna("")
+    return out

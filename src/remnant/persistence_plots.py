@@ -7,6 +7,7 @@ as in the other figures of a run.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib
@@ -92,7 +93,9 @@ def plot_del_fraction(
     fig.legend(seen.values(), seen.keys(), loc="outside right upper", frameon=False, fontsize=8, title="population")
     whisker = "95% interval (Rogan-Gladen corrected; hatched: not correctable, called fraction with Wilson interval)" \
         if estimate == "corrected" else "95% Wilson interval"
-    fig.suptitle(f"{lesion_label} fraction by population and timepoint; bars: {whisker}; numbers: cells", fontsize=8)
+    title = f"{lesion_label} fraction by population and timepoint; bars: {whisker}; numbers: cells"
+    # wrapped to the figure's width (about 14 characters per inch at this size), so narrow figures of few patients keep it whole
+    fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 14))), fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -105,6 +108,8 @@ def plot_signature_distributions(
     group_key: str,
     groups: Sequence[str] | None = None,
     patient_key: str = "patient",
+    ncols: int | None = None,
+    title: str | None = None,
 ) -> None:
     """Per score: violins of the cells of each group, with each patient's median as a dot
     (patients joined by lines across groups: the unit of inference is the patient).
@@ -117,16 +122,25 @@ def plot_signature_distributions(
         Score columns (``sig_*``).
     group_key, groups
         Grouping column and the order of its levels (default: order of appearance).
+    ncols
+        Panels per row (default: all in one row).
+    title
+        Figure title (default: what the violins and dots are).
     """
     for col in [*score_keys, group_key, patient_key]:
         if col not in obs.columns:
             raise InputError(f"the cell table has no column {col!r}.", where="plot_signature_distributions")
     levels = _order(obs[group_key].dropna(), groups)
     n = len(score_keys)
-    fig, axes = plt.subplots(1, n, figsize=(max(3.0, 0.9 * len(levels) + 1.5) * n, 3.8), constrained_layout=True, squeeze=False)
+    ncols = max(1, min(ncols or n, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.0, 0.9 * len(levels) + 1.5) * ncols, 3.8 * nrows),
+                             constrained_layout=True, squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
     colours = palette(levels, group_key)
     patients = list(pd.unique(obs[patient_key].astype(str)))
-    for ax, key in zip(axes[0], score_keys):
+    for ax, key in zip(axes.ravel(), score_keys):
         data = [obs.loc[obs[group_key].astype(str) == g, key].dropna().to_numpy(float) for g in levels]
         pos = [i for i, d in enumerate(data) if d.size > 1]
         if pos:
@@ -141,7 +155,7 @@ def plot_signature_distributions(
         ax.set_xticks(range(len(levels)), [f"{g}\n(n={d.size})" for g, d in zip(levels, data)], fontsize=8)
         ax.set_title(key.removeprefix("sig_"), fontsize=8)
         ax.set_ylabel("score (set minus matched controls, log1p units)", fontsize=7)
-    fig.suptitle("Signature scores: cells (violins) and per-patient medians (dots)", fontsize=9)
+    fig.suptitle(title or "Signature scores: cells (violins) and per-patient medians (dots)", fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

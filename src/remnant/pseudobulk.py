@@ -26,7 +26,7 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DE_COLUMNS", "paired_de", "pseudobulk", "signature_enrichment"]
+__all__ = ["DE_COLUMNS", "paired_de", "pseudobulk", "run_paired_de", "signature_enrichment"]
 
 #: Columns of :func:`paired_de` results.
 DE_COLUMNS = ["gene", "gene_name", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
@@ -240,3 +240,65 @@ def signature_enrichment(
     if ok.any():
         out.loc[ok, "padj"] = multipletests(out.loc[ok, "pvalue"], method="fdr_bh")[1]
     return out.sort_values("pvalue", na_position="last").reset_index(drop=True)
+
+
+def run_paired_de(
+    adata: AnnData,
+    *,
+    mask,
+    signatures: Mapping[str, pd.Series | Sequence[str]] | None = None,
+    condition: str = "timepoint",
+    level: str = "remission",
+    reference: str = "diagnosis",
+    pair: str = "patient",
+    min_cells: int = 10,
+    min_total_count: int = 10,
+    padj: float = 0.1,
+    n_cpus: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Pseudobulks of the selected cells, paired DE of ``level`` vs ``reference``, and signature enrichment.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes with raw counts in ``layers["counts"]``.
+    mask
+        Boolean (n_obs,): the cells summed (e.g. del(5q)-called stem cells).
+    padj
+        FDR of PyDESeq2's independent filtering (and the volcano's threshold).
+
+    Returns
+    -------
+    (samples, de, enrichment)
+        ``samples``: one row per patient x ``condition`` with selected cells: ``n_cells``,
+        ``used`` and ``reason`` (why a pseudobulk is not in the test: under ``min_cells``, a
+        timepoint not compared, its patient lacks the other level). ``de``: :func:`paired_de`
+        (``attrs["n_pairs"]``; empty with its columns when fewer than two patients have both
+        pseudobulks). ``enrichment``: :func:`signature_enrichment` of ``signatures`` in the Wald
+        ranking, with ``note`` when there was no test.
+    """
+    pb = pseudobulk(adata, groupby=(pair, condition), mask=mask, min_cells=min_cells)
+    kept = pb.obs[[pair, condition, "n_cells"]].assign(used=False, reason="")
+    dropped = pb.uns["pseudobulk"]["dropped"]
+    if len(dropped):
+        dropped = dropped.assign(used=False, reason=f"fewer than {min_cells} cells (pseudobulk.min_cells)")
+    samples = pd.concat([kept, dropped], ignore_index=True) if len(dropped) else kept.reset_index(drop=True)
+    samples = samples.astype({pair: str, condition: str})
+    compared = samples[condition].isin([str(level), str(reference)])
+    samples.loc[~compared, "reason"] = f"{condition} not compared ({level} vs {reference})"
+    ok = compared & (samples["reason"] == "")
+    levels_per_patient = samples[ok].groupby(pair)[condition].agg(set)
+    for i in samples.index[ok]:
+        other = str(reference) if samples.at[i, condition] == str(level) else str(level)
+        if other not in levels_per_patient.get(samples.at[i, pair], set()):
+            samples.at[i, "reason"] = f"patient has no {other} pseudobulk to pair with"
+    samples["used"] = samples["reason"] == ""
+    de = paired_de(pb, condition=condition, level=str(level), reference=str(reference), pair=pair,
+                   min_total_count=min_total_count, alpha=padj, n_cpus=n_cpus)
+    if de.empty and samples["used"].sum() >= 4:
+        samples.loc[samples["used"], "reason"] = f"no gene with >= {min_total_count} counts (pseudobulk.min_total_count)"
+        samples["used"] = False
+    enrichment = signature_enrichment(de, signatures or {})
+    enrichment["note"] = "" if not de.empty else f"no DE test: {de.attrs.get('n_pairs', 0)} patient(s) with both pseudobulks (2 needed)"
+    samples = samples.sort_values([pair, condition], kind="stable").reset_index(drop=True)
+    return samples, de, enrichment

@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 from scipy import stats
@@ -57,15 +56,31 @@ __all__ = [
     "compare_groups",
     "cycling_composition",
     "cycling_contrast",
+    "describe_sets",
     "lesion_gene_mask",
     "lesion_groups",
     "read_signatures",
+    "run_comparisons",
+    "run_cycling",
     "score_cell_cycle",
     "score_signatures",
+    "signature_path",
 ]
 
 #: Cycling phases in display order.
 PHASES = ["G0/G1", "S", "G2M"]
+
+
+def signature_path(name: str, directory: str | Path) -> Path:
+    """The file of gene set ``name`` in ``directory``: ``{name}.txt``, ``{name}.tsv`` or ``{name}_weights.tsv``."""
+    directory = Path(directory)
+    candidates = [directory / f"{name}.txt", directory / f"{name}.tsv", directory / f"{name}_weights.tsv"]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        shipped = sorted({p.stem.removesuffix("_weights") for p in directory.glob("*.t[xs][tv]")})
+        raise InputError(f"no gene set {name!r} ({name}.txt or {name}.tsv) in {directory}; shipped sets: {shipped}.",
+                         where="signatures.sets")
+    return path
 
 
 def read_signatures(names: Iterable[str], directory: str | Path) -> dict[str, pd.Series]:
@@ -80,15 +95,9 @@ def read_signatures(names: Iterable[str], directory: str | Path) -> dict[str, pd
     dict
         ``{name: pandas.Series}`` of weights indexed by gene symbol (duplicates dropped, order kept).
     """
-    directory = Path(directory)
     out = {}
     for name in names:
-        candidates = [directory / f"{name}.txt", directory / f"{name}.tsv", directory / f"{name}_weights.tsv"]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            shipped = sorted({p.stem.removesuffix("_weights") for p in directory.glob("*.t[xs][tv]")})
-            raise InputError(f"no gene set {name!r} ({name}.txt or {name}.tsv) in {directory}; shipped sets: {shipped}.",
-                             where="signatures.sets")
+        path = signature_path(name, directory)
         if path.suffix == ".tsv":
             table = pd.read_csv(path, sep="\t", dtype={"gene": str, "current_symbol": str})
             column = "current_symbol" if "current_symbol" in table else "gene"
@@ -149,6 +158,8 @@ def _downsampled(counts: sp.csr_matrix, downsample_to: float | None, seed: int) 
     if not downsample_to > 0:
         raise InputError(f"downsample_to must be > 0 (a quantile <= 1 or a count > 1); got {downsample_to}.",
                          where="score_signatures(downsample_to=...)")
+    import scanpy as sc  # here, not at the top: the workflow imports this module when it parses its config
+
     target = int(np.quantile(lib, downsample_to)) if downsample_to <= 1 else int(downsample_to)
     tmp = AnnData(X=counts.astype(np.float32))
     sc.pp.downsample_counts(tmp, counts_per_cell=max(target, 1), random_state=seed, replace=False)
@@ -176,6 +187,8 @@ def _log_normalised(adata: AnnData, layer: str | None, outside: np.ndarray | Non
 
 
 def _score(adata, genes, name, pool, ctrl_size, n_bins, seed):
+    import scanpy as sc
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scanpy warns when a bin has fewer genes than ctrl_size
         sc.tl.score_genes(adata, gene_list=list(genes), gene_pool=list(pool), ctrl_size=ctrl_size, n_bins=n_bins,
@@ -315,6 +328,8 @@ def score_cell_cycle(
     ``obs["S_score"]``, ``obs["G2M_score"]`` (float, log1p units) and ``obs[key_added]``
     (categorical :data:`PHASES`: ``G0/G1`` when neither score is positive, else the higher one).
     """
+    import scanpy as sc
+
     symbol_to_var = _symbols(adata, symbol_key)
     excluded_mask = _exclusion(adata, exclude)
     excluded_vars = set(adata.var_names[excluded_mask])
@@ -517,3 +532,224 @@ def cycling_contrast(
                               name=f"cycling (S+G2M): {factor} {level} vs {reference}"
                               + "".join(f" | {k}={v}" for k, v in (fixed or {}).items()))
     return out.drop(columns=[c for c in out.columns if c.startswith("corrected")])
+
+
+# ---------------------------------------------------------------------------------------------
+# workflow glue: config checks, the score_signatures step's comparisons and cycling tables
+# ---------------------------------------------------------------------------------------------
+#: Label of cells whose posterior is between ``group_low`` and ``group_high`` (left out of del vs non-del).
+UNCERTAIN = "uncertain"
+
+
+def exclusion_regions(regions: Sequence[str] | None, cytobands: pd.DataFrame) -> list:
+    """``signatures.exclude_regions`` (coordinates, band range or arm each) as lesion objects for ``exclude``."""
+    from .annotation import chromosome_arms
+    from .lesions import parse_lesions
+
+    arms = chromosome_arms(cytobands)
+    out = []
+    for i, region in enumerate(regions or []):
+        try:
+            out += parse_lesions([{"name": f"exclude_{i}", "type": "loss", "region": str(region)}], cytobands, arms)
+        except InputError as err:
+            raise InputError(f"{region!r}: {err.detail}", where=f"signatures.exclude_regions[{i}]") from None
+    return out
+
+
+def check_signature_config(sig: Mapping, directory: str | Path | None, *, source: str = "config", cytobands: pd.DataFrame | None = None) -> None:
+    """Cross-key checks of the ``signatures`` block: the gene-set directory and every configured set
+    exist, no set is listed twice, ``group_low < group_high``; with ``cytobands``, every
+    ``exclude_regions`` entry parses. Raises :class:`InputError` naming ``source`` and the key."""
+    if directory is not None:
+        if not Path(directory).is_dir():
+            raise InputError(f"{str(directory)!r} is not a directory of gene sets.", path=source, where="signatures.directory")
+        dupes = sorted({s for s in sig["sets"] if list(sig["sets"]).count(s) > 1})
+        if dupes:
+            raise InputError(f"{dupes} listed more than once.", path=source, where="signatures.sets")
+        for key, names in (("signatures.sets", list(sig["sets"])), ("signatures.cell_cycle", [sig["cell_cycle"]["s"], sig["cell_cycle"]["g2m"]])):
+            try:
+                read_signatures(names, directory)
+            except InputError as err:
+                raise InputError(err.detail, path=source if err.path is None else err.path, where=key) from None
+    if not sig["group_low"] < sig["group_high"]:
+        raise InputError(f"group_low {sig['group_low']} must be below group_high {sig['group_high']} (cells in between are "
+                         "left out of del vs non-del comparisons).", path=source, where="signatures.group_low")
+    if cytobands is not None and sig.get("exclude_regions"):
+        try:
+            exclusion_regions(sig["exclude_regions"], cytobands)
+        except InputError as err:
+            raise InputError(err.detail, path=source, where=err.where) from None
+
+
+def describe_sets(adata: AnnData, signatures: Mapping[str, pd.Series | Sequence[str]], *, exclude=None,
+                  symbol_key: str | None = "gene_name") -> pd.DataFrame:
+    """Which genes of each set are used, left out as lesion genes, or missing from the data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set: ``signature, n_genes, n_used, n_excluded, n_missing, excluded_genes,
+        missing_genes`` (comma-separated symbols).
+    """
+    symbol_to_var = _symbols(adata, symbol_key)
+    excluded_vars = set(adata.var_names[_exclusion(adata, exclude)])
+    rows = []
+    for name, weights in signatures.items():
+        genes = list(weights.index if isinstance(weights, pd.Series) else dict.fromkeys(weights))
+        missing = [g for g in genes if g not in symbol_to_var.index]
+        dropped = [g for g in genes if g in symbol_to_var.index and symbol_to_var[g] in excluded_vars]
+        rows.append({"signature": name, "n_genes": len(genes), "n_used": len(genes) - len(missing) - len(dropped),
+                     "n_excluded": len(dropped), "n_missing": len(missing), "excluded_genes": ",".join(dropped),
+                     "missing_genes": ",".join(missing)})
+    return pd.DataFrame(rows)
+
+
+def group_labels(obs: pd.DataFrame, lesion: str = "del5q", *, low: float = 0.1, high: float = 0.9) -> pd.Series:
+    """:func:`lesion_groups` with the cells in between labelled :data:`UNCERTAIN` (for tables) instead of NaN."""
+    groups = lesion_groups(obs, lesion, low=low, high=high)
+    return groups.cat.add_categories(UNCERTAIN).fillna(UNCERTAIN)
+
+
+def _bh_across(table: pd.DataFrame) -> pd.Series:
+    """Benjamini-Hochberg over the across-patient rows of each test (NaN elsewhere)."""
+    from statsmodels.stats.multitest import multipletests
+
+    padj = pd.Series(np.nan, index=table.index)
+    across = (table["scope"] == "across patients") & table["pvalue"].notna()
+    for _, rows in table[across].groupby("test"):
+        padj.loc[rows.index] = multipletests(rows["pvalue"].to_numpy(float), method="fdr_bh")[1]
+    return padj
+
+
+def run_comparisons(
+    cells: pd.DataFrame,
+    score_keys: Sequence[str],
+    *,
+    lesion: str = "del5q",
+    group_key: str | None = None,
+    stem: str = "HSC",
+    before: str = "diagnosis",
+    after: str = "remission",
+    timepoints: Sequence[str] | None = None,
+    min_cells: int = 5,
+    alpha: float = 0.05,
+    variants: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Per score: ``lesion`` vs non-del ``stem`` cells within each timepoint, and ``lesion`` ``stem``
+    cells ``after`` vs ``before``, each by :func:`compare_groups` (per patient first, then across
+    patients).
+
+    Parameters
+    ----------
+    cells
+        Per-cell table (``population``, ``timepoint``, ``patient``, ``group_key`` and the scores).
+    group_key
+        Column of :func:`group_labels` (default ``f"{lesion}_group"``).
+    timepoints
+        Order of the timepoints compared (those without cells are skipped; one present but
+        without ``stem`` cells gets a row saying so).
+    variants
+        ``{score_key: label}`` written to the ``variant`` column (e.g. lesion genes excluded or kept).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``score, variant, question`` then the columns of :func:`compare_groups`, ``padj``
+        (Benjamini-Hochberg over the across-patient rows of the same test in this table) and
+        ``note``. Per-patient rows are cell-level tests labelled descriptive.
+    """
+    group_key = group_key or f"{lesion}_group"
+    present = [str(t) for t in (timepoints or []) if str(t) in set(cells["timepoint"].astype(str))]
+    present += [t for t in pd.unique(cells["timepoint"].astype(str)) if t not in present]
+    stem_tps = set(cells.loc[cells["population"].astype(str) == str(stem), "timepoint"].astype(str))
+    plans = [(f"{lesion} vs non-del {stem} cells at {tp}", group_key, lesion, "non-del", {"population": stem, "timepoint": tp},
+              "" if tp in stem_tps else f"no analysed {stem} cells at {tp}") for tp in present]
+    missing = [t for t in (before, after) if str(t) not in stem_tps]
+    plans.append((f"{lesion} {stem} cells: {after} vs {before}", "timepoint", after, before, {"population": stem, group_key: lesion},
+                  f"no analysed {stem} cells at {', '.join(map(str, missing))}" if missing else ""))
+    parts = []
+    for key in score_keys:
+        for question, factor, level, reference, fixed, why in plans:
+            meta = {"score": key, "variant": (variants or {}).get(key, ""), "question": question}
+            if why:
+                parts.append(pd.DataFrame([{**meta, "scope": "across patients", "patient": "all", "n_patients": 0, "note": why}]))
+                continue
+            out = compare_groups(cells, key, factor=factor, level=str(level), reference=str(reference), fixed=fixed,
+                                 min_cells=min_cells, alpha=alpha)
+            out["note"] = ""
+            across = out["scope"] == "across patients"
+            n = int(out.loc[across, "n_patients"].iloc[0])
+            if n < 2:
+                out.loc[across, "note"] = (f"{n} patient(s) with >= {min_cells} cells in both groups (signatures.min_cells): "
+                                           "no across-patient test")
+            parts.append(out.assign(**meta))
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["score", "scope", "test", "pvalue"])
+    for col in ("test", "pvalue"):
+        if col not in table:
+            table[col] = np.nan
+    table["padj"] = _bh_across(table)
+    table["note"] = table["note"].fillna("")
+    front = ["score", "variant", "question", "comparison", "scope", "patient", "test", "n_patients", "n_level", "n_reference",
+             "median_level", "median_reference", "difference", "difference_low", "difference_high", "pvalue", "padj"]
+    for col in front:
+        if col not in table:
+            table[col] = np.nan
+    return table[front + [c for c in table.columns if c not in front and c != "note"] + ["note"]]
+
+
+def run_cycling(
+    cells: pd.DataFrame,
+    *,
+    lesion: str = "del5q",
+    group_key: str | None = None,
+    stem: str = "HSC",
+    before: str = "diagnosis",
+    after: str = "remission",
+    timepoints: Sequence[str] | None = None,
+    phase_key: str = "cycle_phase",
+    alpha: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cycling composition per patient x population x timepoint x group, and the cycling share
+    (S + G2M) compared with patient as CMH stratum: ``lesion`` vs non-del ``stem`` cells per
+    timepoint, and ``lesion`` ``stem`` cells ``after`` vs ``before``.
+
+    Returns
+    -------
+    (composition, contrasts)
+        :func:`cycling_composition` rows, and :func:`cycling_contrast` rows with ``question``
+        and ``note`` (a contrast without cells still has its row, saying why).
+    """
+    group_key = group_key or f"{lesion}_group"
+    composition = cycling_composition(cells, ["patient", "population", "timepoint", group_key], phase_key=phase_key)
+    from .persistence import _ordered
+
+    composition = _ordered(composition, {"patient": None, "population": [stem], "timepoint": timepoints, group_key: [lesion, "non-del", UNCERTAIN]})
+    stem_cells = cells[cells["population"].astype(str) == str(stem)]
+    stem_tps = [t for t in [*(timepoints or []), *pd.unique(stem_cells["timepoint"].astype(str))] if t in set(stem_cells["timepoint"].astype(str))]
+    plans = [(f"cycling of {lesion} vs non-del {stem} cells at {tp}", group_key, lesion, "non-del", {"population": stem, "timepoint": tp})
+             for tp in dict.fromkeys(stem_tps)]
+    plans.append((f"cycling of {lesion} {stem} cells: {after} vs {before}", "timepoint", after, before, {"population": stem, group_key: lesion}))
+    parts = []
+    for question, factor, level, reference, fixed in plans:
+        sub = _subset(cells, fixed, "run_cycling")
+        levels = set(sub[factor].astype(str))
+        absent = [str(v) for v in (level, reference) if str(v) not in levels]
+        if absent:
+            parts.append(pd.DataFrame([{"question": question, "scope": "across patients", "patient": "all", "n_strata": 0,
+                                        "note": f"no {stem} cells with {factor} {absent}"}]))
+            continue
+        out = cycling_contrast(cells, factor=factor, level=str(level), reference=str(reference), fixed=fixed, phase_key=phase_key, alpha=alpha)
+        out["note"] = ""
+        across = out["scope"] == "across patients"
+        if int(out.loc[across, "n_strata"].iloc[0]) == 0:
+            out.loc[across, "note"] = f"no patient has {stem} cells of both {level} and {reference}"
+        elif pd.isna(out.loc[across, "pvalue"].iloc[0]):
+            out.loc[across, "note"] = "no informative patient (all cells cycling, or none): no odds ratio"
+        parts.append(out.assign(question=question))
+    contrasts = pd.concat(parts, ignore_index=True)
+    front = ["question", "contrast", "scope", "patient", "n_strata", "test"]
+    for col in front:
+        if col not in contrasts:
+            contrasts[col] = np.nan
+    contrasts["note"] = contrasts["note"].fillna("")
+    return composition, contrasts[front + [c for c in contrasts.columns if c not in front and c != "note"] + ["note"]]

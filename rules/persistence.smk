@@ -1,0 +1,134 @@
+# Persistence analysis (issue 4): do carrier stem cells outlast the progenitors after treatment?
+# Population identity three ways (sort gate, index gate, transcriptomic state) and where they
+# disagree; the carrier fraction per patient x population x timepoint, corrected for the calling
+# error rates, and the study's contrasts across patients; per-cell signature scores fair between
+# carriers and non-carriers, cycling phase and their comparisons; paired pseudobulk DE of carrier
+# stem cells after vs before. Logic in remnant.gates, persistence, signatures, pseudobulk.
+# PERSISTENCE comes from the config checks in common.smk (remnant.persistence.check_config).
+PERSISTENCE_LESION = PERSISTENCE["lesion"]
+GATES = PERSISTENCE["gates"]
+SIGNATURE_SETS = list(config["signatures"]["sets"])
+CELL_CYCLE_SETS = [config["signatures"]["cell_cycle"]["s"], config["signatures"]["cell_cycle"]["g2m"]]
+GENE_SET_FILES = list(PERSISTENCE["set_files"].values())
+# the cohort with its calls, and the per-cell gates when populations come from gates
+PERSISTENCE_INPUTS = {"h5ad": "results/cohort/cohort.h5ad"}
+if config["persistence"]["population_key"] != "population":
+    PERSISTENCE_INPUTS["gates"] = "results/persistence/gates.tsv.gz"
+# population levels in display order: the declared sort gates, or the gates of the hierarchy
+POPULATION_ORDER = (
+    list(config["populations"]) if config["persistence"]["population_key"] == "population" else [*GATES["hierarchy"], "ungated"]
+)
+
+
+rule gate_cells:
+    input:
+        h5ad="results/cohort/cohort.h5ad",
+    output:
+        cells="results/persistence/gates.tsv.gz",
+        agreement="results/persistence/gate_agreement.tsv",
+        crosstab="results/persistence/gate_crosstab.tsv",
+    log:
+        "logs/gate_cells/gate_cells.log",
+    params:
+        gates=GATES,
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1000, 2),
+        runtime=runtime_for(10, 10),
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/gate_cells.py"
+
+
+rule estimate_fractions:
+    input:
+        **PERSISTENCE_INPUTS,
+    output:
+        fractions="results/persistence/del_fraction.tsv",
+        pooled="results/persistence/del_fraction_pooled.tsv",
+        contrasts="results/persistence/contrasts.tsv",
+        figure="results/persistence/figures/del_fraction.png",
+    log:
+        "logs/estimate_fractions/estimate_fractions.log",
+    params:
+        persistence=config["persistence"],
+        lesion=PERSISTENCE_LESION,
+        reference_conditions=config["conditions"]["reference"],
+        planned=PERSISTENCE["planned"],
+        timepoints=config["timepoints"],
+        populations=POPULATION_ORDER,
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1000, 2),
+        runtime=runtime_for(15, 15),
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/estimate_fractions.py"
+
+
+rule score_signatures:
+    input:
+        **PERSISTENCE_INPUTS,
+        sets=GENE_SET_FILES,
+        cytobands=CYTOBANDS,
+    output:
+        scores="results/persistence/signature_scores.tsv.gz",
+        sets="results/persistence/signature_sets.tsv",
+        comparisons="results/persistence/signature_comparisons.tsv",
+        composition="results/persistence/cycling_composition.tsv",
+        cycling="results/persistence/cycling_contrasts.tsv",
+        scores_figure="results/persistence/figures/signature_scores.png",
+        cycling_figure="results/persistence/figures/cycling_composition.png",
+    log:
+        "logs/score_signatures/score_signatures.log",
+    benchmark:
+        "results/benchmarks/score_signatures.tsv"
+    params:
+        signatures=config["signatures"],
+        set_names=SIGNATURE_SETS,
+        cell_cycle=CELL_CYCLE_SETS,
+        persistence=config["persistence"],
+        lesion=PERSISTENCE_LESION,
+        lesions=config["lesions"],
+        reference_conditions=config["conditions"]["reference"],
+        timepoints=config["timepoints"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(3000, 10),
+        runtime=runtime_for(30, 30),
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/score_signatures.py"
+
+
+rule compare_pseudobulk:
+    input:
+        **PERSISTENCE_INPUTS,
+        sets=GENE_SET_FILES,
+    output:
+        samples="results/persistence/pseudobulk_samples.tsv",
+        de="results/persistence/de.tsv",
+        enrichment="results/persistence/enrichment.tsv",
+        volcano="results/persistence/figures/volcano.png",
+    log:
+        "logs/compare_pseudobulk/compare_pseudobulk.log",
+    benchmark:
+        "results/benchmarks/compare_pseudobulk.tsv"
+    params:
+        pseudobulk=config["pseudobulk"],
+        set_names=SIGNATURE_SETS + CELL_CYCLE_SETS,
+        persistence=config["persistence"],
+        lesion=PERSISTENCE_LESION,
+        reference_conditions=config["conditions"]["reference"],
+    threads: 2
+    resources:
+        mem_mb=mem_mb_for(3000, 8),
+        runtime=runtime_for(60, 60),
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/compare_pseudobulk.py"

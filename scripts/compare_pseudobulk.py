@@ -1,0 +1,45 @@
+"""Rule compare_pseudobulk: paired pseudobulk DE (PyDESeq2) of carrier stem cells after vs before
+treatment, enrichment of the signatures in its ranking, volcano."""
+import sys  # noqa: I001
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
+from remnant.runlog import logged, start
+
+start(snakemake.threads)
+
+from pathlib import Path  # noqa: E402
+
+import anndata as ad  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from remnant.persistence import prepare_cells  # noqa: E402
+from remnant.persistence_plots import plot_volcano  # noqa: E402
+from remnant.pseudobulk import run_paired_de  # noqa: E402
+from remnant.signatures import read_signatures  # noqa: E402
+
+with logged(snakemake.log[0], "compare_pseudobulk") as log:
+    b, p, lesion = snakemake.params.pseudobulk, snakemake.params.persistence, snakemake.params.lesion
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    gates = pd.read_csv(snakemake.input.gates, sep="\t", index_col="cell", low_memory=False) if "gates" in snakemake.input.keys() else None
+    cells, summary = prepare_cells(adata.obs, reference_conditions=snakemake.params.reference_conditions,
+                                   population_key=p["population_key"], gates=gates, source=snakemake.input.h5ad)
+    adata = adata[cells.index].copy()
+    adata.obs = cells
+    mask = ((cells["population"] == str(p["stem"])) & cells[f"{lesion}_call"].astype(bool)).to_numpy()
+    log.info("%d %s cells called %s summed per patient x timepoint", int(mask.sum()), p["stem"], lesion)
+    sets = read_signatures(snakemake.params.set_names, Path(snakemake.input.sets[0]).parent)
+    samples, de, enrichment = run_paired_de(adata, mask=mask, signatures=sets, level=str(p["after"]), reference=str(p["before"]),
+                                            min_cells=b["min_cells"], min_total_count=b["min_total_count"], padj=b["padj"],
+                                            n_cpus=snakemake.threads)
+    for _, r in samples.iterrows():
+        log.info("pseudobulk %s %s: %d cells%s", r["patient"], r["timepoint"], r["n_cells"], f" - not used: {r['reason']}" if r["reason"] else "")
+    if de.empty:
+        log.warning("no DE test: %d patient(s) with both pseudobulks (2 needed)", de.attrs.get("n_pairs", 0))
+    else:
+        log.info("%d genes tested over %d patients; %d at padj < %g", len(de), de.attrs["n_pairs"], int((de["padj"] < b["padj"]).sum()), b["padj"])
+    samples.to_csv(snakemake.output.samples, sep="\t", index=False)
+    de.to_csv(snakemake.output.de, sep="\t", index=False, float_format="%.6g")
+    enrichment.to_csv(snakemake.output.enrichment, sep="\t", index=False, float_format="%.6g")
+    plot_volcano(de, snakemake.output.volcano, padj=b["padj"],
+                 title=f"{lesion} {p['stem']} cells, {p['after']} vs {p['before']}: pseudobulk DE"
+                       + (f" ({de.attrs['n_pairs']} patients, paired)" if not de.empty else ""))

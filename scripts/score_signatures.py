@@ -1,0 +1,99 @@
+"""Rule score_signatures: per-cell signature scores and cycling phase (lesion genes excluded), their
+comparisons between carrier and non-carrier stem cells and before vs after treatment, figures."""
+import sys  # noqa: I001
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
+from remnant.runlog import logged, start
+
+start(snakemake.threads)
+
+from pathlib import Path  # noqa: E402
+
+import anndata as ad  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.cnv_profile import plot_message  # noqa: E402
+from remnant.lesions import parse_lesions  # noqa: E402
+from remnant.persistence import prepare_cells  # noqa: E402
+from remnant.persistence_plots import plot_cycling_composition, plot_signature_distributions  # noqa: E402
+from remnant.signatures import (  # noqa: E402
+    UNCERTAIN,
+    describe_sets,
+    exclusion_regions,
+    group_labels,
+    read_signatures,
+    run_comparisons,
+    run_cycling,
+    score_cell_cycle,
+    score_signatures,
+)
+
+with logged(snakemake.log[0], "score_signatures") as log:
+    s, p, lesion = snakemake.params.signatures, snakemake.params.persistence, snakemake.params.lesion
+    timepoints, stem = [str(t) for t in snakemake.params.timepoints], str(p["stem"])
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    gates = pd.read_csv(snakemake.input.gates, sep="\t", index_col="cell", low_memory=False) if "gates" in snakemake.input.keys() else None
+    cells, summary = prepare_cells(adata.obs, reference_conditions=snakemake.params.reference_conditions,
+                                   population_key=p["population_key"], gates=gates, source=snakemake.input.h5ad)
+    log.info("cells: %s", summary)
+    adata = adata[cells.index].copy()
+    adata.obs = cells
+    cytobands = load_cytobands(snakemake.input.cytobands)
+    exclude = parse_lesions(snakemake.params.lesions, cytobands, chromosome_arms(cytobands)) if s["exclude_lesion_genes"] else []
+    exclude += exclusion_regions(s["exclude_regions"], cytobands)
+    log.info("genes left out of sets and controls: %s", [f"{x.name} {x.chromosome}:{x.start}-{x.end}" for x in exclude] or "none")
+    directory = Path(snakemake.input.sets[0]).parent
+    sets = read_signatures(snakemake.params.set_names, directory)
+    cycle = read_signatures(snakemake.params.cell_cycle, directory)
+    s_name, g2m_name = snakemake.params.cell_cycle
+    kept = s["also_with_lesion_genes"] and bool(exclude)
+    scored = score_signatures(adata, sets, exclude=exclude or None, also_with_lesion_genes=kept, downsample_to=s["downsample_to"],
+                              ctrl_size=s["ctrl_size"], n_bins=s["n_bins"], min_genes=s["min_genes"], seed=snakemake.params.seed)
+    score_cell_cycle(adata, cycle[s_name].index, cycle[g2m_name].index, exclude=exclude or None, downsample_to=s["downsample_to"],
+                     seed=snakemake.params.seed)
+    described = describe_sets(adata, {**sets, **cycle}, exclude=exclude or None)
+    described = described.merge(scored[["signature", "weighted", "scored"]], on="signature", how="left")
+    described["scored"] = described["scored"].fillna(True).astype(bool)  # the cell-cycle sets are always scored
+    described["role"] = ["cell cycle" if n in cycle else "signature" for n in described["signature"]]
+    group_key = f"{lesion}_group"
+    adata.obs[group_key] = group_labels(adata.obs, lesion, low=s["group_low"], high=s["group_high"])
+
+    fair = [f"sig_{n}" for n in scored.loc[scored["scored"], "signature"]]
+    variant = "lesion genes excluded" if exclude else "all genes (signatures.exclude_lesion_genes: false)"
+    variants = {k: variant for k in fair}
+    variants.update({f"{k}_with_lesion_genes": "all genes (conventional: carriers read lesion genes at half dose)" for k in fair if kept})
+    variants.update({"S_score": f"cell cycle, {variant}", "G2M_score": f"cell cycle, {variant}"})
+    keys = [x for k in fair for x in ([k, f"{k}_with_lesion_genes"] if kept else [k])] + ["S_score", "G2M_score"]
+    keys = [k for k in keys if k in adata.obs]
+    common = dict(lesion=lesion, group_key=group_key, stem=stem, before=str(p["before"]), after=str(p["after"]), timepoints=timepoints)
+    comparisons = run_comparisons(adata.obs, keys, min_cells=s["min_cells"], alpha=p["alpha"], variants=variants, **common)
+    composition, cycling = run_cycling(adata.obs, alpha=p["alpha"], **common)
+    for _, r in comparisons[comparisons["test"].astype(str).str.startswith("linear mixed")].iterrows():
+        log.info("%s, %s: difference %.4f [%.4f, %.4f], p %.3g%s", r["score"], r["question"], r["difference"], r["difference_low"],
+                 r["difference_high"], r["pvalue"], f" ({r['note']})" if r["note"] else "")
+
+    columns = ["sample", "patient", "timepoint", "condition", "technology", "sort_gate", "population", "hspc_state",
+               "total_counts", "n_genes_by_counts", f"{lesion}_posterior", f"{lesion}_call", group_key, "cnv_reference"]
+    columns = [c for c in columns if c in adata.obs] + keys + ["cycle_phase"]
+    adata.obs[columns].to_csv(snakemake.output.scores, sep="\t", index_label="cell", float_format="%.6g")
+    described.to_csv(snakemake.output.sets, sep="\t", index=False)
+    comparisons.to_csv(snakemake.output.comparisons, sep="\t", index=False, float_format="%.6g")
+    composition.to_csv(snakemake.output.composition, sep="\t", index=False, float_format="%.6g")
+    cycling.to_csv(snakemake.output.cycling, sep="\t", index=False, float_format="%.6g")
+
+    obs = adata.obs
+    shown = obs[(obs["population"] == stem) & (obs[group_key] != UNCERTAIN)].copy()
+    if shown.empty:
+        log.warning("no %s cells called %s or non-del: no figures of their scores", stem, lesion)
+        plot_message(snakemake.output.scores_figure, f"No {stem} cells with a confident {lesion} call: nothing to compare.")
+        plot_message(snakemake.output.cycling_figure, f"No {stem} cells with a confident {lesion} call: nothing to compare.")
+    else:
+        shown["group"] = shown["timepoint"].astype(str) + "\n" + shown[group_key].astype(str)
+        order = [f"{tp}\n{g}" for tp in [*timepoints, *sorted(set(shown["timepoint"]) - set(timepoints))] for g in (lesion, "non-del")]
+        plot_signature_distributions(shown, fair + ["S_score", "G2M_score"], snakemake.output.scores_figure, group_key="group",
+                                     groups=order, ncols=4,
+                                     title=f"{stem} cells by timepoint and {lesion} call (lesion genes excluded): cells (violins), "
+                                           "per-patient medians (dots)")
+        comp = composition[(composition["population"] == stem) & (composition[group_key] != UNCERTAIN)]
+        plot_cycling_composition(comp, snakemake.output.cycling_figure, label_keys=["patient", "timepoint", group_key])
