@@ -1,0 +1,354 @@
+"""The front page of remnant's HTML report: the answer in numbers and plain words.
+
+Snakemake's report (``snakemake --report``) is the container: every figure and table of the
+stages is a report item with its caption. Its front page (the workflow description) is the
+reStructuredText that :func:`front_page` writes from the run's tables: the cohort in numbers,
+the headline table of the lesion fraction per patient x population x timepoint with intervals,
+one paragraph per contrast generated from the numbers, how far to trust them (error rates of the
+calls), a Methods paragraph filled with the versions and parameters used, and the provenance of
+the run (config, sample sheet, package versions, annotation).
+
+Every number on the page is read from a TSV that the report also carries, so the page and the
+tables cannot disagree. The text is plain reStructuredText with no Jinja markup (Snakemake renders
+the description through Jinja; braces are escaped).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+__all__ = [
+    "PACKAGES",
+    "contrast_paragraphs",
+    "format_fraction",
+    "front_page",
+    "headline_table",
+    "methods_paragraph",
+    "package_versions",
+    "rst_table",
+]
+
+#: Packages whose versions the Methods and provenance name.
+PACKAGES = ("remnant", "snakemake", "scanpy", "anndata", "numpy", "scipy", "pandas", "statsmodels", "infercnvpy",
+            "pydeseq2", "leidenalg", "scikit-learn")
+
+_LABEL = re.compile(r"^(?P<factor>[^:]+): (?P<level>.+?) vs (?P<reference>.+?)(?: \| (?P<key>[^=]+)=(?P<value>.+))?$")
+
+
+def _pct(x: float, digits: int = 0) -> str:
+    return "NA" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}%"
+
+
+def _pts(x: float) -> str:
+    """A difference of fractions in percentage points, signed."""
+    return "NA" if x is None or not np.isfinite(x) else f"{100 * x:+.0f}"
+
+
+def _num(x: float) -> str:
+    if x is None or not np.isfinite(x):
+        return "NA"
+    return f"{x:.2g}" if abs(x) < 10 else f"{x:.0f}"
+
+
+def _p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "p not computed"
+    return "p < 1e-300" if p == 0 else (f"p = {p:.2g}" if p >= 1e-3 else f"p = {p:.1e}")
+
+
+def _escape(text: str) -> str:
+    """Text safe for Snakemake's Jinja pass and for reStructuredText table cells."""
+    return str(text).replace("{", "(").replace("}", ")").replace("|", "/").replace("\n", " ")
+
+
+def format_fraction(fraction: float, low: float, high: float, called: int | None = None, cells: int | None = None) -> str:
+    """``"42% (35-49)"`` with the interval, and ``"; 88/210"`` when counts are given."""
+    text = f"{_pct(fraction)} ({_pct(low)[:-1]}-{_pct(high)})" if np.isfinite(fraction) else "NA"
+    if cells is not None:
+        text += f"; {int(called)}/{int(cells)}"
+    return text
+
+
+def rst_table(frame: pd.DataFrame, *, title: str | None = None, widths: str | None = None) -> str:
+    """A DataFrame as an RST ``list-table`` (header row from the columns)."""
+    lines = [f".. list-table:: {_escape(title)}" if title else ".. list-table::", "   :header-rows: 1"]
+    if widths:
+        lines.append(f"   :widths: {widths}")
+    lines.append("")
+    for row in [list(frame.columns), *frame.astype(object).where(frame.notna(), "").values.tolist()]:
+        first = True
+        for cell in row:
+            lines.append(("   * - " if first else "     - ") + (_escape(cell) if str(cell) != "" else ".."))
+            first = False
+    return "\n".join(lines) + "\n"
+
+
+def headline_table(fractions: pd.DataFrame, *, timepoints: Sequence[str] | None = None,
+                   populations: Sequence[str] | None = None, corrected: bool = True) -> pd.DataFrame:
+    """Patients x populations (rows) by timepoints (columns): the lesion fraction with its interval.
+
+    ``fractions`` has one row per patient, population and timepoint with ``n_cells``, ``n_called``,
+    ``fraction``, ``fraction_low``, ``fraction_high`` (0-1, Wilson) and, when ``corrected``,
+    ``corrected``, ``corrected_low``, ``corrected_high`` (the fraction corrected for the calling
+    error rates). Cells read ``"42% (35-49); 88/210"``, followed by the corrected fraction.
+    """
+    tps = list(timepoints) if timepoints else list(pd.unique(fractions["timepoint"].astype(str)))
+    pops = list(populations) if populations else list(pd.unique(fractions["population"].astype(str)))
+    rows = []
+    f = fractions.assign(patient=fractions["patient"].astype(str), population=fractions["population"].astype(str),
+                         timepoint=fractions["timepoint"].astype(str))
+    for patient in pd.unique(f["patient"]):
+        for pop in pops:
+            sub = f[(f["patient"] == patient) & (f["population"] == pop)]
+            if sub.empty:
+                continue
+            row = {"patient": patient, "population": pop}
+            for tp in tps:
+                hit = sub[sub["timepoint"] == tp]
+                if hit.empty:
+                    row[tp] = ""
+                    continue
+                r = hit.iloc[0]
+                text = format_fraction(r["fraction"], r["fraction_low"], r["fraction_high"], r["n_called"], r["n_cells"])
+                if corrected and "corrected" in r and np.isfinite(r.get("corrected", np.nan)):
+                    text += f"; corrected {format_fraction(r['corrected'], r['corrected_low'], r['corrected_high'])}"
+                row[tp] = text
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["patient", "population", *tps])
+
+
+def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alpha: float = 0.05) -> list[str]:
+    """One plain-words paragraph per contrast, from its per-patient rows and its pooled row.
+
+    ``contrasts`` is :func:`remnant.persistence.persistence_contrasts` output: rows with
+    ``contrast`` labels like ``"population: HSC vs PROG | timepoint=remission"``, ``scope``
+    (``"patient"`` or ``"across patients"``), ``difference`` (and ``difference_low``/``_high``),
+    ``corrected_difference``, ``odds_ratio`` (with ``_low``/``_high``), ``pvalue``.
+    """
+    paragraphs = []
+    for label in pd.unique(contrasts["contrast"]):
+        rows = contrasts[contrasts["contrast"] == label]
+        pooled = rows[rows["scope"] == "across patients"]
+        per_patient = rows[rows["scope"] == "patient"]
+        m = _LABEL.match(str(label))
+        if m is None or pooled.empty:
+            continue
+        p = pooled.iloc[0]
+        factor, level, reference = m["factor"].strip(), m["level"].strip(), m["reference"].strip()
+        where = f"At {m['value']}" if m["key"] and m["key"].strip() == "timepoint" else (
+            f"In {m['value']} cells" if m["key"] else "Across the cohort")
+        n = len(per_patient)
+        more = int((per_patient["difference"] > 0).sum())
+        if n == 0:
+            paragraphs.append(f"{where}: no patient has both {level} and {reference} cells, so {level} and {reference} "
+                              "cannot be compared.")
+            continue
+        if factor == "timepoint":
+            subject = (f"{where}, the {lesion} fraction was higher at {level} than at {reference} in {more} of {n} "
+                       f"patient{'s' if n != 1 else ''} and lower or equal in {n - more}")
+        else:
+            subject = (f"{where}, {lesion} cells made up a larger share of {level} than of {reference} cells in {more} of "
+                       f"{n} patient{'s' if n != 1 else ''}, a smaller or equal share in {n - more}")
+        diff = p.get("difference", np.nan)
+        interval = ""
+        if np.isfinite(p.get("difference_low", np.nan)):
+            interval = f", 95% CI {_pts(p['difference_low'])} to {_pts(p['difference_high'])}"
+        numbers = f"mean per-patient difference {_pts(diff)} percentage points{interval}"
+        if np.isfinite(p.get("corrected_difference", np.nan)):
+            numbers += f" ({_pts(p['corrected_difference'])} after correcting for the calling error rates)"
+        test = (f"pooled odds ratio {_num(p.get('odds_ratio', np.nan))} (95% CI {_num(p.get('odds_ratio_low', np.nan))}-"
+                f"{_num(p.get('odds_ratio_high', np.nan))}), Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))}")
+        pvalue = p.get("pvalue", np.nan)
+        if np.isfinite(pvalue) and pvalue < alpha:
+            verdict = "The difference is consistent across patients and unlikely to be chance."
+            if np.isfinite(p.get("heterogeneity_pvalue", np.nan)) and p["heterogeneity_pvalue"] < alpha:
+                verdict = ("The pooled difference is unlikely to be chance, but its size differs between patients "
+                           f"(Breslow-Day {_p(p['heterogeneity_pvalue'])}).")
+        elif np.isfinite(pvalue):
+            verdict = f"The data give no evidence of a difference at the {alpha:g} level."
+        else:
+            verdict = "No test was possible (a group without cells or without any called cell in every patient)."
+        paragraphs.append(f"{subject}: {numbers}; {test}. {verdict}")
+    return paragraphs
+
+
+def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """Installed version of each package (``"not installed"`` when absent)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def methods_paragraph(config: Mapping, versions: Mapping[str, str], *, n_cells: int, n_samples: int,
+                      n_patients: int) -> str:
+    """A Methods paragraph for a paper, filled with the parameters and versions of this run."""
+    qc, cl, cnv = config.get("qc", {}), config.get("cluster", {}), config.get("cnv", {})
+    mad = qc.get("mad", {})
+    lesions = config.get("lesions") or [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]
+    lesion_text = ", ".join(f"{les['name']} ({les['type']}, {les['region']})" for les in lesions)
+    ref = cnv.get("reference")
+    reference = ("cells of healthy donors" if ref is None else
+                 "reference cells chosen from the data as those least likely to carry any lesion" if ref == "auto" else
+                 "cells of " + ", ".join(f"{k} {', '.join(map(str, v))}" for k, v in dict(ref).items()))
+    v = versions
+    text = (
+        f"Single-cell expression data of {n_samples} FACS-sorted samples from {n_patients} donors were analysed with "
+        f"remnant {v.get('remnant', 'NA')} (Snakemake {v.get('snakemake', 'NA')}, scanpy {v.get('scanpy', 'NA')}, "
+        f"anndata {v.get('anndata', 'NA')}). Cells were filtered per sample (at least {qc.get('min_counts', 'NA')} counts "
+        f"and {qc.get('min_genes', 'NA')} detected genes, at most {qc.get('max_pct_mito', 'NA')}% mitochondrial counts, "
+        f"outliers beyond {mad.get('counts', 'NA')}, {mad.get('genes', 'NA')} and {mad.get('pct_mito', 'NA')} median "
+        f"absolute deviations in counts, genes and mitochondrial fraction"
+        f"{', and predicted doublets' if qc.get('doublets', {}).get('enabled', True) else ''}), leaving {n_cells} cells. Counts were normalised and log-transformed, "
+        f"neighbours computed on principal components (n_neighbors {cl.get('n_neighbors', 'NA')}) and cells clustered "
+        f"with the Leiden algorithm (resolution {cl.get('resolution', 'NA')}); haematopoietic stem and progenitor states "
+        f"were annotated from marker scores. Copy-number lesions {lesion_text} were called per cell from the raw counts "
+        f"of the genes inside each lesion with a negative-binomial likelihood ratio against state- and "
+        f"technology-matched expectations from {reference}, with per-sample priors learned by expectation-maximisation, "
+        f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
+        f"Genome-wide profiles were computed with infercnvpy {v.get('infercnvpy', 'NA')}. Lesion fractions are given "
+        f"with Wilson intervals and corrected for the estimated false-positive and false-negative rates; contrasts "
+        f"across patients use Cochran-Mantel-Haenszel tests with patients as strata (statsmodels "
+        f"{v.get('statsmodels', 'NA')}); pseudobulk differential expression used PyDESeq2 {v.get('pydeseq2', 'NA')}. "
+        f"Random seed {config.get('seed', 'NA')}."
+    )
+    return text
+
+
+def _section(title: str, char: str = "-") -> str:
+    return f"\n{title}\n{char * len(title)}\n\n"
+
+
+def front_page(
+    *,
+    config: Mapping,
+    samples: pd.DataFrame,
+    qc_removed: pd.DataFrame,
+    lesion_summary: pd.DataFrame,
+    reference: pd.DataFrame | None = None,
+    fractions: pd.DataFrame | None = None,
+    contrasts: pd.DataFrame | None = None,
+    versions: Mapping[str, str] | None = None,
+    annotation: str = "",
+) -> str:
+    """The report's front page as reStructuredText.
+
+    Parameters
+    ----------
+    config
+        The validated workflow config (defaults filled).
+    samples
+        The sample sheet (one row per sample).
+    qc_removed
+        ``results/qc/removed_per_sample.tsv``: per sample ``cells``, ``kept``, ``removed`` and one
+        column per removal reason.
+    lesion_summary
+        ``results/cnv/lesion_summary.tsv``: per sample and lesion ``n_cells``, ``n_reference``,
+        ``prior``, ``n_called``, ``fpr``, ``fnr``, ``reference_matched``.
+    reference
+        ``results/cnv/reference.tsv`` (how the reference was chosen), optional.
+    fractions
+        Lesion fraction per patient, population and timepoint (see :func:`headline_table`);
+        ``None`` when the persistence stage did not run.
+    contrasts
+        Persistence contrasts (see :func:`contrast_paragraphs`), optional.
+    versions
+        Package versions (:func:`package_versions`).
+    annotation
+        Where the gene annotation came from (one line).
+    """
+    versions = dict(versions or package_versions())
+    lesions = config.get("lesions") or [{"name": "del5q"}]
+    first = lesions[0]["name"]
+    n_cells_raw = int(qc_removed["cells"].sum())
+    n_kept = int(qc_removed["kept"].sum())
+    patients = samples["patient"].astype(str)
+    ref_conditions = set(map(str, config.get("conditions", {}).get("reference", [])))
+    n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
+    n_patients = int(patients.nunique()) - n_donors
+    out = ["remnant: lesion-carrying stem cells before and after therapy", "=" * 62, ""]
+    out.append(_section("Cohort"))
+    out.append(f"{n_patients} patients and {n_donors} reference donors, {len(samples)} sorted samples "
+               f"({', '.join(f'{k}: {v}' for k, v in samples['population'].astype(str).value_counts().sort_index().items())}); "
+               f"{n_cells_raw} cells read, {n_kept} kept after quality control ({_pct(n_kept / max(n_cells_raw, 1))}).\n")
+
+    out.append(_section(f"{first} fraction per patient, population and timepoint"))
+    if fractions is not None and not fractions.empty:
+        cut = config.get("cnv", {}).get("posterior_cutoff", 0.9)
+        out.append(f"Share of cells called as carriers of {first} (posterior >= {cut}), with its 95% Wilson interval and "
+                   "the counts (called/cells), then the share corrected for the estimated false-positive and "
+                   "false-negative rates of the calls, with its interval.\n\n")
+        table = headline_table(fractions, timepoints=[str(t) for t in config.get("timepoints", [])] or None,
+                               populations=[str(p) for p in config.get("populations", {})] or None)
+        table = table.loc[:, (table != "").any(axis=0)]
+        out.append(rst_table(table))
+    else:
+        out.append("The persistence stage did not produce a fraction table in this run.\n")
+
+    if contrasts is not None and not contrasts.empty:
+        out.append(_section("What the numbers say"))
+        alpha = float(config.get("persistence", {}).get("alpha", 0.05))
+        for paragraph in contrast_paragraphs(contrasts, lesion=first, alpha=alpha):
+            out.append(_escape(paragraph) + "\n\n")
+
+    out.append(_section("How far to trust the calls"))
+    ls = lesion_summary[lesion_summary["lesion"] == first] if "lesion" in lesion_summary else lesion_summary
+    disease = ls[ls["n_reference"] == 0] if "n_reference" in ls else ls
+    if not disease.empty:
+        out.append(f"Estimated per-sample error rates of the {first} calls: false-positive rate (cross-fitted normal "
+                   f"reference cells scored with the sample's prior) {_pct(disease['fpr'].min(), 1)} to "
+                   f"{_pct(disease['fpr'].max(), 1)}, false-negative rate (posterior-expected carriers below the "
+                   f"cut-off) {_pct(disease['fnr'].min(), 1)} to {_pct(disease['fnr'].max(), 1)}. ")
+    if "reference_matched" in ls and not ls["reference_matched"].astype(bool).all():
+        out.append("Some batches had too few reference cells of their own technology and were scored against "
+                   "all reference cells (see the per-sample table). ")
+    if reference is not None and "mode" in reference and (reference["mode"] == "auto").any():
+        bad = reference[~reference["confident"].astype(bool)]
+        out.append("The reference was chosen automatically; " +
+                   ("the choice is confident in every batch. " if bad.empty else
+                    f"the choice is NOT confident for {', '.join(map(str, bad['batch']))}: "
+                    f"{_escape('; '.join(map(str, bad['reason'])))}. "))
+    out.append("\n")
+
+    out.append(_section("Methods"))
+    n_samples = len(samples)
+    out.append(_escape(methods_paragraph(config, versions, n_cells=n_kept, n_samples=n_samples,
+                                         n_patients=int(patients.nunique()))) + "\n")
+
+    out.append(_section("Provenance"))
+    out.append("Package versions:\n\n")
+    out.append(rst_table(pd.DataFrame(sorted(versions.items()), columns=["package", "version"])))
+    if annotation:
+        out.append(f"\nGene annotation: {_escape(annotation)}\n")
+    out.append("\nSample sheet:\n\n")
+    out.append(rst_table(samples.reset_index(drop=True)))
+    out.append("\nConfiguration (defaults filled):\n\n::\n\n")
+    dumped = yaml.safe_dump(_plain(config), sort_keys=False, default_flow_style=None, width=100)
+    out.append("\n".join("    " + _escape_code(line) for line in dumped.splitlines()) + "\n")
+    return "".join(out)
+
+
+def _escape_code(line: str) -> str:
+    # inside a literal block only Jinja needs guarding
+    return line.replace("{{", "{ {").replace("}}", "} }").replace("{%", "{ %").replace("%}", "% }")
+
+
+def _plain(value):
+    """Config values as plain YAML types (Snakemake's config may hold its own mapping classes)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

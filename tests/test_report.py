@@ -1,0 +1,102 @@
+"""The report's front page (remnant.report): numbers from the tables, words from the numbers."""
+
+import docutils.core
+import docutils.nodes
+import docutils.utils
+import numpy as np
+import pandas as pd
+import pytest
+
+from remnant.report import contrast_paragraphs, format_fraction, front_page, headline_table, methods_paragraph
+
+FRACTIONS = pd.DataFrame([
+    # patient, population, timepoint, n_cells, n_called, fraction, low, high, corrected, c_low, c_high
+    ("P1", "HSC", "diagnosis", 200, 190, 0.95, 0.91, 0.97, 0.97, 0.93, 0.99),
+    ("P1", "HSC", "remission", 150, 60, 0.40, 0.32, 0.48, 0.42, 0.33, 0.51),
+    ("P1", "PROG", "diagnosis", 210, 205, 0.976, 0.945, 0.99, 0.99, 0.96, 1.0),
+    ("P1", "PROG", "remission", 220, 7, 0.0318, 0.0155, 0.064, 0.02, 0.0, 0.05),
+], columns=["patient", "population", "timepoint", "n_cells", "n_called", "fraction", "fraction_low", "fraction_high",
+            "corrected", "corrected_low", "corrected_high"])
+
+
+def contrasts(diffs, pvalue, het=np.nan, label="population: HSC vs PROG | timepoint=remission"):
+    rows = [{"contrast": label, "scope": "patient", "patient": f"P{i}", "difference": d} for i, d in enumerate(diffs, 1)]
+    rows.append({"contrast": label, "scope": "across patients", "patient": "all", "difference": float(np.mean(diffs)),
+                 "difference_low": float(np.mean(diffs)) - 0.1, "difference_high": float(np.mean(diffs)) + 0.1,
+                 "corrected_difference": float(np.mean(diffs)) + 0.02, "odds_ratio": 12.0, "odds_ratio_low": 5.0,
+                 "odds_ratio_high": 30.0, "pvalue": pvalue, "heterogeneity_pvalue": het})
+    return pd.DataFrame(rows)
+
+
+def test_format_fraction():
+    assert format_fraction(0.4, 0.32, 0.48, 60, 150) == "40% (32-48%); 60/150"
+    assert format_fraction(np.nan, np.nan, np.nan) == "NA"
+
+
+def test_headline_table_one_row_per_patient_population():
+    table = headline_table(FRACTIONS, timepoints=["diagnosis", "remission", "relapse"])
+    assert list(table.columns) == ["patient", "population", "diagnosis", "remission", "relapse"]
+    assert len(table) == 2
+    hsc = table.set_index("population").loc["HSC"]
+    assert hsc["remission"].startswith("40% (32-48%); 60/150; corrected 42% (33-51%)")
+    assert hsc["relapse"] == ""
+
+
+def test_contrast_words_follow_the_numbers():
+    (text,) = contrast_paragraphs(contrasts([0.3, 0.4, 0.5], 1e-6), lesion="del5q")
+    assert text.startswith("At remission, del5q cells made up a larger share of HSC than of PROG cells in 3 of 3 patients")
+    assert "+40 percentage points, 95% CI +30 to +50" in text
+    assert "(+42 after correcting" in text
+    assert "p = 1.0e-06" in text and "unlikely to be chance" in text
+    (text,) = contrast_paragraphs(contrasts([0.1, -0.05], 0.4), lesion="del5q")
+    assert "in 1 of 2 patients" in text and "no evidence of a difference" in text
+    (text,) = contrast_paragraphs(contrasts([0.3, 0.05], 1e-4, het=1e-3), lesion="del5q")
+    assert "differs between patients" in text
+    (text,) = contrast_paragraphs(contrasts([-0.5, -0.6], 1e-5, label="timepoint: remission vs diagnosis | population=PROG"))
+    assert text.startswith("In PROG cells, the del(5q) fraction was higher at remission than at diagnosis in 0 of 2 patients")
+
+
+def test_methods_name_versions_and_parameters():
+    config = {"seed": 7, "qc": {"min_counts": 500, "min_genes": 200, "max_pct_mito": 20,
+                                "mad": {"counts": 5, "genes": 5, "pct_mito": 4}},
+              "cluster": {"n_neighbors": 15, "resolution": 1.0}, "cnv": {"posterior_cutoff": 0.9, "reference": None},
+              "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]}
+    text = methods_paragraph(config, {"remnant": "0.1.0", "scanpy": "1.11.5"}, n_cells=1234, n_samples=10, n_patients=3)
+    for needle in ("remnant 0.1.0", "scanpy 1.11.5", "leaving 1234 cells", "del5q (loss, 5q13.1-5q33.3)",
+                   "posterior >= 0.9", "healthy donors", "Random seed 7", "at least 500 counts"):
+        assert needle in text, needle
+
+
+@pytest.fixture()
+def page():
+    samples = pd.DataFrame({"sample": ["P1_dx_HSC", "P1_rem_HSC", "N1_HSC"], "patient": ["P1", "P1", "N1"],
+                            "timepoint": ["diagnosis", "remission", ""], "population": ["HSC", "HSC", "HSC"],
+                            "condition": ["MDS", "MDS", "healthy"]})
+    qc = pd.DataFrame({"sample": samples["sample"], "cells": [250, 250, 250], "kept": [220, 210, 230],
+                       "removed": [30, 40, 20]})
+    lesions = pd.DataFrame({"sample": samples["sample"], "lesion": "del5q", "n_reference": [0, 0, 230],
+                            "fpr": [0.004, 0.002, 0.0], "fnr": [0.03, 0.2, 0.0], "reference_matched": True})
+    config = {"seed": 1, "timepoints": ["diagnosis", "remission"], "populations": {"HSC": "", "PROG": ""},
+              "conditions": {"reference": ["healthy"]}, "cnv": {"posterior_cutoff": 0.9, "reference": None},
+              "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], "note": "{{ jinja }}"}
+    return front_page(config=config, samples=samples, qc_removed=qc, lesion_summary=lesions, fractions=FRACTIONS,
+                      contrasts=contrasts([0.3, 0.4], 1e-4), versions={"remnant": "0.1.0"}, annotation="GENCODE v44")
+
+
+def test_front_page_numbers_and_sections(page):
+    for needle in ("1 patients and 1 reference donors, 3 sorted samples", "750 cells read, 660 kept",
+                   "40% (32-48%); 60/150", "What the numbers say", "false-positive rate", "0.2% to 0.4%",
+                   "20.0%", "Methods", "Provenance", "GENCODE v44", "P1_rem_HSC"):
+        assert needle in page, needle
+    assert "{{" not in page and "{%" not in page  # Snakemake renders the page through Jinja
+
+
+def test_front_page_is_valid_restructuredtext(page):
+    settings = {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5, "warning_stream": False}
+    assert _rst_problems(page + "\n.. list-table::\n   :header-rows: 1\n\n   * - a\n     - b\n   * - 1\n", settings)  # the check sees a broken table
+    assert _rst_problems(page, settings) == []
+
+
+def _rst_problems(text, settings):
+    doctree = docutils.core.publish_doctree(text, settings_overrides=settings)
+    return [node.astext() for node in doctree.findall(docutils.nodes.system_message)]
