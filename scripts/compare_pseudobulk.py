@@ -29,7 +29,8 @@ with logged(snakemake.log[0], "compare_pseudobulk") as log:
     log.info("%d %s cells called %s summed per patient x timepoint", int(mask.sum()), p["stem"], lesion)
     sets = read_signatures(snakemake.params.set_names, Path(snakemake.input.sets[0]).parent)
     samples, de, enrichment = run_paired_de(adata, mask=mask, signatures=sets, level=str(p["after"]), reference=str(p["before"]),
-                                            min_cells=b["min_cells"], min_total_count=b["min_total_count"], padj=b["padj"],
+                                            min_cells=b["min_cells"], min_total_count=b["min_total_count"], min_count=b["min_count"],
+                                            padj=b["padj"],
                                             n_cpus=snakemake.threads)
     for _, r in samples.iterrows():
         log.info("pseudobulk %s %s: %d cells%s", r["patient"], r["timepoint"], r["n_cells"], f" - not used: {r['reason']}" if r["reason"] else "")

@@ -142,3 +142,121 @@ def test_bad_gate_config_names_the_key(kwargs, message):
 def test_agreement_needs_its_columns():
     with pytest.raises(InputError, match="hspc_state"):
         agreement_table(pd.DataFrame({"sample": ["a"], "population": ["HSC"]}))
+
+
+# ---------------------------------------------------------------------------------------------
+# workflow glue: config checks against config, sheet and index-sort tables; run_gates
+# ---------------------------------------------------------------------------------------------
+from remnant.gates import check_gate_config, check_index_sort_markers, resolve_gate_config, run_gates  # noqa: E402
+
+MARKERS = ["CD34", "CD38", "CD90", "CD45RA"]
+POPULATIONS = ["HSC", "PROG", "CD34"]
+
+
+def sheet(**index_sort):
+    return pd.DataFrame({"index_sort": [index_sort.get(s, "") for s in ("A", "B", "C")]}, index=["A", "B", "C"])
+
+
+def test_resolved_defaults_map_sort_gates_by_name_and_states_into_the_hierarchy():
+    resolved = resolve_gate_config({"hierarchy": {"HSC": DEFAULT_GATES["HSC"], "PROG": DEFAULT_GATES["PROG"]}}, POPULATIONS)
+    assert resolved["sort_gates"] == {"HSC": ["HSC"], "PROG": ["PROG"], "CD34": None}
+    assert resolved["state_gates"]["GMP"] == "PROG" and "LMPP" not in resolved["state_gates"]  # no LMPP gate
+    assert resolved["thresholds"] == DEFAULT_THRESHOLDS
+
+
+@pytest.mark.parametrize(
+    "block, sheet_kw, where, message",
+    [
+        ({"hierarchy": {"HSC": {"CD34": "+", "CD123": "-"}}}, {}, "gates.hierarchy.HSC",
+         "marker 'CD123' is not an index-sort column: index_sort.markers lists"),
+        ({"hierarchy": {"HSC": {"CD34": "up"}}}, {}, "gates.hierarchy.HSC.CD34", "must be '+' or '-'"),
+        ({"thresholds": {"CD34": 300, "CD38": 350}}, {}, "gates.thresholds", "no threshold for marker(s) ['CD90', 'CD45RA']"),
+        ({"thresholds": {"CD34": 300, "A": DEFAULT_THRESHOLDS}}, {}, "gates.thresholds", "mixes global"),
+        ({"thresholds": {"A": DEFAULT_THRESHOLDS}}, {"A": "a.csv", "B": "b.csv"}, "gates.thresholds",
+         "no thresholds for index-sorted sample(s) ['B']"),
+        ({"thresholds": {"A": DEFAULT_THRESHOLDS, "C": DEFAULT_THRESHOLDS}}, {"A": "a.csv"}, "gates.thresholds",
+         "per-sample thresholds for ['C'], which are not index-sorted"),
+        ({"thresholds": {"A": {"CD34": 1}}}, {"A": "a.csv"}, "gates.thresholds.A", "no threshold for marker(s)"),
+        ({"sort_gates": {"LSC": ["HSC"]}}, {}, "gates.sort_gates", "'LSC' is not a declared population"),
+        ({"sort_gates": {"HSC": ["HSC", "CMP"]}}, {}, "gates.sort_gates.HSC", "['CMP'] not gates of gates.hierarchy"),
+        ({"state_gates": {"GMP": "GMP"}}, {}, "gates.state_gates", "state 'GMP' maps to 'GMP'"),
+    ],
+)
+def test_gate_config_errors_name_the_file_key_and_value(block, sheet_kw, where, message):
+    with pytest.raises(InputError) as err:
+        check_gate_config(block, index_sort_markers=MARKERS, populations=POPULATIONS, sheet=sheet(**sheet_kw), source="my.yaml")
+    text = str(err.value)
+    assert text.startswith(f"my.yaml: {where}: ") and message in text, text
+
+
+def test_per_sample_thresholds_for_every_index_sorted_sample_pass():
+    block = {"thresholds": {"A": DEFAULT_THRESHOLDS, "B": {**DEFAULT_THRESHOLDS, "CD90": 500}}}
+    resolved = check_gate_config(block, index_sort_markers=MARKERS, populations=POPULATIONS, sheet=sheet(A="a.csv", B="b.csv"))
+    assert resolved["thresholds"]["B"]["CD90"] == 500
+
+
+def test_index_sort_tables_are_checked_for_every_gate_marker(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("well,CD34,CD38,CD90,CD45RA\nA1,5000,100,900,50\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("well,CD34,CD38,CD45RA\nA1,5000,100,50\n")
+    check_index_sort_markers(sheet(A=str(good)), MARKERS, sheet_path="samples.tsv")
+    with pytest.raises(InputError) as err:
+        check_index_sort_markers(sheet(A=str(good), B=str(bad)), MARKERS, sheet_path="samples.tsv")
+    text = str(err.value)
+    assert str(bad) in text and "marker 'CD90'" in text and "sample 'B' of samples.tsv" in text and "gates.hierarchy" in text
+
+
+def cohort_obs(index_sorted=True):
+    """Two index-sorted HSC-gate samples and one droplet progenitor sample."""
+    rows = [
+        ("S1", "HSC", "HSC", dict(CD34="+", CD38="-", CD90="+", CD45RA="-")),
+        ("S1", "HSC", "HSC", dict(CD34="+", CD38="-", CD90="+", CD45RA="-")),
+        ("S1", "HSC", "LMPP", dict(CD34="+", CD38="-", CD90="-", CD45RA="+")),  # index gate LMPP: disagrees with sort gate
+        ("S1", "HSC", "GMP", dict(CD34="+", CD38="-", CD90="+", CD45RA="-")),   # state GMP -> PROG: disagrees with index
+        ("S1", "HSC", "HSC", dict(CD34="-", CD38="-", CD90="+", CD45RA="-")),   # CD34-: ungated
+        ("S2", "PROG", "MEP", dict(CD34="n", CD38="n", CD90="n", CD45RA="n")),  # droplet: no index-sort
+        ("S2", "PROG", "HSC", dict(CD34="n", CD38="n", CD90="n", CD45RA="n")),
+    ]
+    records = []
+    for sample, pop, state, signs in rows:
+        record = {"sample": sample, "patient": "P1", "timepoint": "diagnosis", "population": pop, "hspc_state": state,
+                  "condition": "MDS", "technology": "plate" if sample == "S1" else "droplet"}
+        if index_sorted:
+            record.update(cell(**signs))
+        records.append(record)
+    return pd.DataFrame(records, index=[f"c{i}" for i in range(len(records))])
+
+
+def test_run_gates_counts_three_way_agreement_and_says_what_was_not_compared():
+    out = run_gates(cohort_obs(), sort_gates={"HSC": ["HSC"], "PROG": ["PROG"]})
+    cells = out["cells"]
+    assert cells["index_gate"].astype(object).tolist()[:5] == ["HSC", "HSC", "LMPP", "HSC", UNGATED]
+    assert cells["index_gate"].iloc[5:].isna().all() and cells["state_gate"].tolist()[5:] == ["PROG", "HSC"]
+    agreement = out["agreement"].set_index("sample")
+    s1, s2, whole = agreement.loc["S1"], agreement.loc["S2"], agreement.loc["all"]
+    assert (s1["n_index_sorted"], s1["n_ungated"], s1["sort_index_n"], s1["sort_index_disagree"]) == (5, 1, 5, 2)
+    assert (s1["index_state_n"], s1["index_state_disagree"]) == (4, 1)
+    assert s1["note"] == "" and s2["note"] == "sample not index-sorted: no index gate"
+    assert (s2["sort_state_n"], s2["sort_state_disagree"]) == (2, 1)
+    assert whole["n_cells"] == 7 and whole["sort_state_disagree"] == s1["sort_state_disagree"] + s2["sort_state_disagree"]
+    assert s1["technology"] == "plate" and s2["population"] == "PROG"
+    tab = out["crosstab"]
+    for (a, b), part in tab.groupby(["assignment_1", "assignment_2"]):
+        assert part["n_cells"].sum() == 7, (a, b)
+
+
+def test_run_gates_without_index_sort_data_states_it():
+    out = run_gates(cohort_obs(index_sorted=False))
+    assert not out["index_sorted"] and out["cells"]["index_gate"].isna().all()
+    assert out["agreement"]["note"].str.contains("no index-sort intensities in the cohort").all()
+    assert (out["agreement"]["sort_index_n"] == 0).all() and out["agreement"]["sort_state_n"].sum() == 2 * 7
+    unmapped = run_gates(cohort_obs(), state_gates={"HSC": "HSC"})
+    assert "index-gated cell(s) in a state gates.state_gates does not map" in unmapped["agreement"].set_index("sample").loc["S1", "note"]
+
+
+def test_run_gates_names_a_gate_marker_the_cohort_lacks():
+    obs = cohort_obs().drop(columns="facs_CD90")
+    with pytest.raises(InputError) as err:
+        run_gates(obs, source="results/cohort/cohort.h5ad")
+    assert "results/cohort/cohort.h5ad" in str(err.value) and "gate marker 'CD90'" in str(err.value)

@@ -183,3 +183,181 @@ def test_figures_are_written(tmp_path):
     plot_volcano(de.iloc[:0], str(tmp_path / "volcano_empty.png"))
     for name in ("fraction", "scores", "cycling", "volcano", "volcano_empty"):
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
+
+
+# ---------------------------------------------------------------------------------------------
+# workflow glue: config checks, analysed cells, fraction tables with notes, the planned contrasts
+# ---------------------------------------------------------------------------------------------
+import copy  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import statsmodels.api as sm  # noqa: E402
+
+from remnant.config import load_yaml, validate_config  # noqa: E402
+from remnant.persistence import POPULATION_KEYS, check_config, prepare_cells, run_contrasts, run_fractions  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def config():
+    return validate_config(load_yaml(ROOT / "config/config.yaml"), ROOT / "config/schemas/config.schema.yaml")
+
+
+def demo_sheet():
+    from remnant.config import read_sample_sheet
+
+    cfg = validate_config(load_yaml(ROOT / "config/config.yaml"), ROOT / "config/schemas/config.schema.yaml")
+    return read_sample_sheet(ROOT / "config/samples.tsv", ROOT / "config/schemas/samples.schema.yaml", cfg)
+
+
+def test_shipped_config_passes_and_resolves(config):
+    out = check_config(config, demo_sheet(), gene_set_dir=ROOT / "resources/gene_sets")
+    assert out["lesion"] == "del5q"
+    assert out["gates"]["sort_gates"] == {"HSC": ["HSC"], "PROG": ["PROG"], "CD34": None}
+    assert Path(out["set_files"]["LSC17_NG2016"]).name == "LSC17_NG2016_weights.tsv" and len(out["set_files"]) == 8
+    # 4 patients x 2 gates x 3 timepoints; the healthy donors are not planned
+    assert len(out["planned"]) == 24 and {p["patient"] for p in out["planned"]} == {"P1", "P2", "P3", "P4"}
+
+
+@pytest.mark.parametrize(
+    "change, where, message",
+    [
+        (lambda c: c["persistence"].update(lesion="del7q"), "persistence.lesion", "'del7q' is not a configured lesion"),
+        (lambda c: c["persistence"].update(after="diagnosis"), "persistence.after", "both 'diagnosis'"),
+        (lambda c: c["persistence"].update(before="day0"), "persistence.before", "'day0' is not a declared timepoint"),
+        (lambda c: c["persistence"].update(stem="LSC"), "persistence.stem", "'LSC' is not a declared population"),
+        (lambda c: c["persistence"].update(progenitor="HSC"), "persistence.progenitor", "both 'HSC'"),
+        (lambda c: c["persistence"].update(population_key="index_gate", progenitor="CD34"), "persistence.progenitor",
+         "'CD34' is not a gate of gates.hierarchy"),
+        (lambda c: c["signatures"].update(sets=["EPPERT_HSC_R", "NOPE"]), "signatures.sets", "no gene set 'NOPE'"),
+        (lambda c: c["signatures"].update(sets=["EPPERT_HSC_R", "EPPERT_HSC_R"]), "signatures.sets", "more than once"),
+        (lambda c: c["signatures"]["cell_cycle"].update(s="S_PHASE"), "signatures.cell_cycle", "no gene set 'S_PHASE'"),
+        (lambda c: c["signatures"].update(group_low=0.9, group_high=0.5), "signatures.group_low", "must be below group_high"),
+        (lambda c: c["signatures"].update(exclude_regions=["5x"]), "signatures.exclude_regions[0]", "'5x'"),
+        (lambda c: c["index_sort"].update(markers=["CD34", "CD38"]), "gates.hierarchy.HSC", "marker 'CD90' is not an index-sort column"),
+    ],
+)
+def test_bad_persistence_config_names_the_key(config, change, where, message):
+    bad = copy.deepcopy(config)
+    change(bad)
+    with pytest.raises(InputError) as err:
+        check_config(bad, demo_sheet(), gene_set_dir=ROOT / "resources/gene_sets",
+                     cytobands=ROOT / "resources/annotation/GRCh38_cytobands.tsv", source="my.yaml")
+    text = str(err.value)
+    assert text.startswith("my.yaml: ") and where in text and message in text, text
+
+
+def test_schema_rejects_bad_values_naming_the_key(config):
+    for change, expected in [
+        (lambda c: c["pseudobulk"].update(min_cells=0), "pseudobulk.min_cells"),
+        (lambda c: c["persistence"].update(population_key="clusters"), "persistence.population_key"),
+        (lambda c: c["gates"]["thresholds"].update(CD34="bright"), "gates.thresholds.CD34"),
+        (lambda c: c["gates"]["hierarchy"]["HSC"].update(CD34="pos"), "gates.hierarchy.HSC.CD34"),
+        (lambda c: c["signatures"].update(downsample_to=0), "signatures.downsample_to"),
+        (lambda c: c["persistence"].update(alpha=0.7), "persistence.alpha"),
+    ]:
+        bad = copy.deepcopy(config)
+        change(bad)
+        with pytest.raises(InputError, match=expected.replace(".", r"\.")):
+            validate_config(bad, ROOT / "config/schemas/config.schema.yaml")
+
+
+def study_obs(rng, fractions=STUDY, patients=("P1", "P2", "P3", "P4"), n=150):
+    obs, rates = cohort(rng, fractions, n=n, patients=patients)
+    obs["condition"] = "MDS"
+    obs["cnv_reference"] = False
+    healthy = pd.DataFrame({"sample": "H_HSC", "patient": "H", "population": "HSC", "timepoint": "NA", "del5q_call": False,
+                            "del5q_posterior": 0.01, "truth": False, "condition": "healthy", "cnv_reference": True},
+                           index=[f"h{i}" for i in range(50)])
+    rates.loc["H_HSC"] = {"fpr": 0.0, "fnr": 1.0, "prior": 0.0}
+    return pd.concat([obs, healthy]), rates
+
+
+def test_prepare_cells_keeps_patients_reference_cells_and_drops_healthy_donors():
+    rng = np.random.default_rng(8)
+    obs, _ = study_obs(rng)
+    obs.loc[obs.index[:30], "cnv_reference"] = True  # a cnv.reference selection inside a patient
+    cells, summary = prepare_cells(obs, reference_conditions=["healthy"])
+    assert len(cells) == len(obs) - 50 and (cells["condition"] == "MDS").all()
+    assert summary["patient_reference_cells_kept"] == 30 and summary["reference_condition_cells"] == 50
+    assert (cells["sort_gate"] == cells["population"]).all()
+    gates = pd.DataFrame({"index_gate": pd.Series("HSC", index=obs.index, dtype=object)})
+    gates.iloc[::3, 0] = np.nan  # not index-sorted
+    by_gate, summary = prepare_cells(obs, reference_conditions=["healthy"], population_key="index_gate", gates=gates)
+    assert (by_gate["population"] == "HSC").all() and summary["not_placed_by_index_gate"] > 0
+    assert summary["analysed"] == len(by_gate) < len(cells)
+    with pytest.raises(InputError, match="lacks 2 cell"):
+        prepare_cells(obs, reference_conditions=["healthy"], population_key="index_gate", gates=gates.iloc[2:])
+    with pytest.raises(InputError, match="no cell to analyse"):
+        prepare_cells(obs, reference_conditions=["healthy", "MDS"])
+    assert set(POPULATION_KEYS) == {"population", "index_gate", "state_gate"}
+
+
+def test_run_fractions_rows_order_notes_and_planned_gaps():
+    rng = np.random.default_rng(9)
+    obs, rates = study_obs(rng, patients=("P1", "P2"))
+    cells, _ = prepare_cells(obs, reference_conditions=["healthy"])
+    rates.loc["P2_remission_PROG", "fnr"] = 0.95  # calls carry no information: not corrected, said so
+    planned = [{"patient": p, "population": pop, "timepoint": tp} for p in ("P1", "P2", "P3")
+               for pop in ("HSC", "PROG") for tp in ("diagnosis", "remission")]
+    table, pooled = run_fractions(cells, rates, n_reference=500, planned=planned, populations=["HSC", "PROG"],
+                                  timepoints=["diagnosis", "remission"])
+    assert len(table) == 12 and len(pooled) == 4
+    assert table[["patient", "population", "timepoint"]].head(4).values.tolist() == [
+        ["P1", "HSC", "diagnosis"], ["P1", "HSC", "remission"], ["P1", "PROG", "diagnosis"], ["P1", "PROG", "remission"]]
+    gap = table[table["patient"] == "P3"]
+    assert (gap["n_cells"] == 0).all() and gap["note"].str.contains("none of its cells is in the cohort").all()
+    row = table.set_index(["patient", "population", "timepoint"]).loc[("P2", "PROG", "remission")]
+    assert np.isnan(row["corrected"]) and "not corrected" in row["note"]
+    have = table[table["n_cells"] > 0].dropna(subset=["corrected"])
+    assert (have["fraction"].between(have["fraction_low"], have["fraction_high"])).all()
+    assert (have["corrected"].between(have["corrected_low"], have["corrected_high"])).all()
+    assert set(table["assigned_by"]) == {POPULATION_KEYS["population"]} and set(table["lesion"]) == {"del5q"}
+    assert pooled.set_index(["population", "timepoint"]).loc[("HSC", "remission"), "n_cells"] == 300
+
+
+def test_run_contrasts_plans_every_contrast_and_says_why_one_is_missing():
+    rng = np.random.default_rng(10)
+    obs, rates = study_obs(rng)
+    cells, _ = prepare_cells(obs, reference_conditions=["healthy"])
+    table, _ = run_fractions(cells, rates, n_reference=500)
+    out = run_contrasts(table, cells)
+    across = out[out["scope"] == "across patients"]
+    assert len(across) == 8 and set(across["question"]) == {
+        "HSC vs PROG at remission (persistence)", "HSC vs PROG at diagnosis", "remission vs diagnosis in HSC",
+        "remission vs diagnosis in PROG"}
+    persist = across[across["question"].str.endswith("(persistence)")].set_index("test")
+    cmh = persist.loc["Cochran-Mantel-Haenszel (patient strata)"]
+    mixed = persist.filter(like="binomial mixed", axis=0).iloc[0]
+    assert cmh["odds_ratio_low"] > 1 and 0 < cmh["pvalue"] < 1e-10 and cmh["n_strata"] == 4
+    assert mixed["odds_ratio_low"] > 1 and mixed["pvalue"] < 1e-6 and mixed["n_strata"] == 4
+    assert (out["note"] == "").all()
+    # only diagnosis sampled: the remission contrasts keep their rows and say why
+    diagnosis = cells[cells["timepoint"] == "diagnosis"]
+    out = run_contrasts(table[table["timepoint"] == "diagnosis"], diagnosis)
+    notes = out.set_index("question")["note"]
+    assert notes["HSC vs PROG at remission (persistence)"] == "no analysed cells with timepoint 'remission'"
+    assert notes["remission vs diagnosis in HSC"] == "no analysed timepoint 'remission' cells with population 'HSC'"
+    assert (out.loc[out["question"] == "HSC vs PROG at diagnosis", "note"] == "").all()
+    # a patient with only one level does not enter the stratified test
+    one = table[~((table["patient"] != "P1") & (table["population"] == "PROG"))]
+    out = run_contrasts(one, cells[(cells["patient"] == "P1") | (cells["population"] == "HSC")])
+    row = out[(out["question"] == "HSC vs PROG at remission (persistence)") & out["test"].str.startswith("Cochran")].iloc[-1]
+    assert row["n_strata"] == 1 and "one patient" in row["note"]
+
+
+def test_mixed_model_interval_is_not_narrower_than_a_fixed_effects_glm():
+    """Regression: the variational fit's fixed-effect sd was 2-3x too small; a random patient intercept
+    can only widen the interval of a GLM with patient as a fixed effect."""
+    rng = np.random.default_rng(11)
+    obs, _ = cohort(rng, STUDY, n=150, patients=("P1", "P2", "P3"))
+    sub = obs[obs["timepoint"] == "remission"]
+    row = binomial_mixed_contrast(obs, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "remission"}).iloc[0]
+    X = pd.get_dummies(sub["patient"]).astype(float).assign(x=(sub["population"] == "HSC").astype(float))
+    glm = sm.GLM(sub["del5q_call"].astype(float), X, family=sm.families.Binomial()).fit()
+    glm_width = 2 * 1.96 * glm.bse["x"]
+    width = np.log(row["odds_ratio_high"]) - np.log(row["odds_ratio_low"])
+    assert width >= 0.8 * glm_width, (width, glm_width)
+    assert abs(np.log(row["odds_ratio"]) - glm.params["x"]) < 0.25 * glm_width
+    assert 0 < row["pvalue"] < 1e-6

@@ -129,3 +129,30 @@ def test_quiescent_del_stem_cells_after_treatment_enrich_the_quiescence_signatur
     assert out.loc["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "direction"] == "up"
     assert out.loc["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "pvalue"] < 1e-3
     assert out.loc["TIROSH2016_S", "direction"] == "down" and out.loc["TIROSH2016_S", "pvalue"] < 1e-3
+
+
+def test_run_paired_de_reports_each_pseudobulk_and_why_it_is_not_used():
+    from remnant.pseudobulk import run_paired_de
+
+    rng = np.random.default_rng(4)
+    adata = cells(rng, patients=3, per_group=20, genes=120, de_genes=20)
+    extra = cells(rng, patients=1, per_group=20, genes=120)[:20].copy()  # a relapse pseudobulk, not compared
+    extra.obs["timepoint"] = "relapse"
+    extra.obs_names = [f"r{i}" for i in range(extra.n_obs)]
+    adata = ad.concat([adata, extra], merge="same")
+    mask = np.ones(adata.n_obs, bool)
+    mask[(adata.obs["patient"] == "P2").to_numpy() & (adata.obs["timepoint"] == "remission").to_numpy()] = False
+    mask[np.flatnonzero((adata.obs["patient"] == "P1").to_numpy() & (adata.obs["timepoint"] == "diagnosis").to_numpy())[:15]] = False
+    sets = {"PLANTED": [f"G{j}" for j in range(20)], "OTHER": [f"G{j}" for j in range(60, 80)]}
+    samples, de, enrichment = run_paired_de(adata, mask=mask, signatures=sets, min_cells=10)
+    reasons = samples.set_index(["patient", "timepoint"])["reason"]
+    assert reasons[("P1", "diagnosis")] == "fewer than 10 cells (pseudobulk.min_cells)"
+    assert reasons[("P1", "remission")] == "patient has no diagnosis pseudobulk to pair with"
+    assert reasons[("P2", "diagnosis")] == "patient has no remission pseudobulk to pair with"
+    assert reasons[("P0", "relapse")] == "timepoint not compared (remission vs diagnosis)"
+    assert samples["used"].sum() == 2 and de.empty and de.attrs["n_pairs"] == 1
+    assert enrichment["note"].str.startswith("no DE test: 1 patient").all() and enrichment["pvalue"].isna().all()
+    samples, de, enrichment = run_paired_de(adata, mask=np.ones(adata.n_obs, bool), signatures=sets, min_cells=10)
+    assert samples["used"].sum() == 6 and de.attrs["n_pairs"] == 3
+    top = enrichment.set_index("signature")
+    assert top.loc["PLANTED", "direction"] == "up" and top.loc["PLANTED", "pvalue"] < 1e-3 and (enrichment["note"] == "").all()

@@ -194,3 +194,76 @@ def test_weighted_sets_and_layer_none():
         score_signatures(adata, {})
     with pytest.raises(InputError, match="no column 'missing'"):
         compare_groups(adata.obs.assign(patient="P1"), "missing", factor="patient", level="a", reference="b")
+
+
+# ---------------------------------------------------------------------------------------------
+# workflow glue: comparisons and cycling tables of the score_signatures step
+# ---------------------------------------------------------------------------------------------
+from remnant.signatures import UNCERTAIN, describe_sets, exclusion_regions, group_labels, run_comparisons, run_cycling  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scored(hsc, lesions):
+    adata = hsc.copy()
+    adata.obs["population"] = "HSC"
+    adata.obs["timepoint"] = adata.obs["timepoint"].astype(str)
+    score_signatures(adata, read_signatures([QUIESCENCE], SETS), exclude=lesions, also_with_lesion_genes=True)
+    cc = read_signatures(["TIROSH2016_S", "TIROSH2016_G2M"], SETS)
+    score_cell_cycle(adata, cc["TIROSH2016_S"].index, cc["TIROSH2016_G2M"].index, exclude=lesions)
+    adata.obs["del5q_group"] = group_labels(adata.obs)
+    return adata
+
+
+def test_run_comparisons_asks_the_planned_questions_per_score(scored):
+    key = f"sig_{QUIESCENCE}"
+    keys = [key, f"{key}_with_lesion_genes", "S_score"]
+    out = run_comparisons(scored.obs, keys, timepoints=["diagnosis", "remission", "relapse"], variants={key: "lesion genes excluded"})
+    assert list(out.columns[:4]) == ["score", "variant", "question", "comparison"] and out.columns[-1] == "note"
+    questions = ["del5q vs non-del HSC cells at diagnosis", "del5q vs non-del HSC cells at remission",
+                 "del5q HSC cells: remission vs diagnosis"]
+    assert list(pd.unique(out["question"])) == questions  # relapse has no cells: not asked
+    per = out[out["scope"] == "patient"]
+    assert per["test"].str.contains("descriptive").all() and per["padj"].isna().all()
+    mixed = out[(out["score"] == key) & out["test"].str.startswith("linear mixed")].set_index("question")
+    assert mixed.loc[questions[1], "difference_low"] > 0 and mixed.loc[questions[1], "n_patients"] == 3  # quiescent at remission
+    assert mixed.loc[questions[2], "difference_low"] > 0
+    across = out[(out["scope"] == "across patients") & out["pvalue"].notna()]
+    assert (across["padj"] >= across["pvalue"]).all()
+    assert set(out.loc[out["score"] == key, "variant"]) == {"lesion genes excluded"}
+
+
+def test_run_comparisons_says_why_a_comparison_is_missing(scored):
+    obs = scored.obs.copy()
+    obs.loc[obs["timepoint"] == "diagnosis", "population"] = "PROG"  # no stem cells before treatment
+    out = run_comparisons(obs, ["S_score"], timepoints=["diagnosis", "remission"], min_cells=5)
+    notes = out.set_index("question")["note"]
+    assert notes["del5q vs non-del HSC cells at diagnosis"] == "no analysed HSC cells at diagnosis"
+    assert notes["del5q HSC cells: remission vs diagnosis"] == "no analysed HSC cells at diagnosis"
+    few = run_comparisons(scored.obs, ["S_score"], timepoints=["remission"], min_cells=10_000)
+    assert few.loc[few["scope"] == "across patients", "note"].str.contains("0 patient").all()
+
+
+def test_run_cycling_composition_and_contrasts(scored):
+    obs = scored.obs.copy()
+    obs["del5q_group"] = obs["del5q_group"].astype(str)
+    obs.loc[obs.index[:7], "del5q_group"] = UNCERTAIN
+    composition, contrasts = run_cycling(obs, timepoints=["diagnosis", "remission"])
+    assert composition["n_cells"].sum() == len(obs)
+    assert (composition[["n_G0_G1", "n_S", "n_G2M"]].sum(axis=1) == composition["n_cells"]).all()
+    assert UNCERTAIN in set(composition["del5q_group"])
+    across = contrasts[contrasts["scope"] == "across patients"].set_index("question")
+    remission = across.loc["cycling of del5q vs non-del HSC cells at remission"]
+    assert remission["odds_ratio_high"] < 1 and remission["pvalue"] < 1e-3  # del stem cells cycle less at remission
+    assert across.loc["cycling of del5q HSC cells: remission vs diagnosis", "odds_ratio_high"] < 1
+    assert (contrasts["note"] == "").all()
+
+
+def test_describe_sets_and_exclusion_regions(scored, lesions, cytobands):
+    sets = read_signatures([QUIESCENCE, "TIROSH2016_G2M"], SETS)
+    out = describe_sets(scored, {**sets, "FAKE": ["CD34", "NOT_A_GENE"]}, exclude=lesions).set_index("signature")
+    assert out.loc[QUIESCENCE, "excluded_genes"] == "CRHBP" and out.loc["TIROSH2016_G2M", "excluded_genes"] == "CDC25C"
+    assert out.loc["FAKE", "missing_genes"] == "NOT_A_GENE" and out.loc["FAKE", "n_used"] == 1
+    arm = exclusion_regions(["5q"], cytobands)
+    assert len(arm) == 1 and arm[0].chromosome == "chr5" and arm[0].start < 67_400_000
+    with pytest.raises(InputError, match=r"signatures\.exclude_regions\[1\].*'chr5:9-1'"):
+        exclusion_regions(["5q", "chr5:9-1"], cytobands)

@@ -59,7 +59,8 @@ def test_dry_run_plans_every_stage(tmp_path_factory):
     text = result.stdout + result.stderr
     for rule, count in [("simulate_cohort", 1), ("read_counts", 10), ("filter_cells", 10), ("summarise_qc", 1),
                         ("cluster_cells", 1), ("plot_clusters", 1), ("call_lesions", 1), ("evaluate_demo", 1),
-                        ("infer_cnv", 1), ("plot_cnv", 3), ("plot_lesion_profile", 3)]:
+                        ("infer_cnv", 1), ("plot_cnv", 3), ("plot_lesion_profile", 3), ("gate_cells", 1),
+                        ("estimate_fractions", 1), ("score_signatures", 1), ("compare_pseudobulk", 1)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), text
     assert not any((workdir / d).exists() for d in ("results", "counts")), "a dry run wrote outputs"
 
@@ -146,8 +147,9 @@ def test_cohort_h5ad_is_sparse_and_documented(run):
 
 def test_figures_are_real_pngs(run):
     figures = sorted((run / "results").rglob("*.png"))
-    # per-sample QC, QC summary, UMAPs, dot plot, CNV heatmap and del5q profile per patient (T1, T2, N1)
-    assert len(figures) == 10 + 1 + 6 + 1 + 3 + 3
+    # per-sample QC, QC summary, UMAPs, dot plot, CNV heatmap and del5q profile per patient (T1, T2, N1);
+    # persistence: del(5q) fraction, signature scores, cycling composition, volcano
+    assert len(figures) == 10 + 1 + 6 + 1 + 3 + 3 + 4
     for figure in figures:
         data = figure.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, figure
@@ -155,7 +157,7 @@ def test_figures_are_real_pngs(run):
 
 def test_logs_per_job(run):
     logs = sorted((run / "logs").rglob("*.log"))
-    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3
+    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3 + 4
     text = (run / "logs/read_counts/T2_diagnosis_HSC.log").read_text()
     assert "done" in text and "mapped" in text
 
@@ -174,3 +176,168 @@ def test_bad_sheet_stops_with_one_clear_line(tmp_path_factory):
 def test_rerun_is_a_no_op(run):
     result = snakemake(run, "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# persistence analysis (rules/persistence.smk)
+# ---------------------------------------------------------------------------------------------
+def disease_cells(run: Path) -> pd.DataFrame:
+    """The cohort's cells with their calls, without the healthy donor (the persistence analysis's cells)."""
+    from remnant.persistence import read_calls
+
+    obs, _ = read_calls(str(run / "results/cohort/cohort.h5ad"), "del5q")
+    return obs[obs["condition"].astype(str) != "healthy"]
+
+
+def test_population_identity_three_ways(run):
+    cohort = disease_cells(run)
+    obs = ad.read_h5ad(run / "results/cohort/cohort.h5ad", backed="r").obs
+    gates = pd.read_csv(run / "results/persistence/gates.tsv.gz", sep="\t", index_col="cell")
+    assert gates.index.equals(obs.index) and set(gates["population"]) == {"HSC", "PROG"}
+    plate = (obs["technology"] == "plate").to_numpy()
+    assert gates.loc[plate, "index_gate"].notna().all() and gates.loc[~plate, "index_gate"].isna().all()
+    # index gates of the plate cells follow their simulated state (the thresholds suit the simulator)
+    truth = pd.read_csv(run / "truth/cells.tsv.gz", sep="\t")
+    truth.index = truth["sample"] + ":" + truth["barcode"]
+    state = truth.loc[gates.index[plate], "state"]
+    assert (gates.loc[plate, "index_gate"][state == "HSC"] == "HSC").mean() > 0.9
+    assert (gates.loc[plate, "index_gate"][state == "LMPP"] == "LMPP").mean() > 0.8
+    agreement = pd.read_csv(run / "results/persistence/gate_agreement.tsv", sep="\t").set_index("sample")
+    assert len(agreement) == 10 + 1 and agreement.loc["all", "n_cells"] == len(obs)
+    assert (agreement.drop("all")["n_cells"] == obs.groupby("sample", observed=True).size().reindex(agreement.index.drop("all"))).all()
+    sorted_ = agreement[agreement["technology"] == "plate"]
+    assert (sorted_["n_index_sorted"] == sorted_["n_cells"]).all() and (sorted_["sort_index_n"] > 0).all()
+    droplet = agreement[agreement["technology"] == "droplet"]
+    assert (droplet["n_index_sorted"] == 0).all() and droplet["note"].str.contains("not index-sorted").all()
+    for cmp in ("sort_index", "index_state", "sort_state"):
+        part = agreement.drop("all")
+        assert (part[f"{cmp}_agree"] + part[f"{cmp}_disagree"] == part[f"{cmp}_n"]).all()
+        assert agreement.loc["all", f"{cmp}_disagree"] == part[f"{cmp}_disagree"].sum()
+    # the HSC sort gate holds LMPP-like cells (15% in the simulator): disagreements are counted, not hidden
+    assert 0.02 < agreement.loc["all", "sort_state_disagree_fraction"] < 0.4
+    crosstab = pd.read_csv(run / "results/persistence/gate_crosstab.tsv", sep="\t", keep_default_na=False)
+    assert (crosstab.groupby(["assignment_1", "assignment_2"])["n_cells"].sum() == len(obs)).all()
+    assert len(cohort) < len(obs)
+
+
+def test_del5q_fraction_per_patient_population_timepoint(run):
+    cohort = disease_cells(run)
+    table = pd.read_csv(run / "results/persistence/del_fraction.tsv", sep="\t")
+    # 2 patients x 2 populations x 2 timepoints, in sheet order
+    assert len(table) == 8 and table[["patient", "population", "timepoint"]].drop_duplicates().shape[0] == 8
+    assert table[["patient", "population", "timepoint"]].values.tolist()[:4] == [
+        ["T1", "HSC", "diagnosis"], ["T1", "HSC", "remission"], ["T1", "PROG", "diagnosis"], ["T1", "PROG", "remission"]]
+    counts = cohort.groupby(["patient", "population", "timepoint"], observed=True)["del5q_call"].agg(["size", "sum"])
+    got = table.set_index(["patient", "population", "timepoint"])
+    assert (got["n_cells"] == counts["size"].reindex(got.index)).all()
+    assert (got["n_called"] == counts["sum"].reindex(got.index)).all()
+    for est in ("fraction", "corrected"):
+        assert table[est].between(0, 1).all(), est
+        assert (table[f"{est}_low"] <= table[est]).all() and (table[est] <= table[f"{est}_high"]).all(), est
+    # the simulated clone: ~95% of both gates at diagnosis; at remission 40% of stem cells persist, 3% of progenitors
+    truth = pd.read_csv(run / "truth/cells.tsv.gz", sep="\t")
+    truth.index = truth["sample"] + ":" + truth["barcode"]
+    realised = truth.loc[cohort.index].groupby(["patient", "population", "timepoint"])["lesion_del5q"].mean()
+    assert (np.abs(got["corrected"] - realised.reindex(got.index)) < 0.08).all(), (got["corrected"], realised)
+    for patient in ("T1", "T2"):
+        assert got.loc[(patient, "HSC", "remission"), "corrected_low"] > got.loc[(patient, "PROG", "remission"), "corrected_high"]
+    pooled = pd.read_csv(run / "results/persistence/del_fraction_pooled.tsv", sep="\t")
+    assert len(pooled) == 4 and pooled["n_cells"].sum() == len(cohort)
+
+
+def test_persistence_contrasts_across_patients(run):
+    contrasts = pd.read_csv(run / "results/persistence/contrasts.tsv", sep="\t", keep_default_na=False, na_values=[""])
+    across = contrasts[contrasts["scope"] == "across patients"]
+    assert set(across["question"]) == {"HSC vs PROG at remission (persistence)", "HSC vs PROG at diagnosis",
+                                       "remission vs diagnosis in HSC", "remission vs diagnosis in PROG"}
+    persistence = across[across["question"] == "HSC vs PROG at remission (persistence)"].set_index("test")
+    cmh = persistence.loc["Cochran-Mantel-Haenszel (patient strata)"]
+    assert cmh["n_strata"] == 2 and cmh["odds_ratio_low"] > 1 and 0 < cmh["pvalue"] < 1e-6
+    assert 0.2 < cmh["corrected_difference"] < 0.55
+    mixed = persistence.filter(like="binomial mixed", axis=0).iloc[0]
+    assert mixed["odds_ratio_low"] > 1 and mixed["odds_ratio_low"] < cmh["odds_ratio"] < mixed["odds_ratio_high"]
+    same = across[across["question"] == "HSC vs PROG at diagnosis"].set_index("test").loc["Cochran-Mantel-Haenszel (patient strata)"]
+    assert same["odds_ratio_low"] < 1 < same["odds_ratio_high"]
+    per_patient = contrasts[contrasts["scope"] == "patient"]
+    assert set(per_patient["patient"]) == {"T1", "T2"} and per_patient["test"].str.startswith("Fisher").all()
+
+
+def test_signatures_scored_fairly_and_compared_per_patient_first(run):
+    cohort = disease_cells(run)
+    scores = pd.read_csv(run / "results/persistence/signature_scores.tsv.gz", sep="\t", index_col="cell")
+    assert scores.index.equals(cohort.index)
+    sig = [c for c in scores if c.startswith("sig_")]
+    assert len(sig) == 12 and np.isfinite(scores[sig + ["S_score", "G2M_score"]]).all().all()
+    assert set(scores["cycle_phase"]) <= {"G0/G1", "S", "G2M"}
+    post = scores["del5q_posterior"]
+    assert (scores.loc[post >= 0.9, "del5q_group"] == "del5q").all() and (scores.loc[post <= 0.1, "del5q_group"] == "non-del").all()
+    assert (scores.loc[(post > 0.1) & (post < 0.9), "del5q_group"] == "uncertain").all()
+    sets = pd.read_csv(run / "results/persistence/signature_sets.tsv", sep="\t").set_index("signature")
+    assert sets.loc["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "excluded_genes"] == "CRHBP"
+    assert sets.loc["LENALIDOMIDE_AXIS", "excluded_genes"] == "CSNK1A1,RPS14" and sets["scored"].all()
+    comparisons = pd.read_csv(run / "results/persistence/signature_comparisons.tsv", sep="\t")
+    assert set(comparisons["question"]) == {"del5q vs non-del HSC cells at diagnosis", "del5q vs non-del HSC cells at remission",
+                                            "del5q HSC cells: remission vs diagnosis"}
+    assert comparisons.loc[comparisons["scope"] == "patient", "test"].str.contains("descriptive").all()
+    mixed = comparisons[comparisons["test"].astype(str).str.startswith("linear mixed")].set_index(["score", "question"])
+    remission = "del5q vs non-del HSC cells at remission"
+    # dosage: CSNK1A1 and RPS14 read at half dose in carriers; the conventional score shows it, the fair one does not
+    naive = mixed.loc[("sig_LENALIDOMIDE_AXIS_with_lesion_genes", remission)]
+    fair = mixed.loc[("sig_LENALIDOMIDE_AXIS", remission)]
+    assert naive["difference_high"] < 0 and fair["difference_low"] < 0 < fair["difference_high"]
+    # at diagnosis nearly every stem cell carries the clone: too few non-del cells, said so
+    diagnosis = comparisons[(comparisons["question"] == "del5q vs non-del HSC cells at diagnosis") & (comparisons["scope"] != "patient")]
+    assert diagnosis["note"].str.contains("no across-patient test").all()
+    composition = pd.read_csv(run / "results/persistence/cycling_composition.tsv", sep="\t")
+    assert composition["n_cells"].sum() == len(cohort)
+    assert np.allclose(composition[["fraction_G0_G1", "fraction_S", "fraction_G2M"]].sum(axis=1), 1)
+    cycling = pd.read_csv(run / "results/persistence/cycling_contrasts.tsv", sep="\t")
+    assert "cycling of del5q vs non-del HSC cells at remission" in set(cycling["question"])
+
+
+def test_pseudobulk_de_of_del5q_stem_cells_after_vs_before(run):
+    cohort = disease_cells(run)
+    samples = pd.read_csv(run / "results/persistence/pseudobulk_samples.tsv", sep="\t")
+    assert len(samples) == 4 and samples["used"].all()
+    called = cohort[(cohort["population"] == "HSC") & cohort["del5q_call"]].groupby(["patient", "timepoint"], observed=True).size()
+    assert (samples.set_index(["patient", "timepoint"])["n_cells"] == called.reindex(samples.set_index(["patient", "timepoint"]).index)).all()
+    de = pd.read_csv(run / "results/persistence/de.tsv", sep="\t")
+    assert 500 < len(de) < 10_000 and de["gene"].is_unique and de["pvalue"].between(0, 1).all()
+    # nothing planted between del stem cells before and after: no false discoveries
+    assert (de["padj"].dropna() >= 0.1).all()
+    enrichment = pd.read_csv(run / "results/persistence/enrichment.tsv", sep="\t")
+    assert len(enrichment) == 8 and enrichment["note"].isna().all()
+
+
+def test_populations_from_index_gates(run, tmp_path_factory):
+    """persistence.population_key: index_gate on the finished cohort: only index-sorted cells are placed."""
+    import yaml
+
+    workdir = new_workdir(tmp_path_factory, "index_gate")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["persistence"]["population_key"] = "index_gate"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (workdir / "results/cohort").mkdir(parents=True)
+    shutil.copy(run / "results/cohort/cohort.h5ad", workdir / "results/cohort/cohort.h5ad")
+    snakemake(workdir, "results/persistence/del_fraction.tsv", "results/persistence/contrasts.tsv",
+              "--allowed-rules", "gate_cells", "estimate_fractions")
+    table = pd.read_csv(workdir / "results/persistence/del_fraction.tsv", sep="\t")
+    gates = pd.read_csv(run / "results/persistence/gates.tsv.gz", sep="\t", index_col="cell")
+    placed = gates[gates["index_gate"].notna() & (gates["condition"] != "healthy")]
+    assert table["n_cells"].sum() == len(placed) and set(table["patient"]) == {"T2"}
+    assert set(table["assigned_by"]) == {"index gate (index-sort intensities, gates.hierarchy)"}
+    contrasts = pd.read_csv(workdir / "results/persistence/contrasts.tsv", sep="\t", keep_default_na=False)
+    assert (contrasts["note"] != "").any()  # index gates of HSC-sorted plates hold few PROG cells: contrasts say why
+
+
+def test_bad_gate_marker_stops_with_one_clear_line(tmp_path_factory):
+    import yaml
+
+    workdir = new_workdir(tmp_path_factory, "bad_gate")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["gates"] = {"hierarchy": {"HSC": {"CD34": "+", "CD133": "+"}}, "thresholds": {"CD34": 300, "CD133": 100}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(workdir, "--dry-run", check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0 and "gates.hierarchy.HSC" in message and "marker 'CD133'" in message, message
+    assert "Traceback" not in message

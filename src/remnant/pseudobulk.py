@@ -107,6 +107,7 @@ def paired_de(
     reference: str = "diagnosis",
     pair: str = "patient",
     min_total_count: int = 10,
+    min_count: int = 10,
     symbol_key: str | None = "gene_name",
     alpha: float = 0.05,
     n_cpus: int = 1,
@@ -123,6 +124,9 @@ def paired_de(
         Pairing column; only patients with a pseudobulk at both levels are used.
     min_total_count
         Genes with fewer summed counts over the used pseudobulks are left out before fitting.
+    min_count
+        Genes also need at least this many counts in as many pseudobulks as there are pairs (the
+        smallest group), the pre-filter of the DESeq2 vignette; 0 turns it off.
     alpha
         False discovery rate for PyDESeq2's independent filtering.
     n_cpus
@@ -156,10 +160,12 @@ def paired_de(
     use = (obs[pair].isin(pairs) & obs[condition].isin([str(level), str(reference)])).to_numpy()
     counts = np.asarray(pb.X[use])
     total = counts.sum(axis=0)
-    genes = total >= min_total_count
+    genes = (total >= min_total_count) & ((counts >= min_count).sum(axis=0) >= len(pairs))
     if genes.sum() < 2:
-        log.warning("paired_de: fewer than 2 genes with >= %d counts; no test", min_total_count)
+        log.warning("paired_de: fewer than 2 genes with >= %d counts in total and >= %d in %d pseudobulks; no test",
+                    min_total_count, min_count, len(pairs))
         return empty
+    log.info("paired_de: %d of %d genes pass the count filters", int(genes.sum()), genes.size)
     # Names that formulaic accepts whatever the user's labels are.
     meta = pd.DataFrame({"pair": obs.loc[use, pair].to_numpy(), "condition": obs.loc[use, condition].to_numpy()},
                         index=[f"s{i}" for i in range(int(use.sum()))])
@@ -253,6 +259,7 @@ def run_paired_de(
     pair: str = "patient",
     min_cells: int = 10,
     min_total_count: int = 10,
+    min_count: int = 10,
     padj: float = 0.1,
     n_cpus: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -294,9 +301,9 @@ def run_paired_de(
             samples.at[i, "reason"] = f"patient has no {other} pseudobulk to pair with"
     samples["used"] = samples["reason"] == ""
     de = paired_de(pb, condition=condition, level=str(level), reference=str(reference), pair=pair,
-                   min_total_count=min_total_count, alpha=padj, n_cpus=n_cpus)
+                   min_total_count=min_total_count, min_count=min_count, alpha=padj, n_cpus=n_cpus)
     if de.empty and samples["used"].sum() >= 4:
-        samples.loc[samples["used"], "reason"] = f"no gene with >= {min_total_count} counts (pseudobulk.min_total_count)"
+        samples.loc[samples["used"], "reason"] = "fewer than 2 genes pass pseudobulk.min_total_count and min_count"
         samples["used"] = False
     enrichment = signature_enrichment(de, signatures or {})
     enrichment["note"] = "" if not de.empty else f"no DE test: {de.attrs.get('n_pairs', 0)} patient(s) with both pseudobulks (2 needed)"
