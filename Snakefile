@@ -8,15 +8,18 @@ min_version("9.10")
 configfile: "config/config.yaml"
 
 
-report: "report/workflow.rst"
-
-
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/qc.smk"
 include: "rules/cluster.smk"
 include: "rules/cnv.smk"
 include: "rules/persistence.smk"
+include: "rules/report.smk"
+
+
+# The report's first page: this run's front page once rule write_front_page has written it (the
+# answer in numbers and words), else the workflow description.
+report: report_description()
 
 
 rule all:

@@ -134,6 +134,22 @@ def runtime_for(base, per_input_gb=0):
     return runtime
 
 
+# The report's front page (rule write_front_page) and where the gene annotation came from.
+FRONT_PAGE = "results/report/front_page.rst"
+ANNOTATION_SOURCE = (
+    f"{config['annotation']['build']}: genes {GENES}, cytobands {CYTOBANDS}"
+    + (" (shipped with remnant; sources and checksums in resources/annotation/PROVENANCE.md)"
+       if str(GENES).startswith(str(Path(workflow.basedir) / "resources")) else "")
+)
+
+
+def report_description():
+    """The report's first page: the run's front page when it exists, else the workflow description
+    (``snakemake --report`` runs in the working directory, so the relative path is the run's)."""
+    front = Path(FRONT_PAGE)
+    return str(front.resolve()) if front.exists() else "report/workflow.rst"
+
+
 def get_final_output():
     outputs = [
         "results/qc/removed_per_sample.tsv",
@@ -175,6 +191,7 @@ def get_final_output():
         "results/persistence/de.tsv",
         "results/persistence/enrichment.tsv",
         "results/persistence/figures/volcano.png",
+        FRONT_PAGE,
     ]
     outputs += all_samples("results/qc/figures/{sample}.png")
     if SIMULATE:

@@ -25,7 +25,13 @@ rule gate_cells:
         h5ad="results/cohort/cohort.h5ad",
     output:
         cells="results/persistence/gates.tsv.gz",
-        agreement="results/persistence/gate_agreement.tsv",
+        agreement=report(
+            "results/persistence/gate_agreement.tsv",
+            caption="../report/persistence_gates.rst",
+            category="4. Persistence",
+            subcategory="Population identity",
+            labels={"figure": "sort gate vs index gates vs state"},
+        ),
         crosstab="results/persistence/gate_crosstab.tsv",
     log:
         "logs/gate_cells/gate_cells.log",
@@ -45,10 +51,28 @@ rule estimate_fractions:
     input:
         **PERSISTENCE_INPUTS,
     output:
-        fractions="results/persistence/del_fraction.tsv",
+        fractions=report(
+            "results/persistence/del_fraction.tsv",
+            caption="../report/persistence_fractions.rst",
+            category="4. Persistence",
+            subcategory="Lesion fraction",
+            labels={"figure": "per patient, population, timepoint"},
+        ),
         pooled="results/persistence/del_fraction_pooled.tsv",
-        contrasts="results/persistence/contrasts.tsv",
-        figure="results/persistence/figures/del_fraction.png",
+        contrasts=report(
+            "results/persistence/contrasts.tsv",
+            caption="../report/persistence_contrasts.rst",
+            category="4. Persistence",
+            subcategory="Lesion fraction",
+            labels={"figure": "contrasts across patients"},
+        ),
+        figure=report(
+            "results/persistence/figures/del_fraction.png",
+            caption="../report/persistence_fraction_figure.rst",
+            category="4. Persistence",
+            subcategory="Lesion fraction",
+            labels={"figure": "fraction per patient (figure)"},
+        ),
     log:
         "logs/estimate_fractions/estimate_fractions.log",
     params:
@@ -76,11 +100,35 @@ rule score_signatures:
     output:
         scores="results/persistence/signature_scores.tsv.gz",
         sets="results/persistence/signature_sets.tsv",
-        comparisons="results/persistence/signature_comparisons.tsv",
+        comparisons=report(
+            "results/persistence/signature_comparisons.tsv",
+            caption="../report/persistence_signatures.rst",
+            category="4. Persistence",
+            subcategory="Stem-cell state",
+            labels={"figure": "signature comparisons"},
+        ),
         composition="results/persistence/cycling_composition.tsv",
-        cycling="results/persistence/cycling_contrasts.tsv",
-        scores_figure="results/persistence/figures/signature_scores.png",
-        cycling_figure="results/persistence/figures/cycling_composition.png",
+        cycling=report(
+            "results/persistence/cycling_contrasts.tsv",
+            caption="../report/persistence_cycling.rst",
+            category="4. Persistence",
+            subcategory="Stem-cell state",
+            labels={"figure": "cycling contrasts"},
+        ),
+        scores_figure=report(
+            "results/persistence/figures/signature_scores.png",
+            caption="../report/persistence_signatures.rst",
+            category="4. Persistence",
+            subcategory="Stem-cell state",
+            labels={"figure": "signature scores (figure)"},
+        ),
+        cycling_figure=report(
+            "results/persistence/figures/cycling_composition.png",
+            caption="../report/persistence_cycling.rst",
+            category="4. Persistence",
+            subcategory="Stem-cell state",
+            labels={"figure": "cycling composition (figure)"},
+        ),
     log:
         "logs/score_signatures/score_signatures.log",
     benchmark:
@@ -111,9 +159,27 @@ rule compare_pseudobulk:
         sets=GENE_SET_FILES,
     output:
         samples="results/persistence/pseudobulk_samples.tsv",
-        de="results/persistence/de.tsv",
-        enrichment="results/persistence/enrichment.tsv",
-        volcano="results/persistence/figures/volcano.png",
+        de=report(
+            "results/persistence/de.tsv",
+            caption="../report/persistence_de.rst",
+            category="4. Persistence",
+            subcategory="Pseudobulk DE",
+            labels={"figure": "differential expression"},
+        ),
+        enrichment=report(
+            "results/persistence/enrichment.tsv",
+            caption="../report/persistence_de.rst",
+            category="4. Persistence",
+            subcategory="Pseudobulk DE",
+            labels={"figure": "signature enrichment"},
+        ),
+        volcano=report(
+            "results/persistence/figures/volcano.png",
+            caption="../report/persistence_de.rst",
+            category="4. Persistence",
+            subcategory="Pseudobulk DE",
+            labels={"figure": "volcano (figure)"},
+        ),
     log:
         "logs/compare_pseudobulk/compare_pseudobulk.log",
     benchmark:

@@ -84,7 +84,7 @@ def page():
 
 
 def test_front_page_numbers_and_sections(page):
-    for needle in ("1 patients and 1 reference donors, 3 sorted samples", "750 cells read, 660 kept",
+    for needle in ("1 patient and 1 reference donor, 3 sorted samples", "750 cells read, 660 kept",
                    "40% (32-48%); 60/150", "What the numbers say", "false-positive rate", "0.2% to 0.4%",
                    "20.0%", "Methods", "Provenance", "GENCODE v44", "P1_rem_HSC"):
         assert needle in page, needle
@@ -100,3 +100,28 @@ def test_front_page_is_valid_restructuredtext(page):
 def _rst_problems(text, settings):
     doctree = docutils.core.publish_doctree(text, settings_overrides=settings)
     return [node.astext() for node in doctree.findall(docutils.nodes.system_message)]
+
+
+def test_landing_page_is_short_and_points_to_the_summary(page):
+    from remnant.report import landing_page
+
+    samples = pd.DataFrame({"sample": ["a", "b"], "patient": ["P1", "N1"], "condition": ["MDS", "healthy"]})
+    qc = pd.DataFrame({"cells": [10, 10], "kept": [9, 8]})
+    config = {"timepoints": ["diagnosis", "remission"], "populations": {"HSC": "", "PROG": ""},
+              "conditions": {"reference": ["healthy"]}, "lesions": [{"name": "del5q"}]}
+    text = landing_page(config=config, samples=samples, qc_removed=qc, fractions=FRACTIONS,
+                        contrasts=contrasts([0.3, 0.4], 1e-4).assign(test="Cochran-Mantel-Haenszel (patient strata)"))
+    assert "1 patient, 1 reference donor, 2 sorted samples, 17 cells after quality control" in text
+    assert "40% (32-48%); 60/150" in text and "corrected" not in text.split("**The full summary**")[0]
+    assert "+35 percentage points (95% CI +25 to +45), Cochran-Mantel-Haenszel p = 1.0e-04" in text
+    assert "0. Summary" in text
+    many = pd.concat([FRACTIONS.assign(patient=f"P{i}") for i in range(5)])
+    assert "list-table" not in landing_page(config=config, samples=samples, qc_removed=qc, fractions=many)
+
+
+def test_summary_html_is_a_self_contained_page(page):
+    from remnant.report import render_html
+
+    html = render_html(page)
+    assert html.startswith("<!DOCTYPE html>") and "<table" in html and "What the numbers say" in html
+    assert "http" not in html.split("<body>")[0]  # no stylesheet or script fetched from the network

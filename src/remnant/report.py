@@ -30,9 +30,12 @@ __all__ = [
     "format_fraction",
     "front_page",
     "headline_table",
+    "landing_page",
+    "render_html",
     "methods_paragraph",
     "package_versions",
     "rst_table",
+    "stem_state_paragraphs",
 ]
 
 #: Packages whose versions the Methods and provenance name.
@@ -136,6 +139,9 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
     for label in pd.unique(contrasts["contrast"]):
         rows = contrasts[contrasts["contrast"] == label]
         pooled = rows[rows["scope"] == "across patients"]
+        mixed = pooled[pooled["test"].astype(str).str.contains("mixed", case=False)] if "test" in pooled else pooled.iloc[:0]
+        if "test" in pooled and (~pooled.index.isin(mixed.index)).any():
+            pooled = pooled[~pooled.index.isin(mixed.index)]
         per_patient = rows[rows["scope"] == "patient"]
         m = _LABEL.match(str(label))
         if m is None or pooled.empty:
@@ -167,16 +173,68 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
                 f"{_num(p.get('odds_ratio_high', np.nan))}), Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))}")
         pvalue = p.get("pvalue", np.nan)
         if np.isfinite(pvalue) and pvalue < alpha:
-            verdict = "The difference is consistent across patients and unlikely to be chance."
-            if np.isfinite(p.get("heterogeneity_pvalue", np.nan)) and p["heterogeneity_pvalue"] < alpha:
+            het = p.get("heterogeneity_pvalue", np.nan)
+            verdict = "The difference is unlikely to be chance."
+            if np.isfinite(het) and het < alpha:
                 verdict = ("The pooled difference is unlikely to be chance, but its size differs between patients "
-                           f"(Breslow-Day {_p(p['heterogeneity_pvalue'])}).")
+                           f"(Breslow-Day {_p(het)}).")
+            elif np.isfinite(het):
+                verdict = f"The difference is unlikely to be chance and of similar size across patients (Breslow-Day {_p(het)})."
         elif np.isfinite(pvalue):
             verdict = f"The data give no evidence of a difference at the {alpha:g} level."
         else:
             verdict = "No test was possible (a group without cells or without any called cell in every patient)."
+        if not mixed.empty and np.isfinite(mixed.iloc[0].get("odds_ratio", np.nan)):
+            mm = mixed.iloc[0]
+            verdict += (f" A binomial mixed model with a random patient intercept gives an odds ratio of "
+                        f"{_num(mm['odds_ratio'])} (95% CI {_num(mm['odds_ratio_low'])}-{_num(mm['odds_ratio_high'])}, "
+                        f"{_p(mm['pvalue'])}).")
         paragraphs.append(f"{subject}: {numbers}; {test}. {verdict}")
     return paragraphs
+
+
+def stem_state_paragraphs(comparisons: pd.DataFrame | None, cycling: pd.DataFrame | None, *, signature: str | None = None,
+                          alpha: float = 0.05) -> list[str]:
+    """Plain words on how the lesion-carrying stem cells look: quiescence score and cycling.
+
+    ``comparisons``: ``results/persistence/signature_comparisons.tsv`` (rows per ``score``,
+    ``variant``, ``question``, ``scope``, ``test``, with ``difference`` and its interval,
+    ``pvalue``, ``note``); the quiescence score is ``signature`` (default: the first score whose
+    name contains ``QUIESC``, lesion genes excluded) and its paired t-test over per-patient
+    medians is reported. ``cycling``: ``results/persistence/cycling_contrasts.tsv`` (CMH rows
+    ``across patients`` per ``question``, ``difference`` = mean per-patient difference of the
+    cycling (S+G2M) fraction).
+    """
+    out = []
+    if comparisons is not None and not comparisons.empty:
+        scores = [str(x) for x in pd.unique(comparisons["score"])]
+        name = signature or next((x for x in scores if "QUIESC" in x.upper() and not x.endswith("_with_lesion_genes")), None)
+        if name is not None:
+            rows = comparisons[(comparisons["score"] == name) & (comparisons["scope"] == "across patients")
+                               & comparisons["test"].astype(str).str.startswith("paired t-test")]
+            label = name.removeprefix("sig_")
+            for _, r in rows.iterrows():
+                if str(r.get("note", "") or "") not in ("", "nan"):
+                    out.append(f"Quiescence score ({label}), {r['question']}: not tested across patients - {r['note']}.")
+                    continue
+                word = "higher" if r["difference"] > 0 else "lower"
+                sig = "unlikely to be chance" if np.isfinite(r["pvalue"]) and r["pvalue"] < alpha else "no evidence of a difference"
+                interval = (f", 95% CI {r['difference_low']:+.3f} to {r['difference_high']:+.3f}"
+                            if np.isfinite(r.get("difference_low", np.nan)) else "")
+                out.append(f"Quiescence score ({label}, lesion genes excluded so that carriers are not scored at half "
+                           f"dose), {r['question']}: {word} in the first group by {abs(r['difference']):.3f} (median per "
+                           f"patient{interval}; paired t-test over {int(r['n_patients'])} patients, {_p(r['pvalue'])}): {sig}.")
+    if cycling is not None and not cycling.empty:
+        rows = cycling[(cycling["scope"] == "across patients") & cycling["test"].astype(str).str.contains("Mantel")]
+        for _, r in rows.iterrows():
+            if not np.isfinite(r.get("pvalue", np.nan)):
+                out.append(f"Cycling (S or G2/M phase), {r['question']}: not tested ({r.get('note', '') or 'too few cells'}).")
+                continue
+            sig = "unlikely to be chance" if r["pvalue"] < alpha else "no evidence of a difference"
+            out.append(f"Cycling (S or G2/M phase), {r['question']}: mean per-patient difference {_pts(r['difference'])} "
+                       f"percentage points (Cochran-Mantel-Haenszel odds ratio {_num(r['odds_ratio'])}, {_p(r['pvalue'])}): "
+                       f"{sig}.")
+    return out
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
@@ -238,6 +296,8 @@ def front_page(
     reference: pd.DataFrame | None = None,
     fractions: pd.DataFrame | None = None,
     contrasts: pd.DataFrame | None = None,
+    comparisons: pd.DataFrame | None = None,
+    cycling: pd.DataFrame | None = None,
     versions: Mapping[str, str] | None = None,
     annotation: str = "",
 ) -> str:
@@ -262,6 +322,8 @@ def front_page(
         ``None`` when the persistence stage did not run.
     contrasts
         Persistence contrasts (see :func:`contrast_paragraphs`), optional.
+    comparisons, cycling
+        Signature comparisons and cycling contrasts (see :func:`stem_state_paragraphs`), optional.
     versions
         Package versions (:func:`package_versions`).
     annotation
@@ -270,15 +332,17 @@ def front_page(
     versions = dict(versions or package_versions())
     lesions = config.get("lesions") or [{"name": "del5q"}]
     first = lesions[0]["name"]
+    alpha = float(config.get("persistence", {}).get("alpha", 0.05))
     n_cells_raw = int(qc_removed["cells"].sum())
     n_kept = int(qc_removed["kept"].sum())
     patients = samples["patient"].astype(str)
     ref_conditions = set(map(str, config.get("conditions", {}).get("reference", [])))
     n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
     n_patients = int(patients.nunique()) - n_donors
-    out = ["remnant: lesion-carrying stem cells before and after therapy", "=" * 62, ""]
+    title = "remnant: lesion-carrying stem cells before and after therapy"
+    out = [f"{title}\n{'=' * len(title)}\n"]
     out.append(_section("Cohort"))
-    out.append(f"{n_patients} patients and {n_donors} reference donors, {len(samples)} sorted samples "
+    out.append(f"{_plural(n_patients, 'patient')} and {_plural(n_donors, 'reference donor')}, {len(samples)} sorted samples "
                f"({', '.join(f'{k}: {v}' for k, v in samples['population'].astype(str).value_counts().sort_index().items())}); "
                f"{n_cells_raw} cells read, {n_kept} kept after quality control ({_pct(n_kept / max(n_cells_raw, 1))}).\n")
 
@@ -297,8 +361,14 @@ def front_page(
 
     if contrasts is not None and not contrasts.empty:
         out.append(_section("What the numbers say"))
-        alpha = float(config.get("persistence", {}).get("alpha", 0.05))
         for paragraph in contrast_paragraphs(contrasts, lesion=first, alpha=alpha):
+            out.append(_escape(paragraph) + "\n\n")
+
+    state = stem_state_paragraphs(comparisons, cycling, alpha=alpha)
+    if state:
+        out.append(_section("How the lesion-carrying stem cells look"))
+        out.append("Descriptive per-cell tests are in the Persistence section; these are the across-patient tests.\n\n")
+        for paragraph in state:
             out.append(_escape(paragraph) + "\n\n")
 
     out.append(_section("How far to trust the calls"))
@@ -338,6 +408,10 @@ def front_page(
     return "".join(out)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _escape_code(line: str) -> str:
     # inside a literal block only Jinja needs guarding
     return line.replace("{{", "{ {").replace("}}", "} }").replace("{%", "{ %").replace("%}", "% }")
@@ -352,3 +426,63 @@ def _plain(value):
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def _compact_contrasts(contrasts: pd.DataFrame) -> list[str]:
+    """One short line per contrast: question, difference with interval, CMH p."""
+    lines = []
+    pooled = contrasts[(contrasts["scope"] == "across patients")]
+    if "test" in pooled:
+        pooled = pooled[pooled["test"].astype(str).str.contains("Mantel")]
+    for _, p in pooled.iterrows():
+        label = p["question"] if "question" in p and str(p["question"]) not in ("", "nan") else p["contrast"]
+        interval = (f" (95% CI {_pts(p['difference_low'])} to {_pts(p['difference_high'])})"
+                    if np.isfinite(p.get("difference_low", np.nan)) else "")
+        lines.append(f"{label}: {_pts(p.get('difference', np.nan))} percentage points{interval}, "
+                     f"Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))}")
+    return lines
+
+
+def landing_page(*, config: Mapping, samples: pd.DataFrame, qc_removed: pd.DataFrame,
+                 fractions: pd.DataFrame | None = None, contrasts: pd.DataFrame | None = None,
+                 max_table_rows: int = 8) -> str:
+    """The report's first page, short enough for one screen (Snakemake's report centres the first
+    page vertically, so a long one loses its top): the cohort, the headline table when it has at
+    most ``max_table_rows`` rows, one line per contrast, and a pointer to the full summary."""
+    lesions = config.get("lesions") or [{"name": "del5q"}]
+    first = lesions[0]["name"]
+    title = f"remnant: {first} in sorted stem and progenitor cells"
+    out = [f"{title}\n{'=' * len(title)}\n\n"]
+    ref_conditions = set(map(str, config.get("conditions", {}).get("reference", [])))
+    n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
+    n_patients = int(samples["patient"].astype(str).nunique()) - n_donors
+    out.append(f"{_plural(n_patients, 'patient')}, {_plural(n_donors, 'reference donor')}, {len(samples)} sorted samples, "
+               f"{int(qc_removed['kept'].sum())} cells after quality control.\n\n")
+    if fractions is not None and not fractions.empty:
+        table = headline_table(fractions, timepoints=[str(t) for t in config.get("timepoints", [])] or None,
+                               populations=[str(p) for p in config.get("populations", {})] or None, corrected=False)
+        table = table.loc[:, (table != "").any(axis=0)]
+        if len(table) <= max_table_rows:
+            out.append(f"Share of cells carrying {first} (95% interval; called/cells):\n\n")
+            out.append(rst_table(table) + "\n")
+    if contrasts is not None and not contrasts.empty:
+        for line in _compact_contrasts(contrasts):
+            out.append(f"- {_escape(line)}\n")
+        out.append("\n")
+    out.append("**The full summary** - every patient's fractions with corrected intervals, each contrast in words, "
+               "how the lesion-carrying stem cells look, the error rates of the calls, Methods and provenance - is "
+               "under Results, *0. Summary*. Figures and tables of each stage follow in *1.* to *4.*\n")
+    return "".join(out)
+
+
+def render_html(rst: str, title: str = "remnant summary") -> str:
+    """A self-contained HTML page (docutils' HTML5 writer, its stylesheet embedded) from RST."""
+    import docutils.core
+
+    css = ("body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}"
+           "table{border-collapse:collapse;font-size:0.92em}td,th{border:1px solid #ccc;padding:0.25em 0.5em;vertical-align:top}"
+           "th{background:#f2f2f2}pre{background:#f7f7f7;padding:0.6em;overflow-x:auto;font-size:0.85em}")
+    parts = docutils.core.publish_parts(rst, writer_name="html5",
+                                        settings_overrides={"embed_stylesheet": True, "report_level": 5, "title": title})
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{css}</style></head><body>{parts['html_title']}{parts['body']}</body></html>\n")
