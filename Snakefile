@@ -14,6 +14,7 @@ include: "rules/qc.smk"
 include: "rules/cluster.smk"
 include: "rules/cnv.smk"
 include: "rules/persistence.smk"
+include: "rules/warnings.smk"
 include: "rules/report.smk"
 
 

@@ -4,12 +4,13 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.io import get_wildcard_names, strip_wildcard_constraints
 
 # The workflow runs the library of its own checkout (src/remnant); scripts do the same, so that
 # jobs inside conda envs (which carry the dependencies, envs/*.yaml) find it too.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from remnant.config import check_input_paths, read_sample_sheet, reference_cells, validate_config
+from remnant.config import check_input_paths, check_resources, read_sample_sheet, reference_cells, validate_config
 from remnant.errors import InputError
 
 SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
@@ -26,15 +27,28 @@ def resource(path):
     return str(shipped) if shipped.exists() else str(path)
 
 
+# The config file(s) the values come from, named in messages: --configfile, else the Snakefile's.
+CONFIG_SOURCE = " + ".join(str(f) for f in (workflow.overwrite_configfiles or workflow.configfiles)) or "config"
+
 try:
-    config.update(validate_config(config, SCHEMAS / "config.schema.yaml", source="config"))
+    config.update(validate_config(config, SCHEMAS / "config.schema.yaml", source=CONFIG_SOURCE))
     SAMPLES = read_sample_sheet(config["samples"], SCHEMAS / "samples.schema.yaml", config)
     if config["cnv"]["reference"] == "auto":
         if config["cnv"]["auto_reference"]["candidates"] is not None:
             reference_cells(SAMPLES, config["cnv"]["auto_reference"]["candidates"], config["conditions"]["reference"],
-                            key="cnv.auto_reference.candidates")
+                            key="cnv.auto_reference.candidates", source=CONFIG_SOURCE)
     else:
-        reference_cells(SAMPLES, config["cnv"]["reference"], config["conditions"]["reference"])
+        reference_cells(SAMPLES, config["cnv"]["reference"], config["conditions"]["reference"], source=CONFIG_SOURCE)
+    # the files the config names, and what is defined against them (lesion regions, states, gene sets)
+    check_resources(
+        config,
+        genes=resource(config["annotation"]["genes"]),
+        gtf=resource(config["annotation"]["gtf"]),
+        cytobands=resource(config["annotation"]["cytobands"]),
+        markers=resource(config["states"]["markers"]),
+        gene_set_dir=resource(config["signatures"]["directory"]),
+        source=CONFIG_SOURCE,
+    )
     if config["demo"]["simulate"]:
         from remnant.simulate import resolve_params
 
@@ -53,6 +67,7 @@ try:
         cytobands=resource(config["annotation"]["cytobands"]),
         check_files=not config["demo"]["simulate"],
         sheet_path=config["samples"],
+        source=CONFIG_SOURCE,
     )
 except InputError as err:
     raise WorkflowError(f"remnant: {err}") from None
@@ -150,6 +165,46 @@ def report_description():
     return str(front.resolve()) if front.exists() else "report/workflow.rst"
 
 
+# The run's warnings, gathered from every job's log (rule collect_warnings, rules/warnings.smk).
+WARNINGS = "results/warnings.tsv"
+
+
+def _flat(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flat(item)
+        else:
+            yield item
+
+
+def warning_sources(wildcards):
+    """Every other final output: the warnings are collected after every job of the run."""
+    return [f for f in _flat(get_final_output()) if f != WARNINGS]
+
+
+def job_logs(wildcards):
+    """(rule, log path) of every job: each rule's log patterns expanded over the sheet's samples and
+    patients and the configured lesions; a wildcard of another name matches the logs that exist."""
+    values = {
+        "sample": list(SAMPLES.index),
+        "patient": sorted(SAMPLES["patient"].astype(str).unique()),
+        "lesion": [lesion["name"] for lesion in config["lesions"]],
+    }
+    logs = []
+    for step in sorted(workflow.rules, key=lambda r: r.name):
+        if step.name in ("all", "collect_warnings"):
+            continue
+        for pattern in step.log:
+            pattern = strip_wildcard_constraints(str(pattern))
+            names = set(get_wildcard_names(pattern))
+            if names <= set(values):
+                paths = expand(pattern, **{n: values[n] for n in names})
+            else:
+                paths = sorted(str(p) for p in Path().glob(re.sub(r"{[^}]*}", "*", pattern)))
+            logs += [(step.name, path) for path in paths]
+    return logs
+
+
 def get_final_output():
     outputs = [
         "results/qc/removed_per_sample.tsv",
@@ -194,6 +249,7 @@ def get_final_output():
         FRONT_PAGE,
     ]
     outputs += all_samples("results/qc/figures/{sample}.png")
+    outputs.append(WARNINGS)
     if SIMULATE:
         outputs.append("results/demo/truth_agreement.tsv")
     return outputs

@@ -13,6 +13,7 @@ rule read_counts:
     params:
         row=sample_row,
         min_mapped_fraction=config["annotation"]["min_mapped_fraction"],
+        build=config["annotation"]["build"],
         markers=config["index_sort"]["markers"],
         sheet=config["samples"],
         gtf=bool(config["annotation"]["gtf"]),

@@ -8,8 +8,7 @@ start(snakemake.threads)
 
 import anndata as ad  # noqa: E402
 
-from remnant.errors import InputError  # noqa: E402
-from remnant.qc import flag_cells, plot_qc  # noqa: E402
+from remnant.qc import flag_cells, plot_qc, require_passing_cells  # noqa: E402
 
 sample = snakemake.wildcards.sample
 with logged(snakemake.log[0], f"filter_cells {sample}") as log:
@@ -20,15 +19,7 @@ with logged(snakemake.log[0], f"filter_cells {sample}") as log:
     columns = ["barcode", "sample", "technology", "total_counts", "n_genes_by_counts", "pct_counts_mt",
                "doublet_score", "predicted_doublet", "qc_pass", "qc_reason"] + [c for c in adata.obs if c.startswith("qc_fail_")]
     adata.obs[columns].to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g")
-    kept = int(adata.obs["qc_pass"].sum())
-    if kept < qc["min_cells"]:
-        reasons = adata.obs.loc[~adata.obs["qc_pass"], "qc_reason"].str.split(";").explode().value_counts().to_dict()
-        raise InputError(
-            f"only {kept} of {adata.n_obs} cells pass QC (config qc.min_cells = {qc['min_cells']}); "
-            f"failed checks: {reasons}. Check the counts file, or relax the thresholds under qc: in the config; "
-            f"the per-cell table is {snakemake.output.cells}.",
-            where=f"sample {sample}",
-        )
+    require_passing_cells(adata, qc["min_cells"], sample=sample, log_path=snakemake.log[0])
     filtered = adata[adata.obs["qc_pass"].to_numpy()].copy()
     filtered.write_h5ad(snakemake.output.h5ad, compression="gzip")
     log.info("kept %d of %d cells", filtered.n_obs, adata.n_obs)

@@ -20,6 +20,7 @@ with logged(snakemake.log[0], f"read_counts {snakemake.wildcards.sample}") as lo
         min_mapped_fraction=snakemake.params.min_mapped_fraction,
         sheet=snakemake.params.sheet,
         markers=snakemake.params.markers,
+        build=snakemake.params.build,
     )
     log.info("read %d cells x %d genes; %s", adata.n_obs, adata.n_vars, stats)
     adata.write_h5ad(snakemake.output[0], compression="gzip")

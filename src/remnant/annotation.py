@@ -68,7 +68,11 @@ def load_cytobands(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InputError("cytoband table does not exist; set annotation.cytobands in the config.", path=path)
-    bands = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
+    try:
+        bands = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the cytoband table ({type(err).__name__}); expected UCSC cytoBand layout: "
+                         "5 tab-separated columns chromosome, start, end, band, stain.", path=path) from None
     if bands.shape[1] < 5:
         raise InputError(
             f"cytoband table needs 5 tab-separated columns (chromosome, start, end, band, stain); found {bands.shape[1]}.",
@@ -78,8 +82,13 @@ def load_cytobands(path: str | Path) -> pd.DataFrame:
     bands.columns = CYTOBAND_COLUMNS
     if not str(bands.iloc[0]["start"]).isdigit():  # header row
         bands = bands.iloc[1:]
-    bands["start"] = pd.to_numeric(bands["start"], errors="raise").astype(np.int64)
-    bands["end"] = pd.to_numeric(bands["end"], errors="raise").astype(np.int64)
+    for column in ("start", "end"):
+        bad = ~bands[column].fillna("").str.fullmatch(r"\d+")
+        if bad.any():
+            raise InputError(f"column {column} holds {bands[column][bad].iloc[0]!r}, not a base-pair position; "
+                             "expected UCSC cytoBand layout (chromosome, start, end, band, stain).",
+                             path=path, where=f"row {int(bad.to_numpy().nonzero()[0][0]) + 1}")
+        bands[column] = bands[column].astype(np.int64)
     bands["chromosome"] = _with_chr_prefix(bands["chromosome"])
     bands = bands.assign(_rank=chromosome_rank(bands["chromosome"]))
     return bands.sort_values(["_rank", "start"]).drop(columns="_rank").reset_index(drop=True)
@@ -123,9 +132,52 @@ def load_genes(path: str | Path) -> pd.DataFrame:
             "Rebuild it with resources/annotation/make_annotation.py or use annotation.gtf.",
             path=path,
         )
-    genes["start"] = genes["start"].astype(np.int64)
-    genes["end"] = genes["end"].astype(np.int64)
+    for column in ("start", "end"):
+        bad = ~genes[column].fillna("").str.fullmatch(r"\d+")
+        if bad.any():
+            raise InputError(f"column {column} holds {genes[column][bad].iloc[0]!r}, not a base-pair position.",
+                             path=path, where=f"line {int(bad.to_numpy().nonzero()[0][0]) + 2}")
+        genes[column] = genes[column].astype(np.int64)
     return genes[GENE_COLUMNS].set_index("gene_id", drop=False).rename_axis(None)
+
+
+def gene_symbols(path: str | Path) -> set[str]:
+    """The ``gene_name`` column of a gene table (:func:`load_genes` layout), read alone (fast)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("gene annotation table does not exist; set annotation.genes in the config.", path=path)
+    try:
+        names = pd.read_csv(path, sep="\t", dtype=str, usecols=["gene_name"], keep_default_na=False)["gene_name"]
+    except ValueError:  # usecols: no gene_name column
+        load_genes(path)  # names the missing columns
+        raise
+    return set(names)
+
+
+def check_gtf(path: str | Path) -> None:
+    """A quick look at a GTF before any job runs: its first records have 9 tab-separated fields
+    and ``gene_id`` attributes (the whole file is read by :func:`genes_from_gtf` in the jobs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("GTF does not exist; fix annotation.gtf in the config.", path=path)
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open(path, "rt") if gz else open(path, encoding="utf-8")) as handle:
+            records = []
+            for line in handle:
+                if not line.startswith("#") and line.strip():
+                    records.append(line.rstrip("\n").split("\t"))
+                if len(records) == 5:
+                    break
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the GTF ({type(err).__name__}); give a GENCODE/Ensembl GTF (gzipped or not).",
+                         path=path) from None
+    bad = next((r for r in records if len(r) != 9 or "gene_id" not in r[8]), None) if records else ["(no records)"]
+    if bad is not None:
+        raise InputError(f"not a GTF: a record reads {chr(9).join(bad)[:80]!r}; a GTF has 9 tab-separated fields with "
+                         "gene_id attributes (GENCODE/Ensembl), or set annotation.gtf: null to use annotation.genes.",
+                         path=path)
 
 
 def write_genes(genes: pd.DataFrame, path: str | Path) -> None:
@@ -149,7 +201,7 @@ def genes_from_gtf(path: str | Path, cytobands: pd.DataFrame | None = None) -> p
     rows = []
     attr = re.compile(r'(\w+) "([^"]*)"')
     with opener(path, "rt") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, 1):
             if line.startswith("#"):
                 continue
             fields = line.rstrip("\n").split("\t")
@@ -158,6 +210,9 @@ def genes_from_gtf(path: str | Path, cytobands: pd.DataFrame | None = None) -> p
             attrs = dict(attr.findall(fields[8]))
             if "gene_id" not in attrs:
                 continue
+            if not (fields[3].isdigit() and fields[4].isdigit()):
+                raise InputError(f"gene start/end {fields[3]!r}/{fields[4]!r} are not positions; a GTF has 1-based "
+                                 "integer start and end in columns 4 and 5.", path=path, where=f"line {number}")
             rows.append(
                 (
                     attrs["gene_id"],

@@ -40,30 +40,9 @@ import scanpy as sc
 from anndata import AnnData
 
 from .errors import InputError
+from .genesets import read_markers  # noqa: F401 (the marker table reader lives with the gene sets; re-exported)
 
 log = logging.getLogger(__name__)
-
-
-def read_markers(path: str | Path) -> dict[str, list[str]]:
-    """Marker table: ``population<TAB>space-separated symbols`` with a header line.
-
-    Returns ``{population: [symbol, ...]}`` in file order.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("marker table does not exist; set states.markers in the config.", path=path)
-    table = pd.read_csv(path, sep="\t", dtype=str)
-    if list(table.columns[:2]) != ["population", "markers"]:
-        raise InputError(
-            f"marker table needs a header 'population<TAB>markers'; found {list(table.columns)}.", path=path
-        )
-    markers = {}
-    for i, row in table.iterrows():
-        genes = str(row["markers"]).split()
-        if not genes:
-            raise InputError("no marker genes listed.", path=path, where=f"row {i + 2} ({row['population']})")
-        markers[str(row["population"])] = genes
-    return markers
 
 
 def normalise(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:

@@ -46,7 +46,7 @@ def load_yaml(path: str | Path) -> Any:
     except UnicodeDecodeError as err:
         raise InputError(f"not UTF-8 text (byte {err.start}); save it as UTF-8.", path=path) from None
     except yaml.YAMLError as err:
-        raise InputError(f"not valid YAML: {err}".replace("\n", " "), path=path) from None
+        raise InputError(f"not valid YAML ({' '.join(str(err).split())}); fix the syntax there.", path=path) from None
 
 
 def _key_path(parts) -> str:
@@ -361,3 +361,64 @@ def reference_cells(table: pd.DataFrame, selector: Mapping | None, reference_con
                          "reference cells (healthy donors, or a selection of cleared populations).",
                          where=f"{source}: {key}")
     return mask
+
+
+def _named_file(path, key: str, source: str, what: str) -> Path:
+    """``path`` (a config value, resolved) as an existing file, else an InputError naming the key."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{str(path)!r} does not exist; set {key} to the {what}.", path=source, where=key)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a directory; set {key} to the {what} file.", path=source, where=key)
+    return path
+
+
+def check_resources(config: Mapping, *, genes: str | None, gtf: str | None, cytobands: str, markers: str,
+                    gene_set_dir: str | None = None, source: str = "config") -> None:
+    """Check, before any job runs, the files the config names and what is defined against them.
+
+    The annotation (``annotation.genes``, or a quick look at ``annotation.gtf``) and the cytoband
+    table exist and read; every lesion region parses against the cytobands (band names exist, the
+    interval lies on the chromosome); every state of ``states.use`` is in the marker table; every
+    configured gene set (``signatures.sets``, ``signatures.cell_cycle``) has at least one gene
+    symbol of the annotation (skipped with a GTF, which the jobs read). Paths are as resolved by the
+    workflow (a config path, else the workflow's shipped copy).
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` (the config file) and the key, or the file at fault.
+    """
+    from .annotation import check_gtf, gene_symbols, load_cytobands
+    from .genesets import check_known_genes, read_markers
+    from .lesions import parse_lesions
+
+    annotation = config["annotation"]
+    if gtf:
+        check_gtf(_named_file(gtf, "annotation.gtf", source, "GENCODE/Ensembl GTF"))
+        symbols = None
+    else:
+        symbols = gene_symbols(_named_file(genes, "annotation.genes", source, "gene table (resources/annotation layout)"))
+    bands = load_cytobands(_named_file(cytobands, "annotation.cytobands", source, "cytoband table (UCSC cytoBand layout)"))
+    try:
+        parse_lesions(config["lesions"], bands)
+    except InputError as err:
+        raise InputError(f"{err.detail.rstrip('.')} (cytobands from {cytobands}).", path=source, where=err.where) from None
+    table = read_markers(_named_file(markers, "states.markers", source, "marker table (population<TAB>markers)"))
+    unknown = [s for s in (config["states"]["use"] or []) if s not in table]
+    if unknown:
+        raise InputError(f"{unknown} not in the marker table {markers} (it has {list(table)}); fix the names or add "
+                         "the states to the table.", path=source, where="states.use")
+    if symbols is not None and gene_set_dir is not None:
+        from .signatures import read_signatures, signature_path
+
+        signatures = config["signatures"]
+        for key, names in (("signatures.sets", list(signatures["sets"])),
+                           ("signatures.cell_cycle", [signatures["cell_cycle"]["s"], signatures["cell_cycle"]["g2m"]])):
+            try:
+                sets = read_signatures(names, gene_set_dir)
+            except InputError:
+                continue  # a missing or malformed set is reported by remnant.signatures.check_signature_config
+            for name, weights in sets.items():
+                check_known_genes(weights.index, symbols, path=signature_path(name, gene_set_dir),
+                                  build=f"annotation {annotation['build']}", where=f"{key} ({source})")

@@ -293,8 +293,9 @@ def _read_h5ad(path: Path, info: dict) -> anndata.AnnData:
                 logger.info("%s: .X is not raw counts; using %s", path, name)
             return out
         row, col, value = bad
+        kind = "non-integer" if np.isfinite(value) else "non-finite"
         problems.append(
-            f"{name} has non-integer value {value:g} (cell {src.obs_names[row]!r}, gene {var_names[col]!r})"
+            f"{name} has {kind} value {value:g} (cell {str(src.obs_names[row])!r}, gene {str(var_names[col])!r})"
         )
     raise InputError(
         "no integer-valued count matrix found in .X, .raw.X or layers['counts']: "
@@ -339,6 +340,8 @@ def _tidy_10x(adata: anndata.AnnData, path: Path, info: dict) -> anndata.AnnData
             logger.info("%s: ignoring %d non-gene-expression features (%s)", path, n_other, ", ".join(kinds))
             info["n_other_features_dropped"] = n_other
             adata = adata[:, gex].copy()
+    if "genome" in adata.var.columns:  # the reference CellRanger quantified against (GRCh38, hg19, mm10, ...)
+        info["genome"] = sorted(set(adata.var["genome"].astype(str)) - {"", "nan"})
     symbols = np.asarray(adata.var_names, dtype=str)
     ids = adata.var["gene_ids"].astype(str).to_numpy() if "gene_ids" in adata.var.columns else symbols
     var = pd.DataFrame({"gene_ids": ids, "gene_symbols": symbols})
@@ -744,7 +747,7 @@ class _BadValues:
                 self.count[kind] += n
                 if kind not in self.first:
                     i, j = np.argwhere(mask)[0]
-                    self.first[kind] = (row_labels[i], col_labels[j], values[i, j])
+                    self.first[kind] = (str(row_labels[i]), str(col_labels[j]), float(values[i, j]))
 
     def raise_if_any(self, path: Path, orientation: str) -> None:
         for kind in ("non-finite", "negative", "non-integer"):
@@ -1002,7 +1005,7 @@ def write_counts(adata: anndata.AnnData, path: str | PathLike, fmt: str) -> None
         if col in adata.var.columns:
             names = np.asarray(adata.var[col], dtype=str)
             break
-    integer = X.nnz == 0 or bool(np.all(X.data == np.rint(X.data)))
+    integer = X.nnz == 0 or bool(np.all(np.isfinite(X.data)) and np.all(X.data == np.rint(X.data)))
 
     if fmt == "h5ad":
         var = pd.DataFrame(index=pd.Index(np.asarray(adata.var_names, dtype=str)))
@@ -1233,6 +1236,7 @@ def read_sample(
     sheet: str = "samples.tsv",
     markers: list[str] | None = None,
     base_dir: str | PathLike | None = None,
+    build: str | None = None,
 ) -> tuple[anndata.AnnData, dict]:
     """Read, map and annotate one sample-sheet row.
 
@@ -1253,6 +1257,9 @@ def read_sample(
     base_dir
         Directory that relative ``counts`` / ``index_sort`` paths are relative to (default: the
         working directory).
+    build
+        Genome build of the annotation (config ``annotation.build``); a 10x matrix whose features
+        name another reference genome (``hg19`` for GRCh38) gets a warning.
 
     Returns
     -------
@@ -1263,6 +1270,10 @@ def read_sample(
         ``uns["remnant"]["read"]`` holds the stats dict (also returned): mapping stats plus
         ``path``, ``format``, ``n_cells``, ``warnings`` (list of str) and, with an index-sort
         table, ``index_sort`` (path, ``n_rows``, ``n_matched``, ``n_unmatched``).
+
+    Warnings (logged and listed in ``warnings``; the sample is read): a 10x reference genome other
+    than ``build``; fewer than :data:`WARN_MAPPED_FRACTION` of the features mapped (above
+    ``min_mapped_fraction``); index-sort rows without a cell in the matrix.
 
     Raises
     ------
@@ -1292,6 +1303,19 @@ def read_sample(
 
     stats = {**read_info, **stats, "n_cells": int(mapped.n_obs), "warnings": []}
     stats["format"] = read_info.get("format", fmt or "")
+    other_builds = [g for g in read_info.get("genome", []) if build and not same_build(g, build)]
+    if other_builds:
+        msg = (f"{counts_path} was quantified against reference genome {other_builds} (10x features' genome) but "
+               f"annotation.build is {build}: genes are matched by identifier and placed at their {build} positions; "
+               f"use an annotation of that build (annotation.genes or annotation.gtf) if that is not what you want")
+        stats["warnings"].append(msg)
+        logger.warning("%s: %s", where, msg)
+    if stats["fraction_mapped"] < WARN_MAPPED_FRACTION:
+        msg = (f"only {100 * stats['fraction_mapped']:.1f}% of the {stats['n_features']} features of {counts_path} map to "
+               f"the annotation (e.g. unmapped {stats['unmapped_examples'][:3]}); the rest are left out. Counts from "
+               f"another genome build or annotation release? Check annotation.genes / annotation.gtf")
+        stats["warnings"].append(msg)
+        logger.warning("%s: %s", where, msg)
     barcodes = mapped.obs_names.astype(str)
 
     obs = pd.DataFrame(index=pd.Index([f"{sample}:{b}" for b in barcodes]))
@@ -1347,6 +1371,26 @@ def read_sample(
         100 * stats["fraction_mapped"],
     )
     return mapped, stats
+
+
+#: Below this fraction of mapped features (and above ``min_mapped_fraction``) a sample is read with a warning.
+WARN_MAPPED_FRACTION = 0.9
+
+_BUILD_ALIASES = {"grch38": "GRCh38", "hg38": "GRCh38", "grch37": "GRCh37", "hg19": "GRCh37", "b37": "GRCh37",
+                  "grcm38": "GRCm38", "mm10": "GRCm38", "grcm39": "GRCm39", "mm39": "GRCm39"}
+
+
+def same_build(genome: str, build: str) -> bool:
+    """Whether a reference name (``GRCh38-2020-A``, ``refdata-gex-GRCh38``, ``hg19``) is ``build``.
+
+    Names that mention no known build (a custom reference) count as the same: nothing to warn about.
+    """
+    def canonical(name: str) -> str | None:
+        found = {v for k, v in _BUILD_ALIASES.items() if re.search(rf"(?<![a-z0-9]){k}(?![0-9])", name.lower())}
+        return found.pop() if len(found) == 1 else None
+
+    a, b = canonical(genome), canonical(build)
+    return a is None or b is None or a == b
 
 
 def _with_sample(exc: InputError, where: str) -> InputError:

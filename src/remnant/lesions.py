@@ -202,7 +202,10 @@ def _band_span(chrom: str, band: str, cytobands: pd.DataFrame, region: str, wher
     names = on["band"].str.lower()
     hit = on[(names == band) | names.str.startswith(band + ".")]
     if hit.empty:
-        raise InputError(f"unknown cytoband {chrom.removeprefix('chr')}{band} in region {region!r}.", where=where)
+        name = chrom.removeprefix("chr")
+        known = (f"{chrom}'s bands run {name}{on['band'].iloc[0]} to {name}{on['band'].iloc[-1]}" if len(on)
+                 else f"the cytoband table has no bands on {chrom}")
+        raise InputError(f"unknown cytoband {name}{band} in region {region!r}; {known}.", where=where)
     return int(hit["start"].min()), int(hit["end"].max())
 
 

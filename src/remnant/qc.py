@@ -34,6 +34,8 @@ import pandas as pd
 import scanpy as sc
 from anndata import AnnData
 
+from .errors import InputError
+
 log = logging.getLogger(__name__)
 
 #: The reasons a cell can be removed for, in the order they are reported.
@@ -228,12 +230,32 @@ def flag_cells(adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_
         "doublet_rule": doublet_rule,
     }
     log.info(
-        "%d of %d cells pass QC; removed per reason: %s",
+        "%d of %d cells pass QC; removed per reason: %s; thresholds applied: %s",
         int(adata.obs["qc_pass"].sum()),
         adata.n_obs,
         {r: int(fails[r].sum()) for r in REASONS if fails[r].any()},
+        {k: v for k, v in adata.uns["remnant"]["qc"].items() if k != "doublet_rule"},
     )
     return adata
+
+
+def require_passing_cells(adata: AnnData, min_cells: int, *, sample: str, log_path: str = "") -> int:
+    """Raise :class:`InputError` when fewer than ``min_cells`` cells of a sample pass QC (:func:`flag_cells` ran).
+
+    The message names the sample, the count, the config key and the checks the cells failed (most
+    common first), and the job's log (``log_path``, which has the thresholds applied). Returns the
+    number of passing cells.
+    """
+    kept = int(adata.obs["qc_pass"].sum())
+    if kept < min_cells:
+        reasons = adata.obs.loc[~adata.obs["qc_pass"], "qc_reason"].str.split(";").explode().value_counts().to_dict()
+        raise InputError(
+            f"only {kept} of {adata.n_obs} cells pass QC (config qc.min_cells = {min_cells}); failed checks: {reasons}. "
+            "Check the counts file, or relax the thresholds under qc: in the config"
+            + (f"; the thresholds applied are in {log_path}." if log_path else "."),
+            where=f"sample {sample}",
+        )
+    return kept
 
 
 def removed_per_reason(obs: pd.DataFrame, sample: str) -> pd.DataFrame:

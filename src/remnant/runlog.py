@@ -1,7 +1,9 @@
 """Logging for workflow steps: one log file per job, one clear line for the user on bad input.
 
 Scripts call :func:`start` first (before importing scanpy, so that thread limits and writable
-cache directories are in place), then run their work inside :func:`logged`.
+cache directories are in place), then run their work inside :func:`logged`. Warnings (input the
+run could go on with) are logged with ``logger.warning``; :func:`collect_warnings` gathers those of
+every job's log into one table (rule collect_warnings: ``results/warnings.tsv``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -62,3 +65,48 @@ def logged(log_path: str | os.PathLike, step: str):
         raise
     log.info("%s: done", step)
     handler.flush()
+
+
+#: Columns of the run's warnings table (``results/warnings.tsv``).
+WARNING_COLUMNS = ["rule", "log", "logger", "message"]
+
+# A record as :func:`logged` writes it: "HH:MM:SS LEVEL logger: message".
+_RECORD = re.compile(r"^\d\d:\d\d:\d\d (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$")
+
+
+def collect_warnings(logs) -> "pd.DataFrame":
+    """The warnings remnant logged in a run's job logs, as one table (for the report).
+
+    Parameters
+    ----------
+    logs
+        ``(rule, path)`` pairs: the log file of each job, as written by :func:`logged`. Logs that
+        do not exist (jobs not part of this run) are skipped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per WARNING record of a ``remnant`` logger, in the order of ``logs`` and then of the
+        log: :data:`WARNING_COLUMNS` (``log`` is the path; continuation lines of a record are joined
+        with spaces). No timestamps, so the table is the same for the same run. Warnings of other
+        libraries (Python's ``warnings``, scanpy) stay in the logs only: they are rarely about the
+        user's input.
+    """
+    import pandas as pd
+
+    rows = []
+    for rule, path in logs:
+        path = Path(path)
+        if not path.is_file():
+            continue
+        current = None
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            match = _RECORD.match(line)
+            if match:
+                current = None
+                if match["level"] == "WARNING" and match["logger"].split(".")[0] == "remnant":
+                    current = {"rule": str(rule), "log": str(path), "logger": match["logger"], "message": match["message"]}
+                    rows.append(current)
+            elif current is not None and line.strip():
+                current["message"] += " " + line.strip()
+    return pd.DataFrame(rows, columns=WARNING_COLUMNS)

@@ -1,0 +1,24 @@
+# The run's warnings (input remnant could go on with: a build mismatch, index-sorted wells without
+# reads, a batch without its own reference, ...) gathered from every job's log into one table for
+# the report (remnant.runlog.collect_warnings). Runs after every other job of the run.
+
+
+rule collect_warnings:
+    input:
+        warning_sources,
+    output:
+        WARNINGS,
+    log:
+        "logs/collect_warnings/collect_warnings.log",
+    params:
+        logs=job_logs,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    # light (reads the logs): runs where snakemake runs, not as a cluster job
+    localrule: True
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/collect_warnings.py"
