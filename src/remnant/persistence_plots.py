@@ -90,7 +90,9 @@ def plot_del_fraction(
     axes[0][0].set_ylabel(f"{lesion_label} cells (%)" + (", error-corrected" if estimate == "corrected" else ", called"))
     handles, labels = axes[0][0].get_legend_handles_labels()
     seen = dict(zip(labels, handles))
-    fig.legend(seen.values(), seen.keys(), loc="outside right upper", frameon=False, fontsize=8, title="population")
+    # below the panels: at the upper right it collides with the wrapped title of narrow figures
+    fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=max(len(seen), 1), frameon=False, fontsize=8,
+               title="population", title_fontsize=8)
     whisker = "95% interval (Rogan-Gladen corrected; hatched: not correctable, called fraction with Wilson interval)" \
         if estimate == "corrected" else "95% Wilson interval"
     title = f"{lesion_label} fraction by population and timepoint; bars: {whisker}; numbers: cells"
