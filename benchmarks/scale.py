@@ -1,0 +1,119 @@
+"""Cost of each workflow stage against the number of cells (issue 8): wall time, CPU time, peak memory.
+
+Run by hand:  .venv/bin/python benchmarks/scale.py [--cells 10000 100000 1000000] [--cores 2] [--keep DIR]
+
+For each size it writes a simulated cohort (4 MDS patients x diagnosis/remission x HSC/PROG and 2
+healthy donors x HSC/PROG: 20 droplet samples of equal size, median 3,000 UMI/cell, the demo
+simulator's defaults otherwise) into its own working directory, runs the real workflow there
+(``snakemake --cores N``, the test cohort's config), and reads Snakemake's ``benchmark:`` files
+(``results/benchmarks/``): per rule the summed wall time (s), summed CPU time (s) and the largest
+peak resident memory of one job (MB). Between consecutive sizes it prints each rule's growth
+exponent ``log(cost2/cost1) / log(n2/n1)`` of wall time and of peak memory (1 = linear in cells).
+The simulation itself is the rule ``simulate_cohort`` and is listed like any other.
+
+The issue's targets: every stage's exponent <= 1.1 between 100k and 1M cells, 1M cells end to end
+on one 24 GB machine, and the lesion-calling step within 3x the time of reading its input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PATIENTS = ["P1", "P2", "P3", "P4"]
+DONORS = ["H1", "H2"]
+
+
+def write_cohort(workdir: Path, n_cells: int, seed: int) -> None:
+    rows = []
+    for p in PATIENTS:
+        for tp in ("diagnosis", "remission"):
+            for pop in ("HSC", "PROG"):
+                rows.append((f"{p}_{tp}_{pop}", p, tp, pop, "MDS"))
+    for d in DONORS:
+        for pop in ("HSC", "PROG"):
+            rows.append((f"{d}_{pop}", d, "", pop, "healthy"))
+    sheet = pd.DataFrame(rows, columns=["sample", "patient", "timepoint", "population", "condition"])
+    sheet["technology"] = "droplet"
+    sheet["format"] = "h5ad"
+    sheet["counts"] = "counts/" + sheet["sample"] + ".h5ad"
+    sheet["index_sort"] = ""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sheet.to_csv(workdir / "samples.tsv", sep="\t", index=False)
+    config = yaml.safe_load((ROOT / "tests/data/cohort/config.yaml").read_text())
+    config["seed"] = seed
+    config["demo"]["params"]["cells_per_sample"] = {"droplet": int(math.ceil(n_cells / len(sheet)))}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def run(workdir: Path, cores: int) -> float:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", str(cores)]
+    t0 = time.perf_counter()
+    with open(workdir / "snakemake.out", "w") as out:
+        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+    if result.returncode != 0:
+        tail = (workdir / "snakemake.out").read_text()[-3000:]
+        raise SystemExit(f"workflow failed at {workdir} (see snakemake.out):\n{tail}")
+    return time.perf_counter() - t0
+
+
+def costs(workdir: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted((workdir / "results/benchmarks").rglob("*.tsv")):
+        rule = path.relative_to(workdir / "results/benchmarks").parts[0].removesuffix(".tsv")
+        b = pd.read_csv(path, sep="\t")
+        rows.append({"rule": rule, "wall_s": float(b["s"].iloc[0]), "cpu_s": float(b["cpu_time"].iloc[0]),
+                     "max_rss_mb": float(b["max_rss"].iloc[0])})
+    table = pd.DataFrame(rows)
+    return table.groupby("rule").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+                                     max_rss_mb=("max_rss_mb", "max"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cells", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", type=Path, default=None, help="keep the working directories here (default: a temp dir, removed)")
+    args = ap.parse_args()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="remnant-scale-"))
+    tables, totals = {}, {}
+    for n in args.cells:
+        workdir = base / f"cells_{n}"
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        write_cohort(workdir, n, args.seed)
+        totals[n] = run(workdir, args.cores)
+        tables[n] = costs(workdir)
+        print(f"\n{n} cells: workflow wall time {totals[n]:.0f} s", flush=True)
+        print(tables[n].round(1).to_string(), flush=True)
+    sizes = sorted(tables)
+    wide = pd.concat({n: tables[n] for n in sizes}, axis=1)
+    print("\nper rule: wall s, CPU s, peak MB by cells")
+    print(wide.round(1).to_string())
+    for a, b in zip(sizes, sizes[1:]):
+        ratio = math.log(b / a)
+        exp = pd.DataFrame({
+            "wall_exponent": (tables[b]["wall_s"] / tables[a]["wall_s"]).apply(math.log) / ratio,
+            "memory_exponent": (tables[b]["max_rss_mb"] / tables[a]["max_rss_mb"]).apply(math.log) / ratio,
+        })
+        print(f"\ngrowth exponents {a} -> {b} cells (1 = linear; target <= 1.1)")
+        print(exp.round(2).to_string())
+        print(f"whole workflow: {math.log(totals[b] / totals[a]) / ratio:.2f}")
+    if args.keep is None:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
