@@ -32,3 +32,35 @@ def test_lock_pins_every_dependency():
     extras = [r for group in ("workflow", "test") for r in project["optional-dependencies"][group]]
     missing = names(project["dependencies"] + extras) - locked
     assert not missing, f"requirements.lock lacks {sorted(missing)}: rerun uv pip compile (see bin/setup)"
+
+
+def specifiers(requirements):
+    """name -> version range, normalised (spaces dropped, clauses sorted): 'numpy >=1.26,<3' == 'numpy>=1.26,<3'."""
+    out = {}
+    for r in requirements:
+        name, spec = re.match(r"\s*([\w.-]+)\s*(.*)", r).group(1, 2)
+        out[name.lower()] = ",".join(sorted(c.strip() for c in spec.replace(" ", "").split(",") if c.strip()))
+    return out
+
+
+def test_conda_env_pins_the_same_versions_as_pyproject():
+    """Same version ranges, so that conda users (--sdm conda) run what the tests ran."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {CONDA_NAME.get(n, n): spec for n, spec in specifiers(project["dependencies"]).items()}
+    wanted["python"] = ",".join(sorted(project["requires-python"].split(",")))
+    for env in sorted((ROOT / "envs").glob("*.yaml")):
+        listed = specifiers(d for d in yaml.safe_load(env.read_text())["dependencies"] if isinstance(d, str))
+        differ = {n: (listed[n], wanted[n]) for n in wanted if n in listed and listed[n] != wanted[n]}
+        assert not differ, f"{env.name}: version ranges differ from pyproject.toml (env, pyproject): {differ}"
+
+
+def test_every_rule_names_an_existing_conda_env():
+    """Every rule has a conda: directive (for --sdm conda), naming a file in envs/."""
+    for smk in sorted((ROOT / "rules").glob("*.smk")):
+        text = smk.read_text()
+        envs = re.findall(r'^\s*conda:\s*\n\s*"([^"]+)"', text, flags=re.M)
+        assert len(envs) == len(re.findall(r"^\s*rule \w+:", text, flags=re.M)) - ("rule all:" in text), \
+            f"{smk.name}: a rule without a conda: environment"
+        for env in envs:
+            assert (smk.parent / env).resolve().is_file(), f"{smk.name}: conda env {env} does not exist"
+            assert (smk.parent / env).resolve().parent == ROOT / "envs", f"{smk.name}: conda env {env} outside envs/"

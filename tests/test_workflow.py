@@ -42,10 +42,8 @@ def new_workdir(tmp_path_factory, name="cohort") -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    workdir = new_workdir(tmp_path_factory)
-    snakemake(workdir)
-    return workdir
+def run(cohort_run) -> Path:
+    return cohort_run  # tests/conftest.py: one local run per session, shared with test_slurm
 
 
 def test_lint_is_clean():
