@@ -7,7 +7,7 @@ rule collect_warnings:
     input:
         warning_sources,
     output:
-        WARNINGS,
+        report(WARNINGS, caption="../report/warnings.rst", category="0. Summary", subcategory="Warnings"),
     log:
         "logs/collect_warnings/collect_warnings.log",
     params:

@@ -51,7 +51,7 @@ with logged(snakemake.log[0], "call_lesions") as log:
         columns += [f"{lesion.name}_{k}" for k in ("posterior", "llr", "call", "n_genes")]
     table = adata.obs[columns].copy()
     table["reference"] = reference
-    table.to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g")
+    table.to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0})
     summaries, intervals = [], []
     for lesion in lesions:
         info = adata.uns["lesions"][lesion.name]

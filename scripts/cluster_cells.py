@@ -35,4 +35,4 @@ with logged(snakemake.log[0], "cluster_cells") as log:
     columns += [c for c in adata.obs if c.startswith("score_") or c.startswith("facs_")]
     table = adata.obs[columns].copy()
     table["umap_1"], table["umap_2"] = adata.obsm["X_umap"][:, 0], adata.obsm["X_umap"][:, 1]
-    table.to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g")
+    table.to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0})

@@ -18,7 +18,7 @@ with logged(snakemake.log[0], f"filter_cells {sample}") as log:
     plot_qc(adata, snakemake.output.figure, title=sample)
     columns = ["barcode", "sample", "technology", "total_counts", "n_genes_by_counts", "pct_counts_mt",
                "doublet_score", "predicted_doublet", "qc_pass", "qc_reason"] + [c for c in adata.obs if c.startswith("qc_fail_")]
-    adata.obs[columns].to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g")
+    adata.obs[columns].to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0})
     require_passing_cells(adata, qc["min_cells"], sample=sample, log_path=snakemake.log[0])
     filtered = adata[adata.obs["qc_pass"].to_numpy()].copy()
     filtered.write_h5ad(snakemake.output.h5ad, compression="gzip")

@@ -47,7 +47,7 @@ with logged(snakemake.log[0], "infer_cnv") as log:
         profiles.append(lesion_profile(adata, lesion, reference_mask="reference", min_expected=bp["min_expected"],
                                        smooth_genes=bp["smooth_genes"], shrinkage=params.shrinkage))
     pd.concat(breakpoints, ignore_index=True).to_csv(snakemake.output.breakpoints, sep="\t", index=False, float_format="%.6g")
-    pd.concat(profiles, ignore_index=True).to_csv(snakemake.output.profiles, sep="\t", index=False, float_format="%.6g")
+    pd.concat(profiles, ignore_index=True).to_csv(snakemake.output.profiles, sep="\t", index=False, float_format="%.6g", compression={"method": "gzip", "mtime": 0})
     # the profile without the gene matrix (that stays in clustered.h5ad): obs with the calls, the
     # cells x windows profile, the UMAP, and the window table
     obsm = {k: adata.obsm[k] for k in ("X_cnv", "X_umap") if k in adata.obsm}

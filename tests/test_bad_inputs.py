@@ -21,6 +21,7 @@ def test_bad_input(case, tmp_path):
     assert result.outcome == case.outcome, f"{case.id}: expected {case.outcome}, got {result.outcome}: {result.message}"
     if case.outcome == "error":
         assert "\n" not in result.message, result.message
+    assert "np.str_" not in result.message and "np.float" not in result.message, result.message  # reprs leaking
     for part in case.expect:
         assert part in result.message, f"{part!r} not in: {result.message}"
 

@@ -661,7 +661,7 @@ def _numeric_block(
         if offending.any():
             i = int(np.flatnonzero(offending.to_numpy())[0])
             raise InputError(
-                f"non-numeric value {block[col].iloc[i]!r} (row {row_labels[i]!r}, column "
+                f"non-numeric value {block[col].iloc[i]!r} (row {str(row_labels[i])!r}, column "
                 f"{col_labels[j]!r}); a count table must hold numbers only after its label column(s).",
                 path=path,
                 where=f"line {line0 + i + 1}",
