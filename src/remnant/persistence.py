@@ -56,7 +56,6 @@ __all__ = [
     "prepare_cells",
     "read_calls",
     "rogan_gladen",
-    "round_significant",
     "run_contrasts",
     "run_fractions",
     "stratified_contrast",
@@ -361,8 +360,8 @@ def binomial_mixed_contrast(
     pandas.DataFrame
         One row: ``contrast``, ``log_odds_ratio`` (level vs reference), ``sd``, ``odds_ratio``,
         ``odds_ratio_low``, ``odds_ratio_high``, ``pvalue`` (Wald), ``n_cells``, ``n_patients``,
-        ``patient_sd`` (mode of the random-intercept sd), ``test``; estimates to 4 significant
-        digits (:func:`round_significant`). NaN when a level is missing or every cell has the same call.
+        ``patient_sd`` (mode of the random-intercept sd), ``test``. NaN when a level is missing
+        or every cell has the same call.
     """
     from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
