@@ -220,8 +220,8 @@ def test_every_cluster_job_went_through_sbatch(slurm_run, cohort_run):
     local = local_rules()
     assert not set(comments) & local, comments
     # every job of the local run ran here too, as a cluster job, a group member or a local rule
-    slurm_rules, local_rules = executed_rules(slurm_run.workdir), executed_rules(cohort_run)
-    assert slurm_rules == local_rules, (slurm_rules, local_rules)
+    slurm_rules, local_run_rules = executed_rules(slurm_run.workdir), executed_rules(cohort_run)
+    assert slurm_rules == local_run_rules, (slurm_rules, local_run_rules)
     remote = {rule for rule in slurm_rules if rule not in local | SAMPLE_GROUP}
     assert remote <= set(comments), f"rules that never went through sbatch: {remote - set(comments)}"
     # resources reached sbatch: threads as --cpus-per-task, the profile's set-resources as --mem
@@ -245,30 +245,36 @@ def outputs(workdir: Path) -> set[str]:
     return files
 
 
+# Equal up to floating-point noise: most outputs are bit-identical, but iterative fits (the mixed
+# models of the persistence contrasts) can differ in the last bits between processes, and tables
+# printed to 6 significant digits then differ by one in the last digit.
+TABLE_RTOL, ARRAY_RTOL = 1e-5, 1e-6
+
+
 def assert_same_table(a: Path, b: Path):
     left, right = (pd.read_csv(p, sep="\t" if ".tsv" in p.name else ",") for p in (a, b))
-    pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=1e-9, atol=1e-12, obj=str(a.name))
+    pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=TABLE_RTOL, atol=1e-12, obj=str(a.name))
 
 
 def assert_same_h5ad(a: Path, b: Path):
     left, right = ad.read_h5ad(a), ad.read_h5ad(b)
     assert left.shape == right.shape and (left.obs_names == right.obs_names).all() and (left.var_names == right.var_names).all()
-    pd.testing.assert_frame_equal(left.obs, right.obs, check_exact=False, rtol=1e-9, obj=f"{a.name} obs")
-    pd.testing.assert_frame_equal(left.var, right.var, check_exact=False, rtol=1e-9, obj=f"{a.name} var")
+    pd.testing.assert_frame_equal(left.obs, right.obs, check_exact=False, rtol=ARRAY_RTOL, obj=f"{a.name} obs")
+    pd.testing.assert_frame_equal(left.var, right.var, check_exact=False, rtol=ARRAY_RTOL, obj=f"{a.name} var")
     for name, x, y in [("X", left.X, right.X), *((f"layers[{k}]", left.layers[k], right.layers[k]) for k in left.layers),
                        *((f"obsm[{k}]", left.obsm[k], right.obsm[k]) for k in left.obsm)]:
         if x is None or y is None:  # e.g. a profile h5ad with its data in obsm only
             assert x is None and y is None, f"{a.name}: {name} missing in one run"
             continue
         if isinstance(x, pd.DataFrame):
-            pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=1e-9, obj=f"{a.name} {name}")
+            pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=ARRAY_RTOL, obj=f"{a.name} {name}")
             continue
         assert x.shape == y.shape, f"{a.name}: {name} shape differs"
         if sp.issparse(x) or sp.issparse(y):  # without densifying: the largest difference
             largest = abs(sp.csr_matrix(x) - sp.csr_matrix(y)).max() if x.shape[0] else 0
-            assert largest <= 1e-9 * max(abs(sp.csr_matrix(y)).max(), 1), f"{a.name}: {name} differs by {largest}"
+            assert largest <= ARRAY_RTOL * max(abs(sp.csr_matrix(y)).max(), 1), f"{a.name}: {name} differs by {largest}"
         else:
-            assert np.allclose(np.asarray(x), np.asarray(y), rtol=1e-9, atol=1e-12, equal_nan=True), f"{a.name}: {name} differs"
+            assert np.allclose(np.asarray(x), np.asarray(y), rtol=ARRAY_RTOL, atol=1e-12, equal_nan=True), f"{a.name}: {name} differs"
     assert set(left.layers) == set(right.layers) and set(left.obsm) == set(right.obsm) and set(left.uns) == set(right.uns)
 
 
