@@ -154,7 +154,9 @@ def slurm(tmp_path_factory):
             unavailable(f"installing SLURM failed: {result.stderr.strip()[-1500:]}")
     directory = tmp_path_factory.mktemp("slurm")
     try:
-        started = subprocess.run([str(CLUSTER), "start", str(directory)], capture_output=True, text=True, timeout=300)
+        # with this process as owner: a watchdog stops the daemons if pytest is killed before finally
+        started = subprocess.run([str(CLUSTER), "start", str(directory), str(os.getpid())],
+                                 capture_output=True, text=True, timeout=300)
         assert started.returncode == 0, f"the test cluster did not start:\n{started.stderr[-3000:]}"
         yield SimpleNamespace(directory=directory, env=client_env(directory), started=started.stderr.strip())
     finally:
