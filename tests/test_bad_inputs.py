@@ -64,3 +64,44 @@ def test_valid_cohort_plans_every_sample(tmp_path):
     result = _snakemake(tmp_path, "--dry-run", "--quiet", "rules")
     assert result.returncode == 0, result.stdout + result.stderr
     assert any(line.split()[:2] == ["read_counts", "4"] for line in result.stdout.splitlines()), result.stdout
+
+
+def test_warnings_are_collected_from_job_logs(tmp_path):
+    """remnant's warnings of every job log in one table; library warnings and other levels stay in the logs."""
+    import logging
+    import warnings
+
+    from remnant.runlog import WARNING_COLUMNS, collect_warnings, logged
+
+    first, second = tmp_path / "logs/read_counts/S1.log", tmp_path / "logs/call_lesions/call_lesions.log"
+    with logged(first, "read_counts S1") as log:
+        log.info("read 60 cells")
+        logging.getLogger("remnant.io").warning("sample 'S1': 1 of 51 index-sort barcodes are not in the count matrix")
+        warnings.warn("a library's FutureWarning", FutureWarning, stacklevel=1)
+    with logged(second, "call_lesions") as log:
+        log.warning("del5q: batch plate is scored against reference cells of other batches")
+    table = collect_warnings([("read_counts", first), ("call_lesions", second), ("plot_cnv", tmp_path / "absent.log")])
+    assert list(table.columns) == WARNING_COLUMNS
+    assert table[["rule", "logger"]].values.tolist() == [["read_counts", "remnant.io"], ["call_lesions", "remnant"]]
+    assert table["message"].tolist() == ["sample 'S1': 1 of 51 index-sort barcodes are not in the count matrix",
+                                         "del5q: batch plate is scored against reference cells of other batches"]
+    assert table["log"].tolist() == [str(first), str(second)]
+
+
+def test_config_file_check_for_what_snakemake_reads_first(tmp_path, capsys):
+    """Snakemake reads --configfile before remnant runs (a traceback for a missing or non-UTF-8
+    file); ``python -m remnant.config`` gives remnant's one line for each."""
+    from remnant.config import main
+
+    (tmp_path / "syntax.yaml").write_text("seed: [1\n")
+    (tmp_path / "latin1.yaml").write_bytes("populations: {HSC: 'st\xe9m'}\n".encode("latin-1"))
+    (tmp_path / "good.yaml").write_text("populations: {HSC: stem}\n")
+    files = [str(tmp_path / n) for n in ("syntax.yaml", "latin1.yaml", "missing.yaml", "good.yaml")]
+    assert main(files) == 1
+    out = capsys.readouterr()
+    errors = out.err.splitlines()
+    assert len(errors) == 3 and "Traceback" not in out.err
+    assert "syntax.yaml: not valid YAML" in errors[0] and "line 2" in errors[0]
+    assert "latin1.yaml: not UTF-8" in errors[1] and "missing.yaml: file does not exist" in errors[2]
+    assert "good.yaml: reads as a YAML mapping" in out.out
+    assert main([files[-1]]) == 0

@@ -307,3 +307,17 @@ def test_gzip_tables_carry_no_timestamp(cohort_run):
             assert header[:2] == b"\x1f\x8b" and header[4:8] == b"\0\0\0\0", name
             with gzip.open(cohort_run / name, "rt") as handle:
                 assert handle.readline()
+
+
+def test_warnings_table(cohort_run):
+    """results/warnings.tsv: every remnant warning of the run's job logs, with its rule and log."""
+    from remnant.runlog import WARNING_COLUMNS
+
+    table = pd.read_csv(cohort_run / "results/warnings.tsv", sep="\t", keep_default_na=False)
+    assert list(table.columns) == WARNING_COLUMNS
+    logged = sum(line.split(" ", 2)[1] == "WARNING" and line.split(" ", 3)[2].startswith("remnant")
+                 for path in (cohort_run / "logs").rglob("*.log") if "collect_warnings" not in path.parts
+                 for line in path.read_text().splitlines() if line[:2].isdigit() and len(line.split(" ", 3)) > 3)
+    assert len(table) == logged
+    for _, row in table.iterrows():
+        assert (cohort_run / row["log"]).is_file() and row["log"].startswith(f"logs/{row['rule']}/") and row["message"]

@@ -155,7 +155,7 @@ def test_figures_are_real_pngs(run):
 
 def test_logs_per_job(run):
     logs = sorted((run / "logs").rglob("*.log"))
-    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3 + 4 + 1  # last: write_front_page
+    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3 + 4 + 1 + 1  # write_front_page, collect_warnings
     text = (run / "logs/read_counts/T2_diagnosis_HSC.log").read_text()
     assert "done" in text and "mapped" in text
 

@@ -434,3 +434,31 @@ def check_resources(config: Mapping, *, genes: str | None, gtf: str | None, cyto
             for name, weights in sets.items():
                 check_known_genes(weights.index, symbols, path=signature_path(name, gene_set_dir),
                                   build=f"annotation {annotation['build']}", where=f"{key} ({source})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m remnant.config FILE ...``: read each config file as snakemake's ``--configfile``
+    would and print one line per file. Snakemake itself reads --configfile before remnant runs, so a
+    missing, non-UTF-8 or malformed file gets its traceback; this names the file, line and fix."""
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m remnant.config CONFIG.yaml [...]", file=sys.stderr)
+        return 2
+    status = 0
+    for path in paths:
+        try:
+            if Path(path).is_dir():
+                raise InputError("is a directory; give the config file.", path=path)
+            if not isinstance(load_yaml(path), Mapping):
+                raise InputError("the config must be a YAML mapping of keys to values.", path=path)
+            print(f"{path}: reads as a YAML mapping (the workflow checks its keys when it starts).")
+        except InputError as err:
+            print(f"remnant: {err}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
