@@ -482,7 +482,7 @@ def render_html(rst: str, title: str = "remnant summary") -> str:
     css = ("body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}"
            "table{border-collapse:collapse;font-size:0.92em}td,th{border:1px solid #ccc;padding:0.25em 0.5em;vertical-align:top}"
            "th{background:#f2f2f2}pre{background:#f7f7f7;padding:0.6em;overflow-x:auto;font-size:0.85em}")
-    parts = docutils.core.publish_parts(rst, writer_name="html5",
+    parts = docutils.core.publish_parts(rst, writer="html5",
                                         settings_overrides={"embed_stylesheet": True, "report_level": 5, "title": title})
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{css}</style></head><body>{parts['html_title']}{parts['body']}</body></html>\n")
