@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import cohort_workdir
 
 ROOT = Path(__file__).resolve().parents[1]
-COHORT = ROOT / "tests/data/cohort"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 pytestmark = pytest.mark.workflow
@@ -34,11 +34,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
-def new_workdir(tmp_path_factory, name="cohort") -> Path:
-    workdir = tmp_path_factory.mktemp(name)
-    for name in ("config.yaml", "samples.tsv"):
-        shutil.copy(COHORT / name, workdir / name)
-    return workdir
+new_workdir = cohort_workdir  # a fresh working directory with the test cohort's config and sheet
 
 
 @pytest.fixture(scope="module")
