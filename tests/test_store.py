@@ -1,0 +1,83 @@
+"""remnant.store: block-wise reading of a cohort h5ad equals reading it whole."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from remnant import store
+from remnant.errors import InputError
+
+
+@pytest.fixture()
+def cohort(tmp_path):
+    rng = np.random.default_rng(0)
+    X = sp.random(503, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    X.data = rng.integers(1, 20, X.nnz).astype(np.float32)
+    obs = pd.DataFrame({"sample": pd.Categorical(rng.choice(["a", "b", "c"], 503)), "x": rng.normal(size=503)},
+                       index=[f"c{i}" for i in range(503)])
+    var = pd.DataFrame({"gene_name": [f"G{i}" for i in range(40)]}, index=[f"g{i}" for i in range(40)])
+    path = tmp_path / "cohort.h5ad"
+    ad.AnnData(X=X, obs=obs, var=var, obsm={"X_umap": rng.normal(size=(503, 2))}).write_h5ad(path, compression="gzip")
+    return path, X, obs
+
+
+def test_chunks_cover_the_matrix_with_row_and_column_selection(cohort):
+    path, X, _ = cohort
+    rows = np.arange(503) % 3 == 1
+    cols = np.arange(40) % 4 != 0
+    positions, blocks = zip(*store.iter_chunks(path, rows=rows, columns=cols, chunk_cells=50))
+    assert np.array_equal(np.concatenate(positions), np.flatnonzero(rows))
+    assert (sp.vstack(blocks) != X[rows][:, cols]).nnz == 0
+
+
+def test_read_columns_sums_and_group_sums(cohort):
+    path, X, _ = cohort
+    cols = np.arange(40) < 7
+    other = np.arange(40) >= 30
+    rows = np.arange(503) % 2 == 0
+    m, sums = store.read_columns(path, cols, rows=rows, sums={"other": other}, chunk_cells=64)
+    assert (m != X[rows][:, cols]).nnz == 0
+    assert np.allclose(sums["other"], np.asarray(X[rows][:, other].sum(axis=1)).ravel())
+    groups = np.where(np.arange(503) % 5 == 0, -1, np.arange(503) % 3)
+    expected = np.vstack([np.asarray(X[groups == g].sum(axis=0)).ravel() for g in range(3)])
+    assert np.allclose(store.group_sums(path, groups, 3, chunk_cells=100), expected)
+    assert np.allclose(store.gene_means(path, rows=rows, chunk_cells=77), np.asarray(X[rows].mean(axis=0)).ravel())
+
+
+def test_log_normalise_matches_scanpy(cohort):
+    import scanpy as sc
+
+    _, X, _ = cohort
+    a = ad.AnnData(X=X.copy())
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    ours = store.log_normalise(X, np.asarray(X.sum(axis=1)).ravel())
+    assert np.allclose(ours.toarray(), a.X.toarray(), atol=1e-5)
+
+
+def test_copy_with_obs_replaces_obs_and_adds_elements_without_touching_the_source(cohort, tmp_path):
+    path, X, obs = cohort
+    before = path.read_bytes()
+    new = obs.assign(call=np.arange(503) % 2 == 0)
+    out = tmp_path / "out.h5ad"
+    store.copy_with_obs(path, out, obs=new, elements={"uns/lesions": {"del5q": {"n": 3}}})
+    back = ad.read_h5ad(out)
+    assert path.read_bytes() == before
+    assert back.obs["call"].tolist() == new["call"].tolist()
+    assert back.uns["lesions"]["del5q"]["n"] == 3
+    assert (back.X != X).nnz == 0
+    assert store.read_key(out, "uns/lesions/del5q")["n"] == 3
+    with pytest.raises(ValueError, match="rows"):
+        store.copy_with_obs(path, tmp_path / "bad.h5ad", obs=obs.iloc[:10])
+    assert not (tmp_path / "bad.h5ad").exists() and not (tmp_path / ".bad.h5ad.partial").exists()
+
+
+def test_not_csr_is_a_clear_error(tmp_path):
+    path = tmp_path / "dense.h5ad"
+    ad.AnnData(X=np.ones((3, 2), dtype=np.float32)).write_h5ad(path)
+    with pytest.raises(InputError, match="not CSR"):
+        next(store.iter_chunks(path))
+    with pytest.raises(InputError, match="cannot open"):
+        store.read_obs(tmp_path / "missing.h5ad")
