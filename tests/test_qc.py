@@ -85,3 +85,16 @@ def test_configured_threshold_and_summary(droplet_sample):
     row = removed_per_reason(adata.obs, "S1").iloc[0]
     assert row["cells"] == adata.n_obs and row["kept"] + row["removed"] == row["cells"]
     assert row["doublet"] == int((scores > 0.2).sum())
+
+
+def test_doublet_scoring_of_a_sample_above_the_approximate_neighbour_size():
+    """Scrublet searches neighbours among observed + 2x simulated doublets with pynndescent from
+    scanpy's approximate size up; pynndescent 0.7 returned a sparse array scanpy 1.11 cannot read
+    (AttributeError: getnnz), so every droplet sample of more than a few thousand cells failed QC
+    (pyproject pins pynndescent < 0.6). 3,000 cells -> 9,000 rows in the neighbour search."""
+    rows = [("S1", "P1", "diagnosis", "PROG", "MDS", "droplet")]
+    mapped, _ = cohort(rows, params={"cells_per_sample": {"droplet": 3000, "plate": 96}}, seed=5)
+    adata = mapped["S1"].copy()
+    flag_cells(adata, THRESHOLDS, score_doublets_for=True, seed=0)
+    scored = np.isfinite(adata.obs["doublet_score"].to_numpy(dtype=float))  # cells failing other thresholds are not scored
+    assert scored.sum() > 2500 and adata.obs["qc_fail_doublet"].any()
