@@ -18,6 +18,17 @@ from remnant.simulate import simulate_cohort  # noqa: E402
 
 with logged(snakemake.log[0], "simulate_cohort") as log:
     sheet = pd.DataFrame.from_records(snakemake.params.sheet).set_index("sample", drop=False)
+    sheet_rows = sheet.to_dict(orient="index")
+
+    def write(sample, counts, index_sort):
+        # each sample goes to disk as soon as it is simulated: memory of one sample, not of the cohort
+        row = sheet_rows[sample]
+        Path(row["counts"]).parent.mkdir(parents=True, exist_ok=True)
+        write_counts(counts, row["counts"], row["format"])
+        if row["index_sort"]:
+            index_sort.to_csv(row["index_sort"], index_label="barcode", float_format="%.2f")
+        log.info("%s: %d cells written to %s (%s)", sample, counts.n_obs, row["counts"], row["format"])
+
     cohort = simulate_cohort(
         sheet,
         load_genes(snakemake.input.genes),
@@ -25,13 +36,8 @@ with logged(snakemake.log[0], "simulate_cohort") as log:
         read_gene_sets(snakemake.params.gene_sets),
         params=snakemake.params.demo,
         seed=snakemake.params.seed,
+        write=write,
     )
-    for sample, row in sheet.iterrows():
-        Path(row["counts"]).parent.mkdir(parents=True, exist_ok=True)
-        write_counts(cohort.counts[sample], row["counts"], row["format"])
-        if row["index_sort"]:
-            cohort.index_sort[sample].to_csv(row["index_sort"], index_label="barcode", float_format="%.2f")
-        log.info("%s: %d cells written to %s (%s)", sample, cohort.counts[sample].n_obs, row["counts"], row["format"])
     gz = {"method": "gzip", "mtime": 0}
     cohort.cells.to_csv(snakemake.output.cells, sep="\t", index=False, compression=gz)
     cohort.patients.to_csv(snakemake.output.patients, sep="\t", index=False)

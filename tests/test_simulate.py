@@ -509,3 +509,15 @@ def test_demo_sheet_timing(root, genes, markers, gene_sets):
     start = time.perf_counter()
     simulate_cohort(samples.iloc[::3], genes, markers, gene_sets, seed=9)
     assert time.perf_counter() - start < 10  # a third of the demo
+
+
+def test_written_samples_equal_kept_samples(small, genes, markers, gene_sets):
+    """write= hands each sample over as soon as it is simulated (a large cohort needs the memory of
+    one sample); the draws are the same as when the cohort is kept."""
+    written = {}
+    out = simulate_cohort(SMALL, genes, markers, gene_sets, params={"cells_per_sample": {"droplet": 300}}, seed=3,
+                          write=lambda name, counts, facs: written.__setitem__(name, counts))
+    assert not out.counts and set(written) == set(small.counts)
+    for name, counts in written.items():
+        assert (counts.X != small.counts[name].X).nnz == 0
+    pd.testing.assert_frame_equal(out.cells, small.cells)

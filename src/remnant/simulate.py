@@ -45,6 +45,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from numbers import Integral, Real
+from collections.abc import Callable
 from typing import Any
 
 import anndata
@@ -1094,6 +1095,7 @@ def simulate_cohort(
     gene_sets: dict[str, list[str]],
     params: dict | None = None,
     seed: int = 0,
+    write: Callable[[str, anndata.AnnData, pd.DataFrame | None], None] | None = None,
 ) -> SimulatedCohort:
     """Simulate the counts, index-sort intensities and truth of every sample in a sample sheet.
 
@@ -1117,6 +1119,10 @@ def simulate_cohort(
         Simulator parameters merged over :data:`DEFAULT_PARAMS` (:func:`resolve_params`).
     seed
         Seed of every random draw; the same inputs and seed give identical output.
+    write
+        Called as ``write(sample, counts, index_sort_or_None)`` for each sample as soon as it is
+        simulated; the sample is then not kept (``counts``/``index_sort`` of the result stay
+        empty), so a large cohort needs the memory of one sample, not of all. Same draws either way.
 
     Returns
     -------
@@ -1147,9 +1153,13 @@ def simulate_cohort(
             "index_sort" in sheet.columns and not _is_empty(row["index_sort"])
         )
         adata, truth, facs = _simulate_sample(row, patients[row["patient"]], model, p, seed, index_sorted)
-        counts[row["sample"]] = adata
-        if facs is not None:
-            index_sort[row["sample"]] = facs
+        if write is not None:
+            write(row["sample"], adata, facs)
+            del adata
+        else:
+            counts[row["sample"]] = adata
+            if facs is not None:
+                index_sort[row["sample"]] = facs
         meta = pd.DataFrame({col: row[col] for col in _SHEET_COLUMNS}, index=truth.index)
         truths.append(pd.concat([meta, truth], axis=1))
     columns = [*_SHEET_COLUMNS[:1], "barcode", *_SHEET_COLUMNS[1:], "state", "cell_cycle_phase", "quiescent",
