@@ -56,9 +56,11 @@ def write_cohort(workdir: Path, n_cells: int, seed: int) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def run(workdir: Path, cores: int) -> float:
+def run(workdir: Path, cores: int, until: str | None = None) -> float:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", str(cores)]
+           "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), "--rerun-incomplete"]
+    if until:
+        cmd += ["--until", until]
     t0 = time.perf_counter()
     with open(workdir / "snakemake.out", "w") as out:
         result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
@@ -86,18 +88,27 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, default=None, help="keep the working directories here (default: a temp dir, removed)")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --keep: continue an interrupted run in its directory (finished jobs and their benchmark files stay)")
+    ap.add_argument("--until", default=None, help="stop after this rule's jobs (snakemake --until), e.g. filter_cells")
     args = ap.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="remnant-scale-"))
     tables, totals = {}, {}
     for n in args.cells:
         workdir = base / f"cells_{n}"
-        if workdir.exists():
+        if workdir.exists() and not args.resume:
             shutil.rmtree(workdir)
-        write_cohort(workdir, n, args.seed)
-        totals[n] = run(workdir, args.cores)
+        if not (workdir / "config.yaml").exists():
+            write_cohort(workdir, n, args.seed)
+        totals[n] = run(workdir, args.cores, args.until)
+        if args.until:
+            print(f"{n} cells: stopped after {args.until} ({totals[n]:.0f} s)", flush=True)
+            continue
         tables[n] = costs(workdir)
         print(f"\n{n} cells: workflow wall time {totals[n]:.0f} s", flush=True)
         print(tables[n].round(1).to_string(), flush=True)
+    if not tables:
+        return
     sizes = sorted(tables)
     wide = pd.concat({n: tables[n] for n in sizes}, axis=1)
     print("\nper rule: wall s, CPU s, peak MB by cells")
