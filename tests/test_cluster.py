@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
-from remnant.cluster import annotate_states, cluster_cohort, read_markers
+from remnant.cluster import annotate_states, annotate_states_file, cluster_cohort, cluster_file, merge_samples, read_markers, write_clustering
 from remnant.errors import InputError
 from simulated import ROOT, cohort
 
@@ -64,3 +64,41 @@ def test_marker_table_errors(tmp_path):
         read_markers(bad)
     with pytest.raises(InputError, match="does not exist"):
         read_markers(tmp_path / "none.tsv")
+
+
+def test_cluster_file_equals_the_in_memory_clustering(tmp_path):
+    """The cohort-file path (samples merged on disk, read in blocks: issue 8) gives the in-memory
+    result: the same highly variable genes, PCA, Leiden clusters and states; and the file keeps
+    the raw counts in X."""
+    rows = [("A", "P1", "diagnosis", "PROG", "MDS", "droplet"), ("B", "P2", "diagnosis", "HSC", "MDS", "droplet"),
+            ("C", "P2", "remission", "PROG", "MDS", "droplet")]
+    mapped, _ = cohort(rows, params={"cells_per_sample": {"droplet": 300, "plate": 96}}, seed=8)
+    paths = []
+    for name, sample in mapped.items():
+        sample = sample.copy()
+        sample.X = sp.csr_matrix(sample.X, dtype=np.float32)
+        paths.append(tmp_path / f"{name}.h5ad")
+        sample.write_h5ad(paths[-1])
+    markers = read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv")
+    options = dict(n_top_genes=600, n_pcs=10, integrate_keys=["patient"], seed=3)
+
+    memory = ad.concat([ad.read_h5ad(p) for p in paths], join="outer", merge="first", fill_value=0)
+    raw = memory.X.copy()
+    cluster_cohort(memory, **options)
+    annotate_states(memory, markers, seed=3)
+
+    out = str(tmp_path / "clustered.h5ad")
+    obs = merge_samples([str(p) for p in paths], out, timepoints=["diagnosis", "remission"], populations=["HSC", "PROG"])
+    result = cluster_file(out, obs, chunk_cells=128, **options)
+    annotate_states_file(out, result, markers, seed=3)
+    write_clustering(out, result)
+    back = ad.read_h5ad(out)
+
+    assert (back.X != raw).nnz == 0 and back.X.dtype == np.float32 and not back.layers
+    assert (back.var["highly_variable"].to_numpy() == memory.var["highly_variable"].to_numpy()).all()
+    np.testing.assert_allclose(np.abs(back.obsm["X_pca"]), np.abs(memory.obsm["X_pca"]), atol=1e-3)
+    assert adjusted_rand_score(back.obs["leiden"], memory.obs["leiden"]) > 0.99
+    np.testing.assert_allclose(back.obs["score_HSC"], memory.obs["score_HSC"], atol=1e-5)
+    assert (back.obs["hspc_state"].astype(str).to_numpy() == memory.obs["hspc_state"].astype(str).to_numpy()).all()
+    assert {"X_pca", "X_pca_harmony", "X_umap"} <= set(back.obsm) and "connectivities" in back.obsp
+    assert back.uns["remnant"]["cluster"]["X"] == "raw counts"

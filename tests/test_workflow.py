@@ -120,9 +120,11 @@ def test_cohort_h5ad_is_sparse_and_documented(run):
     adata = ad.read_h5ad(run / "results/cohort/clustered.h5ad")
     table = pd.read_csv(run / "results/qc/removed_per_sample.tsv", sep="\t")
     assert adata.n_obs == table["kept"].sum()
-    assert sp.issparse(adata.X) and sp.issparse(adata.layers["counts"])
-    counts = adata.layers["counts"]
-    assert np.all(counts.data == np.round(counts.data)), "layers['counts'] must hold raw counts"
+    # X holds the raw counts (CSR float32), nothing else cells x genes (docs/dev/scale.md)
+    assert isinstance(adata.X, sp.csr_matrix) and adata.X.dtype == np.float32 and not adata.layers
+    assert np.all(adata.X.data == np.round(adata.X.data)), "X must hold raw counts"
+    assert np.allclose(np.asarray(adata.X.sum(axis=1)).ravel(), adata.obs["total_counts"], rtol=1e-5)
+    assert adata.var["highly_variable"].sum() == adata.uns["remnant"]["cluster"]["n_top_genes"]
     assert adata.obs_names.is_unique and adata.obs_names.str.contains(":").all()
     for key in ("sample", "patient", "timepoint", "population", "condition", "technology", "leiden",
                 "hspc_state", "total_counts", "pct_counts_mt", "score_HSC"):

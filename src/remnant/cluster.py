@@ -1,5 +1,15 @@
 """Cohort clustering and HSPC state annotation.
 
+Two forms with the same steps and results:
+
+- on a cohort file (the workflow; issue 8): :func:`merge_samples` concatenates the per-sample
+  files on disk (raw counts stay in ``X``, CSR float32), :func:`cluster_file` reads it in blocks
+  (highly variable genes one ``hvg_batch_key`` level at a time, then the cells x HVG
+  log-normalised matrix), :func:`annotate_states_file` scores the markers block by block, and
+  :func:`write_clustering` writes the keys below beside the counts (no ``layers``, no
+  log-normalised cells x genes matrix: see ``docs/dev/scale.md``);
+- in memory: :func:`cluster_cohort` and :func:`annotate_states` on an AnnData.
+
 :func:`cluster_cohort` takes the merged, QC-filtered cohort (raw counts in ``.X``, cells x genes,
 sparse) and writes:
 
@@ -8,7 +18,8 @@ sparse) and writes:
 ``.X``
     log1p of counts scaled to ``target_sum`` per cell (sparse).
 ``.var["highly_variable"]``
-    Genes used for PCA.
+    Genes used for PCA (with scanpy's ``means``, ``dispersions``, ``dispersions_norm`` and,
+    per batch, ``highly_variable_nbatches``).
 ``.obsm["X_pca"]`` (cells x ``n_pcs``), ``.obsm["X_pca_harmony"]`` (when integrated), ``.obsm["X_umap"]`` (cells x 2)
     Embeddings.
 ``.obsp["distances"]``, ``.obsp["connectivities"]``
@@ -31,14 +42,16 @@ sparse) and writes:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import scipy.sparse as sp
 from anndata import AnnData
 
+from . import store
 from .errors import InputError
 from .genesets import read_markers  # noqa: F401 (the marker table reader lives with the gene sets; re-exported)
 
@@ -53,12 +66,76 @@ def normalise(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:
     return adata
 
 
+def highly_variable_genes(
+    batches: Iterable[tuple[str, AnnData]],
+    var_names: pd.Index,
+    *,
+    n_top_genes: int,
+    batched: bool,
+) -> pd.DataFrame:
+    """Seurat-flavour highly variable genes, one batch in memory at a time.
+
+    ``batches`` yields ``(name, AnnData)`` with log-normalised expression in ``.X`` for each
+    batch's cells (all genes, in ``var_names`` order). The result equals
+    ``scanpy.pp.highly_variable_genes(adata, flavor="seurat", n_top_genes=..., batch_key=...)``
+    on the whole cohort: per batch, scanpy's own function on the genes expressed in that batch;
+    then scanpy's combination (rank genes by the number of batches that chose them, ties broken
+    by the mean normalised dispersion). Only scanpy's loop over batches is re-expressed, so that
+    the cohort never has to be in memory at once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``var_names``: ``means``, ``dispersions``, ``dispersions_norm``,
+        ``highly_variable`` (bool) and, when ``batched``, ``highly_variable_nbatches``.
+    """
+    frames, n_batches = [], 0
+    for name, sub in batches:
+        n_batches += 1
+        if batched:  # scanpy's batched path leaves out the genes a batch does not express
+            expressed = np.asarray((sub.X != 0).sum(axis=0)).ravel() > 0
+            sub = sub[:, expressed].copy()
+        df = sc.pp.highly_variable_genes(sub, flavor="seurat", n_top_genes=min(n_top_genes, sub.n_vars), inplace=False)
+        df.index = sub.var_names
+        frames.append(df[["means", "dispersions", "dispersions_norm", "highly_variable"]])
+        log.info("highly variable genes of batch %s: %d cells", name, sub.n_obs)
+        del sub
+    if not batched:
+        return frames[0].reindex(var_names)
+    df = pd.concat(frames, axis=0)
+    df["highly_variable"] = df["highly_variable"].astype(int)
+    df = df.groupby(df.index, observed=True).agg(dict(means="mean", dispersions="mean", dispersions_norm="mean",
+                                                        highly_variable="sum"))
+    df["highly_variable_nbatches"] = df["highly_variable"]
+    df = df.reindex(var_names)
+    order = df.sort_values(["highly_variable_nbatches", "dispersions_norm"], ascending=False, na_position="last").index
+    df["highly_variable"] = df.index.isin(order[:n_top_genes])
+    return df
+
+
+def _hvg_rows(obs: pd.DataFrame, batch: str | None, max_cells: int | None, seed: int) -> list[tuple[str, np.ndarray]]:
+    """Per batch, the cells (boolean masks) HVG selection reads: all, or a seeded sample of ``max_cells``."""
+    labels = obs[batch].astype(str).to_numpy() if batch else np.full(len(obs), "all", dtype=object)
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in (sorted(pd.unique(labels)) if batch else ["all"]):
+        mask = labels == name
+        if max_cells and mask.sum() > max_cells:
+            keep = np.sort(rng.choice(np.flatnonzero(mask), max_cells, replace=False))
+            mask = np.zeros(len(obs), bool)
+            mask[keep] = True
+            log.info("batch %s: highly variable genes from %d of its cells (cluster.hvg_max_cells)", name, max_cells)
+        out.append((name, mask))
+    return out
+
+
 def cluster_cohort(
     adata: AnnData,
     *,
     target_sum: float = 1e4,
     n_top_genes: int = 2000,
     hvg_batch_key: str | None = "patient",
+    hvg_max_cells: int | None = None,
     n_pcs: int = 30,
     integrate_keys: Sequence[str] = ("patient",),
     harmony_max_iter: int = 20,
@@ -69,6 +146,8 @@ def cluster_cohort(
 ) -> AnnData:
     """Normalise, select highly variable genes, PCA, optional Harmony, kNN, Leiden and UMAP (in place).
 
+    The in-memory form of :func:`cluster_file` (same steps, same results).
+
     Parameters
     ----------
     adata
@@ -76,56 +155,185 @@ def cluster_cohort(
         ``.obs`` columns named in ``hvg_batch_key`` and ``integrate_keys``.
     n_top_genes
         Highly variable genes (Seurat dispersion method on log data, per ``hvg_batch_key``).
+    hvg_max_cells
+        At most this many cells per batch (a seeded random sample) for choosing the genes.
     integrate_keys
         ``.obs`` columns Harmony integrates over (empty: no integration; the kNN graph is
         built on ``X_pca``). Keys with one level are dropped.
     n_neighbors, resolution, umap_min_dist
         kNN size, Leiden resolution, UMAP ``min_dist``.
     seed
-        Seeds PCA (ARPACK start vector), Harmony, Leiden and UMAP.
-
-    Notes
-    -----
-    No step densifies the cohort: PCA runs on the sparse HVG matrix with implicit centring, and
-    the kNN graph uses scikit-learn's exact transformer (pynndescent 0.7 returns a sparse array
-    scanpy 1.11 cannot handle from 8,192 cells up).
+        Seeds PCA (ARPACK start vector), Harmony, the kNN search, Leiden and UMAP.
     """
     normalise(adata, target_sum=target_sum)
     batch = hvg_batch_key if hvg_batch_key and adata.obs[hvg_batch_key].nunique() > 1 else None
-    n_top = int(min(n_top_genes, adata.n_vars))
-    sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat", batch_key=batch)
-    hvg = adata[:, adata.var["highly_variable"].to_numpy()].copy()
+    rows = _hvg_rows(adata.obs, batch, hvg_max_cells, seed)
+    hvg_table = highly_variable_genes(((name, adata[mask]) for name, mask in rows), adata.var_names,
+                                      n_top_genes=int(min(n_top_genes, adata.n_vars)), batched=batch is not None)
+    for column in hvg_table:
+        adata.var[column] = hvg_table[column].to_numpy()
+    selected = adata.var["highly_variable"].to_numpy()
+    embedded = embed(AnnData(X=adata.X[:, selected], obs=adata.obs), n_pcs=n_pcs, integrate_keys=integrate_keys,
+                     harmony_max_iter=harmony_max_iter, n_neighbors=n_neighbors, resolution=resolution,
+                     umap_min_dist=umap_min_dist, seed=seed)
+    _adopt(adata, embedded, selected)
+    adata.uns.setdefault("remnant", {})["cluster"] = _parameters(embedded, target_sum, int(selected.sum()), batch, hvg_max_cells)
+    return adata
+
+
+def embed(
+    hvg: AnnData,
+    *,
+    n_pcs: int = 30,
+    integrate_keys: Sequence[str] = ("patient",),
+    harmony_max_iter: int = 20,
+    n_neighbors: int = 15,
+    resolution: float = 1.0,
+    umap_min_dist: float = 0.3,
+    seed: int = 0,
+) -> AnnData:
+    """PCA, optional Harmony, kNN graph, Leiden and UMAP of the log-normalised highly variable
+    genes (``hvg.X``, cells x HVG, sparse). Returns ``hvg`` with ``obsm`` (``X_pca``,
+    ``X_pca_harmony``, ``X_umap``), ``obsp`` (kNN graph), ``obs["leiden"]``, ``varm["PCs"]``.
+
+    Notes
+    -----
+    No step densifies: PCA runs on the sparse matrix with implicit centring (ARPACK). The kNN
+    search is scanpy's choice (exact below 4,096 cells, pynndescent above) with numba on one
+    thread, because pynndescent's parallel search gives a different graph on each run.
+    """
+    import numba
+
     n_comps = int(min(n_pcs, hvg.n_obs - 1, hvg.n_vars - 1))
     sc.pp.pca(hvg, n_comps=n_comps, svd_solver="arpack", random_state=seed)
-    adata.obsm["X_pca"] = hvg.obsm["X_pca"]
-    adata.uns["pca"] = hvg.uns["pca"]
-    adata.varm["PCs"] = np.zeros((adata.n_vars, n_comps), dtype=np.float32)
-    adata.varm["PCs"][adata.var["highly_variable"].to_numpy()] = hvg.varm["PCs"]
-    del hvg
-
-    keys = [k for k in integrate_keys if adata.obs[k].nunique() > 1]
+    keys = [k for k in integrate_keys if hvg.obs[k].nunique() > 1]
     use_rep = "X_pca"
     if keys:
-        adata.obsm["X_pca_harmony"] = harmony(adata.obsm["X_pca"], adata.obs[keys], max_iter=harmony_max_iter, seed=seed)
+        hvg.obsm["X_pca_harmony"] = harmony(hvg.obsm["X_pca"], hvg.obs[keys], max_iter=harmony_max_iter, seed=seed)
         use_rep = "X_pca_harmony"
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, transformer="sklearn", random_state=seed)
-    sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
-    sc.tl.umap(adata, min_dist=umap_min_dist, random_state=seed)
-    adata.uns.setdefault("remnant", {})["cluster"] = {
-        "target_sum": target_sum,
-        "n_top_genes": n_top,
-        "hvg_batch_key": batch or "",
-        "n_pcs": n_comps,
-        "integrate_keys": keys,
-        "embedding": use_rep,
-        "n_neighbors": n_neighbors,
-        "resolution": resolution,
-        "umap_min_dist": umap_min_dist,
-        "seed": seed,
-        "n_clusters": int(adata.obs["leiden"].nunique()),
-    }
-    log.info("%d cells, %d HVG, %d PCs, %d Leiden clusters", adata.n_obs, n_top, n_comps, adata.obs["leiden"].nunique())
-    return adata
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # determinism: see Notes
+    try:
+        sc.pp.neighbors(hvg, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
+    finally:
+        numba.set_num_threads(threads)
+    sc.tl.leiden(hvg, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
+    sc.tl.umap(hvg, min_dist=umap_min_dist, random_state=seed)
+    hvg.uns["remnant_embedding"] = {"n_pcs": n_comps, "integrate_keys": keys, "embedding": use_rep,
+                                    "n_neighbors": n_neighbors, "resolution": resolution, "umap_min_dist": umap_min_dist,
+                                    "seed": seed}
+    log.info("%d cells, %d HVG, %d PCs, %d Leiden clusters", hvg.n_obs, hvg.n_vars, n_comps, hvg.obs["leiden"].nunique())
+    return hvg
+
+
+def _adopt(adata: AnnData, embedded: AnnData, selected: np.ndarray) -> None:
+    """Copy an :func:`embed` result into the cohort AnnData (all genes)."""
+    for key in ("X_pca", "X_pca_harmony", "X_umap"):
+        if key in embedded.obsm:
+            adata.obsm[key] = embedded.obsm[key]
+    for key in ("distances", "connectivities"):
+        adata.obsp[key] = embedded.obsp[key]
+    adata.obs["leiden"] = embedded.obs["leiden"].to_numpy()
+    adata.obs["leiden"] = adata.obs["leiden"].astype("category")
+    for key in ("pca", "neighbors", "leiden", "umap"):
+        if key in embedded.uns:
+            adata.uns[key] = embedded.uns[key]
+    adata.varm["PCs"] = np.zeros((adata.n_vars, embedded.varm["PCs"].shape[1]), dtype=np.float32)
+    adata.varm["PCs"][selected] = embedded.varm["PCs"]
+
+
+def _parameters(embedded: AnnData, target_sum: float, n_top: int, batch: str | None, hvg_max_cells: int | None) -> dict:
+    e = embedded.uns["remnant_embedding"]
+    return {"target_sum": target_sum, "n_top_genes": n_top, "hvg_batch_key": batch or "", "hvg_max_cells": hvg_max_cells or 0,
+            "n_pcs": e["n_pcs"], "integrate_keys": e["integrate_keys"], "embedding": e["embedding"],
+            "n_neighbors": e["n_neighbors"], "resolution": e["resolution"], "umap_min_dist": e["umap_min_dist"],
+            "seed": e["seed"], "n_clusters": int(embedded.obs["leiden"].nunique()), "X": "raw counts"}
+
+
+def merge_samples(paths: Sequence[str], out: str, *, timepoints: Sequence[str], populations: Sequence[str]) -> pd.DataFrame:
+    """Concatenate per-sample h5ad files (raw counts in X) into ``out`` on disk (genes outer-joined,
+    absent genes 0), without loading the matrices; returns the typed cohort ``obs``
+    (written back to ``out``)."""
+    from anndata.experimental import concat_on_disk
+
+    concat_on_disk(list(paths), out, join="outer", merge="first", fill_value=0)
+    obs = store.read_obs(out)
+    obs["timepoint"] = pd.Categorical(obs["timepoint"].astype(str).replace({"nan": "NA", "": "NA"}),
+                                      categories=list(timepoints) + ["NA"]).remove_unused_categories()
+    obs["population"] = pd.Categorical(obs["population"].astype(str), categories=list(populations)).remove_unused_categories()
+    for key in ("sample", "patient", "condition", "technology"):
+        obs[key] = obs[key].astype(str).astype("category")
+    return obs
+
+
+def cluster_file(
+    path: str,
+    obs: pd.DataFrame,
+    *,
+    target_sum: float = 1e4,
+    n_top_genes: int = 2000,
+    hvg_batch_key: str | None = "patient",
+    hvg_max_cells: int | None = 200_000,
+    n_pcs: int = 30,
+    integrate_keys: Sequence[str] = ("patient",),
+    harmony_max_iter: int = 20,
+    n_neighbors: int = 15,
+    resolution: float = 1.0,
+    umap_min_dist: float = 0.3,
+    seed: int = 0,
+    chunk_cells: int = store.CHUNK_CELLS,
+) -> AnnData:
+    """:func:`cluster_cohort` on a cohort file (raw counts in ``X``, CSR), reading it in blocks.
+
+    Memory: one batch of cells (all genes) for the highly variable genes, at most
+    ``hvg_max_cells`` of them; then the cells x HVG log-normalised matrix (sparse) and the
+    embeddings. Returns a bare AnnData (``obs`` with ``leiden``, ``var`` with the HVG table,
+    ``obsm``, ``obsp``, ``varm``, ``uns``) for :func:`write_clustering`.
+    """
+    var = store.read_var(path)
+    batch = hvg_batch_key if hvg_batch_key and obs[hvg_batch_key].nunique() > 1 else None
+    rows = _hvg_rows(obs, batch, hvg_max_cells, seed)
+
+    def batches():
+        for name, mask in rows:
+            parts = [b for _, b in store.iter_chunks(path, rows=mask, chunk_cells=chunk_cells)]
+            X = sp.vstack(parts, format="csr")
+            del parts
+            sub = AnnData(X=store.log_normalise(X, np.asarray(X.sum(axis=1, dtype=np.float64)).ravel(), target_sum),
+                          var=pd.DataFrame(index=var.index))
+            del X
+            yield name, sub
+
+    hvg_table = highly_variable_genes(batches(), var.index, n_top_genes=int(min(n_top_genes, len(var))), batched=batch is not None)
+    selected = hvg_table["highly_variable"].to_numpy()
+    counts, sums = store.read_columns(path, selected, sums={"library": np.ones(len(var), bool)}, chunk_cells=chunk_cells)
+    hvg = AnnData(X=store.log_normalise(counts, sums["library"], target_sum), obs=obs.copy(),
+                  var=pd.DataFrame(index=var.index[selected]))
+    del counts
+    log.info("cells x HVG log-normalised: %d x %d, %d nonzeros", hvg.n_obs, hvg.n_vars, hvg.X.nnz)
+    embedded = embed(hvg, n_pcs=n_pcs, integrate_keys=integrate_keys, harmony_max_iter=harmony_max_iter,
+                     n_neighbors=n_neighbors, resolution=resolution, umap_min_dist=umap_min_dist, seed=seed)
+    embedded.X = None
+    out = AnnData(obs=obs.copy(), var=var.copy())
+    for column in hvg_table:
+        out.var[column] = hvg_table[column].to_numpy()
+    _adopt(out, embedded, selected)
+    out.uns["remnant"] = {"cluster": _parameters(embedded, target_sum, int(selected.sum()), batch, hvg_max_cells)}
+    return out
+
+
+def write_clustering(path: str, result: AnnData) -> None:
+    """Write :func:`cluster_file`'s ``obs``, ``var``, ``obsm``, ``obsp``, ``varm`` and ``uns`` into the
+    cohort file ``path`` beside its count matrix (in place; the matrix is not rewritten)."""
+    import h5py
+    from anndata.io import write_elem
+
+    with h5py.File(path, "r+") as f:
+        for key, value in (("obs", result.obs), ("var", result.var), ("obsm", dict(result.obsm)),
+                           ("obsp", dict(result.obsp)), ("varm", dict(result.varm)), ("uns", dict(result.uns))):
+            if key in f:
+                del f[key]
+            write_elem(f, key, value)
 
 
 def harmony(embedding: np.ndarray, batches: pd.DataFrame, *, max_iter: int = 20, seed: int = 0) -> np.ndarray:
@@ -171,11 +379,46 @@ def annotate_states(
     Scores are standardised per state across cells before comparing states, so that a state
     with highly expressed markers does not win everywhere.
     """
+    marker_vars = _marker_vars(adata.var, markers, states, min_markers)
+    for state, genes in marker_vars.items():
+        sc.tl.score_genes(adata, gene_list=genes, score_name=f"score_{state}", random_state=seed, use_raw=False)
+    _states_from_scores(adata.obs, adata.uns, list(marker_vars), cluster_key)
+    return adata
+
+
+def annotate_states_file(
+    path: str,
+    result: AnnData,
+    markers: Mapping[str, Sequence[str]],
+    *,
+    states: Sequence[str] | None = None,
+    cluster_key: str = "leiden",
+    min_markers: int = 2,
+    target_sum: float = 1e4,
+    seed: int = 0,
+) -> AnnData:
+    """:func:`annotate_states` for a cohort file (raw counts in ``X``) clustered by
+    :func:`cluster_file`: the marker scores are computed block by block
+    (:func:`remnant.scoring.score_gene_sets`, scanpy's method on log1p(counts / total *
+    ``target_sum``)); writes the same keys into ``result.obs``/``result.uns``."""
+    from .scoring import score_gene_sets
+
+    marker_vars = _marker_vars(result.var, markers, states, min_markers)
+    scores = score_gene_sets(path, marker_vars, target_sum=target_sum, seed=seed)
+    for state in marker_vars:
+        result.obs[f"score_{state}"] = scores[state].to_numpy()
+    _states_from_scores(result.obs, result.uns, list(marker_vars), cluster_key)
+    return result
+
+
+def _marker_vars(var: pd.DataFrame, markers: Mapping[str, Sequence[str]], states: Sequence[str] | None,
+                 min_markers: int) -> dict[str, list[str]]:
+    """{state: var names of its markers present} for the states with at least ``min_markers``."""
     states = list(states) if states is not None else list(markers)
-    symbols = adata.var["gene_name"].astype(str) if "gene_name" in adata.var else adata.var_names.to_series()
-    symbol_to_var = pd.Series(adata.var_names, index=symbols.to_numpy())
+    symbols = var["gene_name"].astype(str) if "gene_name" in var else var.index.to_series()
+    symbol_to_var = pd.Series(var.index, index=symbols.to_numpy())
     symbol_to_var = symbol_to_var[~symbol_to_var.index.duplicated()]
-    scored = []
+    out = {}
     for state in states:
         if state not in markers:
             raise InputError(f"state {state!r} is not in the marker table; states there: {sorted(markers)}.", where="states.use")
@@ -183,20 +426,19 @@ def annotate_states(
         if len(present) < min_markers:
             log.warning("state %s: only %d of its markers in the data; not scored", state, len(present))
             continue
-        sc.tl.score_genes(adata, gene_list=list(symbol_to_var[present]), score_name=f"score_{state}",
-                          random_state=seed, use_raw=False)
-        scored.append(state)
-    if not scored:
+        out[state] = list(symbol_to_var[present])
+    if not out:
         raise InputError("no HSPC state has enough marker genes in the data to be scored; check states.markers and the gene identifiers.", where="states")
-    scores = adata.obs[[f"score_{s}" for s in scored]].to_numpy(dtype=float)
+    return out
+
+
+def _states_from_scores(obs: pd.DataFrame, uns: dict, scored: list[str], cluster_key: str) -> None:
+    """``hspc_state_cell`` and ``hspc_state`` from the ``score_<STATE>`` columns of ``obs`` (in place)."""
+    scores = obs[[f"score_{s}" for s in scored]].to_numpy(dtype=float)
     z = (scores - scores.mean(axis=0)) / np.where(scores.std(axis=0) > 0, scores.std(axis=0), 1.0)
-    adata.obs["hspc_state_cell"] = pd.Categorical(np.array(scored)[z.argmax(axis=1)], categories=scored)
-    per_cluster = pd.DataFrame(z, columns=scored).groupby(adata.obs[cluster_key].to_numpy(), observed=True).mean()
+    obs["hspc_state_cell"] = pd.Categorical(np.array(scored)[z.argmax(axis=1)], categories=scored)
+    per_cluster = pd.DataFrame(z, columns=scored).groupby(obs[cluster_key].to_numpy(), observed=True).mean()
     cluster_state = per_cluster.idxmax(axis=1)
-    adata.obs["hspc_state"] = pd.Categorical(adata.obs[cluster_key].map(cluster_state).astype(str), categories=scored)
-    adata.uns.setdefault("remnant", {})["states"] = {
-        "scored": scored,
-        "cluster_state": {str(k): v for k, v in cluster_state.items()},
-    }
-    log.info("cluster states: %s", dict(adata.obs["hspc_state"].value_counts()))
-    return adata
+    obs["hspc_state"] = pd.Categorical(obs[cluster_key].map(cluster_state).astype(str), categories=scored)
+    uns.setdefault("remnant", {})["states"] = {"scored": scored, "cluster_state": {str(k): v for k, v in cluster_state.items()}}
+    log.info("cluster states: %s", dict(obs["hspc_state"].value_counts()))
