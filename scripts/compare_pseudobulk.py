@@ -9,9 +9,11 @@ start(snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-import anndata as ad  # noqa: E402
+import h5py  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from remnant import store  # noqa: E402
+from remnant.errors import InputError  # noqa: E402
 from remnant.persistence import prepare_cells  # noqa: E402
 from remnant.persistence_plots import plot_volcano  # noqa: E402
 from remnant.pseudobulk import run_paired_de  # noqa: E402
@@ -19,19 +21,26 @@ from remnant.signatures import read_signatures  # noqa: E402
 
 with logged(snakemake.log[0], "compare_pseudobulk") as log:
     b, p, lesion = snakemake.params.pseudobulk, snakemake.params.persistence, snakemake.params.lesion
-    adata = ad.read_h5ad(snakemake.input.h5ad)
+    path = snakemake.input.h5ad
+    # the cohort is never read whole (issue 8): its cell table here, its counts summed block by block
+    obs = store.read_obs(path)
+    if not obs.index.is_unique:
+        raise InputError("cell names (obs index) repeat; rerun cluster_cells.", path=path)
+    with h5py.File(path, "r") as f:  # raw counts: X (cohort files since issue 8) or layers/counts (written before)
+        counts_key = "layers/counts" if "layers/counts" in f else "X"
     gates = pd.read_csv(snakemake.input.gates, sep="\t", index_col="cell", low_memory=False) if "gates" in snakemake.input.keys() else None
-    cells, summary = prepare_cells(adata.obs, reference_conditions=snakemake.params.reference_conditions,
-                                   population_key=p["population_key"], gates=gates, source=snakemake.input.h5ad)
-    adata = adata[cells.index].copy()
-    adata.obs = cells
-    mask = ((cells["population"] == str(p["stem"])) & cells[f"{lesion}_call"].astype(bool)).to_numpy()
-    log.info("%d %s cells called %s summed per patient x timepoint", int(mask.sum()), p["stem"], lesion)
+    cells, summary = prepare_cells(obs, reference_conditions=snakemake.params.reference_conditions,
+                                   population_key=p["population_key"], gates=gates, source=path)
+    chosen = ((cells["population"] == str(p["stem"])) & cells[f"{lesion}_call"].astype(bool)).to_numpy()
+    log.info("%d %s cells called %s summed per patient x timepoint", int(chosen.sum()), p["stem"], lesion)
+    # the file's rows: the chosen cells with their analysed labels (prepare_cells keeps the file's order)
+    mask = obs.index.isin(cells.index[chosen])
+    table = cells.loc[chosen, ["patient", "timepoint"]].reindex(obs.index)
+    del obs
     sets = read_signatures(snakemake.params.set_names, Path(snakemake.input.sets[0]).parent)
-    samples, de, enrichment = run_paired_de(adata, mask=mask, signatures=sets, level=str(p["after"]), reference=str(p["before"]),
-                                            min_cells=b["min_cells"], min_total_count=b["min_total_count"], min_count=b["min_count"],
-                                            padj=b["padj"],
-                                            n_cpus=snakemake.threads)
+    samples, de, enrichment = run_paired_de(path, mask=mask, obs=table, key=counts_key, signatures=sets, level=str(p["after"]),
+                                            reference=str(p["before"]), min_cells=b["min_cells"], min_total_count=b["min_total_count"],
+                                            min_count=b["min_count"], padj=b["padj"], n_cpus=snakemake.threads)
     for _, r in samples.iterrows():
         log.info("pseudobulk %s %s: %d cells%s", r["patient"], r["timepoint"], r["n_cells"], f" - not used: {r['reason']}" if r["reason"] else "")
     if de.empty:

@@ -9,11 +9,13 @@ start(snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-import anndata as ad  # noqa: E402
+import h5py  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from remnant import store  # noqa: E402
 from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
 from remnant.cnv_profile import plot_message  # noqa: E402
+from remnant.errors import InputError  # noqa: E402
 from remnant.lesions import parse_lesions  # noqa: E402
 from remnant.persistence import prepare_cells  # noqa: E402
 from remnant.persistence_plots import plot_cycling_composition, plot_signature_distributions  # noqa: E402
@@ -25,20 +27,25 @@ from remnant.signatures import (  # noqa: E402
     read_signatures,
     run_comparisons,
     run_cycling,
-    score_cell_cycle,
-    score_signatures,
+    score_cohort,
 )
 
 with logged(snakemake.log[0], "score_signatures") as log:
     s, p, lesion = snakemake.params.signatures, snakemake.params.persistence, snakemake.params.lesion
     timepoints, stem = [str(t) for t in snakemake.params.timepoints], str(p["stem"])
-    adata = ad.read_h5ad(snakemake.input.h5ad)
+    path = snakemake.input.h5ad
+    # the cohort is never read whole (issue 8): its tables here, its counts block by block in score_cohort
+    obs, var = store.read_obs(path), store.read_var(path)
+    if not obs.index.is_unique:
+        raise InputError("cell names (obs index) repeat; rerun cluster_cells.", path=path)
+    with h5py.File(path, "r") as f:  # raw counts: X (cohort files since issue 8) or layers/counts (written before)
+        counts_key = "layers/counts" if "layers/counts" in f else "X"
     gates = pd.read_csv(snakemake.input.gates, sep="\t", index_col="cell", low_memory=False) if "gates" in snakemake.input.keys() else None
-    cells, summary = prepare_cells(adata.obs, reference_conditions=snakemake.params.reference_conditions,
-                                   population_key=p["population_key"], gates=gates, source=snakemake.input.h5ad)
+    cells, summary = prepare_cells(obs, reference_conditions=snakemake.params.reference_conditions,
+                                   population_key=p["population_key"], gates=gates, source=path)
     log.info("cells: %s", summary)
-    adata = adata[cells.index].copy()
-    adata.obs = cells
+    rows = obs.index.isin(cells.index)  # boolean (n_obs,): the analysed cells, in the file's order as in cells
+    del obs
     cytobands = load_cytobands(snakemake.input.cytobands)
     exclude = parse_lesions(snakemake.params.lesions, cytobands, chromosome_arms(cytobands)) if s["exclude_lesion_genes"] else []
     exclude += exclusion_regions(s["exclude_regions"], cytobands)
@@ -48,16 +55,22 @@ with logged(snakemake.log[0], "score_signatures") as log:
     cycle = read_signatures(snakemake.params.cell_cycle, directory)
     s_name, g2m_name = snakemake.params.cell_cycle
     kept = s["also_with_lesion_genes"] and bool(exclude)
-    scored = score_signatures(adata, sets, exclude=exclude or None, also_with_lesion_genes=kept, downsample_to=s["downsample_to"],
-                              ctrl_size=s["ctrl_size"], n_bins=s["n_bins"], min_genes=s["min_genes"], seed=snakemake.params.seed)
-    score_cell_cycle(adata, cycle[s_name].index, cycle[g2m_name].index, exclude=exclude or None, downsample_to=s["downsample_to"],
-                     seed=snakemake.params.seed)
-    described = describe_sets(adata, {**sets, **cycle}, exclude=exclude or None)
+    scores, scored, _ = score_cohort(path, sets, cycle[s_name].index, cycle[g2m_name].index, rows=rows,
+                                     exclude=exclude or None, also_with_lesion_genes=kept, downsample_to=s["downsample_to"],
+                                     ctrl_size=s["ctrl_size"], n_bins=s["n_bins"], min_genes=s["min_genes"],
+                                     seed=snakemake.params.seed, key=counts_key)
+    if not scores.index.equals(cells.index):
+        raise RuntimeError("scores and analysed cells are out of order")  # score_cohort keeps the file's order, as prepare_cells
+    log.info("%d cells scored from %s (%s, block by block)%s", len(scores), path, counts_key,
+             f"; counts thinned to {scores.attrs['downsampled_to']} per cell" if scores.attrs["downsampled_to"] else "")
+    for col in scores.columns:
+        cells[col] = scores[col].to_numpy()
+    described = describe_sets(var, {**sets, **cycle}, exclude=exclude or None)
     described = described.merge(scored[["signature", "weighted", "scored"]], on="signature", how="left")
     described["scored"] = described["scored"].fillna(True).astype(bool)  # the cell-cycle sets are always scored
     described["role"] = ["cell cycle" if n in cycle else "signature" for n in described["signature"]]
     group_key = f"{lesion}_group"
-    adata.obs[group_key] = group_labels(adata.obs, lesion, low=s["group_low"], high=s["group_high"])
+    cells[group_key] = group_labels(cells, lesion, low=s["group_low"], high=s["group_high"])
 
     fair = [f"sig_{n}" for n in scored.loc[scored["scored"], "signature"]]
     variant = "lesion genes excluded" if exclude else "all genes (signatures.exclude_lesion_genes: false)"
@@ -65,25 +78,24 @@ with logged(snakemake.log[0], "score_signatures") as log:
     variants.update({f"{k}_with_lesion_genes": "all genes (conventional: carriers read lesion genes at half dose)" for k in fair if kept})
     variants.update({"S_score": f"cell cycle, {variant}", "G2M_score": f"cell cycle, {variant}"})
     keys = [x for k in fair for x in ([k, f"{k}_with_lesion_genes"] if kept else [k])] + ["S_score", "G2M_score"]
-    keys = [k for k in keys if k in adata.obs]
+    keys = [k for k in keys if k in cells]
     common = dict(lesion=lesion, group_key=group_key, stem=stem, before=str(p["before"]), after=str(p["after"]), timepoints=timepoints)
-    comparisons = run_comparisons(adata.obs, keys, min_cells=s["min_cells"], alpha=p["alpha"], variants=variants, **common)
-    composition, cycling = run_cycling(adata.obs, alpha=p["alpha"], **common)
+    comparisons = run_comparisons(cells, keys, min_cells=s["min_cells"], alpha=p["alpha"], variants=variants, **common)
+    composition, cycling = run_cycling(cells, alpha=p["alpha"], **common)
     for _, r in comparisons[comparisons["test"].astype(str).str.startswith("linear mixed")].iterrows():
         log.info("%s, %s: difference %.4f [%.4f, %.4f], p %.3g%s", r["score"], r["question"], r["difference"], r["difference_low"],
                  r["difference_high"], r["pvalue"], f" ({r['note']})" if r["note"] else "")
 
     columns = ["sample", "patient", "timepoint", "condition", "technology", "sort_gate", "population", "hspc_state",
                "total_counts", "n_genes_by_counts", f"{lesion}_posterior", f"{lesion}_call", group_key, "cnv_reference"]
-    columns = [c for c in columns if c in adata.obs] + keys + ["cycle_phase"]
-    adata.obs[columns].to_csv(snakemake.output.scores, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0})
+    columns = [c for c in columns if c in cells] + keys + ["cycle_phase"]
+    cells[columns].to_csv(snakemake.output.scores, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0})
     described.to_csv(snakemake.output.sets, sep="\t", index=False)
     comparisons.to_csv(snakemake.output.comparisons, sep="\t", index=False, float_format="%.6g")
     composition.to_csv(snakemake.output.composition, sep="\t", index=False, float_format="%.6g")
     cycling.to_csv(snakemake.output.cycling, sep="\t", index=False, float_format="%.6g")
 
-    obs = adata.obs
-    shown = obs[(obs["population"] == stem) & (obs[group_key] != UNCERTAIN)].copy()
+    shown = cells[(cells["population"] == stem) & (cells[group_key] != UNCERTAIN)].copy()
     if shown.empty:
         log.warning("no %s cells called %s or non-del: no figures of their scores", stem, lesion)
         plot_message(snakemake.output.scores_figure, f"No {stem} cells with a confident {lesion} call: nothing to compare.")

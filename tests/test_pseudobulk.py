@@ -175,3 +175,32 @@ def test_enrichment_allows_for_correlated_set_genes():
     assert plain.loc["SHIFTED", "auc"] == pytest.approx(camera.loc["SHIFTED", "auc"])
     assert 10 * plain.loc["SHIFTED", "pvalue"] < camera.loc["SHIFTED", "pvalue"] < 1e-3
     assert camera.loc["NULL", "pvalue"] > 0.05 and camera["test"].str.contains("camera").all()
+
+
+@pytest.mark.parametrize("key", ["X", "layers/counts"])
+def test_pseudobulk_and_paired_de_of_a_file_equal_the_in_memory_path(tmp_path, key):
+    """The workflow sums the cohort file block by block (store.group_sums): same pseudobulks, same DE."""
+    from remnant.pseudobulk import run_paired_de
+
+    rng = np.random.default_rng(6)
+    adata = cells(rng, patients=3, per_group=25, genes=150, de_genes=20)
+    adata.obs["patient"] = pd.Categorical(adata.obs["patient"])
+    mask = rng.random(adata.n_obs) < 0.8
+    on_disk = adata.copy()
+    if key == "X":
+        on_disk.X = on_disk.layers.pop("counts")
+    else:
+        on_disk.X = sp.csr_matrix(on_disk.shape, dtype=np.float32)
+    path = tmp_path / "cohort.h5ad"
+    on_disk.write_h5ad(path)
+    memory = pseudobulk(adata, mask=mask, min_cells=19)
+    streamed = pseudobulk(path, mask=mask, key=key, min_cells=19, chunk_cells=17)
+    assert np.array_equal(streamed.X, memory.X) and streamed.obs.equals(memory.obs) and streamed.var.equals(memory.var)
+    pd.testing.assert_frame_equal(streamed.uns["pseudobulk"]["dropped"], memory.uns["pseudobulk"]["dropped"])
+    sets = {"PLANTED": [f"G{j}" for j in range(20)], "OTHER": [f"G{j}" for j in range(60, 80)]}
+    # the script's obs: labels only on the chosen cells
+    labels = adata.obs[["patient", "timepoint"]].where(pd.Series(mask, index=adata.obs_names), axis=0)
+    expected = run_paired_de(adata, mask=mask, signatures=sets, min_cells=19)
+    for got, want in zip(run_paired_de(path, mask=mask, obs=labels, key=key, signatures=sets, min_cells=19), expected):
+        pd.testing.assert_frame_equal(got, want)
+    assert expected[1].attrs["n_pairs"] == 2 and len(memory.uns["pseudobulk"]["dropped"]) == 1  # one group under min_cells

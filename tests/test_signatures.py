@@ -267,3 +267,61 @@ def test_describe_sets_and_exclusion_regions(scored, lesions, cytobands):
     assert len(arm) == 1 and arm[0].chromosome == "chr5" and arm[0].start < 67_400_000
     with pytest.raises(InputError, match=r"signatures\.exclude_regions\[1\].*'chr5:9-1'"):
         exclusion_regions(["5q", "chr5:9-1"], cytobands)
+
+
+# ---------------------------------------------------------------------------------------------
+# the cohort file, streamed (issue 8): score_cohort equals scoring the subset in memory
+# ---------------------------------------------------------------------------------------------
+def _scanpy_fair_score(adata, symbols, lesions, seed=0):
+    """The pre-issue-8 route, one set: scanpy on float64 log1p(counts / library outside the lesions
+    * 1e4) in memory, lesion genes out of set and pool."""
+    import warnings
+
+    import scanpy as sc
+
+    from remnant.signatures import lesion_gene_mask
+
+    out = lesion_gene_mask(adata.var, lesions)
+    counts = sp.csr_matrix(adata.layers["counts"], dtype=np.float64)
+    lib = np.asarray(counts @ (~out).astype(np.float64)).ravel()
+    X = (sp.diags(np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0)) @ counts).tocsr()
+    X.data = np.log1p(X.data)
+    expr = ad.AnnData(X=X, var=pd.DataFrame(index=adata.var_names))
+    symbol_to_var = pd.Series(adata.var_names, index=adata.var["gene_name"].astype(str).to_numpy())
+    symbol_to_var = symbol_to_var[~symbol_to_var.index.duplicated()]
+    genes = [symbol_to_var[g] for g in symbols if g in symbol_to_var.index and not out[adata.var_names.get_loc(symbol_to_var[g])]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.tl.score_genes(expr, gene_list=genes, gene_pool=list(adata.var_names[~out]), random_state=seed, use_raw=False)
+    return expr.obs["score"].to_numpy()
+
+
+@pytest.mark.parametrize("key", ["X", "layers/counts"])
+def test_score_cohort_on_the_file_equals_scoring_the_subset_in_memory(hsc, lesions, tmp_path, key):
+    from remnant.signatures import score_cohort
+
+    adata = hsc.copy()
+    adata.X = adata.layers["counts"].tocsr().copy()  # cohort files since issue 8: raw counts in X
+    if key == "X":
+        del adata.layers["counts"]
+    path = tmp_path / "cohort.h5ad"
+    adata.write_h5ad(path)
+    rows = (adata.obs["patient"] != "P2").to_numpy() & (np.arange(adata.n_obs) % 5 != 0)
+    sets = read_signatures([QUIESCENCE, "LSC17_NG2016", "EPPERT_HSC_R"], SETS)
+    cc = read_signatures(["TIROSH2016_S", "TIROSH2016_G2M"], SETS)
+    scores, summary, uns = score_cohort(path, sets, cc["TIROSH2016_S"].index, cc["TIROSH2016_G2M"].index, rows=rows,
+                                        exclude=lesions, also_with_lesion_genes=True, seed=3, key=key, chunk_cells=333)
+    assert list(scores.index) == list(adata.obs_names[rows])
+    memory = hsc[rows].copy()
+    expected = score_signatures(memory, sets, exclude=lesions, also_with_lesion_genes=True, seed=3)
+    score_cell_cycle(memory, cc["TIROSH2016_S"].index, cc["TIROSH2016_G2M"].index, exclude=lesions, seed=3)
+    pd.testing.assert_frame_equal(summary, expected)
+    assert set(uns) == set(memory.uns["signatures"])
+    columns = [f"sig_{n}{v}" for n in sets for v in ("", "_with_lesion_genes")] + ["S_score", "G2M_score"]
+    assert list(scores.columns) == columns + ["cycle_phase"]
+    for col in columns:
+        np.testing.assert_allclose(scores[col].to_numpy(), memory.obs[col].to_numpy(), rtol=0, atol=1e-12)
+    assert (scores["cycle_phase"] == memory.obs["cycle_phase"]).all()
+    # and the scores are scanpy's, as the in-memory step computed them before issue 8
+    np.testing.assert_allclose(scores[f"sig_{QUIESCENCE}"].to_numpy(), _scanpy_fair_score(memory, sets[QUIESCENCE].index, lesions, 3),
+                               rtol=0, atol=1e-12)

@@ -8,12 +8,17 @@ patient is its own control (a paired design). :func:`signature_enrichment` asks 
 shipped signatures sit high or low in the resulting ranking with a competitive rank-sum test of
 the set's Wald statistics against all other genes that allows for correlation between the set's
 genes (limma's ``camera`` with ``use.ranks=TRUE``).
+
+The workflow gives :func:`run_paired_de` the path of the cohort file: the pseudobulks are summed
+there block by block (:func:`remnant.store.group_sums`), so the cells x genes matrix is never in
+memory, only the groups x genes sums (issue 8).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,25 +37,39 @@ __all__ = ["DE_COLUMNS", "paired_de", "pseudobulk", "run_paired_de", "signature_
 DE_COLUMNS = ["gene", "gene_name", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
 
 
+def _is_path(source) -> bool:
+    return isinstance(source, (str, Path))
+
+
 def pseudobulk(
-    adata: AnnData,
+    adata,
     *,
     groupby: Sequence[str] = ("patient", "timepoint"),
     mask=None,
     layer: str | None = "counts",
+    obs: pd.DataFrame | None = None,
+    key: str = "X",
     min_cells: int = 10,
+    chunk_cells: int | None = None,
 ) -> AnnData:
     """Sum raw counts of the selected cells per group.
 
     Parameters
     ----------
     adata
-        Cells x genes with raw counts in ``.layers[layer]`` (``None``: ``.X``), sparse or dense.
+        Cells x genes with raw counts in ``.layers[layer]`` (``None``: ``.X``), sparse or dense;
+        or the path of a cohort h5ad with raw counts in ``key`` (CSR; remnant's cohort files:
+        ``"X"``), summed block by block (:func:`remnant.store.group_sums`; the matrix is never
+        read whole).
     groupby
         obs columns defining a pseudobulk sample (default: patient x timepoint).
     mask
         Boolean array (n_obs,) or the name of a boolean obs column selecting the cells (e.g.
         del(5q)-called HSC); ``None``: all cells.
+    obs
+        For a path: the file's cell table, one row per cell in the file's order (default
+        :func:`remnant.store.read_obs` of it); rows outside ``mask`` may lack the ``groupby``
+        values. Ignored for an AnnData (its ``obs``).
     min_cells
         Groups with fewer selected cells are dropped (too few cells make a noisy pseudobulk).
 
@@ -58,33 +77,50 @@ def pseudobulk(
     -------
     AnnData
         Groups x genes, ``X`` dense int64 counts; ``obs``: the ``groupby`` columns and
-        ``n_cells``; ``var``: a copy of ``adata.var``; ``uns["pseudobulk"]``: ``dropped``
+        ``n_cells``; ``var``: a copy of the cells' ``var``; ``uns["pseudobulk"]``: ``dropped``
         (DataFrame of groups under ``min_cells`` with their cell counts), ``min_cells``, ``groupby``.
     """
+    from . import store
+
+    from_file = _is_path(adata)
+    if from_file:
+        obs = store.read_obs(adata) if obs is None else obs
+        n_obs = store.shape(adata, key)[0]
+        if len(obs) != n_obs:
+            raise InputError(f"obs has {len(obs)} rows, the file {n_obs} cells.", where="pseudobulk(obs=...)")
+    else:
+        obs, n_obs = adata.obs, adata.n_obs
     groupby = list(groupby)
     for col in groupby:
-        if col not in adata.obs.columns:
+        if col not in obs.columns:
             raise InputError(f"obs has no column {col!r} to group pseudobulks by.", where="pseudobulk(groupby=...)")
     if min_cells < 1:
         raise InputError(f"min_cells must be >= 1; got {min_cells}.", where="pseudobulk(min_cells=...)")
     if isinstance(mask, str):
-        if mask not in adata.obs.columns:
+        if mask not in obs.columns:
             raise InputError(f"obs has no column {mask!r}.", where="pseudobulk(mask=...)")
-        mask = adata.obs[mask].to_numpy()
-    mask = np.ones(adata.n_obs, bool) if mask is None else np.asarray(mask, dtype=bool)
-    if mask.shape != (adata.n_obs,):
-        raise InputError(f"mask must have one value per cell ({adata.n_obs}).", where="pseudobulk(mask=...)")
-    if layer is not None and layer not in adata.layers:
+        mask = obs[mask].to_numpy()
+    mask = np.ones(n_obs, bool) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != (n_obs,):
+        raise InputError(f"mask must have one value per cell ({n_obs}).", where="pseudobulk(mask=...)")
+    if not from_file and layer is not None and layer not in adata.layers:
         raise InputError(f"AnnData has no layer {layer!r} with raw counts.", where="pseudobulk(layer=...)")
-    X = adata.layers[layer] if layer is not None else adata.X
-    keys = adata.obs.loc[mask, groupby].astype(str)
+    keys = obs.loc[mask, groupby].astype(str)
     codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
     groups = pd.DataFrame(list(uniques), columns=groupby) if len(uniques) else pd.DataFrame(columns=groupby)
     n_cells = np.bincount(codes, minlength=len(groups))
     rows = np.flatnonzero(mask)
-    G = sp.csr_matrix((np.ones(rows.size), (codes, rows)), shape=(len(groups), adata.n_obs))
-    summed = G @ (X if sp.issparse(X) else sp.csr_matrix(X))
-    summed = np.asarray(summed.toarray() if sp.issparse(summed) else summed)
+    if from_file:
+        group_of = np.full(n_obs, -1, dtype=np.int64)
+        group_of[rows] = codes
+        summed = store.group_sums(adata, group_of, len(groups), key=key, chunk_cells=chunk_cells or store.CHUNK_CELLS)
+        var = store.read_var(adata)
+    else:
+        X = adata.layers[layer] if layer is not None else adata.X
+        G = sp.csr_matrix((np.ones(rows.size), (codes, rows)), shape=(len(groups), n_obs))
+        summed = G @ (X if sp.issparse(X) else sp.csr_matrix(X))
+        summed = np.asarray(summed.toarray() if sp.issparse(summed) else summed)
+        var = adata.var.copy()
     if not np.allclose(summed, np.round(summed)):
         raise InputError("pseudobulk counts are not integers; give the layer with raw counts.", where="pseudobulk(layer=...)")
     groups["n_cells"] = n_cells
@@ -94,7 +130,7 @@ def pseudobulk(
         log.info("pseudobulk: %d group(s) under %d cells dropped: %s", len(dropped), min_cells, dropped.to_dict("records"))
     obs = groups.loc[keep].reset_index(drop=True)
     obs.index = ["|".join(map(str, r)) for r in obs[groupby].itertuples(index=False)]
-    out = AnnData(X=np.round(summed[keep]).astype(np.int64), obs=obs, var=adata.var.copy())
+    out = AnnData(X=np.round(summed[keep]).astype(np.int64), obs=obs, var=var)
     out.uns["pseudobulk"] = {"dropped": dropped, "min_cells": int(min_cells), "groupby": groupby}
     return out
 
@@ -281,9 +317,11 @@ def _rank_sum_with_correlation(values: np.ndarray, inside: np.ndarray, correlati
 
 
 def run_paired_de(
-    adata: AnnData,
+    adata,
     *,
     mask,
+    obs: pd.DataFrame | None = None,
+    key: str = "X",
     signatures: Mapping[str, pd.Series | Sequence[str]] | None = None,
     condition: str = "timepoint",
     level: str = "remission",
@@ -300,9 +338,13 @@ def run_paired_de(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts in ``layers["counts"]``.
+        Cells x genes with raw counts in ``layers["counts"]``, or the path of a cohort h5ad with
+        raw counts in ``key`` (summed block by block; see :func:`pseudobulk`).
     mask
         Boolean (n_obs,): the cells summed (e.g. del(5q)-called stem cells).
+    obs, key
+        For a path: the file's cell table in its order (default: read from it) and the counts
+        matrix (``"X"``; ``"layers/counts"`` in files written before issue 8).
     padj
         FDR of PyDESeq2's independent filtering (and the volcano's threshold).
 
@@ -316,7 +358,7 @@ def run_paired_de(
         pseudobulks). ``enrichment``: :func:`signature_enrichment` of ``signatures`` in the Wald
         ranking, with ``note`` when there was no test.
     """
-    pb = pseudobulk(adata, groupby=(pair, condition), mask=mask, min_cells=min_cells)
+    pb = pseudobulk(adata, groupby=(pair, condition), mask=mask, obs=obs, key=key, min_cells=min_cells)
     kept = pb.obs[[pair, condition, "n_cells"]].assign(used=False, reason="")
     dropped = pb.uns["pseudobulk"]["dropped"]
     if len(dropped):

@@ -146,13 +146,17 @@ def _downsample(block: sp.csr_matrix, target: int | None, seed: int) -> sp.csr_m
     """Counts thinned without replacement to ``target`` per cell (cells at or under it unchanged),
     :func:`scanpy.pp.downsample_counts`. scanpy reseeds its generator with ``seed`` for every cell,
     so a cell's thinning depends only on its own counts: thinning block by block gives the same
-    counts as thinning the whole matrix at once (and the same in both passes)."""
+    counts as thinning the whole matrix at once (and the same in both passes). It walks a row's
+    stored values in order, so the genes are put in ascending order first: the thinning then does
+    not depend on how the matrix happened to be stored (it did in the in-memory path before)."""
     if target is None:
         return block
     import scanpy as sc
     from anndata import AnnData
 
-    tmp = AnnData(X=sp.csr_matrix(block, dtype=np.float32, copy=True))
+    block = sp.csr_matrix(block, dtype=np.float32, copy=True)
+    block.sort_indices()
+    tmp = AnnData(X=block)
     sc.pp.downsample_counts(tmp, counts_per_cell=max(int(target), 1), random_state=seed, replace=False)
     return sp.csr_matrix(tmp.X)
 

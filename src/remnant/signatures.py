@@ -22,6 +22,13 @@ carrier up, by about the lesion's share of its transcripts).
 :func:`score_cell_cycle` wraps :func:`scanpy.tl.score_genes_cell_cycle` the same way; its ``G1``
 (neither S nor G2/M program) is reported as ``G0/G1``.
 
+Both are computed by :mod:`remnant.scoring`, scanpy's method re-expressed in two passes over the
+raw counts, one block of cells at a time (scanpy needs the whole log-normalised matrix for the
+expression bins): :func:`score_cohort` scores the cohort file (the workflow's step, every set,
+both normalisations and the cell cycle in the same passes); :func:`score_signatures` and
+:func:`score_cell_cycle` do the same on an AnnData in memory. The control genes and scores are
+those of ``scanpy.tl.score_genes`` with the same seed (tests/test_scoring.py).
+
 Comparisons
 -----------
 Cells of one patient are not independent. :func:`compare_groups` therefore summarises each patient
@@ -42,7 +49,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 from scipy import stats
 
@@ -62,8 +68,11 @@ __all__ = [
     "read_signatures",
     "run_comparisons",
     "run_cycling",
+    "cell_cycle_plan",
     "score_cell_cycle",
+    "score_cohort",
     "score_signatures",
+    "signature_plan",
     "signature_path",
 ]
 
@@ -133,67 +142,199 @@ def lesion_gene_mask(var: pd.DataFrame, lesions: Sequence) -> np.ndarray:
     return mask
 
 
-def _symbols(adata: AnnData, symbol_key: str | None) -> pd.Series:
-    """var_name indexed by symbol (first occurrence of each symbol)."""
-    symbols = adata.var[symbol_key].astype(str) if symbol_key and symbol_key in adata.var else adata.var_names.to_series()
-    table = pd.Series(adata.var_names, index=symbols.to_numpy())
+def _var(data) -> pd.DataFrame:
+    """The var table (genes x columns) of an AnnData, or a var DataFrame as it is."""
+    return data.var if isinstance(data, AnnData) else data
+
+
+def _symbols(var, symbol_key: str | None) -> pd.Series:
+    """var_name indexed by symbol (first occurrence of each symbol); ``var``: a var table or an AnnData."""
+    var = _var(var)
+    symbols = var[symbol_key].astype(str) if symbol_key and symbol_key in var else var.index.to_series()
+    table = pd.Series(var.index, index=symbols.to_numpy())
     return table[~table.index.duplicated()]
 
 
-def _exclusion(adata: AnnData, exclude) -> np.ndarray:
+def _exclusion(var, exclude) -> np.ndarray:
+    """Boolean (n_vars,) mask of the genes left out: lesions, a mask, or None (nothing)."""
+    var = _var(var)
     if exclude is None:
-        return np.zeros(adata.n_vars, bool)
+        return np.zeros(len(var), bool)
     if isinstance(exclude, np.ndarray) and exclude.dtype == bool:
-        if exclude.shape != (adata.n_vars,):
-            raise InputError(f"exclude mask must have one value per gene ({adata.n_vars}).", where="score_signatures(exclude=...)")
+        if exclude.shape != (len(var),):
+            raise InputError(f"exclude mask must have one value per gene ({len(var)}).", where="score_signatures(exclude=...)")
         return exclude
-    return lesion_gene_mask(adata.var, list(exclude))
+    return lesion_gene_mask(var, list(exclude))
 
 
-def _downsampled(counts: sp.csr_matrix, downsample_to: float | None, seed: int) -> sp.csr_matrix:
-    """Counts thinned (without replacement) to a common total per cell; cells below it are kept as they are."""
-    if downsample_to is None:
-        return counts
-    lib = np.asarray(counts.sum(axis=1)).ravel()
-    if not downsample_to > 0:
-        raise InputError(f"downsample_to must be > 0 (a quantile <= 1 or a count > 1); got {downsample_to}.",
-                         where="score_signatures(downsample_to=...)")
-    import scanpy as sc  # here, not at the top: the workflow imports this module when it parses its config
-
-    target = int(np.quantile(lib, downsample_to)) if downsample_to <= 1 else int(downsample_to)
-    tmp = AnnData(X=counts.astype(np.float32))
-    sc.pp.downsample_counts(tmp, counts_per_cell=max(target, 1), random_state=seed, replace=False)
-    log.info("signature scores on counts downsampled to %d per cell", target)
-    return sp.csr_matrix(tmp.X, dtype=np.float64)
+#: Normalisations of the scores (keys of the ``libraries`` of :func:`remnant.scoring.score_many`):
+#: library counted over the genes outside the excluded lesions, or over all genes.
+OUTSIDE, ALL_GENES = "outside lesions", "all genes"
 
 
-def _log_normalised(adata: AnnData, layer: str | None, outside: np.ndarray | None, target_sum: float,
-                    downsample_to: float | None = None, seed: int = 0) -> AnnData:
-    """A bare AnnData (same obs/var names) holding log1p(counts / library * target_sum), where the
-    library counts only the genes in ``outside`` (all genes when None). ``layer=None``: ``.X`` as is."""
+def signature_plan(
+    var,
+    signatures: Mapping[str, pd.Series | Sequence[str]],
+    *,
+    exclude=None,
+    also_with_lesion_genes: bool = False,
+    symbol_key: str | None = "gene_name",
+    key_prefix: str = "sig_",
+    ctrl_size: int = 50,
+    n_bins: int = 25,
+    min_genes: int = 3,
+    seed: int = 0,
+) -> tuple[list, pd.DataFrame, dict]:
+    """What :func:`score_signatures` scores, without scoring: the :class:`remnant.scoring.Score` s.
+
+    ``var`` is the var table (or the AnnData); the other parameters as in :func:`score_signatures`.
+
+    Returns
+    -------
+    (scores, summary, uns)
+        ``scores``: per scored set ``{key_prefix}{name}`` (lesion genes out of set and pool,
+        library outside the lesions) and, with ``also_with_lesion_genes``,
+        ``{key_prefix}{name}_with_lesion_genes`` (every gene, library over all genes);
+        ``summary``: the table :func:`score_signatures` returns; ``uns``: its ``uns["signatures"]``
+        entries.
+    """
+    from .scoring import Score
+
+    if not signatures:
+        raise InputError("no gene sets to score; list them under signatures.sets.", where="score_signatures")
+    var = _var(var)
+    symbol_to_var = _symbols(var, symbol_key)
+    excluded_mask = _exclusion(var, exclude)
+    excluded_vars = set(var.index[excluded_mask])
+    pool_fair, pool_all = list(var.index[~excluded_mask]), list(var.index)
+    scores, rows, uns = [], [], {}
+    for name, weights in signatures.items():
+        if not isinstance(weights, pd.Series):
+            weights = pd.Series(1.0, index=list(dict.fromkeys(weights)))
+        present = [g for g in weights.index if g in symbol_to_var.index]
+        missing = [g for g in weights.index if g not in symbol_to_var.index]
+        used = [g for g in present if symbol_to_var[g] not in excluded_vars]
+        dropped = [g for g in present if symbol_to_var[g] in excluded_vars]
+        weighted = bool(weights.nunique() > 1)
+        row = {"signature": name, "n_genes": len(weights), "n_used": len(used), "n_excluded": len(dropped),
+               "n_missing": len(missing), "weighted": weighted, "scored": len(used) >= min_genes}
+        rows.append(row)
+        if not row["scored"]:
+            log.warning("signature %s: %d genes left after exclusion (< %d); not scored", name, len(used), min_genes)
+            continue
+        variants = [(f"{key_prefix}{name}", used, pool_fair, OUTSIDE)]
+        if also_with_lesion_genes:
+            variants.append((f"{key_prefix}{name}_with_lesion_genes", present, pool_all, ALL_GENES))
+        for key, genes, pool, library in variants:
+            var_names = symbol_to_var[genes].to_numpy()
+            # weighted: the weighted sum of per-gene scores, each gene with its own controls
+            genes = pd.Series(weights[genes].to_numpy(dtype=float), index=var_names) if weighted else list(var_names)
+            scores.append(Score(key, genes, gene_pool=pool, library=library, ctrl_size=ctrl_size, n_bins=n_bins, seed=seed))
+        uns[name] = {"genes": np.asarray(used, dtype=str), "excluded": np.asarray(dropped, dtype=str),
+                     "missing": np.asarray(missing, dtype=str), "weighted": weighted}
+    return scores, pd.DataFrame(rows), uns
+
+
+def cell_cycle_plan(var, s_genes: Sequence[str], g2m_genes: Sequence[str], *, exclude=None,
+                    symbol_key: str | None = "gene_name", seed: int = 0) -> list:
+    """The ``S_score`` and ``G2M_score`` :class:`remnant.scoring.Score` s of :func:`score_cell_cycle`
+    (lesion genes out of the lists and the pool; library outside the lesions)."""
+    from .scoring import cell_cycle_scores
+
+    var = _var(var)
+    symbol_to_var = _symbols(var, symbol_key)
+    excluded_mask = _exclusion(var, exclude)
+    excluded_vars = set(var.index[excluded_mask])
+
+    def keep(genes):
+        out = [symbol_to_var[g] for g in dict.fromkeys(genes) if g in symbol_to_var.index and symbol_to_var[g] not in excluded_vars]
+        if len(out) < 3:
+            raise InputError(f"fewer than 3 cell-cycle genes in the data ({len(out)}); check signatures.cell_cycle and gene symbols.",
+                             where="score_cell_cycle")
+        return out
+
+    return cell_cycle_scores(keep(s_genes), keep(g2m_genes), gene_pool=list(var.index[~excluded_mask]), library=OUTSIDE, seed=seed)
+
+
+def _phase(s_score, g2m_score) -> pd.Categorical:
+    from .scoring import cell_cycle_phase
+
+    phase = cell_cycle_phase(s_score, g2m_score)
+    return pd.Categorical(np.where(phase == "G1", "G0/G1", phase), categories=PHASES)
+
+
+def score_cohort(
+    source,
+    signatures: Mapping[str, pd.Series | Sequence[str]],
+    s_genes: Sequence[str] | None = None,
+    g2m_genes: Sequence[str] | None = None,
+    *,
+    rows=None,
+    exclude=None,
+    also_with_lesion_genes: bool = False,
+    target_sum: float | None = 1e4,
+    downsample_to: float | None = None,
+    symbol_key: str | None = "gene_name",
+    key_prefix: str = "sig_",
+    ctrl_size: int = 50,
+    n_bins: int = 25,
+    min_genes: int = 3,
+    seed: int = 0,
+    key: str = "X",
+    chunk_cells: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Signature scores and cell-cycle phase of a cohort file's cells, streamed (two passes over its counts).
+
+    The scores of :func:`score_signatures` and :func:`score_cell_cycle` computed by
+    :func:`remnant.scoring.score_many`, every set, both normalisations and the cell cycle in the
+    same two passes; one block of cells in memory at a time.
+
+    Parameters
+    ----------
+    source
+        Path of the cohort h5ad (raw counts in ``key``: ``"X"``, or ``"layers/counts"`` in files
+        written before issue 8), or an AnnData.
+    s_genes, g2m_genes
+        Cell-cycle symbols (``None``: no cell-cycle scores).
+    rows
+        Boolean (n_obs,) mask of the cells scored (default all); the bins use these cells only.
+    Others
+        As in :func:`score_signatures`.
+
+    Returns
+    -------
+    (scores, summary, uns)
+        ``scores``: float64 per scored cell (file order, indexed by obs name): the
+        ``{key_prefix}{name}`` columns, then ``S_score``, ``G2M_score`` and ``cycle_phase``
+        (categorical :data:`PHASES`) when the cell-cycle lists are given; ``attrs`` as
+        :func:`remnant.scoring.score_many`. ``summary``, ``uns``: as :func:`signature_plan`.
+    """
+    from . import store
+    from .scoring import score_many
+
+    var = store.read_var(source) if isinstance(source, (str, Path)) else source.var
+    scores, summary, uns = signature_plan(var, signatures, exclude=exclude, also_with_lesion_genes=also_with_lesion_genes,
+                                          symbol_key=symbol_key, key_prefix=key_prefix, ctrl_size=ctrl_size, n_bins=n_bins,
+                                          min_genes=min_genes, seed=seed)
+    if s_genes is not None and g2m_genes is not None:
+        scores += cell_cycle_plan(var, s_genes, g2m_genes, exclude=exclude, symbol_key=symbol_key, seed=seed)
+    if not scores:
+        return pd.DataFrame(index=pd.Index([], dtype=object)), summary, uns
+    frame = score_many(source, scores, libraries={OUTSIDE: ~_exclusion(var, exclude), ALL_GENES: None}, rows=rows,
+                       target_sum=target_sum, downsample_to=downsample_to, downsample_seed=seed, key=key,
+                       chunk_cells=chunk_cells or store.CHUNK_CELLS)
+    if "S_score" in frame:
+        frame["cycle_phase"] = _phase(frame["S_score"], frame["G2M_score"])
+    return frame, summary, uns
+
+
+def _counts_key(adata: AnnData, layer: str | None, where: str) -> str:
     if layer is None:
-        return AnnData(X=adata.X, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
+        return "X"
     if layer not in adata.layers:
         raise InputError(f"AnnData has no layer {layer!r} with raw counts; give layer=None to score .X as it is.",
-                         where="score_signatures(layer=...)")
-    counts = adata.layers[layer]
-    counts = sp.csr_matrix(counts, dtype=np.float64) if not sp.issparse(counts) else counts.tocsr().astype(np.float64)
-    counts = _downsampled(counts, downsample_to, seed)
-    lib = np.asarray(counts @ (outside.astype(np.float64) if outside is not None else np.ones(adata.n_vars))).ravel()
-    scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)
-    X = sp.diags(scale) @ counts
-    X.data = np.log1p(X.data)
-    return AnnData(X=X.tocsr(), obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
-
-
-def _score(adata, genes, name, pool, ctrl_size, n_bins, seed):
-    import scanpy as sc
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scanpy warns when a bin has fewer genes than ctrl_size
-        sc.tl.score_genes(adata, gene_list=list(genes), gene_pool=list(pool), ctrl_size=ctrl_size, n_bins=n_bins,
-                          score_name=name, random_state=seed, use_raw=False)
-    return adata.obs.pop(name).to_numpy(dtype=float)
+                         where=f"{where}(layer=...)")
+    return f"layers/{layer}"
 
 
 def score_signatures(
@@ -213,6 +354,9 @@ def score_signatures(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Score gene sets per cell (in place) with lesion genes left out of sets and controls.
+
+    The in-memory form of :func:`score_cohort` (the workflow scores the cohort file; the numbers
+    are the same): :func:`remnant.scoring.score_many`, scanpy's ``score_genes`` re-expressed.
 
     Parameters
     ----------
@@ -258,45 +402,16 @@ def score_signatures(
     pandas.DataFrame
         One row per set: ``signature, n_genes, n_used, n_excluded, n_missing, weighted, scored``.
     """
-    if not signatures:
-        raise InputError("no gene sets to score; list them under signatures.sets.", where="score_signatures")
-    symbol_to_var = _symbols(adata, symbol_key)
-    excluded_mask = _exclusion(adata, exclude)
-    excluded_vars = set(adata.var_names[excluded_mask])
-    pool_fair = adata.var_names[~excluded_mask]
-    fair = _log_normalised(adata, layer, ~excluded_mask, target_sum, downsample_to, seed)
-    naive = (_log_normalised(adata, layer, None, target_sum, downsample_to, seed)
-             if also_with_lesion_genes and excluded_mask.any() else fair)
-    uns = adata.uns.setdefault("signatures", {})
-    rows = []
-    for name, weights in signatures.items():
-        if not isinstance(weights, pd.Series):
-            weights = pd.Series(1.0, index=list(dict.fromkeys(weights)))
-        present = [g for g in weights.index if g in symbol_to_var.index]
-        missing = [g for g in weights.index if g not in symbol_to_var.index]
-        used = [g for g in present if symbol_to_var[g] not in excluded_vars]
-        dropped = [g for g in present if symbol_to_var[g] in excluded_vars]
-        weighted = bool(weights.nunique() > 1)
-        row = {"signature": name, "n_genes": len(weights), "n_used": len(used), "n_excluded": len(dropped),
-               "n_missing": len(missing), "weighted": weighted, "scored": len(used) >= min_genes}
-        rows.append(row)
-        if not row["scored"]:
-            log.warning("signature %s: %d genes left after exclusion (< %d); not scored", name, len(used), min_genes)
-            continue
-        variants = [(f"{key_prefix}{name}", used, pool_fair, fair)]
-        if also_with_lesion_genes:
-            variants.append((f"{key_prefix}{name}_with_lesion_genes", present, adata.var_names, naive))
-        for key, genes, pool, expr in variants:
-            if weighted:
-                score = np.zeros(adata.n_obs)
-                for g in genes:
-                    score += weights[g] * _score(expr, [symbol_to_var[g]], "_one", pool, ctrl_size, n_bins, seed)
-            else:
-                score = _score(expr, symbol_to_var[genes].tolist(), "_set", pool, ctrl_size, n_bins, seed)
-            adata.obs[key] = score
-        uns[name] = {"genes": np.asarray(used, dtype=str), "excluded": np.asarray(dropped, dtype=str),
-                     "missing": np.asarray(missing, dtype=str), "weighted": weighted}
-    return pd.DataFrame(rows)
+    key = _counts_key(adata, layer, "score_signatures")
+    frame, summary, uns = score_cohort(adata, signatures, exclude=exclude, also_with_lesion_genes=also_with_lesion_genes,
+                                       target_sum=target_sum if layer is not None else None,
+                                       downsample_to=downsample_to if layer is not None else None, symbol_key=symbol_key,
+                                       key_prefix=key_prefix, ctrl_size=ctrl_size, n_bins=n_bins, min_genes=min_genes, seed=seed,
+                                       key=key)
+    for col in frame.columns:
+        adata.obs[col] = frame[col].to_numpy()
+    adata.uns.setdefault("signatures", {}).update(uns)
+    return summary
 
 
 def score_cell_cycle(
@@ -314,6 +429,9 @@ def score_cell_cycle(
 ) -> None:
     """S and G2/M scores and a phase per cell (in place), lesion genes excluded.
 
+    :func:`scanpy.tl.score_genes_cell_cycle` re-expressed by :func:`remnant.scoring.score_many`
+    (the same numbers; ``ctrl_size`` is the length of the shorter list after exclusion).
+
     Parameters
     ----------
     adata
@@ -328,29 +446,16 @@ def score_cell_cycle(
     ``obs["S_score"]``, ``obs["G2M_score"]`` (float, log1p units) and ``obs[key_added]``
     (categorical :data:`PHASES`: ``G0/G1`` when neither score is positive, else the higher one).
     """
-    import scanpy as sc
+    from .scoring import score_many
 
-    symbol_to_var = _symbols(adata, symbol_key)
-    excluded_mask = _exclusion(adata, exclude)
-    excluded_vars = set(adata.var_names[excluded_mask])
-    pool = adata.var_names[~excluded_mask]
-    expr = _log_normalised(adata, layer, ~excluded_mask, target_sum, downsample_to, seed)
-
-    def keep(genes):
-        out = [symbol_to_var[g] for g in genes if g in symbol_to_var.index and symbol_to_var[g] not in excluded_vars]
-        if len(out) < 3:
-            raise InputError(f"fewer than 3 cell-cycle genes in the data ({len(out)}); check signatures.cell_cycle and gene symbols.",
-                             where="score_cell_cycle")
-        return out
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sc.tl.score_genes_cell_cycle(expr, s_genes=keep(s_genes), g2m_genes=keep(g2m_genes), gene_pool=list(pool),
-                                     random_state=seed, use_raw=False)
-    adata.obs["S_score"] = expr.obs["S_score"].to_numpy()
-    adata.obs["G2M_score"] = expr.obs["G2M_score"].to_numpy()
-    phase = expr.obs["phase"].astype(str).replace({"G1": "G0/G1"})
-    adata.obs[key_added] = pd.Categorical(phase.to_numpy(), categories=PHASES)
+    key = _counts_key(adata, layer, "score_cell_cycle")
+    scores = cell_cycle_plan(adata.var, s_genes, g2m_genes, exclude=exclude, symbol_key=symbol_key, seed=seed)
+    frame = score_many(adata, scores, libraries={OUTSIDE: ~_exclusion(adata.var, exclude)},
+                       target_sum=target_sum if layer is not None else None,
+                       downsample_to=downsample_to if layer is not None else None, downsample_seed=seed, key=key)
+    adata.obs["S_score"] = frame["S_score"].to_numpy()
+    adata.obs["G2M_score"] = frame["G2M_score"].to_numpy()
+    adata.obs[key_added] = _phase(frame["S_score"], frame["G2M_score"])
 
 
 def lesion_groups(obs: pd.DataFrame, lesion: str = "del5q", *, low: float = 0.1, high: float = 0.9) -> pd.Series:
@@ -581,9 +686,10 @@ def check_signature_config(sig: Mapping, directory: str | Path | None, *, source
             raise InputError(err.detail, path=source, where=err.where) from None
 
 
-def describe_sets(adata: AnnData, signatures: Mapping[str, pd.Series | Sequence[str]], *, exclude=None,
+def describe_sets(adata, signatures: Mapping[str, pd.Series | Sequence[str]], *, exclude=None,
                   symbol_key: str | None = "gene_name") -> pd.DataFrame:
-    """Which genes of each set are used, left out as lesion genes, or missing from the data.
+    """Which genes of each set are used, left out as lesion genes, or missing from the data
+    (``adata``: an AnnData or its var table, e.g. :func:`remnant.store.read_var` of the cohort).
 
     Returns
     -------
@@ -591,8 +697,9 @@ def describe_sets(adata: AnnData, signatures: Mapping[str, pd.Series | Sequence[
         One row per set: ``signature, n_genes, n_used, n_excluded, n_missing, excluded_genes,
         missing_genes`` (comma-separated symbols).
     """
-    symbol_to_var = _symbols(adata, symbol_key)
-    excluded_vars = set(adata.var_names[_exclusion(adata, exclude)])
+    var = _var(adata)
+    symbol_to_var = _symbols(var, symbol_key)
+    excluded_vars = set(var.index[_exclusion(var, exclude)])
     rows = []
     for name, weights in signatures.items():
         genes = list(weights.index if isinstance(weights, pd.Series) else dict.fromkeys(weights))
