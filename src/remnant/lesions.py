@@ -43,7 +43,7 @@ import scipy.sparse as sp
 
 from .errors import InputError
 
-__all__ = ["DEFAULT_LESIONS", "Lesion", "call_lesions", "parse_lesions"]
+__all__ = ["DEFAULT_LESIONS", "Lesion", "call_lesions", "parse_lesions", "read_lesion_counts"]
 
 #: Default lesion configuration: del(5q) over 5q13.1-5q33.3 (GRCh38 67.4-160.5 Mb).
 DEFAULT_LESIONS: list[dict] = [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]
@@ -222,6 +222,23 @@ def genes_in(var: pd.DataFrame, lesion) -> np.ndarray:
     return (var["chromosome"].astype(str).to_numpy() == lesion.chromosome) & (mid >= lesion.start) & (mid < lesion.end)
 
 
+def lesion_genes(var: pd.DataFrame, lesions) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The genes of each lesion and the genes a cell's depth is counted on.
+
+    Returns
+    -------
+    inside
+        ``{lesion name: boolean (n_vars,) mask}`` (:func:`genes_in`).
+    outside
+        Boolean (n_vars,): autosomal genes outside every lesion (a deletion must not deflate the
+        depth it is compared with; sex chromosomes differ between donors).
+    """
+    inside = {lesion.name: genes_in(var, lesion) for lesion in lesions}
+    inside_any = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
+    outside = np.isin(var["chromosome"].astype(str).to_numpy(), list(_AUTOSOMES)) & ~inside_any
+    return inside, outside
+
+
 def require_positions(var: pd.DataFrame, where: str) -> None:
     """Raise InputError unless ``var`` has the gene positions (chromosome, start, end)."""
     for col in ("chromosome", "start", "end"):
@@ -246,6 +263,68 @@ def depth_on(X, genes: np.ndarray) -> np.ndarray:
     integer count matrix, i.e. copy the whole cohort.
     """
     return np.asarray(X @ genes.astype(X.dtype)).ravel().astype(np.float64)
+
+
+def cell_depth(X, outside: np.ndarray, depth, n_obs: int, where: str) -> np.ndarray:
+    """Each cell's depth, float64 (n_obs,): the caller's ``depth`` (checked: finite, >= 0), or
+    when ``None`` the counts of ``X`` on the genes of the boolean mask ``outside``."""
+    if depth is None:
+        if not outside.any():
+            raise InputError("var has no autosomal gene outside the lesions to measure each cell's depth on; pass "
+                             "the counts with every gene, or depth= (remnant.lesions.read_lesion_counts).",
+                             where=f"{where}(depth=None)")
+        return depth_on(X, outside)
+    depth = np.asarray(depth, dtype=np.float64)
+    if depth.shape != (n_obs,):
+        raise InputError(f"depth must have one value per cell ({n_obs}); got shape {depth.shape}.", where=f"{where}(depth=...)")
+    if not np.isfinite(depth).all() or (depth < 0).any():
+        raise InputError("depth must be finite counts >= 0 for every cell.", where=f"{where}(depth=...)")
+    return depth
+
+
+def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tuple[anndata.AnnData, np.ndarray]:
+    """The counts of the lesions' genes for every cell of a cohort h5ad, and each cell's depth,
+    read in one pass of blocks of cells (the matrix is never held whole; issue 8).
+
+    The counts are ``layers/counts`` when the file has that layer, else ``X`` (remnant's cohort
+    files keep the raw counts in ``X``; older ``clustered.h5ad`` files in ``layers["counts"]``).
+
+    Parameters
+    ----------
+    path
+        h5ad file, cells x genes; ``var`` with ``chromosome``, ``start``, ``end`` (bp, 0-based).
+    lesions
+        From :func:`parse_lesions`.
+    chunk_cells
+        Cells per block read (default :data:`remnant.store.CHUNK_CELLS`).
+
+    Returns
+    -------
+    adata
+        Cells x the genes inside any lesion (file order): raw counts in ``X`` (CSR, the stored
+        dtype), the file's ``obs`` and those genes' ``var``. Memory: cells x lesion genes.
+    depth
+        float64 (n_obs,): each cell's counts on autosomal genes outside every lesion (as
+        :func:`call_lesions` computes from the whole matrix); pass it as ``depth=``.
+    """
+    import h5py
+
+    from . import store
+
+    obs = store.read_obs(path)  # raises InputError naming the file when it is not HDF5
+    var = store.read_var(path)
+    require_positions(var, str(path))
+    with h5py.File(path, "r") as f:
+        key = "layers/counts" if "layers/counts" in f else "X"
+    n_obs, n_vars = store.shape(path, key)
+    if (n_obs, n_vars) != (len(obs), len(var)):
+        raise InputError(f"{key} is {n_obs} x {n_vars} but obs has {len(obs)} cells and var {len(var)} genes; "
+                         "rerun the step that writes it.", path=str(path))
+    inside, outside = lesion_genes(var, lesions)
+    keep = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(n_vars, bool)
+    kw = {} if chunk_cells is None else {"chunk_cells": chunk_cells}
+    counts, sums = store.read_columns(path, keep, sums={"depth": outside}, key=key, **kw)
+    return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), sums["depth"]
 
 
 def cell_mask(adata: anndata.AnnData, mask, name: str, where: str) -> np.ndarray:
@@ -431,17 +510,41 @@ def _score_rows(
     e0 = np.zeros(n)
     v0 = np.zeros(n)
     n_genes = np.zeros(n, dtype=np.int64)
+    # Dense (chunk, nL) blocks of cells x lesion genes, a few at a time (the cost of a call is these
+    # passes: reuse and overwrite arrays in place). Every value equals the plain expressions
+    #   llr = sum_g r*l1 + x*coef,  e0 = sum_g r*l1 + mu*coef,  v0 = sum_g coef**2 * (mu + phi*mu**2)
+    # bit for bit (same operations on the same operands); the counts x enter only at their nonzeros.
     for a in range(0, n, chunk_size):
         b = min(a + chunk_size, n)
-        x = XL[a:b].toarray() / scale  # (chunk, nL) lesion genes only
         P = table[row[a:b]]
-        mu = depth[a:b, None] * P / scale
-        l1 = np.log1p((1.0 - rho) * mu / (r + rho * mu))  # log((r+mu)/(r+rho mu))
-        coef = l1 + logrho  # per-count slope
-        llr[a:b] = (r * l1 + x * coef).sum(1)
-        e0[a:b] = (r * l1 + mu * coef).sum(1)
-        v0[a:b] = (coef**2 * (mu + phi * mu**2)).sum(1)
         n_genes[a:b] = (P > 0).sum(1)
+        mu = depth[a:b, None] * P
+        if scale != 1.0:
+            mu /= scale
+        l1 = rho * mu
+        l1 += r
+        np.divide((1.0 - rho) * mu, l1, out=l1)
+        np.log1p(l1, out=l1)  # log((r+mu)/(r+rho mu))
+        coef = l1 + logrho  # per-count slope
+        rl1 = np.multiply(r, l1, out=l1)
+        # llr: r*l1 plus x*coef at the cell's nonzero counts (x = 0 adds exactly 0)
+        xs = XL[a:b]
+        xs.sum_duplicates()
+        ri = np.repeat(np.arange(b - a), np.diff(xs.indptr))
+        ci = xs.indices
+        xv = xs.data / scale if scale != 1.0 else xs.data
+        tmp = rl1.copy()
+        tmp[ri, ci] += xv * coef[ri, ci]
+        llr[a:b] = tmp.sum(1)
+        np.multiply(mu, coef, out=tmp)
+        tmp += rl1
+        e0[a:b] = tmp.sum(1)
+        np.multiply(mu, mu, out=tmp)
+        tmp *= phi
+        tmp += mu
+        np.multiply(coef, coef, out=coef)
+        tmp *= coef
+        v0[a:b] = tmp.sum(1)
     z = (llr - e0) / np.sqrt(np.maximum(v0, 1e-12))
     return {"llr": llr, "z": z, "n_genes": n_genes, "use": use, "count_scale": scale,
             "profiles": np.vstack([P_full, p_all[None, :]]), "profile_row": np.where(s_idx >= 0, s_idx, n_states)}
@@ -487,6 +590,7 @@ def call_lesions(
     min_refine_cells: int = 30,
     min_interval_genes: int = 30,
     chunk_size: int = 2000,
+    depth=None,
 ) -> None:
     """Per-cell posterior probability of each lesion; writes obs columns and ``uns["lesions"]``.
 
@@ -495,6 +599,7 @@ def call_lesions(
     adata
         Cells x genes. Raw counts in ``adata.layers[layer]`` (``layer=None``: ``adata.X``), sparse
         (CSR or CSC) or dense; ``var`` needs ``chromosome``, ``start``, ``end`` (bp, 0-based).
+        With ``depth`` given, only the lesions' genes are needed (:func:`read_lesion_counts`).
     lesions
         From :func:`parse_lesions`.
     reference_mask
@@ -537,6 +642,11 @@ def call_lesions(
         between patients; genes a patient did not lose dilute the evidence of its carriers.
     chunk_size
         Cells per dense block of cells x lesion genes.
+    depth
+        float64 (n_obs,) counts of each cell on the autosomal genes outside every configured
+        lesion (:func:`lesion_genes`), computed beforehand, e.g. while streaming the cohort file
+        (:func:`read_lesion_counts`). ``None``: computed from the counts of ``adata``, which must
+        then hold every gene.
 
     Writes
     ------
@@ -567,14 +677,9 @@ def call_lesions(
         raise InputError(f"only {int(ref.sum())} reference cells; need at least 10.", where="call_lesions(reference_mask=...)")
     n = adata.n_obs
     var = adata.var
-    chrom = var["chromosome"].astype(str).to_numpy()
-    inside_any = np.zeros(adata.n_vars, bool)
-    inside = {}
-    for lesion in lesions:
-        inside[lesion.name] = genes_in(var, lesion)
-        inside_any |= inside[lesion.name]
-    outside = np.isin(chrom, list(_AUTOSOMES)) & ~inside_any
-    depth = depth_on(X, outside)  # (n,) counts on outside genes
+    inside, outside = lesion_genes(var, lesions)
+    # (n,) counts on outside genes
+    depth = cell_depth(X, outside, depth, n, "call_lesions")
 
     # states: integer codes of the reference states; other cells use the pooled profile (-1)
     state = adata.obs[state_key].astype(str).where(adata.obs[state_key].notna(), "").to_numpy()

@@ -40,7 +40,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .errors import InputError
-from .lesions import _AUTOSOMES, Lesion, cell_mask, counts_matrix, depth_on, genes_in, require_positions
+from .lesions import Lesion, cell_depth, cell_mask, counts_matrix, lesion_genes, require_positions
 
 __all__ = ["find_reference"]
 
@@ -128,6 +128,7 @@ def find_reference(
     rescore_rounds: int = 2,
     min_mean: float = 0.001,
     shrinkage: float = 20.0,
+    depth=None,
     **call_kwargs,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Choose normal reference cells from the data: those least likely to carry any lesion.
@@ -136,7 +137,8 @@ def find_reference(
     ----------
     adata
         Cells x genes with raw counts in ``layers[layer]`` (``None``: ``X``) and gene positions in
-        ``var`` (``chromosome``, ``start``, ``end``).
+        ``var`` (``chromosome``, ``start``, ``end``). With ``depth`` given, only the lesions'
+        genes are needed (:func:`remnant.lesions.read_lesion_counts`).
     lesions
         From :func:`remnant.lesions.parse_lesions`.
     candidates
@@ -162,6 +164,9 @@ def find_reference(
     min_mean, shrinkage, call_kwargs
         As in :func:`remnant.lesions.call_lesions` (``call_kwargs``: its other keyword arguments,
         e.g. ``sample_key``, ``donor_key``, ``n_folds``, ``seed``).
+    depth
+        float64 (n_obs,) counts of each cell on the autosomal genes outside every lesion, computed
+        beforehand (as ``depth`` of :func:`remnant.lesions.call_lesions`); ``None``: from ``adata``.
 
     Returns
     -------
@@ -189,11 +194,13 @@ def find_reference(
     if cand.sum() < min_cells:
         raise InputError(f"only {int(cand.sum())} candidate cells for an automatic reference; need at least {min_cells}.",
                          where="cnv.auto_reference")
-    var = adata.var
-    inside = {lesion.name: genes_in(var, lesion) for lesion in lesions}
-    inside_any = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(adata.n_vars, bool)
-    outside = np.isin(var["chromosome"].astype(str).to_numpy(), list(_AUTOSOMES)) & ~inside_any
-    depth = depth_on(X, outside)
+    inside, outside = lesion_genes(adata.var, lesions)
+    depth = cell_depth(X, outside, depth, adata.n_obs, "find_reference")
+    # Only the lesions' genes are used from here on: select those columns before any row subset
+    # (rows first would copy every gene of the selected cells).
+    lesion_cols = np.flatnonzero(np.logical_or.reduce(list(inside.values())) if inside else np.zeros(adata.n_vars, bool))
+    XU = sp.csr_matrix(X[:, lesion_cols])  # cells x lesion genes, the counts' dtype
+    inside = {name: mask[lesion_cols] for name, mask in inside.items()}
     state = adata.obs[state_key].astype(str).to_numpy()
     batch = adata.obs[batch_key].astype(str).to_numpy() if batch_key else np.full(adata.n_obs, "all", dtype=object)
 
@@ -201,7 +208,7 @@ def find_reference(
     rows = []
     for b in pd.unique(batch[cand]):
         idx = np.flatnonzero(cand & (batch == b))
-        XLs = {lesion.name: sp.csr_matrix(X[idx][:, np.flatnonzero(inside[lesion.name])], dtype=np.float64) for lesion in lesions}
+        XLs = {lesion.name: sp.csr_matrix(XU[idx][:, np.flatnonzero(inside[lesion.name])], dtype=np.float64) for lesion in lesions}
         keep = depth[idx] > 0
         ref = keep.copy()  # round 0: every candidate
         fits: dict[str, dict] = {}
@@ -238,13 +245,15 @@ def find_reference(
         from .lesions import call_lesions
 
         cand_idx = np.flatnonzero(cand)
-        Xc = X if cand.all() else X[cand_idx]
-        sub = anndata.AnnData(X=Xc, obs=adata.obs.iloc[cand_idx].copy(), var=adata.var[["chromosome", "start", "end"]].copy())
+        # the candidates' lesion genes and their depth: call_lesions needs nothing else
+        sub = anndata.AnnData(X=XU if cand.all() else XU[cand_idx], obs=adata.obs.iloc[cand_idx].copy(),
+                              var=adata.var.iloc[lesion_cols][["chromosome", "start", "end"]].copy())
+        sub_depth = depth[cand_idx]
         sub_batch = batch[cand_idx]
         chosen = mask[cand_idx]
         for r in range(1, rescore_rounds + 1):
             call_lesions(sub, lesions, reference_mask=chosen, state_key=state_key, batch_key=batch_key, layer=None,
-                         min_mean=min_mean, shrinkage=shrinkage, posterior_cutoff=0.9, **call_kwargs)
+                         min_mean=min_mean, shrinkage=shrinkage, posterior_cutoff=0.9, depth=sub_depth, **call_kwargs)
             post = {lesion.name: sub.obs[f"{lesion.name}_posterior"].to_numpy(float) for lesion in lesions}
             prob_any = 1.0 - np.prod([1.0 - p for p in post.values()], axis=0)
             new = np.zeros_like(chosen)

@@ -1,0 +1,163 @@
+"""Lesion calling from a cohort file without holding it (issue 8): the lesions' genes and each
+cell's depth read in one pass of blocks give the same calls as the whole matrix in memory.
+
+The cohort files are written as remnant's cluster_cells writes them (raw counts in ``X``, CSR
+float32, gzip) and, for the older layout, with the counts in ``layers["counts"]``.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import simulated as S
+from remnant import store
+from remnant.annotation import chromosome_arms
+from remnant.errors import InputError
+from remnant.lesions import call_lesions, depth_on, lesion_genes, parse_lesions, read_lesion_counts
+from remnant.persistence import read_calls
+from remnant.reference import find_reference
+from test_lesions import MIXED_PARAMS, MIXED_ROWS
+from test_reference import PARAMS as PATIENT_PARAMS
+from test_reference import ROWS as PATIENT_ROWS
+
+LESION_COLUMNS = [f"del5q_{k}" for k in ("posterior", "llr", "call", "n_genes")]
+
+
+@pytest.fixture(scope="module")
+def lesions(cytobands):
+    return parse_lesions(None, cytobands, chromosome_arms(cytobands))
+
+
+def as_cohort_file(adata: ad.AnnData, path, *, layer: bool = False) -> ad.AnnData:
+    """``adata``'s counts as a cohort file: raw counts in X (CSR float32), or in layers["counts"]
+    with a log-normalised X when ``layer``; returns the in-memory AnnData with counts in X."""
+    counts = sp.csr_matrix(adata.layers["counts"], dtype=np.float32)
+    full = ad.AnnData(X=counts, obs=adata.obs.copy(), var=adata.var.copy())
+    if layer:
+        on_disk = ad.AnnData(X=store.log_normalise(counts, np.asarray(counts.sum(1)).ravel()), obs=full.obs, var=full.var,
+                             layers={"counts": counts})
+    else:
+        on_disk = full
+    on_disk.write_h5ad(path, compression="gzip")
+    return full
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Droplet and plate samples of healthy donors and a patient; the file and the whole AnnData."""
+    path = tmp_path_factory.mktemp("streaming") / "clustered.h5ad"
+    full = as_cohort_file(S.called_cohort(MIXED_ROWS, params=MIXED_PARAMS, seed=5), path)
+    return path, full
+
+
+def assert_same_calls(a: ad.AnnData, b: ad.AnnData, name: str = "del5q") -> None:
+    for col in LESION_COLUMNS:
+        np.testing.assert_array_equal(a.obs[col].to_numpy(), b.obs[col].to_numpy(), err_msg=col)
+        assert a.obs[col].dtype == b.obs[col].dtype, col
+    ia, ib = a.uns["lesions"][name], b.uns["lesions"][name]
+    for key in ("per_sample", "batches", "intervals"):
+        pd.testing.assert_frame_equal(ia[key], ib[key], check_exact=True)
+    np.testing.assert_array_equal(ia["genes"], ib["genes"])
+    assert ia["reference_fpr"] == ib["reference_fpr"] and ia["params"] == ib["params"]
+
+
+def test_lesion_columns_and_depth_give_the_in_memory_calls(mixed, lesions):
+    path, full = mixed
+    healthy = (full.obs["condition"] == "healthy").to_numpy()
+    in_memory = full.copy()
+    call_lesions(in_memory, lesions, reference_mask=healthy, batch_key="technology", layer=None)
+
+    small, depth = read_lesion_counts(path, lesions, chunk_cells=97)  # blocks that split samples
+    inside, outside = lesion_genes(full.var, lesions)
+    assert small.n_vars == inside["del5q"].sum() < full.n_vars / 10  # only the lesion's genes held
+    assert list(small.var_names) == list(full.var_names[inside["del5q"]])
+    assert small.X.dtype == np.float32 and (small.X != full.X[:, inside["del5q"]]).nnz == 0
+    np.testing.assert_array_equal(depth, depth_on(full.X, outside))
+    pd.testing.assert_frame_equal(small.obs, full.obs)
+
+    call_lesions(small, lesions, reference_mask=healthy, batch_key="technology", layer=None, depth=depth, chunk_size=113)
+    assert_same_calls(small, in_memory)
+    assert small.uns["lesions"]["del5q"]["intervals"]["refined"].any()  # the refinement ran on both
+
+
+def test_counts_in_a_layer_are_read_from_it(mixed, lesions, tmp_path):
+    _, full = mixed
+    path = tmp_path / "layered.h5ad"
+    as_cohort_file(S.called_cohort(MIXED_ROWS, params=MIXED_PARAMS, seed=5), path, layer=True)
+    small, depth = read_lesion_counts(path, lesions)
+    inside, outside = lesion_genes(full.var, lesions)
+    assert (small.X != full.X[:, inside["del5q"]]).nnz == 0
+    np.testing.assert_array_equal(depth, depth_on(full.X, outside))
+
+
+def test_cohort_file_written_by_copy_reads_as_before(mixed, lesions, tmp_path):
+    """cohort.h5ad as call_lesions now writes it (a copy of the input with obs and uns/lesions
+    replaced) reads back through persistence.read_calls exactly as the whole-AnnData write did."""
+    path, full = mixed
+    healthy = (full.obs["condition"] == "healthy").to_numpy()
+    small, depth = read_lesion_counts(path, lesions)
+    call_lesions(small, lesions, reference_mask=healthy, batch_key="technology", layer=None, depth=depth)
+    small.obs["cnv_reference"] = healthy
+    new = tmp_path / "cohort.h5ad"
+    store.copy_with_obs(path, new, obs=small.obs, elements={"uns/lesions": small.uns["lesions"]})
+
+    old = full.copy()  # the former way: the whole AnnData called and written
+    call_lesions(old, lesions, reference_mask=healthy, batch_key="technology", layer=None)
+    old.obs["cnv_reference"] = healthy
+    old.write_h5ad(tmp_path / "old.h5ad", compression="gzip")
+
+    obs_new, info_new = read_calls(new, "del5q")
+    obs_old, info_old = read_calls(tmp_path / "old.h5ad", "del5q")
+    pd.testing.assert_frame_equal(obs_new, obs_old, check_exact=True)
+    assert obs_new["del5q_call"].dtype == bool and obs_new["cnv_reference"].dtype == bool
+    assert obs_new["del5q_posterior"].dtype == np.float64
+    assert set(info_new) == set(info_old)
+    for key in ("per_sample", "batches", "intervals"):
+        pd.testing.assert_frame_equal(info_new[key], info_old[key], check_exact=True)
+        pd.testing.assert_frame_equal(info_new[key], small.uns["lesions"]["del5q"][key], check_exact=True)
+    np.testing.assert_array_equal(info_new["genes"], info_old["genes"])
+    assert info_new["lesion"] == info_old["lesion"] and info_new["params"] == info_old["params"]
+    # the matrix is the input's, untouched
+    assert (ad.read_h5ad(new).X != full.X).nnz == 0
+
+
+@pytest.fixture(scope="module")
+def patients(tmp_path_factory):
+    path = tmp_path_factory.mktemp("streaming_auto") / "clustered.h5ad"
+    full = as_cohort_file(S.called_cohort(PATIENT_ROWS, PATIENT_PARAMS, seed=3), path)
+    return path, full
+
+
+@pytest.mark.parametrize("restrict", [False, True])
+def test_automatic_reference_from_lesion_columns(patients, lesions, restrict):
+    path, full = patients
+    candidates = (full.obs["timepoint"] == "remission").to_numpy() if restrict else None
+    mask_mem, report_mem = find_reference(full, lesions, candidates=candidates, layer=None, rescore_rounds=1)
+    small, depth = read_lesion_counts(path, lesions)
+    mask, report = find_reference(small, lesions, candidates=candidates, layer=None, depth=depth, rescore_rounds=1)
+    np.testing.assert_array_equal(mask, mask_mem)
+    pd.testing.assert_frame_equal(report, report_mem, check_exact=True)
+    assert mask.sum() > 100
+
+
+def test_bad_depth_and_file_are_named(mixed, lesions, tmp_path):
+    path, full = mixed
+    small, depth = read_lesion_counts(path, lesions)
+    ref = (full.obs["condition"] == "healthy").to_numpy()
+    with pytest.raises(InputError, match=r"depth must have one value per cell"):
+        call_lesions(small.copy(), lesions, reference_mask=ref, layer=None, depth=depth[:-1])
+    bad = depth.copy()
+    bad[3] = np.nan
+    with pytest.raises(InputError, match=r"depth must be finite"):
+        find_reference(small, lesions, layer=None, depth=bad)
+    # lesion genes only and no depth: nothing to measure depth on, said rather than scored as 0
+    with pytest.raises(InputError, match=r"no autosomal gene outside the lesions.*depth="):
+        call_lesions(small.copy(), lesions, reference_mask=ref, layer=None)
+    junk = tmp_path / "junk.h5ad"
+    junk.write_text("not hdf5")
+    with pytest.raises(InputError, match="junk.h5ad"):
+        read_lesion_counts(junk, lesions)
