@@ -31,7 +31,8 @@ with logged(snakemake.log[0], "call_lesions") as log:
     c = params.cnv
     options = dict(batch_key=c["batch_key"], n_folds=c["n_folds"], min_mean=c["min_mean"], shrinkage=c["shrinkage"],
                    min_batch_reference=c["min_batch_reference"], refine=c["refine"], min_refine_cells=c["min_refine_cells"],
-                   min_interval_genes=c["min_interval_genes"], seed=params.seed, layer=None, depth=depth)
+                   min_interval_genes=c["min_interval_genes"], refine_max_reference=c["refine_max_reference"],
+                   seed=params.seed, layer=None, depth=depth)
     if c["reference"] == "auto":
         auto = c["auto_reference"]
         candidates = (None if auto["candidates"] is None else
