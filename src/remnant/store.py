@@ -139,10 +139,13 @@ def iter_chunks(path, *, key: str = "X", rows=None, columns=None, chunk_cells: i
         indptr = g["indptr"][:].astype(np.int64)
         data, indices = g["data"], g["indices"]
         for start, stop, inside in _row_blocks(rows, n, chunk_cells):
+            if inside is not None:
+                # read only the span of the selected rows (a sample's or patient's cells are contiguous)
+                start, stop, inside = start + inside[0], start + inside[-1] + 1, inside - inside[0]
             lo, hi = indptr[start], indptr[stop]
             block = sp.csr_matrix((data[lo:hi], indices[lo:hi], indptr[start:stop + 1] - lo), shape=(stop - start, m))
             positions = np.arange(start, stop, dtype=np.int64)
-            if inside is not None:
+            if inside is not None and inside.size < stop - start:
                 block, positions = block[inside], positions[inside]
             if columns is not None:
                 block = block[:, columns]
