@@ -144,9 +144,12 @@ rule score_signatures:
         timepoints=config["timepoints"],
         seed=config["seed"],
     threads: 1
+    # the cohort is read a block of cells at a time (remnant.scoring): memory is one block plus the
+    # cell table and scores (1.4 GB at 50k cells, 1.6 GB at 200k); time grows with the file
+    # (~0.5 min per GB; downsample_to adds scanpy's thinning, O(counts) per cell, twice)
     resources:
-        mem_mb=mem_mb_for(3000, 10),
-        runtime=runtime_for(30, 30),
+        mem_mb=mem_mb_for(3000, 0.1),
+        runtime=runtime_for(30, 10),
     conda:
         "../envs/remnant.yaml"
     script:
@@ -191,9 +194,11 @@ rule compare_pseudobulk:
         lesion=PERSISTENCE_LESION,
         reference_conditions=config["conditions"]["reference"],
     threads: 2
+    # pseudobulks summed a block of cells at a time (store.group_sums); the DE fit is on patients x
+    # genes, whatever the number of cells
     resources:
-        mem_mb=mem_mb_for(3000, 8),
-        runtime=runtime_for(60, 60),
+        mem_mb=mem_mb_for(3000, 0.05),
+        runtime=runtime_for(60, 5),
     conda:
         "../envs/remnant.yaml"
     script:

@@ -72,6 +72,8 @@ def pseudobulk(
         values. Ignored for an AnnData (its ``obs``).
     min_cells
         Groups with fewer selected cells are dropped (too few cells make a noisy pseudobulk).
+    chunk_cells
+        For a path: cells per block read (default :data:`remnant.scoring.CHUNK_CELLS`).
 
     Returns
     -------
@@ -81,6 +83,7 @@ def pseudobulk(
         (DataFrame of groups under ``min_cells`` with their cell counts), ``min_cells``, ``groupby``.
     """
     from . import store
+    from .scoring import CHUNK_CELLS
 
     from_file = _is_path(adata)
     if from_file:
@@ -113,7 +116,8 @@ def pseudobulk(
     if from_file:
         group_of = np.full(n_obs, -1, dtype=np.int64)
         group_of[rows] = codes
-        summed = store.group_sums(adata, group_of, len(groups), key=key, chunk_cells=chunk_cells or store.CHUNK_CELLS)
+        # blocks of scoring's size: group_sums holds a float64 copy of each block besides the block
+        summed = store.group_sums(adata, group_of, len(groups), key=key, chunk_cells=chunk_cells or CHUNK_CELLS)
         var = store.read_var(adata)
     else:
         X = adata.layers[layer] if layer is not None else adata.X

@@ -58,6 +58,12 @@ log = logging.getLogger(__name__)
 __all__ = ["Score", "cell_cycle_phase", "cell_cycle_scores", "choose_controls", "score_cell_cycle", "score_gene_sets", "score_many"]
 
 
+#: Cells per block: smaller than :data:`remnant.store.CHUNK_CELLS` because a block is held with
+#: float64 copies of its values (~4 x 8 bytes per nonzero at the peak): 20,000 cells x 2,300
+#: nonzeros -> ~1.5 GB, whatever the cohort size.
+CHUNK_CELLS = 20_000
+
+
 @dataclass(frozen=True)
 class Score:
     """One per-cell score.
@@ -134,12 +140,23 @@ def _blocks(source, *, key: str, rows: np.ndarray | None, chunk_cells: int) -> I
         yield positions, (block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block)))
 
 
-def _row_sums(block: sp.csr_matrix, weights: np.ndarray | None = None) -> np.ndarray:
-    """float64 (n_cells,) per-cell totals, over the genes where ``weights`` (bool/float (n_genes,)) is set."""
-    data = block.data.astype(np.float64)
-    if weights is not None:
-        data = data * weights[block.indices]
-    return np.bincount(np.repeat(np.arange(block.shape[0]), np.diff(block.indptr)), weights=data, minlength=block.shape[0])
+class _Float64:
+    """A CSR block in float64 (the counts are converted once) with what its normalisations share."""
+
+    def __init__(self, block: sp.csr_matrix):
+        self.csr = sp.csr_matrix((block.data.astype(np.float64), block.indices, block.indptr), shape=block.shape)
+        self._rows = None
+
+    def library(self, mask: np.ndarray | None) -> np.ndarray:
+        """float64 (n_cells,) totals over the genes of the float (n_genes,) 0/1 ``mask`` (None: all):
+        a float64 matrix-vector product, as the in-memory path computed it."""
+        return self.csr @ (np.ones(self.csr.shape[1]) if mask is None else mask)
+
+    def per_value(self, per_cell: np.ndarray) -> np.ndarray:
+        """float64 (nnz,) ``per_cell[row of each stored value]`` (a new array)."""
+        if self._rows is None:
+            self._rows = np.repeat(np.arange(self.csr.shape[0], dtype=np.int32), np.diff(self.csr.indptr))
+        return per_cell[self._rows]
 
 
 def _downsample(block: sp.csr_matrix, target: int | None, seed: int) -> sp.csr_matrix:
@@ -161,15 +178,16 @@ def _downsample(block: sp.csr_matrix, target: int | None, seed: int) -> sp.csr_m
     return sp.csr_matrix(tmp.X)
 
 
-def _values(block: sp.csr_matrix, library: np.ndarray | None, target_sum: float | None) -> np.ndarray:
-    """float64 log1p(counts * target_sum / library) of the block's stored values (``block.data`` order);
-    ``target_sum=None``: the stored values as they are (already normalised)."""
-    data = block.data.astype(np.float64)
+def _values(block: _Float64, library: np.ndarray | None, target_sum: float | None) -> np.ndarray:
+    """float64 log1p(counts * target_sum / library) of the block's stored values (``csr.data`` order),
+    ``library`` float64 (n_cells,); ``target_sum=None``: the stored values as they are (already normalised)."""
     if target_sum is None:
-        return data
+        return block.csr.data
     scale = np.divide(target_sum, library, out=np.zeros(library.shape, dtype=np.float64), where=library > 0)
     # scale * count in float64 then log1p: the same operations (and bits) as diags(scale) @ counts
-    return np.log1p(data * np.repeat(scale, np.diff(block.indptr)))
+    out = block.per_value(scale)
+    out *= block.csr.data
+    return np.log1p(out, out=out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +271,7 @@ def score_many(
     downsample_to: float | None = None,
     downsample_seed: int = 0,
     key: str = "X",
-    chunk_cells: int = store.CHUNK_CELLS,
+    chunk_cells: int = CHUNK_CELLS,
 ) -> pd.DataFrame:
     """Several :class:`Score` s of the cells of a cohort file (or an AnnData) in two passes over its counts.
 
@@ -279,7 +297,7 @@ def score_many(
         cells' totals (all genes) when <= 1, else a count. Identical to thinning the whole matrix
         (scanpy reseeds per cell). ``None``: no thinning.
     key, chunk_cells
-        Matrix read and cells per block (:func:`remnant.store.iter_chunks`).
+        Matrix read and cells per block (:func:`remnant.store.iter_chunks`; default :data:`CHUNK_CELLS`).
 
     Returns
     -------
@@ -315,7 +333,7 @@ def score_many(
             raise InputError(f"downsample_to must be > 0 (a quantile <= 1 or a count > 1); got {downsample_to}.",
                              where="scoring(downsample_to=...)")
         if downsample_to <= 1:  # pass 0: the cells' totals, for the quantile
-            totals = np.concatenate([_row_sums(b) for _, b in _blocks(source, **blocks)])
+            totals = np.concatenate([_Float64(b).library(None) for _, b in _blocks(source, **blocks)])
             target = int(np.quantile(totals, downsample_to))
         else:
             target = int(downsample_to)
@@ -325,10 +343,11 @@ def score_many(
     # cell by cell in file order (add.at), as scipy sums a matrix over its rows
     sums = {lib: np.zeros(n_vars) for lib in masks}
     for _, block in _blocks(source, **blocks):
-        block = _downsample(block, target, downsample_seed)
+        block = _Float64(_downsample(block, target, downsample_seed))
         for lib, mask in masks.items():
-            library = _row_sums(block, mask) if target_sum is not None else None
-            np.add.at(sums[lib], block.indices, _values(block, library, target_sum))
+            library = block.library(mask) if target_sum is not None else None
+            np.add.at(sums[lib], block.csr.indices, _values(block, library, target_sum))
+        del block
     means = {lib: pd.Series(total / n_cells, index=var_names) for lib, total in sums.items()}
 
     # controls, and each score as a column of a sparse weight matrix per normalisation
@@ -367,12 +386,14 @@ def score_many(
     done = 0
     for _, block in _blocks(source, **blocks):
         block = _downsample(block, target, downsample_seed)
+        full = _Float64(block) if target_sum is not None else None
         for lib, mask in masks.items():
-            library = _row_sums(block, mask) if target_sum is not None else None
-            sub = block[:, used[lib]]
-            expr = sp.csr_matrix((_values(sub, library, target_sum), sub.indices, sub.indptr), shape=sub.shape)
-            out[lib][done:done + block.shape[0]] = (expr @ matrices[lib]).toarray()
+            library = full.library(mask) if full is not None else None
+            sub = _Float64(block[:, used[lib]])
+            sub.csr.data = _values(sub, library, target_sum)
+            out[lib][done:done + block.shape[0]] = (sub.csr @ matrices[lib]).toarray()
         done += block.shape[0]
+        del block, full
     index = obs_names[rows] if rows is not None else obs_names
     frame = pd.concat([pd.DataFrame(out[lib], index=index, columns=columns[lib]) for lib in columns], axis=1)[names]
     frame.attrs.update(controls=controls, n_cells=n_cells, downsampled_to=target)
@@ -393,7 +414,7 @@ def score_gene_sets(
     ctrl_as_ref: bool = True,
     downsample_to: float | None = None,
     key: str = "X",
-    chunk_cells: int = store.CHUNK_CELLS,
+    chunk_cells: int = CHUNK_CELLS,
 ) -> pd.DataFrame:
     """:func:`scanpy.tl.score_genes` of each set on log1p(counts / library * ``target_sum``) of a cohort file, streamed.
 
@@ -449,7 +470,7 @@ def cell_cycle_scores(s_genes: Sequence[str], g2m_genes: Sequence[str], *, gene_
 
 def score_cell_cycle(source, s_genes: Sequence[str], g2m_genes: Sequence[str], *, rows=None, library_genes=None,
                      target_sum: float | None = 1e4, gene_pool=None, n_bins: int = 25, seed: int = 0,
-                     downsample_to: float | None = None, key: str = "X", chunk_cells: int = store.CHUNK_CELLS) -> pd.DataFrame:
+                     downsample_to: float | None = None, key: str = "X", chunk_cells: int = CHUNK_CELLS) -> pd.DataFrame:
     """:func:`scanpy.tl.score_genes_cell_cycle` on a cohort file, streamed (parameters as :func:`score_gene_sets`).
 
     Returns

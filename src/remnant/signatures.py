@@ -310,7 +310,7 @@ def score_cohort(
         :func:`remnant.scoring.score_many`. ``summary``, ``uns``: as :func:`signature_plan`.
     """
     from . import store
-    from .scoring import score_many
+    from .scoring import CHUNK_CELLS, score_many
 
     var = store.read_var(source) if isinstance(source, (str, Path)) else source.var
     scores, summary, uns = signature_plan(var, signatures, exclude=exclude, also_with_lesion_genes=also_with_lesion_genes,
@@ -322,7 +322,7 @@ def score_cohort(
         return pd.DataFrame(index=pd.Index([], dtype=object)), summary, uns
     frame = score_many(source, scores, libraries={OUTSIDE: ~_exclusion(var, exclude), ALL_GENES: None}, rows=rows,
                        target_sum=target_sum, downsample_to=downsample_to, downsample_seed=seed, key=key,
-                       chunk_cells=chunk_cells or store.CHUNK_CELLS)
+                       chunk_cells=chunk_cells or CHUNK_CELLS)
     if "S_score" in frame:
         frame["cycle_phase"] = _phase(frame["S_score"], frame["G2M_score"])
     return frame, summary, uns
