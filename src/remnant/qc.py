@@ -101,6 +101,11 @@ def mad_outlier(values: np.ndarray, n_mads: float | None, *, side: str) -> tuple
     return (values < lower) | (values > upper), lower
 
 
+#: Samples up to this many cells get exact neighbours in Scrublet's search (observed + 2x simulated
+#: doublets); larger ones pynndescent's approximate search, whose cost grows near-linearly.
+EXACT_DOUBLET_NEIGHBOURS = 20_000
+
+
 def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: float | None = None, seed: int = 0) -> AnnData:
     """Scrublet doublet scores (:func:`scanpy.pp.scrublet`) into ``doublet_score``/``predicted_doublet``.
 
@@ -128,6 +133,9 @@ def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: fl
         n_prin_comps=n_pcs,
         random_state=seed,
         verbose=False,
+        # exact neighbours up to EXACT_DOUBLET_NEIGHBOURS cells: on a 5,000-cell sample they cost
+        # 10 s of CPU against 52 s for pynndescent (whose numba compilation each job pays again)
+        use_approx_neighbors=adata.n_obs > EXACT_DOUBLET_NEIGHBOURS,
     )
     scores = work.obs["doublet_score"].to_numpy(dtype=float)
     adata.obs["doublet_score"] = scores
