@@ -47,6 +47,8 @@ rule plot_clusters:
         ),
     log:
         "logs/plot_clusters/plot_clusters.log",
+    benchmark:
+        "results/benchmarks/plot_clusters/plot_clusters.tsv"
     params:
         colour_by=UMAP_KEYS,
         states=config["states"]["use"],

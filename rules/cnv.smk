@@ -94,6 +94,8 @@ rule plot_cnv:
         ),
     log:
         "logs/plot_cnv/{patient}.log",
+    benchmark:
+        "results/benchmarks/plot_cnv/{patient}.tsv"
     wildcard_constraints:
         patient="|".join(re.escape(p) for p in CNV_PATIENTS),
     params:
@@ -126,6 +128,8 @@ rule plot_lesion_profile:
         ),
     log:
         "logs/plot_lesion_profile/{lesion}_{patient}.log",
+    benchmark:
+        "results/benchmarks/plot_lesion_profile/{lesion}_{patient}.tsv"
     wildcard_constraints:
         patient="|".join(re.escape(p) for p in CNV_PATIENTS),
         lesion="|".join(re.escape(name) for name in LESION_NAMES),

@@ -41,6 +41,8 @@ if SIMULATE:
             "results/demo/truth_agreement.tsv",
         log:
             "logs/evaluate_demo/evaluate_demo.log",
+        benchmark:
+            "results/benchmarks/evaluate_demo/evaluate_demo.tsv"
         threads: 1
         resources:
             mem_mb=mem_mb_for(1500, 4),

@@ -35,6 +35,8 @@ rule gate_cells:
         crosstab="results/persistence/gate_crosstab.tsv",
     log:
         "logs/gate_cells/gate_cells.log",
+    benchmark:
+        "results/benchmarks/gate_cells/gate_cells.tsv"
     params:
         gates=GATES,
     threads: 1
@@ -75,6 +77,8 @@ rule estimate_fractions:
         ),
     log:
         "logs/estimate_fractions/estimate_fractions.log",
+    benchmark:
+        "results/benchmarks/estimate_fractions/estimate_fractions.tsv"
     params:
         persistence=config["persistence"],
         lesion=PERSISTENCE_LESION,

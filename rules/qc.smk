@@ -82,6 +82,8 @@ rule summarise_qc:
         ),
     log:
         "logs/summarise_qc/summarise_qc.log",
+    benchmark:
+        "results/benchmarks/summarise_qc/summarise_qc.tsv"
     params:
         samples=list(SAMPLES.index),
     threads: 1

@@ -22,6 +22,8 @@ rule write_front_page:
         ),
     log:
         "logs/write_front_page/write_front_page.log",
+    benchmark:
+        "results/benchmarks/write_front_page/write_front_page.tsv"
     params:
         config=config,
         annotation=ANNOTATION_SOURCE,

@@ -10,6 +10,8 @@ rule collect_warnings:
         report(WARNINGS, caption="../report/warnings.rst", category="0. Summary", subcategory="Warnings"),
     log:
         "logs/collect_warnings/collect_warnings.log",
+    benchmark:
+        "results/benchmarks/collect_warnings/collect_warnings.tsv"
     params:
         logs=job_logs,
     threads: 1
