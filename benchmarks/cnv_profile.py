@@ -37,17 +37,22 @@ Errors in Mb are set by the gaps between genes with enough expected counts (the 
 rarely more than 1-2 such genes off); at 500 UMI few genes qualify and gaps are wide, and the
 intervals widen with them. ``ratio`` is 0.42-0.50: called cells are selected for low 5q counts.
 
-speed, 19,998 cells x 38,912 genes (9,594 used), window 100, step 10, n_jobs=1, two rounds:
+speed, 19,998 cells x 38,912 genes (9,594 used), window 100, step 10, n_jobs=1, two rounds
+(after issue 8: infer_profile reads the counts in blocks of 10,000 cells and runs infercnvpy's
+chunks in its own process):
 
     method               sec          peak_tree_MB
-    plain                12.7-13.5    2,085   (one reference category, cohort freed)
-    plain_states         18.9-20.3    2,275-2,292 (state categories, cohort freed)
-    plain_states_cohort  13.5-18.8    2,655-2,660 (state categories, cohort counts kept)
-    infer_profile        11.7-20.0    2,635-2,656
+    plain                8.0-9.0      2,086-2,096 (one reference category, cohort freed)
+    plain_states         10.0-12.5    2,284-2,293 (state categories, cohort freed)
+    plain_states_cohort  9.6-11.9     2,651-2,657 (state categories, cohort counts kept)
+    infer_profile        11.7-14.7    1,302-1,303
 
-infer_profile costs what infercnvpy with the same categories costs when the caller keeps its
-cohort in memory (as every caller of infer_profile does); the state categories themselves add
-~200 MB (infercnvpy's bounded difference builds extra dense blocks).
+infer_profile takes ~20% longer than infercnvpy with the same categories (a pass over the
+reference cells for the gene filter and the state means, and normalisation per block) at half
+its memory: infercnvpy 0.6 forks a worker even with n_jobs=1 and slices the whole matrix into
+chunks up front; the state categories themselves add ~200 MB (infercnvpy's bounded difference
+builds extra dense blocks). Before issue 8 (one infercnvpy call on the whole matrix):
+11.7-20.0 s, 2,635-2,656 MB.
 """
 
 from __future__ import annotations
@@ -104,7 +109,7 @@ def cohort(n_patients: int, cells: int, depth: float, clone: float, seed: int):
 
 def breakpoints(args) -> None:
     from remnant.annotation import load_cytobands
-    from remnant.cnv_profile import _Expectation, estimate_breakpoints
+    from remnant.cnv_profile import _Expectation, estimate_breakpoints, lesion_sums
     from remnant.lesions import call_lesions, parse_lesions
 
     cytobands = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
@@ -114,19 +119,20 @@ def breakpoints(args) -> None:
     print(f"simulated {adata.n_obs} cells in {time.perf_counter() - t:.1f} s", flush=True)
     call_lesions(adata, [lesion], reference_mask="reference")
     truth = patients[patients["lesion"] == "del5q"].set_index("patient")
-    ex = _Expectation(adata.layers["counts"], adata.var, adata.obs["reference"].to_numpy(), adata.obs["hspc_state"], "chr5", 20.0)
+    sums = lesion_sums(adata, [lesion], reference_mask="reference")[lesion.name]  # one pass, shared by every run below
+    ex = _Expectation(sums, 20.0)
     summary = []
     for min_expected in args.min_expected:
         t = time.perf_counter()
-        bp = estimate_breakpoints(adata, lesion, cytobands=cytobands, min_expected=min_expected, n_boot=args.n_boot, seed=args.seed)
+        bp = estimate_breakpoints(adata, lesion, sums=sums, cytobands=cytobands, min_expected=min_expected, n_boot=args.n_boot,
+                                  seed=args.seed)
         sec = time.perf_counter() - t
         bp = bp.loc[bp.index.isin(truth.index)]
         rows = []
         for patient, r in bp.iterrows():
             called = adata.obs["del5q_call"].to_numpy() & (adata.obs["patient"] == patient).to_numpy()
             cells = np.flatnonzero(called)
-            O, E = ex.sums(adata.layers["counts"], cells)
-            mid = ex.mid[E >= min_expected]
+            mid = ex.mid[ex.expected(cells) >= min_expected]  # the genes estimate_breakpoints scans
             out = {"patient": patient, "n_called": int(r["n_called"]),
                    "precision": float(adata.obs["truth"].to_numpy()[cells].mean()) if cells.size else np.nan}
             for side in ("start", "end"):

@@ -71,9 +71,13 @@ rule infer_cnv:
         breakpoints=config["cnv"]["breakpoints"],
         seed=config["seed"],
     threads: 1
+    # the counts are read a block of 10,000 cells at a time (remnant.cnv_profile): peak 1.5 GB at
+    # 50,000 cells, 1.7 GB at 200,000 (clustered.h5ad 0.36 and 1.5 GB); per cell only obs, the
+    # calls and the called cells' counts on a lesion's chromosome are kept. Time: ~1 ms per cell
+    # (infercnvpy) plus ~3 s per patient with called cells (breakpoint bootstrap).
     resources:
-        mem_mb=mem_mb_for(4000, 8),
-        runtime=runtime_for(60, 60),
+        mem_mb=mem_mb_for(2500, 0.25),
+        runtime=runtime_for(60, 20),
     conda:
         "../envs/remnant.yaml"
     script:
@@ -104,8 +108,9 @@ rule plot_cnv:
         heatmap=config["cnv"]["heatmap"],
         seed=config["seed"],
     threads: 1
+    # obs, the window table and the rows drawn (not the cohort's profile): 0.35 GB at 200,000 cells
     resources:
-        mem_mb=mem_mb_for(1500, 3),
+        mem_mb=mem_mb_for(1000, 1),
         runtime=runtime_for(15, 15),
     conda:
         "../envs/remnant.yaml"

@@ -263,3 +263,125 @@ def test_bad_inputs(cohort, profiled, lesion, tmp_path):
         C.plot_patient_heatmap(cohort, "P1", str(tmp_path / "x.png"))
     with pytest.raises(InputError, match="no profile rows"):
         C.plot_lesion_profile(C.lesion_profile(cohort, lesion), lesion, str(tmp_path / "x.png"), patient="P9")
+
+
+# ------------------------------------------------------------------------------------------------
+# the cohort read from its h5ad a block of cells at a time (issue 8)
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cohort_file(cohort, tmp_path_factory):
+    """The cohort as remnant's cohort files hold it: raw counts in X (CSR float32), no layers."""
+    path = tmp_path_factory.mktemp("cohort_file") / "clustered.h5ad"
+    out = ad.AnnData(X=sp.csr_matrix(cohort.layers["counts"], dtype=np.float32), obs=cohort.obs, var=cohort.var)
+    out.obsm["X_umap"] = np.random.default_rng(0).normal(size=(cohort.n_obs, 2)).astype(np.float32)
+    out.write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def light(cohort):
+    """obs and var only: what the workflow holds of a cohort of a million cells."""
+    return ad.AnnData(obs=cohort.obs.copy(), var=cohort.var.copy())
+
+
+def test_profile_from_file_in_blocks_equals_in_memory(cohort, cohort_file, light, tmp_path):
+    """write_profile streams 4 blocks of 300 cells (infercnvpy chunks of 150) from the file's X into
+    an h5ad anndata reads; the numbers are infer_profile's on the whole in-memory matrix."""
+    whole = cohort.copy()
+    C.infer_profile(whole, "reference", chunksize=150, chunk_cells=10**6)
+    out = tmp_path / "profile.h5ad"
+    umap = np.asarray(ad.read_h5ad(cohort_file).obsm["X_umap"])
+    info = C.write_profile(light, "reference", out, obsm={"X_umap": umap}, layer=None, counts=cohort_file, chunksize=150,
+                           chunk_cells=300)
+    back = ad.read_h5ad(out)
+    assert back.n_obs == cohort.n_obs and back.n_vars == 0 and back.X is None
+    M = back.obsm["X_cnv"]
+    assert sp.issparse(M) and M.dtype == np.float32 and M.shape == whole.obsm["X_cnv"].shape
+    assert (M != whole.obsm["X_cnv"]).nnz == 0
+    np.testing.assert_array_equal(back.obsm["X_umap"], umap)
+    pd.testing.assert_frame_equal(back.obs.astype(str), cohort.obs.astype(str))
+    assert back.uns["cnv"]["chr_pos"] == whole.uns["cnv"]["chr_pos"] == info["chr_pos"]
+    pd.testing.assert_frame_equal(back.uns["cnv"]["windows"], whole.uns["cnv"]["windows"])
+    np.testing.assert_array_equal(back.uns["cnv"]["genes"], whole.uns["cnv"]["genes"])
+    assert not list(tmp_path.glob(".*partial"))
+    # the blocks of a smaller chunk_cells than chunksize are whole chunks: same numbers
+    again = light.copy()
+    C.infer_profile(again, "reference", layer=None, counts=cohort_file, chunksize=150, chunk_cells=7)
+    assert (again.obsm["X_cnv"] != whole.obsm["X_cnv"]).nnz == 0
+    pooled = light.copy()  # chunks computed by two worker processes
+    C.infer_profile(pooled, "reference", layer=None, counts=cohort_file, chunksize=150, chunk_cells=450, n_jobs=2)
+    assert (pooled.obsm["X_cnv"] != whole.obsm["X_cnv"]).nnz == 0
+
+
+def test_read_profile_rows(profiled, tmp_path):
+    out = tmp_path / "profile.h5ad"
+    ad.AnnData(obs=profiled.obs, obsm={"X_cnv": profiled.obsm["X_cnv"]}, uns={"cnv": profiled.uns["cnv"]}).write_h5ad(out)
+    M = profiled.obsm["X_cnv"]
+    rows = np.array([5, 900, 3, 4, 5, 1199, 0])  # any order, repeats
+    np.testing.assert_array_equal(C.read_profile_rows(out, rows).toarray(), M[rows].toarray())
+    mask = profiled.obs["patient"].eq("P2").to_numpy()
+    np.testing.assert_array_equal(C.read_profile_rows(out, mask).toarray(), M[mask].toarray())
+    assert C.read_profile_rows(out, np.zeros(0, int)).shape == (0, M.shape[1])
+    dense = tmp_path / "dense.h5ad"
+    ad.AnnData(obs=profiled.obs, obsm={"X_cnv": M.toarray()}).write_h5ad(dense)
+    np.testing.assert_array_equal(C.read_profile_rows(dense, rows).toarray(), M[rows].toarray())
+    with pytest.raises(InputError, match="X_other"):
+        C.read_profile_rows(out, rows, key="other")
+
+
+def test_lesion_sums_from_file_equal_in_memory(cohort, cohort_file, light, lesion, cytobands, breakpoints, tmp_path):
+    """One pass over the file in blocks of 77 cells gives the in-memory numbers; the counts of the
+    layers/counts of older cohort files too."""
+    sums = C.lesion_sums(light, [lesion], layer=None, counts=cohort_file, chunk_cells=77)["del5q"]
+    memory = C.lesion_sums(cohort, [lesion])["del5q"]
+    for field in ("depth", "reference_sums", "called_sums", "uncalled_sums", "called_cells", "chrom_cols", "off_cols"):
+        np.testing.assert_array_equal(getattr(sums, field), getattr(memory, field), err_msg=field)
+    assert (sums.called_counts != memory.called_counts).nnz == 0
+    assert sums.called_counts.shape == (int(cohort.obs["del5q_call"].sum()), sums.chrom_cols.size)
+    bp = C.estimate_breakpoints(light, lesion, sums=sums, cytobands=cytobands, n_boot=100)
+    pd.testing.assert_frame_equal(bp, breakpoints)
+    pd.testing.assert_frame_equal(C.lesion_profile(light, lesion, sums=sums), C.lesion_profile(cohort, lesion))
+    older = tmp_path / "older.h5ad"  # counts in layers/counts, X something else
+    ad.AnnData(X=sp.csr_matrix(cohort.layers["counts"].shape, dtype=np.float32), obs=cohort.obs, var=cohort.var,
+               layers={"counts": cohort.layers["counts"]}).write_h5ad(older)
+    pd.testing.assert_frame_equal(C.estimate_breakpoints(light, lesion, counts=older, cytobands=cytobands, n_boot=100),
+                                  breakpoints)
+
+
+def test_sums_must_match_the_arguments(cohort, light, lesion):
+    sums = C.lesion_sums(cohort, [lesion])["del5q"]
+    with pytest.raises(ValueError, match="sums were computed"):
+        C.lesion_profile(light, lesion, sums=sums, reference_mask=~cohort.obs["reference"].to_numpy())
+    with pytest.raises(ValueError, match="sums were computed"):
+        C.estimate_breakpoints(light, lesion, sums=sums, call_key="truth", n_boot=0)
+    with pytest.raises(TypeError, match="LesionSums"):
+        C.lesion_profile(light, lesion, sums={"del5q": sums})
+
+
+def test_heatmap_reads_only_its_rows_from_the_profile_file(profiled, lesion, tmp_path, monkeypatch):
+    out = tmp_path / "profile.h5ad"
+    ad.AnnData(obs=profiled.obs, obsm={"X_cnv": profiled.obsm["X_cnv"]}, uns={"cnv": profiled.uns["cnv"]}).write_h5ad(out)
+    obs_only = ad.AnnData(obs=profiled.obs, uns={"cnv": profiled.uns["cnv"]})
+    read = []
+    real = C.read_profile_rows
+
+    def spy(path, rows, **kw):
+        read.append(np.asarray(rows).size)
+        return real(path, rows, **kw)
+
+    monkeypatch.setattr(C, "read_profile_rows", spy)
+    from_file, in_memory = tmp_path / "file.png", tmp_path / "memory.png"
+    C.plot_patient_heatmap(obs_only, "P1", str(from_file), lesions=[lesion], max_cells=120, n_reference_cells=50, profile=out)
+    C.plot_patient_heatmap(profiled, "P1", str(in_memory), lesions=[lesion], max_cells=120, n_reference_cells=50)
+    _nontrivial_png(from_file)
+    np.testing.assert_array_equal(mpimg.imread(from_file), mpimg.imread(in_memory))
+    assert sum(read) <= 120 + 10 * 8 + 50  # the shown rows (downsampling keeps >= 10 per group) and the reference block
+
+
+def test_bad_counts_files(light, cohort_file, lesion, tmp_path):
+    with pytest.raises(InputError, match="layers/counts"):
+        C.infer_profile(light, "reference", counts=cohort_file)  # the file keeps counts in X
+    with pytest.raises(InputError, match="cannot open"):
+        C.lesion_sums(light, [lesion], layer=None, counts=tmp_path / "missing.h5ad")
+    with pytest.raises(InputError, match="read obs and var from the same file"):
+        C.estimate_breakpoints(light[:100].copy(), lesion, layer=None, counts=cohort_file)

@@ -3,19 +3,22 @@
 Per-cell calls (:mod:`remnant.lesions`) say *which* cells carry a lesion; this module shows *what*
 their genome looks like and *where* each patient's lesion starts and ends.
 
-:func:`infer_profile`
+:func:`infer_profile` / :func:`write_profile`
     A smoothed copy-number profile per cell with infercnvpy (:func:`infercnvpy.tl.infercnv`, the
     field's library) against **state-matched** reference categories: each reference cell's
     category is its HSPC state, so infercnvpy compares a cell with the range of healthy state
     means (its "bounded" difference: a gene counts as changed only when the cell lies outside
     the lowest and highest state mean) and differentiation programmes are not read as copy
-    number. Writes
+    number. :func:`infer_profile` keeps the result in the AnnData; :func:`write_profile` writes it
+    to an h5ad file block by block (a cohort of a million cells). Results:
 
     ``obsm["X_cnv"]``
-        CSR (n_obs, n_windows), float: per window, the pyramid-weighted running mean over
+        CSR (n_obs, n_windows), float32: per window, the pyramid-weighted running mean over
         ``window_size`` genes of the clipped difference of log1p(normalised expression) to the
         reference range (natural-log units), centred per cell by its median and set to 0 below
-        ``dynamic_threshold`` standard deviations, exactly as infercnvpy returns it.
+        ``dynamic_threshold`` standard deviations (of the profiles of each block of ``chunksize``
+        cells, as infercnvpy computes it), as infercnvpy returns it (in float64; float32 keeps
+        7 significant digits of values whose noise is in the second).
     ``uns["cnv"]``
         ``chr_pos`` (chromosome -> index of its first window, from infercnvpy), ``windows``
         (DataFrame, one row per column of ``X_cnv``: ``chromosome``, ``start``, ``end`` (bp,
@@ -49,32 +52,57 @@ absent from the reference use the pooled profile). A group of cells has observed
 x_{cg}`` and expected ``E_g = sum_c D_c p_{s(c),g}``; off the lesion's chromosome ``sum_g O_g =
 sum_g E_g`` by construction, so the ratio is 1 where the copy number is normal.
 
-Nothing densifies the cohort: sparse products give per-group sums; dense blocks are at most
-cells-of-one-patient x genes-of-one-chromosome, or the rows of one heatmap.
+Memory (issue 8: a million cells on one 24 GB machine)
+------------------------------------------------------
+Every function reads the counts a block of ``chunk_cells`` cells at a time, from the AnnData's
+matrix or, with ``counts=`` a path, from that h5ad file (:mod:`remnant.store`; ``adata`` then
+holds only obs and var). Nothing densifies the cohort:
+
+- the profile's reference (the state means, the gene filter) is one pass over the reference
+  cells; the profile is a second pass, infercnvpy's dense blocks being ``chunksize`` cells x genes
+  used. :func:`write_profile` appends each block's profile to the output file, so ``X_cnv`` is
+  never held whole. Its size at a million cells: the default settings (window 100, step 10,
+  ``min_mean`` 0.1) keep ~9,800 of 38,912 genes on simulated droplet data, i.e. 773 windows;
+  ~13% of the values survive the dynamic threshold, so CSR float32 is ~0.8 GB (dense float32
+  3.1 GB, dense float16 1.5 GB, the former CSR float64 1.2 GB). Heatmaps read only the rows they
+  draw (:func:`read_profile_rows`).
+- :func:`lesion_sums` is one pass for all lesions: per-cell depths, the reference's summed counts
+  per state, each patient's summed counts of called and of uncalled cells (group sums over
+  blocks), and the called cells' counts on the lesion's chromosome (cells x one chromosome's
+  genes, sparse) for the bootstrap, whose replicate weights are blocks of 50 replicates x a
+  patient's called cells.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import anndata
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import store
 from .errors import InputError
-from .lesions import cell_mask, counts_matrix, depth_on, require_positions
+from .lesions import cell_mask, counts_matrix, require_positions
 
 __all__ = [
+    "LesionSums",
     "estimate_breakpoints",
     "infer_profile",
     "lesion_profile",
+    "lesion_sums",
     "plot_lesion_profile",
     "plot_message",
     "plot_patient_heatmap",
+    "read_profile_rows",
     "window_positions",
+    "write_profile",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,6 +111,12 @@ _AUTOSOMES = [f"chr{i}" for i in range(1, 23)]
 #: Colours of the call bar and of the profile lines.
 CALL_COLOURS = {"called": "#6A3D9A", "not called": "#D9D9D9"}
 GROUP_COLOURS = {"called": "#6A3D9A", "not called": "#1B9E77"}
+#: Cells of counts read at a time by default: 10,000 cells x ~2,800 nonzeros x 8 bytes = 0.2 GB.
+#: The per-cell work (infercnvpy, group sums) costs the same in smaller reads (measured: the same
+#: time as remnant.store's 50,000 on 50,000 cells of the test cohort, at half the peak memory).
+CHUNK_CELLS = 10_000
+#: Rows per float64 copy when summing counts by group (bounds the copy at ~5,000 x nonzeros per cell x 12 bytes).
+_SUM_ROWS = 5000
 
 
 # ================================================================================================
@@ -91,6 +125,78 @@ GROUP_COLOURS = {"called": "#6A3D9A", "not called": "#1B9E77"}
 def _obs_key(adata: anndata.AnnData, key: str, where: str) -> None:
     if key not in adata.obs:
         raise InputError(f"obs lacks column {key!r}.", where=where)
+
+
+# ================================================================================================
+# counts, a block of cells at a time
+# ================================================================================================
+class _Counts:
+    """Raw counts (cells x genes) read a block of cells at a time.
+
+    From ``adata.layers[layer]`` (``layer=None``: ``adata.X``) in memory, or with ``path`` from the
+    h5ad file's ``layers/<layer>`` (``layer=None``: ``X``), which must be CSR with the shape of
+    ``adata`` (whose obs and var describe the file's cells and genes).
+    """
+
+    def __init__(self, adata: anndata.AnnData, layer: str | None, path, where: str):
+        self.path = None if path is None else str(path)
+        if self.path is None:
+            X = counts_matrix(adata, layer, where)
+            self.X = X if X.format == "csr" else X.tocsr()
+            self.key = None
+        else:
+            self.X = None
+            self.key = "X" if layer is None else f"layers/{layer}"
+            shape = store.shape(self.path, self.key)  # InputError naming the file when absent or not CSR
+            if shape != (adata.n_obs, adata.n_vars):
+                raise InputError(f"{self.key} is {shape[0]} x {shape[1]} but the AnnData describing it has "
+                                 f"{adata.n_obs} cells and {adata.n_vars} genes; read obs and var from the same file.",
+                                 path=self.path)
+        self.n_obs, self.n_vars = adata.n_obs, adata.n_vars
+
+    def blocks(self, rows: np.ndarray | None = None, chunk_cells: int = CHUNK_CELLS
+               ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+        """``(cell_positions, block)``: int64 (n_block,) increasing positions of the cells of boolean
+        (n_obs,) ``rows`` (default all) within one block of ``chunk_cells`` cells, and their counts,
+        CSR (n_block x n_vars), the stored dtype."""
+        if self.path is not None:
+            yield from store.iter_chunks(self.path, key=self.key, rows=rows, chunk_cells=chunk_cells)
+            return
+        for start in range(0, self.n_obs, chunk_cells):
+            stop = min(start + chunk_cells, self.n_obs)
+            positions = np.arange(start, stop, dtype=np.int64)
+            if rows is not None:
+                positions = positions[rows[start:stop]]
+                if positions.size == 0:
+                    continue
+                yield positions, sp.csr_matrix(self.X[positions])
+            else:
+                yield positions, sp.csr_matrix(self.X[start:stop])
+
+
+def _library(block: sp.csr_matrix) -> np.ndarray:
+    """float64 (n_block,) counts per cell over all genes (summed in the stored dtype, as
+    ``sc.pp.normalize_total`` and the in-memory profile always did)."""
+    return np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
+
+
+def _sum_by_group(block: sp.csr_matrix, groups: np.ndarray, n_groups: int, columns: np.ndarray | None = None) -> np.ndarray:
+    """float64 (n_groups, n_columns) sums of a block's rows by int group (-1: left out), over the
+    int column positions ``columns`` (default all). Float64 copies of ``_SUM_ROWS`` rows at a time:
+    float32 sums of read counts would round above 2^24."""
+    n_cols = block.shape[1] if columns is None else columns.size
+    out = np.zeros((n_groups, n_cols))
+    for a in range(0, block.shape[0], _SUM_ROWS):
+        g = groups[a:a + _SUM_ROWS]
+        keep = np.flatnonzero(g >= 0)
+        if keep.size == 0:
+            continue
+        part = block[a:a + _SUM_ROWS][keep]
+        if columns is not None:
+            part = part[:, columns]
+        indicator = sp.csr_matrix((np.ones(keep.size), (g[keep], np.arange(keep.size))), shape=(n_groups, keep.size))
+        out += (indicator @ part.astype(np.float64)).toarray()
+    return out
 
 
 # ================================================================================================
@@ -139,73 +245,23 @@ def window_positions(var: pd.DataFrame, window_size: int, step: int,
     return pd.DataFrame(rows, columns=["chromosome", "start", "end", "mid", "n_genes", "first_gene", "last_gene"])
 
 
-def infer_profile(
-    adata: anndata.AnnData,
-    reference_mask,
-    *,
-    state_key: str = "hspc_state",
-    layer: str | None = "counts",
-    window_size: int = 100,
-    step: int = 10,
-    min_mean: float = 0.1,
-    target_sum: float = 1e4,
-    min_reference_cells: int = 20,
-    lfc_clip: float = 3.0,
-    dynamic_threshold: float | None = 1.5,
-    exclude_chromosomes: Sequence[str] | None = ("chrX", "chrY"),
-    chunksize: int = 5000,
-    n_jobs: int = 1,
-    key_added: str = "cnv",
-) -> None:
-    """Smoothed copy-number profile per cell (infercnvpy) against state-matched reference cells.
+@dataclass
+class _ProfileReference:
+    """What the profile of every cell is computed against (from :func:`_profile_reference`)."""
 
-    Parameters
-    ----------
-    adata
-        Cells x genes. Raw counts in ``adata.layers[layer]`` (``layer=None``: ``adata.X``), sparse
-        or dense; ``var`` needs ``chromosome``, ``start``, ``end`` (bp); ``var_names`` unique.
-    reference_mask
-        Boolean array (n_obs,) or the name of a boolean obs column: the normal reference cells.
-    state_key
-        obs column with the HSPC state. Reference cells of each state with at least
-        ``min_reference_cells`` cells form one infercnvpy reference category (the other reference
-        cells are left out of the reference and logged).
-    layer
-        Layer with raw counts.
-    window_size, step
-        infercnvpy's running window (genes) and the stride between reported windows (genes).
-    min_mean
-        Genes are used when their mean normalised expression over reference cells (counts per
-        ``target_sum``) is at least this; unexpressed genes only dilute the windows.
-    target_sum
-        Counts per cell after normalisation (``sc.pp.normalize_total``), before log1p.
-    min_reference_cells
-        Smallest number of reference cells for a state to be a category (a mean of a handful of
-        cells is noisy and would widen infercnvpy's bounds for every cell).
-    lfc_clip, dynamic_threshold, exclude_chromosomes, chunksize
-        Passed to :func:`infercnvpy.tl.infercnv` (chunksize = cells per dense block).
-    n_jobs
-        infercnvpy worker processes.
-    key_added
-        Results go to ``obsm[f"X_{key_added}"]`` and ``uns[key_added]``.
+    cols: np.ndarray  # int (n_used,) var positions of the genes used, file order
+    var: pd.DataFrame  # their chromosome (str), start, end; index var_names
+    mean: np.ndarray  # float32 (n_categories, n_used) mean log1p(normalised counts) per reference category
+    categories: list[str]
+    windows: pd.DataFrame  # window_positions(var)
+    uns: dict  # uns["cnv"] without chr_pos
 
-    Writes
-    ------
-    ``obsm[f"X_{key_added}"]`` (CSR, n_obs x n_windows) and ``uns[key_added]`` with ``chr_pos``,
-    ``windows`` (see :func:`window_positions`), ``genes``, ``reference_states``, ``params``; see the
-    module docstring for units.
 
-    Notes
-    -----
-    The counts are normalised on a copy restricted to the genes used: the library size is each
-    cell's total over *all* genes (as ``sc.pp.normalize_total`` on the full matrix), the copy is
-    CSR float32, log1p is applied to its stored values. Cost: one sparse copy of the used genes plus
-    infercnvpy's dense blocks of ``chunksize`` cells x used genes.
-    """
-    import infercnvpy as cnv
-
-    where = "infer_profile"
-    X = counts_matrix(adata, layer, where)
+def _profile_reference(adata, counts: _Counts, reference_mask, *, state_key, layer, window_size, step, min_mean, target_sum,
+                       min_reference_cells, lfc_clip, dynamic_threshold, exclude_chromosomes, chunk_cells, where
+                       ) -> _ProfileReference:
+    """Checks, the reference categories, the genes used and each category's mean log expression:
+    one pass over the reference cells' counts."""
     require_positions(adata.var, where)
     _obs_key(adata, state_key, where)
     if not adata.var_names.is_unique:
@@ -218,7 +274,6 @@ def infer_profile(
     if ref.sum() < min_reference_cells:
         raise InputError(f"only {int(ref.sum())} reference cells; need at least min_reference_cells={min_reference_cells}.",
                          where=f"{where}(reference_mask=...)")
-    t0 = time.perf_counter()
 
     state = adata.obs[state_key].astype(object).where(adata.obs[state_key].notna(), None).to_numpy()
     ref_counts = pd.Series(state[ref]).value_counts()
@@ -228,49 +283,36 @@ def infer_profile(
                          f"{dict(ref_counts)}); lower min_reference_cells or add reference cells.", where=where)
     left_out = int(ref.sum() - ref_counts[ref_counts.index.isin(categories)].sum())
     if left_out:
-        log.info("infer_profile: %d reference cells in states with < %d reference cells are not in the reference",
-                 left_out, min_reference_cells)
+        log.info("%s: %d reference cells in states with < %d reference cells are not in the reference",
+                 where, left_out, min_reference_cells)
+    labels = pd.Series(state, dtype=object)
+    category = pd.Categorical(labels.astype(str).where(labels.notna(), None), categories=categories).codes.astype(np.int64)
+    category[~ref] = -1  # int (n_obs,): reference category, -1 for the other cells
 
-    # library sizes over all genes, then only the used genes are copied and normalised
-    total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-    total[total == 0] = 1.0  # an empty cell stays all-zero
-    scale = target_sum / total
+    # one pass over the reference cells: mean normalised counts (the gene filter) and each
+    # category's summed log1p(normalised counts), over all genes (the used ones are known after)
+    scaled = np.zeros(adata.n_vars)
+    log_sums = np.zeros((len(categories), adata.n_vars))
+    for positions, block in counts.blocks(rows=ref, chunk_cells=chunk_cells):
+        library = _library(block)
+        scale = target_sum / np.where(library > 0, library, 1.0)  # an empty cell stays all-zero
+        scaled += np.asarray(block.T @ scale).ravel()
+        log_sums += _sum_by_group(store.log_normalise(block, library, target_sum), category[positions], len(categories))
+    ref_mean = scaled / int(ref.sum())
     positioned = adata.var["chromosome"].notna().to_numpy()
-    ref_idx = np.flatnonzero(ref)
-    ref_mean = np.asarray(X[ref_idx].T @ scale[ref_idx]).ravel() / ref_idx.size
     use = positioned & (ref_mean >= min_mean)
     if exclude_chromosomes is not None:
         use &= ~adata.var["chromosome"].isin(list(exclude_chromosomes)).to_numpy()
     if use.sum() == 0:
         raise InputError(f"no gene with a genomic position reaches min_mean={min_mean} in the reference.", where=where)
     cols = np.flatnonzero(use)
-    # one sparse copy of the used genes, scaled and logged in place
-    norm = sp.csr_matrix(X[:, cols], dtype=np.float32)
-    if np.shares_memory(norm.data, X.data):  # never scale the caller's counts
-        norm = norm.copy()
-    norm.data *= np.repeat(scale.astype(np.float32), np.diff(norm.indptr))
-    np.log1p(norm.data, out=norm.data)
-
-    category = np.where(ref & np.isin(state.astype(str), categories), state.astype(str), "query")
-    light = anndata.AnnData(
-        X=norm,
-        obs=pd.DataFrame({"_cnv_category": category}, index=adata.obs_names),
-        var=adata.var.iloc[cols][["chromosome", "start", "end"]].copy(),
-    )
-    light.var["chromosome"] = light.var["chromosome"].astype(str)
-    t1 = time.perf_counter()
-    cnv.tl.infercnv(light, reference_key="_cnv_category", reference_cat=categories, lfc_clip=lfc_clip,
-                    window_size=window_size, step=step, dynamic_threshold=dynamic_threshold,
-                    exclude_chromosomes=exclude_chromosomes, chunksize=chunksize, n_jobs=n_jobs, key_added="cnv")
-    t2 = time.perf_counter()
-    windows = window_positions(light.var, window_size, step, exclude_chromosomes)
-    result = light.obsm["X_cnv"]
-    if len(windows) != result.shape[1]:  # infercnvpy changed its layout: do not mislabel windows
-        raise RuntimeError(f"window table has {len(windows)} rows but infercnvpy returned {result.shape[1]} windows; "
-                           "the installed infercnvpy lays windows out differently from 0.6.")
-    adata.obsm[f"X_{key_added}"] = sp.csr_matrix(result)
-    adata.uns[key_added] = {
-        "chr_pos": {str(k): int(v) for k, v in light.uns["cnv"]["chr_pos"].items()},
+    n_cat = np.bincount(category[category >= 0], minlength=len(categories))
+    # float32 like infercnvpy's own mean of float32 log expression (it compares float32 values with it)
+    mean = (log_sums[:, cols] / n_cat[:, None]).astype(np.float32)
+    var = adata.var.iloc[cols][["chromosome", "start", "end"]].copy()
+    var["chromosome"] = var["chromosome"].astype(str)
+    windows = window_positions(var, window_size, step, exclude_chromosomes)
+    uns = {
         "windows": windows,
         "genes": np.asarray(adata.var_names[cols], dtype=str),
         "reference_states": np.asarray(categories, dtype=str),
@@ -282,8 +324,518 @@ def infer_profile(
             "n_reference_used": int(ref.sum()) - left_out, "n_genes": int(cols.size),
         },
     }
-    log.info("infer_profile: %d cells, %d genes, %d windows, reference states %s; normalise %.1f s, infercnv %.1f s",
-             adata.n_obs, cols.size, result.shape[1], categories, t1 - t0, t2 - t1)
+    return _ProfileReference(cols=cols, var=var, mean=mean, categories=categories, windows=windows, uns=uns)
+
+
+def _profile_blocks(counts: _Counts, pref: _ProfileReference, *, target_sum, window_size, step, lfc_clip, dynamic_threshold,
+                    exclude_chromosomes, chunksize, n_jobs, chunk_cells) -> Iterator[tuple[dict, sp.csr_matrix]]:
+    """``(chr_pos, profile)`` per block of cells in order: CSR float32 (n_block, n_windows).
+
+    Each chunk of ``chunksize`` cells goes through infercnvpy's own per-chunk computation
+    (``_infercnv_chunk``, what :func:`infercnvpy.tl.infercnv` runs in its workers, given the
+    reference means as its ``reference``), in this process for ``n_jobs=1`` or in one pool of
+    ``n_jobs`` processes for the whole pass: a pool per block (``infercnv`` called per block) grew
+    the parent by ~30 MB per call, ~3 GB over a million cells. Blocks are whole multiples of
+    ``chunksize`` cells from the first cell, so the chunks are those infercnvpy makes of the whole
+    matrix (its noise threshold is a standard deviation over a chunk's profiles) and the result
+    does not depend on ``chunk_cells``. ``exclude_chromosomes`` is already applied to the genes.
+    """
+    import itertools
+    from concurrent.futures import ProcessPoolExecutor
+    from contextlib import ExitStack
+
+    from infercnvpy.tl._infercnv import _infercnv_chunk  # infercnvpy 0.6 (pinned < 0.7)
+
+    block_cells = max(1, chunk_cells // chunksize) * chunksize
+    args = (pref.var, pref.mean, lfc_clip, window_size, step, dynamic_threshold)
+    with ExitStack() as stack:
+        pool = stack.enter_context(ProcessPoolExecutor(n_jobs)) if n_jobs > 1 else None
+        for _, block in counts.blocks(chunk_cells=block_cells):
+            library = _library(block)
+            norm = sp.csr_matrix(block[:, pref.cols], dtype=np.float32)  # a new matrix: scaled in place below
+            del block
+            scale = target_sum / np.where(library > 0, library, 1.0)  # an empty cell stays all-zero
+            norm.data *= np.repeat(scale.astype(np.float32), np.diff(norm.indptr))
+            np.log1p(norm.data, out=norm.data)
+            chunks = [norm[a:a + chunksize] for a in range(0, norm.shape[0], chunksize)]
+            del norm
+            if pool is None:
+                results = (_infercnv_chunk(chunk, *args) for chunk in chunks)
+            else:
+                results = pool.map(_infercnv_chunk, chunks, *(itertools.repeat(a) for a in args))
+            parts, chr_pos = [], {}
+            for chr_pos, result, _ in results:
+                if result.shape[1] != len(pref.windows):  # infercnvpy changed its layout: do not mislabel windows
+                    raise RuntimeError(f"window table has {len(pref.windows)} rows but infercnvpy returned {result.shape[1]} "
+                                       "windows; the installed infercnvpy lays windows out differently from 0.6.")
+                parts.append(sp.csr_matrix(result, dtype=np.float32))
+            yield {str(k): int(v) for k, v in chr_pos.items()}, sp.vstack(parts, format="csr")
+
+
+def infer_profile(
+    adata: anndata.AnnData,
+    reference_mask,
+    *,
+    state_key: str = "hspc_state",
+    layer: str | None = "counts",
+    counts: str | os.PathLike | None = None,
+    window_size: int = 100,
+    step: int = 10,
+    min_mean: float = 0.1,
+    target_sum: float = 1e4,
+    min_reference_cells: int = 20,
+    lfc_clip: float = 3.0,
+    dynamic_threshold: float | None = 1.5,
+    exclude_chromosomes: Sequence[str] | None = ("chrX", "chrY"),
+    chunksize: int = 5000,
+    n_jobs: int = 1,
+    chunk_cells: int = CHUNK_CELLS,
+    key_added: str = "cnv",
+) -> None:
+    """Smoothed copy-number profile per cell (infercnvpy) against state-matched reference cells.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes. Raw counts in ``adata.layers[layer]`` (``layer=None``: ``adata.X``), sparse
+        or dense, or with ``counts`` in that file; ``var`` needs ``chromosome``, ``start``, ``end``
+        (bp); ``var_names`` unique.
+    reference_mask
+        Boolean array (n_obs,) or the name of a boolean obs column: the normal reference cells.
+    state_key
+        obs column with the HSPC state. Reference cells of each state with at least
+        ``min_reference_cells`` cells form one infercnvpy reference category (the other reference
+        cells are left out of the reference and logged).
+    layer
+        Layer with raw counts.
+    counts
+        Path of an h5ad file holding the counts (``layers/<layer>``, ``layer=None``: ``X``; CSR,
+        cells x genes as ``adata``, whose obs and var must describe the file's cells and genes,
+        e.g. ``AnnData(obs=store.read_obs(path), var=store.read_var(path))``). ``None``: ``adata``.
+    window_size, step
+        infercnvpy's running window (genes) and the stride between reported windows (genes).
+    min_mean
+        Genes are used when their mean normalised expression over reference cells (counts per
+        ``target_sum``) is at least this; unexpressed genes only dilute the windows.
+    target_sum
+        Counts per cell after normalisation (``sc.pp.normalize_total``), before log1p.
+    min_reference_cells
+        Smallest number of reference cells for a state to be a category (a mean of a handful of
+        cells is noisy and would widen infercnvpy's bounds for every cell).
+    lfc_clip, dynamic_threshold, exclude_chromosomes, chunksize
+        As :func:`infercnvpy.tl.infercnv`'s (chunksize = cells per dense block).
+    n_jobs
+        Processes computing chunks (1: this process; more: one pool for the whole pass).
+    chunk_cells
+        Cells of counts read at a time (rounded down to a multiple of ``chunksize``, at least one).
+    key_added
+        Results go to ``obsm[f"X_{key_added}"]`` and ``uns[key_added]``.
+
+    Writes
+    ------
+    ``obsm[f"X_{key_added}"]`` (CSR float32, n_obs x n_windows, held in memory: ~0.8 GB at a
+    million cells; :func:`write_profile` writes it to a file instead) and ``uns[key_added]`` with
+    ``chr_pos``, ``windows`` (see :func:`window_positions`), ``genes``, ``reference_states``,
+    ``params``; see the module docstring for units.
+
+    Notes
+    -----
+    Library sizes are each cell's total over *all* genes (as ``sc.pp.normalize_total`` on the full
+    matrix); the used genes are normalised and log1p-transformed per block (CSR float32). The
+    reference means are summed in float64 over blocks (infercnvpy sums float32 in one go; the
+    profiles agree to ~1e-7). Cost: two passes over the counts (the first over reference cells
+    only), linear in cells; memory one block of counts and its normalised used genes, plus
+    infercnvpy's dense blocks of ``chunksize`` cells x used genes per worker.
+    """
+    where = "infer_profile"
+    t0 = time.perf_counter()
+    source = _Counts(adata, layer, counts, where)
+    settings = dict(window_size=window_size, step=step, lfc_clip=lfc_clip, dynamic_threshold=dynamic_threshold,
+                    exclude_chromosomes=exclude_chromosomes, chunk_cells=chunk_cells)
+    pref = _profile_reference(adata, source, reference_mask, state_key=state_key, layer=layer, min_mean=min_mean,
+                              target_sum=target_sum, min_reference_cells=min_reference_cells, where=where, **settings)
+    t1 = time.perf_counter()
+    parts, chr_pos = [], {}
+    for chr_pos, part in _profile_blocks(source, pref, target_sum=target_sum, chunksize=chunksize, n_jobs=n_jobs, **settings):
+        parts.append(part)
+    adata.obsm[f"X_{key_added}"] = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(pref.windows)), dtype=np.float32)
+    adata.uns[key_added] = {"chr_pos": chr_pos, **pref.uns}
+    log.info("infer_profile: %d cells, %d genes, %d windows, reference states %s; reference %.1f s, profile %.1f s",
+             adata.n_obs, pref.cols.size, len(pref.windows), pref.categories, t1 - t0, time.perf_counter() - t1)
+
+
+class _CsrAppender:
+    """An anndata-encoded CSR matrix (``encoding-type: csr_matrix``) in an open h5py file, written a
+    block of rows at a time: float32 data, int32 column indices, int64 ``indptr`` (no overflow
+    above 2^31 stored values)."""
+
+    def __init__(self, f, key: str, n_cols: int, compression: str | None = "gzip", chunk: int = 1 << 16):
+        self.g = f.create_group(key)
+        self.g.attrs["encoding-type"] = "csr_matrix"
+        self.g.attrs["encoding-version"] = "0.1.0"
+        self.n_rows, self.n_cols, self.nnz = 0, int(n_cols), 0
+        kw = dict(maxshape=(None,), chunks=(chunk,), compression=compression)
+        self.data = self.g.create_dataset("data", shape=(0,), dtype=np.float32, **kw)
+        self.indices = self.g.create_dataset("indices", shape=(0,), dtype=np.int32, **kw)
+        self.indptr = self.g.create_dataset("indptr", shape=(1,), dtype=np.int64, **kw)
+        self.indptr[0] = 0
+        self._shape()
+
+    def _shape(self):
+        self.g.attrs["shape"] = np.array([self.n_rows, self.n_cols], dtype=np.int64)
+
+    def append(self, block: sp.csr_matrix) -> None:
+        if block.shape[1] != self.n_cols:
+            raise ValueError(f"block has {block.shape[1]} columns; the matrix has {self.n_cols}")
+        block = sp.csr_matrix(block)
+        block.sort_indices()
+        n, nnz = block.shape[0], block.nnz
+        for ds, values in ((self.data, block.data.astype(np.float32)), (self.indices, block.indices.astype(np.int32))):
+            ds.resize((self.nnz + nnz,))
+            ds[self.nnz:] = values
+        self.indptr.resize((self.n_rows + n + 1,))
+        self.indptr[self.n_rows + 1:] = block.indptr[1:].astype(np.int64) + self.nnz
+        self.n_rows += n
+        self.nnz += nnz
+        self._shape()
+
+
+def write_profile(
+    adata: anndata.AnnData,
+    reference_mask,
+    path: str | os.PathLike,
+    *,
+    obsm: Mapping[str, np.ndarray] | None = None,
+    state_key: str = "hspc_state",
+    layer: str | None = "counts",
+    counts: str | os.PathLike | None = None,
+    window_size: int = 100,
+    step: int = 10,
+    min_mean: float = 0.1,
+    target_sum: float = 1e4,
+    min_reference_cells: int = 20,
+    lfc_clip: float = 3.0,
+    dynamic_threshold: float | None = 1.5,
+    exclude_chromosomes: Sequence[str] | None = ("chrX", "chrY"),
+    chunksize: int = 5000,
+    n_jobs: int = 1,
+    chunk_cells: int = CHUNK_CELLS,
+    key_added: str = "cnv",
+) -> dict:
+    """The profile of :func:`infer_profile`, written block by block to a new h5ad file.
+
+    The file holds ``adata.obs``, the arrays of ``obsm`` (e.g. ``{"X_umap": ...}``, n_obs rows
+    each), ``obsm[f"X_{key_added}"]`` (CSR float32, n_obs x n_windows, appended one block of
+    cells at a time, never whole in memory) and ``uns[key_added]``; no gene matrix. It is written
+    under a temporary name and renamed at the end. ``anndata.read_h5ad`` reads it; a few rows:
+    :func:`read_profile_rows`.
+
+    Parameters
+    ----------
+    path
+        Output h5ad.
+    obsm
+        Arrays to copy into the file's ``obsm`` (not the profile).
+    others
+        As :func:`infer_profile`, whose numbers these are (the same blocks of ``chunksize`` cells).
+
+    Returns
+    -------
+    ``uns[key_added]`` as written (``chr_pos``, ``windows``, ``genes``, ``reference_states``, ``params``).
+
+    Memory: one block of counts as :func:`infer_profile`, plus one block's profile; the file grows
+    by ~0.8 bytes per cell and window (13% of values stored at 8 bytes each, gzip-compressed).
+    """
+    import h5py
+
+    where = "write_profile"
+    t0 = time.perf_counter()
+    source = _Counts(adata, layer, counts, where)
+    settings = dict(window_size=window_size, step=step, lfc_clip=lfc_clip, dynamic_threshold=dynamic_threshold,
+                    exclude_chromosomes=exclude_chromosomes, chunk_cells=chunk_cells)
+    pref = _profile_reference(adata, source, reference_mask, state_key=state_key, layer=layer, min_mean=min_mean,
+                              target_sum=target_sum, min_reference_cells=min_reference_cells, where=where, **settings)
+    t1 = time.perf_counter()
+    from infercnvpy.tl._infercnv import _natural_sort
+
+    # chr_pos as infercnvpy reports it (chromosome -> first window), known before any block
+    first = pref.windows.reset_index().groupby("chromosome", sort=False)["index"].min()
+    info = {"chr_pos": {c: int(first[c]) for c in _natural_sort(list(first.index))}, **pref.uns}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    obsm = dict(obsm or {})
+    try:
+        anndata.AnnData(obs=adata.obs, obsm=obsm, uns={key_added: info}).write_h5ad(tmp, compression="gzip")
+        with h5py.File(tmp, "r+") as f:
+            if "obsm" not in f:
+                from anndata.io import write_elem
+
+                write_elem(f, "obsm", {})  # an anndata dict group, not a bare HDF5 group
+            out = _CsrAppender(f, f"obsm/X_{key_added}", len(pref.windows))
+            for chr_pos, part in _profile_blocks(source, pref, target_sum=target_sum, chunksize=chunksize, n_jobs=n_jobs,
+                                                 **settings):
+                if chr_pos != info["chr_pos"]:
+                    raise RuntimeError(f"infercnvpy's chromosome offsets {chr_pos} differ from the window table's "
+                                       f"{info['chr_pos']}; the installed infercnvpy lays windows out differently from 0.6.")
+                out.append(part)
+            if out.n_rows != adata.n_obs:
+                raise RuntimeError(f"wrote {out.n_rows} profiles for {adata.n_obs} cells")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("write_profile: %d cells, %d genes, %d windows (%d values stored), reference states %s; reference %.1f s, "
+             "profile %.1f s", adata.n_obs, pref.cols.size, len(pref.windows), out.nnz, pref.categories, t1 - t0,
+             time.perf_counter() - t1)
+    return info
+
+
+def read_profile_rows(path: str | os.PathLike, rows, *, key: str = "cnv") -> sp.csr_matrix:
+    """Rows of ``obsm[f"X_{key}"]`` of a profile h5ad (:func:`write_profile`), read without the rest.
+
+    Parameters
+    ----------
+    rows
+        int cell positions (any order, repeats allowed) or a boolean (n_obs,) mask.
+
+    Returns
+    -------
+    CSR float (len(rows), n_windows), rows in the order given.
+    """
+    import h5py
+
+    name = f"obsm/X_{key}"
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(f"cannot open as HDF5 ({err}); rerun the step that writes it.", path=str(path)) from err
+    with f:
+        if name not in f:
+            raise InputError(f"has no {name!r}: the copy-number profile comes from infer_cnv (write_profile).", path=str(path))
+        g = f[name]
+        if isinstance(g, h5py.Dataset):  # a dense profile
+            n = g.shape[0]
+        else:
+            if g.attrs.get("encoding-type", "") != "csr_matrix":
+                raise InputError(f"{name!r} is stored as {g.attrs.get('encoding-type', '?')}, not CSR or dense.", path=str(path))
+            n = int(g.attrs["shape"][0])
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != (n,):
+                raise ValueError(f"a row mask must have {n} values; got {rows.shape}")
+            rows = np.flatnonzero(rows)
+        rows = rows.astype(np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise IndexError(f"rows out of range 0..{n - 1}")
+        wanted, back = np.unique(rows, return_inverse=True)
+        if isinstance(g, h5py.Dataset):
+            return sp.csr_matrix(g[wanted] if wanted.size else np.zeros((0, g.shape[1]), g.dtype))[back]
+        n_cols = int(g.attrs["shape"][1])
+        indptr = g["indptr"][:].astype(np.int64)
+        # runs of consecutive rows: one read of data/indices each
+        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+        data, indices, lengths = [], [], []
+        for run in np.split(wanted, breaks) if wanted.size else []:
+            lo, hi = indptr[run[0]], indptr[run[-1] + 1]
+            data.append(g["data"][lo:hi])
+            indices.append(g["indices"][lo:hi])
+            lengths.append(np.diff(indptr[run[0]:run[-1] + 2]))
+        if not data:
+            return sp.csr_matrix((rows.size, n_cols), dtype=g["data"].dtype)
+        lengths = np.concatenate(lengths)
+        matrix = sp.csr_matrix((np.concatenate(data), np.concatenate(indices), np.r_[0, np.cumsum(lengths)]),
+                               shape=(wanted.size, n_cols))
+        return matrix[back]
+
+
+# ================================================================================================
+# summed counts for lesion profiles and breakpoints: one pass over the counts
+# ================================================================================================
+@dataclass
+class LesionSums:
+    """What :func:`lesion_profile` and :func:`estimate_breakpoints` read of the counts for one
+    lesion, summed per group of cells in one pass (:func:`lesion_sums`).
+
+    Attributes
+    ----------
+    lesion, chromosome
+        The lesion's name and chromosome.
+    reference, called
+        bool (n_obs,): the reference cells and the lesion's calls the sums were made with.
+    patients, patient
+        Patient levels (str, in order) and each cell's index into them, int64 (n_obs,).
+    states, state_row
+        The reference's HSPC states (sorted) and each cell's row of ``reference_sums``, int64
+        (n_obs,): its state's, or ``len(states)`` (the pooled profile) for other states.
+    chrom_cols, mid
+        int (n_chrom,) var positions of the chromosome's genes ordered by midpoint, and the
+        midpoints (bp, int64).
+    off_cols
+        int (n_off,) var positions of the autosomal genes off the chromosome.
+    depth
+        float64 (n_obs,): each cell's counts on ``off_cols``.
+    reference_sums
+        float64 (len(states) + 1, n_chrom + n_off): reference cells' counts summed per state row
+        (last row: reference cells of no state), genes ``chrom_cols`` then ``off_cols``.
+    called_sums
+        float64 (n_patients, n_chrom + n_off): each patient's called cells' counts, same genes.
+    uncalled_sums
+        float64 (n_patients, n_chrom): each patient's other cells' counts on ``chrom_cols``.
+    called_cells, called_counts
+        int64 (n_called,) positions of the called cells (increasing) and their counts on
+        ``chrom_cols``, CSR (n_called, n_chrom), for the bootstrap.
+    """
+
+    lesion: str
+    chromosome: str
+    reference: np.ndarray
+    called: np.ndarray
+    patients: list
+    patient: np.ndarray
+    states: list
+    state_row: np.ndarray
+    chrom_cols: np.ndarray
+    mid: np.ndarray
+    off_cols: np.ndarray
+    depth: np.ndarray
+    reference_sums: np.ndarray
+    called_sums: np.ndarray
+    uncalled_sums: np.ndarray
+    called_cells: np.ndarray
+    called_counts: sp.csr_matrix
+
+
+def _cell_groups(adata, lesion, reference_mask, call_key, patient_key, state_key, where) -> dict:
+    """The obs-derived arrays of :class:`LesionSums` (checked)."""
+    require_positions(adata.var, where)
+    call_key = call_key or f"{lesion.name}_call"
+    for key in (call_key, patient_key, state_key):
+        _obs_key(adata, key, where)
+    ref = cell_mask(adata, reference_mask, "reference_mask", where)
+    if ref.sum() < 10:
+        raise InputError(f"only {int(ref.sum())} reference cells; need at least 10.", where=f"{where}(reference_mask=...)")
+    called = cell_mask(adata, call_key, "call_key", where)
+    patients = _ordered(adata.obs[patient_key])
+    patient = pd.Categorical(adata.obs[patient_key].astype(str), categories=patients).codes.astype(np.int64)
+    state = adata.obs[state_key]
+    labels = state.astype(str).where(state.notna(), "").to_numpy()
+    states = sorted(set(labels[ref]) - {"", "nan"})
+    state_row = pd.Categorical(labels, categories=states).codes.astype(np.int64)
+    state_row[state_row < 0] = len(states)  # no state, or one the reference lacks: the pooled profile
+    return {"reference": ref, "called": called, "patients": patients, "patient": patient, "states": states,
+            "state_row": state_row}
+
+
+def _chromosome_genes(var: pd.DataFrame, chromosome: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(chrom_cols by midpoint, their midpoints in bp, off_cols: autosomal genes off the chromosome)."""
+    chrom = var["chromosome"].astype(str).to_numpy()
+    mid = (var["start"].to_numpy(np.int64) + var["end"].to_numpy(np.int64)) // 2
+    on = np.flatnonzero(chrom == chromosome)
+    if on.size == 0:
+        raise InputError(f"no gene of the AnnData lies on {chromosome}.", where="lesion chromosome")
+    on = on[np.argsort(mid[on], kind="stable")]
+    return on, mid[on], np.flatnonzero(np.isin(chrom, _AUTOSOMES) & (chrom != chromosome))
+
+
+def lesion_sums(
+    adata: anndata.AnnData,
+    lesions: Sequence,
+    *,
+    reference_mask="reference",
+    call_keys: Mapping[str, str] | None = None,
+    patient_key: str = "patient",
+    state_key: str = "hspc_state",
+    layer: str | None = "counts",
+    counts: str | os.PathLike | None = None,
+    chunk_cells: int = CHUNK_CELLS,
+) -> dict[str, LesionSums]:
+    """The summed counts :func:`lesion_profile` and :func:`estimate_breakpoints` need, for all
+    ``lesions`` in one pass over the counts (pass the result as their ``sums=``).
+
+    Parameters
+    ----------
+    adata
+        Cells x genes with raw counts (``layers[layer]``, ``layer=None``: ``X``) or, with
+        ``counts``, only obs and var describing that file's cells and genes; ``var`` positions and
+        obs columns of the calls, ``patient_key`` and ``state_key``.
+    lesions
+        :class:`remnant.lesions.Lesion` objects.
+    reference_mask
+        Boolean array (n_obs,) or obs column: the normal reference cells.
+    call_keys
+        ``{lesion name: boolean obs column of its call}`` (default ``f"{name}_call"``).
+    counts
+        Path of an h5ad file with the counts in ``layers/<layer>`` (``layer=None``: ``X``), read a
+        block of ``chunk_cells`` cells at a time; ``None``: ``adata``.
+
+    Returns
+    -------
+    ``{lesion name: LesionSums}``. Memory: per lesion, the called cells' counts on its chromosome
+    (sparse) and a few float64 (n_obs,) vectors; per-group sums are patients x genes.
+    """
+    where = "lesion_sums"
+    source = _Counts(adata, layer, counts, where)
+    call_keys = dict(call_keys or {})
+    groups = {lesion.name: _cell_groups(adata, lesion, reference_mask, call_keys.get(lesion.name), patient_key, state_key, where)
+              for lesion in lesions}
+    if not groups:
+        return {}
+    genes = {c: _chromosome_genes(adata.var, c) for c in {lesion.chromosome for lesion in lesions}}
+    shared = next(iter(groups.values()))  # reference and states: the same for every lesion
+    n_rows = len(shared["states"]) + 1
+    ref_row = np.where(shared["reference"], shared["state_row"], -1)
+    reference_all = np.zeros((n_rows, adata.n_vars))
+    off_masks = {c: np.isin(np.arange(adata.n_vars), g[2]) for c, g in genes.items()}
+    depth = {c: np.zeros(adata.n_obs) for c in genes}
+    acc = {}
+    for lesion in lesions:
+        on, _, off = genes[lesion.chromosome]
+        n_pat = len(groups[lesion.name]["patients"])
+        acc[lesion.name] = {"called": np.zeros((n_pat, on.size + off.size)), "uncalled": np.zeros((n_pat, on.size)),
+                            "cells": [], "counts": []}
+    for positions, block in source.blocks(chunk_cells=chunk_cells):
+        for c, mask in off_masks.items():
+            # weights in the block's dtype (as lesions.depth_on): a float64 vector would copy the block
+            depth[c][positions] = np.asarray(block @ mask.astype(block.dtype)).ravel()
+        reference_all += _sum_by_group(block, ref_row[positions], n_rows)
+        for lesion in lesions:
+            g, a = groups[lesion.name], acc[lesion.name]
+            on, _, off = genes[lesion.chromosome]
+            called, patient = g["called"][positions], g["patient"][positions]
+            a["called"] += _sum_by_group(block, np.where(called, patient, -1), a["called"].shape[0], np.concatenate([on, off]))
+            a["uncalled"] += _sum_by_group(block, np.where(called, -1, patient), a["uncalled"].shape[0], on)
+            a["cells"].append(positions[called])
+            a["counts"].append(block[np.flatnonzero(called)][:, on])
+    out = {}
+    for lesion in lesions:
+        g, a = groups[lesion.name], acc[lesion.name]
+        on, mid, off = genes[lesion.chromosome]
+        n_called = int(g["called"].sum())
+        out[lesion.name] = LesionSums(
+            lesion=lesion.name, chromosome=lesion.chromosome, **g, chrom_cols=on, mid=mid, off_cols=off,
+            depth=depth[lesion.chromosome], reference_sums=reference_all[:, np.concatenate([on, off])],
+            called_sums=a["called"], uncalled_sums=a["uncalled"],
+            called_cells=np.concatenate(a["cells"]) if a["cells"] else np.zeros(0, np.int64),
+            called_counts=sp.vstack(a["counts"], format="csr") if a["counts"] else sp.csr_matrix((n_called, on.size)))
+    return out
+
+
+def _sums_for(adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where) -> LesionSums:
+    """``sums`` checked against the AnnData and the arguments, or computed (one pass)."""
+    if sums is None:
+        return lesion_sums(adata, [lesion], reference_mask=reference_mask, call_keys={lesion.name: call_key} if call_key else None,
+                           patient_key=patient_key, state_key=state_key, layer=layer, counts=counts,
+                           chunk_cells=chunk_cells)[lesion.name]
+    if not isinstance(sums, LesionSums):
+        raise TypeError(f"sums must be a LesionSums from lesion_sums(); got {type(sums).__name__}")
+    g = _cell_groups(adata, lesion, reference_mask, call_key, patient_key, state_key, where)
+    same = (sums.lesion == lesion.name and sums.chromosome == lesion.chromosome and sums.depth.shape == (adata.n_obs,)
+            and all(np.array_equal(getattr(sums, k), v) if isinstance(v, np.ndarray) else getattr(sums, k) == v
+                    for k, v in g.items()))
+    if not same:
+        raise ValueError(f"sums were computed for other cells, calls, reference, patients or states than {where} is "
+                         f"given for {lesion.name}; compute them with the same arguments.")
+    return sums
 
 
 # ================================================================================================
@@ -292,58 +844,36 @@ def infer_profile(
 class _Expectation:
     """State-matched reference profiles for the genes of one chromosome (see module docstring).
 
-    Attributes: ``chrom_cols`` (var indices of the chromosome's genes, by midpoint), ``mid`` (their
-    midpoints, bp), ``depth`` (n_obs, counts on autosomes off the chromosome), ``row`` (n_obs,
-    profile row per cell; the last row is the pooled profile), ``P`` (n_rows, n_chrom_genes) and
-    ``P_off`` (n_rows, n_off_genes) expected counts per count of depth, ``off_cols``.
+    Attributes: ``mid`` (the chromosome's gene midpoints, bp, by midpoint), ``P`` (n_rows,
+    n_chrom_genes) and ``P_off`` (n_rows, n_off_genes): expected counts per count of depth, per
+    state row of :class:`LesionSums` (the last row is the pooled profile).
     """
 
-    def __init__(self, X, var: pd.DataFrame, ref: np.ndarray, state: pd.Series, chromosome: str, shrinkage: float):
-        chrom = var["chromosome"].astype(str).to_numpy()
-        mid = (var["start"].to_numpy(np.int64) + var["end"].to_numpy(np.int64)) // 2
-        on = np.flatnonzero(chrom == chromosome)
-        if on.size == 0:
-            raise InputError(f"no gene of the AnnData lies on {chromosome}.", where="lesion chromosome")
-        self.chrom_cols = on[np.argsort(mid[on], kind="stable")]
-        self.mid = mid[self.chrom_cols]
-        off = np.isin(chrom, _AUTOSOMES) & (chrom != chromosome)
-        self.off_cols = np.flatnonzero(off)
-        self.depth = depth_on(X, off)
-        labels = state.astype(str).where(state.notna(), "").to_numpy()
-        states = sorted(set(labels[ref]) - {"", "nan"})
-        code = {s: i for i, s in enumerate(states)}
-        self.states = states
-        self.row = np.array([code.get(s, len(states)) for s in labels], dtype=np.int64)
-        ref_idx = np.flatnonzero(ref)
-        n_rows = len(states) + 1
-        # per-state reference sums (last row: all reference cells)
-        grp = np.where(self.row[ref_idx] < len(states), self.row[ref_idx], -1)
-        G = sp.csr_matrix((np.ones(ref_idx.size), (np.where(grp >= 0, grp, len(states)), np.arange(ref_idx.size))),
-                          shape=(n_rows, ref_idx.size))
-        D = np.asarray(G @ self.depth[ref_idx]).ravel()
-        cols = np.concatenate([self.chrom_cols, self.off_cols])
-        S = np.asarray((G @ sp.csr_matrix(X[ref_idx][:, cols], dtype=np.float64)).toarray())
+    def __init__(self, sums: LesionSums, shrinkage: float):
+        self.sums = sums
+        self.mid = sums.mid
+        ref_idx = np.flatnonzero(sums.reference)
+        n_rows = len(sums.states) + 1
+        D = np.bincount(sums.state_row[ref_idx], weights=sums.depth[ref_idx], minlength=n_rows)
+        S = sums.reference_sums
         pooled = S.sum(0) / max(D.sum(), 1.0)
-        pseudo = shrinkage * float(np.median(self.depth[ref_idx]))
+        pseudo = shrinkage * float(np.median(sums.depth[ref_idx]))
         P = (S + pseudo * pooled[None, :]) / (D[:, None] + pseudo)
         P[-1] = pooled  # cells of states the reference lacks
-        self.P = P[:, : self.chrom_cols.size]
-        self.P_off = P[:, self.chrom_cols.size:]
+        n_chrom = sums.chrom_cols.size
+        self.P = P[:, :n_chrom]
+        self.P_off = P[:, n_chrom:]
 
-    def sums(self, X, cells: np.ndarray, weights: np.ndarray | None = None, off: bool = False):
-        """Observed and expected sums over ``cells`` (weights: (B, n_cells) -> (B, genes) each)."""
-        cols = self.off_cols if off else self.chrom_cols
+    def expected(self, cells: np.ndarray, weights: np.ndarray | None = None, off: bool = False) -> np.ndarray:
+        """Expected counts summed over ``cells`` (int positions) on the chromosome's genes (``off``:
+        the autosomal genes off it): float64 (n_genes,), or (B, n_genes) for ``weights`` (B, n_cells)."""
         P = self.P_off if off else self.P
-        Xc = sp.csr_matrix(X[cells][:, cols], dtype=np.float64)
-        dep = self.depth[cells]
-        onehot = sp.csr_matrix((np.ones(cells.size), (np.arange(cells.size), self.row[cells])), shape=(cells.size, P.shape[0]))
+        dep = self.sums.depth[cells]
+        onehot = sp.csr_matrix((np.ones(cells.size), (np.arange(cells.size), self.sums.state_row[cells])),
+                               shape=(cells.size, P.shape[0]))
         if weights is None:
-            O = np.asarray(Xc.sum(axis=0)).ravel()
-            E = np.asarray(onehot.T @ dep).ravel() @ P
-            return O, E
-        O = np.asarray((Xc.T @ weights.T).T)
-        E = np.asarray((onehot.T @ (weights * dep[None, :]).T).T) @ P
-        return O, E
+            return np.asarray(onehot.T @ dep).ravel() @ P
+        return np.asarray((onehot.T @ (weights * dep[None, :]).T).T) @ P
 
 
 def _log_ratio(O, E):
@@ -375,19 +905,6 @@ def _window_log2_ratio(O: np.ndarray, E: np.ndarray, ok: np.ndarray, width: int)
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def _prepare(adata, lesion, call_key, patient_key, reference_mask, state_key, layer, where):
-    X = counts_matrix(adata, layer, where)
-    require_positions(adata.var, where)
-    call_key = call_key or f"{lesion.name}_call"
-    for key in (call_key, patient_key, state_key):
-        _obs_key(adata, key, where)
-    ref = cell_mask(adata, reference_mask, "reference_mask", where)
-    if ref.sum() < 10:
-        raise InputError(f"only {int(ref.sum())} reference cells; need at least 10.", where=f"{where}(reference_mask=...)")
-    called = cell_mask(adata, call_key, "call_key", where)
-    return X, ref, called
-
-
 # ================================================================================================
 # lesion profile of called vs uncalled cells
 # ================================================================================================
@@ -400,23 +917,31 @@ def lesion_profile(
     patient_key: str = "patient",
     state_key: str = "hspc_state",
     layer: str | None = "counts",
+    counts: str | os.PathLike | None = None,
+    sums: LesionSums | None = None,
     min_expected: float = 5.0,
     smooth_genes: int = 21,
     shrinkage: float = 20.0,
+    chunk_cells: int = CHUNK_CELLS,
 ) -> pd.DataFrame:
     """Per patient, log2 ratio of observed to expected counts along the lesion's chromosome.
 
     Parameters
     ----------
     adata
-        Cells x genes with raw counts (``layers[layer]``), ``var`` positions and obs columns
-        ``call_key``, ``patient_key``, ``state_key``.
+        Cells x genes with raw counts (``layers[layer]``; or only obs and var with ``counts`` or
+        ``sums``), ``var`` positions and obs columns ``call_key``, ``patient_key``, ``state_key``.
     lesion
         A :class:`remnant.lesions.Lesion`; its chromosome is profiled.
     reference_mask
         Boolean array (n_obs,) or obs column: the normal reference cells (expected profiles).
     call_key
         Boolean obs column of the lesion call (default ``f"{lesion.name}_call"``).
+    counts
+        Path of an h5ad file holding the counts (see :func:`lesion_sums`).
+    sums
+        :func:`lesion_sums` of this lesion, computed with the same cells and arguments (checked):
+        no pass over the counts. ``None``: computed here.
     min_expected
         A gene gets a ratio in a group when the group's expected count is at least this (fewer
         expected counts give a ratio dominated by counting noise and the half-count offset).
@@ -424,6 +949,8 @@ def lesion_profile(
         Width of the centred smoothing window over the genes with a ratio (genes, not bp).
     shrinkage
         Pseudo-cells pulling a state's reference profile to the pooled one.
+    chunk_cells
+        Cells of counts read at a time.
 
     Returns
     -------
@@ -437,20 +964,22 @@ def lesion_profile(
     Groups without cells have no rows.
     """
     where = "lesion_profile"
-    X, ref, called = _prepare(adata, lesion, call_key, patient_key, reference_mask, state_key, layer, where)
     if smooth_genes < 1:
         raise InputError(f"smooth_genes must be >= 1; got {smooth_genes}.", where=where)
-    ex = _Expectation(X, adata.var, ref, adata.obs[state_key], lesion.chromosome, shrinkage)
-    genes = adata.var_names[ex.chrom_cols]
-    names = adata.var["gene_name"].iloc[ex.chrom_cols].astype(str).to_numpy() if "gene_name" in adata.var else np.asarray(genes)
-    patients = adata.obs[patient_key].astype(str).to_numpy()
+    sums = _sums_for(adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where)
+    ex = _Expectation(sums, shrinkage)
+    n_chrom = sums.chrom_cols.size
+    genes = adata.var_names[sums.chrom_cols]
+    names = adata.var["gene_name"].iloc[sums.chrom_cols].astype(str).to_numpy() if "gene_name" in adata.var else np.asarray(genes)
     parts = []
-    for patient in _ordered(adata.obs[patient_key]):
-        for group, sel in (("called", called), ("not called", ~called)):
-            cells = np.flatnonzero((patients == patient) & sel)
+    for k, patient in enumerate(sums.patients):
+        mine = sums.patient == k
+        for group, sel, O in (("called", sums.called, sums.called_sums[k, :n_chrom]),
+                              ("not called", ~sums.called, sums.uncalled_sums[k])):
+            cells = np.flatnonzero(mine & sel)
             if cells.size == 0:
                 continue
-            O, E = ex.sums(X, cells)
+            E = ex.expected(cells)
             ok = E >= min_expected
             lr = np.where(ok, _log_ratio(O, E) / np.log(2), np.nan)
             parts.append(pd.DataFrame({
@@ -522,6 +1051,8 @@ def estimate_breakpoints(
     patient_key: str = "patient",
     state_key: str = "hspc_state",
     layer: str | None = "counts",
+    counts: str | os.PathLike | None = None,
+    sums: LesionSums | None = None,
     cytobands: pd.DataFrame | None = None,
     min_cells: int = 20,
     min_expected: float = 5.0,
@@ -530,6 +1061,7 @@ def estimate_breakpoints(
     ci: float = 0.95,
     shrinkage: float = 20.0,
     seed: int = 0,
+    chunk_cells: int = CHUNK_CELLS,
 ) -> pd.DataFrame:
     """Each patient's lesion breakpoints from the pseudobulk of its called cells.
 
@@ -560,14 +1092,19 @@ def estimate_breakpoints(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts (``layers[layer]``), ``var`` positions and obs columns
-        ``call_key``, ``patient_key``, ``state_key``.
+        Cells x genes with raw counts (``layers[layer]``; or only obs and var with ``counts`` or
+        ``sums``), ``var`` positions and obs columns ``call_key``, ``patient_key``, ``state_key``.
     lesion
         A :class:`remnant.lesions.Lesion`.
     reference_mask
         Boolean array (n_obs,) or obs column: the normal reference cells.
     call_key
         Boolean obs column of the lesion call (default ``f"{lesion.name}_call"``).
+    counts
+        Path of an h5ad file holding the counts (see :func:`lesion_sums`).
+    sums
+        :func:`lesion_sums` of this lesion, computed with the same cells and arguments (checked):
+        no pass over the counts. ``None``: computed here.
     cytobands
         :func:`remnant.annotation.load_cytobands` table: names the band of each breakpoint and
         gives the chromosome length (without it bands are empty and the length is the last gene end).
@@ -581,6 +1118,8 @@ def estimate_breakpoints(
         Bootstrap replicates, interval level (0-1) and seed.
     shrinkage
         Pseudo-cells pulling a state's reference profile to the pooled one.
+    chunk_cells
+        Cells of counts read at a time.
 
     Returns
     -------
@@ -592,22 +1131,23 @@ def estimate_breakpoints(
     natural log), ``tau`` (gene-level sd, natural log) and ``reason`` (empty when estimated).
     """
     where = "estimate_breakpoints"
-    X, ref, called = _prepare(adata, lesion, call_key, patient_key, reference_mask, state_key, layer, where)
     if not 0 < ci < 1:
         raise InputError(f"ci must be between 0 and 1; got {ci}.", where=where)
     if n_boot < 0 or min_cells < 1 or min_genes < 1:
         raise InputError("n_boot must be >= 0, min_cells and min_genes >= 1.", where=where)
-    ex = _Expectation(X, adata.var, ref, adata.obs[state_key], lesion.chromosome, shrinkage)
+    sums = _sums_for(adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where)
+    ex = _Expectation(sums, shrinkage)
+    n_chrom = sums.chrom_cols.size
     if cytobands is not None and (cytobands["chromosome"] == lesion.chromosome).any():
         length = int(cytobands.loc[cytobands["chromosome"] == lesion.chromosome, "end"].max())
     else:
-        length = int(adata.var["end"].iloc[ex.chrom_cols].max())
+        length = int(adata.var["end"].iloc[sums.chrom_cols].max())
     sign = -1.0 if lesion.type == "loss" else 1.0
-    patients = adata.obs[patient_key].astype(str).to_numpy()
+    called_patient = sums.patient[sums.called_cells]  # patient of each row of sums.called_counts
     alpha = (1 - ci) / 2
     rows = []
-    for patient in _ordered(adata.obs[patient_key]):
-        cells = np.flatnonzero((patients == patient) & called)
+    for k, patient in enumerate(sums.patients):
+        cells = np.flatnonzero((sums.patient == k) & sums.called)
         row = {"patient": patient, "lesion": lesion.name, "chromosome": lesion.chromosome, "n_called": int(cells.size),
                "n_genes": 0, "n_genes_inside": 0, **{k: np.nan for k in ("start", "end", "start_lo", "start_hi", "end_lo",
                "end_hi", "ratio", "ratio_lo", "ratio_hi", "llr", "tau")}, "start_band": "", "end_band": "", "reason": ""}
@@ -615,12 +1155,12 @@ def estimate_breakpoints(
         if cells.size < min_cells:
             row["reason"] = f"{cells.size} called cells (< min_cells {min_cells})"
             continue
-        O, E = ex.sums(X, cells)
+        O, E = sums.called_sums[k, :n_chrom], ex.expected(cells)
         use = E >= min_expected
         if use.sum() < 2 * min_genes:
             row["reason"] = f"{int(use.sum())} genes on {lesion.chromosome} with >= {min_expected} expected counts"
             continue
-        Oo, Eo = ex.sums(X, cells, off=True)
+        Oo, Eo = sums.called_sums[k, n_chrom:], ex.expected(cells, off=True)
         keep = Eo >= min_expected
         lo = _log_ratio(Oo[keep], Eo[keep])
         robust_var = (1.4826 * np.median(np.abs(lo - np.median(lo)))) ** 2
@@ -651,10 +1191,12 @@ def estimate_breakpoints(
         if n_boot > 0:
             rng = np.random.default_rng([int(seed), int.from_bytes(patient.encode()[:8].ljust(8, b"\0"), "little")])
             boot = np.full((n_boot, 5), np.nan)
+            # the patient's called cells on the chromosome, rows in the order of ``cells``
+            Xc = sp.csr_matrix(sums.called_counts[np.flatnonzero(called_patient == k)], dtype=np.float64)
             for a in range(0, n_boot, 50):  # blocks of replicates bound the (B, genes) temporaries
                 B = min(50, n_boot - a)
                 W = rng.multinomial(cells.size, np.full(cells.size, 1.0 / cells.size), size=B).astype(np.float64)
-                Ob, Eb = ex.sums(X, cells, weights=W)
+                Ob, Eb = np.asarray((Xc.T @ W.T).T), ex.expected(cells, weights=W)
                 for b in range(B):
                     bi, bj, bm, _ = scan(Ob[b], Eb[b])
                     if bi >= 0:
@@ -726,6 +1268,7 @@ def plot_patient_heatmap(
     n_reference_cells: int = 200,
     seed: int = 0,
     vmax: float | None = None,
+    profile: str | os.PathLike | None = None,
 ) -> None:
     """Chromosome-ordered heatmap of one patient's copy-number profiles (PNG).
 
@@ -739,7 +1282,7 @@ def plot_patient_heatmap(
     ----------
     adata
         Cells with ``obsm[f"X_{key}"]`` and ``uns[key]`` from :func:`infer_profile` and the obs
-        columns named below (no gene matrix needed).
+        columns named below (no gene matrix needed); with ``profile``, only obs and ``uns[key]``.
     patient
         A value of ``obs[patient_key]``.
     path
@@ -759,13 +1302,17 @@ def plot_patient_heatmap(
         Seed of the downsampling.
     vmax
         Colour limit (symmetric); default the 99.5th percentile of |values| shown.
+    profile
+        A profile h5ad (:func:`write_profile`) holding ``obsm[f"X_{key}"]`` for the cells of
+        ``adata``: only the rows drawn are read from it (:func:`read_profile_rows`), not the
+        cohort's whole profile.
     """
     plt = _plt()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     where = "plot_patient_heatmap"
-    if f"X_{key}" not in adata.obsm or key not in adata.uns or "windows" not in adata.uns[key]:
+    if (profile is None and f"X_{key}" not in adata.obsm) or key not in adata.uns or "windows" not in adata.uns[key]:
         raise InputError(f"no copy-number profile: obsm['X_{key}'] and uns['{key}']['windows'] come from infer_profile.",
                          where=where)
     call_keys = [call_key] if isinstance(call_key, str) else list(call_key)
@@ -779,7 +1326,14 @@ def plot_patient_heatmap(
         raise InputError(f"max_cells must be >= 1; got {max_cells}.", where=where)
     ref = cell_mask(adata, reference_mask, "reference_mask", where) if reference_mask is not None else np.zeros(adata.n_obs, bool)
     rng = np.random.default_rng(seed)
-    M = sp.csr_matrix(adata.obsm[f"X_{key}"])
+    if profile is None:
+        M = sp.csr_matrix(adata.obsm[f"X_{key}"])
+
+        def profile_rows(positions):
+            return M[positions].toarray()
+    else:
+        def profile_rows(positions):
+            return read_profile_rows(profile, positions, key=key).toarray()
     windows = adata.uns[key]["windows"]
     if not isinstance(windows, pd.DataFrame):
         windows = pd.DataFrame(windows)
@@ -803,11 +1357,11 @@ def plot_patient_heatmap(
     shown = order.iloc[keep]
     shown_groups = groups.to_numpy()[keep]
     rows = idx[shown["i"].to_numpy()]
-    values = M[rows].toarray()
+    values = profile_rows(rows)
 
     ref_other = np.flatnonzero(ref & ~mine)
     ref_rows = np.sort(rng.choice(ref_other, size=min(n_reference_cells, ref_other.size), replace=False)) if ref_other.size else ref_other
-    ref_values = M[ref_rows].toarray() if ref_rows.size else np.zeros((0, M.shape[1]))
+    ref_values = profile_rows(ref_rows) if ref_rows.size else np.zeros((0, values.shape[1]))
     if vmax is None:
         both = np.abs(np.concatenate([values.ravel(), ref_values.ravel()]))
         vmax = float(np.quantile(both, 0.995)) if both.size and np.any(both > 0) else 0.1
