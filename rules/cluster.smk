@@ -20,7 +20,8 @@ rule cluster_cells:
         seed=config["seed"],
     threads: 2
     resources:
-        mem_mb=mem_mb_for(3000, 6),
+        # measured (benchmarks/scale.py): one hvg batch + the cells x HVG matrix, not the cohort
+        mem_mb=mem_mb_for(3000, 2),
         runtime=runtime_for(60, 60),
     conda:
         "../envs/remnant.yaml"
@@ -54,7 +55,8 @@ rule plot_clusters:
         states=config["states"]["use"],
     threads: 1
     resources:
-        mem_mb=mem_mb_for(2000, 3),
+        # reads obs, the UMAP and the marker genes only
+        mem_mb=mem_mb_for(2000, 0.1),
         runtime=runtime_for(20, 20),
     conda:
         "../envs/remnant.yaml"

@@ -41,8 +41,9 @@ rule gate_cells:
         gates=GATES,
     threads: 1
     resources:
-        mem_mb=mem_mb_for(1000, 2),
-        runtime=runtime_for(10, 10),
+        # reads the cohort's obs only
+        mem_mb=mem_mb_for(1500, 0.1),
+        runtime=runtime_for(10, 1),
     conda:
         "../envs/remnant.yaml"
     script:
@@ -88,8 +89,9 @@ rule estimate_fractions:
         populations=POPULATION_ORDER,
     threads: 1
     resources:
-        mem_mb=mem_mb_for(1000, 2),
-        runtime=runtime_for(15, 15),
+        # reads the cohort's obs only
+        mem_mb=mem_mb_for(1500, 0.1),
+        runtime=runtime_for(15, 1),
     conda:
         "../envs/remnant.yaml"
     script:
