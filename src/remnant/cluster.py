@@ -50,12 +50,17 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
+from scipy.sparse.csgraph import connected_components
 
 from . import store
 from .errors import InputError
 from .genesets import read_markers  # noqa: F401 (the marker table reader lives with the gene sets; re-exported)
 
 log = logging.getLogger(__name__)
+
+
+#: Above this many connected components of the kNN graph UMAP is not initialised spectrally (see :func:`embed`).
+MAX_SPECTRAL_COMPONENTS = 100
 
 
 def normalise(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:
@@ -218,7 +223,16 @@ def embed(
     finally:
         numba.set_num_threads(threads)
     sc.tl.leiden(hvg, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
-    sc.tl.umap(hvg, min_dist=umap_min_dist, random_state=seed)
+    # UMAP's spectral initialisation lays out each connected component of the kNN graph and
+    # compares all of them pairwise (dense components x components); with many components
+    # (e.g. replicated or duplicated cells) that alone can take tens of GB, so start from the
+    # first two components of the embedding instead
+    n_components, _ = connected_components(hvg.obsp["connectivities"], directed=False)
+    init = "spectral" if n_components <= MAX_SPECTRAL_COMPONENTS else np.asarray(hvg.obsm[use_rep][:, :2], dtype=np.float32)
+    if n_components > MAX_SPECTRAL_COMPONENTS:
+        log.warning("kNN graph has %d connected components (> %d): UMAP starts from the first two components of %s "
+                    "instead of a spectral layout", n_components, MAX_SPECTRAL_COMPONENTS, use_rep)
+    sc.tl.umap(hvg, min_dist=umap_min_dist, random_state=seed, init_pos=init)
     hvg.uns["remnant_embedding"] = {"n_pcs": n_comps, "integrate_keys": keys, "embedding": use_rep,
                                     "n_neighbors": n_neighbors, "resolution": resolution, "umap_min_dist": umap_min_dist,
                                     "seed": seed}
