@@ -22,6 +22,10 @@ TIMEPOINT_COLOURS = ["#4C72B0", "#55A868", "#C44E52", "#8172B3", "#CCB974", "#64
 POPULATION_COLOURS = {"HSC": "#D62728", "PROG": "#1F77B4", "CD34": "#7F7F7F"}
 
 
+#: UMAPs of a key with more levels than this are drawn without a legend.
+MAX_LEGEND_LEVELS = 60
+
+
 def palette(values: Sequence[str], key: str) -> dict[str, str]:
     """A stable colour per level of ``key`` (timepoints in given order; populations by name)."""
     values = [str(v) for v in values]
@@ -60,8 +64,14 @@ def plot_umaps(adata: AnnData, keys: Sequence[str], paths: Sequence[str]) -> Non
         levels = list(values.cat.categories) if hasattr(values, "cat") else sorted(values.astype(str).unique())
         colours = palette(levels, key)
         fig, ax = plt.subplots(figsize=(6.5, 5), constrained_layout=True)
+        # a legend of hundreds of levels (e.g. Leiden clusters of a large cohort) is unreadable and
+        # takes matplotlib minutes per thousand entries: above MAX_LEGEND_LEVELS the levels are
+        # coloured without a legend and the title says how many there are
+        many = len(levels) > MAX_LEGEND_LEVELS
         sc.pl.umap(adata, color=key, palette=[colours[str(v)] for v in levels], ax=ax, show=False,
-                   frameon=False, size=max(3, 120000 / max(adata.n_obs, 1) ** 1.1), title=f"cells by {key}")
+                   frameon=False, size=max(3, 120000 / max(adata.n_obs, 1) ** 1.1),
+                   legend_loc=None if many else "right margin",
+                   title=f"cells by {key}" + (f" ({len(levels)} levels, no legend)" if many else ""))
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
