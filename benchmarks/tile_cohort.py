@@ -14,6 +14,7 @@ are measured by scale.py on real samples (their cost is per sample: it does not 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The centre prefix scale.write_cohort puts before each unit's patients and samples ("C3" of "C3P1_...").
+CENTRE = re.compile(r"C\d+")
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -47,14 +50,12 @@ def main() -> None:
     n = write_cohort(dst, per_sample * len(source_sheet) * args.copies, seed=1, max_cells_per_sample=per_sample)
     sheet = pd.read_csv(dst / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert n == len(source_sheet) * args.copies, (n, len(source_sheet))
-    config = (dst / "config.yaml").read_text()
-    (dst / "config.yaml").write_text(config)
     truth = pd.read_csv(src / "truth/cells.tsv.gz", sep="\t", dtype={"timepoint": str}, keep_default_na=False)
     patients = pd.read_csv(src / "truth/patients.tsv", sep="\t", dtype=str, keep_default_na=False)
     truths, tables = [], []
     for _, row in sheet.iterrows():
-        target, centre = row["sample"], row["patient"][: row["patient"].index("P") if "P" in row["patient"] else row["patient"].index("H")]
-        source = target[len(centre):]
+        target = row["sample"]
+        source = target[len(CENTRE.match(target).group(0)):]
         rename = {"sample": target, "patient": row["patient"]}
         link(src / f"counts/{source}.h5ad", dst / f"counts/{target}.h5ad")
         link(src / f"results/samples/{source}/counts.h5ad", dst / f"results/samples/{target}/counts.h5ad")
@@ -78,11 +79,10 @@ def main() -> None:
     (dst / "truth").mkdir(exist_ok=True)
     pd.concat(truths).to_csv(dst / "truth/cells.tsv.gz", sep="\t", index=False, compression={"method": "gzip", "mtime": 0})
     tiled = []
-    for centre in sorted({p[: p.index("P")] if "P" in p else p[: p.index("H")] for p in sheet["patient"]}):
+    for centre in sorted({CENTRE.match(p).group(0) for p in sheet["patient"]}):
         tiled.append(patients.assign(patient=centre + patients["patient"]))
     pd.concat(tiled).to_csv(dst / "truth/patients.tsv", sep="\t", index=False)
-    shutil.copy(src / "logs/simulate_cohort/simulate_cohort.log", (dst / "logs/simulate_cohort").mkdir(parents=True, exist_ok=True)
-                or dst / "logs/simulate_cohort/simulate_cohort.log")
+    link(src / "logs/simulate_cohort/simulate_cohort.log", dst / "logs/simulate_cohort/simulate_cohort.log")
     print(f"{dst}: {len(sheet)} samples tiled from {src}")
 
 

@@ -247,8 +247,7 @@ def _adopt(adata: AnnData, embedded: AnnData, selected: np.ndarray) -> None:
             adata.obsm[key] = embedded.obsm[key]
     for key in ("distances", "connectivities"):
         adata.obsp[key] = embedded.obsp[key]
-    adata.obs["leiden"] = embedded.obs["leiden"].to_numpy()
-    adata.obs["leiden"] = adata.obs["leiden"].astype("category")
+    adata.obs["leiden"] = pd.Categorical(embedded.obs["leiden"].to_numpy())
     for key in ("pca", "neighbors", "leiden", "umap"):
         if key in embedded.uns:
             adata.uns[key] = embedded.uns[key]
