@@ -97,21 +97,38 @@ def costs(workdir: Path) -> pd.DataFrame:
                                      max_rss_mb=("max_rss_mb", "max"))
 
 
+READ_X = """
+import resource, sys, time
+import h5py
+from anndata.io import read_elem
+t0 = time.perf_counter()
+with h5py.File(sys.argv[1], "r") as f:
+    X = read_elem(f["X"])
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, X.nnz)
+"""
+
+
+def read_input_matrix(path: Path) -> tuple[float, float]:
+    """Wall time (s) and peak memory (MB) of just reading the counts matrix of ``path`` whole
+    (anndata's reader, in a fresh process): the yardstick of the lesion-calling target."""
+    out = subprocess.run([sys.executable, "-c", READ_X, str(path)], capture_output=True, text=True, check=True)
+    seconds, peak_mb, _ = out.stdout.split()
+    return float(seconds), float(peak_mb)
+
+
 def lesion_read_ratio(workdir: Path) -> dict:
-    """The issue's target 'lesion calling within 3x of reading its input matrix': call_lesions logs
-    the time of its one pass over the counts (every gene of every cell, in blocks) and of the
-    calling; the rule's benchmark file has the whole job (start-up and writing included)."""
+    """The issue's target 'the lesion-calling step within 3x of the time it takes just to read its
+    input matrix'. The step is the rule call_lesions, whole (start-up, its one pass over the counts,
+    the calling, its tables: the rule's benchmark file); the yardstick is reading its input's
+    matrix whole with anndata in a fresh process (:func:`read_input_matrix`, run right after the
+    workflow, so the file is as warm in the page cache as it was for the step). The step's log
+    also gives its own read pass and the calling alone."""
     log = (workdir / "logs/call_lesions/call_lesions.log").read_text()
-    wall = re.findall(r"read X: ([0-9.]+) s; lesion calling: ([0-9.]+) s", log)
-    cpu = re.findall(r"CPU time: read X ([0-9.]+) s; lesion calling ([0-9.]+) s", log)
-    job = pd.read_csv(workdir / "results/benchmarks/call_lesions.tsv", sep="\t")
-    read, call = (float(x) for x in wall[-1])
-    out = {"read_s": read, "calling_s": call, "job_s": float(job["s"].iloc[0]),
-           "(read+calling)/read": (read + call) / read, "job/read": float(job["s"].iloc[0]) / read}
-    if cpu:
-        c_read, c_call = (float(x) for x in cpu[-1])
-        out["cpu (read+calling)/read"] = (c_read + c_call) / c_read
-    return out
+    read, call = (float(x) for x in re.findall(r"read X: ([0-9.]+) s; lesion calling: ([0-9.]+) s", log)[-1])
+    job = float(pd.read_csv(workdir / "results/benchmarks/call_lesions.tsv", sep="\t")["s"].iloc[0])
+    plain, plain_mb = read_input_matrix(workdir / "results/cohort/clustered.h5ad")
+    return {"step_s": job, "read_matrix_s": plain, "read_matrix_peak_mb": plain_mb, "step/read_matrix": job / plain,
+            "step_read_pass_s": read, "step_calling_s": call, "(read pass+calling)/read pass": (read + call) / read}
 
 
 def main() -> None:
@@ -140,7 +157,7 @@ def main() -> None:
         print(f"\n{n} cells: workflow wall time {totals[n]:.0f} s", flush=True)
         print(tables[n].round(1).to_string(), flush=True)
         ratio = lesion_read_ratio(workdir)
-        print("lesion calling vs reading its input (target: within 3x): "
+        print("lesion calling vs just reading its input matrix (target: step/read_matrix <= 3): "
               + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()), flush=True)
     if not tables:
         return

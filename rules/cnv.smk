@@ -8,7 +8,7 @@ rule call_lesions:
         h5ad="results/cohort/clustered.h5ad",
         cytobands=CYTOBANDS,
     output:
-        h5ad="results/cohort/cohort.h5ad",
+        calls="results/cnv/lesion_calls.h5ad",
         cells="results/cnv/lesion_calls.tsv.gz",
         intervals="results/cnv/lesion_intervals.tsv",
         reference="results/cnv/reference.tsv",
@@ -38,6 +38,30 @@ rule call_lesions:
         "../envs/remnant.yaml"
     script:
         "../scripts/call_lesions.py"
+
+
+# The cohort file users open: clustered.h5ad with the calls in obs and uns["lesions"]. Its own
+# step because it is a block copy of the whole counts matrix (12 GB at 1M cells, ~30 s), which is
+# packaging, not calling; steps that need only the calls start without waiting for it.
+rule annotate_cohort:
+    input:
+        h5ad="results/cohort/clustered.h5ad",
+        calls="results/cnv/lesion_calls.h5ad",
+    output:
+        h5ad="results/cohort/cohort.h5ad",
+    log:
+        "logs/annotate_cohort/annotate_cohort.log",
+    benchmark:
+        "results/benchmarks/annotate_cohort.tsv"
+    threads: 1
+    resources:
+        # holds the obs of both files (no matrix: the counts are copied block by block)
+        mem_mb=mem_mb_for(1500, 0.05),
+        runtime=runtime_for(10, 2),
+    conda:
+        "../envs/remnant.yaml"
+    script:
+        "../scripts/annotate_cohort.py"
 
 
 # Genome-wide copy-number view: smoothed profiles per cell (infercnvpy, state-matched healthy

@@ -214,6 +214,7 @@ def get_final_output():
         expand("results/cohort/figures/umap_{key}.png", key=UMAP_KEYS),
         "results/cohort/figures/markers_dotplot.png",
         "results/cohort/cohort.h5ad",
+        "results/cnv/lesion_calls.h5ad",
         "results/cnv/lesion_calls.tsv.gz",
         "results/cnv/lesion_summary.tsv",
         "results/cnv/lesion_intervals.tsv",

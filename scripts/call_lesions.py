@@ -10,10 +10,10 @@ import time  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from remnant import store  # noqa: E402
 from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
 from remnant.config import reference_cells  # noqa: E402
-from remnant.lesions import call_lesions, parse_lesions, read_lesion_counts  # noqa: E402
+from remnant.store import TABLE_GZIP  # noqa: E402
+from remnant.lesions import call_lesions, parse_lesions, read_lesion_counts, write_calls  # noqa: E402
 from remnant.reference import find_reference  # noqa: E402
 
 with logged(snakemake.log[0], "call_lesions") as log:
@@ -66,7 +66,7 @@ with logged(snakemake.log[0], "call_lesions") as log:
         columns += [f"{lesion.name}_{k}" for k in ("posterior", "llr", "call", "n_genes")]
     table = adata.obs[columns].copy()
     table["reference"] = reference
-    table.to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0})
+    table.to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g", compression=TABLE_GZIP)
     summaries, intervals = [], []
     for lesion in lesions:
         info = adata.uns["lesions"][lesion.name]
@@ -88,8 +88,8 @@ with logged(snakemake.log[0], "call_lesions") as log:
                   .agg(n_candidates="size", n_chosen="sum").reset_index(names="batch"))
         choice.insert(0, "mode", "configured")
     choice.to_csv(snakemake.output.reference, sep="\t", index=False, float_format="%.6g")
-    # the input file with the new obs columns and uns["lesions"]: a file copy, no matrix in memory
+    # the calls alone (obs columns + uns["lesions"], no matrix); rule annotate_cohort adds them to
+    # a copy of the cohort file
     t0 = time.perf_counter()
-    store.copy_with_obs(snakemake.input.h5ad, snakemake.output.h5ad, obs=adata.obs,
-                        elements={"uns/lesions": adata.uns["lesions"]})
-    log.info("wrote %s: %.1f s", snakemake.output.h5ad, time.perf_counter() - t0)
+    write_calls(adata, snakemake.output.calls)
+    log.info("wrote %s: %.1f s", snakemake.output.calls, time.perf_counter() - t0)

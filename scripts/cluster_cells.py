@@ -29,4 +29,4 @@ with logged(snakemake.log[0], "cluster_cells") as log:
     columns += [c for c in result.obs if c.startswith("score_") or c.startswith("facs_")]
     table = result.obs[columns].copy()
     table["umap_1"], table["umap_2"] = result.obsm["X_umap"][:, 0], result.obsm["X_umap"][:, 1]
-    table.to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0})
+    table.to_csv(snakemake.output.cells, sep="\t", index_label="cell", float_format="%.6g", compression=store.TABLE_GZIP)

@@ -8,6 +8,7 @@ start(snakemake.threads)
 
 from remnant.gates import run_gates  # noqa: E402
 from remnant.persistence import read_calls  # noqa: E402
+from remnant.store import TABLE_GZIP  # noqa: E402
 
 with logged(snakemake.log[0], "gate_cells") as log:
     g = snakemake.params.gates
@@ -23,6 +24,6 @@ with logged(snakemake.log[0], "gate_cells") as log:
     for cmp in ("sort_index", "index_state", "sort_state"):
         log.info("%s: %d comparable cells, %d disagree (%.1f%%)", cmp, cohort[f"{cmp}_n"], cohort[f"{cmp}_disagree"],
                  100 * cohort[f"{cmp}_disagree_fraction"] if cohort[f"{cmp}_n"] else float("nan"))
-    out["cells"].to_csv(snakemake.output.cells, sep="\t", index_label="cell", compression={"method": "gzip", "mtime": 0})
+    out["cells"].to_csv(snakemake.output.cells, sep="\t", index_label="cell", compression=TABLE_GZIP)
     out["agreement"].to_csv(snakemake.output.agreement, sep="\t", index=False, float_format="%.6g")
     out["crosstab"].to_csv(snakemake.output.crosstab, sep="\t", index=False)

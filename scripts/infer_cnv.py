@@ -72,4 +72,4 @@ with logged(snakemake.log[0], "infer_cnv") as log:
                                        min_expected=bp["min_expected"], smooth_genes=bp["smooth_genes"],
                                        shrinkage=params.shrinkage))
     pd.concat(breakpoints, ignore_index=True).to_csv(snakemake.output.breakpoints, sep="\t", index=False, float_format="%.6g")
-    pd.concat(profiles, ignore_index=True).to_csv(snakemake.output.profiles, sep="\t", index=False, float_format="%.6g", compression={"method": "gzip", "mtime": 0})
+    pd.concat(profiles, ignore_index=True).to_csv(snakemake.output.profiles, sep="\t", index=False, float_format="%.6g", compression=store.TABLE_GZIP)

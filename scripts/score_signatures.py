@@ -89,7 +89,7 @@ with logged(snakemake.log[0], "score_signatures") as log:
     columns = ["sample", "patient", "timepoint", "condition", "technology", "sort_gate", "population", "hspc_state",
                "total_counts", "n_genes_by_counts", f"{lesion}_posterior", f"{lesion}_call", group_key, "cnv_reference"]
     columns = [c for c in columns if c in cells] + keys + ["cycle_phase"]
-    cells[columns].to_csv(snakemake.output.scores, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0})
+    cells[columns].to_csv(snakemake.output.scores, sep="\t", index_label="cell", float_format="%.6g", compression=store.TABLE_GZIP)
     described.to_csv(snakemake.output.sets, sep="\t", index=False)
     comparisons.to_csv(snakemake.output.comparisons, sep="\t", index=False, float_format="%.6g")
     composition.to_csv(snakemake.output.composition, sep="\t", index=False, float_format="%.6g")

@@ -81,3 +81,28 @@ def test_not_csr_is_a_clear_error(tmp_path):
         next(store.iter_chunks(path))
     with pytest.raises(InputError, match="cannot open"):
         store.read_obs(tmp_path / "missing.h5ad")
+
+
+def test_annotate_with_calls_puts_the_calls_into_a_copy_and_refuses_other_cells(cohort, tmp_path):
+    from remnant.lesions import write_calls
+    from remnant.persistence import read_calls
+
+    path, X, obs = cohort
+    called = ad.AnnData(obs=obs.assign(del5q_posterior=np.linspace(0, 1, 503), del5q_call=np.arange(503) % 2 == 0))
+    called.uns["lesions"] = {"del5q": {"per_sample": pd.DataFrame({"prior": [0.1, 0.2]}, index=["a", "b"]), "genes": np.array(["g1", "g2"])}}
+    calls = tmp_path / "lesion_calls.h5ad"
+    write_calls(called, calls)
+    assert ad.read_h5ad(calls).shape == (503, 0)  # no matrix
+    before = path.read_bytes()
+    out = tmp_path / "annotated.h5ad"
+    store.annotate_with_calls(path, calls, out)
+    assert path.read_bytes() == before  # the cohort file is an input: never modified
+    table, info = read_calls(str(out), "del5q")
+    pd.testing.assert_frame_equal(table, called.obs)
+    pd.testing.assert_frame_equal(info["per_sample"], called.uns["lesions"]["del5q"]["per_sample"])
+    assert (ad.read_h5ad(out).X != X).nnz == 0
+    # calls made on another version of the cohort (a cell fewer): refused, naming the calls file
+    write_calls(called[1:].copy(), calls)
+    with pytest.raises(InputError, match=r"lesion_calls\.h5ad.*502 cells are not the 503 cells.*rerun call_lesions"):
+        store.annotate_with_calls(path, calls, tmp_path / "other.h5ad")
+    assert not (tmp_path / "other.h5ad").exists()

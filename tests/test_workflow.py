@@ -52,7 +52,7 @@ def test_dry_run_plans_every_stage(tmp_path_factory):
     result = snakemake(workdir, "--dry-run", "--quiet", "rules")
     text = result.stdout + result.stderr
     for rule, count in [("simulate_cohort", 1), ("read_counts", 10), ("filter_cells", 10), ("summarise_qc", 1),
-                        ("cluster_cells", 1), ("plot_clusters", 1), ("call_lesions", 1), ("evaluate_demo", 1),
+                        ("cluster_cells", 1), ("plot_clusters", 1), ("call_lesions", 1), ("annotate_cohort", 1), ("evaluate_demo", 1),
                         ("infer_cnv", 1), ("plot_cnv", 3), ("plot_lesion_profile", 3), ("gate_cells", 1),
                         ("estimate_fractions", 1), ("score_signatures", 1), ("compare_pseudobulk", 1)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), text

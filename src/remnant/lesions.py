@@ -327,6 +327,18 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
     return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), sums["depth"]
 
 
+def write_calls(adata: anndata.AnnData, path) -> None:
+    """Write the result of :func:`call_lesions` without any matrix: an h5ad of ``n_obs`` cells x 0
+    genes holding ``adata.obs`` (every column, the calls included) and ``uns["lesions"]``.
+
+    Rule ``annotate_cohort`` puts both into a copy of the cohort file
+    (:func:`remnant.store.copy_with_obs`); :func:`remnant.persistence.read_calls` reads either file.
+    """
+    if "lesions" not in adata.uns:
+        raise InputError("no lesion calls to write; run call_lesions first.", where="write_calls")
+    anndata.AnnData(obs=adata.obs, uns={"lesions": adata.uns["lesions"]}).write_h5ad(path)
+
+
 def cell_mask(adata: anndata.AnnData, mask, name: str, where: str) -> np.ndarray:
     """A boolean (n_obs,) array from an array or the name of an obs column."""
     if isinstance(mask, str):
@@ -506,19 +518,25 @@ def _score_rows(
     r = 1.0 / phi
     logrho = np.log(rho)
 
-    llr = np.zeros(n)
-    e0 = np.zeros(n)
-    v0 = np.zeros(n)
-    n_genes = np.zeros(n, dtype=np.int64)
-    # Dense (chunk, nL) blocks of cells x lesion genes, a few at a time (the cost of a call is these
-    # passes: reuse and overwrite arrays in place). Every value equals the plain expressions
+    # Per cell, with mu = depth * P[row] / scale, l1 = log((r+mu)/(r+rho mu)), coef = l1 + log(rho):
     #   llr = sum_g r*l1 + x*coef,  e0 = sum_g r*l1 + mu*coef,  v0 = sum_g coef**2 * (mu + phi*mu**2)
-    # bit for bit (same operations on the same operands); the counts x enter only at their nonzeros.
-    for a in range(0, n, chunk_size):
-        b = min(a + chunk_size, n)
-        P = table[row[a:b]]
-        n_genes[a:b] = (P > 0).sum(1)
-        mu = depth[a:b, None] * P
+    # Everything but the x*coef term depends on the cell only through its profile row and depth,
+    # so it is computed once per distinct (row, depth) pair (counts are integers: at 91,335 cells
+    # there were 29,477 pairs, and their number grows far slower than the cohort), in dense blocks
+    # of pairs x lesion genes; x*coef is added at each stored count only.
+    n_genes = (table > 0).sum(1)[row]  # genes a cell is scored on depend only on its profile row
+    order = np.lexsort((depth, row))
+    new = np.ones(n, dtype=bool)
+    new[1:] = (row[order][1:] != row[order][:-1]) | (depth[order][1:] != depth[order][:-1])
+    pair = np.empty(n, dtype=np.int64)
+    pair[order] = np.cumsum(new) - 1
+    first = order[new]
+    pair_row, pair_depth = row[first], depth[first]
+    m = first.size
+    r_l1, e0_pair, v0_pair = np.zeros(m), np.zeros(m), np.zeros(m)
+    for a in range(0, m, chunk_size):
+        b = min(a + chunk_size, m)
+        mu = pair_depth[a:b, None] * table[pair_row[a:b]]
         if scale != 1.0:
             mu /= scale
         l1 = rho * mu
@@ -527,24 +545,33 @@ def _score_rows(
         np.log1p(l1, out=l1)  # log((r+mu)/(r+rho mu))
         coef = l1 + logrho  # per-count slope
         rl1 = np.multiply(r, l1, out=l1)
-        # llr: r*l1 plus x*coef at the cell's nonzero counts (x = 0 adds exactly 0)
-        xs = XL[a:b]
-        xs.sum_duplicates()
-        ri = np.repeat(np.arange(b - a), np.diff(xs.indptr))
-        ci = xs.indices
-        xv = xs.data / scale if scale != 1.0 else xs.data
-        tmp = rl1.copy()
-        tmp[ri, ci] += xv * coef[ri, ci]
-        llr[a:b] = tmp.sum(1)
-        np.multiply(mu, coef, out=tmp)
+        r_l1[a:b] = rl1.sum(1)
+        tmp = np.multiply(mu, coef)
         tmp += rl1
-        e0[a:b] = tmp.sum(1)
+        e0_pair[a:b] = tmp.sum(1)
         np.multiply(mu, mu, out=tmp)
         tmp *= phi
         tmp += mu
         np.multiply(coef, coef, out=coef)
         tmp *= coef
-        v0[a:b] = tmp.sum(1)
+        v0_pair[a:b] = tmp.sum(1)
+    llr, e0, v0 = r_l1[pair], e0_pair[pair], v0_pair[pair]
+    # x*coef at the stored counts, in blocks of cells (nonzeros x float64 a few times over)
+    XL = XL.tocsr()
+    XL.sum_duplicates()
+    step = max(chunk_size * 256, 1)
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        lo, hi = XL.indptr[a], XL.indptr[b]
+        ri = np.repeat(np.arange(a, b), np.diff(XL.indptr[a:b + 1]))
+        ci = XL.indices[lo:hi]
+        mu = depth[ri] * table[row[ri], ci]
+        xv = XL.data[lo:hi].astype(np.float64)
+        if scale != 1.0:
+            mu /= scale
+            xv /= scale
+        coef = np.log1p((1.0 - rho) * mu / (r[ci] + rho * mu)) + logrho
+        llr[a:b] += np.bincount(ri - a, weights=xv * coef, minlength=b - a)
     z = (llr - e0) / np.sqrt(np.maximum(v0, 1e-12))
     return {"llr": llr, "z": z, "n_genes": n_genes, "use": use, "count_scale": scale,
             "profiles": np.vstack([P_full, p_all[None, :]]), "profile_row": np.where(s_idx >= 0, s_idx, n_states)}
@@ -590,7 +617,7 @@ def call_lesions(
     min_refine_cells: int = 30,
     min_interval_genes: int = 30,
     refine_max_reference: int | None = 10_000,
-    chunk_size: int = 2000,
+    chunk_size: int = 256,
     depth=None,
 ) -> None:
     """Per-cell posterior probability of each lesion; writes obs columns and ``uns["lesions"]``.
@@ -649,7 +676,9 @@ def call_lesions(
         the false-positive rate (resolution 1e-4) of the refined interval to well within their
         other errors. The first pass always uses every reference cell.
     chunk_size
-        Cells per dense block of cells x lesion genes.
+        Cells per dense block of cells x lesion genes. Small blocks stay in the CPU cache
+        (256 cells x 1,000 genes x float64 = 2 MB): scoring 91,335 cells took 2.6 s in blocks of
+        2,000 cells and 1.6 s in blocks of 200, with identical results.
     depth
         float64 (n_obs,) counts of each cell on the autosomal genes outside every configured
         lesion (:func:`lesion_genes`), computed beforehand, e.g. while streaming the cohort file
