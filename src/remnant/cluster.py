@@ -55,6 +55,7 @@ from scipy.sparse.csgraph import connected_components
 from . import store
 from .errors import InputError
 from .genesets import read_markers  # noqa: F401 (the marker table reader lives with the gene sets; re-exported)
+from .runlog import timed
 
 log = logging.getLogger(__name__)
 
@@ -210,19 +211,23 @@ def embed(
     import numba
 
     n_comps = int(min(n_pcs, hvg.n_obs - 1, hvg.n_vars - 1))
-    sc.pp.pca(hvg, n_comps=n_comps, svd_solver="arpack", random_state=seed)
+    with timed(f"PCA, {n_comps} components", log):
+        sc.pp.pca(hvg, n_comps=n_comps, svd_solver="arpack", random_state=seed)
     keys = [k for k in integrate_keys if hvg.obs[k].nunique() > 1]
     use_rep = "X_pca"
     if keys:
-        hvg.obsm["X_pca_harmony"] = harmony(hvg.obsm["X_pca"], hvg.obs[keys], max_iter=harmony_max_iter, seed=seed)
+        with timed(f"Harmony over {keys}", log):
+            hvg.obsm["X_pca_harmony"] = harmony(hvg.obsm["X_pca"], hvg.obs[keys], max_iter=harmony_max_iter, seed=seed)
         use_rep = "X_pca_harmony"
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # determinism: see Notes
     try:
-        sc.pp.neighbors(hvg, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
+        with timed(f"kNN graph, {n_neighbors} neighbours", log):
+            sc.pp.neighbors(hvg, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
     finally:
         numba.set_num_threads(threads)
-    sc.tl.leiden(hvg, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
+    with timed("Leiden", log):
+        sc.tl.leiden(hvg, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
     # UMAP's spectral initialisation lays out each connected component of the kNN graph and
     # compares all of them pairwise (dense components x components); with many components
     # (e.g. replicated or duplicated cells) that alone can take tens of GB, so start from the
@@ -232,7 +237,8 @@ def embed(
     if n_components > MAX_SPECTRAL_COMPONENTS:
         log.warning("kNN graph has %d connected components (> %d): UMAP starts from the first two components of %s "
                     "instead of a spectral layout", n_components, MAX_SPECTRAL_COMPONENTS, use_rep)
-    sc.tl.umap(hvg, min_dist=umap_min_dist, random_state=seed, init_pos=init)
+    with timed("UMAP", log):
+        sc.tl.umap(hvg, min_dist=umap_min_dist, random_state=seed, init_pos=init)
     hvg.uns["remnant_embedding"] = {"n_pcs": n_comps, "integrate_keys": keys, "embedding": use_rep,
                                     "n_neighbors": n_neighbors, "resolution": resolution, "umap_min_dist": umap_min_dist,
                                     "seed": seed}
@@ -357,7 +363,6 @@ def harmony(embedding: np.ndarray, batches: pd.DataFrame, *, max_iter: int = 20,
     """
     import harmonypy
 
-    log.info("Harmony over %s", list(batches.columns))
     meta = batches.astype(str).reset_index(drop=True)
     out = harmonypy.run_harmony(np.asarray(embedding, dtype=np.float64), meta, list(meta.columns),
                                 max_iter_harmony=max_iter, random_state=seed, verbose=False)

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -65,6 +66,17 @@ def logged(log_path: str | os.PathLike, step: str):
         raise
     log.info("%s: done", step)
     handler.flush()
+
+
+@contextlib.contextmanager
+def timed(what: str, logger: logging.Logger | None = None):
+    """Log ``what`` when the block starts and its wall time (s) when it ends: progress of the
+    long steps of a big cohort (which of PCA, Harmony, kNN, Leiden, UMAP a job is in)."""
+    logger = logger or log
+    logger.info("%s ...", what)
+    t0 = time.perf_counter()
+    yield
+    logger.info("%s: %.1f s", what, time.perf_counter() - t0)
 
 
 #: Columns of the run's warnings table (``results/warnings.tsv``).
