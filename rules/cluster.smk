@@ -20,8 +20,10 @@ rule cluster_cells:
         seed=config["seed"],
     threads: 2
     resources:
-        # measured (benchmarks/scale.py): one hvg batch + the cells x HVG matrix, not the cohort
-        mem_mb=mem_mb_for(3000, 2),
+        # measured (benchmarks/scale.py; input = the filtered samples): 2.2 GB at 375 MB of input
+        # (91k cells), 16.3 GB at 3.75 GB (911k cells, 60 patients), Harmony's matrices over cells x
+        # (clusters + patients) being the peak; not the cohort's counts (one hvg batch at a time)
+        mem_mb=mem_mb_for(2000, 4.5),
         runtime=runtime_for(60, 60),
     conda:
         "../envs/remnant.yaml"

@@ -29,11 +29,11 @@ rule call_lesions:
         seed=config["seed"],
     threads: 1
     # Streams its input (issue 8): a block of cells plus the lesion genes and obs. Measured peak on
-    # simulated cohorts (1,500 genes/cell, 3.7 kB of gzip input per cell): 1.4 GB at 200k cells, 2.4 GB
-    # at 1M (3.7 GB with cnv.reference auto): ~1 GB + up to 0.8 MB per MB of input.
+    # simulated cohorts (input clustered.h5ad): 1.2 GB at 91k cells (1.2 GB of input), 2.2 GB at
+    # 911k (11.6 GB of input); 3.7 GB at 1M with cnv.reference auto. Wall time 38 s at 911k cells.
     resources:
-        mem_mb=mem_mb_for(2000, 1),
-        runtime=runtime_for(30, 30),
+        mem_mb=mem_mb_for(2000, 0.2),
+        runtime=runtime_for(20, 3),
     conda:
         "../envs/remnant.yaml"
     script:
