@@ -27,11 +27,14 @@ with logged(snakemake.log[0], "plot_cnv") as log:
     info = store.read_key(path, "uns/cnv")
     if info is None:
         raise InputError("has no uns['cnv'] (the window table); rerun infer_cnv.", path=path)
-    adata = ad.AnnData(obs=store.read_obs(path), uns={"cnv": info})
+    call_keys = [f"{lesion.name}_call" for lesion in lesions]
+    # only the columns drawn: the obs of a million cells is read by each of the per-patient jobs
+    columns = ["patient", "population", "timepoint", "reference", *call_keys]
+    adata = ad.AnnData(obs=store.read_obs(path, columns=columns), uns={"cnv": info})
     if patient not in set(adata.obs["patient"].astype(str)):
         log.warning("no cell of patient %s passed QC", patient)
         plot_message(snakemake.output.heatmap, f"Patient {patient}: no cell passed quality control.")
     else:
-        plot_patient_heatmap(adata, patient, snakemake.output.heatmap, call_key=[f"{lesion.name}_call" for lesion in lesions],
+        plot_patient_heatmap(adata, patient, snakemake.output.heatmap, call_key=call_keys,
                              lesions=lesions, max_cells=params.heatmap["max_cells"], n_reference_cells=params.heatmap["n_reference_cells"],
                              seed=params.seed, profile=path)

@@ -106,3 +106,11 @@ def test_annotate_with_calls_puts_the_calls_into_a_copy_and_refuses_other_cells(
     with pytest.raises(InputError, match=r"lesion_calls\.h5ad.*502 cells are not the 503 cells.*rerun call_lesions"):
         store.annotate_with_calls(path, calls, tmp_path / "other.h5ad")
     assert not (tmp_path / "other.h5ad").exists()
+
+
+def test_read_obs_of_some_columns_equals_those_of_the_whole_table(cohort):
+    path, _, obs = cohort
+    some = store.read_obs(path, columns=["x", "sample"])
+    pd.testing.assert_frame_equal(some, store.read_obs(path)[["x", "sample"]])
+    with pytest.raises(InputError, match=r"cohort\.h5ad.*no column\(s\) \['patient'\].*'sample'"):
+        store.read_obs(path, columns=["sample", "patient"])
