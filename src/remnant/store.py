@@ -292,7 +292,7 @@ def annotate_with_calls(cohort, calls, dst) -> None:
         ``calls`` has no ``uns["lesions"]``, or its cells are not those of ``cohort`` in the same
         order (the calls were made on another version of the cohort file: rerun call_lesions).
     """
-    index = read_obs(cohort).index
+    index = read_obs(cohort, columns=[]).index  # the cells only
     obs = read_obs(calls)
     lesions = read_key(calls, "uns/lesions")
     if lesions is None:
