@@ -12,9 +12,9 @@ import pandas as pd  # noqa: E402
 
 from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
 from remnant.config import reference_cells  # noqa: E402
-from remnant.store import TABLE_GZIP  # noqa: E402
 from remnant.lesions import call_lesions, parse_lesions, read_lesion_counts, write_calls  # noqa: E402
 from remnant.reference import find_reference  # noqa: E402
+from remnant.store import TABLE_GZIP  # noqa: E402
 
 with logged(snakemake.log[0], "call_lesions") as log:
     params = snakemake.params
