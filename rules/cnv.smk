@@ -83,7 +83,8 @@ rule infer_cnv:
             category="3. Copy number",
             subcategory="Breakpoints",
         ),
-        profiles="results/cnv/lesion_profiles.tsv.gz",
+        # one table per patient, so each plot_lesion_profile job reads only its own patient's rows
+        profiles=expand("results/cnv/lesion_profiles/{patient}.tsv.gz", patient=CNV_PATIENTS),
     log:
         "logs/infer_cnv/infer_cnv.log",
     benchmark:
@@ -94,6 +95,7 @@ rule infer_cnv:
         profile=config["cnv"]["profile"],
         breakpoints=config["cnv"]["breakpoints"],
         seed=config["seed"],
+        patients=CNV_PATIENTS,
     threads: 1
     # the counts are read a block of 10,000 cells at a time (remnant.cnv_profile): peak 1.5 GB at
     # 50,000 cells, 1.7 GB at 200,000 (clustered.h5ad 0.36 and 1.5 GB); per cell only obs, the
@@ -144,7 +146,7 @@ rule plot_cnv:
 
 rule plot_lesion_profile:
     input:
-        profiles="results/cnv/lesion_profiles.tsv.gz",
+        profile="results/cnv/lesion_profiles/{patient}.tsv.gz",
         breakpoints="results/cnv/breakpoints.tsv",
         cytobands=CYTOBANDS,
     output:

@@ -72,4 +72,10 @@ with logged(snakemake.log[0], "infer_cnv") as log:
                                        min_expected=bp["min_expected"], smooth_genes=bp["smooth_genes"],
                                        shrinkage=params.shrinkage))
     pd.concat(breakpoints, ignore_index=True).to_csv(snakemake.output.breakpoints, sep="\t", index=False, float_format="%.6g")
-    pd.concat(profiles, ignore_index=True).to_csv(snakemake.output.profiles, sep="\t", index=False, float_format="%.6g", compression=store.TABLE_GZIP)
+    # one table per patient (a patient without cells passing QC gets the header only), so each
+    # plot job reads its patient's rows, not the cohort's
+    profiles = pd.concat(profiles, ignore_index=True)
+    by_patient = dict(tuple(profiles.groupby(profiles["patient"].astype(str), sort=False)))
+    for patient, path in zip(snakemake.params.patients, snakemake.output.profiles, strict=True):
+        by_patient.get(patient, profiles.iloc[:0]).to_csv(path, sep="\t", index=False, float_format="%.6g",
+                                                          compression=store.TABLE_GZIP)

@@ -18,11 +18,11 @@ with logged(snakemake.log[0], "plot_lesion_profile") as log:
     (lesion,) = [lesion for lesion in parse_lesions(snakemake.params.lesions, cytobands, chromosome_arms(cytobands))
                  if lesion.name == name]
     # patient names stay strings (a patient "01" is not the number 1)
-    profiles = pd.read_csv(snakemake.input.profiles, sep="\t", dtype={"patient": str, "gene": str, "gene_name": str})
+    profile = pd.read_csv(snakemake.input.profile, sep="\t", dtype={"patient": str, "gene": str, "gene_name": str})
     breakpoints = pd.read_csv(snakemake.input.breakpoints, sep="\t", dtype={"patient": str, "reason": str})
     breakpoints["reason"] = breakpoints["reason"].fillna("")
     breakpoints = breakpoints[breakpoints["lesion"] == name].set_index("patient")
-    mine = profiles[(profiles["patient"] == patient) & (profiles["lesion"] == name)]
+    mine = profile[(profile["patient"] == patient) & (profile["lesion"] == name)]
     if mine.empty:
         log.warning("no cell of patient %s passed QC", patient)
         plot_message(snakemake.output.png, f"Patient {patient}: no cell passed quality control.")
