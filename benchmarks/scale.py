@@ -1,7 +1,7 @@
 """Cost of each workflow stage against the number of cells (issue 8): wall time, CPU time, peak memory.
 
 Run by hand:  .venv/bin/python benchmarks/scale.py [--cells 10000 100000 1000000] [--cores 2] [--keep DIR]
-              [--resume] [--until RULE] [--report]
+              [--resume] [--until RULE] [--forcerun RULE ...] [--report]
 
 For each size it writes a simulated cohort (units of 4 MDS patients x diagnosis/remission x
 HSC/PROG and 2 healthy donors x HSC/PROG: 20 droplet samples of at most 5,000 cells, repeated with
@@ -15,6 +15,7 @@ cells), and the whole workflow's (its elapsed time, and its jobs' wall times add
 not depend on how many jobs ran at once). The simulation itself is the rule ``simulate_cohort``
 and is listed like any other. A run interrupted (or stopped with ``--until``) continues with
 ``--resume``; its parts' elapsed times add up (``workflow_wall.tsv`` in its directory).
+``--resume --forcerun read_counts`` re-measures a kept run after a change, all but its simulation.
 
 The issue's targets: every stage's exponent <= 1.1 between 100k and 1M cells, 1M cells end to end
 on one 24 GB machine, and the lesion-calling step within 3x the time of reading its input.
@@ -75,17 +76,29 @@ def write_cohort(workdir: Path, n_cells: int, seed: int, max_cells_per_sample: i
     return len(sheet)
 
 
-def run(workdir: Path, cores: int, until: str | None = None) -> float:
+def run(workdir: Path, cores: int, until: str | None = None, forcerun: list[str] | None = None) -> float:
+    """Run the workflow in ``workdir``; returns its elapsed time (s), also added to
+    ``workflow_wall.tsv``. With ``forcerun`` (rules rerun with everything downstream of them)
+    that record starts again: this run, plus the wall time of the jobs it kept (their benchmark
+    files are older than the run; e.g. the simulation), as if they had run one after another."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), "--rerun-incomplete"]
     if until:
         cmd += ["--until", until]
+    if forcerun:
+        cmd += ["--forcerun", *forcerun]
+        (workdir / "workflow_wall.tsv").write_text("")
+    started = time.time()
     t0 = time.perf_counter()
     with open(workdir / "snakemake.out", "a") as out:
         result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     seconds = time.perf_counter() - t0
     with open(workdir / "workflow_wall.tsv", "a") as out:  # one line per run; --resume adds up
         out.write(f"{until or 'all'}\t{seconds:.1f}\t{result.returncode}\n")
+        if forcerun:
+            kept = sum(float(pd.read_csv(path, sep="\t")["s"].iloc[0])
+                       for path in (workdir / "results/benchmarks").rglob("*.tsv") if path.stat().st_mtime < started)
+            out.write(f"kept jobs\t{kept:.1f}\t0\n")
     if result.returncode != 0:
         tail = (workdir / "snakemake.out").read_text()[-3000:]
         raise SystemExit(f"workflow failed at {workdir} (see snakemake.out):\n{tail}")
@@ -156,6 +169,9 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true",
                     help="with --keep: continue an interrupted run in its directory (finished jobs and their benchmark files stay)")
     ap.add_argument("--until", default=None, help="stop after this rule's jobs (snakemake --until), e.g. filter_cells")
+    ap.add_argument("--forcerun", nargs="+", default=None, metavar="RULE",
+                    help="with --keep --resume: rerun these rules and everything downstream (snakemake --forcerun), "
+                         "e.g. read_counts to re-measure all but the simulation; the elapsed time starts again")
     ap.add_argument("--report", action="store_true",
                     help="with --keep: print the tables of finished runs in their directories, running nothing")
     args = ap.parse_args()
@@ -168,7 +184,7 @@ def main() -> None:
                 shutil.rmtree(workdir)
             if not (workdir / "config.yaml").exists():
                 write_cohort(workdir, n, args.seed)
-            seconds = run(workdir, args.cores, args.until)
+            seconds = run(workdir, args.cores, args.until, args.forcerun)
             if args.until:
                 print(f"{n} cells: stopped after {args.until} ({seconds:.0f} s)", flush=True)
                 continue

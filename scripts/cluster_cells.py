@@ -20,7 +20,7 @@ with logged(snakemake.log[0], "cluster_cells") as log:
     result = cluster_file(out, obs, target_sum=c["target_sum"], n_top_genes=c["n_top_genes"], hvg_batch_key=c["hvg_batch_key"],
                           hvg_max_cells=c["hvg_max_cells"], n_pcs=c["n_pcs"], integrate_keys=c["integrate"],
                           n_neighbors=c["n_neighbors"], resolution=c["resolution"], umap_min_dist=c["umap_min_dist"],
-                          seed=params.seed)
+                          umap_init=c["umap_init"], seed=params.seed)
     annotate_states_file(out, result, read_markers(snakemake.input.markers), states=params.states,
                          target_sum=c["target_sum"], seed=params.seed)
     write_clustering(out, result)

@@ -117,6 +117,35 @@ def test_umap_starts_from_the_embedding_when_the_graph_has_many_components(monke
     X.data = np.log1p(rng.integers(1, 20, X.nnz)).astype(np.float32)
     obs = pd.DataFrame({"patient": pd.Categorical(rng.choice(["a", "b"], 600))}, index=[str(i) for i in range(600)])
     monkeypatch.setattr(cluster, "MAX_SPECTRAL_COMPONENTS", 0)
-    out = cluster.embed(ad.AnnData(X=X, obs=obs), n_pcs=5, integrate_keys=[], seed=0)
+    out = cluster.embed(ad.AnnData(X=X, obs=obs), n_pcs=5, integrate_keys=[], umap_init="spectral", seed=0)
     assert np.isfinite(out.obsm["X_umap"]).all() and out.obsm["X_umap"].shape == (600, 2)
     assert "instead of a spectral layout" in caplog.text
+    assert out.uns["remnant_embedding"]["umap_init"] == "X_pca[:, :2]"
+
+
+def test_umap_init_pca_or_spectral_both_separate_the_cell_groups():
+    """The default start is the embedding's first two components (linear in cells; the spectral
+    start's cost grows with cells squared); either start separates three distinct cell groups,
+    the layouts differ, the start used is recorded, and an unknown start is refused."""
+    import pandas as pd
+    from sklearn.metrics import silhouette_score
+
+    import remnant.cluster as cluster
+
+    rng = np.random.default_rng(1)
+    n, genes = 300, 60
+    group = np.repeat([0, 1, 2], n // 3)
+    rates = np.full((3, genes), 0.5)
+    for g in range(3):
+        rates[g, g * 20:(g + 1) * 20] = 6.0  # each group expresses its own 20 genes
+    X = sp.csr_matrix(np.log1p(rng.poisson(rates[group])).astype(np.float32))
+    obs = pd.DataFrame({"group": pd.Categorical(group)}, index=[str(i) for i in range(n)])
+    layouts = {}
+    for init in ("pca", "spectral"):
+        out = cluster.embed(ad.AnnData(X=X.copy(), obs=obs.copy()), n_pcs=5, integrate_keys=[], umap_init=init, seed=0)
+        assert out.uns["remnant_embedding"]["umap_init"] == {"pca": "X_pca[:, :2]", "spectral": "spectral"}[init]
+        assert silhouette_score(out.obsm["X_umap"], group) > 0.5
+        layouts[init] = out.obsm["X_umap"]
+    assert not np.allclose(layouts["pca"], layouts["spectral"])
+    with pytest.raises(ValueError, match="umap_init must be one of"):
+        cluster.embed(ad.AnnData(X=X.copy(), obs=obs.copy()), n_pcs=5, integrate_keys=[], umap_init="random")
