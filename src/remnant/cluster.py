@@ -219,8 +219,8 @@ def embed(
     umap-learn rescales them), which costs nothing and keeps the global structure as well as a
     spectral start does (Kobak & Linderman, Nat Biotechnol 2021). The spectral start
     (``"spectral"``) solves the kNN graph's Laplacian with ARPACK using sqrt(cells) Lanczos
-    vectors: its time and memory grow with the square of the cells (91,000 cells: 6 s; 911,000:
-    over 10 min and 12 GB). A graph with more than ``MAX_SPECTRAL_COMPONENTS`` connected
+    vectors, so its time and memory grow much faster than the cells (91,328 cells: 6 s; 910,807:
+    429 s and 12.7 GB; docs/dev/scale.md). A graph with more than ``MAX_SPECTRAL_COMPONENTS`` connected
     components also starts from the embedding, because the spectral layout compares all pairs
     of components densely.
     """
