@@ -22,7 +22,7 @@ with logged(snakemake.log[0], "plot_lesion_profile") as log:
     breakpoints = pd.read_csv(snakemake.input.breakpoints, sep="\t", dtype={"patient": str, "reason": str})
     breakpoints["reason"] = breakpoints["reason"].fillna("")
     breakpoints = breakpoints[breakpoints["lesion"] == name].set_index("patient")
-    mine = profile[(profile["patient"] == patient) & (profile["lesion"] == name)]
+    mine = profile[profile["lesion"] == name]  # the table is this patient's (infer_cnv writes one per patient)
     if mine.empty:
         log.warning("no cell of patient %s passed QC", patient)
         plot_message(snakemake.output.png, f"Patient {patient}: no cell passed quality control.")
