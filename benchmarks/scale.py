@@ -8,8 +8,10 @@ HSC/PROG and 2 healthy donors x HSC/PROG: 20 droplet samples of at most 5,000 ce
 new patients as the cohort grows: 100k cells = 20 samples, 1M = 200; median 3,000 UMI/cell, the
 demo simulator's defaults otherwise) into its own working directory, runs the real workflow there
 (``snakemake --cores N``, the test cohort's config), and reads Snakemake's ``benchmark:`` files
-(``results/benchmarks/``): per rule the summed wall time (s), summed CPU time (s) and the largest
-peak resident memory of one job (MB). Between consecutive sizes it prints each rule's growth
+(``results/benchmarks/``) and the jobs' logs: per rule the summed wall time (s, the benchmark
+files), summed CPU time (s) and the largest peak resident memory of one job (MB), both exact from
+``getrusage`` at the end of each job's log where it is there (the benchmark files' sampled figures
+otherwise; column ``exact`` counts the jobs with exact figures, see :func:`costs`). Between consecutive sizes it prints each rule's growth
 exponent ``log(cost2/cost1) / log(n2/n1)`` of wall time, CPU time and peak memory (1 = linear in
 cells), and the whole workflow's (its elapsed time, and its jobs' wall times added up, which does
 not depend on how many jobs ran at once). The simulation itself is the rule ``simulate_cohort``
@@ -37,6 +39,8 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from remnant.runlog import DONE_USAGE  # noqa: E402
 PATIENTS = ["P1", "P2", "P3", "P4"]
 DONORS = ["H1", "H2"]
 
@@ -114,16 +118,43 @@ def elapsed(workdir: Path) -> float:
     return float(pd.read_csv(path, sep="\t", header=None)[1].sum())
 
 
+def job_usage(workdir: Path, benchmark: Path) -> dict[str, float] | None:
+    """Exact CPU time (s) and peak memory (MB) of the job of ``benchmark``, as its log ends
+    (:func:`remnant.runlog.logged`: ``getrusage`` at the end of the job's script); None for a log
+    without them (a job run before they were logged, or one that failed)."""
+    name = benchmark.relative_to(workdir / "results/benchmarks").with_suffix("")
+    # results/benchmarks/<rule>/<job>.tsv <-> logs/<rule>/<job>.log; results/benchmarks/<rule>.tsv <-> logs/<rule>/<rule>.log
+    log = workdir / "logs" / (name if len(name.parts) > 1 else name / name.name).with_suffix(".log")
+    if not log.is_file():
+        return None
+    lines = log.read_text(errors="replace").splitlines()
+    match = DONE_USAGE.search(lines[-1]) if lines else None
+    return None if match is None else {k: float(v) for k, v in match.groupdict().items()}
+
+
 def costs(workdir: Path) -> pd.DataFrame:
+    """Per rule: ``jobs``, summed ``wall_s``, summed ``cpu_s``, the largest ``max_rss_mb`` of a job,
+    and ``exact`` (how many of its jobs' CPU and memory come from their logs).
+
+    Wall time is Snakemake's (``benchmark:`` files, exact). CPU time and peak memory are the job's
+    own ``getrusage`` figures from its log where it has them (:func:`job_usage`): the benchmark
+    files sample every 30 s after a job's first 15 s and keep the last sample, which undercounts
+    the CPU of a job of a minute by up to half (a job of 10 minutes by a few percent) and so bends
+    the CPU exponent upwards. Peak memory is the larger of the two figures.
+    """
     rows = []
     for path in sorted((workdir / "results/benchmarks").rglob("*.tsv")):
         rule = path.relative_to(workdir / "results/benchmarks").parts[0].removesuffix(".tsv")
         b = pd.read_csv(path, sep="\t")
-        rows.append({"rule": rule, "wall_s": float(b["s"].iloc[0]), "cpu_s": float(b["cpu_time"].iloc[0]),
-                     "max_rss_mb": float(b["max_rss"].iloc[0])})
+        row = {"rule": rule, "wall_s": float(b["s"].iloc[0]), "cpu_s": float(b["cpu_time"].iloc[0]),
+               "max_rss_mb": float(b["max_rss"].iloc[0]), "exact": 0}
+        usage = job_usage(workdir, path)
+        if usage is not None:
+            row.update(cpu_s=usage["cpu_s"], max_rss_mb=max(row["max_rss_mb"], usage["peak_mb"]), exact=1)
+        rows.append(row)
     table = pd.DataFrame(rows)
     return table.groupby("rule").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
-                                     max_rss_mb=("max_rss_mb", "max"))
+                                     max_rss_mb=("max_rss_mb", "max"), exact=("exact", "sum"))
 
 
 READ_X = """
