@@ -12,8 +12,8 @@ demo simulator's defaults otherwise) into its own working directory, runs the re
 files), summed CPU time (s) and the largest peak resident memory of one job (MB), both exact from
 ``getrusage`` at the end of each job's log where it is there (the benchmark files' sampled figures
 otherwise; column ``exact`` counts the jobs with exact figures, see :func:`costs`). Between
-consecutive sizes it prints each rule's growth exponent ``log(cost2/cost1) / log(n2/n1)`` of wall time, CPU time and peak memory (1 = linear in
-cells), and the whole workflow's (its elapsed time, and its jobs' wall times added up, which does
+consecutive sizes it prints each rule's growth exponent ``log(cost2/cost1) / log(n2/n1)`` of wall
+time, CPU time and peak memory (1 = linear in cells), and the whole workflow's (its elapsed time, and its jobs' wall times added up, which does
 not depend on how many jobs ran at once). The simulation itself is the rule ``simulate_cohort``
 and is listed like any other. A run interrupted (or stopped with ``--until``) continues with
 ``--resume``; its parts' elapsed times add up (``workflow_wall.tsv`` in its directory).
