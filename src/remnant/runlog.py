@@ -74,20 +74,41 @@ DONE_USAGE = re.compile(r": done \(CPU (?P<cpu_s>[0-9.]+) s, peak memory (?P<pea
 
 
 def resource_usage() -> dict[str, float]:
-    """CPU time and peak resident memory of this process so far, exactly (``getrusage``).
+    """CPU time and peak resident memory of this process so far, exactly.
 
     Returns ``{"cpu_s": ..., "peak_mb": ...}``: user + system CPU seconds of this process and of
-    its children that have ended (a process pool's workers, once shut down), and this process's
-    peak resident set (MB) plus the largest ended child's (an upper bound for the job when the
-    children ran at the same time as its own peak). Snakemake's ``benchmark:`` files sample a
-    job's processes every 0.5 s for 15 s, then every 30 s, and keep the last sample: a job of a
-    minute loses up to half of its CPU time and may miss its peak; these figures lose nothing.
+    its children that have ended (a process pool's workers, once shut down, from ``getrusage``),
+    and this process's peak resident set (MB) plus the largest ended child's (an upper bound for
+    the job when the children ran at the same time as its own peak). Snakemake's ``benchmark:``
+    files sample a job's processes every 0.5 s for 15 s, then every 30 s, and keep the last
+    sample: a job of a minute loses up to half of its CPU time and may miss its peak; these
+    figures lose nothing.
+
+    This process's peak is the kernel's high-water mark of its own address space (``VmHWM`` in
+    ``/proc/self/status``), which starts afresh at ``exec``. ``getrusage``'s ``ru_maxrss`` does
+    not: Snakemake starts a job's script from a thread of its own process (vfork, then exec), and
+    the kernel carries the parent's peak over, so a 40 MB job would report Snakemake's 1 GB.
+    Ended children are the job's own forks (their peak starts at the fork), so their
+    ``ru_maxrss`` is theirs. Where ``/proc`` is missing, ``ru_maxrss`` is the fallback.
     """
     import resource
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-    return {"cpu_s": cpu, "peak_mb": (own.ru_maxrss + children.ru_maxrss) / 1024}  # ru_maxrss is in KiB on Linux
+    own_peak_kib = _own_peak_kib() or own.ru_maxrss  # ru_maxrss is in KiB on Linux
+    return {"cpu_s": cpu, "peak_mb": (own_peak_kib + children.ru_maxrss) / 1024}
+
+
+def _own_peak_kib() -> int | None:
+    """``VmHWM`` of ``/proc/self/status`` in KiB: this address space's peak resident set."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])  # "VmHWM:   123456 kB"
+    except OSError:
+        pass
+    return None
 
 
 @contextlib.contextmanager
