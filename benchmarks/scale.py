@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -158,20 +159,23 @@ def costs(workdir: Path) -> pd.DataFrame:
 
 
 READ_X = """
-import resource, sys, time
+import sys, time
 import h5py
 from anndata.io import read_elem
+from remnant.runlog import resource_usage
 t0 = time.perf_counter()
 with h5py.File(sys.argv[1], "r") as f:
     X = read_elem(f["X"])
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, X.nnz)
+print(time.perf_counter() - t0, resource_usage()["peak_mb"], X.nnz)
 """
 
 
 def read_input_matrix(path: Path) -> tuple[float, float]:
     """Wall time (s) and peak memory (MB) of just reading the counts matrix of ``path`` whole
-    (anndata's reader, in a fresh process): the yardstick of the lesion-calling target."""
-    out = subprocess.run([sys.executable, "-c", READ_X, str(path)], capture_output=True, text=True, check=True)
+    (anndata's reader, in a fresh process; its peak as a job's log measures it): the yardstick of
+    the lesion-calling target."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-c", READ_X, str(path)], capture_output=True, text=True, check=True, env=env)
     seconds, peak_mb, _ = out.stdout.split()
     return float(seconds), float(peak_mb)
 
