@@ -11,10 +11,12 @@ demo simulator's defaults otherwise) into its own working directory, runs the re
 (``results/benchmarks/``) and the jobs' logs: per rule the summed wall time (s, the benchmark
 files), summed CPU time (s) and the largest peak resident memory of one job (MB), both exact from
 ``getrusage`` at the end of each job's log where it is there (the benchmark files' sampled figures
-otherwise; column ``exact`` counts the jobs with exact figures, see :func:`costs`). Between
+otherwise; column ``exact`` counts the jobs with exact figures, see :func:`costs`), and against
+that peak the memory the rule's jobs asked for (``mem_mb``, which grows with the input: a job
+whose peak is above its request would be killed on a cluster). Between
 consecutive sizes it prints each rule's growth exponent ``log(cost2/cost1) / log(n2/n1)`` of wall
-time, CPU time and peak memory (1 = linear in cells), and the whole workflow's (its elapsed time, and its jobs' wall times added up, which does
-not depend on how many jobs ran at once). The simulation itself is the rule ``simulate_cohort``
+time, CPU time and peak memory (1 = linear in cells), and the whole workflow's (its elapsed
+time, and its jobs' wall times added up, which does not depend on how many jobs ran at once). The simulation itself is the rule ``simulate_cohort``
 and is listed like any other. A run interrupted (or stopped with ``--until``) continues with
 ``--resume``; its parts' elapsed times add up (``workflow_wall.tsv`` in its directory).
 ``--resume --forcerun read_counts`` re-measures a kept run after a change, all but its simulation.
@@ -133,9 +135,32 @@ def job_usage(workdir: Path, benchmark: Path) -> dict[str, float] | None:
     return None if match is None else {k: float(v) for k, v in match.groupdict().items()}
 
 
+#: A job's block in Snakemake's output names its benchmark file, then the resources it asked for.
+_JOB_BENCHMARK = re.compile(r"^\s+benchmark: (?P<path>\S+)$")
+_JOB_MEM_MB = re.compile(r"^\s+resources: .*\bmem_mb=(?P<mem_mb>[0-9]+)\b")
+
+
+def asked_memory(snakemake_output: str) -> dict[str, float]:
+    """The memory (``mem_mb``) each job asked for, by its benchmark file (relative to the working
+    directory), from Snakemake's own output of the run: the request of a job's last attempt (a job
+    retried with more memory prints its block again). Jobs that printed no ``mem_mb`` are absent."""
+    asked, benchmark = {}, None
+    for line in snakemake_output.splitlines():
+        if line.startswith(("rule ", "localrule ", "checkpoint ")):
+            benchmark = None  # a new job's block
+        elif match := _JOB_BENCHMARK.match(line):
+            benchmark = match["path"]
+        elif (match := _JOB_MEM_MB.match(line)) and benchmark is not None:
+            asked[benchmark] = float(match["mem_mb"])
+    return asked
+
+
 def costs(workdir: Path) -> pd.DataFrame:
     """Per rule: ``jobs``, summed ``wall_s``, summed ``cpu_s``, the largest ``max_rss_mb`` of a job,
-    and ``exact`` (how many of its jobs' CPU and memory come from their logs).
+    ``exact`` (how many of its jobs' CPU and memory come from their logs), the largest memory a
+    job asked for (``asked_mb``, its ``mem_mb`` as Snakemake printed it in ``snakemake.out``; NaN
+    without that output) and the largest ratio of a job's peak to what it asked for
+    (``peak/asked``: above 1, a cluster would have killed that job for memory).
 
     Wall time is Snakemake's (``benchmark:`` files, exact). CPU time and peak memory are the job's
     own ``getrusage`` figures from its log where it has them (:func:`job_usage`): the benchmark
@@ -143,6 +168,8 @@ def costs(workdir: Path) -> pd.DataFrame:
     the CPU of a job of a minute by up to half (a job of 10 minutes by a few percent) and so bends
     the CPU exponent upwards. Peak memory is the larger of the two figures.
     """
+    out = workdir / "snakemake.out"
+    asked = asked_memory(out.read_text(errors="replace")) if out.is_file() else {}
     rows = []
     for path in sorted((workdir / "results/benchmarks").rglob("*.tsv")):
         rule = path.relative_to(workdir / "results/benchmarks").parts[0].removesuffix(".tsv")
@@ -152,10 +179,13 @@ def costs(workdir: Path) -> pd.DataFrame:
         usage = job_usage(workdir, path)
         if usage is not None:
             row.update(cpu_s=usage["cpu_s"], max_rss_mb=max(row["max_rss_mb"], usage["peak_mb"]), exact=1)
+        row["asked_mb"] = asked.get(str(path.relative_to(workdir)), float("nan"))
+        row["peak/asked"] = row["max_rss_mb"] / row["asked_mb"]
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.groupby("rule").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
-                                     max_rss_mb=("max_rss_mb", "max"), exact=("exact", "sum"))
+                                     max_rss_mb=("max_rss_mb", "max"), exact=("exact", "sum"),
+                                     asked_mb=("asked_mb", "max"), **{"peak/asked": ("peak/asked", "max")})
 
 
 READ_X = """
@@ -226,14 +256,16 @@ def main() -> None:
         tables[n] = costs(workdir)
         totals[n] = (elapsed(workdir), float(tables[n]["wall_s"].sum()))
         print(f"\n{n} cells: workflow elapsed {totals[n][0]:.0f} s; jobs' wall time summed {totals[n][1]:.0f} s", flush=True)
-        print(tables[n].round(1).to_string(), flush=True)
+        print(tables[n].round(1).assign(**{"peak/asked": tables[n]["peak/asked"].round(2)}).to_string(), flush=True)
+        over = tables[n].index[tables[n]["peak/asked"] > 1].tolist()
+        print("rules with a job whose peak memory went over its mem_mb request: " + (", ".join(over) or "none"), flush=True)
         ratio = lesion_read_ratio(workdir)
         print("lesion calling vs just reading its input matrix (target: step/read_matrix <= 3): "
               + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()), flush=True)
     if not tables:
         return
     sizes = sorted(tables)
-    wide = pd.concat({n: tables[n] for n in sizes}, axis=1)
+    wide = pd.concat({n: tables[n][["wall_s", "cpu_s", "max_rss_mb"]] for n in sizes}, axis=1)
     print("\nper rule: wall s, CPU s, peak MB by cells")
     print(wide.round(1).to_string())
     for a, b in zip(sizes, sizes[1:]):

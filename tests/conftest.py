@@ -48,6 +48,8 @@ def cohort_run(tmp_path_factory) -> Path:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    # Snakemake's own output, as benchmarks/scale.py keeps it (it reads each job's mem_mb from it)
+    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         raise AssertionError(f"local workflow run failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return workdir

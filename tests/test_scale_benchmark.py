@@ -1,0 +1,64 @@
+"""benchmarks/scale.py's reading of a run (issue 8): per rule the jobs, their exact CPU time and
+peak memory from the job logs, and the memory each job asked for against its peak."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import scale  # noqa: E402
+
+# Two jobs' blocks as Snakemake 9 prints them; the second job ran twice (attempt 2 asked for more).
+OUTPUT = """\
+[Wed Dec  2 18:40:01 2026]
+rule filter_cells:
+    input: results/samples/S1/counts.h5ad
+    output: results/qc/cells/S1.tsv.gz
+    log: logs/filter_cells/S1.log
+    jobid: 7
+    benchmark: results/benchmarks/filter_cells/S1.tsv
+    reason: Missing output files: results/qc/cells/S1.tsv.gz
+    wildcards: sample=S1
+    resources: tmpdir=/tmp, mem_mb=3120, mem_mib=2976, runtime=21
+[Wed Dec  2 18:40:02 2026]
+rule cluster_cells:
+    input: results/qc/filtered/S1.h5ad
+    log: logs/cluster_cells/cluster_cells.log
+    jobid: 3
+    benchmark: results/benchmarks/cluster_cells.tsv
+    threads: 2
+    resources: tmpdir=/tmp, mem_mb=2100, mem_mib=2003, runtime=31
+[Wed Dec  2 18:41:02 2026]
+localrule collect_warnings:
+    output: results/warnings.tsv
+    jobid: 2
+    resources: tmpdir=/tmp, mem_mb=1000
+[Wed Dec  2 18:42:02 2026]
+rule cluster_cells:
+    benchmark: results/benchmarks/cluster_cells.tsv
+    resources: tmpdir=/tmp, mem_mb=4200, mem_mib=4006, runtime=62
+"""
+
+
+def test_asked_memory_is_each_jobs_last_request():
+    asked = scale.asked_memory(OUTPUT)
+    # collect_warnings printed no benchmark line after its rule line: not matched to the job before it
+    assert asked == {"results/benchmarks/filter_cells/S1.tsv": 3120.0, "results/benchmarks/cluster_cells.tsv": 4200.0}
+
+
+@pytest.mark.workflow
+def test_costs_of_the_test_cohort_run(cohort_run):
+    table = scale.costs(cohort_run)
+    print("\n" + table.round(2).to_string())
+    for rule, jobs in [("read_counts", 10), ("filter_cells", 10), ("cluster_cells", 1), ("call_lesions", 1),
+                       ("infer_cnv", 1), ("plot_cnv", 3), ("score_signatures", 1), ("compare_pseudobulk", 1)]:
+        assert table.loc[rule, "jobs"] == jobs, rule
+    # every job's log ends with its exact CPU time and peak memory (remnant.runlog.logged)
+    assert (table["exact"] == table["jobs"]).all(), table[table["exact"] != table["jobs"]]
+    assert (table["cpu_s"] > 0).all() and (table["max_rss_mb"] > 50).all()
+    # every job asked for memory, and none of the test cohort's went over what it asked for
+    assert table["asked_mb"].notna().all(), table[table["asked_mb"].isna()]
+    assert (table["peak/asked"] < 1).all(), table[table["peak/asked"] >= 1]
