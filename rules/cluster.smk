@@ -20,11 +20,13 @@ rule cluster_cells:
         seed=config["seed"],
     threads: 2
     resources:
-        # measured (benchmarks/scale.py; input = the filtered samples): 2.0 GB at 375 MB of input
-        # (91k cells), 12.5 GB at 3.75 GB (911k cells), the kNN graph and UMAP being the peak; not
-        # the cohort's counts (one hvg batch at a time). With umap_init: spectral it was 16.3 GB
-        # at 911k cells (ARPACK's sqrt(cells) Lanczos vectors): raise mem_mb for it
-        mem_mb=mem_mb_for(2000, 3.2),
+        # measured exactly (benchmarks/scale.py, the job's own peak; input = the filtered samples):
+        # 3.1 GB at 374 MB of input (91k cells), 13.3 GB at 3.75 GB (911k cells), the kNN graph
+        # and UMAP being the peak; not the cohort's counts (one hvg batch at a time). This asks
+        # 1.4x / 1.2x that (2000 + 3.2x, a fit with no margin, asked 0.98x the 91k peak). With
+        # umap_init: spectral it was 16.3 GB at 911k cells (ARPACK's sqrt(cells) Lanczos
+        # vectors): raise mem_mb for it
+        mem_mb=mem_mb_for(3000, 3.6),
         # 2 min at 91k cells, 21 min at 911k: this asks 4x that
         runtime=runtime_for(30, 15),
     conda:

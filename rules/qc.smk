@@ -54,9 +54,9 @@ rule filter_cells:
         seed=config["seed"],
     threads: 1
     resources:
-        # measured: 2.4-2.6 GB for 5,000-cell droplet samples (21 MB of input; Scrublet's exact
-        # neighbours included), whatever the cohort size
-        mem_mb=mem_mb_for(3000, 8),
+        # measured exactly: at most 2.7-2.9 GB for 5,000-cell droplet samples (about 21 MB of
+        # input; Scrublet's exact neighbours included), whatever the cohort size; this asks ~3.7 GB
+        mem_mb=mem_mb_for(3500, 8),
         runtime=runtime_for(20, 20),
     group:
         "sample"
