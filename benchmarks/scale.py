@@ -16,9 +16,10 @@ that peak the memory the rule's jobs asked for (``mem_mb``, which grows with the
 whose peak is above its request would be killed on a cluster). Between
 consecutive sizes it prints each rule's growth exponent ``log(cost2/cost1) / log(n2/n1)`` of wall
 time, CPU time and peak memory (1 = linear in cells), and the whole workflow's (its elapsed
-time, and its jobs' wall times added up, which does not depend on how many jobs ran at once). The simulation itself is the rule ``simulate_cohort``
-and is listed like any other. A run interrupted (or stopped with ``--until``) continues with
-``--resume``; its parts' elapsed times add up (``workflow_wall.tsv`` in its directory).
+time, and its jobs' wall times added up, which does not depend on how many jobs ran at once).
+The simulation itself is the rule ``simulate_cohort`` and is listed like any other. A run
+interrupted (or stopped with ``--until``) continues with ``--resume``; its parts' elapsed times
+add up (``workflow_wall.tsv`` in its directory).
 ``--resume --forcerun read_counts`` re-measures a kept run after a change, all but its simulation.
 
 The issue's targets: every stage's exponent <= 1.1 between 100k and 1M cells, 1M cells end to end

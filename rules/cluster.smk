@@ -23,9 +23,9 @@ rule cluster_cells:
         # measured exactly (benchmarks/scale.py, the job's own peak; input = the filtered samples):
         # 3.1 GB at 374 MB of input (91k cells), 13.3 GB at 3.75 GB (911k cells), the kNN graph
         # and UMAP being the peak; not the cohort's counts (one hvg batch at a time). This asks
-        # 1.4x / 1.2x that (2000 + 3.2x, a fit with no margin, asked 0.98x the 91k peak). With
-        # umap_init: spectral it was 16.3 GB at 911k cells (ARPACK's sqrt(cells) Lanczos
-        # vectors): raise mem_mb for it
+        # 1.4x / 1.2x those peaks (the former 2000 + 3.2x was a fit with no margin: the 91k peak
+        # was 0.98x its request). With umap_init: spectral it was 16.3 GB at 911k cells
+        # (ARPACK's sqrt(cells) Lanczos vectors): raise mem_mb for it
         mem_mb=mem_mb_for(3000, 3.6),
         # 2 min at 91k cells, 21 min at 911k: this asks 4x that
         runtime=runtime_for(30, 15),

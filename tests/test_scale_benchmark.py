@@ -11,7 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import scale  # noqa: E402
 
-# Two jobs' blocks as Snakemake 9 prints them; the second job ran twice (attempt 2 asked for more).
+# Jobs' blocks as Snakemake 9 prints them: cluster_cells ran twice (attempt 2 asked for more);
+# collect_warnings has no benchmark line.
 OUTPUT = """\
 [Wed Dec  2 18:40:01 2026]
 rule filter_cells:
