@@ -339,3 +339,14 @@ def test_bad_gate_marker_stops_with_one_clear_line(tmp_path_factory):
     message = result.stdout + result.stderr
     assert result.returncode != 0 and "gates.hierarchy.HSC" in message and "marker 'CD133'" in message, message
     assert "Traceback" not in message
+
+
+def test_demo_command_dry_run_plans_without_a_report():
+    """The README's `bin/demo --dry-run`: plans the demo and stops before the report (which would
+    fail on outputs a dry run never makes), writing no results."""
+    had_results = (ROOT / "results").exists()
+    result = subprocess.run([str(ROOT / "bin/demo"), "--dry-run", "--quiet", "rules"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "cluster_cells" in result.stdout + result.stderr
+    assert "dry run done (no report" in result.stdout
+    assert had_results or not (ROOT / "results").exists()
