@@ -104,6 +104,24 @@ def test_cluster_file_equals_the_in_memory_clustering(tmp_path):
     assert back.uns["remnant"]["cluster"]["X"] == "raw counts"
 
 
+def test_one_sample_cohort_merges_and_clusters(tmp_path):
+    """A one-sample cohort (issue 19): anndata copies a single file instead of concatenating, and
+    called a Path method on the str name (AttributeError in rule cluster_cells). The merged file
+    holds the sample's counts and clusters with one patient and one batch."""
+    mapped, _ = cohort([("A", "P1", "diagnosis", "HSC", "MDS", "droplet")], params={"cells_per_sample": {"droplet": 200, "plate": 96}},
+                       seed=4)
+    sample = mapped["A"].copy()
+    sample.X = sp.csr_matrix(sample.X, dtype=np.float32)
+    sample.write_h5ad(tmp_path / "A.h5ad")
+    out = str(tmp_path / "clustered.h5ad")
+    obs = merge_samples([str(tmp_path / "A.h5ad")], out, timepoints=["diagnosis"], populations=["HSC"])
+    assert list(obs.index) == list(sample.obs_names) and list(obs["timepoint"].cat.categories) == ["diagnosis"]
+    result = cluster_file(out, obs, n_top_genes=300, n_pcs=5, integrate_keys=["patient", "technology"], seed=0)
+    write_clustering(out, result)
+    back = ad.read_h5ad(out)
+    assert (back.X != sample.X).nnz == 0 and back.obs["leiden"].notna().all() and back.obsm["X_umap"].shape == (sample.n_obs, 2)
+
+
 def test_umap_starts_from_the_embedding_when_the_graph_has_many_components(monkeypatch, caplog):
     """UMAP's spectral layout compares every pair of kNN-graph components densely (62 GB for the
     91,335 components of a 1M cohort tiled from 100k cells); above MAX_SPECTRAL_COMPONENTS the

@@ -295,7 +295,9 @@ def merge_samples(paths: Sequence[str], out: str, *, timepoints: Sequence[str], 
     (written back to ``out``)."""
     from anndata.experimental import concat_on_disk
 
-    concat_on_disk(list(paths), out, join="outer", merge="first", fill_value=0)
+    # Paths, not str: with one file anndata copies it and calls Path methods on the name (a str
+    # raised AttributeError: a one-sample cohort crashed here)
+    concat_on_disk([Path(p) for p in paths], out, join="outer", merge="first", fill_value=0)
     obs = store.read_obs(out)
     obs["timepoint"] = pd.Categorical(obs["timepoint"].astype(str).replace({"nan": "NA", "": "NA"}),
                                       categories=list(timepoints) + ["NA"]).remove_unused_categories()
