@@ -18,6 +18,10 @@ include: "rules/warnings.smk"
 include: "rules/report.smk"
 
 
+# No path the user gave (sheet, config, resources) may be an output of any rule above.
+check_user_files()
+
+
 # The report's first page: this run's front page once rule write_front_page has written it (the
 # answer in numbers and words), else the workflow description.
 report: report_description()

@@ -2,7 +2,7 @@
 
 Run by hand:  .venv/bin/python benchmarks/persistence_coverage.py [--replicates 50] [--seed 0]
 
-Each replicate simulates the demo cohort (config/samples.tsv: 4 MDS patients x HSC/PROG x
+Each replicate simulates the demo cohort (config/demo/samples.tsv: 4 MDS patients x HSC/PROG x
 diagnosis/remission/relapse, 3 healthy donors; droplet 250 cells, plate 96 cells per sample) with
 the simulator's defaults, twice:
 
@@ -152,7 +152,7 @@ ORACLE_FPR, ORACLE_FNR = 0.01, 0.25
 
 
 def demo_sheet() -> pd.DataFrame:
-    sheet = pd.read_csv(ROOT / "config/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    sheet = pd.read_csv(ROOT / "config/demo/samples.tsv", sep="\t", dtype=str, keep_default_na=False, comment="#")
     sheet["timepoint"] = sheet["timepoint"].replace("NA", "")
     return sheet
 

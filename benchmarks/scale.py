@@ -72,9 +72,7 @@ def write_cohort(workdir: Path, n_cells: int, seed: int, max_cells_per_sample: i
                 rows.append((f"{centre}{d}_{pop}", f"{centre}{d}", "", pop, "healthy"))
     sheet = pd.DataFrame(rows, columns=["sample", "patient", "timepoint", "population", "condition"])
     sheet["technology"] = "droplet"
-    sheet["format"] = "h5ad"
-    sheet["counts"] = "counts/" + sheet["sample"] + ".h5ad"
-    sheet["index_sort"] = ""
+    sheet["format"] = "h5ad"  # simulated into results/demo/inputs/{sample}.h5ad (demo.simulate)
     workdir.mkdir(parents=True, exist_ok=True)
     sheet.to_csv(workdir / "samples.tsv", sep="\t", index=False)
     config = yaml.safe_load((ROOT / "tests/data/cohort/config.yaml").read_text())

@@ -46,18 +46,18 @@ def main() -> None:
     args = ap.parse_args()
     src, dst = args.source, args.target
     source_sheet = pd.read_csv(src / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
-    per_sample = int(pd.read_csv(src / "truth/cells.tsv.gz", sep="\t").groupby("sample").size().max())
+    per_sample = int(pd.read_csv(src / "results/demo/truth/cells.tsv.gz", sep="\t").groupby("sample").size().max())
     n = write_cohort(dst, per_sample * len(source_sheet) * args.copies, seed=1, max_cells_per_sample=per_sample)
     sheet = pd.read_csv(dst / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert n == len(source_sheet) * args.copies, (n, len(source_sheet))
-    truth = pd.read_csv(src / "truth/cells.tsv.gz", sep="\t", dtype={"timepoint": str}, keep_default_na=False)
-    patients = pd.read_csv(src / "truth/patients.tsv", sep="\t", dtype=str, keep_default_na=False)
+    truth = pd.read_csv(src / "results/demo/truth/cells.tsv.gz", sep="\t", dtype={"timepoint": str}, keep_default_na=False)
+    patients = pd.read_csv(src / "results/demo/truth/patients.tsv", sep="\t", dtype=str, keep_default_na=False)
     truths, tables = [], []
     for _, row in sheet.iterrows():
         target = row["sample"]
         source = target[len(CENTRE.match(target).group(0)):]
         rename = {"sample": target, "patient": row["patient"]}
-        link(src / f"counts/{source}.h5ad", dst / f"counts/{target}.h5ad")
+        link(src / f"results/demo/inputs/{source}.h5ad", dst / f"results/demo/inputs/{target}.h5ad")
         link(src / f"results/samples/{source}/counts.h5ad", dst / f"results/samples/{target}/counts.h5ad")
         link(src / f"results/qc/figures/{source}.png", dst / f"results/qc/figures/{target}.png")
         for rule in ("read_counts", "filter_cells"):
@@ -76,12 +76,12 @@ def main() -> None:
         qc.to_csv(dst / f"results/qc/cells/{target}.tsv.gz", sep="\t", index=False, compression={"method": "gzip", "mtime": 0})
         t = truth[truth["sample"] == source].assign(**rename)
         truths.append(t)
-    (dst / "truth").mkdir(exist_ok=True)
-    pd.concat(truths).to_csv(dst / "truth/cells.tsv.gz", sep="\t", index=False, compression={"method": "gzip", "mtime": 0})
+    (dst / "results/demo/truth").mkdir(parents=True, exist_ok=True)
+    pd.concat(truths).to_csv(dst / "results/demo/truth/cells.tsv.gz", sep="\t", index=False, compression={"method": "gzip", "mtime": 0})
     tiled = []
     for centre in sorted({CENTRE.match(p).group(0) for p in sheet["patient"]}):
         tiled.append(patients.assign(patient=centre + patients["patient"]))
-    pd.concat(tiled).to_csv(dst / "truth/patients.tsv", sep="\t", index=False)
+    pd.concat(tiled).to_csv(dst / "results/demo/truth/patients.tsv", sep="\t", index=False)
     link(src / "logs/simulate_cohort/simulate_cohort.log", dst / "logs/simulate_cohort/simulate_cohort.log")
     print(f"{dst}: {len(sheet)} samples tiled from {src}")
 

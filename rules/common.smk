@@ -10,8 +10,16 @@ from snakemake.io import get_wildcard_names, strip_wildcard_constraints
 # jobs inside conda envs (which carry the dependencies, envs/*.yaml) find it too.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from remnant.config import check_input_paths, check_resources, read_sample_sheet, reference_cells, validate_config
+from remnant.config import (
+    check_input_paths,
+    check_resources,
+    read_sample_sheet,
+    reference_cells,
+    simulated_paths,
+    validate_config,
+)
 from remnant.errors import InputError
+from remnant.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
 
 SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
 
@@ -49,13 +57,33 @@ try:
         gene_set_dir=resource(config["signatures"]["directory"]),
         source=CONFIG_SOURCE,
     )
+    # the user's own paths (the sheet's files, the sheet, the config files, the resources), checked
+    # against the workflow's outputs once every rule is known (check_user_files, end of Snakefile)
+    USER_PATHS = [UserPath("", "the sample sheet", str(config["samples"]), CONFIG_SOURCE)]
+    USER_PATHS += [UserPath("", "config file", str(f), str(f)) for f in (workflow.overwrite_configfiles or workflow.configfiles)]
+    USER_PATHS += [
+        UserPath(f"key {key}", "path", str(resource(value)), CONFIG_SOURCE)
+        for key, value in [
+            ("annotation.genes", config["annotation"]["genes"]),
+            ("annotation.gtf", config["annotation"]["gtf"]),
+            ("annotation.cytobands", config["annotation"]["cytobands"]),
+            ("states.markers", config["states"]["markers"]),
+            ("signatures.directory", config["signatures"]["directory"]),
+        ]
+        if value
+    ]
     if config["demo"]["simulate"]:
         from remnant.simulate import resolve_params
 
         config["demo"]["params"].setdefault("normal_conditions", list(config["conditions"]["reference"]))
-        resolve_params(config["demo"]["params"], samples=SAMPLES)
+        SIMULATION = resolve_params(config["demo"]["params"], samples=SAMPLES)
+        # the simulator writes under results/demo/inputs/, never at a path the sheet names
+        SAMPLES = simulated_paths(SAMPLES, SIMULATION["index_sort"]["technologies"])
     else:
+        USER_PATHS += sheet_paths(SAMPLES, config["samples"])
+        check_not_outputs(USER_PATHS)  # before any file is opened (the rules' outputs: check_user_files)
         check_input_paths(SAMPLES, config["samples"])
+        check_distinct_samples(SAMPLES, config["samples"])
     # persistence analysis (gates, persistence, signatures, pseudobulk): cross-key checks and the
     # derived gate mappings and lesion name
     from remnant.persistence import check_config as check_persistence_config
@@ -108,6 +136,20 @@ def simulated_outputs():
         if row["index_sort"]:
             outputs.append(row["index_sort"])
     return outputs
+
+
+def check_user_files():
+    """Refuse (one line, before any job) a user path that is an output, log or benchmark of any of
+    the workflow's rules, or lies inside results/, logs/ or .snakemake/ (Snakemake would overwrite
+    or delete it). Called at the end of the Snakefile, when every rule is known."""
+
+    def is_output(path):
+        return next((r.name for r in workflow.rules if r.is_producer(path)), None)
+
+    try:
+        check_not_outputs(USER_PATHS, is_output=is_output)
+    except InputError as err:
+        raise WorkflowError(f"remnant: {err}") from None
 
 
 def all_samples(pattern):

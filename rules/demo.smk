@@ -1,5 +1,6 @@
-# The demo cohort: simulate the counts the sample sheet names (demo.simulate: true), and measure
-# how well the workflow recovers the simulated truth.
+# The demo cohort (demo.simulate: true): simulate every sample of the sheet into results/demo/inputs/
+# (never at a path a sheet names: the sheet's counts and index_sort columns are empty), and measure
+# how well the workflow recovers the simulated truth (results/demo/truth/).
 
 if SIMULATE:
 
@@ -10,8 +11,8 @@ if SIMULATE:
             markers=MARKERS,
         output:
             simulated_outputs(),
-            cells=f"{config['demo']['truth_dir']}/cells.tsv.gz",
-            patients=f"{config['demo']['truth_dir']}/patients.tsv",
+            cells="results/demo/truth/cells.tsv.gz",
+            patients="results/demo/truth/patients.tsv",
         log:
             "logs/simulate_cohort/simulate_cohort.log",
         benchmark:

@@ -41,6 +41,29 @@ def cohort_workdir(tmp_path_factory, name="cohort") -> Path:
     return workdir
 
 
+def real_inputs(run: Path, inputs: Path, *, keep=None, relative_to: Path | None = None) -> Path:
+    """The test cohort as a real cohort's inputs: the files the simulator wrote in ``run``
+    (results/demo/inputs/) copied with their times to ``inputs``, and ``inputs/samples.tsv`` naming
+    them (absolute paths, or relative to ``relative_to``). ``keep``: only these samples."""
+    import pandas as pd
+
+    from remnant.config import SIMULATED_SUFFIX
+
+    sheet = pd.read_csv(run / "samples.tsv", sep="\t", dtype=str, keep_default_na=False, comment="#")
+    if keep is not None:
+        sheet = sheet[sheet["sample"].isin(keep)]
+    shutil.copytree(run / "results/demo/inputs", inputs, copy_function=shutil.copy2, dirs_exist_ok=True)
+
+    def name(path: Path) -> str:
+        return str(path.relative_to(relative_to) if relative_to is not None else path)
+
+    sheet["counts"] = [name(inputs / f"{s}{SIMULATED_SUFFIX[f]}") for s, f in zip(sheet["sample"], sheet["format"])]
+    sheet["index_sort"] = [name(inputs / f"{s}.index_sort.csv") if (inputs / f"{s}.index_sort.csv").exists() else ""
+                           for s in sheet["sample"]]
+    sheet.to_csv(inputs / "samples.tsv", sep="\t", index=False)
+    return inputs / "samples.tsv"
+
+
 @pytest.fixture(scope="session")
 def cohort_run(tmp_path_factory) -> Path:
     """The real workflow run end to end on tests/data/cohort with 2 local cores, once per session."""

@@ -27,8 +27,20 @@ def write(tmp_path, text, name="samples.tsv", encoding="utf-8"):
     return path
 
 
-def test_shipped_config_and_sheet_are_valid(config):
+def test_shipped_template_and_its_sheet_are_valid(config):
+    """The template a user copies analyses real files: it never simulates, and its sheet reads."""
+    assert config["demo"]["simulate"] is False
     sheet = read_sample_sheet(ROOT / "config/samples.tsv", SHEET_SCHEMA, config)
+    assert sheet.index.is_unique and (sheet["counts"] != "").all()
+
+
+def test_demo_config_and_sheet_are_valid():
+    config = load_yaml(ROOT / "config/config.yaml")
+    config.update(load_yaml(ROOT / "config/demo/config.yaml"))  # as bin/demo: the overlay over the template
+    config = validate_config(config, CONFIG_SCHEMA)
+    assert config["demo"]["simulate"] is True
+    sheet = read_sample_sheet(ROOT / "config/demo/samples.tsv", SHEET_SCHEMA, config)
+    assert (sheet["counts"] == "").all() and (sheet["index_sort"] == "").all()  # the sheet names no file
     assert sheet.index.is_unique
     assert set(sheet["technology"]) == {"droplet", "plate"}
     assert (sheet.loc[sheet["condition"] == "healthy", "timepoint"] == "").all()

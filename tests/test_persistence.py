@@ -207,8 +207,10 @@ def config():
 def demo_sheet():
     from remnant.config import read_sample_sheet
 
-    cfg = validate_config(load_yaml(ROOT / "config/config.yaml"), ROOT / "config/schemas/config.schema.yaml")
-    return read_sample_sheet(ROOT / "config/samples.tsv", ROOT / "config/schemas/samples.schema.yaml", cfg)
+    cfg = load_yaml(ROOT / "config/config.yaml")
+    cfg.update(load_yaml(ROOT / "config/demo/config.yaml"))  # the demo overlay (bin/demo)
+    cfg = validate_config(cfg, ROOT / "config/schemas/config.schema.yaml")
+    return read_sample_sheet(ROOT / "config/demo/samples.tsv", ROOT / "config/schemas/samples.schema.yaml", cfg)
 
 
 def test_shipped_config_passes_and_resolves(config):

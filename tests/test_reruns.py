@@ -26,7 +26,7 @@ import psutil
 import pytest
 import scipy.sparse as sp
 import yaml
-from conftest import ROOT, cohort_workdir
+from conftest import ROOT, cohort_workdir, real_inputs
 
 pytestmark = pytest.mark.workflow
 
@@ -231,26 +231,34 @@ def test_config_change_reruns_exactly_its_jobs(interrupted, key, value, rule):
 
 def test_adding_a_sample_reruns_its_jobs_and_the_aggregations(interrupted):
     workdir = interrupted["workdir"]
-    # the simulated counts as a real cohort's input files (the simulator no longer runs)
-    real = write_config(workdir, "config_real.yaml", {"demo.simulate": False})
-    before = planned_jobs(workdir, configfile=real)
+    # the simulated counts as a real cohort's input files (the simulator no longer runs): copied
+    # out of results/ with their times, so by modification times nothing is out of date (the
+    # paths, in params and in the input set, did change: only times are the point here)
+    sheet_path = real_inputs(workdir, workdir / "counts", relative_to=workdir)
+    real = write_config(workdir, "config_real.yaml", {"demo.simulate": False, "samples": "counts/samples.tsv"})
+    mtime = ("--rerun-triggers", "mtime")
+    before = planned_jobs(workdir, *mtime, configfile=real)
     # (the warnings collector no longer lists the simulator's logs; the provenance shows demo.simulate)
     assert set(before) <= {("collect_warnings", ""), *PROVENANCE}, f"treating the counts as inputs reruns {before}"
-    shutil.copy(workdir / "counts/T1_diagnosis_HSC.h5", workdir / "counts/T1_relapse_HSC.h5")
-    sheet = (workdir / "samples.tsv").read_text()
-    try:  # a row added to the same sheet, as a user would
-        (workdir / "samples.tsv").write_text(
-            sheet + "T1_relapse_HSC\tT1\trelapse\tHSC\tMDS\tdroplet\t10x_h5\tcounts/T1_relapse_HSC.h5\t\n")
-        added = planned_jobs(workdir, configfile=real)
+    sheet = sheet_path.read_text()
+    (workdir / "more").mkdir()
+    # a row added to the same sheet, as a user would (another sample's file, copied, would be
+    # refused as a duplicate: change one count)
+    counts = ad.read_h5ad(workdir / "counts/T1_remission_HSC.h5ad")
+    counts.X.data[0] += 1  # (CSR as written by remnant.io.write_counts)
+    counts.write_h5ad(workdir / "more/T1_relapse_HSC.h5ad")
+    try:
+        sheet_path.write_text(sheet + "T1_relapse_HSC\tT1\trelapse\tHSC\tMDS\tdroplet\th5ad\tmore/T1_relapse_HSC.h5ad\t\n")
+        added = planned_jobs(workdir, *mtime, configfile=real)
     finally:
-        (workdir / "samples.tsv").write_text(sheet)
+        sheet_path.write_text(sheet)
     per_sample = [(r, w) for r, w in added if r in PER_SAMPLE]
     assert per_sample == [("filter_cells", "sample=T1_relapse_HSC"), ("read_counts", "sample=T1_relapse_HSC")], per_sample
     # every other job is an aggregation over samples (no per-sample wildcard) ...
     assert not [(r, w) for r, w in added if r not in PER_SAMPLE and "sample=" in w]
     # ... and they are the jobs downstream of the samples' filtered cells
     aggregations = {r for r, _ in added} - PER_SAMPLE
-    downstream = {r for r, _ in planned_jobs(workdir, "--forcerun", "summarise_qc", "cluster_cells", configfile=real)}
+    downstream = {r for r, _ in planned_jobs(workdir, *mtime, "--forcerun", "summarise_qc", "cluster_cells", configfile=real)}
     assert aggregations == downstream, (aggregations, downstream)
 
 
@@ -270,13 +278,10 @@ def test_read_only_inputs(cohort_run, tmp_path):
     listing checks hold either way.)"""
     inputs, workdir = tmp_path / "inputs", tmp_path / "work"
     workdir.mkdir()
-    shutil.copytree(cohort_run / "counts", inputs / "counts")
+    keep = ("T1_diagnosis_HSC", "T1_remission_PROG", "T2_diagnosis_HSC", "N1_HSC")  # h5, 10x mtx, table + index sort, plate reference
+    real_inputs(cohort_run, inputs, keep=keep)
     for name in ("GRCh38_genes.tsv.gz", "GRCh38_cytobands.tsv"):
         shutil.copy(ROOT / "resources/annotation" / name, inputs / name)
-    keep = ("T1_diagnosis_HSC", "T1_remission_PROG", "T2_diagnosis_HSC", "N1_HSC")  # h5, 10x mtx, table + index sort, plate reference
-    rows = (cohort_run / "samples.tsv").read_text().splitlines()
-    sheet = [rows[0]] + [re.sub(r"\tcounts/", f"\t{inputs}/counts/", r) for r in rows[1:] if r.split("\t")[0] in keep]
-    (inputs / "samples.tsv").write_text("\n".join(sheet) + "\n")
     config = yaml.safe_load((cohort_run / "config.yaml").read_text())
     config.update(samples=str(inputs / "samples.tsv"), demo={"simulate": False})
     config["annotation"] = {"genes": str(inputs / "GRCh38_genes.tsv.gz"), "cytobands": str(inputs / "GRCh38_cytobands.tsv")}

@@ -62,7 +62,7 @@ def small(genes, markers, gene_sets) -> SimulatedCohort:
 @pytest.fixture(scope="module")
 def demo(root, genes, markers, gene_sets) -> SimulatedCohort:
     """The bundled demo sheet (29 samples, ~6,000 cells) with default parameters."""
-    samples = pd.read_csv(root / "config/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    samples = pd.read_csv(root / "config/demo/samples.tsv", sep="\t", dtype=str, keep_default_na=False, comment="#")
     return simulate_cohort(samples, genes, markers, gene_sets, seed=1)
 
 
@@ -505,7 +505,7 @@ def test_demo_sheet_timing(root, genes, markers, gene_sets):
     """The bundled demo (~6,000 cells) simulates well under 30 s (here: well under 20 s)."""
     import time
 
-    samples = pd.read_csv(root / "config/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    samples = pd.read_csv(root / "config/demo/samples.tsv", sep="\t", dtype=str, keep_default_na=False, comment="#")
     start = time.perf_counter()
     simulate_cohort(samples.iloc[::3], genes, markers, gene_sets, seed=9)
     assert time.perf_counter() - start < 10  # a third of the demo

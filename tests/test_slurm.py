@@ -239,7 +239,7 @@ TABLE = re.compile(r"\.(tsv|csv)(\.gz)?$")
 def outputs(workdir: Path) -> set[str]:
     """Result files and rule logs of a run, relative to its directory (not benchmarks or sbatch logs)."""
     files = set()
-    for top in ("results", "logs", "truth"):
+    for top in ("results", "logs"):
         for path in (workdir / top).rglob("*"):
             relative = path.relative_to(workdir).as_posix()
             if path.is_file() and not relative.startswith(("results/benchmarks/", "logs/slurm/")):

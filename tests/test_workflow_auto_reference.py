@@ -37,7 +37,7 @@ def test_reference_report_is_confident_and_honest(auto_run):
 
 def test_calls_against_truth(auto_run):
     calls = pd.read_csv(auto_run / "results/cnv/lesion_calls.tsv.gz", sep="\t")
-    truth = pd.read_csv(auto_run / "truth/cells.tsv.gz", sep="\t")
+    truth = pd.read_csv(auto_run / "results/demo/truth/cells.tsv.gz", sep="\t")
     truth.index = truth["sample"] + ":" + truth["barcode"]
     carrier = truth.loc[calls["cell"], "lesion_del5q"].to_numpy(bool)
     post = calls["del5q_posterior"].to_numpy()

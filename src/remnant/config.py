@@ -23,6 +23,19 @@ from .errors import InputError
 REQUIRED_COLUMNS = ["sample", "patient", "timepoint", "population", "condition", "counts"]
 #: Columns that may be present (empty cells mean "infer" or "none").
 OPTIONAL_COLUMNS = ["format", "technology", "index_sort"]
+#: Columns a sheet for the simulator (``demo.simulate: true``) may not fill: the simulator writes
+#: the counts (and index-sort tables) under the workflow's own ``results/`` folder, never at a path a
+#: sheet names, so that a user's files can never be overwritten by it (issue 19).
+SIMULATED_COLUMNS = ["counts", "index_sort"]
+#: File name (or directory name) suffix of simulated counts per format.
+SIMULATED_SUFFIX = {
+    "10x_h5": ".h5",
+    "10x_mtx": "",
+    "h5ad": ".h5ad",
+    "table": ".tsv.gz",
+    "table_genes_x_cells": ".tsv.gz",
+    "table_cells_x_genes": ".csv",
+}
 #: Free-text columns users may add start with this prefix.
 NOTE_PREFIX = "note"
 
@@ -201,7 +214,9 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
     dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
         raise InputError(f"column(s) {dupes} appear more than once in the header.", path=path, where=f"line {header_line}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    simulate = bool(config.get("demo", {}).get("simulate", False))
+    required = [c for c in REQUIRED_COLUMNS if not (simulate and c in SIMULATED_COLUMNS)]
+    missing = [c for c in required if c not in columns]
     unknown = [c for c in columns if c not in known and not c.startswith(NOTE_PREFIX)]
     if missing or unknown:
         parts = []
@@ -211,7 +226,7 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
             close = difflib.get_close_matches(col, known, n=1)
             parts.append(f"unknown column {col!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise InputError(
-            "; ".join(parts) + f". Columns: required {REQUIRED_COLUMNS}, optional {OPTIONAL_COLUMNS}, "
+            "; ".join(parts) + f". Columns: required {required}, optional {OPTIONAL_COLUMNS}, "
             f"free text in columns named {NOTE_PREFIX}*.",
             path=path,
             where=f"header (line {header_line})",
@@ -254,6 +269,10 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
                 f"column {column!r}: {error.instance!r} is not allowed ({error.message}). {detail}".strip(),
                 path=path, where=where,
             )
+        if simulate:
+            _check_simulated_row(record, path, where)
+        elif not record.get("counts", ""):
+            raise InputError("column 'counts' is empty; every sample needs a counts file.", path=path, where=where)
         if sample in seen:
             raise InputError(f"sample ID {sample!r} also on line {seen[sample]}; sample IDs must be unique.", path=path, where=where)
         seen[sample] = number
@@ -276,7 +295,7 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
                 f"column 'timepoint': {timepoint!r} is not a declared timepoint; config timepoints lists {allowed}.",
                 path=path, where=where,
             )
-        fmt = record.get("format", "") or infer_format(record["counts"])
+        fmt = record.get("format", "") or infer_format(record.get("counts", ""))
         if not fmt:
             raise InputError(
                 f"cannot tell the format of {record['counts']!r} from its name; set column 'format' to one of {sorted(_FORMAT_TECHNOLOGY)}.",
@@ -287,7 +306,7 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
         record["index_sort"] = record.get("index_sort", "")
 
     sheet = pd.DataFrame.from_records(records)
-    for column in OPTIONAL_COLUMNS:
+    for column in OPTIONAL_COLUMNS + SIMULATED_COLUMNS:
         if column not in sheet:
             sheet[column] = ""
     sheet["line"] = line_numbers
@@ -300,6 +319,40 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
             path=path,
         )
     return sheet.set_index("sample", drop=False).rename_axis(None)
+
+
+def _check_simulated_row(record: dict, path: Path, where: str) -> None:
+    """A sheet row for the simulator names no file: the simulator would otherwise write over it."""
+    for column in SIMULATED_COLUMNS:
+        if record.get(column, ""):
+            raise InputError(
+                f"column {column!r} names {record[column]!r} but the config sets demo.simulate: true, which simulates "
+                "every sample (into results/demo/inputs/) and never reads your files; to analyse your files set "
+                "demo.simulate: false, for the simulated demo leave the counts and index_sort columns empty.",
+                path=path, where=where,
+            )
+    if not record.get("format", ""):
+        raise InputError(
+            f"column 'format' is empty; with demo.simulate: true every sample needs the format to simulate, one of "
+            f"{sorted(_FORMAT_TECHNOLOGY)}.",
+            path=path, where=where,
+        )
+
+
+def simulated_paths(sheet: pd.DataFrame, index_sorted_technologies, *, folder: str = "results/demo/inputs") -> pd.DataFrame:
+    """The sheet with the paths the simulator writes filled in (``demo.simulate: true``).
+
+    Counts go to ``{folder}/{sample}{suffix}`` (:data:`SIMULATED_SUFFIX` by format; a directory for
+    ``10x_mtx``) and index-sort tables, for samples of ``index_sorted_technologies``, to
+    ``{folder}/{sample}.index_sort.csv``: all inside the workflow's own output folder.
+    """
+    sheet = sheet.copy()
+    sheet["counts"] = [f"{folder}/{s}{SIMULATED_SUFFIX[f]}" for s, f in zip(sheet["sample"], sheet["format"])]
+    sheet["index_sort"] = [
+        f"{folder}/{s}.index_sort.csv" if t in set(index_sorted_technologies) else ""
+        for s, t in zip(sheet["sample"], sheet["technology"])
+    ]
+    return sheet
 
 
 def check_input_paths(sheet: pd.DataFrame, sheet_path: str | Path, *, base: str | Path = ".") -> None:
