@@ -50,17 +50,77 @@ _FORMAT_TECHNOLOGY = {
 
 
 def load_yaml(path: str | Path) -> Any:
+    """Read a YAML (or JSON) file strictly: a key given twice in one mapping is an error.
+
+    YAML loaders (PyYAML's, and snakemake's for ``--configfile``) keep the last of two equal keys
+    silently, so a second ``qc:`` block would replace the first. Raises :class:`InputError` naming
+    the file and, for a repeated key, the key (dotted path) and both line numbers.
+    """
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as handle:
             # libyaml's loader where PyYAML has it: the schemas parse ~10x faster (every snakemake start)
-            return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(handle)
+            try:
+                node = loader.get_single_node()
+                if node is None:
+                    return None
+                _check_duplicate_keys(node, path)
+                return loader.construct_document(node)
+            finally:
+                loader.dispose()
     except FileNotFoundError:
         raise InputError("file does not exist.", path=path) from None
     except UnicodeDecodeError as err:
         raise InputError(f"not UTF-8 text (byte {err.start}); save it as UTF-8.", path=path) from None
     except yaml.YAMLError as err:
         raise InputError(f"not valid YAML ({' '.join(str(err).split())}); fix the syntax there.", path=path) from None
+
+
+def _check_duplicate_keys(root: yaml.Node, path: Path) -> None:
+    """Raise InputError for a key given twice in one mapping (outer mappings are checked first)."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen_nodes:  # an alias of a node already checked
+            continue
+        seen_nodes.add(id(node))
+        children = []
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                if key.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; not a key of its own
+                    continue
+                name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
+                dotted = f"{where}.{name}" if where else str(name)
+                line = key.start_mark.line + 1
+                if (key.tag, name) in lines:
+                    raise InputError(
+                        f"key {dotted!r} is given twice (line {lines[(key.tag, name)]} and line {line}); YAML keeps only "
+                        "the second, which would silently replace the first: merge the two into one.",
+                        path=path,
+                    )
+                lines[(key.tag, name)] = line
+                children.append((value, dotted))
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, f"{where}[{i}]") for i, item in enumerate(node.value)]
+        stack.extend(reversed(children))
+
+
+def check_config_files(paths) -> None:
+    """Re-read every config file snakemake loaded (``workflow.configfiles``) with :func:`load_yaml`.
+
+    Snakemake reads ``--configfile`` (and the Snakefile's ``configfile:``) with its own YAML loader
+    before remnant runs, and that loader keeps the last of two equal keys without a word; this
+    reads each file again and raises :class:`InputError` for a key given twice (naming the file,
+    the key and both lines), as for any other problem with the file. Keys that one file sets and
+    a later file sets again are fine: that is how ``--configfile`` overrides work.
+    """
+    for path in paths:
+        if Path(path).is_dir():
+            raise InputError("is a directory; give the config file.", path=path)
+        load_yaml(path)
 
 
 def _key_path(parts) -> str:
@@ -160,7 +220,36 @@ def validate_config(config: Mapping, schema_path: str | Path, *, source: str = "
             f"conditions.reference: {unknown} not in conditions.all {conditions['all']}; add them there.",
             path=source,
         )
+    check_ranges(config, source=source)
     return config
+
+
+#: Pairs of config keys whose values must not cross (low, high, why), checked by :func:`check_ranges`.
+RANGE_PAIRS = [
+    ("qc.min_counts", "qc.max_counts", "no cell could pass QC"),
+    ("qc.min_genes", "qc.max_genes", "no cell could pass QC"),
+    # every detected gene has at least one count: a cell with min_genes genes has at least that many counts
+    ("qc.min_genes", "qc.max_counts", "a cell with that many genes detected has at least as many counts, so no cell could pass QC"),
+]
+
+
+def check_ranges(config: Mapping, *, source: str = "config") -> None:
+    """Lower and upper limits that cross (``qc.min_counts`` above ``qc.max_counts``, …: see
+    :data:`RANGE_PAIRS`) raise :class:`InputError` naming the file and both keys; a null limit is
+    no limit."""
+    def value(dotted: str):
+        node = config
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    for low_key, high_key, why in RANGE_PAIRS:
+        low, high = value(low_key), value(high_key)
+        if low is not None and high is not None and low > high:
+            raise InputError(f"{low_key} ({low}) is above {high_key} ({high}): {why}; lower {low_key} or raise "
+                             f"{high_key} (null = no limit).", path=source)
 
 
 def infer_format(counts: str) -> str:
