@@ -363,6 +363,7 @@ def _read_10x_mtx(path: Path, info: dict) -> anndata.AnnData:
             "at CellRanger's filtered_feature_bc_matrix/ directory.",
             path=path,
         )
+    _refuse_mixed_mtx(path)
     gz = mtx.suffix == ".gz"
     suffix = ".gz" if gz else ""
     barcodes = path / f"barcodes.tsv{suffix}"
@@ -402,6 +403,31 @@ def _read_10x_mtx(path: Path, info: dict) -> anndata.AnnData:
         raise InputError(_mtx_diagnosis(mtx, barcodes, features, exc), path=path) from exc
     info["files"] = [mtx.name, barcodes.name, features.name]
     return _tidy_10x(adata, path, info)
+
+
+#: The files that may hold each part of a 10x matrix directory (CellRanger v3+ writes the gzipped
+#: ones, CellRanger 2 the plain ones with genes.tsv); a directory must hold one of each.
+_MTX_PARTS = {
+    "matrix": ("matrix.mtx.gz", "matrix.mtx"),
+    "barcodes": ("barcodes.tsv.gz", "barcodes.tsv"),
+    "features": ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"),
+}
+
+
+def _refuse_mixed_mtx(path: Path) -> None:
+    """A 10x directory holding two versions of a part (``matrix.mtx.gz`` and ``matrix.mtx``;
+    ``features.tsv.gz`` and ``genes.tsv``) is ambiguous: scanpy reads the legacy files whenever
+    ``genes.tsv`` is there, whatever the log would say was read. Refuse it, naming the files."""
+    doubled = [[n for n in names if (path / n).is_file()] for names in _MTX_PARTS.values()]
+    doubled = [names for names in doubled if len(names) > 1]
+    if doubled:
+        pairs = "; ".join(" and ".join(names) for names in doubled)
+        raise InputError(
+            f"10x_mtx directory holds two versions of the same part ({pairs}), so which files are this sample's "
+            "is ambiguous; keep one set (CellRanger v3+: matrix.mtx.gz, barcodes.tsv.gz, features.tsv.gz; CellRanger 2: "
+            "matrix.mtx, barcodes.tsv, genes.tsv) and move the others out of the directory.",
+            path=path,
+        )
 
 
 def _read_mtx_by_hand(mtx: Path, barcodes: Path, features: Path) -> anndata.AnnData:
@@ -1298,6 +1324,7 @@ def read_sample(
         adata = read_counts(counts_path, fmt, gene_symbols=genes["gene_name"])
         read_info = dict(adata.uns.get("remnant", {}).get("read", {}))
         mapped, stats = map_genes(adata, genes, min_mapped_fraction=min_mapped_fraction, source=str(counts_path))
+        stats["chromosome_share"] = check_chromosomes(mapped, genes, source=str(counts_path))
     except InputError as exc:
         raise _with_sample(exc, where) from exc
 
@@ -1375,6 +1402,83 @@ def read_sample(
 
 #: Below this fraction of mapped features (and above ``min_mapped_fraction``) a sample is read with a warning.
 WARN_MAPPED_FRACTION = 0.9
+
+#: A sample whose mapped counts lie more than this share on one chromosome is refused (:func:`check_chromosomes`).
+MAX_CHROMOSOME_SHARE = 0.9
+#: A sample must have genes on at least this fraction of the annotation's nuclear chromosomes.
+MIN_CHROMOSOME_FRACTION = 0.5
+#: Chromosomes of the annotation holding at least this share of its genes are those a matrix should cover.
+MIN_GENES_SHARE = 0.002
+_MITO = ("chrM", "chrMT", "MT", "M")
+
+
+def _chromosome_label(chromosome: str) -> str:
+    return chromosome[3:] if chromosome.startswith("chr") else chromosome
+
+
+def check_chromosomes(mapped: anndata.AnnData, genes: pd.DataFrame, *, source: str = "") -> dict[str, float]:
+    """Share of a sample's mapped counts per chromosome; refuse a matrix that covers only a few.
+
+    A matrix subset to some chromosomes (a chr1-only test export, a filtered table) cannot be read
+    for copy number: its cells would have zeros for every gene of the other chromosomes once the
+    cohort is merged (genes a sample lacks count as zero), which is indistinguishable from a loss
+    of them, and the lesion calls and genome-wide profile would call its cells carriers; its low
+    counts would also fail QC with a message that never names the cause. So this is an error, not
+    a warning.
+
+    Parameters
+    ----------
+    mapped
+        Cells x genes from :func:`map_genes` (``var["chromosome"]``).
+    genes
+        The annotation; its nuclear chromosomes (all but the mitochondrial one) are the ones a
+        genome-wide matrix covers.
+    source
+        File name for messages.
+
+    Returns
+    -------
+    dict
+        Chromosome -> share of the sample's nuclear counts (genome order; chromosomes with genes).
+
+    Raises
+    ------
+    InputError
+        Genes on fewer than :data:`MIN_CHROMOSOME_FRACTION` of the annotation's nuclear
+        chromosomes, or more than :data:`MAX_CHROMOSOME_SHARE` of the nuclear counts on one
+        chromosome (names the chromosomes).
+    """
+    chromosomes = mapped.var["chromosome"].astype(str).to_numpy()
+    totals = pd.Series(np.asarray(mapped.X.sum(axis=0, dtype=np.float64)).ravel(), index=chromosomes)
+    nuclear = ~np.isin(chromosomes, _MITO)
+    by_chromosome = totals[nuclear].groupby(level=0, sort=False).sum()
+    by_chromosome = by_chromosome.iloc[np.argsort(chromosome_rank(pd.Series(by_chromosome.index)), kind="stable")]
+    total = float(by_chromosome.sum())
+    share = (by_chromosome / total) if total > 0 else by_chromosome * 0.0
+    # the annotation's nuclear chromosomes; unplaced scaffolds of a GTF (a few genes each) are no chromosome to cover
+    per_chromosome = genes["chromosome"].astype(str).value_counts()
+    annotated = sorted(set(per_chromosome.index[per_chromosome >= MIN_GENES_SHARE * len(genes)]) - set(_MITO))
+    needed = int(math.ceil(MIN_CHROMOSOME_FRACTION * len(annotated)))
+    present = sorted(set(chromosomes), key=lambda c: (int(chromosome_rank([c])[0]), c))
+    labels = ", ".join(_chromosome_label(c) for c in present)
+    hint = ("remnant reads copy number against the whole genome, and genes a sample lacks would count as zeros (read as "
+            "losses); give the full matrix (all genes, as CellRanger or the plate pipeline wrote it).")
+    if len(by_chromosome) < needed:
+        raise InputError(
+            f"genes from chromosome(s) {labels} only: was the matrix subset or filtered? Its {mapped.n_vars} mapped genes lie "
+            f"on {len(by_chromosome)} of the annotation's {len(annotated)} nuclear chromosomes (at least {needed} expected); {hint}",
+            path=source or None,
+        )
+    if total > 0 and share.max() > MAX_CHROMOSOME_SHARE:
+        top = str(share.idxmax())
+        spread = f"chromosome(s) {labels}" if len(present) <= 6 else f"{len(present)} chromosomes"
+        raise InputError(
+            f"{100 * share.max():.1f}% of the mapped counts are on chromosome {_chromosome_label(top)} (genes from {spread}): "
+            "was the matrix subset or filtered? A genome-wide matrix spreads its counts over every chromosome (chr1, the "
+            "largest, holds about 10%); give the full matrix (all genes, as CellRanger or the plate pipeline wrote it).",
+            path=source or None,
+        )
+    return {str(k): float(v) for k, v in share.items()}
 
 _BUILD_ALIASES = {"grch38": "GRCh38", "hg38": "GRCh38", "grch37": "GRCh37", "hg19": "GRCh37", "b37": "GRCh37",
                   "grcm38": "GRCm38", "mm10": "GRCm38", "grcm39": "GRCm39", "mm39": "GRCm39"}
