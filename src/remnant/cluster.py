@@ -292,12 +292,26 @@ def _parameters(embedded: AnnData, target_sum: float, n_top: int, batch: str | N
 def merge_samples(paths: Sequence[str], out: str, *, timepoints: Sequence[str], populations: Sequence[str]) -> pd.DataFrame:
     """Concatenate per-sample h5ad files (raw counts in X) into ``out`` on disk (genes outer-joined,
     absent genes 0), without loading the matrices; returns the typed cohort ``obs``
-    (written back to ``out``)."""
+    (written back to ``out``).
+
+    Samples may hold different genes (a plate table exported without its all-zero genes): a gene a
+    sample lacks is 0 in its cells, and ``var`` (the annotation's columns) is that of the first
+    sample holding the gene. When the samples' genes differ, the cohort's genes are in the order
+    of their IDs (anndata's outer join), else in the samples' (genome) order.
+    """
+    import h5py
     from anndata.experimental import concat_on_disk
+    from anndata.io import write_elem
 
     # Paths, not str: with one file anndata copies it and calls Path methods on the name (a str
     # raised AttributeError: a one-sample cohort crashed here)
-    concat_on_disk([Path(p) for p in paths], out, join="outer", merge="first", fill_value=0)
+    # merge=None, var written below: anndata's merge="first" takes every var column from the first
+    # sample alone, so genes only later samples hold got NaN annotations (TypeError writing gene_name)
+    concat_on_disk([Path(p) for p in paths], out, join="outer", merge=None, fill_value=0)
+    var = _merged_var(paths, store.read_var(out).index)
+    with h5py.File(out, "r+") as f:
+        del f["var"]
+        write_elem(f, "var", var)
     obs = store.read_obs(out)
     obs["timepoint"] = pd.Categorical(obs["timepoint"].astype(str).replace({"nan": "NA", "": "NA"}),
                                       categories=list(timepoints) + ["NA"]).remove_unused_categories()
@@ -305,6 +319,41 @@ def merge_samples(paths: Sequence[str], out: str, *, timepoints: Sequence[str], 
     for key in ("sample", "patient", "condition", "technology"):
         obs[key] = obs[key].astype(str).astype("category")
     return obs
+
+
+def _var_index(path) -> pd.Index:
+    """The gene IDs (var index) of an h5ad file, without reading its var columns."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        return pd.Index(read_elem(f["var"][f["var"].attrs.get("_index", "_index")]))
+
+
+def _merged_var(paths: Sequence[str], index: pd.Index) -> pd.DataFrame:
+    """``var`` of the cohort: for each gene of ``index``, the row of the first sample holding it.
+
+    Only the files that add genes not yet seen have their var columns read. Categorical columns
+    (anndata stores text columns so) are combined as text and made categorical again.
+    """
+    parts, seen = [], pd.Index([])
+    for path in paths:
+        names = _var_index(path)
+        if seen.size and names.isin(seen).all():
+            continue
+        var = store.read_var(path)
+        var = var[~var.index.isin(seen)]
+        categorical = [c for c in var.columns if isinstance(var[c].dtype, pd.CategoricalDtype)]
+        parts.append((var.astype({c: object for c in categorical}), categorical))
+        seen = seen.append(var.index)
+    categorical = sorted({c for _, cats in parts for c in cats})
+    var = pd.concat([p for p, _ in parts]).reindex(index)
+    for column in var.columns:
+        if var[column].dtype == object:
+            var[column] = var[column].where(var[column].notna(), "")
+    for column in categorical:
+        var[column] = var[column].astype(str).astype("category")
+    return var
 
 
 def cluster_file(
