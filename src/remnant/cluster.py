@@ -229,6 +229,13 @@ def embed(
     import numba
 
     n_comps = int(min(n_pcs, hvg.n_obs - 1, hvg.n_vars - 1))
+    if n_comps < n_pcs:
+        # PCA gives at most one component fewer than the smaller of cells and genes (ARPACK: strictly fewer)
+        by_genes = hvg.n_vars <= hvg.n_obs
+        limit = f"{hvg.n_vars} highly variable genes" if by_genes else f"{hvg.n_obs} cells"
+        log.warning("cluster.n_pcs: %d principal components asked for, but PCA of %d cells x %d highly variable genes gives "
+                    "at most %d (one fewer than its %s): using %d; set cluster.n_pcs to %d or less%s", n_pcs, hvg.n_obs,
+                    hvg.n_vars, n_comps, limit, n_comps, n_comps, " (or raise cluster.n_top_genes)" if by_genes else "")
     with timed(f"PCA, {n_comps} components", log):
         sc.pp.pca(hvg, n_comps=n_comps, svd_solver="arpack", random_state=seed)
     keys = [k for k in integrate_keys if hvg.obs[k].nunique() > 1]
