@@ -111,11 +111,12 @@ def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: fl
 
     With a ``threshold``, cells scoring above it are called. Without one, Scrublet's automatic
     threshold (the minimum between the two modes of the simulated-doublet scores) is used when
-    it calls a plausible share of cells (at most 2.5 x ``expected_rate``); on small samples that
-    minimum is often found in the wrong place and calls most cells, so then the
-    ``expected_rate`` x cells highest-scoring cells are called instead (as DoubletFinder does),
-    with a warning. ``.uns["remnant"]["doublets"]`` records which rule was used. Samples too
-    small for Scrublet's simulation (< 30 cells) are left unscored with a warning.
+    it calls a plausible share of cells (at most 2.5 x ``expected_rate``). On small sorted samples
+    that minimum is often found in the wrong place and would call most cells: then doublet calling
+    is not reliable for the sample, no cell is called and a warning says so. (Calling the
+    ``expected_rate`` highest-scoring cells instead, as remnant once did, removed ~6% of cells from
+    samples that held no doublet at all.) ``.uns["remnant"]["doublets"]`` records which rule was
+    used. Samples too small for Scrublet's simulation (< 30 cells) are left unscored with a warning.
     """
     adata.obs["doublet_score"] = np.nan
     adata.obs["predicted_doublet"] = False
@@ -148,17 +149,14 @@ def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: fl
         if called.mean() <= 2.5 * expected_rate:
             info.update(rule="Scrublet automatic threshold", threshold=auto)
         else:
-            n_expected = int(round(expected_rate * adata.n_obs))
-            order = np.argsort(-scores, kind="stable")
-            called = np.zeros(adata.n_obs, dtype=bool)
-            called[order[:n_expected]] = True
-            cut = float(scores[order[n_expected - 1]]) if n_expected else None
             log.warning(
-                "Scrublet's automatic threshold %.3f would call %.0f%% of %d cells as doublets; "
-                "calling the top %d by score (expected rate %.3f) instead. Set qc.doublets.threshold to override.",
-                auto, 100 * (scores > auto).mean(), adata.n_obs, n_expected, expected_rate,
+                "doublet calling is not reliable on this sample: Scrublet's automatic threshold %.3f would call "
+                "%.0f%% of %d cells (expected rate %.3f), so its score distribution has no usable gap; no cell is "
+                "removed as a doublet. Set qc.doublets.threshold to call doublets above a fixed score.",
+                auto, 100 * called.mean(), adata.n_obs, expected_rate,
             )
-            info.update(rule="top expected_rate by score", threshold=cut, automatic_threshold=auto)
+            called = np.zeros(adata.n_obs, dtype=bool)
+            info.update(rule="not reliable: none called", threshold=None, automatic_threshold=auto)
     adata.obs["predicted_doublet"] = called
     return adata
 
@@ -237,6 +235,7 @@ def flag_cells(adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_
         "doublets_scored": bool(score_doublets_for and doublets.get("enabled", True)),
         "doublet_rule": doublet_rule,
     }
+    warn_removed_share(adata, fails, thresholds.get("warn_removed_fraction"))
     log.info(
         "%d of %d cells pass QC; removed per reason: %s; thresholds applied: %s",
         int(adata.obs["qc_pass"].sum()),
@@ -245,6 +244,55 @@ def flag_cells(adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_
         {k: v for k, v in adata.uns["remnant"]["qc"].items() if k != "doublet_rule"},
     )
     return adata
+
+
+#: The config key behind each QC reason (named in warnings).
+REASON_KEYS = {
+    "low_counts": "qc.min_counts",
+    "high_counts": "qc.max_counts",
+    "low_genes": "qc.min_genes",
+    "high_genes": "qc.max_genes",
+    "high_mito": "qc.max_pct_mito",
+    "outlier_counts": "qc.mad.counts",
+    "outlier_genes": "qc.mad.genes",
+    "outlier_mito": "qc.mad.pct_mito",
+    "doublet": "qc.doublets",
+}
+
+
+def warn_removed_share(adata: AnnData, fails: Mapping[str, np.ndarray], fraction: float | None) -> bool:
+    """Warn when QC removes more than ``fraction`` of a sample's cells, naming the checks that did it.
+
+    A shallow sample (e.g. 500 UMI/cell against the default ``qc.min_counts: 500``) otherwise loses
+    half its cells with nothing but a count in the QC table. The warning gives each check's config
+    key, its threshold and its share, and the sample's median counts and genes per cell, so the
+    user can tell a bad sample from a threshold that does not fit the depth. Returns whether it warned.
+    """
+    if fraction is None or adata.n_obs == 0:
+        return False
+    removed = np.logical_or.reduce([np.asarray(v, dtype=bool) for v in fails.values()])
+    share = float(removed.mean())
+    if share <= fraction:
+        return False
+    applied = adata.uns.get("remnant", {}).get("qc", {})
+    limits = {"low_counts": "min_counts", "high_counts": "max_counts", "low_genes": "min_genes",
+              "high_genes": "max_genes", "high_mito": "max_pct_mito", "outlier_counts": "mad_min_counts",
+              "outlier_genes": "mad_min_genes", "outlier_mito": "mad_max_pct_mito"}
+    parts = []
+    for reason in sorted(fails, key=lambda r: -int(np.sum(fails[r]))):
+        n = int(np.sum(fails[reason]))
+        if n == 0:
+            continue
+        limit = applied.get(limits.get(reason, ""))
+        at = f" (at {limit:.4g})" if isinstance(limit, (int, float)) else ""
+        parts.append(f"{REASON_KEYS[reason]}{at} removes {n} ({100 * n / adata.n_obs:.0f}%)")
+    log.warning(
+        "QC removes %.0f%% of %d cells (more than qc.warn_removed_fraction %.2f): %s; the median cell has %.0f counts "
+        "and %.0f genes. If the sample is shallow rather than bad, lower those thresholds in the config.",
+        100 * share, adata.n_obs, fraction, "; ".join(parts),
+        float(np.median(adata.obs["total_counts"])), float(np.median(adata.obs["n_genes_by_counts"])),
+    )
+    return True
 
 
 def require_passing_cells(adata: AnnData, min_cells: int, *, sample: str, log_path: str = "") -> int:
