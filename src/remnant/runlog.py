@@ -9,6 +9,7 @@ every job's log into one table (rule collect_warnings: ``results/warnings.tsv``)
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -39,11 +40,15 @@ def logged(log_path: str | os.PathLike, step: str):
     """Send logging and warnings of the block to ``log_path``; turn errors into one clear line.
 
     An :class:`~remnant.errors.InputError` is written to the log and to stderr as one line,
-    without a traceback, and the process exits with status 1. Any other exception keeps its
-    traceback in the log and is re-raised.
+    without a traceback, and the process exits with status 1. A write that fails for want of room
+    (a full disk, a disk quota, a file-size limit: :func:`disk_full`) also ends the job with one
+    line, ``remnant <step>: ERROR: no space left on device writing <path>; free space on
+    <filesystem> and rerun (finished outputs are kept)``, at the first failure, even one that h5py
+    can only report while freeing an object (see :func:`_stop_if_full`). Any other exception keeps
+    its traceback in the log and is re-raised.
     """
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
+    handler = _JobLog(log_path, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     root.handlers = [handler]
@@ -52,6 +57,21 @@ def logged(log_path: str | os.PathLike, step: str):
     warnings.simplefilter("default")
     for noisy in ("numba", "matplotlib", "fontTools", "PIL", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    hooks = sys.excepthook, sys.unraisablehook
+
+    def excepthook(kind, value, tb):
+        _stop_if_full(step, value, handler)
+        hooks[0](kind, value, tb)
+
+    def unraisablehook(unraisable):
+        _stop_if_full(step, unraisable.exc_value, handler)
+        hooks[1](unraisable)
+
+    # h5py reports a write that fails while it frees an object (closing a dataset, flushing a file)
+    # as an ignored exception, printed through these hooks (8 lines each), and carries on: on a
+    # full disk that printed 144 of them and then crashed (SIGSEGV) before any exception reached
+    # the except clauses below
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
     log.info("%s: started", step)
     try:
         yield log
@@ -60,13 +80,140 @@ def logged(log_path: str | os.PathLike, step: str):
         print(f"remnant {step}: ERROR: {err}", file=sys.stderr)
         handler.flush()
         sys.exit(1)
-    except Exception:
+    except Exception as err:
+        _stop_if_full(step, err, handler)
         log.error("%s failed:\n%s", step, traceback.format_exc())
         handler.flush()
         raise
+    finally:
+        sys.excepthook, sys.unraisablehook = hooks
     usage = resource_usage()
     log.info("%s: done (CPU %.1f s, peak memory %.0f MB)", step, usage["cpu_s"], usage["peak_mb"])
     handler.flush()
+
+
+class _JobLog(logging.FileHandler):
+    """A job's log file that stays quiet when its own disk is full (logging would print a
+    traceback for every record it cannot write); the job then ends with the line on stderr."""
+
+    def handleError(self, record):
+        if disk_full(sys.exc_info()[1]) is None:
+            super().handleError(record)
+
+
+#: errno of a write that failed for want of room, and what the message calls it.
+_NO_ROOM = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large"}
+#: The same, as HDF5 (through h5py) words it when no errno attribute survives.
+_NO_ROOM_TEXT = [(re.compile(r"No space left on device|errno = 28\b"), errno.ENOSPC),
+                 (re.compile(r"Disk quota exceeded|errno = 122\b"), errno.EDQUOT),
+                 (re.compile(r"File too large|errno = 27\b"), errno.EFBIG)]
+_HDF5_FILENAME = re.compile(r"filename = '([^']+)'")
+
+
+def disk_full(exc: BaseException | None) -> tuple[int, str | None] | None:
+    """``(errno, path)`` when ``exc`` or an exception it was raised from (``__cause__``,
+    ``__context__``) is a write that failed for want of room: ENOSPC (no space left on device),
+    EDQUOT (disk quota exceeded) or EFBIG (file too large), as an OSError's errno or in an HDF5
+    error's message; else None.
+
+    ``path`` is the file being written when it can be told: the OSError's ``filename``, the file
+    HDF5 names (``filename = '…'``), or an open file object in the innermost frames of the
+    traceback (a gzip table being written); else None.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
+        text = str(exc)
+        if code not in _NO_ROOM:
+            code = next((c for pattern, c in _NO_ROOM_TEXT if pattern.search(text)), None)
+        if code is not None:
+            path = getattr(exc, "filename", None) if isinstance(exc, OSError) else None
+            if not isinstance(path, str) or not path:
+                found = _HDF5_FILENAME.search(text)
+                path = found.group(1) if found else _file_in_traceback(exc.__traceback__)
+            return code, path
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _file_in_traceback(tb) -> str | None:
+    """The name of a file object open for writing in the traceback's frames, innermost first."""
+    import io
+
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in list(frame.f_locals.values()):
+            name = getattr(value, "name", None) if isinstance(value, io.IOBase) else None
+            if isinstance(name, str) and name and not name.startswith("<"):
+                return name
+            name = getattr(value, "filename", None) if type(value).__module__.startswith("h5py") else None
+            if isinstance(name, str) and name:
+                return name
+    return None
+
+
+def _mount_point(path: str | None) -> str:
+    """The mount point of the filesystem ``path`` is on (the working directory's without a path)."""
+    here = Path(path or ".").absolute()
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    here = here.resolve()
+    while not os.path.ismount(here) and here != here.parent:
+        here = here.parent
+    return str(here)
+
+
+def _job_outputs() -> list[str]:
+    """The running Snakemake job's outputs (its script's ``snakemake`` object), if any."""
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)
+    try:
+        return [str(p) for p in job.output] if job is not None else []
+    except Exception:
+        return []
+
+
+def no_room_message(code: int, path: str | None) -> str:
+    """The line a job ends with when a write failed for want of room (see :func:`disk_full`)."""
+    if path is None:
+        outputs = _job_outputs()
+        where = ", ".join(outputs) if outputs else "its outputs"
+        filesystem = _mount_point(outputs[0] if outputs else None)
+    else:
+        absolute = Path(path).absolute()
+        with contextlib.suppress(ValueError):
+            path = str(absolute.relative_to(Path.cwd()))  # named as the workflow names it
+        where, filesystem = path, _mount_point(path)
+    if code == errno.EFBIG:
+        return (f"file too large writing {where} (above the file-size limit, ulimit -f, or the largest file the filesystem on "
+                f"{filesystem} allows); raise the limit or write to another filesystem and rerun (finished outputs are kept)")
+    if code == errno.EDQUOT:
+        return f"disk quota exceeded writing {where}; free space within your quota on {filesystem} and rerun (finished outputs are kept)"
+    return f"no space left on device writing {where}; free space on {filesystem} and rerun (finished outputs are kept)"
+
+
+def _stop_if_full(step: str, exc: BaseException | None, handler: logging.Handler) -> None:
+    """End the job with one line when ``exc`` is a write that failed for want of room.
+
+    Writes the line to the log (if its disk still takes it) and to stderr, then leaves with
+    ``os._exit(1)``: a normal exit frees the half-written HDF5 files, whose flush fails again and
+    again (a traceback each) and can crash HDF5 (SIGSEGV). Snakemake removes the failed job's
+    outputs; those of finished jobs stay.
+    """
+    found = disk_full(exc)
+    if found is None:
+        return
+    message = no_room_message(*found)
+    with contextlib.suppress(Exception):
+        log.error("%s", message)
+        handler.flush()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    print(f"remnant {step}: ERROR: {message}", file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 #: How :func:`logged` ends a job's log: ``"<step>: done (CPU <s> s, peak memory <MB> MB)"``.
