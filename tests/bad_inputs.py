@@ -192,10 +192,12 @@ def resource(path):
 
 def parse(cohort: Cohort, configfile: str = "config.yaml"):
     """What rules/common.smk checks at parse time (run in the cohort's directory)."""
-    from remnant.config import check_input_paths, check_resources, load_yaml, read_sample_sheet, reference_cells, validate_config
+    from remnant.config import (check_config_files, check_input_paths, check_resources, load_yaml, read_sample_sheet,
+                                reference_cells, validate_config)
     from remnant.persistence import check_config as check_persistence_config
 
     with _chdir(cohort.dir):
+        check_config_files([configfile])  # snakemake's --configfile loader keeps the last of two equal keys
         config = validate_config(load_yaml(configfile), SCHEMAS / "config.schema.yaml", source=configfile)
         sheet = read_sample_sheet(config["samples"], SCHEMAS / "samples.schema.yaml", config)
         if config["cnv"]["reference"] != "auto":
@@ -390,6 +392,29 @@ def _bands_without_5(c: Cohort) -> None:
     c.set("annotation.cytobands", "bands.tsv")
 
 
+def _second_qc_block(c: Cohort) -> None:
+    """A second ``qc:`` block appended to the config (as a user adding thresholds at the end would)."""
+    with open(c.path("config.yaml"), "a") as handle:
+        handle.write("qc:\n  min_genes: 300\n")
+
+
+def _mtx_plain_copies(c: Cohort, names: dict[str, str], n_cells: int = 30) -> None:
+    """Uncompressed files beside the 10x directory's .gz ones (``{gz name: plain name}``), of another
+    run (its first ``n_cells`` cells), so that reading the wrong set goes unnoticed."""
+    adata = base_counts()[:n_cells].copy()
+    other = c.path("other_mtx")
+    rio.write_counts(adata, other, "10x_mtx")
+    for gz, plain in names.items():
+        (c.path("counts/P1_dx_PROG") / plain).write_bytes(gzip.decompress((other / gz).read_bytes()))
+    shutil.rmtree(other)
+
+
+def _one_chromosome(c: Cohort, chromosome: str = "chr1") -> None:
+    adata = base_counts()
+    on = annotation().set_index("gene_id_version").loc[adata.var["gene_ids"], "chromosome"].to_numpy() == chromosome
+    c.write_counts("P1_dx_HSC", adata[:, on].copy())
+
+
 HEADER = "\t".join(SHEET_COLUMNS)
 P1 = "P1_dx_HSC\tP1\tdiagnosis\tHSC\tMDS"
 
@@ -500,6 +525,11 @@ CASES: list[Case] = [
          ["config.yaml", "timepoints", "more than once"]),
     Case("config-reference-undeclared", "config", "a reference condition missing from `conditions.all`",
          lambda c: c.set("conditions.reference", ["normal"]), ["config.yaml", "conditions.reference", "'normal'", "add them there"]),
+    Case("config-duplicate-key", "config", "a key given twice (a second `qc:` block at the end)", _second_qc_block,
+         ["config.yaml", "key 'qc' is given twice (line", "silently replace the first", "merge the two"]),
+    Case("config-min-above-max", "config", "a lower limit above its upper one (`qc.min_counts: 5000`, `qc.max_counts: 1000`)",
+         lambda c: (c.set("qc.min_counts", 5000), c.set("qc.max_counts", 1000)),
+         ["config.yaml", "qc.min_counts (5000) is above qc.max_counts (1000)", "no cell could pass QC"]),
     Case("config-yaml-syntax", "config", "config YAML syntax error (read here by remnant.config.load_yaml)",
          lambda c: c.path("config.yaml").write_text("seed: [1\n"), ["config.yaml", "not valid YAML", "line 2"]),
     Case("config-not-utf8", "config", "config saved as Latin-1 (read here by remnant.config.load_yaml)",
@@ -570,6 +600,13 @@ CASES: list[Case] = [
          ["P1_dx_PROG", "barcodes.tsv", "copy the complete"], stage="read", sample="P1_dx_PROG"),
     Case("mtx-barcodes-mismatch", "matrix", "barcodes.tsv.gz with fewer lines than the matrix has columns",
          lambda c: _mtx_barcodes(c, 10), ["P1_dx_PROG", "barcodes.tsv.gz", "one line per matrix"], stage="read", sample="P1_dx_PROG"),
+    Case("mtx-gz-and-legacy-files", "matrix", "a 10x directory holding CellRanger 2's plain files beside the .gz ones",
+         lambda c: _mtx_plain_copies(c, {"matrix.mtx.gz": "matrix.mtx", "barcodes.tsv.gz": "barcodes.tsv", "features.tsv.gz": "genes.tsv"}),
+         ["counts/P1_dx_PROG", "matrix.mtx.gz and matrix.mtx", "features.tsv.gz and genes.tsv", "keep one set"],
+         stage="read", sample="P1_dx_PROG"),
+    Case("mtx-gz-and-plain-matrix", "matrix", "a 10x directory holding matrix.mtx beside matrix.mtx.gz",
+         lambda c: _mtx_plain_copies(c, {"matrix.mtx.gz": "matrix.mtx"}),
+         ["counts/P1_dx_PROG", "(matrix.mtx.gz and matrix.mtx)", "move the others out"], stage="read", sample="P1_dx_PROG"),
     Case("table-truncated-gzip", "matrix", "a truncated .tsv.gz table", lambda c: c.truncate("counts/P1_rem_HSC.tsv.gz"),
          ["P1_rem_HSC.tsv.gz", "complete"], stage="read", sample="P1_rem_HSC"),
     Case("matrix-no-cells", "matrix", "an empty matrix (0 cells)", lambda c: c.write_counts("N1_HSC", base_counts()[:0].copy()),
@@ -606,6 +643,8 @@ CASES: list[Case] = [
          lambda c: _h5_genome(c, "hg19"), ["P1_dx_HSC", "hg19", "annotation.build is GRCh38"], stage="read", outcome="warning"),
     Case("genes-partly-unmapped", "matrix", "a quarter of the genes unknown to the annotation (older annotation?)",
          _partly_unmapped, ["P1_dx_HSC", "75.0% of the 400 features", "ENSG90000000000", "another genome build or annotation"], stage="read", outcome="warning"),
+    Case("genes-one-chromosome", "matrix", "a matrix subset to the genes of chromosome 1", _one_chromosome,
+         ["counts/P1_dx_HSC.h5", "P1_dx_HSC", "genes from chromosome(s) 1 only: was the matrix subset or filtered?"], stage="read"),
     Case("format-mismatch", "matrix", "the `format` column does not match the file (h5ad for a table)",
          lambda c: c.set_sample("P1_rem_HSC", "format", "h5ad"), ["P1_rem_HSC.tsv.gz", "not an HDF5 file", "`format` column"],
          stage="read", sample="P1_rem_HSC"),
