@@ -167,3 +167,64 @@ def test_umap_init_pca_or_spectral_both_separate_the_cell_groups():
     assert not np.allclose(layouts["pca"], layouts["spectral"])
     with pytest.raises(ValueError, match="umap_init must be one of"):
         cluster.embed(ad.AnnData(X=X.copy(), obs=obs.copy()), n_pcs=5, integrate_keys=[], umap_init="random")
+
+
+def test_samples_with_different_genes_merge_in_any_order(tmp_path):
+    """Issue 19: the first sample lacking genes that later samples hold (a plate table exported
+    without its all-zero genes) crashed cluster_cells with a TypeError writing var's gene_name, or
+    (a categorical column) left those genes' annotation NaN: anndata's merge='first'. Merged in either order, a gene a sample lacks is 0 in its
+    cells, every gene keeps its annotation, and the cluster_cells steps run on the result."""
+    from simulated import genes, markers
+
+    rows = [("A", "P1", "diagnosis", "HSC", "MDS", "plate"), ("B", "P2", "diagnosis", "PROG", "MDS", "droplet")]
+    mapped, _ = cohort(rows, params={"cells_per_sample": {"droplet": 150, "plate": 96}}, seed=6)
+    paths = {}
+    for name, sample in mapped.items():
+        sample = sample.copy()
+        sample.X = sp.csr_matrix(sample.X, dtype=np.float32)
+        if name == "A":  # exported without its all-zero genes
+            sample = sample[:, np.asarray(sample.X.sum(axis=0)).ravel() > 0].copy()
+        paths[name] = tmp_path / f"{name}.h5ad"
+        sample.write_h5ad(paths[name])
+    a, b = ad.read_h5ad(paths["A"]), ad.read_h5ad(paths["B"])
+    assert len(set(b.var_names) - set(a.var_names)) > 1000
+    expected = ad.concat([a, b], join="outer", fill_value=0)
+    for order in (["A", "B"], ["B", "A"]):
+        out = str(tmp_path / f"{''.join(order)}.h5ad")
+        obs = merge_samples([str(paths[n]) for n in order], out, timepoints=["diagnosis"], populations=["HSC", "PROG"])
+        back = ad.read_h5ad(out)
+        assert set(back.var_names) == set(a.var_names) | set(b.var_names) and back.var_names.is_unique
+        assert (back.X != expected[back.obs_names, back.var_names].X).nnz == 0
+        annotation = genes().loc[back.var_names]
+        for column in ("gene_name", "chromosome", "start", "end", "band"):
+            known = annotation[column].astype(object).where(annotation[column].notna(), "")  # as map_genes writes it
+            assert (back.var[column].astype(str).to_numpy() == known.astype(str).to_numpy()).all(), column
+    result = cluster_file(out, obs, n_top_genes=300, n_pcs=5, integrate_keys=["patient"], seed=0)
+    annotate_states_file(out, result, markers(), seed=0)
+    write_clustering(out, result)
+    back = ad.read_h5ad(out)
+    assert back.obs["leiden"].notna().all() and back.obs["hspc_state"].notna().all() and back.var["gene_name"].notna().all()
+
+
+def test_n_pcs_above_what_pca_gives_is_a_warning_in_the_warnings_table(tmp_path):
+    """cluster.n_pcs above one fewer than the highly variable genes (or cells) is capped with a
+    WARNING saying the value, the cap and why (it was an INFO line), so that it reaches
+    results/warnings.tsv."""
+    import pandas as pd
+
+    import remnant.cluster as cluster
+    from remnant.runlog import collect_warnings, logged
+
+    rng = np.random.default_rng(2)
+    X = sp.random(120, 40, density=0.3, format="csr", random_state=2, dtype=np.float32)
+    X.data = np.log1p(rng.integers(1, 20, X.nnz)).astype(np.float32)
+    obs = pd.DataFrame({"patient": pd.Categorical(["a"] * 120)}, index=[str(i) for i in range(120)])
+    log_path = tmp_path / "logs/cluster_cells/cluster_cells.log"
+    with logged(log_path, "cluster_cells"):
+        out = cluster.embed(ad.AnnData(X=X, obs=obs), n_pcs=5000, integrate_keys=[], seed=0)
+    assert out.obsm["X_pca"].shape == (120, 39)
+    table = collect_warnings([("cluster_cells", log_path)])
+    assert table["logger"].tolist() == ["remnant.cluster"], table
+    message = table["message"].iloc[0]
+    for part in ("cluster.n_pcs: 5000", "at most 39", "40 highly variable genes", "using 39", "cluster.n_pcs to 39 or less"):
+        assert part in message, message
