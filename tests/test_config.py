@@ -155,3 +155,56 @@ def test_reference_cells_selector():
         reference_cells(sheet, {"population": ["HSC"], "condition": ["healthy"]}, ["healthy"])
     with pytest.raises(InputError, match="cannot select reference cells by 'barcode'"):
         reference_cells(sheet, {"barcode": ["x"]}, ["healthy"])
+
+
+@pytest.mark.parametrize(
+    "text, key, lines",
+    [
+        ("seed: 1\nqc:\n  min_counts: 5\n  max_counts: 10\nqc:\n  min_genes: 3\n", "qc", (2, 5)),  # a second block
+        ("qc:\n  min_counts: 5\n  min_counts: 6\n", "qc.min_counts", (2, 3)),
+        ("lesions:\n  - {name: a, type: loss, region: 5q, name: b}\n", "lesions[0].name", (2, 2)),
+        ('{"seed": 1, "qc": {"min_genes": 3}, "seed": 2}\n', "seed", (1, 1)),  # JSON, as snakemake accepts it
+    ],
+)
+def test_a_key_given_twice_is_an_error_naming_it_and_both_lines(tmp_path, text, key, lines):
+    """YAML loaders (snakemake's for --configfile too) keep the last of two equal keys silently."""
+    from remnant.config import check_config_files, main
+
+    path = write(tmp_path, text, name="config.yaml")
+    expected = (f"{path}: key {key!r} is given twice (line {lines[0]} and line {lines[1]}); YAML keeps only the second, which "
+                "would silently replace the first: merge the two into one.")
+    with pytest.raises(InputError) as err:
+        load_yaml(path)
+    assert str(err.value) == expected
+    with pytest.raises(InputError) as err:
+        check_config_files([ROOT / "config/config.yaml", path])
+    assert str(err.value) == expected
+    assert main([str(path)]) == 1
+
+
+def test_keys_set_again_by_a_later_config_file_or_merged_are_fine(tmp_path):
+    """--configfile A B: B overrides A's keys (snakemake merges them); YAML merge keys are no repeat."""
+    from remnant.config import check_config_files
+
+    first = write(tmp_path, "qc:\n  min_counts: 5\n", name="a.yaml")
+    second = write(tmp_path, "qc:\n  min_counts: 6\nbase: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n", name="b.yaml")
+    check_config_files([first, second])
+    assert load_yaml(second)["other"] == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize(
+    "qc, expected",
+    [
+        ({"min_counts": 5000, "max_counts": 1000}, "qc.min_counts (5000) is above qc.max_counts (1000): no cell could pass QC"),
+        ({"min_genes": 300, "max_genes": 200}, "qc.min_genes (300) is above qc.max_genes (200): no cell could pass QC"),
+        ({"min_genes": 700, "max_counts": 600}, "qc.min_genes (700) is above qc.max_counts (600): a cell with that many genes"),
+    ],
+)
+def test_crossing_limits_are_named(config, qc, expected):
+    bad = copy.deepcopy(config)
+    bad["qc"].update(qc)
+    with pytest.raises(InputError) as err:
+        validate_config(bad, CONFIG_SCHEMA, source="my.yaml")
+    assert str(err.value).startswith(f"my.yaml: {expected}") and "null = no limit" in str(err.value)
+    bad["qc"].update({k: None for k in qc if k.startswith("max_")})  # null: no upper limit
+    validate_config(bad, CONFIG_SCHEMA, source="my.yaml")
