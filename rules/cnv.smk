@@ -40,9 +40,11 @@ rule call_lesions:
         "../scripts/call_lesions.py"
 
 
-# The cohort file users open: clustered.h5ad with the calls in obs and uns["lesions"]. Its own
-# step because it is a block copy of the whole counts matrix (12 GB at 1M cells, ~30 s), which is
-# packaging, not calling; steps that need only the calls start without waiting for it.
+# The cohort file users open: clustered.h5ad with the calls in obs and uns["lesions"], scverse-
+# shaped (log-normalised X, raw counts in layers["counts"], gene symbols as var_names;
+# remnant.store.annotate_with_calls). Its own step because it copies the whole counts matrix and
+# writes its log-normalised values (12 GB of counts at 1M cells), which is packaging, not calling;
+# steps that need only the calls start without waiting for it.
 rule annotate_cohort:
     input:
         h5ad="results/cohort/clustered.h5ad",
@@ -53,9 +55,12 @@ rule annotate_cohort:
         "logs/annotate_cohort/annotate_cohort.log",
     benchmark:
         "results/benchmarks/annotate_cohort.tsv"
+    params:
+        target_sum=config["cluster"]["target_sum"],
     threads: 1
     resources:
-        # holds the obs of both files (no matrix: the counts are copied block by block)
+        # holds the obs of both files (no matrix: the counts are copied inside HDF5 and X is
+        # written a block of 2^19 stored values at a time)
         mem_mb=mem_mb_for(1500, 0.05),
         runtime=runtime_for(10, 2),
     conda:

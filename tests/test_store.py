@@ -100,7 +100,10 @@ def test_annotate_with_calls_puts_the_calls_into_a_copy_and_refuses_other_cells(
     table, info = read_calls(str(out), "del5q")
     pd.testing.assert_frame_equal(table, called.obs)
     pd.testing.assert_frame_equal(info["per_sample"], called.uns["lesions"]["del5q"]["per_sample"])
-    assert (ad.read_h5ad(out).X != X).nnz == 0
+    back = ad.read_h5ad(out)
+    assert (back.layers["counts"] != X).nnz == 0  # the counts, unchanged
+    library = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
+    assert (back.X != store.log_normalise(X, library)).nnz == 0  # X log-normalised, as cluster_cells computes it
     # calls made on another version of the cohort (a cell fewer): refused, naming the calls file
     write_calls(called[1:].copy(), calls)
     with pytest.raises(InputError, match=r"lesion_calls\.h5ad.*502 cells are not the 503 cells.*rerun call_lesions"):
@@ -114,3 +117,97 @@ def test_read_obs_of_some_columns_equals_those_of_the_whole_table(cohort):
     pd.testing.assert_frame_equal(some, store.read_obs(path)[["x", "sample"]])
     with pytest.raises(InputError, match=r"cohort\.h5ad.*no column\(s\) \['patient'\].*'sample'"):
         store.read_obs(path, columns=["sample", "patient"])
+
+
+def test_annotated_cohort_is_written_in_blocks_and_shaped_for_scverse(cohort, tmp_path):
+    """annotate_with_calls writes X a few stored values at a time (here 7: every block is one
+    cell or a few) with the numbers of the whole matrix; duplicated symbols become unique as
+    AnnData.var_names_make_unique makes them; the Ensembl IDs move to var["gene_id"]; cells with
+    no counts stay 0."""
+    import h5py
+    import scanpy as sc
+    from remnant.lesions import write_calls
+
+    path, X, obs = cohort
+    a = ad.read_h5ad(path)
+    a.var["gene_name"] = ["CD34", "CD34", "GATA1", "CD34-1", *[f"G{i}" for i in range(4, 40)]]  # CD34-1 is a real-looking name
+    a.X = X.copy()
+    a.X.data[a.X.indptr[7]:a.X.indptr[8]] = 0  # a cell without counts
+    a.X.eliminate_zeros()
+    a.uns["remnant"] = {"cluster": {"X": "raw counts", "target_sum": 1e4}}
+    src = tmp_path / "clustered.h5ad"
+    a.write_h5ad(src)
+    calls = tmp_path / "calls.h5ad"
+    write_calls(ad.AnnData(obs=a.obs.assign(del5q_call=False), uns={"lesions": {"del5q": {"n": 1}}}), calls)
+    out = tmp_path / "cohort.h5ad"
+    store.annotate_with_calls(src, calls, out, target_sum=100.0, block_values=7)
+    back = sc.read_h5ad(out)
+    expected = ad.AnnData(var=pd.DataFrame(index=a.var["gene_name"].astype(str).to_numpy()))
+    expected.var_names_make_unique()
+    assert list(back.var_names) == list(expected.var_names) and back.var_names.is_unique
+    assert list(back.var_names[:4]) == ["CD34", "CD34-2", "GATA1", "CD34-1"]
+    assert list(back.var["gene_id"]) == list(a.var_names) and list(back.var.columns) == ["gene_id", "gene_name"]
+    assert (back.layers["counts"] != a.X).nnz == 0
+    scanpy_way = a.copy()
+    sc.pp.normalize_total(scanpy_way, target_sum=100.0)
+    sc.pp.log1p(scanpy_way)
+    np.testing.assert_allclose(back.X.toarray(), scanpy_way.X.toarray(), rtol=1e-6, atol=1e-6)
+    library = np.asarray(a.X.sum(axis=1, dtype=np.float64)).ravel()
+    assert (back.X != store.log_normalise(a.X, library, target_sum=100.0)).nnz == 0
+    sums = np.asarray(np.expm1(back.X.astype(np.float64)).sum(axis=1)).ravel()
+    np.testing.assert_allclose(sums[library > 0], 100.0, rtol=1e-5)
+    assert sums[7] == 0
+    assert back.uns["log1p"] == {"base": None} and back.uns["lesions"]["del5q"]["n"] == 1
+    assert "layers/counts" in back.uns["remnant"]["cluster"]["X"]
+    np.testing.assert_array_equal(back.obsm["X_umap"], a.obsm["X_umap"])
+    with h5py.File(out) as f:  # X and the counts share their index arrays (stored once)
+        assert f["X/indices"] == f["layers/counts/indices"] and f["X/indptr"] == f["layers/counts/indptr"]
+    assert store.counts_key(out) == "layers/counts" and store.counts_key(src) == "X"
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_annotated_cohort_gets_one_index_type_from_mixed_counts(cohort, tmp_path):
+    """anndata's on-disk concatenation stores int32 indices with an int64 indptr above 2^31
+    values; the copy gets one type (scipy/sklearn's compiled sparse code takes one)."""
+    import h5py
+    from remnant.lesions import write_calls
+
+    path, X, obs = cohort
+    src = tmp_path / "mixed.h5ad"
+    ad.read_h5ad(path).write_h5ad(src)
+    with h5py.File(src, "r+") as f:
+        indptr = f["X/indptr"][:]
+        del f["X/indptr"]
+        f["X"].create_dataset("indptr", data=indptr.astype(np.int64))
+        assert f["X/indices"].dtype == np.int32
+    calls = tmp_path / "calls.h5ad"
+    write_calls(ad.AnnData(obs=obs, uns={"lesions": {"del5q": {"n": 1}}}), calls)
+    out = tmp_path / "cohort.h5ad"
+    store.annotate_with_calls(src, calls, out, block_values=100)
+    back = ad.read_h5ad(out)
+    for m in (back.X, back.layers["counts"]):
+        assert m.indices.dtype == m.indptr.dtype == np.int64
+    assert (back.layers["counts"] != X).nnz == 0
+
+
+def test_counts_key_finds_the_raw_counts_or_says_which_layer_to_pass(cohort, tmp_path):
+    path, X, obs = cohort
+    assert store.counts_key(path) == "X"  # clustered.h5ad: counts in X
+    assert store.counts_key(path, None) == "X"
+    a = ad.read_h5ad(path)
+    assert store.counts_key(a) == "X"
+    a.layers["counts"] = a.X.copy()
+    a.X = store.log_normalise(a.X, np.asarray(a.X.sum(axis=1)).ravel())
+    assert store.counts_key(a) == "layers/counts"
+    logged = tmp_path / "logged.h5ad"
+    ad.AnnData(X=a.X, obs=a.obs, var=a.var, layers={"raw": a.layers["counts"]}).write_h5ad(logged)
+    with pytest.raises(InputError, match=r"logged\.h5ad.*no layers\['counts'\] and X is not raw counts.*pass layer=.*\['raw'\]"):
+        store.counts_key(logged)
+    assert store.counts_key(logged, "raw") == "layers/raw"
+    del a.layers["counts"]
+    with pytest.raises(InputError, match=r"f\(layer=\.\.\.\): has no layers\['counts'\] and X is not raw counts.*layers: none"):
+        store.counts_key(a, where="f")
+    a.X = -X  # negative integers are not counts either
+    with pytest.raises(InputError, match="not raw counts"):
+        store.counts_key(a)
+    assert store.counts_key(ad.AnnData(X=np.array([[0, 3], [1, 0]], dtype=np.int64))) == "X"  # dense integers

@@ -1,8 +1,11 @@
 """Reading and writing the cohort h5ad without holding it in memory (issue 8: a million cells on 24 GB).
 
-The cohort files (``results/cohort/clustered.h5ad``, ``results/cohort/cohort.h5ad``) keep the raw
-counts in ``X``: cells x genes, CSR, float32 (no log-normalised copy; compute it per chunk with
-:func:`log_normalise`). The cohort steps read them here, a block of cells at a time:
+``results/cohort/clustered.h5ad``, the file the cohort steps read, keeps the raw counts in ``X``:
+cells x genes, CSR, float32 (no log-normalised copy; compute it per chunk with
+:func:`log_normalise`). ``results/cohort/cohort.h5ad``, the file users open, is scverse-shaped
+(:func:`annotate_with_calls`): log-normalised ``X``, the raw counts in ``layers["counts"]``, gene
+symbols as ``var_names``. :func:`counts_key` says where a file's (or an AnnData's) raw counts are.
+The cohort steps read the files here, a block of cells at a time:
 
 - :func:`read_obs`, :func:`read_var`, :func:`read_key`: the tables and one ``uns``/``obsm`` entry,
   without touching ``X``;
@@ -13,7 +16,9 @@ counts in ``X``: cells x genes, CSR, float32 (no log-normalised copy; compute it
 - :func:`group_sums`: counts summed per group of cells (pseudobulks);
 - :func:`gene_means`: the mean of every gene over some cells, of counts or of a per-chunk transform;
 - :func:`copy_with_obs`: a copy of a cohort file whose ``obs``/``uns``/``obsm`` entries are
-  replaced (rule ``annotate_cohort`` adds the lesion calls to ``clustered.h5ad`` this way).
+  replaced;
+- :func:`annotate_with_calls`: ``cohort.h5ad`` from ``clustered.h5ad`` and the lesion calls
+  (rule ``annotate_cohort``), written a block of stored values at a time.
 
 Per-cell tables (``*.tsv.gz``) are written with :data:`TABLE_GZIP`.
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -40,6 +46,16 @@ log = logging.getLogger(__name__)
 
 #: Cells per block read by default: ~50,000 x 2,000 nonzeros x 8 bytes = 0.8 GB at droplet depth.
 CHUNK_CELLS = 50_000
+
+#: The layer remnant's functions read raw counts from by default (the scverse convention).
+COUNTS_LAYER = "counts"
+
+#: Stored values of ``X`` read to tell raw counts (integers >= 0) from normalised expression.
+INTEGER_CHECK_VALUES = 1_000_000
+
+#: Stored values per block when :func:`annotate_with_calls` writes the log-normalised ``X``
+#: (2 MB of float32; the block's float64 temporaries add 8 MB): the peak stays that of the tables.
+WRITE_BLOCK_VALUES = 1 << 19
 
 #: pandas ``compression=`` of the per-cell tables: gzip level 1 (zlib's fastest) and no timestamp
 #: (same inputs, same bytes). Level 9, Python's default, took 1.3 s for the 91,335-cell lesion
@@ -63,6 +79,66 @@ def _csr_group(f: h5py.File, key: str, path) -> h5py.Group:
         raise InputError(f"{key!r} is stored as {enc or 'dense'}, not CSR (cells x genes); rewrite it with "
                          "remnant's cluster_cells or as CSR.", path=str(path))
     return g
+
+
+def _counts_like(values: np.ndarray) -> bool:
+    """Whether stored matrix values look like raw counts: finite integers >= 0 (empty: yes)."""
+    values = np.asarray(values)
+    if values.size == 0 or values.dtype.kind in "bu":
+        return True
+    if values.dtype.kind == "i":
+        return bool((values >= 0).all())
+    return bool(np.isfinite(values).all() and (values >= 0).all() and np.array_equal(values, np.rint(values)))
+
+
+def _leading_values(matrix, n: int = INTEGER_CHECK_VALUES) -> np.ndarray:
+    """The first ``n`` stored values of a matrix: an in-memory (sparse or dense) array, an h5py
+    dataset (dense) or an anndata-encoded sparse group of an h5py file."""
+    if isinstance(matrix, h5py.Group):
+        return matrix["data"][:n]
+    if sp.issparse(matrix):
+        return np.asarray(matrix.data[:n])
+    rows = max(1, n // max(1, int(matrix.shape[1]))) if len(matrix.shape) == 2 else n
+    return np.asarray(matrix[:rows]).ravel()
+
+
+def counts_key(source, layer: str | None = COUNTS_LAYER, *, where: str = "counts") -> str:
+    """Where the raw counts of a cohort h5ad file (a path) or an AnnData are: ``"layers/<layer>"``
+    or ``"X"``.
+
+    The layer ``layer`` when ``source`` has it; else ``X`` when ``X`` holds counts (finite
+    integers >= 0, checked on its first :data:`INTEGER_CHECK_VALUES` stored values), as in
+    ``clustered.h5ad``; ``layer=None``: ``X`` as it is (the caller says it holds counts).
+    ``cohort.h5ad`` (log-normalised ``X``) gives ``"layers/counts"``.
+
+    Raises
+    ------
+    InputError
+        ``source`` has no such layer and its ``X`` is absent or not counts (e.g. log-normalised);
+        the message names the layers it has, to pass as ``layer=``.
+    """
+    if layer is None:
+        return "X"
+    is_path = isinstance(source, (str, os.PathLike))
+    if is_path:
+        with _open(source) as f:
+            layers = list(f["layers"]) if "layers" in f and isinstance(f["layers"], h5py.Group) else []
+            if layer in layers:
+                return f"layers/{layer}"
+            X = f["X"] if "X" in f else None
+            counts = X is not None and _counts_like(_leading_values(X))
+    else:
+        layers = list(source.layers)
+        if layer in layers:
+            return f"layers/{layer}"
+        X = source.X
+        counts = X is not None and _counts_like(_leading_values(X))
+    if counts:
+        log.debug("%s: no layer %r; X holds counts", where, layer)
+        return "X"
+    what = "no X" if X is None else "X is not raw counts (non-integer or negative values, e.g. log-normalised expression)"
+    raise InputError(f"has no layers[{layer!r}] and {what}; pass layer= the layer with the raw counts "
+                     f"(layers: {layers or 'none'}).", path=str(source) if is_path else None, where=f"{where}(layer=...)")
 
 
 def read_obs(path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -282,16 +358,128 @@ def copy_with_obs(src, dst, *, obs: pd.DataFrame | None = None, elements: Mappin
         raise
 
 
-def annotate_with_calls(cohort, calls, dst) -> None:
-    """Write ``dst``: a copy of the cohort file ``cohort`` whose ``obs`` and ``uns["lesions"]`` are
-    those of ``calls`` (the matrix-free file of :func:`remnant.lesions.write_calls`).
+def scverse_var(var: pd.DataFrame) -> pd.DataFrame:
+    """``var`` indexed by unique gene symbols, as scverse tools expect (``sc.pl.umap(adata, color="CD34")``).
+
+    The symbols are ``var["gene_name"]`` (the var names where it is empty or absent); a symbol
+    held by several genes keeps its first gene's name and the others get ``-1``, ``-2``, ...
+    (:func:`anndata.utils.make_index_unique`, what ``AnnData.var_names_make_unique`` and scanpy
+    do). The former var names (Ensembl gene IDs in remnant's files) go to ``var["gene_id"]``, the
+    first column; the other columns are kept as they are.
+    """
+    from anndata.utils import make_index_unique
+
+    out = var.copy()
+    ids = pd.Index(out.index.astype(str))
+    if "gene_name" in out.columns:
+        names = out["gene_name"].astype(object)
+        symbols = pd.Index(np.where(names.notna() & (names.astype(str) != ""), names.astype(str), ids), dtype=object)
+    else:
+        symbols = pd.Index(ids, dtype=object)
+    with warnings.catch_warnings():  # symbols such as NKX2-1 look like its suffixes; the result is still unique
+        warnings.simplefilter("ignore", UserWarning)
+        unique = make_index_unique(symbols, join="-")
+    if "gene_id" not in out.columns:
+        out.insert(0, "gene_id", ids.to_numpy())
+    out.index = pd.Index(unique.to_numpy(), dtype=object)
+    return out
+
+
+def _copy_csr(src: h5py.Group, parent: h5py.Group, name: str, block_values: int) -> h5py.Group:
+    """Copy the anndata CSR group ``src`` to ``parent[name]`` inside HDF5 (no array in memory).
+    ``indices`` and ``indptr`` get one integer type, the wider of the two (scipy/sklearn's
+    compiled sparse routines take one index type; anndata's on-disk concatenation stores int32
+    indices with an int64 indptr above 2^31 values)."""
+    g = parent.create_group(name)
+    g.attrs.update(dict(src.attrs))
+    src.file.copy(src["data"], g, "data")
+    wide = np.promote_types(src["indices"].dtype, src["indptr"].dtype)
+    for key in ("indices", "indptr"):
+        ds = src[key]
+        if ds.dtype == wide:
+            src.file.copy(ds, g, key)
+            continue
+        out = g.create_dataset(key, shape=ds.shape, dtype=wide, maxshape=(None,), chunks=ds.chunks or True)
+        for lo in range(0, ds.shape[0], block_values):
+            out[lo:lo + block_values] = ds[lo:lo + block_values].astype(wide)
+    return g
+
+
+def _write_log_normalised(counts: h5py.Group, parent: h5py.Group, name: str, target_sum: float, block_values: int) -> None:
+    """``parent[name]``: log1p(counts / total * target_sum) of the CSR group ``counts`` (CSR float32,
+    total over all genes), a block of whole cells of about ``block_values`` stored values at a time.
+
+    Its ``indices`` and ``indptr`` are hard links to those of ``counts`` (the same sparsity pattern:
+    log1p(0) = 0, and a count > 0 stays > 0), so they are stored once. The values equal
+    :func:`log_normalise` of the counts with each cell's total as library."""
+    g = parent.create_group(name)
+    g.attrs.update(dict(counts.attrs))
+    g["indices"] = counts["indices"]
+    g["indptr"] = counts["indptr"]
+    source = counts["data"]
+    # chunks of 2^16 values (256 kB): a block's last, partly written chunk is still in HDF5's chunk
+    # cache (1 MB) when the next block completes it (the counts' chunks can be a few kB: slow to write)
+    data = g.create_dataset("data", shape=source.shape, dtype=np.float32, maxshape=(None,),
+                            chunks=(int(min(max(source.shape[0], 1), 1 << 16)),))
+    indptr = counts["indptr"][:].astype(np.int64)
+    n = indptr.size - 1
+    start = 0
+    while start < n:
+        stop = int(np.searchsorted(indptr, indptr[start] + block_values, side="right")) - 1
+        stop = min(max(stop, start + 1), n)
+        lo, hi = int(indptr[start]), int(indptr[stop])
+        if hi > lo:
+            values = source[lo:hi]
+            ptr = indptr[start:stop + 1] - lo
+            lengths = np.diff(ptr)
+            library = np.zeros(lengths.size)
+            filled = lengths > 0
+            # each cell's total in float64 (exact for counts below 2^53), as X.sum(axis=1, dtype=float64)
+            library[filled] = np.add.reduceat(values, ptr[:-1][filled], dtype=np.float64)
+            scale = np.divide(target_sum, library, out=np.zeros(library.shape, dtype=np.float64), where=library > 0)
+            out = values.astype(np.float32)  # a copy
+            del values
+            out *= np.repeat(scale.astype(np.float32), lengths)
+            np.log1p(out, out=out)
+            data[lo:hi] = out
+            del out
+        start = stop
+
+
+def annotate_with_calls(cohort, calls, dst, *, target_sum: float = 1e4, block_values: int = WRITE_BLOCK_VALUES) -> None:
+    """Write ``dst``, the cohort file users open (rule ``annotate_cohort``): the cohort file
+    ``cohort`` (``clustered.h5ad``) with the lesion calls of ``calls`` (the matrix-free file of
+    :func:`remnant.lesions.write_calls`), shaped as scverse tools expect.
+
+    ``X``
+        log1p(counts / total * ``target_sum``), CSR float32: ``sc.pp.normalize_total(target_sum=...)``
+        then ``sc.pp.log1p`` (each cell's total over all genes, as ``cluster_cells`` normalises).
+    ``layers["counts"]``
+        The raw counts of ``cohort`` (its ``X``, or ``layers/counts`` in files written before
+        issue 8), unchanged.
+    ``var``
+        Indexed by unique gene symbols (:func:`scverse_var`); ``var["gene_id"]`` the Ensembl IDs;
+        the other columns of ``cohort``.
+    ``obs``, ``uns["lesions"]``
+        Those of ``calls`` (the cohort's obs with the calls).
+    ``obsm``, ``obsp``, ``varm``, the rest of ``uns``
+        Those of ``cohort``; ``uns["log1p"] = {"base": None}`` as ``sc.pp.log1p`` leaves it, and
+        ``uns["remnant"]["cluster"]["X"]`` says what ``X`` holds here.
+
+    Never holds a matrix: the counts and the other arrays are copied inside HDF5, ``X`` is
+    computed ``block_values`` stored values at a time (whole cells); ``X`` shares its
+    ``indices``/``indptr`` datasets with ``layers["counts"]`` (HDF5 hard links). The file is
+    written under a temporary name and renamed at the end, so ``dst`` is never half written.
 
     Raises
     ------
     InputError
         ``calls`` has no ``uns["lesions"]``, or its cells are not those of ``cohort`` in the same
-        order (the calls were made on another version of the cohort file: rerun call_lesions).
+        order (the calls were made on another version of the cohort file: rerun call_lesions);
+        ``cohort`` holds no raw counts (:func:`counts_key`).
     """
+    from anndata.io import write_elem
+
     index = read_obs(cohort, columns=[]).index  # the cells only
     obs = read_obs(calls)
     lesions = read_key(calls, "uns/lesions")
@@ -300,4 +488,39 @@ def annotate_with_calls(cohort, calls, dst) -> None:
     if not obs.index.equals(index):
         raise InputError(f"its {len(obs)} cells are not the {len(index)} cells of {cohort} in the same order "
                          "(calls made on another version of that file); rerun call_lesions.", path=str(calls))
-    copy_with_obs(cohort, dst, obs=obs, elements={"uns/lesions": lesions})
+    del index
+    key = counts_key(cohort, where="annotate_with_calls")
+    var = scverse_var(read_var(cohort))
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.partial")
+    try:
+        with _open(cohort) as src, h5py.File(tmp, "w") as out:
+            _csr_group(src, key, cohort)
+            out.attrs.update(dict(src.attrs))
+            write_elem(out, "obs", obs)
+            write_elem(out, "var", var)
+            for group in ("obsm", "obsp", "varm", "uns"):
+                if group in src:
+                    src.copy(src[group], out, group)  # inside HDF5: no array in memory
+                else:
+                    write_elem(out, group, {})
+            for name, value in (("lesions", lesions), ("log1p", {"base": None})):
+                if name in out["uns"]:
+                    del out["uns"][name]
+                write_elem(out["uns"], name, value)
+            if "remnant/cluster/X" in out["uns"]:
+                del out["uns/remnant/cluster/X"]
+                write_elem(out["uns/remnant/cluster"], "X", f"log1p(counts / total * {target_sum:g}); raw counts in layers/counts")
+            write_elem(out, "layers", {})
+            for name in (src["layers"] if "layers" in src else []):
+                if f"layers/{name}" != key:
+                    src.copy(src[f"layers/{name}"], out["layers"], name)
+            counts = _copy_csr(src[key], out["layers"], "counts", block_values)
+            _write_log_normalised(counts, out, "X", float(target_sum), block_values)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("%s: %d cells x %d genes; X log-normalised (target_sum %g), raw counts (%s of %s) in layers/counts, "
+             "%d duplicated symbols made unique", dst, len(obs), len(var), target_sum, key, cohort,
+             int((var.index != var["gene_name"].astype(str).to_numpy()).sum()) if "gene_name" in var else 0)
