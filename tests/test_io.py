@@ -594,3 +594,21 @@ def test_read_sample_errors_name_sample_and_file(tmp_path, counts, genes):
     with pytest.raises(InputError) as e:
         rio.read_sample(row, genes)
     assert "counts" in message(e) and "'P1_dx_HSC'" in message(e)
+
+
+def test_a_matrix_covering_few_chromosomes_is_refused(reference, genes):
+    """Issue 19: a matrix subset to a chromosome (or with nearly all counts on one) would have its
+    other genes read as zeros (losses) in the cohort; read_sample refuses it naming the chromosomes.
+    A genome-wide matrix passes and its counts' share per chromosome is returned."""
+    share = rio.check_chromosomes(reference, genes)
+    assert abs(sum(share.values()) - 1) < 1e-9 and max(share.values()) < 0.3 and list(share)[0] == "chr1"
+    chromosome = reference.var["chromosome"].to_numpy()
+    with pytest.raises(InputError, match=r"x\.tsv: genes from chromosome\(s\) 1, M only: was the matrix subset or filtered\?"):
+        keep = np.isin(chromosome, ["chr1"]) | (np.arange(reference.n_vars) == 0)
+        sub = reference[:, keep].copy()
+        sub.var["chromosome"] = np.where(np.arange(sub.n_vars) == 0, "chrM", sub.var["chromosome"])  # plus a mitochondrial gene
+        rio.check_chromosomes(sub, genes, source="x.tsv")
+    skewed = reference.copy()
+    skewed.X = sp.csr_matrix(skewed.X.toarray() * np.where(chromosome == "chr2", 1000, 1).astype(np.float32))
+    with pytest.raises(InputError, match=r"9\d\.\d% of the mapped counts are on chromosome 2 \(genes from \d+ chromosomes\): was"):
+        rio.check_chromosomes(skewed, genes, source="x.tsv")
