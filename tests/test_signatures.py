@@ -13,6 +13,7 @@ from remnant.annotation import load_cytobands
 from remnant.errors import InputError
 from remnant.lesions import parse_lesions
 from remnant.signatures import (
+    calibrate_cycling,
     PHASES,
     compare_groups,
     cycling_composition,
@@ -157,7 +158,10 @@ def test_cell_cycle_phase_follows_the_simulated_phase(hsc, lesions):
     assert list(adata.obs["cycle_phase"].cat.categories) == PHASES
     called, truth = adata.obs["cycle_phase"].astype(str), adata.obs["truth_phase"]
     for phase in PHASES:
-        assert (called[truth == phase] == phase).mean() > 0.6, phase
+        recall, precision = (called[truth == phase] == phase).mean(), (truth[called == phase] == phase).mean()
+        print(f"\n{phase}: recall {recall:.2f} precision {precision:.2f}")
+        # (the calibrated call, as many cycling cells as the mixture estimates: S recall 0.60 here)
+        assert recall >= 0.55 and precision >= 0.6, phase
     comp = cycling_composition(adata.obs, ["patient", "timepoint", "del5q_group"])
     assert (comp[["n_G0_G1", "n_S", "n_G2M"]].sum(axis=1) == comp["n_cells"]).all()
     assert np.allclose(comp[["fraction_G0_G1", "fraction_S", "fraction_G2M"]].sum(axis=1), 1)
@@ -166,6 +170,41 @@ def test_cell_cycle_phase_follows_the_simulated_phase(hsc, lesions):
     assert pooled["odds_ratio_high"] < 1 and pooled["pvalue"] < 1e-3  # del stem cells cycle less at remission
     null = cycling_contrast(adata.obs, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "diagnosis"})
     assert null[null["scope"] == "across patients"]["pvalue"].iloc[0] > 0.01
+
+
+@pytest.mark.parametrize("depth", [3000, 500])
+def test_called_cycling_share_is_within_5_points_of_truth(depth):
+    """scanpy's sign rule called 32% (3,000 UMI) and 49% (500 UMI) of droplet cells cycling where
+    26% were in S or G2/M; the per-technology mixture calls within 5 points, plate and droplet."""
+    rows = [("S1", "P1", "diagnosis", "HSC", "MDS", "droplet"), ("S2", "P1", "diagnosis", "PROG", "MDS", "droplet"),
+            ("S3", "P2", "diagnosis", "HSC", "MDS", "plate"), ("S4", "P2", "diagnosis", "PROG", "MDS", "droplet")]
+    params = {"cells_per_sample": {"droplet": 800, "plate": 300}, "library_size": {"droplet": {"median": depth}},
+              "doublets": {"rate": 0.0}}
+    mapped, cells = simulated.cohort(rows, params=params, seed=4)
+    adata = ad.concat(list(mapped.values()), merge="same")
+    adata.layers["counts"] = adata.X.copy()
+    truth = cells.set_index(cells["sample"] + ":" + cells["barcode"]).loc[adata.obs_names]
+    sets = read_signatures(["TIROSH2016_S", "TIROSH2016_G2M"], SETS)
+    score_cell_cycle(adata, sets["TIROSH2016_S"].index, sets["TIROSH2016_G2M"].index)
+    calibration = adata.uns["remnant"]["cycling_calibration"].set_index("batch")
+    for tech in ("droplet", "plate"):
+        cells_of = (adata.obs["technology"] == tech).to_numpy()
+        true_share = truth["cell_cycle_phase"].isin(["S", "G2M"]).to_numpy()[cells_of].mean()
+        called = (adata.obs["cycle_phase"].astype(str) != "G0/G1").to_numpy()[cells_of].mean()
+        print(f"\n{depth} UMI, {tech}: true {true_share:.3f}, called {called:.3f}, "
+              f"sign rule {calibration.loc[tech, 'sign_rule_share']:.3f}, separation {calibration.loc[tech, 'separation']:.3f}")
+        assert abs(called - true_share) <= 0.05, (tech, called, true_share)
+        assert calibration.loc[tech, "rule"] == "two-component mixture"
+        assert 0.5 < calibration.loc[tech, "separation"] <= 1
+    assert np.isfinite(adata.obs["cycling_posterior"]).all()
+
+
+def test_cycling_calibration_calls_none_without_a_cycling_group():
+    rng = np.random.default_rng(0)
+    phase, posterior, table = calibrate_cycling(rng.normal(-0.05, 0.05, 400), rng.normal(-0.05, 0.05, 400))
+    assert table["rule"].iloc[0].startswith("one component") and (np.asarray(phase) == "G0/G1").all()
+    few = calibrate_cycling(np.array([0.2, -0.1]), np.array([0.1, -0.2]))
+    assert list(few[0]) == ["S", "G0/G1"] and few[2]["rule"].iloc[0].startswith("scanpy sign rule")
 
 
 def test_lesion_groups_leave_uncertain_cells_out():
@@ -318,7 +357,7 @@ def test_score_cohort_on_the_file_equals_scoring_the_subset_in_memory(hsc, lesio
     pd.testing.assert_frame_equal(summary, expected)
     assert set(uns) == set(memory.uns["signatures"])
     columns = [f"sig_{n}{v}" for n in sets for v in ("", "_with_lesion_genes")] + ["S_score", "G2M_score"]
-    assert list(scores.columns) == columns + ["cycle_phase"]
+    assert list(scores.columns) == columns + ["cycle_phase", "cycling_posterior"]
     for col in columns:
         np.testing.assert_allclose(scores[col].to_numpy(), memory.obs[col].to_numpy(), rtol=0, atol=1e-12)
     assert (scores["cycle_phase"] == memory.obs["cycle_phase"]).all()

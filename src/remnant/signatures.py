@@ -74,6 +74,7 @@ __all__ = [
     "score_signatures",
     "signature_plan",
     "signature_path",
+    "calibrate_cycling",
 ]
 
 #: Cycling phases in display order.
@@ -256,11 +257,96 @@ def cell_cycle_plan(var, s_genes: Sequence[str], g2m_genes: Sequence[str], *, ex
     return cell_cycle_scores(keep(s_genes), keep(g2m_genes), gene_pool=list(var.index[~excluded_mask]), library=OUTSIDE, seed=seed)
 
 
-def _phase(s_score, g2m_score) -> pd.Categorical:
+#: Fewer cells than this in a batch: no mixture is fitted, scanpy's sign rule is used (and said).
+MIN_CALIBRATION_CELLS = 50
+
+
+def _fit_cycling_mixture(m: np.ndarray, seed: int) -> dict:
+    """Two Gaussians on the cycling score ``m`` = max(S, G2/M) of one batch, if BIC prefers them to one.
+
+    Returns the cycling posterior per cell (the higher-mean component's) and the fit's summary:
+    ``cycling_share`` (the mixture weight: the share of cells in S or G2/M), the components' means
+    and sds, and ``separation``: the AUROC the fitted components imply, P(cycling > non-cycling) =
+    Phi((mu1 - mu0) / sqrt(sd0^2 + sd1^2)), the share of (cycling, non-cycling) pairs the score orders right.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    x = m.reshape(-1, 1)
+    one = GaussianMixture(1, random_state=seed).fit(x)
+    two = GaussianMixture(2, random_state=seed, n_init=3).fit(x)
+    if two.bic(x) >= one.bic(x):  # no second group in the scores: no cell is called cycling
+        return {"posterior": np.zeros(len(m)), "rule": "one component (BIC): none cycling", "cycling_share": 0.0,
+                "mean_non_cycling": float(one.means_[0, 0]), "sd_non_cycling": float(np.sqrt(one.covariances_.ravel()[0])),
+                "mean_cycling": np.nan, "sd_cycling": np.nan, "separation": np.nan}
+    hi = int(np.argmax(two.means_.ravel()))
+    lo = 1 - hi
+    mu, sd = two.means_.ravel(), np.sqrt(two.covariances_.ravel())
+    return {"posterior": two.predict_proba(x)[:, hi], "rule": "two-component mixture", "cycling_share": float(two.weights_[hi]),
+            "mean_non_cycling": float(mu[lo]), "sd_non_cycling": float(sd[lo]), "mean_cycling": float(mu[hi]),
+            "sd_cycling": float(sd[hi]), "separation": float(stats.norm.cdf((mu[hi] - mu[lo]) / np.hypot(sd[lo], sd[hi])))}
+
+
+def calibrate_cycling(s_score, g2m_score, *, batches=None, seed: int = 0) -> tuple[pd.Categorical, np.ndarray, pd.DataFrame]:
+    """Cycling phase per cell, calibrated per batch (technology) instead of scanpy's sign rule.
+
+    scanpy calls a cell S or G2/M when either score is above 0, which calls most of a mostly
+    quiescent population cycling at low depth (noise alone puts one of two scores above 0 in about
+    half the cells: 68-77% called where 30% cycled). Here, in each batch, the cycling score
+    max(S, G2/M) is modelled as a mixture of a non-cycling and a cycling Gaussian (one component
+    when BIC prefers it: none cycling); the mixture weight estimates the cycling share, and the
+    cells called cycling are the ones with the highest cycling posterior, as many as that share,
+    so the called share is the estimated one even where single cells are hard to tell apart. A
+    cycling cell's phase is the higher of its two scores. Batches of fewer than
+    :data:`MIN_CALIBRATION_CELLS` cells keep scanpy's rule.
+
+    Parameters
+    ----------
+    s_score, g2m_score
+        Per cell (n_cells,), log1p units (:func:`score_cell_cycle`).
+    batches
+        Optional label per cell (n_cells,), e.g. technology: score noise differs by depth.
+    seed
+        Seed of the mixture fits.
+
+    Returns
+    -------
+    (phase, posterior, calibration)
+        ``phase``: categorical :data:`PHASES`; ``posterior``: float (n_cells,) probability that the
+        cell is in S or G2/M (NaN where scanpy's rule was used); ``calibration``: one row per batch:
+        ``batch, cells, rule, cycling_share, called_share, sign_rule_share, mean_non_cycling,
+        sd_non_cycling, mean_cycling, sd_cycling, separation``.
+    """
     from .scoring import cell_cycle_phase
 
-    phase = cell_cycle_phase(s_score, g2m_score)
-    return pd.Categorical(np.where(phase == "G1", "G0/G1", phase), categories=PHASES)
+    s_score, g2m_score = np.asarray(s_score, float), np.asarray(g2m_score, float)
+    sign_rule = cell_cycle_phase(s_score, g2m_score) != "G1"
+    batches = np.zeros(len(s_score), dtype=object) if batches is None else np.asarray(batches, dtype=object)
+    cycling = np.zeros(len(s_score), dtype=bool)
+    posterior = np.full(len(s_score), np.nan)
+    rows = []
+    for batch in pd.unique(batches):
+        idx = np.flatnonzero(batches == batch)
+        m = np.maximum(s_score[idx], g2m_score[idx])
+        if len(idx) < MIN_CALIBRATION_CELLS or not np.isfinite(m).all():
+            cycling[idx] = sign_rule[idx]
+            fit = {"rule": f"scanpy sign rule (fewer than {MIN_CALIBRATION_CELLS} cells)", "cycling_share": np.nan}
+        else:
+            fit = _fit_cycling_mixture(m, seed)
+            post = fit.pop("posterior")
+            posterior[idx] = post
+            n_called = int(round(fit["cycling_share"] * len(idx)))
+            order = np.argsort(-post, kind="stable")
+            cycling[idx[order[:n_called]]] = True
+        rows.append({"batch": batch, "cells": len(idx), **fit, "called_share": float(cycling[idx].mean()) if len(idx) else np.nan,
+                     "sign_rule_share": float(sign_rule[idx].mean()) if len(idx) else np.nan})
+    phase = np.where(~cycling, "G0/G1", np.where(g2m_score > s_score, "G2M", "S"))
+    columns = ["batch", "cells", "rule", "cycling_share", "called_share", "sign_rule_share", "mean_non_cycling",
+               "sd_non_cycling", "mean_cycling", "sd_cycling", "separation"]
+    return pd.Categorical(phase, categories=PHASES), posterior, pd.DataFrame(rows).reindex(columns=columns)
+
+
+def _phase(s_score, g2m_score, batches=None, seed: int = 0) -> tuple[pd.Categorical, np.ndarray, pd.DataFrame]:
+    return calibrate_cycling(s_score, g2m_score, batches=batches, seed=seed)
 
 
 def score_cohort(
@@ -280,8 +366,9 @@ def score_cohort(
     n_bins: int = 25,
     min_genes: int = 3,
     seed: int = 0,
-    key: str = "X",
+    key: str | None = None,
     chunk_cells: int | None = None,
+    batches=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Signature scores and cell-cycle phase of a cohort file's cells, streamed (two passes over its counts).
 
@@ -292,12 +379,16 @@ def score_cohort(
     Parameters
     ----------
     source
-        Path of the cohort h5ad (raw counts in ``key``: ``"X"``, or ``"layers/counts"`` in files
-        written before issue 8), or an AnnData.
+        Path of the cohort h5ad (raw counts in ``key``; ``None``: ``"layers/counts"`` when it has
+        that layer, as ``cohort.h5ad``, else ``"X"`` when it holds counts, as ``clustered.h5ad``;
+        with ``target_sum=None``, ``"X"`` scored as it is), or an AnnData.
     s_genes, g2m_genes
         Cell-cycle symbols (``None``: no cell-cycle scores).
     rows
         Boolean (n_obs,) mask of the cells scored (default all); the bins use these cells only.
+    batches
+        Optional label per scored cell (e.g. technology): the cycling phase is calibrated in each
+        (:func:`calibrate_cycling`).
     Others
         As in :func:`score_signatures`.
 
@@ -305,9 +396,10 @@ def score_cohort(
     -------
     (scores, summary, uns)
         ``scores``: float64 per scored cell (file order, indexed by obs name): the
-        ``{key_prefix}{name}`` columns, then ``S_score``, ``G2M_score`` and ``cycle_phase``
-        (categorical :data:`PHASES`) when the cell-cycle lists are given; ``attrs`` as
-        :func:`remnant.scoring.score_many`. ``summary``, ``uns``: as :func:`signature_plan`.
+        ``{key_prefix}{name}`` columns, then ``S_score``, ``G2M_score``, ``cycle_phase``
+        (categorical :data:`PHASES`) and ``cycling_posterior`` when the cell-cycle lists are given;
+        ``attrs`` as :func:`remnant.scoring.score_many`, plus ``cycling_calibration`` (the table of
+        :func:`calibrate_cycling`). ``summary``, ``uns``: as :func:`signature_plan`.
     """
     from . import store
     from .scoring import CHUNK_CELLS, score_many
@@ -324,17 +416,23 @@ def score_cohort(
                        target_sum=target_sum, downsample_to=downsample_to, downsample_seed=seed, key=key,
                        chunk_cells=chunk_cells or CHUNK_CELLS)
     if "S_score" in frame:
-        frame["cycle_phase"] = _phase(frame["S_score"], frame["G2M_score"])
+        frame["cycle_phase"], frame["cycling_posterior"], frame.attrs["cycling_calibration"] = _phase(
+            frame["S_score"], frame["G2M_score"], batches, seed)
     return frame, summary, uns
 
 
 def _counts_key(adata: AnnData, layer: str | None, where: str) -> str:
+    """``"layers/<layer>"``, or ``"X"`` when the AnnData has no such layer and ``X`` holds counts
+    (:func:`remnant.store.counts_key`); ``"X"`` for ``layer=None`` (``X`` scored as it is)."""
+    from .store import counts_key
+
     if layer is None:
         return "X"
-    if layer not in adata.layers:
-        raise InputError(f"AnnData has no layer {layer!r} with raw counts; give layer=None to score .X as it is.",
-                         where=f"{where}(layer=...)")
-    return f"layers/{layer}"
+    try:
+        return counts_key(adata, layer, where=where)
+    except InputError as err:
+        raise InputError(f"{err.detail} Or give layer=None to score .X as it is (log-normalised).",
+                         where=f"{where}(layer=...)") from None
 
 
 def score_signatures(
@@ -361,7 +459,8 @@ def score_signatures(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts in ``.layers[layer]`` (sparse or dense).
+        Cells x genes with raw counts in ``.layers[layer]``, or in ``.X`` when it has no such layer
+        and ``.X`` holds counts (sparse or dense).
     signatures
         ``{name: weights}`` (:func:`read_signatures`; a list of symbols means weight 1 each).
         Unweighted sets are scored as one set; sets with unequal weights as the weighted sum of
@@ -425,6 +524,7 @@ def score_cell_cycle(
     downsample_to: float | None = None,
     symbol_key: str | None = "gene_name",
     key_added: str = "cycle_phase",
+    batch_key: str | None = "technology",
     seed: int = 0,
 ) -> None:
     """S and G2/M scores and a phase per cell (in place), lesion genes excluded.
@@ -435,7 +535,8 @@ def score_cell_cycle(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts in ``.layers[layer]`` (``layer=None``: log-normalised ``.X``).
+        Cells x genes with raw counts in ``.layers[layer]`` (or ``.X``, as :func:`score_signatures`;
+        ``layer=None``: log-normalised ``.X``).
     s_genes, g2m_genes
         Symbols of the S and G2/M programs (``TIROSH2016_S``, ``TIROSH2016_G2M``).
     exclude, layer, target_sum, downsample_to
@@ -443,8 +544,9 @@ def score_cell_cycle(
 
     Writes
     ------
-    ``obs["S_score"]``, ``obs["G2M_score"]`` (float, log1p units) and ``obs[key_added]``
-    (categorical :data:`PHASES`: ``G0/G1`` when neither score is positive, else the higher one).
+    ``obs["S_score"]``, ``obs["G2M_score"]`` (float, log1p units), ``obs[key_added]``
+    (categorical :data:`PHASES`, calibrated per ``obs[batch_key]`` by :func:`calibrate_cycling`),
+    ``obs["cycling_posterior"]`` and ``uns["remnant"]["cycling_calibration"]`` (its table).
     """
     from .scoring import score_many
 
@@ -455,7 +557,11 @@ def score_cell_cycle(
                        downsample_to=downsample_to if layer is not None else None, downsample_seed=seed, key=key)
     adata.obs["S_score"] = frame["S_score"].to_numpy()
     adata.obs["G2M_score"] = frame["G2M_score"].to_numpy()
-    adata.obs[key_added] = _phase(frame["S_score"], frame["G2M_score"])
+    batches = adata.obs[batch_key].to_numpy() if batch_key is not None and batch_key in adata.obs else None
+    phase, posterior, calibration = _phase(frame["S_score"], frame["G2M_score"], batches, seed)
+    adata.obs[key_added] = phase
+    adata.obs["cycling_posterior"] = posterior
+    adata.uns.setdefault("remnant", {})["cycling_calibration"] = calibration
 
 
 def lesion_groups(obs: pd.DataFrame, lesion: str = "del5q", *, low: float = 0.1, high: float = 0.9) -> pd.Series:
@@ -734,9 +840,9 @@ def run_comparisons(
     *,
     lesion: str = "del5q",
     group_key: str | None = None,
-    stem: str = "HSC",
-    before: str = "diagnosis",
-    after: str = "remission",
+    stem: str | None = "HSC",
+    before: str | None = "diagnosis",
+    after: str | None = "remission",
     timepoints: Sequence[str] | None = None,
     min_cells: int = 5,
     alpha: float = 0.05,
@@ -755,6 +861,9 @@ def run_comparisons(
     timepoints
         Order of the timepoints compared (those without cells are skipped; one present but
         without ``stem`` cells gets a row saying so).
+    stem, before, after
+        The design (config ``persistence``); ``None`` (null) for a cohort without it: the
+        comparisons that need it keep one row per score whose ``note`` names the null key.
     variants
         ``{score_key: label}`` written to the ``variant`` column (e.g. lesion genes excluded or kept).
 
@@ -768,12 +877,7 @@ def run_comparisons(
     group_key = group_key or f"{lesion}_group"
     present = [str(t) for t in (timepoints or []) if str(t) in set(cells["timepoint"].astype(str))]
     present += [t for t in pd.unique(cells["timepoint"].astype(str)) if t not in present]
-    stem_tps = set(cells.loc[cells["population"].astype(str) == str(stem), "timepoint"].astype(str))
-    plans = [(f"{lesion} vs non-del {stem} cells at {tp}", group_key, lesion, "non-del", {"population": stem, "timepoint": tp},
-              "" if tp in stem_tps else f"no analysed {stem} cells at {tp}") for tp in present]
-    missing = [t for t in (before, after) if str(t) not in stem_tps]
-    plans.append((f"{lesion} {stem} cells: {after} vs {before}", "timepoint", after, before, {"population": stem, group_key: lesion},
-                  f"no analysed {stem} cells at {', '.join(map(str, missing))}" if missing else ""))
+    plans = _stem_plans(cells, lesion=lesion, group_key=group_key, stem=stem, before=before, after=after, timepoints=present)
     parts = []
     for key in score_keys:
         for question, factor, level, reference, fixed, why in plans:
@@ -804,14 +908,44 @@ def run_comparisons(
     return table[front + [c for c in table.columns if c not in front and c != "note"] + ["note"]]
 
 
+def _stem_plans(cells: pd.DataFrame, *, lesion: str, group_key: str, stem: str | None, before: str | None, after: str | None,
+                timepoints: Sequence[str], prefix: str = "") -> list[tuple]:
+    """The stem-cell comparisons: (question, factor, level, reference, fixed, why not).
+
+    ``lesion`` vs non-del ``stem`` cells at each of ``timepoints``, and ``lesion`` ``stem`` cells
+    ``after`` vs ``before``. A design key that is ``None`` (config null) leaves one row whose
+    ``why`` names it (factor ``None``); a timepoint without ``stem`` cells keeps its row with why.
+    """
+    from .persistence import _levels_text, not_this_design
+
+    populations = list(pd.unique(cells["population"].astype(str)))
+    if stem is None:
+        return [(f"{prefix}{lesion} vs non-del stem cells", None, None, None, None,
+                 f"{not_this_design(['stem'], 'stem-cell')}; it has {_levels_text(populations, 'population')}")]
+    stem_tps = set(cells.loc[cells["population"].astype(str) == str(stem), "timepoint"].astype(str))
+    plans = [(f"{prefix}{lesion} vs non-del {stem} cells at {tp}", group_key, lesion, "non-del", {"population": stem, "timepoint": tp},
+              "" if tp in stem_tps else f"no analysed {stem} cells at {tp}") for tp in timepoints]
+    if before is None or after is None:
+        null = [k for k, v in (("before", before), ("after", after)) if v is None]
+        tps = list(pd.unique(cells["timepoint"].astype(str)))
+        plans.append((f"{prefix}{lesion} {stem} cells: after vs before treatment", None, None, None, None,
+                      f"{not_this_design(null, 'before/after')}; it has {_levels_text(tps, 'timepoint')}"))
+    else:
+        missing = [t for t in (before, after) if str(t) not in stem_tps]
+        plans.append((f"{prefix}{lesion} {stem} cells: {after} vs {before}", "timepoint", after, before,
+                      {"population": stem, group_key: lesion},
+                      f"no analysed {stem} cells at {', '.join(map(str, missing))}" if missing else ""))
+    return plans
+
+
 def run_cycling(
     cells: pd.DataFrame,
     *,
     lesion: str = "del5q",
     group_key: str | None = None,
-    stem: str = "HSC",
-    before: str = "diagnosis",
-    after: str = "remission",
+    stem: str | None = "HSC",
+    before: str | None = "diagnosis",
+    after: str | None = "remission",
     timepoints: Sequence[str] | None = None,
     phase_key: str = "cycle_phase",
     alpha: float = 0.05,
@@ -824,20 +958,24 @@ def run_cycling(
     -------
     (composition, contrasts)
         :func:`cycling_composition` rows, and :func:`cycling_contrast` rows with ``question``
-        and ``note`` (a contrast without cells still has its row, saying why).
+        and ``note`` (a contrast without cells, or without its design key - ``stem``, ``before``
+        or ``after`` ``None`` - still has its row, saying why).
     """
     group_key = group_key or f"{lesion}_group"
     composition = cycling_composition(cells, ["patient", "population", "timepoint", group_key], phase_key=phase_key)
     from .persistence import _ordered
 
-    composition = _ordered(composition, {"patient": None, "population": [stem], "timepoint": timepoints, group_key: [lesion, "non-del", UNCERTAIN]})
+    composition = _ordered(composition, {"patient": None, "population": [stem] if stem is not None else None, "timepoint": timepoints, group_key: [lesion, "non-del", UNCERTAIN]})
     stem_cells = cells[cells["population"].astype(str) == str(stem)]
     stem_tps = [t for t in [*(timepoints or []), *pd.unique(stem_cells["timepoint"].astype(str))] if t in set(stem_cells["timepoint"].astype(str))]
-    plans = [(f"cycling of {lesion} vs non-del {stem} cells at {tp}", group_key, lesion, "non-del", {"population": stem, "timepoint": tp})
-             for tp in dict.fromkeys(stem_tps)]
-    plans.append((f"cycling of {lesion} {stem} cells: {after} vs {before}", "timepoint", after, before, {"population": stem, group_key: lesion}))
+    plans = _stem_plans(cells, lesion=lesion, group_key=group_key, stem=stem, before=before, after=after,
+                        timepoints=list(dict.fromkeys(stem_tps)), prefix="cycling of ")
     parts = []
-    for question, factor, level, reference, fixed in plans:
+    for question, factor, level, reference, fixed, why in plans:
+        if why and factor is None:  # not this design
+            parts.append(pd.DataFrame([{"question": question, "scope": "across patients", "patient": "all", "n_strata": 0,
+                                        "note": why}]))
+            continue
         sub = _subset(cells, fixed, "run_cycling")
         levels = set(sub[factor].astype(str))
         absent = [str(v) for v in (level, reference) if str(v) not in levels]
