@@ -12,6 +12,7 @@ rule write_front_page:
         contrasts="results/persistence/contrasts.tsv",
         comparisons="results/persistence/signature_comparisons.tsv",
         cycling="results/persistence/cycling_contrasts.tsv",
+        enrichment="results/persistence/enrichment.tsv",
     output:
         front=FRONT_PAGE,
         summary=report(

@@ -27,7 +27,7 @@ with logged(snakemake.log[0], "estimate_fractions") as log:
         log.info("%s %s (pooled over patients): %d/%d called (%.3f), corrected %.3f [%.3f, %.3f]", r["population"], r["timepoint"],
                  r["n_called"], r["n_cells"], r["fraction"], r["corrected"], r["corrected_low"], r["corrected_high"])
     contrasts = run_contrasts(table, cells, stem=p["stem"], progenitor=p["progenitor"], before=p["before"], after=p["after"],
-                              lesion=lesion, alpha=p["alpha"])
+                              lesion=lesion, alpha=p["alpha"], timepoints=snakemake.params.timepoints)
     for _, r in contrasts[contrasts["scope"] == "across patients"].iterrows():
         log.info("%s [%s]: OR %.3g [%.3g, %.3g], p %.3g%s", r["question"], r["test"], r.get("odds_ratio", float("nan")),
                  r.get("odds_ratio_low", float("nan")), r.get("odds_ratio_high", float("nan")), r.get("pvalue", float("nan")),

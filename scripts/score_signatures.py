@@ -32,7 +32,9 @@ from remnant.signatures import (  # noqa: E402
 
 with logged(snakemake.log[0], "score_signatures") as log:
     s, p, lesion = snakemake.params.signatures, snakemake.params.persistence, snakemake.params.lesion
-    timepoints, stem = [str(t) for t in snakemake.params.timepoints], str(p["stem"])
+    # the design keys may be null (a cohort without that design): None, not "None"
+    design = {k: (None if p[k] is None else str(p[k])) for k in ("stem", "before", "after")}
+    timepoints, stem = [str(t) for t in snakemake.params.timepoints], design["stem"]
     path = snakemake.input.h5ad
     # the cohort is never read whole (issue 8): its tables here, its counts block by block in score_cohort
     obs, var = store.read_obs(path), store.read_var(path)
@@ -79,7 +81,7 @@ with logged(snakemake.log[0], "score_signatures") as log:
     variants.update({"S_score": f"cell cycle, {variant}", "G2M_score": f"cell cycle, {variant}"})
     keys = [x for k in fair for x in ([k, f"{k}_with_lesion_genes"] if kept else [k])] + ["S_score", "G2M_score"]
     keys = [k for k in keys if k in cells]
-    common = dict(lesion=lesion, group_key=group_key, stem=stem, before=str(p["before"]), after=str(p["after"]), timepoints=timepoints)
+    common = dict(lesion=lesion, group_key=group_key, stem=stem, before=design["before"], after=design["after"], timepoints=timepoints)
     comparisons = run_comparisons(cells, keys, min_cells=s["min_cells"], alpha=p["alpha"], variants=variants, **common)
     composition, cycling = run_cycling(cells, alpha=p["alpha"], **common)
     for _, r in comparisons[comparisons["test"].astype(str).str.startswith("linear mixed")].iterrows():
@@ -96,7 +98,12 @@ with logged(snakemake.log[0], "score_signatures") as log:
     cycling.to_csv(snakemake.output.cycling, sep="\t", index=False, float_format="%.6g")
 
     shown = cells[(cells["population"] == stem) & (cells[group_key] != UNCERTAIN)].copy()
-    if shown.empty:
+    if stem is None:
+        log.info("persistence.stem is null: no stem-cell figures")
+        for figure in (snakemake.output.scores_figure, snakemake.output.cycling_figure):
+            plot_message(figure, f"No stem-cell population named (persistence.stem is null: not a stem-cell design), "
+                                 f"so no {lesion} vs non-del stem-cell comparison. Per-cell scores are in signature_scores.tsv.gz.")
+    elif shown.empty:
         log.warning("no %s cells called %s or non-del: no figures of their scores", stem, lesion)
         plot_message(snakemake.output.scores_figure, f"No {stem} cells with a confident {lesion} call: nothing to compare.")
         plot_message(snakemake.output.cycling_figure, f"No {stem} cells with a confident {lesion} call: nothing to compare.")

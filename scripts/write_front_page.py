@@ -20,11 +20,12 @@ with logged(snakemake.log[0], "write_front_page") as log:
     full = front_page(config=snakemake.params.config, samples=sheet, qc_removed=tables["qc"],
                       lesion_summary=tables["lesions"], reference=tables["reference"], fractions=tables["fractions"],
                       contrasts=tables["contrasts"], comparisons=tables["comparisons"], cycling=tables["cycling"],
-                      versions=versions, annotation=snakemake.params.annotation)
+                      enrichment=tables["enrichment"], versions=versions, annotation=snakemake.params.annotation)
     with open(snakemake.output.summary, "w", encoding="utf-8") as handle:
         handle.write(render_html(full))
     text = landing_page(config=snakemake.params.config, samples=sheet, qc_removed=tables["qc"],
-                        fractions=tables["fractions"], contrasts=tables["contrasts"])
+                        fractions=tables["fractions"], contrasts=tables["contrasts"], comparisons=tables["comparisons"],
+                        cycling=tables["cycling"], enrichment=tables["enrichment"])
     with open(snakemake.output.front, "w", encoding="utf-8") as handle:
         handle.write(text)
     log.info("front page: %d lines; versions %s", text.count("\n"), versions)

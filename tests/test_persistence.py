@@ -194,7 +194,14 @@ from pathlib import Path  # noqa: E402
 import statsmodels.api as sm  # noqa: E402
 
 from remnant.config import load_yaml, validate_config  # noqa: E402
-from remnant.persistence import POPULATION_KEYS, check_config, prepare_cells, run_contrasts, run_fractions  # noqa: E402
+from remnant.persistence import (  # noqa: E402
+    CONTRAST_STATISTICS,
+    POPULATION_KEYS,
+    check_config,
+    prepare_cells,
+    run_contrasts,
+    run_fractions,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,6 +255,31 @@ def test_bad_persistence_config_names_the_key(config, change, where, message):
                      cytobands=ROOT / "resources/annotation/GRCh38_cytobands.tsv", source="my.yaml")
     text = str(err.value)
     assert text.startswith("my.yaml: ") and where in text and message in text, text
+
+
+def test_design_keys_may_be_null_and_a_typo_names_the_closest_level(config):
+    """Issue 19: a cohort without the study's design leaves persistence.stem/progenitor/before/after
+    null (their default); a value that is not a declared level stays one line, naming the closest."""
+    bare = validate_config({"populations": {"HSC": "stem"}}, ROOT / "config/schemas/config.schema.yaml")
+    assert [bare["persistence"][k] for k in ("stem", "progenitor", "before", "after")] == [None] * 4
+    null = copy.deepcopy(config)
+    null["persistence"].update(stem=None, progenitor=None, before=None, after=None)
+    assert check_config(null, demo_sheet(), gene_set_dir=ROOT / "resources/gene_sets")["lesion"] == "del5q"
+    half = copy.deepcopy(config)
+    half["persistence"].update(before=None)  # stem vs progenitor at remission, no before/after
+    check_config(half, demo_sheet(), gene_set_dir=ROOT / "resources/gene_sets")
+    for change, where, message in [
+        (dict(before="remision"), "persistence.before", "'remision' is not a declared timepoint (did you mean 'remission'?)"),
+        (dict(stem="hsc"), "persistence.stem", "'hsc' is not a declared population (populations) (did you mean 'HSC'?)"),
+        (dict(after="CR"), "persistence.after", "set it to null if the cohort has no before/after design"),
+        (dict(progenitor="GMP"), "persistence.progenitor", "set it to null if the cohort has no progenitor population"),
+    ]:
+        bad = copy.deepcopy(config)
+        bad["persistence"].update(change)
+        with pytest.raises(InputError) as err:
+            check_config(bad, demo_sheet(), gene_set_dir=ROOT / "resources/gene_sets", source="my.yaml")
+        text = str(err.value)
+        assert text.startswith("my.yaml: ") and where in text and message in text and "\n" not in text, text
 
 
 def test_schema_rejects_bad_values_naming_the_key(config):
@@ -339,14 +371,85 @@ def test_run_contrasts_plans_every_contrast_and_says_why_one_is_missing():
     diagnosis = cells[cells["timepoint"] == "diagnosis"]
     out = run_contrasts(table[table["timepoint"] == "diagnosis"], diagnosis)
     notes = out.set_index("question")["note"]
-    assert notes["HSC vs PROG at remission (persistence)"] == "no analysed cells with timepoint 'remission'"
-    assert notes["remission vs diagnosis in HSC"] == "no analysed timepoint 'remission' cells with population 'HSC'"
+    assert notes["HSC vs PROG at remission (persistence)"] == "no analysed cells at remission; the cohort has one timepoint (diagnosis)"
+    assert notes["remission vs diagnosis in HSC"] == "no analysed HSC cells at remission; HSC cells are at one timepoint (diagnosis)"
     assert (out.loc[out["question"] == "HSC vs PROG at diagnosis", "note"] == "").all()
     # a patient with only one level does not enter the stratified test
     one = table[~((table["patient"] != "P1") & (table["population"] == "PROG"))]
     out = run_contrasts(one, cells[(cells["patient"] == "P1") | (cells["population"] == "HSC")])
     row = out[(out["question"] == "HSC vs PROG at remission (persistence)") & out["test"].str.startswith("Cochran")].iloc[-1]
     assert row["n_strata"] == 1 and "one patient" in row["note"]
+
+
+def test_contrasts_of_a_cohort_without_the_design_keep_their_rows_and_say_why():
+    """Issue 19: one population, one timepoint, or design keys null. Every planned contrast keeps a
+    row whose note says why it was not made and what the cohort has; the statistic columns are there
+    even when no contrast was made (the front page read `difference` and crashed without them)."""
+    rng = np.random.default_rng(12)
+    obs, rates = study_obs(rng)
+    cells, _ = prepare_cells(obs, reference_conditions=["healthy"])
+    table, _ = run_fractions(cells, rates, n_reference=500)
+    # one population (HSC) at two timepoints; the template's design names PROG
+    hsc = table["population"] == "HSC"
+    out = run_contrasts(table[hsc], cells[cells["population"] == "HSC"])
+    notes = out[out["scope"] == "across patients"].groupby("question", sort=False)["note"].first()
+    assert notes.to_dict() == {
+        "HSC vs PROG at remission (persistence)": "no analysed PROG cells at remission; the cohort has one population (HSC) there",
+        "HSC vs PROG at diagnosis": "no analysed PROG cells at diagnosis; the cohort has one population (HSC) there",
+        "remission vs diagnosis in HSC": "",
+        "remission vs diagnosis in PROG": "no analysed PROG cells; the cohort has one population (HSC)"}
+    # one sample (one population, one timepoint): nothing can be compared, the columns stay
+    one = table[hsc & (table["timepoint"] == "diagnosis") & (table["patient"] == "P1")]
+    none = run_contrasts(one, cells[cells["sample"] == "P1_diagnosis_HSC"])
+    assert len(none) == 4 and (none["n_strata"] == 0).all() and (none["note"] != "").all()
+    assert set(CONTRAST_STATISTICS) <= set(none.columns) and none["difference"].isna().all()
+    assert none.set_index("question").loc["remission vs diagnosis in HSC", "note"] == \
+        "no analysed HSC cells at remission; HSC cells are at one timepoint (diagnosis)"
+    # the design keys null: one row per design, naming the keys and what the cohort has
+    null = run_contrasts(table, cells, stem=None, progenitor=None, before=None, after=None)
+    assert null[["question", "note"]].values.tolist() == [
+        ["stem vs progenitor", "persistence.stem and persistence.progenitor are null (not a stem vs progenitor design); "
+                               "it has 2 populations (HSC, PROG)"],
+        ["after vs before treatment", "persistence.before and persistence.after are null (not a before/after design); "
+                                      "it has 2 timepoints (diagnosis, remission)"]]
+    # stem and progenitor without a before/after design: compared at every timepoint with cells
+    at_each = run_contrasts(table, cells, before=None, after=None, timepoints=["remission", "diagnosis"])
+    across = at_each[at_each["test"].str.startswith("Cochran")].set_index("question")
+    assert list(across.index) == ["HSC vs PROG at remission", "HSC vs PROG at diagnosis", "after vs before treatment"]
+    assert across.loc["HSC vs PROG at remission", "odds_ratio_low"] > 1 and across.loc["HSC vs PROG at remission", "note"] == ""
+    assert across.loc["after vs before treatment", "note"].startswith("persistence.before and persistence.after are null")
+
+
+def test_stem_cell_stages_without_the_design_keep_a_row_saying_why():
+    """Signatures, cycling and pseudobulk DE after a contrast the cohort cannot support (issue 19):
+    a null design key leaves rows (or header-only tables) whose note names it, never 'None' cells."""
+    from remnant.pseudobulk import DE_COLUMNS, SAMPLE_COLUMNS, de_not_made
+    from remnant.signatures import PHASES, run_comparisons, run_cycling
+
+    rng = np.random.default_rng(13)
+    n = 240
+    cells = pd.DataFrame({"patient": np.repeat(["P1", "P2", "P3"], n // 3), "population": "HSC", "timepoint": "diagnosis",
+                          "del5q_group": rng.choice(["del5q", "non-del"], n), "S_score": rng.normal(size=n),
+                          "cycle_phase": pd.Categorical(rng.choice(PHASES, n), categories=PHASES)},
+                         index=[f"c{i}" for i in range(n)])
+    no_stem = run_comparisons(cells, ["S_score"], stem=None, before=None, after=None, timepoints=["diagnosis"])
+    assert no_stem[["question", "note"]].values.tolist() == [
+        ["del5q vs non-del stem cells", "persistence.stem is null (not a stem-cell design); it has one population (HSC)"]]
+    one_tp = run_comparisons(cells, ["S_score"], stem="HSC", before=None, after="remission", timepoints=["diagnosis"])
+    assert list(pd.unique(one_tp["question"])) == ["del5q vs non-del HSC cells at diagnosis", "del5q HSC cells: after vs before treatment"]
+    made = one_tp[(one_tp["question"] == "del5q vs non-del HSC cells at diagnosis") & (one_tp["scope"] == "across patients")]
+    assert made["pvalue"].notna().any() and (made["note"] == "").all()
+    assert one_tp["note"].iloc[-1] == "persistence.before is null (not a before/after design); it has one timepoint (diagnosis)"
+    composition, cycling = run_cycling(cells, stem=None, before=None, after=None, timepoints=["diagnosis"])
+    assert composition["n_cells"].sum() == n
+    assert cycling[["question", "note"]].values.tolist() == [
+        ["cycling of del5q vs non-del stem cells", "persistence.stem is null (not a stem-cell design); it has one population (HSC)"]]
+    _, cycling = run_cycling(cells, stem="HSC", before="diagnosis", after=None, timepoints=["diagnosis"])
+    assert cycling["question"].iloc[-1] == "cycling of del5q HSC cells: after vs before treatment"
+    assert cycling["note"].iloc[-1].startswith("persistence.after is null")
+    samples, de, enrichment = de_not_made("persistence.stem is null (not a stem-cell design)", {"A": ["G1", "G2"]})
+    assert list(samples.columns) == SAMPLE_COLUMNS and samples.empty and list(de.columns) == DE_COLUMNS and de.empty
+    assert enrichment[["signature", "note"]].values.tolist() == [["A", "no DE test: persistence.stem is null (not a stem-cell design)"]]
 
 
 def test_mixed_model_interval_is_not_narrower_than_a_fixed_effects_glm():

@@ -125,3 +125,53 @@ def test_summary_html_is_a_self_contained_page(page):
     html = render_html(page)
     assert html.startswith("<!DOCTYPE html>") and "<table" in html and "What the numbers say" in html
     assert "http" not in html.split("<body>")[0]  # no stylesheet or script fetched from the network
+
+
+def test_pages_say_what_could_not_be_compared(tmp_path):
+    """Issue 19: a cohort with one population, one timepoint or without the study's design. Its
+    contrasts.tsv held only rows with a note (and, written before the fix, no statistic columns):
+    the front page read `difference` and the run stopped with KeyError. Both pages now list each
+    contrast not made with its note; the made ones keep their line."""
+    from remnant.report import landing_page, render_html
+
+    notes = {"stem vs progenitor": "persistence.stem and persistence.progenitor are null (not a stem vs progenitor design); "
+                                   "it has one population (HSC)",
+             "remission vs diagnosis in PROG": "no analysed PROG cells; the cohort has one population (HSC)"}
+    old_style = pd.DataFrame([{"contrast": label, "question": question, "scope": "across patients", "patient": "all", "n_strata": 0,
+                               "test": "Cochran-Mantel-Haenszel (patient strata)", "note": note}
+                              for label, (question, note) in zip(["population: stem vs progenitor",
+                                                                  "timepoint: remission vs diagnosis | population=PROG"],
+                                                                 notes.items())])
+    path = tmp_path / "contrasts.tsv"
+    old_style.to_csv(path, sep="\t", index=False)
+    read = pd.read_csv(path, sep="\t")  # as rule write_front_page reads it
+    made = contrasts([-0.5, -0.6], 1e-5, label="timepoint: remission vs diagnosis | population=HSC").assign(
+        test="Cochran-Mantel-Haenszel (patient strata)", question="remission vs diagnosis in HSC", note="")
+    comparisons = pd.DataFrame([{"score": "sig_Q", "question": "del5q vs non-del stem cells", "scope": "across patients",
+                                 "test": np.nan, "note": "persistence.stem is null (not a stem-cell design)"}])
+    enrichment = pd.DataFrame({"signature": ["Q"], "note": ["no DE test: persistence.stem is null (not a stem-cell design)"]})
+    samples = pd.DataFrame({"sample": ["P1_dx_HSC"], "patient": ["P1"], "timepoint": ["diagnosis"], "population": ["HSC"],
+                            "condition": ["MDS"]})
+    qc = pd.DataFrame({"sample": ["P1_dx_HSC"], "cells": [200], "kept": [180], "removed": [20]})
+    lesions = pd.DataFrame({"sample": ["P1_dx_HSC"], "lesion": "del5q", "n_reference": [0], "fpr": [0.01], "fnr": [0.1],
+                            "reference_matched": True})
+    config = {"timepoints": ["diagnosis"], "populations": {"HSC": ""}, "conditions": {"reference": []},
+              "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], "cnv": {"reference": "auto"}}
+    for table in (read, pd.concat([made, read], ignore_index=True)):
+        first = landing_page(config=config, samples=samples, qc_removed=qc, fractions=FRACTIONS.iloc[:1], contrasts=table,
+                             comparisons=comparisons, enrichment=enrichment)
+        full = front_page(config=config, samples=samples, qc_removed=qc, lesion_summary=lesions, fractions=FRACTIONS.iloc[:1],
+                          contrasts=table, comparisons=comparisons, enrichment=enrichment, versions={"remnant": "0.1.0"})
+        assert "Not compared, and why:" in first and "What could not be compared" in full
+        for question, note in notes.items():
+            assert f"- {question}: {note}" in first and f"- {question}: {note}" in full
+        assert "- signature scores, del5q vs non-del stem cells: persistence.stem is null (not a stem-cell design)" in first
+        assert "- pseudobulk DE of carrier stem cells after vs before treatment: persistence.stem is null" in first
+        assert "1 patient, 0 reference donors, 1 sorted sample, 180 cells" in first
+        assert _rst_problems(full, {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5,
+                                    "warning_stream": False}) == []
+        assert "What could not be compared" in render_html(full)
+    # with a contrast made: its line stays, under "Compared", and its paragraph
+    assert "Compared:\n\n- remission vs diagnosis in HSC: -55 percentage points" in first
+    assert "In HSC cells, the del(5q) fraction was higher at remission" not in full  # lesion named on the page: del5q
+    assert "In HSC cells, the del5q fraction was higher at remission than at diagnosis in 0 of 2 patients" in full

@@ -48,10 +48,12 @@ from .errors import InputError
 # when the Snakefile is parsed, which should stay quick.
 
 __all__ = [
+    "CONTRAST_STATISTICS",
     "POPULATION_KEYS",
     "binomial_mixed_contrast",
     "check_config",
     "del_fraction_table",
+    "not_this_design",
     "persistence_contrasts",
     "prepare_cells",
     "read_calls",
@@ -438,6 +440,15 @@ POPULATION_KEYS = {
 }
 
 
+def _did_you_mean(value, levels: Sequence[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``levels`` (case ignored), else empty."""
+    import difflib
+
+    lowered = {str(level).lower(): str(level) for level in levels}
+    close = difflib.get_close_matches(str(value).lower(), list(lowered), n=1)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+
+
 def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set_dir: str | None = None,
                  cytobands: str | None = None, source: str = "config", check_files: bool = False,
                  sheet_path: str = "samples") -> dict:
@@ -472,8 +483,16 @@ def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set
     ------
     InputError
         Naming ``source`` and the key: a gate marker that is not an index-sort column (or a table
-        lacking it, naming the marker and the table), an unknown lesion, timepoint or population,
-        equal levels of a contrast, a missing gene set, ``group_low >= group_high``.
+        lacking it, naming the marker and the table), an unknown lesion, a design key
+        (``persistence.stem/progenitor/before/after``) naming an undeclared timepoint or population
+        (with the closest declared one), equal levels of a contrast, a missing gene set,
+        ``group_low >= group_high``.
+
+    Notes
+    -----
+    The design keys may be null: the cohort has no such design (no second population, no
+    before/after). A key naming a declared level that the sheet lacks is not an error either: the
+    contrasts that need it keep their rows with a note saying what the cohort has.
     """
     from .gates import _check_gates, check_gate_config, check_index_sort_markers
 
@@ -487,19 +506,25 @@ def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set
     lesion = p["lesion"] if p["lesion"] is not None else names[0]
     if lesion not in names:
         raise InputError(f"{lesion!r} is not a configured lesion (lesions: {names}).", path=source, where="persistence.lesion")
+    # The study's design keys are optional: null means the cohort has no such design (its contrasts
+    # are then listed as not made, with the reason). A value that is not a declared level is a typo
+    # or a misconfiguration: one line, with the closest declared level when there is one.
     timepoints = [str(t) for t in config["timepoints"]]
     for key in ("before", "after"):
-        if str(p[key]) not in timepoints:
-            raise InputError(f"{p[key]!r} is not a declared timepoint (timepoints: {timepoints}).", path=source, where=f"persistence.{key}")
-    if str(p["before"]) == str(p["after"]):
+        if p[key] is not None and str(p[key]) not in timepoints:
+            raise InputError(f"{p[key]!r} is not a declared timepoint{_did_you_mean(p[key], timepoints)} (timepoints: "
+                             f"{timepoints}); set it to null if the cohort has no before/after design.", path=source,
+                             where=f"persistence.{key}")
+    if p["before"] is not None and str(p["before"]) == str(p["after"]):
         raise InputError(f"before and after are both {p['before']!r}; compare two timepoints.", path=source, where="persistence.after")
     key = p["population_key"]
     levels, what = (populations, "declared population (populations)") if key == "population" else \
         (list(gates["hierarchy"]), "gate of gates.hierarchy (persistence.population_key is " + key + ")")
     for name in ("stem", "progenitor"):
-        if str(p[name]) not in levels:
-            raise InputError(f"{p[name]!r} is not a {what}: {levels}.", path=source, where=f"persistence.{name}")
-    if str(p["stem"]) == str(p["progenitor"]):
+        if p[name] is not None and str(p[name]) not in levels:
+            raise InputError(f"{p[name]!r} is not a {what}{_did_you_mean(p[name], levels)}: {levels}; set it to null if the "
+                             f"cohort has no {name} population.", path=source, where=f"persistence.{name}")
+    if p["stem"] is not None and str(p["stem"]) == str(p["progenitor"]):
         raise InputError(f"stem and progenitor are both {p['stem']!r}; name two populations.", path=source,
                          where="persistence.progenitor")
     from .signatures import check_signature_config
@@ -697,24 +722,55 @@ def run_fractions(
     return out[0], out[1]
 
 
+#: Statistic columns of the contrast table (:func:`stratified_contrast` and the mixed model).
+CONTRAST_STATISTICS = ("difference", "difference_low", "difference_high", "corrected_difference", "corrected_difference_low",
+                       "corrected_difference_high", "odds_ratio", "odds_ratio_low", "odds_ratio_high", "risk_ratio", "pvalue",
+                       "statistic", "heterogeneity_pvalue", "n_cells_level", "n_called_level", "n_cells_reference",
+                       "n_called_reference", "fraction_level", "fraction_reference", "corrected_level", "corrected_reference",
+                       "log_odds_ratio", "log_odds_ratio_sd", "patient_sd", "n_cells")
+
+
+def _levels_text(values, what: str) -> str:
+    """``"one population (HSC)"``, ``"2 timepoints (diagnosis, remission)"``, ``"no population"``."""
+    values = [str(v) for v in values]
+    if not values:
+        return f"no {what}"
+    return f"{'one' if len(values) == 1 else len(values)} {what}{'' if len(values) == 1 else 's'} ({', '.join(values)})"
+
+
+def not_this_design(keys: Sequence[str], design: str) -> str:
+    """The note of a contrast the config does not ask for: which design keys are null."""
+    named = [f"persistence.{k}" for k in keys]
+    named = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+    return f"{named} {'is' if len(keys) == 1 else 'are'} null (not a {design} design)"
+
+
 def run_contrasts(
     table: pd.DataFrame,
     cells: pd.DataFrame,
     *,
-    stem: str = "HSC",
-    progenitor: str = "PROG",
-    before: str = "diagnosis",
-    after: str = "remission",
+    stem: str | None = "HSC",
+    progenitor: str | None = "PROG",
+    before: str | None = "diagnosis",
+    after: str | None = "remission",
     lesion: str = "del5q",
     alpha: float = 0.05,
     mixed_model: bool = True,
+    timepoints: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The study's contrasts, each across patients by CMH (patient strata) and a binomial mixed model.
 
     Planned: ``stem`` vs ``progenitor`` at ``after`` and at ``before``; ``after`` vs ``before``
     within ``stem``, ``progenitor`` and every other population with cells. A contrast the data
     cannot support (a timepoint or population without cells, no patient with both levels) still
-    gets its row, with NaN statistics and a ``note`` saying why.
+    gets its row, with NaN statistics and a ``note`` saying why and what the cohort has (e.g.
+    ``"no analysed PROG cells at remission; the cohort has one population (HSC) there"``).
+
+    The design keys may be ``None`` (config null: the cohort has no such design). Without
+    ``stem`` or ``progenitor`` there is no stem vs progenitor contrast, and without ``before`` or
+    ``after`` no after vs before contrast: each keeps one row whose note names the null keys.
+    With ``stem`` and ``progenitor`` but neither timepoint, stem vs progenitor is compared at
+    every timepoint with cells (in ``timepoints`` order).
 
     Parameters
     ----------
@@ -722,6 +778,8 @@ def run_contrasts(
         Per-patient :func:`run_fractions` table.
     cells
         :func:`prepare_cells` output (the mixed model is fitted on cells).
+    timepoints
+        Declared timepoint order (for the stem vs progenitor contrasts without a before/after design).
 
     Returns
     -------
@@ -731,19 +789,48 @@ def run_contrasts(
         ``log_odds_ratio``, ``log_odds_ratio_sd``, ``patient_sd``), each with ``question`` and ``note``.
     """
     have = table[table["n_cells"] > 0] if "n_cells" in table else table
-    populations = [stem, progenitor] + [p for p in pd.unique(have["population"].astype(str)) if p not in (stem, progenitor)]
-    planned = [("population", stem, progenitor, {"timepoint": after}, f"{stem} vs {progenitor} at {after} (persistence)"),
-               ("population", stem, progenitor, {"timepoint": before}, f"{stem} vs {progenitor} at {before}")]
-    planned += [("timepoint", after, before, {"population": pop}, f"{after} vs {before} in {pop}") for pop in populations]
+    cohort_pops = list(pd.unique(have["population"].astype(str)))
+    cohort_tps = [str(t) for t in (timepoints or [])]
+    cohort_tps = [t for t in cohort_tps if t in set(have["timepoint"].astype(str))] + \
+        [t for t in pd.unique(have["timepoint"].astype(str)) if t not in cohort_tps]
+    # (factor, level, reference, fixed, question, why not by design) in the order of the study
+    planned = []
+    if stem is None or progenitor is None:
+        null = [k for k, v in (("stem", stem), ("progenitor", progenitor)) if v is None]
+        planned.append(("population", "stem", "progenitor", {}, "stem vs progenitor",
+                        f"{not_this_design(null, 'stem vs progenitor')}; it has {_levels_text(cohort_pops, 'population')}"))
+    else:
+        at = [t for t in (after, before) if t is not None] or cohort_tps
+        planned += [("population", stem, progenitor, {"timepoint": tp},
+                     f"{stem} vs {progenitor} at {tp}" + (" (persistence)" if tp == after else ""), "") for tp in at]
+    if before is None or after is None:
+        null = [k for k, v in (("before", before), ("after", after)) if v is None]
+        planned.append(("timepoint", "after", "before", {}, "after vs before treatment",
+                        f"{not_this_design(null, 'before/after')}; it has {_levels_text(cohort_tps, 'timepoint')}"))
+    else:
+        populations = [p for p in (stem, progenitor) if p is not None]
+        populations += [p for p in cohort_pops if p not in populations]
+        planned += [("timepoint", after, before, {"population": pop}, f"{after} vs {before} in {pop}", "") for pop in populations]
     parts = []
-    for factor, level, reference, fixed, question in planned:
+    for factor, level, reference, fixed, question, why in planned:
         label = f"{factor}: {level} vs {reference}" + "".join(f" | {k}={v}" for k, v in fixed.items())
-        (fcol, fval), = fixed.items()
-        sub = have[have[fcol].astype(str) == str(fval)]
-        why = "" if len(sub) else f"no analysed cells with {fcol} {fval!r}"
-        for lev in (level, reference):
-            if not why and str(lev) not in set(sub[factor].astype(str)):
-                why = f"no analysed {factor} {lev!r} cells with {fcol} {fval!r}"
+        if not why:  # in the design: can the cohort support it?
+            (fcol, fval), = fixed.items()
+            sub = have[have[fcol].astype(str) == str(fval)]
+            if not len(sub) and fcol == "timepoint":
+                why = f"no analysed cells at {fval}; the cohort has {_levels_text(cohort_tps, 'timepoint')}"
+            elif not len(sub):
+                why = f"no analysed {fval} cells; the cohort has {_levels_text(cohort_pops, 'population')}"
+            else:
+                present = [str(v) for v in pd.unique(sub[factor].astype(str))]
+                if factor == "timepoint":  # keep the declared order
+                    present = [t for t in cohort_tps if t in present]
+                for lev in (level, reference):
+                    if not why and str(lev) not in present:
+                        if factor == "population":
+                            why = f"no analysed {lev} cells at {fval}; the cohort has {_levels_text(present, 'population')} there"
+                        else:
+                            why = f"no analysed {fval} cells at {lev}; {fval} cells are at {_levels_text(present, 'timepoint')}"
         if why:
             parts.append(pd.DataFrame([{"contrast": label, "question": question, "scope": "across patients", "patient": "all",
                                         "n_strata": 0, "test": "Cochran-Mantel-Haenszel (patient strata)", "note": why}]))
@@ -774,6 +861,9 @@ def run_contrasts(
                                         "patient_sd": m["patient_sd"], "n_cells": int(m["n_cells"]), "note": note}]))
     out = pd.concat(parts, ignore_index=True)
     front = ["contrast", "question", "scope", "patient", "n_strata", "test"]
+    for col in CONTRAST_STATISTICS:  # the same columns whether or not any contrast was made
+        if col not in out.columns:
+            out[col] = np.nan
     out = out[front + [c for c in out.columns if c not in front and c != "note"] + ["note"]]
     out["note"] = out["note"].fillna("")
     return out

@@ -189,13 +189,14 @@ def plot_cycling_composition(composition: pd.DataFrame, path: str, *, label_keys
     plt.close(fig)
 
 
-def plot_volcano(results: pd.DataFrame, path: str, *, padj: float = 0.1, label_top: int = 15, title: str | None = None) -> None:
+def plot_volcano(results: pd.DataFrame, path: str, *, padj: float = 0.1, label_top: int = 15, title: str | None = None,
+                 empty: str = "no test: fewer than two patients with both pseudobulks") -> None:
     """Volcano of a :func:`remnant.pseudobulk.paired_de` table: log2 fold change vs -log10 p,
     genes at ``padj`` below the threshold coloured and the ``label_top`` smallest p-values named.
-    An empty table gives a figure saying so."""
+    An empty table gives a figure saying why (``empty``)."""
     fig, ax = plt.subplots(figsize=(6, 4.8), constrained_layout=True)
     if results.empty:
-        ax.text(0.5, 0.5, "no test: fewer than two patients with both pseudobulks", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "\n".join(textwrap.wrap(empty, 60)), ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     else:
         for col in ("log2FoldChange", "pvalue", "padj", "gene_name"):

@@ -31,10 +31,12 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DE_COLUMNS", "paired_de", "pseudobulk", "run_paired_de", "signature_enrichment"]
+__all__ = ["DE_COLUMNS", "SAMPLE_COLUMNS", "de_not_made", "paired_de", "pseudobulk", "run_paired_de", "signature_enrichment"]
 
 #: Columns of :func:`paired_de` results.
 DE_COLUMNS = ["gene", "gene_name", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
+#: Columns of :func:`run_paired_de`'s pseudobulk table.
+SAMPLE_COLUMNS = ["patient", "timepoint", "n_cells", "used", "reason"]
 
 
 def _is_path(source) -> bool:
@@ -387,3 +389,22 @@ def run_paired_de(
     enrichment["note"] = "" if not de.empty else f"no DE test: {de.attrs.get('n_pairs', 0)} patient(s) with both pseudobulks (2 needed)"
     samples = samples.sort_values([pair, condition], kind="stable").reset_index(drop=True)
     return samples, de, enrichment
+
+
+def de_not_made(reason: str, signatures: Mapping[str, pd.Series | Sequence[str]] | None = None,
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The tables of :func:`run_paired_de` for a cohort without the design it needs (no stem-cell
+    population or no before/after timepoints named): no pseudobulk, no test.
+
+    Returns
+    -------
+    (samples, de, enrichment)
+        ``samples`` with :data:`SAMPLE_COLUMNS` and no row, ``de`` with :data:`DE_COLUMNS` and no
+        row (``attrs["n_pairs"] = 0``), ``enrichment``: one row per signature without statistics,
+        ``note`` = ``reason``.
+    """
+    de = pd.DataFrame(columns=DE_COLUMNS)
+    de.attrs["n_pairs"] = 0
+    enrichment = signature_enrichment(de, signatures or {})
+    enrichment["note"] = f"no DE test: {reason}"
+    return pd.DataFrame(columns=SAMPLE_COLUMNS), de, enrichment

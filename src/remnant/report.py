@@ -33,6 +33,7 @@ __all__ = [
     "landing_page",
     "render_html",
     "methods_paragraph",
+    "not_made",
     "package_versions",
     "rst_table",
     "stem_state_paragraphs",
@@ -134,10 +135,14 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
     ``contrast`` labels like ``"population: HSC vs PROG | timepoint=remission"``, ``scope``
     (``"patient"`` or ``"across patients"``), ``difference`` (and ``difference_low``/``_high``),
     ``corrected_difference``, ``odds_ratio`` (with ``_low``/``_high``), ``pvalue``.
+    A contrast that was not made (no per-patient row: a population or timepoint the cohort lacks,
+    or a design key that is null) has no paragraph here; :func:`not_made` lists it with its note.
     """
     paragraphs = []
     for label in pd.unique(contrasts["contrast"]):
         rows = contrasts[contrasts["contrast"] == label]
+        if _not_made(rows):
+            continue  # listed by not_made, with the reason
         pooled = rows[rows["scope"] == "across patients"]
         mixed = pooled[pooled["test"].astype(str).str.contains("mixed", case=False)] if "test" in pooled else pooled.iloc[:0]
         if "test" in pooled and (~pooled.index.isin(mixed.index)).any():
@@ -152,10 +157,6 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
             f"In {m['value']} cells" if m["key"] else "Across the cohort")
         n = len(per_patient)
         more = int((per_patient["difference"] > 0).sum())
-        if n == 0:
-            paragraphs.append(f"{where}: no patient has both {level} and {reference} cells, so {level} and {reference} "
-                              "cannot be compared.")
-            continue
         if factor == "timepoint":
             subject = (f"{where}, the {lesion} fraction was higher at {level} than at {reference} in {more} of {n} "
                        f"patient{'s' if n != 1 else ''} and lower or equal in {n - more}")
@@ -191,6 +192,58 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
                         f"{_p(mm['pvalue'])}).")
         paragraphs.append(f"{subject}: {numbers}; {test}. {verdict}")
     return paragraphs
+
+
+def _not_made(rows: pd.DataFrame) -> bool:
+    """A contrast's rows hold no per-patient comparison (only the row with its note)."""
+    return not (rows["scope"] == "patient").any() if "scope" in rows else True
+
+
+def _text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _question(label: str, row: Mapping) -> str:
+    """The contrast's question (its ``question`` column, else words from its label)."""
+    question = _text(row.get("question", ""))
+    if question:
+        return question
+    m = _LABEL.match(str(label))
+    if m is None:
+        return str(label)
+    where = "" if not m["key"] else (f" at {m['value']}" if m["key"].strip() == "timepoint" else f" in {m['value']}")
+    return f"{m['level'].strip()} vs {m['reference'].strip()}{where}"
+
+
+def not_made(contrasts: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None,
+             cycling: pd.DataFrame | None = None, enrichment: pd.DataFrame | None = None) -> list[str]:
+    """What the run could not compare, and why: one line per contrast of ``contrasts.tsv`` without
+    any per-patient row, per question of ``signature_comparisons.tsv`` and ``cycling_contrasts.tsv``
+    with no test at all, and the pseudobulk DE when ``enrichment.tsv`` says there was no test. Each
+    line is ``"<question>: <note>"``, the note written by the stage (e.g. ``"HSC vs PROG at
+    remission: no analysed PROG cells at remission; the cohort has one population (HSC) there"``)."""
+    lines = []
+    if contrasts is not None and not contrasts.empty:
+        for label in pd.unique(contrasts["contrast"]):
+            rows = contrasts[contrasts["contrast"] == label]
+            if _not_made(rows):
+                row = rows.iloc[0]
+                lines.append(f"{_question(label, row)}: {_text(row.get('note', '')) or 'no patient has cells of both levels'}")
+    for table, what in ((comparisons, "signature scores"), (cycling, None)):
+        if table is None or table.empty or "question" not in table:
+            continue
+        tests = table["test"].map(_text) if "test" in table else pd.Series("", index=table.index)
+        for question in pd.unique(table["question"]):
+            rows = table[table["question"] == question]
+            if (tests[rows.index] != "").any():
+                continue  # tested, per patient at least (stem_state_paragraphs says what came of it)
+            note = _text(rows["note"].iloc[0]) if "note" in rows else ""
+            lines.append(f"{what + ', ' if what else ''}{question}: {note or 'no cells'}")
+    if enrichment is not None and "note" in enrichment and not enrichment.empty:
+        notes = [n for n in pd.unique(enrichment["note"].map(_text)) if n]
+        if notes:
+            lines.append(f"pseudobulk DE of carrier stem cells after vs before treatment: {notes[0].removeprefix('no DE test: ')}")
+    return lines
 
 
 def stem_state_paragraphs(comparisons: pd.DataFrame | None, cycling: pd.DataFrame | None, *, signature: str | None = None,
@@ -298,6 +351,7 @@ def front_page(
     contrasts: pd.DataFrame | None = None,
     comparisons: pd.DataFrame | None = None,
     cycling: pd.DataFrame | None = None,
+    enrichment: pd.DataFrame | None = None,
     versions: Mapping[str, str] | None = None,
     annotation: str = "",
 ) -> str:
@@ -324,6 +378,8 @@ def front_page(
         Persistence contrasts (see :func:`contrast_paragraphs`), optional.
     comparisons, cycling
         Signature comparisons and cycling contrasts (see :func:`stem_state_paragraphs`), optional.
+    enrichment
+        ``results/persistence/enrichment.tsv`` (its ``note`` says when there was no DE test), optional.
     versions
         Package versions (:func:`package_versions`).
     annotation
@@ -342,7 +398,7 @@ def front_page(
     title = "remnant: lesion-carrying stem cells before and after therapy"
     out = [f"{title}\n{'=' * len(title)}\n"]
     out.append(_section("Cohort"))
-    out.append(f"{_plural(n_patients, 'patient')} and {_plural(n_donors, 'reference donor')}, {len(samples)} sorted samples "
+    out.append(f"{_plural(n_patients, 'patient')} and {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')} "
                f"({', '.join(f'{k}: {v}' for k, v in samples['population'].astype(str).value_counts().sort_index().items())}); "
                f"{n_cells_raw} cells read, {n_kept} kept after quality control ({_pct(n_kept / max(n_cells_raw, 1))}).\n")
 
@@ -359,10 +415,19 @@ def front_page(
     else:
         out.append("The persistence stage did not produce a fraction table in this run.\n")
 
-    if contrasts is not None and not contrasts.empty:
+    paragraphs = contrast_paragraphs(contrasts, lesion=first, alpha=alpha) if contrasts is not None and not contrasts.empty else []
+    if paragraphs:
         out.append(_section("What the numbers say"))
-        for paragraph in contrast_paragraphs(contrasts, lesion=first, alpha=alpha):
+        for paragraph in paragraphs:
             out.append(_escape(paragraph) + "\n\n")
+    missing = not_made(contrasts, comparisons, cycling, enrichment)
+    if missing:
+        out.append(_section("What could not be compared"))
+        out.append("The cohort (or the design named in the config's ``persistence`` block) does not support these "
+                   "comparisons; their rows in the tables carry the same note.\n\n")
+        for line in missing:
+            out.append(f"- {_escape(line)}\n")
+        out.append("\n")
 
     state = stem_state_paragraphs(comparisons, cycling, alpha=alpha)
     if state:
@@ -431,24 +496,28 @@ def _plain(value):
 def _compact_contrasts(contrasts: pd.DataFrame) -> list[str]:
     """One short line per contrast: question, difference with interval, CMH p."""
     lines = []
-    pooled = contrasts[(contrasts["scope"] == "across patients")]
+    made = [label for label in pd.unique(contrasts["contrast"]) if not _not_made(contrasts[contrasts["contrast"] == label])]
+    pooled = contrasts[(contrasts["scope"] == "across patients") & contrasts["contrast"].isin(made)]
     if "test" in pooled:
         pooled = pooled[pooled["test"].astype(str).str.contains("Mantel")]
     for _, p in pooled.iterrows():
-        label = p["question"] if "question" in p and str(p["question"]) not in ("", "nan") else p["contrast"]
+        label = _question(p["contrast"], p)
         interval = (f" (95% CI {_pts(p['difference_low'])} to {_pts(p['difference_high'])})"
                     if np.isfinite(p.get("difference_low", np.nan)) else "")
+        note = _text(p.get("note", ""))
         lines.append(f"{label}: {_pts(p.get('difference', np.nan))} percentage points{interval}, "
-                     f"Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))}")
+                     f"Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))}" + (f" ({note})" if note else ""))
     return lines
 
 
 def landing_page(*, config: Mapping, samples: pd.DataFrame, qc_removed: pd.DataFrame,
                  fractions: pd.DataFrame | None = None, contrasts: pd.DataFrame | None = None,
-                 max_table_rows: int = 8) -> str:
+                 comparisons: pd.DataFrame | None = None, cycling: pd.DataFrame | None = None,
+                 enrichment: pd.DataFrame | None = None, max_table_rows: int = 8) -> str:
     """The report's first page, short enough for one screen (Snakemake's report centres the first
     page vertically, so a long one loses its top): the cohort, the headline table when it has at
-    most ``max_table_rows`` rows, one line per contrast, and a pointer to the full summary."""
+    most ``max_table_rows`` rows, one line per contrast made, one line per comparison the cohort
+    could not support with the reason (:func:`not_made`), and a pointer to the full summary."""
     lesions = config.get("lesions") or [{"name": "del5q"}]
     first = lesions[0]["name"]
     title = f"remnant: {first} in sorted stem and progenitor cells"
@@ -456,7 +525,7 @@ def landing_page(*, config: Mapping, samples: pd.DataFrame, qc_removed: pd.DataF
     ref_conditions = set(map(str, config.get("conditions", {}).get("reference", [])))
     n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
     n_patients = int(samples["patient"].astype(str).nunique()) - n_donors
-    out.append(f"{_plural(n_patients, 'patient')}, {_plural(n_donors, 'reference donor')}, {len(samples)} sorted samples, "
+    out.append(f"{_plural(n_patients, 'patient')}, {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')}, "
                f"{int(qc_removed['kept'].sum())} cells after quality control.\n\n")
     if fractions is not None and not fractions.empty:
         table = headline_table(fractions, timepoints=[str(t) for t in config.get("timepoints", [])] or None,
@@ -465,8 +534,16 @@ def landing_page(*, config: Mapping, samples: pd.DataFrame, qc_removed: pd.DataF
         if len(table) <= max_table_rows:
             out.append(f"Share of cells carrying {first} (95% interval; called/cells):\n\n")
             out.append(rst_table(table) + "\n")
-    if contrasts is not None and not contrasts.empty:
-        for line in _compact_contrasts(contrasts):
+    compared = _compact_contrasts(contrasts) if contrasts is not None and not contrasts.empty else []
+    if compared:
+        out.append("Compared:\n\n")
+        for line in compared:
+            out.append(f"- {_escape(line)}\n")
+        out.append("\n")
+    missing = not_made(contrasts, comparisons, cycling, enrichment)
+    if missing:
+        out.append("Not compared, and why:\n\n")
+        for line in missing:
             out.append(f"- {_escape(line)}\n")
         out.append("\n")
     out.append("**The full summary** - every patient's fractions with corrected intervals, each contrast in words, "
