@@ -1,4 +1,5 @@
-"""The job log's closing line: exact CPU time and peak memory, read back by benchmarks/scale.py."""
+"""The job log's closing line: exact CPU time and peak memory, read back by benchmarks/scale.py; or,
+when a write fails for want of room, one line naming the file and its filesystem."""
 
 import subprocess
 import sys

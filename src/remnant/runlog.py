@@ -103,10 +103,11 @@ class _JobLog(logging.FileHandler):
 
 #: errno of a write that failed for want of room, and what the message calls it.
 _NO_ROOM = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large"}
-#: The same, as HDF5 (through h5py) words it when no errno attribute survives.
-_NO_ROOM_TEXT = [(re.compile(r"No space left on device|errno = 28\b"), errno.ENOSPC),
-                 (re.compile(r"Disk quota exceeded|errno = 122\b"), errno.EDQUOT),
-                 (re.compile(r"File too large|errno = 27\b"), errno.EFBIG)]
+#: The same, as HDF5 (through h5py) words it when no errno attribute survives: its "errno = 28" in
+#: any exception, the system's words ("No space left on device") only in an OSError's message.
+_NO_ROOM_TEXT = [(re.compile(r"errno = 28\b"), re.compile(r"No space left on device"), errno.ENOSPC),
+                 (re.compile(r"errno = 122\b"), re.compile(r"Disk quota exceeded"), errno.EDQUOT),
+                 (re.compile(r"errno = 27\b"), re.compile(r"File too large"), errno.EFBIG)]
 _HDF5_FILENAME = re.compile(r"filename = '([^']+)'")
 
 
@@ -126,7 +127,8 @@ def disk_full(exc: BaseException | None) -> tuple[int, str | None] | None:
         code = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
         text = str(exc)
         if code not in _NO_ROOM:
-            code = next((c for pattern, c in _NO_ROOM_TEXT if pattern.search(text)), None)
+            code = next((c for hdf5, words, c in _NO_ROOM_TEXT
+                         if hdf5.search(text) or (isinstance(exc, OSError) and words.search(text))), None)
         if code is not None:
             path = getattr(exc, "filename", None) if isinstance(exc, OSError) else None
             if not isinstance(path, str) or not path:
