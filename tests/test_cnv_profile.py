@@ -313,6 +313,66 @@ def test_profile_from_file_in_blocks_equals_in_memory(cohort, cohort_file, light
     assert (pooled.obsm["X_cnv"] != whole.obsm["X_cnv"]).nnz == 0
 
 
+def test_default_layer_reads_the_counts_of_every_file_the_workflow_writes(cohort, cohort_file, light, lesion, tmp_path):
+    """layer="counts" (the default) reads clustered.h5ad's X (no layers) and cohort.h5ad's
+    layers/counts (log-normalised X), from the file or read whole: the same numbers."""
+    from remnant import store
+    from remnant.lesions import write_calls
+
+    whole = cohort.copy()
+    C.infer_profile(whole, "reference", chunksize=150)
+    calls = tmp_path / "calls.h5ad"
+    write_calls(cohort, calls)
+    scverse = tmp_path / "cohort.h5ad"
+    store.annotate_with_calls(cohort_file, calls, scverse)
+    clustered = ad.read_h5ad(cohort_file)  # counts in X, no layers
+    annotated = ad.read_h5ad(scverse)  # log-normalised X, counts in layers, symbols as var_names
+    assert not clustered.layers and "counts" in annotated.layers and not np.allclose(annotated.X.data, np.round(annotated.X.data))
+    for counts, adata in ((cohort_file, light), (scverse, light), (None, clustered), (None, annotated)):
+        got = adata.copy()
+        C.infer_profile(got, "reference", counts=counts, chunksize=150)
+        assert (got.obsm["X_cnv"] != whole.obsm["X_cnv"]).nnz == 0, counts
+    sums = C.lesion_sums(cohort, [lesion])["del5q"]
+    for counts, adata in ((scverse, light), (None, annotated), (None, clustered)):
+        other = C.lesion_sums(adata, [lesion], counts=counts, chunk_cells=333)["del5q"]
+        for field in ("depth", "reference_sums", "called_sums", "uncalled_sums"):
+            np.testing.assert_array_equal(getattr(other, field), getattr(sums, field), err_msg=f"{field} {counts}")
+
+
+def test_profile_file_runs_infercnvpy_downstream(light, cohort_file, tmp_path):
+    """profile.h5ad as the workflow writes it (write_profile streaming the counts from the cohort
+    file) is usable by infercnvpy as read: tl.pca (scikit-learn's sparse code wants one index type:
+    the former hand-written writer stored int32 indices with an int64 indptr, "Buffer dtype
+    mismatch"), pp.neighbors, tl.leiden, tl.cnv_score."""
+    import infercnvpy as cnv
+
+    out = tmp_path / "profile.h5ad"
+    C.write_profile(light, "reference", out, counts=cohort_file, chunksize=150, chunk_cells=300)
+    adata = ad.read_h5ad(out)
+    M = adata.obsm["X_cnv"]
+    assert M.indices.dtype == M.indptr.dtype == np.int32
+    cnv.tl.pca(adata, n_comps=10)
+    assert adata.obsm["X_cnv_pca"].shape == (adata.n_obs, 10) and np.isfinite(adata.obsm["X_cnv_pca"]).all()
+    cnv.pp.neighbors(adata, n_neighbors=10)
+    cnv.tl.leiden(adata, flavor="igraph", n_iterations=2, directed=False, random_state=0)
+    assert adata.obs["cnv_leiden"].nunique() >= 2
+    cnv.tl.cnv_score(adata)
+    score = adata.obs["cnv_score"]
+    assert score.notna().all() and (score > 0).all()
+    # the carriers' clusters score higher than the healthy donors' (the lesion is in the profile)
+    assert score[adata.obs["truth"]].mean() > score[adata.obs["reference"]].mean()
+
+
+def test_profile_index_type_is_wide_when_values_could_pass_int32(light, cohort_file, tmp_path, monkeypatch):
+    """Above 2^31 possible values both index arrays are int64 (one type, as scikit-learn wants)."""
+    assert C._profile_index_dtype(1_000_000, 773) == np.int32 and C._profile_index_dtype(3_000_000, 773) == np.int64
+    monkeypatch.setattr(C, "_profile_index_dtype", lambda n_obs, n_windows: np.int64)
+    out = tmp_path / "profile.h5ad"
+    C.write_profile(light, "reference", out, counts=cohort_file, chunksize=150, chunk_cells=300)
+    M = ad.read_h5ad(out).obsm["X_cnv"]
+    assert M.indices.dtype == M.indptr.dtype == np.int64
+
+
 def test_read_profile_rows(profiled, tmp_path):
     out = tmp_path / "profile.h5ad"
     ad.AnnData(obs=profiled.obs, obsm={"X_cnv": profiled.obsm["X_cnv"]}, uns={"cnv": profiled.uns["cnv"]}).write_h5ad(out)
@@ -378,9 +438,18 @@ def test_heatmap_reads_only_its_rows_from_the_profile_file(profiled, lesion, tmp
     assert sum(read) <= 120 + 10 * 8 + 50  # the shown rows (downsampling keeps >= 10 per group) and the reference block
 
 
-def test_bad_counts_files(light, cohort_file, lesion, tmp_path):
-    with pytest.raises(InputError, match="layers/counts"):
-        C.infer_profile(light, "reference", counts=cohort_file)  # the file keeps counts in X
+def test_bad_counts_files(light, cohort_file, cohort, lesion, tmp_path):
+    # no layers/counts and a log-normalised X: refused, naming the layers to pass
+    logged = tmp_path / "logged.h5ad"
+    counts = sp.csr_matrix(cohort.layers["counts"], dtype=np.float32)
+    from remnant.store import log_normalise
+
+    ad.AnnData(X=log_normalise(counts, np.asarray(counts.sum(axis=1)).ravel()), obs=cohort.obs, var=cohort.var,
+               layers={"raw": counts}).write_h5ad(logged)
+    with pytest.raises(InputError, match=r"logged\.h5ad: infer_profile\(layer=\.\.\.\): has no layer 'counts' and X is not raw counts.*\['raw'\]"):
+        C.infer_profile(light, "reference", counts=logged)
+    with pytest.raises(InputError, match=r"lesion_sums\(layer=\.\.\.\).*X is not raw counts"):
+        C.lesion_sums(ad.AnnData(X=ad.read_h5ad(logged).X, obs=cohort.obs, var=cohort.var), [lesion])
     with pytest.raises(InputError, match="cannot open"):
         C.lesion_sums(light, [lesion], layer=None, counts=tmp_path / "missing.h5ad")
     with pytest.raises(InputError, match="read obs and var from the same file"):

@@ -201,11 +201,15 @@ def test_counts_key_finds_the_raw_counts_or_says_which_layer_to_pass(cohort, tmp
     assert store.counts_key(a) == "layers/counts"
     logged = tmp_path / "logged.h5ad"
     ad.AnnData(X=a.X, obs=a.obs, var=a.var, layers={"raw": a.layers["counts"]}).write_h5ad(logged)
-    with pytest.raises(InputError, match=r"logged\.h5ad.*no layers\['counts'\] and X is not raw counts.*pass layer=.*\['raw'\]"):
+    with pytest.raises(InputError, match=r"logged\.h5ad.*no layer 'counts' and X is not raw counts.*pass layer=.*\['raw'\]"):
         store.counts_key(logged)
     assert store.counts_key(logged, "raw") == "layers/raw"
+    with pytest.raises(InputError, match=r"no layer 'spliced' \(layers: \['raw'\]\)"):
+        store.counts_key(logged, "spliced")  # a layer named other than "counts" is taken as asked
+    with pytest.raises(InputError, match="no layer 'spliced'"):
+        store.counts_key(path, "spliced")  # even when X holds counts
     del a.layers["counts"]
-    with pytest.raises(InputError, match=r"f\(layer=\.\.\.\): has no layers\['counts'\] and X is not raw counts.*layers: none"):
+    with pytest.raises(InputError, match=r"f\(layer=\.\.\.\): has no layer 'counts' and X is not raw counts.*layers: none"):
         store.counts_key(a, where="f")
     a.X = -X  # negative integers are not counts either
     with pytest.raises(InputError, match="not raw counts"):

@@ -133,9 +133,10 @@ def _obs_key(adata: anndata.AnnData, key: str, where: str) -> None:
 class _Counts:
     """Raw counts (cells x genes) read a block of cells at a time.
 
-    From ``adata.layers[layer]`` (``layer=None``: ``adata.X``) in memory, or with ``path`` from the
-    h5ad file's ``layers/<layer>`` (``layer=None``: ``X``), which must be CSR with the shape of
-    ``adata`` (whose obs and var describe the file's cells and genes).
+    From ``adata.layers[layer]`` in memory, or with ``path`` from the h5ad file's
+    ``layers/<layer>``; without that layer from ``X`` when it holds counts (``clustered.h5ad``;
+    :func:`remnant.store.counts_key`); ``layer=None``: ``X``. A file's matrix must be CSR with the
+    shape of ``adata`` (whose obs and var describe the file's cells and genes).
     """
 
     def __init__(self, adata: anndata.AnnData, layer: str | None, path, where: str):
@@ -146,7 +147,7 @@ class _Counts:
             self.key = None
         else:
             self.X = None
-            self.key = "X" if layer is None else f"layers/{layer}"
+            self.key = store.counts_key(self.path, layer, where=where)  # InputError naming the file when not HDF5
             shape = store.shape(self.path, self.key)  # InputError naming the file when absent or not CSR
             if shape != (adata.n_obs, adata.n_vars):
                 raise InputError(f"{self.key} is {shape[0]} x {shape[1]} but the AnnData describing it has "
@@ -397,7 +398,7 @@ def infer_profile(
     Parameters
     ----------
     adata
-        Cells x genes. Raw counts in ``adata.layers[layer]`` (``layer=None``: ``adata.X``), sparse
+        Cells x genes. Raw counts in ``adata.layers[layer]`` (or ``adata.X``, see ``layer``), sparse
         or dense, or with ``counts`` in that file; ``var`` needs ``chromosome``, ``start``, ``end``
         (bp); ``var_names`` unique.
     reference_mask
@@ -407,9 +408,10 @@ def infer_profile(
         ``min_reference_cells`` cells form one infercnvpy reference category (the other reference
         cells are left out of the reference and logged).
     layer
-        Layer with raw counts.
+        Layer with raw counts; without it, ``X`` when it holds counts (remnant's ``clustered.h5ad``;
+        ``cohort.h5ad`` has ``layers["counts"]``); ``None``: ``X``.
     counts
-        Path of an h5ad file holding the counts (``layers/<layer>``, ``layer=None``: ``X``; CSR,
+        Path of an h5ad file holding the counts (``layers/<layer>`` or ``X``, as ``layer``; CSR,
         cells x genes as ``adata``, whose obs and var must describe the file's cells and genes,
         e.g. ``AnnData(obs=store.read_obs(path), var=store.read_var(path))``). ``None``: ``adata``.
     window_size, step
@@ -464,40 +466,20 @@ def infer_profile(
              adata.n_obs, pref.cols.size, len(pref.windows), pref.categories, t1 - t0, time.perf_counter() - t1)
 
 
-class _CsrAppender:
-    """An anndata-encoded CSR matrix (``encoding-type: csr_matrix``) in an open h5py file, written a
-    block of rows at a time: float32 data, int32 column indices, int64 ``indptr`` (no overflow
-    above 2^31 stored values)."""
+def _profile_index_dtype(n_obs: int, n_windows: int) -> type:
+    """One integer type for the profile's ``indices`` and ``indptr``: int32 unless its values could
+    pass 2^31 - 1 (scipy's and scikit-learn's compiled sparse routines, e.g. the PCA of
+    ``infercnvpy.tl.pca``, refuse a matrix whose two index arrays differ in type)."""
+    return np.int64 if n_obs * max(n_windows, 1) >= np.iinfo(np.int32).max else np.int32
 
-    def __init__(self, f, key: str, n_cols: int, compression: str | None = "gzip", chunk: int = 1 << 16):
-        self.g = f.create_group(key)
-        self.g.attrs["encoding-type"] = "csr_matrix"
-        self.g.attrs["encoding-version"] = "0.1.0"
-        self.n_rows, self.n_cols, self.nnz = 0, int(n_cols), 0
-        kw = dict(maxshape=(None,), chunks=(chunk,), compression=compression)
-        self.data = self.g.create_dataset("data", shape=(0,), dtype=np.float32, **kw)
-        self.indices = self.g.create_dataset("indices", shape=(0,), dtype=np.int32, **kw)
-        self.indptr = self.g.create_dataset("indptr", shape=(1,), dtype=np.int64, **kw)
-        self.indptr[0] = 0
-        self._shape()
 
-    def _shape(self):
-        self.g.attrs["shape"] = np.array([self.n_rows, self.n_cols], dtype=np.int64)
-
-    def append(self, block: sp.csr_matrix) -> None:
-        if block.shape[1] != self.n_cols:
-            raise ValueError(f"block has {block.shape[1]} columns; the matrix has {self.n_cols}")
-        block = sp.csr_matrix(block)
-        block.sort_indices()
-        n, nnz = block.shape[0], block.nnz
-        for ds, values in ((self.data, block.data.astype(np.float32)), (self.indices, block.indices.astype(np.int32))):
-            ds.resize((self.nnz + nnz,))
-            ds[self.nnz:] = values
-        self.indptr.resize((self.n_rows + n + 1,))
-        self.indptr[self.n_rows + 1:] = block.indptr[1:].astype(np.int64) + self.nnz
-        self.n_rows += n
-        self.nnz += nnz
-        self._shape()
+def _with_index_dtype(block: sp.csr_matrix, dtype) -> sp.csr_matrix:
+    """``block`` (CSR float32, sorted indices) with ``indices`` and ``indptr`` of ``dtype``."""
+    block = sp.csr_matrix(block, dtype=np.float32)
+    block.sort_indices()
+    block.indices = block.indices.astype(dtype, copy=False)
+    block.indptr = block.indptr.astype(dtype, copy=False)
+    return block
 
 
 def write_profile(
@@ -545,8 +527,14 @@ def write_profile(
 
     Memory: one block of counts as :func:`infer_profile`, plus one block's profile; the file grows
     by ~0.8 bytes per cell and window (13% of values stored at 8 bytes each, gzip-compressed).
+
+    The profile is written with anndata's own writer (:func:`anndata.io.write_elem` for the first
+    block, :func:`anndata.io.sparse_dataset` ``.append`` for the others), ``indices`` and ``indptr``
+    of one integer type (int32; int64 when cells x windows reach 2^31), so that infercnvpy's
+    ``tl.pca``, ``pp.neighbors``, ``tl.leiden`` and ``tl.cnv_score`` run on it as read.
     """
     import h5py
+    from anndata.io import sparse_dataset, write_elem
 
     where = "write_profile"
     t0 = time.perf_counter()
@@ -568,24 +556,34 @@ def write_profile(
         anndata.AnnData(obs=adata.obs, obsm=obsm, uns={key_added: info}).write_h5ad(tmp, compression="gzip")
         with h5py.File(tmp, "r+") as f:
             if "obsm" not in f:
-                from anndata.io import write_elem
-
                 write_elem(f, "obsm", {})  # an anndata dict group, not a bare HDF5 group
-            out = _CsrAppender(f, f"obsm/X_{key_added}", len(pref.windows))
+            # anndata's own writer: the first block written, the others appended
+            name, n_windows = f"obsm/X_{key_added}", len(pref.windows)
+            dtype = _profile_index_dtype(adata.n_obs, n_windows)
+            kwargs = {"compression": "gzip", "chunks": (1 << 16,), "indptr_dtype": np.dtype(dtype).name}
+            written, n_rows, nnz = None, 0, 0
             for chr_pos, part in _profile_blocks(source, pref, target_sum=target_sum, chunksize=chunksize, n_jobs=n_jobs,
                                                  **settings):
                 if chr_pos != info["chr_pos"]:
                     raise RuntimeError(f"infercnvpy's chromosome offsets {chr_pos} differ from the window table's "
                                        f"{info['chr_pos']}; the installed infercnvpy lays windows out differently from 0.6.")
-                out.append(part)
-            if out.n_rows != adata.n_obs:
-                raise RuntimeError(f"wrote {out.n_rows} profiles for {adata.n_obs} cells")
+                part = _with_index_dtype(part, dtype)
+                if written is None:
+                    write_elem(f, name, part, dataset_kwargs=kwargs)
+                    written = sparse_dataset(f[name])
+                else:
+                    written.append(part)
+                n_rows, nnz = n_rows + part.shape[0], nnz + part.nnz
+            if written is None:  # no cells
+                write_elem(f, name, _with_index_dtype(sp.csr_matrix((0, n_windows)), dtype), dataset_kwargs=kwargs)
+            if n_rows != adata.n_obs:
+                raise RuntimeError(f"wrote {n_rows} profiles for {adata.n_obs} cells")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     log.info("write_profile: %d cells, %d genes, %d windows (%d values stored), reference states %s; reference %.1f s, "
-             "profile %.1f s", adata.n_obs, pref.cols.size, len(pref.windows), out.nnz, pref.categories, t1 - t0,
+             "profile %.1f s", adata.n_obs, pref.cols.size, len(pref.windows), nnz, pref.categories, t1 - t0,
              time.perf_counter() - t1)
     return info
 
@@ -755,7 +753,7 @@ def lesion_sums(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts (``layers[layer]``, ``layer=None``: ``X``) or, with
+        Cells x genes with raw counts (``layers[layer]``, or ``X`` as in :func:`infer_profile`) or, with
         ``counts``, only obs and var describing that file's cells and genes; ``var`` positions and
         obs columns of the calls, ``patient_key`` and ``state_key``.
     lesions
@@ -765,7 +763,8 @@ def lesion_sums(
     call_keys
         ``{lesion name: boolean obs column of its call}`` (default ``f"{name}_call"``).
     counts
-        Path of an h5ad file with the counts in ``layers/<layer>`` (``layer=None``: ``X``), read a
+        Path of an h5ad file with the counts in ``layers/<layer>`` or ``X`` (as ``layer`` of
+        :func:`infer_profile`), read a
         block of ``chunk_cells`` cells at a time; ``None``: ``adata``.
 
     Returns
@@ -929,8 +928,9 @@ def lesion_profile(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts (``layers[layer]``; or only obs and var with ``counts`` or
-        ``sums``), ``var`` positions and obs columns ``call_key``, ``patient_key``, ``state_key``.
+        Cells x genes with raw counts (``layers[layer]`` or ``X``, as :func:`infer_profile`; or only
+        obs and var with ``counts`` or ``sums``), ``var`` positions and obs columns ``call_key``,
+        ``patient_key``, ``state_key``.
     lesion
         A :class:`remnant.lesions.Lesion`; its chromosome is profiled.
     reference_mask
@@ -1092,8 +1092,9 @@ def estimate_breakpoints(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts (``layers[layer]``; or only obs and var with ``counts`` or
-        ``sums``), ``var`` positions and obs columns ``call_key``, ``patient_key``, ``state_key``.
+        Cells x genes with raw counts (``layers[layer]`` or ``X``, as :func:`infer_profile`; or only
+        obs and var with ``counts`` or ``sums``), ``var`` positions and obs columns ``call_key``,
+        ``patient_key``, ``state_key``.
     lesion
         A :class:`remnant.lesions.Lesion`.
     reference_mask

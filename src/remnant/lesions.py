@@ -247,10 +247,19 @@ def require_positions(var: pd.DataFrame, where: str) -> None:
 
 
 def counts_matrix(adata: anndata.AnnData, layer: str | None, where: str):
-    """The raw count matrix (``layers[layer]``, or X for ``None``) as a sparse matrix."""
-    if layer is not None and layer not in adata.layers:
-        raise InputError(f"AnnData has no layer {layer!r} with raw counts.", where=f"{where}(layer=...)")
-    X = adata.layers[layer] if layer is not None else adata.X
+    """The raw count matrix as a sparse matrix: ``layers[layer]`` when present, else ``X`` when it
+    holds counts (:func:`remnant.store.counts_key`: e.g. ``clustered.h5ad`` read whole), ``X`` for
+    ``layer=None``.
+
+    Raises
+    ------
+    InputError
+        No such layer and ``X`` is not counts (e.g. log-normalised): names the layers to pass.
+    """
+    from .store import counts_key
+
+    key = counts_key(adata, layer, where=where)
+    X = adata.layers[key.removeprefix("layers/")] if key != "X" else adata.X
     if X is None:
         raise InputError("AnnData has no count matrix in X.", where=f"{where}(layer=None)")
     return X if sp.issparse(X) else sp.csr_matrix(X)
@@ -286,8 +295,9 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
     """The counts of the lesions' genes for every cell of a cohort h5ad, and each cell's depth,
     read in one pass of blocks of cells (the matrix is never held whole; issue 8).
 
-    The counts are ``layers/counts`` when the file has that layer, else ``X`` (remnant's cohort
-    files keep the raw counts in ``X``; older ``clustered.h5ad`` files in ``layers["counts"]``).
+    The counts are ``layers/counts`` when the file has that layer (``cohort.h5ad``, and
+    ``clustered.h5ad`` files written before issue 8), else ``X`` when it holds counts
+    (``clustered.h5ad``; :func:`remnant.store.counts_key`).
 
     Parameters
     ----------
@@ -307,15 +317,12 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
         float64 (n_obs,): each cell's counts on autosomal genes outside every lesion (as
         :func:`call_lesions` computes from the whole matrix); pass it as ``depth=``.
     """
-    import h5py
-
     from . import store
 
     obs = store.read_obs(path)  # raises InputError naming the file when it is not HDF5
     var = store.read_var(path)
     require_positions(var, str(path))
-    with h5py.File(path, "r") as f:
-        key = "layers/counts" if "layers/counts" in f else "X"
+    key = store.counts_key(path, where="read_lesion_counts")
     n_obs, n_vars = store.shape(path, key)
     if (n_obs, n_vars) != (len(obs), len(var)):
         raise InputError(f"{key} is {n_obs} x {n_vars} but obs has {len(obs)} cells and var {len(var)} genes; "
@@ -626,8 +633,9 @@ def call_lesions(
     Parameters
     ----------
     adata
-        Cells x genes. Raw counts in ``adata.layers[layer]`` (``layer=None``: ``adata.X``), sparse
-        (CSR or CSC) or dense; ``var`` needs ``chromosome``, ``start``, ``end`` (bp, 0-based).
+        Cells x genes. Raw counts in ``adata.layers[layer]``, or in ``adata.X`` when it has no
+        such layer and ``X`` holds counts (``layer=None``: ``adata.X``; :func:`counts_matrix`),
+        sparse (CSR or CSC) or dense; ``var`` needs ``chromosome``, ``start``, ``end`` (bp, 0-based).
         With ``depth`` given, only the lesions' genes are needed (:func:`read_lesion_counts`).
     lesions
         From :func:`parse_lesions`.

@@ -136,7 +136,8 @@ def find_reference(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts in ``layers[layer]`` (``None``: ``X``) and gene positions in
+        Cells x genes with raw counts in ``layers[layer]`` (or ``X`` when it has no such layer
+        and ``X`` holds counts; ``None``: ``X``; :func:`remnant.lesions.counts_matrix`) and gene positions in
         ``var`` (``chromosome``, ``start``, ``end``). With ``depth`` given, only the lesions'
         genes are needed (:func:`remnant.lesions.read_lesion_counts`).
     lesions

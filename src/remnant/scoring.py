@@ -270,7 +270,7 @@ def score_many(
     target_sum: float | None = 1e4,
     downsample_to: float | None = None,
     downsample_seed: int = 0,
-    key: str = "X",
+    key: str | None = None,
     chunk_cells: int = CHUNK_CELLS,
 ) -> pd.DataFrame:
     """Several :class:`Score` s of the cells of a cohort file (or an AnnData) in two passes over its counts.
@@ -278,8 +278,8 @@ def score_many(
     Parameters
     ----------
     source
-        Path of an h5ad file whose ``key`` is raw counts, cells x genes, CSR (remnant's cohort
-        files: ``"X"``), or an AnnData (``key``: ``"X"`` or ``"layers/<name>"``; dense or sparse).
+        Path of an h5ad file whose ``key`` is raw counts, cells x genes, CSR, or an AnnData
+        (``key``: ``"X"`` or ``"layers/<name>"``; dense or sparse).
     scores
         The scores; their ``library`` names a normalisation in ``libraries``.
     libraries
@@ -298,6 +298,9 @@ def score_many(
         (scanpy reseeds per cell). ``None``: no thinning.
     key, chunk_cells
         Matrix read and cells per block (:func:`remnant.store.iter_chunks`; default :data:`CHUNK_CELLS`).
+        ``key=None``: the raw counts (:func:`remnant.store.counts_key`: ``layers/counts`` when
+        present, as in ``cohort.h5ad``, else ``X`` when it holds counts, as in ``clustered.h5ad``);
+        with ``target_sum=None``, ``X``.
 
     Returns
     -------
@@ -307,6 +310,8 @@ def score_many(
         ``attrs["n_cells"]``, ``attrs["downsampled_to"]`` (the per-cell total, or None).
     """
     libraries = dict(libraries) if libraries is not None else {"all": None}
+    if key is None:
+        key = "X" if target_sum is None else store.counts_key(source, where="scoring")
     obs_names, var_names = _names(source, key)
     n_obs, n_vars = len(obs_names), len(var_names)
     rows = store._mask(rows, n_obs, "rows")
@@ -413,7 +418,7 @@ def score_gene_sets(
     seed: int = 0,
     ctrl_as_ref: bool = True,
     downsample_to: float | None = None,
-    key: str = "X",
+    key: str | None = None,
     chunk_cells: int = CHUNK_CELLS,
 ) -> pd.DataFrame:
     """:func:`scanpy.tl.score_genes` of each set on log1p(counts / library * ``target_sum``) of a cohort file, streamed.
@@ -425,8 +430,8 @@ def score_gene_sets(
     Parameters
     ----------
     source
-        Path of an h5ad file with raw counts in ``key`` (CSR; remnant's cohort files: ``"X"``), or
-        an AnnData.
+        Path of an h5ad file with raw counts in ``key`` (CSR; ``None``: found as in
+        :func:`score_many`), or an AnnData.
     sets
         ``{name: var names}`` (a ``pandas.Series`` of weights by var name: weighted sum of
         per-gene scores). Var names missing from the file are ignored with a warning.
@@ -470,7 +475,7 @@ def cell_cycle_scores(s_genes: Sequence[str], g2m_genes: Sequence[str], *, gene_
 
 def score_cell_cycle(source, s_genes: Sequence[str], g2m_genes: Sequence[str], *, rows=None, library_genes=None,
                      target_sum: float | None = 1e4, gene_pool=None, n_bins: int = 25, seed: int = 0,
-                     downsample_to: float | None = None, key: str = "X", chunk_cells: int = CHUNK_CELLS) -> pd.DataFrame:
+                     downsample_to: float | None = None, key: str | None = None, chunk_cells: int = CHUNK_CELLS) -> pd.DataFrame:
     """:func:`scanpy.tl.score_genes_cell_cycle` on a cohort file, streamed (parameters as :func:`score_gene_sets`).
 
     Returns

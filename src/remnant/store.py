@@ -106,16 +106,17 @@ def counts_key(source, layer: str | None = COUNTS_LAYER, *, where: str = "counts
     """Where the raw counts of a cohort h5ad file (a path) or an AnnData are: ``"layers/<layer>"``
     or ``"X"``.
 
-    The layer ``layer`` when ``source`` has it; else ``X`` when ``X`` holds counts (finite
-    integers >= 0, checked on its first :data:`INTEGER_CHECK_VALUES` stored values), as in
-    ``clustered.h5ad``; ``layer=None``: ``X`` as it is (the caller says it holds counts).
-    ``cohort.h5ad`` (log-normalised ``X``) gives ``"layers/counts"``.
+    ``layers[layer]`` when ``source`` has it. Without it, for the default ``"counts"`` (the
+    scverse convention), ``X`` when ``X`` holds counts (finite integers >= 0, checked on its first
+    :data:`INTEGER_CHECK_VALUES` stored values), as in ``clustered.h5ad``; ``cohort.h5ad``
+    (log-normalised ``X``) gives ``"layers/counts"``. Another layer name is taken as asked: it
+    must exist. ``layer=None``: ``X`` as it is (the caller says it holds counts).
 
     Raises
     ------
     InputError
-        ``source`` has no such layer and its ``X`` is absent or not counts (e.g. log-normalised);
-        the message names the layers it has, to pass as ``layer=``.
+        The layer is absent (and, for ``"counts"``, ``X`` is absent or not counts, e.g.
+        log-normalised); the message names the layers ``source`` has, to pass as ``layer=``.
     """
     if layer is None:
         return "X"
@@ -126,19 +127,22 @@ def counts_key(source, layer: str | None = COUNTS_LAYER, *, where: str = "counts
             if layer in layers:
                 return f"layers/{layer}"
             X = f["X"] if "X" in f else None
-            counts = X is not None and _counts_like(_leading_values(X))
+            counts = layer == COUNTS_LAYER and X is not None and _counts_like(_leading_values(X))
     else:
         layers = list(source.layers)
         if layer in layers:
             return f"layers/{layer}"
         X = source.X
-        counts = X is not None and _counts_like(_leading_values(X))
+        counts = layer == COUNTS_LAYER and X is not None and _counts_like(_leading_values(X))
     if counts:
         log.debug("%s: no layer %r; X holds counts", where, layer)
         return "X"
-    what = "no X" if X is None else "X is not raw counts (non-integer or negative values, e.g. log-normalised expression)"
-    raise InputError(f"has no layers[{layer!r}] and {what}; pass layer= the layer with the raw counts "
-                     f"(layers: {layers or 'none'}).", path=str(source) if is_path else None, where=f"{where}(layer=...)")
+    if layer != COUNTS_LAYER:
+        what = f"has no layer {layer!r} (layers: {layers or 'none'}); pass the layer with the raw counts, or layer=None for X"
+    else:
+        x = "no X" if X is None else "X is not raw counts (non-integer or negative values, e.g. log-normalised expression)"
+        what = f"has no layer {layer!r} and {x}; pass layer= the layer with the raw counts (layers: {layers or 'none'})"
+    raise InputError(what + ".", path=str(source) if is_path else None, where=f"{where}(layer=...)")
 
 
 def read_obs(path, columns: list[str] | None = None) -> pd.DataFrame:
