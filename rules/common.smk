@@ -11,6 +11,7 @@ from snakemake.io import get_wildcard_names, strip_wildcard_constraints
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from remnant.config import (
+    check_config_files,
     check_input_paths,
     check_resources,
     read_sample_sheet,
@@ -39,6 +40,7 @@ def resource(path):
 CONFIG_SOURCE = " + ".join(str(f) for f in (workflow.overwrite_configfiles or workflow.configfiles)) or "config"
 
 try:
+    check_config_files(workflow.configfiles)  # snakemake's own loader kept the last of two equal keys
     config.update(validate_config(config, SCHEMAS / "config.schema.yaml", source=CONFIG_SOURCE))
     SAMPLES = read_sample_sheet(config["samples"], SCHEMAS / "samples.schema.yaml", config)
     if config["cnv"]["reference"] == "auto":

@@ -70,10 +70,19 @@ def test_qc_removes_planted_bad_cells(run):
     print(f"\nQC vs planted: precision {precision:.3f} recall {recall:.3f}; low-quality recall {low_q:.3f}; "
           f"doublets precision {doublet_p:.3f} recall {doublet_r:.3f}")
     assert low_q >= 0.95 and low_q_p >= 0.8
-    # Scrublet on ~200 sorted droplet cells per sample is weak (AUROC ~0.7 on the simulator's
-    # doublets, most of which pair similar states): ask for clearly better than chance (6% planted).
-    assert doublet_p >= 0.12 and doublet_r >= 0.12
     assert precision >= 0.4 and recall >= 0.45
+    # Scrublet on ~200 sorted droplet cells per sample is weak (AUROC ~0.7 on the simulator's
+    # doublets, most of which pair similar states): where its automatic threshold would call an
+    # implausible share, the sample's doublets are not called and the run says so, instead of
+    # removing a fixed 6% (issue 20); where it is used, it calls at most 2.5 x the expected rate.
+    qc = pd.concat([pd.read_csv(f, sep="\t") for f in sorted((run / "results/qc/cells").glob("*.tsv.gz"))])
+    droplet = qc[qc["technology"] == "droplet"]
+    removed = droplet.groupby("sample")["qc_fail_doublet"].mean()
+    assert (removed <= 2.5 * 0.06 + 1e-9).all(), removed
+    warnings = pd.read_csv(run / "results/warnings.tsv", sep="\t")
+    unreliable = warnings[warnings["message"].str.contains("doublet calling is not reliable", regex=False)]
+    named = {Path(log).stem for log in unreliable["log"]}
+    assert named and all(removed[s] == 0 for s in named), (named, removed)
 
 
 def test_states_agree_with_truth(run):
