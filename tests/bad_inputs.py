@@ -194,6 +194,7 @@ def parse(cohort: Cohort, configfile: str = "config.yaml"):
     """What rules/common.smk checks at parse time (run in the cohort's directory)."""
     from remnant.config import (check_config_files, check_input_paths, check_resources, load_yaml, read_sample_sheet,
                                 reference_cells, validate_config)
+    from remnant.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
     from remnant.persistence import check_config as check_persistence_config
 
     with _chdir(cohort.dir):
@@ -202,7 +203,11 @@ def parse(cohort: Cohort, configfile: str = "config.yaml"):
         sheet = read_sample_sheet(config["samples"], SCHEMAS / "samples.schema.yaml", config)
         if config["cnv"]["reference"] != "auto":
             reference_cells(sheet, config["cnv"]["reference"], config["conditions"]["reference"], source=configfile)
+        if not config["demo"]["simulate"]:  # rules/common.smk: the user's files are never the workflow's outputs
+            paths = [UserPath("", "the sample sheet", str(config["samples"]), configfile)] + sheet_paths(sheet, config["samples"])
+            check_not_outputs(paths)
         check_input_paths(sheet, config["samples"])
+        check_distinct_samples(sheet, config["samples"])
         check_resources(config, genes=resource(config["annotation"]["genes"]), gtf=resource(config["annotation"]["gtf"]),
                         cytobands=resource(config["annotation"]["cytobands"]), markers=resource(config["states"]["markers"]),
                         gene_set_dir=resource(config["signatures"]["directory"]), source=configfile)
@@ -299,6 +304,29 @@ def run_case(case: Case, workdir: Path) -> Result:
     if collect.messages:
         return Result("warning", " || ".join(collect.messages))
     return Result("accepted", "")
+
+
+def _counts_under_results(c: Cohort) -> None:
+    c.path("results/mine").mkdir(parents=True)
+    shutil.move(c.path("counts/P1_dx_HSC.h5"), c.path("results/mine/P1_dx_HSC.h5"))
+    c.set_sample("P1_dx_HSC", "counts", "results/mine/P1_dx_HSC.h5")
+
+
+def _link_into_results(c: Cohort) -> None:
+    c.path("results/staged").mkdir(parents=True)
+    shutil.move(c.path("counts/N1_HSC.h5ad"), c.path("results/staged/N1_HSC.h5ad"))
+    os.symlink(c.path("results/staged/N1_HSC.h5ad"), c.path("counts/N1_HSC.h5ad"))
+
+
+def _same_counts_twice(c: Cohort) -> None:
+    for column, value in (("counts", "counts/P1_dx_HSC.h5"), ("format", "10x_h5"), ("technology", "droplet"), ("index_sort", "")):
+        c.set_sample("P1_rem_HSC", column, value)
+
+
+def _identical_copy(c: Cohort) -> None:
+    shutil.copy(c.path("counts/P1_dx_HSC.h5"), c.path("counts/P1_rem_HSC.h5"))
+    for column, value in (("counts", "counts/P1_rem_HSC.h5"), ("format", "10x_h5"), ("technology", "droplet"), ("index_sort", "")):
+        c.set_sample("P1_rem_HSC", column, value)
 
 
 def _mtx_barcodes(c: Cohort, n: int) -> None:
@@ -500,6 +528,22 @@ CASES: list[Case] = [
          ["samples.tsv", "line 5 (sample 'N1_HSC')", "'counts/N1.h5ad' is a directory", "10x_mtx"], cli=True),
     Case("sheet-mtx-is-file", "sheet", "format 10x_mtx for a file", lambda c: c.set_sample("P1_dx_PROG", "counts", "counts/P1_dx_HSC.h5"),
          ["samples.tsv", "line 3 (sample 'P1_dx_PROG')", "is a file but format 10x_mtx needs the directory"]),
+    Case("sheet-counts-under-results", "sheet", "a counts file inside the working directory's results/ (Snakemake may overwrite or delete it)",
+         _counts_under_results, ["samples.tsv", "line 2 (sample 'P1_dx_HSC')", "'results/mine/P1_dx_HSC.h5'",
+                                 "inside the workflow's output folder results/", "move it out"], cli=True),
+    Case("sheet-counts-is-an-intermediate", "sheet", "a counts path that is one of the workflow's own files (was: a cyclic dependency, then a KeyError)",
+         lambda c: c.set_sample("N1_HSC", "counts", "results/samples/N1_HSC/counts.h5ad"),
+         ["samples.tsv", "line 5 (sample 'N1_HSC')", "'results/samples/N1_HSC/counts.h5ad'", "output folder results/"]),
+    Case("sheet-counts-link-into-results", "sheet", "a counts path that is a symlink to a file inside results/",
+         _link_into_results, ["samples.tsv", "line 5 (sample 'N1_HSC')", "through a link to", "output folder results/"]),
+    Case("sheet-same-counts-twice", "sheet", "the same counts file listed for two samples (was accepted: 91% del(5q) where 21% was right)",
+         _same_counts_twice, ["samples.tsv", "line 4 (sample 'P1_rem_HSC')", "same file as sample 'P1_dx_HSC' on line 2",
+                              "each sample needs its own counts"], cli=True),
+    Case("sheet-counts-identical-copy", "sheet", "two samples whose counts files are byte-identical copies",
+         _identical_copy, ["samples.tsv", "line 4 (sample 'P1_rem_HSC')", "same content, byte for byte", "'counts/P1_dx_HSC.h5'"]),
+    Case("config-simulate-with-user-files", "config", "a config copied from the demo (`demo.simulate: true`) with a sheet naming the user's files (was: the simulator wrote over them)",
+         lambda c: c.set("demo", {"simulate": True}),
+         ["samples.tsv", "line 2 (sample 'P1_dx_HSC')", "demo.simulate: true", "never reads your files", "demo.simulate: false"], cli=True),
     Case("sheet-index-sort-missing", "sheet", "an index-sort path that does not exist",
          lambda c: c.set_sample("P1_rem_HSC", "index_sort", "counts/facs.csv"),
          ["samples.tsv", "line 4 (sample 'P1_rem_HSC')", "'counts/facs.csv'", "not an existing file"]),
