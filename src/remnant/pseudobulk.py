@@ -50,7 +50,7 @@ def pseudobulk(
     mask=None,
     layer: str | None = "counts",
     obs: pd.DataFrame | None = None,
-    key: str = "X",
+    key: str | None = None,
     min_cells: int = 10,
     chunk_cells: int | None = None,
 ) -> AnnData:
@@ -59,10 +59,11 @@ def pseudobulk(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts in ``.layers[layer]`` (``None``: ``.X``), sparse or dense;
-        or the path of a cohort h5ad with raw counts in ``key`` (CSR; remnant's cohort files:
-        ``"X"``), summed block by block (:func:`remnant.store.group_sums`; the matrix is never
-        read whole).
+        Cells x genes with raw counts in ``.layers[layer]`` (without that layer ``.X`` when it
+        holds counts; ``None``: ``.X``; :func:`remnant.store.counts_key`), sparse or dense; or the
+        path of a cohort h5ad with raw counts in ``key`` (CSR; ``None``: ``layers/counts`` when the
+        file has it, as ``cohort.h5ad``, else ``X`` when it holds counts, as ``clustered.h5ad``),
+        summed block by block (:func:`remnant.store.group_sums`; the matrix is never read whole).
     groupby
         obs columns defining a pseudobulk sample (default: patient x timepoint).
     mask
@@ -90,6 +91,7 @@ def pseudobulk(
     from_file = _is_path(adata)
     if from_file:
         obs = store.read_obs(adata) if obs is None else obs
+        key = store.counts_key(adata, where="pseudobulk") if key is None else key
         n_obs = store.shape(adata, key)[0]
         if len(obs) != n_obs:
             raise InputError(f"obs has {len(obs)} rows, the file {n_obs} cells.", where="pseudobulk(obs=...)")
@@ -108,8 +110,10 @@ def pseudobulk(
     mask = np.ones(n_obs, bool) if mask is None else np.asarray(mask, dtype=bool)
     if mask.shape != (n_obs,):
         raise InputError(f"mask must have one value per cell ({n_obs}).", where="pseudobulk(mask=...)")
-    if not from_file and layer is not None and layer not in adata.layers:
-        raise InputError(f"AnnData has no layer {layer!r} with raw counts.", where="pseudobulk(layer=...)")
+    if not from_file:
+        from .lesions import counts_matrix
+
+        X = counts_matrix(adata, layer, "pseudobulk")  # InputError naming the layers when none holds counts
     keys = obs.loc[mask, groupby].astype(str)
     codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
     groups = pd.DataFrame(list(uniques), columns=groupby) if len(uniques) else pd.DataFrame(columns=groupby)
@@ -122,7 +126,6 @@ def pseudobulk(
         summed = store.group_sums(adata, group_of, len(groups), key=key, chunk_cells=chunk_cells or CHUNK_CELLS)
         var = store.read_var(adata)
     else:
-        X = adata.layers[layer] if layer is not None else adata.X
         G = sp.csr_matrix((np.ones(rows.size), (codes, rows)), shape=(len(groups), n_obs))
         summed = G @ (X if sp.issparse(X) else sp.csr_matrix(X))
         summed = np.asarray(summed.toarray() if sp.issparse(summed) else summed)
@@ -178,7 +181,8 @@ def paired_de(
     -------
     pandas.DataFrame
         One row per tested gene, sorted by p-value, columns :data:`DE_COLUMNS`: ``gene``
-        (var name), ``gene_name`` (symbol), ``baseMean`` (mean normalised count),
+        (``var["gene_id"]`` when present, the Ensembl ID in ``cohort.h5ad`` whose var names are
+        symbols; else the var name), ``gene_name`` (symbol), ``baseMean`` (mean normalised count),
         ``log2FoldChange`` (log2, level over reference), ``lfcSE``, ``stat`` (Wald), ``pvalue``,
         ``padj`` (Benjamini-Hochberg after independent filtering; NaN for filtered genes).
         ``attrs["n_pairs"]`` holds the number of patients used. Empty (with these columns) when
@@ -219,7 +223,8 @@ def paired_de(
     res.summary()
     table = res.results_df.copy()
     var_names = pb.var_names[genes]
-    table.insert(0, "gene", np.asarray(var_names))
+    ids = pb.var["gene_id"].astype(str).to_numpy()[genes] if "gene_id" in pb.var else np.asarray(var_names)
+    table.insert(0, "gene", ids)
     symbols = pb.var[symbol_key].astype(str).to_numpy()[genes] if symbol_key and symbol_key in pb.var else np.asarray(var_names)
     table.insert(1, "gene_name", symbols)
     table = table.reset_index(drop=True)[DE_COLUMNS].sort_values("pvalue", na_position="last").reset_index(drop=True)
@@ -327,7 +332,7 @@ def run_paired_de(
     *,
     mask,
     obs: pd.DataFrame | None = None,
-    key: str = "X",
+    key: str | None = None,
     signatures: Mapping[str, pd.Series | Sequence[str]] | None = None,
     condition: str = "timepoint",
     level: str = "remission",
@@ -344,13 +349,13 @@ def run_paired_de(
     Parameters
     ----------
     adata
-        Cells x genes with raw counts in ``layers["counts"]``, or the path of a cohort h5ad with
-        raw counts in ``key`` (summed block by block; see :func:`pseudobulk`).
+        Cells x genes with raw counts in ``layers["counts"]`` (or ``X``; see :func:`pseudobulk`), or
+        the path of a cohort h5ad with raw counts in ``key`` (summed block by block).
     mask
         Boolean (n_obs,): the cells summed (e.g. del(5q)-called stem cells).
     obs, key
         For a path: the file's cell table in its order (default: read from it) and the counts
-        matrix (``"X"``; ``"layers/counts"`` in files written before issue 8).
+        matrix (``None``: ``"layers/counts"`` when the file has it, else ``"X"`` when it holds counts).
     padj
         FDR of PyDESeq2's independent filtering (and the volcano's threshold).
 
