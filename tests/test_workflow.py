@@ -361,3 +361,37 @@ def test_demo_command_dry_run_plans_without_a_report():
     assert "cluster_cells" in result.stdout + result.stderr
     assert "dry run done (no report" in result.stdout
     assert had_results or not (ROOT / "results").exists()
+
+
+def test_cohort_and_profile_open_in_scverse_tools(run):
+    """Issue 20: the files users open, as the workflow wrote them. cohort.h5ad in scanpy
+    (log-normalised X, the counts in layers["counts"], gene symbols as var_names) and profile.h5ad
+    through infercnvpy's own tools; the DE table still names genes by Ensembl ID."""
+    import infercnvpy as cnv
+    import matplotlib
+    import scanpy as sc
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    adata = sc.read_h5ad(run / "results/cohort/cohort.h5ad")
+    clustered = ad.read_h5ad(run / "results/cohort/clustered.h5ad")
+    sc.pl.umap(adata, color="CD34", show=False)
+    plt.close("all")
+    totals = np.asarray(np.expm1(adata.X.astype(np.float64)).sum(axis=1)).ravel()
+    np.testing.assert_allclose(totals, 10_000, rtol=1e-4)  # cluster.target_sum (default), plate and droplet alike
+    assert (adata.layers["counts"] != clustered.X).nnz == 0
+    assert adata.var_names.is_unique and "CD34" in adata.var_names and adata.var.loc["CD34", "gene_id"] == "ENSG00000174059"
+    assert list(adata.var["gene_id"]) == list(clustered.var_names)
+    assert list(adata.obs_names) == list(clustered.obs_names) and "del5q_call" in adata.obs and "lesions" in adata.uns
+
+    profile = ad.read_h5ad(run / "results/cnv/profile.h5ad")
+    cnv.tl.pca(profile, n_comps=10)
+    cnv.pp.neighbors(profile)
+    cnv.tl.leiden(profile, flavor="igraph", n_iterations=2, directed=False, random_state=0)
+    cnv.tl.cnv_score(profile)
+    score = profile.obs["cnv_score"]
+    assert score.notna().all() and score[profile.obs["del5q_call"].astype(bool)].mean() > score[profile.obs["reference"].astype(bool)].mean()
+
+    de = pd.read_csv(run / "results/persistence/de.tsv", sep="\t")
+    assert de["gene"].str.startswith("ENSG").all() and not de["gene_name"].str.startswith("ENSG").all()
