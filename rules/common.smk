@@ -285,6 +285,7 @@ def get_final_output():
         "results/persistence/signature_comparisons.tsv",
         "results/persistence/cycling_composition.tsv",
         "results/persistence/cycling_contrasts.tsv",
+        "results/persistence/cycling_calibration.tsv",
         "results/persistence/figures/signature_scores.png",
         "results/persistence/figures/cycling_composition.png",
         "results/persistence/pseudobulk_samples.tsv",

@@ -135,6 +135,14 @@ rule score_signatures:
             subcategory="Stem-cell state",
             labels={"figure": "cycling composition (figure)"},
         ),
+        calibration="results/persistence/cycling_calibration.tsv",
+        calibration_figure=report(
+            "results/persistence/figures/cycling_calibration.png",
+            caption="../report/persistence_cycling_calibration.rst",
+            category="4. Persistence",
+            subcategory="Stem-cell state",
+            labels={"figure": "cycling calibration (figure)"},
+        ),
     log:
         "logs/score_signatures/score_signatures.log",
     benchmark:

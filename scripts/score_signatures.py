@@ -18,7 +18,7 @@ from remnant.cnv_profile import plot_message  # noqa: E402
 from remnant.errors import InputError  # noqa: E402
 from remnant.lesions import parse_lesions  # noqa: E402
 from remnant.persistence import prepare_cells  # noqa: E402
-from remnant.persistence_plots import plot_cycling_composition, plot_signature_distributions  # noqa: E402
+from remnant.persistence_plots import plot_cycling_calibration, plot_cycling_composition, plot_signature_distributions  # noqa: E402
 from remnant.signatures import (  # noqa: E402
     UNCERTAIN,
     describe_sets,
@@ -57,16 +57,26 @@ with logged(snakemake.log[0], "score_signatures") as log:
     cycle = read_signatures(snakemake.params.cell_cycle, directory)
     s_name, g2m_name = snakemake.params.cell_cycle
     kept = s["also_with_lesion_genes"] and bool(exclude)
+    # the cycling phase is calibrated per technology (score noise differs with depth): cells' batches in file order
+    batch_key = "technology" if "technology" in cells else None
+    batches = cells[batch_key].astype(str).to_numpy() if batch_key else None
     scores, scored, _ = score_cohort(path, sets, cycle[s_name].index, cycle[g2m_name].index, rows=rows,
                                      exclude=exclude or None, also_with_lesion_genes=kept, downsample_to=s["downsample_to"],
                                      ctrl_size=s["ctrl_size"], n_bins=s["n_bins"], min_genes=s["min_genes"],
-                                     seed=snakemake.params.seed, key=counts_key)
+                                     seed=snakemake.params.seed, key=counts_key, batches=batches)
     if not scores.index.equals(cells.index):
         raise RuntimeError("scores and analysed cells are out of order")  # score_cohort keeps the file's order, as prepare_cells
     log.info("%d cells scored from %s (%s, block by block)%s", len(scores), path, counts_key,
              f"; counts thinned to {scores.attrs['downsampled_to']} per cell" if scores.attrs["downsampled_to"] else "")
     for col in scores.columns:
         cells[col] = scores[col].to_numpy()
+    calibration = scores.attrs.get("cycling_calibration", pd.DataFrame(columns=["batch", "cells", "rule", "cycling_share",
+                                                                               "called_share", "sign_rule_share", "separation"]))
+    for _, r in calibration.iterrows():
+        log.info("cycling calibration, %s (%d cells): %s; estimated cycling %.3f, called %.3f, sign rule %.3f, separation %.3f",
+                 r["batch"], r["cells"], r["rule"], r["cycling_share"], r["called_share"], r["sign_rule_share"], r["separation"])
+    calibration.to_csv(snakemake.output.calibration, sep="\t", index=False, float_format="%.6g")
+    plot_cycling_calibration(cells, calibration, snakemake.output.calibration_figure, batch_key=batch_key)
     described = describe_sets(var, {**sets, **cycle}, exclude=exclude or None)
     described = described.merge(scored[["signature", "weighted", "scored"]], on="signature", how="left")
     described["scored"] = described["scored"].fillna(True).astype(bool)  # the cell-cycle sets are always scored
@@ -90,7 +100,7 @@ with logged(snakemake.log[0], "score_signatures") as log:
 
     columns = ["sample", "patient", "timepoint", "condition", "technology", "sort_gate", "population", "hspc_state",
                "total_counts", "n_genes_by_counts", f"{lesion}_posterior", f"{lesion}_call", group_key, "cnv_reference"]
-    columns = [c for c in columns if c in cells] + keys + ["cycle_phase"]
+    columns = [c for c in columns if c in cells] + keys + ["cycle_phase", "cycling_posterior"]
     cells[columns].to_csv(snakemake.output.scores, sep="\t", index_label="cell", float_format="%.6g", compression=store.TABLE_GZIP)
     described.to_csv(snakemake.output.sets, sep="\t", index=False)
     comparisons.to_csv(snakemake.output.comparisons, sep="\t", index=False, float_format="%.6g")

@@ -38,8 +38,28 @@ def test_headline_table_one_row_per_patient_population():
     assert list(table.columns) == ["patient", "population", "diagnosis", "remission", "relapse"]
     assert len(table) == 2
     hsc = table.set_index("population").loc["HSC"]
-    assert hsc["remission"].startswith("40% (32-48%); 60/150; corrected 42% (33-51%)")
+    # issue 20: the corrected fraction first (bold), the called share after it in small print
+    assert hsc["remission"] == "**42% (33-51%)** :called:`called 40% (32-48%); 60/150`"
     assert hsc["relapse"] == ""
+    assert headline_table(FRACTIONS, corrected=False).set_index("population").loc["HSC", "remission"] == "40% (32-48%); 60/150"
+
+
+def test_every_row_says_what_it_has():
+    """Issue 20: no row is dropped, and a row without a corrected value says so (and why) instead
+    of standing as the called share alone."""
+    rows = FRACTIONS.assign(youden=0.8, fpr=0.01, note="")
+    rows.loc[1, ["corrected", "corrected_low", "corrected_high", "youden"]] = [np.nan, np.nan, np.nan, 0.05]
+    rows.loc[1, "note"] = "not corrected: 1 - fpr - fnr = 0.050 < min_youden 0.1 (the calls carry too little information)"
+    rows.loc[2, ["corrected", "corrected_low", "corrected_high", "youden", "fpr"]] = np.nan
+    extra = pd.DataFrame([{"patient": "P1", "population": "CMP", "timepoint": "remission", "n_cells": 0, "n_called": 0,
+                           "note": "no analysed cell: the sample sheet lists this sample but none of its cells is in the cohort"}])
+    table = headline_table(pd.concat([rows, extra], ignore_index=True), timepoints=["diagnosis", "remission"],
+                           populations=["HSC", "PROG"], min_youden=0.1).set_index("population")
+    assert list(table.index) == ["HSC", "PROG", "CMP"]  # a population the config does not list keeps its row
+    assert table.loc["HSC", "remission"] == ("**not corrected** (1 - fpr - fnr = 0.05 < 0.1: too little information) "
+                                             ":called:`called 40% (32-48%); 60/150`")
+    assert table.loc["PROG", "diagnosis"].startswith("**not corrected** (no error rates for these cells) :called:`called 98%")
+    assert table.loc["CMP", "remission"] == "no analysed cell" and table.loc["CMP", "diagnosis"] == ""
 
 
 def test_contrast_words_follow_the_numbers():
@@ -63,7 +83,10 @@ def test_methods_name_versions_and_parameters():
               "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]}
     text = methods_paragraph(config, {"remnant": "0.1.0", "scanpy": "1.11.5"}, n_cells=1234, n_samples=10, n_patients=3)
     for needle in ("remnant 0.1.0", "scanpy 1.11.5", "leaving 1234 cells", "del5q (loss, 5q13.1-5q33.3)",
-                   "posterior >= 0.9", "healthy donors", "Random seed 7", "at least 500 counts"):
+                   "posterior >= 0.9", "healthy donors", "Random seed 7", "at least 500 counts",
+                   # issue 20: the corrected fraction first, and the cycling phase calibrated per technology
+                   "Lesion fractions were corrected for the false-positive and false-negative rates",
+                   "calibrated per technology: a two-component Gaussian mixture", "fewer than 50 cells"):
         assert needle in text, needle
 
 
@@ -102,7 +125,7 @@ def _rst_problems(text, settings):
     return [node.astext() for node in doctree.findall(docutils.nodes.system_message)]
 
 
-def test_landing_page_is_short_and_points_to_the_summary(page):
+def test_landing_page_shows_every_row_corrected_first(page):
     from remnant.report import landing_page
 
     samples = pd.DataFrame({"sample": ["a", "b"], "patient": ["P1", "N1"], "condition": ["MDS", "healthy"]})
@@ -112,11 +135,19 @@ def test_landing_page_is_short_and_points_to_the_summary(page):
     text = landing_page(config=config, samples=samples, qc_removed=qc, fractions=FRACTIONS,
                         contrasts=contrasts([0.3, 0.4], 1e-4).assign(test="Cochran-Mantel-Haenszel (patient strata)"))
     assert "1 patient, 1 reference donor, 2 sorted samples, 17 cells after quality control" in text
-    assert "40% (32-48%); 60/150" in text and "corrected" not in text.split("**The full summary**")[0]
+    assert "**42% (33-51%)** :called:`called 40% (32-48%); 60/150`" in text
     assert "+35 percentage points (95% CI +25 to +45), Cochran-Mantel-Haenszel p = 1.0e-04" in text
     assert "0. Summary" in text
-    many = pd.concat([FRACTIONS.assign(patient=f"P{i}") for i in range(5)])
-    assert "list-table" not in landing_page(config=config, samples=samples, qc_removed=qc, fractions=many)
+    # issue 20: a 10-row table is shown whole (it was left out above 8 rows), as valid RST
+    many = pd.concat([FRACTIONS.assign(patient=f"P{i}", corrected=0.94 + i / 100) for i in range(5)])
+    text = landing_page(config=config, samples=samples, qc_removed=qc, fractions=many)
+    for i in range(5):
+        assert f"   * - P{i}\n     - HSC\n     - **{94 + i}% (93-99%)** :called:`called 95% (91-97%); 190/200`" in text
+    assert _rst_problems(text, {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5,
+                                "warning_stream": False}) == []
+    html = docutils.core.publish_parts(text, writer="html")["html_body"]  # as Snakemake renders the first page
+    assert '<strong>98% (93-99%)</strong> <span class="called">called 95% (91-97%); 190/200</span>' in html
+    assert "<style>" in html and "{#" not in text and "{{" not in text and "{%" not in text  # Jinja reads the page first
 
 
 def test_summary_html_is_a_self_contained_page(page):
@@ -124,6 +155,8 @@ def test_summary_html_is_a_self_contained_page(page):
 
     html = render_html(page)
     assert html.startswith("<!DOCTYPE html>") and "<table" in html and "What the numbers say" in html
+    assert '<strong>42% (33-51%)</strong> <span class="called">called 40% (32-48%); 60/150</span>' in html
+    assert ".called{" in html  # the called share's small print
     assert "http" not in html.split("<body>")[0]  # no stylesheet or script fetched from the network
 
 

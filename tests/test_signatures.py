@@ -364,3 +364,53 @@ def test_score_cohort_on_the_file_equals_scoring_the_subset_in_memory(hsc, lesio
     # and the scores are scanpy's, as the in-memory step computed them before issue 8
     np.testing.assert_allclose(scores[f"sig_{QUIESCENCE}"].to_numpy(), _scanpy_fair_score(memory, sets[QUIESCENCE].index, lesions, 3),
                                rtol=0, atol=1e-12)
+
+
+def test_cycling_calibration_figure(tmp_path, monkeypatch):
+    """Issue 20: per batch the histogram of max(S, G2/M), the two fitted Gaussians, the cut, and a
+    title with the estimated, called and sign-rule shares and the separation AUROC."""
+    import matplotlib.pyplot as plt
+
+    from remnant import persistence_plots
+    from remnant.persistence_plots import plot_cycling_calibration
+
+    rng = np.random.default_rng(3)
+    n, cycling = 1000, rng.random(1000) < 0.3
+    s = np.where(cycling, rng.normal(0.25, 0.08, n), rng.normal(-0.06, 0.05, n))
+    g2m = np.where(cycling, rng.normal(0.1, 0.1, n), rng.normal(-0.06, 0.05, n))
+    s, g2m = np.append(s, rng.normal(0, 0.1, 20)), np.append(g2m, rng.normal(0, 0.1, 20))  # 20 plate cells: sign rule
+    batch = np.array(["droplet"] * n + ["plate"] * 20)
+    phase, posterior, table = calibrate_cycling(s, g2m, batches=batch)
+    scores = pd.DataFrame({"S_score": s, "G2M_score": g2m, "cycle_phase": phase, "cycling_posterior": posterior,
+                           "technology": batch})
+    figures = []
+    monkeypatch.setattr(persistence_plots.plt, "close", figures.append)  # keep the figure to read it
+    path = tmp_path / "cycling_calibration.png"
+    plot_cycling_calibration(scores, table, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+    (fig,) = figures
+    droplet, plate = fig.axes
+    row = table.set_index("batch").loc["droplet"]
+    assert droplet.get_title() == (f"droplet: {n} cells; two-component mixture\nestimated cycling {100 * row['cycling_share']:.0f}%, "
+                                   f"called {100 * row['called_share']:.0f}%, sign rule {100 * row['sign_rule_share']:.0f}%\n"
+                                   f"separation AUROC {row['separation']:.3f}")
+    assert abs(row["cycling_share"] - cycling.mean()) < 0.05
+    labels = [line.get_label() for line in droplet.get_lines()]
+    assert labels[:3] == ["non-cycling (G0/G1)", "cycling (S or G2/M)", "mixture"]
+    # the two Gaussians peak at the fitted means, each scaled by its weight
+    for line, mean, sd, weight in ((droplet.get_lines()[0], "mean_non_cycling", "sd_non_cycling", 1 - row["cycling_share"]),
+                                   (droplet.get_lines()[1], "mean_cycling", "sd_cycling", row["cycling_share"])):
+        x, y = line.get_data()
+        assert abs(x[np.argmax(y)] - row[mean]) < 0.01 and np.isclose(y.max(), weight / (row[sd] * np.sqrt(2 * np.pi)), rtol=0.01)
+    # the cut: every droplet cell called cycling lies above it, every other one below
+    (cut,) = [line.get_xdata()[0] for line in droplet.get_lines() if line.get_label().startswith("cut")]
+    m = np.maximum(s, g2m)[:n]
+    called = np.asarray(phase)[:n] != "G0/G1"
+    assert row["mean_non_cycling"] < cut < row["mean_cycling"]
+    assert m[called].min() >= cut - 1e-3 and m[~called].max() <= cut + 1e-3
+    assert plate.get_title().startswith("plate: 20 cells; scanpy sign rule") and "separation AUROC NA" in plate.get_title()
+    assert [line.get_xdata()[0] for line in plate.get_lines() if line.get_label().startswith("cut")] == [0.0]
+    monkeypatch.undo()
+    plt.close(fig)
+    with pytest.raises(InputError, match="cycling_posterior"):
+        plot_cycling_calibration(scores.drop(columns="cycling_posterior"), table, str(path))

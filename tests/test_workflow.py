@@ -155,8 +155,8 @@ def test_cohort_h5ad_is_sparse_and_documented(run):
 def test_figures_are_real_pngs(run):
     figures = sorted((run / "results").rglob("*.png"))
     # per-sample QC, QC summary, UMAPs, dot plot, CNV heatmap and del5q profile per patient (T1, T2, N1);
-    # persistence: del(5q) fraction, signature scores, cycling composition, volcano
-    assert len(figures) == 10 + 1 + 6 + 1 + 3 + 3 + 4
+    # persistence: del(5q) fraction, signature scores, cycling composition and calibration, volcano
+    assert len(figures) == 10 + 1 + 6 + 1 + 3 + 3 + 5
     for figure in figures:
         data = figure.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, figure
@@ -260,12 +260,13 @@ def test_persistence_contrasts_across_patients(run):
     assert set(across["question"]) == {"HSC vs PROG at remission (persistence)", "HSC vs PROG at diagnosis",
                                        "remission vs diagnosis in HSC", "remission vs diagnosis in PROG"}
     persistence = across[across["question"] == "HSC vs PROG at remission (persistence)"].set_index("test")
-    cmh = persistence.loc["Cochran-Mantel-Haenszel (patient strata)"]
+    cmh = persistence.filter(like="Cochran-Mantel-Haenszel", axis=0).iloc[0]
     assert cmh["n_strata"] == 2 and cmh["odds_ratio_low"] > 1 and 0 < cmh["pvalue"] < 1e-6
     assert 0.2 < cmh["corrected_difference"] < 0.55
     mixed = persistence.filter(like="binomial mixed", axis=0).iloc[0]
     assert mixed["odds_ratio_low"] > 1 and mixed["odds_ratio_low"] < cmh["odds_ratio"] < mixed["odds_ratio_high"]
-    same = across[across["question"] == "HSC vs PROG at diagnosis"].set_index("test").loc["Cochran-Mantel-Haenszel (patient strata)"]
+    same = across[across["question"] == "HSC vs PROG at diagnosis"].set_index("test").filter(like="Cochran-Mantel-Haenszel",
+                                                                                             axis=0).iloc[0]
     assert same["odds_ratio_low"] < 1 < same["odds_ratio_high"]
     per_patient = contrasts[contrasts["scope"] == "patient"]
     assert set(per_patient["patient"]) == {"T1", "T2"} and per_patient["test"].str.startswith("Fisher").all()
@@ -302,6 +303,30 @@ def test_signatures_scored_fairly_and_compared_per_patient_first(run):
     assert np.allclose(composition[["fraction_G0_G1", "fraction_S", "fraction_G2M"]].sum(axis=1), 1)
     cycling = pd.read_csv(run / "results/persistence/cycling_contrasts.tsv", sep="\t")
     assert "cycling of del5q vs non-del HSC cells at remission" in set(cycling["question"])
+
+
+def test_cycling_phase_calibrated_per_technology(run):
+    """Issue 20: the cycling phase of the analysed cells is calibrated per technology (a two-component
+    mixture on max(S, G2/M)); the fit is a table and a figure, and the calls follow it."""
+    table = pd.read_csv(run / "results/persistence/cycling_calibration.tsv", sep="\t").set_index("batch")
+    scores = pd.read_csv(run / "results/persistence/signature_scores.tsv.gz", sep="\t", index_col="cell")
+    assert set(table.index) == set(scores["technology"]) == {"droplet", "plate"}
+    cycling = scores["cycle_phase"] != "G0/G1"
+    for tech, row in table.iterrows():
+        cells = scores["technology"] == tech
+        assert row["cells"] == cells.sum() and row["rule"] == "two-component mixture", tech
+        assert abs(row["called_share"] - cycling[cells].mean()) < 1e-4  # the calls are the table's
+        assert abs(row["called_share"] - row["cycling_share"]) <= 1 / row["cells"]  # as many as the mixture estimates
+        assert row["called_share"] < row["sign_rule_share"] and 0.5 < row["separation"] <= 1
+        assert scores.loc[cells, "cycling_posterior"].between(0, 1).all()
+    # a cell called cycling has a higher posterior than every cell of its batch left out
+    for tech in table.index:
+        cells = scores["technology"] == tech
+        assert scores.loc[cells & cycling, "cycling_posterior"].min() >= scores.loc[cells & ~cycling, "cycling_posterior"].max()
+    figure = (run / "results/persistence/figures/cycling_calibration.png").read_bytes()
+    assert figure[:8] == b"\x89PNG\r\n\x1a\n" and len(figure) > 20_000
+    log = (run / "logs/score_signatures/score_signatures.log").read_text()
+    assert "cycling calibration, droplet" in log and "cycling calibration, plate" in log
 
 
 def test_pseudobulk_de_of_del5q_stem_cells_after_vs_before(run):

@@ -1,5 +1,5 @@
 """Figures of the persistence analysis (PNG): del(5q) fraction per patient, signature scores,
-cycling composition, pseudobulk volcano.
+cycling composition and its calibration, pseudobulk volcano.
 
 Colours follow :func:`remnant.plotting.palette`, so a population or timepoint has the same colour
 as in the other figures of a run.
@@ -21,7 +21,8 @@ from .errors import InputError  # noqa: E402
 from .plotting import palette  # noqa: E402
 from .signatures import PHASES  # noqa: E402
 
-__all__ = ["plot_cycling_composition", "plot_del_fraction", "plot_signature_distributions", "plot_volcano"]
+__all__ = ["plot_cycling_calibration", "plot_cycling_composition", "plot_del_fraction", "plot_signature_distributions",
+           "plot_volcano"]
 
 
 def _order(values: pd.Series, order: Sequence[str] | None) -> list[str]:
@@ -185,6 +186,102 @@ def plot_cycling_composition(composition: pd.DataFrame, path: str, *, label_keys
     ax.set_ylim(0, 100)
     ax.set_title("Cell-cycle phase (from S and G2/M programs)")
     ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _calibration_cut(row: pd.Series, posterior: np.ndarray, called: np.ndarray) -> float:
+    """The cycling score at which the batch's call changes: for a fitted mixture, the score between
+    the two means where the cycling posterior reaches the lowest posterior of a called cell; for
+    scanpy's sign rule 0; NaN when nothing is called."""
+    rule = str(row.get("rule", ""))
+    if rule.startswith("scanpy"):
+        return 0.0
+    if not rule.startswith("two-component") or not called.any():
+        return np.nan
+    from scipy import stats
+
+    w1 = float(row["cycling_share"])
+    grid = np.linspace(float(row["mean_non_cycling"]), float(row["mean_cycling"]), 4001)
+    f0 = (1 - w1) * stats.norm.pdf(grid, row["mean_non_cycling"], row["sd_non_cycling"])
+    f1 = w1 * stats.norm.pdf(grid, row["mean_cycling"], row["sd_cycling"])
+    post = f1 / np.maximum(f0 + f1, 1e-300)
+    above = np.flatnonzero(post >= np.nanmin(posterior[called]))
+    return float(grid[above[0]]) if above.size else np.nan
+
+
+def plot_cycling_calibration(scores: pd.DataFrame, calibration: pd.DataFrame, path: str, *,
+                             batch_key: str | None = "technology") -> None:
+    """Per batch (technology): the histogram of the cycling score max(S, G2/M), the two fitted
+    Gaussians of :func:`remnant.signatures.calibrate_cycling` (each scaled by its weight, and their
+    sum), the cut where the calibrated call changes (dashed) and scanpy's sign rule (either score
+    above 0, dotted). Each panel's title gives the cells, the estimated cycling share (mixture
+    weight), the share called, the share the sign rule would call and the separation AUROC the
+    fitted components imply.
+
+    Parameters
+    ----------
+    scores
+        Per cell: ``S_score``, ``G2M_score``, ``cycle_phase`` (``G0/G1``, ``S``, ``G2M``),
+        ``cycling_posterior`` (NaN where the sign rule was used) and ``batch_key``.
+    calibration
+        The table of :func:`remnant.signatures.calibrate_cycling` (one row per ``batch``).
+    batch_key
+        Column of ``scores`` with the batch of each cell; ``None``: one batch, the table's only row.
+    """
+    for col in ("S_score", "G2M_score", "cycle_phase", "cycling_posterior", *([batch_key] if batch_key else [])):
+        if col not in scores.columns:
+            raise InputError(f"the score table has no column {col!r}.", where="plot_cycling_calibration")
+    for col in ("batch", "cells", "rule", "cycling_share", "called_share", "sign_rule_share", "separation"):
+        if col not in calibration.columns:
+            raise InputError(f"the calibration table has no column {col!r}.", where="plot_cycling_calibration")
+    if calibration.empty:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.text(0.5, 0.5, "No cells scored: no cycling calibration.", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
+    if batch_key is None and len(calibration) != 1:
+        raise InputError("several batches in the calibration table: name the cells' batch column (batch_key).",
+                         where="plot_cycling_calibration")
+    from scipy import stats
+
+    batches = (scores[batch_key].astype(str).to_numpy() if batch_key else
+               np.full(len(scores), str(calibration["batch"].iloc[0]), dtype=object))
+    m_all = np.maximum(scores["S_score"].to_numpy(float), scores["G2M_score"].to_numpy(float))
+    called_all = scores["cycle_phase"].astype(str).to_numpy() != "G0/G1"
+    posterior_all = scores["cycling_posterior"].to_numpy(float)
+    n = max(len(calibration), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.9), constrained_layout=True, squeeze=False)
+    for ax, (_, row) in zip(axes[0], calibration.iterrows()):
+        idx = batches == str(row["batch"])
+        m, called = m_all[idx], called_all[idx]
+        ax.hist(m, bins=max(10, min(60, int(np.sqrt(idx.sum())) * 2)), density=True, color="#BBBBBB", edgecolor="white", lw=0.3)
+        rule = str(row["rule"])
+        if rule.startswith(("two-component", "one component")) and m.size:
+            x = np.linspace(m.min() - 0.05, m.max() + 0.05, 400)
+            w1 = float(row["cycling_share"]) if np.isfinite(row["cycling_share"]) else 0.0
+            f0 = (1 - w1) * stats.norm.pdf(x, row["mean_non_cycling"], row["sd_non_cycling"])
+            ax.plot(x, f0, color="#4C72B0", lw=1.2, label="non-cycling (G0/G1)")
+            if rule.startswith("two-component"):
+                f1 = w1 * stats.norm.pdf(x, row["mean_cycling"], row["sd_cycling"])
+                ax.plot(x, f1, color="#C44E52", lw=1.2, label="cycling (S or G2/M)")
+                ax.plot(x, f0 + f1, color="black", lw=0.7, ls="-", alpha=0.6, label="mixture")
+        cut = _calibration_cut(row, posterior_all[idx], called)
+        if np.isfinite(cut):
+            ax.axvline(cut, color="black", ls="--", lw=1, label=f"cut {cut:.3f}: called cycling above")
+        ax.axvline(0, color="grey", ls=":", lw=1, label="sign rule: either score > 0")
+        share = (lambda v: "NA" if not np.isfinite(v) else f"{100 * v:.0f}%")
+        separation = f"{row['separation']:.3f}" if np.isfinite(row["separation"]) else "NA"
+        head = f"{row['batch']}: {int(row['cells'])} cells; {rule}"
+        ax.set_title(textwrap.fill(head, 60) + f"\nestimated cycling {share(row['cycling_share'])}, called "
+                     f"{share(row['called_share'])}, sign rule {share(row['sign_rule_share'])}\n"
+                     f"separation AUROC {separation}", fontsize=8)
+        ax.set_xlabel("cycling score max(S, G2/M) (log1p units)", fontsize=8)
+        ax.set_ylabel("density", fontsize=8)
+        ax.legend(frameon=False, fontsize=6, loc="upper right")
+    fig.suptitle("Cycling phase calibrated per batch: two-component Gaussian mixture on max(S, G2/M)", fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

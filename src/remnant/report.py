@@ -3,7 +3,8 @@
 Snakemake's report (``snakemake --report``) is the container: every figure and table of the
 stages is a report item with its caption. Its front page (the workflow description) is the
 reStructuredText that :func:`front_page` writes from the run's tables: the cohort in numbers,
-the headline table of the lesion fraction per patient x population x timepoint with intervals,
+the headline table of the lesion fraction per patient x population x timepoint (corrected for the
+calls' error rates, with its interval; the called share beside it in small print),
 one paragraph per contrast generated from the numbers, how far to trust them (error rates of the
 calls), a Methods paragraph filled with the versions and parameters used, and the provenance of
 the run (config, sample sheet, package versions, annotation).
@@ -28,6 +29,7 @@ __all__ = [
     "PACKAGES",
     "contrast_paragraphs",
     "format_fraction",
+    "fraction_cell",
     "front_page",
     "headline_table",
     "landing_page",
@@ -94,20 +96,67 @@ def rst_table(frame: pd.DataFrame, *, title: str | None = None, widths: str | No
     return "\n".join(lines) + "\n"
 
 
+def _float(value) -> float:
+    """A number, NaN for None, an empty cell or text."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def fraction_cell(row: Mapping, *, corrected: bool = True, min_youden: float | None = None) -> str:
+    """One patient x population x timepoint of the headline table, as reStructuredText.
+
+    The error-corrected fraction with its interval comes first, in bold (``"**42% (33-51%)**"``):
+    the called share runs below the truth where quiescent carriers with few counts are missed, and
+    the correction for the calls' measured false-positive and false-negative rates is the answer.
+    The called share follows as secondary text in the ``called`` role (``:called:`called 40%
+    (32-48%); 60/150```; the page defines the role and its small print). Where there is no corrected
+    value the cell says so, and why: ``1 - fpr - fnr`` below ``min_youden`` (the calls carry too
+    little information), no error rates, or (another reason) the row's ``note``. A row without
+    cells reads ``"no analysed cell"``. ``corrected=False``: the called share only.
+    """
+    if pd.isna(row.get("n_cells")) or int(row["n_cells"]) == 0 or pd.isna(row.get("fraction")):
+        return "no analysed cell"
+    called = format_fraction(row["fraction"], row["fraction_low"], row["fraction_high"], row["n_called"], row["n_cells"])
+    if not corrected:
+        return called
+    value = _float(row.get("corrected"))
+    if np.isfinite(value):
+        head = f"**{format_fraction(value, row['corrected_low'], row['corrected_high'])}**"
+    else:
+        youden = _float(row.get("youden"))
+        if np.isfinite(youden):
+            limit = f" < {min_youden:g}" if min_youden is not None else ""
+            why = f"1 - fpr - fnr = {youden:.2f}{limit}: too little information"
+        elif not np.isfinite(_float(row.get("fpr"))):
+            why = "no error rates for these cells"
+        else:
+            why = _text(row.get("note", "")).removeprefix("not corrected: ").split(";")[0] or "see the table's note"
+        head = f"**not corrected** ({why})"
+    return f"{head} :called:`called {called}`"
+
+
 def headline_table(fractions: pd.DataFrame, *, timepoints: Sequence[str] | None = None,
-                   populations: Sequence[str] | None = None, corrected: bool = True) -> pd.DataFrame:
+                   populations: Sequence[str] | None = None, corrected: bool = True,
+                   min_youden: float | None = None) -> pd.DataFrame:
     """Patients x populations (rows) by timepoints (columns): the lesion fraction with its interval.
 
     ``fractions`` has one row per patient, population and timepoint with ``n_cells``, ``n_called``,
     ``fraction``, ``fraction_low``, ``fraction_high`` (0-1, Wilson) and, when ``corrected``,
     ``corrected``, ``corrected_low``, ``corrected_high`` (the fraction corrected for the calling
-    error rates). Cells read ``"42% (35-49); 88/210"``, followed by the corrected fraction.
+    error rates), ``youden``, ``fpr`` and ``note``. Every row gets its cell (:func:`fraction_cell`,
+    reStructuredText): the corrected fraction first, then the called share in small print
+    (``"**42% (33-51%)** :called:`called 40% (32-48%); 60/150`"``), or why there is no corrected
+    value; ``""`` where the cohort has no such row.
     """
     tps = list(timepoints) if timepoints else list(pd.unique(fractions["timepoint"].astype(str)))
     pops = list(populations) if populations else list(pd.unique(fractions["population"].astype(str)))
     rows = []
     f = fractions.assign(patient=fractions["patient"].astype(str), population=fractions["population"].astype(str),
                          timepoint=fractions["timepoint"].astype(str))
+    tps += [t for t in pd.unique(f["timepoint"]) if t not in tps]  # a timepoint the config does not list keeps its column
+    pops += [x for x in pd.unique(f["population"]) if x not in pops]
     for patient in pd.unique(f["patient"]):
         for pop in pops:
             sub = f[(f["patient"] == patient) & (f["population"] == pop)]
@@ -116,16 +165,13 @@ def headline_table(fractions: pd.DataFrame, *, timepoints: Sequence[str] | None 
             row = {"patient": patient, "population": pop}
             for tp in tps:
                 hit = sub[sub["timepoint"] == tp]
-                if hit.empty:
-                    row[tp] = ""
-                    continue
-                r = hit.iloc[0]
-                text = format_fraction(r["fraction"], r["fraction_low"], r["fraction_high"], r["n_called"], r["n_cells"])
-                if corrected and "corrected" in r and np.isfinite(r.get("corrected", np.nan)):
-                    text += f"; corrected {format_fraction(r['corrected'], r['corrected_low'], r['corrected_high'])}"
-                row[tp] = text
+                row[tp] = "" if hit.empty else fraction_cell(hit.iloc[0], corrected=corrected, min_youden=min_youden)
             rows.append(row)
     return pd.DataFrame(rows, columns=["patient", "population", *tps])
+
+
+#: The small print of the called share in the headline table's cells (:func:`fraction_cell`).
+CALLED_ROLE = ".. role:: called\n\n"
 
 
 def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alpha: float = 0.05) -> list[str]:
@@ -304,7 +350,10 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
 def methods_paragraph(config: Mapping, versions: Mapping[str, str], *, n_cells: int, n_samples: int,
                       n_patients: int) -> str:
     """A Methods paragraph for a paper, filled with the parameters and versions of this run."""
+    from .signatures import MIN_CALIBRATION_CELLS
+
     qc, cl, cnv = config.get("qc", {}), config.get("cluster", {}), config.get("cnv", {})
+    persistence = config.get("persistence", {})
     mad = qc.get("mad", {})
     lesions = config.get("lesions") or [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]
     lesion_text = ", ".join(f"{les['name']} ({les['type']}, {les['region']})" for les in lesions)
@@ -327,10 +376,17 @@ def methods_paragraph(config: Mapping, versions: Mapping[str, str], *, n_cells: 
         f"of the genes inside each lesion with a negative-binomial likelihood ratio against state- and "
         f"technology-matched expectations from {reference}, with per-sample priors learned by expectation-maximisation, "
         f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
-        f"Genome-wide profiles were computed with infercnvpy {v.get('infercnvpy', 'NA')}. Lesion fractions are given "
-        f"with Wilson intervals and corrected for the estimated false-positive and false-negative rates; contrasts "
+        f"Genome-wide profiles were computed with infercnvpy {v.get('infercnvpy', 'NA')}. Lesion fractions were "
+        f"corrected for the false-positive and false-negative rates measured for each sample's calls (Rogan-Gladen, "
+        f"with intervals that include the uncertainty of the rates; not corrected where 1 - false-positive rate - "
+        f"false-negative rate was below {persistence.get('min_youden', 'NA')}) and are reported beside the called "
+        f"fractions with Wilson intervals; contrasts "
         f"across patients use Cochran-Mantel-Haenszel tests with patients as strata (statsmodels "
         f"{v.get('statsmodels', 'NA')}); pseudobulk differential expression used PyDESeq2 {v.get('pydeseq2', 'NA')}. "
+        f"The cell-cycle phase was called from S and G2/M scores (lesion genes excluded) calibrated per technology: a "
+        f"two-component Gaussian mixture on the higher of the two scores estimated the share of cycling cells, and that "
+        f"many cells, those with the highest cycling posterior, were called cycling (scanpy's sign rule in batches of "
+        f"fewer than {MIN_CALIBRATION_CELLS} cells). "
         f"Random seed {config.get('seed', 'NA')}."
     )
     return text
@@ -396,7 +452,7 @@ def front_page(
     n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
     n_patients = int(patients.nunique()) - n_donors
     title = "remnant: lesion-carrying stem cells before and after therapy"
-    out = [f"{title}\n{'=' * len(title)}\n"]
+    out = [f"{title}\n{'=' * len(title)}\n\n", CALLED_ROLE]
     out.append(_section("Cohort"))
     out.append(f"{_plural(n_patients, 'patient')} and {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')} "
                f"({', '.join(f'{k}: {v}' for k, v in samples['population'].astype(str).value_counts().sort_index().items())}); "
@@ -404,14 +460,8 @@ def front_page(
 
     out.append(_section(f"{first} fraction per patient, population and timepoint"))
     if fractions is not None and not fractions.empty:
-        cut = config.get("cnv", {}).get("posterior_cutoff", 0.9)
-        out.append(f"Share of cells called as carriers of {first} (posterior >= {cut}), with its 95% Wilson interval and "
-                   "the counts (called/cells), then the share corrected for the estimated false-positive and "
-                   "false-negative rates of the calls, with its interval.\n\n")
-        table = headline_table(fractions, timepoints=[str(t) for t in config.get("timepoints", [])] or None,
-                               populations=[str(p) for p in config.get("populations", {})] or None)
-        table = table.loc[:, (table != "").any(axis=0)]
-        out.append(rst_table(table))
+        out.append(_fraction_intro(config, first) + "\n\n")
+        out.append(rst_table(_headline(fractions, config)))
     else:
         out.append("The persistence stage did not produce a fraction table in this run.\n")
 
@@ -510,30 +560,72 @@ def _compact_contrasts(contrasts: pd.DataFrame) -> list[str]:
     return lines
 
 
+#: Layout of the first page inside Snakemake's report (its template's classes, snakemake
+#: report/html_reporter/template/components/content.js). The page is shown in a pane
+#: ``"grow flex items-center justify-center h-screen overflow-auto"``: a page taller than the window
+#: was centred, so its top lay above the pane, where no scroll bar reaches (the heading was cut at
+#: 1,000 pixels; of 40 table rows the first 13 were out of reach). Top- and left-aligned here, the
+#: text column may be wider than ``max-w-lg`` (32rem, which wrapped the table's cells word by word),
+#: and the rule graph beside it goes below when both do not fit. The style lives in the page, so it holds
+#: while the page is shown and goes with it (no ``--report-stylesheet`` needed); Snakemake passes
+#: the page through Jinja, so the rules hold no ``{#``, ``{{`` or ``{%``.
+FRONT_PAGE_STYLE = """.. raw:: html
+
+   <style>
+   div.grow.h-screen.overflow-auto.items-center { align-items: flex-start; justify-content: flex-start; }
+   div.grow.flex.gap-3.items-start { flex-wrap: wrap; }
+   div.prose.max-w-lg { max-width: 60rem; }
+   .called { display: block; font-size: 0.8em; color: #6b7280; }
+   </style>
+
+"""
+
+#: The small print of the summary page (:func:`render_html`).
+CALLED_CSS = ".called{display:block;font-size:0.82em;color:#666}"
+
+
+def _fraction_intro(config: Mapping, lesion: str) -> str:
+    """What the headline table's cells hold (:func:`fraction_cell`)."""
+    cut = config.get("cnv", {}).get("posterior_cutoff", 0.9)
+    min_youden = config.get("persistence", {}).get("min_youden", 0.1)
+    return (f"Share of cells carrying {lesion}, corrected for the false-positive and false-negative rates of the calls "
+            f"measured for each sample, with its 95% interval (bold). Below it, in small print: the share called "
+            f"(posterior >= {cut}) with its 95% Wilson interval and called/cells. The called share runs below the "
+            f"truth where carriers are missed, as quiescent stem cells with few counts are. Where the calls carry too "
+            f"little information to correct (1 - false-positive rate - false-negative rate below {min_youden}), the "
+            f"cell says so and the called share is all there is.")
+
+
+def _headline(fractions: pd.DataFrame, config: Mapping) -> pd.DataFrame:
+    """The headline table of a run: every patient x population x timepoint row, columns of the
+    timepoints that have any."""
+    table = headline_table(fractions, timepoints=[str(t) for t in config.get("timepoints", [])] or None,
+                           populations=[str(p) for p in config.get("populations", {})] or None,
+                           min_youden=config.get("persistence", {}).get("min_youden"))
+    return table.loc[:, (table != "").any(axis=0)]
+
+
 def landing_page(*, config: Mapping, samples: pd.DataFrame, qc_removed: pd.DataFrame,
                  fractions: pd.DataFrame | None = None, contrasts: pd.DataFrame | None = None,
                  comparisons: pd.DataFrame | None = None, cycling: pd.DataFrame | None = None,
-                 enrichment: pd.DataFrame | None = None, max_table_rows: int = 8) -> str:
-    """The report's first page, short enough for one screen (Snakemake's report centres the first
-    page vertically, so a long one loses its top): the cohort, the headline table when it has at
-    most ``max_table_rows`` rows, one line per contrast made, one line per comparison the cohort
-    could not support with the reason (:func:`not_made`), and a pointer to the full summary."""
+                 enrichment: pd.DataFrame | None = None) -> str:
+    """The report's first page: the cohort, the headline table (every patient x population x
+    timepoint, the corrected fraction first: :func:`fraction_cell`), one line per contrast made, one
+    line per comparison the cohort could not support with the reason (:func:`not_made`), and a
+    pointer to the full summary. It starts with :data:`FRONT_PAGE_STYLE`, so that a page taller
+    than the window scrolls from its heading in Snakemake's report."""
     lesions = config.get("lesions") or [{"name": "del5q"}]
     first = lesions[0]["name"]
     title = f"remnant: {first} in sorted stem and progenitor cells"
-    out = [f"{title}\n{'=' * len(title)}\n\n"]
+    out = [f"{title}\n{'=' * len(title)}\n\n", FRONT_PAGE_STYLE, CALLED_ROLE]
     ref_conditions = set(map(str, config.get("conditions", {}).get("reference", [])))
     n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
     n_patients = int(samples["patient"].astype(str).nunique()) - n_donors
     out.append(f"{_plural(n_patients, 'patient')}, {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')}, "
                f"{int(qc_removed['kept'].sum())} cells after quality control.\n\n")
     if fractions is not None and not fractions.empty:
-        table = headline_table(fractions, timepoints=[str(t) for t in config.get("timepoints", [])] or None,
-                               populations=[str(p) for p in config.get("populations", {})] or None, corrected=False)
-        table = table.loc[:, (table != "").any(axis=0)]
-        if len(table) <= max_table_rows:
-            out.append(f"Share of cells carrying {first} (95% interval; called/cells):\n\n")
-            out.append(rst_table(table) + "\n")
+        out.append(_fraction_intro(config, first) + "\n\n")
+        out.append(rst_table(_headline(fractions, config)) + "\n")
     compared = _compact_contrasts(contrasts) if contrasts is not None and not contrasts.empty else []
     if compared:
         out.append("Compared:\n\n")
@@ -558,7 +650,7 @@ def render_html(rst: str, title: str = "remnant summary") -> str:
 
     css = ("body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}"
            "table{border-collapse:collapse;font-size:0.92em}td,th{border:1px solid #ccc;padding:0.25em 0.5em;vertical-align:top}"
-           "th{background:#f2f2f2}pre{background:#f7f7f7;padding:0.6em;overflow-x:auto;font-size:0.85em}")
+           "th{background:#f2f2f2}pre{background:#f7f7f7;padding:0.6em;overflow-x:auto;font-size:0.85em}" + CALLED_CSS)
     parts = docutils.core.publish_parts(rst, writer="html5",
                                         settings_overrides={"embed_stylesheet": True, "report_level": 5, "title": title})
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
