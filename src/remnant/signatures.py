@@ -294,7 +294,7 @@ def calibrate_cycling(s_score, g2m_score, *, batches=None, seed: int = 0) -> tup
     half the cells: 68-77% called where 30% cycled). Here, in each batch, the cycling score
     max(S, G2/M) is modelled as a mixture of a non-cycling and a cycling Gaussian (one component
     when BIC prefers it: none cycling); the mixture weight estimates the cycling share, and the
-    cells called cycling are the ones with the highest cycling posterior, as many as that share,
+    cells called cycling are the ones with the highest cycling score, as many as that share,
     so the called share is the estimated one even where single cells are hard to tell apart. A
     cycling cell's phase is the higher of its two scores. Batches of fewer than
     :data:`MIN_CALIBRATION_CELLS` cells keep scanpy's rule.
@@ -335,7 +335,9 @@ def calibrate_cycling(s_score, g2m_score, *, batches=None, seed: int = 0) -> tup
             post = fit.pop("posterior")
             posterior[idx] = post
             n_called = int(round(fit["cycling_share"] * len(idx)))
-            order = np.argsort(-post, kind="stable")
+            # the highest cycling scores, not the highest posteriors: a wider cycling Gaussian gives
+            # cells far below the non-cycling mean a high posterior too; the call must be monotone in m
+            order = np.argsort(-m, kind="stable")
             cycling[idx[order[:n_called]]] = True
         rows.append({"batch": batch, "cells": len(idx), **fit, "called_share": float(cycling[idx].mean()) if len(idx) else np.nan,
                      "sign_rule_share": float(sign_rule[idx].mean()) if len(idx) else np.nan})
