@@ -11,9 +11,11 @@ from statsmodels.stats.proportion import proportion_confint
 
 from remnant.errors import InputError
 from remnant.persistence import (
+    CORRECTED_TESTS,
     binomial_mixed_contrast,
     del_fraction_table,
     persistence_contrasts,
+    random_effects_test,
     rogan_gladen,
     stratified_contrast,
 )
@@ -23,17 +25,19 @@ from remnant.persistence_plots import plot_cycling_composition, plot_del_fractio
 def cohort(rng, fractions, *, n=200, fpr=0.02, fnr=0.3, patients=("P1", "P2", "P3", "P4")):
     """Cells with calls drawn from true carrier status with known error rates (the copy-number step's model).
 
-    ``fractions``: {(population, timepoint): true carrier probability}. Returns (obs, per_sample, truth).
+    ``fractions``: {(population, timepoint): true carrier probability}; ``fnr`` a rate or
+    {population: rate} (quiescent stem cells are missed more often). Returns (obs, per_sample).
     """
     obs, rates = [], []
     for patient in patients:
         for (pop, tp), f in fractions.items():
             sample = f"{patient}_{tp}_{pop}"
+            miss = fnr[pop] if isinstance(fnr, dict) else fnr
             carrier = rng.random(n) < f
-            called = np.where(carrier, rng.random(n) >= fnr, rng.random(n) < fpr)
+            called = np.where(carrier, rng.random(n) >= miss, rng.random(n) < fpr)
             obs.append(pd.DataFrame({"sample": sample, "patient": patient, "population": pop, "timepoint": tp,
                                      "del5q_call": called, "del5q_posterior": called * 0.95 + 0.02, "truth": carrier}))
-            rates.append({"sample": sample, "fpr": fpr, "fnr": fnr, "prior": f})
+            rates.append({"sample": sample, "fpr": fpr, "fnr": miss, "prior": f})
     obs = pd.concat(obs, ignore_index=True)
     obs.index = [f"c{i}" for i in range(len(obs))]
     return obs, pd.DataFrame(rates).set_index("sample")
@@ -121,13 +125,68 @@ def test_stratified_contrast_matches_statsmodels_and_detects_persistence():
 def test_no_false_discovery_of_persistence_when_stem_and_progenitor_fractions_are_equal():
     rng = np.random.default_rng(4)
     null = {("HSC", "remission"): 0.05, ("PROG", "remission"): 0.05}
-    pvalues = []
+    pvalues, significant = [], []
     for _ in range(100):
         obs, rates = cohort(rng, null)
         table = del_fraction_table(obs, rates)
         out = stratified_contrast(table, factor="population", level="HSC", reference="PROG")
         pvalues.append(out["pvalue"].iloc[-1])
+        significant.append(out["significant"].iloc[-1])
     assert np.mean(np.array(pvalues) < 0.05) <= 0.1
+    assert np.mean(significant) <= 0.1
+
+
+def test_random_effects_test_matches_statsmodels_and_floors_its_variance():
+    from scipy import stats
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    y, v = np.array([0.1, 0.3, 0.2, 0.6]), np.array([0.01, 0.02, 0.005, 0.04])
+    ref = combine_effects(y, v, method_re="chi2")  # DerSimonian-Laird
+    out = random_effects_test(y, v)
+    assert out["estimate"] == pytest.approx(ref.mean_effect_re) and out["tau2"] == pytest.approx(ref.tau2)
+    assert out["se"] == pytest.approx(ref.sd_eff_w_re_hksj) and out["se"] > ref.sd_eff_w_re  # Hartung-Knapp
+    half = stats.t.ppf(0.975, 3) * out["se"]
+    assert (out["low"], out["high"]) == pytest.approx((out["estimate"] - half, out["estimate"] + half))
+    assert out["pvalue"] == pytest.approx(2 * stats.t.sf(out["estimate"] / out["se"], 3))
+    assert out["k"] == 4 and out["df"] == 3 and out["test"] == CORRECTED_TESTS["meta"]
+    # estimates closer together than their variances allow: never narrower than DerSimonian-Laird's normal interval
+    close = random_effects_test([0.2, 0.21, 0.19, 0.2], [0.01] * 4)
+    assert close["tau2"] == 0 and close["se"] == pytest.approx(0.05)
+    # one patient: its own z test; none usable: NaN
+    one = random_effects_test([0.3, np.nan], [0.01, 0.02])
+    assert one["k"] == 1 and one["test"] == CORRECTED_TESTS["one"] and np.isnan(one["df"])
+    assert (one["low"], one["high"]) == pytest.approx((0.3 - 1.959964 * 0.1, 0.3 + 1.959964 * 0.1))
+    assert one["pvalue"] == pytest.approx(2 * stats.norm.sf(3.0))
+    none = random_effects_test([0.2, np.nan], [0.0, 0.01])
+    assert none["k"] == 0 and np.isnan(none["estimate"]) and none["test"] == ""
+
+
+def test_corrected_test_ignores_a_difference_in_calling_sensitivity():
+    """Issue 20: stem cells (fewer counts) are missed more often than progenitors. With the same
+    true fraction in both, CMH on called cells finds a difference; the corrected test does not,
+    and it still finds a real one."""
+    rng = np.random.default_rng(20)
+    patients = [f"P{i}" for i in range(1, 6)]
+    fnr = {"HSC": 0.45, "PROG": 0.15}
+    null = {("HSC", "diagnosis"): 0.9, ("PROG", "diagnosis"): 0.9}
+    obs, rates = cohort(rng, null, n=300, fnr=fnr, patients=patients)
+    out = stratified_contrast(del_fraction_table(obs, rates, n_reference=1000), factor="population", level="HSC",
+                              reference="PROG")
+    pooled = out[out["scope"] == "across patients"].iloc[0]
+    assert pooled["odds_ratio"] < 0.5 and pooled["pvalue"] < 1e-10  # called cells: a difference that is not there
+    assert abs(pooled["corrected_difference"]) < 0.04 and not pooled["significant"] and pooled["corrected_pvalue"] > 0.05
+    assert pooled["corrected_difference_low"] < 0 < pooled["corrected_difference_high"]
+    assert pooled["corrected_n_strata"] == 5 and pooled["corrected_test"] == CORRECTED_TESTS["meta"]
+    real = {("HSC", "diagnosis"): 0.9, ("PROG", "diagnosis"): 0.5}
+    obs, rates = cohort(rng, real, n=300, fnr=fnr, patients=patients)
+    out = stratified_contrast(del_fraction_table(obs, rates, n_reference=1000), factor="population", level="HSC",
+                              reference="PROG")
+    pooled = out[out["scope"] == "across patients"].iloc[0]
+    assert pooled["significant"] and pooled["corrected_difference_low"] > 0 and pooled["corrected_pvalue"] < 0.001
+    assert pooled["corrected_difference"] == pytest.approx(0.4, abs=0.05)
+    per = out[out["scope"] == "patient"]  # per patient: z tests from the delta-method standard errors
+    assert (per["corrected_difference_low"] < per["corrected_difference"]).all() and per["significant"].all()
+    assert (per["corrected_difference"] == per["corrected_level"] - per["corrected_reference"]).all()
 
 
 def test_persistence_contrasts_lists_the_studys_comparisons():
@@ -199,6 +258,8 @@ from remnant.persistence import (  # noqa: E402
     POPULATION_KEYS,
     check_config,
     prepare_cells,
+    CMH_TEST,
+    CORRECTED_TESTS,
     run_contrasts,
     run_fractions,
 )
@@ -362,10 +423,14 @@ def test_run_contrasts_plans_every_contrast_and_says_why_one_is_missing():
         "HSC vs PROG at remission (persistence)", "HSC vs PROG at diagnosis", "remission vs diagnosis in HSC",
         "remission vs diagnosis in PROG"}
     persist = across[across["question"].str.endswith("(persistence)")].set_index("test")
-    cmh = persist.loc["Cochran-Mantel-Haenszel (patient strata)"]
+    cmh = persist.loc[CMH_TEST]
     mixed = persist.filter(like="binomial mixed", axis=0).iloc[0]
     assert cmh["odds_ratio_low"] > 1 and 0 < cmh["pvalue"] < 1e-10 and cmh["n_strata"] == 4
     assert mixed["odds_ratio_low"] > 1 and mixed["pvalue"] < 1e-6 and mixed["n_strata"] == 4
+    assert "called cells, descriptive" in cmh.name and "called cells, descriptive" in mixed.name
+    # the headline: the corrected test, its columns on the pooled row
+    assert cmh["significant"] and cmh["corrected_difference_low"] > 0 and cmh["corrected_pvalue"] < 0.05
+    assert cmh["corrected_n_strata"] == 4 and cmh["corrected_test"] == CORRECTED_TESTS["meta"]
     assert (out["note"] == "").all()
     # only diagnosis sampled: the remission contrasts keep their rows and say why
     diagnosis = cells[cells["timepoint"] == "diagnosis"]
@@ -379,6 +444,44 @@ def test_run_contrasts_plans_every_contrast_and_says_why_one_is_missing():
     out = run_contrasts(one, cells[(cells["patient"] == "P1") | (cells["population"] == "HSC")])
     row = out[(out["question"] == "HSC vs PROG at remission (persistence)") & out["test"].str.startswith("Cochran")].iloc[-1]
     assert row["n_strata"] == 1 and "one patient" in row["note"]
+
+
+def test_corrected_test_without_enough_information_says_which_patients_and_why():
+    """A group whose calls carry too little information (1 - fpr - fnr < min_youden) has no corrected
+    fraction: its patient leaves the corrected test, and the note says so; one patient left: its z test."""
+    rng = np.random.default_rng(14)
+    obs, rates = study_obs(rng)
+    cells, _ = prepare_cells(obs, reference_conditions=["healthy"])
+    rates.loc["P2_remission_PROG", "fnr"] = 0.95
+    table, _ = run_fractions(cells, rates, n_reference=500)
+    out = run_contrasts(table, cells, mixed_model=False)
+    persist = out[out["question"] == "HSC vs PROG at remission (persistence)"].set_index("patient")
+    row = persist.loc["all"]
+    assert row["n_strata"] == 4 and row["corrected_n_strata"] == 3 and row["significant"]
+    assert row["note"] == ("corrected test on 3 of 4 patients: not corrected in P2 (PROG) (1 - fpr - fnr below "
+                           "persistence.min_youden, or no error rates)")
+    assert np.isnan(persist.loc["P2", "corrected_difference"]) and not persist.loc["P2", "significant"]
+    notes = out[out["patient"] == "all"].set_index("question")["note"]
+    assert notes["remission vs diagnosis in PROG"].startswith("corrected test on 3 of 4 patients: not corrected in P2 (remission)")
+    assert notes["HSC vs PROG at diagnosis"] == notes["remission vs diagnosis in HSC"] == ""
+    # no patient correctable: no corrected value, not significant, and a note; CMH still describes the calls
+    for patient in ("P1", "P3", "P4"):
+        rates.loc[f"{patient}_remission_PROG", "fnr"] = 0.95
+    table, _ = run_fractions(cells, rates, n_reference=500)
+    row = run_contrasts(table, cells, mixed_model=False).set_index(["question", "patient"]).loc[
+        ("HSC vs PROG at remission (persistence)", "all")]
+    assert np.isnan(row["corrected_difference"]) and np.isnan(row["corrected_pvalue"]) and not row["significant"]
+    assert row["corrected_n_strata"] == 0 and row["note"].startswith("no corrected test: no patient's calls could be corrected")
+    assert row["pvalue"] < 1e-6
+    # one patient: its own z test, the same numbers as its patient row
+    one = run_contrasts(table[table["patient"] == "P1"], cells[cells["patient"] == "P1"], mixed_model=False)
+    rows = one[one["question"] == "HSC vs PROG at diagnosis"].set_index("scope")
+    pooled, patient = rows.loc["across patients"], rows.loc["patient"]
+    assert pooled["corrected_test"] == CORRECTED_TESTS["one"] and np.isnan(pooled["corrected_df"])
+    assert pooled["note"] == "one patient: the corrected test is that patient's z test"
+    for col in ("corrected_difference", "corrected_difference_low", "corrected_difference_high", "corrected_pvalue"):
+        assert pooled[col] == pytest.approx(patient[col]), col
+    assert pooled["corrected_difference_low"] < pooled["corrected_difference"] < pooled["corrected_difference_high"]
 
 
 def test_contrasts_of_a_cohort_without_the_design_keep_their_rows_and_say_why():

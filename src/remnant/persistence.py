@@ -22,15 +22,25 @@ Per group of cells (by default one patient x population x timepoint, i.e. one so
 Across patients (cells of one patient are not independent; patient is the stratum):
 
 - :func:`stratified_contrast` compares two levels of a factor (stem vs progenitor at remission,
-  or diagnosis vs remission within a population) with Cochran-Mantel-Haenszel
-  (:class:`statsmodels.stats.contingency_tables.StratifiedTable`): pooled odds ratio with its
-  interval, CMH test, Breslow-Day heterogeneity; per patient the difference of fractions
-  (Newcombe interval) and Fisher's exact test; across patients the mean per-patient difference
-  of corrected fractions with a t interval.
+  or diagnosis vs remission within a population). The headline test is of the *corrected*
+  fractions: per patient the difference of corrected fractions with a delta-method variance
+  (``corrected_se`` of both groups: binomial sampling of the calls and the uncertainty of each
+  group's own fpr and fnr), pooled by :func:`random_effects_test` (DerSimonian-Laird,
+  Hartung-Knapp t with k - 1 degrees of freedom; one patient: its z test); ``significant`` is
+  that test at ``alpha``. Descriptive, of the *called* cells: Cochran-Mantel-Haenszel
+  (:class:`statsmodels.stats.contingency_tables.StratifiedTable`; pooled odds ratio with its
+  interval, CMH test, Breslow-Day heterogeneity), per patient the difference of called fractions
+  (Newcombe interval) and Fisher's exact test.
 - :func:`binomial_mixed_contrast`: the same contrast as a binomial mixed model
   ``called ~ factor + (1 | patient)`` at the cell level
   (:class:`statsmodels.genmod.bayes_mixed_glm.BinomialBayesMixedGLM`, posterior mode with a
-  Laplace covariance).
+  Laplace covariance); descriptive, of the called cells.
+
+Why the called cells are not the test: two populations can be called with different sensitivity
+(quiescent stem cells carry fewer counts, so more of their carriers are missed). On simulated
+cohorts at 500 UMI per cell with the same true fraction in stem and progenitor cells, CMH and
+the mixed model rejected in 50-80% of cohorts and the corrected test in none
+(benchmarks/contrast_calibration.py).
 """
 
 from __future__ import annotations
@@ -48,7 +58,10 @@ from .errors import InputError
 # when the Snakefile is parsed, which should stay quick.
 
 __all__ = [
+    "CMH_TEST",
     "CONTRAST_STATISTICS",
+    "CORRECTED_TESTS",
+    "MIXED_TEST",
     "POPULATION_KEYS",
     "binomial_mixed_contrast",
     "check_config",
@@ -56,6 +69,7 @@ __all__ = [
     "not_this_design",
     "persistence_contrasts",
     "prepare_cells",
+    "random_effects_test",
     "read_calls",
     "rogan_gladen",
     "run_contrasts",
@@ -181,10 +195,11 @@ def del_fraction_table(
             fpr, fnr = float(part["_fpr"].mean()), float(part["_fnr"].mean())
             row.update(_corrected(q, lo, hi, fpr, fnr, n, n_reference, z, min_youden))
         else:
-            row.update(fpr=np.nan, fnr=np.nan, youden=np.nan, corrected=np.nan, corrected_low=np.nan, corrected_high=np.nan)
+            row.update(fpr=np.nan, fnr=np.nan, youden=np.nan, corrected=np.nan, corrected_low=np.nan, corrected_high=np.nan,
+                       corrected_se=np.nan)
         rows.append(row)
     cols = [*by, "n_samples", "n_cells", "n_called", "fraction", "fraction_low", "fraction_high", "fpr", "fnr", "youden",
-            "corrected", "corrected_low", "corrected_high", "posterior_mean"]
+            "corrected", "corrected_low", "corrected_high", "corrected_se", "posterior_mean"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -192,7 +207,7 @@ def _corrected(q, lo, hi, fpr, fnr, n, n_reference, z, min_youden) -> dict:
     youden = 1.0 - fpr - fnr
     out = {"fpr": fpr, "fnr": fnr, "youden": youden}
     if not np.isfinite(youden) or youden < min_youden:
-        return {**out, "corrected": np.nan, "corrected_low": np.nan, "corrected_high": np.nan}
+        return {**out, "corrected": np.nan, "corrected_low": np.nan, "corrected_high": np.nan, "corrected_se": np.nan}
     p = float(rogan_gladen(q, fpr, fnr))
     p_c = min(max(p, 0.0), 1.0)
     # Uncertainty of the error rates (delta method): d p / d fpr = (p - 1) / J, d p / d fnr = p / J.
@@ -200,12 +215,16 @@ def _corrected(q, lo, hi, fpr, fnr, n, n_reference, z, min_youden) -> dict:
     n_carriers = max(p_c * n, 1.0)
     var_fnr = fnr * (1 - fnr) / n_carriers
     se_rates = np.sqrt((1 - p_c) ** 2 * var_fpr + p_c**2 * var_fnr) / youden
+    # Standard error for the across-patient test: the called share's binomial variance (half a cell
+    # added to each side, so that none or all called still carries sampling error) and the rates'.
+    q_s = (q * n + 0.5) / (n + 1.0)
+    se = float(np.sqrt(q_s * (1 - q_s) / n / youden**2 + se_rates**2))
     lo_t, hi_t = float(rogan_gladen(lo, fpr, fnr)), float(rogan_gladen(hi, fpr, fnr))
     low = p - np.sqrt((p - lo_t) ** 2 + (z * se_rates) ** 2)
     high = p + np.sqrt((hi_t - p) ** 2 + (z * se_rates) ** 2)
     # The estimate is clipped to [0, 1]; the interval always contains it.
     return {**out, "corrected": p_c, "corrected_low": float(min(np.clip(low, 0, 1), p_c)),
-            "corrected_high": float(max(np.clip(high, 0, 1), p_c))}
+            "corrected_high": float(max(np.clip(high, 0, 1), p_c)), "corrected_se": se}
 
 
 def _select(table: pd.DataFrame, fixed: Mapping[str, str] | None, where: str) -> pd.DataFrame:
@@ -215,6 +234,71 @@ def _select(table: pd.DataFrame, fixed: Mapping[str, str] | None, where: str) ->
             raise InputError(f"the table has no column {col!r}.", where=where)
         out = out[out[col].astype(str) == str(value)]
     return out
+
+
+#: ``corrected_test`` of the error-corrected tests (:func:`random_effects_test`): across patients, and
+#: of one patient (the per-patient rows, and a contrast with one patient).
+CORRECTED_TESTS = {
+    "meta": "random-effects meta-analysis of per-patient corrected differences (DerSimonian-Laird, Hartung-Knapp t)",
+    "one": "z test of the patient's corrected difference (delta-method variance)",
+}
+#: ``test`` of the tests of *called* cells: descriptive (biased where the compared levels are
+#: called with different sensitivity); the corrected test is the headline.
+CMH_TEST = "Cochran-Mantel-Haenszel (patient strata; called cells, descriptive)"
+MIXED_TEST = ("binomial mixed model, random patient intercept (called cells, descriptive; posterior mode, Laplace "
+              "covariance; Wald interval)")
+
+
+def random_effects_test(estimates, variances, *, alpha: float = 0.05) -> dict:
+    """Random-effects meta-analysis of per-patient differences: the headline across-patient test.
+
+    DerSimonian-Laird between-patient variance ``tau2``, inverse-variance weights
+    ``1 / (v_i + tau2)``, and the Hartung-Knapp-Sidik-Jonkman variance of the pooled mean (the
+    weighted spread of the estimates around it, ``k - 1`` degrees of freedom; floored at the
+    DerSimonian-Laird variance, so the interval is never narrower than the normal one, as Knapp
+    and Hartung advise for few studies). One patient: its own z test.
+
+    Parameters
+    ----------
+    estimates
+        Per-patient differences (k,), e.g. of corrected carrier fractions (fraction units, 0-1 scale).
+    variances
+        Their sampling variances (k,), same units squared; patients with a non-finite estimate or
+        variance, or a variance <= 0, are left out.
+    alpha
+        1 - confidence level.
+
+    Returns
+    -------
+    dict
+        ``estimate`` (pooled difference), ``low``, ``high`` (its 1 - alpha interval), ``se``,
+        ``statistic`` (t, or z for one patient), ``df`` (k - 1; NaN for z), ``pvalue`` (two-sided),
+        ``tau2`` (between-patient variance), ``k`` (patients used) and ``test``
+        (:data:`CORRECTED_TESTS`); all NaN (``k = 0``, ``test`` empty) without any usable patient.
+    """
+    y, v = np.asarray(estimates, dtype=float), np.asarray(variances, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(v) & (v > 0)
+    y, v, k = y[ok], v[ok], int(ok.sum())
+    out = dict.fromkeys(("estimate", "low", "high", "se", "statistic", "df", "pvalue", "tau2"), np.nan)
+    if k == 0:
+        return {**out, "k": 0, "test": ""}
+    if k == 1:
+        se = float(np.sqrt(v[0]))
+        z = stats.norm.ppf(1 - alpha / 2)
+        return {**out, "estimate": float(y[0]), "low": float(y[0] - z * se), "high": float(y[0] + z * se), "se": se,
+                "statistic": float(y[0] / se), "pvalue": float(2 * stats.norm.sf(abs(y[0]) / se)), "tau2": np.nan,
+                "k": 1, "test": CORRECTED_TESTS["one"]}
+    w = 1.0 / v
+    mu_fixed = np.sum(w * y) / np.sum(w)
+    q = float(np.sum(w * (y - mu_fixed) ** 2))
+    tau2 = max(0.0, (q - (k - 1)) / (np.sum(w) - np.sum(w**2) / np.sum(w)))
+    w = 1.0 / (v + tau2)
+    mu = float(np.sum(w * y) / np.sum(w))
+    var_hk = float(np.sum(w * (y - mu) ** 2) / ((k - 1) * np.sum(w)))
+    se = float(np.sqrt(max(var_hk, 1.0 / np.sum(w))))
+    t = stats.t.ppf(1 - alpha / 2, k - 1)
+    return {"estimate": mu, "low": mu - t * se, "high": mu + t * se, "se": se, "statistic": mu / se, "df": float(k - 1),
+            "pvalue": float(2 * stats.t.sf(abs(mu) / se, k - 1)), "tau2": float(tau2), "k": k, "test": CORRECTED_TESTS["meta"]}
 
 
 def stratified_contrast(
@@ -251,12 +335,19 @@ def stratified_contrast(
         One row per patient (``scope="patient"``: cells and carriers per level, fractions,
         ``difference`` = fraction(level) - fraction(reference) with Newcombe interval,
         ``odds_ratio`` with interval (0.5 added to empty cells), Fisher's exact ``pvalue``,
-        ``corrected_difference``), then one pooled row (``scope="across patients"``:
+        ``corrected_difference`` = corrected(level) - corrected(reference) with its z interval,
+        ``corrected_se`` and ``corrected_pvalue`` from the ``corrected_se`` of both rows), then one
+        pooled row (``scope="across patients"``): the headline test, of the error-corrected
+        fractions, is ``corrected_difference`` with ``corrected_difference_low``/``_high``,
+        ``corrected_se``, ``corrected_pvalue``, ``corrected_statistic``, ``corrected_df``,
+        ``corrected_tau2``, ``corrected_n_strata`` (patients whose both levels could be
+        corrected) and ``corrected_test`` from :func:`random_effects_test`; ``significant``
+        (bool, every row) is True when that test's interval excludes 0 at ``alpha``. Descriptive,
+        of the *called* cells (biased where the levels are called with different sensitivity):
         Mantel-Haenszel ``odds_ratio`` with its interval, CMH ``pvalue`` (with continuity
         correction), ``risk_ratio`` (MH pooled), Breslow-Day ``heterogeneity_pvalue``,
-        ``difference`` = mean per-patient difference of raw fractions and
-        ``corrected_difference`` = mean per-patient difference of corrected fractions, each with
-        a t interval over patients; ``n_strata`` patients with both levels). Fractions are 0-1.
+        ``difference`` = mean per-patient difference of called fractions with a t interval over
+        patients; ``n_strata`` patients with both levels. Fractions are 0-1.
     """
     from statsmodels.stats.contingency_tables import StratifiedTable, Table2x2
     from statsmodels.stats.proportion import confint_proportions_2indep
@@ -270,9 +361,15 @@ def stratified_contrast(
     sub = sub[sub[factor].astype(str).isin([str(level), str(reference)])]
     has_corr = "corrected" in sub.columns
     agg = {"n_cells": ("n_cells", "sum"), "n_called": ("n_called", "sum")}
-    grouped = sub.assign(_w=sub["corrected"] * sub["n_cells"] if has_corr else np.nan)
-    grouped = grouped.groupby([strata, factor], sort=False).agg(**agg, _w=("_w", "sum"), _wn=("_w", "count"))
-    rows, tables, diffs, cdiffs = [], [], [], []
+    # Several rows of one patient and level: cell-weighted mean of the corrected fractions that exist
+    ok = sub["corrected"].notna() if has_corr else pd.Series(False, index=sub.index)
+    n_ok = sub["n_cells"].where(ok, 0)
+    se = sub["corrected_se"] if "corrected_se" in sub.columns else pd.Series(np.nan, index=sub.index)
+    grouped = sub.assign(_w=(sub["corrected"] * n_ok) if has_corr else 0.0, _n=n_ok, _v=(n_ok * se) ** 2)
+    grouped = grouped.groupby([strata, factor], sort=False).agg(**agg, _w=("_w", "sum"), _n=("_n", "sum"),
+                                                                _v=("_v", lambda x: x.sum(min_count=1)))
+    z = stats.norm.ppf(1 - alpha / 2)
+    rows, tables, diffs, cdiffs, cvars = [], [], [], [], []
     for stratum in pd.unique(sub[strata]):
         try:
             a, b = grouped.loc[(stratum, str(level))], grouped.loc[(stratum, str(reference))]
@@ -287,20 +384,26 @@ def stratified_contrast(
         d_lo, d_hi = confint_proportions_2indep(ka, na, kb, nb, method="newcomb", compare="diff", alpha=alpha)
         or_table = Table2x2(t, shift_zeros=True)
         or_lo, or_hi = or_table.oddsratio_confint(alpha=alpha)
-        ca = a["_w"] / na if has_corr and a["_wn"] > 0 else np.nan
-        cb = b["_w"] / nb if has_corr and b["_wn"] > 0 else np.nan
+        ca = a["_w"] / a["_n"] if a["_n"] > 0 else np.nan
+        cb = b["_w"] / b["_n"] if b["_n"] > 0 else np.nan
+        c_se = np.sqrt(a["_v"] / a["_n"] ** 2 + b["_v"] / b["_n"] ** 2) if a["_n"] > 0 and b["_n"] > 0 else np.nan
         diffs.append(fa - fb)
         cdiffs.append(ca - cb)
+        cvars.append(c_se**2)
+        c_p = float(2 * stats.norm.sf(abs(ca - cb) / c_se)) if np.isfinite(c_se) and c_se > 0 else np.nan
         rows.append({"contrast": label, "scope": "patient", strata: stratum, "n_cells_level": na, "n_called_level": ka,
                      "n_cells_reference": nb, "n_called_reference": kb, "fraction_level": fa, "fraction_reference": fb,
                      "difference": fa - fb, "difference_low": d_lo, "difference_high": d_hi,
                      "corrected_level": ca, "corrected_reference": cb, "corrected_difference": ca - cb,
+                     "corrected_difference_low": ca - cb - z * c_se, "corrected_difference_high": ca - cb + z * c_se,
+                     "corrected_se": c_se, "corrected_pvalue": c_p,
+                     "corrected_test": CORRECTED_TESTS["one"] if np.isfinite(c_p) else "", "significant": bool(c_p < alpha),
                      "odds_ratio": or_table.oddsratio, "odds_ratio_low": or_lo, "odds_ratio_high": or_hi,
-                     "pvalue": stats.fisher_exact(t)[1], "test": "Fisher exact (per patient)"})
+                     "pvalue": stats.fisher_exact(t)[1], "test": "Fisher exact (per patient; called cells, descriptive)"})
     pooled = {"contrast": label, "scope": "across patients", strata: "all", "n_strata": len(tables),
               "n_cells_level": sum(int(t[0].sum()) for t in tables), "n_called_level": sum(int(t[0, 0]) for t in tables),
               "n_cells_reference": sum(int(t[1].sum()) for t in tables), "n_called_reference": sum(int(t[1, 0]) for t in tables),
-              "test": "Cochran-Mantel-Haenszel (patient strata)"}
+              "test": CMH_TEST}
     informative = [t for t in tables if t[:, 0].sum() > 0 and t[:, 1].sum() > 0]
     if informative:
         st = StratifiedTable(informative)
@@ -315,19 +418,25 @@ def stratified_contrast(
     else:
         pooled.update(odds_ratio=np.nan, odds_ratio_low=np.nan, odds_ratio_high=np.nan, risk_ratio=np.nan, pvalue=np.nan,
                       statistic=np.nan, heterogeneity_pvalue=np.nan)
-    for key, values in (("difference", diffs), ("corrected_difference", cdiffs)):
-        v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-        pooled[key] = float(v.mean()) if v.size else np.nan
-        if v.size >= 2:
-            half = stats.t.ppf(1 - alpha / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
-            pooled[f"{key}_low"], pooled[f"{key}_high"] = pooled[key] - half, pooled[key] + half
-        else:
-            pooled[f"{key}_low"] = pooled[f"{key}_high"] = np.nan
+    v = np.asarray(diffs, dtype=float)
+    pooled["difference"] = float(v.mean()) if v.size else np.nan
+    if v.size >= 2:  # descriptive: the called fractions
+        half = stats.t.ppf(1 - alpha / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+        pooled["difference_low"], pooled["difference_high"] = pooled["difference"] - half, pooled["difference"] + half
+    else:
+        pooled["difference_low"] = pooled["difference_high"] = np.nan
+    meta = random_effects_test(cdiffs, cvars, alpha=alpha)
+    pooled.update(corrected_difference=meta["estimate"], corrected_difference_low=meta["low"],
+                  corrected_difference_high=meta["high"], corrected_se=meta["se"], corrected_pvalue=meta["pvalue"],
+                  corrected_statistic=meta["statistic"], corrected_df=meta["df"], corrected_tau2=meta["tau2"],
+                  corrected_n_strata=meta["k"], corrected_test=meta["test"],
+                  significant=bool(meta["low"] > 0 or meta["high"] < 0))
     rows.append(pooled)
     out = pd.DataFrame(rows)
     front = ["contrast", "scope", strata, "n_strata", "test", "difference", "difference_low", "difference_high",
-             "corrected_difference", "corrected_difference_low", "corrected_difference_high", "odds_ratio", "odds_ratio_low",
-             "odds_ratio_high", "risk_ratio", "pvalue", "statistic", "heterogeneity_pvalue"]
+             "corrected_difference", "corrected_difference_low", "corrected_difference_high", "corrected_pvalue",
+             "significant", "corrected_test", "odds_ratio", "odds_ratio_low", "odds_ratio_high", "risk_ratio", "pvalue",
+             "statistic", "heterogeneity_pvalue"]
     for col in front:
         if col not in out.columns:
             out[col] = np.nan
@@ -378,7 +487,7 @@ def binomial_mixed_contrast(
     y = sub[call_key].astype(bool).to_numpy().astype(float)
     x = (sub[factor].astype(str) == str(level)).to_numpy().astype(float)
     row = {"contrast": label, "n_cells": len(sub), "n_patients": int(sub[group].nunique()),
-           "test": "binomial mixed model, random patient intercept (posterior mode, Laplace covariance; Wald interval)"}
+           "test": MIXED_TEST}
     nan = {"log_odds_ratio": np.nan, "sd": np.nan, "odds_ratio": np.nan, "odds_ratio_low": np.nan,
            "odds_ratio_high": np.nan, "pvalue": np.nan, "patient_sd": np.nan}
     if len(sub) == 0 or x.min() == x.max() or y.min() == y.max():
@@ -724,9 +833,10 @@ def run_fractions(
 
 #: Statistic columns of the contrast table (:func:`stratified_contrast` and the mixed model).
 CONTRAST_STATISTICS = ("difference", "difference_low", "difference_high", "corrected_difference", "corrected_difference_low",
-                       "corrected_difference_high", "odds_ratio", "odds_ratio_low", "odds_ratio_high", "risk_ratio", "pvalue",
-                       "statistic", "heterogeneity_pvalue", "n_cells_level", "n_called_level", "n_cells_reference",
-                       "n_called_reference", "fraction_level", "fraction_reference", "corrected_level", "corrected_reference",
+                       "corrected_difference_high", "corrected_pvalue", "significant", "corrected_test", "corrected_se",
+                       "corrected_statistic", "corrected_df", "corrected_tau2", "corrected_n_strata", "odds_ratio",
+                       "odds_ratio_low", "odds_ratio_high", "risk_ratio", "pvalue", "statistic", "heterogeneity_pvalue",
+                       "n_cells_level", "n_called_level", "n_cells_reference", "n_called_reference", "fraction_level", "fraction_reference", "corrected_level", "corrected_reference",
                        "log_odds_ratio", "log_odds_ratio_sd", "patient_sd", "n_cells")
 
 
@@ -745,6 +855,35 @@ def not_this_design(keys: Sequence[str], design: str) -> str:
     return f"{named} {'is' if len(keys) == 1 else 'are'} null (not a {design} design)"
 
 
+def _contrast_note(contrast: pd.DataFrame, table: pd.DataFrame, factor: str, level: str, reference: str,
+                   fixed: Mapping[str, str]) -> str:
+    """The pooled row's note: what the tests could not use, and why ("" when nothing is missing)."""
+    pooled = contrast[contrast["scope"] == "across patients"].iloc[0]
+    n, k = int(pooled["n_strata"]), int(pooled["corrected_n_strata"])
+    if n == 0:
+        return f"no patient has cells of both {level} and {reference}"
+    notes = []
+    if pd.isna(pooled["pvalue"]):
+        notes.append("no informative patient for the odds ratio (every cell called, or none, in both levels)")
+    if k < n:
+        sub = _select(table, fixed, "run_contrasts")
+        missing = []
+        for r in contrast[(contrast["scope"] == "patient") & contrast["corrected_difference"].isna()].itertuples():
+            rows = sub[(sub["patient"].astype(str) == str(r.patient)) & sub[factor].astype(str).isin([level, reference])
+                       & sub["corrected"].isna()]
+            levels = ", ".join(pd.unique(rows[factor].astype(str)))
+            missing.append(f"{r.patient} ({levels})" if levels else str(r.patient))
+        why = "1 - fpr - fnr below persistence.min_youden, or no error rates"
+        notes.append(f"no corrected test: no patient's calls could be corrected at both levels ({why})" if k == 0 else
+                     f"corrected test on {k} of {n} patients: not corrected in {', '.join(missing)} ({why})")
+    if k == 1:
+        notes.append("one patient: the corrected test is that patient's z test")
+    elif k == 2:
+        notes.append("two patients: the corrected test's t has 1 degree of freedom (only a large, consistent difference is "
+                     "significant); see each patient's corrected test")
+    return "; ".join(notes)
+
+
 def run_contrasts(
     table: pd.DataFrame,
     cells: pd.DataFrame,
@@ -758,7 +897,8 @@ def run_contrasts(
     mixed_model: bool = True,
     timepoints: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """The study's contrasts, each across patients by CMH (patient strata) and a binomial mixed model.
+    """The study's contrasts, each across patients by the corrected test (the headline), and by CMH
+    and a binomial mixed model of the called cells (descriptive).
 
     Planned: ``stem`` vs ``progenitor`` at ``after`` and at ``before``; ``after`` vs ``before``
     within ``stem``, ``progenitor`` and every other population with cells. A contrast the data
@@ -784,9 +924,14 @@ def run_contrasts(
     Returns
     -------
     pandas.DataFrame
-        The rows of :func:`stratified_contrast` (``scope`` patient and across patients) and, per
-        contrast, one ``binomial mixed model`` row (``odds_ratio`` with interval and Wald ``pvalue``,
-        ``log_odds_ratio``, ``log_odds_ratio_sd``, ``patient_sd``), each with ``question`` and ``note``.
+        The rows of :func:`stratified_contrast` (``scope`` patient and across patients; the
+        pooled row carries the corrected test: ``corrected_difference`` with ``_low``/``_high``,
+        ``corrected_pvalue``, ``corrected_test``, ``significant``) and, per contrast, one
+        ``binomial mixed model`` row (``odds_ratio`` with interval and Wald ``pvalue``,
+        ``log_odds_ratio``, ``log_odds_ratio_sd``, ``patient_sd``; ``significant`` empty), each
+        with ``question`` and ``note``. The pooled row's ``note`` names the patients left out of
+        the corrected test (a group whose calls could not be corrected) and says when one or two
+        patients carry it.
     """
     have = table[table["n_cells"] > 0] if "n_cells" in table else table
     cohort_pops = list(pd.unique(have["population"].astype(str)))
@@ -833,18 +978,12 @@ def run_contrasts(
                             why = f"no analysed {fval} cells at {lev}; {fval} cells are at {_levels_text(present, 'timepoint')}"
         if why:
             parts.append(pd.DataFrame([{"contrast": label, "question": question, "scope": "across patients", "patient": "all",
-                                        "n_strata": 0, "test": "Cochran-Mantel-Haenszel (patient strata)", "note": why}]))
+                                        "n_strata": 0, "test": CMH_TEST, "significant": False, "note": why}]))
             continue
         c = stratified_contrast(have, factor=factor, level=str(level), reference=str(reference), fixed=fixed, alpha=alpha)
         c["note"] = ""
         pooled = c["scope"] == "across patients"
-        n = int(c.loc[pooled, "n_strata"].iloc[0])
-        if n == 0:
-            c.loc[pooled, "note"] = f"no patient has cells of both {level} and {reference}"
-        elif pd.isna(c.loc[pooled, "pvalue"].iloc[0]):
-            c.loc[pooled, "note"] = "no informative patient (every cell called, or none, in both levels): no odds ratio"
-        elif n == 1:
-            c.loc[pooled, "note"] = "one patient: no interval for the mean per-patient difference"
+        c.loc[pooled, "note"] = _contrast_note(c, have, factor, str(level), str(reference), fixed)
         parts.append(c.assign(question=question))
         if mixed_model:
             m = binomial_mixed_contrast(cells, factor=factor, level=str(level), reference=str(reference), fixed=fixed,
