@@ -19,12 +19,17 @@ FRACTIONS = pd.DataFrame([
             "corrected", "corrected_low", "corrected_high"])
 
 
-def contrasts(diffs, pvalue, het=np.nan, label="population: HSC vs PROG | timepoint=remission"):
+def contrasts(diffs, pvalue, het=np.nan, label="population: HSC vs PROG | timepoint=remission", corrected_half=0.1):
+    """Per-patient rows and the pooled row; the corrected difference is the raw mean + 0.02 with a
+    95% interval of +-corrected_half, so it is significant when that interval excludes 0."""
     rows = [{"contrast": label, "scope": "patient", "patient": f"P{i}", "difference": d} for i, d in enumerate(diffs, 1)]
+    corrected = float(np.mean(diffs)) + 0.02
+    low, high = corrected - corrected_half, corrected + corrected_half
     rows.append({"contrast": label, "scope": "across patients", "patient": "all", "difference": float(np.mean(diffs)),
                  "difference_low": float(np.mean(diffs)) - 0.1, "difference_high": float(np.mean(diffs)) + 0.1,
-                 "corrected_difference": float(np.mean(diffs)) + 0.02, "odds_ratio": 12.0, "odds_ratio_low": 5.0,
-                 "odds_ratio_high": 30.0, "pvalue": pvalue, "heterogeneity_pvalue": het})
+                 "corrected_difference": corrected, "corrected_difference_low": low, "corrected_difference_high": high,
+                 "corrected_pvalue": pvalue, "corrected_test": "random-effects (Hartung-Knapp)", "significant": low > 0 or high < 0,
+                 "odds_ratio": 12.0, "odds_ratio_low": 5.0, "odds_ratio_high": 30.0, "pvalue": pvalue, "heterogeneity_pvalue": het})
     return pd.DataFrame(rows)
 
 
@@ -65,13 +70,16 @@ def test_every_row_says_what_it_has():
 def test_contrast_words_follow_the_numbers():
     (text,) = contrast_paragraphs(contrasts([0.3, 0.4, 0.5], 1e-6), lesion="del5q")
     assert text.startswith("At remission, del5q cells made up a larger share of HSC than of PROG cells in 3 of 3 patients")
-    assert "+40 percentage points, 95% CI +30 to +50" in text
-    assert "(+42 after correcting" in text
+    assert "corrected for the calling error rates, the difference is +42 percentage points, 95% CI +32 to +52" in text
     assert "p = 1.0e-06" in text and "unlikely to be chance" in text
+    assert "on the called cells alone (descriptive" in text and "Cochran-Mantel-Haenszel p = 1.0e-06" in text
     (text,) = contrast_paragraphs(contrasts([0.1, -0.05], 0.4), lesion="del5q")
     assert "in 1 of 2 patients" in text and "no evidence of a difference" in text
     (text,) = contrast_paragraphs(contrasts([0.3, 0.05], 1e-4, het=1e-3), lesion="del5q")
     assert "differs between patients" in text
+    # issue 20: the called cells differ (CMH p 5e-7) but the corrected interval includes 0: no claim
+    (text,) = contrast_paragraphs(contrasts([0.1, 0.12], 5e-7, corrected_half=0.2), lesion="del5q")
+    assert "unlikely to be chance" not in text and "The corrected interval includes 0: no evidence" in text
     (text,) = contrast_paragraphs(contrasts([-0.5, -0.6], 1e-5, label="timepoint: remission vs diagnosis | population=PROG"))
     assert text.startswith("In PROG cells, the del(5q) fraction was higher at remission than at diagnosis in 0 of 2 patients")
 
@@ -136,7 +144,8 @@ def test_landing_page_shows_every_row_corrected_first(page):
                         contrasts=contrasts([0.3, 0.4], 1e-4).assign(test="Cochran-Mantel-Haenszel (patient strata)"))
     assert "1 patient, 1 reference donor, 2 sorted samples, 17 cells after quality control" in text
     assert "**42% (33-51%)** :called:`called 40% (32-48%); 60/150`" in text
-    assert "+35 percentage points (95% CI +25 to +45), Cochran-Mantel-Haenszel p = 1.0e-04" in text
+    assert ("+37 percentage points corrected (95% CI +27 to +47), p = 1.0e-04: a difference; "
+            "called cells +35 points, CMH p = 1.0e-04") in text
     assert "0. Summary" in text
     # issue 20: a 10-row table is shown whole (it was left out above 8 rows), as valid RST
     many = pd.concat([FRACTIONS.assign(patient=f"P{i}", corrected=0.94 + i / 100) for i in range(5)])
@@ -205,6 +214,6 @@ def test_pages_say_what_could_not_be_compared(tmp_path):
                                     "warning_stream": False}) == []
         assert "What could not be compared" in render_html(full)
     # with a contrast made: its line stays, under "Compared", and its paragraph
-    assert "Compared:\n\n- remission vs diagnosis in HSC: -55 percentage points" in first
+    assert "Compared:\n\n- remission vs diagnosis in HSC: -53 percentage points corrected" in first
     assert "In HSC cells, the del(5q) fraction was higher at remission" not in full  # lesion named on the page: del5q
     assert "In HSC cells, the del5q fraction was higher at remission than at diagnosis in 0 of 2 patients" in full

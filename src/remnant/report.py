@@ -209,35 +209,41 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
         else:
             subject = (f"{where}, {lesion} cells made up a larger share of {level} than of {reference} cells in {more} of "
                        f"{n} patient{'s' if n != 1 else ''}, a smaller or equal share in {n - more}")
-        diff = p.get("difference", np.nan)
-        interval = ""
-        if np.isfinite(p.get("difference_low", np.nan)):
-            interval = f", 95% CI {_pts(p['difference_low'])} to {_pts(p['difference_high'])}"
-        numbers = f"mean per-patient difference {_pts(diff)} percentage points{interval}"
-        if np.isfinite(p.get("corrected_difference", np.nan)):
-            numbers += f" ({_pts(p['corrected_difference'])} after correcting for the calling error rates)"
-        test = (f"pooled odds ratio {_num(p.get('odds_ratio', np.nan))} (95% CI {_num(p.get('odds_ratio_low', np.nan))}-"
-                f"{_num(p.get('odds_ratio_high', np.nan))}), Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))}")
-        pvalue = p.get("pvalue", np.nan)
-        if np.isfinite(pvalue) and pvalue < alpha:
-            het = p.get("heterogeneity_pvalue", np.nan)
-            verdict = "The difference is unlikely to be chance."
-            if np.isfinite(het) and het < alpha:
-                verdict = ("The pooled difference is unlikely to be chance, but its size differs between patients "
-                           f"(Breslow-Day {_p(het)}).")
-            elif np.isfinite(het):
-                verdict = f"The difference is unlikely to be chance and of similar size across patients (Breslow-Day {_p(het)})."
-        elif np.isfinite(pvalue):
-            verdict = f"The data give no evidence of a difference at the {alpha:g} level."
-        else:
-            verdict = "No test was possible (a group without cells or without any called cell in every patient)."
+        numbers, verdict = _corrected_words(p, alpha)
+        het = _float(p.get("heterogeneity_pvalue", np.nan))
+        if np.isfinite(het) and het < alpha:
+            verdict += f" Its size differs between patients (Breslow-Day on the called cells {_p(het)})."
+        test = (f"on the called cells alone (descriptive: the groups may be called with different sensitivity) the mean "
+                f"per-patient difference is {_pts(p.get('difference', np.nan))} points and the pooled odds ratio "
+                f"{_num(p.get('odds_ratio', np.nan))} (95% CI {_num(p.get('odds_ratio_low', np.nan))}-"
+                f"{_num(p.get('odds_ratio_high', np.nan))}, Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))})")
         if not mixed.empty and np.isfinite(mixed.iloc[0].get("odds_ratio", np.nan)):
             mm = mixed.iloc[0]
-            verdict += (f" A binomial mixed model with a random patient intercept gives an odds ratio of "
-                        f"{_num(mm['odds_ratio'])} (95% CI {_num(mm['odds_ratio_low'])}-{_num(mm['odds_ratio_high'])}, "
-                        f"{_p(mm['pvalue'])}).")
-        paragraphs.append(f"{subject}: {numbers}; {test}. {verdict}")
+            test += (f"; a binomial mixed model of the called cells gives {_num(mm['odds_ratio'])} "
+                     f"(95% CI {_num(mm['odds_ratio_low'])}-{_num(mm['odds_ratio_high'])}, {_p(mm['pvalue'])})")
+        paragraphs.append(f"{subject}: {numbers}. {verdict} Read beside it: {test}.")
     return paragraphs
+
+
+def _corrected_words(p: Mapping, alpha: float) -> tuple[str, str]:
+    """The answer of one contrast in words: the error-corrected difference with its interval and
+    test (contrasts.tsv's ``corrected_*`` and ``significant``), and the verdict. A contrast is
+    called a difference only when ``significant`` (the corrected interval excludes 0), never on
+    the called cells' test: populations called with different sensitivity differ there by design."""
+    diff = _float(p.get("corrected_difference", np.nan))
+    if not np.isfinite(diff):
+        note = _text(p.get("note", ""))
+        return ("no error-corrected difference" + (f" ({note})" if note else ""),
+                "No test of the corrected fractions was possible, so no difference is claimed.")
+    low, high = _float(p.get("corrected_difference_low", np.nan)), _float(p.get("corrected_difference_high", np.nan))
+    interval = f", 95% CI {_pts(low)} to {_pts(high)}" if np.isfinite(low) and np.isfinite(high) else ""
+    test = _text(p.get("corrected_test", "")) or "random-effects test"
+    numbers = (f"corrected for the calling error rates, the difference is {_pts(diff)} percentage points{interval} "
+               f"({test}, {_p(_float(p.get('corrected_pvalue', np.nan)))})")
+    significant = str(p.get("significant", "")).strip().lower() in ("true", "1")
+    verdict = ("The difference is unlikely to be chance." if significant else
+               f"The corrected interval includes 0: no evidence of a difference at the {alpha:g} level.")
+    return numbers, verdict
 
 
 def _not_made(rows: pd.DataFrame) -> bool:
@@ -380,12 +386,13 @@ def methods_paragraph(config: Mapping, versions: Mapping[str, str], *, n_cells: 
         f"corrected for the false-positive and false-negative rates measured for each sample's calls (Rogan-Gladen, "
         f"with intervals that include the uncertainty of the rates; not corrected where 1 - false-positive rate - "
         f"false-negative rate was below {persistence.get('min_youden', 'NA')}) and are reported beside the called "
-        f"fractions with Wilson intervals; contrasts "
-        f"across patients use Cochran-Mantel-Haenszel tests with patients as strata (statsmodels "
-        f"{v.get('statsmodels', 'NA')}); pseudobulk differential expression used PyDESeq2 {v.get('pydeseq2', 'NA')}. "
+        f"fractions with Wilson intervals; contrasts test the corrected fractions: per patient the corrected "
+        f"difference with a delta-method z test, across patients a random-effects meta-analysis of them "
+        f"(DerSimonian-Laird with the Hartung-Knapp adjustment), with Cochran-Mantel-Haenszel tests of the called "
+        f"cells (patients as strata; statsmodels {v.get('statsmodels', 'NA')}) reported as descriptive; pseudobulk differential expression used PyDESeq2 {v.get('pydeseq2', 'NA')}. "
         f"The cell-cycle phase was called from S and G2/M scores (lesion genes excluded) calibrated per technology: a "
         f"two-component Gaussian mixture on the higher of the two scores estimated the share of cycling cells, and that "
-        f"many cells, those with the highest cycling posterior, were called cycling (scanpy's sign rule in batches of "
+        f"many cells, those with the highest cycling scores, were called cycling (scanpy's sign rule in batches of "
         f"fewer than {MIN_CALIBRATION_CELLS} cells). "
         f"Random seed {config.get('seed', 'NA')}."
     )
@@ -544,7 +551,8 @@ def _plain(value):
 
 
 def _compact_contrasts(contrasts: pd.DataFrame) -> list[str]:
-    """One short line per contrast: question, difference with interval, CMH p."""
+    """One short line per contrast: question, the corrected difference with its interval, test and
+    verdict (``significant``), then the called cells' difference and CMH p (descriptive)."""
     lines = []
     made = [label for label in pd.unique(contrasts["contrast"]) if not _not_made(contrasts[contrasts["contrast"] == label])]
     pooled = contrasts[(contrasts["scope"] == "across patients") & contrasts["contrast"].isin(made)]
@@ -552,11 +560,18 @@ def _compact_contrasts(contrasts: pd.DataFrame) -> list[str]:
         pooled = pooled[pooled["test"].astype(str).str.contains("Mantel")]
     for _, p in pooled.iterrows():
         label = _question(p["contrast"], p)
-        interval = (f" (95% CI {_pts(p['difference_low'])} to {_pts(p['difference_high'])})"
-                    if np.isfinite(p.get("difference_low", np.nan)) else "")
+        diff, low, high = (_float(p.get(k, np.nan)) for k in ("corrected_difference", "corrected_difference_low",
+                                                               "corrected_difference_high"))
+        significant = str(p.get("significant", "")).strip().lower() in ("true", "1")
+        if np.isfinite(diff):
+            interval = f" (95% CI {_pts(low)} to {_pts(high)})" if np.isfinite(low) and np.isfinite(high) else ""
+            answer = (f"{_pts(diff)} percentage points corrected{interval}, {_p(_float(p.get('corrected_pvalue', np.nan)))}: "
+                      + ("a difference" if significant else "no evidence of a difference"))
+        else:
+            answer = "no corrected difference (no test)"
+        called = f"called cells {_pts(p.get('difference', np.nan))} points, CMH {_p(p.get('pvalue', np.nan))}"
         note = _text(p.get("note", ""))
-        lines.append(f"{label}: {_pts(p.get('difference', np.nan))} percentage points{interval}, "
-                     f"Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))}" + (f" ({note})" if note else ""))
+        lines.append(f"{label}: {answer}; {called}" + (f" ({note})" if note else ""))
     return lines
 
 
