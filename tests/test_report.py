@@ -78,8 +78,15 @@ def test_contrast_words_follow_the_numbers():
     (text,) = contrast_paragraphs(contrasts([0.3, 0.05], 1e-4, het=1e-3), lesion="del5q")
     assert "differs between patients" in text
     # issue 20: the called cells differ (CMH p 5e-7) but the corrected interval includes 0: no claim
-    (text,) = contrast_paragraphs(contrasts([0.1, 0.12], 5e-7, corrected_half=0.2), lesion="del5q")
+    table = contrasts([0.1, 0.12], 5e-7, corrected_half=0.2)
+    (text,) = contrast_paragraphs(table, lesion="del5q")
     assert "unlikely to be chance" not in text and "The corrected interval includes 0: no evidence" in text
+    # ... and each patient's own corrected test is said (two patients: the pooled test has 1 df)
+    patients = table["scope"] == "patient"
+    table.loc[patients, "corrected_difference"] = [0.3, 0.25]
+    table.loc[patients, "significant"] = [True, False]
+    (text,) = contrast_paragraphs(table, lesion="del5q")
+    assert "In its own corrected test 1 of 2 patients show a difference (1 higher, 0 lower)." in text
     (text,) = contrast_paragraphs(contrasts([-0.5, -0.6], 1e-5, label="timepoint: remission vs diagnosis | population=PROG"))
     assert text.startswith("In PROG cells, the del(5q) fraction was higher at remission than at diagnosis in 0 of 2 patients")
 

@@ -210,6 +210,7 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
             subject = (f"{where}, {lesion} cells made up a larger share of {level} than of {reference} cells in {more} of "
                        f"{n} patient{'s' if n != 1 else ''}, a smaller or equal share in {n - more}")
         numbers, verdict = _corrected_words(p, alpha)
+        verdict += _per_patient_words(per_patient)
         het = _float(p.get("heterogeneity_pvalue", np.nan))
         if np.isfinite(het) and het < alpha:
             verdict += f" Its size differs between patients (Breslow-Day on the called cells {_p(het)})."
@@ -244,6 +245,22 @@ def _corrected_words(p: Mapping, alpha: float) -> tuple[str, str]:
     verdict = ("The difference is unlikely to be chance." if significant else
                f"The corrected interval includes 0: no evidence of a difference at the {alpha:g} level.")
     return numbers, verdict
+
+
+def _per_patient_words(per_patient: pd.DataFrame) -> str:
+    """How many patients' own corrected tests (z, contrasts.tsv per-patient ``significant``) found
+    a difference, and in which direction: with two or three patients the pooled test has one or
+    two degrees of freedom and rarely reaches significance, so each patient's answer is shown too."""
+    if "significant" not in per_patient or per_patient.empty:
+        return ""
+    flags = per_patient["significant"].astype(str).str.strip().str.lower().isin(["true", "1"])
+    diffs = pd.to_numeric(per_patient.get("corrected_difference"), errors="coerce")
+    n, k = len(per_patient), int(flags.sum())
+    if k == 0:
+        return f" In its own corrected test no patient of {n} shows a difference."
+    up, down = int((flags & (diffs > 0)).sum()), int((flags & (diffs < 0)).sum())
+    return (f" In its own corrected test {k} of {n} patient{'s' if n != 1 else ''} show a difference "
+            f"({up} higher, {down} lower).")
 
 
 def _not_made(rows: pd.DataFrame) -> bool:
