@@ -152,7 +152,7 @@ def test_landing_page_shows_every_row_corrected_first(page):
     assert "1 patient, 1 reference donor, 2 sorted samples, 17 cells after quality control" in text
     assert "**42% (33-51%)** :called:`called 40% (32-48%); 60/150`" in text
     assert ("+37 percentage points corrected (95% CI +27 to +47), p = 1.0e-04: a difference; "
-            "called cells +35 points, CMH p = 1.0e-04") in text
+            "called cells +35 percentage points, CMH p = 1.0e-04") in text
     assert "0. Summary" in text
     # issue 20: a 10-row table is shown whole (it was left out above 8 rows), as valid RST
     many = pd.concat([FRACTIONS.assign(patient=f"P{i}", corrected=0.94 + i / 100) for i in range(5)])

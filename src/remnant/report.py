@@ -215,7 +215,7 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
         if np.isfinite(het) and het < alpha:
             verdict += f" Its size differs between patients (Breslow-Day on the called cells {_p(het)})."
         test = (f"on the called cells alone (descriptive: the groups may be called with different sensitivity) the mean "
-                f"per-patient difference is {_pts(p.get('difference', np.nan))} points and the pooled odds ratio "
+                f"per-patient difference is {_pts(p.get('difference', np.nan))} percentage points and the pooled odds ratio "
                 f"{_num(p.get('odds_ratio', np.nan))} (95% CI {_num(p.get('odds_ratio_low', np.nan))}-"
                 f"{_num(p.get('odds_ratio_high', np.nan))}, Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))})")
         if not mixed.empty and np.isfinite(mixed.iloc[0].get("odds_ratio", np.nan)):
@@ -586,7 +586,7 @@ def _compact_contrasts(contrasts: pd.DataFrame) -> list[str]:
                       + ("a difference" if significant else "no evidence of a difference"))
         else:
             answer = "no corrected difference (no test)"
-        called = f"called cells {_pts(p.get('difference', np.nan))} points, CMH {_p(p.get('pvalue', np.nan))}"
+        called = f"called cells {_pts(p.get('difference', np.nan))} percentage points, CMH {_p(p.get('pvalue', np.nan))}"
         note = _text(p.get("note", ""))
         lines.append(f"{label}: {answer}; {called}" + (f" ({note})" if note else ""))
     return lines
