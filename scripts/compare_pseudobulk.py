@@ -9,12 +9,7 @@ start(snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-import h5py  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from remnant import store  # noqa: E402
-from remnant.errors import InputError  # noqa: E402
-from remnant.persistence import not_this_design, prepare_cells  # noqa: E402
+from remnant.persistence import not_this_design, read_analysed_cells  # noqa: E402
 from remnant.persistence_plots import plot_volcano  # noqa: E402
 from remnant.pseudobulk import de_not_made, run_paired_de  # noqa: E402
 from remnant.signatures import read_signatures  # noqa: E402
@@ -34,14 +29,9 @@ with logged(snakemake.log[0], "compare_pseudobulk") as log:
         title = f"{lesion} {p['stem'] or 'stem'} cells after vs before treatment: pseudobulk DE"
     else:
         # the cohort is never read whole (issue 8): its cell table here, its counts summed block by block
-        obs = store.read_obs(path)
-        if not obs.index.is_unique:
-            raise InputError("cell names (obs index) repeat; rerun cluster_cells.", path=path)
-        with h5py.File(path, "r") as f:  # raw counts: X (cohort files since issue 8) or layers/counts (written before)
-            counts_key = "layers/counts" if "layers/counts" in f else "X"
-        gates = pd.read_csv(snakemake.input.gates, sep="\t", index_col="cell", low_memory=False) if "gates" in snakemake.input.keys() else None
-        cells, summary = prepare_cells(obs, reference_conditions=snakemake.params.reference_conditions,
-                                       population_key=p["population_key"], gates=gates, source=path)
+        obs, cells, summary, counts_key = read_analysed_cells(
+            path, reference_conditions=snakemake.params.reference_conditions, population_key=p["population_key"],
+            gates_path=snakemake.input.get("gates"))
         chosen = ((cells["population"] == str(p["stem"])) & cells[f"{lesion}_call"].astype(bool)).to_numpy()
         log.info("%d %s cells called %s summed per patient x timepoint", int(chosen.sum()), p["stem"], lesion)
         # the file's rows: the chosen cells with their analysed labels (prepare_cells keeps the file's order)

@@ -9,15 +9,13 @@ start(snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-import h5py  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from remnant import store  # noqa: E402
 from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
 from remnant.cnv_profile import plot_message  # noqa: E402
-from remnant.errors import InputError  # noqa: E402
 from remnant.lesions import parse_lesions  # noqa: E402
-from remnant.persistence import prepare_cells  # noqa: E402
+from remnant.persistence import read_analysed_cells  # noqa: E402
 from remnant.persistence_plots import plot_cycling_calibration, plot_cycling_composition, plot_signature_distributions  # noqa: E402
 from remnant.signatures import (  # noqa: E402
     UNCERTAIN,
@@ -37,14 +35,10 @@ with logged(snakemake.log[0], "score_signatures") as log:
     timepoints, stem = [str(t) for t in snakemake.params.timepoints], design["stem"]
     path = snakemake.input.h5ad
     # the cohort is never read whole (issue 8): its tables here, its counts block by block in score_cohort
-    obs, var = store.read_obs(path), store.read_var(path)
-    if not obs.index.is_unique:
-        raise InputError("cell names (obs index) repeat; rerun cluster_cells.", path=path)
-    with h5py.File(path, "r") as f:  # raw counts: X (cohort files since issue 8) or layers/counts (written before)
-        counts_key = "layers/counts" if "layers/counts" in f else "X"
-    gates = pd.read_csv(snakemake.input.gates, sep="\t", index_col="cell", low_memory=False) if "gates" in snakemake.input.keys() else None
-    cells, summary = prepare_cells(obs, reference_conditions=snakemake.params.reference_conditions,
-                                   population_key=p["population_key"], gates=gates, source=path)
+    obs, cells, summary, counts_key = read_analysed_cells(
+        path, reference_conditions=snakemake.params.reference_conditions, population_key=p["population_key"],
+        gates_path=snakemake.input.get("gates"))
+    var = store.read_var(path)
     log.info("cells: %s", summary)
     rows = obs.index.isin(cells.index)  # boolean (n_obs,): the analysed cells, in the file's order as in cells
     del obs

@@ -683,6 +683,31 @@ def read_calls(path: str, lesion: str | None = "del5q") -> tuple[pd.DataFrame, d
     return obs, info
 
 
+def read_analysed_cells(path: str, *, reference_conditions: Sequence[str], population_key: str = "population",
+                        gates_path: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict, str]:
+    """A cohort file's cell table and its analysed cells, without reading its counts.
+
+    The cohort is never read whole (issue 8): the steps that go on to its counts (signature scores,
+    pseudobulks) read them block by block, in the file's order, which :func:`prepare_cells` keeps.
+
+    Returns
+    -------
+    (obs, cells, summary, counts_key)
+        The file's obs; :func:`prepare_cells` on it (with the gates table at ``gates_path``, rule
+        gate_cells' ``gates.tsv.gz``, when given); where the raw counts are
+        (:func:`remnant.store.counts_key`: ``layers/counts`` or ``X``).
+    """
+    from . import store
+
+    obs = store.read_obs(path)
+    if not obs.index.is_unique:
+        raise InputError("cell names (obs index) repeat; rerun cluster_cells.", path=path)
+    gates = pd.read_csv(gates_path, sep="\t", index_col="cell", low_memory=False) if gates_path else None
+    cells, summary = prepare_cells(obs, reference_conditions=reference_conditions, population_key=population_key,
+                                   gates=gates, source=path)
+    return obs, cells, summary, store.counts_key(path)
+
+
 def prepare_cells(obs: pd.DataFrame, *, reference_conditions: Sequence[str], population_key: str = "population",
                   gates: pd.DataFrame | None = None, source: str = "cohort") -> tuple[pd.DataFrame, dict]:
     """The cells the persistence analysis is about, each with the population it is counted in.
