@@ -5,7 +5,12 @@ from snakemake.utils import min_version
 min_version("9.10")
 
 
+# In this checkout the demo (config/demo/config.yaml over the template), so that `snakemake` and
+# `snakemake --lint` run here; in a cohort's working directory neither file exists and the cohort's
+# own --configfile is read alone. The demo's simulator refuses a sheet that names files, so a
+# config given here with --configfile that leaves out `demo:` can never write over data.
 configfile: "config/config.yaml"
+configfile: "config/demo/config.yaml"
 
 
 include: "rules/common.smk"

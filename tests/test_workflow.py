@@ -43,9 +43,8 @@ def run(cohort_run) -> Path:
 
 
 def test_lint_is_clean():
-    # (the template config/config.yaml names no files that exist here: lint the demo, as bin/demo runs it)
-    result = subprocess.run([*SNAKEMAKE, "--lint", "--configfile", "config/config.yaml", "config/demo/config.yaml"],
-                            capture_output=True, text=True, cwd=ROOT)
+    # bare, as CI's gate runs it: in the checkout the Snakefile reads the demo (template + overlay)
+    result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
