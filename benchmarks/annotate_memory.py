@@ -25,7 +25,7 @@ inputs 16 GB, one output at a time; then ~3 minutes; figures in docs/dev/scale.m
    e92ac2f (a plain file copy, then ``obs``/``uns["lesions"]`` replaced), ``--after`` the
    scverse-shaped writer. Runs alternate (before, after, before, ...).
 3. Per run: peak memory and CPU time exactly as a job reports them (the line
-   ``annotate_cohort: done (CPU ... s, peak memory ... MB)`` that ``remnant.runlog.logged`` ends the
+   ``annotate_cohort: done (CPU ... s, peak memory ... MB)`` that ``remnant.workflow.runlog.logged`` ends the
    job's log with: ``resource_usage``, the process's ``VmHWM`` plus ended children), the process's
    wall time (start-up included, as Snakemake's ``benchmark:`` file times a job), the call's own
    time (the script's log line) and the output's size. The output is deleted after each run
@@ -54,7 +54,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from remnant.runlog import DONE_USAGE  # noqa: E402
+from remnant.workflow.runlog import DONE_USAGE  # noqa: E402
 from scale import run, write_cohort  # noqa: E402
 
 INT32_MAX = np.iinfo(np.int32).max
@@ -284,8 +284,8 @@ snakemake = types.SimpleNamespace(
     params=types.SimpleNamespace(target_sum=json.loads(target_sum)))
 with open(script) as handle:
     exec(compile(handle.read(), script, "exec"), {"snakemake": snakemake, "__name__": "__main__"})
-import remnant.store
-print(json.dumps({"store": remnant.store.__file__}))
+import remnant.io.store
+print(json.dumps({"store": remnant.io.store.__file__}))
 """
 
 

@@ -1,4 +1,4 @@
-"""Benchmark of the genome-wide copy-number view (remnant.cnv_profile) on simulated cohorts.
+"""Benchmark of the genome-wide copy-number view (remnant.tl.profile) on simulated cohorts.
 
 Run by hand:
     .venv/bin/python benchmarks/cnv_profile.py breakpoints [--patients 10] [--cells 300] [--depth 2000]
@@ -7,7 +7,7 @@ Run by hand:
 ``breakpoints``: one cohort of 3 healthy reference donors (CD34, ``--cells`` each) and
 ``--patients`` MDS patients (one CD34 diagnosis sample of ``--cells`` cells each, clone fraction
 ``--clone``), each with its own simulated del(5q) breakpoints (proximal 65-80 Mb, distal
-140-160.5 Mb). Cells are called with remnant.lesions.call_lesions (TRUE simulated states as the
+140-160.5 Mb). Cells are called with remnant.tl.lesions.call_lesions (TRUE simulated states as the
 annotation); breakpoints are estimated from the called cells and compared with the truth. Printed
 per patient: truth, estimate, error (bp and in scanned genes between truth and estimate), whether
 the bootstrap interval covers the truth; then a summary (median/90th percentile/max |error|,
@@ -80,8 +80,8 @@ def cohort(n_patients: int, cells: int, depth: float, clone: float, seed: int):
     import scipy.sparse as sp
 
     import simulated as S
-    from remnant.io import map_genes
-    from remnant.simulate import simulate_cohort
+    from remnant.io.counts import map_genes
+    from remnant.sim.cohort import simulate_cohort
 
     rows = [(f"H{i}_CD34", f"H{i}", "", "CD34", "healthy", "droplet") for i in (1, 2, 3)]
     rows += [(f"P{i}_dx", f"P{i}", "diagnosis", "CD34", "MDS", "droplet") for i in range(1, n_patients + 1)]
@@ -108,9 +108,9 @@ def cohort(n_patients: int, cells: int, depth: float, clone: float, seed: int):
 
 
 def breakpoints(args) -> None:
-    from remnant.annotation import load_cytobands
-    from remnant.cnv_profile import _Expectation, estimate_breakpoints, lesion_sums
-    from remnant.lesions import call_lesions, parse_lesions
+    from remnant.io.annotation import load_cytobands
+    from remnant.tl.profile import _Expectation, estimate_breakpoints, lesion_sums
+    from remnant.tl.lesions import call_lesions, parse_lesions
 
     cytobands = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     (lesion,) = parse_lesions(None, cytobands)
@@ -177,7 +177,7 @@ def _worker(args) -> None:
     import infercnvpy as cnv
     import scipy.sparse as sp
 
-    from remnant.cnv_profile import infer_profile
+    from remnant.tl.profile import infer_profile
 
     adata = ad.read_h5ad(args.h5ad)
     peak = [0]
@@ -219,7 +219,7 @@ def _worker(args) -> None:
 
 
 def speed(args) -> None:
-    from remnant.cnv_profile import infer_profile
+    from remnant.tl.profile import infer_profile
 
     n_patients = 3
     per_sample = args.cells // (n_patients + 3)

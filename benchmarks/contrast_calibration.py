@@ -3,7 +3,7 @@ with different sensitivity (issue 20)?
 
 Run by hand:  .venv/bin/python benchmarks/contrast_calibration.py [--seeds 20] [--processes 2]
 
-Each seed simulates an independent cohort (remnant.simulate defaults except as stated): 5 MDS
+Each seed simulates an independent cohort (remnant.sim.cohort defaults except as stated): 5 MDS
 patients at diagnosis, each with an HSC and a PROG sorted sample of 320 droplet barcodes (~285
 cells after the planted doublets and low-quality cells are dropped by truth), and 3 healthy donors
 (HSC and PROG samples) as the copy-number reference. Stem cells are more quiescent than progenitors
@@ -16,11 +16,11 @@ diagnosis, HSC vs PROG):
 - ``diff 0.40``: 0.90 and 0.50 (a true difference of 0.40);
 - ``diff 0.20``: 0.70 and 0.50 (0.20; the power the test keeps for a smaller difference).
 
-Calls: :func:`remnant.lesions.call_lesions` against the healthy donors with the TRUE HSPC state
+Calls: :func:`remnant.tl.lesions.call_lesions` against the healthy donors with the TRUE HSPC state
 (as benchmarks/persistence_coverage.py; QC and clustering are benchmarked elsewhere), then
-:func:`remnant.persistence.del_fraction_table` per patient x population x timepoint and the
+:func:`remnant.tl.fractions.del_fraction_table` per patient x population x timepoint and the
 contrast HSC vs PROG at diagnosis three ways: the corrected test (random-effects meta-analysis of
-the per-patient corrected differences, :func:`remnant.persistence.random_effects_test`, the
+the per-patient corrected differences, :func:`remnant.tl.fractions.random_effects_test`, the
 headline of contrasts.tsv), and on called cells the Cochran-Mantel-Haenszel test and the binomial
 mixed model. ``rejected``: p < 0.05 (in either direction); ``detected``: p < 0.05 in the right
 direction (HSC higher). ``corrected`` and ``raw``: mean over seeds of the across-patient
@@ -108,11 +108,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from persistence_coverage import simulate  # noqa: E402
 
-from remnant.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
-from remnant.cluster import read_markers  # noqa: E402
-from remnant.genesets import read_gene_sets  # noqa: E402
-from remnant.lesions import call_lesions, parse_lesions  # noqa: E402
-from remnant.persistence import binomial_mixed_contrast, del_fraction_table, stratified_contrast  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
+from remnant.io.genesets import read_gene_sets  # noqa: E402
+from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
+from remnant.tl.fractions import binomial_mixed_contrast, del_fraction_table, stratified_contrast  # noqa: E402
 
 SCENARIOS = {"null 0.95": (0.95, 0.95), "null 0.50": (0.50, 0.50), "diff 0.40": (0.90, 0.50), "diff 0.20": (0.70, 0.50)}
 DEPTHS = (500.0, 2000.0)

@@ -1,4 +1,4 @@
-"""Benchmark of per-cell lesion calls (remnant.lesions) on simulated cohorts with known truth.
+"""Benchmark of per-cell lesion calls (remnant.tl.lesions) on simulated cohorts with known truth.
 
 Run by hand:  .venv/bin/python benchmarks/lesion_calling.py [--quick] [--infercnv] [--cells N]
 
@@ -61,12 +61,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from remnant.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
-from remnant.cluster import read_markers  # noqa: E402
-from remnant.genesets import read_gene_sets  # noqa: E402
-from remnant.io import map_genes  # noqa: E402
-from remnant.lesions import call_lesions, parse_lesions  # noqa: E402
-from remnant.simulate import simulate_cohort  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
+from remnant.io.genesets import read_gene_sets  # noqa: E402
+from remnant.io.counts import map_genes  # noqa: E402
+from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
+from remnant.sim.cohort import simulate_cohort  # noqa: E402
 
 
 def auroc(score: np.ndarray, truth: np.ndarray) -> float:
@@ -158,7 +158,7 @@ def information(adata, ref, held, mds, truth, lesions):
     ``oracle_auroc_vs_held``: per patient, AUROC of the oracle LLR of its cells + held-out healthy
     cells, averaged over patients (the best a count likelihood can do against this reference).
     """
-    from remnant.lesions import genes_in
+    from remnant.tl.lesions import genes_in
 
     X = adata.layers["counts"]
     chrom = adata.var["chromosome"].astype(str).to_numpy()

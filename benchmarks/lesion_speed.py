@@ -65,8 +65,8 @@ with open("/proc/self/clear_refs", "w") as fh:  # reset the high-water mark: mea
 method = {method!r}
 t0 = time.perf_counter()
 if method == "remnant":
-    from remnant.annotation import load_cytobands
-    from remnant.lesions import call_lesions, parse_lesions
+    from remnant.io.annotation import load_cytobands
+    from remnant.tl.lesions import call_lesions, parse_lesions
     lesions = parse_lesions(None, load_cytobands({cyto!r}))
     call_lesions(adata, lesions, reference_mask=adata.obs["reference"].to_numpy(bool), batch_key="technology")
 else:
@@ -85,11 +85,11 @@ print(json.dumps({{"sec": dt, "loaded_mb": loaded, "peak_mb": status("VmHWM"), "
 def build(cells: int, genes: int, seed: int, path: Path) -> None:
     import anndata as ad
 
-    from remnant.annotation import load_genes
-    from remnant.cluster import read_markers
-    from remnant.genesets import read_gene_sets
-    from remnant.io import map_genes
-    from remnant.simulate import simulate_cohort
+    from remnant.io.annotation import load_genes
+    from remnant.pp.cluster import read_markers
+    from remnant.io.genesets import read_gene_sets
+    from remnant.io.counts import map_genes
+    from remnant.sim.cohort import simulate_cohort
 
     annotation = load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz")
     n_samples = 10  # 3 healthy (reference), 7 MDS

@@ -71,8 +71,8 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
-from remnant.lesions import call_lesions, parse_lesions  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
 
 HG19 = ROOT / "resources/annotation/hg19_chromosome_arms.tsv"
 FIGURES = ROOT / "docs/figures"

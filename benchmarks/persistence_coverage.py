@@ -1,4 +1,4 @@
-"""Benchmark of the persistence statistics (remnant.persistence, remnant.signatures) on seeded simulated cohorts.
+"""Benchmark of the persistence statistics (remnant.tl.fractions, remnant.tl.signatures) on seeded simulated cohorts.
 
 Run by hand:  .venv/bin/python benchmarks/persistence_coverage.py [--replicates 50] [--seed 0]
 
@@ -12,7 +12,7 @@ the simulator's defaults, twice:
 Doublets and low-quality cells are dropped by truth and the annotated state is the TRUE simulated
 state (QC and clustering are benchmarked elsewhere). Two kinds of calls are scored:
 
-- ``cnv``: :func:`remnant.lesions.call_lesions` against the healthy donors (the real chain), with
+- ``cnv``: :func:`remnant.tl.lesions.call_lesions` against the healthy donors (the real chain), with
   its per-sample ``fpr``/``fnr`` feeding the Rogan-Gladen correction;
 - ``oracle``: calls drawn from the true carrier status with known error rates (fpr 1%, fnr 25%),
   which isolates the statistics of this module from the quality of the copy-number caller.
@@ -137,14 +137,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from remnant.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
-from remnant.cluster import read_markers  # noqa: E402
-from remnant.genesets import read_gene_sets  # noqa: E402
-from remnant.io import map_genes  # noqa: E402
-from remnant.lesions import call_lesions, parse_lesions  # noqa: E402
-from remnant.persistence import del_fraction_table, stratified_contrast  # noqa: E402
-from remnant.signatures import compare_groups, read_signatures, score_signatures  # noqa: E402
-from remnant.simulate import DEFAULT_PARAMS, simulate_cohort  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
+from remnant.io.genesets import read_gene_sets  # noqa: E402
+from remnant.io.counts import map_genes  # noqa: E402
+from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
+from remnant.tl.fractions import del_fraction_table, stratified_contrast  # noqa: E402
+from remnant.tl.signatures import compare_groups, read_signatures, score_signatures  # noqa: E402
+from remnant.sim.cohort import DEFAULT_PARAMS, simulate_cohort  # noqa: E402
 
 SIGNATURES = ["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "EPPERT_HSC_R", "JAATINEN_HEMATOPOIETIC_STEM_CELL_UP",
               "LSC17_NG2016", "TIROSH2016_G2M"]

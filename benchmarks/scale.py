@@ -44,7 +44,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from remnant.runlog import DONE_USAGE  # noqa: E402
+from remnant.workflow.runlog import DONE_USAGE  # noqa: E402
 PATIENTS = ["P1", "P2", "P3", "P4"]
 DONORS = ["H1", "H2"]
 
@@ -122,7 +122,7 @@ def elapsed(workdir: Path) -> float:
 
 def job_usage(workdir: Path, benchmark: Path) -> dict[str, float] | None:
     """Exact CPU time (s) and peak memory (MB) of the job of ``benchmark``, as its log ends
-    (:func:`remnant.runlog.logged`: ``getrusage`` at the end of the job's script); None for a log
+    (:func:`remnant.workflow.runlog.logged`: ``getrusage`` at the end of the job's script); None for a log
     without them (a job run before they were logged, or one that failed)."""
     name = benchmark.relative_to(workdir / "results/benchmarks").with_suffix("")
     # results/benchmarks/<rule>/<job>.tsv <-> logs/<rule>/<job>.log; results/benchmarks/<rule>.tsv <-> logs/<rule>/<rule>.log
@@ -191,7 +191,7 @@ READ_X = """
 import sys, time
 import h5py
 from anndata.io import read_elem
-from remnant.runlog import resource_usage
+from remnant.workflow.runlog import resource_usage
 t0 = time.perf_counter()
 with h5py.File(sys.argv[1], "r") as f:
     X = read_elem(f["X"])

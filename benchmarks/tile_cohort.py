@@ -27,7 +27,7 @@ CENTRE = re.compile(r"C\d+")
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from remnant import store  # noqa: E402
+from remnant.io import store  # noqa: E402
 from scale import write_cohort  # noqa: E402
 
 

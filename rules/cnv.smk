@@ -42,7 +42,7 @@ rule call_lesions:
 
 # The cohort file users open: clustered.h5ad with the calls in obs and uns["lesions"], scverse-
 # shaped (log-normalised X, raw counts in layers["counts"], gene symbols as var_names;
-# remnant.store.annotate_with_calls). Its own step because it copies the whole counts matrix and
+# remnant.io.store.annotate_with_calls). Its own step because it copies the whole counts matrix and
 # writes its log-normalised values (12 GB of counts at 1M cells), which is packaging, not calling;
 # steps that need only the calls start without waiting for it.
 rule annotate_cohort:
@@ -102,7 +102,7 @@ rule infer_cnv:
         seed=config["seed"],
         patients=CNV_PATIENTS,
     threads: 1
-    # the counts are read a block of 10,000 cells at a time (remnant.cnv_profile): peak 1.5 GB at
+    # the counts are read a block of 10,000 cells at a time (remnant.tl.profile): peak 1.5 GB at
     # 50,000 cells, 1.7 GB at 200,000 (clustered.h5ad 0.36 and 1.5 GB); per cell only obs, the
     # calls and the called cells' counts on a lesion's chromosome are kept. Time: ~1 ms per cell
     # (infercnvpy) plus ~3 s per patient with called cells (breakpoint bootstrap).

@@ -10,7 +10,7 @@ from snakemake.io import get_wildcard_names, strip_wildcard_constraints
 # jobs inside conda envs (which carry the dependencies, envs/*.yaml) find it too.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from remnant.config import (
+from remnant.workflow.config import (
     check_config_files,
     check_input_paths,
     check_resources,
@@ -20,7 +20,7 @@ from remnant.config import (
     validate_config,
 )
 from remnant.errors import InputError
-from remnant.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
+from remnant.workflow.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
 
 SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
 
@@ -75,7 +75,7 @@ try:
         if value
     ]
     if config["demo"]["simulate"]:
-        from remnant.simulate import resolve_params
+        from remnant.sim.cohort import resolve_params
 
         config["demo"]["params"].setdefault("normal_conditions", list(config["conditions"]["reference"]))
         SIMULATION = resolve_params(config["demo"]["params"], samples=SAMPLES)
@@ -88,7 +88,7 @@ try:
         check_distinct_samples(SAMPLES, config["samples"])
     # persistence analysis (gates, persistence, signatures, pseudobulk): cross-key checks and the
     # derived gate mappings and lesion name
-    from remnant.persistence import check_config as check_persistence_config
+    from remnant.tl.fractions import check_config as check_persistence_config
 
     PERSISTENCE = check_persistence_config(
         config,

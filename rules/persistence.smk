@@ -3,8 +3,8 @@
 # disagree; the carrier fraction per patient x population x timepoint, corrected for the calling
 # error rates, and the study's contrasts across patients; per-cell signature scores fair between
 # carriers and non-carriers, cycling phase and their comparisons; paired pseudobulk DE of carrier
-# stem cells after vs before. Logic in remnant.gates, persistence, signatures, pseudobulk.
-# PERSISTENCE comes from the config checks in common.smk (remnant.persistence.check_config).
+# stem cells after vs before. Logic in remnant.tl.gates, persistence, signatures, pseudobulk.
+# PERSISTENCE comes from the config checks in common.smk (remnant.tl.fractions.check_config).
 PERSISTENCE_LESION = PERSISTENCE["lesion"]
 GATES = PERSISTENCE["gates"]
 SIGNATURE_SETS = list(config["signatures"]["sets"])
@@ -158,7 +158,7 @@ rule score_signatures:
         timepoints=config["timepoints"],
         seed=config["seed"],
     threads: 1
-    # the cohort is read a block of cells at a time (remnant.scoring): memory is one block plus the
+    # the cohort is read a block of cells at a time (remnant.pp.scoring): memory is one block plus the
     # cell table and scores (1.4 GB at 50k cells, 1.6 GB at 200k); time grows with the file
     # (~0.5 min per GB; downsample_to adds scanpy's thinning, O(counts) per cell, twice)
     resources:

@@ -1,6 +1,6 @@
 # The run's warnings (input remnant could go on with: a build mismatch, index-sorted wells without
 # reads, a batch without its own reference, ...) gathered from every job's log into one table for
-# the report (remnant.runlog.collect_warnings). Runs after every other job of the run.
+# the report (remnant.workflow.runlog.collect_warnings). Runs after every other job of the run.
 
 
 rule collect_warnings:

@@ -2,13 +2,13 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
 import time  # noqa: E402
 
-from remnant.store import annotate_with_calls  # noqa: E402
+from remnant.io.store import annotate_with_calls  # noqa: E402
 
 with logged(snakemake.log[0], "annotate_cohort") as log:
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
@@ -10,11 +10,11 @@ import time  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
-from remnant.config import reference_cells  # noqa: E402
-from remnant.lesions import call_lesions, parse_lesions, read_lesion_counts, write_calls  # noqa: E402
-from remnant.reference import find_reference  # noqa: E402
-from remnant.store import TABLE_GZIP  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.workflow.config import reference_cells  # noqa: E402
+from remnant.tl.lesions import call_lesions, parse_lesions, read_lesion_counts, write_calls  # noqa: E402
+from remnant.tl.reference import find_reference  # noqa: E402
+from remnant.io.store import TABLE_GZIP  # noqa: E402
 
 with logged(snakemake.log[0], "call_lesions") as log:
     params = snakemake.params

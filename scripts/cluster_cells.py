@@ -2,12 +2,12 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
-from remnant import store  # noqa: E402
-from remnant.cluster import annotate_states_file, cluster_file, merge_samples, read_markers, write_clustering  # noqa: E402
+from remnant.io import store  # noqa: E402
+from remnant.pp.cluster import annotate_states_file, cluster_file, merge_samples, read_markers, write_clustering  # noqa: E402
 
 with logged(snakemake.log[0], "cluster_cells") as log:
     params, c = snakemake.params, snakemake.params.cluster

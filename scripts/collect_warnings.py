@@ -2,7 +2,7 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import collect_warnings, logged, start
+from remnant.workflow.runlog import collect_warnings, logged, start
 
 start(1)
 

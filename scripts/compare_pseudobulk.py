@@ -3,16 +3,16 @@ treatment, enrichment of the signatures in its ranking, volcano."""
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-from remnant.persistence import not_this_design, read_analysed_cells  # noqa: E402
-from remnant.persistence_plots import plot_volcano  # noqa: E402
-from remnant.pseudobulk import de_not_made, run_paired_de  # noqa: E402
-from remnant.signatures import read_signatures  # noqa: E402
+from remnant.tl.fractions import not_this_design, read_analysed_cells  # noqa: E402
+from remnant.pl.persistence import plot_volcano  # noqa: E402
+from remnant.tl.de import de_not_made, run_paired_de  # noqa: E402
+from remnant.tl.signatures import read_signatures  # noqa: E402
 
 with logged(snakemake.log[0], "compare_pseudobulk") as log:
     b, p, lesion = snakemake.params.pseudobulk, snakemake.params.persistence, snakemake.params.lesion

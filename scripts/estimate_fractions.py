@@ -2,14 +2,14 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
 import pandas as pd  # noqa: E402
 
-from remnant.persistence import POPULATION_KEYS, prepare_cells, read_calls, run_contrasts, run_fractions  # noqa: E402
-from remnant.persistence_plots import plot_del_fraction  # noqa: E402
+from remnant.tl.fractions import POPULATION_KEYS, prepare_cells, read_calls, run_contrasts, run_fractions  # noqa: E402
+from remnant.pl.persistence import plot_del_fraction  # noqa: E402
 
 with logged(snakemake.log[0], "estimate_fractions") as log:
     p, lesion = snakemake.params.persistence, snakemake.params.lesion

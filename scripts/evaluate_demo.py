@@ -2,13 +2,13 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(1)
 
 import pandas as pd  # noqa: E402
 
-from remnant.evaluate import lesion_agreement, truth_agreement  # noqa: E402
+from remnant.sim.evaluate import lesion_agreement, truth_agreement  # noqa: E402
 
 with logged(snakemake.log[0], "evaluate_demo") as log:
     truth = pd.read_csv(snakemake.input.truth, sep="\t")

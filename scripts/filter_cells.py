@@ -2,13 +2,13 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
 import anndata as ad  # noqa: E402
 
-from remnant.qc import flag_cells, plot_qc, require_passing_cells  # noqa: E402
+from remnant.pp.qc import flag_cells, plot_qc, require_passing_cells  # noqa: E402
 
 sample = snakemake.wildcards.sample
 with logged(snakemake.log[0], f"filter_cells {sample}") as log:

@@ -2,13 +2,13 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
-from remnant.gates import run_gates  # noqa: E402
-from remnant.persistence import read_calls  # noqa: E402
-from remnant.store import TABLE_GZIP  # noqa: E402
+from remnant.tl.gates import run_gates  # noqa: E402
+from remnant.tl.fractions import read_calls  # noqa: E402
+from remnant.io.store import TABLE_GZIP  # noqa: E402
 
 with logged(snakemake.log[0], "gate_cells") as log:
     g = snakemake.params.gates

@@ -8,7 +8,7 @@ import sys  # noqa: I001
 import time
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
@@ -16,11 +16,11 @@ import anndata as ad  # noqa: E402
 import h5py  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from remnant import store  # noqa: E402
-from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
-from remnant.cnv_profile import estimate_breakpoints, lesion_profile, lesion_sums, write_profile  # noqa: E402
+from remnant.io import store  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.tl.profile import estimate_breakpoints, lesion_profile, lesion_sums, write_profile  # noqa: E402
 from remnant.errors import InputError  # noqa: E402
-from remnant.lesions import parse_lesions  # noqa: E402
+from remnant.tl.lesions import parse_lesions  # noqa: E402
 
 with logged(snakemake.log[0], "infer_cnv") as log:
     params = snakemake.params

@@ -2,16 +2,16 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
 import anndata as ad  # noqa: E402
 import numpy as np  # noqa: E402
 
-from remnant import store  # noqa: E402
-from remnant.cluster import read_markers  # noqa: E402
-from remnant.plotting import plot_marker_dotplot, plot_umaps  # noqa: E402
+from remnant.io import store  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
+from remnant.pl.clusters import plot_marker_dotplot, plot_umaps  # noqa: E402
 
 with logged(snakemake.log[0], "plot_clusters"):
     # only what the figures need: obs, the UMAP and the marker genes, log-normalised like the

@@ -6,17 +6,17 @@ patient's shown cells and a sample of reference cells), not the cohort's cells x
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
 import anndata as ad  # noqa: E402
 
-from remnant import store  # noqa: E402
-from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
-from remnant.cnv_profile import plot_message, plot_patient_heatmap  # noqa: E402
+from remnant.io import store  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.tl.profile import plot_message, plot_patient_heatmap  # noqa: E402
 from remnant.errors import InputError  # noqa: E402
-from remnant.lesions import parse_lesions  # noqa: E402
+from remnant.tl.lesions import parse_lesions  # noqa: E402
 
 with logged(snakemake.log[0], "plot_cnv") as log:
     params = snakemake.params

@@ -2,15 +2,15 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
 import pandas as pd  # noqa: E402
 
-from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
-from remnant.cnv_profile import plot_lesion_profile, plot_message  # noqa: E402
-from remnant.lesions import parse_lesions  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.tl.profile import plot_lesion_profile, plot_message  # noqa: E402
+from remnant.tl.lesions import parse_lesions  # noqa: E402
 
 with logged(snakemake.log[0], "plot_lesion_profile") as log:
     patient, name = snakemake.wildcards.patient, snakemake.wildcards.lesion

@@ -2,12 +2,12 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
-from remnant.annotation import genes_from_gtf, load_cytobands, load_genes  # noqa: E402
-from remnant.io import read_sample  # noqa: E402
+from remnant.io.annotation import genes_from_gtf, load_cytobands, load_genes  # noqa: E402
+from remnant.io.counts import read_sample  # noqa: E402
 
 with logged(snakemake.log[0], f"read_counts {snakemake.wildcards.sample}") as log:
     if snakemake.params.gtf:

@@ -3,7 +3,7 @@ comparisons between carrier and non-carrier stem cells and before vs after treat
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
@@ -11,13 +11,13 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from remnant import store  # noqa: E402
-from remnant.annotation import chromosome_arms, load_cytobands  # noqa: E402
-from remnant.cnv_profile import plot_message  # noqa: E402
-from remnant.lesions import parse_lesions  # noqa: E402
-from remnant.persistence import read_analysed_cells  # noqa: E402
-from remnant.persistence_plots import plot_cycling_calibration, plot_cycling_composition, plot_signature_distributions  # noqa: E402
-from remnant.signatures import (  # noqa: E402
+from remnant.io import store  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.tl.profile import plot_message  # noqa: E402
+from remnant.tl.lesions import parse_lesions  # noqa: E402
+from remnant.tl.fractions import read_analysed_cells  # noqa: E402
+from remnant.pl.persistence import plot_cycling_calibration, plot_cycling_composition, plot_signature_distributions  # noqa: E402
+from remnant.tl.signatures import (  # noqa: E402
     UNCERTAIN,
     describe_sets,
     exclusion_regions,

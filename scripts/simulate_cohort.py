@@ -2,7 +2,7 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
@@ -10,11 +10,11 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from remnant.annotation import load_genes  # noqa: E402
-from remnant.cluster import read_markers  # noqa: E402
-from remnant.io import write_counts  # noqa: E402
-from remnant.genesets import read_gene_sets  # noqa: E402
-from remnant.simulate import simulate_cohort  # noqa: E402
+from remnant.io.annotation import load_genes  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
+from remnant.io.counts import write_counts  # noqa: E402
+from remnant.io.genesets import read_gene_sets  # noqa: E402
+from remnant.sim.cohort import simulate_cohort  # noqa: E402
 
 with logged(snakemake.log[0], "simulate_cohort") as log:
     sheet = pd.DataFrame.from_records(snakemake.params.sheet).set_index("sample", drop=False)

@@ -2,14 +2,14 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(1)
 
 import pandas as pd  # noqa: E402
 
-from remnant.plotting import plot_qc_summary  # noqa: E402
-from remnant.qc import REASONS, removed_per_reason  # noqa: E402
+from remnant.pl.clusters import plot_qc_summary  # noqa: E402
+from remnant.pp.qc import REASONS, removed_per_reason  # noqa: E402
 
 with logged(snakemake.log[0], "summarise_qc"):
     tables = []

@@ -2,14 +2,14 @@
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
-from remnant.runlog import logged, start
+from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
 import pandas as pd  # noqa: E402
 
-from remnant.config import read_sample_sheet  # noqa: E402
-from remnant.report import front_page, landing_page, package_versions, render_html  # noqa: E402
+from remnant.workflow.config import read_sample_sheet  # noqa: E402
+from remnant.workflow.report import front_page, landing_page, package_versions, render_html  # noqa: E402
 
 with logged(snakemake.log[0], "write_front_page") as log:
     read = lambda path: pd.read_csv(path, sep="\t", low_memory=False)  # noqa: E731

@@ -29,9 +29,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from remnant import io as rio  # noqa: E402
-from remnant.annotation import load_genes  # noqa: E402
-from remnant.config import load_yaml  # noqa: E402
+from remnant.io import counts as rio  # noqa: E402
+from remnant.io.annotation import load_genes  # noqa: E402
+from remnant.workflow.config import load_yaml  # noqa: E402
 from remnant.errors import InputError  # noqa: E402
 
 SCHEMAS = ROOT / "config/schemas"
@@ -192,10 +192,10 @@ def resource(path):
 
 def parse(cohort: Cohort, configfile: str = "config.yaml"):
     """What rules/common.smk checks at parse time (run in the cohort's directory)."""
-    from remnant.config import (check_config_files, check_input_paths, check_resources, load_yaml, read_sample_sheet,
+    from remnant.workflow.config import (check_config_files, check_input_paths, check_resources, load_yaml, read_sample_sheet,
                                 reference_cells, validate_config)
-    from remnant.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
-    from remnant.persistence import check_config as check_persistence_config
+    from remnant.workflow.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
+    from remnant.tl.fractions import check_config as check_persistence_config
 
     with _chdir(cohort.dir):
         check_config_files([configfile])  # snakemake's --configfile loader keeps the last of two equal keys
@@ -219,7 +219,7 @@ def parse(cohort: Cohort, configfile: str = "config.yaml"):
 
 def read(cohort: Cohort, sample: str):
     """Rule read_counts for one sample."""
-    from remnant.io import read_sample
+    from remnant.io.counts import read_sample
 
     config, sheet = parse(cohort)
     row = {k: str(v) for k, v in sheet.loc[sample].items()}
@@ -232,7 +232,7 @@ def read(cohort: Cohort, sample: str):
 
 def qc(cohort: Cohort, sample: str):
     """Rule filter_cells for one sample."""
-    from remnant.qc import flag_cells, require_passing_cells
+    from remnant.pp.qc import flag_cells, require_passing_cells
 
     config, sheet, adata = read(cohort, sample)
     flag_cells(adata, config["qc"], score_doublets_for=sheet.loc[sample, "technology"] == "droplet", seed=config["seed"])
@@ -574,9 +574,9 @@ CASES: list[Case] = [
     Case("config-min-above-max", "config", "a lower limit above its upper one (`qc.min_counts: 5000`, `qc.max_counts: 1000`)",
          lambda c: (c.set("qc.min_counts", 5000), c.set("qc.max_counts", 1000)),
          ["config.yaml", "qc.min_counts (5000) is above qc.max_counts (1000)", "no cell could pass QC"]),
-    Case("config-yaml-syntax", "config", "config YAML syntax error (read here by remnant.config.load_yaml)",
+    Case("config-yaml-syntax", "config", "config YAML syntax error (read here by remnant.workflow.config.load_yaml)",
          lambda c: c.path("config.yaml").write_text("seed: [1\n"), ["config.yaml", "not valid YAML", "line 2"]),
-    Case("config-not-utf8", "config", "config saved as Latin-1 (read here by remnant.config.load_yaml)",
+    Case("config-not-utf8", "config", "config saved as Latin-1 (read here by remnant.workflow.config.load_yaml)",
          lambda c: c.path("config.yaml").write_bytes("populations: {HSC: 'st\xe9m'}\n".encode("latin-1")),
          ["config.yaml", "not UTF-8", "save it as UTF-8"]),
     Case("config-reference-value", "config", "`cnv.reference` selects a value the sheet does not have",

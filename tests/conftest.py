@@ -21,14 +21,14 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def genes():
-    from remnant.annotation import load_genes
+    from remnant.io.annotation import load_genes
 
     return load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz")
 
 
 @pytest.fixture(scope="session")
 def cytobands():
-    from remnant.annotation import load_cytobands
+    from remnant.io.annotation import load_cytobands
 
     return load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
 
@@ -47,7 +47,7 @@ def real_inputs(run: Path, inputs: Path, *, keep=None, relative_to: Path | None 
     them (absolute paths, or relative to ``relative_to``). ``keep``: only these samples."""
     import pandas as pd
 
-    from remnant.config import SIMULATED_SUFFIX
+    from remnant.workflow.config import SIMULATED_SUFFIX
 
     sheet = pd.read_csv(run / "samples.tsv", sep="\t", dtype=str, keep_default_na=False, comment="#")
     if keep is not None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from remnant.annotation import load_genes
-from remnant.cluster import read_markers
-from remnant.genesets import read_gene_sets
-from remnant.io import map_genes
-from remnant.simulate import simulate_cohort
+from remnant.io.annotation import load_genes
+from remnant.pp.cluster import read_markers
+from remnant.io.genesets import read_gene_sets
+from remnant.io.counts import map_genes
+from remnant.sim.cohort import simulate_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from remnant.annotation import chromosome_arms, genes_from_gtf, load_genes, strip_version
+from remnant.io.annotation import chromosome_arms, genes_from_gtf, load_genes, strip_version
 from remnant.errors import InputError
 
 

@@ -71,18 +71,18 @@ def test_warnings_are_collected_from_job_logs(tmp_path):
     import logging
     import warnings
 
-    from remnant.runlog import WARNING_COLUMNS, collect_warnings, logged
+    from remnant.workflow.runlog import WARNING_COLUMNS, collect_warnings, logged
 
     first, second = tmp_path / "logs/read_counts/S1.log", tmp_path / "logs/call_lesions/call_lesions.log"
     with logged(first, "read_counts S1") as log:
         log.info("read 60 cells")
-        logging.getLogger("remnant.io").warning("sample 'S1': 1 of 51 index-sort barcodes are not in the count matrix")
+        logging.getLogger("remnant.io.counts").warning("sample 'S1': 1 of 51 index-sort barcodes are not in the count matrix")
         warnings.warn("a library's FutureWarning", FutureWarning, stacklevel=1)
     with logged(second, "call_lesions") as log:
         log.warning("del5q: batch plate is scored against reference cells of other batches")
     table = collect_warnings([("read_counts", first), ("call_lesions", second), ("plot_cnv", tmp_path / "absent.log")])
     assert list(table.columns) == WARNING_COLUMNS
-    assert table[["rule", "logger"]].values.tolist() == [["read_counts", "remnant.io"], ["call_lesions", "remnant"]]
+    assert table[["rule", "logger"]].values.tolist() == [["read_counts", "remnant.io.counts"], ["call_lesions", "remnant"]]
     assert table["message"].tolist() == ["sample 'S1': 1 of 51 index-sort barcodes are not in the count matrix",
                                          "del5q: batch plate is scored against reference cells of other batches"]
     assert table["log"].tolist() == [str(first), str(second)]
@@ -90,8 +90,8 @@ def test_warnings_are_collected_from_job_logs(tmp_path):
 
 def test_config_file_check_for_what_snakemake_reads_first(tmp_path, capsys):
     """Snakemake reads --configfile before remnant runs (a traceback for a missing or non-UTF-8
-    file); ``python -m remnant.config`` gives remnant's one line for each."""
-    from remnant.config import main
+    file); ``python -m remnant.workflow.config`` gives remnant's one line for each."""
+    from remnant.workflow.config import main
 
     (tmp_path / "syntax.yaml").write_text("seed: [1\n")
     (tmp_path / "latin1.yaml").write_bytes("populations: {HSC: 'st\xe9m'}\n".encode("latin-1"))

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
-from remnant.cluster import annotate_states, annotate_states_file, cluster_cohort, cluster_file, merge_samples, read_markers, write_clustering
+from remnant.pp.cluster import annotate_states, annotate_states_file, cluster_cohort, cluster_file, merge_samples, read_markers, write_clustering
 from remnant.errors import InputError
 from simulated import ROOT, cohort
 
@@ -128,7 +128,7 @@ def test_umap_starts_from_the_embedding_when_the_graph_has_many_components(monke
     layout starts from the embedding's first two components instead."""
     import pandas as pd
 
-    import remnant.cluster as cluster
+    import remnant.pp.cluster as cluster
 
     rng = np.random.default_rng(0)
     X = sp.random(600, 80, density=0.2, format="csr", random_state=0, dtype=np.float32)
@@ -148,7 +148,7 @@ def test_umap_init_pca_or_spectral_both_separate_the_cell_groups():
     import pandas as pd
     from sklearn.metrics import silhouette_score
 
-    import remnant.cluster as cluster
+    import remnant.pp.cluster as cluster
 
     rng = np.random.default_rng(1)
     n, genes = 300, 60
@@ -212,8 +212,8 @@ def test_n_pcs_above_what_pca_gives_is_a_warning_in_the_warnings_table(tmp_path)
     results/warnings.tsv."""
     import pandas as pd
 
-    import remnant.cluster as cluster
-    from remnant.runlog import collect_warnings, logged
+    import remnant.pp.cluster as cluster
+    from remnant.workflow.runlog import collect_warnings, logged
 
     rng = np.random.default_rng(2)
     X = sp.random(120, 40, density=0.3, format="csr", random_state=2, dtype=np.float32)
@@ -224,7 +224,7 @@ def test_n_pcs_above_what_pca_gives_is_a_warning_in_the_warnings_table(tmp_path)
         out = cluster.embed(ad.AnnData(X=X, obs=obs), n_pcs=5000, integrate_keys=[], seed=0)
     assert out.obsm["X_pca"].shape == (120, 39)
     table = collect_warnings([("cluster_cells", log_path)])
-    assert table["logger"].tolist() == ["remnant.cluster"], table
+    assert table["logger"].tolist() == ["remnant.pp.cluster"], table
     message = table["message"].iloc[0]
     for part in ("cluster.n_pcs: 5000", "at most 39", "40 highly variable genes", "using 39", "cluster.n_pcs to 39 or less"):
         assert part in message, message

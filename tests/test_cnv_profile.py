@@ -1,4 +1,4 @@
-"""Genome-wide copy-number view (remnant.cnv_profile) against simulated truth.
+"""Genome-wide copy-number view (remnant.tl.profile) against simulated truth.
 
 Cohort: 2 healthy reference donors and 2 MDS patients (a CD34 diagnosis sample each, 60% of cells
 in the del(5q) clone, ~2,000 UMI/cell, 300 cells per sample); the simulator draws each patient's
@@ -22,10 +22,10 @@ import scipy.sparse as sp
 
 import simulated as S
 from remnant.errors import InputError
-from remnant.io import map_genes
-from remnant.lesions import call_lesions, parse_lesions
-from remnant.simulate import simulate_cohort
-from remnant import cnv_profile as C
+from remnant.io.counts import map_genes
+from remnant.tl.lesions import call_lesions, parse_lesions
+from remnant.sim.cohort import simulate_cohort
+from remnant.tl import profile as C
 
 ROWS = [
     ("H1_CD34", "H1", "", "CD34", "healthy", "droplet"),
@@ -316,8 +316,8 @@ def test_profile_from_file_in_blocks_equals_in_memory(cohort, cohort_file, light
 def test_default_layer_reads_the_counts_of_every_file_the_workflow_writes(cohort, cohort_file, light, lesion, tmp_path):
     """layer="counts" (the default) reads clustered.h5ad's X (no layers) and cohort.h5ad's
     layers/counts (log-normalised X), from the file or read whole: the same numbers."""
-    from remnant import store
-    from remnant.lesions import write_calls
+    from remnant.io import store
+    from remnant.tl.lesions import write_calls
 
     whole = cohort.copy()
     C.infer_profile(whole, "reference", chunksize=150)
@@ -442,7 +442,7 @@ def test_bad_counts_files(light, cohort_file, cohort, lesion, tmp_path):
     # no layers/counts and a log-normalised X: refused, naming the layers to pass
     logged = tmp_path / "logged.h5ad"
     counts = sp.csr_matrix(cohort.layers["counts"], dtype=np.float32)
-    from remnant.store import log_normalise
+    from remnant.io.store import log_normalise
 
     ad.AnnData(X=log_normalise(counts, np.asarray(counts.sum(axis=1)).ravel()), obs=cohort.obs, var=cohort.var,
                layers={"raw": counts}).write_h5ad(logged)

@@ -17,7 +17,7 @@ Three runs (one module-scoped fixture each) cover the shapes of the issue:
   (remission), and a HEALTHY DONOR as the reference; ``persistence.before`` is null (no
   before/after design), so stem vs progenitor at remission is the one contrast to make.
 
-The counts are simulated here with the library (remnant.simulate.simulate_cohort) and written under
+The counts are simulated here with the library (remnant.sim.cohort.simulate_cohort) and written under
 the working directory's data/ in the formats a lab has; each config starts from config/config.yaml
 with ``demo.simulate: false``. Cells are few (150-200 per droplet sample, 96 per plate) and the
 clustering and DE small: each run, workflow and report, took 80-90 s on 2 shared cores (the module
@@ -58,11 +58,11 @@ def write_cohort(workdir: Path, rows: list[tuple[str, ...]], *, params: dict, se
     sheet naming them and a config: the repository's config/config.yaml with ``overrides`` merged
     over it (a mapping merges key by key, anything else replaces) and the dotted keys ``drop``
     removed."""
-    from remnant.annotation import load_genes
-    from remnant.cluster import read_markers
-    from remnant.genesets import read_gene_sets
-    from remnant.io import write_counts
-    from remnant.simulate import simulate_cohort
+    from remnant.io.annotation import load_genes
+    from remnant.pp.cluster import read_markers
+    from remnant.io.genesets import read_gene_sets
+    from remnant.io.counts import write_counts
+    from remnant.sim.cohort import simulate_cohort
 
     data = workdir / "data"
     data.mkdir(parents=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from remnant.config import infer_format, load_yaml, read_sample_sheet, validate_config
+from remnant.workflow.config import infer_format, load_yaml, read_sample_sheet, validate_config
 from remnant.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +142,7 @@ def test_infer_format(path, fmt):
 def test_reference_cells_selector():
     import pandas as pd
 
-    from remnant.config import reference_cells
+    from remnant.workflow.config import reference_cells
 
     sheet = pd.DataFrame({"sample": ["a", "b", "c"], "patient": ["P1", "P1", "H1"], "condition": ["MDS", "MDS", "healthy"],
                           "population": ["HSC", "PROG", "CD34"], "timepoint": ["remission", "remission", "NA"]}).set_index("sample", drop=False)
@@ -168,7 +168,7 @@ def test_reference_cells_selector():
 )
 def test_a_key_given_twice_is_an_error_naming_it_and_both_lines(tmp_path, text, key, lines):
     """YAML loaders (snakemake's for --configfile too) keep the last of two equal keys silently."""
-    from remnant.config import check_config_files, main
+    from remnant.workflow.config import check_config_files, main
 
     path = write(tmp_path, text, name="config.yaml")
     expected = (f"{path}: key {key!r} is given twice (line {lines[0]} and line {lines[1]}); YAML keeps only the second, which "
@@ -184,7 +184,7 @@ def test_a_key_given_twice_is_an_error_naming_it_and_both_lines(tmp_path, text, 
 
 def test_keys_set_again_by_a_later_config_file_or_merged_are_fine(tmp_path):
     """--configfile A B: B overrides A's keys (snakemake merges them); YAML merge keys are no repeat."""
-    from remnant.config import check_config_files
+    from remnant.workflow.config import check_config_files
 
     first = write(tmp_path, "qc:\n  min_counts: 5\n", name="a.yaml")
     second = write(tmp_path, "qc:\n  min_counts: 6\nbase: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n", name="b.yaml")

@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 from bad_inputs import Cohort
 
-from remnant.config import load_yaml, read_sample_sheet, validate_config
+from remnant.workflow.config import load_yaml, read_sample_sheet, validate_config
 from remnant.errors import InputError
-from remnant.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
+from remnant.workflow.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "config/schemas"

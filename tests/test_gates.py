@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from remnant.errors import InputError
-from remnant.gates import DEFAULT_GATES, DEFAULT_THRESHOLDS, UNGATED, agreement_table, gate_cells, gate_crosstab
-from remnant.simulate import DEFAULT_PARAMS
+from remnant.tl.gates import DEFAULT_GATES, DEFAULT_THRESHOLDS, UNGATED, agreement_table, gate_cells, gate_crosstab
+from remnant.sim.cohort import DEFAULT_PARAMS
 
 HI = {"CD34": 5000.0, "CD38": 2000.0, "CD90": 1000.0, "CD45RA": 1000.0}
 LO = {"CD34": 50.0, "CD38": 100.0, "CD90": 60.0, "CD45RA": 60.0}
@@ -147,7 +147,7 @@ def test_agreement_needs_its_columns():
 # ---------------------------------------------------------------------------------------------
 # workflow glue: config checks against config, sheet and index-sort tables; run_gates
 # ---------------------------------------------------------------------------------------------
-from remnant.gates import check_gate_config, check_index_sort_markers, resolve_gate_config, run_gates  # noqa: E402
+from remnant.tl.gates import check_gate_config, check_index_sort_markers, resolve_gate_config, run_gates  # noqa: E402
 
 MARKERS = ["CD34", "CD38", "CD90", "CD45RA"]
 POPULATIONS = ["HSC", "PROG", "CD34"]

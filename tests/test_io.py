@@ -1,4 +1,4 @@
-"""Tests for remnant.io: every reader returns the same matrix; every bad input gives a clear InputError."""
+"""Tests for remnant.io.counts: every reader returns the same matrix; every bad input gives a clear InputError."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from remnant import io as rio
-from remnant.annotation import chromosome_rank, load_genes
+from remnant.io import counts as rio
+from remnant.io.annotation import chromosome_rank, load_genes
 from remnant.errors import InputError
 
 ANNOTATION = Path(__file__).resolve().parents[1] / "resources" / "annotation" / "GRCh38_genes.tsv.gz"
@@ -537,7 +537,7 @@ def _row(counts_path, index_sort="", sample="P1_dx_HSC", fmt="") -> dict:
 
 
 def test_read_sample(tmp_path, counts, genes, reference, caplog):
-    caplog.set_level("INFO", logger="remnant.io")
+    caplog.set_level("INFO", logger="remnant.io.counts")
     rio.write_counts(counts, tmp_path / "p1.tsv.gz", "table")
     wells = list(counts.obs_names)
     facs_wells = wells[:40] + ["P12", "P13"]  # 10 matrix cells lack FACS data; 2 sorted wells lack reads

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from remnant.annotation import chromosome_arms
+from remnant.io.annotation import chromosome_arms
 from remnant.errors import InputError
-from remnant.lesions import DEFAULT_LESIONS, call_lesions, parse_lesions
+from remnant.tl.lesions import DEFAULT_LESIONS, call_lesions, parse_lesions
 
 import simulated as S
 

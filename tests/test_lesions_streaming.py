@@ -14,12 +14,12 @@ import pytest
 import scipy.sparse as sp
 
 import simulated as S
-from remnant import store
-from remnant.annotation import chromosome_arms
+from remnant.io import store
+from remnant.io.annotation import chromosome_arms
 from remnant.errors import InputError
-from remnant.lesions import call_lesions, depth_on, lesion_genes, parse_lesions, read_lesion_counts
-from remnant.persistence import read_calls
-from remnant.reference import find_reference
+from remnant.tl.lesions import call_lesions, depth_on, lesion_genes, parse_lesions, read_lesion_counts
+from remnant.tl.fractions import read_calls
+from remnant.tl.reference import find_reference
 from test_lesions import MIXED_PARAMS, MIXED_ROWS
 from test_reference import PARAMS as PATIENT_PARAMS
 from test_reference import ROWS as PATIENT_ROWS

@@ -10,7 +10,7 @@ from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.proportion import proportion_confint
 
 from remnant.errors import InputError
-from remnant.persistence import (
+from remnant.tl.fractions import (
     CORRECTED_TESTS,
     binomial_mixed_contrast,
     del_fraction_table,
@@ -19,7 +19,7 @@ from remnant.persistence import (
     rogan_gladen,
     stratified_contrast,
 )
-from remnant.persistence_plots import plot_cycling_composition, plot_del_fraction, plot_signature_distributions, plot_volcano
+from remnant.pl.persistence import plot_cycling_composition, plot_del_fraction, plot_signature_distributions, plot_volcano
 
 
 def cohort(rng, fractions, *, n=200, fpr=0.02, fnr=0.3, patients=("P1", "P2", "P3", "P4")):
@@ -252,8 +252,8 @@ from pathlib import Path  # noqa: E402
 
 import statsmodels.api as sm  # noqa: E402
 
-from remnant.config import load_yaml, validate_config  # noqa: E402
-from remnant.persistence import (  # noqa: E402
+from remnant.workflow.config import load_yaml, validate_config  # noqa: E402
+from remnant.tl.fractions import (  # noqa: E402
     CONTRAST_STATISTICS,
     POPULATION_KEYS,
     check_config,
@@ -273,7 +273,7 @@ def config():
 
 
 def demo_sheet():
-    from remnant.config import read_sample_sheet
+    from remnant.workflow.config import read_sample_sheet
 
     cfg = load_yaml(ROOT / "config/config.yaml")
     cfg.update(load_yaml(ROOT / "config/demo/config.yaml"))  # the demo overlay (bin/demo)
@@ -526,8 +526,8 @@ def test_contrasts_of_a_cohort_without_the_design_keep_their_rows_and_say_why():
 def test_stem_cell_stages_without_the_design_keep_a_row_saying_why():
     """Signatures, cycling and pseudobulk DE after a contrast the cohort cannot support (issue 19):
     a null design key leaves rows (or header-only tables) whose note names it, never 'None' cells."""
-    from remnant.pseudobulk import DE_COLUMNS, SAMPLE_COLUMNS, de_not_made
-    from remnant.signatures import PHASES, run_comparisons, run_cycling
+    from remnant.tl.de import DE_COLUMNS, SAMPLE_COLUMNS, de_not_made
+    from remnant.tl.signatures import PHASES, run_comparisons, run_cycling
 
     rng = np.random.default_rng(13)
     n = 240

@@ -1,4 +1,4 @@
-"""remnant.plotting: UMAP figures of keys with many levels."""
+"""remnant.pl.clusters: UMAP figures of keys with many levels."""
 
 import anndata as ad
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import scanpy as sc
 from PIL import Image
 
-from remnant.plotting import MAX_LEGEND_LEVELS, plot_umaps
+from remnant.pl.clusters import MAX_LEGEND_LEVELS, plot_umaps
 
 
 def test_umap_of_thousands_of_levels_is_drawn_without_a_legend(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from remnant.errors import InputError
-from remnant.pseudobulk import DE_COLUMNS, paired_de, pseudobulk, signature_enrichment
+from remnant.tl.de import DE_COLUMNS, paired_de, pseudobulk, signature_enrichment
 
 
 def cells(rng, *, patients=4, per_group=30, genes=400, de_genes=40, lfc=1.5):
@@ -103,7 +103,7 @@ def test_quiescent_del_stem_cells_after_treatment_enrich_the_quiescence_signatur
     """Simulated cohort: del(5q) HSC cycle far less at remission (odds x 0.05). Their pseudobulk DE
     after vs before puts the quiescence set up and the S-phase set down."""
     import simulated
-    from remnant.signatures import read_signatures
+    from remnant.tl.signatures import read_signatures
 
     rows = [(f"P{i}_{tp}", f"P{i}", tp, "HSC", "MDS", "droplet") for i in (1, 2, 3) for tp in ("diagnosis", "remission")]
     params = {
@@ -132,7 +132,7 @@ def test_quiescent_del_stem_cells_after_treatment_enrich_the_quiescence_signatur
 
 
 def test_run_paired_de_reports_each_pseudobulk_and_why_it_is_not_used():
-    from remnant.pseudobulk import run_paired_de
+    from remnant.tl.de import run_paired_de
 
     rng = np.random.default_rng(4)
     adata = cells(rng, patients=3, per_group=20, genes=120, de_genes=20)
@@ -180,7 +180,7 @@ def test_enrichment_allows_for_correlated_set_genes():
 @pytest.mark.parametrize("key", ["X", "layers/counts"])
 def test_pseudobulk_and_paired_de_of_a_file_equal_the_in_memory_path(tmp_path, key):
     """The workflow sums the cohort file block by block (store.group_sums): same pseudobulks, same DE."""
-    from remnant.pseudobulk import run_paired_de
+    from remnant.tl.de import run_paired_de
 
     rng = np.random.default_rng(6)
     adata = cells(rng, patients=3, per_group=25, genes=150, de_genes=20)

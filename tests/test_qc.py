@@ -8,8 +8,8 @@ import pytest
 import scipy.sparse as sp
 from anndata import AnnData
 
-from remnant.evaluate import precision_recall
-from remnant.qc import REASONS, flag_cells, mad_outlier, removed_per_reason
+from remnant.sim.evaluate import precision_recall
+from remnant.pp.qc import REASONS, flag_cells, mad_outlier, removed_per_reason
 from simulated import cohort
 
 THRESHOLDS = {
@@ -81,7 +81,7 @@ def test_doublet_free_sample_loses_no_fixed_share(caplog):
     mapped, truth = cohort(rows, params={"cells_per_sample": {"droplet": 300, "plate": 96}, "doublets": {"rate": 0.0}}, seed=1)
     assert not truth["doublet"].any()
     adata = mapped["S1"].copy()
-    with caplog.at_level("WARNING", logger="remnant.qc"):
+    with caplog.at_level("WARNING", logger="remnant.pp.qc"):
         flag_cells(adata, THRESHOLDS, score_doublets_for=True, seed=0)
     assert adata.uns["remnant"]["qc"]["doublet_rule"]["rule"] == "not reliable: none called"
     assert not adata.obs["qc_fail_doublet"].any()
@@ -96,14 +96,14 @@ def test_qc_warns_when_it_removes_much_of_a_shallow_sample(caplog):
     mapped, _ = cohort(rows, params={"cells_per_sample": {"droplet": 200, "plate": 96}, "library_size": {"droplet": {"median": 500}}}, seed=2)
     adata = mapped["S1"].copy()
     thresholds = {**THRESHOLDS, "doublets": {"enabled": False}, "warn_removed_fraction": 0.3}
-    with caplog.at_level("WARNING", logger="remnant.qc"):
+    with caplog.at_level("WARNING", logger="remnant.pp.qc"):
         flag_cells(adata, thresholds, score_doublets_for=False)
     share = 1 - adata.obs["qc_pass"].mean()
     warned = [r.getMessage() for r in caplog.records if "QC removes" in r.getMessage()]
     assert share > 0.3 and len(warned) == 1, (share, warned)
     assert "qc.min_counts (at 500) removes" in warned[0] and "median cell has" in warned[0]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="remnant.qc"):
+    with caplog.at_level("WARNING", logger="remnant.pp.qc"):
         flag_cells(adata.copy(), {**thresholds, "min_counts": 50, "min_genes": 20}, score_doublets_for=False)
     assert not [r for r in caplog.records if "QC removes" in r.getMessage()]
 

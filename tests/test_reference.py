@@ -1,12 +1,12 @@
-"""Automatic reference (remnant.reference.find_reference) on simulated cohorts without healthy donors."""
+"""Automatic reference (remnant.tl.reference.find_reference) on simulated cohorts without healthy donors."""
 
 import numpy as np
 import pytest
 
 import simulated as S
-from remnant.annotation import chromosome_arms
-from remnant.lesions import call_lesions, parse_lesions
-from remnant.reference import find_reference
+from remnant.io.annotation import chromosome_arms
+from remnant.tl.lesions import call_lesions, parse_lesions
+from remnant.tl.reference import find_reference
 from test_lesions import auroc
 
 ROWS = [

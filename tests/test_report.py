@@ -1,4 +1,4 @@
-"""The report's front page (remnant.report): numbers from the tables, words from the numbers."""
+"""The report's front page (remnant.workflow.report): numbers from the tables, words from the numbers."""
 
 import docutils.core
 import docutils.nodes
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from remnant.report import contrast_paragraphs, format_fraction, front_page, headline_table, methods_paragraph
+from remnant.workflow.report import contrast_paragraphs, format_fraction, front_page, headline_table, methods_paragraph
 
 FRACTIONS = pd.DataFrame([
     # patient, population, timepoint, n_cells, n_called, fraction, low, high, corrected, c_low, c_high
@@ -141,7 +141,7 @@ def _rst_problems(text, settings):
 
 
 def test_landing_page_shows_every_row_corrected_first(page):
-    from remnant.report import landing_page
+    from remnant.workflow.report import landing_page
 
     samples = pd.DataFrame({"sample": ["a", "b"], "patient": ["P1", "N1"], "condition": ["MDS", "healthy"]})
     qc = pd.DataFrame({"cells": [10, 10], "kept": [9, 8]})
@@ -167,7 +167,7 @@ def test_landing_page_shows_every_row_corrected_first(page):
 
 
 def test_summary_html_is_a_self_contained_page(page):
-    from remnant.report import render_html
+    from remnant.workflow.report import render_html
 
     html = render_html(page)
     assert html.startswith("<!DOCTYPE html>") and "<table" in html and "What the numbers say" in html
@@ -181,7 +181,7 @@ def test_pages_say_what_could_not_be_compared(tmp_path):
     contrasts.tsv held only rows with a note (and, written before the fix, no statistic columns):
     the front page read `difference` and the run stopped with KeyError. Both pages now list each
     contrast not made with its note; the made ones keep their line."""
-    from remnant.report import landing_page, render_html
+    from remnant.workflow.report import landing_page, render_html
 
     notes = {"stem vs progenitor": "persistence.stem and persistence.progenitor are null (not a stem vs progenitor design); "
                                    "it has one population (HSC)",

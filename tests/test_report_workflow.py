@@ -108,7 +108,7 @@ def test_report_opens_in_chromium_without_console_errors(report, cohort_run):
 # The first page in Snakemake's report at 1280 x 1000 (issue 20). Snakemake's template showed the
 # page in a vertically centred pane, so a page taller than the window lost its top (heading and
 # first table rows above the pane, out of the scroll bar's reach); the 10-row table had been left
-# out to keep the page short. The page is written by remnant.report.landing_page, as rule
+# out to keep the page short. The page is written by remnant.workflow.report.landing_page, as rule
 # write_front_page does, from a del_fraction.tsv of patients x populations x timepoints, and
 # rendered by the real `snakemake --report` of this workflow (its rule graph beside the page).
 
@@ -168,7 +168,7 @@ def first_page_report(workdir: Path, n_patients: int) -> tuple[Path, pd.DataFram
     """The report of ``workdir`` with the first page of an ``n_patients`` cohort (2 rows each)."""
     import yaml
 
-    from remnant.report import landing_page
+    from remnant.workflow.report import landing_page
 
     fractions, samples, qc = cohort_tables(n_patients)
     fractions.to_csv(workdir / "del_fraction.tsv", sep="\t", index=False)

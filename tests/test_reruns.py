@@ -245,7 +245,7 @@ def test_adding_a_sample_reruns_its_jobs_and_the_aggregations(interrupted):
     # a row added to the same sheet, as a user would (another sample's file, copied, would be
     # refused as a duplicate: change one count)
     counts = ad.read_h5ad(workdir / "counts/T1_remission_HSC.h5ad")
-    counts.X.data[0] += 1  # (CSR as written by remnant.io.write_counts)
+    counts.X.data[0] += 1  # (CSR as written by remnant.io.counts.write_counts)
     counts.write_h5ad(workdir / "more/T1_relapse_HSC.h5ad")
     try:
         sheet_path.write_text(sheet + "T1_relapse_HSC\tT1\trelapse\tHSC\tMDS\tdroplet\th5ad\tmore/T1_relapse_HSC.h5ad\t\n")
@@ -316,7 +316,7 @@ def test_gzip_tables_carry_no_timestamp(cohort_run):
 
 def test_warnings_table(cohort_run):
     """results/warnings.tsv: every remnant warning of the run's job logs, with its rule and log."""
-    from remnant.runlog import WARNING_COLUMNS
+    from remnant.workflow.runlog import WARNING_COLUMNS
 
     table = pd.read_csv(cohort_run / "results/warnings.tsv", sep="\t", keep_default_na=False)
     assert list(table.columns) == WARNING_COLUMNS

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 import remnant
-from remnant.runlog import DONE_USAGE
+from remnant.workflow.runlog import DONE_USAGE
 
 # A job in a fresh process (as Snakemake runs a script): 0.5 s of CPU, then 300 MiB held at once.
 JOB = """
 import sys, time
 import numpy as np
-from remnant.runlog import logged
+from remnant.workflow.runlog import logged
 with logged(sys.argv[1], "step"):
     t0 = time.process_time()
     while time.process_time() - t0 < 0.5:
@@ -98,7 +98,7 @@ def test_a_full_disk_ends_the_job_with_one_line(name, tmp_path):
     (tmp_path / "results").mkdir()
     for link in ("S1.h5ad", "cells.tsv.gz"):
         (tmp_path / "results" / link).symlink_to("/dev/full")
-    script = "import sys\nfrom remnant.runlog import logged\nwith logged(sys.argv[1], sys.argv[2]):\n" + "".join(
+    script = "import sys\nfrom remnant.workflow.runlog import logged\nwith logged(sys.argv[1], sys.argv[2]):\n" + "".join(
         f"    {line}\n" for line in body.strip().splitlines())
     log = tmp_path / "logs" / "job.log"
     src = str(Path(remnant.__file__).parents[1])

@@ -57,7 +57,7 @@ def test_costs_of_the_test_cohort_run(cohort_run):
     for rule, jobs in [("read_counts", 10), ("filter_cells", 10), ("cluster_cells", 1), ("call_lesions", 1),
                        ("infer_cnv", 1), ("plot_cnv", 3), ("score_signatures", 1), ("compare_pseudobulk", 1)]:
         assert table.loc[rule, "jobs"] == jobs, rule
-    # every job's log ends with its exact CPU time and peak memory (remnant.runlog.logged)
+    # every job's log ends with its exact CPU time and peak memory (remnant.workflow.runlog.logged)
     assert (table["exact"] == table["jobs"]).all(), table[table["exact"] != table["jobs"]]
     assert (table["cpu_s"] > 0).all() and (table["max_rss_mb"] > 50).all()
     # every job asked for memory, and none of the test cohort's went over what it asked for

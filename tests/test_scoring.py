@@ -1,4 +1,4 @@
-"""remnant.scoring: scanpy's score_genes / score_genes_cell_cycle re-expressed over a cohort file in blocks."""
+"""remnant.pp.scoring: scanpy's score_genes / score_genes_cell_cycle re-expressed over a cohort file in blocks."""
 
 import warnings
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from remnant import scoring
+from remnant.pp import scoring
 from remnant.errors import InputError
 
 N_CELLS, N_GENES = 700, 500
@@ -32,7 +32,7 @@ def cohort(tmp_path_factory):
 
 
 def _log_normalised(X, library_mask=None, target_sum=1e4):
-    """float64 log1p(counts / library * target_sum), the in-memory path of remnant.signatures."""
+    """float64 log1p(counts / library * target_sum), the in-memory path of remnant.tl.signatures."""
     counts = X.astype(np.float64)
     lib = np.asarray(counts @ (library_mask.astype(np.float64) if library_mask is not None else np.ones(X.shape[1]))).ravel()
     scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)

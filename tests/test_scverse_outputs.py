@@ -17,11 +17,11 @@ import pytest
 import scipy.sparse as sp
 
 import simulated as S
-from remnant import store
-from remnant.annotation import chromosome_arms
-from remnant.cluster import annotate_states_file, cluster_file, merge_samples, write_clustering
+from remnant.io import store
+from remnant.io.annotation import chromosome_arms
+from remnant.pp.cluster import annotate_states_file, cluster_file, merge_samples, write_clustering
 from remnant.errors import InputError
-from remnant.lesions import call_lesions, parse_lesions, read_lesion_counts, write_calls
+from remnant.tl.lesions import call_lesions, parse_lesions, read_lesion_counts, write_calls
 
 ROWS = [
     ("H1_CD34", "H1", "", "CD34", "healthy", "droplet"),
@@ -157,8 +157,8 @@ def test_remnant_functions_read_both_files_with_their_defaults(files, opened, le
     """The counts default (layer="counts") means clustered.h5ad's X and cohort.h5ad's
     layers["counts"]: calls, pseudobulks and signature scores are the same from either file,
     streamed from disk or read whole."""
-    from remnant.pseudobulk import pseudobulk
-    from remnant.signatures import score_cohort, score_signatures
+    from remnant.tl.de import pseudobulk
+    from remnant.tl.signatures import score_cohort, score_signatures
 
     clustered_path, _, cohort_path = files
     clustered, _, adata = opened
@@ -187,7 +187,7 @@ def test_remnant_functions_read_both_files_with_their_defaults(files, opened, le
 
 
 def test_de_table_names_genes_by_ensembl_id_from_the_symbol_indexed_file(files, opened):
-    from remnant.pseudobulk import paired_de, pseudobulk
+    from remnant.tl.de import paired_de, pseudobulk
 
     _, _, cohort_path = files
     pb = pseudobulk(cohort_path, groupby=["sample"], min_cells=1)

@@ -9,10 +9,10 @@ import pytest
 import scipy.sparse as sp
 
 import simulated
-from remnant.annotation import load_cytobands
+from remnant.io.annotation import load_cytobands
 from remnant.errors import InputError
-from remnant.lesions import parse_lesions
-from remnant.signatures import (
+from remnant.tl.lesions import parse_lesions
+from remnant.tl.signatures import (
     calibrate_cycling,
     PHASES,
     compare_groups,
@@ -248,7 +248,7 @@ def test_weighted_sets_and_layer_none():
 # ---------------------------------------------------------------------------------------------
 # workflow glue: comparisons and cycling tables of the score_signatures step
 # ---------------------------------------------------------------------------------------------
-from remnant.signatures import UNCERTAIN, describe_sets, exclusion_regions, group_labels, run_comparisons, run_cycling  # noqa: E402
+from remnant.tl.signatures import UNCERTAIN, describe_sets, exclusion_regions, group_labels, run_comparisons, run_cycling  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +328,7 @@ def _scanpy_fair_score(adata, symbols, lesions, seed=0):
 
     import scanpy as sc
 
-    from remnant.signatures import lesion_gene_mask
+    from remnant.tl.signatures import lesion_gene_mask
 
     out = lesion_gene_mask(adata.var, lesions)
     counts = sp.csr_matrix(adata.layers["counts"], dtype=np.float64)
@@ -347,7 +347,7 @@ def _scanpy_fair_score(adata, symbols, lesions, seed=0):
 
 @pytest.mark.parametrize("key", ["X", "layers/counts"])
 def test_score_cohort_on_the_file_equals_scoring_the_subset_in_memory(hsc, lesions, tmp_path, key):
-    from remnant.signatures import score_cohort
+    from remnant.tl.signatures import score_cohort
 
     adata = hsc.copy()
     adata.X = adata.layers["counts"].tocsr().copy()  # cohort files since issue 8: raw counts in X
@@ -381,8 +381,8 @@ def test_cycling_calibration_figure(tmp_path, monkeypatch):
     title with the estimated, called and sign-rule shares and the separation AUROC."""
     import matplotlib.pyplot as plt
 
-    from remnant import persistence_plots
-    from remnant.persistence_plots import plot_cycling_calibration
+    from remnant.pl import persistence as persistence_plots
+    from remnant.pl.persistence import plot_cycling_calibration
 
     rng = np.random.default_rng(3)
     n, cycling = 1000, rng.random(1000) < 0.3

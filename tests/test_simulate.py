@@ -16,9 +16,9 @@ import scipy.sparse as sp
 import yaml
 
 from remnant.errors import InputError
-from remnant.simulate import DEFAULT_PARAMS, SimulatedCohort, in_interval, resolve_params, simulate_cohort
+from remnant.sim.cohort import DEFAULT_PARAMS, SimulatedCohort, in_interval, resolve_params, simulate_cohort
 
-from remnant.simulate import _sample_nb_dense, _sample_nb_sparse  # noqa: E402  (sampler checks)
+from remnant.sim.cohort import _sample_nb_dense, _sample_nb_sparse  # noqa: E402  (sampler checks)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -26,14 +26,14 @@ from remnant.simulate import _sample_nb_dense, _sample_nb_sparse  # noqa: E402  
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def markers(root):
-    from remnant.cluster import read_markers
+    from remnant.pp.cluster import read_markers
 
     return read_markers(root / "resources/gene_sets/HSPC_MARKERS.tsv")
 
 
 @pytest.fixture(scope="module")
 def gene_sets(root):
-    from remnant.genesets import read_gene_sets
+    from remnant.io.genesets import read_gene_sets
 
     return read_gene_sets(root / "resources/gene_sets")
 

@@ -1,4 +1,4 @@
-"""remnant.store: block-wise reading of a cohort h5ad equals reading it whole."""
+"""remnant.io.store: block-wise reading of a cohort h5ad equals reading it whole."""
 
 import anndata as ad
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from remnant import store
+from remnant.io import store
 from remnant.errors import InputError
 
 
@@ -84,8 +84,8 @@ def test_not_csr_is_a_clear_error(tmp_path):
 
 
 def test_annotate_with_calls_puts_the_calls_into_a_copy_and_refuses_other_cells(cohort, tmp_path):
-    from remnant.lesions import write_calls
-    from remnant.persistence import read_calls
+    from remnant.tl.lesions import write_calls
+    from remnant.tl.fractions import read_calls
 
     path, X, obs = cohort
     called = ad.AnnData(obs=obs.assign(del5q_posterior=np.linspace(0, 1, 503), del5q_call=np.arange(503) % 2 == 0))
@@ -126,7 +126,7 @@ def test_annotated_cohort_is_written_in_blocks_and_shaped_for_scverse(cohort, tm
     no counts stay 0."""
     import h5py
     import scanpy as sc
-    from remnant.lesions import write_calls
+    from remnant.tl.lesions import write_calls
 
     path, X, obs = cohort
     a = ad.read_h5ad(path)
@@ -170,7 +170,7 @@ def test_annotated_cohort_gets_one_index_type_from_mixed_counts(cohort, tmp_path
     """anndata's on-disk concatenation stores int32 indices with an int64 indptr above 2^31
     values; the copy gets one type (scipy/sklearn's compiled sparse code takes one)."""
     import h5py
-    from remnant.lesions import write_calls
+    from remnant.tl.lesions import write_calls
 
     path, X, obs = cohort
     src = tmp_path / "mixed.h5ad"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from remnant.annotation import chromosome_arms, genes_from_bed_like, load_cytobands, write_genes
+from remnant.io.annotation import chromosome_arms, genes_from_bed_like, load_cytobands, write_genes
 
 HERE = Path(__file__).resolve().parent
 

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InputError
+from remnant.errors import InputError
 
 __all__ = ["DEFAULT_PARAMS", "SimulatedCohort", "in_interval", "resolve_params", "simulate_cohort"]
 
@@ -1108,12 +1108,12 @@ def simulate_cohort(
         sample (plate samples get them anyway, see ``index_sort.technologies``). Timepoints of
         donors of a normal condition may be empty.
     genes
-        Gene annotation as returned by :func:`remnant.annotation.load_genes`.
+        Gene annotation as returned by :func:`remnant.io.annotation.load_genes`.
     markers
         HSPC state -> marker symbols (``resources/gene_sets/HSPC_MARKERS.tsv`` read by
-        :func:`remnant.cluster.read_markers`); every simulated state needs an entry.
+        :func:`remnant.pp.cluster.read_markers`); every simulated state needs an entry.
     gene_sets
-        Set name -> symbols (:func:`remnant.genesets.read_gene_sets`); must hold the cell-cycle and
+        Set name -> symbols (:func:`remnant.io.genesets.read_gene_sets`); must hold the cell-cycle and
         quiescence sets named in ``params["cell_cycle"]``.
     params
         Simulator parameters merged over :data:`DEFAULT_PARAMS` (:func:`resolve_params`).

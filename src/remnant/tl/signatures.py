@@ -22,7 +22,7 @@ carrier up, by about the lesion's share of its transcripts).
 :func:`score_cell_cycle` wraps :func:`scanpy.tl.score_genes_cell_cycle` the same way; its ``G1``
 (neither S nor G2/M program) is reported as ``G0/G1``.
 
-Both are computed by :mod:`remnant.scoring`, scanpy's method re-expressed in two passes over the
+Both are computed by :mod:`remnant.pp.scoring`, scanpy's method re-expressed in two passes over the
 raw counts, one block of cells at a time (scanpy needs the whole log-normalised matrix for the
 expression bins): :func:`score_cohort` scores the cohort file (the workflow's step, every set,
 both normalisations and the cell cycle in the same passes); :func:`score_signatures` and
@@ -52,8 +52,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import stats
 
-from .errors import InputError
-from .lesions import genes_in, require_positions
+from remnant.errors import InputError
+from remnant.tl.lesions import genes_in, require_positions
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def read_signatures(names: Iterable[str], directory: str | Path) -> dict[str, pd
 def lesion_gene_mask(var: pd.DataFrame, lesions: Sequence) -> np.ndarray:
     """Boolean (n_vars,) mask of genes whose midpoint lies inside any lesion.
 
-    ``lesions``: :class:`remnant.lesions.Lesion` objects (or anything with ``chromosome``,
+    ``lesions``: :class:`remnant.tl.lesions.Lesion` objects (or anything with ``chromosome``,
     ``start``, ``end`` in bp, 0-based half-open); ``var`` needs ``chromosome``, ``start``, ``end``.
     """
     mask = np.zeros(len(var), bool)
@@ -168,7 +168,7 @@ def _exclusion(var, exclude) -> np.ndarray:
     return lesion_gene_mask(var, list(exclude))
 
 
-#: Normalisations of the scores (keys of the ``libraries`` of :func:`remnant.scoring.score_many`):
+#: Normalisations of the scores (keys of the ``libraries`` of :func:`remnant.pp.scoring.score_many`):
 #: library counted over the genes outside the excluded lesions, or over all genes.
 OUTSIDE, ALL_GENES = "outside lesions", "all genes"
 
@@ -186,7 +186,7 @@ def signature_plan(
     min_genes: int = 3,
     seed: int = 0,
 ) -> tuple[list, pd.DataFrame, dict]:
-    """What :func:`score_signatures` scores, without scoring: the :class:`remnant.scoring.Score` s.
+    """What :func:`score_signatures` scores, without scoring: the :class:`remnant.pp.scoring.Score` s.
 
     ``var`` is the var table (or the AnnData); the other parameters as in :func:`score_signatures`.
 
@@ -199,7 +199,7 @@ def signature_plan(
         ``summary``: the table :func:`score_signatures` returns; ``uns``: its ``uns["signatures"]``
         entries.
     """
-    from .scoring import Score
+    from remnant.pp.scoring import Score
 
     if not signatures:
         raise InputError("no gene sets to score; list them under signatures.sets.", where="score_signatures")
@@ -238,9 +238,9 @@ def signature_plan(
 
 def cell_cycle_plan(var, s_genes: Sequence[str], g2m_genes: Sequence[str], *, exclude=None,
                     symbol_key: str | None = "gene_name", seed: int = 0) -> list:
-    """The ``S_score`` and ``G2M_score`` :class:`remnant.scoring.Score` s of :func:`score_cell_cycle`
+    """The ``S_score`` and ``G2M_score`` :class:`remnant.pp.scoring.Score` s of :func:`score_cell_cycle`
     (lesion genes out of the lists and the pool; library outside the lesions)."""
-    from .scoring import cell_cycle_scores
+    from remnant.pp.scoring import cell_cycle_scores
 
     var = _var(var)
     symbol_to_var = _symbols(var, symbol_key)
@@ -316,7 +316,7 @@ def calibrate_cycling(s_score, g2m_score, *, batches=None, seed: int = 0) -> tup
         ``batch, cells, rule, cycling_share, called_share, sign_rule_share, mean_non_cycling,
         sd_non_cycling, mean_cycling, sd_cycling, separation``.
     """
-    from .scoring import cell_cycle_phase
+    from remnant.pp.scoring import cell_cycle_phase
 
     s_score, g2m_score = np.asarray(s_score, float), np.asarray(g2m_score, float)
     sign_rule = cell_cycle_phase(s_score, g2m_score) != "G1"
@@ -375,7 +375,7 @@ def score_cohort(
     """Signature scores and cell-cycle phase of a cohort file's cells, streamed (two passes over its counts).
 
     The scores of :func:`score_signatures` and :func:`score_cell_cycle` computed by
-    :func:`remnant.scoring.score_many`, every set, both normalisations and the cell cycle in the
+    :func:`remnant.pp.scoring.score_many`, every set, both normalisations and the cell cycle in the
     same two passes; one block of cells in memory at a time.
 
     Parameters
@@ -400,11 +400,11 @@ def score_cohort(
         ``scores``: float64 per scored cell (file order, indexed by obs name): the
         ``{key_prefix}{name}`` columns, then ``S_score``, ``G2M_score``, ``cycle_phase``
         (categorical :data:`PHASES`) and ``cycling_posterior`` when the cell-cycle lists are given;
-        ``attrs`` as :func:`remnant.scoring.score_many`, plus ``cycling_calibration`` (the table of
+        ``attrs`` as :func:`remnant.pp.scoring.score_many`, plus ``cycling_calibration`` (the table of
         :func:`calibrate_cycling`). ``summary``, ``uns``: as :func:`signature_plan`.
     """
-    from . import store
-    from .scoring import CHUNK_CELLS, score_many
+    from remnant.io import store
+    from remnant.pp.scoring import CHUNK_CELLS, score_many
 
     var = store.read_var(source) if isinstance(source, (str, Path)) else source.var
     scores, summary, uns = signature_plan(var, signatures, exclude=exclude, also_with_lesion_genes=also_with_lesion_genes,
@@ -425,8 +425,8 @@ def score_cohort(
 
 def _counts_key(adata: AnnData, layer: str | None, where: str) -> str:
     """``"layers/<layer>"``, or ``"X"`` when the AnnData has no such layer and ``X`` holds counts
-    (:func:`remnant.store.counts_key`); ``"X"`` for ``layer=None`` (``X`` scored as it is)."""
-    from .store import counts_key
+    (:func:`remnant.io.store.counts_key`); ``"X"`` for ``layer=None`` (``X`` scored as it is)."""
+    from remnant.io.store import counts_key
 
     if layer is None:
         return "X"
@@ -456,7 +456,7 @@ def score_signatures(
     """Score gene sets per cell (in place) with lesion genes left out of sets and controls.
 
     The in-memory form of :func:`score_cohort` (the workflow scores the cohort file; the numbers
-    are the same): :func:`remnant.scoring.score_many`, scanpy's ``score_genes`` re-expressed.
+    are the same): :func:`remnant.pp.scoring.score_many`, scanpy's ``score_genes`` re-expressed.
 
     Parameters
     ----------
@@ -468,7 +468,7 @@ def score_signatures(
         Unweighted sets are scored as one set; sets with unequal weights as the weighted sum of
         per-gene scores.
     exclude
-        Lesions (:func:`remnant.lesions.parse_lesions`) or a boolean gene mask (n_vars,): genes
+        Lesions (:func:`remnant.tl.lesions.parse_lesions`) or a boolean gene mask (n_vars,): genes
         left out of every set and of the control pool. ``None``: nothing excluded.
     also_with_lesion_genes
         Also write the score computed the conventional way, with every gene and total-count
@@ -531,7 +531,7 @@ def score_cell_cycle(
 ) -> None:
     """S and G2/M scores and a phase per cell (in place), lesion genes excluded.
 
-    :func:`scanpy.tl.score_genes_cell_cycle` re-expressed by :func:`remnant.scoring.score_many`
+    :func:`scanpy.tl.score_genes_cell_cycle` re-expressed by :func:`remnant.pp.scoring.score_many`
     (the same numbers; ``ctrl_size`` is the length of the shorter list after exclusion).
 
     Parameters
@@ -550,7 +550,7 @@ def score_cell_cycle(
     (categorical :data:`PHASES`, calibrated per ``obs[batch_key]`` by :func:`calibrate_cycling`),
     ``obs["cycling_posterior"]`` and ``uns["remnant"]["cycling_calibration"]`` (its table).
     """
-    from .scoring import score_many
+    from remnant.pp.scoring import score_many
 
     key = _counts_key(adata, layer, "score_cell_cycle")
     scores = cell_cycle_plan(adata.var, s_genes, g2m_genes, exclude=exclude, symbol_key=symbol_key, seed=seed)
@@ -734,9 +734,9 @@ def cycling_contrast(
 ) -> pd.DataFrame:
     """Cycling share (S + G2M) of ``level`` vs ``reference`` with patient as CMH stratum.
 
-    Returns the rows of :func:`remnant.persistence.stratified_contrast` where "called" means cycling.
+    Returns the rows of :func:`remnant.tl.fractions.stratified_contrast` where "called" means cycling.
     """
-    from .persistence import stratified_contrast
+    from remnant.tl.fractions import stratified_contrast
 
     sub = _subset(obs, fixed, "cycling_contrast")
     comp = cycling_composition(sub, [patient_key, factor], phase_key=phase_key)
@@ -756,8 +756,8 @@ UNCERTAIN = "uncertain"
 
 def exclusion_regions(regions: Sequence[str] | None, cytobands: pd.DataFrame) -> list:
     """``signatures.exclude_regions`` (coordinates, band range or arm each) as lesion objects for ``exclude``."""
-    from .annotation import chromosome_arms
-    from .lesions import parse_lesions
+    from remnant.io.annotation import chromosome_arms
+    from remnant.tl.lesions import parse_lesions
 
     arms = chromosome_arms(cytobands)
     out = []
@@ -797,7 +797,7 @@ def check_signature_config(sig: Mapping, directory: str | Path | None, *, source
 def describe_sets(adata, signatures: Mapping[str, pd.Series | Sequence[str]], *, exclude=None,
                   symbol_key: str | None = "gene_name") -> pd.DataFrame:
     """Which genes of each set are used, left out as lesion genes, or missing from the data
-    (``adata``: an AnnData or its var table, e.g. :func:`remnant.store.read_var` of the cohort).
+    (``adata``: an AnnData or its var table, e.g. :func:`remnant.io.store.read_var` of the cohort).
 
     Returns
     -------
@@ -918,7 +918,7 @@ def _stem_plans(cells: pd.DataFrame, *, lesion: str, group_key: str, stem: str |
     ``after`` vs ``before``. A design key that is ``None`` (config null) leaves one row whose
     ``why`` names it (factor ``None``); a timepoint without ``stem`` cells keeps its row with why.
     """
-    from .persistence import _levels_text, not_this_design
+    from remnant.tl.fractions import _levels_text, not_this_design
 
     populations = list(pd.unique(cells["population"].astype(str)))
     if stem is None:
@@ -965,7 +965,7 @@ def run_cycling(
     """
     group_key = group_key or f"{lesion}_group"
     composition = cycling_composition(cells, ["patient", "population", "timepoint", group_key], phase_key=phase_key)
-    from .persistence import _ordered
+    from remnant.tl.fractions import _ordered
 
     composition = _ordered(composition, {"patient": None, "population": [stem] if stem is not None else None, "timepoint": timepoints, group_key: [lesion, "non-del", UNCERTAIN]})
     stem_cells = cells[cells["population"].astype(str) == str(stem)]

@@ -5,7 +5,7 @@ persist among CD34+CD38-/low CD90+ stem cells while the CD34+CD38+ progenitors a
 
 Per group of cells (by default one patient x population x timepoint, i.e. one sorted sample):
 
-- ``n_cells``, ``n_called`` (cells called carriers by :func:`remnant.lesions.call_lesions`),
+- ``n_cells``, ``n_called`` (cells called carriers by :func:`remnant.tl.lesions.call_lesions`),
   ``fraction = n_called / n_cells`` with a Wilson score interval
   (:func:`statsmodels.stats.proportion.proportion_confint`).
 - ``corrected``: the Rogan-Gladen estimate of the true carrier fraction given the calling error
@@ -52,7 +52,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import stats
 
-from .errors import InputError
+from remnant.errors import InputError
 
 # statsmodels is imported where it is used: the workflow imports this module to check its config
 # when the Snakefile is parsed, which should stay quick.
@@ -119,7 +119,7 @@ def del_fraction_table(
     Parameters
     ----------
     data
-        AnnData after :func:`remnant.lesions.call_lesions` (obs and ``uns["lesions"]`` are used),
+        AnnData after :func:`remnant.tl.lesions.call_lesions` (obs and ``uns["lesions"]`` are used),
         or its per-cell table (then give ``per_sample``). Cells to leave out (reference donors,
         other states) should be removed beforehand.
     per_sample
@@ -581,7 +581,7 @@ def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set
     Returns
     -------
     dict
-        ``gates``: the resolved gates block (:func:`remnant.gates.resolve_gate_config`);
+        ``gates``: the resolved gates block (:func:`remnant.tl.gates.resolve_gate_config`);
         ``lesion``: the lesion analysed (``persistence.lesion``, default the first configured);
         ``set_files``: ``{name: path}`` of the signature and cell-cycle sets (``gene_set_dir``
         given); ``planned``: ``[{patient, population, timepoint}]`` of the sheet's disease
@@ -603,7 +603,7 @@ def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set
     before/after). A key naming a declared level that the sheet lacks is not an error either: the
     contrasts that need it keep their rows with a note saying what the cohort has.
     """
-    from .gates import _check_gates, check_gate_config, check_index_sort_markers
+    from remnant.tl.gates import _check_gates, check_gate_config, check_index_sort_markers
 
     populations = [str(p) for p in config["populations"]]
     gates = check_gate_config(config["gates"], index_sort_markers=config["index_sort"]["markers"], populations=populations,
@@ -636,17 +636,17 @@ def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set
     if p["stem"] is not None and str(p["stem"]) == str(p["progenitor"]):
         raise InputError(f"stem and progenitor are both {p['stem']!r}; name two populations.", path=source,
                          where="persistence.progenitor")
-    from .signatures import check_signature_config
+    from remnant.tl.signatures import check_signature_config
 
     bands = None
     if cytobands is not None and config["signatures"].get("exclude_regions"):
-        from .annotation import load_cytobands
+        from remnant.io.annotation import load_cytobands
 
         bands = load_cytobands(cytobands)
     check_signature_config(config["signatures"], gene_set_dir, source=source, cytobands=bands)
     set_files = {}
     if gene_set_dir is not None:
-        from .signatures import signature_path
+        from remnant.tl.signatures import signature_path
 
         sig = config["signatures"]
         for name in [*sig["sets"], sig["cell_cycle"]["s"], sig["cell_cycle"]["g2m"]]:
@@ -695,9 +695,9 @@ def read_analysed_cells(path: str, *, reference_conditions: Sequence[str], popul
     (obs, cells, summary, counts_key)
         The file's obs; :func:`prepare_cells` on it (with the gates table at ``gates_path``, rule
         gate_cells' ``gates.tsv.gz``, when given); where the raw counts are
-        (:func:`remnant.store.counts_key`: ``layers/counts`` or ``X``).
+        (:func:`remnant.io.store.counts_key`: ``layers/counts`` or ``X``).
     """
-    from . import store
+    from remnant.io import store
 
     obs = store.read_obs(path)
     if not obs.index.is_unique:
@@ -725,7 +725,7 @@ def prepare_cells(obs: pd.DataFrame, *, reference_conditions: Sequence[str], pop
         condition, cnv_reference``).
     population_key
         ``population`` (sort gate), ``index_gate`` or ``state_gate`` (columns of ``gates``, the
-        per-cell table of :func:`remnant.gates.run_gates`, indexed by cell).
+        per-cell table of :func:`remnant.tl.gates.run_gates`, indexed by cell).
 
     Returns
     -------

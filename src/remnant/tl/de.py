@@ -10,7 +10,7 @@ the set's Wald statistics against all other genes that allows for correlation be
 genes (limma's ``camera`` with ``use.ranks=TRUE``).
 
 The workflow gives :func:`run_paired_de` the path of the cohort file: the pseudobulks are summed
-there block by block (:func:`remnant.store.group_sums`), so the cells x genes matrix is never in
+there block by block (:func:`remnant.io.store.group_sums`), so the cells x genes matrix is never in
 memory, only the groups x genes sums (issue 8).
 """
 
@@ -27,7 +27,7 @@ from anndata import AnnData
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from .errors import InputError
+from remnant.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ def pseudobulk(
     ----------
     adata
         Cells x genes with raw counts in ``.layers[layer]`` (without that layer ``.X`` when it
-        holds counts; ``None``: ``.X``; :func:`remnant.store.counts_key`), sparse or dense; or the
+        holds counts; ``None``: ``.X``; :func:`remnant.io.store.counts_key`), sparse or dense; or the
         path of a cohort h5ad with raw counts in ``key`` (CSR; ``None``: ``layers/counts`` when the
         file has it, as ``cohort.h5ad``, else ``X`` when it holds counts, as ``clustered.h5ad``),
-        summed block by block (:func:`remnant.store.group_sums`; the matrix is never read whole).
+        summed block by block (:func:`remnant.io.store.group_sums`; the matrix is never read whole).
     groupby
         obs columns defining a pseudobulk sample (default: patient x timepoint).
     mask
@@ -71,12 +71,12 @@ def pseudobulk(
         del(5q)-called HSC); ``None``: all cells.
     obs
         For a path: the file's cell table, one row per cell in the file's order (default
-        :func:`remnant.store.read_obs` of it); rows outside ``mask`` may lack the ``groupby``
+        :func:`remnant.io.store.read_obs` of it); rows outside ``mask`` may lack the ``groupby``
         values. Ignored for an AnnData (its ``obs``).
     min_cells
         Groups with fewer selected cells are dropped (too few cells make a noisy pseudobulk).
     chunk_cells
-        For a path: cells per block read (default :data:`remnant.scoring.CHUNK_CELLS`).
+        For a path: cells per block read (default :data:`remnant.pp.scoring.CHUNK_CELLS`).
 
     Returns
     -------
@@ -85,8 +85,8 @@ def pseudobulk(
         ``n_cells``; ``var``: a copy of the cells' ``var``; ``uns["pseudobulk"]``: ``dropped``
         (DataFrame of groups under ``min_cells`` with their cell counts), ``min_cells``, ``groupby``.
     """
-    from . import store
-    from .scoring import CHUNK_CELLS
+    from remnant.io import store
+    from remnant.pp.scoring import CHUNK_CELLS
 
     from_file = _is_path(adata)
     if from_file:
@@ -111,7 +111,7 @@ def pseudobulk(
     if mask.shape != (n_obs,):
         raise InputError(f"mask must have one value per cell ({n_obs}).", where="pseudobulk(mask=...)")
     if not from_file:
-        from .lesions import counts_matrix
+        from remnant.tl.lesions import counts_matrix
 
         X = counts_matrix(adata, layer, "pseudobulk")  # InputError naming the layers when none holds counts
     keys = obs.loc[mask, groupby].astype(str)
@@ -249,7 +249,7 @@ def signature_enrichment(
     results
         :func:`paired_de` output (or any table with ``gene_key`` and ``stat`` columns).
     signatures
-        ``{name: weights or symbols}`` (:func:`remnant.signatures.read_signatures`); only
+        ``{name: weights or symbols}`` (:func:`remnant.tl.signatures.read_signatures`); only
         membership is used (for LSC17 the sign of the weights is ignored).
     stat
         Ranking column (Wald statistic; positive = higher after treatment).

@@ -15,7 +15,7 @@ scanpy works on an in-memory AnnData: for the bins it takes the mean of every po
 whole log-normalised matrix, so a million-cell cohort would need its counts (~12 GB) plus a
 float64 log-normalised copy in memory. The bins only need per-gene means, and the scores only
 need the set and control genes, so here two passes over the file's raw counts, one block of cells
-at a time (:func:`remnant.store.iter_chunks`), do the same:
+at a time (:func:`remnant.io.store.iter_chunks`), do the same:
 
 1. per-gene sums of ``log1p(counts / library * target_sum)`` over the scored cells (one float64
    vector per normalisation), then the bins and the control draw exactly as scanpy does them (the
@@ -50,15 +50,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import store
-from .errors import InputError
+from remnant.io import store
+from remnant.errors import InputError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Score", "cell_cycle_phase", "cell_cycle_scores", "choose_controls", "score_cell_cycle", "score_gene_sets", "score_many"]
 
 
-#: Cells per block: smaller than :data:`remnant.store.CHUNK_CELLS` because a block is held with
+#: Cells per block: smaller than :data:`remnant.io.store.CHUNK_CELLS` because a block is held with
 #: float64 copies of its values (~4 x 8 bytes per nonzero at the peak): 20,000 cells x 2,300
 #: nonzeros -> ~1.5 GB, whatever the cohort size.
 CHUNK_CELLS = 20_000
@@ -297,8 +297,8 @@ def score_many(
         cells' totals (all genes) when <= 1, else a count. Identical to thinning the whole matrix
         (scanpy reseeds per cell). ``None``: no thinning.
     key, chunk_cells
-        Matrix read and cells per block (:func:`remnant.store.iter_chunks`; default :data:`CHUNK_CELLS`).
-        ``key=None``: the raw counts (:func:`remnant.store.counts_key`: ``layers/counts`` when
+        Matrix read and cells per block (:func:`remnant.io.store.iter_chunks`; default :data:`CHUNK_CELLS`).
+        ``key=None``: the raw counts (:func:`remnant.io.store.counts_key`: ``layers/counts`` when
         present, as in ``cohort.h5ad``, else ``X`` when it holds counts, as in ``clustered.h5ad``);
         with ``target_sum=None``, ``X``.
 

@@ -17,7 +17,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from .errors import InputError
+from remnant.errors import InputError
 
 #: Columns of the sample sheet that must be present.
 REQUIRED_COLUMNS = ["sample", "patient", "timepoint", "population", "condition", "counts"]
@@ -543,9 +543,9 @@ def check_resources(config: Mapping, *, genes: str | None, gtf: str | None, cyto
     InputError
         Naming ``source`` (the config file) and the key, or the file at fault.
     """
-    from .annotation import check_gtf, gene_symbols, load_cytobands
-    from .genesets import check_known_genes, read_markers
-    from .lesions import parse_lesions
+    from remnant.io.annotation import check_gtf, gene_symbols, load_cytobands
+    from remnant.io.genesets import check_known_genes, read_markers
+    from remnant.tl.lesions import parse_lesions
 
     annotation = config["annotation"]
     if gtf:
@@ -564,7 +564,7 @@ def check_resources(config: Mapping, *, genes: str | None, gtf: str | None, cyto
         raise InputError(f"{unknown} not in the marker table {markers} (it has {list(table)}); fix the names or add "
                          "the states to the table.", path=source, where="states.use")
     if symbols is not None and gene_set_dir is not None:
-        from .signatures import read_signatures, signature_path
+        from remnant.tl.signatures import read_signatures, signature_path
 
         signatures = config["signatures"]
         for key, names in (("signatures.sets", list(signatures["sets"])),
@@ -572,21 +572,21 @@ def check_resources(config: Mapping, *, genes: str | None, gtf: str | None, cyto
             try:
                 sets = read_signatures(names, gene_set_dir)
             except InputError:
-                continue  # a missing or malformed set is reported by remnant.signatures.check_signature_config
+                continue  # a missing or malformed set is reported by remnant.tl.signatures.check_signature_config
             for name, weights in sets.items():
                 check_known_genes(weights.index, symbols, path=signature_path(name, gene_set_dir),
                                   build=f"annotation {annotation['build']}", where=f"{key} ({source})")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m remnant.config FILE ...``: read each config file as snakemake's ``--configfile``
+    """``python -m remnant.workflow.config FILE ...``: read each config file as snakemake's ``--configfile``
     would and print one line per file. Snakemake itself reads --configfile before remnant runs, so a
     missing, non-UTF-8 or malformed file gets its traceback; this names the file, line and fix."""
     import sys
 
     paths = sys.argv[1:] if argv is None else argv
     if not paths:
-        print("usage: python -m remnant.config CONFIG.yaml [...]", file=sys.stderr)
+        print("usage: python -m remnant.workflow.config CONFIG.yaml [...]", file=sys.stderr)
         return 2
     status = 0
     for path in paths:

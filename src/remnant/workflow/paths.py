@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import InputError
+from remnant.errors import InputError
 
 __all__ = ["OUTPUT_FOLDERS", "UserPath", "check_distinct_samples", "check_not_outputs", "sheet_paths"]
 
@@ -43,7 +43,7 @@ class UserPath:
 
 def sheet_paths(sheet: pd.DataFrame, sheet_path: str | Path) -> list[UserPath]:
     """The counts and index-sort paths of every row of a sheet read by
-    :func:`remnant.config.read_sample_sheet` (empty cells skipped)."""
+    :func:`remnant.workflow.config.read_sample_sheet` (empty cells skipped)."""
     paths = []
     for sample, row in sheet.iterrows():
         where = f"line {row['line']} (sample {sample!r})"
@@ -137,7 +137,7 @@ def check_distinct_samples(sheet: pd.DataFrame, sheet_path: str | Path, *, workd
 
     Content is hashed only for files (or folders) of equal size, so a cohort of distinct files
     costs a ``stat`` per sample. Paths that do not exist are left to
-    :func:`remnant.config.check_input_paths`.
+    :func:`remnant.workflow.config.check_input_paths`.
     """
     workdir = Path(workdir)
     rows = [(sample, int(row["line"]), row["counts"]) for sample, row in sheet.iterrows() if row["counts"]]

@@ -34,7 +34,7 @@ import pandas as pd
 import scanpy as sc
 from anndata import AnnData
 
-from .errors import InputError
+from remnant.errors import InputError
 
 log = logging.getLogger(__name__)
 

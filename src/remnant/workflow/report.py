@@ -177,7 +177,7 @@ CALLED_ROLE = ".. role:: called\n\n"
 def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alpha: float = 0.05) -> list[str]:
     """One plain-words paragraph per contrast, from its per-patient rows and its pooled row.
 
-    ``contrasts`` is :func:`remnant.persistence.persistence_contrasts` output: rows with
+    ``contrasts`` is :func:`remnant.tl.fractions.persistence_contrasts` output: rows with
     ``contrast`` labels like ``"population: HSC vs PROG | timepoint=remission"``, ``scope``
     (``"patient"`` or ``"across patients"``), ``difference`` (and ``difference_low``/``_high``),
     ``corrected_difference``, ``odds_ratio`` (with ``_low``/``_high``), ``pvalue``.
@@ -373,7 +373,7 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
 def methods_paragraph(config: Mapping, versions: Mapping[str, str], *, n_cells: int, n_samples: int,
                       n_patients: int) -> str:
     """A Methods paragraph for a paper, filled with the parameters and versions of this run."""
-    from .signatures import MIN_CALIBRATION_CELLS
+    from remnant.tl.signatures import MIN_CALIBRATION_CELLS
 
     qc, cl, cnv = config.get("qc", {}), config.get("cluster", {}), config.get("cnv", {})
     persistence = config.get("persistence", {})

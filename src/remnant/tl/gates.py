@@ -3,7 +3,7 @@
 A cell can be assigned to a population three ways: the **sort gate** of its sample (sample sheet
 ``population``), the **index gate** (its own recorded fluorescence intensities, gated in silico
 with the thresholds below) and the **transcriptomic state** (``hspc_state`` from
-:func:`remnant.cluster.annotate_states`). The persistence analysis uses the sort gate by default;
+:func:`remnant.pp.cluster.annotate_states`). The persistence analysis uses the sort gate by default;
 this module makes the other two available and counts every disagreement instead of hiding it.
 
 Gates follow the hierarchy used by the founding study (Tehranchi et al., NEJM 2010; Woll et al.,
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .errors import InputError
+from remnant.errors import InputError
 
 __all__ = [
     "DEFAULT_GATES",
@@ -145,7 +145,7 @@ def gate_cells(
     Parameters
     ----------
     data
-        AnnData (intensities in ``.obs[f"{prefix}{marker}"]``, as :func:`remnant.io.read_sample`
+        AnnData (intensities in ``.obs[f"{prefix}{marker}"]``, as :func:`remnant.io.counts.read_sample`
         writes them) or a per-cell DataFrame with those columns. NaN intensities mean the cell was
         not index-sorted.
     thresholds
@@ -418,7 +418,7 @@ def check_index_sort_markers(sheet: pd.DataFrame, markers: Sequence[str], *, she
     """
     from pathlib import Path
 
-    from .io import read_index_sort
+    from remnant.io.counts import read_index_sort
 
     for sample, row in sheet.iterrows():
         path = str(row.get("index_sort", "") or "")

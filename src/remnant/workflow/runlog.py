@@ -20,7 +20,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .errors import InputError
+from remnant.errors import InputError
 
 log = logging.getLogger("remnant")
 

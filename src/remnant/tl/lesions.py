@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InputError
+from remnant.errors import InputError
 
 __all__ = ["DEFAULT_LESIONS", "Lesion", "call_lesions", "parse_lesions", "read_lesion_counts"]
 
@@ -105,9 +105,9 @@ def parse_lesions(config_list: list[dict] | None, cytobands: pd.DataFrame, arms:
         cytoband or cytoband range (``5q31``, ``5q13.1-5q33.3``; a band name matches its
         sub-bands), or a whole arm (``5q``). ``None`` gives :data:`DEFAULT_LESIONS`.
     cytobands
-        :func:`remnant.annotation.load_cytobands` table (defines chromosome lengths and bands).
+        :func:`remnant.io.annotation.load_cytobands` table (defines chromosome lengths and bands).
     arms
-        :func:`remnant.annotation.chromosome_arms` table; derived from ``cytobands`` if omitted.
+        :func:`remnant.io.annotation.chromosome_arms` table; derived from ``cytobands`` if omitted.
 
     Returns
     -------
@@ -119,7 +119,7 @@ def parse_lesions(config_list: list[dict] | None, cytobands: pd.DataFrame, arms:
         Missing keys, unknown type, bad or duplicate name, unknown chromosome or band,
         ``start >= end``, interval beyond the chromosome end, a band range across chromosomes.
     """
-    from .annotation import chromosome_arms
+    from remnant.io.annotation import chromosome_arms
 
     if config_list is None:
         config_list = DEFAULT_LESIONS
@@ -248,7 +248,7 @@ def require_positions(var: pd.DataFrame, where: str) -> None:
 
 def counts_matrix(adata: anndata.AnnData, layer: str | None, where: str):
     """The raw count matrix as a sparse matrix: ``layers[layer]`` when present, else ``X`` when it
-    holds counts (:func:`remnant.store.counts_key`: e.g. ``clustered.h5ad`` read whole), ``X`` for
+    holds counts (:func:`remnant.io.store.counts_key`: e.g. ``clustered.h5ad`` read whole), ``X`` for
     ``layer=None``.
 
     Raises
@@ -256,7 +256,7 @@ def counts_matrix(adata: anndata.AnnData, layer: str | None, where: str):
     InputError
         No such layer and ``X`` is not counts (e.g. log-normalised): names the layers to pass.
     """
-    from .store import counts_key
+    from remnant.io.store import counts_key
 
     key = counts_key(adata, layer, where=where)
     X = adata.layers[key.removeprefix("layers/")] if key != "X" else adata.X
@@ -280,7 +280,7 @@ def cell_depth(X, outside: np.ndarray, depth, n_obs: int, where: str) -> np.ndar
     if depth is None:
         if not outside.any():
             raise InputError("var has no autosomal gene outside the lesions to measure each cell's depth on; pass "
-                             "the counts with every gene, or depth= (remnant.lesions.read_lesion_counts).",
+                             "the counts with every gene, or depth= (remnant.tl.lesions.read_lesion_counts).",
                              where=f"{where}(depth=None)")
         return depth_on(X, outside)
     depth = np.asarray(depth, dtype=np.float64)
@@ -297,7 +297,7 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
 
     The counts are ``layers/counts`` when the file has that layer (``cohort.h5ad``, and
     ``clustered.h5ad`` files written before issue 8), else ``X`` when it holds counts
-    (``clustered.h5ad``; :func:`remnant.store.counts_key`).
+    (``clustered.h5ad``; :func:`remnant.io.store.counts_key`).
 
     Parameters
     ----------
@@ -306,7 +306,7 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
     lesions
         From :func:`parse_lesions`.
     chunk_cells
-        Cells per block read (default :data:`remnant.store.CHUNK_CELLS`).
+        Cells per block read (default :data:`remnant.io.store.CHUNK_CELLS`).
 
     Returns
     -------
@@ -317,7 +317,7 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
         float64 (n_obs,): each cell's counts on autosomal genes outside every lesion (as
         :func:`call_lesions` computes from the whole matrix); pass it as ``depth=``.
     """
-    from . import store
+    from remnant.io import store
 
     obs = store.read_obs(path)  # raises InputError naming the file when it is not HDF5
     var = store.read_var(path)
@@ -339,7 +339,7 @@ def write_calls(adata: anndata.AnnData, path) -> None:
     genes holding ``adata.obs`` (every column, the calls included) and ``uns["lesions"]``.
 
     Rule ``annotate_cohort`` puts both into a copy of the cohort file
-    (:func:`remnant.store.annotate_with_calls`); :func:`remnant.persistence.read_calls` reads either file.
+    (:func:`remnant.io.store.annotate_with_calls`); :func:`remnant.tl.fractions.read_calls` reads either file.
     """
     if "lesions" not in adata.uns:
         raise InputError("no lesion calls to write; run call_lesions first.", where="write_calls")
@@ -641,7 +641,7 @@ def call_lesions(
         From :func:`parse_lesions`.
     reference_mask
         Boolean array (n_obs,) or the name of a boolean obs column: the normal reference cells
-        (see :func:`remnant.config.reference_cells` and :func:`remnant.reference.find_reference`).
+        (see :func:`remnant.workflow.config.reference_cells` and :func:`remnant.tl.reference.find_reference`).
     state_key
         obs column with the annotated HSPC state (expectations are state-matched).
     sample_key

@@ -21,7 +21,7 @@ problem with a file is raised as :class:`remnant.errors.InputError` naming the f
 row/field, the bad value and what to do; errors from h5py/pandas/scipy never escape bare.
 Input files are only ever opened read-only.
 
-Gene identifiers are mapped to the genome annotation (:func:`remnant.annotation.load_genes`)
+Gene identifiers are mapped to the genome annotation (:func:`remnant.io.annotation.load_genes`)
 by :func:`map_genes`; :func:`read_sample` does reading, mapping and the index-sort join for
 one row of the sample sheet.
 """
@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .annotation import chromosome_rank, strip_version
-from .errors import InputError
+from remnant.io.annotation import chromosome_rank, strip_version
+from remnant.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -883,7 +883,7 @@ def map_genes(
     adata
         Cells x features counts (CSR).
     genes
-        Annotation from :func:`remnant.annotation.load_genes` (indexed by ``gene_id``).
+        Annotation from :func:`remnant.io.annotation.load_genes` (indexed by ``gene_id``).
     min_mapped_fraction
         Minimum fraction (0–1) of features that must map; below it an InputError is raised.
     source
@@ -1272,7 +1272,7 @@ def read_sample(
         Sample-sheet row with keys ``sample, patient, timepoint, population, condition, counts,
         format, index_sort, technology``; ``format`` and ``index_sort`` may be empty/NA.
     genes
-        Annotation (:func:`remnant.annotation.load_genes`).
+        Annotation (:func:`remnant.io.annotation.load_genes`).
     min_mapped_fraction
         Passed to :func:`map_genes`.
     sheet

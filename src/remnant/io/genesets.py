@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import InputError
+from remnant.errors import InputError
 
 
 def read_gene_set(path: str | Path) -> list[str]:

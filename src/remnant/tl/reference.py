@@ -1,7 +1,7 @@
 """Automatic reference: the cells least likely to carry any configured lesion, found from the data.
 
 When a cohort has no healthy donors and no population known to be cleared of the clone,
-:func:`find_reference` picks the normal reference cells for :func:`remnant.lesions.call_lesions`
+:func:`find_reference` picks the normal reference cells for :func:`remnant.tl.lesions.call_lesions`
 itself, and says how confident it is.
 
 Model, per lesion and per batch (technology), on candidate cells ``i``:
@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InputError
-from .lesions import Lesion, cell_depth, cell_mask, counts_matrix, lesion_genes, require_positions
+from remnant.errors import InputError
+from remnant.tl.lesions import Lesion, cell_depth, cell_mask, counts_matrix, lesion_genes, require_positions
 
 __all__ = ["find_reference"]
 
@@ -137,11 +137,11 @@ def find_reference(
     ----------
     adata
         Cells x genes with raw counts in ``layers[layer]`` (or ``X`` when it has no such layer
-        and ``X`` holds counts; ``None``: ``X``; :func:`remnant.lesions.counts_matrix`) and gene positions in
+        and ``X`` holds counts; ``None``: ``X``; :func:`remnant.tl.lesions.counts_matrix`) and gene positions in
         ``var`` (``chromosome``, ``start``, ``end``). With ``depth`` given, only the lesions'
-        genes are needed (:func:`remnant.lesions.read_lesion_counts`).
+        genes are needed (:func:`remnant.tl.lesions.read_lesion_counts`).
     lesions
-        From :func:`remnant.lesions.parse_lesions`.
+        From :func:`remnant.tl.lesions.parse_lesions`.
     candidates
         Boolean array (n_obs,) or obs column: cells that may be chosen (default: all).
     state_key
@@ -158,16 +158,16 @@ def find_reference(
     max_rounds
         Re-estimation rounds (profiles from the chosen cells, then a new choice).
     rescore_rounds
-        After the mixture's choice, rounds of :func:`remnant.lesions.call_lesions` (gene-level
+        After the mixture's choice, rounds of :func:`remnant.tl.lesions.call_lesions` (gene-level
         likelihoods, per-sample priors; chosen cells scored by cross-fitting) on the candidates
         against the current choice, each followed by a new choice from its posteriors. 0: the
         mixture's choice is final.
     min_mean, shrinkage, call_kwargs
-        As in :func:`remnant.lesions.call_lesions` (``call_kwargs``: its other keyword arguments,
+        As in :func:`remnant.tl.lesions.call_lesions` (``call_kwargs``: its other keyword arguments,
         e.g. ``sample_key``, ``donor_key``, ``n_folds``, ``seed``).
     depth
         float64 (n_obs,) counts of each cell on the autosomal genes outside every lesion, computed
-        beforehand (as ``depth`` of :func:`remnant.lesions.call_lesions`); ``None``: from ``adata``.
+        beforehand (as ``depth`` of :func:`remnant.tl.lesions.call_lesions`); ``None``: from ``adata``.
 
     Returns
     -------
@@ -243,7 +243,7 @@ def find_reference(
     report = pd.DataFrame(rows)
 
     if rescore_rounds > 0:
-        from .lesions import call_lesions
+        from remnant.tl.lesions import call_lesions
 
         cand_idx = np.flatnonzero(cand)
         # the candidates' lesion genes and their depth: call_lesions needs nothing else

@@ -1,6 +1,6 @@
 """Genome-wide copy-number view: smoothed profiles, heatmaps, lesion profiles and breakpoints.
 
-Per-cell calls (:mod:`remnant.lesions`) say *which* cells carry a lesion; this module shows *what*
+Per-cell calls (:mod:`remnant.tl.lesions`) say *which* cells carry a lesion; this module shows *what*
 their genome looks like and *where* each patient's lesion starts and ends.
 
 :func:`infer_profile` / :func:`write_profile`
@@ -43,7 +43,7 @@ their genome looks like and *where* each patient's lesion starts and ends.
 
 Expected counts (:func:`lesion_profile`, :func:`estimate_breakpoints`)
 ---------------------------------------------------------------------
-As in :mod:`remnant.lesions`, a cell ``c`` of state ``s`` is expected to have ``D_c * p_{s,g}``
+As in :mod:`remnant.tl.lesions`, a cell ``c`` of state ``s`` is expected to have ``D_c * p_{s,g}``
 counts of gene ``g``: ``D_c`` its counts on autosomal genes *off the lesion's chromosome* (so
 neither the deletion nor a breakpoint beyond the configured interval deflates it), ``p_{s,g}``
 the reference cells' summed counts of ``g`` in state ``s`` per count of their ``D``, shrunk to the
@@ -55,7 +55,7 @@ sum_g E_g`` by construction, so the ratio is 1 where the copy number is normal.
 Memory (issue 8: a million cells on one 24 GB machine)
 ------------------------------------------------------
 Every function reads the counts a block of ``chunk_cells`` cells at a time, from the AnnData's
-matrix or, with ``counts=`` a path, from that h5ad file (:mod:`remnant.store`; ``adata`` then
+matrix or, with ``counts=`` a path, from that h5ad file (:mod:`remnant.io.store`; ``adata`` then
 holds only obs and var). Nothing densifies the cohort:
 
 - the profile's reference (the state means, the gene filter) is one pass over the reference
@@ -87,9 +87,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import store
-from .errors import InputError
-from .lesions import cell_mask, counts_matrix, require_positions
+from remnant.io import store
+from remnant.errors import InputError
+from remnant.tl.lesions import cell_mask, counts_matrix, require_positions
 
 __all__ = [
     "LesionSums",
@@ -113,7 +113,7 @@ CALL_COLOURS = {"called": "#6A3D9A", "not called": "#D9D9D9"}
 GROUP_COLOURS = {"called": "#6A3D9A", "not called": "#1B9E77"}
 #: Cells of counts read at a time by default: 10,000 cells x ~2,800 nonzeros x 8 bytes = 0.2 GB.
 #: The per-cell work (infercnvpy, group sums) costs the same in smaller reads (measured: the same
-#: time as remnant.store's 50,000 on 50,000 cells of the test cohort, at half the peak memory).
+#: time as remnant.io.store's 50,000 on 50,000 cells of the test cohort, at half the peak memory).
 CHUNK_CELLS = 10_000
 #: Rows per float64 copy when summing counts by group (bounds the copy at ~5,000 x nonzeros per cell x 12 bytes).
 _SUM_ROWS = 5000
@@ -135,7 +135,7 @@ class _Counts:
 
     From ``adata.layers[layer]`` in memory, or with ``path`` from the h5ad file's
     ``layers/<layer>``; without that layer from ``X`` when it holds counts (``clustered.h5ad``;
-    :func:`remnant.store.counts_key`); ``layer=None``: ``X``. A file's matrix must be CSR with the
+    :func:`remnant.io.store.counts_key`); ``layer=None``: ``X``. A file's matrix must be CSR with the
     shape of ``adata`` (whose obs and var describe the file's cells and genes).
     """
 
@@ -757,7 +757,7 @@ def lesion_sums(
         ``counts``, only obs and var describing that file's cells and genes; ``var`` positions and
         obs columns of the calls, ``patient_key`` and ``state_key``.
     lesions
-        :class:`remnant.lesions.Lesion` objects.
+        :class:`remnant.tl.lesions.Lesion` objects.
     reference_mask
         Boolean array (n_obs,) or obs column: the normal reference cells.
     call_keys
@@ -932,7 +932,7 @@ def lesion_profile(
         obs and var with ``counts`` or ``sums``), ``var`` positions and obs columns ``call_key``,
         ``patient_key``, ``state_key``.
     lesion
-        A :class:`remnant.lesions.Lesion`; its chromosome is profiled.
+        A :class:`remnant.tl.lesions.Lesion`; its chromosome is profiled.
     reference_mask
         Boolean array (n_obs,) or obs column: the normal reference cells (expected profiles).
     call_key
@@ -1096,7 +1096,7 @@ def estimate_breakpoints(
         obs and var with ``counts`` or ``sums``), ``var`` positions and obs columns ``call_key``,
         ``patient_key``, ``state_key``.
     lesion
-        A :class:`remnant.lesions.Lesion`.
+        A :class:`remnant.tl.lesions.Lesion`.
     reference_mask
         Boolean array (n_obs,) or obs column: the normal reference cells.
     call_key
@@ -1107,7 +1107,7 @@ def estimate_breakpoints(
         :func:`lesion_sums` of this lesion, computed with the same cells and arguments (checked):
         no pass over the counts. ``None``: computed here.
     cytobands
-        :func:`remnant.annotation.load_cytobands` table: names the band of each breakpoint and
+        :func:`remnant.io.annotation.load_cytobands` table: names the band of each breakpoint and
         gives the chromosome length (without it bands are empty and the length is the last gene end).
     min_cells
         Patients with fewer called cells get NaN and a ``reason``.
@@ -1246,7 +1246,7 @@ def _downsample(groups: pd.Series, cap: int, rng: np.random.Generator, floor: in
 
 
 def _bar_colours(values: pd.Series, key: str) -> tuple[list[str], dict[str, str]]:
-    from .plotting import palette
+    from remnant.pl.clusters import palette
 
     levels = _ordered(values)
     colours = palette(levels, key)
@@ -1293,7 +1293,7 @@ def plot_patient_heatmap(
     reference_mask
         Boolean array (n_obs,) or obs column of the reference cells; ``None``: no reference block.
     lesions
-        :class:`remnant.lesions.Lesion` objects to mark on the genome axis.
+        :class:`remnant.tl.lesions.Lesion` objects to mark on the genome axis.
     max_cells
         Above this many cells, a seeded random subset is drawn per population/timepoint/call group
         (proportional, at least 10 per group); the figure says how many are shown.
@@ -1474,7 +1474,7 @@ def plot_lesion_profile(
     profile
         Table from :func:`lesion_profile` (any patients/lesions; the patient's rows are used).
     lesion
-        The :class:`remnant.lesions.Lesion` profiled.
+        The :class:`remnant.tl.lesions.Lesion` profiled.
     path
         Output PNG.
     patient
@@ -1482,7 +1482,7 @@ def plot_lesion_profile(
     breakpoints
         Table from :func:`estimate_breakpoints` (indexed by patient) or None.
     cytobands
-        :func:`remnant.annotation.load_cytobands` table: draws the chromosome's bands below.
+        :func:`remnant.io.annotation.load_cytobands` table: draws the chromosome's bands below.
     """
     plt = _plt()
     where = "plot_lesion_profile"

@@ -1,7 +1,7 @@
 """Figures of the persistence analysis (PNG): del(5q) fraction per patient, signature scores,
 cycling composition and its calibration, pseudobulk volcano.
 
-Colours follow :func:`remnant.plotting.palette`, so a population or timepoint has the same colour
+Colours follow :func:`remnant.pl.clusters.palette`, so a population or timepoint has the same colour
 as in the other figures of a run.
 """
 
@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .errors import InputError  # noqa: E402
-from .plotting import palette  # noqa: E402
-from .signatures import PHASES  # noqa: E402
+from remnant.errors import InputError  # noqa: E402
+from remnant.pl.clusters import palette  # noqa: E402
+from remnant.tl.signatures import PHASES  # noqa: E402
 
 __all__ = ["plot_cycling_calibration", "plot_cycling_composition", "plot_del_fraction", "plot_signature_distributions",
            "plot_volcano"]
@@ -47,7 +47,7 @@ def plot_del_fraction(
     Parameters
     ----------
     table
-        :func:`remnant.persistence.del_fraction_table` (``patient, population, timepoint``).
+        :func:`remnant.tl.fractions.del_fraction_table` (``patient, population, timepoint``).
     estimate
         ``"corrected"`` (error-corrected, ``corrected_low/high``) or ``"fraction"`` (called
         cells, Wilson ``fraction_low/high``). Where the corrected value is NaN (error rates too
@@ -166,7 +166,7 @@ def plot_signature_distributions(
 def plot_cycling_composition(composition: pd.DataFrame, path: str, *, label_keys: Sequence[str]) -> None:
     """Stacked bars of the G0/G1, S and G2M share per group.
 
-    ``composition``: :func:`remnant.signatures.cycling_composition` output; ``label_keys``: its
+    ``composition``: :func:`remnant.tl.signatures.cycling_composition` output; ``label_keys``: its
     grouping columns joined to label each bar (e.g. ``["patient", "timepoint", "del5q_group"]``).
     """
     cols = [f"fraction_{p.replace('/', '_')}" for p in PHASES]
@@ -213,7 +213,7 @@ def _calibration_cut(row: pd.Series, posterior: np.ndarray, called: np.ndarray) 
 def plot_cycling_calibration(scores: pd.DataFrame, calibration: pd.DataFrame, path: str, *,
                              batch_key: str | None = "technology") -> None:
     """Per batch (technology): the histogram of the cycling score max(S, G2/M), the two fitted
-    Gaussians of :func:`remnant.signatures.calibrate_cycling` (each scaled by its weight, and their
+    Gaussians of :func:`remnant.tl.signatures.calibrate_cycling` (each scaled by its weight, and their
     sum), the cut where the calibrated call changes (dashed) and scanpy's sign rule (either score
     above 0, dotted). Each panel's title gives the cells, the estimated cycling share (mixture
     weight), the share called, the share the sign rule would call and the separation AUROC the
@@ -225,7 +225,7 @@ def plot_cycling_calibration(scores: pd.DataFrame, calibration: pd.DataFrame, pa
         Per cell: ``S_score``, ``G2M_score``, ``cycle_phase`` (``G0/G1``, ``S``, ``G2M``),
         ``cycling_posterior`` (NaN where the sign rule was used) and ``batch_key``.
     calibration
-        The table of :func:`remnant.signatures.calibrate_cycling` (one row per ``batch``).
+        The table of :func:`remnant.tl.signatures.calibrate_cycling` (one row per ``batch``).
     batch_key
         Column of ``scores`` with the batch of each cell; ``None``: one batch, the table's only row.
     """
@@ -288,7 +288,7 @@ def plot_cycling_calibration(scores: pd.DataFrame, calibration: pd.DataFrame, pa
 
 def plot_volcano(results: pd.DataFrame, path: str, *, padj: float = 0.1, label_top: int = 15, title: str | None = None,
                  empty: str = "no test: fewer than two patients with both pseudobulks") -> None:
-    """Volcano of a :func:`remnant.pseudobulk.paired_de` table: log2 fold change vs -log10 p,
+    """Volcano of a :func:`remnant.tl.de.paired_de` table: log2 fold change vs -log10 p,
     genes at ``padj`` below the threshold coloured and the ``label_top`` smallest p-values named.
     An empty table gives a figure saying why (``empty``)."""
     fig, ax = plt.subplots(figsize=(6, 4.8), constrained_layout=True)

@@ -52,10 +52,10 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.sparse.csgraph import connected_components
 
-from . import store
-from .errors import InputError
-from .genesets import read_markers  # noqa: F401 (the marker table reader lives with the gene sets; re-exported)
-from .runlog import timed
+from remnant.io import store
+from remnant.errors import InputError
+from remnant.io.genesets import read_markers  # noqa: F401 (the marker table reader lives with the gene sets; re-exported)
+from remnant.workflow.runlog import timed
 
 log = logging.getLogger(__name__)
 
@@ -497,9 +497,9 @@ def annotate_states_file(
 ) -> AnnData:
     """:func:`annotate_states` for a cohort file (raw counts in ``X``) clustered by
     :func:`cluster_file`: the marker scores are computed block by block
-    (:func:`remnant.scoring.score_gene_sets`, scanpy's method on log1p(counts / total *
+    (:func:`remnant.pp.scoring.score_gene_sets`, scanpy's method on log1p(counts / total *
     ``target_sum``)); writes the same keys into ``result.obs``/``result.uns``."""
-    from .scoring import score_gene_sets
+    from remnant.pp.scoring import score_gene_sets
 
     marker_vars = _marker_vars(result.var, markers, states, min_markers)
     scores = score_gene_sets(path, marker_vars, target_sum=target_sum, seed=seed)

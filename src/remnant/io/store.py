@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InputError
+from remnant.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +453,7 @@ def _write_log_normalised(counts: h5py.Group, parent: h5py.Group, name: str, tar
 def annotate_with_calls(cohort, calls, dst, *, target_sum: float = 1e4, block_values: int = WRITE_BLOCK_VALUES) -> None:
     """Write ``dst``, the cohort file users open (rule ``annotate_cohort``): the cohort file
     ``cohort`` (``clustered.h5ad``) with the lesion calls of ``calls`` (the matrix-free file of
-    :func:`remnant.lesions.write_calls`), shaped as scverse tools expect.
+    :func:`remnant.tl.lesions.write_calls`), shaped as scverse tools expect.
 
     ``X``
         log1p(counts / total * ``target_sum``), CSR float32: ``sc.pp.normalize_total(target_sum=...)``

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from remnant.errors import InputError
 
 #: Columns of the gene table, in order.
 GENE_COLUMNS = [

@@ -1,0 +1,12 @@
+"""The Snakemake workflow's layer: config and sample-sheet checks, user-path safety, job logs,
+and the report. Analysis code lives in the other subpackages and names no rule, key or path.
+"""
+
+from remnant._lazy import exports
+
+__getattr__, __dir__, __all__ = exports(__name__, {
+    "config": [],
+    "paths": [],
+    "runlog": [],
+    "report": [],
+})
