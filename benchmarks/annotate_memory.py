@@ -54,8 +54,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from remnant.workflow.runlog import DONE_USAGE  # noqa: E402
 from scale import run, write_cohort  # noqa: E402
+
+from remnant.workflow.runlog import DONE_USAGE  # noqa: E402
 
 INT32_MAX = np.iinfo(np.int32).max
 #: Values copied at a time when tiling (64 MB of float32).
@@ -86,9 +87,18 @@ def _like(src: h5py.Dataset, parent: h5py.Group, name: str, shape: tuple, dtype=
     dtype = src.dtype if dtype is None else np.dtype(dtype)
     if src.chunks is None:
         return parent.create_dataset(name, shape=shape, dtype=dtype)
-    return parent.create_dataset(name, shape=shape, dtype=dtype, chunks=src.chunks, maxshape=(None, *shape[1:]),
-                                 compression=src.compression, compression_opts=src.compression_opts,
-                                 shuffle=src.shuffle, fletcher32=src.fletcher32, scaleoffset=src.scaleoffset)
+    return parent.create_dataset(
+        name,
+        shape=shape,
+        dtype=dtype,
+        chunks=src.chunks,
+        maxshape=(None, *shape[1:]),
+        compression=src.compression,
+        compression_opts=src.compression_opts,
+        shuffle=src.shuffle,
+        fletcher32=src.fletcher32,
+        scaleoffset=src.scaleoffset,
+    )
 
 
 def _tile_rows(src: h5py.Dataset, parent: h5py.Group, name: str, copies: int) -> None:
@@ -98,9 +108,9 @@ def _tile_rows(src: h5py.Dataset, parent: h5py.Group, name: str, copies: int) ->
     out.attrs.update(dict(src.attrs))
     rows = max(1, TILE_BLOCK // max(1, int(np.prod(src.shape[1:]))))
     for lo in range(0, n, rows):
-        block = src[lo:lo + rows]
+        block = src[lo : lo + rows]
         for k in range(copies):
-            out[k * n + lo:k * n + lo + block.shape[0]] = block
+            out[k * n + lo : k * n + lo + block.shape[0]] = block
 
 
 def _tile_csr(src: h5py.Group, parent: h5py.Group, name: str, copies: int, square: bool) -> None:
@@ -125,14 +135,14 @@ def _tile_csr(src: h5py.Group, parent: h5py.Group, name: str, copies: int, squar
     out_indices = _like(indices, g, "indices", (total,), idx_dtype)
     out_indptr = _like(indptr, g, "indptr", (n_rows * copies + 1,), ptr_dtype)
     for lo in range(0, nnz, TILE_BLOCK):
-        values, index = data[lo:lo + TILE_BLOCK], indices[lo:lo + TILE_BLOCK]
+        values, index = data[lo : lo + TILE_BLOCK], indices[lo : lo + TILE_BLOCK]
         for k in range(copies):
             at = slice(k * nnz + lo, k * nnz + lo + values.shape[0])
             out_data[at] = values
             out_indices[at] = index.astype(idx_dtype) + k * n_cols if square else index
     ptr = indptr[:].astype(np.int64)
     for k in range(copies):  # the boundary entry of consecutive copies is written twice, equal
-        out_indptr[k * n_rows:(k + 1) * n_rows + 1] = (ptr + k * nnz).astype(ptr_dtype)
+        out_indptr[k * n_rows : (k + 1) * n_rows + 1] = (ptr + k * nnz).astype(ptr_dtype)
 
 
 def tile_obs(obs: pd.DataFrame, copies: int) -> pd.DataFrame:
@@ -140,8 +150,10 @@ def tile_obs(obs: pd.DataFrame, copies: int) -> pd.DataFrame:
     Column dtypes (categoricals and their categories included) are kept."""
     out = pd.concat([obs] * copies, axis=0)
     names = obs.index.astype(str).to_numpy()
-    out.index = pd.Index(np.concatenate([np.char.add(f"C{k + 1}", names.astype(str)) for k in range(copies)]).astype(object),
-                         name=obs.index.name)
+    out.index = pd.Index(
+        np.concatenate([np.char.add(f"C{k + 1}", names.astype(str)) for k in range(copies)]).astype(object),
+        name=obs.index.name,
+    )
     for column in obs.columns:
         if out[column].dtype != obs[column].dtype:
             out[column] = out[column].astype(obs[column].dtype)
@@ -224,7 +236,7 @@ def check_tiled(original: Path, tiled: Path, copies: int) -> list[str]:
                 x, y = a[f"{group}/{name}"], b[f"{group}/{name}"]
                 if isinstance(x, h5py.Dataset) and (x.shape[1:] != y.shape[1:] or _layout(x) != _layout(y)):
                     problems.append(f"{group}/{name}: {x.shape} {_layout(x)} -> {y.shape} {_layout(y)}")
-        for path in ["X"] + [f"layers/{n}" for n in (a["layers"] if "layers" in a else [])]:
+        for path in ["X"] + [f"layers/{n}" for n in (a.get("layers", []))]:
             if path not in a:
                 continue
             x, y = a[path], b[path]
@@ -261,11 +273,20 @@ def build_inputs(workdir: Path, cells: int, base_cells: int, seed: int) -> dict:
     with h5py.File(tiled / "clustered.h5ad", "r") as f:
         nnz, ptr_dtype = int(f["X/data"].shape[0]), str(f["X/indptr"].dtype)
     config = yaml.safe_load((base / "config.yaml").read_text())
-    info = {"target_cells": cells, "base_cells": n_base, "copies": copies, "cells": n_base * copies, "nnz": nnz,
-            "X_indptr": ptr_dtype, "target_sum": config.get("cluster", {}).get("target_sum", 1e4),
-            "workflow_s": workflow_s, "tile_s": tile_s, "build_s": time.perf_counter() - t0,
-            "sizes_gb": {Path(rel).name: (tiled / Path(rel).name).stat().st_size / 1e9 for rel in INPUTS.values()},
-            "base_sizes_gb": {Path(rel).name: (base / rel).stat().st_size / 1e9 for rel in INPUTS.values()}}
+    info = {
+        "target_cells": cells,
+        "base_cells": n_base,
+        "copies": copies,
+        "cells": n_base * copies,
+        "nnz": nnz,
+        "X_indptr": ptr_dtype,
+        "target_sum": config.get("cluster", {}).get("target_sum", 1e4),
+        "workflow_s": workflow_s,
+        "tile_s": tile_s,
+        "build_s": time.perf_counter() - t0,
+        "sizes_gb": {Path(rel).name: (tiled / Path(rel).name).stat().st_size / 1e9 for rel in INPUTS.values()},
+        "base_sizes_gb": {Path(rel).name: (base / rel).stat().st_size / 1e9 for rel in INPUTS.values()},
+    }
     info_path.write_text(json.dumps(info, indent=1))
     info["reused"] = False
     return info
@@ -291,12 +312,16 @@ print(json.dumps({"store": remnant.io.store.__file__}))
 
 def extract(rev: str, into: Path) -> tuple[Path, str]:
     """``src/remnant`` and ``scripts/annotate_cohort.py`` of ``rev`` under ``into/<commit>``; returns the tree and the commit."""
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True, check=True
+    ).stdout.strip()
     tree = into / commit
     if not (tree / "scripts/annotate_cohort.py").is_file():
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "src/remnant", "scripts/annotate_cohort.py"],
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", commit, "src/remnant", "scripts/annotate_cohort.py"],
+            capture_output=True,
+            check=True,
+        ).stdout
         tree.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(tree, filter="data")
@@ -309,21 +334,37 @@ def measure(tree: Path, inputs: Path, out_dir: Path, label: str, target_sum, kee
     out, log = out_dir / f"cohort_{label}.h5ad", out_dir / f"annotate_cohort_{label}.log"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
-    cmd = [sys.executable, "-c", CHILD, str(tree), str(inputs / "clustered.h5ad"), str(inputs / "lesion_calls.h5ad"),
-           str(out), str(log), json.dumps(target_sum)]
+    cmd = [
+        sys.executable,
+        "-c",
+        CHILD,
+        str(tree),
+        str(inputs / "clustered.h5ad"),
+        str(inputs / "lesion_calls.h5ad"),
+        str(out),
+        str(log),
+        json.dumps(target_sum),
+    ]
     t0 = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=out_dir)
     wall = time.perf_counter() - t0
     if result.returncode != 0:
-        raise SystemExit(f"{label} failed ({result.returncode}):\n{result.stderr[-3000:]}\n{log.read_text()[-3000:] if log.exists() else ''}")
+        raise SystemExit(
+            f"{label} failed ({result.returncode}):\n{result.stderr[-3000:]}\n{log.read_text()[-3000:] if log.exists() else ''}"
+        )
     store = json.loads(result.stdout.strip().splitlines()[-1])["store"]
     if not Path(store).resolve().is_relative_to(tree.resolve()):
         raise SystemExit(f"{label} imported {store}, not the code of {tree}")
     lines = log.read_text().splitlines()
     usage = DONE_USAGE.search(lines[-1])
     call = [float(m[1]) for line in lines if (m := CALL_SECONDS.search(line))]
-    row = {"peak_mb": float(usage["peak_mb"]), "wall_s": wall, "cpu_s": float(usage["cpu_s"]),
-           "call_s": call[-1] if call else float("nan"), "output_gb": out.stat().st_size / 1e9}
+    row = {
+        "peak_mb": float(usage["peak_mb"]),
+        "wall_s": wall,
+        "cpu_s": float(usage["cpu_s"]),
+        "call_s": call[-1] if call else float("nan"),
+        "output_gb": out.stat().st_size / 1e9,
+    }
     if not keep:
         out.unlink()
     return row
@@ -331,44 +372,84 @@ def measure(tree: Path, inputs: Path, out_dir: Path, label: str, target_sum, kee
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dir", type=Path, help="inputs are built here once (base/, tiled/) and reused; runs write into runs/")
+    ap.add_argument(
+        "dir", type=Path, help="inputs are built here once (base/, tiled/) and reused; runs write into runs/"
+    )
     ap.add_argument("--cells", type=int, default=1_000_000, help="tile to at least this many cells")
     ap.add_argument("--base-cells", type=int, default=50_000, help="cells of the simulated cohort the workflow runs on")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--runs", type=int, default=2, help="runs of each version")
-    ap.add_argument("--before", default="48e765c", help="code before the change (default: the commit before e92ac2f's series)")
+    ap.add_argument(
+        "--before", default="48e765c", help="code before the change (default: the commit before e92ac2f's series)"
+    )
     ap.add_argument("--after", default="HEAD")
-    ap.add_argument("--keep-outputs", action="store_true", help="keep each run's cohort.h5ad (default: delete after measuring)")
+    ap.add_argument(
+        "--keep-outputs", action="store_true", help="keep each run's cohort.h5ad (default: delete after measuring)"
+    )
     args = ap.parse_args()
     workdir = args.dir.resolve()
     started = time.perf_counter()
     info = build_inputs(workdir, args.cells, args.base_cells, args.seed)
     workflow = "run before" if math.isnan(info["workflow_s"]) else f"{info['workflow_s']:.0f} s"
-    print(f"inputs ({'reused' if info['reused'] else 'built'}): {info['base_cells']:,} cells from the workflow "
-          f"(up to call_lesions: {workflow}) x {info['copies']} copies = {info['cells']:,} cells, "
-          f"{info['nnz']:,} stored counts ({info['nnz'] / info['cells']:.0f} per cell), X indptr {info['X_indptr']}; "
-          f"tiling {info['tile_s']:.0f} s; " + ", ".join(f"{k} {v:.2f} GB" for k, v in info["sizes_gb"].items())
-          + "; tiled files have the original's keys (obs columns, obsm, obsp, var, uns, layers)", flush=True)
+    print(
+        f"inputs ({'reused' if info['reused'] else 'built'}): {info['base_cells']:,} cells from the workflow "
+        f"(up to call_lesions: {workflow}) x {info['copies']} copies = {info['cells']:,} cells, "
+        f"{info['nnz']:,} stored counts ({info['nnz'] / info['cells']:.0f} per cell), X indptr {info['X_indptr']}; "
+        f"tiling {info['tile_s']:.0f} s; "
+        + ", ".join(f"{k} {v:.2f} GB" for k, v in info["sizes_gb"].items())
+        + "; tiled files have the original's keys (obs columns, obsm, obsp, var, uns, layers)",
+        flush=True,
+    )
     versions = [("before", *extract(args.before, workdir / "code")), ("after", *extract(args.after, workdir / "code"))]
     rows = []
     for i in range(args.runs):
         for version, tree, commit in versions:
-            row = measure(tree, workdir / "tiled", workdir / "runs", f"{version}_{i + 1}", info["target_sum"], args.keep_outputs)
+            row = measure(
+                tree, workdir / "tiled", workdir / "runs", f"{version}_{i + 1}", info["target_sum"], args.keep_outputs
+            )
             rows.append({"version": f"{version} ({commit})", "run": i + 1, "cells": info["cells"], **row})
-            print("  " + ", ".join(f"{k} {v}" if isinstance(v, (str, int)) else f"{k} {v:.2f}" for k, v in rows[-1].items()), flush=True)
+            print(
+                "  "
+                + ", ".join(f"{k} {v}" if isinstance(v, (str, int)) else f"{k} {v:.2f}" for k, v in rows[-1].items()),
+                flush=True,
+            )
     table = pd.DataFrame(rows)
-    shown = table.rename(columns={"peak_mb": "peak MB", "wall_s": "wall s", "cpu_s": "CPU s", "call_s": "call s",
-                                  "output_gb": "output GB"})
-    print("\nannotate_cohort, one process per run (peak and CPU: the job log's 'done' line, VmHWM; wall: the process, "
-          "start-up included; call: annotate_with_calls alone)")
-    print(shown.to_string(index=False, formatters={"cells": "{:,}".format, "peak MB": "{:.0f}".format, "wall s": "{:.1f}".format,
-                                                   "CPU s": "{:.1f}".format, "call s": "{:.1f}".format, "output GB": "{:.2f}".format}))
-    means = table.groupby(table["version"].str.split().str[0])[["peak_mb", "wall_s", "cpu_s", "call_s", "output_gb"]].mean()
+    shown = table.rename(
+        columns={
+            "peak_mb": "peak MB",
+            "wall_s": "wall s",
+            "cpu_s": "CPU s",
+            "call_s": "call s",
+            "output_gb": "output GB",
+        }
+    )
+    print(
+        "\nannotate_cohort, one process per run (peak and CPU: the job log's 'done' line, VmHWM; wall: the process, "
+        "start-up included; call: annotate_with_calls alone)"
+    )
+    print(
+        shown.to_string(
+            index=False,
+            formatters={
+                "cells": "{:,}".format,
+                "peak MB": "{:.0f}".format,
+                "wall s": "{:.1f}".format,
+                "CPU s": "{:.1f}".format,
+                "call s": "{:.1f}".format,
+                "output GB": "{:.2f}".format,
+            },
+        )
+    )
+    means = table.groupby(table["version"].str.split().str[0])[
+        ["peak_mb", "wall_s", "cpu_s", "call_s", "output_gb"]
+    ].mean()
     ratio = means.loc["after"] / means.loc["before"]
     print("after/before (means): " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()))
-    print(f"peak after within 10% of before: {'yes' if ratio['peak_mb'] <= 1.10 else 'NO'} "
-          f"({means.loc['after', 'peak_mb']:.0f} vs {means.loc['before', 'peak_mb']:.0f} MB, limit "
-          f"{1.10 * means.loc['before', 'peak_mb']:.0f} MB)")
+    print(
+        f"peak after within 10% of before: {'yes' if ratio['peak_mb'] <= 1.10 else 'NO'} "
+        f"({means.loc['after', 'peak_mb']:.0f} vs {means.loc['before', 'peak_mb']:.0f} MB, limit "
+        f"{1.10 * means.loc['before', 'peak_mb']:.0f} MB)"
+    )
     print(f"this invocation: {time.perf_counter() - started:.0f} s", flush=True)
 
 

@@ -78,18 +78,25 @@ sys.path.insert(0, str(ROOT / "tests"))
 def cohort(n_patients: int, cells: int, depth: float, clone: float, seed: int):
     import anndata as ad
     import scipy.sparse as sp
-
     import simulated as S
+
     from remnant.io.counts import map_genes
     from remnant.sim.cohort import simulate_cohort
 
     rows = [(f"H{i}_CD34", f"H{i}", "", "CD34", "healthy", "droplet") for i in (1, 2, 3)]
     rows += [(f"P{i}_dx", f"P{i}", "diagnosis", "CD34", "MDS", "droplet") for i in range(1, n_patients + 1)]
-    params = {"cells_per_sample": {"droplet": cells}, "library_size": {"droplet": {"median": depth, "sdlog": 0.35}},
-              "clone_fraction": {"diagnosis": {"CD34": clone}}, "clone_sampling": "exact",
-              "low_quality": {"fraction": 0.0}, "doublets": {"rate": 0.0}}
+    params = {
+        "cells_per_sample": {"droplet": cells},
+        "library_size": {"droplet": {"median": depth, "sdlog": 0.35}},
+        "clone_fraction": {"diagnosis": {"CD34": clone}},
+        "clone_sampling": "exact",
+        "low_quality": {"fraction": 0.0},
+        "doublets": {"rate": 0.0},
+    }
     sheet = S.sheet(rows)
-    sim = simulate_cohort(sheet, S.genes(), S.markers(), S.read_gene_sets(S.ROOT / "resources/gene_sets"), params=params, seed=seed)
+    sim = simulate_cohort(
+        sheet, S.genes(), S.markers(), S.read_gene_sets(S.ROOT / "resources/gene_sets"), params=params, seed=seed
+    )
     parts = []
     for sample, row in sheet.iterrows():
         a, _ = map_genes(sim.counts[sample], S.genes(), source=sample)
@@ -109,8 +116,8 @@ def cohort(n_patients: int, cells: int, depth: float, clone: float, seed: int):
 
 def breakpoints(args) -> None:
     from remnant.io.annotation import load_cytobands
-    from remnant.tl.profile import _Expectation, estimate_breakpoints, lesion_sums
     from remnant.tl.lesions import call_lesions, parse_lesions
+    from remnant.tl.profile import _Expectation, estimate_breakpoints, lesion_sums
 
     cytobands = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     (lesion,) = parse_lesions(None, cytobands)
@@ -124,8 +131,9 @@ def breakpoints(args) -> None:
     summary = []
     for min_expected in args.min_expected:
         t = time.perf_counter()
-        bp = estimate_breakpoints(adata, lesion, sums=sums, cytobands=cytobands, min_expected=min_expected, n_boot=args.n_boot,
-                                  seed=args.seed)
+        bp = estimate_breakpoints(
+            adata, lesion, sums=sums, cytobands=cytobands, min_expected=min_expected, n_boot=args.n_boot, seed=args.seed
+        )
         sec = time.perf_counter() - t
         bp = bp.loc[bp.index.isin(truth.index)]
         rows = []
@@ -133,15 +141,20 @@ def breakpoints(args) -> None:
             called = adata.obs["del5q_call"].to_numpy() & (adata.obs["patient"] == patient).to_numpy()
             cells = np.flatnonzero(called)
             mid = ex.mid[ex.expected(cells) >= min_expected]  # the genes estimate_breakpoints scans
-            out = {"patient": patient, "n_called": int(r["n_called"]),
-                   "precision": float(adata.obs["truth"].to_numpy()[cells].mean()) if cells.size else np.nan}
+            out = {
+                "patient": patient,
+                "n_called": int(r["n_called"]),
+                "precision": float(adata.obs["truth"].to_numpy()[cells].mean()) if cells.size else np.nan,
+            }
             for side in ("start", "end"):
                 true, est = float(truth.loc[patient, side]), float(r[side])
                 out[f"{side}_true"], out[f"{side}_est"] = true, est
                 out[f"{side}_err_mb"] = (est - true) / 1e6
                 # scanned genes whose midpoint lies between truth and estimate (0: the best possible)
                 out[f"{side}_err_genes"] = int(((mid >= min(true, est)) & (mid < max(true, est))).sum())
-                out[f"{side}_covered"] = bool(r[f"{side}_lo"] <= true <= r[f"{side}_hi"]) if np.isfinite(r[f"{side}_lo"]) else False
+                out[f"{side}_covered"] = (
+                    bool(r[f"{side}_lo"] <= true <= r[f"{side}_hi"]) if np.isfinite(r[f"{side}_lo"]) else False
+                )
             out["ratio"] = r["ratio"]
             rows.append(out)
         table = pd.DataFrame(rows).set_index("patient")
@@ -150,10 +163,18 @@ def breakpoints(args) -> None:
         errs_mb = np.abs(np.r_[table["start_err_mb"], table["end_err_mb"]])
         errs_g = np.abs(np.r_[table["start_err_genes"], table["end_err_genes"]])
         cover = np.r_[table["start_covered"], table["end_covered"]]
-        summary.append({"min_expected": min_expected, "median_abs_err_mb": np.median(errs_mb),
-                        "p90_abs_err_mb": np.quantile(errs_mb, 0.9), "max_abs_err_mb": errs_mb.max(),
-                        "median_err_genes": np.median(errs_g), "max_err_genes": errs_g.max(), "ci_coverage": cover.mean(),
-                        "sec": sec})
+        summary.append(
+            {
+                "min_expected": min_expected,
+                "median_abs_err_mb": np.median(errs_mb),
+                "p90_abs_err_mb": np.quantile(errs_mb, 0.9),
+                "max_abs_err_mb": errs_mb.max(),
+                "median_err_genes": np.median(errs_g),
+                "max_err_genes": errs_g.max(),
+                "ci_coverage": cover.mean(),
+                "sec": sec,
+            }
+        )
     print("\nsummary (both breakpoints of every patient)")
     print(pd.DataFrame(summary).round(3).to_string(index=False))
 
@@ -193,10 +214,18 @@ def _worker(args) -> None:
         genes = np.asarray(adata.uns["genes_used"], dtype=str)
         X = adata.layers["counts"]
         total = np.asarray(X.sum(axis=1)).ravel()
-        light = ad.AnnData(X=sp.csr_matrix(sp.diags((1e4 / total).astype(np.float32)) @ sp.csr_matrix(X[:, adata.var_names.get_indexer(genes)], dtype=np.float32)),
-                           obs=adata.obs[["reference"]].astype(str), var=adata.var.loc[genes, ["chromosome", "start", "end"]].copy())
+        light = ad.AnnData(
+            X=sp.csr_matrix(
+                sp.diags((1e4 / total).astype(np.float32))
+                @ sp.csr_matrix(X[:, adata.var_names.get_indexer(genes)], dtype=np.float32)
+            ),
+            obs=adata.obs[["reference"]].astype(str),
+            var=adata.var.loc[genes, ["chromosome", "start", "end"]].copy(),
+        )
         states = list(adata.uns["states_used"])
-        light.obs["category"] = np.where(adata.obs["reference"] & adata.obs["hspc_state"].isin(states), adata.obs["hspc_state"], "query")
+        light.obs["category"] = np.where(
+            adata.obs["reference"] & adata.obs["hspc_state"].isin(states), adata.obs["hspc_state"], "query"
+        )
         np.log1p(light.X.data, out=light.X.data)
         if not args.method.endswith("_cohort"):  # "_cohort": the caller keeps its cohort (counts) in memory too
             del adata, X
@@ -238,8 +267,12 @@ def speed(args) -> None:
         adata.write_h5ad(path)
         del adata
         for method in ("plain", "plain_states", "plain_states_cohort", "infer_profile") * args.repeats:
-            out = subprocess.run([sys.executable, __file__, "_worker", "--h5ad", str(path), "--method", method],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "_worker", "--h5ad", str(path), "--method", method],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             print(out.stdout.strip().splitlines()[-1], flush=True)
 
 

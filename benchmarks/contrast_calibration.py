@@ -109,10 +109,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from persistence_coverage import simulate  # noqa: E402
 
 from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
-from remnant.pp.cluster import read_markers  # noqa: E402
 from remnant.io.genesets import read_gene_sets  # noqa: E402
-from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
 from remnant.tl.fractions import binomial_mixed_contrast, del_fraction_table, stratified_contrast  # noqa: E402
+from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
 
 SCENARIOS = {"null 0.95": (0.95, 0.95), "null 0.50": (0.50, 0.50), "diff 0.40": (0.90, 0.50), "diff 0.20": (0.70, 0.50)}
 DEPTHS = (500.0, 2000.0)
@@ -122,20 +122,42 @@ _RESOURCES: dict = {}
 
 
 def sheet() -> pd.DataFrame:
-    rows = [{"sample": f"P{i}_diagnosis_{pop}", "patient": f"P{i}", "timepoint": "diagnosis", "population": pop,
-             "condition": "MDS", "technology": "droplet"} for i in range(1, N_PATIENTS + 1) for pop in ("HSC", "PROG")]
-    rows += [{"sample": f"H{i}_{pop}", "patient": f"H{i}", "timepoint": "", "population": pop, "condition": "healthy",
-              "technology": "droplet"} for i in range(1, N_HEALTHY + 1) for pop in ("HSC", "PROG")]
+    rows = [
+        {
+            "sample": f"P{i}_diagnosis_{pop}",
+            "patient": f"P{i}",
+            "timepoint": "diagnosis",
+            "population": pop,
+            "condition": "MDS",
+            "technology": "droplet",
+        }
+        for i in range(1, N_PATIENTS + 1)
+        for pop in ("HSC", "PROG")
+    ]
+    rows += [
+        {
+            "sample": f"H{i}_{pop}",
+            "patient": f"H{i}",
+            "timepoint": "",
+            "population": pop,
+            "condition": "healthy",
+            "technology": "droplet",
+        }
+        for i in range(1, N_HEALTHY + 1)
+        for pop in ("HSC", "PROG")
+    ]
     return pd.DataFrame(rows)
 
 
 def resources() -> dict:
     if not _RESOURCES:
         cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
-        _RESOURCES.update(genes=load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz"),
-                          markers=read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
-                          gene_sets=read_gene_sets(ROOT / "resources/gene_sets"),
-                          lesions=parse_lesions(None, cyto, chromosome_arms(cyto)))
+        _RESOURCES.update(
+            genes=load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz"),
+            markers=read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
+            gene_sets=read_gene_sets(ROOT / "resources/gene_sets"),
+            lesions=parse_lesions(None, cyto, chromosome_arms(cyto)),
+        )
     return _RESOURCES
 
 
@@ -147,8 +169,11 @@ def replicate(task: tuple[int, float, tuple[str, ...]]) -> tuple[list[dict], lis
     contrasts, samples = [], []
     for scenario in scenarios:
         f_hsc, f_prog = SCENARIOS[scenario]
-        params = {"cells_per_sample": {"droplet": BARCODES}, "library_size": {"droplet": {"median": depth}},
-                  "clone_fraction": {"diagnosis": {"HSC": f_hsc, "PROG": f_prog}}}
+        params = {
+            "cells_per_sample": {"droplet": BARCODES},
+            "library_size": {"droplet": {"median": depth}},
+            "clone_fraction": {"diagnosis": {"HSC": f_hsc, "PROG": f_prog}},
+        }
         adata = simulate(sheet(), res["genes"], res["markers"], res["gene_sets"], params, seed)
         ref = (adata.obs["condition"] == "healthy").to_numpy()
         call_lesions(adata, res["lesions"], reference_mask=ref, batch_key="technology")
@@ -157,28 +182,47 @@ def replicate(task: tuple[int, float, tuple[str, ...]]) -> tuple[list[dict], lis
         table = del_fraction_table(obs, info["per_sample"], n_reference=info["params"]["n_reference"])
         truth = obs.groupby(["patient", "population"], observed=True)["truth"].mean()
         table["realised"] = [truth[(p, q)] for p, q in zip(table["patient"], table["population"])]
-        c = stratified_contrast(table, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "diagnosis"})
+        c = stratified_contrast(
+            table, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "diagnosis"}
+        )
         pooled = c[c["scope"] == "across patients"].iloc[0]
-        mixed = binomial_mixed_contrast(obs, factor="population", level="HSC", reference="PROG",
-                                        fixed={"timepoint": "diagnosis"}).iloc[0]
+        mixed = binomial_mixed_contrast(
+            obs, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "diagnosis"}
+        ).iloc[0]
         realised = truth.unstack()
-        contrasts.append({"scenario": scenario, "depth": depth, "seed": seed, "design": f_hsc - f_prog,
-                          "truth": float((realised["HSC"] - realised["PROG"]).mean()),
-                          "corrected": pooled["corrected_difference"], "corrected_low": pooled["corrected_difference_low"],
-                          "corrected_high": pooled["corrected_difference_high"], "corrected_p": pooled["corrected_pvalue"],
-                          "raw": pooled["difference"], "cmh_or": pooled["odds_ratio"], "cmh_p": pooled["pvalue"],
-                          "mixed_or": mixed["odds_ratio"], "mixed_p": mixed["pvalue"],
-                          # per patient, for --save (other pooling rules can be tried on them)
-                          "patient_corrected": list(c.loc[c["scope"] == "patient", "corrected_difference"]),
-                          "patient_se": list(c.loc[c["scope"] == "patient", "corrected_se"])})
+        contrasts.append(
+            {
+                "scenario": scenario,
+                "depth": depth,
+                "seed": seed,
+                "design": f_hsc - f_prog,
+                "truth": float((realised["HSC"] - realised["PROG"]).mean()),
+                "corrected": pooled["corrected_difference"],
+                "corrected_low": pooled["corrected_difference_low"],
+                "corrected_high": pooled["corrected_difference_high"],
+                "corrected_p": pooled["corrected_pvalue"],
+                "raw": pooled["difference"],
+                "cmh_or": pooled["odds_ratio"],
+                "cmh_p": pooled["pvalue"],
+                "mixed_or": mixed["odds_ratio"],
+                "mixed_p": mixed["pvalue"],
+                # per patient, for --save (other pooling rules can be tried on them)
+                "patient_corrected": list(c.loc[c["scope"] == "patient", "corrected_difference"]),
+                "patient_se": list(c.loc[c["scope"] == "patient", "corrected_se"]),
+            }
+        )
         per = obs.groupby("sample", observed=True).agg(carriers=("truth", "sum"), n=("truth", "size"))
         per["missed"] = obs[obs["truth"]].groupby("sample", observed=True)["del5q_call"].apply(lambda c: (~c).sum())
         per["false_calls"] = obs[~obs["truth"]].groupby("sample", observed=True)["del5q_call"].sum()
         per = per.fillna(0).join(info["per_sample"][["fpr", "fnr"]])
         per["population"] = [s.rsplit("_", 1)[1] for s in per.index]
-        per = per.merge(table[["patient", "population", "corrected", "corrected_se", "realised"]].assign(
-            sample=lambda t: t["patient"] + "_diagnosis_" + t["population"]).drop(columns=["patient", "population"]),
-            left_index=True, right_on="sample")
+        per = per.merge(
+            table[["patient", "population", "corrected", "corrected_se", "realised"]]
+            .assign(sample=lambda t: t["patient"] + "_diagnosis_" + t["population"])
+            .drop(columns=["patient", "population"]),
+            left_index=True,
+            right_on="sample",
+        )
         samples.append(per.assign(scenario=scenario, depth=depth, seed=seed))
     return contrasts, samples
 
@@ -191,14 +235,21 @@ def summarise(contrasts: pd.DataFrame) -> pd.DataFrame:
     for (scenario, depth), g in c.groupby(["scenario", "depth"], sort=False):
         null = (g["design"] == 0).all()
         row = {"scenario": scenario, "UMI": int(depth), "seeds": len(g)}
-        for name, sig, direction in (("corrected", g["corrected_sig"], np.sign(g["corrected"])),
-                                     ("CMH", g["cmh_p"] < ALPHA, np.sign(np.log(g["cmh_or"]))),
-                                     ("mixed", g["mixed_p"] < ALPHA, np.sign(np.log(g["mixed_or"])))):
+        for name, sig, direction in (
+            ("corrected", g["corrected_sig"], np.sign(g["corrected"])),
+            ("CMH", g["cmh_p"] < ALPHA, np.sign(np.log(g["cmh_or"]))),
+            ("mixed", g["mixed_p"] < ALPHA, np.sign(np.log(g["mixed_or"]))),
+        ):
             rate = sig if null else sig & (direction == right[g.index])
             row[f"{name}_{'rejected' if null else 'detected'}"] = float(rate.mean())
-        row.update(truth=g["truth"].mean(), corrected=g["corrected"].mean(), raw=g["raw"].mean(),
-                   coverage=float(((g["corrected_low"] <= g["design"]) & (g["design"] <= g["corrected_high"])).mean()),
-                   cmh_or=float(np.exp(np.log(g["cmh_or"]).median())), mixed_or=float(np.exp(np.log(g["mixed_or"]).median())))
+        row.update(
+            truth=g["truth"].mean(),
+            corrected=g["corrected"].mean(),
+            raw=g["raw"].mean(),
+            coverage=float(((g["corrected_low"] <= g["design"]) & (g["design"] <= g["corrected_high"])).mean()),
+            cmh_or=float(np.exp(np.log(g["cmh_or"]).median())),
+            mixed_or=float(np.exp(np.log(g["mixed_or"]).median())),
+        )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -210,9 +261,19 @@ def calibration(samples: pd.DataFrame) -> pd.DataFrame:
     s["fnr_error"] = s["fnr"] - s["true_fnr"]
     s["z"] = (s["corrected"] - s["realised"]) / s["corrected_se"]
     g = s.groupby(["depth", "scenario", "population"], sort=False)
-    out = g.agg(samples=("fnr", "size"), true_fnr=("true_fnr", "mean"), fnr=("fnr", "mean"), fnr_error=("fnr_error", "mean"),
-                fnr_error_sd=("fnr_error", "std"), true_fpr=("true_fpr", "mean"), fpr=("fpr", "mean"),
-                realised=("realised", "mean"), corrected=("corrected", "mean"), z_mean=("z", "mean"), z_sd=("z", "std"))
+    out = g.agg(
+        samples=("fnr", "size"),
+        true_fnr=("true_fnr", "mean"),
+        fnr=("fnr", "mean"),
+        fnr_error=("fnr_error", "mean"),
+        fnr_error_sd=("fnr_error", "std"),
+        true_fpr=("true_fpr", "mean"),
+        fpr=("fpr", "mean"),
+        realised=("realised", "mean"),
+        corrected=("corrected", "mean"),
+        z_mean=("z", "mean"),
+        z_sd=("z", "std"),
+    )
     out = out.reset_index()
     out["depth"] = out["depth"].astype(int)
     return out.rename(columns={"depth": "UMI"})
@@ -243,17 +304,25 @@ def main():
     contrasts = pd.DataFrame([row for r in results for row in r[0]])
     samples = pd.concat([df for r in results for df in r[1]], ignore_index=True)
     order = {s: i for i, s in enumerate(SCENARIOS)}
-    contrasts = contrasts.sort_values(["depth", "scenario", "seed"], key=lambda x: x.map(order) if x.name == "scenario" else x)
+    contrasts = contrasts.sort_values(
+        ["depth", "scenario", "seed"], key=lambda x: x.map(order) if x.name == "scenario" else x
+    )
     if args.save:
         contrasts.to_csv(f"{args.save}_contrasts.tsv", sep="\t", index=False)
         samples.to_csv(f"{args.save}_samples.tsv", sep="\t", index=False)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 50)
-    print(f"# {args.seeds} seeds ({args.seed}..{args.seed + args.seeds - 1}) per scenario and depth; {N_PATIENTS} patients, "
-          f"HSC vs PROG at diagnosis; alpha {ALPHA}; differences are fractions (0-1); {time.perf_counter() - t0:.0f} s\n")
-    print("## share of seeds rejecting (null) or detecting in the right direction (difference); mean differences; median ORs")
+    print(
+        f"# {args.seeds} seeds ({args.seed}..{args.seed + args.seeds - 1}) per scenario and depth; {N_PATIENTS} patients, "
+        f"HSC vs PROG at diagnosis; alpha {ALPHA}; differences are fractions (0-1); {time.perf_counter() - t0:.0f} s\n"
+    )
+    print(
+        "## share of seeds rejecting (null) or detecting in the right direction (difference); mean differences; median ORs"
+    )
     print(summarise(contrasts).round(3).to_string(index=False))
-    print("\n## per-sample calibration: the caller's fnr/fpr vs the truth of the sample; z = (corrected - realised) / corrected_se")
+    print(
+        "\n## per-sample calibration: the caller's fnr/fpr vs the truth of the sample; z = (corrected - realised) / corrected_se"
+    )
     print(calibration(samples).round(3).to_string(index=False))
 
 

@@ -62,11 +62,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
-from remnant.pp.cluster import read_markers  # noqa: E402
-from remnant.io.genesets import read_gene_sets  # noqa: E402
 from remnant.io.counts import map_genes  # noqa: E402
-from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
+from remnant.io.genesets import read_gene_sets  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
 from remnant.sim.cohort import simulate_cohort  # noqa: E402
+from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
 
 
 def auroc(score: np.ndarray, truth: np.ndarray) -> float:
@@ -97,8 +97,14 @@ def build(depth: float, clone_fraction: float, cells: int, seed: int, n_mds: int
         "low_quality": {"fraction": 0.0},
         "doublets": {"rate": 0.0},
     }
-    sim = simulate_cohort(sheet, genes, read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
-                          read_gene_sets(ROOT / "resources/gene_sets"), params=params, seed=seed)
+    sim = simulate_cohort(
+        sheet,
+        genes,
+        read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
+        read_gene_sets(ROOT / "resources/gene_sets"),
+        params=params,
+        seed=seed,
+    )
     parts = []
     for _, row in sheet.iterrows():
         a, _ = map_genes(sim.counts[row["sample"]], genes, source=row["sample"])
@@ -130,7 +136,9 @@ def run(depth, frac, cells, seed, lesions, do_infercnv):
     ps = adata.uns["lesions"]["del5q"]["per_sample"]
     mds_samples = ps.index[ps.index.str.startswith("P")]
     out = {
-        "depth": depth, "clone": frac, "n_cells": adata.n_obs,
+        "depth": depth,
+        "clone": frac,
+        "n_cells": adata.n_obs,
         "auroc": auroc(post[mds], truth[mds]) if 0 < truth[mds].mean() < 1 else float("nan"),
         "auroc_vs_held": auroc(llr[mds | held], truth[mds | held]),
         "fpr_held": float(call[held].mean()),
@@ -169,8 +177,11 @@ def information(adata, ref, held, mds, truth, lesions):
     for _, p in adata.uns["truth_patients"].iterrows():
         if p["condition"] != "MDS":
             continue
-        oracle = parse_lesions([{"name": "del5q", "type": "loss", "region": f"chr5:{int(float(p['start']))}-{int(float(p['end']))}"}],
-                               cyto, chromosome_arms(cyto))
+        oracle = parse_lesions(
+            [{"name": "del5q", "type": "loss", "region": f"chr5:{int(float(p['start']))}-{int(float(p['end']))}"}],
+            cyto,
+            chromosome_arms(cyto),
+        )
         keep = ref | held | (adata.obs["patient"] == p["patient"]).to_numpy()
         b = adata[keep].copy()
         call_lesions(b, oracle, reference_mask=ref[keep], refine=False)
@@ -188,7 +199,9 @@ def run_infercnv(adata, ref, mds, held, truth):
     sc.pp.normalize_total(b, target_sum=1e4)
     sc.pp.log1p(b)
     t0 = time.perf_counter()
-    cnv.tl.infercnv(b, reference_key="ref", reference_cat=sorted(set(b.obs["ref"]) - {"query"}), window_size=250, n_jobs=1)
+    cnv.tl.infercnv(
+        b, reference_key="ref", reference_cat=sorted(set(b.obs["ref"]) - {"query"}), window_size=250, n_jobs=1
+    )
     dt = time.perf_counter() - t0
     chr_pos = b.uns["cnv"]["chr_pos"]
     X = b.obsm["X_cnv"]
@@ -202,8 +215,11 @@ def run_infercnv(adata, ref, mds, held, truth):
     pos = np.linspace(var5["start"].iloc[0], var5["start"].iloc[-1], nwin)
     sel = start + np.flatnonzero((pos >= 67_400_000) & (pos < 160_500_000))
     score = -np.asarray(X[:, sel].mean(axis=1)).ravel()
-    return {"icnv_auroc": auroc(score[mds], truth[mds]) if 0 < truth[mds].mean() < 1 else float("nan"),
-            "icnv_auroc_vs_held": auroc(score[mds | held], truth[mds | held]), "icnv_sec": dt}
+    return {
+        "icnv_auroc": auroc(score[mds], truth[mds]) if 0 < truth[mds].mean() < 1 else float("nan"),
+        "icnv_auroc_vs_held": auroc(score[mds | held], truth[mds | held]),
+        "icnv_sec": dt,
+    }
 
 
 def main():

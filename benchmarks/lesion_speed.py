@@ -86,9 +86,9 @@ def build(cells: int, genes: int, seed: int, path: Path) -> None:
     import anndata as ad
 
     from remnant.io.annotation import load_genes
-    from remnant.pp.cluster import read_markers
-    from remnant.io.genesets import read_gene_sets
     from remnant.io.counts import map_genes
+    from remnant.io.genesets import read_gene_sets
+    from remnant.pp.cluster import read_markers
     from remnant.sim.cohort import simulate_cohort
 
     annotation = load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz")
@@ -97,10 +97,21 @@ def build(cells: int, genes: int, seed: int, path: Path) -> None:
     rows = [(f"H{i}", f"H{i}", "", "CD34", "healthy", "droplet") for i in range(1, 4)]
     rows += [(f"P{i}", f"P{i}", "diagnosis", "CD34", "MDS", "droplet") for i in range(1, 8)]
     sheet = pd.DataFrame(rows, columns=["sample", "patient", "timepoint", "population", "condition", "technology"])
-    params = {"cells_per_sample": {"droplet": per}, "library_size": {"droplet": {"median": 2500.0, "sdlog": 0.35}},
-              "clone_fraction": {"diagnosis": {"CD34": 0.5}}, "low_quality": {"fraction": 0.0}, "doublets": {"rate": 0.0}}
-    sim = simulate_cohort(sheet, annotation, read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
-                          read_gene_sets(ROOT / "resources/gene_sets"), params=params, seed=seed)
+    params = {
+        "cells_per_sample": {"droplet": per},
+        "library_size": {"droplet": {"median": 2500.0, "sdlog": 0.35}},
+        "clone_fraction": {"diagnosis": {"CD34": 0.5}},
+        "low_quality": {"fraction": 0.0},
+        "doublets": {"rate": 0.0},
+    }
+    sim = simulate_cohort(
+        sheet,
+        annotation,
+        read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
+        read_gene_sets(ROOT / "resources/gene_sets"),
+        params=params,
+        seed=seed,
+    )
     parts = []
     for _, row in sheet.iterrows():
         a, _ = map_genes(sim.counts[row["sample"]], annotation, source=row["sample"])
@@ -119,12 +130,20 @@ def build(cells: int, genes: int, seed: int, path: Path) -> None:
     adata.X = adata.X.tocsr().astype(np.float32)
     adata.layers["counts"] = adata.X.copy()
     adata.write_h5ad(path)
-    print(f"cohort: {adata.n_obs} cells x {adata.n_vars} genes, {adata.X.nnz / adata.n_obs:.0f} nonzero per cell", flush=True)
+    print(
+        f"cohort: {adata.n_obs} cells x {adata.n_vars} genes, {adata.X.nnz / adata.n_obs:.0f} nonzero per cell",
+        flush=True,
+    )
 
 
 def run(method: str, path: Path, n_jobs: int = 1) -> dict:
-    code = CHILD.format(src=str(ROOT / "src"), path=str(path), method=method, n_jobs=n_jobs,
-                        cyto=str(ROOT / "resources/annotation/GRCh38_cytobands.tsv"))
+    code = CHILD.format(
+        src=str(ROOT / "src"),
+        path=str(path),
+        method=method,
+        n_jobs=n_jobs,
+        cyto=str(ROOT / "resources/annotation/GRCh38_cytobands.tsv"),
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -139,8 +158,11 @@ def main() -> None:
         path = Path(tmp) / "cohort.h5ad"
         build(args.cells, args.genes, args.seed, path)
         rows = []
-        for label, method, jobs in [("remnant.call_lesions", "remnant", 1), ("infercnvpy.tl.infercnv n_jobs=1", "infercnv", 1),
-                                    ("infercnvpy.tl.infercnv n_jobs=2", "infercnv", 2)]:
+        for label, method, jobs in [
+            ("remnant.call_lesions", "remnant", 1),
+            ("infercnvpy.tl.infercnv n_jobs=1", "infercnv", 1),
+            ("infercnvpy.tl.infercnv n_jobs=2", "infercnv", 2),
+        ]:
             r = run(method, path, jobs)
             r = {"step": label, **r, "step_mb": r["peak_mb"] - r["loaded_mb"]}
             rows.append(r)
@@ -152,9 +174,11 @@ def main() -> None:
     for other in table.index[1:]:
         o = table.loc[other]
         largest = max(o["peak_mb"], o["children_peak_mb"])
-        print(f"{other}: remnant is {o['sec'] / base['sec']:.1f}x faster; its peak memory is {base['peak_mb'] / largest:.2f} "
-              f"of infercnvpy's largest process ({base['peak_mb']:.0f} vs {largest:.0f} MB; step increments "
-              f"{base['step_mb']:.0f} vs {o['step_mb']:.0f} MB)")
+        print(
+            f"{other}: remnant is {o['sec'] / base['sec']:.1f}x faster; its peak memory is {base['peak_mb'] / largest:.2f} "
+            f"of infercnvpy's largest process ({base['peak_mb']:.0f} vs {largest:.0f} MB; step increments "
+            f"{base['step_mb']:.0f} vs {o['step_mb']:.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

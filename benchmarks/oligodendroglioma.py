@@ -107,7 +107,7 @@ def census_t(X: sp.csr_matrix, threshold: float = 0.1, seed: int = 0) -> np.ndar
     X = sp.csr_matrix(X)
     out = np.empty(X.shape[0])
     for i in range(X.shape[0]):
-        v = X.data[X.indptr[i]:X.indptr[i + 1]]
+        v = X.data[X.indptr[i] : X.indptr[i + 1]]
         lv = np.log10(v[v > threshold])[:, None]
         gm = GaussianMixture(2, random_state=seed).fit(lv)
         out[i] = 10 ** float(gm.means_.max())
@@ -134,7 +134,9 @@ def load(state: str = "nearest", scale: str = "census") -> ad.AnnData:
     assert (obs["malignant"] ^ obs["normal"]).all()
     t = census_t(X)
     obs["census_t"] = t
-    factor = {"census": 1.0 / t, "global": np.full(adata.n_obs, 1.0 / np.median(t)), "none": np.ones(adata.n_obs)}[scale]
+    factor = {"census": 1.0 / t, "global": np.full(adata.n_obs, 1.0 / np.median(t)), "none": np.ones(adata.n_obs)}[
+        scale
+    ]
     counts = sp.csr_matrix(sp.diags(factor) @ X)
     adata.layers["counts"] = counts
     adata.uns["count_layer"] = scale
@@ -161,8 +163,16 @@ def lesion_sets():
 
 def run_remnant(adata: ad.AnnData, lesions, **kwargs) -> ad.AnnData:
     b = adata.copy()
-    call_lesions(b, lesions, reference_mask=b.obs["normal"].to_numpy(), state_key="state", sample_key="tumour",
-                 donor_key="tumour", layer="counts", **kwargs)
+    call_lesions(
+        b,
+        lesions,
+        reference_mask=b.obs["normal"].to_numpy(),
+        state_key="state",
+        sample_key="tumour",
+        donor_key="tumour",
+        layer="counts",
+        **kwargs,
+    )
     return b
 
 
@@ -181,18 +191,20 @@ def summarize(b: ad.AnnData, lesions) -> pd.DataFrame:
     for les in lesions:
         info = b.uns["lesions"][les.name]
         post, llr, call = (obs[f"{les.name}_{k}"].to_numpy() for k in ("posterior", "llr", "call"))
-        rows.append({
-            "lesion": les.name,
-            "hg19": f"{les.chromosome}:{les.start:,}-{les.end:,}",
-            "auroc": auroc(post, mal),
-            "auroc_llr": auroc(llr, mal),
-            "fpr_normals": float(call[nor].mean()),
-            "fpr_prior0.5": float(np.mean(llr[nor] >= np.log(9))),
-            "sensitivity": float(call[mal].mean()),
-            "genes": int(len(info["genes"])),
-            "temperature": _batch_value(info, "temperature"),
-            "count_scale": _batch_value(info, "count_scale"),
-        })
+        rows.append(
+            {
+                "lesion": les.name,
+                "hg19": f"{les.chromosome}:{les.start:,}-{les.end:,}",
+                "auroc": auroc(post, mal),
+                "auroc_llr": auroc(llr, mal),
+                "fpr_normals": float(call[nor].mean()),
+                "fpr_prior0.5": float(np.mean(llr[nor] >= np.log(9))),
+                "sensitivity": float(call[mal].mean()),
+                "genes": int(len(info["genes"])),
+                "temperature": _batch_value(info, "temperature"),
+                "count_scale": _batch_value(info, "count_scale"),
+            }
+        )
     return pd.DataFrame(rows).set_index("lesion")
 
 
@@ -220,14 +232,25 @@ def _gene_in(var: pd.DataFrame, les) -> np.ndarray:
 def _infercnv(adata: ad.AnnData, reference: np.ndarray, dynamic_threshold: float | None = 1.5) -> ad.AnnData:
     import infercnvpy as cnv
 
-    b = ad.AnnData(np.log1p(sp.csr_matrix(adata.X, dtype=np.float32)), obs=adata.obs[["cell_type"]].copy(),
-                   var=adata.var[["chromosome", "start", "end"]].copy())
+    b = ad.AnnData(
+        np.log1p(sp.csr_matrix(adata.X, dtype=np.float32)),
+        obs=adata.obs[["cell_type"]].copy(),
+        var=adata.var[["chromosome", "start", "end"]].copy(),
+    )
     b.obs["icnv_ref"] = np.where(reference, b.obs["cell_type"], "query")
     cats = sorted(set(b.obs["icnv_ref"][reference]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cnv.tl.infercnv(b, reference_key="icnv_ref", reference_cat=cats, window_size=100, step=10, n_jobs=1,
-                        dynamic_threshold=dynamic_threshold, calculate_gene_values=True)
+        cnv.tl.infercnv(
+            b,
+            reference_key="icnv_ref",
+            reference_cat=cats,
+            window_size=100,
+            step=10,
+            n_jobs=1,
+            dynamic_threshold=dynamic_threshold,
+            calculate_gene_values=True,
+        )
     return b
 
 
@@ -270,14 +293,30 @@ def infercnv_scores(adata: ad.AnnData, lesions, dynamic_threshold: float | None 
 # ------------------------------------------------------------------------------------------------
 # figures
 # ------------------------------------------------------------------------------------------------
-GROUP_ORDER = ["malignant_93", "malignant_97", "malignant_MGH36", "malignant_MGH53", "Oligodendrocytes (non-malignant)",
-               "Microglia/Macrophage"]
-GROUP_LABEL = {"malignant_93": "malignant MGH93", "malignant_97": "malignant MGH97", "malignant_MGH36": "malignant MGH36",
-               "malignant_MGH53": "malignant MGH53", "Oligodendrocytes (non-malignant)": "oligodendrocytes (normal)",
-               "Microglia/Macrophage": "microglia/macrophages (normal)"}
-GROUP_COLOR = {"malignant_93": "#d62728", "malignant_97": "#ff7f0e", "malignant_MGH36": "#9467bd",
-               "malignant_MGH53": "#8c564b", "Oligodendrocytes (non-malignant)": "#1f77b4",
-               "Microglia/Macrophage": "#2ca02c"}
+GROUP_ORDER = [
+    "malignant_93",
+    "malignant_97",
+    "malignant_MGH36",
+    "malignant_MGH53",
+    "Oligodendrocytes (non-malignant)",
+    "Microglia/Macrophage",
+]
+GROUP_LABEL = {
+    "malignant_93": "malignant MGH93",
+    "malignant_97": "malignant MGH97",
+    "malignant_MGH36": "malignant MGH36",
+    "malignant_MGH53": "malignant MGH53",
+    "Oligodendrocytes (non-malignant)": "oligodendrocytes (normal)",
+    "Microglia/Macrophage": "microglia/macrophages (normal)",
+}
+GROUP_COLOR = {
+    "malignant_93": "#d62728",
+    "malignant_97": "#ff7f0e",
+    "malignant_MGH36": "#9467bd",
+    "malignant_MGH53": "#8c564b",
+    "Oligodendrocytes (non-malignant)": "#1f77b4",
+    "Microglia/Macrophage": "#2ca02c",
+}
 
 
 def _roc(score, truth):
@@ -303,24 +342,43 @@ def figure_calls(b: ad.AnnData, icnv: dict | None, icnv_raw: dict | None, path: 
     for g in GROUP_ORDER:
         m = (obs["cell_type"] == g).to_numpy()
         normal = not g.startswith("malignant")
-        ax.scatter(obs.loc[m, "del1p_llr"], obs.loc[m, "del19q_llr"], s=22 if normal else 14, c=GROUP_COLOR[g],
-                   marker="o" if not normal else "D", edgecolors="k" if normal else "none", linewidths=0.5,
-                   label=f"{GROUP_LABEL[g]} ({m.sum()})", alpha=0.85)
+        ax.scatter(
+            obs.loc[m, "del1p_llr"],
+            obs.loc[m, "del19q_llr"],
+            s=22 if normal else 14,
+            c=GROUP_COLOR[g],
+            marker="o" if not normal else "D",
+            edgecolors="k" if normal else "none",
+            linewidths=0.5,
+            label=f"{GROUP_LABEL[g]} ({m.sum()})",
+            alpha=0.85,
+        )
     for f in (ax.axvline, ax.axhline):
         f(np.log(9), color="grey", lw=0.8, ls="--")
         f(0, color="grey", lw=0.5)
     ax.set_xlabel("del(1p) log-likelihood ratio (tempered)")
     ax.set_ylabel("del(19q) log-likelihood ratio (tempered)")
-    ax.set_title("Per-cell evidence; normals cross-fitted\n(dashed: LLR = log 9, posterior 0.9 at prior 0.5)", fontsize=9)
+    ax.set_title(
+        "Per-cell evidence; normals cross-fitted\n(dashed: LLR = log 9, posterior 0.9 at prior 0.5)", fontsize=9
+    )
     ax.legend(fontsize=7, loc="lower right", frameon=True, framealpha=0.9)
     for ax, name in zip(axes[1:], ("del1p", "del19q")):
         fpr, tpr = _roc(obs[f"{name}_posterior"], mal)
-        ax.plot(fpr, tpr, color="k", lw=1.8, label=f"remnant posterior (AUROC {auroc(obs[f'{name}_posterior'], mal):.3f})")
+        ax.plot(
+            fpr, tpr, color="k", lw=1.8, label=f"remnant posterior (AUROC {auroc(obs[f'{name}_posterior'], mal):.3f})"
+        )
         if icnv is not None:
             for sc, ls, lab in ((icnv, "--", "default (denoised)"), (icnv_raw, ":", "dynamic_threshold=None")):
                 s = sc["crossfit"][name]
                 fpr, tpr = _roc(s, mal)
-                ax.plot(fpr, tpr, color="tab:blue", ls=ls, lw=1.4, label=f"infercnvpy arm score, {lab} ({auroc(s, mal):.3f})")
+                ax.plot(
+                    fpr,
+                    tpr,
+                    color="tab:blue",
+                    ls=ls,
+                    lw=1.4,
+                    label=f"infercnvpy arm score, {lab} ({auroc(s, mal):.3f})",
+                )
         ax.plot([0, 1], [0, 1], color="grey", lw=0.5)
         ax.set_xlim(-0.01, 1)
         ax.set_ylim(0, 1.01)
@@ -345,7 +403,12 @@ def figure_profiles(icnv: dict, b: ad.AnnData, lesions, path: Path) -> None:
     var = b.var
     gv = icnv["gene_values_crossfit"]
     chrom = var["chromosome"].astype(str).to_numpy()
-    tumour_of = {"malignant_93": "MGH93", "malignant_97": "MGH97", "malignant_MGH36": "MGH36", "malignant_MGH53": "MGH53"}
+    tumour_of = {
+        "malignant_93": "MGH93",
+        "malignant_97": "MGH97",
+        "malignant_MGH36": "MGH36",
+        "malignant_MGH53": "MGH53",
+    }
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.9), gridspec_kw={"width_ratios": [249, 100]})
     for ax, c, les in zip(axes, ("chr1", "chr19"), lesions):
         on = np.flatnonzero(chrom == c)
@@ -358,8 +421,14 @@ def figure_profiles(icnv: dict, b: ad.AnnData, lesions, path: Path) -> None:
                 y = np.nanmean(gv[grp][:, on], axis=0)
                 ok = np.isfinite(y)
                 malignant = g.startswith("malignant")
-                ax.plot(mb[ok], y[ok], color=GROUP_COLOR[g], lw=1.3 if malignant else 1.6, ls="-" if malignant else "--",
-                        label=GROUP_LABEL[g])
+                ax.plot(
+                    mb[ok],
+                    y[ok],
+                    color=GROUP_COLOR[g],
+                    lw=1.3 if malignant else 1.6,
+                    ls="-" if malignant else "--",
+                    label=GROUP_LABEL[g],
+                )
         ax.axvspan(les.start / 1e6, les.end / 1e6, color="0.93", zorder=0)
         ax.axhline(0, color="k", lw=0.5)
         iv = b.uns["lesions"][les.name].get("intervals")
@@ -369,15 +438,23 @@ def figure_profiles(icnv: dict, b: ad.AnnData, lesions, path: Path) -> None:
                 t = tumour_of[g]
                 if t in iv.index and bool(iv.loc[t, "refined"]):
                     y0 = -0.33 - 0.025 * i
-                    ax.plot([iv.loc[t, "start"] / 1e6, iv.loc[t, "end"] / 1e6], [y0, y0], color=GROUP_COLOR[g], lw=3,
-                            solid_capstyle="butt")
+                    ax.plot(
+                        [iv.loc[t, "start"] / 1e6, iv.loc[t, "end"] / 1e6],
+                        [y0, y0],
+                        color=GROUP_COLOR[g],
+                        lw=3,
+                        solid_capstyle="butt",
+                    )
         ax.set_ylim(-0.43, 0.2)
         ax.set_xlabel(f"{c} (Mb, hg19)")
         ax.set_title(f"{c}: configured {les.name.replace('del', 'del(')}) shaded", fontsize=9)
     axes[0].set_ylabel("infercnvpy smoothed CNV value\n(mean per group)")
     axes[0].legend(fontsize=7, loc="upper right", frameon=False, ncol=2)
-    fig.suptitle("Mean infercnvpy profile per group (normal cells cross-fitted); bars: remnant's deleted interval per "
-                 "tumour, refined from its called cells (>= 30 needed)", fontsize=9)
+    fig.suptitle(
+        "Mean infercnvpy profile per group (normal cells cross-fitted); bars: remnant's deleted interval per "
+        "tumour, refined from its called cells (>= 30 needed)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -415,11 +492,23 @@ def figure_heatmap(icnv_adata: ad.AnnData, b: ad.AnnData, path: Path) -> None:
     ax.set_title("infercnvpy smoothed CNV profile (log1p TPM vs both normal types); rows: cells", fontsize=9)
     groups = obs["cell_type"].to_numpy()[order]
     codes = np.array([GROUP_ORDER.index(g) for g in groups])[:, None]
-    ax_g.imshow(codes, aspect="auto", cmap=ListedColormap([GROUP_COLOR[g] for g in GROUP_ORDER]),
-                vmin=-0.5, vmax=len(GROUP_ORDER) - 0.5, interpolation="nearest")
+    ax_g.imshow(
+        codes,
+        aspect="auto",
+        cmap=ListedColormap([GROUP_COLOR[g] for g in GROUP_ORDER]),
+        vmin=-0.5,
+        vmax=len(GROUP_ORDER) - 0.5,
+        interpolation="nearest",
+    )
     for axx, name in ((ax_a, "del1p"), (ax_b, "del19q")):
-        axx.imshow(obs[f"{name}_call"].to_numpy()[order][:, None].astype(float), aspect="auto", cmap="Greys",
-                   vmin=0, vmax=1, interpolation="nearest")
+        axx.imshow(
+            obs[f"{name}_call"].to_numpy()[order][:, None].astype(float),
+            aspect="auto",
+            cmap="Greys",
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
         axx.set_xticks([0])
         axx.set_xticklabels([name.replace("del", "")], fontsize=7, rotation=90)
         axx.set_yticks([])
@@ -451,9 +540,11 @@ def main() -> None:
     print(f"infercnvpy {infercnvpy.__version__}; remnant/lesions.py sha256 {digest}")
     t0 = time.perf_counter()
     adata = load()
-    print(f"data + Census counts: {time.perf_counter() - t0:.1f} s; t* median {np.median(adata.obs['census_t']):.1f} "
-          f"(range {adata.obs['census_t'].min():.1f}-{adata.obs['census_t'].max():.1f}); captured molecules per cell "
-          f"median {np.median(np.asarray(adata.layers['counts'].sum(1)).ravel()):,.0f}")
+    print(
+        f"data + Census counts: {time.perf_counter() - t0:.1f} s; t* median {np.median(adata.obs['census_t']):.1f} "
+        f"(range {adata.obs['census_t'].min():.1f}-{adata.obs['census_t'].max():.1f}); captured molecules per cell "
+        f"median {np.median(np.asarray(adata.layers['counts'].sum(1)).ravel()):,.0f}"
+    )
     print("nearest reference state of the malignant cells:")
     print(pd.crosstab(adata.obs["cell_type"], adata.obs["state"]).to_string())
     t0 = time.perf_counter()
@@ -487,8 +578,10 @@ def main() -> None:
     print(ctrl.round(4).to_string())
     print("\nPer tumour (called fraction; prior learned per tumour):")
     print(per_tumour(b, lesions).round(3).to_string())
-    fp = b.obs.loc[b.obs["normal"] & (b.obs["del1p_call"] | b.obs["del19q_call"]),
-                   ["cell_type", "tumour", "del1p_posterior", "del19q_posterior", "del1p_llr", "del19q_llr"]]
+    fp = b.obs.loc[
+        b.obs["normal"] & (b.obs["del1p_call"] | b.obs["del19q_call"]),
+        ["cell_type", "tumour", "del1p_posterior", "del19q_posterior", "del1p_llr", "del19q_llr"],
+    ]
     print("\nNormal cells called (false positives):")
     print(fp.round(3).to_string() if len(fp) else "none")
     if "intervals" in b.uns["lesions"]["del1p"]:
@@ -496,10 +589,14 @@ def main() -> None:
             print(f"\nrefined intervals {les.name}:")
             print(b.uns["lesions"][les.name]["intervals"].to_string(index=False))
     if icnv is not None:
-        print("\ninfercnvpy arm score AUROC (malignant vs normal; 'denoised' = its default dynamic_threshold=1.5, "
-              "'raw' = None; 'insample' = normals in its reference, 'crossfit' = reference without the normal cell's tumour):")
+        print(
+            "\ninfercnvpy arm score AUROC (malignant vs normal; 'denoised' = its default dynamic_threshold=1.5, "
+            "'raw' = None; 'insample' = normals in its reference, 'crossfit' = reference without the normal cell's tumour):"
+        )
         print(icnv_table.round(4).to_string())
-        print(f"infercnvpy.tl.infercnv (window 100, step 10, gene values): {icnv['sec']:.1f} s for one run of 184 cells")
+        print(
+            f"infercnvpy.tl.infercnv (window 100, step 10, gene values): {icnv['sec']:.1f} s for one run of 184 cells"
+        )
 
     if args.variants:
         rows = []
@@ -515,10 +612,20 @@ def main() -> None:
                     c = summarize(run_remnant(a2, controls, **kw), controls)
                     for tab, tag in ((s, ""), (c, " (control)")):
                         for name in tab.index:
-                            rows.append({"count_layer": scale, "state": state, "shrinkage": kw["shrinkage"],
-                                         "refine": kw.get("refine", True), "lesion": name + tag, **tab.loc[name, cols].to_dict()})
-        print("\nVariants (count layer: census = X/t* per cell, global = X/median t*, none = X as is; state: nearest"
-              " reference state, or none = pooled reference profile):")
+                            rows.append(
+                                {
+                                    "count_layer": scale,
+                                    "state": state,
+                                    "shrinkage": kw["shrinkage"],
+                                    "refine": kw.get("refine", True),
+                                    "lesion": name + tag,
+                                    **tab.loc[name, cols].to_dict(),
+                                }
+                            )
+        print(
+            "\nVariants (count layer: census = X/t* per cell, global = X/median t*, none = X as is; state: nearest"
+            " reference state, or none = pooled reference profile):"
+        )
         print(pd.DataFrame(rows).round(4).to_string(index=False))
 
     if not args.no_figures:

@@ -87,7 +87,7 @@ probability; ``not_correctable``: 1 - fpr - fnr < 0.1 (nothing called), left out
 
     ## stem vs progenitor at remission (CMH, patient strata): share of replicates detecting persistence
                          n  detected  median_or  corrected_difference
-    calls  scenario                                                  
+    calls  scenario
     cnv    none         50      0.00      1.071                -0.000
            persistence  50      1.00     26.988                 0.366
     oracle none         50      0.02      0.957                 0.001
@@ -95,7 +95,7 @@ probability; ``not_correctable``: 1 - fpr - fnr < 0.1 (nothing called), left out
 
     ## dosage: remission HSC, del vs non-del (truth) with identical quiescence; linear mixed model per replicate
                                                                           n  mean_difference      sd  mixed_p_lt_005  paired_p_lt_005
-    signature                                     variant                                                                            
+    signature                                     variant
     EPPERT_HSC_R                                  conventional           50          -0.0028  0.0026            0.08             0.08
                                                   lesion genes excluded  50          -0.0002  0.0029            0.02             0.08
     GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP conventional           50          -0.0023  0.0085            0.04             0.06
@@ -138,16 +138,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
-from remnant.pp.cluster import read_markers  # noqa: E402
-from remnant.io.genesets import read_gene_sets  # noqa: E402
 from remnant.io.counts import map_genes  # noqa: E402
-from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
-from remnant.tl.fractions import del_fraction_table, stratified_contrast  # noqa: E402
-from remnant.tl.signatures import compare_groups, read_signatures, score_signatures  # noqa: E402
+from remnant.io.genesets import read_gene_sets  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
 from remnant.sim.cohort import DEFAULT_PARAMS, simulate_cohort  # noqa: E402
+from remnant.tl.fractions import del_fraction_table, stratified_contrast  # noqa: E402
+from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
+from remnant.tl.signatures import compare_groups, read_signatures, score_signatures  # noqa: E402
 
-SIGNATURES = ["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "EPPERT_HSC_R", "JAATINEN_HEMATOPOIETIC_STEM_CELL_UP",
-              "LSC17_NG2016", "TIROSH2016_G2M"]
+SIGNATURES = [
+    "GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP",
+    "EPPERT_HSC_R",
+    "JAATINEN_HEMATOPOIETIC_STEM_CELL_UP",
+    "LSC17_NG2016",
+    "TIROSH2016_G2M",
+]
 ORACLE_FPR, ORACLE_FNR = 0.01, 0.25
 
 
@@ -207,7 +212,7 @@ def replicate(seed, sheet, genes, markers, gene_sets, lesions, sets):
         ref = (adata.obs["condition"] == "healthy").to_numpy()
         call_lesions(adata, lesions, reference_mask=ref, batch_key="technology")  # as the workflow (cnv.batch_key)
         mds = adata[~ref].copy()
-        probability = (DEFAULT_PARAMS["clone_fraction"] if scenario == "persistence" else params["clone_fraction"])
+        probability = DEFAULT_PARAMS["clone_fraction"] if scenario == "persistence" else params["clone_fraction"]
         for kind in ("cnv", "oracle"):
             if kind == "cnv":
                 obs, rates = mds.obs, mds.uns["lesions"]["del5q"]["per_sample"]
@@ -215,28 +220,56 @@ def replicate(seed, sheet, genes, markers, gene_sets, lesions, sets):
             else:
                 obs, rates = oracle_calls(mds.obs, rng)
                 n_ref = None
-            for level, by in (("pooled", ["population", "timepoint"]), ("patient", ["patient", "population", "timepoint"])):
+            for level, by in (
+                ("pooled", ["population", "timepoint"]),
+                ("patient", ["patient", "population", "timepoint"]),
+            ):
                 table = del_fraction_table(obs, rates, by=by, n_reference=n_ref).merge(truth_of(obs, by), on=by)
                 table["probability"] = [probability[t][p] for p, t in zip(table["population"], table["timepoint"])]
                 table = table.assign(scenario=scenario, calls=kind, level=level, seed=seed)
                 rows.append(table)
             per_patient = del_fraction_table(obs, rates, n_reference=n_ref)
-            c = stratified_contrast(per_patient, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "remission"})
+            c = stratified_contrast(
+                per_patient, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "remission"}
+            )
             pooled = c.iloc[-1]
-            contrasts.append({"scenario": scenario, "calls": kind, "seed": seed, "odds_ratio": pooled["odds_ratio"],
-                              "pvalue": pooled["pvalue"], "detected": bool(pooled["pvalue"] < 0.05 and pooled["odds_ratio"] > 1),
-                              "corrected_difference": pooled["corrected_difference"]})
+            contrasts.append(
+                {
+                    "scenario": scenario,
+                    "calls": kind,
+                    "seed": seed,
+                    "odds_ratio": pooled["odds_ratio"],
+                    "pvalue": pooled["pvalue"],
+                    "detected": bool(pooled["pvalue"] < 0.05 and pooled["odds_ratio"] > 1),
+                    "corrected_difference": pooled["corrected_difference"],
+                }
+            )
         if scenario == "persistence":
-            hsc = mds[(mds.obs["population"] == "HSC") & (mds.obs["timepoint"] == "remission") & (mds.obs["hspc_state"] == "HSC")].copy()
+            hsc = mds[
+                (mds.obs["population"] == "HSC")
+                & (mds.obs["timepoint"] == "remission")
+                & (mds.obs["hspc_state"] == "HSC")
+            ].copy()
             hsc.obs["group"] = np.where(hsc.obs["truth"], "del5q", "non-del")
             score_signatures(hsc, sets, exclude=lesions, also_with_lesion_genes=True, seed=seed)
             for name in sets:
-                for variant, key in (("lesion genes excluded", f"sig_{name}"), ("conventional", f"sig_{name}_with_lesion_genes")):
+                for variant, key in (
+                    ("lesion genes excluded", f"sig_{name}"),
+                    ("conventional", f"sig_{name}_with_lesion_genes"),
+                ):
                     out = compare_groups(hsc.obs, key, factor="group", level="del5q", reference="non-del")
                     m = out[out["test"].str.startswith("linear mixed")].iloc[0]
                     p = out[out["test"].str.startswith("paired t")].iloc[0]
-                    dosage.append({"signature": name, "variant": variant, "seed": seed, "difference": m["difference"],
-                                   "mixed_p": m["pvalue"], "paired_p": p["pvalue"]})
+                    dosage.append(
+                        {
+                            "signature": name,
+                            "variant": variant,
+                            "seed": seed,
+                            "difference": m["difference"],
+                            "mixed_p": m["pvalue"],
+                            "paired_p": p["pvalue"],
+                        }
+                    )
     return pd.concat(rows, ignore_index=True), pd.DataFrame(contrasts), pd.DataFrame(dosage)
 
 
@@ -248,12 +281,21 @@ def summarise(fractions: pd.DataFrame) -> pd.DataFrame:
     f["covers"] = (f["corrected_low"] <= f["probability"]) & (f["probability"] <= f["corrected_high"])
     f["covers_realised"] = (f["corrected_low"] <= f["realised"]) & (f["realised"] <= f["corrected_high"])
     g = f.groupby(["calls", "level", "scenario", "population", "timepoint"], sort=True)
-    out = g.agg(n=("corrected", "size"), truth=("probability", "first"), cells=("n_cells", "mean"),
-                raw=("fraction", "mean"), corrected=("corrected", "mean"), err_realised=("err_realised", "mean"),
-                mae_realised=("err_realised", lambda e: e.abs().mean()), within3=("within3", "mean"),
-                coverage=("covers", "mean"), coverage_realised=("covers_realised", "mean"))
-    out["not_correctable"] = fractions.groupby(["calls", "level", "scenario", "population", "timepoint"])["corrected"].apply(
-        lambda c: c.isna().mean())
+    out = g.agg(
+        n=("corrected", "size"),
+        truth=("probability", "first"),
+        cells=("n_cells", "mean"),
+        raw=("fraction", "mean"),
+        corrected=("corrected", "mean"),
+        err_realised=("err_realised", "mean"),
+        mae_realised=("err_realised", lambda e: e.abs().mean()),
+        within3=("within3", "mean"),
+        coverage=("covers", "mean"),
+        coverage_realised=("covers_realised", "mean"),
+    )
+    out["not_correctable"] = fractions.groupby(["calls", "level", "scenario", "population", "timepoint"])[
+        "corrected"
+    ].apply(lambda c: c.isna().mean())
     return out.reset_index()
 
 
@@ -276,22 +318,44 @@ def main():
         fr.append(a)
         co.append(b)
         do.append(c)
-        print(f"replicate {r + 1}/{args.replicates} done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"replicate {r + 1}/{args.replicates} done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True
+        )
     fractions, contrasts, dosage = (pd.concat(x, ignore_index=True) for x in (fr, co, do))
     pd.set_option("display.width", 250)
     pd.set_option("display.max_rows", 500)
-    print(f"# {args.replicates} replicate cohorts, seeds {args.seed}..{args.seed + args.replicates - 1}; fractions 0-1\n")
+    print(
+        f"# {args.replicates} replicate cohorts, seeds {args.seed}..{args.seed + args.replicates - 1}; fractions 0-1\n"
+    )
     print("## del(5q) fraction: corrected estimate vs truth (pooled over the 4 patients, and per patient)")
     print(summarise(fractions).round(3).to_string(index=False))
     print("\n## stem vs progenitor at remission (CMH, patient strata): share of replicates detecting persistence")
-    print(contrasts.groupby(["calls", "scenario"]).agg(n=("detected", "size"), detected=("detected", "mean"),
-                                                        median_or=("odds_ratio", "median"),
-                                                        corrected_difference=("corrected_difference", "mean")).round(3).to_string())
-    print("\n## dosage: remission HSC, del vs non-del (truth) with identical quiescence; linear mixed model per replicate")
-    print(dosage.groupby(["signature", "variant"]).agg(n=("difference", "size"), mean_difference=("difference", "mean"),
-                                                        sd=("difference", "std"),
-                                                        mixed_p_lt_005=("mixed_p", lambda p: (p < 0.05).mean()),
-                                                        paired_p_lt_005=("paired_p", lambda p: (p < 0.05).mean())).round(4).to_string())
+    print(
+        contrasts.groupby(["calls", "scenario"])
+        .agg(
+            n=("detected", "size"),
+            detected=("detected", "mean"),
+            median_or=("odds_ratio", "median"),
+            corrected_difference=("corrected_difference", "mean"),
+        )
+        .round(3)
+        .to_string()
+    )
+    print(
+        "\n## dosage: remission HSC, del vs non-del (truth) with identical quiescence; linear mixed model per replicate"
+    )
+    print(
+        dosage.groupby(["signature", "variant"])
+        .agg(
+            n=("difference", "size"),
+            mean_difference=("difference", "mean"),
+            sd=("difference", "std"),
+            mixed_p_lt_005=("mixed_p", lambda p: (p < 0.05).mean()),
+            paired_p_lt_005=("paired_p", lambda p: (p < 0.05).mean()),
+        )
+        .round(4)
+        .to_string()
+    )
 
 
 if __name__ == "__main__":

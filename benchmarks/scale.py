@@ -45,6 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from remnant.workflow.runlog import DONE_USAGE  # noqa: E402
+
 PATIENTS = ["P1", "P2", "P3", "P4"]
 DONORS = ["H1", "H2"]
 
@@ -87,8 +88,20 @@ def run(workdir: Path, cores: int, until: str | None = None, forcerun: list[str]
     ``workflow_wall.tsv``. With ``forcerun`` (rules rerun with everything downstream of them)
     that record starts again: this run, plus the wall time of the jobs it kept (their benchmark
     files are older than the run; e.g. the simulation), as if they had run one after another."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), "--rerun-incomplete"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        str(cores),
+        "--rerun-incomplete",
+    ]
     if until:
         cmd += ["--until", until]
     if forcerun:
@@ -102,8 +115,11 @@ def run(workdir: Path, cores: int, until: str | None = None, forcerun: list[str]
     with open(workdir / "workflow_wall.tsv", "a") as out:  # one line per run; --resume adds up
         out.write(f"{until or 'all'}\t{seconds:.1f}\t{result.returncode}\n")
         if forcerun:
-            kept = sum(float(pd.read_csv(path, sep="\t")["s"].iloc[0])
-                       for path in (workdir / "results/benchmarks").rglob("*.tsv") if path.stat().st_mtime < started)
+            kept = sum(
+                float(pd.read_csv(path, sep="\t")["s"].iloc[0])
+                for path in (workdir / "results/benchmarks").rglob("*.tsv")
+                if path.stat().st_mtime < started
+            )
             out.write(f"kept jobs\t{kept:.1f}\t0\n")
     if result.returncode != 0:
         tail = (workdir / "snakemake.out").read_text()[-3000:]
@@ -173,8 +189,13 @@ def costs(workdir: Path) -> pd.DataFrame:
     for path in sorted((workdir / "results/benchmarks").rglob("*.tsv")):
         rule = path.relative_to(workdir / "results/benchmarks").parts[0].removesuffix(".tsv")
         b = pd.read_csv(path, sep="\t")
-        row = {"rule": rule, "wall_s": float(b["s"].iloc[0]), "cpu_s": float(b["cpu_time"].iloc[0]),
-               "max_rss_mb": float(b["max_rss"].iloc[0]), "exact": 0}
+        row = {
+            "rule": rule,
+            "wall_s": float(b["s"].iloc[0]),
+            "cpu_s": float(b["cpu_time"].iloc[0]),
+            "max_rss_mb": float(b["max_rss"].iloc[0]),
+            "exact": 0,
+        }
         usage = job_usage(workdir, path)
         if usage is not None:
             row.update(cpu_s=usage["cpu_s"], max_rss_mb=max(row["max_rss_mb"], usage["peak_mb"]), exact=1)
@@ -182,9 +203,15 @@ def costs(workdir: Path) -> pd.DataFrame:
         row["peak/asked"] = row["max_rss_mb"] / row["asked_mb"]
         rows.append(row)
     table = pd.DataFrame(rows)
-    return table.groupby("rule").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
-                                     max_rss_mb=("max_rss_mb", "max"), exact=("exact", "sum"),
-                                     asked_mb=("asked_mb", "max"), **{"peak/asked": ("peak/asked", "max")})
+    return table.groupby("rule").agg(
+        jobs=("wall_s", "size"),
+        wall_s=("wall_s", "sum"),
+        cpu_s=("cpu_s", "sum"),
+        max_rss_mb=("max_rss_mb", "max"),
+        exact=("exact", "sum"),
+        asked_mb=("asked_mb", "max"),
+        **{"peak/asked": ("peak/asked", "max")},
+    )
 
 
 READ_X = """
@@ -220,8 +247,15 @@ def lesion_read_ratio(workdir: Path) -> dict:
     read, call = (float(x) for x in re.findall(r"read X: ([0-9.]+) s; lesion calling: ([0-9.]+) s", log)[-1])
     job = float(pd.read_csv(workdir / "results/benchmarks/call_lesions.tsv", sep="\t")["s"].iloc[0])
     plain, plain_mb = read_input_matrix(workdir / "results/cohort/clustered.h5ad")
-    return {"step_s": job, "read_matrix_s": plain, "read_matrix_peak_mb": plain_mb, "step/read_matrix": job / plain,
-            "step_read_pass_s": read, "step_calling_s": call, "(read pass+calling)/read pass": (read + call) / read}
+    return {
+        "step_s": job,
+        "read_matrix_s": plain,
+        "read_matrix_peak_mb": plain_mb,
+        "step/read_matrix": job / plain,
+        "step_read_pass_s": read,
+        "step_calling_s": call,
+        "(read pass+calling)/read pass": (read + call) / read,
+    }
 
 
 def main() -> None:
@@ -229,15 +263,28 @@ def main() -> None:
     ap.add_argument("--cells", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--keep", type=Path, default=None, help="keep the working directories here (default: a temp dir, removed)")
-    ap.add_argument("--resume", action="store_true",
-                    help="with --keep: continue an interrupted run in its directory (finished jobs and their benchmark files stay)")
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="keep the working directories here (default: a temp dir, removed)"
+    )
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --keep: continue an interrupted run in its directory (finished jobs and their benchmark files stay)",
+    )
     ap.add_argument("--until", default=None, help="stop after this rule's jobs (snakemake --until), e.g. filter_cells")
-    ap.add_argument("--forcerun", nargs="+", default=None, metavar="RULE",
-                    help="with --keep --resume: rerun these rules and everything downstream (snakemake --forcerun), "
-                         "e.g. read_counts to re-measure all but the simulation; the elapsed time starts again")
-    ap.add_argument("--report", action="store_true",
-                    help="with --keep: print the tables of finished runs in their directories, running nothing")
+    ap.add_argument(
+        "--forcerun",
+        nargs="+",
+        default=None,
+        metavar="RULE",
+        help="with --keep --resume: rerun these rules and everything downstream (snakemake --forcerun), "
+        "e.g. read_counts to re-measure all but the simulation; the elapsed time starts again",
+    )
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="with --keep: print the tables of finished runs in their directories, running nothing",
+    )
     args = ap.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="remnant-scale-"))
     tables, totals = {}, {}
@@ -254,13 +301,22 @@ def main() -> None:
                 continue
         tables[n] = costs(workdir)
         totals[n] = (elapsed(workdir), float(tables[n]["wall_s"].sum()))
-        print(f"\n{n} cells: workflow elapsed {totals[n][0]:.0f} s; jobs' wall time summed {totals[n][1]:.0f} s", flush=True)
+        print(
+            f"\n{n} cells: workflow elapsed {totals[n][0]:.0f} s; jobs' wall time summed {totals[n][1]:.0f} s",
+            flush=True,
+        )
         print(tables[n].round(1).assign(**{"peak/asked": tables[n]["peak/asked"].round(2)}).to_string(), flush=True)
         over = tables[n].index[tables[n]["peak/asked"] > 1].tolist()
-        print("rules with a job whose peak memory went over its mem_mb request: " + (", ".join(over) or "none"), flush=True)
+        print(
+            "rules with a job whose peak memory went over its mem_mb request: " + (", ".join(over) or "none"),
+            flush=True,
+        )
         ratio = lesion_read_ratio(workdir)
-        print("lesion calling vs just reading its input matrix (target: step/read_matrix <= 3): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()), flush=True)
+        print(
+            "lesion calling vs just reading its input matrix (target: step/read_matrix <= 3): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()),
+            flush=True,
+        )
     if not tables:
         return
     sizes = sorted(tables)
@@ -269,14 +325,18 @@ def main() -> None:
     print(wide.round(1).to_string())
     for a, b in zip(sizes, sizes[1:]):
         ratio = math.log(b / a)
-        exp = pd.DataFrame({
-            f"{what}_exponent": (tables[b][column] / tables[a][column]).apply(math.log) / ratio
-            for what, column in (("wall", "wall_s"), ("cpu", "cpu_s"), ("memory", "max_rss_mb"))
-        })
+        exp = pd.DataFrame(
+            {
+                f"{what}_exponent": (tables[b][column] / tables[a][column]).apply(math.log) / ratio
+                for what, column in (("wall", "wall_s"), ("cpu", "cpu_s"), ("memory", "max_rss_mb"))
+            }
+        )
         print(f"\ngrowth exponents {a} -> {b} cells (1 = linear; target <= 1.1)")
         print(exp.round(2).to_string())
-        print(f"whole workflow: elapsed {math.log(totals[b][0] / totals[a][0]) / ratio:.2f}, "
-              f"jobs' wall time summed {math.log(totals[b][1] / totals[a][1]) / ratio:.2f}")
+        print(
+            f"whole workflow: elapsed {math.log(totals[b][0] / totals[a][0]) / ratio:.2f}, "
+            f"jobs' wall time summed {math.log(totals[b][1] / totals[a][1]) / ratio:.2f}"
+        )
     if args.keep is None:
         shutil.rmtree(base, ignore_errors=True)
 

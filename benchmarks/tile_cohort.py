@@ -27,8 +27,9 @@ CENTRE = re.compile(r"C\d+")
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from remnant.io import store  # noqa: E402
 from scale import write_cohort  # noqa: E402
+
+from remnant.io import store  # noqa: E402
 
 
 def link(src: Path, dst: Path) -> None:
@@ -50,12 +51,14 @@ def main() -> None:
     n = write_cohort(dst, per_sample * len(source_sheet) * args.copies, seed=1, max_cells_per_sample=per_sample)
     sheet = pd.read_csv(dst / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert n == len(source_sheet) * args.copies, (n, len(source_sheet))
-    truth = pd.read_csv(src / "results/demo/truth/cells.tsv.gz", sep="\t", dtype={"timepoint": str}, keep_default_na=False)
+    truth = pd.read_csv(
+        src / "results/demo/truth/cells.tsv.gz", sep="\t", dtype={"timepoint": str}, keep_default_na=False
+    )
     patients = pd.read_csv(src / "results/demo/truth/patients.tsv", sep="\t", dtype=str, keep_default_na=False)
-    truths, tables = [], []
+    truths, _tables = [], []
     for _, row in sheet.iterrows():
         target = row["sample"]
-        source = target[len(CENTRE.match(target).group(0)):]
+        source = target[len(CENTRE.match(target).group(0)) :]
         rename = {"sample": target, "patient": row["patient"]}
         link(src / f"results/demo/inputs/{source}.h5ad", dst / f"results/demo/inputs/{target}.h5ad")
         link(src / f"results/samples/{source}/counts.h5ad", dst / f"results/samples/{target}/counts.h5ad")
@@ -68,16 +71,24 @@ def main() -> None:
         name = obs.index.name
         obs.index = pd.Index((target + ":" + obs["barcode"].astype(str)).to_numpy(), name=name)
         (dst / f"results/samples/{target}").mkdir(parents=True, exist_ok=True)
-        store.copy_with_obs(src / f"results/samples/{source}/filtered.h5ad", dst / f"results/samples/{target}/filtered.h5ad", obs=obs)
-        qc = pd.read_csv(src / f"results/qc/cells/{source}.tsv.gz", sep="\t", keep_default_na=False, dtype={"qc_reason": str})
+        store.copy_with_obs(
+            src / f"results/samples/{source}/filtered.h5ad", dst / f"results/samples/{target}/filtered.h5ad", obs=obs
+        )
+        qc = pd.read_csv(
+            src / f"results/qc/cells/{source}.tsv.gz", sep="\t", keep_default_na=False, dtype={"qc_reason": str}
+        )
         qc["sample"] = target
         qc["cell"] = target + ":" + qc["barcode"].astype(str)
         (dst / "results/qc/cells").mkdir(parents=True, exist_ok=True)
-        qc.to_csv(dst / f"results/qc/cells/{target}.tsv.gz", sep="\t", index=False, compression={"method": "gzip", "mtime": 0})
+        qc.to_csv(
+            dst / f"results/qc/cells/{target}.tsv.gz", sep="\t", index=False, compression={"method": "gzip", "mtime": 0}
+        )
         t = truth[truth["sample"] == source].assign(**rename)
         truths.append(t)
     (dst / "results/demo/truth").mkdir(parents=True, exist_ok=True)
-    pd.concat(truths).to_csv(dst / "results/demo/truth/cells.tsv.gz", sep="\t", index=False, compression={"method": "gzip", "mtime": 0})
+    pd.concat(truths).to_csv(
+        dst / "results/demo/truth/cells.tsv.gz", sep="\t", index=False, compression={"method": "gzip", "mtime": 0}
+    )
     tiled = []
     for centre in sorted({CENTRE.match(p).group(0) for p in sheet["patient"]}):
         tiled.append(patients.assign(patient=centre + patients["patient"]))

@@ -12,12 +12,8 @@ rule cluster_cells:
         "logs/cluster_cells/cluster_cells.log",
     benchmark:
         "results/benchmarks/cluster_cells.tsv"
-    params:
-        cluster=config["cluster"],
-        states=config["states"]["use"],
-        timepoints=config["timepoints"],
-        populations=list(config["populations"]),
-        seed=config["seed"],
+    conda:
+        "../envs/remnant.yaml"
     threads: 2
     resources:
         # measured exactly (benchmarks/scale.py, the job's own peak; input = the filtered samples):
@@ -29,8 +25,12 @@ rule cluster_cells:
         mem_mb=mem_mb_for(3000, 3.6),
         # 2 min at 91k cells, 21 min at 911k: this asks 4x that
         runtime=runtime_for(30, 15),
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        cluster=config["cluster"],
+        states=config["states"]["use"],
+        timepoints=config["timepoints"],
+        populations=list(config["populations"]),
+        seed=config["seed"],
     script:
         "../scripts/cluster_cells.py"
 
@@ -56,15 +56,15 @@ rule plot_clusters:
         "logs/plot_clusters/plot_clusters.log",
     benchmark:
         "results/benchmarks/plot_clusters/plot_clusters.tsv"
-    params:
-        colour_by=UMAP_KEYS,
-        states=config["states"]["use"],
+    conda:
+        "../envs/remnant.yaml"
     threads: 1
     resources:
         # reads obs, the UMAP and the marker genes only
         mem_mb=mem_mb_for(2000, 0.1),
         runtime=runtime_for(20, 20),
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        colour_by=UMAP_KEYS,
+        states=config["states"]["use"],
     script:
         "../scripts/plot_clusters.py"

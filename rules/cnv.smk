@@ -22,11 +22,8 @@ rule call_lesions:
         "logs/call_lesions/call_lesions.log",
     benchmark:
         "results/benchmarks/call_lesions.tsv"
-    params:
-        lesions=config["lesions"],
-        cnv=config["cnv"],
-        reference_conditions=config["conditions"]["reference"],
-        seed=config["seed"],
+    conda:
+        "../envs/remnant.yaml"
     threads: 1
     # Streams its input (issue 8): a block of cells plus the lesion genes and obs. Measured peak on
     # simulated cohorts (input clustered.h5ad): 1.2 GB at 91k cells (1.2 GB of input), 2.2 GB at
@@ -34,8 +31,11 @@ rule call_lesions:
     resources:
         mem_mb=mem_mb_for(2000, 0.2),
         runtime=runtime_for(20, 3),
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        lesions=config["lesions"],
+        cnv=config["cnv"],
+        reference_conditions=config["conditions"]["reference"],
+        seed=config["seed"],
     script:
         "../scripts/call_lesions.py"
 
@@ -55,16 +55,16 @@ rule annotate_cohort:
         "logs/annotate_cohort/annotate_cohort.log",
     benchmark:
         "results/benchmarks/annotate_cohort.tsv"
-    params:
-        target_sum=config["cluster"]["target_sum"],
+    conda:
+        "../envs/remnant.yaml"
     threads: 1
     resources:
         # holds the obs of both files (no matrix: the counts are copied inside HDF5 and X is
         # written a block of 2^19 stored values at a time)
         mem_mb=mem_mb_for(1500, 0.05),
         runtime=runtime_for(10, 2),
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        target_sum=config["cluster"]["target_sum"],
     script:
         "../scripts/annotate_cohort.py"
 
@@ -94,13 +94,8 @@ rule infer_cnv:
         "logs/infer_cnv/infer_cnv.log",
     benchmark:
         "results/benchmarks/infer_cnv.tsv"
-    params:
-        lesions=config["lesions"],
-        shrinkage=config["cnv"]["shrinkage"],
-        profile=config["cnv"]["profile"],
-        breakpoints=config["cnv"]["breakpoints"],
-        seed=config["seed"],
-        patients=CNV_PATIENTS,
+    conda:
+        "../envs/remnant.yaml"
     threads: 1
     # the counts are read a block of 10,000 cells at a time (remnant.tl.profile): peak 1.5 GB at
     # 50,000 cells, 1.7 GB at 200,000 (clustered.h5ad 0.36 and 1.5 GB); per cell only obs, the
@@ -109,8 +104,13 @@ rule infer_cnv:
     resources:
         mem_mb=mem_mb_for(2500, 0.25),
         runtime=runtime_for(60, 20),
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        lesions=config["lesions"],
+        shrinkage=config["cnv"]["shrinkage"],
+        profile=config["cnv"]["profile"],
+        breakpoints=config["cnv"]["breakpoints"],
+        seed=config["seed"],
+        patients=CNV_PATIENTS,
     script:
         "../scripts/infer_cnv.py"
 
@@ -133,18 +133,18 @@ rule plot_cnv:
         "results/benchmarks/plot_cnv/{patient}.tsv"
     wildcard_constraints:
         patient="|".join(re.escape(p) for p in CNV_PATIENTS),
-    params:
-        lesions=config["lesions"],
-        call_lesion=LESION_NAMES[0],
-        heatmap=config["cnv"]["heatmap"],
-        seed=config["seed"],
+    conda:
+        "../envs/remnant.yaml"
     threads: 1
     # obs, the window table and the rows drawn (not the cohort's profile): 0.35 GB at 200,000 cells
     resources:
         mem_mb=mem_mb_for(1000, 1),
         runtime=runtime_for(15, 15),
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        lesions=config["lesions"],
+        call_lesion=LESION_NAMES[0],
+        heatmap=config["cnv"]["heatmap"],
+        seed=config["seed"],
     script:
         "../scripts/plot_cnv.py"
 
@@ -169,15 +169,15 @@ rule plot_lesion_profile:
     wildcard_constraints:
         patient="|".join(re.escape(p) for p in CNV_PATIENTS),
         lesion="|".join(re.escape(name) for name in LESION_NAMES),
-    params:
-        lesions=config["lesions"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb_for(1000, 4),
-        runtime=runtime_for(10, 10),
     # light (one small table, one figure): runs where snakemake runs, not as a cluster job
     localrule: True
     conda:
         "../envs/remnant.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1000, 4),
+        runtime=runtime_for(10, 10),
+    params:
+        lesions=config["lesions"],
     script:
         "../scripts/plot_lesion_profile.py"

@@ -45,8 +45,13 @@ try:
     SAMPLES = read_sample_sheet(config["samples"], SCHEMAS / "samples.schema.yaml", config)
     if config["cnv"]["reference"] == "auto":
         if config["cnv"]["auto_reference"]["candidates"] is not None:
-            reference_cells(SAMPLES, config["cnv"]["auto_reference"]["candidates"], config["conditions"]["reference"],
-                            key="cnv.auto_reference.candidates", source=CONFIG_SOURCE)
+            reference_cells(
+                SAMPLES,
+                config["cnv"]["auto_reference"]["candidates"],
+                config["conditions"]["reference"],
+                key="cnv.auto_reference.candidates",
+                source=CONFIG_SOURCE,
+            )
     else:
         reference_cells(SAMPLES, config["cnv"]["reference"], config["conditions"]["reference"], source=CONFIG_SOURCE)
     # the files the config names, and what is defined against them (lesion regions, states, gene sets)
@@ -62,7 +67,9 @@ try:
     # the user's own paths (the sheet's files, the sheet, the config files, the resources), checked
     # against the workflow's outputs once every rule is known (check_user_files, end of Snakefile)
     USER_PATHS = [UserPath("", "the sample sheet", str(config["samples"]), CONFIG_SOURCE)]
-    USER_PATHS += [UserPath("", "config file", str(f), str(f)) for f in (workflow.overwrite_configfiles or workflow.configfiles)]
+    USER_PATHS += [
+        UserPath("", "config file", str(f), str(f)) for f in (workflow.overwrite_configfiles or workflow.configfiles)
+    ]
     USER_PATHS += [
         UserPath(f"key {key}", "path", str(resource(value)), CONFIG_SOURCE)
         for key, value in [
@@ -119,7 +126,20 @@ wildcard_constraints:
 def sample_row(wildcards):
     """The sample's sheet row as a dict of strings (only this sample: adding samples reruns nothing here)."""
     row = SAMPLES.loc[wildcards.sample]
-    return {k: str(row[k]) for k in ("sample", "patient", "timepoint", "population", "condition", "counts", "format", "technology", "index_sort")}
+    return {
+        k: str(row[k])
+        for k in (
+            "sample",
+            "patient",
+            "timepoint",
+            "population",
+            "condition",
+            "counts",
+            "format",
+            "technology",
+            "index_sort",
+        )
+    }
 
 
 def sample_inputs(wildcards):
@@ -195,10 +215,10 @@ def runtime_for(base, per_input_gb=0):
 
 # The report's front page (rule write_front_page) and where the gene annotation came from.
 FRONT_PAGE = "results/report/front_page.rst"
-ANNOTATION_SOURCE = (
-    f"{config['annotation']['build']}: genes {GENES}, cytobands {CYTOBANDS}"
-    + (" (shipped with remnant; sources and checksums in resources/annotation/PROVENANCE.md)"
-       if str(GENES).startswith(str(Path(workflow.basedir) / "resources")) else "")
+ANNOTATION_SOURCE = f"{config['annotation']['build']}: genes {GENES}, cytobands {CYTOBANDS}" + (
+    " (shipped with remnant; sources and checksums in resources/annotation/PROVENANCE.md)"
+    if str(GENES).startswith(str(Path(workflow.basedir) / "resources"))
+    else ""
 )
 
 

@@ -17,18 +17,18 @@ if SIMULATE:
             "logs/simulate_cohort/simulate_cohort.log",
         benchmark:
             "results/benchmarks/simulate_cohort.tsv"
-        params:
-            sheet=SAMPLES.drop(columns="line").to_dict(orient="records"),
-            demo=config["demo"]["params"],
-            seed=config["seed"],
-            gene_sets=GENE_SETS,
+        conda:
+            "../envs/remnant.yaml"
         threads: 1
         # the simulated cohort's size comes from the config (demo.params), not from the input
         resources:
             mem_mb=lambda wildcards, attempt: 4000 * attempt,
             runtime=lambda wildcards, attempt: 30 * attempt,
-        conda:
-            "../envs/remnant.yaml"
+        params:
+            sheet=SAMPLES.drop(columns="line").to_dict(orient="records"),
+            demo=config["demo"]["params"],
+            seed=config["seed"],
+            gene_sets=GENE_SETS,
         script:
             "../scripts/simulate_cohort.py"
 
@@ -44,13 +44,13 @@ if SIMULATE:
             "logs/evaluate_demo/evaluate_demo.log",
         benchmark:
             "results/benchmarks/evaluate_demo/evaluate_demo.tsv"
-        threads: 1
-        resources:
-            mem_mb=mem_mb_for(1500, 4),
-            runtime=runtime_for(10, 10),
         # light (tables only): runs where snakemake runs, not as a cluster job
         localrule: True
         conda:
             "../envs/remnant.yaml"
+        threads: 1
+        resources:
+            mem_mb=mem_mb_for(1500, 4),
+            runtime=runtime_for(10, 10),
         script:
             "../scripts/evaluate_demo.py"

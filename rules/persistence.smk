@@ -16,7 +16,9 @@ if config["persistence"]["population_key"] != "population":
     PERSISTENCE_INPUTS["gates"] = "results/persistence/gates.tsv.gz"
 # population levels in display order: the declared sort gates, or the gates of the hierarchy
 POPULATION_ORDER = (
-    list(config["populations"]) if config["persistence"]["population_key"] == "population" else [*GATES["hierarchy"], "ungated"]
+    list(config["populations"])
+    if config["persistence"]["population_key"] == "population"
+    else [*GATES["hierarchy"], "ungated"]
 )
 
 
@@ -37,15 +39,15 @@ rule gate_cells:
         "logs/gate_cells/gate_cells.log",
     benchmark:
         "results/benchmarks/gate_cells/gate_cells.tsv"
-    params:
-        gates=GATES,
+    conda:
+        "../envs/remnant.yaml"
     threads: 1
     resources:
         # reads the cohort's obs only
         mem_mb=mem_mb_for(1500, 0.1),
         runtime=runtime_for(10, 1),
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        gates=GATES,
     script:
         "../scripts/gate_cells.py"
 
@@ -80,6 +82,13 @@ rule estimate_fractions:
         "logs/estimate_fractions/estimate_fractions.log",
     benchmark:
         "results/benchmarks/estimate_fractions/estimate_fractions.tsv"
+    conda:
+        "../envs/remnant.yaml"
+    threads: 1
+    resources:
+        # reads the cohort's obs only
+        mem_mb=mem_mb_for(1500, 0.1),
+        runtime=runtime_for(15, 1),
     params:
         persistence=config["persistence"],
         lesion=PERSISTENCE_LESION,
@@ -87,13 +96,6 @@ rule estimate_fractions:
         planned=PERSISTENCE["planned"],
         timepoints=config["timepoints"],
         populations=POPULATION_ORDER,
-    threads: 1
-    resources:
-        # reads the cohort's obs only
-        mem_mb=mem_mb_for(1500, 0.1),
-        runtime=runtime_for(15, 1),
-    conda:
-        "../envs/remnant.yaml"
     script:
         "../scripts/estimate_fractions.py"
 
@@ -147,6 +149,15 @@ rule score_signatures:
         "logs/score_signatures/score_signatures.log",
     benchmark:
         "results/benchmarks/score_signatures.tsv"
+    conda:
+        "../envs/remnant.yaml"
+    threads: 1
+    # the cohort is read a block of cells at a time (remnant.pp.scoring): memory is one block plus the
+    # cell table and scores (1.4 GB at 50k cells, 1.6 GB at 200k); time grows with the file
+    # (~0.5 min per GB; downsample_to adds scanpy's thinning, O(counts) per cell, twice)
+    resources:
+        mem_mb=mem_mb_for(3000, 0.1),
+        runtime=runtime_for(30, 10),
     params:
         signatures=config["signatures"],
         set_names=SIGNATURE_SETS,
@@ -157,15 +168,6 @@ rule score_signatures:
         reference_conditions=config["conditions"]["reference"],
         timepoints=config["timepoints"],
         seed=config["seed"],
-    threads: 1
-    # the cohort is read a block of cells at a time (remnant.pp.scoring): memory is one block plus the
-    # cell table and scores (1.4 GB at 50k cells, 1.6 GB at 200k); time grows with the file
-    # (~0.5 min per GB; downsample_to adds scanpy's thinning, O(counts) per cell, twice)
-    resources:
-        mem_mb=mem_mb_for(3000, 0.1),
-        runtime=runtime_for(30, 10),
-    conda:
-        "../envs/remnant.yaml"
     script:
         "../scripts/score_signatures.py"
 
@@ -201,19 +203,19 @@ rule compare_pseudobulk:
         "logs/compare_pseudobulk/compare_pseudobulk.log",
     benchmark:
         "results/benchmarks/compare_pseudobulk.tsv"
-    params:
-        pseudobulk=config["pseudobulk"],
-        set_names=SIGNATURE_SETS + CELL_CYCLE_SETS,
-        persistence=config["persistence"],
-        lesion=PERSISTENCE_LESION,
-        reference_conditions=config["conditions"]["reference"],
+    conda:
+        "../envs/remnant.yaml"
     threads: 2
     # pseudobulks summed a block of cells at a time (store.group_sums); the DE fit is on patients x
     # genes, whatever the number of cells
     resources:
         mem_mb=mem_mb_for(3000, 0.05),
         runtime=runtime_for(60, 5),
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        pseudobulk=config["pseudobulk"],
+        set_names=SIGNATURE_SETS + CELL_CYCLE_SETS,
+        persistence=config["persistence"],
+        lesion=PERSISTENCE_LESION,
+        reference_conditions=config["conditions"]["reference"],
     script:
         "../scripts/compare_pseudobulk.py"

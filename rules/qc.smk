@@ -10,6 +10,15 @@ rule read_counts:
         "logs/read_counts/{sample}.log",
     benchmark:
         "results/benchmarks/read_counts/{sample}.tsv"
+    # one cluster job per sample reads and filters it (per-sample fan-out, half the jobs)
+    group:
+        "sample"
+    conda:
+        "../envs/remnant.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1500, 12),
+        runtime=runtime_for(20, 10),
     params:
         row=sample_row,
         min_mapped_fraction=config["annotation"]["min_mapped_fraction"],
@@ -18,15 +27,6 @@ rule read_counts:
         sheet=config["samples"],
         gtf=bool(config["annotation"]["gtf"]),
         cytobands=CYTOBANDS,
-    threads: 1
-    resources:
-        mem_mb=mem_mb_for(1500, 12),
-        runtime=runtime_for(20, 10),
-    # one cluster job per sample reads and filters it (per-sample fan-out, half the jobs)
-    group:
-        "sample"
-    conda:
-        "../envs/remnant.yaml"
     script:
         "../scripts/read_counts.py"
 
@@ -48,20 +48,20 @@ rule filter_cells:
         "logs/filter_cells/{sample}.log",
     benchmark:
         "results/benchmarks/filter_cells/{sample}.tsv"
-    params:
-        qc=config["qc"],
-        technology=lambda wildcards: SAMPLES.loc[wildcards.sample, "technology"],
-        seed=config["seed"],
+    group:
+        "sample"
+    conda:
+        "../envs/remnant.yaml"
     threads: 1
     resources:
         # measured exactly: at most 2.7-2.9 GB for 5,000-cell droplet samples (about 21 MB of
         # input; Scrublet's exact neighbours included), whatever the cohort size; this asks ~3.7 GB
         mem_mb=mem_mb_for(3500, 8),
         runtime=runtime_for(20, 20),
-    group:
-        "sample"
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        qc=config["qc"],
+        technology=lambda wildcards: SAMPLES.loc[wildcards.sample, "technology"],
+        seed=config["seed"],
     script:
         "../scripts/filter_cells.py"
 
@@ -86,15 +86,15 @@ rule summarise_qc:
         "logs/summarise_qc/summarise_qc.log",
     benchmark:
         "results/benchmarks/summarise_qc/summarise_qc.tsv"
-    params:
-        samples=list(SAMPLES.index),
-    threads: 1
-    resources:
-        mem_mb=mem_mb_for(1000, 4),
-        runtime=runtime_for(10, 10),
     # light (one small table per sample): runs where snakemake runs, not as a cluster job
     localrule: True
     conda:
         "../envs/remnant.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1000, 4),
+        runtime=runtime_for(10, 10),
+    params:
+        samples=list(SAMPLES.index),
     script:
         "../scripts/summarise_qc.py"

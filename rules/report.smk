@@ -25,15 +25,15 @@ rule write_front_page:
         "logs/write_front_page/write_front_page.log",
     benchmark:
         "results/benchmarks/write_front_page/write_front_page.tsv"
-    params:
-        config=config,
-        annotation=ANNOTATION_SOURCE,
+    localrule: True
+    conda:
+        "../envs/remnant.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=lambda wildcards, attempt: 5 * attempt,
-    localrule: True
-    conda:
-        "../envs/remnant.yaml"
+    params:
+        config=config,
+        annotation=ANNOTATION_SOURCE,
     script:
         "../scripts/write_front_page.py"

@@ -12,15 +12,15 @@ rule collect_warnings:
         "logs/collect_warnings/collect_warnings.log",
     benchmark:
         "results/benchmarks/collect_warnings/collect_warnings.tsv"
-    params:
-        logs=job_logs,
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
     # light (reads the logs): runs where snakemake runs, not as a cluster job
     localrule: True
     conda:
         "../envs/remnant.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        logs=job_logs,
     script:
         "../scripts/collect_warnings.py"

@@ -1,4 +1,5 @@
 """Rule collect_warnings: the warnings of every job's log in one table (results/warnings.tsv)."""
+
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs

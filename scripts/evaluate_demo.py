@@ -1,4 +1,5 @@
 """Rule evaluate_demo: QC precision/recall and state agreement against the simulated truth."""
+
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs

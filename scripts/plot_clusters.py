@@ -1,4 +1,5 @@
 """Rule plot_clusters: UMAPs by patient, timepoint, population, cluster, state; marker dot plot."""
+
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
@@ -10,8 +11,8 @@ import anndata as ad  # noqa: E402
 import numpy as np  # noqa: E402
 
 from remnant.io import store  # noqa: E402
-from remnant.pp.cluster import read_markers  # noqa: E402
 from remnant.pl.clusters import plot_marker_dotplot, plot_umaps  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
 
 with logged(snakemake.log[0], "plot_clusters"):
     # only what the figures need: obs, the UMAP and the marker genes, log-normalised like the
@@ -23,8 +24,12 @@ with logged(snakemake.log[0], "plot_clusters"):
     columns = var["gene_name"].astype(str).isin(wanted).to_numpy()
     counts, sums = store.read_columns(path, columns, sums={"library": np.ones(len(var), bool)})
     target_sum = store.read_key(path, "uns/remnant/cluster/target_sum", 1e4)
-    adata = ad.AnnData(X=store.log_normalise(counts, sums["library"], float(target_sum)), obs=store.read_obs(path),
-                       var=var.loc[columns], obsm={"X_umap": store.read_key(path, "obsm/X_umap")})
+    adata = ad.AnnData(
+        X=store.log_normalise(counts, sums["library"], float(target_sum)),
+        obs=store.read_obs(path),
+        var=var.loc[columns],
+        obsm={"X_umap": store.read_key(path, "obsm/X_umap")},
+    )
     plot_umaps(adata, snakemake.params.colour_by, snakemake.output.umaps)
-    states = [s for s in (snakemake.params.states or adata.obs["hspc_state"].cat.categories)]
+    states = list(snakemake.params.states or adata.obs["hspc_state"].cat.categories)
     plot_marker_dotplot(adata, markers, states, snakemake.output.dotplot)

@@ -3,6 +3,7 @@
 Reads obs and the window table of profile.h5ad, then only the profile rows it draws (the
 patient's shown cells and a sample of reference cells), not the cohort's cells x windows matrix.
 """
+
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
@@ -12,11 +13,11 @@ start(snakemake.threads)
 
 import anndata as ad  # noqa: E402
 
+from remnant.errors import InputError  # noqa: E402
 from remnant.io import store  # noqa: E402
 from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
-from remnant.tl.profile import plot_message, plot_patient_heatmap  # noqa: E402
-from remnant.errors import InputError  # noqa: E402
 from remnant.tl.lesions import parse_lesions  # noqa: E402
+from remnant.tl.profile import plot_message, plot_patient_heatmap  # noqa: E402
 
 with logged(snakemake.log[0], "plot_cnv") as log:
     params = snakemake.params
@@ -35,6 +36,14 @@ with logged(snakemake.log[0], "plot_cnv") as log:
         log.warning("no cell of patient %s passed QC", patient)
         plot_message(snakemake.output.heatmap, f"Patient {patient}: no cell passed quality control.")
     else:
-        plot_patient_heatmap(adata, patient, snakemake.output.heatmap, call_key=call_keys,
-                             lesions=lesions, max_cells=params.heatmap["max_cells"], n_reference_cells=params.heatmap["n_reference_cells"],
-                             seed=params.seed, profile=path)
+        plot_patient_heatmap(
+            adata,
+            patient,
+            snakemake.output.heatmap,
+            call_key=call_keys,
+            lesions=lesions,
+            max_cells=params.heatmap["max_cells"],
+            n_reference_cells=params.heatmap["n_reference_cells"],
+            seed=params.seed,
+            profile=path,
+        )

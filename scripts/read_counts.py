@@ -1,4 +1,5 @@
 """Rule read_counts: one sample's counts -> AnnData mapped to the genome annotation."""
+
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs

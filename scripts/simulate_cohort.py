@@ -1,4 +1,5 @@
 """Rule simulate_cohort: simulate the counts the sample sheet names, with ground truth beside them."""
+
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs
@@ -11,9 +12,9 @@ from pathlib import Path  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from remnant.io.annotation import load_genes  # noqa: E402
-from remnant.pp.cluster import read_markers  # noqa: E402
 from remnant.io.counts import write_counts  # noqa: E402
 from remnant.io.genesets import read_gene_sets  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
 from remnant.sim.cohort import simulate_cohort  # noqa: E402
 
 with logged(snakemake.log[0], "simulate_cohort") as log:

@@ -1,4 +1,5 @@
 """Rule summarise_qc: cells removed per reason per sample (table and figure)."""
+
 import sys  # noqa: I001
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # this checkout's library, also in conda envs

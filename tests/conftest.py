@@ -58,8 +58,10 @@ def real_inputs(run: Path, inputs: Path, *, keep=None, relative_to: Path | None 
         return str(path.relative_to(relative_to) if relative_to is not None else path)
 
     sheet["counts"] = [name(inputs / f"{s}{SIMULATED_SUFFIX[f]}") for s, f in zip(sheet["sample"], sheet["format"])]
-    sheet["index_sort"] = [name(inputs / f"{s}.index_sort.csv") if (inputs / f"{s}.index_sort.csv").exists() else ""
-                           for s in sheet["sample"]]
+    sheet["index_sort"] = [
+        name(inputs / f"{s}.index_sort.csv") if (inputs / f"{s}.index_sort.csv").exists() else ""
+        for s in sheet["sample"]
+    ]
     sheet.to_csv(inputs / "samples.tsv", sep="\t", index=False)
     return inputs / "samples.tsv"
 
@@ -68,8 +70,19 @@ def real_inputs(run: Path, inputs: Path, *, keep=None, relative_to: Path | None 
 def cohort_run(tmp_path_factory) -> Path:
     """The real workflow run end to end on tests/data/cohort with 2 local cores, once per session."""
     workdir = cohort_workdir(tmp_path_factory)
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     # Snakemake's own output, as benchmarks/scale.py keeps it (it reads each job's mem_mb from it)
     (workdir / "snakemake.out").write_text(result.stdout + result.stderr)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from remnant.io.annotation import load_genes
-from remnant.pp.cluster import read_markers
-from remnant.io.genesets import read_gene_sets
 from remnant.io.counts import map_genes
+from remnant.io.genesets import read_gene_sets
+from remnant.pp.cluster import read_markers
 from remnant.sim.cohort import simulate_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,9 @@ def cohort(rows, params=None, seed=0):
 def cohort_with_truth(rows, params=None, seed=0):
     """Like :func:`cohort` but returns the whole SimulatedCohort (cells, patients with lesion intervals)."""
     samples = sheet(rows)
-    sim = simulate_cohort(samples, genes(), markers(), read_gene_sets(ROOT / "resources/gene_sets"), params=params or {}, seed=seed)
+    sim = simulate_cohort(
+        samples, genes(), markers(), read_gene_sets(ROOT / "resources/gene_sets"), params=params or {}, seed=seed
+    )
     mapped = {}
     for sample, row in samples.iterrows():
         adata, _ = map_genes(sim.counts[sample], genes(), source=sample)

@@ -6,8 +6,8 @@ import gzip
 
 import pytest
 
-from remnant.io.annotation import chromosome_arms, genes_from_gtf, load_genes, strip_version
 from remnant.errors import InputError
+from remnant.io.annotation import chromosome_arms, genes_from_gtf, load_genes, strip_version
 
 
 def test_chr5_arms_match_grch38(cytobands):
@@ -49,7 +49,12 @@ def test_gtf_reader(tmp_path, cytobands):
     genes = genes_from_gtf(gtf, cytobands)
     assert list(genes["gene_name"]) == ["RPS14", "MT-ND1"]
     rps14 = genes.iloc[0]
-    assert (rps14["chromosome"], rps14["start"], rps14["end"], rps14["band"]) == ("chr5", 150442634, 150449739, "5q33.1")
+    assert (rps14["chromosome"], rps14["start"], rps14["end"], rps14["band"]) == (
+        "chr5",
+        150442634,
+        150449739,
+        "5q33.1",
+    )
     assert genes.iloc[1]["chromosome"] == "chrM"
 
 

@@ -36,8 +36,20 @@ def test_catalogue_is_documented():
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "1",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
 
 
@@ -46,8 +58,11 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 def test_bad_input_on_the_command_line(case, tmp_path):
     cohort = Cohort(tmp_path)
     case.make(cohort)
-    target = {"parse": ["--dry-run"], "read": [f"results/samples/{case.sample}/counts.h5ad"],
-              "qc": [f"results/samples/{case.sample}/filtered.h5ad"]}[case.stage]
+    target = {
+        "parse": ["--dry-run"],
+        "read": [f"results/samples/{case.sample}/counts.h5ad"],
+        "qc": [f"results/samples/{case.sample}/filtered.h5ad"],
+    }[case.stage]
     result = _snakemake(tmp_path, *target)
     shown = result.stdout + result.stderr
     assert result.returncode != 0, shown
@@ -76,15 +91,22 @@ def test_warnings_are_collected_from_job_logs(tmp_path):
     first, second = tmp_path / "logs/read_counts/S1.log", tmp_path / "logs/call_lesions/call_lesions.log"
     with logged(first, "read_counts S1") as log:
         log.info("read 60 cells")
-        logging.getLogger("remnant.io.counts").warning("sample 'S1': 1 of 51 index-sort barcodes are not in the count matrix")
+        logging.getLogger("remnant.io.counts").warning(
+            "sample 'S1': 1 of 51 index-sort barcodes are not in the count matrix"
+        )
         warnings.warn("a library's FutureWarning", FutureWarning, stacklevel=1)
     with logged(second, "call_lesions") as log:
         log.warning("del5q: batch plate is scored against reference cells of other batches")
     table = collect_warnings([("read_counts", first), ("call_lesions", second), ("plot_cnv", tmp_path / "absent.log")])
     assert list(table.columns) == WARNING_COLUMNS
-    assert table[["rule", "logger"]].values.tolist() == [["read_counts", "remnant.io.counts"], ["call_lesions", "remnant"]]
-    assert table["message"].tolist() == ["sample 'S1': 1 of 51 index-sort barcodes are not in the count matrix",
-                                         "del5q: batch plate is scored against reference cells of other batches"]
+    assert table[["rule", "logger"]].values.tolist() == [
+        ["read_counts", "remnant.io.counts"],
+        ["call_lesions", "remnant"],
+    ]
+    assert table["message"].tolist() == [
+        "sample 'S1': 1 of 51 index-sort barcodes are not in the count matrix",
+        "del5q: batch plate is scored against reference cells of other batches",
+    ]
     assert table["log"].tolist() == [str(first), str(second)]
 
 

@@ -7,11 +7,19 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from simulated import ROOT, cohort
 from sklearn.metrics import adjusted_rand_score
 
-from remnant.pp.cluster import annotate_states, annotate_states_file, cluster_cohort, cluster_file, merge_samples, read_markers, write_clustering
 from remnant.errors import InputError
-from simulated import ROOT, cohort
+from remnant.pp.cluster import (
+    annotate_states,
+    annotate_states_file,
+    cluster_cohort,
+    cluster_file,
+    merge_samples,
+    read_markers,
+    write_clustering,
+)
 
 
 def clean(adata, truth):
@@ -22,7 +30,11 @@ def clean(adata, truth):
 
 @pytest.fixture(scope="module")
 def large_cohort():
-    rows = [(f"P{p}_{pop}", f"P{p}", "diagnosis", pop, "MDS", "droplet") for p in (1, 2, 3) for pop in ("HSC", "PROG", "CD34")]
+    rows = [
+        (f"P{p}_{pop}", f"P{p}", "diagnosis", pop, "MDS", "droplet")
+        for p in (1, 2, 3)
+        for pop in ("HSC", "PROG", "CD34")
+    ]
     mapped, truth = cohort(rows, params={"cells_per_sample": {"droplet": 1100, "plate": 96}}, seed=11)
     adata = ad.concat(list(mapped.values()), join="outer", merge="first", fill_value=0)
     return clean(adata, truth.reset_index(drop=True))
@@ -32,11 +44,16 @@ def test_clusters_and_states_above_8192_cells(large_cohort):
     adata, truth = large_cohort
     assert adata.n_obs > 8192
     cluster_cohort(adata, n_top_genes=1500, n_pcs=20, integrate_keys=["patient"], seed=0)
-    annotate_states(adata, read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
-                    states=["HSC", "LMPP", "GMP", "MEP", "CLP", "MK", "ERY_EARLY"])
+    annotate_states(
+        adata,
+        read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
+        states=["HSC", "LMPP", "GMP", "MEP", "CLP", "MK", "ERY_EARLY"],
+    )
     ari = adjusted_rand_score(truth["state"], adata.obs["hspc_state"])
     accuracy = float((truth["state"].to_numpy() == adata.obs["hspc_state"].astype(str).to_numpy()).mean())
-    print(f"\n{adata.n_obs} cells: HSPC state ARI {ari:.3f}, accuracy {accuracy:.3f}, {adata.obs['leiden'].nunique()} clusters")
+    print(
+        f"\n{adata.n_obs} cells: HSPC state ARI {ari:.3f}, accuracy {accuracy:.3f}, {adata.obs['leiden'].nunique()} clusters"
+    )
     assert ari >= 0.8 and accuracy >= 0.9
     assert sp.issparse(adata.X) and sp.issparse(adata.layers["counts"])
     assert adata.obsm["X_pca_harmony"].shape == (adata.n_obs, 20)
@@ -70,8 +87,11 @@ def test_cluster_file_equals_the_in_memory_clustering(tmp_path):
     """The cohort-file path (samples merged on disk, read in blocks: issue 8) gives the in-memory
     result: the same highly variable genes, PCA, Leiden clusters and states; and the file keeps
     the raw counts in X."""
-    rows = [("A", "P1", "diagnosis", "PROG", "MDS", "droplet"), ("B", "P2", "diagnosis", "HSC", "MDS", "droplet"),
-            ("C", "P2", "remission", "PROG", "MDS", "droplet")]
+    rows = [
+        ("A", "P1", "diagnosis", "PROG", "MDS", "droplet"),
+        ("B", "P2", "diagnosis", "HSC", "MDS", "droplet"),
+        ("C", "P2", "remission", "PROG", "MDS", "droplet"),
+    ]
     mapped, _ = cohort(rows, params={"cells_per_sample": {"droplet": 300, "plate": 96}}, seed=8)
     paths = []
     for name, sample in mapped.items():
@@ -88,13 +108,15 @@ def test_cluster_file_equals_the_in_memory_clustering(tmp_path):
     annotate_states(memory, markers, seed=3)
 
     out = str(tmp_path / "clustered.h5ad")
-    obs = merge_samples([str(p) for p in paths], out, timepoints=["diagnosis", "remission"], populations=["HSC", "PROG"])
+    obs = merge_samples(
+        [str(p) for p in paths], out, timepoints=["diagnosis", "remission"], populations=["HSC", "PROG"]
+    )
     result = cluster_file(out, obs, chunk_cells=128, **options)
     annotate_states_file(out, result, markers, seed=3)
     write_clustering(out, result)
     back = ad.read_h5ad(out)
 
-    assert (back.X != raw).nnz == 0 and back.X.dtype == np.float32 and not back.layers
+    assert (raw != back.X).nnz == 0 and back.X.dtype == np.float32 and not back.layers
     assert (back.var["highly_variable"].to_numpy() == memory.var["highly_variable"].to_numpy()).all()
     np.testing.assert_allclose(np.abs(back.obsm["X_pca"]), np.abs(memory.obsm["X_pca"]), atol=1e-3)
     assert adjusted_rand_score(back.obs["leiden"], memory.obs["leiden"]) > 0.99
@@ -108,8 +130,11 @@ def test_one_sample_cohort_merges_and_clusters(tmp_path):
     """A one-sample cohort (issue 19): anndata copies a single file instead of concatenating, and
     called a Path method on the str name (AttributeError in rule cluster_cells). The merged file
     holds the sample's counts and clusters with one patient and one batch."""
-    mapped, _ = cohort([("A", "P1", "diagnosis", "HSC", "MDS", "droplet")], params={"cells_per_sample": {"droplet": 200, "plate": 96}},
-                       seed=4)
+    mapped, _ = cohort(
+        [("A", "P1", "diagnosis", "HSC", "MDS", "droplet")],
+        params={"cells_per_sample": {"droplet": 200, "plate": 96}},
+        seed=4,
+    )
     sample = mapped["A"].copy()
     sample.X = sp.csr_matrix(sample.X, dtype=np.float32)
     sample.write_h5ad(tmp_path / "A.h5ad")
@@ -119,7 +144,11 @@ def test_one_sample_cohort_merges_and_clusters(tmp_path):
     result = cluster_file(out, obs, n_top_genes=300, n_pcs=5, integrate_keys=["patient", "technology"], seed=0)
     write_clustering(out, result)
     back = ad.read_h5ad(out)
-    assert (back.X != sample.X).nnz == 0 and back.obs["leiden"].notna().all() and back.obsm["X_umap"].shape == (sample.n_obs, 2)
+    assert (
+        (back.X != sample.X).nnz == 0
+        and back.obs["leiden"].notna().all()
+        and back.obsm["X_umap"].shape == (sample.n_obs, 2)
+    )
 
 
 def test_umap_starts_from_the_embedding_when_the_graph_has_many_components(monkeypatch, caplog):
@@ -155,7 +184,7 @@ def test_umap_init_pca_or_spectral_both_separate_the_cell_groups():
     group = np.repeat([0, 1, 2], n // 3)
     rates = np.full((3, genes), 0.5)
     for g in range(3):
-        rates[g, g * 20:(g + 1) * 20] = 6.0  # each group expresses its own 20 genes
+        rates[g, g * 20 : (g + 1) * 20] = 6.0  # each group expresses its own 20 genes
     X = sp.csr_matrix(np.log1p(rng.poisson(rates[group])).astype(np.float32))
     obs = pd.DataFrame({"group": pd.Categorical(group)}, index=[str(i) for i in range(n)])
     layouts = {}
@@ -203,7 +232,11 @@ def test_samples_with_different_genes_merge_in_any_order(tmp_path):
     annotate_states_file(out, result, markers(), seed=0)
     write_clustering(out, result)
     back = ad.read_h5ad(out)
-    assert back.obs["leiden"].notna().all() and back.obs["hspc_state"].notna().all() and back.var["gene_name"].notna().all()
+    assert (
+        back.obs["leiden"].notna().all()
+        and back.obs["hspc_state"].notna().all()
+        and back.var["gene_name"].notna().all()
+    )
 
 
 def test_n_pcs_above_what_pca_gives_is_a_warning_in_the_warnings_table(tmp_path):
@@ -226,5 +259,11 @@ def test_n_pcs_above_what_pca_gives_is_a_warning_in_the_warnings_table(tmp_path)
     table = collect_warnings([("cluster_cells", log_path)])
     assert table["logger"].tolist() == ["remnant.pp.cluster"], table
     message = table["message"].iloc[0]
-    for part in ("cluster.n_pcs: 5000", "at most 39", "40 highly variable genes", "using 39", "cluster.n_pcs to 39 or less"):
+    for part in (
+        "cluster.n_pcs: 5000",
+        "at most 39",
+        "40 highly variable genes",
+        "using 39",
+        "cluster.n_pcs to 39 or less",
+    ):
         assert part in message, message

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 import simulated as S
+
 from remnant.errors import InputError
 from remnant.io.counts import map_genes
-from remnant.tl.lesions import call_lesions, parse_lesions
 from remnant.sim.cohort import simulate_cohort
 from remnant.tl import profile as C
+from remnant.tl.lesions import call_lesions, parse_lesions
 
 ROWS = [
     ("H1_CD34", "H1", "", "CD34", "healthy", "droplet"),
@@ -53,8 +53,9 @@ def lesion(cytobands):
 @pytest.fixture(scope="module")
 def sim():
     samples = S.sheet(ROWS)
-    return samples, simulate_cohort(samples, S.genes(), S.markers(), S.read_gene_sets(S.ROOT / "resources/gene_sets"),
-                                    params=PARAMS, seed=3)
+    return samples, simulate_cohort(
+        samples, S.genes(), S.markers(), S.read_gene_sets(S.ROOT / "resources/gene_sets"), params=PARAMS, seed=3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +130,18 @@ def test_profile_equals_infercnvpy_on_scanpy_normalised_data(profiled, cohort):
     import infercnvpy as cnv
     import scanpy as sc
 
-    full = ad.AnnData(X=cohort.layers["counts"].copy().astype(np.float32), obs=cohort.obs[["hspc_state", "reference"]].copy(),
-                      var=cohort.var[["chromosome", "start", "end"]].copy())
+    full = ad.AnnData(
+        X=cohort.layers["counts"].copy().astype(np.float32),
+        obs=cohort.obs[["hspc_state", "reference"]].copy(),
+        var=cohort.var[["chromosome", "start", "end"]].copy(),
+    )
     sc.pp.normalize_total(full, target_sum=1e4)
     sc.pp.log1p(full)
     light = full[:, list(profiled.uns["cnv"]["genes"])].copy()
     states = list(profiled.uns["cnv"]["reference_states"])
-    light.obs["category"] = np.where(light.obs["reference"] & light.obs["hspc_state"].isin(states), light.obs["hspc_state"], "query")
+    light.obs["category"] = np.where(
+        light.obs["reference"] & light.obs["hspc_state"].isin(states), light.obs["hspc_state"], "query"
+    )
     cnv.tl.infercnv(light, reference_key="category", reference_cat=states, window_size=100, step=10, n_jobs=1)
     np.testing.assert_allclose(light.obsm["X_cnv"].toarray(), profiled.obsm["X_cnv"].toarray(), atol=1e-4)
 
@@ -291,13 +297,14 @@ def test_profile_from_file_in_blocks_equals_in_memory(cohort, cohort_file, light
     C.infer_profile(whole, "reference", chunksize=150, chunk_cells=10**6)
     out = tmp_path / "profile.h5ad"
     umap = np.asarray(ad.read_h5ad(cohort_file).obsm["X_umap"])
-    info = C.write_profile(light, "reference", out, obsm={"X_umap": umap}, layer=None, counts=cohort_file, chunksize=150,
-                           chunk_cells=300)
+    info = C.write_profile(
+        light, "reference", out, obsm={"X_umap": umap}, layer=None, counts=cohort_file, chunksize=150, chunk_cells=300
+    )
     back = ad.read_h5ad(out)
     assert back.n_obs == cohort.n_obs and back.n_vars == 0 and back.X is None
     M = back.obsm["X_cnv"]
     assert sp.issparse(M) and M.dtype == np.float32 and M.shape == whole.obsm["X_cnv"].shape
-    assert (M != whole.obsm["X_cnv"]).nnz == 0
+    assert (whole.obsm["X_cnv"] != M).nnz == 0
     np.testing.assert_array_equal(back.obsm["X_umap"], umap)
     pd.testing.assert_frame_equal(back.obs.astype(str), cohort.obs.astype(str))
     assert back.uns["cnv"]["chr_pos"] == whole.uns["cnv"]["chr_pos"] == info["chr_pos"]
@@ -327,7 +334,11 @@ def test_default_layer_reads_the_counts_of_every_file_the_workflow_writes(cohort
     store.annotate_with_calls(cohort_file, calls, scverse)
     clustered = ad.read_h5ad(cohort_file)  # counts in X, no layers
     annotated = ad.read_h5ad(scverse)  # log-normalised X, counts in layers, symbols as var_names
-    assert not clustered.layers and "counts" in annotated.layers and not np.allclose(annotated.X.data, np.round(annotated.X.data))
+    assert (
+        not clustered.layers
+        and "counts" in annotated.layers
+        and not np.allclose(annotated.X.data, np.round(annotated.X.data))
+    )
     for counts, adata in ((cohort_file, light), (scverse, light), (None, clustered), (None, annotated)):
         got = adata.copy()
         C.infer_profile(got, "reference", counts=counts, chunksize=150)
@@ -375,7 +386,9 @@ def test_profile_index_type_is_wide_when_values_could_pass_int32(light, cohort_f
 
 def test_read_profile_rows(profiled, tmp_path):
     out = tmp_path / "profile.h5ad"
-    ad.AnnData(obs=profiled.obs, obsm={"X_cnv": profiled.obsm["X_cnv"]}, uns={"cnv": profiled.uns["cnv"]}).write_h5ad(out)
+    ad.AnnData(obs=profiled.obs, obsm={"X_cnv": profiled.obsm["X_cnv"]}, uns={"cnv": profiled.uns["cnv"]}).write_h5ad(
+        out
+    )
     M = profiled.obsm["X_cnv"]
     rows = np.array([5, 900, 3, 4, 5, 1199, 0])  # any order, repeats
     np.testing.assert_array_equal(C.read_profile_rows(out, rows).toarray(), M[rows].toarray())
@@ -402,10 +415,15 @@ def test_lesion_sums_from_file_equal_in_memory(cohort, cohort_file, light, lesio
     pd.testing.assert_frame_equal(bp, breakpoints)
     pd.testing.assert_frame_equal(C.lesion_profile(light, lesion, sums=sums), C.lesion_profile(cohort, lesion))
     older = tmp_path / "older.h5ad"  # counts in layers/counts, X something else
-    ad.AnnData(X=sp.csr_matrix(cohort.layers["counts"].shape, dtype=np.float32), obs=cohort.obs, var=cohort.var,
-               layers={"counts": cohort.layers["counts"]}).write_h5ad(older)
-    pd.testing.assert_frame_equal(C.estimate_breakpoints(light, lesion, counts=older, cytobands=cytobands, n_boot=100),
-                                  breakpoints)
+    ad.AnnData(
+        X=sp.csr_matrix(cohort.layers["counts"].shape, dtype=np.float32),
+        obs=cohort.obs,
+        var=cohort.var,
+        layers={"counts": cohort.layers["counts"]},
+    ).write_h5ad(older)
+    pd.testing.assert_frame_equal(
+        C.estimate_breakpoints(light, lesion, counts=older, cytobands=cytobands, n_boot=100), breakpoints
+    )
 
 
 def test_sums_must_match_the_arguments(cohort, light, lesion):
@@ -420,7 +438,9 @@ def test_sums_must_match_the_arguments(cohort, light, lesion):
 
 def test_heatmap_reads_only_its_rows_from_the_profile_file(profiled, lesion, tmp_path, monkeypatch):
     out = tmp_path / "profile.h5ad"
-    ad.AnnData(obs=profiled.obs, obsm={"X_cnv": profiled.obsm["X_cnv"]}, uns={"cnv": profiled.uns["cnv"]}).write_h5ad(out)
+    ad.AnnData(obs=profiled.obs, obsm={"X_cnv": profiled.obsm["X_cnv"]}, uns={"cnv": profiled.uns["cnv"]}).write_h5ad(
+        out
+    )
     obs_only = ad.AnnData(obs=profiled.obs, uns={"cnv": profiled.uns["cnv"]})
     read = []
     real = C.read_profile_rows
@@ -431,7 +451,9 @@ def test_heatmap_reads_only_its_rows_from_the_profile_file(profiled, lesion, tmp
 
     monkeypatch.setattr(C, "read_profile_rows", spy)
     from_file, in_memory = tmp_path / "file.png", tmp_path / "memory.png"
-    C.plot_patient_heatmap(obs_only, "P1", str(from_file), lesions=[lesion], max_cells=120, n_reference_cells=50, profile=out)
+    C.plot_patient_heatmap(
+        obs_only, "P1", str(from_file), lesions=[lesion], max_cells=120, n_reference_cells=50, profile=out
+    )
     C.plot_patient_heatmap(profiled, "P1", str(in_memory), lesions=[lesion], max_cells=120, n_reference_cells=50)
     _nontrivial_png(from_file)
     np.testing.assert_array_equal(mpimg.imread(from_file), mpimg.imread(in_memory))
@@ -444,9 +466,16 @@ def test_bad_counts_files(light, cohort_file, cohort, lesion, tmp_path):
     counts = sp.csr_matrix(cohort.layers["counts"], dtype=np.float32)
     from remnant.io.store import log_normalise
 
-    ad.AnnData(X=log_normalise(counts, np.asarray(counts.sum(axis=1)).ravel()), obs=cohort.obs, var=cohort.var,
-               layers={"raw": counts}).write_h5ad(logged)
-    with pytest.raises(InputError, match=r"logged\.h5ad: infer_profile\(layer=\.\.\.\): has no layer 'counts' and X is not raw counts.*\['raw'\]"):
+    ad.AnnData(
+        X=log_normalise(counts, np.asarray(counts.sum(axis=1)).ravel()),
+        obs=cohort.obs,
+        var=cohort.var,
+        layers={"raw": counts},
+    ).write_h5ad(logged)
+    with pytest.raises(
+        InputError,
+        match=r"logged\.h5ad: infer_profile\(layer=\.\.\.\): has no layer 'counts' and X is not raw counts.*\['raw'\]",
+    ):
         C.infer_profile(light, "reference", counts=logged)
     with pytest.raises(InputError, match=r"lesion_sums\(layer=\.\.\.\).*X is not raw counts"):
         C.lesion_sums(ad.AnnData(X=ad.read_h5ad(logged).X, obs=cohort.obs, var=cohort.var), [lesion])

@@ -39,39 +39,75 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHEET_COLUMNS = ["sample", "patient", "timepoint", "population", "condition", "technology", "format", "counts", "index_sort"]
-SUFFIX = {"h5ad": ".h5ad", "10x_h5": ".h5", "10x_mtx": "", "table_genes_x_cells": ".tsv.gz", "table_cells_x_genes": ".csv"}
+SHEET_COLUMNS = [
+    "sample",
+    "patient",
+    "timepoint",
+    "population",
+    "condition",
+    "technology",
+    "format",
+    "counts",
+    "index_sort",
+]
+SUFFIX = {
+    "h5ad": ".h5ad",
+    "10x_h5": ".h5",
+    "10x_mtx": "",
+    "table_genes_x_cells": ".tsv.gz",
+    "table_cells_x_genes": ".csv",
+}
 
 pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
 
 
-def write_cohort(workdir: Path, rows: list[tuple[str, ...]], *, params: dict, seed: int, overrides: dict,
-                 drop: tuple[str, ...] = ()) -> None:
+def write_cohort(
+    workdir: Path, rows: list[tuple[str, ...]], *, params: dict, seed: int, overrides: dict, drop: tuple[str, ...] = ()
+) -> None:
     """Simulate ``rows`` of (sample, patient, timepoint, population, condition, technology, format)
     with the library, write each sample's counts (and plate index-sort tables) under data/, a sample
     sheet naming them and a config: the repository's config/config.yaml with ``overrides`` merged
     over it (a mapping merges key by key, anything else replaces) and the dotted keys ``drop``
     removed."""
     from remnant.io.annotation import load_genes
-    from remnant.pp.cluster import read_markers
-    from remnant.io.genesets import read_gene_sets
     from remnant.io.counts import write_counts
+    from remnant.io.genesets import read_gene_sets
+    from remnant.pp.cluster import read_markers
     from remnant.sim.cohort import simulate_cohort
 
     data = workdir / "data"
     data.mkdir(parents=True)
     records = []
     for sample, patient, timepoint, population, condition, technology, fmt in rows:
-        records.append({"sample": sample, "patient": patient, "timepoint": timepoint, "population": population,
-                        "condition": condition, "technology": technology, "format": fmt,
-                        "counts": f"data/{sample}{SUFFIX[fmt]}",
-                        "index_sort": f"data/{sample}.index_sort.csv" if technology == "plate" else ""})
+        records.append(
+            {
+                "sample": sample,
+                "patient": patient,
+                "timepoint": timepoint,
+                "population": population,
+                "condition": condition,
+                "technology": technology,
+                "format": fmt,
+                "counts": f"data/{sample}{SUFFIX[fmt]}",
+                "index_sort": f"data/{sample}.index_sort.csv" if technology == "plate" else "",
+            }
+        )
     sheet = pd.DataFrame(records, columns=SHEET_COLUMNS).set_index("sample", drop=False)
     paths = sheet.to_dict(orient="index")
 
@@ -80,9 +116,15 @@ def write_cohort(workdir: Path, rows: list[tuple[str, ...]], *, params: dict, se
         if index_sort is not None:
             index_sort.to_csv(workdir / paths[sample]["index_sort"], index_label="barcode", float_format="%.2f")
 
-    sim = simulate_cohort(sheet, load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz"),
-                          read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"), read_gene_sets(ROOT / "resources/gene_sets"),
-                          params=params, seed=seed, write=write)
+    sim = simulate_cohort(
+        sheet,
+        load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz"),
+        read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
+        read_gene_sets(ROOT / "resources/gene_sets"),
+        params=params,
+        seed=seed,
+        write=write,
+    )
     sim.cells.to_csv(workdir / "truth.tsv.gz", sep="\t", index=False)  # per cell: carrier or not (the test reads it)
     sheet.to_csv(workdir / "samples.tsv", sep="\t", index=False)
 
@@ -136,8 +178,13 @@ def one_sample(tmp_path_factory) -> Path:
         [("P1_diagnosis_HSC", "P1", "diagnosis", "HSC", "MDS", "droplet", "10x_h5")],
         params={"cells_per_sample": {"droplet": 200, "plate": 96}, "clone_fraction": {"diagnosis": {"HSC": 0.5}}},
         seed=11,
-        overrides={**QUICK, "populations": {"HSC": "Lin- CD34+ CD38-/low CD90+"}, "timepoints": ["diagnosis"],
-                   "conditions": {"all": ["MDS"], "reference": []}, "cnv": {"reference": "auto"}},
+        overrides={
+            **QUICK,
+            "populations": {"HSC": "Lin- CD34+ CD38-/low CD90+"},
+            "timepoints": ["diagnosis"],
+            "conditions": {"all": ["MDS"], "reference": []},
+            "cnv": {"reference": "auto"},
+        },
         drop=("persistence.stem", "persistence.progenitor", "persistence.before", "persistence.after"),
     )
     return run_workflow(workdir)
@@ -146,14 +193,21 @@ def one_sample(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def plate_only(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("plate_only")
-    rows = [(f"{p}_{tp}_HSC", p, tp, "HSC", "MDS", "plate", fmt)
-            for p in ("P1", "P2") for tp, fmt in (("diagnosis", "table_genes_x_cells"), ("remission", "table_cells_x_genes"))]
+    rows = [
+        (f"{p}_{tp}_HSC", p, tp, "HSC", "MDS", "plate", fmt)
+        for p in ("P1", "P2")
+        for tp, fmt in (("diagnosis", "table_genes_x_cells"), ("remission", "table_cells_x_genes"))
+    ]
     write_cohort(
-        workdir, rows,
+        workdir,
+        rows,
         params={"clone_fraction": {"diagnosis": {"HSC": 0.9}, "remission": {"HSC": 0.3}}},
         seed=12,
-        overrides={**QUICK, "conditions": {"all": ["MDS"], "reference": []},
-                   "cnv": {"reference": {"population": ["HSC"], "timepoint": ["remission"]}}},
+        overrides={
+            **QUICK,
+            "conditions": {"all": ["MDS"], "reference": []},
+            "cnv": {"reference": {"population": ["HSC"], "timepoint": ["remission"]}},
+        },
     )
     return run_workflow(workdir)
 
@@ -161,17 +215,22 @@ def plate_only(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def low_depth(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("low_depth")
-    rows = [(f"{p}_remission_{pop}", p, "remission", pop, "MDS", "droplet", fmt)
-            for p in ("P1", "P2") for pop, fmt in (("HSC", "10x_h5"), ("PROG", "10x_mtx"))]
+    rows = [
+        (f"{p}_remission_{pop}", p, "remission", pop, "MDS", "droplet", fmt)
+        for p in ("P1", "P2")
+        for pop, fmt in (("HSC", "10x_h5"), ("PROG", "10x_mtx"))
+    ]
     rows += [(f"N1_{pop}", "N1", "NA", pop, "healthy", "droplet", "h5ad") for pop in ("HSC", "PROG")]
     write_cohort(
-        workdir, rows,
-        params={"cells_per_sample": {"droplet": 150, "plate": 96},
-                "library_size": {"droplet": {"median": 500.0, "sdlog": 0.35}},
-                "clone_fraction": {"remission": {"HSC": 0.6, "PROG": 0.1}}},
+        workdir,
+        rows,
+        params={
+            "cells_per_sample": {"droplet": 150, "plate": 96},
+            "library_size": {"droplet": {"median": 500.0, "sdlog": 0.35}},
+            "clone_fraction": {"remission": {"HSC": 0.6, "PROG": 0.1}},
+        },
         seed=13,
-        overrides={**QUICK, "qc": {"min_counts": 150, "min_genes": 100},
-                   "persistence": {"before": None}},
+        overrides={**QUICK, "qc": {"min_counts": 150, "min_genes": 100}, "persistence": {"before": None}},
     )
     return run_workflow(workdir)
 
@@ -198,7 +257,10 @@ def first_page(workdir: Path) -> tuple[str, list[str], list[str]]:
     text = (workdir / "results/report/front_page.rst").read_text()
     html = (workdir / "results/report.html").read_text()
     qc = read(workdir, "qc/removed_per_sample.tsv")
-    assert f"{int(qc['kept'].sum())} cells after quality control" in text and f"{int(qc['kept'].sum())} cells after quality control" in html
+    assert (
+        f"{int(qc['kept'].sum())} cells after quality control" in text
+        and f"{int(qc['kept'].sum())} cells after quality control" in html
+    )
 
     def bullets(heading):
         if heading not in text:
@@ -210,9 +272,19 @@ def first_page(workdir: Path) -> tuple[str, list[str], list[str]]:
 
 
 def check_every_output(workdir: Path) -> None:
-    for name in ("warnings.tsv", "persistence/del_fraction.tsv", "persistence/del_fraction_pooled.tsv", "persistence/contrasts.tsv",
-                 "persistence/signature_comparisons.tsv", "persistence/cycling_composition.tsv", "persistence/cycling_contrasts.tsv",
-                 "persistence/pseudobulk_samples.tsv", "persistence/de.tsv", "persistence/enrichment.tsv", "cnv/reference.tsv"):
+    for name in (
+        "warnings.tsv",
+        "persistence/del_fraction.tsv",
+        "persistence/del_fraction_pooled.tsv",
+        "persistence/contrasts.tsv",
+        "persistence/signature_comparisons.tsv",
+        "persistence/cycling_composition.tsv",
+        "persistence/cycling_contrasts.tsv",
+        "persistence/pseudobulk_samples.tsv",
+        "persistence/de.tsv",
+        "persistence/enrichment.tsv",
+        "cnv/reference.tsv",
+    ):
         assert (workdir / "results" / name).is_file(), name
     assert list(read(workdir, "warnings.tsv").columns) == ["rule", "log", "logger", "message"]
     for figure in ("del_fraction", "signature_scores", "cycling_composition", "volcano"):
@@ -221,7 +293,12 @@ def check_every_output(workdir: Path) -> None:
     for category in ("0. Summary", "1. Quality control", "2. Clustering", "3. Copy number", "4. Persistence"):
         assert category in html, category
     summary = summary_page(workdir)
-    for section in ("Cohort", "fraction per patient, population and timepoint", "How far to trust the calls", "Methods"):
+    for section in (
+        "Cohort",
+        "fraction per patient, population and timepoint",
+        "How far to trust the calls",
+        "Methods",
+    ):
         assert section in summary, section
     # every contrast in the table is on the first page, compared or not (with its note)
     _, compared, not_compared = first_page(workdir)
@@ -251,11 +328,14 @@ def test_one_sample_runs_to_a_report(one_sample):
         "signature scores, del5q vs non-del stem cells: persistence.stem is null (not a stem-cell design); it has one population (HSC)",
         "cycling of del5q vs non-del stem cells: persistence.stem is null (not a stem-cell design); it has one population (HSC)",
         "pseudobulk DE of carrier stem cells after vs before treatment: persistence.stem, persistence.before and persistence.after "
-        "are null (not a stem-cell before/after design)"]
+        "are null (not a stem-cell before/after design)",
+    ]
     assert "What could not be compared" in summary_page(one_sample)
     contrasts = read(one_sample, "persistence/contrasts.tsv")
     assert contrasts["question"].tolist() == ["stem vs progenitor", "after vs before treatment"]
-    assert (read(one_sample, "persistence/signature_comparisons.tsv")["note"].str.startswith("persistence.stem is null")).all()
+    assert (
+        read(one_sample, "persistence/signature_comparisons.tsv")["note"].str.startswith("persistence.stem is null")
+    ).all()
     assert len(read(one_sample, "persistence/cycling_contrasts.tsv")) == 1
     assert read(one_sample, "persistence/pseudobulk_samples.tsv").empty and read(one_sample, "persistence/de.tsv").empty
     assert list(read(one_sample, "persistence/de.tsv").columns)[:2] == ["gene", "gene_name"]
@@ -274,7 +354,11 @@ def test_one_tumour_sample_with_normal_cells_finds_both_against_an_automatic_ref
     calls = pd.read_csv(one_sample / "results/cnv/lesion_calls.tsv.gz", sep="\t")
     truth = pd.read_csv(one_sample / "truth.tsv.gz", sep="\t").set_index(["sample", "barcode"])
     carrier = truth.loc[list(zip(calls["sample"], calls["barcode"])), "lesion_del5q"].astype(bool).to_numpy()
-    assert row.corrected_low <= carrier.mean() <= row.corrected_high, (carrier.mean(), row.corrected_low, row.corrected_high)
+    assert row.corrected_low <= carrier.mean() <= row.corrected_high, (
+        carrier.mean(),
+        row.corrected_low,
+        row.corrected_high,
+    )
     called = calls["del5q_call"].astype(bool).to_numpy()
     assert (called & carrier).sum() > 0.6 * carrier.sum() and (called & ~carrier).sum() < 0.1 * (~carrier).sum()
 
@@ -291,14 +375,21 @@ def test_plate_only_cohort_with_one_population_runs_to_a_report(plate_only):
     assert not_compared == [
         "HSC vs PROG at remission (persistence): no analysed PROG cells at remission; the cohort has one population (HSC) there",
         "HSC vs PROG at diagnosis: no analysed PROG cells at diagnosis; the cohort has one population (HSC) there",
-        "remission vs diagnosis in PROG: no analysed PROG cells; the cohort has one population (HSC)"]
+        "remission vs diagnosis in PROG: no analysed PROG cells; the cohort has one population (HSC)",
+    ]
     fractions = read(plate_only, "persistence/del_fraction.tsv").set_index(["patient", "timepoint"])
     assert len(fractions) == 4 and (fractions["population"] == "HSC").all()
     for patient in ("P1", "P2"):  # simulated clone 0.9 at diagnosis, 0.3 at remission
-        assert fractions.loc[(patient, "remission"), "corrected_high"] < fractions.loc[(patient, "diagnosis"), "corrected_low"]
+        assert (
+            fractions.loc[(patient, "remission"), "corrected_high"]
+            < fractions.loc[(patient, "diagnosis"), "corrected_low"]
+        )
     contrasts = read(plate_only, "persistence/contrasts.tsv")
-    cmh = contrasts[(contrasts["question"] == "remission vs diagnosis in HSC") & (contrasts["scope"] == "across patients")
-                    & contrasts["test"].str.startswith("Cochran")].iloc[0]
+    cmh = contrasts[
+        (contrasts["question"] == "remission vs diagnosis in HSC")
+        & (contrasts["scope"] == "across patients")
+        & contrasts["test"].str.startswith("Cochran")
+    ].iloc[0]
     assert cmh["n_strata"] == 2 and cmh["odds_ratio_high"] < 1 and cmh["pvalue"] < 1e-6
     # the stem-cell stages ran: carrier HSC paired over both patients
     samples = read(plate_only, "persistence/pseudobulk_samples.tsv")
@@ -339,12 +430,16 @@ def test_low_depth_two_populations_at_one_timepoint_runs_to_a_report(low_depth):
         "has one timepoint (remission)",
         "cycling of del5q HSC cells: after vs before treatment: persistence.before is null (not a before/after design); it has one "
         "timepoint (remission)",
-        "pseudobulk DE of carrier stem cells after vs before treatment: persistence.before is null (not a before/after design)"]
+        "pseudobulk DE of carrier stem cells after vs before treatment: persistence.before is null (not a before/after design)",
+    ]
     cells = pd.read_csv(low_depth / "results/cohort/cells.tsv.gz", sep="\t")
     assert cells["total_counts"].median() < 600  # the depth it was simulated at
     contrasts = read(low_depth, "persistence/contrasts.tsv")
-    cmh = contrasts[(contrasts["question"] == "HSC vs PROG at remission (persistence)") & (contrasts["scope"] == "across patients")
-                    & contrasts["test"].str.startswith("Cochran")].iloc[0]
+    cmh = contrasts[
+        (contrasts["question"] == "HSC vs PROG at remission (persistence)")
+        & (contrasts["scope"] == "across patients")
+        & contrasts["test"].str.startswith("Cochran")
+    ].iloc[0]
     assert cmh["n_strata"] == 2 and cmh["odds_ratio_low"] > 1  # simulated clone 0.6 in HSC, 0.1 in PROG
     comparisons = read(low_depth, "persistence/signature_comparisons.tsv")
     tested = comparisons[comparisons["question"] == "del5q vs non-del HSC cells at remission"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from remnant.workflow.config import infer_format, load_yaml, read_sample_sheet, validate_config
 from remnant.errors import InputError
+from remnant.workflow.config import infer_format, load_yaml, read_sample_sheet, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_SCHEMA = ROOT / "config/schemas/config.schema.yaml"
@@ -82,9 +82,15 @@ def test_bad_config_is_named(config, change, expected):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        (HEADER.replace("timepoint", "timpoint") + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\n", ["unknown column 'timpoint'", "did you mean 'timepoint'", "missing required column(s) ['timepoint']"]),
+        (
+            HEADER.replace("timepoint", "timpoint") + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\n",
+            ["unknown column 'timpoint'", "did you mean 'timepoint'", "missing required column(s) ['timepoint']"],
+        ),
         (HEADER.replace("\tcounts", "") + "\nS1\tP1\tdiagnosis\tHSC\tMDS\n", ["missing required column(s) ['counts']"]),
-        (HEADER + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\nS1\tP1\tremission\tHSC\tMDS\tb.h5\n", ["line 3 (sample 'S1')", "also on line 2"]),
+        (
+            HEADER + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\nS1\tP1\tremission\tHSC\tMDS\tb.h5\n",
+            ["line 3 (sample 'S1')", "also on line 2"],
+        ),
         (HEADER + "\nS1\tP1\tday30\tHSC\tMDS\ta.h5\n", ["line 2 (sample 'S1')", "'day30'", "diagnosis"]),
         (HEADER + "\nS1\tP1\tdiagnosis\tLSC\tMDS\ta.h5\n", ["'population'", "'LSC'", "HSC"]),
         (HEADER + "\nS1\tP1\tdiagnosis\tHSC\tAML\ta.h5\n", ["'condition'", "'AML'", "MDS"]),
@@ -95,7 +101,10 @@ def test_bad_config_is_named(config, change, expected):
         (HEADER + "\n", ["header but no samples"]),
         ("", ["sample sheet is empty"]),
         (HEADER.replace("\t", ",") + "\nS1,P1,diagnosis,HSC,MDS,a.h5\n", ["tab-separated", "comma"]),
-        (HEADER + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\nS2\tP1\t\tHSC\thealthy\tb.h5\n", ["patient 'P1'", "reference and disease"]),
+        (
+            HEADER + "\nS1\tP1\tdiagnosis\tHSC\tMDS\ta.h5\nS2\tP1\t\tHSC\thealthy\tb.h5\n",
+            ["patient 'P1'", "reference and disease"],
+        ),
         (HEADER + "\nS1\tP1\t\tHSC\tMDS\ta.h5\n", ["'timepoint'", "''"]),
     ],
 )
@@ -132,8 +141,16 @@ def test_missing_and_directory_sheet(tmp_path, config):
 
 @pytest.mark.parametrize(
     "path, fmt",
-    [("a.h5ad", "h5ad"), ("a.h5", "10x_h5"), ("dir/", "10x_mtx"), ("filtered_feature_bc_matrix", "10x_mtx"),
-     ("a.tsv.gz", "table"), ("a.csv", "table"), ("a.txt", "table"), ("a.loom", "")],
+    [
+        ("a.h5ad", "h5ad"),
+        ("a.h5", "10x_h5"),
+        ("dir/", "10x_mtx"),
+        ("filtered_feature_bc_matrix", "10x_mtx"),
+        ("a.tsv.gz", "table"),
+        ("a.csv", "table"),
+        ("a.txt", "table"),
+        ("a.loom", ""),
+    ],
 )
 def test_infer_format(path, fmt):
     assert infer_format(path) == fmt
@@ -144,8 +161,15 @@ def test_reference_cells_selector():
 
     from remnant.workflow.config import reference_cells
 
-    sheet = pd.DataFrame({"sample": ["a", "b", "c"], "patient": ["P1", "P1", "H1"], "condition": ["MDS", "MDS", "healthy"],
-                          "population": ["HSC", "PROG", "CD34"], "timepoint": ["remission", "remission", "NA"]}).set_index("sample", drop=False)
+    sheet = pd.DataFrame(
+        {
+            "sample": ["a", "b", "c"],
+            "patient": ["P1", "P1", "H1"],
+            "condition": ["MDS", "MDS", "healthy"],
+            "population": ["HSC", "PROG", "CD34"],
+            "timepoint": ["remission", "remission", "NA"],
+        }
+    ).set_index("sample", drop=False)
     assert reference_cells(sheet, None, ["healthy"]).tolist() == [False, False, True]
     sel = reference_cells(sheet, {"population": ["PROG"], "timepoint": ["remission"]}, ["healthy"])
     assert sel.tolist() == [False, True, False]
@@ -171,8 +195,10 @@ def test_a_key_given_twice_is_an_error_naming_it_and_both_lines(tmp_path, text, 
     from remnant.workflow.config import check_config_files, main
 
     path = write(tmp_path, text, name="config.yaml")
-    expected = (f"{path}: key {key!r} is given twice (line {lines[0]} and line {lines[1]}); YAML keeps only the second, which "
-                "would silently replace the first: merge the two into one.")
+    expected = (
+        f"{path}: key {key!r} is given twice (line {lines[0]} and line {lines[1]}); YAML keeps only the second, which "
+        "would silently replace the first: merge the two into one."
+    )
     with pytest.raises(InputError) as err:
         load_yaml(path)
     assert str(err.value) == expected
@@ -195,9 +221,15 @@ def test_keys_set_again_by_a_later_config_file_or_merged_are_fine(tmp_path):
 @pytest.mark.parametrize(
     "qc, expected",
     [
-        ({"min_counts": 5000, "max_counts": 1000}, "qc.min_counts (5000) is above qc.max_counts (1000): no cell could pass QC"),
+        (
+            {"min_counts": 5000, "max_counts": 1000},
+            "qc.min_counts (5000) is above qc.max_counts (1000): no cell could pass QC",
+        ),
         ({"min_genes": 300, "max_genes": 200}, "qc.min_genes (300) is above qc.max_genes (200): no cell could pass QC"),
-        ({"min_genes": 700, "max_counts": 600}, "qc.min_genes (700) is above qc.max_counts (600): a cell with that many genes"),
+        (
+            {"min_genes": 700, "max_counts": 600},
+            "qc.min_genes (700) is above qc.max_counts (600): a cell with that many genes",
+        ),
     ],
 )
 def test_crossing_limits_are_named(config, qc, expected):

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 from bad_inputs import Cohort
 
-from remnant.workflow.config import load_yaml, read_sample_sheet, validate_config
 from remnant.errors import InputError
+from remnant.workflow.config import load_yaml, read_sample_sheet, validate_config
 from remnant.workflow.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,22 +66,40 @@ def snapshot(*folders: Path) -> dict[str, str]:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "1",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
 
 
 def refused_untouched(cohort: Cohort, *expect: str) -> str:
     """Run the workflow for real; assert it refused before any job with one line holding every
     part of ``expect`` and no traceback, and that no user file changed. Returns that line."""
-    user_files = [cohort.dir / "counts", cohort.dir / "samples.tsv", cohort.dir / "config.yaml",
-                  cohort.dir.parent / f"{cohort.dir.name}_elsewhere"]
-    before = snapshot(*[p for p in user_files if p.is_dir()]) | {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-                                                                 for p in user_files if p.is_file()}
+    user_files = [
+        cohort.dir / "counts",
+        cohort.dir / "samples.tsv",
+        cohort.dir / "config.yaml",
+        cohort.dir.parent / f"{cohort.dir.name}_elsewhere",
+    ]
+    before = snapshot(*[p for p in user_files if p.is_dir()]) | {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in user_files if p.is_file()
+    }
     result = snakemake(cohort.dir)
     shown = result.stdout + result.stderr
-    after = snapshot(*[p for p in user_files if p.is_dir()]) | {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-                                                                for p in user_files if p.is_file()}
+    after = snapshot(*[p for p in user_files if p.is_dir()]) | {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in user_files if p.is_file()
+    }
     assert result.returncode != 0, shown
     assert after == before, "a user file changed"
     assert "Traceback" not in shown, shown
@@ -101,8 +119,14 @@ def test_copied_demo_config_never_simulates_over_user_files(tmp_path):
     """The original defect: the old shipped config (demo.simulate: true) with a user's sheet."""
     cohort = user_cohort(tmp_path / "work")
     cohort.set("demo", {"simulate": True})
-    line = refused_untouched(cohort, "samples.tsv", "line 2 (sample 'P1_dx_HSC')", "column 'counts'",
-                             "demo.simulate: true", "demo.simulate: false")
+    line = refused_untouched(
+        cohort,
+        "samples.tsv",
+        "line 2 (sample 'P1_dx_HSC')",
+        "column 'counts'",
+        "demo.simulate: true",
+        "demo.simulate: false",
+    )
     assert "counts/P1_dx_HSC.h5" in line
 
 
@@ -113,8 +137,9 @@ def test_counts_under_results_are_refused(tmp_path):
     shutil.copy(cohort.path("counts/P1_dx_HSC.h5"), cohort.path("results/mine/P1_dx_HSC.h5"))
     cohort.set_sample("P1_dx_HSC", "counts", "results/mine/P1_dx_HSC.h5")
     snapshot_results = snapshot(cohort.path("results"))
-    refused_untouched(cohort, "samples.tsv", "line 2 (sample 'P1_dx_HSC')", "'results/mine/P1_dx_HSC.h5'",
-                      "output folder results/")
+    refused_untouched(
+        cohort, "samples.tsv", "line 2 (sample 'P1_dx_HSC')", "'results/mine/P1_dx_HSC.h5'", "output folder results/"
+    )
     assert snapshot(cohort.path("results")) == snapshot_results
 
 
@@ -129,7 +154,9 @@ def test_counts_at_an_intermediate_file_are_refused(tmp_path):
     result = snakemake(cohort.dir)
     shown = result.stdout + result.stderr
     assert result.returncode != 0 and "Traceback" not in shown, shown
-    assert any("line 5 (sample 'N1_HSC')" in line and "output folder results/" in line for line in shown.splitlines()), shown
+    assert any(
+        "line 5 (sample 'N1_HSC')" in line and "output folder results/" in line for line in shown.splitlines()
+    ), shown
 
 
 @pytest.mark.workflow
@@ -139,7 +166,9 @@ def test_same_file_for_two_samples_is_refused(tmp_path):
     cohort.set_sample("P1_rem_HSC", "format", "10x_h5")
     cohort.set_sample("P1_rem_HSC", "technology", "droplet")
     cohort.set_sample("P1_rem_HSC", "index_sort", "")
-    refused_untouched(cohort, "samples.tsv", "line 4 (sample 'P1_rem_HSC')", "same file as sample 'P1_dx_HSC' on line 2")
+    refused_untouched(
+        cohort, "samples.tsv", "line 4 (sample 'P1_rem_HSC')", "same file as sample 'P1_dx_HSC' on line 2"
+    )
 
 
 @pytest.mark.workflow
@@ -174,8 +203,10 @@ def _config(simulate: bool) -> dict:
 
 def test_a_sheet_for_the_simulator_may_name_no_file(tmp_path):
     sheet = tmp_path / "samples.tsv"
-    sheet.write_text("sample\tpatient\ttimepoint\tpopulation\tcondition\tformat\tcounts\n"
-                     "S1\tP1\tdiagnosis\tHSC\tMDS\t10x_h5\tmine/S1.h5\n")
+    sheet.write_text(
+        "sample\tpatient\ttimepoint\tpopulation\tcondition\tformat\tcounts\n"
+        "S1\tP1\tdiagnosis\tHSC\tMDS\t10x_h5\tmine/S1.h5\n"
+    )
     with pytest.raises(InputError) as err:
         read_sample_sheet(sheet, SCHEMAS / "samples.schema.yaml", _config(True))
     message = str(err.value)
@@ -184,7 +215,9 @@ def test_a_sheet_for_the_simulator_may_name_no_file(tmp_path):
     assert read_sample_sheet(sheet, SCHEMAS / "samples.schema.yaml", _config(True)).loc["S1", "counts"] == ""
     with pytest.raises(InputError, match=r"missing required column\(s\) \['counts'\]"):
         read_sample_sheet(sheet, SCHEMAS / "samples.schema.yaml", _config(False))
-    sheet.write_text("sample\tpatient\ttimepoint\tpopulation\tcondition\tformat\tcounts\nS1\tP1\tdiagnosis\tHSC\tMDS\t10x_h5\t\n")
+    sheet.write_text(
+        "sample\tpatient\ttimepoint\tpopulation\tcondition\tformat\tcounts\nS1\tP1\tdiagnosis\tHSC\tMDS\t10x_h5\t\n"
+    )
     with pytest.raises(InputError, match="column 'counts' is empty"):
         read_sample_sheet(sheet, SCHEMAS / "samples.schema.yaml", _config(False))
 
@@ -226,8 +259,14 @@ def test_rule_outputs_are_refused(tmp_path):
 
 
 def _sheet(*counts: str) -> pd.DataFrame:
-    return pd.DataFrame({"sample": [f"S{i}" for i in range(len(counts))], "counts": list(counts),
-                         "index_sort": "", "line": range(2, len(counts) + 2)}).set_index("sample", drop=False)
+    return pd.DataFrame(
+        {
+            "sample": [f"S{i}" for i in range(len(counts))],
+            "counts": list(counts),
+            "index_sort": "",
+            "line": range(2, len(counts) + 2),
+        }
+    ).set_index("sample", drop=False)
 
 
 def test_two_samples_reading_the_same_counts_are_refused(tmp_path):

@@ -28,7 +28,9 @@ def test_conda_env_lists_every_runtime_dependency():
 
 def test_lock_pins_every_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    locked = {line.split("==")[0].lower() for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line}
+    locked = {
+        line.split("==")[0].lower() for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line
+    }
     extras = [r for group in ("workflow", "test") for r in project["optional-dependencies"][group]]
     missing = names(project["dependencies"] + extras) - locked
     assert not missing, f"requirements.lock lacks {sorted(missing)}: rerun uv pip compile (see bin/setup)"
@@ -59,8 +61,9 @@ def test_every_rule_names_an_existing_conda_env():
     for smk in sorted((ROOT / "rules").glob("*.smk")):
         text = smk.read_text()
         envs = re.findall(r'^\s*conda:\s*\n\s*"([^"]+)"', text, flags=re.M)
-        assert len(envs) == len(re.findall(r"^\s*rule \w+:", text, flags=re.M)) - ("rule all:" in text), \
+        assert len(envs) == len(re.findall(r"^\s*rule \w+:", text, flags=re.M)) - ("rule all:" in text), (
             f"{smk.name}: a rule without a conda: environment"
+        )
         for env in envs:
             assert (smk.parent / env).resolve().is_file(), f"{smk.name}: conda env {env} does not exist"
             assert (smk.parent / env).resolve().parent == ROOT / "envs", f"{smk.name}: conda env {env} outside envs/"

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from remnant.errors import InputError
-from remnant.tl.gates import DEFAULT_GATES, DEFAULT_THRESHOLDS, UNGATED, agreement_table, gate_cells, gate_crosstab
 from remnant.sim.cohort import DEFAULT_PARAMS
+from remnant.tl.gates import DEFAULT_GATES, DEFAULT_THRESHOLDS, UNGATED, agreement_table, gate_cells, gate_crosstab
 
 HI = {"CD34": 5000.0, "CD38": 2000.0, "CD90": 1000.0, "CD45RA": 1000.0}
 LO = {"CD34": 50.0, "CD38": 100.0, "CD90": 60.0, "CD45RA": 60.0}
@@ -24,15 +24,17 @@ def table(rows):
 
 
 def test_gate_hierarchy_assigns_each_population():
-    cells = table([
-        cell(CD34="+", CD38="-", CD90="+", CD45RA="-"),  # HSC
-        cell(CD34="+", CD38="-", CD90="-", CD45RA="-"),  # MPP
-        cell(CD34="+", CD38="-", CD90="-", CD45RA="+"),  # LMPP
-        cell(CD34="+", CD38="+", CD90="-", CD45RA="+"),  # PROG (CD90/CD45RA do not matter)
-        cell(CD34="+", CD38="+", CD90="+", CD45RA="-"),  # PROG, not HSC: CD38+
-        cell(CD34="-", CD38="-", CD90="+", CD45RA="-"),  # CD34-: nothing matches
-        cell(CD34="+", CD38="-", CD90="+", CD45RA="+"),  # CD90+ CD45RA+: no gate in the hierarchy
-    ])
+    cells = table(
+        [
+            cell(CD34="+", CD38="-", CD90="+", CD45RA="-"),  # HSC
+            cell(CD34="+", CD38="-", CD90="-", CD45RA="-"),  # MPP
+            cell(CD34="+", CD38="-", CD90="-", CD45RA="+"),  # LMPP
+            cell(CD34="+", CD38="+", CD90="-", CD45RA="+"),  # PROG (CD90/CD45RA do not matter)
+            cell(CD34="+", CD38="+", CD90="+", CD45RA="-"),  # PROG, not HSC: CD38+
+            cell(CD34="-", CD38="-", CD90="+", CD45RA="-"),  # CD34-: nothing matches
+            cell(CD34="+", CD38="-", CD90="+", CD45RA="+"),  # CD90+ CD45RA+: no gate in the hierarchy
+        ]
+    )
     out = gate_cells(table(cells.to_dict("records")))
     assert out["index_gate"].astype(str).tolist() == ["HSC", "MPP", "LMPP", "PROG", "PROG", UNGATED, UNGATED]
     assert list(out["index_gate"].cat.categories) == [*DEFAULT_GATES, UNGATED]
@@ -40,11 +42,13 @@ def test_gate_hierarchy_assigns_each_population():
 
 
 def test_missing_intensities_give_no_gate_unless_a_known_marker_decides():
-    cells = table([
-        cell(CD34="n", CD38="n", CD90="n", CD45RA="n"),  # not index-sorted
-        cell(CD34="+", CD38="+", CD90="n", CD45RA="n"),  # CD38+ rules out the stem gates: PROG
-        cell(CD34="+", CD38="-", CD90="n", CD45RA="-"),  # could be HSC or MPP: undecidable
-    ])
+    cells = table(
+        [
+            cell(CD34="n", CD38="n", CD90="n", CD45RA="n"),  # not index-sorted
+            cell(CD34="+", CD38="+", CD90="n", CD45RA="n"),  # CD38+ rules out the stem gates: PROG
+            cell(CD34="+", CD38="-", CD90="n", CD45RA="-"),  # could be HSC or MPP: undecidable
+        ]
+    )
     out = gate_cells(cells)
     assert pd.isna(out["index_gate"].iloc[0])
     assert out["index_gate"].iloc[1] == "PROG"
@@ -53,8 +57,16 @@ def test_missing_intensities_give_no_gate_unless_a_known_marker_decides():
 
 
 def test_threshold_is_inclusive_and_per_sample_thresholds_apply():
-    cells = pd.DataFrame({"facs_CD34": [1000.0, 1000.0], "facs_CD38": [100.0, 100.0], "facs_CD90": [300.0, 300.0],
-                          "facs_CD45RA": [10.0, 10.0], "sample": ["A", "B"]}, index=["a", "b"])
+    cells = pd.DataFrame(
+        {
+            "facs_CD34": [1000.0, 1000.0],
+            "facs_CD38": [100.0, 100.0],
+            "facs_CD90": [300.0, 300.0],
+            "facs_CD45RA": [10.0, 10.0],
+            "sample": ["A", "B"],
+        },
+        index=["a", "b"],
+    )
     out = gate_cells(cells)  # CD90 == default threshold 300: positive
     assert out["index_gate"].tolist() == ["HSC", "HSC"]
     per_sample = {"A": DEFAULT_THRESHOLDS, "B": {**DEFAULT_THRESHOLDS, "CD90": 500.0}}
@@ -91,12 +103,14 @@ def test_default_thresholds_separate_the_simulators_index_sort_levels():
 
 
 def test_agreement_counts_disagreements_per_sample():
-    obs = pd.DataFrame({
-        "sample": ["S1"] * 5 + ["S2"] * 3,
-        "population": ["HSC"] * 5 + ["CD34"] * 3,
-        "index_gate": ["HSC", "HSC", "LMPP", np.nan, UNGATED, "HSC", "PROG", np.nan],
-        "hspc_state": ["HSC", "GMP", "LMPP", "HSC", "HSC", "HSC", "HSC", "MEP"],
-    })
+    obs = pd.DataFrame(
+        {
+            "sample": ["S1"] * 5 + ["S2"] * 3,
+            "population": ["HSC"] * 5 + ["CD34"] * 3,
+            "index_gate": ["HSC", "HSC", "LMPP", np.nan, UNGATED, "HSC", "PROG", np.nan],
+            "hspc_state": ["HSC", "GMP", "LMPP", "HSC", "HSC", "HSC", "HSC", "MEP"],
+        }
+    )
     out = agreement_table(obs).set_index("sample")
     s1 = out.loc["S1"]
     assert (s1["n_cells"], s1["n_index_sorted"], s1["n_ungated"]) == (5, 4, 1)
@@ -158,7 +172,9 @@ def sheet(**index_sort):
 
 
 def test_resolved_defaults_map_sort_gates_by_name_and_states_into_the_hierarchy():
-    resolved = resolve_gate_config({"hierarchy": {"HSC": DEFAULT_GATES["HSC"], "PROG": DEFAULT_GATES["PROG"]}}, POPULATIONS)
+    resolved = resolve_gate_config(
+        {"hierarchy": {"HSC": DEFAULT_GATES["HSC"], "PROG": DEFAULT_GATES["PROG"]}}, POPULATIONS
+    )
     assert resolved["sort_gates"] == {"HSC": ["HSC"], "PROG": ["PROG"], "CD34": None}
     assert resolved["state_gates"]["GMP"] == "PROG" and "LMPP" not in resolved["state_gates"]  # no LMPP gate
     assert resolved["thresholds"] == DEFAULT_THRESHOLDS
@@ -167,15 +183,32 @@ def test_resolved_defaults_map_sort_gates_by_name_and_states_into_the_hierarchy(
 @pytest.mark.parametrize(
     "block, sheet_kw, where, message",
     [
-        ({"hierarchy": {"HSC": {"CD34": "+", "CD123": "-"}}}, {}, "gates.hierarchy.HSC",
-         "marker 'CD123' is not an index-sort column: index_sort.markers lists"),
+        (
+            {"hierarchy": {"HSC": {"CD34": "+", "CD123": "-"}}},
+            {},
+            "gates.hierarchy.HSC",
+            "marker 'CD123' is not an index-sort column: index_sort.markers lists",
+        ),
         ({"hierarchy": {"HSC": {"CD34": "up"}}}, {}, "gates.hierarchy.HSC.CD34", "must be '+' or '-'"),
-        ({"thresholds": {"CD34": 300, "CD38": 350}}, {}, "gates.thresholds", "no threshold for marker(s) ['CD90', 'CD45RA']"),
+        (
+            {"thresholds": {"CD34": 300, "CD38": 350}},
+            {},
+            "gates.thresholds",
+            "no threshold for marker(s) ['CD90', 'CD45RA']",
+        ),
         ({"thresholds": {"CD34": 300, "A": DEFAULT_THRESHOLDS}}, {}, "gates.thresholds", "mixes global"),
-        ({"thresholds": {"A": DEFAULT_THRESHOLDS}}, {"A": "a.csv", "B": "b.csv"}, "gates.thresholds",
-         "no thresholds for index-sorted sample(s) ['B']"),
-        ({"thresholds": {"A": DEFAULT_THRESHOLDS, "C": DEFAULT_THRESHOLDS}}, {"A": "a.csv"}, "gates.thresholds",
-         "per-sample thresholds for ['C'], which are not index-sorted"),
+        (
+            {"thresholds": {"A": DEFAULT_THRESHOLDS}},
+            {"A": "a.csv", "B": "b.csv"},
+            "gates.thresholds",
+            "no thresholds for index-sorted sample(s) ['B']",
+        ),
+        (
+            {"thresholds": {"A": DEFAULT_THRESHOLDS, "C": DEFAULT_THRESHOLDS}},
+            {"A": "a.csv"},
+            "gates.thresholds",
+            "per-sample thresholds for ['C'], which are not index-sorted",
+        ),
         ({"thresholds": {"A": {"CD34": 1}}}, {"A": "a.csv"}, "gates.thresholds.A", "no threshold for marker(s)"),
         ({"sort_gates": {"LSC": ["HSC"]}}, {}, "gates.sort_gates", "'LSC' is not a declared population"),
         ({"sort_gates": {"HSC": ["HSC", "CMP"]}}, {}, "gates.sort_gates.HSC", "['CMP'] not gates of gates.hierarchy"),
@@ -184,14 +217,18 @@ def test_resolved_defaults_map_sort_gates_by_name_and_states_into_the_hierarchy(
 )
 def test_gate_config_errors_name_the_file_key_and_value(block, sheet_kw, where, message):
     with pytest.raises(InputError) as err:
-        check_gate_config(block, index_sort_markers=MARKERS, populations=POPULATIONS, sheet=sheet(**sheet_kw), source="my.yaml")
+        check_gate_config(
+            block, index_sort_markers=MARKERS, populations=POPULATIONS, sheet=sheet(**sheet_kw), source="my.yaml"
+        )
     text = str(err.value)
     assert text.startswith(f"my.yaml: {where}: ") and message in text, text
 
 
 def test_per_sample_thresholds_for_every_index_sorted_sample_pass():
     block = {"thresholds": {"A": DEFAULT_THRESHOLDS, "B": {**DEFAULT_THRESHOLDS, "CD90": 500}}}
-    resolved = check_gate_config(block, index_sort_markers=MARKERS, populations=POPULATIONS, sheet=sheet(A="a.csv", B="b.csv"))
+    resolved = check_gate_config(
+        block, index_sort_markers=MARKERS, populations=POPULATIONS, sheet=sheet(A="a.csv", B="b.csv")
+    )
     assert resolved["thresholds"]["B"]["CD90"] == 500
 
 
@@ -204,7 +241,12 @@ def test_index_sort_tables_are_checked_for_every_gate_marker(tmp_path):
     with pytest.raises(InputError) as err:
         check_index_sort_markers(sheet(A=str(good), B=str(bad)), MARKERS, sheet_path="samples.tsv")
     text = str(err.value)
-    assert str(bad) in text and "marker 'CD90'" in text and "sample 'B' of samples.tsv" in text and "gates.hierarchy" in text
+    assert (
+        str(bad) in text
+        and "marker 'CD90'" in text
+        and "sample 'B' of samples.tsv" in text
+        and "gates.hierarchy" in text
+    )
 
 
 def cohort_obs(index_sorted=True):
@@ -212,16 +254,28 @@ def cohort_obs(index_sorted=True):
     rows = [
         ("S1", "HSC", "HSC", dict(CD34="+", CD38="-", CD90="+", CD45RA="-")),
         ("S1", "HSC", "HSC", dict(CD34="+", CD38="-", CD90="+", CD45RA="-")),
-        ("S1", "HSC", "LMPP", dict(CD34="+", CD38="-", CD90="-", CD45RA="+")),  # index gate LMPP: disagrees with sort gate
-        ("S1", "HSC", "GMP", dict(CD34="+", CD38="-", CD90="+", CD45RA="-")),   # state GMP -> PROG: disagrees with index
-        ("S1", "HSC", "HSC", dict(CD34="-", CD38="-", CD90="+", CD45RA="-")),   # CD34-: ungated
+        (
+            "S1",
+            "HSC",
+            "LMPP",
+            dict(CD34="+", CD38="-", CD90="-", CD45RA="+"),
+        ),  # index gate LMPP: disagrees with sort gate
+        ("S1", "HSC", "GMP", dict(CD34="+", CD38="-", CD90="+", CD45RA="-")),  # state GMP -> PROG: disagrees with index
+        ("S1", "HSC", "HSC", dict(CD34="-", CD38="-", CD90="+", CD45RA="-")),  # CD34-: ungated
         ("S2", "PROG", "MEP", dict(CD34="n", CD38="n", CD90="n", CD45RA="n")),  # droplet: no index-sort
         ("S2", "PROG", "HSC", dict(CD34="n", CD38="n", CD90="n", CD45RA="n")),
     ]
     records = []
     for sample, pop, state, signs in rows:
-        record = {"sample": sample, "patient": "P1", "timepoint": "diagnosis", "population": pop, "hspc_state": state,
-                  "condition": "MDS", "technology": "plate" if sample == "S1" else "droplet"}
+        record = {
+            "sample": sample,
+            "patient": "P1",
+            "timepoint": "diagnosis",
+            "population": pop,
+            "hspc_state": state,
+            "condition": "MDS",
+            "technology": "plate" if sample == "S1" else "droplet",
+        }
         if index_sorted:
             record.update(cell(**signs))
         records.append(record)
@@ -239,7 +293,9 @@ def test_run_gates_counts_three_way_agreement_and_says_what_was_not_compared():
     assert (s1["index_state_n"], s1["index_state_disagree"]) == (4, 1)
     assert s1["note"] == "" and s2["note"] == "sample not index-sorted: no index gate"
     assert (s2["sort_state_n"], s2["sort_state_disagree"]) == (2, 1)
-    assert whole["n_cells"] == 7 and whole["sort_state_disagree"] == s1["sort_state_disagree"] + s2["sort_state_disagree"]
+    assert (
+        whole["n_cells"] == 7 and whole["sort_state_disagree"] == s1["sort_state_disagree"] + s2["sort_state_disagree"]
+    )
     assert s1["technology"] == "plate" and s2["population"] == "PROG"
     tab = out["crosstab"]
     for (a, b), part in tab.groupby(["assignment_1", "assignment_2"]):
@@ -252,7 +308,10 @@ def test_run_gates_without_index_sort_data_states_it():
     assert out["agreement"]["note"].str.contains("no index-sort intensities in the cohort").all()
     assert (out["agreement"]["sort_index_n"] == 0).all() and out["agreement"]["sort_state_n"].sum() == 2 * 7
     unmapped = run_gates(cohort_obs(), state_gates={"HSC": "HSC"})
-    assert "index-gated cell(s) in a state gates.state_gates does not map" in unmapped["agreement"].set_index("sample").loc["S1", "note"]
+    assert (
+        "index-gated cell(s) in a state gates.state_gates does not map"
+        in unmapped["agreement"].set_index("sample").loc["S1", "note"]
+    )
 
 
 def test_run_gates_names_a_gate_marker_the_cohort_lacks():

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from remnant.errors import InputError
 from remnant.io import counts as rio
 from remnant.io.annotation import chromosome_rank, load_genes
-from remnant.errors import InputError
 
 ANNOTATION = Path(__file__).resolve().parents[1] / "resources" / "annotation" / "GRCh38_genes.tsv.gz"
 N_CELLS, N_GENES = 50, 300
@@ -175,7 +175,10 @@ def test_versioned_unversioned_and_symbols_map_to_same_genes(counts, genes, refe
     # annotation columns come along, in genome order
     assert {"gene_name", "chromosome", "start", "end", "arm", "band"} <= set(reference.var.columns)
     assert reference.var.loc["ENSG00000164587", "gene_name"] == "RPS14"
-    assert reference.var.loc["ENSG00000164587", "arm"] == "q" and reference.var.loc["ENSG00000164587", "chromosome"] == "chr5"
+    assert (
+        reference.var.loc["ENSG00000164587", "arm"] == "q"
+        and reference.var.loc["ENSG00000164587", "chromosome"] == "chr5"
+    )
     rank = list(zip(chromosome_rank(reference.var["chromosome"]), reference.var["start"]))
     assert rank == sorted(rank)
 
@@ -196,7 +199,9 @@ def test_duplicate_features_are_summed_and_ambiguous_symbols_resolved(genes):
     assert mapped.X[:, list(mapped.var_names).index(expected)].toarray().ravel().tolist() == [3, 3]
     # versioned + unversioned copies of one ID are summed too
     var = pd.DataFrame(index=pd.Index(["ENSG00000164587.13", "ENSG00000164587", "ENSG00000174059"]))
-    adata = anndata.AnnData(X=sp.csr_matrix(np.array([[1, 4, 2]], dtype=np.float32)), obs=pd.DataFrame(index=pd.Index(["c"])), var=var)
+    adata = anndata.AnnData(
+        X=sp.csr_matrix(np.array([[1, 4, 2]], dtype=np.float32)), obs=pd.DataFrame(index=pd.Index(["c"])), var=var
+    )
     mapped, stats = rio.map_genes(adata, genes)
     assert stats["n_summed"] == 1
     assert mapped[:, "ENSG00000164587"].X.toarray().item() == 5
@@ -218,7 +223,11 @@ def test_mouse_genes_fail_with_organism_hint(tmp_path, counts, genes):
         rio.map_genes(adata, genes, source="plate7.h5ad")
     msg = message(e)
     assert "plate7.h5ad" in msg and "GRCh38" in msg and "another organism" in msg
-    assert "annotation.genes" in msg and "annotation.gtf" in msg and re.search(r"only \d+ of 300 gene identifiers \(\d+\.\d%\)", msg)
+    assert (
+        "annotation.genes" in msg
+        and "annotation.gtf" in msg
+        and re.search(r"only \d+ of 300 gene identifiers \(\d+\.\d%\)", msg)
+    )
     ids = [f"ENSMUSG{i:011d}" for i in range(N_GENES)]
     adata = anndata.AnnData(X=counts.X.copy(), obs=counts.obs.copy(), var=pd.DataFrame(index=pd.Index(ids)))
     with pytest.raises(InputError) as e:
@@ -310,7 +319,10 @@ def _small_table(tmp_path, value="3", name="bad.tsv", gene2="ENSG00000174059", c
         ("-4", ["negative", "'A02'", "ENSG00000174059", "raw counts"]),
         ("NaN", ["non-finite", "'A02'", "ENSG00000174059"]),
         ("", ["non-finite", "'A02'"]),
-        ("2.5", ["non-integer", "'A02'", "ENSG00000174059", "2.5", "remnant needs raw counts, not normalised/TPM values"]),
+        (
+            "2.5",
+            ["non-integer", "'A02'", "ENSG00000174059", "2.5", "remnant needs raw counts, not normalised/TPM values"],
+        ),
         ("abc", ["non-numeric", "'abc'", "A02", "line 3"]),
     ],
 )
@@ -545,7 +557,14 @@ def test_read_sample(tmp_path, counts, genes, reference, caplog):
     adata, stats = rio.read_sample(_row(tmp_path / "p1.tsv.gz", tmp_path / "p1_facs.csv"), genes)
     assert list(adata.obs_names) == [f"P1_dx_HSC:{w}" for w in wells] and adata.obs_names.is_unique
     assert list(adata.obs["barcode"]) == wells
-    for col, value in [("sample", "P1_dx_HSC"), ("patient", "P1"), ("timepoint", "diagnosis"), ("population", "HSC"), ("condition", "MDS_del5q"), ("technology", "smartseq2")]:
+    for col, value in [
+        ("sample", "P1_dx_HSC"),
+        ("patient", "P1"),
+        ("timepoint", "diagnosis"),
+        ("population", "HSC"),
+        ("condition", "MDS_del5q"),
+        ("technology", "smartseq2"),
+    ]:
         assert set(adata.obs[col].astype(str)) == {value}
     assert list(adata.var_names) == list(reference.var_names)
     assert (adata.X != reference.X).nnz == 0
@@ -578,7 +597,13 @@ def test_read_sample_errors_name_sample_and_file(tmp_path, counts, genes):
     with pytest.raises(InputError) as e:
         rio.read_sample(_row(tmp_path / "p1.tsv", tmp_path / "other_plate.csv"), genes, sheet="config/samples.tsv")
     msg = message(e)
-    assert "other_plate.csv" in msg and "p1.tsv" in msg and "P1_dx_HSC" in msg and "config/samples.tsv" in msg and "none of" in msg
+    assert (
+        "other_plate.csv" in msg
+        and "p1.tsv" in msg
+        and "P1_dx_HSC" in msg
+        and "config/samples.tsv" in msg
+        and "none of" in msg
+    )
     with pytest.raises(InputError) as e:
         rio.read_sample(_row(tmp_path / "missing.h5ad"), genes)
     assert "missing.h5ad" in message(e) and "'P1_dx_HSC'" in message(e) and "samples.tsv" in message(e)
@@ -603,12 +628,18 @@ def test_a_matrix_covering_few_chromosomes_is_refused(reference, genes):
     share = rio.check_chromosomes(reference, genes)
     assert abs(sum(share.values()) - 1) < 1e-9 and max(share.values()) < 0.3 and list(share)[0] == "chr1"
     chromosome = reference.var["chromosome"].to_numpy()
-    with pytest.raises(InputError, match=r"x\.tsv: genes from chromosome\(s\) 1, M only: was the matrix subset or filtered\?"):
+    with pytest.raises(
+        InputError, match=r"x\.tsv: genes from chromosome\(s\) 1, M only: was the matrix subset or filtered\?"
+    ):
         keep = np.isin(chromosome, ["chr1"]) | (np.arange(reference.n_vars) == 0)
         sub = reference[:, keep].copy()
-        sub.var["chromosome"] = np.where(np.arange(sub.n_vars) == 0, "chrM", sub.var["chromosome"])  # plus a mitochondrial gene
+        sub.var["chromosome"] = np.where(
+            np.arange(sub.n_vars) == 0, "chrM", sub.var["chromosome"]
+        )  # plus a mitochondrial gene
         rio.check_chromosomes(sub, genes, source="x.tsv")
     skewed = reference.copy()
     skewed.X = sp.csr_matrix(skewed.X.toarray() * np.where(chromosome == "chr2", 1000, 1).astype(np.float32))
-    with pytest.raises(InputError, match=r"9\d\.\d% of the mapped counts are on chromosome 2 \(genes from \d+ chromosomes\): was"):
+    with pytest.raises(
+        InputError, match=r"9\d\.\d% of the mapped counts are on chromosome 2 \(genes from \d+ chromosomes\): was"
+    ):
         rio.check_chromosomes(skewed, genes, source="x.tsv")

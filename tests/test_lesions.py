@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
-from remnant.io.annotation import chromosome_arms
-from remnant.errors import InputError
-from remnant.tl.lesions import DEFAULT_LESIONS, call_lesions, parse_lesions
-
 import simulated as S
+
+from remnant.errors import InputError
+from remnant.io.annotation import chromosome_arms
+from remnant.tl.lesions import DEFAULT_LESIONS, call_lesions, parse_lesions
 
 
 # ------------------------------------------------------------------------------------------------
@@ -59,9 +58,15 @@ def test_band_prefix_covers_sub_bands(cytobands, arms):
 
 
 def test_several_lesions_and_arms(cytobands, arms):
-    out = parse_lesions([{"name": "del1p", "type": "loss", "region": "1p"},
-                         {"name": "del19q", "type": "loss", "region": "19q"},
-                         {"name": "tri8", "type": "gain", "region": "chr8:0-145138636"}], cytobands, arms)
+    out = parse_lesions(
+        [
+            {"name": "del1p", "type": "loss", "region": "1p"},
+            {"name": "del19q", "type": "loss", "region": "19q"},
+            {"name": "tri8", "type": "gain", "region": "chr8:0-145138636"},
+        ],
+        cytobands,
+        arms,
+    )
     assert [l.name for l in out] == ["del1p", "del19q", "tri8"]
     assert out[0].start == 0 and out[1].chromosome == "chr19"
 
@@ -179,8 +184,11 @@ def test_as_good_as_an_oracle_that_knows_the_true_interval(called, cytobands, ar
     scored = ((obs["condition"] == "MDS") | obs["sample"].str.endswith("_held")).to_numpy()
     truth = obs["truth"].to_numpy()
     patient = called.uns["truth_patients"].set_index("patient").loc["P1"]
-    oracle_lesions = parse_lesions([{"name": "del5q", "type": "loss",
-                                     "region": f"chr5:{int(patient['start'])}-{int(patient['end'])}"}], cytobands, arms)
+    oracle_lesions = parse_lesions(
+        [{"name": "del5q", "type": "loss", "region": f"chr5:{int(patient['start'])}-{int(patient['end'])}"}],
+        cytobands,
+        arms,
+    )
     oracle = called.copy()
     call_lesions(oracle, oracle_lesions, reference_mask=obs["sample"].str.endswith("_ref").to_numpy(), refine=False)
     ours = auroc(obs["del5q_llr"].to_numpy()[scored], truth[scored])
@@ -262,7 +270,9 @@ def mixed():
 
 def test_technologies_scored_against_their_own_reference(mixed, lesions):
     adata = mixed.copy()
-    call_lesions(adata, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology")
+    call_lesions(
+        adata, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology"
+    )
     info = adata.uns["lesions"]["del5q"]
     batches = info["batches"]
     # plate read counts vary far beyond a Poisson (amplification); UMIs do not
@@ -287,7 +297,9 @@ def test_batch_without_its_own_reference_is_flagged(mixed, lesions):
 
 def test_patient_interval_refined_towards_truth(mixed, lesions):
     adata = mixed.copy()
-    call_lesions(adata, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology")
+    call_lesions(
+        adata, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology"
+    )
     intervals = adata.uns["lesions"]["del5q"]["intervals"].set_index("donor")
     truth = adata.uns["truth_patients"].set_index("patient").loc["P1"]
     got = intervals.loc["P1"]
@@ -295,8 +307,13 @@ def test_patient_interval_refined_towards_truth(mixed, lesions):
     # within 5 Mb of the simulated breakpoints (~40 genes at 5q gene density)
     assert abs(got["start"] - truth["start"]) < 5e6 and abs(got["end"] - truth["end"]) < 5e6, (got, truth)
     unrefined = mixed.copy()
-    call_lesions(unrefined, lesions, reference_mask=(unrefined.obs["condition"] == "healthy").to_numpy(),
-                 batch_key="technology", refine=False)
+    call_lesions(
+        unrefined,
+        lesions,
+        reference_mask=(unrefined.obs["condition"] == "healthy").to_numpy(),
+        batch_key="technology",
+        refine=False,
+    )
     assert unrefined.uns["lesions"]["del5q"]["intervals"].empty
 
 

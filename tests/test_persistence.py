@@ -10,6 +10,12 @@ from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.proportion import proportion_confint
 
 from remnant.errors import InputError
+from remnant.pl.persistence import (
+    plot_cycling_composition,
+    plot_del_fraction,
+    plot_signature_distributions,
+    plot_volcano,
+)
 from remnant.tl.fractions import (
     CORRECTED_TESTS,
     binomial_mixed_contrast,
@@ -19,7 +25,6 @@ from remnant.tl.fractions import (
     rogan_gladen,
     stratified_contrast,
 )
-from remnant.pl.persistence import plot_cycling_composition, plot_del_fraction, plot_signature_distributions, plot_volcano
 
 
 def cohort(rng, fractions, *, n=200, fpr=0.02, fnr=0.3, patients=("P1", "P2", "P3", "P4")):
@@ -35,20 +40,43 @@ def cohort(rng, fractions, *, n=200, fpr=0.02, fnr=0.3, patients=("P1", "P2", "P
             miss = fnr[pop] if isinstance(fnr, dict) else fnr
             carrier = rng.random(n) < f
             called = np.where(carrier, rng.random(n) >= miss, rng.random(n) < fpr)
-            obs.append(pd.DataFrame({"sample": sample, "patient": patient, "population": pop, "timepoint": tp,
-                                     "del5q_call": called, "del5q_posterior": called * 0.95 + 0.02, "truth": carrier}))
+            obs.append(
+                pd.DataFrame(
+                    {
+                        "sample": sample,
+                        "patient": patient,
+                        "population": pop,
+                        "timepoint": tp,
+                        "del5q_call": called,
+                        "del5q_posterior": called * 0.95 + 0.02,
+                        "truth": carrier,
+                    }
+                )
+            )
             rates.append({"sample": sample, "fpr": fpr, "fnr": miss, "prior": f})
     obs = pd.concat(obs, ignore_index=True)
     obs.index = [f"c{i}" for i in range(len(obs))]
     return obs, pd.DataFrame(rates).set_index("sample")
 
 
-STUDY = {("HSC", "diagnosis"): 0.95, ("PROG", "diagnosis"): 0.97, ("HSC", "remission"): 0.4, ("PROG", "remission"): 0.03}
+STUDY = {
+    ("HSC", "diagnosis"): 0.95,
+    ("PROG", "diagnosis"): 0.97,
+    ("HSC", "remission"): 0.4,
+    ("PROG", "remission"): 0.03,
+}
 
 
 def test_wilson_interval_and_counts():
-    obs = pd.DataFrame({"patient": ["P1"] * 10, "population": "HSC", "timepoint": "remission", "sample": "S",
-                        "del5q_call": [True] * 3 + [False] * 7})
+    obs = pd.DataFrame(
+        {
+            "patient": ["P1"] * 10,
+            "population": "HSC",
+            "timepoint": "remission",
+            "sample": "S",
+            "del5q_call": [True] * 3 + [False] * 7,
+        }
+    )
     row = del_fraction_table(obs).iloc[0]
     assert (row["n_cells"], row["n_called"], row["fraction"]) == (10, 3, 0.3)
     assert (row["fraction_low"], row["fraction_high"]) == pytest.approx(proportion_confint(3, 10, method="wilson"))
@@ -95,8 +123,9 @@ def test_pooled_rows_and_per_sample_rates_from_anndata():
 
 
 def test_correction_withheld_when_calls_carry_no_information():
-    obs = pd.DataFrame({"patient": "P1", "population": "PROG", "timepoint": "remission", "sample": "S",
-                        "del5q_call": [False] * 50})
+    obs = pd.DataFrame(
+        {"patient": "P1", "population": "PROG", "timepoint": "remission", "sample": "S", "del5q_call": [False] * 50}
+    )
     rates = pd.DataFrame({"fpr": [0.0], "fnr": [1.0]}, index=["S"])
     row = del_fraction_table(obs, rates).iloc[0]
     assert np.isnan(row["corrected"]) and row["youden"] == 0.0
@@ -106,12 +135,22 @@ def test_stratified_contrast_matches_statsmodels_and_detects_persistence():
     rng = np.random.default_rng(3)
     obs, rates = cohort(rng, STUDY)
     table = del_fraction_table(obs, rates)
-    out = stratified_contrast(table, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "remission"})
+    out = stratified_contrast(
+        table, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "remission"}
+    )
     per = out[out["scope"] == "patient"]
     pooled = out[out["scope"] == "across patients"].iloc[0]
     assert len(per) == 4 and pooled["n_strata"] == 4
-    tables = [np.array([[r.n_called_level, r.n_cells_level - r.n_called_level],
-                        [r.n_called_reference, r.n_cells_reference - r.n_called_reference]], float) for r in per.itertuples()]
+    tables = [
+        np.array(
+            [
+                [r.n_called_level, r.n_cells_level - r.n_called_level],
+                [r.n_called_reference, r.n_cells_reference - r.n_called_reference],
+            ],
+            float,
+        )
+        for r in per.itertuples()
+    ]
     st = StratifiedTable(tables)
     assert pooled["odds_ratio"] == pytest.approx(st.oddsratio_pooled)
     assert pooled["pvalue"] == pytest.approx(st.test_null_odds(correction=True).pvalue)
@@ -170,17 +209,21 @@ def test_corrected_test_ignores_a_difference_in_calling_sensitivity():
     fnr = {"HSC": 0.45, "PROG": 0.15}
     null = {("HSC", "diagnosis"): 0.9, ("PROG", "diagnosis"): 0.9}
     obs, rates = cohort(rng, null, n=300, fnr=fnr, patients=patients)
-    out = stratified_contrast(del_fraction_table(obs, rates, n_reference=1000), factor="population", level="HSC",
-                              reference="PROG")
+    out = stratified_contrast(
+        del_fraction_table(obs, rates, n_reference=1000), factor="population", level="HSC", reference="PROG"
+    )
     pooled = out[out["scope"] == "across patients"].iloc[0]
     assert pooled["odds_ratio"] < 0.5 and pooled["pvalue"] < 1e-10  # called cells: a difference that is not there
-    assert abs(pooled["corrected_difference"]) < 0.04 and not pooled["significant"] and pooled["corrected_pvalue"] > 0.05
+    assert (
+        abs(pooled["corrected_difference"]) < 0.04 and not pooled["significant"] and pooled["corrected_pvalue"] > 0.05
+    )
     assert pooled["corrected_difference_low"] < 0 < pooled["corrected_difference_high"]
     assert pooled["corrected_n_strata"] == 5 and pooled["corrected_test"] == CORRECTED_TESTS["meta"]
     real = {("HSC", "diagnosis"): 0.9, ("PROG", "diagnosis"): 0.5}
     obs, rates = cohort(rng, real, n=300, fnr=fnr, patients=patients)
-    out = stratified_contrast(del_fraction_table(obs, rates, n_reference=1000), factor="population", level="HSC",
-                              reference="PROG")
+    out = stratified_contrast(
+        del_fraction_table(obs, rates, n_reference=1000), factor="population", level="HSC", reference="PROG"
+    )
     pooled = out[out["scope"] == "across patients"].iloc[0]
     assert pooled["significant"] and pooled["corrected_difference_low"] > 0 and pooled["corrected_pvalue"] < 0.001
     assert pooled["corrected_difference"] == pytest.approx(0.4, abs=0.05)
@@ -195,8 +238,10 @@ def test_persistence_contrasts_lists_the_studys_comparisons():
     out = persistence_contrasts(del_fraction_table(obs, rates))
     pooled = out[out["scope"] == "across patients"].set_index("contrast")
     assert set(pooled.index) == {
-        "population: HSC vs PROG | timepoint=remission", "population: HSC vs PROG | timepoint=diagnosis",
-        "timepoint: remission vs diagnosis | population=HSC", "timepoint: remission vs diagnosis | population=PROG",
+        "population: HSC vs PROG | timepoint=remission",
+        "population: HSC vs PROG | timepoint=diagnosis",
+        "timepoint: remission vs diagnosis | population=HSC",
+        "timepoint: remission vs diagnosis | population=PROG",
     }
     assert pooled.loc["timepoint: remission vs diagnosis | population=PROG", "odds_ratio"] < 0.05
     with pytest.raises(InputError, match="no timepoint"):
@@ -206,14 +251,18 @@ def test_persistence_contrasts_lists_the_studys_comparisons():
 def test_binomial_mixed_contrast_agrees_in_direction():
     rng = np.random.default_rng(6)
     obs, _ = cohort(rng, STUDY, n=120)
-    row = binomial_mixed_contrast(obs, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "remission"}).iloc[0]
+    row = binomial_mixed_contrast(
+        obs, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "remission"}
+    ).iloc[0]
     assert row["odds_ratio_low"] > 1 and row["n_patients"] == 4
     empty = binomial_mixed_contrast(obs, factor="population", level="HSC", reference="MISSING").iloc[0]
     assert np.isnan(empty["odds_ratio"])
 
 
 def test_bad_inputs_name_the_field():
-    obs = pd.DataFrame({"patient": ["P1"], "population": ["HSC"], "timepoint": ["remission"], "sample": ["S"], "del5q_call": [True]})
+    obs = pd.DataFrame(
+        {"patient": ["P1"], "population": ["HSC"], "timepoint": ["remission"], "sample": ["S"], "del5q_call": [True]}
+    )
     with pytest.raises(InputError, match="del5q_call"):
         del_fraction_table(obs.drop(columns="del5q_call"))
     with pytest.raises(InputError, match=r"no error rates for sample\(s\) \['S'\]"):
@@ -221,8 +270,12 @@ def test_bad_inputs_name_the_field():
     with pytest.raises(InputError, match="lacks column 'fnr'"):
         del_fraction_table(obs, pd.DataFrame({"fpr": [0.0]}, index=["S"]))
     with pytest.raises(InputError, match="n_called"):
-        stratified_contrast(pd.DataFrame({"patient": ["P1"], "population": ["HSC"], "n_cells": [3]}),
-                            factor="population", level="HSC", reference="PROG")
+        stratified_contrast(
+            pd.DataFrame({"patient": ["P1"], "population": ["HSC"], "n_cells": [3]}),
+            factor="population",
+            level="HSC",
+            reference="PROG",
+        )
 
 
 def test_figures_are_written(tmp_path):
@@ -233,11 +286,24 @@ def test_figures_are_written(tmp_path):
     plot_del_fraction(table, str(tmp_path / "fraction.png"), timepoints=["diagnosis", "remission"])
     obs["sig_Q"] = rng.normal(size=len(obs))
     plot_signature_distributions(obs, ["sig_Q"], str(tmp_path / "scores.png"), group_key="population")
-    comp = pd.DataFrame({"patient": ["P1", "P2"], "n_cells": [10, 20], "fraction_G0_G1": [0.8, 0.5], "fraction_S": [0.1, 0.3],
-                         "fraction_G2M": [0.1, 0.2]})
+    comp = pd.DataFrame(
+        {
+            "patient": ["P1", "P2"],
+            "n_cells": [10, 20],
+            "fraction_G0_G1": [0.8, 0.5],
+            "fraction_S": [0.1, 0.3],
+            "fraction_G2M": [0.1, 0.2],
+        }
+    )
     plot_cycling_composition(comp, str(tmp_path / "cycling.png"), label_keys=["patient"])
-    de = pd.DataFrame({"gene_name": list("ABCD"), "log2FoldChange": [2.0, -1.0, 0.1, 0.0], "pvalue": [1e-6, 1e-3, 0.5, 0.9],
-                       "padj": [1e-5, 0.01, 0.8, 0.9]})
+    de = pd.DataFrame(
+        {
+            "gene_name": list("ABCD"),
+            "log2FoldChange": [2.0, -1.0, 0.1, 0.0],
+            "pvalue": [1e-6, 1e-3, 0.5, 0.9],
+            "padj": [1e-5, 0.01, 0.8, 0.9],
+        }
+    )
     plot_volcano(de, str(tmp_path / "volcano.png"))
     plot_volcano(de.iloc[:0], str(tmp_path / "volcano_empty.png"))
     for name in ("fraction", "scores", "cycling", "volcano", "volcano_empty"):
@@ -252,17 +318,16 @@ from pathlib import Path  # noqa: E402
 
 import statsmodels.api as sm  # noqa: E402
 
-from remnant.workflow.config import load_yaml, validate_config  # noqa: E402
 from remnant.tl.fractions import (  # noqa: E402
+    CMH_TEST,
     CONTRAST_STATISTICS,
     POPULATION_KEYS,
     check_config,
     prepare_cells,
-    CMH_TEST,
-    CORRECTED_TESTS,
     run_contrasts,
     run_fractions,
 )
+from remnant.workflow.config import load_yaml, validate_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -298,22 +363,38 @@ def test_shipped_config_passes_and_resolves(config):
         (lambda c: c["persistence"].update(before="day0"), "persistence.before", "'day0' is not a declared timepoint"),
         (lambda c: c["persistence"].update(stem="LSC"), "persistence.stem", "'LSC' is not a declared population"),
         (lambda c: c["persistence"].update(progenitor="HSC"), "persistence.progenitor", "both 'HSC'"),
-        (lambda c: c["persistence"].update(population_key="index_gate", progenitor="CD34"), "persistence.progenitor",
-         "'CD34' is not a gate of gates.hierarchy"),
+        (
+            lambda c: c["persistence"].update(population_key="index_gate", progenitor="CD34"),
+            "persistence.progenitor",
+            "'CD34' is not a gate of gates.hierarchy",
+        ),
         (lambda c: c["signatures"].update(sets=["EPPERT_HSC_R", "NOPE"]), "signatures.sets", "no gene set 'NOPE'"),
         (lambda c: c["signatures"].update(sets=["EPPERT_HSC_R", "EPPERT_HSC_R"]), "signatures.sets", "more than once"),
         (lambda c: c["signatures"]["cell_cycle"].update(s="S_PHASE"), "signatures.cell_cycle", "no gene set 'S_PHASE'"),
-        (lambda c: c["signatures"].update(group_low=0.9, group_high=0.5), "signatures.group_low", "must be below group_high"),
+        (
+            lambda c: c["signatures"].update(group_low=0.9, group_high=0.5),
+            "signatures.group_low",
+            "must be below group_high",
+        ),
         (lambda c: c["signatures"].update(exclude_regions=["5x"]), "signatures.exclude_regions[0]", "'5x'"),
-        (lambda c: c["index_sort"].update(markers=["CD34", "CD38"]), "gates.hierarchy.HSC", "marker 'CD90' is not an index-sort column"),
+        (
+            lambda c: c["index_sort"].update(markers=["CD34", "CD38"]),
+            "gates.hierarchy.HSC",
+            "marker 'CD90' is not an index-sort column",
+        ),
     ],
 )
 def test_bad_persistence_config_names_the_key(config, change, where, message):
     bad = copy.deepcopy(config)
     change(bad)
     with pytest.raises(InputError) as err:
-        check_config(bad, demo_sheet(), gene_set_dir=ROOT / "resources/gene_sets",
-                     cytobands=ROOT / "resources/annotation/GRCh38_cytobands.tsv", source="my.yaml")
+        check_config(
+            bad,
+            demo_sheet(),
+            gene_set_dir=ROOT / "resources/gene_sets",
+            cytobands=ROOT / "resources/annotation/GRCh38_cytobands.tsv",
+            source="my.yaml",
+        )
     text = str(err.value)
     assert text.startswith("my.yaml: ") and where in text and message in text, text
 
@@ -330,8 +411,16 @@ def test_design_keys_may_be_null_and_a_typo_names_the_closest_level(config):
     half["persistence"].update(before=None)  # stem vs progenitor at remission, no before/after
     check_config(half, demo_sheet(), gene_set_dir=ROOT / "resources/gene_sets")
     for change, where, message in [
-        (dict(before="remision"), "persistence.before", "'remision' is not a declared timepoint (did you mean 'remission'?)"),
-        (dict(stem="hsc"), "persistence.stem", "'hsc' is not a declared population (populations) (did you mean 'HSC'?)"),
+        (
+            dict(before="remision"),
+            "persistence.before",
+            "'remision' is not a declared timepoint (did you mean 'remission'?)",
+        ),
+        (
+            dict(stem="hsc"),
+            "persistence.stem",
+            "'hsc' is not a declared population (populations) (did you mean 'HSC'?)",
+        ),
         (dict(after="CR"), "persistence.after", "set it to null if the cohort has no before/after design"),
         (dict(progenitor="GMP"), "persistence.progenitor", "set it to null if the cohort has no progenitor population"),
     ]:
@@ -362,9 +451,20 @@ def study_obs(rng, fractions=STUDY, patients=("P1", "P2", "P3", "P4"), n=150):
     obs, rates = cohort(rng, fractions, n=n, patients=patients)
     obs["condition"] = "MDS"
     obs["cnv_reference"] = False
-    healthy = pd.DataFrame({"sample": "H_HSC", "patient": "H", "population": "HSC", "timepoint": "NA", "del5q_call": False,
-                            "del5q_posterior": 0.01, "truth": False, "condition": "healthy", "cnv_reference": True},
-                           index=[f"h{i}" for i in range(50)])
+    healthy = pd.DataFrame(
+        {
+            "sample": "H_HSC",
+            "patient": "H",
+            "population": "HSC",
+            "timepoint": "NA",
+            "del5q_call": False,
+            "del5q_posterior": 0.01,
+            "truth": False,
+            "condition": "healthy",
+            "cnv_reference": True,
+        },
+        index=[f"h{i}" for i in range(50)],
+    )
     rates.loc["H_HSC"] = {"fpr": 0.0, "fnr": 1.0, "prior": 0.0}
     return pd.concat([obs, healthy]), rates
 
@@ -394,13 +494,27 @@ def test_run_fractions_rows_order_notes_and_planned_gaps():
     obs, rates = study_obs(rng, patients=("P1", "P2"))
     cells, _ = prepare_cells(obs, reference_conditions=["healthy"])
     rates.loc["P2_remission_PROG", "fnr"] = 0.95  # calls carry no information: not corrected, said so
-    planned = [{"patient": p, "population": pop, "timepoint": tp} for p in ("P1", "P2", "P3")
-               for pop in ("HSC", "PROG") for tp in ("diagnosis", "remission")]
-    table, pooled = run_fractions(cells, rates, n_reference=500, planned=planned, populations=["HSC", "PROG"],
-                                  timepoints=["diagnosis", "remission"])
+    planned = [
+        {"patient": p, "population": pop, "timepoint": tp}
+        for p in ("P1", "P2", "P3")
+        for pop in ("HSC", "PROG")
+        for tp in ("diagnosis", "remission")
+    ]
+    table, pooled = run_fractions(
+        cells,
+        rates,
+        n_reference=500,
+        planned=planned,
+        populations=["HSC", "PROG"],
+        timepoints=["diagnosis", "remission"],
+    )
     assert len(table) == 12 and len(pooled) == 4
     assert table[["patient", "population", "timepoint"]].head(4).values.tolist() == [
-        ["P1", "HSC", "diagnosis"], ["P1", "HSC", "remission"], ["P1", "PROG", "diagnosis"], ["P1", "PROG", "remission"]]
+        ["P1", "HSC", "diagnosis"],
+        ["P1", "HSC", "remission"],
+        ["P1", "PROG", "diagnosis"],
+        ["P1", "PROG", "remission"],
+    ]
     gap = table[table["patient"] == "P3"]
     assert (gap["n_cells"] == 0).all() and gap["note"].str.contains("none of its cells is in the cohort").all()
     row = table.set_index(["patient", "population", "timepoint"]).loc[("P2", "PROG", "remission")]
@@ -420,8 +534,11 @@ def test_run_contrasts_plans_every_contrast_and_says_why_one_is_missing():
     out = run_contrasts(table, cells)
     across = out[out["scope"] == "across patients"]
     assert len(across) == 8 and set(across["question"]) == {
-        "HSC vs PROG at remission (persistence)", "HSC vs PROG at diagnosis", "remission vs diagnosis in HSC",
-        "remission vs diagnosis in PROG"}
+        "HSC vs PROG at remission (persistence)",
+        "HSC vs PROG at diagnosis",
+        "remission vs diagnosis in HSC",
+        "remission vs diagnosis in PROG",
+    }
     persist = across[across["question"].str.endswith("(persistence)")].set_index("test")
     cmh = persist.loc[CMH_TEST]
     mixed = persist.filter(like="binomial mixed", axis=0).iloc[0]
@@ -436,13 +553,21 @@ def test_run_contrasts_plans_every_contrast_and_says_why_one_is_missing():
     diagnosis = cells[cells["timepoint"] == "diagnosis"]
     out = run_contrasts(table[table["timepoint"] == "diagnosis"], diagnosis)
     notes = out.set_index("question")["note"]
-    assert notes["HSC vs PROG at remission (persistence)"] == "no analysed cells at remission; the cohort has one timepoint (diagnosis)"
-    assert notes["remission vs diagnosis in HSC"] == "no analysed HSC cells at remission; HSC cells are at one timepoint (diagnosis)"
+    assert (
+        notes["HSC vs PROG at remission (persistence)"]
+        == "no analysed cells at remission; the cohort has one timepoint (diagnosis)"
+    )
+    assert (
+        notes["remission vs diagnosis in HSC"]
+        == "no analysed HSC cells at remission; HSC cells are at one timepoint (diagnosis)"
+    )
     assert (out.loc[out["question"] == "HSC vs PROG at diagnosis", "note"] == "").all()
     # a patient with only one level does not enter the stratified test
     one = table[~((table["patient"] != "P1") & (table["population"] == "PROG"))]
     out = run_contrasts(one, cells[(cells["patient"] == "P1") | (cells["population"] == "HSC")])
-    row = out[(out["question"] == "HSC vs PROG at remission (persistence)") & out["test"].str.startswith("Cochran")].iloc[-1]
+    row = out[
+        (out["question"] == "HSC vs PROG at remission (persistence)") & out["test"].str.startswith("Cochran")
+    ].iloc[-1]
     assert row["n_strata"] == 1 and "one patient" in row["note"]
 
 
@@ -458,20 +583,29 @@ def test_corrected_test_without_enough_information_says_which_patients_and_why()
     persist = out[out["question"] == "HSC vs PROG at remission (persistence)"].set_index("patient")
     row = persist.loc["all"]
     assert row["n_strata"] == 4 and row["corrected_n_strata"] == 3 and row["significant"]
-    assert row["note"] == ("corrected test on 3 of 4 patients: not corrected in P2 (PROG) (1 - fpr - fnr below "
-                           "persistence.min_youden, or no error rates)")
+    assert row["note"] == (
+        "corrected test on 3 of 4 patients: not corrected in P2 (PROG) (1 - fpr - fnr below "
+        "persistence.min_youden, or no error rates)"
+    )
     assert np.isnan(persist.loc["P2", "corrected_difference"]) and not persist.loc["P2", "significant"]
     notes = out[out["patient"] == "all"].set_index("question")["note"]
-    assert notes["remission vs diagnosis in PROG"].startswith("corrected test on 3 of 4 patients: not corrected in P2 (remission)")
+    assert notes["remission vs diagnosis in PROG"].startswith(
+        "corrected test on 3 of 4 patients: not corrected in P2 (remission)"
+    )
     assert notes["HSC vs PROG at diagnosis"] == notes["remission vs diagnosis in HSC"] == ""
     # no patient correctable: no corrected value, not significant, and a note; CMH still describes the calls
     for patient in ("P1", "P3", "P4"):
         rates.loc[f"{patient}_remission_PROG", "fnr"] = 0.95
     table, _ = run_fractions(cells, rates, n_reference=500)
-    row = run_contrasts(table, cells, mixed_model=False).set_index(["question", "patient"]).loc[
-        ("HSC vs PROG at remission (persistence)", "all")]
+    row = (
+        run_contrasts(table, cells, mixed_model=False)
+        .set_index(["question", "patient"])
+        .loc[("HSC vs PROG at remission (persistence)", "all")]
+    )
     assert np.isnan(row["corrected_difference"]) and np.isnan(row["corrected_pvalue"]) and not row["significant"]
-    assert row["corrected_n_strata"] == 0 and row["note"].startswith("no corrected test: no patient's calls could be corrected")
+    assert row["corrected_n_strata"] == 0 and row["note"].startswith(
+        "no corrected test: no patient's calls could be corrected"
+    )
     assert row["pvalue"] < 1e-6
     # one patient: its own z test, the same numbers as its patient row
     one = run_contrasts(table[table["patient"] == "P1"], cells[cells["patient"] == "P1"], mixed_model=False)
@@ -500,27 +634,42 @@ def test_contrasts_of_a_cohort_without_the_design_keep_their_rows_and_say_why():
         "HSC vs PROG at remission (persistence)": "no analysed PROG cells at remission; the cohort has one population (HSC) there",
         "HSC vs PROG at diagnosis": "no analysed PROG cells at diagnosis; the cohort has one population (HSC) there",
         "remission vs diagnosis in HSC": "",
-        "remission vs diagnosis in PROG": "no analysed PROG cells; the cohort has one population (HSC)"}
+        "remission vs diagnosis in PROG": "no analysed PROG cells; the cohort has one population (HSC)",
+    }
     # one sample (one population, one timepoint): nothing can be compared, the columns stay
     one = table[hsc & (table["timepoint"] == "diagnosis") & (table["patient"] == "P1")]
     none = run_contrasts(one, cells[cells["sample"] == "P1_diagnosis_HSC"])
     assert len(none) == 4 and (none["n_strata"] == 0).all() and (none["note"] != "").all()
     assert set(CONTRAST_STATISTICS) <= set(none.columns) and none["difference"].isna().all()
-    assert none.set_index("question").loc["remission vs diagnosis in HSC", "note"] == \
-        "no analysed HSC cells at remission; HSC cells are at one timepoint (diagnosis)"
+    assert (
+        none.set_index("question").loc["remission vs diagnosis in HSC", "note"]
+        == "no analysed HSC cells at remission; HSC cells are at one timepoint (diagnosis)"
+    )
     # the design keys null: one row per design, naming the keys and what the cohort has
     null = run_contrasts(table, cells, stem=None, progenitor=None, before=None, after=None)
     assert null[["question", "note"]].values.tolist() == [
-        ["stem vs progenitor", "persistence.stem and persistence.progenitor are null (not a stem vs progenitor design); "
-                               "it has 2 populations (HSC, PROG)"],
-        ["after vs before treatment", "persistence.before and persistence.after are null (not a before/after design); "
-                                      "it has 2 timepoints (diagnosis, remission)"]]
+        [
+            "stem vs progenitor",
+            "persistence.stem and persistence.progenitor are null (not a stem vs progenitor design); "
+            "it has 2 populations (HSC, PROG)",
+        ],
+        [
+            "after vs before treatment",
+            "persistence.before and persistence.after are null (not a before/after design); "
+            "it has 2 timepoints (diagnosis, remission)",
+        ],
+    ]
     # stem and progenitor without a before/after design: compared at every timepoint with cells
     at_each = run_contrasts(table, cells, before=None, after=None, timepoints=["remission", "diagnosis"])
     across = at_each[at_each["test"].str.startswith("Cochran")].set_index("question")
     assert list(across.index) == ["HSC vs PROG at remission", "HSC vs PROG at diagnosis", "after vs before treatment"]
-    assert across.loc["HSC vs PROG at remission", "odds_ratio_low"] > 1 and across.loc["HSC vs PROG at remission", "note"] == ""
-    assert across.loc["after vs before treatment", "note"].startswith("persistence.before and persistence.after are null")
+    assert (
+        across.loc["HSC vs PROG at remission", "odds_ratio_low"] > 1
+        and across.loc["HSC vs PROG at remission", "note"] == ""
+    )
+    assert across.loc["after vs before treatment", "note"].startswith(
+        "persistence.before and persistence.after are null"
+    )
 
 
 def test_stem_cell_stages_without_the_design_keep_a_row_saying_why():
@@ -531,28 +680,53 @@ def test_stem_cell_stages_without_the_design_keep_a_row_saying_why():
 
     rng = np.random.default_rng(13)
     n = 240
-    cells = pd.DataFrame({"patient": np.repeat(["P1", "P2", "P3"], n // 3), "population": "HSC", "timepoint": "diagnosis",
-                          "del5q_group": rng.choice(["del5q", "non-del"], n), "S_score": rng.normal(size=n),
-                          "cycle_phase": pd.Categorical(rng.choice(PHASES, n), categories=PHASES)},
-                         index=[f"c{i}" for i in range(n)])
+    cells = pd.DataFrame(
+        {
+            "patient": np.repeat(["P1", "P2", "P3"], n // 3),
+            "population": "HSC",
+            "timepoint": "diagnosis",
+            "del5q_group": rng.choice(["del5q", "non-del"], n),
+            "S_score": rng.normal(size=n),
+            "cycle_phase": pd.Categorical(rng.choice(PHASES, n), categories=PHASES),
+        },
+        index=[f"c{i}" for i in range(n)],
+    )
     no_stem = run_comparisons(cells, ["S_score"], stem=None, before=None, after=None, timepoints=["diagnosis"])
     assert no_stem[["question", "note"]].values.tolist() == [
-        ["del5q vs non-del stem cells", "persistence.stem is null (not a stem-cell design); it has one population (HSC)"]]
+        [
+            "del5q vs non-del stem cells",
+            "persistence.stem is null (not a stem-cell design); it has one population (HSC)",
+        ]
+    ]
     one_tp = run_comparisons(cells, ["S_score"], stem="HSC", before=None, after="remission", timepoints=["diagnosis"])
-    assert list(pd.unique(one_tp["question"])) == ["del5q vs non-del HSC cells at diagnosis", "del5q HSC cells: after vs before treatment"]
-    made = one_tp[(one_tp["question"] == "del5q vs non-del HSC cells at diagnosis") & (one_tp["scope"] == "across patients")]
+    assert list(pd.unique(one_tp["question"])) == [
+        "del5q vs non-del HSC cells at diagnosis",
+        "del5q HSC cells: after vs before treatment",
+    ]
+    made = one_tp[
+        (one_tp["question"] == "del5q vs non-del HSC cells at diagnosis") & (one_tp["scope"] == "across patients")
+    ]
     assert made["pvalue"].notna().any() and (made["note"] == "").all()
-    assert one_tp["note"].iloc[-1] == "persistence.before is null (not a before/after design); it has one timepoint (diagnosis)"
+    assert (
+        one_tp["note"].iloc[-1]
+        == "persistence.before is null (not a before/after design); it has one timepoint (diagnosis)"
+    )
     composition, cycling = run_cycling(cells, stem=None, before=None, after=None, timepoints=["diagnosis"])
     assert composition["n_cells"].sum() == n
     assert cycling[["question", "note"]].values.tolist() == [
-        ["cycling of del5q vs non-del stem cells", "persistence.stem is null (not a stem-cell design); it has one population (HSC)"]]
+        [
+            "cycling of del5q vs non-del stem cells",
+            "persistence.stem is null (not a stem-cell design); it has one population (HSC)",
+        ]
+    ]
     _, cycling = run_cycling(cells, stem="HSC", before="diagnosis", after=None, timepoints=["diagnosis"])
     assert cycling["question"].iloc[-1] == "cycling of del5q HSC cells: after vs before treatment"
     assert cycling["note"].iloc[-1].startswith("persistence.after is null")
     samples, de, enrichment = de_not_made("persistence.stem is null (not a stem-cell design)", {"A": ["G1", "G2"]})
     assert list(samples.columns) == SAMPLE_COLUMNS and samples.empty and list(de.columns) == DE_COLUMNS and de.empty
-    assert enrichment[["signature", "note"]].values.tolist() == [["A", "no DE test: persistence.stem is null (not a stem-cell design)"]]
+    assert enrichment[["signature", "note"]].values.tolist() == [
+        ["A", "no DE test: persistence.stem is null (not a stem-cell design)"]
+    ]
 
 
 def test_mixed_model_interval_is_not_narrower_than_a_fixed_effects_glm():
@@ -561,7 +735,9 @@ def test_mixed_model_interval_is_not_narrower_than_a_fixed_effects_glm():
     rng = np.random.default_rng(11)
     obs, _ = cohort(rng, STUDY, n=150, patients=("P1", "P2", "P3"))
     sub = obs[obs["timepoint"] == "remission"]
-    row = binomial_mixed_contrast(obs, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "remission"}).iloc[0]
+    row = binomial_mixed_contrast(
+        obs, factor="population", level="HSC", reference="PROG", fixed={"timepoint": "remission"}
+    ).iloc[0]
     X = pd.get_dummies(sub["patient"]).astype(float).assign(x=(sub["population"] == "HSC").astype(float))
     glm = sm.GLM(sub["del5q_call"].astype(float), X, family=sm.families.Binomial()).fit()
     glm_width = 2 * 1.96 * glm.bse["x"]

@@ -19,7 +19,11 @@ def cells(rng, *, patients=4, per_group=30, genes=400, de_genes=40, lfc=1.5):
     for p in range(patients):
         patient_effect = np.exp(rng.normal(0, 0.3, genes))
         for tp in ("diagnosis", "remission"):
-            mu = base * patient_effect * (np.where(np.arange(genes) < de_genes, 2.0**lfc, 1.0) if tp == "remission" else 1.0)
+            mu = (
+                base
+                * patient_effect
+                * (np.where(np.arange(genes) < de_genes, 2.0**lfc, 1.0) if tp == "remission" else 1.0)
+            )
             lam = rng.gamma(5.0, mu / 5.0, size=(per_group, genes))
             blocks.append(rng.poisson(lam))
             obs += [{"patient": f"P{p}", "timepoint": tp, "carrier": True}] * per_group
@@ -103,20 +107,31 @@ def test_quiescent_del_stem_cells_after_treatment_enrich_the_quiescence_signatur
     """Simulated cohort: del(5q) HSC cycle far less at remission (odds x 0.05). Their pseudobulk DE
     after vs before puts the quiescence set up and the S-phase set down."""
     import simulated
+
     from remnant.tl.signatures import read_signatures
 
-    rows = [(f"P{i}_{tp}", f"P{i}", tp, "HSC", "MDS", "droplet") for i in (1, 2, 3) for tp in ("diagnosis", "remission")]
+    rows = [
+        (f"P{i}_{tp}", f"P{i}", tp, "HSC", "MDS", "droplet") for i in (1, 2, 3) for tp in ("diagnosis", "remission")
+    ]
     params = {
-        "cells_per_sample": {"droplet": 150}, "doublets": {"rate": 0.0}, "low_quality": {"fraction": 0.0},
-        "clone_fraction": {"diagnosis": {"HSC": 0.9}, "remission": {"HSC": 0.9}}, "state_composition": {"HSC": {"HSC": 1.0}},
-        "cell_cycle": {"cycling_probability": {"HSC": 0.5},
-                       "modifiers": [{"lesion": "del5q", "timepoint": "remission", "states": ["HSC"], "odds_ratio": 0.05}]},
+        "cells_per_sample": {"droplet": 150},
+        "doublets": {"rate": 0.0},
+        "low_quality": {"fraction": 0.0},
+        "clone_fraction": {"diagnosis": {"HSC": 0.9}, "remission": {"HSC": 0.9}},
+        "state_composition": {"HSC": {"HSC": 1.0}},
+        "cell_cycle": {
+            "cycling_probability": {"HSC": 0.5},
+            "modifiers": [{"lesion": "del5q", "timepoint": "remission", "states": ["HSC"], "odds_ratio": 0.05}],
+        },
     }
     mapped, truth = simulated.cohort(rows, params=params, seed=5)
     adata = ad.concat(list(mapped.values()), merge="same")
     adata.layers["counts"] = adata.X
     truth = truth.set_index(truth["sample"] + ":" + truth["barcode"]).loc[adata.obs_names]
-    sets = read_signatures(["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "TIROSH2016_S", "EPPERT_PROGENITOR"], simulated.ROOT / "resources/gene_sets")
+    sets = read_signatures(
+        ["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "TIROSH2016_S", "EPPERT_PROGENITOR"],
+        simulated.ROOT / "resources/gene_sets",
+    )
     # keep the test fast: the 1,000 most expressed genes and the sets' genes
     total = np.asarray(adata.X.sum(axis=0)).ravel()
     keep = np.zeros(adata.n_vars, bool)
@@ -142,7 +157,11 @@ def test_run_paired_de_reports_each_pseudobulk_and_why_it_is_not_used():
     adata = ad.concat([adata, extra], merge="same")
     mask = np.ones(adata.n_obs, bool)
     mask[(adata.obs["patient"] == "P2").to_numpy() & (adata.obs["timepoint"] == "remission").to_numpy()] = False
-    mask[np.flatnonzero((adata.obs["patient"] == "P1").to_numpy() & (adata.obs["timepoint"] == "diagnosis").to_numpy())[:15]] = False
+    mask[
+        np.flatnonzero((adata.obs["patient"] == "P1").to_numpy() & (adata.obs["timepoint"] == "diagnosis").to_numpy())[
+            :15
+        ]
+    ] = False
     sets = {"PLANTED": [f"G{j}" for j in range(20)], "OTHER": [f"G{j}" for j in range(60, 80)]}
     samples, de, enrichment = run_paired_de(adata, mask=mask, signatures=sets, min_cells=10)
     reasons = samples.set_index(["patient", "timepoint"])["reason"]
@@ -155,7 +174,11 @@ def test_run_paired_de_reports_each_pseudobulk_and_why_it_is_not_used():
     samples, de, enrichment = run_paired_de(adata, mask=np.ones(adata.n_obs, bool), signatures=sets, min_cells=10)
     assert samples["used"].sum() == 6 and de.attrs["n_pairs"] == 3
     top = enrichment.set_index("signature")
-    assert top.loc["PLANTED", "direction"] == "up" and top.loc["PLANTED", "pvalue"] < 1e-3 and (enrichment["note"] == "").all()
+    assert (
+        top.loc["PLANTED", "direction"] == "up"
+        and top.loc["PLANTED", "pvalue"] < 1e-3
+        and (enrichment["note"] == "").all()
+    )
 
 
 def test_enrichment_allows_for_correlated_set_genes():
@@ -203,4 +226,6 @@ def test_pseudobulk_and_paired_de_of_a_file_equal_the_in_memory_path(tmp_path, k
     expected = run_paired_de(adata, mask=mask, signatures=sets, min_cells=19)
     for got, want in zip(run_paired_de(path, mask=mask, obs=labels, key=key, signatures=sets, min_cells=19), expected):
         pd.testing.assert_frame_equal(got, want)
-    assert expected[1].attrs["n_pairs"] == 2 and len(memory.uns["pseudobulk"]["dropped"]) == 1  # one group under min_cells
+    assert (
+        expected[1].attrs["n_pairs"] == 2 and len(memory.uns["pseudobulk"]["dropped"]) == 1
+    )  # one group under min_cells

@@ -7,13 +7,17 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from anndata import AnnData
-
-from remnant.sim.evaluate import precision_recall
-from remnant.pp.qc import REASONS, flag_cells, mad_outlier, removed_per_reason
 from simulated import cohort
 
+from remnant.pp.qc import REASONS, flag_cells, mad_outlier, removed_per_reason
+from remnant.sim.evaluate import precision_recall
+
 THRESHOLDS = {
-    "min_counts": 500, "max_counts": None, "min_genes": 200, "max_genes": None, "max_pct_mito": 20,
+    "min_counts": 500,
+    "max_counts": None,
+    "min_genes": 200,
+    "max_genes": None,
+    "max_pct_mito": 20,
     "mad": {"counts": 5, "genes": 5, "pct_mito": 4},
     "doublets": {"enabled": True, "expected_rate": 0.06, "threshold": None},
 }
@@ -63,8 +67,10 @@ def test_qc_finds_planted_low_quality_cells_and_doublets(droplet_sample):
     p_d, r_d = precision_recall(adata.obs["qc_fail_doublet"].to_numpy(), truth["doublet"].to_numpy())
     p, r = precision_recall(removed, bad)
     base = truth["doublet"].mean()
-    print(f"\nlow quality: precision {p_lq:.2f} recall {r_lq:.2f}; doublets: precision {p_d:.2f} recall {r_d:.2f} "
-          f"(planted rate {base:.2f}); all removed: precision {p:.2f} recall {r:.2f}")
+    print(
+        f"\nlow quality: precision {p_lq:.2f} recall {r_lq:.2f}; doublets: precision {p_d:.2f} recall {r_d:.2f} "
+        f"(planted rate {base:.2f}); all removed: precision {p:.2f} recall {r:.2f}"
+    )
     assert r_lq >= 0.95 and p_lq >= 0.8
     rule = adata.uns["remnant"]["qc"]["doublet_rule"]["rule"]
     if rule == "Scrublet automatic threshold":
@@ -78,22 +84,30 @@ def test_doublet_free_sample_loses_no_fixed_share(caplog):
     """A small sorted sample without doublets: remnant once removed the top 6% by score whenever
     Scrublet's automatic threshold failed; now it removes none and says calling is not reliable."""
     rows = [("S1", "P1", "diagnosis", "PROG", "MDS", "droplet")]
-    mapped, truth = cohort(rows, params={"cells_per_sample": {"droplet": 300, "plate": 96}, "doublets": {"rate": 0.0}}, seed=1)
+    mapped, truth = cohort(
+        rows, params={"cells_per_sample": {"droplet": 300, "plate": 96}, "doublets": {"rate": 0.0}}, seed=1
+    )
     assert not truth["doublet"].any()
     adata = mapped["S1"].copy()
     with caplog.at_level("WARNING", logger="remnant.pp.qc"):
         flag_cells(adata, THRESHOLDS, score_doublets_for=True, seed=0)
     assert adata.uns["remnant"]["qc"]["doublet_rule"]["rule"] == "not reliable: none called"
     assert not adata.obs["qc_fail_doublet"].any()
-    assert any("doublet calling is not reliable" in r.getMessage() and "qc.doublets.threshold" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "doublet calling is not reliable" in r.getMessage() and "qc.doublets.threshold" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_qc_warns_when_it_removes_much_of_a_shallow_sample(caplog):
     """At ~500 counts per cell the default qc.min_counts (500) removes about half of a sample: a
     warning names the key, its threshold, its share and the sample's median depth."""
     rows = [("S1", "P1", "diagnosis", "PROG", "MDS", "droplet")]
-    mapped, _ = cohort(rows, params={"cells_per_sample": {"droplet": 200, "plate": 96}, "library_size": {"droplet": {"median": 500}}}, seed=2)
+    mapped, _ = cohort(
+        rows,
+        params={"cells_per_sample": {"droplet": 200, "plate": 96}, "library_size": {"droplet": {"median": 500}}},
+        seed=2,
+    )
     adata = mapped["S1"].copy()
     thresholds = {**THRESHOLDS, "doublets": {"enabled": False}, "warn_removed_fraction": 0.3}
     with caplog.at_level("WARNING", logger="remnant.pp.qc"):
@@ -133,5 +147,7 @@ def test_doublet_scoring_of_a_sample_above_the_approximate_neighbour_size():
     mapped, _ = cohort(rows, params={"cells_per_sample": {"droplet": 3000, "plate": 96}}, seed=5)
     adata = mapped["S1"].copy()
     flag_cells(adata, THRESHOLDS, score_doublets_for=True, seed=0)
-    scored = np.isfinite(adata.obs["doublet_score"].to_numpy(dtype=float))  # cells failing other thresholds are not scored
+    scored = np.isfinite(
+        adata.obs["doublet_score"].to_numpy(dtype=float)
+    )  # cells failing other thresholds are not scored
     assert scored.sum() > 2500 and adata.obs["qc_fail_doublet"].any()

@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-
 import simulated as S
+from test_lesions import auroc
+
 from remnant.io.annotation import chromosome_arms
 from remnant.tl.lesions import call_lesions, parse_lesions
 from remnant.tl.reference import find_reference
-from test_lesions import auroc
 
 ROWS = [
     ("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"),
@@ -68,7 +68,10 @@ def test_calls_with_auto_reference_match_truth(patients_only, lesions, chosen):
 
 
 def test_one_population_is_flagged_not_guessed(lesions):
-    rows = [("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"), ("P2_dx", "P2", "diagnosis", "CD34", "MDS", "droplet")]
+    rows = [
+        ("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"),
+        ("P2_dx", "P2", "diagnosis", "CD34", "MDS", "droplet"),
+    ]
     params = {**PARAMS, "clone_fraction": {"diagnosis": {"CD34": 1.0}}}
     adata = S.called_cohort(rows, params, seed=4)
     mask, report = find_reference(adata, lesions, rescore_rounds=0)

@@ -9,27 +9,59 @@ import pytest
 
 from remnant.workflow.report import contrast_paragraphs, format_fraction, front_page, headline_table, methods_paragraph
 
-FRACTIONS = pd.DataFrame([
-    # patient, population, timepoint, n_cells, n_called, fraction, low, high, corrected, c_low, c_high
-    ("P1", "HSC", "diagnosis", 200, 190, 0.95, 0.91, 0.97, 0.97, 0.93, 0.99),
-    ("P1", "HSC", "remission", 150, 60, 0.40, 0.32, 0.48, 0.42, 0.33, 0.51),
-    ("P1", "PROG", "diagnosis", 210, 205, 0.976, 0.945, 0.99, 0.99, 0.96, 1.0),
-    ("P1", "PROG", "remission", 220, 7, 0.0318, 0.0155, 0.064, 0.02, 0.0, 0.05),
-], columns=["patient", "population", "timepoint", "n_cells", "n_called", "fraction", "fraction_low", "fraction_high",
-            "corrected", "corrected_low", "corrected_high"])
+FRACTIONS = pd.DataFrame(
+    [
+        # patient, population, timepoint, n_cells, n_called, fraction, low, high, corrected, c_low, c_high
+        ("P1", "HSC", "diagnosis", 200, 190, 0.95, 0.91, 0.97, 0.97, 0.93, 0.99),
+        ("P1", "HSC", "remission", 150, 60, 0.40, 0.32, 0.48, 0.42, 0.33, 0.51),
+        ("P1", "PROG", "diagnosis", 210, 205, 0.976, 0.945, 0.99, 0.99, 0.96, 1.0),
+        ("P1", "PROG", "remission", 220, 7, 0.0318, 0.0155, 0.064, 0.02, 0.0, 0.05),
+    ],
+    columns=[
+        "patient",
+        "population",
+        "timepoint",
+        "n_cells",
+        "n_called",
+        "fraction",
+        "fraction_low",
+        "fraction_high",
+        "corrected",
+        "corrected_low",
+        "corrected_high",
+    ],
+)
 
 
 def contrasts(diffs, pvalue, het=np.nan, label="population: HSC vs PROG | timepoint=remission", corrected_half=0.1):
     """Per-patient rows and the pooled row; the corrected difference is the raw mean + 0.02 with a
     95% interval of +-corrected_half, so it is significant when that interval excludes 0."""
-    rows = [{"contrast": label, "scope": "patient", "patient": f"P{i}", "difference": d} for i, d in enumerate(diffs, 1)]
+    rows = [
+        {"contrast": label, "scope": "patient", "patient": f"P{i}", "difference": d} for i, d in enumerate(diffs, 1)
+    ]
     corrected = float(np.mean(diffs)) + 0.02
     low, high = corrected - corrected_half, corrected + corrected_half
-    rows.append({"contrast": label, "scope": "across patients", "patient": "all", "difference": float(np.mean(diffs)),
-                 "difference_low": float(np.mean(diffs)) - 0.1, "difference_high": float(np.mean(diffs)) + 0.1,
-                 "corrected_difference": corrected, "corrected_difference_low": low, "corrected_difference_high": high,
-                 "corrected_pvalue": pvalue, "corrected_test": "random-effects (Hartung-Knapp)", "significant": low > 0 or high < 0,
-                 "odds_ratio": 12.0, "odds_ratio_low": 5.0, "odds_ratio_high": 30.0, "pvalue": pvalue, "heterogeneity_pvalue": het})
+    rows.append(
+        {
+            "contrast": label,
+            "scope": "across patients",
+            "patient": "all",
+            "difference": float(np.mean(diffs)),
+            "difference_low": float(np.mean(diffs)) - 0.1,
+            "difference_high": float(np.mean(diffs)) + 0.1,
+            "corrected_difference": corrected,
+            "corrected_difference_low": low,
+            "corrected_difference_high": high,
+            "corrected_pvalue": pvalue,
+            "corrected_test": "random-effects (Hartung-Knapp)",
+            "significant": low > 0 or high < 0,
+            "odds_ratio": 12.0,
+            "odds_ratio_low": 5.0,
+            "odds_ratio_high": 30.0,
+            "pvalue": pvalue,
+            "heterogeneity_pvalue": het,
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -46,7 +78,10 @@ def test_headline_table_one_row_per_patient_population():
     # issue 20: the corrected fraction first (bold), the called share after it in small print
     assert hsc["remission"] == "**42% (33-51%)** :called:`called 40% (32-48%); 60/150`"
     assert hsc["relapse"] == ""
-    assert headline_table(FRACTIONS, corrected=False).set_index("population").loc["HSC", "remission"] == "40% (32-48%); 60/150"
+    assert (
+        headline_table(FRACTIONS, corrected=False).set_index("population").loc["HSC", "remission"]
+        == "40% (32-48%); 60/150"
+    )
 
 
 def test_every_row_says_what_it_has():
@@ -54,22 +89,43 @@ def test_every_row_says_what_it_has():
     of standing as the called share alone."""
     rows = FRACTIONS.assign(youden=0.8, fpr=0.01, note="")
     rows.loc[1, ["corrected", "corrected_low", "corrected_high", "youden"]] = [np.nan, np.nan, np.nan, 0.05]
-    rows.loc[1, "note"] = "not corrected: 1 - fpr - fnr = 0.050 < min_youden 0.1 (the calls carry too little information)"
+    rows.loc[1, "note"] = (
+        "not corrected: 1 - fpr - fnr = 0.050 < min_youden 0.1 (the calls carry too little information)"
+    )
     rows.loc[2, ["corrected", "corrected_low", "corrected_high", "youden", "fpr"]] = np.nan
-    extra = pd.DataFrame([{"patient": "P1", "population": "CMP", "timepoint": "remission", "n_cells": 0, "n_called": 0,
-                           "note": "no analysed cell: the sample sheet lists this sample but none of its cells is in the cohort"}])
-    table = headline_table(pd.concat([rows, extra], ignore_index=True), timepoints=["diagnosis", "remission"],
-                           populations=["HSC", "PROG"], min_youden=0.1).set_index("population")
+    extra = pd.DataFrame(
+        [
+            {
+                "patient": "P1",
+                "population": "CMP",
+                "timepoint": "remission",
+                "n_cells": 0,
+                "n_called": 0,
+                "note": "no analysed cell: the sample sheet lists this sample but none of its cells is in the cohort",
+            }
+        ]
+    )
+    table = headline_table(
+        pd.concat([rows, extra], ignore_index=True),
+        timepoints=["diagnosis", "remission"],
+        populations=["HSC", "PROG"],
+        min_youden=0.1,
+    ).set_index("population")
     assert list(table.index) == ["HSC", "PROG", "CMP"]  # a population the config does not list keeps its row
-    assert table.loc["HSC", "remission"] == ("**not corrected** (1 - fpr - fnr = 0.05 < 0.1: too little information) "
-                                             ":called:`called 40% (32-48%); 60/150`")
-    assert table.loc["PROG", "diagnosis"].startswith("**not corrected** (no error rates for these cells) :called:`called 98%")
+    assert table.loc["HSC", "remission"] == (
+        "**not corrected** (1 - fpr - fnr = 0.05 < 0.1: too little information) :called:`called 40% (32-48%); 60/150`"
+    )
+    assert table.loc["PROG", "diagnosis"].startswith(
+        "**not corrected** (no error rates for these cells) :called:`called 98%"
+    )
     assert table.loc["CMP", "remission"] == "no analysed cell" and table.loc["CMP", "diagnosis"] == ""
 
 
 def test_contrast_words_follow_the_numbers():
     (text,) = contrast_paragraphs(contrasts([0.3, 0.4, 0.5], 1e-6), lesion="del5q")
-    assert text.startswith("At remission, del5q cells made up a larger share of HSC than of PROG cells in 3 of 3 patients")
+    assert text.startswith(
+        "At remission, del5q cells made up a larger share of HSC than of PROG cells in 3 of 3 patients"
+    )
     assert "corrected for the calling error rates, the difference is +42 percentage points, 95% CI +32 to +52" in text
     assert "p = 1.0e-06" in text and "unlikely to be chance" in text
     assert "on the called cells alone (descriptive" in text and "Cochran-Mantel-Haenszel p = 1.0e-06" in text
@@ -87,51 +143,113 @@ def test_contrast_words_follow_the_numbers():
     table.loc[patients, "significant"] = [True, False]
     (text,) = contrast_paragraphs(table, lesion="del5q")
     assert "In its own corrected test 1 of 2 patients show a difference (1 higher, 0 lower)." in text
-    (text,) = contrast_paragraphs(contrasts([-0.5, -0.6], 1e-5, label="timepoint: remission vs diagnosis | population=PROG"))
-    assert text.startswith("In PROG cells, the del(5q) fraction was higher at remission than at diagnosis in 0 of 2 patients")
+    (text,) = contrast_paragraphs(
+        contrasts([-0.5, -0.6], 1e-5, label="timepoint: remission vs diagnosis | population=PROG")
+    )
+    assert text.startswith(
+        "In PROG cells, the del(5q) fraction was higher at remission than at diagnosis in 0 of 2 patients"
+    )
 
 
 def test_methods_name_versions_and_parameters():
-    config = {"seed": 7, "qc": {"min_counts": 500, "min_genes": 200, "max_pct_mito": 20,
-                                "mad": {"counts": 5, "genes": 5, "pct_mito": 4}},
-              "cluster": {"n_neighbors": 15, "resolution": 1.0}, "cnv": {"posterior_cutoff": 0.9, "reference": None},
-              "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]}
+    config = {
+        "seed": 7,
+        "qc": {
+            "min_counts": 500,
+            "min_genes": 200,
+            "max_pct_mito": 20,
+            "mad": {"counts": 5, "genes": 5, "pct_mito": 4},
+        },
+        "cluster": {"n_neighbors": 15, "resolution": 1.0},
+        "cnv": {"posterior_cutoff": 0.9, "reference": None},
+        "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}],
+    }
     text = methods_paragraph(config, {"remnant": "0.1.0", "scanpy": "1.11.5"}, n_cells=1234, n_samples=10, n_patients=3)
-    for needle in ("remnant 0.1.0", "scanpy 1.11.5", "leaving 1234 cells", "del5q (loss, 5q13.1-5q33.3)",
-                   "posterior >= 0.9", "healthy donors", "Random seed 7", "at least 500 counts",
-                   # issue 20: the corrected fraction first, and the cycling phase calibrated per technology
-                   "Lesion fractions were corrected for the false-positive and false-negative rates",
-                   "calibrated per technology: a two-component Gaussian mixture", "fewer than 50 cells"):
+    for needle in (
+        "remnant 0.1.0",
+        "scanpy 1.11.5",
+        "leaving 1234 cells",
+        "del5q (loss, 5q13.1-5q33.3)",
+        "posterior >= 0.9",
+        "healthy donors",
+        "Random seed 7",
+        "at least 500 counts",
+        # issue 20: the corrected fraction first, and the cycling phase calibrated per technology
+        "Lesion fractions were corrected for the false-positive and false-negative rates",
+        "calibrated per technology: a two-component Gaussian mixture",
+        "fewer than 50 cells",
+    ):
         assert needle in text, needle
 
 
 @pytest.fixture()
 def page():
-    samples = pd.DataFrame({"sample": ["P1_dx_HSC", "P1_rem_HSC", "N1_HSC"], "patient": ["P1", "P1", "N1"],
-                            "timepoint": ["diagnosis", "remission", ""], "population": ["HSC", "HSC", "HSC"],
-                            "condition": ["MDS", "MDS", "healthy"]})
-    qc = pd.DataFrame({"sample": samples["sample"], "cells": [250, 250, 250], "kept": [220, 210, 230],
-                       "removed": [30, 40, 20]})
-    lesions = pd.DataFrame({"sample": samples["sample"], "lesion": "del5q", "n_reference": [0, 0, 230],
-                            "fpr": [0.004, 0.002, 0.0], "fnr": [0.03, 0.2, 0.0], "reference_matched": True})
-    config = {"seed": 1, "timepoints": ["diagnosis", "remission"], "populations": {"HSC": "", "PROG": ""},
-              "conditions": {"reference": ["healthy"]}, "cnv": {"posterior_cutoff": 0.9, "reference": None},
-              "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], "note": "{{ jinja }}"}
-    return front_page(config=config, samples=samples, qc_removed=qc, lesion_summary=lesions, fractions=FRACTIONS,
-                      contrasts=contrasts([0.3, 0.4], 1e-4), versions={"remnant": "0.1.0"}, annotation="GENCODE v44")
+    samples = pd.DataFrame(
+        {
+            "sample": ["P1_dx_HSC", "P1_rem_HSC", "N1_HSC"],
+            "patient": ["P1", "P1", "N1"],
+            "timepoint": ["diagnosis", "remission", ""],
+            "population": ["HSC", "HSC", "HSC"],
+            "condition": ["MDS", "MDS", "healthy"],
+        }
+    )
+    qc = pd.DataFrame(
+        {"sample": samples["sample"], "cells": [250, 250, 250], "kept": [220, 210, 230], "removed": [30, 40, 20]}
+    )
+    lesions = pd.DataFrame(
+        {
+            "sample": samples["sample"],
+            "lesion": "del5q",
+            "n_reference": [0, 0, 230],
+            "fpr": [0.004, 0.002, 0.0],
+            "fnr": [0.03, 0.2, 0.0],
+            "reference_matched": True,
+        }
+    )
+    config = {
+        "seed": 1,
+        "timepoints": ["diagnosis", "remission"],
+        "populations": {"HSC": "", "PROG": ""},
+        "conditions": {"reference": ["healthy"]},
+        "cnv": {"posterior_cutoff": 0.9, "reference": None},
+        "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}],
+        "note": "{{ jinja }}",
+    }
+    return front_page(
+        config=config,
+        samples=samples,
+        qc_removed=qc,
+        lesion_summary=lesions,
+        fractions=FRACTIONS,
+        contrasts=contrasts([0.3, 0.4], 1e-4),
+        versions={"remnant": "0.1.0"},
+        annotation="GENCODE v44",
+    )
 
 
 def test_front_page_numbers_and_sections(page):
-    for needle in ("1 patient and 1 reference donor, 3 sorted samples", "750 cells read, 660 kept",
-                   "40% (32-48%); 60/150", "What the numbers say", "false-positive rate", "0.2% to 0.4%",
-                   "20.0%", "Methods", "Provenance", "GENCODE v44", "P1_rem_HSC"):
+    for needle in (
+        "1 patient and 1 reference donor, 3 sorted samples",
+        "750 cells read, 660 kept",
+        "40% (32-48%); 60/150",
+        "What the numbers say",
+        "false-positive rate",
+        "0.2% to 0.4%",
+        "20.0%",
+        "Methods",
+        "Provenance",
+        "GENCODE v44",
+        "P1_rem_HSC",
+    ):
         assert needle in page, needle
     assert "{{" not in page and "{%" not in page  # Snakemake renders the page through Jinja
 
 
 def test_front_page_is_valid_restructuredtext(page):
     settings = {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5, "warning_stream": False}
-    assert _rst_problems(page + "\n.. list-table::\n   :header-rows: 1\n\n   * - a\n     - b\n   * - 1\n", settings)  # the check sees a broken table
+    assert _rst_problems(
+        page + "\n.. list-table::\n   :header-rows: 1\n\n   * - a\n     - b\n   * - 1\n", settings
+    )  # the check sees a broken table
     assert _rst_problems(page, settings) == []
 
 
@@ -145,25 +263,42 @@ def test_landing_page_shows_every_row_corrected_first(page):
 
     samples = pd.DataFrame({"sample": ["a", "b"], "patient": ["P1", "N1"], "condition": ["MDS", "healthy"]})
     qc = pd.DataFrame({"cells": [10, 10], "kept": [9, 8]})
-    config = {"timepoints": ["diagnosis", "remission"], "populations": {"HSC": "", "PROG": ""},
-              "conditions": {"reference": ["healthy"]}, "lesions": [{"name": "del5q"}]}
-    text = landing_page(config=config, samples=samples, qc_removed=qc, fractions=FRACTIONS,
-                        contrasts=contrasts([0.3, 0.4], 1e-4).assign(test="Cochran-Mantel-Haenszel (patient strata)"))
+    config = {
+        "timepoints": ["diagnosis", "remission"],
+        "populations": {"HSC": "", "PROG": ""},
+        "conditions": {"reference": ["healthy"]},
+        "lesions": [{"name": "del5q"}],
+    }
+    text = landing_page(
+        config=config,
+        samples=samples,
+        qc_removed=qc,
+        fractions=FRACTIONS,
+        contrasts=contrasts([0.3, 0.4], 1e-4).assign(test="Cochran-Mantel-Haenszel (patient strata)"),
+    )
     assert "1 patient, 1 reference donor, 2 sorted samples, 17 cells after quality control" in text
     assert "**42% (33-51%)** :called:`called 40% (32-48%); 60/150`" in text
-    assert ("+37 percentage points corrected (95% CI +27 to +47), p = 1.0e-04: a difference; "
-            "called cells +35 percentage points, CMH p = 1.0e-04") in text
+    assert (
+        "+37 percentage points corrected (95% CI +27 to +47), p = 1.0e-04: a difference; "
+        "called cells +35 percentage points, CMH p = 1.0e-04"
+    ) in text
     assert "0. Summary" in text
     # issue 20: a 10-row table is shown whole (it was left out above 8 rows), as valid RST
     many = pd.concat([FRACTIONS.assign(patient=f"P{i}", corrected=0.94 + i / 100) for i in range(5)])
     text = landing_page(config=config, samples=samples, qc_removed=qc, fractions=many)
     for i in range(5):
         assert f"   * - P{i}\n     - HSC\n     - **{94 + i}% (93-99%)** :called:`called 95% (91-97%); 190/200`" in text
-    assert _rst_problems(text, {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5,
-                                "warning_stream": False}) == []
+    assert (
+        _rst_problems(
+            text, {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5, "warning_stream": False}
+        )
+        == []
+    )
     html = docutils.core.publish_parts(text, writer="html")["html_body"]  # as Snakemake renders the first page
     assert '<strong>98% (93-99%)</strong> <span class="called">called 95% (91-97%); 190/200</span>' in html
-    assert "<style>" in html and "{#" not in text and "{{" not in text and "{%" not in text  # Jinja reads the page first
+    assert (
+        "<style>" in html and "{#" not in text and "{{" not in text and "{%" not in text
+    )  # Jinja reads the page first
 
 
 def test_summary_html_is_a_self_contained_page(page):
@@ -183,42 +318,110 @@ def test_pages_say_what_could_not_be_compared(tmp_path):
     contrast not made with its note; the made ones keep their line."""
     from remnant.workflow.report import landing_page, render_html
 
-    notes = {"stem vs progenitor": "persistence.stem and persistence.progenitor are null (not a stem vs progenitor design); "
-                                   "it has one population (HSC)",
-             "remission vs diagnosis in PROG": "no analysed PROG cells; the cohort has one population (HSC)"}
-    old_style = pd.DataFrame([{"contrast": label, "question": question, "scope": "across patients", "patient": "all", "n_strata": 0,
-                               "test": "Cochran-Mantel-Haenszel (patient strata)", "note": note}
-                              for label, (question, note) in zip(["population: stem vs progenitor",
-                                                                  "timepoint: remission vs diagnosis | population=PROG"],
-                                                                 notes.items())])
+    notes = {
+        "stem vs progenitor": "persistence.stem and persistence.progenitor are null (not a stem vs progenitor design); "
+        "it has one population (HSC)",
+        "remission vs diagnosis in PROG": "no analysed PROG cells; the cohort has one population (HSC)",
+    }
+    old_style = pd.DataFrame(
+        [
+            {
+                "contrast": label,
+                "question": question,
+                "scope": "across patients",
+                "patient": "all",
+                "n_strata": 0,
+                "test": "Cochran-Mantel-Haenszel (patient strata)",
+                "note": note,
+            }
+            for label, (question, note) in zip(
+                ["population: stem vs progenitor", "timepoint: remission vs diagnosis | population=PROG"], notes.items()
+            )
+        ]
+    )
     path = tmp_path / "contrasts.tsv"
     old_style.to_csv(path, sep="\t", index=False)
     read = pd.read_csv(path, sep="\t")  # as rule write_front_page reads it
     made = contrasts([-0.5, -0.6], 1e-5, label="timepoint: remission vs diagnosis | population=HSC").assign(
-        test="Cochran-Mantel-Haenszel (patient strata)", question="remission vs diagnosis in HSC", note="")
-    comparisons = pd.DataFrame([{"score": "sig_Q", "question": "del5q vs non-del stem cells", "scope": "across patients",
-                                 "test": np.nan, "note": "persistence.stem is null (not a stem-cell design)"}])
-    enrichment = pd.DataFrame({"signature": ["Q"], "note": ["no DE test: persistence.stem is null (not a stem-cell design)"]})
-    samples = pd.DataFrame({"sample": ["P1_dx_HSC"], "patient": ["P1"], "timepoint": ["diagnosis"], "population": ["HSC"],
-                            "condition": ["MDS"]})
+        test="Cochran-Mantel-Haenszel (patient strata)", question="remission vs diagnosis in HSC", note=""
+    )
+    comparisons = pd.DataFrame(
+        [
+            {
+                "score": "sig_Q",
+                "question": "del5q vs non-del stem cells",
+                "scope": "across patients",
+                "test": np.nan,
+                "note": "persistence.stem is null (not a stem-cell design)",
+            }
+        ]
+    )
+    enrichment = pd.DataFrame(
+        {"signature": ["Q"], "note": ["no DE test: persistence.stem is null (not a stem-cell design)"]}
+    )
+    samples = pd.DataFrame(
+        {
+            "sample": ["P1_dx_HSC"],
+            "patient": ["P1"],
+            "timepoint": ["diagnosis"],
+            "population": ["HSC"],
+            "condition": ["MDS"],
+        }
+    )
     qc = pd.DataFrame({"sample": ["P1_dx_HSC"], "cells": [200], "kept": [180], "removed": [20]})
-    lesions = pd.DataFrame({"sample": ["P1_dx_HSC"], "lesion": "del5q", "n_reference": [0], "fpr": [0.01], "fnr": [0.1],
-                            "reference_matched": True})
-    config = {"timepoints": ["diagnosis"], "populations": {"HSC": ""}, "conditions": {"reference": []},
-              "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], "cnv": {"reference": "auto"}}
+    lesions = pd.DataFrame(
+        {
+            "sample": ["P1_dx_HSC"],
+            "lesion": "del5q",
+            "n_reference": [0],
+            "fpr": [0.01],
+            "fnr": [0.1],
+            "reference_matched": True,
+        }
+    )
+    config = {
+        "timepoints": ["diagnosis"],
+        "populations": {"HSC": ""},
+        "conditions": {"reference": []},
+        "lesions": [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}],
+        "cnv": {"reference": "auto"},
+    }
     for table in (read, pd.concat([made, read], ignore_index=True)):
-        first = landing_page(config=config, samples=samples, qc_removed=qc, fractions=FRACTIONS.iloc[:1], contrasts=table,
-                             comparisons=comparisons, enrichment=enrichment)
-        full = front_page(config=config, samples=samples, qc_removed=qc, lesion_summary=lesions, fractions=FRACTIONS.iloc[:1],
-                          contrasts=table, comparisons=comparisons, enrichment=enrichment, versions={"remnant": "0.1.0"})
+        first = landing_page(
+            config=config,
+            samples=samples,
+            qc_removed=qc,
+            fractions=FRACTIONS.iloc[:1],
+            contrasts=table,
+            comparisons=comparisons,
+            enrichment=enrichment,
+        )
+        full = front_page(
+            config=config,
+            samples=samples,
+            qc_removed=qc,
+            lesion_summary=lesions,
+            fractions=FRACTIONS.iloc[:1],
+            contrasts=table,
+            comparisons=comparisons,
+            enrichment=enrichment,
+            versions={"remnant": "0.1.0"},
+        )
         assert "Not compared, and why:" in first and "What could not be compared" in full
         for question, note in notes.items():
             assert f"- {question}: {note}" in first and f"- {question}: {note}" in full
-        assert "- signature scores, del5q vs non-del stem cells: persistence.stem is null (not a stem-cell design)" in first
+        assert (
+            "- signature scores, del5q vs non-del stem cells: persistence.stem is null (not a stem-cell design)"
+            in first
+        )
         assert "- pseudobulk DE of carrier stem cells after vs before treatment: persistence.stem is null" in first
         assert "1 patient, 0 reference donors, 1 sorted sample, 180 cells" in first
-        assert _rst_problems(full, {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5,
-                                    "warning_stream": False}) == []
+        assert (
+            _rst_problems(
+                full, {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5, "warning_stream": False}
+            )
+            == []
+        )
         assert "What could not be compared" in render_html(full)
     # with a contrast made: its line stays, under "Compared", and its paragraph
     assert "Compared:\n\n- remission vs diagnosis in HSC: -53 percentage points corrected" in first

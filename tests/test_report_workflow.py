@@ -22,8 +22,19 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 @pytest.fixture(scope="module")
 def report(cohort_run) -> Path:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(cohort_run),
-           "--configfile", str(cohort_run / "config.yaml"), "--report", "report.html"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(cohort_run),
+        "--configfile",
+        str(cohort_run / "config.yaml"),
+        "--report",
+        "report.html",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=cohort_run)
     assert result.returncode == 0, result.stderr[-4000:]
     return cohort_run / "report.html"
@@ -31,7 +42,9 @@ def report(cohort_run) -> Path:
 
 def summary_page(report: Path) -> str:
     """The report's '0. Summary' item (an HTML page embedded as a base64 data URL)."""
-    match = re.search(r"data:text/html;charset=utf8;filename=summary\.html;base64,([A-Za-z0-9+/=]+)", report.read_text())
+    match = re.search(
+        r"data:text/html;charset=utf8;filename=summary\.html;base64,([A-Za-z0-9+/=]+)", report.read_text()
+    )
     assert match, "the summary page is not in the report"
     return base64.b64decode(match.group(1)).decode()
 
@@ -41,8 +54,15 @@ def test_report_has_every_section(report):
     for category in ("0. Summary", "1. Quality control", "2. Clustering", "3. Copy number", "4. Persistence"):
         assert category in html, category
     summary = summary_page(report)
-    for section in ("Cohort", "fraction per patient, population and timepoint", "What the numbers say",
-                    "How the lesion-carrying stem cells look", "How far to trust the calls", "Methods", "Provenance"):
+    for section in (
+        "Cohort",
+        "fraction per patient, population and timepoint",
+        "What the numbers say",
+        "How the lesion-carrying stem cells look",
+        "How far to trust the calls",
+        "Methods",
+        "Provenance",
+    ):
         assert section in summary, section
 
 
@@ -55,12 +75,18 @@ def test_numbers_match_the_tables(report, cohort_run):
     fractions = fractions[fractions["n_cells"] > 0]
     assert len(fractions) >= 8
     for _, row in fractions.iterrows():
-        cell = f"{100 * row['fraction']:.0f}% ({100 * row['fraction_low']:.0f}-{100 * row['fraction_high']:.0f}%); " \
-               f"{int(row['n_called'])}/{int(row['n_cells'])}"
+        cell = (
+            f"{100 * row['fraction']:.0f}% ({100 * row['fraction_low']:.0f}-{100 * row['fraction_high']:.0f}%); "
+            f"{int(row['n_called'])}/{int(row['n_cells'])}"
+        )
         assert cell in summary and cell in html, cell
         # issue 20: the corrected fraction, with its interval, in bold before the called share
-        corrected = (f"<strong>{100 * row['corrected']:.0f}% ({100 * row['corrected_low']:.0f}-"
-                     f"{100 * row['corrected_high']:.0f}%)</strong>" if pd.notna(row["corrected"]) else "<strong>not corrected</strong>")
+        corrected = (
+            f"<strong>{100 * row['corrected']:.0f}% ({100 * row['corrected_low']:.0f}-"
+            f"{100 * row['corrected_high']:.0f}%)</strong>"
+            if pd.notna(row["corrected"])
+            else "<strong>not corrected</strong>"
+        )
         called = f'<span class="called">called {cell}</span>'
         assert f"{corrected} {called}" in summary and f"{corrected} {called}".replace('"', '\\"') in html, corrected
     contrasts = pd.read_csv(cohort_run / "results/persistence/contrasts.tsv", sep="\t")
@@ -73,8 +99,10 @@ def test_numbers_match_the_tables(report, cohort_run):
     assert "posterior &gt;= 0.9" in summary or "posterior >= 0.9" in summary
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and os.environ.get("CI") != "true",
-                    reason="Debian chromium and chromium-driver are not installed (bin/test installs them in CI)")
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER) and os.environ.get("CI") != "true",
+    reason="Debian chromium and chromium-driver are not installed (bin/test installs them in CI)",
+)
 def test_report_opens_in_chromium_without_console_errors(report, cohort_run):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -82,9 +110,18 @@ def test_report_opens_in_chromium_without_console_errors(report, cohort_run):
     assert CHROMIUM and CHROMEDRIVER, "CI must have Debian chromium and chromium-driver (bin/test installs them)"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000", f"--user-data-dir={cohort_run / 'chromium-profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={cohort_run / 'chromium-profile'}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -129,17 +166,42 @@ def cohort_tables(n_patients: int, seed: int = 0):
                 called = int(rng.integers(0, n))
                 q = called / n
                 c = min(1.0, q + rng.uniform(0.02, 0.3))
-                rows.append({"lesion": "del5q", "patient": f"P{i + 1:02d}", "population": pop, "timepoint": tp, "n_samples": 1,
-                             "n_cells": n, "n_called": called, "fraction": q, "fraction_low": max(0.0, q - 0.06),
-                             "fraction_high": min(1.0, q + 0.06), "fpr": 0.02, "fnr": 0.2, "youden": 0.78, "corrected": c,
-                             "corrected_low": max(0.0, c - 0.09), "corrected_high": min(1.0, c + 0.09), "note": ""})
+                rows.append(
+                    {
+                        "lesion": "del5q",
+                        "patient": f"P{i + 1:02d}",
+                        "population": pop,
+                        "timepoint": tp,
+                        "n_samples": 1,
+                        "n_cells": n,
+                        "n_called": called,
+                        "fraction": q,
+                        "fraction_low": max(0.0, q - 0.06),
+                        "fraction_high": min(1.0, q + 0.06),
+                        "fpr": 0.02,
+                        "fnr": 0.2,
+                        "youden": 0.78,
+                        "corrected": c,
+                        "corrected_low": max(0.0, c - 0.09),
+                        "corrected_high": min(1.0, c + 0.09),
+                        "note": "",
+                    }
+                )
     fractions = pd.DataFrame(rows)
     fractions.loc[1, ["corrected", "corrected_low", "corrected_high", "youden"]] = [float("nan")] * 3 + [0.05]
-    fractions.loc[1, "note"] = ("not corrected: 1 - fpr - fnr = 0.050 < min_youden 0.1 (the calls carry too little information); "
-                                "the called fraction stands uncorrected")
-    samples = pd.DataFrame([{"sample": f"{p}_{tp}_{pop}", "patient": p, "timepoint": tp, "population": pop, "condition": "MDS"}
-                            for p in fractions["patient"].unique() for pop in POPULATIONS for tp in TIMEPOINTS]
-                           + [{"sample": "N1_HSC", "patient": "N1", "timepoint": "", "population": "HSC", "condition": "healthy"}])
+    fractions.loc[1, "note"] = (
+        "not corrected: 1 - fpr - fnr = 0.050 < min_youden 0.1 (the calls carry too little information); "
+        "the called fraction stands uncorrected"
+    )
+    samples = pd.DataFrame(
+        [
+            {"sample": f"{p}_{tp}_{pop}", "patient": p, "timepoint": tp, "population": pop, "condition": "MDS"}
+            for p in fractions["patient"].unique()
+            for pop in POPULATIONS
+            for tp in TIMEPOINTS
+        ]
+        + [{"sample": "N1_HSC", "patient": "N1", "timepoint": "", "population": "HSC", "condition": "healthy"}]
+    )
     qc = pd.DataFrame({"sample": samples["sample"], "cells": 300, "kept": 250, "removed": 50})
     return fractions, samples, qc
 
@@ -154,8 +216,18 @@ def stub_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("report_layout")
     for file in ("config.yaml", "samples.tsv"):
         shutil.copy(ROOT / "tests/data/cohort" / file, workdir / file)
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--summary"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--summary",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in pd.read_csv(io.StringIO(result.stdout), sep="\t")["output_file"]:
@@ -172,13 +244,27 @@ def first_page_report(workdir: Path, n_patients: int) -> tuple[Path, pd.DataFram
 
     fractions, samples, qc = cohort_tables(n_patients)
     fractions.to_csv(workdir / "del_fraction.tsv", sep="\t", index=False)
-    fractions = pd.read_csv(workdir / "del_fraction.tsv", sep="\t", low_memory=False)  # as rule write_front_page reads it
+    fractions = pd.read_csv(
+        workdir / "del_fraction.tsv", sep="\t", low_memory=False
+    )  # as rule write_front_page reads it
     config = yaml.safe_load((workdir / "config.yaml").read_text())
-    (workdir / "results/report/front_page.rst").write_text(landing_page(config=config, samples=samples, qc_removed=qc,
-                                                                         fractions=fractions))
+    (workdir / "results/report/front_page.rst").write_text(
+        landing_page(config=config, samples=samples, qc_removed=qc, fractions=fractions)
+    )
     report = workdir / f"report_{n_patients}.html"
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--report", report.name]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--report",
+        report.name,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     return report, fractions
@@ -193,30 +279,51 @@ def browser(tmp_path_factory):
     assert CHROMIUM and CHROMEDRIVER, "CI must have Debian chromium and chromium-driver (bin/test installs them)"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000", f"--user-data-dir={tmp_path_factory.mktemp('chromium-layout')}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-layout')}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 1000, "deviceScaleFactor": 1,
-                                                                  "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
+    )
     yield driver
     driver.quit()
 
 
 def _box(driver, element) -> dict:
-    return driver.execute_script("const b = arguments[0].getBoundingClientRect(); return {top: b.top, bottom: b.bottom, "
-                                 "left: b.left, right: b.right, height: b.height, width: b.width, "
-                                 "vh: window.innerHeight, vw: window.innerWidth};", element)
+    return driver.execute_script(
+        "const b = arguments[0].getBoundingClientRect(); return {top: b.top, bottom: b.bottom, "
+        "left: b.left, right: b.right, height: b.height, width: b.width, "
+        "vh: window.innerHeight, vw: window.innerWidth};",
+        element,
+    )
 
 
 def _inside(box: dict) -> bool:
-    return box["height"] > 0 and box["width"] > 0 and box["top"] >= 0 and box["bottom"] <= box["vh"] \
-        and box["left"] >= 0 and box["right"] <= box["vw"]
+    return (
+        box["height"] > 0
+        and box["width"] > 0
+        and box["top"] >= 0
+        and box["bottom"] <= box["vh"]
+        and box["left"] >= 0
+        and box["right"] <= box["vw"]
+    )
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and os.environ.get("CI") != "true",
-                    reason="Debian chromium and chromium-driver are not installed (bin/test installs them in CI)")
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER) and os.environ.get("CI") != "true",
+    reason="Debian chromium and chromium-driver are not installed (bin/test installs them in CI)",
+)
 @pytest.mark.parametrize("n_patients", [5, 20], ids=["10 rows", "40 rows"])
 def test_first_page_shows_its_heading_and_every_row(stub_run, browser, n_patients):
     from selenium.webdriver.common.by import By
@@ -225,7 +332,9 @@ def test_first_page_shows_its_heading_and_every_row(stub_run, browser, n_patient
     assert browser.execute_script("return [window.innerWidth, window.innerHeight]") == [1280, 1000]
     browser.get(report.as_uri())
     deadline = time.time() + 30
-    while time.time() < deadline and "cells after quality control" not in browser.execute_script("return document.body.innerText"):
+    while time.time() < deadline and "cells after quality control" not in browser.execute_script(
+        "return document.body.innerText"
+    ):
         time.sleep(0.5)
     page = browser.find_element(By.CSS_SELECTOR, "#app .prose")  # the first page (Snakemake's workflow description)
     heading = page.find_element(By.TAG_NAME, "h1")
@@ -238,17 +347,24 @@ def test_first_page_shows_its_heading_and_every_row(stub_run, browser, n_patient
         patient, population, *cells = tr.find_elements(By.TAG_NAME, "td")
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", tr)
         for tp, cell in zip(TIMEPOINTS, cells):
-            r = fractions[(fractions["patient"] == patient.text) & (fractions["population"] == population.text)
-                          & (fractions["timepoint"] == tp)].iloc[0]
+            r = fractions[
+                (fractions["patient"] == patient.text)
+                & (fractions["population"] == population.text)
+                & (fractions["timepoint"] == tp)
+            ].iloc[0]
             estimate, called = cell.find_element(By.TAG_NAME, "strong"), cell.find_element(By.CSS_SELECTOR, ".called")
             if pd.notna(r["corrected"]):
-                expected = f"{100 * r['corrected']:.0f}% ({100 * r['corrected_low']:.0f}-{100 * r['corrected_high']:.0f}%)"
+                expected = (
+                    f"{100 * r['corrected']:.0f}% ({100 * r['corrected_low']:.0f}-{100 * r['corrected_high']:.0f}%)"
+                )
             else:
                 expected = "not corrected"
                 assert "1 - fpr - fnr = 0.05" in cell.text, cell.text
             assert estimate.text == expected
-            assert called.text == (f"called {100 * r['fraction']:.0f}% ({100 * r['fraction_low']:.0f}-"
-                                   f"{100 * r['fraction_high']:.0f}%); {r['n_called']}/{r['n_cells']}")
+            assert called.text == (
+                f"called {100 * r['fraction']:.0f}% ({100 * r['fraction_low']:.0f}-"
+                f"{100 * r['fraction_high']:.0f}%); {r['n_called']}/{r['n_cells']}"
+            )
             for element in (estimate, called):
                 box = _box(browser, element)
                 assert element.is_displayed() and _inside(box), (patient.text, population.text, tp, element.text, box)

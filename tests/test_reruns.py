@@ -35,7 +35,9 @@ KILLED_RULE = "cluster_cells"
 KILLED_OUTPUT = "results/cohort/clustered.h5ad"
 
 
-def snakemake(workdir: Path, *args: str, configfile: str = "config.yaml", check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, configfile: str = "config.yaml", check: bool = True
+) -> subprocess.CompletedProcess:
     cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / configfile), "--cores", "2", *args]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if check and result.returncode != 0:
@@ -104,8 +106,14 @@ def interrupted(tmp_path_factory) -> dict:
     # ... with it, it plans their jobs again
     plan = snakemake(workdir, "--dry-run")
     resumed = snakemake(workdir)
-    return {"workdir": workdir, "markers": incomplete_markers, "locked": locked, "strict": strict, "plan": plan,
-            "resumed": resumed}
+    return {
+        "workdir": workdir,
+        "markers": incomplete_markers,
+        "locked": locked,
+        "strict": strict,
+        "plan": plan,
+        "resumed": resumed,
+    }
 
 
 def _wait_for_job(process: subprocess.Popen, rule: str, timeout: float) -> psutil.Process:
@@ -130,15 +138,18 @@ def test_interrupted_run_resumes_without_taking_partial_files(interrupted):
     # snakemake marked the killed job's output incomplete when the job started ...
     assert interrupted["markers"], "no incomplete marker left by the killed job"
     # ... a killed snakemake leaves its lock: the next run says how to release it
-    assert interrupted["locked"].returncode != 0 and "--unlock" in interrupted["locked"].stdout + interrupted["locked"].stderr
+    assert (
+        interrupted["locked"].returncode != 0
+        and "--unlock" in interrupted["locked"].stdout + interrupted["locked"].stderr
+    )
     # ... and the partial file is not taken as complete: snakemake names it as incomplete, and the
     # next run (rerun-incomplete: true in profiles/default) plans its job again
     strict = interrupted["strict"].stdout + interrupted["strict"].stderr
     assert interrupted["strict"].returncode != 0 and "IncompleteFilesException" in strict, strict
     assert KILLED_OUTPUT in strict.split("Incomplete files:")[1], strict
     plan = interrupted["plan"].stdout
-    block = plan[plan.index(f"rule {KILLED_RULE}:"):]
-    block = block[: block.index("reason:")] + block[block.index("reason:"):].split("\n")[0]
+    block = plan[plan.index(f"rule {KILLED_RULE}:") :]
+    block = block[: block.index("reason:")] + block[block.index("reason:") :].split("\n")[0]
     assert KILLED_OUTPUT in block and "Forced execution" in block, block
     # resumed to completion: the output is a whole h5ad, no marker is left
     adata = ad.read_h5ad(workdir / KILLED_OUTPUT)
@@ -151,8 +162,11 @@ def test_interrupted_run_resumes_without_taking_partial_files(interrupted):
 # determinism: two runs from scratch (the session's uninterrupted run and the interrupted one)
 # ------------------------------------------------------------------------------------------------
 def _tables(workdir: Path) -> list[str]:
-    return sorted(str(p.relative_to(workdir)) for p in (workdir / "results").rglob("*")
-                  if p.name.endswith((".tsv", ".tsv.gz")) and "benchmarks" not in p.parts)
+    return sorted(
+        str(p.relative_to(workdir))
+        for p in (workdir / "results").rglob("*")
+        if p.name.endswith((".tsv", ".tsv.gz")) and "benchmarks" not in p.parts
+    )
 
 
 def test_two_runs_are_identical(cohort_run, interrupted):
@@ -210,11 +224,14 @@ PER_SAMPLE = {"read_counts", "filter_cells"}
 PROVENANCE = [("write_front_page", "")]
 
 
-@pytest.mark.parametrize("key, value, rule", [
-    ("cnv.posterior_cutoff", 0.8, "call_lesions"),
-    ("qc.min_genes", 150, "filter_cells"),
-    ("pseudobulk.padj", 0.05, "compare_pseudobulk"),
-])
+@pytest.mark.parametrize(
+    "key, value, rule",
+    [
+        ("cnv.posterior_cutoff", 0.8, "call_lesions"),
+        ("qc.min_genes", 150, "filter_cells"),
+        ("pseudobulk.padj", 0.05, "compare_pseudobulk"),
+    ],
+)
 def test_config_change_reruns_exactly_its_jobs(interrupted, key, value, rule):
     workdir = interrupted["workdir"]
     changed = planned_jobs(workdir, configfile=write_config(workdir, f"config_{rule}.yaml", {key: value}))
@@ -223,9 +240,11 @@ def test_config_change_reruns_exactly_its_jobs(interrupted, key, value, rule):
     assert changed == forced, f"changing {key} plans {changed}\nbut the jobs downstream of {rule} are {forced}"
     rules = {r for r, _ in changed}
     assert rule in rules
-    upstream = {"call_lesions": {"read_counts", "filter_cells", "cluster_cells", "summarise_qc", "plot_clusters"},
-                "filter_cells": {"read_counts", "simulate_cohort"},
-                "compare_pseudobulk": {"call_lesions", "cluster_cells", "score_signatures", "estimate_fractions"}}[rule]
+    upstream = {
+        "call_lesions": {"read_counts", "filter_cells", "cluster_cells", "summarise_qc", "plot_clusters"},
+        "filter_cells": {"read_counts", "simulate_cohort"},
+        "compare_pseudobulk": {"call_lesions", "cluster_cells", "score_signatures", "estimate_fractions"},
+    }[rule]
     assert not rules & upstream, f"changing {key} reruns upstream jobs {rules & upstream}"
 
 
@@ -248,17 +267,23 @@ def test_adding_a_sample_reruns_its_jobs_and_the_aggregations(interrupted):
     counts.X.data[0] += 1  # (CSR as written by remnant.io.counts.write_counts)
     counts.write_h5ad(workdir / "more/T1_relapse_HSC.h5ad")
     try:
-        sheet_path.write_text(sheet + "T1_relapse_HSC\tT1\trelapse\tHSC\tMDS\tdroplet\th5ad\tmore/T1_relapse_HSC.h5ad\t\n")
+        sheet_path.write_text(
+            sheet + "T1_relapse_HSC\tT1\trelapse\tHSC\tMDS\tdroplet\th5ad\tmore/T1_relapse_HSC.h5ad\t\n"
+        )
         added = planned_jobs(workdir, *mtime, configfile=real)
     finally:
         sheet_path.write_text(sheet)
     per_sample = [(r, w) for r, w in added if r in PER_SAMPLE]
-    assert per_sample == [("filter_cells", "sample=T1_relapse_HSC"), ("read_counts", "sample=T1_relapse_HSC")], per_sample
+    assert per_sample == [("filter_cells", "sample=T1_relapse_HSC"), ("read_counts", "sample=T1_relapse_HSC")], (
+        per_sample
+    )
     # every other job is an aggregation over samples (no per-sample wildcard) ...
     assert not [(r, w) for r, w in added if r not in PER_SAMPLE and "sample=" in w]
     # ... and they are the jobs downstream of the samples' filtered cells
     aggregations = {r for r, _ in added} - PER_SAMPLE
-    downstream = {r for r, _ in planned_jobs(workdir, *mtime, "--forcerun", "summarise_qc", "cluster_cells", configfile=real)}
+    downstream = {
+        r for r, _ in planned_jobs(workdir, *mtime, "--forcerun", "summarise_qc", "cluster_cells", configfile=real)
+    }
     assert aggregations == downstream, (aggregations, downstream)
 
 
@@ -266,9 +291,13 @@ def test_adding_a_sample_reruns_its_jobs_and_the_aggregations(interrupted):
 # inputs are only read; outputs stay in the working directory
 # ------------------------------------------------------------------------------------------------
 def _snapshot(directory: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(directory)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir",
-                                            p.stat().st_mtime_ns)
-            for p in sorted(directory.rglob("*"))}
+    return {
+        str(p.relative_to(directory)): (
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir",
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(directory.rglob("*"))
+    }
 
 
 def test_read_only_inputs(cohort_run, tmp_path):
@@ -278,24 +307,42 @@ def test_read_only_inputs(cohort_run, tmp_path):
     listing checks hold either way.)"""
     inputs, workdir = tmp_path / "inputs", tmp_path / "work"
     workdir.mkdir()
-    keep = ("T1_diagnosis_HSC", "T1_remission_PROG", "T2_diagnosis_HSC", "N1_HSC")  # h5, 10x mtx, table + index sort, plate reference
+    keep = (
+        "T1_diagnosis_HSC",
+        "T1_remission_PROG",
+        "T2_diagnosis_HSC",
+        "N1_HSC",
+    )  # h5, 10x mtx, table + index sort, plate reference
     real_inputs(cohort_run, inputs, keep=keep)
     for name in ("GRCh38_genes.tsv.gz", "GRCh38_cytobands.tsv"):
         shutil.copy(ROOT / "resources/annotation" / name, inputs / name)
     config = yaml.safe_load((cohort_run / "config.yaml").read_text())
     config.update(samples=str(inputs / "samples.tsv"), demo={"simulate": False})
-    config["annotation"] = {"genes": str(inputs / "GRCh38_genes.tsv.gz"), "cytobands": str(inputs / "GRCh38_cytobands.tsv")}
+    config["annotation"] = {
+        "genes": str(inputs / "GRCh38_genes.tsv.gz"),
+        "cytobands": str(inputs / "GRCh38_cytobands.tsv"),
+    }
     (inputs / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     for path in [inputs, *inputs.rglob("*")]:
         path.chmod(stat.S_IRUSR | stat.S_IXUSR if path.is_dir() else stat.S_IRUSR)
     before, siblings = _snapshot(inputs), sorted(p.name for p in tmp_path.iterdir())
     try:
-        cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(inputs / "config.yaml"), "--cores", "2",
-               "results/qc/removed_per_sample.tsv"]
+        cmd = [
+            *SNAKEMAKE,
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(inputs / "config.yaml"),
+            "--cores",
+            "2",
+            "results/qc/removed_per_sample.tsv",
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert _snapshot(inputs) == before, "an input file or directory changed"
-        assert sorted(p.name for p in tmp_path.iterdir()) == siblings, "a file was written next to the working directory"
+        assert sorted(p.name for p in tmp_path.iterdir()) == siblings, (
+            "a file was written next to the working directory"
+        )
         table = pd.read_csv(workdir / "results/qc/removed_per_sample.tsv", sep="\t")
         assert sorted(table["sample"]) == sorted(keep)
     finally:
@@ -320,9 +367,13 @@ def test_warnings_table(cohort_run):
 
     table = pd.read_csv(cohort_run / "results/warnings.tsv", sep="\t", keep_default_na=False)
     assert list(table.columns) == WARNING_COLUMNS
-    logged = sum(line.split(" ", 2)[1] == "WARNING" and line.split(" ", 3)[2].startswith("remnant")
-                 for path in (cohort_run / "logs").rglob("*.log") if "collect_warnings" not in path.parts
-                 for line in path.read_text().splitlines() if line[:2].isdigit() and len(line.split(" ", 3)) > 3)
+    logged = sum(
+        line.split(" ", 2)[1] == "WARNING" and line.split(" ", 3)[2].startswith("remnant")
+        for path in (cohort_run / "logs").rglob("*.log")
+        if "collect_warnings" not in path.parts
+        for line in path.read_text().splitlines()
+        if line[:2].isdigit() and len(line.split(" ", 3)) > 3
+    )
     assert len(table) == logged
     for _, row in table.iterrows():
         assert (cohort_run / row["log"]).is_file() and row["log"].startswith(f"logs/{row['rule']}/") and row["message"]

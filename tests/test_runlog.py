@@ -35,8 +35,11 @@ subprocess.run([sys.executable, "-c", sys.argv[1], sys.argv[2]], check=True)
 def test_log_ends_with_the_jobs_cpu_time_and_peak_memory(tmp_path):
     log = tmp_path / "logs" / "step.log"
     src = str(Path(remnant.__file__).parents[1])
-    subprocess.run([sys.executable, "-c", LARGE_PARENT, JOB, str(log)], check=True,
-                   env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        [sys.executable, "-c", LARGE_PARENT, JOB, str(log)],
+        check=True,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+    )
     last = log.read_text().splitlines()[-1]
     match = DONE_USAGE.search(last)
     assert match is not None, last
@@ -52,17 +55,27 @@ def test_log_ends_with_the_jobs_cpu_time_and_peak_memory(tmp_path):
 # filling one; a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails a write half way with EFBIG.
 FULL_JOBS = {
     # HDF5 (anndata -> h5py): errno 28 and the file named in HDF5's message
-    "h5ad": ("read_counts S1", """
+    "h5ad": (
+        "read_counts S1",
+        """
 import anndata as ad, numpy as np
 ad.AnnData(np.ones((10, 5), dtype=np.float32)).write_h5ad("results/S1.h5ad")
-""", "no space left on device writing results/S1.h5ad; free space on /dev and rerun (finished outputs are kept)"),
+""",
+        "no space left on device writing results/S1.h5ad; free space on /dev and rerun (finished outputs are kept)",
+    ),
     # a gzipped table: an OSError without a file name; the file is the open one in the traceback
-    "table": ("filter_cells S1", """
+    "table": (
+        "filter_cells S1",
+        """
 import pandas as pd
 pd.DataFrame({"a": range(100000)}).to_csv("results/cells.tsv.gz", sep="\\t", compression={"method": "gzip", "mtime": 0})
-""", "no space left on device writing results/cells.tsv.gz; free space on /dev and rerun (finished outputs are kept)"),
+""",
+        "no space left on device writing results/cells.tsv.gz; free space on /dev and rerun (finished outputs are kept)",
+    ),
     # an ENOSPC wrapped in another exception, no file known: the job's outputs are named
-    "wrapped": ("cluster_cells", """
+    "wrapped": (
+        "cluster_cells",
+        """
 import errno, types
 snakemake = types.SimpleNamespace(output=["results/cohort/clustered.h5ad", "results/cohort/cells.tsv.gz"])
 def write():
@@ -71,19 +84,25 @@ try:
     write()
 except OSError as err:
     raise RuntimeError("writing failed") from err
-""", "no space left on device writing results/cohort/clustered.h5ad, results/cohort/cells.tsv.gz; free space on {mount} "
-     "and rerun (finished outputs are kept)"),
+""",
+        "no space left on device writing results/cohort/clustered.h5ad, results/cohort/cells.tsv.gz; free space on {mount} "
+        "and rerun (finished outputs are kept)",
+    ),
     # a write that fails half way through an h5ad: h5py reports it only while freeing objects
     # (ignored exceptions, 8 lines each) and went on until HDF5 crashed (SIGSEGV)
-    "half-written": ("cluster_cells", """
+    "half-written": (
+        "cluster_cells",
+        """
 import resource, signal
 import anndata as ad, numpy as np, scipy.sparse as sp
 a = ad.AnnData(sp.random(20000, 2000, density=0.05, format="csr", dtype=np.float32, random_state=0))
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, resource.RLIM_INFINITY))
 a.write_h5ad("results/big.h5ad")
-""", "file too large writing results/big.h5ad (above the file-size limit, ulimit -f, or the largest file the filesystem on "
-     "{mount} allows); raise the limit or write to another filesystem and rerun (finished outputs are kept)"),
+""",
+        "file too large writing results/big.h5ad (above the file-size limit, ulimit -f, or the largest file the filesystem on "
+        "{mount} allows); raise the limit or write to another filesystem and rerun (finished outputs are kept)",
+    ),
 }
 
 
@@ -98,12 +117,19 @@ def test_a_full_disk_ends_the_job_with_one_line(name, tmp_path):
     (tmp_path / "results").mkdir()
     for link in ("S1.h5ad", "cells.tsv.gz"):
         (tmp_path / "results" / link).symlink_to("/dev/full")
-    script = "import sys\nfrom remnant.workflow.runlog import logged\nwith logged(sys.argv[1], sys.argv[2]):\n" + "".join(
-        f"    {line}\n" for line in body.strip().splitlines())
+    script = (
+        "import sys\nfrom remnant.workflow.runlog import logged\nwith logged(sys.argv[1], sys.argv[2]):\n"
+        + "".join(f"    {line}\n" for line in body.strip().splitlines())
+    )
     log = tmp_path / "logs" / "job.log"
     src = str(Path(remnant.__file__).parents[1])
-    done = subprocess.run([sys.executable, "-c", script, str(log), step], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(log), step],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+    )
     mount = tmp_path.resolve()
     while not os.path.ismount(mount):
         mount = mount.parent

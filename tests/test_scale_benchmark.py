@@ -54,8 +54,16 @@ def test_asked_memory_is_each_jobs_last_request():
 def test_costs_of_the_test_cohort_run(cohort_run):
     table = scale.costs(cohort_run)
     print("\n" + table.round(2).to_string())
-    for rule, jobs in [("read_counts", 10), ("filter_cells", 10), ("cluster_cells", 1), ("call_lesions", 1),
-                       ("infer_cnv", 1), ("plot_cnv", 3), ("score_signatures", 1), ("compare_pseudobulk", 1)]:
+    for rule, jobs in [
+        ("read_counts", 10),
+        ("filter_cells", 10),
+        ("cluster_cells", 1),
+        ("call_lesions", 1),
+        ("infer_cnv", 1),
+        ("plot_cnv", 3),
+        ("score_signatures", 1),
+        ("compare_pseudobulk", 1),
+    ]:
         assert table.loc[rule, "jobs"] == jobs, rule
     # every job's log ends with its exact CPU time and peak memory (remnant.workflow.runlog.logged)
     assert (table["exact"] == table["jobs"]).all(), table[table["exact"] != table["jobs"]]

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from remnant.pp import scoring
 from remnant.errors import InputError
+from remnant.pp import scoring
 
 N_CELLS, N_GENES = 700, 500
 
@@ -34,7 +34,9 @@ def cohort(tmp_path_factory):
 def _log_normalised(X, library_mask=None, target_sum=1e4):
     """float64 log1p(counts / library * target_sum), the in-memory path of remnant.tl.signatures."""
     counts = X.astype(np.float64)
-    lib = np.asarray(counts @ (library_mask.astype(np.float64) if library_mask is not None else np.ones(X.shape[1]))).ravel()
+    lib = np.asarray(
+        counts @ (library_mask.astype(np.float64) if library_mask is not None else np.ones(X.shape[1]))
+    ).ravel()
     scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)
     out = (sp.diags(scale) @ counts).tocsr()
     out.data = np.log1p(out.data)
@@ -51,27 +53,50 @@ def _scanpy(X, var_names, genes, **kw):
     return a.obs["s"].to_numpy()
 
 
-SETS = {"low": [f"g{i}" for i in range(0, 500, 37)], "high": ["g3", "g10", "g11", "g250", "g499", "g77", "g78"],
-        "one": ["g42"]}
+SETS = {
+    "low": [f"g{i}" for i in range(0, 500, 37)],
+    "high": ["g3", "g10", "g11", "g250", "g499", "g77", "g78"],
+    "one": ["g42"],
+}
 
 
 @pytest.mark.parametrize("ctrl_size,n_bins,seed", [(50, 25, 0), (20, 10, 7), (200, 25, 1)])
 def test_scores_equal_scanpy_score_genes_on_a_file_read_in_blocks(cohort, ctrl_size, n_bins, seed):
     path, X, obs, var = cohort
-    rows = (np.arange(N_CELLS) % 4 != 1)
+    rows = np.arange(N_CELLS) % 4 != 1
     keep = np.arange(N_GENES) % 9 != 0  # e.g. genes outside a lesion: library, pool
     pool = list(var.index[keep])
     sets = {k: [g for g in v if g in set(pool)] for k, v in SETS.items()}
-    ours = scoring.score_gene_sets(path, sets, rows=rows, library_genes=keep, ctrl_size=ctrl_size, n_bins=n_bins,
-                                   gene_pool=pool, seed=seed, chunk_cells=97)
+    ours = scoring.score_gene_sets(
+        path,
+        sets,
+        rows=rows,
+        library_genes=keep,
+        ctrl_size=ctrl_size,
+        n_bins=n_bins,
+        gene_pool=pool,
+        seed=seed,
+        chunk_cells=97,
+    )
     assert list(ours.index) == list(obs.index[rows]) and list(ours.columns) == list(sets)
     expr = _log_normalised(X[rows], keep)
     for name, genes in sets.items():
-        expected = _scanpy(expr, var.index, genes, ctrl_size=ctrl_size, n_bins=n_bins, gene_pool=pool, random_state=seed)
+        expected = _scanpy(
+            expr, var.index, genes, ctrl_size=ctrl_size, n_bins=n_bins, gene_pool=pool, random_state=seed
+        )
         np.testing.assert_allclose(ours[name].to_numpy(), expected, rtol=0, atol=1e-12)
     # the controls are scanpy's (bit-identical means): same draw whatever the block size
-    again = scoring.score_gene_sets(path, sets, rows=rows, library_genes=keep, ctrl_size=ctrl_size, n_bins=n_bins,
-                                    gene_pool=pool, seed=seed, chunk_cells=10_000)
+    again = scoring.score_gene_sets(
+        path,
+        sets,
+        rows=rows,
+        library_genes=keep,
+        ctrl_size=ctrl_size,
+        n_bins=n_bins,
+        gene_pool=pool,
+        seed=seed,
+        chunk_cells=10_000,
+    )
     assert again.attrs["controls"] == ours.attrs["controls"]
     np.testing.assert_allclose(again.to_numpy(), ours.to_numpy(), rtol=0, atol=1e-12)
 
@@ -118,26 +143,43 @@ def test_weighted_sets_two_normalisations_and_downsampling_in_one_pass(cohort):
     keep = np.arange(N_GENES) >= 60
     pool = list(var.index[keep])
     weights = pd.Series([0.5, -1.2, 2.0], index=["g70", "g100", "g300"])
-    scores = [scoring.Score("w", weights, gene_pool=pool, library="fair", ctrl_size=30, seed=2),
-              scoring.Score("plain_fair", SETS["high"][3:], gene_pool=pool, library="fair", seed=2),
-              scoring.Score("plain_naive", SETS["high"], library="naive", seed=2)]
+    scores = [
+        scoring.Score("w", weights, gene_pool=pool, library="fair", ctrl_size=30, seed=2),
+        scoring.Score("plain_fair", SETS["high"][3:], gene_pool=pool, library="fair", seed=2),
+        scoring.Score("plain_naive", SETS["high"], library="naive", seed=2),
+    ]
     for downsample in (None, 0.3):
-        ours = scoring.score_many(path, scores, libraries={"fair": keep, "naive": None}, downsample_to=downsample,
-                                  downsample_seed=5, chunk_cells=61)
+        ours = scoring.score_many(
+            path,
+            scores,
+            libraries={"fair": keep, "naive": None},
+            downsample_to=downsample,
+            downsample_seed=5,
+            chunk_cells=61,
+        )
         counts = X
         if downsample is not None:
             lib = np.asarray(X.sum(axis=1)).ravel()
             tmp = ad.AnnData(X=X.copy())
-            sc.pp.downsample_counts(tmp, counts_per_cell=int(np.quantile(lib, downsample)), random_state=5, replace=False)
+            sc.pp.downsample_counts(
+                tmp, counts_per_cell=int(np.quantile(lib, downsample)), random_state=5, replace=False
+            )
             counts = sp.csr_matrix(tmp.X)
             assert ours.attrs["downsampled_to"] == int(np.quantile(lib, downsample))
         fair, naive = _log_normalised(counts, keep), _log_normalised(counts)
-        expected_w = sum(w * _scanpy(fair, var.index, [g], ctrl_size=30, gene_pool=pool, random_state=2) for g, w in weights.items())
+        expected_w = sum(
+            w * _scanpy(fair, var.index, [g], ctrl_size=30, gene_pool=pool, random_state=2) for g, w in weights.items()
+        )
         np.testing.assert_allclose(ours["w"].to_numpy(), expected_w, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(ours["plain_fair"].to_numpy(),
-                                   _scanpy(fair, var.index, SETS["high"][3:], gene_pool=pool, random_state=2), rtol=0, atol=1e-12)
-        np.testing.assert_allclose(ours["plain_naive"].to_numpy(), _scanpy(naive, var.index, SETS["high"], random_state=2),
-                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            ours["plain_fair"].to_numpy(),
+            _scanpy(fair, var.index, SETS["high"][3:], gene_pool=pool, random_state=2),
+            rtol=0,
+            atol=1e-12,
+        )
+        np.testing.assert_allclose(
+            ours["plain_naive"].to_numpy(), _scanpy(naive, var.index, SETS["high"], random_state=2), rtol=0, atol=1e-12
+        )
 
 
 def test_in_memory_source_and_stored_values(cohort):

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 import simulated as S
+
+from remnant.errors import InputError
 from remnant.io import store
 from remnant.io.annotation import chromosome_arms
 from remnant.pp.cluster import annotate_states_file, cluster_file, merge_samples, write_clustering
-from remnant.errors import InputError
 from remnant.tl.lesions import call_lesions, parse_lesions, read_lesion_counts, write_calls
 
 ROWS = [
@@ -60,7 +60,9 @@ def files(tmp_path_factory, lesions):
         sample.write_h5ad(paths[-1])
     clustered = str(tmp / "clustered.h5ad")
     obs = merge_samples(paths, clustered, timepoints=["diagnosis"], populations=["HSC", "CD34"])
-    result = cluster_file(clustered, obs, target_sum=TARGET_SUM, n_top_genes=600, n_pcs=10, integrate_keys=["patient"], seed=0)
+    result = cluster_file(
+        clustered, obs, target_sum=TARGET_SUM, n_top_genes=600, n_pcs=10, integrate_keys=["patient"], seed=0
+    )
     annotate_states_file(clustered, result, S.markers(), target_sum=TARGET_SUM, seed=0)
     write_clustering(clustered, result)
     adata, depth = read_lesion_counts(clustered, lesions)
@@ -116,7 +118,7 @@ def test_X_is_log_normalised_and_the_counts_are_in_layers(opened):
     sc.pp.log1p(scanpy_way)
     np.testing.assert_allclose(adata.X.toarray(), scanpy_way.X.toarray(), rtol=1e-6, atol=1e-6)
     library = np.asarray(clustered.X.sum(axis=1, dtype=np.float64)).ravel()
-    assert (adata.X != store.log_normalise(clustered.X, library, TARGET_SUM)).nnz == 0  # as cluster_cells normalises
+    assert (store.log_normalise(clustered.X, library, TARGET_SUM) != adata.X).nnz == 0  # as cluster_cells normalises
     assert adata.uns["log1p"] == {"base": None}
     # scanpy's own tools run on it as on one of its files
     ranked = adata.copy()
@@ -136,8 +138,9 @@ def test_var_names_are_unique_symbols_with_the_ensembl_ids_kept(opened):
         expected = ad.AnnData(var=pd.DataFrame(index=symbols.to_numpy()))
         expected.var_names_make_unique()
     assert list(adata.var_names) == list(expected.var_names)
-    pd.testing.assert_frame_equal(adata.var.drop(columns="gene_id").reset_index(drop=True),
-                                  clustered.var.reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        adata.var.drop(columns="gene_id").reset_index(drop=True), clustered.var.reset_index(drop=True)
+    )
 
 
 def test_obs_obsm_obsp_uns_are_kept(opened):
@@ -183,7 +186,9 @@ def test_remnant_functions_read_both_files_with_their_defaults(files, opened, le
     pd.testing.assert_frame_equal(scores[0], scores[1], check_exact=True)
     for data in (clustered.copy(), adata.copy()):
         score_signatures(data, sets, exclude=lesions, seed=0)
-        np.testing.assert_allclose(data.obs["sig_STEM"].to_numpy(), scores[0]["sig_STEM"].to_numpy(), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(
+            data.obs["sig_STEM"].to_numpy(), scores[0]["sig_STEM"].to_numpy(), rtol=1e-6, atol=1e-9
+        )
 
 
 def test_de_table_names_genes_by_ensembl_id_from_the_symbol_indexed_file(files, opened):
@@ -203,7 +208,11 @@ def test_de_table_names_genes_by_ensembl_id_from_the_symbol_indexed_file(files, 
 def test_log_normalised_X_without_a_counts_layer_is_refused_naming_the_layer(opened, lesions):
     _, _, adata = opened
     bare = ad.AnnData(X=adata.X, obs=adata.obs, var=adata.var, layers={"raw": adata.layers["counts"]})
-    with pytest.raises(InputError, match=r"call_lesions\(layer=\.\.\.\): has no layer 'counts' and X is not raw counts.*\['raw'\]"):
+    with pytest.raises(
+        InputError, match=r"call_lesions\(layer=\.\.\.\): has no layer 'counts' and X is not raw counts.*\['raw'\]"
+    ):
         call_lesions(bare, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy())
     call_lesions(bare, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), layer="raw", seed=0)
-    np.testing.assert_allclose(bare.obs["del5q_posterior"].to_numpy(), adata.obs["del5q_posterior"].to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        bare.obs["del5q_posterior"].to_numpy(), adata.obs["del5q_posterior"].to_numpy(), atol=1e-12
+    )

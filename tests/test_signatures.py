@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 import simulated
-from remnant.io.annotation import load_cytobands
+
 from remnant.errors import InputError
+from remnant.io.annotation import load_cytobands
 from remnant.tl.lesions import parse_lesions
 from remnant.tl.signatures import (
-    calibrate_cycling,
     PHASES,
+    calibrate_cycling,
     compare_groups,
     cycling_composition,
     cycling_contrast,
@@ -39,12 +39,20 @@ def lesions():
 def hsc():
     """3 patients x (diagnosis, remission) HSC, half the cells del(5q); at remission del(5q) stem cells
     are more quiescent (cycling odds x 0.05), at diagnosis they are not."""
-    rows = [(f"P{i}_{tp}", f"P{i}", tp, "HSC", "MDS", "droplet") for i in (1, 2, 3) for tp in ("diagnosis", "remission")]
+    rows = [
+        (f"P{i}_{tp}", f"P{i}", tp, "HSC", "MDS", "droplet") for i in (1, 2, 3) for tp in ("diagnosis", "remission")
+    ]
     params = {
-        "cells_per_sample": {"droplet": 300}, "doublets": {"rate": 0.0}, "low_quality": {"fraction": 0.0},
-        "clone_sampling": "exact", "clone_fraction": {"diagnosis": {"HSC": 0.5}, "remission": {"HSC": 0.5}},
-        "state_composition": {"HSC": {"HSC": 1.0}}, "cell_cycle": {"cycling_probability": {"HSC": 0.5},
-        "modifiers": [{"lesion": "del5q", "timepoint": "remission", "states": ["HSC"], "odds_ratio": 0.05}]},
+        "cells_per_sample": {"droplet": 300},
+        "doublets": {"rate": 0.0},
+        "low_quality": {"fraction": 0.0},
+        "clone_sampling": "exact",
+        "clone_fraction": {"diagnosis": {"HSC": 0.5}, "remission": {"HSC": 0.5}},
+        "state_composition": {"HSC": {"HSC": 1.0}},
+        "cell_cycle": {
+            "cycling_probability": {"HSC": 0.5},
+            "modifiers": [{"lesion": "del5q", "timepoint": "remission", "states": ["HSC"], "odds_ratio": 0.05}],
+        },
     }
     mapped, cells = simulated.cohort(rows, params=params, seed=11)
     adata = ad.concat(list(mapped.values()), merge="same")
@@ -86,7 +94,9 @@ def test_dosage_artefact_removed_by_excluding_lesion_genes(hsc, lesions):
     var = hsc.var
     means = np.asarray(hsc.layers["counts"].mean(axis=0)).ravel()
     mid = (var["start"] + var["end"]) // 2
-    always_deleted = ((var["chromosome"] == "chr5") & (mid > 81e6) & (mid < 139e6)).to_numpy()  # inside every patient's lesion
+    always_deleted = (
+        (var["chromosome"] == "chr5") & (mid > 81e6) & (mid < 139e6)
+    ).to_numpy()  # inside every patient's lesion
     elsewhere = (var["chromosome"] == "chr1").to_numpy()
     pick = lambda m: var["gene_name"].to_numpy()[m][np.argsort(-means[m])[:40]].tolist()  # noqa: E731
     sets = {"MIXED": pick(always_deleted) + pick(elsewhere), **read_signatures([QUIESCENCE], SETS)}
@@ -108,7 +118,9 @@ def test_quiescence_of_del_stem_cells_detected_across_patients(hsc, lesions):
     adata = hsc.copy()
     score_signatures(adata, read_signatures([QUIESCENCE], SETS), exclude=lesions)
     key = f"sig_{QUIESCENCE}"
-    out = compare_groups(adata.obs, key, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "remission"})
+    out = compare_groups(
+        adata.obs, key, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "remission"}
+    )
     per = out[out["scope"] == "patient"]
     assert len(per) == 3 and (per["difference"] > 0).all()
     assert per["test"].str.contains("descriptive").all()
@@ -116,8 +128,9 @@ def test_quiescence_of_del_stem_cells_detected_across_patients(hsc, lesions):
     mixed = across(out, "linear mixed")
     assert mixed["difference_low"] > 0 and mixed["pvalue"] < 1e-3
     # del(5q) stem cells before vs after treatment (the quiescent share rose at remission)
-    before_after = compare_groups(adata.obs, key, factor="timepoint", level="remission", reference="diagnosis",
-                                  fixed={"del5q_group": "del5q"})
+    before_after = compare_groups(
+        adata.obs, key, factor="timepoint", level="remission", reference="diagnosis", fixed={"del5q_group": "del5q"}
+    )
     assert across(before_after, "linear mixed")["difference_low"] > 0
 
 
@@ -153,8 +166,12 @@ def test_scores_are_robust_to_detection_depth(hsc, lesions):
 
 def test_cell_cycle_phase_follows_the_simulated_phase(hsc, lesions):
     adata = hsc.copy()
-    score_cell_cycle(adata, read_signatures(["TIROSH2016_S"], SETS)["TIROSH2016_S"].index,
-                     read_signatures(["TIROSH2016_G2M"], SETS)["TIROSH2016_G2M"].index, exclude=lesions)
+    score_cell_cycle(
+        adata,
+        read_signatures(["TIROSH2016_S"], SETS)["TIROSH2016_S"].index,
+        read_signatures(["TIROSH2016_G2M"], SETS)["TIROSH2016_G2M"].index,
+        exclude=lesions,
+    )
     assert list(adata.obs["cycle_phase"].cat.categories) == PHASES
     called, truth = adata.obs["cycle_phase"].astype(str), adata.obs["truth_phase"]
     for phase in PHASES:
@@ -165,10 +182,14 @@ def test_cell_cycle_phase_follows_the_simulated_phase(hsc, lesions):
     comp = cycling_composition(adata.obs, ["patient", "timepoint", "del5q_group"])
     assert (comp[["n_G0_G1", "n_S", "n_G2M"]].sum(axis=1) == comp["n_cells"]).all()
     assert np.allclose(comp[["fraction_G0_G1", "fraction_S", "fraction_G2M"]].sum(axis=1), 1)
-    contrast = cycling_contrast(adata.obs, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "remission"})
+    contrast = cycling_contrast(
+        adata.obs, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "remission"}
+    )
     pooled = contrast[contrast["scope"] == "across patients"].iloc[0]
     assert pooled["odds_ratio_high"] < 1 and pooled["pvalue"] < 1e-3  # del stem cells cycle less at remission
-    null = cycling_contrast(adata.obs, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "diagnosis"})
+    null = cycling_contrast(
+        adata.obs, factor="del5q_group", level="del5q", reference="non-del", fixed={"timepoint": "diagnosis"}
+    )
     assert null[null["scope"] == "across patients"]["pvalue"].iloc[0] > 0.01
 
 
@@ -176,10 +197,17 @@ def test_cell_cycle_phase_follows_the_simulated_phase(hsc, lesions):
 def test_called_cycling_share_is_within_5_points_of_truth(depth):
     """scanpy's sign rule called 32% (3,000 UMI) and 49% (500 UMI) of droplet cells cycling where
     26% were in S or G2/M; the per-technology mixture calls within 5 points, plate and droplet."""
-    rows = [("S1", "P1", "diagnosis", "HSC", "MDS", "droplet"), ("S2", "P1", "diagnosis", "PROG", "MDS", "droplet"),
-            ("S3", "P2", "diagnosis", "HSC", "MDS", "plate"), ("S4", "P2", "diagnosis", "PROG", "MDS", "droplet")]
-    params = {"cells_per_sample": {"droplet": 800, "plate": 300}, "library_size": {"droplet": {"median": depth}},
-              "doublets": {"rate": 0.0}}
+    rows = [
+        ("S1", "P1", "diagnosis", "HSC", "MDS", "droplet"),
+        ("S2", "P1", "diagnosis", "PROG", "MDS", "droplet"),
+        ("S3", "P2", "diagnosis", "HSC", "MDS", "plate"),
+        ("S4", "P2", "diagnosis", "PROG", "MDS", "droplet"),
+    ]
+    params = {
+        "cells_per_sample": {"droplet": 800, "plate": 300},
+        "library_size": {"droplet": {"median": depth}},
+        "doublets": {"rate": 0.0},
+    }
     mapped, cells = simulated.cohort(rows, params=params, seed=4)
     adata = ad.concat(list(mapped.values()), merge="same")
     adata.layers["counts"] = adata.X.copy()
@@ -191,8 +219,10 @@ def test_called_cycling_share_is_within_5_points_of_truth(depth):
         cells_of = (adata.obs["technology"] == tech).to_numpy()
         true_share = truth["cell_cycle_phase"].isin(["S", "G2M"]).to_numpy()[cells_of].mean()
         called = (adata.obs["cycle_phase"].astype(str) != "G0/G1").to_numpy()[cells_of].mean()
-        print(f"\n{depth} UMI, {tech}: true {true_share:.3f}, called {called:.3f}, "
-              f"sign rule {calibration.loc[tech, 'sign_rule_share']:.3f}, separation {calibration.loc[tech, 'separation']:.3f}")
+        print(
+            f"\n{depth} UMI, {tech}: true {true_share:.3f}, called {called:.3f}, "
+            f"sign rule {calibration.loc[tech, 'sign_rule_share']:.3f}, separation {calibration.loc[tech, 'separation']:.3f}"
+        )
         assert abs(called - true_share) <= 0.05, (tech, called, true_share)
         assert calibration.loc[tech, "rule"] == "two-component mixture"
         assert 0.5 < calibration.loc[tech, "separation"] <= 1
@@ -228,7 +258,9 @@ def test_lesion_groups_leave_uncertain_cells_out():
 def test_weighted_sets_and_layer_none():
     rng = np.random.default_rng(0)
     X = sp.csr_matrix(rng.poisson(2.0, size=(60, 300)).astype(np.float32))
-    adata = ad.AnnData(X=X, var=pd.DataFrame({"gene_name": [f"G{i}" for i in range(300)]}, index=[f"E{i}" for i in range(300)]))
+    adata = ad.AnnData(
+        X=X, var=pd.DataFrame({"gene_name": [f"G{i}" for i in range(300)]}, index=[f"E{i}" for i in range(300)])
+    )
     adata.layers["counts"] = X.copy()
     weights = pd.Series([1.0, -0.5, 2.0], index=["G1", "G2", "G3"])
     summary = score_signatures(adata, {"W": weights, "PLAIN": ["G4", "G5", "G6", "MISSING"]}, min_genes=3)
@@ -248,7 +280,14 @@ def test_weighted_sets_and_layer_none():
 # ---------------------------------------------------------------------------------------------
 # workflow glue: comparisons and cycling tables of the score_signatures step
 # ---------------------------------------------------------------------------------------------
-from remnant.tl.signatures import UNCERTAIN, describe_sets, exclusion_regions, group_labels, run_comparisons, run_cycling  # noqa: E402
+from remnant.tl.signatures import (  # noqa: E402
+    UNCERTAIN,
+    describe_sets,
+    exclusion_regions,
+    group_labels,
+    run_comparisons,
+    run_cycling,
+)
 
 
 @pytest.fixture(scope="module")
@@ -266,15 +305,22 @@ def scored(hsc, lesions):
 def test_run_comparisons_asks_the_planned_questions_per_score(scored):
     key = f"sig_{QUIESCENCE}"
     keys = [key, f"{key}_with_lesion_genes", "S_score"]
-    out = run_comparisons(scored.obs, keys, timepoints=["diagnosis", "remission", "relapse"], variants={key: "lesion genes excluded"})
+    out = run_comparisons(
+        scored.obs, keys, timepoints=["diagnosis", "remission", "relapse"], variants={key: "lesion genes excluded"}
+    )
     assert list(out.columns[:4]) == ["score", "variant", "question", "comparison"] and out.columns[-1] == "note"
-    questions = ["del5q vs non-del HSC cells at diagnosis", "del5q vs non-del HSC cells at remission",
-                 "del5q HSC cells: remission vs diagnosis"]
+    questions = [
+        "del5q vs non-del HSC cells at diagnosis",
+        "del5q vs non-del HSC cells at remission",
+        "del5q HSC cells: remission vs diagnosis",
+    ]
     assert list(pd.unique(out["question"])) == questions  # relapse has no cells: not asked
     per = out[out["scope"] == "patient"]
     assert per["test"].str.contains("descriptive").all() and per["padj"].isna().all()
     mixed = out[(out["score"] == key) & out["test"].str.startswith("linear mixed")].set_index("question")
-    assert mixed.loc[questions[1], "difference_low"] > 0 and mixed.loc[questions[1], "n_patients"] == 3  # quiescent at remission
+    assert (
+        mixed.loc[questions[1], "difference_low"] > 0 and mixed.loc[questions[1], "n_patients"] == 3
+    )  # quiescent at remission
     assert mixed.loc[questions[2], "difference_low"] > 0
     across = out[(out["scope"] == "across patients") & out["pvalue"].notna()]
     assert (across["padj"] >= across["pvalue"]).all()
@@ -338,10 +384,16 @@ def _scanpy_fair_score(adata, symbols, lesions, seed=0):
     expr = ad.AnnData(X=X, var=pd.DataFrame(index=adata.var_names))
     symbol_to_var = pd.Series(adata.var_names, index=adata.var["gene_name"].astype(str).to_numpy())
     symbol_to_var = symbol_to_var[~symbol_to_var.index.duplicated()]
-    genes = [symbol_to_var[g] for g in symbols if g in symbol_to_var.index and not out[adata.var_names.get_loc(symbol_to_var[g])]]
+    genes = [
+        symbol_to_var[g]
+        for g in symbols
+        if g in symbol_to_var.index and not out[adata.var_names.get_loc(symbol_to_var[g])]
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc.tl.score_genes(expr, gene_list=genes, gene_pool=list(adata.var_names[~out]), random_state=seed, use_raw=False)
+        sc.tl.score_genes(
+            expr, gene_list=genes, gene_pool=list(adata.var_names[~out]), random_state=seed, use_raw=False
+        )
     return expr.obs["score"].to_numpy()
 
 
@@ -358,8 +410,18 @@ def test_score_cohort_on_the_file_equals_scoring_the_subset_in_memory(hsc, lesio
     rows = (adata.obs["patient"] != "P2").to_numpy() & (np.arange(adata.n_obs) % 5 != 0)
     sets = read_signatures([QUIESCENCE, "LSC17_NG2016", "EPPERT_HSC_R"], SETS)
     cc = read_signatures(["TIROSH2016_S", "TIROSH2016_G2M"], SETS)
-    scores, summary, uns = score_cohort(path, sets, cc["TIROSH2016_S"].index, cc["TIROSH2016_G2M"].index, rows=rows,
-                                        exclude=lesions, also_with_lesion_genes=True, seed=3, key=key, chunk_cells=333)
+    scores, summary, uns = score_cohort(
+        path,
+        sets,
+        cc["TIROSH2016_S"].index,
+        cc["TIROSH2016_G2M"].index,
+        rows=rows,
+        exclude=lesions,
+        also_with_lesion_genes=True,
+        seed=3,
+        key=key,
+        chunk_cells=333,
+    )
     assert list(scores.index) == list(adata.obs_names[rows])
     memory = hsc[rows].copy()
     expected = score_signatures(memory, sets, exclude=lesions, also_with_lesion_genes=True, seed=3)
@@ -372,8 +434,12 @@ def test_score_cohort_on_the_file_equals_scoring_the_subset_in_memory(hsc, lesio
         np.testing.assert_allclose(scores[col].to_numpy(), memory.obs[col].to_numpy(), rtol=0, atol=1e-12)
     assert (scores["cycle_phase"] == memory.obs["cycle_phase"]).all()
     # and the scores are scanpy's, as the in-memory step computed them before issue 8
-    np.testing.assert_allclose(scores[f"sig_{QUIESCENCE}"].to_numpy(), _scanpy_fair_score(memory, sets[QUIESCENCE].index, lesions, 3),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        scores[f"sig_{QUIESCENCE}"].to_numpy(),
+        _scanpy_fair_score(memory, sets[QUIESCENCE].index, lesions, 3),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_cycling_calibration_figure(tmp_path, monkeypatch):
@@ -391,8 +457,9 @@ def test_cycling_calibration_figure(tmp_path, monkeypatch):
     s, g2m = np.append(s, rng.normal(0, 0.1, 20)), np.append(g2m, rng.normal(0, 0.1, 20))  # 20 plate cells: sign rule
     batch = np.array(["droplet"] * n + ["plate"] * 20)
     phase, posterior, table = calibrate_cycling(s, g2m, batches=batch)
-    scores = pd.DataFrame({"S_score": s, "G2M_score": g2m, "cycle_phase": phase, "cycling_posterior": posterior,
-                           "technology": batch})
+    scores = pd.DataFrame(
+        {"S_score": s, "G2M_score": g2m, "cycle_phase": phase, "cycling_posterior": posterior, "technology": batch}
+    )
     figures = []
     monkeypatch.setattr(persistence_plots.plt, "close", figures.append)  # keep the figure to read it
     path = tmp_path / "cycling_calibration.png"
@@ -401,24 +468,32 @@ def test_cycling_calibration_figure(tmp_path, monkeypatch):
     (fig,) = figures
     droplet, plate = fig.axes
     row = table.set_index("batch").loc["droplet"]
-    assert droplet.get_title() == (f"droplet: {n} cells; two-component mixture\nestimated cycling {100 * row['cycling_share']:.0f}%, "
-                                   f"called {100 * row['called_share']:.0f}%, sign rule {100 * row['sign_rule_share']:.0f}%\n"
-                                   f"separation AUROC {row['separation']:.3f}")
+    assert droplet.get_title() == (
+        f"droplet: {n} cells; two-component mixture\nestimated cycling {100 * row['cycling_share']:.0f}%, "
+        f"called {100 * row['called_share']:.0f}%, sign rule {100 * row['sign_rule_share']:.0f}%\n"
+        f"separation AUROC {row['separation']:.3f}"
+    )
     assert abs(row["cycling_share"] - cycling.mean()) < 0.05
     labels = [line.get_label() for line in droplet.get_lines()]
     assert labels[:3] == ["non-cycling (G0/G1)", "cycling (S or G2/M)", "mixture"]
     # the two Gaussians peak at the fitted means, each scaled by its weight
-    for line, mean, sd, weight in ((droplet.get_lines()[0], "mean_non_cycling", "sd_non_cycling", 1 - row["cycling_share"]),
-                                   (droplet.get_lines()[1], "mean_cycling", "sd_cycling", row["cycling_share"])):
+    for line, mean, sd, weight in (
+        (droplet.get_lines()[0], "mean_non_cycling", "sd_non_cycling", 1 - row["cycling_share"]),
+        (droplet.get_lines()[1], "mean_cycling", "sd_cycling", row["cycling_share"]),
+    ):
         x, y = line.get_data()
-        assert abs(x[np.argmax(y)] - row[mean]) < 0.01 and np.isclose(y.max(), weight / (row[sd] * np.sqrt(2 * np.pi)), rtol=0.01)
+        assert abs(x[np.argmax(y)] - row[mean]) < 0.01 and np.isclose(
+            y.max(), weight / (row[sd] * np.sqrt(2 * np.pi)), rtol=0.01
+        )
     # the cut: every droplet cell called cycling lies above it, every other one below
     (cut,) = [line.get_xdata()[0] for line in droplet.get_lines() if line.get_label().startswith("cut")]
     m = np.maximum(s, g2m)[:n]
     called = np.asarray(phase)[:n] != "G0/G1"
     assert row["mean_non_cycling"] < cut < row["mean_cycling"]
     assert m[called].min() >= cut - 1e-3 and m[~called].max() <= cut + 1e-3
-    assert plate.get_title().startswith("plate: 20 cells; scanpy sign rule") and "separation AUROC NA" in plate.get_title()
+    assert (
+        plate.get_title().startswith("plate: 20 cells; scanpy sign rule") and "separation AUROC NA" in plate.get_title()
+    )
     assert [line.get_xdata()[0] for line in plate.get_lines() if line.get_label().startswith("cut")] == [0.0]
     monkeypatch.undo()
     plt.close(fig)

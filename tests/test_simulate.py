@@ -16,9 +16,15 @@ import scipy.sparse as sp
 import yaml
 
 from remnant.errors import InputError
-from remnant.sim.cohort import DEFAULT_PARAMS, SimulatedCohort, in_interval, resolve_params, simulate_cohort
-
-from remnant.sim.cohort import _sample_nb_dense, _sample_nb_sparse  # noqa: E402  (sampler checks)
+from remnant.sim.cohort import (  # noqa: E402  (sampler checks)
+    DEFAULT_PARAMS,
+    SimulatedCohort,
+    _sample_nb_dense,
+    _sample_nb_sparse,
+    in_interval,
+    resolve_params,
+    simulate_cohort,
+)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -77,8 +83,15 @@ def half_clone(genes, markers, gene_sets) -> SimulatedCohort:
         "doublets": {"rate": 0.0},
         "lesions": [
             copy.deepcopy(DEFAULT_PARAMS["lesions"][0]),
-            {"name": "gain8", "chromosome": "chr8", "type": "gain", "copy_ratio": 1.5,
-             "proximal": [0, 0], "distal": [145_138_636, 145_138_636], "fraction_of_clone": 0.5},
+            {
+                "name": "gain8",
+                "chromosome": "chr8",
+                "type": "gain",
+                "copy_ratio": 1.5,
+                "proximal": [0, 0],
+                "distal": [145_138_636, 145_138_636],
+                "fraction_of_clone": 0.5,
+            },
         ],
     }
     samples = sheet([("P7_dx_CD34", "P7", "diagnosis", "CD34", "MDS", "droplet")])
@@ -281,8 +294,10 @@ def test_cycling_modifier_makes_remission_del_hscs_quiescent(genes, markers, gen
         "cells_per_sample": {"droplet": 2000},
         "clone_fraction": {"remission": {"HSC": 0.5}},
         "state_composition": {"HSC": {"HSC": 1.0}},
-        "cell_cycle": {"cycling_probability": {"HSC": 0.5},
-                       "modifiers": [{"lesion": "del5q", "timepoint": "remission", "states": ["HSC"], "odds_ratio": 0.1}]},
+        "cell_cycle": {
+            "cycling_probability": {"HSC": 0.5},
+            "modifiers": [{"lesion": "del5q", "timepoint": "remission", "states": ["HSC"], "odds_ratio": 0.1}],
+        },
     }
     cells = simulate_cohort(samples, genes, markers, gene_sets, params=params, seed=5).cells
     cells = cells[~cells["doublet"]]
@@ -313,8 +328,12 @@ def test_index_sort_follows_the_gates(demo):
 
 
 def test_index_sort_for_droplet_sample_named_in_sheet_and_cd38_hsc_below_gmp(genes, markers, gene_sets):
-    samples = sheet([("P6_dx_CD34", "P6", "diagnosis", "CD34", "MDS", "droplet"),
-                     ("P6_dx_PROG", "P6", "diagnosis", "PROG", "MDS", "droplet")])
+    samples = sheet(
+        [
+            ("P6_dx_CD34", "P6", "diagnosis", "CD34", "MDS", "droplet"),
+            ("P6_dx_PROG", "P6", "diagnosis", "PROG", "MDS", "droplet"),
+        ]
+    )
     samples["index_sort"] = ["P6_dx_CD34.index_sort.csv", ""]
     cohort = simulate_cohort(samples, genes, markers, gene_sets, params={"cells_per_sample": {"droplet": 600}}, seed=2)
     assert set(cohort.index_sort) == {"P6_dx_CD34"}
@@ -370,7 +389,9 @@ def test_patient_intervals_contain_the_cdr(demo):
 def test_clone_fractions_near_params_and_healthy_donors_clean(demo):
     cells = demo.cells[~demo.cells["doublet"]]
     assert not cells.loc[cells["condition"] == "healthy", "lesion_del5q"].any()
-    observed = cells[cells["condition"] == "MDS"].groupby(["timepoint", "population"])["lesion_del5q"].agg(["mean", "size"])
+    observed = (
+        cells[cells["condition"] == "MDS"].groupby(["timepoint", "population"])["lesion_del5q"].agg(["mean", "size"])
+    )
     for (timepoint, population), row in observed.iterrows():
         expected = DEFAULT_PARAMS["clone_fraction"][timepoint][population]
         sd = np.sqrt(expected * (1 - expected) / row["size"])
@@ -431,23 +452,59 @@ def test_resolve_params_defaults_and_merge():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"clone_fraction": {"remission": {"HSC": 1.4}}}, "demo.params.clone_fraction.remission.HSC: 1.4 is not a fraction in [0, 1]"),
+        (
+            {"clone_fraction": {"remission": {"HSC": 1.4}}},
+            "demo.params.clone_fraction.remission.HSC: 1.4 is not a fraction in [0, 1]",
+        ),
         ({"cell_cyle": {}}, "unknown key 'cell_cyle' (did you mean 'cell_cycle'?)"),
         ({"doublets": {"rates": 0.1}}, "demo.params.doublets: unknown key 'rates' (did you mean 'rate'?)"),
-        ({"state_composition": {"HSC": {"HSC": 0.5, "LMPP": 0.2}}}, "demo.params.state_composition.HSC: fractions sum to 0.7"),
-        ({"state_composition": {"HSC": {"HSC": 0.5, "NK": 0.5}}}, "demo.params.state_composition.HSC: 'NK' is not allowed"),
+        (
+            {"state_composition": {"HSC": {"HSC": 0.5, "LMPP": 0.2}}},
+            "demo.params.state_composition.HSC: fractions sum to 0.7",
+        ),
+        (
+            {"state_composition": {"HSC": {"HSC": 0.5, "NK": 0.5}}},
+            "demo.params.state_composition.HSC: 'NK' is not allowed",
+        ),
         ({"cells_per_sample": {"droplet": 0}}, "demo.params.cells_per_sample.droplet: 0 is out of range"),
         ({"cells_per_sample": {"droplet": 2.5}}, "demo.params.cells_per_sample.droplet: 2.5 is of the wrong type"),
-        ({"library_size": {"plate": {"median": "many"}}}, "demo.params.library_size.plate.median: 'many' is of the wrong type"),
-        ({"clone_sampling": "random"}, "demo.params.clone_sampling: 'random' is not allowed; choose one of ['bernoulli', 'exact']"),
-        ({"lesions": [dict(DEFAULT_PARAMS["lesions"][0], copy_ratio=1.5)]}, "demo.params.lesions[0].copy_ratio: 1.5 is not below 1"),
+        (
+            {"library_size": {"plate": {"median": "many"}}},
+            "demo.params.library_size.plate.median: 'many' is of the wrong type",
+        ),
+        (
+            {"clone_sampling": "random"},
+            "demo.params.clone_sampling: 'random' is not allowed; choose one of ['bernoulli', 'exact']",
+        ),
+        (
+            {"lesions": [dict(DEFAULT_PARAMS["lesions"][0], copy_ratio=1.5)]},
+            "demo.params.lesions[0].copy_ratio: 1.5 is not below 1",
+        ),
         ({"lesions": [dict(DEFAULT_PARAMS["lesions"][0], contains=[10, 20])]}, "demo.params.lesions[0].contains"),
-        ({"lesions": [dict(DEFAULT_PARAMS["lesions"][0], chromosome="5")]}, "demo.params.lesions[0].chromosome: '5' is not allowed"),
-        ({"cell_cycle": {"modifiers": [{"lesion": "del7q", "odds_ratio": 0.5}]}}, "demo.params.cell_cycle.modifiers[0].lesion: 'del7q'"),
-        ({"cell_cycle": {"cycling_probability": {"HSC": -0.1}}}, "demo.params.cell_cycle.cycling_probability.HSC: -0.1 is not a fraction"),
-        ({"low_quality": {"count_factor": [0.5, 0.1]}}, "demo.params.low_quality.count_factor: low 0.5 is above high 0.1"),
-        ({"index_sort": {"levels": {"NK": {"CD34": 3.0}}}}, "demo.params.index_sort.levels.NK: has no level for marker 'CD38'"),
-        ({"states": [*DEFAULT_PARAMS["states"], "NK"]}, "demo.params.cell_cycle.cycling_probability: has no entry for state 'NK'"),
+        (
+            {"lesions": [dict(DEFAULT_PARAMS["lesions"][0], chromosome="5")]},
+            "demo.params.lesions[0].chromosome: '5' is not allowed",
+        ),
+        (
+            {"cell_cycle": {"modifiers": [{"lesion": "del7q", "odds_ratio": 0.5}]}},
+            "demo.params.cell_cycle.modifiers[0].lesion: 'del7q'",
+        ),
+        (
+            {"cell_cycle": {"cycling_probability": {"HSC": -0.1}}},
+            "demo.params.cell_cycle.cycling_probability.HSC: -0.1 is not a fraction",
+        ),
+        (
+            {"low_quality": {"count_factor": [0.5, 0.1]}},
+            "demo.params.low_quality.count_factor: low 0.5 is above high 0.1",
+        ),
+        (
+            {"index_sort": {"levels": {"NK": {"CD34": 3.0}}}},
+            "demo.params.index_sort.levels.NK: has no level for marker 'CD38'",
+        ),
+        (
+            {"states": [*DEFAULT_PARAMS["states"], "NK"]},
+            "demo.params.cell_cycle.cycling_probability: has no entry for state 'NK'",
+        ),
         ("fast", "demo.params: must be a mapping"),
     ],
 )
@@ -462,7 +519,9 @@ def test_sheet_rows_need_composition_and_clone_fraction(genes, markers, gene_set
     with pytest.raises(InputError, match=r"sample 'P1_dx_MPP'.*add demo\.params\.state_composition\.MPP"):
         simulate_cohort(bad_pop, genes, markers, gene_sets)
     bad_tp = sheet([("P1_d90_HSC", "P1", "day90", "HSC", "MDS", "droplet")])
-    with pytest.raises(InputError, match=r"row 1 \(sample 'P1_d90_HSC'\).*add demo\.params\.clone_fraction\.day90\.HSC"):
+    with pytest.raises(
+        InputError, match=r"row 1 \(sample 'P1_d90_HSC'\).*add demo\.params\.clone_fraction\.day90\.HSC"
+    ):
         simulate_cohort(bad_tp, genes, markers, gene_sets)
     no_tp = sheet([("P1_HSC", "P1", "", "HSC", "MDS", "droplet")])
     with pytest.raises(InputError, match="timepoint is empty"):
@@ -472,7 +531,11 @@ def test_sheet_rows_need_composition_and_clone_fraction(genes, markers, gene_set
         simulate_cohort(bad_tech, genes, markers, gene_sets)
     # healthy donors need no clone fraction, not even a timepoint
     ok = sheet([("H9_CD34", "H9", "", "CD34", "healthy", "droplet")])
-    assert not simulate_cohort(ok, genes, markers, gene_sets, params={"cells_per_sample": {"droplet": 20}}).cells["lesion_del5q"].any()
+    assert (
+        not simulate_cohort(ok, genes, markers, gene_sets, params={"cells_per_sample": {"droplet": 20}})
+        .cells["lesion_del5q"]
+        .any()
+    )
 
 
 def test_missing_gene_set_or_markers_named(genes, markers, gene_sets):
@@ -515,8 +578,15 @@ def test_written_samples_equal_kept_samples(small, genes, markers, gene_sets):
     """write= hands each sample over as soon as it is simulated (a large cohort needs the memory of
     one sample); the draws are the same as when the cohort is kept."""
     written = {}
-    out = simulate_cohort(SMALL, genes, markers, gene_sets, params={"cells_per_sample": {"droplet": 300}}, seed=3,
-                          write=lambda name, counts, facs: written.__setitem__(name, counts))
+    out = simulate_cohort(
+        SMALL,
+        genes,
+        markers,
+        gene_sets,
+        params={"cells_per_sample": {"droplet": 300}},
+        seed=3,
+        write=lambda name, counts, facs: written.__setitem__(name, counts),
+    )
     assert not out.counts and set(written) == set(small.counts)
     for name, counts in written.items():
         assert (counts.X != small.counts[name].X).nnz == 0

@@ -31,7 +31,6 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
-
 from conftest import cohort_workdir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +52,7 @@ def rule_blocks():
         starts = list(re.finditer(r"^(\s*)rule (\w+):", text, flags=re.M))
         for i, match in enumerate(starts):
             end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
-            yield smk.name, match.group(2), text[match.end():end]
+            yield smk.name, match.group(2), text[match.end() : end]
 
 
 def local_rules() -> set[str]:
@@ -76,8 +75,9 @@ def test_every_rule_declares_threads_memory_and_runtime():
             match = re.search(rf"^\s*{resource}=(.+)$", body, flags=re.M)
             assert match, f"{smk}: rule {name} declares no {resource}"
             value = match.group(1)
-            assert name in local or "attempt" in value or f"{resource}_for(" in value, \
+            assert name in local or "attempt" in value or f"{resource}_for(" in value, (
                 f"{smk}: rule {name}: {resource} must grow with the attempt ({resource}_for or a lambda of attempt): {value}"
+            )
         assert not re.search(r"slurm_partition|slurm_account|qos", body), f"{smk}: rule {name} names site settings"
 
 
@@ -88,8 +88,16 @@ def profile(name):
 def test_slurm_profile_has_every_key_commented_and_no_site_values():
     config = profile("slurm")
     assert config["executor"] == "slurm"
-    for key in ("jobs", "latency-wait", "retries", "rerun-incomplete", "keep-going", "slurm-logdir",
-                "default-resources", "set-resources"):
+    for key in (
+        "jobs",
+        "latency-wait",
+        "retries",
+        "rerun-incomplete",
+        "keep-going",
+        "slurm-logdir",
+        "default-resources",
+        "set-resources",
+    ):
         assert key in config, key
     assert config["retries"] >= 1 and config["rerun-incomplete"] and config["keep-going"]
     assert {"cluster_cells", "infer_cnv", "call_lesions"} <= set(config["set-resources"])
@@ -143,20 +151,25 @@ def slurm(tmp_path_factory):
     if os.environ.get("REMNANT_SLURM_TEST") == "0" and not required():
         pytest.skip("SLURM test disabled by REMNANT_SLURM_TEST=0")
     if os.geteuid() != 0:
-        unavailable("the SLURM test needs root (it installs SLURM and starts slurmctld/slurmd/munged); "
-                    "run bin/test as root, e.g. in CI")
+        unavailable(
+            "the SLURM test needs root (it installs SLURM and starts slurmctld/slurmd/munged); "
+            "run bin/test as root, e.g. in CI"
+        )
     if not installed():
         if shutil.which("apt-get") is None:
-            unavailable("SLURM is not installed and there is no apt-get to install it "
-                        "(Debian packages slurmctld slurmd slurm-client munge)")
+            unavailable(
+                "SLURM is not installed and there is no apt-get to install it "
+                "(Debian packages slurmctld slurmd slurm-client munge)"
+            )
         result = subprocess.run([str(CLUSTER), "install"], capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
             unavailable(f"installing SLURM failed: {result.stderr.strip()[-1500:]}")
     directory = tmp_path_factory.mktemp("slurm")
     try:
         # with this process as owner: a watchdog stops the daemons if pytest is killed before finally
-        started = subprocess.run([str(CLUSTER), "start", str(directory), str(os.getpid())],
-                                 capture_output=True, text=True, timeout=300)
+        started = subprocess.run(
+            [str(CLUSTER), "start", str(directory), str(os.getpid())], capture_output=True, text=True, timeout=300
+        )
         assert started.returncode == 0, f"the test cluster did not start:\n{started.stderr[-3000:]}"
         yield SimpleNamespace(directory=directory, env=client_env(directory), started=started.stderr.strip())
     finally:
@@ -168,16 +181,24 @@ def slurm(tmp_path_factory):
 
 def squeue_records(env) -> pd.DataFrame:
     """Every job slurmctld knows (finished ones too: MinJobAge=3600 in the test cluster)."""
-    out = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%j|%T|%k|%C|%m|%l"],
-                         capture_output=True, text=True, env=env, check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%i|%j|%T|%k|%C|%m|%l"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    ).stdout
     rows = [line.split("|") for line in out.splitlines() if line.strip()]
     return pd.DataFrame(rows, columns=["jobid", "name", "state", "comment", "cpus", "memory", "time_limit"])
 
 
 def executed_rules(workdir: Path) -> Counter:
     """Rule name of every job a snakemake run executed, from its log (group members included)."""
-    runs = [Counter(re.findall(r"^\s*(?:local)?rule (\w+):$", log.read_text(), flags=re.M))
-            for log in (workdir / ".snakemake/log").glob("*.snakemake.log")]
+    runs = [
+        Counter(re.findall(r"^\s*(?:local)?rule (\w+):$", log.read_text(), flags=re.M))
+        for log in (workdir / ".snakemake/log").glob("*.snakemake.log")
+    ]
     return max(runs, key=lambda rules: sum(rules.values()))  # the real run, not a later dry run
 
 
@@ -186,18 +207,37 @@ def slurm_run(slurm, tmp_path_factory):
     """The test cohort run through sbatch with profiles/slurm (the cluster has no slurmdbd: job status
     comes from squeue, first checked 6 s after submission instead of a real cluster's 40)."""
     workdir = cohort_workdir(tmp_path_factory, "slurm_cohort")
-    cmd = ["timeout", "-k", "20", str(RUN_TIMEOUT), sys.executable, "-m", "snakemake",
-           "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--workflow-profile", str(PROFILE),
-           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "6"]
+    cmd = [
+        "timeout",
+        "-k",
+        "20",
+        str(RUN_TIMEOUT),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--workflow-profile",
+        str(PROFILE),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "6",
+    ]
     start = time.monotonic()
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=slurm.env)
     seconds = time.monotonic() - start
     jobs = squeue_records(slurm.env)
     if result.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted((workdir / "logs/slurm").rglob("*.log")))
-        raise AssertionError(f"SLURM run failed (exit {result.returncode}, {seconds:.0f} s):\n{result.stderr[-6000:]}\n"
-                             f"jobs:\n{jobs.to_string()}\n{logs[-6000:]}")
+        raise AssertionError(
+            f"SLURM run failed (exit {result.returncode}, {seconds:.0f} s):\n{result.stderr[-6000:]}\n"
+            f"jobs:\n{jobs.to_string()}\n{logs[-6000:]}"
+        )
     print(f"\nSLURM run: {len(jobs)} jobs through sbatch, {seconds:.0f} s wall ({slurm.started})")
     return SimpleNamespace(workdir=workdir, jobs=jobs, seconds=seconds, output=result.stderr)
 
@@ -208,8 +248,12 @@ def test_every_cluster_job_went_through_sbatch(slurm_run, cohort_run):
     assert (jobs["state"] == "COMPLETED").all(), jobs.to_string()
     assert jobs["name"].str.startswith("remnant_").all(), "slurm-jobname-prefix from the profile"
     # the jobs snakemake says it submitted are exactly the jobs SLURM ran
-    submitted = dict(re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/logs/slurm/(?:rule|group)_(\w+?)(?:/|\.)",
-                                slurm_run.output))
+    submitted = dict(
+        re.findall(
+            r"has been submitted with SLURM jobid (\d+) \(log: \S*/logs/slurm/(?:rule|group)_(\w+?)(?:/|\.)",
+            slurm_run.output,
+        )
+    )
     assert set(submitted) == set(jobs["jobid"]), (submitted, jobs.to_string())
     # the job records (sbatch --comment) name the rules: one job per sample for the sample group,
     # one per patient for plot_cnv, one for each cohort-wide rule, none for the local rules
@@ -260,11 +304,18 @@ def assert_same_table(a: Path, b: Path):
 
 def assert_same_h5ad(a: Path, b: Path):
     left, right = ad.read_h5ad(a), ad.read_h5ad(b)
-    assert left.shape == right.shape and (left.obs_names == right.obs_names).all() and (left.var_names == right.var_names).all()
+    assert (
+        left.shape == right.shape
+        and (left.obs_names == right.obs_names).all()
+        and (left.var_names == right.var_names).all()
+    )
     pd.testing.assert_frame_equal(left.obs, right.obs, check_exact=False, rtol=ARRAY_RTOL, obj=f"{a.name} obs")
     pd.testing.assert_frame_equal(left.var, right.var, check_exact=False, rtol=ARRAY_RTOL, obj=f"{a.name} var")
-    for name, x, y in [("X", left.X, right.X), *((f"layers[{k}]", left.layers[k], right.layers[k]) for k in left.layers),
-                       *((f"obsm[{k}]", left.obsm[k], right.obsm[k]) for k in left.obsm)]:
+    for name, x, y in [
+        ("X", left.X, right.X),
+        *((f"layers[{k}]", left.layers[k], right.layers[k]) for k in left.layers),
+        *((f"obsm[{k}]", left.obsm[k], right.obsm[k]) for k in left.obsm),
+    ]:
         if x is None or y is None:  # e.g. a profile h5ad with its data in obsm only
             assert x is None and y is None, f"{a.name}: {name} missing in one run"
             continue
@@ -276,8 +327,12 @@ def assert_same_h5ad(a: Path, b: Path):
             largest = abs(sp.csr_matrix(x) - sp.csr_matrix(y)).max() if x.shape[0] else 0
             assert largest <= ARRAY_RTOL * max(abs(sp.csr_matrix(y)).max(), 1), f"{a.name}: {name} differs by {largest}"
         else:
-            assert np.allclose(np.asarray(x), np.asarray(y), rtol=ARRAY_RTOL, atol=1e-12, equal_nan=True), f"{a.name}: {name} differs"
-    assert set(left.layers) == set(right.layers) and set(left.obsm) == set(right.obsm) and set(left.uns) == set(right.uns)
+            assert np.allclose(np.asarray(x), np.asarray(y), rtol=ARRAY_RTOL, atol=1e-12, equal_nan=True), (
+                f"{a.name}: {name} differs"
+            )
+    assert (
+        set(left.layers) == set(right.layers) and set(left.obsm) == set(right.obsm) and set(left.uns) == set(right.uns)
+    )
 
 
 @pytest.mark.workflow
@@ -300,8 +355,21 @@ def test_outputs_match_the_local_run(slurm_run, cohort_run):
 
 @pytest.mark.workflow
 def test_rerun_through_the_profile_is_a_no_op(slurm_run, slurm):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(slurm_run.workdir),
-           "--configfile", str(slurm_run.workdir / "config.yaml"), "--workflow-profile", str(PROFILE),
-           "--slurm-status-command", "squeue", "--dry-run"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(slurm_run.workdir),
+        "--configfile",
+        str(slurm_run.workdir / "config.yaml"),
+        "--workflow-profile",
+        str(PROFILE),
+        "--slurm-status-command",
+        "squeue",
+        "--dry-run",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=slurm_run.workdir, env=slurm.env, timeout=300)
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr, result.stderr[-3000:]

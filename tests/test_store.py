@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from remnant.io import store
 from remnant.errors import InputError
+from remnant.io import store
 
 
 @pytest.fixture()
@@ -15,8 +15,10 @@ def cohort(tmp_path):
     rng = np.random.default_rng(0)
     X = sp.random(503, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
     X.data = rng.integers(1, 20, X.nnz).astype(np.float32)
-    obs = pd.DataFrame({"sample": pd.Categorical(rng.choice(["a", "b", "c"], 503)), "x": rng.normal(size=503)},
-                       index=[f"c{i}" for i in range(503)])
+    obs = pd.DataFrame(
+        {"sample": pd.Categorical(rng.choice(["a", "b", "c"], 503)), "x": rng.normal(size=503)},
+        index=[f"c{i}" for i in range(503)],
+    )
     var = pd.DataFrame({"gene_name": [f"G{i}" for i in range(40)]}, index=[f"g{i}" for i in range(40)])
     path = tmp_path / "cohort.h5ad"
     ad.AnnData(X=X, obs=obs, var=var, obsm={"X_umap": rng.normal(size=(503, 2))}).write_h5ad(path, compression="gzip")
@@ -84,12 +86,14 @@ def test_not_csr_is_a_clear_error(tmp_path):
 
 
 def test_annotate_with_calls_puts_the_calls_into_a_copy_and_refuses_other_cells(cohort, tmp_path):
-    from remnant.tl.lesions import write_calls
     from remnant.tl.fractions import read_calls
+    from remnant.tl.lesions import write_calls
 
     path, X, obs = cohort
     called = ad.AnnData(obs=obs.assign(del5q_posterior=np.linspace(0, 1, 503), del5q_call=np.arange(503) % 2 == 0))
-    called.uns["lesions"] = {"del5q": {"per_sample": pd.DataFrame({"prior": [0.1, 0.2]}, index=["a", "b"]), "genes": np.array(["g1", "g2"])}}
+    called.uns["lesions"] = {
+        "del5q": {"per_sample": pd.DataFrame({"prior": [0.1, 0.2]}, index=["a", "b"]), "genes": np.array(["g1", "g2"])}
+    }
     calls = tmp_path / "lesion_calls.h5ad"
     write_calls(called, calls)
     assert ad.read_h5ad(calls).shape == (503, 0)  # no matrix
@@ -103,7 +107,7 @@ def test_annotate_with_calls_puts_the_calls_into_a_copy_and_refuses_other_cells(
     back = ad.read_h5ad(out)
     assert (back.layers["counts"] != X).nnz == 0  # the counts, unchanged
     library = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
-    assert (back.X != store.log_normalise(X, library)).nnz == 0  # X log-normalised, as cluster_cells computes it
+    assert (store.log_normalise(X, library) != back.X).nnz == 0  # X log-normalised, as cluster_cells computes it
     # calls made on another version of the cohort (a cell fewer): refused, naming the calls file
     write_calls(called[1:].copy(), calls)
     with pytest.raises(InputError, match=r"lesion_calls\.h5ad.*502 cells are not the 503 cells.*rerun call_lesions"):
@@ -126,13 +130,20 @@ def test_annotated_cohort_is_written_in_blocks_and_shaped_for_scverse(cohort, tm
     no counts stay 0."""
     import h5py
     import scanpy as sc
+
     from remnant.tl.lesions import write_calls
 
     path, X, obs = cohort
     a = ad.read_h5ad(path)
-    a.var["gene_name"] = ["CD34", "CD34", "GATA1", "CD34-1", *[f"G{i}" for i in range(4, 40)]]  # CD34-1 is a real-looking name
+    a.var["gene_name"] = [
+        "CD34",
+        "CD34",
+        "GATA1",
+        "CD34-1",
+        *[f"G{i}" for i in range(4, 40)],
+    ]  # CD34-1 is a real-looking name
     a.X = X.copy()
-    a.X.data[a.X.indptr[7]:a.X.indptr[8]] = 0  # a cell without counts
+    a.X.data[a.X.indptr[7] : a.X.indptr[8]] = 0  # a cell without counts
     a.X.eliminate_zeros()
     a.uns["remnant"] = {"cluster": {"X": "raw counts", "target_sum": 1e4}}
     src = tmp_path / "clustered.h5ad"
@@ -153,7 +164,7 @@ def test_annotated_cohort_is_written_in_blocks_and_shaped_for_scverse(cohort, tm
     sc.pp.log1p(scanpy_way)
     np.testing.assert_allclose(back.X.toarray(), scanpy_way.X.toarray(), rtol=1e-6, atol=1e-6)
     library = np.asarray(a.X.sum(axis=1, dtype=np.float64)).ravel()
-    assert (back.X != store.log_normalise(a.X, library, target_sum=100.0)).nnz == 0
+    assert (store.log_normalise(a.X, library, target_sum=100.0) != back.X).nnz == 0
     sums = np.asarray(np.expm1(back.X.astype(np.float64)).sum(axis=1)).ravel()
     np.testing.assert_allclose(sums[library > 0], 100.0, rtol=1e-5)
     assert sums[7] == 0
@@ -170,6 +181,7 @@ def test_annotated_cohort_gets_one_index_type_from_mixed_counts(cohort, tmp_path
     """anndata's on-disk concatenation stores int32 indices with an int64 indptr above 2^31
     values; the copy gets one type (scipy/sklearn's compiled sparse code takes one)."""
     import h5py
+
     from remnant.tl.lesions import write_calls
 
     path, X, obs = cohort
@@ -201,7 +213,9 @@ def test_counts_key_finds_the_raw_counts_or_says_which_layer_to_pass(cohort, tmp
     assert store.counts_key(a) == "layers/counts"
     logged = tmp_path / "logged.h5ad"
     ad.AnnData(X=a.X, obs=a.obs, var=a.var, layers={"raw": a.layers["counts"]}).write_h5ad(logged)
-    with pytest.raises(InputError, match=r"logged\.h5ad.*no layer 'counts' and X is not raw counts.*pass layer=.*\['raw'\]"):
+    with pytest.raises(
+        InputError, match=r"logged\.h5ad.*no layer 'counts' and X is not raw counts.*pass layer=.*\['raw'\]"
+    ):
         store.counts_key(logged)
     assert store.counts_key(logged, "raw") == "layers/raw"
     with pytest.raises(InputError, match=r"no layer 'spliced' \(layers: \['raw'\]\)"):
@@ -209,7 +223,9 @@ def test_counts_key_finds_the_raw_counts_or_says_which_layer_to_pass(cohort, tmp
     with pytest.raises(InputError, match="no layer 'spliced'"):
         store.counts_key(path, "spliced")  # even when X holds counts
     del a.layers["counts"]
-    with pytest.raises(InputError, match=r"f\(layer=\.\.\.\): has no layer 'counts' and X is not raw counts.*layers: none"):
+    with pytest.raises(
+        InputError, match=r"f\(layer=\.\.\.\): has no layer 'counts' and X is not raw counts.*layers: none"
+    ):
         store.counts_key(a, where="f")
     a.X = -X  # negative integers are not counts either
     with pytest.raises(InputError, match="not raw counts"):

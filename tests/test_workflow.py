@@ -6,7 +6,6 @@ directory, so these tests also cover running remnant outside its own checkout (-
 
 from __future__ import annotations
 
-import gzip
 import shutil
 import subprocess
 import sys
@@ -26,8 +25,18 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    cmd = [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
@@ -45,17 +54,33 @@ def run(cohort_run) -> Path:
 def test_lint_is_clean():
     # bare, as CI's gate runs it: in the checkout the Snakefile reads the demo (template + overlay)
     result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT)
-    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, (
+        result.stdout + result.stderr
+    )
 
 
 def test_dry_run_plans_every_stage(tmp_path_factory):
     workdir = new_workdir(tmp_path_factory, "dry")
     result = snakemake(workdir, "--dry-run", "--quiet", "rules")
     text = result.stdout + result.stderr
-    for rule, count in [("simulate_cohort", 1), ("read_counts", 10), ("filter_cells", 10), ("summarise_qc", 1),
-                        ("cluster_cells", 1), ("plot_clusters", 1), ("call_lesions", 1), ("annotate_cohort", 1), ("evaluate_demo", 1),
-                        ("infer_cnv", 1), ("plot_cnv", 3), ("plot_lesion_profile", 3), ("gate_cells", 1),
-                        ("estimate_fractions", 1), ("score_signatures", 1), ("compare_pseudobulk", 1)]:
+    for rule, count in [
+        ("simulate_cohort", 1),
+        ("read_counts", 10),
+        ("filter_cells", 10),
+        ("summarise_qc", 1),
+        ("cluster_cells", 1),
+        ("plot_clusters", 1),
+        ("call_lesions", 1),
+        ("annotate_cohort", 1),
+        ("evaluate_demo", 1),
+        ("infer_cnv", 1),
+        ("plot_cnv", 3),
+        ("plot_lesion_profile", 3),
+        ("gate_cells", 1),
+        ("estimate_fractions", 1),
+        ("score_signatures", 1),
+        ("compare_pseudobulk", 1),
+    ]:
         assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), text
     assert not any((workdir / d).exists() for d in ("results", "counts")), "a dry run wrote outputs"
 
@@ -66,8 +91,10 @@ def test_qc_removes_planted_bad_cells(run):
     recall = agreement[("qc_removed_vs_planted_bad", "recall")]
     low_q, low_q_p = agreement[("low_quality", "recall")], agreement[("low_quality", "precision")]
     doublet_p, doublet_r = agreement[("doublet_droplet", "precision")], agreement[("doublet_droplet", "recall")]
-    print(f"\nQC vs planted: precision {precision:.3f} recall {recall:.3f}; low-quality recall {low_q:.3f}; "
-          f"doublets precision {doublet_p:.3f} recall {doublet_r:.3f}")
+    print(
+        f"\nQC vs planted: precision {precision:.3f} recall {recall:.3f}; low-quality recall {low_q:.3f}; "
+        f"doublets precision {doublet_p:.3f} recall {doublet_r:.3f}"
+    )
     assert low_q >= 0.95 and low_q_p >= 0.8
     assert precision >= 0.4 and recall >= 0.45
     # Scrublet on ~200 sorted droplet cells per sample is weak (AUROC ~0.7 on the simulator's
@@ -97,7 +124,9 @@ def test_del5q_calls_against_truth(run):
     agreement = pd.read_csv(run / "results/demo/truth_agreement.tsv", sep="\t").set_index(["what", "metric"])["value"]
     auroc, fpr = agreement[("del5q", "auroc")], agreement[("del5q", "fpr_reference_cells")]
     precision, sensitivity = agreement[("del5q", "precision")], agreement[("del5q", "sensitivity")]
-    print(f"\ndel5q: AUROC {auroc:.3f}, FPR on cross-fitted reference cells {fpr:.4f}, precision {precision:.3f}, sensitivity {sensitivity:.3f}")
+    print(
+        f"\ndel5q: AUROC {auroc:.3f}, FPR on cross-fitted reference cells {fpr:.4f}, precision {precision:.3f}, sensitivity {sensitivity:.3f}"
+    )
     assert auroc >= 0.9 and fpr <= 0.01 and precision >= 0.95
     summary = pd.read_csv(run / "results/cnv/lesion_summary.tsv", sep="\t").set_index("sample")
     # the per-sample prior separates the diagnosis progenitors (clone ~97%) from remission progenitors (~3%)
@@ -107,7 +136,10 @@ def test_del5q_calls_against_truth(run):
     # plate HSC samples are scored against plate reference cells (N1_HSC), with their own count scale
     assert summary.loc["T2_diagnosis_HSC", "reference_matched"] and summary.loc["T2_diagnosis_HSC", "count_scale"] > 5
     intervals = pd.read_csv(run / "results/cnv/lesion_intervals.tsv", sep="\t").set_index("donor")
-    assert intervals.loc["T1", "refined"] and 67_400_000 <= intervals.loc["T1", "start"] < intervals.loc["T1", "end"] <= 160_500_000
+    assert (
+        intervals.loc["T1", "refined"]
+        and 67_400_000 <= intervals.loc["T1", "start"] < intervals.loc["T1", "end"] <= 160_500_000
+    )
     cohort = ad.read_h5ad(run / "results/cohort/cohort.h5ad")
     for key in ("del5q_posterior", "del5q_llr", "del5q_call", "del5q_n_genes", "cnv_reference", "hspc_state"):
         assert key in cohort.obs, key
@@ -136,8 +168,19 @@ def test_cohort_h5ad_is_sparse_and_documented(run):
     assert np.allclose(np.asarray(adata.X.sum(axis=1)).ravel(), adata.obs["total_counts"], rtol=1e-5)
     assert adata.var["highly_variable"].sum() == adata.uns["remnant"]["cluster"]["n_top_genes"]
     assert adata.obs_names.is_unique and adata.obs_names.str.contains(":").all()
-    for key in ("sample", "patient", "timepoint", "population", "condition", "technology", "leiden",
-                "hspc_state", "total_counts", "pct_counts_mt", "score_HSC"):
+    for key in (
+        "sample",
+        "patient",
+        "timepoint",
+        "population",
+        "condition",
+        "technology",
+        "leiden",
+        "hspc_state",
+        "total_counts",
+        "pct_counts_mt",
+        "score_HSC",
+    ):
         assert key in adata.obs, key
     for key in ("X_pca", "X_pca_harmony", "X_umap"):
         assert key in adata.obsm, key
@@ -148,7 +191,10 @@ def test_cohort_h5ad_is_sparse_and_documented(run):
     # HSC-gated index-sorted cells have lower CD38 than progenitor-annotated cells would; within the
     # HSC gate, cells annotated HSC should have lower CD38 than those annotated otherwise.
     hsc = adata.obs[plate]
-    assert hsc.loc[hsc["hspc_state"] == "HSC", "facs_CD90"].median() > hsc.loc[hsc["hspc_state"] != "HSC", "facs_CD90"].median()
+    assert (
+        hsc.loc[hsc["hspc_state"] == "HSC", "facs_CD90"].median()
+        > hsc.loc[hsc["hspc_state"] != "HSC", "facs_CD90"].median()
+    )
 
 
 def test_figures_are_real_pngs(run):
@@ -177,7 +223,9 @@ def test_bad_sheet_stops_with_one_clear_line(tmp_path_factory):
     result = snakemake(workdir, "--dry-run", check=False)
     assert result.returncode != 0
     message = result.stdout + result.stderr
-    assert "samples.tsv" in message and "line 5 (sample 'T1_remission_PROG')" in message and "'remision'" in message, message
+    assert "samples.tsv" in message and "line 5 (sample 'T1_remission_PROG')" in message and "'remision'" in message, (
+        message
+    )
     assert "Traceback" not in message
 
 
@@ -212,7 +260,10 @@ def test_population_identity_three_ways(run):
     assert (gates.loc[plate, "index_gate"][state == "LMPP"] == "LMPP").mean() > 0.8
     agreement = pd.read_csv(run / "results/persistence/gate_agreement.tsv", sep="\t").set_index("sample")
     assert len(agreement) == 10 + 1 and agreement.loc["all", "n_cells"] == len(obs)
-    assert (agreement.drop("all")["n_cells"] == obs.groupby("sample", observed=True).size().reindex(agreement.index.drop("all"))).all()
+    assert (
+        agreement.drop("all")["n_cells"]
+        == obs.groupby("sample", observed=True).size().reindex(agreement.index.drop("all"))
+    ).all()
     sorted_ = agreement[agreement["technology"] == "plate"]
     assert (sorted_["n_index_sorted"] == sorted_["n_cells"]).all() and (sorted_["sort_index_n"] > 0).all()
     droplet = agreement[agreement["technology"] == "droplet"]
@@ -234,7 +285,11 @@ def test_del5q_fraction_per_patient_population_timepoint(run):
     # 2 patients x 2 populations x 2 timepoints, in sheet order
     assert len(table) == 8 and table[["patient", "population", "timepoint"]].drop_duplicates().shape[0] == 8
     assert table[["patient", "population", "timepoint"]].values.tolist()[:4] == [
-        ["T1", "HSC", "diagnosis"], ["T1", "HSC", "remission"], ["T1", "PROG", "diagnosis"], ["T1", "PROG", "remission"]]
+        ["T1", "HSC", "diagnosis"],
+        ["T1", "HSC", "remission"],
+        ["T1", "PROG", "diagnosis"],
+        ["T1", "PROG", "remission"],
+    ]
     counts = cohort.groupby(["patient", "population", "timepoint"], observed=True)["del5q_call"].agg(["size", "sum"])
     got = table.set_index(["patient", "population", "timepoint"])
     assert (got["n_cells"] == counts["size"].reindex(got.index)).all()
@@ -248,7 +303,10 @@ def test_del5q_fraction_per_patient_population_timepoint(run):
     realised = truth.loc[cohort.index].groupby(["patient", "population", "timepoint"])["lesion_del5q"].mean()
     assert (np.abs(got["corrected"] - realised.reindex(got.index)) < 0.08).all(), (got["corrected"], realised)
     for patient in ("T1", "T2"):
-        assert got.loc[(patient, "HSC", "remission"), "corrected_low"] > got.loc[(patient, "PROG", "remission"), "corrected_high"]
+        assert (
+            got.loc[(patient, "HSC", "remission"), "corrected_low"]
+            > got.loc[(patient, "PROG", "remission"), "corrected_high"]
+        )
     pooled = pd.read_csv(run / "results/persistence/del_fraction_pooled.tsv", sep="\t")
     assert len(pooled) == 4 and pooled["n_cells"].sum() == len(cohort)
 
@@ -256,16 +314,24 @@ def test_del5q_fraction_per_patient_population_timepoint(run):
 def test_persistence_contrasts_across_patients(run):
     contrasts = pd.read_csv(run / "results/persistence/contrasts.tsv", sep="\t", keep_default_na=False, na_values=[""])
     across = contrasts[contrasts["scope"] == "across patients"]
-    assert set(across["question"]) == {"HSC vs PROG at remission (persistence)", "HSC vs PROG at diagnosis",
-                                       "remission vs diagnosis in HSC", "remission vs diagnosis in PROG"}
+    assert set(across["question"]) == {
+        "HSC vs PROG at remission (persistence)",
+        "HSC vs PROG at diagnosis",
+        "remission vs diagnosis in HSC",
+        "remission vs diagnosis in PROG",
+    }
     persistence = across[across["question"] == "HSC vs PROG at remission (persistence)"].set_index("test")
     cmh = persistence.filter(like="Cochran-Mantel-Haenszel", axis=0).iloc[0]
     assert cmh["n_strata"] == 2 and cmh["odds_ratio_low"] > 1 and 0 < cmh["pvalue"] < 1e-6
     assert 0.2 < cmh["corrected_difference"] < 0.55
     mixed = persistence.filter(like="binomial mixed", axis=0).iloc[0]
     assert mixed["odds_ratio_low"] > 1 and mixed["odds_ratio_low"] < cmh["odds_ratio"] < mixed["odds_ratio_high"]
-    same = across[across["question"] == "HSC vs PROG at diagnosis"].set_index("test").filter(like="Cochran-Mantel-Haenszel",
-                                                                                             axis=0).iloc[0]
+    same = (
+        across[across["question"] == "HSC vs PROG at diagnosis"]
+        .set_index("test")
+        .filter(like="Cochran-Mantel-Haenszel", axis=0)
+        .iloc[0]
+    )
     assert same["odds_ratio_low"] < 1 < same["odds_ratio_high"]
     per_patient = contrasts[contrasts["scope"] == "patient"]
     assert set(per_patient["patient"]) == {"T1", "T2"} and per_patient["test"].str.startswith("Fisher").all()
@@ -279,14 +345,19 @@ def test_signatures_scored_fairly_and_compared_per_patient_first(run):
     assert len(sig) == 12 and np.isfinite(scores[sig + ["S_score", "G2M_score"]]).all().all()
     assert set(scores["cycle_phase"]) <= {"G0/G1", "S", "G2M"}
     post = scores["del5q_posterior"]
-    assert (scores.loc[post >= 0.9, "del5q_group"] == "del5q").all() and (scores.loc[post <= 0.1, "del5q_group"] == "non-del").all()
+    assert (scores.loc[post >= 0.9, "del5q_group"] == "del5q").all() and (
+        scores.loc[post <= 0.1, "del5q_group"] == "non-del"
+    ).all()
     assert (scores.loc[(post > 0.1) & (post < 0.9), "del5q_group"] == "uncertain").all()
     sets = pd.read_csv(run / "results/persistence/signature_sets.tsv", sep="\t").set_index("signature")
     assert sets.loc["GRAHAM_NORMAL_QUIESCENT_VS_NORMAL_DIVIDING_UP", "excluded_genes"] == "CRHBP"
     assert sets.loc["LENALIDOMIDE_AXIS", "excluded_genes"] == "CSNK1A1,RPS14" and sets["scored"].all()
     comparisons = pd.read_csv(run / "results/persistence/signature_comparisons.tsv", sep="\t")
-    assert set(comparisons["question"]) == {"del5q vs non-del HSC cells at diagnosis", "del5q vs non-del HSC cells at remission",
-                                            "del5q HSC cells: remission vs diagnosis"}
+    assert set(comparisons["question"]) == {
+        "del5q vs non-del HSC cells at diagnosis",
+        "del5q vs non-del HSC cells at remission",
+        "del5q HSC cells: remission vs diagnosis",
+    }
     assert comparisons.loc[comparisons["scope"] == "patient", "test"].str.contains("descriptive").all()
     mixed = comparisons[comparisons["test"].astype(str).str.startswith("linear mixed")].set_index(["score", "question"])
     remission = "del5q vs non-del HSC cells at remission"
@@ -295,7 +366,9 @@ def test_signatures_scored_fairly_and_compared_per_patient_first(run):
     fair = mixed.loc[("sig_LENALIDOMIDE_AXIS", remission)]
     assert naive["difference_high"] < 0 and fair["difference_low"] < 0 < fair["difference_high"]
     # at diagnosis nearly every stem cell carries the clone: too few non-del cells, said so
-    diagnosis = comparisons[(comparisons["question"] == "del5q vs non-del HSC cells at diagnosis") & (comparisons["scope"] != "patient")]
+    diagnosis = comparisons[
+        (comparisons["question"] == "del5q vs non-del HSC cells at diagnosis") & (comparisons["scope"] != "patient")
+    ]
     assert diagnosis["note"].str.contains("no across-patient test").all()
     composition = pd.read_csv(run / "results/persistence/cycling_composition.tsv", sep="\t")
     assert composition["n_cells"].sum() == len(cohort)
@@ -321,7 +394,10 @@ def test_cycling_phase_calibrated_per_technology(run):
     # a cell called cycling has a higher posterior than every cell of its batch left out
     for tech in table.index:
         cells = scores["technology"] == tech
-        assert scores.loc[cells & cycling, "cycling_posterior"].min() >= scores.loc[cells & ~cycling, "cycling_posterior"].max()
+        assert (
+            scores.loc[cells & cycling, "cycling_posterior"].min()
+            >= scores.loc[cells & ~cycling, "cycling_posterior"].max()
+        )
     figure = (run / "results/persistence/figures/cycling_calibration.png").read_bytes()
     assert figure[:8] == b"\x89PNG\r\n\x1a\n" and len(figure) > 20_000
     log = (run / "logs/score_signatures/score_signatures.log").read_text()
@@ -332,8 +408,15 @@ def test_pseudobulk_de_of_del5q_stem_cells_after_vs_before(run):
     cohort = disease_cells(run)
     samples = pd.read_csv(run / "results/persistence/pseudobulk_samples.tsv", sep="\t")
     assert len(samples) == 4 and samples["used"].all()
-    called = cohort[(cohort["population"] == "HSC") & cohort["del5q_call"]].groupby(["patient", "timepoint"], observed=True).size()
-    assert (samples.set_index(["patient", "timepoint"])["n_cells"] == called.reindex(samples.set_index(["patient", "timepoint"]).index)).all()
+    called = (
+        cohort[(cohort["population"] == "HSC") & cohort["del5q_call"]]
+        .groupby(["patient", "timepoint"], observed=True)
+        .size()
+    )
+    assert (
+        samples.set_index(["patient", "timepoint"])["n_cells"]
+        == called.reindex(samples.set_index(["patient", "timepoint"]).index)
+    ).all()
     de = pd.read_csv(run / "results/persistence/de.tsv", sep="\t")
     assert 500 < len(de) < 10_000 and de["gene"].is_unique and de["pvalue"].between(0, 1).all()
     # nothing planted between del stem cells before and after: no false discoveries
@@ -352,8 +435,14 @@ def test_populations_from_index_gates(run, tmp_path_factory):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (workdir / "results/cohort").mkdir(parents=True)
     shutil.copy(run / "results/cohort/cohort.h5ad", workdir / "results/cohort/cohort.h5ad")
-    snakemake(workdir, "results/persistence/del_fraction.tsv", "results/persistence/contrasts.tsv",
-              "--allowed-rules", "gate_cells", "estimate_fractions")
+    snakemake(
+        workdir,
+        "results/persistence/del_fraction.tsv",
+        "results/persistence/contrasts.tsv",
+        "--allowed-rules",
+        "gate_cells",
+        "estimate_fractions",
+    )
     table = pd.read_csv(workdir / "results/persistence/del_fraction.tsv", sep="\t")
     gates = pd.read_csv(run / "results/persistence/gates.tsv.gz", sep="\t", index_col="cell")
     placed = gates[gates["index_gate"].notna() & (gates["condition"] != "healthy")]
@@ -380,7 +469,9 @@ def test_demo_command_dry_run_plans_without_a_report():
     """The README's `bin/demo --dry-run`: plans the demo and stops before the report (which would
     fail on outputs a dry run never makes), writing no results."""
     had_results = (ROOT / "results").exists()
-    result = subprocess.run([str(ROOT / "bin/demo"), "--dry-run", "--quiet", "rules"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [str(ROOT / "bin/demo"), "--dry-run", "--quiet", "rules"], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "cluster_cells" in result.stdout + result.stderr
     assert "dry run done (no report" in result.stdout
@@ -405,7 +496,11 @@ def test_cohort_and_profile_open_in_scverse_tools(run):
     totals = np.asarray(np.expm1(adata.X.astype(np.float64)).sum(axis=1)).ravel()
     np.testing.assert_allclose(totals, 10_000, rtol=1e-4)  # cluster.target_sum (default), plate and droplet alike
     assert (adata.layers["counts"] != clustered.X).nnz == 0
-    assert adata.var_names.is_unique and "CD34" in adata.var_names and adata.var.loc["CD34", "gene_id"] == "ENSG00000174059"
+    assert (
+        adata.var_names.is_unique
+        and "CD34" in adata.var_names
+        and adata.var.loc["CD34", "gene_id"] == "ENSG00000174059"
+    )
     assert list(adata.var["gene_id"]) == list(clustered.var_names)
     assert list(adata.obs_names) == list(clustered.obs_names) and "del5q_call" in adata.obs and "lesions" in adata.uns
 
@@ -415,7 +510,10 @@ def test_cohort_and_profile_open_in_scverse_tools(run):
     cnv.tl.leiden(profile, flavor="igraph", n_iterations=2, directed=False, random_state=0)
     cnv.tl.cnv_score(profile)
     score = profile.obs["cnv_score"]
-    assert score.notna().all() and score[profile.obs["del5q_call"].astype(bool)].mean() > score[profile.obs["reference"].astype(bool)].mean()
+    assert (
+        score.notna().all()
+        and score[profile.obs["del5q_call"].astype(bool)].mean() > score[profile.obs["reference"].astype(bool)].mean()
+    )
 
     de = pd.read_csv(run / "results/persistence/de.tsv", sep="\t")
     assert de["gene"].str.startswith("ENSG").all() and not de["gene_name"].str.startswith("ENSG").all()

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from test_lesions import auroc
 from test_workflow import new_workdir, snakemake
 

@@ -4,9 +4,20 @@ block-wise cohort store (cells x genes h5ad read without holding the matrix in m
 
 from remnant._lazy import exports
 
-__getattr__, __dir__, __all__ = exports(__name__, {
-    "counts": ["read_counts", "read_sample", "read_index_sort", "map_genes", "write_counts", "check_chromosomes", "infer_format"],
-    "annotation": ["load_genes", "load_cytobands", "chromosome_arms", "genes_from_gtf", "gene_symbols"],
-    "genesets": ["read_gene_set", "read_gene_sets", "read_markers"],
-    "store": [],
-})
+__getattr__, __dir__, __all__ = exports(
+    __name__,
+    {
+        "counts": [
+            "read_counts",
+            "read_sample",
+            "read_index_sort",
+            "map_genes",
+            "write_counts",
+            "check_chromosomes",
+            "infer_format",
+        ],
+        "annotation": ["load_genes", "load_cytobands", "chromosome_arms", "genes_from_gtf", "gene_symbols"],
+        "genesets": ["read_gene_set", "read_gene_sets", "read_markers"],
+        "store": [],
+    },
+)

@@ -71,8 +71,11 @@ def load_cytobands(path: str | Path) -> pd.DataFrame:
     try:
         bands = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read the cytoband table ({type(err).__name__}); expected UCSC cytoBand layout: "
-                         "5 tab-separated columns chromosome, start, end, band, stain.", path=path) from None
+        raise InputError(
+            f"cannot read the cytoband table ({type(err).__name__}); expected UCSC cytoBand layout: "
+            "5 tab-separated columns chromosome, start, end, band, stain.",
+            path=path,
+        ) from None
     if bands.shape[1] < 5:
         raise InputError(
             f"cytoband table needs 5 tab-separated columns (chromosome, start, end, band, stain); found {bands.shape[1]}.",
@@ -85,9 +88,12 @@ def load_cytobands(path: str | Path) -> pd.DataFrame:
     for column in ("start", "end"):
         bad = ~bands[column].fillna("").str.fullmatch(r"\d+")
         if bad.any():
-            raise InputError(f"column {column} holds {bands[column][bad].iloc[0]!r}, not a base-pair position; "
-                             "expected UCSC cytoBand layout (chromosome, start, end, band, stain).",
-                             path=path, where=f"row {int(bad.to_numpy().nonzero()[0][0]) + 1}")
+            raise InputError(
+                f"column {column} holds {bands[column][bad].iloc[0]!r}, not a base-pair position; "
+                "expected UCSC cytoBand layout (chromosome, start, end, band, stain).",
+                path=path,
+                where=f"row {int(bad.to_numpy().nonzero()[0][0]) + 1}",
+            )
         bands[column] = bands[column].astype(np.int64)
     bands["chromosome"] = _with_chr_prefix(bands["chromosome"])
     bands = bands.assign(_rank=chromosome_rank(bands["chromosome"]))
@@ -135,8 +141,11 @@ def load_genes(path: str | Path) -> pd.DataFrame:
     for column in ("start", "end"):
         bad = ~genes[column].fillna("").str.fullmatch(r"\d+")
         if bad.any():
-            raise InputError(f"column {column} holds {genes[column][bad].iloc[0]!r}, not a base-pair position.",
-                             path=path, where=f"line {int(bad.to_numpy().nonzero()[0][0]) + 2}")
+            raise InputError(
+                f"column {column} holds {genes[column][bad].iloc[0]!r}, not a base-pair position.",
+                path=path,
+                where=f"line {int(bad.to_numpy().nonzero()[0][0]) + 2}",
+            )
         genes[column] = genes[column].astype(np.int64)
     return genes[GENE_COLUMNS].set_index("gene_id", drop=False).rename_axis(None)
 
@@ -163,7 +172,7 @@ def check_gtf(path: str | Path) -> None:
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
     try:
-        with (gzip.open(path, "rt") if gz else open(path, encoding="utf-8")) as handle:
+        with gzip.open(path, "rt") if gz else open(path, encoding="utf-8") as handle:
             records = []
             for line in handle:
                 if not line.startswith("#") and line.strip():
@@ -171,13 +180,16 @@ def check_gtf(path: str | Path) -> None:
                 if len(records) == 5:
                     break
     except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read the GTF ({type(err).__name__}); give a GENCODE/Ensembl GTF (gzipped or not).",
-                         path=path) from None
+        raise InputError(
+            f"cannot read the GTF ({type(err).__name__}); give a GENCODE/Ensembl GTF (gzipped or not).", path=path
+        ) from None
     bad = next((r for r in records if len(r) != 9 or "gene_id" not in r[8]), None) if records else ["(no records)"]
     if bad is not None:
-        raise InputError(f"not a GTF: a record reads {chr(9).join(bad)[:80]!r}; a GTF has 9 tab-separated fields with "
-                         "gene_id attributes (GENCODE/Ensembl), or set annotation.gtf: null to use annotation.genes.",
-                         path=path)
+        raise InputError(
+            f"not a GTF: a record reads {chr(9).join(bad)[:80]!r}; a GTF has 9 tab-separated fields with "
+            "gene_id attributes (GENCODE/Ensembl), or set annotation.gtf: null to use annotation.genes.",
+            path=path,
+        )
 
 
 def write_genes(genes: pd.DataFrame, path: str | Path) -> None:
@@ -211,8 +223,12 @@ def genes_from_gtf(path: str | Path, cytobands: pd.DataFrame | None = None) -> p
             if "gene_id" not in attrs:
                 continue
             if not (fields[3].isdigit() and fields[4].isdigit()):
-                raise InputError(f"gene start/end {fields[3]!r}/{fields[4]!r} are not positions; a GTF has 1-based "
-                                 "integer start and end in columns 4 and 5.", path=path, where=f"line {number}")
+                raise InputError(
+                    f"gene start/end {fields[3]!r}/{fields[4]!r} are not positions; a GTF has 1-based "
+                    "integer start and end in columns 4 and 5.",
+                    path=path,
+                    where=f"line {number}",
+                )
             rows.append(
                 (
                     attrs["gene_id"],
@@ -226,7 +242,9 @@ def genes_from_gtf(path: str | Path, cytobands: pd.DataFrame | None = None) -> p
             )
     if not rows:
         raise InputError("no 'gene' features found; is this a GTF (9 tab-separated columns)?", path=path)
-    raw = pd.DataFrame(rows, columns=["gene_id_version", "gene_name", "chromosome", "start", "end", "strand", "gene_type"])
+    raw = pd.DataFrame(
+        rows, columns=["gene_id_version", "gene_name", "chromosome", "start", "end", "strand", "gene_type"]
+    )
     return _finish_gene_table(raw, cytobands)
 
 

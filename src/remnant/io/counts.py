@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from remnant.io.annotation import chromosome_rank, strip_version
 from remnant.errors import InputError
+from remnant.io.annotation import chromosome_rank, strip_version
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +79,17 @@ _TITLE_CASE_RE = re.compile(r"^[A-Z][a-z0-9]+[a-z][a-z0-9]*$")
 _FEATURECOUNTS_COLUMNS = ("chr", "start", "end", "strand", "length")
 _SYMBOL_COLUMNS = ("gene_name", "gene_symbol", "symbol", "genesymbol", "gene_symbols", "name")
 _ID_COLUMNS = ("gene_id", "geneid", "gene_ids", "ensembl_id", "ensembl_gene_id")
-_ANNOTATION_COLUMNS = set(_FEATURECOUNTS_COLUMNS) | set(_SYMBOL_COLUMNS) | set(_ID_COLUMNS) | {
-    "gene_type",
-    "gene_biotype",
-    "biotype",
-    "description",
-}
+_ANNOTATION_COLUMNS = (
+    set(_FEATURECOUNTS_COLUMNS)
+    | set(_SYMBOL_COLUMNS)
+    | set(_ID_COLUMNS)
+    | {
+        "gene_type",
+        "gene_biotype",
+        "biotype",
+        "description",
+    }
+)
 _BARCODE_COLUMNS = ("cell", "barcode", "well", "cell_id")
 
 #: Dense values parsed per chunk when reading tables (~40 MB of float64; at least 256 rows, so a
@@ -215,8 +220,7 @@ def read_counts(
                 )
     elif path.is_dir():
         raise InputError(
-            f"is a directory, but format {fmt} expects a file; for a CellRanger matrix directory "
-            "use format 10x_mtx.",
+            f"is a directory, but format {fmt} expects a file; for a CellRanger matrix directory use format 10x_mtx.",
             path=path,
         )
 
@@ -231,7 +235,11 @@ def read_counts(
         elif fmt == "10x_mtx":
             adata = _read_10x_mtx(path, info)
         else:
-            orientation = {"table": "auto", "table_genes_x_cells": "genes_x_cells", "table_cells_x_genes": "cells_x_genes"}[fmt]
+            orientation = {
+                "table": "auto",
+                "table_genes_x_cells": "genes_x_cells",
+                "table_cells_x_genes": "cells_x_genes",
+            }[fmt]
             adata = _read_table(path, orientation, gene_symbols, info)
         adata = _finish_counts(adata, path)
     adata.uns["remnant"] = {"read": info}
@@ -390,7 +398,9 @@ def _read_10x_mtx(path: Path, info: dict) -> anndata.AnnData:
                 warnings.simplefilter("ignore")
                 adata = sc.read_10x_mtx(path, var_names="gene_ids", gex_only=False, cache=False)
             adata.var["gene_ids"] = adata.var_names.astype(str)
-            adata.var_names = adata.var["gene_symbols"].astype(str).to_numpy() if "gene_symbols" in adata.var else adata.var_names
+            adata.var_names = (
+                adata.var["gene_symbols"].astype(str).to_numpy() if "gene_symbols" in adata.var else adata.var_names
+            )
         else:
             # Mixed compression (e.g. plain matrix.mtx with features.tsv): the same pieces scanpy
             # uses, put together by hand.
@@ -505,8 +515,7 @@ def _sniff(path: Path, what: str) -> tuple[str, int, list[str], list[str] | None
                     break
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(
-            f"could not read the {what} ({_describe(exc)}); a gzipped file may be truncated or "
-            "corrupt: re-copy it.",
+            f"could not read the {what} ({_describe(exc)}); a gzipped file may be truncated or corrupt: re-copy it.",
             path=path,
         ) from exc
     if header_line is None:
@@ -566,7 +575,7 @@ def _read_table(path: Path, orientation: str, gene_symbols: Iterable[str] | None
     # ~5e6 values per chunk, but at least 256 rows: pandas' per-chunk cost grows with the number
     # of columns, so wide (cells x genes) tables need long chunks to parse in reasonable time.
     chunk_rows = max(256, _CHUNK_VALUES // n_data)
-    str_cols = {i: str for i in range(1 + n_annot)}
+    str_cols = dict.fromkeys(range(1 + n_annot), str)
     try:
         with pd.read_csv(  # closed even when a bad value stops the loop
             path,
@@ -596,7 +605,9 @@ def _read_table(path: Path, orientation: str, gene_symbols: Iterable[str] | None
                         where=f"line {n_before + row_offset + i + 1}",
                     )
                 row_labels = row_labels.str.strip().to_numpy(dtype=str)
-                values = _numeric_block(chunk, list(range(1 + n_annot, n_fields)), row_labels, data_labels, n_before + row_offset, path)
+                values = _numeric_block(
+                    chunk, list(range(1 + n_annot, n_fields)), row_labels, data_labels, n_before + row_offset, path
+                )
                 bad.scan(values, row_labels, data_labels)
                 # values are integers (checked at the end); rint removes text noise like 3.0000001
                 blocks.append(sp.csr_matrix(np.rint(values).astype(np.float32)))
@@ -676,7 +687,7 @@ def _numeric_block(
     block = chunk[cols]
     # Only columns the parser could not read as numbers need a closer look; found via dtypes in
     # one go because per-column access is slow on wide (cells x genes) tables.
-    suspect = np.flatnonzero((block.dtypes == object).to_numpy())
+    suspect = np.flatnonzero((block.dtypes == np.dtype(object)).to_numpy())
     if len(suspect) == 0:
         return block.to_numpy(dtype=np.float64)
     block = block.copy()
@@ -843,7 +854,9 @@ def _finish_counts(adata: anndata.AnnData, path: Path) -> anndata.AnnData:
         if mask.any():
             k = int(np.flatnonzero(mask)[0])
             row, col = _entry(X, k)
-            raise InputError(_bad_value_message(kind, int(mask.sum()), obs_names[row], var_names[col], data[k]), path=path)
+            raise InputError(
+                _bad_value_message(kind, int(mask.sum()), obs_names[row], var_names[col], data[k]), path=path
+            )
     if not obs_names.is_unique:
         dups = obs_names[obs_names.duplicated()].unique()
         raise InputError(
@@ -901,8 +914,16 @@ def map_genes(
     """
     n_features = adata.n_vars
     var = adata.var
-    ids = pd.Series(var["gene_ids"] if "gene_ids" in var.columns else adata.var_names, dtype=str).str.strip().reset_index(drop=True)
-    symbols = pd.Series(var["gene_symbols"] if "gene_symbols" in var.columns else adata.var_names, dtype=str).str.strip().reset_index(drop=True)
+    ids = (
+        pd.Series(var["gene_ids"] if "gene_ids" in var.columns else adata.var_names, dtype=str)
+        .str.strip()
+        .reset_index(drop=True)
+    )
+    symbols = (
+        pd.Series(var["gene_symbols"] if "gene_symbols" in var.columns else adata.var_names, dtype=str)
+        .str.strip()
+        .reset_index(drop=True)
+    )
 
     # Ensembl interpretation
     ens_target = strip_version(ids)
@@ -920,7 +941,9 @@ def map_genes(
     if unmatched.any():
         base = symbols[unmatched].str.replace(_UNIQUE_SUFFIX_RE, r"\1", regex=True)
         sym_target[unmatched] = base.map(symbol_to_id)
-    sym_used = symbols.where(symbols.isin(symbol_to_id.index), symbols.str.replace(_UNIQUE_SUFFIX_RE, r"\1", regex=True))
+    sym_used = symbols.where(
+        symbols.isin(symbol_to_id.index), symbols.str.replace(_UNIQUE_SUFFIX_RE, r"\1", regex=True)
+    )
 
     n_ens, n_sym = int(ens_target.notna().sum()), int(sym_target.notna().sum())
     if n_sym > n_ens:
@@ -935,13 +958,18 @@ def map_genes(
     unmapped_examples = [str(s) for s in labels[target.isna()].head(5)]
 
     if fraction < min_mapped_fraction:
-        raise InputError(_mapping_message(labels, fraction, n_mapped, n_features, unmapped_examples, genes, min_mapped_fraction), path=source or None)
+        raise InputError(
+            _mapping_message(labels, fraction, n_mapped, n_features, unmapped_examples, genes, min_mapped_fraction),
+            path=source or None,
+        )
 
     # Sum features into genes with a sparse 0/1 aggregation matrix: (cells x features) @ (features x genes).
     mapped = np.flatnonzero(target.notna().to_numpy())
     gene_ids = target.iloc[mapped].to_numpy(dtype=str)
     genome = genes.loc[pd.unique(gene_ids)]
-    genome = genome.assign(_rank=chromosome_rank(genome["chromosome"])).sort_values(["_rank", "start", "end", "gene_id"])
+    genome = genome.assign(_rank=chromosome_rank(genome["chromosome"])).sort_values(
+        ["_rank", "start", "end", "gene_id"]
+    )
     out_ids = genome.index.to_numpy(dtype=str)
     column = pd.Series(np.arange(len(out_ids)), index=out_ids)[gene_ids].to_numpy()
     agg = sp.csr_matrix(
@@ -979,7 +1007,15 @@ def map_genes(
     return out, stats
 
 
-def _mapping_message(labels: pd.Series, fraction: float, n_mapped: int, n_features: int, examples: list[str], genes: pd.DataFrame, minimum: float) -> str:
+def _mapping_message(
+    labels: pd.Series,
+    fraction: float,
+    n_mapped: int,
+    n_features: int,
+    examples: list[str],
+    genes: pd.DataFrame,
+    minimum: float,
+) -> str:
     msg = (
         f"only {n_mapped} of {n_features} gene identifiers ({100 * fraction:.1f}%) map to the genome "
         f"annotation (at least {100 * minimum:.0f}% required); unmapped e.g. {examples}. remnant expected "
@@ -991,7 +1027,13 @@ def _mapping_message(labels: pd.Series, fraction: float, n_mapped: int, n_featur
     title = lab[lab.str.match(_TITLE_CASE_RE) & ~lab.isin(human_upper) & lab.str.upper().isin(human_upper)]
     if len(foreign_ens) or len(title) > 0.1 * max(1, len(lab) - n_mapped):
         eg = list(foreign_ens.head(2)) + list(title.head(3))
-        prefix = "mouse (ENSMUSG) IDs" if lab.str.startswith("ENSMUSG").any() else "non-human Ensembl IDs" if len(foreign_ens) else "mouse/rat-style symbols"
+        prefix = (
+            "mouse (ENSMUSG) IDs"
+            if lab.str.startswith("ENSMUSG").any()
+            else "non-human Ensembl IDs"
+            if len(foreign_ens)
+            else "mouse/rat-style symbols"
+        )
         msg += f"These look like {prefix} (e.g. {eg}) — another organism? "
     msg += (
         "For another genome build or organism set annotation.genes (gene table) or annotation.gtf in "
@@ -1069,7 +1111,9 @@ def write_counts(adata: anndata.AnnData, path: str | PathLike, fmt: str) -> None
         with _text_out(path / "matrix.mtx.gz", gz=True) as handle:
             handle.write(f"%%MatrixMarket matrix coordinate {field} general\n")
             handle.write(f"{X.shape[1]} {X.shape[0]} {X.nnz}\n")
-            entries.to_csv(handle, sep=" ", header=False, index=False, float_format="%.9g", na_rep="nan", lineterminator="\n")
+            entries.to_csv(
+                handle, sep=" ", header=False, index=False, float_format="%.9g", na_rep="nan", lineterminator="\n"
+            )
         with _text_out(path / "barcodes.tsv.gz", gz=True) as handle:
             handle.write("".join(f"{b}\n" for b in barcodes))
         with _text_out(path / "features.tsv.gz", gz=True) as handle:
@@ -1095,9 +1139,11 @@ def _text_out(path: Path, *, gz: bool):
     with open(path, "wb") as raw:
         if gz:
             # level 1: text count matrices compress ~8x faster than at level 6 for ~25 % more bytes
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=1) as zipped:
-                with io.TextIOWrapper(zipped, encoding="utf-8", newline="") as handle:
-                    yield handle
+            with (
+                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=1) as zipped,
+                io.TextIOWrapper(zipped, encoding="utf-8", newline="") as handle,
+            ):
+                yield handle
         else:
             with io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle:
                 yield handle
@@ -1231,7 +1277,9 @@ def read_index_sort(path: str | PathLike, *, markers: list[str] | None = None) -
             f"index-sort table has no numeric marker columns (columns: {list(table.columns)}).",
             path=path,
         )
-    logger.info("read index-sort table %s: %d cells x %d markers (%s)", path, out.shape[0], out.shape[1], ", ".join(out.columns))
+    logger.info(
+        "read index-sort table %s: %d cells x %d markers (%s)", path, out.shape[0], out.shape[1], ", ".join(out.columns)
+    )
     return out
 
 
@@ -1332,15 +1380,19 @@ def read_sample(
     stats["format"] = read_info.get("format", fmt or "")
     other_builds = [g for g in read_info.get("genome", []) if build and not same_build(g, build)]
     if other_builds:
-        msg = (f"{counts_path} was quantified against reference genome {other_builds} (10x features' genome) but "
-               f"annotation.build is {build}: genes are matched by identifier and placed at their {build} positions; "
-               f"use an annotation of that build (annotation.genes or annotation.gtf) if that is not what you want")
+        msg = (
+            f"{counts_path} was quantified against reference genome {other_builds} (10x features' genome) but "
+            f"annotation.build is {build}: genes are matched by identifier and placed at their {build} positions; "
+            f"use an annotation of that build (annotation.genes or annotation.gtf) if that is not what you want"
+        )
         stats["warnings"].append(msg)
         logger.warning("%s: %s", where, msg)
     if stats["fraction_mapped"] < WARN_MAPPED_FRACTION:
-        msg = (f"only {100 * stats['fraction_mapped']:.1f}% of the {stats['n_features']} features of {counts_path} map to "
-               f"the annotation (e.g. unmapped {stats['unmapped_examples'][:3]}); the rest are left out. Counts from "
-               f"another genome build or annotation release? Check annotation.genes / annotation.gtf")
+        msg = (
+            f"only {100 * stats['fraction_mapped']:.1f}% of the {stats['n_features']} features of {counts_path} map to "
+            f"the annotation (e.g. unmapped {stats['unmapped_examples'][:3]}); the rest are left out. Counts from "
+            f"another genome build or annotation release? Check annotation.genes / annotation.gtf"
+        )
         stats["warnings"].append(msg)
         logger.warning("%s: %s", where, msg)
     barcodes = mapped.obs_names.astype(str)
@@ -1461,8 +1513,10 @@ def check_chromosomes(mapped: anndata.AnnData, genes: pd.DataFrame, *, source: s
     needed = int(math.ceil(MIN_CHROMOSOME_FRACTION * len(annotated)))
     present = sorted(set(chromosomes), key=lambda c: (int(chromosome_rank([c])[0]), c))
     labels = ", ".join(_chromosome_label(c) for c in present)
-    hint = ("remnant reads copy number against the whole genome, and genes a sample lacks would count as zeros (read as "
-            "losses); give the full matrix (all genes, as CellRanger or the plate pipeline wrote it).")
+    hint = (
+        "remnant reads copy number against the whole genome, and genes a sample lacks would count as zeros (read as "
+        "losses); give the full matrix (all genes, as CellRanger or the plate pipeline wrote it)."
+    )
     if len(by_chromosome) < needed:
         raise InputError(
             f"genes from chromosome(s) {labels} only: was the matrix subset or filtered? Its {mapped.n_vars} mapped genes lie "
@@ -1480,8 +1534,18 @@ def check_chromosomes(mapped: anndata.AnnData, genes: pd.DataFrame, *, source: s
         )
     return {str(k): float(v) for k, v in share.items()}
 
-_BUILD_ALIASES = {"grch38": "GRCh38", "hg38": "GRCh38", "grch37": "GRCh37", "hg19": "GRCh37", "b37": "GRCh37",
-                  "grcm38": "GRCm38", "mm10": "GRCm38", "grcm39": "GRCm39", "mm39": "GRCm39"}
+
+_BUILD_ALIASES = {
+    "grch38": "GRCh38",
+    "hg38": "GRCh38",
+    "grch37": "GRCh37",
+    "hg19": "GRCh37",
+    "b37": "GRCh37",
+    "grcm38": "GRCm38",
+    "mm10": "GRCm38",
+    "grcm39": "GRCm39",
+    "mm39": "GRCm39",
+}
 
 
 def same_build(genome: str, build: str) -> bool:
@@ -1489,6 +1553,7 @@ def same_build(genome: str, build: str) -> bool:
 
     Names that mention no known build (a custom reference) count as the same: nothing to warn about.
     """
+
     def canonical(name: str) -> str | None:
         found = {v for k, v in _BUILD_ALIASES.items() if re.search(rf"(?<![a-z0-9]){k}(?![0-9])", name.lower())}
         return found.pop() if len(found) == 1 else None

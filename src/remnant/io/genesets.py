@@ -61,14 +61,23 @@ def read_markers(path: str | Path) -> dict[str, list[str]]:
     for i, row in table.iterrows():
         genes = str(row["markers"]).split()
         if not genes:
-            raise InputError("no marker genes listed; give space-separated symbols.", path=path,
-                             where=f"row {i + 2} ({row['population']})")
+            raise InputError(
+                "no marker genes listed; give space-separated symbols.",
+                path=path,
+                where=f"row {i + 2} ({row['population']})",
+            )
         markers[str(row["population"])] = genes
     return markers
 
 
-def check_known_genes(genes: Iterable[str], symbols: Collection[str], *, path: str | Path, build: str = "the annotation",
-                      where: str | None = None) -> None:
+def check_known_genes(
+    genes: Iterable[str],
+    symbols: Collection[str],
+    *,
+    path: str | Path,
+    build: str = "the annotation",
+    where: str | None = None,
+) -> None:
     """Raise :class:`InputError` when none of a gene set's ``genes`` is among the annotation's ``symbols``.
 
     A set of another organism's symbols (``Cd34``) or of Ensembl IDs would otherwise be scored on no
@@ -79,5 +88,6 @@ def check_known_genes(genes: Iterable[str], symbols: Collection[str], *, path: s
         raise InputError(
             f"none of its {len(genes)} genes (e.g. {genes[:3]}) is a gene symbol of {build}; gene sets list HGNC "
             "symbols (human, upper case, e.g. CD34), one per line.",
-            path=path, where=where,
+            path=path,
+            where=where,
         )

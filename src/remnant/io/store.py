@@ -76,8 +76,11 @@ def _csr_group(f: h5py.File, key: str, path) -> h5py.Group:
     g = f[key]
     enc = g.attrs.get("encoding-type", "") if isinstance(g, h5py.Group) else "dense"
     if enc != "csr_matrix":
-        raise InputError(f"{key!r} is stored as {enc or 'dense'}, not CSR (cells x genes); rewrite it with "
-                         "remnant's cluster_cells or as CSR.", path=str(path))
+        raise InputError(
+            f"{key!r} is stored as {enc or 'dense'}, not CSR (cells x genes); rewrite it with "
+            "remnant's cluster_cells or as CSR.",
+            path=str(path),
+        )
     return g
 
 
@@ -126,7 +129,7 @@ def counts_key(source, layer: str | None = COUNTS_LAYER, *, where: str = "counts
             layers = list(f["layers"]) if "layers" in f and isinstance(f["layers"], h5py.Group) else []
             if layer in layers:
                 return f"layers/{layer}"
-            X = f["X"] if "X" in f else None
+            X = f.get("X", None)
             counts = layer == COUNTS_LAYER and X is not None and _counts_like(_leading_values(X))
     else:
         layers = list(source.layers)
@@ -140,7 +143,11 @@ def counts_key(source, layer: str | None = COUNTS_LAYER, *, where: str = "counts
     if layer != COUNTS_LAYER:
         what = f"has no layer {layer!r} (layers: {layers or 'none'}); pass the layer with the raw counts, or layer=None for X"
     else:
-        x = "no X" if X is None else "X is not raw counts (non-integer or negative values, e.g. log-normalised expression)"
+        x = (
+            "no X"
+            if X is None
+            else "X is not raw counts (non-integer or negative values, e.g. log-normalised expression)"
+        )
         what = f"has no layer {layer!r} and {x}; pass layer= the layer with the raw counts (layers: {layers or 'none'})"
     raise InputError(what + ".", path=str(source) if is_path else None, where=f"{where}(layer=...)")
 
@@ -167,7 +174,9 @@ def read_obs(path, columns: list[str] | None = None) -> pd.DataFrame:
         have = list(group.attrs.get("column-order", []))
         missing = [c for c in columns if c not in have]
         if missing:
-            raise InputError(f"obs has no column(s) {missing} (it has {have}); rerun the step that writes it.", path=str(path))
+            raise InputError(
+                f"obs has no column(s) {missing} (it has {have}); rerun the step that writes it.", path=str(path)
+            )
         index = pd.Index(read_elem(group[index_key]), name=None if index_key == "_index" else index_key)
         return pd.DataFrame({c: read_elem(group[c]) for c in columns}, index=index)
 
@@ -218,8 +227,9 @@ def _mask(values, n: int, name: str) -> np.ndarray | None:
     return values
 
 
-def iter_chunks(path, *, key: str = "X", rows=None, columns=None, chunk_cells: int = CHUNK_CELLS
-                ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+def iter_chunks(
+    path, *, key: str = "X", rows=None, columns=None, chunk_cells: int = CHUNK_CELLS
+) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
     """Yield ``(cell_positions, block)`` over the matrix ``key`` of an h5ad file, a block of cells at a time.
 
     Parameters
@@ -249,7 +259,7 @@ def iter_chunks(path, *, key: str = "X", rows=None, columns=None, chunk_cells: i
                 # read only the span of the selected rows (a sample's or patient's cells are contiguous)
                 start, stop, inside = start + inside[0], start + inside[-1] + 1, inside - inside[0]
             lo, hi = indptr[start], indptr[stop]
-            block = sp.csr_matrix((data[lo:hi], indices[lo:hi], indptr[start:stop + 1] - lo), shape=(stop - start, m))
+            block = sp.csr_matrix((data[lo:hi], indices[lo:hi], indptr[start : stop + 1] - lo), shape=(stop - start, m))
             positions = np.arange(start, stop, dtype=np.int64)
             if inside is not None and inside.size < stop - start:
                 block, positions = block[inside], positions[inside]
@@ -258,8 +268,15 @@ def iter_chunks(path, *, key: str = "X", rows=None, columns=None, chunk_cells: i
             yield positions, block
 
 
-def read_columns(path, columns, *, rows=None, sums: Mapping[str, np.ndarray] | None = None, key: str = "X",
-                 chunk_cells: int = CHUNK_CELLS) -> tuple[sp.csr_matrix, dict[str, np.ndarray]]:
+def read_columns(
+    path,
+    columns,
+    *,
+    rows=None,
+    sums: Mapping[str, np.ndarray] | None = None,
+    key: str = "X",
+    chunk_cells: int = CHUNK_CELLS,
+) -> tuple[sp.csr_matrix, dict[str, np.ndarray]]:
     """The genes of the boolean (n_vars,) mask ``columns`` for the cells of ``rows`` (default all),
     read in blocks, and per-cell sums over other gene masks in the same pass.
 
@@ -285,7 +302,9 @@ def read_columns(path, columns, *, rows=None, sums: Mapping[str, np.ndarray] | N
     return matrix, {name: (np.concatenate(v) if v else np.zeros(0)) for name, v in totals.items()}
 
 
-def group_sums(path, groups, n_groups: int, *, columns=None, key: str = "X", chunk_cells: int = CHUNK_CELLS) -> np.ndarray:
+def group_sums(
+    path, groups, n_groups: int, *, columns=None, key: str = "X", chunk_cells: int = CHUNK_CELLS
+) -> np.ndarray:
     """Counts summed per group: float64 dense (n_groups x n_genes) from int (n_obs,) group codes
     (-1: cell left out), over the genes of ``columns`` (default all)."""
     groups = np.asarray(groups, dtype=np.int64)
@@ -301,8 +320,14 @@ def group_sums(path, groups, n_groups: int, *, columns=None, key: str = "X", chu
     return total
 
 
-def gene_means(path, *, rows=None, transform: Callable[[sp.csr_matrix, np.ndarray], sp.csr_matrix] | None = None,
-               key: str = "X", chunk_cells: int = CHUNK_CELLS) -> np.ndarray:
+def gene_means(
+    path,
+    *,
+    rows=None,
+    transform: Callable[[sp.csr_matrix, np.ndarray], sp.csr_matrix] | None = None,
+    key: str = "X",
+    chunk_cells: int = CHUNK_CELLS,
+) -> np.ndarray:
     """float64 (n_genes,) mean of each gene over the cells of ``rows`` (default all), of the counts or
     of ``transform(block, cell_positions)`` (e.g. :func:`log_normalise`)."""
     total, count = None, 0
@@ -317,7 +342,9 @@ def gene_means(path, *, rows=None, transform: Callable[[sp.csr_matrix, np.ndarra
     return total / max(count, 1)
 
 
-def log_normalise(block: sp.csr_matrix, library: np.ndarray, target_sum: float = 1e4, dtype=np.float32) -> sp.csr_matrix:
+def log_normalise(
+    block: sp.csr_matrix, library: np.ndarray, target_sum: float = 1e4, dtype=np.float32
+) -> sp.csr_matrix:
     """log1p(counts / library * target_sum) of a CSR block (cells with library 0 stay 0); ``library``
     is float (n_cells,)."""
     scale = np.divide(target_sum, library, out=np.zeros(library.shape, dtype=np.float64), where=library > 0)
@@ -405,11 +432,13 @@ def _copy_csr(src: h5py.Group, parent: h5py.Group, name: str, block_values: int)
             continue
         out = g.create_dataset(key, shape=ds.shape, dtype=wide, maxshape=(None,), chunks=ds.chunks or True)
         for lo in range(0, ds.shape[0], block_values):
-            out[lo:lo + block_values] = ds[lo:lo + block_values].astype(wide)
+            out[lo : lo + block_values] = ds[lo : lo + block_values].astype(wide)
     return g
 
 
-def _write_log_normalised(counts: h5py.Group, parent: h5py.Group, name: str, target_sum: float, block_values: int) -> None:
+def _write_log_normalised(
+    counts: h5py.Group, parent: h5py.Group, name: str, target_sum: float, block_values: int
+) -> None:
     """``parent[name]``: log1p(counts / total * target_sum) of the CSR group ``counts`` (CSR float32,
     total over all genes), a block of whole cells of about ``block_values`` stored values at a time.
 
@@ -423,8 +452,13 @@ def _write_log_normalised(counts: h5py.Group, parent: h5py.Group, name: str, tar
     source = counts["data"]
     # chunks of 2^16 values (256 kB): a block's last, partly written chunk is still in HDF5's chunk
     # cache (1 MB) when the next block completes it (the counts' chunks can be a few kB: slow to write)
-    data = g.create_dataset("data", shape=source.shape, dtype=np.float32, maxshape=(None,),
-                            chunks=(int(min(max(source.shape[0], 1), 1 << 16)),))
+    data = g.create_dataset(
+        "data",
+        shape=source.shape,
+        dtype=np.float32,
+        maxshape=(None,),
+        chunks=(int(min(max(source.shape[0], 1), 1 << 16)),),
+    )
     indptr = counts["indptr"][:].astype(np.int64)
     n = indptr.size - 1
     start = 0
@@ -434,7 +468,7 @@ def _write_log_normalised(counts: h5py.Group, parent: h5py.Group, name: str, tar
         lo, hi = int(indptr[start]), int(indptr[stop])
         if hi > lo:
             values = source[lo:hi]
-            ptr = indptr[start:stop + 1] - lo
+            ptr = indptr[start : stop + 1] - lo
             lengths = np.diff(ptr)
             library = np.zeros(lengths.size)
             filled = lengths > 0
@@ -490,8 +524,11 @@ def annotate_with_calls(cohort, calls, dst, *, target_sum: float = 1e4, block_va
     if lesions is None:
         raise InputError("has no uns['lesions']; rerun call_lesions.", path=str(calls))
     if not obs.index.equals(index):
-        raise InputError(f"its {len(obs)} cells are not the {len(index)} cells of {cohort} in the same order "
-                         "(calls made on another version of that file); rerun call_lesions.", path=str(calls))
+        raise InputError(
+            f"its {len(obs)} cells are not the {len(index)} cells of {cohort} in the same order "
+            "(calls made on another version of that file); rerun call_lesions.",
+            path=str(calls),
+        )
     del index
     key = counts_key(cohort, where="annotate_with_calls")
     var = scverse_var(read_var(cohort))
@@ -514,9 +551,13 @@ def annotate_with_calls(cohort, calls, dst, *, target_sum: float = 1e4, block_va
                 write_elem(out["uns"], name, value)
             if "remnant/cluster/X" in out["uns"]:
                 del out["uns/remnant/cluster/X"]
-                write_elem(out["uns/remnant/cluster"], "X", f"log1p(counts / total * {target_sum:g}); raw counts in layers/counts")
+                write_elem(
+                    out["uns/remnant/cluster"],
+                    "X",
+                    f"log1p(counts / total * {target_sum:g}); raw counts in layers/counts",
+                )
             write_elem(out, "layers", {})
-            for name in (src["layers"] if "layers" in src else []):
+            for name in src.get("layers", []):
                 if f"layers/{name}" != key:
                     src.copy(src[f"layers/{name}"], out["layers"], name)
             counts = _copy_csr(src[key], out["layers"], "counts", block_values)
@@ -525,6 +566,14 @@ def annotate_with_calls(cohort, calls, dst, *, target_sum: float = 1e4, block_va
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    log.info("%s: %d cells x %d genes; X log-normalised (target_sum %g), raw counts (%s of %s) in layers/counts, "
-             "%d duplicated symbols made unique", dst, len(obs), len(var), target_sum, key, cohort,
-             int((var.index != var["gene_name"].astype(str).to_numpy()).sum()) if "gene_name" in var else 0)
+    log.info(
+        "%s: %d cells x %d genes; X log-normalised (target_sum %g), raw counts (%s of %s) in layers/counts, "
+        "%d duplicated symbols made unique",
+        dst,
+        len(obs),
+        len(var),
+        target_sum,
+        key,
+        cohort,
+        int((var.index != var["gene_name"].astype(str).to_numpy()).sum()) if "gene_name" in var else 0,
+    )

@@ -1,9 +1,17 @@
-"""Plotting: every figure of the workflow, each from an AnnData or the table a tool wrote.
-"""
+"""Plotting: every figure of the workflow, each from an AnnData or the table a tool wrote."""
 
 from remnant._lazy import exports
 
-__getattr__, __dir__, __all__ = exports(__name__, {
-    "clusters": ["plot_umaps", "plot_marker_dotplot", "plot_qc_summary"],
-    "persistence": ["plot_del_fraction", "plot_signature_distributions", "plot_cycling_composition", "plot_cycling_calibration", "plot_volcano"],
-})
+__getattr__, __dir__, __all__ = exports(
+    __name__,
+    {
+        "clusters": ["plot_umaps", "plot_marker_dotplot", "plot_qc_summary"],
+        "persistence": [
+            "plot_del_fraction",
+            "plot_signature_distributions",
+            "plot_cycling_composition",
+            "plot_cycling_calibration",
+            "plot_volcano",
+        ],
+    },
+)

@@ -68,10 +68,17 @@ def plot_umaps(adata: AnnData, keys: Sequence[str], paths: Sequence[str]) -> Non
         # takes matplotlib minutes per thousand entries: above MAX_LEGEND_LEVELS the levels are
         # coloured without a legend and the title says how many there are
         many = len(levels) > MAX_LEGEND_LEVELS
-        sc.pl.umap(adata, color=key, palette=[colours[str(v)] for v in levels], ax=ax, show=False,
-                   frameon=False, size=max(3, 120000 / max(adata.n_obs, 1) ** 1.1),
-                   legend_loc=None if many else "right margin",
-                   title=f"cells by {key}" + (f" ({len(levels)} levels, no legend)" if many else ""))
+        sc.pl.umap(
+            adata,
+            color=key,
+            palette=[colours[str(v)] for v in levels],
+            ax=ax,
+            show=False,
+            frameon=False,
+            size=max(3, 120000 / max(adata.n_obs, 1) ** 1.1),
+            legend_loc=None if many else "right margin",
+            title=f"cells by {key}" + (f" ({len(levels)} levels, no legend)" if many else ""),
+        )
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
@@ -86,7 +93,14 @@ def plot_marker_dotplot(adata: AnnData, markers: Mapping[str, Sequence[str]], st
     view.var_names = pd.Index(symbols).where(~pd.Index(symbols).duplicated(), adata.var_names)
     # a state no cluster was labelled with has no row (its markers still get columns)
     view.obs["hspc_state"] = view.obs["hspc_state"].cat.remove_unused_categories()
-    dot = sc.pl.dotplot(view, groups, groupby="hspc_state", standard_scale="var", show=False, return_fig=True,
-                        title="HSPC markers by annotated state")
+    dot = sc.pl.dotplot(
+        view,
+        groups,
+        groupby="hspc_state",
+        standard_scale="var",
+        show=False,
+        return_fig=True,
+        title="HSPC markers by annotated state",
+    )
     dot.savefig(path, dpi=110, bbox_inches="tight")
     plt.close("all")

@@ -21,8 +21,13 @@ from remnant.errors import InputError  # noqa: E402
 from remnant.pl.clusters import palette  # noqa: E402
 from remnant.tl.signatures import PHASES  # noqa: E402
 
-__all__ = ["plot_cycling_calibration", "plot_cycling_composition", "plot_del_fraction", "plot_signature_distributions",
-           "plot_volcano"]
+__all__ = [
+    "plot_cycling_calibration",
+    "plot_cycling_composition",
+    "plot_del_fraction",
+    "plot_signature_distributions",
+    "plot_volcano",
+]
 
 
 def _order(values: pd.Series, order: Sequence[str] | None) -> list[str]:
@@ -64,8 +69,14 @@ def plot_del_fraction(
     tps = _order(table["timepoint"], timepoints)
     pops = _order(table["population"], populations)
     colours = palette(pops, "population")
-    fig, axes = plt.subplots(1, len(patients), figsize=(max(4.0, 1.1 * len(tps) * len(pops) / 2 + 1.5) * len(patients) / 1.6, 4.2),
-                             sharey=True, constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(patients),
+        figsize=(max(4.0, 1.1 * len(tps) * len(pops) / 2 + 1.5) * len(patients) / 1.6, 4.2),
+        sharey=True,
+        constrained_layout=True,
+        squeeze=False,
+    )
     width = 0.8 / max(len(pops), 1)
     for ax, patient in zip(axes[0], patients):
         part = table[table["patient"].astype(str) == patient]
@@ -77,25 +88,55 @@ def plot_del_fraction(
                 r = hit.iloc[0]
                 x = i - 0.4 + width * (j + 0.5)
                 use_corr = estimate == "corrected" and pd.notna(r.get("corrected", np.nan))
-                value, lo, hi = ((r["corrected"], r["corrected_low"], r["corrected_high"]) if use_corr
-                                 else (r["fraction"], r["fraction_low"], r["fraction_high"]))
+                value, lo, hi = (
+                    (r["corrected"], r["corrected_low"], r["corrected_high"])
+                    if use_corr
+                    else (r["fraction"], r["fraction_low"], r["fraction_high"])
+                )
                 hatch = "//" if estimate == "corrected" and not use_corr else None
-                ax.bar(x, 100 * value, width=width * 0.92, color=colours[pop], hatch=hatch, edgecolor="white" if hatch else None,
-                       label=pop if i == 0 else None)
-                ax.errorbar(x, 100 * value, yerr=[[100 * max(value - lo, 0.0)], [100 * max(hi - value, 0.0)]], color="black", capsize=2, lw=1)
+                ax.bar(
+                    x,
+                    100 * value,
+                    width=width * 0.92,
+                    color=colours[pop],
+                    hatch=hatch,
+                    edgecolor="white" if hatch else None,
+                    label=pop if i == 0 else None,
+                )
+                ax.errorbar(
+                    x,
+                    100 * value,
+                    yerr=[[100 * max(value - lo, 0.0)], [100 * max(hi - value, 0.0)]],
+                    color="black",
+                    capsize=2,
+                    lw=1,
+                )
                 ax.text(x, -3, f"{int(r['n_cells'])}", ha="center", va="top", fontsize=6, rotation=90)
         ax.set_xticks(range(len(tps)), tps, rotation=30)
         ax.set_title(patient)
         ax.set_ylim(-14, 105)
         ax.axhline(0, color="grey", lw=0.5)
-    axes[0][0].set_ylabel(f"{lesion_label} cells (%)" + (", error-corrected" if estimate == "corrected" else ", called"))
+    axes[0][0].set_ylabel(
+        f"{lesion_label} cells (%)" + (", error-corrected" if estimate == "corrected" else ", called")
+    )
     handles, labels = axes[0][0].get_legend_handles_labels()
     seen = dict(zip(labels, handles))
     # below the panels: at the upper right it collides with the wrapped title of narrow figures
-    fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=max(len(seen), 1), frameon=False, fontsize=8,
-               title="population", title_fontsize=8)
-    whisker = "95% interval (Rogan-Gladen corrected; hatched: not correctable, called fraction with Wilson interval)" \
-        if estimate == "corrected" else "95% Wilson interval"
+    fig.legend(
+        seen.values(),
+        seen.keys(),
+        loc="outside lower center",
+        ncol=max(len(seen), 1),
+        frameon=False,
+        fontsize=8,
+        title="population",
+        title_fontsize=8,
+    )
+    whisker = (
+        "95% interval (Rogan-Gladen corrected; hatched: not correctable, called fraction with Wilson interval)"
+        if estimate == "corrected"
+        else "95% Wilson interval"
+    )
     title = f"{lesion_label} fraction by population and timepoint; bars: {whisker}; numbers: cells"
     # wrapped to the figure's width (about 14 characters per inch at this size), so narrow figures of few patients keep it whole
     fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 14))), fontsize=8)
@@ -137,8 +178,13 @@ def plot_signature_distributions(
     n = len(score_keys)
     ncols = max(1, min(ncols or n, n))
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.0, 0.9 * len(levels) + 1.5) * ncols, 3.8 * nrows),
-                             constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(max(3.0, 0.9 * len(levels) + 1.5) * ncols, 3.8 * nrows),
+        constrained_layout=True,
+        squeeze=False,
+    )
     for ax in axes.ravel()[n:]:
         ax.set_axis_off()
     colours = palette(levels, group_key)
@@ -181,7 +227,12 @@ def plot_cycling_composition(composition: pd.DataFrame, path: str, *, label_keys
         values = 100 * composition[col].to_numpy(float)
         ax.bar(range(len(composition)), values, bottom=bottom, color=colours[phase], label=phase)
         bottom += values
-    ax.set_xticks(range(len(composition)), [f"{lab} (n={n})" for lab, n in zip(labels, composition["n_cells"])], rotation=90, fontsize=7)
+    ax.set_xticks(
+        range(len(composition)),
+        [f"{lab} (n={n})" for lab, n in zip(labels, composition["n_cells"])],
+        rotation=90,
+        fontsize=7,
+    )
     ax.set_ylabel("cells (%)")
     ax.set_ylim(0, 100)
     ax.set_title("Cell-cycle phase (from S and G2/M programs)")
@@ -210,8 +261,9 @@ def _calibration_cut(row: pd.Series, posterior: np.ndarray, called: np.ndarray) 
     return float(grid[above[0]]) if above.size else np.nan
 
 
-def plot_cycling_calibration(scores: pd.DataFrame, calibration: pd.DataFrame, path: str, *,
-                             batch_key: str | None = "technology") -> None:
+def plot_cycling_calibration(
+    scores: pd.DataFrame, calibration: pd.DataFrame, path: str, *, batch_key: str | None = "technology"
+) -> None:
     """Per batch (technology): the histogram of the cycling score max(S, G2/M), the two fitted
     Gaussians of :func:`remnant.tl.signatures.calibrate_cycling` (each scaled by its weight, and their
     sum), the cut where the calibrated call changes (dashed) and scanpy's sign rule (either score
@@ -243,12 +295,17 @@ def plot_cycling_calibration(scores: pd.DataFrame, calibration: pd.DataFrame, pa
         plt.close(fig)
         return
     if batch_key is None and len(calibration) != 1:
-        raise InputError("several batches in the calibration table: name the cells' batch column (batch_key).",
-                         where="plot_cycling_calibration")
+        raise InputError(
+            "several batches in the calibration table: name the cells' batch column (batch_key).",
+            where="plot_cycling_calibration",
+        )
     from scipy import stats
 
-    batches = (scores[batch_key].astype(str).to_numpy() if batch_key else
-               np.full(len(scores), str(calibration["batch"].iloc[0]), dtype=object))
+    batches = (
+        scores[batch_key].astype(str).to_numpy()
+        if batch_key
+        else np.full(len(scores), str(calibration["batch"].iloc[0]), dtype=object)
+    )
     m_all = np.maximum(scores["S_score"].to_numpy(float), scores["G2M_score"].to_numpy(float))
     called_all = scores["cycle_phase"].astype(str).to_numpy() != "G0/G1"
     posterior_all = scores["cycling_posterior"].to_numpy(float)
@@ -257,7 +314,14 @@ def plot_cycling_calibration(scores: pd.DataFrame, calibration: pd.DataFrame, pa
     for ax, (_, row) in zip(axes[0], calibration.iterrows()):
         idx = batches == str(row["batch"])
         m, called = m_all[idx], called_all[idx]
-        ax.hist(m, bins=max(10, min(60, int(np.sqrt(idx.sum())) * 2)), density=True, color="#BBBBBB", edgecolor="white", lw=0.3)
+        ax.hist(
+            m,
+            bins=max(10, min(60, int(np.sqrt(idx.sum())) * 2)),
+            density=True,
+            color="#BBBBBB",
+            edgecolor="white",
+            lw=0.3,
+        )
         rule = str(row["rule"])
         if rule.startswith(("two-component", "one component")) and m.size:
             x = np.linspace(m.min() - 0.05, m.max() + 0.05, 400)
@@ -272,12 +336,18 @@ def plot_cycling_calibration(scores: pd.DataFrame, calibration: pd.DataFrame, pa
         if np.isfinite(cut):
             ax.axvline(cut, color="black", ls="--", lw=1, label=f"cut {cut:.3f}: called cycling above")
         ax.axvline(0, color="grey", ls=":", lw=1, label="sign rule: either score > 0")
-        share = (lambda v: "NA" if not np.isfinite(v) else f"{100 * v:.0f}%")
+
+        def share(v):
+            return "NA" if not np.isfinite(v) else f"{100 * v:.0f}%"
+
         separation = f"{row['separation']:.3f}" if np.isfinite(row["separation"]) else "NA"
         head = f"{row['batch']}: {int(row['cells'])} cells; {rule}"
-        ax.set_title(textwrap.fill(head, 60) + f"\nestimated cycling {share(row['cycling_share'])}, called "
-                     f"{share(row['called_share'])}, sign rule {share(row['sign_rule_share'])}\n"
-                     f"separation AUROC {separation}", fontsize=8)
+        ax.set_title(
+            textwrap.fill(head, 60) + f"\nestimated cycling {share(row['cycling_share'])}, called "
+            f"{share(row['called_share'])}, sign rule {share(row['sign_rule_share'])}\n"
+            f"separation AUROC {separation}",
+            fontsize=8,
+        )
         ax.set_xlabel("cycling score max(S, G2/M) (log1p units)", fontsize=8)
         ax.set_ylabel("density", fontsize=8)
         ax.legend(frameon=False, fontsize=6, loc="upper right")
@@ -286,8 +356,15 @@ def plot_cycling_calibration(scores: pd.DataFrame, calibration: pd.DataFrame, pa
     plt.close(fig)
 
 
-def plot_volcano(results: pd.DataFrame, path: str, *, padj: float = 0.1, label_top: int = 15, title: str | None = None,
-                 empty: str = "no test: fewer than two patients with both pseudobulks") -> None:
+def plot_volcano(
+    results: pd.DataFrame,
+    path: str,
+    *,
+    padj: float = 0.1,
+    label_top: int = 15,
+    title: str | None = None,
+    empty: str = "no test: fewer than two patients with both pseudobulks",
+) -> None:
     """Volcano of a :func:`remnant.tl.de.paired_de` table: log2 fold change vs -log10 p,
     genes at ``padj`` below the threshold coloured and the ``label_top`` smallest p-values named.
     An empty table gives a figure saying why (``empty``)."""
@@ -308,7 +385,9 @@ def plot_volcano(results: pd.DataFrame, path: str, *, padj: float = 0.1, label_t
         ax.scatter(x[sig & (x < 0)], y[sig & (x < 0)], s=6, color="#4C72B0", lw=0, label=f"down, padj < {padj}")
         top = np.argsort(r["pvalue"].to_numpy(float))[:label_top]
         for i in top:
-            ax.annotate(str(r["gene_name"].iloc[i]), (x[i], y[i]), fontsize=6, xytext=(2, 2), textcoords="offset points")
+            ax.annotate(
+                str(r["gene_name"].iloc[i]), (x[i], y[i]), fontsize=6, xytext=(2, 2), textcoords="offset points"
+            )
         ax.axvline(0, color="grey", lw=0.5)
         ax.set_xlabel("log2 fold change")
         ax.set_ylabel("-log10 p-value")

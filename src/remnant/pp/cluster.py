@@ -52,8 +52,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.sparse.csgraph import connected_components
 
-from remnant.io import store
 from remnant.errors import InputError
+from remnant.io import store
 from remnant.io.genesets import read_markers  # noqa: F401 (the marker table reader lives with the gene sets; re-exported)
 from remnant.workflow.runlog import timed
 
@@ -98,8 +98,7 @@ def highly_variable_genes(
         ``highly_variable`` (bool) and, when ``batched``, ``highly_variable_nbatches``.
     """
     frames, n_batches = [], 0
-    for name, sub in batches:
-        n_batches += 1
+    for n_batches, (name, sub) in enumerate(batches, start=1):  # noqa: B007 (name: for the reader)
         if batched:  # scanpy's batched path leaves out the genes a batch does not express
             expressed = np.asarray((sub.X != 0).sum(axis=0)).ravel() > 0
             sub = sub[:, expressed].copy()
@@ -112,8 +111,9 @@ def highly_variable_genes(
         return frames[0].reindex(var_names)
     df = pd.concat(frames, axis=0)
     df["highly_variable"] = df["highly_variable"].astype(int)
-    df = df.groupby(df.index, observed=True).agg(dict(means="mean", dispersions="mean", dispersions_norm="mean",
-                                                        highly_variable="sum"))
+    df = df.groupby(df.index, observed=True).agg(
+        dict(means="mean", dispersions="mean", dispersions_norm="mean", highly_variable="sum")
+    )
     df["highly_variable_nbatches"] = df["highly_variable"]
     df = df.reindex(var_names)
     order = df.sort_values(["highly_variable_nbatches", "dispersions_norm"], ascending=False, na_position="last").index
@@ -126,7 +126,7 @@ def _hvg_rows(obs: pd.DataFrame, batch: str | None, max_cells: int | None, seed:
     labels = obs[batch].astype(str).to_numpy() if batch else np.full(len(obs), "all", dtype=object)
     rng = np.random.default_rng(seed)
     out = []
-    for name in (sorted(pd.unique(labels)) if batch else ["all"]):
+    for name in sorted(pd.unique(labels)) if batch else ["all"]:
         mask = labels == name
         if max_cells and mask.sum() > max_cells:
             keep = np.sort(rng.choice(np.flatnonzero(mask), max_cells, replace=False))
@@ -180,16 +180,30 @@ def cluster_cohort(
     normalise(adata, target_sum=target_sum)
     batch = hvg_batch_key if hvg_batch_key and adata.obs[hvg_batch_key].nunique() > 1 else None
     rows = _hvg_rows(adata.obs, batch, hvg_max_cells, seed)
-    hvg_table = highly_variable_genes(((name, adata[mask]) for name, mask in rows), adata.var_names,
-                                      n_top_genes=int(min(n_top_genes, adata.n_vars)), batched=batch is not None)
+    hvg_table = highly_variable_genes(
+        ((name, adata[mask]) for name, mask in rows),
+        adata.var_names,
+        n_top_genes=int(min(n_top_genes, adata.n_vars)),
+        batched=batch is not None,
+    )
     for column in hvg_table:
         adata.var[column] = hvg_table[column].to_numpy()
     selected = adata.var["highly_variable"].to_numpy()
-    embedded = embed(AnnData(X=adata.X[:, selected], obs=adata.obs), n_pcs=n_pcs, integrate_keys=integrate_keys,
-                     harmony_max_iter=harmony_max_iter, n_neighbors=n_neighbors, resolution=resolution,
-                     umap_min_dist=umap_min_dist, umap_init=umap_init, seed=seed)
+    embedded = embed(
+        AnnData(X=adata.X[:, selected], obs=adata.obs),
+        n_pcs=n_pcs,
+        integrate_keys=integrate_keys,
+        harmony_max_iter=harmony_max_iter,
+        n_neighbors=n_neighbors,
+        resolution=resolution,
+        umap_min_dist=umap_min_dist,
+        umap_init=umap_init,
+        seed=seed,
+    )
     _adopt(adata, embedded, selected)
-    adata.uns.setdefault("remnant", {})["cluster"] = _parameters(embedded, target_sum, int(selected.sum()), batch, hvg_max_cells)
+    adata.uns.setdefault("remnant", {})["cluster"] = _parameters(
+        embedded, target_sum, int(selected.sum()), batch, hvg_max_cells
+    )
     return adata
 
 
@@ -233,9 +247,18 @@ def embed(
         # PCA gives at most one component fewer than the smaller of cells and genes (ARPACK: strictly fewer)
         by_genes = hvg.n_vars <= hvg.n_obs
         limit = f"{hvg.n_vars} highly variable genes" if by_genes else f"{hvg.n_obs} cells"
-        log.warning("cluster.n_pcs: %d principal components asked for, but PCA of %d cells x %d highly variable genes gives "
-                    "at most %d (one fewer than its %s): using %d; set cluster.n_pcs to %d or less%s", n_pcs, hvg.n_obs,
-                    hvg.n_vars, n_comps, limit, n_comps, n_comps, " (or raise cluster.n_top_genes)" if by_genes else "")
+        log.warning(
+            "cluster.n_pcs: %d principal components asked for, but PCA of %d cells x %d highly variable genes gives "
+            "at most %d (one fewer than its %s): using %d; set cluster.n_pcs to %d or less%s",
+            n_pcs,
+            hvg.n_obs,
+            hvg.n_vars,
+            n_comps,
+            limit,
+            n_comps,
+            n_comps,
+            " (or raise cluster.n_top_genes)" if by_genes else "",
+        )
     with timed(f"PCA, {n_comps} components", log):
         sc.pp.pca(hvg, n_comps=n_comps, svd_solver="arpack", random_state=seed)
     keys = [k for k in integrate_keys if hvg.obs[k].nunique() > 1]
@@ -262,14 +285,30 @@ def embed(
         if n_components <= MAX_SPECTRAL_COMPONENTS:
             init = "spectral"
         else:
-            log.warning("kNN graph has %d connected components (> %d): UMAP starts from the first two components of %s "
-                        "instead of a spectral layout", n_components, MAX_SPECTRAL_COMPONENTS, use_rep)
-    with timed(f"UMAP from {'a spectral layout' if isinstance(init, str) else 'the first two components of ' + use_rep}", log):
+            log.warning(
+                "kNN graph has %d connected components (> %d): UMAP starts from the first two components of %s "
+                "instead of a spectral layout",
+                n_components,
+                MAX_SPECTRAL_COMPONENTS,
+                use_rep,
+            )
+    with timed(
+        f"UMAP from {'a spectral layout' if isinstance(init, str) else 'the first two components of ' + use_rep}", log
+    ):
         sc.tl.umap(hvg, min_dist=umap_min_dist, random_state=seed, init_pos=init)
-    hvg.uns["remnant_embedding"] = {"n_pcs": n_comps, "integrate_keys": keys, "embedding": use_rep,
-                                    "n_neighbors": n_neighbors, "resolution": resolution, "umap_min_dist": umap_min_dist,
-                                    "umap_init": "spectral" if isinstance(init, str) else f"{use_rep}[:, :2]", "seed": seed}
-    log.info("%d cells, %d HVG, %d PCs, %d Leiden clusters", hvg.n_obs, hvg.n_vars, n_comps, hvg.obs["leiden"].nunique())
+    hvg.uns["remnant_embedding"] = {
+        "n_pcs": n_comps,
+        "integrate_keys": keys,
+        "embedding": use_rep,
+        "n_neighbors": n_neighbors,
+        "resolution": resolution,
+        "umap_min_dist": umap_min_dist,
+        "umap_init": "spectral" if isinstance(init, str) else f"{use_rep}[:, :2]",
+        "seed": seed,
+    }
+    log.info(
+        "%d cells, %d HVG, %d PCs, %d Leiden clusters", hvg.n_obs, hvg.n_vars, n_comps, hvg.obs["leiden"].nunique()
+    )
     return hvg
 
 
@@ -290,13 +329,27 @@ def _adopt(adata: AnnData, embedded: AnnData, selected: np.ndarray) -> None:
 
 def _parameters(embedded: AnnData, target_sum: float, n_top: int, batch: str | None, hvg_max_cells: int | None) -> dict:
     e = embedded.uns["remnant_embedding"]
-    return {"target_sum": target_sum, "n_top_genes": n_top, "hvg_batch_key": batch or "", "hvg_max_cells": hvg_max_cells or 0,
-            "n_pcs": e["n_pcs"], "integrate_keys": e["integrate_keys"], "embedding": e["embedding"],
-            "n_neighbors": e["n_neighbors"], "resolution": e["resolution"], "umap_min_dist": e["umap_min_dist"],
-            "umap_init": e["umap_init"], "seed": e["seed"], "n_clusters": int(embedded.obs["leiden"].nunique()), "X": "raw counts"}
+    return {
+        "target_sum": target_sum,
+        "n_top_genes": n_top,
+        "hvg_batch_key": batch or "",
+        "hvg_max_cells": hvg_max_cells or 0,
+        "n_pcs": e["n_pcs"],
+        "integrate_keys": e["integrate_keys"],
+        "embedding": e["embedding"],
+        "n_neighbors": e["n_neighbors"],
+        "resolution": e["resolution"],
+        "umap_min_dist": e["umap_min_dist"],
+        "umap_init": e["umap_init"],
+        "seed": e["seed"],
+        "n_clusters": int(embedded.obs["leiden"].nunique()),
+        "X": "raw counts",
+    }
 
 
-def merge_samples(paths: Sequence[str], out: str, *, timepoints: Sequence[str], populations: Sequence[str]) -> pd.DataFrame:
+def merge_samples(
+    paths: Sequence[str], out: str, *, timepoints: Sequence[str], populations: Sequence[str]
+) -> pd.DataFrame:
     """Concatenate per-sample h5ad files (raw counts in X) into ``out`` on disk (genes outer-joined,
     absent genes 0), without loading the matrices; returns the typed cohort ``obs``
     (written back to ``out``).
@@ -320,9 +373,12 @@ def merge_samples(paths: Sequence[str], out: str, *, timepoints: Sequence[str], 
         del f["var"]
         write_elem(f, "var", var)
     obs = store.read_obs(out)
-    obs["timepoint"] = pd.Categorical(obs["timepoint"].astype(str).replace({"nan": "NA", "": "NA"}),
-                                      categories=list(timepoints) + ["NA"]).remove_unused_categories()
-    obs["population"] = pd.Categorical(obs["population"].astype(str), categories=list(populations)).remove_unused_categories()
+    obs["timepoint"] = pd.Categorical(
+        obs["timepoint"].astype(str).replace({"nan": "NA", "": "NA"}), categories=list(timepoints) + ["NA"]
+    ).remove_unused_categories()
+    obs["population"] = pd.Categorical(
+        obs["population"].astype(str), categories=list(populations)
+    ).remove_unused_categories()
     for key in ("sample", "patient", "condition", "technology"):
         obs[key] = obs[key].astype(str).astype("category")
     return obs
@@ -351,7 +407,7 @@ def _merged_var(paths: Sequence[str], index: pd.Index) -> pd.DataFrame:
         var = store.read_var(path)
         var = var[~var.index.isin(seen)]
         categorical = [c for c in var.columns if isinstance(var[c].dtype, pd.CategoricalDtype)]
-        parts.append((var.astype({c: object for c in categorical}), categorical))
+        parts.append((var.astype(dict.fromkeys(categorical, object)), categorical))
         seen = seen.append(var.index)
     categorical = sorted({c for _, cats in parts for c in cats})
     var = pd.concat([p for p, _ in parts]).reindex(index)
@@ -397,21 +453,38 @@ def cluster_file(
             parts = [b for _, b in store.iter_chunks(path, rows=mask, chunk_cells=chunk_cells)]
             X = sp.vstack(parts, format="csr")
             del parts
-            sub = AnnData(X=store.log_normalise(X, np.asarray(X.sum(axis=1, dtype=np.float64)).ravel(), target_sum),
-                          var=pd.DataFrame(index=var.index))
+            sub = AnnData(
+                X=store.log_normalise(X, np.asarray(X.sum(axis=1, dtype=np.float64)).ravel(), target_sum),
+                var=pd.DataFrame(index=var.index),
+            )
             del X
             yield name, sub
 
-    hvg_table = highly_variable_genes(batches(), var.index, n_top_genes=int(min(n_top_genes, len(var))), batched=batch is not None)
+    hvg_table = highly_variable_genes(
+        batches(), var.index, n_top_genes=int(min(n_top_genes, len(var))), batched=batch is not None
+    )
     selected = hvg_table["highly_variable"].to_numpy()
-    counts, sums = store.read_columns(path, selected, sums={"library": np.ones(len(var), bool)}, chunk_cells=chunk_cells)
-    hvg = AnnData(X=store.log_normalise(counts, sums["library"], target_sum), obs=obs.copy(),
-                  var=pd.DataFrame(index=var.index[selected]))
+    counts, sums = store.read_columns(
+        path, selected, sums={"library": np.ones(len(var), bool)}, chunk_cells=chunk_cells
+    )
+    hvg = AnnData(
+        X=store.log_normalise(counts, sums["library"], target_sum),
+        obs=obs.copy(),
+        var=pd.DataFrame(index=var.index[selected]),
+    )
     del counts
     log.info("cells x HVG log-normalised: %d x %d, %d nonzeros", hvg.n_obs, hvg.n_vars, hvg.X.nnz)
-    embedded = embed(hvg, n_pcs=n_pcs, integrate_keys=integrate_keys, harmony_max_iter=harmony_max_iter,
-                     n_neighbors=n_neighbors, resolution=resolution, umap_min_dist=umap_min_dist, umap_init=umap_init,
-                     seed=seed)
+    embedded = embed(
+        hvg,
+        n_pcs=n_pcs,
+        integrate_keys=integrate_keys,
+        harmony_max_iter=harmony_max_iter,
+        n_neighbors=n_neighbors,
+        resolution=resolution,
+        umap_min_dist=umap_min_dist,
+        umap_init=umap_init,
+        seed=seed,
+    )
     embedded.X = None
     out = AnnData(obs=obs.copy(), var=var.copy())
     for column in hvg_table:
@@ -428,8 +501,14 @@ def write_clustering(path: str, result: AnnData) -> None:
     from anndata.io import write_elem
 
     with h5py.File(path, "r+") as f:
-        for key, value in (("obs", result.obs), ("var", result.var), ("obsm", dict(result.obsm)),
-                           ("obsp", dict(result.obsp)), ("varm", dict(result.varm)), ("uns", dict(result.uns))):
+        for key, value in (
+            ("obs", result.obs),
+            ("var", result.var),
+            ("obsm", dict(result.obsm)),
+            ("obsp", dict(result.obsp)),
+            ("varm", dict(result.varm)),
+            ("uns", dict(result.uns)),
+        ):
             if key in f:
                 del f[key]
             write_elem(f, key, value)
@@ -444,8 +523,14 @@ def harmony(embedding: np.ndarray, batches: pd.DataFrame, *, max_iter: int = 20,
     import harmonypy
 
     meta = batches.astype(str).reset_index(drop=True)
-    out = harmonypy.run_harmony(np.asarray(embedding, dtype=np.float64), meta, list(meta.columns),
-                                max_iter_harmony=max_iter, random_state=seed, verbose=False)
+    out = harmonypy.run_harmony(
+        np.asarray(embedding, dtype=np.float64),
+        meta,
+        list(meta.columns),
+        max_iter_harmony=max_iter,
+        random_state=seed,
+        verbose=False,
+    )
     corrected = np.asarray(out.Z_corr)
     if corrected.shape[0] != embedding.shape[0]:  # harmonypy < 2: components x cells
         corrected = corrected.T
@@ -509,8 +594,9 @@ def annotate_states_file(
     return result
 
 
-def _marker_vars(var: pd.DataFrame, markers: Mapping[str, Sequence[str]], states: Sequence[str] | None,
-                 min_markers: int) -> dict[str, list[str]]:
+def _marker_vars(
+    var: pd.DataFrame, markers: Mapping[str, Sequence[str]], states: Sequence[str] | None, min_markers: int
+) -> dict[str, list[str]]:
     """{state: var names of its markers present} for the states with at least ``min_markers``."""
     states = list(states) if states is not None else list(markers)
     symbols = var["gene_name"].astype(str) if "gene_name" in var else var.index.to_series()
@@ -519,14 +605,19 @@ def _marker_vars(var: pd.DataFrame, markers: Mapping[str, Sequence[str]], states
     out = {}
     for state in states:
         if state not in markers:
-            raise InputError(f"state {state!r} is not in the marker table; states there: {sorted(markers)}.", where="states.use")
+            raise InputError(
+                f"state {state!r} is not in the marker table; states there: {sorted(markers)}.", where="states.use"
+            )
         present = [g for g in markers[state] if g in symbol_to_var.index]
         if len(present) < min_markers:
             log.warning("state %s: only %d of its markers in the data; not scored", state, len(present))
             continue
         out[state] = list(symbol_to_var[present])
     if not out:
-        raise InputError("no HSPC state has enough marker genes in the data to be scored; check states.markers and the gene identifiers.", where="states")
+        raise InputError(
+            "no HSPC state has enough marker genes in the data to be scored; check states.markers and the gene identifiers.",
+            where="states",
+        )
     return out
 
 
@@ -538,5 +629,8 @@ def _states_from_scores(obs: pd.DataFrame, uns: dict, scored: list[str], cluster
     per_cluster = pd.DataFrame(z, columns=scored).groupby(obs[cluster_key].to_numpy(), observed=True).mean()
     cluster_state = per_cluster.idxmax(axis=1)
     obs["hspc_state"] = pd.Categorical(obs[cluster_key].map(cluster_state).astype(str), categories=scored)
-    uns.setdefault("remnant", {})["states"] = {"scored": scored, "cluster_state": {str(k): v for k, v in cluster_state.items()}}
+    uns.setdefault("remnant", {})["states"] = {
+        "scored": scored,
+        "cluster_state": {str(k): v for k, v in cluster_state.items()},
+    }
     log.info("cluster states: %s", dict(obs["hspc_state"].value_counts()))

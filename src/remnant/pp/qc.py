@@ -106,7 +106,9 @@ def mad_outlier(values: np.ndarray, n_mads: float | None, *, side: str) -> tuple
 EXACT_DOUBLET_NEIGHBOURS = 20_000
 
 
-def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: float | None = None, seed: int = 0) -> AnnData:
+def score_doublets(
+    adata: AnnData, *, expected_rate: float = 0.06, threshold: float | None = None, seed: int = 0
+) -> AnnData:
     """Scrublet doublet scores (:func:`scanpy.pp.scrublet`) into ``doublet_score``/``predicted_doublet``.
 
     With a ``threshold``, cells scoring above it are called. Without one, Scrublet's automatic
@@ -153,7 +155,10 @@ def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: fl
                 "doublet calling is not reliable on this sample: Scrublet's automatic threshold %.3f would call "
                 "%.0f%% of %d cells (expected rate %.3f), so its score distribution has no usable gap; no cell is "
                 "removed as a doublet. Set qc.doublets.threshold to call doublets above a fixed score.",
-                auto, 100 * called.mean(), adata.n_obs, expected_rate,
+                auto,
+                100 * called.mean(),
+                adata.n_obs,
+                expected_rate,
             )
             called = np.zeros(adata.n_obs, dtype=bool)
             info.update(rule="not reliable: none called", threshold=None, automatic_threshold=auto)
@@ -161,7 +166,9 @@ def score_doublets(adata: AnnData, *, expected_rate: float = 0.06, threshold: fl
     return adata
 
 
-def flag_cells(adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_for: bool = True, seed: int = 0) -> AnnData:
+def flag_cells(
+    adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_for: bool = True, seed: int = 0
+) -> AnnData:
     """Apply absolute and MAD-based thresholds and doublet calls; write ``qc_*`` keys (in place).
 
     Parameters
@@ -210,7 +217,9 @@ def flag_cells(adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_
         # Score only cells that pass the other checks: damaged cells distort Scrublet's embedding.
         keep = ~np.logical_or.reduce(list(fails.values()))
         sub = adata[keep].copy()
-        score_doublets(sub, expected_rate=doublets.get("expected_rate", 0.06), threshold=doublets.get("threshold"), seed=seed)
+        score_doublets(
+            sub, expected_rate=doublets.get("expected_rate", 0.06), threshold=doublets.get("threshold"), seed=seed
+        )
         adata.obs["doublet_score"] = np.nan
         adata.obs["predicted_doublet"] = False
         adata.obs.loc[sub.obs_names, "doublet_score"] = sub.obs["doublet_score"].to_numpy()
@@ -275,9 +284,16 @@ def warn_removed_share(adata: AnnData, fails: Mapping[str, np.ndarray], fraction
     if share <= fraction:
         return False
     applied = adata.uns.get("remnant", {}).get("qc", {})
-    limits = {"low_counts": "min_counts", "high_counts": "max_counts", "low_genes": "min_genes",
-              "high_genes": "max_genes", "high_mito": "max_pct_mito", "outlier_counts": "mad_min_counts",
-              "outlier_genes": "mad_min_genes", "outlier_mito": "mad_max_pct_mito"}
+    limits = {
+        "low_counts": "min_counts",
+        "high_counts": "max_counts",
+        "low_genes": "min_genes",
+        "high_genes": "max_genes",
+        "high_mito": "max_pct_mito",
+        "outlier_counts": "mad_min_counts",
+        "outlier_genes": "mad_min_genes",
+        "outlier_mito": "mad_max_pct_mito",
+    }
     parts = []
     for reason in sorted(fails, key=lambda r: -int(np.sum(fails[r]))):
         n = int(np.sum(fails[reason]))
@@ -289,8 +305,12 @@ def warn_removed_share(adata: AnnData, fails: Mapping[str, np.ndarray], fraction
     log.warning(
         "QC removes %.0f%% of %d cells (more than qc.warn_removed_fraction %.2f): %s; the median cell has %.0f counts "
         "and %.0f genes. If the sample is shallow rather than bad, lower those thresholds in the config.",
-        100 * share, adata.n_obs, fraction, "; ".join(parts),
-        float(np.median(adata.obs["total_counts"])), float(np.median(adata.obs["n_genes_by_counts"])),
+        100 * share,
+        adata.n_obs,
+        fraction,
+        "; ".join(parts),
+        float(np.median(adata.obs["total_counts"])),
+        float(np.median(adata.obs["n_genes_by_counts"])),
     )
     return True
 
@@ -360,7 +380,14 @@ def plot_qc(adata: AnnData, path: str, *, title: str = "") -> None:
         ax.set_xlabel("Scrublet doublet score")
         ax.set_ylabel("cells")
     else:
-        ax.text(0.5, 0.5, "doublets not scored\n(plate sample, or qc.doublets disabled)", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "doublets not scored\n(plate sample, or qc.doublets disabled)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
     n_kept = int(kept.sum())
     fig.suptitle(f"{title}: {n_kept} of {len(kept)} cells kept (blue kept, orange removed)")

@@ -50,12 +50,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from remnant.io import store
 from remnant.errors import InputError
+from remnant.io import store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Score", "cell_cycle_phase", "cell_cycle_scores", "choose_controls", "score_cell_cycle", "score_gene_sets", "score_many"]
+__all__ = [
+    "Score",
+    "cell_cycle_phase",
+    "cell_cycle_scores",
+    "choose_controls",
+    "score_cell_cycle",
+    "score_gene_sets",
+    "score_many",
+]
 
 
 #: Cells per block: smaller than :data:`remnant.io.store.CHUNK_CELLS` because a block is held with
@@ -113,11 +121,15 @@ def _names(source, key: str) -> tuple[pd.Index, pd.Index]:
         var_index = read_elem(f["var"][f["var"].attrs.get("_index", "_index")])
     obs_names, var_names = pd.Index(np.asarray(obs_index).astype(str)), pd.Index(np.asarray(var_index).astype(str))
     if len(obs_names) != n_obs or len(var_names) != n_vars:
-        raise InputError(f"obs/var have {len(obs_names)}/{len(var_names)} rows but {key!r} is {n_obs} x {n_vars}.", path=str(source))
+        raise InputError(
+            f"obs/var have {len(obs_names)}/{len(var_names)} rows but {key!r} is {n_obs} x {n_vars}.", path=str(source)
+        )
     return obs_names, var_names
 
 
-def _blocks(source, *, key: str, rows: np.ndarray | None, chunk_cells: int) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+def _blocks(
+    source, *, key: str, rows: np.ndarray | None, chunk_cells: int
+) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
     """(cell positions, CSR counts block) over the selected cells, from a file (``key``: ``"X"`` or
     ``"layers/counts"``) or an AnnData (``key``: ``"X"`` or ``"layers/<name>"``)."""
     if _is_path(source):
@@ -133,7 +145,7 @@ def _blocks(source, *, key: str, rows: np.ndarray | None, chunk_cells: int) -> I
     for start in range(0, n, chunk_cells):
         positions = np.arange(start, min(start + chunk_cells, n), dtype=np.int64)
         if rows is not None:
-            positions = positions[rows[start:start + chunk_cells]]
+            positions = positions[rows[start : start + chunk_cells]]
             if not positions.size:
                 continue
         block = matrix[positions]
@@ -193,8 +205,17 @@ def _values(block: _Float64, library: np.ndarray | None, target_sum: float | Non
 # ---------------------------------------------------------------------------------------------
 # control genes: scanpy 1.11's _score_genes_bins, given the per-gene means
 # ---------------------------------------------------------------------------------------------
-def choose_controls(gene_list, means: pd.Series, *, gene_pool=None, ctrl_size: int = 50, n_bins: int = 25,
-                    seed: int = 0, ctrl_as_ref: bool = True, where: str = "score") -> pd.Index:
+def choose_controls(
+    gene_list,
+    means: pd.Series,
+    *,
+    gene_pool=None,
+    ctrl_size: int = 50,
+    n_bins: int = 25,
+    seed: int = 0,
+    ctrl_as_ref: bool = True,
+    where: str = "score",
+) -> pd.Index:
     """The control genes :func:`scanpy.tl.score_genes` draws for ``gene_list``.
 
     Parameters
@@ -224,8 +245,10 @@ def choose_controls(gene_list, means: pd.Series, *, gene_pool=None, ctrl_size: i
     outside = gene_list.difference(gene_pool, sort=False)
     if len(outside):
         # scanpy fails here with a bare KeyError (its bins cover the pool only)
-        raise InputError(f"set genes {list(outside)[:5]} are not in the control gene pool; a set's genes must be in the pool.",
-                         where=where)
+        raise InputError(
+            f"set genes {list(outside)[:5]} are not in the control gene pool; a set's genes must be in the pool.",
+            where=where,
+        )
     rs = np.random.RandomState(seed)
     obs_avg = pd.Series(means.to_numpy()[var_names.get_indexer(gene_pool)], index=gene_pool)
     obs_avg = obs_avg[np.isfinite(obs_avg)]
@@ -324,9 +347,13 @@ def score_many(
     masks = {}
     for s in scores:
         if s.library not in libraries:
-            raise InputError(f"score {s.name!r} names normalisation {s.library!r}; defined: {sorted(libraries)}.", where="scoring")
+            raise InputError(
+                f"score {s.name!r} names normalisation {s.library!r}; defined: {sorted(libraries)}.", where="scoring"
+            )
         mask = libraries[s.library]
-        masks[s.library] = None if mask is None else store._mask(mask, n_vars, f"libraries[{s.library!r}]").astype(np.float64)
+        masks[s.library] = (
+            None if mask is None else store._mask(mask, n_vars, f"libraries[{s.library!r}]").astype(np.float64)
+        )
     n_cells = int(rows.sum()) if rows is not None else n_obs
     if n_cells == 0:
         raise InputError("no cells selected to score.", where="scoring")
@@ -335,8 +362,10 @@ def score_many(
     target = None
     if downsample_to is not None:
         if not downsample_to > 0:
-            raise InputError(f"downsample_to must be > 0 (a quantile <= 1 or a count > 1); got {downsample_to}.",
-                             where="scoring(downsample_to=...)")
+            raise InputError(
+                f"downsample_to must be > 0 (a quantile <= 1 or a count > 1); got {downsample_to}.",
+                where="scoring(downsample_to=...)",
+            )
         if downsample_to <= 1:  # pass 0: the cells' totals, for the quantile
             totals = np.concatenate([_Float64(b).library(None) for _, b in _blocks(source, **blocks)])
             target = int(np.quantile(totals, downsample_to))
@@ -369,8 +398,16 @@ def score_many(
         columns[s.library].append(s.name)
         controls[s.name] = []
         for w, genes in terms:
-            ctrl = choose_controls(genes, means[s.library], gene_pool=s.gene_pool, ctrl_size=s.ctrl_size, n_bins=s.n_bins,
-                                   seed=s.seed, ctrl_as_ref=s.ctrl_as_ref, where=f"score {s.name!r}")
+            ctrl = choose_controls(
+                genes,
+                means[s.library],
+                gene_pool=s.gene_pool,
+                ctrl_size=s.ctrl_size,
+                n_bins=s.n_bins,
+                seed=s.seed,
+                ctrl_as_ref=s.ctrl_as_ref,
+                where=f"score {s.name!r}",
+            )
             controls[s.name].append(list(ctrl))
             genes_at, ctrl_at = var_names.get_indexer(genes), var_names.get_indexer(ctrl)
             weights[s.library].append((genes_at, np.full(len(genes_at), w / len(genes_at)), column))
@@ -382,8 +419,9 @@ def score_many(
         local = np.searchsorted(genes_used, at)
         col = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])
         # duplicates (a gene in two terms) are summed by the COO -> CSR conversion
-        matrices[lib] = sp.csr_matrix((np.concatenate([p[1] for p in parts]), (local, col)),
-                                      shape=(len(genes_used), len(columns[lib])))
+        matrices[lib] = sp.csr_matrix(
+            (np.concatenate([p[1] for p in parts]), (local, col)), shape=(len(genes_used), len(columns[lib]))
+        )
         used[lib] = genes_used
 
     # pass 2: scores block by block from the set and control genes only
@@ -396,7 +434,7 @@ def score_many(
             library = full.library(mask) if full is not None else None
             sub = _Float64(block[:, used[lib]])
             sub.csr.data = _values(sub, library, target_sum)
-            out[lib][done:done + block.shape[0]] = (sub.csr @ matrices[lib]).toarray()
+            out[lib][done : done + block.shape[0]] = (sub.csr @ matrices[lib]).toarray()
         done += block.shape[0]
         del block, full
     index = obs_names[rows] if rows is not None else obs_names
@@ -449,10 +487,30 @@ def score_gene_sets(
     pandas.DataFrame
         float64, cells of ``rows`` (file order, indexed by obs name) x set names, log1p units.
     """
-    scores = [Score(name, genes, gene_pool=gene_pool, library="library", ctrl_size=ctrl_size, n_bins=n_bins, seed=seed,
-                    ctrl_as_ref=ctrl_as_ref) for name, genes in sets.items()]
-    return score_many(source, scores, libraries={"library": library_genes}, rows=rows, target_sum=target_sum,
-                      downsample_to=downsample_to, downsample_seed=seed, key=key, chunk_cells=chunk_cells)
+    scores = [
+        Score(
+            name,
+            genes,
+            gene_pool=gene_pool,
+            library="library",
+            ctrl_size=ctrl_size,
+            n_bins=n_bins,
+            seed=seed,
+            ctrl_as_ref=ctrl_as_ref,
+        )
+        for name, genes in sets.items()
+    ]
+    return score_many(
+        source,
+        scores,
+        libraries={"library": library_genes},
+        rows=rows,
+        target_sum=target_sum,
+        downsample_to=downsample_to,
+        downsample_seed=seed,
+        key=key,
+        chunk_cells=chunk_cells,
+    )
 
 
 def cell_cycle_phase(s_score, g2m_score) -> np.ndarray:
@@ -464,18 +522,39 @@ def cell_cycle_phase(s_score, g2m_score) -> np.ndarray:
     return phase
 
 
-def cell_cycle_scores(s_genes: Sequence[str], g2m_genes: Sequence[str], *, gene_pool=None, library: str = "all",
-                      n_bins: int = 25, seed: int = 0) -> list[Score]:
+def cell_cycle_scores(
+    s_genes: Sequence[str],
+    g2m_genes: Sequence[str],
+    *,
+    gene_pool=None,
+    library: str = "all",
+    n_bins: int = 25,
+    seed: int = 0,
+) -> list[Score]:
     """The two :class:`Score` s of :func:`scanpy.tl.score_genes_cell_cycle` (``S_score``, ``G2M_score``):
     ``ctrl_size`` is the length of the shorter list, as there."""
     ctrl_size = min(len(s_genes), len(g2m_genes))
-    return [Score(name, list(genes), gene_pool=gene_pool, library=library, ctrl_size=ctrl_size, n_bins=n_bins, seed=seed)
-            for name, genes in (("S_score", s_genes), ("G2M_score", g2m_genes))]
+    return [
+        Score(name, list(genes), gene_pool=gene_pool, library=library, ctrl_size=ctrl_size, n_bins=n_bins, seed=seed)
+        for name, genes in (("S_score", s_genes), ("G2M_score", g2m_genes))
+    ]
 
 
-def score_cell_cycle(source, s_genes: Sequence[str], g2m_genes: Sequence[str], *, rows=None, library_genes=None,
-                     target_sum: float | None = 1e4, gene_pool=None, n_bins: int = 25, seed: int = 0,
-                     downsample_to: float | None = None, key: str | None = None, chunk_cells: int = CHUNK_CELLS) -> pd.DataFrame:
+def score_cell_cycle(
+    source,
+    s_genes: Sequence[str],
+    g2m_genes: Sequence[str],
+    *,
+    rows=None,
+    library_genes=None,
+    target_sum: float | None = 1e4,
+    gene_pool=None,
+    n_bins: int = 25,
+    seed: int = 0,
+    downsample_to: float | None = None,
+    key: str | None = None,
+    chunk_cells: int = CHUNK_CELLS,
+) -> pd.DataFrame:
     """:func:`scanpy.tl.score_genes_cell_cycle` on a cohort file, streamed (parameters as :func:`score_gene_sets`).
 
     Returns
@@ -485,7 +564,16 @@ def score_cell_cycle(source, s_genes: Sequence[str], g2m_genes: Sequence[str], *
         (``S``, ``G2M`` or ``G1``: scanpy's labels).
     """
     scores = cell_cycle_scores(s_genes, g2m_genes, gene_pool=gene_pool, library="library", n_bins=n_bins, seed=seed)
-    out = score_many(source, scores, libraries={"library": library_genes}, rows=rows, target_sum=target_sum,
-                     downsample_to=downsample_to, downsample_seed=seed, key=key, chunk_cells=chunk_cells)
+    out = score_many(
+        source,
+        scores,
+        libraries={"library": library_genes},
+        rows=rows,
+        target_sum=target_sum,
+        downsample_to=downsample_to,
+        downsample_seed=seed,
+        key=key,
+        chunk_cells=chunk_cells,
+    )
     out["phase"] = cell_cycle_phase(out["S_score"], out["G2M_score"])
     return out

@@ -1,9 +1,11 @@
-"""The seeded simulator of a sorted-marrow cohort with ground truth, and agreement with that truth.
-"""
+"""The seeded simulator of a sorted-marrow cohort with ground truth, and agreement with that truth."""
 
 from remnant._lazy import exports
 
-__getattr__, __dir__, __all__ = exports(__name__, {
-    "cohort": ["simulate_cohort", "resolve_params", "SimulatedCohort"],
-    "evaluate": ["truth_agreement", "lesion_agreement", "precision_recall"],
-})
+__getattr__, __dir__, __all__ = exports(
+    __name__,
+    {
+        "cohort": ["simulate_cohort", "resolve_params", "SimulatedCohort"],
+        "evaluate": ["truth_agreement", "lesion_agreement", "precision_recall"],
+    },
+)

@@ -43,9 +43,9 @@ import difflib
 import re
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from collections.abc import Callable
 from typing import Any
 
 import anndata
@@ -91,8 +91,26 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "ribosomal_fraction": 0.2,  # share of nuclear counts on RPL*/RPS* genes
         "housekeeping_fraction": 0.08,  # share on the housekeeping genes below
         "housekeeping_genes": [
-            "ACTB", "GAPDH", "B2M", "TMSB4X", "TMSB10", "EEF1A1", "TPT1", "FTL", "FTH1", "MALAT1",
-            "MYL6", "PTMA", "HSP90AB1", "NPM1", "HMGB1", "PFN1", "EIF1", "UBC", "NACA", "SRGN",
+            "ACTB",
+            "GAPDH",
+            "B2M",
+            "TMSB4X",
+            "TMSB10",
+            "EEF1A1",
+            "TPT1",
+            "FTL",
+            "FTH1",
+            "MALAT1",
+            "MYL6",
+            "PTMA",
+            "HSP90AB1",
+            "NPM1",
+            "HMGB1",
+            "PFN1",
+            "EIF1",
+            "UBC",
+            "NACA",
+            "SRGN",
         ],
         "xist_fraction": 0.003,  # share on XIST in female donors (0 in male donors)
         # Marker, cell-cycle and quiescence genes are raised to at least this quantile of the
@@ -125,7 +143,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "cell_cycle": {
         # Probability that a cell is cycling; the rest are quiescent (G0: phase G1, quiescent=True).
         "cycling_probability": {
-            "HSC": 0.1, "LMPP": 0.5, "GMP": 0.7, "MEP": 0.6, "CLP": 0.5, "MK": 0.5, "ERY_EARLY": 0.7,
+            "HSC": 0.1,
+            "LMPP": 0.5,
+            "GMP": 0.7,
+            "MEP": 0.6,
+            "CLP": 0.5,
+            "MK": 0.5,
+            "ERY_EARLY": 0.7,
         },
         # Phases of cycling cells.
         "phase_fractions": {"G1": 0.4, "S": 0.35, "G2M": 0.25},
@@ -197,8 +221,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
 _REPLACE_WHOLE = {("state_composition", "*"), ("cell_cycle", "phase_fractions")}
 #: Parameter paths whose keys are user-defined (samples, populations, timepoints, states).
 _FREE_FORM = {
-    ("sample_cells",), ("state_composition",), ("state_composition", "*"), ("clone_fraction",),
-    ("clone_fraction", "*"), ("cell_cycle", "cycling_probability"), ("index_sort", "levels"),
+    ("sample_cells",),
+    ("state_composition",),
+    ("state_composition", "*"),
+    ("clone_fraction",),
+    ("clone_fraction", "*"),
+    ("cell_cycle", "cycling_probability"),
+    ("index_sort", "levels"),
     ("index_sort", "levels", "*"),
 }
 
@@ -252,7 +281,9 @@ class SimulatedCohort:
 # ================================================================================================
 # parameters
 # ================================================================================================
-def resolve_params(params: dict | None = None, *, samples: pd.DataFrame | None = None, root: str = "demo.params") -> dict:
+def resolve_params(
+    params: dict | None = None, *, samples: pd.DataFrame | None = None, root: str = "demo.params"
+) -> dict:
     """Deep-merge user parameters over :data:`DEFAULT_PARAMS` and validate them.
 
     Dicts are merged key by key (lists and scalars replace the default), except each population's
@@ -357,7 +388,9 @@ class _Checker:
     def number(self, value, path, lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False):
         ok_type = isinstance(value, Integral) if integer else isinstance(value, Real)
         if isinstance(value, bool) or not ok_type or (not integer and not np.isfinite(value)):
-            self.fail(path, f"{_fmt(value)} is of the wrong type; expected {'an integer' if integer else 'a finite number'}.")
+            self.fail(
+                path, f"{_fmt(value)} is of the wrong type; expected {'an integer' if integer else 'a finite number'}."
+            )
         below = lo is not None and (value <= lo if lo_open else value < lo)
         above = hi is not None and (value >= hi if hi_open else value > hi)
         if below or above:
@@ -405,7 +438,9 @@ class _Checker:
             self.fail(path, "is empty; give at least one state with its fraction.")
         for k, v in value.items():
             if k not in states:
-                self.fail(path, f"{k!r} is not allowed; choose among {list(states)} (add new states to `states` first).")
+                self.fail(
+                    path, f"{k!r} is not allowed; choose among {list(states)} (add new states to `states` first)."
+                )
             self.fraction(v, (*path, k))
         if abs(sum(value.values()) - 1) > 1e-3:
             self.fail(path, f"fractions sum to {sum(value.values()):.4g}; they must sum to 1.")
@@ -464,7 +499,9 @@ def _validate(p: dict, root: str) -> None:
     c.mapping(cc["cycling_probability"], ("cell_cycle", "cycling_probability"))
     for state in states:
         if state not in cc["cycling_probability"]:
-            c.fail(("cell_cycle", "cycling_probability"), f"has no entry for state {state!r}; add {state}: <probability>.")
+            c.fail(
+                ("cell_cycle", "cycling_probability"), f"has no entry for state {state!r}; add {state}: <probability>."
+            )
     for state, prob in cc["cycling_probability"].items():
         c.fraction(prob, ("cell_cycle", "cycling_probability", state))
     c.composition(cc["phase_fractions"], ("cell_cycle", "phase_fractions"), list(_PHASES))
@@ -488,13 +525,18 @@ def _validate(p: dict, root: str) -> None:
         c.mapping(lesion, path, lesion_keys)
         name = c.string(lesion["name"], (*path, "name"))
         if not re.fullmatch(r"[A-Za-z0-9_.]+", name):
-            c.fail((*path, "name"), f"{name!r} may only hold letters, digits, '_' and '.' (it names the truth column lesion_{name}).")
+            c.fail(
+                (*path, "name"),
+                f"{name!r} may only hold letters, digits, '_' and '.' (it names the truth column lesion_{name}).",
+            )
         names.append(name)
         c.string(lesion["chromosome"], (*path, "chromosome"), _CHROMOSOMES[:-1])
         kind = c.string(lesion["type"], (*path, "type"), ["loss", "gain"])
         ratio = c.number(lesion["copy_ratio"], (*path, "copy_ratio"), 0, 10)
         if kind == "loss" and not ratio < 1:
-            c.fail((*path, "copy_ratio"), f"{_fmt(ratio)} is not below 1, as a loss needs (0.5: one of two copies lost).")
+            c.fail(
+                (*path, "copy_ratio"), f"{_fmt(ratio)} is not below 1, as a loss needs (0.5: one of two copies lost)."
+            )
         if kind == "gain" and not ratio > 1:
             c.fail((*path, "copy_ratio"), f"{_fmt(ratio)} is not above 1, as a gain needs (1.5: one extra copy).")
         prox = c.pair(lesion["proximal"], (*path, "proximal"), 0, 300 * _MB, integer=True)
@@ -503,8 +545,11 @@ def _validate(p: dict, root: str) -> None:
         if lesion["contains"] is not None:
             cont = c.pair(lesion["contains"], (*path, "contains"), 0, 300 * _MB, integer=True)
             if prox[0] > cont[0] or dist[1] < cont[1]:
-                c.fail((*path, "contains"), f"{cont} cannot lie inside the lesion: proximal breakpoints start at "
-                       f"{prox[0]} and distal ones end at {dist[1]}.")
+                c.fail(
+                    (*path, "contains"),
+                    f"{cont} cannot lie inside the lesion: proximal breakpoints start at "
+                    f"{prox[0]} and distal ones end at {dist[1]}.",
+                )
             lo_end, hi_start = min(prox[1], cont[0]), max(dist[0], cont[1])
         if prox[0] >= dist[1] or lo_end >= max(hi_start, dist[1]):
             c.fail(path, f"proximal range {prox} must lie before distal range {dist}.")
@@ -554,13 +599,21 @@ def _validate(p: dict, root: str) -> None:
         c.mapping(levels, ("index_sort", "levels", state))
         for marker in markers:
             if marker not in levels:
-                c.fail(("index_sort", "levels", state), f"has no level for marker {marker!r}; add {marker}: <log10 intensity>.")
+                c.fail(
+                    ("index_sort", "levels", state),
+                    f"has no level for marker {marker!r}; add {marker}: <log10 intensity>.",
+                )
         for marker, level in levels.items():
             c.number(level, ("index_sort", "levels", state, marker), -3, 9)
 
 
 def _is_empty(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or str(value).strip() in ("", "NA", "nan", "None")
+    return (
+        value is None
+        or (isinstance(value, float) and np.isnan(value))
+        or value is pd.NA
+        or str(value).strip() in ("", "NA", "nan", "None")
+    )
 
 
 def _check_sheet(samples: pd.DataFrame, p: dict, root: str) -> None:
@@ -575,7 +628,10 @@ def _check_sheet(samples: pd.DataFrame, p: dict, root: str) -> None:
     conditions = samples.groupby("patient")["condition"].agg(lambda x: sorted(set(map(str, x))))
     for patient, conds in conditions.items():
         if len(conds) > 1:
-            raise InputError(f"patient {patient!r} has samples of conditions {conds}; a donor has one condition.", where="sample sheet")
+            raise InputError(
+                f"patient {patient!r} has samples of conditions {conds}; a donor has one condition.",
+                where="sample sheet",
+            )
     for i, (_, row) in enumerate(samples.iterrows()):
         line = f"line {row['line']}" if "line" in samples.columns else f"row {i + 1}"
         where = f"sample sheet {line} (sample {row['sample']!r})"
@@ -590,7 +646,9 @@ def _check_sheet(samples: pd.DataFrame, p: dict, root: str) -> None:
                 where=where,
             )
         comp = p["state_composition"][pop]
-        sorted_ = tech in p["index_sort"]["technologies"] or ("index_sort" in samples.columns and not _is_empty(row["index_sort"]))
+        sorted_ = tech in p["index_sort"]["technologies"] or (
+            "index_sort" in samples.columns and not _is_empty(row["index_sort"])
+        )
         if sorted_:
             for state in comp:
                 if state not in p["index_sort"]["levels"]:
@@ -632,11 +690,16 @@ def in_interval(genes: pd.DataFrame, chromosome: str, start: int, end: int) -> n
 class _GeneModel:
     """Cohort-wide gene parameters: baseline composition, dispersion, state and cycle programs."""
 
-    def __init__(self, genes: pd.DataFrame, markers: dict, gene_sets: dict, p: dict, rng: np.random.Generator, root: str):
+    def __init__(
+        self, genes: pd.DataFrame, markers: dict, gene_sets: dict, p: dict, rng: np.random.Generator, root: str
+    ):
         keep = genes["gene_type"].isin(p["gene_types"]) & genes["chromosome"].isin(_CHROMOSOMES)
         self.genes = genes.loc[keep].reset_index(drop=True)
         if self.genes.empty:
-            raise InputError(f"no genes of types {p['gene_types']} on chr1-22, X, Y, M in the annotation.", where=f"{root}.gene_types")
+            raise InputError(
+                f"no genes of types {p['gene_types']} on chr1-22, X, Y, M in the annotation.",
+                where=f"{root}.gene_types",
+            )
         g = self.genes
         n = len(g)
         symbols = g["gene_name"].astype(str).to_numpy()
@@ -673,20 +736,28 @@ class _GeneModel:
         for key in ("s_genes", "g2m_genes", "quiescence_genes"):
             name = cc[key]
             if name not in gene_sets:
-                raise InputError(f"gene set {name!r} is not among the gene sets given ({', '.join(sorted(gene_sets)) or 'none'}).",
-                                 where=f"{root}.cell_cycle.{key}")
+                raise InputError(
+                    f"gene set {name!r} is not among the gene sets given ({', '.join(sorted(gene_sets)) or 'none'}).",
+                    where=f"{root}.cell_cycle.{key}",
+                )
             idx = index_of(list(gene_sets[name]))
             if idx.size == 0:
-                raise InputError(f"none of the genes of set {name!r} is among the simulated genes.", where=f"{root}.cell_cycle.{key}")
+                raise InputError(
+                    f"none of the genes of set {name!r} is among the simulated genes.", where=f"{root}.cell_cycle.{key}"
+                )
             sets[key] = idx
         self.state_markers = {}
         for state in p["states"]:
             if state not in markers:
-                raise InputError(f"state {state!r} has no marker genes in the marker table (it lists {', '.join(markers)}).",
-                                 where=f"{root}.states")
+                raise InputError(
+                    f"state {state!r} has no marker genes in the marker table (it lists {', '.join(markers)}).",
+                    where=f"{root}.states",
+                )
             idx = index_of(list(markers[state]))
             if idx.size == 0:
-                raise InputError(f"none of the marker genes of state {state!r} is among the simulated genes.", where=f"{root}.states")
+                raise InputError(
+                    f"none of the marker genes of state {state!r} is among the simulated genes.", where=f"{root}.states"
+                )
             self.state_markers[state] = idx
         programmed = np.zeros(n, bool)
         for idx in [*sets.values(), *self.state_markers.values()]:
@@ -713,8 +784,12 @@ class _GeneModel:
         # State effects (natural-log fold changes, genes x states as dict of sparse vectors).
         ln2 = np.log(2)
         sp_ = p["state_programs"]
-        candidates = np.flatnonzero(other & ~programmed & (g["gene_type"] == "protein_coding").to_numpy()
-                                    & (base >= np.quantile(base[other], sp_["candidate_quantile"])))
+        candidates = np.flatnonzero(
+            other
+            & ~programmed
+            & (g["gene_type"] == "protein_coding").to_numpy()
+            & (base >= np.quantile(base[other], sp_["candidate_quantile"]))
+        )
         self.state_effect = {}
         for state in p["states"]:
             eff = np.zeros(n)
@@ -744,7 +819,10 @@ class _GeneModel:
     def var(self) -> pd.DataFrame:
         g = self.genes
         var = pd.DataFrame(
-            {"gene_ids": g["gene_id_version"].astype(str).to_numpy(), "gene_symbols": g["gene_name"].astype(str).to_numpy()},
+            {
+                "gene_ids": g["gene_id_version"].astype(str).to_numpy(),
+                "gene_symbols": g["gene_name"].astype(str).to_numpy(),
+            },
             index=pd.Index(g["gene_name"].astype(str).to_numpy()),
         )
         return var
@@ -761,7 +839,9 @@ class _Patient:
         self.effect = rng.normal(0, p["expression"]["patient_sdlog"], model.n)
         self.lesions = []  # (name, chromosome, start, end, type, ratio, mask, fraction_of_clone)
         self.carrier = condition not in p["normal_conditions"]
-        self.clone_shift = float(rng.normal(0, p["clone_fraction_patient_sd"])) if p["clone_fraction_patient_sd"] > 0 else 0.0
+        self.clone_shift = (
+            float(rng.normal(0, p["clone_fraction_patient_sd"])) if p["clone_fraction_patient_sd"] > 0 else 0.0
+        )
         if self.carrier:
             for lesion in p["lesions"]:
                 prox, dist, cont = lesion["proximal"], lesion["distal"], lesion["contains"]
@@ -770,8 +850,18 @@ class _Patient:
                 start = int(rng.integers(prox[0], lo_hi + 1))
                 end = int(rng.integers(max(hi_lo, start + 1), dist[1] + 1))
                 mask = in_interval(model.genes, lesion["chromosome"], start, end)
-                self.lesions.append((lesion["name"], lesion["chromosome"], start, end, lesion["type"],
-                                     float(lesion["copy_ratio"]), mask, float(lesion["fraction_of_clone"])))
+                self.lesions.append(
+                    (
+                        lesion["name"],
+                        lesion["chromosome"],
+                        start,
+                        end,
+                        lesion["type"],
+                        float(lesion["copy_ratio"]),
+                        mask,
+                        float(lesion["fraction_of_clone"]),
+                    )
+                )
         log_base = model.log_base.copy()
         if self.male:
             log_base[model.xist] = -np.inf
@@ -781,7 +871,9 @@ class _Patient:
         self.log_base = log_base + self.effect
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
-    def profile(self, state: str, phase: str, quiescent: bool, carried: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def profile(
+        self, state: str, phase: str, quiescent: bool, carried: tuple[bool, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Nuclear expression composition (genes,; mito genes 0) and its cumulative sum."""
         key = (state, phase, quiescent, carried)
         if key not in self._cache:
@@ -827,8 +919,14 @@ def _sample_nb_dense(rng: np.random.Generator, mu: np.ndarray, dispersion: np.nd
     return rng.poisson(rate)
 
 
-def _sample_nb_sparse(rng: np.random.Generator, profile: np.ndarray, cumsum: np.ndarray, lib: np.ndarray,
-                      dispersion: np.ndarray, phi1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sample_nb_sparse(
+    rng: np.random.Generator,
+    profile: np.ndarray,
+    cumsum: np.ndarray,
+    lib: np.ndarray,
+    dispersion: np.ndarray,
+    phi1: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact negative-binomial counts for cells sharing one expression profile, in sparse form.
 
     Each count is NB with mean ``mu = lib[c] * profile[g]`` and ``x = dispersion[g] * mu + phi1``,
@@ -1033,9 +1131,13 @@ def _simulate_sample(row: pd.Series, patient: _Patient, model: _GeneModel, p: di
     second = np.arange(n_single + n_dbl, n_comp)
     if n_dbl:
         combine = sp.csr_matrix(
-            (np.ones(n_single + 2 * n_dbl, np.float32),
-             (np.concatenate([single, n_single + np.arange(n_dbl), n_single + np.arange(n_dbl)]),
-              np.concatenate([single, first, second]))),
+            (
+                np.ones(n_single + 2 * n_dbl, np.float32),
+                (
+                    np.concatenate([single, n_single + np.arange(n_dbl), n_single + np.arange(n_dbl)]),
+                    np.concatenate([single, first, second]),
+                ),
+            ),
             shape=(n, n_comp),
         )
         counts = (combine @ counts).tocsr()
@@ -1061,8 +1163,9 @@ def _simulate_sample(row: pd.Series, patient: _Patient, model: _GeneModel, p: di
         truth[f"lesion_{name}"] = np.concatenate([carried[single, j], carried[first, j] | carried[second, j]])
     truth["doublet"] = np.arange(n) >= n_single
     truth["low_quality"] = np.concatenate([low_quality[single], np.zeros(n_dbl, bool)])
-    truth["mito_fraction"] = np.concatenate([mito[single], (lib[first] * mito[first] + lib[second] * mito[second])
-                                             / (lib[first] + lib[second])]).round(4)
+    truth["mito_fraction"] = np.concatenate(
+        [mito[single], (lib[first] * mito[first] + lib[second] * mito[second]) / (lib[first] + lib[second])]
+    ).round(4)
 
     # -- barcodes; droplet rows in barcode order (like CellRanger), plate cells fill the wells ---------
     if tech == "droplet":
@@ -1084,7 +1187,9 @@ def _simulate_sample(row: pd.Series, patient: _Patient, model: _GeneModel, p: di
         adata = anndata.AnnData(X=counts, obs=pd.DataFrame(index=pd.Index(barcodes)), var=model.var())
     index_table = None
     if facs is not None:
-        index_table = pd.DataFrame(facs[order], index=pd.Index(barcodes, name="barcode"), columns=p["index_sort"]["markers"])
+        index_table = pd.DataFrame(
+            facs[order], index=pd.Index(barcodes, name="barcode"), columns=p["index_sort"]["markers"]
+        )
     return adata, truth, index_table
 
 
@@ -1162,19 +1267,52 @@ def simulate_cohort(
                 index_sort[row["sample"]] = facs
         meta = pd.DataFrame({col: row[col] for col in _SHEET_COLUMNS}, index=truth.index)
         truths.append(pd.concat([meta, truth], axis=1))
-    columns = [*_SHEET_COLUMNS[:1], "barcode", *_SHEET_COLUMNS[1:], "state", "cell_cycle_phase", "quiescent",
-               *[f"lesion_{lesion['name']}" for lesion in p["lesions"]], "doublet", "low_quality", "total_counts", "mito_fraction"]
+    columns = [
+        *_SHEET_COLUMNS[:1],
+        "barcode",
+        *_SHEET_COLUMNS[1:],
+        "state",
+        "cell_cycle_phase",
+        "quiescent",
+        *[f"lesion_{lesion['name']}" for lesion in p["lesions"]],
+        "doublet",
+        "low_quality",
+        "total_counts",
+        "mito_fraction",
+    ]
     cells = pd.concat(truths, ignore_index=True)[columns]
 
     rows = []
     for name, pt in patients.items():
         base = {"patient": name, "condition": pt.condition, "sex": "male" if pt.male else "female"}
         if not pt.lesions:
-            rows.append({**base, "lesion": "", "chromosome": "", "start": pd.NA, "end": pd.NA, "type": "",
-                         "copy_ratio": np.nan, "n_genes": 0, "clone_logit_shift": np.nan})
+            rows.append(
+                {
+                    **base,
+                    "lesion": "",
+                    "chromosome": "",
+                    "start": pd.NA,
+                    "end": pd.NA,
+                    "type": "",
+                    "copy_ratio": np.nan,
+                    "n_genes": 0,
+                    "clone_logit_shift": np.nan,
+                }
+            )
         for lesion_name, chrom, start, end, kind, ratio, mask, _ in pt.lesions:
-            rows.append({**base, "lesion": lesion_name, "chromosome": chrom, "start": start, "end": end, "type": kind,
-                         "copy_ratio": ratio, "n_genes": int(mask.sum()), "clone_logit_shift": pt.clone_shift})
+            rows.append(
+                {
+                    **base,
+                    "lesion": lesion_name,
+                    "chromosome": chrom,
+                    "start": start,
+                    "end": end,
+                    "type": kind,
+                    "copy_ratio": ratio,
+                    "n_genes": int(mask.sum()),
+                    "clone_logit_shift": pt.clone_shift,
+                }
+            )
     patients_table = pd.DataFrame(rows)
     patients_table["start"] = patients_table["start"].astype("Int64")
     patients_table["end"] = patients_table["end"].astype("Int64")

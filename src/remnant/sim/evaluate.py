@@ -44,12 +44,17 @@ def truth_agreement(truth: pd.DataFrame, qc_cells: pd.DataFrame, cohort: pd.Data
     droplet = (qc["technology"].astype(str) == "droplet").to_numpy()
     p, r = precision_recall(qc.loc[droplet, "qc_fail_doublet"], qc.loc[droplet, "doublet"])
     rows += [("doublet_droplet", "precision", p), ("doublet_droplet", "recall", r)]
-    states = cohort.merge(truth[["sample", "barcode", "state", "low_quality", "doublet"]], on=key, how="inner",
-                          validate="one_to_one")
+    states = cohort.merge(
+        truth[["sample", "barcode", "state", "low_quality", "doublet"]], on=key, how="inner", validate="one_to_one"
+    )
     clean = ~(states["low_quality"].astype(bool) | states["doublet"].astype(bool))
     states = states[clean]
-    rows.append(("hspc_state", "adjusted_rand_index", float(adjusted_rand_score(states["state"], states["hspc_state"]))))
-    rows.append(("hspc_state", "accuracy", float((states["state"].astype(str) == states["hspc_state"].astype(str)).mean())))
+    rows.append(
+        ("hspc_state", "adjusted_rand_index", float(adjusted_rand_score(states["state"], states["hspc_state"])))
+    )
+    rows.append(
+        ("hspc_state", "accuracy", float((states["state"].astype(str) == states["hspc_state"].astype(str)).mean()))
+    )
     rows.append(("leiden", "adjusted_rand_index", float(adjusted_rand_score(states["state"], states["leiden"]))))
     rows.append(("cells", "n_truth", float(len(truth))))
     rows.append(("cells", "n_kept_clean", float(len(states))))
@@ -91,5 +96,11 @@ def lesion_agreement(truth: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
         # the per-sample carrier fraction (mean posterior = the learned prior) against the truth
         query = merged[~reference].assign(carrier=carrier[~reference], posterior=posterior[~reference])
         per_sample = query.groupby("sample", observed=True)[["carrier", "posterior"]].mean()
-        rows.append((name, "sample_fraction_mean_abs_error", float((per_sample["posterior"] - per_sample["carrier"]).abs().mean())))
+        rows.append(
+            (
+                name,
+                "sample_fraction_mean_abs_error",
+                float((per_sample["posterior"] - per_sample["carrier"]).abs().mean()),
+            )
+        )
     return pd.DataFrame(rows, columns=["what", "metric", "value"])

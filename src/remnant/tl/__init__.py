@@ -4,12 +4,15 @@ breakpoints, sort gates, carrier fractions, stem signatures and pseudobulk expre
 
 from remnant._lazy import exports
 
-__getattr__, __dir__, __all__ = exports(__name__, {
-    "lesions": ["call_lesions", "parse_lesions", "lesion_genes", "Lesion"],
-    "reference": ["find_reference"],
-    "profile": ["infer_profile", "lesion_sums", "lesion_profile", "estimate_breakpoints"],
-    "gates": ["gate_cells", "agreement_table"],
-    "fractions": ["del_fraction_table", "persistence_contrasts"],
-    "signatures": ["score_signatures", "calibrate_cycling", "compare_groups"],
-    "de": ["pseudobulk", "paired_de", "signature_enrichment"],
-})
+__getattr__, __dir__, __all__ = exports(
+    __name__,
+    {
+        "lesions": ["call_lesions", "parse_lesions", "lesion_genes", "Lesion"],
+        "reference": ["find_reference"],
+        "profile": ["infer_profile", "lesion_sums", "lesion_profile", "estimate_breakpoints"],
+        "gates": ["gate_cells", "agreement_table"],
+        "fractions": ["del_fraction_table", "persistence_contrasts"],
+        "signatures": ["score_signatures", "calibrate_cycling", "compare_groups"],
+        "de": ["pseudobulk", "paired_de", "signature_enrichment"],
+    },
+)

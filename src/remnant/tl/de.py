@@ -31,7 +31,15 @@ from remnant.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DE_COLUMNS", "SAMPLE_COLUMNS", "de_not_made", "paired_de", "pseudobulk", "run_paired_de", "signature_enrichment"]
+__all__ = [
+    "DE_COLUMNS",
+    "SAMPLE_COLUMNS",
+    "de_not_made",
+    "paired_de",
+    "pseudobulk",
+    "run_paired_de",
+    "signature_enrichment",
+]
 
 #: Columns of :func:`paired_de` results.
 DE_COLUMNS = ["gene", "gene_name", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
@@ -131,12 +139,16 @@ def pseudobulk(
         summed = np.asarray(summed.toarray() if sp.issparse(summed) else summed)
         var = adata.var.copy()
     if not np.allclose(summed, np.round(summed)):
-        raise InputError("pseudobulk counts are not integers; give the layer with raw counts.", where="pseudobulk(layer=...)")
+        raise InputError(
+            "pseudobulk counts are not integers; give the layer with raw counts.", where="pseudobulk(layer=...)"
+        )
     groups["n_cells"] = n_cells
     keep = n_cells >= min_cells
     dropped = groups.loc[~keep].reset_index(drop=True)
     if len(dropped):
-        log.info("pseudobulk: %d group(s) under %d cells dropped: %s", len(dropped), min_cells, dropped.to_dict("records"))
+        log.info(
+            "pseudobulk: %d group(s) under %d cells dropped: %s", len(dropped), min_cells, dropped.to_dict("records")
+        )
     obs = groups.loc[keep].reset_index(drop=True)
     obs.index = ["|".join(map(str, r)) for r in obs[groupby].itertuples(index=False)]
     out = AnnData(X=np.round(summed[keep]).astype(np.int64), obs=obs, var=var)
@@ -201,31 +213,50 @@ def paired_de(
     empty = pd.DataFrame(columns=DE_COLUMNS)
     empty.attrs["n_pairs"] = len(pairs)
     if len(pairs) < 2:
-        log.warning("paired_de: %d patient(s) with both %s and %s pseudobulks; need 2 or more, no test", len(pairs), level, reference)
+        log.warning(
+            "paired_de: %d patient(s) with both %s and %s pseudobulks; need 2 or more, no test",
+            len(pairs),
+            level,
+            reference,
+        )
         return empty
     use = (obs[pair].isin(pairs) & obs[condition].isin([str(level), str(reference)])).to_numpy()
     counts = np.asarray(pb.X[use])
     total = counts.sum(axis=0)
     genes = (total >= min_total_count) & ((counts >= min_count).sum(axis=0) >= len(pairs))
     if genes.sum() < 2:
-        log.warning("paired_de: fewer than 2 genes with >= %d counts in total and >= %d in %d pseudobulks; no test",
-                    min_total_count, min_count, len(pairs))
+        log.warning(
+            "paired_de: fewer than 2 genes with >= %d counts in total and >= %d in %d pseudobulks; no test",
+            min_total_count,
+            min_count,
+            len(pairs),
+        )
         return empty
     log.info("paired_de: %d of %d genes pass the count filters", int(genes.sum()), genes.size)
     # Names that formulaic accepts whatever the user's labels are.
-    meta = pd.DataFrame({"pair": obs.loc[use, pair].to_numpy(), "condition": obs.loc[use, condition].to_numpy()},
-                        index=[f"s{i}" for i in range(int(use.sum()))])
+    meta = pd.DataFrame(
+        {"pair": obs.loc[use, pair].to_numpy(), "condition": obs.loc[use, condition].to_numpy()},
+        index=[f"s{i}" for i in range(int(use.sum()))],
+    )
     count_df = pd.DataFrame(counts[:, genes], index=meta.index, columns=[f"g{j}" for j in range(int(genes.sum()))])
     inference = DefaultInference(n_cpus=n_cpus)
-    dds = DeseqDataSet(counts=count_df, metadata=meta, design="~pair + condition", refit_cooks=True, inference=inference, quiet=True)
+    dds = DeseqDataSet(
+        counts=count_df, metadata=meta, design="~pair + condition", refit_cooks=True, inference=inference, quiet=True
+    )
     dds.deseq2()
-    res = DeseqStats(dds, contrast=["condition", str(level), str(reference)], alpha=alpha, inference=inference, quiet=True)
+    res = DeseqStats(
+        dds, contrast=["condition", str(level), str(reference)], alpha=alpha, inference=inference, quiet=True
+    )
     res.summary()
     table = res.results_df.copy()
     var_names = pb.var_names[genes]
     ids = pb.var["gene_id"].astype(str).to_numpy()[genes] if "gene_id" in pb.var else np.asarray(var_names)
     table.insert(0, "gene", ids)
-    symbols = pb.var[symbol_key].astype(str).to_numpy()[genes] if symbol_key and symbol_key in pb.var else np.asarray(var_names)
+    symbols = (
+        pb.var[symbol_key].astype(str).to_numpy()[genes]
+        if symbol_key and symbol_key in pb.var
+        else np.asarray(var_names)
+    )
     table.insert(1, "gene_name", symbols)
     table = table.reset_index(drop=True)[DE_COLUMNS].sort_values("pvalue", na_position="last").reset_index(drop=True)
     table.attrs["n_pairs"] = len(pairs)
@@ -298,8 +329,11 @@ def signature_enrichment(
             row.update(auc=np.nan, direction="", pvalue=np.nan)
         rows.append(row)
     out = pd.DataFrame(rows, columns=["signature", "n_genes", "mean_stat", "auc", "direction", "pvalue"])
-    out["test"] = (f"rank-sum, set genes correlated {inter_gene_cor} (camera, ranks)" if inter_gene_cor
-                   else "Mann-Whitney U (set genes taken as independent)")
+    out["test"] = (
+        f"rank-sum, set genes correlated {inter_gene_cor} (camera, ranks)"
+        if inter_gene_cor
+        else "Mann-Whitney U (set genes taken as independent)"
+    )
     ok = out["pvalue"].notna().to_numpy()
     out["padj"] = np.nan
     if ok.any():
@@ -318,9 +352,12 @@ def _rank_sum_with_correlation(values: np.ndarray, inside: np.ndarray, correlati
     if n1 == 1:
         sigma2 = n1 * n2 * (n + 1) / 12
     else:
-        sigma2 = (np.arcsin(1) * n1 * n2 + np.arcsin(0.5) * n1 * n2 * (n2 - 1)
-                  + np.arcsin(correlation / 2) * n1 * (n1 - 1) * n2 * (n2 - 1)
-                  + np.arcsin((correlation + 1) / 2) * n1 * (n1 - 1) * n2) / (2 * np.pi)
+        sigma2 = (
+            np.arcsin(1) * n1 * n2
+            + np.arcsin(0.5) * n1 * n2 * (n2 - 1)
+            + np.arcsin(correlation / 2) * n1 * (n1 - 1) * n2 * (n2 - 1)
+            + np.arcsin((correlation + 1) / 2) * n1 * (n1 - 1) * n2
+        ) / (2 * np.pi)
     p_less = stats.norm.sf((u - 0.5 - mu) / np.sqrt(sigma2))
     p_greater = stats.norm.cdf((u + 0.5 - mu) / np.sqrt(sigma2))
     auc = 1.0 - u / (n1 * n2)
@@ -385,19 +422,32 @@ def run_paired_de(
         if other not in levels_per_patient.get(samples.at[i, pair], set()):
             samples.at[i, "reason"] = f"patient has no {other} pseudobulk to pair with"
     samples["used"] = samples["reason"] == ""
-    de = paired_de(pb, condition=condition, level=str(level), reference=str(reference), pair=pair,
-                   min_total_count=min_total_count, min_count=min_count, alpha=padj, n_cpus=n_cpus)
+    de = paired_de(
+        pb,
+        condition=condition,
+        level=str(level),
+        reference=str(reference),
+        pair=pair,
+        min_total_count=min_total_count,
+        min_count=min_count,
+        alpha=padj,
+        n_cpus=n_cpus,
+    )
     if de.empty and samples["used"].sum() >= 4:
         samples.loc[samples["used"], "reason"] = "fewer than 2 genes pass pseudobulk.min_total_count and min_count"
         samples["used"] = False
     enrichment = signature_enrichment(de, signatures or {})
-    enrichment["note"] = "" if not de.empty else f"no DE test: {de.attrs.get('n_pairs', 0)} patient(s) with both pseudobulks (2 needed)"
+    enrichment["note"] = (
+        "" if not de.empty else f"no DE test: {de.attrs.get('n_pairs', 0)} patient(s) with both pseudobulks (2 needed)"
+    )
     samples = samples.sort_values([pair, condition], kind="stable").reset_index(drop=True)
     return samples, de, enrichment
 
 
-def de_not_made(reason: str, signatures: Mapping[str, pd.Series | Sequence[str]] | None = None,
-                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def de_not_made(
+    reason: str,
+    signatures: Mapping[str, pd.Series | Sequence[str]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The tables of :func:`run_paired_de` for a cohort without the design it needs (no stem-cell
     population or no before/after timepoints named): no pseudobulk, no test.
 

@@ -97,7 +97,9 @@ def _lesion_info(data, lesion: str, per_sample, n_reference):
     elif isinstance(data, pd.DataFrame):
         obs = data
     else:
-        raise InputError(f"expected an AnnData or a per-cell DataFrame; got {type(data).__name__}.", where="del_fraction_table")
+        raise InputError(
+            f"expected an AnnData or a per-cell DataFrame; got {type(data).__name__}.", where="del_fraction_table"
+        )
     return obs, per_sample, n_reference
 
 
@@ -157,7 +159,9 @@ def del_fraction_table(
     by = list(by)
     for col in [*by, call_key]:
         if col not in obs.columns:
-            raise InputError(f"the cell table has no column {col!r}; run call_lesions first or fix `by`.", where="del_fraction_table")
+            raise InputError(
+                f"the cell table has no column {col!r}; run call_lesions first or fix `by`.", where="del_fraction_table"
+            )
     if not 0 < alpha < 1:
         raise InputError(f"alpha {alpha} must be in (0, 1).", where="del_fraction_table(alpha=...)")
     frame = pd.DataFrame({k: obs[k].astype(object).fillna("NA").astype(str) for k in by}, index=obs.index)
@@ -166,16 +170,23 @@ def del_fraction_table(
     have_rates = per_sample is not None
     if have_rates:
         if sample_key not in obs.columns:
-            raise InputError(f"the cell table has no column {sample_key!r} to look up per-sample error rates.", where="del_fraction_table")
+            raise InputError(
+                f"the cell table has no column {sample_key!r} to look up per-sample error rates.",
+                where="del_fraction_table",
+            )
         for col in ("fpr", "fnr"):
             if col not in per_sample.columns:
-                raise InputError(f"per-sample table lacks column {col!r}; pass uns['lesions'][name]['per_sample'].",
-                                 where="del_fraction_table(per_sample=...)")
+                raise InputError(
+                    f"per-sample table lacks column {col!r}; pass uns['lesions'][name]['per_sample'].",
+                    where="del_fraction_table(per_sample=...)",
+                )
         samples = obs[sample_key].astype(str)
         missing = sorted(set(samples) - set(per_sample.index.astype(str)))
         if missing:
-            raise InputError(f"no error rates for sample(s) {missing[:5]}; use the per-sample table of the same lesion call.",
-                             where="del_fraction_table(per_sample=...)")
+            raise InputError(
+                f"no error rates for sample(s) {missing[:5]}; use the per-sample table of the same lesion call.",
+                where="del_fraction_table(per_sample=...)",
+            )
         rates = per_sample.copy()
         rates.index = rates.index.astype(str)
         frame["_fpr"] = samples.map(rates["fpr"]).astype(float).to_numpy()
@@ -188,18 +199,47 @@ def del_fraction_table(
         n, k = len(part), int(part["_call"].sum())
         q = k / n
         lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
-        row = {**dict(zip(by, key)), "n_samples": part["_sample"].nunique(), "n_cells": n, "n_called": k,
-               "fraction": q, "fraction_low": lo, "fraction_high": hi,
-               "posterior_mean": float(part["_post"].mean())}
+        row = {
+            **dict(zip(by, key)),
+            "n_samples": part["_sample"].nunique(),
+            "n_cells": n,
+            "n_called": k,
+            "fraction": q,
+            "fraction_low": lo,
+            "fraction_high": hi,
+            "posterior_mean": float(part["_post"].mean()),
+        }
         if have_rates:
             fpr, fnr = float(part["_fpr"].mean()), float(part["_fnr"].mean())
             row.update(_corrected(q, lo, hi, fpr, fnr, n, n_reference, z, min_youden))
         else:
-            row.update(fpr=np.nan, fnr=np.nan, youden=np.nan, corrected=np.nan, corrected_low=np.nan, corrected_high=np.nan,
-                       corrected_se=np.nan)
+            row.update(
+                fpr=np.nan,
+                fnr=np.nan,
+                youden=np.nan,
+                corrected=np.nan,
+                corrected_low=np.nan,
+                corrected_high=np.nan,
+                corrected_se=np.nan,
+            )
         rows.append(row)
-    cols = [*by, "n_samples", "n_cells", "n_called", "fraction", "fraction_low", "fraction_high", "fpr", "fnr", "youden",
-            "corrected", "corrected_low", "corrected_high", "corrected_se", "posterior_mean"]
+    cols = [
+        *by,
+        "n_samples",
+        "n_cells",
+        "n_called",
+        "fraction",
+        "fraction_low",
+        "fraction_high",
+        "fpr",
+        "fnr",
+        "youden",
+        "corrected",
+        "corrected_low",
+        "corrected_high",
+        "corrected_se",
+        "posterior_mean",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -223,8 +263,13 @@ def _corrected(q, lo, hi, fpr, fnr, n, n_reference, z, min_youden) -> dict:
     low = p - np.sqrt((p - lo_t) ** 2 + (z * se_rates) ** 2)
     high = p + np.sqrt((hi_t - p) ** 2 + (z * se_rates) ** 2)
     # The estimate is clipped to [0, 1]; the interval always contains it.
-    return {**out, "corrected": p_c, "corrected_low": float(min(np.clip(low, 0, 1), p_c)),
-            "corrected_high": float(max(np.clip(high, 0, 1), p_c)), "corrected_se": se}
+    return {
+        **out,
+        "corrected": p_c,
+        "corrected_low": float(min(np.clip(low, 0, 1), p_c)),
+        "corrected_high": float(max(np.clip(high, 0, 1), p_c)),
+        "corrected_se": se,
+    }
 
 
 def _select(table: pd.DataFrame, fixed: Mapping[str, str] | None, where: str) -> pd.DataFrame:
@@ -245,8 +290,10 @@ CORRECTED_TESTS = {
 #: ``test`` of the tests of *called* cells: descriptive (biased where the compared levels are
 #: called with different sensitivity); the corrected test is the headline.
 CMH_TEST = "Cochran-Mantel-Haenszel (patient strata; called cells, descriptive)"
-MIXED_TEST = ("binomial mixed model, random patient intercept (called cells, descriptive; posterior mode, Laplace "
-              "covariance; Wald interval)")
+MIXED_TEST = (
+    "binomial mixed model, random patient intercept (called cells, descriptive; posterior mode, Laplace "
+    "covariance; Wald interval)"
+)
 
 
 def random_effects_test(estimates, variances, *, alpha: float = 0.05) -> dict:
@@ -285,9 +332,18 @@ def random_effects_test(estimates, variances, *, alpha: float = 0.05) -> dict:
     if k == 1:
         se = float(np.sqrt(v[0]))
         z = stats.norm.ppf(1 - alpha / 2)
-        return {**out, "estimate": float(y[0]), "low": float(y[0] - z * se), "high": float(y[0] + z * se), "se": se,
-                "statistic": float(y[0] / se), "pvalue": float(2 * stats.norm.sf(abs(y[0]) / se)), "tau2": np.nan,
-                "k": 1, "test": CORRECTED_TESTS["one"]}
+        return {
+            **out,
+            "estimate": float(y[0]),
+            "low": float(y[0] - z * se),
+            "high": float(y[0] + z * se),
+            "se": se,
+            "statistic": float(y[0] / se),
+            "pvalue": float(2 * stats.norm.sf(abs(y[0]) / se)),
+            "tau2": np.nan,
+            "k": 1,
+            "test": CORRECTED_TESTS["one"],
+        }
     w = 1.0 / v
     mu_fixed = np.sum(w * y) / np.sum(w)
     q = float(np.sum(w * (y - mu_fixed) ** 2))
@@ -297,8 +353,18 @@ def random_effects_test(estimates, variances, *, alpha: float = 0.05) -> dict:
     var_hk = float(np.sum(w * (y - mu) ** 2) / ((k - 1) * np.sum(w)))
     se = float(np.sqrt(max(var_hk, 1.0 / np.sum(w))))
     t = stats.t.ppf(1 - alpha / 2, k - 1)
-    return {"estimate": mu, "low": mu - t * se, "high": mu + t * se, "se": se, "statistic": mu / se, "df": float(k - 1),
-            "pvalue": float(2 * stats.t.sf(abs(mu) / se, k - 1)), "tau2": float(tau2), "k": k, "test": CORRECTED_TESTS["meta"]}
+    return {
+        "estimate": mu,
+        "low": mu - t * se,
+        "high": mu + t * se,
+        "se": se,
+        "statistic": mu / se,
+        "df": float(k - 1),
+        "pvalue": float(2 * stats.t.sf(abs(mu) / se, k - 1)),
+        "tau2": float(tau2),
+        "k": k,
+        "test": CORRECTED_TESTS["meta"],
+    }
 
 
 def stratified_contrast(
@@ -366,8 +432,9 @@ def stratified_contrast(
     n_ok = sub["n_cells"].where(ok, 0)
     se = sub["corrected_se"] if "corrected_se" in sub.columns else pd.Series(np.nan, index=sub.index)
     grouped = sub.assign(_w=(sub["corrected"] * n_ok) if has_corr else 0.0, _n=n_ok, _v=(n_ok * se) ** 2)
-    grouped = grouped.groupby([strata, factor], sort=False).agg(**agg, _w=("_w", "sum"), _n=("_n", "sum"),
-                                                                _v=("_v", lambda x: x.sum(min_count=1)))
+    grouped = grouped.groupby([strata, factor], sort=False).agg(
+        **agg, _w=("_w", "sum"), _n=("_n", "sum"), _v=("_v", lambda x: x.sum(min_count=1))
+    )
     z = stats.norm.ppf(1 - alpha / 2)
     rows, tables, diffs, cdiffs, cvars = [], [], [], [], []
     for stratum in pd.unique(sub[strata]):
@@ -391,19 +458,47 @@ def stratified_contrast(
         cdiffs.append(ca - cb)
         cvars.append(c_se**2)
         c_p = float(2 * stats.norm.sf(abs(ca - cb) / c_se)) if np.isfinite(c_se) and c_se > 0 else np.nan
-        rows.append({"contrast": label, "scope": "patient", strata: stratum, "n_cells_level": na, "n_called_level": ka,
-                     "n_cells_reference": nb, "n_called_reference": kb, "fraction_level": fa, "fraction_reference": fb,
-                     "difference": fa - fb, "difference_low": d_lo, "difference_high": d_hi,
-                     "corrected_level": ca, "corrected_reference": cb, "corrected_difference": ca - cb,
-                     "corrected_difference_low": ca - cb - z * c_se, "corrected_difference_high": ca - cb + z * c_se,
-                     "corrected_se": c_se, "corrected_pvalue": c_p,
-                     "corrected_test": CORRECTED_TESTS["one"] if np.isfinite(c_p) else "", "significant": bool(c_p < alpha),
-                     "odds_ratio": or_table.oddsratio, "odds_ratio_low": or_lo, "odds_ratio_high": or_hi,
-                     "pvalue": stats.fisher_exact(t)[1], "test": "Fisher exact (per patient; called cells, descriptive)"})
-    pooled = {"contrast": label, "scope": "across patients", strata: "all", "n_strata": len(tables),
-              "n_cells_level": sum(int(t[0].sum()) for t in tables), "n_called_level": sum(int(t[0, 0]) for t in tables),
-              "n_cells_reference": sum(int(t[1].sum()) for t in tables), "n_called_reference": sum(int(t[1, 0]) for t in tables),
-              "test": CMH_TEST}
+        rows.append(
+            {
+                "contrast": label,
+                "scope": "patient",
+                strata: stratum,
+                "n_cells_level": na,
+                "n_called_level": ka,
+                "n_cells_reference": nb,
+                "n_called_reference": kb,
+                "fraction_level": fa,
+                "fraction_reference": fb,
+                "difference": fa - fb,
+                "difference_low": d_lo,
+                "difference_high": d_hi,
+                "corrected_level": ca,
+                "corrected_reference": cb,
+                "corrected_difference": ca - cb,
+                "corrected_difference_low": ca - cb - z * c_se,
+                "corrected_difference_high": ca - cb + z * c_se,
+                "corrected_se": c_se,
+                "corrected_pvalue": c_p,
+                "corrected_test": CORRECTED_TESTS["one"] if np.isfinite(c_p) else "",
+                "significant": bool(c_p < alpha),
+                "odds_ratio": or_table.oddsratio,
+                "odds_ratio_low": or_lo,
+                "odds_ratio_high": or_hi,
+                "pvalue": stats.fisher_exact(t)[1],
+                "test": "Fisher exact (per patient; called cells, descriptive)",
+            }
+        )
+    pooled = {
+        "contrast": label,
+        "scope": "across patients",
+        strata: "all",
+        "n_strata": len(tables),
+        "n_cells_level": sum(int(t[0].sum()) for t in tables),
+        "n_called_level": sum(int(t[0, 0]) for t in tables),
+        "n_cells_reference": sum(int(t[1].sum()) for t in tables),
+        "n_called_reference": sum(int(t[1, 0]) for t in tables),
+        "test": CMH_TEST,
+    }
     informative = [t for t in tables if t[:, 0].sum() > 0 and t[:, 1].sum() > 0]
     if informative:
         st = StratifiedTable(informative)
@@ -412,12 +507,25 @@ def stratified_contrast(
         with np.errstate(divide="ignore", invalid="ignore"):  # Breslow-Day on strata with an empty cell
             het = st.test_equal_odds() if len(informative) > 1 else None
         # statsmodels returns 1 - cdf, which is 0 for any statistic above ~75; the survival function keeps it
-        pooled.update(odds_ratio=st.oddsratio_pooled, odds_ratio_low=lo, odds_ratio_high=hi, risk_ratio=st.riskratio_pooled,
-                      pvalue=float(stats.chi2.sf(null.statistic, 1)), statistic=float(null.statistic),
-                      heterogeneity_pvalue=float(het.pvalue) if het is not None else np.nan)
+        pooled.update(
+            odds_ratio=st.oddsratio_pooled,
+            odds_ratio_low=lo,
+            odds_ratio_high=hi,
+            risk_ratio=st.riskratio_pooled,
+            pvalue=float(stats.chi2.sf(null.statistic, 1)),
+            statistic=float(null.statistic),
+            heterogeneity_pvalue=float(het.pvalue) if het is not None else np.nan,
+        )
     else:
-        pooled.update(odds_ratio=np.nan, odds_ratio_low=np.nan, odds_ratio_high=np.nan, risk_ratio=np.nan, pvalue=np.nan,
-                      statistic=np.nan, heterogeneity_pvalue=np.nan)
+        pooled.update(
+            odds_ratio=np.nan,
+            odds_ratio_low=np.nan,
+            odds_ratio_high=np.nan,
+            risk_ratio=np.nan,
+            pvalue=np.nan,
+            statistic=np.nan,
+            heterogeneity_pvalue=np.nan,
+        )
     v = np.asarray(diffs, dtype=float)
     pooled["difference"] = float(v.mean()) if v.size else np.nan
     if v.size >= 2:  # descriptive: the called fractions
@@ -426,17 +534,44 @@ def stratified_contrast(
     else:
         pooled["difference_low"] = pooled["difference_high"] = np.nan
     meta = random_effects_test(cdiffs, cvars, alpha=alpha)
-    pooled.update(corrected_difference=meta["estimate"], corrected_difference_low=meta["low"],
-                  corrected_difference_high=meta["high"], corrected_se=meta["se"], corrected_pvalue=meta["pvalue"],
-                  corrected_statistic=meta["statistic"], corrected_df=meta["df"], corrected_tau2=meta["tau2"],
-                  corrected_n_strata=meta["k"], corrected_test=meta["test"],
-                  significant=bool(meta["low"] > 0 or meta["high"] < 0))
+    pooled.update(
+        corrected_difference=meta["estimate"],
+        corrected_difference_low=meta["low"],
+        corrected_difference_high=meta["high"],
+        corrected_se=meta["se"],
+        corrected_pvalue=meta["pvalue"],
+        corrected_statistic=meta["statistic"],
+        corrected_df=meta["df"],
+        corrected_tau2=meta["tau2"],
+        corrected_n_strata=meta["k"],
+        corrected_test=meta["test"],
+        significant=bool(meta["low"] > 0 or meta["high"] < 0),
+    )
     rows.append(pooled)
     out = pd.DataFrame(rows)
-    front = ["contrast", "scope", strata, "n_strata", "test", "difference", "difference_low", "difference_high",
-             "corrected_difference", "corrected_difference_low", "corrected_difference_high", "corrected_pvalue",
-             "significant", "corrected_test", "odds_ratio", "odds_ratio_low", "odds_ratio_high", "risk_ratio", "pvalue",
-             "statistic", "heterogeneity_pvalue"]
+    front = [
+        "contrast",
+        "scope",
+        strata,
+        "n_strata",
+        "test",
+        "difference",
+        "difference_low",
+        "difference_high",
+        "corrected_difference",
+        "corrected_difference_low",
+        "corrected_difference_high",
+        "corrected_pvalue",
+        "significant",
+        "corrected_test",
+        "odds_ratio",
+        "odds_ratio_low",
+        "odds_ratio_high",
+        "risk_ratio",
+        "pvalue",
+        "statistic",
+        "heterogeneity_pvalue",
+    ]
     for col in front:
         if col not in out.columns:
             out[col] = np.nan
@@ -486,10 +621,16 @@ def binomial_mixed_contrast(
     sub = sub[sub[factor].astype(str).isin([str(level), str(reference)])]
     y = sub[call_key].astype(bool).to_numpy().astype(float)
     x = (sub[factor].astype(str) == str(level)).to_numpy().astype(float)
-    row = {"contrast": label, "n_cells": len(sub), "n_patients": int(sub[group].nunique()),
-           "test": MIXED_TEST}
-    nan = {"log_odds_ratio": np.nan, "sd": np.nan, "odds_ratio": np.nan, "odds_ratio_low": np.nan,
-           "odds_ratio_high": np.nan, "pvalue": np.nan, "patient_sd": np.nan}
+    row = {"contrast": label, "n_cells": len(sub), "n_patients": int(sub[group].nunique()), "test": MIXED_TEST}
+    nan = {
+        "log_odds_ratio": np.nan,
+        "sd": np.nan,
+        "odds_ratio": np.nan,
+        "odds_ratio_low": np.nan,
+        "odds_ratio_high": np.nan,
+        "pvalue": np.nan,
+        "patient_sd": np.nan,
+    }
     if len(sub) == 0 or x.min() == x.max() or y.min() == y.max():
         return pd.DataFrame([{**row, **nan}])
     exog = np.column_stack([np.ones(len(sub)), x])
@@ -501,9 +642,20 @@ def binomial_mixed_contrast(
     fit = model.fit_map(rng=0)
     est, sd = float(fit.params[1]), float(np.sqrt(fit.cov_params()[1, 1]))
     z = stats.norm.ppf(1 - alpha / 2)
-    return pd.DataFrame([{**row, "log_odds_ratio": est, "sd": sd, "odds_ratio": np.exp(est),
-                          "odds_ratio_low": np.exp(est - z * sd), "odds_ratio_high": np.exp(est + z * sd),
-                          "pvalue": float(2 * stats.norm.sf(abs(est) / sd)), "patient_sd": float(np.exp(fit.params[2]))}])
+    return pd.DataFrame(
+        [
+            {
+                **row,
+                "log_odds_ratio": est,
+                "sd": sd,
+                "odds_ratio": np.exp(est),
+                "odds_ratio_low": np.exp(est - z * sd),
+                "odds_ratio_high": np.exp(est + z * sd),
+                "pvalue": float(2 * stats.norm.sf(abs(est) / sd)),
+                "patient_sd": float(np.exp(fit.params[2])),
+            }
+        ]
+    )
 
 
 def persistence_contrasts(
@@ -523,18 +675,38 @@ def persistence_contrasts(
     """
     parts = []
     timepoints = set(table["timepoint"].astype(str))
-    populations = [p for p in pd.unique(table["population"].astype(str))]
+    populations = list(pd.unique(table["population"].astype(str)))
     for tp in (after, before):
         if tp in timepoints:
-            parts.append(stratified_contrast(table, factor="population", level=stem, reference=progenitor,
-                                             fixed={"timepoint": tp}, strata=strata, alpha=alpha))
+            parts.append(
+                stratified_contrast(
+                    table,
+                    factor="population",
+                    level=stem,
+                    reference=progenitor,
+                    fixed={"timepoint": tp},
+                    strata=strata,
+                    alpha=alpha,
+                )
+            )
     if before in timepoints and after in timepoints:
         for pop in populations:
-            parts.append(stratified_contrast(table, factor="timepoint", level=after, reference=before,
-                                             fixed={"population": pop}, strata=strata, alpha=alpha))
+            parts.append(
+                stratified_contrast(
+                    table,
+                    factor="timepoint",
+                    level=after,
+                    reference=before,
+                    fixed={"population": pop},
+                    strata=strata,
+                    alpha=alpha,
+                )
+            )
     if not parts:
-        raise InputError(f"no timepoint {after!r} or {before!r} in the table (it has {sorted(timepoints)}).",
-                         where="persistence_contrasts")
+        raise InputError(
+            f"no timepoint {after!r} or {before!r} in the table (it has {sorted(timepoints)}).",
+            where="persistence_contrasts",
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -558,9 +730,16 @@ def _did_you_mean(value, levels: Sequence[str]) -> str:
     return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
 
 
-def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set_dir: str | None = None,
-                 cytobands: str | None = None, source: str = "config", check_files: bool = False,
-                 sheet_path: str = "samples") -> dict:
+def check_config(
+    config: Mapping,
+    sheet: pd.DataFrame | None = None,
+    *,
+    gene_set_dir: str | None = None,
+    cytobands: str | None = None,
+    source: str = "config",
+    check_files: bool = False,
+    sheet_path: str = "samples",
+) -> dict:
     """Cross-key checks of the persistence config blocks (``gates``, ``persistence``, ``signatures``,
     ``pseudobulk``); the schema has checked types and ranges.
 
@@ -606,36 +785,60 @@ def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set
     from remnant.tl.gates import _check_gates, check_gate_config, check_index_sort_markers
 
     populations = [str(p) for p in config["populations"]]
-    gates = check_gate_config(config["gates"], index_sort_markers=config["index_sort"]["markers"], populations=populations,
-                              sheet=sheet, source=source)
+    gates = check_gate_config(
+        config["gates"],
+        index_sort_markers=config["index_sort"]["markers"],
+        populations=populations,
+        sheet=sheet,
+        source=source,
+    )
     if check_files and sheet is not None:
         check_index_sort_markers(sheet, _check_gates(gates["hierarchy"]), sheet_path=sheet_path)
     p = config["persistence"]
     names = [str(lesion["name"]) for lesion in config["lesions"]]
     lesion = p["lesion"] if p["lesion"] is not None else names[0]
     if lesion not in names:
-        raise InputError(f"{lesion!r} is not a configured lesion (lesions: {names}).", path=source, where="persistence.lesion")
+        raise InputError(
+            f"{lesion!r} is not a configured lesion (lesions: {names}).", path=source, where="persistence.lesion"
+        )
     # The study's design keys are optional: null means the cohort has no such design (its contrasts
     # are then listed as not made, with the reason). A value that is not a declared level is a typo
     # or a misconfiguration: one line, with the closest declared level when there is one.
     timepoints = [str(t) for t in config["timepoints"]]
     for key in ("before", "after"):
         if p[key] is not None and str(p[key]) not in timepoints:
-            raise InputError(f"{p[key]!r} is not a declared timepoint{_did_you_mean(p[key], timepoints)} (timepoints: "
-                             f"{timepoints}); set it to null if the cohort has no before/after design.", path=source,
-                             where=f"persistence.{key}")
+            raise InputError(
+                f"{p[key]!r} is not a declared timepoint{_did_you_mean(p[key], timepoints)} (timepoints: "
+                f"{timepoints}); set it to null if the cohort has no before/after design.",
+                path=source,
+                where=f"persistence.{key}",
+            )
     if p["before"] is not None and str(p["before"]) == str(p["after"]):
-        raise InputError(f"before and after are both {p['before']!r}; compare two timepoints.", path=source, where="persistence.after")
+        raise InputError(
+            f"before and after are both {p['before']!r}; compare two timepoints.",
+            path=source,
+            where="persistence.after",
+        )
     key = p["population_key"]
-    levels, what = (populations, "declared population (populations)") if key == "population" else \
-        (list(gates["hierarchy"]), "gate of gates.hierarchy (persistence.population_key is " + key + ")")
+    levels, what = (
+        (populations, "declared population (populations)")
+        if key == "population"
+        else (list(gates["hierarchy"]), "gate of gates.hierarchy (persistence.population_key is " + key + ")")
+    )
     for name in ("stem", "progenitor"):
         if p[name] is not None and str(p[name]) not in levels:
-            raise InputError(f"{p[name]!r} is not a {what}{_did_you_mean(p[name], levels)}: {levels}; set it to null if the "
-                             f"cohort has no {name} population.", path=source, where=f"persistence.{name}")
+            raise InputError(
+                f"{p[name]!r} is not a {what}{_did_you_mean(p[name], levels)}: {levels}; set it to null if the "
+                f"cohort has no {name} population.",
+                path=source,
+                where=f"persistence.{name}",
+            )
     if p["stem"] is not None and str(p["stem"]) == str(p["progenitor"]):
-        raise InputError(f"stem and progenitor are both {p['stem']!r}; name two populations.", path=source,
-                         where="persistence.progenitor")
+        raise InputError(
+            f"stem and progenitor are both {p['stem']!r}; name two populations.",
+            path=source,
+            where="persistence.progenitor",
+        )
     from remnant.tl.signatures import check_signature_config
 
     bands = None
@@ -655,7 +858,9 @@ def check_config(config: Mapping, sheet: pd.DataFrame | None = None, *, gene_set
     if sheet is not None and key == "population":
         reference = [str(c) for c in config["conditions"]["reference"]]
         disease = sheet[~sheet["condition"].astype(str).isin(reference)]
-        planned = disease[["patient", "population", "timepoint"]].astype(str).drop_duplicates().to_dict(orient="records")
+        planned = (
+            disease[["patient", "population", "timepoint"]].astype(str).drop_duplicates().to_dict(orient="records")
+        )
     return {"gates": gates, "lesion": lesion, "set_files": set_files, "planned": planned}
 
 
@@ -678,13 +883,16 @@ def read_calls(path: str, lesion: str | None = "del5q") -> tuple[pd.DataFrame, d
         lesions = f["uns"]["lesions"] if "uns" in f and "lesions" in f["uns"] else None
         if lesions is None or lesion not in lesions:
             have = sorted(lesions) if lesions is not None else []
-            raise InputError(f"no calls for lesion {lesion!r} (it has {have}); rerun call_lesions with it configured.", path=path)
+            raise InputError(
+                f"no calls for lesion {lesion!r} (it has {have}); rerun call_lesions with it configured.", path=path
+            )
         info = read_elem(lesions[lesion])
     return obs, info
 
 
-def read_analysed_cells(path: str, *, reference_conditions: Sequence[str], population_key: str = "population",
-                        gates_path: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict, str]:
+def read_analysed_cells(
+    path: str, *, reference_conditions: Sequence[str], population_key: str = "population", gates_path: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict, str]:
     """A cohort file's cell table and its analysed cells, without reading its counts.
 
     The cohort is never read whole (issue 8): the steps that go on to its counts (signature scores,
@@ -703,13 +911,20 @@ def read_analysed_cells(path: str, *, reference_conditions: Sequence[str], popul
     if not obs.index.is_unique:
         raise InputError("cell names (obs index) repeat; rerun cluster_cells.", path=path)
     gates = pd.read_csv(gates_path, sep="\t", index_col="cell", low_memory=False) if gates_path else None
-    cells, summary = prepare_cells(obs, reference_conditions=reference_conditions, population_key=population_key,
-                                   gates=gates, source=path)
+    cells, summary = prepare_cells(
+        obs, reference_conditions=reference_conditions, population_key=population_key, gates=gates, source=path
+    )
     return obs, cells, summary, store.counts_key(path)
 
 
-def prepare_cells(obs: pd.DataFrame, *, reference_conditions: Sequence[str], population_key: str = "population",
-                  gates: pd.DataFrame | None = None, source: str = "cohort") -> tuple[pd.DataFrame, dict]:
+def prepare_cells(
+    obs: pd.DataFrame,
+    *,
+    reference_conditions: Sequence[str],
+    population_key: str = "population",
+    gates: pd.DataFrame | None = None,
+    source: str = "cohort",
+) -> tuple[pd.DataFrame, dict]:
     """The cells the persistence analysis is about, each with the population it is counted in.
 
     Left out: every cell of a donor whose ``condition`` is a reference condition (healthy donors),
@@ -742,7 +957,10 @@ def prepare_cells(obs: pd.DataFrame, *, reference_conditions: Sequence[str], pop
         if col not in obs.columns:
             raise InputError(f"the cohort has no cell column {col!r}; rerun call_lesions.", path=source)
     if population_key not in POPULATION_KEYS:
-        raise InputError(f"population_key {population_key!r} must be one of {list(POPULATION_KEYS)}.", where="persistence.population_key")
+        raise InputError(
+            f"population_key {population_key!r} must be one of {list(POPULATION_KEYS)}.",
+            where="persistence.population_key",
+        )
     reference = obs["cnv_reference"].astype(bool).to_numpy()
     healthy = obs["condition"].astype(str).isin([str(c) for c in reference_conditions]).to_numpy()
     cells = obs.copy()
@@ -751,21 +969,33 @@ def prepare_cells(obs: pd.DataFrame, *, reference_conditions: Sequence[str], pop
         assigned = cells["sort_gate"]
     else:
         if gates is None or population_key not in gates.columns:
-            raise InputError(f"population_key {population_key!r} needs the per-cell gate table (rule gate_cells).", path=source)
+            raise InputError(
+                f"population_key {population_key!r} needs the per-cell gate table (rule gate_cells).", path=source
+            )
         missing = ~obs.index.isin(gates.index)
         if missing.any():
-            raise InputError(f"the gate table lacks {int(missing.sum())} cell(s) of the cohort (e.g. {obs.index[missing][0]!r}); "
-                             "rerun gate_cells.", path=source)
+            raise InputError(
+                f"the gate table lacks {int(missing.sum())} cell(s) of the cohort (e.g. {obs.index[missing][0]!r}); "
+                "rerun gate_cells.",
+                path=source,
+            )
         assigned = gates.loc[obs.index, population_key].astype(object)
     unplaced = assigned.isna().to_numpy()
     keep = ~healthy & ~unplaced
     cells["population"] = assigned.astype(object).to_numpy()
-    summary = {"cells": len(obs), "reference_condition_cells": int(healthy.sum()),
-               f"not_placed_by_{population_key}": int((unplaced & ~healthy).sum()),
-               "patient_reference_cells_kept": int((reference & keep).sum()), "analysed": int(keep.sum())}
+    summary = {
+        "cells": len(obs),
+        "reference_condition_cells": int(healthy.sum()),
+        f"not_placed_by_{population_key}": int((unplaced & ~healthy).sum()),
+        "patient_reference_cells_kept": int((reference & keep).sum()),
+        "analysed": int(keep.sum()),
+    }
     if not keep.any():
-        raise InputError(f"no cell to analyse: every cell is of a reference condition {list(reference_conditions)} or not placed "
-                         f"by {population_key} ({summary}).", path=source)
+        raise InputError(
+            f"no cell to analyse: every cell is of a reference condition {list(reference_conditions)} or not placed "
+            f"by {population_key} ({summary}).",
+            path=source,
+        )
     out = cells.loc[keep].copy()
     for col in ("population", "timepoint"):
         out[col] = out[col].astype(str)
@@ -782,7 +1012,11 @@ def _ordered(table: pd.DataFrame, columns: Mapping[str, Sequence[str] | None]) -
         keys.append(values.map(rank))
     if not keys:
         return table
-    idx = pd.DataFrame({f"_k{i}": k for i, k in enumerate(keys)}).sort_values(list(f"_k{i}" for i in range(len(keys))), kind="stable").index
+    idx = (
+        pd.DataFrame({f"_k{i}": k for i, k in enumerate(keys)})
+        .sort_values([f"_k{i}" for i in range(len(keys))], kind="stable")
+        .index
+    )
     return table.loc[idx].reset_index(drop=True)
 
 
@@ -824,13 +1058,20 @@ def run_fractions(
     """
     out = []
     for by in (["patient", "population", "timepoint"], ["population", "timepoint"]):
-        table = del_fraction_table(cells, per_sample, lesion=lesion, by=by, n_reference=n_reference, alpha=alpha,
-                                   min_youden=min_youden) if len(cells) else pd.DataFrame(columns=[*by, "n_cells"])
+        table = (
+            del_fraction_table(
+                cells, per_sample, lesion=lesion, by=by, n_reference=n_reference, alpha=alpha, min_youden=min_youden
+            )
+            if len(cells)
+            else pd.DataFrame(columns=[*by, "n_cells"])
+        )
         notes = []
         for _, row in table.iterrows():
             if pd.isna(row.get("corrected")) and pd.notna(row.get("youden")):
-                notes.append(f"not corrected: 1 - fpr - fnr = {row['youden']:.3f} < min_youden {min_youden} (the calls carry too "
-                             "little information); the called fraction stands uncorrected")
+                notes.append(
+                    f"not corrected: 1 - fpr - fnr = {row['youden']:.3f} < min_youden {min_youden} (the calls carry too "
+                    "little information); the called fraction stands uncorrected"
+                )
             else:
                 notes.append("")
         table["note"] = notes
@@ -841,9 +1082,16 @@ def run_fractions(
                 key = tuple(str(combo[k]) for k in by)
                 if key not in have:
                     have.add(key)
-                    extra.append({**dict(zip(by, key)), "n_samples": 0, "n_cells": 0, "n_called": 0,
-                                  "note": "no analysed cell: the sample sheet lists this sample but none of its cells is "
-                                          "in the cohort"})
+                    extra.append(
+                        {
+                            **dict(zip(by, key)),
+                            "n_samples": 0,
+                            "n_cells": 0,
+                            "n_called": 0,
+                            "note": "no analysed cell: the sample sheet lists this sample but none of its cells is "
+                            "in the cohort",
+                        }
+                    )
             if extra:
                 table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
         table.insert(0, "assigned_by", assigned_by)
@@ -857,12 +1105,41 @@ def run_fractions(
 
 
 #: Statistic columns of the contrast table (:func:`stratified_contrast` and the mixed model).
-CONTRAST_STATISTICS = ("difference", "difference_low", "difference_high", "corrected_difference", "corrected_difference_low",
-                       "corrected_difference_high", "corrected_pvalue", "significant", "corrected_test", "corrected_se",
-                       "corrected_statistic", "corrected_df", "corrected_tau2", "corrected_n_strata", "odds_ratio",
-                       "odds_ratio_low", "odds_ratio_high", "risk_ratio", "pvalue", "statistic", "heterogeneity_pvalue",
-                       "n_cells_level", "n_called_level", "n_cells_reference", "n_called_reference", "fraction_level", "fraction_reference", "corrected_level", "corrected_reference",
-                       "log_odds_ratio", "log_odds_ratio_sd", "patient_sd", "n_cells")
+CONTRAST_STATISTICS = (
+    "difference",
+    "difference_low",
+    "difference_high",
+    "corrected_difference",
+    "corrected_difference_low",
+    "corrected_difference_high",
+    "corrected_pvalue",
+    "significant",
+    "corrected_test",
+    "corrected_se",
+    "corrected_statistic",
+    "corrected_df",
+    "corrected_tau2",
+    "corrected_n_strata",
+    "odds_ratio",
+    "odds_ratio_low",
+    "odds_ratio_high",
+    "risk_ratio",
+    "pvalue",
+    "statistic",
+    "heterogeneity_pvalue",
+    "n_cells_level",
+    "n_called_level",
+    "n_cells_reference",
+    "n_called_reference",
+    "fraction_level",
+    "fraction_reference",
+    "corrected_level",
+    "corrected_reference",
+    "log_odds_ratio",
+    "log_odds_ratio_sd",
+    "patient_sd",
+    "n_cells",
+)
 
 
 def _levels_text(values, what: str) -> str:
@@ -880,8 +1157,9 @@ def not_this_design(keys: Sequence[str], design: str) -> str:
     return f"{named} {'is' if len(keys) == 1 else 'are'} null (not a {design} design)"
 
 
-def _contrast_note(contrast: pd.DataFrame, table: pd.DataFrame, factor: str, level: str, reference: str,
-                   fixed: Mapping[str, str]) -> str:
+def _contrast_note(
+    contrast: pd.DataFrame, table: pd.DataFrame, factor: str, level: str, reference: str, fixed: Mapping[str, str]
+) -> str:
     """The pooled row's note: what the tests could not use, and why ("" when nothing is missing)."""
     pooled = contrast[contrast["scope"] == "across patients"].iloc[0]
     n, k = int(pooled["n_strata"]), int(pooled["corrected_n_strata"])
@@ -894,18 +1172,26 @@ def _contrast_note(contrast: pd.DataFrame, table: pd.DataFrame, factor: str, lev
         sub = _select(table, fixed, "run_contrasts")
         missing = []
         for r in contrast[(contrast["scope"] == "patient") & contrast["corrected_difference"].isna()].itertuples():
-            rows = sub[(sub["patient"].astype(str) == str(r.patient)) & sub[factor].astype(str).isin([level, reference])
-                       & sub["corrected"].isna()]
+            rows = sub[
+                (sub["patient"].astype(str) == str(r.patient))
+                & sub[factor].astype(str).isin([level, reference])
+                & sub["corrected"].isna()
+            ]
             levels = ", ".join(pd.unique(rows[factor].astype(str)))
             missing.append(f"{r.patient} ({levels})" if levels else str(r.patient))
         why = "1 - fpr - fnr below persistence.min_youden, or no error rates"
-        notes.append(f"no corrected test: no patient's calls could be corrected at both levels ({why})" if k == 0 else
-                     f"corrected test on {k} of {n} patients: not corrected in {', '.join(missing)} ({why})")
+        notes.append(
+            f"no corrected test: no patient's calls could be corrected at both levels ({why})"
+            if k == 0
+            else f"corrected test on {k} of {n} patients: not corrected in {', '.join(missing)} ({why})"
+        )
     if k == 1:
         notes.append("one patient: the corrected test is that patient's z test")
     elif k == 2:
-        notes.append("two patients: the corrected test's t has 1 degree of freedom (only a large, consistent difference is "
-                     "significant); see each patient's corrected test")
+        notes.append(
+            "two patients: the corrected test's t has 1 degree of freedom (only a large, consistent difference is "
+            "significant); see each patient's corrected test"
+        )
     return "; ".join(notes)
 
 
@@ -961,31 +1247,60 @@ def run_contrasts(
     have = table[table["n_cells"] > 0] if "n_cells" in table else table
     cohort_pops = list(pd.unique(have["population"].astype(str)))
     cohort_tps = [str(t) for t in (timepoints or [])]
-    cohort_tps = [t for t in cohort_tps if t in set(have["timepoint"].astype(str))] + \
-        [t for t in pd.unique(have["timepoint"].astype(str)) if t not in cohort_tps]
+    cohort_tps = [t for t in cohort_tps if t in set(have["timepoint"].astype(str))] + [
+        t for t in pd.unique(have["timepoint"].astype(str)) if t not in cohort_tps
+    ]
     # (factor, level, reference, fixed, question, why not by design) in the order of the study
     planned = []
     if stem is None or progenitor is None:
         null = [k for k, v in (("stem", stem), ("progenitor", progenitor)) if v is None]
-        planned.append(("population", "stem", "progenitor", {}, "stem vs progenitor",
-                        f"{not_this_design(null, 'stem vs progenitor')}; it has {_levels_text(cohort_pops, 'population')}"))
+        planned.append(
+            (
+                "population",
+                "stem",
+                "progenitor",
+                {},
+                "stem vs progenitor",
+                f"{not_this_design(null, 'stem vs progenitor')}; it has {_levels_text(cohort_pops, 'population')}",
+            )
+        )
     else:
         at = [t for t in (after, before) if t is not None] or cohort_tps
-        planned += [("population", stem, progenitor, {"timepoint": tp},
-                     f"{stem} vs {progenitor} at {tp}" + (" (persistence)" if tp == after else ""), "") for tp in at]
+        planned += [
+            (
+                "population",
+                stem,
+                progenitor,
+                {"timepoint": tp},
+                f"{stem} vs {progenitor} at {tp}" + (" (persistence)" if tp == after else ""),
+                "",
+            )
+            for tp in at
+        ]
     if before is None or after is None:
         null = [k for k, v in (("before", before), ("after", after)) if v is None]
-        planned.append(("timepoint", "after", "before", {}, "after vs before treatment",
-                        f"{not_this_design(null, 'before/after')}; it has {_levels_text(cohort_tps, 'timepoint')}"))
+        planned.append(
+            (
+                "timepoint",
+                "after",
+                "before",
+                {},
+                "after vs before treatment",
+                f"{not_this_design(null, 'before/after')}; it has {_levels_text(cohort_tps, 'timepoint')}",
+            )
+        )
     else:
         populations = [p for p in (stem, progenitor) if p is not None]
         populations += [p for p in cohort_pops if p not in populations]
-        planned += [("timepoint", after, before, {"population": pop}, f"{after} vs {before} in {pop}", "") for pop in populations]
+        planned += [
+            ("timepoint", after, before, {"population": pop}, f"{after} vs {before} in {pop}", "")
+            for pop in populations
+        ]
     parts = []
     for factor, level, reference, fixed, question, why in planned:
         label = f"{factor}: {level} vs {reference}" + "".join(f" | {k}={v}" for k, v in fixed.items())
         if not why:  # in the design: can the cohort support it?
-            (fcol, fval), = fixed.items()
+            ((fcol, fval),) = fixed.items()
             sub = have[have[fcol].astype(str) == str(fval)]
             if not len(sub) and fcol == "timepoint":
                 why = f"no analysed cells at {fval}; the cohort has {_levels_text(cohort_tps, 'timepoint')}"
@@ -1002,27 +1317,68 @@ def run_contrasts(
                         else:
                             why = f"no analysed {fval} cells at {lev}; {fval} cells are at {_levels_text(present, 'timepoint')}"
         if why:
-            parts.append(pd.DataFrame([{"contrast": label, "question": question, "scope": "across patients", "patient": "all",
-                                        "n_strata": 0, "test": CMH_TEST, "significant": False, "note": why}]))
+            parts.append(
+                pd.DataFrame(
+                    [
+                        {
+                            "contrast": label,
+                            "question": question,
+                            "scope": "across patients",
+                            "patient": "all",
+                            "n_strata": 0,
+                            "test": CMH_TEST,
+                            "significant": False,
+                            "note": why,
+                        }
+                    ]
+                )
+            )
             continue
-        c = stratified_contrast(have, factor=factor, level=str(level), reference=str(reference), fixed=fixed, alpha=alpha)
+        c = stratified_contrast(
+            have, factor=factor, level=str(level), reference=str(reference), fixed=fixed, alpha=alpha
+        )
         c["note"] = ""
         pooled = c["scope"] == "across patients"
         c.loc[pooled, "note"] = _contrast_note(c, have, factor, str(level), str(reference), fixed)
         parts.append(c.assign(question=question))
         if mixed_model:
-            m = binomial_mixed_contrast(cells, factor=factor, level=str(level), reference=str(reference), fixed=fixed,
-                                        lesion=lesion, alpha=alpha).iloc[0]
+            m = binomial_mixed_contrast(
+                cells,
+                factor=factor,
+                level=str(level),
+                reference=str(reference),
+                fixed=fixed,
+                lesion=lesion,
+                alpha=alpha,
+            ).iloc[0]
             note = ""
             if pd.isna(m["odds_ratio"]):
                 note = "every cell has the same call, or a level has no cells: no model"
             elif m["n_patients"] < 2:
                 note = "one patient: the random effect is not identified"
-            parts.append(pd.DataFrame([{"contrast": label, "question": question, "scope": "across patients", "patient": "all",
-                                        "n_strata": int(m["n_patients"]), "test": m["test"], "odds_ratio": m["odds_ratio"],
-                                        "odds_ratio_low": m["odds_ratio_low"], "odds_ratio_high": m["odds_ratio_high"],
-                                        "pvalue": m["pvalue"], "log_odds_ratio": m["log_odds_ratio"], "log_odds_ratio_sd": m["sd"],
-                                        "patient_sd": m["patient_sd"], "n_cells": int(m["n_cells"]), "note": note}]))
+            parts.append(
+                pd.DataFrame(
+                    [
+                        {
+                            "contrast": label,
+                            "question": question,
+                            "scope": "across patients",
+                            "patient": "all",
+                            "n_strata": int(m["n_patients"]),
+                            "test": m["test"],
+                            "odds_ratio": m["odds_ratio"],
+                            "odds_ratio_low": m["odds_ratio_low"],
+                            "odds_ratio_high": m["odds_ratio_high"],
+                            "pvalue": m["pvalue"],
+                            "log_odds_ratio": m["log_odds_ratio"],
+                            "log_odds_ratio_sd": m["sd"],
+                            "patient_sd": m["patient_sd"],
+                            "n_cells": int(m["n_cells"]),
+                            "note": note,
+                        }
+                    ]
+                )
+            )
     out = pd.concat(parts, ignore_index=True)
     front = ["contrast", "question", "scope", "patient", "n_strata", "test"]
     for col in CONTRAST_STATISTICS:  # the same columns whether or not any contrast was made

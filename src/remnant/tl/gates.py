@@ -65,8 +65,19 @@ DEFAULT_SORT_GATES: dict[str, list[str] | None] = {"HSC": ["HSC"], "PROG": ["PRO
 
 #: Transcriptomic HSPC state -> the index gate it belongs to.
 DEFAULT_STATE_GATES: dict[str, str] = {
-    "HSC": "HSC", "MPP": "MPP", "LMPP": "LMPP", "GMP": "PROG", "MEP": "PROG", "CLP": "PROG", "MK": "PROG",
-    "ERY_EARLY": "PROG", "ERY_LATE": "PROG", "MONOCYTE": "PROG", "DC": "PROG", "PRO_B": "PROG", "BASO": "PROG",
+    "HSC": "HSC",
+    "MPP": "MPP",
+    "LMPP": "LMPP",
+    "GMP": "PROG",
+    "MEP": "PROG",
+    "CLP": "PROG",
+    "MK": "PROG",
+    "ERY_EARLY": "PROG",
+    "ERY_LATE": "PROG",
+    "MONOCYTE": "PROG",
+    "DC": "PROG",
+    "PRO_B": "PROG",
+    "BASO": "PROG",
 }
 
 UNGATED = "ungated"
@@ -86,14 +97,20 @@ def _check_gates(gates: Mapping[str, Mapping[str, str]]) -> list[str]:
     markers: list[str] = []
     for gate, rule in gates.items():
         if gate == UNGATED:
-            raise InputError(f"{UNGATED!r} is reserved for cells no gate matches; rename the gate.", where="gates.hierarchy")
+            raise InputError(
+                f"{UNGATED!r} is reserved for cells no gate matches; rename the gate.", where="gates.hierarchy"
+            )
         if not isinstance(rule, Mapping) or not rule:
-            raise InputError(f"gate {gate!r} must map markers to '+' or '-', e.g. {{CD34: '+', CD38: '-'}}.",
-                             where=f"gates.hierarchy.{gate}")
+            raise InputError(
+                f"gate {gate!r} must map markers to '+' or '-', e.g. {{CD34: '+', CD38: '-'}}.",
+                where=f"gates.hierarchy.{gate}",
+            )
         for marker, sign in rule.items():
             if sign not in ("+", "-"):
-                raise InputError(f"marker {marker!r}: sign {sign!r} must be '+' or '-' (quote it in YAML).",
-                                 where=f"gates.hierarchy.{gate}.{marker}")
+                raise InputError(
+                    f"marker {marker!r}: sign {sign!r} must be '+' or '-' (quote it in YAML).",
+                    where=f"gates.hierarchy.{gate}.{marker}",
+                )
             if marker not in markers:
                 markers.append(str(marker))
     return markers
@@ -102,7 +119,9 @@ def _check_gates(gates: Mapping[str, Mapping[str, str]]) -> list[str]:
 def _threshold_frame(thresholds, markers: list[str], samples: pd.Series | None) -> pd.DataFrame:
     """Cells x markers thresholds from a global ``{marker: value}`` or per-sample ``{sample: {marker: value}}``."""
     if not isinstance(thresholds, Mapping) or not thresholds:
-        raise InputError("must be a mapping {marker: intensity} or {sample: {marker: intensity}}.", where="gates.thresholds")
+        raise InputError(
+            "must be a mapping {marker: intensity} or {sample: {marker: intensity}}.", where="gates.thresholds"
+        )
     per_sample = all(isinstance(v, Mapping) for v in thresholds.values())
     n = len(samples) if samples is not None else 0
     out = {}
@@ -112,19 +131,26 @@ def _threshold_frame(thresholds, markers: list[str], samples: pd.Series | None) 
                 raise InputError("per-sample thresholds need a sample column.", where="gates.thresholds")
             missing = sorted(set(samples.astype(str)) - set(map(str, thresholds)))
             if missing:
-                raise InputError(f"no thresholds for sample(s) {missing[:5]}; give every index-sorted sample a block or use one "
-                                 "global {marker: intensity} mapping.", where="gates.thresholds")
+                raise InputError(
+                    f"no thresholds for sample(s) {missing[:5]}; give every index-sorted sample a block or use one "
+                    "global {marker: intensity} mapping.",
+                    where="gates.thresholds",
+                )
             values = {str(s): t.get(marker) for s, t in thresholds.items()}
             col = samples.astype(str).map(values).to_numpy(dtype=object)
         else:
             col = np.full(n, thresholds.get(marker), dtype=object)
         if any(v is None for v in col):
-            raise InputError(f"no threshold for marker {marker!r}, which the gate hierarchy uses; add {marker}: <intensity>.",
-                             where="gates.thresholds")
+            raise InputError(
+                f"no threshold for marker {marker!r}, which the gate hierarchy uses; add {marker}: <intensity>.",
+                where="gates.thresholds",
+            )
         try:
             col = col.astype(float)
         except (TypeError, ValueError):
-            raise InputError(f"threshold of {marker!r} must be a number (index-sort intensity units).", where="gates.thresholds") from None
+            raise InputError(
+                f"threshold of {marker!r} must be a number (index-sort intensity units).", where="gates.thresholds"
+            ) from None
         if not np.all(np.isfinite(col)):
             raise InputError(f"threshold of {marker!r} must be finite.", where="gates.thresholds")
         out[marker] = col
@@ -177,8 +203,11 @@ def gate_cells(
     markers = _check_gates(gates)
     missing = [m for m in markers if f"{prefix}{m}" not in obs.columns]
     if missing:
-        raise InputError(f"no index-sort column(s) {[prefix + m for m in missing]} in the cell table; name the markers in "
-                         "index_sort.markers or drop them from the gate hierarchy.", where="gates.hierarchy")
+        raise InputError(
+            f"no index-sort column(s) {[prefix + m for m in missing]} in the cell table; name the markers in "
+            "index_sort.markers or drop them from the gate hierarchy.",
+            where="gates.hierarchy",
+        )
     samples = obs[sample_key] if sample_key in obs.columns else None
     if samples is None:
         samples = pd.Series("", index=obs.index)
@@ -290,7 +319,9 @@ def agreement_table(
     return pd.DataFrame(rows)
 
 
-def gate_crosstab(obs: pd.DataFrame, rows: str = "population", columns: str = "index_gate", *, by: Sequence[str] = ()) -> pd.DataFrame:
+def gate_crosstab(
+    obs: pd.DataFrame, rows: str = "population", columns: str = "index_gate", *, by: Sequence[str] = ()
+) -> pd.DataFrame:
     """Long table of cell counts for each combination of two assignments (e.g. sort gate x index gate).
 
     Returns
@@ -328,7 +359,12 @@ def resolve_gate_config(gates_cfg: Mapping, populations: Sequence[str]) -> dict:
     if state_gates is None:
         state_gates = {s: g for s, g in DEFAULT_STATE_GATES.items() if g in hierarchy}
     thresholds = gates_cfg.get("thresholds") or DEFAULT_THRESHOLDS
-    return {"thresholds": dict(thresholds), "hierarchy": hierarchy, "sort_gates": dict(sort_gates), "state_gates": dict(state_gates)}
+    return {
+        "thresholds": dict(thresholds),
+        "hierarchy": hierarchy,
+        "sort_gates": dict(sort_gates),
+        "state_gates": dict(state_gates),
+    }
 
 
 def check_gate_config(
@@ -366,25 +402,39 @@ def check_gate_config(
     for gate, rule in hierarchy.items():
         for marker in rule:
             if marker not in listed:
-                raise InputError(f"marker {marker!r} is not an index-sort column: index_sort.markers lists {listed}. Add it "
-                                 "there (every index-sort table then needs the column) or drop it from the gate.",
-                                 path=source, where=f"gates.hierarchy.{gate}")
+                raise InputError(
+                    f"marker {marker!r} is not an index-sort column: index_sort.markers lists {listed}. Add it "
+                    "there (every index-sort table then needs the column) or drop it from the gate.",
+                    path=source,
+                    where=f"gates.hierarchy.{gate}",
+                )
     thresholds = resolved["thresholds"]
     nested = [isinstance(v, Mapping) for v in thresholds.values()]
     if any(nested) and not all(nested):
-        raise InputError("mixes global {marker: intensity} and per-sample {sample: {marker: intensity}} entries; use one form.",
-                         path=source, where="gates.thresholds")
+        raise InputError(
+            "mixes global {marker: intensity} and per-sample {sample: {marker: intensity}} entries; use one form.",
+            path=source,
+            where="gates.thresholds",
+        )
     if all(nested):
         indexed = [] if sheet is None else [str(s) for s in sheet.index[sheet["index_sort"].astype(str) != ""]]
         if sheet is not None:
             unknown = [s for s in thresholds if str(s) not in indexed]
             if unknown:
-                raise InputError(f"per-sample thresholds for {unknown}, which are not index-sorted samples of the sheet "
-                                 f"(those are {indexed}).", path=source, where="gates.thresholds")
+                raise InputError(
+                    f"per-sample thresholds for {unknown}, which are not index-sorted samples of the sheet "
+                    f"(those are {indexed}).",
+                    path=source,
+                    where="gates.thresholds",
+                )
             missing = [s for s in indexed if s not in map(str, thresholds)]
             if missing:
-                raise InputError(f"no thresholds for index-sorted sample(s) {missing}; give each a block or use one global "
-                                 "{marker: intensity} mapping.", path=source, where="gates.thresholds")
+                raise InputError(
+                    f"no thresholds for index-sorted sample(s) {missing}; give each a block or use one global "
+                    "{marker: intensity} mapping.",
+                    path=source,
+                    where="gates.thresholds",
+                )
         blocks = {str(s): t for s, t in thresholds.items()}
     else:
         blocks = {"": thresholds}
@@ -392,21 +442,32 @@ def check_gate_config(
         where = f"gates.thresholds.{sample}" if sample else "gates.thresholds"
         absent = [m for m in markers if m not in block]
         if absent:
-            raise InputError(f"no threshold for marker(s) {absent}, which gates.hierarchy uses; add {absent[0]}: <intensity>.",
-                             path=source, where=where)
+            raise InputError(
+                f"no threshold for marker(s) {absent}, which gates.hierarchy uses; add {absent[0]}: <intensity>.",
+                path=source,
+                where=where,
+            )
     gate_names = list(hierarchy)
     for pop, gates in resolved["sort_gates"].items():
         if str(pop) not in [str(p) for p in populations]:
-            raise InputError(f"{pop!r} is not a declared population (populations: {list(populations)}).",
-                             path=source, where="gates.sort_gates")
+            raise InputError(
+                f"{pop!r} is not a declared population (populations: {list(populations)}).",
+                path=source,
+                where="gates.sort_gates",
+            )
         if gates is not None:
             bad = [g for g in gates if g not in gate_names]
             if bad:
-                raise InputError(f"{bad} not gates of gates.hierarchy {gate_names}.", path=source, where=f"gates.sort_gates.{pop}")
+                raise InputError(
+                    f"{bad} not gates of gates.hierarchy {gate_names}.", path=source, where=f"gates.sort_gates.{pop}"
+                )
     for state, gate in resolved["state_gates"].items():
         if gate not in gate_names:
-            raise InputError(f"state {state!r} maps to {gate!r}, which is not a gate of gates.hierarchy {gate_names}.",
-                             path=source, where="gates.state_gates")
+            raise InputError(
+                f"state {state!r} maps to {gate!r}, which is not a gate of gates.hierarchy {gate_names}.",
+                path=source,
+                where="gates.state_gates",
+            )
     return resolved
 
 
@@ -427,8 +488,11 @@ def check_index_sort_markers(sheet: pd.DataFrame, markers: Sequence[str], *, she
         try:
             read_index_sort(Path(base) / path, markers=list(markers))
         except InputError as err:
-            raise InputError(f"{err.detail} (sample {sample!r} of {sheet_path}; gates.hierarchy gates on {list(markers)})",
-                             path=err.path, where=err.where) from None
+            raise InputError(
+                f"{err.detail} (sample {sample!r} of {sheet_path}; gates.hierarchy gates on {list(markers)})",
+                path=err.path,
+                where=err.where,
+            ) from None
 
 
 def run_gates(
@@ -471,7 +535,11 @@ def run_gates(
     """
     markers = _check_gates(hierarchy)
     present = [c for c in obs.columns if c.startswith(prefix) and not c.endswith("_pos")]
-    meta = [c for c in ("sample", "patient", "timepoint", "condition", "technology", "population", "hspc_state") if c in obs.columns]
+    meta = [
+        c
+        for c in ("sample", "patient", "timepoint", "condition", "technology", "population", "hspc_state")
+        if c in obs.columns
+    ]
     for col in ("sample", "population", "hspc_state"):
         if col not in obs.columns:
             raise InputError(f"the cohort has no cell column {col!r}; rerun cluster_cells.", path=source)
@@ -480,18 +548,25 @@ def run_gates(
     if has_index_sort:
         absent = [m for m in markers if f"{prefix}{m}" not in obs.columns]
         if absent:
-            raise InputError(f"gate marker {absent[0]!r} has no index-sort column {prefix + absent[0]!r} (the cohort has "
-                             f"{present}); list it in index_sort.markers so read_counts reads it from each index-sort table, "
-                             "or drop it from gates.hierarchy.", path=source)
+            raise InputError(
+                f"gate marker {absent[0]!r} has no index-sort column {prefix + absent[0]!r} (the cohort has "
+                f"{present}); list it in index_sort.markers so read_counts reads it from each index-sort table, "
+                "or drop it from gates.hierarchy.",
+                path=source,
+            )
         values = obs[[f"{prefix}{m}" for m in markers]].apply(pd.to_numeric, errors="coerce")
         sorted_cells = values.notna().any(axis=1)
         gated = gate_cells(obs.loc[sorted_cells], thresholds=thresholds, gates=hierarchy, prefix=prefix)
-        cells["index_gate"] = pd.Categorical(gated["index_gate"].reindex(obs.index).astype(object), categories=[*hierarchy, UNGATED])
+        cells["index_gate"] = pd.Categorical(
+            gated["index_gate"].reindex(obs.index).astype(object), categories=[*hierarchy, UNGATED]
+        )
         for m in markers:
             cells[f"{prefix}{m}_pos"] = gated[f"{prefix}{m}_pos"].reindex(obs.index).astype("boolean")
     else:
         cells["index_gate"] = pd.Categorical([np.nan] * len(obs), categories=[*hierarchy, UNGATED])
-    cells["state_gate"] = obs["hspc_state"].astype(object).map(lambda s: state_gates.get(str(s), np.nan) if pd.notna(s) else np.nan)
+    cells["state_gate"] = (
+        obs["hspc_state"].astype(object).map(lambda s: state_gates.get(str(s), np.nan) if pd.notna(s) else np.nan)
+    )
     kwargs = {"sort_gates": sort_gates, "state_gates": state_gates}
     per_sample = agreement_table(cells, by=["sample"], **kwargs)
     info = cells.drop_duplicates("sample").set_index("sample")[[c for c in meta if c not in ("sample", "hspc_state")]]
@@ -504,7 +579,9 @@ def run_gates(
     for _, row in agreement.iterrows():
         note = []
         if not has_index_sort:
-            note.append("no index-sort intensities in the cohort (no sample has an index_sort table): index gates not computed")
+            note.append(
+                "no index-sort intensities in the cohort (no sample has an index_sort table): index gates not computed"
+            )
         elif row["n_index_sorted"] == 0:
             note.append("sample not index-sorted: no index gate")
         pop = row.get("population")
@@ -515,10 +592,22 @@ def run_gates(
             note.append(f"{n_unmapped} index-gated cell(s) in a state gates.state_gates does not map")
         notes.append("; ".join(note))
     agreement["note"] = notes
-    front = ["sample", *[c for c in ("patient", "timepoint", "population", "condition", "technology") if c in agreement.columns]]
+    front = [
+        "sample",
+        *[c for c in ("patient", "timepoint", "population", "condition", "technology") if c in agreement.columns],
+    ]
     agreement = agreement[front + [c for c in agreement.columns if c not in front]]
     tabs = []
     for a, b in CROSSTAB_PAIRS:
         t = gate_crosstab(cells, a, b)
-        tabs.append(pd.DataFrame({"assignment_1": a, "value_1": t[a], "assignment_2": b, "value_2": t[b], "n_cells": t["n_cells"]}))
-    return {"cells": cells, "agreement": agreement, "crosstab": pd.concat(tabs, ignore_index=True), "index_sorted": has_index_sort}
+        tabs.append(
+            pd.DataFrame(
+                {"assignment_1": a, "value_1": t[a], "assignment_2": b, "value_2": t[b], "n_cells": t["n_cells"]}
+            )
+        )
+    return {
+        "cells": cells,
+        "agreement": agreement,
+        "crosstab": pd.concat(tabs, ignore_index=True),
+        "index_sorted": has_index_sort,
+    }

@@ -94,7 +94,9 @@ def _chrom(token: str) -> str:
     return f"chr{token}"
 
 
-def parse_lesions(config_list: list[dict] | None, cytobands: pd.DataFrame, arms: pd.DataFrame | None = None) -> list[Lesion]:
+def parse_lesions(
+    config_list: list[dict] | None, cytobands: pd.DataFrame, arms: pd.DataFrame | None = None
+) -> list[Lesion]:
     """Lesions from config.
 
     Parameters
@@ -135,7 +137,9 @@ def parse_lesions(config_list: list[dict] | None, cytobands: pd.DataFrame, arms:
             raise InputError(f"each lesion must be a mapping with name, type, region; got {item!r}.", where=where)
         missing = [k for k in ("name", "type", "region") if k not in item]
         if missing:
-            raise InputError(f"lesion lacks key(s) {missing}; each needs name, type (loss|gain) and region.", where=where)
+            raise InputError(
+                f"lesion lacks key(s) {missing}; each needs name, type (loss|gain) and region.", where=where
+            )
         name = str(item["name"])
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
             raise InputError(f"lesion name {name!r} must be letters, digits and _ (it names obs columns).", where=where)
@@ -154,7 +158,9 @@ def parse_lesions(config_list: list[dict] | None, cytobands: pd.DataFrame, arms:
         if start >= end:
             raise InputError(f"region {region!r}: start {start} must be below end {end}.", where=where)
         if end > lengths[chrom]:
-            raise InputError(f"region {region!r} ends at {end}, beyond the end of {chrom} ({lengths[chrom]}).", where=where)
+            raise InputError(
+                f"region {region!r} ends at {end}, beyond the end of {chrom} ({lengths[chrom]}).", where=where
+            )
         out.append(Lesion(name, kind, chrom, int(start), int(end), ratio, region))
     return out
 
@@ -203,8 +209,11 @@ def _band_span(chrom: str, band: str, cytobands: pd.DataFrame, region: str, wher
     hit = on[(names == band) | names.str.startswith(band + ".")]
     if hit.empty:
         name = chrom.removeprefix("chr")
-        known = (f"{chrom}'s bands run {name}{on['band'].iloc[0]} to {name}{on['band'].iloc[-1]}" if len(on)
-                 else f"the cytoband table has no bands on {chrom}")
+        known = (
+            f"{chrom}'s bands run {name}{on['band'].iloc[0]} to {name}{on['band'].iloc[-1]}"
+            if len(on)
+            else f"the cytoband table has no bands on {chrom}"
+        )
         raise InputError(f"unknown cytoband {name}{band} in region {region!r}; {known}.", where=where)
     return int(hit["start"].min()), int(hit["end"].max())
 
@@ -279,13 +288,17 @@ def cell_depth(X, outside: np.ndarray, depth, n_obs: int, where: str) -> np.ndar
     when ``None`` the counts of ``X`` on the genes of the boolean mask ``outside``."""
     if depth is None:
         if not outside.any():
-            raise InputError("var has no autosomal gene outside the lesions to measure each cell's depth on; pass "
-                             "the counts with every gene, or depth= (remnant.tl.lesions.read_lesion_counts).",
-                             where=f"{where}(depth=None)")
+            raise InputError(
+                "var has no autosomal gene outside the lesions to measure each cell's depth on; pass "
+                "the counts with every gene, or depth= (remnant.tl.lesions.read_lesion_counts).",
+                where=f"{where}(depth=None)",
+            )
         return depth_on(X, outside)
     depth = np.asarray(depth, dtype=np.float64)
     if depth.shape != (n_obs,):
-        raise InputError(f"depth must have one value per cell ({n_obs}); got shape {depth.shape}.", where=f"{where}(depth=...)")
+        raise InputError(
+            f"depth must have one value per cell ({n_obs}); got shape {depth.shape}.", where=f"{where}(depth=...)"
+        )
     if not np.isfinite(depth).all() or (depth < 0).any():
         raise InputError("depth must be finite counts >= 0 for every cell.", where=f"{where}(depth=...)")
     return depth
@@ -325,8 +338,11 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
     key = store.counts_key(path, where="read_lesion_counts")
     n_obs, n_vars = store.shape(path, key)
     if (n_obs, n_vars) != (len(obs), len(var)):
-        raise InputError(f"{key} is {n_obs} x {n_vars} but obs has {len(obs)} cells and var {len(var)} genes; "
-                         "rerun the step that writes it.", path=str(path))
+        raise InputError(
+            f"{key} is {n_obs} x {n_vars} but obs has {len(obs)} cells and var {len(var)} genes; "
+            "rerun the step that writes it.",
+            path=str(path),
+        )
     inside, outside = lesion_genes(var, lesions)
     keep = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(n_vars, bool)
     kw = {} if chunk_cells is None else {"chunk_cells": chunk_cells}
@@ -354,11 +370,15 @@ def cell_mask(adata: anndata.AnnData, mask, name: str, where: str) -> np.ndarray
         mask = adata.obs[mask].to_numpy()
     mask = np.asarray(mask)
     if mask.shape != (adata.n_obs,):
-        raise InputError(f"{name} must have one value per cell ({adata.n_obs}); got shape {mask.shape}.",
-                         where=f"{where}({name}=...)")
+        raise InputError(
+            f"{name} must have one value per cell ({adata.n_obs}); got shape {mask.shape}.",
+            where=f"{where}({name}=...)",
+        )
     if mask.dtype != bool:
         if pd.isna(mask).any():
-            raise InputError(f"{name} has missing values; give True/False for every cell.", where=f"{where}({name}=...)")
+            raise InputError(
+                f"{name} has missing values; give True/False for every cell.", where=f"{where}({name}=...)"
+            )
         mask = mask.astype(bool)
     return mask
 
@@ -407,7 +427,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
 
 
-def _assign_folds(ref_rows: np.ndarray, donors: np.ndarray | None, n_folds: int, seed: int) -> tuple[np.ndarray, int, str]:
+def _assign_folds(
+    ref_rows: np.ndarray, donors: np.ndarray | None, n_folds: int, seed: int
+) -> tuple[np.ndarray, int, str]:
     """Cross-fitting folds of reference rows: whole donors when >= 2 donors, else random cells."""
     if donors is not None and len(set(donors[ref_rows])) >= 2:
         ref_donors = sorted(set(donors[ref_rows]))
@@ -480,7 +502,13 @@ def _score_rows(
     XL, p_all, tot_ref = XL[:, use], p_all[use], tot_ref[use]
     nL = int(use.sum())
     if nL == 0:
-        return {"llr": np.zeros(n), "z": np.zeros(n), "n_genes": np.zeros(n, dtype=np.int64), "use": use, "count_scale": 1.0}
+        return {
+            "llr": np.zeros(n),
+            "z": np.zeros(n),
+            "n_genes": np.zeros(n, dtype=np.int64),
+            "use": use,
+            "count_scale": 1.0,
+        }
     # per (state, fold) sums over reference cells: rows = state*k + fold
     grp = np.full(n, -1, dtype=np.int64)
     has_state = ref & (s_idx >= 0)
@@ -497,11 +525,15 @@ def _score_rows(
     # profiles: full (state), and leave-fold-out (state, fold); pooled rows for unseen states
     P_full = profile(S.sum(1), Dsf.sum(1)[:, None], p_all[None, :])  # (n_states, nL)
     P_pool_cf = (tot_ref[None, :] - F) / np.maximum(depth[ref].sum() - Df, 1.0)[:, None]  # (k, nL)
-    P_cf = profile(S.sum(1)[:, None, :] - S, (Dsf.sum(1)[:, None] - Dsf)[:, :, None], P_pool_cf[None, :, :])  # (n_states, k, nL)
+    P_cf = profile(
+        S.sum(1)[:, None, :] - S, (Dsf.sum(1)[:, None] - Dsf)[:, :, None], P_pool_cf[None, :, :]
+    )  # (n_states, k, nL)
     # table of profiles: [P_full (n_states); p_all (1); P_cf (n_states*k); P_pool_cf (k)]
     table = np.vstack([P_full, p_all[None, :], P_cf.reshape(-1, nL), P_pool_cf])
     row = np.where(s_idx >= 0, s_idx, n_states)
-    row[ref] = np.where(s_idx[ref] >= 0, n_states + 1 + s_idx[ref] * k + fold[ref], n_states + 1 + n_states * k + fold[ref])
+    row[ref] = np.where(
+        s_idx[ref] >= 0, n_states + 1 + s_idx[ref] * k + fold[ref], n_states + 1 + n_states * k + fold[ref]
+    )
 
     # overdispersion per gene: moments on reference cells with the in-sample state profile
     ref_row = np.where(s_idx[ref_idx] >= 0, s_idx[ref_idx], n_states)
@@ -571,7 +603,7 @@ def _score_rows(
     for a in range(0, n, step):
         b = min(a + step, n)
         lo, hi = XL.indptr[a], XL.indptr[b]
-        ri = np.repeat(np.arange(a, b), np.diff(XL.indptr[a:b + 1]))
+        ri = np.repeat(np.arange(a, b), np.diff(XL.indptr[a : b + 1]))
         ci = XL.indices[lo:hi]
         mu = depth[ri] * table[row[ri], ci]
         xv = XL.data[lo:hi].astype(np.float64)
@@ -581,8 +613,15 @@ def _score_rows(
         coef = np.log1p((1.0 - rho) * mu / (r[ci] + rho * mu)) + logrho
         llr[a:b] += np.bincount(ri - a, weights=xv * coef, minlength=b - a)
     z = (llr - e0) / np.sqrt(np.maximum(v0, 1e-12))
-    return {"llr": llr, "z": z, "n_genes": n_genes, "use": use, "count_scale": scale,
-            "profiles": np.vstack([P_full, p_all[None, :]]), "profile_row": np.where(s_idx >= 0, s_idx, n_states)}
+    return {
+        "llr": llr,
+        "z": z,
+        "n_genes": n_genes,
+        "use": use,
+        "count_scale": scale,
+        "profiles": np.vstack([P_full, p_all[None, :]]),
+        "profile_row": np.where(s_idx >= 0, s_idx, n_states),
+    }
 
 
 def _best_interval(observed: np.ndarray, expected: np.ndarray, rho: float, min_genes: int) -> tuple[int, int, float]:
@@ -597,7 +636,7 @@ def _best_interval(observed: np.ndarray, expected: np.ndarray, rho: float, min_g
     n = gain.size
     best = (-np.inf, 0, n)
     for i in range(0, max(n - min_genes + 1, 0)):
-        tail = c[i + min_genes:] - c[i]
+        tail = c[i + min_genes :] - c[i]
         j = int(np.argmax(tail))
         if tail[j] > best[0]:
             best = (float(tail[j]), i, i + min_genes + j)
@@ -721,7 +760,9 @@ def call_lesions(
         raise InputError("posterior_cutoff must be between 0 and 1.", where="call_lesions")
     ref = cell_mask(adata, reference_mask, "reference_mask", "call_lesions")
     if ref.sum() < 10:
-        raise InputError(f"only {int(ref.sum())} reference cells; need at least 10.", where="call_lesions(reference_mask=...)")
+        raise InputError(
+            f"only {int(ref.sum())} reference cells; need at least 10.", where="call_lesions(reference_mask=...)"
+        )
     n = adata.n_obs
     var = adata.var
     inside, outside = lesion_genes(var, lesions)
@@ -750,14 +791,26 @@ def call_lesions(
         s_idx = np.array([code.get(s, -1) for s in state[rows]], dtype=np.int64)
         refine_reference = fold >= 0
         if refine_max_reference is not None and refine_reference.sum() > refine_max_reference:
-            keep = np.random.default_rng([int(seed), 7]).choice(np.flatnonzero(refine_reference), int(refine_max_reference),
-                                                                replace=False)
+            keep = np.random.default_rng([int(seed), 7]).choice(
+                np.flatnonzero(refine_reference), int(refine_max_reference), replace=False
+            )
             refine_reference = np.zeros(rows.size, bool)
             refine_reference[keep] = True
-        units.append({"batch": b, "cells": cells, "rows": rows, "fold": fold, "k": k, "fold_mode": fold_mode,
-                      "matched": matched, "s_idx": s_idx, "n_states": len(ref_states),
-                      "refine_reference": refine_reference,  # reference rows each donor's re-scoring uses
-                      "own": np.isin(rows, cells)})  # rows that are the batch's own cells
+        units.append(
+            {
+                "batch": b,
+                "cells": cells,
+                "rows": rows,
+                "fold": fold,
+                "k": k,
+                "fold_mode": fold_mode,
+                "matched": matched,
+                "s_idx": s_idx,
+                "n_states": len(ref_states),
+                "refine_reference": refine_reference,  # reference rows each donor's re-scoring uses
+                "own": np.isin(rows, cells),
+            }
+        )  # rows that are the batch's own cells
 
     uns = adata.uns.setdefault("lesions", {})
     logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
@@ -777,8 +830,11 @@ def call_lesions(
             rows = u["rows"]
             res = _score_rows(XL[rows], depth[rows], u["s_idx"], u["n_states"], u["fold"], u["k"], **kw)
             if not res["use"].any():
-                raise InputError(f"lesion {lesion.name}: no gene inside {lesion.region} reaches min_mean={min_mean} "
-                                 f"in the reference cells of batch {u['batch']!r}.", where="call_lesions")
+                raise InputError(
+                    f"lesion {lesion.name}: no gene inside {lesion.region} reaches min_mean={min_mean} "
+                    f"in the reference cells of batch {u['batch']!r}.",
+                    where="call_lesions",
+                )
             used |= res["use"]
             is_ref = u["fold"] >= 0
             temperature = _temperature(res["z"][is_ref], calibrate)
@@ -789,10 +845,19 @@ def call_lesions(
             n_genes[rows[own]] = res["n_genes"][own]
             ref_llr_of[(u["batch"], None)] = llr_rows[is_ref]
             results[u["batch"]] = res
-            batch_rows.append({"batch": u["batch"], "n_cells": int(u["cells"].size), "n_reference": int(is_ref.sum()),
-                               "reference_matched": bool(u["matched"]), "fold_mode": u["fold_mode"], "n_folds": int(u["k"]),
-                               "n_genes": int(res["use"].sum()), "temperature": temperature,
-                               "count_scale": float(res["count_scale"])})
+            batch_rows.append(
+                {
+                    "batch": u["batch"],
+                    "n_cells": int(u["cells"].size),
+                    "n_reference": int(is_ref.sum()),
+                    "reference_matched": bool(u["matched"]),
+                    "fold_mode": u["fold_mode"],
+                    "n_folds": int(u["k"]),
+                    "n_genes": int(res["use"].sum()),
+                    "temperature": temperature,
+                    "count_scale": float(res["count_scale"]),
+                }
+            )
         batches = pd.DataFrame(batch_rows).set_index("batch")
         post, priors = _sample_posteriors(llr_t, samples)
 
@@ -804,8 +869,15 @@ def call_lesions(
             called = (post >= posterior_cutoff) & ~ref
             for d in pd.unique(donors[~ref]):
                 m = called & (donors == d)
-                entry = {"donor": d, "n_called": int(m.sum()), "refined": False, "start": np.nan, "end": np.nan,
-                         "n_genes": 0, "gain": np.nan}
+                entry = {
+                    "donor": d,
+                    "n_called": int(m.sum()),
+                    "refined": False,
+                    "start": np.nan,
+                    "end": np.nan,
+                    "n_genes": 0,
+                    "gain": np.nan,
+                }
                 if m.sum() < min_refine_cells:
                     intervals.append(entry)
                     continue
@@ -817,7 +889,9 @@ def call_lesions(
                         continue
                     use, scale = res["use"], res["count_scale"]
                     O[use] += np.asarray(XL[rows[sel]][:, np.flatnonzero(use)].sum(axis=0)).ravel() / scale
-                    dsum = np.bincount(res["profile_row"][sel], weights=depth[rows[sel]], minlength=res["profiles"].shape[0])
+                    dsum = np.bincount(
+                        res["profile_row"][sel], weights=depth[rows[sel]], minlength=res["profiles"].shape[0]
+                    )
                     E[use] += dsum @ res["profiles"] / scale
                 keep = np.flatnonzero(E > 0)
                 if keep.size < 2 * min_interval_genes:
@@ -825,9 +899,14 @@ def call_lesions(
                     continue
                 i, j, gain = _best_interval(O[keep], E[keep], lesion.copy_ratio, min_interval_genes)
                 gene_mask = np.zeros(cols.size, bool)
-                gene_mask[keep[i]:keep[j - 1] + 1] = True
-                entry.update(refined=True, start=int(gene_start[cols[keep[i]]]), end=int(gene_end[cols[keep[j - 1]]]),
-                             n_genes=int(j - i), gain=gain)
+                gene_mask[keep[i] : keep[j - 1] + 1] = True
+                entry.update(
+                    refined=True,
+                    start=int(gene_start[cols[keep[i]]]),
+                    end=int(gene_end[cols[keep[j - 1]]]),
+                    n_genes=int(j - i),
+                    gain=gain,
+                )
                 intervals.append(entry)
                 for u in units:
                     rows = u["rows"]
@@ -835,8 +914,15 @@ def call_lesions(
                     if not own_d.any():
                         continue
                     sub = own_d | u["refine_reference"]
-                    res2 = _score_rows(XL[rows[sub]][:, np.flatnonzero(gene_mask)], depth[rows[sub]], u["s_idx"][sub],
-                                       u["n_states"], u["fold"][sub], u["k"], **kw)
+                    res2 = _score_rows(
+                        XL[rows[sub]][:, np.flatnonzero(gene_mask)],
+                        depth[rows[sub]],
+                        u["s_idx"][sub],
+                        u["n_states"],
+                        u["fold"][sub],
+                        u["k"],
+                        **kw,
+                    )
                     is_ref2 = u["fold"][sub] >= 0
                     l2 = res2["llr"] / _temperature(res2["z"][is_ref2], calibrate)
                     target = own_d[sub]
@@ -853,37 +939,50 @@ def call_lesions(
             thr = logit_cut - np.log(pi / (1 - pi))
             ps = post[m]
             below = ps < posterior_cutoff
-            rows_out.append({
-                "sample": smp,
-                "batch": b,
-                "n_cells": int(m.sum()),
-                "n_reference": int((m & ref).sum()),
-                "prior": pi,
-                "n_called": int((~below).sum()),
-                "fpr": float(np.mean(ref_llr_of.get((b, d), ref_llr_of[(b, None)]) >= thr)),
-                "fnr": float(ps[below].sum() / ps.sum()) if ps.sum() > 0 else float("nan"),
-                "temperature": batches.loc[b, "temperature"],
-                "count_scale": batches.loc[b, "count_scale"],
-                "reference_matched": batches.loc[b, "reference_matched"],
-            })
+            rows_out.append(
+                {
+                    "sample": smp,
+                    "batch": b,
+                    "n_cells": int(m.sum()),
+                    "n_reference": int((m & ref).sum()),
+                    "prior": pi,
+                    "n_called": int((~below).sum()),
+                    "fpr": float(np.mean(ref_llr_of.get((b, d), ref_llr_of[(b, None)]) >= thr)),
+                    "fnr": float(ps[below].sum() / ps.sum()) if ps.sum() > 0 else float("nan"),
+                    "temperature": batches.loc[b, "temperature"],
+                    "count_scale": batches.loc[b, "count_scale"],
+                    "reference_matched": batches.loc[b, "reference_matched"],
+                }
+            )
         call = post >= posterior_cutoff
         adata.obs[f"{lesion.name}_posterior"] = post
         adata.obs[f"{lesion.name}_llr"] = llr_t
         adata.obs[f"{lesion.name}_call"] = call
         adata.obs[f"{lesion.name}_n_genes"] = n_genes
         uns[lesion.name] = {
-            "lesion": {k_: v for k_, v in asdict(lesion).items()},
+            "lesion": dict(asdict(lesion).items()),
             "per_sample": pd.DataFrame(rows_out).set_index("sample"),
             "batches": batches,
-            "intervals": pd.DataFrame(intervals, columns=["donor", "n_called", "refined", "start", "end", "n_genes", "gain"]),
+            "intervals": pd.DataFrame(
+                intervals, columns=["donor", "n_called", "refined", "start", "end", "n_genes", "gain"]
+            ),
             "genes": np.asarray(adata.var_names[cols[used]], dtype=str),
             "reference_fpr": float(call[ref].mean()),
             "params": {
-                "state_key": state_key, "sample_key": sample_key, "donor_key": donor_key or "",
-                "batch_key": batch_key or "", "posterior_cutoff": posterior_cutoff, "n_folds": int(n_folds), "seed": seed,
-                "min_mean": min_mean, "shrinkage": shrinkage, "calibrate": calibrate,
-                "min_batch_reference": int(min_batch_reference), "refine": refine,
-                "min_refine_cells": int(min_refine_cells), "min_interval_genes": int(min_interval_genes),
+                "state_key": state_key,
+                "sample_key": sample_key,
+                "donor_key": donor_key or "",
+                "batch_key": batch_key or "",
+                "posterior_cutoff": posterior_cutoff,
+                "n_folds": int(n_folds),
+                "seed": seed,
+                "min_mean": min_mean,
+                "shrinkage": shrinkage,
+                "calibrate": calibrate,
+                "min_batch_reference": int(min_batch_reference),
+                "refine": refine,
+                "min_refine_cells": int(min_refine_cells),
+                "min_interval_genes": int(min_interval_genes),
                 "refine_max_reference": -1 if refine_max_reference is None else int(refine_max_reference),
                 "n_reference": int(ref.sum()),
             },

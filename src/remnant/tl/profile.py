@@ -87,8 +87,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from remnant.io import store
 from remnant.errors import InputError
+from remnant.io import store
 from remnant.tl.lesions import cell_mask, counts_matrix, require_positions
 
 __all__ = [
@@ -150,13 +150,16 @@ class _Counts:
             self.key = store.counts_key(self.path, layer, where=where)  # InputError naming the file when not HDF5
             shape = store.shape(self.path, self.key)  # InputError naming the file when absent or not CSR
             if shape != (adata.n_obs, adata.n_vars):
-                raise InputError(f"{self.key} is {shape[0]} x {shape[1]} but the AnnData describing it has "
-                                 f"{adata.n_obs} cells and {adata.n_vars} genes; read obs and var from the same file.",
-                                 path=self.path)
+                raise InputError(
+                    f"{self.key} is {shape[0]} x {shape[1]} but the AnnData describing it has "
+                    f"{adata.n_obs} cells and {adata.n_vars} genes; read obs and var from the same file.",
+                    path=self.path,
+                )
         self.n_obs, self.n_vars = adata.n_obs, adata.n_vars
 
-    def blocks(self, rows: np.ndarray | None = None, chunk_cells: int = CHUNK_CELLS
-               ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+    def blocks(
+        self, rows: np.ndarray | None = None, chunk_cells: int = CHUNK_CELLS
+    ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
         """``(cell_positions, block)``: int64 (n_block,) increasing positions of the cells of boolean
         (n_obs,) ``rows`` (default all) within one block of ``chunk_cells`` cells, and their counts,
         CSR (n_block x n_vars), the stored dtype."""
@@ -181,18 +184,20 @@ def _library(block: sp.csr_matrix) -> np.ndarray:
     return np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
 
 
-def _sum_by_group(block: sp.csr_matrix, groups: np.ndarray, n_groups: int, columns: np.ndarray | None = None) -> np.ndarray:
+def _sum_by_group(
+    block: sp.csr_matrix, groups: np.ndarray, n_groups: int, columns: np.ndarray | None = None
+) -> np.ndarray:
     """float64 (n_groups, n_columns) sums of a block's rows by int group (-1: left out), over the
     int column positions ``columns`` (default all). Float64 copies of ``_SUM_ROWS`` rows at a time:
     float32 sums of read counts would round above 2^24."""
     n_cols = block.shape[1] if columns is None else columns.size
     out = np.zeros((n_groups, n_cols))
     for a in range(0, block.shape[0], _SUM_ROWS):
-        g = groups[a:a + _SUM_ROWS]
+        g = groups[a : a + _SUM_ROWS]
         keep = np.flatnonzero(g >= 0)
         if keep.size == 0:
             continue
-        part = block[a:a + _SUM_ROWS][keep]
+        part = block[a : a + _SUM_ROWS][keep]
         if columns is not None:
             part = part[:, columns]
         indicator = sp.csr_matrix((np.ones(keep.size), (g[keep], np.arange(keep.size))), shape=(n_groups, keep.size))
@@ -203,8 +208,9 @@ def _sum_by_group(block: sp.csr_matrix, groups: np.ndarray, n_groups: int, colum
 # ================================================================================================
 # infercnvpy profile
 # ================================================================================================
-def window_positions(var: pd.DataFrame, window_size: int, step: int,
-                     exclude_chromosomes: Sequence[str] | None = ("chrX", "chrY")) -> pd.DataFrame:
+def window_positions(
+    var: pd.DataFrame, window_size: int, step: int, exclude_chromosomes: Sequence[str] | None = ("chrX", "chrY")
+) -> pd.DataFrame:
     """Genomic position of every window infercnvpy 0.6 computes for genes ``var``.
 
     Reproduces :func:`infercnvpy.tl.infercnv`'s layout: chromosomes in natural order (names
@@ -241,8 +247,17 @@ def window_positions(var: pd.DataFrame, window_size: int, step: int,
         for a in firsts:
             b = a + size
             centre = a + (size - 1) // 2
-            rows.append((chrom, int(start[a:b].min()), int(end[a:b].max()), int((start[centre] + end[centre]) // 2),
-                         int(size), str(names[a]), str(names[b - 1])))
+            rows.append(
+                (
+                    chrom,
+                    int(start[a:b].min()),
+                    int(end[a:b].max()),
+                    int((start[centre] + end[centre]) // 2),
+                    int(size),
+                    str(names[a]),
+                    str(names[b - 1]),
+                )
+            )
     return pd.DataFrame(rows, columns=["chromosome", "start", "end", "mid", "n_genes", "first_gene", "last_gene"])
 
 
@@ -258,9 +273,24 @@ class _ProfileReference:
     uns: dict  # uns["cnv"] without chr_pos
 
 
-def _profile_reference(adata, counts: _Counts, reference_mask, *, state_key, layer, window_size, step, min_mean, target_sum,
-                       min_reference_cells, lfc_clip, dynamic_threshold, exclude_chromosomes, chunk_cells, where
-                       ) -> _ProfileReference:
+def _profile_reference(
+    adata,
+    counts: _Counts,
+    reference_mask,
+    *,
+    state_key,
+    layer,
+    window_size,
+    step,
+    min_mean,
+    target_sum,
+    min_reference_cells,
+    lfc_clip,
+    dynamic_threshold,
+    exclude_chromosomes,
+    chunk_cells,
+    where,
+) -> _ProfileReference:
     """Checks, the reference categories, the genes used and each category's mean log expression:
     one pass over the reference cells' counts."""
     require_positions(adata.var, where)
@@ -273,21 +303,32 @@ def _profile_reference(adata, counts: _Counts, reference_mask, *, state_key, lay
         raise InputError(f"target_sum must be positive; got {target_sum}.", where=where)
     ref = cell_mask(adata, reference_mask, "reference_mask", where)
     if ref.sum() < min_reference_cells:
-        raise InputError(f"only {int(ref.sum())} reference cells; need at least min_reference_cells={min_reference_cells}.",
-                         where=f"{where}(reference_mask=...)")
+        raise InputError(
+            f"only {int(ref.sum())} reference cells; need at least min_reference_cells={min_reference_cells}.",
+            where=f"{where}(reference_mask=...)",
+        )
 
     state = adata.obs[state_key].astype(object).where(adata.obs[state_key].notna(), None).to_numpy()
     ref_counts = pd.Series(state[ref]).value_counts()
     categories = sorted(str(s) for s, n in ref_counts.items() if s is not None and n >= min_reference_cells)
     if not categories:
-        raise InputError(f"no HSPC state has >= {min_reference_cells} reference cells (reference states: "
-                         f"{dict(ref_counts)}); lower min_reference_cells or add reference cells.", where=where)
+        raise InputError(
+            f"no HSPC state has >= {min_reference_cells} reference cells (reference states: "
+            f"{dict(ref_counts)}); lower min_reference_cells or add reference cells.",
+            where=where,
+        )
     left_out = int(ref.sum() - ref_counts[ref_counts.index.isin(categories)].sum())
     if left_out:
-        log.info("%s: %d reference cells in states with < %d reference cells are not in the reference",
-                 where, left_out, min_reference_cells)
+        log.info(
+            "%s: %d reference cells in states with < %d reference cells are not in the reference",
+            where,
+            left_out,
+            min_reference_cells,
+        )
     labels = pd.Series(state, dtype=object)
-    category = pd.Categorical(labels.astype(str).where(labels.notna(), None), categories=categories).codes.astype(np.int64)
+    category = pd.Categorical(labels.astype(str).where(labels.notna(), None), categories=categories).codes.astype(
+        np.int64
+    )
     category[~ref] = -1  # int (n_obs,): reference category, -1 for the other cells
 
     # one pass over the reference cells: mean normalised counts (the gene filter) and each
@@ -318,18 +359,38 @@ def _profile_reference(adata, counts: _Counts, reference_mask, *, state_key, lay
         "genes": np.asarray(adata.var_names[cols], dtype=str),
         "reference_states": np.asarray(categories, dtype=str),
         "params": {
-            "state_key": state_key, "layer": layer or "", "window_size": int(window_size), "step": int(step),
-            "min_mean": float(min_mean), "target_sum": float(target_sum), "min_reference_cells": int(min_reference_cells),
-            "lfc_clip": float(lfc_clip), "dynamic_threshold": float("nan") if dynamic_threshold is None else float(dynamic_threshold),
-            "exclude_chromosomes": list(exclude_chromosomes or []), "n_reference": int(ref.sum()),
-            "n_reference_used": int(ref.sum()) - left_out, "n_genes": int(cols.size),
+            "state_key": state_key,
+            "layer": layer or "",
+            "window_size": int(window_size),
+            "step": int(step),
+            "min_mean": float(min_mean),
+            "target_sum": float(target_sum),
+            "min_reference_cells": int(min_reference_cells),
+            "lfc_clip": float(lfc_clip),
+            "dynamic_threshold": float("nan") if dynamic_threshold is None else float(dynamic_threshold),
+            "exclude_chromosomes": list(exclude_chromosomes or []),
+            "n_reference": int(ref.sum()),
+            "n_reference_used": int(ref.sum()) - left_out,
+            "n_genes": int(cols.size),
         },
     }
     return _ProfileReference(cols=cols, var=var, mean=mean, categories=categories, windows=windows, uns=uns)
 
 
-def _profile_blocks(counts: _Counts, pref: _ProfileReference, *, target_sum, window_size, step, lfc_clip, dynamic_threshold,
-                    exclude_chromosomes, chunksize, n_jobs, chunk_cells) -> Iterator[tuple[dict, sp.csr_matrix]]:
+def _profile_blocks(
+    counts: _Counts,
+    pref: _ProfileReference,
+    *,
+    target_sum,
+    window_size,
+    step,
+    lfc_clip,
+    dynamic_threshold,
+    exclude_chromosomes,
+    chunksize,
+    n_jobs,
+    chunk_cells,
+) -> Iterator[tuple[dict, sp.csr_matrix]]:
     """``(chr_pos, profile)`` per block of cells in order: CSR float32 (n_block, n_windows).
 
     Each chunk of ``chunksize`` cells goes through infercnvpy's own per-chunk computation
@@ -358,17 +419,19 @@ def _profile_blocks(counts: _Counts, pref: _ProfileReference, *, target_sum, win
             scale = target_sum / np.where(library > 0, library, 1.0)  # an empty cell stays all-zero
             norm.data *= np.repeat(scale.astype(np.float32), np.diff(norm.indptr))
             np.log1p(norm.data, out=norm.data)
-            chunks = [norm[a:a + chunksize] for a in range(0, norm.shape[0], chunksize)]
+            chunks = [norm[a : a + chunksize] for a in range(0, norm.shape[0], chunksize)]
             del norm
             if pool is None:
                 results = (_infercnv_chunk(chunk, *args) for chunk in chunks)
             else:
                 results = pool.map(_infercnv_chunk, chunks, *(itertools.repeat(a) for a in args))
             parts, chr_pos = [], {}
-            for chr_pos, result, _ in results:
+            for chr_pos, result, _ in results:  # noqa: B007 (the last block's chr_pos is kept)
                 if result.shape[1] != len(pref.windows):  # infercnvpy changed its layout: do not mislabel windows
-                    raise RuntimeError(f"window table has {len(pref.windows)} rows but infercnvpy returned {result.shape[1]} "
-                                       "windows; the installed infercnvpy lays windows out differently from 0.6.")
+                    raise RuntimeError(
+                        f"window table has {len(pref.windows)} rows but infercnvpy returned {result.shape[1]} "
+                        "windows; the installed infercnvpy lays windows out differently from 0.6."
+                    )
                 parts.append(sp.csr_matrix(result, dtype=np.float32))
             yield {str(k): int(v) for k, v in chr_pos.items()}, sp.vstack(parts, format="csr")
 
@@ -452,18 +515,44 @@ def infer_profile(
     where = "infer_profile"
     t0 = time.perf_counter()
     source = _Counts(adata, layer, counts, where)
-    settings = dict(window_size=window_size, step=step, lfc_clip=lfc_clip, dynamic_threshold=dynamic_threshold,
-                    exclude_chromosomes=exclude_chromosomes, chunk_cells=chunk_cells)
-    pref = _profile_reference(adata, source, reference_mask, state_key=state_key, layer=layer, min_mean=min_mean,
-                              target_sum=target_sum, min_reference_cells=min_reference_cells, where=where, **settings)
+    settings = dict(
+        window_size=window_size,
+        step=step,
+        lfc_clip=lfc_clip,
+        dynamic_threshold=dynamic_threshold,
+        exclude_chromosomes=exclude_chromosomes,
+        chunk_cells=chunk_cells,
+    )
+    pref = _profile_reference(
+        adata,
+        source,
+        reference_mask,
+        state_key=state_key,
+        layer=layer,
+        min_mean=min_mean,
+        target_sum=target_sum,
+        min_reference_cells=min_reference_cells,
+        where=where,
+        **settings,
+    )
     t1 = time.perf_counter()
     parts, chr_pos = [], {}
-    for chr_pos, part in _profile_blocks(source, pref, target_sum=target_sum, chunksize=chunksize, n_jobs=n_jobs, **settings):
+    blocks = _profile_blocks(source, pref, target_sum=target_sum, chunksize=chunksize, n_jobs=n_jobs, **settings)
+    for chr_pos, part in blocks:  # noqa: B007 (the last block's chr_pos is kept)
         parts.append(part)
-    adata.obsm[f"X_{key_added}"] = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(pref.windows)), dtype=np.float32)
+    adata.obsm[f"X_{key_added}"] = (
+        sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(pref.windows)), dtype=np.float32)
+    )
     adata.uns[key_added] = {"chr_pos": chr_pos, **pref.uns}
-    log.info("infer_profile: %d cells, %d genes, %d windows, reference states %s; reference %.1f s, profile %.1f s",
-             adata.n_obs, pref.cols.size, len(pref.windows), pref.categories, t1 - t0, time.perf_counter() - t1)
+    log.info(
+        "infer_profile: %d cells, %d genes, %d windows, reference states %s; reference %.1f s, profile %.1f s",
+        adata.n_obs,
+        pref.cols.size,
+        len(pref.windows),
+        pref.categories,
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
 
 
 def _profile_index_dtype(n_obs: int, n_windows: int) -> type:
@@ -539,10 +628,26 @@ def write_profile(
     where = "write_profile"
     t0 = time.perf_counter()
     source = _Counts(adata, layer, counts, where)
-    settings = dict(window_size=window_size, step=step, lfc_clip=lfc_clip, dynamic_threshold=dynamic_threshold,
-                    exclude_chromosomes=exclude_chromosomes, chunk_cells=chunk_cells)
-    pref = _profile_reference(adata, source, reference_mask, state_key=state_key, layer=layer, min_mean=min_mean,
-                              target_sum=target_sum, min_reference_cells=min_reference_cells, where=where, **settings)
+    settings = dict(
+        window_size=window_size,
+        step=step,
+        lfc_clip=lfc_clip,
+        dynamic_threshold=dynamic_threshold,
+        exclude_chromosomes=exclude_chromosomes,
+        chunk_cells=chunk_cells,
+    )
+    pref = _profile_reference(
+        adata,
+        source,
+        reference_mask,
+        state_key=state_key,
+        layer=layer,
+        min_mean=min_mean,
+        target_sum=target_sum,
+        min_reference_cells=min_reference_cells,
+        where=where,
+        **settings,
+    )
     t1 = time.perf_counter()
     from infercnvpy.tl._infercnv import _natural_sort
 
@@ -562,11 +667,14 @@ def write_profile(
             dtype = _profile_index_dtype(adata.n_obs, n_windows)
             kwargs = {"compression": "gzip", "chunks": (1 << 16,), "indptr_dtype": np.dtype(dtype).name}
             written, n_rows, nnz = None, 0, 0
-            for chr_pos, part in _profile_blocks(source, pref, target_sum=target_sum, chunksize=chunksize, n_jobs=n_jobs,
-                                                 **settings):
+            for chr_pos, part in _profile_blocks(
+                source, pref, target_sum=target_sum, chunksize=chunksize, n_jobs=n_jobs, **settings
+            ):
                 if chr_pos != info["chr_pos"]:
-                    raise RuntimeError(f"infercnvpy's chromosome offsets {chr_pos} differ from the window table's "
-                                       f"{info['chr_pos']}; the installed infercnvpy lays windows out differently from 0.6.")
+                    raise RuntimeError(
+                        f"infercnvpy's chromosome offsets {chr_pos} differ from the window table's "
+                        f"{info['chr_pos']}; the installed infercnvpy lays windows out differently from 0.6."
+                    )
                 part = _with_index_dtype(part, dtype)
                 if written is None:
                     write_elem(f, name, part, dataset_kwargs=kwargs)
@@ -582,9 +690,17 @@ def write_profile(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    log.info("write_profile: %d cells, %d genes, %d windows (%d values stored), reference states %s; reference %.1f s, "
-             "profile %.1f s", adata.n_obs, pref.cols.size, len(pref.windows), nnz, pref.categories, t1 - t0,
-             time.perf_counter() - t1)
+    log.info(
+        "write_profile: %d cells, %d genes, %d windows (%d values stored), reference states %s; reference %.1f s, "
+        "profile %.1f s",
+        adata.n_obs,
+        pref.cols.size,
+        len(pref.windows),
+        nnz,
+        pref.categories,
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
     return info
 
 
@@ -609,13 +725,17 @@ def read_profile_rows(path: str | os.PathLike, rows, *, key: str = "cnv") -> sp.
         raise InputError(f"cannot open as HDF5 ({err}); rerun the step that writes it.", path=str(path)) from err
     with f:
         if name not in f:
-            raise InputError(f"has no {name!r}: the copy-number profile comes from infer_cnv (write_profile).", path=str(path))
+            raise InputError(
+                f"has no {name!r}: the copy-number profile comes from infer_cnv (write_profile).", path=str(path)
+            )
         g = f[name]
         if isinstance(g, h5py.Dataset):  # a dense profile
             n = g.shape[0]
         else:
             if g.attrs.get("encoding-type", "") != "csr_matrix":
-                raise InputError(f"{name!r} is stored as {g.attrs.get('encoding-type', '?')}, not CSR or dense.", path=str(path))
+                raise InputError(
+                    f"{name!r} is stored as {g.attrs.get('encoding-type', '?')}, not CSR or dense.", path=str(path)
+                )
             n = int(g.attrs["shape"][0])
         rows = np.asarray(rows)
         if rows.dtype == bool:
@@ -637,12 +757,13 @@ def read_profile_rows(path: str | os.PathLike, rows, *, key: str = "cnv") -> sp.
             lo, hi = indptr[run[0]], indptr[run[-1] + 1]
             data.append(g["data"][lo:hi])
             indices.append(g["indices"][lo:hi])
-            lengths.append(np.diff(indptr[run[0]:run[-1] + 2]))
+            lengths.append(np.diff(indptr[run[0] : run[-1] + 2]))
         if not data:
             return sp.csr_matrix((rows.size, n_cols), dtype=g["data"].dtype)
         lengths = np.concatenate(lengths)
-        matrix = sp.csr_matrix((np.concatenate(data), np.concatenate(indices), np.r_[0, np.cumsum(lengths)]),
-                               shape=(wanted.size, n_cols))
+        matrix = sp.csr_matrix(
+            (np.concatenate(data), np.concatenate(indices), np.r_[0, np.cumsum(lengths)]), shape=(wanted.size, n_cols)
+        )
         return matrix[back]
 
 
@@ -711,7 +832,9 @@ def _cell_groups(adata, lesion, reference_mask, call_key, patient_key, state_key
         _obs_key(adata, key, where)
     ref = cell_mask(adata, reference_mask, "reference_mask", where)
     if ref.sum() < 10:
-        raise InputError(f"only {int(ref.sum())} reference cells; need at least 10.", where=f"{where}(reference_mask=...)")
+        raise InputError(
+            f"only {int(ref.sum())} reference cells; need at least 10.", where=f"{where}(reference_mask=...)"
+        )
     called = cell_mask(adata, call_key, "call_key", where)
     patients = _ordered(adata.obs[patient_key])
     patient = pd.Categorical(adata.obs[patient_key].astype(str), categories=patients).codes.astype(np.int64)
@@ -720,8 +843,14 @@ def _cell_groups(adata, lesion, reference_mask, call_key, patient_key, state_key
     states = sorted(set(labels[ref]) - {"", "nan"})
     state_row = pd.Categorical(labels, categories=states).codes.astype(np.int64)
     state_row[state_row < 0] = len(states)  # no state, or one the reference lacks: the pooled profile
-    return {"reference": ref, "called": called, "patients": patients, "patient": patient, "states": states,
-            "state_row": state_row}
+    return {
+        "reference": ref,
+        "called": called,
+        "patients": patients,
+        "patient": patient,
+        "states": states,
+        "state_row": state_row,
+    }
 
 
 def _chromosome_genes(var: pd.DataFrame, chromosome: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -775,8 +904,12 @@ def lesion_sums(
     where = "lesion_sums"
     source = _Counts(adata, layer, counts, where)
     call_keys = dict(call_keys or {})
-    groups = {lesion.name: _cell_groups(adata, lesion, reference_mask, call_keys.get(lesion.name), patient_key, state_key, where)
-              for lesion in lesions}
+    groups = {
+        lesion.name: _cell_groups(
+            adata, lesion, reference_mask, call_keys.get(lesion.name), patient_key, state_key, where
+        )
+        for lesion in lesions
+    }
     if not groups:
         return {}
     genes = {c: _chromosome_genes(adata.var, c) for c in {lesion.chromosome for lesion in lesions}}
@@ -790,8 +923,12 @@ def lesion_sums(
     for lesion in lesions:
         on, _, off = genes[lesion.chromosome]
         n_pat = len(groups[lesion.name]["patients"])
-        acc[lesion.name] = {"called": np.zeros((n_pat, on.size + off.size)), "uncalled": np.zeros((n_pat, on.size)),
-                            "cells": [], "counts": []}
+        acc[lesion.name] = {
+            "called": np.zeros((n_pat, on.size + off.size)),
+            "uncalled": np.zeros((n_pat, on.size)),
+            "cells": [],
+            "counts": [],
+        }
     for positions, block in source.blocks(chunk_cells=chunk_cells):
         for c, mask in off_masks.items():
             # weights in the block's dtype (as lesions.depth_on): a float64 vector would copy the block
@@ -801,7 +938,9 @@ def lesion_sums(
             g, a = groups[lesion.name], acc[lesion.name]
             on, _, off = genes[lesion.chromosome]
             called, patient = g["called"][positions], g["patient"][positions]
-            a["called"] += _sum_by_group(block, np.where(called, patient, -1), a["called"].shape[0], np.concatenate([on, off]))
+            a["called"] += _sum_by_group(
+                block, np.where(called, patient, -1), a["called"].shape[0], np.concatenate([on, off])
+            )
             a["uncalled"] += _sum_by_group(block, np.where(called, -1, patient), a["uncalled"].shape[0], on)
             a["cells"].append(positions[called])
             a["counts"].append(block[np.flatnonzero(called)][:, on])
@@ -811,29 +950,55 @@ def lesion_sums(
         on, mid, off = genes[lesion.chromosome]
         n_called = int(g["called"].sum())
         out[lesion.name] = LesionSums(
-            lesion=lesion.name, chromosome=lesion.chromosome, **g, chrom_cols=on, mid=mid, off_cols=off,
-            depth=depth[lesion.chromosome], reference_sums=reference_all[:, np.concatenate([on, off])],
-            called_sums=a["called"], uncalled_sums=a["uncalled"],
+            lesion=lesion.name,
+            chromosome=lesion.chromosome,
+            **g,
+            chrom_cols=on,
+            mid=mid,
+            off_cols=off,
+            depth=depth[lesion.chromosome],
+            reference_sums=reference_all[:, np.concatenate([on, off])],
+            called_sums=a["called"],
+            uncalled_sums=a["uncalled"],
             called_cells=np.concatenate(a["cells"]) if a["cells"] else np.zeros(0, np.int64),
-            called_counts=sp.vstack(a["counts"], format="csr") if a["counts"] else sp.csr_matrix((n_called, on.size)))
+            called_counts=sp.vstack(a["counts"], format="csr") if a["counts"] else sp.csr_matrix((n_called, on.size)),
+        )
     return out
 
 
-def _sums_for(adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where) -> LesionSums:
+def _sums_for(
+    adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where
+) -> LesionSums:
     """``sums`` checked against the AnnData and the arguments, or computed (one pass)."""
     if sums is None:
-        return lesion_sums(adata, [lesion], reference_mask=reference_mask, call_keys={lesion.name: call_key} if call_key else None,
-                           patient_key=patient_key, state_key=state_key, layer=layer, counts=counts,
-                           chunk_cells=chunk_cells)[lesion.name]
+        return lesion_sums(
+            adata,
+            [lesion],
+            reference_mask=reference_mask,
+            call_keys={lesion.name: call_key} if call_key else None,
+            patient_key=patient_key,
+            state_key=state_key,
+            layer=layer,
+            counts=counts,
+            chunk_cells=chunk_cells,
+        )[lesion.name]
     if not isinstance(sums, LesionSums):
         raise TypeError(f"sums must be a LesionSums from lesion_sums(); got {type(sums).__name__}")
     g = _cell_groups(adata, lesion, reference_mask, call_key, patient_key, state_key, where)
-    same = (sums.lesion == lesion.name and sums.chromosome == lesion.chromosome and sums.depth.shape == (adata.n_obs,)
-            and all(np.array_equal(getattr(sums, k), v) if isinstance(v, np.ndarray) else getattr(sums, k) == v
-                    for k, v in g.items()))
+    same = (
+        sums.lesion == lesion.name
+        and sums.chromosome == lesion.chromosome
+        and sums.depth.shape == (adata.n_obs,)
+        and all(
+            np.array_equal(getattr(sums, k), v) if isinstance(v, np.ndarray) else getattr(sums, k) == v
+            for k, v in g.items()
+        )
+    )
     if not same:
-        raise ValueError(f"sums were computed for other cells, calls, reference, patients or states than {where} is "
-                         f"given for {lesion.name}; compute them with the same arguments.")
+        raise ValueError(
+            f"sums were computed for other cells, calls, reference, patients or states than {where} is "
+            f"given for {lesion.name}; compute them with the same arguments."
+        )
     return sums
 
 
@@ -868,8 +1033,9 @@ class _Expectation:
         the autosomal genes off it): float64 (n_genes,), or (B, n_genes) for ``weights`` (B, n_cells)."""
         P = self.P_off if off else self.P
         dep = self.sums.depth[cells]
-        onehot = sp.csr_matrix((np.ones(cells.size), (np.arange(cells.size), self.sums.state_row[cells])),
-                               shape=(cells.size, P.shape[0]))
+        onehot = sp.csr_matrix(
+            (np.ones(cells.size), (np.arange(cells.size), self.sums.state_row[cells])), shape=(cells.size, P.shape[0])
+        )
         if weights is None:
             return np.asarray(onehot.T @ dep).ravel() @ P
         return np.asarray((onehot.T @ (weights * dep[None, :]).T).T) @ P
@@ -966,29 +1132,60 @@ def lesion_profile(
     where = "lesion_profile"
     if smooth_genes < 1:
         raise InputError(f"smooth_genes must be >= 1; got {smooth_genes}.", where=where)
-    sums = _sums_for(adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where)
+    sums = _sums_for(
+        adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where
+    )
     ex = _Expectation(sums, shrinkage)
     n_chrom = sums.chrom_cols.size
     genes = adata.var_names[sums.chrom_cols]
-    names = adata.var["gene_name"].iloc[sums.chrom_cols].astype(str).to_numpy() if "gene_name" in adata.var else np.asarray(genes)
+    names = (
+        adata.var["gene_name"].iloc[sums.chrom_cols].astype(str).to_numpy()
+        if "gene_name" in adata.var
+        else np.asarray(genes)
+    )
     parts = []
     for k, patient in enumerate(sums.patients):
         mine = sums.patient == k
-        for group, sel, O in (("called", sums.called, sums.called_sums[k, :n_chrom]),
-                              ("not called", ~sums.called, sums.uncalled_sums[k])):
+        for group, sel, O in (
+            ("called", sums.called, sums.called_sums[k, :n_chrom]),
+            ("not called", ~sums.called, sums.uncalled_sums[k]),
+        ):
             cells = np.flatnonzero(mine & sel)
             if cells.size == 0:
                 continue
             E = ex.expected(cells)
-            ok = E >= min_expected
+            ok = min_expected <= E
             lr = np.where(ok, _log_ratio(O, E) / np.log(2), np.nan)
-            parts.append(pd.DataFrame({
-                "patient": patient, "lesion": lesion.name, "group": group, "n_cells": int(cells.size),
-                "gene": np.asarray(genes), "gene_name": names, "position": ex.mid, "observed": O, "expected": E,
-                "log2_ratio": lr, "smoothed": _window_log2_ratio(O, E, ok, smooth_genes),
-            }))
-    columns = ["patient", "lesion", "group", "n_cells", "gene", "gene_name", "position", "observed", "expected",
-               "log2_ratio", "smoothed"]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "patient": patient,
+                        "lesion": lesion.name,
+                        "group": group,
+                        "n_cells": int(cells.size),
+                        "gene": np.asarray(genes),
+                        "gene_name": names,
+                        "position": ex.mid,
+                        "observed": O,
+                        "expected": E,
+                        "log2_ratio": lr,
+                        "smoothed": _window_log2_ratio(O, E, ok, smooth_genes),
+                    }
+                )
+            )
+    columns = [
+        "patient",
+        "lesion",
+        "group",
+        "n_cells",
+        "gene",
+        "gene_name",
+        "position",
+        "observed",
+        "expected",
+        "log2_ratio",
+        "smoothed",
+    ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
@@ -1136,7 +1333,9 @@ def estimate_breakpoints(
         raise InputError(f"ci must be between 0 and 1; got {ci}.", where=where)
     if n_boot < 0 or min_cells < 1 or min_genes < 1:
         raise InputError("n_boot must be >= 0, min_cells and min_genes >= 1.", where=where)
-    sums = _sums_for(adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where)
+    sums = _sums_for(
+        adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where
+    )
     ex = _Expectation(sums, shrinkage)
     n_chrom = sums.chrom_cols.size
     if cytobands is not None and (cytobands["chromosome"] == lesion.chromosome).any():
@@ -1149,15 +1348,39 @@ def estimate_breakpoints(
     rows = []
     for k, patient in enumerate(sums.patients):
         cells = np.flatnonzero((sums.patient == k) & sums.called)
-        row = {"patient": patient, "lesion": lesion.name, "chromosome": lesion.chromosome, "n_called": int(cells.size),
-               "n_genes": 0, "n_genes_inside": 0, **{k: np.nan for k in ("start", "end", "start_lo", "start_hi", "end_lo",
-               "end_hi", "ratio", "ratio_lo", "ratio_hi", "llr", "tau")}, "start_band": "", "end_band": "", "reason": ""}
+        row = {
+            "patient": patient,
+            "lesion": lesion.name,
+            "chromosome": lesion.chromosome,
+            "n_called": int(cells.size),
+            "n_genes": 0,
+            "n_genes_inside": 0,
+            **dict.fromkeys(
+                (
+                    "start",
+                    "end",
+                    "start_lo",
+                    "start_hi",
+                    "end_lo",
+                    "end_hi",
+                    "ratio",
+                    "ratio_lo",
+                    "ratio_hi",
+                    "llr",
+                    "tau",
+                ),
+                np.nan,
+            ),
+            "start_band": "",
+            "end_band": "",
+            "reason": "",
+        }
         rows.append(row)
         if cells.size < min_cells:
             row["reason"] = f"{cells.size} called cells (< min_cells {min_cells})"
             continue
         O, E = sums.called_sums[k, :n_chrom], ex.expected(cells)
-        use = E >= min_expected
+        use = min_expected <= E
         if use.sum() < 2 * min_genes:
             row["reason"] = f"{int(use.sum())} genes on {lesion.chromosome} with >= {min_expected} expected counts"
             continue
@@ -1172,7 +1395,7 @@ def estimate_breakpoints(
         right = np.concatenate([mid, [length]])
         bounds = np.concatenate([[0], (mid[:-1] + mid[1:]) // 2, [length]])
 
-        def scan(O_, E_):
+        def scan(O_, E_, use=use, tau2=tau2):
             l_ = _log_ratio(O_[use], E_[use])
             w_ = 1.0 / (1.0 / (E_[use] + 0.5) + tau2)
             i_, j_, m_, g_ = _segment(l_, w_, sign, min_genes)
@@ -1186,9 +1409,15 @@ def estimate_breakpoints(
         if i < 0:
             row["reason"] = f"no segment of >= {min_genes} genes with ratio {'< 1' if sign < 0 else '> 1'}"
             continue
-        row.update(start=float(bounds[i]), end=float(bounds[j]), n_genes_inside=int(j - i), ratio=float(rho),
-                   llr=float(gain), start_band=_band_of(cytobands, lesion.chromosome, bounds[i]),
-                   end_band=_band_of(cytobands, lesion.chromosome, bounds[j] - 1))
+        row.update(
+            start=float(bounds[i]),
+            end=float(bounds[j]),
+            n_genes_inside=int(j - i),
+            ratio=float(rho),
+            llr=float(gain),
+            start_band=_band_of(cytobands, lesion.chromosome, bounds[i]),
+            end_band=_band_of(cytobands, lesion.chromosome, bounds[j] - 1),
+        )
         if n_boot > 0:
             rng = np.random.default_rng([int(seed), int.from_bytes(patient.encode()[:8].ljust(8, b"\0"), "little")])
             boot = np.full((n_boot, 5), np.nan)
@@ -1204,7 +1433,9 @@ def estimate_breakpoints(
                         boot[a + b] = (left[bi], right[bi], left[bj], right[bj], bm)
             lo_q = np.nanquantile(boot, alpha, axis=0)
             hi_q = np.nanquantile(boot, 1 - alpha, axis=0)
-            row.update(start_lo=lo_q[0], start_hi=hi_q[1], end_lo=lo_q[2], end_hi=hi_q[3], ratio_lo=lo_q[4], ratio_hi=hi_q[4])
+            row.update(
+                start_lo=lo_q[0], start_hi=hi_q[1], end_lo=lo_q[2], end_hi=hi_q[3], ratio_lo=lo_q[4], ratio_hi=hi_q[4]
+            )
     return pd.DataFrame(rows).set_index("patient")
 
 
@@ -1314,8 +1545,9 @@ def plot_patient_heatmap(
 
     where = "plot_patient_heatmap"
     if (profile is None and f"X_{key}" not in adata.obsm) or key not in adata.uns or "windows" not in adata.uns[key]:
-        raise InputError(f"no copy-number profile: obsm['X_{key}'] and uns['{key}']['windows'] come from infer_profile.",
-                         where=where)
+        raise InputError(
+            f"no copy-number profile: obsm['X_{key}'] and uns['{key}']['windows'] come from infer_profile.", where=where
+        )
     call_keys = [call_key] if isinstance(call_key, str) else list(call_key)
     for k in (*call_keys, patient_key, population_key, timepoint_key):
         _obs_key(adata, k, where)
@@ -1325,7 +1557,11 @@ def plot_patient_heatmap(
         raise InputError(f"no cell of patient {patient!r} in obs[{patient_key!r}].", where=where)
     if max_cells < 1:
         raise InputError(f"max_cells must be >= 1; got {max_cells}.", where=where)
-    ref = cell_mask(adata, reference_mask, "reference_mask", where) if reference_mask is not None else np.zeros(adata.n_obs, bool)
+    ref = (
+        cell_mask(adata, reference_mask, "reference_mask", where)
+        if reference_mask is not None
+        else np.zeros(adata.n_obs, bool)
+    )
     rng = np.random.default_rng(seed)
     if profile is None:
         M = sp.csr_matrix(adata.obsm[f"X_{key}"])
@@ -1333,8 +1569,10 @@ def plot_patient_heatmap(
         def profile_rows(positions):
             return M[positions].toarray()
     else:
+
         def profile_rows(positions):
             return read_profile_rows(profile, positions, key=key).toarray()
+
     windows = adata.uns[key]["windows"]
     if not isinstance(windows, pd.DataFrame):
         windows = pd.DataFrame(windows)
@@ -1345,10 +1583,17 @@ def plot_patient_heatmap(
     calls = [cell_mask(adata, k, "call_key", where)[idx] for k in call_keys]
     pop_levels, pop_col = _bar_colours(sub[population_key], "population")
     tp = sub[timepoint_key].astype(object).where(sub[timepoint_key].notna(), "NA").astype(str)
-    tp_levels = [v for v in _ordered(sub[timepoint_key]) if v in set(tp)] + sorted(set(tp) - set(_ordered(sub[timepoint_key])))
+    tp_levels = [v for v in _ordered(sub[timepoint_key]) if v in set(tp)] + sorted(
+        set(tp) - set(_ordered(sub[timepoint_key]))
+    )
     tp_col = _bar_colours(pd.Series(pd.Categorical(tp, categories=tp_levels)), "timepoint")[1]
-    order = pd.DataFrame({"pop": [pop_levels.index(str(v)) for v in sub[population_key].astype(str)],
-                          "tp": [tp_levels.index(v) for v in tp], "i": np.arange(idx.size)})
+    order = pd.DataFrame(
+        {
+            "pop": [pop_levels.index(str(v)) for v in sub[population_key].astype(str)],
+            "tp": [tp_levels.index(v) for v in tp],
+            "i": np.arange(idx.size),
+        }
+    )
     call_cols = [f"call{k}" for k in range(len(calls))]
     for col, c in zip(call_cols, calls):
         order[col] = c.astype(int)
@@ -1361,7 +1606,11 @@ def plot_patient_heatmap(
     values = profile_rows(rows)
 
     ref_other = np.flatnonzero(ref & ~mine)
-    ref_rows = np.sort(rng.choice(ref_other, size=min(n_reference_cells, ref_other.size), replace=False)) if ref_other.size else ref_other
+    ref_rows = (
+        np.sort(rng.choice(ref_other, size=min(n_reference_cells, ref_other.size), replace=False))
+        if ref_other.size
+        else ref_other
+    )
     ref_values = profile_rows(ref_rows) if ref_rows.size else np.zeros((0, values.shape[1]))
     if vmax is None:
         both = np.abs(np.concatenate([values.ravel(), ref_values.ravel()]))
@@ -1372,8 +1621,18 @@ def plot_patient_heatmap(
     height_ref = max(0.18, n_ref_block / max(n_ref_block + values.shape[0], 1)) if n_ref_block else 0.0
     fig = plt.figure(figsize=(14, 8.5))
     nb = 2 + len(call_keys)  # colour bars left of the heatmap
-    gs = fig.add_gridspec(3, nb + 2, width_ratios=[0.25] * nb + [14, 0.3], height_ratios=[0.06, height_ref or 1e-6, 1.0 - height_ref],
-                          wspace=0.03, hspace=0.04, left=0.08, right=0.9, top=0.88, bottom=0.17)
+    gs = fig.add_gridspec(
+        3,
+        nb + 2,
+        width_ratios=[0.25] * nb + [14, 0.3],
+        height_ratios=[0.06, height_ref or 1e-6, 1.0 - height_ref],
+        wspace=0.03,
+        hspace=0.04,
+        left=0.08,
+        right=0.9,
+        top=0.88,
+        bottom=0.17,
+    )
     cmap = "RdBu_r"
     ax_genome = fig.add_subplot(gs[0, nb])
     ax_ref = fig.add_subplot(gs[1, nb]) if n_ref_block else None
@@ -1383,7 +1642,9 @@ def plot_patient_heatmap(
         ax_ref.imshow(ref_values, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-vmax, vmax=vmax)
         ax_ref.set_xticks([])
         ax_ref.set_yticks([])
-        ax_ref.set_ylabel(f"healthy\nreference\n({n_ref_block} of\n{ref_other.size})", rotation=0, ha="right", va="center", fontsize=7)
+        ax_ref.set_ylabel(
+            f"healthy\nreference\n({n_ref_block} of\n{ref_other.size})", rotation=0, ha="right", va="center", fontsize=7
+        )
 
     # chromosome boundaries and labels
     chroms = windows["chromosome"].astype(str).to_numpy()
@@ -1405,12 +1666,22 @@ def plot_patient_heatmap(
     for spine in ax_genome.spines.values():
         spine.set_visible(False)
     for lesion in lesions or []:
-        inside = np.flatnonzero((chroms == lesion.chromosome) & (windows["mid"].to_numpy() >= lesion.start)
-                                & (windows["mid"].to_numpy() < lesion.end))
+        inside = np.flatnonzero(
+            (chroms == lesion.chromosome)
+            & (windows["mid"].to_numpy() >= lesion.start)
+            & (windows["mid"].to_numpy() < lesion.end)
+        )
         if inside.size:
             ax_genome.axvspan(inside[0] - 0.5, inside[-1] + 0.5, color="#444444")
-            ax_genome.text((inside[0] + inside[-1]) / 2, 0.5, f"{lesion.name} ({lesion.region}) ", ha="right", va="center",
-                           fontsize=7, transform=ax_genome.get_xaxis_transform())
+            ax_genome.text(
+                (inside[0] + inside[-1]) / 2,
+                0.5,
+                f"{lesion.name} ({lesion.region}) ",
+                ha="right",
+                va="center",
+                fontsize=7,
+                transform=ax_genome.get_xaxis_transform(),
+            )
 
     # colour bars
     bars = [
@@ -1425,8 +1696,14 @@ def plot_patient_heatmap(
         axb = fig.add_subplot(gs[2, k], sharey=ax)
         levels = list(colours)
         code = np.array([levels.index(v) for v in labels])[:, None]
-        axb.imshow(code, aspect="auto", interpolation="nearest", cmap=ListedColormap([colours[v] for v in levels]),
-                   vmin=-0.5, vmax=len(levels) - 0.5)
+        axb.imshow(
+            code,
+            aspect="auto",
+            interpolation="nearest",
+            cmap=ListedColormap([colours[v] for v in levels]),
+            vmin=-0.5,
+            vmax=len(levels) - 0.5,
+        )
         axb.set_xticks([0], [title], rotation=90, fontsize=7)
         axb.set_yticks([])
         present = [v for v in levels if v in set(labels)]
@@ -1437,18 +1714,30 @@ def plot_patient_heatmap(
     cax = fig.add_subplot(gs[2, nb + 1])
     fig.colorbar(im, cax=cax, label="inferred copy number\n(log expression vs healthy, smoothed)")
     for n, (title, patches) in enumerate(handles):
-        fig.legend(handles=patches, title=title, loc="lower left", bbox_to_anchor=(0.05 + 0.9 * n / len(handles), 0.0), ncol=min(4, len(patches)),
-                   fontsize=7, title_fontsize=7, frameon=False)
+        fig.legend(
+            handles=patches,
+            title=title,
+            loc="lower left",
+            bbox_to_anchor=(0.05 + 0.9 * n / len(handles), 0.0),
+            ncol=min(4, len(patches)),
+            fontsize=7,
+            title_fontsize=7,
+            frameon=False,
+        )
 
     n_total = int(mine.sum())
     is_ref = bool(ref[mine].any())
     params = adata.uns[key].get("params", {})
     states = ", ".join(np.asarray(adata.uns[key].get("reference_states", []), dtype=str))
-    fig.suptitle(f"Patient {patient}: inferred copy number (infercnvpy) against the state-matched healthy reference", fontsize=11)
-    note = (f"{len(rows):,} of {n_total:,} cells shown"
-            + (f" (seeded random subset per population/timepoint/call group, seed {seed})" if len(rows) < n_total else "")
-            + f"; reference: {params.get('n_reference_used', ref.sum()):,} healthy cells in states {states}"
-            + (". This donor's own cells are part of the reference." if is_ref else "."))
+    fig.suptitle(
+        f"Patient {patient}: inferred copy number (infercnvpy) against the state-matched healthy reference", fontsize=11
+    )
+    note = (
+        f"{len(rows):,} of {n_total:,} cells shown"
+        + (f" (seeded random subset per population/timepoint/call group, seed {seed})" if len(rows) < n_total else "")
+        + f"; reference: {params.get('n_reference_used', ref.sum()):,} healthy cells in states {states}"
+        + (". This donor's own cells are part of the reference." if is_ref else ".")
+    )
     fig.text(0.5, 0.925, note, ha="center", fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -1488,27 +1777,53 @@ def plot_lesion_profile(
     where = "plot_lesion_profile"
     need = {"patient", "lesion", "group", "n_cells", "position", "log2_ratio", "smoothed"}
     if not need <= set(profile.columns):
-        raise InputError(f"profile table lacks columns {sorted(need - set(profile.columns))}; use lesion_profile().", where=where)
+        raise InputError(
+            f"profile table lacks columns {sorted(need - set(profile.columns))}; use lesion_profile().", where=where
+        )
     mine = profile[(profile["patient"].astype(str) == str(patient)) & (profile["lesion"] == lesion.name)]
     if mine.empty:
         raise InputError(f"no profile rows for patient {patient!r} and lesion {lesion.name!r}.", where=where)
     has_bands = cytobands is not None and (cytobands["chromosome"] == lesion.chromosome).any()
-    fig, axes = plt.subplots(2 if has_bands else 1, 1, figsize=(11, 5), sharex=True, squeeze=False,
-                             gridspec_kw={"height_ratios": [1, 0.06] if has_bands else [1], "hspace": 0.05})
+    fig, axes = plt.subplots(
+        2 if has_bands else 1,
+        1,
+        figsize=(11, 5),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [1, 0.06] if has_bands else [1], "hspace": 0.05},
+    )
     ax = axes[0, 0]
     mb = 1e6
     called = mine[mine["group"] == "called"]
     if not called.empty:
-        ax.scatter(called["position"] / mb, called["log2_ratio"], s=3, color=GROUP_COLOURS["called"], alpha=0.25, lw=0,
-                   label="called cells, per gene")
+        ax.scatter(
+            called["position"] / mb,
+            called["log2_ratio"],
+            s=3,
+            color=GROUP_COLOURS["called"],
+            alpha=0.25,
+            lw=0,
+            label="called cells, per gene",
+        )
     for group in ("not called", "called"):
         part = mine[mine["group"] == group]
         if part.empty:
             continue
-        ax.plot(part["position"] / mb, part["smoothed"], color=GROUP_COLOURS[group], lw=1.8,
-                label=f"{group} ({int(part['n_cells'].iloc[0]):,} cells), smoothed")
-    ax.axvspan(lesion.start / mb, lesion.end / mb, color="#F4A582", alpha=0.25, lw=0,
-               label=f"configured {lesion.name} {lesion.region}")
+        ax.plot(
+            part["position"] / mb,
+            part["smoothed"],
+            color=GROUP_COLOURS[group],
+            lw=1.8,
+            label=f"{group} ({int(part['n_cells'].iloc[0]):,} cells), smoothed",
+        )
+    ax.axvspan(
+        lesion.start / mb,
+        lesion.end / mb,
+        color="#F4A582",
+        alpha=0.25,
+        lw=0,
+        label=f"configured {lesion.name} {lesion.region}",
+    )
     ax.axhline(0, color="black", lw=0.6)
     ax.axhline(np.log2(lesion.copy_ratio), color="grey", lw=0.6, ls=":", label=f"ratio {lesion.copy_ratio:g}")
     text = ""
@@ -1519,8 +1834,10 @@ def plot_lesion_profile(
                 ax.axvline(bp[side] / mb, color="black", ls="--", lw=1)
                 if np.isfinite(bp[f"{side}_lo"]):
                     ax.axvspan(bp[f"{side}_lo"] / mb, bp[f"{side}_hi"] / mb, color="black", alpha=0.12, lw=0)
-            text = (f"estimated {bp['start'] / mb:.1f}-{bp['end'] / mb:.1f} Mb ({bp['start_band']}-{bp['end_band']}), "
-                    f"ratio {bp['ratio']:.2f}, {int(bp['n_genes_inside'])} genes; dashed: breakpoints, grey: bootstrap interval")
+            text = (
+                f"estimated {bp['start'] / mb:.1f}-{bp['end'] / mb:.1f} Mb ({bp['start_band']}-{bp['end_band']}), "
+                f"ratio {bp['ratio']:.2f}, {int(bp['n_genes_inside'])} genes; dashed: breakpoints, grey: bootstrap interval"
+            )
         else:
             text = f"breakpoints not estimated: {bp.get('reason', '')}"
     ax.set_ylabel("log2 observed / expected\n(state-matched healthy reference)")
@@ -1529,12 +1846,22 @@ def plot_lesion_profile(
         lo, hi = np.nanquantile(finite, [0.01, 0.99])
         # per-gene dots of read-count (plate) data scatter widely: keep the lines readable
         ax.set_ylim(max(min(lo, np.log2(lesion.copy_ratio) - 0.5), -3.5), min(max(hi, 0.5), 2.5))
-    ax.set_title(f"Patient {patient}: {lesion.chromosome} in cells called / not called {lesion.name}\n{text}", fontsize=9)
+    ax.set_title(
+        f"Patient {patient}: {lesion.chromosome} in cells called / not called {lesion.name}\n{text}", fontsize=9
+    )
     ax.legend(fontsize=7, frameon=False, loc="lower left", ncol=2)
     if has_bands:
         axb = axes[1, 0]
-        shade = {"gneg": "#FFFFFF", "gpos25": "#C8C8C8", "gpos50": "#969696", "gpos75": "#646464", "gpos100": "#000000",
-                 "acen": "#B2182B", "gvar": "#DDDDDD", "stalk": "#EEEEEE"}
+        shade = {
+            "gneg": "#FFFFFF",
+            "gpos25": "#C8C8C8",
+            "gpos50": "#969696",
+            "gpos75": "#646464",
+            "gpos100": "#000000",
+            "acen": "#B2182B",
+            "gvar": "#DDDDDD",
+            "stalk": "#EEEEEE",
+        }
         for _, b in cytobands[cytobands["chromosome"] == lesion.chromosome].iterrows():
             axb.axvspan(b["start"] / mb, b["end"] / mb, color=shade.get(str(b["stain"]), "#BBBBBB"), lw=0)
         axb.set_yticks([])

@@ -89,8 +89,9 @@ def _fit_mixture(y: np.ndarray, E: np.ndarray, log_rho: float, max_iter: int = 2
     return {"w": w, "m": m, "pi": pi, "a": a, "b": b, "separation": max(0.0, 2.0 * (ll - ll1))}
 
 
-def _expected(XL: sp.csr_matrix, depth: np.ndarray, state: np.ndarray, ref: np.ndarray, min_mean: float,
-              shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
+def _expected(
+    XL: sp.csr_matrix, depth: np.ndarray, state: np.ndarray, ref: np.ndarray, min_mean: float, shrinkage: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Observed and expected lesion counts per cell (rows of XL) against the reference rows ``ref``."""
     tot = np.asarray(XL[ref].sum(axis=0)).ravel()
     d_ref = depth[ref]
@@ -107,7 +108,9 @@ def _expected(XL: sp.csr_matrix, depth: np.ndarray, state: np.ndarray, ref: np.n
         rows = state == s
         rs = rows & ref
         if rs.any():
-            total = (np.asarray(X[rs].sum(axis=0)).ravel().sum() + pseudo * pooled_total) / (d_ref[rs[ref]].sum() + pseudo)
+            total = (np.asarray(X[rs].sum(axis=0)).ravel().sum() + pseudo * pooled_total) / (
+                d_ref[rs[ref]].sum() + pseudo
+            )
         else:
             total = pooled_total
         E[rows] = depth[rows] * total
@@ -184,22 +187,32 @@ def find_reference(
     X = counts_matrix(adata, layer, "find_reference")
     require_positions(adata.var, "find_reference")
     if not 0 < max_carrier_probability < 1:
-        raise InputError(f"max_carrier_probability must be between 0 and 1; got {max_carrier_probability}.",
-                         where="cnv.auto_reference.max_carrier_probability")
+        raise InputError(
+            f"max_carrier_probability must be between 0 and 1; got {max_carrier_probability}.",
+            where="cnv.auto_reference.max_carrier_probability",
+        )
     if batch_key == "technology" and batch_key not in adata.obs:
         batch_key = None
     for key in (state_key,) + ((batch_key,) if batch_key else ()):
         if key not in adata.obs:
             raise InputError(f"obs lacks column {key!r}.", where="find_reference")
-    cand = np.ones(adata.n_obs, bool) if candidates is None else cell_mask(adata, candidates, "candidates", "find_reference")
+    cand = (
+        np.ones(adata.n_obs, bool)
+        if candidates is None
+        else cell_mask(adata, candidates, "candidates", "find_reference")
+    )
     if cand.sum() < min_cells:
-        raise InputError(f"only {int(cand.sum())} candidate cells for an automatic reference; need at least {min_cells}.",
-                         where="cnv.auto_reference")
+        raise InputError(
+            f"only {int(cand.sum())} candidate cells for an automatic reference; need at least {min_cells}.",
+            where="cnv.auto_reference",
+        )
     inside, outside = lesion_genes(adata.var, lesions)
     depth = cell_depth(X, outside, depth, adata.n_obs, "find_reference")
     # Only the lesions' genes are used from here on: select those columns before any row subset
     # (rows first would copy every gene of the selected cells).
-    lesion_cols = np.flatnonzero(np.logical_or.reduce(list(inside.values())) if inside else np.zeros(adata.n_vars, bool))
+    lesion_cols = np.flatnonzero(
+        np.logical_or.reduce(list(inside.values())) if inside else np.zeros(adata.n_vars, bool)
+    )
     XU = sp.csr_matrix(X[:, lesion_cols])  # cells x lesion genes, the counts' dtype
     inside = {name: mask[lesion_cols] for name, mask in inside.items()}
     state = adata.obs[state_key].astype(str).to_numpy()
@@ -209,12 +222,15 @@ def find_reference(
     rows = []
     for b in pd.unique(batch[cand]):
         idx = np.flatnonzero(cand & (batch == b))
-        XLs = {lesion.name: sp.csr_matrix(XU[idx][:, np.flatnonzero(inside[lesion.name])], dtype=np.float64) for lesion in lesions}
+        XLs = {
+            lesion.name: sp.csr_matrix(XU[idx][:, np.flatnonzero(inside[lesion.name])], dtype=np.float64)
+            for lesion in lesions
+        }
         keep = depth[idx] > 0
         ref = keep.copy()  # round 0: every candidate
         fits: dict[str, dict] = {}
         converged, rounds = False, 0
-        for rounds in range(1, max_rounds + 1):
+        for rounds in range(1, max_rounds + 1):  # noqa: B007 (rounds is reported after the loop)
             prob_any = np.zeros(idx.size)
             for lesion in lesions:
                 O, E = _expected(XLs[lesion.name], depth[idx], state[idx], ref, min_mean, shrinkage)
@@ -235,11 +251,22 @@ def find_reference(
         mask[idx[ref]] = True
         for lesion in lesions:
             fit = fits[lesion.name]
-            rows.append({"lesion": lesion.name, "batch": b, "n_candidates": int(idx.size), "n_chosen": int(ref.sum()),
-                         "carrier_fraction": float(fit["pi"]), "separation": float(fit["separation"]),
-                         "contamination": float(fit["w_all"][ref].sum()), "normal_level": float(fit["m"]),
-                         "rounds": rounds, "converged": converged, "rescore_rounds": 0,
-                         "below_cutoff": int((keep & (prob_any < max_carrier_probability)).sum())})
+            rows.append(
+                {
+                    "lesion": lesion.name,
+                    "batch": b,
+                    "n_candidates": int(idx.size),
+                    "n_chosen": int(ref.sum()),
+                    "carrier_fraction": float(fit["pi"]),
+                    "separation": float(fit["separation"]),
+                    "contamination": float(fit["w_all"][ref].sum()),
+                    "normal_level": float(fit["m"]),
+                    "rounds": rounds,
+                    "converged": converged,
+                    "rescore_rounds": 0,
+                    "below_cutoff": int((keep & (prob_any < max_carrier_probability)).sum()),
+                }
+            )
     report = pd.DataFrame(rows)
 
     if rescore_rounds > 0:
@@ -247,14 +274,28 @@ def find_reference(
 
         cand_idx = np.flatnonzero(cand)
         # the candidates' lesion genes and their depth: call_lesions needs nothing else
-        sub = anndata.AnnData(X=XU if cand.all() else XU[cand_idx], obs=adata.obs.iloc[cand_idx].copy(),
-                              var=adata.var.iloc[lesion_cols][["chromosome", "start", "end"]].copy())
+        sub = anndata.AnnData(
+            X=XU if cand.all() else XU[cand_idx],
+            obs=adata.obs.iloc[cand_idx].copy(),
+            var=adata.var.iloc[lesion_cols][["chromosome", "start", "end"]].copy(),
+        )
         sub_depth = depth[cand_idx]
         sub_batch = batch[cand_idx]
         chosen = mask[cand_idx]
         for r in range(1, rescore_rounds + 1):
-            call_lesions(sub, lesions, reference_mask=chosen, state_key=state_key, batch_key=batch_key, layer=None,
-                         min_mean=min_mean, shrinkage=shrinkage, posterior_cutoff=0.9, depth=sub_depth, **call_kwargs)
+            call_lesions(
+                sub,
+                lesions,
+                reference_mask=chosen,
+                state_key=state_key,
+                batch_key=batch_key,
+                layer=None,
+                min_mean=min_mean,
+                shrinkage=shrinkage,
+                posterior_cutoff=0.9,
+                depth=sub_depth,
+                **call_kwargs,
+            )
             post = {lesion.name: sub.obs[f"{lesion.name}_posterior"].to_numpy(float) for lesion in lesions}
             prob_any = 1.0 - np.prod([1.0 - p for p in post.values()], axis=0)
             new = np.zeros_like(chosen)
@@ -282,11 +323,15 @@ def find_reference(
         reasons = []
         n_carriers = row["carrier_fraction"] * row["n_candidates"]
         if row["separation"] < MIN_SEPARATION or min(n_carriers, row["n_candidates"] - n_carriers) < min_cells:
-            reasons.append(f"one population only (separation {row['separation']:.1f}, bar {MIN_SEPARATION}; "
-                           f"{n_carriers:.0f} cells in the carrier component, bar {min_cells}): the candidates are "
-                           "all normal or all carriers, and expression cannot tell which")
+            reasons.append(
+                f"one population only (separation {row['separation']:.1f}, bar {MIN_SEPARATION}; "
+                f"{n_carriers:.0f} cells in the carrier component, bar {min_cells}): the candidates are "
+                "all normal or all carriers, and expression cannot tell which"
+            )
         if row["contamination"] > 0.05 * row["n_chosen"]:
-            reasons.append(f"{row['contamination']:.0f} expected carriers among the {row['n_chosen']} chosen cells (> 5%)")
+            reasons.append(
+                f"{row['contamination']:.0f} expected carriers among the {row['n_chosen']} chosen cells (> 5%)"
+            )
         if row["below_cutoff"] < min_cells:
             reasons.append(f"fewer than {min_cells} cells below the carrier-probability cut-off")
         if not row["converged"]:

@@ -88,8 +88,10 @@ def signature_path(name: str, directory: str | Path) -> Path:
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         shipped = sorted({p.stem.removesuffix("_weights") for p in directory.glob("*.t[xs][tv]")})
-        raise InputError(f"no gene set {name!r} ({name}.txt or {name}.tsv) in {directory}; shipped sets: {shipped}.",
-                         where="signatures.sets")
+        raise InputError(
+            f"no gene set {name!r} ({name}.txt or {name}.tsv) in {directory}; shipped sets: {shipped}.",
+            where="signatures.sets",
+        )
     return path
 
 
@@ -112,9 +114,13 @@ def read_signatures(names: Iterable[str], directory: str | Path) -> dict[str, pd
             table = pd.read_csv(path, sep="\t", dtype={"gene": str, "current_symbol": str})
             column = "current_symbol" if "current_symbol" in table else "gene"
             if column not in table or "weight" not in table:
-                raise InputError(f"weighted gene set needs columns 'gene' (or 'current_symbol') and 'weight'; found {list(table.columns)}.",
-                                 path=path)
-            weights = pd.Series(pd.to_numeric(table["weight"], errors="coerce").to_numpy(), index=table[column].astype(str).str.strip())
+                raise InputError(
+                    f"weighted gene set needs columns 'gene' (or 'current_symbol') and 'weight'; found {list(table.columns)}.",
+                    path=path,
+                )
+            weights = pd.Series(
+                pd.to_numeric(table["weight"], errors="coerce").to_numpy(), index=table[column].astype(str).str.strip()
+            )
             if weights.isna().any():
                 raise InputError("a weight is not a number.", path=path)
         else:
@@ -163,7 +169,9 @@ def _exclusion(var, exclude) -> np.ndarray:
         return np.zeros(len(var), bool)
     if isinstance(exclude, np.ndarray) and exclude.dtype == bool:
         if exclude.shape != (len(var),):
-            raise InputError(f"exclude mask must have one value per gene ({len(var)}).", where="score_signatures(exclude=...)")
+            raise InputError(
+                f"exclude mask must have one value per gene ({len(var)}).", where="score_signatures(exclude=...)"
+            )
         return exclude
     return lesion_gene_mask(var, list(exclude))
 
@@ -217,8 +225,15 @@ def signature_plan(
         used = [g for g in present if symbol_to_var[g] not in excluded_vars]
         dropped = [g for g in present if symbol_to_var[g] in excluded_vars]
         weighted = bool(weights.nunique() > 1)
-        row = {"signature": name, "n_genes": len(weights), "n_used": len(used), "n_excluded": len(dropped),
-               "n_missing": len(missing), "weighted": weighted, "scored": len(used) >= min_genes}
+        row = {
+            "signature": name,
+            "n_genes": len(weights),
+            "n_used": len(used),
+            "n_excluded": len(dropped),
+            "n_missing": len(missing),
+            "weighted": weighted,
+            "scored": len(used) >= min_genes,
+        }
         rows.append(row)
         if not row["scored"]:
             log.warning("signature %s: %d genes left after exclusion (< %d); not scored", name, len(used), min_genes)
@@ -230,14 +245,27 @@ def signature_plan(
             var_names = symbol_to_var[genes].to_numpy()
             # weighted: the weighted sum of per-gene scores, each gene with its own controls
             genes = pd.Series(weights[genes].to_numpy(dtype=float), index=var_names) if weighted else list(var_names)
-            scores.append(Score(key, genes, gene_pool=pool, library=library, ctrl_size=ctrl_size, n_bins=n_bins, seed=seed))
-        uns[name] = {"genes": np.asarray(used, dtype=str), "excluded": np.asarray(dropped, dtype=str),
-                     "missing": np.asarray(missing, dtype=str), "weighted": weighted}
+            scores.append(
+                Score(key, genes, gene_pool=pool, library=library, ctrl_size=ctrl_size, n_bins=n_bins, seed=seed)
+            )
+        uns[name] = {
+            "genes": np.asarray(used, dtype=str),
+            "excluded": np.asarray(dropped, dtype=str),
+            "missing": np.asarray(missing, dtype=str),
+            "weighted": weighted,
+        }
     return scores, pd.DataFrame(rows), uns
 
 
-def cell_cycle_plan(var, s_genes: Sequence[str], g2m_genes: Sequence[str], *, exclude=None,
-                    symbol_key: str | None = "gene_name", seed: int = 0) -> list:
+def cell_cycle_plan(
+    var,
+    s_genes: Sequence[str],
+    g2m_genes: Sequence[str],
+    *,
+    exclude=None,
+    symbol_key: str | None = "gene_name",
+    seed: int = 0,
+) -> list:
     """The ``S_score`` and ``G2M_score`` :class:`remnant.pp.scoring.Score` s of :func:`score_cell_cycle`
     (lesion genes out of the lists and the pool; library outside the lesions)."""
     from remnant.pp.scoring import cell_cycle_scores
@@ -248,13 +276,21 @@ def cell_cycle_plan(var, s_genes: Sequence[str], g2m_genes: Sequence[str], *, ex
     excluded_vars = set(var.index[excluded_mask])
 
     def keep(genes):
-        out = [symbol_to_var[g] for g in dict.fromkeys(genes) if g in symbol_to_var.index and symbol_to_var[g] not in excluded_vars]
+        out = [
+            symbol_to_var[g]
+            for g in dict.fromkeys(genes)
+            if g in symbol_to_var.index and symbol_to_var[g] not in excluded_vars
+        ]
         if len(out) < 3:
-            raise InputError(f"fewer than 3 cell-cycle genes in the data ({len(out)}); check signatures.cell_cycle and gene symbols.",
-                             where="score_cell_cycle")
+            raise InputError(
+                f"fewer than 3 cell-cycle genes in the data ({len(out)}); check signatures.cell_cycle and gene symbols.",
+                where="score_cell_cycle",
+            )
         return out
 
-    return cell_cycle_scores(keep(s_genes), keep(g2m_genes), gene_pool=list(var.index[~excluded_mask]), library=OUTSIDE, seed=seed)
+    return cell_cycle_scores(
+        keep(s_genes), keep(g2m_genes), gene_pool=list(var.index[~excluded_mask]), library=OUTSIDE, seed=seed
+    )
 
 
 #: Fewer cells than this in a batch: no mixture is fitted, scanpy's sign rule is used (and said).
@@ -275,18 +311,34 @@ def _fit_cycling_mixture(m: np.ndarray, seed: int) -> dict:
     one = GaussianMixture(1, random_state=seed).fit(x)
     two = GaussianMixture(2, random_state=seed, n_init=3).fit(x)
     if two.bic(x) >= one.bic(x):  # no second group in the scores: no cell is called cycling
-        return {"posterior": np.zeros(len(m)), "rule": "one component (BIC): none cycling", "cycling_share": 0.0,
-                "mean_non_cycling": float(one.means_[0, 0]), "sd_non_cycling": float(np.sqrt(one.covariances_.ravel()[0])),
-                "mean_cycling": np.nan, "sd_cycling": np.nan, "separation": np.nan}
+        return {
+            "posterior": np.zeros(len(m)),
+            "rule": "one component (BIC): none cycling",
+            "cycling_share": 0.0,
+            "mean_non_cycling": float(one.means_[0, 0]),
+            "sd_non_cycling": float(np.sqrt(one.covariances_.ravel()[0])),
+            "mean_cycling": np.nan,
+            "sd_cycling": np.nan,
+            "separation": np.nan,
+        }
     hi = int(np.argmax(two.means_.ravel()))
     lo = 1 - hi
     mu, sd = two.means_.ravel(), np.sqrt(two.covariances_.ravel())
-    return {"posterior": two.predict_proba(x)[:, hi], "rule": "two-component mixture", "cycling_share": float(two.weights_[hi]),
-            "mean_non_cycling": float(mu[lo]), "sd_non_cycling": float(sd[lo]), "mean_cycling": float(mu[hi]),
-            "sd_cycling": float(sd[hi]), "separation": float(stats.norm.cdf((mu[hi] - mu[lo]) / np.hypot(sd[lo], sd[hi])))}
+    return {
+        "posterior": two.predict_proba(x)[:, hi],
+        "rule": "two-component mixture",
+        "cycling_share": float(two.weights_[hi]),
+        "mean_non_cycling": float(mu[lo]),
+        "sd_non_cycling": float(sd[lo]),
+        "mean_cycling": float(mu[hi]),
+        "sd_cycling": float(sd[hi]),
+        "separation": float(stats.norm.cdf((mu[hi] - mu[lo]) / np.hypot(sd[lo], sd[hi]))),
+    }
 
 
-def calibrate_cycling(s_score, g2m_score, *, batches=None, seed: int = 0) -> tuple[pd.Categorical, np.ndarray, pd.DataFrame]:
+def calibrate_cycling(
+    s_score, g2m_score, *, batches=None, seed: int = 0
+) -> tuple[pd.Categorical, np.ndarray, pd.DataFrame]:
     """Cycling phase per cell, calibrated per batch (technology) instead of scanpy's sign rule.
 
     scanpy calls a cell S or G2/M when either score is above 0, which calls most of a mostly
@@ -339,11 +391,29 @@ def calibrate_cycling(s_score, g2m_score, *, batches=None, seed: int = 0) -> tup
             # cells far below the non-cycling mean a high posterior too; the call must be monotone in m
             order = np.argsort(-m, kind="stable")
             cycling[idx[order[:n_called]]] = True
-        rows.append({"batch": batch, "cells": len(idx), **fit, "called_share": float(cycling[idx].mean()) if len(idx) else np.nan,
-                     "sign_rule_share": float(sign_rule[idx].mean()) if len(idx) else np.nan})
+        rows.append(
+            {
+                "batch": batch,
+                "cells": len(idx),
+                **fit,
+                "called_share": float(cycling[idx].mean()) if len(idx) else np.nan,
+                "sign_rule_share": float(sign_rule[idx].mean()) if len(idx) else np.nan,
+            }
+        )
     phase = np.where(~cycling, "G0/G1", np.where(g2m_score > s_score, "G2M", "S"))
-    columns = ["batch", "cells", "rule", "cycling_share", "called_share", "sign_rule_share", "mean_non_cycling",
-               "sd_non_cycling", "mean_cycling", "sd_cycling", "separation"]
+    columns = [
+        "batch",
+        "cells",
+        "rule",
+        "cycling_share",
+        "called_share",
+        "sign_rule_share",
+        "mean_non_cycling",
+        "sd_non_cycling",
+        "mean_cycling",
+        "sd_cycling",
+        "separation",
+    ]
     return pd.Categorical(phase, categories=PHASES), posterior, pd.DataFrame(rows).reindex(columns=columns)
 
 
@@ -407,19 +477,37 @@ def score_cohort(
     from remnant.pp.scoring import CHUNK_CELLS, score_many
 
     var = store.read_var(source) if isinstance(source, (str, Path)) else source.var
-    scores, summary, uns = signature_plan(var, signatures, exclude=exclude, also_with_lesion_genes=also_with_lesion_genes,
-                                          symbol_key=symbol_key, key_prefix=key_prefix, ctrl_size=ctrl_size, n_bins=n_bins,
-                                          min_genes=min_genes, seed=seed)
+    scores, summary, uns = signature_plan(
+        var,
+        signatures,
+        exclude=exclude,
+        also_with_lesion_genes=also_with_lesion_genes,
+        symbol_key=symbol_key,
+        key_prefix=key_prefix,
+        ctrl_size=ctrl_size,
+        n_bins=n_bins,
+        min_genes=min_genes,
+        seed=seed,
+    )
     if s_genes is not None and g2m_genes is not None:
         scores += cell_cycle_plan(var, s_genes, g2m_genes, exclude=exclude, symbol_key=symbol_key, seed=seed)
     if not scores:
         return pd.DataFrame(index=pd.Index([], dtype=object)), summary, uns
-    frame = score_many(source, scores, libraries={OUTSIDE: ~_exclusion(var, exclude), ALL_GENES: None}, rows=rows,
-                       target_sum=target_sum, downsample_to=downsample_to, downsample_seed=seed, key=key,
-                       chunk_cells=chunk_cells or CHUNK_CELLS)
+    frame = score_many(
+        source,
+        scores,
+        libraries={OUTSIDE: ~_exclusion(var, exclude), ALL_GENES: None},
+        rows=rows,
+        target_sum=target_sum,
+        downsample_to=downsample_to,
+        downsample_seed=seed,
+        key=key,
+        chunk_cells=chunk_cells or CHUNK_CELLS,
+    )
     if "S_score" in frame:
         frame["cycle_phase"], frame["cycling_posterior"], frame.attrs["cycling_calibration"] = _phase(
-            frame["S_score"], frame["G2M_score"], batches, seed)
+            frame["S_score"], frame["G2M_score"], batches, seed
+        )
     return frame, summary, uns
 
 
@@ -433,8 +521,9 @@ def _counts_key(adata: AnnData, layer: str | None, where: str) -> str:
     try:
         return counts_key(adata, layer, where=where)
     except InputError as err:
-        raise InputError(f"{err.detail} Or give layer=None to score .X as it is (log-normalised).",
-                         where=f"{where}(layer=...)") from None
+        raise InputError(
+            f"{err.detail} Or give layer=None to score .X as it is (log-normalised).", where=f"{where}(layer=...)"
+        ) from None
 
 
 def score_signatures(
@@ -504,11 +593,21 @@ def score_signatures(
         One row per set: ``signature, n_genes, n_used, n_excluded, n_missing, weighted, scored``.
     """
     key = _counts_key(adata, layer, "score_signatures")
-    frame, summary, uns = score_cohort(adata, signatures, exclude=exclude, also_with_lesion_genes=also_with_lesion_genes,
-                                       target_sum=target_sum if layer is not None else None,
-                                       downsample_to=downsample_to if layer is not None else None, symbol_key=symbol_key,
-                                       key_prefix=key_prefix, ctrl_size=ctrl_size, n_bins=n_bins, min_genes=min_genes, seed=seed,
-                                       key=key)
+    frame, summary, uns = score_cohort(
+        adata,
+        signatures,
+        exclude=exclude,
+        also_with_lesion_genes=also_with_lesion_genes,
+        target_sum=target_sum if layer is not None else None,
+        downsample_to=downsample_to if layer is not None else None,
+        symbol_key=symbol_key,
+        key_prefix=key_prefix,
+        ctrl_size=ctrl_size,
+        n_bins=n_bins,
+        min_genes=min_genes,
+        seed=seed,
+        key=key,
+    )
     for col in frame.columns:
         adata.obs[col] = frame[col].to_numpy()
     adata.uns.setdefault("signatures", {}).update(uns)
@@ -554,9 +653,15 @@ def score_cell_cycle(
 
     key = _counts_key(adata, layer, "score_cell_cycle")
     scores = cell_cycle_plan(adata.var, s_genes, g2m_genes, exclude=exclude, symbol_key=symbol_key, seed=seed)
-    frame = score_many(adata, scores, libraries={OUTSIDE: ~_exclusion(adata.var, exclude)},
-                       target_sum=target_sum if layer is not None else None,
-                       downsample_to=downsample_to if layer is not None else None, downsample_seed=seed, key=key)
+    frame = score_many(
+        adata,
+        scores,
+        libraries={OUTSIDE: ~_exclusion(adata.var, exclude)},
+        target_sum=target_sum if layer is not None else None,
+        downsample_to=downsample_to if layer is not None else None,
+        downsample_seed=seed,
+        key=key,
+    )
     adata.obs["S_score"] = frame["S_score"].to_numpy()
     adata.obs["G2M_score"] = frame["G2M_score"].to_numpy()
     batches = adata.obs[batch_key].to_numpy() if batch_key is not None and batch_key in adata.obs else None
@@ -579,7 +684,9 @@ def lesion_groups(obs: pd.DataFrame, lesion: str = "del5q", *, low: float = 0.1,
     if not 0 <= low < high <= 1:
         raise InputError(f"need 0 <= low < high <= 1; got low={low}, high={high}.", where="lesion_groups")
     post = obs[key].astype(float)
-    out = pd.Series(np.where(post >= high, lesion, np.where(post <= low, "non-del", None)), index=obs.index, dtype=object)
+    out = pd.Series(
+        np.where(post >= high, lesion, np.where(post <= low, "non-del", None)), index=obs.index, dtype=object
+    )
     return out.astype(pd.CategoricalDtype([lesion, "non-del"]))
 
 
@@ -647,10 +754,17 @@ def compare_groups(
         m = (sub[patient_key] == patient).to_numpy()
         a = sub.loc[m & is_level, score_key].to_numpy(float)
         b = sub.loc[m & ~is_level, score_key].to_numpy(float)
-        row = {"comparison": label, "scope": "patient", patient_key: patient, "n_patients": 1, "n_level": a.size,
-               "n_reference": b.size, "median_level": np.median(a) if a.size else np.nan,
-               "median_reference": np.median(b) if b.size else np.nan,
-               "test": "Mann-Whitney U on cells (descriptive: cells of a patient are not independent)"}
+        row = {
+            "comparison": label,
+            "scope": "patient",
+            patient_key: patient,
+            "n_patients": 1,
+            "n_level": a.size,
+            "n_reference": b.size,
+            "median_level": np.median(a) if a.size else np.nan,
+            "median_reference": np.median(b) if b.size else np.nan,
+            "test": "Mann-Whitney U on cells (descriptive: cells of a patient are not independent)",
+        }
         row["difference"] = row["median_level"] - row["median_reference"]
         row["pvalue"] = stats.mannwhitneyu(a, b).pvalue if a.size and b.size else np.nan
         rows.append(row)
@@ -658,9 +772,14 @@ def compare_groups(
             diffs.append(row["difference"])
             eligible.append(patient)
     d = np.asarray(diffs, float)
-    base = {"comparison": label, "scope": "across patients", patient_key: "all", "n_patients": d.size,
-            "n_level": int(is_level[sub[patient_key].isin(eligible).to_numpy()].sum()),
-            "n_reference": int((~is_level)[sub[patient_key].isin(eligible).to_numpy()].sum())}
+    base = {
+        "comparison": label,
+        "scope": "across patients",
+        patient_key: "all",
+        "n_patients": d.size,
+        "n_level": int(is_level[sub[patient_key].isin(eligible).to_numpy()].sum()),
+        "n_reference": int((~is_level)[sub[patient_key].isin(eligible).to_numpy()].sum()),
+    }
     mean = float(d.mean()) if d.size else np.nan
     if d.size >= 2:
         se = d.std(ddof=1) / np.sqrt(d.size)
@@ -669,30 +788,65 @@ def compare_groups(
         p_w = stats.wilcoxon(d).pvalue if np.any(d != 0) else np.nan
     else:
         half, p_t, p_w = np.nan, np.nan, np.nan
-    rows.append({**base, "difference": mean, "difference_low": mean - half, "difference_high": mean + half, "pvalue": p_t,
-                 "test": "paired t-test on per-patient median differences"})
-    rows.append({**base, "difference": float(np.median(d)) if d.size else np.nan, "pvalue": p_w,
-                 "test": "Wilcoxon signed-rank on per-patient median differences (difference: median)"})
+    rows.append(
+        {
+            **base,
+            "difference": mean,
+            "difference_low": mean - half,
+            "difference_high": mean + half,
+            "pvalue": p_t,
+            "test": "paired t-test on per-patient median differences",
+        }
+    )
+    rows.append(
+        {
+            **base,
+            "difference": float(np.median(d)) if d.size else np.nan,
+            "pvalue": p_w,
+            "test": "Wilcoxon signed-rank on per-patient median differences (difference: median)",
+        }
+    )
     if mixed_model:
-        rows.append({**base, **_mixed(sub[sub[patient_key].isin(eligible)], score_key, is_level[sub[patient_key].isin(eligible).to_numpy()],
-                                      patient_key, alpha)})
+        rows.append(
+            {
+                **base,
+                **_mixed(
+                    sub[sub[patient_key].isin(eligible)],
+                    score_key,
+                    is_level[sub[patient_key].isin(eligible).to_numpy()],
+                    patient_key,
+                    alpha,
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _mixed(sub: pd.DataFrame, score_key: str, is_level: np.ndarray, patient_key: str, alpha: float) -> dict:
     import statsmodels.formula.api as smf
 
-    out = {"test": "linear mixed model score ~ group + (1 | patient) on cells", "difference": np.nan,
-           "difference_low": np.nan, "difference_high": np.nan, "pvalue": np.nan}
+    out = {
+        "test": "linear mixed model score ~ group + (1 | patient) on cells",
+        "difference": np.nan,
+        "difference_low": np.nan,
+        "difference_high": np.nan,
+        "pvalue": np.nan,
+    }
     if sub.empty or is_level.all() or not is_level.any() or sub[patient_key].nunique() < 2:
         return out
-    data = pd.DataFrame({"y": sub[score_key].to_numpy(float), "x": is_level.astype(float),
-                         "g": sub[patient_key].astype(str).to_numpy()})
+    data = pd.DataFrame(
+        {"y": sub[score_key].to_numpy(float), "x": is_level.astype(float), "g": sub[patient_key].astype(str).to_numpy()}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter on near-zero patient variance
         fit = smf.mixedlm("y ~ x", data, groups=data["g"]).fit(reml=True)
     lo, hi = fit.conf_int(alpha=alpha).loc["x"]
-    out.update(difference=float(fit.params["x"]), difference_low=float(lo), difference_high=float(hi), pvalue=float(fit.pvalues["x"]))
+    out.update(
+        difference=float(fit.params["x"]),
+        difference_low=float(lo),
+        difference_high=float(hi),
+        pvalue=float(fit.pvalues["x"]),
+    )
     return out
 
 
@@ -741,9 +895,16 @@ def cycling_contrast(
     sub = _subset(obs, fixed, "cycling_contrast")
     comp = cycling_composition(sub, [patient_key, factor], phase_key=phase_key)
     table = comp.rename(columns={"n_cycling": "n_called"})
-    out = stratified_contrast(table, factor=factor, level=str(level), reference=str(reference), strata=patient_key, alpha=alpha,
-                              name=f"cycling (S+G2M): {factor} {level} vs {reference}"
-                              + "".join(f" | {k}={v}" for k, v in (fixed or {}).items()))
+    out = stratified_contrast(
+        table,
+        factor=factor,
+        level=str(level),
+        reference=str(reference),
+        strata=patient_key,
+        alpha=alpha,
+        name=f"cycling (S+G2M): {factor} {level} vs {reference}"
+        + "".join(f" | {k}={v}" for k, v in (fixed or {}).items()),
+    )
     return out.drop(columns=[c for c in out.columns if c.startswith("corrected")])
 
 
@@ -769,24 +930,35 @@ def exclusion_regions(regions: Sequence[str] | None, cytobands: pd.DataFrame) ->
     return out
 
 
-def check_signature_config(sig: Mapping, directory: str | Path | None, *, source: str = "config", cytobands: pd.DataFrame | None = None) -> None:
+def check_signature_config(
+    sig: Mapping, directory: str | Path | None, *, source: str = "config", cytobands: pd.DataFrame | None = None
+) -> None:
     """Cross-key checks of the ``signatures`` block: the gene-set directory and every configured set
     exist, no set is listed twice, ``group_low < group_high``; with ``cytobands``, every
     ``exclude_regions`` entry parses. Raises :class:`InputError` naming ``source`` and the key."""
     if directory is not None:
         if not Path(directory).is_dir():
-            raise InputError(f"{str(directory)!r} is not a directory of gene sets.", path=source, where="signatures.directory")
+            raise InputError(
+                f"{str(directory)!r} is not a directory of gene sets.", path=source, where="signatures.directory"
+            )
         dupes = sorted({s for s in sig["sets"] if list(sig["sets"]).count(s) > 1})
         if dupes:
             raise InputError(f"{dupes} listed more than once.", path=source, where="signatures.sets")
-        for key, names in (("signatures.sets", list(sig["sets"])), ("signatures.cell_cycle", [sig["cell_cycle"]["s"], sig["cell_cycle"]["g2m"]])):
+        for key, names in (
+            ("signatures.sets", list(sig["sets"])),
+            ("signatures.cell_cycle", [sig["cell_cycle"]["s"], sig["cell_cycle"]["g2m"]]),
+        ):
             try:
                 read_signatures(names, directory)
             except InputError as err:
                 raise InputError(err.detail, path=source if err.path is None else err.path, where=key) from None
     if not sig["group_low"] < sig["group_high"]:
-        raise InputError(f"group_low {sig['group_low']} must be below group_high {sig['group_high']} (cells in between are "
-                         "left out of del vs non-del comparisons).", path=source, where="signatures.group_low")
+        raise InputError(
+            f"group_low {sig['group_low']} must be below group_high {sig['group_high']} (cells in between are "
+            "left out of del vs non-del comparisons).",
+            path=source,
+            where="signatures.group_low",
+        )
     if cytobands is not None and sig.get("exclude_regions"):
         try:
             exclusion_regions(sig["exclude_regions"], cytobands)
@@ -794,8 +966,9 @@ def check_signature_config(sig: Mapping, directory: str | Path | None, *, source
             raise InputError(err.detail, path=source, where=err.where) from None
 
 
-def describe_sets(adata, signatures: Mapping[str, pd.Series | Sequence[str]], *, exclude=None,
-                  symbol_key: str | None = "gene_name") -> pd.DataFrame:
+def describe_sets(
+    adata, signatures: Mapping[str, pd.Series | Sequence[str]], *, exclude=None, symbol_key: str | None = "gene_name"
+) -> pd.DataFrame:
     """Which genes of each set are used, left out as lesion genes, or missing from the data
     (``adata``: an AnnData or its var table, e.g. :func:`remnant.io.store.read_var` of the cohort).
 
@@ -813,9 +986,17 @@ def describe_sets(adata, signatures: Mapping[str, pd.Series | Sequence[str]], *,
         genes = list(weights.index if isinstance(weights, pd.Series) else dict.fromkeys(weights))
         missing = [g for g in genes if g not in symbol_to_var.index]
         dropped = [g for g in genes if g in symbol_to_var.index and symbol_to_var[g] in excluded_vars]
-        rows.append({"signature": name, "n_genes": len(genes), "n_used": len(genes) - len(missing) - len(dropped),
-                     "n_excluded": len(dropped), "n_missing": len(missing), "excluded_genes": ",".join(dropped),
-                     "missing_genes": ",".join(missing)})
+        rows.append(
+            {
+                "signature": name,
+                "n_genes": len(genes),
+                "n_used": len(genes) - len(missing) - len(dropped),
+                "n_excluded": len(dropped),
+                "n_missing": len(missing),
+                "excluded_genes": ",".join(dropped),
+                "missing_genes": ",".join(missing),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -879,22 +1060,36 @@ def run_comparisons(
     group_key = group_key or f"{lesion}_group"
     present = [str(t) for t in (timepoints or []) if str(t) in set(cells["timepoint"].astype(str))]
     present += [t for t in pd.unique(cells["timepoint"].astype(str)) if t not in present]
-    plans = _stem_plans(cells, lesion=lesion, group_key=group_key, stem=stem, before=before, after=after, timepoints=present)
+    plans = _stem_plans(
+        cells, lesion=lesion, group_key=group_key, stem=stem, before=before, after=after, timepoints=present
+    )
     parts = []
     for key in score_keys:
         for question, factor, level, reference, fixed, why in plans:
             meta = {"score": key, "variant": (variants or {}).get(key, ""), "question": question}
             if why:
-                parts.append(pd.DataFrame([{**meta, "scope": "across patients", "patient": "all", "n_patients": 0, "note": why}]))
+                parts.append(
+                    pd.DataFrame([{**meta, "scope": "across patients", "patient": "all", "n_patients": 0, "note": why}])
+                )
                 continue
-            out = compare_groups(cells, key, factor=factor, level=str(level), reference=str(reference), fixed=fixed,
-                                 min_cells=min_cells, alpha=alpha)
+            out = compare_groups(
+                cells,
+                key,
+                factor=factor,
+                level=str(level),
+                reference=str(reference),
+                fixed=fixed,
+                min_cells=min_cells,
+                alpha=alpha,
+            )
             out["note"] = ""
             across = out["scope"] == "across patients"
             n = int(out.loc[across, "n_patients"].iloc[0])
             if n < 2:
-                out.loc[across, "note"] = (f"{n} patient(s) with >= {min_cells} cells in both groups (signatures.min_cells): "
-                                           "no across-patient test")
+                out.loc[across, "note"] = (
+                    f"{n} patient(s) with >= {min_cells} cells in both groups (signatures.min_cells): "
+                    "no across-patient test"
+                )
             parts.append(out.assign(**meta))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["score", "scope", "test", "pvalue"])
     for col in ("test", "pvalue"):
@@ -902,16 +1097,42 @@ def run_comparisons(
             table[col] = np.nan
     table["padj"] = _bh_across(table)
     table["note"] = table["note"].fillna("")
-    front = ["score", "variant", "question", "comparison", "scope", "patient", "test", "n_patients", "n_level", "n_reference",
-             "median_level", "median_reference", "difference", "difference_low", "difference_high", "pvalue", "padj"]
+    front = [
+        "score",
+        "variant",
+        "question",
+        "comparison",
+        "scope",
+        "patient",
+        "test",
+        "n_patients",
+        "n_level",
+        "n_reference",
+        "median_level",
+        "median_reference",
+        "difference",
+        "difference_low",
+        "difference_high",
+        "pvalue",
+        "padj",
+    ]
     for col in front:
         if col not in table:
             table[col] = np.nan
     return table[front + [c for c in table.columns if c not in front and c != "note"] + ["note"]]
 
 
-def _stem_plans(cells: pd.DataFrame, *, lesion: str, group_key: str, stem: str | None, before: str | None, after: str | None,
-                timepoints: Sequence[str], prefix: str = "") -> list[tuple]:
+def _stem_plans(
+    cells: pd.DataFrame,
+    *,
+    lesion: str,
+    group_key: str,
+    stem: str | None,
+    before: str | None,
+    after: str | None,
+    timepoints: Sequence[str],
+    prefix: str = "",
+) -> list[tuple]:
     """The stem-cell comparisons: (question, factor, level, reference, fixed, why not).
 
     ``lesion`` vs non-del ``stem`` cells at each of ``timepoints``, and ``lesion`` ``stem`` cells
@@ -922,21 +1143,53 @@ def _stem_plans(cells: pd.DataFrame, *, lesion: str, group_key: str, stem: str |
 
     populations = list(pd.unique(cells["population"].astype(str)))
     if stem is None:
-        return [(f"{prefix}{lesion} vs non-del stem cells", None, None, None, None,
-                 f"{not_this_design(['stem'], 'stem-cell')}; it has {_levels_text(populations, 'population')}")]
+        return [
+            (
+                f"{prefix}{lesion} vs non-del stem cells",
+                None,
+                None,
+                None,
+                None,
+                f"{not_this_design(['stem'], 'stem-cell')}; it has {_levels_text(populations, 'population')}",
+            )
+        ]
     stem_tps = set(cells.loc[cells["population"].astype(str) == str(stem), "timepoint"].astype(str))
-    plans = [(f"{prefix}{lesion} vs non-del {stem} cells at {tp}", group_key, lesion, "non-del", {"population": stem, "timepoint": tp},
-              "" if tp in stem_tps else f"no analysed {stem} cells at {tp}") for tp in timepoints]
+    plans = [
+        (
+            f"{prefix}{lesion} vs non-del {stem} cells at {tp}",
+            group_key,
+            lesion,
+            "non-del",
+            {"population": stem, "timepoint": tp},
+            "" if tp in stem_tps else f"no analysed {stem} cells at {tp}",
+        )
+        for tp in timepoints
+    ]
     if before is None or after is None:
         null = [k for k, v in (("before", before), ("after", after)) if v is None]
         tps = list(pd.unique(cells["timepoint"].astype(str)))
-        plans.append((f"{prefix}{lesion} {stem} cells: after vs before treatment", None, None, None, None,
-                      f"{not_this_design(null, 'before/after')}; it has {_levels_text(tps, 'timepoint')}"))
+        plans.append(
+            (
+                f"{prefix}{lesion} {stem} cells: after vs before treatment",
+                None,
+                None,
+                None,
+                None,
+                f"{not_this_design(null, 'before/after')}; it has {_levels_text(tps, 'timepoint')}",
+            )
+        )
     else:
         missing = [t for t in (before, after) if str(t) not in stem_tps]
-        plans.append((f"{prefix}{lesion} {stem} cells: {after} vs {before}", "timepoint", after, before,
-                      {"population": stem, group_key: lesion},
-                      f"no analysed {stem} cells at {', '.join(map(str, missing))}" if missing else ""))
+        plans.append(
+            (
+                f"{prefix}{lesion} {stem} cells: {after} vs {before}",
+                "timepoint",
+                after,
+                before,
+                {"population": stem, group_key: lesion},
+                f"no analysed {stem} cells at {', '.join(map(str, missing))}" if missing else "",
+            )
+        )
     return plans
 
 
@@ -967,25 +1220,67 @@ def run_cycling(
     composition = cycling_composition(cells, ["patient", "population", "timepoint", group_key], phase_key=phase_key)
     from remnant.tl.fractions import _ordered
 
-    composition = _ordered(composition, {"patient": None, "population": [stem] if stem is not None else None, "timepoint": timepoints, group_key: [lesion, "non-del", UNCERTAIN]})
+    composition = _ordered(
+        composition,
+        {
+            "patient": None,
+            "population": [stem] if stem is not None else None,
+            "timepoint": timepoints,
+            group_key: [lesion, "non-del", UNCERTAIN],
+        },
+    )
     stem_cells = cells[cells["population"].astype(str) == str(stem)]
-    stem_tps = [t for t in [*(timepoints or []), *pd.unique(stem_cells["timepoint"].astype(str))] if t in set(stem_cells["timepoint"].astype(str))]
-    plans = _stem_plans(cells, lesion=lesion, group_key=group_key, stem=stem, before=before, after=after,
-                        timepoints=list(dict.fromkeys(stem_tps)), prefix="cycling of ")
+    stem_tps = [
+        t
+        for t in [*(timepoints or []), *pd.unique(stem_cells["timepoint"].astype(str))]
+        if t in set(stem_cells["timepoint"].astype(str))
+    ]
+    plans = _stem_plans(
+        cells,
+        lesion=lesion,
+        group_key=group_key,
+        stem=stem,
+        before=before,
+        after=after,
+        timepoints=list(dict.fromkeys(stem_tps)),
+        prefix="cycling of ",
+    )
     parts = []
     for question, factor, level, reference, fixed, why in plans:
         if why and factor is None:  # not this design
-            parts.append(pd.DataFrame([{"question": question, "scope": "across patients", "patient": "all", "n_strata": 0,
-                                        "note": why}]))
+            parts.append(
+                pd.DataFrame(
+                    [{"question": question, "scope": "across patients", "patient": "all", "n_strata": 0, "note": why}]
+                )
+            )
             continue
         sub = _subset(cells, fixed, "run_cycling")
         levels = set(sub[factor].astype(str))
         absent = [str(v) for v in (level, reference) if str(v) not in levels]
         if absent:
-            parts.append(pd.DataFrame([{"question": question, "scope": "across patients", "patient": "all", "n_strata": 0,
-                                        "note": f"no {stem} cells with {factor} {absent}"}]))
+            parts.append(
+                pd.DataFrame(
+                    [
+                        {
+                            "question": question,
+                            "scope": "across patients",
+                            "patient": "all",
+                            "n_strata": 0,
+                            "note": f"no {stem} cells with {factor} {absent}",
+                        }
+                    ]
+                )
+            )
             continue
-        out = cycling_contrast(cells, factor=factor, level=str(level), reference=str(reference), fixed=fixed, phase_key=phase_key, alpha=alpha)
+        out = cycling_contrast(
+            cells,
+            factor=factor,
+            level=str(level),
+            reference=str(reference),
+            fixed=fixed,
+            phase_key=phase_key,
+            alpha=alpha,
+        )
         out["note"] = ""
         across = out["scope"] == "across patients"
         if int(out.loc[across, "n_strata"].iloc[0]) == 0:

@@ -4,9 +4,12 @@ and the report. Analysis code lives in the other subpackages and names no rule, 
 
 from remnant._lazy import exports
 
-__getattr__, __dir__, __all__ = exports(__name__, {
-    "config": [],
-    "paths": [],
-    "runlog": [],
-    "report": [],
-})
+__getattr__, __dir__, __all__ = exports(
+    __name__,
+    {
+        "config": [],
+        "paths": [],
+        "runlog": [],
+        "report": [],
+    },
+)

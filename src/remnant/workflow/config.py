@@ -131,8 +131,15 @@ def _key_path(parts) -> str:
 
 
 #: JSON-schema types and bounds in the words of a YAML user.
-_TYPES = {"object": "a mapping (key: value)", "array": "a list", "number": "a number", "integer": "an integer",
-          "string": "text", "boolean": "true or false", "null": "null"}
+_TYPES = {
+    "object": "a mapping (key: value)",
+    "array": "a list",
+    "number": "a number",
+    "integer": "an integer",
+    "string": "text",
+    "boolean": "true or false",
+    "null": "null",
+}
 _BOUNDS = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "above", "exclusiveMaximum": "below"}
 
 
@@ -172,9 +179,8 @@ def _fill_defaults(instance: Any, schema: Mapping) -> None:
     for key, sub in schema.get("properties", {}).items():
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
-        if key in instance and isinstance(sub, Mapping):
-            if sub.get("type") == "object" or "properties" in sub:
-                _fill_defaults(instance[key], sub)
+        if key in instance and isinstance(sub, Mapping) and (sub.get("type") == "object" or "properties" in sub):
+            _fill_defaults(instance[key], sub)
     extra = schema.get("additionalProperties")
     if isinstance(extra, Mapping) and ("properties" in extra):
         for key, value in instance.items():
@@ -229,7 +235,11 @@ RANGE_PAIRS = [
     ("qc.min_counts", "qc.max_counts", "no cell could pass QC"),
     ("qc.min_genes", "qc.max_genes", "no cell could pass QC"),
     # every detected gene has at least one count: a cell with min_genes genes has at least that many counts
-    ("qc.min_genes", "qc.max_counts", "a cell with that many genes detected has at least as many counts, so no cell could pass QC"),
+    (
+        "qc.min_genes",
+        "qc.max_counts",
+        "a cell with that many genes detected has at least as many counts, so no cell could pass QC",
+    ),
 ]
 
 
@@ -237,6 +247,7 @@ def check_ranges(config: Mapping, *, source: str = "config") -> None:
     """Lower and upper limits that cross (``qc.min_counts`` above ``qc.max_counts``, …: see
     :data:`RANGE_PAIRS`) raise :class:`InputError` naming the file and both keys; a null limit is
     no limit."""
+
     def value(dotted: str):
         node = config
         for part in dotted.split("."):
@@ -248,8 +259,11 @@ def check_ranges(config: Mapping, *, source: str = "config") -> None:
     for low_key, high_key, why in RANGE_PAIRS:
         low, high = value(low_key), value(high_key)
         if low is not None and high is not None and low > high:
-            raise InputError(f"{low_key} ({low}) is above {high_key} ({high}): {why}; lower {low_key} or raise "
-                             f"{high_key} (null = no limit).", path=source)
+            raise InputError(
+                f"{low_key} ({low}) is above {high_key} ({high}): {why}; lower {low_key} or raise "
+                f"{high_key} (null = no limit).",
+                path=source,
+            )
 
 
 def infer_format(counts: str) -> str:
@@ -286,7 +300,9 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 text (line {line}, byte {err.start}); save the sheet as UTF-8.", path=path) from None
+        raise InputError(
+            f"not UTF-8 text (line {line}, byte {err.start}); save the sheet as UTF-8.", path=path
+        ) from None
     # Windows line endings are fine: drop the \r so no value ends in one.
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     body = [(i + 1, line) for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
@@ -297,12 +313,17 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
     while len(columns) > 1 and columns[-1] == "":
         columns.pop()  # trailing tabs (spreadsheet exports) name no column
     if len(columns) == 1 and ("," in header or ";" in header):
-        raise InputError("the header has one column; the sheet must be tab-separated (it looks comma-separated).",
-                         path=path, where=f"line {header_line}")
+        raise InputError(
+            "the header has one column; the sheet must be tab-separated (it looks comma-separated).",
+            path=path,
+            where=f"line {header_line}",
+        )
     known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
     dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
-        raise InputError(f"column(s) {dupes} appear more than once in the header.", path=path, where=f"line {header_line}")
+        raise InputError(
+            f"column(s) {dupes} appear more than once in the header.", path=path, where=f"line {header_line}"
+        )
     simulate = bool(config.get("demo", {}).get("simulate", False))
     required = [c for c in REQUIRED_COLUMNS if not (simulate and c in SIMULATED_COLUMNS)]
     missing = [c for c in required if c not in columns]
@@ -328,7 +349,8 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
         if len(values) != len(columns):
             raise InputError(
                 f"{len(values)} tab-separated fields but the header has {len(columns)}; check for spaces used instead of tabs or a missing value.",
-                path=path, where=f"line {number}",
+                path=path,
+                where=f"line {number}",
             )
         records.append(dict(zip(columns, values)))
         line_numbers.append(number)
@@ -352,28 +374,35 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
             column = error.absolute_path[0] if error.absolute_path else None
             if error.validator == "required":
                 missing_col = error.message.split("'")[1]
-                raise InputError(f"column {missing_col!r} is empty; every sample needs a {missing_col}.", path=path, where=where)
+                raise InputError(
+                    f"column {missing_col!r} is empty; every sample needs a {missing_col}.", path=path, where=where
+                )
             detail = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
             raise InputError(
                 f"column {column!r}: {error.instance!r} is not allowed ({error.message}). {detail}".strip(),
-                path=path, where=where,
+                path=path,
+                where=where,
             )
         if simulate:
             _check_simulated_row(record, path, where)
         elif not record.get("counts", ""):
             raise InputError("column 'counts' is empty; every sample needs a counts file.", path=path, where=where)
         if sample in seen:
-            raise InputError(f"sample ID {sample!r} also on line {seen[sample]}; sample IDs must be unique.", path=path, where=where)
+            raise InputError(
+                f"sample ID {sample!r} also on line {seen[sample]}; sample IDs must be unique.", path=path, where=where
+            )
         seen[sample] = number
         if record["condition"] not in conditions:
             raise InputError(
                 f"column 'condition': {record['condition']!r} is not declared; config conditions.all lists {conditions}.",
-                path=path, where=where,
+                path=path,
+                where=where,
             )
         if record["population"] not in populations:
             raise InputError(
                 f"column 'population': {record['population']!r} is not a declared sort gate; config populations lists {populations}.",
-                path=path, where=where,
+                path=path,
+                where=where,
             )
         timepoint = record["timepoint"]
         if timepoint in ("", "NA") and record["condition"] in reference:
@@ -382,13 +411,15 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
             allowed = f"{timepoints}" + (" (or NA for reference donors)" if reference else "")
             raise InputError(
                 f"column 'timepoint': {timepoint!r} is not a declared timepoint; config timepoints lists {allowed}.",
-                path=path, where=where,
+                path=path,
+                where=where,
             )
         fmt = record.get("format", "") or infer_format(record.get("counts", ""))
         if not fmt:
             raise InputError(
                 f"cannot tell the format of {record['counts']!r} from its name; set column 'format' to one of {sorted(_FORMAT_TECHNOLOGY)}.",
-                path=path, where=where,
+                path=path,
+                where=where,
             )
         record["format"] = fmt
         record["technology"] = record.get("technology", "") or _FORMAT_TECHNOLOGY[fmt]
@@ -418,17 +449,21 @@ def _check_simulated_row(record: dict, path: Path, where: str) -> None:
                 f"column {column!r} names {record[column]!r} but the config sets demo.simulate: true, which simulates "
                 "every sample (into results/demo/inputs/) and never reads your files; to analyse your files set "
                 "demo.simulate: false, for the simulated demo leave the counts and index_sort columns empty.",
-                path=path, where=where,
+                path=path,
+                where=where,
             )
     if not record.get("format", ""):
         raise InputError(
             f"column 'format' is empty; with demo.simulate: true every sample needs the format to simulate, one of "
             f"{sorted(_FORMAT_TECHNOLOGY)}.",
-            path=path, where=where,
+            path=path,
+            where=where,
         )
 
 
-def simulated_paths(sheet: pd.DataFrame, index_sorted_technologies, *, folder: str = "results/demo/inputs") -> pd.DataFrame:
+def simulated_paths(
+    sheet: pd.DataFrame, index_sorted_technologies, *, folder: str = "results/demo/inputs"
+) -> pd.DataFrame:
     """The sheet with the paths the simulator writes filled in (``demo.simulate: true``).
 
     Counts go to ``{folder}/{sample}{suffix}`` (:data:`SIMULATED_SUFFIX` by format; a directory for
@@ -451,23 +486,43 @@ def check_input_paths(sheet: pd.DataFrame, sheet_path: str | Path, *, base: str 
         where = f"line {row['line']} (sample {sample!r})"
         counts = base / row["counts"]
         if not counts.exists():
-            raise InputError(f"column 'counts': {row['counts']!r} does not exist; fix the path (relative paths are relative to the working directory {Path(base).resolve()}).", path=sheet_path, where=where)
+            raise InputError(
+                f"column 'counts': {row['counts']!r} does not exist; fix the path (relative paths are relative to the working directory {Path(base).resolve()}).",
+                path=sheet_path,
+                where=where,
+            )
         if row["format"] == "10x_mtx" and not counts.is_dir():
-            raise InputError(f"column 'counts': {row['counts']!r} is a file but format 10x_mtx needs the directory holding matrix.mtx(.gz), barcodes.tsv(.gz), features.tsv(.gz).", path=sheet_path, where=where)
+            raise InputError(
+                f"column 'counts': {row['counts']!r} is a file but format 10x_mtx needs the directory holding matrix.mtx(.gz), barcodes.tsv(.gz), features.tsv(.gz).",
+                path=sheet_path,
+                where=where,
+            )
         if row["format"] != "10x_mtx" and counts.is_dir():
-            raise InputError(f"column 'counts': {row['counts']!r} is a directory but format {row['format']} needs a file; for a 10x mtx directory set format to 10x_mtx.", path=sheet_path, where=where)
+            raise InputError(
+                f"column 'counts': {row['counts']!r} is a directory but format {row['format']} needs a file; for a 10x mtx directory set format to 10x_mtx.",
+                path=sheet_path,
+                where=where,
+            )
         if row["index_sort"]:
             index = base / row["index_sort"]
             if not index.is_file():
-                raise InputError(f"column 'index_sort': {row['index_sort']!r} is not an existing file.", path=sheet_path, where=where)
+                raise InputError(
+                    f"column 'index_sort': {row['index_sort']!r} is not an existing file.", path=sheet_path, where=where
+                )
 
 
 #: Sample-sheet columns a ``cnv.reference`` selector may name.
 REFERENCE_COLUMNS = ("sample", "patient", "condition", "population", "timepoint")
 
 
-def reference_cells(table: pd.DataFrame, selector: Mapping | None, reference_conditions, *, source: str = "config",
-                    key: str = "cnv.reference") -> "pd.Series":
+def reference_cells(
+    table: pd.DataFrame,
+    selector: Mapping | None,
+    reference_conditions,
+    *,
+    source: str = "config",
+    key: str = "cnv.reference",
+) -> pd.Series:
     """Which rows (samples of a sheet, or cells with sheet columns in obs) are normal reference.
 
     Parameters
@@ -500,20 +555,27 @@ def reference_cells(table: pd.DataFrame, selector: Mapping | None, reference_con
         mask = pd.Series(True, index=table.index)
         for column, values in selector.items():
             if column not in REFERENCE_COLUMNS or column not in table:
-                raise InputError(f"cannot select reference cells by {column!r}; use {', '.join(REFERENCE_COLUMNS)}.",
-                                 where=f"{source}: {key}.{column}")
+                raise InputError(
+                    f"cannot select reference cells by {column!r}; use {', '.join(REFERENCE_COLUMNS)}.",
+                    where=f"{source}: {key}.{column}",
+                )
             present = table[column].astype(str)
             values = [str(v) for v in values]
             unknown = [v for v in values if v not in set(present)]
             if unknown:
-                raise InputError(f"{unknown} not in the sheet's {column} column (it has {sorted(set(present))}); "
-                                 "fix the value or the sheet.", where=f"{source}: {key}.{column}")
+                raise InputError(
+                    f"{unknown} not in the sheet's {column} column (it has {sorted(set(present))}); "
+                    "fix the value or the sheet.",
+                    where=f"{source}: {key}.{column}",
+                )
             mask &= present.isin(values)
         what = ", ".join(f"{c} in {list(v)}" for c, v in selector.items()) + f" ({key})"
     if not mask.any():
-        raise InputError(f"no sample matches the reference selection {what}; the lesion calls need normal "
-                         "reference cells (healthy donors, or a selection of cleared populations).",
-                         where=f"{source}: {key}")
+        raise InputError(
+            f"no sample matches the reference selection {what}; the lesion calls need normal "
+            "reference cells (healthy donors, or a selection of cleared populations).",
+            where=f"{source}: {key}",
+        )
     return mask
 
 
@@ -527,8 +589,16 @@ def _named_file(path, key: str, source: str, what: str) -> Path:
     return path
 
 
-def check_resources(config: Mapping, *, genes: str | None, gtf: str | None, cytobands: str, markers: str,
-                    gene_set_dir: str | None = None, source: str = "config") -> None:
+def check_resources(
+    config: Mapping,
+    *,
+    genes: str | None,
+    gtf: str | None,
+    cytobands: str,
+    markers: str,
+    gene_set_dir: str | None = None,
+    source: str = "config",
+) -> None:
     """Check, before any job runs, the files the config names and what is defined against them.
 
     The annotation (``annotation.genes``, or a quick look at ``annotation.gtf``) and the cytoband
@@ -552,30 +622,47 @@ def check_resources(config: Mapping, *, genes: str | None, gtf: str | None, cyto
         check_gtf(_named_file(gtf, "annotation.gtf", source, "GENCODE/Ensembl GTF"))
         symbols = None
     else:
-        symbols = gene_symbols(_named_file(genes, "annotation.genes", source, "gene table (resources/annotation layout)"))
-    bands = load_cytobands(_named_file(cytobands, "annotation.cytobands", source, "cytoband table (UCSC cytoBand layout)"))
+        symbols = gene_symbols(
+            _named_file(genes, "annotation.genes", source, "gene table (resources/annotation layout)")
+        )
+    bands = load_cytobands(
+        _named_file(cytobands, "annotation.cytobands", source, "cytoband table (UCSC cytoBand layout)")
+    )
     try:
         parse_lesions(config["lesions"], bands)
     except InputError as err:
-        raise InputError(f"{err.detail.rstrip('.')} (cytobands from {cytobands}).", path=source, where=err.where) from None
+        raise InputError(
+            f"{err.detail.rstrip('.')} (cytobands from {cytobands}).", path=source, where=err.where
+        ) from None
     table = read_markers(_named_file(markers, "states.markers", source, "marker table (population<TAB>markers)"))
     unknown = [s for s in (config["states"]["use"] or []) if s not in table]
     if unknown:
-        raise InputError(f"{unknown} not in the marker table {markers} (it has {list(table)}); fix the names or add "
-                         "the states to the table.", path=source, where="states.use")
+        raise InputError(
+            f"{unknown} not in the marker table {markers} (it has {list(table)}); fix the names or add "
+            "the states to the table.",
+            path=source,
+            where="states.use",
+        )
     if symbols is not None and gene_set_dir is not None:
         from remnant.tl.signatures import read_signatures, signature_path
 
         signatures = config["signatures"]
-        for key, names in (("signatures.sets", list(signatures["sets"])),
-                           ("signatures.cell_cycle", [signatures["cell_cycle"]["s"], signatures["cell_cycle"]["g2m"]])):
+        for key, names in (
+            ("signatures.sets", list(signatures["sets"])),
+            ("signatures.cell_cycle", [signatures["cell_cycle"]["s"], signatures["cell_cycle"]["g2m"]]),
+        ):
             try:
                 sets = read_signatures(names, gene_set_dir)
             except InputError:
                 continue  # a missing or malformed set is reported by remnant.tl.signatures.check_signature_config
             for name, weights in sets.items():
-                check_known_genes(weights.index, symbols, path=signature_path(name, gene_set_dir),
-                                  build=f"annotation {annotation['build']}", where=f"{key} ({source})")
+                check_known_genes(
+                    weights.index,
+                    symbols,
+                    path=signature_path(name, gene_set_dir),
+                    build=f"annotation {annotation['build']}",
+                    where=f"{key} ({source})",
+                )
 
 
 def main(argv: list[str] | None = None) -> int:

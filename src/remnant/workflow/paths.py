@@ -96,14 +96,16 @@ def check_not_outputs(
                     f"{item.field}: {item.path!r}{via} lies inside the workflow's output folder {folder.name}/, whose files "
                     f"remnant may overwrite or delete; move it out of {', '.join(f + '/' for f in OUTPUT_FOLDERS)} "
                     "and point the sheet or config at the new place.",
-                    path=item.source, where=item.where,
+                    path=item.source,
+                    where=item.where,
                 )
             holder = next((f for f in folders if _inside(f, candidate)), None)
             if holder is not None and candidate.is_dir():
                 raise InputError(
                     f"{item.field}: {item.path!r} is a folder that holds the workflow's output folder {holder.name}/; "
                     "keep input folders outside the working directory's results/, logs/ and .snakemake/.",
-                    path=item.source, where=item.where,
+                    path=item.source,
+                    where=item.where,
                 )
             if is_output is not None and _inside(candidate, workdir):
                 rule = is_output(os.path.relpath(candidate, workdir))
@@ -111,7 +113,8 @@ def check_not_outputs(
                     raise InputError(
                         f"{item.field}: {item.path!r} is an output of remnant's rule {rule}, which would overwrite it; "
                         "give the path of your own file, outside results/ and logs/.",
-                        path=item.source, where=item.where,
+                        path=item.source,
+                        where=item.where,
                     )
 
 
@@ -148,11 +151,18 @@ def check_distinct_samples(sheet: pd.DataFrame, sheet_path: str | Path, *, workd
             continue
         for (other, other_line, other_counts), other_path in resolved.items():
             if _inside(path, other_path) or _inside(other_path, path):
-                same = "the same file as" if path == other_path else "inside the counts of" if _inside(path, other_path) else "a folder holding the counts of"
+                same = (
+                    "the same file as"
+                    if path == other_path
+                    else "inside the counts of"
+                    if _inside(path, other_path)
+                    else "a folder holding the counts of"
+                )
                 raise InputError(
                     f"column 'counts': {counts!r} is {same} sample {other!r} on line {other_line} ({other_counts!r}); "
                     "each sample needs its own counts file.",
-                    path=sheet_path, where=f"line {line} (sample {sample!r})",
+                    path=sheet_path,
+                    where=f"line {line} (sample {sample!r})",
                 )
         resolved[(sample, line, counts)] = path
     by_size: dict[int, list] = {}
@@ -169,6 +179,7 @@ def check_distinct_samples(sheet: pd.DataFrame, sheet_path: str | Path, *, workd
                 raise InputError(
                     f"column 'counts': {counts!r} has the same content, byte for byte, as {other_counts!r} of sample "
                     f"{other!r} on line {other_line}; each sample needs its own counts (a copied file?).",
-                    path=sheet_path, where=f"line {line} (sample {sample!r})",
+                    path=sheet_path,
+                    where=f"line {line} (sample {sample!r})",
                 )
             seen[digest] = (sample, line, counts)

@@ -42,8 +42,20 @@ __all__ = [
 ]
 
 #: Packages whose versions the Methods and provenance name.
-PACKAGES = ("remnant", "snakemake", "scanpy", "anndata", "numpy", "scipy", "pandas", "statsmodels", "infercnvpy",
-            "pydeseq2", "leidenalg", "scikit-learn")
+PACKAGES = (
+    "remnant",
+    "snakemake",
+    "scanpy",
+    "anndata",
+    "numpy",
+    "scipy",
+    "pandas",
+    "statsmodels",
+    "infercnvpy",
+    "pydeseq2",
+    "leidenalg",
+    "scikit-learn",
+)
 
 _LABEL = re.compile(r"^(?P<factor>[^:]+): (?P<level>.+?) vs (?P<reference>.+?)(?: \| (?P<key>[^=]+)=(?P<value>.+))?$")
 
@@ -74,7 +86,9 @@ def _escape(text: str) -> str:
     return str(text).replace("{", "(").replace("}", ")").replace("|", "/").replace("\n", " ")
 
 
-def format_fraction(fraction: float, low: float, high: float, called: int | None = None, cells: int | None = None) -> str:
+def format_fraction(
+    fraction: float, low: float, high: float, called: int | None = None, cells: int | None = None
+) -> str:
     """``"42% (35-49)"`` with the interval, and ``"; 88/210"`` when counts are given."""
     text = f"{_pct(fraction)} ({_pct(low)[:-1]}-{_pct(high)})" if np.isfinite(fraction) else "NA"
     if cells is not None:
@@ -118,7 +132,9 @@ def fraction_cell(row: Mapping, *, corrected: bool = True, min_youden: float | N
     """
     if pd.isna(row.get("n_cells")) or int(row["n_cells"]) == 0 or pd.isna(row.get("fraction")):
         return "no analysed cell"
-    called = format_fraction(row["fraction"], row["fraction_low"], row["fraction_high"], row["n_called"], row["n_cells"])
+    called = format_fraction(
+        row["fraction"], row["fraction_low"], row["fraction_high"], row["n_called"], row["n_cells"]
+    )
     if not corrected:
         return called
     value = _float(row.get("corrected"))
@@ -137,9 +153,14 @@ def fraction_cell(row: Mapping, *, corrected: bool = True, min_youden: float | N
     return f"{head} :called:`called {called}`"
 
 
-def headline_table(fractions: pd.DataFrame, *, timepoints: Sequence[str] | None = None,
-                   populations: Sequence[str] | None = None, corrected: bool = True,
-                   min_youden: float | None = None) -> pd.DataFrame:
+def headline_table(
+    fractions: pd.DataFrame,
+    *,
+    timepoints: Sequence[str] | None = None,
+    populations: Sequence[str] | None = None,
+    corrected: bool = True,
+    min_youden: float | None = None,
+) -> pd.DataFrame:
     """Patients x populations (rows) by timepoints (columns): the lesion fraction with its interval.
 
     ``fractions`` has one row per patient, population and timepoint with ``n_cells``, ``n_called``,
@@ -153,9 +174,14 @@ def headline_table(fractions: pd.DataFrame, *, timepoints: Sequence[str] | None 
     tps = list(timepoints) if timepoints else list(pd.unique(fractions["timepoint"].astype(str)))
     pops = list(populations) if populations else list(pd.unique(fractions["population"].astype(str)))
     rows = []
-    f = fractions.assign(patient=fractions["patient"].astype(str), population=fractions["population"].astype(str),
-                         timepoint=fractions["timepoint"].astype(str))
-    tps += [t for t in pd.unique(f["timepoint"]) if t not in tps]  # a timepoint the config does not list keeps its column
+    f = fractions.assign(
+        patient=fractions["patient"].astype(str),
+        population=fractions["population"].astype(str),
+        timepoint=fractions["timepoint"].astype(str),
+    )
+    tps += [
+        t for t in pd.unique(f["timepoint"]) if t not in tps
+    ]  # a timepoint the config does not list keeps its column
     pops += [x for x in pd.unique(f["population"]) if x not in pops]
     for patient in pd.unique(f["patient"]):
         for pop in pops:
@@ -190,7 +216,11 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
         if _not_made(rows):
             continue  # listed by not_made, with the reason
         pooled = rows[rows["scope"] == "across patients"]
-        mixed = pooled[pooled["test"].astype(str).str.contains("mixed", case=False)] if "test" in pooled else pooled.iloc[:0]
+        mixed = (
+            pooled[pooled["test"].astype(str).str.contains("mixed", case=False)]
+            if "test" in pooled
+            else pooled.iloc[:0]
+        )
         if "test" in pooled and (~pooled.index.isin(mixed.index)).any():
             pooled = pooled[~pooled.index.isin(mixed.index)]
         per_patient = rows[rows["scope"] == "patient"]
@@ -199,29 +229,40 @@ def contrast_paragraphs(contrasts: pd.DataFrame, *, lesion: str = "del(5q)", alp
             continue
         p = pooled.iloc[0]
         factor, level, reference = m["factor"].strip(), m["level"].strip(), m["reference"].strip()
-        where = f"At {m['value']}" if m["key"] and m["key"].strip() == "timepoint" else (
-            f"In {m['value']} cells" if m["key"] else "Across the cohort")
+        where = (
+            f"At {m['value']}"
+            if m["key"] and m["key"].strip() == "timepoint"
+            else (f"In {m['value']} cells" if m["key"] else "Across the cohort")
+        )
         n = len(per_patient)
         more = int((per_patient["difference"] > 0).sum())
         if factor == "timepoint":
-            subject = (f"{where}, the {lesion} fraction was higher at {level} than at {reference} in {more} of {n} "
-                       f"patient{'s' if n != 1 else ''} and lower or equal in {n - more}")
+            subject = (
+                f"{where}, the {lesion} fraction was higher at {level} than at {reference} in {more} of {n} "
+                f"patient{'s' if n != 1 else ''} and lower or equal in {n - more}"
+            )
         else:
-            subject = (f"{where}, {lesion} cells made up a larger share of {level} than of {reference} cells in {more} of "
-                       f"{n} patient{'s' if n != 1 else ''}, a smaller or equal share in {n - more}")
+            subject = (
+                f"{where}, {lesion} cells made up a larger share of {level} than of {reference} cells in {more} of "
+                f"{n} patient{'s' if n != 1 else ''}, a smaller or equal share in {n - more}"
+            )
         numbers, verdict = _corrected_words(p, alpha)
         verdict += _per_patient_words(per_patient)
         het = _float(p.get("heterogeneity_pvalue", np.nan))
         if np.isfinite(het) and het < alpha:
             verdict += f" Its size differs between patients (Breslow-Day on the called cells {_p(het)})."
-        test = (f"on the called cells alone (descriptive: the groups may be called with different sensitivity) the mean "
-                f"per-patient difference is {_pts(p.get('difference', np.nan))} percentage points and the pooled odds ratio "
-                f"{_num(p.get('odds_ratio', np.nan))} (95% CI {_num(p.get('odds_ratio_low', np.nan))}-"
-                f"{_num(p.get('odds_ratio_high', np.nan))}, Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))})")
+        test = (
+            f"on the called cells alone (descriptive: the groups may be called with different sensitivity) the mean "
+            f"per-patient difference is {_pts(p.get('difference', np.nan))} percentage points and the pooled odds ratio "
+            f"{_num(p.get('odds_ratio', np.nan))} (95% CI {_num(p.get('odds_ratio_low', np.nan))}-"
+            f"{_num(p.get('odds_ratio_high', np.nan))}, Cochran-Mantel-Haenszel {_p(p.get('pvalue', np.nan))})"
+        )
         if not mixed.empty and np.isfinite(mixed.iloc[0].get("odds_ratio", np.nan)):
             mm = mixed.iloc[0]
-            test += (f"; a binomial mixed model of the called cells gives {_num(mm['odds_ratio'])} "
-                     f"(95% CI {_num(mm['odds_ratio_low'])}-{_num(mm['odds_ratio_high'])}, {_p(mm['pvalue'])})")
+            test += (
+                f"; a binomial mixed model of the called cells gives {_num(mm['odds_ratio'])} "
+                f"(95% CI {_num(mm['odds_ratio_low'])}-{_num(mm['odds_ratio_high'])}, {_p(mm['pvalue'])})"
+            )
         paragraphs.append(f"{subject}: {numbers}. {verdict} Read beside it: {test}.")
     return paragraphs
 
@@ -234,16 +275,23 @@ def _corrected_words(p: Mapping, alpha: float) -> tuple[str, str]:
     diff = _float(p.get("corrected_difference", np.nan))
     if not np.isfinite(diff):
         note = _text(p.get("note", ""))
-        return ("no error-corrected difference" + (f" ({note})" if note else ""),
-                "No test of the corrected fractions was possible, so no difference is claimed.")
+        return (
+            "no error-corrected difference" + (f" ({note})" if note else ""),
+            "No test of the corrected fractions was possible, so no difference is claimed.",
+        )
     low, high = _float(p.get("corrected_difference_low", np.nan)), _float(p.get("corrected_difference_high", np.nan))
     interval = f", 95% CI {_pts(low)} to {_pts(high)}" if np.isfinite(low) and np.isfinite(high) else ""
     test = _text(p.get("corrected_test", "")) or "random-effects test"
-    numbers = (f"corrected for the calling error rates, the difference is {_pts(diff)} percentage points{interval} "
-               f"({test}, {_p(_float(p.get('corrected_pvalue', np.nan)))})")
+    numbers = (
+        f"corrected for the calling error rates, the difference is {_pts(diff)} percentage points{interval} "
+        f"({test}, {_p(_float(p.get('corrected_pvalue', np.nan)))})"
+    )
     significant = str(p.get("significant", "")).strip().lower() in ("true", "1")
-    verdict = ("The difference is unlikely to be chance." if significant else
-               f"The corrected interval includes 0: no evidence of a difference at the {alpha:g} level.")
+    verdict = (
+        "The difference is unlikely to be chance."
+        if significant
+        else f"The corrected interval includes 0: no evidence of a difference at the {alpha:g} level."
+    )
     return numbers, verdict
 
 
@@ -259,8 +307,10 @@ def _per_patient_words(per_patient: pd.DataFrame) -> str:
     if k == 0:
         return f" In its own corrected test no patient of {n} shows a difference."
     up, down = int((flags & (diffs > 0)).sum()), int((flags & (diffs < 0)).sum())
-    return (f" In its own corrected test {k} of {n} patient{'s' if n != 1 else ''} show a difference "
-            f"({up} higher, {down} lower).")
+    return (
+        f" In its own corrected test {k} of {n} patient{'s' if n != 1 else ''} show a difference "
+        f"({up} higher, {down} lower)."
+    )
 
 
 def _not_made(rows: pd.DataFrame) -> bool:
@@ -284,8 +334,12 @@ def _question(label: str, row: Mapping) -> str:
     return f"{m['level'].strip()} vs {m['reference'].strip()}{where}"
 
 
-def not_made(contrasts: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None,
-             cycling: pd.DataFrame | None = None, enrichment: pd.DataFrame | None = None) -> list[str]:
+def not_made(
+    contrasts: pd.DataFrame | None = None,
+    comparisons: pd.DataFrame | None = None,
+    cycling: pd.DataFrame | None = None,
+    enrichment: pd.DataFrame | None = None,
+) -> list[str]:
     """What the run could not compare, and why: one line per contrast of ``contrasts.tsv`` without
     any per-patient row, per question of ``signature_comparisons.tsv`` and ``cycling_contrasts.tsv``
     with no test at all, and the pseudobulk DE when ``enrichment.tsv`` says there was no test. Each
@@ -297,7 +351,9 @@ def not_made(contrasts: pd.DataFrame | None = None, comparisons: pd.DataFrame | 
             rows = contrasts[contrasts["contrast"] == label]
             if _not_made(rows):
                 row = rows.iloc[0]
-                lines.append(f"{_question(label, row)}: {_text(row.get('note', '')) or 'no patient has cells of both levels'}")
+                lines.append(
+                    f"{_question(label, row)}: {_text(row.get('note', '')) or 'no patient has cells of both levels'}"
+                )
     for table, what in ((comparisons, "signature scores"), (cycling, None)):
         if table is None or table.empty or "question" not in table:
             continue
@@ -311,12 +367,15 @@ def not_made(contrasts: pd.DataFrame | None = None, comparisons: pd.DataFrame | 
     if enrichment is not None and "note" in enrichment and not enrichment.empty:
         notes = [n for n in pd.unique(enrichment["note"].map(_text)) if n]
         if notes:
-            lines.append(f"pseudobulk DE of carrier stem cells after vs before treatment: {notes[0].removeprefix('no DE test: ')}")
+            lines.append(
+                f"pseudobulk DE of carrier stem cells after vs before treatment: {notes[0].removeprefix('no DE test: ')}"
+            )
     return lines
 
 
-def stem_state_paragraphs(comparisons: pd.DataFrame | None, cycling: pd.DataFrame | None, *, signature: str | None = None,
-                          alpha: float = 0.05) -> list[str]:
+def stem_state_paragraphs(
+    comparisons: pd.DataFrame | None, cycling: pd.DataFrame | None, *, signature: str | None = None, alpha: float = 0.05
+) -> list[str]:
     """Plain words on how the lesion-carrying stem cells look: quiescence score and cycling.
 
     ``comparisons``: ``results/persistence/signature_comparisons.tsv`` (rows per ``score``,
@@ -330,32 +389,52 @@ def stem_state_paragraphs(comparisons: pd.DataFrame | None, cycling: pd.DataFram
     out = []
     if comparisons is not None and not comparisons.empty:
         scores = [str(x) for x in pd.unique(comparisons["score"])]
-        name = signature or next((x for x in scores if "QUIESC" in x.upper() and not x.endswith("_with_lesion_genes")), None)
+        name = signature or next(
+            (x for x in scores if "QUIESC" in x.upper() and not x.endswith("_with_lesion_genes")), None
+        )
         if name is not None:
-            rows = comparisons[(comparisons["score"] == name) & (comparisons["scope"] == "across patients")
-                               & comparisons["test"].astype(str).str.startswith("paired t-test")]
+            rows = comparisons[
+                (comparisons["score"] == name)
+                & (comparisons["scope"] == "across patients")
+                & comparisons["test"].astype(str).str.startswith("paired t-test")
+            ]
             label = name.removeprefix("sig_")
             for _, r in rows.iterrows():
                 if str(r.get("note", "") or "") not in ("", "nan"):
-                    out.append(f"Quiescence score ({label}), {r['question']}: not tested across patients - {r['note']}.")
+                    out.append(
+                        f"Quiescence score ({label}), {r['question']}: not tested across patients - {r['note']}."
+                    )
                     continue
                 word = "higher" if r["difference"] > 0 else "lower"
-                sig = "unlikely to be chance" if np.isfinite(r["pvalue"]) and r["pvalue"] < alpha else "no evidence of a difference"
-                interval = (f", 95% CI {r['difference_low']:+.3f} to {r['difference_high']:+.3f}"
-                            if np.isfinite(r.get("difference_low", np.nan)) else "")
-                out.append(f"Quiescence score ({label}, lesion genes excluded so that carriers are not scored at half "
-                           f"dose), {r['question']}: {word} in the first group by {abs(r['difference']):.3f} (median per "
-                           f"patient{interval}; paired t-test over {int(r['n_patients'])} patients, {_p(r['pvalue'])}): {sig}.")
+                sig = (
+                    "unlikely to be chance"
+                    if np.isfinite(r["pvalue"]) and r["pvalue"] < alpha
+                    else "no evidence of a difference"
+                )
+                interval = (
+                    f", 95% CI {r['difference_low']:+.3f} to {r['difference_high']:+.3f}"
+                    if np.isfinite(r.get("difference_low", np.nan))
+                    else ""
+                )
+                out.append(
+                    f"Quiescence score ({label}, lesion genes excluded so that carriers are not scored at half "
+                    f"dose), {r['question']}: {word} in the first group by {abs(r['difference']):.3f} (median per "
+                    f"patient{interval}; paired t-test over {int(r['n_patients'])} patients, {_p(r['pvalue'])}): {sig}."
+                )
     if cycling is not None and not cycling.empty:
         rows = cycling[(cycling["scope"] == "across patients") & cycling["test"].astype(str).str.contains("Mantel")]
         for _, r in rows.iterrows():
             if not np.isfinite(r.get("pvalue", np.nan)):
-                out.append(f"Cycling (S or G2/M phase), {r['question']}: not tested ({r.get('note', '') or 'too few cells'}).")
+                out.append(
+                    f"Cycling (S or G2/M phase), {r['question']}: not tested ({r.get('note', '') or 'too few cells'})."
+                )
                 continue
             sig = "unlikely to be chance" if r["pvalue"] < alpha else "no evidence of a difference"
-            out.append(f"Cycling (S or G2/M phase), {r['question']}: mean per-patient difference {_pts(r['difference'])} "
-                       f"percentage points (Cochran-Mantel-Haenszel odds ratio {_num(r['odds_ratio'])}, {_p(r['pvalue'])}): "
-                       f"{sig}.")
+            out.append(
+                f"Cycling (S or G2/M phase), {r['question']}: mean per-patient difference {_pts(r['difference'])} "
+                f"percentage points (Cochran-Mantel-Haenszel odds ratio {_num(r['odds_ratio'])}, {_p(r['pvalue'])}): "
+                f"{sig}."
+            )
     return out
 
 
@@ -370,8 +449,9 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
     return versions
 
 
-def methods_paragraph(config: Mapping, versions: Mapping[str, str], *, n_cells: int, n_samples: int,
-                      n_patients: int) -> str:
+def methods_paragraph(
+    config: Mapping, versions: Mapping[str, str], *, n_cells: int, n_samples: int, n_patients: int
+) -> str:
     """A Methods paragraph for a paper, filled with the parameters and versions of this run."""
     from remnant.tl.signatures import MIN_CALIBRATION_CELLS
 
@@ -381,9 +461,13 @@ def methods_paragraph(config: Mapping, versions: Mapping[str, str], *, n_cells: 
     lesions = config.get("lesions") or [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]
     lesion_text = ", ".join(f"{les['name']} ({les['type']}, {les['region']})" for les in lesions)
     ref = cnv.get("reference")
-    reference = ("cells of healthy donors" if ref is None else
-                 "reference cells chosen from the data as those least likely to carry any lesion" if ref == "auto" else
-                 "cells of " + ", ".join(f"{k} {', '.join(map(str, v))}" for k, v in dict(ref).items()))
+    reference = (
+        "cells of healthy donors"
+        if ref is None
+        else "reference cells chosen from the data as those least likely to carry any lesion"
+        if ref == "auto"
+        else "cells of " + ", ".join(f"{k} {', '.join(map(str, v))}" for k, v in dict(ref).items())
+    )
     v = versions
     text = (
         f"Single-cell expression data of {n_samples} FACS-sorted samples from {n_patients} donors were analysed with "
@@ -478,9 +562,11 @@ def front_page(
     title = "remnant: lesion-carrying stem cells before and after therapy"
     out = [f"{title}\n{'=' * len(title)}\n\n", CALLED_ROLE]
     out.append(_section("Cohort"))
-    out.append(f"{_plural(n_patients, 'patient')} and {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')} "
-               f"({', '.join(f'{k}: {v}' for k, v in samples['population'].astype(str).value_counts().sort_index().items())}); "
-               f"{n_cells_raw} cells read, {n_kept} kept after quality control ({_pct(n_kept / max(n_cells_raw, 1))}).\n")
+    out.append(
+        f"{_plural(n_patients, 'patient')} and {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')} "
+        f"({', '.join(f'{k}: {v}' for k, v in samples['population'].astype(str).value_counts().sort_index().items())}); "
+        f"{n_cells_raw} cells read, {n_kept} kept after quality control ({_pct(n_kept / max(n_cells_raw, 1))}).\n"
+    )
 
     out.append(_section(f"{first} fraction per patient, population and timepoint"))
     if fractions is not None and not fractions.empty:
@@ -489,7 +575,11 @@ def front_page(
     else:
         out.append("The persistence stage did not produce a fraction table in this run.\n")
 
-    paragraphs = contrast_paragraphs(contrasts, lesion=first, alpha=alpha) if contrasts is not None and not contrasts.empty else []
+    paragraphs = (
+        contrast_paragraphs(contrasts, lesion=first, alpha=alpha)
+        if contrasts is not None and not contrasts.empty
+        else []
+    )
     if paragraphs:
         out.append(_section("What the numbers say"))
         for paragraph in paragraphs:
@@ -497,8 +587,10 @@ def front_page(
     missing = not_made(contrasts, comparisons, cycling, enrichment)
     if missing:
         out.append(_section("What could not be compared"))
-        out.append("The cohort (or the design named in the config's ``persistence`` block) does not support these "
-                   "comparisons; their rows in the tables carry the same note.\n\n")
+        out.append(
+            "The cohort (or the design named in the config's ``persistence`` block) does not support these "
+            "comparisons; their rows in the tables carry the same note.\n\n"
+        )
         for line in missing:
             out.append(f"- {_escape(line)}\n")
         out.append("\n")
@@ -514,25 +606,38 @@ def front_page(
     ls = lesion_summary[lesion_summary["lesion"] == first] if "lesion" in lesion_summary else lesion_summary
     disease = ls[ls["n_reference"] == 0] if "n_reference" in ls else ls
     if not disease.empty:
-        out.append(f"Estimated per-sample error rates of the {first} calls: false-positive rate (cross-fitted normal "
-                   f"reference cells scored with the sample's prior) {_pct(disease['fpr'].min(), 1)} to "
-                   f"{_pct(disease['fpr'].max(), 1)}, false-negative rate (posterior-expected carriers below the "
-                   f"cut-off) {_pct(disease['fnr'].min(), 1)} to {_pct(disease['fnr'].max(), 1)}. ")
+        out.append(
+            f"Estimated per-sample error rates of the {first} calls: false-positive rate (cross-fitted normal "
+            f"reference cells scored with the sample's prior) {_pct(disease['fpr'].min(), 1)} to "
+            f"{_pct(disease['fpr'].max(), 1)}, false-negative rate (posterior-expected carriers below the "
+            f"cut-off) {_pct(disease['fnr'].min(), 1)} to {_pct(disease['fnr'].max(), 1)}. "
+        )
     if "reference_matched" in ls and not ls["reference_matched"].astype(bool).all():
-        out.append("Some batches had too few reference cells of their own technology and were scored against "
-                   "all reference cells (see the per-sample table). ")
+        out.append(
+            "Some batches had too few reference cells of their own technology and were scored against "
+            "all reference cells (see the per-sample table). "
+        )
     if reference is not None and "mode" in reference and (reference["mode"] == "auto").any():
         bad = reference[~reference["confident"].astype(bool)]
-        out.append("The reference was chosen automatically; " +
-                   ("the choice is confident in every batch. " if bad.empty else
-                    f"the choice is NOT confident for {', '.join(map(str, bad['batch']))}: "
-                    f"{_escape('; '.join(map(str, bad['reason'])))}. "))
+        out.append(
+            "The reference was chosen automatically; "
+            + (
+                "the choice is confident in every batch. "
+                if bad.empty
+                else f"the choice is NOT confident for {', '.join(map(str, bad['batch']))}: "
+                f"{_escape('; '.join(map(str, bad['reason'])))}. "
+            )
+        )
     out.append("\n")
 
     out.append(_section("Methods"))
     n_samples = len(samples)
-    out.append(_escape(methods_paragraph(config, versions, n_cells=n_kept, n_samples=n_samples,
-                                         n_patients=int(patients.nunique()))) + "\n")
+    out.append(
+        _escape(
+            methods_paragraph(config, versions, n_cells=n_kept, n_samples=n_samples, n_patients=int(patients.nunique()))
+        )
+        + "\n"
+    )
 
     out.append(_section("Provenance"))
     out.append("Package versions:\n\n")
@@ -571,22 +676,30 @@ def _compact_contrasts(contrasts: pd.DataFrame) -> list[str]:
     """One short line per contrast: question, the corrected difference with its interval, test and
     verdict (``significant``), then the called cells' difference and CMH p (descriptive)."""
     lines = []
-    made = [label for label in pd.unique(contrasts["contrast"]) if not _not_made(contrasts[contrasts["contrast"] == label])]
+    made = [
+        label for label in pd.unique(contrasts["contrast"]) if not _not_made(contrasts[contrasts["contrast"] == label])
+    ]
     pooled = contrasts[(contrasts["scope"] == "across patients") & contrasts["contrast"].isin(made)]
     if "test" in pooled:
         pooled = pooled[pooled["test"].astype(str).str.contains("Mantel")]
     for _, p in pooled.iterrows():
         label = _question(p["contrast"], p)
-        diff, low, high = (_float(p.get(k, np.nan)) for k in ("corrected_difference", "corrected_difference_low",
-                                                               "corrected_difference_high"))
+        diff, low, high = (
+            _float(p.get(k, np.nan))
+            for k in ("corrected_difference", "corrected_difference_low", "corrected_difference_high")
+        )
         significant = str(p.get("significant", "")).strip().lower() in ("true", "1")
         if np.isfinite(diff):
             interval = f" (95% CI {_pts(low)} to {_pts(high)})" if np.isfinite(low) and np.isfinite(high) else ""
-            answer = (f"{_pts(diff)} percentage points corrected{interval}, {_p(_float(p.get('corrected_pvalue', np.nan)))}: "
-                      + ("a difference" if significant else "no evidence of a difference"))
+            answer = (
+                f"{_pts(diff)} percentage points corrected{interval}, {_p(_float(p.get('corrected_pvalue', np.nan)))}: "
+                + ("a difference" if significant else "no evidence of a difference")
+            )
         else:
             answer = "no corrected difference (no test)"
-        called = f"called cells {_pts(p.get('difference', np.nan))} percentage points, CMH {_p(p.get('pvalue', np.nan))}"
+        called = (
+            f"called cells {_pts(p.get('difference', np.nan))} percentage points, CMH {_p(p.get('pvalue', np.nan))}"
+        )
         note = _text(p.get("note", ""))
         lines.append(f"{label}: {answer}; {called}" + (f" ({note})" if note else ""))
     return lines
@@ -620,27 +733,39 @@ def _fraction_intro(config: Mapping, lesion: str) -> str:
     """What the headline table's cells hold (:func:`fraction_cell`)."""
     cut = config.get("cnv", {}).get("posterior_cutoff", 0.9)
     min_youden = config.get("persistence", {}).get("min_youden", 0.1)
-    return (f"Share of cells carrying {lesion}, corrected for the false-positive and false-negative rates of the calls "
-            f"measured for each sample, with its 95% interval (bold). Below it, in small print: the share called "
-            f"(posterior >= {cut}) with its 95% Wilson interval and called/cells. The called share runs below the "
-            f"truth where carriers are missed, as quiescent stem cells with few counts are. Where the calls carry too "
-            f"little information to correct (1 - false-positive rate - false-negative rate below {min_youden}), the "
-            f"cell says so and the called share is all there is.")
+    return (
+        f"Share of cells carrying {lesion}, corrected for the false-positive and false-negative rates of the calls "
+        f"measured for each sample, with its 95% interval (bold). Below it, in small print: the share called "
+        f"(posterior >= {cut}) with its 95% Wilson interval and called/cells. The called share runs below the "
+        f"truth where carriers are missed, as quiescent stem cells with few counts are. Where the calls carry too "
+        f"little information to correct (1 - false-positive rate - false-negative rate below {min_youden}), the "
+        f"cell says so and the called share is all there is."
+    )
 
 
 def _headline(fractions: pd.DataFrame, config: Mapping) -> pd.DataFrame:
     """The headline table of a run: every patient x population x timepoint row, columns of the
     timepoints that have any."""
-    table = headline_table(fractions, timepoints=[str(t) for t in config.get("timepoints", [])] or None,
-                           populations=[str(p) for p in config.get("populations", {})] or None,
-                           min_youden=config.get("persistence", {}).get("min_youden"))
+    table = headline_table(
+        fractions,
+        timepoints=[str(t) for t in config.get("timepoints", [])] or None,
+        populations=[str(p) for p in config.get("populations", {})] or None,
+        min_youden=config.get("persistence", {}).get("min_youden"),
+    )
     return table.loc[:, (table != "").any(axis=0)]
 
 
-def landing_page(*, config: Mapping, samples: pd.DataFrame, qc_removed: pd.DataFrame,
-                 fractions: pd.DataFrame | None = None, contrasts: pd.DataFrame | None = None,
-                 comparisons: pd.DataFrame | None = None, cycling: pd.DataFrame | None = None,
-                 enrichment: pd.DataFrame | None = None) -> str:
+def landing_page(
+    *,
+    config: Mapping,
+    samples: pd.DataFrame,
+    qc_removed: pd.DataFrame,
+    fractions: pd.DataFrame | None = None,
+    contrasts: pd.DataFrame | None = None,
+    comparisons: pd.DataFrame | None = None,
+    cycling: pd.DataFrame | None = None,
+    enrichment: pd.DataFrame | None = None,
+) -> str:
     """The report's first page: the cohort, the headline table (every patient x population x
     timepoint, the corrected fraction first: :func:`fraction_cell`), one line per contrast made, one
     line per comparison the cohort could not support with the reason (:func:`not_made`), and a
@@ -653,8 +778,10 @@ def landing_page(*, config: Mapping, samples: pd.DataFrame, qc_removed: pd.DataF
     ref_conditions = set(map(str, config.get("conditions", {}).get("reference", [])))
     n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
     n_patients = int(samples["patient"].astype(str).nunique()) - n_donors
-    out.append(f"{_plural(n_patients, 'patient')}, {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')}, "
-               f"{int(qc_removed['kept'].sum())} cells after quality control.\n\n")
+    out.append(
+        f"{_plural(n_patients, 'patient')}, {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')}, "
+        f"{int(qc_removed['kept'].sum())} cells after quality control.\n\n"
+    )
     if fractions is not None and not fractions.empty:
         out.append(_fraction_intro(config, first) + "\n\n")
         out.append(rst_table(_headline(fractions, config)) + "\n")
@@ -670,9 +797,11 @@ def landing_page(*, config: Mapping, samples: pd.DataFrame, qc_removed: pd.DataF
         for line in missing:
             out.append(f"- {_escape(line)}\n")
         out.append("\n")
-    out.append("**The full summary** - every patient's fractions with corrected intervals, each contrast in words, "
-               "how the lesion-carrying stem cells look, the error rates of the calls, Methods and provenance - is "
-               "under Results, *0. Summary*. Figures and tables of each stage follow in *1.* to *4.*\n")
+    out.append(
+        "**The full summary** - every patient's fractions with corrected intervals, each contrast in words, "
+        "how the lesion-carrying stem cells look, the error rates of the calls, Methods and provenance - is "
+        "under Results, *0. Summary*. Figures and tables of each stage follow in *1.* to *4.*\n"
+    )
     return "".join(out)
 
 
@@ -680,10 +809,15 @@ def render_html(rst: str, title: str = "remnant summary") -> str:
     """A self-contained HTML page (docutils' HTML5 writer, its stylesheet embedded) from RST."""
     import docutils.core
 
-    css = ("body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}"
-           "table{border-collapse:collapse;font-size:0.92em}td,th{border:1px solid #ccc;padding:0.25em 0.5em;vertical-align:top}"
-           "th{background:#f2f2f2}pre{background:#f7f7f7;padding:0.6em;overflow-x:auto;font-size:0.85em}" + CALLED_CSS)
-    parts = docutils.core.publish_parts(rst, writer="html5",
-                                        settings_overrides={"embed_stylesheet": True, "report_level": 5, "title": title})
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{css}</style></head><body>{parts['html_title']}{parts['body']}</body></html>\n")
+    css = (
+        "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}"
+        "table{border-collapse:collapse;font-size:0.92em}td,th{border:1px solid #ccc;padding:0.25em 0.5em;vertical-align:top}"
+        "th{background:#f2f2f2}pre{background:#f7f7f7;padding:0.6em;overflow-x:auto;font-size:0.85em}" + CALLED_CSS
+    )
+    parts = docutils.core.publish_parts(
+        rst, writer="html5", settings_overrides={"embed_stylesheet": True, "report_level": 5, "title": title}
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{css}</style></head><body>{parts['html_title']}{parts['body']}</body></html>\n"
+    )

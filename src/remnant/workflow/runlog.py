@@ -19,8 +19,12 @@ import time
 import traceback
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from remnant.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("remnant")
 
@@ -105,9 +109,11 @@ class _JobLog(logging.FileHandler):
 _NO_ROOM = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large"}
 #: The same, as HDF5 (through h5py) words it when no errno attribute survives: its "errno = 28" in
 #: any exception, the system's words ("No space left on device") only in an OSError's message.
-_NO_ROOM_TEXT = [(re.compile(r"errno = 28\b"), re.compile(r"No space left on device"), errno.ENOSPC),
-                 (re.compile(r"errno = 122\b"), re.compile(r"Disk quota exceeded"), errno.EDQUOT),
-                 (re.compile(r"errno = 27\b"), re.compile(r"File too large"), errno.EFBIG)]
+_NO_ROOM_TEXT = [
+    (re.compile(r"errno = 28\b"), re.compile(r"No space left on device"), errno.ENOSPC),
+    (re.compile(r"errno = 122\b"), re.compile(r"Disk quota exceeded"), errno.EDQUOT),
+    (re.compile(r"errno = 27\b"), re.compile(r"File too large"), errno.EFBIG),
+]
 _HDF5_FILENAME = re.compile(r"filename = '([^']+)'")
 
 
@@ -127,8 +133,14 @@ def disk_full(exc: BaseException | None) -> tuple[int, str | None] | None:
         code = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
         text = str(exc)
         if code not in _NO_ROOM:
-            code = next((c for hdf5, words, c in _NO_ROOM_TEXT
-                         if hdf5.search(text) or (isinstance(exc, OSError) and words.search(text))), None)
+            code = next(
+                (
+                    c
+                    for hdf5, words, c in _NO_ROOM_TEXT
+                    if hdf5.search(text) or (isinstance(exc, OSError) and words.search(text))
+                ),
+                None,
+            )
         if code is not None:
             path = getattr(exc, "filename", None) if isinstance(exc, OSError) else None
             if not isinstance(path, str) or not path:
@@ -190,8 +202,10 @@ def no_room_message(code: int, path: str | None) -> str:
             path = str(absolute.relative_to(Path.cwd()))  # named as the workflow names it
         where, filesystem = path, _mount_point(path)
     if code == errno.EFBIG:
-        return (f"file too large writing {where} (above the file-size limit, ulimit -f, or the largest file the filesystem on "
-                f"{filesystem} allows); raise the limit or write to another filesystem and rerun (finished outputs are kept)")
+        return (
+            f"file too large writing {where} (above the file-size limit, ulimit -f, or the largest file the filesystem on "
+            f"{filesystem} allows); raise the limit or write to another filesystem and rerun (finished outputs are kept)"
+        )
     if code == errno.EDQUOT:
         return f"disk quota exceeded writing {where}; free space within your quota on {filesystem} and rerun (finished outputs are kept)"
     return f"no space left on device writing {where}; free space on {filesystem} and rerun (finished outputs are kept)"
@@ -278,7 +292,7 @@ WARNING_COLUMNS = ["rule", "log", "logger", "message"]
 _RECORD = re.compile(r"^\d\d:\d\d:\d\d (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$")
 
 
-def collect_warnings(logs) -> "pd.DataFrame":
+def collect_warnings(logs) -> pd.DataFrame:
     """The warnings remnant logged in a run's job logs, as one table (for the report).
 
     Parameters
@@ -309,7 +323,12 @@ def collect_warnings(logs) -> "pd.DataFrame":
             if match:
                 current = None
                 if match["level"] == "WARNING" and match["logger"].split(".")[0] == "remnant":
-                    current = {"rule": str(rule), "log": str(path), "logger": match["logger"], "message": match["message"]}
+                    current = {
+                        "rule": str(rule),
+                        "log": str(path),
+                        "logger": match["logger"],
+                        "message": match["message"],
+                    }
                     rows.append(current)
             elif current is not None and line.strip():
                 current["message"] += " " + line.strip()
