@@ -16,15 +16,8 @@ import scipy.sparse as sp
 import yaml
 
 from remnant.errors import InputError
-from remnant.sim.cohort import (  # noqa: E402  (sampler checks)
-    DEFAULT_PARAMS,
-    SimulatedCohort,
-    _sample_nb_dense,
-    _sample_nb_sparse,
-    in_interval,
-    resolve_params,
-    simulate_cohort,
-)
+from remnant.sim.cohort import DEFAULT_PARAMS, SimulatedCohort, in_interval, resolve_params, simulate_cohort
+from remnant.sim.sample import _sample_nb_dense, _sample_nb_sparse  # the samplers' own checks
 
 
 # ------------------------------------------------------------------------------------------------
@@ -454,10 +447,10 @@ def test_resolve_params_defaults_and_merge():
     [
         (
             {"clone_fraction": {"remission": {"HSC": 1.4}}},
-            "demo.params.clone_fraction.remission.HSC: 1.4 is not a fraction in [0, 1]",
+            "demo.params.clone_fraction.remission.HSC: 1.4 is out of range; it must be at most 1.",
         ),
-        ({"cell_cyle": {}}, "unknown key 'cell_cyle' (did you mean 'cell_cycle'?)"),
-        ({"doublets": {"rates": 0.1}}, "demo.params.doublets: unknown key 'rates' (did you mean 'rate'?)"),
+        ({"cell_cyle": {}}, "demo.params: unknown key(s) 'cell_cyle' (did you mean 'cell_cycle'?); allowed keys:"),
+        ({"doublets": {"rates": 0.1}}, "demo.params.doublets: unknown key(s) 'rates' (did you mean 'rate'?)"),
         (
             {"state_composition": {"HSC": {"HSC": 0.5, "LMPP": 0.2}}},
             "demo.params.state_composition.HSC: fractions sum to 0.7",
@@ -474,7 +467,7 @@ def test_resolve_params_defaults_and_merge():
         ),
         (
             {"clone_sampling": "random"},
-            "demo.params.clone_sampling: 'random' is not allowed; choose one of ['bernoulli', 'exact']",
+            "demo.params.clone_sampling: 'random' is not allowed; choose one of 'bernoulli', 'exact'.",
         ),
         (
             {"lesions": [dict(DEFAULT_PARAMS["lesions"][0], copy_ratio=1.5)]},
@@ -491,7 +484,7 @@ def test_resolve_params_defaults_and_merge():
         ),
         (
             {"cell_cycle": {"cycling_probability": {"HSC": -0.1}}},
-            "demo.params.cell_cycle.cycling_probability.HSC: -0.1 is not a fraction",
+            "demo.params.cell_cycle.cycling_probability.HSC: -0.1 is out of range; it must be at least 0.",
         ),
         (
             {"low_quality": {"count_factor": [0.5, 0.1]}},
@@ -506,12 +499,40 @@ def test_resolve_params_defaults_and_merge():
             "demo.params.cell_cycle.cycling_probability: has no entry for state 'NK'",
         ),
         ("fast", "demo.params: must be a mapping"),
+        ({"expression": {"sdlog": float("nan")}}, "demo.params.expression.sdlog: nan is of the wrong type"),
+        ({"states": ["HSC", ""]}, "demo.params.states[1]: '' should be non-empty"),
+        ({"lesions": [dict(DEFAULT_PARAMS["lesions"][0], name="del 5q")]}, "demo.params.lesions[0].name: 'del 5q'"),
+        (
+            {"cell_cycle": {"modifiers": [{"lesion": "del5q", "states": ["NK"], "odds_ratio": 0.5}]}},
+            "demo.params.cell_cycle.modifiers[0].states[0]: 'NK' is not allowed",
+        ),
+        ({"cell_cycle": {"phase_fractions": {}}}, "demo.params.cell_cycle.phase_fractions: {} should be non-empty"),
+        (
+            {"expression": {"ribosomal_fraction": 0.9, "housekeeping_fraction": 0.08}},
+            "demo.params.expression: ribosomal_fraction + housekeeping_fraction must stay below 0.95",
+        ),
     ],
 )
 def test_bad_params_name_the_key(params, message):
     with pytest.raises(InputError) as err:
         resolve_params(params)
     assert message in str(err.value)
+
+
+def test_params_numpy_numbers_and_optional_keys():
+    """numpy scalars pass as the numbers they are; a lesion's and a modifier's optional keys get defaults."""
+    lesion = {k: v for k, v in DEFAULT_PARAMS["lesions"][0].items() if k not in ("contains", "fraction_of_clone")}
+    p = resolve_params(
+        {
+            "cells_per_sample": {"droplet": np.int64(300)},
+            "sample_library_sdlog": np.float64(0.1),
+            "lesions": [lesion],
+            "cell_cycle": {"modifiers": [{"lesion": "del5q", "odds_ratio": 0.5}]},
+        }
+    )
+    assert p["cells_per_sample"]["droplet"] == 300 and p["sample_library_sdlog"] == 0.1
+    assert p["lesions"][0]["contains"] is None and p["lesions"][0]["fraction_of_clone"] == 1.0
+    assert p["cell_cycle"]["modifiers"] == [{"lesion": "del5q", "odds_ratio": 0.5, "timepoint": None, "states": None}]
 
 
 def test_sheet_rows_need_composition_and_clone_fraction(genes, markers, gene_sets):

@@ -5,7 +5,8 @@ from remnant._lazy import exports
 __getattr__, __dir__, __all__ = exports(
     __name__,
     {
-        "cohort": ["simulate_cohort", "resolve_params", "SimulatedCohort"],
+        "cohort": ["simulate_cohort", "SimulatedCohort"],
+        "params": ["resolve_params", "DEFAULT_PARAMS"],
         "evaluate": ["truth_agreement", "lesion_agreement", "precision_recall"],
     },
 )

@@ -188,10 +188,12 @@ def _fill_defaults(instance: Any, schema: Mapping) -> None:
                 _fill_defaults(value, extra)
 
 
-def validate_against(instance: Any, schema: Mapping, *, source: str, root: str = "") -> Any:
+def validate_against(instance: Any, schema: Mapping, *, source: str | None, root: str = "") -> Any:
     """Validate ``instance`` against a JSON schema; return a copy with defaults filled.
 
-    Raises :class:`InputError` listing every violation (``source``: the file it came from).
+    Raises :class:`InputError` listing every violation, one ``key: problem and what is allowed``
+    each (``source``: the file it came from, None for values that did not come from a file;
+    ``root``: prefix of the key paths, e.g. ``demo.params``).
     """
     instance = copy.deepcopy(instance)
     _fill_defaults(instance, schema)
