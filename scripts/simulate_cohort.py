@@ -38,6 +38,7 @@ with logged(snakemake.log[0], "simulate_cohort") as log:
         params=snakemake.params.demo,
         seed=snakemake.params.seed,
         write=write,
+        root="demo.params",  # the config key the parameters come from, named in messages
     )
     gz = {"method": "gzip", "mtime": 0}
     cohort.cells.to_csv(snakemake.output.cells, sep="\t", index=False, compression=gz)

@@ -447,76 +447,84 @@ def test_resolve_params_defaults_and_merge():
     [
         (
             {"clone_fraction": {"remission": {"HSC": 1.4}}},
-            "demo.params.clone_fraction.remission.HSC: 1.4 is out of range; it must be at most 1.",
+            "params.clone_fraction.remission.HSC: 1.4 is out of range; it must be at most 1.",
         ),
-        ({"cell_cyle": {}}, "demo.params: unknown key(s) 'cell_cyle' (did you mean 'cell_cycle'?); allowed keys:"),
-        ({"doublets": {"rates": 0.1}}, "demo.params.doublets: unknown key(s) 'rates' (did you mean 'rate'?)"),
+        ({"cell_cyle": {}}, "params: unknown key(s) 'cell_cyle' (did you mean 'cell_cycle'?); allowed keys:"),
+        ({"doublets": {"rates": 0.1}}, "params.doublets: unknown key(s) 'rates' (did you mean 'rate'?)"),
         (
             {"state_composition": {"HSC": {"HSC": 0.5, "LMPP": 0.2}}},
-            "demo.params.state_composition.HSC: fractions sum to 0.7",
+            "params.state_composition.HSC: fractions sum to 0.7",
         ),
         (
             {"state_composition": {"HSC": {"HSC": 0.5, "NK": 0.5}}},
-            "demo.params.state_composition.HSC: 'NK' is not allowed",
+            "params.state_composition.HSC: 'NK' is not allowed",
         ),
-        ({"cells_per_sample": {"droplet": 0}}, "demo.params.cells_per_sample.droplet: 0 is out of range"),
-        ({"cells_per_sample": {"droplet": 2.5}}, "demo.params.cells_per_sample.droplet: 2.5 is of the wrong type"),
+        ({"cells_per_sample": {"droplet": 0}}, "params.cells_per_sample.droplet: 0 is out of range"),
+        ({"cells_per_sample": {"droplet": 2.5}}, "params.cells_per_sample.droplet: 2.5 is of the wrong type"),
         (
             {"library_size": {"plate": {"median": "many"}}},
-            "demo.params.library_size.plate.median: 'many' is of the wrong type",
+            "params.library_size.plate.median: 'many' is of the wrong type",
         ),
         (
             {"clone_sampling": "random"},
-            "demo.params.clone_sampling: 'random' is not allowed; choose one of 'bernoulli', 'exact'.",
+            "params.clone_sampling: 'random' is not allowed; choose one of 'bernoulli', 'exact'.",
         ),
         (
             {"lesions": [dict(DEFAULT_PARAMS["lesions"][0], copy_ratio=1.5)]},
-            "demo.params.lesions[0].copy_ratio: 1.5 is not below 1",
+            "params.lesions[0].copy_ratio: 1.5 is not below 1",
         ),
-        ({"lesions": [dict(DEFAULT_PARAMS["lesions"][0], contains=[10, 20])]}, "demo.params.lesions[0].contains"),
+        ({"lesions": [dict(DEFAULT_PARAMS["lesions"][0], contains=[10, 20])]}, "params.lesions[0].contains"),
         (
             {"lesions": [dict(DEFAULT_PARAMS["lesions"][0], chromosome="5")]},
-            "demo.params.lesions[0].chromosome: '5' is not allowed",
+            "params.lesions[0].chromosome: '5' is not allowed",
         ),
         (
             {"cell_cycle": {"modifiers": [{"lesion": "del7q", "odds_ratio": 0.5}]}},
-            "demo.params.cell_cycle.modifiers[0].lesion: 'del7q'",
+            "params.cell_cycle.modifiers[0].lesion: 'del7q'",
         ),
         (
             {"cell_cycle": {"cycling_probability": {"HSC": -0.1}}},
-            "demo.params.cell_cycle.cycling_probability.HSC: -0.1 is out of range; it must be at least 0.",
+            "params.cell_cycle.cycling_probability.HSC: -0.1 is out of range; it must be at least 0.",
         ),
         (
             {"low_quality": {"count_factor": [0.5, 0.1]}},
-            "demo.params.low_quality.count_factor: low 0.5 is above high 0.1",
+            "params.low_quality.count_factor: low 0.5 is above high 0.1",
         ),
         (
             {"index_sort": {"levels": {"NK": {"CD34": 3.0}}}},
-            "demo.params.index_sort.levels.NK: has no level for marker 'CD38'",
+            "params.index_sort.levels.NK: has no level for marker 'CD38'",
         ),
         (
             {"states": [*DEFAULT_PARAMS["states"], "NK"]},
-            "demo.params.cell_cycle.cycling_probability: has no entry for state 'NK'",
+            "params.cell_cycle.cycling_probability: has no entry for state 'NK'",
         ),
-        ("fast", "demo.params: must be a mapping"),
-        ({"expression": {"sdlog": float("nan")}}, "demo.params.expression.sdlog: nan is of the wrong type"),
-        ({"states": ["HSC", ""]}, "demo.params.states[1]: '' should be non-empty"),
-        ({"lesions": [dict(DEFAULT_PARAMS["lesions"][0], name="del 5q")]}, "demo.params.lesions[0].name: 'del 5q'"),
+        ("fast", "params: must be a mapping"),
+        ({"expression": {"sdlog": float("nan")}}, "params.expression.sdlog: nan is of the wrong type"),
+        ({"states": ["HSC", ""]}, "params.states[1]: '' should be non-empty"),
+        ({"lesions": [dict(DEFAULT_PARAMS["lesions"][0], name="del 5q")]}, "params.lesions[0].name: 'del 5q'"),
         (
             {"cell_cycle": {"modifiers": [{"lesion": "del5q", "states": ["NK"], "odds_ratio": 0.5}]}},
-            "demo.params.cell_cycle.modifiers[0].states[0]: 'NK' is not allowed",
+            "params.cell_cycle.modifiers[0].states[0]: 'NK' is not allowed",
         ),
-        ({"cell_cycle": {"phase_fractions": {}}}, "demo.params.cell_cycle.phase_fractions: {} should be non-empty"),
+        ({"cell_cycle": {"phase_fractions": {}}}, "params.cell_cycle.phase_fractions: {} should be non-empty"),
         (
             {"expression": {"ribosomal_fraction": 0.9, "housekeeping_fraction": 0.08}},
-            "demo.params.expression: ribosomal_fraction + housekeeping_fraction must stay below 0.95",
+            "params.expression: ribosomal_fraction + housekeeping_fraction must stay below 0.95",
         ),
     ],
 )
 def test_bad_params_name_the_key(params, message):
     with pytest.raises(InputError) as err:
         resolve_params(params)
-    assert message in str(err.value)
+    assert str(err.value).startswith(message) or (message in str(err.value) and str(err.value).startswith("params"))
+
+
+def test_params_root_names_where_they_come_from():
+    """The workflow passes its config key; every message then starts with it."""
+    with pytest.raises(InputError, match=r"^demo\.params\.clone_sampling: 'random' is not allowed"):
+        resolve_params({"clone_sampling": "random"}, root="demo.params")
+    with pytest.raises(InputError, match=r"^demo\.params\.state_composition\.HSC: fractions sum to 0\.7"):
+        resolve_params({"state_composition": {"HSC": {"HSC": 0.7}}}, root="demo.params")
 
 
 def test_params_numpy_numbers_and_optional_keys():
@@ -537,12 +545,10 @@ def test_params_numpy_numbers_and_optional_keys():
 
 def test_sheet_rows_need_composition_and_clone_fraction(genes, markers, gene_sets):
     bad_pop = sheet([("P1_dx_MPP", "P1", "diagnosis", "MPP", "MDS", "droplet")])
-    with pytest.raises(InputError, match=r"sample 'P1_dx_MPP'.*add demo\.params\.state_composition\.MPP"):
+    with pytest.raises(InputError, match=r"sample 'P1_dx_MPP'.*add params\.state_composition\.MPP"):
         simulate_cohort(bad_pop, genes, markers, gene_sets)
     bad_tp = sheet([("P1_d90_HSC", "P1", "day90", "HSC", "MDS", "droplet")])
-    with pytest.raises(
-        InputError, match=r"row 1 \(sample 'P1_d90_HSC'\).*add demo\.params\.clone_fraction\.day90\.HSC"
-    ):
+    with pytest.raises(InputError, match=r"row 1 \(sample 'P1_d90_HSC'\).*add params\.clone_fraction\.day90\.HSC"):
         simulate_cohort(bad_tp, genes, markers, gene_sets)
     no_tp = sheet([("P1_HSC", "P1", "", "HSC", "MDS", "droplet")])
     with pytest.raises(InputError, match="timepoint is empty"):
@@ -561,7 +567,7 @@ def test_sheet_rows_need_composition_and_clone_fraction(genes, markers, gene_set
 
 def test_missing_gene_set_or_markers_named(genes, markers, gene_sets):
     one = sheet([("H9_CD34", "H9", "", "CD34", "healthy", "droplet")])
-    with pytest.raises(InputError, match=r"demo\.params\.cell_cycle\.s_genes: gene set 'TIROSH2016_S'"):
+    with pytest.raises(InputError, match=r"params\.cell_cycle\.s_genes: gene set 'TIROSH2016_S'"):
         simulate_cohort(one, genes, markers, {k: v for k, v in gene_sets.items() if k != "TIROSH2016_S"})
     with pytest.raises(InputError, match=r"state 'MK' has no marker genes"):
         simulate_cohort(one, genes, {k: v for k, v in markers.items() if k != "MK"}, gene_sets)

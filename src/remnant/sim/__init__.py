@@ -6,7 +6,7 @@ __getattr__, __dir__, __all__ = exports(
     __name__,
     {
         "cohort": ["simulate_cohort", "SimulatedCohort"],
-        "params": ["resolve_params", "DEFAULT_PARAMS"],
+        "params": ["resolve_params"],
         "evaluate": ["truth_agreement", "lesion_agreement", "precision_recall"],
     },
 )

@@ -101,6 +101,7 @@ def simulate_cohort(
     params: dict | None = None,
     seed: int = 0,
     write: Callable[[str, anndata.AnnData, pd.DataFrame | None], None] | None = None,
+    root: str = "params",
 ) -> SimulatedCohort:
     """Simulate the counts, index-sort intensities and truth of every sample in a sample sheet.
 
@@ -128,6 +129,8 @@ def simulate_cohort(
         Called as ``write(sample, counts, index_sort_or_None)`` for each sample as soon as it is
         simulated; the sample is then not kept (``counts``/``index_sort`` of the result stay
         empty), so a large cohort needs the memory of one sample, not of all. Same draws either way.
+    root
+        Prefix of the parameters' key paths in error messages (the workflow passes its config key).
 
     Returns
     -------
@@ -143,9 +146,9 @@ def simulate_cohort(
     """
     if not isinstance(samples, pd.DataFrame):
         raise InputError("the sample sheet must be a pandas DataFrame.", where="simulate_cohort(samples=...)")
-    p = resolve_params(params, samples=samples)
+    p = resolve_params(params, samples=samples, root=root)
     sheet = _sheet_strings(samples)
-    model = GeneModel(genes, markers, gene_sets, p, np.random.default_rng([int(seed), 0]), "demo.params")
+    model = GeneModel(genes, markers, gene_sets, p, np.random.default_rng([int(seed), 0]), root)
     patients: dict[str, Patient] = {}
     for name, condition in sheet.groupby("patient", sort=False)["condition"].first().items():
         patients[name] = Patient(name, condition, model, p, _child_rng(seed, 1, name))

@@ -3,8 +3,8 @@
 :data:`DEFAULT_PARAMS` holds every parameter with its default; ``config/schemas/demo.schema.yaml``
 (the ``demo.params`` block of the workflow config) says what each means and which types, ranges and
 choices are allowed. :func:`resolve_params` merges user values over the defaults, validates the
-result against that schema (with the workflow config's validator: one line per problem naming the
-key, the value and what is allowed) and adds the few checks a schema cannot express, between keys
+result against that schema (with the workflow config's validator, :mod:`remnant._schema`: one line
+per problem naming the key, the value and what is allowed) and adds the few checks a schema cannot express, between keys
 (fractions that must sum to 1, states that need an entry elsewhere, breakpoint ranges).
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from remnant._schema import load_yaml, validate_against
 from remnant.errors import InputError
-from remnant.workflow.config import load_yaml, validate_against
 
 __all__ = ["DEFAULT_PARAMS", "SCHEMA", "resolve_params"]
 
@@ -204,7 +204,7 @@ def resolve_params(
     params: dict | None = None,
     *,
     samples: pd.DataFrame | None = None,
-    root: str = "demo.params",
+    root: str = "params",
     schema: str | Path = SCHEMA,
 ) -> dict:
     """Deep-merge user parameters over :data:`DEFAULT_PARAMS` and validate them.
@@ -221,7 +221,8 @@ def resolve_params(
         Optional sample sheet: then every population needs a state composition and every
         (timepoint, population) of a non-normal donor a clone fraction.
     root
-        Prefix of key paths in error messages.
+        Prefix of key paths in error messages: where the parameters come from (the workflow passes
+        its config key).
     schema
         The parameter schema (:data:`SCHEMA`).
 
@@ -235,7 +236,7 @@ def resolve_params(
     ------
     InputError
         Naming the key path, the value and what is allowed (e.g.
-        ``demo.params.clone_fraction.remission.HSC: 1.4 is out of range; it must be at most 1.``), for
+        ``params.clone_fraction.remission.HSC: 1.4 is out of range; it must be at most 1.``), for
         unknown keys, wrong types, values out of range, or sheet rows the parameters do not cover.
     """
     if params is None:
