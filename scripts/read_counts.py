@@ -7,21 +7,17 @@ from remnant.workflow.runlog import logged, start
 
 start(snakemake.threads)
 
-from remnant.io.annotation import genes_from_gtf, load_cytobands, load_genes  # noqa: E402
-from remnant.io.counts import read_sample  # noqa: E402
+from remnant.workflow.read_counts import read_counts  # noqa: E402
 
-with logged(snakemake.log[0], f"read_counts {snakemake.wildcards.sample}") as log:
-    if snakemake.params.gtf:
-        genes = genes_from_gtf(snakemake.input.genes, load_cytobands(snakemake.params.cytobands))
-    else:
-        genes = load_genes(snakemake.input.genes)
-    adata, stats = read_sample(
+with logged(snakemake.log[0], f"read_counts {snakemake.wildcards.sample}"):
+    read_counts(
         snakemake.params.row,
-        genes,
+        snakemake.input.genes,
+        snakemake.output[0],
+        gtf=snakemake.params.gtf,
+        cytobands=snakemake.params.cytobands,
         min_mapped_fraction=snakemake.params.min_mapped_fraction,
         sheet=snakemake.params.sheet,
         markers=snakemake.params.markers,
         build=snakemake.params.build,
     )
-    log.info("read %d cells x %d genes; %s", adata.n_obs, adata.n_vars, stats)
-    adata.write_h5ad(snakemake.output[0], compression="gzip")

@@ -264,7 +264,7 @@ def parse(cohort: Cohort, configfile: str = "config.yaml"):
 
 def read(cohort: Cohort, sample: str):
     """Rule read_counts for one sample."""
-    from remnant.io.counts import read_sample
+    from remnant.workflow.read_counts import read_sample
 
     config, sheet = parse(cohort)
     row = {k: str(v) for k, v in sheet.loc[sample].items()}

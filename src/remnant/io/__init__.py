@@ -7,15 +7,9 @@ from remnant._lazy import exports
 __getattr__, __dir__, __all__ = exports(
     __name__,
     {
-        "counts": [
-            "read_counts",
-            "read_sample",
-            "read_index_sort",
-            "map_genes",
-            "write_counts",
-            "check_chromosomes",
-            "infer_format",
-        ],
+        "counts": ["read_counts", "map_genes", "write_counts", "infer_format"],
+        "index_sort": ["read_index_sort"],
+        "sample": ["read_sample", "check_chromosomes"],
         "annotation": ["load_genes", "load_cytobands", "chromosome_arms", "genes_from_gtf", "gene_symbols"],
         "genesets": ["read_gene_set", "read_gene_sets", "read_markers"],
         "store": [],
