@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import jsonschema
@@ -149,24 +150,75 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
     and the column.
     """
     path = Path(path)
+    body = _sheet_lines(_sheet_text(path), path)
+    simulate = bool(config.get("demo", {}).get("simulate", False))
+    columns = _sheet_columns(*body[0], path, simulate)
+    records, line_numbers = _sheet_records(body[1:], columns, path)
+    schema = load_yaml(schema_path)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    declared = _Declared(
+        timepoints=list(config["timepoints"]),
+        populations=list(config["populations"]),
+        conditions=list(config["conditions"]["all"]),
+        reference=set(config["conditions"]["reference"]),
+    )
+    seen: dict[str, int] = {}
+    for record, number in zip(records, line_numbers):
+        sample = record.get("sample", "")
+        where = f"line {number} (sample {sample!r})" if sample else f"line {number}"
+        _check_row_schema(record, validator, path, where)
+        if simulate:
+            _check_simulated_row(record, path, where)
+        elif not record.get("counts", ""):
+            raise InputError("column 'counts' is empty; every sample needs a counts file.", path=path, where=where)
+        if sample in seen:
+            raise InputError(
+                f"sample ID {sample!r} also on line {seen[sample]}; sample IDs must be unique.", path=path, where=where
+            )
+        seen[sample] = number
+        _check_row_declared(record, declared, path, where)
+        _fill_format(record, path, where)
+    return _sheet_table(records, line_numbers, declared.reference, path)
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """What the config declares that sheet rows must use."""
+
+    timepoints: list
+    populations: list
+    conditions: list
+    reference: set
+
+
+def _sheet_text(path: Path) -> str:
+    """The sheet's text (an existing UTF-8 file; a byte-order mark is dropped)."""
     if not path.exists():
         raise InputError("sample sheet does not exist; set `samples:` in the config to its path.", path=path)
     if path.is_dir():
         raise InputError("is a directory; `samples:` must name the sample sheet file (TSV).", path=path)
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise InputError(
             f"not UTF-8 text (line {line}, byte {err.start}); save the sheet as UTF-8.", path=path
         ) from None
+
+
+def _sheet_lines(text: str, path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of the lines that are neither blank nor comments; the first is the header."""
     # Windows line endings are fine: drop the \r so no value ends in one.
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     body = [(i + 1, line) for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
     if not body:
         raise InputError("sample sheet is empty; it needs a header line and one row per sample.", path=path)
-    header_line, header = body[0]
+    return body
+
+
+def _sheet_columns(header_line: int, header: str, path: Path, simulate: bool) -> list[str]:
+    """The header's column names: tab-separated, each once, the required ones present, no unknown one."""
     columns = [c.strip() for c in header.split("\t")]
     while len(columns) > 1 and columns[-1] == "":
         columns.pop()  # trailing tabs (spreadsheet exports) name no column
@@ -182,7 +234,6 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
         raise InputError(
             f"column(s) {dupes} appear more than once in the header.", path=path, where=f"line {header_line}"
         )
-    simulate = bool(config.get("demo", {}).get("simulate", False))
     required = [c for c in REQUIRED_COLUMNS if not (simulate and c in SIMULATED_COLUMNS)]
     missing = [c for c in required if c not in columns]
     unknown = [c for c in columns if c not in known and not c.startswith(NOTE_PREFIX)]
@@ -199,8 +250,13 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
             path=path,
             where=f"header (line {header_line})",
         )
+    return columns
+
+
+def _sheet_records(rows: list[tuple[int, str]], columns: list[str], path: Path) -> tuple[list[dict], list[int]]:
+    """One dict (column -> stripped text) per sample row, and the rows' line numbers."""
     records, line_numbers = [], []
-    for number, line in body[1:]:
+    for number, line in rows:
         values = [v.strip() for v in line.split("\t")]
         while len(values) > len(columns) and values[-1] == "":
             values.pop()  # trailing tabs (spreadsheet exports) hold no value
@@ -214,75 +270,75 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
         line_numbers.append(number)
     if not records:
         raise InputError("sample sheet has a header but no samples.", path=path)
+    return records, line_numbers
 
-    schema = load_yaml(schema_path)
-    timepoints = list(config["timepoints"])
-    populations = list(config["populations"])
-    conditions = list(config["conditions"]["all"])
-    reference = set(config["conditions"]["reference"])
-    seen: dict[str, int] = {}
-    for record, number in zip(records, line_numbers):
-        sample = record.get("sample", "")
-        where = f"line {number} (sample {sample!r})" if sample else f"line {number}"
-        row = {k: v for k, v in record.items() if v != "" and not k.startswith(NOTE_PREFIX)}
-        validator = jsonschema.validators.validator_for(schema)(schema)
-        errors = sorted(validator.iter_errors(row), key=lambda e: list(map(str, e.absolute_path)))
-        if errors:
-            error = errors[0]
-            column = error.absolute_path[0] if error.absolute_path else None
-            if error.validator == "required":
-                missing_col = error.message.split("'")[1]
-                raise InputError(
-                    f"column {missing_col!r} is empty; every sample needs a {missing_col}.", path=path, where=where
-                )
-            detail = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
-            raise InputError(
-                f"column {column!r}: {error.instance!r} is not allowed ({error.message}). {detail}".strip(),
-                path=path,
-                where=where,
-            )
-        if simulate:
-            _check_simulated_row(record, path, where)
-        elif not record.get("counts", ""):
-            raise InputError("column 'counts' is empty; every sample needs a counts file.", path=path, where=where)
-        if sample in seen:
-            raise InputError(
-                f"sample ID {sample!r} also on line {seen[sample]}; sample IDs must be unique.", path=path, where=where
-            )
-        seen[sample] = number
-        if record["condition"] not in conditions:
-            raise InputError(
-                f"column 'condition': {record['condition']!r} is not declared; config conditions.all lists {conditions}.",
-                path=path,
-                where=where,
-            )
-        if record["population"] not in populations:
-            raise InputError(
-                f"column 'population': {record['population']!r} is not a declared sort gate; config populations lists {populations}.",
-                path=path,
-                where=where,
-            )
-        timepoint = record["timepoint"]
-        if timepoint in ("", "NA") and record["condition"] in reference:
-            record["timepoint"] = ""
-        elif timepoint not in timepoints:
-            allowed = f"{timepoints}" + (" (or NA for reference donors)" if reference else "")
-            raise InputError(
-                f"column 'timepoint': {timepoint!r} is not a declared timepoint; config timepoints lists {allowed}.",
-                path=path,
-                where=where,
-            )
-        fmt = record.get("format", "") or infer_format(record.get("counts", ""))
-        if not fmt:
-            raise InputError(
-                f"cannot tell the format of {record['counts']!r} from its name; set column 'format' to one of {sorted(_FORMAT_TECHNOLOGY)}.",
-                path=path,
-                where=where,
-            )
-        record["format"] = fmt
-        record["technology"] = record.get("technology", "") or _FORMAT_TECHNOLOGY[fmt]
-        record["index_sort"] = record.get("index_sort", "")
 
+def _check_row_schema(record: dict, validator, path: Path, where: str) -> None:
+    """The row's filled values against the sheet schema; the first problem raises."""
+    row = {k: v for k, v in record.items() if v != "" and not k.startswith(NOTE_PREFIX)}
+    errors = sorted(validator.iter_errors(row), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    error = errors[0]
+    column = error.absolute_path[0] if error.absolute_path else None
+    if error.validator == "required":
+        missing_col = error.message.split("'")[1]
+        raise InputError(
+            f"column {missing_col!r} is empty; every sample needs a {missing_col}.", path=path, where=where
+        )
+    detail = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+    raise InputError(
+        f"column {column!r}: {error.instance!r} is not allowed ({error.message}). {detail}".strip(),
+        path=path,
+        where=where,
+    )
+
+
+def _check_row_declared(record: dict, declared: _Declared, path: Path, where: str) -> None:
+    """Condition, population and timepoint are declared in the config (a reference donor's
+    timepoint may be empty or NA, which becomes empty)."""
+    if record["condition"] not in declared.conditions:
+        raise InputError(
+            f"column 'condition': {record['condition']!r} is not declared; config conditions.all lists {declared.conditions}.",
+            path=path,
+            where=where,
+        )
+    if record["population"] not in declared.populations:
+        raise InputError(
+            f"column 'population': {record['population']!r} is not a declared sort gate; config populations lists {declared.populations}.",
+            path=path,
+            where=where,
+        )
+    timepoint = record["timepoint"]
+    if timepoint in ("", "NA") and record["condition"] in declared.reference:
+        record["timepoint"] = ""
+    elif timepoint not in declared.timepoints:
+        allowed = f"{declared.timepoints}" + (" (or NA for reference donors)" if declared.reference else "")
+        raise InputError(
+            f"column 'timepoint': {timepoint!r} is not a declared timepoint; config timepoints lists {allowed}.",
+            path=path,
+            where=where,
+        )
+
+
+def _fill_format(record: dict, path: Path, where: str) -> None:
+    """``format`` (given, else from the counts path's name), ``technology`` (given, else the
+    format's) and ``index_sort`` (empty where absent), in place."""
+    fmt = record.get("format", "") or infer_format(record.get("counts", ""))
+    if not fmt:
+        raise InputError(
+            f"cannot tell the format of {record['counts']!r} from its name; set column 'format' to one of {sorted(_FORMAT_TECHNOLOGY)}.",
+            path=path,
+            where=where,
+        )
+    record["format"] = fmt
+    record["technology"] = record.get("technology", "") or _FORMAT_TECHNOLOGY[fmt]
+    record["index_sort"] = record.get("index_sort", "")
+
+
+def _sheet_table(records: list[dict], line_numbers: list[int], reference: set, path: Path) -> pd.DataFrame:
+    """The checked rows as the sheet table (every optional column, ``line``); a patient with both
+    reference and disease samples raises."""
     sheet = pd.DataFrame.from_records(records)
     for column in OPTIONAL_COLUMNS + SIMULATED_COLUMNS:
         if column not in sheet:

@@ -550,33 +550,71 @@ def front_page(
         Where the gene annotation came from (one line).
     """
     versions = dict(versions or package_versions())
-    lesions = config.get("lesions") or [{"name": "del5q"}]
-    first = lesions[0]["name"]
+    first = _first_lesion(config)
     alpha = float(config.get("persistence", {}).get("alpha", 0.05))
-    n_cells_raw = int(qc_removed["cells"].sum())
     n_kept = int(qc_removed["kept"].sum())
-    patients = samples["patient"].astype(str)
-    ref_conditions = set(map(str, config.get("conditions", {}).get("reference", [])))
-    n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
-    n_patients = int(patients.nunique()) - n_donors
     title = "remnant: lesion-carrying stem cells before and after therapy"
     out = [f"{title}\n{'=' * len(title)}\n\n", CALLED_ROLE]
     out.append(_section("Cohort"))
-    out.append(
-        f"{_plural(n_patients, 'patient')} and {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')} "
-        f"({', '.join(f'{k}: {v}' for k, v in samples['population'].astype(str).value_counts().sort_index().items())}); "
-        f"{n_cells_raw} cells read, {n_kept} kept after quality control ({_pct(n_kept / max(n_cells_raw, 1))}).\n"
-    )
-
+    out.append(_cohort_text(config, samples, qc_removed))
     out.append(_section(f"{first} fraction per patient, population and timepoint"))
     if fractions is not None and not fractions.empty:
         out.append(_fraction_intro(config, first) + "\n\n")
         out.append(rst_table(_headline(fractions, config)))
     else:
         out.append("The persistence stage did not produce a fraction table in this run.\n")
+    out += _comparison_sections(contrasts, comparisons, cycling, enrichment, lesion=first, alpha=alpha)
+    out.append(_section("How far to trust the calls"))
+    out.append(_trust_text(lesion_summary, reference, first))
+    out.append(_section("Methods"))
+    n_patients = int(samples["patient"].astype(str).nunique())
+    methods = methods_paragraph(config, versions, n_cells=n_kept, n_samples=len(samples), n_patients=n_patients)
+    out.append(_escape(methods) + "\n")
+    out.append(_section("Provenance"))
+    out.append(_provenance_text(config, samples, versions, annotation))
+    return "".join(out)
 
+
+def _first_lesion(config: Mapping) -> str:
+    """The name of the config's first lesion (the one the pages report), del5q by default."""
+    lesions = config.get("lesions") or [{"name": "del5q"}]
+    return lesions[0]["name"]
+
+
+def _donor_counts(config: Mapping, samples: pd.DataFrame) -> tuple[int, int]:
+    """(patients, reference donors): donors with a sample of a reference condition are reference donors."""
+    ref_conditions = set(map(str, config.get("conditions", {}).get("reference", [])))
+    n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
+    return int(samples["patient"].astype(str).nunique()) - n_donors, n_donors
+
+
+def _cohort_text(config: Mapping, samples: pd.DataFrame, qc_removed: pd.DataFrame) -> str:
+    """The cohort in one sentence: donors, sorted samples per population, cells read and kept."""
+    n_patients, n_donors = _donor_counts(config, samples)
+    n_cells_raw = int(qc_removed["cells"].sum())
+    n_kept = int(qc_removed["kept"].sum())
+    per_population = samples["population"].astype(str).value_counts().sort_index().items()
+    return (
+        f"{_plural(n_patients, 'patient')} and {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')} "
+        f"({', '.join(f'{k}: {v}' for k, v in per_population)}); "
+        f"{n_cells_raw} cells read, {n_kept} kept after quality control ({_pct(n_kept / max(n_cells_raw, 1))}).\n"
+    )
+
+
+def _comparison_sections(
+    contrasts: pd.DataFrame | None,
+    comparisons: pd.DataFrame | None,
+    cycling: pd.DataFrame | None,
+    enrichment: pd.DataFrame | None,
+    *,
+    lesion: str,
+    alpha: float,
+) -> list[str]:
+    """The sections on the comparisons, each only where it has content: what the contrasts say,
+    what could not be compared (and why), and how the lesion-carrying stem cells look."""
+    out = []
     paragraphs = (
-        contrast_paragraphs(contrasts, lesion=first, alpha=alpha)
+        contrast_paragraphs(contrasts, lesion=lesion, alpha=alpha)
         if contrasts is not None and not contrasts.empty
         else []
     )
@@ -594,20 +632,24 @@ def front_page(
         for line in missing:
             out.append(f"- {_escape(line)}\n")
         out.append("\n")
-
     state = stem_state_paragraphs(comparisons, cycling, alpha=alpha)
     if state:
         out.append(_section("How the lesion-carrying stem cells look"))
         out.append("Descriptive per-cell tests are in the Persistence section; these are the across-patient tests.\n\n")
         for paragraph in state:
             out.append(_escape(paragraph) + "\n\n")
+    return out
 
-    out.append(_section("How far to trust the calls"))
-    ls = lesion_summary[lesion_summary["lesion"] == first] if "lesion" in lesion_summary else lesion_summary
+
+def _trust_text(lesion_summary: pd.DataFrame, reference: pd.DataFrame | None, lesion: str) -> str:
+    """The calls' error rates (range over the disease samples), unmatched batches and how the
+    reference was chosen."""
+    out = []
+    ls = lesion_summary[lesion_summary["lesion"] == lesion] if "lesion" in lesion_summary else lesion_summary
     disease = ls[ls["n_reference"] == 0] if "n_reference" in ls else ls
     if not disease.empty:
         out.append(
-            f"Estimated per-sample error rates of the {first} calls: false-positive rate (cross-fitted normal "
+            f"Estimated per-sample error rates of the {lesion} calls: false-positive rate (cross-fitted normal "
             f"reference cells scored with the sample's prior) {_pct(disease['fpr'].min(), 1)} to "
             f"{_pct(disease['fpr'].max(), 1)}, false-negative rate (posterior-expected carriers below the "
             f"cut-off) {_pct(disease['fnr'].min(), 1)} to {_pct(disease['fnr'].max(), 1)}. "
@@ -629,18 +671,12 @@ def front_page(
             )
         )
     out.append("\n")
+    return "".join(out)
 
-    out.append(_section("Methods"))
-    n_samples = len(samples)
-    out.append(
-        _escape(
-            methods_paragraph(config, versions, n_cells=n_kept, n_samples=n_samples, n_patients=int(patients.nunique()))
-        )
-        + "\n"
-    )
 
-    out.append(_section("Provenance"))
-    out.append("Package versions:\n\n")
+def _provenance_text(config: Mapping, samples: pd.DataFrame, versions: Mapping[str, str], annotation: str) -> str:
+    """Package versions, the annotation's source, the sample sheet and the config (defaults filled)."""
+    out = ["Package versions:\n\n"]
     out.append(rst_table(pd.DataFrame(sorted(versions.items()), columns=["package", "version"])))
     if annotation:
         out.append(f"\nGene annotation: {_escape(annotation)}\n")
@@ -771,13 +807,10 @@ def landing_page(
     line per comparison the cohort could not support with the reason (:func:`not_made`), and a
     pointer to the full summary. It starts with :data:`FRONT_PAGE_STYLE`, so that a page taller
     than the window scrolls from its heading in Snakemake's report."""
-    lesions = config.get("lesions") or [{"name": "del5q"}]
-    first = lesions[0]["name"]
+    first = _first_lesion(config)
     title = f"remnant: {first} in sorted stem and progenitor cells"
     out = [f"{title}\n{'=' * len(title)}\n\n", FRONT_PAGE_STYLE, CALLED_ROLE]
-    ref_conditions = set(map(str, config.get("conditions", {}).get("reference", [])))
-    n_donors = int(samples.loc[samples["condition"].astype(str).isin(ref_conditions), "patient"].nunique())
-    n_patients = int(samples["patient"].astype(str).nunique()) - n_donors
+    n_patients, n_donors = _donor_counts(config, samples)
     out.append(
         f"{_plural(n_patients, 'patient')}, {_plural(n_donors, 'reference donor')}, {_plural(len(samples), 'sorted sample')}, "
         f"{int(qc_removed['kept'].sum())} cells after quality control.\n\n"
