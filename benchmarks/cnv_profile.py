@@ -1,4 +1,4 @@
-"""Benchmark of the genome-wide copy-number view (remnant.tl.profile) on simulated cohorts.
+"""Benchmark of the genome-wide copy-number view (remnant.tl.profile, remnant.tl.breakpoints) on simulated cohorts.
 
 Run by hand:
     .venv/bin/python benchmarks/cnv_profile.py breakpoints [--patients 10] [--cells 300] [--depth 2000]
@@ -116,15 +116,15 @@ def cohort(n_patients: int, cells: int, depth: float, clone: float, seed: int):
 
 def breakpoints(args) -> None:
     from remnant.io.annotation import load_cytobands
+    from remnant.tl.breakpoints import _Expectation, estimate_breakpoints, lesion_sums
     from remnant.tl.lesions import call_lesions, parse_lesions
-    from remnant.tl.profile import _Expectation, estimate_breakpoints, lesion_sums
 
     cytobands = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     (lesion,) = parse_lesions(None, cytobands)
     t = time.perf_counter()
     adata, patients = cohort(args.patients, args.cells, args.depth, args.clone, args.seed)
     print(f"simulated {adata.n_obs} cells in {time.perf_counter() - t:.1f} s", flush=True)
-    call_lesions(adata, [lesion], reference_mask="reference")
+    call_lesions(adata, [lesion], reference="reference")
     truth = patients[patients["lesion"] == "del5q"].set_index("patient")
     sums = lesion_sums(adata, [lesion], reference_mask="reference")[lesion.name]  # one pass, shared by every run below
     ex = _Expectation(sums, 20.0)

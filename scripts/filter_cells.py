@@ -9,14 +9,20 @@ start(snakemake.threads)
 
 import anndata as ad  # noqa: E402
 
-from remnant.pp.qc import flag_cells, plot_qc, require_passing_cells  # noqa: E402
+from remnant.pl.qc import plot_qc  # noqa: E402
+from remnant.pp.qc import flag_cells, require_passing_cells  # noqa: E402
 
 sample = snakemake.wildcards.sample
 with logged(snakemake.log[0], f"filter_cells {sample}") as log:
     adata = ad.read_h5ad(snakemake.input[0])
     qc = snakemake.params.qc
     flag_cells(adata, qc, score_doublets_for=snakemake.params.technology == "droplet", seed=snakemake.params.seed)
-    plot_qc(adata, snakemake.output.figure, title=sample)
+    plot_qc(
+        adata,
+        snakemake.output.figure,
+        title=sample,
+        unscored="doublets not scored\n(plate sample, or qc.doublets disabled)",
+    )
     columns = [
         "barcode",
         "sample",

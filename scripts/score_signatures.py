@@ -14,10 +14,10 @@ import pandas as pd  # noqa: E402
 
 from remnant.io import store  # noqa: E402
 from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.pl.cnv import plot_message  # noqa: E402
 from remnant.pl.persistence import plot_cycling_calibration, plot_cycling_composition, plot_signature_distributions  # noqa: E402
 from remnant.tl.fractions import read_analysed_cells  # noqa: E402
 from remnant.tl.lesions import parse_lesions  # noqa: E402
-from remnant.tl.profile import plot_message  # noqa: E402
 from remnant.tl.signatures import (  # noqa: E402
     UNCERTAIN,
     describe_sets,

@@ -9,7 +9,7 @@ start(1)
 
 import pandas as pd  # noqa: E402
 
-from remnant.pl.clusters import plot_qc_summary  # noqa: E402
+from remnant.pl.qc import plot_qc_summary  # noqa: E402
 from remnant.pp.qc import REASONS, removed_per_reason  # noqa: E402
 
 with logged(snakemake.log[0], "summarise_qc"):

@@ -1,4 +1,5 @@
-"""Genome-wide copy-number view (remnant.tl.profile) against simulated truth.
+"""Genome-wide copy-number view (remnant.tl.profile, remnant.tl.breakpoints, remnant.pl.cnv)
+against simulated truth.
 
 Cohort: 2 healthy reference donors and 2 MDS patients (a CD34 diagnosis sample each, 60% of cells
 in the del(5q) clone, ~2,000 UMI/cell, 300 cells per sample); the simulator draws each patient's
@@ -23,7 +24,9 @@ import simulated as S
 
 from remnant.errors import InputError
 from remnant.io.counts import map_genes
+from remnant.pl import cnv as P
 from remnant.sim.cohort import simulate_cohort
+from remnant.tl import breakpoints as B
 from remnant.tl import profile as C
 from remnant.tl.lesions import call_lesions, parse_lesions
 
@@ -78,7 +81,7 @@ def cohort(sim, lesion):
     adata.obs["reference"] = (adata.obs["condition"] == "healthy").to_numpy()
     adata.layers["counts"] = sp.csr_matrix(adata.X)
     adata.X = None
-    call_lesions(adata, [lesion], reference_mask="reference")
+    call_lesions(adata, [lesion], reference="reference")
     return adata
 
 
@@ -97,7 +100,7 @@ def truth(sim):
 
 @pytest.fixture(scope="module")
 def breakpoints(cohort, lesion, cytobands):
-    return C.estimate_breakpoints(cohort, lesion, cytobands=cytobands, n_boot=100)
+    return B.estimate_breakpoints(cohort, lesion, cytobands=cytobands, n_boot=100)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def test_called_cells_lower_inside_interval_genome_wide_view(profiled, truth):
 # lesion profile and breakpoints
 # ------------------------------------------------------------------------------------------------
 def test_lesion_profile_shows_deletion_extent(cohort, lesion, truth):
-    profile = C.lesion_profile(cohort, lesion)
+    profile = B.lesion_profile(cohort, lesion)
     assert set(profile["group"]) == {"called", "not called"}
     for patient, t in truth.iterrows():
         mine = profile[profile["patient"] == patient]
@@ -195,12 +198,12 @@ def test_too_few_called_cells_give_nan_and_reason(breakpoints, cohort, lesion):
     for donor in ("H1", "H2"):
         row = breakpoints.loc[donor]
         assert np.isnan(row["start"]) and np.isnan(row["end"]) and "called cells" in row["reason"]
-    strict = C.estimate_breakpoints(cohort, lesion, n_boot=0, min_cells=10_000)
+    strict = B.estimate_breakpoints(cohort, lesion, n_boot=0, min_cells=10_000)
     assert strict["start"].isna().all() and strict["reason"].str.contains("min_cells").all()
 
 
 def test_breakpoints_deterministic(cohort, lesion, cytobands, breakpoints):
-    again = C.estimate_breakpoints(cohort, lesion, cytobands=cytobands, n_boot=100)
+    again = B.estimate_breakpoints(cohort, lesion, cytobands=cytobands, n_boot=100)
     pd.testing.assert_frame_equal(again, breakpoints)
 
 
@@ -216,26 +219,26 @@ def _nontrivial_png(path, min_kb=20):
 
 def test_heatmap_and_profile_figures(profiled, cohort, lesion, cytobands, breakpoints, tmp_path):
     heat = tmp_path / "heatmap_P1.png"
-    C.plot_patient_heatmap(profiled, "P1", str(heat), lesions=[lesion], max_cells=120, n_reference_cells=50)
+    P.plot_patient_heatmap(profiled, "P1", str(heat), lesions=[lesion], max_cells=120, n_reference_cells=50)
     _nontrivial_png(heat)
     healthy = tmp_path / "heatmap_H1.png"  # a reference donor, two call bars
-    C.plot_patient_heatmap(profiled, "H1", str(healthy), call_key=["del5q_call", "truth"], lesions=[lesion])
+    P.plot_patient_heatmap(profiled, "H1", str(healthy), call_key=["del5q_call", "truth"], lesions=[lesion])
     _nontrivial_png(healthy)
-    profile = C.lesion_profile(cohort, lesion)
+    profile = B.lesion_profile(cohort, lesion)
     for patient in ("P1", "H1"):
         path = tmp_path / f"del5q_profile_{patient}.png"
-        C.plot_lesion_profile(profile, lesion, str(path), patient=patient, breakpoints=breakpoints, cytobands=cytobands)
+        P.plot_lesion_profile(profile, lesion, str(path), patient=patient, breakpoints=breakpoints, cytobands=cytobands)
         _nontrivial_png(path)
 
 
 def test_downsampling_is_seeded_and_keeps_small_groups():
     groups = pd.Series(["a"] * 900 + ["b"] * 95 + ["c"] * 5)
-    first = C._downsample(groups, 100, np.random.default_rng(1))
-    again = C._downsample(groups, 100, np.random.default_rng(1))
+    first = P._downsample(groups, 100, np.random.default_rng(1))
+    again = P._downsample(groups, 100, np.random.default_rng(1))
     np.testing.assert_array_equal(first, again)
     kept = groups.iloc[first].value_counts()
     assert kept["a"] == 90 and kept["b"] == 10 and kept["c"] == 5
-    assert np.array_equal(C._downsample(groups, 5000, np.random.default_rng(1)), np.arange(1000))
+    assert np.array_equal(P._downsample(groups, 5000, np.random.default_rng(1)), np.arange(1000))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -256,19 +259,19 @@ def test_bad_inputs(cohort, profiled, lesion, tmp_path):
     no_pos = small.copy()
     del no_pos.var["start"]
     with pytest.raises(InputError, match="var lacks column 'start'"):
-        C.estimate_breakpoints(no_pos, lesion)
+        B.estimate_breakpoints(no_pos, lesion)
     uncalled = small.copy()
     del uncalled.obs["del5q_call"]
     with pytest.raises(InputError, match="lacks column 'del5q_call'"):
-        C.lesion_profile(uncalled, lesion)
+        B.lesion_profile(uncalled, lesion)
     with pytest.raises(InputError, match="ci"):
-        C.estimate_breakpoints(cohort, lesion, ci=1.5)
+        B.estimate_breakpoints(cohort, lesion, ci=1.5)
     with pytest.raises(InputError, match="no cell of patient"):
-        C.plot_patient_heatmap(profiled, "P9", str(tmp_path / "x.png"))
+        P.plot_patient_heatmap(profiled, "P9", str(tmp_path / "x.png"))
     with pytest.raises(InputError, match="infer_profile"):
-        C.plot_patient_heatmap(cohort, "P1", str(tmp_path / "x.png"))
+        P.plot_patient_heatmap(cohort, "P1", str(tmp_path / "x.png"))
     with pytest.raises(InputError, match="no profile rows"):
-        C.plot_lesion_profile(C.lesion_profile(cohort, lesion), lesion, str(tmp_path / "x.png"), patient="P9")
+        P.plot_lesion_profile(B.lesion_profile(cohort, lesion), lesion, str(tmp_path / "x.png"), patient="P9")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -343,9 +346,9 @@ def test_default_layer_reads_the_counts_of_every_file_the_workflow_writes(cohort
         got = adata.copy()
         C.infer_profile(got, "reference", counts=counts, chunksize=150)
         assert (got.obsm["X_cnv"] != whole.obsm["X_cnv"]).nnz == 0, counts
-    sums = C.lesion_sums(cohort, [lesion])["del5q"]
+    sums = B.lesion_sums(cohort, [lesion])["del5q"]
     for counts, adata in ((scverse, light), (None, annotated), (None, clustered)):
-        other = C.lesion_sums(adata, [lesion], counts=counts, chunk_cells=333)["del5q"]
+        other = B.lesion_sums(adata, [lesion], counts=counts, chunk_cells=333)["del5q"]
         for field in ("depth", "reference_sums", "called_sums", "uncalled_sums"):
             np.testing.assert_array_equal(getattr(other, field), getattr(sums, field), err_msg=f"{field} {counts}")
 
@@ -405,15 +408,15 @@ def test_read_profile_rows(profiled, tmp_path):
 def test_lesion_sums_from_file_equal_in_memory(cohort, cohort_file, light, lesion, cytobands, breakpoints, tmp_path):
     """One pass over the file in blocks of 77 cells gives the in-memory numbers; the counts of the
     layers/counts of older cohort files too."""
-    sums = C.lesion_sums(light, [lesion], layer=None, counts=cohort_file, chunk_cells=77)["del5q"]
-    memory = C.lesion_sums(cohort, [lesion])["del5q"]
+    sums = B.lesion_sums(light, [lesion], layer=None, counts=cohort_file, chunk_cells=77)["del5q"]
+    memory = B.lesion_sums(cohort, [lesion])["del5q"]
     for field in ("depth", "reference_sums", "called_sums", "uncalled_sums", "called_cells", "chrom_cols", "off_cols"):
         np.testing.assert_array_equal(getattr(sums, field), getattr(memory, field), err_msg=field)
     assert (sums.called_counts != memory.called_counts).nnz == 0
     assert sums.called_counts.shape == (int(cohort.obs["del5q_call"].sum()), sums.chrom_cols.size)
-    bp = C.estimate_breakpoints(light, lesion, sums=sums, cytobands=cytobands, n_boot=100)
+    bp = B.estimate_breakpoints(light, lesion, sums=sums, cytobands=cytobands, n_boot=100)
     pd.testing.assert_frame_equal(bp, breakpoints)
-    pd.testing.assert_frame_equal(C.lesion_profile(light, lesion, sums=sums), C.lesion_profile(cohort, lesion))
+    pd.testing.assert_frame_equal(B.lesion_profile(light, lesion, sums=sums), B.lesion_profile(cohort, lesion))
     older = tmp_path / "older.h5ad"  # counts in layers/counts, X something else
     ad.AnnData(
         X=sp.csr_matrix(cohort.layers["counts"].shape, dtype=np.float32),
@@ -422,18 +425,18 @@ def test_lesion_sums_from_file_equal_in_memory(cohort, cohort_file, light, lesio
         layers={"counts": cohort.layers["counts"]},
     ).write_h5ad(older)
     pd.testing.assert_frame_equal(
-        C.estimate_breakpoints(light, lesion, counts=older, cytobands=cytobands, n_boot=100), breakpoints
+        B.estimate_breakpoints(light, lesion, counts=older, cytobands=cytobands, n_boot=100), breakpoints
     )
 
 
 def test_sums_must_match_the_arguments(cohort, light, lesion):
-    sums = C.lesion_sums(cohort, [lesion])["del5q"]
+    sums = B.lesion_sums(cohort, [lesion])["del5q"]
     with pytest.raises(ValueError, match="sums were computed"):
-        C.lesion_profile(light, lesion, sums=sums, reference_mask=~cohort.obs["reference"].to_numpy())
+        B.lesion_profile(light, lesion, sums=sums, reference_mask=~cohort.obs["reference"].to_numpy())
     with pytest.raises(ValueError, match="sums were computed"):
-        C.estimate_breakpoints(light, lesion, sums=sums, call_key="truth", n_boot=0)
+        B.estimate_breakpoints(light, lesion, sums=sums, call_key="truth", n_boot=0)
     with pytest.raises(TypeError, match="LesionSums"):
-        C.lesion_profile(light, lesion, sums={"del5q": sums})
+        B.lesion_profile(light, lesion, sums={"del5q": sums})
 
 
 def test_heatmap_reads_only_its_rows_from_the_profile_file(profiled, lesion, tmp_path, monkeypatch):
@@ -449,12 +452,12 @@ def test_heatmap_reads_only_its_rows_from_the_profile_file(profiled, lesion, tmp
         read.append(np.asarray(rows).size)
         return real(path, rows, **kw)
 
-    monkeypatch.setattr(C, "read_profile_rows", spy)
+    monkeypatch.setattr(P, "read_profile_rows", spy)  # as the heatmap looks it up
     from_file, in_memory = tmp_path / "file.png", tmp_path / "memory.png"
-    C.plot_patient_heatmap(
+    P.plot_patient_heatmap(
         obs_only, "P1", str(from_file), lesions=[lesion], max_cells=120, n_reference_cells=50, profile=out
     )
-    C.plot_patient_heatmap(profiled, "P1", str(in_memory), lesions=[lesion], max_cells=120, n_reference_cells=50)
+    P.plot_patient_heatmap(profiled, "P1", str(in_memory), lesions=[lesion], max_cells=120, n_reference_cells=50)
     _nontrivial_png(from_file)
     np.testing.assert_array_equal(mpimg.imread(from_file), mpimg.imread(in_memory))
     assert sum(read) <= 120 + 10 * 8 + 50  # the shown rows (downsampling keeps >= 10 per group) and the reference block
@@ -478,8 +481,8 @@ def test_bad_counts_files(light, cohort_file, cohort, lesion, tmp_path):
     ):
         C.infer_profile(light, "reference", counts=logged)
     with pytest.raises(InputError, match=r"lesion_sums\(layer=\.\.\.\).*X is not raw counts"):
-        C.lesion_sums(ad.AnnData(X=ad.read_h5ad(logged).X, obs=cohort.obs, var=cohort.var), [lesion])
+        B.lesion_sums(ad.AnnData(X=ad.read_h5ad(logged).X, obs=cohort.obs, var=cohort.var), [lesion])
     with pytest.raises(InputError, match="cannot open"):
-        C.lesion_sums(light, [lesion], layer=None, counts=tmp_path / "missing.h5ad")
+        B.lesion_sums(light, [lesion], layer=None, counts=tmp_path / "missing.h5ad")
     with pytest.raises(InputError, match="read obs and var from the same file"):
-        C.estimate_breakpoints(light[:100].copy(), lesion, layer=None, counts=cohort_file)
+        B.estimate_breakpoints(light[:100].copy(), lesion, layer=None, counts=cohort_file)

@@ -151,3 +151,24 @@ def test_doublet_scoring_of_a_sample_above_the_approximate_neighbour_size():
         adata.obs["doublet_score"].to_numpy(dtype=float)
     )  # cells failing other thresholds are not scored
     assert scored.sum() > 2500 and adata.obs["qc_fail_doublet"].any()
+
+
+def test_qc_figures(droplet_sample, tmp_path):
+    """remnant.pl.qc: the per-sample figure (thresholds drawn, doublet scores) and the summary bars."""
+    from PIL import Image
+
+    from remnant.pl.qc import plot_qc, plot_qc_summary
+
+    adata = droplet_sample[0].copy()
+    flag_cells(adata, THRESHOLDS, score_doublets_for=True, seed=0)
+    unscored = adata.copy()
+    flag_cells(unscored, THRESHOLDS, score_doublets_for=False)
+    table = pd.concat([removed_per_reason(adata.obs, "S1"), removed_per_reason(unscored.obs, "S2")], ignore_index=True)
+    paths = [tmp_path / "S1.png", tmp_path / "S2.png", tmp_path / "summary.png"]
+    plot_qc(adata, str(paths[0]), title="S1")
+    plot_qc(unscored, str(paths[1]), title="S2")  # no doublet scores: a note instead of the histogram
+    plot_qc_summary(table, str(paths[2]), REASONS)
+    for path in paths:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+            assert image.size[0] > 500 and len(np.unique(pixels, axis=0)) > 10

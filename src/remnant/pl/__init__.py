@@ -5,7 +5,9 @@ from remnant._lazy import exports
 __getattr__, __dir__, __all__ = exports(
     __name__,
     {
-        "clusters": ["plot_umaps", "plot_marker_dotplot", "plot_qc_summary"],
+        "clusters": ["plot_umaps", "plot_marker_dotplot"],
+        "qc": ["plot_qc", "plot_qc_summary"],
+        "cnv": ["plot_patient_heatmap", "plot_lesion_profile", "plot_message"],
         "persistence": [
             "plot_del_fraction",
             "plot_signature_distributions",

@@ -1,4 +1,4 @@
-"""Figures (PNG) for QC summaries and the clustered cohort.
+"""Figures (PNG) of the clustered cohort: UMAPs and the marker dot plot, and the fixed palettes.
 
 Palettes are fixed per variable so that a population or timepoint has the same colour in every
 figure of a run.
@@ -12,7 +12,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scanpy as sc  # noqa: E402
 from anndata import AnnData  # noqa: E402
@@ -36,25 +35,6 @@ def palette(values: Sequence[str], key: str) -> dict[str, str]:
         return {v: POPULATION_COLOURS.get(v, matplotlib.colors.to_hex(cmap(i % 10))) for i, v in enumerate(values)}
     cmap = plt.get_cmap("tab20" if len(values) > 10 else "tab10")
     return {v: matplotlib.colors.to_hex(cmap(i % cmap.N)) for i, v in enumerate(values)}
-
-
-def plot_qc_summary(table: pd.DataFrame, path: str, reasons: Sequence[str]) -> None:
-    """Stacked bars: cells kept and removed per reason, per sample (PNG)."""
-    reasons = [r for r in reasons if table[r].sum() > 0]
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(table) + 2), 4.5), constrained_layout=True)
-    x = np.arange(len(table))
-    ax.bar(x, table["kept"], color="#BBBBBB", label="kept")
-    bottom = table["kept"].to_numpy(dtype=float)
-    cmap = plt.get_cmap("tab10")
-    for i, reason in enumerate(reasons):
-        ax.bar(x, table[reason], bottom=bottom, color=cmap(i), label=f"failed {reason.replace('_', ' ')}")
-        bottom = bottom + table[reason].to_numpy(dtype=float)
-    ax.set_xticks(x, table["sample"], rotation=90, fontsize=7)
-    ax.set_ylabel("cells (a cell failing several checks is counted under each)")
-    ax.set_title("Cells kept and removed per sample")
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_umaps(adata: AnnData, keys: Sequence[str], paths: Sequence[str]) -> None:

@@ -7,9 +7,10 @@ from remnant._lazy import exports
 __getattr__, __dir__, __all__ = exports(
     __name__,
     {
-        "lesions": ["call_lesions", "parse_lesions", "lesion_genes", "Lesion"],
+        "lesions": ["call_lesions", "parse_lesions", "read_lesion_counts", "lesion_genes", "Lesion"],
         "reference": ["find_reference"],
-        "profile": ["infer_profile", "lesion_sums", "lesion_profile", "estimate_breakpoints"],
+        "profile": ["infer_profile", "write_profile", "read_profile_rows"],
+        "breakpoints": ["lesion_sums", "lesion_profile", "estimate_breakpoints", "LesionSums"],
         "gates": ["gate_cells", "agreement_table"],
         "fractions": ["del_fraction_table", "persistence_contrasts"],
         "signatures": ["score_signatures", "calibrate_cycling", "compare_groups"],
