@@ -176,7 +176,7 @@ def replicate(task: tuple[int, float, tuple[str, ...]]) -> tuple[list[dict], lis
         }
         adata = simulate(sheet(), res["genes"], res["markers"], res["gene_sets"], params, seed)
         ref = (adata.obs["condition"] == "healthy").to_numpy()
-        call_lesions(adata, res["lesions"], reference_mask=ref, batch_key="technology")
+        call_lesions(adata, res["lesions"], reference=ref, batch_key="technology")
         info = adata.uns["lesions"]["del5q"]
         obs = adata.obs[~ref].copy()
         table = del_fraction_table(obs, info["per_sample"], n_reference=info["params"]["n_reference"])

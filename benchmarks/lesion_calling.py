@@ -126,7 +126,7 @@ def run(depth, frac, cells, seed, lesions, do_infercnv):
     adata = build(depth, frac, cells, seed)
     ref = adata.obs["sample"].str.endswith("_ref").to_numpy()
     t0 = time.perf_counter()
-    call_lesions(adata, lesions, reference_mask=ref)
+    call_lesions(adata, lesions, reference=ref)
     dt = time.perf_counter() - t0
     obs = adata.obs
     mds = (obs["condition"] == "MDS").to_numpy()
@@ -184,7 +184,7 @@ def information(adata, ref, held, mds, truth, lesions):
         )
         keep = ref | held | (adata.obs["patient"] == p["patient"]).to_numpy()
         b = adata[keep].copy()
-        call_lesions(b, oracle, reference_mask=ref[keep], refine=False)
+        call_lesions(b, oracle, reference=ref[keep], refine=False)
         m = (mds | held)[keep]
         aucs.append(auroc(b.obs["del5q_llr"].to_numpy()[m], truth[keep][m]))
     return {"lesion_share": share, "oracle_auroc_vs_held": float(np.mean(aucs))}

@@ -68,7 +68,7 @@ if method == "remnant":
     from remnant.io.annotation import load_cytobands
     from remnant.tl.lesions import call_lesions, parse_lesions
     lesions = parse_lesions(None, load_cytobands({cyto!r}))
-    call_lesions(adata, lesions, reference_mask=adata.obs["reference"].to_numpy(bool), batch_key="technology")
+    call_lesions(adata, lesions, reference=adata.obs["reference"].to_numpy(bool), batch_key="technology")
 else:
     import infercnvpy as cnv, scanpy as sc
     sc.pp.normalize_total(adata, target_sum=1e4)

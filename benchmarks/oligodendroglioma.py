@@ -166,7 +166,7 @@ def run_remnant(adata: ad.AnnData, lesions, **kwargs) -> ad.AnnData:
     call_lesions(
         b,
         lesions,
-        reference_mask=b.obs["normal"].to_numpy(),
+        reference=b.obs["normal"].to_numpy(),
         state_key="state",
         sample_key="tumour",
         donor_key="tumour",

@@ -210,7 +210,7 @@ def replicate(seed, sheet, genes, markers, gene_sets, lesions, sets):
             params = {"clone_fraction": cf}
         adata = simulate(sheet, genes, markers, gene_sets, params, seed)
         ref = (adata.obs["condition"] == "healthy").to_numpy()
-        call_lesions(adata, lesions, reference_mask=ref, batch_key="technology")  # as the workflow (cnv.batch_key)
+        call_lesions(adata, lesions, reference=ref, batch_key="technology")  # as the workflow (cnv.batch_key)
         mds = adata[~ref].copy()
         probability = DEFAULT_PARAMS["clone_fraction"] if scenario == "persistence" else params["clone_fraction"]
         for kind in ("cnv", "oracle"):

@@ -141,8 +141,26 @@ def lesions(cytobands, arms):
 @pytest.fixture(scope="module")
 def called(cohort, lesions):
     adata = cohort.copy()
-    call_lesions(adata, lesions, reference_mask=adata.obs["sample"].str.endswith("_ref").to_numpy())
+    call_lesions(adata, lesions, reference=adata.obs["sample"].str.endswith("_ref").to_numpy())
     return adata
+
+
+def test_notebook_api_on_an_in_memory_anndata(cohort, lesions):
+    """The call as a notebook writes it (rm.tl, keywords, the reference as an obs column), on an
+    AnnData in memory: the documented obs and uns keys, and carriers score above non-carriers."""
+    import remnant as rm
+
+    adata = cohort.copy()
+    adata.obs["is_ref"] = adata.obs["sample"].str.endswith("_ref").to_numpy()
+    rm.tl.call_lesions(adata, lesions=lesions, reference="is_ref")
+    assert {f"del5q_{k}" for k in ("posterior", "llr", "call", "n_genes")} <= set(adata.obs)
+    info = adata.uns["lesions"]["del5q"]
+    assert {"lesion", "per_sample", "batches", "intervals", "genes", "reference_fpr", "params"} <= set(info)
+    assert info["params"]["n_reference"] == adata.obs["is_ref"].sum()
+    mds = (adata.obs["condition"] == "MDS").to_numpy()
+    truth, post = adata.obs["truth"].to_numpy(), adata.obs["del5q_posterior"].to_numpy()
+    assert post[mds & truth].mean() > post[mds & ~truth].mean() + 0.5
+    assert adata.obs["del5q_call"][mds & truth].mean() > adata.obs["del5q_call"][~truth].mean()
 
 
 def test_outputs_documented_keys(called):
@@ -190,7 +208,7 @@ def test_as_good_as_an_oracle_that_knows_the_true_interval(called, cytobands, ar
         arms,
     )
     oracle = called.copy()
-    call_lesions(oracle, oracle_lesions, reference_mask=obs["sample"].str.endswith("_ref").to_numpy(), refine=False)
+    call_lesions(oracle, oracle_lesions, reference=obs["sample"].str.endswith("_ref").to_numpy(), refine=False)
     ours = auroc(obs["del5q_llr"].to_numpy()[scored], truth[scored])
     best = auroc(oracle.obs["del5q_llr"].to_numpy()[scored], truth[scored])
     assert best > 0.95  # the simulated cohort carries enough signal for the comparison to mean something
@@ -212,11 +230,11 @@ def test_posterior_roughly_calibrated(called):
 def test_deterministic_and_csr_csc_agree(cohort, lesions, called):
     ref = cohort.obs["sample"].str.endswith("_ref").to_numpy()
     again = cohort.copy()
-    call_lesions(again, lesions, reference_mask=ref)
+    call_lesions(again, lesions, reference=ref)
     pd.testing.assert_frame_equal(again.obs, called.obs)
     csc = cohort.copy()
     csc.layers["counts"] = sp.csc_matrix(csc.layers["counts"])
-    call_lesions(csc, lesions, reference_mask=ref, chunk_size=137)
+    call_lesions(csc, lesions, reference=ref, chunk_size=137)
     np.testing.assert_allclose(csc.obs["del5q_llr"], called.obs["del5q_llr"], rtol=1e-9, atol=1e-9)
     assert (csc.obs["del5q_call"] == called.obs["del5q_call"]).all()
 
@@ -224,7 +242,7 @@ def test_deterministic_and_csr_csc_agree(cohort, lesions, called):
 def test_cell_folds_with_one_reference_donor(cohort, lesions):
     adata = cohort[cohort.obs["patient"].isin(["H1", "P1"])].copy()
     ref = (adata.obs["sample"] == "H1_ref").to_numpy()
-    call_lesions(adata, lesions, reference_mask=ref, seed=1)
+    call_lesions(adata, lesions, reference=ref, seed=1)
     info = adata.uns["lesions"]["del5q"]
     assert (info["batches"]["fold_mode"] == "cell").all()
     assert info["reference_fpr"] <= 0.02
@@ -233,13 +251,13 @@ def test_cell_folds_with_one_reference_donor(cohort, lesions):
 def test_bad_inputs(cohort, lesions):
     adata = cohort[:50].copy()
     with pytest.raises(InputError, match="reference cells"):
-        call_lesions(adata, lesions, reference_mask=np.zeros(adata.n_obs, bool))
+        call_lesions(adata, lesions, reference=np.zeros(adata.n_obs, bool))
     with pytest.raises(InputError, match="one value per cell"):
-        call_lesions(adata, lesions, reference_mask=np.ones(3, bool))
+        call_lesions(adata, lesions, reference=np.ones(3, bool))
     with pytest.raises(InputError, match="no layer"):
-        call_lesions(adata, lesions, reference_mask=np.ones(adata.n_obs, bool), layer="raw")
+        call_lesions(adata, lesions, reference=np.ones(adata.n_obs, bool), layer="raw")
     with pytest.raises(InputError, match="hspc_state|lacks column"):
-        call_lesions(adata, lesions, reference_mask=np.ones(adata.n_obs, bool), state_key="nope")
+        call_lesions(adata, lesions, reference=np.ones(adata.n_obs, bool), state_key="nope")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,9 +288,7 @@ def mixed():
 
 def test_technologies_scored_against_their_own_reference(mixed, lesions):
     adata = mixed.copy()
-    call_lesions(
-        adata, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology"
-    )
+    call_lesions(adata, lesions, reference=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology")
     info = adata.uns["lesions"]["del5q"]
     batches = info["batches"]
     # plate read counts vary far beyond a Poisson (amplification); UMIs do not
@@ -289,7 +305,7 @@ def test_technologies_scored_against_their_own_reference(mixed, lesions):
 def test_batch_without_its_own_reference_is_flagged(mixed, lesions):
     adata = mixed.copy()
     ref = ((adata.obs["condition"] == "healthy") & (adata.obs["technology"] == "droplet")).to_numpy()
-    call_lesions(adata, lesions, reference_mask=ref, batch_key="technology")
+    call_lesions(adata, lesions, reference=ref, batch_key="technology")
     batches = adata.uns["lesions"]["del5q"]["batches"]
     assert batches.loc["droplet", "reference_matched"] and not batches.loc["plate", "reference_matched"]
     assert not adata.uns["lesions"]["del5q"]["per_sample"].loc["P1_plate", "reference_matched"]
@@ -297,9 +313,7 @@ def test_batch_without_its_own_reference_is_flagged(mixed, lesions):
 
 def test_patient_interval_refined_towards_truth(mixed, lesions):
     adata = mixed.copy()
-    call_lesions(
-        adata, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology"
-    )
+    call_lesions(adata, lesions, reference=(adata.obs["condition"] == "healthy").to_numpy(), batch_key="technology")
     intervals = adata.uns["lesions"]["del5q"]["intervals"].set_index("donor")
     truth = adata.uns["truth_patients"].set_index("patient").loc["P1"]
     got = intervals.loc["P1"]
@@ -310,7 +324,7 @@ def test_patient_interval_refined_towards_truth(mixed, lesions):
     call_lesions(
         unrefined,
         lesions,
-        reference_mask=(unrefined.obs["condition"] == "healthy").to_numpy(),
+        reference=(unrefined.obs["condition"] == "healthy").to_numpy(),
         batch_key="technology",
         refine=False,
     )
@@ -322,10 +336,10 @@ def test_refinement_reference_cap(cohort, lesions, called):
     sample re-scored per donor, so refinement costs stay linear in the cohort) keeps the calls."""
     ref = cohort.obs["sample"].str.endswith("_ref").to_numpy()
     above = cohort.copy()
-    call_lesions(above, lesions, reference_mask=ref, refine_max_reference=int(ref.sum()))
+    call_lesions(above, lesions, reference=ref, refine_max_reference=int(ref.sum()))
     np.testing.assert_array_equal(above.obs["del5q_llr"], called.obs["del5q_llr"])
     capped = cohort.copy()
-    call_lesions(capped, lesions, reference_mask=ref, refine_max_reference=200)
+    call_lesions(capped, lesions, reference=ref, refine_max_reference=200)
     assert capped.uns["lesions"]["del5q"]["params"]["refine_max_reference"] == 200
     mds = (capped.obs["condition"] == "MDS").to_numpy()
     truth = capped.obs["truth"].to_numpy()

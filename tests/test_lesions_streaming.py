@@ -20,9 +20,9 @@ from test_reference import ROWS as PATIENT_ROWS
 from remnant.errors import InputError
 from remnant.io import store
 from remnant.io.annotation import chromosome_arms
-from remnant.tl.fractions import read_calls
 from remnant.tl.lesions import call_lesions, depth_on, lesion_genes, parse_lesions, read_lesion_counts
 from remnant.tl.reference import find_reference
+from remnant.workflow.analysed_cells import read_calls
 
 LESION_COLUMNS = [f"del5q_{k}" for k in ("posterior", "llr", "call", "n_genes")]
 
@@ -73,7 +73,7 @@ def test_lesion_columns_and_depth_give_the_in_memory_calls(mixed, lesions):
     path, full = mixed
     healthy = (full.obs["condition"] == "healthy").to_numpy()
     in_memory = full.copy()
-    call_lesions(in_memory, lesions, reference_mask=healthy, batch_key="technology", layer=None)
+    call_lesions(in_memory, lesions, reference=healthy, batch_key="technology", layer=None)
 
     small, depth = read_lesion_counts(path, lesions, chunk_cells=97)  # blocks that split samples
     inside, outside = lesion_genes(full.var, lesions)
@@ -83,9 +83,7 @@ def test_lesion_columns_and_depth_give_the_in_memory_calls(mixed, lesions):
     np.testing.assert_array_equal(depth, depth_on(full.X, outside))
     pd.testing.assert_frame_equal(small.obs, full.obs)
 
-    call_lesions(
-        small, lesions, reference_mask=healthy, batch_key="technology", layer=None, depth=depth, chunk_size=113
-    )
+    call_lesions(small, lesions, reference=healthy, batch_key="technology", layer=None, depth=depth, chunk_size=113)
     assert_same_calls(small, in_memory)
     assert small.uns["lesions"]["del5q"]["intervals"]["refined"].any()  # the refinement ran on both
 
@@ -102,17 +100,17 @@ def test_counts_in_a_layer_are_read_from_it(mixed, lesions, tmp_path):
 
 def test_cohort_file_written_by_copy_reads_as_before(mixed, lesions, tmp_path):
     """cohort.h5ad as call_lesions now writes it (a copy of the input with obs and uns/lesions
-    replaced) reads back through persistence.read_calls exactly as the whole-AnnData write did."""
+    replaced) reads back through read_calls exactly as the whole-AnnData write did."""
     path, full = mixed
     healthy = (full.obs["condition"] == "healthy").to_numpy()
     small, depth = read_lesion_counts(path, lesions)
-    call_lesions(small, lesions, reference_mask=healthy, batch_key="technology", layer=None, depth=depth)
+    call_lesions(small, lesions, reference=healthy, batch_key="technology", layer=None, depth=depth)
     small.obs["cnv_reference"] = healthy
     new = tmp_path / "cohort.h5ad"
     store.copy_with_obs(path, new, obs=small.obs, elements={"uns/lesions": small.uns["lesions"]})
 
     old = full.copy()  # the former way: the whole AnnData called and written
-    call_lesions(old, lesions, reference_mask=healthy, batch_key="technology", layer=None)
+    call_lesions(old, lesions, reference=healthy, batch_key="technology", layer=None)
     old.obs["cnv_reference"] = healthy
     old.write_h5ad(tmp_path / "old.h5ad", compression="gzip")
 
@@ -155,14 +153,14 @@ def test_bad_depth_and_file_are_named(mixed, lesions, tmp_path):
     small, depth = read_lesion_counts(path, lesions)
     ref = (full.obs["condition"] == "healthy").to_numpy()
     with pytest.raises(InputError, match=r"depth must have one value per cell"):
-        call_lesions(small.copy(), lesions, reference_mask=ref, layer=None, depth=depth[:-1])
+        call_lesions(small.copy(), lesions, reference=ref, layer=None, depth=depth[:-1])
     bad = depth.copy()
     bad[3] = np.nan
     with pytest.raises(InputError, match=r"depth must be finite"):
         find_reference(small, lesions, layer=None, depth=bad)
     # lesion genes only and no depth: nothing to measure depth on, said rather than scored as 0
     with pytest.raises(InputError, match=r"no autosomal gene outside the lesions.*depth="):
-        call_lesions(small.copy(), lesions, reference_mask=ref, layer=None)
+        call_lesions(small.copy(), lesions, reference=ref, layer=None)
     junk = tmp_path / "junk.h5ad"
     junk.write_text("not hdf5")
     with pytest.raises(InputError, match="junk.h5ad"):

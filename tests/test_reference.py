@@ -56,7 +56,7 @@ def test_chooses_normal_cells_and_says_so(patients_only, chosen):
 def test_calls_with_auto_reference_match_truth(patients_only, lesions, chosen):
     mask, _ = chosen
     adata = patients_only.copy()
-    call_lesions(adata, lesions, reference_mask=mask)
+    call_lesions(adata, lesions, reference=mask)
     obs = adata.obs
     truth = obs["truth"].to_numpy()
     post = obs["del5q_posterior"].to_numpy()

@@ -67,7 +67,7 @@ def files(tmp_path_factory, lesions):
     write_clustering(clustered, result)
     adata, depth = read_lesion_counts(clustered, lesions)
     reference = (adata.obs["condition"] == "healthy").to_numpy()
-    call_lesions(adata, lesions, reference_mask=reference, layer=None, depth=depth, seed=0)
+    call_lesions(adata, lesions, reference=reference, layer=None, depth=depth, seed=0)
     adata.obs["cnv_reference"] = reference
     calls = str(tmp / "lesion_calls.h5ad")
     write_calls(adata, calls)
@@ -172,7 +172,7 @@ def test_remnant_functions_read_both_files_with_their_defaults(files, opened, le
     reference = (adata.obs["condition"] == "healthy").to_numpy()
     whole = {}
     for name, data in (("clustered", clustered.copy()), ("cohort", adata.copy())):
-        call_lesions(data, lesions, reference_mask=reference, seed=0)  # default layer, whole matrix
+        call_lesions(data, lesions, reference=reference, seed=0)  # default layer, whole matrix
         whole[name] = data.obs["del5q_posterior"].to_numpy()
     np.testing.assert_array_equal(whole["clustered"], whole["cohort"])
     np.testing.assert_allclose(whole["cohort"], adata.obs["del5q_posterior"].to_numpy(), atol=1e-12)
@@ -211,8 +211,8 @@ def test_log_normalised_X_without_a_counts_layer_is_refused_naming_the_layer(ope
     with pytest.raises(
         InputError, match=r"call_lesions\(layer=\.\.\.\): has no layer 'counts' and X is not raw counts.*\['raw'\]"
     ):
-        call_lesions(bare, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy())
-    call_lesions(bare, lesions, reference_mask=(adata.obs["condition"] == "healthy").to_numpy(), layer="raw", seed=0)
+        call_lesions(bare, lesions, reference=(adata.obs["condition"] == "healthy").to_numpy())
+    call_lesions(bare, lesions, reference=(adata.obs["condition"] == "healthy").to_numpy(), layer="raw", seed=0)
     np.testing.assert_allclose(
         bare.obs["del5q_posterior"].to_numpy(), adata.obs["del5q_posterior"].to_numpy(), atol=1e-12
     )

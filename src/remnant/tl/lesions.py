@@ -28,7 +28,8 @@ For a lesion (a chromosome interval, loss or gain) and a cell ``c`` of annotated
   cell is judged against other donors, as a query patient is), otherwise random cells.
 
 Cost is linear in cells: the matrix is only touched by sparse products and by chunks of cells x
-lesion genes; the cohort is never densified.
+lesion genes; the cohort is never densified. The arithmetic of the model is in
+:mod:`remnant.tl.lesion_model`; this module reads the lesions and the counts and runs the steps.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from remnant.errors import InputError
+from remnant.tl.lesion_model import assign_folds, best_interval, sample_posteriors, score_rows, temperature
 
 __all__ = ["DEFAULT_LESIONS", "Lesion", "call_lesions", "parse_lesions", "read_lesion_counts"]
 
@@ -343,22 +345,53 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
             "rerun the step that writes it.",
             path=str(path),
         )
-    inside, outside = lesion_genes(var, lesions)
-    keep = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(n_vars, bool)
+    keep, outside = lesion_columns(var, lesions)
     kw = {} if chunk_cells is None else {"chunk_cells": chunk_cells}
     counts, sums = store.read_columns(path, keep, sums={"depth": outside}, key=key, **kw)
     return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), sums["depth"]
+
+
+def lesion_counts(X, var: pd.DataFrame, lesions, depth, where: str) -> tuple[sp.csr_matrix, pd.DataFrame, np.ndarray]:
+    """The in-memory twin of :func:`read_lesion_counts`: the counts of the lesions' genes and each
+    cell's depth, from a count matrix ``X`` (cells x the genes of ``var``, sparse).
+
+    Returns
+    -------
+    counts
+        CSR, cells x the genes inside any lesion (``var`` order), the dtype of ``X``.
+    var
+        Those genes' rows of ``var``.
+    depth
+        float64 (n_obs,): ``depth`` when given (checked), else the counts of ``X`` on the autosomal
+        genes outside every lesion (:func:`cell_depth`).
+    """
+    keep, outside = lesion_columns(var, lesions)
+    depth = cell_depth(X, outside, depth, X.shape[0], where)
+    # Only the lesions' genes are used from here on: select those columns before any row subset
+    # (rows first would copy every gene of the selected cells). A matrix of those genes alone
+    # (read_lesion_counts) is used as it is, not copied.
+    if keep.all() and isinstance(X, sp.csr_matrix) and X.has_canonical_format:
+        return X, var, depth
+    return sp.csr_matrix(X[:, np.flatnonzero(keep)]), var.loc[keep], depth
+
+
+def lesion_columns(var: pd.DataFrame, lesions) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (n_vars,) masks of the genes inside any lesion (those scored) and of the autosomal
+    genes outside every lesion (those each cell's depth is counted on; :func:`lesion_genes`)."""
+    inside, outside = lesion_genes(var, lesions)
+    keep = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
+    return keep, outside
 
 
 def write_calls(adata: anndata.AnnData, path) -> None:
     """Write the result of :func:`call_lesions` without any matrix: an h5ad of ``n_obs`` cells x 0
     genes holding ``adata.obs`` (every column, the calls included) and ``uns["lesions"]``.
 
-    Rule ``annotate_cohort`` puts both into a copy of the cohort file
-    (:func:`remnant.io.store.annotate_with_calls`); :func:`remnant.tl.fractions.read_calls` reads either file.
+    :func:`remnant.io.store.annotate_with_calls` puts both into a copy of the cohort file (the
+    workflow does so in a step of its own); :func:`remnant.workflow.analysed_cells.read_calls` reads either file.
     """
     if "lesions" not in adata.uns:
-        raise InputError("no lesion calls to write; run call_lesions first.", where="write_calls")
+        raise InputError("no lesion calls to write; run remnant.tl.call_lesions first.", where="write_calls")
     anndata.AnnData(obs=adata.obs, uns={"lesions": adata.uns["lesions"]}).write_h5ad(path)
 
 
@@ -383,271 +416,56 @@ def cell_mask(adata: anndata.AnnData, mask, name: str, where: str) -> np.ndarray
     return mask
 
 
-def _group_sums(X: sp.csr_matrix, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Sum rows of X by integer group (-1 = ignored) -> dense (n_groups, n_cols)."""
-    keep = groups >= 0
-    G = sp.csr_matrix((np.ones(keep.sum()), (groups[keep], np.flatnonzero(keep))), shape=(n_groups, X.shape[0]))
-    return np.asarray((G @ X).toarray())
+# ------------------------------------------------------------------------------------------------
+# calling
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Unit:
+    """One batch's cells plus the reference cells it is judged against; arrays are over ``rows``
+    (indices into the cohort) unless said otherwise."""
+
+    batch: str
+    cells: np.ndarray  # the batch's own cells (cohort indices)
+    rows: np.ndarray  # its cells and its reference cells (cohort indices, sorted)
+    fold: np.ndarray  # cross-fitting fold of reference rows, -1 for the others
+    k: int
+    fold_mode: str
+    matched: bool  # the reference is the batch's own
+    s_idx: np.ndarray  # state code among the reference's states, -1 = none (pooled profile)
+    n_states: int
+    refine_reference: np.ndarray  # reference rows each donor's re-scoring uses
+    own: np.ndarray  # rows that are the batch's own cells
 
 
-def _em_prior(llr: np.ndarray, max_iter: int = 500, tol: float = 1e-8) -> float:
-    """Fraction of carriers by EM on a two-component mixture given per-cell LLRs (add-half prior)."""
-    n = llr.size
-    if n == 0:
-        return float("nan")
-    pi = 0.5
-    for _ in range(max_iter):
-        post = _sigmoid(llr + np.log(pi / (1 - pi)))
-        new = (post.sum() + 0.5) / (n + 1.0)
-        if abs(new - pi) < tol:
-            pi = new
-            break
-        pi = new
-    return float(pi)
+@dataclass(frozen=True)
+class _Cohort:
+    """What every lesion is scored with: per-cell arrays (n_obs,) and the batches' scoring units."""
+
+    depth: np.ndarray
+    ref: np.ndarray
+    samples: np.ndarray
+    batch: np.ndarray
+    donors: np.ndarray | None
+    units: list[_Unit]
 
 
-def _temperature(z_reference: np.ndarray, calibrate: bool) -> float:
-    """Spread (sd, >= 1) of the standardised LLRs of cross-fitted reference cells."""
-    return float(max(1.0, np.std(z_reference))) if calibrate and z_reference.size > 1 else 1.0
+@dataclass
+class _Scores:
+    """One lesion's tempered LLRs and genes per cell (n_obs,), and what scoring measured per batch."""
 
-
-def _sample_posteriors(llr: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Per-sample EM prior and the posterior of every cell."""
-    post = np.zeros(llr.size)
-    priors = {}
-    for smp in pd.unique(samples):
-        m = samples == smp
-        pi = _em_prior(llr[m])
-        post[m] = _sigmoid(llr[m] + np.log(pi / (1 - pi)))
-        priors[smp] = pi
-    return post, priors
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
-
-
-def _assign_folds(
-    ref_rows: np.ndarray, donors: np.ndarray | None, n_folds: int, seed: int
-) -> tuple[np.ndarray, int, str]:
-    """Cross-fitting folds of reference rows: whole donors when >= 2 donors, else random cells."""
-    if donors is not None and len(set(donors[ref_rows])) >= 2:
-        ref_donors = sorted(set(donors[ref_rows]))
-        k = min(n_folds, len(ref_donors))
-        dfold = {d: i % k for i, d in enumerate(ref_donors)}
-        return np.array([dfold[d] for d in donors[ref_rows]], dtype=np.int64), k, "donor"
-    k = max(2, n_folds)
-    rng = np.random.default_rng(seed)
-    return rng.permutation(np.arange(ref_rows.size) % k).astype(np.int64), k, "cell"
-
-
-def _count_scale(num: np.ndarray, smu: np.ndarray, smu2: np.ndarray) -> float:
-    """Poisson-level scale ``c`` of ``var = c*mu + phi*mu**2`` fitted over genes (>= 1).
-
-    Read counts of plate protocols (no UMIs) vary more than a Poisson even for lowly expressed
-    genes (amplification); UMI counts give ``c`` close to 1. Per gene, ``num/smu`` (excess second
-    moment per unit mean) is linear in ``smu2/smu`` (the typical mean) with intercept ``c`` and
-    slope ``phi``; weighted least squares over genes, weights falling with the mean.
-    """
-    ok = smu > 0
-    if ok.sum() < 3:
-        return 1.0
-    y = num[ok] / smu[ok]
-    x = smu2[ok] / smu[ok]
-    w = smu[ok] / (1.0 + x) ** 2
-    A = np.column_stack([np.ones_like(x), x]) * np.sqrt(w)[:, None]
-    coef, *_ = np.linalg.lstsq(A, y * np.sqrt(w), rcond=None)
-    return float(max(1.0, coef[0])) if np.isfinite(coef[0]) else 1.0
-
-
-def _score_rows(
-    XL: sp.csr_matrix,
-    depth: np.ndarray,
-    s_idx: np.ndarray,
-    n_states: int,
-    fold: np.ndarray,
-    k: int,
-    *,
-    rho: float,
-    min_mean: float,
-    shrinkage: float,
-    chunk_size: int,
-) -> dict:
-    """Log-likelihood ratios of a set of rows (one batch's cells and its reference cells).
-
-    Parameters
-    ----------
-    XL
-        (n_rows, n_lesion_genes) counts of the lesion genes.
-    depth
-        (n_rows,) counts on genes outside every lesion.
-    s_idx
-        (n_rows,) state code in ``0..n_states-1`` of the reference states, -1 = no matching state
-        (scored against the pooled reference profile).
-    fold
-        (n_rows,) cross-fitting fold (0..k-1) of reference rows, -1 for the others.
-
-    Returns
-    -------
-    dict with ``llr`` (n_rows,), ``z`` (n_rows,) LLR standardised by its model mean and sd under H0,
-    ``n_genes`` (n_rows,), ``use`` (n_lesion_genes,) genes kept, ``count_scale``.
-    """
-    n, nL_all = XL.shape
-    ref = fold >= 0
-    ref_idx = np.flatnonzero(ref)
-    med_depth = float(np.median(depth[ref]))
-    tot_ref = np.asarray(XL[ref_idx].sum(axis=0)).ravel()
-    p_all = tot_ref / max(depth[ref].sum(), 1.0)
-    use = (p_all * med_depth >= min_mean) & (p_all > 0)
-    XL, p_all, tot_ref = XL[:, use], p_all[use], tot_ref[use]
-    nL = int(use.sum())
-    if nL == 0:
-        return {
-            "llr": np.zeros(n),
-            "z": np.zeros(n),
-            "n_genes": np.zeros(n, dtype=np.int64),
-            "use": use,
-            "count_scale": 1.0,
-        }
-    # per (state, fold) sums over reference cells: rows = state*k + fold
-    grp = np.full(n, -1, dtype=np.int64)
-    has_state = ref & (s_idx >= 0)
-    grp[has_state] = s_idx[has_state] * k + fold[has_state]
-    S = _group_sums(XL, grp, n_states * k).reshape(n_states, k, nL)
-    Dsf = np.bincount(grp[grp >= 0], weights=depth[grp >= 0], minlength=n_states * k).reshape(n_states, k)
-    F = _group_sums(XL, np.where(ref, fold, -1), k)  # (k, nL) all states per fold
-    Df = np.bincount(fold[ref], weights=depth[ref], minlength=k)
-    pseudo = shrinkage * med_depth
-
-    def profile(state_sum, state_depth, pool):
-        return (state_sum + pseudo * pool) / (state_depth + pseudo)
-
-    # profiles: full (state), and leave-fold-out (state, fold); pooled rows for unseen states
-    P_full = profile(S.sum(1), Dsf.sum(1)[:, None], p_all[None, :])  # (n_states, nL)
-    P_pool_cf = (tot_ref[None, :] - F) / np.maximum(depth[ref].sum() - Df, 1.0)[:, None]  # (k, nL)
-    P_cf = profile(
-        S.sum(1)[:, None, :] - S, (Dsf.sum(1)[:, None] - Dsf)[:, :, None], P_pool_cf[None, :, :]
-    )  # (n_states, k, nL)
-    # table of profiles: [P_full (n_states); p_all (1); P_cf (n_states*k); P_pool_cf (k)]
-    table = np.vstack([P_full, p_all[None, :], P_cf.reshape(-1, nL), P_pool_cf])
-    row = np.where(s_idx >= 0, s_idx, n_states)
-    row[ref] = np.where(
-        s_idx[ref] >= 0, n_states + 1 + s_idx[ref] * k + fold[ref], n_states + 1 + n_states * k + fold[ref]
-    )
-
-    # overdispersion per gene: moments on reference cells with the in-sample state profile
-    ref_row = np.where(s_idx[ref_idx] >= 0, s_idx[ref_idx], n_states)
-    XR = XL[ref_idx]
-    Dr = depth[ref_idx]
-    sx2 = np.asarray(XR.multiply(XR).sum(axis=0)).ravel()
-    Gr = sp.csr_matrix((Dr, (ref_row, np.arange(ref_idx.size))), shape=(n_states + 1, ref_idx.size))
-    Pr = np.vstack([P_full, p_all[None, :]])
-    sxmu = (np.asarray((Gr @ XR).todense()) * Pr).sum(0)
-    d1 = np.bincount(ref_row, weights=Dr, minlength=n_states + 1)
-    d2 = np.bincount(ref_row, weights=Dr**2, minlength=n_states + 1)
-    smu = (d1[:, None] * Pr).sum(0)
-    smu2 = (d2[:, None] * Pr**2).sum(0)
-    num = sx2 - 2 * sxmu + smu2  # sum of squared residuals per gene
-    scale = _count_scale(num, smu, smu2)
-    excess = num - scale * smu
-    common = max(excess.sum() / max(smu2.sum(), 1e-12), 1e-3)
-    tau = float(np.median(smu2))
-    phi = np.clip((excess + tau * common) / (smu2 + tau), 1e-3, 10.0)
-    # counts and means divided by the scale follow var = mu + phi*mu**2 (quasi-likelihood)
-    r = 1.0 / phi
-    logrho = np.log(rho)
-
-    # Per cell, with mu = depth * P[row] / scale, l1 = log((r+mu)/(r+rho mu)), coef = l1 + log(rho):
-    #   llr = sum_g r*l1 + x*coef,  e0 = sum_g r*l1 + mu*coef,  v0 = sum_g coef**2 * (mu + phi*mu**2)
-    # Everything but the x*coef term depends on the cell only through its profile row and depth,
-    # so it is computed once per distinct (row, depth) pair (counts are integers: at 91,335 cells
-    # there were 29,477 pairs, and their number grows far slower than the cohort), in dense blocks
-    # of pairs x lesion genes; x*coef is added at each stored count only.
-    n_genes = (table > 0).sum(1)[row]  # genes a cell is scored on depend only on its profile row
-    order = np.lexsort((depth, row))
-    row_sorted, depth_sorted = row[order], depth[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = (row_sorted[1:] != row_sorted[:-1]) | (depth_sorted[1:] != depth_sorted[:-1])
-    pair = np.empty(n, dtype=np.int64)
-    pair[order] = np.cumsum(new) - 1
-    first = order[new]
-    pair_row, pair_depth = row[first], depth[first]
-    m = first.size
-    r_l1, e0_pair, v0_pair = np.zeros(m), np.zeros(m), np.zeros(m)
-    for a in range(0, m, chunk_size):
-        b = min(a + chunk_size, m)
-        mu = pair_depth[a:b, None] * table[pair_row[a:b]]
-        if scale != 1.0:
-            mu /= scale
-        l1 = rho * mu
-        l1 += r
-        np.divide((1.0 - rho) * mu, l1, out=l1)
-        np.log1p(l1, out=l1)  # log((r+mu)/(r+rho mu))
-        coef = l1 + logrho  # per-count slope
-        rl1 = np.multiply(r, l1, out=l1)
-        r_l1[a:b] = rl1.sum(1)
-        tmp = np.multiply(mu, coef)
-        tmp += rl1
-        e0_pair[a:b] = tmp.sum(1)
-        np.multiply(mu, mu, out=tmp)
-        tmp *= phi
-        tmp += mu
-        np.multiply(coef, coef, out=coef)
-        tmp *= coef
-        v0_pair[a:b] = tmp.sum(1)
-    llr, e0, v0 = r_l1[pair], e0_pair[pair], v0_pair[pair]
-    # x*coef at the stored counts, in blocks of cells (nonzeros x float64 a few times over)
-    XL = XL.tocsr()
-    XL.sum_duplicates()
-    step = max(chunk_size * 256, 1)
-    for a in range(0, n, step):
-        b = min(a + step, n)
-        lo, hi = XL.indptr[a], XL.indptr[b]
-        ri = np.repeat(np.arange(a, b), np.diff(XL.indptr[a : b + 1]))
-        ci = XL.indices[lo:hi]
-        mu = depth[ri] * table[row[ri], ci]
-        xv = XL.data[lo:hi].astype(np.float64)
-        if scale != 1.0:
-            mu /= scale
-            xv /= scale
-        coef = np.log1p((1.0 - rho) * mu / (r[ci] + rho * mu)) + logrho
-        llr[a:b] += np.bincount(ri - a, weights=xv * coef, minlength=b - a)
-    z = (llr - e0) / np.sqrt(np.maximum(v0, 1e-12))
-    return {
-        "llr": llr,
-        "z": z,
-        "n_genes": n_genes,
-        "use": use,
-        "count_scale": scale,
-        "profiles": np.vstack([P_full, p_all[None, :]]),
-        "profile_row": np.where(s_idx >= 0, s_idx, n_states),
-    }
-
-
-def _best_interval(observed: np.ndarray, expected: np.ndarray, rho: float, min_genes: int) -> tuple[int, int, float]:
-    """Gene-index interval [i, j) maximising the Poisson log-likelihood ratio of ratio ``rho`` vs 1.
-
-    ``observed``/``expected`` are pseudobulk counts per gene in genomic order; the gain of an
-    interval is ``sum(O*log(rho) + (1-rho)*E)`` over its genes, so prefix sums give every interval
-    of at least ``min_genes`` genes in O(n^2) memory-light vectorised rows.
-    """
-    gain = observed * np.log(rho) + (1.0 - rho) * expected
-    c = np.concatenate([[0.0], np.cumsum(gain)])
-    n = gain.size
-    best = (-np.inf, 0, n)
-    for i in range(0, max(n - min_genes + 1, 0)):
-        tail = c[i + min_genes :] - c[i]
-        j = int(np.argmax(tail))
-        if tail[j] > best[0]:
-            best = (float(tail[j]), i, i + min_genes + j)
-    return best[1], best[2], best[0]
+    llr: np.ndarray
+    n_genes: np.ndarray
+    used: np.ndarray  # (lesion genes,) used in any batch
+    fits: dict  # batch -> score_rows result
+    reference_llr: dict  # (batch, donor|None) -> tempered LLRs of its cross-fitted reference cells
+    batches: pd.DataFrame
 
 
 def call_lesions(
     adata: anndata.AnnData,
     lesions: list[Lesion],
     *,
-    reference_mask,
+    reference,
     state_key: str = "hspc_state",
     sample_key: str = "sample",
     donor_key: str | None = "patient",
@@ -667,7 +485,13 @@ def call_lesions(
     chunk_size: int = 256,
     depth=None,
 ) -> None:
+    # long because: the docstring is the reference for every parameter and key written; the code
+    # (about 60 lines) checks the inputs and hands each step to the functions below.
     """Per-cell posterior probability of each lesion; writes obs columns and ``uns["lesions"]``.
+
+    Works on an AnnData in memory, as infercnvpy's tools do (see Examples); to call a cohort file
+    too large to hold, read the lesions' genes and each cell's depth in one pass with
+    :func:`read_lesion_counts` and pass that AnnData with ``layer=None, depth=depth``.
 
     Parameters
     ----------
@@ -677,10 +501,12 @@ def call_lesions(
         sparse (CSR or CSC) or dense; ``var`` needs ``chromosome``, ``start``, ``end`` (bp, 0-based).
         With ``depth`` given, only the lesions' genes are needed (:func:`read_lesion_counts`).
     lesions
-        From :func:`parse_lesions`.
-    reference_mask
+        :class:`Lesion` objects, from :func:`parse_lesions` (a list of ``{name, type, region}``
+        mappings, as the workflow's config writes them, and a cytoband table; ``None`` gives the
+        default del(5q)). The lesions' names prefix the obs keys written.
+    reference
         Boolean array (n_obs,) or the name of a boolean obs column: the normal reference cells
-        (see :func:`remnant.workflow.config.reference_cells` and :func:`remnant.tl.reference.find_reference`).
+        (e.g. healthy donors' cells, or those :func:`remnant.tl.reference.find_reference` chooses).
     state_key
         obs column with the annotated HSPC state (expectations are state-matched).
     sample_key
@@ -741,249 +567,372 @@ def call_lesions(
     nonzero expectation). ``uns["lesions"][name]``: ``per_sample`` DataFrame (batch, n_cells,
     n_reference, prior, n_called, fpr, fnr, temperature, count_scale, reference_matched);
     ``batches`` DataFrame (per batch: n_cells, n_reference, reference_matched, fold_mode, n_folds,
-    n_genes, temperature, count_scale); ``genes`` (gene ids used in any batch); ``reference_fpr``
-    (called fraction of cross-fitted reference cells with their own sample prior); the lesion and
-    the parameters. ``fpr`` per sample is the share of cross-fitted reference cells (of the
+    n_genes, temperature, count_scale); ``intervals`` DataFrame (per donor with cells outside the
+    reference: donor, n_called, refined, start, end (bp), n_genes, gain; no rows without
+    ``refine``); ``genes`` (var_names of the genes used in any batch); ``reference_fpr`` (called
+    fraction of cross-fitted reference cells with their own sample prior); ``lesion`` (the
+    :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``). ``fpr`` per sample is the share of cross-fitted reference cells (of the
     sample's batch reference) that would be called with that sample's prior; ``fnr`` is the
     posterior-expected share of carriers below the cut-off.
+
+    Examples
+    --------
+    >>> import remnant as rm
+    >>> cytobands = rm.io.load_cytobands("resources/annotation/GRCh38_cytobands.tsv")
+    >>> lesions = rm.tl.parse_lesions([{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], cytobands)
+    >>> rm.tl.call_lesions(adata, lesions, reference="is_reference")  # doctest: +SKIP
+    >>> adata.obs[["del5q_posterior", "del5q_call"]]  # doctest: +SKIP
     """
     X = counts_matrix(adata, layer, "call_lesions")
     require_positions(adata.var, "call_lesions")
-    if batch_key == "technology" and batch_key not in adata.obs:
-        batch_key = None
-    for key in (state_key, sample_key) + ((batch_key,) if batch_key else ()):
-        if key not in adata.obs:
-            raise InputError(f"obs lacks column {key!r}.", where="call_lesions")
+    batch_key = effective_batch_key(adata.obs, batch_key)
+    require_obs(adata.obs, (state_key, sample_key) + ((batch_key,) if batch_key else ()), "call_lesions")
     if not lesions:
         raise InputError("no lesions to call.", where="call_lesions(lesions=...)")
     if not 0 < posterior_cutoff < 1:
         raise InputError("posterior_cutoff must be between 0 and 1.", where="call_lesions")
-    ref = cell_mask(adata, reference_mask, "reference_mask", "call_lesions")
+    ref = cell_mask(adata, reference, "reference", "call_lesions")
     if ref.sum() < 10:
         raise InputError(
-            f"only {int(ref.sum())} reference cells; need at least 10.", where="call_lesions(reference_mask=...)"
+            f"only {int(ref.sum())} reference cells; need at least 10.", where="call_lesions(reference=...)"
         )
-    n = adata.n_obs
-    var = adata.var
-    inside, outside = lesion_genes(var, lesions)
-    # (n,) counts on outside genes
-    depth = cell_depth(X, outside, depth, n, "call_lesions")
-
-    # states: integer codes of the reference states; other cells use the pooled profile (-1)
-    state = adata.obs[state_key].astype(str).where(adata.obs[state_key].notna(), "").to_numpy()
-    donors = adata.obs[donor_key].astype(str).to_numpy() if donor_key and donor_key in adata.obs else None
-    batch = adata.obs[batch_key].astype(str).to_numpy() if batch_key else np.full(n, "all", dtype=object)
-    samples = adata.obs[sample_key].astype(str).to_numpy()
-
-    # one scoring unit per batch: its cells plus the reference cells it is judged against
-    units = []
-    for b in pd.unique(batch):
-        cells = np.flatnonzero(batch == b)
-        own_ref = np.flatnonzero(ref & (batch == b))
-        matched = own_ref.size >= min_batch_reference
-        ref_rows = own_ref if matched else np.flatnonzero(ref)
-        rows = np.union1d(cells, ref_rows)
-        is_ref = np.isin(rows, ref_rows)
-        fold = np.full(rows.size, -1, dtype=np.int64)
-        fold[is_ref], k, fold_mode = _assign_folds(rows[is_ref], donors, n_folds, seed)
-        ref_states = sorted(set(state[rows[is_ref]]) - {"", "nan"})
-        code = {s: i for i, s in enumerate(ref_states)}
-        s_idx = np.array([code.get(s, -1) for s in state[rows]], dtype=np.int64)
-        refine_reference = fold >= 0
-        if refine_max_reference is not None and refine_reference.sum() > refine_max_reference:
-            keep = np.random.default_rng([int(seed), 7]).choice(
-                np.flatnonzero(refine_reference), int(refine_max_reference), replace=False
-            )
-            refine_reference = np.zeros(rows.size, bool)
-            refine_reference[keep] = True
-        units.append(
-            {
-                "batch": b,
-                "cells": cells,
-                "rows": rows,
-                "fold": fold,
-                "k": k,
-                "fold_mode": fold_mode,
-                "matched": matched,
-                "s_idx": s_idx,
-                "n_states": len(ref_states),
-                "refine_reference": refine_reference,  # reference rows each donor's re-scoring uses
-                "own": np.isin(rows, cells),
-            }
-        )  # rows that are the batch's own cells
-
+    XU, var, depth = lesion_counts(X, adata.var, lesions, depth, "call_lesions")
+    cohort = _cohort(
+        adata.obs,
+        ref,
+        depth,
+        state_key=state_key,
+        sample_key=sample_key,
+        donor_key=donor_key,
+        batch_key=batch_key,
+        n_folds=n_folds,
+        seed=seed,
+        min_batch_reference=min_batch_reference,
+        refine_max_reference=refine_max_reference,
+    )
+    params = {
+        "state_key": state_key,
+        "sample_key": sample_key,
+        "donor_key": donor_key or "",
+        "batch_key": batch_key or "",
+        "posterior_cutoff": posterior_cutoff,
+        "n_folds": int(n_folds),
+        "seed": seed,
+        "min_mean": min_mean,
+        "shrinkage": shrinkage,
+        "calibrate": calibrate,
+        "min_batch_reference": int(min_batch_reference),
+        "refine": refine,
+        "min_refine_cells": int(min_refine_cells),
+        "min_interval_genes": int(min_interval_genes),
+        "refine_max_reference": -1 if refine_max_reference is None else int(refine_max_reference),
+        "n_reference": int(ref.sum()),
+    }
     uns = adata.uns.setdefault("lesions", {})
-    logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
-    gene_start = var["start"].to_numpy(np.int64)
-    gene_end = var["end"].to_numpy(np.int64)
     for lesion in lesions:
-        cols = np.flatnonzero(inside[lesion.name])
-        cols = cols[np.argsort(gene_start[cols], kind="stable")]  # genomic order, for the interval scan
-        XL = sp.csr_matrix(X[:, cols], dtype=np.float64)
-        kw = {"rho": lesion.copy_ratio, "min_mean": min_mean, "shrinkage": shrinkage, "chunk_size": chunk_size}
-        llr_t = np.zeros(n)
-        n_genes = np.zeros(n, dtype=np.int64)
-        used = np.zeros(cols.size, bool)
-        batch_rows, results = [], {}
-        ref_llr_of: dict[tuple, np.ndarray] = {}  # (batch, donor|None) -> tempered LLRs of its cross-fitted reference
-        for u in units:
-            rows = u["rows"]
-            res = _score_rows(XL[rows], depth[rows], u["s_idx"], u["n_states"], u["fold"], u["k"], **kw)
-            if not res["use"].any():
-                raise InputError(
-                    f"lesion {lesion.name}: no gene inside {lesion.region} reaches min_mean={min_mean} "
-                    f"in the reference cells of batch {u['batch']!r}.",
-                    where="call_lesions",
-                )
-            used |= res["use"]
-            is_ref = u["fold"] >= 0
-            temperature = _temperature(res["z"][is_ref], calibrate)
-            llr_rows = res["llr"] / temperature
-            # write the batch's own cells; reference cells borrowed from another batch are scored there
-            own = u["own"]
-            llr_t[rows[own]] = llr_rows[own]
-            n_genes[rows[own]] = res["n_genes"][own]
-            ref_llr_of[(u["batch"], None)] = llr_rows[is_ref]
-            results[u["batch"]] = res
-            batch_rows.append(
-                {
-                    "batch": u["batch"],
-                    "n_cells": int(u["cells"].size),
-                    "n_reference": int(is_ref.sum()),
-                    "reference_matched": bool(u["matched"]),
-                    "fold_mode": u["fold_mode"],
-                    "n_folds": int(u["k"]),
-                    "n_genes": int(res["use"].sum()),
-                    "temperature": temperature,
-                    "count_scale": float(res["count_scale"]),
-                }
-            )
-        batches = pd.DataFrame(batch_rows).set_index("batch")
-        post, priors = _sample_posteriors(llr_t, samples)
+        columns, uns[lesion.name] = _call_lesion(
+            XU,
+            var,
+            lesion,
+            cohort,
+            posterior_cutoff=posterior_cutoff,
+            calibrate=calibrate,
+            refine=refine,
+            min_refine_cells=min_refine_cells,
+            min_interval_genes=min_interval_genes,
+            score={"rho": lesion.copy_ratio, "min_mean": min_mean, "shrinkage": shrinkage, "chunk_size": chunk_size},
+        )
+        for key, values in columns.items():
+            adata.obs[f"{lesion.name}_{key}"] = values
+        uns[lesion.name]["params"] = dict(params)
 
-        # Each patient's own deleted interval (inside the configured one) from its called cells;
-        # its cells (and the reference, for its false-positive rate) are re-scored on those genes
-        # only, so genes the patient did not lose neither dilute the evidence nor bias the prior.
-        intervals = []
-        if refine and donors is not None:
-            called = (post >= posterior_cutoff) & ~ref
-            for d in pd.unique(donors[~ref]):
-                m = called & (donors == d)
-                entry = {
-                    "donor": d,
-                    "n_called": int(m.sum()),
-                    "refined": False,
-                    "start": np.nan,
-                    "end": np.nan,
-                    "n_genes": 0,
-                    "gain": np.nan,
-                }
-                if m.sum() < min_refine_cells:
-                    intervals.append(entry)
-                    continue
-                O, E = np.zeros(cols.size), np.zeros(cols.size)
-                for u in units:
-                    res, rows = results[u["batch"]], u["rows"]
-                    sel = m[rows]
-                    if not sel.any():
-                        continue
-                    use, scale = res["use"], res["count_scale"]
-                    O[use] += np.asarray(XL[rows[sel]][:, np.flatnonzero(use)].sum(axis=0)).ravel() / scale
-                    dsum = np.bincount(
-                        res["profile_row"][sel], weights=depth[rows[sel]], minlength=res["profiles"].shape[0]
-                    )
-                    E[use] += dsum @ res["profiles"] / scale
-                keep = np.flatnonzero(E > 0)
-                if keep.size < 2 * min_interval_genes:
-                    intervals.append(entry)
-                    continue
-                i, j, gain = _best_interval(O[keep], E[keep], lesion.copy_ratio, min_interval_genes)
-                gene_mask = np.zeros(cols.size, bool)
-                gene_mask[keep[i] : keep[j - 1] + 1] = True
-                entry.update(
-                    refined=True,
-                    start=int(gene_start[cols[keep[i]]]),
-                    end=int(gene_end[cols[keep[j - 1]]]),
-                    n_genes=int(j - i),
-                    gain=gain,
-                )
-                intervals.append(entry)
-                for u in units:
-                    rows = u["rows"]
-                    own_d = u["own"] & (donors[rows] == d)
-                    if not own_d.any():
-                        continue
-                    sub = own_d | u["refine_reference"]
-                    res2 = _score_rows(
-                        XL[rows[sub]][:, np.flatnonzero(gene_mask)],
-                        depth[rows[sub]],
-                        u["s_idx"][sub],
-                        u["n_states"],
-                        u["fold"][sub],
-                        u["k"],
-                        **kw,
-                    )
-                    is_ref2 = u["fold"][sub] >= 0
-                    l2 = res2["llr"] / _temperature(res2["z"][is_ref2], calibrate)
-                    target = own_d[sub]
-                    llr_t[rows[sub][target]] = l2[target]
-                    n_genes[rows[sub][target]] = res2["n_genes"][target]
-                    ref_llr_of[(u["batch"], d)] = l2[is_ref2]
-            post, priors = _sample_posteriors(llr_t, samples)
 
-        rows_out = []
-        for smp, pi in priors.items():
-            m = samples == smp
-            b = batch[m][0]
-            d = donors[m][0] if donors is not None else None
-            thr = logit_cut - np.log(pi / (1 - pi))
-            ps = post[m]
-            below = ps < posterior_cutoff
-            rows_out.append(
-                {
-                    "sample": smp,
-                    "batch": b,
-                    "n_cells": int(m.sum()),
-                    "n_reference": int((m & ref).sum()),
-                    "prior": pi,
-                    "n_called": int((~below).sum()),
-                    "fpr": float(np.mean(ref_llr_of.get((b, d), ref_llr_of[(b, None)]) >= thr)),
-                    "fnr": float(ps[below].sum() / ps.sum()) if ps.sum() > 0 else float("nan"),
-                    "temperature": batches.loc[b, "temperature"],
-                    "count_scale": batches.loc[b, "count_scale"],
-                    "reference_matched": batches.loc[b, "reference_matched"],
-                }
+def _call_lesion(
+    XU: sp.csr_matrix,
+    var: pd.DataFrame,
+    lesion: Lesion,
+    cohort: _Cohort,
+    *,
+    posterior_cutoff: float,
+    calibrate: bool,
+    refine: bool,
+    min_refine_cells: int,
+    min_interval_genes: int,
+    score: dict,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """One lesion's calls: the obs columns (``posterior``, ``llr``, ``call``, ``n_genes``; (n_obs,)
+    each, prefixed with the lesion's name when written) and its ``uns["lesions"]`` entry but the
+    parameters. ``XU``: cells x the lesions' genes (``var``); ``score``: :func:`score_rows`'s options."""
+    # the lesion's genes in genomic order, for the interval scan
+    cols = np.flatnonzero(genes_in(var, lesion))
+    cols = cols[np.argsort(var["start"].to_numpy(np.int64)[cols], kind="stable")]
+    XL = sp.csr_matrix(XU[:, cols], dtype=np.float64)
+    scores = _score_batches(XL, lesion, cohort, score, calibrate)
+    post, priors = sample_posteriors(scores.llr, cohort.samples)
+    # Each patient's own deleted interval (inside the configured one) from its called cells;
+    # its cells (and the reference, for its false-positive rate) are re-scored on those genes
+    # only, so genes the patient did not lose neither dilute the evidence nor bias the prior.
+    intervals = []
+    if refine and cohort.donors is not None:
+        called = (post >= posterior_cutoff) & ~cohort.ref
+        intervals = _refine_donors(
+            XL, var.iloc[cols], lesion, called, cohort, scores, score, calibrate, min_refine_cells, min_interval_genes
+        )
+        post, priors = sample_posteriors(scores.llr, cohort.samples)
+    call = post >= posterior_cutoff
+    columns = {"posterior": post, "llr": scores.llr, "call": call, "n_genes": scores.n_genes}
+    return columns, {
+        "lesion": dict(asdict(lesion).items()),
+        "per_sample": _per_sample(post, priors, cohort, scores, posterior_cutoff),
+        "batches": scores.batches,
+        "intervals": pd.DataFrame(
+            intervals, columns=["donor", "n_called", "refined", "start", "end", "n_genes", "gain"]
+        ),
+        "genes": np.asarray(var.index[cols[scores.used]], dtype=str),
+        "reference_fpr": float(call[cohort.ref].mean()),
+    }
+
+
+def effective_batch_key(obs: pd.DataFrame, batch_key: str | None) -> str | None:
+    """``batch_key``, or ``None`` for the default ``"technology"`` when obs lacks it (one batch)."""
+    return None if batch_key == "technology" and batch_key not in obs else batch_key
+
+
+def require_obs(obs: pd.DataFrame, keys, where: str) -> None:
+    """Raise InputError naming the first of ``keys`` that is not an obs column."""
+    for key in keys:
+        if key not in obs:
+            raise InputError(f"obs lacks column {key!r}.", where=where)
+
+
+def _cohort(
+    obs: pd.DataFrame,
+    ref: np.ndarray,
+    depth: np.ndarray,
+    *,
+    state_key: str,
+    sample_key: str,
+    donor_key: str | None,
+    batch_key: str | None,
+    n_folds: int,
+    seed: int,
+    min_batch_reference: int,
+    refine_max_reference: int | None,
+) -> _Cohort:
+    """The per-cell arrays of obs that scoring uses, and one scoring unit per batch."""
+    n = len(obs)
+    # states: integer codes of the reference states; other cells use the pooled profile (-1)
+    state = obs[state_key].astype(str).where(obs[state_key].notna(), "").to_numpy()
+    donors = obs[donor_key].astype(str).to_numpy() if donor_key and donor_key in obs else None
+    batch = obs[batch_key].astype(str).to_numpy() if batch_key else np.full(n, "all", dtype=object)
+    units = [
+        _unit(b, ref, state, donors, batch, n_folds, seed, min_batch_reference, refine_max_reference)
+        for b in pd.unique(batch)
+    ]
+    return _Cohort(depth, ref, obs[sample_key].astype(str).to_numpy(), batch, donors, units)
+
+
+def _unit(
+    b: str,
+    ref: np.ndarray,
+    state: np.ndarray,
+    donors: np.ndarray | None,
+    batch: np.ndarray,
+    n_folds: int,
+    seed: int,
+    min_batch_reference: int,
+    refine_max_reference: int | None,
+) -> _Unit:
+    """Batch ``b``'s scoring unit: its cells and its own reference cells when it has at least
+    ``min_batch_reference`` of them, else every reference cell; folds and state codes of those."""
+    cells = np.flatnonzero(batch == b)
+    own_ref = np.flatnonzero(ref & (batch == b))
+    matched = own_ref.size >= min_batch_reference
+    ref_rows = own_ref if matched else np.flatnonzero(ref)
+    rows = np.union1d(cells, ref_rows)
+    is_ref = np.isin(rows, ref_rows)
+    fold = np.full(rows.size, -1, dtype=np.int64)
+    fold[is_ref], k, fold_mode = assign_folds(rows[is_ref], donors, n_folds, seed)
+    ref_states = sorted(set(state[rows[is_ref]]) - {"", "nan"})
+    code = {s: i for i, s in enumerate(ref_states)}
+    s_idx = np.array([code.get(s, -1) for s in state[rows]], dtype=np.int64)
+    refine_reference = fold >= 0
+    if refine_max_reference is not None and refine_reference.sum() > refine_max_reference:
+        keep = np.random.default_rng([int(seed), 7]).choice(
+            np.flatnonzero(refine_reference), int(refine_max_reference), replace=False
+        )
+        refine_reference = np.zeros(rows.size, bool)
+        refine_reference[keep] = True
+    return _Unit(
+        b, cells, rows, fold, k, fold_mode, matched, s_idx, len(ref_states), refine_reference, np.isin(rows, cells)
+    )
+
+
+def _score_batches(XL: sp.csr_matrix, lesion: Lesion, cohort: _Cohort, kw: dict, calibrate: bool) -> _Scores:
+    """Score every batch's cells on the lesion's genes (``XL``: n_obs x genes, float64), tempered."""
+    n = XL.shape[0]
+    scores = _Scores(np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(XL.shape[1], bool), {}, {}, None)
+    batch_rows = []
+    for u in cohort.units:
+        rows = u.rows
+        res = score_rows(XL[rows], cohort.depth[rows], u.s_idx, u.n_states, u.fold, u.k, **kw)
+        if not res["use"].any():
+            raise InputError(
+                f"lesion {lesion.name}: no gene inside {lesion.region} reaches min_mean={kw['min_mean']} "
+                f"in the reference cells of batch {u.batch!r}.",
+                where="call_lesions",
             )
-        call = post >= posterior_cutoff
-        adata.obs[f"{lesion.name}_posterior"] = post
-        adata.obs[f"{lesion.name}_llr"] = llr_t
-        adata.obs[f"{lesion.name}_call"] = call
-        adata.obs[f"{lesion.name}_n_genes"] = n_genes
-        uns[lesion.name] = {
-            "lesion": dict(asdict(lesion).items()),
-            "per_sample": pd.DataFrame(rows_out).set_index("sample"),
-            "batches": batches,
-            "intervals": pd.DataFrame(
-                intervals, columns=["donor", "n_called", "refined", "start", "end", "n_genes", "gain"]
-            ),
-            "genes": np.asarray(adata.var_names[cols[used]], dtype=str),
-            "reference_fpr": float(call[ref].mean()),
-            "params": {
-                "state_key": state_key,
-                "sample_key": sample_key,
-                "donor_key": donor_key or "",
-                "batch_key": batch_key or "",
-                "posterior_cutoff": posterior_cutoff,
-                "n_folds": int(n_folds),
-                "seed": seed,
-                "min_mean": min_mean,
-                "shrinkage": shrinkage,
-                "calibrate": calibrate,
-                "min_batch_reference": int(min_batch_reference),
-                "refine": refine,
-                "min_refine_cells": int(min_refine_cells),
-                "min_interval_genes": int(min_interval_genes),
-                "refine_max_reference": -1 if refine_max_reference is None else int(refine_max_reference),
-                "n_reference": int(ref.sum()),
-            },
+        scores.used |= res["use"]
+        is_ref = u.fold >= 0
+        t = temperature(res["z"][is_ref], calibrate)
+        llr_rows = res["llr"] / t
+        # write the batch's own cells; reference cells borrowed from another batch are scored there
+        scores.llr[rows[u.own]] = llr_rows[u.own]
+        scores.n_genes[rows[u.own]] = res["n_genes"][u.own]
+        scores.reference_llr[(u.batch, None)] = llr_rows[is_ref]
+        scores.fits[u.batch] = res
+        batch_rows.append(
+            {
+                "batch": u.batch,
+                "n_cells": int(u.cells.size),
+                "n_reference": int(is_ref.sum()),
+                "reference_matched": bool(u.matched),
+                "fold_mode": u.fold_mode,
+                "n_folds": int(u.k),
+                "n_genes": int(res["use"].sum()),
+                "temperature": t,
+                "count_scale": float(res["count_scale"]),
+            }
+        )
+    scores.batches = pd.DataFrame(batch_rows).set_index("batch")
+    return scores
+
+
+def _refine_donors(
+    XL: sp.csr_matrix,
+    var: pd.DataFrame,
+    lesion: Lesion,
+    called: np.ndarray,
+    cohort: _Cohort,
+    scores: _Scores,
+    kw: dict,
+    calibrate: bool,
+    min_refine_cells: int,
+    min_interval_genes: int,
+) -> list[dict]:
+    """Each donor's own interval inside the lesion (from its ``called`` cells) and its cells
+    re-scored on it (``scores`` updated); one row per donor for ``uns[...]["intervals"]``.
+
+    ``var``: the lesion's genes, the columns of ``XL`` (genomic order).
+    """
+    intervals = []
+    donors = cohort.donors
+    for d in pd.unique(donors[~cohort.ref]):
+        m = called & (donors == d)
+        entry = {
+            "donor": d,
+            "n_called": int(m.sum()),
+            "refined": False,
+            "start": np.nan,
+            "end": np.nan,
+            "n_genes": 0,
+            "gain": np.nan,
         }
+        if m.sum() < min_refine_cells:
+            intervals.append(entry)
+            continue
+        O, E = _pooled_counts(XL, m, cohort, scores)
+        keep = np.flatnonzero(E > 0)
+        if keep.size < 2 * min_interval_genes:
+            intervals.append(entry)
+            continue
+        i, j, gain = best_interval(O[keep], E[keep], lesion.copy_ratio, min_interval_genes)
+        gene_mask = np.zeros(XL.shape[1], bool)
+        gene_mask[keep[i] : keep[j - 1] + 1] = True
+        entry.update(
+            refined=True,
+            start=int(var["start"].to_numpy(np.int64)[keep[i]]),
+            end=int(var["end"].to_numpy(np.int64)[keep[j - 1]]),
+            n_genes=int(j - i),
+            gain=gain,
+        )
+        intervals.append(entry)
+        _rescore_donor(XL, gene_mask, d, cohort, scores, kw, calibrate)
+    return intervals
+
+
+def _pooled_counts(XL: sp.csr_matrix, m: np.ndarray, cohort: _Cohort, scores: _Scores) -> tuple[np.ndarray, np.ndarray]:
+    """Observed and expected counts per lesion gene summed over the cells of the mask ``m`` (n_obs,),
+    each cell against its batch's in-sample profile, on the count scale of its batch."""
+    O, E = np.zeros(XL.shape[1]), np.zeros(XL.shape[1])
+    for u in cohort.units:
+        res, rows = scores.fits[u.batch], u.rows
+        sel = m[rows]
+        if not sel.any():
+            continue
+        use, scale = res["use"], res["count_scale"]
+        O[use] += np.asarray(XL[rows[sel]][:, np.flatnonzero(use)].sum(axis=0)).ravel() / scale
+        dsum = np.bincount(res["profile_row"][sel], weights=cohort.depth[rows[sel]], minlength=res["profiles"].shape[0])
+        E[use] += dsum @ res["profiles"] / scale
+    return O, E
+
+
+def _rescore_donor(
+    XL: sp.csr_matrix, gene_mask: np.ndarray, d: str, cohort: _Cohort, scores: _Scores, kw: dict, calibrate: bool
+) -> None:
+    """Re-score donor ``d``'s cells on the genes of ``gene_mask``, cross-fitted against each batch's
+    refinement reference; writes their LLRs and genes and the reference's LLRs into ``scores``."""
+    for u in cohort.units:
+        rows = u.rows
+        own_d = u.own & (cohort.donors[rows] == d)
+        if not own_d.any():
+            continue
+        sub = own_d | u.refine_reference
+        res = score_rows(
+            XL[rows[sub]][:, np.flatnonzero(gene_mask)],
+            cohort.depth[rows[sub]],
+            u.s_idx[sub],
+            u.n_states,
+            u.fold[sub],
+            u.k,
+            **kw,
+        )
+        is_ref = u.fold[sub] >= 0
+        llr = res["llr"] / temperature(res["z"][is_ref], calibrate)
+        target = own_d[sub]
+        scores.llr[rows[sub][target]] = llr[target]
+        scores.n_genes[rows[sub][target]] = res["n_genes"][target]
+        scores.reference_llr[(u.batch, d)] = llr[is_ref]
+
+
+def _per_sample(
+    post: np.ndarray, priors: dict, cohort: _Cohort, scores: _Scores, posterior_cutoff: float
+) -> pd.DataFrame:
+    """The ``per_sample`` table of ``uns["lesions"][name]`` (one row per sample, indexed by it)."""
+    logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
+    batches, donors, samples = scores.batches, cohort.donors, cohort.samples
+    rows_out = []
+    for smp, pi in priors.items():
+        m = samples == smp
+        b = cohort.batch[m][0]
+        d = donors[m][0] if donors is not None else None
+        thr = logit_cut - np.log(pi / (1 - pi))
+        ps = post[m]
+        below = ps < posterior_cutoff
+        reference_llr = scores.reference_llr.get((b, d), scores.reference_llr[(b, None)])
+        rows_out.append(
+            {
+                "sample": smp,
+                "batch": b,
+                "n_cells": int(m.sum()),
+                "n_reference": int((m & cohort.ref).sum()),
+                "prior": pi,
+                "n_called": int((~below).sum()),
+                "fpr": float(np.mean(reference_llr >= thr)),
+                "fnr": float(ps[below].sum() / ps.sum()) if ps.sum() > 0 else float("nan"),
+                "temperature": batches.loc[b, "temperature"],
+                "count_scale": batches.loc[b, "count_scale"],
+                "reference_matched": batches.loc[b, "reference_matched"],
+            }
+        )
+    return pd.DataFrame(rows_out).set_index("sample")

@@ -40,7 +40,17 @@ import pandas as pd
 import scipy.sparse as sp
 
 from remnant.errors import InputError
-from remnant.tl.lesions import Lesion, cell_depth, cell_mask, counts_matrix, lesion_genes, require_positions
+from remnant.tl.lesions import (
+    Lesion,
+    call_lesions,
+    cell_mask,
+    counts_matrix,
+    effective_batch_key,
+    genes_in,
+    lesion_counts,
+    require_obs,
+    require_positions,
+)
 
 __all__ = ["find_reference"]
 
@@ -184,18 +194,55 @@ def find_reference(
         chosen reference, near 0 when converged), ``rounds``, ``converged``, ``confident`` (bool)
         and ``reason`` (why not, else empty).
     """
+    X, batch_key, cand = _checked_inputs(
+        adata, candidates, state_key, batch_key, layer, max_carrier_probability, min_cells
+    )
+    XU, var, depth = lesion_counts(X, adata.var, lesions, depth, "find_reference")
+    state = adata.obs[state_key].astype(str).to_numpy()
+    batch = adata.obs[batch_key].astype(str).to_numpy() if batch_key else np.full(adata.n_obs, "all", dtype=object)
+    choice = {"max_carrier_probability": max_carrier_probability, "min_cells": min_cells}
+    fit = {"max_rounds": max_rounds, "min_mean": min_mean, "shrinkage": shrinkage}
+    mask, report = _mixture_choice(XU, var, lesions, depth, state, batch, cand, **fit, **choice)
+    if rescore_rounds > 0:
+        call = {"state_key": state_key, "batch_key": batch_key, "min_mean": min_mean, "shrinkage": shrinkage}
+        sub, cand_idx = _candidates(adata.obs, XU, var, cand)
+        chosen = _rescore(
+            sub,
+            lesions,
+            depth[cand_idx],
+            batch[cand_idx],
+            mask[cand_idx],
+            report,
+            rescore_rounds,
+            choice,
+            call_kwargs | call,
+        )
+        mask = np.zeros(adata.n_obs, bool)
+        mask[cand_idx[chosen]] = True
+    report["reason"] = _reasons(report, min_cells, max_rounds)
+    report["confident"] = report["reason"] == ""
+    return mask, report
+
+
+def _checked_inputs(
+    adata: anndata.AnnData,
+    candidates,
+    state_key: str,
+    batch_key: str | None,
+    layer: str | None,
+    max_carrier_probability: float,
+    min_cells: int,
+) -> tuple[object, str | None, np.ndarray]:
+    """The counts, the batch key in effect and the boolean (n_obs,) candidates, or InputError."""
     X = counts_matrix(adata, layer, "find_reference")
     require_positions(adata.var, "find_reference")
     if not 0 < max_carrier_probability < 1:
         raise InputError(
             f"max_carrier_probability must be between 0 and 1; got {max_carrier_probability}.",
-            where="cnv.auto_reference.max_carrier_probability",
+            where="find_reference(max_carrier_probability=...)",
         )
-    if batch_key == "technology" and batch_key not in adata.obs:
-        batch_key = None
-    for key in (state_key,) + ((batch_key,) if batch_key else ()):
-        if key not in adata.obs:
-            raise InputError(f"obs lacks column {key!r}.", where="find_reference")
+    batch_key = effective_batch_key(adata.obs, batch_key)
+    require_obs(adata.obs, (state_key,) + ((batch_key,) if batch_key else ()), "find_reference")
     cand = (
         np.ones(adata.n_obs, bool)
         if candidates is None
@@ -204,21 +251,47 @@ def find_reference(
     if cand.sum() < min_cells:
         raise InputError(
             f"only {int(cand.sum())} candidate cells for an automatic reference; need at least {min_cells}.",
-            where="cnv.auto_reference",
+            where="find_reference(candidates=...)",
         )
-    inside, outside = lesion_genes(adata.var, lesions)
-    depth = cell_depth(X, outside, depth, adata.n_obs, "find_reference")
-    # Only the lesions' genes are used from here on: select those columns before any row subset
-    # (rows first would copy every gene of the selected cells).
-    lesion_cols = np.flatnonzero(
-        np.logical_or.reduce(list(inside.values())) if inside else np.zeros(adata.n_vars, bool)
-    )
-    XU = sp.csr_matrix(X[:, lesion_cols])  # cells x lesion genes, the counts' dtype
-    inside = {name: mask[lesion_cols] for name, mask in inside.items()}
-    state = adata.obs[state_key].astype(str).to_numpy()
-    batch = adata.obs[batch_key].astype(str).to_numpy() if batch_key else np.full(adata.n_obs, "all", dtype=object)
+    return X, batch_key, cand
 
-    mask = np.zeros(adata.n_obs, bool)
+
+def _candidates(
+    obs: pd.DataFrame, XU: sp.csr_matrix, var: pd.DataFrame, cand: np.ndarray
+) -> tuple[anndata.AnnData, np.ndarray]:
+    """The candidates' lesion genes as an AnnData (with their depth, call_lesions needs nothing
+    else), and their indices in the cohort."""
+    cand_idx = np.flatnonzero(cand)
+    sub = anndata.AnnData(
+        X=XU if cand.all() else XU[cand_idx],
+        obs=obs.iloc[cand_idx].copy(),
+        var=var[["chromosome", "start", "end"]].copy(),
+    )
+    return sub, cand_idx
+
+
+def _mixture_choice(
+    XU: sp.csr_matrix,
+    var: pd.DataFrame,
+    lesions: list[Lesion],
+    depth: np.ndarray,
+    state: np.ndarray,
+    batch: np.ndarray,
+    cand: np.ndarray,
+    *,
+    max_carrier_probability: float,
+    min_cells: int,
+    max_rounds: int,
+    min_mean: float,
+    shrinkage: float,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each batch's choice among its candidates by the two-component mixture (module docstring).
+
+    ``XU``: cells x the lesions' genes (``var``); the arrays are (n_obs,). Returns the boolean
+    (n_obs,) choice and one report row per lesion and batch (without ``reason``/``confident``).
+    """
+    inside = {lesion.name: genes_in(var, lesion) for lesion in lesions}
+    mask = np.zeros(len(cand), bool)
     rows = []
     for b in pd.unique(batch[cand]):
         idx = np.flatnonzero(cand & (batch == b))
@@ -227,27 +300,18 @@ def find_reference(
             for lesion in lesions
         }
         keep = depth[idx] > 0
-        ref = keep.copy()  # round 0: every candidate
-        fits: dict[str, dict] = {}
-        converged, rounds = False, 0
-        for rounds in range(1, max_rounds + 1):  # noqa: B007 (rounds is reported after the loop)
-            prob_any = np.zeros(idx.size)
-            for lesion in lesions:
-                O, E = _expected(XLs[lesion.name], depth[idx], state[idx], ref, min_mean, shrinkage)
-                ok = keep & (E > 0)
-                fit = _fit_mixture(np.log((O[ok] + 0.5) / (E[ok] + 0.5)), E[ok], float(np.log(lesion.copy_ratio)))
-                w = np.ones(idx.size)
-                w[ok] = fit["w"]
-                fits[lesion.name] = {**fit, "w_all": w}
-                prob_any = 1.0 - (1.0 - prob_any) * (1.0 - w)  # carries any lesion (independent lesions)
-            new = keep & (prob_any < max_carrier_probability)
-            if new.sum() < min_cells:
-                new = np.zeros(idx.size, bool)
-                new[np.argsort(prob_any, kind="stable")[:min_cells]] = True
-            if np.array_equal(new, ref):
-                converged = True
-                break
-            ref = new
+        ref, fits, rounds, converged, prob_any = _iterate_choice(
+            XLs,
+            lesions,
+            depth[idx],
+            state[idx],
+            keep,
+            max_carrier_probability,
+            min_cells,
+            max_rounds,
+            min_mean,
+            shrinkage,
+        )
         mask[idx[ref]] = True
         for lesion in lesions:
             fit = fits[lesion.name]
@@ -267,57 +331,101 @@ def find_reference(
                     "below_cutoff": int((keep & (prob_any < max_carrier_probability)).sum()),
                 }
             )
-    report = pd.DataFrame(rows)
+    return mask, pd.DataFrame(rows)
 
-    if rescore_rounds > 0:
-        from remnant.tl.lesions import call_lesions
 
-        cand_idx = np.flatnonzero(cand)
-        # the candidates' lesion genes and their depth: call_lesions needs nothing else
-        sub = anndata.AnnData(
-            X=XU if cand.all() else XU[cand_idx],
-            obs=adata.obs.iloc[cand_idx].copy(),
-            var=adata.var.iloc[lesion_cols][["chromosome", "start", "end"]].copy(),
-        )
-        sub_depth = depth[cand_idx]
-        sub_batch = batch[cand_idx]
-        chosen = mask[cand_idx]
-        for r in range(1, rescore_rounds + 1):
-            call_lesions(
-                sub,
-                lesions,
-                reference_mask=chosen,
-                state_key=state_key,
-                batch_key=batch_key,
-                layer=None,
-                min_mean=min_mean,
-                shrinkage=shrinkage,
-                posterior_cutoff=0.9,
-                depth=sub_depth,
-                **call_kwargs,
-            )
-            post = {lesion.name: sub.obs[f"{lesion.name}_posterior"].to_numpy(float) for lesion in lesions}
-            prob_any = 1.0 - np.prod([1.0 - p for p in post.values()], axis=0)
-            new = np.zeros_like(chosen)
-            for b in pd.unique(sub_batch):
-                inb = np.flatnonzero(sub_batch == b)
-                ok = prob_any[inb] < max_carrier_probability
-                pick = inb[ok] if ok.sum() >= min_cells else inb[np.argsort(prob_any[inb], kind="stable")[:min_cells]]
-                new[pick] = True
-                for lesion in lesions:
-                    at = (report["lesion"] == lesion.name) & (report["batch"] == b)
-                    report.loc[at, "n_chosen"] = int(new[inb].sum())
-                    report.loc[at, "contamination"] = float(post[lesion.name][inb][new[inb]].sum())
-                    report.loc[at, "carrier_fraction"] = float(post[lesion.name][inb].mean())
-                    report.loc[at, "below_cutoff"] = int(ok.sum())
-                    report.loc[at, "rescore_rounds"] = r
-            stable = np.array_equal(new, chosen)
-            chosen = new
-            if stable:
-                break
-        mask = np.zeros(adata.n_obs, bool)
-        mask[cand_idx[chosen]] = True
+def _iterate_choice(
+    XLs: dict,
+    lesions: list[Lesion],
+    depth: np.ndarray,
+    state: np.ndarray,
+    keep: np.ndarray,
+    max_carrier_probability: float,
+    min_cells: int,
+    max_rounds: int,
+    min_mean: float,
+    shrinkage: float,
+) -> tuple[np.ndarray, dict, int, bool, np.ndarray]:
+    """One batch's choice: fit the mixture of each lesion against the current reference, keep the
+    cells unlikely to carry any, repeat until the choice stops changing (at most ``max_rounds``).
 
+    ``XLs``: lesion name -> the batch's candidates x that lesion's genes (float64); ``keep``: the
+    candidates with depth. Returns the choice, the last fits, rounds run, whether the choice
+    converged, and each candidate's probability of carrying any lesion.
+    """
+    ref = keep.copy()  # round 0: every candidate
+    fits: dict[str, dict] = {}
+    converged, rounds = False, 0
+    for rounds in range(1, max_rounds + 1):  # noqa: B007 (rounds is reported after the loop)
+        prob_any = np.zeros(keep.size)
+        for lesion in lesions:
+            O, E = _expected(XLs[lesion.name], depth, state, ref, min_mean, shrinkage)
+            ok = keep & (E > 0)
+            fit = _fit_mixture(np.log((O[ok] + 0.5) / (E[ok] + 0.5)), E[ok], float(np.log(lesion.copy_ratio)))
+            w = np.ones(keep.size)
+            w[ok] = fit["w"]
+            fits[lesion.name] = {**fit, "w_all": w}
+            prob_any = 1.0 - (1.0 - prob_any) * (1.0 - w)  # carries any lesion (independent lesions)
+        new = keep & (prob_any < max_carrier_probability)
+        if new.sum() < min_cells:
+            new = np.zeros(keep.size, bool)
+            new[np.argsort(prob_any, kind="stable")[:min_cells]] = True
+        if np.array_equal(new, ref):
+            converged = True
+            break
+        ref = new
+    return ref, fits, rounds, converged, prob_any
+
+
+def _rescore(
+    sub: anndata.AnnData,
+    lesions: list[Lesion],
+    depth: np.ndarray,
+    batch: np.ndarray,
+    chosen: np.ndarray,
+    report: pd.DataFrame,
+    rescore_rounds: int,
+    choice: dict,
+    call_kwargs: dict,
+) -> np.ndarray:
+    """Rounds of :func:`call_lesions` on the candidates ``sub`` (their lesion genes; ``depth``,
+    ``batch`` and the mixture's choice ``chosen`` over them) against the current choice, each
+    followed by a new choice from its posteriors; updates ``report``, returns the last choice."""
+    for r in range(1, rescore_rounds + 1):
+        call_lesions(sub, lesions, reference=chosen, layer=None, posterior_cutoff=0.9, depth=depth, **call_kwargs)
+        post = {lesion.name: sub.obs[f"{lesion.name}_posterior"].to_numpy(float) for lesion in lesions}
+        new = _choose_from_posteriors(post, batch, report, r, **choice)
+        stable = np.array_equal(new, chosen)
+        chosen = new
+        if stable:
+            break
+    return chosen
+
+
+def _choose_from_posteriors(
+    post: dict, batch: np.ndarray, report: pd.DataFrame, r: int, *, max_carrier_probability: float, min_cells: int
+) -> np.ndarray:
+    """Per batch, the cells unlikely to carry any lesion by their posteriors (``post``: lesion
+    name -> (n,)), at least ``min_cells`` of them; their report rows updated for round ``r``."""
+    prob_any = 1.0 - np.prod([1.0 - p for p in post.values()], axis=0)
+    new = np.zeros(batch.size, bool)
+    for b in pd.unique(batch):
+        inb = np.flatnonzero(batch == b)
+        ok = prob_any[inb] < max_carrier_probability
+        pick = inb[ok] if ok.sum() >= min_cells else inb[np.argsort(prob_any[inb], kind="stable")[:min_cells]]
+        new[pick] = True
+        for name, p in post.items():
+            at = (report["lesion"] == name) & (report["batch"] == b)
+            report.loc[at, "n_chosen"] = int(new[inb].sum())
+            report.loc[at, "contamination"] = float(p[inb][new[inb]].sum())
+            report.loc[at, "carrier_fraction"] = float(p[inb].mean())
+            report.loc[at, "below_cutoff"] = int(ok.sum())
+            report.loc[at, "rescore_rounds"] = r
+    return new
+
+
+def _reasons(report: pd.DataFrame, min_cells: int, max_rounds: int) -> list[str]:
+    """Why each report row is not confident ("" when it is)."""
     reasons_of = []
     for _, row in report.iterrows():
         reasons = []
@@ -337,6 +445,4 @@ def find_reference(
         if not row["converged"]:
             reasons.append(f"selection still changing after {max_rounds} rounds")
         reasons_of.append("; ".join(reasons))
-    report["reason"] = reasons_of
-    report["confident"] = report["reason"] == ""
-    return mask, report
+    return reasons_of

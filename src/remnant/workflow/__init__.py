@@ -11,5 +11,6 @@ __getattr__, __dir__, __all__ = exports(
         "paths": [],
         "runlog": [],
         "report": [],
+        "lesions": [],
     },
 )

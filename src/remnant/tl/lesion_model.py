@@ -1,0 +1,339 @@
+"""The count model behind :func:`remnant.tl.lesions.call_lesions`: per-cell log-likelihood ratios of
+one lesion for one batch's rows, their calibration, the per-sample carrier priors and the scan for
+a patient's own deleted interval.
+
+The model is described in :mod:`remnant.tl.lesions`; this module holds its arithmetic, on plain
+arrays (no AnnData, no obs keys), so the calling code reads as the steps it takes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+__all__ = ["assign_folds", "best_interval", "sample_posteriors", "score_rows", "temperature"]
+
+
+def group_sums(X: sp.csr_matrix, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sum rows of X by integer group (-1 = ignored) -> dense (n_groups, n_cols)."""
+    keep = groups >= 0
+    G = sp.csr_matrix((np.ones(keep.sum()), (groups[keep], np.flatnonzero(keep))), shape=(n_groups, X.shape[0]))
+    return np.asarray((G @ X).toarray())
+
+
+def em_prior(llr: np.ndarray, max_iter: int = 500, tol: float = 1e-8) -> float:
+    """Fraction of carriers by EM on a two-component mixture given per-cell LLRs (add-half prior)."""
+    n = llr.size
+    if n == 0:
+        return float("nan")
+    pi = 0.5
+    for _ in range(max_iter):
+        post = sigmoid(llr + np.log(pi / (1 - pi)))
+        new = (post.sum() + 0.5) / (n + 1.0)
+        if abs(new - pi) < tol:
+            pi = new
+            break
+        pi = new
+    return float(pi)
+
+
+def temperature(z_reference: np.ndarray, calibrate: bool) -> float:
+    """Spread (sd, >= 1) of the standardised LLRs of cross-fitted reference cells."""
+    return float(max(1.0, np.std(z_reference))) if calibrate and z_reference.size > 1 else 1.0
+
+
+def sample_posteriors(llr: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Per-sample EM prior and the posterior of every cell."""
+    post = np.zeros(llr.size)
+    priors = {}
+    for smp in pd.unique(samples):
+        m = samples == smp
+        pi = em_prior(llr[m])
+        post[m] = sigmoid(llr[m] + np.log(pi / (1 - pi)))
+        priors[smp] = pi
+    return post, priors
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
+
+
+def assign_folds(
+    ref_rows: np.ndarray, donors: np.ndarray | None, n_folds: int, seed: int
+) -> tuple[np.ndarray, int, str]:
+    """Cross-fitting folds of reference rows: whole donors when >= 2 donors, else random cells."""
+    if donors is not None and len(set(donors[ref_rows])) >= 2:
+        ref_donors = sorted(set(donors[ref_rows]))
+        k = min(n_folds, len(ref_donors))
+        dfold = {d: i % k for i, d in enumerate(ref_donors)}
+        return np.array([dfold[d] for d in donors[ref_rows]], dtype=np.int64), k, "donor"
+    k = max(2, n_folds)
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(ref_rows.size) % k).astype(np.int64), k, "cell"
+
+
+def count_scale(num: np.ndarray, smu: np.ndarray, smu2: np.ndarray) -> float:
+    """Poisson-level scale ``c`` of ``var = c*mu + phi*mu**2`` fitted over genes (>= 1).
+
+    Read counts of plate protocols (no UMIs) vary more than a Poisson even for lowly expressed
+    genes (amplification); UMI counts give ``c`` close to 1. Per gene, ``num/smu`` (excess second
+    moment per unit mean) is linear in ``smu2/smu`` (the typical mean) with intercept ``c`` and
+    slope ``phi``; weighted least squares over genes, weights falling with the mean.
+    """
+    ok = smu > 0
+    if ok.sum() < 3:
+        return 1.0
+    y = num[ok] / smu[ok]
+    x = smu2[ok] / smu[ok]
+    w = smu[ok] / (1.0 + x) ** 2
+    A = np.column_stack([np.ones_like(x), x]) * np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(A, y * np.sqrt(w), rcond=None)
+    return float(max(1.0, coef[0])) if np.isfinite(coef[0]) else 1.0
+
+
+def score_rows(
+    XL: sp.csr_matrix,
+    depth: np.ndarray,
+    s_idx: np.ndarray,
+    n_states: int,
+    fold: np.ndarray,
+    k: int,
+    *,
+    rho: float,
+    min_mean: float,
+    shrinkage: float,
+    chunk_size: int,
+) -> dict:
+    """Log-likelihood ratios of a set of rows (one batch's cells and its reference cells).
+
+    Parameters
+    ----------
+    XL
+        (n_rows, n_lesion_genes) counts of the lesion genes.
+    depth
+        (n_rows,) counts on genes outside every lesion.
+    s_idx
+        (n_rows,) state code in ``0..n_states-1`` of the reference states, -1 = no matching state
+        (scored against the pooled reference profile).
+    fold
+        (n_rows,) cross-fitting fold (0..k-1) of reference rows, -1 for the others.
+
+    Returns
+    -------
+    dict with ``llr`` (n_rows,), ``z`` (n_rows,) LLR standardised by its model mean and sd under H0,
+    ``n_genes`` (n_rows,), ``use`` (n_lesion_genes,) genes kept, ``count_scale``; when any gene is
+    kept also ``profiles`` ((n_states + 1, n_kept) in-sample state profiles, the pooled one last)
+    and ``profile_row`` (n_rows,) each row's profile in it.
+    """
+    n = XL.shape[0]
+    ref = fold >= 0
+    med_depth = float(np.median(depth[ref]))
+    tot_ref = np.asarray(XL[np.flatnonzero(ref)].sum(axis=0)).ravel()
+    p_all = tot_ref / max(depth[ref].sum(), 1.0)
+    use = (p_all * med_depth >= min_mean) & (p_all > 0)
+    XL, p_all, tot_ref = XL[:, use], p_all[use], tot_ref[use]
+    if int(use.sum()) == 0:
+        return {
+            "llr": np.zeros(n),
+            "z": np.zeros(n),
+            "n_genes": np.zeros(n, dtype=np.int64),
+            "use": use,
+            "count_scale": 1.0,
+        }
+    in_sample, table, row = _profiles(XL, depth, s_idx, n_states, fold, k, p_all, tot_ref, shrinkage * med_depth)
+    phi, scale = _overdispersion(XL, depth, np.flatnonzero(ref), s_idx, n_states, in_sample)
+    # counts and means divided by the scale follow var = mu + phi*mu**2 (quasi-likelihood)
+    r = 1.0 / phi
+    llr, e0, v0 = _pair_terms(row, depth, table, r, phi, scale, rho, chunk_size)
+    llr += _count_terms(XL, depth, row, table, r, scale, rho, chunk_size)
+    z = (llr - e0) / np.sqrt(np.maximum(v0, 1e-12))
+    return {
+        "llr": llr,
+        "z": z,
+        "n_genes": (table > 0).sum(1)[row],  # genes a cell is scored on depend only on its profile row
+        "use": use,
+        "count_scale": scale,
+        "profiles": in_sample,
+        "profile_row": np.where(s_idx >= 0, s_idx, n_states),
+    }
+
+
+def _profiles(
+    XL: sp.csr_matrix,
+    depth: np.ndarray,
+    s_idx: np.ndarray,
+    n_states: int,
+    fold: np.ndarray,
+    k: int,
+    p_all: np.ndarray,
+    tot_ref: np.ndarray,
+    pseudo: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected counts per count of outside depth, (profiles, n_genes), and each row's profile.
+
+    Returns the in-sample profiles (the ``n_states`` state profiles shrunk towards the pooled one
+    ``p_all`` with ``pseudo`` counts of depth, then ``p_all``), the table every row is scored
+    against (those, then the leave-fold-out state profiles per (state, fold), then the
+    leave-fold-out pooled profile per fold) and the (n_rows,) row of each cell in that table:
+    reference rows use their fold's leave-out profiles (cross-fitting), the others the in-sample
+    ones; cells of a state the reference lacks use a pooled profile.
+    """
+    n, nL = XL.shape
+    ref = fold >= 0
+    # per (state, fold) sums over reference cells: rows = state*k + fold
+    grp = np.full(n, -1, dtype=np.int64)
+    has_state = ref & (s_idx >= 0)
+    grp[has_state] = s_idx[has_state] * k + fold[has_state]
+    S = group_sums(XL, grp, n_states * k).reshape(n_states, k, nL)
+    Dsf = np.bincount(grp[grp >= 0], weights=depth[grp >= 0], minlength=n_states * k).reshape(n_states, k)
+    F = group_sums(XL, np.where(ref, fold, -1), k)  # (k, nL) all states per fold
+    Df = np.bincount(fold[ref], weights=depth[ref], minlength=k)
+
+    def profile(state_sum, state_depth, pool):
+        return (state_sum + pseudo * pool) / (state_depth + pseudo)
+
+    # profiles: full (state), and leave-fold-out (state, fold); pooled rows for unseen states
+    P_full = profile(S.sum(1), Dsf.sum(1)[:, None], p_all[None, :])  # (n_states, nL)
+    P_pool_cf = (tot_ref[None, :] - F) / np.maximum(depth[ref].sum() - Df, 1.0)[:, None]  # (k, nL)
+    P_cf = profile(
+        S.sum(1)[:, None, :] - S, (Dsf.sum(1)[:, None] - Dsf)[:, :, None], P_pool_cf[None, :, :]
+    )  # (n_states, k, nL)
+    # table of profiles: [P_full (n_states); p_all (1); P_cf (n_states*k); P_pool_cf (k)]
+    table = np.vstack([P_full, p_all[None, :], P_cf.reshape(-1, nL), P_pool_cf])
+    row = np.where(s_idx >= 0, s_idx, n_states)
+    row[ref] = np.where(
+        s_idx[ref] >= 0, n_states + 1 + s_idx[ref] * k + fold[ref], n_states + 1 + n_states * k + fold[ref]
+    )
+    return np.vstack([P_full, p_all[None, :]]), table, row
+
+
+def _overdispersion(
+    XL: sp.csr_matrix, depth: np.ndarray, ref_idx: np.ndarray, s_idx: np.ndarray, n_states: int, Pr: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Per-gene overdispersion ``phi`` (n_genes,) and the count scale, from moments of the reference
+    rows ``ref_idx`` against their in-sample profile (``Pr``: (n_states + 1, n_genes), pooled last)."""
+    ref_row = np.where(s_idx[ref_idx] >= 0, s_idx[ref_idx], n_states)
+    XR = XL[ref_idx]
+    Dr = depth[ref_idx]
+    sx2 = np.asarray(XR.multiply(XR).sum(axis=0)).ravel()
+    Gr = sp.csr_matrix((Dr, (ref_row, np.arange(ref_idx.size))), shape=(n_states + 1, ref_idx.size))
+    sxmu = (np.asarray((Gr @ XR).todense()) * Pr).sum(0)
+    d1 = np.bincount(ref_row, weights=Dr, minlength=n_states + 1)
+    d2 = np.bincount(ref_row, weights=Dr**2, minlength=n_states + 1)
+    smu = (d1[:, None] * Pr).sum(0)
+    smu2 = (d2[:, None] * Pr**2).sum(0)
+    num = sx2 - 2 * sxmu + smu2  # sum of squared residuals per gene
+    scale = count_scale(num, smu, smu2)
+    excess = num - scale * smu
+    common = max(excess.sum() / max(smu2.sum(), 1e-12), 1e-3)
+    tau = float(np.median(smu2))
+    phi = np.clip((excess + tau * common) / (smu2 + tau), 1e-3, 10.0)
+    return phi, scale
+
+
+def _pair_terms(
+    row: np.ndarray,
+    depth: np.ndarray,
+    table: np.ndarray,
+    r: np.ndarray,
+    phi: np.ndarray,
+    scale: float,
+    rho: float,
+    chunk_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell (n_rows,): the LLR without its count term, and the LLR's mean and variance under H0.
+
+    With mu = depth * P[row] / scale, l1 = log((r+mu)/(r+rho mu)), coef = l1 + log(rho):
+    ``llr = sum_g r*l1 + x*coef``, ``e0 = sum_g r*l1 + mu*coef``, ``v0 = sum_g coef**2 * (mu + phi*mu**2)``.
+    Everything but the x*coef term depends on the cell only through its profile row and depth,
+    so it is computed once per distinct (row, depth) pair (counts are integers: at 91,335 cells
+    there were 29,477 pairs, and their number grows far slower than the cohort), in dense blocks
+    of pairs x lesion genes (:func:`_count_terms` adds x*coef at each stored count).
+    """
+    n = row.size
+    logrho = np.log(rho)
+    order = np.lexsort((depth, row))
+    row_sorted, depth_sorted = row[order], depth[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = (row_sorted[1:] != row_sorted[:-1]) | (depth_sorted[1:] != depth_sorted[:-1])
+    pair = np.empty(n, dtype=np.int64)
+    pair[order] = np.cumsum(new) - 1
+    first = order[new]
+    pair_row, pair_depth = row[first], depth[first]
+    m = first.size
+    r_l1, e0_pair, v0_pair = np.zeros(m), np.zeros(m), np.zeros(m)
+    for a in range(0, m, chunk_size):
+        b = min(a + chunk_size, m)
+        mu = pair_depth[a:b, None] * table[pair_row[a:b]]
+        if scale != 1.0:
+            mu /= scale
+        l1 = rho * mu
+        l1 += r
+        np.divide((1.0 - rho) * mu, l1, out=l1)
+        np.log1p(l1, out=l1)  # log((r+mu)/(r+rho mu))
+        coef = l1 + logrho  # per-count slope
+        rl1 = np.multiply(r, l1, out=l1)
+        r_l1[a:b] = rl1.sum(1)
+        tmp = np.multiply(mu, coef)
+        tmp += rl1
+        e0_pair[a:b] = tmp.sum(1)
+        np.multiply(mu, mu, out=tmp)
+        tmp *= phi
+        tmp += mu
+        np.multiply(coef, coef, out=coef)
+        tmp *= coef
+        v0_pair[a:b] = tmp.sum(1)
+    return r_l1[pair], e0_pair[pair], v0_pair[pair]
+
+
+def _count_terms(
+    XL: sp.csr_matrix,
+    depth: np.ndarray,
+    row: np.ndarray,
+    table: np.ndarray,
+    r: np.ndarray,
+    scale: float,
+    rho: float,
+    chunk_size: int,
+) -> np.ndarray:
+    """(n_rows,) sum over a cell's stored counts of x*coef (see :func:`_pair_terms`), in blocks of
+    cells (nonzeros x float64 a few times over)."""
+    n = XL.shape[0]
+    logrho = np.log(rho)
+    XL = XL.tocsr()
+    XL.sum_duplicates()
+    out = np.zeros(n)
+    step = max(chunk_size * 256, 1)
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        lo, hi = XL.indptr[a], XL.indptr[b]
+        ri = np.repeat(np.arange(a, b), np.diff(XL.indptr[a : b + 1]))
+        ci = XL.indices[lo:hi]
+        mu = depth[ri] * table[row[ri], ci]
+        xv = XL.data[lo:hi].astype(np.float64)
+        if scale != 1.0:
+            mu /= scale
+            xv /= scale
+        coef = np.log1p((1.0 - rho) * mu / (r[ci] + rho * mu)) + logrho
+        out[a:b] = np.bincount(ri - a, weights=xv * coef, minlength=b - a)
+    return out
+
+
+def best_interval(observed: np.ndarray, expected: np.ndarray, rho: float, min_genes: int) -> tuple[int, int, float]:
+    """Gene-index interval [i, j) maximising the Poisson log-likelihood ratio of ratio ``rho`` vs 1.
+
+    ``observed``/``expected`` are pseudobulk counts per gene in genomic order; the gain of an
+    interval is ``sum(O*log(rho) + (1-rho)*E)`` over its genes, so prefix sums give every interval
+    of at least ``min_genes`` genes in O(n^2) memory-light vectorised rows.
+    """
+    gain = observed * np.log(rho) + (1.0 - rho) * expected
+    c = np.concatenate([[0.0], np.cumsum(gain)])
+    n = gain.size
+    best = (-np.inf, 0, n)
+    for i in range(0, max(n - min_genes + 1, 0)):
+        tail = c[i + min_genes :] - c[i]
+        j = int(np.argmax(tail))
+        if tail[j] > best[0]:
+            best = (float(tail[j]), i, i + min_genes + j)
+    return best[1], best[2], best[0]

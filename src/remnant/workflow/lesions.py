@@ -1,0 +1,244 @@
+"""The lesion calls' workflow steps (rules/cnv.smk): call_lesions and annotate_cohort.
+
+Each function is one rule's work on plain values and paths; its script unpacks Snakemake's
+input, params and output and calls it inside :func:`remnant.workflow.runlog.logged`. The analysis
+is :mod:`remnant.tl.lesions` and :mod:`remnant.tl.reference`; this module chooses the reference
+the config asks for, names config keys in messages, logs and writes the rule's tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from remnant.errors import InputError
+from remnant.io.annotation import chromosome_arms, load_cytobands
+from remnant.io.store import TABLE_GZIP, annotate_with_calls
+from remnant.tl.lesions import Lesion, call_lesions, parse_lesions, read_lesion_counts, write_calls
+from remnant.tl.reference import find_reference
+from remnant.workflow.config import reference_cells
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+#: find_reference's arguments in its messages -> the config keys they come from here.
+_AUTO_REFERENCE_WHERE = {
+    "find_reference(max_carrier_probability=...)": "cnv.auto_reference.max_carrier_probability",
+    "find_reference(candidates=...)": "cnv.auto_reference",
+}
+#: Sample-sheet columns of the per-cell table, before each lesion's columns.
+_CELL_COLUMNS = ["barcode", "sample", "patient", "timepoint", "population", "condition", "hspc_state"]
+
+
+def call_cohort_lesions(
+    h5ad: PathLike,
+    cytobands: PathLike,
+    *,
+    lesions: Sequence[Mapping] | None,
+    cnv: Mapping,
+    reference_conditions: Sequence[str],
+    seed: int,
+    out_calls: PathLike,
+    out_cells: PathLike,
+    out_samples: PathLike,
+    out_intervals: PathLike,
+    out_reference: PathLike,
+) -> None:
+    """Rule call_lesions: per-cell posterior of each configured lesion, per-sample summary.
+
+    Issue 8: the cohort is never held whole. One pass over the counts of ``h5ad``
+    (clustered.h5ad) keeps the lesions' genes (cells x a few hundred genes) and each cell's depth
+    outside them; the scoring needs no more.
+
+    Parameters
+    ----------
+    lesions, cnv, reference_conditions, seed
+        The config's ``lesions``, ``cnv``, ``conditions.reference`` and ``seed``.
+    out_calls
+        lesion_calls.h5ad: the calls alone (obs + ``uns["lesions"]``, no matrix); rule
+        annotate_cohort adds them to a copy of the cohort file.
+    out_cells, out_samples, out_intervals, out_reference
+        The per-cell table (gzip TSV), the per-sample summary, the per-patient intervals and the
+        reference report (TSVs).
+    """
+    table = load_cytobands(cytobands)
+    parsed = parse_lesions(lesions, table, chromosome_arms(table))
+    t0, c0 = time.perf_counter(), time.process_time()
+    adata, depth = read_lesion_counts(h5ad, parsed)
+    t_read, c_read = time.perf_counter() - t0, time.process_time() - c0
+    log.info(
+        "read %s: %d cells, %d lesion genes kept, %d stored nonzeros of them",
+        h5ad,
+        adata.n_obs,
+        adata.n_vars,
+        adata.X.nnz,
+    )
+    t0, c0 = time.perf_counter(), time.process_time()
+    options = _call_options(cnv, seed, depth)
+    reference, choice = choose_reference(adata, parsed, cnv, reference_conditions, options)
+    log.info("%d cells, %d reference cells; lesions %s", adata.n_obs, int(reference.sum()), [l.name for l in parsed])
+    call_lesions(adata, parsed, reference=reference, posterior_cutoff=cnv["posterior_cutoff"], **options)
+    t_call, c_call = time.perf_counter() - t0, time.process_time() - c0
+    # benchmarks/scale.py parses this line (issue 8: lesion calling within 3x of reading its input);
+    # wall time, and CPU time too since wall time stretches on a shared machine
+    log.info("read X: %.1f s; lesion calling: %.1f s", t_read, t_call)
+    log.info("CPU time: read X %.1f s; lesion calling %.1f s", c_read, c_call)
+    adata.obs["cnv_reference"] = reference
+    _write_cells(adata, parsed, reference, out_cells)
+    _write_summaries(adata, parsed, out_samples, out_intervals)
+    if choice is None:
+        choice = _configured_choice(adata.obs, reference, cnv["batch_key"])
+    choice.to_csv(out_reference, sep="\t", index=False, float_format="%.6g")
+    t0 = time.perf_counter()
+    write_calls(adata, out_calls)
+    log.info("wrote %s: %.1f s", out_calls, time.perf_counter() - t0)
+
+
+def _call_options(cnv: Mapping, seed: int, depth: np.ndarray) -> dict:
+    """The keyword arguments of call_lesions and find_reference from the ``cnv`` config, for the
+    lesions' genes read with their depth (``layer=None``: the counts are that AnnData's ``X``)."""
+    keys = ("batch_key", "n_folds", "min_mean", "shrinkage", "min_batch_reference", "refine")
+    keys += ("min_refine_cells", "min_interval_genes", "refine_max_reference")
+    return {**{key: cnv[key] for key in keys}, "seed": seed, "layer": None, "depth": depth}
+
+
+def choose_reference(
+    adata: ad.AnnData, lesions: list[Lesion], cnv: Mapping, reference_conditions: Sequence[str], options: dict
+) -> tuple[np.ndarray, pd.DataFrame | None]:
+    """The boolean (n_obs,) reference cells ``cnv.reference`` asks for, and for ``auto`` the report
+    of :func:`remnant.tl.reference.find_reference` (``mode`` column first; ``None`` otherwise)."""
+    if cnv["reference"] != "auto":
+        return reference_cells(adata.obs, cnv["reference"], reference_conditions).to_numpy(), None
+    auto = cnv["auto_reference"]
+    candidates = (
+        None
+        if auto["candidates"] is None
+        else reference_cells(
+            adata.obs, auto["candidates"], reference_conditions, key="cnv.auto_reference.candidates"
+        ).to_numpy()
+    )
+    log.info(
+        "automatic reference: choosing among %d candidate cells",
+        adata.n_obs if candidates is None else int(candidates.sum()),
+    )
+    try:
+        reference, choice = find_reference(
+            adata,
+            lesions,
+            candidates=candidates,
+            max_carrier_probability=auto["max_carrier_probability"],
+            min_cells=auto["min_cells"],
+            rescore_rounds=auto["rescore_rounds"],
+            **options,
+        )
+    except InputError as err:
+        if err.where not in _AUTO_REFERENCE_WHERE:
+            raise
+        raise InputError(err.detail, path=err.path, where=_AUTO_REFERENCE_WHERE[err.where]) from err
+    choice.insert(0, "mode", "auto")
+    _log_choice(choice)
+    return reference, choice
+
+
+def _log_choice(choice: pd.DataFrame) -> None:
+    for _, row in choice.iterrows():
+        log.info(
+            "automatic reference, %s, batch %s: %d of %d candidates chosen, separation %.1f, "
+            "%.1f expected carriers among them",
+            row["lesion"],
+            row["batch"],
+            row["n_chosen"],
+            row["n_candidates"],
+            row["separation"],
+            row["contamination"],
+        )
+        if not row["confident"]:
+            log.warning(
+                "automatic reference NOT confident for %s, batch %s: %s. Configure cnv.reference "
+                "(healthy donors or a cleared population) if you can.",
+                row["lesion"],
+                row["batch"],
+                row["reason"],
+            )
+
+
+def _write_cells(adata: ad.AnnData, lesions: list[Lesion], reference: np.ndarray, path: PathLike) -> None:
+    """lesion_calls.tsv.gz: one row per cell (index ``cell``), sheet columns, each lesion's calls
+    and ``reference``."""
+    columns = list(_CELL_COLUMNS)
+    for lesion in lesions:
+        columns += [f"{lesion.name}_{k}" for k in ("posterior", "llr", "call", "n_genes")]
+    table = adata.obs[columns].copy()
+    table["reference"] = reference
+    table.to_csv(path, sep="\t", index_label="cell", float_format="%.6g", compression=TABLE_GZIP)
+
+
+def _write_summaries(adata: ad.AnnData, lesions: list[Lesion], samples: PathLike, intervals: PathLike) -> None:
+    """The per-sample summary and per-patient intervals of every lesion (one TSV each); logs each
+    batch's scoring."""
+    summaries, rows = [], []
+    for lesion in lesions:
+        info = adata.uns["lesions"][lesion.name]
+        summaries.append(info["per_sample"].reset_index().assign(lesion=lesion.name, genes_used=len(info["genes"])))
+        rows.append(
+            info["intervals"].assign(lesion=lesion.name, configured_start=lesion.start, configured_end=lesion.end)
+        )
+        _log_batches(lesion.name, info["batches"])
+        log.info("%s: reference FPR %.4f", lesion.name, info["reference_fpr"])
+    pd.concat(summaries, ignore_index=True).to_csv(samples, sep="\t", index=False, float_format="%.6g")
+    pd.concat(rows, ignore_index=True).to_csv(intervals, sep="\t", index=False, float_format="%.6g")
+
+
+def _log_batches(name: str, batches: pd.DataFrame) -> None:
+    for batch, b in batches.iterrows():
+        log.info(
+            "%s, batch %s: %d cells, %d reference cells (%s), %d genes, temperature %.3f, count scale %.2f",
+            name,
+            batch,
+            b["n_cells"],
+            b["n_reference"],
+            "same batch" if b["reference_matched"] else "NOT matched: too few reference cells of this batch",
+            b["n_genes"],
+            b["temperature"],
+            b["count_scale"],
+        )
+        if not b["reference_matched"]:
+            log.warning(
+                "%s: batch %s is scored against reference cells of other batches; its false-positive "
+                "rate is not measured on its own technology.",
+                name,
+                batch,
+            )
+
+
+def _configured_choice(obs: pd.DataFrame, reference: np.ndarray, batch_key: str | None) -> pd.DataFrame:
+    """The reference report of a configured reference: how many cells, of which batches."""
+    choice = (
+        obs.assign(reference=reference)
+        .groupby(batch_key or (lambda _: "all"), observed=True)["reference"]
+        .agg(n_candidates="size", n_chosen="sum")
+        .reset_index(names="batch")
+    )
+    choice.insert(0, "mode", "configured")
+    return choice
+
+
+def annotate_cohort(h5ad: PathLike, calls: PathLike, out_h5ad: PathLike, *, target_sum: float) -> None:
+    """Rule annotate_cohort: the cohort file users open (clustered.h5ad ``h5ad`` + the obs/uns of
+    the calls ``calls``, scverse-shaped; :func:`remnant.io.store.annotate_with_calls`)."""
+    t0 = time.perf_counter()
+    annotate_with_calls(h5ad, calls, out_h5ad, target_sum=target_sum)
+    log.info(
+        "wrote %s (%s with the calls of %s; X log-normalised, raw counts in layers/counts, gene symbols as var_names): %.1f s",
+        out_h5ad,
+        h5ad,
+        calls,
+        time.perf_counter() - t0,
+    )
