@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -12,8 +14,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from remnant.errors import InputError
 from remnant.pp.cluster import (
+    FILE_DEFAULTS,
+    ClusterParams,
     annotate_states,
-    annotate_states_file,
     cluster_cohort,
     cluster_file,
     merge_samples,
@@ -43,7 +46,7 @@ def large_cohort():
 def test_clusters_and_states_above_8192_cells(large_cohort):
     adata, truth = large_cohort
     assert adata.n_obs > 8192
-    cluster_cohort(adata, n_top_genes=1500, n_pcs=20, integrate_keys=["patient"], seed=0)
+    cluster_cohort(adata, ClusterParams(n_top_genes=1500, n_pcs=20, integrate_keys=["patient"], seed=0))
     annotate_states(
         adata,
         read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
@@ -68,7 +71,7 @@ def test_clustering_is_deterministic():
     runs = []
     for _ in range(2):
         adata = base.copy()
-        cluster_cohort(adata, n_top_genes=800, n_pcs=10, integrate_keys=["patient"], seed=3)
+        cluster_cohort(adata, ClusterParams(n_top_genes=800, n_pcs=10, integrate_keys=["patient"], seed=3))
         runs.append(adata)
     assert (runs[0].obs["leiden"] == runs[1].obs["leiden"]).all()
     np.testing.assert_array_equal(runs[0].obsm["X_umap"], runs[1].obsm["X_umap"])
@@ -104,15 +107,15 @@ def test_cluster_file_equals_the_in_memory_clustering(tmp_path):
 
     memory = ad.concat([ad.read_h5ad(p) for p in paths], join="outer", merge="first", fill_value=0)
     raw = memory.X.copy()
-    cluster_cohort(memory, **options)
+    cluster_cohort(memory, ClusterParams(**options))
     annotate_states(memory, markers, seed=3)
 
     out = str(tmp_path / "clustered.h5ad")
     obs = merge_samples(
         [str(p) for p in paths], out, timepoints=["diagnosis", "remission"], populations=["HSC", "PROG"]
     )
-    result = cluster_file(out, obs, chunk_cells=128, **options)
-    annotate_states_file(out, result, markers, seed=3)
+    result = cluster_file(out, obs, replace(FILE_DEFAULTS, **options), chunk_cells=128)
+    annotate_states(result, markers, seed=3, counts=out)
     write_clustering(out, result)
     back = ad.read_h5ad(out)
 
@@ -141,7 +144,9 @@ def test_one_sample_cohort_merges_and_clusters(tmp_path):
     out = str(tmp_path / "clustered.h5ad")
     obs = merge_samples([str(tmp_path / "A.h5ad")], out, timepoints=["diagnosis"], populations=["HSC"])
     assert list(obs.index) == list(sample.obs_names) and list(obs["timepoint"].cat.categories) == ["diagnosis"]
-    result = cluster_file(out, obs, n_top_genes=300, n_pcs=5, integrate_keys=["patient", "technology"], seed=0)
+    result = cluster_file(
+        out, obs, replace(FILE_DEFAULTS, n_top_genes=300, n_pcs=5, integrate_keys=["patient", "technology"], seed=0)
+    )
     write_clustering(out, result)
     back = ad.read_h5ad(out)
     assert (
@@ -228,8 +233,10 @@ def test_samples_with_different_genes_merge_in_any_order(tmp_path):
         for column in ("gene_name", "chromosome", "start", "end", "band"):
             known = annotation[column].astype(object).where(annotation[column].notna(), "")  # as map_genes writes it
             assert (back.var[column].astype(str).to_numpy() == known.astype(str).to_numpy()).all(), column
-    result = cluster_file(out, obs, n_top_genes=300, n_pcs=5, integrate_keys=["patient"], seed=0)
-    annotate_states_file(out, result, markers(), seed=0)
+    result = cluster_file(
+        out, obs, replace(FILE_DEFAULTS, n_top_genes=300, n_pcs=5, integrate_keys=["patient"], seed=0)
+    )
+    annotate_states(result, markers(), seed=0, counts=out)
     write_clustering(out, result)
     back = ad.read_h5ad(out)
     assert (
@@ -254,7 +261,7 @@ def test_n_pcs_above_what_pca_gives_is_a_warning_in_the_warnings_table(tmp_path)
     obs = pd.DataFrame({"patient": pd.Categorical(["a"] * 120)}, index=[str(i) for i in range(120)])
     log_path = tmp_path / "logs/cluster_cells/cluster_cells.log"
     with logged(log_path, "cluster_cells"):
-        out = cluster.embed(ad.AnnData(X=X, obs=obs), n_pcs=5000, integrate_keys=[], seed=0)
+        out = cluster.embed(ad.AnnData(X=X, obs=obs), n_pcs=5000, integrate_keys=[], seed=0, key_prefix="cluster.")
     assert out.obsm["X_pca"].shape == (120, 39)
     table = collect_warnings([("cluster_cells", log_path)])
     assert table["logger"].tolist() == ["remnant.pp.cluster"], table
@@ -267,3 +274,29 @@ def test_n_pcs_above_what_pca_gives_is_a_warning_in_the_warnings_table(tmp_path)
         "cluster.n_pcs to 39 or less",
     ):
         assert part in message, message
+
+
+def test_state_errors_name_the_parameter_and_in_the_workflow_the_config_key():
+    """annotate_states names its own parameter (states, markers); rule cluster_cells names the config key."""
+    import pandas as pd
+
+    from remnant.workflow.cluster_cells import STATES_KEYS, config_keys
+
+    adata = ad.AnnData(
+        X=sp.csr_matrix((3, 2), dtype=np.float32),
+        obs=pd.DataFrame({"leiden": ["0", "0", "1"]}, index=["a", "b", "c"]),
+        var=pd.DataFrame({"gene_name": ["CD34", "GATA2"]}, index=["g1", "g2"]),
+    )
+    markers = {"HSC": ["CD34", "GATA2"], "ERY": ["GATA1", "KLF1"]}
+    with pytest.raises(InputError, match=r"^states: state 'LMP' is not in the marker table"):
+        annotate_states(adata, markers, states=["LMP"])
+    with (
+        pytest.raises(InputError, match=r"^states\.use: state 'LMP' is not in the marker table"),
+        config_keys(STATES_KEYS),
+    ):
+        annotate_states(adata, markers, states=["LMP"])
+    with (
+        pytest.raises(InputError, match=r"^states\.markers: no HSPC state has enough marker genes"),
+        config_keys(STATES_KEYS),
+    ):
+        annotate_states(adata, markers, states=["ERY"])

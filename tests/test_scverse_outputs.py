@@ -9,6 +9,7 @@ the library the way the workflow's rules do (per-sample files merged on disk and
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import anndata as ad
 import numpy as np
@@ -20,7 +21,7 @@ import simulated as S
 from remnant.errors import InputError
 from remnant.io import store
 from remnant.io.annotation import chromosome_arms
-from remnant.pp.cluster import annotate_states_file, cluster_file, merge_samples, write_clustering
+from remnant.pp.cluster import FILE_DEFAULTS, annotate_states, cluster_file, merge_samples, write_clustering
 from remnant.tl.lesions import call_lesions, parse_lesions, read_lesion_counts, write_calls
 
 ROWS = [
@@ -60,10 +61,11 @@ def files(tmp_path_factory, lesions):
         sample.write_h5ad(paths[-1])
     clustered = str(tmp / "clustered.h5ad")
     obs = merge_samples(paths, clustered, timepoints=["diagnosis"], populations=["HSC", "CD34"])
-    result = cluster_file(
-        clustered, obs, target_sum=TARGET_SUM, n_top_genes=600, n_pcs=10, integrate_keys=["patient"], seed=0
+    params = replace(
+        FILE_DEFAULTS, target_sum=TARGET_SUM, n_top_genes=600, n_pcs=10, integrate_keys=["patient"], seed=0
     )
-    annotate_states_file(clustered, result, S.markers(), target_sum=TARGET_SUM, seed=0)
+    result = cluster_file(clustered, obs, params)
+    annotate_states(result, S.markers(), target_sum=TARGET_SUM, seed=0, counts=clustered)
     write_clustering(clustered, result)
     adata, depth = read_lesion_counts(clustered, lesions)
     reference = (adata.obs["condition"] == "healthy").to_numpy()

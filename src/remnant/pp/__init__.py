@@ -8,7 +8,17 @@ __getattr__, __dir__, __all__ = exports(
     __name__,
     {
         "qc": ["qc_metrics", "score_doublets", "flag_cells"],
-        "cluster": ["normalise", "highly_variable_genes", "embed", "harmony", "annotate_states", "merge_samples"],
+        "cluster": [
+            "ClusterParams",
+            "cluster_cohort",
+            "cluster_file",
+            "normalise",
+            "highly_variable_genes",
+            "embed",
+            "harmony",
+            "annotate_states",
+            "merge_samples",
+        ],
         "scoring": ["score_gene_sets", "score_many", "cell_cycle_scores"],
     },
 )

@@ -1,14 +1,17 @@
 """Cohort clustering and HSPC state annotation.
 
-Two forms with the same steps and results:
+One set of steps (:class:`ClusterParams`) in two forms with the same results:
 
 - on a cohort file (the workflow; issue 8): :func:`merge_samples` concatenates the per-sample
   files on disk (raw counts stay in ``X``, CSR float32), :func:`cluster_file` reads it in blocks
   (highly variable genes one ``hvg_batch_key`` level at a time, then the cells x HVG
-  log-normalised matrix), :func:`annotate_states_file` scores the markers block by block, and
-  :func:`write_clustering` writes the keys below beside the counts (no ``layers``, no
-  log-normalised cells x genes matrix: see ``docs/dev/scale.md``);
+  log-normalised matrix), :func:`annotate_states` with ``counts=`` the file scores the markers
+  block by block, and :func:`write_clustering` writes the keys below beside the counts (no
+  ``layers``, no log-normalised cells x genes matrix: see ``docs/dev/scale.md``);
 - in memory: :func:`cluster_cohort` and :func:`annotate_states` on an AnnData.
+
+Both forms run :func:`_cluster` (highly variable genes, then :func:`embed`); they differ only in
+where the log-normalised expression comes from and where the results go.
 
 :func:`cluster_cohort` takes the merged, QC-filtered cohort (raw counts in ``.X``, cells x genes,
 sparse) and writes:
@@ -37,12 +40,16 @@ sparse) and writes:
     The state of the cell's cluster: the state whose standardised score is highest on average in the cluster.
 ``.obs["hspc_state_cell"]``
     The per-cell argmax of the standardised scores (noisier; for comparison).
+
+Messages name the parameters (``n_pcs``); a caller that takes them from its own settings passes
+``key_prefix`` (the workflow: ``"cluster."``, its config block).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +71,60 @@ log = logging.getLogger(__name__)
 MAX_SPECTRAL_COMPONENTS = 100
 #: UMAP starting layouts :func:`embed` offers.
 UMAP_INITS = ("pca", "spectral")
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """The clustering's parameters (:func:`cluster_cohort`, :func:`cluster_file`).
+
+    Attributes
+    ----------
+    target_sum
+        Counts per cell after normalisation (expression is log1p(counts / total * target_sum)).
+    n_top_genes
+        Highly variable genes (Seurat dispersion method on log data, per ``hvg_batch_key``).
+    hvg_batch_key
+        ``.obs`` column whose levels choose highly variable genes separately (one level, or None: the whole cohort).
+    hvg_max_cells
+        At most this many cells per batch (a seeded random sample) for choosing the genes; None: all.
+    n_pcs
+        Principal components (capped at one fewer than the cells or the highly variable genes).
+    integrate_keys
+        ``.obs`` columns Harmony integrates over (empty: no integration; the kNN graph is
+        built on ``X_pca``). Keys with one level are dropped.
+    harmony_max_iter
+        Harmony's iterations.
+    n_neighbors, resolution, umap_min_dist
+        kNN size, Leiden resolution, UMAP ``min_dist``.
+    umap_init
+        UMAP's starting layout: ``"pca"``, the first two components of the (integrated)
+        embedding, or ``"spectral"``, the kNN graph's Laplacian eigenvectors (see :func:`embed`).
+    seed
+        Seeds the HVG cell sample, PCA (ARPACK start vector), Harmony, the kNN search, Leiden and UMAP.
+    """
+
+    target_sum: float = 1e4
+    n_top_genes: int = 2000
+    hvg_batch_key: str | None = "patient"
+    hvg_max_cells: int | None = None
+    n_pcs: int = 30
+    integrate_keys: Sequence[str] = ("patient",)
+    harmony_max_iter: int = 20
+    n_neighbors: int = 15
+    resolution: float = 1.0
+    umap_min_dist: float = 0.3
+    umap_init: str = "pca"
+    seed: int = 0
+
+    def embedding(self) -> dict:
+        """The keyword arguments of :func:`embed`."""
+        names = ("n_pcs", "integrate_keys", "harmony_max_iter", "n_neighbors", "resolution", "umap_min_dist")
+        return {name: getattr(self, name) for name in (*names, "umap_init", "seed")}
+
+
+#: :func:`cluster_file`'s defaults: a cohort too large for memory samples at most 200,000 cells per
+#: batch for its highly variable genes.
+FILE_DEFAULTS = ClusterParams(hvg_max_cells=200_000)
 
 
 def normalise(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:
@@ -121,7 +182,9 @@ def highly_variable_genes(
     return df
 
 
-def _hvg_rows(obs: pd.DataFrame, batch: str | None, max_cells: int | None, seed: int) -> list[tuple[str, np.ndarray]]:
+def _hvg_rows(
+    obs: pd.DataFrame, batch: str | None, max_cells: int | None, seed: int, key_prefix: str = ""
+) -> list[tuple[str, np.ndarray]]:
     """Per batch, the cells (boolean masks) HVG selection reads: all, or a seeded sample of ``max_cells``."""
     labels = obs[batch].astype(str).to_numpy() if batch else np.full(len(obs), "all", dtype=object)
     rng = np.random.default_rng(seed)
@@ -132,26 +195,44 @@ def _hvg_rows(obs: pd.DataFrame, batch: str | None, max_cells: int | None, seed:
             keep = np.sort(rng.choice(np.flatnonzero(mask), max_cells, replace=False))
             mask = np.zeros(len(obs), bool)
             mask[keep] = True
-            log.info("batch %s: highly variable genes from %d of its cells (cluster.hvg_max_cells)", name, max_cells)
+            log.info(
+                "batch %s: highly variable genes from %d of its cells (%shvg_max_cells)", name, max_cells, key_prefix
+            )
         out.append((name, mask))
     return out
 
 
+def _cluster(
+    obs: pd.DataFrame,
+    var_names: pd.Index,
+    params: ClusterParams,
+    batches: Callable[[list[tuple[str, np.ndarray]]], Iterator[tuple[str, AnnData]]],
+    hvg_expression: Callable[[np.ndarray], AnnData],
+    key_prefix: str,
+) -> tuple[pd.DataFrame, AnnData, dict]:
+    """The clustering's steps, whatever holds the cohort: highly variable genes, then :func:`embed`.
+
+    ``batches(rows)`` yields ``(name, AnnData)`` with the log-normalised expression (all genes) of
+    each batch's cells (boolean masks ``rows`` of :func:`_hvg_rows`); ``hvg_expression(selected)``
+    is the cells x highly-variable-genes log-normalised AnnData (``obs`` set). Returns the HVG
+    table (indexed like ``var_names``), the :func:`embed` result and ``uns["remnant"]["cluster"]``.
+    """
+    batch = params.hvg_batch_key if params.hvg_batch_key and obs[params.hvg_batch_key].nunique() > 1 else None
+    rows = _hvg_rows(obs, batch, params.hvg_max_cells, params.seed, key_prefix)
+    hvg_table = highly_variable_genes(
+        batches(rows), var_names, n_top_genes=int(min(params.n_top_genes, len(var_names))), batched=batch is not None
+    )
+    selected = hvg_table["highly_variable"].to_numpy()
+    embedded = embed(hvg_expression(selected), **params.embedding(), key_prefix=key_prefix)
+    info = _parameters(embedded, params.target_sum, int(selected.sum()), batch, params.hvg_max_cells)
+    return hvg_table, embedded, info
+
+
 def cluster_cohort(
     adata: AnnData,
+    params: ClusterParams = ClusterParams(),  # noqa: B008 (frozen: one shared default is safe)
     *,
-    target_sum: float = 1e4,
-    n_top_genes: int = 2000,
-    hvg_batch_key: str | None = "patient",
-    hvg_max_cells: int | None = None,
-    n_pcs: int = 30,
-    integrate_keys: Sequence[str] = ("patient",),
-    harmony_max_iter: int = 20,
-    n_neighbors: int = 15,
-    resolution: float = 1.0,
-    umap_min_dist: float = 0.3,
-    umap_init: str = "pca",
-    seed: int = 0,
+    key_prefix: str = "",
 ) -> AnnData:
     """Normalise, select highly variable genes, PCA, optional Harmony, kNN, Leiden and UMAP (in place).
 
@@ -162,49 +243,92 @@ def cluster_cohort(
     adata
         Cohort of QC-passed cells, raw counts in ``.X`` (cells x genes, sparse), with the
         ``.obs`` columns named in ``hvg_batch_key`` and ``integrate_keys``.
-    n_top_genes
-        Highly variable genes (Seurat dispersion method on log data, per ``hvg_batch_key``).
-    hvg_max_cells
-        At most this many cells per batch (a seeded random sample) for choosing the genes.
-    integrate_keys
-        ``.obs`` columns Harmony integrates over (empty: no integration; the kNN graph is
-        built on ``X_pca``). Keys with one level are dropped.
-    n_neighbors, resolution, umap_min_dist
-        kNN size, Leiden resolution, UMAP ``min_dist``.
-    umap_init
-        UMAP's starting layout: ``"pca"``, the first two components of the (integrated)
-        embedding, or ``"spectral"``, the kNN graph's Laplacian eigenvectors (see :func:`embed`).
-    seed
-        Seeds PCA (ARPACK start vector), Harmony, the kNN search, Leiden and UMAP.
+    params
+        The steps' parameters (:class:`ClusterParams`).
+    key_prefix
+        Put before parameter names in messages (the workflow: ``"cluster."``).
     """
-    normalise(adata, target_sum=target_sum)
-    batch = hvg_batch_key if hvg_batch_key and adata.obs[hvg_batch_key].nunique() > 1 else None
-    rows = _hvg_rows(adata.obs, batch, hvg_max_cells, seed)
-    hvg_table = highly_variable_genes(
-        ((name, adata[mask]) for name, mask in rows),
+    normalise(adata, target_sum=params.target_sum)
+    hvg_table, embedded, info = _cluster(
+        adata.obs,
         adata.var_names,
-        n_top_genes=int(min(n_top_genes, adata.n_vars)),
-        batched=batch is not None,
+        params,
+        lambda rows: ((name, adata[mask]) for name, mask in rows),
+        lambda selected: AnnData(X=adata.X[:, selected], obs=adata.obs),
+        key_prefix,
     )
     for column in hvg_table:
         adata.var[column] = hvg_table[column].to_numpy()
-    selected = adata.var["highly_variable"].to_numpy()
-    embedded = embed(
-        AnnData(X=adata.X[:, selected], obs=adata.obs),
-        n_pcs=n_pcs,
-        integrate_keys=integrate_keys,
-        harmony_max_iter=harmony_max_iter,
-        n_neighbors=n_neighbors,
-        resolution=resolution,
-        umap_min_dist=umap_min_dist,
-        umap_init=umap_init,
-        seed=seed,
-    )
-    _adopt(adata, embedded, selected)
-    adata.uns.setdefault("remnant", {})["cluster"] = _parameters(
-        embedded, target_sum, int(selected.sum()), batch, hvg_max_cells
-    )
+    _adopt(adata, embedded, hvg_table["highly_variable"].to_numpy())
+    adata.uns.setdefault("remnant", {})["cluster"] = info
     return adata
+
+
+def cluster_file(
+    path: str,
+    obs: pd.DataFrame,
+    params: ClusterParams = FILE_DEFAULTS,
+    *,
+    chunk_cells: int = store.CHUNK_CELLS,
+    key_prefix: str = "",
+) -> AnnData:
+    """:func:`cluster_cohort` on a cohort file (raw counts in ``X``, CSR), reading it in blocks.
+
+    ``obs`` is the file's (typed, as :func:`merge_samples` returns it); ``params`` default
+    :data:`FILE_DEFAULTS`. Memory: one batch of cells (all genes) for the highly variable genes,
+    at most ``hvg_max_cells`` of them; then the cells x HVG log-normalised matrix (sparse) and the
+    embeddings. Returns a bare AnnData (``obs`` with ``leiden``, ``var`` with the HVG table,
+    ``obsm``, ``obsp``, ``varm``, ``uns``) for :func:`write_clustering`.
+    """
+    var = store.read_var(path)
+    hvg_table, embedded, info = _cluster(
+        obs,
+        var.index,
+        params,
+        lambda rows: _file_batches(path, var.index, rows, params.target_sum, chunk_cells),
+        lambda selected: _file_hvg_expression(path, obs, var.index, selected, params.target_sum, chunk_cells),
+        key_prefix,
+    )
+    embedded.X = None
+    out = AnnData(obs=obs.copy(), var=var.copy())
+    for column in hvg_table:
+        out.var[column] = hvg_table[column].to_numpy()
+    _adopt(out, embedded, hvg_table["highly_variable"].to_numpy())
+    out.uns["remnant"] = {"cluster": info}
+    return out
+
+
+def _file_batches(
+    path: str, var_names: pd.Index, rows: list[tuple[str, np.ndarray]], target_sum: float, chunk_cells: int
+) -> Iterator[tuple[str, AnnData]]:
+    """Per HVG batch, its cells' log-normalised expression (all genes), read from the file one batch at a time."""
+    for name, mask in rows:
+        parts = [b for _, b in store.iter_chunks(path, rows=mask, chunk_cells=chunk_cells)]
+        X = sp.vstack(parts, format="csr")
+        del parts
+        sub = AnnData(
+            X=store.log_normalise(X, np.asarray(X.sum(axis=1, dtype=np.float64)).ravel(), target_sum),
+            var=pd.DataFrame(index=var_names),
+        )
+        del X
+        yield name, sub
+
+
+def _file_hvg_expression(
+    path: str, obs: pd.DataFrame, var_names: pd.Index, selected: np.ndarray, target_sum: float, chunk_cells: int
+) -> AnnData:
+    """Cells x HVG log-normalised (each cell's library over all genes), read in one pass over the file."""
+    counts, sums = store.read_columns(
+        path, selected, sums={"library": np.ones(len(var_names), bool)}, chunk_cells=chunk_cells
+    )
+    hvg = AnnData(
+        X=store.log_normalise(counts, sums["library"], target_sum),
+        obs=obs.copy(),
+        var=pd.DataFrame(index=var_names[selected]),
+    )
+    del counts
+    log.info("cells x HVG log-normalised: %d x %d, %d nonzeros", hvg.n_obs, hvg.n_vars, hvg.X.nnz)
+    return hvg
 
 
 def embed(
@@ -218,10 +342,12 @@ def embed(
     umap_min_dist: float = 0.3,
     umap_init: str = "pca",
     seed: int = 0,
+    key_prefix: str = "",
 ) -> AnnData:
     """PCA, optional Harmony, kNN graph, Leiden and UMAP of the log-normalised highly variable
     genes (``hvg.X``, cells x HVG, sparse). Returns ``hvg`` with ``obsm`` (``X_pca``,
     ``X_pca_harmony``, ``X_umap``), ``obsp`` (kNN graph), ``obs["leiden"]``, ``varm["PCs"]``.
+    Parameters as in :class:`ClusterParams`; ``key_prefix`` goes before their names in messages.
 
     Notes
     -----
@@ -240,25 +366,7 @@ def embed(
     """
     if umap_init not in UMAP_INITS:
         raise ValueError(f"umap_init must be one of {UMAP_INITS}, not {umap_init!r}")
-    import numba
-
-    n_comps = int(min(n_pcs, hvg.n_obs - 1, hvg.n_vars - 1))
-    if n_comps < n_pcs:
-        # PCA gives at most one component fewer than the smaller of cells and genes (ARPACK: strictly fewer)
-        by_genes = hvg.n_vars <= hvg.n_obs
-        limit = f"{hvg.n_vars} highly variable genes" if by_genes else f"{hvg.n_obs} cells"
-        log.warning(
-            "cluster.n_pcs: %d principal components asked for, but PCA of %d cells x %d highly variable genes gives "
-            "at most %d (one fewer than its %s): using %d; set cluster.n_pcs to %d or less%s",
-            n_pcs,
-            hvg.n_obs,
-            hvg.n_vars,
-            n_comps,
-            limit,
-            n_comps,
-            n_comps,
-            " (or raise cluster.n_top_genes)" if by_genes else "",
-        )
+    n_comps = _n_components(hvg, n_pcs, key_prefix)
     with timed(f"PCA, {n_comps} components", log):
         sc.pp.pca(hvg, n_comps=n_comps, svd_solver="arpack", random_state=seed)
     keys = [k for k in integrate_keys if hvg.obs[k].nunique() > 1]
@@ -267,31 +375,10 @@ def embed(
         with timed(f"Harmony over {keys}", log):
             hvg.obsm["X_pca_harmony"] = harmony(hvg.obsm["X_pca"], hvg.obs[keys], max_iter=harmony_max_iter, seed=seed)
         use_rep = "X_pca_harmony"
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)  # determinism: see Notes
-    try:
-        with timed(f"kNN graph, {n_neighbors} neighbours", log):
-            sc.pp.neighbors(hvg, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
-    finally:
-        numba.set_num_threads(threads)
+    _neighbours(hvg, n_neighbors, use_rep, seed)
     with timed("Leiden", log):
         sc.tl.leiden(hvg, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
-    init = np.asarray(hvg.obsm[use_rep][:, :2], dtype=np.float32)
-    if umap_init == "spectral":
-        # the spectral initialisation lays out each connected component of the kNN graph and
-        # compares all of them pairwise (dense components x components); with many components
-        # (e.g. replicated or duplicated cells) that alone can take tens of GB
-        n_components, _ = connected_components(hvg.obsp["connectivities"], directed=False)
-        if n_components <= MAX_SPECTRAL_COMPONENTS:
-            init = "spectral"
-        else:
-            log.warning(
-                "kNN graph has %d connected components (> %d): UMAP starts from the first two components of %s "
-                "instead of a spectral layout",
-                n_components,
-                MAX_SPECTRAL_COMPONENTS,
-                use_rep,
-            )
+    init = _umap_start(hvg, use_rep, umap_init)
     with timed(
         f"UMAP from {'a spectral layout' if isinstance(init, str) else 'the first two components of ' + use_rep}", log
     ):
@@ -310,6 +397,64 @@ def embed(
         "%d cells, %d HVG, %d PCs, %d Leiden clusters", hvg.n_obs, hvg.n_vars, n_comps, hvg.obs["leiden"].nunique()
     )
     return hvg
+
+
+def _n_components(hvg: AnnData, n_pcs: int, key_prefix: str) -> int:
+    """``n_pcs``, capped at what PCA of ``hvg`` gives (with a warning saying why)."""
+    n_comps = int(min(n_pcs, hvg.n_obs - 1, hvg.n_vars - 1))
+    if n_comps < n_pcs:
+        # PCA gives at most one component fewer than the smaller of cells and genes (ARPACK: strictly fewer)
+        by_genes = hvg.n_vars <= hvg.n_obs
+        limit = f"{hvg.n_vars} highly variable genes" if by_genes else f"{hvg.n_obs} cells"
+        log.warning(
+            "%sn_pcs: %d principal components asked for, but PCA of %d cells x %d highly variable genes gives "
+            "at most %d (one fewer than its %s): using %d; set %sn_pcs to %d or less%s",
+            key_prefix,
+            n_pcs,
+            hvg.n_obs,
+            hvg.n_vars,
+            n_comps,
+            limit,
+            n_comps,
+            key_prefix,
+            n_comps,
+            f" (or raise {key_prefix}n_top_genes)" if by_genes else "",
+        )
+    return n_comps
+
+
+def _neighbours(hvg: AnnData, n_neighbors: int, use_rep: str, seed: int) -> None:
+    """scanpy's kNN graph on ``use_rep``, numba on one thread (determinism: see :func:`embed`)."""
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with timed(f"kNN graph, {n_neighbors} neighbours", log):
+            sc.pp.neighbors(hvg, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
+    finally:
+        numba.set_num_threads(threads)
+
+
+def _umap_start(hvg: AnnData, use_rep: str, umap_init: str) -> np.ndarray | str:
+    """UMAP's ``init_pos``: the first two components of ``use_rep`` (float32), or ``"spectral"``
+    when asked for and the kNN graph has at most :data:`MAX_SPECTRAL_COMPONENTS` components."""
+    init = np.asarray(hvg.obsm[use_rep][:, :2], dtype=np.float32)
+    if umap_init == "spectral":
+        # the spectral initialisation lays out each connected component of the kNN graph and
+        # compares all of them pairwise (dense components x components); with many components
+        # (e.g. replicated or duplicated cells) that alone can take tens of GB
+        n_components, _ = connected_components(hvg.obsp["connectivities"], directed=False)
+        if n_components <= MAX_SPECTRAL_COMPONENTS:
+            return "spectral"
+        log.warning(
+            "kNN graph has %d connected components (> %d): UMAP starts from the first two components of %s "
+            "instead of a spectral layout",
+            n_components,
+            MAX_SPECTRAL_COMPONENTS,
+            use_rep,
+        )
+    return init
 
 
 def _adopt(adata: AnnData, embedded: AnnData, selected: np.ndarray) -> None:
@@ -419,81 +564,6 @@ def _merged_var(paths: Sequence[str], index: pd.Index) -> pd.DataFrame:
     return var
 
 
-def cluster_file(
-    path: str,
-    obs: pd.DataFrame,
-    *,
-    target_sum: float = 1e4,
-    n_top_genes: int = 2000,
-    hvg_batch_key: str | None = "patient",
-    hvg_max_cells: int | None = 200_000,
-    n_pcs: int = 30,
-    integrate_keys: Sequence[str] = ("patient",),
-    harmony_max_iter: int = 20,
-    n_neighbors: int = 15,
-    resolution: float = 1.0,
-    umap_min_dist: float = 0.3,
-    umap_init: str = "pca",
-    seed: int = 0,
-    chunk_cells: int = store.CHUNK_CELLS,
-) -> AnnData:
-    """:func:`cluster_cohort` on a cohort file (raw counts in ``X``, CSR), reading it in blocks.
-
-    Memory: one batch of cells (all genes) for the highly variable genes, at most
-    ``hvg_max_cells`` of them; then the cells x HVG log-normalised matrix (sparse) and the
-    embeddings. Returns a bare AnnData (``obs`` with ``leiden``, ``var`` with the HVG table,
-    ``obsm``, ``obsp``, ``varm``, ``uns``) for :func:`write_clustering`.
-    """
-    var = store.read_var(path)
-    batch = hvg_batch_key if hvg_batch_key and obs[hvg_batch_key].nunique() > 1 else None
-    rows = _hvg_rows(obs, batch, hvg_max_cells, seed)
-
-    def batches():
-        for name, mask in rows:
-            parts = [b for _, b in store.iter_chunks(path, rows=mask, chunk_cells=chunk_cells)]
-            X = sp.vstack(parts, format="csr")
-            del parts
-            sub = AnnData(
-                X=store.log_normalise(X, np.asarray(X.sum(axis=1, dtype=np.float64)).ravel(), target_sum),
-                var=pd.DataFrame(index=var.index),
-            )
-            del X
-            yield name, sub
-
-    hvg_table = highly_variable_genes(
-        batches(), var.index, n_top_genes=int(min(n_top_genes, len(var))), batched=batch is not None
-    )
-    selected = hvg_table["highly_variable"].to_numpy()
-    counts, sums = store.read_columns(
-        path, selected, sums={"library": np.ones(len(var), bool)}, chunk_cells=chunk_cells
-    )
-    hvg = AnnData(
-        X=store.log_normalise(counts, sums["library"], target_sum),
-        obs=obs.copy(),
-        var=pd.DataFrame(index=var.index[selected]),
-    )
-    del counts
-    log.info("cells x HVG log-normalised: %d x %d, %d nonzeros", hvg.n_obs, hvg.n_vars, hvg.X.nnz)
-    embedded = embed(
-        hvg,
-        n_pcs=n_pcs,
-        integrate_keys=integrate_keys,
-        harmony_max_iter=harmony_max_iter,
-        n_neighbors=n_neighbors,
-        resolution=resolution,
-        umap_min_dist=umap_min_dist,
-        umap_init=umap_init,
-        seed=seed,
-    )
-    embedded.X = None
-    out = AnnData(obs=obs.copy(), var=var.copy())
-    for column in hvg_table:
-        out.var[column] = hvg_table[column].to_numpy()
-    _adopt(out, embedded, selected)
-    out.uns["remnant"] = {"cluster": _parameters(embedded, target_sum, int(selected.sum()), batch, hvg_max_cells)}
-    return out
-
-
 def write_clustering(path: str, result: AnnData) -> None:
     """Write :func:`cluster_file`'s ``obs``, ``var``, ``obsm``, ``obsp``, ``varm`` and ``uns`` into the
     cohort file ``path`` beside its count matrix (in place; the matrix is not rewritten)."""
@@ -545,53 +615,50 @@ def annotate_states(
     cluster_key: str = "leiden",
     min_markers: int = 2,
     seed: int = 0,
+    counts: str | None = None,
+    target_sum: float = 1e4,
 ) -> AnnData:
     """Score each HSPC state's markers and label each cluster with its best-scoring state (in place).
 
     Parameters
     ----------
     adata
-        Log-normalised expression in ``.X`` and ``.var["gene_name"]`` symbols (as after :func:`cluster_cohort`).
+        Log-normalised expression in ``.X`` and ``.var["gene_name"]`` symbols (as after
+        :func:`cluster_cohort`); with ``counts``, only its ``obs``/``var``/``uns`` are used (as
+        :func:`cluster_file` returns it).
     markers
         ``{state: [symbol, ...]}`` (see :func:`read_markers`).
     states
         Which states to score (default: all in ``markers``).
     min_markers
         A state with fewer markers present in the data is skipped with a warning.
+    counts
+        Path of the cohort file holding ``adata``'s cells' raw counts in ``X`` (as
+        :func:`cluster_file` reads it): the marker scores are computed from it block by block
+        (:func:`remnant.pp.scoring.score_gene_sets`, scanpy's method on log1p(counts / total *
+        ``target_sum``)) instead of from ``adata.X``.
 
     Scores are standardised per state across cells before comparing states, so that a state
     with highly expressed markers does not win everywhere.
+
+    Raises
+    ------
+    InputError
+        A state of ``states`` not in ``markers`` (``where="states"``); no state with ``min_markers``
+        markers in the data (``where="markers"``).
     """
     marker_vars = _marker_vars(adata.var, markers, states, min_markers)
-    for state, genes in marker_vars.items():
-        sc.tl.score_genes(adata, gene_list=genes, score_name=f"score_{state}", random_state=seed, use_raw=False)
+    if counts is None:
+        for state, genes in marker_vars.items():
+            sc.tl.score_genes(adata, gene_list=genes, score_name=f"score_{state}", random_state=seed, use_raw=False)
+    else:
+        from remnant.pp.scoring import score_gene_sets
+
+        scores = score_gene_sets(counts, marker_vars, target_sum=target_sum, seed=seed)
+        for state in marker_vars:
+            adata.obs[f"score_{state}"] = scores[state].to_numpy()
     _states_from_scores(adata.obs, adata.uns, list(marker_vars), cluster_key)
     return adata
-
-
-def annotate_states_file(
-    path: str,
-    result: AnnData,
-    markers: Mapping[str, Sequence[str]],
-    *,
-    states: Sequence[str] | None = None,
-    cluster_key: str = "leiden",
-    min_markers: int = 2,
-    target_sum: float = 1e4,
-    seed: int = 0,
-) -> AnnData:
-    """:func:`annotate_states` for a cohort file (raw counts in ``X``) clustered by
-    :func:`cluster_file`: the marker scores are computed block by block
-    (:func:`remnant.pp.scoring.score_gene_sets`, scanpy's method on log1p(counts / total *
-    ``target_sum``)); writes the same keys into ``result.obs``/``result.uns``."""
-    from remnant.pp.scoring import score_gene_sets
-
-    marker_vars = _marker_vars(result.var, markers, states, min_markers)
-    scores = score_gene_sets(path, marker_vars, target_sum=target_sum, seed=seed)
-    for state in marker_vars:
-        result.obs[f"score_{state}"] = scores[state].to_numpy()
-    _states_from_scores(result.obs, result.uns, list(marker_vars), cluster_key)
-    return result
 
 
 def _marker_vars(
@@ -606,7 +673,7 @@ def _marker_vars(
     for state in states:
         if state not in markers:
             raise InputError(
-                f"state {state!r} is not in the marker table; states there: {sorted(markers)}.", where="states.use"
+                f"state {state!r} is not in the marker table; states there: {sorted(markers)}.", where="states"
             )
         present = [g for g in markers[state] if g in symbol_to_var.index]
         if len(present) < min_markers:
@@ -615,8 +682,9 @@ def _marker_vars(
         out[state] = list(symbol_to_var[present])
     if not out:
         raise InputError(
-            "no HSPC state has enough marker genes in the data to be scored; check states.markers and the gene identifiers.",
-            where="states",
+            "no HSPC state has enough marker genes in the data to be scored; check the marker table and the gene "
+            "identifiers.",
+            where="markers",
         )
     return out
 
