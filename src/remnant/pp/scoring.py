@@ -336,9 +336,48 @@ def score_many(
     if key is None:
         key = "X" if target_sum is None else store.counts_key(source, where="scoring")
     obs_names, var_names = _names(source, key)
-    n_obs, n_vars = len(obs_names), len(var_names)
-    rows = store._mask(rows, n_obs, "rows")
+    rows = store._mask(rows, len(obs_names), "rows")
     scores = list(scores)
+    masks = _library_masks(scores, libraries, len(var_names))
+    n_cells = int(rows.sum()) if rows is not None else len(obs_names)
+    if n_cells == 0:
+        raise InputError("no cells selected to score.", where="scoring")
+    counts = _Counts(source, dict(key=key, rows=rows, chunk_cells=chunk_cells), target_sum, downsample_seed)
+    counts.target = _downsample_target(counts, downsample_to)
+
+    means = _gene_means(counts, masks, var_names, n_cells)  # pass 1
+    weights = _Weights(var_names)
+    for s in scores:
+        weights.add(s, means[s.library])
+    out = _scores(counts, masks, weights, n_cells)  # pass 2
+    index = obs_names[rows] if rows is not None else obs_names
+    frame = pd.concat(
+        [pd.DataFrame(out[lib], index=index, columns=weights.columns[lib]) for lib in weights.columns], axis=1
+    )[[s.name for s in scores]]
+    frame.attrs.update(controls=weights.controls, n_cells=n_cells, downsampled_to=counts.target)
+    return frame
+
+
+@dataclass
+class _Counts:
+    """Where :func:`score_many` reads its counts, and how each block is prepared (downsampled to ``target``)."""
+
+    source: object
+    blocks: dict  # key, rows, chunk_cells of _blocks
+    target_sum: float | None
+    downsample_seed: int
+    target: int | None = None
+
+    def __iter__(self) -> Iterator[sp.csr_matrix]:
+        """The blocks of counts (selected cells), each thinned to :attr:`target` per cell."""
+        for _, block in _blocks(self.source, **self.blocks):
+            yield _downsample(block, self.target, self.downsample_seed)
+
+
+def _library_masks(
+    scores: list[Score], libraries: Mapping[str, np.ndarray | None], n_vars: int
+) -> dict[str, np.ndarray | None]:
+    """float (n_vars,) 0/1 gene mask (None: all genes) of each normalisation the scores use; checks the names."""
     if not scores:
         raise InputError("no gene sets to score.", where="scoring")
     names = [s.name for s in scores]
@@ -354,53 +393,70 @@ def score_many(
         masks[s.library] = (
             None if mask is None else store._mask(mask, n_vars, f"libraries[{s.library!r}]").astype(np.float64)
         )
-    n_cells = int(rows.sum()) if rows is not None else n_obs
-    if n_cells == 0:
-        raise InputError("no cells selected to score.", where="scoring")
-    blocks = dict(key=key, rows=rows, chunk_cells=chunk_cells)
+    return masks
 
-    target = None
-    if downsample_to is not None:
-        if not downsample_to > 0:
-            raise InputError(
-                f"downsample_to must be > 0 (a quantile <= 1 or a count > 1); got {downsample_to}.",
-                where="scoring(downsample_to=...)",
-            )
-        if downsample_to <= 1:  # pass 0: the cells' totals, for the quantile
-            totals = np.concatenate([_Float64(b).library(None) for _, b in _blocks(source, **blocks)])
-            target = int(np.quantile(totals, downsample_to))
-        else:
-            target = int(downsample_to)
-        log.info("scores on counts downsampled to %d per cell", target)
 
-    # pass 1: per-gene sums of log-normalised expression, one vector per normalisation; added
-    # cell by cell in file order (add.at), as scipy sums a matrix over its rows
-    sums = {lib: np.zeros(n_vars) for lib in masks}
-    for _, block in _blocks(source, **blocks):
-        block = _Float64(_downsample(block, target, downsample_seed))
+def _downsample_target(counts: _Counts, downsample_to: float | None) -> int | None:
+    """The per-cell total counts are thinned to: ``downsample_to`` as a count, or as a quantile
+    (<= 1) of the selected cells' totals (a pass over the file); None: no thinning."""
+    if downsample_to is None:
+        return None
+    if not downsample_to > 0:
+        raise InputError(
+            f"downsample_to must be > 0 (a quantile <= 1 or a count > 1); got {downsample_to}.",
+            where="scoring(downsample_to=...)",
+        )
+    if downsample_to <= 1:  # pass 0: the cells' totals, for the quantile
+        totals = np.concatenate([_Float64(b).library(None) for _, b in _blocks(counts.source, **counts.blocks)])
+        target = int(np.quantile(totals, downsample_to))
+    else:
+        target = int(downsample_to)
+    log.info("scores on counts downsampled to %d per cell", target)
+    return target
+
+
+def _gene_means(
+    counts: _Counts, masks: Mapping[str, np.ndarray | None], var_names: pd.Index, n_cells: int
+) -> dict[str, pd.Series]:
+    """Pass 1: per normalisation, the mean log-normalised expression of every gene over the cells."""
+    # one float64 vector per normalisation; added cell by cell in file order (add.at), as scipy
+    # sums a matrix over its rows
+    sums = {lib: np.zeros(len(var_names)) for lib in masks}
+    for block in counts:
+        block = _Float64(block)
         for lib, mask in masks.items():
-            library = block.library(mask) if target_sum is not None else None
-            np.add.at(sums[lib], block.csr.indices, _values(block, library, target_sum))
+            library = block.library(mask) if counts.target_sum is not None else None
+            np.add.at(sums[lib], block.csr.indices, _values(block, library, counts.target_sum))
         del block
-    means = {lib: pd.Series(total / n_cells, index=var_names) for lib, total in sums.items()}
+    return {lib: pd.Series(total / n_cells, index=var_names) for lib, total in sums.items()}
 
-    # controls, and each score as a column of a sparse weight matrix per normalisation
-    weights = {lib: [] for lib in masks}  # (gene positions, weights, score column)
-    columns = {lib: [] for lib in masks}
-    controls = {}
-    for s in scores:
+
+class _Weights:
+    """Each score as a column of a sparse weight matrix per normalisation: ``+w/n`` on the genes of
+    a term, ``-w/n_ctrl`` on its controls (a gene in two terms gets the sum)."""
+
+    def __init__(self, var_names: pd.Index):
+        self.var_names = var_names
+        self.parts: dict[str, list] = {}  # per normalisation: (gene positions, weights, score column)
+        self.columns: dict[str, list[str]] = {}  # per normalisation: the score names, in column order
+        self.controls: dict[str, list[list[str]]] = {}  # per score: the control var names of each term
+
+    def add(self, s: Score, means: pd.Series) -> None:
+        """Add score ``s``: its terms' controls drawn on ``means`` (its normalisation's gene means)."""
         if isinstance(s.genes, pd.Series):
-            genes = _present(s.genes.index, var_names, s.name)
+            genes = _present(s.genes.index, self.var_names, s.name)
             terms = [(float(s.genes[g]), [g]) for g in genes]
         else:
-            terms = [(1.0, _present(s.genes, var_names, s.name))]
-        column = len(columns[s.library])
-        columns[s.library].append(s.name)
-        controls[s.name] = []
+            terms = [(1.0, _present(s.genes, self.var_names, s.name))]
+        columns = self.columns.setdefault(s.library, [])
+        parts = self.parts.setdefault(s.library, [])
+        column = len(columns)
+        columns.append(s.name)
+        self.controls[s.name] = []
         for w, genes in terms:
             ctrl = choose_controls(
                 genes,
-                means[s.library],
+                means,
                 gene_pool=s.gene_pool,
                 ctrl_size=s.ctrl_size,
                 n_bins=s.n_bins,
@@ -408,39 +464,43 @@ def score_many(
                 ctrl_as_ref=s.ctrl_as_ref,
                 where=f"score {s.name!r}",
             )
-            controls[s.name].append(list(ctrl))
-            genes_at, ctrl_at = var_names.get_indexer(genes), var_names.get_indexer(ctrl)
-            weights[s.library].append((genes_at, np.full(len(genes_at), w / len(genes_at)), column))
-            weights[s.library].append((ctrl_at, np.full(len(ctrl_at), -w / len(ctrl_at)), column))
-    used, matrices = {}, {}
-    for lib, parts in weights.items():
+            self.controls[s.name].append(list(ctrl))
+            genes_at, ctrl_at = self.var_names.get_indexer(genes), self.var_names.get_indexer(ctrl)
+            parts.append((genes_at, np.full(len(genes_at), w / len(genes_at)), column))
+            parts.append((ctrl_at, np.full(len(ctrl_at), -w / len(ctrl_at)), column))
+
+    def matrix(self, lib: str) -> tuple[np.ndarray, sp.csr_matrix]:
+        """The genes normalisation ``lib``'s scores use (sorted positions) and its (genes used x scores) weights."""
+        parts = self.parts[lib]
         at = np.concatenate([p[0] for p in parts])
         genes_used = np.unique(at)
         local = np.searchsorted(genes_used, at)
         col = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])
         # duplicates (a gene in two terms) are summed by the COO -> CSR conversion
-        matrices[lib] = sp.csr_matrix(
-            (np.concatenate([p[1] for p in parts]), (local, col)), shape=(len(genes_used), len(columns[lib]))
+        matrix = sp.csr_matrix(
+            (np.concatenate([p[1] for p in parts]), (local, col)), shape=(len(genes_used), len(self.columns[lib]))
         )
-        used[lib] = genes_used
+        return genes_used, matrix
 
-    # pass 2: scores block by block from the set and control genes only
-    out = {lib: np.zeros((n_cells, len(cols))) for lib, cols in columns.items()}
+
+def _scores(
+    counts: _Counts, masks: Mapping[str, np.ndarray | None], weights: _Weights, n_cells: int
+) -> dict[str, np.ndarray]:
+    """Pass 2: per normalisation, float64 (cells x its scores), block by block from the set and control genes only."""
+    matrices = {lib: weights.matrix(lib) for lib in masks}
+    out = {lib: np.zeros((n_cells, len(cols))) for lib, cols in weights.columns.items()}
     done = 0
-    for _, block in _blocks(source, **blocks):
-        block = _downsample(block, target, downsample_seed)
-        full = _Float64(block) if target_sum is not None else None
+    for block in counts:
+        full = _Float64(block) if counts.target_sum is not None else None
         for lib, mask in masks.items():
             library = full.library(mask) if full is not None else None
-            sub = _Float64(block[:, used[lib]])
-            sub.csr.data = _values(sub, library, target_sum)
-            out[lib][done : done + block.shape[0]] = (sub.csr @ matrices[lib]).toarray()
+            used, matrix = matrices[lib]
+            sub = _Float64(block[:, used])
+            sub.csr.data = _values(sub, library, counts.target_sum)
+            out[lib][done : done + block.shape[0]] = (sub.csr @ matrix).toarray()
         done += block.shape[0]
         del block, full
-    index = obs_names[rows] if rows is not None else obs_names
-    frame = pd.concat([pd.DataFrame(out[lib], index=index, columns=columns[lib]) for lib in columns], axis=1)[names]
-    frame.attrs.update(controls=controls, n_cells=n_cells, downsampled_to=target)
-    return frame
+    return out
 
 
 def score_gene_sets(
