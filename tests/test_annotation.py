@@ -59,8 +59,15 @@ def test_gtf_reader(tmp_path, cytobands):
 
 
 def test_missing_tables_are_named(tmp_path):
-    with pytest.raises(InputError, match="annotation.genes"):
+    with pytest.raises(InputError, match=r"genes\.tsv\.gz: gene annotation table does not exist"):
         load_genes(tmp_path / "genes.tsv.gz")
+    # a table of another layout: what else to do is the caller's (the workflow names its config key)
+    other = tmp_path / "other.tsv"
+    other.write_text("gene\tchrom\nCD34\tchr1\n")
+    with pytest.raises(InputError, match=r"make_annotation\.py or read a GTF with genes_from_gtf\.$"):
+        load_genes(other)
+    with pytest.raises(InputError, match=r"make_annotation\.py or use annotation\.gtf\.$"):
+        load_genes(other, instead="use annotation.gtf")
     bad = tmp_path / "bad.gtf"
     bad.write_text("not a gtf\n")
     with pytest.raises(InputError, match="no 'gene' features"):

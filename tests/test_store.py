@@ -86,7 +86,7 @@ def test_not_csr_is_a_clear_error(tmp_path):
 
 
 def test_annotate_with_calls_puts_the_calls_into_a_copy_and_refuses_other_cells(cohort, tmp_path):
-    from remnant.tl.fractions import read_calls
+    from remnant.workflow.analysed_cells import read_calls
     from remnant.tl.lesions import write_calls
 
     path, X, obs = cohort
@@ -110,7 +110,9 @@ def test_annotate_with_calls_puts_the_calls_into_a_copy_and_refuses_other_cells(
     assert (store.log_normalise(X, library) != back.X).nnz == 0  # X log-normalised, as cluster_cells computes it
     # calls made on another version of the cohort (a cell fewer): refused, naming the calls file
     write_calls(called[1:].copy(), calls)
-    with pytest.raises(InputError, match=r"lesion_calls\.h5ad.*502 cells are not the 503 cells.*rerun call_lesions"):
+    with pytest.raises(
+        InputError, match=r"lesion_calls\.h5ad.*502 cells are not the 503 cells.*call the lesions again"
+    ):
         store.annotate_with_calls(path, calls, tmp_path / "other.h5ad")
     assert not (tmp_path / "other.h5ad").exists()
 

@@ -67,7 +67,7 @@ def load_cytobands(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError("cytoband table does not exist; set annotation.cytobands in the config.", path=path)
+        raise InputError("cytoband table does not exist.", path=path)
     try:
         bands = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -121,21 +121,26 @@ def chromosome_arms(cytobands: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["chromosome", "arm", "start", "end"])
 
 
-def load_genes(path: str | Path) -> pd.DataFrame:
+#: What else a user with a gene table of another layout can do (the ``instead`` of :func:`load_genes`).
+GENE_TABLE_INSTEAD = "read a GTF with genes_from_gtf"
+
+
+def load_genes(path: str | Path, *, instead: str = GENE_TABLE_INSTEAD) -> pd.DataFrame:
     """Read the gene table written by :func:`write_genes` (tsv, optionally gzipped).
 
     Returns a DataFrame indexed by unversioned ``gene_id`` with the columns of
-    :data:`GENE_COLUMNS` (``start``/``end`` int64, 0-based half-open).
+    :data:`GENE_COLUMNS` (``start``/``end`` int64, 0-based half-open). ``instead`` ends the error
+    for a table lacking columns ("Rebuild it with ... or {instead}."; the workflow names its config key).
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError("gene annotation table does not exist; set annotation.genes in the config.", path=path)
+        raise InputError("gene annotation table does not exist.", path=path)
     genes = pd.read_csv(path, sep="\t", dtype=str, comment=None, keep_default_na=False, na_values=[""])
     missing = [c for c in GENE_COLUMNS if c not in genes.columns]
     if missing:
         raise InputError(
             f"gene annotation table lacks column(s) {missing}; expected {GENE_COLUMNS}. "
-            "Rebuild it with resources/annotation/make_annotation.py or use annotation.gtf.",
+            f"Rebuild it with resources/annotation/make_annotation.py or {instead}.",
             path=path,
         )
     for column in ("start", "end"):
@@ -150,25 +155,27 @@ def load_genes(path: str | Path) -> pd.DataFrame:
     return genes[GENE_COLUMNS].set_index("gene_id", drop=False).rename_axis(None)
 
 
-def gene_symbols(path: str | Path) -> set[str]:
-    """The ``gene_name`` column of a gene table (:func:`load_genes` layout), read alone (fast)."""
+def gene_symbols(path: str | Path, *, instead: str = GENE_TABLE_INSTEAD) -> set[str]:
+    """The ``gene_name`` column of a gene table (:func:`load_genes` layout), read alone (fast).
+    ``instead`` as in :func:`load_genes`."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("gene annotation table does not exist; set annotation.genes in the config.", path=path)
+        raise InputError("gene annotation table does not exist.", path=path)
     try:
         names = pd.read_csv(path, sep="\t", dtype=str, usecols=["gene_name"], keep_default_na=False)["gene_name"]
     except ValueError:  # usecols: no gene_name column
-        load_genes(path)  # names the missing columns
+        load_genes(path, instead=instead)  # names the missing columns
         raise
     return set(names)
 
 
-def check_gtf(path: str | Path) -> None:
+def check_gtf(path: str | Path, *, instead: str = "") -> None:
     """A quick look at a GTF before any job runs: its first records have 9 tab-separated fields
-    and ``gene_id`` attributes (the whole file is read by :func:`genes_from_gtf` in the jobs)."""
+    and ``gene_id`` attributes (the whole file is read by :func:`genes_from_gtf` in the jobs).
+    ``instead``: what else the user can do, ending the error for a file that is no GTF (", or {instead}.")."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("GTF does not exist; fix annotation.gtf in the config.", path=path)
+        raise InputError("GTF does not exist.", path=path)
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
     try:
@@ -187,7 +194,7 @@ def check_gtf(path: str | Path) -> None:
     if bad is not None:
         raise InputError(
             f"not a GTF: a record reads {chr(9).join(bad)[:80]!r}; a GTF has 9 tab-separated fields with "
-            "gene_id attributes (GENCODE/Ensembl), or set annotation.gtf: null to use annotation.genes.",
+            f"gene_id attributes (GENCODE/Ensembl){', or ' + instead if instead else ''}.",
             path=path,
         )
 
@@ -208,7 +215,7 @@ def genes_from_gtf(path: str | Path, cytobands: pd.DataFrame | None = None) -> p
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError("GTF does not exist; fix annotation.gtf in the config.", path=path)
+        raise InputError("GTF does not exist.", path=path)
     opener = gzip.open if path.suffix == ".gz" else open
     rows = []
     attr = re.compile(r'(\w+) "([^"]*)"')

@@ -51,7 +51,7 @@ def read_markers(path: str | Path) -> dict[str, list[str]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError("marker table does not exist; set states.markers in the config.", path=path)
+        raise InputError("marker table does not exist.", path=path)
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     if list(table.columns[:2]) != ["population", "markers"]:
         raise InputError(

@@ -1,8 +1,8 @@
 """Reading and writing the cohort h5ad without holding it in memory (issue 8: a million cells on 24 GB).
 
-``results/cohort/clustered.h5ad``, the file the cohort steps read, keeps the raw counts in ``X``:
+``clustered.h5ad``, the file the workflow's cohort steps read, keeps the raw counts in ``X``:
 cells x genes, CSR, float32 (no log-normalised copy; compute it per chunk with
-:func:`log_normalise`). ``results/cohort/cohort.h5ad``, the file users open, is scverse-shaped
+:func:`log_normalise`). ``cohort.h5ad``, the file users open, is scverse-shaped
 (:func:`annotate_with_calls`): log-normalised ``X``, the raw counts in ``layers["counts"]``, gene
 symbols as ``var_names``. :func:`counts_key` says where a file's (or an AnnData's) raw counts are.
 The cohort steps read the files here, a block of cells at a time:
@@ -17,8 +17,8 @@ The cohort steps read the files here, a block of cells at a time:
 - :func:`gene_means`: the mean of every gene over some cells, of counts or of a per-chunk transform;
 - :func:`copy_with_obs`: a copy of a cohort file whose ``obs``/``uns``/``obsm`` entries are
   replaced;
-- :func:`annotate_with_calls`: ``cohort.h5ad`` from ``clustered.h5ad`` and the lesion calls
-  (rule ``annotate_cohort``), written a block of stored values at a time.
+- :func:`annotate_with_calls`: ``cohort.h5ad`` from ``clustered.h5ad`` and the lesion calls,
+  written a block of stored values at a time.
 
 Per-cell tables (``*.tsv.gz``) are written with :data:`TABLE_GZIP`.
 
@@ -77,8 +77,8 @@ def _csr_group(f: h5py.File, key: str, path) -> h5py.Group:
     enc = g.attrs.get("encoding-type", "") if isinstance(g, h5py.Group) else "dense"
     if enc != "csr_matrix":
         raise InputError(
-            f"{key!r} is stored as {enc or 'dense'}, not CSR (cells x genes); rewrite it with "
-            "remnant's cluster_cells or as CSR.",
+            f"{key!r} is stored as {enc or 'dense'}, not CSR (cells x genes); rewrite it as CSR (as "
+            "remnant's clustering writes it).",
             path=str(path),
         )
     return g
@@ -485,13 +485,14 @@ def _write_log_normalised(
 
 
 def annotate_with_calls(cohort, calls, dst, *, target_sum: float = 1e4, block_values: int = WRITE_BLOCK_VALUES) -> None:
-    """Write ``dst``, the cohort file users open (rule ``annotate_cohort``): the cohort file
+    """Write ``dst``, the cohort file users open: the cohort file
     ``cohort`` (``clustered.h5ad``) with the lesion calls of ``calls`` (the matrix-free file of
     :func:`remnant.tl.lesions.write_calls`), shaped as scverse tools expect.
 
     ``X``
         log1p(counts / total * ``target_sum``), CSR float32: ``sc.pp.normalize_total(target_sum=...)``
-        then ``sc.pp.log1p`` (each cell's total over all genes, as ``cluster_cells`` normalises).
+        then ``sc.pp.log1p`` (each cell's total over all genes, as :func:`remnant.pp.cluster.cluster_file`
+        normalises).
     ``layers["counts"]``
         The raw counts of ``cohort`` (its ``X``, or ``layers/counts`` in files written before
         issue 8), unchanged.
@@ -513,7 +514,7 @@ def annotate_with_calls(cohort, calls, dst, *, target_sum: float = 1e4, block_va
     ------
     InputError
         ``calls`` has no ``uns["lesions"]``, or its cells are not those of ``cohort`` in the same
-        order (the calls were made on another version of the cohort file: rerun call_lesions);
+        order (the calls were made on another version of the cohort file: call the lesions again);
         ``cohort`` holds no raw counts (:func:`counts_key`).
     """
     from anndata.io import write_elem
@@ -522,11 +523,13 @@ def annotate_with_calls(cohort, calls, dst, *, target_sum: float = 1e4, block_va
     obs = read_obs(calls)
     lesions = read_key(calls, "uns/lesions")
     if lesions is None:
-        raise InputError("has no uns['lesions']; rerun call_lesions.", path=str(calls))
+        raise InputError(
+            "has no uns['lesions']; write the lesion calls again (remnant.tl.lesions.write_calls).", path=str(calls)
+        )
     if not obs.index.equals(index):
         raise InputError(
             f"its {len(obs)} cells are not the {len(index)} cells of {cohort} in the same order "
-            "(calls made on another version of that file); rerun call_lesions.",
+            "(calls made on another version of that file); call the lesions again on it.",
             path=str(calls),
         )
     del index

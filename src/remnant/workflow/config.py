@@ -533,11 +533,15 @@ def check_resources(
 
     annotation = config["annotation"]
     if gtf:
-        check_gtf(_named_file(gtf, "annotation.gtf", source, "GENCODE/Ensembl GTF"))
+        check_gtf(
+            _named_file(gtf, "annotation.gtf", source, "GENCODE/Ensembl GTF"),
+            instead="set annotation.gtf: null to use annotation.genes",
+        )
         symbols = None
     else:
         symbols = gene_symbols(
-            _named_file(genes, "annotation.genes", source, "gene table (resources/annotation layout)")
+            _named_file(genes, "annotation.genes", source, "gene table (resources/annotation layout)"),
+            instead="use annotation.gtf",
         )
     bands = load_cytobands(
         _named_file(cytobands, "annotation.cytobands", source, "cytoband table (UCSC cytoBand layout)")

@@ -31,12 +31,12 @@ HINTS = ReadHints(
 
 def load_annotation(genes: str, *, gtf: bool, cytobands: str | None = None) -> pd.DataFrame:
     """The gene table: ``genes`` read as a GTF (bands from ``cytobands``) when ``gtf``, else as the
-    shipped table layout (:func:`remnant.io.annotation.load_genes`)."""
+    shipped table layout (:func:`remnant.io.annotation.load_genes`; its errors name annotation.gtf)."""
     from remnant.io.annotation import genes_from_gtf, load_cytobands, load_genes
 
     if gtf:
         return genes_from_gtf(genes, load_cytobands(cytobands))
-    return load_genes(genes)
+    return load_genes(genes, instead="use annotation.gtf")
 
 
 def read_sample(row: Mapping[str, str], genes: pd.DataFrame, **options) -> tuple[anndata.AnnData, dict]:
