@@ -10,7 +10,7 @@ start(snakemake.threads)
 import anndata as ad  # noqa: E402
 
 from remnant.pl.qc import plot_qc  # noqa: E402
-from remnant.pp.qc import flag_cells, require_passing_cells  # noqa: E402
+from remnant.workflow.qc import flag_cells, require_passing_cells  # noqa: E402
 
 sample = snakemake.wildcards.sample
 with logged(snakemake.log[0], f"filter_cells {sample}") as log:

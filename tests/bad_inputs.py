@@ -282,7 +282,7 @@ def read(cohort: Cohort, sample: str):
 
 def qc(cohort: Cohort, sample: str):
     """Rule filter_cells for one sample."""
-    from remnant.pp.qc import flag_cells, require_passing_cells
+    from remnant.workflow.qc import flag_cells, require_passing_cells
 
     config, sheet, adata = read(cohort, sample)
     flag_cells(

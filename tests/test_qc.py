@@ -9,8 +9,9 @@ import scipy.sparse as sp
 from anndata import AnnData
 from simulated import cohort
 
-from remnant.pp.qc import REASONS, flag_cells, mad_outlier, removed_per_reason
+from remnant.pp.qc import REASONS, mad_outlier, removed_per_reason
 from remnant.sim.evaluate import precision_recall
+from remnant.workflow.qc import flag_cells  # the workflow's call: warnings name the config keys (qc.*)
 
 THRESHOLDS = {
     "min_counts": 500,

@@ -34,8 +34,6 @@ import pandas as pd
 import scanpy as sc
 from anndata import AnnData
 
-from remnant.errors import InputError
-
 log = logging.getLogger(__name__)
 
 #: The reasons a cell can be removed for, in the order they are reported.
@@ -107,7 +105,12 @@ EXACT_DOUBLET_NEIGHBOURS = 20_000
 
 
 def score_doublets(
-    adata: AnnData, *, expected_rate: float = 0.06, threshold: float | None = None, seed: int = 0
+    adata: AnnData,
+    *,
+    expected_rate: float = 0.06,
+    threshold: float | None = None,
+    seed: int = 0,
+    threshold_name: str = "threshold",
 ) -> AnnData:
     """Scrublet doublet scores (:func:`scanpy.pp.scrublet`) into ``doublet_score``/``predicted_doublet``.
 
@@ -119,6 +122,7 @@ def score_doublets(
     ``expected_rate`` highest-scoring cells instead, as remnant once did, removed ~6% of cells from
     samples that held no doublet at all.) ``.uns["remnant"]["doublets"]`` records which rule was
     used. Samples too small for Scrublet's simulation (< 30 cells) are left unscored with a warning.
+    ``threshold_name``: how the warning names ``threshold`` (the caller's name for it).
     """
     adata.obs["doublet_score"] = np.nan
     adata.obs["predicted_doublet"] = False
@@ -154,11 +158,12 @@ def score_doublets(
             log.warning(
                 "doublet calling is not reliable on this sample: Scrublet's automatic threshold %.3f would call "
                 "%.0f%% of %d cells (expected rate %.3f), so its score distribution has no usable gap; no cell is "
-                "removed as a doublet. Set qc.doublets.threshold to call doublets above a fixed score.",
+                "removed as a doublet. Set %s to call doublets above a fixed score.",
                 auto,
                 100 * called.mean(),
                 adata.n_obs,
                 expected_rate,
+                threshold_name,
             )
             called = np.zeros(adata.n_obs, dtype=bool)
             info.update(rule="not reliable: none called", threshold=None, automatic_threshold=auto)
@@ -167,7 +172,12 @@ def score_doublets(
 
 
 def flag_cells(
-    adata: AnnData, thresholds: Mapping[str, Any], *, score_doublets_for: bool = True, seed: int = 0
+    adata: AnnData,
+    thresholds: Mapping[str, Any],
+    *,
+    score_doublets_for: bool = True,
+    seed: int = 0,
+    key_prefix: str = "",
 ) -> AnnData:
     """Apply absolute and MAD-based thresholds and doublet calls; write ``qc_*`` keys (in place).
 
@@ -176,7 +186,7 @@ def flag_cells(
     adata
         One sample, raw counts in ``.X`` (cells x genes).
     thresholds
-        The ``qc`` block of the config: ``min_counts``, ``max_counts``, ``min_genes``,
+        ``min_counts``, ``max_counts``, ``min_genes``,
         ``max_genes``, ``max_pct_mito`` (absolute; ``None`` disables), ``mad`` with
         ``counts``, ``genes``, ``pct_mito`` (number of MADs; ``None`` disables) and
         ``doublets`` with ``expected_rate`` and ``threshold``.
@@ -184,6 +194,9 @@ def flag_cells(
         Whether this sample gets doublet scores (droplet data; plates are sorted one cell per well).
     seed
         Seed for Scrublet.
+    key_prefix
+        Put before the keys of ``thresholds`` where warnings name them (``doublets.threshold``,
+        ``min_counts``); the workflow passes ``"qc."``, its config block.
     """
     qc_metrics(adata)
     counts = adata.obs["total_counts"].to_numpy(dtype=float)
@@ -218,7 +231,11 @@ def flag_cells(
         keep = ~np.logical_or.reduce(list(fails.values()))
         sub = adata[keep].copy()
         score_doublets(
-            sub, expected_rate=doublets.get("expected_rate", 0.06), threshold=doublets.get("threshold"), seed=seed
+            sub,
+            expected_rate=doublets.get("expected_rate", 0.06),
+            threshold=doublets.get("threshold"),
+            seed=seed,
+            threshold_name=f"{key_prefix}doublets.threshold",
         )
         adata.obs["doublet_score"] = np.nan
         adata.obs["predicted_doublet"] = False
@@ -244,7 +261,7 @@ def flag_cells(
         "doublets_scored": bool(score_doublets_for and doublets.get("enabled", True)),
         "doublet_rule": doublet_rule,
     }
-    warn_removed_share(adata, fails, thresholds.get("warn_removed_fraction"))
+    warn_removed_share(adata, fails, thresholds.get("warn_removed_fraction"), key_prefix=key_prefix)
     log.info(
         "%d of %d cells pass QC; removed per reason: %s; thresholds applied: %s",
         int(adata.obs["qc_pass"].sum()),
@@ -255,27 +272,30 @@ def flag_cells(
     return adata
 
 
-#: The config key behind each QC reason (named in warnings).
+#: The key of :func:`flag_cells`' ``thresholds`` behind each QC reason (named in warnings, after ``key_prefix``).
 REASON_KEYS = {
-    "low_counts": "qc.min_counts",
-    "high_counts": "qc.max_counts",
-    "low_genes": "qc.min_genes",
-    "high_genes": "qc.max_genes",
-    "high_mito": "qc.max_pct_mito",
-    "outlier_counts": "qc.mad.counts",
-    "outlier_genes": "qc.mad.genes",
-    "outlier_mito": "qc.mad.pct_mito",
-    "doublet": "qc.doublets",
+    "low_counts": "min_counts",
+    "high_counts": "max_counts",
+    "low_genes": "min_genes",
+    "high_genes": "max_genes",
+    "high_mito": "max_pct_mito",
+    "outlier_counts": "mad.counts",
+    "outlier_genes": "mad.genes",
+    "outlier_mito": "mad.pct_mito",
+    "doublet": "doublets",
 }
 
 
-def warn_removed_share(adata: AnnData, fails: Mapping[str, np.ndarray], fraction: float | None) -> bool:
+def warn_removed_share(
+    adata: AnnData, fails: Mapping[str, np.ndarray], fraction: float | None, *, key_prefix: str = ""
+) -> bool:
     """Warn when QC removes more than ``fraction`` of a sample's cells, naming the checks that did it.
 
-    A shallow sample (e.g. 500 UMI/cell against the default ``qc.min_counts: 500``) otherwise loses
-    half its cells with nothing but a count in the QC table. The warning gives each check's config
-    key, its threshold and its share, and the sample's median counts and genes per cell, so the
-    user can tell a bad sample from a threshold that does not fit the depth. Returns whether it warned.
+    A shallow sample (e.g. 500 UMI/cell against a ``min_counts`` of 500) otherwise loses half its
+    cells with nothing but a count in the QC table. The warning gives each check's threshold key
+    (:data:`REASON_KEYS`, after ``key_prefix``), its threshold and its share, and the sample's median
+    counts and genes per cell, so the user can tell a bad sample from a threshold that does not fit
+    the depth. Returns whether it warned.
     """
     if fraction is None or adata.n_obs == 0:
         return False
@@ -301,37 +321,19 @@ def warn_removed_share(adata: AnnData, fails: Mapping[str, np.ndarray], fraction
             continue
         limit = applied.get(limits.get(reason, ""))
         at = f" (at {limit:.4g})" if isinstance(limit, (int, float)) else ""
-        parts.append(f"{REASON_KEYS[reason]}{at} removes {n} ({100 * n / adata.n_obs:.0f}%)")
+        parts.append(f"{key_prefix}{REASON_KEYS[reason]}{at} removes {n} ({100 * n / adata.n_obs:.0f}%)")
     log.warning(
-        "QC removes %.0f%% of %d cells (more than qc.warn_removed_fraction %.2f): %s; the median cell has %.0f counts "
+        "QC removes %.0f%% of %d cells (more than %swarn_removed_fraction %.2f): %s; the median cell has %.0f counts "
         "and %.0f genes. If the sample is shallow rather than bad, lower those thresholds in the config.",
         100 * share,
         adata.n_obs,
+        key_prefix,
         fraction,
         "; ".join(parts),
         float(np.median(adata.obs["total_counts"])),
         float(np.median(adata.obs["n_genes_by_counts"])),
     )
     return True
-
-
-def require_passing_cells(adata: AnnData, min_cells: int, *, sample: str, log_path: str = "") -> int:
-    """Raise :class:`InputError` when fewer than ``min_cells`` cells of a sample pass QC (:func:`flag_cells` ran).
-
-    The message names the sample, the count, the config key and the checks the cells failed (most
-    common first), and the job's log (``log_path``, which has the thresholds applied). Returns the
-    number of passing cells.
-    """
-    kept = int(adata.obs["qc_pass"].sum())
-    if kept < min_cells:
-        reasons = adata.obs.loc[~adata.obs["qc_pass"], "qc_reason"].str.split(";").explode().value_counts().to_dict()
-        raise InputError(
-            f"only {kept} of {adata.n_obs} cells pass QC (config qc.min_cells = {min_cells}); failed checks: {reasons}. "
-            "Check the counts file, or relax the thresholds under qc: in the config"
-            + (f"; the thresholds applied are in {log_path}." if log_path else "."),
-            where=f"sample {sample}",
-        )
-    return kept
 
 
 def removed_per_reason(obs: pd.DataFrame, sample: str) -> pd.DataFrame:
