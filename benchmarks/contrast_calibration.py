@@ -20,7 +20,7 @@ Calls: :func:`remnant.tl.lesions.call_lesions` against the healthy donors with t
 (as benchmarks/persistence_coverage.py; QC and clustering are benchmarked elsewhere), then
 :func:`remnant.tl.fractions.del_fraction_table` per patient x population x timepoint and the
 contrast HSC vs PROG at diagnosis three ways: the corrected test (random-effects meta-analysis of
-the per-patient corrected differences, :func:`remnant.tl.fractions.random_effects_test`, the
+the per-patient corrected differences, :func:`remnant.stats.contrasts.random_effects_test`, the
 headline of contrasts.tsv), and on called cells the Cochran-Mantel-Haenszel test and the binomial
 mixed model. ``rejected``: p < 0.05 (in either direction); ``detected``: p < 0.05 in the right
 direction (HSC higher). ``corrected`` and ``raw``: mean over seeds of the across-patient
@@ -111,7 +111,8 @@ from persistence_coverage import simulate  # noqa: E402
 from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
 from remnant.io.genesets import read_gene_sets  # noqa: E402
 from remnant.pp.cluster import read_markers  # noqa: E402
-from remnant.tl.fractions import binomial_mixed_contrast, del_fraction_table, stratified_contrast  # noqa: E402
+from remnant.stats.contrasts import binomial_mixed_contrast, stratified_contrast  # noqa: E402
+from remnant.tl.fractions import del_fraction_table  # noqa: E402
 from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
 
 SCENARIOS = {"null 0.95": (0.95, 0.95), "null 0.50": (0.50, 0.50), "diff 0.40": (0.90, 0.50), "diff 0.20": (0.70, 0.50)}

@@ -1,4 +1,4 @@
-"""Benchmark of the persistence statistics (remnant.tl.fractions, remnant.tl.signatures) on seeded simulated cohorts.
+"""Benchmark of the persistence statistics (remnant.tl.fractions, remnant.tl.signatures, remnant.stats) on seeded simulated cohorts.
 
 Run by hand:  .venv/bin/python benchmarks/persistence_coverage.py [--replicates 50] [--seed 0]
 
@@ -142,7 +142,8 @@ from remnant.io.counts import map_genes  # noqa: E402
 from remnant.io.genesets import read_gene_sets  # noqa: E402
 from remnant.pp.cluster import read_markers  # noqa: E402
 from remnant.sim.cohort import DEFAULT_PARAMS, simulate_cohort  # noqa: E402
-from remnant.tl.fractions import del_fraction_table, stratified_contrast  # noqa: E402
+from remnant.stats.contrasts import stratified_contrast  # noqa: E402
+from remnant.tl.fractions import del_fraction_table  # noqa: E402
 from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
 from remnant.tl.signatures import compare_groups, read_signatures, score_signatures  # noqa: E402
 

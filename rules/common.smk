@@ -95,7 +95,7 @@ try:
         check_distinct_samples(SAMPLES, config["samples"])
     # persistence analysis (gates, persistence, signatures, pseudobulk): cross-key checks and the
     # derived gate mappings and lesion name
-    from remnant.tl.fractions import check_config as check_persistence_config
+    from remnant.workflow.persistence_config import check_config as check_persistence_config
 
     PERSISTENCE = check_persistence_config(
         config,

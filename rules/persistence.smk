@@ -3,8 +3,9 @@
 # disagree; the carrier fraction per patient x population x timepoint, corrected for the calling
 # error rates, and the study's contrasts across patients; per-cell signature scores fair between
 # carriers and non-carriers, cycling phase and their comparisons; paired pseudobulk DE of carrier
-# stem cells after vs before. Logic in remnant.tl.gates, persistence, signatures, pseudobulk.
-# PERSISTENCE comes from the config checks in common.smk (remnant.tl.fractions.check_config).
+# stem cells after vs before. Steps in remnant.workflow (gate_cells, estimate_fractions, score_signatures,
+# compare_pseudobulk), their analysis in remnant.tl (gates, fractions, signatures, de) and remnant.stats.
+# PERSISTENCE comes from the config checks in common.smk (remnant.workflow.persistence_config.check_config).
 PERSISTENCE_LESION = PERSISTENCE["lesion"]
 GATES = PERSISTENCE["gates"]
 SIGNATURE_SETS = list(config["signatures"]["sets"])

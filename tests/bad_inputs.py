@@ -216,7 +216,6 @@ def resource(path):
 
 def parse(cohort: Cohort, configfile: str = "config.yaml"):
     """What rules/common.smk checks at parse time (run in the cohort's directory)."""
-    from remnant.tl.fractions import check_config as check_persistence_config
     from remnant.workflow.config import (
         check_config_files,
         check_input_paths,
@@ -227,6 +226,7 @@ def parse(cohort: Cohort, configfile: str = "config.yaml"):
         validate_config,
     )
     from remnant.workflow.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
+    from remnant.workflow.persistence_config import check_config as check_persistence_config
 
     with _chdir(cohort.dir):
         check_config_files([configfile])  # snakemake's --configfile loader keeps the last of two equal keys

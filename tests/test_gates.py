@@ -161,7 +161,12 @@ def test_agreement_needs_its_columns():
 # ---------------------------------------------------------------------------------------------
 # workflow glue: config checks against config, sheet and index-sort tables; run_gates
 # ---------------------------------------------------------------------------------------------
-from remnant.tl.gates import check_gate_config, check_index_sort_markers, resolve_gate_config, run_gates  # noqa: E402
+from remnant.workflow.gate_cells import run_gates  # noqa: E402
+from remnant.workflow.persistence_config import (  # noqa: E402
+    check_gate_config,
+    check_index_sort_markers,
+    resolve_gate_config,
+)
 
 MARKERS = ["CD34", "CD38", "CD90", "CD45RA"]
 POPULATIONS = ["HSC", "PROG", "CD34"]

@@ -16,15 +16,14 @@ from remnant.pl.persistence import (
     plot_signature_distributions,
     plot_volcano,
 )
-from remnant.tl.fractions import (
+from remnant.stats.contrasts import (
     CORRECTED_TESTS,
     binomial_mixed_contrast,
-    del_fraction_table,
-    persistence_contrasts,
     random_effects_test,
-    rogan_gladen,
     stratified_contrast,
 )
+from remnant.stats.proportions import rogan_gladen
+from remnant.tl.fractions import del_fraction_table, persistence_contrasts
 
 
 def cohort(rng, fractions, *, n=200, fpr=0.02, fnr=0.3, patients=("P1", "P2", "P3", "P4")):
@@ -318,16 +317,11 @@ from pathlib import Path  # noqa: E402
 
 import statsmodels.api as sm  # noqa: E402
 
-from remnant.tl.fractions import (  # noqa: E402
-    CMH_TEST,
-    CONTRAST_STATISTICS,
-    POPULATION_KEYS,
-    check_config,
-    prepare_cells,
-    run_contrasts,
-    run_fractions,
-)
+from remnant.stats.contrasts import CMH_TEST  # noqa: E402
+from remnant.workflow.analysed_cells import POPULATION_KEYS, prepare_cells  # noqa: E402
 from remnant.workflow.config import load_yaml, validate_config  # noqa: E402
+from remnant.workflow.estimate_fractions import CONTRAST_STATISTICS, run_contrasts, run_fractions  # noqa: E402
+from remnant.workflow.persistence_config import check_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -675,8 +669,10 @@ def test_contrasts_of_a_cohort_without_the_design_keep_their_rows_and_say_why():
 def test_stem_cell_stages_without_the_design_keep_a_row_saying_why():
     """Signatures, cycling and pseudobulk DE after a contrast the cohort cannot support (issue 19):
     a null design key leaves rows (or header-only tables) whose note names it, never 'None' cells."""
-    from remnant.tl.de import DE_COLUMNS, SAMPLE_COLUMNS, de_not_made
-    from remnant.tl.signatures import PHASES, run_comparisons, run_cycling
+    from remnant.tl.de import DE_COLUMNS
+    from remnant.tl.signatures import PHASES
+    from remnant.workflow.compare_pseudobulk import SAMPLE_COLUMNS, de_not_made
+    from remnant.workflow.score_signatures import run_comparisons, run_cycling
 
     rng = np.random.default_rng(13)
     n = 240

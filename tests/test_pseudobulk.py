@@ -147,7 +147,7 @@ def test_quiescent_del_stem_cells_after_treatment_enrich_the_quiescence_signatur
 
 
 def test_run_paired_de_reports_each_pseudobulk_and_why_it_is_not_used():
-    from remnant.tl.de import run_paired_de
+    from remnant.workflow.compare_pseudobulk import run_paired_de
 
     rng = np.random.default_rng(4)
     adata = cells(rng, patients=3, per_group=20, genes=120, de_genes=20)
@@ -203,7 +203,7 @@ def test_enrichment_allows_for_correlated_set_genes():
 @pytest.mark.parametrize("key", ["X", "layers/counts"])
 def test_pseudobulk_and_paired_de_of_a_file_equal_the_in_memory_path(tmp_path, key):
     """The workflow sums the cohort file block by block (store.group_sums): same pseudobulks, same DE."""
-    from remnant.tl.de import run_paired_de
+    from remnant.workflow.compare_pseudobulk import run_paired_de
 
     rng = np.random.default_rng(6)
     adata = cells(rng, patients=3, per_group=25, genes=150, de_genes=20)

@@ -280,14 +280,9 @@ def test_weighted_sets_and_layer_none():
 # ---------------------------------------------------------------------------------------------
 # workflow glue: comparisons and cycling tables of the score_signatures step
 # ---------------------------------------------------------------------------------------------
-from remnant.tl.signatures import (  # noqa: E402
-    UNCERTAIN,
-    describe_sets,
-    exclusion_regions,
-    group_labels,
-    run_comparisons,
-    run_cycling,
-)
+from remnant.tl.signatures import UNCERTAIN, describe_sets, group_labels  # noqa: E402
+from remnant.workflow.persistence_config import exclusion_regions  # noqa: E402
+from remnant.workflow.score_signatures import run_comparisons, run_cycling  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -239,7 +239,7 @@ def test_rerun_is_a_no_op(run):
 # ---------------------------------------------------------------------------------------------
 def disease_cells(run: Path) -> pd.DataFrame:
     """The cohort's cells with their calls, without the healthy donor (the persistence analysis's cells)."""
-    from remnant.tl.fractions import read_calls
+    from remnant.workflow.analysed_cells import read_calls
 
     obs, _ = read_calls(str(run / "results/cohort/cohort.h5ad"), "del5q")
     return obs[obs["condition"].astype(str) != "healthy"]

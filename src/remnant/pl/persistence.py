@@ -77,41 +77,8 @@ def plot_del_fraction(
         constrained_layout=True,
         squeeze=False,
     )
-    width = 0.8 / max(len(pops), 1)
     for ax, patient in zip(axes[0], patients):
-        part = table[table["patient"].astype(str) == patient]
-        for j, pop in enumerate(pops):
-            for i, tp in enumerate(tps):
-                hit = part[(part["population"].astype(str) == pop) & (part["timepoint"].astype(str) == tp)]
-                if hit.empty:
-                    continue
-                r = hit.iloc[0]
-                x = i - 0.4 + width * (j + 0.5)
-                use_corr = estimate == "corrected" and pd.notna(r.get("corrected", np.nan))
-                value, lo, hi = (
-                    (r["corrected"], r["corrected_low"], r["corrected_high"])
-                    if use_corr
-                    else (r["fraction"], r["fraction_low"], r["fraction_high"])
-                )
-                hatch = "//" if estimate == "corrected" and not use_corr else None
-                ax.bar(
-                    x,
-                    100 * value,
-                    width=width * 0.92,
-                    color=colours[pop],
-                    hatch=hatch,
-                    edgecolor="white" if hatch else None,
-                    label=pop if i == 0 else None,
-                )
-                ax.errorbar(
-                    x,
-                    100 * value,
-                    yerr=[[100 * max(value - lo, 0.0)], [100 * max(hi - value, 0.0)]],
-                    color="black",
-                    capsize=2,
-                    lw=1,
-                )
-                ax.text(x, -3, f"{int(r['n_cells'])}", ha="center", va="top", fontsize=6, rotation=90)
+        _fraction_bars(ax, table[table["patient"].astype(str) == patient], pops, tps, colours, estimate)
         ax.set_xticks(range(len(tps)), tps, rotation=30)
         ax.set_title(patient)
         ax.set_ylim(-14, 105)
@@ -142,6 +109,43 @@ def plot_del_fraction(
     fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 14))), fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _fraction_bars(ax, part: pd.DataFrame, pops: list[str], tps: list[str], colours: dict, estimate: str) -> None:
+    """One patient's bars (timepoint groups, population bars) with interval whiskers and cell counts."""
+    width = 0.8 / max(len(pops), 1)
+    for j, pop in enumerate(pops):
+        for i, tp in enumerate(tps):
+            hit = part[(part["population"].astype(str) == pop) & (part["timepoint"].astype(str) == tp)]
+            if hit.empty:
+                continue
+            r = hit.iloc[0]
+            x = i - 0.4 + width * (j + 0.5)
+            use_corr = estimate == "corrected" and pd.notna(r.get("corrected", np.nan))
+            value, lo, hi = (
+                (r["corrected"], r["corrected_low"], r["corrected_high"])
+                if use_corr
+                else (r["fraction"], r["fraction_low"], r["fraction_high"])
+            )
+            hatch = "//" if estimate == "corrected" and not use_corr else None
+            ax.bar(
+                x,
+                100 * value,
+                width=width * 0.92,
+                color=colours[pop],
+                hatch=hatch,
+                edgecolor="white" if hatch else None,
+                label=pop if i == 0 else None,
+            )
+            ax.errorbar(
+                x,
+                100 * value,
+                yerr=[[100 * max(value - lo, 0.0)], [100 * max(hi - value, 0.0)]],
+                color="black",
+                capsize=2,
+                lw=1,
+            )
+            ax.text(x, -3, f"{int(r['n_cells'])}", ha="center", va="top", fontsize=6, rotation=90)
 
 
 def plot_signature_distributions(

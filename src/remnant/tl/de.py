@@ -7,11 +7,11 @@ the selected cells (e.g. del(5q) HSC) are summed per patient x timepoint (:func:
 patient is its own control (a paired design). :func:`signature_enrichment` asks whether the
 shipped signatures sit high or low in the resulting ranking with a competitive rank-sum test of
 the set's Wald statistics against all other genes that allows for correlation between the set's
-genes (limma's ``camera`` with ``use.ranks=TRUE``).
+genes (limma's ``camera`` with ``use.ranks=TRUE``; :func:`remnant.stats.genesets.rank_sum_with_correlation`).
 
-The workflow gives :func:`run_paired_de` the path of the cohort file: the pseudobulks are summed
-there block by block (:func:`remnant.io.store.group_sums`), so the cells x genes matrix is never in
-memory, only the groups x genes sums (issue 8).
+:func:`pseudobulk` also takes the path of a cohort file: the pseudobulks are summed there block by
+block (:func:`remnant.io.store.group_sums`), so the cells x genes matrix is never in memory, only
+the groups x genes sums (issue 8).
 """
 
 from __future__ import annotations
@@ -28,23 +28,14 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from remnant.errors import InputError
+from remnant.stats.genesets import rank_sum_with_correlation
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "DE_COLUMNS",
-    "SAMPLE_COLUMNS",
-    "de_not_made",
-    "paired_de",
-    "pseudobulk",
-    "run_paired_de",
-    "signature_enrichment",
-]
+__all__ = ["DE_COLUMNS", "paired_de", "pseudobulk", "signature_enrichment"]
 
 #: Columns of :func:`paired_de` results.
 DE_COLUMNS = ["gene", "gene_name", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
-#: Columns of :func:`run_paired_de`'s pseudobulk table.
-SAMPLE_COLUMNS = ["patient", "timepoint", "n_cells", "used", "reason"]
 
 
 def _is_path(source) -> bool:
@@ -93,51 +84,20 @@ def pseudobulk(
         ``n_cells``; ``var``: a copy of the cells' ``var``; ``uns["pseudobulk"]``: ``dropped``
         (DataFrame of groups under ``min_cells`` with their cell counts), ``min_cells``, ``groupby``.
     """
-    from remnant.io import store
-    from remnant.pp.scoring import CHUNK_CELLS
-
-    from_file = _is_path(adata)
-    if from_file:
-        obs = store.read_obs(adata) if obs is None else obs
-        key = store.counts_key(adata, where="pseudobulk") if key is None else key
-        n_obs = store.shape(adata, key)[0]
-        if len(obs) != n_obs:
-            raise InputError(f"obs has {len(obs)} rows, the file {n_obs} cells.", where="pseudobulk(obs=...)")
-    else:
-        obs, n_obs = adata.obs, adata.n_obs
+    obs, n_obs, key = _cell_table(adata, obs, key)
     groupby = list(groupby)
     for col in groupby:
         if col not in obs.columns:
             raise InputError(f"obs has no column {col!r} to group pseudobulks by.", where="pseudobulk(groupby=...)")
     if min_cells < 1:
         raise InputError(f"min_cells must be >= 1; got {min_cells}.", where="pseudobulk(min_cells=...)")
-    if isinstance(mask, str):
-        if mask not in obs.columns:
-            raise InputError(f"obs has no column {mask!r}.", where="pseudobulk(mask=...)")
-        mask = obs[mask].to_numpy()
-    mask = np.ones(n_obs, bool) if mask is None else np.asarray(mask, dtype=bool)
-    if mask.shape != (n_obs,):
-        raise InputError(f"mask must have one value per cell ({n_obs}).", where="pseudobulk(mask=...)")
-    if not from_file:
-        from remnant.tl.lesions import counts_matrix
-
-        X = counts_matrix(adata, layer, "pseudobulk")  # InputError naming the layers when none holds counts
+    mask = _cell_mask(obs, mask, n_obs)
+    X = None if _is_path(adata) else _counts(adata, layer)
     keys = obs.loc[mask, groupby].astype(str)
     codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
     groups = pd.DataFrame(list(uniques), columns=groupby) if len(uniques) else pd.DataFrame(columns=groupby)
     n_cells = np.bincount(codes, minlength=len(groups))
-    rows = np.flatnonzero(mask)
-    if from_file:
-        group_of = np.full(n_obs, -1, dtype=np.int64)
-        group_of[rows] = codes
-        # blocks of scoring's size: group_sums holds a float64 copy of each block besides the block
-        summed = store.group_sums(adata, group_of, len(groups), key=key, chunk_cells=chunk_cells or CHUNK_CELLS)
-        var = store.read_var(adata)
-    else:
-        G = sp.csr_matrix((np.ones(rows.size), (codes, rows)), shape=(len(groups), n_obs))
-        summed = G @ (X if sp.issparse(X) else sp.csr_matrix(X))
-        summed = np.asarray(summed.toarray() if sp.issparse(summed) else summed)
-        var = adata.var.copy()
+    summed, var = _group_sums(adata, X, codes, np.flatnonzero(mask), len(groups), n_obs, key, chunk_cells)
     if not np.allclose(summed, np.round(summed)):
         raise InputError(
             "pseudobulk counts are not integers; give the layer with raw counts.", where="pseudobulk(layer=...)"
@@ -154,6 +114,56 @@ def pseudobulk(
     out = AnnData(X=np.round(summed[keep]).astype(np.int64), obs=obs, var=var)
     out.uns["pseudobulk"] = {"dropped": dropped, "min_cells": int(min_cells), "groupby": groupby}
     return out
+
+
+def _cell_table(adata, obs: pd.DataFrame | None, key: str | None) -> tuple[pd.DataFrame, int, str | None]:
+    """The cells' obs, their number and (for a file) where its counts are."""
+    from remnant.io import store
+
+    if not _is_path(adata):
+        return adata.obs, adata.n_obs, key
+    obs = store.read_obs(adata) if obs is None else obs
+    key = store.counts_key(adata, where="pseudobulk") if key is None else key
+    n_obs = store.shape(adata, key)[0]
+    if len(obs) != n_obs:
+        raise InputError(f"obs has {len(obs)} rows, the file {n_obs} cells.", where="pseudobulk(obs=...)")
+    return obs, n_obs, key
+
+
+def _cell_mask(obs: pd.DataFrame, mask, n_obs: int) -> np.ndarray:
+    """Boolean (n_obs,) of the selected cells from ``mask`` (array, obs column name or None: all)."""
+    if isinstance(mask, str):
+        if mask not in obs.columns:
+            raise InputError(f"obs has no column {mask!r}.", where="pseudobulk(mask=...)")
+        mask = obs[mask].to_numpy()
+    mask = np.ones(n_obs, bool) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != (n_obs,):
+        raise InputError(f"mask must have one value per cell ({n_obs}).", where="pseudobulk(mask=...)")
+    return mask
+
+
+def _counts(adata: AnnData, layer: str | None):
+    """The AnnData's raw counts (cells x genes)."""
+    from remnant.tl.lesions import counts_matrix
+
+    return counts_matrix(adata, layer, "pseudobulk")  # InputError naming the layers when none holds counts
+
+
+def _group_sums(adata, X, codes: np.ndarray, rows: np.ndarray, n_groups: int, n_obs: int, key, chunk_cells):
+    """Groups x genes float sums of the selected cells (``rows``, group ``codes``) and a copy of the genes' var."""
+    from remnant.io import store
+    from remnant.pp.scoring import CHUNK_CELLS
+
+    if _is_path(adata):
+        group_of = np.full(n_obs, -1, dtype=np.int64)
+        group_of[rows] = codes
+        # blocks of scoring's size: group_sums holds a float64 copy of each block besides the block
+        summed = store.group_sums(adata, group_of, n_groups, key=key, chunk_cells=chunk_cells or CHUNK_CELLS)
+        return summed, store.read_var(adata)
+    G = sp.csr_matrix((np.ones(rows.size), (codes, rows)), shape=(n_groups, n_obs))
+    summed = G @ (X if sp.issparse(X) else sp.csr_matrix(X))
+    summed = np.asarray(summed.toarray() if sp.issparse(summed) else summed)
+    return summed, adata.var.copy()
 
 
 def paired_de(
@@ -200,10 +210,6 @@ def paired_de(
         ``attrs["n_pairs"]`` holds the number of patients used. Empty (with these columns) when
         fewer than two patients have both levels.
     """
-    from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.default_inference import DefaultInference
-    from pydeseq2.ds import DeseqStats
-
     for col in (condition, pair):
         if col not in pb.obs.columns:
             raise InputError(f"pseudobulk obs has no column {col!r}.", where="paired_de")
@@ -233,22 +239,15 @@ def paired_de(
         )
         return empty
     log.info("paired_de: %d of %d genes pass the count filters", int(genes.sum()), genes.size)
-    # Names that formulaic accepts whatever the user's labels are.
-    meta = pd.DataFrame(
-        {"pair": obs.loc[use, pair].to_numpy(), "condition": obs.loc[use, condition].to_numpy()},
-        index=[f"s{i}" for i in range(int(use.sum()))],
+    table = _deseq_wald(
+        counts[:, genes],
+        obs.loc[use, pair].to_numpy(),
+        obs.loc[use, condition].to_numpy(),
+        level=str(level),
+        reference=str(reference),
+        alpha=alpha,
+        n_cpus=n_cpus,
     )
-    count_df = pd.DataFrame(counts[:, genes], index=meta.index, columns=[f"g{j}" for j in range(int(genes.sum()))])
-    inference = DefaultInference(n_cpus=n_cpus)
-    dds = DeseqDataSet(
-        counts=count_df, metadata=meta, design="~pair + condition", refit_cooks=True, inference=inference, quiet=True
-    )
-    dds.deseq2()
-    res = DeseqStats(
-        dds, contrast=["condition", str(level), str(reference)], alpha=alpha, inference=inference, quiet=True
-    )
-    res.summary()
-    table = res.results_df.copy()
     var_names = pb.var_names[genes]
     ids = pb.var["gene_id"].astype(str).to_numpy()[genes] if "gene_id" in pb.var else np.asarray(var_names)
     table.insert(0, "gene", ids)
@@ -261,6 +260,38 @@ def paired_de(
     table = table.reset_index(drop=True)[DE_COLUMNS].sort_values("pvalue", na_position="last").reset_index(drop=True)
     table.attrs["n_pairs"] = len(pairs)
     return table
+
+
+def _deseq_wald(
+    counts: np.ndarray,
+    pairs: np.ndarray,
+    conditions: np.ndarray,
+    *,
+    level: str,
+    reference: str,
+    alpha: float,
+    n_cpus: int,
+) -> pd.DataFrame:
+    """PyDESeq2's ``~pair + condition`` fit and Wald test of ``level`` vs ``reference``.
+
+    ``counts``: pseudobulks x genes (int); ``pairs``, ``conditions``: per pseudobulk. Returns its
+    ``results_df`` (one row per gene, in the order of ``counts``' columns).
+    """
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.default_inference import DefaultInference
+    from pydeseq2.ds import DeseqStats
+
+    # Names that formulaic accepts whatever the user's labels are.
+    meta = pd.DataFrame({"pair": pairs, "condition": conditions}, index=[f"s{i}" for i in range(len(pairs))])
+    count_df = pd.DataFrame(counts, index=meta.index, columns=[f"g{j}" for j in range(counts.shape[1])])
+    inference = DefaultInference(n_cpus=n_cpus)
+    dds = DeseqDataSet(
+        counts=count_df, metadata=meta, design="~pair + condition", refit_cooks=True, inference=inference, quiet=True
+    )
+    dds.deseq2()
+    res = DeseqStats(dds, contrast=["condition", level, reference], alpha=alpha, inference=inference, quiet=True)
+    res.summary()
+    return res.results_df.copy()
 
 
 def signature_enrichment(
@@ -320,7 +351,7 @@ def signature_enrichment(
         row = {"signature": name, "n_genes": n_in, "mean_stat": float(values[inside].mean()) if n_in else np.nan}
         if n_in >= min_genes and n_out >= 1:
             if inter_gene_cor:
-                auc, pvalue = _rank_sum_with_correlation(values, inside, inter_gene_cor)
+                auc, pvalue = rank_sum_with_correlation(values, inside, inter_gene_cor)
             else:
                 test = stats.mannwhitneyu(values[inside], values[~inside], alternative="two-sided")
                 auc, pvalue = float(test.statistic / (n_in * n_out)), float(test.pvalue)
@@ -339,127 +370,3 @@ def signature_enrichment(
     if ok.any():
         out.loc[ok, "padj"] = multipletests(out.loc[ok, "pvalue"], method="fdr_bh")[1]
     return out.sort_values("pvalue", na_position="last").reset_index(drop=True)
-
-
-def _rank_sum_with_correlation(values: np.ndarray, inside: np.ndarray, correlation: float) -> tuple[float, float]:
-    """AUC of the set's ranks and the two-sided p of limma's ``rankSumTestWithCorrelation`` (df = inf):
-    the rank-sum variance under equicorrelated set genes (Wu & Smyth 2012, after Barry et al. 2008)."""
-    ranks = stats.rankdata(values)
-    n, n1 = len(values), int(inside.sum())
-    n2 = n - n1
-    u = n1 * n2 + n1 * (n1 + 1) / 2 - ranks[inside].sum()  # large when the set ranks low
-    mu = n1 * n2 / 2
-    if n1 == 1:
-        sigma2 = n1 * n2 * (n + 1) / 12
-    else:
-        sigma2 = (
-            np.arcsin(1) * n1 * n2
-            + np.arcsin(0.5) * n1 * n2 * (n2 - 1)
-            + np.arcsin(correlation / 2) * n1 * (n1 - 1) * n2 * (n2 - 1)
-            + np.arcsin((correlation + 1) / 2) * n1 * (n1 - 1) * n2
-        ) / (2 * np.pi)
-    p_less = stats.norm.sf((u - 0.5 - mu) / np.sqrt(sigma2))
-    p_greater = stats.norm.cdf((u + 0.5 - mu) / np.sqrt(sigma2))
-    auc = 1.0 - u / (n1 * n2)
-    return float(auc), float(min(1.0, 2 * min(p_less, p_greater)))
-
-
-def run_paired_de(
-    adata,
-    *,
-    mask,
-    obs: pd.DataFrame | None = None,
-    key: str | None = None,
-    signatures: Mapping[str, pd.Series | Sequence[str]] | None = None,
-    condition: str = "timepoint",
-    level: str = "remission",
-    reference: str = "diagnosis",
-    pair: str = "patient",
-    min_cells: int = 10,
-    min_total_count: int = 10,
-    min_count: int = 10,
-    padj: float = 0.1,
-    n_cpus: int = 1,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Pseudobulks of the selected cells, paired DE of ``level`` vs ``reference``, and signature enrichment.
-
-    Parameters
-    ----------
-    adata
-        Cells x genes with raw counts in ``layers["counts"]`` (or ``X``; see :func:`pseudobulk`), or
-        the path of a cohort h5ad with raw counts in ``key`` (summed block by block).
-    mask
-        Boolean (n_obs,): the cells summed (e.g. del(5q)-called stem cells).
-    obs, key
-        For a path: the file's cell table in its order (default: read from it) and the counts
-        matrix (``None``: ``"layers/counts"`` when the file has it, else ``"X"`` when it holds counts).
-    padj
-        FDR of PyDESeq2's independent filtering (and the volcano's threshold).
-
-    Returns
-    -------
-    (samples, de, enrichment)
-        ``samples``: one row per patient x ``condition`` with selected cells: ``n_cells``,
-        ``used`` and ``reason`` (why a pseudobulk is not in the test: under ``min_cells``, a
-        timepoint not compared, its patient lacks the other level). ``de``: :func:`paired_de`
-        (``attrs["n_pairs"]``; empty with its columns when fewer than two patients have both
-        pseudobulks). ``enrichment``: :func:`signature_enrichment` of ``signatures`` in the Wald
-        ranking, with ``note`` when there was no test.
-    """
-    pb = pseudobulk(adata, groupby=(pair, condition), mask=mask, obs=obs, key=key, min_cells=min_cells)
-    kept = pb.obs[[pair, condition, "n_cells"]].assign(used=False, reason="")
-    dropped = pb.uns["pseudobulk"]["dropped"]
-    if len(dropped):
-        dropped = dropped.assign(used=False, reason=f"fewer than {min_cells} cells (pseudobulk.min_cells)")
-    samples = pd.concat([kept, dropped], ignore_index=True) if len(dropped) else kept.reset_index(drop=True)
-    samples = samples.astype({pair: str, condition: str})
-    compared = samples[condition].isin([str(level), str(reference)])
-    samples.loc[~compared, "reason"] = f"{condition} not compared ({level} vs {reference})"
-    ok = compared & (samples["reason"] == "")
-    levels_per_patient = samples[ok].groupby(pair)[condition].agg(set)
-    for i in samples.index[ok]:
-        other = str(reference) if samples.at[i, condition] == str(level) else str(level)
-        if other not in levels_per_patient.get(samples.at[i, pair], set()):
-            samples.at[i, "reason"] = f"patient has no {other} pseudobulk to pair with"
-    samples["used"] = samples["reason"] == ""
-    de = paired_de(
-        pb,
-        condition=condition,
-        level=str(level),
-        reference=str(reference),
-        pair=pair,
-        min_total_count=min_total_count,
-        min_count=min_count,
-        alpha=padj,
-        n_cpus=n_cpus,
-    )
-    if de.empty and samples["used"].sum() >= 4:
-        samples.loc[samples["used"], "reason"] = "fewer than 2 genes pass pseudobulk.min_total_count and min_count"
-        samples["used"] = False
-    enrichment = signature_enrichment(de, signatures or {})
-    enrichment["note"] = (
-        "" if not de.empty else f"no DE test: {de.attrs.get('n_pairs', 0)} patient(s) with both pseudobulks (2 needed)"
-    )
-    samples = samples.sort_values([pair, condition], kind="stable").reset_index(drop=True)
-    return samples, de, enrichment
-
-
-def de_not_made(
-    reason: str,
-    signatures: Mapping[str, pd.Series | Sequence[str]] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The tables of :func:`run_paired_de` for a cohort without the design it needs (no stem-cell
-    population or no before/after timepoints named): no pseudobulk, no test.
-
-    Returns
-    -------
-    (samples, de, enrichment)
-        ``samples`` with :data:`SAMPLE_COLUMNS` and no row, ``de`` with :data:`DE_COLUMNS` and no
-        row (``attrs["n_pairs"] = 0``), ``enrichment``: one row per signature without statistics,
-        ``note`` = ``reason``.
-    """
-    de = pd.DataFrame(columns=DE_COLUMNS)
-    de.attrs["n_pairs"] = 0
-    enrichment = signature_enrichment(de, signatures or {})
-    enrichment["note"] = f"no DE test: {reason}"
-    return pd.DataFrame(columns=SAMPLE_COLUMNS), de, enrichment

@@ -33,8 +33,9 @@ Comparisons
 -----------
 Cells of one patient are not independent. :func:`compare_groups` therefore summarises each patient
 first (median score per group), then tests across patients (paired t-test and Wilcoxon
-signed-rank on per-patient differences, and a linear mixed model ``score ~ group + (1 | patient)``
-on cells, :func:`statsmodels.formula.api.mixedlm`). Cell-level Mann-Whitney tests are reported per
+signed-rank on per-patient differences, :func:`remnant.stats.contrasts.paired_difference_tests`,
+and a linear mixed model ``score ~ group + (1 | patient)`` on cells,
+:func:`remnant.stats.contrasts.linear_mixed_difference`). Cell-level Mann-Whitney tests are reported per
 patient and labelled descriptive. :func:`cycling_composition` counts G0/G1, S and G2M cells per
 group; :func:`cycling_contrast` compares the cycling share (S + G2M) of two groups with patient
 as a Cochran-Mantel-Haenszel stratum.
@@ -43,7 +44,6 @@ as a Cochran-Mantel-Haenszel stratum.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -53,28 +53,30 @@ from anndata import AnnData
 from scipy import stats
 
 from remnant.errors import InputError
+from remnant.stats.contrasts import linear_mixed_difference, paired_difference_tests, stratified_contrast
 from remnant.tl.lesions import genes_in, require_positions
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "PHASES",
+    "UNCERTAIN",
+    "calibrate_cycling",
+    "cell_cycle_plan",
     "compare_groups",
     "cycling_composition",
     "cycling_contrast",
     "describe_sets",
+    "group_labels",
     "lesion_gene_mask",
     "lesion_groups",
     "read_signatures",
-    "run_comparisons",
-    "run_cycling",
-    "cell_cycle_plan",
     "score_cell_cycle",
     "score_cohort",
     "score_signatures",
-    "signature_plan",
+    "select_cells",
     "signature_path",
-    "calibrate_cycling",
+    "signature_plan",
 ]
 
 #: Cycling phases in display order.
@@ -90,7 +92,7 @@ def signature_path(name: str, directory: str | Path) -> Path:
         shipped = sorted({p.stem.removesuffix("_weights") for p in directory.glob("*.t[xs][tv]")})
         raise InputError(
             f"no gene set {name!r} ({name}.txt or {name}.tsv) in {directory}; shipped sets: {shipped}.",
-            where="signatures.sets",
+            where="signature_path",
         )
     return path
 
@@ -210,7 +212,7 @@ def signature_plan(
     from remnant.pp.scoring import Score
 
     if not signatures:
-        raise InputError("no gene sets to score; list them under signatures.sets.", where="score_signatures")
+        raise InputError("no gene sets to score; give at least one.", where="score_signatures")
     var = _var(var)
     symbol_to_var = _symbols(var, symbol_key)
     excluded_mask = _exclusion(var, exclude)
@@ -283,7 +285,7 @@ def cell_cycle_plan(
         ]
         if len(out) < 3:
             raise InputError(
-                f"fewer than 3 cell-cycle genes in the data ({len(out)}); check signatures.cell_cycle and gene symbols.",
+                f"fewer than 3 cell-cycle genes in the data ({len(out)}); check the S and G2/M lists and the gene symbols.",
                 where="score_cell_cycle",
             )
         return out
@@ -680,7 +682,10 @@ def lesion_groups(obs: pd.DataFrame, lesion: str = "del5q", *, low: float = 0.1,
     """
     key = f"{lesion}_posterior"
     if key not in obs.columns:
-        raise InputError(f"the cell table has no column {key!r}; run call_lesions first.", where="lesion_groups")
+        raise InputError(
+            f"the cell table has no column {key!r}; call the lesions first (remnant.tl.call_lesions).",
+            where="lesion_groups",
+        )
     if not 0 <= low < high <= 1:
         raise InputError(f"need 0 <= low < high <= 1; got low={low}, high={high}.", where="lesion_groups")
     post = obs[key].astype(float)
@@ -690,7 +695,8 @@ def lesion_groups(obs: pd.DataFrame, lesion: str = "del5q", *, low: float = 0.1,
     return out.astype(pd.CategoricalDtype([lesion, "non-del"]))
 
 
-def _subset(obs: pd.DataFrame, fixed: Mapping | None, where: str) -> pd.DataFrame:
+def select_cells(obs: pd.DataFrame, fixed: Mapping | None, where: str) -> pd.DataFrame:
+    """Rows of ``obs`` whose ``fixed`` columns hold the given value or one of a list of values (compared as str)."""
     sub = obs
     for col, value in (fixed or {}).items():
         if col not in sub.columns:
@@ -746,108 +752,70 @@ def compare_groups(
         if col not in obs.columns:
             raise InputError(f"the cell table has no column {col!r}.", where=where)
     label = f"{score_key}: {factor} {level} vs {reference}" + "".join(f" | {k}={v}" for k, v in (fixed or {}).items())
-    sub = _subset(obs, fixed, where)
+    sub = select_cells(obs, fixed, where)
     sub = sub[sub[factor].astype(str).isin([str(level), str(reference)]) & sub[score_key].notna()]
     is_level = (sub[factor].astype(str) == str(level)).to_numpy()
-    rows, diffs, eligible = [], [], []
+    rows = []
     for patient in pd.unique(sub[patient_key]):
-        m = (sub[patient_key] == patient).to_numpy()
-        a = sub.loc[m & is_level, score_key].to_numpy(float)
-        b = sub.loc[m & ~is_level, score_key].to_numpy(float)
-        row = {
-            "comparison": label,
-            "scope": "patient",
-            patient_key: patient,
-            "n_patients": 1,
-            "n_level": a.size,
-            "n_reference": b.size,
-            "median_level": np.median(a) if a.size else np.nan,
-            "median_reference": np.median(b) if b.size else np.nan,
-            "test": "Mann-Whitney U on cells (descriptive: cells of a patient are not independent)",
-        }
-        row["difference"] = row["median_level"] - row["median_reference"]
-        row["pvalue"] = stats.mannwhitneyu(a, b).pvalue if a.size and b.size else np.nan
-        rows.append(row)
-        if a.size >= min_cells and b.size >= min_cells:
-            diffs.append(row["difference"])
-            eligible.append(patient)
-    d = np.asarray(diffs, float)
+        mine = (sub[patient_key] == patient).to_numpy()
+        medians = _patient_medians(sub, score_key, mine, is_level)
+        rows.append({"comparison": label, "scope": "patient", patient_key: patient, **medians})
+    # a patient enters the across-patient tests with enough cells in both groups
+    enough = [r for r in rows if r["n_level"] >= min_cells and r["n_reference"] >= min_cells]
+    eligible, d = [r[patient_key] for r in enough], [r["difference"] for r in enough]
+    in_eligible = sub[patient_key].isin(eligible).to_numpy()
     base = {
         "comparison": label,
         "scope": "across patients",
         patient_key: "all",
-        "n_patients": d.size,
-        "n_level": int(is_level[sub[patient_key].isin(eligible).to_numpy()].sum()),
-        "n_reference": int((~is_level)[sub[patient_key].isin(eligible).to_numpy()].sum()),
+        "n_patients": len(d),
+        "n_level": int(is_level[in_eligible].sum()),
+        "n_reference": int((~is_level)[in_eligible].sum()),
     }
-    mean = float(d.mean()) if d.size else np.nan
-    if d.size >= 2:
-        se = d.std(ddof=1) / np.sqrt(d.size)
-        half = stats.t.ppf(1 - alpha / 2, d.size - 1) * se
-        p_t = stats.ttest_1samp(d, 0.0).pvalue if se > 0 else np.nan
-        p_w = stats.wilcoxon(d).pvalue if np.any(d != 0) else np.nan
-    else:
-        half, p_t, p_w = np.nan, np.nan, np.nan
+    tests = paired_difference_tests(d, alpha=alpha)
     rows.append(
         {
             **base,
-            "difference": mean,
-            "difference_low": mean - half,
-            "difference_high": mean + half,
-            "pvalue": p_t,
+            "difference": tests["mean"],
+            "difference_low": tests["low"],
+            "difference_high": tests["high"],
+            "pvalue": tests["t_pvalue"],
             "test": "paired t-test on per-patient median differences",
         }
     )
     rows.append(
         {
             **base,
-            "difference": float(np.median(d)) if d.size else np.nan,
-            "pvalue": p_w,
+            "difference": tests["median"],
+            "pvalue": tests["wilcoxon_pvalue"],
             "test": "Wilcoxon signed-rank on per-patient median differences (difference: median)",
         }
     )
     if mixed_model:
-        rows.append(
-            {
-                **base,
-                **_mixed(
-                    sub[sub[patient_key].isin(eligible)],
-                    score_key,
-                    is_level[sub[patient_key].isin(eligible).to_numpy()],
-                    patient_key,
-                    alpha,
-                ),
-            }
+        cells = sub[in_eligible]
+        fit = linear_mixed_difference(
+            cells[score_key].to_numpy(float), is_level[in_eligible], cells[patient_key], alpha=alpha
         )
+        rows.append({**base, **fit})
     return pd.DataFrame(rows)
 
 
-def _mixed(sub: pd.DataFrame, score_key: str, is_level: np.ndarray, patient_key: str, alpha: float) -> dict:
-    import statsmodels.formula.api as smf
-
-    out = {
-        "test": "linear mixed model score ~ group + (1 | patient) on cells",
-        "difference": np.nan,
-        "difference_low": np.nan,
-        "difference_high": np.nan,
-        "pvalue": np.nan,
+def _patient_medians(sub: pd.DataFrame, score_key: str, mine: np.ndarray, is_level: np.ndarray) -> dict:
+    """One patient's cells (``mine``, boolean over ``sub``): counts and medians per level, their
+    difference and a cell-level Mann-Whitney test (descriptive)."""
+    a = sub.loc[mine & is_level, score_key].to_numpy(float)
+    b = sub.loc[mine & ~is_level, score_key].to_numpy(float)
+    row = {
+        "n_patients": 1,
+        "n_level": a.size,
+        "n_reference": b.size,
+        "median_level": np.median(a) if a.size else np.nan,
+        "median_reference": np.median(b) if b.size else np.nan,
+        "test": "Mann-Whitney U on cells (descriptive: cells of a patient are not independent)",
     }
-    if sub.empty or is_level.all() or not is_level.any() or sub[patient_key].nunique() < 2:
-        return out
-    data = pd.DataFrame(
-        {"y": sub[score_key].to_numpy(float), "x": is_level.astype(float), "g": sub[patient_key].astype(str).to_numpy()}
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence chatter on near-zero patient variance
-        fit = smf.mixedlm("y ~ x", data, groups=data["g"]).fit(reml=True)
-    lo, hi = fit.conf_int(alpha=alpha).loc["x"]
-    out.update(
-        difference=float(fit.params["x"]),
-        difference_low=float(lo),
-        difference_high=float(hi),
-        pvalue=float(fit.pvalues["x"]),
-    )
-    return out
+    row["difference"] = row["median_level"] - row["median_reference"]
+    row["pvalue"] = stats.mannwhitneyu(a, b).pvalue if a.size and b.size else np.nan
+    return row
 
 
 def cycling_composition(obs: pd.DataFrame, by: Sequence[str], *, phase_key: str = "cycle_phase") -> pd.DataFrame:
@@ -888,11 +856,10 @@ def cycling_contrast(
 ) -> pd.DataFrame:
     """Cycling share (S + G2M) of ``level`` vs ``reference`` with patient as CMH stratum.
 
-    Returns the rows of :func:`remnant.tl.fractions.stratified_contrast` where "called" means cycling.
+    Returns the rows of :func:`remnant.stats.contrasts.stratified_contrast` where "called" means
+    cycling, without its ``corrected`` columns (cycling calls have no error rates).
     """
-    from remnant.tl.fractions import stratified_contrast
-
-    sub = _subset(obs, fixed, "cycling_contrast")
+    sub = select_cells(obs, fixed, "cycling_contrast")
     comp = cycling_composition(sub, [patient_key, factor], phase_key=phase_key)
     table = comp.rename(columns={"n_cycling": "n_called"})
     out = stratified_contrast(
@@ -908,62 +875,8 @@ def cycling_contrast(
     return out.drop(columns=[c for c in out.columns if c.startswith("corrected")])
 
 
-# ---------------------------------------------------------------------------------------------
-# workflow glue: config checks, the score_signatures step's comparisons and cycling tables
-# ---------------------------------------------------------------------------------------------
 #: Label of cells whose posterior is between ``group_low`` and ``group_high`` (left out of del vs non-del).
 UNCERTAIN = "uncertain"
-
-
-def exclusion_regions(regions: Sequence[str] | None, cytobands: pd.DataFrame) -> list:
-    """``signatures.exclude_regions`` (coordinates, band range or arm each) as lesion objects for ``exclude``."""
-    from remnant.io.annotation import chromosome_arms
-    from remnant.tl.lesions import parse_lesions
-
-    arms = chromosome_arms(cytobands)
-    out = []
-    for i, region in enumerate(regions or []):
-        try:
-            out += parse_lesions([{"name": f"exclude_{i}", "type": "loss", "region": str(region)}], cytobands, arms)
-        except InputError as err:
-            raise InputError(f"{region!r}: {err.detail}", where=f"signatures.exclude_regions[{i}]") from None
-    return out
-
-
-def check_signature_config(
-    sig: Mapping, directory: str | Path | None, *, source: str = "config", cytobands: pd.DataFrame | None = None
-) -> None:
-    """Cross-key checks of the ``signatures`` block: the gene-set directory and every configured set
-    exist, no set is listed twice, ``group_low < group_high``; with ``cytobands``, every
-    ``exclude_regions`` entry parses. Raises :class:`InputError` naming ``source`` and the key."""
-    if directory is not None:
-        if not Path(directory).is_dir():
-            raise InputError(
-                f"{str(directory)!r} is not a directory of gene sets.", path=source, where="signatures.directory"
-            )
-        dupes = sorted({s for s in sig["sets"] if list(sig["sets"]).count(s) > 1})
-        if dupes:
-            raise InputError(f"{dupes} listed more than once.", path=source, where="signatures.sets")
-        for key, names in (
-            ("signatures.sets", list(sig["sets"])),
-            ("signatures.cell_cycle", [sig["cell_cycle"]["s"], sig["cell_cycle"]["g2m"]]),
-        ):
-            try:
-                read_signatures(names, directory)
-            except InputError as err:
-                raise InputError(err.detail, path=source if err.path is None else err.path, where=key) from None
-    if not sig["group_low"] < sig["group_high"]:
-        raise InputError(
-            f"group_low {sig['group_low']} must be below group_high {sig['group_high']} (cells in between are "
-            "left out of del vs non-del comparisons).",
-            path=source,
-            where="signatures.group_low",
-        )
-    if cytobands is not None and sig.get("exclude_regions"):
-        try:
-            exclusion_regions(sig["exclude_regions"], cytobands)
-        except InputError as err:
-            raise InputError(err.detail, path=source, where=err.where) from None
 
 
 def describe_sets(
@@ -1004,294 +917,3 @@ def group_labels(obs: pd.DataFrame, lesion: str = "del5q", *, low: float = 0.1, 
     """:func:`lesion_groups` with the cells in between labelled :data:`UNCERTAIN` (for tables) instead of NaN."""
     groups = lesion_groups(obs, lesion, low=low, high=high)
     return groups.cat.add_categories(UNCERTAIN).fillna(UNCERTAIN)
-
-
-def _bh_across(table: pd.DataFrame) -> pd.Series:
-    """Benjamini-Hochberg over the across-patient rows of each test (NaN elsewhere)."""
-    from statsmodels.stats.multitest import multipletests
-
-    padj = pd.Series(np.nan, index=table.index)
-    across = (table["scope"] == "across patients") & table["pvalue"].notna()
-    for _, rows in table[across].groupby("test"):
-        padj.loc[rows.index] = multipletests(rows["pvalue"].to_numpy(float), method="fdr_bh")[1]
-    return padj
-
-
-def run_comparisons(
-    cells: pd.DataFrame,
-    score_keys: Sequence[str],
-    *,
-    lesion: str = "del5q",
-    group_key: str | None = None,
-    stem: str | None = "HSC",
-    before: str | None = "diagnosis",
-    after: str | None = "remission",
-    timepoints: Sequence[str] | None = None,
-    min_cells: int = 5,
-    alpha: float = 0.05,
-    variants: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """Per score: ``lesion`` vs non-del ``stem`` cells within each timepoint, and ``lesion`` ``stem``
-    cells ``after`` vs ``before``, each by :func:`compare_groups` (per patient first, then across
-    patients).
-
-    Parameters
-    ----------
-    cells
-        Per-cell table (``population``, ``timepoint``, ``patient``, ``group_key`` and the scores).
-    group_key
-        Column of :func:`group_labels` (default ``f"{lesion}_group"``).
-    timepoints
-        Order of the timepoints compared (those without cells are skipped; one present but
-        without ``stem`` cells gets a row saying so).
-    stem, before, after
-        The design (config ``persistence``); ``None`` (null) for a cohort without it: the
-        comparisons that need it keep one row per score whose ``note`` names the null key.
-    variants
-        ``{score_key: label}`` written to the ``variant`` column (e.g. lesion genes excluded or kept).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``score, variant, question`` then the columns of :func:`compare_groups`, ``padj``
-        (Benjamini-Hochberg over the across-patient rows of the same test in this table) and
-        ``note``. Per-patient rows are cell-level tests labelled descriptive.
-    """
-    group_key = group_key or f"{lesion}_group"
-    present = [str(t) for t in (timepoints or []) if str(t) in set(cells["timepoint"].astype(str))]
-    present += [t for t in pd.unique(cells["timepoint"].astype(str)) if t not in present]
-    plans = _stem_plans(
-        cells, lesion=lesion, group_key=group_key, stem=stem, before=before, after=after, timepoints=present
-    )
-    parts = []
-    for key in score_keys:
-        for question, factor, level, reference, fixed, why in plans:
-            meta = {"score": key, "variant": (variants or {}).get(key, ""), "question": question}
-            if why:
-                parts.append(
-                    pd.DataFrame([{**meta, "scope": "across patients", "patient": "all", "n_patients": 0, "note": why}])
-                )
-                continue
-            out = compare_groups(
-                cells,
-                key,
-                factor=factor,
-                level=str(level),
-                reference=str(reference),
-                fixed=fixed,
-                min_cells=min_cells,
-                alpha=alpha,
-            )
-            out["note"] = ""
-            across = out["scope"] == "across patients"
-            n = int(out.loc[across, "n_patients"].iloc[0])
-            if n < 2:
-                out.loc[across, "note"] = (
-                    f"{n} patient(s) with >= {min_cells} cells in both groups (signatures.min_cells): "
-                    "no across-patient test"
-                )
-            parts.append(out.assign(**meta))
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["score", "scope", "test", "pvalue"])
-    for col in ("test", "pvalue"):
-        if col not in table:
-            table[col] = np.nan
-    table["padj"] = _bh_across(table)
-    table["note"] = table["note"].fillna("")
-    front = [
-        "score",
-        "variant",
-        "question",
-        "comparison",
-        "scope",
-        "patient",
-        "test",
-        "n_patients",
-        "n_level",
-        "n_reference",
-        "median_level",
-        "median_reference",
-        "difference",
-        "difference_low",
-        "difference_high",
-        "pvalue",
-        "padj",
-    ]
-    for col in front:
-        if col not in table:
-            table[col] = np.nan
-    return table[front + [c for c in table.columns if c not in front and c != "note"] + ["note"]]
-
-
-def _stem_plans(
-    cells: pd.DataFrame,
-    *,
-    lesion: str,
-    group_key: str,
-    stem: str | None,
-    before: str | None,
-    after: str | None,
-    timepoints: Sequence[str],
-    prefix: str = "",
-) -> list[tuple]:
-    """The stem-cell comparisons: (question, factor, level, reference, fixed, why not).
-
-    ``lesion`` vs non-del ``stem`` cells at each of ``timepoints``, and ``lesion`` ``stem`` cells
-    ``after`` vs ``before``. A design key that is ``None`` (config null) leaves one row whose
-    ``why`` names it (factor ``None``); a timepoint without ``stem`` cells keeps its row with why.
-    """
-    from remnant.tl.fractions import _levels_text, not_this_design
-
-    populations = list(pd.unique(cells["population"].astype(str)))
-    if stem is None:
-        return [
-            (
-                f"{prefix}{lesion} vs non-del stem cells",
-                None,
-                None,
-                None,
-                None,
-                f"{not_this_design(['stem'], 'stem-cell')}; it has {_levels_text(populations, 'population')}",
-            )
-        ]
-    stem_tps = set(cells.loc[cells["population"].astype(str) == str(stem), "timepoint"].astype(str))
-    plans = [
-        (
-            f"{prefix}{lesion} vs non-del {stem} cells at {tp}",
-            group_key,
-            lesion,
-            "non-del",
-            {"population": stem, "timepoint": tp},
-            "" if tp in stem_tps else f"no analysed {stem} cells at {tp}",
-        )
-        for tp in timepoints
-    ]
-    if before is None or after is None:
-        null = [k for k, v in (("before", before), ("after", after)) if v is None]
-        tps = list(pd.unique(cells["timepoint"].astype(str)))
-        plans.append(
-            (
-                f"{prefix}{lesion} {stem} cells: after vs before treatment",
-                None,
-                None,
-                None,
-                None,
-                f"{not_this_design(null, 'before/after')}; it has {_levels_text(tps, 'timepoint')}",
-            )
-        )
-    else:
-        missing = [t for t in (before, after) if str(t) not in stem_tps]
-        plans.append(
-            (
-                f"{prefix}{lesion} {stem} cells: {after} vs {before}",
-                "timepoint",
-                after,
-                before,
-                {"population": stem, group_key: lesion},
-                f"no analysed {stem} cells at {', '.join(map(str, missing))}" if missing else "",
-            )
-        )
-    return plans
-
-
-def run_cycling(
-    cells: pd.DataFrame,
-    *,
-    lesion: str = "del5q",
-    group_key: str | None = None,
-    stem: str | None = "HSC",
-    before: str | None = "diagnosis",
-    after: str | None = "remission",
-    timepoints: Sequence[str] | None = None,
-    phase_key: str = "cycle_phase",
-    alpha: float = 0.05,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cycling composition per patient x population x timepoint x group, and the cycling share
-    (S + G2M) compared with patient as CMH stratum: ``lesion`` vs non-del ``stem`` cells per
-    timepoint, and ``lesion`` ``stem`` cells ``after`` vs ``before``.
-
-    Returns
-    -------
-    (composition, contrasts)
-        :func:`cycling_composition` rows, and :func:`cycling_contrast` rows with ``question``
-        and ``note`` (a contrast without cells, or without its design key - ``stem``, ``before``
-        or ``after`` ``None`` - still has its row, saying why).
-    """
-    group_key = group_key or f"{lesion}_group"
-    composition = cycling_composition(cells, ["patient", "population", "timepoint", group_key], phase_key=phase_key)
-    from remnant.tl.fractions import _ordered
-
-    composition = _ordered(
-        composition,
-        {
-            "patient": None,
-            "population": [stem] if stem is not None else None,
-            "timepoint": timepoints,
-            group_key: [lesion, "non-del", UNCERTAIN],
-        },
-    )
-    stem_cells = cells[cells["population"].astype(str) == str(stem)]
-    stem_tps = [
-        t
-        for t in [*(timepoints or []), *pd.unique(stem_cells["timepoint"].astype(str))]
-        if t in set(stem_cells["timepoint"].astype(str))
-    ]
-    plans = _stem_plans(
-        cells,
-        lesion=lesion,
-        group_key=group_key,
-        stem=stem,
-        before=before,
-        after=after,
-        timepoints=list(dict.fromkeys(stem_tps)),
-        prefix="cycling of ",
-    )
-    parts = []
-    for question, factor, level, reference, fixed, why in plans:
-        if why and factor is None:  # not this design
-            parts.append(
-                pd.DataFrame(
-                    [{"question": question, "scope": "across patients", "patient": "all", "n_strata": 0, "note": why}]
-                )
-            )
-            continue
-        sub = _subset(cells, fixed, "run_cycling")
-        levels = set(sub[factor].astype(str))
-        absent = [str(v) for v in (level, reference) if str(v) not in levels]
-        if absent:
-            parts.append(
-                pd.DataFrame(
-                    [
-                        {
-                            "question": question,
-                            "scope": "across patients",
-                            "patient": "all",
-                            "n_strata": 0,
-                            "note": f"no {stem} cells with {factor} {absent}",
-                        }
-                    ]
-                )
-            )
-            continue
-        out = cycling_contrast(
-            cells,
-            factor=factor,
-            level=str(level),
-            reference=str(reference),
-            fixed=fixed,
-            phase_key=phase_key,
-            alpha=alpha,
-        )
-        out["note"] = ""
-        across = out["scope"] == "across patients"
-        if int(out.loc[across, "n_strata"].iloc[0]) == 0:
-            out.loc[across, "note"] = f"no patient has {stem} cells of both {level} and {reference}"
-        elif pd.isna(out.loc[across, "pvalue"].iloc[0]):
-            out.loc[across, "note"] = "no informative patient (all cells cycling, or none): no odds ratio"
-        parts.append(out.assign(question=question))
-    contrasts = pd.concat(parts, ignore_index=True)
-    front = ["question", "contrast", "scope", "patient", "n_strata", "test"]
-    for col in front:
-        if col not in contrasts:
-            contrasts[col] = np.nan
-    contrasts["note"] = contrasts["note"].fillna("")
-    return composition, contrasts[front + [c for c in contrasts.columns if c not in front and c != "note"] + ["note"]]

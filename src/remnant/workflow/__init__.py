@@ -11,6 +11,13 @@ __getattr__, __dir__, __all__ = exports(
         "paths": [],
         "runlog": [],
         "report": [],
+        "persistence_config": [],
+        "analysed_cells": [],
+        "design": [],
+        "gate_cells": [],
+        "estimate_fractions": [],
+        "score_signatures": [],
+        "compare_pseudobulk": [],
         "lesions": [],
     },
 )
