@@ -226,29 +226,10 @@ def flag_cells(
     applied["mad_max_pct_mito"] = hi
 
     doublets = thresholds.get("doublets", {}) or {}
-    if score_doublets_for and doublets.get("enabled", True):
-        # Score only cells that pass the other checks: damaged cells distort Scrublet's embedding.
-        keep = ~np.logical_or.reduce(list(fails.values()))
-        sub = adata[keep].copy()
-        score_doublets(
-            sub,
-            expected_rate=doublets.get("expected_rate", 0.06),
-            threshold=doublets.get("threshold"),
-            seed=seed,
-            threshold_name=f"{key_prefix}doublets.threshold",
-        )
-        adata.obs["doublet_score"] = np.nan
-        adata.obs["predicted_doublet"] = False
-        adata.obs.loc[sub.obs_names, "doublet_score"] = sub.obs["doublet_score"].to_numpy()
-        adata.obs.loc[sub.obs_names, "predicted_doublet"] = sub.obs["predicted_doublet"].to_numpy()
-        fails["doublet"] = adata.obs["predicted_doublet"].to_numpy(dtype=bool)
-        doublet_rule = sub.uns["remnant"]["doublets"]
-    else:
-        doublet_rule = {"rule": "not scored", "threshold": None}
-        adata.obs["doublet_score"] = np.nan
-        adata.obs["predicted_doublet"] = False
-        fails["doublet"] = np.zeros(adata.n_obs, dtype=bool)
-
+    scored = bool(score_doublets_for and doublets.get("enabled", True))
+    fails["doublet"], doublet_rule = _doublet_calls(
+        adata, fails, doublets if scored else None, seed=seed, threshold_name=f"{key_prefix}doublets.threshold"
+    )
     for reason in REASONS:
         adata.obs[f"qc_fail_{reason}"] = fails[reason]
     failed = np.column_stack([fails[r] for r in REASONS])
@@ -258,7 +239,7 @@ def flag_cells(
     adata.uns.setdefault("remnant", {})["qc"] = {
         **{k: thresholds.get(k) for k in ("min_counts", "max_counts", "min_genes", "max_genes", "max_pct_mito")},
         **applied,
-        "doublets_scored": bool(score_doublets_for and doublets.get("enabled", True)),
+        "doublets_scored": scored,
         "doublet_rule": doublet_rule,
     }
     warn_removed_share(adata, fails, thresholds.get("warn_removed_fraction"), key_prefix=key_prefix)
@@ -270,6 +251,35 @@ def flag_cells(
         {k: v for k, v in adata.uns["remnant"]["qc"].items() if k != "doublet_rule"},
     )
     return adata
+
+
+def _doublet_calls(
+    adata: AnnData,
+    fails: Mapping[str, np.ndarray],
+    doublets: Mapping[str, Any] | None,
+    *,
+    seed: int,
+    threshold_name: str,
+) -> tuple[np.ndarray, dict]:
+    """Write ``doublet_score``/``predicted_doublet`` (NaN / False where not scored) and return the
+    doublet fail mask and the rule used (:func:`score_doublets`); ``doublets`` None: not scored."""
+    adata.obs["doublet_score"] = np.nan
+    adata.obs["predicted_doublet"] = False
+    if doublets is None:
+        return np.zeros(adata.n_obs, dtype=bool), {"rule": "not scored", "threshold": None}
+    # Score only cells that pass the other checks: damaged cells distort Scrublet's embedding.
+    keep = ~np.logical_or.reduce(list(fails.values()))
+    sub = adata[keep].copy()
+    score_doublets(
+        sub,
+        expected_rate=doublets.get("expected_rate", 0.06),
+        threshold=doublets.get("threshold"),
+        seed=seed,
+        threshold_name=threshold_name,
+    )
+    adata.obs.loc[sub.obs_names, "doublet_score"] = sub.obs["doublet_score"].to_numpy()
+    adata.obs.loc[sub.obs_names, "predicted_doublet"] = sub.obs["predicted_doublet"].to_numpy()
+    return adata.obs["predicted_doublet"].to_numpy(dtype=bool), sub.uns["remnant"]["doublets"]
 
 
 #: The key of :func:`flag_cells`' ``thresholds`` behind each QC reason (named in warnings, after ``key_prefix``).
