@@ -572,7 +572,7 @@ def check_resources(
             try:
                 sets = read_signatures(names, gene_set_dir)
             except InputError:
-                continue  # a missing or malformed set is reported by remnant.tl.signatures.check_signature_config
+                continue  # a missing or malformed set is reported by remnant.workflow.persistence_config.check_signature_config
             for name, weights in sets.items():
                 check_known_genes(
                     weights.index,
