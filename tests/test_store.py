@@ -86,8 +86,8 @@ def test_not_csr_is_a_clear_error(tmp_path):
 
 
 def test_annotate_with_calls_puts_the_calls_into_a_copy_and_refuses_other_cells(cohort, tmp_path):
-    from remnant.workflow.analysed_cells import read_calls
     from remnant.tl.lesions import write_calls
+    from remnant.workflow.analysed_cells import read_calls
 
     path, X, obs = cohort
     called = ad.AnnData(obs=obs.assign(del5q_posterior=np.linspace(0, 1, 503), del5q_call=np.arange(503) % 2 == 0))
