@@ -19,5 +19,8 @@ __getattr__, __dir__, __all__ = exports(
         "score_signatures": [],
         "compare_pseudobulk": [],
         "lesions": [],
+        "read_counts": [],
+        "qc": [],
+        "cluster_cells": [],
     },
 )
