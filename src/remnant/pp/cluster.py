@@ -47,7 +47,9 @@ Messages name the parameters (``n_pcs``); a caller that takes them from its own 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +64,6 @@ from scipy.sparse.csgraph import connected_components
 from remnant.errors import InputError
 from remnant.io import store
 from remnant.io.genesets import read_markers  # noqa: F401 (the marker table reader lives with the gene sets; re-exported)
-from remnant.workflow.runlog import timed
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,16 @@ log = logging.getLogger(__name__)
 MAX_SPECTRAL_COMPONENTS = 100
 #: UMAP starting layouts :func:`embed` offers.
 UMAP_INITS = ("pca", "spectral")
+
+
+@contextlib.contextmanager
+def timed(what: str):
+    """Log ``what`` when the block starts and its wall time (s) when it ends: which of PCA, Harmony,
+    kNN, Leiden, UMAP a big cohort's job is in."""
+    log.info("%s ...", what)
+    t0 = time.perf_counter()
+    yield
+    log.info("%s: %.1f s", what, time.perf_counter() - t0)
 
 
 @dataclass(frozen=True)
@@ -367,20 +378,20 @@ def embed(
     if umap_init not in UMAP_INITS:
         raise ValueError(f"umap_init must be one of {UMAP_INITS}, not {umap_init!r}")
     n_comps = _n_components(hvg, n_pcs, key_prefix)
-    with timed(f"PCA, {n_comps} components", log):
+    with timed(f"PCA, {n_comps} components"):
         sc.pp.pca(hvg, n_comps=n_comps, svd_solver="arpack", random_state=seed)
     keys = [k for k in integrate_keys if hvg.obs[k].nunique() > 1]
     use_rep = "X_pca"
     if keys:
-        with timed(f"Harmony over {keys}", log):
+        with timed(f"Harmony over {keys}"):
             hvg.obsm["X_pca_harmony"] = harmony(hvg.obsm["X_pca"], hvg.obs[keys], max_iter=harmony_max_iter, seed=seed)
         use_rep = "X_pca_harmony"
     _neighbours(hvg, n_neighbors, use_rep, seed)
-    with timed("Leiden", log):
+    with timed("Leiden"):
         sc.tl.leiden(hvg, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
     init = _umap_start(hvg, use_rep, umap_init)
     with timed(
-        f"UMAP from {'a spectral layout' if isinstance(init, str) else 'the first two components of ' + use_rep}", log
+        f"UMAP from {'a spectral layout' if isinstance(init, str) else 'the first two components of ' + use_rep}"
     ):
         sc.tl.umap(hvg, min_dist=umap_min_dist, random_state=seed, init_pos=init)
     hvg.uns["remnant_embedding"] = {
@@ -430,7 +441,7 @@ def _neighbours(hvg: AnnData, n_neighbors: int, use_rep: str, seed: int) -> None
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        with timed(f"kNN graph, {n_neighbors} neighbours", log):
+        with timed(f"kNN graph, {n_neighbors} neighbours"):
             sc.pp.neighbors(hvg, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
     finally:
         numba.set_num_threads(threads)
