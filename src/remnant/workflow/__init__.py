@@ -22,5 +22,6 @@ __getattr__, __dir__, __all__ = exports(
         "read_counts": [],
         "qc": [],
         "cluster_cells": [],
+        "cnv": [],
     },
 )
