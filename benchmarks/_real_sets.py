@@ -13,7 +13,6 @@ benchmarks/robust_evidence.py (public remnant API only: ``rm.io`` / ``rm.tl``).
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import warnings
@@ -66,18 +65,12 @@ def _lesions(items, cyto, arms):
     return rm.tl.parse_lesions([{"name": n, "type": t, "region": r} for n, t, r in items], cyto, arms)
 
 
-def reference_param() -> str:
-    """Name of call_lesions' reference argument (``reference_mask``, being renamed ``reference``)."""
-    params = inspect.signature(rm.tl.call_lesions).parameters
-    return "reference" if "reference" in params else "reference_mask"
-
-
 def call(adata: ad.AnnData, lesions, reference: np.ndarray, **kwargs) -> ad.AnnData:
     """``rm.tl.call_lesions`` on a copy; the reference passed by whichever name the signature has."""
     b = adata.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rm.tl.call_lesions(b, lesions, **{reference_param(): np.asarray(reference, bool)}, **kwargs)
+        rm.tl.call_lesions(b, lesions, reference=np.asarray(reference, bool), **kwargs)
     return b
 
 

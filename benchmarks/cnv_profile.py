@@ -126,7 +126,7 @@ def breakpoints(args) -> None:
     print(f"simulated {adata.n_obs} cells in {time.perf_counter() - t:.1f} s", flush=True)
     call_lesions(adata, [lesion], reference="reference")
     truth = patients[patients["lesion"] == "del5q"].set_index("patient")
-    sums = lesion_sums(adata, [lesion], reference_mask="reference")[lesion.name]  # one pass, shared by every run below
+    sums = lesion_sums(adata, [lesion], reference="reference")[lesion.name]  # one pass, shared by every run below
     ex = _Expectation(sums, 20.0)
     summary = []
     for min_expected in args.min_expected:

@@ -148,7 +148,6 @@ def main() -> None:
         payload = {
             "rows": json.loads(table.to_json(orient="records")),
             "seconds": {"tnbc1": t1 - t0, "oligodendroglioma": t2 - t1},
-            "reference_param": R.reference_param(),
         }
         args.json.write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")

@@ -85,7 +85,7 @@ try:
         from remnant.sim.cohort import resolve_params
 
         config["demo"]["params"].setdefault("normal_conditions", list(config["conditions"]["reference"]))
-        SIMULATION = resolve_params(config["demo"]["params"], samples=SAMPLES)
+        SIMULATION = resolve_params(config["demo"]["params"], samples=SAMPLES, root="demo.params")
         # the simulator writes under results/demo/inputs/, never at a path the sheet names
         SAMPLES = simulated_paths(SAMPLES, SIMULATION["index_sort"]["technologies"])
     else:

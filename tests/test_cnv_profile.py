@@ -432,7 +432,7 @@ def test_lesion_sums_from_file_equal_in_memory(cohort, cohort_file, light, lesio
 def test_sums_must_match_the_arguments(cohort, light, lesion):
     sums = B.lesion_sums(cohort, [lesion])["del5q"]
     with pytest.raises(ValueError, match="sums were computed"):
-        B.lesion_profile(light, lesion, sums=sums, reference_mask=~cohort.obs["reference"].to_numpy())
+        B.lesion_profile(light, lesion, sums=sums, reference=~cohort.obs["reference"].to_numpy())
     with pytest.raises(ValueError, match="sums were computed"):
         B.estimate_breakpoints(light, lesion, sums=sums, call_key="truth", n_boot=0)
     with pytest.raises(TypeError, match="LesionSums"):

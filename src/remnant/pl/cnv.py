@@ -87,7 +87,7 @@ def plot_patient_heatmap(
     patient_key: str = "patient",
     population_key: str = "population",
     timepoint_key: str = "timepoint",
-    reference_mask="reference",
+    reference="reference",
     key: str = "cnv",
     lesions: Sequence | None = None,
     max_cells: int = 1500,
@@ -115,7 +115,7 @@ def plot_patient_heatmap(
         Output PNG.
     call_key
         Boolean obs column(s) of lesion calls, one colour bar each (e.g. ``"del5q_call"``).
-    reference_mask
+    reference
         Boolean array (n_obs,) or obs column of the reference cells; ``None``: no reference block.
     lesions
         :class:`remnant.tl.lesions.Lesion` objects to mark on the genome axis.
@@ -141,7 +141,7 @@ def plot_patient_heatmap(
         )
     call_keys = [call_key] if isinstance(call_key, str) else list(call_key)
     mine, ref = _heatmap_cells(
-        adata, patient, call_keys, patient_key, population_key, timepoint_key, reference_mask, max_cells, where
+        adata, patient, call_keys, patient_key, population_key, timepoint_key, reference, max_cells, where
     )
     rng = np.random.default_rng(seed)  # draws the patient's rows first, then the reference rows
     profile_rows = _profile_reader(adata, key, profile)
@@ -171,10 +171,10 @@ def plot_patient_heatmap(
 
 
 def _heatmap_cells(
-    adata, patient, call_keys, patient_key, population_key, timepoint_key, reference_mask, max_cells, where
+    adata, patient, call_keys, patient_key, population_key, timepoint_key, reference, max_cells, where
 ) -> tuple[np.ndarray, np.ndarray]:
     """Checks; bool (n_obs,) masks of the patient's cells and of the reference cells (none without
-    ``reference_mask``)."""
+    ``reference``)."""
     for k in (*call_keys, patient_key, population_key, timepoint_key):
         _obs_key(adata, k, where)
     mine = (adata.obs[patient_key].astype(str) == str(patient)).to_numpy()
@@ -182,11 +182,7 @@ def _heatmap_cells(
         raise InputError(f"no cell of patient {patient!r} in obs[{patient_key!r}].", where=where)
     if max_cells < 1:
         raise InputError(f"max_cells must be >= 1; got {max_cells}.", where=where)
-    ref = (
-        cell_mask(adata, reference_mask, "reference_mask", where)
-        if reference_mask is not None
-        else np.zeros(adata.n_obs, bool)
-    )
+    ref = cell_mask(adata, reference, "reference", where) if reference is not None else np.zeros(adata.n_obs, bool)
     return mine, ref
 
 

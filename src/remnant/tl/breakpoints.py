@@ -159,17 +159,15 @@ class LesionSums:
     called_counts: sp.csr_matrix
 
 
-def _cell_groups(adata, lesion, reference_mask, call_key, patient_key, state_key, where) -> dict:
+def _cell_groups(adata, lesion, reference, call_key, patient_key, state_key, where) -> dict:
     """The obs-derived arrays of :class:`LesionSums` (checked)."""
     require_positions(adata.var, where)
     call_key = call_key or f"{lesion.name}_call"
     for key in (call_key, patient_key, state_key):
         _obs_key(adata, key, where)
-    ref = cell_mask(adata, reference_mask, "reference_mask", where)
+    ref = cell_mask(adata, reference, "reference", where)
     if ref.sum() < 10:
-        raise InputError(
-            f"only {int(ref.sum())} reference cells; need at least 10.", where=f"{where}(reference_mask=...)"
-        )
+        raise InputError(f"only {int(ref.sum())} reference cells; need at least 10.", where=f"{where}(reference=...)")
     called = cell_mask(adata, call_key, "call_key", where)
     patients = _ordered(adata.obs[patient_key])
     patient = pd.Categorical(adata.obs[patient_key].astype(str), categories=patients).codes.astype(np.int64)
@@ -203,7 +201,7 @@ def lesion_sums(
     adata: anndata.AnnData,
     lesions: Sequence,
     *,
-    reference_mask="reference",
+    reference="reference",
     call_keys: Mapping[str, str] | None = None,
     patient_key: str = "patient",
     state_key: str = "hspc_state",
@@ -222,7 +220,7 @@ def lesion_sums(
         and obs columns of the calls, ``patient_key`` and ``state_key``.
     lesions
         :class:`remnant.tl.lesions.Lesion` objects.
-    reference_mask
+    reference
         Boolean array (n_obs,) or obs column: the normal reference cells.
     call_keys
         ``{lesion name: boolean obs column of its call}`` (default ``f"{name}_call"``).
@@ -240,9 +238,7 @@ def lesion_sums(
     source = _Counts(adata, layer, counts, where)
     call_keys = dict(call_keys or {})
     groups = {
-        lesion.name: _cell_groups(
-            adata, lesion, reference_mask, call_keys.get(lesion.name), patient_key, state_key, where
-        )
+        lesion.name: _cell_groups(adata, lesion, reference, call_keys.get(lesion.name), patient_key, state_key, where)
         for lesion in lesions
     }
     if not groups:
@@ -315,14 +311,14 @@ def _collect_sums(lesion, g: dict, a: dict, genes: tuple, depth: np.ndarray, ref
 
 
 def _sums_for(
-    adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where
+    adata, lesion, sums, reference, call_key, patient_key, state_key, layer, counts, chunk_cells, where
 ) -> LesionSums:
     """``sums`` checked against the AnnData and the arguments, or computed (one pass)."""
     if sums is None:
         return lesion_sums(
             adata,
             [lesion],
-            reference_mask=reference_mask,
+            reference=reference,
             call_keys={lesion.name: call_key} if call_key else None,
             patient_key=patient_key,
             state_key=state_key,
@@ -332,7 +328,7 @@ def _sums_for(
         )[lesion.name]
     if not isinstance(sums, LesionSums):
         raise TypeError(f"sums must be a LesionSums from lesion_sums(); got {type(sums).__name__}")
-    g = _cell_groups(adata, lesion, reference_mask, call_key, patient_key, state_key, where)
+    g = _cell_groups(adata, lesion, reference, call_key, patient_key, state_key, where)
     same = (
         sums.lesion == lesion.name
         and sums.chromosome == lesion.chromosome
@@ -425,7 +421,7 @@ def lesion_profile(
     adata: anndata.AnnData,
     lesion,
     *,
-    reference_mask="reference",
+    reference="reference",
     call_key: str | None = None,
     patient_key: str = "patient",
     state_key: str = "hspc_state",
@@ -447,7 +443,7 @@ def lesion_profile(
         ``var`` positions and obs columns ``call_key``, ``patient_key``, ``state_key``.
     lesion
         A :class:`remnant.tl.lesions.Lesion`; its chromosome is profiled.
-    reference_mask
+    reference
         Boolean array (n_obs,) or obs column: the normal reference cells (expected profiles).
     call_key
         Boolean obs column of the lesion call (default ``f"{lesion.name}_call"``).
@@ -481,7 +477,7 @@ def lesion_profile(
     if smooth_genes < 1:
         raise InputError(f"smooth_genes must be >= 1; got {smooth_genes}.", where=where)
     sums = _sums_for(
-        adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where
+        adata, lesion, sums, reference, call_key, patient_key, state_key, layer, counts, chunk_cells, where
     )
     ex = _Expectation(sums, shrinkage)
     n_chrom = sums.chrom_cols.size
@@ -585,7 +581,7 @@ def estimate_breakpoints(
     adata: anndata.AnnData,
     lesion,
     *,
-    reference_mask="reference",
+    reference="reference",
     call_key: str | None = None,
     patient_key: str = "patient",
     state_key: str = "hspc_state",
@@ -614,7 +610,7 @@ def estimate_breakpoints(
         ``var`` positions and obs columns ``call_key``, ``patient_key``, ``state_key``.
     lesion
         A :class:`remnant.tl.lesions.Lesion`.
-    reference_mask
+    reference
         Boolean array (n_obs,) or obs column: the normal reference cells.
     call_key
         Boolean obs column of the lesion call (default ``f"{lesion.name}_call"``).
@@ -654,7 +650,7 @@ def estimate_breakpoints(
     if n_boot < 0 or min_cells < 1 or min_genes < 1:
         raise InputError("n_boot must be >= 0, min_cells and min_genes >= 1.", where=where)
     sums = _sums_for(
-        adata, lesion, sums, reference_mask, call_key, patient_key, state_key, layer, counts, chunk_cells, where
+        adata, lesion, sums, reference, call_key, patient_key, state_key, layer, counts, chunk_cells, where
     )
     scan = _Scan(
         sums=sums,

@@ -269,7 +269,7 @@ def _reference_categories(
 def _profile_reference(
     adata,
     counts: _Counts,
-    reference_mask,
+    reference,
     *,
     state_key,
     layer,
@@ -294,11 +294,11 @@ def _profile_reference(
         raise InputError(f"window_size ({window_size}) and step ({step}) must be >= 1.", where=where)
     if target_sum <= 0:
         raise InputError(f"target_sum must be positive; got {target_sum}.", where=where)
-    ref = cell_mask(adata, reference_mask, "reference_mask", where)
+    ref = cell_mask(adata, reference, "reference", where)
     if ref.sum() < min_reference_cells:
         raise InputError(
             f"only {int(ref.sum())} reference cells; need at least min_reference_cells={min_reference_cells}.",
-            where=f"{where}(reference_mask=...)",
+            where=f"{where}(reference=...)",
         )
     categories, category, left_out = _reference_categories(adata, ref, state_key, min_reference_cells, where)
 
@@ -409,7 +409,7 @@ def _profile_blocks(
 
 def infer_profile(
     adata: anndata.AnnData,
-    reference_mask,
+    reference,
     *,
     state_key: str = "hspc_state",
     layer: str | None = "counts",
@@ -437,7 +437,7 @@ def infer_profile(
         Cells x genes. Raw counts in ``adata.layers[layer]`` (or ``adata.X``, see ``layer``), sparse
         or dense, or with ``counts`` in that file; ``var`` needs ``chromosome``, ``start``, ``end``
         (bp); ``var_names`` unique.
-    reference_mask
+    reference
         Boolean array (n_obs,) or the name of a boolean obs column: the normal reference cells.
     state_key
         obs column with the HSPC state. Reference cells of each state with at least
@@ -499,7 +499,7 @@ def infer_profile(
     pref = _profile_reference(
         adata,
         source,
-        reference_mask,
+        reference,
         state_key=state_key,
         layer=layer,
         min_mean=min_mean,
@@ -546,7 +546,7 @@ def _with_index_dtype(block: sp.csr_matrix, dtype) -> sp.csr_matrix:
 
 def write_profile(
     adata: anndata.AnnData,
-    reference_mask,
+    reference,
     path: str | os.PathLike,
     *,
     obsm: Mapping[str, np.ndarray] | None = None,
@@ -609,7 +609,7 @@ def write_profile(
     pref = _profile_reference(
         adata,
         source,
-        reference_mask,
+        reference,
         state_key=state_key,
         layer=layer,
         min_mean=min_mean,

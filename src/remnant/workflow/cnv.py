@@ -88,14 +88,14 @@ def infer_cnv(
         n_jobs=n_jobs,
     )
     t0 = time.perf_counter()
-    sums = lesion_sums(cohort, parsed, reference_mask="reference", layer=layer, counts=h5ad)
+    sums = lesion_sums(cohort, parsed, reference="reference", layer=layer, counts=h5ad)
     log.info("lesion sums (one pass over the counts): %.1f s", time.perf_counter() - t0)
     tables, profiles = [], []
     for lesion in parsed:
         table = estimate_breakpoints(
             cohort,
             lesion,
-            reference_mask="reference",
+            reference="reference",
             sums=sums[lesion.name],
             cytobands=bands,
             min_cells=breakpoints["min_cells"],
@@ -111,7 +111,7 @@ def infer_cnv(
             lesion_profile(
                 cohort,
                 lesion,
-                reference_mask="reference",
+                reference="reference",
                 sums=sums[lesion.name],
                 min_expected=breakpoints["min_expected"],
                 smooth_genes=breakpoints["smooth_genes"],
