@@ -145,7 +145,7 @@ def test_no_long_function_without_a_reason():
 def rule_names() -> set[str]:
     names = set()
     for path in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]:
-        names |= set(re.findall(r"^rule (\w+):", path.read_text(), flags=re.M))
+        names |= set(re.findall(r"^\s*rule (\w+):", path.read_text(), flags=re.M))
     return names
 
 
@@ -263,3 +263,37 @@ def test_the_notebook_entry_points():
     assert {"io", "pp", "tl", "pl", "stats", "sim"} <= set(dir(rm))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         rm.tl.nothing  # noqa: B018
+
+
+def test_api_page_lists_every_public_name():
+    import importlib
+
+    page = (ROOT / "docs" / "api.md").read_text()
+    missing = [
+        f"remnant.{sub}.{name}"
+        for sub in ANALYSIS
+        for name in importlib.import_module(f"remnant.{sub}").__all__
+        if f"`{name}`" not in page
+    ]
+    assert not missing, f"docs/api.md does not list: {missing}"
+
+
+def test_readme_layout_names_what_exists():
+    """Each row of the README's layout table: the rule, its script, its workflow step and library modules exist."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Layout") :].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| stage")]
+    assert len(rows) >= 10, "the layout table was not found"
+    rules, mods, seen_rules = rule_names(), set(modules()), set()
+    for row in rows:
+        stage, rule_cell, script_cell, step_cell, lib_cell = (c.strip() for c in row.strip("|").split("|"))
+        for rule in re.findall(r"`(\w+)`", rule_cell):
+            assert rule in rules, f"README layout, {stage}: no rule {rule}"
+            seen_rules.add(rule)
+        for script in re.findall(r"`([\w.]+\.py)`", script_cell):
+            assert (ROOT / "scripts" / script).is_file(), f"README layout, {stage}: no scripts/{script}"
+        for module in re.findall(r"`([\w.]+)`", step_cell + lib_cell):
+            assert f"remnant.{module}" in mods, f"README layout, {stage}: no module remnant.{module}"
+    assert seen_rules >= rules - {"all"}, (
+        f"rules missing from the README layout: {sorted(rules - seen_rules - {'all'})}"
+    )
