@@ -23,5 +23,6 @@ __getattr__, __dir__, __all__ = exports(
         "qc": [],
         "cluster_cells": [],
         "cnv": [],
+        "demo": [],
     },
 )

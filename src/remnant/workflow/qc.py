@@ -1,4 +1,4 @@
-"""Rule filter_cells' QC calls as the workflow makes them: messages naming the config keys.
+"""Rule filter_cells: QC of one sample as the workflow makes it, with messages naming the config keys.
 
 :func:`remnant.pp.qc.flag_cells` names its thresholds by their keys in the mapping it is given
 (``min_counts``, ``doublets.threshold``); the workflow gives it the config's ``qc`` block, so here
@@ -8,6 +8,7 @@ the workflow's question, asked by :func:`require_passing_cells`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,3 +46,50 @@ def require_passing_cells(adata: AnnData, min_cells: int, *, sample: str, log_pa
             where=f"sample {sample}",
         )
     return kept
+
+
+#: The per-cell QC table's columns (then every ``qc_fail_*`` column).
+CELL_COLUMNS = [
+    "barcode",
+    "sample",
+    "technology",
+    "total_counts",
+    "n_genes_by_counts",
+    "pct_counts_mt",
+    "doublet_score",
+    "predicted_doublet",
+    "qc_pass",
+    "qc_reason",
+]
+
+
+def filter_cells(
+    counts: str,
+    *,
+    sample: str,
+    qc: Mapping[str, Any],
+    droplet: bool,
+    seed: int,
+    figure: str,
+    cells: str,
+    h5ad: str,
+    log_path: str,
+) -> None:
+    """One sample's QC: flag the cells, draw the QC figure, write the per-cell table (``cells``,
+    gzipped TSV) and the passing cells (``h5ad``); InputError when too few cells pass."""
+    import anndata as ad
+
+    from remnant.pl.qc import plot_qc
+
+    log = logging.getLogger(__name__)
+    adata = ad.read_h5ad(counts)
+    flag_cells(adata, qc, score_doublets_for=droplet, seed=seed)
+    plot_qc(adata, figure, title=sample, unscored="doublets not scored\n(plate sample, or qc.doublets disabled)")
+    columns = CELL_COLUMNS + [c for c in adata.obs if c.startswith("qc_fail_")]
+    adata.obs[columns].to_csv(
+        cells, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0}
+    )
+    require_passing_cells(adata, qc["min_cells"], sample=sample, log_path=log_path)
+    filtered = adata[adata.obs["qc_pass"].to_numpy()].copy()
+    filtered.write_h5ad(h5ad, compression="gzip")
+    log.info("kept %d of %d cells", filtered.n_obs, adata.n_obs)

@@ -854,3 +854,48 @@ def render_html(rst: str, title: str = "remnant summary") -> str:
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{css}</style></head><body>{parts['html_title']}{parts['body']}</body></html>\n"
     )
+
+
+def write_pages(
+    tables: dict[str, str],
+    *,
+    samples: str,
+    schema: str,
+    config: dict,
+    annotation: dict,
+    summary: str,
+    front: str,
+) -> None:
+    """Rule write_front_page: the full summary (HTML, ``summary``) and the short first page (RST,
+    ``front``) from the run's tables (``tables``: key -> TSV path, as the rule names its inputs)."""
+    import logging
+
+    from remnant.workflow.config import read_sample_sheet
+
+    read = lambda path: pd.read_csv(path, sep="\t", low_memory=False)  # noqa: E731
+    versions = package_versions()
+    sheet = read_sample_sheet(samples, schema, config)
+    t = {key: read(path) for key, path in tables.items()}
+    shared = dict(
+        config=config,
+        samples=sheet,
+        qc_removed=t["qc"],
+        fractions=t["fractions"],
+        contrasts=t["contrasts"],
+        comparisons=t["comparisons"],
+        cycling=t["cycling"],
+        enrichment=t["enrichment"],
+    )
+    full = front_page(
+        **shared,
+        lesion_summary=t["lesions"],
+        reference=t["reference"],
+        versions=versions,
+        annotation=annotation,
+    )
+    with open(summary, "w", encoding="utf-8") as handle:
+        handle.write(render_html(full))
+    text = landing_page(**shared)
+    with open(front, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    logging.getLogger(__name__).info("front page: %d lines; versions %s", text.count("\n"), versions)
