@@ -48,10 +48,10 @@ _IEG = (
 #: Gene families left out of the depth, as regular expressions matched at the start of the symbol
 #: (HGNC symbols). The same families as the method study (docs/robust_evidence.md).
 DEPTH_FAMILIES: dict[str, str] = {
-    "immunoglobulin": r"IG[HKL][VDJCAEGM]",
-    "t_cell_receptor": r"TR[ABDG][VDJC]",
+    "immunoglobulin": r"IG[HKL][VDJ]\d|IG[KL]C|IGH[ADEGM]\d?$|JCHAIN$",
+    "t_cell_receptor": r"TR[ABDG][VDJ]\d|TR[ABDG]C\d?$",
     "mitochondrial": r"MT-|MTRNR",
-    "ribosomal": r"RP[LS]\d|RPLP\d$|RPSA$",
+    "ribosomal": r"RP[LS]\d+[AXY]?\d*$|RPLP\d$|RPSA$",
     "hla": r"HLA-",
     "haemoglobin": r"HB[ABDEGMQZ]\d?$",
     "immediate_early": rf"(?:{_IEG})$",
