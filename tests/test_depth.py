@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import simulated as S
@@ -19,7 +20,7 @@ from test_lesions import PARAMS, ROWS
 from test_lesions_streaming import as_cohort_file
 
 from remnant.errors import InputError
-from remnant.io.annotation import chromosome_arms
+from remnant.io.annotation import chromosome_arms, load_cytobands
 from remnant.tl.depth import DEPTH_FAMILIES, DepthGenes, excluded_genes, read_gene_list
 from remnant.tl.lesions import call_lesions, lesion_genes, parse_lesions, read_lesion_counts
 
@@ -181,3 +182,42 @@ def test_symbols_from_var_names_and_bad_settings(cohort, lesions):
         call_lesions(cohort.copy(), lesions, reference=ref, depth_genes=DepthGenes(exclude_patterns=("KRT[",)))
     with pytest.raises(InputError, match="gene list does not exist"):
         read_gene_list("/nonexistent/genes.txt")
+
+
+def test_workflow_step_reads_cnv_depth(plasma, tmp_path, caplog):
+    """Rule call_lesions' work with the shipped config (cnv.depth on by default): the warning about
+    the plasma-like sample reaches the log, the calls match call_lesions in memory with the
+    configured reference, and a missing gene file is named by its config key."""
+    from pathlib import Path
+
+    from remnant.workflow.config import load_yaml, validate_config
+    from remnant.workflow.lesions import call_cohort_lesions
+
+    root = Path(__file__).resolve().parents[1]
+    config = validate_config(load_yaml(root / "config/config.yaml"), root / "config/schemas/config.schema.yaml")
+    assert config["cnv"]["depth"]["trim_top_fraction"] == 0.01
+    path = tmp_path / "clustered.h5ad"
+    full = as_cohort_file(plasma, path)
+    cytobands = root / "resources/annotation/GRCh38_cytobands.tsv"
+    out = {k: tmp_path / f"{k}.tsv" for k in ("samples", "intervals", "reference")} | {
+        "cells": tmp_path / "cells.tsv.gz"
+    }
+    kw = {"lesions": None, "reference_conditions": ["healthy"], "seed": 0, "out_calls": tmp_path / "calls.h5ad"}
+    kw |= {f"out_{k}": v for k, v in out.items()}
+    with caplog.at_level(logging.WARNING, logger="remnant"):
+        call_cohort_lesions(path, cytobands, cnv=config["cnv"], **kw)
+    assert any("H1_held" in r.getMessage() and r.name == "remnant.tl.depth" for r in caplog.records)
+    cells = pd.read_csv(out["cells"], sep="\t", index_col="cell")
+    ref = (full.obs["condition"] == "healthy").to_numpy()
+    mem = full.copy()
+    options = {k: config["cnv"][k] for k in ("n_folds", "min_mean", "shrinkage", "min_batch_reference", "refine")}
+    options |= {k: config["cnv"][k] for k in ("min_refine_cells", "min_interval_genes", "refine_max_reference")}
+    table = load_cytobands(cytobands)
+    lesions = parse_lesions(None, table, chromosome_arms(table))
+    call_lesions(mem, lesions, reference=ref, layer=None, batch_key="technology", seed=0, **options)
+    np.testing.assert_allclose(cells["del5q_llr"].to_numpy(), mem.obs["del5q_llr"].to_numpy(), rtol=1e-5)
+    assert cells["del5q_call"].to_numpy()[(full.obs["sample"] == "H1_held").to_numpy()].mean() <= 0.01
+
+    bad = {**config["cnv"], "depth": {**config["cnv"]["depth"], "exclude_genes_file": str(tmp_path / "none.txt")}}
+    with pytest.raises(InputError, match="cnv.depth.exclude_genes_file"):
+        call_cohort_lesions(path, cytobands, cnv=bad, **kw)
