@@ -178,13 +178,18 @@ def depth_groups(samples, states=None, reference=None) -> tuple[np.ndarray, pd.D
     return codes.astype(np.int64), table
 
 
-def group_totals(X, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """float64 dense (n_groups x n_vars): counts of the sparse ``X`` summed per group (as
-    :func:`remnant.io.store.group_sums` does over a file)."""
-    indicator = sp.csr_matrix(
-        (np.ones(codes.size, dtype=np.float64), (codes, np.arange(codes.size))), shape=(n_groups, codes.size)
-    )
-    return np.asarray((indicator @ sp.csr_matrix(X).astype(np.float64)).toarray())
+def group_totals(X, codes: np.ndarray, n_groups: int, block: int = 50_000) -> np.ndarray:
+    """float64 dense (n_groups x n_vars): counts of ``X`` (cells x genes) summed per group, a block
+    of ``block`` cells at a time (the matrix is never copied whole; as
+    :func:`remnant.io.store.group_sums` does over a file: counts are integers, so the float64 sums
+    are exact and the same in any order)."""
+    X = X if sp.issparse(X) else sp.csr_matrix(X)
+    total = np.zeros((n_groups, X.shape[1]))
+    for start in range(0, X.shape[0], block):
+        g = codes[start : start + block]
+        indicator = sp.csr_matrix((np.ones(g.size), (g, np.arange(g.size))), shape=(n_groups, g.size))
+        total += np.asarray((indicator @ X[start : start + block].astype(np.float64)).todense())
+    return total
 
 
 def depth_mask(
