@@ -237,7 +237,7 @@ def genes_in(var: pd.DataFrame, lesion) -> np.ndarray:
 
 
 def lesion_genes(var: pd.DataFrame, lesions) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The genes of each lesion and the genes a cell's depth is counted on.
+    """The genes of each lesion and the genes a cell's depth may be counted on.
 
     Returns
     -------
@@ -245,7 +245,9 @@ def lesion_genes(var: pd.DataFrame, lesions) -> tuple[dict[str, np.ndarray], np.
         ``{lesion name: boolean (n_vars,) mask}`` (:func:`genes_in`).
     outside
         Boolean (n_vars,): autosomal genes outside every lesion (a deletion must not deflate the
-        depth it is compared with; sex chromosomes differ between donors).
+        depth it is compared with; sex chromosomes differ between donors). The depth leaves some
+        of them out too: gene families and each group's most-expressed genes
+        (:func:`depth_columns`, :mod:`remnant.tl.depth`).
     """
     inside = {lesion.name: genes_in(var, lesion) for lesion in lesions}
     inside_any = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
@@ -426,7 +428,8 @@ def depth_columns(
 
 def lesion_columns(var: pd.DataFrame, lesions) -> tuple[np.ndarray, np.ndarray]:
     """Boolean (n_vars,) masks of the genes inside any lesion (those scored) and of the autosomal
-    genes outside every lesion (those each cell's depth is counted on; :func:`lesion_genes`)."""
+    genes outside every lesion (:func:`lesion_genes`; each cell's depth is counted on those less the
+    genes :func:`depth_columns` leaves out)."""
     inside, outside = lesion_genes(var, lesions)
     keep = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
     return keep, outside
