@@ -1,10 +1,11 @@
 """Real data sets with known copy-number truth, loaded for benchmarks/real_data.py and
 benchmarks/robust_evidence.py (public remnant API only: ``rm.io`` / ``rm.tl``).
 
-- TNBC1 (``/work/shared/data/real/tnbc1``, README there): 302 cells of one 10x breast tumour, CopyKAT's
-  228 aneuploid (tumour) and 74 diploid (normal immune/stromal) cells; gene symbols mapped to the GRCh38
-  annotation of ``resources/annotation`` with :func:`remnant.io.map_genes`. Lesions +1q +8q +16p del19q
-  del5q del10q del14q (whole arms, GRCh38); controls 1p, 18p, 22q (gain and loss each).
+- TNBC1 (``../shared/data/real/tnbc1`` beside the project root, README there): 302 cells of one 10x
+  breast tumour, CopyKAT's 228 aneuploid (tumour) and 74 diploid (normal immune/stromal) cells; gene
+  symbols mapped to the GRCh38 annotation of ``resources/annotation`` with :func:`remnant.io.map_genes`.
+  Lesions +1q +8q +16p del19q del5q del10q del14q (whole arms, GRCh38); controls 1p, 18p, 22q (gain and
+  loss each).
 - Oligodendroglioma (``infercnvpy.datasets.oligodendroglioma()``, file shipped inside infercnvpy): 142
   malignant and 42 normal Smart-seq2 cells; Census counts (X / per-cell t*), nearest reference state,
   tumour = sample = donor; del1p, del19q on hg19 arms; controls 1q, 19p (retained) -- exactly the
@@ -28,7 +29,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import remnant as rm  # noqa: E402
 
-TNBC1 = Path(os.environ.get("REMNANT_TNBC1", "/work/shared/data/real/tnbc1"))
+# the shared data directory sits beside the project root (../shared/data/real/), here and in CI's clean clone;
+# REMNANT_TNBC1 overrides it
+TNBC1 = Path(os.environ.get("REMNANT_TNBC1", ROOT.parent / "shared/data/real/tnbc1"))
 GRCH38_GENES = ROOT / "resources/annotation/GRCh38_genes.tsv.gz"
 GRCH38_BANDS = ROOT / "resources/annotation/GRCh38_cytobands.tsv"
 HG19_ARMS = ROOT / "resources/annotation/hg19_chromosome_arms.tsv"

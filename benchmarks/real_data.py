@@ -18,7 +18,7 @@ Prints ONE table, a row per data set x lesion (and control arm):
 - ``kind``: ``lesion`` (present in the tumour) or ``control`` (an arm with no change: a caller must not call it;
   for a control, ``tumour_called`` is the share of tumour cells called on it, which should be ~0).
 
-Data (benchmarks/_real_sets.py): TNBC1 (/work/shared/data/real/tnbc1, 228 CopyKAT-aneuploid tumour and 74
+Data (benchmarks/_real_sets.py): TNBC1 (../shared/data/real/tnbc1, 228 CopyKAT-aneuploid tumour and 74
 diploid cells of one 10x sample; reference = all 74 diploid cells, one pooled profile, cross-fitted in 5
 random cell folds because there is one donor) with lesions +1q +8q +16p del19q del5q del10q del14q and
 controls 1p, 18p, 22q (gain and loss each), GRCh38 arms; the oligodendroglioma Smart-seq2 set of infercnvpy
@@ -28,6 +28,7 @@ benchmarks/oligodendroglioma.py prepares it.
 
 Targets (issue 17): TNBC1 each lesion AUROC >= 0.95 and >= infercnvpy; controls and normals <= 2% called;
 oligodendroglioma del1p >= 0.99, del19q >= 0.98. The script prints which are met (it does not fail).
+tests/test_real_data.py computes this table in CI and holds it to regression floors (today's values less a margin).
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ rule call_lesions:
     input:
         h5ad="results/cohort/clustered.h5ad",
         cytobands=CYTOBANDS,
+        # genes left out of each cell's depth (cnv.depth.exclude_genes_file): a changed list re-runs the step
+        depth_genes=(
+            [config["cnv"]["depth"]["exclude_genes_file"]] if config["cnv"]["depth"]["exclude_genes_file"] else []
+        ),
     output:
         calls="results/cnv/lesion_calls.h5ad",
         cells="results/cnv/lesion_calls.tsv.gz",
@@ -33,7 +37,7 @@ rule call_lesions:
         runtime=runtime_for(20, 3),
     params:
         lesions=config["lesions"],
-        cnv=config["cnv"],
+        cnv=config["cnv"],  # cnv.depth included: the genes each cell's depth leaves out
         reference_conditions=config["conditions"]["reference"],
         seed=config["seed"],
     script:

@@ -20,7 +20,16 @@ from test_reference import ROWS as PATIENT_ROWS
 from remnant.errors import InputError
 from remnant.io import store
 from remnant.io.annotation import chromosome_arms
-from remnant.tl.lesions import call_lesions, depth_on, lesion_genes, parse_lesions, read_lesion_counts
+from remnant.tl.depth import DepthGenes, group_totals
+from remnant.tl.lesions import (
+    call_lesions,
+    depth_columns,
+    depth_on,
+    lesion_genes,
+    obs_depth_groups,
+    parse_lesions,
+    read_lesion_counts,
+)
 from remnant.tl.reference import find_reference
 from remnant.workflow.analysed_cells import read_calls
 
@@ -50,6 +59,14 @@ def as_cohort_file(adata: ad.AnnData, path, *, layer: bool = False) -> ad.AnnDat
     return full
 
 
+def in_memory_depth(full: ad.AnnData, lesions, reference=None, depth_genes=None) -> np.ndarray:
+    """Each cell's depth computed from the whole matrix (group totals in memory)."""
+    codes, groups = obs_depth_groups(full.obs, "sample", "hspc_state", reference, "test")
+    totals = group_totals(full.X, codes, len(groups))
+    _, genes = depth_columns(full.var, lesions, totals, groups, depth_genes, "test")
+    return depth_on(full.X, genes)
+
+
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     """Droplet and plate samples of healthy donors and a patient; the file and the whole AnnData."""
@@ -75,12 +92,13 @@ def test_lesion_columns_and_depth_give_the_in_memory_calls(mixed, lesions):
     in_memory = full.copy()
     call_lesions(in_memory, lesions, reference=healthy, batch_key="technology", layer=None)
 
-    small, depth = read_lesion_counts(path, lesions, chunk_cells=97)  # blocks that split samples
+    small, depth = read_lesion_counts(path, lesions, chunk_cells=97, reference=healthy)  # blocks split samples
     inside, outside = lesion_genes(full.var, lesions)
     assert small.n_vars == inside["del5q"].sum() < full.n_vars / 10  # only the lesion's genes held
     assert list(small.var_names) == list(full.var_names[inside["del5q"]])
     assert small.X.dtype == np.float32 and (full.X[:, inside["del5q"]] != small.X).nnz == 0
-    np.testing.assert_array_equal(depth, depth_on(full.X, outside))
+    np.testing.assert_array_equal(depth, in_memory_depth(full, lesions, healthy))
+    assert (depth < depth_on(full.X, outside)).all()  # the most-expressed genes are left out
     pd.testing.assert_frame_equal(small.obs, full.obs)
 
     call_lesions(small, lesions, reference=healthy, batch_key="technology", layer=None, depth=depth, chunk_size=113)
@@ -95,7 +113,9 @@ def test_counts_in_a_layer_are_read_from_it(mixed, lesions, tmp_path):
     small, depth = read_lesion_counts(path, lesions)
     inside, outside = lesion_genes(full.var, lesions)
     assert (full.X[:, inside["del5q"]] != small.X).nnz == 0
-    np.testing.assert_array_equal(depth, depth_on(full.X, outside))
+    np.testing.assert_array_equal(depth, in_memory_depth(full, lesions))
+    _, plain = read_lesion_counts(path, lesions, depth_genes=DepthGenes.plain())
+    np.testing.assert_array_equal(plain, depth_on(full.X, outside))
 
 
 def test_cohort_file_written_by_copy_reads_as_before(mixed, lesions, tmp_path):
@@ -103,7 +123,7 @@ def test_cohort_file_written_by_copy_reads_as_before(mixed, lesions, tmp_path):
     replaced) reads back through read_calls exactly as the whole-AnnData write did."""
     path, full = mixed
     healthy = (full.obs["condition"] == "healthy").to_numpy()
-    small, depth = read_lesion_counts(path, lesions)
+    small, depth = read_lesion_counts(path, lesions, reference=healthy)
     call_lesions(small, lesions, reference=healthy, batch_key="technology", layer=None, depth=depth)
     small.obs["cnv_reference"] = healthy
     new = tmp_path / "cohort.h5ad"

@@ -5,7 +5,9 @@ Model
 For a lesion (a chromosome interval, loss or gain) and a cell ``c`` of annotated HSPC state ``s``:
 
 - ``D_c`` (counts) is the cell's depth on the genes *outside* every configured lesion (autosomes
-  only), so a deletion does not deflate the depth it is compared with.
+  only), so a deletion does not deflate the depth it is compared with, less the genes that would
+  let a few transcripts set it (gene families such as immunoglobulins, haemoglobin, MALAT1, and
+  each sample's most-expressed genes; :mod:`remnant.tl.depth`).
 - ``p_{s,g}`` (expected counts of lesion gene ``g`` per count of outside depth) is the state-matched
   reference profile: the summed counts of ``g`` over reference cells of state ``s`` divided by
   their summed outside depth, shrunk towards the all-reference profile with a pseudo-depth of
@@ -43,9 +45,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from remnant.errors import InputError
+from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, group_totals
 from remnant.tl.lesion_model import assign_folds, best_interval, sample_posteriors, score_rows, temperature
 
-__all__ = ["DEFAULT_LESIONS", "Lesion", "call_lesions", "parse_lesions", "read_lesion_counts"]
+__all__ = ["DEFAULT_LESIONS", "DepthGenes", "Lesion", "call_lesions", "parse_lesions", "read_lesion_counts"]
 
 #: Default lesion configuration: del(5q) over 5q13.1-5q33.3 (GRCh38 67.4-160.5 Mb).
 DEFAULT_LESIONS: list[dict] = [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]
@@ -234,7 +237,7 @@ def genes_in(var: pd.DataFrame, lesion) -> np.ndarray:
 
 
 def lesion_genes(var: pd.DataFrame, lesions) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The genes of each lesion and the genes a cell's depth is counted on.
+    """The genes of each lesion and the genes a cell's depth may be counted on.
 
     Returns
     -------
@@ -242,7 +245,9 @@ def lesion_genes(var: pd.DataFrame, lesions) -> tuple[dict[str, np.ndarray], np.
         ``{lesion name: boolean (n_vars,) mask}`` (:func:`genes_in`).
     outside
         Boolean (n_vars,): autosomal genes outside every lesion (a deletion must not deflate the
-        depth it is compared with; sex chromosomes differ between donors).
+        depth it is compared with; sex chromosomes differ between donors). The depth leaves some
+        of them out too: gene families and each group's most-expressed genes
+        (:func:`depth_columns`, :mod:`remnant.tl.depth`).
     """
     inside = {lesion.name: genes_in(var, lesion) for lesion in lesions}
     inside_any = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
@@ -306,13 +311,25 @@ def cell_depth(X, outside: np.ndarray, depth, n_obs: int, where: str) -> np.ndar
     return depth
 
 
-def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tuple[anndata.AnnData, np.ndarray]:
+def read_lesion_counts(
+    path,
+    lesions,
+    *,
+    chunk_cells: int | None = None,
+    sample_key: str = "sample",
+    state_key: str | None = "hspc_state",
+    reference=None,
+    depth_genes: DepthGenes | None = None,
+) -> tuple[anndata.AnnData, np.ndarray]:
     """The counts of the lesions' genes for every cell of a cohort h5ad, and each cell's depth,
-    read in one pass of blocks of cells (the matrix is never held whole; issue 8).
+    read in blocks of cells (the matrix is never held whole; issue 8).
 
-    The counts are ``layers/counts`` when the file has that layer (``cohort.h5ad``, and
-    ``clustered.h5ad`` files written before issue 8), else ``X`` when it holds counts
-    (``clustered.h5ad``; :func:`remnant.io.store.counts_key`).
+    Two passes: the first sums the counts per gene of each group of cells (sample x state x
+    reference or not: the most-expressed genes of a group are left out of the depth; samples a few
+    genes dominate are reported; :mod:`remnant.tl.depth`), the second keeps the
+    lesions' genes and sums each cell's depth. The counts are ``layers/counts`` when the file has
+    that layer (``cohort.h5ad``, and ``clustered.h5ad`` files written before issue 8), else ``X``
+    when it holds counts (``clustered.h5ad``; :func:`remnant.io.store.counts_key`).
 
     Parameters
     ----------
@@ -322,6 +339,11 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
         From :func:`parse_lesions`.
     chunk_cells
         Cells per block read (default :data:`remnant.io.store.CHUNK_CELLS`).
+    sample_key, state_key, reference, depth_genes
+        As in :func:`call_lesions`: the obs columns of the samples and states (absent from obs or
+        ``None``: not used to group cells), the reference cells (boolean (n_obs,) or an obs column;
+        ``None``: not known yet, e.g. before an automatic choice) and the genes the depth leaves
+        out. The same arguments give the depth :func:`call_lesions` computes in memory.
 
     Returns
     -------
@@ -329,8 +351,8 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
         Cells x the genes inside any lesion (file order): raw counts in ``X`` (CSR, the stored
         dtype), the file's ``obs`` and those genes' ``var``. Memory: cells x lesion genes.
     depth
-        float64 (n_obs,): each cell's counts on autosomal genes outside every lesion (as
-        :func:`call_lesions` computes from the whole matrix); pass it as ``depth=``.
+        float64 (n_obs,): each cell's depth (:func:`depth_columns`), as :func:`call_lesions`
+        computes it from the whole matrix; pass it as ``depth=``.
     """
     from remnant.io import store
 
@@ -345,13 +367,24 @@ def read_lesion_counts(path, lesions, *, chunk_cells: int | None = None) -> tupl
             "rerun the step that writes it.",
             path=str(path),
         )
-    keep, outside = lesion_columns(var, lesions)
     kw = {} if chunk_cells is None else {"chunk_cells": chunk_cells}
-    counts, sums = store.read_columns(path, keep, sums={"depth": outside}, key=key, **kw)
+    codes, groups = obs_depth_groups(obs, sample_key, state_key, reference, "read_lesion_counts")
+    totals = store.group_sums(path, codes, len(groups), key=key, **kw)
+    keep, depth_genes_mask = depth_columns(var, lesions, totals, groups, depth_genes, "read_lesion_counts")
+    counts, sums = store.read_columns(path, keep, sums={"depth": depth_genes_mask}, key=key, **kw)
     return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), sums["depth"]
 
 
-def lesion_counts(X, var: pd.DataFrame, lesions, depth, where: str) -> tuple[sp.csr_matrix, pd.DataFrame, np.ndarray]:
+def lesion_counts(
+    X,
+    var: pd.DataFrame,
+    lesions,
+    depth,
+    where: str,
+    *,
+    groups: tuple[np.ndarray, pd.DataFrame] | None = None,
+    depth_genes: DepthGenes | None = None,
+) -> tuple[sp.csr_matrix, pd.DataFrame, np.ndarray]:
     """The in-memory twin of :func:`read_lesion_counts`: the counts of the lesions' genes and each
     cell's depth, from a count matrix ``X`` (cells x the genes of ``var``, sparse).
 
@@ -362,11 +395,18 @@ def lesion_counts(X, var: pd.DataFrame, lesions, depth, where: str) -> tuple[sp.
     var
         Those genes' rows of ``var``.
     depth
-        float64 (n_obs,): ``depth`` when given (checked), else the counts of ``X`` on the autosomal
-        genes outside every lesion (:func:`cell_depth`).
+        float64 (n_obs,): ``depth`` when given (checked), else the counts of ``X`` on the genes of
+        :func:`depth_columns`, with ``groups`` the cells' groups
+        (:func:`remnant.tl.depth.depth_groups`; ``None``: one group).
     """
-    keep, outside = lesion_columns(var, lesions)
-    depth = cell_depth(X, outside, depth, X.shape[0], where)
+    keep, _ = lesion_columns(var, lesions)
+    if depth is None:
+        codes, table = depth_groups(np.zeros(X.shape[0], np.int64)) if groups is None else groups
+        totals = group_totals(X, codes, len(table))
+        _, depth_genes_mask = depth_columns(var, lesions, totals, table, depth_genes, where)
+    else:
+        depth_genes_mask = np.zeros(len(var), bool)
+    depth = cell_depth(X, depth_genes_mask, depth, X.shape[0], where)
     # Only the lesions' genes are used from here on: select those columns before any row subset
     # (rows first would copy every gene of the selected cells). A matrix of those genes alone
     # (read_lesion_counts) is used as it is, not copied.
@@ -375,12 +415,43 @@ def lesion_counts(X, var: pd.DataFrame, lesions, depth, where: str) -> tuple[sp.
     return sp.csr_matrix(X[:, np.flatnonzero(keep)]), var.loc[keep], depth
 
 
+def depth_columns(
+    var: pd.DataFrame, lesions, totals: np.ndarray, groups: pd.DataFrame, depth_genes: DepthGenes | None, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (n_vars,) masks of the genes inside any lesion and of the genes each cell's depth is
+    counted on: the autosomal genes outside every lesion (:func:`lesion_genes`) less those
+    :func:`remnant.tl.depth.depth_mask` leaves out, given the gene totals ``totals``
+    (n_groups x n_vars) of the groups of cells ``groups`` (:func:`remnant.tl.depth.depth_groups`)."""
+    keep, outside = lesion_columns(var, lesions)
+    return keep, depth_mask(var, outside, totals, groups, depth_genes, where)
+
+
 def lesion_columns(var: pd.DataFrame, lesions) -> tuple[np.ndarray, np.ndarray]:
     """Boolean (n_vars,) masks of the genes inside any lesion (those scored) and of the autosomal
-    genes outside every lesion (those each cell's depth is counted on; :func:`lesion_genes`)."""
+    genes outside every lesion (:func:`lesion_genes`; each cell's depth is counted on those less the
+    genes :func:`depth_columns` leaves out)."""
     inside, outside = lesion_genes(var, lesions)
     keep = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
     return keep, outside
+
+
+def obs_depth_groups(obs: pd.DataFrame, sample_key: str, state_key: str | None, reference, where: str):
+    """:func:`remnant.tl.depth.depth_groups` from obs columns (a column absent: not used) and the
+    reference (``None``, a boolean (n_obs,) array or an obs column)."""
+    samples = obs[sample_key].to_numpy() if sample_key in obs.columns else np.zeros(len(obs), np.int64)
+    states = obs[state_key].to_numpy() if state_key is not None and state_key in obs.columns else None
+    if isinstance(reference, str):
+        if reference not in obs.columns:
+            raise InputError(f"obs has no column {reference!r}.", where=f"{where}(reference=...)")
+        reference = obs[reference].to_numpy()
+    if reference is not None:
+        reference = np.asarray(reference)
+        if reference.dtype != bool or reference.shape != (len(obs),):
+            raise InputError(
+                f"reference must be a boolean array of one value per cell ({len(obs)}) or an obs column.",
+                where=f"{where}(reference=...)",
+            )
+    return depth_groups(samples, states, reference)
 
 
 def write_calls(adata: anndata.AnnData, path) -> None:
@@ -484,6 +555,7 @@ def call_lesions(
     refine_max_reference: int | None = 10_000,
     chunk_size: int = 256,
     depth=None,
+    depth_genes: DepthGenes | None = None,
 ) -> None:
     # long because: the docstring is the reference for every parameter and key written; the code
     # (about 60 lines) checks the inputs and hands each step to the functions below.
@@ -559,6 +631,11 @@ def call_lesions(
         lesion (:func:`lesion_genes`), computed beforehand, e.g. while streaming the cohort file
         (:func:`read_lesion_counts`). ``None``: computed from the counts of ``adata``, which must
         then hold every gene.
+    depth_genes
+        The genes the depth leaves out (:class:`remnant.tl.depth.DepthGenes`; ``None``: the
+        default, every named gene family and each sample's top 1% of genes;
+        ``DepthGenes.plain()``: none). Samples whose 10 most-expressed genes hold more than 30%
+        of their counts are reported (a WARNING). Unused when ``depth`` is given.
 
     Writes
     ------
@@ -596,7 +673,8 @@ def call_lesions(
         raise InputError(
             f"only {int(ref.sum())} reference cells; need at least 10.", where="call_lesions(reference=...)"
         )
-    XU, var, depth = lesion_counts(X, adata.var, lesions, depth, "call_lesions")
+    groups = None if depth is not None else obs_depth_groups(adata.obs, sample_key, state_key, ref, "call_lesions")
+    XU, var, depth = lesion_counts(X, adata.var, lesions, depth, "call_lesions", groups=groups, depth_genes=depth_genes)
     cohort = _cohort(
         adata.obs,
         ref,

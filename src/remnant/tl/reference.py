@@ -48,6 +48,7 @@ from remnant.tl.lesions import (
     effective_batch_key,
     genes_in,
     lesion_counts,
+    obs_depth_groups,
     require_obs,
     require_positions,
 )
@@ -142,8 +143,11 @@ def find_reference(
     min_mean: float = 0.001,
     shrinkage: float = 20.0,
     depth=None,
+    depth_genes=None,
     **call_kwargs,
 ) -> tuple[np.ndarray, pd.DataFrame]:
+    # long because: the docstring is the reference for every parameter and column returned; the
+    # code (about 35 lines) checks the inputs and hands each step to the functions below.
     """Choose normal reference cells from the data: those least likely to carry any lesion.
 
     Parameters
@@ -181,6 +185,8 @@ def find_reference(
     depth
         float64 (n_obs,) counts of each cell on the autosomal genes outside every lesion, computed
         beforehand (as ``depth`` of :func:`remnant.tl.lesions.call_lesions`); ``None``: from ``adata``.
+    depth_genes
+        As in :func:`remnant.tl.lesions.call_lesions`: the genes the depth leaves out (``None``: the default).
 
     Returns
     -------
@@ -197,7 +203,15 @@ def find_reference(
     X, batch_key, cand = _checked_inputs(
         adata, candidates, state_key, batch_key, layer, max_carrier_probability, min_cells
     )
-    XU, var, depth = lesion_counts(X, adata.var, lesions, depth, "find_reference")
+    # the reference is what is being chosen: the depth's groups of cells are samples x states
+    groups = (
+        None
+        if depth is not None
+        else obs_depth_groups(adata.obs, call_kwargs.get("sample_key", "sample"), state_key, None, "find_reference")
+    )
+    XU, var, depth = lesion_counts(
+        X, adata.var, lesions, depth, "find_reference", groups=groups, depth_genes=depth_genes
+    )
     state = adata.obs[state_key].astype(str).to_numpy()
     batch = adata.obs[batch_key].astype(str).to_numpy() if batch_key else np.full(adata.n_obs, "all", dtype=object)
     choice = {"max_carrier_probability": max_carrier_probability, "min_cells": min_cells}

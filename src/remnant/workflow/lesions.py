@@ -19,7 +19,8 @@ import pandas as pd
 
 from remnant.errors import InputError
 from remnant.io.annotation import chromosome_arms, load_cytobands
-from remnant.io.store import TABLE_GZIP, annotate_with_calls
+from remnant.io.store import TABLE_GZIP, annotate_with_calls, read_obs
+from remnant.tl.depth import DepthGenes, read_gene_list
 from remnant.tl.lesions import Lesion, call_lesions, parse_lesions, read_lesion_counts, write_calls
 from remnant.tl.reference import find_reference
 from remnant.workflow.config import reference_cells
@@ -70,8 +71,21 @@ def call_cohort_lesions(
     """
     table = load_cytobands(cytobands)
     parsed = parse_lesions(lesions, table, chromosome_arms(table))
+    depth_genes = depth_options(cnv["depth"])
+    # a configured reference is known before the counts are read: the depth's groups of cells then
+    # separate it from the cells it is compared with (as call_lesions does in memory)
+    known = (
+        None if cnv["reference"] == "auto" else reference_cells(read_obs(h5ad), cnv["reference"], reference_conditions)
+    )
     t0, c0 = time.perf_counter(), time.process_time()
-    adata, depth = read_lesion_counts(h5ad, parsed)
+    try:
+        adata, depth = read_lesion_counts(
+            h5ad, parsed, reference=None if known is None else known.to_numpy(), depth_genes=depth_genes
+        )
+    except InputError as err:
+        if err.where != "read_lesion_counts(depth_genes=...)":
+            raise
+        raise InputError(err.detail, where="cnv.depth") from err
     t_read, c_read = time.perf_counter() - t0, time.process_time() - c0
     log.info(
         "read %s: %d cells, %d lesion genes kept, %d stored nonzeros of them",
@@ -99,6 +113,23 @@ def call_cohort_lesions(
     t0 = time.perf_counter()
     write_calls(adata, out_calls)
     log.info("wrote %s: %.1f s", out_calls, time.perf_counter() - t0)
+
+
+def depth_options(depth: Mapping) -> DepthGenes:
+    """The genes left out of each cell's depth, from the ``cnv.depth`` config."""
+    genes = ()
+    if depth.get("exclude_genes_file"):
+        try:
+            genes = read_gene_list(depth["exclude_genes_file"])
+        except InputError as err:
+            raise InputError(err.detail, path=err.path, where="cnv.depth.exclude_genes_file") from err
+        log.info("%d genes left out of the depth from %s", len(genes), depth["exclude_genes_file"])
+    return DepthGenes(
+        exclude_families=tuple(depth["exclude_families"]),
+        exclude_patterns=tuple(depth["exclude_patterns"]),
+        exclude_genes=genes,
+        trim_top_fraction=float(depth["trim_top_fraction"]),
+    )
 
 
 def _call_options(cnv: Mapping, seed: int, depth: np.ndarray) -> dict:

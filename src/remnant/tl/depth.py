@@ -1,0 +1,274 @@
+"""Which genes a cell's depth is counted on for the lesion calls (issue 17, item 2).
+
+The lesion model compares a cell's counts on a lesion's genes with its depth ``D_c``: the counts on
+the autosomal genes outside every lesion. A plain sum there is set by whatever dominates the cell's
+counts. In plasma cells, immunoglobulins hold 78% of a normal cell's counts, so every other gene
+reads low as a block: every loss scores low and every gain is called. Haemoglobin in erythroid
+cells, MALAT1, mitochondrial and ribosomal transcripts, immediate-early genes that rise with
+sample handling, and the keratins or ferritin of one cell type do the same.
+
+The depth therefore leaves out:
+
+- named gene families (:data:`DEPTH_FAMILIES`, symbol patterns; all on by default);
+- user symbol patterns and a user list of symbols;
+- the most-expressed genes: in each sample (group), the top ``trim_top_fraction`` of the
+  remaining genes by summed counts; a gene at the top of any sample is left out for every cell,
+  so every cell's depth is counted on one gene set.
+
+This applies to the depth only: a lesion's own genes keep their evidence (RPS14 in 5q, HLA genes in
+6p). The same function chooses the genes in memory (:func:`remnant.tl.lesions.call_lesions`) and
+when streaming a cohort file (:func:`remnant.tl.lesions.read_lesion_counts`): both give it the
+per-sample gene totals, summed in float64 (exact for counts).
+
+Genes are matched by symbol: ``var["gene_name"]`` where present and not empty (remnant's files
+hold Ensembl IDs as var names and the symbols there), else the var names (an AnnData with
+symbols as var names, e.g. :func:`remnant.io.store.scverse_var`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from remnant.errors import InputError
+
+log = logging.getLogger(__name__)
+
+_IEG = (
+    "FOS|FOSB|JUN|JUNB|JUND|EGR1|EGR2|EGR3|IER2|IER3|IER5|DUSP1|ATF3|NR4A1|NR4A2|KLF2|KLF4|KLF6|ZFP36"
+    "|HSPA1A|HSPA1B|PPP1R15A|CYR61|CCN1"
+)
+
+#: Gene families left out of the depth, as regular expressions matched at the start of the symbol
+#: (HGNC symbols). The same families as the method study (docs/robust_evidence.md).
+DEPTH_FAMILIES: dict[str, str] = {
+    "immunoglobulin": r"IG[HKL][VDJ]\d|IG[KL]C|IGH[ADEGM]\d?$|JCHAIN$",
+    "t_cell_receptor": r"TR[ABDG][VDJ]\d|TR[ABDG]C\d?$",
+    "mitochondrial": r"MT-|MTRNR",
+    "ribosomal": r"RP[LS]\d+[AXY]?\d*$|RPLP\d$|RPSA$",
+    "hla": r"HLA-",
+    "haemoglobin": r"HB[ABDEGMQZ]\d?$",
+    "immediate_early": rf"(?:{_IEG})$",
+    "malat1_neat1": r"(?:MALAT1|NEAT1)$",
+}
+
+#: Most-expressed genes left out of the depth: this share of each sample's expressed genes.
+DEFAULT_TRIM_TOP_FRACTION = 0.01
+
+#: A sample is reported when its ``DOMINANCE_TOP_GENES`` most-expressed genes hold more than this share.
+DOMINANCE_SHARE = 0.30
+DOMINANCE_TOP_GENES = 10
+
+
+@dataclass(frozen=True)
+class DepthGenes:
+    """Which genes count towards a cell's depth (see the module docstring).
+
+    Attributes
+    ----------
+    exclude_families
+        Names of :data:`DEPTH_FAMILIES` left out (default: all).
+    exclude_patterns
+        Further regular expressions, matched at the start of the symbol (``re.match``), e.g.
+        ``"KRT\\d"`` or ``"FTL$"``.
+    exclude_genes
+        Symbols left out (exact; e.g. from a file, :func:`read_gene_list`).
+    trim_top_fraction
+        Share (0 to < 0.5) of each sample's expressed genes, the most expressed, left out
+        (0: none).
+    """
+
+    exclude_families: tuple[str, ...] = tuple(DEPTH_FAMILIES)
+    exclude_patterns: tuple[str, ...] = ()
+    exclude_genes: tuple[str, ...] = field(default=())
+    trim_top_fraction: float = DEFAULT_TRIM_TOP_FRACTION
+
+    @classmethod
+    def plain(cls) -> DepthGenes:
+        """Every autosomal gene outside the lesions (the depth before issue 17)."""
+        return cls(exclude_families=(), exclude_patterns=(), exclude_genes=(), trim_top_fraction=0.0)
+
+    def checked(self, where: str) -> DepthGenes:
+        """Self with tuples, or InputError naming what is wrong."""
+        families = tuple(self.exclude_families or ())
+        unknown = [f for f in families if f not in DEPTH_FAMILIES]
+        if unknown:
+            raise InputError(
+                f"unknown gene families {unknown}; known: {sorted(DEPTH_FAMILIES)}.", where=f"{where}(depth_genes=...)"
+            )
+        patterns = tuple(str(p) for p in (self.exclude_patterns or ()))
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as err:
+                raise InputError(
+                    f"gene pattern {p!r} is not a regular expression: {err}.", where=f"{where}(depth_genes=...)"
+                ) from err
+        trim = float(self.trim_top_fraction)
+        if not 0 <= trim < 0.5:
+            raise InputError(
+                f"trim_top_fraction must be >= 0 and < 0.5; got {trim}.", where=f"{where}(depth_genes=...)"
+            )
+        return DepthGenes(families, patterns, tuple(str(g) for g in (self.exclude_genes or ())), trim)
+
+
+def read_gene_list(path) -> tuple[str, ...]:
+    """Gene symbols from a text file: one a line (the first tab- or comma-separated field); empty
+    lines and lines starting with ``#`` are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("gene list does not exist.", path=path)
+    genes = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            genes.append(re.split(r"[\t,]", line)[0].strip())
+    return tuple(g for g in genes if g)
+
+
+def gene_symbols(var: pd.DataFrame) -> np.ndarray:
+    """(n_vars,) str: ``var["gene_name"]`` where present and not empty, else the var names."""
+    ids = var.index.astype(str).to_numpy()
+    if "gene_name" not in var.columns:
+        return ids
+    names = var["gene_name"]
+    ok = names.notna().to_numpy() & (names.astype(str).to_numpy() != "")
+    return np.where(ok, names.astype(str).to_numpy(), ids).astype(str)
+
+
+def excluded_genes(var: pd.DataFrame, spec: DepthGenes) -> np.ndarray:
+    """Boolean (n_vars,): genes of the named families, patterns and list of ``spec``."""
+    symbols = pd.Series(gene_symbols(var))
+    patterns = [DEPTH_FAMILIES[f] for f in spec.exclude_families] + list(spec.exclude_patterns)
+    out = np.zeros(len(var), bool)
+    if patterns:
+        out |= symbols.str.match("|".join(f"(?:{p})" for p in patterns)).to_numpy(bool)
+    if spec.exclude_genes:
+        out |= symbols.isin(set(spec.exclude_genes)).to_numpy()
+    return out
+
+
+#: Cells a group needs for its own most-expressed genes to be left out (fewer: noise, not dominance).
+MIN_TRIM_CELLS = 5
+
+
+def depth_groups(samples, states=None, reference=None) -> tuple[np.ndarray, pd.DataFrame]:
+    """The groups whose most-expressed genes the depth leaves out: cells of one sample, one state
+    (``states``, optional) and on one side of the reference (``reference``, a boolean array,
+    optional), so that a population's dominant genes (a tumour's keratins, macrophages' ferritin)
+    are left out even where it shares a sample with others.
+
+    Returns int64 (n_obs,) codes and a table of the groups (``sample``, ``n_cells``), in code order.
+    """
+    samples = pd.Series(np.asarray(samples)).astype(str)
+    label = samples.copy()
+    if states is not None:
+        label = label + "\x1f" + pd.Series(np.asarray(states)).astype(str)
+    if reference is not None:
+        label = label + "\x1f" + pd.Series(np.asarray(reference, bool)).map({True: "ref", False: "query"})
+    codes, uniques = pd.factorize(label, sort=True)
+    first = pd.Series(np.arange(codes.size)).groupby(codes).first().to_numpy()
+    table = pd.DataFrame({"sample": samples.to_numpy()[first], "n_cells": np.bincount(codes, minlength=len(uniques))})
+    return codes.astype(np.int64), table
+
+
+def group_totals(X, codes: np.ndarray, n_groups: int, block: int = 50_000) -> np.ndarray:
+    """float64 dense (n_groups x n_vars): counts of ``X`` (cells x genes) summed per group, a block
+    of ``block`` cells at a time (the matrix is never copied whole; as
+    :func:`remnant.io.store.group_sums` does over a file: counts are integers, so the float64 sums
+    are exact and the same in any order)."""
+    X = X if sp.issparse(X) else sp.csr_matrix(X)
+    total = np.zeros((n_groups, X.shape[1]))
+    for start in range(0, X.shape[0], block):
+        g = codes[start : start + block]
+        indicator = sp.csr_matrix((np.ones(g.size), (g, np.arange(g.size))), shape=(n_groups, g.size))
+        total += np.asarray((indicator @ X[start : start + block].astype(np.float64)).todense())
+    return total
+
+
+def depth_mask(
+    var: pd.DataFrame,
+    outside: np.ndarray,
+    totals: np.ndarray,
+    groups: pd.DataFrame,
+    spec: DepthGenes | None,
+    where: str,
+) -> np.ndarray:
+    """Boolean (n_vars,): the genes each cell's depth is counted on.
+
+    ``outside``: the autosomal genes outside every lesion; ``totals``: (n_groups x n_vars) counts
+    summed per group of :func:`depth_groups` (:func:`group_totals` in memory,
+    :func:`remnant.io.store.group_sums` over a file); ``groups``: its table (sample, n_cells).
+    The most-expressed genes are taken from each group of at least :data:`MIN_TRIM_CELLS` cells
+    (from all cells pooled when no group has that many); samples a few genes dominate are
+    reported (:func:`warn_dominance`).
+    """
+    spec = (DepthGenes() if spec is None else spec).checked(where)
+    excluded = excluded_genes(var, spec)
+    keep = outside & ~excluded
+    top = np.zeros(len(var), bool)
+    if spec.trim_top_fraction > 0 and len(totals):
+        big = groups["n_cells"].to_numpy() >= MIN_TRIM_CELLS
+        for t in totals[big] if big.any() else totals.sum(0, keepdims=True):
+            on = np.flatnonzero(keep & (t > 0))
+            if on.size:
+                top |= keep & (t > np.quantile(t[on], 1.0 - spec.trim_top_fraction))
+    mask = keep & ~top
+    log.info(
+        "depth counted on %d of %d autosomal genes outside the lesions: %d left out by gene family, pattern or "
+        "list, %d as the most expressed of a group of cells",
+        int(mask.sum()),
+        int(outside.sum()),
+        int((outside & excluded).sum()),
+        int(top.sum()),
+    )
+    names, code = np.unique(groups["sample"].to_numpy(dtype=str), return_inverse=True)
+    per_sample = np.zeros((names.size, totals.shape[1]))
+    np.add.at(per_sample, code, totals)
+    warn_dominance(per_sample, names, gene_symbols(var), mask)
+    return mask
+
+
+def warn_dominance(
+    totals: np.ndarray,
+    groups,
+    symbols: np.ndarray,
+    depth_genes: np.ndarray,
+    top: int = DOMINANCE_TOP_GENES,
+    share: float = DOMINANCE_SHARE,
+) -> list[dict]:
+    """Log a WARNING for each sample whose ``top`` most-expressed genes hold more than ``share`` of
+    its counts, naming the genes and whether the depth leaves them out; returns those samples as
+    dicts (sample, share, genes)."""
+    found = []
+    for name, t in zip(groups, totals, strict=True):
+        total = float(t.sum())
+        if total <= 0:
+            continue
+        order = np.argsort(-t, kind="stable")[:top]
+        s = float(t[order].sum()) / total
+        if s <= share:
+            continue
+        genes = [f"{symbols[i]} {100 * t[i] / total:.1f}%" for i in order]
+        kept = [str(symbols[i]) for i in order if depth_genes[i]]
+        found.append({"sample": str(name), "share": s, "genes": [str(symbols[i]) for i in order]})
+        log.warning(
+            "sample %s: its %d most-expressed genes hold %.0f%% of its counts (%s). %s",
+            name,
+            top,
+            100 * s,
+            ", ".join(genes),
+            (
+                f"The depth of the copy-number calls counts {', '.join(kept)} among them; leave them out of it "
+                "by gene pattern or gene list if they are a cell-type programme rather than the cell's depth."
+                if kept
+                else "The depth of the copy-number calls leaves all of them out."
+            ),
+        )
+    return found

@@ -1,0 +1,140 @@
+"""Real-data suite (issue 17 item 6): the table of benchmarks/real_data.py, computed once, held to floors.
+
+TNBC1 (``../shared/data/real/tnbc1`` beside the project root: 228 tumour and 74 normal cells of one 10x
+sample) and infercnvpy's oligodendroglioma set (shipped inside infercnvpy, read offline), prepared and
+scored by benchmarks/_real_sets.py and benchmarks/real_data.py (imported, not re-implemented): per lesion
+and control arm, remnant's per-cell LLR AUROC tumour vs normal, the share of tumour cells called on a
+control arm, the share of normal cells called (in the tumour's own sample, and TNBC1's normals also in a
+sample of their own), and infercnvpy's arm score on the same cells and reference.
+
+Both data sets are present where CI runs: a missing one fails the test (it is not skipped).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import _real_sets as R  # noqa: E402
+import real_data  # noqa: E402
+
+# REGRESSION FLOORS, NOT THE ISSUE'S TARGETS. Issue 17 asks, on TNBC1, for every lesion AUROC >= 0.95 and
+# >= infercnvpy's, and <= 2% of cells called on the control arms and among the normal cells; those are NOT
+# yet met (today: del19q 0.892, del10q 0.891, del14q 0.932 against infercnvpy's 0.97; up to 7 of 74 normal
+# cells called for a gain when they share the tumour's sample; 22 of 228 tumour cells called for del18p).
+# The values below are today's (this branch, `benchmarks/real_data.py`) less a small margin: AUROC 0.01,
+# one more normal cell, two more tumour cells on a control. They guard against regression only; raise them
+# as the method improves. The oligodendroglioma AUROC floors are the issue's own (today 1.000 / 0.991).
+N_TUMOUR, N_NORMAL = 228, 74  # TNBC1
+N_TUMOUR_OLIGO, N_NORMAL_OLIGO = 142, 42
+
+# TNBC1 lesions: auroc >= floor; normal_called (normals in the tumour's sample) and normal_called_split
+# (normals in a sample of their own) <= ceiling. Today's values in the comments.
+TNBC1_LESIONS = {
+    "gain1q": {"auroc": 0.989, "normal_called": 5 / N_NORMAL, "normal_called_split": 3 / N_NORMAL},  # .9993 4 2
+    "gain8q": {"auroc": 0.989, "normal_called": 8 / N_NORMAL, "normal_called_split": 2 / N_NORMAL},  # .9998 7 1
+    "gain16p": {"auroc": 0.971, "normal_called": 7 / N_NORMAL, "normal_called_split": 2 / N_NORMAL},  # .9813 6 1
+    "del19q": {"auroc": 0.882, "normal_called": 3 / N_NORMAL, "normal_called_split": 3 / N_NORMAL},  # .8924 2 2
+    "del5q": {"auroc": 0.948, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},  # .9581 0 0
+    "del10q": {"auroc": 0.881, "normal_called": 2 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},  # .8914 1 0
+    "del14q": {"auroc": 0.921, "normal_called": 2 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},  # .9315 1 0
+}
+# TNBC1 control arms (no change): tumour_called, normal_called, normal_called_split <= ceiling.
+TNBC1_CONTROLS = {
+    "gain1p": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
+    "del1p": {"tumour_called": 3 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
+    "gain18p": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
+    "del18p": {"tumour_called": 24 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
+    "gain22q": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
+    "del22q": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
+}
+# today: tumour cells called 0, 1, 0, 22, 0, 0 of 228; no normal cell called on any control arm.
+# Oligodendroglioma: the issue's AUROC floors; normals (each in its tumour's sample) today 0 and 1 of 42.
+OLIGO_LESIONS = {
+    "del1p": {"auroc": 0.99, "normal_called": 1 / N_NORMAL_OLIGO},
+    "del19q": {"auroc": 0.98, "normal_called": 2 / N_NORMAL_OLIGO},
+}
+# retained arms: no tumour or normal cell called today
+OLIGO_CONTROLS = {
+    "del1q": {"tumour_called": 2 / N_TUMOUR_OLIGO, "normal_called": 1 / N_NORMAL_OLIGO},
+    "del19p": {"tumour_called": 2 / N_TUMOUR_OLIGO, "normal_called": 1 / N_NORMAL_OLIGO},
+}
+# infercnvpy's arm score (cross-fitted reference) on the same cells, a check that the comparison itself
+# still works (today 0.968-1.000 on the TNBC1 lesions, 0.998-1.000 on the oligodendroglioma ones)
+ICNV_FLOOR = 0.95
+
+EPS = 1e-9  # the ceilings are whole cells: compare shares without rounding trouble
+
+
+@pytest.fixture(scope="module")
+def table():
+    """benchmarks/real_data.py's table with infercnvpy (TNBC1 ~6 s, oligodendroglioma ~18 s here)."""
+    counts = R.TNBC1 / "counts.tsv.gz"
+    if not counts.is_file():
+        pytest.fail(
+            f"TNBC1 is missing: {counts} not found. It lives in ../shared/data/real/tnbc1 beside the project "
+            "root (or set REMNANT_TNBC1 to its directory); CI has it, so this is a failure, not a skip."
+        )
+    try:
+        import infercnvpy as cnv
+
+        cnv.datasets.oligodendroglioma  # noqa: B018
+    except (ImportError, AttributeError) as err:
+        pytest.fail(
+            f"the oligodendroglioma set ships with infercnvpy, a dependency of remnant, which is unusable: {err!r}"
+        )
+    import pandas as pd
+
+    return pd.DataFrame(real_data.run_tnbc1(True) + real_data.run_oligo(True)).set_index(["data", "lesion"])
+
+
+def test_table_shape(table):
+    assert set(table.loc["TNBC1"].index) == set(TNBC1_LESIONS) | set(TNBC1_CONTROLS)
+    assert set(table.loc["oligodendroglioma"].index) == set(OLIGO_LESIONS) | set(OLIGO_CONTROLS)
+    assert np.isfinite(table[["auroc", "icnv", "icnv_cf", "tumour_called", "normal_called"]].to_numpy()).all()
+
+
+def _check(row, floors: dict) -> None:
+    for col, bound in floors.items():
+        got = row[col]
+        if col.startswith("auroc"):
+            assert got >= bound, f"{col} {got:.4f} fell below its floor {bound:.3f}"
+        else:
+            assert got <= bound + EPS, f"{col} {got:.4f} rose above its ceiling {bound:.4f}"
+
+
+@pytest.mark.parametrize("lesion", list(TNBC1_LESIONS))
+def test_tnbc1_lesion(table, lesion):
+    row = table.loc[("TNBC1", lesion)]
+    assert row["kind"] == "lesion"
+    _check(row, TNBC1_LESIONS[lesion])
+
+
+@pytest.mark.parametrize("lesion", list(TNBC1_CONTROLS))
+def test_tnbc1_control(table, lesion):
+    row = table.loc[("TNBC1", lesion)]
+    assert row["kind"] == "control"
+    _check(row, TNBC1_CONTROLS[lesion])
+
+
+@pytest.mark.parametrize("lesion", list(OLIGO_LESIONS))
+def test_oligodendroglioma_lesion(table, lesion):
+    row = table.loc[("oligodendroglioma", lesion)]
+    assert row["kind"] == "lesion"
+    _check(row, OLIGO_LESIONS[lesion])
+
+
+@pytest.mark.parametrize("lesion", list(OLIGO_CONTROLS))
+def test_oligodendroglioma_control(table, lesion):
+    row = table.loc[("oligodendroglioma", lesion)]
+    assert row["kind"] == "control"
+    _check(row, OLIGO_CONTROLS[lesion])
+
+
+def test_infercnvpy_comparison_runs(table):
+    lesions = table[table["kind"] == "lesion"]
+    assert (lesions["icnv_cf"] >= ICNV_FLOOR).all(), lesions[["icnv", "icnv_cf"]]
