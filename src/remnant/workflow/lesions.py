@@ -217,7 +217,9 @@ def _write_summaries(adata: ad.AnnData, lesions: list[Lesion], samples: PathLike
     summaries, rows = [], []
     for lesion in lesions:
         info = adata.uns["lesions"][lesion.name]
-        summaries.append(info["per_sample"].reset_index().assign(lesion=lesion.name, genes_used=len(info["genes"])))
+        summary = info["per_sample"].reset_index().assign(lesion=lesion.name, genes_used=len(info["genes"]))
+        summary["reference_note"] = summary["batch"].map(_batch_notes(info.get("reference_notes"))).fillna("")
+        summaries.append(summary)
         rows.append(
             info["intervals"].assign(lesion=lesion.name, configured_start=lesion.start, configured_end=lesion.end)
         )
@@ -225,6 +227,23 @@ def _write_summaries(adata: ad.AnnData, lesions: list[Lesion], samples: PathLike
         log.info("%s: reference FPR %.4f", lesion.name, info["reference_fpr"])
     pd.concat(summaries, ignore_index=True).to_csv(samples, sep="\t", index=False, float_format="%.6g")
     pd.concat(rows, ignore_index=True).to_csv(intervals, sep="\t", index=False, float_format="%.6g")
+
+
+#: What a reference note's kind (remnant.tl.lesions) asks of the config, appended to the note.
+_NOTE_HINTS = {
+    "cell_folds": "The reference cells are cnv.reference; each cell's donor is the sheet's patient column.",
+    "states_without_reference": "The reference cells are cnv.reference (or cnv.reference: auto).",
+    "unmatched_batch": "The reference cells are cnv.reference; cnv.min_batch_reference sets how many a batch needs.",
+}
+
+
+def _batch_notes(notes: pd.DataFrame | None) -> dict[str, str]:
+    """Batch -> its reference notes (with the config key to change) as one string, for the
+    ``reference_note`` column of lesion_summary.tsv."""
+    if notes is None or notes.empty:
+        return {}
+    text = notes["note"] + " " + notes["kind"].map(_NOTE_HINTS).fillna("")
+    return {b: " ".join(t.strip() for t in group) for b, group in text.groupby(notes["batch"])}
 
 
 def _log_batches(name: str, batches: pd.DataFrame) -> None:
