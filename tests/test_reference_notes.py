@@ -18,7 +18,8 @@ import simulated as S
 
 from remnant.io.annotation import chromosome_arms
 from remnant.tl.lesions import call_lesions, parse_lesions, write_calls
-from remnant.workflow.lesions import _write_summaries
+from remnant.workflow.lesions import _sample_notes, _write_summaries
+from remnant.workflow.report import NOTE_SEPARATOR
 
 ROWS = [
     ("H1_ref", "H1", "", "CD34", "healthy", "droplet"),
@@ -125,3 +126,24 @@ def test_batch_without_its_own_reference(cohort, lesions, caplog, tmp_path):
     summary = pd.read_csv(tmp_path / "summary.tsv", sep="\t", keep_default_na=False).set_index("sample")
     assert "cnv.min_batch_reference" in summary.loc["P1_dx", "reference_note"]
     assert summary.loc["H1_ref", "reference_note"] == ""
+
+
+def test_summary_notes_per_sample():
+    """A batch's notes reach each of its samples (config key appended, " | " between notes); a note on
+    states without reference cells only the samples with cells of those states."""
+    notes = pd.DataFrame(
+        [
+            ("b1", "cell_folds", "H1", "only one reference donor (H1): ..."),
+            ("b1", "states_without_reference", "MEP, ERP", "no reference cells of state(s) MEP, ERP: ..."),
+            ("b2", "unmatched_batch", "0", "batch b2: only 0 reference cells of its own: ..."),
+        ],
+        columns=["batch", "kind", "detail", "note"],
+    )
+    obs = pd.DataFrame({"s": ["A", "A", "B", "C"], "state": ["HSC", "ERP", "HSC", "HSC"]})
+    summary = pd.DataFrame({"sample": ["A", "B", "C", "D"], "batch": ["b1", "b1", "b2", "b3"]})
+    got = _sample_notes(summary, notes, obs, {"state_key": "state", "sample_key": "s"})
+    assert got[0].split(NOTE_SEPARATOR)[0].startswith("only one reference donor (H1): ... The reference cells are cnv.")
+    assert "MEP, ERP" in got[0].split(NOTE_SEPARATOR)[1]
+    assert got[1].startswith("only one reference donor") and NOTE_SEPARATOR not in got[1]
+    assert "cnv.min_batch_reference" in got[2] and got[3] == ""
+    assert _sample_notes(summary, notes.iloc[:0], obs, {}) == [""] * 4

@@ -259,8 +259,9 @@ def test_front_page_shows_reference_notes():
         "and the calibration are measured on cells of the same donor(s) as the reference profile and may "
         "be optimistic for other people's cells; add reference cells of a second healthy donor."
     )
-    page = _page(reference_note=[note, note, ""])
-    assert page.count("Reference: " + note) == 1
+    other = "batch plate: only 0 reference cells of its own (50 needed): ..."
+    page = _page(reference_note=[note, f"{note} | {other}", ""])
+    assert page.count(note) == 1 and f"Reference: {note} {other}" in page
     settings = {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5, "warning_stream": False}
     assert _rst_problems(page, settings) == []
     assert _page(reference_note=[np.nan] * 3) == _page() == _page(reference_note="")

@@ -24,6 +24,7 @@ from remnant.tl.depth import DepthGenes, read_gene_list
 from remnant.tl.lesions import Lesion, call_lesions, parse_lesions, read_lesion_counts, write_calls
 from remnant.tl.reference import find_reference
 from remnant.workflow.config import reference_cells
+from remnant.workflow.report import NOTE_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def _write_summaries(adata: ad.AnnData, lesions: list[Lesion], samples: PathLike
     for lesion in lesions:
         info = adata.uns["lesions"][lesion.name]
         summary = info["per_sample"].reset_index().assign(lesion=lesion.name, genes_used=len(info["genes"]))
-        summary["reference_note"] = summary["batch"].map(_batch_notes(info.get("reference_notes"))).fillna("")
+        summary["reference_note"] = _sample_notes(summary, info.get("reference_notes"), adata.obs, info["params"])
         summaries.append(summary)
         rows.append(
             info["intervals"].assign(lesion=lesion.name, configured_start=lesion.start, configured_end=lesion.end)
@@ -237,13 +238,24 @@ _NOTE_HINTS = {
 }
 
 
-def _batch_notes(notes: pd.DataFrame | None) -> dict[str, str]:
-    """Batch -> its reference notes (with the config key to change) as one string, for the
-    ``reference_note`` column of lesion_summary.tsv."""
+def _sample_notes(summary: pd.DataFrame, notes: pd.DataFrame | None, obs: pd.DataFrame, params: Mapping) -> list[str]:
+    """Each summary row's reference notes (those of its batch, with the config key to change) as
+    one string (``NOTE_SEPARATOR`` between notes), for the ``reference_note`` column of
+    lesion_summary.tsv; a note on states without
+    reference cells only where the sample has cells of those states."""
     if notes is None or notes.empty:
-        return {}
-    text = notes["note"] + " " + notes["kind"].map(_NOTE_HINTS).fillna("")
-    return {b: " ".join(t.strip() for t in group) for b, group in text.groupby(notes["batch"])}
+        return [""] * len(summary)
+    states = obs[params["state_key"]].astype(str).groupby(obs[params["sample_key"]].astype(str)).agg(set)
+    out = []
+    for sample, batch in zip(summary["sample"].astype(str), summary["batch"].astype(str), strict=True):
+        texts = []
+        for _, note in notes[notes["batch"] == batch].iterrows():
+            lacking = set(note["detail"].split(", "))
+            if note["kind"] == "states_without_reference" and not lacking & states.get(sample, set()):
+                continue
+            texts.append(f"{note['note']} {_NOTE_HINTS.get(note['kind'], '')}".strip())
+        out.append(NOTE_SEPARATOR.join(texts))
+    return out
 
 
 def _log_batches(name: str, batches: pd.DataFrame) -> None:

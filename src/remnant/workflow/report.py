@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+#: Between two reference notes in one cell of lesion_summary.tsv's ``reference_note``.
+NOTE_SEPARATOR = " | "
+
 __all__ = [
     "PACKAGES",
     "contrast_paragraphs",
@@ -679,10 +682,12 @@ def _trust_text(lesion_summary: pd.DataFrame, reference: pd.DataFrame | None, le
 
 
 def _reference_notes(summary: pd.DataFrame) -> list[str]:
-    """The distinct non-empty ``reference_note`` entries of lesion_summary.tsv rows, in order."""
+    """The distinct notes of lesion_summary.tsv's ``reference_note`` column (``NOTE_SEPARATOR``
+    between the notes of one row), in order."""
     if "reference_note" not in summary:
         return []
-    notes = summary["reference_note"].fillna("").astype(str).str.strip()
+    cells = summary["reference_note"].fillna("").astype(str)
+    notes = (n.strip() for cell in cells for n in cell.split(NOTE_SEPARATOR))
     return list(dict.fromkeys(n for n in notes if n))
 
 
