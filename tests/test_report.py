@@ -184,6 +184,11 @@ def test_methods_name_versions_and_parameters():
 
 @pytest.fixture()
 def page():
+    return _page()
+
+
+def _page(**lesion_columns):
+    """The front page of a small hand-made run; ``lesion_columns`` are added to lesion_summary.tsv."""
     samples = pd.DataFrame(
         {
             "sample": ["P1_dx_HSC", "P1_rem_HSC", "N1_HSC"],
@@ -204,6 +209,7 @@ def page():
             "fpr": [0.004, 0.002, 0.0],
             "fnr": [0.03, 0.2, 0.0],
             "reference_matched": True,
+            **lesion_columns,
         }
     )
     config = {
@@ -243,6 +249,23 @@ def test_front_page_numbers_and_sections(page):
     ):
         assert needle in page, needle
     assert "{{" not in page and "{%" not in page  # Snakemake renders the page through Jinja
+
+
+def test_front_page_shows_reference_notes():
+    """lesion_summary.tsv's reference_note reaches the page once per distinct note; without notes
+    (empty, or no column) the page is the one without the column."""
+    note = (
+        "only one reference donor (H1): cross-fitting used random cell folds, so the false-positive rate "
+        "and the calibration are measured on cells of the same donor(s) as the reference profile and may "
+        "be optimistic for other people's cells; add reference cells of a second healthy donor."
+    )
+    other = "batch plate: only 0 reference cells of its own (50 needed): ..."
+    page = _page(reference_note=[note, f"{note} | {other}", ""])
+    assert page.count(note) == 1 and f"Reference: {note} {other}" in page
+    settings = {"report_level": docutils.utils.Reporter.WARNING_LEVEL, "halt_level": 5, "warning_stream": False}
+    assert _rst_problems(page, settings) == []
+    assert _page(reference_note=[np.nan] * 3) == _page() == _page(reference_note="")
+    assert "Reference:" not in _page()
 
 
 def test_front_page_is_valid_restructuredtext(page):

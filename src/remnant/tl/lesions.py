@@ -36,6 +36,7 @@ lesion genes; the cohort is never densified. The arithmetic of the model is in
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import asdict, dataclass
 
@@ -52,6 +53,8 @@ __all__ = ["DEFAULT_LESIONS", "DepthGenes", "Lesion", "call_lesions", "parse_les
 
 #: Default lesion configuration: del(5q) over 5q13.1-5q33.3 (GRCh38 67.4-160.5 Mb).
 DEFAULT_LESIONS: list[dict] = [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]
+
+log = logging.getLogger(__name__)
 
 _DEFAULT_RATIO = {"loss": 0.5, "gain": 1.5}
 _AUTOSOMES = {f"chr{i}" for i in range(1, 23)}
@@ -644,8 +647,11 @@ def call_lesions(
     nonzero expectation). ``uns["lesions"][name]``: ``per_sample`` DataFrame (batch, n_cells,
     n_reference, prior, n_called, fpr, fnr, temperature, count_scale, reference_matched);
     ``batches`` DataFrame (per batch: n_cells, n_reference, reference_matched, fold_mode, n_folds,
-    n_genes, temperature, count_scale); ``intervals`` DataFrame (per donor with cells outside the
-    reference: donor, n_called, refined, start, end (bp), n_genes, gain; no rows without
+    n_reference_donors (-1: donors unknown), n_genes, temperature, count_scale); ``reference_notes``
+    DataFrame (batch, kind, detail, note: what the reference could not give a batch - one reference
+    donor, states without reference cells, a batch without its own reference; each also logged as
+    a WARNING; no rows when none applies); ``intervals`` DataFrame (per donor with cells outside
+    the reference: donor, n_called, refined, start, end (bp), n_genes, gain; no rows without
     ``refine``); ``genes`` (var_names of the genes used in any batch); ``reference_fpr`` (called
     fraction of cross-fitted reference cells with their own sample prior); ``lesion`` (the
     :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``). ``fpr`` per sample is the share of cross-fitted reference cells (of the
@@ -706,6 +712,9 @@ def call_lesions(
         "refine_max_reference": -1 if refine_max_reference is None else int(refine_max_reference),
         "n_reference": int(ref.sum()),
     }
+    notes = _reference_notes(adata.obs[state_key], cohort, min_batch_reference)
+    for note in notes["note"]:
+        log.warning("%s", note)
     uns = adata.uns.setdefault("lesions", {})
     for lesion in lesions:
         columns, uns[lesion.name] = _call_lesion(
@@ -723,6 +732,7 @@ def call_lesions(
         for key, values in columns.items():
             adata.obs[f"{lesion.name}_{key}"] = values
         uns[lesion.name]["params"] = dict(params)
+        uns[lesion.name]["reference_notes"] = notes.copy()
 
 
 def _call_lesion(
@@ -769,6 +779,67 @@ def _call_lesion(
         "genes": np.asarray(var.index[cols[scores.used]], dtype=str),
         "reference_fpr": float(call[cohort.ref].mean()),
     }
+
+
+def _reference_notes(states: pd.Series, cohort: _Cohort, min_batch_reference: int) -> pd.DataFrame:
+    """What the reference could not give each batch, in words a user can act on: one row per fact
+    (``batch``, ``kind``, ``detail``, ``note``).
+
+    Kinds: ``cell_folds`` (fewer than two reference donors, so cross-fitting used random cells
+    and the false-positive rate is measured on the reference's own donor), ``states_without_reference``
+    (states of the batch's cells with no reference cell; scored against the pooled profile) and
+    ``unmatched_batch`` (too few reference cells of the batch's own; scored against all batches').
+    ``states``: the annotated state of every cell (n_obs,)."""
+    state = states.astype(str).where(states.notna(), "").to_numpy()
+    rows = []
+    for u in cohort.units:
+        ref_rows = u.rows[u.fold >= 0]
+        where = f"batch {u.batch}: " if len(cohort.units) > 1 else ""
+        if u.fold_mode == "cell":
+            if cohort.donors is None:
+                detail, who = "", "the reference cells' donors are not known (no donor column)"
+            else:
+                detail = ", ".join(sorted(set(cohort.donors[ref_rows])))
+                who = f"only one reference donor ({detail})"
+            rows.append(
+                (
+                    u.batch,
+                    "cell_folds",
+                    detail,
+                    f"{where}{who}: cross-fitting used random cell folds, so the false-positive rate and the "
+                    "calibration are measured on cells of the same donor(s) as the reference profile and may be "
+                    "optimistic for other people's cells; add reference cells of a second healthy donor (and "
+                    "name each cell's donor) to measure them across donors.",
+                )
+            )
+        missing = pd.Series(state[u.cells])
+        missing = missing[~missing.isin(set(state[ref_rows]) | {"", "nan"})].value_counts()
+        if len(missing):
+            detail = ", ".join(f"{s} ({n} cells)" for s, n in missing.items())
+            rows.append(
+                (
+                    u.batch,
+                    "states_without_reference",
+                    ", ".join(missing.index),
+                    f"{where}no reference cells of state(s) {detail}: these cells were scored against the "
+                    "pooled profile of all reference states, so expression that sets their state apart can "
+                    "read as copy number; add reference cells of these states, or read their calls with care.",
+                )
+            )
+        if not u.matched:
+            own = int((cohort.ref & (cohort.batch == u.batch)).sum())
+            rows.append(
+                (
+                    u.batch,
+                    "unmatched_batch",
+                    str(own),
+                    f"{where}only {own} reference cells of its own ({min_batch_reference} needed): it was scored "
+                    f"against the {ref_rows.size} reference cells of all batches, so its count scale, calibration "
+                    "and false-positive rate are measured on other batches and may not hold for it; add "
+                    "reference cells of this batch (e.g. healthy donors measured the same way).",
+                )
+            )
+    return pd.DataFrame(rows, columns=["batch", "kind", "detail", "note"], dtype=str)
 
 
 def effective_batch_key(obs: pd.DataFrame, batch_key: str | None) -> str | None:
@@ -877,6 +948,7 @@ def _score_batches(XL: sp.csr_matrix, lesion: Lesion, cohort: _Cohort, kw: dict,
                 "reference_matched": bool(u.matched),
                 "fold_mode": u.fold_mode,
                 "n_folds": int(u.k),
+                "n_reference_donors": -1 if cohort.donors is None else len(set(cohort.donors[rows[is_ref]])),
                 "n_genes": int(res["use"].sum()),
                 "temperature": t,
                 "count_scale": float(res["count_scale"]),

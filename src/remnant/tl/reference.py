@@ -34,6 +34,8 @@ normal cells outside the chosen reference.
 
 from __future__ import annotations
 
+import logging
+
 import anndata
 import numpy as np
 import pandas as pd
@@ -405,14 +407,22 @@ def _rescore(
     """Rounds of :func:`call_lesions` on the candidates ``sub`` (their lesion genes; ``depth``,
     ``batch`` and the mixture's choice ``chosen`` over them) against the current choice, each
     followed by a new choice from its posteriors; updates ``report``, returns the last choice."""
-    for r in range(1, rescore_rounds + 1):
-        call_lesions(sub, lesions, reference=chosen, layer=None, posterior_cutoff=0.9, depth=depth, **call_kwargs)
-        post = {lesion.name: sub.obs[f"{lesion.name}_posterior"].to_numpy(float) for lesion in lesions}
-        new = _choose_from_posteriors(post, batch, report, r, **choice)
-        stable = np.array_equal(new, chosen)
-        chosen = new
-        if stable:
-            break
+    # the notes on what a trial reference lacks (call_lesions' WARNINGs) concern the candidates,
+    # not the final call; the call on the cohort with the chosen reference says them
+    notes_log = logging.getLogger("remnant.tl.lesions")
+    level = notes_log.level
+    notes_log.setLevel(logging.ERROR)
+    try:
+        for r in range(1, rescore_rounds + 1):
+            call_lesions(sub, lesions, reference=chosen, layer=None, posterior_cutoff=0.9, depth=depth, **call_kwargs)
+            post = {lesion.name: sub.obs[f"{lesion.name}_posterior"].to_numpy(float) for lesion in lesions}
+            new = _choose_from_posteriors(post, batch, report, r, **choice)
+            stable = np.array_equal(new, chosen)
+            chosen = new
+            if stable:
+                break
+    finally:
+        notes_log.setLevel(level)
     return chosen
 
 

@@ -24,6 +24,7 @@ from remnant.tl.depth import DepthGenes, read_gene_list
 from remnant.tl.lesions import Lesion, call_lesions, parse_lesions, read_lesion_counts, write_calls
 from remnant.tl.reference import find_reference
 from remnant.workflow.config import reference_cells
+from remnant.workflow.report import NOTE_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,9 @@ def _write_summaries(adata: ad.AnnData, lesions: list[Lesion], samples: PathLike
     summaries, rows = [], []
     for lesion in lesions:
         info = adata.uns["lesions"][lesion.name]
-        summaries.append(info["per_sample"].reset_index().assign(lesion=lesion.name, genes_used=len(info["genes"])))
+        summary = info["per_sample"].reset_index().assign(lesion=lesion.name, genes_used=len(info["genes"]))
+        summary["reference_note"] = _sample_notes(summary, info.get("reference_notes"), adata.obs, info["params"])
+        summaries.append(summary)
         rows.append(
             info["intervals"].assign(lesion=lesion.name, configured_start=lesion.start, configured_end=lesion.end)
         )
@@ -225,6 +228,34 @@ def _write_summaries(adata: ad.AnnData, lesions: list[Lesion], samples: PathLike
         log.info("%s: reference FPR %.4f", lesion.name, info["reference_fpr"])
     pd.concat(summaries, ignore_index=True).to_csv(samples, sep="\t", index=False, float_format="%.6g")
     pd.concat(rows, ignore_index=True).to_csv(intervals, sep="\t", index=False, float_format="%.6g")
+
+
+#: What a reference note's kind (remnant.tl.lesions) asks of the config, appended to the note.
+_NOTE_HINTS = {
+    "cell_folds": "The reference cells are cnv.reference; each cell's donor is the sheet's patient column.",
+    "states_without_reference": "The reference cells are cnv.reference (or cnv.reference: auto).",
+    "unmatched_batch": "The reference cells are cnv.reference; cnv.min_batch_reference sets how many a batch needs.",
+}
+
+
+def _sample_notes(summary: pd.DataFrame, notes: pd.DataFrame | None, obs: pd.DataFrame, params: Mapping) -> list[str]:
+    """Each summary row's reference notes (those of its batch, with the config key to change) as
+    one string (``NOTE_SEPARATOR`` between notes), for the ``reference_note`` column of
+    lesion_summary.tsv; a note on states without
+    reference cells only where the sample has cells of those states."""
+    if notes is None or notes.empty:
+        return [""] * len(summary)
+    states = obs[params["state_key"]].astype(str).groupby(obs[params["sample_key"]].astype(str)).agg(set)
+    out = []
+    for sample, batch in zip(summary["sample"].astype(str), summary["batch"].astype(str), strict=True):
+        texts = []
+        for _, note in notes[notes["batch"] == batch].iterrows():
+            lacking = set(note["detail"].split(", "))
+            if note["kind"] == "states_without_reference" and not lacking & states.get(sample, set()):
+                continue
+            texts.append(f"{note['note']} {_NOTE_HINTS.get(note['kind'], '')}".strip())
+        out.append(NOTE_SEPARATOR.join(texts))
+    return out
 
 
 def _log_batches(name: str, batches: pd.DataFrame) -> None:

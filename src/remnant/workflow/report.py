@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+#: Between two reference notes in one cell of lesion_summary.tsv's ``reference_note``.
+NOTE_SEPARATOR = " | "
+
 __all__ = [
     "PACKAGES",
     "contrast_paragraphs",
@@ -532,7 +535,8 @@ def front_page(
         column per removal reason.
     lesion_summary
         ``results/cnv/lesion_summary.tsv``: per sample and lesion ``n_cells``, ``n_reference``,
-        ``prior``, ``n_called``, ``fpr``, ``fnr``, ``reference_matched``.
+        ``prior``, ``n_called``, ``fpr``, ``fnr``, ``reference_matched``, and ``reference_note``
+        (what the reference could not give the sample's batch; shown as a "Reference:" line).
     reference
         ``results/cnv/reference.tsv`` (how the reference was chosen), optional.
     fractions
@@ -659,6 +663,9 @@ def _trust_text(lesion_summary: pd.DataFrame, reference: pd.DataFrame | None, le
             "Some batches had too few reference cells of their own technology and were scored against "
             "all reference cells (see the per-sample table). "
         )
+    notes = _reference_notes(ls)
+    if notes:
+        out.append("Reference: " + " ".join(_escape(n) for n in notes) + " ")
     if reference is not None and "mode" in reference and (reference["mode"] == "auto").any():
         bad = reference[~reference["confident"].astype(bool)]
         out.append(
@@ -672,6 +679,16 @@ def _trust_text(lesion_summary: pd.DataFrame, reference: pd.DataFrame | None, le
         )
     out.append("\n")
     return "".join(out)
+
+
+def _reference_notes(summary: pd.DataFrame) -> list[str]:
+    """The distinct notes of lesion_summary.tsv's ``reference_note`` column (``NOTE_SEPARATOR``
+    between the notes of one row), in order."""
+    if "reference_note" not in summary:
+        return []
+    cells = summary["reference_note"].fillna("").astype(str)
+    notes = (n.strip() for cell in cells for n in cell.split(NOTE_SEPARATOR))
+    return list(dict.fromkeys(n for n in notes if n))
 
 
 def _provenance_text(config: Mapping, samples: pd.DataFrame, versions: Mapping[str, str], annotation: str) -> str:
