@@ -348,6 +348,18 @@ def _profile_reference(
     return _ProfileReference(cols=cols, var=var, mean=mean, categories=categories, windows=windows, uns=uns)
 
 
+#: Parameters of the reference profile that the per-block smoothing uses again (:func:`_profile_blocks`).
+_BLOCK_SETTINGS = ("window_size", "step", "lfc_clip", "dynamic_threshold", "exclude_chromosomes", "chunk_cells")
+
+
+def _prepare(adata, reference, *, layer, counts, where, **parameters) -> tuple[_Counts, _ProfileReference, dict]:
+    """The first step of :func:`infer_profile` and :func:`write_profile`: the block reader, the
+    reference profile (one pass over the reference cells) and the settings the blocks share."""
+    source = _Counts(adata, layer, counts, where)
+    pref = _profile_reference(adata, source, reference, layer=layer, where=where, **parameters)
+    return source, pref, {key: parameters[key] for key in _BLOCK_SETTINGS}
+
+
 def _profile_blocks(
     counts: _Counts,
     pref: _ProfileReference,
@@ -487,26 +499,22 @@ def infer_profile(
     """
     where = "infer_profile"
     t0 = time.perf_counter()
-    source = _Counts(adata, layer, counts, where)
-    settings = dict(
+    source, pref, settings = _prepare(
+        adata,
+        reference,
+        layer=layer,
+        counts=counts,
+        where=where,
+        state_key=state_key,
+        min_mean=min_mean,
+        target_sum=target_sum,
+        min_reference_cells=min_reference_cells,
         window_size=window_size,
         step=step,
         lfc_clip=lfc_clip,
         dynamic_threshold=dynamic_threshold,
         exclude_chromosomes=exclude_chromosomes,
         chunk_cells=chunk_cells,
-    )
-    pref = _profile_reference(
-        adata,
-        source,
-        reference,
-        state_key=state_key,
-        layer=layer,
-        min_mean=min_mean,
-        target_sum=target_sum,
-        min_reference_cells=min_reference_cells,
-        where=where,
-        **settings,
     )
     t1 = time.perf_counter()
     parts, chr_pos = [], {}
@@ -597,26 +605,22 @@ def write_profile(
     """
     where = "write_profile"
     t0 = time.perf_counter()
-    source = _Counts(adata, layer, counts, where)
-    settings = dict(
+    source, pref, settings = _prepare(
+        adata,
+        reference,
+        layer=layer,
+        counts=counts,
+        where=where,
+        state_key=state_key,
+        min_mean=min_mean,
+        target_sum=target_sum,
+        min_reference_cells=min_reference_cells,
         window_size=window_size,
         step=step,
         lfc_clip=lfc_clip,
         dynamic_threshold=dynamic_threshold,
         exclude_chromosomes=exclude_chromosomes,
         chunk_cells=chunk_cells,
-    )
-    pref = _profile_reference(
-        adata,
-        source,
-        reference,
-        state_key=state_key,
-        layer=layer,
-        min_mean=min_mean,
-        target_sum=target_sum,
-        min_reference_cells=min_reference_cells,
-        where=where,
-        **settings,
     )
     t1 = time.perf_counter()
     info = {"chr_pos": _chr_pos(pref.windows), **pref.uns}
