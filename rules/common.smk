@@ -78,6 +78,7 @@ try:
             ("annotation.cytobands", config["annotation"]["cytobands"]),
             ("states.markers", config["states"]["markers"]),
             ("signatures.directory", config["signatures"]["directory"]),
+            ("cnv.depth.exclude_genes_file", config["cnv"]["depth"]["exclude_genes_file"]),
         ]
         if value
     ]
