@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["assign_folds", "best_interval", "sample_posteriors", "score_rows", "temperature"]
+__all__ = ["assign_folds", "best_interval", "group_posteriors", "score_rows", "temperature"]
 
 
 def group_sums(X: sp.csr_matrix, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -22,15 +22,22 @@ def group_sums(X: sp.csr_matrix, groups: np.ndarray, n_groups: int) -> np.ndarra
     return np.asarray((G @ X).toarray())
 
 
-def em_prior(llr: np.ndarray, max_iter: int = 500, tol: float = 1e-8) -> float:
-    """Fraction of carriers by EM on a two-component mixture given per-cell LLRs (add-half prior)."""
+def em_prior(
+    llr: np.ndarray, max_iter: int = 500, tol: float = 1e-8, *, centre: float = 0.5, strength: float = 1.0
+) -> float:
+    """Fraction of carriers by EM on a two-component mixture given per-cell LLRs.
+
+    The fraction has a beta prior of ``strength`` pseudo-cells centred on ``centre`` (MAP by EM:
+    ``pi = (sum of posteriors + strength * centre) / (n + strength)``); the default is the
+    add-half prior of a sample on its own.
+    """
     n = llr.size
     if n == 0:
         return float("nan")
     pi = 0.5
     for _ in range(max_iter):
         post = sigmoid(llr + np.log(pi / (1 - pi)))
-        new = (post.sum() + 0.5) / (n + 1.0)
+        new = (post.sum() + strength * centre) / (n + strength)
         if abs(new - pi) < tol:
             pi = new
             break
@@ -43,16 +50,33 @@ def temperature(z_reference: np.ndarray, calibrate: bool) -> float:
     return float(max(1.0, np.std(z_reference))) if calibrate and z_reference.size > 1 else 1.0
 
 
-def sample_posteriors(llr: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Per-sample EM prior and the posterior of every cell."""
+def group_posteriors(
+    llr: np.ndarray, samples: np.ndarray, groups: np.ndarray, strength: float
+) -> tuple[np.ndarray, dict, pd.DataFrame]:
+    """Carrier priors per sample and per group of cells inside it, and the posterior of every cell.
+
+    A sample's prior is learned from all its cells (:func:`em_prior`). Each group of the sample
+    (its cells of one state or cluster, ``groups``: (n,) labels) then learns its own, pulled
+    towards the sample's by ``strength`` pseudo-cells, and its cells take that prior. A normal
+    population inside a tumour's sample so keeps a low carrier fraction of its own instead of the
+    tumour's, while a group of a few cells stays near its sample's prior. ``strength=inf``: one
+    prior per sample.
+
+    Returns the (n,) posteriors, ``{sample: prior}`` and one row per (sample, group): ``sample``,
+    ``group``, ``n_cells``, ``prior``.
+    """
     post = np.zeros(llr.size)
-    priors = {}
+    priors, rows = {}, []
     for smp in pd.unique(samples):
-        m = samples == smp
-        pi = em_prior(llr[m])
-        post[m] = sigmoid(llr[m] + np.log(pi / (1 - pi)))
-        priors[smp] = pi
-    return post, priors
+        m = np.flatnonzero(samples == smp)
+        pi_s = em_prior(llr[m])
+        priors[smp] = pi_s
+        for grp in pd.unique(groups[m]):
+            g = m[groups[m] == grp]
+            pi = pi_s if not np.isfinite(strength) else em_prior(llr[g], centre=pi_s, strength=strength)
+            post[g] = sigmoid(llr[g] + np.log(pi / (1 - pi)))
+            rows.append({"sample": smp, "group": grp, "n_cells": int(g.size), "prior": pi})
+    return post, priors, pd.DataFrame(rows, columns=["sample", "group", "n_cells", "prior"])
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
