@@ -678,7 +678,9 @@ def _trust_text(lesion_summary: pd.DataFrame, reference: pd.DataFrame | None, le
     if notes:
         out.append("Reference: " + " ".join(_escape(n) for n in notes) + " ")
     if reference is not None and "mode" in reference and (reference["mode"] == "auto").any():
-        bad = reference[~reference["confident"].astype(bool)]
+        # an automatic choice has one row per lesion and batch: this paragraph is about `lesion` only
+        own = reference[reference["lesion"] == lesion] if "lesion" in reference else reference
+        bad = own[~own["confident"].astype(bool)]
         out.append(
             "The reference was chosen automatically; "
             + (
