@@ -553,6 +553,7 @@ def call_lesions(
     seed: int = 0,
     min_mean: float = 0.001,
     shrinkage: float = 20.0,
+    outlier_fraction: float = 0.05,
     calibrate: bool = True,
     min_batch_reference: int = 50,
     refine: bool = True,
@@ -622,6 +623,16 @@ def call_lesions(
         median reference depth.
     shrinkage
         Pseudo-count of reference cells (at median depth) pulling a state profile to the pooled one.
+    outlier_fraction
+        Prior share (0-1) of a cell's lesion genes expressed off the copy-number model: by an
+        expression programme, a cell type the reference lacks, a dominant transcript. Each gene's
+        count is modelled as a mixture of the negative binomial of the lesion hypothesis (weight
+        ``1 - outlier_fraction``) and a broad component common to both hypotheses
+        (:func:`remnant.tl.lesion_model._outlier_terms`), so one gene's evidence is bounded and a
+        gene far from both hypotheses adds little: a copy-number change moves every gene of the
+        interval by the same ratio, a programme moves some genes a lot. 0: the plain negative
+        binomial (every gene's count taken at face value; a handful of strongly expressed
+        programme genes can then decide a call).
     calibrate
         Divide LLRs by the temperature measured on cross-fitted reference cells (>= 1).
     min_batch_reference
@@ -695,6 +706,8 @@ def call_lesions(
         raise InputError("no lesions to call.", where="call_lesions(lesions=...)")
     if not 0 < posterior_cutoff < 1:
         raise InputError("posterior_cutoff must be between 0 and 1.", where="call_lesions")
+    if not 0 <= outlier_fraction < 1:
+        raise InputError(f"outlier_fraction must be in [0, 1) (got {outlier_fraction}).", where="call_lesions")
     ref = cell_mask(adata, reference, "reference", "call_lesions")
     if ref.sum() < 10:
         raise InputError(
@@ -728,6 +741,7 @@ def call_lesions(
         "seed": seed,
         "min_mean": min_mean,
         "shrinkage": shrinkage,
+        "outlier_fraction": float(outlier_fraction),
         "calibrate": calibrate,
         "min_batch_reference": int(min_batch_reference),
         "refine": refine,
@@ -752,7 +766,13 @@ def call_lesions(
             refine=refine,
             min_refine_cells=min_refine_cells,
             min_interval_genes=min_interval_genes,
-            score={"rho": lesion.copy_ratio, "min_mean": min_mean, "shrinkage": shrinkage, "chunk_size": chunk_size},
+            score={
+                "rho": lesion.copy_ratio,
+                "min_mean": min_mean,
+                "shrinkage": shrinkage,
+                "chunk_size": chunk_size,
+                "outlier_fraction": outlier_fraction,
+            },
         )
         for key, values in columns.items():
             adata.obs[f"{lesion.name}_{key}"] = values

@@ -452,6 +452,17 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
     return versions
 
 
+def _outlier_text(cnv: Mapping) -> str:
+    """How the methods paragraph names the outlier genes of the lesion model (``cnv.outlier_fraction``)."""
+    eps = cnv.get("outlier_fraction", 0.05)
+    if not eps:
+        return ""
+    return (
+        f" (each gene's count a mixture of that model and, with weight {eps}, a broad component the same under "
+        "both hypotheses, so that genes moved by an expression programme carry little evidence)"
+    )
+
+
 def _prior_groups(cnv: dict) -> str:
     """How the methods paragraph names the groups whose carrier fractions were learned (``cnv.prior_key``)."""
     key = cnv.get("prior_key", "leiden")
@@ -494,7 +505,7 @@ def methods_paragraph(
         f"with the Leiden algorithm (resolution {cl.get('resolution', 'NA')}); haematopoietic stem and progenitor states "
         f"were annotated from marker scores. Copy-number lesions {lesion_text} were called per cell from the raw counts "
         f"of the genes inside each lesion with a negative-binomial likelihood ratio against state- and "
-        f"technology-matched expectations from {reference}, with carrier fractions (priors) learned by "
+        f"technology-matched expectations from {reference}{_outlier_text(cnv)}, with carrier fractions (priors) learned by "
         f"expectation-maximisation per sample{_prior_groups(cnv)}, "
         f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
         f"Genome-wide profiles were computed with infercnvpy {v.get('infercnvpy', 'NA')}. Lesion fractions were "
