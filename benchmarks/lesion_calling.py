@@ -80,7 +80,8 @@ def auroc(score: np.ndarray, truth: np.ndarray) -> float:
     return float((ranks[truth].sum() - npos * (npos + 1) / 2) / (npos * nneg))
 
 
-def build(depth: float, clone_fraction: float, cells: int, seed: int, n_mds: int = 2):
+def build(depth: float, clone_fraction: float, cells: int, seed: int, n_mds: int = 2, confounders=True):
+    """The cohort (one AnnData); ``confounders``: True/False, or the simulator's ``confounders`` block."""
     genes = load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz")
     rows = []
     for h in range(1, 4):
@@ -96,6 +97,7 @@ def build(depth: float, clone_fraction: float, cells: int, seed: int, n_mds: int
         "clone_sampling": "exact",
         "low_quality": {"fraction": 0.0},
         "doublets": {"rate": 0.0},
+        "confounders": confounders if isinstance(confounders, dict) else {"enabled": bool(confounders)},
     }
     sim = simulate_cohort(
         sheet,
@@ -117,13 +119,14 @@ def build(depth: float, clone_fraction: float, cells: int, seed: int, n_mds: int
     truth = truth.loc[adata.obs_names]
     adata.obs["hspc_state"] = truth["state"].to_numpy()
     adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
+    adata.obs["other_type"] = truth["other_type"].to_numpy(bool)
     adata.layers["counts"] = adata.X.tocsr()
     adata.uns["truth_patients"] = sim.patients.astype(str)
     return adata
 
 
-def run(depth, frac, cells, seed, lesions, do_infercnv):
-    adata = build(depth, frac, cells, seed)
+def run(depth, frac, cells, seed, lesions, do_infercnv, confounders=True):
+    adata = build(depth, frac, cells, seed, confounders=confounders)
     ref = adata.obs["sample"].str.endswith("_ref").to_numpy()
     t0 = time.perf_counter()
     call_lesions(adata, lesions, reference=ref)
@@ -132,6 +135,7 @@ def run(depth, frac, cells, seed, lesions, do_infercnv):
     mds = (obs["condition"] == "MDS").to_numpy()
     held = obs["sample"].str.endswith("_held").to_numpy()
     truth = obs["truth"].to_numpy(bool)
+    other = obs["other_type"].to_numpy(bool)
     post, call, llr = obs["del5q_posterior"].to_numpy(), obs["del5q_call"].to_numpy(), obs["del5q_llr"].to_numpy()
     ps = adata.uns["lesions"]["del5q"]["per_sample"]
     mds_samples = ps.index[ps.index.str.startswith("P")]
@@ -142,6 +146,10 @@ def run(depth, frac, cells, seed, lesions, do_infercnv):
         "auroc": auroc(post[mds], truth[mds]) if 0 < truth[mds].mean() < 1 else float("nan"),
         "auroc_vs_held": auroc(llr[mds | held], truth[mds | held]),
         "fpr_held": float(call[held].mean()),
+        "called_noncarrier": float(call[mds & ~truth & ~other].mean())
+        if (mds & ~truth & ~other).any()
+        else float("nan"),
+        "called_other_type": float(call[other].mean()) if other.any() else float("nan"),
         "fpr_held_prior0.5": float(np.mean(llr[held] >= np.log(9))),
         "sens": float(call[mds & truth].mean()) if (mds & truth).any() else float("nan"),
         "precision": float(truth[mds & call].mean()) if (mds & call).any() else float("nan"),
@@ -228,18 +236,85 @@ def main():
     ap.add_argument("--infercnv", action="store_true")
     ap.add_argument("--cells", type=int, default=600, help="cells per sample")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="cohort seeds (the gene model too)")
+    ap.add_argument(
+        "--confounders", choices=["both", "on", "off"], default="both", help="simulator confounders (default: both)"
+    )
+    ap.add_argument(
+        "--ablate", action="store_true", help="only the ablation: each confounder alone, 2,000 UMI, clone fraction 50%%"
+    )
     args = ap.parse_args()
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     lesions = parse_lesions(None, cyto, chromosome_arms(cyto))
     depths = [2000] if args.quick else [500, 2000, 10000]
+    fracs = (0.01, 0.1, 0.5, 1.0)
+    if args.ablate:
+        ablation(args.cells, args.seeds, lesions)
+        return
+    settings = {"both": (False, True), "on": (True,), "off": (False,)}[args.confounders]
     rows = []
     for depth in depths:
-        for frac, seed in itertools.product((0.01, 0.1, 0.5, 1.0), args.seeds):
-            rows.append({"seed": seed, **run(depth, frac, args.cells, seed, lesions, args.infercnv)})
+        for frac, seed, conf in itertools.product(fracs, args.seeds, settings):
+            rows.append(
+                {"confounders": conf, "seed": seed, **run(depth, frac, args.cells, seed, lesions, args.infercnv, conf)}
+            )
             print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     print()
     print(table.round(4).to_string(index=False))
+    if len(settings) == 2:
+        print()
+        print(side_by_side(table).to_string(index=False))
+
+
+_NONE = {
+    "dominant_transcripts": {"families": []},
+    "immediate_early": {"floor_quantile": 0.0, "sample_log2fc_sd": 0.0},
+    "other_type": {"fraction": 0.0},
+    "disease_programme": {"n_genes": 0},
+}
+#: Confounder settings of the ablation: none, each alone (the defaults' magnitudes), all, and all with
+#: an adversarial programme (40 of its genes inside del(5q)'s range, all down 4-16-fold).
+ABLATIONS = {
+    "none": {"enabled": False},
+    "programme": {**_NONE, "disease_programme": {}},
+    "haemoglobin": {k: v for k, v in _NONE.items() if k != "dominant_transcripts"},
+    "immediate_early": {k: v for k, v in _NONE.items() if k != "immediate_early"},
+    "other_type": {k: v for k, v in _NONE.items() if k != "other_type"},
+    "all": {},
+    "all+programme_in_5q": {"disease_programme": {"in_lesions": 40, "in_lesions_direction": "lesion"}},
+}
+
+
+def ablation(cells: int, seeds: list[int], lesions) -> None:
+    """Each confounder alone at 2,000 UMI/cell and clone fraction 50%: what each costs."""
+    rows = []
+    for seed, (name, conf) in itertools.product(seeds, ABLATIONS.items()):
+        rows.append({"confounders": name, "seed": seed, **run(2000, 0.5, cells, seed, lesions, False, conf)})
+        print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False), flush=True)
+    print()
+    print(pd.DataFrame(rows)[["confounders", "seed", *COMPARED]].round(4).to_string(index=False))
+
+
+#: Columns compared without and with the simulator's confounders.
+COMPARED = [
+    "auroc",
+    "auroc_vs_held",
+    "oracle_auroc_vs_held",
+    "fpr_held",
+    "called_noncarrier",
+    "called_other_type",
+    "sens",
+]
+
+
+def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per depth, clone fraction and seed: each compared column without (``_off``) and with (``_on``)
+    the confounders."""
+    key = ["depth", "clone", "seed"]
+    off = table[~table["confounders"]].set_index(key)[COMPARED]
+    on = table[table["confounders"]].set_index(key)[COMPARED]
+    out = off.join(on, lsuffix="_off", rsuffix="_on")
+    return out[[f"{c}_{s}" for c in COMPARED for s in ("off", "on")]].round(4).reset_index()
 
 
 if __name__ == "__main__":
