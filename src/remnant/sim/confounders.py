@@ -6,7 +6,8 @@ healthy donors' in much more than the lesion; the ``confounders`` block of the s
 expected expression, before counts are drawn:
 
 1. **Disease programme** (``disease_programme``): per patient (or per condition) ``n_genes`` genes
-   drawn at random genome-wide among expressed protein-coding genes, each changed by a log-uniform
+   drawn at random genome-wide among expressed protein-coding genes (never the states' markers nor
+   the cell-cycle and quiescence genes, so the planted state and phase stay readable), each changed by a log-uniform
    fold (``log2fc`` = [2, 4]: 4- to 16-fold), up or down, in every cell of the patient, carrier or
    not. Drawn genome-wide, some fall inside the lesion by chance (5q holds ~5% of genes);
    ``in_lesions: N`` instead places exactly N of them inside the configured lesions' widest ranges
@@ -106,6 +107,10 @@ class Confounders:
         self.other_levels = dict(ot["index_sort_levels"])
         reserved = np.zeros(model.n, bool)
         reserved[self.ieg] = True
+        # the planted truth stays readable: a programme does not move the states' markers nor the
+        # cell-cycle and quiescence genes (the truth's state and phase are read from them)
+        for idx in [model.s_genes, model.g2m_genes, model.quiescence_genes, *model.state_markers.values()]:
+            reserved[idx] = True
         for fam in self.families:
             reserved[fam.genes] = True
         self._reserved = reserved
@@ -137,8 +142,8 @@ class Confounders:
         )
 
     def _candidates(self, quantile: float) -> np.ndarray:
-        """Protein-coding genes (no ribosomal, housekeeping, mito, chrY, immediate-early or family
-        gene) whose baseline is above ``quantile`` of theirs: a programme of unexpressed genes would
+        """Protein-coding genes (no ribosomal, housekeeping, mito, chrY, immediate-early, family,
+        marker, cell-cycle or quiescence gene) whose baseline is above ``quantile`` of theirs: a programme of unexpressed genes would
         be invisible."""
         ok = self._other_genes & ~self._reserved
         cut = np.quantile(self.model.log_base[ok], quantile)
