@@ -233,6 +233,8 @@ class Patient:
 
     def set_sample_effect(self, effect: np.ndarray | None) -> None:
         """Natural-log effect per gene shared by the next sample's cells (None: none); profiles are recomputed."""
+        if effect is None and self.sample_effect is None:
+            return  # without confounders the patient's profiles serve all its samples
         self.sample_effect = effect
         self._cache.clear()
 
