@@ -68,6 +68,17 @@ def _lesions(items, cyto, arms):
     return rm.tl.parse_lesions([{"name": n, "type": t, "region": r} for n, t, r in items], cyto, arms)
 
 
+def leiden_clusters(counts: sp.csr_matrix, seed: int = 0) -> np.ndarray:
+    """Leiden clusters of the cells as the workflow's clustering finds them (``rm.pp.cluster_cohort``,
+    its defaults, one batch, no integration): the groups whose carrier fractions the workflow learns
+    (``cnv.prior_key: leiden``)."""
+    b = ad.AnnData(sp.csr_matrix(counts, dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rm.pp.cluster_cohort(b, rm.pp.ClusterParams(hvg_batch_key=None, integrate_keys=(), seed=seed))
+    return b.obs["leiden"].astype(str).to_numpy()
+
+
 def call(adata: ad.AnnData, lesions, reference: np.ndarray, **kwargs) -> ad.AnnData:
     """``rm.tl.call_lesions`` on a copy; the reference passed by whichever name the signature has."""
     b = adata.copy()
@@ -89,7 +100,8 @@ def tnbc1_sets():
 def load_tnbc1() -> ad.AnnData:
     """Counts (``layers['counts']``, CSR) on GRCh38 genes; obs ``tumour``/``normal`` (CopyKAT),
     ``patient`` (one donor), ``sample_shared`` (one sample: the tumour's 10x sample as it is) and
-    ``sample_split`` (tumour and normal cells in separate samples), ``state`` empty (pooled reference)."""
+    ``sample_split`` (tumour and normal cells in separate samples), ``state`` empty (pooled reference),
+    ``leiden`` (:func:`leiden_clusters`)."""
     table = pd.read_csv(TNBC1 / "counts.tsv.gz", sep="\t", index_col=0)
     pred = pd.read_csv(TNBC1 / "copykat_prediction.tsv", sep="\t", index_col=0)["copykat.pred"]
     raw = ad.AnnData(
@@ -111,6 +123,7 @@ def load_tnbc1() -> ad.AnnData:
     obs["sample_split"] = np.where(obs["tumour"], "TNBC1_tumour", "TNBC1_normal")
     obs["state"] = ""
     adata.layers["counts"] = sp.csr_matrix(adata.X)
+    obs["leiden"] = leiden_clusters(adata.layers["counts"])
     return adata
 
 
@@ -138,7 +151,8 @@ def census_t(X: sp.csr_matrix, threshold: float = 0.1, seed: int = 0) -> np.ndar
 
 def load_oligo() -> ad.AnnData:
     """The set as benchmarks/oligodendroglioma.py prepares it: ``layers['counts']`` = X / t*, obs
-    ``tumour`` (malignant), ``normal``, ``patient`` = ``sample`` = the tumour, ``state`` (nearest reference state)."""
+    ``tumour`` (malignant), ``normal``, ``patient`` = ``sample`` = the tumour, ``state`` (nearest reference state),
+    ``leiden`` (:func:`leiden_clusters`)."""
     import infercnvpy as cnv
 
     adata = cnv.datasets.oligodendroglioma()
@@ -162,6 +176,7 @@ def load_oligo() -> ad.AnnData:
     cor = (lx @ cents.T) / np.outer(np.linalg.norm(lx, axis=1), np.linalg.norm(cents, axis=1))
     obs["state"] = np.where(normal, obs["cell_type"], np.asarray(OLIGO_NORMAL_TYPES)[cor.argmax(1)])
     adata.var["gene_name"] = adata.var_names.astype(str)
+    obs["leiden"] = leiden_clusters(counts)
     return adata
 
 

@@ -6,7 +6,8 @@ Prints ONE table, a row per data set x lesion (and control arm):
 
 - ``auroc``: tumour vs normal cells, per-cell LLR of ``rm.tl.call_lesions`` (default parameters; the
   reference cells are scored cross-fitted, i.e. against a profile from the reference cells of the other
-  folds, never against themselves). ``auroc_post``: the same with the posterior (sample prior included).
+  folds, never against themselves), carrier fractions learned per sample and Leiden cluster (``prior_key``, as
+  the workflow's ``cnv.prior_key: leiden``). ``auroc_post``: the same with the posterior (prior included).
 - ``icnv``: infercnvpy's per-cell arm score on the same cells and the same reference: ``infercnvpy.tl.infercnv``
   on log1p(counts per 10k) (window 100, step 10, ``dynamic_threshold=None``), mean of the smoothed profile
   over the arm, negated for a loss; ``icnv_cf``: the reference cells cross-fitted (5 random folds, each
@@ -76,7 +77,7 @@ def run_tnbc1(do_icnv: bool) -> list[dict]:
     adata = R.load_tnbc1()
     lesions, controls = R.tnbc1_sets()
     tumour, normal = adata.obs["tumour"].to_numpy(), adata.obs["normal"].to_numpy()
-    kw = {"state_key": "state", "donor_key": "patient", "batch_key": None, "layer": "counts"}
+    kw = {"state_key": "state", "prior_key": "leiden", "donor_key": "patient", "batch_key": None, "layer": "counts"}
     icnv = None
     if do_icnv:
         icnv = R.infercnv_scores(
@@ -94,7 +95,8 @@ def run_oligo(do_icnv: bool) -> list[dict]:
     adata = R.load_oligo()
     lesions, controls = R.oligo_sets()
     tumour, normal = adata.obs["tumour"].to_numpy(), adata.obs["normal"].to_numpy()
-    kw = {"state_key": "state", "sample_key": "sample", "donor_key": "patient", "batch_key": None, "layer": "counts"}
+    kw = {"state_key": "state", "sample_key": "sample", "prior_key": "leiden", "donor_key": "patient"}
+    kw |= {"batch_key": None, "layer": "counts"}
     icnv = None
     if do_icnv:
         # infercnvpy on log1p(X) (its tutorial: X is TPM-like), both normal types as reference categories

@@ -214,6 +214,8 @@ def test_workflow_step_reads_cnv_depth(plasma, tmp_path, caplog):
     root = Path(__file__).resolve().parents[1]
     config = validate_config(load_yaml(root / "config/config.yaml"), root / "config/schemas/config.schema.yaml")
     assert config["cnv"]["depth"]["trim_top_fraction"] == 0.01
+    # the simulated cohort has states but no clusters: the carrier fractions are learned per state
+    config["cnv"]["prior_key"] = "hspc_state"
     path = tmp_path / "clustered.h5ad"
     full = as_cohort_file(plasma, path)
     cytobands = root / "resources/annotation/GRCh38_cytobands.tsv"
@@ -229,6 +231,7 @@ def test_workflow_step_reads_cnv_depth(plasma, tmp_path, caplog):
     ref = (full.obs["condition"] == "healthy").to_numpy()
     mem = full.copy()
     options = {k: config["cnv"][k] for k in ("n_folds", "min_mean", "shrinkage", "min_batch_reference", "refine")}
+    options |= {k: config["cnv"][k] for k in ("prior_key", "prior_strength")}
     options |= {k: config["cnv"][k] for k in ("min_refine_cells", "min_interval_genes", "refine_max_reference")}
     table = load_cytobands(cytobands)
     lesions = parse_lesions(None, table, chromosome_arms(table))

@@ -47,7 +47,7 @@ import scipy.sparse as sp
 
 from remnant.errors import InputError
 from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, group_totals
-from remnant.tl.lesion_model import assign_folds, best_interval, sample_posteriors, score_rows, temperature
+from remnant.tl.lesion_model import assign_folds, best_interval, group_posteriors, score_rows, temperature
 
 __all__ = ["DEFAULT_LESIONS", "DepthGenes", "Lesion", "call_lesions", "parse_lesions", "read_lesion_counts"]
 
@@ -518,6 +518,7 @@ class _Cohort:
     depth: np.ndarray
     ref: np.ndarray
     samples: np.ndarray
+    prior_groups: np.ndarray  # label of each cell's prior group inside its sample (state or cluster)
     batch: np.ndarray
     donors: np.ndarray | None
     units: list[_Unit]
@@ -546,10 +547,13 @@ def call_lesions(
     batch_key: str | None = "technology",
     layer: str | None = "counts",
     posterior_cutoff: float = 0.9,
+    prior_key: str | None = None,
+    prior_strength: float = 20.0,
     n_folds: int = 5,
     seed: int = 0,
     min_mean: float = 0.001,
     shrinkage: float = 20.0,
+    outlier_fraction: float = 0.05,
     calibrate: bool = True,
     min_batch_reference: int = 50,
     refine: bool = True,
@@ -585,7 +589,8 @@ def call_lesions(
     state_key
         obs column with the annotated HSPC state (expectations are state-matched).
     sample_key
-        obs column; the prior (fraction of carriers) is learned per sample.
+        obs column; the prior (fraction of carriers) is learned per sample, and then per group of
+        cells inside it (``prior_key``).
     donor_key
         obs column naming donors; reference folds are whole donors when the reference has >= 2
         donors (``None``: random cell folds).
@@ -599,6 +604,16 @@ def call_lesions(
         gives both one count scale and one temperature, which miscalibrates both.
     posterior_cutoff
         A cell is called when its posterior >= this (0-1).
+    prior_key
+        obs column grouping each sample's cells for the prior (``None``: ``state_key``; a cluster
+        column such as ``"leiden"`` separates cell types an HSPC annotation does not). Each group
+        learns its own carrier fraction, pulled towards its sample's by ``prior_strength``
+        pseudo-cells, so a population of normal cells inside a tumour's sample is not called
+        because the tumour's cells made the sample's prior high.
+    prior_strength
+        Pseudo-cells of the pull of a group's prior towards its sample's (>= 0; ``numpy.inf``: one
+        prior per sample, as before groups). 20 keeps a group of a few cells near its sample's
+        prior and lets one of hundreds learn its own.
     n_folds
         Cross-fitting folds for reference cells (capped at the number of reference donors).
     seed
@@ -608,6 +623,16 @@ def call_lesions(
         median reference depth.
     shrinkage
         Pseudo-count of reference cells (at median depth) pulling a state profile to the pooled one.
+    outlier_fraction
+        Prior share (0-1) of a cell's lesion genes expressed off the copy-number model: by an
+        expression programme, a cell type the reference lacks, a dominant transcript. Each gene's
+        count is modelled as a mixture of the negative binomial of the lesion hypothesis (weight
+        ``1 - outlier_fraction``) and a broad component common to both hypotheses
+        (:func:`remnant.tl.lesion_model._outlier_terms`), so one gene's evidence is bounded and a
+        gene far from both hypotheses adds little: a copy-number change moves every gene of the
+        interval by the same ratio, a programme moves some genes a lot. 0: the plain negative
+        binomial (every gene's count taken at face value; a handful of strongly expressed
+        programme genes can then decide a call).
     calibrate
         Divide LLRs by the temperature measured on cross-fitted reference cells (>= 1).
     min_batch_reference
@@ -646,6 +671,8 @@ def call_lesions(
     tempering), ``obs[f"{name}_call"]`` (bool), ``obs[f"{name}_n_genes"]`` (int, lesion genes with
     nonzero expectation). ``uns["lesions"][name]``: ``per_sample`` DataFrame (batch, n_cells,
     n_reference, prior, n_called, fpr, fnr, temperature, count_scale, reference_matched);
+    ``per_group`` DataFrame (sample, group, n_cells, prior, n_called, fpr: the priors the cells
+    were called with);
     ``batches`` DataFrame (per batch: n_cells, n_reference, reference_matched, fold_mode, n_folds,
     n_reference_donors (-1: donors unknown), n_genes, temperature, count_scale); ``reference_notes``
     DataFrame (batch, kind, detail, note: what the reference could not give a batch - one reference
@@ -654,9 +681,11 @@ def call_lesions(
     the reference: donor, n_called, refined, start, end (bp), n_genes, gain; no rows without
     ``refine``); ``genes`` (var_names of the genes used in any batch); ``reference_fpr`` (called
     fraction of cross-fitted reference cells with their own sample prior); ``lesion`` (the
-    :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``). ``fpr`` per sample is the share of cross-fitted reference cells (of the
-    sample's batch reference) that would be called with that sample's prior; ``fnr`` is the
-    posterior-expected share of carriers below the cut-off.
+    :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``). ``fpr`` of a group is the share of cross-fitted reference cells (of its
+    batch's reference) that would be called with that group's prior; ``fpr`` of a sample is its
+    groups' rates weighted by their expected non-carriers (``n_cells * (1 - prior)``), the rate
+    that applies to the calls made; ``prior`` of a sample is the fraction learned from all its
+    cells; ``fnr`` is the posterior-expected share of carriers below the cut-off.
 
     Examples
     --------
@@ -669,11 +698,16 @@ def call_lesions(
     X = counts_matrix(adata, layer, "call_lesions")
     require_positions(adata.var, "call_lesions")
     batch_key = effective_batch_key(adata.obs, batch_key)
-    require_obs(adata.obs, (state_key, sample_key) + ((batch_key,) if batch_key else ()), "call_lesions")
+    prior_key = state_key if prior_key is None else prior_key
+    require_obs(adata.obs, (state_key, sample_key, prior_key) + ((batch_key,) if batch_key else ()), "call_lesions")
+    if not prior_strength >= 0:
+        raise InputError(f"prior_strength must be >= 0 (got {prior_strength}).", where="call_lesions")
     if not lesions:
         raise InputError("no lesions to call.", where="call_lesions(lesions=...)")
     if not 0 < posterior_cutoff < 1:
         raise InputError("posterior_cutoff must be between 0 and 1.", where="call_lesions")
+    if not 0 <= outlier_fraction < 1:
+        raise InputError(f"outlier_fraction must be in [0, 1) (got {outlier_fraction}).", where="call_lesions")
     ref = cell_mask(adata, reference, "reference", "call_lesions")
     if ref.sum() < 10:
         raise InputError(
@@ -687,6 +721,7 @@ def call_lesions(
         depth,
         state_key=state_key,
         sample_key=sample_key,
+        prior_key=prior_key,
         donor_key=donor_key,
         batch_key=batch_key,
         n_folds=n_folds,
@@ -700,10 +735,13 @@ def call_lesions(
         "donor_key": donor_key or "",
         "batch_key": batch_key or "",
         "posterior_cutoff": posterior_cutoff,
+        "prior_key": prior_key,
+        "prior_strength": float(prior_strength),
         "n_folds": int(n_folds),
         "seed": seed,
         "min_mean": min_mean,
         "shrinkage": shrinkage,
+        "outlier_fraction": float(outlier_fraction),
         "calibrate": calibrate,
         "min_batch_reference": int(min_batch_reference),
         "refine": refine,
@@ -723,11 +761,18 @@ def call_lesions(
             lesion,
             cohort,
             posterior_cutoff=posterior_cutoff,
+            prior_strength=prior_strength,
             calibrate=calibrate,
             refine=refine,
             min_refine_cells=min_refine_cells,
             min_interval_genes=min_interval_genes,
-            score={"rho": lesion.copy_ratio, "min_mean": min_mean, "shrinkage": shrinkage, "chunk_size": chunk_size},
+            score={
+                "rho": lesion.copy_ratio,
+                "min_mean": min_mean,
+                "shrinkage": shrinkage,
+                "chunk_size": chunk_size,
+                "outlier_fraction": outlier_fraction,
+            },
         )
         for key, values in columns.items():
             adata.obs[f"{lesion.name}_{key}"] = values
@@ -742,6 +787,7 @@ def _call_lesion(
     cohort: _Cohort,
     *,
     posterior_cutoff: float,
+    prior_strength: float,
     calibrate: bool,
     refine: bool,
     min_refine_cells: int,
@@ -756,7 +802,7 @@ def _call_lesion(
     cols = cols[np.argsort(var["start"].to_numpy(np.int64)[cols], kind="stable")]
     XL = sp.csr_matrix(XU[:, cols], dtype=np.float64)
     scores = _score_batches(XL, lesion, cohort, score, calibrate)
-    post, priors = sample_posteriors(scores.llr, cohort.samples)
+    post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
     # Each patient's own deleted interval (inside the configured one) from its called cells;
     # its cells (and the reference, for its false-positive rate) are re-scored on those genes
     # only, so genes the patient did not lose neither dilute the evidence nor bias the prior.
@@ -766,12 +812,14 @@ def _call_lesion(
         intervals = _refine_donors(
             XL, var.iloc[cols], lesion, called, cohort, scores, score, calibrate, min_refine_cells, min_interval_genes
         )
-        post, priors = sample_posteriors(scores.llr, cohort.samples)
+        post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
     call = post >= posterior_cutoff
+    per_group = _per_group(post, groups, cohort, scores, posterior_cutoff)
     columns = {"posterior": post, "llr": scores.llr, "call": call, "n_genes": scores.n_genes}
     return columns, {
         "lesion": dict(asdict(lesion).items()),
-        "per_sample": _per_sample(post, priors, cohort, scores, posterior_cutoff),
+        "per_sample": _per_sample(post, priors, per_group, cohort, scores, posterior_cutoff),
+        "per_group": per_group,
         "batches": scores.batches,
         "intervals": pd.DataFrame(
             intervals, columns=["donor", "n_called", "refined", "start", "end", "n_genes", "gain"]
@@ -861,6 +909,7 @@ def _cohort(
     *,
     state_key: str,
     sample_key: str,
+    prior_key: str,
     donor_key: str | None,
     batch_key: str | None,
     n_folds: int,
@@ -878,7 +927,8 @@ def _cohort(
         _unit(b, ref, state, donors, batch, n_folds, seed, min_batch_reference, refine_max_reference)
         for b in pd.unique(batch)
     ]
-    return _Cohort(depth, ref, obs[sample_key].astype(str).to_numpy(), batch, donors, units)
+    groups = obs[prior_key].astype(str).where(obs[prior_key].notna(), "").to_numpy()
+    return _Cohort(depth, ref, obs[sample_key].astype(str).to_numpy(), groups, batch, donors, units)
 
 
 def _unit(
@@ -1055,21 +1105,44 @@ def _rescore_donor(
         scores.reference_llr[(u.batch, d)] = llr[is_ref]
 
 
+def _reference_llr(scores: _Scores, cohort: _Cohort, m: np.ndarray) -> np.ndarray:
+    """Tempered LLRs of the cross-fitted reference cells the cells of mask ``m`` (one sample) were
+    judged against: their donor's refinement reference when it was re-scored, else their batch's."""
+    b = cohort.batch[m][0]
+    d = cohort.donors[m][0] if cohort.donors is not None else None
+    return scores.reference_llr.get((b, d), scores.reference_llr[(b, None)])
+
+
+def _per_group(
+    post: np.ndarray, groups: pd.DataFrame, cohort: _Cohort, scores: _Scores, posterior_cutoff: float
+) -> pd.DataFrame:
+    """The ``per_group`` table: ``groups`` (sample, group, n_cells, prior) with each group's calls
+    and ``fpr``, the share of its reference cells that its prior would call."""
+    logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
+    n_called, fpr = [], []
+    for smp, grp, pi in groups[["sample", "group", "prior"]].itertuples(index=False):
+        m = (cohort.samples == smp) & (cohort.prior_groups == grp)
+        n_called.append(int((post[m] >= posterior_cutoff).sum()))
+        thr = logit_cut - np.log(pi / (1 - pi))
+        fpr.append(float(np.mean(_reference_llr(scores, cohort, m) >= thr)))
+    return groups.assign(n_called=n_called, fpr=fpr)
+
+
 def _per_sample(
-    post: np.ndarray, priors: dict, cohort: _Cohort, scores: _Scores, posterior_cutoff: float
+    post: np.ndarray, priors: dict, per_group: pd.DataFrame, cohort: _Cohort, scores: _Scores, posterior_cutoff: float
 ) -> pd.DataFrame:
     """The ``per_sample`` table of ``uns["lesions"][name]`` (one row per sample, indexed by it)."""
-    logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
-    batches, donors, samples = scores.batches, cohort.donors, cohort.samples
+    batches, samples = scores.batches, cohort.samples
+    # the false-positive rate that applies to a sample's calls: its groups' rates, weighted by the
+    # non-carriers each is expected to hold
+    weight = per_group["n_cells"] * (1.0 - per_group["prior"])
+    fpr = (per_group["fpr"] * weight).groupby(per_group["sample"]).sum() / weight.groupby(per_group["sample"]).sum()
     rows_out = []
     for smp, pi in priors.items():
         m = samples == smp
         b = cohort.batch[m][0]
-        d = donors[m][0] if donors is not None else None
-        thr = logit_cut - np.log(pi / (1 - pi))
         ps = post[m]
         below = ps < posterior_cutoff
-        reference_llr = scores.reference_llr.get((b, d), scores.reference_llr[(b, None)])
         rows_out.append(
             {
                 "sample": smp,
@@ -1078,7 +1151,7 @@ def _per_sample(
                 "n_reference": int((m & cohort.ref).sum()),
                 "prior": pi,
                 "n_called": int((~below).sum()),
-                "fpr": float(np.mean(reference_llr >= thr)),
+                "fpr": float(fpr.get(smp, np.nan)),
                 "fnr": float(ps[below].sum() / ps.sum()) if ps.sum() > 0 else float("nan"),
                 "temperature": batches.loc[b, "temperature"],
                 "count_scale": batches.loc[b, "count_scale"],

@@ -452,6 +452,27 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
     return versions
 
 
+def _outlier_text(cnv: Mapping) -> str:
+    """How the methods paragraph names the outlier genes of the lesion model (``cnv.outlier_fraction``)."""
+    eps = cnv.get("outlier_fraction", 0.05)
+    if not eps:
+        return ""
+    return (
+        f" (each gene's count a mixture of that model and, with weight {eps}, a broad component the same under "
+        "both hypotheses, so that genes moved by an expression programme carry little evidence)"
+    )
+
+
+def _prior_groups(cnv: dict) -> str:
+    """How the methods paragraph names the groups whose carrier fractions were learned (``cnv.prior_key``)."""
+    key = cnv.get("prior_key", "leiden")
+    if key is None:
+        return ""
+    groups = {"leiden": "Leiden cluster", "hspc_state": "annotated state"}.get(key, key)
+    strength = cnv.get("prior_strength", "NA")
+    return f" and then per {groups} within each sample, pulled towards the sample's by {strength} pseudo-cells"
+
+
 def methods_paragraph(
     config: Mapping, versions: Mapping[str, str], *, n_cells: int, n_samples: int, n_patients: int
 ) -> str:
@@ -484,7 +505,8 @@ def methods_paragraph(
         f"with the Leiden algorithm (resolution {cl.get('resolution', 'NA')}); haematopoietic stem and progenitor states "
         f"were annotated from marker scores. Copy-number lesions {lesion_text} were called per cell from the raw counts "
         f"of the genes inside each lesion with a negative-binomial likelihood ratio against state- and "
-        f"technology-matched expectations from {reference}, with per-sample priors learned by expectation-maximisation, "
+        f"technology-matched expectations from {reference}{_outlier_text(cnv)}, with carrier fractions (priors) learned by "
+        f"expectation-maximisation per sample{_prior_groups(cnv)}, "
         f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
         f"Genome-wide profiles were computed with infercnvpy {v.get('infercnvpy', 'NA')}. Lesion fractions were "
         f"corrected for the false-positive and false-negative rates measured for each sample's calls (Rogan-Gladen, "
@@ -654,7 +676,7 @@ def _trust_text(lesion_summary: pd.DataFrame, reference: pd.DataFrame | None, le
     if not disease.empty:
         out.append(
             f"Estimated per-sample error rates of the {lesion} calls: false-positive rate (cross-fitted normal "
-            f"reference cells scored with the sample's prior) {_pct(disease['fpr'].min(), 1)} to "
+            f"reference cells scored with the priors the sample's cells were called with) {_pct(disease['fpr'].min(), 1)} to "
             f"{_pct(disease['fpr'].max(), 1)}, false-negative rate (posterior-expected carriers below the "
             f"cut-off) {_pct(disease['fnr'].min(), 1)} to {_pct(disease['fnr'].max(), 1)}. "
         )
@@ -667,7 +689,9 @@ def _trust_text(lesion_summary: pd.DataFrame, reference: pd.DataFrame | None, le
     if notes:
         out.append("Reference: " + " ".join(_escape(n) for n in notes) + " ")
     if reference is not None and "mode" in reference and (reference["mode"] == "auto").any():
-        bad = reference[~reference["confident"].astype(bool)]
+        # an automatic choice has one row per lesion and batch: this paragraph is about `lesion` only
+        own = reference[reference["lesion"] == lesion] if "lesion" in reference else reference
+        bad = own[~own["confident"].astype(bool)]
         out.append(
             "The reference was chosen automatically; "
             + (

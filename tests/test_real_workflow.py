@@ -1,0 +1,209 @@
+"""TNBC1 through the real workflow to a report (issue 17, item 6): the sheet and config are written here.
+
+TNBC1 (``../shared/data/real/tnbc1`` beside the project root, or ``REMNANT_TNBC1``; README there) is 302 cells of
+one 10x breast tumour: CopyKAT calls 228 aneuploid (tumour) and 74 diploid (normal immune/stromal) cells in the
+same sample. As a cohort that is ONE sample (one patient, one timepoint, one population), NO healthy donor, and a
+tumour sample holding normal cells, so the reference must be found in the data (``cnv.reference: auto``). The sheet
+points at the shared gene x cell table as it is (the workflow reads it as ``table_genes_x_cells``; nothing is copied
+or changed); the config is config/config.yaml with the tumour's seven lesions (+1q +8q +16p del19q del5q del10q
+del14q, whole GRCh38 arms) and nothing else, and no stem/progenitor or before/after design.
+
+Asserted on what the run wrote, against CopyKAT's labels: the report names every lesion; every QC-passing cell has
+its calls; the cells chosen as reference are CopyKAT-diploid; the tumour cells are called for the strong gains and
+few normal cells are; the reference notes (one reference donor, states without reference cells) and the
+automatic reference's lack of confidence are said in lesion_summary.tsv, the log, warnings.tsv and the report.
+
+The floors are today's values (the measured ones in the comments) less a small margin: regression guards, not the
+issue's targets. Workflow and report took 51-75 s on 2 shared cores (``wall_seconds.txt`` in the working directory).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from test_cohort_shapes import QUICK, first_page, merge, read, run_workflow, summary_page
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import _real_sets as R  # noqa: E402  (TNBC1's location, its lesions and the AUROC of the real-data suite)
+
+ROOT = Path(__file__).resolve().parents[1]
+LESIONS = [name for name, _, _ in R.TNBC1_LESIONS]
+N_CELLS = 302  # columns of counts.tsv.gz
+
+pytestmark = pytest.mark.workflow
+
+# Today's values on this branch (posterior >= cnv.posterior_cutoff 0.9; 226 tumour and 73 normal cells pass QC):
+# AUROC of the posterior, tumour vs normal, over all 299 cells (reference cells included, cross-fitted)
+AUROC_FLOOR = {
+    "gain1q": 0.98,  # 0.9930
+    "gain8q": 0.99,  # 1.0000
+    "gain16p": 0.97,  # 0.9851
+    "del19q": 0.97,  # 0.9874 (0.9501 before the outlier-robust evidence and the per-cluster priors)
+    "del5q": 0.97,  # 0.9871 (0.9517)
+    "del10q": 0.95,  # 0.9619 (0.9097)
+    "del14q": 0.96,  # 0.9776 (0.9576)
+}
+# the strong gains: share of tumour cells called (today 226/226 for both) and normal cells called. The normals are
+# NOT rarely called yet: the automatic reference takes the 50 cells least likely to carry any lesion (all of them
+# CopyKAT-diploid), and most of the 23 diploid cells left out of it, myeloid cells with high +8q LLRs, are
+# called for +8q: today 2/73 normals for +1q and 12/73 for +8q (7 and 18 with one carrier fraction per sample,
+# before cnv.prior_key). Issue 17's target is <= 2%.
+TUMOUR_CALLED_FLOOR = {"gain1q": 0.97, "gain8q": 0.97}
+NORMAL_CALLED_CEILING = {"gain1q": 3 / 73, "gain8q": 13 / 73}
+REFERENCE_DIPLOID_FLOOR = 0.9  # today 50 of 50 chosen cells are CopyKAT-diploid
+
+
+def write_cohort(workdir: Path) -> None:
+    """The sample sheet (one row naming the shared table as it is) and the config, in ``workdir``."""
+    sheet = pd.DataFrame(
+        [
+            {
+                "sample": "TNBC1",
+                "patient": "TNBC1",
+                "timepoint": "diagnosis",
+                "population": "TUMOUR",
+                "condition": "TNBC",
+                "technology": "droplet",
+                "format": "table_genes_x_cells",
+                "counts": str(R.TNBC1 / "counts.tsv.gz"),
+                "index_sort": "",
+            }
+        ]
+    )
+    sheet.to_csv(workdir / "samples.tsv", sep="\t", index=False)
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["demo"] = {"simulate": False}
+    config["lesions"] = [{"name": name, "type": kind, "region": arm} for name, kind, arm in R.TNBC1_LESIONS]
+    merge(
+        config,
+        {
+            **QUICK,
+            "samples": "samples.tsv",
+            "timepoints": ["diagnosis"],
+            "populations": {"TUMOUR": "all cells of the tumour sample (not sorted)"},
+            "conditions": {"all": ["TNBC"], "reference": []},
+            "cnv": {"reference": "auto"},
+        },
+    )
+    for key in ("stem", "progenitor", "before", "after"):  # not this study's design
+        config["persistence"].pop(key)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def tnbc1(tmp_path_factory) -> Path:
+    counts = R.TNBC1 / "counts.tsv.gz"
+    if not counts.is_file():
+        pytest.fail(
+            f"TNBC1 is missing: {counts} not found. It lives in ../shared/data/real/tnbc1 beside the project root (or "
+            "set REMNANT_TNBC1 to its directory); CI has it, so this is a failure, not a skip (as in test_real_data.py)."
+        )
+    workdir = tmp_path_factory.mktemp("tnbc1")
+    write_cohort(workdir)
+    return run_workflow(workdir)
+
+
+@pytest.fixture(scope="module")
+def calls(tnbc1) -> pd.DataFrame:
+    """lesion_calls.tsv.gz with CopyKAT's label per cell (``tumour``: aneuploid, ``normal``: diploid)."""
+    table = pd.read_csv(tnbc1 / "results/cnv/lesion_calls.tsv.gz", sep="\t")
+    label = pd.read_csv(R.TNBC1 / "copykat_prediction.tsv", sep="\t", index_col=0)["copykat.pred"]
+    copykat = label.reindex(table["barcode"].astype(str)).to_numpy()
+    return table.assign(tumour=copykat == "aneuploid", normal=copykat == "diploid")
+
+
+def test_report_names_every_lesion(tnbc1):
+    html = (tnbc1 / "results/report.html").read_text()
+    summary = summary_page(tnbc1)
+    text, compared, not_compared = first_page(tnbc1)
+    assert "1 patient, 0 reference donors, 1 sorted sample, 299 cells after quality control" in text
+    assert compared == [] and len(not_compared) == 5  # no stem/progenitor, no before/after design
+    for lesion in LESIONS:
+        assert lesion in html and lesion in summary, lesion
+        assert (tnbc1 / f"results/cnv/figures/{lesion}_profile_TNBC1.png").stat().st_size > 5000, lesion
+    assert "gain1q" in text  # the first lesion is the persistence lesion (persistence.lesion: null)
+
+
+def test_every_qc_passing_cell_has_its_calls(tnbc1, calls):
+    qc = read(tnbc1, "qc/removed_per_sample.tsv").iloc[0]
+    assert (qc["cells"], qc["kept"]) == (N_CELLS, 299)  # today 1 high-mito cell and 2 doublets removed
+    assert len(calls) == qc["kept"] and calls["barcode"].is_unique
+    assert (calls["tumour"] ^ calls["normal"]).all()  # every called cell is one of CopyKAT's 302
+    assert (int(calls["tumour"].sum()), int(calls["normal"].sum())) == (226, 73)
+    for lesion in LESIONS:
+        post = calls[f"{lesion}_posterior"].to_numpy()
+        assert np.isfinite(calls[f"{lesion}_llr"]).all() and ((post >= 0) & (post <= 1)).all(), lesion
+        assert (calls[f"{lesion}_call"].astype(bool) == (post >= 0.9)).all(), lesion
+        assert (calls[f"{lesion}_n_genes"] > 100).all(), lesion  # whole arms: hundreds of expressed genes
+    summary = read(tnbc1, "cnv/lesion_summary.tsv").set_index("lesion")
+    assert list(summary.index) == LESIONS
+    for lesion in LESIONS:
+        assert summary.loc[lesion, "n_called"] == int(calls[f"{lesion}_call"].astype(bool).sum()), lesion
+
+
+def test_the_automatic_reference_is_normal_cells(tnbc1, calls):
+    ref = calls["reference"].astype(bool).to_numpy()
+    assert ref.sum() >= 50  # cnv.auto_reference.min_cells
+    assert calls["normal"].to_numpy()[ref].mean() >= REFERENCE_DIPLOID_FLOOR
+    choice = read(tnbc1, "cnv/reference.tsv")
+    assert choice[["mode", "lesion", "batch"]].values.tolist() == [["auto", name, "droplet"] for name in LESIONS]
+    assert (choice["n_chosen"] == ref.sum()).all() and (choice["n_candidates"] == len(calls)).all()
+
+
+@pytest.mark.parametrize("lesion", LESIONS)
+def test_posterior_separates_tumour_from_normal(calls, lesion):
+    got = R.auroc(calls[f"{lesion}_posterior"], calls["tumour"])
+    assert got >= AUROC_FLOOR[lesion], f"{lesion}: AUROC {got:.4f} below its floor {AUROC_FLOOR[lesion]}"
+
+
+@pytest.mark.parametrize("lesion", list(TUMOUR_CALLED_FLOOR))
+def test_strong_gains_are_called_in_tumour_cells_and_few_normals(calls, lesion):
+    called = calls[f"{lesion}_call"].astype(bool)
+    tumour, normal = called[calls["tumour"]].mean(), called[calls["normal"]].mean()
+    assert tumour >= TUMOUR_CALLED_FLOOR[lesion], f"{lesion}: {tumour:.3f} of tumour cells called"
+    assert normal <= NORMAL_CALLED_CEILING[lesion] + 1e-9, f"{lesion}: {normal:.3f} of normal cells called"
+
+
+def test_reference_notes_are_said_where_they_should_be(tnbc1, calls):
+    """One reference donor (the patient's own cells) and the states the chosen reference lacks: in every row of
+    lesion_summary.tsv (the sample has cells of those states), as WARNINGs in the log and warnings.tsv, and in
+    the report; the batch had reference cells of its own, so no note on that."""
+    states = calls["hspc_state"].astype(str)
+    lacking = sorted(set(states) - set(states[calls["reference"].astype(bool)]))
+    assert lacking  # today GMP, MEP, HSC (tumour cells given the HSPC states nearest them)
+    donor = "only one reference donor (TNBC1): cross-fitting used random cell folds"
+    summary = read(tnbc1, "cnv/lesion_summary.tsv")
+    assert summary["reference_matched"].astype(bool).all()
+    for note in summary["reference_note"]:
+        assert donor in note and "no reference cells of state(s) " in note
+        for state in lacking:
+            assert f"{state} ({int((states == state).sum())} cells)" in note, state
+        assert "reference cells of its own" not in note
+    log = (tnbc1 / "logs/call_lesions/call_lesions.log").read_text()
+    warnings = read(tnbc1, "warnings.tsv")["message"]
+    for text in (donor, "no reference cells of state(s) "):
+        assert f"WARNING remnant.tl.lesions: {text}" in log
+        assert warnings.str.startswith(text).any(), text
+    page = summary_page(tnbc1)
+    assert f"Reference: {donor}" in page and "no reference cells of state(s) " in page
+
+
+def test_an_automatic_reference_it_is_unsure_of_says_so_once_per_batch(tnbc1):
+    """reference.tsv flags each lesion's choice; the report's trust paragraph (of the persistence lesion, gain1q)
+    names the batch once, with that lesion's reason. Today no choice is confident: fewer than 50 cells fall below
+    the carrier-probability cut-off, so the 50 least likely carriers are taken."""
+    choice = read(tnbc1, "cnv/reference.tsv").set_index("lesion")
+    log = (tnbc1 / "logs/call_lesions/call_lesions.log").read_text()
+    for lesion, row in choice.iterrows():
+        if not row["confident"]:
+            assert row["reason"] and f"automatic reference NOT confident for {lesion}, batch droplet: " in log
+    page = summary_page(tnbc1)
+    if choice.loc["gain1q", "confident"]:
+        assert "the choice is confident in every batch" in page
+    else:
+        assert f"the choice is NOT confident for droplet: {choice.loc['gain1q', 'reason']}" in page
