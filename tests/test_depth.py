@@ -100,25 +100,7 @@ def test_dominant_immunoglobulins_no_longer_flip_calls(plasma, lesions, caplog):
     assert not any("H2_held" in m for m in warned)
 
 
-@pytest.fixture(scope="module")
-def cohort_without_confounders():
-    return S.called_cohort(ROWS, params={**PARAMS, **S.WITHOUT_CONFOUNDERS}, seed=11)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17: with the simulator's confounders (on by default) the robust depth calls 0.622 of "
-    "the carriers (floor 0.7); tests/simulated.py WITHOUT_CONFOUNDERS",
-)
 def test_dominant_immunoglobulins_in_the_reference(cohort, lesions):
-    _dominant_immunoglobulins_in_the_reference(cohort, lesions)
-
-
-def test_dominant_immunoglobulins_in_the_reference_without_confounders(cohort_without_confounders, lesions):
-    _dominant_immunoglobulins_in_the_reference(cohort_without_confounders, lesions)
-
-
-def _dominant_immunoglobulins_in_the_reference(cohort, lesions):
     """The issue's case: plasma-like cells in the reference deflate its profile per count of depth;
     with a plain depth every loss is missed and every gain called, with the default depth neither."""
     adata = plasma_like(cohort, "H1_ref")
