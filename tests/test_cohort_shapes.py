@@ -37,7 +37,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from simulated import WITHOUT_CONFOUNDERS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET_COLUMNS = [
@@ -202,10 +201,7 @@ def plate_only(tmp_path_factory) -> Path:
     write_cohort(
         workdir,
         rows,
-        # without the simulator's confounders until the caller holds with them (issue 17): with them
-        # P1's or P2's corrected fraction at remission is NaN and diagnosis's corrected_low 0.150
-        # (clone 0.9), so "remission below diagnosis" fails
-        params={"clone_fraction": {"diagnosis": {"HSC": 0.9}, "remission": {"HSC": 0.3}}, **WITHOUT_CONFOUNDERS},
+        params={"clone_fraction": {"diagnosis": {"HSC": 0.9}, "remission": {"HSC": 0.3}}},
         seed=12,
         overrides={
             **QUICK,
