@@ -15,6 +15,12 @@ from remnant.sim.cohort import simulate_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Simulator parameters without its confounders (remnant.sim.confounders; on by default). Tests
+#: whose floors the confounders break keep their assertion, run it on a cohort with this, and mark
+#: the same assertion on the default cohort ``xfail(strict=True)`` with the value measured there
+#: (issue 17: the copy-number caller is to reach the floors with the confounders on).
+WITHOUT_CONFOUNDERS = {"confounders": {"enabled": False}}
+
 
 @lru_cache(maxsize=1)
 def genes() -> pd.DataFrame:

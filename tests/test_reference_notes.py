@@ -33,6 +33,9 @@ PARAMS = {
     "clone_sampling": "exact",
     "low_quality": {"fraction": 0.0},
     "doublets": {"rate": 0.0},
+    # every cell of an HSPC state, so that each test chooses which state the reference lacks; the
+    # simulator's cells of another type (never in a healthy reference) are the last test's subject
+    "confounders": {"other_type": {"fraction": 0.0}},
 }
 
 
@@ -147,3 +150,15 @@ def test_summary_notes_per_sample():
     assert got[1].startswith("only one reference donor") and NOTE_SEPARATOR not in got[1]
     assert "cnv.min_batch_reference" in got[2] and got[3] == ""
     assert _sample_notes(summary, notes.iloc[:0], obs, {}) == [""] * 4
+
+
+def test_cells_of_another_type_are_named_as_a_state_without_reference(lesions, caplog):
+    """The simulator's default confounders put cells of another type (state OTHER) into patient
+    samples only: the healthy reference has none, and the note says so."""
+    params = {k: v for k, v in PARAMS.items() if k != "confounders"}
+    adata = S.called_cohort(ROWS, params=params, seed=3)
+    n = int((adata.obs["hspc_state"] == "OTHER").sum())
+    assert n > 0 and not adata.obs.loc[adata.obs["condition"].eq("healthy"), "hspc_state"].eq("OTHER").any()
+    _, notes, warnings = _call(adata, lesions, adata.obs["condition"].eq("healthy").to_numpy(), caplog)
+    row = notes.set_index("kind").loc["states_without_reference"]
+    assert row["detail"] == "OTHER" and f"OTHER ({n} cells)" in row["note"] and row["note"] in warnings

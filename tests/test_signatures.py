@@ -58,6 +58,10 @@ def hsc():
     adata = ad.concat(list(mapped.values()), merge="same")
     adata.layers["counts"] = adata.X.copy()
     truth = cells.set_index(cells["sample"] + ":" + cells["barcode"]).loc[adata.obs_names]
+    # the comparisons are within one state (the workflow's annotated state): cells of another type
+    # (the simulator's confounders) are not stem cells, so they are left out as annotation would
+    adata = adata[~truth["other_type"].to_numpy()].copy()
+    truth = truth[~truth["other_type"].to_numpy()]
     adata.obs["truth_del"] = truth["lesion_del5q"].to_numpy()
     adata.obs["truth_phase"] = np.where(truth["cell_cycle_phase"] == "G1", "G0/G1", truth["cell_cycle_phase"])
     adata.obs["quiescent"] = truth["quiescent"].to_numpy()

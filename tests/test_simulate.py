@@ -248,7 +248,12 @@ def test_marker_genes_higher_in_their_state(demo, markers):
 
 
 def test_state_composition_follows_the_gate(demo):
-    truth = demo.cells[~demo.cells["doublet"]]
+    # the gate's composition is that of its HSPC cells; cells of another type (confounders, patient
+    # samples only) come on top, with their own label
+    other = demo.cells["other_type"]
+    assert (demo.cells.loc[other & ~demo.cells["doublet"], "state"] == "OTHER").all()
+    assert not other[demo.cells["condition"] == "healthy"].any()
+    truth = demo.cells[~demo.cells["doublet"] & ~other]
     hsc_gate = truth.loc[truth["population"] == "HSC", "state"].value_counts(normalize=True)
     assert 0.78 < hsc_gate["HSC"] < 0.92 and set(hsc_gate.index) <= {"HSC", "LMPP"}
     prog_gate = truth.loc[truth["population"] == "PROG", "state"].value_counts(normalize=True)
@@ -380,7 +385,9 @@ def test_patient_intervals_contain_the_cdr(demo):
 
 
 def test_clone_fractions_near_params_and_healthy_donors_clean(demo):
-    cells = demo.cells[~demo.cells["doublet"]]
+    # clone fractions are of the HSPC cells: cells of another type (confounders) never carry
+    assert not demo.cells.loc[demo.cells["other_type"] & ~demo.cells["doublet"], "lesion_del5q"].any()
+    cells = demo.cells[~demo.cells["doublet"] & ~demo.cells["other_type"]]
     assert not cells.loc[cells["condition"] == "healthy", "lesion_del5q"].any()
     observed = (
         cells[cells["condition"] == "MDS"].groupby(["timepoint", "population"])["lesion_del5q"].agg(["mean", "size"])

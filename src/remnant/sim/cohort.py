@@ -28,11 +28,19 @@ Model, per cell (all effects multiplicative on the expected expression):
   number of UMIs, not cells x genes (see :func:`remnant.sim.sample._sample_nb_sparse`); plate samples with a dense
   gamma-Poisson sampler in chunks of cells. No dense cohort is ever held.
 - Doublets (droplet only) are the sum of two simulated cells' counts.
+- Confounders (``params["confounders"]``, on by default; :mod:`remnant.sim.confounders`): a disease
+  programme in every patient cell (a few hundred genes 4-16-fold up or down, some inside 5q), a
+  dominant-transcript family (haemoglobin) holding a share of the nuclear counts of some patient
+  cells, immediate-early genes (EGR1 in 5q31, FOS, JUN ...) varying by sample, and cells of another
+  type (their own programme and state label, never carriers) inside patient samples. They enter the
+  nuclear profile as further log effects (the family as a share of the nuclear mean), so counts
+  are drawn from them as from everything else.
 
 Randomness: everything derives from ``seed`` through :func:`numpy.random.default_rng`. Cohort-wide
 draws (gene baseline, dispersion, state programs) use ``default_rng([seed, 0])``; each patient's
 draws ``default_rng([seed, 1, crc32(patient)])`` and each sample's ``default_rng([seed, 2,
-crc32(sample)])``. So the same inputs and seed give identical output, and a sample's counts do not
+crc32(sample)])``; the confounders draw from generators of their own (tags 3 to 6; see
+:mod:`remnant.sim.confounders`), so switching them off gives exactly the counts without them. So the same inputs and seed give identical output, and a sample's counts do not
 change when other samples are added to or removed from the sheet.
 
 Modules: :mod:`remnant.sim.params` (defaults and checks), :mod:`remnant.sim.model` (the gene model
@@ -50,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from remnant.errors import InputError
+from remnant.sim.confounders import Confounders
 from remnant.sim.model import GeneModel, Patient, in_interval
 from remnant.sim.params import DEFAULT_PARAMS, SHEET_COLUMNS, is_empty, is_index_sorted, resolve_params
 from remnant.sim.sample import simulate_sample
@@ -77,13 +86,21 @@ class SimulatedCohort:
         technology, state`` (``"A+B"`` for doublets), ``cell_cycle_phase`` (G1/S/G2M; ``"A+B"`` for
         doublets of different phases), ``quiescent``, ``lesion_<name>`` per lesion (doublets: True if
         either cell carries it), ``doublet``, ``low_quality``, ``total_counts`` (observed),
-        ``mito_fraction`` (expected share of mitochondrial counts).
+        ``other_type`` (a cell of another type: confounders), ``dominant_family`` (name of the
+        dominant-transcript family of the cell, '' for none), ``mito_fraction`` (expected share of
+        mitochondrial counts).
     patients
         One row per patient and lesion: ``patient, condition, sex, lesion, chromosome, start, end``
         (bp, 0-based half-open), ``type, copy_ratio, n_genes`` (simulated genes inside), ``clone_logit_shift``.
         Patients of a normal condition have one row with empty lesion fields.
     params
         The fully resolved parameters used.
+    confounders
+        What the confounders planted (empty without them): ``programme`` (one row per patient and
+        disease-programme gene: ``patient, gene, gene_name, chromosome, log2fc, inside_lesion``),
+        ``other_type`` (the other type's programme: ``gene, gene_name, chromosome, log2fc``),
+        ``samples`` (``sample, ieg_log2fc``: each sample's immediate-early factor); ``gene`` indexes
+        the simulated genes (the columns of every count matrix).
     """
 
     counts: dict[str, anndata.AnnData]
@@ -91,6 +108,7 @@ class SimulatedCohort:
     cells: pd.DataFrame
     patients: pd.DataFrame
     params: dict = field(default_factory=dict)
+    confounders: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def simulate_cohort(
@@ -152,11 +170,13 @@ def simulate_cohort(
     patients: dict[str, Patient] = {}
     for name, condition in sheet.groupby("patient", sort=False)["condition"].first().items():
         patients[name] = Patient(name, condition, model, p, _child_rng(seed, 1, name))
+    conf, planted = _confounders(model, patients, p, seed, root)
 
     counts, index_sort, truths = {}, {}, []
     for _, row in sheet.iterrows():
         rng = _child_rng(seed, 2, row["sample"])
-        adata, truth, facs = simulate_sample(rng, row, patients[row["patient"]], model, p, is_index_sorted(row, p))
+        cf = (conf, _child_rng(seed, 5, row["sample"])) if conf else None
+        adata, truth, facs = simulate_sample(rng, row, patients[row["patient"]], model, p, is_index_sorted(row, p), cf)
         if write is not None:
             write(row["sample"], adata, facs)
             del adata
@@ -166,10 +186,35 @@ def simulate_cohort(
                 index_sort[row["sample"]] = facs
         meta = pd.DataFrame({col: row[col] for col in SHEET_COLUMNS}, index=truth.index)
         truths.append(pd.concat([meta, truth], axis=1))
+        if conf:
+            planted["samples"].append({"sample": row["sample"], "ieg_log2fc": conf.ieg_log2fc(row["sample"])})
     cells = pd.concat(truths, ignore_index=True)[_cell_columns(p)]
+    if conf:
+        planted["samples"] = pd.DataFrame(planted["samples"], columns=["sample", "ieg_log2fc"])
     return SimulatedCohort(
-        counts=counts, index_sort=index_sort, cells=cells, patients=_patients_table(patients), params=p
+        counts=counts,
+        index_sort=index_sort,
+        cells=cells,
+        patients=_patients_table(patients),
+        params=p,
+        confounders=planted,
     )
+
+
+def _confounders(model: GeneModel, patients: dict[str, Patient], p: dict, seed: int, root: str) -> tuple:
+    """The cohort's confounders (None when switched off) and the table of what they plant; sets
+    each patient's disease programme and adds the other type's programme to the state effects."""
+    if not p["confounders"]["enabled"]:
+        return None, {}
+    conf = Confounders(model, p, seed, root)
+    model.state_effect[conf.label] = conf.other_effect
+    tables = []
+    for name, pt in patients.items():
+        pt.programme, table = conf.disease_programme(name, pt.condition)
+        tables.append(table.assign(patient=name))
+    programme = pd.concat(tables, ignore_index=True)
+    programme = programme[["patient", *[c for c in programme.columns if c != "patient"]]]
+    return conf, {"programme": programme, "other_type": conf.other_programme, "samples": []}
 
 
 def _child_rng(seed: int, tag: int, name: str) -> np.random.Generator:
@@ -196,6 +241,8 @@ def _cell_columns(p: dict) -> list[str]:
         *[f"lesion_{lesion['name']}" for lesion in p["lesions"]],
         "doublet",
         "low_quality",
+        "other_type",
+        "dominant_family",
         "total_counts",
         "mito_fraction",
     ]

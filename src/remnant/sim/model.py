@@ -224,7 +224,19 @@ class Patient:
             log_base[model.chr_y] = -np.inf
             log_base[model.xist] = np.log(model.xist_fraction) if model.xist_fraction > 0 else -np.inf
         self.log_base = log_base + self.effect
+        # Confounders (remnant.sim.confounders): the patient's disease programme (natural log per
+        # gene; zeros for healthy donors), set by simulate_cohort, and the effect every cell of the
+        # sample being simulated shares (programme + immediate-early genes), set per sample.
+        self.programme = np.zeros(model.n)
+        self.sample_effect: np.ndarray | None = None
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def set_sample_effect(self, effect: np.ndarray | None) -> None:
+        """Natural-log effect per gene shared by the next sample's cells (None: none); profiles are recomputed."""
+        if effect is None and self.sample_effect is None:
+            return  # without confounders the patient's profiles serve all its samples
+        self.sample_effect = effect
+        self._cache.clear()
 
     def profile(
         self, state: str, phase: str, quiescent: bool, carried: tuple[bool, ...]
@@ -234,6 +246,8 @@ class Patient:
         if key not in self._cache:
             m = self.model
             logp = self.log_base + m.state_effect[state] + m.cycle_effect[(phase, quiescent)]
+            if self.sample_effect is not None:
+                logp = logp + self.sample_effect
             logp[m.mito] = -np.inf
             prof = np.exp(logp - np.max(logp))
             prof /= prof.sum()

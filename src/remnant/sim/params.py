@@ -165,6 +165,53 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # -- planted artefacts -------------------------------------------------------------------------
     "low_quality": {"fraction": 0.05, "count_factor": [0.05, 0.2], "mito_fraction": [0.2, 0.6]},
     "doublets": {"rate": 0.06, "heterotypic_fraction": 0.8, "technologies": ["droplet"]},
+    # -- confounders (remnant.sim.confounders) -----------------------------------------------------
+    # What real marrow has besides copy number, built into each cell's expected expression; on by
+    # default with realistic magnitudes ({enabled: false} switches all four off).
+    "confounders": {
+        "enabled": True,
+        # Per patient (or condition) n_genes genes x 4-16 (log2fc range, log-uniform), up or down,
+        # in every cell of the patient, carrier or not; drawn genome-wide (some inside the lesion by
+        # chance) unless in_lesions places exactly that many inside the lesions' widest ranges.
+        "disease_programme": {
+            "n_genes": 300,
+            "per": "patient",
+            "log2fc": [2.0, 4.0],
+            "up_fraction": 0.5,
+            "candidate_quantile": 0.7,
+            "in_lesions": None,
+            "in_lesions_direction": "both",
+        },
+        # A gene family holding a share of a cell's nuclear counts (erythroid contamination).
+        "dominant_transcripts": {
+            "families": [
+                {
+                    "name": "haemoglobin",
+                    "genes": {"HBB": 0.6, "HBA2": 0.25, "HBA1": 0.15},
+                    "cell_fraction": 0.15,
+                    "normal_cell_fraction": 0.0,
+                    "share": [0.2, 0.6],
+                }
+            ]
+        },
+        # Immediate-early genes raised to a baseline floor, then x 2 ** N(0, sd) per sample (handling).
+        "immediate_early": {
+            "genes": ["EGR1", "FOS", "FOSB", "JUN", "JUNB", "IER2", "IER3", "DUSP1", "NR4A1", "ZFP36", "KLF6", "ATF3"],
+            "floor_quantile": 0.95,
+            "sample_log2fc_sd": 1.0,
+        },
+        # Cells of another type in patient samples: their own programme and state label, never carriers.
+        "other_type": {
+            "fraction": 0.05,
+            "label": "OTHER",
+            "n_genes": 600,
+            "log2fc": 3.0,
+            "up_fraction": 0.5,
+            "candidate_quantile": 0.5,
+            "cycling_probability": 0.2,
+            "index_sort_levels": {"CD34": 2.2, "CD38": 3.0, "CD90": 1.8, "CD45RA": 2.6},
+        },
+    },
     # -- index sort --------------------------------------------------------------------------------
     # Samples of these technologies (and any sample whose sheet row names an index_sort file) get
     # index-sort intensities: 10 ** (level + sample shift + noise), arbitrary fluorescence units.
@@ -248,6 +295,10 @@ def resolve_params(
     _fill_item_defaults(resolved["lesions"], rules["properties"]["lesions"])
     _fill_item_defaults(
         resolved["cell_cycle"]["modifiers"], rules["properties"]["cell_cycle"]["properties"]["modifiers"]
+    )
+    _fill_item_defaults(
+        (resolved.get("confounders") or {}).get("dominant_transcripts", {}).get("families"),
+        rules["properties"]["confounders"]["properties"]["dominant_transcripts"]["properties"]["families"],
     )
     # numpy scalars are numbers to the simulator (and were accepted before the schema): validate
     # them as the Python numbers they equal; the merged dict is complete, so nothing is filled in
@@ -366,6 +417,7 @@ def _check_across_keys(p: dict, root: str) -> None:
     for key in ("count_factor", "mito_fraction"):
         _check_pair(p["low_quality"][key], ("low_quality", key), root)
     _check_index_levels(p["index_sort"], root)
+    _check_confounders(p, root)
 
 
 def _check_composition(comp: dict, path: tuple, states: list, root: str) -> None:
@@ -418,6 +470,32 @@ def _check_modifier(mod: dict, path: tuple, lesions: list, states: list, root: s
     for i, state in enumerate(mod["states"] or []):
         if state not in states:
             _fail(root, (*path, "states", i), f"{state!r} is not allowed; choose one of {list(states)}.")
+
+
+def _check_confounders(c_p: dict, root: str) -> None:
+    """Ranges in order, the other type's label new and its index-sort levels complete, family shares below 1."""
+    c, path = c_p["confounders"], ("confounders",)
+    _check_pair(c["disease_programme"]["log2fc"], (*path, "disease_programme", "log2fc"), root)
+    for i, fam in enumerate(c["dominant_transcripts"]["families"]):
+        _check_pair(fam["share"], (*path, "dominant_transcripts", "families", i, "share"), root)
+    for key in ("cell_fraction", "normal_cell_fraction"):
+        total = sum(f[key] for f in c["dominant_transcripts"]["families"])
+        if total > 1:
+            _fail(root, (*path, "dominant_transcripts", "families"), f"{key}s sum to {total:.4g}; at most 1.")
+    ot = c["other_type"]
+    if ot["label"] in c_p["states"]:
+        _fail(
+            root,
+            (*path, "other_type", "label"),
+            f"{ot['label']!r} is an HSPC state; give the other type its own label.",
+        )
+    for marker in c_p["index_sort"]["markers"]:
+        if marker not in ot["index_sort_levels"]:
+            _fail(
+                root,
+                (*path, "other_type", "index_sort_levels"),
+                f"has no level for marker {marker!r}; add {marker}: <log10 intensity>.",
+            )
 
 
 def _check_index_levels(ix: dict, root: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from remnant.sim.confounders import Confounders, SampleDraws
 from remnant.sim.model import GeneModel, Patient
 from remnant.sim.params import PHASES
 
@@ -64,10 +65,19 @@ class _Cells:
     low_quality: np.ndarray  # bool (never a doublet component)
     lib: np.ndarray  # library size (UMIs or reads)
     mito: np.ndarray  # expected mitochondrial share of counts
+    other: np.ndarray  # bool: cell of another type (confounders)
+    family: np.ndarray  # dominant-transcript family index, -1 for none (confounders)
+    share: np.ndarray  # share of the nuclear counts its family holds (0 for none)
 
 
 def simulate_sample(
-    rng: np.random.Generator, row: pd.Series, patient: Patient, model: GeneModel, p: dict, index_sorted: bool
+    rng: np.random.Generator,
+    row: pd.Series,
+    patient: Patient,
+    model: GeneModel,
+    p: dict,
+    index_sorted: bool,
+    confounders: tuple[Confounders, np.random.Generator] | None = None,
 ) -> tuple[anndata.AnnData, pd.DataFrame, pd.DataFrame | None]:
     """Simulate one sample of the sheet.
 
@@ -83,13 +93,17 @@ def simulate_sample(
         The resolved parameters.
     index_sorted
         Whether to draw index-sort intensities.
+    confounders
+        The cohort's confounders and the sample's own generator for their draws
+        (:mod:`remnant.sim.confounders`), or None for none.
 
     Returns
     -------
     (counts, truth, index_sort)
         ``counts``: AnnData, cells x genes, CSR float32 counts, obs names the barcodes;
         ``truth``: one row per barcode (``barcode, state, cell_cycle_phase, quiescent,
-        lesion_<name>..., doublet, low_quality, mito_fraction, total_counts``), in the rows' order;
+        lesion_<name>..., doublet, low_quality, other_type, dominant_family, mito_fraction,
+        total_counts``), in the rows' order;
         ``index_sort``: barcode x marker intensities, or None.
     """
     tech = row["technology"]
@@ -97,13 +111,20 @@ def simulate_sample(
     lesion_names = [lesion["name"] for lesion in p["lesions"]]
     states = _draw_states(rng, p["state_composition"][row["population"]], layout, p["doublets"])
     carried = _draw_carriers(rng, row, patient, p, layout)
-    phase, quiescent = _draw_cycle(rng, states, carried, lesion_names, str(row["timepoint"]), p)
+    conf, draws = _draw_confounders(confounders, row, patient, layout)
+    states = np.where(draws.other, conf.label, states) if conf else states
+    carried[draws.other] = False  # cells of another type are never in the clone
+    cycling = dict(p["cell_cycle"]["cycling_probability"], **({conf.label: conf.other_cycling} if conf else {}))
+    phase, quiescent = _draw_cycle(rng, states, carried, lesion_names, str(row["timepoint"]), p, cycling)
     low_quality, lib, mito = _draw_quality_and_library(rng, tech, phase, quiescent, layout, p)
-    cells = _Cells(states, carried, phase, quiescent, low_quality, lib, mito)
-    counts = _draw_counts(rng, cells, patient, model, p["dispersion"][tech])
-    facs = _draw_index_sort(rng, states, p["index_sort"]) if index_sorted else None
+    cells = _Cells(states, carried, phase, quiescent, low_quality, lib, mito, draws.other, draws.family, draws.share)
+    families = conf.families if conf else []
+    counts = _draw_counts(rng, cells, patient, model, p["dispersion"][tech], families)
+    levels = dict(p["index_sort"]["levels"], **({conf.label: conf.other_levels} if conf else {}))
+    facs = _draw_index_sort(rng, states, p["index_sort"], levels) if index_sorted else None
     counts, facs = _sum_doublets(counts, facs, layout)
-    truth = _truth(cells, layout, lesion_names, order=[*p["states"], *PHASES])
+    order = [*p["states"], *([conf.label] if conf else []), *PHASES]
+    truth = _truth(cells, layout, lesion_names, order, [f.name for f in families])
     return _in_barcode_order(rng, tech, counts, truth, facs, model, p["index_sort"]["markers"])
 
 
@@ -151,11 +172,27 @@ def _draw_carriers(rng: np.random.Generator, row: pd.Series, patient: Patient, p
     return carried
 
 
-def _draw_cycle(rng, states, carried, lesion_names, timepoint, p):
-    """Phase (G1/S/G2M per cell) and quiescent flag: cycling by state (odds changed for lesion
-    carriers by ``cell_cycle.modifiers``), phases of cycling cells by ``phase_fractions``."""
+def _draw_confounders(
+    confounders: tuple[Confounders, np.random.Generator] | None, row: pd.Series, patient: Patient, layout: _Layout
+) -> tuple[Confounders | None, SampleDraws]:
+    """The sample's confounder draws (none without confounders); sets the effect its cells share
+    (the patient's disease programme, the sample's immediate-early factor) on ``patient``."""
+    if confounders is None:
+        n = layout.n_comp
+        patient.set_sample_effect(None)
+        return None, SampleDraws(np.zeros(n, bool), np.full(n, -1), np.zeros(n), 0.0)
+    conf, crng = confounders
+    draws = conf.draw_sample(crng, layout.n_comp, str(row["sample"]), str(row["condition"]))
+    patient.set_sample_effect(conf.sample_effect(patient.programme, draws))
+    return conf, draws
+
+
+def _draw_cycle(rng, states, carried, lesion_names, timepoint, p, cycling_probability):
+    """Phase (G1/S/G2M per cell) and quiescent flag: cycling by state (``cycling_probability``:
+    state -> probability; odds changed for lesion carriers by ``cell_cycle.modifiers``), phases of
+    cycling cells by ``phase_fractions``."""
     cc = p["cell_cycle"]
-    prob = np.array([cc["cycling_probability"][s] for s in states], float)
+    prob = np.array([cycling_probability[s] for s in states], float)
     for mod in cc["modifiers"]:
         if mod["timepoint"] is not None and mod["timepoint"] != timepoint:
             continue
@@ -197,14 +234,18 @@ def _draw_quality_and_library(
 
 
 def _draw_counts(
-    rng: np.random.Generator, cells: _Cells, patient: Patient, model: GeneModel, disp: dict
+    rng: np.random.Generator, cells: _Cells, patient: Patient, model: GeneModel, disp: dict, families: list
 ) -> sp.csr_matrix:
     """Counts (n_comp x genes, CSR float32): nuclear genes from each cell's profile, then the
+    dominant-transcript families (a cell's family holds ``share`` of its nuclear counts), then the
     mitochondrial genes. The exact sparse sampler where cells are shallow enough for it (droplet),
     dense gamma-Poisson blocks otherwise (plate)."""
     dispersion = disp["phi0"] * model.gene_dispersion
     phi1 = float(disp["phi1"])
     nuclear_lib = cells.lib * (1 - cells.mito)
+    family_lib = nuclear_lib * cells.share
+    if families:
+        nuclear_lib = nuclear_lib * (1 - cells.share)
     keys = list(
         zip(cells.states.tolist(), cells.phase.tolist(), cells.quiescent.tolist(), map(tuple, cells.carried.tolist()))
     )
@@ -216,6 +257,13 @@ def _draw_counts(
         parts = _nuclear_sparse(rng, patient, groups, nuclear_lib, dispersion, phi1)
     else:
         parts = _nuclear_dense(rng, patient, model.n, keys, groups, nuclear_lib, dispersion, phi1)
+    for f, fam in enumerate(families):
+        rows = np.flatnonzero(cells.family == f)
+        if rows.size:
+            mu = family_lib[rows, None] * fam.weights[None, :]
+            dense = _sample_nb_dense(rng, mu, dispersion[fam.genes], phi1)
+            r, g = np.nonzero(dense)
+            parts.append((rows[r], fam.genes[g], dense[r, g]))
     mito_idx = np.flatnonzero(model.mito)
     if mito_idx.size:
         mu = (cells.lib * cells.mito)[:, None] * model.mito_profile[None, :]
@@ -256,10 +304,11 @@ def _nuclear_dense(
     return parts
 
 
-def _draw_index_sort(rng: np.random.Generator, states: np.ndarray, ix: dict) -> np.ndarray:
-    """Index-sort intensities per component (components x markers): 10 ** (level + sample shift + noise)."""
+def _draw_index_sort(rng: np.random.Generator, states: np.ndarray, ix: dict, levels: dict) -> np.ndarray:
+    """Index-sort intensities per component (components x markers): 10 ** (level + sample shift +
+    noise); ``levels``: state -> marker -> log10 level."""
     shift = rng.normal(0, ix["sample_sdlog10"], len(ix["markers"]))
-    level = np.array([[ix["levels"][s][m] for m in ix["markers"]] for s in states])
+    level = np.array([[levels[s][m] for m in ix["markers"]] for s in states])
     return 10 ** (level + shift[None, :] + rng.normal(0, ix["sdlog10"], level.shape))
 
 
@@ -296,9 +345,12 @@ def _pair(values: np.ndarray, layout: _Layout, order: list[str]) -> np.ndarray:
     return np.concatenate([values[layout.single].astype(str), np.array(joined, dtype=str)])
 
 
-def _truth(cells: _Cells, layout: _Layout, lesion_names: list[str], order: list[str]) -> pd.DataFrame:
+def _truth(
+    cells: _Cells, layout: _Layout, lesion_names: list[str], order: list[str], family_names: list[str]
+) -> pd.DataFrame:
     """Truth per barcode (singlets, then doublets): state, phase, quiescence, lesions, doublet,
-    low quality and the expected mitochondrial share (doublets: library-weighted)."""
+    low quality, other type (doublets: either cell), dominant family ('' for none; doublets: the
+    first cell's, else the second's) and the expected mitochondrial share (doublets: library-weighted)."""
     single, first, second = layout.single, layout.first, layout.second
     truth = pd.DataFrame(
         {
@@ -312,6 +364,11 @@ def _truth(cells: _Cells, layout: _Layout, lesion_names: list[str], order: list[
         truth[f"lesion_{name}"] = np.concatenate([carried[single, j], carried[first, j] | carried[second, j]])
     truth["doublet"] = np.arange(layout.n) >= layout.n_single
     truth["low_quality"] = np.concatenate([cells.low_quality[single], np.zeros(layout.n_dbl, bool)])
+    truth["other_type"] = np.concatenate([cells.other[single], cells.other[first] | cells.other[second]])
+    names = np.array(["", *family_names], dtype=object)[cells.family + 1]
+    truth["dominant_family"] = np.concatenate(
+        [names[single], np.where(names[first] != "", names[first], names[second])]
+    ).astype(str)
     lib, mito = cells.lib, cells.mito
     truth["mito_fraction"] = np.concatenate(
         [mito[single], (lib[first] * mito[first] + lib[second] * mito[second]) / (lib[first] + lib[second])]
