@@ -69,6 +69,25 @@ depends on which of its genes fall inside the patient's interval: with an earlie
 to 0.931. The oracle too loses up to 0.02-0.03 with the confounders: it weighs every gene of the
 interval by the count model and knows nothing of the programme.
 
+The oracle given the interval, beside remnant, with the confounders (main after the outlier-robust
+evidence and per-cluster priors; ``--quick --seeds 0 1 2``; AUROC of patient + held-out healthy
+cells, ``auroc_vs_held_on`` / ``oracle_auroc_vs_held_on`` / ``dropped_auroc_vs_held_on``):
+
+    clone   seed 0                  seed 1                  seed 2
+    0.01    0.954 / 0.967 / 0.957   0.967 / 0.976 / 0.973   0.983 / 0.984 / 0.983
+    0.10    0.975 / 0.985 / 0.981   0.965 / 0.977 / 0.974   0.970 / 0.973 / 0.966
+    0.50    0.984 / 0.983 / 0.978   0.977 / 0.976 / 0.970   0.971 / 0.969 / 0.974
+    1.00    0.986 / 0.980 / 0.975   0.984 / 0.980 / 0.975   0.974 / 0.971 / 0.976
+
+remnant is within 0.013 of the interval oracle everywhere and at or above it from clone 50% (it
+learns the patient's interval and the clone's share); the gap is at 1-10%, where few cells are
+called for the interval to be refined on. ``dropped`` (the interval oracle without the genes
+the confounders move) is below the oracle in 10 of 12: the outlier-robust evidence already takes
+from those genes what copy number they still carry. An oracle that also knows each gene's
+programme fold (the simulator's exact cell means) is not built: the issue's "within 0.01 of the
+oracle given interval and programme" is measured here only against the interval oracle. Without
+confounders (same runs) remnant / oracle at 50%: 0.986/0.986, 0.981/0.978, 0.987/0.986.
+
 Also printed: ``lesion_share``, the share of nuclear counts of reference cells on the lesion's genes
 (how much the data can tell), and ``oracle_auroc_vs_held``: call_lesions on each patient's TRUE
 deleted interval (no refinement), AUROC of its cells against the held-out healthy cells, averaged
@@ -174,7 +193,23 @@ def build(depth: float, clone_fraction: float, cells: int, seed: int, n_mds: int
     adata.obs["other_type"] = truth["other_type"].to_numpy(bool)
     adata.layers["counts"] = adata.X.tocsr()
     adata.uns["truth_patients"] = sim.patients.astype(str)
+    adata.var["confounded"] = adata.var["gene_name"].astype(str).isin(confounded_genes(sim))
     return adata
+
+
+def confounded_genes(sim) -> set[str]:
+    """Symbols of the genes the simulator's confounders move (empty without them): the patients'
+    disease programmes, the other type's programme, the immediate-early genes and the
+    dominant-transcript families."""
+    if not sim.confounders:
+        return set()
+    c = sim.params["confounders"]
+    names = set(sim.confounders["programme"]["gene_name"].astype(str))
+    names |= set(sim.confounders["other_type"]["gene_name"].astype(str))
+    names |= set(map(str, c["immediate_early"]["genes"]))
+    for fam in c["dominant_transcripts"]["families"]:
+        names |= set(map(str, fam["genes"]))
+    return names
 
 
 def run(depth, frac, cells, seed, lesions, do_infercnv, confounders=True):
@@ -243,11 +278,20 @@ def information(adata, ref, held, mds, truth, lesions):
             chromosome_arms(cyto),
         )
         keep = ref | held | (adata.obs["patient"] == p["patient"]).to_numpy()
-        b = adata[keep].copy()
-        call_lesions(b, oracle, reference=ref[keep], refine=False)
         m = (mds | held)[keep]
-        aucs.append(auroc(b.obs["del5q_llr"].to_numpy()[m], truth[keep][m]))
-    return {"lesion_share": share, "oracle_auroc_vs_held": float(np.mean(aucs))}
+        # the oracle given the interval; and the same with the genes the confounders moved left
+        # out (of the lesion and of the depth alike): a model told which genes to ignore. It is not
+        # an upper bound: it loses what those genes still say about copy number
+        for name, genes in (("oracle", slice(None)), ("dropped", ~adata.var["confounded"].to_numpy())):
+            b = adata[keep, genes].copy()
+            call_lesions(b, oracle, reference=ref[keep], refine=False)
+            aucs.append((name, auroc(b.obs["del5q_llr"].to_numpy()[m], truth[keep][m])))
+    aucs = pd.DataFrame(aucs, columns=["name", "auroc"]).groupby("name")["auroc"].mean()
+    return {
+        "lesion_share": share,
+        "oracle_auroc_vs_held": float(aucs["oracle"]),
+        "dropped_auroc_vs_held": float(aucs["dropped"]),
+    }
 
 
 def run_infercnv(adata, ref, mds, held, truth):
@@ -352,6 +396,7 @@ COMPARED = [
     "auroc",
     "auroc_vs_held",
     "oracle_auroc_vs_held",
+    "dropped_auroc_vs_held",
     "fpr_held",
     "called_noncarrier",
     "called_other_type",
