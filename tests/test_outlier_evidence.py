@@ -16,7 +16,16 @@ import pytest
 import scipy.sparse as sp
 
 from remnant.io.annotation import chromosome_arms, load_cytobands
-from remnant.tl.lesion_model import OUTLIER_SIZE, _outlier_moments, _outlier_terms, score_rows
+from remnant.tl.lesion_model import (
+    MOMENT_GRID,
+    OUTLIER_SIZE,
+    ZERO_GRID,
+    _gene_moments,
+    _outlier_moments,
+    _outlier_terms,
+    _zero_sums,
+    score_rows,
+)
 from remnant.tl.lesions import call_lesions, parse_lesions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +90,33 @@ def test_null_moments_match_draws_from_the_outlier_model():
     se = np.sqrt(var[0] / n)
     assert abs(llr.mean() - mean[0]) < 4 * se
     assert var[0] == pytest.approx(llr.var(), rel=0.02)
+
+
+def test_interpolated_sums_equal_the_exact_ones():
+    """The zero-count sums (per profile row, over depths) and the null moments (per gene, over
+    expected counts) are computed on grids and interpolated: against the exact values, on genes
+    from 0.001 to 500 expected counts and depths over two decades."""
+    rng = np.random.default_rng(4)
+    n_genes, n_pairs = 300, 2_000
+    table = rng.lognormal(-7.5, 2.0, (2, n_genes))
+    table[:, :5] = 0.0  # genes a profile lacks
+    r = rng.lognormal(1.0, 1.0, n_genes)
+    rho, eps = 0.5, 0.05
+    pair_row = rng.integers(0, 2, n_pairs)
+    pair_depth = np.round(rng.lognormal(np.log(3000), 0.9, n_pairs))
+    assert n_pairs > 4 * ZERO_GRID
+    approx = _zero_sums(pair_row, pair_depth, table, r, rho, eps, 256)
+    mu = np.maximum(pair_depth[:, None] * table[pair_row], 1e-300)
+    exact = _outlier_terms(0.0, mu, r, rho, eps).sum(1)
+    np.testing.assert_allclose(approx, exact, rtol=1e-6, atol=1e-4)
+    rows = mu[:300]  # MAX_Z_ROWS reference rows, their depths spread far wider than a sample's
+    assert rows.shape[0] > MOMENT_GRID
+    mean, var = _outlier_moments(rows, r, rho, eps)
+    gene_mean, gene_var = _gene_moments(rows, r, rho, eps)
+    np.testing.assert_allclose(mean, gene_mean.sum(1), rtol=1e-3)
+    np.testing.assert_allclose(var, gene_var.sum(1), rtol=1e-3)
+    # what the moments are for: standardised LLRs (the temperature), moved by under 0.01
+    assert (np.abs(mean - gene_mean.sum(1)) < 0.01 * np.sqrt(gene_var.sum(1))).all()
 
 
 def _cohort(seed: int = 3, n_top: int = 20, fold: float = 0.02) -> tuple[ad.AnnData, list]:

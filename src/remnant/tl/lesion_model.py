@@ -413,15 +413,10 @@ def _outlier_llr(
     values on at most :data:`MAX_Z_ROWS` reference rows (NaN elsewhere).
 
     As for the plain model, the terms of a gene's zero count depend on a cell only through its
-    (profile row, depth) pair and are summed once per pair; each stored count adds its term minus
-    the zero-count one."""
+    (profile row, depth) pair (:func:`_zero_sums`); each stored count adds its term minus the
+    zero-count one (:func:`_outlier_count_terms`)."""
     pair, first = _pairs(row, depth)
-    zero = np.zeros(first.size)
-    for a in range(0, first.size, chunk_size):
-        b = min(a + chunk_size, first.size)
-        mu = depth[first[a:b], None] * table[row[first[a:b]]] / scale
-        zero[a:b] = _outlier_terms(0.0, np.maximum(mu, 1e-300), r, rho, eps).sum(1)
-    llr = zero[pair]
+    llr = _zero_sums(row[first], depth[first] / scale, table, r, rho, eps, chunk_size)[pair]
     XL = XL.tocsr()
     XL.sum_duplicates()
     step = max(chunk_size * 256, 1)
@@ -432,7 +427,7 @@ def _outlier_llr(
         ci = XL.indices[lo:hi]
         mu = np.maximum(depth[ri] * table[row[ri], ci] / scale, 1e-300)
         x = XL.data[lo:hi].astype(np.float64) / scale
-        terms = _outlier_terms(x, mu, r[ci], rho, eps) - _outlier_terms(0.0, mu, r[ci], rho, eps)
+        terms = _outlier_count_terms(x, mu, r, ci, rho, eps)
         llr[a:b] += np.bincount(ri - a, weights=terms, minlength=b - a)
     z = np.full(row.size, np.nan)
     ref_rows = np.flatnonzero(ref)
@@ -443,9 +438,113 @@ def _outlier_llr(
     return llr, z
 
 
+#: Depths per profile row at which :func:`_zero_sums` computes the zero-count sum exactly (log-spaced
+#: over the row's depths; a cubic spline in log depth between them: the LLRs moved by at most 1e-5
+#: on a simulated cohort and TNBC1, against the exact sum over every distinct depth).
+ZERO_GRID = 64
+
+
+def _zero_sums(
+    pair_row: np.ndarray,
+    pair_depth: np.ndarray,
+    table: np.ndarray,
+    r: np.ndarray,
+    rho: float,
+    eps: float,
+    chunk_size: int,
+) -> np.ndarray:
+    """Per (profile row, depth) pair, the outlier-model LLR of a cell with no count on any gene.
+
+    ``pair_depth`` is already divided by the count scale. A row's sum over genes is a smooth
+    function of depth alone, so where a row has more than ``2 * ZERO_GRID`` distinct depths it is
+    computed at :data:`ZERO_GRID` of them and interpolated (the exact sum costs pairs x genes, and
+    pairs grow with the cohort)."""
+    from scipy.interpolate import CubicSpline
+
+    def exact(t: int, d: np.ndarray) -> np.ndarray:
+        out = np.empty(d.size)
+        for a in range(0, d.size, chunk_size):
+            mu = np.maximum(d[a : a + chunk_size, None] * table[t], 1e-300)
+            out[a : a + chunk_size] = _outlier_terms(0.0, mu, r, rho, eps).sum(1)
+        return out
+
+    zero = np.empty(pair_row.size)
+    for t in np.unique(pair_row):
+        idx = np.flatnonzero(pair_row == t)
+        d = pair_depth[idx]
+        pos = d > 0
+        lo, hi = (d[pos].min(), d[pos].max()) if pos.any() else (0.0, 0.0)
+        if idx.size <= 2 * ZERO_GRID or hi <= lo * (1 + 1e-9):
+            zero[idx] = exact(t, d)
+            continue
+        grid = np.geomspace(lo, hi, ZERO_GRID)
+        spline = CubicSpline(np.log(grid), exact(t, grid))
+        zero[idx[pos]] = spline(np.log(d[pos]))
+        zero[idx[~pos]] = exact(t, d[~pos])
+    return zero
+
+
+def _outlier_count_terms(
+    x: np.ndarray, mu: np.ndarray, r: np.ndarray, gene: np.ndarray, rho: float, eps: float
+) -> np.ndarray:
+    """:func:`_outlier_terms` at the stored counts ``x`` (of genes ``gene``, means ``mu``) minus its
+    value at 0, in one pass sharing the logarithms of the two (the cost of every stored count)."""
+    rg = r[gene]
+    s = OUTLIER_SIZE
+    log_mu = np.log(mu)
+    l1 = np.log(rg + rho * mu)
+    l0 = np.log(rg + mu)
+    ls = np.log(s + mu)
+    log_r = np.log(rg)
+    keep, out = np.log1p(-eps), np.log(eps)
+    a1 = keep - rg * (l1 - log_r)  # zero-count log pmfs (plus the mixture weights)
+    a0 = keep - rg * (l0 - log_r)
+    ab = out - s * (ls - np.log(s))
+    at_zero = np.logaddexp(a1, ab) - np.logaddexp(a0, ab)
+    # log-gamma terms of the broad component relative to the model's (zero at x = 0)
+    g = gammaln(x + s) - gammaln(s) - gammaln(x + rg) + gammaln(rg)
+    b = ab + g + x * (log_mu - ls)
+    at_x = np.logaddexp(a1 + x * (np.log(rho) + log_mu - l1), b) - np.logaddexp(a0 + x * (log_mu - l0), b)
+    return at_x - at_zero
+
+
+#: Expected counts per gene at which :func:`_outlier_moments` computes a gene's moments exactly
+#: (log-spaced over the gene's range among the rows; linear in log mean between them).
+MOMENT_GRID = 64
+
+
 def _outlier_moments(mu: np.ndarray, r: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance under H0 of the outlier model of each cell's LLR summed over genes
     (``mu``: (n_cells, n_genes) expected counts, ``r``: (n_genes,)) -> two (n_cells,) arrays.
+
+    A gene's moments are a smooth function of its expected count: with more cells than
+    :data:`MOMENT_GRID` they are computed exactly at that many expected counts per gene and
+    interpolated (:func:`_gene_moments`, the costly part, then runs on 64 rows instead of up to
+    :data:`MAX_Z_ROWS`; the standardised LLRs move by under 1e-3)."""
+    n_cells, n_genes = mu.shape
+    if n_cells <= MOMENT_GRID:
+        mean, var = _gene_moments(mu, r, rho, eps)
+        return mean.sum(1), var.sum(1)
+    log_mu = np.log(mu)
+    lo, hi = log_mu.min(0), log_mu.max(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    grid = lo + np.linspace(0.0, 1.0, MOMENT_GRID)[:, None] * (hi - lo)
+    # per unit of expected count the moments vary slowly (both grow about linearly with a small
+    # mean): that ratio is what is interpolated
+    mean_grid, var_grid = _gene_moments(np.exp(grid), r, rho, eps)
+    mean_grid, var_grid = mean_grid / np.exp(grid), var_grid / np.exp(grid)
+    t = (log_mu - lo) / span * (MOMENT_GRID - 1)
+    i = np.clip(np.floor(t).astype(np.int64), 0, MOMENT_GRID - 2)
+    w = t - i
+    gene = np.arange(n_genes)
+    mean = ((1 - w) * mean_grid[i, gene] + w * mean_grid[i + 1, gene]) * mu
+    var = ((1 - w) * var_grid[i, gene] + w * var_grid[i + 1, gene]) * mu
+    return mean.sum(1), var.sum(1)
+
+
+def _gene_moments(mu: np.ndarray, r: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance under H0 of each gene's outlier-model LLR term at expected counts ``mu``
+    ((n_rows, n_genes), ``r``: (n_genes,)) -> two (n_rows, n_genes) arrays.
 
     A gene's count takes the integers up to 12 sd of the broad component above its mean (in
     buckets of 25, 60, 150 and 400 values, so a gene expected at 0.1 is summed over 25 values, not
@@ -453,7 +552,7 @@ def _outlier_moments(mu: np.ndarray, r: np.ndarray, rho: float, eps: float) -> t
     those values (the tail beyond carries under 1e-5)."""
     n_cells, n_genes = mu.shape
     top = mu + 12.0 * np.sqrt(mu + mu**2 / OUTLIER_SIZE) + 10.0
-    mean, var = np.zeros(n_cells), np.zeros(n_cells)
+    mean, var = np.zeros((n_cells, n_genes)), np.zeros((n_cells, n_genes))
     keep, out = np.log1p(-eps), np.log(eps)
     lower = 0.0
     for span in (25, 60, 150, 400, None):
@@ -485,8 +584,8 @@ def _outlier_moments(mu: np.ndarray, r: np.ndarray, rho: float, eps: float) -> t
             prob /= prob.sum(1, keepdims=True)
             terms = np.logaddexp(lp1, lb) - h0
             gene_mean = (prob * terms).sum(1)
-            mean += np.bincount(c, weights=gene_mean, minlength=n_cells)
-            var += np.bincount(c, weights=(prob * terms**2).sum(1) - gene_mean**2, minlength=n_cells)
+            mean[c, g] = gene_mean
+            var[c, g] = (prob * terms**2).sum(1) - gene_mean**2
     return mean, var
 
 
