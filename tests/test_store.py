@@ -48,6 +48,16 @@ def test_read_columns_sums_and_group_sums(cohort):
     assert np.allclose(store.gene_means(path, rows=rows, chunk_cells=77), np.asarray(X[rows].mean(axis=0)).ravel())
 
 
+def test_group_sums_are_exact_integers_past_float32_precision(tmp_path):
+    """Counts stored as float32 are summed in float32 while that is exact (below 2**24), in float64 past it."""
+    X = sp.csr_matrix(np.array([[9_000_001.0, 1.0], [9_000_002.0, 3.0], [5.0, 0.0]], dtype=np.float32))
+    path = tmp_path / "big.h5ad"
+    ad.AnnData(X=X).write_h5ad(path)
+    sums = store.group_sums(path, np.array([0, 0, 1]), 2)
+    assert sums.dtype == np.float64
+    assert sums.tolist() == [[18_000_003.0, 4.0], [5.0, 0.0]]  # float32 arithmetic gives 18,000,004
+
+
 def test_log_normalise_matches_scanpy(cohort):
     import scanpy as sc
 
