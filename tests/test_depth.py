@@ -220,6 +220,12 @@ def test_workflow_step_reads_cnv_depth(plasma, tmp_path, caplog):
     call_lesions(mem, lesions, reference=ref, layer=None, batch_key="technology", seed=0, **options)
     np.testing.assert_allclose(cells["del5q_llr"].to_numpy(), mem.obs["del5q_llr"].to_numpy(), rtol=1e-5)
     assert cells["del5q_call"].to_numpy()[(full.obs["sample"] == "H1_held").to_numpy()].mean() <= 0.01
+    # the configured depth goes on record with the calls
+    from remnant.workflow.analysed_cells import read_calls
+
+    params = read_calls(str(tmp_path / "calls.h5ad"), "del5q")[1]["params"]
+    assert params["depth"] == "given (depth=...)" and params["depth_trim_top_fraction"] == 0.01
+    assert params["depth_exclude_families"] == ", ".join(config["cnv"]["depth"]["exclude_families"])
 
     bad = {**config["cnv"], "depth": {**config["cnv"]["depth"], "exclude_genes_file": str(tmp_path / "none.txt")}}
     with pytest.raises(InputError, match="cnv.depth.exclude_genes_file"):

@@ -157,6 +157,9 @@ def test_notebook_api_on_an_in_memory_anndata(cohort, lesions):
     info = adata.uns["lesions"]["del5q"]
     assert {"lesion", "per_sample", "batches", "intervals", "genes", "reference_fpr", "params"} <= set(info)
     assert info["params"]["n_reference"] == adata.obs["is_ref"].sum()
+    # the depth's settings are on record: counted here, with the default gene families and trim
+    assert info["params"]["depth"] == "counted" and info["params"]["depth_trim_top_fraction"] == 0.01
+    assert info["params"]["depth_exclude_families"] == ", ".join(rm.tl.depth.DEPTH_FAMILIES)
     mds = (adata.obs["condition"] == "MDS").to_numpy()
     truth, post = adata.obs["truth"].to_numpy(), adata.obs["del5q_posterior"].to_numpy()
     assert post[mds & truth].mean() > post[mds & ~truth].mean() + 0.5

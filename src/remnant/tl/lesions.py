@@ -663,7 +663,8 @@ def call_lesions(
         The genes the depth leaves out (:class:`remnant.tl.depth.DepthGenes`; ``None``: the
         default, every named gene family and each sample's top 1% of genes;
         ``DepthGenes.plain()``: none). Samples whose 10 most-expressed genes hold more than 30%
-        of their counts are reported (a WARNING). Unused when ``depth`` is given.
+        of their counts are reported (a WARNING). With ``depth`` given it only goes on record in
+        ``params`` (pass the spec the depth was counted with, as the workflow does).
 
     Writes
     ------
@@ -681,7 +682,9 @@ def call_lesions(
     the reference: donor, n_called, refined, start, end (bp), n_genes, gain; no rows without
     ``refine``); ``genes`` (var_names of the genes used in any batch); ``reference_fpr`` (called
     fraction of cross-fitted reference cells with their own sample prior); ``lesion`` (the
-    :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``). ``fpr`` of a group is the share of cross-fitted reference cells (of its
+    :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``, and the depth's
+    settings: ``depth`` "counted" or "given (depth=...)", ``depth_exclude_families`` and
+    ``depth_exclude_patterns`` (comma-separated), ``depth_n_exclude_genes``, ``depth_trim_top_fraction``). ``fpr`` of a group is the share of cross-fitted reference cells (of its
     batch's reference) that would be called with that group's prior; ``fpr`` of a sample is its
     groups' rates weighted by their expected non-carriers (``n_cells * (1 - prior)``), the rate
     that applies to the calls made; ``prior`` of a sample is the fraction learned from all its
@@ -713,7 +716,8 @@ def call_lesions(
         raise InputError(
             f"only {int(ref.sum())} reference cells; need at least 10.", where="call_lesions(reference=...)"
         )
-    groups = None if depth is not None else obs_depth_groups(adata.obs, sample_key, state_key, ref, "call_lesions")
+    given_depth = depth is not None
+    groups = None if given_depth else obs_depth_groups(adata.obs, sample_key, state_key, ref, "call_lesions")
     XU, var, depth = lesion_counts(X, adata.var, lesions, depth, "call_lesions", groups=groups, depth_genes=depth_genes)
     cohort = _cohort(
         adata.obs,
@@ -749,6 +753,7 @@ def call_lesions(
         "min_interval_genes": int(min_interval_genes),
         "refine_max_reference": -1 if refine_max_reference is None else int(refine_max_reference),
         "n_reference": int(ref.sum()),
+        **_depth_params(depth_genes, given=given_depth),
     }
     notes = _reference_notes(adata.obs[state_key], cohort, min_batch_reference)
     for note in notes["note"]:
@@ -778,6 +783,19 @@ def call_lesions(
             adata.obs[f"{lesion.name}_{key}"] = values
         uns[lesion.name]["params"] = dict(params)
         uns[lesion.name]["reference_notes"] = notes.copy()
+
+
+def _depth_params(depth_genes: DepthGenes | None, *, given: bool) -> dict:
+    """The depth's settings as ``params`` entries (strings and numbers, so the h5ad keeps them):
+    where the depth came from and which genes it leaves out."""
+    spec = (DepthGenes() if depth_genes is None else depth_genes).checked("call_lesions")
+    return {
+        "depth": "given (depth=...)" if given else "counted",
+        "depth_exclude_families": ", ".join(spec.exclude_families),
+        "depth_exclude_patterns": ", ".join(spec.exclude_patterns),
+        "depth_n_exclude_genes": len(spec.exclude_genes),
+        "depth_trim_top_fraction": float(spec.trim_top_fraction),
+    }
 
 
 def _call_lesion(

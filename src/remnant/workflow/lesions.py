@@ -96,7 +96,7 @@ def call_cohort_lesions(
         adata.X.nnz,
     )
     t0, c0 = time.perf_counter(), time.process_time()
-    options = _call_options(cnv, seed, depth)
+    options = {**_call_options(cnv, seed, depth), "depth_genes": depth_genes}  # on record in uns params
     reference, choice = choose_reference(adata, parsed, cnv, reference_conditions, options)
     log.info("%d cells, %d reference cells; lesions %s", adata.n_obs, int(reference.sum()), [l.name for l in parsed])
     call_lesions(adata, parsed, reference=reference, posterior_cutoff=cnv["posterior_cutoff"], **options)
