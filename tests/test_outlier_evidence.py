@@ -76,6 +76,24 @@ def test_a_gene_far_from_both_hypotheses_adds_almost_no_evidence():
     np.testing.assert_allclose(sparse, plain_sparse, rtol=1.5 * eps)
 
 
+def test_no_gene_gives_more_than_log_one_over_eps():
+    """A gene the reference finds widely dispersed (size 0.45) and a programme puts 23-fold up: its
+    own NB explains the count better than the broad component, so the mixture alone would let it
+    speak against the loss at full strength; the term is clipped at log(1/eps) both ways."""
+    mu, r, rho, eps = np.array(0.48), np.array(0.45), 0.5, 0.05
+    plain = 11 * np.log(rho * (r + mu) / (r + rho * mu)) + r * np.log((r + mu) / (r + rho * mu))
+    assert plain < -4  # without the clip
+    up = _outlier_terms(11.0, mu, r, rho, eps)
+    assert up == pytest.approx(np.log(eps))
+    # the clip binds only far out: a count near either hypothesis keeps its evidence
+    assert abs(_outlier_terms(1.0, mu, r, rho, eps)) < 0.5 * abs(np.log(eps))
+    # and the stored-count path (term at x minus term at 0) obeys the same bound
+    from remnant.tl.lesion_model import _outlier_count_terms
+
+    stored = _outlier_count_terms(np.array([11.0]), np.array([0.48]), np.array([0.45]), np.array([0]), rho, eps)
+    assert stored[0] + _outlier_terms(0.0, mu, r, rho, eps) == pytest.approx(np.log(eps))
+
+
 def test_null_moments_match_draws_from_the_outlier_model():
     """The mean and variance used to standardise reference cells (the temperature) are those of
     counts drawn from the model's own null: (1 - eps) NB(mu, r) + eps NB(mu, OUTLIER_SIZE)."""

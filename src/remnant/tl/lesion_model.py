@@ -378,8 +378,13 @@ def _outlier_terms(x: np.ndarray | float, mu: np.ndarray, r: np.ndarray, rho: fl
     set by something other than the interval's copy number (a programme, a cell type): it sits at
     the gene's reference level and is the same under both hypotheses, so a count far from both (a
     programme gene ten times off) has nearly the same likelihood under each and its evidence falls
-    towards 0 instead of growing with the distance; no gene's evidence exceeds ``log(1/eps)``
-    about. ``eps -> 0`` gives the plain negative-binomial LLR. Arrays broadcast; returns their shape.
+    towards 0 instead of growing with the distance. No gene's evidence exceeds ``log(1/eps)``: the
+    mixture keeps it near that bound for genes the reference finds less dispersed than the broad
+    component (size ``r`` >= 1), and each gene's term is clipped there for the others, where a far-off
+    count is better explained by the gene's own wide NB than by the broad part (on TNBC1 a gene of
+    size 0.45 23-fold up in one tumour cluster took 3.9 nats per cell from del(5q); clipped, del19q's
+    AUROC rose from 0.940 to 0.950). ``eps -> 0`` gives the plain negative-binomial LLR. Arrays
+    broadcast; returns their shape.
 
     Centring the broad component at each hypothesis's mean instead (a programme on top of the
     copy number) keeps a far-off gene's evidence at the full copy ratio: on TNBC1 it left the
@@ -393,7 +398,7 @@ def _outlier_terms(x: np.ndarray | float, mu: np.ndarray, r: np.ndarray, rho: fl
     lp1 = -r * np.log1p(rho * mu / r) + x * np.log(rho * mu / (r + rho * mu))
     lp0 = -r * np.log1p(mu / r) + x * np.log(mu / (r + mu))
     keep, out = np.log1p(-eps), np.log(eps)
-    return np.logaddexp(keep + lp1, out + lb) - np.logaddexp(keep + lp0, out + lb)
+    return np.clip(np.logaddexp(keep + lp1, out + lb) - np.logaddexp(keep + lp0, out + lb), out, -out)
 
 
 def _outlier_llr(
@@ -505,7 +510,7 @@ def _outlier_count_terms(
     g = gammaln(x + s) - gammaln(s) - gammaln(x + rg) + gammaln(rg)
     b = ab + g + x * (log_mu - ls)
     at_x = np.logaddexp(a1 + x * (np.log(rho) + log_mu - l1), b) - np.logaddexp(a0 + x * (log_mu - l0), b)
-    return at_x - at_zero
+    return np.clip(at_x, out, -out) - np.clip(at_zero, out, -out)
 
 
 #: Expected counts per gene at which :func:`_outlier_moments` computes a gene's moments exactly
@@ -582,7 +587,7 @@ def _gene_moments(mu: np.ndarray, r: np.ndarray, rho: float, eps: float) -> tupl
             if span:
                 prob *= k <= top[c, g, None]
             prob /= prob.sum(1, keepdims=True)
-            terms = np.logaddexp(lp1, lb) - h0
+            terms = np.clip(np.logaddexp(lp1, lb) - h0, out, -out)
             gene_mean = (prob * terms).sum(1)
             mean[c, g] = gene_mean
             var[c, g] = (prob * terms**2).sum(1) - gene_mean**2
