@@ -513,7 +513,7 @@ def write_cellsnp(adata: anndata.AnnData, path: str | PathLike) -> Path:
         _write_vcf(partial / "cellSNP.base.vcf", sites, layers)
         for tag, matrix in layers.items():
             _write_mtx(partial / f"cellSNP.tag.{tag}.mtx", matrix)
-        (partial / "cellSNP.samples.tsv").write_text("".join(f"{b}\n" for b in adata.obs_names))
+        (partial / "cellSNP.samples.tsv").write_text("".join(f"{b}\n" for b in adata.obs_names), encoding="utf-8")
         os.replace(partial, folder)  # a half-written folder is never seen under the name asked for
     finally:
         if partial.exists():
@@ -555,12 +555,12 @@ def _checked_for_writing(adata: anndata.AnnData) -> tuple[dict[str, sp.csr_matri
             )
     if not adata.obs_names.is_unique:
         raise ValueError("obs_names must be unique: they are the barcodes of cellSNP.samples.tsv")
-    return {t: m.astype(np.int64) for t, m in layers.items()}, sites
+    return {t: m.astype(np.int32) for t, m in layers.items()}, sites  # checked: every count fits
 
 
 def _write_vcf(path: Path, sites: pd.DataFrame, layers: dict[str, sp.csr_matrix]) -> None:
     """``cellSNP.base.vcf`` as cellsnp-lite writes it: its header, then CHROM POS . REF ALT . PASS INFO."""
-    totals = {t: np.asarray(m.sum(axis=0)).ravel() for t, m in layers.items()}
+    totals = {t: np.asarray(m.sum(axis=0, dtype=np.int64)).ravel() for t, m in layers.items()}
     info = pd.Series("AD=" + totals["AD"].astype(str) + ";DP=" + totals["DP"].astype(str))
     if "OTH" in totals:
         info = info + ";OTH=" + totals["OTH"].astype(str)
@@ -589,7 +589,7 @@ def _write_vcf(path: Path, sites: pd.DataFrame, layers: dict[str, sp.csr_matrix]
             "info": info.to_numpy(),
         }
     )
-    with open(path, "x", newline="") as handle:
+    with open(path, "x", encoding="utf-8", newline="") as handle:
         handle.write("\n".join(header) + "\n")
         body.to_csv(handle, sep="\t", header=False, index=False, lineterminator="\n", quoting=csv.QUOTE_NONE)
 
@@ -600,7 +600,7 @@ def _write_mtx(path: Path, cells_by_sites: sp.csr_matrix) -> None:
     matrix.eliminate_zeros()
     matrix.sort_indices()
     rows = np.repeat(np.arange(1, matrix.shape[0] + 1), np.diff(matrix.indptr))
-    with open(path, "x", newline="") as handle:
+    with open(path, "x", encoding="utf-8", newline="") as handle:
         handle.write("%%MatrixMarket matrix coordinate integer general\n%\n")
         handle.write(f"{matrix.shape[0]}\t{matrix.shape[1]}\t{matrix.nnz}\n")
         for start in range(0, matrix.nnz, _CHUNK):
