@@ -40,7 +40,9 @@ Randomness: everything derives from ``seed`` through :func:`numpy.random.default
 draws (gene baseline, dispersion, state programs) use ``default_rng([seed, 0])``; each patient's
 draws ``default_rng([seed, 1, crc32(patient)])`` and each sample's ``default_rng([seed, 2,
 crc32(sample)])``; the confounders draw from generators of their own (tags 3 to 6; see
-:mod:`remnant.sim.confounders`), so switching them off gives exactly the counts without them. So the same inputs and seed give identical output, and a sample's counts do not
+:mod:`remnant.sim.confounders`), so switching them off gives exactly the counts without them, and so
+do the allele counts (``params["alleles"]``, off by default; tags 7 and 8, see
+:mod:`remnant.sim.alleles`), which are drawn from the simulated counts without changing them. So the same inputs and seed give identical output, and a sample's counts do not
 change when other samples are added to or removed from the sheet.
 
 Modules: :mod:`remnant.sim.params` (defaults and checks), :mod:`remnant.sim.model` (the gene model
@@ -49,6 +51,7 @@ and each patient's draws), :mod:`remnant.sim.sample` (one sample); this one simu
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +61,7 @@ import numpy as np
 import pandas as pd
 
 from remnant.errors import InputError
+from remnant.sim.alleles import AlleleModel
 from remnant.sim.confounders import Confounders
 from remnant.sim.model import GeneModel, Patient, in_interval
 from remnant.sim.params import DEFAULT_PARAMS, SHEET_COLUMNS, is_empty, is_index_sorted, resolve_params
@@ -95,6 +99,18 @@ class SimulatedCohort:
         Patients of a normal condition have one row with empty lesion fields.
     params
         The fully resolved parameters used.
+    alleles
+        Sample -> allele counts (only with ``params["alleles"]["enabled"]``; :mod:`remnant.sim.alleles`):
+        AnnData, cells x heterozygous SNPs of the sample's patient, ``obs_names`` the barcodes in the
+        order of ``counts[sample]``, ``X`` None, ``layers["AD"]`` (ALT reads) and ``layers["DP"]``
+        (REF + ALT), CSR int32, ``var`` columns ``chromosome, position`` (1-based) ``, ref, alt,
+        site_id``: the layout of :func:`remnant.io.alleles.read_cellsnp`. Kept even when ``write``
+        is given.
+    allele_truth
+        One row per patient, site and region holding it (empty without alleles): ``patient, site_id,
+        chromosome, position, ref, alt, gene, gene_id, lesion`` (the lesion's name, ``control`` for
+        the control region) ``, in_lesion`` (inside the patient's own interval) ``, lost_allele``
+        (``REF``/``ALT``: the allele on haplotype A, the one a loss removes and a gain duplicates).
     confounders
         What the confounders planted (empty without them): ``programme`` (one row per patient and
         disease-programme gene: ``patient, gene, gene_name, chromosome, log2fc, inside_lesion``),
@@ -109,6 +125,8 @@ class SimulatedCohort:
     patients: pd.DataFrame
     params: dict = field(default_factory=dict)
     confounders: dict[str, pd.DataFrame] = field(default_factory=dict)
+    alleles: dict[str, anndata.AnnData] = field(default_factory=dict)
+    allele_truth: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def simulate_cohort(
@@ -171,12 +189,19 @@ def simulate_cohort(
     for name, condition in sheet.groupby("patient", sort=False)["condition"].first().items():
         patients[name] = Patient(name, condition, model, p, _child_rng(seed, 1, name))
     conf, planted = _confounders(model, patients, p, seed, root)
+    allele_model = AlleleModel(model, p, seed) if p["alleles"]["enabled"] else None
+    sites = {name: allele_model.patient_sites(pt) for name, pt in patients.items()} if allele_model else {}
 
-    counts, index_sort, truths = {}, {}, []
+    counts, index_sort, truths, alleles = {}, {}, [], {}
     for _, row in sheet.iterrows():
         rng = _child_rng(seed, 2, row["sample"])
         cf = (conf, _child_rng(seed, 5, row["sample"])) if conf else None
-        adata, truth, facs = simulate_sample(rng, row, patients[row["patient"]], model, p, is_index_sorted(row, p), cf)
+        draw = _allele_draw(allele_model, sites, row)
+        adata, truth, facs, ac = simulate_sample(
+            rng, row, patients[row["patient"]], model, p, is_index_sorted(row, p), cf, draw
+        )
+        if ac is not None:
+            alleles[row["sample"]] = allele_model.sample_alleles(sites[row["patient"]], *ac, adata.obs_names)
         if write is not None:
             write(row["sample"], adata, facs)
             del adata
@@ -198,7 +223,17 @@ def simulate_cohort(
         patients=_patients_table(patients),
         params=p,
         confounders=planted,
+        alleles=alleles,
+        allele_truth=pd.concat([s.truth for s in sites.values()], ignore_index=True) if sites else pd.DataFrame(),
     )
+
+
+def _allele_draw(allele_model: AlleleModel | None, sites: dict, row: pd.Series) -> Callable | None:
+    """The allele hook of one sample (None without alleles): its patient's sites, its own generator."""
+    if allele_model is None:
+        return None
+    rng = allele_model.sample_rng(row["sample"])
+    return functools.partial(allele_model.draw, sites[row["patient"]], rng)
 
 
 def _confounders(model: GeneModel, patients: dict[str, Patient], p: dict, seed: int, root: str) -> tuple:

@@ -212,6 +212,20 @@ DEFAULT_PARAMS: dict[str, Any] = {
             "index_sort_levels": {"CD34": 2.2, "CD38": 3.0, "CD90": 1.8, "CD45RA": 2.6},
         },
     },
+    # -- allele counts (remnant.sim.alleles) ---------------------------------------------------------
+    # Reads at heterozygous germline SNPs per cell (cellsnp-lite layout), drawn from the simulated
+    # counts: in the lesions' widest ranges and a control region; off by default.
+    "alleles": {
+        "enabled": False,
+        "sites_per_gene": 1.0,  # mean (Poisson) heterozygous SNPs per eligible gene
+        "min_expression_quantile": 0.2,  # genes below this baseline quantile get no sites
+        # allele reads per expression UMI (read for plate) in a region (10x 3': ~0.06; full-length more)
+        "reads_per_umi": {"droplet": 0.06, "plate": 0.25},
+        # Beta(a, a) haplotype share per (cell, gene) of a normal cell: bursting (small a: monoallelic)
+        "burst_concentration": {"droplet": 2.0, "plate": 0.3},
+        "error_rate": 0.01,  # a read shows the other allele
+        "control": {"chromosome": "chr2", "start": 100 * _MB, "end": 180 * _MB},
+    },
     # -- index sort --------------------------------------------------------------------------------
     # Samples of these technologies (and any sample whose sheet row names an index_sort file) get
     # index-sort intensities: 10 ** (level + sample shift + noise), arbitrary fluorescence units.
@@ -418,6 +432,7 @@ def _check_across_keys(p: dict, root: str) -> None:
         _check_pair(p["low_quality"][key], ("low_quality", key), root)
     _check_index_levels(p["index_sort"], root)
     _check_confounders(p, root)
+    _check_alleles(p, root)
 
 
 def _check_composition(comp: dict, path: tuple, states: list, root: str) -> None:
@@ -495,6 +510,30 @@ def _check_confounders(c_p: dict, root: str) -> None:
                 root,
                 (*path, "other_type", "index_sort_levels"),
                 f"has no level for marker {marker!r}; add {marker}: <log10 intensity>.",
+            )
+
+
+def _check_alleles(p: dict, root: str) -> None:
+    """The control region is ordered and overlaps no lesion's widest range; no lesion is named ``control``."""
+    a, path = p["alleles"], ("alleles",)
+    for i, lesion in enumerate(p["lesions"]):
+        if lesion["name"] == "control":
+            _fail(
+                root, ("lesions", i, "name"), "'control' names the alleles' control region; name the lesion otherwise."
+            )
+    control = a["control"]
+    if control is None:
+        return
+    if control["start"] >= control["end"]:
+        _fail(root, (*path, "control"), f"start {control['start']} is not below end {control['end']}.")
+    for lesion in p["lesions"]:
+        lo, hi = lesion["proximal"][0], lesion["distal"][1]
+        if lesion["chromosome"] == control["chromosome"] and control["start"] < hi and lo < control["end"]:
+            _fail(
+                root,
+                (*path, "control"),
+                f"overlaps lesion {lesion['name']!r} ({lesion['chromosome']}:{lo}-{hi}); "
+                "a control region must lie outside every lesion.",
             )
 
 

@@ -10,6 +10,7 @@ barcodes), so the same seed gives the same counts.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anndata
@@ -20,6 +21,9 @@ import scipy.sparse as sp
 from remnant.sim.confounders import Confounders, SampleDraws
 from remnant.sim.model import GeneModel, Patient
 from remnant.sim.params import PHASES
+
+#: The allele hook of :func:`simulate_sample`: (component counts, carried, technology) -> (AD, DP).
+AlleleDraw = Callable[[sp.csr_matrix, np.ndarray, str], tuple[sp.csr_matrix, sp.csr_matrix]]
 
 # Cells x genes entries per dense block (plate sampler): ~10 M float64 = 80 MB per temporary.
 _DENSE_BLOCK = 10_000_000
@@ -78,7 +82,8 @@ def simulate_sample(
     p: dict,
     index_sorted: bool,
     confounders: tuple[Confounders, np.random.Generator] | None = None,
-) -> tuple[anndata.AnnData, pd.DataFrame, pd.DataFrame | None]:
+    alleles: AlleleDraw | None = None,
+) -> tuple[anndata.AnnData, pd.DataFrame, pd.DataFrame | None, tuple[sp.csr_matrix, sp.csr_matrix] | None]:
     """Simulate one sample of the sheet.
 
     Parameters
@@ -96,15 +101,22 @@ def simulate_sample(
     confounders
         The cohort's confounders and the sample's own generator for their draws
         (:mod:`remnant.sim.confounders`), or None for none.
+    alleles
+        None for no allele data, or a function of (component counts (n_comp x genes CSR), carried
+        (n_comp x lesions bool), technology) giving the components' (AD, DP) allele counts
+        (:meth:`remnant.sim.alleles.AlleleModel.draw` with the patient's sites and the sample's own
+        generator); it only reads the counts, so no expression draw changes.
 
     Returns
     -------
-    (counts, truth, index_sort)
+    (counts, truth, index_sort, alleles)
         ``counts``: AnnData, cells x genes, CSR float32 counts, obs names the barcodes;
         ``truth``: one row per barcode (``barcode, state, cell_cycle_phase, quiescent,
         lesion_<name>..., doublet, low_quality, other_type, dominant_family, mito_fraction,
         total_counts``), in the rows' order;
-        ``index_sort``: barcode x marker intensities, or None.
+        ``index_sort``: barcode x marker intensities, or None;
+        ``alleles``: (AD, DP), barcodes x sites CSR int32 in the rows' order (doublets: the sum of
+        their two cells'), or None.
     """
     tech = row["technology"]
     layout = _layout(row["sample"], tech, p)
@@ -120,12 +132,16 @@ def simulate_sample(
     cells = _Cells(states, carried, phase, quiescent, low_quality, lib, mito, draws.other, draws.family, draws.share)
     families = conf.families if conf else []
     counts = _draw_counts(rng, cells, patient, model, p["dispersion"][tech], families)
+    allele_counts = alleles(counts, carried, tech) if alleles is not None else None
     levels = dict(p["index_sort"]["levels"], **({conf.label: conf.other_levels} if conf else {}))
     facs = _draw_index_sort(rng, states, p["index_sort"], levels) if index_sorted else None
     counts, facs = _sum_doublets(counts, facs, layout)
     order = [*p["states"], *([conf.label] if conf else []), *PHASES]
     truth = _truth(cells, layout, lesion_names, order, [f.name for f in families])
-    return _in_barcode_order(rng, tech, counts, truth, facs, model, p["index_sort"]["markers"])
+    adata, truth, facs, rows = _in_barcode_order(rng, tech, counts, truth, facs, model, p["index_sort"]["markers"])
+    if allele_counts is not None:
+        allele_counts = tuple(_combine_doublets(m, layout)[rows].astype(np.int32) for m in allele_counts)
+    return adata, truth, facs, allele_counts
 
 
 def _layout(sample: str, tech: str, p: dict) -> _Layout:
@@ -337,6 +353,15 @@ def _sum_doublets(
     return counts, facs
 
 
+def _combine_doublets(matrix: sp.csr_matrix, layout: _Layout) -> sp.csr_matrix:
+    """Components -> barcodes of integer counts (singlets, then each doublet the sum of its two cells)."""
+    if not layout.n_dbl:
+        return matrix.tocsr()
+    combined = sp.vstack([matrix[layout.single], matrix[layout.first] + matrix[layout.second]]).tocsr()
+    combined.sort_indices()
+    return combined
+
+
 def _pair(values: np.ndarray, layout: _Layout, order: list[str]) -> np.ndarray:
     """Per barcode: a singlet's value; a doublet's two values joined as ``A+B`` (in ``order``) where they differ."""
     a, b = values[layout.first].astype(str), values[layout.second].astype(str)
@@ -384,8 +409,9 @@ def _in_barcode_order(
     facs: np.ndarray | None,
     model: GeneModel,
     markers: list[str],
-) -> tuple[anndata.AnnData, pd.DataFrame, pd.DataFrame | None]:
-    """Barcodes drawn; droplet rows in barcode order (like CellRanger), plate cells fill the wells."""
+) -> tuple[anndata.AnnData, pd.DataFrame, pd.DataFrame | None, np.ndarray]:
+    """Barcodes drawn; droplet rows in barcode order (like CellRanger), plate cells fill the wells.
+    The last item is the order: row k of the result is row ``order[k]`` of ``counts``."""
     n = counts.shape[0]
     if tech == "droplet":
         barcodes = _droplet_barcodes(rng, n)
@@ -407,7 +433,7 @@ def _in_barcode_order(
     index_table = None
     if facs is not None:
         index_table = pd.DataFrame(facs[order], index=pd.Index(barcodes, name="barcode"), columns=markers)
-    return adata, truth, index_table
+    return adata, truth, index_table, order
 
 
 # ------------------------------------------------------------------------------------------------
