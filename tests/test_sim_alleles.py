@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from remnant.errors import InputError
 from remnant.io.alleles import read_cellsnp, write_cellsnp
+from remnant.sim.alleles import TRUTH_COLUMNS
 from remnant.sim.cohort import DEFAULT_PARAMS, in_interval, resolve_params, simulate_cohort
 
 
@@ -118,6 +119,12 @@ def test_deterministic_with_the_seed(on, genes, markers, gene_sets):
         for layer in ("AD", "DP"):
             assert (again.alleles[sample].layers[layer] != a.layers[layer]).nnz == 0
     assert not other.allele_truth["site_id"].equals(on.allele_truth["site_id"])
+    # a sample's allele counts do not depend on the other samples of the sheet
+    alone = simulate(genes, markers, gene_sets, ON, rows=SHEET.iloc[2:])
+    assert (alone.alleles["H1"].layers["DP"] != on.alleles["H1"].layers["DP"]).nnz == 0
+    pd.testing.assert_frame_equal(
+        alone.allele_truth, on.allele_truth[on.allele_truth["patient"] == "H1"].reset_index(drop=True)
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -166,6 +173,26 @@ def test_carriers_show_only_the_retained_allele(on):
     deep = dp >= 6
     assert deep.sum() > 20 and np.median(ad[deep] / dp[deep]) == pytest.approx(0.5, abs=0.15)
     assert ((ad[deep] > 0) & (ad[deep] < dp[deep])).mean() > 0.9
+
+
+def test_cells_of_another_type_are_normal(genes, markers, gene_sets):
+    params = {**ON, "confounders": {"other_type": {"fraction": 0.3}}}
+    rows = sheet([("P1_dx", "P1", "diagnosis", "CD34", "MDS", "plate")])
+    cohort = simulate(genes, markers, gene_sets, params, rows=rows)
+    t = truth_of(cohort, "P1_dx")
+    other = t["other_type"].to_numpy()
+    assert other.sum() >= 5 and not t.loc[other, "lesion_del5q"].any()
+    frac, n = lost_fraction(cohort, "P1_dx", other, "del5q")
+    assert n > 1000 and 0.3 < frac < 0.7, frac
+    frac, n = lost_fraction(cohort, "P1_dx", t["lesion_del5q"].to_numpy(), "del5q")
+    assert n > 1000 and frac < 0.03, frac
+
+
+def test_no_sites_no_reads(genes, markers, gene_sets):
+    cohort = simulate(genes, markers, gene_sets, {**BASE, "alleles": {"enabled": True, "sites_per_gene": 0}})
+    assert cohort.allele_truth.empty and list(cohort.allele_truth.columns) == TRUTH_COLUMNS
+    for sample, a in cohort.alleles.items():
+        assert a.n_vars == 0 and a.obs_names.equals(cohort.counts[sample].obs_names)
 
 
 def test_a_gain_tilts_the_share_two_to_one(genes, markers, gene_sets):
