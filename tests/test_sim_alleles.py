@@ -195,6 +195,18 @@ def test_no_sites_no_reads(genes, markers, gene_sets):
         assert a.n_vars == 0 and a.obs_names.equals(cohort.counts[sample].obs_names)
 
 
+def test_no_heterozygous_sites_on_a_single_x(genes, markers, gene_sets):
+    rows = sheet([(f"H{i}", f"H{i}", "", "CD34", "healthy", "droplet") for i in range(8)])
+    control = {"chromosome": "chrX", "start": 0, "end": 156_000_000}
+    params = {"cells_per_sample": {"droplet": 20}, "alleles": {"enabled": True, "control": control}}
+    cohort = simulate(genes, markers, gene_sets, params, rows=rows)
+    sex = cohort.patients.set_index("patient")["sex"]
+    on_x = cohort.allele_truth.groupby("patient")["chromosome"].apply(lambda c: int((c == "chrX").sum()))
+    on_x = on_x.reindex(sex.index, fill_value=0)
+    assert set(sex) == {"male", "female"}
+    assert (on_x[sex == "male"] == 0).all() and (on_x[sex == "female"] > 50).all()
+
+
 def test_a_gain_tilts_the_share_two_to_one(genes, markers, gene_sets):
     gain = copy.deepcopy(DEFAULT_PARAMS["lesions"][0])
     gain.update(name="gain5q", type="gain", copy_ratio=1.5)
@@ -257,18 +269,26 @@ def dispersion_ratio(x: np.ndarray, n: np.ndarray) -> float:
 
 
 def test_bursting_makes_gene_shares_more_extreme_than_binomial(on, genes, markers, gene_sets):
+    # Beta(a, a) shares: variance ratio 1 + (n - 1) / (2a + 1) over the binomial's
     everyone = np.ones(on.alleles["P1_rem"].n_obs, bool)
-    x, n = gene_shares(on, "P1_rem", everyone, 10)
-    plate = dispersion_ratio(x, n)
-    x, n = gene_shares(on, "H1", np.ones(on.alleles["H1"].n_obs, bool), 2)
-    droplet = dispersion_ratio(x, n)
+    plate = dispersion_ratio(*gene_shares(on, "P1_rem", everyone, 10))  # a = 0.3, n >= 10: > 6
     flat = simulate(
-        genes, markers, gene_sets, {**ON, "alleles": {"enabled": True, "burst_concentration": {"plate": 1000.0}}}
+        genes, markers, gene_sets, {**ON, "alleles": {"enabled": True, "burst_concentration": {"plate": 1e3}}}
     )
-    x, n = gene_shares(flat, "P1_rem", everyone, 10)
-    binomial = dispersion_ratio(x, n)
-    # Beta(a, a) shares: variance ratio 1 + (n - 1) / (2a + 1), large for plate reads (a = 0.3)
-    assert plate > 10 and droplet > 1.15 and 0.7 < binomial < 1.4, (plate, droplet, binomial)
+    binomial = dispersion_ratio(*gene_shares(flat, "P1_rem", everyone, 10))
+    assert plate > 10 and 0.7 < binomial < 1.3, (plate, binomial)
+    # droplet (a = 2): deep cells and a high rate, so that many (cell, gene) pairs have several reads
+    deep = {"cells_per_sample": {"droplet": 150}, "library_size": {"droplet": {"median": 30000.0}}}
+    rows = SHEET.iloc[2:]
+    ratios = []
+    for a in (2.0, 1e3):
+        alleles = {"enabled": True, "burst_concentration": {"droplet": a}, "reads_per_umi": {"droplet": 0.3}}
+        params = {**deep, "alleles": alleles}
+        cohort = simulate(genes, markers, gene_sets, params, rows=rows)
+        x, n = gene_shares(cohort, "H1", np.ones(cohort.alleles["H1"].n_obs, bool), 3)
+        assert n.size > 300, n.size
+        ratios.append(dispersion_ratio(x, n))
+    assert ratios[0] > 1.3 and 0.8 < ratios[1] < 1.2, ratios
 
 
 def test_round_trip_through_a_cellsnp_folder(on, tmp_path):

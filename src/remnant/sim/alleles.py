@@ -8,7 +8,8 @@ layout :func:`remnant.io.alleles.read_cellsnp` returns (cells x SNPs, ``layers["
 
 1. **Sites**, per patient (healthy donors too): on each simulated gene inside a configured lesion's
    widest range (proximal low to distal high) or the control region, whose baseline is above
-   ``min_expression_quantile`` of the nuclear genes', Poisson(``sites_per_gene``) heterozygous SNPs
+   ``min_expression_quantile`` of the nuclear genes' (not on chrY, nor on chrX in male donors: one copy),
+   Poisson(``sites_per_gene``) heterozygous SNPs
    at uniform positions of the gene body, random REF and ALT bases, and a random phase: which allele
    (REF or ALT) sits on haplotype A, the haplotype a loss removes and a gain duplicates.
 2. **Reads**, per cell (doublet component) and gene with sites: ``Binomial(UMIs of the gene, q_g)``
@@ -125,7 +126,10 @@ class AlleleModel:
     def patient_sites(self, patient: Patient) -> PatientSites:
         """The patient's sites, phases and carrier shares, from ``default_rng([seed, 7, crc32(patient)])``."""
         rng = np.random.default_rng([self.seed, 7, zlib.crc32(str(patient.name).encode())])
-        candidates = np.flatnonzero(self.in_region & self.eligible & np.isfinite(patient.log_base))
+        # one copy of chrX in male donors and of chrY in everyone: no heterozygous sites there
+        chrom_all = self.model.genes["chromosome"].to_numpy()
+        single_copy = (chrom_all == "chrY") | ((chrom_all == "chrX") & patient.male)
+        candidates = np.flatnonzero(self.in_region & self.eligible & np.isfinite(patient.log_base) & ~single_copy)
         per_gene = rng.poisson(self.p["sites_per_gene"], candidates.size)
         gene = np.repeat(candidates, per_gene)
         g = self.model.genes

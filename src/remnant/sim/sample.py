@@ -4,7 +4,8 @@ A sample of ``n`` barcodes is simulated as ``n_single`` singlets plus two cells 
 ("components", singlets first, then the first and then the second cell of each doublet); the
 doublets' counts are summed at the end. The draws come from the sample's own generator in a fixed
 order (states, clone and lesions, cell cycle, quality and library sizes, counts, index sort,
-barcodes), so the same seed gives the same counts.
+barcodes), so the same seed gives the same counts. Allele counts (:mod:`remnant.sim.alleles`), when
+asked for, are drawn from the components' counts by a generator of their own, so they change none of these draws.
 """
 
 from __future__ import annotations
