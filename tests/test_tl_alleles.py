@@ -145,6 +145,18 @@ def test_bursting_estimated_beside_many_carriers():
     assert phase_sites(p.alleles, p.gene, p.posterior).attrs["overdispersion"] == pytest.approx(0.2, abs=0.05)
 
 
+def test_few_normal_pairs_are_reported(caplog):
+    """90% carriers, 0.3 reads per gene: a few dozen normal genes with two reads tell little of bursting."""
+    p = simulate(fraction=0.9, reads=0.3, seed=1)
+    with caplog.at_level("WARNING", logger="remnant.tl.alleles"):
+        phase_sites(p.alleles, p.gene, p.posterior)
+    assert "overdispersion is uncertain" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="remnant.tl.alleles"):
+        phase_sites(p.alleles, p.gene, p.posterior, overdispersion=0.2)
+    assert not caplog.text
+
+
 def test_gain_phases_the_gained_haplotype():
     p = simulate(fraction=0.9, reads=1.0, gain=True, seed=3)
     phase = phase_sites(p.alleles, p.gene, p.posterior, lesion_type="gain")
@@ -286,3 +298,22 @@ def test_lesion_sites_and_genes():
     )
     # position 150 lies in LONG and NESTED: the one starting last; 300 only in LONG (past NESTED's end)
     assert site_genes(alleles, genes).tolist() == ["LONG", "NESTED", "LONG", "OTHER", "LATE"]
+
+
+def test_wrong_inputs_say_what_is_wrong():
+    p = simulate(n_cells=20, reads=0.5, seed=13)
+    with pytest.raises(ValueError, match="one value per cell"):
+        phase_sites(p.alleles, p.gene, p.posterior[:-1])
+    with pytest.raises(ValueError, match="labels for 60 SNPs"):
+        phase_sites(p.alleles, p.gene[:-1], p.posterior)
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+        phase_sites(p.alleles, p.gene, p.posterior * np.nan)
+    with pytest.raises(ValueError, match="lesion_type"):
+        phase_sites(p.alleles, p.gene, p.posterior, lesion_type="deletion")
+    with pytest.raises(ValueError, match="columns 'gene' and 'p_alt'"):
+        allele_llr(p.alleles, oracle(p).drop(columns="gene"))
+    with pytest.raises(ValueError, match="needs overdispersion"):
+        allele_llr(p.alleles, oracle(p))
+    bare = anndata.AnnData(obs=p.alleles.obs, var=p.alleles.var)
+    with pytest.raises(ValueError, match=r"lacks layers \['AD', 'DP'\]"):
+        allele_llr(bare, oracle(p), overdispersion=0.2)

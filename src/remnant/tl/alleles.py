@@ -59,6 +59,9 @@ GAIN_SHARE = 2.0 / 3.0
 #: 1 makes every cell monoallelic (no evidence at all).
 _RHO_RANGE = (1e-6, 0.95)
 _TYPES = ("loss", "gain")
+#: Below this many (cell, gene) pairs of likely normal cells with two reads or more (weighted by the
+#: probability of being normal), :func:`phase_sites` warns that its bursting estimate is uncertain.
+MIN_BURST_PAIRS = 100
 #: Overdispersions tried by the maximum-likelihood estimate of :func:`phase_sites` (log grid).
 _RHO_GRID = np.geomspace(0.005, 0.9, 48)
 
@@ -164,6 +167,24 @@ def _check_type(lesion_type: str) -> None:
         raise ValueError(f"lesion_type must be one of {_TYPES}, not {lesion_type!r}")
 
 
+def _check_alleles(alleles: anndata.AnnData) -> None:
+    """The allele layers must be there (:func:`remnant.io.read_cellsnp` writes them)."""
+    missing = [tag for tag in ("AD", "DP") if tag not in alleles.layers]
+    if missing:
+        raise ValueError(f"allele AnnData lacks layers {missing}: read it with remnant.io.read_cellsnp")
+
+
+def _check_phase_inputs(alleles: anndata.AnnData, sites_gene, carrier: np.ndarray) -> None:
+    """One gene label per SNP and one carrier probability (finite, 0-1) per cell."""
+    _check_alleles(alleles)
+    if len(sites_gene) != alleles.n_vars:
+        raise ValueError(f"sites_gene has {len(sites_gene)} labels for {alleles.n_vars} SNPs")
+    if carrier.shape != (alleles.n_obs,):
+        raise ValueError(f"carrier has shape {carrier.shape}, expected ({alleles.n_obs},): one value per cell")
+    if not np.all(np.isfinite(carrier)) or carrier.min(initial=0) < 0 or carrier.max(initial=0) > 1:
+        raise ValueError("carrier must hold probabilities in [0, 1] (the expression posterior), without NaN")
+
+
 # ------------------------------------------------------------------------------------------------
 # overdispersion
 # ------------------------------------------------------------------------------------------------
@@ -203,6 +224,19 @@ def _rho_ml(k: sp.csr_matrix, n: sp.csr_matrix, carrier: np.ndarray, lesion_type
         if ll > best_ll:
             best, best_ll = rho, ll
     return float(best)
+
+
+def _warn_if_few_pairs(n: sp.csr_matrix, carrier: np.ndarray) -> None:
+    """Bursting is only seen in normal cells' genes with two reads or more; with few, say so."""
+    rows, _ = _nonzero(n)
+    pairs = float(np.sum((1.0 - carrier[rows]) * (n.data >= 2)))
+    if pairs < MIN_BURST_PAIRS:
+        log.warning(
+            "bursting estimated from %.0f (cell, gene) pairs of likely normal cells with >= 2 reads (< %d): "
+            "the overdispersion is uncertain; pass one measured on reference cells (bursting_overdispersion)",
+            pairs,
+            MIN_BURST_PAIRS,
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -296,9 +330,12 @@ def phase_sites(
         probabilities: expression and alleles).
     """
     _check_type(lesion_type)
+    carrier = np.asarray(carrier, dtype=float)
+    _check_phase_inputs(alleles, sites_gene, carrier)
     ad, dp = _counts(alleles)
     codes, genes = _codes(sites_gene)
-    carrier = np.clip(np.asarray(carrier, dtype=float), 1e-6, 1 - 1e-6)
+    # a posterior of exactly 0 or 1 would let no allele evidence move the cell
+    carrier = np.clip(carrier, 1e-6, 1 - 1e-6)
     p_alt, iterations = np.full(alleles.n_vars, 0.5), 0
     rho = overdispersion if overdispersion is not None else bursting_overdispersion(alleles, 1.0 - carrier)
     while iterations < max_iter:
@@ -314,6 +351,8 @@ def phase_sites(
         if moved < tol:
             break
     post = expit(logit(carrier) + total)
+    if overdispersion is None:
+        _warn_if_few_pairs(n, carrier)
     log.info("phased %d sites in %d EM rounds (overdispersion %.3f)", alleles.n_vars, iterations, rho)
     return _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps)
 
@@ -407,6 +446,9 @@ def allele_llr(
         ``n_genes`` (int, genes with such reads). ``attrs["overdispersion"]``: the ``rho`` used.
     """
     _check_type(lesion_type)
+    _check_alleles(alleles)
+    if not {"gene", "p_alt"} <= set(phase.columns):
+        raise ValueError("phase needs columns 'gene' and 'p_alt' (the table phase_sites returns)")
     rho = _rho_for(alleles, phase, overdispersion, normal)
     p_alt, codes, genes = _aligned_phase(alleles, phase)
     ad, dp = _counts(alleles)
