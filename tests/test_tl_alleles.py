@@ -298,6 +298,19 @@ def test_lesion_sites_and_genes():
     )
     # position 150 lies in LONG and NESTED: the one starting last; 300 only in LONG (past NESTED's end)
     assert site_genes(alleles, genes).tolist() == ["LONG", "NESTED", "LONG", "OTHER", "LATE"]
+    assert site_genes(alleles, genes.iloc[[1, 3]]).tolist() == ["", "NESTED", "", "OTHER", ""]
+
+
+def test_inputs_are_not_modified():
+    p = simulate(n_cells=50, reads=0.5, seed=14)
+    p.alleles.layers["DP"] = p.alleles.layers["DP"].astype(np.float64)
+    p.alleles.layers["DP"].data[:3] = 0.0  # explicit zeros a caller may hold
+    before = {tag: p.alleles.layers[tag].copy() for tag in ("AD", "DP")}
+    phase = phase_sites(p.alleles, p.gene, p.posterior)
+    allele_llr(p.alleles, phase)
+    for tag, matrix in before.items():
+        assert p.alleles.layers[tag].nnz == matrix.nnz
+        assert (p.alleles.layers[tag] != matrix).nnz == 0
 
 
 def test_wrong_inputs_say_what_is_wrong():

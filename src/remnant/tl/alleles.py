@@ -17,10 +17,12 @@ haplotype of a loss, the gained one of a gain): ``p_alt = P(ALT is on it)``. For
 ``g``, ``k_cg`` counts reads on that haplotype and ``n_cg`` all reads, over the gene's phased sites.
 
 - Normal: ``k ~ BetaBinomial(n, mean 1/2, overdispersion rho)``; ``rho`` (intra-class correlation of
-  the reads of one site in one cell, 0 = binomial, 1 = every cell monoallelic) is the bursting; it is
-  estimated by moments from cells that are likely normal (:func:`bursting_overdispersion`). The
-  estimate needs no phase: at a single site the ALT share is the haplotype share or its mirror, and
-  both have the same spread about 1/2.
+  the reads of one site in one cell, 0 = binomial, 1 = every cell monoallelic) is the bursting. Given
+  normal (reference) cells it is estimated by moments (:func:`bursting_overdispersion`), which needs no
+  phase: at a single site the ALT share is the haplotype share or its mirror, both with the same
+  spread about 1/2. Inside :func:`phase_sites` it is the maximum of the cells' carrier/normal mixture
+  likelihood over a grid, from the phased genes: moments weighted by ``1 - posterior`` would read the
+  monoallelic reads of a patient of 90% carriers as bursting (0.60 for a true 0.20 in the tests).
 - Carrier of a loss: ``k ~ Binomial(n, eps)``: only error and mismapping put reads on the lost one.
 - Carrier of a gain: ``k ~ BetaBinomial(n, mean 2/3, rho)``: both haplotypes remain, so bursting too.
 - A site whose phase is unsure counts by ``|2 p_alt - 1|`` of its reads (soft counts), so a coin-flip
@@ -34,7 +36,12 @@ expression posterior and is updated with its allele LLR under the current phases
 is then the posterior from its reads given the cells' carrier probabilities, each cell a mixture of
 carrier and normal. A cell's weight for a site leaves out the site's own gene, so a site does not vote
 for itself through its cell (the cavity of expectation propagation). No high-carrier sample is needed:
-the expression posteriors break the symmetry, the allele evidence sharpens them.
+the expression posteriors start the EM and the allele evidence sharpens them; even flat ones phase,
+because only the lost haplotype's alleles are rare across cells (carriers lack them, normals split).
+
+Limits: each site's phase is judged given the others' (mean field), so confidences are optimistic
+when reads are sparse; normal cells are taken as balanced at every site (no allele-specific expression
+or reference mapping bias per site); a loss carrier's reads are taken as unburst (one haplotype).
 """
 
 from __future__ import annotations
@@ -103,7 +110,10 @@ def _covering(starts: np.ndarray, ends: np.ndarray, pos: np.ndarray) -> np.ndarr
     """Per position, the last gene (sorted by start) starting at or before it that covers it; -1: none."""
     best = np.searchsorted(starts, pos, side="right") - 1
     reach = np.maximum.accumulate(ends)  # farthest end of the genes starting up to each one
-    for j in np.flatnonzero(best >= 0):
+    at = np.maximum(best, 0)
+    covered = (best >= 0) & (ends[at] > pos)
+    best[(best >= 0) & ~covered & (reach[at] <= pos)] = -1  # no earlier gene reaches it either
+    for j in np.flatnonzero((best >= 0) & ~covered):
         k = best[j]
         # walk back only while some earlier gene still reaches the position (rare: nested genes)
         while k >= 0 and ends[k] <= pos[j] and reach[k] > pos[j]:
@@ -118,7 +128,7 @@ def _covering(starts: np.ndarray, ends: np.ndarray, pos: np.ndarray) -> np.ndarr
 def _counts(alleles: anndata.AnnData) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """ALT and REF + ALT reads, cells x sites CSR float64 (the same sparsity: AD's explicit zeros
     where DP > 0 are added so every read site of a cell is one entry of both)."""
-    dp = sp.csr_matrix(alleles.layers["DP"], dtype=np.float64)
+    dp = sp.csr_matrix(alleles.layers["DP"]).astype(np.float64)  # a copy: the caller's layer stays as it is
     dp.sum_duplicates()
     dp.eliminate_zeros()
     ad = _lookup(sp.csr_matrix(alleles.layers["AD"], dtype=np.float64), *_nonzero(dp))
