@@ -327,6 +327,8 @@ def test_wrong_inputs_say_what_is_wrong():
         allele_llr(p.alleles, oracle(p).drop(columns="gene"))
     with pytest.raises(ValueError, match="needs overdispersion"):
         allele_llr(p.alleles, oracle(p))
+    unphased = phase_sites(p.alleles, p.gene, p.posterior, max_iter=0, overdispersion=0.2)
+    assert (unphased["p_alt"] == 0.5).all() and np.allclose(unphased.attrs["carrier"], p.posterior)
     bare = anndata.AnnData(obs=p.alleles.obs, var=p.alleles.var)
     with pytest.raises(ValueError, match=r"lacks layers \['AD', 'DP'\]"):
         allele_llr(bare, oracle(p), overdispersion=0.2)

@@ -346,7 +346,8 @@ def phase_sites(
     codes, genes = _codes(sites_gene)
     # a posterior of exactly 0 or 1 would let no allele evidence move the cell
     carrier = np.clip(carrier, 1e-6, 1 - 1e-6)
-    p_alt, iterations = np.full(alleles.n_vars, 0.5), 0
+    p_alt, iterations, total = np.full(alleles.n_vars, 0.5), 0, np.zeros(alleles.n_obs)
+    n = sp.csr_matrix((alleles.n_obs, 0))
     rho = overdispersion if overdispersion is not None else bursting_overdispersion(alleles, 1.0 - carrier)
     while iterations < max_iter:
         iterations += 1
