@@ -1,5 +1,5 @@
 """Tools: per-cell lesion calls, the automatic reference, the genome-wide copy-number profile and
-breakpoints, sort gates, carrier fractions, stem signatures and pseudobulk expression.
+breakpoints, allele evidence (phasing, per-cell LLR), sort gates, carrier fractions, stem signatures and pseudobulk expression.
 """
 
 from remnant._lazy import exports
@@ -16,5 +16,6 @@ __getattr__, __dir__, __all__ = exports(
         "fractions": ["del_fraction_table", "persistence_contrasts"],
         "signatures": ["score_signatures", "calibrate_cycling", "compare_groups"],
         "de": ["pseudobulk", "paired_de", "signature_enrichment"],
+        "alleles": ["phase_sites", "allele_llr", "combine", "bursting_overdispersion", "lesion_sites", "site_genes"],
     },
 )

@@ -1,0 +1,514 @@
+"""Allele evidence per cell: lesion haplotypes phased from the patient's own cells, a per-cell LLR.
+
+A one-copy loss removes one haplotype: at heterozygous SNPs inside the interval a carrier's reads
+come from the retained haplotype only (up to sequencing error and mismapping, rate ``eps``). A
+one-copy gain leaves both, the gained one at 2/3 of the reads. Normal cells read both haplotypes at
+1/2 *on average*, but transcriptional bursting makes the reads of one gene in one cell share a
+haplotype, so a gene, not a read, is the unit of evidence.
+
+Inputs are the allele AnnData of :func:`remnant.io.read_cellsnp` (cells x SNPs, ``layers["AD"]`` ALT
+reads, ``layers["DP"]`` REF + ALT reads), cut to one patient's cells and one lesion's sites
+(:func:`lesion_sites`), and each site's gene (:func:`site_genes`).
+
+Model
+-----
+For a site ``s`` the *phase* says which allele lies on the haplotype the lesion changes (the lost
+haplotype of a loss, the gained one of a gain): ``p_alt = P(ALT is on it)``. For cell ``c`` and gene
+``g``, ``k_cg`` counts reads on that haplotype and ``n_cg`` all reads, over the gene's phased sites.
+
+- Normal: ``k ~ BetaBinomial(n, mean 1/2, overdispersion rho)``; ``rho`` (intra-class correlation of
+  the reads of one site in one cell, 0 = binomial, 1 = every cell monoallelic) is the bursting. Given
+  normal (reference) cells it is estimated by moments (:func:`bursting_overdispersion`), which needs no
+  phase: at a single site the ALT share is the haplotype share or its mirror, both with the same
+  spread about 1/2. Inside :func:`phase_sites` it is the maximum of the cells' carrier/normal mixture
+  likelihood over a grid, from the phased genes: moments weighted by ``1 - posterior`` would read the
+  monoallelic reads of a patient of 90% carriers as bursting (0.60 for a true 0.20 in the tests).
+- Carrier of a loss: ``k ~ Binomial(n, eps)``: only error and mismapping put reads on the lost one.
+- Carrier of a gain: ``k ~ BetaBinomial(n, mean 2/3, rho)``: both haplotypes remain, so bursting too.
+- A site whose phase is unsure counts by ``|2 p_alt - 1|`` of its reads (soft counts), so a coin-flip
+  site adds nothing and a site of confidence 0.9 adds 0.8 of its reads; the reads are assigned by the
+  more likely phase.
+- Each gene's LLR is clipped at ``max_gene_llr`` nats both ways (as the expression evidence is), so a
+  mismapped site or a gene of thousands of reads cannot decide a cell alone.
+
+Phasing (:func:`phase_sites`) is EM over sites and cells: each cell's carrier probability starts at its
+expression posterior and is updated with its allele LLR under the current phases; each site's phase
+is then the posterior from its reads given the cells' carrier probabilities, each cell a mixture of
+carrier and normal. A cell's weight for a site leaves out the site's own gene, so a site does not vote
+for itself through its cell (the cavity of expectation propagation). No high-carrier sample is needed:
+the expression posteriors start the EM and the allele evidence sharpens them; even flat ones phase,
+because only the lost haplotype's alleles are rare across cells (carriers lack them, normals split).
+
+Limits: each site's phase is judged given the others' (mean field), so confidences are optimistic
+when reads are sparse; normal cells are taken as balanced at every site (no allele-specific expression
+or reference mapping bias per site); a loss carrier's reads are taken as unburst (one haplotype).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anndata
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.special import betaln, expit, log_expit, logit
+
+from remnant.io.alleles import annotation_chromosome
+
+__all__ = ["allele_llr", "bursting_overdispersion", "combine", "lesion_sites", "phase_sites", "site_genes"]
+
+log = logging.getLogger(__name__)
+
+#: Share of a gained haplotype's reads in a carrier of a one-copy gain (two copies of three).
+GAIN_SHARE = 2.0 / 3.0
+#: Overdispersion is kept inside this range: 0 makes the beta-binomial's concentration infinite,
+#: 1 makes every cell monoallelic (no evidence at all).
+_RHO_RANGE = (1e-6, 0.95)
+_TYPES = ("loss", "gain")
+#: Below this many (cell, gene) pairs of likely normal cells with two reads or more (weighted by the
+#: probability of being normal), :func:`phase_sites` warns that its bursting estimate is uncertain.
+MIN_BURST_PAIRS = 100
+#: Overdispersions tried by the maximum-likelihood estimate of :func:`phase_sites` (log grid).
+_RHO_GRID = np.geomspace(0.005, 0.9, 48)
+
+
+# ------------------------------------------------------------------------------------------------
+# sites
+# ------------------------------------------------------------------------------------------------
+def lesion_sites(alleles: anndata.AnnData, lesion) -> np.ndarray:
+    """Boolean (n_sites,) mask of the SNPs inside ``lesion`` (``chromosome``, ``start``, ``end``: bp,
+    0-based half-open, as :class:`remnant.tl.Lesion`). Positions in ``var["position"]`` are 1-based;
+    VCF chromosome names (``5``, ``chr5``) are matched as the gene table spells them."""
+    chrom = annotation_chromosome(alleles.var["chromosome"].astype(str))
+    pos0 = alleles.var["position"].to_numpy(np.int64) - 1
+    return (chrom == lesion.chromosome) & (pos0 >= lesion.start) & (pos0 < lesion.end)
+
+
+def site_genes(alleles: anndata.AnnData, genes: pd.DataFrame) -> np.ndarray:
+    """The gene of each SNP: (n_sites,) object array of ``genes.index`` labels, ``""`` outside genes.
+
+    ``genes``: ``chromosome`` (``chr5``), ``start``, ``end`` (bp, 0-based half-open), as
+    :func:`remnant.io.load_genes`. Where genes overlap, a site goes to the covering gene that starts
+    last before it (one gene per site: sites of one gene share its transcripts' bursts).
+    """
+    chrom = annotation_chromosome(alleles.var["chromosome"].astype(str))
+    pos0 = alleles.var["position"].to_numpy(np.int64) - 1
+    out = np.full(alleles.n_vars, "", dtype=object)
+    for name in pd.unique(chrom):
+        on = np.flatnonzero(chrom == name)
+        table = genes[genes["chromosome"].astype(str) == name].sort_values("start")
+        if table.empty:
+            continue
+        best = _covering(table["start"].to_numpy(np.int64), table["end"].to_numpy(np.int64), pos0[on])
+        hit = best >= 0
+        out[on[hit]] = table.index.to_numpy()[best[hit]]
+    return out
+
+
+def _covering(starts: np.ndarray, ends: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Per position, the last gene (sorted by start) starting at or before it that covers it; -1: none."""
+    best = np.searchsorted(starts, pos, side="right") - 1
+    reach = np.maximum.accumulate(ends)  # farthest end of the genes starting up to each one
+    at = np.maximum(best, 0)
+    covered = (best >= 0) & (ends[at] > pos)
+    best[(best >= 0) & ~covered & (reach[at] <= pos)] = -1  # no earlier gene reaches it either
+    for j in np.flatnonzero((best >= 0) & ~covered):
+        k = best[j]
+        # walk back only while some earlier gene still reaches the position (rare: nested genes)
+        while k >= 0 and ends[k] <= pos[j] and reach[k] > pos[j]:
+            k -= 1
+        best[j] = k if k >= 0 and ends[k] > pos[j] else -1
+    return best
+
+
+# ------------------------------------------------------------------------------------------------
+# likelihood pieces
+# ------------------------------------------------------------------------------------------------
+def _counts(alleles: anndata.AnnData) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """ALT and REF + ALT reads, cells x sites CSR float64 (the same sparsity: AD's explicit zeros
+    where DP > 0 are added so every read site of a cell is one entry of both)."""
+    dp = sp.csr_matrix(alleles.layers["DP"]).astype(np.float64)  # a copy: the caller's layer stays as it is
+    dp.sum_duplicates()
+    dp.eliminate_zeros()
+    ad = _lookup(sp.csr_matrix(alleles.layers["AD"], dtype=np.float64), *_nonzero(dp))
+    return sp.csr_matrix((ad, dp.indices, dp.indptr), shape=dp.shape), dp
+
+
+def _nonzero(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of every stored entry of a canonical CSR, in storage order."""
+    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices
+
+
+def _lookup(m: sp.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Values of sparse ``m`` at (rows, cols), 0 where nothing is stored (vectorised by key search)."""
+    coo = sp.coo_matrix(m)
+    if coo.nnz == 0:
+        return np.zeros(rows.size)
+    keys = coo.row.astype(np.int64) * m.shape[1] + coo.col
+    order = np.argsort(keys, kind="stable")
+    keys, data = keys[order], coo.data[order]
+    want = rows.astype(np.int64) * m.shape[1] + cols
+    pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
+    return np.where(keys[pos] == want, data[pos], 0.0)
+
+
+def _concentration(rho: float) -> float:
+    """Beta-binomial concentration ``a + b`` of overdispersion ``rho = 1 / (a + b + 1)``."""
+    rho = float(np.clip(rho, *_RHO_RANGE))
+    return 1.0 / rho - 1.0
+
+
+def _bb(k: np.ndarray, n: np.ndarray, mean: float, conc: float) -> np.ndarray:
+    """Beta-binomial log pmf without the binomial coefficient (it cancels in every ratio here)."""
+    a, b = mean * conc, (1.0 - mean) * conc
+    return betaln(k + a, n - k + b) - betaln(a, b)
+
+
+def _carrier(k: np.ndarray, n: np.ndarray, lesion_type: str, conc: float, eps: float) -> np.ndarray:
+    """Log-likelihood (no binomial coefficient) of ``k`` of ``n`` reads on the changed haplotype in a carrier."""
+    if lesion_type == "loss":
+        return k * np.log(eps) + (n - k) * np.log1p(-eps)
+    return _bb(k, n, GAIN_SHARE, conc)
+
+
+def _check_type(lesion_type: str) -> None:
+    if lesion_type not in _TYPES:
+        raise ValueError(f"lesion_type must be one of {_TYPES}, not {lesion_type!r}")
+
+
+def _check_alleles(alleles: anndata.AnnData) -> None:
+    """The allele layers must be there (:func:`remnant.io.read_cellsnp` writes them)."""
+    missing = [tag for tag in ("AD", "DP") if tag not in alleles.layers]
+    if missing:
+        raise ValueError(f"allele AnnData lacks layers {missing}: read it with remnant.io.read_cellsnp")
+
+
+def _check_phase_inputs(alleles: anndata.AnnData, sites_gene, carrier: np.ndarray) -> None:
+    """One gene label per SNP and one carrier probability (finite, 0-1) per cell."""
+    _check_alleles(alleles)
+    if len(sites_gene) != alleles.n_vars:
+        raise ValueError(f"sites_gene has {len(sites_gene)} labels for {alleles.n_vars} SNPs")
+    if carrier.shape != (alleles.n_obs,):
+        raise ValueError(f"carrier has shape {carrier.shape}, expected ({alleles.n_obs},): one value per cell")
+    if not np.all(np.isfinite(carrier)) or carrier.min(initial=0) < 0 or carrier.max(initial=0) > 1:
+        raise ValueError("carrier must hold probabilities in [0, 1] (the expression posterior), without NaN")
+
+
+# ------------------------------------------------------------------------------------------------
+# overdispersion
+# ------------------------------------------------------------------------------------------------
+def bursting_overdispersion(alleles: anndata.AnnData, weights: np.ndarray | None = None) -> float:
+    """Overdispersion ``rho`` of a cell's reads at one heterozygous site about 1/2 (bursting).
+
+    Method of moments over (cell, site) pairs with at least two reads, each cell weighted by
+    ``weights`` ((n_obs,), e.g. 1 - carrier probability; default 1): ``E[(x - n/2)^2] = n/4 (1 + (n -
+    1) rho)`` for ``x`` ALT of ``n`` reads, so ``rho = sum w [(x - n/2)^2 - n/4] / sum w n (n - 1) / 4``.
+    Phase-free (the ALT share's spread about 1/2 is the haplotype share's). Carriers of a loss left in
+    the weights inflate it, which weakens the evidence rather than calling normals. Returns a float
+    in [1e-6, 0.95]; 1e-6 when no pair has two reads.
+    """
+    ad, dp = _counts(alleles)
+    rows, _ = _nonzero(dp)
+    w = np.ones(alleles.n_obs) if weights is None else np.asarray(weights, dtype=float)
+    x, n, wc = ad.data, dp.data, w[rows]
+    num = np.sum(wc * ((x - n / 2) ** 2 - n / 4))
+    den = np.sum(wc * n * (n - 1) / 4)
+    rho = num / den if den > 0 else 0.0
+    return float(np.clip(rho, *_RHO_RANGE))
+
+
+def _rho_ml(k: sp.csr_matrix, n: sp.csr_matrix, carrier: np.ndarray, lesion_type: str, eps: float) -> float:
+    """Bursting ``rho`` maximising the cells' mixture likelihood (carrier probability ``carrier`` each)
+    over a log grid, from per (cell, gene) phased counts. Unlike moments weighted by ``1 - carrier``,
+    carriers are explained by their own component here, so a patient of 90% carriers does not read
+    their monoallelic reads as bursting."""
+    rows, _ = _nonzero(n)
+    log_prior = np.log(carrier), np.log1p(-carrier)
+    best, best_ll = _RHO_GRID[0], -np.inf
+    for rho in _RHO_GRID:
+        conc = _concentration(rho)
+        car = np.bincount(rows, _carrier(k.data, n.data, lesion_type, conc, eps), n.shape[0])
+        norm = np.bincount(rows, _bb(k.data, n.data, 0.5, conc), n.shape[0])
+        ll = np.sum(np.logaddexp(log_prior[0] + car, log_prior[1] + norm))
+        if ll > best_ll:
+            best, best_ll = rho, ll
+    return float(best)
+
+
+def _warn_if_few_pairs(n: sp.csr_matrix, carrier: np.ndarray) -> None:
+    """Bursting is only seen in normal cells' genes with two reads or more; with few, say so."""
+    rows, _ = _nonzero(n)
+    pairs = float(np.sum((1.0 - carrier[rows]) * (n.data >= 2)))
+    if pairs < MIN_BURST_PAIRS:
+        log.warning(
+            "bursting estimated from %.0f (cell, gene) pairs of likely normal cells with >= 2 reads (< %d): "
+            "the overdispersion is uncertain; pass one measured on reference cells (bursting_overdispersion)",
+            pairs,
+            MIN_BURST_PAIRS,
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# per (cell, gene) evidence
+# ------------------------------------------------------------------------------------------------
+def _gene_matrices(
+    ad: sp.csr_matrix, dp: sp.csr_matrix, p_alt: np.ndarray, codes: np.ndarray, n_genes: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Soft counts per (cell, gene): reads on the changed haplotype ``k`` and all reads ``n`` (CSR
+    cells x genes, same sparsity). Each site weighs ``|2 p_alt - 1|``; its reads go by the likelier phase."""
+    weight = np.abs(2.0 * p_alt - 1.0)
+    alt_side = p_alt > 0.5
+    keep = (codes >= 0) & (weight > 0)
+    s = np.flatnonzero(keep)
+    to_gene = sp.csr_matrix((weight[s], (s, codes[s])), shape=(p_alt.size, n_genes))
+    sign = np.where(alt_side, 1.0, -1.0)[s]
+    # k = AD on ALT-side sites, DP - AD on REF-side sites: AD * sign + DP * [REF side]
+    flip = sp.csr_matrix((weight[s] * sign, (s, codes[s])), shape=(p_alt.size, n_genes))
+    ref_side = sp.csr_matrix((weight[s] * (~alt_side[s]), (s, codes[s])), shape=(p_alt.size, n_genes))
+    n = sp.csr_matrix(dp @ to_gene)
+    n.sum_duplicates()
+    n.eliminate_zeros()
+    k = _lookup(ad @ flip + dp @ ref_side, *_nonzero(n))
+    return sp.csr_matrix((np.clip(k, 0.0, n.data), n.indices, n.indptr), shape=n.shape), n
+
+
+def _gene_llr(
+    k: sp.csr_matrix, n: sp.csr_matrix, lesion_type: str, rho: float, eps: float, bound: float
+) -> sp.csr_matrix:
+    """Clipped LLR carrier vs normal per (cell, gene), CSR cells x genes (nats)."""
+    conc = _concentration(rho)
+    llr = _carrier(k.data, n.data, lesion_type, conc, eps) - _bb(k.data, n.data, 0.5, conc)
+    return sp.csr_matrix((np.clip(llr, -bound, bound), n.indices, n.indptr), shape=n.shape)
+
+
+def _codes(sites_gene) -> tuple[np.ndarray, np.ndarray]:
+    """Integer gene code per site (-1: no gene) and the gene labels."""
+    labels = pd.Series(np.asarray(sites_gene, dtype=object)).fillna("").astype(str)
+    codes, uniques = pd.factorize(labels.where(labels != "", None), use_na_sentinel=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+# ------------------------------------------------------------------------------------------------
+# phasing
+# ------------------------------------------------------------------------------------------------
+def phase_sites(
+    alleles: anndata.AnnData,
+    sites_gene,
+    carrier: np.ndarray,
+    *,
+    lesion_type: str = "loss",
+    eps: float = 0.02,
+    overdispersion: float | None = None,
+    max_gene_llr: float = 3.0,
+    max_iter: int = 50,
+    tol: float = 1e-4,
+) -> pd.DataFrame:
+    """Which allele of each SNP lies on the haplotype a lesion changes, learned from one patient's cells.
+
+    Parameters
+    ----------
+    alleles
+        One patient's cells x the lesion's SNPs (:func:`lesion_sites`), ``layers["AD"]``,
+        ``layers["DP"]`` (read counts).
+    sites_gene
+        (n_sites,) gene label of each SNP (:func:`site_genes`); ``""`` or None: the site is not used.
+    carrier
+        (n_obs,) each cell's carrier probability from expression (``{lesion}_posterior``), 0-1.
+        Starts the EM; the allele evidence then updates it. A sample of nearly all carriers
+        (diagnosis) phases at once; without one, informative posteriors suffice.
+    lesion_type
+        ``"loss"`` (the phase names the lost haplotype) or ``"gain"`` (the gained one).
+    eps
+        Reads on the lost haplotype in a carrier of a loss, per read (sequencing error, mismapping).
+    overdispersion
+        Bursting ``rho``; default :func:`bursting_overdispersion` weighted by each cell's current
+        probability of being normal (``1 - carrier`` at first, then with the allele evidence).
+    max_gene_llr
+        Bound of one gene's LLR in a cell (nats), both ways.
+    max_iter, tol
+        EM stops when no site's ``p_alt`` moves by ``tol`` or after ``max_iter`` rounds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per SNP (index ``alleles.var_names``): ``gene``; ``p_alt`` (P(ALT on the changed
+        haplotype)); ``allele`` (``"ALT"``/``"REF"``: the likelier one on it); ``confidence``
+        (max(p_alt, 1 - p_alt)); ``n_reads`` (REF + ALT reads over the cells) and ``n_cells`` (cells with
+        reads). Sites without a gene or reads keep ``p_alt`` 0.5. ``attrs``: ``overdispersion``,
+        ``iterations``, ``lesion_type``, ``eps``, and ``carrier`` ((n_obs,) the final carrier
+        probabilities: expression and alleles).
+    """
+    _check_type(lesion_type)
+    carrier = np.asarray(carrier, dtype=float)
+    _check_phase_inputs(alleles, sites_gene, carrier)
+    ad, dp = _counts(alleles)
+    codes, genes = _codes(sites_gene)
+    # a posterior of exactly 0 or 1 would let no allele evidence move the cell
+    carrier = np.clip(carrier, 1e-6, 1 - 1e-6)
+    p_alt, iterations, total = np.full(alleles.n_vars, 0.5), 0, np.zeros(alleles.n_obs)
+    n = sp.csr_matrix((alleles.n_obs, 0))
+    rho = overdispersion if overdispersion is not None else bursting_overdispersion(alleles, 1.0 - carrier)
+    while iterations < max_iter:
+        iterations += 1
+        k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
+        if overdispersion is None and n.nnz:  # phased genes: bursting by maximum likelihood
+            rho = _rho_ml(k, n, carrier, lesion_type, eps)
+        cell_gene = _gene_llr(k, n, lesion_type, rho, eps, max_gene_llr)
+        total = np.asarray(cell_gene.sum(axis=1)).ravel()
+        new = _site_posterior(ad, dp, codes, carrier, total, cell_gene, lesion_type, _concentration(rho), eps)
+        moved = np.max(np.abs(new - p_alt), initial=0.0)
+        p_alt = new
+        if moved < tol:
+            break
+    post = expit(logit(carrier) + total)
+    if overdispersion is None:
+        _warn_if_few_pairs(n, carrier)
+    log.info("phased %d sites in %d EM rounds (overdispersion %.3f)", alleles.n_vars, iterations, rho)
+    return _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps)
+
+
+def _site_posterior(
+    ad: sp.csr_matrix,
+    dp: sp.csr_matrix,
+    codes: np.ndarray,
+    carrier: np.ndarray,
+    total: np.ndarray,
+    cell_gene: sp.csr_matrix,
+    lesion_type: str,
+    conc: float,
+    eps: float,
+) -> np.ndarray:
+    """P(ALT on the changed haplotype) per site from its reads, each cell a carrier/normal mixture.
+
+    A cell's carrier weight for a site is its expression posterior plus its allele LLR *without the
+    site's gene* (the gene's own reads must not vouch for the phase they are judged by)."""
+    rows, cols = _nonzero(dp)
+    code = codes[cols]
+    own = np.where(code >= 0, _lookup(cell_gene, rows, np.maximum(code, 0)), 0.0)
+    z = logit(carrier[rows]) + total[rows] - own
+    log_w, log_not = log_expit(z), log_expit(-z)  # log P(carrier), log P(normal) without underflow
+    x, m = ad.data, dp.data
+    normal = log_not + _bb(x, m, 0.5, conc)
+    # phase ALT-on-changed: the changed-haplotype reads are the ALT reads; else the REF reads
+    alt = np.logaddexp(log_w + _carrier(x, m, lesion_type, conc, eps), normal)
+    ref = np.logaddexp(log_w + _carrier(m - x, m, lesion_type, conc, eps), normal)
+    score = np.bincount(cols, weights=alt - ref, minlength=dp.shape[1])
+    score[codes < 0] = 0.0
+    return expit(score)
+
+
+def _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps) -> pd.DataFrame:
+    """The per-site result of :func:`phase_sites`."""
+    gene = np.where(codes >= 0, genes[np.maximum(codes, 0)] if genes.size else "", "")
+    table = pd.DataFrame(
+        {
+            "gene": gene.astype(object),
+            "p_alt": p_alt,
+            "allele": np.where(p_alt >= 0.5, "ALT", "REF"),
+            "confidence": np.maximum(p_alt, 1.0 - p_alt),
+            "n_reads": np.asarray(dp.sum(axis=0)).ravel().astype(np.int64),
+            "n_cells": np.diff(sp.csc_matrix(dp).indptr).astype(np.int64),
+        },
+        index=alleles.var_names.copy(),
+    )
+    table.attrs.update(
+        overdispersion=float(rho), iterations=int(iterations), lesion_type=lesion_type, eps=eps, carrier=post
+    )
+    return table
+
+
+# ------------------------------------------------------------------------------------------------
+# per-cell evidence
+# ------------------------------------------------------------------------------------------------
+def allele_llr(
+    alleles: anndata.AnnData,
+    phase: pd.DataFrame,
+    lesion_type: str = "loss",
+    *,
+    overdispersion: float | None = None,
+    normal: np.ndarray | None = None,
+    eps: float = 0.02,
+    max_gene_llr: float = 3.0,
+) -> pd.DataFrame:
+    """Per-cell log-likelihood ratio, carrier vs normal, from allele reads at a lesion's phased SNPs.
+
+    Parameters
+    ----------
+    alleles
+        Cells x SNPs with ``layers["AD"]``, ``layers["DP"]``; SNPs not in ``phase.index`` are ignored.
+    phase
+        :func:`phase_sites` output (or a user's phasing): index site names, ``gene``, ``p_alt``.
+    lesion_type
+        ``"loss"`` or ``"gain"``.
+    overdispersion
+        Bursting ``rho``. Default: :func:`bursting_overdispersion` of the ``normal`` cells if given,
+        else ``phase.attrs["overdispersion"]``.
+    normal
+        (n_obs,) weights (or booleans) of cells to estimate ``rho`` from, e.g. reference cells.
+    eps, max_gene_llr
+        As :func:`phase_sites`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``alleles.obs_names``: ``llr`` (float, nats; sum of the genes' clipped terms; 0 for a
+        cell without reads), ``n_reads`` (int, REF + ALT reads on phased sites with a gene),
+        ``n_genes`` (int, genes with such reads). ``attrs["overdispersion"]``: the ``rho`` used.
+    """
+    _check_type(lesion_type)
+    _check_alleles(alleles)
+    if not {"gene", "p_alt"} <= set(phase.columns):
+        raise ValueError("phase needs columns 'gene' and 'p_alt' (the table phase_sites returns)")
+    rho = _rho_for(alleles, phase, overdispersion, normal)
+    p_alt, codes, genes = _aligned_phase(alleles, phase)
+    ad, dp = _counts(alleles)
+    k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
+    llr = _gene_llr(k, n, lesion_type, rho, eps, max_gene_llr)
+    used = (codes >= 0) & (p_alt != 0.5)
+    out = pd.DataFrame(
+        {
+            "llr": np.asarray(llr.sum(axis=1)).ravel(),
+            "n_reads": np.asarray(dp[:, used].sum(axis=1)).ravel().astype(np.int64),
+            "n_genes": np.diff(n.indptr).astype(np.int64),
+        },
+        index=alleles.obs_names.copy(),
+    )
+    out.attrs["overdispersion"] = rho
+    return out
+
+
+def _rho_for(alleles, phase: pd.DataFrame, overdispersion, normal) -> float:
+    """The overdispersion :func:`allele_llr` uses (argument, normal cells, or the phasing's)."""
+    if overdispersion is not None:
+        return float(overdispersion)
+    if normal is not None:
+        return bursting_overdispersion(alleles, weights=np.asarray(normal, dtype=float))
+    if "overdispersion" in phase.attrs:
+        return float(phase.attrs["overdispersion"])
+    raise ValueError("allele_llr needs overdispersion, normal cells, or a phase table from phase_sites")
+
+
+def _aligned_phase(alleles, phase: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``p_alt`` and gene codes per SNP of ``alleles`` (unphased SNPs: 0.5, no gene)."""
+    pos = phase.index.get_indexer(alleles.var_names)
+    found = pos >= 0
+    p_alt = np.full(alleles.n_vars, 0.5)
+    p_alt[found] = phase["p_alt"].to_numpy(float)[pos[found]]
+    gene = np.full(alleles.n_vars, "", dtype=object)
+    gene[found] = phase["gene"].to_numpy(object)[pos[found]]
+    codes, genes = _codes(gene)
+    return p_alt, codes, genes
+
+
+def combine(expression_llr, allele_llr, prior) -> np.ndarray:
+    """Joint carrier posterior from independent expression and allele evidence.
+
+    Given the carrier state, expression counts and allele reads are independent, so their LLRs add:
+    ``posterior = sigmoid(logit(prior) + expression_llr + allele_llr)``. ``prior`` is the carrier
+    fraction (scalar or per cell, 0-1; e.g. the sample's prior in ``uns["lesions"]``); the LLRs are
+    natural-log arrays of one length. Equivalently, with an expression posterior ``p`` already
+    holding the prior: ``sigmoid(logit(p) + allele_llr)``. Returns (n,) float, 0-1.
+    """
+    prior = np.clip(np.asarray(prior, dtype=float), 1e-12, 1 - 1e-12)
+    return expit(logit(prior) + np.asarray(expression_llr, dtype=float) + np.asarray(allele_llr, dtype=float))
