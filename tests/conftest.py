@@ -27,6 +27,22 @@ def genes():
 
 
 @pytest.fixture(scope="session")
+def markers(root):
+    """The HSPC marker genes the simulator and the annotation use."""
+    from remnant.pp.cluster import read_markers
+
+    return read_markers(root / "resources/gene_sets/HSPC_MARKERS.tsv")
+
+
+@pytest.fixture(scope="session")
+def gene_sets(root):
+    """The bundled gene sets (resources/gene_sets)."""
+    from remnant.io.genesets import read_gene_sets
+
+    return read_gene_sets(root / "resources/gene_sets")
+
+
+@pytest.fixture(scope="session")
 def cytobands():
     from remnant.io.annotation import load_cytobands
 

@@ -31,6 +31,11 @@ def markers() -> dict[str, list[str]]:
     return read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv")
 
 
+def sheet_table(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of (sample, patient, timepoint, population, condition, technology), as simulate_cohort takes them."""
+    return pd.DataFrame(rows, columns=["sample", "patient", "timepoint", "population", "condition", "technology"])
+
+
 def sheet(rows: list[tuple[str, str, str, str, str, str]]) -> pd.DataFrame:
     """Rows of (sample, patient, timepoint, population, condition, technology)."""
     columns = ["sample", "patient", "timepoint", "population", "condition", "technology"]

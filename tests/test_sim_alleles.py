@@ -9,30 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from simulated import sheet_table as sheet  # markers, gene_sets: conftest.py fixtures
 
 from remnant.errors import InputError
 from remnant.io.alleles import read_cellsnp, write_cellsnp
 from remnant.sim.alleles import TRUTH_COLUMNS
 from remnant.sim.cohort import DEFAULT_PARAMS, in_interval, resolve_params, simulate_cohort
-
-
-@pytest.fixture(scope="module")
-def markers(root):
-    from remnant.pp.cluster import read_markers
-
-    return read_markers(root / "resources/gene_sets/HSPC_MARKERS.tsv")
-
-
-@pytest.fixture(scope="module")
-def gene_sets(root):
-    from remnant.io.genesets import read_gene_sets
-
-    return read_gene_sets(root / "resources/gene_sets")
-
-
-def sheet(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["sample", "patient", "timepoint", "population", "condition", "technology"])
-
 
 SHEET = sheet(
     [

@@ -14,33 +14,15 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
+from simulated import sheet_table as sheet  # markers, gene_sets: conftest.py fixtures
 
 from remnant.errors import InputError
 from remnant.sim.cohort import DEFAULT_PARAMS, SimulatedCohort, in_interval, resolve_params, simulate_cohort
 from remnant.sim.sample import _sample_nb_dense, _sample_nb_sparse  # the samplers' own checks
 
-
 # ------------------------------------------------------------------------------------------------
-# fixtures
+# cohorts (fixtures markers and gene_sets: conftest.py)
 # ------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def markers(root):
-    from remnant.pp.cluster import read_markers
-
-    return read_markers(root / "resources/gene_sets/HSPC_MARKERS.tsv")
-
-
-@pytest.fixture(scope="module")
-def gene_sets(root):
-    from remnant.io.genesets import read_gene_sets
-
-    return read_gene_sets(root / "resources/gene_sets")
-
-
-def sheet(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["sample", "patient", "timepoint", "population", "condition", "technology"])
-
-
 SMALL = sheet(
     [
         ("P1_dx_HSC", "P1", "diagnosis", "HSC", "MDS", "droplet"),
