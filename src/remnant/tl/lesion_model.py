@@ -391,14 +391,30 @@ def _outlier_terms(x: np.ndarray | float, mu: np.ndarray, r: np.ndarray, rho: fl
     losses where the plain model has them (del19q AUROC 0.893 vs 0.892), where this form reaches
     0.945 (``benchmarks/robust_evidence.md``).
     """
-    x = np.asarray(x, dtype=float)
-    # log NB pmfs without the log-gamma terms the two model components share
-    lb = gammaln(x + OUTLIER_SIZE) - gammaln(OUTLIER_SIZE) - gammaln(x + r) + gammaln(r)
-    lb = lb - OUTLIER_SIZE * np.log1p(mu / OUTLIER_SIZE) + x * np.log(mu / (OUTLIER_SIZE + mu))
-    lp1 = -r * np.log1p(rho * mu / r) + x * np.log(rho * mu / (r + rho * mu))
-    lp0 = -r * np.log1p(mu / r) + x * np.log(mu / (r + mu))
+    return _term_at(np.asarray(x, dtype=float), r, _log_parts(mu, r, rho, eps), eps)
+
+
+def _log_parts(mu: np.ndarray, r: np.ndarray, rho: float, eps: float) -> tuple[np.ndarray, ...]:
+    """What a gene's outlier-model term shares across its counts (arrays broadcast): the log pmfs
+    at 0 of the H1 model, H0 model and broad components with their mixture weights, and each one's
+    slope per count (the log-gamma terms, which depend on the count, are :func:`_term_at`'s)."""
+    s = OUTLIER_SIZE
+    log_mu, log_r = np.log(mu), np.log(r)
+    l1, l0, ls = np.log(r + rho * mu), np.log(r + mu), np.log(s + mu)
     keep, out = np.log1p(-eps), np.log(eps)
-    return np.clip(np.logaddexp(keep + lp1, out + lb) - np.logaddexp(keep + lp0, out + lb), out, -out)
+    zero = (keep - r * (l1 - log_r), keep - r * (l0 - log_r), out - s * (ls - np.log(s)))
+    return (*zero, np.log(rho) + log_mu - l1, log_mu - l0, log_mu - ls)
+
+
+def _term_at(x: np.ndarray | float, r: np.ndarray, parts: tuple[np.ndarray, ...], eps: float) -> np.ndarray:
+    """:func:`_outlier_terms` at counts ``x`` from :func:`_log_parts`; at a scalar 0 without the
+    log-gamma ratio of the broad and model components (it vanishes there)."""
+    a1, a0, ab, c1, c0, cb = parts
+    b = ab + x * cb
+    if np.ndim(x) or x != 0:
+        b = b + gammaln(x + OUTLIER_SIZE) - gammaln(OUTLIER_SIZE) - gammaln(x + r) + gammaln(r)
+    out = np.log(eps)
+    return np.clip(np.logaddexp(a1 + x * c1, b) - np.logaddexp(a0 + x * c0, b), out, -out)
 
 
 def _outlier_llr(
@@ -493,24 +509,10 @@ def _outlier_count_terms(
     x: np.ndarray, mu: np.ndarray, r: np.ndarray, gene: np.ndarray, rho: float, eps: float
 ) -> np.ndarray:
     """:func:`_outlier_terms` at the stored counts ``x`` (of genes ``gene``, means ``mu``) minus its
-    value at 0, in one pass sharing the logarithms of the two (the cost of every stored count)."""
+    value at 0, sharing the logarithms of the two (the cost of every stored count)."""
     rg = r[gene]
-    s = OUTLIER_SIZE
-    log_mu = np.log(mu)
-    l1 = np.log(rg + rho * mu)
-    l0 = np.log(rg + mu)
-    ls = np.log(s + mu)
-    log_r = np.log(rg)
-    keep, out = np.log1p(-eps), np.log(eps)
-    a1 = keep - rg * (l1 - log_r)  # zero-count log pmfs (plus the mixture weights)
-    a0 = keep - rg * (l0 - log_r)
-    ab = out - s * (ls - np.log(s))
-    at_zero = np.logaddexp(a1, ab) - np.logaddexp(a0, ab)
-    # log-gamma terms of the broad component relative to the model's (zero at x = 0)
-    g = gammaln(x + s) - gammaln(s) - gammaln(x + rg) + gammaln(rg)
-    b = ab + g + x * (log_mu - ls)
-    at_x = np.logaddexp(a1 + x * (np.log(rho) + log_mu - l1), b) - np.logaddexp(a0 + x * (log_mu - l0), b)
-    return np.clip(at_x, out, -out) - np.clip(at_zero, out, -out)
+    parts = _log_parts(mu, rg, rho, eps)
+    return _term_at(x, rg, parts, eps) - _term_at(0.0, rg, parts, eps)
 
 
 #: Expected counts per gene at which :func:`_outlier_moments` computes a gene's moments exactly
