@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from scipy.special import expit
+from test_lesions import auroc
 
 from remnant.tl.alleles import (
     allele_llr,
@@ -80,14 +81,6 @@ def simulate(
     posterior = expit(llr + np.log(prior / (1 - prior)))
     labels = np.array([f"G{g}" for g in np.repeat(np.arange(n_genes), sites_per_gene)], dtype=object)
     return Patient(alleles, labels, alt_lost, carrier, llr, posterior)
-
-
-def auroc(score, truth):
-    from scipy.stats import rankdata
-
-    r = rankdata(score)
-    n1, n0 = truth.sum(), (~truth).sum()
-    return (r[truth].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 def accuracy(phase, patient):
