@@ -32,7 +32,6 @@ switching alleles on changes no expression draw.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import anndata
@@ -41,7 +40,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from remnant.io._common import new_adata
-from remnant.sim.model import GeneModel, Patient, in_interval
+from remnant.sim.model import GeneModel, Patient, child_rng, in_interval
 
 __all__ = ["AlleleModel", "PatientSites", "CONTROL"]
 
@@ -125,7 +124,7 @@ class AlleleModel:
     # -- per patient ---------------------------------------------------------------------------------
     def patient_sites(self, patient: Patient) -> PatientSites:
         """The patient's sites, phases and carrier shares, from ``default_rng([seed, 7, crc32(patient)])``."""
-        rng = np.random.default_rng([self.seed, 7, zlib.crc32(str(patient.name).encode())])
+        rng = child_rng(self.seed, 7, patient.name)
         # one copy of chrX in male donors and of chrY in everyone: no heterozygous sites there
         chrom_all = self.model.genes["chromosome"].to_numpy()
         single_copy = (chrom_all == "chrY") | ((chrom_all == "chrX") & patient.male)
@@ -231,7 +230,7 @@ class AlleleModel:
     # -- per sample ----------------------------------------------------------------------------------
     def sample_rng(self, sample: str) -> np.random.Generator:
         """The generator of a sample's allele reads, ``default_rng([seed, 8, crc32(sample)])``."""
-        return np.random.default_rng([self.seed, 8, zlib.crc32(str(sample).encode())])
+        return child_rng(self.seed, 8, sample)
 
     def draw(
         self, sites: PatientSites, rng: np.random.Generator, counts: sp.csr_matrix, carried: np.ndarray, tech: str

@@ -52,7 +52,6 @@ and each patient's draws), :mod:`remnant.sim.sample` (one sample); this one simu
 from __future__ import annotations
 
 import functools
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,7 +62,7 @@ import pandas as pd
 from remnant.errors import InputError
 from remnant.sim.alleles import AlleleModel
 from remnant.sim.confounders import Confounders
-from remnant.sim.model import GeneModel, Patient, in_interval
+from remnant.sim.model import GeneModel, Patient, child_rng, in_interval
 from remnant.sim.params import DEFAULT_PARAMS, SHEET_COLUMNS, is_empty, is_index_sorted, resolve_params
 from remnant.sim.sample import simulate_sample
 
@@ -187,15 +186,15 @@ def simulate_cohort(
     model = GeneModel(genes, markers, gene_sets, p, np.random.default_rng([int(seed), 0]), root)
     patients: dict[str, Patient] = {}
     for name, condition in sheet.groupby("patient", sort=False)["condition"].first().items():
-        patients[name] = Patient(name, condition, model, p, _child_rng(seed, 1, name))
+        patients[name] = Patient(name, condition, model, p, child_rng(seed, 1, name))
     conf, planted = _confounders(model, patients, p, seed, root)
     allele_model = AlleleModel(model, p, seed) if p["alleles"]["enabled"] else None
     sites = {name: allele_model.patient_sites(pt) for name, pt in patients.items()} if allele_model else {}
 
     counts, index_sort, truths, alleles = {}, {}, [], {}
     for _, row in sheet.iterrows():
-        rng = _child_rng(seed, 2, row["sample"])
-        cf = (conf, _child_rng(seed, 5, row["sample"])) if conf else None
+        rng = child_rng(seed, 2, row["sample"])
+        cf = (conf, child_rng(seed, 5, row["sample"])) if conf else None
         draw = _allele_draw(allele_model, sites, row)
         adata, truth, facs, ac = simulate_sample(
             rng, row, patients[row["patient"]], model, p, is_index_sorted(row, p), cf, draw
@@ -250,10 +249,6 @@ def _confounders(model: GeneModel, patients: dict[str, Patient], p: dict, seed: 
     programme = pd.concat(tables, ignore_index=True)
     programme = programme[["patient", *[c for c in programme.columns if c != "patient"]]]
     return conf, {"programme": programme, "other_type": conf.other_programme, "samples": []}
-
-
-def _child_rng(seed: int, tag: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed), tag, zlib.crc32(str(name).encode())])
 
 
 def _sheet_strings(samples: pd.DataFrame) -> pd.DataFrame:

@@ -33,14 +33,13 @@ and its immediate-early factor ``default_rng([seed, 6, crc32(sample)])``.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from remnant.errors import InputError
-from remnant.sim.model import GeneModel, in_interval
+from remnant.sim.model import GeneModel, child_rng, in_interval
 from remnant.sim.params import _key
 
 _LN2 = np.log(2)
@@ -179,7 +178,7 @@ class Confounders:
         if condition in self.normal or dp["n_genes"] == 0:
             return effect, self._table(np.array([], np.int64), np.array([])).assign(inside_lesion=False)
         key = patient if dp["per"] == "patient" else f"condition:{condition}"
-        rng = np.random.default_rng([self.seed, 4, zlib.crc32(key.encode())])
+        rng = child_rng(self.seed, 4, key)
         cand = self._candidates(dp["candidate_quantile"])
         inside, direction = self._lesion_ranges()
         fc = tuple(dp["log2fc"])
@@ -210,7 +209,7 @@ class Confounders:
     # -- per sample ----------------------------------------------------------------------------------
     def ieg_log2fc(self, sample: str) -> float:
         """The sample's immediate-early factor (log2), from ``default_rng([seed, 6, crc32(sample)])``."""
-        rng = np.random.default_rng([self.seed, 6, zlib.crc32(str(sample).encode())])
+        rng = child_rng(self.seed, 6, sample)
         return float(rng.normal(0.0, self.p["confounders"]["immediate_early"]["sample_log2fc_sd"]))
 
     def draw_sample(self, rng: np.random.Generator, n_comp: int, sample: str, condition: str) -> SampleDraws:

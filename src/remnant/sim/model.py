@@ -10,6 +10,7 @@ given, in a fixed order (see :mod:`remnant.sim.cohort` for how the generators ar
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +24,13 @@ _RIBOSOMAL = re.compile(r"^(RP[LS]\d+A?|RPLP[0-2]|RPSA|RPS4X|RPS4Y1)$")
 #: chrY genes expressed in male blood cells at clearly detectable levels.
 _Y_EXPRESSED = ["RPS4Y1", "DDX3Y", "EIF1AY", "KDM5D", "UTY", "USP9Y", "ZFY", "TXLNGY", "NLGN4Y"]
 _CHROMOSOMES = [f"chr{i}" for i in range(1, 23)] + ["chrX", "chrY", "chrM"]
+
+
+def child_rng(seed: int, tag: int, name: str) -> np.random.Generator:
+    """The generator of one named part of a cohort's draws, ``default_rng([seed, tag, crc32(name)])``:
+    a patient's or a sample's own, so adding another leaves its draws as they were (the tags are
+    listed in the docstrings of :mod:`remnant.sim.cohort`, ``confounders`` and ``alleles``)."""
+    return np.random.default_rng([int(seed), tag, zlib.crc32(str(name).encode())])
 
 
 def in_interval(genes: pd.DataFrame, chromosome: str, start: int, end: int) -> np.ndarray:
