@@ -8,6 +8,7 @@ __getattr__, __dir__, __all__ = exports(
         "clusters": ["plot_umaps", "plot_marker_dotplot"],
         "qc": ["plot_qc", "plot_qc_summary"],
         "cnv": ["plot_patient_heatmap", "plot_lesion_profile", "plot_message"],
+        "alleles": ["plot_allele_balance", "binned_balance"],
         "persistence": [
             "plot_del_fraction",
             "plot_signature_distributions",

@@ -17,5 +17,6 @@ __getattr__, __dir__, __all__ = exports(
         "signatures": ["score_signatures", "calibrate_cycling", "compare_groups"],
         "de": ["pseudobulk", "paired_de", "signature_enrichment"],
         "alleles": ["phase_sites", "allele_llr", "combine", "bursting_overdispersion", "lesion_sites", "site_genes"],
+        "allele_evidence": ["add_allele_evidence", "concat_alleles"],
     },
 )

@@ -20,6 +20,7 @@ import pandas as pd
 from remnant.errors import InputError
 from remnant.io.annotation import chromosome_arms, load_cytobands
 from remnant.io.store import TABLE_GZIP, annotate_with_calls, read_obs
+from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles
 from remnant.tl.depth import DepthGenes, read_gene_list
 from remnant.tl.lesions import Lesion, call_lesions, parse_lesions, read_lesion_counts, write_calls
 from remnant.tl.reference import find_reference
@@ -52,6 +53,9 @@ def call_cohort_lesions(
     out_samples: PathLike,
     out_intervals: PathLike,
     out_reference: PathLike,
+    alleles: Sequence[PathLike] = (),
+    allele_options: Mapping | None = None,
+    out_phase: PathLike | None = None,
 ) -> None:
     """Rule call_lesions: per-cell posterior of each configured lesion, per-sample summary.
 
@@ -69,6 +73,11 @@ def call_cohort_lesions(
     out_cells, out_samples, out_intervals, out_reference
         The per-cell table (gzip TSV), the per-sample summary, the per-patient intervals and the
         reference report (TSVs).
+    alleles, allele_options, out_phase
+        Per-sample allele counts (h5ad files of rule read_alleles: cells x sites, layers AD, DP;
+        none: expression alone, exactly as without them), the config's ``alleles`` block (``eps``,
+        ``max_gene_llr``, ``phased_sites``: a user's phasing or null) and the phased-site table
+        written from them (:func:`remnant.tl.add_allele_evidence`).
     """
     table = load_cytobands(cytobands)
     parsed = parse_lesions(lesions, table, chromosome_arms(table))
@@ -100,12 +109,14 @@ def call_cohort_lesions(
     reference, choice = choose_reference(adata, parsed, cnv, reference_conditions, options)
     log.info("%d cells, %d reference cells; lesions %s", adata.n_obs, int(reference.sum()), [l.name for l in parsed])
     call_lesions(adata, parsed, reference=reference, posterior_cutoff=cnv["posterior_cutoff"], **options)
+    adata.obs["cnv_reference"] = reference
+    if alleles:
+        _add_alleles(adata, parsed, alleles, allele_options or {}, out_phase)
     t_call, c_call = time.perf_counter() - t0, time.process_time() - c0
     # benchmarks/scale.py parses this line (issue 8: lesion calling within 3x of reading its input);
     # wall time, and CPU time too since wall time stretches on a shared machine
     log.info("read X: %.1f s; lesion calling: %.1f s", t_read, t_call)
     log.info("CPU time: read X %.1f s; lesion calling %.1f s", c_read, c_call)
-    adata.obs["cnv_reference"] = reference
     _write_cells(adata, parsed, reference, out_cells)
     _write_summaries(adata, parsed, out_samples, out_intervals)
     if choice is None:
@@ -114,6 +125,63 @@ def call_cohort_lesions(
     t0 = time.perf_counter()
     write_calls(adata, out_calls)
     log.info("wrote %s: %.1f s", out_calls, time.perf_counter() - t0)
+
+
+def _add_alleles(
+    adata: ad.AnnData, lesions: list[Lesion], paths: Sequence[PathLike], options: Mapping, out_phase: PathLike | None
+) -> None:
+    """Phase each patient's sites, add each cell's allele LLR to its posterior and write the
+    phased sites (one table, all lesions: ``lesion`` column first)."""
+    parts = [ad.read_h5ad(path) for path in paths]
+    log.info("allele counts of %d samples: %s", len(parts), ", ".join(str(p) for p in paths))
+    given = read_phased_sites(options["phased_sites"]) if options.get("phased_sites") else None
+    add_allele_evidence(
+        adata,
+        concat_alleles(parts),
+        lesions,
+        eps=float(options.get("eps", 0.02)),
+        max_gene_llr=float(options.get("max_gene_llr", 3.0)),
+        phase=given,
+    )
+    tables = [adata.uns["lesions"][x.name]["phase"].assign(lesion=x.name) for x in lesions]
+    table = pd.concat(tables, ignore_index=True)
+    table = table[["lesion"] + [c for c in table.columns if c != "lesion"]]
+    if out_phase is not None:
+        table.to_csv(out_phase, sep="\t", index=False, float_format="%.6g")
+    for lesion in lesions:
+        name, obs = lesion.name, adata.obs
+        cutoff = adata.uns["lesions"][name]["params"]["posterior_cutoff"]
+        log.info(
+            "%s with alleles: %d cells called (%d from expression alone); %d cells with allele reads",
+            name,
+            int(obs[f"{name}_call"].sum()),
+            int((obs[f"{name}_expression_posterior"] >= cutoff).sum()),
+            int((obs[f"{name}_allele_reads"] > 0).sum()),
+        )
+
+
+def read_phased_sites(path: PathLike) -> pd.DataFrame:
+    """A user's phasing (config ``alleles.phased_sites``): a TSV with columns ``patient``, ``site_id``,
+    ``lesion``, ``allele`` (``REF`` or ``ALT``: the allele on the haplotype the lesion changes)."""
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read it as a TSV ({err}).", path=str(path), where="alleles.phased_sites") from err
+    need = {"patient", "site_id", "lesion", "allele"}
+    if not need <= set(table.columns):
+        raise InputError(
+            f"needs columns {sorted(need)}; it has {list(table.columns)}.", path=str(path), where="alleles.phased_sites"
+        )
+    bad = ~table["allele"].isin(["REF", "ALT"])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise InputError(
+            f"row {row}: allele {table['allele'].iloc[row - 2]!r} must be REF or ALT (the allele on the changed "
+            "haplotype).",
+            path=str(path),
+            where="alleles.phased_sites",
+        )
+    return table
 
 
 def depth_options(depth: Mapping) -> DepthGenes:
@@ -211,6 +279,9 @@ def _write_cells(adata: ad.AnnData, lesions: list[Lesion], reference: np.ndarray
     columns = list(_CELL_COLUMNS)
     for lesion in lesions:
         columns += [f"{lesion.name}_{k}" for k in ("posterior", "llr", "call", "n_genes")]
+        # with allele data: the expression posterior beside the joint one, and the allele evidence
+        extra = [f"{lesion.name}_{k}" for k in ("expression_posterior", "allele_llr", "allele_reads", "allele_genes")]
+        columns += [c for c in extra if c in adata.obs]
     table = adata.obs[columns].copy()
     table["reference"] = reference
     table.to_csv(path, sep="\t", index_label="cell", float_format="%.6g", compression=TABLE_GZIP)

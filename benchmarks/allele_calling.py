@@ -1,0 +1,207 @@
+"""Allele evidence on simulated cohorts (issue 18): expression alone, alleles alone, joint, and the
+same with the true phase (oracle), per depth, allele density and clone fraction.
+
+Each run simulates three healthy donors (a reference sample and a held-out sample each) and two MDS
+patients with one diagnosis sample each at the given clone fraction, with the simulator's allele
+counts (``alleles`` block: het SNPs on expressed genes of 5q and a control region, bursting,
+sequencing error) and its real-cell confounders (disease programme, other-type cells, ...). The
+workflow's steps run in memory: :func:`remnant.tl.call_lesions` against the reference samples,
+then :func:`remnant.tl.add_allele_evidence` phases each patient's sites from its own cells and adds
+the allele LLR. The oracle is the same with each site's true lost allele given as the phase.
+
+Columns: ``expr`` / ``allele`` / ``joint`` / ``oracle``: per-cell AUROC over the patients' cells and
+the held-out healthy cells (expression LLR; allele LLR; joint posterior; joint posterior with the
+true phase); ``gain`` and ``oracle_gain``: joint and oracle minus expression; ``phase_acc``: share
+of the phased sites (confidence >= 0.9, on a gene, with reads) whose allele is the true lost one,
+and ``phased``: how many; ``held_called``: held-out healthy cells called (joint); ``normal_expr`` /
+``normal_joint``: the patients' non-carrier cells of their own type called, expression alone and
+joint; ``other_expr`` / ``other_joint``: the same for cells of another type; ``reads``: median
+allele reads per patient cell on the lesion's sites; ``sec_expr`` / ``sec_alleles``: the time of
+call_lesions and of add_allele_evidence.
+
+Run: ``python benchmarks/allele_calling.py`` (full grid, about 10 minutes on 2 cores) or
+``--quick`` (2,000 UMI, default density, clone 50%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from lesion_calling import auroc  # noqa: E402
+
+from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
+from remnant.io.counts import map_genes  # noqa: E402
+from remnant.io.genesets import read_gene_sets  # noqa: E402
+from remnant.pp.cluster import read_markers  # noqa: E402
+from remnant.sim.cohort import simulate_cohort  # noqa: E402
+from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles  # noqa: E402
+from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
+
+SHEET_COLUMNS = ["sample", "patient", "timepoint", "population", "condition", "technology"]
+
+
+def sheet(n_mds: int = 2) -> pd.DataFrame:
+    rows = []
+    for h in range(1, 4):
+        rows.append((f"H{h}_ref", f"H{h}", "", "CD34", "healthy", "droplet"))
+        rows.append((f"H{h}_held", f"H{h}", "", "CD34", "healthy", "droplet"))
+    for p in range(1, n_mds + 1):
+        rows.append((f"P{p}_CD34", f"P{p}", "diagnosis", "CD34", "MDS", "droplet"))
+    return pd.DataFrame(rows, columns=SHEET_COLUMNS)
+
+
+def build(depth: float, density: float, clone: float, cells: int, seed: int, confounders: bool = True):
+    """The cohort (expression AnnData with truth columns) and its allele counts (one AnnData)."""
+    genes = load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz")
+    rows = sheet()
+    params = {
+        "cells_per_sample": {"droplet": cells},
+        "library_size": {"droplet": {"median": float(depth), "sdlog": 0.35}},
+        "clone_fraction": {"diagnosis": {"CD34": clone}},
+        "clone_sampling": "exact",
+        "low_quality": {"fraction": 0.0},
+        "doublets": {"rate": 0.0},
+        "confounders": {"enabled": confounders},
+        "alleles": {"enabled": True, "reads_per_umi": {"droplet": float(density)}},
+    }
+    sim = simulate_cohort(
+        rows,
+        genes,
+        read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
+        read_gene_sets(ROOT / "resources/gene_sets"),
+        params=copy.deepcopy(params),
+        seed=seed,
+    )
+    parts, allele_parts = [], []
+    for _, row in rows.iterrows():
+        a, _ = map_genes(sim.counts[row["sample"]], genes, source=row["sample"])
+        for key in SHEET_COLUMNS:
+            a.obs[key] = row[key]
+        a.obs_names = [f"{row['sample']}:{b}" for b in a.obs_names]
+        parts.append(a)
+        al = sim.alleles[row["sample"]].copy()
+        al.obs_names = [f"{row['sample']}:{b}" for b in al.obs_names]
+        allele_parts.append(al)
+    adata = ad.concat(parts, merge="same")
+    truth = sim.cells.set_index(sim.cells["sample"] + ":" + sim.cells["barcode"]).loc[adata.obs_names]
+    adata.obs["hspc_state"] = truth["state"].to_numpy()
+    adata.obs["truth"] = truth["lesion_del5q"].to_numpy(bool)
+    adata.obs["other_type"] = truth["other_type"].to_numpy(bool)
+    adata.layers["counts"] = adata.X.tocsr()
+    return adata, concat_alleles(allele_parts), sim.allele_truth
+
+
+def true_phase(allele_truth: pd.DataFrame) -> pd.DataFrame:
+    """The oracle's phase table: each patient's sites with their true lost allele."""
+    t = allele_truth[(allele_truth["lesion"] == "del5q") & allele_truth["in_lesion"].astype(bool)]
+    return pd.DataFrame(
+        {"patient": t["patient"], "site_id": t["site_id"], "lesion": "del5q", "allele": t["lost_allele"]}
+    )
+
+
+def phase_accuracy(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> tuple[float, int]:
+    sure = phase[(phase["confidence"] >= 0.9) & (phase["gene"] != "") & (phase["n_reads"] > 0)]
+    truth = allele_truth.drop_duplicates(["patient", "site_id"]).set_index(["patient", "site_id"])["lost_allele"]
+    got = truth.reindex(pd.MultiIndex.from_frame(sure[["patient", "site_id"]]))
+    return (float((got.to_numpy() == sure["allele"].to_numpy()).mean()) if len(sure) else float("nan")), len(sure)
+
+
+def run(depth, density, clone, cells, seed, confounders=True) -> dict:
+    adata, alleles, allele_truth = build(depth, density, clone, cells, seed, confounders)
+    cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
+    lesions = parse_lesions([{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], cyto, chromosome_arms(cyto))
+    obs = adata.obs
+    ref = obs["sample"].str.endswith("_ref").to_numpy()
+    t0 = time.perf_counter()
+    call_lesions(adata, lesions, reference=ref)
+    sec_expr = time.perf_counter() - t0
+    oracle = adata.copy()
+    t0 = time.perf_counter()
+    add_allele_evidence(adata, alleles, lesions, reference=ref)
+    sec_alleles = time.perf_counter() - t0
+    add_allele_evidence(oracle, alleles, lesions, reference=ref, phase=true_phase(allele_truth))
+    obs = adata.obs
+    mds = (obs["condition"] == "MDS").to_numpy()
+    held = obs["sample"].str.endswith("_held").to_numpy()
+    truth, other = obs["truth"].to_numpy(bool), obs["other_type"].to_numpy(bool)
+    scored = mds | held
+    call, expr_call = obs["del5q_call"].to_numpy(), obs["del5q_expression_posterior"].to_numpy() >= 0.9
+    joint_post = obs["del5q_posterior"].to_numpy()
+    normal, other_mds = mds & ~truth & ~other, mds & other
+    acc, n_phased = phase_accuracy(adata.uns["lesions"]["del5q"]["phase"], allele_truth)
+    out = {
+        "depth": depth,
+        "density": density,
+        "clone": clone,
+        "seed": seed,
+        "expr": auroc(obs["del5q_llr"].to_numpy()[scored], truth[scored]),
+        "allele": auroc(obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
+        "joint": auroc(obs["del5q_llr"].to_numpy()[scored] + obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
+        "oracle": auroc(
+            oracle.obs["del5q_llr"].to_numpy()[scored] + oracle.obs["del5q_allele_llr"].to_numpy()[scored],
+            truth[scored],
+        ),
+        "joint_post": auroc(joint_post[mds], truth[mds]) if 0 < truth[mds].mean() < 1 else float("nan"),
+        "phase_acc": acc,
+        "phased": n_phased,
+        "held_called": float(call[held].mean()),
+        "normal_expr": float(expr_call[normal].mean()) if normal.any() else float("nan"),
+        "normal_joint": float(call[normal].mean()) if normal.any() else float("nan"),
+        "other_expr": float(expr_call[other_mds].mean()) if other_mds.any() else float("nan"),
+        "other_joint": float(call[other_mds].mean()) if other_mds.any() else float("nan"),
+        "reads": float(np.median(obs["del5q_allele_reads"].to_numpy()[mds])),
+        "sec_expr": sec_expr,
+        "sec_alleles": sec_alleles,
+    }
+    out["gain"] = out["joint"] - out["expr"]
+    out["oracle_gain"] = out["oracle"] - out["expr"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--depths", type=float, nargs="+", default=[500, 2000, 10000])
+    ap.add_argument("--densities", type=float, nargs="+", default=[0.06, 0.25])
+    ap.add_argument("--clones", type=float, nargs="+", default=[0.1, 0.5, 0.9])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--cells", type=int, default=300, help="cells per sample")
+    ap.add_argument("--no-confounders", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="2,000 UMI, density 0.06, clone 0.5")
+    args = ap.parse_args()
+    if args.quick:
+        args.depths, args.densities, args.clones = [2000], [0.06], [0.5]
+    rows = []
+    for depth in args.depths:
+        for density in args.densities:
+            for clone in args.clones:
+                for seed in args.seeds:
+                    rows.append(run(depth, density, clone, args.cells, seed, not args.no_confounders))
+                    print(pd.DataFrame([rows[-1]]).to_string(index=False, float_format="%.4f"), flush=True)
+    table = pd.DataFrame(rows)
+    cols = ["depth", "density", "clone", "seed", "expr", "allele", "joint", "oracle", "gain", "oracle_gain"]
+    cols += ["phase_acc", "phased", "held_called", "normal_expr", "normal_joint", "other_expr", "other_joint"]
+    cols += ["reads", "sec_expr", "sec_alleles"]
+    print()
+    print(table[cols].to_string(index=False, float_format="%.4f"))
+    print(
+        f"\njoint within 0.01 of the oracle: {int(((table['oracle'] - table['joint']) <= 0.01).sum())} of {len(table)};"
+        f" gain >= oracle gain - 0.005: {int((table['gain'] >= table['oracle_gain'] - 0.005).sum())} of {len(table)};"
+        f" held-out called max {table['held_called'].max():.4f};"
+        f" calling with alleles / without: {(table['sec_alleles'] + table['sec_expr']).sum() / table['sec_expr'].sum():.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

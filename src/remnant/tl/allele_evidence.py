@@ -1,0 +1,306 @@
+"""Allele evidence added to the expression calls: phase each patient's lesion sites, score each cell,
+one joint posterior (issue 18).
+
+:func:`add_allele_evidence` runs after :func:`remnant.tl.call_lesions` on the same cells. Per lesion
+and patient it takes the SNPs inside the patient's interval (the refined one where the expression
+step refined it, else the configured one), learns which allele of each lies on the changed haplotype
+from the patient's own cells (:func:`remnant.tl.phase_sites`, started from the expression posteriors:
+a diagnosis sample of nearly all carriers phases at once; EM otherwise), scores every cell of the
+patient (:func:`remnant.tl.allele_llr`) and adds the allele LLR to the expression posterior's logit.
+Given the carrier state, a cell's expression counts and its allele reads are independent, so the
+LLRs add (:func:`remnant.tl.combine`).
+
+Cells without allele reads keep their expression posterior exactly (an LLR of 0). So do patients
+whose cells are all reference cells: healthy donors carry no lesion to phase, and phasing them
+would only fit noise. Without allele data nothing here runs and the calls are those of
+:func:`remnant.tl.call_lesions`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import anndata
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.special import expit, logit
+
+from remnant.errors import InputError
+from remnant.tl.alleles import allele_llr, bursting_overdispersion, lesion_sites, phase_sites, site_genes
+
+__all__ = ["add_allele_evidence", "align_alleles", "concat_alleles", "PHASE_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+#: Columns of ``uns["lesions"][name]["phase"]`` (one row per patient and phased site).
+PHASE_COLUMNS = [
+    "patient",
+    "site_id",
+    "chromosome",
+    "position",
+    "ref",
+    "alt",
+    "gene",
+    "p_alt",
+    "allele",
+    "confidence",
+    "n_reads",
+    "n_cells",
+    "called_reads",
+    "called_changed",
+    "uncalled_reads",
+    "uncalled_changed",
+]
+
+
+def align_alleles(alleles: anndata.AnnData, obs_names: pd.Index) -> anndata.AnnData:
+    """The allele counts in the order of ``obs_names`` (cells x sites, ``layers`` AD and DP as int64
+    CSR): a cell absent from ``alleles`` gets a row of zeros (no allele data). Cells of ``alleles``
+    not in ``obs_names`` (filtered out upstream) are dropped."""
+    pos = alleles.obs_names.get_indexer(obs_names)
+    found = pos >= 0
+    layers = {}
+    for name in ("AD", "DP"):
+        m = sp.csr_matrix(alleles.layers[name], dtype=np.int64)
+        rows = sp.csr_matrix(
+            (np.ones(found.sum()), (np.flatnonzero(found), pos[found])), shape=(len(obs_names), m.shape[0])
+        )
+        layers[name] = sp.csr_matrix(rows @ m, dtype=np.int64)
+    return anndata.AnnData(
+        X=sp.csr_matrix((len(obs_names), alleles.n_vars), dtype=np.float32),
+        obs=pd.DataFrame(index=pd.Index(obs_names, dtype=str)),
+        var=alleles.var.copy(),
+        layers=layers,
+    )
+
+
+def add_allele_evidence(
+    adata: anndata.AnnData,
+    alleles: anndata.AnnData,
+    lesions,
+    *,
+    patient_key: str = "patient",
+    reference=None,
+    eps: float = 0.02,
+    max_gene_llr: float = 3.0,
+    phase: pd.DataFrame | None = None,
+) -> None:
+    """Phase each patient's sites, score each cell from its allele reads and update the calls.
+
+    Parameters
+    ----------
+    adata
+        Cells called by :func:`remnant.tl.call_lesions` (``obs[f"{name}_posterior"]``,
+        ``uns["lesions"][name]``); ``var`` with ``chromosome``, ``start``, ``end`` (bp, 0-based)
+        for at least the lesions' genes: a site counts for the gene that covers it.
+    alleles
+        Cells x heterozygous SNPs (:func:`remnant.io.read_cellsnp`, :func:`remnant.io.match_cells`):
+        ``layers["AD"]`` (ALT reads), ``layers["DP"]`` (REF + ALT), ``var`` ``chromosome``,
+        ``position`` (1-based), ``ref``, ``alt``. Its cells are matched to ``adata.obs_names`` by
+        name; cells of ``adata`` without a row have no allele data.
+    lesions
+        The lesions called (:func:`remnant.tl.parse_lesions`).
+    patient_key
+        obs column of the patient: sites are one person's, phase is learned per patient.
+    reference
+        Boolean (n_obs,) or obs column of the reference cells; patients whose cells are all reference
+        cells are not phased (default: ``obs["cnv_reference"]`` when present).
+    eps, max_gene_llr
+        Per-read error on the lost haplotype (reads/read) and the bound of one gene's LLR (nats), as in
+        :func:`remnant.tl.allele_llr`.
+    phase
+        A user's phasing overriding the learned one: rows ``patient``, ``site_id``, ``lesion``,
+        ``allele`` (``REF``/``ALT`` on the changed haplotype). Sites of a patient and lesion it names
+        are taken as certain (``p_alt`` 0 or 1); the patient's other sites are not used.
+
+    Writes
+    ------
+    ``obs[f"{name}_expression_posterior"]`` (the posterior from expression alone, 0-1);
+    ``obs[f"{name}_allele_llr"]`` (nats; 0 without reads), ``obs[f"{name}_allele_reads"]`` and
+    ``obs[f"{name}_allele_genes"]`` (int: REF + ALT reads on phased sites, and genes with them);
+    ``obs[f"{name}_posterior"]`` becomes the joint posterior and ``obs[f"{name}_call"]`` its call at the
+    lesion's ``posterior_cutoff``; ``per_sample`` ``n_called`` and ``fnr``, and ``per_group``
+    ``n_called``, are recounted from the joint calls (``fpr`` stays the cross-fitted rate of the
+    expression evidence: reference donors have no phased sites, and for a normal cell the expected
+    allele LLR is negative, so it bounds the joint rate from above). ``uns["lesions"][name]["phase"]``:
+    :data:`PHASE_COLUMNS` (``called_*``/``uncalled_*``: REF + ALT reads and reads on the changed
+    haplotype of the cells called / not called, per site: the B-allele picture);
+    ``uns["lesions"][name]["allele_params"]``: the settings and per-patient overdispersion.
+    """
+    # long because: one loop over lesions and patients, each step a call; the bookkeeping is shared
+    aligned = align_alleles(alleles, adata.obs_names)
+    patients = _patients(adata, patient_key)
+    is_ref = _reference(adata, reference)
+    n_cells = int((np.asarray(aligned.layers["DP"].sum(axis=1)).ravel() > 0).sum())
+    log.info("allele data for %d of %d cells, %d sites", n_cells, adata.n_obs, aligned.n_vars)
+    for lesion in lesions:
+        info = adata.uns["lesions"][lesion.name]
+        cutoff = float(info["params"]["posterior_cutoff"])
+        expression = adata.obs[f"{lesion.name}_posterior"].to_numpy(float).copy()
+        llr = np.zeros(adata.n_obs)
+        reads = np.zeros(adata.n_obs, np.int64)
+        genes = np.zeros(adata.n_obs, np.int64)
+        tables, rhos = [], {}
+        for patient in pd.unique(patients):
+            m = patients == patient
+            if is_ref[m].all():
+                continue
+            sites = lesion_sites(aligned, _patient_interval(lesion, info, patient)) & _has_reads(aligned, m)
+            if not sites.any():
+                continue
+            sub = aligned[np.flatnonzero(m), np.flatnonzero(sites)]
+            site_phase = _phase(sub, adata.var, expression[m], lesion, patient, phase, eps, max_gene_llr)
+            scored = allele_llr(sub, site_phase, lesion.type, eps=eps, max_gene_llr=max_gene_llr)
+            llr[m], reads[m], genes[m] = scored["llr"], scored["n_reads"], scored["n_genes"]
+            rhos[str(patient)] = float(scored.attrs["overdispersion"])
+            joint_m = expit(logit(np.clip(expression[m], 1e-12, 1 - 1e-12)) + llr[m])
+            tables.append(_phase_rows(sub, site_phase, patient, joint_m >= cutoff))
+            log.info(
+                "%s, patient %s: %d sites phased (%d with confidence >= 0.9), %d cells with allele reads, "
+                "overdispersion %.3f",
+                lesion.name,
+                patient,
+                int(sites.sum()),
+                int((site_phase["confidence"] >= 0.9).sum()),
+                int((reads[m] > 0).sum()),
+                rhos[str(patient)],
+            )
+        joint = expit(logit(np.clip(expression, 1e-12, 1 - 1e-12)) + llr)
+        joint[llr == 0] = expression[llr == 0]  # exactly the expression call without allele evidence
+        _write_cells(adata, lesion.name, expression, joint, llr, reads, genes, cutoff)
+        _recount(info, adata.obs, joint, cutoff)
+        info["phase"] = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=PHASE_COLUMNS)
+        info["allele_params"] = {
+            "eps": float(eps),
+            "max_gene_llr": float(max_gene_llr),
+            "phase": "given" if phase is not None else "learned",
+            "overdispersion": rhos,
+        }
+
+
+def _patients(adata: anndata.AnnData, patient_key: str) -> np.ndarray:
+    if patient_key not in adata.obs:
+        raise InputError(
+            f"obs has no column {patient_key!r}: allele sites are phased per patient.", where="add_allele_evidence"
+        )
+    return adata.obs[patient_key].astype(str).to_numpy()
+
+
+def _reference(adata: anndata.AnnData, reference) -> np.ndarray:
+    if reference is None:
+        reference = "cnv_reference" if "cnv_reference" in adata.obs else np.zeros(adata.n_obs, bool)
+    if isinstance(reference, str):
+        return adata.obs[reference].astype(bool).to_numpy()
+    return np.asarray(reference, bool)
+
+
+def _has_reads(aligned: anndata.AnnData, m: np.ndarray) -> np.ndarray:
+    """Sites with reads in the cells of mask ``m`` (another patient's sites have none)."""
+    return np.asarray(aligned.layers["DP"][np.flatnonzero(m)].sum(axis=0)).ravel() > 0
+
+
+def _patient_interval(lesion, info: dict, patient: str):
+    """The lesion as it applies to ``patient``: its refined interval where the expression step refined
+    one, else the configured interval."""
+    rows = info.get("intervals")
+    if rows is None or rows.empty or "donor" not in rows:
+        return lesion
+    row = rows[(rows["donor"].astype(str) == str(patient)) & rows["refined"].astype(bool)]
+    if row.empty:
+        return lesion
+    return replace(lesion, start=int(row["start"].iloc[0]), end=int(row["end"].iloc[0]))
+
+
+def _phase(sub, var, carrier, lesion, patient, given, eps, max_gene_llr) -> pd.DataFrame:
+    """The phase of one patient's sites of one lesion: learned from its cells, or the user's."""
+    genes = site_genes(sub, var)
+    if given is None:
+        return phase_sites(sub, genes, carrier, lesion_type=lesion.type, eps=eps, max_gene_llr=max_gene_llr)
+    rows = given[(given["patient"].astype(str) == str(patient)) & (given["lesion"].astype(str) == lesion.name)]
+    allele = rows.set_index(rows["site_id"].astype(str))["allele"].reindex(sub.var_names)
+    p_alt = np.where(allele == "ALT", 1.0, np.where(allele == "REF", 0.0, 0.5))
+    table = pd.DataFrame({"gene": np.where(allele.notna(), genes, ""), "p_alt": p_alt}, index=sub.var_names)
+    table["allele"] = np.where(p_alt >= 0.5, "ALT", "REF")
+    table["confidence"] = np.maximum(p_alt, 1 - p_alt)
+    dp = sp.csr_matrix(sub.layers["DP"])
+    table["n_reads"] = np.asarray(dp.sum(axis=0)).ravel().astype(np.int64)
+    table["n_cells"] = np.diff(sp.csc_matrix(dp).indptr).astype(np.int64)
+    carrier_post = np.clip(carrier, 1e-6, 1 - 1e-6)
+    table.attrs["overdispersion"] = bursting_overdispersion(sub, weights=1.0 - carrier_post)
+    return table
+
+
+def _phase_rows(sub: anndata.AnnData, site_phase: pd.DataFrame, patient: str, called: np.ndarray) -> pd.DataFrame:
+    """One patient's phased sites with the reads on the changed haplotype of called and uncalled cells."""
+    ad = sp.csr_matrix(sub.layers["AD"], dtype=np.float64)
+    dp = sp.csr_matrix(sub.layers["DP"], dtype=np.float64)
+    alt_changed = site_phase["p_alt"].to_numpy() >= 0.5
+    out = sub.var[["chromosome", "position", "ref", "alt"]].copy()
+    out.insert(0, "site_id", sub.var_names.astype(str))
+    out.insert(0, "patient", str(patient))
+    for column in ("gene", "p_alt", "allele", "confidence", "n_reads", "n_cells"):
+        out[column] = site_phase[column].to_numpy()
+    for name, rows in (("called", called), ("uncalled", ~called)):
+        n = np.asarray(dp[rows].sum(axis=0)).ravel()
+        alt = np.asarray(ad[rows].sum(axis=0)).ravel()
+        out[f"{name}_reads"] = n.astype(np.int64)
+        out[f"{name}_changed"] = np.where(alt_changed, alt, n - alt).astype(np.int64)
+    return out[PHASE_COLUMNS].reset_index(drop=True)
+
+
+def _write_cells(adata, name, expression, joint, llr, reads, genes, cutoff) -> None:
+    adata.obs[f"{name}_expression_posterior"] = expression
+    adata.obs[f"{name}_allele_llr"] = llr
+    adata.obs[f"{name}_allele_reads"] = reads
+    adata.obs[f"{name}_allele_genes"] = genes
+    adata.obs[f"{name}_posterior"] = joint
+    adata.obs[f"{name}_call"] = joint >= cutoff
+
+
+def _recount(info: dict, obs: pd.DataFrame, joint: np.ndarray, cutoff: float) -> None:
+    """``per_sample`` n_called and fnr, ``per_group`` n_called, from the joint posteriors."""
+    params = info["params"]
+    samples = obs[params["sample_key"]].astype(str).to_numpy()
+    per_sample = info["per_sample"]
+    for smp in per_sample.index:
+        ps = joint[samples == str(smp)]
+        below = ps < cutoff
+        per_sample.loc[smp, "n_called"] = int((~below).sum())
+        per_sample.loc[smp, "fnr"] = float(ps[below].sum() / ps.sum()) if ps.sum() > 0 else float("nan")
+    per_group = info.get("per_group")
+    if per_group is not None and not per_group.empty:
+        groups = obs[params["prior_key"]].astype(str).to_numpy()
+        per_group["n_called"] = [
+            int((joint[(samples == str(s)) & (groups == str(g))] >= cutoff).sum())
+            for s, g in per_group[["sample", "group"]].itertuples(index=False)
+        ]
+
+
+def concat_alleles(parts) -> anndata.AnnData:
+    """One allele AnnData from several (e.g. one per sample, cells named ``"{sample}:{barcode}"``):
+    cells stacked, sites the union (by ``var_names``, first-seen order; a cell has zero reads at a
+    site its part lacks), ``layers`` AD and DP int64 CSR. Cell names must be unique across parts."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("concat_alleles needs at least one AnnData")
+    var = pd.concat([p.var for p in parts])
+    var = var[~var.index.duplicated(keep="first")]
+    layers = {}
+    for name in ("AD", "DP"):
+        blocks = []
+        for p in parts:
+            cols = var.index.get_indexer(p.var_names)
+            m = sp.csr_matrix(p.layers[name], dtype=np.int64).tocoo()
+            blocks.append(sp.csr_matrix((m.data, (m.row, cols[m.col])), shape=(p.n_obs, len(var)), dtype=np.int64))
+        layers[name] = sp.vstack(blocks, format="csr")
+    obs_names = pd.Index(np.concatenate([p.obs_names.to_numpy(str) for p in parts]))
+    if not obs_names.is_unique:
+        raise ValueError("concat_alleles: cell names repeat across the parts; name cells '{sample}:{barcode}'")
+    return anndata.AnnData(
+        X=sp.csr_matrix((len(obs_names), len(var)), dtype=np.float32),
+        obs=pd.DataFrame(index=obs_names),
+        var=var.copy(),
+        layers=layers,
+    )
