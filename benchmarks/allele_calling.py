@@ -16,7 +16,9 @@ of the phased sites (confidence >= 0.9, on a gene, with reads) whose allele is t
 and ``phased``: how many; ``held_called``: held-out healthy cells called (joint); ``normal_expr`` /
 ``normal_joint``: the patients' non-carrier cells of their own type called, expression alone and
 joint; ``other_expr`` / ``other_joint``: the same for cells of another type; ``reads``: median
-allele reads per patient cell on the lesion's sites; ``sec_expr`` / ``sec_alleles``: the time of
+allele reads per patient cell on the lesion's sites; ``rho`` and ``temp``: the bursting overdispersion and the
+temperature measured on the control region's sites (the simulator's bursting is ``1 / (2a + 1)``: 0.2 for
+droplets); ``sec_expr`` / ``sec_alleles``: the time of
 call_lesions and of add_allele_evidence.
 
 Run: ``python benchmarks/allele_calling.py`` (full grid, about 10 minutes on 2 cores) or
@@ -162,6 +164,8 @@ def run(depth, density, clone, cells, seed, confounders=True) -> dict:
         "other_expr": float(expr_call[other_mds].mean()) if other_mds.any() else float("nan"),
         "other_joint": float(call[other_mds].mean()) if other_mds.any() else float("nan"),
         "reads": float(np.median(obs["del5q_allele_reads"].to_numpy()[mds])),
+        "rho": adata.uns["lesions"]["del5q"]["allele_params"]["control_overdispersion"],
+        "temp": adata.uns["lesions"]["del5q"]["allele_params"]["temperature"],
         "sec_expr": sec_expr,
         "sec_alleles": sec_alleles,
     }
@@ -192,7 +196,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     cols = ["depth", "density", "clone", "seed", "expr", "allele", "joint", "oracle", "gain", "oracle_gain"]
     cols += ["phase_acc", "phased", "held_called", "normal_expr", "normal_joint", "other_expr", "other_joint"]
-    cols += ["reads", "sec_expr", "sec_alleles"]
+    cols += ["reads", "rho", "temp", "sec_expr", "sec_alleles"]
     print()
     print(table[cols].to_string(index=False, float_format="%.4f"))
     print(

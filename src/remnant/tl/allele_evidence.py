@@ -28,7 +28,16 @@ import scipy.sparse as sp
 from scipy.special import expit, logit
 
 from remnant.errors import InputError
-from remnant.tl.alleles import allele_llr, bursting_overdispersion, lesion_sites, phase_sites, site_genes
+from remnant.tl.alleles import (
+    MIN_BURST_PAIRS,
+    allele_llr,
+    bursting_overdispersion,
+    lesion_sites,
+    null_allele_llr,
+    phase_sites,
+    site_genes,
+)
+from remnant.tl.lesion_model import temperature
 
 __all__ = ["add_allele_evidence", "align_alleles", "concat_alleles", "PHASE_COLUMNS"]
 
@@ -86,6 +95,8 @@ def add_allele_evidence(
     eps: float = 0.02,
     max_gene_llr: float = 3.0,
     phase: pd.DataFrame | None = None,
+    genes: pd.DataFrame | None = None,
+    seed: int = 0,
 ) -> None:
     """Phase each patient's sites, score each cell from its allele reads and update the calls.
 
@@ -114,6 +125,21 @@ def add_allele_evidence(
         A user's phasing overriding the learned one: rows ``patient``, ``site_id``, ``lesion``,
         ``allele`` (``REF``/``ALT`` on the changed haplotype). Sites of a patient and lesion it names
         are taken as certain (``p_alt`` 0 or 1); the patient's other sites are not used.
+    genes
+        Gene positions (``chromosome``, ``start``, ``end``) that assign sites to genes, the lesions'
+        and the control region's (default ``adata.var``; the workflow passes every gene's).
+    seed
+        Seed of the random phases of the control-region calibration.
+
+    Calibration
+    -----------
+    The sites outside every lesion (the control region's) carry no lesion in any cell. There, with
+    a random phase, a cell's allele LLR is a draw from its null distribution
+    (:func:`remnant.tl.null_allele_llr`): the bursting overdispersion is measured on them (phase-free
+    moments, every cell) and the LLRs of the lesions are divided by the spread (sd, >= 1) of the null
+    ``z``, as the expression LLR is by its reference cells'. Without enough control reads (fewer than
+    :data:`remnant.tl.alleles.MIN_BURST_PAIRS` (cell, site) pairs with two reads) the bursting is
+    learned by each patient's phasing and no temperature is applied (logged as a WARNING).
 
     Writes
     ------
@@ -135,13 +161,15 @@ def add_allele_evidence(
     is_ref = _reference(adata, reference)
     n_cells = int((np.asarray(aligned.layers["DP"].sum(axis=1)).ravel() > 0).sum())
     log.info("allele data for %d of %d cells, %d sites", n_cells, adata.n_obs, aligned.n_vars)
+    genes = adata.var if genes is None else genes
+    rho, temperatures, control = _calibrate(aligned, lesions, genes, eps, max_gene_llr, seed)
     for lesion in lesions:
         info = adata.uns["lesions"][lesion.name]
         cutoff = float(info["params"]["posterior_cutoff"])
         expression = adata.obs[f"{lesion.name}_posterior"].to_numpy(float).copy()
         llr = np.zeros(adata.n_obs)
         reads = np.zeros(adata.n_obs, np.int64)
-        genes = np.zeros(adata.n_obs, np.int64)
+        n_genes = np.zeros(adata.n_obs, np.int64)
         tables, rhos = [], {}
         for patient in pd.unique(patients):
             m = patients == patient
@@ -151,9 +179,10 @@ def add_allele_evidence(
             if not sites.any():
                 continue
             sub = aligned[np.flatnonzero(m), np.flatnonzero(sites)]
-            site_phase = _phase(sub, adata.var, expression[m], lesion, patient, phase, eps, max_gene_llr)
-            scored = allele_llr(sub, site_phase, lesion.type, eps=eps, max_gene_llr=max_gene_llr)
-            llr[m], reads[m], genes[m] = scored["llr"], scored["n_reads"], scored["n_genes"]
+            site_phase = _phase(sub, genes, expression[m], lesion, patient, phase, eps, max_gene_llr, rho)
+            scored = allele_llr(sub, site_phase, lesion.type, overdispersion=rho, eps=eps, max_gene_llr=max_gene_llr)
+            llr[m] = scored["llr"].to_numpy() / temperatures[lesion.name]
+            reads[m], n_genes[m] = scored["n_reads"], scored["n_genes"]
             rhos[str(patient)] = float(scored.attrs["overdispersion"])
             joint_m = expit(logit(np.clip(expression[m], 1e-12, 1 - 1e-12)) + llr[m])
             tables.append(_phase_rows(sub, site_phase, patient, joint_m >= cutoff))
@@ -169,7 +198,7 @@ def add_allele_evidence(
             )
         joint = expit(logit(np.clip(expression, 1e-12, 1 - 1e-12)) + llr)
         joint[llr == 0] = expression[llr == 0]  # exactly the expression call without allele evidence
-        _write_cells(adata, lesion.name, expression, joint, llr, reads, genes, cutoff)
+        _write_cells(adata, lesion.name, expression, joint, llr, reads, n_genes, cutoff)
         _recount(info, adata.obs, joint, cutoff)
         info["phase"] = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=PHASE_COLUMNS)
         info["allele_params"] = {
@@ -177,7 +206,52 @@ def add_allele_evidence(
             "max_gene_llr": float(max_gene_llr),
             "phase": "given" if phase is not None else "learned",
             "overdispersion": rhos,
+            "control_overdispersion": float("nan") if rho is None else rho,
+            "temperature": temperatures[lesion.name],
+            **control,
         }
+
+
+def _calibrate(
+    aligned: anndata.AnnData, lesions, genes: pd.DataFrame, eps: float, max_gene_llr: float, seed: int
+) -> tuple[float | None, dict[str, float], dict]:
+    """Bursting and each lesion's temperature from the control sites (see :func:`add_allele_evidence`):
+    (overdispersion or None, {lesion: temperature}, what was measured)."""
+    inside = np.zeros(aligned.n_vars, bool)
+    for lesion in lesions:
+        inside |= lesion_sites(aligned, lesion)
+    sub = aligned[:, np.flatnonzero(~inside)]
+    dp = sp.csr_matrix(sub.layers["DP"])
+    pairs = int((dp.data >= 2).sum())
+    info = {"control_sites": int(sub.n_vars), "control_cells": int((np.diff(dp.indptr) > 0).sum())}
+    temperatures = {lesion.name: 1.0 for lesion in lesions}
+    if pairs < MIN_BURST_PAIRS:
+        log.warning(
+            "allele evidence not calibrated: %d (cell, site) pairs with two reads or more outside the lesions "
+            "(< %d). Keep the control region's SNPs in the allele data (alleles.control_region) to measure "
+            "bursting and the evidence's spread.",
+            pairs,
+            MIN_BURST_PAIRS,
+        )
+        return None, temperatures, info
+    rho = bursting_overdispersion(sub)
+    sites_gene = site_genes(sub, genes)
+    for lesion in lesions:
+        null = null_allele_llr(
+            sub, sites_gene, lesion.type, overdispersion=rho, eps=eps, max_gene_llr=max_gene_llr, seed=seed
+        )
+        temperatures[lesion.name] = temperature(null["z"].to_numpy(), True)
+        log.info(
+            "%s: allele evidence calibrated on %d control sites, %d cells: bursting %.3f, null z mean %.2f, "
+            "temperature %.2f",
+            lesion.name,
+            sub.n_vars,
+            info["control_cells"],
+            rho,
+            float(np.nanmean(null["z"])),
+            temperatures[lesion.name],
+        )
+    return rho, temperatures, info
 
 
 def _patients(adata: anndata.AnnData, patient_key: str) -> np.ndarray:
@@ -213,11 +287,13 @@ def _patient_interval(lesion, info: dict, patient: str):
     return replace(lesion, start=int(row["start"].iloc[0]), end=int(row["end"].iloc[0]))
 
 
-def _phase(sub, var, carrier, lesion, patient, given, eps, max_gene_llr) -> pd.DataFrame:
+def _phase(sub, var, carrier, lesion, patient, given, eps, max_gene_llr, rho) -> pd.DataFrame:
     """The phase of one patient's sites of one lesion: learned from its cells, or the user's."""
     genes = site_genes(sub, var)
     if given is None:
-        return phase_sites(sub, genes, carrier, lesion_type=lesion.type, eps=eps, max_gene_llr=max_gene_llr)
+        return phase_sites(
+            sub, genes, carrier, lesion_type=lesion.type, eps=eps, max_gene_llr=max_gene_llr, overdispersion=rho
+        )
     rows = given[(given["patient"].astype(str) == str(patient)) & (given["lesion"].astype(str) == lesion.name)]
     allele = rows.set_index(rows["site_id"].astype(str))["allele"].reindex(sub.var_names)
     p_alt = np.where(allele == "ALT", 1.0, np.where(allele == "REF", 0.0, 0.5))
@@ -228,7 +304,7 @@ def _phase(sub, var, carrier, lesion, patient, given, eps, max_gene_llr) -> pd.D
     table["n_reads"] = np.asarray(dp.sum(axis=0)).ravel().astype(np.int64)
     table["n_cells"] = np.diff(sp.csc_matrix(dp).indptr).astype(np.int64)
     carrier_post = np.clip(carrier, 1e-6, 1 - 1e-6)
-    table.attrs["overdispersion"] = bursting_overdispersion(sub, weights=1.0 - carrier_post)
+    table.attrs["overdispersion"] = rho if rho is not None else bursting_overdispersion(sub, weights=1.0 - carrier_post)
     return table
 
 

@@ -52,11 +52,19 @@ import anndata
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.special import betaln, expit, log_expit, logit
+from scipy.special import betaln, expit, gammaln, log_expit, logit
 
 from remnant.io.alleles import annotation_chromosome
 
-__all__ = ["allele_llr", "bursting_overdispersion", "combine", "lesion_sites", "phase_sites", "site_genes"]
+__all__ = [
+    "allele_llr",
+    "bursting_overdispersion",
+    "combine",
+    "lesion_sites",
+    "null_allele_llr",
+    "phase_sites",
+    "site_genes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -499,6 +507,78 @@ def _aligned_phase(alleles, phase: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
     gene[found] = phase["gene"].to_numpy(object)[pos[found]]
     codes, genes = _codes(gene)
     return p_alt, codes, genes
+
+
+def null_allele_llr(
+    alleles: anndata.AnnData,
+    sites_gene,
+    lesion_type: str = "loss",
+    *,
+    overdispersion: float,
+    eps: float = 0.02,
+    max_gene_llr: float = 3.0,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per-cell allele LLRs where no lesion is, with a random phase, and their model mean and sd.
+
+    At SNPs of a region no cell has a lesion in (a control region), a random phase per site makes the
+    per-cell LLR a draw from its null distribution: at a heterozygous site a normal cell's reads are
+    symmetric about 1/2, whichever allele is named "changed". Its spread against the model's (``z``)
+    measures what the model leaves out: bursting misjudged, sites wrongly taken as heterozygous (all
+    reads one allele), allele-specific expression, mapping bias. ``temperature`` of the ``z`` is the
+    allele evidence's calibration, as the expression evidence's is measured on reference cells.
+
+    Parameters
+    ----------
+    alleles
+        Cells x control-region SNPs (``layers`` AD, DP).
+    sites_gene
+        (n_sites,) gene of each SNP (:func:`site_genes`; ``""``: not used).
+    overdispersion, eps, max_gene_llr, lesion_type
+        As :func:`allele_llr`.
+    seed
+        Seed of the random phases.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``alleles.obs_names``: ``llr`` (nats), ``mean`` and ``sd`` (its null mean and sd under the
+        model, given the cell's reads per gene), ``z`` (``(llr - mean) / sd``; NaN without reads).
+    """
+    _check_type(lesion_type)
+    _check_alleles(alleles)
+    codes, genes = _codes(sites_gene)
+    p_alt = np.random.default_rng(seed).integers(0, 2, alleles.n_vars).astype(float)
+    ad, dp = _counts(alleles)
+    k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
+    llr = _gene_llr(k, n, lesion_type, overdispersion, eps, max_gene_llr)
+    mean_g, var_g = _null_term_moments(n.data, lesion_type, overdispersion, eps, max_gene_llr)
+    rows, _ = _nonzero(n)
+    mean = np.bincount(rows, mean_g, alleles.n_obs)
+    var = np.bincount(rows, var_g, alleles.n_obs)
+    total = np.asarray(llr.sum(axis=1)).ravel()
+    sd = np.sqrt(var)
+    z = np.where(sd > 0, (total - mean) / np.where(sd > 0, sd, 1.0), np.nan)
+    return pd.DataFrame({"llr": total, "mean": mean, "sd": sd, "z": z}, index=alleles.obs_names.copy())
+
+
+def _null_term_moments(
+    n: np.ndarray, lesion_type: str, rho: float, eps: float, bound: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of one gene's clipped LLR in a normal cell with ``n`` reads (k ~ BetaBinomial(n,
+    1/2, rho)), for each entry of ``n`` (integer read counts); computed once per distinct ``n``."""
+    conc = _concentration(rho)
+    values, inverse = np.unique(np.round(n).astype(np.int64), return_inverse=True)
+    mean, var = np.zeros(values.size), np.zeros(values.size)
+    for i, m in enumerate(values):
+        kk = np.arange(m + 1, dtype=float)
+        mm = np.full_like(kk, float(m))
+        log_p = _bb(kk, mm, 0.5, conc) + gammaln(m + 1) - gammaln(kk + 1) - gammaln(m - kk + 1)
+        p = np.exp(log_p - np.logaddexp.reduce(log_p))
+        term = np.clip(_carrier(kk, mm, lesion_type, conc, eps) - _bb(kk, mm, 0.5, conc), -bound, bound)
+        mean[i] = np.sum(p * term)
+        var[i] = np.sum(p * (term - mean[i]) ** 2)
+    return mean[inverse], var[inverse]
 
 
 def combine(expression_llr, allele_llr, prior) -> np.ndarray:
