@@ -325,3 +325,42 @@ def test_wrong_inputs_say_what_is_wrong():
     bare = anndata.AnnData(obs=p.alleles.obs, var=p.alleles.var)
     with pytest.raises(ValueError, match=r"lacks layers \['AD', 'DP'\]"):
         allele_llr(bare, oracle(p), overdispersion=0.2)
+
+
+# ------------------------------------------------------------------------------------------------
+# calibration on a control region
+# ------------------------------------------------------------------------------------------------
+def test_null_llr_matches_its_model_where_the_model_holds():
+    from remnant.tl.alleles import null_allele_llr
+    from remnant.tl.lesion_model import temperature
+
+    p = simulate(n_cells=2000, fraction=0.0, reads=1.0, burst=2.0, seed=21)  # no lesion: a control region
+    rho = bursting_overdispersion(p.alleles)
+    null = null_allele_llr(p.alleles, p.gene, overdispersion=rho, seed=0)
+    z = null["z"].dropna()
+    assert len(z) > 1500
+    assert abs(z.mean()) < 0.1 and 0.9 < z.std() < 1.1
+    assert temperature(null["z"].to_numpy(), True) < 1.1
+    # the model's null mean is the mean of the draws (negative: a normal cell's evidence points to normal)
+    has = null["sd"] > 0
+    assert null.loc[has, "mean"].mean() < 0
+    gap = null.loc[has, "llr"].mean() - null.loc[has, "mean"].mean()
+    assert abs(gap) < 0.1 * null.loc[has, "sd"].mean()
+
+
+def test_false_heterozygous_sites_are_absorbed_by_the_measured_bursting():
+    """Sites wrongly taken as heterozygous (every read one allele) look like monoallelic bursting: the
+    control region's bursting rises with them, and with it measured the null errs towards normal."""
+    from remnant.tl.alleles import null_allele_llr
+
+    p = simulate(n_cells=2000, fraction=0.0, reads=2.0, burst=2.0, seed=22)
+    a = p.alleles.copy()
+    ad, dp = a.layers["AD"].tolil(), a.layers["DP"].tocsc()
+    for site in range(0, a.n_vars, 3):  # a third of the sites are homozygous ALT
+        ad[:, site] = dp[:, site].toarray()
+    a.layers["AD"] = ad.tocsr()
+    clean, bad = bursting_overdispersion(p.alleles), bursting_overdispersion(a)
+    assert 0.15 < clean < 0.25 and bad > clean + 0.1
+    null = null_allele_llr(a, p.gene, overdispersion=bad, seed=0)
+    assert null["z"].mean() < 0.0 and null["z"].std() < 1.1  # no wider than the model: no temperature needed
+    assert null["llr"].quantile(0.99) < -3  # and no cell's null evidence points to a carrier
