@@ -46,7 +46,7 @@ SKIP_FLAGS = 0x4 | 0x100 | 0x200 | 0x400 | 0x800
 #: Sites closer than this (bp) share one fetch: a read between them is rare, one index seek per site is not.
 MERGE_GAP = 200
 #: Observations (read x site) held before they are collapsed to molecule counts (bounds the memory).
-BATCH = 2_000_000
+BATCH = 500_000
 _BASES = frozenset("ACGT")
 _REF, _ALT, _OTH = 0, 1, 2
 #: CIGAR operations: consume reference and query (M, =, X), query only (I, S), reference only (D, N).
@@ -74,7 +74,8 @@ def count_alleles(
     ----------
     bam
         A coordinate-sorted, indexed BAM (droplet, or plate with a per-cell ``barcode_tag``), or a
-        plate manifest: cell name -> indexed BAM of that cell (``barcode_tag`` is then not read).
+        plate manifest: cell name -> indexed BAM of that cell (``barcode_tag`` is then not read;
+        :func:`read_bam_manifest` reads one from a file).
         Only read, never modified.
     sites
         A DataFrame with columns ``chromosome``, ``position`` (1-based), ``ref``, ``alt`` (one base
@@ -83,7 +84,8 @@ def count_alleles(
         ``MT`` and ``chrM`` are the same contig) and kept as given in ``var``.
     cells
         Barcodes (or manifest cell names) to count, in the output's row order; cells without reads get
-        zero rows. None: every barcode with a read that passes the read filters at a site, sorted.
+        zero rows. None: every barcode with a read that passes the read filters at a site, sorted
+        (a manifest: its cells, in its order).
     barcode_tag, umi_tag
         Read tags of the cell barcode and the UMI (Cell Ranger: ``CB``, ``UB``). ``umi_tag=None``:
         no UMIs, each fragment (read, or read pair) is one vote. Reads without a needed tag are skipped.
@@ -114,10 +116,14 @@ def count_alleles(
     """
     table = _read_sites(sites, source)
     sources = _sources(bam, barcode_tag, source)
+    if cells is None and isinstance(bam, Mapping):
+        cells = list(bam)  # a manifest's cells, in its order
     tally = _Tally(table, cells, umi_tag, min_mapq, min_baseq)
     for path, cell in sources:
-        with _open_bam(path, source) as handle:
-            contigs = _contig_map(handle, table["chromosome"], path, source)
+        if cell is not None and tally.fixed_cells and cell not in tally.cell_of:
+            continue  # a manifest cell not asked for: its BAM is not opened
+        with _open_bam(path, _join(source, cell and f"cell {cell}")) as handle:
+            contigs = _contig_map(handle, table["chromosome"], path, _join(source, cell and f"cell {cell}"))
             tally.scan(handle, contigs, cell, barcode_tag)
     where = next(iter(sources))[0] if len(sources) == 1 else f"{len(sources)} BAMs of the manifest"
     tally.check_tags(where, barcode_tag if sources[0][1] is None else None, source)
@@ -127,6 +133,11 @@ def count_alleles(
         "counted %s: %d cells x %d sites, %d molecules", where, adata.n_obs, adata.n_vars, tally.stats["molecules"]
     )
     return adata
+
+
+def _join(*parts: str | None) -> str | None:
+    """``where`` of an InputError from its non-empty parts (``"row 3 (sample P1), cell A01"``)."""
+    return ", ".join(p for p in parts if p) or None
 
 
 def read_bam_manifest(path: str | PathLike) -> dict[str, Path]:
@@ -267,9 +278,9 @@ def _open_bam(path: Path, source: str | None):
 def _contig_map(handle, chromosomes: pd.Series, path: Path, source: str | None) -> dict[str, str]:
     """Site chromosome -> the BAM's contig of that name (``5`` = ``chr5``, ``MT`` = ``chrM``)."""
     contigs = list(handle.references)
-    by_norm = dict(zip(annotation_chromosome(contigs), contigs))
+    exact, by_norm = set(contigs), dict(zip(annotation_chromosome(contigs), contigs))
     wanted = pd.unique(chromosomes)
-    out = {c: c if c in set(contigs) else by_norm.get(n) for c, n in zip(wanted, annotation_chromosome(wanted))}
+    out = {c: c if c in exact else by_norm.get(n) for c, n in zip(wanted, annotation_chromosome(wanted))}
     missing = [c for c, contig in out.items() if contig is None]
     if missing:
         raise InputError(
@@ -317,20 +328,11 @@ class _Tally:
 
     def scan(self, handle, contigs: dict[str, str], cell: str | None, barcode_tag: str) -> None:
         """Count the reads of one BAM at every site (``cell``: the manifest cell all reads belong to)."""
-        fixed = None
-        if cell is not None:
-            fixed = self._cell_index(cell)
-            if fixed is None:  # a manifest cell not asked for
-                return
+        fixed = None if cell is None else self.cell_of[cell]  # a manifest's cells are always listed
         for window in self.windows(contigs):
             self._scan_window(handle, window, fixed, barcode_tag)
             if len(self.obs[0]) >= BATCH:
                 self._collapse()
-
-    def _cell_index(self, barcode: str) -> int | None:
-        if self.fixed_cells:
-            return self.cell_of.get(barcode)
-        return self.cell_of.setdefault(barcode, len(self.cell_of))
 
     def _scan_window(self, handle, window, fixed: int | None, barcode_tag: str) -> None:
         # long because: the inner loop over reads, written out with local names (it is the hot path)
@@ -352,7 +354,7 @@ class _Tally:
             while first < n and pos[first] < rs:
                 first += 1
             re_ = read.reference_end
-            if first == n or pos[first] >= re_:
+            if first == n or re_ is None or pos[first] >= re_:  # no CIGAR: placed but not aligned
                 st["off_site"] += 1
                 continue
             if fixed is None:
