@@ -109,6 +109,14 @@ def test_plate_manifest_gives_back_the_simulated_counts(cohort, tmp_path):
     with pysam.AlignmentFile(str(next(iter(manifest.values())))) as bam:
         paired = sum(r.is_paired for r in bam.fetch())
     assert paired > 0  # overlapping mates counted once: the counts above are exact
+    # cells asked for: a subset in another order, and one the manifest lacks (a zero row)
+    asked = [alleles.obs_names[3], "plate9_H12", alleles.obs_names[0]]
+    some = count_alleles(manifest, sites_of(alleles), cells=asked, umi_tag=None)
+    assert list(some.obs_names) == asked
+    assert (some.layers["DP"][[0, 2]] != alleles.layers["DP"][[3, 0]]).nnz == 0 and some.layers["DP"][1].nnz == 0
+    broken = {**manifest, alleles.obs_names[1]: tmp_path / "gone.bam"}
+    with pytest.raises(InputError, match=rf"gone\.bam: cell {alleles.obs_names[1]}: BAM file does not exist"):
+        count_alleles(broken, sites_of(alleles), umi_tag=None)
 
 
 def test_plate_bam_with_a_cell_tag(cohort, tmp_path):
