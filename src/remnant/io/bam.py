@@ -8,9 +8,11 @@ droplet
     One coordinate-sorted, indexed BAM (Cell Ranger's ``possorted_genome_bam.bam``) whose reads carry
     the cell barcode (``CB``) and the UMI (``UB``). One molecule one vote: the reads of one (barcode,
     UMI) at a site collapse to their majority base class (REF, ALT or other); a tie counts nowhere.
+    Duplicate-flagged reads are counted (the collapse is the deduplication; :data:`DUPLICATE`).
 plate, one BAM per cell
     A manifest: cell name -> BAM path (:func:`read_bam_manifest` reads one from a two-column file).
-    Every fragment counts once: the mates of a read pair that both cover a site vote as one.
+    Every fragment counts once: the mates of a read pair that both cover a site vote as one;
+    duplicate-flagged reads are skipped.
 plate, one BAM with a per-cell tag
     As droplet with ``umi_tag=None`` and ``barcode_tag`` the per-cell tag (e.g. ``RG``).
 
@@ -38,11 +40,14 @@ from remnant.io.alleles import _var_table, annotation_chromosome
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["count_alleles", "read_bam_manifest", "SKIP_FLAGS"]
+__all__ = ["count_alleles", "read_bam_manifest", "SKIP_FLAGS", "DUPLICATE"]
 
-#: Reads never counted: unmapped (0x4), secondary (0x100), QC-fail (0x200), duplicate (0x400),
-#: supplementary (0x800), as cellsnp-lite's and samtools mpileup's default filters.
-SKIP_FLAGS = 0x4 | 0x100 | 0x200 | 0x400 | 0x800
+#: Reads never counted: unmapped (0x4), secondary (0x100), QC-fail (0x200), supplementary (0x800).
+SKIP_FLAGS = 0x4 | 0x100 | 0x200 | 0x800
+#: The duplicate flag, skipped only without UMIs (as cellsnp-lite's --exclFLAG default): Cell Ranger
+#: flags every read of a (barcode, UMI, gene) but one as a duplicate, and that one often does not cover
+#: the site, so skipping them would lose most molecules; with UMIs the molecule collapse is the dedup.
+DUPLICATE = 0x400
 #: Sites closer than this (bp) share one fetch: a read between them is rare, one index seek per site is not.
 MERGE_GAP = 200
 #: Observations (read x site) held before they are collapsed to molecule counts (bounds the memory).
@@ -66,6 +71,7 @@ def count_alleles(
     umi_tag: str | None = "UB",
     min_mapq: int = 20,
     min_baseq: int = 20,
+    skip_duplicates: bool | None = None,
     source: str | None = None,
 ) -> anndata.AnnData:
     """Count the REF and ALT molecules (or fragments) of each cell at each site.
@@ -91,6 +97,10 @@ def count_alleles(
         no UMIs, each fragment (read, or read pair) is one vote. Reads without a needed tag are skipped.
     min_mapq, min_baseq
         Reads below this mapping quality and bases below this base quality (Phred) are not counted.
+    skip_duplicates
+        Skip reads flagged as PCR duplicates (0x400). None (default): only without UMIs; with UMIs the
+        flag is ignored (:data:`DUPLICATE`). Unmapped, secondary, supplementary and QC-fail reads are
+        always skipped.
     source
         What ``bam`` is to the caller (e.g. ``"row 3 (sample P1_dx)"``), put in error messages.
 
@@ -118,7 +128,9 @@ def count_alleles(
     sources = _sources(bam, barcode_tag, source)
     if cells is None and isinstance(bam, Mapping):
         cells = list(bam)  # a manifest's cells, in its order
-    tally = _Tally(table, cells, umi_tag, min_mapq, min_baseq)
+    if skip_duplicates is None:
+        skip_duplicates = umi_tag is None
+    tally = _Tally(table, cells, umi_tag, min_mapq, min_baseq, SKIP_FLAGS | (DUPLICATE if skip_duplicates else 0))
     for path, cell in sources:
         if cell is not None and tally.fixed_cells and cell not in tally.cell_of:
             continue  # a manifest cell not asked for: its BAM is not opened
@@ -299,8 +311,8 @@ class _Tally:
     """Observations (site, cell, molecule key, base class) of the reads scanned so far, collapsed to
     molecule counts per (cell, site) batch by batch."""
 
-    def __init__(self, table: pd.DataFrame, cells, umi_tag: str | None, min_mapq: int, min_baseq: int):
-        self.table, self.umi_tag = table, umi_tag
+    def __init__(self, table: pd.DataFrame, cells, umi_tag: str | None, min_mapq: int, min_baseq: int, flags: int):
+        self.table, self.umi_tag, self.flags = table, umi_tag, flags
         self.min_mapq, self.min_baseq = int(min_mapq), int(min_baseq)
         self.fixed_cells = cells is not None
         names = [str(c) for c in cells] if cells is not None else []
@@ -339,12 +351,12 @@ class _Tally:
         contig, start, stop, pos, idx, ref, alt = window
         n = len(pos)
         obs_site, obs_cell, obs_key, obs_base = self.obs
-        umi_tag, min_mapq, min_baseq = self.umi_tag, self.min_mapq, self.min_baseq
+        umi_tag, min_mapq, min_baseq, skip = self.umi_tag, self.min_mapq, self.min_baseq, self.flags
         cell_of, fixed_cells, st = self.cell_of, self.fixed_cells, self.stats
         first = 0
         for read in handle.fetch(contig, start, stop):
             st["fetched"] += 1
-            if read.flag & SKIP_FLAGS:
+            if read.flag & skip:
                 st["filtered_flag"] += 1
                 continue
             if read.mapping_quality < min_mapq:

@@ -8,15 +8,19 @@ gives back exactly AD and DP; :attr:`SimulatedBam.oth` is what it must give as O
 has to get right is in the files on purpose:
 
 - **Molecules with several reads** (droplets): 1-3 reads per UMI; a third of the 3-read molecules have
-  one read showing the other allele (a PCR/sequencing error: the majority still decides).
+  one read showing the other allele (a PCR/sequencing error: the majority still decides). As Cell
+  Ranger does, every read of a molecule but one is flagged duplicate (0x400), and for 10% of the
+  molecules that one too (Cell Ranger keeps one read per barcode, UMI and gene, often off the site):
+  with UMIs duplicates count, the collapse being the deduplication.
 - **Tied molecules** (droplets): per (cell, site), with probability ``tie_rate``, an extra molecule of
   one REF and one ALT read: one molecule one vote drops it.
 - **Other bases**: with probability ``other_rate`` an extra molecule showing a third base (OTH only).
 - **Alignments**: soft clips, insertions, deletions and introns (N) beside the site, on ~30% of reads.
 - **Overlapping mates** (plates): ~20% of fragments are pairs whose two mates cover the site: one vote.
-- **Noise reads** that must count nowhere, ``noise`` of each: duplicate, secondary, supplementary,
-  QC-fail and unmapped flags, MAPQ 3, base quality 5 at the site, a deletion over the site; droplets
-  also a read without ``CB``, one without ``UB`` and one of a barcode that is no cell.
+- **Noise reads** that must count nowhere, ``noise`` of each: secondary, supplementary, QC-fail and
+  unmapped flags, MAPQ 3, base quality 5 at the site, a deletion over the site; without UMIs a
+  duplicate (a fragment of its own, flagged 0x400); with barcodes a read without ``CB`` and one of a
+  barcode that is no cell; with UMIs one without ``UB``.
 
 The other bases of a read are random, except at another site it covers, where they are ``N`` (no call),
 so that each read counts at its own site only. Reads are written coordinate-sorted, with a BAM index.
@@ -113,8 +117,9 @@ def write_bam(
     reads, oth, n_tied = _molecule_reads(
         alleles, rng, umi=umi_tag is not None, tie_rate=tie_rate, other_rate=other_rate
     )
-    tagged = _NOISE_TAGGED if umi_tag is not None else tuple(k for k in _NOISE_TAGGED if k != "no_umi")
-    noise_reads = _noise_reads(alleles, rng, noise, _NOISE + tagged)
+    kinds = _NOISE + _NOISE_TAGGED
+    drop = ("duplicate",) if umi_tag is not None else ("no_umi",)  # with UMIs a duplicate is counted
+    noise_reads = _noise_reads(alleles, rng, noise, tuple(k for k in kinds if k not in drop))
     writer = _Writer(alleles, rng, read_length, ensembl_names)
     out = Path(path)
     writer.write(out, _concat(reads, noise_reads), barcode_tag, umi_tag)
@@ -185,12 +190,15 @@ def _molecule_reads(alleles, rng, *, umi: bool, tie_rate: float, other_rate: flo
     # a third of the 3-read molecules: their last read shows the other allele (the majority still wins)
     flip = (per[molecule] == 3) & (k_in == 2) & (r_base < 2) & (rng.random(molecule.size) < 1 / 3)
     r_base[flip] = 1 - r_base[flip]
+    # Cell Ranger's duplicate flags: all reads of a molecule but one, and for 10% of molecules all
+    dup = ((k_in > 0) | (rng.random(m_cell.size) < 0.1)[molecule]) if umi else np.zeros(molecule.size, bool)
     reads = {
         "cell": m_cell[molecule],
         "site": m_site[molecule],
         "base": r_base,
         "molecule": molecule,
         "pair": (rng.random(molecule.size) < 0.2) if not umi else np.zeros(molecule.size, bool),
+        "dup": dup,
         "noise": np.full(molecule.size, -1, np.int8),
     }
     return reads, oth, int(tie.sum())
@@ -208,6 +216,7 @@ def _noise_reads(alleles, rng, n: int, kinds: tuple[str, ...]) -> dict:
         "base": np.ones(kind.size, np.int8),
         "molecule": -1 - np.arange(kind.size),  # own UMIs
         "pair": np.zeros(kind.size, bool),
+        "dup": np.zeros(kind.size, bool),
         "noise": kind.astype(np.int8),
     }
 
@@ -320,8 +329,9 @@ class _Writer:
             a.query_sequence = seq
             a.query_qualities = pysam.qualitystring_to_array(bytes(qual + 33).decode())
             a.mapping_quality = 3 if kind == "low_mapq" else 60
-            a.flag = _FLAG.get(kind, 0) | (0 if mates == 1 else (0x1 | 0x2 | (0x40, 0x80)[mate] | (0x20, 0x10)[mate]))
+            a.flag = _FLAG.get(kind, 0) | (0x400 if reads["dup"][k] else 0)
             if mates == 2:
+                a.flag |= 0x1 | 0x2 | (0x40, 0x80)[mate] | (0x20, 0x10)[mate]
                 a.next_reference_id, a.next_reference_start = a.reference_id, start
             a.set_tags(self._tags(reads, k, kind, barcode_tag, umi_tag))
             out.append(a)
