@@ -2,38 +2,43 @@
 
 The yardstick the issue names: ``samtools mpileup`` (Debian's samtools, one thread) over the same BAM
 and sites (``-l`` the sites, ``-q``/``-Q`` the same mapping/base-quality minimums, the same flag
-filter, no BAQ since no reference is given). mpileup is not barcode-aware: it piles up every read at
-each site; remnant also reads the cell barcode and UMI of every read and collapses molecules, so it
-does more work per read. Target: remnant within 3x of mpileup's wall time.
+filter: unmapped, secondary, QC-fail, supplementary, with duplicate-flagged reads kept as
+count_alleles keeps them with UMIs; no BAQ since no reference is given). mpileup is not
+barcode-aware: it piles up every read at each site; remnant also reads the cell barcode and UMI of
+every read and collapses molecules, so it does more work per read. Target: remnant within 3x of mpileup's wall time.
 
 The BAM is simulated (:func:`remnant.sim.bam.write_bam`, cached in ``--workdir``): ``--cells`` cells
 x ``--sites`` heterozygous SNPs on chr5 (5q, 70-150 Mb), clustered as on expressed genes (5 sites
-per 20 kb gene), each (cell, site) with Poisson(``--depth``) molecules, 1-3 reads of 90 bp per UMI,
-plus tied and other-base molecules and noise reads. Every read covers a site: the worst case for
-remnant, whose per-read cost is in Python, and the case where mpileup reads nothing it can skip.
+per 20 kb gene), each (cell, site) with Poisson(``--depth``) molecules, 1-3 reads of 90 bp per UMI
+(all but one flagged duplicate, as Cell Ranger flags them), plus tied and other-base molecules and
+noise reads. Every read covers a site: the worst case for remnant, whose per-read cost is in
+Python, and the case where mpileup reads nothing it can skip.
 
 Rows: ``samtools mpileup``; ``remnant count_alleles`` (fetch per site cluster, CIGAR walked only to
 the sites a read covers: the library's method); ``pysam pileup`` (the alternative the library did
 not take: htslib's pileup per site, barcode and UMI read per pileup entry, same collapsing). Each
 tool runs as its own process under ``/usr/bin/time`` (wall, user + system CPU, peak RSS); the
 Python rows include the interpreter's start and imports (``call s``: the counting call alone).
-``ratio``: wall time over samtools'.
+``ratio``: wall time over samtools'; ``CPU ratio``: the same for CPU time (steadier when other jobs
+share the cores).
 
-Measured (2 shared cores, samtools 1.16.1, pysam 0.24.1; 2,000 cells x 3,000 sites, 3,313,848 reads,
-182 MB BAM, 1,978,239 REF + ALT molecules by design)::
+Measured (2 cores shared with other jobs, load 4-5, so wall is about twice CPU for every row;
+samtools 1.16.1, pysam 0.24.1; 2,000 cells x 3,000 sites, 3,313,846 reads, 184 MB BAM, 1,978,239
+REF + ALT molecules by design)::
 
-    tool                     wall s  CPU s  peak MB  call s  molecules  ratio
-    samtools 1.16.1 mpileup   28.24  24.41     4.86       -          -   1.00
-    remnant count_alleles     15.31  14.38   366.21   14.42    1978241   0.54
-    pysam pileup per site     35.67  31.02   779.94   34.40    1978241   1.26
+    tool                     wall s  CPU s  peak MB  call s  molecules  ratio  CPU ratio
+    samtools 1.16.1 mpileup   48.23  25.33     4.81       -          -   1.00       1.00
+    remnant count_alleles     30.68  15.71   350.05   29.12    1978241   0.64       0.62
+    pysam pileup per site     58.84  32.59   781.93   57.24    1978241   1.22       1.29
 
-remnant counts the designed molecules (+2: the noise reads of a barcode that is no cell, counted as
-no ``cells`` list is given) in 0.54x mpileup's time; pileup per site is 2.3x slower than remnant's
-fetch and CIGAR walk. remnant's peak is the interpreter and its imports (~107 MB) plus the
-observations of one batch and the (2,000 x 3,000, 23% non-zero) count layers.
+(An earlier run on a quieter machine: mpileup 28.2 s, remnant 15.3 s, pileup 35.7 s wall.) remnant
+counts the designed molecules (+2: the noise reads of a barcode that is no cell, counted as no
+``cells`` list is given) in about 0.6x mpileup's time; a pileup per site takes twice remnant's time.
+remnant's peak is the interpreter and its imports (~107 MB) plus the observations of one batch and
+the (2,000 x 3,000, 23% non-zero) count layers.
 
 Run: ``python benchmarks/allele_counting.py`` (2,000 cells x 3,000 sites, about 3 million reads;
-writing the BAM takes about a minute the first time) or ``--quick`` (300 cells x 1,000 sites).
+writing the BAM takes 2-3 minutes the first time) or ``--quick`` (300 cells x 1,000 sites).
 """
 
 from __future__ import annotations
@@ -175,7 +180,7 @@ def samtools_row(bam: Path, positions: Path, out: Path) -> dict | None:
     if shutil.which("samtools") is None:
         print("samtools is not installed (Debian: apt-get install -y samtools): no mpileup row, no ratio")
         return None
-    flags = "UNMAP,SECONDARY,QCFAIL,DUP,SUPPLEMENTARY"
+    flags = "UNMAP,SECONDARY,QCFAIL,SUPPLEMENTARY"  # as count_alleles with UMIs: duplicate flags kept
     command = ["samtools", "mpileup", "-B", "-l", str(positions), "-q", str(MIN_MAPQ), "-Q", str(MIN_BASEQ)]
     r = timed([*command, "--ff", flags, "-o", str(out), str(bam)])
     r.pop("stdout")
@@ -209,6 +214,7 @@ def main() -> None:
     table = pd.DataFrame([r for r in rows if r is not None]).set_index("tool")
     if rows[0] is not None:
         table["ratio"] = table["wall s"] / table["wall s"].iloc[0]
+        table["CPU ratio"] = table["CPU s"] / table["CPU s"].iloc[0]  # steadier on a shared machine
     pd.set_option("display.width", 200)
     print(table.round(2).to_string())
     if rows[0] is not None:
