@@ -17,7 +17,7 @@ from simulated import sheet_table as sheet  # markers, gene_sets, genes: conftes
 
 from remnant.errors import InputError
 from remnant.io.alleles import read_cellsnp, write_cellsnp
-from remnant.io.bam import count_alleles, read_bam_manifest
+from remnant.io.bam import count_alleles, read_bam_manifest, read_sites
 from remnant.sim.bam import write_bam, write_plate_bams
 from remnant.sim.cohort import simulate_cohort
 
@@ -168,6 +168,35 @@ def test_vcf_sites_keep_biallelic_snps(droplet, tmp_path):
     (tmp_path / "sites.vcf").write_text("\n".join(lines) + "\n")
     counted = count_alleles(written.path, tmp_path / "sites.vcf", cells=alleles.obs_names)
     assert_same_counts(counted, alleles, written.oth)
+
+
+def test_read_sites_in_regions_with_and_without_an_index(tmp_path):
+    records = [("5", 1000, "A", "G"), ("5", 2000, "C", "T"), ("5", 2500, "C", "CT"), ("5", 9000, "G", "A")]
+    records += [("2", 500, "T", "C"), ("2", 7000, "A", "C,G")]
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=2,length=100000>", "##contig=<ID=5,length=100000>"]
+    lines.append("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO")
+    lines += [f"{c}\t{p}\t.\t{r}\t{a}\t.\tPASS\t." for c, p, r, a in sorted(records)]
+    plain = tmp_path / "sites.vcf"
+    plain.write_text("\n".join(lines) + "\n")
+    indexed = pysam.tabix_index(str(plain), preset="vcf", keep_original=True)
+    assert list(read_sites(plain)[["chromosome", "position"]].itertuples(index=False, name=None)) == [
+        ("2", 500),
+        ("5", 1000),
+        ("5", 2000),
+        ("5", 9000),
+    ]
+    # 0-based half-open: position 1000 is base 999; the two chr5 regions overlap; no region on chr2
+    regions = [("chr5", 999, 1500), ("chr5", 1200, 2000), ("chr5", 1900, 2100), ("chr7", 0, 10_000)]
+    for vcf in (plain, indexed):
+        got = read_sites(vcf, regions=regions)
+        assert got.to_dict("list") == {
+            "chromosome": ["5", "5"],
+            "position": [1000, 2000],
+            "ref": ["A", "C"],
+            "alt": ["G", "T"],
+        }
+    with pytest.raises(InputError, match=r"holds no biallelic SNP inside the 1 region\(s\)"):
+        read_sites(indexed, regions=[("chr2", 6000, 8000)])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ compares the two and samtools mpileup).
 
 from __future__ import annotations
 
+import bisect
 import csv
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from os import PathLike
@@ -40,7 +42,7 @@ from remnant.io.alleles import _var_table, annotation_chromosome
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["count_alleles", "read_bam_manifest", "SKIP_FLAGS", "DUPLICATE"]
+__all__ = ["count_alleles", "read_bam_manifest", "read_sites", "SKIP_FLAGS", "DUPLICATE"]
 
 #: Reads never counted: unmapped (0x4), secondary (0x100), QC-fail (0x200), supplementary (0x800).
 SKIP_FLAGS = 0x4 | 0x100 | 0x200 | 0x800
@@ -86,7 +88,7 @@ def count_alleles(
     sites
         A DataFrame with columns ``chromosome``, ``position`` (1-based), ``ref``, ``alt`` (one base
         each, A/C/G/T, REF != ALT; other columns ignored), or a VCF path (plain or bgzipped; only
-        biallelic SNPs are kept). Chromosome names are matched to the BAM's (``5`` and ``chr5``,
+        biallelic SNPs are kept; :func:`read_sites` reads only some regions of one). Chromosome names are matched to the BAM's (``5`` and ``chr5``,
         ``MT`` and ``chrM`` are the same contig) and kept as given in ``var``.
     cells
         Barcodes (or manifest cell names) to count, in the output's row order; cells without reads get
@@ -191,7 +193,7 @@ def _read_sites(sites, source: str | None) -> pd.DataFrame:
     """``chromosome`` (str), ``position`` (int64, 1-based), ``ref``, ``alt`` (upper-case bases), checked."""
     if isinstance(sites, pd.DataFrame):
         return _checked_sites(sites, "sites")
-    return _vcf_sites(Path(sites), source)
+    return read_sites(sites, source=source)
 
 
 def _checked_sites(frame: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -217,16 +219,45 @@ def _checked_sites(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return pd.DataFrame({"chromosome": chrom, "position": position.astype(np.int64), "ref": ref, "alt": alt})
 
 
-def _vcf_sites(path: Path, source: str | None) -> pd.DataFrame:
-    """The biallelic SNPs of a VCF (others dropped, counted in the log)."""
+def read_sites(
+    path: str | PathLike, *, regions: Iterable[tuple[str, int, int]] | None = None, source: str | None = None
+) -> pd.DataFrame:
+    """The biallelic SNPs of a VCF, optionally only those inside some regions.
+
+    Parameters
+    ----------
+    path
+        A VCF, plain or bgzipped; with a tabix/CSI index beside it the regions are read from the index
+        (a common-SNP list of millions of sites is not read whole), else the file is streamed.
+    regions
+        ``(chromosome, start, end)`` in bp, 0-based half-open (the annotation's convention): e.g. the
+        lesion intervals and the control region. Names are matched to the VCF's (``5`` = ``chr5``);
+        overlapping regions give each site once. None: every site.
+    source
+        What the file is to the caller, for error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``chromosome`` (as in the VCF), ``position`` (int64, 1-based), ``ref``, ``alt`` (upper-case
+        bases), one row per biallelic SNP in file order; other records (indels, multi-allelic sites)
+        are dropped and counted in the log.
+
+    Raises
+    ------
+    InputError
+        The file is missing or no VCF, or holds no biallelic SNP (in the regions).
+    """
     import pysam
 
+    path = Path(path)
     if not path.is_file():
         raise InputError("sites VCF does not exist; give the VCF of the sites to count.", path=path, where=source)
+    merged = _merged_regions(regions) if regions is not None else None
     rows, dropped = [], 0
     try:
         with pysam.VariantFile(str(path)) as vcf:
-            for rec in vcf.fetch():
+            for rec in _records(vcf, merged):
                 alts = rec.alts or ()
                 if len(alts) == 1 and rec.ref.upper() in _BASES and alts[0].upper() in _BASES:
                     rows.append((rec.chrom, rec.pos, rec.ref.upper(), alts[0].upper()))
@@ -238,15 +269,60 @@ def _vcf_sites(path: Path, source: str | None) -> pd.DataFrame:
             path=path,
             where=source,
         ) from exc
+    inside = "" if merged is None else f" inside the {sum(len(v) for v in merged.values())} region(s)"
     if not rows:
         raise InputError(
-            f"holds no biallelic SNP ({dropped} other record(s)); allele counting needs REF and ALT of one base each.",
+            f"holds no biallelic SNP{inside} ({dropped} other record(s)); allele counting needs REF and ALT of one "
+            "base each.",
             path=path,
             where=source,
         )
     if dropped:
         logger.info("%s: %d records that are no biallelic SNP not counted", path, dropped)
     return _checked_sites(pd.DataFrame(rows, columns=["chromosome", "position", "ref", "alt"]), str(path))
+
+
+def _merged_regions(regions) -> dict[str, list[tuple[int, int]]]:
+    """Normalised chromosome (``chr5``) -> sorted, non-overlapping ``(start, end)`` intervals."""
+    by_chrom: dict[str, list[tuple[int, int]]] = {}
+    for chrom, start, end in regions:
+        by_chrom.setdefault(_normalised(chrom), []).append((int(start), int(end)))
+    merged = {}
+    for chrom, spans in by_chrom.items():
+        out: list[list[int]] = []
+        for start, end in sorted(spans):
+            if out and start <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], end)
+            else:
+                out.append([start, end])
+        merged[chrom] = [(a, b) for a, b in out]
+    return merged
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalised(chromosome: str) -> str:
+    """The gene table's name of a chromosome (``5`` -> ``chr5``), cached: called per VCF record."""
+    return str(annotation_chromosome([str(chromosome)])[0])
+
+
+def _records(vcf, merged: dict[str, list[tuple[int, int]]] | None):
+    """The VCF's records, all or those inside the regions (from the index when there is one)."""
+    if merged is None:
+        yield from vcf.fetch()
+        return
+    if vcf.index is not None:
+        contigs = {_normalised(c): c for c in vcf.header.contigs}
+        for chrom, spans in merged.items():
+            if chrom in contigs:
+                for start, end in spans:
+                    yield from vcf.fetch(contigs[chrom], start, end)
+        return
+    for rec in vcf.fetch():  # no index: stream, keep what lies inside
+        spans = merged.get(_normalised(rec.chrom))
+        if spans:
+            k = bisect.bisect_right(spans, (rec.start, float("inf"))) - 1
+            if k >= 0 and rec.start < spans[k][1]:
+                yield rec
 
 
 # --------------------------------------------------------------------------------------------
