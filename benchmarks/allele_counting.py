@@ -63,6 +63,8 @@ from remnant.io.bam import SKIP_FLAGS
 from remnant.sim.bam import write_bam
 
 MIN_MAPQ, MIN_BASEQ = 20, 20
+#: In the cached BAM's name: bumped when remnant.sim.bam writes other reads (duplicate flags since v2).
+BAM_VERSION = "v2"
 
 REMNANT = """
 import json, sys, time
@@ -129,7 +131,7 @@ def simulated_alleles(n_cells: int, n_sites: int, depth: float, seed: int = 0):
 
 def prepare(workdir: Path, n_cells: int, n_sites: int, depth: float) -> tuple[Path, Path, Path, dict]:
     """The BAM, the sites table and mpileup's positions file (written once per size)."""
-    tag = f"c{n_cells}_s{n_sites}_d{depth:g}"
+    tag = f"c{n_cells}_s{n_sites}_d{depth:g}_{BAM_VERSION}"
     bam, sites, positions = workdir / f"{tag}.bam", workdir / f"{tag}.sites.tsv", workdir / f"{tag}.positions"
     info_file = workdir / f"{tag}.json"
     if not info_file.exists():
@@ -221,7 +223,8 @@ def main() -> None:
         ratio = table.loc["remnant count_alleles", "ratio"]
         verdict = "within" if ratio <= 3 else "NOT within"
         print(f"remnant count_alleles: {ratio:.2f}x samtools mpileup's wall time ({verdict} the 3x target)")
-    print("cellsnp-lite: not run (not required; not installed)" if shutil.which("cellsnp-lite") is None else "")
+    found = shutil.which("cellsnp-lite")
+    print(f"cellsnp-lite: not run (not required; {'found at ' + found if found else 'not installed'})")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,8 @@ def count_alleles(
             tally.scan(handle, contigs, cell, barcode_tag)
     where = next(iter(sources))[0] if len(sources) == 1 else f"{len(sources)} BAMs of the manifest"
     tally.check_tags(where, barcode_tag if sources[0][1] is None else None, source)
+    if tally.stats["used"] == 0:
+        logger.warning("%s: no read passing the filters covers any of the %d sites", where, len(table))
     adata = tally.result(_var_table(table))
     adata.uns["alleles"] |= {"path": str(where), "source": source or ""}
     logger.info(
