@@ -17,7 +17,7 @@ from simulated import sheet_table as sheet  # markers, gene_sets, genes: conftes
 
 from remnant.errors import InputError
 from remnant.io.alleles import read_cellsnp, write_cellsnp
-from remnant.io.bam import count_alleles, read_bam_manifest, read_sites
+from remnant.io.bam import SKIP_FLAGS, count_alleles, read_bam_manifest, read_sites
 from remnant.sim.bam import write_bam, write_plate_bams
 from remnant.sim.cohort import simulate_cohort
 
@@ -94,6 +94,27 @@ def test_duplicate_flags_count_with_umis(droplet):
     strict = count_alleles(written.path, sites_of(alleles), cells=alleles.obs_names, skip_duplicates=True)
     kept, lost = strict.layers["DP"].sum(), alleles.layers["DP"].sum()
     assert 0.8 * lost < kept < 0.95 * lost
+
+
+def test_read_counts_agree_with_htslib_pileup(droplet):
+    """Per read (no UMI), summed over barcodes: the bases htslib's pileup counts at each site
+    (pysam count_coverage, same filters), an implementation of CIGAR walking independent of remnant's."""
+    alleles, written = droplet
+    sites = sites_of(alleles)
+    counted = count_alleles(written.path, sites, umi_tag=None, skip_duplicates=False)
+    per_site = {t: np.asarray(counted.layers[t].sum(axis=0)).ravel() for t in ("AD", "DP", "OTH")}
+
+    def keep(read):
+        return not read.flag & SKIP_FLAGS and read.mapping_quality >= 20 and read.has_tag("CB")
+
+    with pysam.AlignmentFile(str(written.path)) as bam:
+        for k, (chrom, pos, ref, alt) in enumerate(sites.itertuples(index=False)):
+            coverage = bam.count_coverage(chrom, int(pos) - 1, int(pos), quality_threshold=20, read_callback=keep)
+            acgt = dict(zip("ACGT", (int(c[0]) for c in coverage)))
+            assert per_site["AD"][k] == acgt[alt]
+            assert per_site["DP"][k] == acgt[ref] + acgt[alt]
+            assert per_site["OTH"][k] == sum(acgt.values()) - acgt[ref] - acgt[alt]
+    assert per_site["DP"].sum() > alleles.layers["DP"].sum()  # reads, more than molecules
 
 
 def test_filters_off_count_the_noise(droplet):
