@@ -1,6 +1,6 @@
 """Reading and writing: count matrices, index-sort tables, genome annotation, gene sets, allele
-counts per cell (cellsnp-lite folders), and the block-wise cohort store (cells x genes h5ad read
-without holding the matrix in memory).
+counts per cell (cellsnp-lite folders, or counted from BAM files), and the block-wise cohort store
+(cells x genes h5ad read without holding the matrix in memory).
 """
 
 from remnant._lazy import exports
@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = exports(
         "annotation": ["load_genes", "load_cytobands", "chromosome_arms", "genes_from_gtf", "gene_symbols"],
         "genesets": ["read_gene_set", "read_gene_sets", "read_markers"],
         "alleles": ["read_cellsnp", "write_cellsnp", "match_cells", "annotation_chromosome"],
+        "bam": ["count_alleles", "read_bam_manifest", "read_sites"],
         "store": [],
     },
 )
