@@ -253,3 +253,18 @@ def plot_lesion(
         plot_message(out, f"Patient {patient}: no cell passed quality control.")
         return
     plot_lesion_profile(mine, parsed, out, patient=patient, breakpoints=bp, cytobands=bands)
+
+
+def plot_alleles(
+    phase: PathLike, cytobands: PathLike, lesion: str, out: PathLike, *, lesions: Sequence[Mapping] | None
+) -> None:
+    """Rule plot_allele_balance: the B-allele picture of lesion ``lesion`` (PNG ``out``), one panel per
+    patient, from the phased sites call_lesions wrote (``phase``: results/cnv/phased_sites.tsv)."""
+    from remnant.pl.alleles import plot_allele_balance
+
+    bands = load_cytobands(cytobands)
+    (parsed,) = [x for x in parse_lesions(lesions, bands, chromosome_arms(bands)) if x.name == lesion]
+    table = pd.read_csv(phase, sep="\t", dtype={"patient": str, "site_id": str, "gene": str, "chromosome": str})
+    mine = table[table["lesion"] == lesion]
+    log.info("%s: %d phased sites of %d patients", lesion, len(mine), mine["patient"].nunique())
+    plot_allele_balance(mine, parsed, str(out))
