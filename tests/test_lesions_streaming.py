@@ -191,3 +191,57 @@ def test_bad_depth_and_file_are_named(mixed, lesions, tmp_path):
     junk.write_text("not hdf5")
     with pytest.raises(InputError, match="junk.h5ad"):
         read_lesion_counts(junk, lesions)
+
+
+def late_dominant_gene(full: ad.AnnData, lesions) -> tuple[ad.AnnData, int]:
+    """A copy of ``full`` (counts in ``layers["counts"]``) where one gene the depth may count on
+    holds 1 count in every other cell of the samples read first and 5% of each cell's counts in the
+    last sample: a top gene of the groups read last that no group read before had near its top.
+    Returns the copy and the gene's position."""
+    _, outside = lesion_genes(full.var, lesions)
+    j = int(np.flatnonzero(outside & (full.var["chromosome"] == "chr2").to_numpy())[10])
+    last = (full.obs["sample"] == full.obs["sample"].iloc[-1]).to_numpy()
+    column = np.zeros(full.n_obs, np.float32)
+    column[np.flatnonzero(~last)[::2]] = 1
+    column[last] = np.rint(0.05 * np.asarray(full.X[last].sum(1)).ravel())
+    X = sp.lil_matrix(full.X)
+    X[:, j] = column[:, None]
+    out = full.copy()
+    out.layers["counts"] = sp.csr_matrix(X, dtype=np.float32)
+    return out, j
+
+
+def test_a_top_gene_earlier_blocks_did_not_hold_is_read_again(mixed, lesions, tmp_path, caplog):
+    """The one pass holds, per cell, the counts of the genes near some group's top so far; a gene
+    at the top only of the last sample's groups was held by no earlier block: those cells are read
+    again for it, and the depth is still the in-memory depth."""
+    _, full = mixed
+    changed, j = late_dominant_gene(full, lesions)
+    path = tmp_path / "late.h5ad"
+    full = as_cohort_file(changed, path)
+    healthy = (full.obs["condition"] == "healthy").to_numpy()
+    expected = in_memory_depth(full, lesions, healthy)
+    codes, groups = obs_depth_groups(full.obs, "sample", "hspc_state", healthy, "test")
+    _, genes = depth_columns(full.var, lesions, group_totals(full.X, codes, len(groups)), groups, None, "test")
+    assert not genes[j]  # a top gene, left out of the depth ...
+    assert full.X[: full.n_obs // 2, j].sum() > 100  # ... on which the cells read first have counts
+    with caplog.at_level("INFO", logger="remnant.tl.depth_pass"):
+        small, depth = read_lesion_counts(path, lesions, chunk_cells=97, reference=healthy)
+    assert "read again" in caplog.text
+    np.testing.assert_array_equal(depth, expected)
+
+
+@pytest.mark.parametrize("sure, near", [(1e-3, 1e-3), (1e9, 1e-9)])
+def test_every_gene_taken_as_top_or_none_held_still_gives_the_depth(mixed, lesions, monkeypatch, sure, near, caplog):
+    """The corrections both ways: every expressed gene taken as a top gene while reading (each block
+    adds back those that are not), or none taken and none held (each block subtracts every top gene)."""
+    from remnant.tl import depth_pass
+
+    path, full = mixed
+    healthy = (full.obs["condition"] == "healthy").to_numpy()
+    monkeypatch.setattr(depth_pass, "SURE_MARGIN", sure)
+    monkeypatch.setattr(depth_pass, "CANDIDATE_MARGIN", near)
+    with caplog.at_level("INFO", logger="remnant.tl.depth_pass"):
+        small, depth = read_lesion_counts(path, lesions, chunk_cells=97, reference=healthy)
+    assert "read again" in caplog.text
+    np.testing.assert_array_equal(depth, in_memory_depth(full, lesions, healthy))
