@@ -13,8 +13,7 @@ The cohort steps read the files here, a block of cells at a time:
   cells and some genes;
 - :func:`read_columns`: a few genes for all (or some) cells as one CSR matrix, plus per-cell sums
   over gene masks in the same pass (e.g. the depth outside a lesion);
-- :func:`group_sums`: counts summed per group of cells (pseudobulks; :func:`add_group_sums` for
-  one block);
+- :func:`group_sums`: counts summed per group of cells (pseudobulks);
 - :func:`gene_means`: the mean of every gene over some cells, of counts or of a per-chunk transform;
 - :func:`copy_with_obs`: a copy of a cohort file whose ``obs``/``uns``/``obsm`` entries are
   replaced;
@@ -313,26 +312,20 @@ def group_sums(
     n_genes = int(np.sum(columns)) if columns is not None else shape(path, key)[1]
     total = np.zeros((n_groups, n_genes))
     for positions, block in iter_chunks(path, key=key, rows=rows, columns=columns, chunk_cells=chunk_cells):
-        add_group_sums(total, block, groups[positions])
+        # an indicator product in the stored dtype (casting the block to float64 first cost 2x the
+        # read at 100k cells), its few (group, gene) sums added to the float64 total
+        g = groups[positions]
+        indicator = sp.csr_matrix(
+            (np.ones(g.size, dtype=block.dtype), (g, np.arange(g.size))), shape=(n_groups, g.size)
+        )
+        part = indicator @ block
+        # sums of counts in float32 are exact below 2**24: past that the block is summed again in float64
+        if part.dtype == np.float32 and part.nnz and part.data.max() >= 2.0**24:
+            part = indicator.astype(np.float64) @ block.astype(np.float64)
+        part.sum_duplicates()
+        rows_of = np.repeat(np.arange(n_groups), np.diff(part.indptr))
+        total[rows_of, part.indices] += part.data
     return total
-
-
-def add_group_sums(total: np.ndarray, block: sp.csr_matrix, groups: np.ndarray) -> None:
-    """Add the counts of ``block`` (CSR, cells x genes) summed per group to ``total`` (float64
-    dense, n_groups x genes; in place); ``groups``: int (n_cells,) codes >= 0 of the block's cells."""
-    n_groups = total.shape[0]
-    # an indicator product in the stored dtype (casting the block to float64 first cost 2x the
-    # read at 100k cells), its few (group, gene) sums added to the float64 total
-    indicator = sp.csr_matrix(
-        (np.ones(groups.size, dtype=block.dtype), (groups, np.arange(groups.size))), shape=(n_groups, groups.size)
-    )
-    part = indicator @ block
-    # sums of counts in float32 are exact below 2**24: past that the block is summed again in float64
-    if part.dtype == np.float32 and part.nnz and part.data.max() >= 2.0**24:
-        part = indicator.astype(np.float64) @ block.astype(np.float64)
-    part.sum_duplicates()
-    rows_of = np.repeat(np.arange(n_groups), np.diff(part.indptr))
-    total[rows_of, part.indices] += part.data
 
 
 def gene_means(

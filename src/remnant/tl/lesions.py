@@ -46,8 +46,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from remnant.errors import InputError
-from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, excluded_genes, group_totals
-from remnant.tl.depth_pass import READ_CELLS, OnePass, read_once
+from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, group_totals
 from remnant.tl.lesion_model import assign_folds, best_interval, group_posteriors, score_rows, temperature
 
 __all__ = ["DEFAULT_LESIONS", "DepthGenes", "Lesion", "call_lesions", "parse_lesions", "read_lesion_counts"]
@@ -315,6 +314,15 @@ def cell_depth(X, outside: np.ndarray, depth, n_obs: int, where: str) -> np.ndar
     return depth
 
 
+#: Cells per block :func:`read_lesion_counts` reads. On the 100k scale cohort's ``clustered.h5ad``
+#: (91,328 cells x 38,912 genes, 134.5M stored counts, not compressed) its two passes took 2.7-3.2 s
+#: of CPU in blocks of 10,000 cells against 4.9-5.7 s in blocks of 50,000 (h5py slices of ~300 MB
+#: cost 3-5x those of ~60 MB a value; 5,000 cells: 3.0-3.7 s), and the blocks hold a fifth of the
+#: memory. A single pass holding each cell's counts near the groups' top cut instead of reading
+#: twice was slower (3.0-3.6 s; docs/robust_evidence.md): holding them costs what a second read does.
+READ_CELLS = 10_000
+
+
 def read_lesion_counts(
     path,
     lesions,
@@ -328,14 +336,12 @@ def read_lesion_counts(
     """The counts of the lesions' genes for every cell of a cohort h5ad, and each cell's depth,
     read in blocks of cells (the matrix is never held whole; issue 8).
 
-    One pass (:mod:`remnant.tl.depth_pass`): it keeps the lesions' genes, sums the counts per gene
-    of each group of cells (sample x state x reference or not: the most-expressed genes of a group
-    are left out of the depth; samples a few genes dominate are reported; :mod:`remnant.tl.depth`)
-    and each cell's counts on the genes the depth may count on, holding its counts on the genes
-    near any group's top; the exact top genes then give the exact depth (cells whose held genes
-    missed one of them are read again for those genes only). The counts are ``layers/counts`` when the file has
-    that layer (``cohort.h5ad``, and ``clustered.h5ad`` files written before issue 8), else ``X``
-    when it holds counts (``clustered.h5ad``; :func:`remnant.io.store.counts_key`).
+    Two passes, in blocks of :data:`READ_CELLS` cells: the first sums the counts per gene of each
+    group of cells (sample x state x reference or not: the most-expressed genes of a group are left
+    out of the depth; samples a few genes dominate are reported; :mod:`remnant.tl.depth`), the
+    second keeps the lesions' genes and sums each cell's depth. The counts are ``layers/counts``
+    when the file has that layer (``cohort.h5ad``, and ``clustered.h5ad`` files written before
+    issue 8), else ``X`` when it holds counts (``clustered.h5ad``; :func:`remnant.io.store.counts_key`).
 
     Parameters
     ----------
@@ -344,7 +350,7 @@ def read_lesion_counts(
     lesions
         From :func:`parse_lesions`.
     chunk_cells
-        Cells per block read (default :data:`remnant.tl.depth_pass.READ_CELLS`).
+        Cells per block read (default :data:`READ_CELLS`).
     sample_key, state_key, reference, depth_genes
         As in :func:`call_lesions`: the obs columns of the samples and states (absent from obs or
         ``None``: not used to group cells), the reference cells (boolean (n_obs,) or an obs column;
@@ -373,15 +379,12 @@ def read_lesion_counts(
             "rerun the step that writes it.",
             path=str(path),
         )
-    chunk_cells = READ_CELLS if chunk_cells is None else chunk_cells
+    kw = {"chunk_cells": READ_CELLS if chunk_cells is None else chunk_cells}
     codes, groups = obs_depth_groups(obs, sample_key, state_key, reference, "read_lesion_counts")
-    spec = (DepthGenes() if depth_genes is None else depth_genes).checked("read_lesion_counts")
-    keep, outside = lesion_columns(var, lesions)
-    eligible = outside & ~excluded_genes(var, spec)
-    one = read_once(path, key, OnePass(keep, eligible, codes, groups, spec.trim_top_fraction), chunk_cells)
-    _, depth_genes_mask = depth_columns(var, lesions, one.totals, groups, spec, "read_lesion_counts")
-    depth = one.depth(eligible & ~depth_genes_mask, path, key, chunk_cells)
-    return anndata.AnnData(X=one.counts(), obs=obs, var=var.loc[keep]), depth
+    totals = store.group_sums(path, codes, len(groups), key=key, **kw)
+    keep, depth_genes_mask = depth_columns(var, lesions, totals, groups, depth_genes, "read_lesion_counts")
+    counts, sums = store.read_columns(path, keep, sums={"depth": depth_genes_mask}, key=key, **kw)
+    return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), sums["depth"]
 
 
 def lesion_counts(
