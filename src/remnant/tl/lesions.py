@@ -314,6 +314,15 @@ def cell_depth(X, outside: np.ndarray, depth, n_obs: int, where: str) -> np.ndar
     return depth
 
 
+#: Cells per block :func:`read_lesion_counts` reads. On the 100k scale cohort's ``clustered.h5ad``
+#: (91,328 cells x 38,912 genes, 134.5M stored counts, not compressed) its two passes took 2.7-3.2 s
+#: of CPU in blocks of 10,000 cells against 4.9-5.7 s in blocks of 50,000 (h5py slices of ~300 MB
+#: cost 3-5x those of ~60 MB a value; 5,000 cells: 3.0-3.7 s), and the blocks hold a fifth of the
+#: memory. A single pass holding each cell's counts near the groups' top cut instead of reading
+#: twice was slower (3.0-3.6 s; docs/robust_evidence.md): holding them costs what a second read does.
+READ_CELLS = 10_000
+
+
 def read_lesion_counts(
     path,
     lesions,
@@ -327,12 +336,12 @@ def read_lesion_counts(
     """The counts of the lesions' genes for every cell of a cohort h5ad, and each cell's depth,
     read in blocks of cells (the matrix is never held whole; issue 8).
 
-    Two passes: the first sums the counts per gene of each group of cells (sample x state x
-    reference or not: the most-expressed genes of a group are left out of the depth; samples a few
-    genes dominate are reported; :mod:`remnant.tl.depth`), the second keeps the
-    lesions' genes and sums each cell's depth. The counts are ``layers/counts`` when the file has
-    that layer (``cohort.h5ad``, and ``clustered.h5ad`` files written before issue 8), else ``X``
-    when it holds counts (``clustered.h5ad``; :func:`remnant.io.store.counts_key`).
+    Two passes, in blocks of :data:`READ_CELLS` cells: the first sums the counts per gene of each
+    group of cells (sample x state x reference or not: the most-expressed genes of a group are left
+    out of the depth; samples a few genes dominate are reported; :mod:`remnant.tl.depth`), the
+    second keeps the lesions' genes and sums each cell's depth. The counts are ``layers/counts``
+    when the file has that layer (``cohort.h5ad``, and ``clustered.h5ad`` files written before
+    issue 8), else ``X`` when it holds counts (``clustered.h5ad``; :func:`remnant.io.store.counts_key`).
 
     Parameters
     ----------
@@ -341,7 +350,7 @@ def read_lesion_counts(
     lesions
         From :func:`parse_lesions`.
     chunk_cells
-        Cells per block read (default :data:`remnant.io.store.CHUNK_CELLS`).
+        Cells per block read (default :data:`READ_CELLS`).
     sample_key, state_key, reference, depth_genes
         As in :func:`call_lesions`: the obs columns of the samples and states (absent from obs or
         ``None``: not used to group cells), the reference cells (boolean (n_obs,) or an obs column;
@@ -370,7 +379,7 @@ def read_lesion_counts(
             "rerun the step that writes it.",
             path=str(path),
         )
-    kw = {} if chunk_cells is None else {"chunk_cells": chunk_cells}
+    kw = {"chunk_cells": READ_CELLS if chunk_cells is None else chunk_cells}
     codes, groups = obs_depth_groups(obs, sample_key, state_key, reference, "read_lesion_counts")
     totals = store.group_sums(path, codes, len(groups), key=key, **kw)
     keep, depth_genes_mask = depth_columns(var, lesions, totals, groups, depth_genes, "read_lesion_counts")
