@@ -17,9 +17,6 @@ rule read_alleles:
     # only samples with allele data (an empty sheet cell: no job)
     wildcard_constraints:
         sample=ALLELE_SAMPLES_PATTERN,
-    # one cluster job per sample reads, filters and reads its alleles (per-sample fan-out)
-    group:
-        "sample"
     conda:
         "../envs/remnant.yaml"
     threads: 1
