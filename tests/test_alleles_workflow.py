@@ -126,6 +126,18 @@ def test_a_bad_alleles_folder_is_one_line_naming_the_row(tmp_path, monkeypatch, 
         assert fragment in message, message
 
 
+def test_an_alleles_folder_inside_results_is_refused(tmp_path, monkeypatch):
+    from remnant.workflow.paths import check_not_outputs, sheet_paths
+
+    cellsnp_folder(tmp_path / "results" / "snps")
+    sheet = checked_sheet(tmp_path, ["results/snps", ""], monkeypatch)
+    paths = sheet_paths(sheet, "samples.tsv")
+    assert [(p.field, p.path) for p in paths if p.field == "column 'alleles'"] == [("column 'alleles'", "results/snps")]
+    with pytest.raises(InputError) as err:
+        check_not_outputs(paths)
+    assert "line 2 (sample 'S1')" in str(err.value) and "'results/snps' lies inside" in str(err.value)
+
+
 def test_the_simulator_s_sheet_names_no_alleles_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "samples.tsv").write_text(
