@@ -107,8 +107,8 @@ class SimulatedCohort:
         site_id``: the layout of :func:`remnant.io.alleles.read_cellsnp`. Kept even when ``write``
         is given.
     allele_truth
-        One row per patient with allele data, site and region holding it (empty without alleles): ``patient, site_id,
-        chromosome, position, ref, alt, gene, gene_id, lesion`` (the lesion's name, ``control`` for
+        One row per patient with allele data, site and region holding it (empty without alleles):
+        ``patient, site_id, chromosome, position, ref, alt, gene, gene_id, lesion`` (the lesion's name, ``control`` for
         the control region) ``, in_lesion`` (inside the patient's own interval) ``, lost_allele``
         (``REF``/``ALT``: the allele on haplotype A, the one a loss removes and a gain duplicates).
     confounders

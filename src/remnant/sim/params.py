@@ -541,7 +541,8 @@ def _check_alleles(p: dict, root: str) -> None:
 
 
 def _check_allele_patients(samples: pd.DataFrame, p: dict, root: str) -> None:
-    """Every patient ``alleles.patients`` names is a patient of the sheet (a typo would silently give none allele data)."""
+    """Every patient ``alleles.patients`` names is a patient of the sheet (a typo would silently give
+    that patient no allele data)."""
     chosen = p["alleles"]["patients"]
     if chosen is None:
         return

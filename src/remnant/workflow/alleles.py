@@ -142,8 +142,9 @@ def read_alleles(
     anndata.AnnData
         What is written: the kept cells (in ``cells``' order) x the SNPs inside any region (VCF order);
         ``X`` None, ``layers["AD"]`` and ``layers["DP"]`` CSR int32 (zeros for a cell cellsnp-lite did
-        not list), ``obs`` ``barcode``, ``has_alleles``, ``var`` as :func:`remnant.io.alleles.read_cellsnp`
-        gives it (``chromosome``, ``ref``, ``alt`` categorical, as h5ad stores text). ``uns["alleles"]``: ``path`` (the folder), ``sample``, ``n_cells`` (kept cells),
+        not list), ``obs`` ``barcode``, ``has_alleles``, ``var`` as
+        :func:`remnant.io.alleles.read_cellsnp` gives it (``chromosome``, ``ref``, ``alt`` categorical,
+        as h5ad stores text). ``uns["alleles"]``: ``path`` (the folder), ``sample``, ``n_cells`` (kept cells),
         ``n_matched``, ``n_missing``, ``n_dropped`` (barcodes of the folder that are no kept cell),
         ``n_barcodes`` (in the folder), ``n_sites_read``, ``n_sites`` (kept), ``regions`` (name ->
         ``chrom:start-end``, 0-based half-open) and ``region_sites`` (name -> SNPs inside).
