@@ -88,7 +88,13 @@ try:
         config["demo"]["params"].setdefault("normal_conditions", list(config["conditions"]["reference"]))
         SIMULATION = resolve_params(config["demo"]["params"], samples=SAMPLES, root="demo.params")
         # the simulator writes under results/demo/inputs/, never at a path the sheet names
-        SAMPLES = simulated_paths(SAMPLES, SIMULATION["index_sort"]["technologies"])
+        from remnant.sim.params import has_alleles
+
+        SAMPLES = simulated_paths(
+            SAMPLES,
+            SIMULATION["index_sort"]["technologies"],
+            allele_samples=[s for s, row in SAMPLES.iterrows() if has_alleles(row, SIMULATION)],
+        )
     else:
         USER_PATHS += sheet_paths(SAMPLES, config["samples"])
         check_not_outputs(USER_PATHS)  # before any file is opened (the rules' outputs: check_user_files)
@@ -111,6 +117,9 @@ except InputError as err:
     raise WorkflowError(f"remnant: {err}") from None
 
 SIMULATE = config["demo"]["simulate"]
+# the samples with allele data (sheet column alleles, or the simulator's demo.params.alleles)
+ALLELE_SAMPLES = [s for s in SAMPLES.index if SAMPLES.loc[s, "alleles"]]
+ALLELE_SAMPLES_PATTERN = "|".join(re.escape(s) for s in ALLELE_SAMPLES) or "(?!)"  # (?!) matches nothing
 GENES = resource(config["annotation"]["gtf"] or config["annotation"]["genes"])
 CYTOBANDS = resource(config["annotation"]["cytobands"])
 MARKERS = resource(config["states"]["markers"])
@@ -152,13 +161,27 @@ def sample_inputs(wildcards):
 
 
 def simulated_outputs():
-    """Every counts path (10x mtx directories flagged as such) and index-sort table of the sheet."""
+    """Every counts path (10x mtx directories flagged as such), index-sort table and cellsnp-lite
+    folder of the sheet."""
     outputs = []
     for sample, row in SAMPLES.iterrows():
         outputs.append(directory(row["counts"]) if row["format"] == "10x_mtx" else row["counts"])
         if row["index_sort"]:
             outputs.append(row["index_sort"])
+        if row["alleles"]:
+            outputs.append(directory(row["alleles"]))
     return outputs
+
+
+def allele_folder(wildcards):
+    """The sample's cellsnp-lite folder (sheet column alleles)."""
+    return SAMPLES.loc[wildcards.sample, "alleles"]
+
+
+def allele_tables(wildcards=None):
+    """results/alleles/{sample}.h5ad (rule read_alleles) of every sample with allele data, in sheet
+    order; an empty list when no sample has any."""
+    return expand("results/alleles/{sample}.h5ad", sample=ALLELE_SAMPLES)
 
 
 def check_user_files():
@@ -316,6 +339,7 @@ def get_final_output():
         FRONT_PAGE,
     ]
     outputs += all_samples("results/qc/figures/{sample}.png")
+    outputs += allele_tables()
     outputs.append(WARNINGS)
     if SIMULATE:
         outputs.append("results/demo/truth_agreement.tsv")

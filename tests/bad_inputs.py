@@ -499,6 +499,17 @@ def _mtx_plain_copies(c: Cohort, names: dict[str, str], n_cells: int = 30) -> No
     shutil.rmtree(other)
 
 
+def _alleles_column(c: Cohort, folder: str, parts: tuple[str, ...] = ()) -> None:
+    """Sheet column ``alleles`` naming ``folder`` for P1_dx_HSC (empty for the others); the folder is
+    made holding the cellsnp-lite files ``parts`` (none: not made)."""
+    rows = [line.split("\t") for line in c.sheet_text().splitlines()]
+    c.write_sheet([[*rows[0], "alleles"]] + [[*r, folder if r[0] == "P1_dx_HSC" else ""] for r in rows[1:]])
+    if parts:
+        c.path(folder).mkdir(parents=True)
+        for name in parts:
+            (c.path(folder) / name).write_text("")
+
+
 def _one_chromosome(c: Cohort, chromosome: str = "chr1") -> None:
     adata = base_counts()
     on = annotation().set_index("gene_id_version").loc[adata.var["gene_ids"], "chromosome"].to_numpy() == chromosome
@@ -794,7 +805,30 @@ CASES: list[Case] = [
         lambda c: c.set_sample("P1_rem_HSC", "index_sort", "counts/facs.csv"),
         ["samples.tsv", "line 4 (sample 'P1_rem_HSC')", "'counts/facs.csv'", "not an existing file"],
     ),
+    Case(
+        "sheet-alleles-missing",
+        "sheet",
+        "an `alleles` folder (cellsnp-lite output) that does not exist",
+        lambda c: _alleles_column(c, "snps/P1_dx_HSC"),
+        ["samples.tsv", "line 2 (sample 'P1_dx_HSC')", "column 'alleles'", "does not exist", "leave the cell empty"],
+    ),
+    Case(
+        "sheet-alleles-incomplete",
+        "sheet",
+        "an `alleles` folder without its depth matrix (cellSNP.tag.DP.mtx)",
+        lambda c: _alleles_column(
+            c, "snps/P1_dx_HSC", ("cellSNP.base.vcf", "cellSNP.tag.AD.mtx", "cellSNP.samples.tsv")
+        ),
+        ["samples.tsv", "line 2 (sample 'P1_dx_HSC')", "column 'alleles'", "lacks cellSNP.tag.DP.mtx", "whole folder"],
+    ),
     # ---- config ------------------------------------------------------------------------------
+    Case(
+        "config-alleles-control-overlaps",
+        "config",
+        "an allele control region inside a lesion (`alleles.control_region: 5q31`)",
+        lambda c: c.set("alleles", {"control_region": "5q31"}),
+        ["config.yaml", "alleles.control_region", "overlaps lesion 'del5q'", "outside every lesion"],
+    ),
     Case(
         "config-wrong-type",
         "config",

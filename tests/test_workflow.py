@@ -80,6 +80,7 @@ def test_dry_run_plans_every_stage(tmp_path_factory):
         ("estimate_fractions", 1),
         ("score_signatures", 1),
         ("compare_pseudobulk", 1),
+        ("read_alleles", 6),  # T1's and N1's samples (demo.params.alleles.patients)
     ]:
         assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), text
     assert not any((workdir / d).exists() for d in ("results", "counts")), "a dry run wrote outputs"
@@ -148,6 +149,35 @@ def test_del5q_calls_against_truth(run):
     assert {"T1", "T2"} <= set(breakpoints["patient"].astype(str))
 
 
+def test_allele_tables_hold_the_kept_cells_and_the_regions_sites(run):
+    """rule read_alleles: the simulated cellsnp-lite folders of T1 and N1, read for the cells QC kept."""
+    from remnant.io.alleles import read_cellsnp
+
+    clustered = ad.read_h5ad(run / "results/cohort/clustered.h5ad", backed="r")
+    cells = clustered.obs[["sample", "barcode"]].copy()
+    clustered.file.close()
+    tables = sorted(p.name for p in (run / "results/alleles").iterdir())
+    expected = sorted(f"{s}.h5ad" for s in cells["sample"].unique() if s.startswith(("T1_", "N1_")))
+    assert tables == expected and len(tables) == 6
+    for name in tables:
+        sample = name.removesuffix(".h5ad")
+        got = ad.read_h5ad(run / "results/alleles" / name)
+        assert list(got.obs_names) == list(cells.index[cells["sample"] == sample])
+        assert got.uns["alleles"]["n_matched"] == got.n_obs  # the simulator lists every cell
+        chrom = got.var["chromosome"].astype(str).to_numpy()
+        pos0 = got.var["position"].to_numpy() - 1
+        in_5q = (chrom == "chr5") & (pos0 >= 67_400_000) & (pos0 < 160_500_000)
+        in_control = (chrom == "chr2") & (pos0 >= 100_000_000) & (pos0 < 180_000_000)
+        assert (in_5q | in_control).all() and in_5q.any() and in_control.any()
+        folder = read_cellsnp(run / "results/demo/inputs" / f"{sample}.cellsnp")
+        rows = folder.obs_names.get_indexer(got.obs["barcode"])
+        cols = folder.var_names.get_indexer(got.var_names)
+        assert (rows >= 0).all() and (cols >= 0).all()
+        for tag in ("AD", "DP"):
+            assert (got.layers[tag] != folder.layers[tag][rows][:, cols]).nnz == 0
+        assert got.layers["DP"].sum() > 0
+
+
 def test_qc_table_accounts_for_every_cell(run):
     table = pd.read_csv(run / "results/qc/removed_per_sample.tsv", sep="\t").set_index("sample")
     truth = pd.read_csv(run / "results/demo/truth/cells.tsv.gz", sep="\t")
@@ -210,8 +240,9 @@ def test_figures_are_real_pngs(run):
 def test_logs_per_job(run):
     logs = sorted((run / "logs").rglob("*.log"))
     # simulate, read x10, filter x10, summarise_qc, cluster, plot_clusters, call_lesions, annotate_cohort,
-    # evaluate_demo, infer_cnv, plot_cnv x3, plot_lesion_profile x3, persistence x4, write_front_page, collect_warnings
-    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3 + 4 + 1 + 1
+    # evaluate_demo, infer_cnv, plot_cnv x3, plot_lesion_profile x3, persistence x4, write_front_page, collect_warnings,
+    # read_alleles x6 (T1's and N1's samples)
+    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3 + 4 + 1 + 1 + 6
     text = (run / "logs/read_counts/T2_diagnosis_HSC.log").read_text()
     assert "done" in text and "mapped" in text
 

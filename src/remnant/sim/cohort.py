@@ -63,7 +63,7 @@ from remnant.errors import InputError
 from remnant.sim.alleles import AlleleModel
 from remnant.sim.confounders import Confounders
 from remnant.sim.model import GeneModel, Patient, child_rng, in_interval
-from remnant.sim.params import DEFAULT_PARAMS, SHEET_COLUMNS, is_empty, is_index_sorted, resolve_params
+from remnant.sim.params import DEFAULT_PARAMS, SHEET_COLUMNS, has_alleles, is_empty, is_index_sorted, resolve_params
 from remnant.sim.sample import simulate_sample
 
 __all__ = ["DEFAULT_PARAMS", "SimulatedCohort", "in_interval", "resolve_params", "simulate_cohort"]
@@ -99,15 +99,16 @@ class SimulatedCohort:
     params
         The fully resolved parameters used.
     alleles
-        Sample -> allele counts (only with ``params["alleles"]["enabled"]``; :mod:`remnant.sim.alleles`):
+        Sample -> allele counts (only with ``params["alleles"]["enabled"]``, and only for the samples of
+        the patients in ``params["alleles"]["patients"]``, all when None; :mod:`remnant.sim.alleles`):
         AnnData, cells x heterozygous SNPs of the sample's patient, ``obs_names`` the barcodes in the
         order of ``counts[sample]``, ``X`` None, ``layers["AD"]`` (ALT reads) and ``layers["DP"]``
         (REF + ALT), CSR int32, ``var`` columns ``chromosome, position`` (1-based) ``, ref, alt,
         site_id``: the layout of :func:`remnant.io.alleles.read_cellsnp`. Kept even when ``write``
         is given.
     allele_truth
-        One row per patient, site and region holding it (empty without alleles): ``patient, site_id,
-        chromosome, position, ref, alt, gene, gene_id, lesion`` (the lesion's name, ``control`` for
+        One row per patient with allele data, site and region holding it (empty without alleles):
+        ``patient, site_id, chromosome, position, ref, alt, gene, gene_id, lesion`` (the lesion's name, ``control`` for
         the control region) ``, in_lesion`` (inside the patient's own interval) ``, lost_allele``
         (``REF``/``ALT``: the allele on haplotype A, the one a loss removes and a gain duplicates).
     confounders
@@ -189,7 +190,7 @@ def simulate_cohort(
         patients[name] = Patient(name, condition, model, p, child_rng(seed, 1, name))
     conf, planted = _confounders(model, patients, p, seed, root)
     allele_model = AlleleModel(model, p, seed) if p["alleles"]["enabled"] else None
-    sites = {name: allele_model.patient_sites(pt) for name, pt in patients.items()} if allele_model else {}
+    sites = _allele_sites(allele_model, patients, sheet, p)
 
     counts, index_sort, truths, alleles = {}, {}, [], {}
     for _, row in sheet.iterrows():
@@ -227,9 +228,18 @@ def simulate_cohort(
     )
 
 
+def _allele_sites(allele_model: AlleleModel | None, patients: dict[str, Patient], sheet: pd.DataFrame, p: dict) -> dict:
+    """Patient -> its sites, for the patients with allele data (``alleles.patients``); each patient's
+    from its own generator, so choosing fewer patients changes nothing of the others'."""
+    if allele_model is None:
+        return {}
+    chosen = {row["patient"] for _, row in sheet.iterrows() if has_alleles(row, p)}
+    return {name: allele_model.patient_sites(pt) for name, pt in patients.items() if name in chosen}
+
+
 def _allele_draw(allele_model: AlleleModel | None, sites: dict, row: pd.Series) -> Callable | None:
     """The allele hook of one sample (None without alleles): its patient's sites, its own generator."""
-    if allele_model is None:
+    if allele_model is None or row["patient"] not in sites:
         return None
     rng = allele_model.sample_rng(row["sample"])
     return functools.partial(allele_model.draw, sites[row["patient"]], rng)

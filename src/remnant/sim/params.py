@@ -225,6 +225,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "burst_concentration": {"droplet": 2.0, "plate": 0.3},
         "error_rate": 0.01,  # a read shows the other allele
         "control": {"chromosome": "chr2", "start": 100 * _MB, "end": 180 * _MB},
+        # the patients whose samples get allele data (None: every patient); the rest have none
+        "patients": None,
     },
     # -- index sort --------------------------------------------------------------------------------
     # Samples of these technologies (and any sample whose sheet row names an index_sort file) get
@@ -321,6 +323,7 @@ def resolve_params(
     _check_across_keys(resolved, root)
     if samples is not None:
         _check_sheet(samples, resolved, root)
+        _check_allele_patients(samples, resolved, root)
     return resolved
 
 
@@ -535,6 +538,25 @@ def _check_alleles(p: dict, root: str) -> None:
                 f"overlaps lesion {lesion['name']!r} ({lesion['chromosome']}:{lo}-{hi}); "
                 "a control region must lie outside every lesion.",
             )
+
+
+def _check_allele_patients(samples: pd.DataFrame, p: dict, root: str) -> None:
+    """Every patient ``alleles.patients`` names is a patient of the sheet (a typo would silently give
+    that patient no allele data)."""
+    chosen = p["alleles"]["patients"]
+    if chosen is None:
+        return
+    known = list(pd.unique(samples["patient"].astype(str)))
+    unknown = [str(x) for x in chosen if str(x) not in known]
+    if unknown:
+        _fail(root, ("alleles", "patients"), f"{unknown} are no patients of the sample sheet (it has {known}).")
+
+
+def has_alleles(row: pd.Series, p: dict) -> bool:
+    """The sample gets allele data: alleles are enabled and its patient is among ``alleles.patients``
+    (``None``: every patient)."""
+    a = p["alleles"]
+    return bool(a["enabled"]) and (a["patients"] is None or str(row["patient"]) in {str(x) for x in a["patients"]})
 
 
 def _check_index_levels(ix: dict, root: str) -> None:

@@ -24,5 +24,6 @@ __getattr__, __dir__, __all__ = exports(
         "cluster_cells": [],
         "cnv": [],
         "demo": [],
+        "alleles": [],
     },
 )

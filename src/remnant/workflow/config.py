@@ -21,11 +21,11 @@ from remnant.errors import InputError
 #: Columns of the sample sheet that must be present.
 REQUIRED_COLUMNS = ["sample", "patient", "timepoint", "population", "condition", "counts"]
 #: Columns that may be present (empty cells mean "infer" or "none").
-OPTIONAL_COLUMNS = ["format", "technology", "index_sort"]
+OPTIONAL_COLUMNS = ["format", "technology", "index_sort", "alleles"]
 #: Columns a sheet for the simulator (``demo.simulate: true``) may not fill: the simulator writes
-#: the counts (and index-sort tables) under the workflow's own ``results/`` folder, never at a path a
-#: sheet names, so that a user's files can never be overwritten by it (issue 19).
-SIMULATED_COLUMNS = ["counts", "index_sort"]
+#: the counts (and index-sort tables, cellsnp-lite folders) under the workflow's own ``results/``
+#: folder, never at a path a sheet names, so that a user's files can never be overwritten by it (issue 19).
+SIMULATED_COLUMNS = ["counts", "index_sort", "alleles"]
 #: File name (or directory name) suffix of simulated counts per format.
 SIMULATED_SUFFIX = {
     "10x_h5": ".h5",
@@ -146,7 +146,7 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
 
     Returns a DataFrame indexed by ``sample`` with every column of :data:`REQUIRED_COLUMNS` and
     :data:`OPTIONAL_COLUMNS` (``format`` and ``technology`` filled where inferred, ``index_sort``
-    empty string where absent). Every error names the file, the row (line number and sample)
+    and ``alleles`` empty strings where absent). Every error names the file, the row (line number and sample)
     and the column.
     """
     path = Path(path)
@@ -362,7 +362,8 @@ def _check_simulated_row(record: dict, path: Path, where: str) -> None:
             raise InputError(
                 f"column {column!r} names {record[column]!r} but the config sets demo.simulate: true, which simulates "
                 "every sample (into results/demo/inputs/) and never reads your files; to analyse your files set "
-                "demo.simulate: false, for the simulated demo leave the counts and index_sort columns empty.",
+                "demo.simulate: false, for the simulated demo leave the counts, index_sort and alleles columns "
+                "empty (demo.params.alleles says which samples get simulated allele data).",
                 path=path,
                 where=where,
             )
@@ -376,15 +377,22 @@ def _check_simulated_row(record: dict, path: Path, where: str) -> None:
 
 
 def simulated_paths(
-    sheet: pd.DataFrame, index_sorted_technologies, *, folder: str = "results/demo/inputs"
+    sheet: pd.DataFrame,
+    index_sorted_technologies,
+    *,
+    allele_samples=(),
+    folder: str = "results/demo/inputs",
 ) -> pd.DataFrame:
     """The sheet with the paths the simulator writes filled in (``demo.simulate: true``).
 
     Counts go to ``{folder}/{sample}{suffix}`` (:data:`SIMULATED_SUFFIX` by format; a directory for
-    ``10x_mtx``) and index-sort tables, for samples of ``index_sorted_technologies``, to
-    ``{folder}/{sample}.index_sort.csv``: all inside the workflow's own output folder.
+    ``10x_mtx``), index-sort tables, for samples of ``index_sorted_technologies``, to
+    ``{folder}/{sample}.index_sort.csv`` and the cellsnp-lite folders of ``allele_samples`` to
+    ``{folder}/{sample}.cellsnp``: all inside the workflow's own output folder.
     """
     sheet = sheet.copy()
+    with_alleles = set(allele_samples)
+    sheet["alleles"] = [f"{folder}/{s}.cellsnp" if s in with_alleles else "" for s in sheet["sample"]]
     sheet["counts"] = [f"{folder}/{s}{SIMULATED_SUFFIX[f]}" for s, f in zip(sheet["sample"], sheet["format"])]
     sheet["index_sort"] = [
         f"{folder}/{s}.index_sort.csv" if t in set(index_sorted_technologies) else ""
@@ -423,6 +431,42 @@ def check_input_paths(sheet: pd.DataFrame, sheet_path: str | Path, *, base: str 
                 raise InputError(
                     f"column 'index_sort': {row['index_sort']!r} is not an existing file.", path=sheet_path, where=where
                 )
+        if row.get("alleles", ""):
+            check_alleles_folder(row["alleles"], base, sheet_path, where)
+
+
+def check_alleles_folder(folder: str, base: Path, sheet_path: str | Path, where: str) -> None:
+    """A sheet's ``alleles`` value names a cellsnp-lite output folder holding every part
+    :func:`remnant.io.alleles.read_cellsnp` needs (:data:`remnant.io.alleles.REQUIRED`); else an
+    :class:`InputError` naming the sheet row, the column and what to do. Only names are looked at."""
+    from remnant.io.alleles import PARTS, REQUIRED
+
+    path = base / folder
+    empty = "or leave the cell empty for a sample without allele data"
+    if not path.exists():
+        raise InputError(
+            f"column 'alleles': {folder!r} does not exist; give the folder cellsnp-lite wrote (--outDir; relative "
+            f"paths are relative to the working directory {base.resolve()}), {empty}.",
+            path=sheet_path,
+            where=where,
+        )
+    if not path.is_dir():
+        raise InputError(
+            f"column 'alleles': {folder!r} is a file; give the folder cellsnp-lite wrote (--outDir), holding "
+            f"cellSNP.base.vcf[.gz], cellSNP.tag.AD.mtx, cellSNP.tag.DP.mtx and cellSNP.samples.tsv, {empty}.",
+            path=sheet_path,
+            where=where,
+        )
+    missing = [
+        " or ".join(PARTS[part][::-1]) for part in REQUIRED if not any((path / n).is_file() for n in PARTS[part])
+    ]
+    if missing:
+        raise InputError(
+            f"column 'alleles': the cellsnp-lite folder {folder!r} lacks {'; '.join(missing)}; copy the whole folder "
+            f"cellsnp-lite wrote (all files of one run), {empty}.",
+            path=sheet_path,
+            where=where,
+        )
 
 
 #: Sample-sheet columns a ``cnv.reference`` selector may name.
@@ -517,7 +561,8 @@ def check_resources(
 
     The annotation (``annotation.genes``, or a quick look at ``annotation.gtf``) and the cytoband
     table exist and read; every lesion region parses against the cytobands (band names exist, the
-    interval lies on the chromosome); every state of ``states.use`` is in the marker table; every
+    interval lies on the chromosome), and so does the allele control region (``alleles.control_region``,
+    outside every lesion); every state of ``states.use`` is in the marker table; every
     configured gene set (``signatures.sets``, ``signatures.cell_cycle``) has at least one gene
     symbol of the annotation (skipped with a GTF, which the jobs read). Paths are as resolved by the
     workflow (a config path, else the workflow's shipped copy).
@@ -548,6 +593,10 @@ def check_resources(
     )
     try:
         parse_lesions(config["lesions"], bands)
+        if "alleles" in config:  # the allele control region, read against the same bands
+            from remnant.workflow.alleles import allele_regions
+
+            allele_regions(config["lesions"], config["alleles"]["control_region"], bands)
     except InputError as err:
         raise InputError(
             f"{err.detail.rstrip('.')} (cytobands from {cytobands}).", path=source, where=err.where

@@ -26,7 +26,9 @@ def simulate_demo(
 ) -> None:
     """Simulate every sample of the sheet (``rows``: its records) and write each one's counts and
     index-sort table where its row says, as soon as it is made (memory of one sample, not of the
-    cohort); then the per-cell truth (``cells``, gzipped TSV) and the patients' table (``patients``)."""
+    cohort); then the cellsnp-lite folder of each sample whose row names one (column ``alleles``:
+    the samples ``params.alleles`` gives allele data), the per-cell truth (``cells``, gzipped TSV)
+    and the patients' table (``patients``)."""
     from remnant.io.annotation import load_genes
     from remnant.io.counts import write_counts
     from remnant.io.genesets import read_gene_sets, read_markers
@@ -54,5 +56,25 @@ def simulate_demo(
         write=write,
         root=PARAMS_KEY,
     )
+    write_alleles(cohort.alleles, sheet_rows)
     cohort.cells.to_csv(cells, sep="\t", index=False, compression={"method": "gzip", "mtime": 0})
     cohort.patients.to_csv(patients, sep="\t", index=False)
+
+
+def write_alleles(alleles: Mapping[str, Any], sheet_rows: Mapping[str, Mapping]) -> None:
+    """Each simulated sample's allele counts (``alleles``: sample -> AnnData) as a cellsnp-lite folder
+    at its row's ``alleles`` path (:func:`remnant.io.alleles.write_cellsnp`); a row that names a folder
+    must have allele counts and a sample with allele counts a folder (the sheet's paths and the
+    simulator's ``alleles.patients`` come from the same parameters)."""
+    from remnant.io.alleles import write_cellsnp
+
+    log = logging.getLogger(__name__)
+    wanted = {s for s, row in sheet_rows.items() if row.get("alleles", "")}
+    if wanted != set(alleles):
+        raise RuntimeError(
+            f"the sheet names cellsnp-lite folders for {sorted(wanted)} but the simulator drew allele counts for "
+            f"{sorted(alleles)}"
+        )
+    for sample, adata in alleles.items():
+        folder = write_cellsnp(adata, sheet_rows[sample]["alleles"])
+        log.info("%s: allele counts of %d cells x %d SNPs written to %s", sample, adata.n_obs, adata.n_vars, folder)

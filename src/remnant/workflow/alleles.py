@@ -1,0 +1,205 @@
+"""Rule read_alleles: one sample's cellsnp-lite folder -> its kept cells x the SNPs the calls use.
+
+A sample whose sheet row names a cellsnp-lite output folder (column ``alleles``) has its allele
+counts read (:func:`remnant.io.alleles.read_cellsnp`), cut to the SNPs inside a configured lesion's
+region or the control region (config ``alleles.control_region``: the baseline allele balance of
+every cell) and matched to the cells the workflow keeps after QC
+(:func:`remnant.io.alleles.match_cells`; the cells of ``results/cohort/clustered.h5ad``, named
+``"{sample}:{barcode}"``). The user's folder is only read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import anndata
+import numpy as np
+import pandas as pd
+
+from remnant.errors import InputError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CONTROL", "allele_regions", "kept_cells", "read_alleles", "region_sites"]
+
+#: Name of the control region among the regions (:func:`allele_regions`) and in ``uns``.
+CONTROL = "control"
+#: The config key of the control region, named in messages.
+CONTROL_KEY = "alleles.control_region"
+
+
+def allele_regions(lesions: Sequence[Mapping] | None, control_region: str | None, cytobands: pd.DataFrame) -> list:
+    """The configured lesions and the control region, as :class:`remnant.tl.lesions.Lesion`.
+
+    Parameters
+    ----------
+    lesions
+        The config's ``lesions`` list (:func:`remnant.tl.lesions.parse_lesions`).
+    control_region
+        ``alleles.control_region``: a region written as a lesion's (coordinates, cytoband range or
+        arm), or None for none.
+    cytobands
+        :func:`remnant.io.annotation.load_cytobands` table.
+
+    Returns
+    -------
+    list of Lesion
+        The lesions in config order, then the control region (named :data:`CONTROL`) if any.
+
+    Raises
+    ------
+    InputError
+        A lesion named ``control``, a control region that does not parse or overlaps a lesion
+        (naming ``alleles.control_region``).
+    """
+    from remnant.tl.lesions import parse_lesions
+
+    regions = parse_lesions(lesions, cytobands)
+    if control_region is None:
+        return regions
+    named = [r.name for r in regions if r.name == CONTROL]
+    if named:
+        raise InputError(
+            f"a lesion is named {CONTROL!r}, the name of the allele control region; rename the lesion.",
+            where="lesions",
+        )
+    try:
+        (control,) = parse_lesions([{"name": CONTROL, "type": "loss", "region": control_region}], cytobands)
+    except InputError as err:
+        raise InputError(
+            f"{err.detail.rstrip('.')}; or set it to null for no control region.", where=CONTROL_KEY
+        ) from None
+    for lesion in regions:
+        if lesion.chromosome == control.chromosome and control.start < lesion.end and lesion.start < control.end:
+            raise InputError(
+                f"{control_region!r} ({control.chromosome}:{control.start}-{control.end}) overlaps lesion "
+                f"{lesion.name!r} ({lesion.chromosome}:{lesion.start}-{lesion.end}); a control region must lie "
+                "outside every lesion (or null for none).",
+                where=CONTROL_KEY,
+            )
+    return [*regions, control]
+
+
+def region_sites(alleles: anndata.AnnData, regions: Sequence) -> tuple[np.ndarray, dict[str, int]]:
+    """Which SNPs lie inside any of ``regions`` (:func:`remnant.tl.alleles.lesion_sites`).
+
+    Returns the boolean (n_sites,) mask and, per region name, the number of SNPs inside it.
+    """
+    from remnant.tl.alleles import lesion_sites
+
+    keep = np.zeros(alleles.n_vars, dtype=bool)
+    counts = {}
+    for region in regions:
+        inside = lesion_sites(alleles, region)
+        counts[region.name] = int(inside.sum())
+        keep |= inside
+    return keep, counts
+
+
+def kept_cells(h5ad: str) -> pd.Index:
+    """The ``obs_names`` of an h5ad (``"{sample}:{barcode}"``), read without its matrices."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(h5ad, "r") as f:
+        return pd.Index(read_elem(f["obs"]).index.astype(str))
+
+
+def read_alleles(
+    folder: str,
+    cells: str,
+    out: str,
+    *,
+    sample: str,
+    lesions: Sequence[Mapping] | None,
+    control_region: str | None,
+    cytobands: str,
+    counts: str | None = None,
+) -> anndata.AnnData:
+    """Write one sample's allele counts at the lesions' and the control region's SNPs, for its kept cells.
+
+    Parameters
+    ----------
+    folder
+        The sample's cellsnp-lite output folder (sheet column ``alleles``); only read.
+    cells
+        An h5ad whose cells are the sample's kept cells (``results/samples/{sample}/filtered.h5ad``);
+        only its ``obs_names`` are read.
+    out
+        The h5ad to write (gzip-compressed).
+    sample
+        The sample's name (cells are ``"{sample}:{barcode}"``).
+    lesions, control_region
+        The config's ``lesions`` and ``alleles.control_region`` (:func:`allele_regions`).
+    cytobands
+        Path of the cytoband table the regions are read against.
+    counts
+        The sample's counts path, named when the barcodes do not match.
+
+    Returns
+    -------
+    anndata.AnnData
+        What is written: the kept cells (in ``cells``' order) x the SNPs inside any region (VCF order);
+        ``X`` None, ``layers["AD"]`` and ``layers["DP"]`` CSR int32 (zeros for a cell cellsnp-lite did
+        not list), ``obs`` ``barcode``, ``has_alleles``, ``var`` as
+        :func:`remnant.io.alleles.read_cellsnp` gives it (``chromosome``, ``ref``, ``alt`` categorical,
+        as h5ad stores text). ``uns["alleles"]``: ``path`` (the folder), ``sample``, ``n_cells`` (kept cells),
+        ``n_matched``, ``n_missing``, ``n_dropped`` (barcodes of the folder that are no kept cell),
+        ``n_barcodes`` (in the folder), ``n_sites_read``, ``n_sites`` (kept), ``regions`` (name ->
+        ``chrom:start-end``, 0-based half-open) and ``region_sites`` (name -> SNPs inside).
+
+    Raises
+    ------
+    InputError
+        The folder's files (:func:`remnant.io.alleles.read_cellsnp`) or barcodes that do not match the
+        sample's cells (:func:`remnant.io.alleles.match_cells`), naming the sample.
+    """
+    from remnant.io.alleles import match_cells, read_cellsnp
+    from remnant.io.annotation import load_cytobands
+
+    regions = allele_regions(lesions, control_region, load_cytobands(cytobands))
+    names = kept_cells(cells)
+    alleles = read_cellsnp(folder, source=f"sample {sample}")
+    log.info("%s: %d barcodes x %d SNPs read from %s", sample, alleles.n_obs, alleles.n_vars, folder)
+    keep, per_region = region_sites(alleles, regions)
+    log.info("%s: %d of %d SNPs kept (per region: %s)", sample, int(keep.sum()), alleles.n_vars, per_region)
+    for name, n in per_region.items():
+        if n == 0:
+            log.warning(
+                "%s: no SNP of %s lies inside %s %r; the folder's VCF names chromosomes %s: were the SNPs called "
+                "on another genome build, or restricted to other regions?",
+                sample,
+                folder,
+                "the control region" if name == CONTROL else "lesion",
+                name,
+                sorted(pd.unique(alleles.var["chromosome"].astype(str)))[:6],
+            )
+    subset = anndata.AnnData(
+        obs=alleles.obs.copy(),
+        var=alleles.var.loc[keep].copy(),
+        layers={tag: alleles.layers[tag][:, np.flatnonzero(keep)] for tag in ("AD", "DP")},
+        uns={"alleles": dict(alleles.uns["alleles"])},
+    )
+    matched = match_cells(subset, names, sample=sample, counts_source=counts)
+    for column in ("chromosome", "ref", "alt"):  # as h5ad stores text columns: the same in memory and on disk
+        matched.var[column] = matched.var[column].astype("category")
+    matched.uns["alleles"] |= {
+        "n_barcodes": int(alleles.n_obs),
+        "n_sites_read": int(alleles.n_vars),
+        "n_sites": int(matched.n_vars),
+        "regions": {r.name: f"{r.chromosome}:{r.start}-{r.end}" for r in regions},
+        "region_sites": per_region,
+    }
+    info = matched.uns["alleles"]
+    log.info(
+        "%s: %d of %d kept cells matched (%d without allele data); %d barcodes of the folder are no kept cell",
+        sample,
+        info["n_matched"],
+        info["n_cells"],
+        info["n_missing"],
+        info["n_dropped"],
+    )
+    matched.write_h5ad(out, compression="gzip")
+    log.info("%s: wrote %d cells x %d SNPs to %s", sample, matched.n_obs, matched.n_vars, out)
+    return matched

@@ -1,0 +1,341 @@
+"""Allele inputs of the workflow (issue 18): the sheet's `alleles` column checked before any job, rule
+read_alleles' step (remnant.workflow.alleles) on a simulated cohort, and the demo simulator writing
+cellsnp-lite folders for the samples its parameters choose."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from simulated import sheet as sim_sheet  # markers, gene_sets, cytobands: conftest.py fixtures
+
+from remnant.errors import InputError
+from remnant.io.alleles import read_cellsnp, write_cellsnp
+from remnant.sim.cohort import simulate_cohort
+from remnant.sim.params import has_alleles, resolve_params
+from remnant.workflow.alleles import allele_regions, read_alleles
+from remnant.workflow.config import check_input_paths, read_sample_sheet, simulated_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "config/schemas/samples.schema.yaml"
+CYTOBANDS = ROOT / "resources/annotation/GRCh38_cytobands.tsv"
+LESIONS = [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]
+#: 5q13.1-5q33.3 and the default control region, 0-based half-open bp (GRCh38 cytobands).
+DEL5Q = ("chr5", 67_400_000, 160_500_000)
+CONTROL = ("chr2", 100_000_000, 180_000_000)
+CONFIG = {
+    "timepoints": ["diagnosis", "remission"],
+    "populations": {"HSC": {}, "CD34": {}},
+    "conditions": {"all": ["MDS", "healthy"], "reference": ["healthy"]},
+    "demo": {"simulate": False},
+}
+ROWS = [
+    ("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"),
+    ("P1_rem", "P1", "remission", "HSC", "MDS", "plate"),
+    ("H1", "H1", "", "CD34", "healthy", "droplet"),
+]
+PARAMS = {"cells_per_sample": {"droplet": 150, "plate": 40}, "alleles": {"enabled": True, "patients": ["P1"]}}
+
+
+# ------------------------------------------------------------------------------------------------
+# the sheet's alleles column
+# ------------------------------------------------------------------------------------------------
+def write_sheet(folder: Path, alleles: list[str] | None) -> Path:
+    """A two-sample sheet (counts files that exist) with an `alleles` column, or without one (None)."""
+    header = ["sample", "patient", "timepoint", "population", "condition", "counts"]
+    rows = [["S1", "P1", "diagnosis", "HSC", "MDS", "s1.h5"], ["S2", "H1", "NA", "CD34", "healthy", "s2.h5"]]
+    for row in rows:
+        (folder / row[-1]).write_bytes(row[0].encode())
+    if alleles is not None:
+        header.append("alleles")
+        rows = [[*row, value] for row, value in zip(rows, alleles)]
+    path = folder / "samples.tsv"
+    path.write_text("".join("\t".join(r) + "\n" for r in [header, *rows]))
+    return path
+
+
+def checked_sheet(folder: Path, alleles: list[str] | None, monkeypatch) -> pd.DataFrame:
+    monkeypatch.chdir(folder)
+    sheet = read_sample_sheet(write_sheet(folder, alleles), SCHEMA, CONFIG)
+    check_input_paths(sheet, "samples.tsv")
+    return sheet
+
+
+def cellsnp_folder(path: Path) -> Path:
+    """A small valid cellsnp-lite folder (2 cells x 2 SNPs)."""
+    alleles = ad.AnnData(
+        obs=pd.DataFrame(index=["AAAC-1", "AAAG-1"]),
+        var=pd.DataFrame(
+            {
+                "chromosome": ["chr5", "chr2"],
+                "position": [90_000_001, 120_000_001],
+                "ref": ["A", "C"],
+                "alt": ["G", "T"],
+            },
+            index=["a", "b"],
+        ),
+        layers={"AD": np.array([[1, 0], [0, 2]], np.int32), "DP": np.array([[2, 1], [0, 2]], np.int32)},
+    )
+    return write_cellsnp(alleles, path)
+
+
+def test_a_sheet_without_the_column_reads_as_before(tmp_path, monkeypatch):
+    without = checked_sheet(tmp_path, None, monkeypatch)
+    blank = checked_sheet(tmp_path, ["", ""], monkeypatch)
+    assert list(without["alleles"]) == ["", ""]
+    pd.testing.assert_frame_equal(without, blank, check_like=True)
+    assert list(without["counts"]) == ["s1.h5", "s2.h5"]
+
+
+def test_an_alleles_folder_is_checked_and_a_blank_cell_means_none(tmp_path, monkeypatch):
+    cellsnp_folder(tmp_path / "s1_snps")
+    sheet = checked_sheet(tmp_path, ["s1_snps", ""], monkeypatch)
+    assert list(sheet["alleles"]) == ["s1_snps", ""]
+
+
+@pytest.mark.parametrize(
+    ("make", "expect"),
+    [
+        (lambda d: None, ["column 'alleles'", "'snps' does not exist", "--outDir", "leave the cell empty"]),
+        (lambda d: (d / "snps").write_text("x"), ["column 'alleles'", "'snps' is a file", "cellSNP.tag.DP.mtx"]),
+        (
+            lambda d: (cellsnp_folder(d / "snps"), (d / "snps/cellSNP.tag.DP.mtx").unlink()),
+            ["column 'alleles'", "lacks cellSNP.tag.DP.mtx or cellSNP.tag.DP.mtx.gz", "whole folder"],
+        ),
+        (
+            lambda d: (cellsnp_folder(d / "snps"), (d / "snps/cellSNP.base.vcf").unlink()),
+            ["lacks cellSNP.base.vcf or cellSNP.base.vcf.gz"],
+        ),
+    ],
+    ids=["missing", "a-file", "no-DP", "no-VCF"],
+)
+def test_a_bad_alleles_folder_is_one_line_naming_the_row(tmp_path, monkeypatch, make, expect):
+    make(tmp_path)
+    with pytest.raises(InputError) as err:
+        checked_sheet(tmp_path, ["", "snps"], monkeypatch)
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in ["samples.tsv", "line 3 (sample 'S2')", *expect]:
+        assert fragment in message, message
+
+
+def test_an_alleles_folder_inside_results_is_refused(tmp_path, monkeypatch):
+    from remnant.workflow.paths import check_not_outputs, sheet_paths
+
+    cellsnp_folder(tmp_path / "results" / "snps")
+    sheet = checked_sheet(tmp_path, ["results/snps", ""], monkeypatch)
+    paths = sheet_paths(sheet, "samples.tsv")
+    assert [(p.field, p.path) for p in paths if p.field == "column 'alleles'"] == [("column 'alleles'", "results/snps")]
+    with pytest.raises(InputError) as err:
+        check_not_outputs(paths)
+    assert "line 2 (sample 'S1')" in str(err.value) and "'results/snps' lies inside" in str(err.value)
+
+
+def test_the_simulator_s_sheet_names_no_alleles_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "samples.tsv").write_text(
+        "sample\tpatient\ttimepoint\tpopulation\tcondition\tformat\talleles\nS1\tP1\tdiagnosis\tHSC\tMDS\th5ad\tsnps\n"
+    )
+    with pytest.raises(InputError, match="column 'alleles' names 'snps'.*demo.params.alleles"):
+        read_sample_sheet(tmp_path / "samples.tsv", SCHEMA, {**CONFIG, "demo": {"simulate": True}})
+
+
+def test_the_control_region_is_checked_against_the_lesions(cytobands):
+    regions = allele_regions(LESIONS, "chr2:100000000-180000000", cytobands)
+    assert [(r.name, r.chromosome, r.start, r.end) for r in regions] == [("del5q", *DEL5Q), ("control", *CONTROL)]
+    assert [r.name for r in allele_regions(LESIONS, None, cytobands)] == ["del5q"]
+    with pytest.raises(InputError, match="overlaps lesion 'del5q'") as err:
+        allele_regions(LESIONS, "5q31", cytobands)
+    assert err.value.where == "alleles.control_region"
+    with pytest.raises(InputError) as err:
+        allele_regions(LESIONS, "chr2:100-50", cytobands)
+    assert err.value.where == "alleles.control_region" and "null" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# rule read_alleles' step on a simulated cohort
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cohort(genes, markers, gene_sets):
+    return simulate_cohort(sim_sheet(ROWS), genes, markers, gene_sets, params=copy.deepcopy(PARAMS), seed=3)
+
+
+def folder_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for file in sorted(folder.iterdir()):
+        h.update(file.name.encode() + file.read_bytes() + str(file.stat().st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+def inside(var: pd.DataFrame, region: tuple) -> np.ndarray:
+    pos0 = var["position"].to_numpy(np.int64) - 1
+    return (var["chromosome"].astype(str).to_numpy() == region[0]) & (pos0 >= region[1]) & (pos0 < region[2])
+
+
+def test_read_alleles_keeps_the_kept_cells_and_the_regions_sites(cohort, tmp_path):
+    sample = "P1_dx"
+    truth = cohort.alleles[sample]
+    # the folder lacks 3 of the sample's cells (no allele data) and the workflow kept every other cell
+    listed = truth[3:].copy()
+    folder = write_cellsnp(listed, tmp_path / "snps")
+    kept = pd.Index([f"{sample}:{b}" for b in truth.obs_names[::2]])
+    ad.AnnData(obs=pd.DataFrame(index=kept)).write_h5ad(tmp_path / "filtered.h5ad")
+    before = folder_digest(folder)
+
+    out = tmp_path / "alleles" / f"{sample}.h5ad"
+    out.parent.mkdir()
+    read_alleles(
+        str(folder),
+        str(tmp_path / "filtered.h5ad"),
+        str(out),
+        sample=sample,
+        lesions=LESIONS,
+        control_region="chr2:100000000-180000000",
+        cytobands=str(CYTOBANDS),
+    )
+    got = ad.read_h5ad(out)
+    assert folder_digest(folder) == before  # the user's folder is only read
+
+    sites = inside(truth.var, DEL5Q) | inside(truth.var, CONTROL)
+    assert 0 < sites.sum() < truth.n_vars  # the simulator's sites reach beyond the configured region
+    assert list(got.obs_names) == list(kept)
+    assert list(got.var["site_id"]) == list(truth.var["site_id"][sites])
+    assert got.var["position"].to_numpy().tolist() == truth.var["position"][sites].tolist()
+    rows = np.array([truth.obs_names.get_loc(b) for b in truth.obs_names[::2]])
+    for tag in ("AD", "DP"):
+        assert got.layers[tag].dtype == np.int32 and got.layers[tag].format == "csr"
+        expect = truth.layers[tag][rows][:, np.flatnonzero(sites)].toarray()
+        expect[rows < 3] = 0  # cells the folder does not list: zeros
+        np.testing.assert_array_equal(got.layers[tag].toarray(), expect)
+    np.testing.assert_array_equal(got.obs["has_alleles"].to_numpy(), rows >= 3)
+    info = got.uns["alleles"]
+    assert info["n_cells"] == len(kept) and info["n_matched"] == int((rows >= 3).sum())
+    assert info["n_barcodes"] == listed.n_obs and info["n_sites_read"] == truth.n_vars
+    assert info["n_sites"] == int(sites.sum())
+    assert info["region_sites"] == {
+        "del5q": int(inside(truth.var, DEL5Q).sum()),
+        "control": int(inside(truth.var, CONTROL).sum()),
+    }
+    assert info["path"] == str(folder)
+
+
+def test_read_alleles_refuses_another_sample_s_folder(cohort, tmp_path):
+    folder = write_cellsnp(cohort.alleles["P1_rem"], tmp_path / "snps")
+    cells = [f"P1_dx:{b}" for b in cohort.alleles["P1_dx"].obs_names]
+    ad.AnnData(obs=pd.DataFrame(index=cells)).write_h5ad(tmp_path / "filtered.h5ad")
+    with pytest.raises(InputError) as err:
+        read_alleles(
+            str(folder),
+            str(tmp_path / "filtered.h5ad"),
+            str(tmp_path / "out.h5ad"),
+            sample="P1_dx",
+            lesions=LESIONS,
+            control_region=None,
+            cytobands=str(CYTOBANDS),
+            counts="inputs/P1_dx.h5",
+        )
+    message = str(err.value)
+    assert "\n" not in message and "sample P1_dx" in message and "inputs/P1_dx.h5" in message
+    assert "another sample's cellsnp-lite output" in message
+    assert not (tmp_path / "out.h5ad").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# the simulator writes allele data for the chosen samples only
+# ------------------------------------------------------------------------------------------------
+def test_alleles_patients_chooses_the_samples_and_changes_no_draw(cohort, genes, markers, gene_sets):
+    assert sorted(cohort.alleles) == ["P1_dx", "P1_rem"]
+    assert set(cohort.allele_truth["patient"]) == {"P1"}
+    every = simulate_cohort(
+        sim_sheet(ROWS),
+        genes,
+        markers,
+        gene_sets,
+        params={**PARAMS, "alleles": {"enabled": True}},
+        seed=3,
+    )
+    assert sorted(every.alleles) == ["H1", "P1_dx", "P1_rem"]
+    for sample in ("P1_dx", "P1_rem"):  # P1's allele draws and every sample's counts are the same
+        for tag in ("AD", "DP"):
+            assert (cohort.alleles[sample].layers[tag] != every.alleles[sample].layers[tag]).nnz == 0
+    for sample in cohort.counts:
+        assert (cohort.counts[sample].X != every.counts[sample].X).nnz == 0
+    assert cohort.cells.equals(every.cells)
+
+
+def test_an_unknown_alleles_patient_is_refused():
+    with pytest.raises(InputError) as err:
+        resolve_params({"alleles": {"enabled": True, "patients": ["P9"]}}, samples=sim_sheet(ROWS), root="demo.params")
+    assert err.value.where == "demo.params.alleles.patients" and "'P9'" in str(err.value)
+
+
+def test_the_demo_writes_a_cellsnp_folder_per_chosen_sample(genes, tmp_path, monkeypatch):
+    from remnant.workflow.demo import simulate_demo
+
+    monkeypatch.chdir(tmp_path)
+    table = sim_sheet(ROWS).assign(format=["h5ad", "table", "10x_h5"])
+    p = resolve_params(copy.deepcopy(PARAMS), samples=table)
+    chosen = [s for s, row in table.iterrows() if has_alleles(row, p)]
+    sheet = simulated_paths(table, p["index_sort"]["technologies"], allele_samples=chosen, folder="inputs")
+    assert list(sheet["alleles"]) == ["inputs/P1_dx.cellsnp", "inputs/P1_rem.cellsnp", ""]
+    simulate_demo(
+        sheet.to_dict(orient="records"),
+        genes=str(ROOT / "resources/annotation/GRCh38_genes.tsv.gz"),
+        markers=str(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
+        gene_sets=str(ROOT / "resources/gene_sets"),
+        params=copy.deepcopy(PARAMS),
+        seed=3,
+        cells="cells.tsv.gz",
+        patients="patients.tsv",
+    )
+    assert sorted(p.name for p in Path("inputs").iterdir() if p.name.endswith(".cellsnp")) == [
+        "P1_dx.cellsnp",
+        "P1_rem.cellsnp",
+    ]
+    written = read_cellsnp("inputs/P1_dx.cellsnp")
+    truth = pd.read_csv("cells.tsv.gz", sep="\t")
+    assert list(written.obs_names) == list(truth.loc[truth["sample"] == "P1_dx", "barcode"])
+    counts = ad.read_h5ad("inputs/P1_dx.h5ad")
+    assert list(counts.obs_names) == list(written.obs_names)
+
+
+def test_a_cohort_plans_read_alleles_only_for_samples_with_a_folder(tmp_path):
+    """The workflow's dry run: read_alleles for the one sample whose row names a folder; none without the column."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from bad_inputs import Cohort
+
+    cohort = Cohort(tmp_path)
+    cellsnp_folder(tmp_path / "snps")
+
+    def planned() -> list[str]:
+        run = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path)]
+            + ["--configfile", str(tmp_path / "config.yaml"), "-n", "--quiet", "rules", "--cores", "1"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        return [line.split()[0] for line in run.stdout.splitlines() if line.strip()]
+
+    assert "read_alleles" not in planned()
+    rows = [line.split("\t") for line in cohort.sheet_text().splitlines()]
+    cohort.write_sheet([[*rows[0], "alleles"]] + [[*r, "snps" if r[0] == "P1_dx_HSC" else ""] for r in rows[1:]])
+    lines = planned()
+    assert "read_alleles" in lines
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path)]
+        + ["--configfile", str(tmp_path / "config.yaml"), "-n", "results/alleles/P1_dx_HSC.h5ad", "--cores", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "read_alleles" in run.stdout and "cluster_cells" not in run.stdout  # per sample: no wait on clustering
