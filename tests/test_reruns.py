@@ -301,8 +301,8 @@ def _snapshot(directory: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_read_only_inputs(cohort_run, tmp_path):
-    """Every per-sample job of a cohort whose inputs (counts, index-sort tables, sheet, config,
-    annotation, cytobands) live read-only outside the working directory. Later jobs read only
+    """Every per-sample job of a cohort whose inputs (counts, index-sort tables, a cellsnp-lite
+    folder, sheet, config, annotation, cytobands) live read-only outside the working directory. Later jobs read only
     results/. (Running as root, the permission bits bind nothing; the checksums, times and
     listing checks hold either way.)"""
     inputs, workdir = tmp_path / "inputs", tmp_path / "work"
@@ -313,7 +313,11 @@ def test_read_only_inputs(cohort_run, tmp_path):
         "T2_diagnosis_HSC",
         "N1_HSC",
     )  # h5, 10x mtx, table + index sort, plate reference
-    real_inputs(cohort_run, inputs, keep=keep)
+    sheet_path = real_inputs(cohort_run, inputs, keep=keep)
+    # T1_diagnosis_HSC's allele counts (the simulator's cellsnp-lite folder) in the sheet's alleles column
+    sheet = pd.read_csv(sheet_path, sep="\t", dtype=str, keep_default_na=False)
+    sheet["alleles"] = [str(inputs / f"{s}.cellsnp") if s == "T1_diagnosis_HSC" else "" for s in sheet["sample"]]
+    sheet.to_csv(sheet_path, sep="\t", index=False)
     for name in ("GRCh38_genes.tsv.gz", "GRCh38_cytobands.tsv"):
         shutil.copy(ROOT / "resources/annotation" / name, inputs / name)
     config = yaml.safe_load((cohort_run / "config.yaml").read_text())
@@ -336,6 +340,7 @@ def test_read_only_inputs(cohort_run, tmp_path):
             "--cores",
             "2",
             "results/qc/removed_per_sample.tsv",
+            "results/alleles/T1_diagnosis_HSC.h5ad",
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -345,6 +350,7 @@ def test_read_only_inputs(cohort_run, tmp_path):
         )
         table = pd.read_csv(workdir / "results/qc/removed_per_sample.tsv", sep="\t")
         assert sorted(table["sample"]) == sorted(keep)
+        assert ad.read_h5ad(workdir / "results/alleles/T1_diagnosis_HSC.h5ad").uns["alleles"]["n_matched"] > 0
     finally:
         for path in [inputs, *inputs.rglob("*")]:
             path.chmod(stat.S_IRWXU)
