@@ -164,14 +164,20 @@ def run(depth, density, clone, cells, seed, confounders=True) -> dict:
         "other_expr": float(expr_call[other_mds].mean()) if other_mds.any() else float("nan"),
         "other_joint": float(call[other_mds].mean()) if other_mds.any() else float("nan"),
         "reads": float(np.median(obs["del5q_allele_reads"].to_numpy()[mds])),
-        "rho": adata.uns["lesions"]["del5q"]["allele_params"]["control_overdispersion"],
-        "temp": adata.uns["lesions"]["del5q"]["allele_params"]["temperature"],
+        "rho": _calibration(adata, "overdispersion"),
+        "temp": _calibration(adata, "del5q"),
         "sec_expr": sec_expr,
         "sec_alleles": sec_alleles,
     }
     out["gain"] = out["joint"] - out["expr"]
     out["oracle_gain"] = out["oracle"] - out["expr"]
     return out
+
+
+def _calibration(adata, column: str) -> float:
+    """The control region's measure (one batch here: droplet); NaN when it was too sparse to measure."""
+    table = adata.uns["lesions"]["del5q"]["allele_calibration"]
+    return float(table[column].iloc[0]) if len(table) else float("nan")
 
 
 def main() -> None:

@@ -11,6 +11,9 @@ rule call_lesions:
         depth_genes=(
             [config["cnv"]["depth"]["exclude_genes_file"]] if config["cnv"]["depth"]["exclude_genes_file"] else []
         ),
+        # allele counts of the samples with allele data (rule read_alleles; none: expression alone)
+        alleles=allele_tables(),
+        phased_sites=([config["alleles"]["phased_sites"]] if config["alleles"]["phased_sites"] else []),
     output:
         calls="results/cnv/lesion_calls.h5ad",
         cells="results/cnv/lesion_calls.tsv.gz",
@@ -22,6 +25,8 @@ rule call_lesions:
             category="3. Copy number",
             subcategory="Per sample",
         ),
+        # each patient's phased SNPs per lesion, with the reads of called and uncalled cells
+        phase=PHASED_SITES,
     log:
         "logs/call_lesions/call_lesions.log",
     benchmark:
@@ -38,6 +43,7 @@ rule call_lesions:
     params:
         lesions=config["lesions"],
         cnv=config["cnv"],  # cnv.depth included: the genes each cell's depth leaves out
+        alleles=config["alleles"],
         reference_conditions=config["conditions"]["reference"],
         seed=config["seed"],
     script:
@@ -185,3 +191,35 @@ rule plot_lesion_profile:
         lesions=config["lesions"],
     script:
         "../scripts/plot_lesion_profile.py"
+
+
+rule plot_allele_balance:
+    input:
+        phase="results/cnv/phased_sites.tsv",
+        cytobands=CYTOBANDS,
+    output:
+        png=report(
+            "results/cnv/figures/{lesion}_allele_balance.png",
+            caption="../report/cnv_allele_balance.rst",
+            category="3. Copy number",
+            subcategory="Allele evidence",
+            labels={"lesion": "{lesion}", "figure": "allele balance"},
+        ),
+    log:
+        "logs/plot_allele_balance/{lesion}.log",
+    benchmark:
+        "results/benchmarks/plot_allele_balance/{lesion}.tsv"
+    wildcard_constraints:
+        lesion="|".join(re.escape(name) for name in LESION_NAMES),
+    # light (one small table, one figure): runs where snakemake runs, not as a cluster job
+    localrule: True
+    conda:
+        "../envs/remnant.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(1000, 4),
+        runtime=runtime_for(10, 10),
+    params:
+        lesions=config["lesions"],
+    script:
+        "../scripts/plot_allele_balance.py"

@@ -120,6 +120,8 @@ SIMULATE = config["demo"]["simulate"]
 # the samples with allele data (sheet column alleles, or the simulator's demo.params.alleles)
 ALLELE_SAMPLES = [s for s in SAMPLES.index if SAMPLES.loc[s, "alleles"]]
 ALLELE_SAMPLES_PATTERN = "|".join(re.escape(s) for s in ALLELE_SAMPLES) or "(?!)"  # (?!) matches nothing
+# with allele data, call_lesions also writes each patient's phased SNPs (without: exactly as before)
+PHASED_SITES = ["results/cnv/phased_sites.tsv"] if ALLELE_SAMPLES else []
 GENES = resource(config["annotation"]["gtf"] or config["annotation"]["genes"])
 CYTOBANDS = resource(config["annotation"]["cytobands"])
 MARKERS = resource(config["states"]["markers"])
@@ -340,6 +342,11 @@ def get_final_output():
     ]
     outputs += all_samples("results/qc/figures/{sample}.png")
     outputs += allele_tables()
+    if ALLELE_SAMPLES:
+        outputs += PHASED_SITES
+        outputs += expand(
+            "results/cnv/figures/{lesion}_allele_balance.png", lesion=[x["name"] for x in config["lesions"]]
+        )
     outputs.append(WARNINGS)
     if SIMULATE:
         outputs.append("results/demo/truth_agreement.tsv")

@@ -10,6 +10,11 @@ start(snakemake.threads)
 
 from remnant.workflow.lesions import call_cohort_lesions  # noqa: E402
 
+
+def _as_list(value) -> list:
+    return [value] if isinstance(value, str) else list(value)
+
+
 with logged(snakemake.log[0], "call_lesions"):
     params = snakemake.params
     call_cohort_lesions(
@@ -24,4 +29,8 @@ with logged(snakemake.log[0], "call_lesions"):
         out_samples=snakemake.output.samples,
         out_intervals=snakemake.output.intervals,
         out_reference=snakemake.output.reference,
+        alleles=list(snakemake.input.alleles),
+        allele_options=params.alleles,
+        # a named output of no file (no sample has allele data) is an empty list
+        out_phase=next(iter(_as_list(snakemake.output.phase)), None),
     )

@@ -81,6 +81,7 @@ def test_dry_run_plans_every_stage(tmp_path_factory):
         ("score_signatures", 1),
         ("compare_pseudobulk", 1),
         ("read_alleles", 6),  # T1's and N1's samples (demo.params.alleles.patients)
+        ("plot_allele_balance", 1),
     ]:
         assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), text
     assert not any((workdir / d).exists() for d in ("results", "counts")), "a dry run wrote outputs"
@@ -178,6 +179,38 @@ def test_allele_tables_hold_the_kept_cells_and_the_regions_sites(run):
         assert got.layers["DP"].sum() > 0
 
 
+def test_calls_add_the_allele_evidence(run):
+    """rule call_lesions with allele data for T1 (and the healthy N1): T1's sites phased from its own cells,
+    each T1 cell's allele LLR added to its expression posterior; T2 (no allele data) and the reference
+    donor keep their expression calls exactly."""
+    from test_lesions import auroc
+
+    calls = pd.read_csv(run / "results/cnv/lesion_calls.tsv.gz", sep="\t", index_col="cell")
+    truth = pd.read_csv(run / "results/demo/truth/cells.tsv.gz", sep="\t")
+    truth.index = truth["sample"] + ":" + truth["barcode"]
+    carrier = truth.loc[calls.index, "lesion_del5q"].astype(bool).to_numpy()
+    t1 = (calls["patient"] == "T1").to_numpy()
+    reads = calls["del5q_allele_reads"].to_numpy()
+    assert (reads[t1] > 0).mean() > 0.5 and (reads[~t1] == 0).all()
+    untouched = ~t1
+    assert (calls["del5q_allele_llr"].to_numpy()[untouched] == 0).all()
+    assert np.allclose(calls["del5q_posterior"][untouched], calls["del5q_expression_posterior"][untouched])
+    deep = t1 & (reads >= 3)
+    allele_auc = auroc(calls["del5q_allele_llr"].to_numpy()[deep], carrier[deep])
+    joint_auc = auroc(calls["del5q_posterior"].to_numpy()[t1], carrier[t1])
+    expression_auc = auroc(calls["del5q_expression_posterior"].to_numpy()[t1], carrier[t1])
+    print(f"\nT1: allele AUROC {allele_auc:.3f} (>= 3 reads), joint {joint_auc:.4f}, expression {expression_auc:.4f}")
+    assert allele_auc > 0.9 and joint_auc >= expression_auc - 0.002
+    phased = pd.read_csv(run / "results/cnv/phased_sites.tsv", sep="\t")
+    assert set(phased["patient"].astype(str)) == {"T1"} and set(phased["lesion"]) == {"del5q"}
+    sure = phased[phased["confidence"] >= 0.9]
+    # loss carriers read the retained haplotype only (up to error); the cells not called read both
+    assert sure["called_changed"].sum() / sure["called_reads"].sum() < 0.1
+    assert 0.3 < sure["uncalled_changed"].sum() / max(sure["uncalled_reads"].sum(), 1) < 0.7
+    figure = (run / "results/cnv/figures/del5q_allele_balance.png").read_bytes()
+    assert figure[:8] == b"\x89PNG\r\n\x1a\n" and len(figure) > 10_000
+
+
 def test_qc_table_accounts_for_every_cell(run):
     table = pd.read_csv(run / "results/qc/removed_per_sample.tsv", sep="\t").set_index("sample")
     truth = pd.read_csv(run / "results/demo/truth/cells.tsv.gz", sep="\t")
@@ -241,8 +274,8 @@ def test_logs_per_job(run):
     logs = sorted((run / "logs").rglob("*.log"))
     # simulate, read x10, filter x10, summarise_qc, cluster, plot_clusters, call_lesions, annotate_cohort,
     # evaluate_demo, infer_cnv, plot_cnv x3, plot_lesion_profile x3, persistence x4, write_front_page, collect_warnings,
-    # read_alleles x6 (T1's and N1's samples)
-    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3 + 4 + 1 + 1 + 6
+    # read_alleles x6 (T1's and N1's samples), plot_allele_balance
+    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3 + 4 + 1 + 1 + 6 + 1
     text = (run / "logs/read_counts/T2_diagnosis_HSC.log").read_text()
     assert "done" in text and "mapped" in text
 

@@ -93,9 +93,7 @@ def plot_allele_balance(phase: pd.DataFrame, lesion, path: str, *, bin_mb: float
         ax.set_title(f"Patient {patient}: {n_sure} of {len(mine)} sites phased with confidence >= 0.9", fontsize=8)
     axes[-1, 0].set_xlabel(f"{lesion.chromosome} position (Mb)")
     axes[0, 0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle(
-        f"{lesion.name}: allele reads on the changed haplotype, cells called / not called", fontsize=10, y=1.0
-    )
+    fig.suptitle(f"{lesion.name}: allele reads on the changed haplotype, cells called / not called", fontsize=10, y=1.0)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

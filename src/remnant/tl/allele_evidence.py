@@ -137,9 +137,12 @@ def add_allele_evidence(
     a random phase, a cell's allele LLR is a draw from its null distribution
     (:func:`remnant.tl.null_allele_llr`): the bursting overdispersion is measured on them (phase-free
     moments, every cell) and the LLRs of the lesions are divided by the spread (sd, >= 1) of the null
-    ``z``, as the expression LLR is by its reference cells'. Without enough control reads (fewer than
-    :data:`remnant.tl.alleles.MIN_BURST_PAIRS` (cell, site) pairs with two reads) the bursting is
-    learned by each patient's phasing and no temperature is applied (logged as a WARNING).
+    ``z``, as the expression LLR is by its reference cells', per batch of the expression calls (a
+    technology: plate reads are nearly monoallelic per gene, droplet reads much less). Without enough control reads (fewer than
+    :data:`remnant.tl.alleles.MIN_BURST_PAIRS` (cell, site) pairs with two reads in a batch) the
+    batch's bursting comes from all its sites, cells weighted by their probability of carrying no
+    lesion, and no temperature is applied; without enough in any batch the bursting is learned by
+    each patient's phasing (a WARNING).
 
     Writes
     ------
@@ -153,7 +156,11 @@ def add_allele_evidence(
     allele LLR is negative, so it bounds the joint rate from above). ``uns["lesions"][name]["phase"]``:
     :data:`PHASE_COLUMNS` (``called_*``/``uncalled_*``: REF + ALT reads and reads on the changed
     haplotype of the cells called / not called, per site: the B-allele picture);
-    ``uns["lesions"][name]["allele_params"]``: the settings and per-patient overdispersion.
+    ``uns["lesions"][name]["allele_params"]``: the settings and per-patient (mean) overdispersion;
+    ``uns["lesions"][name]["allele_calibration"]``: per batch (the expression calls' ``batch_key``),
+    ``n_cells``, ``control_cells``, ``control_pairs``, ``overdispersion``, each lesion's temperature
+    and ``source`` (``control sites``, or ``all sites, uncalibrated`` when the batch has too few
+    control reads).
     """
     # long because: one loop over lesions and patients, each step a call; the bookkeeping is shared
     aligned = align_alleles(alleles, adata.obs_names)
@@ -162,7 +169,10 @@ def add_allele_evidence(
     n_cells = int((np.asarray(aligned.layers["DP"].sum(axis=1)).ravel() > 0).sum())
     log.info("allele data for %d of %d cells, %d sites", n_cells, adata.n_obs, aligned.n_vars)
     genes = adata.var if genes is None else genes
-    rho, temperatures, control = _calibrate(aligned, lesions, genes, eps, max_gene_llr, seed)
+    batch_key = _batch_key(adata, lesions)
+    batches = adata.obs[batch_key].astype(str).to_numpy() if batch_key else np.full(adata.n_obs, "all")
+    normal = np.prod([1.0 - adata.obs[f"{x.name}_posterior"].to_numpy(float) for x in lesions], axis=0)
+    rho, temperatures, calibration = _calibrate(aligned, batches, normal, lesions, genes, eps, max_gene_llr, seed)
     for lesion in lesions:
         info = adata.uns["lesions"][lesion.name]
         cutoff = float(info["params"]["posterior_cutoff"])
@@ -179,11 +189,12 @@ def add_allele_evidence(
             if not sites.any():
                 continue
             sub = aligned[np.flatnonzero(m), np.flatnonzero(sites)]
-            site_phase = _phase(sub, genes, expression[m], lesion, patient, phase, eps, max_gene_llr, rho)
-            scored = allele_llr(sub, site_phase, lesion.type, overdispersion=rho, eps=eps, max_gene_llr=max_gene_llr)
-            llr[m] = scored["llr"].to_numpy() / temperatures[lesion.name]
+            rho_m = None if rho is None else rho[m]
+            site_phase = _phase(sub, genes, expression[m], lesion, patient, phase, eps, max_gene_llr, rho_m)
+            scored = allele_llr(sub, site_phase, lesion.type, overdispersion=rho_m, eps=eps, max_gene_llr=max_gene_llr)
+            llr[m] = scored["llr"].to_numpy() / temperatures[lesion.name][m]
             reads[m], n_genes[m] = scored["n_reads"], scored["n_genes"]
-            rhos[str(patient)] = float(scored.attrs["overdispersion"])
+            rhos[str(patient)] = float(np.mean(scored.attrs["overdispersion"]))
             joint_m = expit(logit(np.clip(expression[m], 1e-12, 1 - 1e-12)) + llr[m])
             tables.append(_phase_rows(sub, site_phase, patient, joint_m >= cutoff))
             log.info(
@@ -206,52 +217,90 @@ def add_allele_evidence(
             "max_gene_llr": float(max_gene_llr),
             "phase": "given" if phase is not None else "learned",
             "overdispersion": rhos,
-            "control_overdispersion": float("nan") if rho is None else rho,
-            "temperature": temperatures[lesion.name],
-            **control,
         }
+        info["allele_calibration"] = calibration.copy()
 
 
 def _calibrate(
-    aligned: anndata.AnnData, lesions, genes: pd.DataFrame, eps: float, max_gene_llr: float, seed: int
-) -> tuple[float | None, dict[str, float], dict]:
-    """Bursting and each lesion's temperature from the control sites (see :func:`add_allele_evidence`):
-    (overdispersion or None, {lesion: temperature}, what was measured)."""
+    aligned: anndata.AnnData,
+    batches: np.ndarray,
+    normal: np.ndarray,
+    lesions,
+    genes: pd.DataFrame,
+    eps: float,
+    bound: float,
+    seed: int,
+) -> tuple[np.ndarray | None, dict[str, np.ndarray], pd.DataFrame]:
+    """Bursting and each lesion's temperature from the control sites, per batch (technology), as
+    (n_obs,) arrays: (overdispersion per cell or None, {lesion: temperature per cell}, the table of what
+    was measured). A batch with too few control reads gets its bursting from all its sites, each cell
+    weighted by ``normal`` (its probability of carrying no lesion), and no temperature (see
+    :func:`add_allele_evidence`)."""
     inside = np.zeros(aligned.n_vars, bool)
     for lesion in lesions:
         inside |= lesion_sites(aligned, lesion)
-    sub = aligned[:, np.flatnonzero(~inside)]
-    dp = sp.csr_matrix(sub.layers["DP"])
-    pairs = int((dp.data >= 2).sum())
-    info = {"control_sites": int(sub.n_vars), "control_cells": int((np.diff(dp.indptr) > 0).sum())}
-    temperatures = {lesion.name: 1.0 for lesion in lesions}
-    if pairs < MIN_BURST_PAIRS:
+    control = aligned[:, np.flatnonzero(~inside)]
+    sites_gene = site_genes(control, genes)
+    ones = {lesion.name: np.ones(aligned.n_obs) for lesion in lesions}
+    dp = sp.csr_matrix(control.layers["DP"])
+    if int((dp.data >= 2).sum()) < MIN_BURST_PAIRS:
         log.warning(
-            "allele evidence not calibrated: %d (cell, site) pairs with two reads or more outside the lesions "
-            "(< %d). Keep the control region's SNPs in the allele data (alleles.control_region) to measure "
+            "allele evidence not calibrated: fewer than %d (cell, site) pairs with two reads or more outside the "
+            "lesions. Keep the control region's SNPs in the allele data (alleles.control_region) to measure "
             "bursting and the evidence's spread.",
-            pairs,
             MIN_BURST_PAIRS,
         )
-        return None, temperatures, info
-    rho = bursting_overdispersion(sub)
-    sites_gene = site_genes(sub, genes)
-    for lesion in lesions:
-        null = null_allele_llr(
-            sub, sites_gene, lesion.type, overdispersion=rho, eps=eps, max_gene_llr=max_gene_llr, seed=seed
-        )
-        temperatures[lesion.name] = temperature(null["z"].to_numpy(), True)
+        return None, ones, pd.DataFrame()
+    rho, temps, rows = np.zeros(aligned.n_obs), {k: np.ones(aligned.n_obs) for k in ones}, []
+    for batch in pd.unique(batches):
+        m = batches == batch
+        got = _measure(control, m, sites_gene, lesions, eps, bound, seed)
+        source = "control sites"
+        if got is None:
+            # technologies burst differently: another batch's value would be wrong; the batch's own
+            # reads at all sites, weighted towards likely normal cells, are phase-free and its own
+            got = {
+                "overdispersion": bursting_overdispersion(aligned[np.flatnonzero(m)], normal[m]),
+                **_ones_of(lesions),
+            }
+            source = "all sites, uncalibrated (too few control reads)"
+        rho[m] = got["overdispersion"]
+        for name in temps:
+            temps[name][m] = got[name]
+        rows.append({"batch": str(batch), "n_cells": int(m.sum()), **got, "source": source})
         log.info(
-            "%s: allele evidence calibrated on %d control sites, %d cells: bursting %.3f, null z mean %.2f, "
-            "temperature %.2f",
-            lesion.name,
-            sub.n_vars,
-            info["control_cells"],
-            rho,
-            float(np.nanmean(null["z"])),
-            temperatures[lesion.name],
+            "allele evidence, batch %s: bursting %.3f, temperatures %s (from %s)",
+            batch,
+            got["overdispersion"],
+            ", ".join(f"{k} {got[k]:.2f}" for k in temps),
+            source,
         )
-    return rho, temperatures, info
+    return rho, temps, pd.DataFrame(rows)
+
+
+def _ones_of(lesions) -> dict[str, float]:
+    return {lesion.name: 1.0 for lesion in lesions}
+
+
+def _measure(control: anndata.AnnData, m: np.ndarray, sites_gene, lesions, eps, bound, seed) -> dict | None:
+    """Bursting and temperatures on the control sites of the cells of mask ``m`` (None: too few pairs)."""
+    sub = control[np.flatnonzero(m)]
+    dp = sp.csr_matrix(sub.layers["DP"])
+    pairs = int((dp.data >= 2).sum())
+    if pairs < MIN_BURST_PAIRS:
+        return None
+    rho = bursting_overdispersion(sub)
+    out = {"control_cells": int((np.diff(dp.indptr) > 0).sum()), "control_pairs": pairs, "overdispersion": rho}
+    for lesion in lesions:
+        null = null_allele_llr(sub, sites_gene, lesion.type, overdispersion=rho, eps=eps, max_gene_llr=bound, seed=seed)
+        out[lesion.name] = temperature(null["z"].to_numpy(), True)
+    return out
+
+
+def _batch_key(adata: anndata.AnnData, lesions) -> str | None:
+    """The batch column the expression calls used (bursting and its calibration are per technology)."""
+    key = adata.uns["lesions"][lesions[0].name]["params"].get("batch_key", "") if lesions else ""
+    return key if key and key in adata.obs else None
 
 
 def _patients(adata: anndata.AnnData, patient_key: str) -> np.ndarray:

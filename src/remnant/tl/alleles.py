@@ -161,10 +161,21 @@ def _lookup(m: sp.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return np.where(keys[pos] == want, data[pos], 0.0)
 
 
-def _concentration(rho: float) -> float:
-    """Beta-binomial concentration ``a + b`` of overdispersion ``rho = 1 / (a + b + 1)``."""
-    rho = float(np.clip(rho, *_RHO_RANGE))
-    return 1.0 / rho - 1.0
+def _concentration(rho):
+    """Beta-binomial concentration ``a + b`` of overdispersion ``rho = 1 / (a + b + 1)`` (a float, or
+    an array of one per cell: cells of several technologies burst differently)."""
+    rho = np.clip(np.asarray(rho, dtype=float), *_RHO_RANGE)
+    return float(1.0 / rho - 1.0) if rho.ndim == 0 else 1.0 / rho - 1.0
+
+
+def _at_entries(conc, rows: np.ndarray):
+    """A per-cell concentration at each stored entry (its row's); a float stays as it is."""
+    return conc if np.ndim(conc) == 0 else np.asarray(conc)[rows]
+
+
+def _summary(rho) -> float:
+    """One number for logs and tables: the overdispersion, or its mean over cells."""
+    return float(np.mean(rho))
 
 
 def _bb(k: np.ndarray, n: np.ndarray, mean: float, conc: float) -> np.ndarray:
@@ -285,7 +296,7 @@ def _gene_llr(
     k: sp.csr_matrix, n: sp.csr_matrix, lesion_type: str, rho: float, eps: float, bound: float
 ) -> sp.csr_matrix:
     """Clipped LLR carrier vs normal per (cell, gene), CSR cells x genes (nats)."""
-    conc = _concentration(rho)
+    conc = _at_entries(_concentration(rho), _nonzero(n)[0])
     llr = _carrier(k.data, n.data, lesion_type, conc, eps) - _bb(k.data, n.data, 0.5, conc)
     return sp.csr_matrix((np.clip(llr, -bound, bound), n.indices, n.indptr), shape=n.shape)
 
@@ -330,8 +341,8 @@ def phase_sites(
     eps
         Reads on the lost haplotype in a carrier of a loss, per read (sequencing error, mismapping).
     overdispersion
-        Bursting ``rho``; default :func:`bursting_overdispersion` weighted by each cell's current
-        probability of being normal (``1 - carrier`` at first, then with the allele evidence).
+        Bursting ``rho``: a float, or (n_obs,) one per cell (technologies burst differently); default
+        the maximum-likelihood value of the cells' carrier/normal mixture from the phased genes.
     max_gene_llr
         Bound of one gene's LLR in a cell (nats), both ways.
     max_iter, tol
@@ -372,7 +383,7 @@ def phase_sites(
     post = expit(logit(carrier) + total)
     if overdispersion is None:
         _warn_if_few_pairs(n, carrier)
-    log.info("phased %d sites in %d EM rounds (overdispersion %.3f)", alleles.n_vars, iterations, rho)
+    log.info("phased %d sites in %d EM rounds (overdispersion %.3f)", alleles.n_vars, iterations, _summary(rho))
     return _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps)
 
 
@@ -397,6 +408,7 @@ def _site_posterior(
     z = logit(carrier[rows]) + total[rows] - own
     log_w, log_not = log_expit(z), log_expit(-z)  # log P(carrier), log P(normal) without underflow
     x, m = ad.data, dp.data
+    conc = _at_entries(conc, rows)
     normal = log_not + _bb(x, m, 0.5, conc)
     # phase ALT-on-changed: the changed-haplotype reads are the ALT reads; else the REF reads
     alt = np.logaddexp(log_w + _carrier(x, m, lesion_type, conc, eps), normal)
@@ -421,7 +433,11 @@ def _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion
         index=alleles.var_names.copy(),
     )
     table.attrs.update(
-        overdispersion=float(rho), iterations=int(iterations), lesion_type=lesion_type, eps=eps, carrier=post
+        overdispersion=rho if np.ndim(rho) else float(rho),
+        iterations=int(iterations),
+        lesion_type=lesion_type,
+        eps=eps,
+        carrier=post,
     )
     return table
 
@@ -450,8 +466,8 @@ def allele_llr(
     lesion_type
         ``"loss"`` or ``"gain"``.
     overdispersion
-        Bursting ``rho``. Default: :func:`bursting_overdispersion` of the ``normal`` cells if given,
-        else ``phase.attrs["overdispersion"]``.
+        Bursting ``rho`` (a float, or (n_obs,) one per cell). Default: :func:`bursting_overdispersion`
+        of the ``normal`` cells if given, else ``phase.attrs["overdispersion"]``.
     normal
         (n_obs,) weights (or booleans) of cells to estimate ``rho`` from, e.g. reference cells.
     eps, max_gene_llr
@@ -489,11 +505,12 @@ def allele_llr(
 def _rho_for(alleles, phase: pd.DataFrame, overdispersion, normal) -> float:
     """The overdispersion :func:`allele_llr` uses (argument, normal cells, or the phasing's)."""
     if overdispersion is not None:
-        return float(overdispersion)
+        return overdispersion if np.ndim(overdispersion) else float(overdispersion)
     if normal is not None:
         return bursting_overdispersion(alleles, weights=np.asarray(normal, dtype=float))
     if "overdispersion" in phase.attrs:
-        return float(phase.attrs["overdispersion"])
+        rho = phase.attrs["overdispersion"]
+        return rho if np.ndim(rho) else float(rho)
     raise ValueError("allele_llr needs overdispersion, normal cells, or a phase table from phase_sites")
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from remnant.errors import InputError
 from remnant.io.annotation import chromosome_arms, load_cytobands
-from remnant.io.store import TABLE_GZIP, annotate_with_calls, read_obs
+from remnant.io.store import TABLE_GZIP, annotate_with_calls, read_obs, read_var
 from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles
 from remnant.tl.depth import DepthGenes, read_gene_list
 from remnant.tl.lesions import Lesion, call_lesions, parse_lesions, read_lesion_counts, write_calls
@@ -75,7 +75,7 @@ def call_cohort_lesions(
         reference report (TSVs).
     alleles, allele_options, out_phase
         Per-sample allele counts (h5ad files of rule read_alleles: cells x sites, layers AD, DP;
-        none: expression alone, exactly as without them), the config's ``alleles`` block (``eps``,
+        none: expression alone, exactly as without them), the config's ``alleles`` block (``error_rate``,
         ``max_gene_llr``, ``phased_sites``: a user's phasing or null) and the phased-site table
         written from them (:func:`remnant.tl.add_allele_evidence`).
     """
@@ -111,7 +111,7 @@ def call_cohort_lesions(
     call_lesions(adata, parsed, reference=reference, posterior_cutoff=cnv["posterior_cutoff"], **options)
     adata.obs["cnv_reference"] = reference
     if alleles:
-        _add_alleles(adata, parsed, alleles, allele_options or {}, out_phase)
+        _add_alleles(adata, parsed, alleles, allele_options or {}, out_phase, read_var(h5ad), seed)
     t_call, c_call = time.perf_counter() - t0, time.process_time() - c0
     # benchmarks/scale.py parses this line (issue 8: lesion calling within 3x of reading its input);
     # wall time, and CPU time too since wall time stretches on a shared machine
@@ -128,7 +128,13 @@ def call_cohort_lesions(
 
 
 def _add_alleles(
-    adata: ad.AnnData, lesions: list[Lesion], paths: Sequence[PathLike], options: Mapping, out_phase: PathLike | None
+    adata: ad.AnnData,
+    lesions: list[Lesion],
+    paths: Sequence[PathLike],
+    options: Mapping,
+    out_phase: PathLike | None,
+    genes: pd.DataFrame,
+    seed: int,
 ) -> None:
     """Phase each patient's sites, add each cell's allele LLR to its posterior and write the
     phased sites (one table, all lesions: ``lesion`` column first)."""
@@ -139,9 +145,11 @@ def _add_alleles(
         adata,
         concat_alleles(parts),
         lesions,
-        eps=float(options.get("eps", 0.02)),
+        eps=float(options.get("error_rate", 0.02)),
         max_gene_llr=float(options.get("max_gene_llr", 3.0)),
         phase=given,
+        genes=genes,  # every gene's position: the control region's sites need theirs too
+        seed=seed,
     )
     tables = [adata.uns["lesions"][x.name]["phase"].assign(lesion=x.name) for x in lesions]
     table = pd.concat(tables, ignore_index=True)
