@@ -366,7 +366,7 @@ def phase_sites(
     # a posterior of exactly 0 or 1 would let no allele evidence move the cell
     carrier = np.clip(carrier, 1e-6, 1 - 1e-6)
     p_alt, iterations, total = np.full(alleles.n_vars, 0.5), 0, np.zeros(alleles.n_obs)
-    n = sp.csr_matrix((alleles.n_obs, 0))
+    n, terms = sp.csr_matrix((alleles.n_obs, 0)), None
     rho = overdispersion if overdispersion is not None else bursting_overdispersion(alleles, 1.0 - carrier)
     while iterations < max_iter:
         iterations += 1
@@ -375,7 +375,9 @@ def phase_sites(
             rho = _rho_ml(k, n, carrier, lesion_type, eps)
         cell_gene = _gene_llr(k, n, lesion_type, rho, eps, max_gene_llr)
         total = np.asarray(cell_gene.sum(axis=1)).ravel()
-        new = _site_posterior(ad, dp, codes, carrier, total, cell_gene, lesion_type, _concentration(rho), eps)
+        if terms is None or overdispersion is None:  # bursting re-estimated: the entries' terms change
+            terms = _entry_terms(ad, dp, lesion_type, _concentration(rho), eps)
+        new = _site_posterior(ad, dp, codes, carrier, total, cell_gene, terms)
         moved = np.max(np.abs(new - p_alt), initial=0.0)
         p_alt = new
         if moved < tol:
@@ -387,8 +389,8 @@ def phase_sites(
     table = _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps)
     if iterations:
         # each read entry's phase without its own cell's reads at the site (allele_llr's leave-one-out)
-        score, contrib = _site_scores(ad, dp, codes, carrier, total, cell_gene, lesion_type, _concentration(rho), eps)
-        rows, cols = _nonzero(dp)
+        score, contrib = _site_scores(ad, dp, codes, carrier, total, cell_gene, terms)
+        cols = _nonzero(dp)[1]
         table.attrs["loo_logit"] = sp.csr_matrix((score[cols] - contrib, dp.indices, dp.indptr), shape=dp.shape)
     return table
 
@@ -400,29 +402,36 @@ def _site_scores(
     carrier: np.ndarray,
     total: np.ndarray,
     cell_gene: sp.csr_matrix,
-    lesion_type: str,
-    conc: float,
-    eps: float,
+    terms: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log odds of ALT on the changed haplotype per site from its reads, each cell a carrier/normal
     mixture, and each read entry's share of it (its cell's reads at the site), in ``dp``'s storage order.
 
     A cell's carrier weight for a site is its expression posterior plus its allele LLR *without the
-    site's gene* (the gene's own reads must not vouch for the phase they are judged by)."""
+    site's gene* (the gene's own reads must not vouch for the phase they are judged by); ``terms``:
+    :func:`_entry_terms`."""
     rows, cols = _nonzero(dp)
     code = codes[cols]
     own = np.where(code >= 0, _lookup(cell_gene, rows, np.maximum(code, 0)), 0.0)
     z = logit(carrier[rows]) + total[rows] - own
     log_w, log_not = log_expit(z), log_expit(-z)  # log P(carrier), log P(normal) without underflow
-    x, m = ad.data, dp.data
-    conc = _at_entries(conc, rows)
-    normal = log_not + _bb(x, m, 0.5, conc)
+    normal_ll, alt_ll, ref_ll = terms
+    normal = log_not + normal_ll
     # phase ALT-on-changed: the changed-haplotype reads are the ALT reads; else the REF reads
-    alt = np.logaddexp(log_w + _carrier(x, m, lesion_type, conc, eps), normal)
-    ref = np.logaddexp(log_w + _carrier(m - x, m, lesion_type, conc, eps), normal)
+    alt = np.logaddexp(log_w + alt_ll, normal)
+    ref = np.logaddexp(log_w + ref_ll, normal)
     contrib = np.where(code >= 0, alt - ref, 0.0)
     score = np.bincount(cols, weights=contrib, minlength=dp.shape[1])
     return score, contrib
+
+
+def _entry_terms(ad, dp, lesion_type, conc, eps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per read entry of ``dp`` (storage order): log-likelihood of its reads in a normal cell, and in a
+    carrier with the changed haplotype's reads being the ALT ones or the REF ones (no binomial
+    coefficients). Fixed for a given bursting: the EM computes them once, not every round."""
+    x, m = ad.data, dp.data
+    c = _at_entries(conc, _nonzero(dp)[0])
+    return _bb(x, m, 0.5, c), _carrier(x, m, lesion_type, c, eps), _carrier(m - x, m, lesion_type, c, eps)
 
 
 def _site_posterior(*args) -> np.ndarray:
