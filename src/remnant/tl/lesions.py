@@ -620,9 +620,11 @@ def call_lesions(
         pseudo-cells, so a population of normal cells inside a tumour's sample is not called
         because the tumour's cells made the sample's prior high.
     prior_strength
-        Pseudo-cells of the pull of a group's prior towards its sample's (>= 0; ``numpy.inf``: one
-        prior per sample, as before groups). 20 keeps a group of a few cells near its sample's
-        prior and lets one of hundreds learn its own.
+        The most pseudo-cells pulling a group's prior towards its sample's (>= 0; ``numpy.inf``: one
+        prior per sample, as before groups). Where a sample's groups differ in carrier fraction more
+        than their sizes explain (a tumour and its normal cells), the pull is estimated from that
+        spread and is weaker (empirical Bayes, at least one pseudo-cell;
+        :func:`remnant.tl.lesion_model.pooling_strength`); where they agree it is ``prior_strength``.
     n_folds
         Cross-fitting folds for reference cells (capped at the number of reference donors).
     seed
@@ -681,8 +683,8 @@ def call_lesions(
     tempering), ``obs[f"{name}_call"]`` (bool), ``obs[f"{name}_n_genes"]`` (int, lesion genes with
     nonzero expectation). ``uns["lesions"][name]``: ``per_sample`` DataFrame (batch, n_cells,
     n_reference, prior, n_called, fpr, fnr, temperature, count_scale, reference_matched);
-    ``per_group`` DataFrame (sample, group, n_cells, prior, n_called, fpr: the priors the cells
-    were called with);
+    ``per_group`` DataFrame (sample, group, n_cells, prior, strength (the pseudo-cells of the pull
+    towards the sample's prior), n_called, fpr: the priors the cells were called with);
     ``batches`` DataFrame (per batch: n_cells, n_reference, reference_matched, fold_mode, n_folds,
     n_reference_donors (-1: donors unknown), n_genes, temperature, count_scale); ``reference_notes``
     DataFrame (batch, kind, detail, note: what the reference could not give a batch - one reference

@@ -470,7 +470,10 @@ def _prior_groups(cnv: dict) -> str:
         return ""
     groups = {"leiden": "Leiden cluster", "hspc_state": "annotated state"}.get(key, key)
     strength = cnv.get("prior_strength", "NA")
-    return f" and then per {groups} within each sample, pulled towards the sample's by {strength} pseudo-cells"
+    return (
+        f" and then per {groups} within each sample, pulled towards the sample's by at most {strength} pseudo-cells "
+        "(fewer, down to 5, where the sample's groups differ more than their sizes explain: empirical Bayes)"
+    )
 
 
 def methods_paragraph(
