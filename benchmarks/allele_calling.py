@@ -113,11 +113,15 @@ def true_phase(allele_truth: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def phase_accuracy(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> tuple[float, int]:
+def phase_accuracy(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> tuple[float, int, float]:
+    """Share of the sites phased with confidence >= 0.9 (on a gene, with reads) whose allele is the true
+    lost one, how many, and their mean confidence (the accuracy a calibrated phasing should reach)."""
     sure = phase[(phase["confidence"] >= 0.9) & (phase["gene"] != "") & (phase["n_reads"] > 0)]
     truth = allele_truth.drop_duplicates(["patient", "site_id"]).set_index(["patient", "site_id"])["lost_allele"]
     got = truth.reindex(pd.MultiIndex.from_frame(sure[["patient", "site_id"]]))
-    return (float((got.to_numpy() == sure["allele"].to_numpy()).mean()) if len(sure) else float("nan")), len(sure)
+    if not len(sure):
+        return float("nan"), 0, float("nan")
+    return float((got.to_numpy() == sure["allele"].to_numpy()).mean()), len(sure), float(sure["confidence"].mean())
 
 
 def run(depth, density, clone, cells, seed, confounders=True) -> dict:
@@ -142,7 +146,7 @@ def run(depth, density, clone, cells, seed, confounders=True) -> dict:
     call, expr_call = obs["del5q_call"].to_numpy(), obs["del5q_expression_posterior"].to_numpy() >= 0.9
     joint_post = obs["del5q_posterior"].to_numpy()
     normal, other_mds = mds & ~truth & ~other, mds & other
-    acc, n_phased = phase_accuracy(adata.uns["lesions"]["del5q"]["phase"], allele_truth)
+    acc, n_phased, confidence = phase_accuracy(adata.uns["lesions"]["del5q"]["phase"], allele_truth)
     out = {
         "depth": depth,
         "density": density,
@@ -157,6 +161,7 @@ def run(depth, density, clone, cells, seed, confounders=True) -> dict:
         ),
         "joint_post": auroc(joint_post[mds], truth[mds]) if 0 < truth[mds].mean() < 1 else float("nan"),
         "phase_acc": acc,
+        "phase_conf": confidence,
         "phased": n_phased,
         "held_called": float(call[held].mean()),
         "normal_expr": float(expr_call[normal].mean()) if normal.any() else float("nan"),
@@ -201,7 +206,16 @@ def main() -> None:
                     print(pd.DataFrame([rows[-1]]).to_string(index=False, float_format="%.4f"), flush=True)
     table = pd.DataFrame(rows)
     cols = ["depth", "density", "clone", "seed", "expr", "allele", "joint", "oracle", "gain", "oracle_gain"]
-    cols += ["phase_acc", "phased", "held_called", "normal_expr", "normal_joint", "other_expr", "other_joint"]
+    cols += [
+        "phase_acc",
+        "phase_conf",
+        "phased",
+        "held_called",
+        "normal_expr",
+        "normal_joint",
+        "other_expr",
+        "other_joint",
+    ]
     cols += ["reads", "rho", "temp", "sec_expr", "sec_alleles"]
     print()
     print(table[cols].to_string(index=False, float_format="%.4f"))

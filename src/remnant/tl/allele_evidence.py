@@ -246,8 +246,8 @@ def _calibrate(
     if int((dp.data >= 2).sum()) < MIN_BURST_PAIRS:
         log.warning(
             "allele evidence not calibrated: fewer than %d (cell, site) pairs with two reads or more outside the "
-            "lesions. Keep the control region's SNPs in the allele data (alleles.control_region) to measure "
-            "bursting and the evidence's spread.",
+            "lesions. Keep SNPs of a region without lesions in the allele data to measure bursting and the "
+            "evidence's spread.",
             MIN_BURST_PAIRS,
         )
         return None, ones, pd.DataFrame()

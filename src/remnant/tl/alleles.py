@@ -366,7 +366,7 @@ def phase_sites(
     # a posterior of exactly 0 or 1 would let no allele evidence move the cell
     carrier = np.clip(carrier, 1e-6, 1 - 1e-6)
     p_alt, iterations, total = np.full(alleles.n_vars, 0.5), 0, np.zeros(alleles.n_obs)
-    n = sp.csr_matrix((alleles.n_obs, 0))
+    n, terms = sp.csr_matrix((alleles.n_obs, 0)), None
     rho = overdispersion if overdispersion is not None else bursting_overdispersion(alleles, 1.0 - carrier)
     while iterations < max_iter:
         iterations += 1
@@ -375,7 +375,9 @@ def phase_sites(
             rho = _rho_ml(k, n, carrier, lesion_type, eps)
         cell_gene = _gene_llr(k, n, lesion_type, rho, eps, max_gene_llr)
         total = np.asarray(cell_gene.sum(axis=1)).ravel()
-        new = _site_posterior(ad, dp, codes, carrier, total, cell_gene, lesion_type, _concentration(rho), eps)
+        if terms is None or overdispersion is None:  # bursting re-estimated: the entries' terms change
+            terms = _entry_terms(ad, dp, lesion_type, _concentration(rho), eps)
+        new = _site_posterior(ad, dp, codes, carrier, total, cell_gene, terms)
         moved = np.max(np.abs(new - p_alt), initial=0.0)
         p_alt = new
         if moved < tol:
@@ -384,38 +386,57 @@ def phase_sites(
     if overdispersion is None:
         _warn_if_few_pairs(n, carrier)
     log.info("phased %d sites in %d EM rounds (overdispersion %.3f)", alleles.n_vars, iterations, _summary(rho))
-    return _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps)
+    table = _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps)
+    if iterations:
+        # each read entry's phase without its own cell's reads at the site (allele_llr's leave-one-out)
+        score, contrib = _site_scores(ad, dp, codes, carrier, total, cell_gene, terms)
+        cols = _nonzero(dp)[1]
+        table.attrs["loo_logit"] = sp.csr_matrix((score[cols] - contrib, dp.indices, dp.indptr), shape=dp.shape)
+    return table
 
 
-def _site_posterior(
+def _site_scores(
     ad: sp.csr_matrix,
     dp: sp.csr_matrix,
     codes: np.ndarray,
     carrier: np.ndarray,
     total: np.ndarray,
     cell_gene: sp.csr_matrix,
-    lesion_type: str,
-    conc: float,
-    eps: float,
-) -> np.ndarray:
-    """P(ALT on the changed haplotype) per site from its reads, each cell a carrier/normal mixture.
+    terms: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log odds of ALT on the changed haplotype per site from its reads, each cell a carrier/normal
+    mixture, and each read entry's share of it (its cell's reads at the site), in ``dp``'s storage order.
 
     A cell's carrier weight for a site is its expression posterior plus its allele LLR *without the
-    site's gene* (the gene's own reads must not vouch for the phase they are judged by)."""
+    site's gene* (the gene's own reads must not vouch for the phase they are judged by); ``terms``:
+    :func:`_entry_terms`."""
     rows, cols = _nonzero(dp)
     code = codes[cols]
     own = np.where(code >= 0, _lookup(cell_gene, rows, np.maximum(code, 0)), 0.0)
     z = logit(carrier[rows]) + total[rows] - own
     log_w, log_not = log_expit(z), log_expit(-z)  # log P(carrier), log P(normal) without underflow
-    x, m = ad.data, dp.data
-    conc = _at_entries(conc, rows)
-    normal = log_not + _bb(x, m, 0.5, conc)
+    normal_ll, alt_ll, ref_ll = terms
+    normal = log_not + normal_ll
     # phase ALT-on-changed: the changed-haplotype reads are the ALT reads; else the REF reads
-    alt = np.logaddexp(log_w + _carrier(x, m, lesion_type, conc, eps), normal)
-    ref = np.logaddexp(log_w + _carrier(m - x, m, lesion_type, conc, eps), normal)
-    score = np.bincount(cols, weights=alt - ref, minlength=dp.shape[1])
-    score[codes < 0] = 0.0
-    return expit(score)
+    alt = np.logaddexp(log_w + alt_ll, normal)
+    ref = np.logaddexp(log_w + ref_ll, normal)
+    contrib = np.where(code >= 0, alt - ref, 0.0)
+    score = np.bincount(cols, weights=contrib, minlength=dp.shape[1])
+    return score, contrib
+
+
+def _entry_terms(ad, dp, lesion_type, conc, eps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per read entry of ``dp`` (storage order): log-likelihood of its reads in a normal cell, and in a
+    carrier with the changed haplotype's reads being the ALT ones or the REF ones (no binomial
+    coefficients). Fixed for a given bursting: the EM computes them once, not every round."""
+    x, m = ad.data, dp.data
+    c = _at_entries(conc, _nonzero(dp)[0])
+    return _bb(x, m, 0.5, c), _carrier(x, m, lesion_type, c, eps), _carrier(m - x, m, lesion_type, c, eps)
+
+
+def _site_posterior(*args) -> np.ndarray:
+    """P(ALT on the changed haplotype) per site (:func:`_site_scores`)."""
+    return expit(_site_scores(*args)[0])
 
 
 def _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps) -> pd.DataFrame:
@@ -454,6 +475,7 @@ def allele_llr(
     normal: np.ndarray | None = None,
     eps: float = 0.02,
     max_gene_llr: float = 3.0,
+    leave_one_out: bool = True,
 ) -> pd.DataFrame:
     """Per-cell log-likelihood ratio, carrier vs normal, from allele reads at a lesion's phased SNPs.
 
@@ -472,6 +494,11 @@ def allele_llr(
         (n_obs,) weights (or booleans) of cells to estimate ``rho`` from, e.g. reference cells.
     eps, max_gene_llr
         As :func:`phase_sites`.
+    leave_one_out
+        With a phase table :func:`phase_sites` learned from these same cells (its
+        ``attrs["loo_logit"]``), score each cell's reads at a site by the site's phase learned without
+        that cell's reads there: a site read by a few cells is otherwise phased to agree with them, and
+        their reads then look like a carrier's (self-confirmation). Ignored for other phase tables.
 
     Returns
     -------
@@ -487,7 +514,11 @@ def allele_llr(
     rho = _rho_for(alleles, phase, overdispersion, normal)
     p_alt, codes, genes = _aligned_phase(alleles, phase)
     ad, dp = _counts(alleles)
-    k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
+    loo = _leave_one_out(alleles, phase) if leave_one_out else None
+    if loo is None:
+        k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
+    else:
+        k, n = _entry_gene_matrices(ad, dp, loo, codes, genes.size)
     llr = _gene_llr(k, n, lesion_type, rho, eps, max_gene_llr)
     used = (codes >= 0) & (p_alt != 0.5)
     out = pd.DataFrame(
@@ -512,6 +543,34 @@ def _rho_for(alleles, phase: pd.DataFrame, overdispersion, normal) -> float:
         rho = phase.attrs["overdispersion"]
         return rho if np.ndim(rho) else float(rho)
     raise ValueError("allele_llr needs overdispersion, normal cells, or a phase table from phase_sites")
+
+
+def _leave_one_out(alleles, phase: pd.DataFrame) -> sp.csr_matrix | None:
+    """The per-entry phase log odds of :func:`phase_sites` when ``phase`` was learned on these cells
+    and sites (same shape and site order), else None."""
+    loo = phase.attrs.get("loo_logit")
+    if loo is None or loo.shape != (alleles.n_obs, alleles.n_vars) or not phase.index.equals(alleles.var_names):
+        return None
+    return loo
+
+
+def _entry_gene_matrices(
+    ad: sp.csr_matrix, dp: sp.csr_matrix, loo: sp.csr_matrix, codes: np.ndarray, n_genes: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """As :func:`_gene_matrices`, with each read entry's own phase (log odds ``loo``, cells x sites)."""
+    rows, cols = _nonzero(dp)
+    p = expit(_lookup(loo, rows, cols))
+    weight = np.abs(2.0 * p - 1.0)
+    changed = np.where(p > 0.5, ad.data, dp.data - ad.data)
+    keep = (codes[cols] >= 0) & (weight > 0)
+    r, g = rows[keep], codes[cols][keep]
+    shape = (dp.shape[0], n_genes)
+    n = sp.csr_matrix((weight[keep] * dp.data[keep], (r, g)), shape=shape)
+    n.sum_duplicates()
+    n.eliminate_zeros()
+    k_all = sp.csr_matrix((weight[keep] * changed[keep], (r, g)), shape=shape)
+    k = _lookup(k_all, *_nonzero(n))
+    return sp.csr_matrix((np.clip(k, 0.0, n.data), n.indices, n.indptr), shape=n.shape), n
 
 
 def _aligned_phase(alleles, phase: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -474,9 +474,16 @@ def _prior_groups(cnv: dict) -> str:
 
 
 def methods_paragraph(
-    config: Mapping, versions: Mapping[str, str], *, n_cells: int, n_samples: int, n_patients: int
+    config: Mapping,
+    versions: Mapping[str, str],
+    *,
+    n_cells: int,
+    n_samples: int,
+    n_patients: int,
+    n_allele_samples: int = 0,
 ) -> str:
-    """A Methods paragraph for a paper, filled with the parameters and versions of this run."""
+    """A Methods paragraph for a paper, filled with the parameters and versions of this run
+    (``n_allele_samples``: samples with allele counts; their allele evidence is described)."""
     from remnant.tl.signatures import MIN_CALIBRATION_CELLS
 
     qc, cl, cnv = config.get("qc", {}), config.get("cluster", {}), config.get("cnv", {})
@@ -508,6 +515,7 @@ def methods_paragraph(
         f"technology-matched expectations from {reference}{_outlier_text(cnv)}, with carrier fractions (priors) learned by "
         f"expectation-maximisation per sample{_prior_groups(cnv)}, "
         f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
+        f"{_allele_text(config.get('alleles', {}), n_allele_samples)}"
         f"Genome-wide profiles were computed with infercnvpy {v.get('infercnvpy', 'NA')}. Lesion fractions were "
         f"corrected for the false-positive and false-negative rates measured for each sample's calls (Rogan-Gladen, "
         f"with intervals that include the uncertainty of the rates; not corrected where 1 - false-positive rate - "
@@ -523,6 +531,22 @@ def methods_paragraph(
         f"Random seed {config.get('seed', 'NA')}."
     )
     return text
+
+
+def _allele_text(alleles: Mapping, n_samples: int) -> str:
+    """The Methods sentences on allele evidence ("" without allele data)."""
+    if not n_samples:
+        return ""
+    return (
+        f"For the {n_samples} samples with allele counts at heterozygous SNPs, each patient's SNPs inside each lesion "
+        "were phased from the patient's own cells (expectation-maximisation over the cells' carrier states, started "
+        "from the expression posteriors"
+        f"{'; a user-supplied phasing where given' if alleles.get('phased_sites') else ''}), each cell's allele "
+        "log-likelihood ratio per gene (beta-binomial for bursting in normal cells, the retained haplotype up to an "
+        f"error rate of {alleles.get('error_rate', 'NA')} in loss carriers; each gene bounded at "
+        f"{alleles.get('max_gene_llr', 'NA')} nats; a site's phase for a cell learned without that cell's reads) "
+        "was calibrated per technology on SNPs of a region without lesions and added to the expression evidence. "
+    )
 
 
 def _section(title: str, char: str = "-") -> str:
@@ -594,7 +618,10 @@ def front_page(
     out.append(_trust_text(lesion_summary, reference, first))
     out.append(_section("Methods"))
     n_patients = int(samples["patient"].astype(str).nunique())
-    methods = methods_paragraph(config, versions, n_cells=n_kept, n_samples=len(samples), n_patients=n_patients)
+    n_allele = int(samples["alleles"].fillna("").astype(str).str.len().gt(0).sum()) if "alleles" in samples else 0
+    methods = methods_paragraph(
+        config, versions, n_cells=n_kept, n_samples=len(samples), n_patients=n_patients, n_allele_samples=n_allele
+    )
     out.append(_escape(methods) + "\n")
     out.append(_section("Provenance"))
     out.append(_provenance_text(config, samples, versions, annotation))
