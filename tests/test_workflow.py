@@ -302,7 +302,8 @@ def test_figures_are_real_pngs(run):
     figures = sorted((run / "results").rglob("*.png"))
     # per-sample QC, QC summary, UMAPs, dot plot, CNV heatmap and del5q profile per patient (T1, T2, N1);
     # persistence: del(5q) fraction, signature scores, cycling composition and calibration, volcano
-    assert len(figures) == 10 + 1 + 6 + 1 + 3 + 3 + 5
+    # and the allele balance along del5q (results/cnv/figures/del5q_allele_balance.png)
+    assert len(figures) == 10 + 1 + 6 + 1 + 3 + 3 + 5 + 1
     for figure in figures:
         data = figure.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, figure
