@@ -1,6 +1,40 @@
-# Allele evidence: each sample whose sheet row names a cellsnp-lite folder (column alleles) read,
-# cut to its QC-passed cells and the SNPs of the lesions and the control region. The tables are
-# listed by allele_tables() (rules/common.smk).
+# Allele evidence: each sample whose sheet row names reads (column bam: a BAM or a plate's manifest)
+# counted at the sites of alleles.sites into a cellsnp-lite folder; each sample's folder (its own,
+# column alleles, or that one) read, cut to its QC-passed cells and the SNPs of the lesions and the
+# control region. The tables are listed by allele_tables() (rules/common.smk).
+
+
+rule count_alleles:
+    input:
+        bam=bam_input,
+        cells="results/samples/{sample}/filtered.h5ad",
+        sites=lambda wildcards: config["alleles"]["sites"],
+        cytobands=CYTOBANDS,
+    output:
+        directory("results/alleles/{sample}.cellsnp"),
+    log:
+        "logs/count_alleles/{sample}.log",
+    benchmark:
+        "results/benchmarks/count_alleles/{sample}.tsv"
+    # only samples with reads (an empty sheet cell: no job)
+    wildcard_constraints:
+        sample=BAM_SAMPLES_PATTERN,
+    conda:
+        "../envs/remnant.yaml"
+    threads: 1
+    # reads are streamed site cluster by site cluster: memory is the sites' counts, not the BAM
+    resources:
+        mem_mb=mem_mb_for(1500, 0),
+        runtime=runtime_for(10, 10),
+    params:
+        lesions=config["lesions"],
+        control_region=config["alleles"]["control_region"],
+        barcode_tag=config["alleles"]["barcode_tag"],
+        umi_tag=umi_tag,
+        min_mapq=config["alleles"]["min_mapq"],
+        min_baseq=config["alleles"]["min_baseq"],
+    script:
+        "../scripts/count_alleles.py"
 
 
 rule read_alleles:

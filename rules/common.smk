@@ -11,6 +11,8 @@ from snakemake.io import get_wildcard_names, strip_wildcard_constraints
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from remnant.workflow.config import (
+    SITES_KEY,
+    check_bam_config,
     check_config_files,
     check_input_paths,
     check_resources,
@@ -79,6 +81,7 @@ try:
             ("states.markers", config["states"]["markers"]),
             ("signatures.directory", config["signatures"]["directory"]),
             ("cnv.depth.exclude_genes_file", config["cnv"]["depth"]["exclude_genes_file"]),
+            (SITES_KEY, config["alleles"]["sites"]),
         ]
         if value
     ]
@@ -88,17 +91,23 @@ try:
         config["demo"]["params"].setdefault("normal_conditions", list(config["conditions"]["reference"]))
         SIMULATION = resolve_params(config["demo"]["params"], samples=SAMPLES, root="demo.params")
         # the simulator writes under results/demo/inputs/, never at a path the sheet names
-        from remnant.sim.params import has_alleles
+        from remnant.sim.params import has_alleles, has_bam
+        from remnant.workflow.demo import SIMULATED_SITES, check_no_sites
 
         SAMPLES = simulated_paths(
             SAMPLES,
             SIMULATION["index_sort"]["technologies"],
             allele_samples=[s for s, row in SAMPLES.iterrows() if has_alleles(row, SIMULATION)],
+            bam_samples=[s for s, row in SAMPLES.iterrows() if has_bam(row, SIMULATION)],
         )
+        # the simulator's BAMs are counted at the sites it writes (a user's sites are never read here)
+        check_no_sites(config["alleles"]["sites"], source=CONFIG_SOURCE)
+        config["alleles"]["sites"] = SIMULATED_SITES if SAMPLES["bam"].any() else None
     else:
         USER_PATHS += sheet_paths(SAMPLES, config["samples"])
         check_not_outputs(USER_PATHS)  # before any file is opened (the rules' outputs: check_user_files)
         check_input_paths(SAMPLES, config["samples"])
+        check_bam_config(SAMPLES, config["alleles"]["sites"], source=CONFIG_SOURCE)
         check_distinct_samples(SAMPLES, config["samples"])
     # persistence analysis (gates, persistence, signatures, pseudobulk): cross-key checks and the
     # derived gate mappings and lesion name
@@ -117,8 +126,11 @@ except InputError as err:
     raise WorkflowError(f"remnant: {err}") from None
 
 SIMULATE = config["demo"]["simulate"]
-# the samples with allele data (sheet column alleles, or the simulator's demo.params.alleles)
-ALLELE_SAMPLES = [s for s in SAMPLES.index if SAMPLES.loc[s, "alleles"]]
+# the samples with allele data (sheet column alleles or bam, or the simulator's demo.params.alleles);
+# those with a BAM are counted first (rule count_alleles)
+ALLELE_SAMPLES = [s for s in SAMPLES.index if SAMPLES.loc[s, "alleles"] or SAMPLES.loc[s, "bam"]]
+BAM_SAMPLES = [s for s in SAMPLES.index if SAMPLES.loc[s, "bam"]]
+BAM_SAMPLES_PATTERN = "|".join(re.escape(s) for s in BAM_SAMPLES) or "(?!)"
 ALLELE_SAMPLES_PATTERN = "|".join(re.escape(s) for s in ALLELE_SAMPLES) or "(?!)"  # (?!) matches nothing
 # with allele data, call_lesions also writes each patient's phased SNPs (without: exactly as before)
 PHASED_SITES = ["results/cnv/phased_sites.tsv"] if ALLELE_SAMPLES else []
@@ -163,8 +175,9 @@ def sample_inputs(wildcards):
 
 
 def simulated_outputs():
-    """Every counts path (10x mtx directories flagged as such), index-sort table and cellsnp-lite
-    folder of the sheet."""
+    """Every counts path (10x mtx directories flagged as such), index-sort table, cellsnp-lite folder,
+    BAM (with its index) or plate manifest (with its folder of BAMs) of the sheet; for the BAM samples
+    the allele counts the BAMs hold (results/demo/truth/{sample}.cellsnp), and the sites VCF."""
     outputs = []
     for sample, row in SAMPLES.iterrows():
         outputs.append(directory(row["counts"]) if row["format"] == "10x_mtx" else row["counts"])
@@ -172,12 +185,30 @@ def simulated_outputs():
             outputs.append(row["index_sort"])
         if row["alleles"]:
             outputs.append(directory(row["alleles"]))
+        if row["bam"]:
+            extra = row["bam"] + ".bai" if row["bam"].endswith(".bam") else directory(row["bam"].removesuffix(".tsv"))
+            outputs += [row["bam"], extra, directory(f"results/demo/truth/{sample}.cellsnp")]
+    if config["alleles"]["sites"]:
+        outputs.append(config["alleles"]["sites"])
     return outputs
 
 
 def allele_folder(wildcards):
-    """The sample's cellsnp-lite folder (sheet column alleles)."""
+    """The sample's cellsnp-lite folder: the sheet's (column alleles), or the one rule count_alleles
+    writes from its BAM (column bam)."""
+    if SAMPLES.loc[wildcards.sample, "bam"]:
+        return f"results/alleles/{wildcards.sample}.cellsnp"
     return SAMPLES.loc[wildcards.sample, "alleles"]
+
+
+def bam_input(wildcards):
+    """The sample's BAM or plate manifest (sheet column bam)."""
+    return SAMPLES.loc[wildcards.sample, "bam"]
+
+
+def umi_tag(wildcards):
+    """The UMI tag of the sample's BAM (alleles.umi_tag); plates have none (each fragment votes)."""
+    return None if SAMPLES.loc[wildcards.sample, "technology"] == "plate" else config["alleles"]["umi_tag"]
 
 
 def allele_tables(wildcards=None):

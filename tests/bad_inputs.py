@@ -217,6 +217,7 @@ def resource(path):
 def parse(cohort: Cohort, configfile: str = "config.yaml"):
     """What rules/common.smk checks at parse time (run in the cohort's directory)."""
     from remnant.workflow.config import (
+        check_bam_config,
         check_config_files,
         check_input_paths,
         check_resources,
@@ -225,6 +226,7 @@ def parse(cohort: Cohort, configfile: str = "config.yaml"):
         reference_cells,
         validate_config,
     )
+    from remnant.workflow.demo import check_no_sites
     from remnant.workflow.paths import UserPath, check_distinct_samples, check_not_outputs, sheet_paths
     from remnant.workflow.persistence_config import check_config as check_persistence_config
 
@@ -241,6 +243,10 @@ def parse(cohort: Cohort, configfile: str = "config.yaml"):
             check_not_outputs(paths)
         check_input_paths(sheet, config["samples"])
         check_distinct_samples(sheet, config["samples"])
+        if config["demo"]["simulate"]:  # the demo counts its BAMs at its own sites
+            check_no_sites(config["alleles"]["sites"], source=configfile)
+        else:
+            check_bam_config(sheet, config["alleles"]["sites"], source=configfile)
         check_resources(
             config,
             genes=resource(config["annotation"]["genes"]),
@@ -497,6 +503,25 @@ def _mtx_plain_copies(c: Cohort, names: dict[str, str], n_cells: int = 30) -> No
     for gz, plain in names.items():
         (c.path("counts/P1_dx_PROG") / plain).write_bytes(gzip.decompress((other / gz).read_bytes()))
     shutil.rmtree(other)
+
+
+def _bam_column(c: Cohort, bam: str, *, index: bool = True, alleles: str = "") -> None:
+    """Sheet column ``bam`` naming ``bam`` for P1_dx_HSC (and ``alleles`` naming ``alleles``); ``bam`` is
+    written (a real, empty, coordinate-sorted BAM; with its index if ``index``) unless it is under ``missing/``."""
+    import pysam
+
+    rows = [line.split("\t") for line in c.sheet_text().splitlines()]
+    extra = [bam, alleles] if alleles else [bam]
+    header = [*rows[0], "bam", "alleles"][: len(rows[0]) + len(extra)]
+    c.write_sheet([header] + [[*r, *(extra if r[0] == "P1_dx_HSC" else [""] * len(extra))] for r in rows[1:]])
+    if not bam.startswith("missing/"):
+        c.path(bam).parent.mkdir(parents=True, exist_ok=True)
+        with pysam.AlignmentFile(
+            str(c.path(bam)), "wb", header={"HD": {"SO": "coordinate"}, "SQ": [{"SN": "chr5", "LN": 181_538_259}]}
+        ):
+            pass
+        if index:
+            pysam.index(str(c.path(bam)))
 
 
 def _alleles_column(c: Cohort, folder: str, parts: tuple[str, ...] = ()) -> None:
@@ -821,7 +846,35 @@ CASES: list[Case] = [
         ),
         ["samples.tsv", "line 2 (sample 'P1_dx_HSC')", "column 'alleles'", "lacks cellSNP.tag.DP.mtx", "whole folder"],
     ),
+    Case(
+        "sheet-bam-missing",
+        "sheet",
+        "a `bam` (reads for allele counting) that does not exist",
+        lambda c: _bam_column(c, "missing/P1_dx_HSC.bam"),
+        ["samples.tsv", "line 2 (sample 'P1_dx_HSC')", "column 'bam'", "does not exist", "leave the cell empty"],
+    ),
+    Case(
+        "sheet-bam-no-index",
+        "sheet",
+        "a `bam` without its index (.bai/.csi)",
+        lambda c: _bam_column(c, "bams/P1_dx_HSC.bam", index=False),
+        ["samples.tsv", "line 2 (sample 'P1_dx_HSC')", "column 'bam'", "has no index", "samtools index"],
+    ),
+    Case(
+        "sheet-alleles-and-bam",
+        "sheet",
+        "a row naming both a cellsnp-lite folder (`alleles`) and a `bam`",
+        lambda c: _bam_column(c, "bams/P1_dx_HSC.bam", alleles="snps/P1_dx_HSC"),
+        ["samples.tsv", "line 2 (sample 'P1_dx_HSC')", "columns 'alleles'", "'bam'", "both filled"],
+    ),
     # ---- config ------------------------------------------------------------------------------
+    Case(
+        "config-alleles-sites-missing",
+        "config",
+        "a sheet naming a BAM, no `alleles.sites` (the SNPs to count)",
+        lambda c: _bam_column(c, "bams/P1_dx_HSC.bam"),
+        ["config.yaml", "alleles.sites", "is not set", "sample 'P1_dx_HSC'", "does not find them"],
+    ),
     Case(
         "config-alleles-control-overlaps",
         "config",

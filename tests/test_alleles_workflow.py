@@ -339,3 +339,217 @@ def test_a_cohort_plans_read_alleles_only_for_samples_with_a_folder(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "read_alleles" in run.stdout and "cluster_cells" not in run.stdout  # per sample: no wait on clustering
+
+
+# ------------------------------------------------------------------------------------------------
+# reads: the sheet's bam column, config alleles.sites, rule count_alleles' step
+# ------------------------------------------------------------------------------------------------
+def write_bam_sheet(folder: Path, bam: str, alleles: str = "") -> Path:
+    """The two-sample sheet with S2's `bam` (and `alleles`) cells filled."""
+    path = write_sheet(folder, ["", alleles])
+    lines = path.read_text().splitlines()
+    lines = [lines[0] + "\tbam", lines[1] + "\t", lines[2] + f"\t{bam}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def bam_sheet(folder: Path, bam: str, monkeypatch, alleles: str = "") -> pd.DataFrame:
+    monkeypatch.chdir(folder)
+    sheet = read_sample_sheet(write_bam_sheet(folder, bam, alleles), SCHEMA, CONFIG)
+    check_input_paths(sheet, "samples.tsv")
+    return sheet
+
+
+def tiny_bam(path: Path) -> Path:
+    """A real indexed BAM of 2 cells x 2 SNPs (remnant.sim.bam)."""
+    from remnant.sim.bam import write_bam
+
+    cellsnp_folder(path.parent / "tiny.cellsnp")
+    write_bam(read_cellsnp(path.parent / "tiny.cellsnp"), path, seed=1)
+    return path
+
+
+def test_a_bam_or_a_manifest_is_checked(tmp_path, monkeypatch):
+    tiny_bam(tmp_path / "s2.bam")
+    sheet = bam_sheet(tmp_path, "s2.bam", monkeypatch)
+    assert list(sheet["bam"]) == ["", "s2.bam"] and list(sheet["alleles"]) == ["", ""]
+    (tmp_path / "plate").mkdir()
+    (tmp_path / "plate/manifest.tsv").write_text("cell\tbam\nAAAC-1\t../s2.bam\n")
+    assert list(bam_sheet(tmp_path, "plate/manifest.tsv", monkeypatch)["bam"]) == ["", "plate/manifest.tsv"]
+
+
+@pytest.mark.parametrize(
+    ("value", "make", "expect"),
+    [
+        ("s2.bam", lambda d: None, ["column 'bam'", "'s2.bam' does not exist", "leave the cell empty"]),
+        (
+            "s2.bam",
+            lambda d: (tiny_bam(d / "s2.bam"), (d / "s2.bam.bai").unlink()),
+            ["column 'bam'", "s2.bam' has no index", "samtools index"],
+        ),
+        ("s2.cram", lambda d: (d / "s2.cram").write_text("x"), ["ends in neither .bam", ".tsv / .txt", "manifest"]),
+        (
+            "m.tsv",
+            lambda d: (d / "m.tsv").write_text("cell\tbam\nA01\tcells/A01.bam\n"),
+            ["cells/A01.bam' (cell 'A01' of the manifest 'm.tsv') does not exist", "relative to its folder"],
+        ),
+        ("m.tsv", lambda d: (d / "m.tsv").write_text("A01 cells/A01.bam\n"), ["the manifest 'm.tsv'", "cell<TAB>"]),
+    ],
+    ids=["missing", "no-index", "not-a-bam", "manifest-bam-missing", "manifest-not-tsv"],
+)
+def test_a_bad_bam_is_one_line_naming_the_row(tmp_path, monkeypatch, value, make, expect):
+    make(tmp_path)
+    with pytest.raises(InputError) as err:
+        bam_sheet(tmp_path, value, monkeypatch)
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in ["samples.tsv", "line 3 (sample 'S2')", *expect]:
+        assert fragment in message, message
+
+
+def test_a_row_names_alleles_or_bam_not_both(tmp_path, monkeypatch):
+    tiny_bam(tmp_path / "s2.bam")
+    with pytest.raises(InputError) as err:
+        bam_sheet(tmp_path, "s2.bam", monkeypatch, alleles="tiny.cellsnp")
+    message = str(err.value)
+    assert "\n" not in message and "line 3 (sample 'S2')" in message
+    assert "columns 'alleles' ('tiny.cellsnp') and 'bam' ('s2.bam') are both filled" in message
+
+
+def test_a_bam_needs_alleles_sites(tmp_path, monkeypatch):
+    from remnant.workflow.config import check_bam_config
+    from remnant.workflow.demo import check_no_sites
+
+    tiny_bam(tmp_path / "s2.bam")
+    sheet = bam_sheet(tmp_path, "s2.bam", monkeypatch)
+    with pytest.raises(InputError) as err:
+        check_bam_config(sheet, None, source="config.yaml")
+    assert err.value.where == "alleles.sites" and "sample 'S2'" in str(err.value) and "does not find" in str(err.value)
+    with pytest.raises(InputError, match="'sites.vcf' does not exist; set alleles.sites"):
+        check_bam_config(sheet, "sites.vcf", source="config.yaml")
+    (tmp_path / "sites.vcf").write_text("##fileformat=VCFv4.2\n")
+    check_bam_config(sheet, "sites.vcf", source="config.yaml")
+    check_bam_config(sheet.assign(bam=""), None)  # no BAM: no sites needed
+    with pytest.raises(InputError, match="demo.simulate: true") as err:
+        check_no_sites("sites.vcf", source="config.yaml")
+    assert err.value.where == "alleles.sites"
+
+
+def test_the_simulator_s_sheet_names_no_bam(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "samples.tsv").write_text(
+        "sample\tpatient\ttimepoint\tpopulation\tcondition\tformat\tbam\nS1\tP1\tdiagnosis\tHSC\tMDS\th5ad\tx.bam\n"
+    )
+    with pytest.raises(InputError, match="column 'bam' names 'x.bam'.*demo.simulate: true"):
+        read_sample_sheet(tmp_path / "samples.tsv", SCHEMA, {**CONFIG, "demo": {"simulate": True}})
+
+
+def sites_vcf(tables: list, path: Path) -> Path:
+    from remnant.workflow.demo import write_sites_vcf
+
+    write_sites_vcf(tables, str(path))
+    return path
+
+
+@pytest.mark.parametrize("sample", ["P1_dx", "P1_rem"], ids=["droplet-bam", "plate-manifest"])
+def test_count_alleles_gives_back_the_simulated_counts_of_the_kept_cells(cohort, tmp_path, sample):
+    """rule count_alleles' step on real small BAMs (remnant.sim.bam): exactly the simulator's AD and DP
+    for the kept cells at the regions' sites; the folder reads back through read_alleles."""
+    from remnant.sim.bam import write_bam, write_plate_bams
+    from remnant.workflow.alleles import count_alleles
+
+    truth = cohort.alleles[sample]
+    if sample == "P1_dx":
+        bam, umi = str(write_bam(truth, tmp_path / "reads.bam", seed=5).path), "UB"
+    else:
+        bam, umi = str(write_plate_bams(truth, tmp_path / "plate", seed=5).path), None
+    sites = sites_vcf([cohort.alleles["P1_dx"], truth], tmp_path / "sites.vcf")
+    kept = pd.Index([f"{sample}:{b}" for b in truth.obs_names[1::2]])
+    ad.AnnData(obs=pd.DataFrame(index=kept)).write_h5ad(tmp_path / "filtered.h5ad")
+    regions = {"lesions": LESIONS, "control_region": "chr2:100000000-180000000", "cytobands": str(CYTOBANDS)}
+    out = tmp_path / "counted.cellsnp"
+    count_alleles(
+        bam, str(tmp_path / "filtered.h5ad"), str(out), sample=sample, sites=str(sites), umi_tag=umi, **regions
+    )
+    got = read_cellsnp(out)
+    inside_any = inside(truth.var, DEL5Q) | inside(truth.var, CONTROL)
+    assert list(got.obs_names) == list(truth.obs_names[1::2])
+    assert sorted(got.var["site_id"].astype(str)) == sorted(truth.var["site_id"][inside_any].astype(str))
+    cols = pd.Index(truth.var["site_id"].astype(str)).get_indexer(got.var["site_id"].astype(str))
+    assert (cols >= 0).all() and len(cols) == int(inside_any.sum())
+    for tag in ("AD", "DP"):
+        expect = truth.layers[tag][1::2][:, cols].toarray()
+        np.testing.assert_array_equal(got.layers[tag].toarray(), expect)
+    assert got.layers["DP"].sum() > 0
+    table = read_alleles(str(out), str(tmp_path / "filtered.h5ad"), str(tmp_path / "t.h5ad"), sample=sample, **regions)
+    assert table.uns["alleles"]["n_matched"] == len(kept) and (table.layers["DP"] != got.layers["DP"]).nnz == 0
+
+
+def test_count_alleles_refuses_another_sample_s_manifest(cohort, tmp_path):
+    from remnant.sim.bam import write_plate_bams
+    from remnant.workflow.alleles import count_alleles
+
+    manifest = write_plate_bams(cohort.alleles["P1_rem"], tmp_path / "plate", seed=5).path
+    sites = sites_vcf([cohort.alleles["P1_rem"]], tmp_path / "sites.vcf")
+    ad.AnnData(obs=pd.DataFrame(index=[f"P1_dx:{b}" for b in cohort.alleles["P1_dx"].obs_names])).write_h5ad(
+        tmp_path / "filtered.h5ad"
+    )
+    with pytest.raises(InputError) as err:
+        count_alleles(
+            str(manifest),
+            str(tmp_path / "filtered.h5ad"),
+            str(tmp_path / "out"),
+            sample="P1_dx",
+            sites=str(sites),
+            lesions=LESIONS,
+            control_region=None,
+            cytobands=str(CYTOBANDS),
+            umi_tag=None,
+        )
+    assert "\n" not in str(err.value) and "another sample's" in str(err.value) and "sample P1_dx" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bam_samples_must_have_allele_data():
+    with pytest.raises(InputError) as err:
+        resolve_params(
+            {"alleles": {"enabled": True, "patients": ["P1"], "bam_samples": ["P1_dx", "H1"]}},
+            samples=sim_sheet(ROWS),
+            root="demo.params",
+        )
+    assert err.value.where == "demo.params.alleles.bam_samples" and "['H1']" in str(err.value)
+
+
+def test_the_demo_writes_reads_and_sites_for_bam_samples(genes, tmp_path, monkeypatch):
+    from remnant.io.bam import read_bam_manifest
+    from remnant.workflow.demo import SIMULATED_SITES, simulate_demo
+
+    monkeypatch.chdir(tmp_path)
+    params = copy.deepcopy(PARAMS) | {
+        "alleles": {"enabled": True, "patients": ["P1"], "bam_samples": ["P1_dx", "P1_rem"]}
+    }
+    table = sim_sheet(ROWS).assign(format=["h5ad", "table", "10x_h5"])
+    p = resolve_params(copy.deepcopy(params), samples=table)
+    chosen = [s for s, row in table.iterrows() if has_alleles(row, p)]
+    sheet = simulated_paths(table, p["index_sort"]["technologies"], allele_samples=chosen, bam_samples=chosen)
+    assert list(sheet["bam"]) == ["results/demo/inputs/P1_dx.bam", "results/demo/inputs/P1_rem.bams.tsv", ""]
+    assert list(sheet["alleles"]) == ["", "", ""]
+    simulate_demo(
+        sheet.to_dict(orient="records"),
+        genes=str(ROOT / "resources/annotation/GRCh38_genes.tsv.gz"),
+        markers=str(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
+        gene_sets=str(ROOT / "resources/gene_sets"),
+        params=params,
+        seed=3,
+        cells="cells.tsv.gz",
+        patients="patients.tsv",
+    )
+    assert Path("results/demo/inputs/P1_dx.bam.bai").is_file()
+    manifest = read_bam_manifest("results/demo/inputs/P1_rem.bams.tsv")
+    truth = read_cellsnp("results/demo/truth/P1_rem.cellsnp")
+    assert list(manifest) == list(truth.obs_names) and all(p.is_file() for p in manifest.values())
+    from remnant.io.bam import read_sites
+
+    sites = read_sites(SIMULATED_SITES)
+    assert len(sites) == truth.n_vars and set(sites["position"]) == set(truth.var["position"])
+    assert not any(Path("results/demo/inputs").glob("*.cellsnp"))

@@ -81,6 +81,7 @@ def test_dry_run_plans_every_stage(tmp_path_factory):
         ("score_signatures", 1),
         ("compare_pseudobulk", 1),
         ("read_alleles", 6),  # T1's and N1's samples (demo.params.alleles.patients)
+        ("count_alleles", 1),  # N1_PROG's simulated BAM (demo.params.alleles.bam_samples)
         ("plot_allele_balance", 1),
     ]:
         assert any(line.split()[:2] == [rule, str(count)] for line in text.splitlines()), text
@@ -151,13 +152,14 @@ def test_del5q_calls_against_truth(run):
 
 
 def test_allele_tables_hold_the_kept_cells_and_the_regions_sites(run):
-    """rule read_alleles: the simulated cellsnp-lite folders of T1 and N1, read for the cells QC kept."""
+    """rule read_alleles: the simulated cellsnp-lite folders of T1 and N1 (N1_PROG's counted from its BAM by
+    rule count_alleles), read for the cells QC kept."""
     from remnant.io.alleles import read_cellsnp
 
     clustered = ad.read_h5ad(run / "results/cohort/clustered.h5ad", backed="r")
     cells = clustered.obs[["sample", "barcode"]].copy()
     clustered.file.close()
-    tables = sorted(p.name for p in (run / "results/alleles").iterdir())
+    tables = sorted(p.name for p in (run / "results/alleles").glob("*.h5ad"))
     expected = sorted(f"{s}.h5ad" for s in cells["sample"].unique() if s.startswith(("T1_", "N1_")))
     assert tables == expected and len(tables) == 6
     for name in tables:
@@ -170,13 +172,49 @@ def test_allele_tables_hold_the_kept_cells_and_the_regions_sites(run):
         in_5q = (chrom == "chr5") & (pos0 >= 67_400_000) & (pos0 < 160_500_000)
         in_control = (chrom == "chr2") & (pos0 >= 100_000_000) & (pos0 < 180_000_000)
         assert (in_5q | in_control).all() and in_5q.any() and in_control.any()
-        folder = read_cellsnp(run / "results/demo/inputs" / f"{sample}.cellsnp")
+        simulated = "truth" if sample == "N1_PROG" else "inputs"  # N1_PROG: the counts its BAM holds
+        folder = read_cellsnp(run / f"results/demo/{simulated}" / f"{sample}.cellsnp")
         rows = folder.obs_names.get_indexer(got.obs["barcode"])
         cols = folder.var_names.get_indexer(got.var_names)
         assert (rows >= 0).all() and (cols >= 0).all()
         for tag in ("AD", "DP"):
             assert (got.layers[tag] != folder.layers[tag][rows][:, cols]).nnz == 0
         assert got.layers["DP"].sum() > 0
+
+
+def test_count_alleles_gives_back_the_simulated_counts(run):
+    """rule count_alleles on N1_PROG's simulated BAM (sites: the simulator's VCF, alleles.sites): exactly
+    the simulator's AD and DP for the cells QC kept at the sites inside del5q and the control region,
+    and rule read_alleles read the folder it wrote."""
+    from remnant.io.alleles import read_cellsnp
+
+    assert sorted(p.name for p in (run / "results/alleles").glob("*.cellsnp")) == ["N1_PROG.cellsnp"]
+    assert (run / "results/demo/inputs/N1_PROG.bam.bai").is_file() and not (
+        run / "results/demo/inputs/N1_PROG.cellsnp"
+    ).exists()
+    counted = read_cellsnp(run / "results/alleles/N1_PROG.cellsnp")
+    truth = read_cellsnp(run / "results/demo/truth/N1_PROG.cellsnp")
+    clustered = ad.read_h5ad(run / "results/cohort/clustered.h5ad", backed="r")
+    kept = clustered.obs.loc[clustered.obs["sample"] == "N1_PROG", "barcode"].astype(str).tolist()
+    clustered.file.close()
+    assert list(counted.obs_names) == kept and 0 < len(kept) < truth.n_obs
+    pos0 = truth.var["position"].to_numpy() - 1
+    chrom = truth.var["chromosome"].astype(str).to_numpy()
+    inside = ((chrom == "chr5") & (pos0 >= 67_400_000) & (pos0 < 160_500_000)) | (
+        (chrom == "chr2") & (pos0 >= 100_000_000) & (pos0 < 180_000_000)
+    )
+    assert sorted(counted.var_names) == sorted(truth.var_names[inside])
+    rows, cols = truth.obs_names.get_indexer(kept), truth.var_names.get_indexer(counted.var_names)
+    for tag in ("AD", "DP"):
+        assert (counted.layers[tag] != truth.layers[tag][rows][:, cols]).nnz == 0, tag
+    assert counted.layers["DP"].sum() > 0
+    table = ad.read_h5ad(run / "results/alleles/N1_PROG.h5ad")
+    assert table.uns["alleles"]["path"] == "results/alleles/N1_PROG.cellsnp" and table.uns["alleles"][
+        "n_matched"
+    ] == len(kept)
+    assert (table.layers["DP"] != counted.layers["DP"]).nnz == 0
+    log = (run / "logs/count_alleles/N1_PROG.log").read_text()
+    assert "done" in log and "kept cells have allele reads" in log
 
 
 def test_calls_add_the_allele_evidence(run):
@@ -264,7 +302,8 @@ def test_figures_are_real_pngs(run):
     figures = sorted((run / "results").rglob("*.png"))
     # per-sample QC, QC summary, UMAPs, dot plot, CNV heatmap and del5q profile per patient (T1, T2, N1);
     # persistence: del(5q) fraction, signature scores, cycling composition and calibration, volcano
-    assert len(figures) == 10 + 1 + 6 + 1 + 3 + 3 + 5
+    # and the allele balance along del5q (results/cnv/figures/del5q_allele_balance.png)
+    assert len(figures) == 10 + 1 + 6 + 1 + 3 + 3 + 5 + 1
     for figure in figures:
         data = figure.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, figure
@@ -274,8 +313,8 @@ def test_logs_per_job(run):
     logs = sorted((run / "logs").rglob("*.log"))
     # simulate, read x10, filter x10, summarise_qc, cluster, plot_clusters, call_lesions, annotate_cohort,
     # evaluate_demo, infer_cnv, plot_cnv x3, plot_lesion_profile x3, persistence x4, write_front_page, collect_warnings,
-    # read_alleles x6 (T1's and N1's samples), plot_allele_balance
-    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3 + 4 + 1 + 1 + 6 + 1
+    # read_alleles x6 (T1's and N1's samples), plot_allele_balance, count_alleles (N1_PROG's BAM)
+    assert len(logs) == 1 + 10 + 10 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 3 + 4 + 1 + 1 + 6 + 1 + 1
     text = (run / "logs/read_counts/T2_diagnosis_HSC.log").read_text()
     assert "done" in text and "mapped" in text
 

@@ -227,6 +227,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "control": {"chromosome": "chr2", "start": 100 * _MB, "end": 180 * _MB},
         # the patients whose samples get allele data (None: every patient); the rest have none
         "patients": None,
+        # the samples the workflow's demo writes as BAMs (reads, for rule count_alleles) instead of
+        # cellsnp-lite folders; each must have allele data
+        "bam_samples": [],
     },
     # -- index sort --------------------------------------------------------------------------------
     # Samples of these technologies (and any sample whose sheet row names an index_sort file) get
@@ -542,14 +545,20 @@ def _check_alleles(p: dict, root: str) -> None:
 
 def _check_allele_patients(samples: pd.DataFrame, p: dict, root: str) -> None:
     """Every patient ``alleles.patients`` names is a patient of the sheet (a typo would silently give
-    that patient no allele data)."""
+    that patient no allele data), and every sample of ``alleles.bam_samples`` one with allele data."""
     chosen = p["alleles"]["patients"]
-    if chosen is None:
-        return
     known = list(pd.unique(samples["patient"].astype(str)))
-    unknown = [str(x) for x in chosen if str(x) not in known]
+    unknown = [str(x) for x in chosen or [] if str(x) not in known]
     if unknown:
         _fail(root, ("alleles", "patients"), f"{unknown} are no patients of the sample sheet (it has {known}).")
+    with_alleles = [str(s) for _, row in samples.iterrows() if has_alleles(row, p) for s in [row["sample"]]]
+    without = [str(x) for x in p["alleles"]["bam_samples"] if str(x) not in with_alleles]
+    if without:
+        _fail(
+            root,
+            ("alleles", "bam_samples"),
+            f"{without} are no samples with allele data (alleles.enabled, alleles.patients: those are {with_alleles}).",
+        )
 
 
 def has_alleles(row: pd.Series, p: dict) -> bool:
@@ -557,6 +566,12 @@ def has_alleles(row: pd.Series, p: dict) -> bool:
     (``None``: every patient)."""
     a = p["alleles"]
     return bool(a["enabled"]) and (a["patients"] is None or str(row["patient"]) in {str(x) for x in a["patients"]})
+
+
+def has_bam(row: pd.Series, p: dict) -> bool:
+    """The sample's allele data are written as reads (BAM): it has allele data (:func:`has_alleles`) and
+    is among ``alleles.bam_samples``."""
+    return has_alleles(row, p) and str(row["sample"]) in {str(x) for x in p["alleles"]["bam_samples"]}
 
 
 def _check_index_levels(ix: dict, root: str) -> None:

@@ -1,4 +1,11 @@
-"""Rule read_alleles: one sample's cellsnp-lite folder -> its kept cells x the SNPs the calls use.
+"""Rules count_alleles and read_alleles: one sample's reads or cellsnp-lite folder -> its kept cells x the
+SNPs the calls use.
+
+A sample whose sheet row names reads (column ``bam``: an indexed BAM, or a plate's manifest of one
+BAM per cell) has them counted first (:func:`count_alleles`, rule ``count_alleles``): its kept cells'
+molecules at the sites of config ``alleles.sites`` inside the lesions and the control region, written
+as a cellsnp-lite folder (``results/alleles/{sample}.cellsnp``) that rule ``read_alleles`` then reads
+like a user's.
 
 A sample whose sheet row names a cellsnp-lite output folder (column ``alleles``) has its allele
 counts read (:func:`remnant.io.alleles.read_cellsnp`), cut to the SNPs inside a configured lesion's
@@ -21,7 +28,7 @@ from remnant.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONTROL", "allele_regions", "kept_cells", "read_alleles", "region_sites"]
+__all__ = ["CONTROL", "allele_regions", "count_alleles", "kept_cells", "read_alleles", "region_sites"]
 
 #: Name of the control region among the regions (:func:`allele_regions`) and in ``uns``.
 CONTROL = "control"
@@ -203,3 +210,104 @@ def read_alleles(
     matched.write_h5ad(out, compression="gzip")
     log.info("%s: wrote %d cells x %d SNPs to %s", sample, matched.n_obs, matched.n_vars, out)
     return matched
+
+
+def count_alleles(
+    bam: str,
+    cells: str,
+    out: str,
+    *,
+    sample: str,
+    sites: str,
+    lesions: Sequence[Mapping] | None,
+    control_region: str | None,
+    cytobands: str,
+    barcode_tag: str = "CB",
+    umi_tag: str | None = "UB",
+    min_mapq: int = 20,
+    min_baseq: int = 20,
+) -> anndata.AnnData:
+    """Count one sample's kept cells' alleles in its reads at the sites inside the lesions and the control
+    region, and write them as a cellsnp-lite folder.
+
+    Parameters
+    ----------
+    bam
+        The sheet's column ``bam``: an indexed BAM (name ending ``.bam``; cells told apart by
+        ``barcode_tag``) or a plate's manifest (``cell<TAB>bam`` lines,
+        :func:`remnant.io.bam.read_bam_manifest`). Only read.
+    cells
+        An h5ad whose cells are the sample's kept cells (``results/samples/{sample}/filtered.h5ad``,
+        ``"{sample}:{barcode}"``); only its ``obs_names`` are read.
+    out
+        The cellsnp-lite folder to write (must not exist or be empty).
+    sample
+        The sample's name.
+    sites
+        Config ``alleles.sites``: a VCF; only its biallelic SNPs inside the regions are read
+        (:func:`remnant.io.bam.read_sites`).
+    lesions, control_region, cytobands
+        The regions (:func:`allele_regions`); ``cytobands`` the table's path.
+    barcode_tag, umi_tag, min_mapq, min_baseq
+        As :func:`remnant.io.bam.count_alleles` (``umi_tag`` None for plates).
+
+    Returns
+    -------
+    anndata.AnnData
+        What is written: the kept cells' barcodes (in ``cells``' order, zeros for a cell without reads)
+        x the sites inside the regions (VCF order), ``layers`` AD, DP, OTH (CSR int32);
+        ``uns["alleles"]`` as :func:`remnant.io.bam.count_alleles` gives it.
+
+    Raises
+    ------
+    InputError
+        The sites VCF (missing, no SNP inside the regions, naming ``alleles.sites``), the BAMs (missing,
+        unindexed, tags absent, no kept cell among its barcodes or the manifest's cells), naming the sample.
+    """
+    from remnant.io.alleles import write_cellsnp
+    from remnant.io.annotation import load_cytobands
+    from remnant.io.bam import count_alleles as count_reads
+    from remnant.io.bam import read_bam_manifest, read_sites
+
+    regions = allele_regions(lesions, control_region, load_cytobands(cytobands))
+    table = read_sites(sites, regions=[(r.chromosome, r.start, r.end) for r in regions], source="alleles.sites")
+    log.info("%s: %d sites of %s inside %s", sample, len(table), sites, [r.name for r in regions])
+    barcodes = kept_cells(cells).str.slice(len(sample) + 1)
+    manifest = None if str(bam).lower().endswith(".bam") else read_bam_manifest(bam)
+    if manifest is not None:
+        _check_manifest_cells(manifest, barcodes, bam, sample)
+    log.info("%s: counting %d kept cells in %s", sample, len(barcodes), bam)
+    counted = count_reads(
+        bam if manifest is None else manifest,
+        table,
+        cells=list(barcodes),
+        barcode_tag=barcode_tag,
+        umi_tag=umi_tag,
+        min_mapq=min_mapq,
+        min_baseq=min_baseq,
+        source=f"sample {sample}",
+    )
+    info = counted.uns["alleles"]
+    with_reads = int((np.diff(counted.layers["DP"].indptr) > 0).sum())
+    log.info("%s: reads %s; molecules %s", sample, info["reads"], info["molecules"])
+    log.info("%s: %d of %d kept cells have allele reads at %d sites", sample, with_reads, counted.n_obs, counted.n_vars)
+    write_cellsnp(counted, out)
+    log.info("%s: wrote the cellsnp-lite folder %s", sample, out)
+    return counted
+
+
+def _check_manifest_cells(manifest: Mapping, barcodes: pd.Index, path: str, sample: str) -> None:
+    """Most kept cells are cells of the manifest (else it is another sample's, or named otherwise)."""
+    from remnant.io.alleles import MIN_MATCHED_FRACTION
+
+    found = barcodes.isin(list(manifest))
+    if len(barcodes) and found.sum() < MIN_MATCHED_FRACTION * len(barcodes):
+        raise InputError(
+            f"only {int(found.sum())} of the {len(barcodes)} cells QC kept are cells of the manifest (it names e.g. "
+            f"{list(manifest)[:3]}, the counts e.g. {list(barcodes[:3])}); the manifest's cell names must be the "
+            "count matrix's barcodes: is it another sample's?",
+            path=path,
+            where=f"sample {sample}",
+        )
+    if not found.all():
+        log.warning("%s: %d kept cells are not in the manifest %s (no allele reads)", sample, int((~found).sum()), path)

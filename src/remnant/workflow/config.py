@@ -21,11 +21,18 @@ from remnant.errors import InputError
 #: Columns of the sample sheet that must be present.
 REQUIRED_COLUMNS = ["sample", "patient", "timepoint", "population", "condition", "counts"]
 #: Columns that may be present (empty cells mean "infer" or "none").
-OPTIONAL_COLUMNS = ["format", "technology", "index_sort", "alleles"]
+OPTIONAL_COLUMNS = ["format", "technology", "index_sort", "alleles", "bam"]
 #: Columns a sheet for the simulator (``demo.simulate: true``) may not fill: the simulator writes
-#: the counts (and index-sort tables, cellsnp-lite folders) under the workflow's own ``results/``
+#: the counts (and index-sort tables, cellsnp-lite folders, BAMs) under the workflow's own ``results/``
 #: folder, never at a path a sheet names, so that a user's files can never be overwritten by it (issue 19).
-SIMULATED_COLUMNS = ["counts", "index_sort", "alleles"]
+SIMULATED_COLUMNS = ["counts", "index_sort", "alleles", "bam"]
+#: Name endings of the sheet's ``bam`` column: one BAM, or a plate's manifest of one BAM per cell.
+BAM_SUFFIX = ".bam"
+MANIFEST_SUFFIXES = (".tsv", ".txt")
+#: Where a BAM's index may sit (``{bam}`` the BAM's path, ``{stem}`` without ``.bam``), as samtools writes it.
+BAM_INDEXES = ("{bam}.bai", "{bam}.csi", "{stem}.bai", "{stem}.csi")
+#: The config key of the sites counted in the sheet's BAMs, named in messages.
+SITES_KEY = "alleles.sites"
 #: File name (or directory name) suffix of simulated counts per format.
 SIMULATED_SUFFIX = {
     "10x_h5": ".h5",
@@ -176,6 +183,7 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
                 f"sample ID {sample!r} also on line {seen[sample]}; sample IDs must be unique.", path=path, where=where
             )
         seen[sample] = number
+        _check_row_alleles(record, path, where)
         _check_row_declared(record, declared, path, where)
         _fill_format(record, path, where)
     return _sheet_table(records, line_numbers, declared.reference, path)
@@ -294,6 +302,34 @@ def _check_row_schema(record: dict, validator, path: Path, where: str) -> None:
     )
 
 
+def _check_row_alleles(record: dict, path: Path, where: str) -> None:
+    """A row gives its allele data once: a cellsnp-lite folder (``alleles``) or reads (``bam``), not both;
+    a ``bam`` value names a BAM (``.bam``) or a manifest (``.tsv``/``.txt``)."""
+    if record.get("alleles", "") and record.get("bam", ""):
+        raise InputError(
+            f"columns 'alleles' ({record['alleles']!r}) and 'bam' ({record['bam']!r}) are both filled; give the "
+            "sample's allele data once: the cellsnp-lite folder or the BAM, and leave the other cell empty.",
+            path=path,
+            where=where,
+        )
+    bam = record.get("bam", "")
+    if bam and bam_kind(bam) is None:
+        raise InputError(
+            f"column 'bam': {bam!r} ends in neither {BAM_SUFFIX} (an indexed BAM) nor "
+            f"{' / '.join(MANIFEST_SUFFIXES)} (a plate's manifest: lines cell<TAB>path/to/cell.bam); rename it.",
+            path=path,
+            where=where,
+        )
+
+
+def bam_kind(path: str) -> str | None:
+    """``"bam"`` for a path ending in ``.bam``, ``"manifest"`` for ``.tsv``/``.txt``, else None (case-insensitive)."""
+    name = path.rstrip("/").lower()
+    if name.endswith(BAM_SUFFIX):
+        return "bam"
+    return "manifest" if name.endswith(MANIFEST_SUFFIXES) else None
+
+
 def _check_row_declared(record: dict, declared: _Declared, path: Path, where: str) -> None:
     """Condition, population and timepoint are declared in the config (a reference donor's
     timepoint may be empty or NA, which becomes empty)."""
@@ -362,7 +398,7 @@ def _check_simulated_row(record: dict, path: Path, where: str) -> None:
             raise InputError(
                 f"column {column!r} names {record[column]!r} but the config sets demo.simulate: true, which simulates "
                 "every sample (into results/demo/inputs/) and never reads your files; to analyse your files set "
-                "demo.simulate: false, for the simulated demo leave the counts, index_sort and alleles columns "
+                "demo.simulate: false, for the simulated demo leave the counts, index_sort, alleles and bam columns "
                 "empty (demo.params.alleles says which samples get simulated allele data).",
                 path=path,
                 where=where,
@@ -381,18 +417,27 @@ def simulated_paths(
     index_sorted_technologies,
     *,
     allele_samples=(),
+    bam_samples=(),
     folder: str = "results/demo/inputs",
 ) -> pd.DataFrame:
     """The sheet with the paths the simulator writes filled in (``demo.simulate: true``).
 
     Counts go to ``{folder}/{sample}{suffix}`` (:data:`SIMULATED_SUFFIX` by format; a directory for
     ``10x_mtx``), index-sort tables, for samples of ``index_sorted_technologies``, to
-    ``{folder}/{sample}.index_sort.csv`` and the cellsnp-lite folders of ``allele_samples`` to
-    ``{folder}/{sample}.cellsnp``: all inside the workflow's own output folder.
+    ``{folder}/{sample}.index_sort.csv``, the cellsnp-lite folders of ``allele_samples`` to
+    ``{folder}/{sample}.cellsnp`` and, for those of them also in ``bam_samples``, reads instead
+    (column ``bam``, no folder): a droplet sample's BAM to ``{folder}/{sample}.bam``, a plate sample's
+    manifest to ``{folder}/{sample}.bams.tsv`` (its cells' BAMs in ``{folder}/{sample}.bams/``): all
+    inside the workflow's own output folder.
     """
     sheet = sheet.copy()
-    with_alleles = set(allele_samples)
+    with_bam = set(bam_samples) & set(allele_samples)
+    with_alleles = set(allele_samples) - with_bam
     sheet["alleles"] = [f"{folder}/{s}.cellsnp" if s in with_alleles else "" for s in sheet["sample"]]
+    sheet["bam"] = [
+        (f"{folder}/{s}.bams.tsv" if t == "plate" else f"{folder}/{s}.bam") if s in with_bam else ""
+        for s, t in zip(sheet["sample"], sheet["technology"])
+    ]
     sheet["counts"] = [f"{folder}/{s}{SIMULATED_SUFFIX[f]}" for s, f in zip(sheet["sample"], sheet["format"])]
     sheet["index_sort"] = [
         f"{folder}/{s}.index_sort.csv" if t in set(index_sorted_technologies) else ""
@@ -433,6 +478,78 @@ def check_input_paths(sheet: pd.DataFrame, sheet_path: str | Path, *, base: str 
                 )
         if row.get("alleles", ""):
             check_alleles_folder(row["alleles"], base, sheet_path, where)
+        if row.get("bam", ""):
+            check_bam_input(row["bam"], base, sheet_path, where)
+
+
+def _bam_index(bam: Path) -> Path | None:
+    """The BAM's index beside it (:data:`BAM_INDEXES`), or None."""
+    stem = str(bam)[: -len(BAM_SUFFIX)] if str(bam).lower().endswith(BAM_SUFFIX) else str(bam)
+    found = (Path(p.format(bam=bam, stem=stem)) for p in BAM_INDEXES)
+    return next((p for p in found if p.is_file()), None)
+
+
+def check_bam_input(value: str, base: Path, sheet_path: str | Path, where: str) -> None:
+    """A sheet's ``bam`` value names an existing BAM with its index, or a readable plate manifest whose
+    every BAM exists with its index; else an :class:`InputError` naming the row, the column (and the
+    manifest's cell) and what to do. Only names and the manifest are read."""
+    from remnant.io.bam import read_bam_manifest
+
+    path = base / value
+    empty = "or leave the cell empty for a sample without allele data"
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise InputError(
+            f"column 'bam': {value!r} {what}; give the sample's BAM file or plate manifest (relative paths are "
+            f"relative to the working directory {base.resolve()}), {empty}.",
+            path=sheet_path,
+            where=where,
+        )
+    if bam_kind(value) == "bam":
+        bams = {None: path}
+    else:
+        try:
+            bams = read_bam_manifest(path)
+        except InputError as err:
+            raise InputError(
+                f"column 'bam': the manifest {value!r}: {err.detail.rstrip('.')}"
+                + (f" ({err.where})" if err.where else "")
+                + "; each line is cell<TAB>path/to/cell.bam.",
+                path=sheet_path,
+                where=where,
+            ) from None
+    for cell, bam in bams.items():
+        of = f" (cell {cell!r} of the manifest {value!r})" if cell is not None else ""
+        if not bam.is_file():
+            raise InputError(
+                f"column 'bam': {str(bam)!r}{of} does not exist; fix the path (a manifest's relative paths are "
+                "relative to its folder).",
+                path=sheet_path,
+                where=where,
+            )
+        if _bam_index(bam) is None:
+            raise InputError(
+                f"column 'bam': {str(bam)!r}{of} has no index ({Path(bam).name}.bai or .csi beside it); index it "
+                "with `samtools index` (sorted by coordinate first: `samtools sort`).",
+                path=sheet_path,
+                where=where,
+            )
+
+
+def check_bam_config(sheet: pd.DataFrame, sites: str | None, *, source: str = "config") -> None:
+    """With a sheet row naming a BAM (column ``bam``), ``alleles.sites`` names an existing VCF file;
+    else an :class:`InputError` naming the key. (remnant counts given sites; it does not find them.)"""
+    rows = [s for s in sheet.index if sheet.loc[s, "bam"]] if "bam" in sheet else []
+    if rows and not sites:
+        raise InputError(
+            f"is not set, but the sheet names BAMs (column bam, e.g. sample {rows[0]!r}); set it to a VCF of the "
+            "patients' heterozygous germline SNPs or of common SNPs (remnant counts given sites, it does not find "
+            "them from the reads), or give cellsnp-lite folders (column alleles) instead.",
+            path=source,
+            where=SITES_KEY,
+        )
+    if sites:
+        _named_file(sites, SITES_KEY, source, "VCF of the SNPs to count")
 
 
 def check_alleles_folder(folder: str, base: Path, sheet_path: str | Path, where: str) -> None:
