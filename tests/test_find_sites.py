@@ -236,7 +236,10 @@ def test_bad_input(patient, tmp_path):
             lambda: find_sites(droplet.path, [("chr9", 0, 10)]),
             r"P1_dx\.bam: has no contig for the regions on \['chr9'\]",
         ),
-        (lambda: find_sites(droplet.path, regions, min_minor_reads=0), r"alleles\.discovery: minimums"),
+        (
+            lambda: find_sites(droplet.path, regions, min_minor_reads=0),
+            r"minimums min_depth 10, min_minor_reads 0: need 1 <= min_minor_reads",
+        ),
         (lambda: find_sites(droplet.path, regions, min_minor_fraction=0.7), r"must lie in \(0, 0\.5\]"),
     ]
     import shutil

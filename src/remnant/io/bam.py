@@ -773,12 +773,10 @@ def _check_minimums(min_depth, min_minor_reads, min_minor_fraction) -> None:
         raise InputError(
             f"minimums min_depth {min_depth}, min_minor_reads {min_minor_reads}: need 1 <= min_minor_reads "
             "<= min_depth and min_depth >= 2 (both alleles seen).",
-            where="alleles.discovery",
         )
     if not 0 < float(min_minor_fraction) <= 0.5:
         raise InputError(
-            f"min_minor_fraction {min_minor_fraction} must lie in (0, 0.5]: the minor allele's share of the two.",
-            where="alleles.discovery",
+            f"min_minor_fraction {min_minor_fraction} must lie in (0, 0.5]: the minor allele's share of the two."
         )
 
 
