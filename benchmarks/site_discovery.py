@@ -26,9 +26,10 @@ sites, 3,313,846 reads, 90 MB BAM; one run)::
     remnant count_alleles (known sites)   22.25  14.70   366.52   20.64      -           -           -
 
 find_sites finds every simulated site and nothing else (no candidate off the sites) in 3.5x mpileup's
-CPU time over the same region; about 60% of it is the read screen (a Python per-read filter and
-htslib's aligned-pairs walk per read), the rest the exact count of the candidates' four bases (three
-sites per candidate, per cell, then summed: hence the peak, twice count_alleles'). A pooled-only count
+CPU time over the same region; two thirds of it is the read screen (timed apart in one process:
+screen 33.7 s, exact count 18.0 s CPU; a Python per-read filter and htslib's aligned-pairs walk per
+read), the rest the exact count of the candidates' four bases (three sites per candidate, per cell,
+then summed: hence the peak, twice count_alleles'). A pooled-only count
 (no per-cell matrices) would cut both; not done.
 
 Run: ``python benchmarks/site_discovery.py`` (writing the BAM takes 3-7 minutes the first time) or
