@@ -107,7 +107,9 @@ try:
         USER_PATHS += sheet_paths(SAMPLES, config["samples"])
         check_not_outputs(USER_PATHS)  # before any file is opened (the rules' outputs: check_user_files)
         check_input_paths(SAMPLES, config["samples"])
-        check_bam_config(SAMPLES, config["alleles"]["sites"], source=CONFIG_SOURCE)
+        check_bam_config(
+            SAMPLES, config["alleles"]["sites"], discovery=config["alleles"]["discovery"], source=CONFIG_SOURCE
+        )
         check_distinct_samples(SAMPLES, config["samples"])
     # persistence analysis (gates, persistence, signatures, pseudobulk): cross-key checks and the
     # derived gate mappings and lesion name
@@ -131,6 +133,11 @@ SIMULATE = config["demo"]["simulate"]
 ALLELE_SAMPLES = [s for s in SAMPLES.index if SAMPLES.loc[s, "alleles"] or SAMPLES.loc[s, "bam"]]
 BAM_SAMPLES = [s for s in SAMPLES.index if SAMPLES.loc[s, "bam"]]
 BAM_SAMPLES_PATTERN = "|".join(re.escape(s) for s in BAM_SAMPLES) or "(?!)"
+# without alleles.sites, each patient with BAM samples has its sites found in its pooled reads (rule find_sites)
+SITE_PATIENTS = (
+    [] if config["alleles"]["sites"] else list(dict.fromkeys(SAMPLES.loc[BAM_SAMPLES, "patient"].astype(str)))
+)
+SITE_PATIENTS_PATTERN = "|".join(re.escape(p) for p in SITE_PATIENTS) or "(?!)"
 ALLELE_SAMPLES_PATTERN = "|".join(re.escape(s) for s in ALLELE_SAMPLES) or "(?!)"  # (?!) matches nothing
 # with allele data, call_lesions also writes each patient's phased SNPs (without: exactly as before)
 PHASED_SITES = ["results/cnv/phased_sites.tsv"] if ALLELE_SAMPLES else []
@@ -201,6 +208,28 @@ def allele_folder(wildcards):
     return SAMPLES.loc[wildcards.sample, "alleles"]
 
 
+def sites_input(wildcards):
+    """The sites a sample is counted at (rule count_alleles) - alleles.sites, or its patient's found sites."""
+    if config["alleles"]["sites"]:
+        return config["alleles"]["sites"]
+    return f"results/alleles/sites/{SAMPLES.loc[wildcards.sample, 'patient']}.vcf"
+
+
+def patient_bam_samples(wildcards):
+    """The patient's samples whose sheet rows name reads (column bam), in sheet order."""
+    return [s for s in BAM_SAMPLES if str(SAMPLES.loc[s, "patient"]) == wildcards.patient]
+
+
+def patient_bams(wildcards):
+    """The BAMs or plate manifests of the patient's samples (rule find_sites pools them)."""
+    return [SAMPLES.loc[s, "bam"] for s in patient_bam_samples(wildcards)]
+
+
+def patient_umi_tags(wildcards):
+    """The UMI tag of each of the patient's BAMs (none for plates), in patient_bams' order."""
+    return [sample_umi_tag(s) for s in patient_bam_samples(wildcards)]
+
+
 def bam_input(wildcards):
     """The sample's BAM or plate manifest (sheet column bam)."""
     return SAMPLES.loc[wildcards.sample, "bam"]
@@ -208,7 +237,12 @@ def bam_input(wildcards):
 
 def umi_tag(wildcards):
     """The UMI tag of the sample's BAM (alleles.umi_tag); plates have none (each fragment votes)."""
-    return None if SAMPLES.loc[wildcards.sample, "technology"] == "plate" else config["alleles"]["umi_tag"]
+    return sample_umi_tag(wildcards.sample)
+
+
+def sample_umi_tag(sample):
+    """The UMI tag of a sample's BAM: alleles.umi_tag, none for plates."""
+    return None if SAMPLES.loc[sample, "technology"] == "plate" else config["alleles"]["umi_tag"]
 
 
 def allele_tables(wildcards=None):

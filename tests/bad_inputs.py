@@ -246,7 +246,9 @@ def parse(cohort: Cohort, configfile: str = "config.yaml"):
         if config["demo"]["simulate"]:  # the demo counts its BAMs at its own sites
             check_no_sites(config["alleles"]["sites"], source=configfile)
         else:
-            check_bam_config(sheet, config["alleles"]["sites"], source=configfile)
+            check_bam_config(
+                sheet, config["alleles"]["sites"], discovery=config["alleles"]["discovery"], source=configfile
+            )
         check_resources(
             config,
             genes=resource(config["annotation"]["genes"]),
@@ -869,11 +871,15 @@ CASES: list[Case] = [
     ),
     # ---- config ------------------------------------------------------------------------------
     Case(
-        "config-alleles-sites-missing",
+        "config-alleles-discovery-minimums",
         "config",
-        "a sheet naming a BAM, no `alleles.sites` (the SNPs to count)",
-        lambda c: _bam_column(c, "bams/P1_dx_HSC.bam"),
-        ["config.yaml", "alleles.sites", "is not set", "sample 'P1_dx_HSC'", "does not find them"],
+        "a sheet naming a BAM, no `alleles.sites` (sites found in the reads) and a minor-allele minimum above "
+        "the depth minimum (`alleles.discovery`)",
+        lambda c: (
+            _bam_column(c, "bams/P1_dx_HSC.bam"),
+            c.set("alleles.discovery", {"min_depth": 4, "min_minor_reads": 5}),
+        ),
+        ["config.yaml", "alleles.discovery", "min_minor_reads 5 is above min_depth 4", "sample 'P1_dx_HSC'"],
     ),
     Case(
         "config-alleles-control-overlaps",

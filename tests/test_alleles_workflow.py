@@ -416,20 +416,23 @@ def test_a_row_names_alleles_or_bam_not_both(tmp_path, monkeypatch):
     assert "columns 'alleles' ('tiny.cellsnp') and 'bam' ('s2.bam') are both filled" in message
 
 
-def test_a_bam_needs_alleles_sites(tmp_path, monkeypatch):
+def test_a_bam_without_alleles_sites_has_its_sites_found(tmp_path, monkeypatch):
     from remnant.workflow.config import check_bam_config
     from remnant.workflow.demo import check_no_sites
 
     tiny_bam(tmp_path / "s2.bam")
     sheet = bam_sheet(tmp_path, "s2.bam", monkeypatch)
+    discovery = {"min_depth": 10, "min_minor_reads": 3, "min_minor_fraction": 0.05}
+    check_bam_config(sheet, None, discovery=discovery, source="config.yaml")  # null: found in the reads
     with pytest.raises(InputError) as err:
-        check_bam_config(sheet, None, source="config.yaml")
-    assert err.value.where == "alleles.sites" and "sample 'S2'" in str(err.value) and "does not find" in str(err.value)
+        check_bam_config(sheet, None, discovery=discovery | {"min_depth": 2}, source="config.yaml")
+    assert err.value.where == "alleles.discovery" and "sample 'S2'" in str(err.value)
+    assert "min_minor_reads 3 is above min_depth 2" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(InputError, match="'sites.vcf' does not exist; set alleles.sites"):
-        check_bam_config(sheet, "sites.vcf", source="config.yaml")
+        check_bam_config(sheet, "sites.vcf", discovery=discovery, source="config.yaml")
     (tmp_path / "sites.vcf").write_text("##fileformat=VCFv4.2\n")
     check_bam_config(sheet, "sites.vcf", source="config.yaml")
-    check_bam_config(sheet.assign(bam=""), None)  # no BAM: no sites needed
+    check_bam_config(sheet.assign(bam=""), None, discovery=discovery | {"min_depth": 2})  # no BAM: nothing found
     with pytest.raises(InputError, match="demo.simulate: true") as err:
         check_no_sites("sites.vcf", source="config.yaml")
     assert err.value.where == "alleles.sites"
@@ -553,3 +556,155 @@ def test_the_demo_writes_reads_and_sites_for_bam_samples(genes, tmp_path, monkey
     sites = read_sites(SIMULATED_SITES)
     assert len(sites) == truth.n_vars and set(sites["position"]) == set(truth.var["position"])
     assert not any(Path("results/demo/inputs").glob("*.cellsnp"))
+
+
+# ------------------------------------------------------------------------------------------------
+# without alleles.sites: rule find_sites per patient, its VCF counted by count_alleles
+# ------------------------------------------------------------------------------------------------
+#: Minimums of the tests (the simulated reads are few); two minor molecules would let errors in (27 of 774
+#: sites at 0.5% errors per base), three let one in at 0.5%, none at 0.1%.
+DISCOVERY = {"min_depth": 6, "min_minor_reads": 3, "min_minor_fraction": 0.1}
+
+
+def pooled_passing(tables: list, written: list, regions: list[tuple], minimums: dict) -> set[tuple[str, int]]:
+    """(chromosome, position) of the simulated sites inside the regions whose pooled REF and ALT counts
+    pass the minimums, the minor allele above the other bases (``written``: the BAMs' other-base molecules)."""
+    var = tables[0].var
+
+    def pooled(matrices):
+        return sum(np.asarray(m.sum(axis=0)).ravel() for m in matrices)
+
+    alt, dp, other = (
+        pooled([t.layers["AD"] for t in tables]),
+        pooled([t.layers["DP"] for t in tables]),
+        pooled([w.oth for w in written]),
+    )
+    minor = np.minimum(alt, dp - alt)
+    ok = (dp >= minimums["min_depth"]) & (minor >= minimums["min_minor_reads"]) & (minor > other)
+    ok &= (minor >= minimums["min_minor_fraction"] * dp) & np.any([inside(var, r) for r in regions], axis=0)
+    return {(c, int(p)) for c, p, k in zip(var["chromosome"].astype(str), var["position"], ok, strict=True) if k}
+
+
+def test_find_sites_step_writes_the_patient_s_vcf_and_count_alleles_reads_it(cohort, tmp_path):
+    """rule find_sites' step on P1's droplet BAM and plate manifest (simulated, 0.1% errors per base, as
+    Illumina's; at 0.5% and these low minimums one error position of 749 passes): the VCF holds
+    the het sites the pooled reads allow inside the lesion and the control region, nothing else; rule
+    count_alleles' step then counts a sample at exactly those sites."""
+    from remnant.io.bam import read_sites
+    from remnant.sim.bam import write_bam, write_plate_bams
+    from remnant.workflow.alleles import count_alleles, find_sites
+
+    dx, rem = cohort.alleles["P1_dx"], cohort.alleles["P1_rem"]
+    written = [
+        write_bam(dx, tmp_path / "P1_dx.bam", seed=5, noise=0, error_rate=0.001),
+        write_plate_bams(rem, tmp_path / "plate", seed=6, noise=0, error_rate=0.001),
+    ]
+    bam, manifest = (w.path for w in written)
+    regions = {"lesions": LESIONS, "control_region": "chr2:100000000-180000000", "cytobands": str(CYTOBANDS)}
+    vcf = tmp_path / "sites" / "P1.vcf"
+    vcf.parent.mkdir()
+    found = find_sites(
+        [str(bam), str(manifest)],
+        str(vcf),
+        patient="P1",
+        samples=["P1_dx", "P1_rem"],
+        umi_tags=["UB", None],
+        **regions,
+        **DISCOVERY,
+    )
+    expect = pooled_passing([dx, rem], written, [DEL5Q, CONTROL], DISCOVERY)
+    assert len(expect) > 50
+    got = set(zip(found["chromosome"], found["position"].astype(int), strict=True))
+    assert got == expect
+    back = read_sites(vcf)
+    assert set(zip(back["chromosome"], back["position"].astype(int), strict=True)) == expect
+    assert (back[["ref", "alt"]].to_numpy() == found[["ref", "alt"]].to_numpy()).all()
+    text = vcf.read_text()
+    assert "##contig=<ID=chr5>" in text and f"DP={found['depth'].iloc[0]};AD=" in text
+    with pytest.raises(FileExistsError):  # a written VCF is never overwritten
+        find_sites([str(bam)], str(vcf), patient="P1", samples=["P1_dx"], **regions, **DISCOVERY)
+
+    kept = pd.Index([f"P1_dx:{b}" for b in dx.obs_names])
+    ad.AnnData(obs=pd.DataFrame(index=kept)).write_h5ad(tmp_path / "filtered.h5ad")
+    counted = count_alleles(
+        str(bam),
+        str(tmp_path / "filtered.h5ad"),
+        str(tmp_path / "P1_dx.cellsnp"),
+        sample="P1_dx",
+        sites=str(vcf),
+        **regions,
+    )
+    assert counted.n_vars == len(found)
+    cols = pd.Index(dx.var["position"].astype(int)).get_indexer(counted.var["position"].astype(int))
+    dp = dx.layers["DP"][:, cols].toarray()
+    np.testing.assert_array_equal(counted.layers["DP"].toarray(), dp)  # every molecule of the sites counted
+
+
+def test_no_site_found_is_one_line_naming_the_patient(cohort, tmp_path):
+    from remnant.sim.bam import write_bam
+    from remnant.workflow.alleles import find_sites
+
+    bam = write_bam(cohort.alleles["P1_dx"], tmp_path / "P1_dx.bam", seed=5, noise=0).path
+    with pytest.raises(InputError) as err:
+        find_sites(
+            [str(bam)],
+            str(tmp_path / "P1.vcf"),
+            patient="P1",
+            samples=["P1_dx"],
+            lesions=LESIONS,
+            control_region=None,
+            cytobands=str(CYTOBANDS),
+            min_depth=100_000,
+            min_minor_reads=3,
+            min_minor_fraction=0.05,
+        )
+    message = str(err.value)
+    assert "\n" not in message and "patient P1" in message and "alleles.discovery" in message
+    assert "['P1_dx']" in message and "lower these" in message and not (tmp_path / "P1.vcf").exists()
+
+
+def test_without_alleles_sites_the_workflow_finds_each_patient_s_sites(cohort, tmp_path):
+    """The workflow: with a bam row and alleles.sites null, rule find_sites runs per patient with BAM samples
+    (here P1: one droplet BAM and one plate manifest, pooled) and count_alleles takes that patient's VCF;
+    with alleles.sites set, no find_sites job."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from bad_inputs import Cohort
+
+    from remnant.sim.bam import write_bam, write_plate_bams
+
+    c = Cohort(tmp_path)
+    (tmp_path / "bams").mkdir()
+    written = [
+        write_bam(cohort.alleles["P1_dx"], tmp_path / "bams/P1_dx_HSC.bam", seed=5, noise=0),
+        write_plate_bams(cohort.alleles["P1_rem"], tmp_path / "bams/P1_rem_HSC", seed=6, noise=0),
+    ]
+    bams = {"P1_dx_HSC": "bams/P1_dx_HSC.bam", "P1_rem_HSC": "bams/P1_rem_HSC/manifest.tsv"}
+    rows = [line.split("\t") for line in c.sheet_text().splitlines()]
+    c.write_sheet([[*rows[0], "bam"]] + [[*r, bams.get(r[0], "")] for r in rows[1:]])
+    c.set("alleles.discovery", DISCOVERY)
+
+    def snakemake(*args: str) -> subprocess.CompletedProcess:
+        run = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path)]
+            + ["--configfile", str(tmp_path / "config.yaml"), "--cores", "1", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run
+
+    plan = snakemake("-n", "results/alleles/P1_dx_HSC.cellsnp", "results/alleles/P1_rem_HSC.cellsnp").stdout
+    assert plan.count("rule find_sites:") == 1 and plan.count("rule count_alleles:") == 2
+    assert "results/alleles/sites/P1.vcf" in plan
+    snakemake("results/alleles/sites/P1.vcf")  # the rule itself: a few seconds
+    got = pd.read_csv(tmp_path / "results/alleles/sites/P1.vcf", sep="\t", comment="#", header=None)
+    tables = [cohort.alleles["P1_dx"], cohort.alleles["P1_rem"]]
+    expect = pooled_passing(tables, written, [DEL5Q, CONTROL], DISCOVERY)
+    assert set(zip(got[0], got[1].astype(int), strict=True)) == expect
+    assert (tmp_path / "logs/find_sites/P1.log").read_text().count("wrote") == 1
+
+    (tmp_path / "given.vcf").write_text((tmp_path / "results/alleles/sites/P1.vcf").read_text())
+    c.set("alleles.sites", "given.vcf")
+    plan = snakemake("-n", "results/alleles/P1_dx_HSC.cellsnp").stdout
+    assert "rule find_sites:" not in plan and "given.vcf" in plan

@@ -14,7 +14,7 @@ __getattr__, __dir__, __all__ = exports(
         "annotation": ["load_genes", "load_cytobands", "chromosome_arms", "genes_from_gtf", "gene_symbols"],
         "genesets": ["read_gene_set", "read_gene_sets", "read_markers"],
         "alleles": ["read_cellsnp", "write_cellsnp", "match_cells", "annotation_chromosome"],
-        "bam": ["count_alleles", "read_bam_manifest", "read_sites"],
+        "bam": ["count_alleles", "find_sites", "read_bam_manifest", "read_sites"],
         "store": [],
     },
 )

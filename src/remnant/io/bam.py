@@ -19,6 +19,11 @@ plate, one BAM with a per-cell tag
 Reads are taken from the index, one fetch per cluster of nearby sites; each read's CIGAR is walked
 only up to the sites it covers (no pileup of every position: ``benchmarks/allele_counting.py``
 compares the two and samtools mpileup).
+
+Without a list of sites, :func:`find_sites` finds a patient's heterozygous SNVs in the pooled reads of
+all its samples, inside given regions only: a read-level screen of every position (htslib's
+``count_coverage``, window by window), then the candidates counted exactly as above (molecules or
+fragments) and kept where both alleles reach the minimums.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from remnant.io.alleles import _var_table, annotation_chromosome
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["count_alleles", "read_bam_manifest", "read_sites", "SKIP_FLAGS", "DUPLICATE"]
+__all__ = ["count_alleles", "find_sites", "read_bam_manifest", "read_sites", "SKIP_FLAGS", "DUPLICATE"]
 
 #: Reads never counted: unmapped (0x4), secondary (0x100), QC-fail (0x200), supplementary (0x800).
 SKIP_FLAGS = 0x4 | 0x100 | 0x200 | 0x800
@@ -58,6 +63,13 @@ _BASES = frozenset("ACGT")
 _REF, _ALT, _OTH = 0, 1, 2
 #: CIGAR operations: consume reference and query (M, =, X), query only (I, S), reference only (D, N).
 _MATCH, _QUERY, _SKIP = (0, 7, 8), (1, 4), (2, 3)
+#: Reference bp per window of the discovery screen: its pooled base counts are 4 x WINDOW integers.
+WINDOW = 1_000_000
+#: The read screen keeps a position whose minor base reaches this share of ``min_minor_fraction``: reads
+#: (PCR duplicates, both mates of a pair) are not molecules, so it is looser and the exact counts decide.
+SCREEN_SLACK = 0.5
+#: At most this many BAMs are held open at once by the screen (more: each is reopened per window).
+MAX_OPEN = 256
 _INDEX_HINT = "index it with `samtools index` (the .bai or .csi must sit next to the BAM)"
 
 
@@ -610,3 +622,368 @@ def _molecule_counts(site: np.ndarray, cell: np.ndarray, key: list, base: np.nda
     pair_site, pair_cell = pairs // n_cells, pairs % n_cells
     alt, ref, oth = counts[:, _ALT], counts[:, _REF], counts[:, _OTH]
     return (pair_cell, pair_site, alt, ref + alt, oth), int(tied.sum())
+
+
+# --------------------------------------------------------------------------------------------
+# site discovery
+# --------------------------------------------------------------------------------------------
+def find_sites(
+    bams,
+    regions: Iterable[tuple[str, int, int]],
+    *,
+    min_depth: int = 10,
+    min_minor_reads: int = 3,
+    min_minor_fraction: float = 0.05,
+    min_mapq: int = 20,
+    min_baseq: int = 20,
+    barcode_tag: str = "CB",
+    umi_tag: str | None | list[str | None] = "UB",
+    source: str | None = None,
+) -> pd.DataFrame:
+    """Heterozygous SNVs found in the pooled reads of several BAMs (one patient's samples), inside regions.
+
+    Two passes. A screen: per window of :data:`WINDOW` bp of each region, the reads of every BAM
+    (flags :data:`SKIP_FLAGS`, duplicates too without UMIs, ``min_mapq``, ``min_baseq``) piled up
+    per base with htslib (``count_coverage``) and summed over the BAMs; a position is a candidate when
+    its two most frequent bases reach ``min_depth`` reads together, the second ``min_minor_reads``
+    reads and :data:`SCREEN_SLACK` x ``min_minor_fraction`` of the two. Then every base of the
+    candidates counted exactly by :func:`count_alleles` (droplets: one molecule one vote; plates: one
+    vote per fragment), summed over cells and BAMs; the two most frequent are REF and ALT (an error
+    base with many reads of few molecules cannot hide the true minor allele), kept where REF + ALT >= ``min_depth``, the minor allele >=
+    ``min_minor_reads`` and >= ``min_minor_fraction`` of REF + ALT, and the minor allele outnumbers
+    the other two bases together (biallelic).
+
+    There is no reference FASTA here: REF and ALT are the major and the minor base of the pooled
+    counts (ties: alphabetical), not the genome's. That is enough for phasing: only which allele is
+    which matters, and it is the same in every sample of the patient counted at these sites.
+
+    Parameters
+    ----------
+    bams
+        The patient's inputs: a list of indexed BAMs (droplet, or plate with a per-cell
+        ``barcode_tag``), plate manifests (a path not ending ``.bam``: :func:`read_bam_manifest`; or
+        a Mapping cell -> BAM), or a single one of these. Only read.
+    regions
+        ``(chromosome, start, end)`` in bp, 0-based half-open (the lesions and the control region);
+        names matched to each BAM's contigs (``5`` = ``chr5``).
+    min_depth, min_minor_reads, min_minor_fraction
+        The minimums above (molecules with UMIs, fragments without; reads in the screen).
+    min_mapq, min_baseq
+        Mapping and base quality minimums (Phred).
+    barcode_tag, umi_tag
+        As :func:`count_alleles`; ``umi_tag`` one for all BAMs or a list, one per input (None for
+        plates; manifests never use one).
+    source
+        What the inputs are to the caller (e.g. ``"patient P1"``), put in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per site, in genome order (contigs as in the regions' order of first appearance):
+        ``chromosome`` (as in ``regions``), ``position`` (int64, 1-based), ``ref``, ``alt`` (major,
+        minor base), ``ref_count``, ``alt_count``, ``other_count`` (pooled molecules or fragments),
+        ``depth`` (REF + ALT), ``minor_fraction`` (ALT / depth), ``screen_depth`` (reads of the two
+        bases in the screen). ``attrs["discovery"]``: the minimums, inputs, windows and BAMs screened,
+        candidates.
+
+    Raises
+    ------
+    InputError
+        One line naming the file: a BAM or manifest missing, unreadable, unindexed, without a contig of
+        the regions; no input; no region; bad minimums.
+    """
+    # long because: the docstring documents both passes and every minimum; the body is short
+    inputs = _discovery_inputs(bams, umi_tag, source)
+    spans = _discovery_regions(regions)
+    _check_minimums(min_depth, min_minor_reads, min_minor_fraction)
+    screen = _Screen(min_mapq, min_baseq, min_depth, min_minor_reads, SCREEN_SLACK * min_minor_fraction)
+    files = [(path, cell, umi) for target, umi, label in inputs for path, cell in _files_of(target, label)]
+    candidates = screen.run(files, spans, source)
+    counts = _exact_counts(inputs, candidates, barcode_tag, min_mapq, min_baseq)
+    found = _kept_sites(candidates, counts, min_depth, min_minor_reads, min_minor_fraction)
+    found.attrs["discovery"] = {
+        "min_depth": int(min_depth),
+        "min_minor_reads": int(min_minor_reads),
+        "min_minor_fraction": float(min_minor_fraction),
+        "inputs": [label for _, _, label in inputs],
+        "bams": len(files),
+        "windows": screen.windows,
+        "candidates": len(candidates),
+        "sites": len(found),
+    }
+    logger.info(
+        "found %d heterozygous sites among %d candidates in %d BAM(s) of %d input(s)",
+        len(found),
+        len(candidates),
+        len(files),
+        len(inputs),
+    )
+    return found
+
+
+def _discovery_inputs(bams, umi_tag, source: str | None) -> list[tuple[object, str | None, str]]:
+    """(BAM path or manifest dict, UMI tag, label) per input; manifests read, UMI None for them."""
+    items = [bams] if isinstance(bams, (str, PathLike, Mapping)) else list(bams)
+    if not items:
+        raise InputError("no BAM given; site discovery needs the patient's BAMs or plate manifests.", where=source)
+    umis = list(umi_tag) if isinstance(umi_tag, (list, tuple)) else [umi_tag] * len(items)
+    if len(umis) != len(items):
+        raise ValueError(f"umi_tag lists {len(umis)} tags for {len(items)} inputs")
+    out = []
+    for item, umi in zip(items, umis):
+        if isinstance(item, Mapping):
+            out.append(({str(c): Path(p) for c, p in item.items()}, None, f"{len(item)}-cell manifest"))
+        elif str(item).lower().endswith(BAM_SUFFIX):
+            out.append((Path(item), umi, str(item)))
+        else:
+            out.append((read_bam_manifest(item), None, str(item)))
+    return out
+
+
+#: A BAM's name ending (anything else given as a path is a plate manifest).
+BAM_SUFFIX = ".bam"
+
+
+def _files_of(target, label: str) -> list[tuple[Path, str | None]]:
+    """(BAM, manifest cell or None) per file of one input."""
+    if isinstance(target, Mapping):
+        if not target:
+            raise InputError("the BAM manifest lists no cell.", path=label)
+        return [(Path(p), str(c)) for c, p in target.items()]
+    return [(Path(target), None)]
+
+
+def _discovery_regions(regions) -> list[tuple[str, str, int, int]]:
+    """(chromosome as given, normalised name, start, end) of the merged regions, in order of appearance."""
+    given = [(str(c), int(s), int(e)) for c, s, e in regions]
+    if not given:
+        raise InputError("no region given; site discovery piles up only the lesions and the control region.")
+    bad = [r for r in given if r[1] < 0 or r[2] <= r[1]]
+    if bad:
+        raise InputError(f"region {bad[0]} is empty or negative; give (chromosome, start, end) with 0 <= start < end.")
+    names = {}
+    for chrom, _, _ in given:
+        names.setdefault(_normalised(chrom), chrom)
+    merged = _merged_regions(given)
+    return [(names[n], n, a, b) for n in names for a, b in merged[n]]
+
+
+def _check_minimums(min_depth, min_minor_reads, min_minor_fraction) -> None:
+    if int(min_minor_reads) < 1 or int(min_depth) < 2 or int(min_depth) < int(min_minor_reads):
+        raise InputError(
+            f"minimums min_depth {min_depth}, min_minor_reads {min_minor_reads}: need 1 <= min_minor_reads "
+            "<= min_depth and min_depth >= 2 (both alleles seen).",
+        )
+    if not 0 < float(min_minor_fraction) <= 0.5:
+        raise InputError(
+            f"min_minor_fraction {min_minor_fraction} must lie in (0, 0.5]: the minor allele's share of the two."
+        )
+
+
+class _Screen:
+    """Pass one: per window, the reads of every BAM piled up per base and summed; candidate positions."""
+
+    def __init__(self, min_mapq, min_baseq, min_depth, min_minor, min_fraction):
+        self.min_mapq, self.min_baseq = int(min_mapq), int(min_baseq)
+        self.min_depth, self.min_minor, self.min_fraction = int(min_depth), int(min_minor), float(min_fraction)
+        self.windows = 0
+
+    def run(self, files, spans, source: str | None) -> pd.DataFrame:
+        """Candidates: ``chromosome, position`` (1-based), ``ref`` (the major read base), ``screen_depth``
+        (reads of the two top bases), in window order."""
+        handles = _Handles(files, source)
+        try:
+            contigs = handles.contigs(spans)
+            parts = [
+                self._window(handles, contigs, chrom, norm, a, min(a + WINDOW, end))
+                for chrom, norm, start, end in spans
+                for a in range(start, end, WINDOW)
+            ]
+        finally:
+            handles.close()
+        columns = ["chromosome", "position", "ref", "screen_depth"]
+        parts = [p for p in parts if len(p)]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+    def _window(self, handles, contigs, chrom, norm, start, stop) -> pd.DataFrame:
+        """Candidates of one window: each BAM piled up only over the spans its reads cover (allocation and
+        work follow the reads, not the window's length), summed into one (4, window) array."""
+        self.windows += 1
+        pooled, touched = None, []
+        for k, (_, umi) in enumerate(handles.files):
+            handle, contig = handles.get(k), contigs[k][norm]
+            keep = _read_filter(SKIP_FLAGS | (DUPLICATE if umi is None else 0), self.min_mapq)
+            for a, b in _read_spans(handle.fetch(contig, start, stop), keep, start, stop):
+                acgt = handle.count_coverage(contig, a, b, quality_threshold=self.min_baseq, read_callback=keep)
+                if pooled is None:  # calloc'd: pages never touched cost nothing
+                    pooled = np.zeros((4, stop - start), np.int64)
+                # htslib's unsigned longs read as int64 (counts far below 2**63): no copy, no float promotion
+                pooled[:, a - start : b - start] += np.vstack([np.frombuffer(x, dtype=np.int64) for x in acgt])
+                touched.append((a, b))
+        if pooled is None:
+            return pd.DataFrame()
+        parts = [self._candidates(pooled[:, a - start : b - start], chrom, a) for a, b in _merged(touched)]
+        parts = [p for p in parts if len(p)]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    def _candidates(self, pooled: np.ndarray, chrom: str, start: int) -> pd.DataFrame:
+        """Positions of a window's (4, n) base counts whose two top bases pass the screen."""
+        covered = np.flatnonzero((pooled > 0).sum(axis=0) >= 2)  # two bases seen at least
+        if covered.size == 0:
+            return pd.DataFrame()
+        sub = pooled[:, covered]
+        order = np.argsort(-sub, axis=0, kind="stable")  # ties: A before C before G before T
+        top = np.take_along_axis(sub, order[:2], axis=0)
+        depth = top[0] + top[1]
+        keep = (depth >= self.min_depth) & (top[1] >= self.min_minor) & (top[1] >= self.min_fraction * depth)
+        bases = np.array(list("ACGT"), dtype=object)
+        return pd.DataFrame(
+            {
+                "chromosome": chrom,
+                "position": (start + covered[keep] + 1).astype(np.int64),
+                "ref": bases[order[0][keep]],
+                "screen_depth": depth[keep].astype(np.int64),
+            }
+        )
+
+
+#: Reads closer than this (bp) share one pile-up span of the screen.
+SPAN_GAP = 1_000
+
+
+def _read_spans(reads, keep, start: int, stop: int) -> list[tuple[int, int]]:
+    """Sorted, disjoint ``[a, b)`` inside ``[start, stop)`` covering the reads that pass ``keep`` (a
+    read's span runs from its first to its last aligned base, introns included)."""
+    spans: list[list[int]] = []
+    for read in reads:
+        end = read.reference_end
+        if end is None or not keep(read):
+            continue
+        a, b = max(read.reference_start, start), min(end, stop)
+        if spans and a <= spans[-1][1] + SPAN_GAP:
+            spans[-1][1] = max(spans[-1][1], b)
+        else:
+            spans.append([a, b])
+    return [(a, b) for a, b in spans if b > a]
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The union of ``[a, b)`` spans, sorted and disjoint."""
+    out: list[list[int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _read_filter(skip: int, min_mapq: int):
+    """count_coverage's per-read test: none of the ``skip`` flags, mapping quality >= ``min_mapq``."""
+    return lambda read: not (read.flag & skip) and read.mapping_quality >= min_mapq
+
+
+class _Handles:
+    """The screened BAMs, held open (up to :data:`MAX_OPEN`; beyond, reopened per use)."""
+
+    def __init__(self, files, source: str | None):
+        self.files = [(path, umi) for path, _, umi in files]
+        self.where = [_join(source, cell and f"cell {cell}") for _, cell, _ in files]
+        self.keep = len(files) <= MAX_OPEN
+        self.open: dict[int, object] = {}
+        self.last = None
+
+    def get(self, k: int):
+        if k in self.open:
+            return self.open[k]
+        if not self.keep and self.last is not None:
+            self.last.close()
+        handle = _open_bam(self.files[k][0], self.where[k])
+        if self.keep:
+            self.open[k] = handle
+        else:
+            self.last = handle
+        return handle
+
+    def contigs(self, spans) -> list[dict[str, str]]:
+        """Per BAM: normalised chromosome of the regions -> its contig; InputError when it lacks one."""
+        out = []
+        for k, (path, _) in enumerate(self.files):
+            handle = self.get(k)
+            by_norm = dict(zip(annotation_chromosome(list(handle.references)), handle.references))
+            missing = sorted({chrom for chrom, norm, _, _ in spans if norm not in by_norm})
+            if missing:
+                raise InputError(
+                    f"has no contig for the regions on {missing[:5]} (its contigs: {list(handle.references)[:5]}...); "
+                    "the BAM is of another reference.",
+                    path=path,
+                    where=self.where[k],
+                )
+            out.append(by_norm)
+        return out
+
+    def close(self) -> None:
+        for handle in self.open.values():
+            handle.close()
+        if self.last is not None:
+            self.last.close()
+        self.open.clear()
+
+
+def _exact_counts(inputs, candidates: pd.DataFrame, barcode_tag: str, min_mapq: int, min_baseq: int) -> np.ndarray:
+    """(n_candidates, 4) molecules (fragments) showing A, C, G, T, summed over cells and inputs: each
+    candidate counted as three sites, its screen major base against each other base."""
+    n = len(candidates)
+    total = np.zeros((n, 4), np.int64)
+    if n == 0:
+        return total
+    ref = candidates["ref"].to_numpy()
+    alts = np.array([[b for b in "ACGT" if b != r] for r in ref], dtype=object).ravel()
+    sites = pd.DataFrame(
+        {
+            "chromosome": np.repeat(candidates["chromosome"].to_numpy(), 3),
+            "position": np.repeat(candidates["position"].to_numpy(np.int64), 3),
+            "ref": np.repeat(ref, 3),
+            "alt": alts,
+        }
+    )
+    code = {b: k for k, b in enumerate("ACGT")}
+    rows = np.repeat(np.arange(n), 3)
+    alt_code = np.array([code[b] for b in alts])
+    ref_code = np.array([code[b] for b in ref])
+    for target, umi, label in inputs:
+        counted = count_alleles(
+            target, sites, barcode_tag=barcode_tag, umi_tag=umi, min_mapq=min_mapq, min_baseq=min_baseq, source=label
+        )
+        alt = np.asarray(counted.layers["AD"].sum(axis=0)).ravel()
+        dp = np.asarray(counted.layers["DP"].sum(axis=0)).ravel()
+        np.add.at(total, (rows, alt_code), alt)
+        total[np.arange(n), ref_code] += (dp - alt)[::3]  # the three rows of a candidate count its REF alike
+    return total
+
+
+def _kept_sites(candidates, counts: np.ndarray, min_depth, min_minor, min_fraction) -> pd.DataFrame:
+    """The candidates whose exact counts pass, with REF/ALT the major/minor base (ties: alphabetical)."""
+    order = np.argsort(-counts, axis=1, kind="stable")
+    top = np.take_along_axis(counts, order[:, :2], axis=1)
+    major, minor = top[:, 0], top[:, 1]
+    other = counts.sum(axis=1) - major - minor
+    depth = major + minor
+    keep = (depth >= min_depth) & (minor >= min_minor) & (minor >= min_fraction * depth) & (minor > other)
+    bases = np.array(list("ACGT"), dtype=object)
+    c = candidates.reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "chromosome": c["chromosome"].astype(str).to_numpy(),
+            "position": c["position"].to_numpy(np.int64),
+            "ref": bases[order[:, 0]],
+            "alt": bases[order[:, 1]],
+            "ref_count": major,
+            "alt_count": minor,
+            "other_count": other,
+            "depth": depth,
+            "minor_fraction": np.divide(minor, depth, out=np.zeros(len(depth)), where=depth > 0),
+            "screen_depth": c["screen_depth"].to_numpy(np.int64),
+        }
+    )
+    return out.loc[keep].reset_index(drop=True)

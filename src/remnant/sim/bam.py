@@ -22,8 +22,13 @@ has to get right is in the files on purpose:
   duplicate (a fragment of its own, flagged 0x400); with barcodes a read without ``CB`` and one of a
   barcode that is no cell; with UMIs one without ``UB``.
 
-The other bases of a read are random, except at another site it covers, where they are ``N`` (no call),
-so that each read counts at its own site only. Reads are written coordinate-sorted, with a BAM index.
+The other aligned bases of a read are those of a fixed pseudo-random reference genome (:func:`reference_bases`,
+a hash of contig and position: every read covering a position shows the same base there, so the only
+polymorphic positions are the sites), except at another site it covers, where they are ``N`` (no call),
+so that each read counts at its own site only; inserted and soft-clipped bases are random. With
+``error_rate`` > 0 each of those other aligned bases is replaced by another base with that probability
+(sequencing errors away from the sites, for site discovery to reject). Reads are written
+coordinate-sorted, with a BAM index.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["SimulatedBam", "write_bam", "write_plate_bams"]
+__all__ = ["SimulatedBam", "reference_bases", "write_bam", "write_plate_bams"]
 
 _CODE = np.frombuffer(b"ACGT", dtype=np.uint8)
 #: Alignment shapes: plain match, soft clip at the start, insertion, deletion, intron (N) beside the site.
@@ -88,6 +93,7 @@ def write_bam(
     other_rate: float = 0.03,
     noise: int = 2,
     ensembl_names: bool = False,
+    error_rate: float = 0.0,
 ) -> SimulatedBam:
     """Write one coordinate-sorted, indexed BAM of a sample's allele reads (module docstring).
 
@@ -112,6 +118,9 @@ def write_bam(
         Reads of each noise kind.
     ensembl_names
         Name the contigs ``5`` rather than ``chr5`` (``chrM`` as ``MT``), as Ensembl references do.
+    error_rate
+        Probability that an aligned base away from the sites is read as another base (0: none, and no
+        draw, so the files of a seed are as without this option).
     """
     rng = np.random.default_rng(seed)
     reads, oth, n_tied = _molecule_reads(
@@ -120,7 +129,7 @@ def write_bam(
     kinds = _NOISE + _NOISE_TAGGED
     drop = ("duplicate",) if umi_tag is not None else ("no_umi",)  # with UMIs a duplicate is counted
     noise_reads = _noise_reads(alleles, rng, noise, tuple(k for k in kinds if k not in drop))
-    writer = _Writer(alleles, rng, read_length, ensembl_names)
+    writer = _Writer(alleles, rng, read_length, ensembl_names, error_rate)
     out = Path(path)
     writer.write(out, _concat(reads, noise_reads), barcode_tag, umi_tag)
     return SimulatedBam(out, {}, oth, writer.n_written, len(noise_reads["cell"]), n_tied)
@@ -135,6 +144,7 @@ def write_plate_bams(
     other_rate: float = 0.03,
     noise: int = 1,
     ensembl_names: bool = False,
+    error_rate: float = 0.0,
 ) -> SimulatedBam:
     """Write one indexed BAM per cell (``cell00000.bam`` ...) and ``manifest.tsv`` into a new folder.
 
@@ -147,7 +157,7 @@ def write_plate_bams(
     rng = np.random.default_rng(seed)
     reads, oth, _ = _molecule_reads(alleles, rng, umi=False, tie_rate=0.0, other_rate=other_rate)
     every = _concat(reads, _noise_reads(alleles, rng, noise, _NOISE))
-    writer = _Writer(alleles, rng, read_length, ensembl_names)
+    writer = _Writer(alleles, rng, read_length, ensembl_names, error_rate)
     bams = {}
     for k, cell in enumerate(alleles.obs_names):
         bams[str(cell)] = out / f"cell{k:05d}.bam"
@@ -235,11 +245,11 @@ def _subset(reads: dict, mask: np.ndarray) -> dict:
 class _Writer:
     """Turns read columns into aligned reads at the sites and writes them, sorted and indexed."""
 
-    def __init__(self, alleles, rng, read_length: int, ensembl_names: bool):
+    def __init__(self, alleles, rng, read_length: int, ensembl_names: bool, error_rate: float = 0.0):
         if read_length < 40:
             raise ValueError("read_length must be at least 40")
         var = alleles.var
-        self.rng, self.length = rng, int(read_length)
+        self.rng, self.length, self.error_rate = rng, int(read_length), float(error_rate)
         self.pos0 = var["position"].to_numpy(np.int64) - 1
         if (self.pos0 < _MIN_POSITION).any():
             raise ValueError(f"simulated BAMs need sites at positions >= {_MIN_POSITION} (room for an intron)")
@@ -347,25 +357,41 @@ class _Writer:
         return tags
 
     def _sequence(self, site: int, base: int, cigar, start: int, o: int) -> str:
-        """Random bases; the site's REF/ALT/third base at query offset ``o``; N at other sites covered."""
-        seq = _CODE[self.rng.integers(0, 4, self.length)].copy()
-        ref, alt = self.ref[site], self.alt[site]
-        third = next(c for c in _CODE if c not in (ref, alt))
-        seq[o] = (ref, alt, third)[base]
+        """The reference's bases (random where inserted or clipped; errors at ``error_rate``); the site's
+        REF/ALT/third base at query offset ``o``; N at other sites covered."""
+        seq = _CODE[self.rng.integers(0, 4, self.length)].copy()  # drawn as before: the same stream per seed
+        rank = int(self.contig_rank[site])
         own = self.pos0[site]
-        sites = self.sorted_sites[self.contig_rank[site]]
+        sites = self.sorted_sites[rank]
+        others = []
         r, q = start, 0
         for op, n in cigar:
             if op == 0:
-                for p in sites[bisect.bisect_left(sites, r) : bisect.bisect_left(sites, r + n)]:
-                    if p != own:
-                        seq[q + p - r] = ord("N")
+                seq[q : q + n] = _CODE[reference_bases(rank, np.arange(r, r + n))]
+                covered = sites[bisect.bisect_left(sites, r) : bisect.bisect_left(sites, r + n)]
+                others += [q + p - r for p in covered if p != own]
                 r, q = r + n, q + n
             elif op in (1, 4):
                 q += n
             else:
                 r += n
+        if self.error_rate > 0:
+            wrong = np.flatnonzero(self.rng.random(self.length) < self.error_rate)
+            seq[wrong] = _CODE[(np.searchsorted(_CODE, seq[wrong]) + self.rng.integers(1, 4, wrong.size)) % 4]
+        for p in others:
+            seq[p] = ord("N")
+        ref, alt = self.ref[site], self.alt[site]
+        third = next(c for c in _CODE if c not in (ref, alt))
+        seq[o] = (ref, alt, third)[base]
         return seq.tobytes().decode()
+
+
+def reference_bases(contig: int, positions: np.ndarray) -> np.ndarray:
+    """The simulated reference's base codes (0-3 for A, C, G, T) at 0-based ``positions`` of the
+    ``contig``-th contig: a fixed hash of both, the same for every read and every seed."""
+    offset = np.uint64(((contig + 1) * 0xC2B2AE3D27D4EB4F) % 2**64)
+    x = np.asarray(positions, np.uint64) * np.uint64(0x9E3779B97F4A7C15) + offset  # wraps modulo 2**64
+    return ((x >> np.uint64(29)) & np.uint64(3)).astype(np.int64)
 
 
 def _umi(number: int) -> str:

@@ -1,5 +1,10 @@
-"""Rules count_alleles and read_alleles: one sample's reads or cellsnp-lite folder -> its kept cells x the
-SNPs the calls use.
+"""Rules find_sites, count_alleles and read_alleles: one sample's reads or cellsnp-lite folder -> its kept
+cells x the SNPs the calls use.
+
+Without config ``alleles.sites``, each patient whose sheet rows name reads has its heterozygous sites
+found in the pooled reads of those samples, inside the lesions and the control region
+(:func:`find_sites`, rule ``find_sites``: :func:`remnant.io.bam.find_sites`), written as a plain VCF
+(``results/alleles/sites/{patient}.vcf``) that each of its samples is then counted at.
 
 A sample whose sheet row names reads (column ``bam``: an indexed BAM, or a plate's manifest of one
 BAM per cell) has them counted first (:func:`count_alleles`, rule ``count_alleles``): its kept cells'
@@ -28,7 +33,16 @@ from remnant.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONTROL", "allele_regions", "count_alleles", "kept_cells", "read_alleles", "region_sites"]
+__all__ = [
+    "CONTROL",
+    "allele_regions",
+    "count_alleles",
+    "find_sites",
+    "kept_cells",
+    "read_alleles",
+    "region_sites",
+    "write_sites_vcf",
+]
 
 #: Name of the control region among the regions (:func:`allele_regions`) and in ``uns``.
 CONTROL = "control"
@@ -244,8 +258,8 @@ def count_alleles(
     sample
         The sample's name.
     sites
-        Config ``alleles.sites``: a VCF; only its biallelic SNPs inside the regions are read
-        (:func:`remnant.io.bam.read_sites`).
+        Config ``alleles.sites``, or (null) the patient's sites rule ``find_sites`` wrote: a VCF; only its
+        biallelic SNPs inside the regions are read (:func:`remnant.io.bam.read_sites`).
     lesions, control_region, cytobands
         The regions (:func:`allele_regions`); ``cytobands`` the table's path.
     barcode_tag, umi_tag, min_mapq, min_baseq
@@ -311,3 +325,124 @@ def _check_manifest_cells(manifest: Mapping, barcodes: pd.Index, path: str, samp
         )
     if not found.all():
         log.warning("%s: %d kept cells are not in the manifest %s (no allele reads)", sample, int((~found).sum()), path)
+
+
+#: The config key of site discovery's minimums, named in messages.
+DISCOVERY_KEY = "alleles.discovery"
+
+
+def find_sites(
+    bams: Sequence[str],
+    out: str,
+    *,
+    patient: str,
+    samples: Sequence[str],
+    lesions: Sequence[Mapping] | None,
+    control_region: str | None,
+    cytobands: str,
+    barcode_tag: str = "CB",
+    umi_tags: Sequence[str | None] | None = None,
+    min_mapq: int = 20,
+    min_baseq: int = 20,
+    min_depth: int = 10,
+    min_minor_reads: int = 3,
+    min_minor_fraction: float = 0.05,
+) -> pd.DataFrame:
+    """Find one patient's heterozygous sites in the pooled reads of its samples and write them as a VCF.
+
+    Parameters
+    ----------
+    bams
+        The sheet's column ``bam`` of each of the patient's samples with reads (a BAM or a plate
+        manifest); only read.
+    out
+        The VCF to write (plain text; :func:`write_sites_vcf`).
+    patient, samples
+        The patient and its samples (in ``bams``' order), named in the log and in errors.
+    lesions, control_region, cytobands
+        The regions piled up (:func:`allele_regions`); ``cytobands`` the table's path.
+    barcode_tag, umi_tags, min_mapq, min_baseq
+        As :func:`remnant.io.bam.find_sites`; ``umi_tags`` one per BAM (None for plates).
+    min_depth, min_minor_reads, min_minor_fraction
+        Config ``alleles.discovery``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The sites written (:func:`remnant.io.bam.find_sites`).
+
+    Raises
+    ------
+    InputError
+        The BAMs (missing, unindexed, of another reference), or no site found, naming the patient and
+        ``alleles.discovery``.
+    """
+    from remnant.io.annotation import load_cytobands
+    from remnant.io.bam import find_sites as find_in_reads
+
+    regions = allele_regions(lesions, control_region, load_cytobands(cytobands))
+    spans = [(r.chromosome, r.start, r.end) for r in regions]
+    log.info("%s: finding sites in %s (samples %s) inside %s", patient, list(bams), list(samples), spans)
+    found = find_in_reads(
+        list(bams),
+        spans,
+        min_depth=min_depth,
+        min_minor_reads=min_minor_reads,
+        min_minor_fraction=min_minor_fraction,
+        min_mapq=min_mapq,
+        min_baseq=min_baseq,
+        barcode_tag=barcode_tag,
+        umi_tag=list(umi_tags) if umi_tags is not None else [None] * len(bams),
+        source=f"patient {patient}",
+    )
+    log.info("%s: %s", patient, found.attrs["discovery"])
+    if found.empty:
+        raise InputError(
+            f"no heterozygous site found in the pooled reads of samples {list(samples)} inside "
+            f"{[r.name for r in regions]} at min_depth {min_depth}, min_minor_reads {min_minor_reads}, "
+            f"min_minor_fraction {min_minor_fraction}; lower these, give alleles.sites a VCF of the patient's "
+            "SNPs, or leave the samples' bam cells empty.",
+            where=f"{DISCOVERY_KEY} (patient {patient})",
+        )
+    for region in regions:
+        inside = _inside(found, region)
+        log.info(
+            "%s: %d sites in %s; minor fraction median %.3f",
+            patient,
+            int(inside.sum()),
+            region.name,
+            float(found.loc[inside, "minor_fraction"].median()) if inside.any() else float("nan"),
+        )
+    write_sites_vcf(found, out, source=f"remnant find_sites, patient {patient}")
+    log.info("%s: wrote %d sites to %s", patient, len(found), out)
+    return found
+
+
+def _inside(sites: pd.DataFrame, region) -> np.ndarray:
+    """Which sites (1-based positions) lie inside a region (0-based half-open), chromosome names normalised."""
+    from remnant.io.alleles import annotation_chromosome
+
+    chrom = np.asarray(annotation_chromosome(sites["chromosome"].astype(str).tolist()))
+    pos0 = sites["position"].to_numpy(np.int64) - 1
+    return (chrom == region.chromosome) & (pos0 >= region.start) & (pos0 < region.end)
+
+
+def write_sites_vcf(sites: pd.DataFrame, path: str, *, source: str = "remnant") -> str:
+    """Write sites (``chromosome, position`` 1-based, ``ref, alt``, optional ``ref_count``, ``alt_count``)
+    as a plain VCF 4.2 in the given order: header (contigs in order of appearance), then ``CHROM POS ID
+    REF ALT QUAL FILTER INFO`` with ID ``.``, INFO ``DP`` (REF + ALT) and ``AD`` (REF,ALT) when counts are
+    given. Refuses to overwrite. Returns the path."""
+    counts = {"ref_count", "alt_count"} <= set(sites.columns)
+    with open(path, "x", encoding="utf-8") as handle:
+        handle.write(f"##fileformat=VCFv4.2\n##source={source}\n")
+        handle.writelines(f"##contig=<ID={c}>\n" for c in pd.unique(sites["chromosome"].astype(str)))
+        if counts:
+            handle.write(
+                '##INFO=<ID=DP,Number=1,Type=Integer,Description="REF + ALT molecules (fragments) pooled">\n'
+                '##INFO=<ID=AD,Number=R,Type=Integer,Description="REF and ALT molecules (fragments) pooled">\n'
+            )
+        handle.write("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+        for row in sites.itertuples(index=False):
+            info = f"DP={row.ref_count + row.alt_count};AD={row.ref_count},{row.alt_count}" if counts else "."
+            handle.write(f"{row.chromosome}\t{row.position}\t.\t{row.ref}\t{row.alt}\t.\tPASS\t{info}\n")
+    return path

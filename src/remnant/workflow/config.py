@@ -33,6 +33,8 @@ MANIFEST_SUFFIXES = (".tsv", ".txt")
 BAM_INDEXES = ("{bam}.bai", "{bam}.csi", "{stem}.bai", "{stem}.csi")
 #: The config key of the sites counted in the sheet's BAMs, named in messages.
 SITES_KEY = "alleles.sites"
+#: The config key of the minimums of site discovery (rule find_sites, when alleles.sites is null).
+DISCOVERY_KEY = "alleles.discovery"
 #: File name (or directory name) suffix of simulated counts per format.
 SIMULATED_SUFFIX = {
     "10x_h5": ".h5",
@@ -536,20 +538,25 @@ def check_bam_input(value: str, base: Path, sheet_path: str | Path, where: str) 
             )
 
 
-def check_bam_config(sheet: pd.DataFrame, sites: str | None, *, source: str = "config") -> None:
-    """With a sheet row naming a BAM (column ``bam``), ``alleles.sites`` names an existing VCF file;
-    else an :class:`InputError` naming the key. (remnant counts given sites; it does not find them.)"""
+def check_bam_config(
+    sheet: pd.DataFrame, sites: str | None, *, discovery: dict | None = None, source: str = "config"
+) -> None:
+    """With a sheet row naming a BAM (column ``bam``): ``alleles.sites``, when set, names an existing VCF
+    file; when null, each patient's sites are found in its pooled reads (rule ``find_sites``) and the
+    minimums ``alleles.discovery`` must be consistent. Else an :class:`InputError` naming the key."""
     rows = [s for s in sheet.index if sheet.loc[s, "bam"]] if "bam" in sheet else []
-    if rows and not sites:
-        raise InputError(
-            f"is not set, but the sheet names BAMs (column bam, e.g. sample {rows[0]!r}); set it to a VCF of the "
-            "patients' heterozygous germline SNPs or of common SNPs (remnant counts given sites, it does not find "
-            "them from the reads), or give cellsnp-lite folders (column alleles) instead.",
-            path=source,
-            where=SITES_KEY,
-        )
     if sites:
         _named_file(sites, SITES_KEY, source, "VCF of the SNPs to count")
+    elif rows and discovery:
+        depth, minor = int(discovery["min_depth"]), int(discovery["min_minor_reads"])
+        if minor > depth:
+            raise InputError(
+                f"min_minor_reads {minor} is above min_depth {depth}, so no site could pass (the sheet names BAMs, "
+                f"e.g. sample {rows[0]!r}, and alleles.sites is null: sites are found in the reads); set "
+                "min_minor_reads <= min_depth.",
+                path=source,
+                where=DISCOVERY_KEY,
+            )
 
 
 def check_alleles_folder(folder: str, base: Path, sheet_path: str | Path, where: str) -> None:
