@@ -18,7 +18,9 @@ the patients' cells and the held-out healthy cells.
   and a 1000 Genomes panel: this favours XClone. Reference cells: the healthy reference samples
   (``cell_type`` ``reference``; every other sample its own label). One run over all cells, as remnant's.
   Score: the mean over XClone's genes inside 5q13.1-5q33.3 of the combined P(copy loss) (the loss state
-  of ``plot_prob_merge1``); its RDR module's P(copy loss) is printed as well (``XClone RDR``). Time: its
+  of ``plot_prob_merge1``); its RDR module's P(copy loss) is printed as well (``XClone RDR``), and, as a
+  diagnostic of what its input carries, minus the mean log expression ratio its RDR module starts from
+  (``XClone log-ratio``, before its smoothing, denoising and HMM; not an XClone call). Time: its
   RDR + BAF + combine run inside the driver (no plots; interpreter start and data loading apart, printed
   as ``subprocess s``).
 
@@ -181,10 +183,12 @@ def run_remnant(adata, alleles, lesions, ref) -> tuple[np.ndarray, float]:
     return adata.obs["del5q_llr"].to_numpy() + adata.obs["del5q_allele_llr"].to_numpy(), sec
 
 
-def run_xclone(python: Path, adata, alleles, allele_truth, genes, lesion, nproc: int) -> dict:
-    """XClone's per-cell mean P(copy loss) over the lesion's genes (combined and RDR-only) and its times."""
+def run_xclone(python: Path, adata, alleles, allele_truth, genes, lesion, nproc: int, keep: Path | None) -> dict:
+    """XClone's per-cell mean P(copy loss) over the lesion's genes (combined and RDR-only) and its times;
+    ``keep``: a folder to keep XClone's input and output in (else a temporary one)."""
     with tempfile.TemporaryDirectory(prefix="xclone_") as tmp:
-        data, out = Path(tmp) / "data", Path(tmp) / "out"
+        folder = keep if keep is not None else Path(tmp)
+        data, out = folder / "data", folder / "out"
         write_xclone_input(data, adata, alleles, allele_truth, genes)
         cmd = [str(python), str(DRIVER), str(data), "--out", str(out), "--nproc", str(nproc)]
         t0 = time.perf_counter()
@@ -200,9 +204,18 @@ def run_xclone(python: Path, adata, alleles, allele_truth, genes, lesion, nproc:
     inside = (res["chrom"] == lesion.chromosome.removeprefix("chr")) & (mid >= lesion.start) & (mid < lesion.end)
     pos = pd.Index(res["barcodes"]).get_indexer(adata.obs_names)
     score, score_rdr = np.full(adata.n_obs, np.nan), np.full(adata.n_obs, np.nan)
+    score_ratio = np.full(adata.n_obs, np.nan)
     score[pos >= 0] = res["loss"][:, inside].mean(axis=1)[pos[pos >= 0]]
     score_rdr[pos >= 0] = np.nanmean(res["loss_rdr"][:, inside], axis=1)[pos[pos >= 0]]
-    return {"score": score, "score_rdr": score_rdr, "sec": sec["total"], "wall": wall, "genes": int(inside.sum())}
+    score_ratio[pos >= 0] = -res["log_ratio"][:, inside].mean(axis=1)[pos[pos >= 0]]
+    return {
+        "score": score,
+        "score_rdr": score_rdr,
+        "score_ratio": score_ratio,
+        "sec": sec["total"],
+        "wall": wall,
+        "genes": int(inside.sum()),
+    }
 
 
 def score(values: np.ndarray, truth: np.ndarray, scored: np.ndarray) -> tuple[float, int]:
@@ -213,7 +226,7 @@ def score(values: np.ndarray, truth: np.ndarray, scored: np.ndarray) -> tuple[fl
     return auroc(v, truth[scored]), missing
 
 
-def compare(python, genes, depth, density, clone, cells, seed, nproc) -> list[dict]:
+def compare(python, genes, depth, density, clone, cells, seed, nproc, keep=None) -> list[dict]:
     """One simulated cohort, both tools: one table row per tool."""
     adata, alleles, allele_truth = build(depth, density, clone, cells, seed)
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
@@ -222,11 +235,11 @@ def compare(python, genes, depth, density, clone, cells, seed, nproc) -> list[di
     ref = obs["sample"].str.endswith("_ref").to_numpy()
     scored = ((obs["condition"] == "MDS") | obs["sample"].str.endswith("_held")).to_numpy()
     truth = obs["truth"].to_numpy(bool)
-    xc = run_xclone(python, adata.copy(), alleles, allele_truth, genes, lesions[0], nproc)
+    xc = run_xclone(python, adata.copy(), alleles, allele_truth, genes, lesions[0], nproc, keep)
     rm_score, rm_sec = run_remnant(adata, alleles, lesions, ref)
     base = {"depth": depth, "density": density, "clone": clone, "seed": seed, "cells": int(scored.sum())}
     rows = [{**base, "tool": "remnant", "auroc": auroc(rm_score[scored], truth[scored]), "sec": rm_sec}]
-    for name, key in (("XClone", "score"), ("XClone RDR", "score_rdr")):
+    for name, key in (("XClone", "score"), ("XClone RDR", "score_rdr"), ("XClone log-ratio", "score_ratio")):
         a, missing = score(xc[key], truth, scored)
         rows.append({**base, "tool": name, "auroc": a, "sec": xc["sec"] if name == "XClone" else np.nan})
         rows[-1].update({"missing": missing, "genes": xc["genes"]})
@@ -255,13 +268,24 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=300, help="cells per sample")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nproc", type=int, default=2, help="XClone's bin_nproc and HMM_nproc")
+    ap.add_argument("--keep", type=Path, help="keep XClone's input and output under this folder")
     args = ap.parse_args()
     python = xclone_python()
     genes = xclone_genes(python)
     rows = []
     for density in args.densities:
         print(f"density {density}: simulating, XClone, remnant ...", flush=True)
-        rows += compare(python, genes, args.depth, density, args.clone, args.cells, args.seed, args.nproc)
+        rows += compare(
+            python,
+            genes,
+            args.depth,
+            density,
+            args.clone,
+            args.cells,
+            args.seed,
+            args.nproc,
+            None if args.keep is None else args.keep / f"density_{density}",
+        )
     table = pd.DataFrame(rows)
     cols = ["depth", "density", "clone", "cells", "tool", "auroc", "sec", "subprocess_sec", "genes", "missing"]
     print()
@@ -269,7 +293,9 @@ def main() -> None:
     print(
         f"\nXClone {XCLONE_VERSION} was given the simulator's TRUE phase (it normally needs Eagle2 and a 1000"
         " Genomes panel); remnant phased each patient's sites from its own cells. 'XClone RDR': its"
-        " expression module alone (no time: part of XClone's run). sec: remnant's call_lesions +"
+        " expression module alone; 'XClone log-ratio': minus the mean of its RDR module's log ratio to the"
+        " reference baseline before its smoothing, denoising and HMM (a diagnostic of its input, not an XClone"
+        " call; neither has a time of its own: both are part of XClone's run). sec: remnant's call_lesions +"
         " add_allele_evidence; XClone's RDR + BAF + combine (subprocess_sec: with interpreter start and"
         " data loading)."
     )

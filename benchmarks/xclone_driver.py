@@ -18,7 +18,9 @@ and writes to ``--out``:
 - ``result.npz``: ``barcodes`` (cells), ``gene_id``, ``chrom``, ``start``, ``stop`` (genes of chr5 kept
   by XClone) and ``loss`` (float32 cells x genes: the combined P(copy loss), XClone's
   ``plot_prob_merge1`` state 0), ``loss_rdr`` (RDR module's P(copy loss), state 0 of its
-  ``posterior_mtx``, on the same genes, NaN where the RDR module dropped the gene);
+  ``posterior_mtx``, on the same genes, NaN where the RDR module dropped the gene) and ``log_ratio``
+  (the RDR module's log expression ratio to its adaptive reference baseline, ``log_ratio_ab``, before
+  its smoothing, denoising and HMM: a diagnostic of what its input carries);
 - ``timing.json``: seconds of each module and their sum (data loading apart).
 
 Run: ``benchmarks/.venv-xclone/bin/python benchmarks/xclone_driver.py DATA_DIR --out OUT_DIR``.
@@ -102,12 +104,13 @@ def save(combined, rdr_x, out: Path) -> None:
     np.savez(
         out / "result.npz",
         barcodes=np.asarray(combined.obs_names, dtype=str),
-        gene_id=var["GeneID"].astype(str).to_numpy()[on5],
-        chrom=var["chr"].astype(str).to_numpy()[on5],
+        gene_id=np.asarray(var["GeneID"], dtype=str)[on5],
+        chrom=np.asarray(var["chr"], dtype=str)[on5],
         start=var["start"].to_numpy(np.int64)[on5],
         stop=var["stop"].to_numpy(np.int64)[on5],
         loss=loss,
         loss_rdr=rdr_loss,
+        log_ratio=np.asarray(combined.layers["log_ratio_ab"][:, on5], dtype=np.float32),
     )
 
 
