@@ -25,7 +25,8 @@ the patients' cells and the held-out healthy cells.
   as ``subprocess s``).
 
 Run: ``python benchmarks/xclone_compare.py`` (2,000 UMI/cell, densities 0.25 and 0.06, clone 0.5, 300
-cells per sample; about 15 minutes on 2 cores, plus about 2 minutes to create the environment once).
+cells per sample; about 22 minutes on 2 shared cores, nearly all of it XClone's, plus about 2 minutes to
+create the environment once).
 """
 
 from __future__ import annotations
@@ -183,7 +184,9 @@ def run_remnant(adata, alleles, lesions, ref) -> tuple[np.ndarray, float]:
     return adata.obs["del5q_llr"].to_numpy() + adata.obs["del5q_allele_llr"].to_numpy(), sec
 
 
-def run_xclone(python: Path, adata, alleles, allele_truth, genes, lesion, nproc: int, keep: Path | None) -> dict:
+def run_xclone(
+    python: Path, adata, alleles, allele_truth, genes, lesion, nproc: int, keep: Path | None, filter_ref_ave=None
+) -> dict:
     """XClone's per-cell mean P(copy loss) over the lesion's genes (combined and RDR-only) and its times;
     ``keep``: a folder to keep XClone's input and output in (else a temporary one)."""
     with tempfile.TemporaryDirectory(prefix="xclone_") as tmp:
@@ -191,6 +194,7 @@ def run_xclone(python: Path, adata, alleles, allele_truth, genes, lesion, nproc:
         data, out = folder / "data", folder / "out"
         write_xclone_input(data, adata, alleles, allele_truth, genes)
         cmd = [str(python), str(DRIVER), str(data), "--out", str(out), "--nproc", str(nproc)]
+        cmd += [] if filter_ref_ave is None else ["--filter-ref-ave", str(filter_ref_ave)]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -226,7 +230,7 @@ def score(values: np.ndarray, truth: np.ndarray, scored: np.ndarray) -> tuple[fl
     return auroc(v, truth[scored]), missing
 
 
-def compare(python, genes, depth, density, clone, cells, seed, nproc, keep=None) -> list[dict]:
+def compare(python, genes, depth, density, clone, cells, seed, nproc, keep=None, filter_ref_ave=None) -> list[dict]:
     """One simulated cohort, both tools: one table row per tool."""
     adata, alleles, allele_truth = build(depth, density, clone, cells, seed)
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
@@ -235,7 +239,7 @@ def compare(python, genes, depth, density, clone, cells, seed, nproc, keep=None)
     ref = obs["sample"].str.endswith("_ref").to_numpy()
     scored = ((obs["condition"] == "MDS") | obs["sample"].str.endswith("_held")).to_numpy()
     truth = obs["truth"].to_numpy(bool)
-    xc = run_xclone(python, adata.copy(), alleles, allele_truth, genes, lesions[0], nproc, keep)
+    xc = run_xclone(python, adata.copy(), alleles, allele_truth, genes, lesions[0], nproc, keep, filter_ref_ave)
     rm_score, rm_sec = run_remnant(adata, alleles, lesions, ref)
     base = {"depth": depth, "density": density, "clone": clone, "seed": seed, "cells": int(scored.sum())}
     rows = [{**base, "tool": "remnant", "auroc": auroc(rm_score[scored], truth[scored]), "sec": rm_sec}]
@@ -268,6 +272,11 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=300, help="cells per sample")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nproc", type=int, default=2, help="XClone's bin_nproc and HMM_nproc")
+    ap.add_argument(
+        "--filter-ref-ave",
+        type=float,
+        help="XClone RDR's filter_ref_ave (default: XClone's, 0.5; its log prints a recommendation)",
+    )
     ap.add_argument("--keep", type=Path, help="keep XClone's input and output under this folder")
     args = ap.parse_args()
     python = xclone_python()

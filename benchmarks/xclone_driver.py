@@ -49,7 +49,7 @@ def load(data: Path):
     return rdr, baf
 
 
-def config(module: str, out: Path, nproc: int):
+def config(module: str, out: Path, nproc: int, filter_ref_ave: float | None = None):
     """XClone's default configuration of a module, without plots, on ``nproc`` processes."""
     import xclone
 
@@ -62,6 +62,8 @@ def config(module: str, out: Path, nproc: int):
     # keeps every chromosome of the annotation, and the combine module then stops ("chr nums of the two
     # Xdata are not matched"): XClone's own switch leaves X and Y out of all three modules (5q unaffected)
     cfg.exclude_XY = True
+    if module == "RDR" and filter_ref_ave is not None:
+        cfg.filter_ref_ave = filter_ref_ave
     if module == "BAF":
         # XClone 0.4.0's default RDR module (the Gaussian one) stores no expression KNN graph, which the
         # BAF module's default (update_info_from_rdr) reads ("KeyError: 'connectivities'"): the BAF
@@ -72,13 +74,13 @@ def config(module: str, out: Path, nproc: int):
     return cfg
 
 
-def run(rdr, baf, out: Path, nproc: int) -> tuple:
+def run(rdr, baf, out: Path, nproc: int, filter_ref_ave: float | None = None) -> tuple:
     """The three modules, timed; returns (combined AnnData, RDR AnnData, seconds per module)."""
     import xclone
 
     sec = {}
     t0 = time.perf_counter()
-    rdr_x = xclone.model.run_RDR(rdr, config_file=config("RDR", out, nproc))
+    rdr_x = xclone.model.run_RDR(rdr, config_file=config("RDR", out, nproc, filter_ref_ave))
     sec["rdr"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     baf_x = xclone.model.run_BAF(baf, config_file=config("BAF", out, nproc))
@@ -119,10 +121,11 @@ def main() -> None:
     ap.add_argument("data", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--nproc", type=int, default=2)
+    ap.add_argument("--filter-ref-ave", type=float, help="the RDR module's filter_ref_ave (XClone's default 0.5)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rdr, baf = load(args.data)
-    combined, rdr_x, sec = run(rdr, baf, args.out, args.nproc)
+    combined, rdr_x, sec = run(rdr, baf, args.out, args.nproc, args.filter_ref_ave)
     save(combined, rdr_x, args.out)
     (args.out / "timing.json").write_text(json.dumps(sec))
 
