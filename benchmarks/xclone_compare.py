@@ -308,6 +308,10 @@ def main() -> None:
         " add_allele_evidence; XClone's RDR + BAF + combine (subprocess_sec: with interpreter start and"
         " data loading)."
     )
+    fra = (
+        "0.5 (XClone's default)" if args.filter_ref_ave is None else f"{args.filter_ref_ave} (set by --filter-ref-ave)"
+    )
+    print(f"XClone RDR module's filter_ref_ave: {fra}; XClone {XCLONE_VERSION}.")
     print(verdict(table))
 
 
