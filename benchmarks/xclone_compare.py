@@ -190,13 +190,14 @@ def run_xclone(
     """XClone's per-cell mean P(copy loss) over the lesion's genes (combined and RDR-only) and its times;
     ``keep``: a folder to keep XClone's input and output in (else a temporary one)."""
     with tempfile.TemporaryDirectory(prefix="xclone_") as tmp:
-        folder = keep if keep is not None else Path(tmp)
+        folder = keep.resolve() if keep is not None else Path(tmp)
         data, out = folder / "data", folder / "out"
         write_xclone_input(data, adata, alleles, allele_truth, genes)
         cmd = [str(python), str(DRIVER), str(data), "--out", str(out), "--nproc", str(nproc)]
         cmd += [] if filter_ref_ave is None else ["--filter-ref-ave", str(filter_ref_ave)]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        # in that folder: XClone writes its XClone.log into the working directory
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=folder)
         wall = time.perf_counter() - t0
         LOG.parent.mkdir(parents=True, exist_ok=True)
         LOG.write_text(proc.stdout + proc.stderr)
