@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lesion_calling import auroc  # noqa: E402
+from lesion_calling import auroc, sim_params  # noqa: E402
 
 from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
 from remnant.io.counts import map_genes  # noqa: E402
@@ -68,16 +68,8 @@ def build(depth: float, density: float, clone: float, cells: int, seed: int, con
     """The cohort (expression AnnData with truth columns) and its allele counts (one AnnData)."""
     genes = load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz")
     rows = sheet()
-    params = {
-        "cells_per_sample": {"droplet": cells},
-        "library_size": {"droplet": {"median": float(depth), "sdlog": 0.35}},
-        "clone_fraction": {"diagnosis": {"CD34": clone}},
-        "clone_sampling": "exact",
-        "low_quality": {"fraction": 0.0},
-        "doublets": {"rate": 0.0},
-        "confounders": {"enabled": confounders},
-        "alleles": {"enabled": True, "reads_per_umi": {"droplet": float(density)}},
-    }
+    params = sim_params(depth, clone, cells, confounders)
+    params["alleles"] = {"enabled": True, "reads_per_umi": {"droplet": float(density)}}
     sim = simulate_cohort(
         rows,
         genes,

@@ -151,6 +151,20 @@ def auroc(score: np.ndarray, truth: np.ndarray) -> float:
     return float((ranks[truth].sum() - npos * (npos + 1) / 2) / (npos * nneg))
 
 
+def sim_params(depth: float, clone_fraction: float, cells: int, confounders=True) -> dict:
+    """The simulator's parameters of the benchmark cohorts: droplet cells of one depth, the diagnosis
+    samples at one clone fraction (exactly), no low-quality cells or doublets."""
+    return {
+        "cells_per_sample": {"droplet": cells},
+        "library_size": {"droplet": {"median": float(depth), "sdlog": 0.35}},
+        "clone_fraction": {"diagnosis": {"CD34": clone_fraction}},
+        "clone_sampling": "exact",
+        "low_quality": {"fraction": 0.0},
+        "doublets": {"rate": 0.0},
+        "confounders": confounders if isinstance(confounders, dict) else {"enabled": bool(confounders)},
+    }
+
+
 def build(depth: float, clone_fraction: float, cells: int, seed: int, n_mds: int = 2, confounders=True):
     """The cohort (one AnnData); ``confounders``: True/False, or the simulator's ``confounders`` block."""
     genes = load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz")
@@ -161,15 +175,7 @@ def build(depth: float, clone_fraction: float, cells: int, seed: int, n_mds: int
     for p in range(1, n_mds + 1):
         rows.append((f"P{p}_CD34", f"P{p}", "diagnosis", "CD34", "MDS", "droplet"))
     sheet = pd.DataFrame(rows, columns=["sample", "patient", "timepoint", "population", "condition", "technology"])
-    params = {
-        "cells_per_sample": {"droplet": cells},
-        "library_size": {"droplet": {"median": float(depth), "sdlog": 0.35}},
-        "clone_fraction": {"diagnosis": {"CD34": clone_fraction}},
-        "clone_sampling": "exact",
-        "low_quality": {"fraction": 0.0},
-        "doublets": {"rate": 0.0},
-        "confounders": confounders if isinstance(confounders, dict) else {"enabled": bool(confounders)},
-    }
+    params = sim_params(depth, clone_fraction, cells, confounders)
     sim = simulate_cohort(
         sheet,
         genes,

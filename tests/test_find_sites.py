@@ -12,23 +12,13 @@ import pandas as pd
 import pysam
 import pytest
 import scipy.sparse as sp
-from simulated import sheet_table as sheet  # markers, gene_sets, genes: conftest.py fixtures
+from test_bam_alleles import PARAMS, SHEET  # the same one-patient cohort (a droplet and a plate sample)
 
 from remnant.errors import InputError
 from remnant.io.bam import find_sites
 from remnant.sim.bam import reference_bases, write_bam, write_plate_bams
 from remnant.sim.cohort import simulate_cohort
 
-SHEET = sheet(
-    [
-        ("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"),
-        ("P1_pl", "P1", "diagnosis", "HSC", "MDS", "plate"),
-    ]
-)
-PARAMS = {
-    "cells_per_sample": {"droplet": 120, "plate": 12},
-    "alleles": {"enabled": True, "reads_per_umi": {"droplet": 0.3, "plate": 0.1}},
-}
 #: Sequencing errors per base away from the sites (Illumina's is nearer 0.001 at Q20: this is harsher).
 ERRORS = 0.005
 MINIMUMS = {"min_depth": 8, "min_minor_reads": 3, "min_minor_fraction": 0.1}
