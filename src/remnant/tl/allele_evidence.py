@@ -38,6 +38,7 @@ from remnant.tl.alleles import (
     site_genes,
 )
 from remnant.tl.lesion_model import temperature
+from remnant.tl.lesions import called_and_fnr
 
 __all__ = ["add_allele_evidence", "align_alleles", "concat_alleles", "PHASE_COLUMNS"]
 
@@ -241,7 +242,7 @@ def _calibrate(
         inside |= lesion_sites(aligned, lesion)
     control = aligned[:, np.flatnonzero(~inside)]
     sites_gene = site_genes(control, genes)
-    ones = {lesion.name: np.ones(aligned.n_obs) for lesion in lesions}
+    temps = {lesion.name: np.ones(aligned.n_obs) for lesion in lesions}
     dp = sp.csr_matrix(control.layers["DP"])
     if int((dp.data >= 2).sum()) < MIN_BURST_PAIRS:
         log.warning(
@@ -250,8 +251,8 @@ def _calibrate(
             "evidence's spread.",
             MIN_BURST_PAIRS,
         )
-        return None, ones, pd.DataFrame()
-    rho, temps, rows = np.zeros(aligned.n_obs), {k: np.ones(aligned.n_obs) for k in ones}, []
+        return None, temps, pd.DataFrame()
+    rho, rows = np.zeros(aligned.n_obs), []
     for batch in pd.unique(batches):
         m = batches == batch
         got = _measure(control, m, sites_gene, lesions, eps, bound, seed)
@@ -261,7 +262,7 @@ def _calibrate(
             # reads at all sites, weighted towards likely normal cells, are phase-free and its own
             got = {
                 "overdispersion": bursting_overdispersion(aligned[np.flatnonzero(m)], normal[m]),
-                **_ones_of(lesions),
+                **dict.fromkeys(temps, 1.0),
             }
             source = "all sites, uncalibrated (too few control reads)"
         rho[m] = got["overdispersion"]
@@ -276,10 +277,6 @@ def _calibrate(
             source,
         )
     return rho, temps, pd.DataFrame(rows)
-
-
-def _ones_of(lesions) -> dict[str, float]:
-    return {lesion.name: 1.0 for lesion in lesions}
 
 
 def _measure(control: anndata.AnnData, m: np.ndarray, sites_gene, lesions, eps, bound, seed) -> dict | None:
@@ -390,10 +387,7 @@ def _recount(info: dict, obs: pd.DataFrame, joint: np.ndarray, cutoff: float) ->
     samples = obs[params["sample_key"]].astype(str).to_numpy()
     per_sample = info["per_sample"]
     for smp in per_sample.index:
-        ps = joint[samples == str(smp)]
-        below = ps < cutoff
-        per_sample.loc[smp, "n_called"] = int((~below).sum())
-        per_sample.loc[smp, "fnr"] = float(ps[below].sum() / ps.sum()) if ps.sum() > 0 else float("nan")
+        per_sample.loc[smp, ["n_called", "fnr"]] = called_and_fnr(joint[samples == str(smp)], cutoff)
     per_group = info.get("per_group")
     if per_group is not None and not per_group.empty:
         groups = obs[params["prior_key"]].astype(str).to_numpy()

@@ -1157,6 +1157,14 @@ def _per_group(
     return groups.assign(n_called=n_called, fpr=fpr)
 
 
+def called_and_fnr(post: np.ndarray, posterior_cutoff: float) -> tuple[int, float]:
+    """A sample's calls from its cells' posteriors: how many are called, and the false-negative rate,
+    the posterior-expected share of carriers below the cut-off (NaN without expected carriers)."""
+    below = post < posterior_cutoff
+    total = post.sum()
+    return int((~below).sum()), float(post[below].sum() / total) if total > 0 else float("nan")
+
+
 def _per_sample(
     post: np.ndarray, priors: dict, per_group: pd.DataFrame, cohort: _Cohort, scores: _Scores, posterior_cutoff: float
 ) -> pd.DataFrame:
@@ -1170,8 +1178,7 @@ def _per_sample(
     for smp, pi in priors.items():
         m = samples == smp
         b = cohort.batch[m][0]
-        ps = post[m]
-        below = ps < posterior_cutoff
+        n_called, fnr = called_and_fnr(post[m], posterior_cutoff)
         rows_out.append(
             {
                 "sample": smp,
@@ -1179,9 +1186,9 @@ def _per_sample(
                 "n_cells": int(m.sum()),
                 "n_reference": int((m & cohort.ref).sum()),
                 "prior": pi,
-                "n_called": int((~below).sum()),
+                "n_called": n_called,
                 "fpr": float(fpr.get(smp, np.nan)),
-                "fnr": float(ps[below].sum() / ps.sum()) if ps.sum() > 0 else float("nan"),
+                "fnr": fnr,
                 "temperature": batches.loc[b, "temperature"],
                 "count_scale": batches.loc[b, "count_scale"],
                 "reference_matched": batches.loc[b, "reference_matched"],
