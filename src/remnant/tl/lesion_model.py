@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import gammaln
 
-__all__ = ["assign_folds", "best_interval", "group_posteriors", "score_rows", "temperature"]
+__all__ = ["assign_folds", "best_interval", "group_posteriors", "level_information", "score_rows", "temperature"]
 
 
 def group_sums(X: sp.csr_matrix, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -163,6 +163,7 @@ def score_rows(
     shrinkage: float,
     chunk_size: int,
     outlier_fraction: float = 0.0,
+    unmatched_level_sd: float = 0.0,
 ) -> dict:
     """Log-likelihood ratios of a set of rows (one batch's cells and its reference cells).
 
@@ -182,6 +183,10 @@ def score_rows(
         cell type): each gene's count is a mixture of the model's negative binomial (weight
         ``1 - outlier_fraction``) and a broad one (:func:`_outlier_terms`), so a gene far from
         both hypotheses adds little evidence either way. 0: the plain negative binomial.
+    unmatched_level_sd
+        sd (natural log) of the level of the interval in a cell of a state the reference lacks
+        (``s_idx == -1``), beyond counting noise: its LLR is divided by ``1 + sd**2 * I``
+        (:func:`level_information`). 0: none.
 
     Returns
     -------
@@ -216,6 +221,12 @@ def score_rows(
         llr, e0, v0 = _pair_terms(row, depth, table, r, phi, scale, rho, chunk_size)
         llr += _count_terms(XL, depth, row, table, r, scale, rho, chunk_size)
         z = (llr - e0) / np.sqrt(np.maximum(v0, 1e-12))
+    unmatched = s_idx < 0
+    if unmatched_level_sd > 0 and unmatched.any():
+        info = level_information(row[unmatched], depth[unmatched] / scale, table, phi, chunk_size)
+        shrink = 1.0 + unmatched_level_sd**2 * info
+        llr[unmatched] /= shrink
+        z[unmatched] /= np.sqrt(shrink)  # the LLR's null mean and sd shrink with it (z's sd by the root)
     return {
         "llr": llr,
         "z": z,
@@ -508,11 +519,7 @@ def _zero_sums(
 ) -> np.ndarray:
     """Per (profile row, depth) pair, the outlier-model LLR of a cell with no count on any gene.
 
-    ``pair_depth`` is already divided by the count scale. A row's sum over genes is a smooth
-    function of depth alone, so where a row has more than ``2 * ZERO_GRID`` distinct depths it is
-    computed at :data:`ZERO_GRID` of them and interpolated (the exact sum costs pairs x genes, and
-    pairs grow with the cohort)."""
-    from scipy.interpolate import CubicSpline
+    ``pair_depth`` is already divided by the count scale."""
 
     def exact(t: int, d: np.ndarray) -> np.ndarray:
         out = np.empty(d.size)
@@ -521,20 +528,54 @@ def _zero_sums(
             out[a : a + chunk_size] = _outlier_terms(0.0, mu, r, rho, eps).sum(1)
         return out
 
-    zero = np.empty(pair_row.size)
+    return _smooth_in_depth(pair_row, pair_depth, exact)
+
+
+def level_information(
+    row: np.ndarray, depth: np.ndarray, table: np.ndarray, phi: np.ndarray, chunk_size: int = 256
+) -> np.ndarray:
+    """(n_rows,) Fisher information of each cell on the log level of the lesion's genes:
+    ``I = sum_g mu / (1 + phi_g * mu)``, ``mu = depth * table[row]`` (``depth`` already divided by
+    the count scale; negative binomial of overdispersion ``phi``).
+
+    ``1 / I`` is the variance of the interval's level measured from the counts. Where the level
+    itself is uncertain by ``sd`` beyond counting (a cell type the reference lacks: its expected
+    profile is borrowed from other types), a level test between ratio ``rho`` and 1 has, to a
+    Gaussian approximation, the LLR of exact counts divided by ``1 + sd**2 * I``: deep cells no
+    longer gain evidence without bound from an anchor that is only known to within ``sd``."""
+
+    def exact(t: int, d: np.ndarray) -> np.ndarray:
+        out = np.empty(d.size)
+        for a in range(0, d.size, chunk_size):
+            mu = d[a : a + chunk_size, None] * table[t]
+            out[a : a + chunk_size] = (mu / (1.0 + phi * mu)).sum(1)
+        return out
+
+    pair, first = _pairs(row, depth)
+    return _smooth_in_depth(row[first], depth[first], exact)[pair]
+
+
+def _smooth_in_depth(pair_row: np.ndarray, pair_depth: np.ndarray, exact) -> np.ndarray:
+    """``exact(t, depths)`` for every (profile row, depth) pair: a row's sum over genes is a smooth
+    function of depth alone, so where a row has more than ``2 * ZERO_GRID`` distinct depths it is
+    computed at :data:`ZERO_GRID` of them and interpolated (a cubic spline in log depth; the exact
+    sum costs pairs x genes, and pairs grow with the cohort)."""
+    from scipy.interpolate import CubicSpline
+
+    out = np.empty(pair_row.size)
     for t in np.unique(pair_row):
         idx = np.flatnonzero(pair_row == t)
         d = pair_depth[idx]
         pos = d > 0
         lo, hi = (d[pos].min(), d[pos].max()) if pos.any() else (0.0, 0.0)
         if idx.size <= 2 * ZERO_GRID or hi <= lo * (1 + 1e-9):
-            zero[idx] = exact(t, d)
+            out[idx] = exact(t, d)
             continue
         grid = np.geomspace(lo, hi, ZERO_GRID)
         spline = CubicSpline(np.log(grid), exact(t, grid))
-        zero[idx[pos]] = spline(np.log(d[pos]))
-        zero[idx[~pos]] = exact(t, d[~pos])
-    return zero
+        out[idx[pos]] = spline(np.log(d[pos]))
+        out[idx[~pos]] = exact(t, d[~pos])
+    return out
 
 
 def _outlier_count_terms(

@@ -563,6 +563,7 @@ def call_lesions(
     min_mean: float = 0.001,
     shrinkage: float = 20.0,
     outlier_fraction: float = 0.05,
+    unmatched_level_sd: float = 0.1,
     calibrate: bool = True,
     min_batch_reference: int = 50,
     refine: bool = True,
@@ -644,6 +645,15 @@ def call_lesions(
         interval by the same ratio, a programme moves some genes a lot. 0: the plain negative
         binomial (every gene's count taken at face value; a handful of strongly expressed
         programme genes can then decide a call).
+    unmatched_level_sd
+        sd (natural log; 0.1: about 10%) of the lesion interval's expression level in a cell of a
+        state the reference lacks, beyond counting noise. Such a cell is scored against the pooled
+        profile of other cell types, so its expected level is borrowed, not measured; without
+        this term a deep cell's evidence grows with its counts although the anchor is no better
+        than that, and a cell type whose interval sits 25% off reads as certainly changed or
+        certainly not. Its LLR is divided by ``1 + sd**2 * I`` (``I``: its information on the
+        interval's level, :func:`remnant.tl.lesion_model.level_information`). Cells of a state
+        with reference cells are unaffected. 0: off.
     calibrate
         Divide LLRs by the temperature measured on cross-fitted reference cells (>= 1).
     min_batch_reference
@@ -722,6 +732,8 @@ def call_lesions(
         raise InputError("posterior_cutoff must be between 0 and 1.", where="call_lesions")
     if not 0 <= outlier_fraction < 1:
         raise InputError(f"outlier_fraction must be in [0, 1) (got {outlier_fraction}).", where="call_lesions")
+    if not 0 <= unmatched_level_sd < np.inf:
+        raise InputError(f"unmatched_level_sd must be >= 0 (got {unmatched_level_sd}).", where="call_lesions")
     ref = cell_mask(adata, reference, "reference", "call_lesions")
     if ref.sum() < 10:
         raise InputError(
@@ -757,6 +769,7 @@ def call_lesions(
         "min_mean": min_mean,
         "shrinkage": shrinkage,
         "outlier_fraction": float(outlier_fraction),
+        "unmatched_level_sd": float(unmatched_level_sd),
         "calibrate": calibrate,
         "min_batch_reference": int(min_batch_reference),
         "refine": refine,
@@ -788,6 +801,7 @@ def call_lesions(
                 "shrinkage": shrinkage,
                 "chunk_size": chunk_size,
                 "outlier_fraction": outlier_fraction,
+                "unmatched_level_sd": unmatched_level_sd,
             },
         )
         for key, values in columns.items():
