@@ -1,6 +1,6 @@
 # Allele evidence: each sample whose sheet row names reads (column bam: a BAM or a plate's manifest)
-# counted at the sites of alleles.sites (null: its patient's sites, found by rule find_sites in the
-# pooled reads of the patient's BAM samples) into a cellsnp-lite folder; each sample's folder (its own,
+# counted at its patient's sites (sheet column sites; else alleles.sites; else found by rule find_sites
+# in the pooled reads of the patient's BAM samples) into a cellsnp-lite folder; each sample's folder (its own,
 # column alleles, or that one) read, cut to its QC-passed cells and the SNPs of the lesions and the
 # control region. The tables are listed by allele_tables() (rules/common.smk).
 
@@ -15,7 +15,7 @@ rule find_sites:
         "logs/find_sites/{patient}.log",
     benchmark:
         "results/benchmarks/find_sites/{patient}.tsv"
-    # only patients with BAM samples, and only without alleles.sites (else no job)
+    # only patients with BAM samples, without their own sites (sheet column sites) or alleles.sites (else no job)
     wildcard_constraints:
         patient=SITE_PATIENTS_PATTERN,
     conda:
@@ -67,6 +67,7 @@ rule count_alleles:
         umi_tag=umi_tag,
         min_mapq=config["alleles"]["min_mapq"],
         min_baseq=config["alleles"]["min_baseq"],
+        sites_source=sites_source,
     script:
         "../scripts/count_alleles.py"
 

@@ -16,6 +16,7 @@ from remnant.workflow.config import (
     check_config_files,
     check_input_paths,
     check_resources,
+    patient_sites,
     read_sample_sheet,
     reference_cells,
     simulated_paths,
@@ -133,9 +134,13 @@ SIMULATE = config["demo"]["simulate"]
 ALLELE_SAMPLES = [s for s in SAMPLES.index if SAMPLES.loc[s, "alleles"] or SAMPLES.loc[s, "bam"]]
 BAM_SAMPLES = [s for s in SAMPLES.index if SAMPLES.loc[s, "bam"]]
 BAM_SAMPLES_PATTERN = "|".join(re.escape(s) for s in BAM_SAMPLES) or "(?!)"
-# without alleles.sites, each patient with BAM samples has its sites found in its pooled reads (rule find_sites)
+# the sites a patient's BAM samples are counted at: its own VCF (sheet column sites), else alleles.sites,
+# else those found in its pooled reads (by rule find_sites, only for patients with BAM samples and neither)
+PATIENT_SITES = patient_sites(SAMPLES)
 SITE_PATIENTS = (
-    [] if config["alleles"]["sites"] else list(dict.fromkeys(SAMPLES.loc[BAM_SAMPLES, "patient"].astype(str)))
+    []
+    if config["alleles"]["sites"]
+    else [p for p in dict.fromkeys(SAMPLES.loc[BAM_SAMPLES, "patient"].astype(str)) if p not in PATIENT_SITES]
 )
 SITE_PATIENTS_PATTERN = "|".join(re.escape(p) for p in SITE_PATIENTS) or "(?!)"
 ALLELE_SAMPLES_PATTERN = "|".join(re.escape(s) for s in ALLELE_SAMPLES) or "(?!)"  # (?!) matches nothing
@@ -209,10 +214,24 @@ def allele_folder(wildcards):
 
 
 def sites_input(wildcards):
-    """The sites a sample is counted at (rule count_alleles) - alleles.sites, or its patient's found sites."""
+    """The sites a sample is counted at by rule count_alleles - its patient's VCF (sheet column sites), else
+    alleles.sites, else its patient's sites found by rule find_sites. Only read."""
+    patient = str(SAMPLES.loc[wildcards.sample, "patient"])
+    if patient in PATIENT_SITES:
+        return PATIENT_SITES[patient]
     if config["alleles"]["sites"]:
         return config["alleles"]["sites"]
-    return f"results/alleles/sites/{SAMPLES.loc[wildcards.sample, 'patient']}.vcf"
+    return f"results/alleles/sites/{patient}.vcf"
+
+
+def sites_source(wildcards):
+    """Where the sample's sites come from, named in count_alleles' messages (a sheet column, config key or rule)."""
+    patient = str(SAMPLES.loc[wildcards.sample, "patient"])
+    if patient in PATIENT_SITES:
+        return f"sample sheet column 'sites' (patient {patient})"
+    if config["alleles"]["sites"]:
+        return SITES_KEY
+    return f"rule find_sites (patient {patient})"
 
 
 def patient_bam_samples(wildcards):

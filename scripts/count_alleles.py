@@ -16,6 +16,7 @@ with logged(snakemake.log[0], f"count_alleles {snakemake.wildcards.sample}"):
         snakemake.output[0],
         sample=snakemake.wildcards.sample,
         sites=snakemake.input.sites,
+        sites_source=snakemake.params.sites_source,
         lesions=snakemake.params.lesions,
         control_region=snakemake.params.control_region,
         cytobands=snakemake.input.cytobands,

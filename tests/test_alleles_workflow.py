@@ -438,6 +438,186 @@ def test_a_bam_without_alleles_sites_has_its_sites_found(tmp_path, monkeypatch):
     assert err.value.where == "alleles.sites"
 
 
+# ------------------------------------------------------------------------------------------------
+# the sheet's sites column: a patient's own VCF of heterozygous SNPs
+# ------------------------------------------------------------------------------------------------
+def sites_sheet(folder: Path, sites: list[str], bams: tuple[str, ...] = ("s1.bam",), monkeypatch=None):
+    """Three rows (S1, S2 of patient P1; S3 of donor H1) with `bam` (S1's tiny BAM) and `sites` cells, read
+    and path-checked in ``folder``."""
+    if monkeypatch is not None:
+        monkeypatch.chdir(folder)
+    rows = [
+        ["S1", "P1", "diagnosis", "HSC", "MDS", "s1.h5"],
+        ["S2", "P1", "remission", "HSC", "MDS", "s2.h5"],
+        ["S3", "H1", "NA", "CD34", "healthy", "s3.h5"],
+    ]
+    for row in rows:
+        (folder / row[-1]).write_bytes(row[0].encode())
+    bam = [*bams, "", "", ""][:3]
+    header = ["sample", "patient", "timepoint", "population", "condition", "counts", "bam", "sites"]
+    lines = [header] + [[*r, b, v] for r, b, v in zip(rows, bam, sites)]
+    (folder / "samples.tsv").write_text("".join("\t".join(line) + "\n" for line in lines))
+    sheet = read_sample_sheet(folder / "samples.tsv", SCHEMA, CONFIG)
+    check_input_paths(sheet, "samples.tsv", base=folder)
+    return sheet
+
+
+def germline_vcf(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchr5\t90000001\t.\tA\tG\t.\t.\t.\n"
+    )
+    return path
+
+
+def test_a_patient_s_sites_vcf_is_read_and_needs_no_discovery(tmp_path):
+    from remnant.workflow.config import check_bam_config, patient_sites
+    from remnant.workflow.paths import sheet_paths
+
+    tiny_bam(tmp_path / "s1.bam")
+    germline_vcf(tmp_path / "germline/P1.vcf")
+    # one file on every row that fills the cell (./ or not), the other rows of the patient left empty
+    for cells in (["germline/P1.vcf", "", ""], ["germline/P1.vcf", "./germline/P1.vcf", ""]):
+        sheet = sites_sheet(tmp_path, cells)
+        assert list(sheet["sites"]) == cells and patient_sites(sheet) == {"P1": "germline/P1.vcf"}
+    # the only BAM patient brings its sites: inconsistent discovery minimums are not even looked at ...
+    discovery = {"min_depth": 2, "min_minor_reads": 3, "min_minor_fraction": 0.05}
+    check_bam_config(sheet, None, discovery=discovery, source="config.yaml")
+    # ... but are without them
+    with pytest.raises(InputError, match="min_minor_reads 3 is above min_depth 2"):
+        check_bam_config(sheet.assign(sites=""), None, discovery=discovery, source="config.yaml")
+    # empty cells (or no column: read_sample_sheet fills it empty): no patient has its own sites
+    assert patient_sites(sheet.assign(sites="")) == {}
+    # the VCF is a user path: checked against the workflow's outputs like the others
+    assert [p.path for p in sheet_paths(sheet, "samples.tsv") if p.field == "column 'sites'"] == [
+        "germline/P1.vcf",
+        "./germline/P1.vcf",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cells", "expect"),
+    [
+        (
+            ["germline/P1.vcf", "other.vcf", ""],
+            [
+                "samples.tsv: patient 'P1': column 'sites'",
+                "line 2 (sample 'S1') names 'germline/P1.vcf', line 3 (sample 'S2') names 'other.vcf'",
+                "give the same path on each of its rows",
+            ],
+        ),
+        (
+            ["", "", "germline/P1.vcf"],
+            [
+                "samples.tsv: line 4 (sample 'S3'): column 'sites'",
+                "'germline/P1.vcf' is given for patient 'H1'",
+                "no row of the patient names reads (column 'bam')",
+                "sites are used only to count BAMs",
+            ],
+        ),
+        (
+            ["absent.vcf", "", ""],
+            ["samples.tsv: line 2 (sample 'S1'): column 'sites': 'absent.vcf' does not exist", "leave the cell empty"],
+        ),
+        (
+            ["", "germline", ""],
+            ["samples.tsv: line 3 (sample 'S2'): column 'sites': 'germline' is a folder", "VCF"],
+        ),
+    ],
+    ids=["two-files", "no-bam", "missing", "folder"],
+)
+def test_a_bad_sites_cell_is_one_line_naming_the_rows(tmp_path, cells, expect):
+    tiny_bam(tmp_path / "s1.bam")
+    germline_vcf(tmp_path / "germline/P1.vcf")
+    with pytest.raises(InputError) as err:
+        sites_sheet(tmp_path, cells)
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in expect:
+        assert fragment in message, message
+
+
+def test_a_sites_vcf_inside_results_is_refused(tmp_path, monkeypatch):
+    from remnant.workflow.paths import check_not_outputs, sheet_paths
+
+    tiny_bam(tmp_path / "s1.bam")
+    germline_vcf(tmp_path / "results/alleles/sites/P1.vcf")  # where rule find_sites would write
+    sheet = sites_sheet(tmp_path, ["results/alleles/sites/P1.vcf", "", ""], monkeypatch=monkeypatch)
+    with pytest.raises(InputError) as err:
+        check_not_outputs(sheet_paths(sheet, "samples.tsv"))
+    message = str(err.value)
+    assert "\n" not in message and "line 2 (sample 'S1')" in message and "column 'sites'" in message
+    assert "lies inside the workflow's output folder results/" in message
+
+
+def test_the_simulator_s_sheet_names_no_sites(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "samples.tsv").write_text(
+        "sample\tpatient\ttimepoint\tpopulation\tcondition\tformat\tsites\nS1\tP1\tdiagnosis\tHSC\tMDS\th5ad\tP1.vcf\n"
+    )
+    with pytest.raises(InputError, match="column 'sites' names 'P1.vcf'.*demo.simulate: true"):
+        read_sample_sheet(tmp_path / "samples.tsv", SCHEMA, {**CONFIG, "demo": {"simulate": True}})
+
+
+def dry_run_jobs(workdir: Path, *targets: str) -> list[dict]:
+    """The jobs ``snakemake -n`` plans for ``targets``: rule, input, output (as its plan prints them)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+        + ["--configfile", str(workdir / "config.yaml"), "-n", "--cores", "1", *targets],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = []
+    for line in run.stdout.splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")):
+            jobs.append({"rule": line.split()[1].rstrip(":")})
+        elif jobs and line.split(":", 1)[0] in ("input", "output"):
+            key, value = line.split(":", 1)
+            jobs[-1][key] = [v.strip() for v in value.split(",")]
+    return jobs
+
+
+def test_a_patient_s_own_sites_replace_discovery_and_alleles_sites_in_the_plan(tmp_path):
+    """The workflow's dry run: P1 names its VCF (sheet column sites), N1 does not. With alleles.sites null,
+    find_sites runs for N1 only and P1's count_alleles takes P1's VCF; with alleles.sites set, no find_sites
+    at all, N1 takes alleles.sites and P1 still its own."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from bad_inputs import Cohort
+
+    c = Cohort(tmp_path)
+    tiny_bam(tmp_path / "bams/p1/P1_dx_HSC.bam")
+    tiny_bam(tmp_path / "bams/n1/N1_HSC.bam")
+    germline_vcf(tmp_path / "germline/P1.vcf")
+    bams = {"P1_dx_HSC": "bams/p1/P1_dx_HSC.bam", "N1_HSC": "bams/n1/N1_HSC.bam"}
+    rows = [line.split("\t") for line in c.sheet_text().splitlines()]
+    c.write_sheet(
+        [[*rows[0], "bam", "sites"]]
+        + [[*r, bams.get(r[0], ""), "germline/P1.vcf" if r[0] == "P1_dx_HSC" else ""] for r in rows[1:]]
+    )
+    targets = ("results/alleles/P1_dx_HSC.cellsnp", "results/alleles/N1_HSC.cellsnp")
+
+    def counted_at(jobs) -> dict[str, str]:
+        """count_alleles' sites input per sample (the input that is neither the BAM, the cells nor the bands)."""
+        out = {}
+        for job in (j for j in jobs if j["rule"] == "count_alleles"):
+            sample = job["output"][0].removeprefix("results/alleles/").removesuffix(".cellsnp")
+            out[sample] = [i for i in job["input"] if i.endswith(".vcf")]
+        return out
+
+    jobs = dry_run_jobs(tmp_path, *targets)
+    assert [j["output"] for j in jobs if j["rule"] == "find_sites"] == [["results/alleles/sites/N1.vcf"]]
+    assert counted_at(jobs) == {"P1_dx_HSC": ["germline/P1.vcf"], "N1_HSC": ["results/alleles/sites/N1.vcf"]}
+
+    germline_vcf(tmp_path / "cohort_sites.vcf")
+    c.set("alleles.sites", "cohort_sites.vcf")
+    jobs = dry_run_jobs(tmp_path, *targets)
+    assert not [j for j in jobs if j["rule"] == "find_sites"]
+    assert counted_at(jobs) == {"P1_dx_HSC": ["germline/P1.vcf"], "N1_HSC": ["cohort_sites.vcf"]}
+
+
 def test_the_simulator_s_sheet_names_no_bam(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "samples.tsv").write_text(

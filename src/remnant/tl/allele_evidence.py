@@ -35,6 +35,7 @@ from remnant.tl.alleles import (
     lesion_sites,
     null_allele_llr,
     phase_sites,
+    phase_table,
     site_genes,
 )
 from remnant.tl.lesion_model import temperature
@@ -343,12 +344,7 @@ def _phase(sub, var, carrier, lesion, patient, given, eps, max_gene_llr, rho) ->
     rows = given[(given["patient"].astype(str) == str(patient)) & (given["lesion"].astype(str) == lesion.name)]
     allele = rows.set_index(rows["site_id"].astype(str))["allele"].reindex(sub.var_names)
     p_alt = np.where(allele == "ALT", 1.0, np.where(allele == "REF", 0.0, 0.5))
-    table = pd.DataFrame({"gene": np.where(allele.notna(), genes, ""), "p_alt": p_alt}, index=sub.var_names)
-    table["allele"] = np.where(p_alt >= 0.5, "ALT", "REF")
-    table["confidence"] = np.maximum(p_alt, 1 - p_alt)
-    dp = sp.csr_matrix(sub.layers["DP"])
-    table["n_reads"] = np.asarray(dp.sum(axis=0)).ravel().astype(np.int64)
-    table["n_cells"] = np.diff(sp.csc_matrix(dp).indptr).astype(np.int64)
+    table = phase_table(sub.var_names, np.where(allele.notna(), genes, ""), p_alt, sub.layers["DP"])
     carrier_post = np.clip(carrier, 1e-6, 1 - 1e-6)
     table.attrs["overdispersion"] = rho if rho is not None else bursting_overdispersion(sub, weights=1.0 - carrier_post)
     return table

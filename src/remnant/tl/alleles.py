@@ -439,20 +439,50 @@ def _site_posterior(*args) -> np.ndarray:
     return expit(_site_scores(*args)[0])
 
 
-def _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps) -> pd.DataFrame:
-    """The per-site result of :func:`phase_sites`."""
-    gene = np.where(codes >= 0, genes[np.maximum(codes, 0)] if genes.size else "", "")
-    table = pd.DataFrame(
+def phase_table(var_names: pd.Index, gene, p_alt, dp) -> pd.DataFrame:
+    """One row per site: its phase and its reads, the table of a learned phase (:func:`phase_sites`) and of
+    a given one (:func:`remnant.tl.add_allele_evidence` with a user's phasing).
+
+    Parameters
+    ----------
+    var_names
+        (n_sites,) the sites' labels: the table's index (copied).
+    gene
+        (n_sites,) gene label per site; ``""`` where the site is not used.
+    p_alt
+        (n_sites,) P(ALT on the changed haplotype), 0-1; 0.5 where unknown.
+    dp
+        (n_cells, n_sites) REF + ALT reads per cell and site, sparse or dense; only read (explicit zeros
+        and duplicate entries are summed away on a copy, so a cell counts only where it has reads).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``gene`` (object), ``p_alt``, ``allele`` (``"ALT"`` where ``p_alt >= 0.5``, else ``"REF"``),
+        ``confidence`` (max(p_alt, 1 - p_alt)), ``n_reads`` (int64: reads over the cells) and ``n_cells``
+        (int64: cells with reads).
+    """
+    p_alt = np.asarray(p_alt, dtype=float)
+    reads = sp.csc_matrix(dp, copy=True)
+    reads.sum_duplicates()
+    reads.eliminate_zeros()
+    return pd.DataFrame(
         {
-            "gene": gene.astype(object),
+            "gene": np.asarray(gene).astype(object),
             "p_alt": p_alt,
             "allele": np.where(p_alt >= 0.5, "ALT", "REF"),
             "confidence": np.maximum(p_alt, 1.0 - p_alt),
-            "n_reads": np.asarray(dp.sum(axis=0)).ravel().astype(np.int64),
-            "n_cells": np.diff(sp.csc_matrix(dp).indptr).astype(np.int64),
+            "n_reads": np.asarray(reads.sum(axis=0)).ravel().astype(np.int64),
+            "n_cells": np.diff(reads.indptr).astype(np.int64),
         },
-        index=alleles.var_names.copy(),
+        index=pd.Index(var_names).copy(),
     )
+
+
+def _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps) -> pd.DataFrame:
+    """The per-site result of :func:`phase_sites` (:func:`phase_table`) with the fit in ``attrs``."""
+    gene = np.where(codes >= 0, genes[np.maximum(codes, 0)] if genes.size else "", "")
+    table = phase_table(alleles.var_names, gene, p_alt, dp)
     table.attrs.update(
         overdispersion=rho if np.ndim(rho) else float(rho),
         iterations=int(iterations),

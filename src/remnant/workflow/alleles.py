@@ -1,14 +1,15 @@
 """Rules find_sites, count_alleles and read_alleles: one sample's reads or cellsnp-lite folder -> its kept
 cells x the SNPs the calls use.
 
-Without config ``alleles.sites``, each patient whose sheet rows name reads has its heterozygous sites
-found in the pooled reads of those samples, inside the lesions and the control region
+A patient whose sheet rows name reads is counted at the heterozygous SNPs of its own VCF (sheet column
+``sites``), else at those of config ``alleles.sites``; with neither, its sites are found in the pooled
+reads of those samples, inside the lesions and the control region
 (:func:`find_sites`, rule ``find_sites``: :func:`remnant.io.bam.find_sites`), written as a plain VCF
 (``results/alleles/sites/{patient}.vcf``) that each of its samples is then counted at.
 
 A sample whose sheet row names reads (column ``bam``: an indexed BAM, or a plate's manifest of one
 BAM per cell) has them counted first (:func:`count_alleles`, rule ``count_alleles``): its kept cells'
-molecules at the sites of config ``alleles.sites`` inside the lesions and the control region, written
+molecules at its patient's sites inside the lesions and the control region, written
 as a cellsnp-lite folder (``results/alleles/{sample}.cellsnp``) that rule ``read_alleles`` then reads
 like a user's.
 
@@ -240,6 +241,7 @@ def count_alleles(
     umi_tag: str | None = "UB",
     min_mapq: int = 20,
     min_baseq: int = 20,
+    sites_source: str = "alleles.sites",
 ) -> anndata.AnnData:
     """Count one sample's kept cells' alleles in its reads at the sites inside the lesions and the control
     region, and write them as a cellsnp-lite folder.
@@ -258,12 +260,15 @@ def count_alleles(
     sample
         The sample's name.
     sites
-        Config ``alleles.sites``, or (null) the patient's sites rule ``find_sites`` wrote: a VCF; only its
-        biallelic SNPs inside the regions are read (:func:`remnant.io.bam.read_sites`).
+        The patient's VCF (sheet column ``sites``), else config ``alleles.sites``, else the patient's sites
+        rule ``find_sites`` wrote; only its biallelic SNPs inside the regions are read
+        (:func:`remnant.io.bam.read_sites`), never written.
     lesions, control_region, cytobands
         The regions (:func:`allele_regions`); ``cytobands`` the table's path.
     barcode_tag, umi_tag, min_mapq, min_baseq
         As :func:`remnant.io.bam.count_alleles` (``umi_tag`` None for plates).
+    sites_source
+        Where ``sites`` comes from (the sheet column, the config key or the rule), named in messages.
 
     Returns
     -------
@@ -275,7 +280,7 @@ def count_alleles(
     Raises
     ------
     InputError
-        The sites VCF (missing, no SNP inside the regions, naming ``alleles.sites``), the BAMs (missing,
+        The sites VCF (missing, no SNP inside the regions, naming ``sites_source``), the BAMs (missing,
         unindexed, tags absent, no kept cell among its barcodes or the manifest's cells), naming the sample.
     """
     from remnant.io.alleles import write_cellsnp
@@ -284,7 +289,7 @@ def count_alleles(
     from remnant.io.bam import read_bam_manifest, read_sites
 
     regions = allele_regions(lesions, control_region, load_cytobands(cytobands))
-    table = read_sites(sites, regions=[(r.chromosome, r.start, r.end) for r in regions], source="alleles.sites")
+    table = read_sites(sites, regions=[(r.chromosome, r.start, r.end) for r in regions], source=sites_source)
     log.info("%s: %d sites of %s inside %s", sample, len(table), sites, [r.name for r in regions])
     barcodes = kept_cells(cells).str.slice(len(sample) + 1)
     manifest = None if str(bam).lower().endswith(".bam") else read_bam_manifest(bam)
@@ -400,8 +405,8 @@ def find_sites(
         raise InputError(
             f"no heterozygous site found in the pooled reads of samples {list(samples)} inside "
             f"{[r.name for r in regions]} at min_depth {min_depth}, min_minor_reads {min_minor_reads}, "
-            f"min_minor_fraction {min_minor_fraction}; lower these, give alleles.sites a VCF of the patient's "
-            "SNPs, or leave the samples' bam cells empty.",
+            f"min_minor_fraction {min_minor_fraction}; lower these, give the patient's "
+            "heterozygous SNPs as a VCF (sheet column sites, or alleles.sites), or leave the samples' bam cells empty.",
             where=f"{DISCOVERY_KEY} (patient {patient})",
         )
     for region in regions:

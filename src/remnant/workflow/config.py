@@ -8,6 +8,7 @@ that the package does not depend on where the workflow is installed.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,11 +22,11 @@ from remnant.errors import InputError
 #: Columns of the sample sheet that must be present.
 REQUIRED_COLUMNS = ["sample", "patient", "timepoint", "population", "condition", "counts"]
 #: Columns that may be present (empty cells mean "infer" or "none").
-OPTIONAL_COLUMNS = ["format", "technology", "index_sort", "alleles", "bam"]
+OPTIONAL_COLUMNS = ["format", "technology", "index_sort", "alleles", "bam", "sites"]
 #: Columns a sheet for the simulator (``demo.simulate: true``) may not fill: the simulator writes
 #: the counts (and index-sort tables, cellsnp-lite folders, BAMs) under the workflow's own ``results/``
 #: folder, never at a path a sheet names, so that a user's files can never be overwritten by it (issue 19).
-SIMULATED_COLUMNS = ["counts", "index_sort", "alleles", "bam"]
+SIMULATED_COLUMNS = ["counts", "index_sort", "alleles", "bam", "sites"]
 #: Name endings of the sheet's ``bam`` column: one BAM, or a plate's manifest of one BAM per cell.
 BAM_SUFFIX = ".bam"
 MANIFEST_SUFFIXES = (".tsv", ".txt")
@@ -33,6 +34,8 @@ MANIFEST_SUFFIXES = (".tsv", ".txt")
 BAM_INDEXES = ("{bam}.bai", "{bam}.csi", "{stem}.bai", "{stem}.csi")
 #: The config key of the sites counted in the sheet's BAMs, named in messages.
 SITES_KEY = "alleles.sites"
+#: The sheet column of a patient's own sites (a VCF of its heterozygous SNPs); it wins over :data:`SITES_KEY`.
+SITES_COLUMN = "sites"
 #: The config key of the minimums of site discovery (rule find_sites, when alleles.sites is null).
 DISCOVERY_KEY = "alleles.discovery"
 #: File name (or directory name) suffix of simulated counts per format.
@@ -188,7 +191,9 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, config: Mapping
         _check_row_alleles(record, path, where)
         _check_row_declared(record, declared, path, where)
         _fill_format(record, path, where)
-    return _sheet_table(records, line_numbers, declared.reference, path)
+    sheet = _sheet_table(records, line_numbers, declared.reference, path)
+    _check_patient_sites(sheet, path)
+    return sheet
 
 
 @dataclass(frozen=True)
@@ -324,6 +329,43 @@ def _check_row_alleles(record: dict, path: Path, where: str) -> None:
         )
 
 
+def _check_patient_sites(sheet: pd.DataFrame, path: Path) -> None:
+    """Per patient, the rows that fill column ``sites`` name one VCF (compared as normalised paths), and
+    the patient has a row naming reads (column ``bam``): its sites are only used to count its BAMs."""
+    named = sheet[sheet[SITES_COLUMN] != ""]
+    for patient, rows in named.groupby("patient", sort=False):
+        first = rows.assign(file=rows[SITES_COLUMN].map(os.path.normpath)).drop_duplicates("file")
+        if len(first) > 1:
+            names = ", ".join(
+                f"line {n} (sample {s!r}) names {v!r}" for s, n, v in first[["sample", "line", SITES_COLUMN]].values
+            )
+            raise InputError(
+                f"column 'sites': the rows of patient {patient!r} name different VCFs ({names}); a patient's "
+                "heterozygous SNPs are one file: give the same path on each of its rows, or on one and leave the "
+                "others empty.",
+                path=path,
+                where=f"patient {patient!r}",
+            )
+        if not (sheet.loc[sheet["patient"] == patient, "bam"] != "").any():
+            raise InputError(
+                f"column 'sites': {rows[SITES_COLUMN].iloc[0]!r} is given for patient {patient!r}, but no row of the "
+                "patient names reads (column 'bam'); sites are used only to count BAMs: fill the patient's bam "
+                "cells, or leave its sites cells empty.",
+                path=path,
+                where=f"line {rows['line'].iloc[0]} (sample {rows.index[0]!r})",
+            )
+
+
+def patient_sites(sheet: pd.DataFrame) -> dict[str, str]:
+    """Patient -> the VCF of its heterozygous SNPs that its sheet rows name (column ``sites``, as written
+    on its first row that fills it), for the patients that name one; the rows agree
+    (:func:`read_sample_sheet` checked it)."""
+    if SITES_COLUMN not in sheet:
+        return {}
+    named = sheet.loc[sheet[SITES_COLUMN] != "", ["patient", SITES_COLUMN]].drop_duplicates("patient")
+    return dict(zip(named["patient"].astype(str), named[SITES_COLUMN]))
+
+
 def bam_kind(path: str) -> str | None:
     """``"bam"`` for a path ending in ``.bam``, ``"manifest"`` for ``.tsv``/``.txt``, else None (case-insensitive)."""
     name = path.rstrip("/").lower()
@@ -400,8 +442,8 @@ def _check_simulated_row(record: dict, path: Path, where: str) -> None:
             raise InputError(
                 f"column {column!r} names {record[column]!r} but the config sets demo.simulate: true, which simulates "
                 "every sample (into results/demo/inputs/) and never reads your files; to analyse your files set "
-                "demo.simulate: false, for the simulated demo leave the counts, index_sort, alleles and bam columns "
-                "empty (demo.params.alleles says which samples get simulated allele data).",
+                "demo.simulate: false, for the simulated demo leave the counts, index_sort, alleles, bam and sites "
+                "columns empty (demo.params.alleles says which samples get simulated allele data).",
                 path=path,
                 where=where,
             )
@@ -482,6 +524,23 @@ def check_input_paths(sheet: pd.DataFrame, sheet_path: str | Path, *, base: str 
             check_alleles_folder(row["alleles"], base, sheet_path, where)
         if row.get("bam", ""):
             check_bam_input(row["bam"], base, sheet_path, where)
+        if row.get(SITES_COLUMN, ""):
+            check_sites_file(row[SITES_COLUMN], base, sheet_path, where)
+
+
+def check_sites_file(value: str, base: Path, sheet_path: str | Path, where: str) -> None:
+    """A sheet's ``sites`` value names an existing file (the patient's VCF; only read, by rule
+    ``count_alleles``); else an :class:`InputError` naming the row, the column and the path."""
+    path = base / value
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise InputError(
+            f"column 'sites': {value!r} {what}; give the VCF (plain or bgzipped) of the patient's heterozygous "
+            f"SNPs (relative paths are relative to the working directory {base.resolve()}), or leave the cell "
+            "empty to use alleles.sites or the sites found in the patient's reads.",
+            path=sheet_path,
+            where=where,
+        )
 
 
 def _bam_index(bam: Path) -> Path | None:
@@ -542,9 +601,15 @@ def check_bam_config(
     sheet: pd.DataFrame, sites: str | None, *, discovery: dict | None = None, source: str = "config"
 ) -> None:
     """With a sheet row naming a BAM (column ``bam``): ``alleles.sites``, when set, names an existing VCF
-    file; when null, each patient's sites are found in its pooled reads (rule ``find_sites``) and the
-    minimums ``alleles.discovery`` must be consistent. Else an :class:`InputError` naming the key."""
-    rows = [s for s in sheet.index if sheet.loc[s, "bam"]] if "bam" in sheet else []
+    file; when null, each patient without its own VCF (column ``sites``) has its sites found in its pooled
+    reads (rule ``find_sites``) and the minimums ``alleles.discovery`` must be consistent. Else an
+    :class:`InputError` naming the key."""
+    own = patient_sites(sheet)
+    rows = (
+        [s for s in sheet.index if sheet.loc[s, "bam"] and str(sheet.loc[s, "patient"]) not in own]
+        if "bam" in sheet
+        else []
+    )
     if sites:
         _named_file(sites, SITES_KEY, source, "VCF of the SNPs to count")
     elif rows and discovery:

@@ -42,12 +42,12 @@ class UserPath:
 
 
 def sheet_paths(sheet: pd.DataFrame, sheet_path: str | Path) -> list[UserPath]:
-    """The counts, index-sort and allele (cellsnp-lite folder, BAM or BAM manifest) paths of every row of a sheet read by
+    """The counts, index-sort and allele (cellsnp-lite folder, BAM or BAM manifest, sites VCF) paths of every row of a sheet read by
     :func:`remnant.workflow.config.read_sample_sheet` (empty cells skipped)."""
     paths = []
     for sample, row in sheet.iterrows():
         where = f"line {row['line']} (sample {sample!r})"
-        for column in ("counts", "index_sort", "alleles", "bam"):
+        for column in ("counts", "index_sort", "alleles", "bam", "sites"):
             if row.get(column, ""):
                 paths.append(UserPath(where, f"column {column!r}", str(row[column]), str(sheet_path)))
     return paths
