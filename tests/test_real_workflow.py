@@ -40,21 +40,21 @@ pytestmark = pytest.mark.workflow
 # Today's values on this branch (posterior >= cnv.posterior_cutoff 0.9; 226 tumour and 73 normal cells pass QC):
 # AUROC of the posterior, tumour vs normal, over all 299 cells (reference cells included, cross-fitted)
 AUROC_FLOOR = {
-    "gain1q": 0.98,  # 0.9930
-    "gain8q": 0.99,  # 1.0000
-    "gain16p": 0.97,  # 0.9851
-    "del19q": 0.97,  # 0.9874 (0.9501 before the outlier-robust evidence and the per-cluster priors)
-    "del5q": 0.97,  # 0.9871 (0.9517)
-    "del10q": 0.95,  # 0.9619 (0.9097)
-    "del14q": 0.96,  # 0.9776 (0.9576)
+    "gain1q": 0.98,  # 0.9916 (0.9930 before cnv.unmatched_level_sd)
+    "gain8q": 0.99,  # 0.9997 (1.0000)
+    "gain16p": 0.98,  # 0.9929 (0.9851)
+    "del19q": 0.975,  # 0.9852 (0.9874; 0.9501 before the outlier-robust evidence and the per-cluster priors)
+    "del5q": 0.985,  # 0.9976 (0.9871; 0.9517)
+    "del10q": 0.975,  # 0.9867 (0.9619; 0.9097)
+    "del14q": 0.98,  # 0.9920 (0.9776; 0.9576)
 }
 # the strong gains: share of tumour cells called (today 226/226 for both) and normal cells called. The normals are
 # NOT rarely called yet: the automatic reference takes the 50 cells least likely to carry any lesion (all of them
 # CopyKAT-diploid), and most of the 23 diploid cells left out of it, myeloid cells with high +8q LLRs, are
-# called for +8q: today 2/73 normals for +1q and 12/73 for +8q (7 and 18 with one carrier fraction per sample,
-# before cnv.prior_key). Issue 17's target is <= 2%.
+# called for +8q: today 2/73 normals for +1q and 11/73 for +8q (12 before cnv.unmatched_level_sd; 7 and 18 with one
+# carrier fraction per sample, before cnv.prior_key). Issue 17's target is <= 2%.
 TUMOUR_CALLED_FLOOR = {"gain1q": 0.97, "gain8q": 0.97}
-NORMAL_CALLED_CEILING = {"gain1q": 3 / 73, "gain8q": 13 / 73}
+NORMAL_CALLED_CEILING = {"gain1q": 3 / 73, "gain8q": 12 / 73}
 REFERENCE_DIPLOID_FLOOR = 0.9  # today 50 of 50 chosen cells are CopyKAT-diploid
 
 
