@@ -660,9 +660,10 @@ def call_lesions(
         Reference cells a batch needs to be scored against its own batch.
     refine
         Re-score each donor (``donor_key``) on its own deleted interval: the interval inside the
-        configured lesion that best fits the pooled counts of the donor's called cells (at least
-        ``min_refine_cells`` of them; at least ``min_interval_genes`` genes). Breakpoints vary
-        between patients; genes a patient did not lose dilute the evidence of its carriers.
+        configured lesion that best fits the pooled counts of the donor's cells weighted by their
+        posteriors (at least ``min_refine_cells`` expected carriers, the sum of the posteriors;
+        at least ``min_interval_genes`` genes). Breakpoints vary between patients; genes a
+        patient did not lose dilute the evidence of its carriers.
     refine_max_reference
         Reference cells (per batch; a seeded random sample, the same for every donor) that
         each donor's re-scoring on its own interval is cross-fitted against (``None``: all).
@@ -700,8 +701,8 @@ def call_lesions(
     DataFrame (batch, kind, detail, note: what the reference could not give a batch - one reference
     donor, states without reference cells, a batch without its own reference; each also logged as
     a WARNING; no rows when none applies); ``intervals`` DataFrame (per donor with cells outside
-    the reference: donor, n_called, refined, start, end (bp), n_genes, gain; no rows without
-    ``refine``); ``genes`` (var_names of the genes used in any batch); ``reference_fpr`` (called
+    the reference: donor, n_called, expected_carriers (sum of posteriors), refined, start, end (bp),
+    n_genes, gain; no rows without ``refine``); ``genes`` (var_names of the genes used in any batch); ``reference_fpr`` (called
     fraction of cross-fitted reference cells with their own sample prior); ``lesion`` (the
     :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``, and the depth's
     settings: ``depth`` "counted" or "given (depth=...)", ``depth_exclude_families`` and
@@ -851,9 +852,16 @@ def _call_lesion(
     # only, so genes the patient did not lose neither dilute the evidence nor bias the prior.
     intervals = []
     if refine and cohort.donors is not None:
-        called = (post >= posterior_cutoff) & ~cohort.ref
         intervals = _refine_donors(
-            XL, var.iloc[cols], lesion, called, cohort, scores, score, calibrate, min_refine_cells, min_interval_genes
+            XL,
+            var.iloc[cols],
+            lesion,
+            np.where(cohort.ref, 0.0, post),
+            cohort,
+            scores,
+            score,
+            calibrate,
+            (posterior_cutoff, min_refine_cells, min_interval_genes),
         )
         post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
     call = post >= posterior_cutoff
@@ -865,7 +873,8 @@ def _call_lesion(
         "per_group": per_group,
         "batches": scores.batches,
         "intervals": pd.DataFrame(
-            intervals, columns=["donor", "n_called", "refined", "start", "end", "n_genes", "gain"]
+            intervals,
+            columns=["donor", "n_called", "expected_carriers", "refined", "start", "end", "n_genes", "gain"],
         ),
         "genes": np.asarray(var.index[cols[scores.used]], dtype=str),
         "reference_fpr": float(call[cohort.ref].mean()),
@@ -1055,36 +1064,43 @@ def _refine_donors(
     XL: sp.csr_matrix,
     var: pd.DataFrame,
     lesion: Lesion,
-    called: np.ndarray,
+    post: np.ndarray,
     cohort: _Cohort,
     scores: _Scores,
     kw: dict,
     calibrate: bool,
-    min_refine_cells: int,
-    min_interval_genes: int,
+    limits: tuple[float, int, int],
 ) -> list[dict]:
-    """Each donor's own interval inside the lesion (from its ``called`` cells) and its cells
-    re-scored on it (``scores`` updated); one row per donor for ``uns[...]["intervals"]``.
+    """Each donor's own interval inside the lesion and its cells re-scored on it (``scores`` updated);
+    one row per donor for ``uns[...]["intervals"]``.
 
-    ``var``: the lesion's genes, the columns of ``XL`` (genomic order).
+    The interval is fitted to the donor's cells pooled with their posteriors as weights (``post``,
+    (n_obs,), 0 for reference cells): the expected carriers, as in an EM step, rather than only
+    the cells above the cut-off, so a donor with a few dozen carriers that are each too shallow
+    to be called still has its own interval found. ``limits``: the posterior cut-off (for
+    ``n_called``), the expected carriers a donor needs (``min_refine_cells``) and the fewest genes
+    of an interval (``min_interval_genes``). ``var``: the lesion's genes, the columns of ``XL``
+    (genomic order).
     """
+    posterior_cutoff, min_refine_cells, min_interval_genes = limits
     intervals = []
     donors = cohort.donors
     for d in pd.unique(donors[~cohort.ref]):
-        m = called & (donors == d)
+        w = np.where(donors == d, post, 0.0)
         entry = {
             "donor": d,
-            "n_called": int(m.sum()),
+            "n_called": int((w >= posterior_cutoff).sum()),
+            "expected_carriers": float(w.sum()),
             "refined": False,
             "start": np.nan,
             "end": np.nan,
             "n_genes": 0,
             "gain": np.nan,
         }
-        if m.sum() < min_refine_cells:
+        if w.sum() < min_refine_cells:
             intervals.append(entry)
             continue
-        O, E = _pooled_counts(XL, m, cohort, scores)
+        O, E = _pooled_counts(XL, w, cohort, scores)
         keep = np.flatnonzero(E > 0)
         if keep.size < 2 * min_interval_genes:
             intervals.append(entry)
@@ -1104,18 +1120,21 @@ def _refine_donors(
     return intervals
 
 
-def _pooled_counts(XL: sp.csr_matrix, m: np.ndarray, cohort: _Cohort, scores: _Scores) -> tuple[np.ndarray, np.ndarray]:
-    """Observed and expected counts per lesion gene summed over the cells of the mask ``m`` (n_obs,),
-    each cell against its batch's in-sample profile, on the count scale of its batch."""
+def _pooled_counts(XL: sp.csr_matrix, w: np.ndarray, cohort: _Cohort, scores: _Scores) -> tuple[np.ndarray, np.ndarray]:
+    """Observed and expected counts per lesion gene summed over cells with weights ``w`` (n_obs,; 0:
+    left out), each cell against its batch's in-sample profile, on the count scale of its batch."""
     O, E = np.zeros(XL.shape[1]), np.zeros(XL.shape[1])
     for u in cohort.units:
         res, rows = scores.fits[u.batch], u.rows
-        sel = m[rows]
+        sel = w[rows] > 0
         if not sel.any():
             continue
         use, scale = res["use"], res["count_scale"]
-        O[use] += np.asarray(XL[rows[sel]][:, np.flatnonzero(use)].sum(axis=0)).ravel() / scale
-        dsum = np.bincount(res["profile_row"][sel], weights=cohort.depth[rows[sel]], minlength=res["profiles"].shape[0])
+        wr = w[rows[sel]]
+        O[use] += np.asarray(wr @ XL[rows[sel]][:, np.flatnonzero(use)]).ravel() / scale
+        dsum = np.bincount(
+            res["profile_row"][sel], weights=wr * cohort.depth[rows[sel]], minlength=res["profiles"].shape[0]
+        )
         E[use] += dsum @ res["profiles"] / scale
     return O, E
 
