@@ -19,6 +19,7 @@ from remnant.pl.persistence import (
 from remnant.stats.contrasts import (
     CORRECTED_TESTS,
     binomial_mixed_contrast,
+    linear_mixed_difference,
     random_effects_test,
     stratified_contrast,
 )
@@ -256,6 +257,28 @@ def test_binomial_mixed_contrast_agrees_in_direction():
     assert row["odds_ratio_low"] > 1 and row["n_patients"] == 4
     empty = binomial_mixed_contrast(obs, factor="population", level="HSC", reference="MISSING").iloc[0]
     assert np.isnan(empty["odds_ratio"])
+
+
+def test_linear_mixed_difference_survives_a_patient_variance_at_its_boundary():
+    # Two patients of equal means: statsmodels' REML fit raised LinAlgError (singular matrix) for this
+    # draw and stopped a plate-only cohort's workflow; the effect is then taken within patients.
+    rng = np.random.default_rng(0)
+    n = [73, 8, 61, 7]
+    groups = np.repeat(["P1", "P1", "P2", "P2"], n)
+    level = np.repeat([0, 1, 0, 1], n).astype(bool)
+    values = rng.normal(0.045, 0.017, groups.size) + 0.012 * level
+    got = linear_mixed_difference(values, level, groups)
+    assert got["test"].startswith("linear model score ~ group + patient on cells (within patients")
+    within = [values[(groups == p) & level].mean() - values[(groups == p) & ~level].mean() for p in ("P1", "P2")]
+    assert min(within) <= got["difference"] <= max(within)  # a weighted mean of the patients' own differences
+    assert got["difference_low"] < got["difference"] < got["difference_high"] and 0 < got["pvalue"] < 1
+    # five patients that differ: the mixed model fits and is reported as such
+    groups5 = np.repeat([f"P{i}" for i in range(5)], 40)
+    level5 = np.tile(np.r_[np.zeros(30), np.ones(10)], 5).astype(bool)
+    values5 = rng.normal(0, 1, 200) + np.repeat(rng.normal(0, 1, 5), 40) + 0.8 * level5
+    mixed = linear_mixed_difference(values5, level5, groups5)
+    assert mixed["test"] == "linear mixed model score ~ group + (1 | patient) on cells"
+    assert mixed["difference_low"] < 0.8 < mixed["difference_high"]
 
 
 def test_bad_inputs_name_the_field():
