@@ -14,7 +14,8 @@ the held-out healthy cells (expression LLR; allele LLR; joint posterior; joint p
 true phase); ``gain`` and ``oracle_gain``: joint and oracle minus expression; ``phase_acc``: share
 of the phased sites (confidence >= 0.9, on a gene, with reads) whose allele is the true lost one,
 and ``phased``: how many; ``phase_conf``: their mean confidence; ``acc_all`` / ``conf_all``: accuracy and mean
-confidence over all phased sites on a gene with reads (calibrated: equal); ``held_called``: held-out healthy cells called (joint); ``normal_expr`` /
+confidence over all phased sites on a gene with reads (calibrated: equal); ``phase_temp``: the patients'
+phase temperatures (split-half calibration of the site log odds, geometric mean); ``held_called``: held-out healthy cells called (joint); ``normal_expr`` /
 ``normal_joint``: the patients' non-carrier cells of their own type called, expression alone and
 joint; ``other_expr`` / ``other_joint``: the same for cells of another type; ``reads``: median
 allele reads per patient cell on the lesion's sites; ``rho`` and ``temp``: the bursting overdispersion and the
@@ -109,11 +110,19 @@ def true_phase(allele_truth: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _lost_allele(allele_truth: pd.DataFrame) -> pd.Series:
+    """The true lost allele of the sites inside the lesion of patients who carry it, by (patient,
+    site_id). A healthy donor's sites have a haplotype label but no lost allele: not counted."""
+    t = allele_truth[(allele_truth["lesion"] == "del5q") & allele_truth["in_lesion"].astype(bool)]
+    return t.drop_duplicates(["patient", "site_id"]).set_index(["patient", "site_id"])["lost_allele"]
+
+
 def phase_accuracy(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> tuple[float, int, float]:
     """Share of the sites phased with confidence >= 0.9 (on a gene, with reads) whose allele is the true
     lost one, how many, and their mean confidence (the accuracy a calibrated phasing should reach)."""
     sure = phase[(phase["confidence"] >= 0.9) & (phase["gene"] != "") & (phase["n_reads"] > 0)]
-    truth = allele_truth.drop_duplicates(["patient", "site_id"]).set_index(["patient", "site_id"])["lost_allele"]
+    truth = _lost_allele(allele_truth)
+    sure = sure[sure["patient"].isin(truth.index.get_level_values("patient"))]
     got = truth.reindex(pd.MultiIndex.from_frame(sure[["patient", "site_id"]]))
     if not len(sure):
         return float("nan"), 0, float("nan")
@@ -128,7 +137,8 @@ def site_outcomes(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> pd.DataFra
     """Every phased site on a gene with reads: its reported confidence and whether its allele is the
     true lost one (the raw material of the calibration table)."""
     used = phase[(phase["gene"] != "") & (phase["n_reads"] > 0)]
-    truth = allele_truth.drop_duplicates(["patient", "site_id"]).set_index(["patient", "site_id"])["lost_allele"]
+    truth = _lost_allele(allele_truth)
+    used = used[used["patient"].isin(truth.index.get_level_values("patient"))]
     got = truth.reindex(pd.MultiIndex.from_frame(used[["patient", "site_id"]])).to_numpy()
     return pd.DataFrame(
         {
@@ -192,6 +202,7 @@ def run(depth, density, clone, cells, seed, confounders=True) -> tuple[dict, pd.
         "phased": n_phased,
         "acc_all": float(sites["correct"].mean()) if len(sites) else float("nan"),
         "conf_all": float(sites["confidence"].mean()) if len(sites) else float("nan"),
+        "phase_temp": _phase_temperature(adata),
         "held_called": float(call[held].mean()),
         "normal_expr": float(expr_call[normal].mean()) if normal.any() else float("nan"),
         "normal_joint": float(call[normal].mean()) if normal.any() else float("nan"),
@@ -206,6 +217,13 @@ def run(depth, density, clone, cells, seed, confounders=True) -> tuple[dict, pd.
     out["gain"] = out["joint"] - out["expr"]
     out["oracle_gain"] = out["oracle"] - out["expr"]
     return out, sites.assign(depth=depth, density=density, clone=clone, seed=seed)
+
+
+def _phase_temperature(adata) -> float:
+    """The MDS patients' phase temperatures (split-half calibration), geometric mean; NaN before it existed."""
+    temps = adata.uns["lesions"]["del5q"]["allele_params"].get("phase_temperature", {})
+    temps = [t for patient, t in temps.items() if patient.startswith("P")]  # the MDS patients
+    return float(np.exp(np.mean(np.log(temps)))) if temps else float("nan")
 
 
 def _calibration(adata, column: str) -> float:
@@ -243,6 +261,7 @@ def main() -> None:
         "phased",
         "acc_all",
         "conf_all",
+        "phase_temp",
         "held_called",
         "normal_expr",
         "normal_joint",

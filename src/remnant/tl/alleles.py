@@ -39,19 +39,28 @@ for itself through its cell (the cavity of expectation propagation). No high-car
 the expression posteriors start the EM and the allele evidence sharpens them; even flat ones phase,
 because only the lost haplotype's alleles are rare across cells (carriers lack them, normals split).
 
-Limits: each site's phase is judged given the others' (mean field), so confidences are optimistic
-when reads are sparse; normal cells are taken as balanced at every site (no allele-specific expression
+Each site's phase is judged given the others' and the cells' carrier probabilities as if known (mean
+field), so the EM's confidences are optimistic where reads or carriers are few (sites reported 0.93
+right 0.59 of the time at 10% carriers, benchmarks/allele_calling.py). The honest confidence divides
+every site's log odds by a temperature measured without reusing reads: the patient's cells are split
+in two halves, each phased alone, and the temperature is the one under which the halves' agreement is
+what their confidences predict (:func:`_split_half_temperature`). A poorly phased patient's sites so
+lose weight in :func:`allele_llr` (``|2 p_alt - 1|``) and its cells keep about their expression call.
+
+Limits: normal cells are taken as balanced at every site (no allele-specific expression
 or reference mapping bias per site); a loss carrier's reads are taken as unburst (one haplotype).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import anndata
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.optimize import minimize_scalar
 from scipy.special import betaln, expit, gammaln, log_expit, logit
 
 from remnant.io.alleles import annotation_chromosome
@@ -228,8 +237,13 @@ def bursting_overdispersion(alleles: anndata.AnnData, weights: np.ndarray | None
     in [1e-6, 0.95]; 1e-6 when no pair has two reads.
     """
     ad, dp = _counts(alleles)
-    rows, _ = _nonzero(dp)
     w = np.ones(alleles.n_obs) if weights is None else np.asarray(weights, dtype=float)
+    return _moments_rho(ad, dp, w)
+
+
+def _moments_rho(ad: sp.csr_matrix, dp: sp.csr_matrix, w: np.ndarray) -> float:
+    """:func:`bursting_overdispersion` on counts (:func:`_counts`), cells weighted by ``w`` (n_obs,)."""
+    rows, _ = _nonzero(dp)
     x, n, wc = ad.data, dp.data, w[rows]
     num = np.sum(wc * ((x - n / 2) ** 2 - n / 4))
     den = np.sum(wc * n * (n - 1) / 4)
@@ -322,6 +336,8 @@ def phase_sites(
     max_gene_llr: float = 3.0,
     max_iter: int = 50,
     tol: float = 1e-4,
+    calibrate: bool = True,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Which allele of each SNP lies on the haplotype a lesion changes, learned from one patient's cells.
 
@@ -347,6 +363,13 @@ def phase_sites(
         Bound of one gene's LLR in a cell (nats), both ways.
     max_iter, tol
         EM stops when no site's ``p_alt`` moves by ``tol`` or after ``max_iter`` rounds.
+    calibrate
+        Temper the sites' log odds by the split-half agreement (:func:`_split_half_temperature`): the
+        EM judges each site given the others' phases and the cells' carrier probabilities as if they
+        were known, so its confidences are optimistic where reads or carriers are few. False: the EM's
+        own log odds (temperature 1).
+    seed
+        Seed of the random split of the cells into halves.
 
     Returns
     -------
@@ -354,9 +377,13 @@ def phase_sites(
         One row per SNP (index ``alleles.var_names``): ``gene``; ``p_alt`` (P(ALT on the changed
         haplotype)); ``allele`` (``"ALT"``/``"REF"``: the likelier one on it); ``confidence``
         (max(p_alt, 1 - p_alt)); ``n_reads`` (REF + ALT reads over the cells) and ``n_cells`` (cells with
-        reads). Sites without a gene or reads keep ``p_alt`` 0.5. ``attrs``: ``overdispersion``,
-        ``iterations``, ``lesion_type``, ``eps``, and ``carrier`` ((n_obs,) the final carrier
-        probabilities: expression and alleles).
+        reads). Sites without a gene or reads keep ``p_alt`` 0.5. ``p_alt`` is the EM's log odds divided
+        by ``attrs["phase_temperature"]`` (>= 1). ``attrs``: ``overdispersion``, ``iterations``,
+        ``lesion_type``, ``eps``, ``carrier`` ((n_obs,) the carrier probabilities: expression and alleles
+        under the tempered phase), ``phase_temperature``, ``split_sites`` (sites read in both halves) and
+        ``split_agreement`` (their share phased alike by the two halves), and ``loo_logit`` (cells x
+        sites sparse: each read entry's tempered phase log odds without its own cell's reads at the site)
+        when the EM ran.
     """
     _check_type(lesion_type)
     carrier = np.asarray(carrier, dtype=float)
@@ -365,54 +392,224 @@ def phase_sites(
     codes, genes = _codes(sites_gene)
     # a posterior of exactly 0 or 1 would let no allele evidence move the cell
     carrier = np.clip(carrier, 1e-6, 1 - 1e-6)
-    p_alt, iterations, total = np.full(alleles.n_vars, 0.5), 0, np.zeros(alleles.n_obs)
-    n, terms = sp.csr_matrix((alleles.n_obs, 0)), None
-    rho = overdispersion if overdispersion is not None else bursting_overdispersion(alleles, 1.0 - carrier)
-    while iterations < max_iter:
-        iterations += 1
-        k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
-        if overdispersion is None and n.nnz:  # phased genes: bursting by maximum likelihood
-            rho = _rho_ml(k, n, carrier, lesion_type, eps)
-        cell_gene = _gene_llr(k, n, lesion_type, rho, eps, max_gene_llr)
-        total = np.asarray(cell_gene.sum(axis=1)).ravel()
-        if terms is None or overdispersion is None:  # bursting re-estimated: the entries' terms change
-            terms = _entry_terms(ad, dp, lesion_type, _concentration(rho), eps)
-        new = _site_posterior(ad, dp, codes, carrier, total, cell_gene, terms)
-        moved = np.max(np.abs(new - p_alt), initial=0.0)
-        p_alt = new
-        if moved < tol:
-            break
-    post = expit(logit(carrier) + total)
+    settings = _Settings(lesion_type, eps, max_gene_llr, max_iter, tol)
+    fit = _em(ad, dp, codes, genes.size, carrier, overdispersion, settings)
     if overdispersion is None:
-        _warn_if_few_pairs(n, carrier)
-    log.info("phased %d sites in %d EM rounds (overdispersion %.3f)", alleles.n_vars, iterations, _summary(rho))
-    table = _phase_table(alleles, dp, codes, genes, p_alt, post, rho, iterations, lesion_type, eps)
-    if iterations:
-        # each read entry's phase without its own cell's reads at the site (allele_llr's leave-one-out)
-        score, contrib = _site_scores(ad, dp, codes, carrier, total, cell_gene, terms)
+        _warn_if_few_pairs(fit.n, carrier)
+    split = {"phase_temperature": 1.0, "split_sites": 0, "split_agreement": float("nan")}
+    if calibrate and fit.iterations:
+        split = _split_half_temperature(alleles, codes, genes.size, carrier, fit.rho, settings, seed)
+    temp = split["phase_temperature"]
+    log.info(
+        "phased %d sites in %d EM rounds (overdispersion %.3f, phase temperature %.2f from %d split-half sites)",
+        alleles.n_vars,
+        fit.iterations,
+        _summary(fit.rho),
+        temp,
+        split["split_sites"],
+    )
+    p_alt = expit(fit.score / temp)
+    # the cells' carrier probabilities given the honest phase (the EM's own are as optimistic as its phase)
+    k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
+    total = np.asarray(_gene_llr(k, n, lesion_type, fit.rho, eps, max_gene_llr).sum(axis=1)).ravel()
+    post = expit(logit(carrier) + total)
+    table = _phase_table(alleles, dp, codes, genes, p_alt, post, fit.rho, fit.iterations, lesion_type, eps)
+    table.attrs.update(split)
+    if fit.iterations:
+        # each read entry's phase without its own cell's reads at the site (allele_llr's leave-one-out),
+        # tempered like the site's own
         cols = _nonzero(dp)[1]
-        table.attrs["loo_logit"] = sp.csr_matrix((score[cols] - contrib, dp.indices, dp.indptr), shape=dp.shape)
+        loo = (fit.score[cols] - fit.contrib) / temp
+        table.attrs["loo_logit"] = sp.csr_matrix((loo, dp.indices, dp.indptr), shape=dp.shape)
     return table
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The model settings one phasing EM runs with (:func:`phase_sites`' arguments of the same names)."""
+
+    lesion_type: str
+    eps: float
+    max_gene_llr: float
+    max_iter: int
+    tol: float
+
+
+@dataclass
+class _Fit:
+    """One phasing EM's result: ``score`` (n_sites,) log odds of ALT on the changed haplotype (0 where
+    unread); ``contrib`` each read entry's share of it (``dp``'s storage order); ``rho`` the bursting;
+    ``n`` the last (cell, gene) read matrix; ``iterations`` the EM rounds."""
+
+    score: np.ndarray
+    contrib: np.ndarray
+    rho: float | np.ndarray
+    n: sp.csr_matrix
+    iterations: int
+
+
+def _em(ad, dp, codes, n_genes: int, carrier: np.ndarray, overdispersion, settings: _Settings) -> _Fit:
+    """EM over sites and cells (:func:`phase_sites`) on counts ``ad``/``dp`` (:func:`_counts`), carrier
+    probabilities (n_obs,) clipped into (0, 1); bursting fixed where ``overdispersion`` is given."""
+    lesion_type, eps, bound = settings.lesion_type, settings.eps, settings.max_gene_llr
+    p_alt, iterations = np.full(dp.shape[1], 0.5), 0
+    score, contrib = np.zeros(dp.shape[1]), np.zeros(dp.nnz)
+    layout = _PairLayout.of(dp, codes, n_genes)
+    n, terms = layout.empty(), None
+    rho = overdispersion if overdispersion is not None else _moments_rho(ad, dp, 1.0 - carrier)
+    while iterations < settings.max_iter:
+        iterations += 1
+        k, n = layout.counts(ad, dp, p_alt)
+        if overdispersion is None and n.data.any():  # phased genes: bursting by maximum likelihood
+            rho = _rho_ml(k, n, carrier, lesion_type, eps)
+        cell_gene = _gene_llr(k, n, lesion_type, rho, eps, bound)
+        total = np.asarray(cell_gene.sum(axis=1)).ravel()
+        if terms is None or overdispersion is None:  # bursting re-estimated: the entries' terms change
+            terms = _entry_terms(ad, dp, lesion_type, _concentration(rho), eps)
+        own = np.where(layout.pair >= 0, cell_gene.data[np.maximum(layout.pair, 0)], 0.0)
+        score, contrib = _site_scores(dp, codes, carrier, total, own, terms)
+        new = expit(score)
+        moved = np.max(np.abs(new - p_alt), initial=0.0)
+        p_alt = new
+        if moved < settings.tol:
+            break
+    return _Fit(score, contrib, rho, n, iterations)
+
+
+@dataclass
+class _PairLayout:
+    """Where each read entry of ``dp`` (storage order) goes among the (cell, gene) pairs with reads: the
+    EM's soft counts per pair are then one ``bincount`` a round, not sparse products and key searches.
+
+    ``pair``: (nnz,) the entry's pair (-1: site without gene); ``indptr``, ``genes``: the pairs as a
+    canonical CSR pattern, cells x ``n_genes`` (sorted by cell, then gene)."""
+
+    pair: np.ndarray
+    indptr: np.ndarray
+    genes: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def of(cls, dp: sp.csr_matrix, codes: np.ndarray, n_genes: int) -> _PairLayout:
+        rows, cols = _nonzero(dp)
+        code = codes[cols]
+        on = code >= 0
+        key = rows[on].astype(np.int64) * max(n_genes, 1) + code[on]
+        uniq, inverse = np.unique(key, return_inverse=True)
+        pair = np.full(rows.size, -1, dtype=np.int64)
+        pair[on] = inverse
+        cell = uniq // max(n_genes, 1)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=dp.shape[0]))]).astype(np.int64)
+        return cls(pair, indptr, (uniq % max(n_genes, 1)).astype(np.int64), (dp.shape[0], n_genes))
+
+    def empty(self) -> sp.csr_matrix:
+        return sp.csr_matrix(self.shape)
+
+    def counts(self, ad: sp.csr_matrix, dp: sp.csr_matrix, p_alt: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """As :func:`_gene_matrices` (reads on the changed haplotype ``k`` and all reads ``n`` per pair,
+        each site weighing ``|2 p_alt - 1|``), on every pair: a pair whose sites all weigh 0 holds 0."""
+        cols = dp.indices
+        weight = np.abs(2.0 * p_alt - 1.0)[cols]
+        changed = np.where(p_alt[cols] > 0.5, ad.data, dp.data - ad.data)
+        on = self.pair >= 0
+        size = self.genes.size
+        n = np.bincount(self.pair[on], weight[on] * dp.data[on], size)
+        k = np.clip(np.bincount(self.pair[on], weight[on] * changed[on], size), 0.0, n)
+        return (
+            sp.csr_matrix((k, self.genes, self.indptr), shape=self.shape),
+            sp.csr_matrix((n, self.genes, self.indptr), shape=self.shape),
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# honest phase confidence: a temperature from split-half agreement
+# ------------------------------------------------------------------------------------------------
+#: Largest phase temperature: beyond it a site's log odds are as good as 0 (no allele weight).
+MAX_PHASE_TEMPERATURE = 1000.0
+#: Log-likelihood gain over ``T = 1`` the split-half fit needs to be used: half the 95% point of
+#: chi-squared with one degree of freedom (a likelihood-ratio test at 5%).
+TEMPERATURE_TEST_NATS = 1.92
+
+
+def _split_half_temperature(alleles, codes, n_genes: int, carrier, rho, settings: _Settings, seed: int) -> dict:
+    """The temperature that makes the EM's site log odds honest, from two disjoint halves of the cells.
+
+    Each half is phased on its own (same bursting); a site read in both is phased twice from disjoint
+    reads, so given its true phase the two calls are independent and, were their confidences ``q_A``,
+    ``q_B`` calibrated, they would agree with probability ``q_A q_B + (1 - q_A)(1 - q_B)``. The
+    temperature ``T >= 1`` dividing both halves' log odds that maximises the likelihood of the agreements
+    seen is the calibration; a full-data log odds ``l`` is about ``l_A + l_B``, so ``l / T`` is the log
+    odds of both halves' calibrated evidence together. Returns ``phase_temperature``, ``split_sites``
+    (sites read in both halves) and ``split_agreement`` (their share phased alike; NaN without one).
+    """
+    in_a = _split_cells(carrier, seed)
+    scores = []
+    for half in (in_a, ~in_a):
+        rows = np.flatnonzero(half)
+        ad, dp = _counts(alleles[rows])
+        rho_h = rho if np.ndim(rho) == 0 else np.asarray(rho)[rows]
+        scores.append(_em(ad, dp, codes, n_genes, carrier[rows], rho_h, settings).score)
+    both = (scores[0] != 0) & (scores[1] != 0)
+    l_a, l_b = scores[0][both], scores[1][both]
+    agree = np.sign(l_a) == np.sign(l_b)
+    return {
+        "phase_temperature": _agreement_temperature(l_a, l_b, agree),
+        "split_sites": int(both.sum()),
+        "split_agreement": float(agree.mean()) if both.any() else float("nan"),
+    }
+
+
+def _split_cells(carrier: np.ndarray, seed: int) -> np.ndarray:
+    """Boolean (n_obs,) half of the cells, stratified by carrier probability: the cells sorted by it
+    (random order among ties) are paired off and one of each pair drawn at random, so both halves hold
+    as many likely carriers."""
+    rng = np.random.default_rng(seed)
+    n = carrier.size
+    order = np.lexsort((rng.random(n), carrier))
+    coin = rng.random((n + 1) // 2) < 0.5
+    slot = np.arange(n)
+    in_a = np.empty(n, dtype=bool)
+    in_a[order] = np.where(slot % 2 == 0, coin[slot // 2], ~coin[slot // 2])
+    return in_a
+
+
+def _agreement_temperature(l_a: np.ndarray, l_b: np.ndarray, agree: np.ndarray) -> float:
+    """Maximum-likelihood ``T`` in [1, :data:`MAX_PHASE_TEMPERATURE`] of the sites' agreement between
+    halves: ``P(agree) = (1 + tanh(l_A / 2T) tanh(l_B / 2T)) / 2``. 1 (no change) without a site, or
+    where the fit beats ``T = 1`` by no more than :data:`TEMPERATURE_TEST_NATS` (a likelihood-ratio
+    test at 5%)."""
+    if not l_a.size:
+        return 1.0
+    sign = np.where(agree, 1.0, -1.0)
+
+    def nll(log_t: float) -> float:
+        t = np.exp(log_t)
+        both = np.abs(np.tanh(l_a / (2 * t)) * np.tanh(l_b / (2 * t)))
+        return -float(np.sum(np.log(np.clip((1.0 + sign * both) / 2.0, 1e-300, None))))
+
+    best = minimize_scalar(nll, bounds=(0.0, np.log(MAX_PHASE_TEMPERATURE)), method="bounded")
+    # T = 1 unless the agreements reject it: halves whose log odds are all near 0 (a healthy donor, a
+    # patient without carriers) leave the likelihood flat, and a flat optimum is no measurement
+    return 1.0 if nll(0.0) - best.fun <= TEMPERATURE_TEST_NATS else float(np.exp(best.x))
+
+
 def _site_scores(
-    ad: sp.csr_matrix,
     dp: sp.csr_matrix,
     codes: np.ndarray,
     carrier: np.ndarray,
     total: np.ndarray,
-    cell_gene: sp.csr_matrix,
+    own: np.ndarray,
     terms: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log odds of ALT on the changed haplotype per site from its reads, each cell a carrier/normal
     mixture, and each read entry's share of it (its cell's reads at the site), in ``dp``'s storage order.
 
     A cell's carrier weight for a site is its expression posterior plus its allele LLR *without the
-    site's gene* (the gene's own reads must not vouch for the phase they are judged by); ``terms``:
-    :func:`_entry_terms`."""
+    site's gene* (the gene's own reads must not vouch for the phase they are judged by): ``total``
+    (n_obs,) the cells' allele LLR, ``own`` (nnz,) the entry's gene's term of it (0 without gene);
+    ``terms``: :func:`_entry_terms`."""
     rows, cols = _nonzero(dp)
     code = codes[cols]
-    own = np.where(code >= 0, _lookup(cell_gene, rows, np.maximum(code, 0)), 0.0)
     z = logit(carrier[rows]) + total[rows] - own
     log_w, log_not = log_expit(z), log_expit(-z)  # log P(carrier), log P(normal) without underflow
     normal_ll, alt_ll, ref_ll = terms
@@ -432,11 +629,6 @@ def _entry_terms(ad, dp, lesion_type, conc, eps) -> tuple[np.ndarray, np.ndarray
     x, m = ad.data, dp.data
     c = _at_entries(conc, _nonzero(dp)[0])
     return _bb(x, m, 0.5, c), _carrier(x, m, lesion_type, c, eps), _carrier(m - x, m, lesion_type, c, eps)
-
-
-def _site_posterior(*args) -> np.ndarray:
-    """P(ALT on the changed haplotype) per site (:func:`_site_scores`)."""
-    return expit(_site_scores(*args)[0])
 
 
 def phase_table(var_names: pd.Index, gene, p_alt, dp) -> pd.DataFrame:
