@@ -112,7 +112,8 @@ def true_phase(allele_truth: pd.DataFrame) -> pd.DataFrame:
 
 def _lost_allele(allele_truth: pd.DataFrame) -> pd.Series:
     """The true lost allele of the sites inside the lesion of patients who carry it, by (patient,
-    site_id). A healthy donor's sites have a haplotype label but no lost allele: not counted."""
+    site_id). A healthy donor's sites have a haplotype label but no lost allele, nor do a patient's sites
+    outside its own interval: not counted."""
     t = allele_truth[(allele_truth["lesion"] == "del5q") & allele_truth["in_lesion"].astype(bool)]
     return t.drop_duplicates(["patient", "site_id"]).set_index(["patient", "site_id"])["lost_allele"]
 
@@ -122,8 +123,8 @@ def phase_accuracy(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> tuple[flo
     lost one, how many, and their mean confidence (the accuracy a calibrated phasing should reach)."""
     sure = phase[(phase["confidence"] >= 0.9) & (phase["gene"] != "") & (phase["n_reads"] > 0)]
     truth = _lost_allele(allele_truth)
-    sure = sure[sure["patient"].isin(truth.index.get_level_values("patient"))]
     got = truth.reindex(pd.MultiIndex.from_frame(sure[["patient", "site_id"]]))
+    sure, got = sure[got.notna().to_numpy()], got[got.notna().to_numpy()]
     if not len(sure):
         return float("nan"), 0, float("nan")
     return float((got.to_numpy() == sure["allele"].to_numpy()).mean()), len(sure), float(sure["confidence"].mean())
@@ -138,8 +139,9 @@ def site_outcomes(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> pd.DataFra
     true lost one (the raw material of the calibration table)."""
     used = phase[(phase["gene"] != "") & (phase["n_reads"] > 0)]
     truth = _lost_allele(allele_truth)
-    used = used[used["patient"].isin(truth.index.get_level_values("patient"))]
     got = truth.reindex(pd.MultiIndex.from_frame(used[["patient", "site_id"]])).to_numpy()
+    # only sites with a lost allele: a refined interval can reach past the patient's true one
+    used, got = used[pd.notna(got)], got[pd.notna(got)]
     return pd.DataFrame(
         {
             "patient": used["patient"].to_numpy(),

@@ -9,7 +9,8 @@ until the simulator writes allele data (issue 18 item 6) for benchmarks/allele_c
 
 Printed per allele reads per cell (0.7 and 2.6 are 10x droplets at 500 and 2,000 UMI/cell with 2.2%
 of the UMIs in the lesion at 0.06 allele reads per UMI; 48 the published 5q tumour's median) and
-carrier fraction: site phase accuracy; AUROC of expression alone, of the allele LLR with the phases
+carrier fraction: site phase accuracy (all sites; ``read_acc``: the sites with reads, and ``read_conf``
+their mean reported confidence, equal when calibrated; ``temp``: the split-half phase temperature); AUROC of expression alone, of the allele LLR with the phases
 learned and with the true phases (oracle), and of the joint posterior (learned, oracle) at the true
 carrier fraction as prior; the share of normal cells with a joint posterior above 0.5; seconds of
 phase_sites + allele_llr.
@@ -58,7 +59,8 @@ def row(reads: float, fraction: float, cells: int, seed: int) -> dict:
     """One setting: the phasing and the AUROCs of the module docstring."""
     p = simulate(n_cells=cells, n_genes=100, fraction=fraction, reads=reads / 100, separation=1.5, seed=seed)
     start = time.perf_counter()
-    phase = phase_sites(p.alleles, p.gene, p.posterior)
+    phase = phase_sites(p.alleles, p.gene, p.posterior, seed=seed)
+    read = phase["n_reads"].to_numpy() > 0
     learned = allele_llr(p.alleles, phase)["llr"].to_numpy()
     seconds = time.perf_counter() - start
     true = allele_llr(p.alleles, oracle(p), overdispersion=phase.attrs["overdispersion"])["llr"].to_numpy()
@@ -68,6 +70,9 @@ def row(reads: float, fraction: float, cells: int, seed: int) -> dict:
         "reads": reads,
         "frac": fraction,
         "phase_acc": accuracy(phase, p),
+        "read_acc": float(np.mean(((phase["p_alt"].to_numpy() > 0.5) == p.alt_lost)[read])),
+        "read_conf": float(phase["confidence"].to_numpy()[read].mean()),
+        "temp": phase.attrs["phase_temperature"],
         "expr": auroc(p.expression_llr, p.carrier),
         "allele": auroc(learned, p.carrier),
         "oracle": auroc(true, p.carrier),
