@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.special import expit
-from test_tl_alleles import simulate
+from test_tl_alleles import oracle, simulate
 
 from remnant.tl.alleles import (
     MAX_PHASE_TEMPERATURE,
@@ -113,3 +113,32 @@ def test_split_is_stratified_by_carrier_probability():
     assert abs(int(half[:101].sum()) - 50.5) <= 1  # the likely carriers split evenly
     np.testing.assert_array_equal(half, _split_cells(carrier, seed=5))  # deterministic given the seed
     assert not np.array_equal(half, _split_cells(carrier, seed=6))
+
+
+def test_marginal_loss_llr_equals_sure_phase_llr_at_sure_phases():
+    # with every phase 0 or 1 (the oracle, a user's phasing, the control region's random phases) the
+    # marginalised likelihood is the sure-phase one, gene by gene
+    from remnant.tl.alleles import _codes, _counts, _gene_llr, _gene_matrices
+
+    p = simulate(n_cells=300, fraction=0.5, reads=2.0, seed=4)
+    sure = oracle(p)
+    got = allele_llr(p.alleles, sure, overdispersion=0.2)["llr"].to_numpy()
+    ad, dp = _counts(p.alleles)
+    codes, genes = _codes(p.gene)
+    k, n = _gene_matrices(ad, dp, sure["p_alt"].to_numpy(), codes, genes.size)
+    expected = np.asarray(_gene_llr(k, n, "loss", 0.2, 0.02, 3.0).sum(axis=1)).ravel()
+    assert np.abs(expected).max() > 3
+    np.testing.assert_allclose(got, expected, atol=1e-8)
+
+
+def test_marginal_normal_term_mixes_site_phases():
+    # two sites of one gene, one read each (ALT at both): a normal cell's lost-haplotype reads are 0, 1
+    # or 2 with the sites' phase probabilities; the carrier term is the per-site phase mixture
+    from remnant.tl.alleles import _bb, _concentration, _mixture_bb
+
+    conc = _concentration(0.2)
+    p = np.array([0.9, 0.3])
+    got = _mixture_bb(np.array([1, 1]), np.array([1, 1]), p, conc)
+    law = {2: p[0] * p[1], 1: p[0] * (1 - p[1]) + (1 - p[0]) * p[1], 0: (1 - p[0]) * (1 - p[1])}
+    expected = np.log(sum(w * np.exp(_bb(np.array([float(k)]), np.array([2.0]), 0.5, conc)[0]) for k, w in law.items()))
+    assert got == pytest.approx(expected)

@@ -131,7 +131,8 @@ def add_allele_evidence(
         Gene positions (``chromosome``, ``start``, ``end``) that assign sites to genes, the lesions'
         and the control region's (default ``adata.var``; the workflow passes every gene's).
     seed
-        Seed of the random phases of the control-region calibration.
+        Seed of the random phases of the control-region calibration and of the split of each patient's
+        cells into halves that calibrates its phase confidence.
 
     Calibration
     -----------
@@ -158,7 +159,8 @@ def add_allele_evidence(
     allele LLR is negative, so it bounds the joint rate from above). ``uns["lesions"][name]["phase"]``:
     :data:`PHASE_COLUMNS` (``called_*``/``uncalled_*``: REF + ALT reads and reads on the changed
     haplotype of the cells called / not called, per site: the B-allele picture);
-    ``uns["lesions"][name]["allele_params"]``: the settings and per-patient (mean) overdispersion;
+    ``uns["lesions"][name]["allele_params"]``: the settings, per-patient (mean) overdispersion and
+    ``phase_temperature`` (the split-half temperature of each learned phasing, :func:`remnant.tl.phase_sites`);
     ``uns["lesions"][name]["allele_calibration"]``: per batch (the expression calls' ``batch_key``),
     ``n_cells``, ``control_cells``, ``control_pairs``, ``overdispersion``, each lesion's temperature
     and ``source`` (``control sites``, or ``all sites, uncalibrated`` when the batch has too few

@@ -25,9 +25,13 @@ haplotype of a loss, the gained one of a gain): ``p_alt = P(ALT is on it)``. For
   monoallelic reads of a patient of 90% carriers as bursting (0.60 for a true 0.20 in the tests).
 - Carrier of a loss: ``k ~ Binomial(n, eps)``: only error and mismapping put reads on the lost one.
 - Carrier of a gain: ``k ~ BetaBinomial(n, mean 2/3, rho)``: both haplotypes remain, so bursting too.
-- A site whose phase is unsure counts by ``|2 p_alt - 1|`` of its reads (soft counts), so a coin-flip
-  site adds nothing and a site of confidence 0.9 adds 0.8 of its reads; the reads are assigned by the
-  more likely phase.
+- A site whose phase is unsure: for a loss the phase is marginalised (:func:`_marginal_loss_llr`): a
+  carrier's reads at a site are a mixture over its two phases, a normal cell's reads over the gene a
+  beta-binomial mixed over the sites' phases. A read against a phase of confidence 0.7 so costs a
+  carrier -0.5 nats, not the -1.3 of scoring 0.4 of it as if the phase were sure, and a site of unknown
+  phase still says "normal" where a cell reads both its alleles. For a gain (both haplotypes remain,
+  burst together) a site counts by ``|2 p_alt - 1|`` of its reads (soft counts), assigned by the more
+  likely phase, so a coin-flip site adds nothing.
 - Each gene's LLR is clipped at ``max_gene_llr`` nats both ways (as the expression evidence is), so a
   mismapped site or a gene of thousands of reads cannot decide a cell alone.
 
@@ -50,8 +54,11 @@ tests/test_phase_confidence.py. What remains optimistic comes from the carrier p
 phase rests on (expression posteriors that oversell). That is measured without reusing reads: the
 patient's cells are split into two halves, each phased alone, and the site log odds are divided by the
 temperature under which the halves' agreement is what their confidences predict
-(:func:`_split_half_temperature`). A poorly phased patient's sites so lose weight in :func:`allele_llr`
-(``|2 p - 1|``) and its cells keep about their expression call.
+(:func:`_split_half_temperature`). Half the cells phase worse than all of them, so the tempered
+confidence errs low (docs/alleles.md: 0.08-0.11 below the accuracy in 3 of 12 benchmark settings); an
+overconfident phase pushes carriers the wrong way, an underconfident one only costs weight.
+:func:`allele_llr` marginalises a loss's phase rather than weighting reads by it, so a poorly phased
+patient's cells keep about their expression call.
 
 Limits: normal cells are taken as balanced at every site (no allele-specific expression
 or reference mapping bias per site); a loss carrier's reads are taken as unburst (one haplotype).
@@ -734,7 +741,9 @@ def allele_llr(
     pandas.DataFrame
         Index ``alleles.obs_names``: ``llr`` (float, nats; sum of the genes' clipped terms; 0 for a
         cell without reads), ``n_reads`` (int, REF + ALT reads on phased sites with a gene),
-        ``n_genes`` (int, genes with such reads). ``attrs["overdispersion"]``: the ``rho`` used.
+        ``n_genes`` (int, genes whose reads were scored: for a loss every read site with a gene, whose
+        phase-free evidence counts too; for a gain the phased ones). ``attrs["overdispersion"]``: the
+        ``rho`` used.
     """
     _check_type(lesion_type)
     _check_alleles(alleles)
@@ -744,11 +753,15 @@ def allele_llr(
     p_alt, codes, genes = _aligned_phase(alleles, phase)
     ad, dp = _counts(alleles)
     loo = _leave_one_out(alleles, phase) if leave_one_out else None
-    if loo is None:
-        k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
+    if lesion_type == "loss":
+        p_entry = p_alt[dp.indices] if loo is None else expit(_lookup(loo, *_nonzero(dp)))
+        llr, n = _marginal_loss_llr(ad, dp, p_entry, codes, genes.size, rho, eps, max_gene_llr)
     else:
-        k, n = _entry_gene_matrices(ad, dp, loo, codes, genes.size)
-    llr = _gene_llr(k, n, lesion_type, rho, eps, max_gene_llr)
+        if loo is None:
+            k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
+        else:
+            k, n = _entry_gene_matrices(ad, dp, loo, codes, genes.size)
+        llr = _gene_llr(k, n, lesion_type, rho, eps, max_gene_llr)
     used = (codes >= 0) & (p_alt != 0.5)
     out = pd.DataFrame(
         {
@@ -760,6 +773,72 @@ def allele_llr(
     )
     out.attrs["overdispersion"] = rho
     return out
+
+
+def _marginal_loss_llr(
+    ad: sp.csr_matrix, dp: sp.csr_matrix, p_entry: np.ndarray, codes: np.ndarray, n_genes: int, rho, eps, bound
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Clipped LLR of a loss per (cell, gene), each site's phase known only as ``p_entry`` (nnz,
+    P(ALT on the lost haplotype) per read entry of ``dp``), and the reads per (cell, gene); CSR cells x
+    genes.
+
+    The phase is marginalised, not weighted. A carrier reads a site's retained allele up to error:
+    ``p eps^ALT (1 - eps)^REF + (1 - p) eps^REF (1 - eps)^ALT`` per site. A normal cell's reads on the
+    lost haplotype over the gene, ``k``, are beta-binomial about 1/2 (bursting), ``k`` summing each
+    site's ALT reads (probability ``p``) or REF reads: its distribution over the sites' phases is the
+    product of the sites' two-point laws. Soft counts (``|2p - 1|`` of the reads scored as if the phase
+    were sure) charged a carrier the full price of a read against an unsure phase on that share: at
+    ``p`` 0.7, -1.3 nats for one read instead of -0.5. A site of unknown phase still counts where its
+    evidence is phase-free: both alleles in one cell are a normal cell's (a carrier has one haplotype).
+    With every ``p`` 0 or 1 this is :func:`_gene_llr` of a loss."""
+    layout = _PairLayout.of(dp, codes, n_genes)
+    on = layout.pair >= 0
+    a, m = ad.data[on], dp.data[on]
+    p = np.clip(p_entry[on], 1e-12, 1.0 - 1e-12)
+    log_e, log_1e = np.log(eps), np.log1p(-eps)
+    car = np.logaddexp(np.log(p) + a * log_e + (m - a) * log_1e, np.log1p(-p) + (m - a) * log_e + a * log_1e)
+    pair, size = layout.pair[on], layout.genes.size
+    n = np.bincount(pair, m, size)
+    conc = _at_entries(_concentration(rho), np.repeat(np.arange(dp.shape[0]), np.diff(layout.indptr)))
+    llr = np.bincount(pair, car, size) - _normal_marginal(pair, a, m, p, n, conc)
+    return (
+        sp.csr_matrix((np.clip(llr, -bound, bound), layout.genes, layout.indptr), shape=layout.shape),
+        sp.csr_matrix((n, layout.genes, layout.indptr), shape=layout.shape),
+    )
+
+
+def _normal_marginal(pair, a, m, p, n, conc) -> np.ndarray:
+    """Log-likelihood (no binomial coefficient) per (cell, gene) pair of a normal cell's reads, the
+    sites' phases marginalised: ``log sum_k P(k) BB(k; n, 1/2)`` with ``P(k)`` the law of the reads on the
+    lost haplotype (each site's ALT reads with probability ``p``, else its REF reads). ``pair`` (entries,)
+    the entry's pair; ``a``, ``m``, ``p`` the entry's ALT reads, reads and phase; ``n`` (pairs,) reads
+    per pair; ``conc`` the concentration (a float, or one per pair)."""
+    entries = np.bincount(pair, minlength=n.size)
+    out = np.zeros(n.size)
+    one = entries[pair] == 1
+    # one site: the beta-binomial about 1/2 is the same for its ALT and its REF reads
+    out[pair[one]] = _bb(a[one], m[one], 0.5, _at_entries(conc, pair[one]))
+    many = np.flatnonzero(~one)
+    if many.size:
+        order = many[np.argsort(pair[many], kind="stable")]
+        bounds = np.flatnonzero(np.diff(pair[order])) + 1
+        for group in np.split(order, bounds):
+            out[pair[group[0]]] = _mixture_bb(a[group], m[group], p[group], _at_entries(conc, pair[group[0]]))
+    return out
+
+
+def _mixture_bb(a: np.ndarray, m: np.ndarray, p: np.ndarray, conc: float) -> float:
+    """``log sum_k P(k) BB(k; sum m, 1/2)`` for one pair's sites (ALT reads ``a``, reads ``m``, phase ``p``)."""
+    law = np.ones(1)
+    for a_s, m_s, p_s in zip(a.astype(np.int64), m.astype(np.int64), p):
+        step = np.zeros(m_s + 1)
+        step[a_s] += p_s  # ALT on the lost haplotype: its ALT reads are the lost ones
+        step[m_s - a_s] += 1.0 - p_s
+        law = np.convolve(law, step)
+    k = np.arange(law.size, dtype=float)
+    keep = law > 0
+    terms = np.log(law[keep]) + _bb(k[keep], np.full(keep.sum(), k.size - 1.0), 0.5, conc)
+    return float(np.logaddexp.reduce(terms))
 
 
 def _rho_for(alleles, phase: pd.DataFrame, overdispersion, normal) -> float:
