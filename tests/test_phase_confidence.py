@@ -142,3 +142,18 @@ def test_marginal_normal_term_mixes_site_phases():
     law = {2: p[0] * p[1], 1: p[0] * (1 - p[1]) + (1 - p[0]) * p[1], 0: (1 - p[0]) * (1 - p[1])}
     expected = np.log(sum(w * np.exp(_bb(np.array([float(k)]), np.array([2.0]), 0.5, conc)[0]) for k, w in law.items()))
     assert got == pytest.approx(expected)
+
+
+def test_normal_mixture_of_many_pairs_equals_one_at_a_time():
+    from remnant.tl.alleles import _concentration, _mixture_bb, _mixture_bb_many
+
+    rng = np.random.default_rng(0)
+    pair = rng.integers(0, 200, 700)
+    m = rng.integers(1, 6, pair.size)
+    a, p = rng.binomial(m, 0.5), rng.random(pair.size)
+    n = np.bincount(pair, m, 200)
+    conc = _concentration(0.2) * rng.uniform(0.5, 2.0, 200)  # one per pair (cells of two technologies)
+    rows, got = _mixture_bb_many(pair, a, m, p, n, conc)
+    assert rows.size > 150
+    expected = [_mixture_bb(a[pair == r], m[pair == r], p[pair == r], conc[r]) for r in rows]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)

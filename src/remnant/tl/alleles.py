@@ -807,6 +807,11 @@ def _marginal_loss_llr(
     )
 
 
+#: (cell, gene) pairs of at most this many reads get the normal term's phase mixture as one array
+#: operation; deeper ones (plate genes of hundreds of reads) one at a time, to bound the array's width.
+_MIXTURE_WIDTH = 128
+
+
 def _normal_marginal(pair, a, m, p, n, conc) -> np.ndarray:
     """Log-likelihood (no binomial coefficient) per (cell, gene) pair of a normal cell's reads, the
     sites' phases marginalised: ``log sum_k P(k) BB(k; n, 1/2)`` with ``P(k)`` the law of the reads on the
@@ -818,13 +823,47 @@ def _normal_marginal(pair, a, m, p, n, conc) -> np.ndarray:
     one = entries[pair] == 1
     # one site: the beta-binomial about 1/2 is the same for its ALT and its REF reads
     out[pair[one]] = _bb(a[one], m[one], 0.5, _at_entries(conc, pair[one]))
-    many = np.flatnonzero(~one)
-    if many.size:
-        order = many[np.argsort(pair[many], kind="stable")]
-        bounds = np.flatnonzero(np.diff(pair[order])) + 1
-        for group in np.split(order, bounds):
+    many = ~one
+    narrow = many & (n[pair] < _MIXTURE_WIDTH)
+    if narrow.any():
+        rows, value = _mixture_bb_many(pair[narrow], a[narrow], m[narrow], p[narrow], n, conc)
+        out[rows] = value
+    wide = np.flatnonzero(many & ~narrow)
+    if wide.size:
+        order = wide[np.argsort(pair[wide], kind="stable")]
+        for group in np.split(order, np.flatnonzero(np.diff(pair[order])) + 1):
             out[pair[group[0]]] = _mixture_bb(a[group], m[group], p[group], _at_entries(conc, pair[group[0]]))
     return out
+
+
+def _mixture_bb_many(pair, a, m, p, n, conc) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_mixture_bb` of many pairs at once (their entries ``pair``, ``a``, ``m``, ``p``; ``n``
+    reads per pair, all below :data:`_MIXTURE_WIDTH`): the pairs and their values. The law of the
+    lost-haplotype reads is built site by site, the r-th site of every pair in one step."""
+    order = np.argsort(pair, kind="stable")
+    pair, a, m, p = pair[order], a[order].astype(np.int64), m[order].astype(np.int64), p[order]
+    pairs, first, counts = np.unique(pair, return_index=True, return_counts=True)
+    row = np.repeat(np.arange(pairs.size), counts)
+    rank = np.arange(pair.size) - first[row]
+    width = int(n[pairs].max()) + 1
+    j = np.arange(width)
+    law = np.zeros((pairs.size, width))
+    law[:, 0] = 1.0
+    for r in range(int(counts.max())):
+        at = rank == r
+        rr, sub = row[at], law[row[at]]
+        step = np.zeros_like(sub)
+        for shift, weight in ((a[at], p[at]), (m[at] - a[at], 1.0 - p[at])):
+            src = j[None, :] - shift[:, None]
+            step += weight[:, None] * np.where(src >= 0, np.take_along_axis(sub, np.maximum(src, 0), 1), 0.0)
+        law[rr] = step
+    total = n[pairs].astype(float)
+    c = conc if np.ndim(conc) == 0 else np.asarray(conc)[pairs][:, None]
+    valid = (law > 0) & (j[None, :] <= total[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):  # entries past a pair's reads: masked below
+        terms = np.log(law) + _bb(j[None, :].astype(float), total[:, None], 0.5, c)
+    terms = np.where(valid, terms, -np.inf)
+    return pairs, np.logaddexp.reduce(terms, axis=1)
 
 
 def _mixture_bb(a: np.ndarray, m: np.ndarray, p: np.ndarray, conc: float) -> float:
