@@ -13,13 +13,18 @@ Columns: ``expr`` / ``allele`` / ``joint`` / ``oracle``: per-cell AUROC over the
 the held-out healthy cells (expression LLR; allele LLR; joint posterior; joint posterior with the
 true phase); ``gain`` and ``oracle_gain``: joint and oracle minus expression; ``phase_acc``: share
 of the phased sites (confidence >= 0.9, on a gene, with reads) whose allele is the true lost one,
-and ``phased``: how many; ``held_called``: held-out healthy cells called (joint); ``normal_expr`` /
+and ``phased``: how many; ``phase_conf``: their mean confidence; ``acc_all`` / ``conf_all``: accuracy and mean
+confidence over all phased sites on a gene with reads (calibrated: equal); ``phase_temp``: the patients'
+phase temperatures (split-half calibration of the site log odds, geometric mean); ``held_called``: held-out healthy cells called (joint); ``normal_expr`` /
 ``normal_joint``: the patients' non-carrier cells of their own type called, expression alone and
 joint; ``other_expr`` / ``other_joint``: the same for cells of another type; ``reads``: median
 allele reads per patient cell on the lesion's sites; ``rho`` and ``temp``: the bursting overdispersion and the
 temperature measured on the control region's sites (the simulator's bursting is ``1 / (2a + 1)``: 0.2 for
 droplets); ``sec_expr`` / ``sec_alleles``: the time of
 call_lesions and of add_allele_evidence.
+
+After the per-run table, a calibration table: per setting (seeds and patients pooled) and bin of reported
+site confidence, the sites, their mean reported confidence and the share whose phase is right.
 
 Run: ``python benchmarks/allele_calling.py`` (full grid, about 10 minutes on 2 cores) or
 ``--quick`` (2,000 UMI, default density, clone 50%).
@@ -105,18 +110,59 @@ def true_phase(allele_truth: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _lost_allele(allele_truth: pd.DataFrame) -> pd.Series:
+    """The true lost allele of the sites inside the lesion of patients who carry it, by (patient,
+    site_id). A healthy donor's sites have a haplotype label but no lost allele, nor do a patient's sites
+    outside its own interval: not counted."""
+    t = allele_truth[(allele_truth["lesion"] == "del5q") & allele_truth["in_lesion"].astype(bool)]
+    return t.drop_duplicates(["patient", "site_id"]).set_index(["patient", "site_id"])["lost_allele"]
+
+
 def phase_accuracy(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> tuple[float, int, float]:
     """Share of the sites phased with confidence >= 0.9 (on a gene, with reads) whose allele is the true
     lost one, how many, and their mean confidence (the accuracy a calibrated phasing should reach)."""
     sure = phase[(phase["confidence"] >= 0.9) & (phase["gene"] != "") & (phase["n_reads"] > 0)]
-    truth = allele_truth.drop_duplicates(["patient", "site_id"]).set_index(["patient", "site_id"])["lost_allele"]
+    truth = _lost_allele(allele_truth)
     got = truth.reindex(pd.MultiIndex.from_frame(sure[["patient", "site_id"]]))
+    sure, got = sure[got.notna().to_numpy()], got[got.notna().to_numpy()]
     if not len(sure):
         return float("nan"), 0, float("nan")
     return float((got.to_numpy() == sure["allele"].to_numpy()).mean()), len(sure), float(sure["confidence"].mean())
 
 
-def run(depth, density, clone, cells, seed, confounders=True) -> dict:
+#: Reported-confidence bins of the calibration table (the last one closed at 1).
+CONFIDENCE_BINS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0]
+
+
+def site_outcomes(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> pd.DataFrame:
+    """Every phased site on a gene with reads: its reported confidence and whether its allele is the
+    true lost one (the raw material of the calibration table)."""
+    used = phase[(phase["gene"] != "") & (phase["n_reads"] > 0)]
+    truth = _lost_allele(allele_truth)
+    got = truth.reindex(pd.MultiIndex.from_frame(used[["patient", "site_id"]])).to_numpy()
+    # only sites with a lost allele: a refined interval can reach past the patient's true one
+    used, got = used[pd.notna(got)], got[pd.notna(got)]
+    return pd.DataFrame(
+        {
+            "patient": used["patient"].to_numpy(),
+            "confidence": used["confidence"].to_numpy(float),
+            "correct": got == used["allele"].to_numpy(),
+        }
+    )
+
+
+def calibration_table(sites: pd.DataFrame) -> pd.DataFrame:
+    """Per setting and confidence bin: sites, mean reported confidence, actual accuracy."""
+    sites = sites.assign(bin=pd.cut(sites["confidence"], CONFIDENCE_BINS, include_lowest=True, right=False))
+    sites.loc[sites["confidence"] >= 1.0, "bin"] = sites["bin"].cat.categories[-1]
+    keys = ["depth", "density", "clone", "bin"]
+    out = sites.groupby(keys, observed=True).agg(
+        sites=("correct", "size"), reported=("confidence", "mean"), actual=("correct", "mean")
+    )
+    return out.reset_index()
+
+
+def run(depth, density, clone, cells, seed, confounders=True) -> tuple[dict, pd.DataFrame]:
     adata, alleles, allele_truth = build(depth, density, clone, cells, seed, confounders)
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     lesions = parse_lesions([{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], cyto, chromosome_arms(cyto))
@@ -139,6 +185,7 @@ def run(depth, density, clone, cells, seed, confounders=True) -> dict:
     joint_post = obs["del5q_posterior"].to_numpy()
     normal, other_mds = mds & ~truth & ~other, mds & other
     acc, n_phased, confidence = phase_accuracy(adata.uns["lesions"]["del5q"]["phase"], allele_truth)
+    sites = site_outcomes(adata.uns["lesions"]["del5q"]["phase"], allele_truth)
     out = {
         "depth": depth,
         "density": density,
@@ -155,6 +202,9 @@ def run(depth, density, clone, cells, seed, confounders=True) -> dict:
         "phase_acc": acc,
         "phase_conf": confidence,
         "phased": n_phased,
+        "acc_all": float(sites["correct"].mean()) if len(sites) else float("nan"),
+        "conf_all": float(sites["confidence"].mean()) if len(sites) else float("nan"),
+        "phase_temp": _phase_temperature(adata),
         "held_called": float(call[held].mean()),
         "normal_expr": float(expr_call[normal].mean()) if normal.any() else float("nan"),
         "normal_joint": float(call[normal].mean()) if normal.any() else float("nan"),
@@ -168,7 +218,14 @@ def run(depth, density, clone, cells, seed, confounders=True) -> dict:
     }
     out["gain"] = out["joint"] - out["expr"]
     out["oracle_gain"] = out["oracle"] - out["expr"]
-    return out
+    return out, sites.assign(depth=depth, density=density, clone=clone, seed=seed)
+
+
+def _phase_temperature(adata) -> float:
+    """The MDS patients' phase temperatures (split-half calibration), geometric mean; NaN before it existed."""
+    temps = adata.uns["lesions"]["del5q"]["allele_params"].get("phase_temperature", {})
+    temps = [t for patient, t in temps.items() if patient.startswith("P")]  # the MDS patients
+    return float(np.exp(np.mean(np.log(temps)))) if temps else float("nan")
 
 
 def _calibration(adata, column: str) -> float:
@@ -189,12 +246,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.depths, args.densities, args.clones = [2000], [0.06], [0.5]
-    rows = []
+    rows, sites = [], []
     for depth in args.depths:
         for density in args.densities:
             for clone in args.clones:
                 for seed in args.seeds:
-                    rows.append(run(depth, density, clone, args.cells, seed, not args.no_confounders))
+                    row, outcome = run(depth, density, clone, args.cells, seed, not args.no_confounders)
+                    rows.append(row)
+                    sites.append(outcome)
                     print(pd.DataFrame([rows[-1]]).to_string(index=False, float_format="%.4f"), flush=True)
     table = pd.DataFrame(rows)
     cols = ["depth", "density", "clone", "seed", "expr", "allele", "joint", "oracle", "gain", "oracle_gain"]
@@ -202,6 +261,9 @@ def main() -> None:
         "phase_acc",
         "phase_conf",
         "phased",
+        "acc_all",
+        "conf_all",
+        "phase_temp",
         "held_called",
         "normal_expr",
         "normal_joint",
@@ -209,6 +271,8 @@ def main() -> None:
         "other_joint",
     ]
     cols += ["reads", "rho", "temp", "sec_expr", "sec_alleles"]
+    print("\nphase calibration (all phased sites on a gene with reads, patients and seeds pooled):")
+    print(calibration_table(pd.concat(sites, ignore_index=True)).to_string(index=False, float_format="%.3f"))
     print()
     print(table[cols].to_string(index=False, float_format="%.4f"))
     print(

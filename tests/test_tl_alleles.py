@@ -254,21 +254,41 @@ def test_cells_without_reads_score_zero():
     cells_per_site = np.diff(dp.tocsc().indptr)
     shared = np.asarray((dp > 0).multiply(cells_per_site[None, :] > 1).sum(axis=1)).ravel() > 0
     assert (out.loc[~empty & shared, "llr"] != 0).all()
-    assert (out.loc[~empty & ~shared, "llr"] == 0).all()
+    # (a read at a site no other cell read says nothing on its own: a carrier's retained allele is
+    # either allele when the phase is unknown; only both alleles in one cell, phase-free, do)
+    ad, dp = (sp.csr_matrix(p.alleles.layers[x]) for x in ("AD", "DP"))
+    mixed = np.asarray(((ad > 0).multiply(ad < dp)).sum(axis=1)).ravel() > 0
+    assert np.abs(out.loc[~empty & ~shared & ~mixed, "llr"]).max() < 1e-9
 
 
-def test_unsure_sites_add_nothing():
+def test_unsure_sites_keep_only_phase_free_evidence():
     p = simulate(fraction=0.5, reads=1.0, seed=11)
     sure = oracle(p)
     unsure = sure.copy()
     unsure["p_alt"] = 0.5
     out = allele_llr(p.alleles, unsure, overdispersion=0.2)
-    assert (out["llr"] == 0).all() and (out["n_reads"] == 0).all()
+    assert (out["n_reads"] == 0).all()  # no phased site
+    # a loss carrier reads one haplotype: without any phase, both alleles in a cell's site still say
+    # "normal", one read says nothing (a carrier's retained allele is either allele at p 0.5)
+    ad, dp = (sp.csr_matrix(p.alleles.layers[x]).toarray() for x in ("AD", "DP"))
+    both = ((ad > 0) & (ad < dp)).any(axis=1)
+    single = dp.max(axis=1) <= 1
+    assert both.sum() > 50 and single.sum() > 10
+    assert (out.loc[both, "llr"] < 0).mean() > 0.9 and out.loc[both, "llr"].median() < -1
+    assert np.abs(out.loc[single, "llr"]).max() < 1e-9
+    assert auroc(out["llr"].to_numpy(), p.carrier) > 0.75  # carriers are monoallelic, normals often not
+    gain = simulate(fraction=0.5, reads=1.0, gain=True, seed=11)
+    unsure_gain = oracle(gain).assign(p_alt=0.5)
+    assert (allele_llr(gain.alleles, unsure_gain, "gain", overdispersion=0.2)["llr"] == 0).all()
+    # an unsure phase weighs a carrier's reads less: between no phase and the sure one
     half = sure.copy()
-    half["p_alt"] = np.where(p.alt_lost, 0.75, 0.25)  # confidence 0.75: half the reads' weight
-    a = allele_llr(p.alleles, half, overdispersion=0.2)["llr"].abs().sum()
-    b = allele_llr(p.alleles, sure, overdispersion=0.2)["llr"].abs().sum()
-    assert 0.2 * b < a < 0.8 * b
+    half["p_alt"] = np.where(p.alt_lost, 0.75, 0.25)
+    llr = {
+        name: allele_llr(p.alleles, table, overdispersion=0.2)["llr"].to_numpy()
+        for name, table in (("none", unsure), ("half", half), ("sure", sure))
+    }
+    gap = {name: llr[name][p.carrier].mean() - llr[name][~p.carrier].mean() for name in llr}
+    assert gap["none"] < gap["half"] < gap["sure"]
 
 
 # ------------------------------------------------------------------------------------------------

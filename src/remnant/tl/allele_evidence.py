@@ -131,7 +131,8 @@ def add_allele_evidence(
         Gene positions (``chromosome``, ``start``, ``end``) that assign sites to genes, the lesions'
         and the control region's (default ``adata.var``; the workflow passes every gene's).
     seed
-        Seed of the random phases of the control-region calibration.
+        Seed of the random phases of the control-region calibration and of the split of each patient's
+        cells into halves that calibrates its phase confidence.
 
     Calibration
     -----------
@@ -158,7 +159,8 @@ def add_allele_evidence(
     allele LLR is negative, so it bounds the joint rate from above). ``uns["lesions"][name]["phase"]``:
     :data:`PHASE_COLUMNS` (``called_*``/``uncalled_*``: REF + ALT reads and reads on the changed
     haplotype of the cells called / not called, per site: the B-allele picture);
-    ``uns["lesions"][name]["allele_params"]``: the settings and per-patient (mean) overdispersion;
+    ``uns["lesions"][name]["allele_params"]``: the settings, per-patient (mean) overdispersion and
+    ``phase_temperature`` (the split-half temperature of each learned phasing, :func:`remnant.tl.phase_sites`);
     ``uns["lesions"][name]["allele_calibration"]``: per batch (the expression calls' ``batch_key``),
     ``n_cells``, ``control_cells``, ``control_pairs``, ``overdispersion``, each lesion's temperature
     and ``source`` (``control sites``, or ``all sites, uncalibrated`` when the batch has too few
@@ -182,7 +184,7 @@ def add_allele_evidence(
         llr = np.zeros(adata.n_obs)
         reads = np.zeros(adata.n_obs, np.int64)
         n_genes = np.zeros(adata.n_obs, np.int64)
-        tables, rhos = [], {}
+        tables, rhos, temps = [], {}, {}
         for patient in pd.unique(patients):
             m = patients == patient
             if is_ref[m].all():
@@ -192,7 +194,8 @@ def add_allele_evidence(
                 continue
             sub = aligned[np.flatnonzero(m), np.flatnonzero(sites)]
             rho_m = None if rho is None else rho[m]
-            site_phase = _phase(sub, genes, expression[m], lesion, patient, phase, eps, max_gene_llr, rho_m)
+            site_phase = _phase(sub, genes, expression[m], lesion, patient, phase, eps, max_gene_llr, rho_m, seed)
+            temps[str(patient)] = float(site_phase.attrs.get("phase_temperature", 1.0))
             scored = allele_llr(sub, site_phase, lesion.type, overdispersion=rho_m, eps=eps, max_gene_llr=max_gene_llr)
             llr[m] = scored["llr"].to_numpy() / temperatures[lesion.name][m]
             reads[m], n_genes[m] = scored["n_reads"], scored["n_genes"]
@@ -200,12 +203,13 @@ def add_allele_evidence(
             joint_m = expit(logit(np.clip(expression[m], 1e-12, 1 - 1e-12)) + llr[m])
             tables.append(_phase_rows(sub, site_phase, patient, joint_m >= cutoff))
             log.info(
-                "%s, patient %s: %d sites phased (%d with confidence >= 0.9), %d cells with allele reads, "
-                "overdispersion %.3f",
+                "%s, patient %s: %d sites phased (%d with confidence >= 0.9, phase temperature %.2f), %d cells "
+                "with allele reads, overdispersion %.3f",
                 lesion.name,
                 patient,
                 int(sites.sum()),
                 int((site_phase["confidence"] >= 0.9).sum()),
+                temps[str(patient)],
                 int((reads[m] > 0).sum()),
                 rhos[str(patient)],
             )
@@ -219,6 +223,7 @@ def add_allele_evidence(
             "max_gene_llr": float(max_gene_llr),
             "phase": "given" if phase is not None else "learned",
             "overdispersion": rhos,
+            "phase_temperature": temps,
         }
         info["allele_calibration"] = calibration.copy()
 
@@ -334,12 +339,20 @@ def _patient_interval(lesion, info: dict, patient: str):
     return replace(lesion, start=int(row["start"].iloc[0]), end=int(row["end"].iloc[0]))
 
 
-def _phase(sub, var, carrier, lesion, patient, given, eps, max_gene_llr, rho) -> pd.DataFrame:
-    """The phase of one patient's sites of one lesion: learned from its cells, or the user's."""
+def _phase(sub, var, carrier, lesion, patient, given, eps, max_gene_llr, rho, seed) -> pd.DataFrame:
+    """The phase of one patient's sites of one lesion: learned from its cells (its confidences tempered
+    by split-half agreement, ``seed`` drawing the halves), or the user's."""
     genes = site_genes(sub, var)
     if given is None:
         return phase_sites(
-            sub, genes, carrier, lesion_type=lesion.type, eps=eps, max_gene_llr=max_gene_llr, overdispersion=rho
+            sub,
+            genes,
+            carrier,
+            lesion_type=lesion.type,
+            eps=eps,
+            max_gene_llr=max_gene_llr,
+            overdispersion=rho,
+            seed=seed,
         )
     rows = given[(given["patient"].astype(str) == str(patient)) & (given["lesion"].astype(str) == lesion.name)]
     allele = rows.set_index(rows["site_id"].astype(str))["allele"].reindex(sub.var_names)
