@@ -463,6 +463,17 @@ def _outlier_text(cnv: Mapping) -> str:
     )
 
 
+def _level_text(cnv: Mapping) -> str:
+    """How the methods paragraph names the level uncertainty of unmatched cells (``cnv.unmatched_level_sd``)."""
+    sd = cnv.get("unmatched_level_sd", 0.1)
+    if not sd:
+        return ""
+    return (
+        f"; cells of a state without reference cells, scored against the pooled profile, had their evidence divided "
+        f"by 1 + {sd}^2 x their information on the lesion's level (a level known to about {sd} on the log scale)"
+    )
+
+
 def _prior_groups(cnv: dict) -> str:
     """How the methods paragraph names the groups whose carrier fractions were learned (``cnv.prior_key``)."""
     key = cnv.get("prior_key", "leiden")
@@ -515,7 +526,7 @@ def methods_paragraph(
         f"with the Leiden algorithm (resolution {cl.get('resolution', 'NA')}); haematopoietic stem and progenitor states "
         f"were annotated from marker scores. Copy-number lesions {lesion_text} were called per cell from the raw counts "
         f"of the genes inside each lesion with a negative-binomial likelihood ratio against state- and "
-        f"technology-matched expectations from {reference}{_outlier_text(cnv)}, with carrier fractions (priors) learned by "
+        f"technology-matched expectations from {reference}{_outlier_text(cnv)}{_level_text(cnv)}, with carrier fractions (priors) learned by "
         f"expectation-maximisation per sample{_prior_groups(cnv)}, "
         f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
         f"{_allele_text(config.get('alleles', {}), n_allele_samples)}"
