@@ -452,26 +452,20 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
     return versions
 
 
-def _outlier_text(cnv: Mapping) -> str:
-    """How the methods paragraph names the outlier genes of the lesion model (``cnv.outlier_fraction``)."""
-    eps = cnv.get("outlier_fraction", 0.05)
-    if not eps:
-        return ""
-    return (
+def _model_text(cnv: Mapping) -> str:
+    """How the methods paragraph names the lesion model's robustness terms: outlier genes
+    (``cnv.outlier_fraction``) and the level uncertainty of unmatched cells (``cnv.unmatched_level_sd``);
+    each clause only where its setting is not 0."""
+    eps, sd = cnv.get("outlier_fraction", 0.05), cnv.get("unmatched_level_sd", 0.1)
+    outlier = (
         f" (each gene's count a mixture of that model and, with weight {eps}, a broad component the same under "
         "both hypotheses, so that genes moved by an expression programme carry little evidence)"
     )
-
-
-def _level_text(cnv: Mapping) -> str:
-    """How the methods paragraph names the level uncertainty of unmatched cells (``cnv.unmatched_level_sd``)."""
-    sd = cnv.get("unmatched_level_sd", 0.1)
-    if not sd:
-        return ""
-    return (
+    level = (
         f"; cells of a state without reference cells, scored against the pooled profile, had their evidence divided "
         f"by 1 + {sd}^2 x their information on the lesion's level (a level known to about {sd} on the log scale)"
     )
+    return (outlier if eps else "") + (level if sd else "")
 
 
 def _prior_groups(cnv: dict) -> str:
@@ -526,7 +520,7 @@ def methods_paragraph(
         f"with the Leiden algorithm (resolution {cl.get('resolution', 'NA')}); haematopoietic stem and progenitor states "
         f"were annotated from marker scores. Copy-number lesions {lesion_text} were called per cell from the raw counts "
         f"of the genes inside each lesion with a negative-binomial likelihood ratio against state- and "
-        f"technology-matched expectations from {reference}{_outlier_text(cnv)}{_level_text(cnv)}, with carrier fractions (priors) learned by "
+        f"technology-matched expectations from {reference}{_model_text(cnv)}, with carrier fractions (priors) learned by "
         f"expectation-maximisation per sample{_prior_groups(cnv)}, "
         f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
         f"{_allele_text(config.get('alleles', {}), n_allele_samples)}"
