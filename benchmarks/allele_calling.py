@@ -46,47 +46,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lesion_calling import auroc, sim_params  # noqa: E402
+from lesion_calling import SHEET, auroc, cohort_inputs  # noqa: E402
 
-from remnant.io.annotation import chromosome_arms, load_cytobands, load_genes  # noqa: E402
+from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
 from remnant.io.counts import map_genes  # noqa: E402
-from remnant.io.genesets import read_gene_sets  # noqa: E402
-from remnant.pp.cluster import read_markers  # noqa: E402
 from remnant.sim.cohort import simulate_cohort  # noqa: E402
 from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles  # noqa: E402
 from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
 
-SHEET_COLUMNS = ["sample", "patient", "timepoint", "population", "condition", "technology"]
-
-
-def sheet(n_mds: int = 2) -> pd.DataFrame:
-    rows = []
-    for h in range(1, 4):
-        rows.append((f"H{h}_ref", f"H{h}", "", "CD34", "healthy", "droplet"))
-        rows.append((f"H{h}_held", f"H{h}", "", "CD34", "healthy", "droplet"))
-    for p in range(1, n_mds + 1):
-        rows.append((f"P{p}_CD34", f"P{p}", "diagnosis", "CD34", "MDS", "droplet"))
-    return pd.DataFrame(rows, columns=SHEET_COLUMNS)
-
 
 def build(depth: float, density: float, clone: float, cells: int, seed: int, confounders: bool = True):
     """The cohort (expression AnnData with truth columns) and its allele counts (one AnnData)."""
-    genes = load_genes(ROOT / "resources/annotation/GRCh38_genes.tsv.gz")
-    rows = sheet()
-    params = sim_params(depth, clone, cells, confounders)
-    params["alleles"] = {"enabled": True, "reads_per_umi": {"droplet": float(density)}}
+    inputs = cohort_inputs(depth, clone, cells, confounders=confounders)
+    rows, genes = inputs["samples"], inputs["genes"]
+    inputs["params"]["alleles"] = {"enabled": True, "reads_per_umi": {"droplet": float(density)}}
     sim = simulate_cohort(
         rows,
         genes,
-        read_markers(ROOT / "resources/gene_sets/HSPC_MARKERS.tsv"),
-        read_gene_sets(ROOT / "resources/gene_sets"),
-        params=copy.deepcopy(params),
+        inputs["markers"],
+        inputs["gene_sets"],
+        params=copy.deepcopy(inputs["params"]),
         seed=seed,
     )
     parts, allele_parts = [], []
     for _, row in rows.iterrows():
         a, _ = map_genes(sim.counts[row["sample"]], genes, source=row["sample"])
-        for key in SHEET_COLUMNS:
+        for key in SHEET:
             a.obs[key] = row[key]
         a.obs_names = [f"{row['sample']}:{b}" for b in a.obs_names]
         parts.append(a)
