@@ -904,20 +904,17 @@ def _leave_one_out(alleles, phase: pd.DataFrame) -> sp.csr_matrix | None:
 def _entry_gene_matrices(
     ad: sp.csr_matrix, dp: sp.csr_matrix, loo: sp.csr_matrix, codes: np.ndarray, n_genes: int
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """As :func:`_gene_matrices`, with each read entry's own phase (log odds ``loo``, cells x sites)."""
-    rows, cols = _nonzero(dp)
-    p = expit(_lookup(loo, rows, cols))
-    weight = np.abs(2.0 * p - 1.0)
-    changed = np.where(p > 0.5, ad.data, dp.data - ad.data)
-    keep = (codes[cols] >= 0) & (weight > 0)
-    r, g = rows[keep], codes[cols][keep]
+    """As :func:`_gene_matrices`, with each read entry's own phase (log odds ``loo``, cells x sites): the
+    EM's soft counts (:meth:`_PairLayout.counts`) on the pairs that hold any (a pair whose entries all
+    weigh 0 is not one of the cell's genes)."""
+    k, n = _PairLayout.of(dp, codes, n_genes).counts(ad, dp, expit(_lookup(loo, *_nonzero(dp))))
+    rows, cols = _nonzero(n)
+    on = n.data > 0
     shape = (dp.shape[0], n_genes)
-    n = sp.csr_matrix((weight[keep] * dp.data[keep], (r, g)), shape=shape)
-    n.sum_duplicates()
-    n.eliminate_zeros()
-    k_all = sp.csr_matrix((weight[keep] * changed[keep], (r, g)), shape=shape)
-    k = _lookup(k_all, *_nonzero(n))
-    return sp.csr_matrix((np.clip(k, 0.0, n.data), n.indices, n.indptr), shape=n.shape), n
+    return (
+        sp.csr_matrix((k.data[on], (rows[on], cols[on])), shape=shape),
+        sp.csr_matrix((n.data[on], (rows[on], cols[on])), shape=shape),
+    )
 
 
 def _aligned_phase(alleles, phase: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
