@@ -702,9 +702,9 @@ def call_lesions(
     donor, states without reference cells, a batch without its own reference; each also logged as
     a WARNING; no rows when none applies); ``intervals`` DataFrame (per donor with cells outside
     the reference: donor, n_called, expected_carriers (sum of posteriors), refined, start, end (bp),
-    n_genes, gain; no rows without ``refine``); ``genes`` (var_names of the genes used in any batch); ``reference_fpr`` (called
-    fraction of cross-fitted reference cells with their own sample prior); ``lesion`` (the
-    :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``, and the depth's
+    n_genes, gain; no rows without ``refine``); ``genes`` (var_names of the genes used in any batch);
+    ``reference_fpr`` (called fraction of cross-fitted reference cells with their own sample prior);
+    ``lesion`` (the :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``, and the depth's
     settings: ``depth`` "counted" or "given (depth=...)", ``depth_exclude_families`` and
     ``depth_exclude_patterns`` (comma-separated), ``depth_n_exclude_genes``, ``depth_trim_top_fraction``). ``fpr`` of a group is the share of cross-fitted reference cells (of its
     batch's reference) that would be called with that group's prior; ``fpr`` of a sample is its
