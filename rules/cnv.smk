@@ -119,6 +119,7 @@ rule infer_cnv:
         shrinkage=config["cnv"]["shrinkage"],
         profile=config["cnv"]["profile"],
         breakpoints=config["cnv"]["breakpoints"],
+        depth=config["cnv"]["depth"],
         seed=config["seed"],
         patients=CNV_PATIENTS,
     script:

@@ -19,6 +19,7 @@ with logged(snakemake.log[0], "infer_cnv"):
         lesions=params.lesions,
         profile=params.profile,
         breakpoints=params.breakpoints,
+        depth=params.depth,
         shrinkage=params.shrinkage,
         seed=params.seed,
         patients=params.patients,

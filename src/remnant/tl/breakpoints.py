@@ -21,7 +21,9 @@ Expected counts (:func:`lesion_profile`, :func:`estimate_breakpoints`)
 ---------------------------------------------------------------------
 As in :mod:`remnant.tl.lesions`, a cell ``c`` of state ``s`` is expected to have ``D_c * p_{s,g}``
 counts of gene ``g``: ``D_c`` its counts on autosomal genes *off the lesion's chromosome* (so
-neither the deletion nor a breakpoint beyond the configured interval deflates it), ``p_{s,g}``
+neither the deletion nor a breakpoint beyond the configured interval deflates it) less those the
+lesion calls leave out of the depth (:mod:`remnant.tl.depth`: dominant transcript families, each
+group of cells' most-expressed genes), ``p_{s,g}``
 the reference cells' summed counts of ``g`` in state ``s`` per count of their ``D``, shrunk to the
 pooled reference profile with a pseudo-depth of ``shrinkage`` median reference cells (states
 absent from the reference use the pooled profile). A group of cells has observed ``O_g = sum_c
@@ -75,7 +77,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from remnant.errors import InputError
-from remnant.tl.lesions import cell_mask, require_positions
+from remnant.tl.depth import DepthGenes, depth_mask
+from remnant.tl.lesions import cell_mask, obs_depth_groups, require_positions
 from remnant.tl.profile import CHUNK_CELLS, _Counts, _obs_key, _sum_by_group
 
 __all__ = [
@@ -186,15 +189,19 @@ def _cell_groups(adata, lesion, reference, call_key, patient_key, state_key, whe
     }
 
 
-def _chromosome_genes(var: pd.DataFrame, chromosome: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(chrom_cols by midpoint, their midpoints in bp, off_cols: autosomal genes off the chromosome)."""
+def _chromosome_genes(
+    var: pd.DataFrame, chromosome: str, counted: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(chrom_cols by midpoint, their midpoints in bp, off_cols: autosomal genes off the chromosome,
+    those of boolean (n_vars,) ``counted`` only when given)."""
     chrom = var["chromosome"].astype(str).to_numpy()
     mid = (var["start"].to_numpy(np.int64) + var["end"].to_numpy(np.int64)) // 2
     on = np.flatnonzero(chrom == chromosome)
     if on.size == 0:
         raise InputError(f"no gene of the AnnData lies on {chromosome}.", where="lesion chromosome")
     on = on[np.argsort(mid[on], kind="stable")]
-    return on, mid[on], np.flatnonzero(np.isin(chrom, _AUTOSOMES) & (chrom != chromosome))
+    off = np.isin(chrom, _AUTOSOMES) & (chrom != chromosome)
+    return on, mid[on], np.flatnonzero(off if counted is None else off & counted)
 
 
 def lesion_sums(
@@ -208,9 +215,12 @@ def lesion_sums(
     layer: str | None = "counts",
     counts: str | os.PathLike | None = None,
     chunk_cells: int = CHUNK_CELLS,
+    sample_key: str = "sample",
+    depth_genes: DepthGenes | None = None,
 ) -> dict[str, LesionSums]:
     """The summed counts :func:`lesion_profile` and :func:`estimate_breakpoints` need, for all
-    ``lesions`` in one pass over the counts (pass the result as their ``sums=``).
+    ``lesions`` in one pass over the counts (pass the result as their ``sums=``), after a first pass
+    that sums each gene per group of cells for the depth's gene set.
 
     Parameters
     ----------
@@ -228,6 +238,11 @@ def lesion_sums(
         Path of an h5ad file with the counts in ``layers/<layer>`` or ``X`` (as ``layer`` of
         :func:`~remnant.tl.profile.infer_profile`), read a block of ``chunk_cells`` cells at a
         time; ``None``: ``adata``.
+    sample_key, depth_genes
+        The depth ``D_c`` and the genes the ratios are normalised on are the autosomal genes off the
+        lesion's chromosome that :func:`remnant.tl.depth.depth_mask` keeps, as for the calls (groups of
+        cells: ``sample_key`` x ``state_key`` x reference; ``depth_genes``: a
+        :class:`remnant.tl.depth.DepthGenes`, default its defaults; ``DepthGenes.plain()``: all).
 
     Returns
     -------
@@ -243,8 +258,9 @@ def lesion_sums(
     }
     if not groups:
         return {}
-    genes = {c: _chromosome_genes(adata.var, c) for c in {lesion.chromosome for lesion in lesions}}
     shared = next(iter(groups.values()))  # reference and states: the same for every lesion
+    counted = _depth_genes(adata, source, shared["reference"], sample_key, state_key, depth_genes, chunk_cells)
+    genes = {c: _chromosome_genes(adata.var, c, counted) for c in {lesion.chromosome for lesion in lesions}}
     n_rows = len(shared["states"]) + 1
     ref_row = np.where(shared["reference"], shared["state_row"], -1)
     reference_all = np.zeros((n_rows, adata.n_vars))
@@ -286,6 +302,16 @@ def lesion_sums(
         )
         for lesion in lesions
     }
+
+
+def _depth_genes(adata, source, reference, sample_key, state_key, depth_genes, chunk_cells) -> np.ndarray:
+    """Boolean (n_vars,): the genes a cell's depth may be counted on (:func:`remnant.tl.depth.depth_mask`
+    among all autosomal genes; the caller keeps those off a lesion's chromosome), from one pass
+    summing each gene per group of cells."""
+    codes, table = obs_depth_groups(adata.obs, sample_key, state_key, reference, "lesion_sums")
+    totals = source.group_sums(codes, len(table), chunk_cells=chunk_cells)
+    autosomal = np.isin(adata.var["chromosome"].astype(str).to_numpy(), _AUTOSOMES)
+    return depth_mask(adata.var, autosomal, totals, table, depth_genes, "lesion_sums")
 
 
 def _collect_sums(lesion, g: dict, a: dict, genes: tuple, depth: np.ndarray, reference_all: np.ndarray) -> LesionSums:

@@ -62,6 +62,7 @@ import scipy.sparse as sp
 
 from remnant.errors import InputError
 from remnant.io import store
+from remnant.tl.depth import group_totals
 from remnant.tl.lesions import cell_mask, counts_matrix, require_positions
 
 __all__ = [
@@ -118,6 +119,12 @@ class _Counts:
                     path=self.path,
                 )
         self.n_obs, self.n_vars = adata.n_obs, adata.n_vars
+
+    def group_sums(self, codes: np.ndarray, n_groups: int, chunk_cells: int = CHUNK_CELLS) -> np.ndarray:
+        """float64 (n_groups x n_vars): the counts summed per group of int64 (n_obs,) ``codes``, exact."""
+        if self.path is not None:
+            return store.group_sums(self.path, codes, n_groups, key=self.key, chunk_cells=chunk_cells)
+        return group_totals(self.X, codes, n_groups, block=chunk_cells)
 
     def blocks(
         self, rows: np.ndarray | None = None, chunk_cells: int = CHUNK_CELLS

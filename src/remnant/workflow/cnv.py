@@ -23,6 +23,7 @@ from remnant.pl.cnv import plot_lesion_profile, plot_message, plot_patient_heatm
 from remnant.tl.breakpoints import estimate_breakpoints, lesion_profile, lesion_sums
 from remnant.tl.lesions import parse_lesions
 from remnant.tl.profile import write_profile
+from remnant.workflow.lesions import depth_options
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def infer_cnv(
     lesions: Sequence[Mapping] | None,
     profile: Mapping,
     breakpoints: Mapping,
+    depth: Mapping,
     shrinkage: float,
     seed: int,
     patients: Sequence[str],
@@ -50,7 +52,7 @@ def infer_cnv(
     The cohort's counts are read from ``h5ad`` (clustered.h5ad) a block of cells at a time (issue
     8): one pass over the reference cells and one over all cells for the profile, which goes block
     by block into ``out_h5ad`` (profile.h5ad: obs with the calls, the cells x windows profile, the
-    UMAP and the window table, no gene matrix), and one pass for the per-patient sums of the
+    UMAP and the window table, no gene matrix), and two passes for the per-patient sums of the
     lesion profiles and breakpoints.
 
     Parameters
@@ -58,8 +60,9 @@ def infer_cnv(
     calls
         The lesion call table (lesion_calls.tsv.gz): ``cell``, ``reference`` and each lesion's
         ``<name>_posterior`` and ``<name>_call``.
-    lesions, profile, breakpoints, shrinkage, seed
-        Config: ``lesions``, ``cnv.profile``, ``cnv.breakpoints``, ``cnv.shrinkage``, ``seed``.
+    lesions, profile, breakpoints, depth, shrinkage, seed
+        Config: ``lesions``, ``cnv.profile``, ``cnv.breakpoints``, ``cnv.depth`` (the genes left out of
+        each cell's depth, as for the calls), ``cnv.shrinkage``, ``seed``.
     patients
         Every patient of the sample sheet, one table of ``out_profiles`` each (in this order).
     out_breakpoints
@@ -88,8 +91,10 @@ def infer_cnv(
         n_jobs=n_jobs,
     )
     t0 = time.perf_counter()
-    sums = lesion_sums(cohort, parsed, reference="reference", layer=layer, counts=h5ad)
-    log.info("lesion sums (one pass over the counts): %.1f s", time.perf_counter() - t0)
+    sums = lesion_sums(
+        cohort, parsed, reference="reference", layer=layer, counts=h5ad, depth_genes=depth_options(depth)
+    )
+    log.info("lesion sums (two passes over the counts): %.1f s", time.perf_counter() - t0)
     tables, profiles = [], []
     for lesion in parsed:
         table = estimate_breakpoints(
