@@ -14,10 +14,15 @@ the held-out healthy cells (expression LLR; allele LLR; joint posterior; joint p
 true phase); ``gain`` and ``oracle_gain``: joint and oracle minus expression; ``phase_acc``: share
 of the phased sites (confidence >= 0.9, on a gene, with reads) whose allele is the true lost one,
 and ``phased``: how many; ``phase_conf``: their mean confidence; ``acc_all`` / ``conf_all``: accuracy and mean
-confidence over all phased sites on a gene with reads (calibrated: equal); ``phase_temp``: the patients'
+confidence over all phased sites on a gene with reads (calibrated: equal); ``acc_bound``: over the same
+sites, the accuracy of phasing each by the majority allele of the patient's *true* carriers' reads (1/2
+where no carrier read it: a normal cell reads either haplotype), what knowing every cell's truth
+gives (a reference, not a strict ceiling: reads of one cell at several sites of a gene link their
+phases); ``acc_readable``: remnant's accuracy on the sites at least one true carrier read; ``phase_temp``: the patients'
 phase temperatures (split-half calibration of the site log odds, geometric mean); ``held_called``: held-out healthy cells called (joint); ``normal_expr`` /
 ``normal_joint``: the patients' non-carrier cells of their own type called, expression alone and
-joint; ``other_expr`` / ``other_joint``: the same for cells of another type; ``reads``: median
+joint, and ``normal_oracle`` with the true phase (what the allele data can do for them at their priors);
+``other_expr`` / ``other_joint`` / ``other_oracle``: the same for cells of another type; ``reads``: median
 allele reads per patient cell on the lesion's sites; ``rho`` and ``temp``: the bursting overdispersion and the
 temperature measured on the control region's sites (the simulator's bursting is ``1 / (2a + 1)``: 0.2 for
 droplets); ``sec_expr`` / ``sec_alleles``: the time of
@@ -119,21 +124,47 @@ def phase_accuracy(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> tuple[flo
 CONFIDENCE_BINS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0]
 
 
-def site_outcomes(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> pd.DataFrame:
+def site_outcomes(phase: pd.DataFrame, allele_truth: pd.DataFrame, alleles=None, obs=None) -> pd.DataFrame:
     """Every phased site on a gene with reads: its reported confidence and whether its allele is the
-    true lost one (the raw material of the calibration table)."""
+    true lost one (the raw material of the calibration table). Given the allele counts and the cells'
+    truth (``obs``: patient, truth), also what a phaser told which cells carry the lesion could do:
+    ``carrier_reads``, the reads of the patient's true carriers at the site, and ``bound``, 1 when most
+    of them show the retained allele, 1/2 on a tie (none read it), else 0. A site read only by normal
+    cells cannot be phased from the patient's cells, whatever the method: a normal cell reads either
+    haplotype."""
     used = phase[(phase["gene"] != "") & (phase["n_reads"] > 0)]
     truth = _lost_allele(allele_truth)
     got = truth.reindex(pd.MultiIndex.from_frame(used[["patient", "site_id"]])).to_numpy()
     # only sites with a lost allele: a refined interval can reach past the patient's true one
     used, got = used[pd.notna(got)], got[pd.notna(got)]
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "patient": used["patient"].to_numpy(),
             "confidence": used["confidence"].to_numpy(float),
             "correct": got == used["allele"].to_numpy(),
         }
     )
+    if alleles is not None:
+        out["carrier_reads"], out["bound"] = _carrier_bound(used, got, alleles, obs)
+    return out
+
+
+def _carrier_bound(used: pd.DataFrame, lost: np.ndarray, alleles, obs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per site of ``used`` (patient, site_id) with true lost allele ``lost`` ("ALT"/"REF"): its true
+    carriers' reads, and the outcome of phasing it by their majority allele (see site_outcomes)."""
+    cells = obs.reindex(alleles.obs_names)
+    carrier = cells["truth"].fillna(False).to_numpy(bool)
+    columns = alleles.var_names.get_indexer(used["site_id"])
+    ad, dp = alleles.layers["AD"].tocsr(), alleles.layers["DP"].tocsr()
+    reads, lost_reads = np.zeros(len(used)), np.zeros(len(used))
+    for patient in pd.unique(used["patient"]):
+        rows = np.flatnonzero(carrier & (cells["patient"] == patient).to_numpy())
+        at = np.flatnonzero((used["patient"] == patient).to_numpy())
+        n = np.asarray(dp[rows][:, columns[at]].sum(axis=0)).ravel()
+        alt = np.asarray(ad[rows][:, columns[at]].sum(axis=0)).ravel()
+        reads[at], lost_reads[at] = n, np.where(lost[at] == "ALT", alt, n - alt)
+    kept = reads - lost_reads
+    return reads, np.where(kept > lost_reads, 1.0, np.where(kept == lost_reads, 0.5, 0.0))
 
 
 def calibration_table(sites: pd.DataFrame) -> pd.DataFrame:
@@ -168,9 +199,10 @@ def run(depth, density, clone, cells, seed, confounders=True) -> tuple[dict, pd.
     scored = mds | held
     call, expr_call = obs["del5q_call"].to_numpy(), obs["del5q_expression_posterior"].to_numpy() >= 0.9
     joint_post = obs["del5q_posterior"].to_numpy()
+    oracle_call = oracle.obs["del5q_call"].to_numpy()
     normal, other_mds = mds & ~truth & ~other, mds & other
     acc, n_phased, confidence = phase_accuracy(adata.uns["lesions"]["del5q"]["phase"], allele_truth)
-    sites = site_outcomes(adata.uns["lesions"]["del5q"]["phase"], allele_truth)
+    sites = site_outcomes(adata.uns["lesions"]["del5q"]["phase"], allele_truth, alleles, obs)
     out = {
         "depth": depth,
         "density": density,
@@ -189,12 +221,16 @@ def run(depth, density, clone, cells, seed, confounders=True) -> tuple[dict, pd.
         "phased": n_phased,
         "acc_all": float(sites["correct"].mean()) if len(sites) else float("nan"),
         "conf_all": float(sites["confidence"].mean()) if len(sites) else float("nan"),
+        "acc_bound": float(sites["bound"].mean()) if len(sites) else float("nan"),
+        "acc_readable": float(sites["correct"][sites["carrier_reads"] > 0].mean()) if len(sites) else float("nan"),
         "phase_temp": _phase_temperature(adata),
         "held_called": float(call[held].mean()),
         "normal_expr": float(expr_call[normal].mean()) if normal.any() else float("nan"),
         "normal_joint": float(call[normal].mean()) if normal.any() else float("nan"),
+        "normal_oracle": float(oracle_call[normal].mean()) if normal.any() else float("nan"),
         "other_expr": float(expr_call[other_mds].mean()) if other_mds.any() else float("nan"),
         "other_joint": float(call[other_mds].mean()) if other_mds.any() else float("nan"),
+        "other_oracle": float(oracle_call[other_mds].mean()) if other_mds.any() else float("nan"),
         "reads": float(np.median(obs["del5q_allele_reads"].to_numpy()[mds])),
         "rho": _calibration(adata, "overdispersion"),
         "temp": _calibration(adata, "del5q"),
@@ -248,12 +284,16 @@ def main() -> None:
         "phased",
         "acc_all",
         "conf_all",
+        "acc_bound",
+        "acc_readable",
         "phase_temp",
         "held_called",
         "normal_expr",
         "normal_joint",
+        "normal_oracle",
         "other_expr",
         "other_joint",
+        "other_oracle",
     ]
     cols += ["reads", "rho", "temp", "sec_expr", "sec_alleles"]
     print("\nphase calibration (all phased sites on a gene with reads, patients and seeds pooled):")
@@ -266,6 +306,10 @@ def main() -> None:
         f" held-out called max {table['held_called'].max():.4f};"
         f" calling with alleles / without: {(table['sec_alleles'] + table['sec_expr']).sum() / table['sec_expr'].sum():.2f}x"
     )
+    bound = table.groupby("clone")[["acc_all", "acc_bound", "acc_readable", "phase_acc"]].mean()
+    print("\nsite phase accuracy by clone fraction (all sites with reads; the same phased by the true carriers'")
+    print("majority allele; sites a true carrier read; sites of confidence >= 0.9), runs pooled:")
+    print(bound.to_string(float_format="%.4f"))
 
 
 if __name__ == "__main__":
