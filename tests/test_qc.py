@@ -61,11 +61,6 @@ def droplet_sample():
     return _droplet_sample()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17: with the simulator's confounders (on by default) Scrublet's automatic threshold calls "
-    "11 cells, 3 of them among the 36 planted doublets: precision 0.27, recall 0.083 (floor 0.12 = twice the rate)",
-)
 def test_qc_finds_planted_low_quality_cells_and_doublets(droplet_sample):
     _qc_finds_planted_low_quality_cells_and_doublets(droplet_sample)
 
@@ -98,11 +93,6 @@ def _qc_finds_planted_low_quality_cells_and_doublets(droplet_sample):
         assert rule == "not reliable: none called" and not adata.obs["qc_fail_doublet"].any()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17: with the simulator's confounders (on by default) Scrublet's automatic threshold succeeds "
-    "on this doublet-free sample and calls 16 of its 300 cells doublets (1 haemoglobin-dominated, 0 of another type)",
-)
 def test_doublet_free_sample_loses_no_fixed_share(caplog):
     _doublet_free_sample_loses_no_fixed_share(caplog, {})
 
