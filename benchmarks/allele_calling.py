@@ -28,6 +28,11 @@ temperature measured on the control region's sites (the simulator's bursting is 
 droplets); ``sec_expr`` / ``sec_alleles``: the time of
 call_lesions and of add_allele_evidence.
 
+``--homozygous N`` adds N sites at which every person is homozygous beside each heterozygous one (the
+same reads per cell on one allele): allele counts at a list of common SNPs rather than at the person's
+heterozygotes (:mod:`remnant.tl.genotypes` tells them apart per person; the oracle's given phase names
+only the heterozygous sites).
+
 After the per-run table, a calibration table: per setting (seeds and patients pooled) and bin of reported
 site confidence, the sites, their mean reported confidence and the share whose phase is right.
 
@@ -46,6 +51,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -90,6 +96,30 @@ def build(depth: float, density: float, clone: float, cells: int, seed: int, con
     adata.obs["other_type"] = truth["other_type"].to_numpy(bool)
     adata.layers["counts"] = adata.X.tocsr()
     return adata, concat_alleles(allele_parts), sim.allele_truth
+
+
+def with_homozygous_sites(alleles: ad.AnnData, copies: int, seed: int) -> ad.AnnData:
+    """The allele data with ``copies`` sites beside each site at which every person is homozygous: the
+    same reads per cell, all on one allele (what counting at a list of common SNPs adds: most of its
+    sites are homozygous in a given person)."""
+    if copies <= 0:
+        return alleles
+    rng = np.random.default_rng([seed, 18])
+    dp = sp.csr_matrix(alleles.layers["DP"], dtype=np.int64)
+    parts = [alleles]
+    for k in range(1, copies + 1):
+        var = alleles.var.copy()
+        var["position"] = var["position"] + k
+        var.index = [f"{site}:hom{k}" for site in alleles.var_names]
+        var["site_id"] = var.index
+        alt = sp.diags((rng.random(alleles.n_vars) < 0.5).astype(np.int64))
+        layers = {"AD": sp.csr_matrix(dp @ alt), "DP": dp.copy()}
+        parts.append(
+            ad.AnnData(X=sp.csr_matrix(dp.shape, dtype=np.float32), obs=alleles.obs.copy(), var=var, layers=layers)
+        )
+    out = ad.concat(parts, axis=1, merge="first")
+    out.var = pd.concat([part.var for part in parts])
+    return out
 
 
 def true_phase(allele_truth: pd.DataFrame) -> pd.DataFrame:
@@ -178,8 +208,9 @@ def calibration_table(sites: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def run(depth, density, clone, cells, seed, confounders=True) -> tuple[dict, pd.DataFrame]:
+def run(depth, density, clone, cells, seed, confounders=True, homozygous=0) -> tuple[dict, pd.DataFrame]:
     adata, alleles, allele_truth = build(depth, density, clone, cells, seed, confounders)
+    alleles = with_homozygous_sites(alleles, homozygous, seed)
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     lesions = parse_lesions([{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], cyto, chromosome_arms(cyto))
     obs = adata.obs
@@ -208,6 +239,7 @@ def run(depth, density, clone, cells, seed, confounders=True) -> tuple[dict, pd.
         "density": density,
         "clone": clone,
         "seed": seed,
+        "homozygous": homozygous,
         "expr": auroc(obs["del5q_llr"].to_numpy()[scored], truth[scored]),
         "allele": auroc(obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
         "joint": auroc(obs["del5q_llr"].to_numpy()[scored] + obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
@@ -263,6 +295,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--cells", type=int, default=300, help="cells per sample")
     ap.add_argument("--no-confounders", action="store_true")
+    ap.add_argument(
+        "--homozygous",
+        type=int,
+        default=0,
+        help="add this many homozygous sites per heterozygous one (a common-SNP list; 3 ~ 1000 Genomes common SNPs)",
+    )
     ap.add_argument("--quick", action="store_true", help="2,000 UMI, density 0.06, clone 0.5")
     args = ap.parse_args()
     if args.quick:
@@ -272,12 +310,26 @@ def main() -> None:
         for density in args.densities:
             for clone in args.clones:
                 for seed in args.seeds:
-                    row, outcome = run(depth, density, clone, args.cells, seed, not args.no_confounders)
+                    row, outcome = run(
+                        depth, density, clone, args.cells, seed, not args.no_confounders, args.homozygous
+                    )
                     rows.append(row)
                     sites.append(outcome)
                     print(pd.DataFrame([rows[-1]]).to_string(index=False, float_format="%.4f"), flush=True)
     table = pd.DataFrame(rows)
-    cols = ["depth", "density", "clone", "seed", "expr", "allele", "joint", "oracle", "gain", "oracle_gain"]
+    cols = [
+        "depth",
+        "density",
+        "clone",
+        "seed",
+        "homozygous",
+        "expr",
+        "allele",
+        "joint",
+        "oracle",
+        "gain",
+        "oracle_gain",
+    ]
     cols += [
         "phase_acc",
         "phase_conf",

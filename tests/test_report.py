@@ -187,6 +187,7 @@ def test_methods_name_versions_and_parameters():
     config["alleles"] = {"error_rate": 0.02, "max_gene_llr": 3.0, "phased_sites": None}
     text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3, n_allele_samples=4)
     assert "For the 4 samples with allele counts at heterozygous SNPs" in text
+    assert "the SNPs each patient is homozygous at were set aside" in text
     assert "error rate of 0.02" in text and "3.0 nats" in text and "user-supplied" not in text
 
 

@@ -1,5 +1,5 @@
 """Tools: per-cell lesion calls, the automatic reference, the genome-wide copy-number profile and
-breakpoints, allele evidence (phasing, per-cell LLR), sort gates, carrier fractions, stem signatures and pseudobulk expression.
+breakpoints, allele evidence (genotypes, phasing, per-cell LLR), sort gates, carrier fractions, stem signatures and pseudobulk expression.
 """
 
 from remnant._lazy import exports
@@ -18,5 +18,6 @@ __getattr__, __dir__, __all__ = exports(
         "de": ["pseudobulk", "paired_de", "signature_enrichment"],
         "alleles": ["phase_sites", "allele_llr", "combine", "bursting_overdispersion", "lesion_sites", "site_genes"],
         "allele_evidence": ["add_allele_evidence", "concat_alleles"],
+        "genotypes": ["heterozygous_sites"],
     },
 )

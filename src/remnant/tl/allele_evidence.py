@@ -10,6 +10,12 @@ patient (:func:`remnant.tl.allele_llr`) and adds the allele LLR to the expressio
 Given the carrier state, a cell's expression counts and its allele reads are independent, so the
 LLRs add (:func:`remnant.tl.combine`).
 
+Before anything else, each person's reads at the sites it is likely homozygous at are set aside
+(:func:`remnant.tl.heterozygous_sites`; sites a given phase names for the person are kept): the model
+takes every site as heterozygous, and counts at a common-SNP list are mostly not. On heterozygous sites
+only nothing changes (their fitted share is ~1 and every site is kept). ``allele_params`` records
+``het_fraction`` (the fitted share, NaN where not measured) and ``het_sites_kept`` per person.
+
 Cells without allele reads keep their expression posterior exactly (an LLR of 0). So do patients
 whose cells are all reference cells: healthy donors carry no lesion to phase, and phasing them
 would only fit noise. Without allele data nothing here runs and the calls are those of
@@ -38,6 +44,7 @@ from remnant.tl.alleles import (
     phase_table,
     site_genes,
 )
+from remnant.tl.genotypes import heterozygous_sites, vote_share
 from remnant.tl.lesion_model import temperature
 from remnant.tl.lesions import called_and_fnr
 
@@ -124,9 +131,8 @@ def add_allele_evidence(
         Per-read error on the lost haplotype (reads/read) and the bound of one gene's LLR (nats), as in
         :func:`remnant.tl.allele_llr`.
     phase
-        A user's phasing overriding the learned one: rows ``patient``, ``site_id``, ``lesion``,
-        ``allele`` (``REF``/``ALT`` on the changed haplotype). Sites of a patient and lesion it names
-        are taken as certain (``p_alt`` 0 or 1); the patient's other sites are not used.
+        A user's phasing overriding the learned one: rows ``patient``, ``site_id``, ``lesion``, ``allele``
+        (``REF``/``ALT`` on the changed haplotype), taken as certain; the patient's other sites are not used.
     genes
         Gene positions (``chromosome``, ``start``, ``end``) that assign sites to genes, the lesions'
         and the control region's (default ``adata.var``; the workflow passes every gene's).
@@ -160,15 +166,18 @@ def add_allele_evidence(
     :data:`PHASE_COLUMNS` (``called_*``/``uncalled_*``: REF + ALT reads and reads on the changed
     haplotype of the cells called / not called, per site: the B-allele picture);
     ``uns["lesions"][name]["allele_params"]``: the settings, per-patient (mean) overdispersion and
-    ``phase_temperature`` (the split-half temperature of each learned phasing, :func:`remnant.tl.phase_sites`);
+    ``phase_temperature`` (the split-half temperature of each learned phasing, :func:`remnant.tl.phase_sites`),
+    ``het_fraction``, ``het_sites_kept`` (module docstring);
     ``uns["lesions"][name]["allele_calibration"]``: per batch (the expression calls' ``batch_key``),
     ``n_cells``, ``control_cells``, ``control_pairs``, ``overdispersion``, each lesion's temperature
     and ``source`` (``control sites``, or ``all sites, uncalibrated`` when the batch has too few
     control reads).
     """
     # long because: one loop over lesions and patients, each step a call; the bookkeeping is shared
-    aligned = align_alleles(alleles, adata.obs_names)
     patients = _patients(adata, patient_key)
+    aligned, genotypes = _heterozygous(
+        align_alleles(alleles, adata.obs_names), patients, lesions, adata.obs, eps, phase
+    )
     is_ref = _reference(adata, reference)
     n_cells = int((np.asarray(aligned.layers["DP"].sum(axis=1)).ravel() > 0).sum())
     log.info("allele data for %d of %d cells, %d sites", n_cells, adata.n_obs, aligned.n_vars)
@@ -224,6 +233,8 @@ def add_allele_evidence(
             "phase": "given" if phase is not None else "learned",
             "overdispersion": rhos,
             "phase_temperature": temps,
+            "het_fraction": {str(k): float(v) for k, v in zip(genotypes["person"], genotypes["het_fraction"])},
+            "het_sites_kept": {str(k): int(v) for k, v in zip(genotypes["person"], genotypes["kept"])},
         }
         info["allele_calibration"] = calibration.copy()
 
@@ -304,6 +315,45 @@ def _batch_key(adata: anndata.AnnData, lesions) -> str | None:
     """The batch column the expression calls used (bursting and its calibration are per technology)."""
     key = adata.uns["lesions"][lesions[0].name]["params"].get("batch_key", "") if lesions else ""
     return key if key and key in adata.obs else None
+
+
+def _heterozygous(aligned, patients, lesions, obs, eps, given) -> tuple[anndata.AnnData, pd.DataFrame]:
+    """``aligned`` without the reads of each person at the sites it is likely homozygous at
+    (:func:`remnant.tl.genotypes.heterozygous_sites`; sites a given phase names for the person are
+    kept), and the per-person table."""
+    order = pd.unique(patients)
+    share = np.full((len(order), aligned.n_vars), 0.5)
+    for lesion in lesions:
+        inside = lesion_sites(aligned, lesion)
+        f = pd.Series(obs[f"{lesion.name}_posterior"].to_numpy(float)).groupby(patients).mean()
+        for p, person in enumerate(order):
+            share[p, inside] = vote_share(lesion.type, f[person])
+    het, table = heterozygous_sites(aligned.layers["AD"], aligned.layers["DP"], patients, share, eps=eps)
+    keep = (het >= 0.5).toarray()
+    if given is not None:
+        named = given[given["patient"].astype(str).isin(order)]
+        keep[
+            pd.Index(order).get_indexer(named["patient"].astype(str)), aligned.var_names.get_indexer(named["site_id"])
+        ] = True
+    for row in table.itertuples():
+        if np.isfinite(row.het_fraction) and row.kept < row.sites:
+            log.info(
+                "%s: heterozygous at an estimated %.0f%% of the listed sites (%d sites outside the lesions read by "
+                "two cells or more); %d of its %d sites with reads kept, the rest taken as homozygous",
+                row.person,
+                100 * row.het_fraction,
+                row.informative_sites,
+                row.kept,
+                row.sites,
+            )
+    code = pd.Index(order).get_indexer(patients)
+    layers = {}
+    for name in ("AD", "DP"):
+        m = sp.csr_matrix(aligned.layers[name])
+        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        on = keep[code[rows], m.indices]
+        layers[name] = sp.csr_matrix((m.data[on], (rows[on], m.indices[on])), shape=m.shape, dtype=np.int64)
+    return anndata.AnnData(X=aligned.X, obs=aligned.obs, var=aligned.var, layers=layers), table
 
 
 def _patients(adata: anndata.AnnData, patient_key: str) -> np.ndarray:

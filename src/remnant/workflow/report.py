@@ -546,7 +546,9 @@ def _allele_text(alleles: Mapping, n_samples: int) -> str:
     if not n_samples:
         return ""
     return (
-        f"For the {n_samples} samples with allele counts at heterozygous SNPs, each patient's SNPs inside each lesion "
+        f"For the {n_samples} samples with allele counts at heterozygous SNPs, the SNPs each patient is homozygous at "
+        "were set aside (a two-component mixture of the cells' allele votes per site, its share of heterozygous sites "
+        "fitted on SNPs outside the lesions), each patient's remaining SNPs inside each lesion "
         "were phased from the patient's own cells (expectation-maximisation over the cells' carrier states, started "
         "from the expression posteriors"
         f"{'; a user-supplied phasing where given' if alleles.get('phased_sites') else ''}), each cell's allele "

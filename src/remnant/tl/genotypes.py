@@ -1,0 +1,169 @@
+"""Which listed SNPs each person is heterozygous at, from the person's own cells (issue 18).
+
+The allele model (:mod:`remnant.tl.alleles`) takes every site it is given as heterozygous. A VCF of a
+patient's germline calls, or cellsnp-lite run with a minor-allele filter, gives it that. A list of
+common SNPs (cellsnp-lite's 1000 Genomes sites with ``--minMAF 0``, the ``alleles.sites`` of the
+workflow) does not: a person is homozygous at most of them, and at a homozygous site every cell reads
+one allele, which the model reads as a carrier of a loss (its normal cells "lose" a haplotype) and as
+strong bursting. On the simulated cohort with three homozygous sites per heterozygous one the joint
+AUROC fell below that of expression alone (0.992 -> 0.970 at 2,000 UMI) and normal patient cells called
+rose from 2% to 12%.
+
+Model (:func:`heterozygous_sites`). Per person and site, each cell with reads casts one vote: the
+allele most of its reads show (bursting makes a cell's reads of one gene share a haplotype, so votes,
+not reads, are independent), or a tie. A homozygous site gives every vote to one allele, each wrong
+with the error rate ``eps``, and ties only through errors (probability ``eps``). A heterozygous site
+gives a vote to the changed haplotype's allele with probability ``m``: 1/2 outside the lesions; inside a
+loss ``m = (1 - f) / 2 / (1 - f / 2)`` (carriers, ``f`` the person's carrier fraction from the
+expression posteriors, read the retained allele only and express the region at half), inside a gain
+``m = (f + (1 - f) / 2) / (1 + f / 2)`` (carriers express it at 3/2 and read the gained allele at 2/3);
+a tied cell counts as evidence of a heterozygote (weight 1/2 against ``eps``). The share ``pi`` of
+the person's listed sites that are heterozygous is fitted by EM on the sites outside every lesion
+with two votes or more; a site is kept for that person when its posterior ``P(het)`` is at least 1/2.
+
+So a site read by one cell keeps the prior: kept when most of the person's listed sites are
+heterozygous (a germline VCF, a filtered cellsnp-lite run), dropped when most are not (a common-SNP
+list) unless a cell reads both alleles or cells disagree. With fewer than :data:`MIN_GENOTYPE_SITES`
+informative sites outside the lesions ``pi`` is not measured and every site is kept (as before this
+module). A person whose cells all carry a loss shows one allele at a heterozygous site of the lesion:
+from RNA alone that cannot be told from a homozygote, and the prior decides.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.special import logsumexp
+
+from remnant.tl.alleles import _lookup, _nonzero
+
+__all__ = ["MIN_GENOTYPE_SITES", "heterozygous_sites", "vote_share"]
+
+log = logging.getLogger(__name__)
+
+#: Sites outside the lesions with two cell votes or more a person needs for its share of heterozygous
+#: sites to be measured (fewer: every listed site is taken as heterozygous).
+MIN_GENOTYPE_SITES = 30
+
+_EM_ROUNDS = 200
+
+
+def heterozygous_sites(
+    ad: sp.csr_matrix,
+    dp: sp.csr_matrix,
+    persons: np.ndarray,
+    share: np.ndarray,
+    *,
+    eps: float = 0.02,
+) -> tuple[sp.csr_matrix, pd.DataFrame]:
+    """Each person's posterior of being heterozygous at each site it has reads at.
+
+    Parameters
+    ----------
+    ad, dp
+        (n_cells, n_sites) ALT and REF + ALT reads, CSR.
+    persons
+        (n_cells,) the person of each cell (str).
+    share
+        (n_persons_in_order_of_``pd.unique(persons)``, n_sites) float: each person's probability ``m``
+        that a cell's vote goes to a given allele of a heterozygous site, 1/2 outside the lesions (see
+        the module docstring).
+    eps
+        Per-vote error rate at a homozygous site (and the chance of a tie there).
+
+    Returns
+    -------
+    het
+        CSR (n_persons, n_sites): ``P(het)`` of each (person, site) with reads (0-1).
+    table
+        One row per person: ``person``, ``het_fraction`` (``pi``; NaN when not measured),
+        ``informative_sites`` (outside the lesions, >= 2 votes), ``sites`` (with reads), ``kept``
+        (``P(het) >= 1/2``).
+    """
+    order = pd.unique(persons)
+    code = pd.Index(order).get_indexer(persons)
+    votes = _votes(ad, dp, code, len(order))
+    pairs, alt, ref, tie = votes
+    m = share[pairs[0], pairs[1]]
+    log_het, log_hom = _site_likelihoods(alt, ref, tie, m, eps)
+    informative = (np.abs(m - 0.5) < 1e-12) & (alt + ref + tie >= 2)
+    rows, post = [], np.zeros(alt.size)
+    for p, person in enumerate(order):
+        mine = pairs[0] == p
+        use = mine & informative
+        pi = _fit_share(log_het[use], log_hom[use]) if use.sum() >= MIN_GENOTYPE_SITES else np.nan
+        prior = 1.0 if np.isnan(pi) else pi
+        post[mine] = _posterior(log_het[mine], log_hom[mine], prior)
+        rows.append(
+            {
+                "person": person,
+                "het_fraction": pi,
+                "informative_sites": int(use.sum()),
+                "sites": int(mine.sum()),
+                "kept": int((post[mine] >= 0.5).sum()),
+            }
+        )
+    het = sp.csr_matrix((post, (pairs[0], pairs[1])), shape=(len(order), dp.shape[1]))
+    return het, pd.DataFrame(rows)
+
+
+def _votes(ad: sp.csr_matrix, dp: sp.csr_matrix, code: np.ndarray, n_persons: int):
+    """Per (person, site) with reads: (person, site) index pair and the cells voting ALT, REF and tied."""
+    # a whole copy (csr_matrix(dp, dtype=...) can share the index arrays, which sum_duplicates sorts)
+    dp = sp.csr_matrix(dp).astype(np.float64, copy=True)
+    dp.sum_duplicates()
+    dp.eliminate_zeros()
+    rows, cols = _nonzero(dp)
+    a = _lookup(ad, rows, cols)
+    n = dp.data
+    keys = code[rows].astype(np.int64) * dp.shape[1] + cols
+    uniq, inv = np.unique(keys, return_inverse=True)
+    alt = np.bincount(inv, weights=2 * a > n, minlength=uniq.size)
+    ref = np.bincount(inv, weights=2 * a < n, minlength=uniq.size)
+    tie = np.bincount(inv, weights=2 * a == n, minlength=uniq.size)
+    return (uniq // dp.shape[1], uniq % dp.shape[1]), alt, ref, tie
+
+
+def _site_likelihoods(alt, ref, tie, m, eps) -> tuple[np.ndarray, np.ndarray]:
+    """Log likelihoods of the votes at a heterozygous site (either allele the changed one's) and at a
+    homozygous site (either allele)."""
+    m = np.clip(m, 1e-6, 1 - 1e-6)
+    log_het = logsumexp([alt * np.log(m) + ref * np.log1p(-m), alt * np.log1p(-m) + ref * np.log(m)], axis=0)
+    log_het += np.log(0.5) + tie * np.log(0.5)
+    le, l1e = np.log(eps), np.log1p(-eps)
+    log_hom = logsumexp([alt * l1e + ref * le, alt * le + ref * l1e], axis=0) + np.log(0.5) + tie * le
+    return log_het, log_hom
+
+
+def _posterior(log_het: np.ndarray, log_hom: np.ndarray, pi: float) -> np.ndarray:
+    """P(het) given the prior share ``pi``."""
+    if pi >= 1.0:
+        return np.ones(log_het.size)
+    if pi <= 0.0:
+        return np.zeros(log_het.size)
+    a = np.log(pi) + log_het
+    b = np.log1p(-pi) + log_hom
+    return np.exp(a - np.logaddexp(a, b))
+
+
+def _fit_share(log_het: np.ndarray, log_hom: np.ndarray) -> float:
+    """ML share of heterozygous sites (EM on the two-component mixture)."""
+    pi = 0.5
+    for _ in range(_EM_ROUNDS):
+        new = float(np.clip(_posterior(log_het, log_hom, pi).mean(), 1e-4, 1 - 1e-4))
+        if abs(new - pi) < 1e-7:
+            return new
+        pi = new
+    return pi
+
+
+def vote_share(lesion_type: str, carrier_fraction: float) -> float:
+    """``m`` of a heterozygous site inside a lesion of ``lesion_type`` for a person whose cells carry it
+    at ``carrier_fraction`` (0-1): the chance a cell's vote goes to the changed haplotype's allele."""
+    f = float(np.clip(carrier_fraction, 0.0, 1.0))
+    if lesion_type == "loss":
+        return 0.5 * (1.0 - f) / (1.0 - 0.5 * f)
+    return (f * (1.5 * 2.0 / 3.0) + (1.0 - f) * 0.5) / (1.0 + 0.5 * f)
