@@ -51,7 +51,6 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -61,6 +60,7 @@ from lesion_calling import SHEET, auroc, cohort_inputs  # noqa: E402
 
 from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
 from remnant.io.counts import map_genes  # noqa: E402
+from remnant.sim.alleles import with_homozygous_sites  # noqa: E402
 from remnant.sim.cohort import simulate_cohort  # noqa: E402
 from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles  # noqa: E402
 from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
@@ -96,30 +96,6 @@ def build(depth: float, density: float, clone: float, cells: int, seed: int, con
     adata.obs["other_type"] = truth["other_type"].to_numpy(bool)
     adata.layers["counts"] = adata.X.tocsr()
     return adata, concat_alleles(allele_parts), sim.allele_truth
-
-
-def with_homozygous_sites(alleles: ad.AnnData, copies: int, seed: int) -> ad.AnnData:
-    """The allele data with ``copies`` sites beside each site at which every person is homozygous: the
-    same reads per cell, all on one allele (what counting at a list of common SNPs adds: most of its
-    sites are homozygous in a given person)."""
-    if copies <= 0:
-        return alleles
-    rng = np.random.default_rng([seed, 18])
-    dp = sp.csr_matrix(alleles.layers["DP"], dtype=np.int64)
-    parts = [alleles]
-    for k in range(1, copies + 1):
-        var = alleles.var.copy()
-        var["position"] = var["position"] + k
-        var.index = [f"{site}:hom{k}" for site in alleles.var_names]
-        var["site_id"] = var.index
-        alt = sp.diags((rng.random(alleles.n_vars) < 0.5).astype(np.int64))
-        layers = {"AD": sp.csr_matrix(dp @ alt), "DP": dp.copy()}
-        parts.append(
-            ad.AnnData(X=sp.csr_matrix(dp.shape, dtype=np.float32), obs=alleles.obs.copy(), var=var, layers=layers)
-        )
-    out = ad.concat(parts, axis=1, merge="first")
-    out.var = pd.concat([part.var for part in parts])
-    return out
 
 
 def true_phase(allele_truth: pd.DataFrame) -> pd.DataFrame:

@@ -3,14 +3,13 @@ allele evidence when the listed sites are common SNPs rather than the person's h
 
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 from test_allele_evidence import simulated  # noqa: F401  (the module's cohort fixture)
 from test_lesions import auroc
 
+from remnant.sim.alleles import with_homozygous_sites
 from remnant.tl.allele_evidence import add_allele_evidence
 from remnant.tl.genotypes import MIN_GENOTYPE_SITES, heterozygous_sites, vote_share
 
@@ -33,7 +32,7 @@ def test_share_of_heterozygous_sites_and_which(het_fraction):
     rng = np.random.default_rng(0)
     a, d, het = _person(rng, 3000, het_fraction)
     persons = np.array(["A"] * a.shape[0])
-    post, table = heterozygous_sites(a, d, persons, np.full((1, a.shape[1]), 0.5), eps=0.01)
+    post, table = heterozygous_sites(a, d, persons, eps=0.01)
     row = table.iloc[0]
     assert abs(row["het_fraction"] - het_fraction) < 0.05
     p = post.toarray()[0]
@@ -50,7 +49,7 @@ def test_share_of_heterozygous_sites_and_which(het_fraction):
 def test_a_list_of_heterozygotes_is_kept_whole():
     rng = np.random.default_rng(1)
     a, d, _ = _person(rng, 2000, 1.0)
-    post, table = heterozygous_sites(a, d, np.array(["A"] * a.shape[0]), np.full((1, a.shape[1]), 0.5))
+    post, table = heterozygous_sites(a, d, np.array(["A"] * a.shape[0]))
     assert table.iloc[0]["het_fraction"] > 0.98
     assert table.iloc[0]["kept"] == table.iloc[0]["sites"]
 
@@ -58,7 +57,7 @@ def test_a_list_of_heterozygotes_is_kept_whole():
 def test_too_few_informative_sites_keep_everything():
     rng = np.random.default_rng(2)
     a, d, _ = _person(rng, 40, 0.2, cells=10)
-    post, table = heterozygous_sites(a, d, np.array(["A"] * 10), np.full((1, 40), 0.5))
+    post, table = heterozygous_sites(a, d, np.array(["A"] * 10))
     assert table.iloc[0]["informative_sites"] < MIN_GENOTYPE_SITES
     assert np.isnan(table.iloc[0]["het_fraction"])
     assert table.iloc[0]["kept"] == table.iloc[0]["sites"]
@@ -83,10 +82,9 @@ def test_loss_of_heterozygosity_in_carriers_is_not_taken_for_a_homozygote():
     hap[np.ix_(carrier, inside)] = False  # carriers keep haplotype 0 (REF) inside the lesion
     ad_ = np.where(hap, dp, 0)
     persons = np.array(["A"] * cells)
-    share = np.full((1, n_sites), 0.5)
-    plain, _ = heterozygous_sites(sp.csr_matrix(ad_), sp.csr_matrix(dp), persons, share)
-    share[0, inside] = vote_share("loss", 0.9)
-    aware, table = heterozygous_sites(sp.csr_matrix(ad_), sp.csr_matrix(dp), persons, share)
+    plain, _ = heterozygous_sites(sp.csr_matrix(ad_), sp.csr_matrix(dp), persons)
+    regions = [(inside, {"A": vote_share("loss", 0.9)})]
+    aware, table = heterozygous_sites(sp.csr_matrix(ad_), sp.csr_matrix(dp), persons, regions)
     read = np.asarray((dp > 0).sum(axis=0)).ravel() >= 3
     pick = inside & read
     assert table.iloc[0]["het_fraction"] > 0.95
@@ -94,33 +92,9 @@ def test_loss_of_heterozygosity_in_carriers_is_not_taken_for_a_homozygote():
     assert (aware.toarray()[0][pick]).mean() > (plain.toarray()[0][pick]).mean()
 
 
-def _with_homozygous_copies(alleles, copies=3, seed=0):
-    """The allele data with ``copies`` homozygous sites beside each site: the same reads per cell, all on
-    one allele (what counting at a common-SNP list adds: sites the person is homozygous at)."""
-    rng = np.random.default_rng(seed)
-    dp = sp.csr_matrix(alleles.layers["DP"], dtype=np.int64)
-    parts = [alleles]
-    for k in range(1, copies + 1):
-        var = alleles.var.copy()
-        var["position"] = var["position"] + k
-        var.index = [f"{site}:hom{k}" for site in alleles.var_names]
-        alt = sp.diags((rng.random(alleles.n_vars) < 0.5).astype(np.int64))
-        parts.append(
-            ad.AnnData(
-                X=sp.csr_matrix(dp.shape, dtype=np.float32),
-                obs=alleles.obs.copy(),
-                var=var,
-                layers={"AD": sp.csr_matrix(dp @ alt), "DP": dp.copy()},
-            )
-        )
-    out = ad.concat(parts, axis=1, merge="first")
-    out.var = pd.concat([p.var for p in parts])
-    return out
-
-
 def test_common_snp_sites_do_not_make_normal_cells_carriers(simulated):  # noqa: F811
     adata, alleles, _, lesions = simulated
-    polluted = _with_homozygous_copies(alleles)
+    polluted = with_homozygous_sites(alleles, 3)
     before = polluted.layers["DP"].copy()
     clean, mixed = adata.copy(), adata.copy()
     add_allele_evidence(clean, alleles, lesions)

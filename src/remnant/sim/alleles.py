@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from remnant.io._common import new_adata
 from remnant.sim.model import GeneModel, Patient, child_rng, in_interval
 
-__all__ = ["AlleleModel", "PatientSites", "CONTROL"]
+__all__ = ["AlleleModel", "PatientSites", "CONTROL", "with_homozygous_sites"]
 
 #: ``lesion`` value of the truth rows of control-region sites.
 CONTROL = "control"
@@ -317,3 +317,30 @@ def _split_among_sites(rng, sites: PatientSites, col: np.ndarray, n: np.ndarray)
         remaining[e] -= got
     keep = reads > 0
     return entry[keep], site[keep], reads[keep]
+
+
+def with_homozygous_sites(alleles: anndata.AnnData, copies: int, seed: int = 0) -> anndata.AnnData:
+    """Allele counts as if counted at a list of common SNPs: ``copies`` sites beside each site of
+    ``alleles`` (cells x sites, ``layers`` AD and DP) at which every person is homozygous, the same reads
+    per cell as the site, all on one allele (ALT or REF, drawn per copy with ``seed``); named
+    ``"{site}:hom{k}"``, one base past it. A person is homozygous at most sites of such a list (three per
+    heterozygous one is about what the 1000 Genomes common SNPs give)."""
+    if copies <= 0:
+        return alleles
+    rng = np.random.default_rng([seed, 18])
+    dp = sp.csr_matrix(alleles.layers["DP"], dtype=np.int64)
+    parts = [alleles]
+    for k in range(1, copies + 1):
+        var = alleles.var.copy()
+        var["position"] = var["position"] + k
+        var.index = [f"{site}:hom{k}" for site in alleles.var_names]
+        if "site_id" in var:
+            var["site_id"] = var.index
+        alt = sp.diags((rng.random(alleles.n_vars) < 0.5).astype(np.int64))
+        layers = {"AD": sp.csr_matrix(dp @ alt), "DP": dp.copy()}
+        parts.append(
+            anndata.AnnData(X=sp.csr_matrix(dp.shape, dtype=np.float32), obs=alleles.obs.copy(), var=var, layers=layers)
+        )
+    out = anndata.concat(parts, axis=1, merge="first")
+    out.var = pd.concat([part.var for part in parts])
+    return out

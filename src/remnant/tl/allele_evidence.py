@@ -36,6 +36,7 @@ from scipy.special import expit, logit
 from remnant.errors import InputError
 from remnant.tl.alleles import (
     MIN_BURST_PAIRS,
+    _lookup,
     allele_llr,
     bursting_overdispersion,
     lesion_sites,
@@ -322,19 +323,18 @@ def _heterozygous(aligned, patients, lesions, obs, eps, given) -> tuple[anndata.
     (:func:`remnant.tl.genotypes.heterozygous_sites`; sites a given phase names for the person are
     kept), and the per-person table."""
     order = pd.unique(patients)
-    share = np.full((len(order), aligned.n_vars), 0.5)
+    regions = []
     for lesion in lesions:
-        inside = lesion_sites(aligned, lesion)
         f = pd.Series(obs[f"{lesion.name}_posterior"].to_numpy(float)).groupby(patients).mean()
-        for p, person in enumerate(order):
-            share[p, inside] = vote_share(lesion.type, f[person])
-    het, table = heterozygous_sites(aligned.layers["AD"], aligned.layers["DP"], patients, share, eps=eps)
-    keep = (het >= 0.5).toarray()
+        regions.append((lesion_sites(aligned, lesion), {p: vote_share(lesion.type, f[p]) for p in order}))
+    het, table = heterozygous_sites(aligned.layers["AD"], aligned.layers["DP"], patients, regions, eps=eps)
+    code = pd.Index(order).get_indexer(patients)
+    named = np.zeros(0, np.int64)  # (person, site) pairs a given phase names, as person * n_sites + site
     if given is not None:
-        named = given[given["patient"].astype(str).isin(order)]
-        keep[
-            pd.Index(order).get_indexer(named["patient"].astype(str)), aligned.var_names.get_indexer(named["site_id"])
-        ] = True
+        g = given[given["patient"].astype(str).isin(order)]
+        sites = aligned.var_names.get_indexer(g["site_id"])
+        who = pd.Index(order).get_indexer(g["patient"].astype(str))
+        named = (who.astype(np.int64) * aligned.n_vars + sites)[sites >= 0]
     for row in table.itertuples():
         if np.isfinite(row.het_fraction) and row.kept < row.sites:
             log.info(
@@ -346,12 +346,13 @@ def _heterozygous(aligned, patients, lesions, obs, eps, given) -> tuple[anndata.
                 row.kept,
                 row.sites,
             )
-    code = pd.Index(order).get_indexer(patients)
     layers = {}
     for name in ("AD", "DP"):
         m = sp.csr_matrix(aligned.layers[name])
         rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-        on = keep[code[rows], m.indices]
+        on = _lookup(het, code[rows], m.indices) >= 0.5
+        if named.size:
+            on |= np.isin(code[rows].astype(np.int64) * aligned.n_vars + m.indices, named)
         layers[name] = sp.csr_matrix((m.data[on], (rows[on], m.indices[on])), shape=m.shape, dtype=np.int64)
     return anndata.AnnData(X=aligned.X, obs=aligned.obs, var=aligned.var, layers=layers), table
 

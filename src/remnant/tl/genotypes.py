@@ -32,6 +32,7 @@ from RNA alone that cannot be told from a homozygote, and the prior decides.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,7 @@ def heterozygous_sites(
     ad: sp.csr_matrix,
     dp: sp.csr_matrix,
     persons: np.ndarray,
-    share: np.ndarray,
+    regions: Sequence[tuple[np.ndarray, Mapping[str, float]]] = (),
     *,
     eps: float = 0.02,
 ) -> tuple[sp.csr_matrix, pd.DataFrame]:
@@ -67,17 +68,19 @@ def heterozygous_sites(
         (n_cells, n_sites) ALT and REF + ALT reads, CSR.
     persons
         (n_cells,) the person of each cell (str).
-    share
-        (n_persons_in_order_of_``pd.unique(persons)``, n_sites) float: each person's probability ``m``
-        that a cell's vote goes to a given allele of a heterozygous site, 1/2 outside the lesions (see
-        the module docstring).
+    regions
+        The lesions: per lesion a boolean (n_sites,) mask of its sites and ``{person: m}``, each person's
+        probability that a cell's vote at a heterozygous site there goes to the changed haplotype's
+        allele (:func:`vote_share`); elsewhere ``m`` is 1/2 (see the module docstring). Sites outside
+        every region fit the share of heterozygous sites.
     eps
         Per-vote error rate at a homozygous site (and the chance of a tie there).
 
     Returns
     -------
     het
-        CSR (n_persons, n_sites): ``P(het)`` of each (person, site) with reads (0-1).
+        CSR (n_persons in the order of ``pd.unique(persons)``, n_sites): ``P(het)`` of each (person, site)
+        with reads (0-1). Memory: a few float64 per (person, site) with reads.
     table
         One row per person: ``person``, ``het_fraction`` (``pi``; NaN when not measured),
         ``informative_sites`` (outside the lesions, >= 2 votes), ``sites`` (with reads), ``kept``
@@ -87,9 +90,13 @@ def heterozygous_sites(
     code = pd.Index(order).get_indexer(persons)
     votes = _votes(ad, dp, code, len(order))
     pairs, alt, ref, tie = votes
-    m = share[pairs[0], pairs[1]]
+    m, outside = np.full(alt.size, 0.5), np.ones(alt.size, bool)
+    for mask, share in regions:
+        inside = np.asarray(mask, bool)[pairs[1]]
+        m[inside] = pd.Series(order[pairs[0][inside]]).map(share).fillna(0.5).to_numpy(float)
+        outside &= ~inside
     log_het, log_hom = _site_likelihoods(alt, ref, tie, m, eps)
-    informative = (np.abs(m - 0.5) < 1e-12) & (alt + ref + tie >= 2)
+    informative = outside & (alt + ref + tie >= 2)
     rows, post = [], np.zeros(alt.size)
     for p, person in enumerate(order):
         mine = pairs[0] == p
