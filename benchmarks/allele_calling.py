@@ -130,9 +130,9 @@ def phase_accuracy(phase: pd.DataFrame, allele_truth: pd.DataFrame) -> tuple[flo
 CONFIDENCE_BINS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0]
 
 
-def site_outcomes(phase: pd.DataFrame, allele_truth: pd.DataFrame, alleles=None, obs=None) -> pd.DataFrame:
+def site_outcomes(phase: pd.DataFrame, allele_truth: pd.DataFrame, alleles, obs: pd.DataFrame) -> pd.DataFrame:
     """Every phased site on a gene with reads: its reported confidence and whether its allele is the
-    true lost one (the raw material of the calibration table). Given the allele counts and the cells'
+    true lost one (the raw material of the calibration table); with the allele counts and the cells'
     truth (``obs``: patient, truth), also what a phaser told which cells carry the lesion could do:
     ``carrier_reads``, the reads of the patient's true carriers at the site, and ``bound``, 1 when most
     of them show the retained allele, 1/2 on a tie (none read it), else 0. A site read only by normal
@@ -150,8 +150,7 @@ def site_outcomes(phase: pd.DataFrame, allele_truth: pd.DataFrame, alleles=None,
             "correct": got == used["allele"].to_numpy(),
         }
     )
-    if alleles is not None:
-        out["carrier_reads"], out["bound"] = _carrier_bound(used, got, alleles, obs)
+    out["carrier_reads"], out["bound"] = _carrier_bound(used, got, alleles, obs)
     return out
 
 

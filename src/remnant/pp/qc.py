@@ -151,7 +151,7 @@ def score_doublets(
         obs=pd.DataFrame(index=adata.obs_names),
         var=pd.DataFrame(index=adata.var_names[seen]),
     )
-    n_pcs = int(min(30, adata.n_obs - 2, adata.n_vars - 1))
+    n_pcs = int(min(30, work.n_obs - 2, work.n_vars - 1))
     sc.pp.scrublet(
         work,
         expected_doublet_rate=expected_rate,

@@ -37,6 +37,7 @@ from remnant.errors import InputError
 from remnant.tl.alleles import (
     MIN_BURST_PAIRS,
     _lookup,
+    _nonzero,
     allele_llr,
     bursting_overdispersion,
     lesion_sites,
@@ -349,11 +350,11 @@ def _heterozygous(aligned, patients, lesions, obs, eps, given) -> tuple[anndata.
     layers = {}
     for name in ("AD", "DP"):
         m = sp.csr_matrix(aligned.layers[name])
-        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-        on = _lookup(het, code[rows], m.indices) >= 0.5
+        rows, cols = _nonzero(m)
+        on = _lookup(het, code[rows], cols) >= 0.5
         if named.size:
-            on |= np.isin(code[rows].astype(np.int64) * aligned.n_vars + m.indices, named)
-        layers[name] = sp.csr_matrix((m.data[on], (rows[on], m.indices[on])), shape=m.shape, dtype=np.int64)
+            on |= np.isin(code[rows].astype(np.int64) * aligned.n_vars + cols, named)
+        layers[name] = sp.csr_matrix((m.data[on], (rows[on], cols[on])), shape=m.shape, dtype=np.int64)
     return anndata.AnnData(X=aligned.X, obs=aligned.obs, var=aligned.var, layers=layers), table
 
 

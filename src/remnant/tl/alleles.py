@@ -156,12 +156,17 @@ def _covering(starts: np.ndarray, ends: np.ndarray, pos: np.ndarray) -> np.ndarr
 # likelihood pieces
 # ------------------------------------------------------------------------------------------------
 def _counts(alleles: anndata.AnnData) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """:func:`_read_entries` of an allele AnnData's ``layers`` AD and DP."""
+    return _read_entries(alleles.layers["AD"], alleles.layers["DP"])
+
+
+def _read_entries(ad, dp) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """ALT and REF + ALT reads, cells x sites CSR float64 (the same sparsity: AD's explicit zeros
     where DP > 0 are added so every read site of a cell is one entry of both)."""
-    dp = sp.csr_matrix(alleles.layers["DP"]).astype(np.float64)  # a copy: the caller's layer stays as it is
+    dp = sp.csr_matrix(dp).astype(np.float64)  # a copy: the caller's layer stays as it is
     dp.sum_duplicates()
     dp.eliminate_zeros()
-    ad = _lookup(sp.csr_matrix(alleles.layers["AD"], dtype=np.float64), *_nonzero(dp))
+    ad = _lookup(sp.csr_matrix(ad, dtype=np.float64), *_nonzero(dp))
     return sp.csr_matrix((ad, dp.indices, dp.indptr), shape=dp.shape), dp
 
 

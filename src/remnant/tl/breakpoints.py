@@ -190,18 +190,17 @@ def _cell_groups(adata, lesion, reference, call_key, patient_key, state_key, whe
 
 
 def _chromosome_genes(
-    var: pd.DataFrame, chromosome: str, counted: np.ndarray | None = None
+    var: pd.DataFrame, chromosome: str, counted: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(chrom_cols by midpoint, their midpoints in bp, off_cols: autosomal genes off the chromosome,
-    those of boolean (n_vars,) ``counted`` only when given)."""
+    """(chrom_cols by midpoint, their midpoints in bp, off_cols: the autosomal genes off the chromosome
+    among boolean (n_vars,) ``counted``)."""
     chrom = var["chromosome"].astype(str).to_numpy()
     mid = (var["start"].to_numpy(np.int64) + var["end"].to_numpy(np.int64)) // 2
     on = np.flatnonzero(chrom == chromosome)
     if on.size == 0:
         raise InputError(f"no gene of the AnnData lies on {chromosome}.", where="lesion chromosome")
     on = on[np.argsort(mid[on], kind="stable")]
-    off = np.isin(chrom, _AUTOSOMES) & (chrom != chromosome)
-    return on, mid[on], np.flatnonzero(off if counted is None else off & counted)
+    return on, mid[on], np.flatnonzero(np.isin(chrom, _AUTOSOMES) & (chrom != chromosome) & counted)
 
 
 def lesion_sums(

@@ -31,7 +31,6 @@ from RNA alone that cannot be told from a homozygote, and the prior decides.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -39,11 +38,9 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import logsumexp
 
-from remnant.tl.alleles import _lookup, _nonzero
+from remnant.tl.alleles import _nonzero, _read_entries
 
 __all__ = ["MIN_GENOTYPE_SITES", "heterozygous_sites", "vote_share"]
-
-log = logging.getLogger(__name__)
 
 #: Sites outside the lesions with two cell votes or more a person needs for its share of heterozygous
 #: sites to be measured (fewer: every listed site is taken as heterozygous).
@@ -88,7 +85,7 @@ def heterozygous_sites(
     """
     order = pd.unique(persons)
     code = pd.Index(order).get_indexer(persons)
-    votes = _votes(ad, dp, code, len(order))
+    votes = _votes(ad, dp, code)
     pairs, alt, ref, tie = votes
     m, outside = np.full(alt.size, 0.5), np.ones(alt.size, bool)
     for mask, share in regions:
@@ -117,15 +114,11 @@ def heterozygous_sites(
     return het, pd.DataFrame(rows)
 
 
-def _votes(ad: sp.csr_matrix, dp: sp.csr_matrix, code: np.ndarray, n_persons: int):
+def _votes(ad: sp.csr_matrix, dp: sp.csr_matrix, code: np.ndarray):
     """Per (person, site) with reads: (person, site) index pair and the cells voting ALT, REF and tied."""
-    # a whole copy (csr_matrix(dp, dtype=...) can share the index arrays, which sum_duplicates sorts)
-    dp = sp.csr_matrix(dp).astype(np.float64, copy=True)
-    dp.sum_duplicates()
-    dp.eliminate_zeros()
+    ad, dp = _read_entries(ad, dp)
     rows, cols = _nonzero(dp)
-    a = _lookup(ad, rows, cols)
-    n = dp.data
+    a, n = ad.data, dp.data
     keys = code[rows].astype(np.int64) * dp.shape[1] + cols
     uniq, inv = np.unique(keys, return_inverse=True)
     alt = np.bincount(inv, weights=2 * a > n, minlength=uniq.size)
