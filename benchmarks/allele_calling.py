@@ -11,7 +11,11 @@ the allele LLR. The oracle is the same with each site's true lost allele given a
 
 Columns: ``expr`` / ``allele`` / ``joint`` / ``oracle``: per-cell AUROC over the patients' cells and
 the held-out healthy cells (expression LLR; allele LLR; joint posterior; joint posterior with the
-true phase); ``gain`` and ``oracle_gain``: joint and oracle minus expression; ``phase_acc``: share
+true phase); ``informed``: the same with each site phased by the majority allele of the patient's true
+carriers' reads, a carrier never by its own (:func:`informed_scores`: what phasing from the patient's own
+cells can reach if it knew its carriers; where it falls short of the oracle, the cells do not carry the
+phase); ``gain``,
+``oracle_gain`` and ``informed_gain``: joint, oracle and informed minus expression; ``phase_acc``: share
 of the phased sites (confidence >= 0.9, on a gene, with reads) whose allele is the true lost one,
 and ``phased``: how many; ``phase_conf``: their mean confidence; ``acc_all`` / ``conf_all``: accuracy and mean
 confidence over all phased sites on a gene with reads (calibrated: equal); ``acc_bound``: over the same
@@ -21,7 +25,7 @@ gives (a reference, not a strict ceiling: reads of one cell at several sites of 
 phases); ``acc_readable``: remnant's accuracy on the sites at least one true carrier read; ``phase_temp``: the patients'
 phase temperatures (split-half calibration of the site log odds, geometric mean); ``held_called``: held-out healthy cells called (joint); ``normal_expr`` /
 ``normal_joint``: the patients' non-carrier cells of their own type called, expression alone and
-joint, and ``normal_oracle`` with the true phase (what the allele data can do for them at their priors);
+joint, and ``normal_oracle`` with the true phase and ``normal_informed`` with the informed phase (what the allele data can do for them at their priors);
 ``other_expr`` / ``other_joint`` / ``other_oracle``: the same for cells of another type; ``reads``: median
 allele reads per patient cell on the lesion's sites; ``rho`` and ``temp``: the bursting overdispersion and the
 temperature measured on the control region's sites (the simulator's bursting is ``1 / (2a + 1)``: 0.2 for
@@ -104,6 +108,54 @@ def true_phase(allele_truth: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {"patient": t["patient"], "site_id": t["site_id"], "lesion": "del5q", "allele": t["lost_allele"]}
     )
+
+
+def carrier_phase(alleles, obs: pd.DataFrame, allele_truth: pd.DataFrame, carriers: np.ndarray) -> pd.DataFrame:
+    """Each patient's lesion sites phased by the majority allele of the reads of ``carriers`` ((n_obs,)
+    bool over ``obs``: true carriers; a carrier shows the retained allele, so the other one is lost);
+    sites none of them read, or read equally on both alleles, are left out (no phase: no evidence)."""
+    sites = true_phase(allele_truth).drop_duplicates(["patient", "site_id"])
+    cells = obs.assign(_carrier=carriers).reindex(alleles.obs_names)
+    carrier = cells["_carrier"].fillna(False).to_numpy(bool)
+    ad_, dp = alleles.layers["AD"].tocsr(), alleles.layers["DP"].tocsr()
+    parts = []
+    for patient in pd.unique(sites["patient"]):
+        own = sites[sites["patient"] == patient]
+        columns = alleles.var_names.get_indexer(own["site_id"])
+        rows = np.flatnonzero(carrier & (cells["patient"] == patient).to_numpy())
+        n = np.asarray(dp[rows][:, columns].sum(axis=0)).ravel()
+        alt = np.asarray(ad_[rows][:, columns].sum(axis=0)).ravel()
+        told = alt * 2 != n
+        parts.append(own[told].assign(allele=np.where(alt[told] * 2 > n[told], "REF", "ALT")))
+    return pd.concat(parts, ignore_index=True) if parts else sites.iloc[:0]
+
+
+#: Folds of the informed phaser: a carrier is scored with the phase of the other folds' carriers.
+INFORMED_FOLDS = 10
+
+
+def informed_scores(adata, alleles, lesions, ref, allele_truth, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The informed phaser (what phasing from a patient's own cells can reach if it knew which of them
+    carry the lesion): joint LLR (expression + alleles) per cell and calls. Sites are phased by the true
+    carriers' majority allele (:func:`carrier_phase`), cross-fitted: a carrier is scored with the phase
+    of the carriers of the other :data:`INFORMED_FOLDS` folds, never its own reads (which would agree
+    with any phase they made); every other cell with the phase of all carriers."""
+    truth = adata.obs["truth"].to_numpy(bool)
+    fold = np.random.default_rng([seed, 18]).integers(0, INFORMED_FOLDS, adata.n_obs)
+    fit = adata.copy()
+    add_allele_evidence(
+        fit, alleles, lesions, reference=ref, phase=carrier_phase(alleles, adata.obs, allele_truth, truth)
+    )
+    llr = fit.obs["del5q_llr"].to_numpy() + fit.obs["del5q_allele_llr"].to_numpy()
+    for f in range(INFORMED_FOLDS):
+        held = truth & (fold == f)
+        if not held.any():
+            continue
+        part = adata.copy()
+        phase = carrier_phase(alleles, adata.obs, allele_truth, truth & ~held)
+        add_allele_evidence(part, alleles, lesions, reference=ref, phase=phase)
+        llr[held] = part.obs["del5q_llr"].to_numpy()[held] + part.obs["del5q_allele_llr"].to_numpy()[held]
+    return llr, fit.obs["del5q_call"].to_numpy()
 
 
 def _lost_allele(allele_truth: pd.DataFrame) -> pd.Series:
@@ -198,6 +250,7 @@ def run(depth, density, clone, cells, seed, confounders=True, homozygous=0) -> t
     add_allele_evidence(adata, alleles, lesions, reference=ref)
     sec_alleles = time.perf_counter() - t0
     add_allele_evidence(oracle, alleles, lesions, reference=ref, phase=true_phase(allele_truth))
+    informed_llr, informed_call = informed_scores(adata, alleles, lesions, ref, allele_truth, seed)
     obs = adata.obs
     mds = (obs["condition"] == "MDS").to_numpy()
     held = obs["sample"].str.endswith("_held").to_numpy()
@@ -222,6 +275,7 @@ def run(depth, density, clone, cells, seed, confounders=True, homozygous=0) -> t
             oracle.obs["del5q_llr"].to_numpy()[scored] + oracle.obs["del5q_allele_llr"].to_numpy()[scored],
             truth[scored],
         ),
+        "informed": auroc(informed_llr[scored], truth[scored]),
         "joint_post": auroc(joint_post[mds], truth[mds]) if 0 < truth[mds].mean() < 1 else float("nan"),
         "phase_acc": acc,
         "phase_conf": confidence,
@@ -235,6 +289,7 @@ def run(depth, density, clone, cells, seed, confounders=True, homozygous=0) -> t
         "normal_expr": float(expr_call[normal].mean()) if normal.any() else float("nan"),
         "normal_joint": float(call[normal].mean()) if normal.any() else float("nan"),
         "normal_oracle": float(oracle_call[normal].mean()) if normal.any() else float("nan"),
+        "normal_informed": float(informed_call[normal].mean()) if normal.any() else float("nan"),
         "other_expr": float(expr_call[other_mds].mean()) if other_mds.any() else float("nan"),
         "other_joint": float(call[other_mds].mean()) if other_mds.any() else float("nan"),
         "other_oracle": float(oracle_call[other_mds].mean()) if other_mds.any() else float("nan"),
@@ -246,6 +301,7 @@ def run(depth, density, clone, cells, seed, confounders=True, homozygous=0) -> t
     }
     out["gain"] = out["joint"] - out["expr"]
     out["oracle_gain"] = out["oracle"] - out["expr"]
+    out["informed_gain"] = out["informed"] - out["expr"]
     return out, sites.assign(depth=depth, density=density, clone=clone, seed=seed)
 
 
@@ -302,8 +358,10 @@ def main() -> None:
         "allele",
         "joint",
         "oracle",
+        "informed",
         "gain",
         "oracle_gain",
+        "informed_gain",
     ]
     cols += [
         "phase_acc",
@@ -318,6 +376,7 @@ def main() -> None:
         "normal_expr",
         "normal_joint",
         "normal_oracle",
+        "normal_informed",
         "other_expr",
         "other_joint",
         "other_oracle",
@@ -330,6 +389,10 @@ def main() -> None:
     print(
         f"\njoint within 0.01 of the oracle: {int(((table['oracle'] - table['joint']) <= 0.01).sum())} of {len(table)};"
         f" gain >= oracle gain - 0.005: {int((table['gain'] >= table['oracle_gain'] - 0.005).sum())} of {len(table)};"
+        f" informed phaser within 0.01 of the oracle: {int(((table['oracle'] - table['informed']) <= 0.01).sum())};"
+        f" joint within 0.01 of the informed phaser: {int(((table['informed'] - table['joint']) <= 0.01).sum())};"
+        f" informed gain >= oracle gain - 0.005: {int((table['informed_gain'] >= table['oracle_gain'] - 0.005).sum())};"
+        f" gain >= informed gain - 0.005: {int((table['gain'] >= table['informed_gain'] - 0.005).sum())};"
         f" held-out called max {table['held_called'].max():.4f};"
         f" calling with alleles / without: {(table['sec_alleles'] + table['sec_expr']).sum() / table['sec_expr'].sum():.2f}x"
     )
