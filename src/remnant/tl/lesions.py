@@ -46,6 +46,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from remnant.errors import InputError
+from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
 from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, group_totals
 from remnant.tl.lesion_model import assign_folds, best_interval, group_posteriors, score_rows, temperature
 
@@ -545,6 +546,20 @@ class _Scores:
     batches: pd.DataFrame
 
 
+@dataclass
+class _Scored:
+    """One lesion scored: its scores, donors' intervals, genes used, and posteriors (n_obs,) with
+    the priors they were computed with (``{sample: prior}`` and the per-group rows)."""
+
+    lesion: Lesion
+    scores: _Scores
+    intervals: list
+    genes: np.ndarray
+    post: np.ndarray
+    priors: dict
+    groups: pd.DataFrame
+
+
 def call_lesions(
     adata: anndata.AnnData,
     lesions: list[Lesion],
@@ -558,6 +573,7 @@ def call_lesions(
     posterior_cutoff: float = 0.9,
     prior_key: str | None = None,
     prior_strength: float = 20.0,
+    clone_prior: bool = True,
     n_folds: int = 5,
     seed: int = 0,
     min_mean: float = 0.001,
@@ -626,6 +642,14 @@ def call_lesions(
         than their sizes explain (a tumour and its normal cells), the pull is estimated from that
         spread and is weaker (empirical Bayes, at least one pseudo-cell;
         :func:`remnant.tl.lesion_model.pooling_strength`); where they agree it is ``prior_strength``.
+    clone_prior
+        With two or more lesions, learn their priors together (:mod:`remnant.tl.clone_prior`): a
+        group's cells belong to the malignant clone with one fraction, and a clone cell carries each
+        lesion with its own fraction (a subclone's lesion a small one); a normal cell carries none.
+        A cell's posterior of one lesion then draws on the others' evidence as far as the lesions
+        co-occur, so a normal cell that reads as changed on one arm, or that clusters with tumour
+        cells, is not called while every other lesion says it is normal. With one lesion it is the
+        per-lesion model exactly. False: each lesion's prior learned alone.
     n_folds
         Cross-fitting folds for reference cells (capped at the number of reference donors).
     seed
@@ -695,7 +719,9 @@ def call_lesions(
     nonzero expectation). ``uns["lesions"][name]``: ``per_sample`` DataFrame (batch, n_cells,
     n_reference, prior, n_called, fpr, fnr, temperature, count_scale, reference_matched);
     ``per_group`` DataFrame (sample, group, n_cells, prior, strength (the pseudo-cells of the pull
-    towards the sample's prior), n_called, fpr: the priors the cells were called with);
+    towards the sample's prior), clone and q (under ``clone_prior``: the group's clone fraction and
+    the lesion's fraction among clone cells, prior = clone * q; NaN otherwise), n_called, fpr: the
+    priors the cells were called with);
     ``batches`` DataFrame (per batch: n_cells, n_reference, reference_matched, fold_mode, n_folds,
     n_reference_donors (-1: donors unknown), n_genes, temperature, count_scale); ``reference_notes``
     DataFrame (batch, kind, detail, note: what the reference could not give a batch - one reference
@@ -783,32 +809,37 @@ def call_lesions(
     notes = _reference_notes(adata.obs[state_key], cohort, min_batch_reference)
     for note in notes["note"]:
         log.warning("%s", note)
+    options = {
+        "posterior_cutoff": posterior_cutoff,
+        "prior_strength": prior_strength,
+        "calibrate": calibrate,
+        "refine": refine,
+        "min_refine_cells": min_refine_cells,
+        "min_interval_genes": min_interval_genes,
+        "score": {
+            "rho": None,
+            "min_mean": min_mean,
+            "shrinkage": shrinkage,
+            "chunk_size": chunk_size,
+            "outlier_fraction": outlier_fraction,
+            "unmatched_level_sd": unmatched_level_sd,
+        },
+    }
+    scored = [
+        _score_lesion(XU, var, lesion, cohort, **{**options, "score": {**options["score"], "rho": lesion.copy_ratio}})
+        for lesion in lesions
+    ]
+    if clone_prior and len(scored) > 1:
+        results = _with_clone_prior(scored, cohort, prior_strength, posterior_cutoff)
+    else:
+        results = [(s, _lesion_fpr(s.scores, cohort, posterior_cutoff)) for s in scored]
     uns = adata.uns.setdefault("lesions", {})
-    for lesion in lesions:
-        columns, uns[lesion.name] = _call_lesion(
-            XU,
-            var,
-            lesion,
-            cohort,
-            posterior_cutoff=posterior_cutoff,
-            prior_strength=prior_strength,
-            calibrate=calibrate,
-            refine=refine,
-            min_refine_cells=min_refine_cells,
-            min_interval_genes=min_interval_genes,
-            score={
-                "rho": lesion.copy_ratio,
-                "min_mean": min_mean,
-                "shrinkage": shrinkage,
-                "chunk_size": chunk_size,
-                "outlier_fraction": outlier_fraction,
-                "unmatched_level_sd": unmatched_level_sd,
-            },
-        )
+    for s, fpr_of in results:
+        columns, uns[s.lesion.name] = _lesion_result(s, cohort, posterior_cutoff, fpr_of)
         for key, values in columns.items():
-            adata.obs[f"{lesion.name}_{key}"] = values
-        uns[lesion.name]["params"] = dict(params)
-        uns[lesion.name]["reference_notes"] = notes.copy()
+            adata.obs[f"{s.lesion.name}_{key}"] = values
+        uns[s.lesion.name]["params"] = {**params, "clone_prior": bool(clone_prior and len(scored) > 1)}
+        uns[s.lesion.name]["reference_notes"] = notes.copy()
 
 
 def _depth_params(depth_genes: DepthGenes | None, *, given: bool) -> dict:
@@ -824,7 +855,7 @@ def _depth_params(depth_genes: DepthGenes | None, *, given: bool) -> dict:
     }
 
 
-def _call_lesion(
+def _score_lesion(
     XU: sp.csr_matrix,
     var: pd.DataFrame,
     lesion: Lesion,
@@ -837,10 +868,10 @@ def _call_lesion(
     min_refine_cells: int,
     min_interval_genes: int,
     score: dict,
-) -> tuple[dict[str, np.ndarray], dict]:
-    """One lesion's calls: the obs columns (``posterior``, ``llr``, ``call``, ``n_genes``; (n_obs,)
-    each, prefixed with the lesion's name when written) and its ``uns["lesions"]`` entry but the
-    parameters. ``XU``: cells x the lesions' genes (``var``); ``score``: :func:`score_rows`'s options."""
+) -> _Scored:
+    """One lesion scored on its own: tempered LLRs, each donor's interval (refined on the posteriors
+    of this lesion alone) and the per-lesion priors. ``XU``: cells x the lesions' genes (``var``);
+    ``score``: :func:`score_rows`'s options."""
     # the lesion's genes in genomic order, for the interval scan
     cols = np.flatnonzero(genes_in(var, lesion))
     cols = cols[np.argsort(var["start"].to_numpy(np.int64)[cols], kind="stable")]
@@ -864,21 +895,84 @@ def _call_lesion(
             (posterior_cutoff, min_refine_cells, min_interval_genes),
         )
         post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
+    genes = np.asarray(var.index[cols[scores.used]], dtype=str)
+    return _Scored(lesion, scores, intervals, genes, post, priors, groups)
+
+
+def _lesion_result(scored: _Scored, cohort: _Cohort, posterior_cutoff: float, fpr_of) -> tuple[dict, dict]:
+    """One lesion's obs columns (``posterior``, ``llr``, ``call``, ``n_genes``; (n_obs,) each,
+    prefixed with the lesion's name when written) and its ``uns["lesions"]`` entry but the
+    parameters, from its posteriors and priors (``scored``: per lesion, or replaced by the clone
+    model's); ``fpr_of(group row, mask)``: the share of reference cells the group would call."""
+    post, scores = scored.post, scored.scores
     call = post >= posterior_cutoff
-    per_group = _per_group(post, groups, cohort, scores, posterior_cutoff)
+    per_group = _per_group(post, scored.groups, cohort, posterior_cutoff, fpr_of)
     columns = {"posterior": post, "llr": scores.llr, "call": call, "n_genes": scores.n_genes}
     return columns, {
-        "lesion": dict(asdict(lesion).items()),
-        "per_sample": _per_sample(post, priors, per_group, cohort, scores, posterior_cutoff),
+        "lesion": dict(asdict(scored.lesion).items()),
+        "per_sample": _per_sample(post, scored.priors, per_group, cohort, scores, posterior_cutoff),
         "per_group": per_group,
         "batches": scores.batches,
         "intervals": pd.DataFrame(
-            intervals,
+            scored.intervals,
             columns=["donor", "n_called", "expected_carriers", "refined", "start", "end", "n_genes", "gain"],
         ),
-        "genes": np.asarray(var.index[cols[scores.used]], dtype=str),
+        "genes": scored.genes,
         "reference_fpr": float(call[cohort.ref].mean()),
     }
+
+
+def _lesion_fpr(scores: _Scores, cohort: _Cohort, posterior_cutoff: float):
+    """``fpr_of`` of one lesion scored alone: its reference cells' LLRs above the group prior's bar."""
+    logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
+
+    def fpr_of(row, m: np.ndarray) -> float:
+        pi = row["prior"]
+        return float(np.mean(_reference_llr(scores, cohort, m) >= logit_cut - np.log(pi / (1 - pi))))
+
+    return fpr_of
+
+
+def _with_clone_prior(scored: list[_Scored], cohort: _Cohort, prior_strength: float, posterior_cutoff: float) -> list:
+    """The lesions' posteriors and priors under the clone model (:mod:`remnant.tl.clone_prior`),
+    each with its ``fpr_of``: the group's reference cells called on their LLRs of every lesion."""
+    llr = np.column_stack([s.scores.llr for s in scored])
+    post, fits, groups = clone_posteriors(llr, cohort.samples, cohort.prior_groups, prior_strength, cohort.donors)
+    out = []
+    for k, s in enumerate(scored):
+        table = groups[["sample", "group", "n_cells"]].assign(
+            prior=groups["clone"] * groups["q"].map(lambda q, k=k: q[k]),
+            strength=groups["strength"],
+            clone=groups["clone"],
+            q=groups["q"].map(lambda q, k=k: q[k]),
+        )
+        priors = {smp: m * q[k] for smp, (m, q) in fits.items()}
+        out.append(
+            (
+                _Scored(s.lesion, s.scores, s.intervals, s.genes, post[:, k], priors, table),
+                _clone_fpr(scored, k, groups, cohort, posterior_cutoff),
+            )
+        )
+    return out
+
+
+def _clone_fpr(scored: list[_Scored], k: int, groups: pd.DataFrame, cohort: _Cohort, posterior_cutoff: float):
+    """``fpr_of`` of lesion ``k`` under the clone model: the group's fractions (``groups``: the clone
+    model's rows, ``q`` over every lesion) applied to its reference cells' LLRs of every lesion (the
+    donor's refined ones where they cover the same cells as the batch's)."""
+    fractions = {
+        (smp, grp): (m, q) for smp, grp, m, q in groups[["sample", "group", "clone", "q"]].itertuples(index=False)
+    }
+
+    def fpr_of(row, m: np.ndarray) -> float:
+        b = cohort.batch[m][0]
+        base = [s.scores.reference_llr[(b, None)] for s in scored]
+        own = [_reference_llr(s.scores, cohort, m) for s in scored]
+        R = np.column_stack([o if o.size == r.size else r for o, r in zip(own, base, strict=True)])
+        clone, q = fractions[(row["sample"], row["group"])]
+        return float(np.mean(lesion_posteriors(R, clone, q)[:, k] >= posterior_cutoff))
+
+    return fpr_of
 
 
 def _reference_notes(states: pd.Series, cohort: _Cohort, min_batch_reference: int) -> pd.DataFrame:
@@ -1176,18 +1270,21 @@ def _reference_llr(scores: _Scores, cohort: _Cohort, m: np.ndarray) -> np.ndarra
 
 
 def _per_group(
-    post: np.ndarray, groups: pd.DataFrame, cohort: _Cohort, scores: _Scores, posterior_cutoff: float
+    post: np.ndarray, groups: pd.DataFrame, cohort: _Cohort, posterior_cutoff: float, fpr_of
 ) -> pd.DataFrame:
-    """The ``per_group`` table: ``groups`` (sample, group, n_cells, prior) with each group's calls
-    and ``fpr``, the share of its reference cells that its prior would call."""
-    logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
+    """The ``per_group`` table: ``groups`` (sample, group, n_cells, prior, strength and, under the
+    clone model, clone and q; NaN without it) with each group's calls and ``fpr``, the share of its
+    reference cells its priors would call (``fpr_of(row, mask)``)."""
     n_called, fpr = [], []
-    for smp, grp, pi in groups[["sample", "group", "prior"]].itertuples(index=False):
-        m = (cohort.samples == smp) & (cohort.prior_groups == grp)
+    for _, row in groups.iterrows():
+        m = (cohort.samples == row["sample"]) & (cohort.prior_groups == row["group"])
         n_called.append(int((post[m] >= posterior_cutoff).sum()))
-        thr = logit_cut - np.log(pi / (1 - pi))
-        fpr.append(float(np.mean(_reference_llr(scores, cohort, m) >= thr)))
-    return groups.assign(n_called=n_called, fpr=fpr)
+        fpr.append(fpr_of(row, m))
+    out = groups.assign(n_called=n_called, fpr=fpr)
+    for column in ("clone", "q"):
+        if column not in out:
+            out[column] = np.nan
+    return out[["sample", "group", "n_cells", "prior", "strength", "clone", "q", "n_called", "fpr"]]
 
 
 def called_and_fnr(post: np.ndarray, posterior_cutoff: float) -> tuple[int, float]:
