@@ -115,8 +115,11 @@ def targets(table: pd.DataFrame) -> list[str]:
     t = table[table["data"] == "TNBC1"]
     les, ctl = t[t["kind"] == "lesion"], t[t["kind"] == "control"]
     icnv = les[["icnv", "icnv_cf"]].max(axis=1)
-    out.append(f"TNBC1 lesions AUROC >= 0.95: {int((les['auroc'] >= 0.95).sum())}/{len(les)}")
-    out.append(f"TNBC1 lesions AUROC >= infercnvpy: {int((les['auroc'] >= icnv - 1e-9).sum())}/{len(les)}")
+    for col, what in (("auroc", "LLR"), ("auroc_post", "posterior")):
+        out.append(
+            f"TNBC1 lesions AUROC ({what}) >= 0.95: {int((les[col] >= 0.95).sum())}/{len(les)}; "
+            f">= infercnvpy: {int((les[col] >= icnv - 1e-9).sum())}/{len(les)}"
+        )
     out.append(
         f"TNBC1 control arms <= 2% of tumour cells called: {int((ctl['tumour_called'] <= 0.02).sum())}/{len(ctl)}"
     )

@@ -25,49 +25,54 @@ import real_data  # noqa: E402
 # REGRESSION FLOORS, NOT ALL OF THE ISSUE'S TARGETS. Issue 17 asks, on TNBC1, for every lesion AUROC >= 0.95 and
 # >= infercnvpy's, and <= 2% of cells called on the control arms and among the normal cells. Today (outlier-robust
 # evidence, cnv.outlier_fraction 0.05, each gene's term clipped at log(1/eps); carrier fractions per sample and
-# Leiden cluster, pooled by empirical Bayes; cnv.unmatched_level_sd 0.1: TNBC1 has no annotated states, so every
-# cell is scored against the pooled profile and a deep cell's evidence is bounded by its level's uncertainty)
-# all seven lesions pass 0.95 by the LLR (del19q 0.963); by the LLR three are >= infercnvpy (gain8q, del10q 0.974 vs
-# 0.969, del14q 0.974 vs 0.972; del19q 0.963 vs 0.970, del5q 0.993 vs 0.999), by the posterior all seven; 2 of 74
-# normal cells are called for gain1q and del19q (single cells of high LLR) and, in the shared sample, gain16p; 51 of
-# 228 tumour cells are called for del18p (69 before the level term) (they sit in two of the tumour's Leiden
-# clusters: a subclone or a programme, see docs/robust_evidence.md). The values below are today's
-# (`benchmarks/real_data.py`) less a small margin: AUROC 0.01, one more normal cell, a few more tumour cells on a
-# control. They guard against regression; raise them as the method improves. The oligodendroglioma AUROC floors
-# are the issue's own (today 1.000 / 0.999).
+# Leiden cluster, pooled by empirical Bayes, and learned as one clone's across the seven lesions (cnv.clone_prior);
+# cnv.unmatched_level_sd 0.1: TNBC1 has no annotated states, so every cell is scored against the pooled profile and
+# a deep cell's evidence is bounded by its level's uncertainty) all seven lesions pass 0.95 by the LLR (del19q
+# 0.963) and by the posterior (del19q 0.990); by the LLR three are >= infercnvpy (gain8q, del10q, del14q), by the
+# posterior six (del5q 0.99864 against the cross-fitted infercnvpy's 0.99870: one pair of cells). At most one of
+# the 74 normal cells is called for any lesion (the issue's 2%), in the tumour's sample or in one of their own:
+# a tumour-myeloid doublet (gains) and a fibroblast (losses). 46 of 228 tumour cells are called for del18p (they
+# sit in two of the tumour's Leiden clusters: a subclone or a programme, see docs/robust_evidence.md). The values
+# below are the issue's where it is met, else today's (`benchmarks/real_data.py`) less a small margin: AUROC 0.01,
+# a few more tumour cells on a control. They guard against regression; raise them as the method improves. The
+# oligodendroglioma AUROC floors are the issue's own (today 1.000 / 0.999).
 N_TUMOUR, N_NORMAL = 228, 74  # TNBC1
 N_TUMOUR_OLIGO, N_NORMAL_OLIGO = 142, 42
+TWO_PERCENT = 1 / N_NORMAL  # at most one normal cell of 74 (the issue's <= 2%)
 
-# TNBC1 lesions: auroc >= floor; normal_called (normals in the tumour's sample) and normal_called_split
-# (normals in a sample of their own) <= ceiling. Today's values in the comments. With the plain negative
-# binomial (outlier_fraction 0) the losses were at 0.892 / 0.958 / 0.891 / 0.932.
+# TNBC1 lesions: auroc (LLR) >= floor, auroc_post (posterior) >= the issue's 0.95; normal_called (normals in the
+# tumour's sample) and normal_called_split (normals in a sample of their own) <= the issue's 2%. Today's values in
+# the comments (LLR, posterior, normals shared and split). With the plain negative binomial (outlier_fraction 0)
+# the losses' LLR AUROCs were 0.892 / 0.958 / 0.891 / 0.932.
+_NORMALS = {"auroc_post": 0.95, "normal_called": TWO_PERCENT, "normal_called_split": TWO_PERCENT}
 TNBC1_LESIONS = {
-    "gain1q": {"auroc": 0.988, "normal_called": 3 / N_NORMAL, "normal_called_split": 3 / N_NORMAL},  # .9983 2 2
-    "gain8q": {"auroc": 0.990, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},  # 1.000 0 0
-    "gain16p": {"auroc": 0.970, "normal_called": 3 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},  # .9806 2 0
-    "del19q": {"auroc": 0.951, "normal_called": 3 / N_NORMAL, "normal_called_split": 3 / N_NORMAL},  # .9628 2 2
-    "del5q": {"auroc": 0.982, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},  # .9927 0 0
-    "del10q": {"auroc": 0.963, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},  # .9738 0 0
-    "del14q": {"auroc": 0.963, "normal_called": 2 / N_NORMAL, "normal_called_split": 2 / N_NORMAL},  # .9735 1 0
+    "gain1q": {"auroc": 0.988, **_NORMALS},  # .9983 1.000 1 0
+    "gain8q": {"auroc": 0.990, **_NORMALS},  # 1.000 1.000 1 0
+    "gain16p": {"auroc": 0.970, **_NORMALS},  # .9806 .9993 1 0
+    "del19q": {"auroc": 0.951, **_NORMALS},  # .9628 .9896 1 1
+    "del5q": {"auroc": 0.982, **_NORMALS},  # .9927 .9986 0 0
+    "del10q": {"auroc": 0.963, **_NORMALS},  # .9738 .9933 1 1
+    "del14q": {"auroc": 0.963, **_NORMALS},  # .9735 .9906 1 1
 }
 # TNBC1 control arms (no change): tumour_called, normal_called, normal_called_split <= ceiling.
 TNBC1_CONTROLS = {
     "gain1p": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
     "del1p": {"tumour_called": 3 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
     "gain18p": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
-    "del18p": {"tumour_called": 55 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
+    "del18p": {"tumour_called": 50 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
     "gain22q": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
     "del22q": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
 }
-# today: tumour cells called 0, 1, 0, 51, 0, 0 of 228; no normal cell. del18p: 63 with fixed pooling of the
+# today: tumour cells called 0, 1, 0, 46, 0, 0 of 228; no normal cell. del18p: 63 with fixed pooling of the
 # clusters' priors, 69 with empirical Bayes (its two tumour clusters keep their own fractions), 51 with the level
-# term (cnv.unmatched_level_sd).
-# Oligodendroglioma: the issue's AUROC floors; normals (each in its tumour's sample) today 0 and 1 of 42.
+# term (cnv.unmatched_level_sd), 46 with the clone prior (the six control arms learned as one clone's).
+# Oligodendroglioma: the issue's AUROC floors; normals (each in its tumour's sample) today 0 and 0 of 42.
 OLIGO_LESIONS = {
     "del1p": {"auroc": 0.99, "normal_called": 1 / N_NORMAL_OLIGO},
-    "del19q": {"auroc": 0.98, "normal_called": 2 / N_NORMAL_OLIGO},
+    "del19q": {"auroc": 0.98, "normal_called": 1 / N_NORMAL_OLIGO},
 }
-# retained arms: today one tumour cell called on del1q, one tumour and one normal cell on del19p
+# retained arms: today no cell called on del1q (one tumour cell before the clone prior), one tumour and one normal
+# cell on del19p
 OLIGO_CONTROLS = {
     "del1q": {"tumour_called": 2 / N_TUMOUR_OLIGO, "normal_called": 1 / N_NORMAL_OLIGO},
     "del19p": {"tumour_called": 2 / N_TUMOUR_OLIGO, "normal_called": 1 / N_NORMAL_OLIGO},

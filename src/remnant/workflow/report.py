@@ -481,6 +481,17 @@ def _prior_groups(cnv: dict) -> str:
     )
 
 
+def _clone_text(cnv: dict, lesions: list) -> str:
+    """The methods' clause on the clone prior (``cnv.clone_prior`` with two or more lesions)."""
+    if not cnv.get("clone_prior", True) or len(lesions) < 2:
+        return ""
+    return (
+        "; the lesions' fractions were learned together as one clone's (per group a fraction of clone cells, "
+        "per lesion its fraction among clone cells, pulled towards the patient's), so each cell's posterior of "
+        "a lesion also weighs its evidence on the others"
+    )
+
+
 def methods_paragraph(
     config: Mapping,
     versions: Mapping[str, str],
@@ -521,7 +532,7 @@ def methods_paragraph(
         f"were annotated from marker scores. Copy-number lesions {lesion_text} were called per cell from the raw counts "
         f"of the genes inside each lesion with a negative-binomial likelihood ratio against state- and "
         f"technology-matched expectations from {reference}{_model_text(cnv)}, with carrier fractions (priors) learned by "
-        f"expectation-maximisation per sample{_prior_groups(cnv)}, "
+        f"expectation-maximisation per sample{_prior_groups(cnv)}{_clone_text(cnv, lesions)}, "
         f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
         f"{_allele_text(config.get('alleles', {}), n_allele_samples)}"
         f"Genome-wide profiles were computed with infercnvpy {v.get('infercnvpy', 'NA')}. Lesion fractions were "
