@@ -109,6 +109,10 @@ def outcomes(adata, lesions, clone_prior: bool) -> list[dict]:
     other = obs["other_type"].to_numpy(bool)
     clone = obs["clone"].to_numpy(bool)
     rows = []
+
+    def share(mask):
+        return float(call[mask].mean()) if mask.any() else np.nan
+
     for les in lesions:
         truth = obs[f"truth_{les.name}"].to_numpy(bool)
         post, call = obs[f"{les.name}_posterior"].to_numpy(), obs[f"{les.name}_call"].to_numpy()
