@@ -17,7 +17,8 @@ cells can reach if it knew its carriers; where it falls short of the oracle, the
 phase); ``gain``,
 ``oracle_gain`` and ``informed_gain``: joint, oracle and informed minus expression; ``phase_acc``: share
 of the phased sites (confidence >= 0.9, on a gene, with reads) whose allele is the true lost one,
-and ``phased``: how many; ``phase_conf``: their mean confidence; ``acc_all`` / ``conf_all``: accuracy and mean
+and ``phased``: how many; ``phase_conf``: their mean confidence; ``lesion_sites``: the patients' heterozygous lesion sites with reads that
+the genotype step kept and phased; ``acc_all`` / ``conf_all``: accuracy and mean
 confidence over all phased sites on a gene with reads (calibrated: equal); ``acc_bound``: over the same
 sites, the accuracy of phasing each by the majority allele of the patient's *true* carriers' reads (1/2
 where no carrier read it: a normal cell reads either haplotype), what knowing every cell's truth
@@ -31,6 +32,8 @@ allele reads per patient cell on the lesion's sites; ``rho`` and ``temp``: the b
 temperature measured on the control region's sites (the simulator's bursting is ``1 / (2a + 1)``: 0.2 for
 droplets); ``sec_expr`` / ``sec_alleles``: the time of
 call_lesions and of add_allele_evidence.
+
+``--remission F`` gives each patient a remission sample at clone fraction F beside its diagnosis one.
 
 ``--homozygous N`` adds N sites at which every person is homozygous beside each heterozygous one (the
 same reads per cell on one allele): allele counts at a list of common SNPs rather than at the person's
@@ -70,9 +73,15 @@ from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles  # no
 from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
 
 
-def build(depth: float, density: float, clone: float, cells: int, seed: int, confounders: bool = True):
-    """The cohort (expression AnnData with truth columns) and its allele counts (one AnnData)."""
+def build(depth: float, density: float, clone: float, cells: int, seed: int, confounders: bool = True, remission=None):
+    """The cohort (expression AnnData with truth columns) and its allele counts (one AnnData); with
+    ``remission`` (a clone fraction) each patient also has a remission sample at that fraction."""
     inputs = cohort_inputs(depth, clone, cells, confounders=confounders)
+    if remission is not None:
+        patients = inputs["samples"][inputs["samples"]["condition"] == "MDS"]
+        extra = patients.assign(sample=patients["patient"] + "_rem", timepoint="remission")
+        inputs["samples"] = pd.concat([inputs["samples"], extra], ignore_index=True)
+        inputs["params"]["clone_fraction"]["remission"] = {"CD34": float(remission)}
     rows, genes = inputs["samples"], inputs["genes"]
     inputs["params"]["alleles"] = {"enabled": True, "reads_per_umi": {"droplet": float(density)}}
     sim = simulate_cohort(
@@ -235,8 +244,10 @@ def calibration_table(sites: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def run(depth, density, clone, cells, seed, confounders=True, homozygous=0) -> tuple[dict, pd.DataFrame]:
-    adata, alleles, allele_truth = build(depth, density, clone, cells, seed, confounders)
+def run(
+    depth, density, clone, cells, seed, confounders=True, homozygous=0, remission=None
+) -> tuple[dict, pd.DataFrame]:
+    adata, alleles, allele_truth = build(depth, density, clone, cells, seed, confounders, remission)
     alleles = with_homozygous_sites(alleles, homozygous, seed)
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     lesions = parse_lesions([{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], cyto, chromosome_arms(cyto))
@@ -268,6 +279,7 @@ def run(depth, density, clone, cells, seed, confounders=True, homozygous=0) -> t
         "clone": clone,
         "seed": seed,
         "homozygous": homozygous,
+        "remission": np.nan if remission is None else float(remission),
         "expr": auroc(obs["del5q_llr"].to_numpy()[scored], truth[scored]),
         "allele": auroc(obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
         "joint": auroc(obs["del5q_llr"].to_numpy()[scored] + obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
@@ -280,6 +292,7 @@ def run(depth, density, clone, cells, seed, confounders=True, homozygous=0) -> t
         "phase_acc": acc,
         "phase_conf": confidence,
         "phased": n_phased,
+        "lesion_sites": len(sites),
         "acc_all": float(sites["correct"].mean()) if len(sites) else float("nan"),
         "conf_all": float(sites["confidence"].mean()) if len(sites) else float("nan"),
         "acc_bound": float(sites["bound"].mean()) if len(sites) else float("nan"),
@@ -332,6 +345,12 @@ def main() -> None:
         default=0,
         help="add this many homozygous sites per heterozygous one (a common-SNP list; 3 ~ 1000 Genomes common SNPs)",
     )
+    ap.add_argument(
+        "--remission",
+        type=float,
+        default=None,
+        help="each patient also has a remission sample at this clone fraction (its cells phase and genotype with the diagnosis')",
+    )
     ap.add_argument("--quick", action="store_true", help="2,000 UMI, density 0.06, clone 0.5")
     args = ap.parse_args()
     if args.quick:
@@ -342,7 +361,14 @@ def main() -> None:
             for clone in args.clones:
                 for seed in args.seeds:
                     row, outcome = run(
-                        depth, density, clone, args.cells, seed, not args.no_confounders, args.homozygous
+                        depth,
+                        density,
+                        clone,
+                        args.cells,
+                        seed,
+                        not args.no_confounders,
+                        args.homozygous,
+                        args.remission,
                     )
                     rows.append(row)
                     sites.append(outcome)
@@ -354,6 +380,7 @@ def main() -> None:
         "clone",
         "seed",
         "homozygous",
+        "remission",
         "expr",
         "allele",
         "joint",
@@ -367,6 +394,7 @@ def main() -> None:
         "phase_acc",
         "phase_conf",
         "phased",
+        "lesion_sites",
         "acc_all",
         "conf_all",
         "acc_bound",

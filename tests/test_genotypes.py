@@ -110,3 +110,41 @@ def test_common_snp_sites_do_not_make_normal_cells_carriers(simulated):  # noqa:
         out.normal_called = out.obs["del5q_call"].to_numpy()[p1][~truth].mean()
     assert mixed.auc > clean.auc - 0.01
     assert mixed.normal_called <= clean.normal_called + 0.03
+
+
+def test_cells_count_at_their_own_carrier_probability():
+    """One patient, a diagnosis sample (carriers, posterior 0.95) and a remission sample (normal, 0.05).
+    At a heterozygous site of the loss read by six diagnosis cells (the retained allele) and two
+    remission cells (one each way), each cell at its own carrier probability keeps the site; the
+    patient's mean carrier fraction (1/2) for every cell expects a third of the votes on the lost
+    allele and takes the one it sees for a homozygote's error (issue 18: the genotype step used the
+    patient's mean over samples)."""
+    rng = np.random.default_rng(5)
+    n_dx, n_rem, n_out, n_in = 200, 200, 120, 60
+    post = np.r_[np.full(n_dx, 0.95), np.full(n_rem, 0.05)]
+    het_out = rng.random(n_out) < 0.25  # a common-SNP list: a quarter of the sites heterozygous
+    ad_rows = []
+    for j in range(n_out):  # outside the lesion: eight random cells vote, 1/2 each way at a het site
+        cells = rng.choice(n_dx + n_rem, 8, replace=False)
+        alt = rng.random(8) < 0.5 if het_out[j] else np.ones(8, bool)
+        ad_rows += [(c, j, int(a)) for c, a in zip(cells, alt)]
+    for j in range(n_out, n_out + n_in):  # inside, all heterozygous; ALT retained at even sites
+        retained_alt = j % 2 == 0
+        dx = rng.choice(n_dx, 6, replace=False)
+        rem = n_dx + rng.choice(n_rem, 2, replace=False)
+        ad_rows += [(c, j, int(retained_alt)) for c in dx] + [(rem[0], j, 1), (rem[1], j, 0)]
+    rows, cols, alt = (np.array(x) for x in zip(*ad_rows))
+    shape = (n_dx + n_rem, n_out + n_in)
+    ad = sp.csr_matrix((alt, (rows, cols)), shape=shape)
+    dp = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=shape)
+    persons = np.full(shape[0], "A")
+    inside = np.r_[np.zeros(n_out, bool), np.ones(n_in, bool)]
+    per_cell, table = heterozygous_sites(ad, dp, persons, [(inside, vote_share("loss", post))])
+    pooled, _ = heterozygous_sites(ad, dp, persons, [(inside, {"A": vote_share("loss", post.mean())})])
+    assert table.loc[0, "het_fraction"] == pytest.approx(0.25, abs=0.1)
+    kept_cell = (per_cell.toarray()[0, inside] >= 0.5).mean()
+    kept_pooled = (pooled.toarray()[0, inside] >= 0.5).mean()
+    assert kept_cell == 1.0 and kept_pooled < 0.5, (kept_cell, kept_pooled)
+    # an array of carrier probabilities gives an array of shares; a number a number
+    assert vote_share("loss", np.array([0.0, 1.0])).tolist() == pytest.approx([0.5, 0.0])
+    assert isinstance(vote_share("gain", 0.3), float)

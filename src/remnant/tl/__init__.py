@@ -10,6 +10,7 @@ __getattr__, __dir__, __all__ = exports(
         "lesions": ["call_lesions", "parse_lesions", "read_lesion_counts", "lesion_genes", "Lesion"],
         "depth": ["DepthGenes", "read_gene_list"],
         "reference": ["find_reference"],
+        "clone_prior": ["clone_posteriors"],
         "profile": ["infer_profile", "write_profile", "read_profile_rows"],
         "breakpoints": ["lesion_sums", "lesion_profile", "estimate_breakpoints", "LesionSums"],
         "gates": ["gate_cells", "agreement_table"],

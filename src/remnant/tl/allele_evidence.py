@@ -326,8 +326,9 @@ def _heterozygous(aligned, patients, lesions, obs, eps, given) -> tuple[anndata.
     order = pd.unique(patients)
     regions = []
     for lesion in lesions:
-        f = pd.Series(obs[f"{lesion.name}_posterior"].to_numpy(float)).groupby(patients).mean()
-        regions.append((lesion_sites(aligned, lesion), {p: vote_share(lesion.type, f[p]) for p in order}))
+        # each cell at its own carrier probability: a patient's diagnosis and remission cells differ
+        share = vote_share(lesion.type, obs[f"{lesion.name}_posterior"].to_numpy(float))
+        regions.append((lesion_sites(aligned, lesion), share))
     het, table = heterozygous_sites(aligned.layers["AD"], aligned.layers["DP"], patients, regions, eps=eps)
     code = pd.Index(order).get_indexer(patients)
     named = np.zeros(0, np.int64)  # (person, site) pairs a given phase names, as person * n_sites + site

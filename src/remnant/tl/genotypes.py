@@ -14,8 +14,9 @@ allele most of its reads show (bursting makes a cell's reads of one gene share a
 not reads, are independent), or a tie. A homozygous site gives every vote to one allele, each wrong
 with the error rate ``eps``, and ties only through errors (probability ``eps``). A heterozygous site
 gives a vote to the changed haplotype's allele with probability ``m``: 1/2 outside the lesions; inside a
-loss ``m = (1 - f) / 2 / (1 - f / 2)`` (carriers, ``f`` the person's carrier fraction from the
-expression posteriors, read the retained allele only and express the region at half), inside a gain
+loss ``m = (1 - f) / 2 / (1 - f / 2)`` (carriers read the retained allele only and express the region at
+half; ``f`` the cell's carrier probability from expression, so a diagnosis sample's cells and a
+remission sample's cells of one patient each count at their own), inside a gain
 ``m = (f + (1 - f) / 2) / (1 + f / 2)`` (carriers express it at 3/2 and read the gained allele at 2/3);
 a tied cell counts as evidence of a heterozygote (weight 1/2 against ``eps``). The share ``pi`` of
 the person's listed sites that are heterozygous is fitted by EM on the sites outside every lesion
@@ -66,10 +67,12 @@ def heterozygous_sites(
     persons
         (n_cells,) the person of each cell (str).
     regions
-        The lesions: per lesion a boolean (n_sites,) mask of its sites and ``{person: m}``, each person's
-        probability that a cell's vote at a heterozygous site there goes to the changed haplotype's
-        allele (:func:`vote_share`); elsewhere ``m`` is 1/2 (see the module docstring). Sites outside
-        every region fit the share of heterozygous sites.
+        The lesions: per lesion a boolean (n_sites,) mask of its sites and the probability ``m`` that a
+        cell's vote at a heterozygous site there goes to the changed haplotype's allele
+        (:func:`vote_share`): an (n_cells,) array, one per cell from its carrier probability (a
+        patient's diagnosis and remission cells each at their own), or ``{person: m}``, one per
+        person; elsewhere ``m`` is 1/2 (see the module docstring). Sites outside every region fit the
+        share of heterozygous sites.
     eps
         Per-vote error rate at a homozygous site (and the chance of a tie there).
 
@@ -85,14 +88,12 @@ def heterozygous_sites(
     """
     order = pd.unique(persons)
     code = pd.Index(order).get_indexer(persons)
-    votes = _votes(ad, dp, code)
-    pairs, alt, ref, tie = votes
-    m, outside = np.full(alt.size, 0.5), np.ones(alt.size, bool)
-    for mask, share in regions:
-        inside = np.asarray(mask, bool)[pairs[1]]
-        m[inside] = pd.Series(order[pairs[0][inside]]).map(share).fillna(0.5).to_numpy(float)
-        outside &= ~inside
-    log_het, log_hom = _site_likelihoods(alt, ref, tie, m, eps)
+    votes = _votes(ad, dp, code, _entry_shares(ad, dp, code, order, regions))
+    pairs, alt, ref, tie, sums = votes
+    outside = np.ones(alt.size, bool)
+    for mask, _ in regions:
+        outside &= ~np.asarray(mask, bool)[pairs[1]]
+    log_het, log_hom = _site_likelihoods(alt, ref, tie, sums, eps)
     informative = outside & (alt + ref + tie >= 2)
     rows, post = [], np.zeros(alt.size)
     for p, person in enumerate(order):
@@ -114,25 +115,46 @@ def heterozygous_sites(
     return het, pd.DataFrame(rows)
 
 
-def _votes(ad: sp.csr_matrix, dp: sp.csr_matrix, code: np.ndarray):
-    """Per (person, site) with reads: (person, site) index pair and the cells voting ALT, REF and tied."""
+def _entry_shares(ad, dp, code, order, regions) -> np.ndarray:
+    """``m`` of every stored read entry (cell, site) of ``dp`` (in :func:`_nonzero` order): its region's
+    share for the cell (a per-cell array) or for the cell's person (a mapping); 1/2 outside every region."""
+    _, dp = _read_entries(ad, dp)
+    rows, cols = _nonzero(dp)
+    m = np.full(cols.size, 0.5)
+    for mask, share in regions:
+        inside = np.asarray(mask, bool)[cols]
+        if isinstance(share, Mapping):
+            m[inside] = pd.Series(order[code[rows[inside]]]).map(share).fillna(0.5).to_numpy(float)
+        else:
+            m[inside] = np.asarray(share, float)[rows[inside]]
+    return m
+
+
+def _votes(ad: sp.csr_matrix, dp: sp.csr_matrix, code: np.ndarray, m: np.ndarray):
+    """Per (person, site) with reads: (person, site) index pair, the cells voting ALT, REF and tied, and
+    the log likelihoods of the votes at a heterozygous site with ALT the changed allele and with REF
+    (``m``: each entry's chance that its vote goes to the changed allele)."""
     ad, dp = _read_entries(ad, dp)
     rows, cols = _nonzero(dp)
     a, n = ad.data, dp.data
     keys = code[rows].astype(np.int64) * dp.shape[1] + cols
     uniq, inv = np.unique(keys, return_inverse=True)
-    alt = np.bincount(inv, weights=2 * a > n, minlength=uniq.size)
-    ref = np.bincount(inv, weights=2 * a < n, minlength=uniq.size)
-    tie = np.bincount(inv, weights=2 * a == n, minlength=uniq.size)
-    return (uniq // dp.shape[1], uniq % dp.shape[1]), alt, ref, tie
-
-
-def _site_likelihoods(alt, ref, tie, m, eps) -> tuple[np.ndarray, np.ndarray]:
-    """Log likelihoods of the votes at a heterozygous site (either allele the changed one's) and at a
-    homozygous site (either allele)."""
+    v_alt, v_ref, v_tie = 2 * a > n, 2 * a < n, 2 * a == n
+    alt = np.bincount(inv, weights=v_alt, minlength=uniq.size)
+    ref = np.bincount(inv, weights=v_ref, minlength=uniq.size)
+    tie = np.bincount(inv, weights=v_tie, minlength=uniq.size)
     m = np.clip(m, 1e-6, 1 - 1e-6)
-    log_het = logsumexp([alt * np.log(m) + ref * np.log1p(-m), alt * np.log1p(-m) + ref * np.log(m)], axis=0)
-    log_het += np.log(0.5) + tie * np.log(0.5)
+    lm, l1m = np.log(m), np.log1p(-m)
+    alt_changed = np.bincount(inv, weights=v_alt * lm + v_ref * l1m, minlength=uniq.size)
+    ref_changed = np.bincount(inv, weights=v_alt * l1m + v_ref * lm, minlength=uniq.size)
+    return (uniq // dp.shape[1], uniq % dp.shape[1]), alt, ref, tie, (alt_changed, ref_changed)
+
+
+def _site_likelihoods(alt, ref, tie, sums, eps) -> tuple[np.ndarray, np.ndarray]:
+    """Log likelihoods of the votes at a heterozygous site (either allele the changed one's; ``sums``:
+    the votes' log likelihoods with ALT and with REF changed, :func:`_votes`) and at a homozygous site
+    (either allele)."""
+    log_het = logsumexp(list(sums), axis=0) + np.log(0.5) + tie * np.log(0.5)
     le, l1e = np.log(eps), np.log1p(-eps)
     log_hom = logsumexp([alt * l1e + ref * le, alt * le + ref * l1e], axis=0) + np.log(0.5) + tie * le
     return log_het, log_hom
@@ -160,10 +182,15 @@ def _fit_share(log_het: np.ndarray, log_hom: np.ndarray) -> float:
     return pi
 
 
-def vote_share(lesion_type: str, carrier_fraction: float) -> float:
-    """``m`` of a heterozygous site inside a lesion of ``lesion_type`` for a person whose cells carry it
-    at ``carrier_fraction`` (0-1): the chance a cell's vote goes to the changed haplotype's allele."""
-    f = float(np.clip(carrier_fraction, 0.0, 1.0))
+def vote_share(lesion_type: str, carrier_fraction):
+    """``m`` of a heterozygous site inside a lesion of ``lesion_type``: the chance a cell's vote goes to
+    the changed haplotype's allele, for a person whose cells carry it at ``carrier_fraction`` (0-1), or
+    for one cell of carrier probability ``carrier_fraction`` (an array of them gives an array): a
+    carrier of a loss reads only the retained allele and, expressing the region at half, votes half as
+    often as a normal cell; a carrier of a gain reads the gained allele at 2/3 and votes 3/2 as often."""
+    f = np.clip(np.asarray(carrier_fraction, float), 0.0, 1.0)
     if lesion_type == "loss":
-        return 0.5 * (1.0 - f) / (1.0 - 0.5 * f)
-    return (f * (1.5 * 2.0 / 3.0) + (1.0 - f) * 0.5) / (1.0 + 0.5 * f)
+        out = 0.5 * (1.0 - f) / (1.0 - 0.5 * f)
+    else:
+        out = (f * (1.5 * 2.0 / 3.0) + (1.0 - f) * 0.5) / (1.0 + 0.5 * f)
+    return out if out.ndim else float(out)
