@@ -35,8 +35,10 @@ def test_normal_cell_reading_changed_on_one_lesion_is_not_called(tumour_with_nor
     samples, groups = np.full(clone.size, "S"), np.full(clone.size, "g")
     alone, _, _ = group_posteriors(llr[:, 0], samples, groups, 20.0)
     assert (alone[odd] >= 0.9).all()  # the per-lesion prior (~0.84) calls them on A
-    post, fits, table = clone_posteriors(llr, samples, groups, 20.0)
+    post, fits, table, in_clone = clone_posteriors(llr, samples, groups, 20.0)
     assert (post[odd, 0] < 0.9).all()
+    # each cell's probability of belonging to the clone: the clone's cells, not the normal ones
+    assert (in_clone[clone] >= 0.9).mean() > 0.97 and (in_clone[~clone] >= 0.9).sum() == 0
     # the clone's cells are still called on both trunk lesions
     assert (post[clone, :2] >= 0.9).mean() > 0.97
     m, q = fits["S"]
@@ -48,7 +50,7 @@ def test_normal_cell_reading_changed_on_one_lesion_is_not_called(tumour_with_nor
 def test_subclone_lesion_needs_its_own_evidence(tumour_with_normals):
     llr, clone, sub, _ = tumour_with_normals
     samples, groups = np.full(clone.size, "S"), np.full(clone.size, "g")
-    post, fits, _ = clone_posteriors(llr, samples, groups, 20.0)
+    post, fits, _, _ = clone_posteriors(llr, samples, groups, 20.0)
     alone, _, _ = group_posteriors(llr[:, 2], samples, groups, 20.0)
     assert fits["S"][1][2] == pytest.approx(sub.sum() / clone.sum(), abs=0.05)
     # clone cells without the subclone's lesion are not called on it; its carriers are found at least as
@@ -70,7 +72,7 @@ def test_group_with_few_clone_cells_takes_the_patients_make_up():
     samples = np.where(tumour, "P1_tumour", "P1_normal")
     groups = np.full(tumour.size, "g")
     patients = np.full(tumour.size, "P1")
-    post, fits, table = clone_posteriors(llr, samples, groups, 20.0, patients)
+    post, fits, table, _ = clone_posteriors(llr, samples, groups, 20.0, patients)
     assert (post[odd, 0] < 0.5).all()
     normal_row = table[table["sample"] == "P1_normal"].iloc[0]
     assert (normal_row["q"] > 0.9).all()
@@ -93,7 +95,7 @@ def test_groups_keep_their_own_clone_fraction():
     tumour = np.r_[np.ones(250, bool), np.zeros(120, bool)]
     llr = np.column_stack([_llr(rng, tumour) for _ in range(2)])
     groups = np.where(tumour, "tumour", "normal")
-    post, _, table = clone_posteriors(llr, np.full(tumour.size, "S"), groups, 20.0)
+    post, _, table, _ = clone_posteriors(llr, np.full(tumour.size, "S"), groups, 20.0)
     by = table.set_index("group")
     assert by.loc["tumour", "clone"] > 0.97
     assert by.loc["normal", "clone"] < 0.05
@@ -153,6 +155,29 @@ def test_call_lesions_records_the_clone_model(called_both):
         assert groups["fpr"].between(0, 1).all() and info["per_sample"]["fpr"].notna().all()
     alone = called_both[False].uns["lesions"]["del5q"]
     assert alone["params"]["clone_prior"] is False and alone["per_group"]["clone"].isna().all()
+    # each cell's clone probability: written with the clone prior only, and higher for the patient's carriers
+    assert "clone_posterior" not in called_both[False].obs
+    obs = adata.obs
+    in_clone, truth = obs["clone_posterior"].to_numpy(), obs["truth"].to_numpy(bool)
+    assert ((in_clone >= 0) & (in_clone <= 1)).all()
+    assert in_clone[truth].mean() > in_clone[~truth].mean() + 0.5
+
+
+def test_a_previous_clone_posterior_is_not_left_behind(called_both, two_lesions):
+    from remnant.tl.lesions import call_lesions
+
+    adata = called_both[True].copy()
+    call_lesions(adata, two_lesions[:1], reference=adata.obs["sample"].str.endswith("_ref").to_numpy())
+    assert "clone_posterior" not in adata.obs
+
+
+def test_clone_is_not_a_lesion_name(cytobands):
+    from remnant.errors import InputError
+    from remnant.io.annotation import chromosome_arms
+    from remnant.tl.lesions import parse_lesions
+
+    with pytest.raises(InputError, match="'clone' is taken"):
+        parse_lesions([{"name": "clone", "type": "loss", "region": "5q"}], cytobands, chromosome_arms(cytobands))
 
 
 def test_a_lesion_nobody_carries_leaves_the_other_as_it_was(called_both):

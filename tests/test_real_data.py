@@ -107,9 +107,28 @@ def table():
 
 
 def test_table_shape(table):
-    assert set(table.loc["TNBC1"].index) == set(TNBC1_LESIONS) | set(TNBC1_CONTROLS)
-    assert set(table.loc["oligodendroglioma"].index) == set(OLIGO_LESIONS) | set(OLIGO_CONTROLS)
-    assert np.isfinite(table[["auroc", "icnv", "icnv_cf", "tumour_called", "normal_called"]].to_numpy()).all()
+    assert set(table.loc["TNBC1"].index) == set(TNBC1_LESIONS) | set(TNBC1_CONTROLS) | {"clone"}
+    assert set(table.loc["oligodendroglioma"].index) == set(OLIGO_LESIONS) | set(OLIGO_CONTROLS) | {"clone"}
+    calls = table[table["kind"] != "clone"]
+    assert np.isfinite(calls[["auroc", "icnv", "icnv_cf", "tumour_called", "normal_called"]].to_numpy()).all()
+
+
+# The clone prior's probability that a cell belongs to the clone (obs["clone_posterior"], the lesions' run):
+# today AUROC 1.000 on both sets, every tumour cell >= 0.9, 2 of TNBC1's 74 normal cells (the tumour-myeloid
+# doublet and a fibroblast positive on three losses), 1 in their own sample, none of the oligodendroglioma's 42.
+CLONE = {
+    "TNBC1": {"auroc": 0.99, "tumour_called": 0.95, "normal_called": 2 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
+    "oligodendroglioma": {"auroc": 0.99, "tumour_called": 0.95, "normal_called": 1 / N_NORMAL_OLIGO},
+}
+
+
+@pytest.mark.parametrize("data", list(CLONE))
+def test_clone_posterior(table, data):
+    row = table.loc[(data, "clone")]
+    assert row["kind"] == "clone"
+    floors = dict(CLONE[data])
+    assert row["tumour_called"] >= floors.pop("tumour_called")
+    _check(row, floors)
 
 
 def _check(row, floors: dict) -> None:

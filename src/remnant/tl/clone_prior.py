@@ -45,13 +45,15 @@ def clone_terms(llr: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.logaddexp(np.log(q) + llr, np.log1p(-q))
 
 
-def lesion_posteriors(llr: np.ndarray, m: float, q: np.ndarray) -> np.ndarray:
+def lesion_posteriors(llr: np.ndarray, m: float, q: np.ndarray, *, with_clone: bool = False):
     """(n, L) posterior of each lesion in each cell given the clone fraction ``m`` and the lesions'
-    fractions among clone cells ``q`` ((L,)); ``llr``: (n, L) tempered LLRs."""
+    fractions among clone cells ``q`` ((L,)); ``llr``: (n, L) tempered LLRs. ``with_clone``: also
+    each cell's probability of belonging to the clone ((n,))."""
     m = float(np.clip(m, _EPS, 1 - _EPS))
     q = np.clip(q, _EPS, 1 - _EPS)
     clone = sigmoid(np.log(m / (1 - m)) + clone_terms(llr, q).sum(axis=1))
-    return clone[:, None] * sigmoid(llr + np.log(q / (1 - q)))
+    post = clone[:, None] * sigmoid(llr + np.log(q / (1 - q)))
+    return (post, clone) if with_clone else post
 
 
 def _em(
@@ -104,11 +106,12 @@ def clone_posteriors(
     -------
     (n, L) posteriors; ``{sample: (m, q)}`` (each sample's own fit, ``q`` pulled towards its
     patient's by one pseudo-cell); one row per (sample, group): ``sample``, ``group``, ``n_cells``,
-    ``clone`` (m), ``q`` ((L,) array), ``strength`` (pseudo-cells pulling ``m``).
+    ``clone`` (m), ``q`` ((L,) array), ``strength`` (pseudo-cells pulling ``m``); (n,) each cell's
+    probability of belonging to the clone.
     """
     n_lesions = llr.shape[1]
     patients = samples if patients is None else np.asarray(patients)
-    post = np.zeros(llr.shape)
+    post, clone = np.zeros(llr.shape), np.zeros(llr.shape[0])
     fits, rows = {}, []
     half, one = (0.5, np.full(n_lesions, 0.5)), (1.0, np.ones(n_lesions))
     for patient in pd.unique(patients):
@@ -125,12 +128,12 @@ def clone_posteriors(
         km, kq = _pooling(llr, members, centres, q_p, samples, strength)
         for g, m_s, k_m in zip(members, centres, km, strict=True):
             m_g, q_g = (m_s, q_p) if not np.isfinite(k_m) else _em(llr[g], (m_s, q_p), (k_m, kq))[:2]
-            post[g] = lesion_posteriors(llr[g], m_g, q_g)
+            post[g], clone[g] = lesion_posteriors(llr[g], m_g, q_g, with_clone=True)
             rows.append(
                 {"sample": samples[g[0]], "group": groups[g[0]], "n_cells": int(g.size), "clone": m_g, "q": q_g}
                 | {"strength": k_m}
             )
-    return post, fits, pd.DataFrame(rows, columns=["sample", "group", "n_cells", "clone", "q", "strength"])
+    return post, fits, pd.DataFrame(rows, columns=["sample", "group", "n_cells", "clone", "q", "strength"]), clone
 
 
 def _pooling(

@@ -50,6 +50,9 @@ from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
 from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, group_totals
 from remnant.tl.lesion_model import assign_folds, best_interval, group_posteriors, score_rows, temperature
 
+#: obs column of each cell's probability of belonging to the malignant clone (the clone prior's).
+CLONE_KEY = "clone_posterior"
+
 __all__ = ["DEFAULT_LESIONS", "DepthGenes", "Lesion", "call_lesions", "parse_lesions", "read_lesion_counts"]
 
 #: Default lesion configuration: del(5q) over 5q13.1-5q33.3 (GRCh38 67.4-160.5 Mb).
@@ -154,6 +157,12 @@ def parse_lesions(
             raise InputError(f"lesion name {name!r} must be letters, digits and _ (it names obs columns).", where=where)
         if any(l.name == name for l in out):
             raise InputError(f"duplicate lesion name {name!r}.", where=where)
+        if name == CLONE_KEY.removesuffix("_posterior"):
+            raise InputError(
+                f"lesion name {name!r} is taken: obs[{CLONE_KEY!r}] holds each cell's probability of "
+                "belonging to the clone; name the lesion after its region (e.g. del5q).",
+                where=where,
+            )
         kind = str(item["type"]).lower()
         if kind not in _DEFAULT_RATIO:
             raise InputError(f"lesion type {item['type']!r} must be 'loss' or 'gain'.", where=where)
@@ -714,7 +723,9 @@ def call_lesions(
 
     Writes
     ------
-    ``obs[f"{name}_posterior"]`` (float, 0-1), ``obs[f"{name}_llr"]`` (float, natural log, after
+    ``obs["clone_posterior"]`` (float, 0-1; under ``clone_prior`` with two or more lesions, else
+    absent): each cell's probability of belonging to the malignant clone from all its lesions'
+    evidence (expression; CopyKAT's aneuploid-or-not, as a probability). ``obs[f"{name}_posterior"]`` (float, 0-1), ``obs[f"{name}_llr"]`` (float, natural log, after
     tempering), ``obs[f"{name}_call"]`` (bool), ``obs[f"{name}_n_genes"]`` (int, lesion genes with
     nonzero expectation). ``uns["lesions"][name]``: ``per_sample`` DataFrame (batch, n_cells,
     n_reference, prior, n_called, fpr, fnr, temperature, count_scale, reference_matched);
@@ -829,8 +840,10 @@ def call_lesions(
         _score_lesion(XU, var, lesion, cohort, **{**options, "score": {**options["score"], "rho": lesion.copy_ratio}})
         for lesion in lesions
     ]
+    if CLONE_KEY in adata.obs:  # a previous call's, which this one may not replace
+        del adata.obs[CLONE_KEY]
     if clone_prior and len(scored) > 1:
-        results = _with_clone_prior(scored, cohort, prior_strength, posterior_cutoff)
+        results, adata.obs[CLONE_KEY] = _with_clone_prior(scored, cohort, prior_strength, posterior_cutoff)
     else:
         results = [(s, _lesion_fpr(s.scores, cohort, posterior_cutoff)) for s in scored]
     uns = adata.uns.setdefault("lesions", {})
@@ -933,11 +946,16 @@ def _lesion_fpr(scores: _Scores, cohort: _Cohort, posterior_cutoff: float):
     return fpr_of
 
 
-def _with_clone_prior(scored: list[_Scored], cohort: _Cohort, prior_strength: float, posterior_cutoff: float) -> list:
+def _with_clone_prior(
+    scored: list[_Scored], cohort: _Cohort, prior_strength: float, posterior_cutoff: float
+) -> tuple[list, np.ndarray]:
     """The lesions' posteriors and priors under the clone model (:mod:`remnant.tl.clone_prior`),
-    each with its ``fpr_of``: the group's reference cells called on their LLRs of every lesion."""
+    each with its ``fpr_of`` (the group's reference cells called on their LLRs of every lesion), and
+    each cell's probability of belonging to the clone ((n_obs,))."""
     llr = np.column_stack([s.scores.llr for s in scored])
-    post, fits, groups = clone_posteriors(llr, cohort.samples, cohort.prior_groups, prior_strength, cohort.donors)
+    post, fits, groups, clone = clone_posteriors(
+        llr, cohort.samples, cohort.prior_groups, prior_strength, cohort.donors
+    )
     out = []
     for k, s in enumerate(scored):
         table = groups[["sample", "group", "n_cells"]].assign(
@@ -953,7 +971,7 @@ def _with_clone_prior(scored: list[_Scored], cohort: _Cohort, prior_strength: fl
                 _clone_fpr(scored, k, groups, cohort, posterior_cutoff),
             )
         )
-    return out
+    return out, clone
 
 
 def _clone_fpr(scored: list[_Scored], k: int, groups: pd.DataFrame, cohort: _Cohort, posterior_cutoff: float):

@@ -22,7 +22,7 @@ from remnant.io.annotation import chromosome_arms, load_cytobands
 from remnant.io.store import TABLE_GZIP, annotate_with_calls, read_obs, read_var
 from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles
 from remnant.tl.depth import DepthGenes, read_gene_list
-from remnant.tl.lesions import Lesion, call_lesions, parse_lesions, read_lesion_counts, write_calls
+from remnant.tl.lesions import CLONE_KEY, Lesion, call_lesions, parse_lesions, read_lesion_counts, write_calls
 from remnant.tl.reference import find_reference
 from remnant.workflow.config import reference_cells
 from remnant.workflow.report import NOTE_SEPARATOR
@@ -283,9 +283,9 @@ def _log_choice(choice: pd.DataFrame) -> None:
 
 
 def _write_cells(adata: ad.AnnData, lesions: list[Lesion], reference: np.ndarray, path: PathLike) -> None:
-    """lesion_calls.tsv.gz: one row per cell (index ``cell``), sheet columns, each lesion's calls
-    and ``reference``."""
-    columns = list(_CELL_COLUMNS)
+    """lesion_calls.tsv.gz: one row per cell (index ``cell``), sheet columns, ``clone_posterior``
+    (with two or more lesions and ``cnv.clone_prior``), each lesion's calls and ``reference``."""
+    columns = list(_CELL_COLUMNS) + [c for c in (CLONE_KEY,) if c in adata.obs]
     for lesion in lesions:
         columns += [f"{lesion.name}_{k}" for k in ("posterior", "llr", "call", "n_genes")]
         # with allele data: the expression posterior beside the joint one, and the allele evidence
