@@ -17,17 +17,19 @@ the cohort; ``peak_mb``, the process's high-water mark during the step (VmHWM, r
 the file); ``children_peak_mb``, the largest worker process (RUSAGE_CHILDREN; infercnvpy's
 joblib workers); ``step_mb`` = peak_mb - loaded_mb.
 
-Measured on this machine (2 cores, shared with other jobs), seed 0, 50,000 cells x 15,000 genes
-(1,352 nonzero per cell):
+Measured on this machine (2 cores), seed 0, 50,000 cells x 15,000 genes, the simulator's confounders on
+(its default since issue 17; session 16):
 
     step                              sec  loaded_mb  peak_mb  children_peak_mb  step_mb
-    remnant.call_lesions              2.3     1183.9   1306.1              33.5    122.2
-    infercnvpy.tl.infercnv n_jobs=1  48.0     1183.8   2690.2            3321.7   1506.4
-    infercnvpy.tl.infercnv n_jobs=2  74.8     1183.8   2665.2            3339.4   1481.4
+    remnant.call_lesions              3.1     1115.3   1396.0              33.5    280.7
+    infercnvpy.tl.infercnv n_jobs=1  37.9     1116.1   2565.1            3191.1   1448.9
+    infercnvpy.tl.infercnv n_jobs=2  19.4     1115.7   2534.7            3186.4   1419.0
 
-call_lesions is 21x (n_jobs=1) and 33x (n_jobs=2; 14-27x in an earlier run, the machine being
-shared) faster, and its peak is 0.39 of infercnvpy's largest process (1,306 vs 3,322 MB; the
-step itself adds 122 MB vs 1,506 MB). At 5,000 cells: 0.5 s vs 5.7-8.2 s, 278 vs 1,411 MB.
+call_lesions is 12x (n_jobs=1) and 6x (n_jobs=2) faster, and its peak is 0.44 of infercnvpy's largest
+process (1,396 vs 3,191 MB; the step itself adds 281 vs 1,449 MB). Before the depth's per-group gene sums
+went to blocks of 10,000 cells (session 16; 50,000 before, i.e. this whole cohort copied to float64 at
+once) the step added 1,229 MB (peak 2,345 MB, 3.8-4.0 s, at the end of session 15 and after the clone
+prior alike). An earlier version without the robust depth (no confounders in the simulator): 2.3 s, 122 MB.
 """
 
 from __future__ import annotations
