@@ -36,39 +36,27 @@ from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
 _MB = 1_000_000
 
 
+def _lesion(name: str, kind: str, chrom: str, ranges_mb: tuple, fraction: float) -> dict:
+    """One simulator lesion: ``ranges_mb`` the proximal, distal and always-contained ranges (Mb)."""
+    proximal, distal, contains = ([int(x * _MB) for x in r] for r in ranges_mb)
+    return {
+        "name": name,
+        "chromosome": chrom,
+        "type": kind,
+        "copy_ratio": 0.5 if kind == "loss" else 1.5,
+        "proximal": proximal,
+        "distal": distal,
+        "contains": contains,
+        "fraction_of_clone": float(fraction),
+    }
+
+
 def sim_lesions(sub20q: float, sub8q: float) -> list[dict]:
-    """The simulator's lesions: del5q (trunk), del20q and gain 8q (subclones)."""
+    """The simulator's lesions: del5q (trunk, its default breakpoint ranges), del20q and gain 8q (subclones)."""
     return [
-        {
-            "name": "del5q",
-            "chromosome": "chr5",
-            "type": "loss",
-            "copy_ratio": 0.5,
-            "proximal": [65 * _MB, 80 * _MB],
-            "distal": [140 * _MB, 160_500_000],
-            "contains": [149_400_000, 151_900_000],
-            "fraction_of_clone": 1.0,
-        },
-        {
-            "name": "del20q",
-            "chromosome": "chr20",
-            "type": "loss",
-            "copy_ratio": 0.5,
-            "proximal": [30 * _MB, 33 * _MB],
-            "distal": [60 * _MB, 64 * _MB],
-            "contains": [40 * _MB, 50 * _MB],
-            "fraction_of_clone": float(sub20q),
-        },
-        {
-            "name": "gain8q",
-            "chromosome": "chr8",
-            "type": "gain",
-            "copy_ratio": 1.5,
-            "proximal": [46 * _MB, 50 * _MB],
-            "distal": [140 * _MB, 145 * _MB],
-            "contains": [60 * _MB, 130 * _MB],
-            "fraction_of_clone": float(sub8q),
-        },
+        _lesion("del5q", "loss", "chr5", ((65, 80), (140, 160.5), (149.4, 151.9)), 1.0),
+        _lesion("del20q", "loss", "chr20", ((30, 33), (60, 64), (40, 50)), sub20q),
+        _lesion("gain8q", "gain", "chr8", ((46, 50), (140, 145), (60, 130)), sub8q),
     ]
 
 
