@@ -725,7 +725,8 @@ def call_lesions(
     ------
     ``obs["clone_posterior"]`` (float, 0-1; under ``clone_prior`` with two or more lesions, else
     absent): each cell's probability of belonging to the malignant clone from all its lesions'
-    evidence (expression; CopyKAT's aneuploid-or-not, as a probability). ``obs[f"{name}_posterior"]`` (float, 0-1), ``obs[f"{name}_llr"]`` (float, natural log, after
+    evidence (expression; CopyKAT's aneuploid-or-not, as a probability).
+    ``obs[f"{name}_posterior"]`` (float, 0-1), ``obs[f"{name}_llr"]`` (float, natural log, after
     tempering), ``obs[f"{name}_call"]`` (bool), ``obs[f"{name}_n_genes"]`` (int, lesion genes with
     nonzero expectation). ``uns["lesions"][name]``: ``per_sample`` DataFrame (batch, n_cells,
     n_reference, prior, n_called, fpr, fnr, temperature, count_scale, reference_matched);
@@ -827,17 +828,16 @@ def call_lesions(
         "refine": refine,
         "min_refine_cells": min_refine_cells,
         "min_interval_genes": min_interval_genes,
-        "score": {
-            "rho": None,
-            "min_mean": min_mean,
-            "shrinkage": shrinkage,
-            "chunk_size": chunk_size,
-            "outlier_fraction": outlier_fraction,
-            "unmatched_level_sd": unmatched_level_sd,
-        },
+    }
+    score = {
+        "min_mean": min_mean,
+        "shrinkage": shrinkage,
+        "chunk_size": chunk_size,
+        "outlier_fraction": outlier_fraction,
+        "unmatched_level_sd": unmatched_level_sd,
     }
     scored = [
-        _score_lesion(XU, var, lesion, cohort, **{**options, "score": {**options["score"], "rho": lesion.copy_ratio}})
+        _score_lesion(XU, var, lesion, cohort, **options, score={**score, "rho": lesion.copy_ratio})
         for lesion in lesions
     ]
     if CLONE_KEY in adata.obs:  # a previous call's, which this one may not replace
@@ -958,11 +958,9 @@ def _with_clone_prior(
     )
     out = []
     for k, s in enumerate(scored):
+        q_k = groups["q"].map(lambda q, k=k: q[k])
         table = groups[["sample", "group", "n_cells"]].assign(
-            prior=groups["clone"] * groups["q"].map(lambda q, k=k: q[k]),
-            strength=groups["strength"],
-            clone=groups["clone"],
-            q=groups["q"].map(lambda q, k=k: q[k]),
+            prior=groups["clone"] * q_k, strength=groups["strength"], clone=groups["clone"], q=q_k
         )
         priors = {smp: m * q[k] for smp, (m, q) in fits.items()}
         out.append(
