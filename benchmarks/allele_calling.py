@@ -123,20 +123,28 @@ def carrier_phase(alleles, obs: pd.DataFrame, allele_truth: pd.DataFrame, carrie
     """Each patient's lesion sites phased by the majority allele of the reads of ``carriers`` ((n_obs,)
     bool over ``obs``: true carriers; a carrier shows the retained allele, so the other one is lost);
     sites none of them read, or read equally on both alleles, are left out (no phase: no evidence)."""
-    sites = true_phase(allele_truth).drop_duplicates(["patient", "site_id"])
+    sites = true_phase(allele_truth).drop_duplicates(["patient", "site_id"]).reset_index(drop=True)
+    n, alt = carrier_reads(sites, alleles, obs, carriers)
+    told = alt * 2 != n
+    return sites[told].assign(allele=np.where(alt[told] * 2 > n[told], "REF", "ALT")).reset_index(drop=True)
+
+
+def carrier_reads(
+    sites: pd.DataFrame, alleles, obs: pd.DataFrame, carriers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``sites`` (patient, site_id): the REF + ALT and the ALT reads of that patient's cells
+    among ``carriers`` ((n_obs,) bool over ``obs``)."""
     cells = obs.assign(_carrier=carriers).reindex(alleles.obs_names)
     carrier = cells["_carrier"].fillna(False).to_numpy(bool)
-    ad_, dp = alleles.layers["AD"].tocsr(), alleles.layers["DP"].tocsr()
-    parts = []
+    columns = alleles.var_names.get_indexer(sites["site_id"])
+    ad, dp = alleles.layers["AD"].tocsr(), alleles.layers["DP"].tocsr()
+    n, alt = np.zeros(len(sites)), np.zeros(len(sites))
     for patient in pd.unique(sites["patient"]):
-        own = sites[sites["patient"] == patient]
-        columns = alleles.var_names.get_indexer(own["site_id"])
         rows = np.flatnonzero(carrier & (cells["patient"] == patient).to_numpy())
-        n = np.asarray(dp[rows][:, columns].sum(axis=0)).ravel()
-        alt = np.asarray(ad_[rows][:, columns].sum(axis=0)).ravel()
-        told = alt * 2 != n
-        parts.append(own[told].assign(allele=np.where(alt[told] * 2 > n[told], "REF", "ALT")))
-    return pd.concat(parts, ignore_index=True) if parts else sites.iloc[:0]
+        at = np.flatnonzero((sites["patient"] == patient).to_numpy())
+        n[at] = np.asarray(dp[rows][:, columns[at]].sum(axis=0)).ravel()
+        alt[at] = np.asarray(ad[rows][:, columns[at]].sum(axis=0)).ravel()
+    return n, alt
 
 
 #: Folds of the informed phaser: a carrier is scored with the phase of the other folds' carriers.
@@ -218,17 +226,8 @@ def site_outcomes(phase: pd.DataFrame, allele_truth: pd.DataFrame, alleles, obs:
 def _carrier_bound(used: pd.DataFrame, lost: np.ndarray, alleles, obs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per site of ``used`` (patient, site_id) with true lost allele ``lost`` ("ALT"/"REF"): its true
     carriers' reads, and the outcome of phasing it by their majority allele (see site_outcomes)."""
-    cells = obs.reindex(alleles.obs_names)
-    carrier = cells["truth"].fillna(False).to_numpy(bool)
-    columns = alleles.var_names.get_indexer(used["site_id"])
-    ad, dp = alleles.layers["AD"].tocsr(), alleles.layers["DP"].tocsr()
-    reads, lost_reads = np.zeros(len(used)), np.zeros(len(used))
-    for patient in pd.unique(used["patient"]):
-        rows = np.flatnonzero(carrier & (cells["patient"] == patient).to_numpy())
-        at = np.flatnonzero((used["patient"] == patient).to_numpy())
-        n = np.asarray(dp[rows][:, columns[at]].sum(axis=0)).ravel()
-        alt = np.asarray(ad[rows][:, columns[at]].sum(axis=0)).ravel()
-        reads[at], lost_reads[at] = n, np.where(lost[at] == "ALT", alt, n - alt)
+    reads, alt = carrier_reads(used, alleles, obs, obs["truth"].fillna(False).to_numpy(bool))
+    lost_reads = np.where(lost == "ALT", alt, reads - alt)
     kept = reads - lost_reads
     return reads, np.where(kept > lost_reads, 1.0, np.where(kept == lost_reads, 0.5, 0.0))
 

@@ -84,7 +84,7 @@ def _em(
 
 def clone_posteriors(
     llr: np.ndarray, samples: np.ndarray, groups: np.ndarray, strength: float, patients: np.ndarray | None = None
-) -> tuple[np.ndarray, dict, pd.DataFrame]:
+) -> tuple[np.ndarray, dict, pd.DataFrame, np.ndarray]:
     """Posteriors of every lesion in every cell under the clone model (module docstring).
 
     Parameters
@@ -129,10 +129,8 @@ def clone_posteriors(
         for g, m_s, k_m in zip(members, centres, km, strict=True):
             m_g, q_g = (m_s, q_p) if not np.isfinite(k_m) else _em(llr[g], (m_s, q_p), (k_m, kq))[:2]
             post[g], clone[g] = lesion_posteriors(llr[g], m_g, q_g, with_clone=True)
-            rows.append(
-                {"sample": samples[g[0]], "group": groups[g[0]], "n_cells": int(g.size), "clone": m_g, "q": q_g}
-                | {"strength": k_m}
-            )
+            row = {"sample": samples[g[0]], "group": groups[g[0]], "n_cells": int(g.size)}
+            rows.append({**row, "clone": m_g, "q": q_g, "strength": k_m})
     return post, fits, pd.DataFrame(rows, columns=["sample", "group", "n_cells", "clone", "q", "strength"]), clone
 
 

@@ -54,7 +54,7 @@ def heterozygous_sites(
     ad: sp.csr_matrix,
     dp: sp.csr_matrix,
     persons: np.ndarray,
-    regions: Sequence[tuple[np.ndarray, Mapping[str, float]]] = (),
+    regions: Sequence[tuple[np.ndarray, np.ndarray | Mapping[str, float]]] = (),
     *,
     eps: float = 0.02,
 ) -> tuple[sp.csr_matrix, pd.DataFrame]:
@@ -88,8 +88,12 @@ def heterozygous_sites(
     """
     order = pd.unique(persons)
     code = pd.Index(order).get_indexer(persons)
-    votes = _votes(ad, dp, code, _entry_shares(ad, dp, code, order, regions))
-    pairs, alt, ref, tie, sums = votes
+    ad, dp = _read_entries(ad, dp)
+    rows, cols = _nonzero(dp)
+    m = _entry_shares(rows, cols, code, order, regions)
+    pairs, alt, ref, tie, sums = _votes(
+        ad.data, dp.data, code[rows].astype(np.int64) * dp.shape[1] + cols, m, dp.shape[1]
+    )
     outside = np.ones(alt.size, bool)
     for mask, _ in regions:
         outside &= ~np.asarray(mask, bool)[pairs[1]]
@@ -115,11 +119,9 @@ def heterozygous_sites(
     return het, pd.DataFrame(rows)
 
 
-def _entry_shares(ad, dp, code, order, regions) -> np.ndarray:
-    """``m`` of every stored read entry (cell, site) of ``dp`` (in :func:`_nonzero` order): its region's
-    share for the cell (a per-cell array) or for the cell's person (a mapping); 1/2 outside every region."""
-    _, dp = _read_entries(ad, dp)
-    rows, cols = _nonzero(dp)
+def _entry_shares(rows: np.ndarray, cols: np.ndarray, code: np.ndarray, order, regions) -> np.ndarray:
+    """``m`` of every stored read entry (``rows``, ``cols``: its cell and site): its region's share for
+    the cell (a per-cell array) or for the cell's person (a mapping); 1/2 outside every region."""
     m = np.full(cols.size, 0.5)
     for mask, share in regions:
         inside = np.asarray(mask, bool)[cols]
@@ -130,14 +132,11 @@ def _entry_shares(ad, dp, code, order, regions) -> np.ndarray:
     return m
 
 
-def _votes(ad: sp.csr_matrix, dp: sp.csr_matrix, code: np.ndarray, m: np.ndarray):
+def _votes(a: np.ndarray, n: np.ndarray, keys: np.ndarray, m: np.ndarray, n_sites: int):
     """Per (person, site) with reads: (person, site) index pair, the cells voting ALT, REF and tied, and
-    the log likelihoods of the votes at a heterozygous site with ALT the changed allele and with REF
-    (``m``: each entry's chance that its vote goes to the changed allele)."""
-    ad, dp = _read_entries(ad, dp)
-    rows, cols = _nonzero(dp)
-    a, n = ad.data, dp.data
-    keys = code[rows].astype(np.int64) * dp.shape[1] + cols
+    the log likelihoods of the votes at a heterozygous site with ALT the changed allele and with REF.
+    Per stored read entry: ``a`` ALT and ``n`` REF + ALT reads, ``keys`` person * ``n_sites`` + site,
+    ``m`` its chance that its vote goes to the changed allele."""
     uniq, inv = np.unique(keys, return_inverse=True)
     v_alt, v_ref, v_tie = 2 * a > n, 2 * a < n, 2 * a == n
     alt = np.bincount(inv, weights=v_alt, minlength=uniq.size)
@@ -147,7 +146,7 @@ def _votes(ad: sp.csr_matrix, dp: sp.csr_matrix, code: np.ndarray, m: np.ndarray
     lm, l1m = np.log(m), np.log1p(-m)
     alt_changed = np.bincount(inv, weights=v_alt * lm + v_ref * l1m, minlength=uniq.size)
     ref_changed = np.bincount(inv, weights=v_alt * l1m + v_ref * lm, minlength=uniq.size)
-    return (uniq // dp.shape[1], uniq % dp.shape[1]), alt, ref, tie, (alt_changed, ref_changed)
+    return (uniq // n_sites, uniq % n_sites), alt, ref, tie, (alt_changed, ref_changed)
 
 
 def _site_likelihoods(alt, ref, tie, sums, eps) -> tuple[np.ndarray, np.ndarray]:

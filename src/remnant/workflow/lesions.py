@@ -285,7 +285,7 @@ def _log_choice(choice: pd.DataFrame) -> None:
 def _write_cells(adata: ad.AnnData, lesions: list[Lesion], reference: np.ndarray, path: PathLike) -> None:
     """lesion_calls.tsv.gz: one row per cell (index ``cell``), sheet columns, ``clone_posterior``
     (with two or more lesions and ``cnv.clone_prior``), each lesion's calls and ``reference``."""
-    columns = list(_CELL_COLUMNS) + [c for c in (CLONE_KEY,) if c in adata.obs]
+    columns = list(_CELL_COLUMNS) + ([CLONE_KEY] if CLONE_KEY in adata.obs else [])
     for lesion in lesions:
         columns += [f"{lesion.name}_{k}" for k in ("posterior", "llr", "call", "n_genes")]
         # with allele data: the expression posterior beside the joint one, and the allele evidence
