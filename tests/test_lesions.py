@@ -43,6 +43,8 @@ def test_default_is_del5q_q13_q33(cytobands, arms):
         ("5q13.1-q33.3", ("chr5", 67_400_000, 160_500_000)),
         ("5q", ("chr5", 48_800_000, 181_538_259)),
         ("chr5q", ("chr5", 48_800_000, 181_538_259)),
+        ("7", ("chr7", 0, 159_345_973)),
+        ("chr7", ("chr7", 0, 159_345_973)),
     ],
 )
 def test_region_forms(cytobands, arms, region, expected):
@@ -84,6 +86,7 @@ def test_several_lesions_and_arms(cytobands, arms):
         ({"name": "5q-", "type": "loss", "region": "5q"}, "letters, digits"),
         ({"name": "x", "type": "loss", "region": "5q13.1-6q33"}, "two chromosomes"),
         ({"name": "x", "type": "loss", "region": "somewhere"}, "cannot read region"),
+        ({"name": "x", "type": "loss", "region": "chr30"}, "chromosome 'chr30' is not in the cytoband table"),
         ({"name": "x", "type": "loss", "region": "5q", "copy_ratio": 1.5}, "does not fit"),
     ],
 )

@@ -99,6 +99,8 @@ class Lesion:
 _COORD = re.compile(r"^(?:chr)?([0-9]+|X|Y)\s*:\s*([0-9][0-9,_]*)\s*-\s*([0-9][0-9,_]*)$", re.I)
 _ARM = re.compile(r"^(?:chr)?([0-9]+|X|Y)([pq])$", re.I)
 _BAND = re.compile(r"^(?:chr)?([0-9]+|X|Y)([pq][0-9]+(?:\.[0-9]+)?)$", re.I)
+# a whole chromosome ("7", "chr7"): monosomy 7 and trisomy 8 are MDS's commonest lesions after del(5q)
+_WHOLE = re.compile(r"^(?:chr)?([0-9]+|X|Y)$", re.I)
 
 
 def _chrom(token: str) -> str:
@@ -194,6 +196,13 @@ def _parse_region(region: str, cytobands: pd.DataFrame, arms: pd.DataFrame, wher
         if hit.empty:
             raise InputError(f"arm {region!r} is not in the cytoband table.", where=where)
         return chrom, int(hit["start"].iloc[0]), int(hit["end"].iloc[0])
+    m = _WHOLE.match(region)
+    if m:
+        chrom = _chrom(m.group(1))
+        hit = arms[arms["chromosome"] == chrom]
+        if hit.empty:
+            raise InputError(f"chromosome {region!r} is not in the cytoband table.", where=where)
+        return chrom, int(hit["start"].min()), int(hit["end"].max())
     parts = region.split("-")
     if len(parts) in (1, 2):
         first = _BAND.match(parts[0])
@@ -215,7 +224,7 @@ def _parse_region(region: str, cytobands: pd.DataFrame, arms: pd.DataFrame, wher
             return chrom, min(lo[0], hi[0]), max(lo[1], hi[1])
     raise InputError(
         f"cannot read region {region!r}; use coordinates (chr5:67400000-160500000), a band range "
-        "(5q13.1-5q33.3) or an arm (5q).",
+        "(5q13.1-5q33.3), an arm (5q) or a whole chromosome (7).",
         where=where,
     )
 
