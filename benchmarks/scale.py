@@ -79,6 +79,9 @@ def write_cohort(workdir: Path, n_cells: int, seed: int, max_cells_per_sample: i
     config = yaml.safe_load((ROOT / "tests/data/cohort/config.yaml").read_text())
     config["seed"] = seed
     config["demo"]["params"]["cells_per_sample"] = {"droplet": int(per_sample)}
+    # the test cohort simulates allele counts for its own patients (T1, N1); this cohort has others
+    # and measures the expression path, as before allele evidence existed
+    config["demo"]["params"].pop("alleles", None)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return len(sheet)
 

@@ -26,16 +26,17 @@ import real_data  # noqa: E402
 # >= infercnvpy's, and <= 2% of cells called on the control arms and among the normal cells. Today (outlier-robust
 # evidence, cnv.outlier_fraction 0.05, each gene's term clipped at log(1/eps); carrier fractions per sample and
 # Leiden cluster, pooled by empirical Bayes, and learned as one clone's across the seven lesions (cnv.clone_prior);
-# cnv.unmatched_level_sd 0.1: TNBC1 has no annotated states, so every cell is scored against the pooled profile and
-# a deep cell's evidence is bounded by its level's uncertainty) all seven lesions pass 0.95 by the LLR (del19q
-# 0.963) and by the posterior (del19q 0.990); by the LLR three are >= infercnvpy (gain8q, del10q, del14q), by the
-# posterior six (del5q 0.99864 against the cross-fitted infercnvpy's 0.99870: one pair of cells). At most one of
-# the 74 normal cells is called for any lesion (the issue's 2%), in the tumour's sample or in one of their own:
-# a tumour-myeloid doublet (gains) and a fibroblast (losses). 46 of 228 tumour cells are called for del18p (they
-# sit in two of the tumour's Leiden clusters: a subclone or a programme, see docs/robust_evidence.md). The values
-# below are the issue's where it is met, else today's (`benchmarks/real_data.py`) less a small margin: AUROC 0.01,
-# a few more tumour cells on a control. They guard against regression; raise them as the method improves. The
-# oligodendroglioma AUROC floors are the issue's own (today 1.000 / 0.999).
+# cnv.unmatched_level_sd 0.1 and cnv.unmatched_gene_spread: TNBC1 has no annotated states, so every cell is scored
+# against the pooled profile, and a cell's evidence is bounded by how well its interval's level is known: 10%, and
+# the spread of its cluster's genes around that profile averaged over the cell's genes) all seven lesions pass 0.95
+# by the LLR (del19q 0.965) and by the posterior (del19q 0.994); by the LLR three are >= infercnvpy (gain8q, del10q,
+# del14q), by the posterior all seven (del5q 0.99870, equal to the cross-fitted infercnvpy's). At most one of the 74
+# normal cells is called for any lesion (the issue's 2%), in the tumour's sample or in one of their own: a
+# tumour-myeloid doublet (gains) and a fibroblast (losses). No control arm is called in more than one tumour cell
+# (del18p: 46 of 228 before the gene spread, in two of the tumour's Leiden clusters; docs/robust_evidence.md). The
+# values below are the issue's where it is met, else today's (`benchmarks/real_data.py`) less a small margin: AUROC
+# 0.01. They guard against regression; raise them as the method improves. The oligodendroglioma AUROC floors are
+# the issue's own (today 1.000 / 0.999).
 N_TUMOUR, N_NORMAL = 228, 74  # TNBC1
 N_TUMOUR_OLIGO, N_NORMAL_OLIGO = 142, 42
 TWO_PERCENT = 1 / N_NORMAL  # at most one normal cell of 74 (the issue's <= 2%)
@@ -46,26 +47,20 @@ TWO_PERCENT = 1 / N_NORMAL  # at most one normal cell of 74 (the issue's <= 2%)
 # the losses' LLR AUROCs were 0.892 / 0.958 / 0.891 / 0.932.
 _NORMALS = {"auroc_post": 0.95, "normal_called": TWO_PERCENT, "normal_called_split": TWO_PERCENT}
 TNBC1_LESIONS = {
-    "gain1q": {"auroc": 0.988, **_NORMALS},  # .9983 1.000 1 0
+    "gain1q": {"auroc": 0.986, **_NORMALS},  # .9960 1.000 1 0
     "gain8q": {"auroc": 0.990, **_NORMALS},  # 1.000 1.000 1 0
-    "gain16p": {"auroc": 0.970, **_NORMALS},  # .9806 .9993 1 0
-    "del19q": {"auroc": 0.951, **_NORMALS},  # .9628 .9896 1 1
-    "del5q": {"auroc": 0.982, **_NORMALS},  # .9927 .9986 0 0
-    "del10q": {"auroc": 0.963, **_NORMALS},  # .9738 .9933 1 1
-    "del14q": {"auroc": 0.963, **_NORMALS},  # .9735 .9906 1 1
+    "gain16p": {"auroc": 0.970, **_NORMALS},  # .9807 .9995 1 0
+    "del19q": {"auroc": 0.955, **_NORMALS},  # .9650 .9945 1 1
+    "del5q": {"auroc": 0.984, **_NORMALS},  # .9940 .9987 0 0
+    "del10q": {"auroc": 0.966, **_NORMALS},  # .9764 .9952 1 0
+    "del14q": {"auroc": 0.964, **_NORMALS},  # .9740 .9928 1 1
 }
 # TNBC1 control arms (no change): tumour_called, normal_called, normal_called_split <= ceiling.
-TNBC1_CONTROLS = {
-    "gain1p": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
-    "del1p": {"tumour_called": 3 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
-    "gain18p": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
-    "del18p": {"tumour_called": 50 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
-    "gain22q": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
-    "del22q": {"tumour_called": 2 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL},
-}
-# today: tumour cells called 0, 1, 0, 46, 0, 0 of 228; no normal cell. del18p: 63 with fixed pooling of the
-# clusters' priors, 69 with empirical Bayes (its two tumour clusters keep their own fractions), 51 with the level
-# term (cnv.unmatched_level_sd), 46 with the clone prior (the six control arms learned as one clone's).
+_CONTROL = {"tumour_called": 4 / N_TUMOUR, "normal_called": 1 / N_NORMAL, "normal_called_split": 1 / N_NORMAL}
+TNBC1_CONTROLS = dict.fromkeys(("gain1p", "del1p", "gain18p", "del18p", "gain22q", "del22q"), _CONTROL)
+# the issue's ceiling, 2% of the 228 tumour cells (4); today 0, 1, 0, 0, 0, 0 and no normal cell. del18p was 63 with
+# fixed pooling of the clusters' priors, 69 with empirical Bayes, 51 with the level term (cnv.unmatched_level_sd),
+# 46 with the clone prior (the six control arms learned as one clone's), 0 with the gene spread.
 # Oligodendroglioma: the issue's AUROC floors; normals (each in its tumour's sample) today 0 and 0 of 42.
 OLIGO_LESIONS = {
     "del1p": {"auroc": 0.99, "normal_called": 1 / N_NORMAL_OLIGO},
@@ -166,6 +161,16 @@ def test_oligodendroglioma_control(table, lesion):
     row = table.loc[("oligodendroglioma", lesion)]
     assert row["kind"] == "control"
     _check(row, OLIGO_CONTROLS[lesion])
+
+
+def test_tnbc1_posterior_at_least_infercnvpy(table):
+    """The issue's comparison: each TNBC1 lesion's posterior AUROC >= infercnvpy's arm score on the same cells and
+    reference (the cross-fitted one, as remnant scores its reference cells); today equal on del5q and +8q, ahead by
+    0.001-0.026 elsewhere."""
+    lesions = table.loc["TNBC1"]
+    lesions = lesions[lesions["kind"] == "lesion"]
+    short = lesions[lesions["auroc_post"] < lesions["icnv_cf"] - EPS]
+    assert short.empty, short[["auroc_post", "icnv_cf"]]
 
 
 def test_infercnvpy_comparison_runs(table):

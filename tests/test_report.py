@@ -181,9 +181,17 @@ def test_methods_name_versions_and_parameters():
     ):
         assert needle in text, needle
     assert "allele" not in text  # no allele data: no sentence about it
-    assert "divided by 1 + 0.1^2 x their information on the lesion's level" in text  # cnv.unmatched_level_sd default
+    # cnv.unmatched_level_sd and cnv.unmatched_gene_spread (defaults)
+    assert "divided by 1 + v x their information on the lesion's level, v being 0.1^2" in text
+    assert "plus the variance of the interval's genes around that profile in the cell's cluster" in text
+    config["cnv"]["unmatched_gene_spread"] = False
+    text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
+    assert "divided by 1 + 0.1^2 x their information on the lesion's level" in text and "variance of" not in text
     config["cnv"]["unmatched_level_sd"] = 0
     assert "pooled profile" not in methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
+    config["cnv"]["unmatched_gene_spread"] = True
+    text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
+    assert "v being the variance of the interval's genes" in text
     config["alleles"] = {"error_rate": 0.02, "max_gene_llr": 3.0, "phased_sites": None}
     text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3, n_allele_samples=4)
     assert "For the 4 samples with allele counts at heterozygous SNPs" in text

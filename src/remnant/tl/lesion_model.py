@@ -13,7 +13,15 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import gammaln
 
-__all__ = ["assign_folds", "best_interval", "group_posteriors", "level_information", "score_rows", "temperature"]
+__all__ = [
+    "assign_folds",
+    "best_interval",
+    "gene_spread",
+    "group_posteriors",
+    "level_information",
+    "score_rows",
+    "temperature",
+]
 
 
 def group_sums(X: sp.csr_matrix, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -164,6 +172,7 @@ def score_rows(
     chunk_size: int,
     outlier_fraction: float = 0.0,
     unmatched_level_sd: float = 0.0,
+    groups: np.ndarray | None = None,
 ) -> dict:
     """Log-likelihood ratios of a set of rows (one batch's cells and its reference cells).
 
@@ -187,6 +196,10 @@ def score_rows(
         sd (natural log) of the level of the interval in a cell of a state the reference lacks
         (``s_idx == -1``), beyond counting noise: its LLR is divided by ``1 + sd**2 * I``
         (:func:`level_information`). 0: none.
+    groups
+        (n_rows,) integer group (e.g. cluster) of each row, or None. Rows of a state the reference
+        lacks add, per group, the spread of the interval's genes around the borrowed profile
+        (:func:`gene_spread`) to that level variance.
 
     Returns
     -------
@@ -222,9 +235,17 @@ def score_rows(
         llr += _count_terms(XL, depth, row, table, r, scale, rho, chunk_size)
         z = (llr - e0) / np.sqrt(np.maximum(v0, 1e-12))
     unmatched = s_idx < 0
-    if unmatched_level_sd > 0 and unmatched.any():
-        info = level_information(row[unmatched], depth[unmatched] / scale, table, phi, chunk_size)
-        shrink = 1.0 + unmatched_level_sd**2 * info
+    spread = None
+    if groups is not None and unmatched.any():
+        spread = gene_spread(XL[np.flatnonzero(unmatched)], depth[unmatched], groups[unmatched], p_all, phi, scale)
+    if (unmatched_level_sd > 0 or spread is not None) and unmatched.any():
+        info, info2 = level_information(row[unmatched], depth[unmatched] / scale, table, phi, chunk_size, squares=True)
+        var = np.full(info.size, unmatched_level_sd**2)
+        if spread is not None:
+            # a level averaged over genes that each sit off the borrowed profile by sd tau: the
+            # average's variance is tau^2 * sum(w^2) / sum(w)^2 (w: each gene's information)
+            var += spread[groups[unmatched]] * info2 / np.maximum(info, 1e-300) ** 2
+        shrink = 1.0 + var * info
         llr[unmatched] /= shrink
         z[unmatched] /= np.sqrt(shrink)  # the LLR's null mean and sd shrink with it (z's sd by the root)
     return {
@@ -532,8 +553,13 @@ def _zero_sums(
 
 
 def level_information(
-    row: np.ndarray, depth: np.ndarray, table: np.ndarray, phi: np.ndarray, chunk_size: int = 256
-) -> np.ndarray:
+    row: np.ndarray,
+    depth: np.ndarray,
+    table: np.ndarray,
+    phi: np.ndarray,
+    chunk_size: int = 256,
+    squares: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """(n_rows,) Fisher information of each cell on the log level of the lesion's genes:
     ``I = sum_g mu / (1 + phi_g * mu)``, ``mu = depth * table[row]`` (``depth`` already divided by
     the count scale; negative binomial of overdispersion ``phi``).
@@ -542,17 +568,78 @@ def level_information(
     itself is uncertain by ``sd`` beyond counting (a cell type the reference lacks: its expected
     profile is borrowed from other types), a level test between ratio ``rho`` and 1 has, to a
     Gaussian approximation, the LLR of exact counts divided by ``1 + sd**2 * I``: deep cells no
-    longer gain evidence without bound from an anchor that is only known to within ``sd``."""
+    longer gain evidence without bound from an anchor that is only known to within ``sd``.
 
-    def exact(t: int, d: np.ndarray) -> np.ndarray:
+    ``squares``: also return ``sum_g w_g**2`` (``w_g`` each gene's term of ``I``): ``sum w^2 / I^2`` is
+    how much of a per-gene spread survives in the level (1 / the effective number of genes)."""
+
+    def exact(t: int, d: np.ndarray, power: int = 1) -> np.ndarray:
         out = np.empty(d.size)
         for a in range(0, d.size, chunk_size):
             mu = d[a : a + chunk_size, None] * table[t]
-            out[a : a + chunk_size] = (mu / (1.0 + phi * mu)).sum(1)
+            out[a : a + chunk_size] = ((mu / (1.0 + phi * mu)) ** power).sum(1)
         return out
 
     pair, first = _pairs(row, depth)
-    return _smooth_in_depth(row[first], depth[first], exact)[pair]
+    info = _smooth_in_depth(row[first], depth[first], exact)[pair]
+    if not squares:
+        return info
+    return info, _smooth_in_depth(row[first], depth[first], lambda t, d: exact(t, d, 2))[pair]
+
+
+#: genes a group needs, each with at least :data:`SPREAD_MIN_EXPECTED` expected counts summed over
+#: the group's cells, for the spread of its genes to be measured (else none is added)
+SPREAD_MIN_GENES = 10
+SPREAD_MIN_EXPECTED = 10.0
+
+
+def gene_spread(
+    XL: sp.csr_matrix, depth: np.ndarray, groups: np.ndarray, p_all: np.ndarray, phi: np.ndarray, scale: float
+) -> np.ndarray:
+    """Per group, the variance (natural log squared) of the interval's genes around the borrowed profile.
+
+    A cell type the reference lacks is scored against the pooled profile of other types; each of its
+    genes sits off that profile by its own factor ``exp(e_g)``. A copy-number change moves every gene by
+    one ratio (the median of the log ratios absorbs it); the spread around it is the type's.
+    Per group: the pseudobulk's log ratio ``log(O / E)`` per gene with ``E`` (expected, ``depth * p_all``
+    summed) >= :data:`SPREAD_MIN_EXPECTED`, its spread as ``(1.4826 MAD)^2`` (robust to the genes a
+    programme moves far, which the outlier component already discounts), less the median sampling
+    variance ``scale / E + phi * sum(d^2) / sum(d)^2``; 0 where fewer than :data:`SPREAD_MIN_GENES`
+    genes qualify.
+
+    Parameters
+    ----------
+    XL
+        (n_rows, n_genes) counts of the rows to measure (a state the reference lacks).
+    depth
+        (n_rows,) counts outside every lesion.
+    groups
+        (n_rows,) integer group codes >= 0 (others ignored).
+    p_all
+        (n_genes,) pooled reference profile (expected count per count of depth).
+
+    Returns
+    -------
+    (max(groups) + 1,) variances; 0 for groups with too few genes (or none of the rows).
+    """
+    n_groups = int(groups.max()) + 1 if groups.size else 0
+    out = np.zeros(n_groups)
+    if n_groups == 0:
+        return out
+    O = group_sums(XL, groups, n_groups)
+    keep = groups >= 0
+    D = np.bincount(groups[keep], weights=depth[keep], minlength=n_groups)
+    D2 = np.bincount(groups[keep], weights=depth[keep] ** 2, minlength=n_groups)
+    for g in np.flatnonzero(D > 0):
+        E = D[g] * p_all
+        ok = E >= SPREAD_MIN_EXPECTED
+        if ok.sum() < SPREAD_MIN_GENES:
+            continue
+        lr = np.log((O[g, ok] + 0.5) / (E[ok] + 0.5))
+        mad = 1.4826 * np.median(np.abs(lr - np.median(lr)))
+        noise = np.median(scale / E[ok] + phi[ok] * D2[g] / D[g] ** 2)
+        out[g] = max(0.0, mad**2 - noise)
+    return out
 
 
 def _smooth_in_depth(pair_row: np.ndarray, pair_depth: np.ndarray, exact) -> np.ndarray:

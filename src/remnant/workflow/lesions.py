@@ -213,6 +213,7 @@ def _call_options(cnv: Mapping, seed: int, depth: np.ndarray) -> dict:
     """The keyword arguments of call_lesions and find_reference from the ``cnv`` config, for the
     lesions' genes read with their depth (``layer=None``: the counts are that AnnData's ``X``)."""
     keys = ("batch_key", "n_folds", "min_mean", "shrinkage", "outlier_fraction", "unmatched_level_sd")
+    keys += ("unmatched_gene_spread",)
     keys += ("min_batch_reference", "refine", "clone_prior")
     keys += ("min_refine_cells", "min_interval_genes", "refine_max_reference")
     # null: one prior per sample (no pull from groups: an infinite strength)

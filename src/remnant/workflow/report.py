@@ -454,18 +454,35 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
 
 def _model_text(cnv: Mapping) -> str:
     """How the methods paragraph names the lesion model's robustness terms: outlier genes
-    (``cnv.outlier_fraction``) and the level uncertainty of unmatched cells (``cnv.unmatched_level_sd``);
+    (``cnv.outlier_fraction``) and the level uncertainty of unmatched cells (``cnv.unmatched_level_sd``,
+    ``cnv.unmatched_gene_spread``);
     each clause only where its setting is not 0."""
     eps, sd = cnv.get("outlier_fraction", 0.05), cnv.get("unmatched_level_sd", 0.1)
     outlier = (
         f" (each gene's count a mixture of that model and, with weight {eps}, a broad component the same under "
         "both hypotheses, so that genes moved by an expression programme carry little evidence)"
     )
-    level = (
-        f"; cells of a state without reference cells, scored against the pooled profile, had their evidence divided "
-        f"by 1 + {sd}^2 x their information on the lesion's level (a level known to about {sd} on the log scale)"
+    spread = cnv.get("unmatched_gene_spread", True)
+    head = (
+        "; cells of a state without reference cells, scored against the pooled profile, had their evidence divided by "
+        "1 + "
     )
-    return (outlier if eps else "") + (level if sd else "")
+    level = f"{sd}^2 (a level known to about {sd} on the log scale)" if sd else ""
+    if spread:
+        variance = (
+            "the variance of the interval's genes around that profile in the cell's cluster (summed counts, beyond "
+            "counting noise) averaged over the cell's genes by their information"
+        )
+        level = (
+            head
+            + "v x their information on the lesion's level, v being "
+            + " plus ".join(filter(None, [level, variance]))
+        )
+    elif sd:
+        level = (
+            head + f"{sd}^2 x their information on the lesion's level (a level known to about {sd} on the log scale)"
+        )
+    return (outlier if eps else "") + level
 
 
 def _prior_groups(cnv: dict) -> str:
