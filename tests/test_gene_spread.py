@@ -105,3 +105,19 @@ def test_level_information_squares_are_the_sum_of_squared_gene_terms():
     np.testing.assert_allclose(info, w.sum(1), rtol=1e-4)
     np.testing.assert_allclose(info2, (w**2).sum(1), rtol=1e-4)
     assert (info2 <= info**2).all()
+
+
+def test_a_cell_without_depth_keeps_a_finite_zero_evidence():
+    """A cell with no counts outside the lesions has no information on the level: no evidence, not NaN."""
+    rng = np.random.default_rng(4)
+    mu = rng.lognormal(-0.5, 1.0, 60)
+    Xr, dr = _type_cells(rng, mu, np.zeros(60), 1.0, 100)
+    Xq, dq = _type_cells(rng, mu, rng.normal(0, 0.8, 60), 1.0, 30)
+    Xq[0], dq[0] = 0, 0.0
+    X = sp.csr_matrix(np.vstack([Xr, Xq]), dtype=np.float64)
+    depth = np.r_[dr, dq]
+    s_idx = np.r_[np.zeros(100, np.int64), -np.ones(30, np.int64)]
+    fold = np.r_[np.arange(100) % 5, -np.ones(30, np.int64)]
+    groups = np.r_[np.zeros(100, np.int64), np.ones(30, np.int64)]
+    res = score_rows(X, depth, s_idx, 1, fold, 5, **KW, unmatched_level_sd=0.1, groups=groups)
+    assert np.isfinite(res["llr"]).all() and res["llr"][100] == 0.0

@@ -94,6 +94,7 @@ def test_cohort_plots_cd34_by_symbol_with_log_normalised_expression(opened):
     import scanpy as sc
 
     clustered, _, adata = opened
+    adata = adata.copy()  # scanpy's plotting makes string columns categorical in place; the fixture is shared
     ax = sc.pl.umap(adata, color="CD34", show=False)
     shown = np.sort(np.asarray(ax.collections[0].get_array(), dtype=float))
     plt.close("all")

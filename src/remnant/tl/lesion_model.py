@@ -244,7 +244,8 @@ def score_rows(
         if spread is not None:
             # a level averaged over genes that each sit off the borrowed profile by sd tau: the
             # average's variance is tau^2 * sum(w^2) / sum(w)^2 (w: each gene's information)
-            var += spread[groups[unmatched]] * info2 / np.maximum(info, 1e-300) ** 2
+            share = np.divide(info2, info**2, out=np.zeros_like(info), where=info > 0)  # 1 / effective genes
+            var += spread[groups[unmatched]] * share
         shrink = 1.0 + var * info
         llr[unmatched] /= shrink
         z[unmatched] /= np.sqrt(shrink)  # the LLR's null mean and sd shrink with it (z's sd by the root)
