@@ -33,6 +33,10 @@ temperature measured on the control region's sites (the simulator's bursting is 
 droplets); ``sec_expr`` / ``sec_alleles``: the time of
 call_lesions and of add_allele_evidence.
 
+``--imbalance F`` gives a share F of each person's genes allele-specific expression (the simulator's
+``alleles.imbalanced_genes``: in every cell one haplotype expressed 2.3-9 times the other), which the model,
+taking normal cells as balanced, does not know.
+
 ``--remission F`` gives each patient a remission sample at clone fraction F beside its diagnosis one.
 
 ``--homozygous N`` adds N sites at which every person is homozygous beside each heterozygous one (the
@@ -73,9 +77,19 @@ from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles  # no
 from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
 
 
-def build(depth: float, density: float, clone: float, cells: int, seed: int, confounders: bool = True, remission=None):
+def build(
+    depth: float,
+    density: float,
+    clone: float,
+    cells: int,
+    seed: int,
+    confounders: bool = True,
+    remission=None,
+    imbalance: float = 0.0,
+):
     """The cohort (expression AnnData with truth columns) and its allele counts (one AnnData); with
-    ``remission`` (a clone fraction) each patient also has a remission sample at that fraction."""
+    ``remission`` (a clone fraction) each patient also has a remission sample at that fraction; ``imbalance``:
+    the simulator's ``alleles.imbalanced_genes`` (allele-specific expression)."""
     inputs = cohort_inputs(depth, clone, cells, confounders=confounders)
     if remission is not None:
         patients = inputs["samples"][inputs["samples"]["condition"] == "MDS"]
@@ -83,7 +97,11 @@ def build(depth: float, density: float, clone: float, cells: int, seed: int, con
         inputs["samples"] = pd.concat([inputs["samples"], extra], ignore_index=True)
         inputs["params"]["clone_fraction"]["remission"] = {"CD34": float(remission)}
     rows, genes = inputs["samples"], inputs["genes"]
-    inputs["params"]["alleles"] = {"enabled": True, "reads_per_umi": {"droplet": float(density)}}
+    inputs["params"]["alleles"] = {
+        "enabled": True,
+        "reads_per_umi": {"droplet": float(density)},
+        "imbalanced_genes": float(imbalance),
+    }
     sim = simulate_cohort(
         rows,
         genes,
@@ -244,9 +262,9 @@ def calibration_table(sites: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(
-    depth, density, clone, cells, seed, confounders=True, homozygous=0, remission=None
+    depth, density, clone, cells, seed, confounders=True, homozygous=0, remission=None, imbalance=0.0
 ) -> tuple[dict, pd.DataFrame]:
-    adata, alleles, allele_truth = build(depth, density, clone, cells, seed, confounders, remission)
+    adata, alleles, allele_truth = build(depth, density, clone, cells, seed, confounders, remission, imbalance)
     alleles = with_homozygous_sites(alleles, homozygous, seed)
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     lesions = parse_lesions([{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], cyto, chromosome_arms(cyto))
@@ -279,6 +297,7 @@ def run(
         "seed": seed,
         "homozygous": homozygous,
         "remission": np.nan if remission is None else float(remission),
+        "imbalance": float(imbalance),
         "expr": auroc(obs["del5q_llr"].to_numpy()[scored], truth[scored]),
         "allele": auroc(obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
         "joint": auroc(obs["del5q_llr"].to_numpy()[scored] + obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
@@ -350,6 +369,12 @@ def main() -> None:
         default=None,
         help="each patient also has a remission sample at this clone fraction (its cells phase and genotype with the diagnosis')",
     )
+    ap.add_argument(
+        "--imbalance",
+        type=float,
+        default=0.0,
+        help="share of genes with allele-specific expression in every cell (the simulator's alleles.imbalanced_genes)",
+    )
     ap.add_argument("--quick", action="store_true", help="2,000 UMI, density 0.06, clone 0.5")
     args = ap.parse_args()
     if args.quick:
@@ -368,6 +393,7 @@ def main() -> None:
                         not args.no_confounders,
                         args.homozygous,
                         args.remission,
+                        args.imbalance,
                     )
                     rows.append(row)
                     sites.append(outcome)
@@ -380,6 +406,7 @@ def main() -> None:
         "seed",
         "homozygous",
         "remission",
+        "imbalance",
         "expr",
         "allele",
         "joint",

@@ -199,6 +199,36 @@ def test_a_gain_tilts_the_share_two_to_one(genes, markers, gene_sets):
     assert n > 1000 and 0.6 < frac < 0.73, frac  # 2/3 from the gained haplotype, around bursting noise
 
 
+def haplotype_a_share_per_gene(cohort, person: str, min_reads: int) -> pd.Series:
+    """Per gene over all of ``person``'s cells (a healthy donor: all normal), haplotype A's share of the reads."""
+    a, t = cohort.alleles[person], cohort.allele_truth
+    t = t[(t["patient"] == person) & ~t.duplicated("site_id")]
+    cols = a.var_names.get_indexer(t["site_id"])
+    ad, dp = (np.asarray(a.layers[k][:, cols].sum(axis=0)).ravel() for k in ("AD", "DP"))
+    gene = t["gene"].to_numpy()
+    on_a = pd.Series(np.where(t["lost_allele"].to_numpy() == "ALT", ad, dp - ad)).groupby(gene).sum()
+    reads = pd.Series(dp).groupby(gene).sum()
+    return (on_a / reads)[reads >= min_reads]
+
+
+def test_allele_specific_expression_tilts_every_normal_cell_and_not_a_carrier(genes, markers, gene_sets):
+    """``imbalanced_genes``: the genes so drawn read one haplotype 2.3-9 times the other in every normal cell;
+    a loss carrier still reads only the retained one; the sites are those drawn without it."""
+    deeper = {**ON, "cells_per_sample": {"droplet": 400, "plate": 40}}
+    balanced = simulate(genes, markers, gene_sets, deeper)
+    tilted = simulate(genes, markers, gene_sets, {**deeper, "alleles": {"enabled": True, "imbalanced_genes": 1.0}})
+    for sample in SHEET["sample"]:
+        assert tilted.alleles[sample].var_names.equals(balanced.alleles[sample].var_names)
+    # per gene with >= 20 reads over the healthy donor's 400 cells: 18 genes today
+    share, even = haplotype_a_share_per_gene(tilted, "H1", 20), haplotype_a_share_per_gene(balanced, "H1", 20)
+    assert share.size >= 10 and even.size >= 10
+    assert ((share < 0.4) | (share > 0.6)).mean() > 0.8, share.describe()  # today 0.94
+    assert ((even < 0.4) | (even > 0.6)).mean() < 0.35, even.describe()  # today 0.11: bursting and counting
+    t = truth_of(tilted, "P1_dx")
+    frac, n = lost_fraction(tilted, "P1_dx", t["lesion_del5q"].to_numpy() & ~t["doublet"].to_numpy(), "del5q")
+    assert n > 100 and frac < 0.03, frac
+
+
 def region_rate(cohort, sample: str, lesion: str, chromosome: str, start: int, end: int, genes_sim) -> float:
     """Allele reads at the region's sites per expression UMI of the region's genes."""
     a = cohort.alleles[sample]

@@ -21,7 +21,12 @@ layout :func:`remnant.io.alleles.read_cellsnp` returns (cells x SNPs, ``layers["
    one gene in one cell tend to share an allele; small ``a`` is nearly monoallelic, as plate data
    are); a carrier of a lesion whose interval holds the gene has ``f = max(0, 2c - 1) / (2c)`` for
    copy ratio ``c`` (0 for a one-copy loss: only the retained haplotype; 2/3 for ``c = 1.5``). Cells
-   of another type and healthy donors' cells are normal. Each read comes from haplotype A with that
+   of another type and healthy donors' cells are normal. With ``imbalanced_genes`` > 0 that share of
+   each person's genes with sites express one haplotype more than the other in every cell (allele-specific
+   expression: cis-eQTLs, imprinting): their normal share ``f0`` is drawn uniformly from [0.1, 0.3] or
+   [0.7, 0.9], a loss carrier's is still 0 and a gain carrier's ``(2c - 1) f0 / ((2c - 1) f0 + 1 - f0)``
+   (from ``default_rng([seed, 9, crc32(patient)])``: the sites are those drawn without it).
+   Each read comes from haplotype A with that
    share, shows that haplotype's allele, and is flipped to the other allele with probability
    ``error_rate``. Doublets sum their two cells' allele counts.
 
@@ -82,8 +87,11 @@ class PatientSites:
     rate_scale
         (m,) ``k_g / kbar`` of each gene's region (the factor on ``reads_per_umi``).
     share
-        (lesions, m) expected haplotype-A share of a carrier of each lesion (0.5 outside the
-        patient's interval or for a patient without the lesion).
+        (lesions, m) expected haplotype-A share of a carrier of each lesion (the normal share ``base``
+        outside the patient's interval or for a patient without the lesion).
+    base
+        (m,) expected haplotype-A share of a normal cell: 1/2, or away from it on the genes with
+        allele-specific expression (``imbalanced_genes``).
     truth
         One row per site and region holding it (:data:`TRUTH_COLUMNS`).
     """
@@ -97,6 +105,7 @@ class PatientSites:
     offset: np.ndarray
     rate_scale: np.ndarray
     share: np.ndarray
+    base: np.ndarray
     truth: pd.DataFrame
 
 
@@ -163,6 +172,7 @@ class AlleleModel:
         genes, k = np.unique(gene, return_counts=True)
         by_gene = np.argsort(gene, kind="stable")
         offset = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
+        base = self._normal_share(patient, genes)
         return PatientSites(
             var=var,
             gene=gene,
@@ -172,9 +182,23 @@ class AlleleModel:
             by_gene=by_gene,
             offset=offset,
             rate_scale=self._rate_scale(patient, genes, k),
-            share=self._carrier_share(patient, genes),
+            share=self._carrier_share(patient, genes, base),
+            base=base,
             truth=self._truth(patient, var, gene, alt_on_a),
         )
+
+    def _normal_share(self, patient: Patient, genes: np.ndarray) -> np.ndarray:
+        """(genes with sites,) haplotype-A share of a normal cell: 1/2, or for a share ``imbalanced_genes``
+        of them uniform in [0.1, 0.3] or [0.7, 0.9] (allele-specific expression), from
+        ``default_rng([seed, 9, crc32(patient)])``."""
+        base = np.full(genes.size, 0.5)
+        fraction = float(self.p.get("imbalanced_genes", 0.0))
+        if fraction > 0:
+            rng = child_rng(self.seed, 9, patient.name)
+            hit = rng.random(genes.size) < fraction
+            away = rng.uniform(0.2, 0.4, genes.size) * np.where(rng.random(genes.size) < 0.5, -1.0, 1.0)
+            base[hit] += away[hit]
+        return base
 
     def _rate_scale(self, patient: Patient, genes: np.ndarray, k: np.ndarray) -> np.ndarray:
         """``k_g / kbar`` per gene with sites: ``kbar`` the patient's expression-weighted mean site count
@@ -192,12 +216,16 @@ class AlleleModel:
             done |= hit
         return scale
 
-    def _carrier_share(self, patient: Patient, genes: np.ndarray) -> np.ndarray:
-        """(lesions, genes with sites): haplotype-A share of a carrier, ``max(0, 2c - 1) / (2c)``
-        inside the patient's interval, 1/2 elsewhere (and for lesions the patient does not have)."""
-        share = np.full((len(self.lesions), genes.size), 0.5)
+    def _carrier_share(self, patient: Patient, genes: np.ndarray, base: np.ndarray) -> np.ndarray:
+        """(lesions, genes with sites): haplotype-A share of a carrier inside the patient's interval,
+        ``a f0 / (a f0 + 1 - f0)`` with ``a = max(0, 2c - 1)`` copies of haplotype A per copy of B and
+        ``f0`` the normal share (``max(0, 2c - 1) / (2c)`` at ``f0 = 1/2``); ``f0`` elsewhere (and for
+        lesions the patient does not have)."""
+        share = np.tile(base, (len(self.lesions), 1))
         for j, (_, _, _, _, _, ratio, mask, _) in enumerate(patient.lesions):
-            share[j, mask[genes]] = max(0.0, 2 * ratio - 1) / (2 * ratio) if ratio > 0 else 0.0
+            a = max(0.0, 2 * ratio - 1)
+            f0 = base[mask[genes]]
+            share[j, mask[genes]] = a * f0 / (a * f0 + 1 - f0)
         return share
 
     def _truth(self, patient: Patient, var: pd.DataFrame, gene: np.ndarray, alt_on_a: np.ndarray) -> pd.DataFrame:
@@ -278,7 +306,7 @@ class AlleleModel:
     def _haplotype_share(self, rng, sites: PatientSites, carried: np.ndarray, cell, col, tech: str) -> np.ndarray:
         """Per (cell, gene) entry: the share of its allele reads from haplotype A, Beta(2af, 2a(1-f))
         around the expected share ``f`` (the first carried lesion holding the gene decides ``f``)."""
-        f = np.full(cell.size, 0.5)
+        f = sites.base[col]
         for j in reversed(range(sites.share.shape[0])):
             f = np.where(carried[cell, j], sites.share[j, col], f)
         a = float(self.p["burst_concentration"][tech])

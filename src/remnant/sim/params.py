@@ -224,6 +224,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
         # Beta(a, a) haplotype share per (cell, gene) of a normal cell: bursting (small a: monoallelic)
         "burst_concentration": {"droplet": 2.0, "plate": 0.3},
         "error_rate": 0.01,  # a read shows the other allele
+        # share of a person's genes with sites expressing one haplotype more in every cell (allele-specific
+        # expression: normal share uniform in [0.1, 0.3] or [0.7, 0.9]); 0: every gene balanced
+        "imbalanced_genes": 0.0,
         "control": {"chromosome": "chr2", "start": 100 * _MB, "end": 180 * _MB},
         # the patients whose samples get allele data (None: every patient); the rest have none
         "patients": None,
