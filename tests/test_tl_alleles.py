@@ -100,7 +100,7 @@ def test_diagnosis_sample_phases_the_sites():
     p = simulate(fraction=0.9, reads=0.3, seed=1)
     phase = phase_sites(p.alleles, p.gene, p.posterior)
     assert accuracy(phase, p) >= 0.95
-    assert list(phase.columns) == ["gene", "p_alt", "allele", "confidence", "n_reads", "n_cells"]
+    assert list(phase.columns) == ["gene", "p_alt", "allele", "confidence", "n_reads", "n_cells", "normal_share"]
     assert (phase["allele"] == np.where(phase["p_alt"] >= 0.5, "ALT", "REF")).all()
     assert phase["confidence"].between(0.5, 1).all() and phase["confidence"].median() > 0.99
     assert phase["n_reads"].sum() == p.alleles.layers["DP"].sum()
@@ -390,3 +390,38 @@ def test_false_heterozygous_sites_are_absorbed_by_the_measured_bursting():
     null = null_allele_llr(a, p.gene, overdispersion=bad, seed=0)
     assert null["z"].mean() < 0.0 and null["z"].std() < 1.1  # no wider than the model: no temperature needed
     assert null["llr"].quantile(0.99) < -3  # and no cell's null evidence points to a carrier
+
+
+def test_normal_share_is_the_likely_normal_cells_alt_share_shrunk_to_half():
+    from remnant.tl.alleles import NORMAL_SHARE_PSEUDO_READS, normal_share
+
+    # two sites: one read 80% ALT by normal cells, one by a carrier reading only REF (weight 0)
+    ad = sp.csr_matrix(np.array([[8, 0], [8, 0], [0, 0]], dtype=float))
+    dp = sp.csr_matrix(np.array([[10, 0], [10, 0], [0, 30]], dtype=float))
+    weight = np.array([1.0, 1.0, 0.0])
+    half = NORMAL_SHARE_PSEUDO_READS / 2
+    share = normal_share(ad, dp, weight)
+    np.testing.assert_allclose(share, [(16 + half) / (20 + 2 * half), 0.5])  # the carrier's 30 REF reads: nothing
+    loo = normal_share(ad, dp, weight, leave_one_out=True)  # per entry of dp: rows 0, 1 at site 0, row 2 at site 1
+    np.testing.assert_allclose(loo, [(8 + half) / (10 + 2 * half), (8 + half) / (10 + 2 * half), 0.5])
+
+
+def test_a_normal_cell_reading_an_imbalanced_genes_common_allele_is_not_a_carrier():
+    """At one site whose normal cells read ALT 85% of the time, a normal cell reading only ALT: against 1/2 it
+    looks like a carrier that lost REF; against the site's normal share it does not."""
+    rng = np.random.default_rng(5)
+    n_cells = 400
+    dp = rng.poisson(3, n_cells) + 1
+    ad = rng.binomial(dp, 0.85)
+    alleles = anndata.AnnData(
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=["s0"]),
+        layers={"AD": sp.csr_matrix(ad[:, None]), "DP": sp.csr_matrix(dp[:, None])},
+    )
+    phase = pd.DataFrame({"gene": ["G"], "p_alt": [0.0]}, index=alleles.var_names)  # REF on the lost haplotype
+    flat = allele_llr(alleles, phase, overdispersion=0.05)
+    measured = allele_llr(alleles, phase.assign(normal_share=0.85), overdispersion=0.05)
+    only_alt = ad == dp
+    assert only_alt.sum() > 100
+    assert flat["llr"].to_numpy()[only_alt].mean() > 1.0  # taken for carriers
+    assert abs(measured["llr"].to_numpy()[only_alt].mean()) < flat["llr"].to_numpy()[only_alt].mean() / 3
