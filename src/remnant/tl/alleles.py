@@ -443,7 +443,7 @@ def phase_sites(
     total = np.asarray(_gene_llr(k, n, lesion_type, fit.rho, eps, max_gene_llr).sum(axis=1)).ravel()
     post = expit(logit(carrier) + total)
     table = _phase_table(alleles, dp, codes, genes, p_alt, post, fit.rho, fit.iterations, lesion_type, eps)
-    table["normal_share"] = normal_share(ad, dp, 1.0 - post)
+    table["normal_share"] = _normal_share(ad, dp, 1.0 - post)
     table.attrs.update(split)
     if fit.iterations:
         table.attrs["loo_logit"] = sp.csr_matrix((loo, dp.indices, dp.indptr), shape=dp.shape)
@@ -483,7 +483,7 @@ def _em(ad, dp, codes, n_genes: int, carrier: np.ndarray, overdispersion, settin
     layout = _PairLayout.of(dp, codes, n_genes)
     n, terms = layout.empty(), None
     rho = overdispersion if overdispersion is not None else _moments_rho(ad, dp, 1.0 - carrier)
-    base = normal_share(ad, dp, 1.0 - carrier)
+    base = _normal_share(ad, dp, 1.0 - carrier)
     while iterations < settings.max_iter:
         iterations += 1
         # each cell's reads scored by the phases learned without them (its entries' leave-one-out log
@@ -681,7 +681,12 @@ def normal_share(ad: sp.csr_matrix, dp: sp.csr_matrix, weight: np.ndarray, leave
     from the likely normal cells, a site's phase rests on how carriers differ from them. Carriers the
     weights miss pull the share towards their retained allele, which weakens a site's phase, never
     reverses it."""
-    ad, dp = _read_entries(ad, dp)  # ALT reads on DP's entries
+    return _normal_share(*_read_entries(ad, dp), weight, leave_one_out)
+
+
+def _normal_share(ad: sp.csr_matrix, dp: sp.csr_matrix, weight: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
+    """:func:`normal_share` of counts already on the same entries (:func:`_read_entries`, as the EM and
+    :func:`allele_llr` hold them)."""
     rows, cols = _nonzero(dp)
     w = np.asarray(weight, float)[rows]
     reads = np.bincount(cols, w * dp.data, dp.shape[1])
@@ -805,7 +810,7 @@ def allele_llr(
         if loo is None:
             base = _aligned_column(alleles, phase, "normal_share", 0.5)[dp.indices]
         else:  # learned on these cells: each cell's reads against the share of the others' (as its phase)
-            base = normal_share(ad, dp, 1.0 - np.asarray(phase.attrs["carrier"], float), leave_one_out=True)
+            base = _normal_share(ad, dp, 1.0 - np.asarray(phase.attrs["carrier"], float), leave_one_out=True)
         llr, n = _marginal_loss_llr(ad, dp, p_entry, codes, genes.size, rho, eps, max_gene_llr, base)
     else:
         if loo is None:
@@ -876,14 +881,13 @@ def _marginal_loss_llr(
 _MIXTURE_WIDTH = 128
 
 
-def _normal_marginal(pair, a, m, p, n, conc, b=None) -> np.ndarray:
+def _normal_marginal(pair, a, m, p, n, conc, b) -> np.ndarray:
     """Log-likelihood (no binomial coefficient) per (cell, gene) pair of a normal cell's reads, the
     sites' phases marginalised: ``log sum_k P(k) BB(k; n, 1/2)`` with ``P(k)`` the law of the reads on the
     lost haplotype (each site's ALT reads with probability ``p``, else its REF reads). ``pair`` (entries,)
     the entry's pair; ``a``, ``m``, ``p`` the entry's ALT reads, reads and phase; ``n`` (pairs,) reads
     per pair; ``conc`` the concentration (a float, or one per pair); ``b`` (entries,) the normal ALT share of
-    the entry's site (default 1/2)."""
-    b = np.full(a.size, 0.5) if b is None else b
+    the entry's site, inside (0, 1)."""
     entries = np.bincount(pair, minlength=n.size)
     out = np.zeros(n.size)
     one = entries[pair] == 1
@@ -929,7 +933,7 @@ def _mixture_bb_many(pair, a, m, p, n, conc, share=None) -> tuple[np.ndarray, np
         law[rr] = step
     total = n[pairs].astype(float)
     c = conc if np.ndim(conc) == 0 else np.asarray(conc)[pairs][:, None]
-    mean = 0.5 if share is None else np.clip(share[pairs], 1e-3, 1 - 1e-3)[:, None]
+    mean = 0.5 if share is None else share[pairs][:, None]
     valid = (law > 0) & (j[None, :] <= total[:, None])
     with np.errstate(divide="ignore", invalid="ignore"):  # entries past a pair's reads: masked below
         terms = np.log(law) + _bb(j[None, :].astype(float), total[:, None], mean, c)
@@ -947,9 +951,7 @@ def _mixture_bb(a: np.ndarray, m: np.ndarray, p: np.ndarray, conc: float, share:
         law = np.convolve(law, step)
     k = np.arange(law.size, dtype=float)
     keep = law > 0
-    terms = np.log(law[keep]) + _bb(
-        k[keep], np.full(keep.sum(), k.size - 1.0), float(np.clip(share, 1e-3, 1 - 1e-3)), conc
-    )
+    terms = np.log(law[keep]) + _bb(k[keep], np.full(keep.sum(), k.size - 1.0), share, conc)
     return float(np.logaddexp.reduce(terms))
 
 
