@@ -1,7 +1,7 @@
 """Benchmark of per-cell lesion calls (remnant.tl.lesions) on simulated cohorts with known truth.
 
 Run by hand:  .venv/bin/python benchmarks/lesion_calling.py [--quick] [--infercnv] [--cells N]
-                  [--seeds S ...] [--confounders both|on|off] [--ablate]
+                  [--seeds S ...] [--depths D ...] [--clones F ...] [--confounders both|on|off] [--ablate]
 
 For each droplet depth (median UMI/cell) and clone fraction it simulates one cohort, by default twice:
 without and with the simulator's confounders (remnant.sim.confounders, on by default in the
@@ -23,7 +23,9 @@ held-out healthy cells at the default cut-off with their own sample's learned pr
 same cells at a fixed prior of 0.5 (a harsher check: LLR >= logit(0.9)), sensitivity on carriers,
 precision, the estimated per-sample FPR/FNR, runtime of call_lesions; with --infercnv the AUROC of a
 5q score from infercnvpy.tl.infercnv (mean smoothed CNV value over the del(5q) interval, negated) and
-its runtime on the same cells.
+its runtime on the same cells. Then the posteriors' calibration on the patients' HSPC cells
+(:func:`calibration`: mean posterior against the true fraction, expected calibration error, and the
+carrier share of the undecided cells at posterior 0.5-0.9).
 
 With and without confounders (600 cells per sample; the oracle knows the true interval but not
 the programme). Seed 0, every depth:
@@ -425,10 +427,29 @@ def run(depth, frac, cells, seed, lesions, do_infercnv, confounders=True):
         "refined": n_refined(adata.uns["lesions"]["del5q"]["intervals"]),
         "sec": dt,
     }
+    out.update(calibration(post[mds & ~other], truth[mds & ~other]))
     out.update(information(adata, ref, held, mds, truth, lesions, inputs, seed))
     if do_infercnv:
         out.update(run_infercnv(adata, ref, mds, held, truth))
     return out
+
+
+def calibration(post: np.ndarray, truth: np.ndarray, bins: int = 10) -> dict:
+    """How honest the posteriors (n,) are against the truth (n,) bool: ``post_mean`` (their mean, the
+    mixture's carrier fraction) beside ``true_frac_hspc``; ``ece`` (expected calibration error: the
+    cells' share-weighted gap between mean posterior and carrier share over ``bins`` equal-width bins);
+    ``mid_post`` / ``mid_truth``: mean posterior and carrier share of the cells between 0.5 and 0.9 (the
+    undecided cells, where a miscalibration shows first)."""
+    b = np.minimum((post * bins).astype(int), bins - 1)
+    ece = sum(abs(post[b == i].mean() - truth[b == i].mean()) * np.mean(b == i) for i in range(bins) if (b == i).any())
+    mid = (post > 0.5) & (post < 0.9)
+    return {
+        "post_mean": float(post.mean()),
+        "true_frac_hspc": float(truth.mean()),
+        "ece": float(ece),
+        "mid_post": float(post[mid].mean()) if mid.any() else float("nan"),
+        "mid_truth": float(truth[mid].mean()) if mid.any() else float("nan"),
+    }
 
 
 def n_refined(intervals: pd.DataFrame) -> int:
@@ -568,12 +589,13 @@ def main():
     ap.add_argument(
         "--ablate", action="store_true", help="only the ablation: each confounder alone, 2,000 UMI, clone fraction 50%%"
     )
+    ap.add_argument("--depths", type=float, nargs="+", help="median UMI/cell (default 500 2000 10000; --quick: 2000)")
     ap.add_argument("--clones", type=float, nargs="+", default=[0.01, 0.1, 0.5, 1.0], help="clone fractions")
     ap.add_argument("--json", type=Path, help="also write every row (all columns) to this JSON file")
     args = ap.parse_args()
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     lesions = parse_lesions(None, cyto, chromosome_arms(cyto))
-    depths = [2000] if args.quick else [500, 2000, 10000]
+    depths = args.depths or ([2000] if args.quick else [500, 2000, 10000])
     fracs = args.clones
     if args.ablate:
         ablation(args.cells, args.seeds, lesions)
@@ -592,6 +614,9 @@ def main():
     if len(settings) == 2:
         print()
         print(side_by_side(table).to_string(index=False))
+    print()
+    print("Calibration of the posteriors on the patients' HSPC cells (the other-type cells left out):")
+    print(table[["depth", "clone", "seed", "confounders", *CALIBRATION]].round(4).to_string(index=False))
     print()
     print("AUROC of the per-cell LLR on the patients' own cells (carriers vs all their non-carriers):")
     print(table[["depth", "clone", "seed", "confounders", *ORACLES]].round(4).to_string(index=False))
@@ -633,6 +658,9 @@ def ablation(cells: int, seeds: list[int], lesions) -> None:
 #: remnant beside the oracles, on the same cells: each patient's own (averaged over patients).
 ORACLES = ["auroc_patient", "oracle_auroc_patient", "programme_auroc_patient", "gap_programme", "refined"]
 ORACLES += ["programme_config_auroc_patient", "gap_config"]
+
+#: The posteriors' calibration on the patients' HSPC cells (:func:`calibration`).
+CALIBRATION = ["post_mean", "true_frac_hspc", "ece", "mid_post", "mid_truth"]
 
 #: Columns compared without and with the simulator's confounders.
 COMPARED = [
