@@ -883,8 +883,9 @@ _MIXTURE_WIDTH = 128
 
 def _normal_marginal(pair, a, m, p, n, conc, b) -> np.ndarray:
     """Log-likelihood (no binomial coefficient) per (cell, gene) pair of a normal cell's reads, the
-    sites' phases marginalised: ``log sum_k P(k) BB(k; n, 1/2)`` with ``P(k)`` the law of the reads on the
-    lost haplotype (each site's ALT reads with probability ``p``, else its REF reads). ``pair`` (entries,)
+    sites' phases marginalised: ``log sum_k P(k) BB(k; n, share)`` with ``P(k)`` the law of the reads on the
+    lost haplotype (each site's ALT reads with probability ``p``, else its REF reads) and ``share`` its
+    expected normal share over the pair's reads (a one-site pair: its ALT reads about ``b``). ``pair`` (entries,)
     the entry's pair; ``a``, ``m``, ``p`` the entry's ALT reads, reads and phase; ``n`` (pairs,) reads
     per pair; ``conc`` the concentration (a float, or one per pair); ``b`` (entries,) the normal ALT share of
     the entry's site, inside (0, 1)."""
@@ -942,7 +943,8 @@ def _mixture_bb_many(pair, a, m, p, n, conc, share=None) -> tuple[np.ndarray, np
 
 
 def _mixture_bb(a: np.ndarray, m: np.ndarray, p: np.ndarray, conc: float, share: float = 0.5) -> float:
-    """``log sum_k P(k) BB(k; sum m, 1/2)`` for one pair's sites (ALT reads ``a``, reads ``m``, phase ``p``)."""
+    """``log sum_k P(k) BB(k; sum m, share)`` for one pair's sites (ALT reads ``a``, reads ``m``, phase ``p``;
+    ``share`` the lost haplotype's expected share of a normal cell's reads)."""
     law = np.ones(1)
     for a_s, m_s, p_s in zip(a.astype(np.int64), m.astype(np.int64), p):
         step = np.zeros(m_s + 1)
@@ -1003,10 +1005,9 @@ def _aligned_column(alleles, phase: pd.DataFrame, column: str, default: float) -
 
 def _aligned_phase(alleles, phase: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``p_alt`` and gene codes per SNP of ``alleles`` (unphased SNPs: 0.5, no gene)."""
+    p_alt = _aligned_column(alleles, phase, "p_alt", 0.5)
     pos = phase.index.get_indexer(alleles.var_names)
     found = pos >= 0
-    p_alt = np.full(alleles.n_vars, 0.5)
-    p_alt[found] = phase["p_alt"].to_numpy(float)[pos[found]]
     gene = np.full(alleles.n_vars, "", dtype=object)
     gene[found] = phase["gene"].to_numpy(object)[pos[found]]
     codes, genes = _codes(gene)
