@@ -15,7 +15,6 @@ from scipy.special import gammaln
 
 __all__ = [
     "assign_folds",
-    "best_interval",
     "gene_spread",
     "group_posteriors",
     "level_information",
@@ -206,7 +205,7 @@ def score_rows(
     dict with ``llr`` (n_rows,), ``z`` (n_rows,) LLR standardised by its model mean and sd under H0
     (with ``outlier_fraction`` > 0 measured on at most :data:`MAX_Z_ROWS` reference rows, NaN elsewhere),
     ``n_genes`` (n_rows,), ``use`` (n_lesion_genes,) genes kept, ``count_scale``; when any gene is
-    kept also ``profiles`` ((n_states + 1, n_kept) in-sample state profiles, the pooled one last)
+    kept also ``size`` (n_kept,) each gene's negative-binomial size, ``profiles`` ((n_states + 1, n_kept) in-sample state profiles, the pooled one last)
     and ``profile_row`` (n_rows,) each row's profile in it.
     """
     n = XL.shape[0]
@@ -255,6 +254,7 @@ def score_rows(
         "n_genes": (table > 0).sum(1)[row],  # genes a cell is scored on depend only on its profile row
         "use": use,
         "count_scale": scale,
+        "size": r,
         "profiles": in_sample,
         "profile_row": np.where(s_idx >= 0, s_idx, n_states),
     }
@@ -755,22 +755,3 @@ def _gene_moments(mu: np.ndarray, r: np.ndarray, rho: float, eps: float) -> tupl
             mean[c, g] = gene_mean
             var[c, g] = (prob * terms**2).sum(1) - gene_mean**2
     return mean, var
-
-
-def best_interval(observed: np.ndarray, expected: np.ndarray, rho: float, min_genes: int) -> tuple[int, int, float]:
-    """Gene-index interval [i, j) maximising the Poisson log-likelihood ratio of ratio ``rho`` vs 1.
-
-    ``observed``/``expected`` are pseudobulk counts per gene in genomic order; the gain of an
-    interval is ``sum(O*log(rho) + (1-rho)*E)`` over its genes, so prefix sums give every interval
-    of at least ``min_genes`` genes in O(n^2) memory-light vectorised rows.
-    """
-    gain = observed * np.log(rho) + (1.0 - rho) * expected
-    c = np.concatenate([[0.0], np.cumsum(gain)])
-    n = gain.size
-    best = (-np.inf, 0, n)
-    for i in range(0, max(n - min_genes + 1, 0)):
-        tail = c[i + min_genes :] - c[i]
-        j = int(np.argmax(tail))
-        if tail[j] > best[0]:
-            best = (float(tail[j]), i, i + min_genes + j)
-    return best[1], best[2], best[0]

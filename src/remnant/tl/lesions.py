@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 from dataclasses import asdict, dataclass
 
 import anndata
@@ -48,7 +49,14 @@ import scipy.sparse as sp
 from remnant.errors import InputError
 from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
 from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, group_totals
-from remnant.tl.lesion_model import assign_folds, best_interval, group_posteriors, score_rows, temperature
+from remnant.tl.intervals import Pools, fit_interval, pool_counts, pool_shares, trim_threshold
+from remnant.tl.lesion_model import (
+    _outlier_terms,
+    assign_folds,
+    group_posteriors,
+    score_rows,
+    temperature,
+)
 
 #: obs column of each cell's probability of belonging to the malignant clone (the clone prior's).
 CLONE_KEY = "clone_posterior"
@@ -715,11 +723,16 @@ def call_lesions(
     min_batch_reference
         Reference cells a batch needs to be scored against its own batch.
     refine
-        Re-score each donor (``donor_key``) on its own deleted interval: the interval inside the
-        configured lesion that best fits the pooled counts of the donor's cells weighted by their
-        posteriors (at least ``min_refine_cells`` expected carriers, the sum of the posteriors;
-        at least ``min_interval_genes`` genes). Breakpoints vary between patients; genes a
-        patient did not lose dilute the evidence of its carriers.
+        Re-score each donor (``donor_key``) on its own deleted interval: the part of the configured
+        lesion (at least ``min_interval_genes`` genes) its carriers lost, read off the donor's cells
+        pooled twice, weighted by their carrier posteriors and by the complements, each cell's
+        weight for a gene without that gene's own evidence (:mod:`remnant.tl.intervals`): what all
+        the donor's cells share (a disease programme, its alleles' expression, the sample's
+        handling) cancels between the pools. A donor needs ``min_refine_cells`` expected carriers
+        (the sum of its posteriors), and the interval must beat the whole configured region by more
+        than chance (the 95th percentile of the same gain on pools simulated with the whole region
+        lost); otherwise the donor keeps the configured region. Breakpoints vary between patients;
+        genes a patient did not lose dilute the evidence of its carriers.
     refine_max_reference
         Reference cells (per batch; a seeded random sample, the same for every donor) that
         each donor's re-scoring on its own interval is cross-fitted against (``None``: all).
@@ -763,7 +776,12 @@ def call_lesions(
     donor, states without reference cells, a batch without its own reference; each also logged as
     a WARNING; no rows when none applies); ``intervals`` DataFrame (per donor with cells outside
     the reference: donor, n_called, expected_carriers (sum of posteriors), refined, start, end (bp),
-    n_genes, gain; no rows without ``refine``); ``genes`` (var_names of the genes used in any batch);
+    n_genes, gain (nats, the pools' log-likelihood ratio of the interval lost; NaN where not
+    refined), carrier_share and normal_share (the fitted share of carriers in the donor's carrier and
+    normal pools), gene_sd (the fitted sd, natural log, of a gene's level in the donor around the
+    reference), trim_gain (nats the best interval gains over the whole configured region) and
+    trim_threshold (what chance gives, :func:`remnant.tl.intervals.trim_threshold`); NaN where not
+    fitted; no rows without ``refine``); ``genes`` (var_names of the genes used in any batch);
     ``reference_fpr`` (called fraction of cross-fitted reference cells with their own sample prior);
     ``lesion`` (the :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``, and the depth's
     settings: ``depth`` "counted" or "given (depth=...)", ``depth_exclude_families`` and
@@ -930,7 +948,7 @@ def _score_lesion(
             scores,
             score,
             calibrate,
-            (posterior_cutoff, min_refine_cells, min_interval_genes),
+            _RefineLimits(posterior_cutoff, min_refine_cells, min_interval_genes),
         )
         post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
     genes = np.asarray(var.index[cols[scores.used]], dtype=str)
@@ -953,7 +971,7 @@ def _lesion_result(scored: _Scored, cohort: _Cohort, posterior_cutoff: float, fp
         "batches": scores.batches,
         "intervals": pd.DataFrame(
             scored.intervals,
-            columns=["donor", "n_called", "expected_carriers", "refined", "start", "end", "n_genes", "gain"],
+            columns=list(_INTERVAL_COLUMNS),
         ),
         "genes": scored.genes,
         "reference_fpr": float(call[cohort.ref].mean()),
@@ -1205,6 +1223,34 @@ def _score_batches(XL: sp.csr_matrix, lesion: Lesion, cohort: _Cohort, kw: dict,
     return scores
 
 
+#: Columns of ``uns["lesions"][name]["intervals"]`` (one row per donor).
+_INTERVAL_COLUMNS = (
+    "donor",
+    "n_called",
+    "expected_carriers",
+    "refined",
+    "start",
+    "end",
+    "n_genes",
+    "gain",
+    "carrier_share",
+    "normal_share",
+    "gene_sd",
+    "trim_gain",
+    "trim_threshold",
+)
+
+
+@dataclass(frozen=True)
+class _RefineLimits:
+    """:func:`call_lesions`' refinement settings: the posterior cut-off (for ``n_called``), the expected
+    carriers a donor needs and the fewest genes of an interval."""
+
+    posterior_cutoff: float
+    min_refine_cells: int
+    min_interval_genes: int
+
+
 def _refine_donors(
     XL: sp.csr_matrix,
     var: pd.DataFrame,
@@ -1214,74 +1260,108 @@ def _refine_donors(
     scores: _Scores,
     kw: dict,
     calibrate: bool,
-    limits: tuple[float, int, int],
+    limits: _RefineLimits,
 ) -> list[dict]:
     """Each donor's own interval inside the lesion and its cells re-scored on it (``scores`` updated);
-    one row per donor for ``uns[...]["intervals"]``.
+    one row per donor for ``uns[...]["intervals"]`` (:data:`_INTERVAL_COLUMNS`).
 
-    The interval is fitted to the donor's cells pooled with their posteriors as weights (``post``,
-    (n_obs,), 0 for reference cells): the expected carriers, as in an EM step, rather than only
-    the cells above the cut-off, so a donor with a few dozen carriers that are each too shallow
-    to be called still has its own interval found. ``limits``: the posterior cut-off (for
-    ``n_called``), the expected carriers a donor needs (``min_refine_cells``) and the fewest genes
-    of an interval (``min_interval_genes``). ``var``: the lesion's genes, the columns of ``XL``
-    (genomic order).
+    The interval is read off the donor's leave-gene-out carrier and normal pools
+    (:func:`_contrast_pools`, :mod:`remnant.tl.intervals`) weighted by ``post`` ((n_obs,), 0 for
+    reference cells): the expected carriers, as in an EM step, rather than only the cells above the
+    cut-off, so a donor with a few dozen carriers that are each too shallow to be called still has
+    its own interval found. ``var``: the lesion's genes, the columns of ``XL`` (genomic order).
     """
-    posterior_cutoff, min_refine_cells, min_interval_genes = limits
     intervals = []
     donors = cohort.donors
     for d in pd.unique(donors[~cohort.ref]):
         w = np.where(donors == d, post, 0.0)
-        entry = {
+        entry = dict.fromkeys(_INTERVAL_COLUMNS, np.nan) | {
             "donor": d,
-            "n_called": int((w >= posterior_cutoff).sum()),
+            "n_called": int((w >= limits.posterior_cutoff).sum()),
             "expected_carriers": float(w.sum()),
             "refined": False,
-            "start": np.nan,
-            "end": np.nan,
             "n_genes": 0,
-            "gain": np.nan,
         }
-        if w.sum() < min_refine_cells:
-            intervals.append(entry)
+        intervals.append(entry)
+        if w.sum() < limits.min_refine_cells:
             continue
-        O, E = _pooled_counts(XL, w, cohort, scores)
-        keep = np.flatnonzero(E > 0)
-        if keep.size < 2 * min_interval_genes:
-            intervals.append(entry)
+        pools, keep = _contrast_pools(XL, post, d, cohort, scores, kw)
+        if keep.size < 2 * limits.min_interval_genes:
             continue
-        i, j, gain = best_interval(O[keep], E[keep], lesion.copy_ratio, min_interval_genes)
+        rho, eps, n_min = lesion.copy_ratio, kw["outlier_fraction"], limits.min_interval_genes
+        fit = fit_interval(pools, rho, eps, n_min)
+        threshold = trim_threshold(fit.region_terms, n_min, _seed(d))
+        entry.update(
+            carrier_share=fit.model.carrier_share,
+            normal_share=fit.model.normal_share,
+            gene_sd=fit.region_model.gene_sd,
+            trim_gain=fit.trim,
+            trim_threshold=threshold,
+        )
+        if not fit.trim > threshold:
+            continue
         gene_mask = np.zeros(XL.shape[1], bool)
-        gene_mask[keep[i] : keep[j - 1] + 1] = True
+        gene_mask[keep[fit.start] : keep[fit.end - 1] + 1] = True
         entry.update(
             refined=True,
-            start=int(var["start"].to_numpy(np.int64)[keep[i]]),
-            end=int(var["end"].to_numpy(np.int64)[keep[j - 1]]),
-            n_genes=int(j - i),
-            gain=gain,
+            start=int(var["start"].to_numpy(np.int64)[keep[fit.start]]),
+            end=int(var["end"].to_numpy(np.int64)[keep[fit.end - 1]]),
+            n_genes=int(fit.end - fit.start),
+            gain=fit.gain,
         )
-        intervals.append(entry)
         _rescore_donor(XL, gene_mask, d, cohort, scores, kw, calibrate)
     return intervals
 
 
-def _pooled_counts(XL: sp.csr_matrix, w: np.ndarray, cohort: _Cohort, scores: _Scores) -> tuple[np.ndarray, np.ndarray]:
-    """Observed and expected counts per lesion gene summed over cells with weights ``w`` (n_obs,; 0:
-    left out), each cell against its batch's in-sample profile, on the count scale of its batch."""
-    O, E = np.zeros(XL.shape[1]), np.zeros(XL.shape[1])
+def _seed(donor) -> int:
+    """A donor's seed for its null pools: the same donor draws the same, whatever else the cohort holds."""
+    return zlib.crc32(str(donor).encode())
+
+
+def _contrast_pools(
+    XL: sp.csr_matrix, post: np.ndarray, d, cohort: _Cohort, scores: _Scores, kw: dict
+) -> tuple[Pools, np.ndarray]:
+    """Donor ``d``'s leave-gene-out carrier and normal pools (:class:`remnant.tl.intervals.Pools`) over
+    the lesion genes any of its batches scored, and those genes' columns of ``XL``: each batch's
+    cells against its in-sample profiles, on its count scale, with the terms its evidence had."""
+    n = XL.shape[1]
+    sums = np.zeros((4, n))  # carrier observed, carrier expected, total observed, total expected
+    covered = np.zeros(n, bool)
+    weights = []
     for u in cohort.units:
         res, rows = scores.fits[u.batch], u.rows
-        sel = w[rows] > 0
-        if not sel.any():
+        m = u.own & (cohort.donors[rows] == d) & ~cohort.ref[rows]
+        if not m.any():
             continue
         use, scale = res["use"], res["count_scale"]
-        wr = w[rows[sel]]
-        O[use] += np.asarray(wr @ XL[rows[sel]][:, np.flatnonzero(use)]).ravel() / scale
-        dsum = np.bincount(
-            res["profile_row"][sel], weights=wr * cohort.depth[rows[sel]], minlength=res["profiles"].shape[0]
+        p = np.clip(post[rows[m]], 1e-9, 1 - 1e-9)
+        weights.append(p)
+        parts = pool_counts(
+            sp.csr_matrix(XL[rows[m]][:, np.flatnonzero(use)] / scale),
+            res["profiles"] / scale,
+            res["profile_row"][m],
+            cohort.depth[rows[m]],
+            np.log(p / (1 - p)),
+            _gene_term(res["size"], kw, float(scores.batches.loc[u.batch, "temperature"])),
         )
-        E[use] += dsum @ res["profiles"] / scale
-    return O, E
+        sums[:, use] += np.vstack(parts)
+        covered |= use
+    keep = np.flatnonzero(covered & (sums[3] > 0))
+    oc, ec, ot, et = sums[:, keep]
+    return Pools(oc, ec, ot - oc, np.maximum(et - ec, 0.0), *pool_shares(np.concatenate(weights))), keep
+
+
+def _gene_term(size: np.ndarray, kw: dict, temperature: float):
+    """``(x, mu, gene) -> term``: the tempered LLR term a count adds to a cell's evidence
+    (:func:`remnant.tl.lesion_model._outlier_terms`, or the plain Poisson's without outliers)."""
+    rho, eps = kw["rho"], kw["outlier_fraction"]
+
+    def term(x, mu, gene):
+        if eps > 0:
+            return _outlier_terms(x, mu, size[gene], rho, eps) / temperature
+        return (x * np.log(rho) + (1.0 - rho) * mu) / temperature
+
+    return term
 
 
 def _rescore_donor(
