@@ -39,7 +39,7 @@ from scipy.special import gammaln
 #: Size of the broad component of a gene's pooled counts (a gene set by something other than copy
 #: number): its level anywhere from a tenth to three times the reference's, as in the per-cell evidence.
 BROAD_SIZE = 1.0
-#: Simulated pool sets :func:`trim_threshold` draws its null from, and the share of them a trim must beat.
+#: Block-bootstrap resamples :func:`trim_threshold` draws, and the quantile of them a trim must beat.
 N_NULL = 50
 TRIM_LEVEL = 0.95
 

@@ -204,9 +204,8 @@ def score_rows(
     -------
     dict with ``llr`` (n_rows,), ``z`` (n_rows,) LLR standardised by its model mean and sd under H0
     (with ``outlier_fraction`` > 0 measured on at most :data:`MAX_Z_ROWS` reference rows, NaN elsewhere),
-    ``n_genes`` (n_rows,), ``use`` (n_lesion_genes,) genes kept, ``count_scale``; when any gene is
-    kept also ``size`` (n_kept,) each gene's negative-binomial size, ``profiles`` ((n_states + 1, n_kept) in-sample state profiles, the pooled one last)
-    and ``profile_row`` (n_rows,) each row's profile in it.
+    ``n_genes`` (n_rows,), ``use`` (n_lesion_genes,), ``count_scale``; with a gene kept also ``size`` (n_kept,)
+    the genes' NB sizes, ``profiles`` ((n_states + 1, n_kept) in-sample, pooled last) and ``profile_row``.
     """
     n = XL.shape[0]
     ref = fold >= 0

@@ -730,8 +730,8 @@ def call_lesions(
         the donor's cells share (a disease programme, its alleles' expression, the sample's
         handling) cancels between the pools. A donor needs ``min_refine_cells`` expected carriers
         (the sum of its posteriors), and the interval must beat the whole configured region by more
-        than chance (the 95th percentile of the same gain on pools simulated with the whole region
-        lost); otherwise the donor keeps the configured region. Breakpoints vary between patients;
+        than chance (the 95th percentile of the same gain with the region's genes resampled in
+        blocks along it); otherwise the donor keeps the configured region. Breakpoints vary between patients;
         genes a patient did not lose dilute the evidence of its carriers.
     refine_max_reference
         Reference cells (per batch; a seeded random sample, the same for every donor) that
@@ -1314,7 +1314,7 @@ def _refine_donors(
 
 
 def _seed(donor) -> int:
-    """A donor's seed for its null pools: the same donor draws the same, whatever else the cohort holds."""
+    """A donor's seed for its block bootstrap: the same donor draws the same, whatever else the cohort holds."""
     return zlib.crc32(str(donor).encode())
 
 
@@ -1353,7 +1353,9 @@ def _contrast_pools(
 
 def _gene_term(size: np.ndarray, kw: dict, temperature: float):
     """``(x, mu, gene) -> term``: the tempered LLR term a count adds to a cell's evidence
-    (:func:`remnant.tl.lesion_model._outlier_terms`, or the plain Poisson's without outliers)."""
+    (:func:`remnant.tl.lesion_model._outlier_terms`, or the plain Poisson's without outliers). Cells
+    of a state the reference lacks had their evidence shrunk by their level's uncertainty; their
+    terms are taken whole, which leaves out a little more than the gene gave them."""
     rho, eps = kw["rho"], kw["outlier_fraction"]
 
     def term(x, mu, gene):
