@@ -19,8 +19,8 @@ expression, the sample's handling) sits in both and cancels, and only what the c
   programme) that say nothing; the share of carriers in each pool and ``gene_sd`` are fitted to the
   region by maximum likelihood, not taken from the weights: a pool holds as many carriers as the
   posteriors are honest, and where every cell carries the lesion (a clonal tumour) the normal pool
-  holds carriers too. Where the weights tell nothing the two pools come out alike and no gene's
-  contrast is read.
+  holds carriers too. Where the weights tell nothing the two pools come out alike and only their
+  common level against the reference is read.
 - **A trim must beat chance** (:func:`trim_threshold`): the best interval always beats the configured
   region by something (it is chosen among many); it is used only where it beats it by more than the
   95th percentile of the same statistic on the genes' gains resampled in blocks along the region,
@@ -222,7 +222,8 @@ def fit_model(pools: Pools, rho: float, eps: float, gene_sd: float | None = None
     The shares are fitted rather than taken from the weights: a pool weighted by carrier
     probabilities holds as many carriers as those probabilities are honest, and where every cell of
     the patient carries the lesion (a clonal tumour) the normal pool holds carriers too. Where the
-    weights tell nothing the two shares come out alike and no gene's contrast is read.
+    weights tell carriers from normal cells no better than chance the two shares come out alike, and
+    only the pools' common level against the reference (through ``gene_sd``) is read.
     """
     start = [
         _logit(np.clip(pools.carrier_share, 0.02, 0.98)),
