@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import gammaln
+from scipy.special import expit, gammaln, logit
 
 #: Size of the broad component of a gene's pooled counts (a gene set by something other than copy
 #: number): its level anywhere from a tenth to three times the reference's, as in the per-cell evidence.
@@ -108,7 +108,7 @@ def pool_counts(
     group's mean logit and depth): groups x genes instead of cells x genes.
     """
     n_genes = counts.shape[1]
-    w = 1.0 / (1.0 + np.exp(-logit_post))
+    w = expit(logit_post)
     group = _groups(profile_row, depth, w)
     n_groups = int(group.max()) + 1
     size = np.bincount(group, minlength=n_groups)
@@ -119,8 +119,8 @@ def pool_counts(
     mean_mu = (g_depth / np.maximum(size, 1))[:, None] * mu_rows[g_row]  # (groups, genes) at the mean depth
     # each cell at its own weight (exact), plus the change leaving a zero count's term out makes, at
     # its group's mean (the change is small and smooth; the weights themselves are not)
-    change = _expit(g_logit[:, None] - gene_term(0.0, np.maximum(mean_mu, 1e-300), np.arange(n_genes)[None, :]))
-    change -= _expit(g_logit)[:, None]
+    change = expit(g_logit[:, None] - gene_term(0.0, np.maximum(mean_mu, 1e-300), np.arange(n_genes)[None, :]))
+    change -= expit(g_logit)[:, None]
     wd = np.bincount(profile_row, weights=w * depth, minlength=mu_rows.shape[0])
     carrier_expected = wd @ mu_rows + (change * g_depth[:, None] * mu_rows[g_row]).sum(0)
     total_expected = np.bincount(profile_row, weights=depth, minlength=mu_rows.shape[0]) @ mu_rows
@@ -128,16 +128,12 @@ def pool_counts(
     ri, ci, x = coo.row, coo.col, coo.data.astype(float)
     mu = depth[ri] * mu_rows[profile_row[ri], ci]
     # a cell's stored count of a gene: its weight without that count's own term, exactly
-    w_loo = _expit(logit_post[ri] - gene_term(x, np.maximum(mu, 1e-300), ci))
+    w_loo = expit(logit_post[ri] - gene_term(x, np.maximum(mu, 1e-300), ci))
     as_zero = w[ri] + change[group[ri], ci]
     carrier_expected += np.bincount(ci, weights=(w_loo - as_zero) * mu, minlength=n_genes)
     carrier_observed = np.bincount(ci, weights=w_loo * x, minlength=n_genes)
     total_observed = np.bincount(ci, weights=x, minlength=n_genes)
     return carrier_observed, np.clip(carrier_expected, 0.0, total_expected), total_observed, total_expected
-
-
-def _expit(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _groups(profile_row: np.ndarray, depth: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -226,15 +222,15 @@ def fit_model(pools: Pools, rho: float, eps: float, gene_sd: float | None = None
     only the pools' common level against the reference (through ``gene_sd``) is read.
     """
     start = [
-        _logit(np.clip(pools.carrier_share, 0.02, 0.98)),
-        _logit(np.clip(pools.normal_share, 0.02, 0.98)),
+        logit(np.clip(pools.carrier_share, 0.02, 0.98)),
+        logit(np.clip(pools.normal_share, 0.02, 0.98)),
         np.log(0.3 if gene_sd is None else gene_sd),
     ]
     lo, hi = np.log(GENE_SD_RANGE[0]), np.log(GENE_SD_RANGE[1])
 
     def model_of(x) -> Model:
         sd = gene_sd if gene_sd is not None else float(np.exp(np.clip(x[2], lo, hi)))
-        return Model(float(_expit(x[0])), float(_expit(x[1])), sd)
+        return Model(float(expit(x[0])), float(expit(x[1])), sd)
 
     def nll(x) -> float:
         return -float(_hypotheses(pools, rho, model_of(x), eps)[0].sum())
@@ -243,10 +239,6 @@ def fit_model(pools: Pools, rho: float, eps: float, gene_sd: float | None = None
     bounds = [(-12.0, 12.0), (-12.0, 12.0), (lo, hi)][:n_free]
     res = minimize(nll, np.asarray(start[:n_free]), method="L-BFGS-B", bounds=bounds)
     return model_of(res.x)
-
-
-def _logit(p: float) -> float:
-    return float(np.log(p / (1.0 - p)))
 
 
 def best_segment(gain: np.ndarray, min_genes: int) -> tuple[int, int, float]:
@@ -274,16 +266,15 @@ def _latest_running_argmin(c: np.ndarray, low: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Interval:
     """:func:`fit_interval`'s result: genes ``[start, end)`` of the pools, the model refitted on them and
-    their summed gain (``model``, ``gain``); the whole region's (``region_model``, ``region_gain``) and
-    ``trim``, what the best interval under the region's model gains over the whole region (nats, the
-    statistic :func:`trim_threshold` resamples); ``region_terms`` (n_genes,) the genes' gains under it."""
+    their summed gain (``model``, ``gain``); the whole region's model (``region_model``) and its genes'
+    gains under it (``region_terms``, (n_genes,)); ``trim``, what the best interval under the region's
+    model gains over the whole region (nats, the statistic :func:`trim_threshold` resamples)."""
 
     start: int
     end: int
     model: Model
     gain: float
     region_model: Model
-    region_gain: float
     trim: float
     region_terms: np.ndarray
 
@@ -309,7 +300,7 @@ def fit_interval(pools: Pools, rho: float, eps: float, min_genes: int) -> Interv
             break
         i, j, _ = best_segment(contrast_gain(pools, rho, model, eps), min_genes)
     gain = float(contrast_gain(_part(pools, i, j), rho, model, eps).sum())
-    return Interval(i, j, model, gain, region, float(g_all.sum()), best - float(g_all.sum()), g_all)
+    return Interval(i, j, model, gain, region, best - float(g_all.sum()), g_all)
 
 
 def _part(pools: Pools, i: int, j: int) -> Pools:

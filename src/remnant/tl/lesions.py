@@ -45,6 +45,7 @@ import anndata
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.special import logit
 
 from remnant.errors import InputError
 from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
@@ -1341,7 +1342,7 @@ def _contrast_pools(
             res["profiles"] / scale,
             res["profile_row"][m],
             cohort.depth[rows[m]],
-            np.log(p / (1 - p)),
+            logit(p),
             _gene_term(res["size"], kw, float(scores.batches.loc[u.batch, "temperature"])),
         )
         sums[:, use] += np.vstack(parts)
