@@ -157,3 +157,21 @@ def test_best_segment():
         brute = max(c[j] - c[i] for i in range(g.size + 1) for j in range(i + m, g.size + 1))
         i, j, best = best_segment(g, m)
         assert best == pytest.approx(brute) and j - i >= m and g[i:j].sum() == pytest.approx(best)
+
+
+def test_pool_term_without_outliers_is_the_negative_binomial_the_cells_had():
+    """At ``outlier_fraction`` 0 the leave-gene-out weights take out the cells' own (negative binomial)
+    term of each count, not a Poisson one: a gene the reference finds dispersed (size 0.5) gives a
+    high count far less than a Poisson gene would."""
+    from scipy.stats import nbinom
+
+    from remnant.tl.lesions import _gene_term
+
+    size = np.array([0.5, 50.0])
+    term = _gene_term(size, {"rho": RHO, "outlier_fraction": 0.0}, temperature=2.0)
+    x, mu = np.array([0.0, 3.0, 40.0]), np.array([2.0, 2.0, 2.0])
+    for gene in (0, 1):
+        r = size[gene]
+        nb = nbinom.logpmf(x, r, r / (r + RHO * mu)) - nbinom.logpmf(x, r, r / (r + mu))
+        np.testing.assert_allclose(term(x, mu, np.full(3, gene)), nb / 2.0, rtol=1e-9, atol=1e-12)
+    assert abs(term(x, mu, np.zeros(3, int))[2]) < 0.2 * abs(poisson_term(40.0, 2.0, 0))

@@ -1354,15 +1354,15 @@ def _contrast_pools(
 
 def _gene_term(size: np.ndarray, kw: dict, temperature: float):
     """``(x, mu, gene) -> term``: the tempered LLR term a count adds to a cell's evidence
-    (:func:`remnant.tl.lesion_model._outlier_terms`, or the plain Poisson's without outliers). Cells
-    of a state the reference lacks had their evidence shrunk by their level's uncertainty; their
-    terms are taken whole, which leaves out a little more than the gene gave them."""
+    (:func:`remnant.tl.lesion_model._outlier_terms`; at ``outlier_fraction`` 0 that is the plain
+    negative binomial's term, as the cells' evidence then is). Cells of a state the reference lacks had
+    their evidence shrunk by their level's uncertainty; their terms are taken whole, which leaves out a
+    little more than the gene gave them."""
     rho, eps = kw["rho"], kw["outlier_fraction"]
 
     def term(x, mu, gene):
-        if eps > 0:
+        with np.errstate(divide="ignore"):  # log(eps) at eps 0: the broad component drops out
             return _outlier_terms(x, mu, size[gene], rho, eps) / temperature
-        return (x * np.log(rho) + (1.0 - rho) * mu) / temperature
 
     return term
 
