@@ -103,6 +103,10 @@ def test_repeated_site_gets_unique_names_and_ensembl_chromosomes_are_kept(tmp_pa
     assert list(adata.var["site_id"]) == ["5:1295228:G>A", "5:140011319:C>T", "5:140011319:C>T"]
     assert list(annotation_chromosome(adata.var["chromosome"])) == ["chr5"] * 3
     assert list(annotation_chromosome(["chr5", "X", "MT", "chrM"])) == ["chr5", "chrX", "chrM", "chrM"]
+    # categorical and integer chromosome columns (as a VCF read by pandas gives them), in input order
+    as_category = pd.Series(["5", "X", "5", "MT"], dtype="category")
+    assert list(annotation_chromosome(as_category)) == ["chr5", "chrX", "chr5", "chrM"]
+    assert list(annotation_chromosome(pd.Series([7, 5, 7]))) == ["chr7", "chr5", "chr7"]
 
 
 def test_gzipped_matrices_and_no_oth_are_read(tmp_path):

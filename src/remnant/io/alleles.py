@@ -464,7 +464,10 @@ def annotation_chromosome(chromosome: Iterable[str]) -> np.ndarray:
     one the gene table itself is built with: ``chr`` is prefixed where missing and ``chrMT`` becomes
     ``chrM``. Returns a str array of the same length.
     """
-    return _with_chr_prefix(pd.Series(list(chromosome), dtype=object)).to_numpy(dtype=object)
+    values = chromosome if isinstance(chromosome, pd.Series | np.ndarray) else list(chromosome)
+    # a few distinct names over many SNPs: the string rule runs once per name, not once per SNP
+    codes, names = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    return _with_chr_prefix(pd.Series(names, dtype=object)).to_numpy(dtype=object)[codes]
 
 
 # --------------------------------------------------------------------------------------------

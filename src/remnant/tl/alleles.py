@@ -118,7 +118,7 @@ def lesion_sites(alleles: anndata.AnnData, lesion) -> np.ndarray:
     """Boolean (n_sites,) mask of the SNPs inside ``lesion`` (``chromosome``, ``start``, ``end``: bp,
     0-based half-open, as :class:`remnant.tl.Lesion`). Positions in ``var["position"]`` are 1-based;
     VCF chromosome names (``5``, ``chr5``) are matched as the gene table spells them."""
-    chrom = annotation_chromosome(alleles.var["chromosome"].astype(str))
+    chrom = annotation_chromosome(alleles.var["chromosome"])
     pos0 = alleles.var["position"].to_numpy(np.int64) - 1
     return (chrom == lesion.chromosome) & (pos0 >= lesion.start) & (pos0 < lesion.end)
 
@@ -130,7 +130,7 @@ def site_genes(alleles: anndata.AnnData, genes: pd.DataFrame) -> np.ndarray:
     :func:`remnant.io.load_genes`. Where genes overlap, a site goes to the covering gene that starts
     last before it (one gene per site: sites of one gene share its transcripts' bursts).
     """
-    chrom = annotation_chromosome(alleles.var["chromosome"].astype(str))
+    chrom = annotation_chromosome(alleles.var["chromosome"])
     pos0 = alleles.var["position"].to_numpy(np.int64) - 1
     out = np.full(alleles.n_vars, "", dtype=object)
     for name in pd.unique(chrom):
