@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import logsumexp
 
-from remnant.tl.alleles import _nonzero, _read_entries
+from remnant.tl.alleles import _nonzero, _read_entries, _unique_inverse
 
 __all__ = ["MIN_GENOTYPE_SITES", "heterozygous_sites", "vote_share"]
 
@@ -137,7 +137,7 @@ def _votes(a: np.ndarray, n: np.ndarray, keys: np.ndarray, m: np.ndarray, n_site
     the log likelihoods of the votes at a heterozygous site with ALT the changed allele and with REF.
     Per stored read entry: ``a`` ALT and ``n`` REF + ALT reads, ``keys`` person * ``n_sites`` + site,
     ``m`` its chance that its vote goes to the changed allele."""
-    uniq, inv = np.unique(keys, return_inverse=True)
+    uniq, inv = _unique_inverse(keys)
     v_alt, v_ref, v_tie = 2 * a > n, 2 * a < n, 2 * a == n
     alt = np.bincount(inv, weights=v_alt, minlength=uniq.size)
     ref = np.bincount(inv, weights=v_ref, minlength=uniq.size)
