@@ -116,13 +116,14 @@ def pool_counts(
     g_row[group] = profile_row
     g_depth = np.bincount(group, weights=depth, minlength=n_groups)  # summed
     g_logit = np.bincount(group, weights=logit_post * depth, minlength=n_groups) / np.maximum(g_depth, 1e-300)
-    mean_mu = (g_depth / np.maximum(size, 1))[:, None] * mu_rows[g_row]  # (groups, genes) at the mean depth
+    g_mu = mu_rows[g_row]  # (groups, genes) per unit of depth
+    mean_mu = (g_depth / np.maximum(size, 1))[:, None] * g_mu  # at the group's mean depth
     # each cell at its own weight (exact), plus the change leaving a zero count's term out makes, at
     # its group's mean (the change is small and smooth; the weights themselves are not)
     change = expit(g_logit[:, None] - gene_term(0.0, np.maximum(mean_mu, 1e-300), np.arange(n_genes)[None, :]))
     change -= expit(g_logit)[:, None]
     wd = np.bincount(profile_row, weights=w * depth, minlength=mu_rows.shape[0])
-    carrier_expected = wd @ mu_rows + (change * g_depth[:, None] * mu_rows[g_row]).sum(0)
+    carrier_expected = wd @ mu_rows + (change * g_depth[:, None] * g_mu).sum(0)
     total_expected = np.bincount(profile_row, weights=depth, minlength=mu_rows.shape[0]) @ mu_rows
     coo = counts.tocoo()
     ri, ci, x = coo.row, coo.col, coo.data.astype(float)
