@@ -64,6 +64,15 @@ def auroc(score, truth) -> float:
     return float((ranks[truth].sum() - npos * (npos + 1) / 2) / (npos * nneg))
 
 
+def weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    """Weighted median of ``x`` (the smallest value holding half the weight; 0 for none)."""
+    if x.size == 0:
+        return 0.0
+    o = np.argsort(x)
+    c = np.cumsum(w[o])
+    return float(x[o][np.searchsorted(c, 0.5 * c[-1])])
+
+
 def _lesions(items, cyto, arms):
     return rm.tl.parse_lesions([{"name": n, "type": t, "region": r} for n, t, r in items], cyto, arms)
 

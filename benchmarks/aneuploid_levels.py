@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _real_sets as R  # noqa: E402
 
 import remnant as rm  # noqa: E402
+from remnant.io.annotation import _locate  # noqa: E402
 from remnant.tl.depth import depth_groups, depth_mask, group_totals  # noqa: E402
 from remnant.tl.lesion_model import _outlier_terms, em_prior  # noqa: E402
 from remnant.tl.lesions import genes_in  # noqa: E402
@@ -142,12 +143,9 @@ def load_cells(name: str) -> Cells:
 
 
 def _arm_labels(var: pd.DataFrame, bands: Path) -> np.ndarray:
-    arms = rm.io.chromosome_arms(rm.io.load_cytobands(bands))
-    chrom, mid = var["chromosome"].astype(str).to_numpy(), ((var["start"] + var["end"]) // 2).to_numpy()
-    out = np.full(len(var), "", dtype=object)
-    for _, a in arms.iterrows():
-        out[(chrom == a["chromosome"]) & (mid >= a["start"]) & (mid < a["end"])] = a["chromosome"] + a["arm"]
-    return out
+    """Each gene's arm (``chr5q``; "" off every arm), by its midpoint, as the gene table places it."""
+    arm, _ = _locate(var, rm.io.load_cytobands(bands))
+    return np.where(arm.notna(), var["chromosome"].astype(str) + arm.astype(str), "").astype(object)
 
 
 def level_study(cells: Cells, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -175,7 +173,7 @@ def level_study(cells: Cells, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame
             if arm and g.size >= MIN_ARM_GENES:
                 levels.append(np.log(O[g].sum() / E[g].sum()))
         genome = cells.outside & expressed & (E > 1)
-        median_anchor = _weighted_median(np.log((O[genome] + 0.5) / (E[genome] + 0.5)), np.sqrt(E[genome]))
+        median_anchor = R.weighted_median(np.log((O[genome] + 0.5) / (E[genome] + 0.5)), np.sqrt(E[genome]))
         clusters[k] = (rows, O, E, float(np.median(levels)), median_anchor)
     out, level_rows = [], []
     for i, arm in enumerate(cells.arms):
@@ -194,7 +192,7 @@ def level_study(cells: Cells, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame
                 llr[v][rows] = _outlier_terms(x[rows], mu, size[g], rho, EPS).sum(1)
             if cells.tumour[rows].mean() > 0.5:
                 on = eg > 1
-                median_level = _weighted_median(np.log((og[on] + 0.5) / (eg[on] + 0.5)), np.sqrt(eg[on]))
+                median_level = R.weighted_median(np.log((og[on] + 0.5) / (eg[on] + 0.5)), np.sqrt(eg[on]))
                 level_rows.append(
                     {
                         "arm": arm.name,
@@ -217,12 +215,6 @@ def level_study(cells: Cells, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame
                 }
             )
     return pd.DataFrame(out), pd.DataFrame(level_rows)
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    order = np.argsort(values)
-    cum = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cum, cum[-1] / 2)])
 
 
 def _nb_size(X, D, normal, p) -> np.ndarray:

@@ -330,12 +330,7 @@ def _wmad2(x, w):
     return float((1.4826 * _wmedian(np.abs(x), w)) ** 2) if x.size else 0.0
 
 
-def _wmedian(x, w):
-    if x.size == 0:
-        return 0.0
-    o = np.argsort(x)
-    c = np.cumsum(w[o])
-    return float(x[o][np.searchsorted(c, 0.5 * c[-1])])
+_wmedian = R.weighted_median
 
 
 # ------------------------------------------------------------------------------------------------
