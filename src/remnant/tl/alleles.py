@@ -174,8 +174,22 @@ def _read_entries(ad, dp) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     dp = sp.csr_matrix(dp).astype(np.float64)  # a copy: the caller's layer stays as it is
     dp.sum_duplicates()
     dp.eliminate_zeros()
-    ad = _lookup(sp.csr_matrix(ad, dtype=np.float64), *_nonzero(dp))
+    ad = _on_pattern(sp.csr_matrix(ad, dtype=np.float64), dp)
     return sp.csr_matrix((ad, dp.indices, dp.indptr), shape=dp.shape), dp
+
+
+def _on_pattern(m: sp.csr_matrix, pattern: sp.csr_matrix) -> np.ndarray:
+    """Values of read counts ``m`` (non-negative integers) at the stored entries of canonical ``pattern``
+    (its storage order; 0 where ``m`` stores nothing). Where ``m``'s entries all lie on the pattern
+    (AD's reads are DP's) this is one sparse sum, linear in the entries; else a key search."""
+    m = m.copy()
+    m.sum_duplicates()  # canonical, so the sum below comes out canonical too
+    m.eliminate_zeros()
+    ones = sp.csr_matrix((np.ones(pattern.nnz), pattern.indices, pattern.indptr), shape=pattern.shape)
+    union = m + ones  # m >= 0: no entry cancels, so the pattern is the union exactly when m lies on it
+    if union.nnz == pattern.nnz and (m.data >= 0).all():
+        return union.data - 1.0  # exact for integer counts
+    return _lookup(m, *_nonzero(pattern))
 
 
 def _nonzero(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -183,19 +197,24 @@ def _nonzero(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices
 
 
+#: Largest matrix (rows x columns) :func:`_lookup` reads through a dense copy (32 MB of float64).
+_DENSE_LOOKUP = 1 << 22
+
+
 def _lookup(m: sp.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Values of sparse ``m`` at (rows, cols), 0 where nothing is stored (vectorised by key search)."""
-    csr = sp.csr_matrix(m)  # canonical (duplicates summed, indices sorted): its keys come out sorted
-    if not csr.has_canonical_format:
-        csr = csr.copy()
-        csr.sum_duplicates()
+    """Values of sparse ``m`` at (rows, cols), 0 where nothing is stored: through a dense copy where ``m``
+    is small (a person x site table), else by hashing its keys (linear in the entries)."""
+    csr = sp.csr_matrix(m)
     if csr.nnz == 0:
         return np.zeros(rows.size)
+    if csr.shape[0] * csr.shape[1] <= _DENSE_LOOKUP:
+        return csr.toarray()[rows, cols]
+    if not csr.has_canonical_format:  # duplicates summed: one key per stored value
+        csr = csr.copy()
+        csr.sum_duplicates()
     keys = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr)) * m.shape[1] + csr.indices
-    data = csr.data
-    want = rows.astype(np.int64) * m.shape[1] + cols
-    pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
-    return np.where(keys[pos] == want, data[pos], 0.0)
+    at = pd.Index(keys).get_indexer(rows.astype(np.int64) * m.shape[1] + cols)
+    return np.where(at >= 0, csr.data[at], 0.0)
 
 
 def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -222,17 +241,24 @@ def _summary(rho) -> float:
     return float(np.mean(rho))
 
 
-def _bb(k: np.ndarray, n: np.ndarray, mean: float, conc: float) -> np.ndarray:
-    """Beta-binomial log pmf without the binomial coefficient (it cancels in every ratio here)."""
+def _bb(k: np.ndarray, n: np.ndarray, mean: float, conc, rows: np.ndarray | None = None) -> np.ndarray:
+    """Beta-binomial log pmf without the binomial coefficient (it cancels in every ratio here).
+
+    ``conc`` a float or one per entry; or one per cell with ``rows`` each entry's cell (the
+    normaliser ``B(a, b)`` is then evaluated once per cell, not once per entry)."""
     a, b = mean * conc, (1.0 - mean) * conc
-    return betaln(k + a, n - k + b) - betaln(a, b)
+    norm = betaln(a, b)
+    if rows is not None and np.ndim(conc):
+        a, b, norm = a[rows], b[rows], norm[rows]
+    return betaln(k + a, n - k + b) - norm
 
 
-def _carrier(k: np.ndarray, n: np.ndarray, lesion_type: str, conc: float, eps: float) -> np.ndarray:
-    """Log-likelihood (no binomial coefficient) of ``k`` of ``n`` reads on the changed haplotype in a carrier."""
+def _carrier(k: np.ndarray, n: np.ndarray, lesion_type: str, conc, eps: float, rows=None) -> np.ndarray:
+    """Log-likelihood (no binomial coefficient) of ``k`` of ``n`` reads on the changed haplotype in a
+    carrier (``conc``, ``rows``: :func:`_bb`)."""
     if lesion_type == "loss":
         return k * np.log(eps) + (n - k) * np.log1p(-eps)
-    return _bb(k, n, GAIN_SHARE, conc)
+    return _bb(k, n, GAIN_SHARE, conc, rows)
 
 
 def _check_type(lesion_type: str) -> None:
@@ -344,10 +370,15 @@ def _gene_matrices(
 def _gene_llr(
     k: sp.csr_matrix, n: sp.csr_matrix, lesion_type: str, rho: float, eps: float, bound: float
 ) -> sp.csr_matrix:
-    """Clipped LLR carrier vs normal per (cell, gene), CSR cells x genes (nats)."""
-    conc = _at_entries(_concentration(rho), _nonzero(n)[0])
-    llr = _carrier(k.data, n.data, lesion_type, conc, eps) - _bb(k.data, n.data, 0.5, conc)
-    return sp.csr_matrix((np.clip(llr, -bound, bound), n.indices, n.indptr), shape=n.shape)
+    """Clipped LLR carrier vs normal per (cell, gene), CSR cells x genes (nats); 0 where a pair holds no
+    weighted read (an unphased gene: the EM's first round has only these)."""
+    read = np.flatnonzero(n.data > 0)
+    conc, rows = _concentration(rho), _nonzero(n)[0][read]
+    kd, nd = k.data[read], n.data[read]
+    llr = np.zeros(n.data.size)
+    term = _carrier(kd, nd, lesion_type, conc, eps, rows) - _bb(kd, nd, 0.5, conc, rows)
+    llr[read] = np.clip(term, -bound, bound)
+    return sp.csr_matrix((llr, n.indices, n.indptr), shape=n.shape)
 
 
 def _codes(sites_gene) -> tuple[np.ndarray, np.ndarray]:
@@ -493,6 +524,7 @@ def _em(ad, dp, codes, n_genes: int, carrier: np.ndarray, overdispersion, settin
     n, terms = layout.empty(), None
     rho = overdispersion if overdispersion is not None else _moments_rho(ad, dp, 1.0 - carrier)
     base = _normal_share(ad, dp, 1.0 - carrier)
+    entries = _Entries.of(dp, codes, carrier)
     while iterations < settings.max_iter:
         iterations += 1
         # each cell's reads scored by the phases learned without them (its entries' leave-one-out log
@@ -506,7 +538,7 @@ def _em(ad, dp, codes, n_genes: int, carrier: np.ndarray, overdispersion, settin
         if terms is None or overdispersion is None:  # bursting re-estimated: the entries' terms change
             terms = _entry_terms(ad, dp, lesion_type, _concentration(rho), eps, base)
         own = np.where(layout.pair >= 0, cell_gene.data[np.maximum(layout.pair, 0)], 0.0)
-        score, contrib = _site_scores(dp, codes, carrier, total, own, terms)
+        score, contrib = _site_scores(entries, total, own, terms)
         new = expit(score)
         moved = np.max(np.abs(new - p_alt), initial=0.0)
         p_alt = new
@@ -632,10 +664,27 @@ def _agreement_temperature(l_a: np.ndarray, l_b: np.ndarray, agree: np.ndarray) 
     return 1.0 if nll(0.0) - best.fun <= TEMPERATURE_TEST_NATS else float(np.exp(best.x))
 
 
+@dataclass
+class _Entries:
+    """What the EM's site scores need of each read entry of ``dp`` (storage order) and never changes
+    between its rounds: the entry's cell ``rows`` and site ``cols``, whether its site has a gene
+    (``in_gene``) and its cell's prior log odds of being a carrier (``prior``, logit of the expression
+    posterior); ``n_sites``."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    in_gene: np.ndarray
+    prior: np.ndarray
+    n_sites: int
+
+    @classmethod
+    def of(cls, dp: sp.csr_matrix, codes: np.ndarray, carrier: np.ndarray) -> _Entries:
+        rows, cols = _nonzero(dp)
+        return cls(rows, cols, codes[cols] >= 0, logit(carrier)[rows], dp.shape[1])
+
+
 def _site_scores(
-    dp: sp.csr_matrix,
-    codes: np.ndarray,
-    carrier: np.ndarray,
+    entries: _Entries,
     total: np.ndarray,
     own: np.ndarray,
     terms: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -647,17 +696,15 @@ def _site_scores(
     site's gene* (the gene's own reads must not vouch for the phase they are judged by): ``total``
     (n_obs,) the cells' allele LLR, ``own`` (nnz,) the entry's gene's term of it (0 without gene);
     ``terms``: :func:`_entry_terms`."""
-    rows, cols = _nonzero(dp)
-    code = codes[cols]
-    z = logit(carrier[rows]) + total[rows] - own
-    log_w, log_not = log_expit(z), log_expit(-z)  # log P(carrier), log P(normal) without underflow
+    z = entries.prior + total[entries.rows] - own
+    log_w = log_expit(z)  # log P(carrier) without underflow
     normal_ll, alt_ll, ref_ll = terms
-    normal = log_not + normal_ll
+    normal = (log_w - z) + normal_ll  # log P(normal) = log P(carrier) - z
     # phase ALT-on-changed: the changed-haplotype reads are the ALT reads; else the REF reads
     alt = np.logaddexp(log_w + alt_ll, normal)
     ref = np.logaddexp(log_w + ref_ll, normal)
-    contrib = np.where(code >= 0, alt - ref, 0.0)
-    score = np.bincount(cols, weights=contrib, minlength=dp.shape[1])
+    contrib = np.where(entries.in_gene, alt - ref, 0.0)
+    score = np.bincount(entries.cols, weights=contrib, minlength=entries.n_sites)
     return score, contrib
 
 
