@@ -427,8 +427,9 @@ def _phase_rows(sub: anndata.AnnData, site_phase: pd.DataFrame, patient: str, ca
     for column in ("gene", "p_alt", "allele", "confidence", "n_reads", "n_cells"):
         out[column] = site_phase[column].to_numpy()
     for name, rows in (("called", called), ("uncalled", ~called)):
-        n = np.asarray(dp[rows].sum(axis=0)).ravel()
-        alt = np.asarray(ad[rows].sum(axis=0)).ravel()
+        w = rows.astype(np.float64)  # a weighted column sum: no copy of the rows' entries
+        n = np.asarray(dp.T @ w).ravel()
+        alt = np.asarray(ad.T @ w).ravel()
         out[f"{name}_reads"] = n.astype(np.int64)
         out[f"{name}_changed"] = np.where(alt_changed, alt, n - alt).astype(np.int64)
     return out[PHASE_COLUMNS].reset_index(drop=True)
@@ -453,10 +454,9 @@ def _recount(info: dict, obs: pd.DataFrame, joint: np.ndarray, cutoff: float) ->
     per_group = info.get("per_group")
     if per_group is not None and not per_group.empty:
         groups = obs[params["prior_key"]].astype(str).to_numpy()
-        per_group["n_called"] = [
-            int((joint[(samples == str(s)) & (groups == str(g))] >= cutoff).sum())
-            for s, g in per_group[["sample", "group"]].itertuples(index=False)
-        ]
+        called = pd.Series(joint >= cutoff).groupby([samples, groups]).sum()
+        keys = pd.MultiIndex.from_arrays([per_group["sample"].astype(str), per_group["group"].astype(str)])
+        per_group["n_called"] = called.reindex(keys, fill_value=0).to_numpy(np.int64)
 
 
 def concat_alleles(parts) -> anndata.AnnData:

@@ -82,7 +82,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.optimize import minimize_scalar
-from scipy.special import betaln, expit, gammaln, log_expit, logit
+from scipy.special import betaln, expit, gammaln, logit
 
 from remnant.io.alleles import annotation_chromosome
 
@@ -372,13 +372,21 @@ def _gene_llr(
 ) -> sp.csr_matrix:
     """Clipped LLR carrier vs normal per (cell, gene), CSR cells x genes (nats); 0 where a pair holds no
     weighted read (an unphased gene: the EM's first round has only these)."""
-    read = np.flatnonzero(n.data > 0)
-    conc, rows = _concentration(rho), _nonzero(n)[0][read]
-    kd, nd = k.data[read], n.data[read]
-    llr = np.zeros(n.data.size)
+    llr = _pair_llr(k.data, n.data, _nonzero(n)[0], lesion_type, rho, eps, bound)
+    return sp.csr_matrix((llr, n.indices, n.indptr), shape=n.shape)
+
+
+def _pair_llr(
+    k: np.ndarray, n: np.ndarray, cells: np.ndarray, lesion_type: str, rho, eps: float, bound: float
+) -> np.ndarray:
+    """:func:`_gene_llr` on flat (n_pairs,) counts ``k``, ``n`` of pairs in ``cells``."""
+    read = np.flatnonzero(n > 0)
+    conc, rows = _concentration(rho), cells[read]
+    kd, nd = k[read], n[read]
+    llr = np.zeros(n.size)
     term = _carrier(kd, nd, lesion_type, conc, eps, rows) - _bb(kd, nd, 0.5, conc, rows)
     llr[read] = np.clip(term, -bound, bound)
-    return sp.csr_matrix((llr, n.indices, n.indptr), shape=n.shape)
+    return llr
 
 
 def _codes(sites_gene) -> tuple[np.ndarray, np.ndarray]:
@@ -521,7 +529,7 @@ def _em(ad, dp, codes, n_genes: int, carrier: np.ndarray, overdispersion, settin
     p_alt, iterations = np.full(dp.shape[1], 0.5), 0
     score, contrib = np.zeros(dp.shape[1]), np.zeros(dp.nnz)
     layout = _PairLayout.of(dp, codes, n_genes)
-    n, terms = layout.empty(), None
+    n, terms = np.zeros(layout.genes.size), None
     rho = overdispersion if overdispersion is not None else _moments_rho(ad, dp, 1.0 - carrier)
     base = _normal_share(ad, dp, 1.0 - carrier)
     entries = _Entries.of(dp, codes, carrier)
@@ -530,21 +538,22 @@ def _em(ad, dp, codes, n_genes: int, carrier: np.ndarray, overdispersion, settin
         # each cell's reads scored by the phases learned without them (its entries' leave-one-out log
         # odds): a cell's reads must not phase a site and then vouch, through it, for the cell's carrier
         # weight at its other sites (mean-field self-confirmation)
-        k, n = layout.counts(ad, dp, expit(score[dp.indices] - contrib))
-        if overdispersion is None and n.data.any():  # phased genes: bursting by maximum likelihood
-            rho = _rho_ml(k, n, carrier, lesion_type, eps)
-        cell_gene = _gene_llr(k, n, lesion_type, rho, eps, bound)
-        total = np.asarray(cell_gene.sum(axis=1)).ravel()
+        k, n = layout.pair_counts(ad, dp, expit(score[dp.indices] - contrib))
+        if overdispersion is None and n.any():  # phased genes: bursting by maximum likelihood
+            rho = _rho_ml(layout.csr(k), layout.csr(n), carrier, lesion_type, eps)
+        llr = _pair_llr(k, n, layout.cells, lesion_type, rho, eps, bound)
+        total = np.bincount(layout.cells, llr, dp.shape[0])
         if terms is None or overdispersion is None:  # bursting re-estimated: the entries' terms change
             terms = _entry_terms(ad, dp, lesion_type, _concentration(rho), eps, base)
-        own = np.where(layout.pair >= 0, cell_gene.data[np.maximum(layout.pair, 0)], 0.0)
+        own = np.zeros(dp.nnz)
+        own[layout.in_gene] = llr[layout.at]
         score, contrib = _site_scores(entries, total, own, terms)
         new = expit(score)
         moved = np.max(np.abs(new - p_alt), initial=0.0)
         p_alt = new
         if moved < settings.tol:
             break
-    return _Fit(score, contrib, rho, n, iterations)
+    return _Fit(score, contrib, rho, layout.csr(n), iterations)
 
 
 @dataclass
@@ -553,12 +562,16 @@ class _PairLayout:
     EM's soft counts per pair are then one ``bincount`` a round, not sparse products and key searches.
 
     ``pair``: (nnz,) the entry's pair (-1: site without gene); ``indptr``, ``genes``: the pairs as a
-    canonical CSR pattern, cells x ``n_genes`` (sorted by cell, then gene)."""
+    canonical CSR pattern, cells x ``n_genes`` (sorted by cell, then gene); ``cells``: each pair's
+    cell; ``in_gene``: the entries with a pair, and ``at``: their pairs (what every round indexes by)."""
 
     pair: np.ndarray
     indptr: np.ndarray
     genes: np.ndarray
     shape: tuple[int, int]
+    cells: np.ndarray
+    in_gene: np.ndarray
+    at: np.ndarray
 
     @classmethod
     def of(cls, dp: sp.csr_matrix, codes: np.ndarray, n_genes: int) -> _PairLayout:
@@ -571,25 +584,29 @@ class _PairLayout:
         pair[on] = inverse
         cell = uniq // max(n_genes, 1)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=dp.shape[0]))]).astype(np.int64)
-        return cls(pair, indptr, (uniq % max(n_genes, 1)).astype(np.int64), (dp.shape[0], n_genes))
+        genes = (uniq % max(n_genes, 1)).astype(np.int64)
+        return cls(pair, indptr, genes, (dp.shape[0], n_genes), cell.astype(np.int64), on, inverse.astype(np.int64))
 
-    def empty(self) -> sp.csr_matrix:
-        return sp.csr_matrix(self.shape)
+    def csr(self, values: np.ndarray) -> sp.csr_matrix:
+        """Per-pair ``values`` as a CSR matrix, cells x genes."""
+        return sp.csr_matrix((values, self.genes, self.indptr), shape=self.shape)
+
+    def pair_counts(self, ad: sp.csr_matrix, dp: sp.csr_matrix, p_entry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reads on the changed haplotype ``k`` and all reads ``n`` per pair, (n_pairs,) each, every
+        entry weighing ``|2 p - 1|`` for its phase ``p_entry`` (nnz,); a pair whose entries all weigh 0
+        holds 0."""
+        on, p = self.in_gene, p_entry[self.in_gene]
+        weight = np.abs(2.0 * p - 1.0)
+        x, m = ad.data[on], dp.data[on]
+        changed = np.where(p > 0.5, x, m - x)
+        size = self.genes.size
+        n = np.bincount(self.at, weight * m, size)
+        return np.clip(np.bincount(self.at, weight * changed, size), 0.0, n), n
 
     def counts(self, ad: sp.csr_matrix, dp: sp.csr_matrix, p_entry: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """As :func:`_entry_gene_matrices` (reads on the changed haplotype ``k`` and all reads ``n`` per
-        pair, each entry weighing ``|2 p - 1|`` for its phase ``p_entry`` (nnz,)), on every pair: a pair
-        whose entries all weigh 0 holds 0."""
-        weight = np.abs(2.0 * p_entry - 1.0)
-        changed = np.where(p_entry > 0.5, ad.data, dp.data - ad.data)
-        on = self.pair >= 0
-        size = self.genes.size
-        n = np.bincount(self.pair[on], weight[on] * dp.data[on], size)
-        k = np.clip(np.bincount(self.pair[on], weight[on] * changed[on], size), 0.0, n)
-        return (
-            sp.csr_matrix((k, self.genes, self.indptr), shape=self.shape),
-            sp.csr_matrix((n, self.genes, self.indptr), shape=self.shape),
-        )
+        """:meth:`pair_counts` as CSR matrices, cells x genes (as :func:`_entry_gene_matrices`)."""
+        k, n = self.pair_counts(ad, dp, p_entry)
+        return self.csr(k), self.csr(n)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -696,14 +713,13 @@ def _site_scores(
     site's gene* (the gene's own reads must not vouch for the phase they are judged by): ``total``
     (n_obs,) the cells' allele LLR, ``own`` (nnz,) the entry's gene's term of it (0 without gene);
     ``terms``: :func:`_entry_terms`."""
-    z = entries.prior + total[entries.rows] - own
-    log_w = log_expit(z)  # log P(carrier) without underflow
     normal_ll, alt_ll, ref_ll = terms
-    normal = (log_w - z) + normal_ll  # log P(normal) = log P(carrier) - z
-    # phase ALT-on-changed: the changed-haplotype reads are the ALT reads; else the REF reads
-    alt = np.logaddexp(log_w + alt_ll, normal)
-    ref = np.logaddexp(log_w + ref_ll, normal)
-    contrib = np.where(entries.in_gene, alt - ref, 0.0)
+    # with w the carrier weight (log odds z) and N, A, R the entry's likelihoods as a normal cell and as
+    # a carrier whose changed haplotype's reads are its ALT or its REF reads:
+    # log(w A + (1 - w) N) - log(w R + (1 - w) N) = softplus(z + log A/N) - softplus(z + log R/N)
+    u = entries.prior + total[entries.rows] - own - normal_ll
+    contrib = np.logaddexp(0.0, u + alt_ll) - np.logaddexp(0.0, u + ref_ll)
+    contrib = np.where(entries.in_gene, contrib, 0.0)
     score = np.bincount(entries.cols, weights=contrib, minlength=entries.n_sites)
     return score, contrib
 
