@@ -176,6 +176,66 @@ def test_round_trip_of_a_larger_random_folder(tmp_path):
     assert_same(first, read_cellsnp(write_cellsnp(first, tmp_path / "b")))
 
 
+def test_regions_keep_only_their_snps_as_a_full_read_would(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import remnant.io.alleles as io_alleles
+    from remnant.io._common import new_adata
+
+    rng = np.random.default_rng(11)
+    n_cells, n_sites = 200, 400
+    dp = sp.csr_matrix(
+        sp.random(n_cells, n_sites, density=0.08, random_state=rng, data_rvs=lambda n: rng.integers(1, 30, n)),
+        dtype=np.int32,
+    )
+    ad = dp.copy()
+    ad.data = rng.binomial(ad.data, 0.5).astype(np.int32)
+    # Ensembl names in the VCF ("5"), gene-table names in the regions ("chr5")
+    var = pd.DataFrame(
+        {
+            "chromosome": rng.choice(["1", "5", "X"], n_sites).astype(object),
+            "position": rng.integers(1, 2 * 10**8, n_sites).astype(np.int64),
+            "ref": "A",
+            "alt": "G",
+        },
+        index=[f"s{i}" for i in range(n_sites)],
+    )
+    cells = pd.DataFrame(index=[f"C{i}" for i in range(n_cells)])
+    folder = write_cellsnp(new_adata(obs=cells, var=var, layers={"AD": ad, "DP": dp}), tmp_path / "genome")
+    monkeypatch.setattr(io_alleles, "_CHUNK", 97)  # many parse blocks, most holding kept and dropped SNPs
+    regions = [
+        SimpleNamespace(chromosome="chr5", start=50_000_000, end=150_000_000),
+        SimpleNamespace(chromosome="chrX", start=0, end=10**9),
+    ]
+    full = read_cellsnp(folder)
+    some = read_cellsnp(folder, regions=regions)
+    pos0 = var["position"].to_numpy() - 1
+    chrom = var["chromosome"].to_numpy()
+    want = ((chrom == "5") & (pos0 >= 50_000_000) & (pos0 < 150_000_000)) | (chrom == "X")
+    assert 0 < want.sum() < n_sites
+    assert list(some.var_names) == list(full.var_names[want])
+    for tag in ("AD", "DP"):
+        assert some.layers[tag].dtype == np.int32
+        assert (some.layers[tag] != full.layers[tag][:, np.flatnonzero(want)]).nnz == 0
+    info = some.uns["alleles"]
+    assert info["n_sites"] == int(want.sum()) and info["n_sites_read"] == n_sites
+    assert info["chromosomes"] == list(pd.unique(var["chromosome"]))
+    # AD > DP at a kept SNP is named by that SNP, not by the row it has among the kept ones
+    bad_site = int(np.flatnonzero(want & (np.diff(dp.tocsc().indptr) > 0))[-1])
+    cell = int(dp[:, bad_site].nonzero()[0][0])
+    lines = (folder / "cellSNP.tag.AD.mtx").read_text().splitlines()
+    n_head = next(i for i, line in enumerate(lines) if not line.startswith("%")) + 1  # comments + size line
+    head, body = lines[:n_head], lines[n_head:]
+    body = [line for line in body if line.split()[:2] != [str(bad_site + 1), str(cell + 1)]]
+    body.append(f"{bad_site + 1}\t{cell + 1}\t{int(dp[cell, bad_site]) + 1}")
+    head[-1] = f"{n_sites}\t{n_cells}\t{len(body)}"
+    (folder / "cellSNP.tag.AD.mtx").write_text("\n".join(head + body) + "\n")
+    with pytest.raises(
+        InputError, match=rf"AD > DP; first at SNP {re.escape(full.var_names[bad_site])}, cell C{cell} "
+    ):
+        read_cellsnp(folder, regions=regions)
+
+
 def test_writer_refuses_a_non_empty_folder_and_bad_counts(tmp_path):
     adata = read_cellsnp(cellsnp_folder(tmp_path / "in"))
     occupied = tmp_path / "occupied"

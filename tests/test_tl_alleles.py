@@ -425,3 +425,39 @@ def test_a_normal_cell_reading_an_imbalanced_genes_common_allele_is_not_a_carrie
     assert only_alt.sum() > 100
     assert flat["llr"].to_numpy()[only_alt].mean() > 1.0  # taken for carriers
     assert abs(measured["llr"].to_numpy()[only_alt].mean()) < flat["llr"].to_numpy()[only_alt].mean() / 3
+
+
+# ------------------------------------------------------------------------------------------------
+# the index helpers the EM is built on: each against the plain numpy/scipy answer
+# ------------------------------------------------------------------------------------------------
+def test_unique_inverse_helpers_match_np_unique():
+    from remnant.tl.alleles import _unique_inverse, _unique_inverse_of_runs
+
+    rng = np.random.default_rng(3)
+    runs = np.concatenate([np.sort(rng.integers(0, 50, 30)) + 100 * cell for cell in rng.permutation(40)])
+    for keys in (runs, rng.integers(0, 10**12, 5000), rng.integers(0, 7, 5000), np.array([5]), np.zeros(0, np.int64)):
+        want_uniq, want_inv = np.unique(keys, return_inverse=True)
+        for helper in (_unique_inverse, _unique_inverse_of_runs):
+            uniq, inv = helper(keys)
+            assert np.array_equal(uniq, want_uniq) and np.array_equal(inv, want_inv.ravel()), helper.__name__
+
+
+def test_lookup_and_counts_on_a_pattern_match_dense_reads(monkeypatch):
+    from remnant.tl import alleles as al
+
+    rng = np.random.default_rng(4)
+    dp = sp.random(60, 90, density=0.2, format="csr", random_state=rng, data_rvs=lambda n: rng.integers(1, 9, n))
+    ad = dp.copy()
+    ad.data = rng.binomial(ad.data.astype(int), 0.4).astype(float)
+    ad.eliminate_zeros()  # AD stores fewer entries than DP, as cellsnp-lite writes it
+    rows, cols = rng.integers(0, 60, 500), rng.integers(0, 90, 500)
+    for limit in (10**9, 0):  # the dense read of a small table and the hashed read of a large one
+        monkeypatch.setattr(al, "_DENSE_LOOKUP", limit)
+        assert np.array_equal(al._lookup(ad, rows, cols), ad.toarray()[rows, cols])
+    a, d = al._read_entries(ad, dp)
+    assert np.array_equal(a.indptr, d.indptr) and np.array_equal(a.indices, d.indices)
+    assert np.array_equal(a.toarray(), ad.toarray()) and np.array_equal(d.toarray(), dp.toarray())
+    stray = ad.copy().tolil()
+    stray[0, np.flatnonzero(dp[0].toarray().ravel() == 0)[0]] = 3.0  # an AD entry where DP has none
+    a, d = al._read_entries(sp.csr_matrix(stray), dp)  # falls back to a key search, same answer on DP's entries
+    assert np.array_equal(a.toarray(), np.where(dp.toarray() > 0, stray.toarray(), 0.0))

@@ -71,7 +71,7 @@ _SUFFIX_RE = re.compile(r"-\d+$")
 # --------------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------------
-def read_cellsnp(path: str | PathLike, *, source: str | None = None) -> anndata.AnnData:
+def read_cellsnp(path: str | PathLike, *, source: str | None = None, regions=None) -> anndata.AnnData:
     """Read a cellsnp-lite output folder (the layout of the module docstring).
 
     Parameters
@@ -81,6 +81,11 @@ def read_cellsnp(path: str | PathLike, *, source: str | None = None) -> anndata.
     source
         What the folder is to the caller (e.g. ``"row 3 (sample P1_dx)"``): put in every error message
         after the file name, and recorded in ``uns["alleles"]["source"]``.
+    regions
+        Keep only the SNPs inside these regions (each with ``chromosome`` as the gene table spells it,
+        ``chr5``, and ``start``, ``end``: bp, 0-based half-open, as :class:`remnant.tl.Lesion`); the
+        matrix entries of the other SNPs are checked as they are parsed but never stored, so memory
+        follows the SNPs kept, not a genome-wide folder's. Default: every SNP.
 
     Returns
     -------
@@ -95,7 +100,8 @@ def read_cellsnp(path: str | PathLike, *, source: str | None = None) -> anndata.
         the site IDs, the k-th repeat of one (k >= 2) suffixed ``#k`` so that they stay unique. The VCF's
         ID, QUAL, FILTER and INFO columns are not kept (INFO holds totals over cells, which
         :func:`write_cellsnp` computes again). ``uns["alleles"]``: ``path`` (the folder), ``source``,
-        ``files`` (part -> file name read), ``n_cells``, ``n_sites``.
+        ``files`` (part -> file name read), ``n_cells``, ``n_sites`` (kept), ``n_sites_read`` (in the VCF), ``chromosomes`` (the VCF's chromosome
+        names, in file order).
 
     Raises
     ------
@@ -104,7 +110,8 @@ def read_cellsnp(path: str | PathLike, *, source: str | None = None) -> anndata.
         part (``.vcf`` and ``.vcf.gz``), truncated gzip, a VCF without SNPs or with a bad row, empty or
         duplicated barcodes, a matrix that is not MatrixMarket coordinate, whose shape does not match
         the VCF's SNPs x the barcodes, or that holds negative, non-integer or repeated entries, and an
-        ALT count above the depth (AD > DP).
+        ALT count above the depth (AD > DP). With ``regions``, repeats and AD > DP are looked for among
+        the kept SNPs' entries only.
     """
     folder = Path(path)
     files = _part_files(folder, source)
@@ -112,8 +119,13 @@ def read_cellsnp(path: str | PathLike, *, source: str | None = None) -> anndata.
     barcodes = _read_barcodes(files["samples"], source)
     shape = (len(sites), len(barcodes))
     labels = (_site_ids(sites), barcodes)
-    layers = {tag: _read_tag(files[tag], shape, labels, source) for tag in TAGS if tag in files}
-    excess = _ad_above_dp(layers["AD"], layers["DP"], labels)
+    keep = None if regions is None else _in_regions(sites, regions)
+    layers = {tag: _read_tag(files[tag], shape, labels, source, keep) for tag in TAGS if tag in files}
+    var = _var_table(sites)
+    if keep is not None:
+        var = var.loc[keep]
+    kept_labels = labels if keep is None else (labels[0][keep], labels[1])
+    excess = _ad_above_dp(layers["AD"], layers["DP"], kept_labels)
     if excess:
         raise InputError(
             f"{excess} (ALT count above REF + ALT depth; {files['DP'].name} is the depth). AD and DP are from "
@@ -121,16 +133,28 @@ def read_cellsnp(path: str | PathLike, *, source: str | None = None) -> anndata.
             path=files["AD"],
             where=source,
         )
-    adata = new_adata(obs=pd.DataFrame(index=pd.Index(barcodes)), var=_var_table(sites), layers=layers)
+    adata = new_adata(obs=pd.DataFrame(index=pd.Index(barcodes)), var=var, layers=layers)
     adata.uns["alleles"] = {
         "path": str(folder),
         "source": source or "",
         "files": {part: file.name for part, file in files.items()},
         "n_cells": int(adata.n_obs),
         "n_sites": int(adata.n_vars),
+        "n_sites_read": int(len(sites)),
+        "chromosomes": [str(c) for c in pd.unique(sites["chromosome"])],
     }
-    logger.info("read %s: %d cells x %d SNPs", folder, adata.n_obs, adata.n_vars)
+    logger.info("read %s: %d cells x %d SNPs (of %d in its VCF)", folder, adata.n_obs, adata.n_vars, len(sites))
     return adata
+
+
+def _in_regions(sites: pd.DataFrame, regions) -> np.ndarray:
+    """Boolean (n_sites,) mask of the VCF's SNPs inside any of ``regions`` (:func:`read_cellsnp`)."""
+    chrom = annotation_chromosome(sites["chromosome"])
+    pos0 = sites["position"].to_numpy(np.int64) - 1
+    keep = np.zeros(len(sites), dtype=bool)
+    for region in regions:
+        keep |= (chrom == region.chromosome) & (pos0 >= region.start) & (pos0 < region.end)
+    return keep
 
 
 def _part_files(folder: Path, where: str | None) -> dict[str, Path]:
@@ -304,8 +328,9 @@ def _var_table(sites: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- MatrixMarket ---------------------------------------------------------------------------
-def _read_tag(path: Path, shape: tuple[int, int], labels: tuple, where: str | None) -> sp.csr_matrix:
-    """One ``cellSNP.tag.*.mtx`` (SNPs x cells on disk) as cells x SNPs CSR int32, checked."""
+def _read_tag(path: Path, shape: tuple[int, int], labels: tuple, where: str | None, keep=None) -> sp.csr_matrix:
+    """One ``cellSNP.tag.*.mtx`` (SNPs x cells on disk) as cells x SNPs CSR int32, checked; with ``keep``
+    (boolean, one per SNP) cells x the kept SNPs."""
     try:
         with open_text(path) as handle:
             size = _mtx_header(handle, path, where)
@@ -316,10 +341,11 @@ def _read_tag(path: Path, shape: tuple[int, int], labels: tuple, where: str | No
                     path=path,
                     where=where,
                 )
-            rows, cols, values = _mtx_entries(handle, size[2], labels, path, where)
+            rows, cols, values = _mtx_entries(handle, size[2], labels, path, where, keep)
     except _GZIP_ERRORS as exc:
         raise _gzip_error(path, exc, where) from exc
-    matrix = sp.csr_matrix((values, (cols, rows)), shape=shape[::-1])  # cells x SNPs
+    n_sites = shape[0] if keep is None else int(keep.sum())
+    matrix = sp.csr_matrix((values, (cols, rows)), shape=(shape[1], n_sites))  # cells x SNPs
     if matrix.nnz < len(values):  # the constructor summed entries given twice; cellsnp-lite writes each once
         raise InputError(
             f"has {len(values) - matrix.nnz} entries listed twice (same SNP and cell); {_RECOPY}.",
@@ -359,9 +385,10 @@ def _mtx_header(handle, path: Path, where: str | None) -> tuple[int, int, int]:
     return n_rows, n_cols, n_entries
 
 
-def _mtx_entries(handle, n_entries: int, labels: tuple, path: Path, where: str | None) -> np.ndarray:
+def _mtx_entries(handle, n_entries: int, labels: tuple, path: Path, where: str | None, keep=None) -> np.ndarray:
     """0-based SNP, cell and count of the entries after the size line (int32, 3 x ``n_entries``),
-    checked block by block (:func:`_bad_entries`; ``labels`` the site IDs and barcodes).
+    checked block by block (:func:`_bad_entries`; ``labels`` the site IDs and barcodes). With ``keep``
+    (boolean, one per SNP) only the kept SNPs' entries, their SNPs numbered among the kept ones.
 
     Parsed as text here: scipy.io.mmread truncates ``1.5`` in an "integer" file to 1 without a word."""
     shape = (len(labels[0]), len(labels[1]))
@@ -371,12 +398,14 @@ def _mtx_entries(handle, n_entries: int, labels: tuple, path: Path, where: str |
             path=path,
             where=where,
         )
-    out = np.empty((3, n_entries), dtype=np.int32)  # filled block by block: no list of parsed blocks kept
+    # all entries: filled block by block (no list of parsed blocks kept); some SNPs: only their blocks kept
+    out = np.empty((3, n_entries), dtype=np.int32) if keep is None else []
+    new_row = None if keep is None else np.cumsum(keep) - 1  # a kept SNP's row among the kept ones
     n_read = 0
     try:
         reader = pd.read_csv(handle, sep=r"\s+", header=None, dtype=np.float64, comment="%", chunksize=_CHUNK)
         for chunk in reader:
-            n_read = _store_block(chunk, out, n_read, shape, labels)
+            n_read = _store_block(chunk, out, n_read, shape, labels, n_entries, keep, new_row)
     except pd.errors.EmptyDataError:
         pass
     except InputError as exc:
@@ -394,12 +423,16 @@ def _mtx_entries(handle, n_entries: int, labels: tuple, path: Path, where: str |
             path=path,
             where=where,
         )
-    return out
+    if keep is None:
+        return out
+    return np.concatenate(out, axis=1) if out else np.empty((3, 0), dtype=np.int32)
 
 
-def _store_block(chunk: pd.DataFrame, out: np.ndarray, start: int, shape: tuple, labels: tuple) -> int:
-    """Check one parsed block of ``row column value`` lines and put it in ``out`` from ``start`` (0-based,
-    int32); returns the entries stored so far. InputError (no path) for bad entries or too many."""
+def _store_block(chunk, out, start: int, shape: tuple, labels: tuple, n_entries: int, keep=None, new_row=None) -> int:
+    """Check one parsed block of ``row column value`` lines and store it (0-based, int32): in array ``out``
+    from entry ``start``, or, with ``keep`` (boolean per SNP), its kept SNPs' entries (rows renumbered by
+    ``new_row``) appended to list ``out``. Returns the entries read so far; InputError (no path) for bad
+    entries or more than ``n_entries``."""
     if chunk.shape[1] != 3:
         raise ValueError(f"{chunk.shape[1]} fields per entry line")
     entries = chunk.to_numpy()
@@ -408,9 +441,14 @@ def _store_block(chunk: pd.DataFrame, out: np.ndarray, start: int, shape: tuple,
     if problem:
         raise InputError(problem)
     end = start + len(entries)
-    if end > out.shape[1]:
-        raise InputError(f"has more entries than its size line announces ({out.shape[1]})")
-    out[:, start:end] = np.stack([rows, cols, np.rint(values)])
+    if end > n_entries:
+        raise InputError(f"has more entries than its size line announces ({n_entries})")
+    if keep is None:
+        out[:, start:end] = np.stack([rows, cols, np.rint(values)])
+        return end
+    row = rows.astype(np.int64)
+    on = keep[row]
+    out.append(np.stack([new_row[row[on]], cols[on], np.rint(values[on])]).astype(np.int32))
     return end
 
 

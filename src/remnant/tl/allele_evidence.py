@@ -351,11 +351,14 @@ def _heterozygous(aligned, patients, lesions, obs, eps, given) -> tuple[anndata.
     layers = {}
     for name in ("AD", "DP"):
         m = sp.csr_matrix(aligned.layers[name])
+        m.sum_duplicates()
         rows, cols = _nonzero(m)
         on = _lookup(het, code[rows], cols) >= 0.5
         if named.size:
             on |= np.isin(code[rows].astype(np.int64) * aligned.n_vars + cols, named)
-        layers[name] = sp.csr_matrix((m.data[on], (rows[on], cols[on])), shape=m.shape, dtype=np.int64)
+        # the kept entries in their stored order: the CSR is cut, not rebuilt from coordinates (a sort)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[on], minlength=m.shape[0]))])
+        layers[name] = sp.csr_matrix((m.data[on].astype(np.int64), cols[on], indptr), shape=m.shape)
     return anndata.AnnData(X=aligned.X, obs=aligned.obs, var=aligned.var, layers=layers), table
 
 
@@ -421,18 +424,19 @@ def _phase_rows(sub: anndata.AnnData, site_phase: pd.DataFrame, patient: str, ca
     ad = sp.csr_matrix(sub.layers["AD"], dtype=np.float64)
     dp = sp.csr_matrix(sub.layers["DP"], dtype=np.float64)
     alt_changed = site_phase["p_alt"].to_numpy() >= 0.5
-    out = sub.var[["chromosome", "position", "ref", "alt"]].copy()
-    out.insert(0, "site_id", sub.var_names.astype(str))
-    out.insert(0, "patient", str(patient))
-    for column in ("gene", "p_alt", "allele", "confidence", "n_reads", "n_cells"):
-        out[column] = site_phase[column].to_numpy()
+    out = {"patient": np.full(sub.n_vars, str(patient), dtype=object), "site_id": sub.var_names.astype(str)}
+    out |= {column: sub.var[column].to_numpy() for column in ("chromosome", "position", "ref", "alt")}
+    out |= {
+        column: site_phase[column].to_numpy()
+        for column in ("gene", "p_alt", "allele", "confidence", "n_reads", "n_cells")
+    }
     for name, rows in (("called", called), ("uncalled", ~called)):
         w = rows.astype(np.float64)  # a weighted column sum: no copy of the rows' entries
         n = np.asarray(dp.T @ w).ravel()
         alt = np.asarray(ad.T @ w).ravel()
         out[f"{name}_reads"] = n.astype(np.int64)
         out[f"{name}_changed"] = np.where(alt_changed, alt, n - alt).astype(np.int64)
-    return out[PHASE_COLUMNS].reset_index(drop=True)
+    return pd.DataFrame(out, columns=PHASE_COLUMNS)
 
 
 def _write_cells(adata, name, expression, joint, llr, reads, genes, cutoff) -> None:

@@ -182,10 +182,12 @@ def read_alleles(
 
     regions = allele_regions(lesions, control_region, load_cytobands(cytobands))
     names = kept_cells(cells)
-    alleles = read_cellsnp(folder, source=f"sample {sample}")
-    log.info("%s: %d barcodes x %d SNPs read from %s", sample, alleles.n_obs, alleles.n_vars, folder)
+    # only the regions' SNPs are stored: a genome-wide folder costs the memory of the sites the calls use
+    alleles = read_cellsnp(folder, source=f"sample {sample}", regions=regions)
+    n_read = alleles.uns["alleles"]["n_sites_read"]
+    log.info("%s: %d barcodes x %d SNPs read from %s", sample, alleles.n_obs, n_read, folder)
     keep, per_region = region_sites(alleles, regions)
-    log.info("%s: %d of %d SNPs kept (per region: %s)", sample, int(keep.sum()), alleles.n_vars, per_region)
+    log.info("%s: %d of %d SNPs kept (per region: %s)", sample, int(keep.sum()), n_read, per_region)
     for name, n in per_region.items():
         if n == 0:
             log.warning(
@@ -195,7 +197,7 @@ def read_alleles(
                 folder,
                 "the control region" if name == CONTROL else "lesion",
                 name,
-                sorted(pd.unique(alleles.var["chromosome"].astype(str)))[:6],
+                sorted(alleles.uns["alleles"]["chromosomes"])[:6],
             )
     subset = anndata.AnnData(
         obs=alleles.obs.copy(),
@@ -208,7 +210,7 @@ def read_alleles(
         matched.var[column] = matched.var[column].astype("category")
     matched.uns["alleles"] |= {
         "n_barcodes": int(alleles.n_obs),
-        "n_sites_read": int(alleles.n_vars),
+        "n_sites_read": int(n_read),
         "n_sites": int(matched.n_vars),
         "regions": {r.name: f"{r.chromosome}:{r.start}-{r.end}" for r in regions},
         "region_sites": per_region,
