@@ -261,11 +261,11 @@ def _summary(rho) -> float:
 def _bb(k: np.ndarray, n: np.ndarray, mean: float, conc, rows: np.ndarray | None = None) -> np.ndarray:
     """Beta-binomial log pmf without the binomial coefficient (it cancels in every ratio here).
 
-    ``conc`` a float or one per entry; or one per cell with ``rows`` each entry's cell (the
-    normaliser ``B(a, b)`` is then evaluated once per cell, not once per entry)."""
+    ``mean`` and ``conc`` floats or one per entry; or one per row (cell, pair) with ``rows`` each entry's
+    row (the normaliser ``B(a, b)`` is then evaluated once per row, not once per entry)."""
     a, b = mean * conc, (1.0 - mean) * conc
     norm = betaln(a, b)
-    if rows is not None and np.ndim(conc):
+    if rows is not None and np.ndim(a):
         a, b, norm = a[rows], b[rows], norm[rows]
     return betaln(k + a, n - k + b) - norm
 
@@ -1023,14 +1023,13 @@ def _mixture_bb_many(pair, a, m, p, n, conc, share=None) -> tuple[np.ndarray, np
             step += weight[:, None] * np.where(src >= 0, np.take_along_axis(sub, np.maximum(src, 0), 1), 0.0)
         law[rr] = step
     total = n[pairs].astype(float)
-    c = conc if np.ndim(conc) == 0 else np.asarray(conc)[pairs][:, None]
-    mean = 0.5 if share is None else share[pairs][:, None]
-    # the beta-binomial only where the law has mass (its cost is most of this function's)
+    c = conc if np.ndim(conc) == 0 else np.asarray(conc)[pairs]
+    mean = 0.5 if share is None else share[pairs]
+    # the beta-binomial only where the law has mass (its cost is most of this function's), its
+    # normaliser once per pair
     at, k = np.nonzero((law > 0) & (j[None, :] <= total[:, None]))
     terms = np.full(law.shape, -np.inf)
-    mean_at = mean if np.ndim(mean) == 0 else mean[at, 0]
-    c_at = c if np.ndim(c) == 0 else c[at, 0]
-    terms[at, k] = np.log(law[at, k]) + _bb(k.astype(float), total[at], mean_at, c_at)
+    terms[at, k] = np.log(law[at, k]) + _bb(k.astype(float), total[at], mean, c, at)
     return pairs, np.logaddexp.reduce(terms, axis=1)
 
 
