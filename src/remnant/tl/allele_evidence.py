@@ -85,9 +85,10 @@ def align_alleles(alleles: anndata.AnnData, obs_names: pd.Index) -> anndata.AnnD
     for name in ("AD", "DP"):
         m = sp.csr_matrix(alleles.layers[name], dtype=np.int64)
         rows = sp.csr_matrix(
-            (np.ones(found.sum()), (np.flatnonzero(found), pos[found])), shape=(len(obs_names), m.shape[0])
+            (np.ones(found.sum(), dtype=np.int64), (np.flatnonzero(found), pos[found])),
+            shape=(len(obs_names), m.shape[0]),
         )
-        layers[name] = sp.csr_matrix(rows @ m, dtype=np.int64)
+        layers[name] = rows @ m  # int64 x int64: the counts are not cast to float and back
     return anndata.AnnData(
         X=sp.csr_matrix((len(obs_names), alleles.n_vars), dtype=np.float32),
         obs=pd.DataFrame(index=pd.Index(obs_names, dtype=str)),

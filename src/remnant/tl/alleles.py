@@ -174,15 +174,15 @@ def _read_entries(ad, dp) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     dp = sp.csr_matrix(dp).astype(np.float64)  # a copy: the caller's layer stays as it is
     dp.sum_duplicates()
     dp.eliminate_zeros()
-    ad = _on_pattern(sp.csr_matrix(ad, dtype=np.float64), dp)
+    ad = _on_pattern(sp.csr_matrix(ad, dtype=np.float64, copy=True), dp)
     return sp.csr_matrix((ad, dp.indices, dp.indptr), shape=dp.shape), dp
 
 
 def _on_pattern(m: sp.csr_matrix, pattern: sp.csr_matrix) -> np.ndarray:
-    """Values of read counts ``m`` (non-negative integers) at the stored entries of canonical ``pattern``
-    (its storage order; 0 where ``m`` stores nothing). Where ``m``'s entries all lie on the pattern
-    (AD's reads are DP's) this is one sparse sum, linear in the entries; else a key search."""
-    m = m.copy()
+    """Values of read counts ``m`` (non-negative integers; made canonical in place, so pass a copy) at the
+    stored entries of canonical ``pattern`` (its storage order; 0 where ``m`` stores nothing). Where
+    ``m``'s entries all lie on the pattern (AD's reads are DP's) this is one sparse sum, linear in the
+    entries; else a key search."""
     m.sum_duplicates()  # canonical, so the sum below comes out canonical too
     m.eliminate_zeros()
     ones = sp.csr_matrix((np.ones(pattern.nnz), pattern.indices, pattern.indptr), shape=pattern.shape)
