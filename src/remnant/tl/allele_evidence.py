@@ -38,6 +38,7 @@ from remnant.tl.alleles import (
     MIN_BURST_PAIRS,
     _lookup,
     _nonzero,
+    _read_entries,
     allele_llr,
     bursting_overdispersion,
     lesion_sites,
@@ -46,7 +47,7 @@ from remnant.tl.alleles import (
     phase_table,
     site_genes,
 )
-from remnant.tl.genotypes import heterozygous_sites, vote_share
+from remnant.tl.genotypes import _heterozygous_entries, vote_share
 from remnant.tl.lesion_model import temperature
 from remnant.tl.lesions import called_and_fnr
 
@@ -330,7 +331,8 @@ def _heterozygous(aligned, patients, lesions, obs, eps, given) -> tuple[anndata.
         # each cell at its own carrier probability: a patient's diagnosis and remission cells differ
         share = vote_share(lesion.type, obs[f"{lesion.name}_posterior"].to_numpy(float))
         regions.append((lesion_sites(aligned, lesion), share))
-    het, table = heterozygous_sites(aligned.layers["AD"], aligned.layers["DP"], patients, regions, eps=eps)
+    ad, dp = _read_entries(aligned.layers["AD"], aligned.layers["DP"])  # once, for the genotypes and the cut
+    het, table = _heterozygous_entries(ad, dp, patients, regions, eps)
     code = pd.Index(order).get_indexer(patients)
     named = np.zeros(0, np.int64)  # (person, site) pairs a given phase names, as person * n_sites + site
     if given is not None:
@@ -349,17 +351,17 @@ def _heterozygous(aligned, patients, lesions, obs, eps, given) -> tuple[anndata.
                 row.kept,
                 row.sites,
             )
-    layers = {}
-    for name in ("AD", "DP"):
-        m = sp.csr_matrix(aligned.layers[name])
-        m.sum_duplicates()
-        rows, cols = _nonzero(m)
-        on = _lookup(het, code[rows], cols) >= 0.5
-        if named.size:
-            on |= np.isin(code[rows].astype(np.int64) * aligned.n_vars + cols, named)
-        # the kept entries in their stored order: the CSR is cut, not rebuilt from coordinates (a sort)
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[on], minlength=m.shape[0]))])
-        layers[name] = sp.csr_matrix((m.data[on].astype(np.int64), cols[on], indptr), shape=m.shape)
+    rows, cols = _nonzero(dp)
+    on = _lookup(het, code[rows], cols) >= 0.5
+    if named.size:
+        on |= np.isin(code[rows].astype(np.int64) * aligned.n_vars + cols, named)
+    # the kept entries in their stored order: the CSR is cut, not rebuilt from coordinates (a sort)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[on], minlength=dp.shape[0]))])
+    layers = {
+        name: sp.csr_matrix((m.data[on].astype(np.int64), cols[on], indptr.copy()), shape=m.shape)
+        for name, m in (("AD", ad), ("DP", dp))
+    }
+    layers["AD"].eliminate_zeros()  # as DP's entries were cut; AD stores no zeros, as read
     return anndata.AnnData(X=aligned.X, obs=aligned.obs, var=aligned.var, layers=layers), table
 
 

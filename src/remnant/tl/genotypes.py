@@ -86,9 +86,13 @@ def heterozygous_sites(
         ``informative_sites`` (outside the lesions, >= 2 votes), ``sites`` (with reads), ``kept``
         (``P(het) >= 1/2``).
     """
+    return _heterozygous_entries(*_read_entries(ad, dp), persons, regions, eps)
+
+
+def _heterozygous_entries(ad: sp.csr_matrix, dp: sp.csr_matrix, persons, regions, eps: float):
+    """:func:`heterozygous_sites` of counts already on the same entries (:func:`_read_entries`)."""
     order = pd.unique(persons)
     code = pd.Index(order).get_indexer(persons)
-    ad, dp = _read_entries(ad, dp)
     rows, cols = _nonzero(dp)
     m = _entry_shares(rows, cols, code, order, regions)
     pairs, alt, ref, tie, sums = _votes(
