@@ -748,9 +748,22 @@ def _entry_terms(ad, dp, lesion_type, conc, eps, base=None) -> tuple[np.ndarray,
     bursting: the EM computes them once, not every round."""
     x, m = ad.data, dp.data
     rows, cols = _nonzero(dp)
-    c = _at_entries(conc, rows)
-    mean = 0.5 if base is None else base[cols]
-    return _bb(x, m, mean, c), _carrier(x, m, lesion_type, c, eps), _carrier(m - x, m, lesion_type, c, eps)
+    mean = np.full(dp.shape[1], 0.5) if base is None else np.asarray(base, dtype=float)
+    normal = betaln(x + _at_entries(conc, rows) * mean[cols], m - x + _at_entries(conc, rows) * (1.0 - mean)[cols])
+    normal -= _bb_normaliser(conc, mean, rows, cols)
+    return normal, _carrier(x, m, lesion_type, conc, eps, rows), _carrier(m - x, m, lesion_type, conc, eps, rows)
+
+
+def _bb_normaliser(conc, mean: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``B(a, b)`` of each entry's beta-binomial, ``a = mean[col] conc[row]``, ``b = (1 - mean[col]) conc[row]``
+    (``conc`` a float or one per cell), from a table of one value per (distinct concentration, site): cells
+    of one technology share a concentration, so the table is far smaller than the entries."""
+    levels, level = np.unique(np.atleast_1d(conc), return_inverse=True)
+    if levels.size * mean.size > rows.size:  # nearly a concentration per cell: per entry is cheaper
+        c = _at_entries(conc, rows)
+        return betaln(c * mean[cols], c * (1.0 - mean)[cols])
+    table = betaln(levels[:, None] * mean[None, :], levels[:, None] * (1.0 - mean)[None, :])
+    return table[0, cols] if np.ndim(conc) == 0 else table[level.ravel()[rows], cols]
 
 
 #: Pseudo-reads at 1/2 each site's normal ALT share is shrunk with (:func:`normal_share`).
@@ -988,8 +1001,12 @@ def _normal_marginal(pair, a, m, p, n, conc, b) -> np.ndarray:
     share = np.bincount(pair, m * lost, n.size) / np.maximum(n, 1e-12)
     many = ~one
     narrow = many & (n[pair] < _MIXTURE_WIDTH)
-    if narrow.any():
-        rows, value = _mixture_bb_many(pair[narrow], a[narrow], m[narrow], p[narrow], n, conc, share)
+    # pairs of similar depth together: the law's width is its deepest pair's reads, so one pair of 100
+    # reads would widen every pair's law (most hold a few reads) to 100 points
+    width = np.ceil(np.log2(np.maximum(n[pair], 1.0)))
+    for w in np.unique(width[narrow]):
+        sel = narrow & (width == w)
+        rows, value = _mixture_bb_many(pair[sel], a[sel], m[sel], p[sel], n, conc, share)
         out[rows] = value
     wide = np.flatnonzero(many & ~narrow)
     if wide.size:
