@@ -208,7 +208,7 @@ def _lookup(m: sp.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     if csr.nnz == 0:
         return np.zeros(rows.size)
     if csr.shape[0] * csr.shape[1] <= _DENSE_LOOKUP:
-        return csr.toarray()[rows, cols]
+        return csr.toarray()[rows, cols].astype(np.float64)  # float either way, as the hashed read gives
     if not csr.has_canonical_format:  # duplicates summed: one key per stored value
         csr = csr.copy()
         csr.sum_duplicates()
@@ -749,8 +749,8 @@ def _entry_terms(ad, dp, lesion_type, conc, eps, base=None) -> tuple[np.ndarray,
     x, m = ad.data, dp.data
     rows, cols = _nonzero(dp)
     mean = np.full(dp.shape[1], 0.5) if base is None else np.asarray(base, dtype=float)
-    normal = betaln(x + _at_entries(conc, rows) * mean[cols], m - x + _at_entries(conc, rows) * (1.0 - mean)[cols])
-    normal -= _bb_normaliser(conc, mean, rows, cols)
+    c = _at_entries(conc, rows)
+    normal = betaln(x + c * mean[cols], m - x + c * (1.0 - mean)[cols]) - _bb_normaliser(conc, mean, rows, cols)
     return normal, _carrier(x, m, lesion_type, conc, eps, rows), _carrier(m - x, m, lesion_type, conc, eps, rows)
 
 
