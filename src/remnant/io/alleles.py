@@ -148,7 +148,9 @@ def read_cellsnp(path: str | PathLike, *, source: str | None = None, regions=Non
 
 
 def _in_regions(sites: pd.DataFrame, regions) -> np.ndarray:
-    """Boolean (n_sites,) mask of the VCF's SNPs inside any of ``regions`` (:func:`read_cellsnp`)."""
+    """Boolean (n_sites,) mask of the SNPs (``chromosome`` as the VCF spells it, 1-based ``position``)
+    inside any of ``regions`` (``chromosome`` as the gene table spells it, ``start``, ``end``: bp,
+    0-based half-open, as :class:`remnant.tl.Lesion`)."""
     chrom = annotation_chromosome(sites["chromosome"])
     pos0 = sites["position"].to_numpy(np.int64) - 1
     keep = np.zeros(len(sites), dtype=bool)

@@ -84,7 +84,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize_scalar
 from scipy.special import betaln, expit, gammaln, logit
 
-from remnant.io.alleles import annotation_chromosome
+from remnant.io.alleles import _in_regions, annotation_chromosome
 
 __all__ = [
     "allele_llr",
@@ -118,9 +118,7 @@ def lesion_sites(alleles: anndata.AnnData, lesion) -> np.ndarray:
     """Boolean (n_sites,) mask of the SNPs inside ``lesion`` (``chromosome``, ``start``, ``end``: bp,
     0-based half-open, as :class:`remnant.tl.Lesion`). Positions in ``var["position"]`` are 1-based;
     VCF chromosome names (``5``, ``chr5``) are matched as the gene table spells them."""
-    chrom = annotation_chromosome(alleles.var["chromosome"])
-    pos0 = alleles.var["position"].to_numpy(np.int64) - 1
-    return (chrom == lesion.chromosome) & (pos0 >= lesion.start) & (pos0 < lesion.end)
+    return _in_regions(alleles.var, [lesion])
 
 
 def site_genes(alleles: anndata.AnnData, genes: pd.DataFrame) -> np.ndarray:
@@ -549,7 +547,7 @@ def _em(ad, dp, codes, n_genes: int, carrier: np.ndarray, overdispersion, settin
     n, terms = np.zeros(layout.genes.size), None
     rho = overdispersion if overdispersion is not None else _moments_rho(ad, dp, 1.0 - carrier)
     base = _normal_share(ad, dp, 1.0 - carrier)
-    entries = _Entries.of(dp, codes, carrier)
+    entries = _Entries.of(dp, layout.in_gene, carrier)
     while iterations < settings.max_iter:
         iterations += 1
         # each cell's reads scored by the phases learned without them (its entries' leave-one-out log
@@ -712,9 +710,9 @@ class _Entries:
     n_sites: int
 
     @classmethod
-    def of(cls, dp: sp.csr_matrix, codes: np.ndarray, carrier: np.ndarray) -> _Entries:
+    def of(cls, dp: sp.csr_matrix, in_gene: np.ndarray, carrier: np.ndarray) -> _Entries:
         rows, cols = _nonzero(dp)
-        return cls(rows, cols, codes[cols] >= 0, logit(carrier)[rows], dp.shape[1])
+        return cls(rows, cols, in_gene, logit(carrier)[rows], dp.shape[1])
 
 
 def _site_scores(

@@ -186,8 +186,8 @@ def read_alleles(
     alleles = read_cellsnp(folder, source=f"sample {sample}", regions=regions)
     n_read = alleles.uns["alleles"]["n_sites_read"]
     log.info("%s: %d barcodes x %d SNPs read from %s", sample, alleles.n_obs, n_read, folder)
-    keep, per_region = region_sites(alleles, regions)
-    log.info("%s: %d of %d SNPs kept (per region: %s)", sample, int(keep.sum()), n_read, per_region)
+    _, per_region = region_sites(alleles, regions)  # the read kept exactly the regions' SNPs
+    log.info("%s: %d of %d SNPs kept (per region: %s)", sample, alleles.n_vars, n_read, per_region)
     for name, n in per_region.items():
         if n == 0:
             log.warning(
@@ -201,8 +201,8 @@ def read_alleles(
             )
     subset = anndata.AnnData(
         obs=alleles.obs.copy(),
-        var=alleles.var.loc[keep].copy(),
-        layers={tag: alleles.layers[tag][:, np.flatnonzero(keep)] for tag in ("AD", "DP")},
+        var=alleles.var.copy(),
+        layers={tag: alleles.layers[tag] for tag in ("AD", "DP")},
         uns={"alleles": dict(alleles.uns["alleles"])},
     )
     matched = match_cells(subset, names, sample=sample, counts_source=counts)
@@ -384,6 +384,7 @@ def find_sites(
         The BAMs (missing, unindexed, of another reference), or no site found, naming the patient and
         ``alleles.discovery``.
     """
+    from remnant.io.alleles import _in_regions
     from remnant.io.annotation import load_cytobands
     from remnant.io.bam import find_sites as find_in_reads
 
@@ -412,7 +413,7 @@ def find_sites(
             where=f"{DISCOVERY_KEY} (patient {patient})",
         )
     for region in regions:
-        inside = _inside(found, region)
+        inside = _in_regions(found, [region])
         log.info(
             "%s: %d sites in %s; minor fraction median %.3f",
             patient,
@@ -423,15 +424,6 @@ def find_sites(
     write_sites_vcf(found, out, source=f"remnant find_sites, patient {patient}")
     log.info("%s: wrote %d sites to %s", patient, len(found), out)
     return found
-
-
-def _inside(sites: pd.DataFrame, region) -> np.ndarray:
-    """Which sites (1-based positions) lie inside a region (0-based half-open), chromosome names normalised."""
-    from remnant.io.alleles import annotation_chromosome
-
-    chrom = np.asarray(annotation_chromosome(sites["chromosome"].astype(str).tolist()))
-    pos0 = sites["position"].to_numpy(np.int64) - 1
-    return (chrom == region.chromosome) & (pos0 >= region.start) & (pos0 < region.end)
 
 
 def write_sites_vcf(sites: pd.DataFrame, path: str, *, source: str = "remnant") -> str:
