@@ -59,6 +59,31 @@ def test_band_prefix_covers_sub_bands(cytobands, arms):
     assert lesion.copy_ratio == 1.5
 
 
+@pytest.mark.parametrize(
+    "region, first, last",
+    [
+        # a sub-band the table splits further (20q11.2 -> 20q11.21-23): MDS's del(20q) as papers write it
+        ("20q11.2-q13.1", "q11.21", "q13.13"),
+        ("20q11.2", "q11.21", "q11.23"),
+        # ISCN regions: 5q3 is bands 5q31-5q35, 1q2 is 1q21.1-1q25.3
+        ("5q3", "q31.1", "q35.3"),
+        ("1q2", "q21.1", "q25.3"),
+    ],
+)
+def test_band_names_coarser_than_the_table(cytobands, arms, region, first, last):
+    (lesion,) = parse_lesions([{"name": "x", "type": "loss", "region": region}], cytobands, arms)
+    chrom = "chr" + region.split("q")[0]
+    on = cytobands[cytobands.chromosome == chrom].set_index("band")
+    assert (lesion.chromosome, lesion.start, lesion.end) == (chrom, on.loc[first, "start"], on.loc[last, "end"])
+
+
+def test_band_prefix_is_not_a_string_prefix(cytobands, arms):
+    # 1q2 must not take 1q12 (region 1), nor 5q1 any band of region 3
+    (lesion,) = parse_lesions([{"name": "x", "type": "loss", "region": "5q1"}], cytobands, arms)
+    on = cytobands[cytobands.chromosome == "chr5"].set_index("band")
+    assert (lesion.start, lesion.end) == (on.loc["q11.1", "start"], on.loc["q15", "end"])
+
+
 def test_several_lesions_and_arms(cytobands, arms):
     out = parse_lesions(
         [
@@ -87,6 +112,8 @@ def test_several_lesions_and_arms(cytobands, arms):
         ({"name": "x", "type": "loss", "region": "5q13.1-6q33"}, "two chromosomes"),
         ({"name": "x", "type": "loss", "region": "somewhere"}, "cannot read region"),
         ({"name": "x", "type": "loss", "region": "chr30"}, "chromosome 'chr30' is not in the cytoband table"),
+        ({"name": "x", "type": "loss", "region": "5q31.4"}, "unknown cytoband 5q31.4"),
+        ({"name": "x", "type": "loss", "region": "chrY:2781479-56887902"}, "autosomes only; give annotation.cytobands"),
         ({"name": "x", "type": "loss", "region": "5q", "copy_ratio": 1.5}, "does not fit"),
     ],
 )

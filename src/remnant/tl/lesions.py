@@ -127,8 +127,8 @@ def parse_lesions(
     config_list
         List of ``{name, type, region}`` mappings (``copy_ratio`` optional). ``region`` is
         coordinates (``chr5:67400000-160500000``, 0-based half-open bp, commas allowed), a
-        cytoband or cytoband range (``5q31``, ``5q13.1-5q33.3``; a band name matches its
-        sub-bands), or a whole arm (``5q``). ``None`` gives :data:`DEFAULT_LESIONS`.
+        cytoband or cytoband range (``5q31``, ``5q13.1-5q33.3``, ``20q11.2-q13.1``; a band name matches
+        its sub-bands, as ISCN writes them: ``5q3`` is 5q31-5q35), or a whole arm (``5q``). ``None`` gives :data:`DEFAULT_LESIONS`.
     cytobands
         :func:`remnant.io.annotation.load_cytobands` table (defines chromosome lengths and bands).
     arms
@@ -183,7 +183,16 @@ def parse_lesions(
         region = str(item["region"]).strip().replace(" ", "")
         chrom, start, end = _parse_region(region, cytobands, arms, where)
         if chrom not in lengths:
-            raise InputError(f"chromosome {chrom} of region {region!r} is not in the cytoband table.", where=where)
+            raise InputError(
+                f"chromosome {chrom} of region {region!r} is not in the cytoband table"
+                + (
+                    " (the bundled GRCh38 table holds the autosomes only; give annotation.cytobands a table "
+                    "with chrX and chrY bands to call lesions there)."
+                    if chrom in ("chrX", "chrY")
+                    else "."
+                ),
+                where=where,
+            )
         if start >= end:
             raise InputError(f"region {region!r}: start {start} must be below end {end}.", where=where)
         if end > lengths[chrom]:
@@ -238,11 +247,26 @@ def _parse_region(region: str, cytobands: pd.DataFrame, arms: pd.DataFrame, wher
     )
 
 
+def _within_band(name: str, band: str) -> bool:
+    """Whether cytoband ``name`` (``q11.21``) lies within ``band`` as ISCN writes bands: a band holds its
+    sub-bands, each further digit one level down (``q1`` is region 1 of the arm, ``q11`` its band 1, ``q11.2``
+    sub-band 2 of that, holding ``q11.21``-``q11.23``), so a coarser name a table does not list (``20q11.2``
+    where the table has ``20q11.21``) still finds its bands."""
+    if name == band:
+        return True
+    rest = name[len(band) :] if name.startswith(band) else ""
+    if rest.startswith("."):
+        return True
+    # one more digit is one level down; ``q1`` must not match ``q11`` of another region through a dot-less
+    # band with the dot written (``q1.1`` is no ISCN name), so digits are only followed where band ends in one
+    return bool(rest) and rest[0].isdigit() and band[-1].isdigit()
+
+
 def _band_span(chrom: str, band: str, cytobands: pd.DataFrame, region: str, where: str) -> tuple[int, int]:
     band = band.lower()
     on = cytobands[cytobands["chromosome"] == chrom]
     names = on["band"].str.lower()
-    hit = on[(names == band) | names.str.startswith(band + ".")]
+    hit = on[names.map(lambda name: _within_band(name, band)).to_numpy(bool)]
     if hit.empty:
         name = chrom.removeprefix("chr")
         known = (
