@@ -186,7 +186,7 @@ def parse_lesions(
             raise InputError(
                 f"chromosome {chrom} of region {region!r} is not in the cytoband table"
                 + (
-                    " (the bundled GRCh38 table holds the autosomes only; give annotation.cytobands a table "
+                    " (the bundled GRCh38 table holds the autosomes only; use a cytoband table "
                     "with chrX and chrY bands to call lesions there)."
                     if chrom in ("chrX", "chrY")
                     else "."
