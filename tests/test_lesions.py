@@ -113,7 +113,10 @@ def test_several_lesions_and_arms(cytobands, arms):
         ({"name": "x", "type": "loss", "region": "somewhere"}, "cannot read region"),
         ({"name": "x", "type": "loss", "region": "chr30"}, "chromosome 'chr30' is not in the cytoband table"),
         ({"name": "x", "type": "loss", "region": "5q31.4"}, "unknown cytoband 5q31.4"),
-        ({"name": "x", "type": "loss", "region": "chrY:2781479-56887902"}, "autosomes only; use a cytoband table with chrX"),
+        (
+            {"name": "x", "type": "loss", "region": "chrY:2781479-56887902"},
+            "autosomes only; use a cytoband table with chrX",
+        ),
         ({"name": "x", "type": "loss", "region": "5q", "copy_ratio": 1.5}, "does not fit"),
     ],
 )
