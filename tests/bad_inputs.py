@@ -1024,6 +1024,13 @@ CASES: list[Case] = [
         ["config.yaml", "lesions[0]", "'chr5qarm'", "use coordinates"],
     ),
     Case(
+        "lesion-iscn-type-mismatch",
+        "config",
+        "an ISCN region whose del/dup disagrees with the lesion's type (`del(5)(q13q33)`, type gain)",
+        lambda c: c.set("lesions", [{"name": "dup5q", "type": "gain", "region": "del(5)(q13q33)"}]),
+        ["config.yaml", "lesions[0]", "is a loss in ISCN", "type is 'gain'"],
+    ),
+    Case(
         "lesion-unknown-chromosome",
         "config",
         "a lesion on a chromosome the cytoband table lacks",

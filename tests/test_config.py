@@ -54,10 +54,24 @@ def test_defaults_are_filled(config):
     assert minimal["timepoints"] == ["diagnosis", "remission", "relapse"]
 
 
+def test_a_bare_chromosome_region_is_read_as_yaml_gives_it(config):
+    # `region: 7` and `region: -7` are YAML integers: monosomy 7 written as a user would
+    from remnant.io.annotation import load_cytobands
+    from remnant.tl.lesions import parse_lesions
+
+    cytobands = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
+    for region in (7, -7):
+        c = copy.deepcopy(config)
+        c["lesions"] = [{"name": "mono7", "type": "loss", "region": region}]
+        (lesion,) = parse_lesions(validate_config(c, CONFIG_SCHEMA)["lesions"], cytobands)
+        assert (lesion.chromosome, lesion.start) == ("chr7", 0)
+
+
 @pytest.mark.parametrize(
     "change, expected",
     [
         (lambda c: c["qc"].update(min_counts="many"), ["qc.min_counts", "'many'", "number"]),
+        (lambda c: c.update(lesions=[{"name": "x", "type": "loss", "region": 5.5}]), ["lesions[0].region", "5.5"]),
         (lambda c: c["qc"].update(min_count=3), ["qc", "'min_count'", "did you mean 'min_counts'"]),
         (lambda c: c["cluster"].update(resolution=-1), ["cluster.resolution", "-1"]),
         (lambda c: c["cluster"].update(integrate=["donor"]), ["cluster.integrate[0]", "'donor'", "patient"]),

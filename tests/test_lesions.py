@@ -77,6 +77,28 @@ def test_band_names_coarser_than_the_table(cytobands, arms, region, first, last)
     assert (lesion.chromosome, lesion.start, lesion.end) == (chrom, on.loc[first, "start"], on.loc[last, "end"])
 
 
+@pytest.mark.parametrize(
+    "region, kind, same_as",
+    [
+        # ISCN as a karyotype report writes them, read as the band range, arm or chromosome they name
+        ("del(5)(q13q33)", "loss", "5q13-5q33"),
+        ("del(20)(q11.2q13.1)", "loss", "20q11.2-20q13.1"),
+        ("dup(1)(q21q32)", "gain", "1q21-1q32"),
+        ("5q13.1q33.3", "loss", "5q13.1-5q33.3"),
+        ("-7", "loss", "7"),
+        # terminal: from the band to the end of its arm
+        ("del(5)(q31)", "loss", "5q31-5q35.3"),
+        ("del(1)(p36.1)", "loss", "1p36.33-1p36.1"),
+        ("+8", "gain", "chr8"),
+    ],
+)
+def test_iscn_regions(cytobands, arms, region, kind, same_as):
+    (lesion,) = parse_lesions([{"name": "x", "type": kind, "region": region}], cytobands, arms)
+    (plain,) = parse_lesions([{"name": "x", "type": kind, "region": same_as}], cytobands, arms)
+    assert (lesion.chromosome, lesion.start, lesion.end) == (plain.chromosome, plain.start, plain.end)
+    assert lesion.region == region  # named as the user wrote it
+
+
 def test_band_prefix_is_not_a_string_prefix(cytobands, arms):
     # 1q2 must not take 1q12 (region 1), nor 5q1 any band of region 3
     (lesion,) = parse_lesions([{"name": "x", "type": "loss", "region": "5q1"}], cytobands, arms)
@@ -113,6 +135,9 @@ def test_several_lesions_and_arms(cytobands, arms):
         ({"name": "x", "type": "loss", "region": "somewhere"}, "cannot read region"),
         ({"name": "x", "type": "loss", "region": "chr30"}, "chromosome 'chr30' is not in the cytoband table"),
         ({"name": "x", "type": "loss", "region": "5q31.4"}, "unknown cytoband 5q31.4"),
+        ({"name": "x", "type": "loss", "region": "+8"}, "is a gain in ISCN but the lesion's type is 'loss'"),
+        ({"name": "x", "type": "gain", "region": "del(5)(q13q33)"}, "is a loss in ISCN"),
+        ({"name": "x", "type": "loss", "region": "del(5)(q13q33)(q35)"}, "cannot read region"),
         (
             {"name": "x", "type": "loss", "region": "chrY:2781479-56887902"},
             "autosomes only; use a cytoband table with chrX",

@@ -112,6 +112,40 @@ _BAND = re.compile(r"^(?:chr)?([0-9]+|X|Y)([pq][0-9]+(?:\.[0-9]+)?)$", re.I)
 _WHOLE = re.compile(r"^(?:chr)?([0-9]+|X|Y)$", re.I)
 
 
+# ISCN as a karyotype writes a lesion: interstitial del(5)(q13q33) / dup(1)(q21q32), the breakpoints
+# alone (5q13q33), or a whole-chromosome loss or gain (-7, +8)
+_ISCN_SEGMENT = re.compile(r"^(del|dup)\((?:chr)?([0-9]+|X|Y)\)\(([pq][0-9.]+)([pq][0-9.]+)\)$", re.I)
+_ISCN_TERMINAL = re.compile(r"^(del|dup)\((?:chr)?([0-9]+|X|Y)\)\(([pq])([0-9.]+)\)$", re.I)
+_ISCN_BREAKPOINTS = re.compile(r"^(?:chr)?([0-9]+|X|Y)([pq][0-9.]+)([pq][0-9.]+)$", re.I)
+_ISCN_WHOLE = re.compile(r"^([+-])(?:chr)?([0-9]+|X|Y)$", re.I)
+
+
+def _from_iscn(region: str, cytobands: pd.DataFrame) -> tuple[str, str | None]:
+    """A region written in ISCN karyotype notation as the band range :func:`_parse_region` reads, and the
+    lesion type it implies (None where it implies none); any other region unchanged. A terminal
+    ``del(5)(q31)`` runs from the band to the end of its arm (the arm's last band in ``cytobands``)."""
+    m = _ISCN_SEGMENT.match(region)
+    if m:
+        chrom = m.group(2)
+        return f"{chrom}{m.group(3)}-{chrom}{m.group(4)}", "loss" if m.group(1).lower() == "del" else "gain"
+    m = _ISCN_TERMINAL.match(region)
+    if m:
+        chrom, arm = m.group(2), m.group(3).lower()
+        bands = cytobands.loc[cytobands["chromosome"] == _chrom(chrom), "band"].astype(str)
+        on_arm = bands[bands.str.lower().str.startswith(arm)]
+        # the arm's telomeric band: the p arm's first row (p-ter), the q arm's last (q-ter)
+        end = (on_arm.iloc[0] if arm == "p" else on_arm.iloc[-1]) if len(on_arm) else arm
+        kind = "loss" if m.group(1).lower() == "del" else "gain"
+        return f"{chrom}{arm}{m.group(4)}-{chrom}{end}", kind
+    m = _ISCN_BREAKPOINTS.match(region)
+    if m:
+        return f"{m.group(1)}{m.group(2)}-{m.group(1)}{m.group(3)}", None
+    m = _ISCN_WHOLE.match(region)
+    if m:
+        return m.group(2), "gain" if m.group(1) == "+" else "loss"
+    return region, None
+
+
 def _chrom(token: str) -> str:
     token = token.upper()
     return f"chr{token}"
@@ -128,7 +162,9 @@ def parse_lesions(
         List of ``{name, type, region}`` mappings (``copy_ratio`` optional). ``region`` is
         coordinates (``chr5:67400000-160500000``, 0-based half-open bp, commas allowed), a
         cytoband or cytoband range (``5q31``, ``5q13.1-5q33.3``, ``20q11.2-q13.1``; a band name matches
-        its sub-bands, as ISCN writes them: ``5q3`` is 5q31-5q35), or a whole arm (``5q``). ``None`` gives :data:`DEFAULT_LESIONS`.
+        its sub-bands, as ISCN writes them: ``5q3`` is 5q31-5q35), a whole arm (``5q``) or chromosome (``7``),
+        or ISCN karyotype notation (``del(5)(q13q33)``, ``dup(1)(q21q32)``, terminal ``del(5)(q31)`` to the
+        arm's end, ``5q13q33``, ``-7``, ``+8``; a ``del``/``dup``/``-``/``+`` must agree with ``type``). ``None`` gives :data:`DEFAULT_LESIONS`.
     cytobands
         :func:`remnant.io.annotation.load_cytobands` table (defines chromosome lengths and bands).
     arms
@@ -181,7 +217,13 @@ def parse_lesions(
         if not (ratio > 0) or (kind == "loss" and ratio >= 1) or (kind == "gain" and ratio <= 1):
             raise InputError(f"copy_ratio {ratio} does not fit a {kind} (loss: 0<r<1, gain: r>1).", where=where)
         region = str(item["region"]).strip().replace(" ", "")
-        chrom, start, end = _parse_region(region, cytobands, arms, where)
+        readable, implied = _from_iscn(region, cytobands)
+        if implied is not None and implied != kind:
+            raise InputError(
+                f"region {region!r} is a {implied} in ISCN but the lesion's type is {kind!r}; make them agree.",
+                where=where,
+            )
+        chrom, start, end = _parse_region(readable, cytobands, arms, where)
         if chrom not in lengths:
             raise InputError(
                 f"chromosome {chrom} of region {region!r} is not in the cytoband table"
@@ -242,7 +284,7 @@ def _parse_region(region: str, cytobands: pd.DataFrame, arms: pd.DataFrame, wher
             return chrom, min(lo[0], hi[0]), max(lo[1], hi[1])
     raise InputError(
         f"cannot read region {region!r}; use coordinates (chr5:67400000-160500000), a band range "
-        "(5q13.1-5q33.3), an arm (5q) or a whole chromosome (7).",
+        "(5q13.1-5q33.3), an arm (5q), a whole chromosome (7) or ISCN (del(5)(q13q33), del(5)(q31), -7, +8).",
         where=where,
     )
 
