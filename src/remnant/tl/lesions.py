@@ -294,14 +294,11 @@ def _within_band(name: str, band: str) -> bool:
     sub-bands, each further digit one level down (``q1`` is region 1 of the arm, ``q11`` its band 1, ``q11.2``
     sub-band 2 of that, holding ``q11.21``-``q11.23``), so a coarser name a table does not list (``20q11.2``
     where the table has ``20q11.21``) still finds its bands."""
-    if name == band:
-        return True
-    rest = name[len(band) :] if name.startswith(band) else ""
-    if rest.startswith("."):
-        return True
-    # one more digit is one level down; ``q1`` must not match ``q11`` of another region through a dot-less
-    # band with the dot written (``q1.1`` is no ISCN name), so digits are only followed where band ends in one
-    return bool(rest) and rest[0].isdigit() and band[-1].isdigit()
+    if not name.startswith(band):
+        return False
+    rest = name[len(band) :]
+    # nothing left: the band itself; a dot or a digit next: one of its sub-bands (q2 -> q21.1, q11.2 -> q11.21)
+    return not rest or rest[0] == "." or rest[0].isdigit()
 
 
 def _band_span(chrom: str, band: str, cytobands: pd.DataFrame, region: str, where: str) -> tuple[int, int]:
