@@ -65,6 +65,14 @@ def test_a_bare_chromosome_region_is_read_as_yaml_gives_it(config):
         c["lesions"] = [{"name": "mono7", "type": "loss", "region": region}]
         (lesion,) = parse_lesions(validate_config(c, CONFIG_SCHEMA)["lesions"], cytobands)
         assert (lesion.chromosome, lesion.start) == ("chr7", 0)
+    # and a whole chromosome as the allele control region
+    from remnant.workflow.alleles import allele_regions
+
+    c = copy.deepcopy(config)
+    c["alleles"]["control_region"] = 2
+    checked = validate_config(c, CONFIG_SCHEMA)
+    regions = allele_regions(checked["lesions"], checked["alleles"]["control_region"], cytobands)
+    assert any(getattr(r, "chromosome", None) == "chr2" for r in regions)
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,9 @@ CONTROL = "control"
 CONTROL_KEY = "alleles.control_region"
 
 
-def allele_regions(lesions: Sequence[Mapping] | None, control_region: str | None, cytobands: pd.DataFrame) -> list:
+def allele_regions(
+    lesions: Sequence[Mapping] | None, control_region: str | int | None, cytobands: pd.DataFrame
+) -> list:
     """The configured lesions and the control region, as :class:`remnant.tl.lesions.Lesion`.
 
     Parameters
@@ -59,8 +61,8 @@ def allele_regions(lesions: Sequence[Mapping] | None, control_region: str | None
     lesions
         The config's ``lesions`` list (:func:`remnant.tl.lesions.parse_lesions`).
     control_region
-        ``alleles.control_region``: a region written as a lesion's (coordinates, cytoband range or
-        arm), or None for none.
+        ``alleles.control_region``: a region written as a lesion's (coordinates, cytoband range,
+        arm or chromosome, a bare chromosome number as YAML reads it), or None for none.
     cytobands
         :func:`remnant.io.annotation.load_cytobands` table.
 
