@@ -159,6 +159,20 @@ def test_the_control_region_is_checked_against_the_lesions(cytobands):
     assert err.value.where == "alleles.control_region" and "null" in str(err.value)
 
 
+@pytest.mark.parametrize("written", ["dup(2)(q12q31)", "del(2)(q12q31)", "2q12q31", "2q12-2q31"])
+def test_a_control_region_in_iscn_reads_as_its_bands_whatever_its_sign(cytobands, written):
+    """A control region has no type: a gain's ISCN (dup) reads as the same bands as a loss's (del)."""
+    control = allele_regions(LESIONS, written, cytobands)[-1]
+    plain = allele_regions(LESIONS, "2q12-2q31", cytobands)[-1]
+    assert (control.name, control.chromosome, control.start, control.end) == (
+        "control",
+        plain.chromosome,
+        plain.start,
+        plain.end,
+    )
+    assert control.start > 0 and control.chromosome == "chr2"
+
+
 # ------------------------------------------------------------------------------------------------
 # rule read_alleles' step on a simulated cohort
 # ------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ __getattr__, __dir__, __all__ = exports(
         "sample": ["read_sample", "check_chromosomes"],
         "annotation": ["load_genes", "load_cytobands", "chromosome_arms", "genes_from_gtf", "gene_symbols"],
         "genesets": ["read_gene_set", "read_gene_sets", "read_markers"],
-        "alleles": ["read_cellsnp", "write_cellsnp", "match_cells", "annotation_chromosome"],
+        "alleles": ["read_cellsnp", "write_cellsnp", "match_cells", "annotation_chromosome", "sites_in_regions"],
         "bam": ["count_alleles", "find_sites", "read_bam_manifest", "read_sites"],
         "store": [],
     },

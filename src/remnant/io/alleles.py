@@ -119,7 +119,7 @@ def read_cellsnp(path: str | PathLike, *, source: str | None = None, regions=Non
     barcodes = _read_barcodes(files["samples"], source)
     shape = (len(sites), len(barcodes))
     labels = (_site_ids(sites), barcodes)
-    keep = None if regions is None else _in_regions(sites, regions)
+    keep = None if regions is None else sites_in_regions(sites, regions)
     layers = {tag: _read_tag(files[tag], shape, labels, source, keep) for tag in TAGS if tag in files}
     var = _var_table(sites)
     if keep is not None:
@@ -147,10 +147,23 @@ def read_cellsnp(path: str | PathLike, *, source: str | None = None, regions=Non
     return adata
 
 
-def _in_regions(sites: pd.DataFrame, regions) -> np.ndarray:
-    """Boolean (n_sites,) mask of the SNPs (``chromosome`` as the VCF spells it, 1-based ``position``)
-    inside any of ``regions`` (``chromosome`` as the gene table spells it, ``start``, ``end``: bp,
-    0-based half-open, as :class:`remnant.tl.Lesion`)."""
+def sites_in_regions(sites: pd.DataFrame, regions) -> np.ndarray:
+    """Which SNPs of a sites table lie inside any of some regions.
+
+    Parameters
+    ----------
+    sites
+        One row per SNP: ``chromosome`` (as its VCF spells it: ``5`` or ``chr5``) and ``position``
+        (1-based bp), e.g. ``var`` of :func:`read_cellsnp` or :func:`remnant.io.read_sites`.
+    regions
+        Objects with ``chromosome`` (as the gene table spells it, ``chr5``), ``start`` and ``end`` (bp,
+        0-based half-open), e.g. :class:`remnant.tl.Lesion` from :func:`remnant.tl.parse_lesions`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (n_sites,): inside at least one region.
+    """
     chrom = annotation_chromosome(sites["chromosome"])
     pos0 = sites["position"].to_numpy(np.int64) - 1
     keep = np.zeros(len(sites), dtype=bool)

@@ -84,7 +84,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize_scalar
 from scipy.special import betaln, expit, gammaln, logit
 
-from remnant.io.alleles import _in_regions, annotation_chromosome
+from remnant.io.alleles import annotation_chromosome, sites_in_regions
 
 __all__ = [
     "allele_llr",
@@ -118,7 +118,7 @@ def lesion_sites(alleles: anndata.AnnData, lesion) -> np.ndarray:
     """Boolean (n_sites,) mask of the SNPs inside ``lesion`` (``chromosome``, ``start``, ``end``: bp,
     0-based half-open, as :class:`remnant.tl.Lesion`). Positions in ``var["position"]`` are 1-based;
     VCF chromosome names (``5``, ``chr5``) are matched as the gene table spells them."""
-    return _in_regions(alleles.var, [lesion])
+    return sites_in_regions(alleles.var, [lesion])
 
 
 def site_genes(alleles: anndata.AnnData, genes: pd.DataFrame) -> np.ndarray:

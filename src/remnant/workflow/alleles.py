@@ -24,6 +24,7 @@ every cell) and matched to the cells the workflow keeps after QC
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 
 import anndata
@@ -88,8 +89,11 @@ def allele_regions(
             f"a lesion is named {CONTROL!r}, the name of the allele control region; rename the lesion.",
             where="lesions",
         )
+    # a control region has no type; the type given to the parser only has to agree with the region's
+    # ISCN notation, if it is written as one (dup(1)(q21q32) and +8 read as gains)
+    kind = "gain" if re.match(r"\s*(dup\b|\+)", str(control_region), re.I) else "loss"
     try:
-        (control,) = parse_lesions([{"name": CONTROL, "type": "loss", "region": control_region}], cytobands)
+        (control,) = parse_lesions([{"name": CONTROL, "type": kind, "region": control_region}], cytobands)
     except InputError as err:
         raise InputError(
             f"{err.detail.rstrip('.')}; or set it to null for no control region.", where=CONTROL_KEY
@@ -386,7 +390,7 @@ def find_sites(
         The BAMs (missing, unindexed, of another reference), or no site found, naming the patient and
         ``alleles.discovery``.
     """
-    from remnant.io.alleles import _in_regions
+    from remnant.io.alleles import sites_in_regions
     from remnant.io.annotation import load_cytobands
     from remnant.io.bam import find_sites as find_in_reads
 
@@ -415,7 +419,7 @@ def find_sites(
             where=f"{DISCOVERY_KEY} (patient {patient})",
         )
     for region in regions:
-        inside = _in_regions(found, [region])
+        inside = sites_in_regions(found, [region])
         log.info(
             "%s: %d sites in %s; minor fraction median %.3f",
             patient,
