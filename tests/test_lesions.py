@@ -291,6 +291,29 @@ def test_cell_folds_with_one_reference_donor(cohort, lesions):
     assert info["reference_fpr"] <= 0.02
 
 
+def test_fold_assignment_follows_what_each_reference_cell_calibrates():
+    from remnant.tl.lesion_model import assign_folds
+
+    donors = np.array(["H1"] * 4 + ["H2"] * 4 + ["H3"] * 4 + ["P1"] * 6)
+    rows = np.arange(donors.size)
+    # healthy donors' samples (nothing else scored in them): whole donors, one per fold
+    fold, k, mode = assign_folds(rows[:12], donors, 5, seed=0)
+    assert (mode, k) == ("donor", 3)
+    assert all(len(set(fold[donors[:12] == d])) == 1 for d in ("H1", "H2", "H3"))
+    assert len(set(fold)) == 3
+    # a patient's normal cells in samples that are scored too: random folds, the donors beside them whole
+    shared = donors == "P1"
+    fold, k, mode = assign_folds(rows, donors, 3, seed=0, shared=shared)
+    assert (mode, k) == ("donor+cell", 3)
+    assert sorted(np.bincount(fold[shared], minlength=3)) == [2, 2, 2]
+    assert all(len(set(fold[donors == d])) == 1 for d in ("H1", "H2", "H3"))
+    fold, k, mode = assign_folds(rows[12:], donors, 3, seed=0, shared=np.ones(6, bool))
+    assert (mode, k) == ("cell", 3) and sorted(np.bincount(fold)) == [2, 2, 2]
+    # one donor, or none known: random cells
+    assert assign_folds(rows[:4], donors, 2, seed=0)[2] == "cell"
+    assert assign_folds(rows, None, 2, seed=0)[2] == "cell"
+
+
 def test_bad_inputs(cohort, lesions):
     adata = cohort[:50].copy()
     with pytest.raises(InputError, match="reference cells"):

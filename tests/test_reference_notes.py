@@ -98,6 +98,28 @@ def test_no_donor_column_says_donors_unknown(cohort, lesions, caplog):
     assert notes["kind"].tolist() == ["cell_folds"] and "donors are not known" in notes["note"].iloc[0]
 
 
+def test_patients_own_normal_cells_are_cross_fitted_by_cells_without_a_note(cohort, lesions, caplog):
+    """Reference cells whose sample holds scored cells (a patient's normal cells, here the healthy
+    donors' samples split into reference and scored halves) are spread over cell folds: their
+    sample-mates are scored against a reference holding them. Two donors: a choice, not a lack."""
+    adata = cohort.copy()
+    healthy = adata.obs["condition"].eq("healthy").to_numpy()
+    half = np.random.default_rng(0).random(adata.n_obs) < 0.5
+    info, notes, warnings = _call(adata, lesions, healthy & half, caplog)
+    assert (info["batches"]["fold_mode"] == "cell").all() and (info["batches"]["n_reference_donors"] == 2).all()
+    assert notes.empty and not any("reference" in w for w in warnings)
+
+
+def test_one_batch_with_few_reference_cells_is_scored_against_its_own(cohort, lesions, caplog):
+    """One batch holding every reference cell is matched, however few they are (no note that it was
+    scored against 'other batches')."""
+    adata = cohort.copy()
+    ref = adata.obs["condition"].eq("healthy").to_numpy() & (np.arange(adata.n_obs) % 10 == 0)
+    info, notes, _ = _call(adata, lesions, ref, caplog)
+    assert ref.sum() < 50 and info["batches"]["reference_matched"].all()
+    assert "unmatched_batch" not in set(notes["kind"])
+
+
 def test_state_without_reference_cells(cohort, lesions, caplog):
     adata = cohort.copy()
     state = adata.obs["hspc_state"].astype(str)

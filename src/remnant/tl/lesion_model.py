@@ -125,17 +125,42 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def assign_folds(
-    ref_rows: np.ndarray, donors: np.ndarray | None, n_folds: int, seed: int
+    ref_rows: np.ndarray, donors: np.ndarray | None, n_folds: int, seed: int, shared: np.ndarray | None = None
 ) -> tuple[np.ndarray, int, str]:
-    """Cross-fitting folds of reference rows: whole donors when >= 2 donors, else random cells."""
-    if donors is not None and len(set(donors[ref_rows])) >= 2:
-        ref_donors = sorted(set(donors[ref_rows]))
-        k = min(n_folds, len(ref_donors))
-        dfold = {d: i % k for i, d in enumerate(ref_donors)}
-        return np.array([dfold[d] for d in donors[ref_rows]], dtype=np.int64), k, "donor"
+    """Cross-fitting folds of reference rows (their fold, the number of folds, the mode).
+
+    A reference cell is scored as the cells it calibrates are. Healthy donors' reference samples
+    calibrate other people's cells, so they are held out a donor at a time when there are at least
+    two donors (mode ``"donor"``). A reference cell whose sample also holds cells that are scored
+    (``shared``, (n_ref,) bool: the patients' normal cells as the reference, from an automatic
+    reference or the normal cells of a tumour sample) calibrates its sample-mates, which are scored
+    against a reference holding it and its donor: its donor held out would score it against other
+    people only, so these cells are spread over random folds (``"cell"``; ``"donor+cell"`` beside
+    donors held out). Without donors, or with one donor, random cell folds.
+    """
+    shared = np.zeros(ref_rows.size, bool) if shared is None else np.asarray(shared, bool)
+    if donors is None:
+        return _cell_folds(ref_rows.size, n_folds, seed), max(2, n_folds), "cell"
+    ref_donors = donors[ref_rows]
+    held_out = sorted(set(ref_donors[~shared]))
+    if shared.any():
+        k = max(2, n_folds)
+        fold = np.empty(ref_rows.size, dtype=np.int64)
+        fold[shared] = _cell_folds(int(shared.sum()), n_folds, seed)
+        dfold = {d: i % k for i, d in enumerate(held_out)}
+        fold[~shared] = [dfold[d] for d in ref_donors[~shared]]
+        return fold, k, "donor+cell" if held_out else "cell"
+    if len(held_out) >= 2:
+        k = min(n_folds, len(held_out))
+        dfold = {d: i % k for i, d in enumerate(held_out)}
+        return np.array([dfold[d] for d in ref_donors], dtype=np.int64), k, "donor"
+    return _cell_folds(ref_rows.size, n_folds, seed), max(2, n_folds), "cell"
+
+
+def _cell_folds(n: int, n_folds: int, seed: int) -> np.ndarray:
+    """(n,) random folds, ``max(2, n_folds)`` of them, as even as ``n`` allows."""
     k = max(2, n_folds)
-    rng = np.random.default_rng(seed)
-    return rng.permutation(np.arange(ref_rows.size) % k).astype(np.int64), k, "cell"
+    return np.random.default_rng(seed).permutation(np.arange(n) % k).astype(np.int64)
 
 
 def count_scale(num: np.ndarray, smu: np.ndarray, smu2: np.ndarray) -> float:

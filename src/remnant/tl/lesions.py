@@ -713,8 +713,11 @@ def call_lesions(
         obs column; the prior (fraction of carriers) is learned per sample, and then per group of
         cells inside it (``prior_key``).
     donor_key
-        obs column naming donors; reference folds are whole donors when the reference has >= 2
-        donors (``None``: random cell folds).
+        obs column naming donors. Reference cells are cross-fitted a donor at a time when the
+        reference has >= 2 donors, except those whose sample also holds cells that are scored (the
+        patients' own normal cells as the reference): their sample-mates are scored against a
+        reference holding them, so they are spread over random cell folds (``None``: random cell
+        folds throughout). ``uns["lesions"][name]["batches"]["fold_mode"]`` says which.
     batch_key
         obs column of the technology (``droplet``/``plate`` ...) or another batch with its own
         count distribution. Each batch is scored against the reference cells of the same batch
@@ -746,7 +749,8 @@ def call_lesions(
         cells, is not called while every other lesion says it is normal. With one lesion it is the
         per-lesion model exactly. False: each lesion's prior learned alone.
     n_folds
-        Cross-fitting folds for reference cells (capped at the number of reference donors).
+        Cross-fitting folds for reference cells (capped at the number of reference donors when
+        folds are whole donors).
     seed
         Seed of the random fold assignment (only used for cell folds).
     min_mean
@@ -1102,8 +1106,8 @@ def _reference_notes(states: pd.Series, cohort: _Cohort, min_batch_reference: in
     """What the reference could not give each batch, in words a user can act on: one row per fact
     (``batch``, ``kind``, ``detail``, ``note``).
 
-    Kinds: ``cell_folds`` (fewer than two reference donors, so cross-fitting used random cells
-    and the false-positive rate is measured on the reference's own donor), ``states_without_reference``
+    Kinds: ``cell_folds`` (fewer than two reference donors, or none named, so cross-fitting used
+    random cells and the false-positive rate is measured on the reference's own donor), ``states_without_reference``
     (states of the batch's cells with no reference cell; scored against the pooled profile) and
     ``unmatched_batch`` (too few reference cells of the batch's own; scored against all batches').
     ``states``: the annotated state of every cell (n_obs,)."""
@@ -1112,11 +1116,14 @@ def _reference_notes(states: pd.Series, cohort: _Cohort, min_batch_reference: in
     for u in cohort.units:
         ref_rows = u.rows[u.fold >= 0]
         where = f"batch {u.batch}: " if len(cohort.units) > 1 else ""
-        if u.fold_mode == "cell":
+        ref_donors = set() if cohort.donors is None else set(cohort.donors[ref_rows])
+        # random cell folds over two donors or more are a choice (the patients' own normal cells, see
+        # assign_folds), not a lack
+        if u.fold_mode != "donor" and len(ref_donors) < 2:
             if cohort.donors is None:
                 detail, who = "", "the reference cells' donors are not known (no donor column)"
             else:
-                detail = ", ".join(sorted(set(cohort.donors[ref_rows])))
+                detail = ", ".join(sorted(ref_donors))
                 who = f"only one reference donor ({detail})"
             rows.append(
                 (
@@ -1192,13 +1199,14 @@ def _cohort(
     state = obs[state_key].astype(str).where(obs[state_key].notna(), "").to_numpy()
     donors = obs[donor_key].astype(str).to_numpy() if donor_key and donor_key in obs else None
     batch = obs[batch_key].astype(str).to_numpy() if batch_key else np.full(n, "all", dtype=object)
+    samples = obs[sample_key].astype(str).to_numpy()
     units = [
-        _unit(b, ref, state, donors, batch, n_folds, seed, min_batch_reference, refine_max_reference)
+        _unit(b, ref, state, donors, samples, batch, n_folds, seed, min_batch_reference, refine_max_reference)
         for b in pd.unique(batch)
     ]
     groups = obs[prior_key].astype(str).where(obs[prior_key].notna(), "").to_numpy()
     codes = pd.factorize(groups)[0].astype(np.int64)
-    return _Cohort(depth, ref, obs[sample_key].astype(str).to_numpy(), groups, codes, batch, donors, units)
+    return _Cohort(depth, ref, samples, groups, codes, batch, donors, units)
 
 
 def _unit(
@@ -1206,6 +1214,7 @@ def _unit(
     ref: np.ndarray,
     state: np.ndarray,
     donors: np.ndarray | None,
+    samples: np.ndarray,
     batch: np.ndarray,
     n_folds: int,
     seed: int,
@@ -1216,12 +1225,15 @@ def _unit(
     ``min_batch_reference`` of them, else every reference cell; folds and state codes of those."""
     cells = np.flatnonzero(batch == b)
     own_ref = np.flatnonzero(ref & (batch == b))
-    matched = own_ref.size >= min_batch_reference
+    # a batch holding every reference cell is scored against its own, however few
+    matched = own_ref.size >= min_batch_reference or own_ref.size == int(ref.sum())
     ref_rows = own_ref if matched else np.flatnonzero(ref)
     rows = np.union1d(cells, ref_rows)
     is_ref = np.isin(rows, ref_rows)
     fold = np.full(rows.size, -1, dtype=np.int64)
-    fold[is_ref], k, fold_mode = assign_folds(rows[is_ref], donors, n_folds, seed)
+    # reference cells whose sample holds cells that are scored, not reference (assign_folds)
+    shared = np.isin(samples[rows[is_ref]], samples[cells[~ref[cells]]])
+    fold[is_ref], k, fold_mode = assign_folds(rows[is_ref], donors, n_folds, seed, shared)
     ref_states = sorted(set(state[rows[is_ref]]) - {"", "nan"})
     code = {s: i for i, s in enumerate(ref_states)}
     s_idx = np.array([code.get(s, -1) for s in state[rows]], dtype=np.int64)
