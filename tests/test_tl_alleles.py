@@ -18,6 +18,7 @@ from remnant.tl.alleles import (
     combine,
     lesion_sites,
     phase_sites,
+    site_error_rates,
     site_genes,
 )
 
@@ -100,11 +101,60 @@ def test_diagnosis_sample_phases_the_sites():
     p = simulate(fraction=0.9, reads=0.3, seed=1)
     phase = phase_sites(p.alleles, p.gene, p.posterior)
     assert accuracy(phase, p) >= 0.95
-    assert list(phase.columns) == ["gene", "p_alt", "allele", "confidence", "n_reads", "n_cells", "normal_share"]
+    assert list(phase.columns) == [
+        "gene",
+        "p_alt",
+        "allele",
+        "confidence",
+        "n_reads",
+        "n_cells",
+        "normal_share",
+        "error_rate",
+    ]
     assert (phase["allele"] == np.where(phase["p_alt"] >= 0.5, "ALT", "REF")).all()
     assert phase["confidence"].between(0.5, 1).all() and phase["confidence"].median() > 0.99
     assert phase["n_reads"].sum() == p.alleles.layers["DP"].sum()
     assert phase.attrs["carrier"].shape == (p.alleles.n_obs,)
+
+
+def _noisy(patient, sites, minor, seed=0):
+    """``patient`` with ``sites`` (indices) read as an RNA-editing or mismapped site is: every cell,
+    carrier or not, reads the minor allele (ALT) at share ``minor``."""
+    rng = np.random.default_rng(seed)
+    ad = sp.lil_matrix(patient.alleles.layers["AD"])
+    dp = sp.csc_matrix(patient.alleles.layers["DP"])
+    for s in sites:
+        rows = dp.indices[dp.indptr[s] : dp.indptr[s + 1]]
+        m = dp.data[dp.indptr[s] : dp.indptr[s + 1]]
+        column = np.zeros(dp.shape[0], np.int64)
+        column[rows] = rng.binomial(m, minor)
+        ad[:, s] = column[:, None]
+    alleles = patient.alleles.copy()
+    alleles.layers["AD"] = sp.csr_matrix(ad)
+    return alleles
+
+
+def test_each_site_learns_its_own_error_rate():
+    """A site every cell reads both alleles of (editing, mismapping) gets its own rate; the others keep
+    about ``eps``; and a carrier is no longer judged a normal cell for reading its minor allele."""
+    p = simulate(fraction=0.5, reads=0.5, sites_per_gene=1, seed=2)
+    noisy = np.arange(0, 20, 4)  # 5 of 20 sites
+    alleles = _noisy(p, noisy, 0.3)
+    phase = phase_sites(alleles, p.gene, p.posterior)
+    rate = phase["error_rate"].to_numpy()
+    clean = np.setdiff1d(np.arange(20), noisy)
+    assert np.all(rate[noisy] > 0.1) and np.all(rate[clean] < 0.04), rate
+    np.testing.assert_allclose(site_error_rates(alleles, phase), rate)
+    assert phase.attrs["error_loo"].shape == alleles.shape
+    learned = allele_llr(alleles, phase)["llr"].to_numpy()
+    shared = phase.drop(columns="error_rate")
+    shared.attrs = {k: v for k, v in phase.attrs.items() if k != "error_loo"}
+    fixed = allele_llr(alleles, shared)["llr"].to_numpy()
+    assert auroc(learned, p.carrier) > auroc(fixed, p.carrier) + 0.01
+    assert np.median(learned[p.carrier]) > np.median(fixed[p.carrier])
+    # without such sites the rates stay at eps and the evidence as it was
+    plain = phase_sites(p.alleles, p.gene, p.posterior)
+    assert plain["error_rate"].between(0.0, 0.04).all()  # the simulated error is 0.01
 
 
 def test_em_phases_without_a_high_carrier_sample():

@@ -24,6 +24,9 @@ haplotype of a loss, the gained one of a gain): ``p_alt = P(ALT is on it)``. For
   likelihood over a grid, from the phased genes: moments weighted by ``1 - posterior`` would read the
   monoallelic reads of a patient of 90% carriers as bursting (0.60 for a true 0.20 in the tests).
 - Carrier of a loss: ``k ~ Binomial(n, eps)``: only error and mismapping put reads on the lost one.
+  When scoring the cells a phase was learned on, ``eps`` is each site's own (:func:`site_error_rates`):
+  an RNA-editing or mismapped site shows both alleles in every cell, carriers included, and the
+  carriers' reads of its "lost" allele then say so, where a shared ``eps`` read them as normal cells'.
 - Carrier of a gain: ``k ~ BetaBinomial(n, mean 2/3, rho)``: both haplotypes remain, so bursting too.
 - A site whose phase is unsure: for a loss the phase is marginalised (:func:`_marginal_loss_llr`): a
   carrier's reads at a site are a mixture over its two phases, a normal cell's reads over the gene a
@@ -93,6 +96,7 @@ __all__ = [
     "lesion_sites",
     "null_allele_llr",
     "phase_sites",
+    "site_error_rates",
     "site_genes",
 ]
 
@@ -107,6 +111,9 @@ _TYPES = ("loss", "gain")
 #: Below this many (cell, gene) pairs of likely normal cells with two reads or more (weighted by the
 #: probability of being normal), :func:`phase_sites` warns that its bursting estimate is uncertain.
 MIN_BURST_PAIRS = 100
+#: Pseudo-reads at ``eps`` each site's own error rate is shrunk with (:func:`site_error_rates`): a
+#: site the carriers read a few times keeps about ``eps``.
+ERROR_PRIOR_READS = 20.0
 #: Overdispersions tried by the maximum-likelihood estimate of :func:`phase_sites` (log grid).
 _RHO_GRID = np.geomspace(0.005, 0.9, 48)
 
@@ -467,13 +474,16 @@ def phase_sites(
         haplotype)); ``allele`` (``"ALT"``/``"REF"``: the likelier one on it); ``confidence``
         (max(p_alt, 1 - p_alt)); ``n_reads`` (REF + ALT reads over the cells) and ``n_cells`` (cells with
         reads); ``normal_share`` (the site's ALT share in the likely normal cells, :func:`normal_share`:
-        the EM's and :func:`allele_llr`'s normal cell reads about it, not about 1/2). Sites without a gene or reads keep ``p_alt`` 0.5. ``p_alt`` is the EM's log odds divided
-        by ``attrs["phase_temperature"]`` (>= 1). ``attrs``: ``overdispersion``, ``iterations``,
-        ``lesion_type``, ``eps``, ``carrier`` ((n_obs,) the carrier probabilities: expression and alleles
-        under the tempered phase), ``phase_temperature``, ``split_sites`` (sites read in both halves) and
-        ``split_agreement`` (their share phased alike by the two halves), and ``loo_logit`` (cells x
-        sites sparse: each read entry's tempered phase log odds without its own cell's reads at the site)
-        when the EM ran.
+        the EM's and :func:`allele_llr`'s normal cell reads about it, not about 1/2); for a loss
+        ``error_rate`` (the site's own rate of carrier reads on the lost haplotype,
+        :func:`site_error_rates`). Sites without a gene or reads keep ``p_alt`` 0.5. ``p_alt`` is the
+        EM's log odds divided by ``attrs["phase_temperature"]`` (>= 1). ``attrs``: ``overdispersion``,
+        ``iterations``, ``lesion_type``, ``eps``, ``carrier`` ((n_obs,) the carrier probabilities:
+        expression and alleles under the tempered phase), ``phase_temperature``, ``split_sites`` (sites
+        read in both halves) and ``split_agreement`` (their share phased alike by the two halves), and,
+        when the EM ran, ``loo_logit`` (cells x sites sparse: each read entry's tempered phase log odds
+        without its own cell's reads at the site) and for a loss ``error_loo`` (the same layout: the
+        entry's site error rate without its own cell's reads).
     """
     _check_type(lesion_type)
     carrier = np.asarray(carrier, dtype=float)
@@ -508,9 +518,74 @@ def phase_sites(
     table = _phase_table(alleles, dp, codes, genes, p_alt, post, fit.rho, fit.iterations, lesion_type, eps)
     table["normal_share"] = _normal_share(ad, dp, 1.0 - post)
     table.attrs.update(split)
-    if fit.iterations:
-        table.attrs["loo_logit"] = sp.csr_matrix((loo, dp.indices, dp.indptr), shape=dp.shape)
+    _add_leave_one_out(table, ad, dp, loo, post, eps, fit.iterations > 0)
     return table
+
+
+def _add_leave_one_out(table: pd.DataFrame, ad, dp, loo: np.ndarray, post: np.ndarray, eps: float, ran: bool) -> None:
+    """A loss's ``error_rate`` column, and (when the EM ran) ``attrs["loo_logit"]`` and a loss's
+    ``attrs["error_loo"]``: each read entry's phase and error rate without its own cell's reads."""
+
+    def as_matrix(values: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((values, dp.indices, dp.indptr), shape=dp.shape)
+
+    if table.attrs["lesion_type"] == "loss":
+        site, entry = _site_error_rates(ad, dp, loo, post, eps)
+        table["error_rate"] = site
+        if ran:
+            table.attrs["error_loo"] = as_matrix(entry)
+    if ran:
+        table.attrs["loo_logit"] = as_matrix(loo)
+
+
+def site_error_rates(alleles: anndata.AnnData, phase: pd.DataFrame, eps: float = 0.02) -> np.ndarray:
+    """Each site's rate of reads on the lost haplotype in a carrier of a loss, learned from the cells.
+
+    Parameters
+    ----------
+    alleles
+        The cells and sites :func:`phase_sites` phased (``layers["AD"]``, ``layers["DP"]``).
+    phase
+        Its output for these cells (``p_alt``, ``attrs["carrier"]``; ``attrs["loo_logit"]`` if present).
+    eps
+        The shared rate the sites are shrunk towards, with :data:`ERROR_PRIOR_READS` pseudo-reads.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_sites,) float, 0-1: the carriers' reads of the lost allele over their reads, each cell
+        weighted by its carrier probability and each read by which allele it is lost given the
+        cell's other reads there and the phase. Sites the carriers read rarely keep about ``eps``;
+        a site every cell reads both alleles of (RNA editing, a mismapped paralog) rises towards its
+        minor allele's share. :func:`phase_sites` writes it as the ``error_rate`` column of a loss's
+        phase, and :func:`allele_llr` scores each cell's reads by the rate learned without them.
+    """
+    ad, dp = _counts(alleles)
+    loo = phase.attrs.get("loo_logit")
+    if loo is None or loo.shape != dp.shape:
+        logits = logit(np.clip(phase["p_alt"].to_numpy(float), 1e-12, 1 - 1e-12))[dp.indices]
+    else:
+        logits = _lookup(loo, *_nonzero(dp))
+    return _site_error_rates(ad, dp, logits, np.asarray(phase.attrs["carrier"], float), eps)[0]
+
+
+def _site_error_rates(ad, dp, loo: np.ndarray, carrier: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per site, and per read entry of ``dp`` without its own cell's reads (storage order), the error
+    rate of :func:`site_error_rates`; ``loo`` (nnz,) each entry's phase log odds, ``carrier`` (n_obs,)."""
+    rows, cols = _nonzero(dp)
+    x, m = ad.data.astype(float), dp.data.astype(float)
+    # which allele of the entry's reads is the lost one, for a carrier: the phase, updated by the reads
+    # themselves (a carrier's reads are mostly the retained allele)
+    towards_alt = (2.0 * x - m) * (np.log(eps) - np.log1p(-eps))  # log P(reads | ALT lost) / P(.. | REF lost)
+    q = expit(loo + towards_alt)
+    lost = q * x + (1.0 - q) * (m - x)
+    w = carrier[rows]
+    lost_sum = np.bincount(cols, w * lost, dp.shape[1])
+    reads_sum = np.bincount(cols, w * m, dp.shape[1])
+    a, b = ERROR_PRIOR_READS * eps, ERROR_PRIOR_READS * (1.0 - eps)
+    site = (lost_sum + a) / (reads_sum + a + b)
+    entry = (lost_sum[cols] - w * lost + a) / (reads_sum[cols] - w * m + a + b)
+    return site, np.clip(entry, 1e-6, 0.5)
 
 
 @dataclass(frozen=True)
@@ -909,9 +984,11 @@ def allele_llr(
         p_entry = p_alt[dp.indices] if loo is None else expit(_lookup(loo, *_nonzero(dp)))
         if loo is None:
             base = _aligned_column(alleles, phase, "normal_share", 0.5)[dp.indices]
-        else:  # learned on these cells: each cell's reads against the share of the others' (as its phase)
+            error = _aligned_column(alleles, phase, "error_rate", eps)[dp.indices]
+        else:  # learned on these cells: each cell's reads against the share and rate of the others' (as its phase)
             base = _normal_share(ad, dp, 1.0 - np.asarray(phase.attrs["carrier"], float), leave_one_out=True)
-        llr, n = _marginal_loss_llr(ad, dp, p_entry, codes, genes.size, rho, eps, max_gene_llr, base)
+            error = _entry_errors(phase, dp, eps)
+        llr, n = _marginal_loss_llr(ad, dp, p_entry, codes, genes.size, rho, error, max_gene_llr, base)
     else:
         if loo is None:
             k, n = _gene_matrices(ad, dp, p_alt, codes, genes.size)
@@ -929,6 +1006,15 @@ def allele_llr(
     )
     out.attrs["overdispersion"] = rho
     return out
+
+
+def _entry_errors(phase: pd.DataFrame, dp: sp.csr_matrix, eps: float) -> np.ndarray | float:
+    """Each read entry's error rate learned without its own cell (``attrs["error_loo"]`` of
+    :func:`phase_sites`, on the same entries), else ``eps``."""
+    loo = phase.attrs.get("error_loo")
+    if loo is None or loo.shape != dp.shape:
+        return eps
+    return _lookup(loo, *_nonzero(dp))
 
 
 def _marginal_loss_llr(
@@ -958,13 +1044,15 @@ def _marginal_loss_llr(
 
     ``base_entry`` (nnz,): the normal ALT share of each entry's site (:func:`normal_share`; default 1/2). A
     normal cell's reads of a one-site gene are beta-binomial about it; over several sites the lost
-    haplotype's expected share ``p b + (1 - p)(1 - b)``, averaged over the pair's reads, replaces 1/2."""
+    haplotype's expected share ``p b + (1 - p)(1 - b)``, averaged over the pair's reads, replaces 1/2.
+    ``eps``: a float, or (nnz,) one per entry (:func:`site_error_rates`)."""
     layout = _PairLayout.of(dp, codes, n_genes)
     on = layout.pair >= 0
     a, m = ad.data[on], dp.data[on]
     p = np.clip(p_entry[on], 1e-12, 1.0 - 1e-12)
     b = np.full(a.size, 0.5) if base_entry is None else np.clip(base_entry[on], 1e-3, 1.0 - 1e-3)
-    log_e, log_1e = np.log(eps), np.log1p(-eps)
+    e = eps[on] if np.ndim(eps) else eps
+    log_e, log_1e = np.log(e), np.log1p(-e)
     car = np.logaddexp(np.log(p) + a * log_e + (m - a) * log_1e, np.log1p(-p) + (m - a) * log_e + a * log_1e)
     pair, size = layout.pair[on], layout.genes.size
     n = np.bincount(pair, m, size)
