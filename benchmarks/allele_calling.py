@@ -41,6 +41,11 @@ taking normal cells as balanced, does not know.
 
 ``--remission F`` gives each patient a remission sample at clone fraction F beside its diagnosis one.
 
+``--noisy-sites SHARE MINOR`` makes a share of each patient's lesion sites read at ALT share MINOR by every
+cell, carriers included (:func:`remnant.sim.alleles.with_noisy_sites`): RNA-editing and mismapped sites, which
+discovery in the pooled reads keeps; each site's own error rate (:func:`remnant.tl.site_error_rates`) is what
+answers them.
+
 ``--homozygous N`` adds N sites at which every person is homozygous beside each heterozygous one (the
 same reads per cell on one allele): allele counts at a list of common SNPs rather than at the person's
 heterozygotes (:mod:`remnant.tl.genotypes` tells them apart per person; the oracle's given phase names
@@ -73,7 +78,7 @@ from lesion_calling import SHEET, auroc, cohort_inputs  # noqa: E402
 
 from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
 from remnant.io.counts import map_genes  # noqa: E402
-from remnant.sim.alleles import with_homozygous_sites  # noqa: E402
+from remnant.sim.alleles import with_homozygous_sites, with_noisy_sites  # noqa: E402
 from remnant.sim.cohort import simulate_cohort  # noqa: E402
 from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles  # noqa: E402
 from remnant.tl.lesions import call_lesions, parse_lesions  # noqa: E402
@@ -286,8 +291,12 @@ def run(
     remission=None,
     imbalance=0.0,
     timing_runs=1,
+    noisy=(0.0, 0.25),
 ) -> tuple[dict, pd.DataFrame]:
     adata, alleles, allele_truth = build(depth, density, clone, cells, seed, confounders, remission, imbalance)
+    if noisy[0] > 0:  # before the homozygous copies, which copy each site's reads
+        inside = allele_truth.loc[allele_truth["in_lesion"].astype(bool), "site_id"]
+        alleles, _ = with_noisy_sites(alleles, inside, noisy[0], noisy[1], seed)
     alleles = with_homozygous_sites(alleles, homozygous, seed)
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     lesions = parse_lesions([{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}], cyto, chromosome_arms(cyto))
@@ -321,6 +330,7 @@ def run(
         "homozygous": homozygous,
         "remission": np.nan if remission is None else float(remission),
         "imbalance": float(imbalance),
+        "noisy": float(noisy[0]),
         "expr": auroc(obs["del5q_llr"].to_numpy()[scored], truth[scored]),
         "allele": auroc(obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
         "joint": auroc(obs["del5q_llr"].to_numpy()[scored] + obs["del5q_allele_llr"].to_numpy()[scored], truth[scored]),
@@ -405,6 +415,15 @@ def main() -> None:
         default=3,
         help="runs of call_lesions + add_allele_evidence timed per setting (medians printed)",
     )
+    ap.add_argument(
+        "--noisy-sites",
+        type=float,
+        nargs=2,
+        default=[0.0, 0.25],
+        metavar=("SHARE", "MINOR"),
+        help="a SHARE of the lesion's sites read at ALT share MINOR by every cell, carriers too (RNA editing, "
+        "mismapping: what discovery without a VCF keeps; remnant.sim.alleles.with_noisy_sites)",
+    )
     ap.add_argument("--quick", action="store_true", help="2,000 UMI, density 0.06, clone 0.5")
     args = ap.parse_args()
     if args.quick:
@@ -425,6 +444,7 @@ def main() -> None:
                         args.remission,
                         args.imbalance,
                         args.timing_runs,
+                        tuple(args.noisy_sites),
                     )
                     rows.append(row)
                     sites.append(outcome)
@@ -438,6 +458,7 @@ def main() -> None:
         "homozygous",
         "remission",
         "imbalance",
+        "noisy",
         "expr",
         "allele",
         "joint",

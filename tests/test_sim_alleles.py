@@ -13,7 +13,7 @@ from simulated import sheet_table as sheet  # markers, gene_sets: conftest.py fi
 
 from remnant.errors import InputError
 from remnant.io.alleles import read_cellsnp, write_cellsnp
-from remnant.sim.alleles import TRUTH_COLUMNS
+from remnant.sim.alleles import TRUTH_COLUMNS, with_noisy_sites
 from remnant.sim.cohort import DEFAULT_PARAMS, in_interval, resolve_params, simulate_cohort
 
 SHEET = sheet(
@@ -155,6 +155,26 @@ def test_carriers_show_only_the_retained_allele(on):
     deep = dp >= 6
     assert deep.sum() > 20 and np.median(ad[deep] / dp[deep]) == pytest.approx(0.5, abs=0.15)
     assert ((ad[deep] > 0) & (ad[deep] < dp[deep])).mean() > 0.9
+
+
+def test_noisy_sites_read_both_alleles_in_carriers_too(on):
+    """RNA-editing / mismapped sites (with_noisy_sites): the chosen share of the lesion's sites is read at
+    the given ALT share by every cell, carriers included; reads per cell and every other site unchanged."""
+    a = on.alleles["P1_dx"]
+    t = on.allele_truth
+    lesion_sites = t.loc[(t["patient"] == "P1") & (t["lesion"] == "del5q") & t["in_lesion"], "site_id"]
+    noisy, chosen = with_noisy_sites(a, lesion_sites, 0.5, 0.3, seed=1)
+    assert len(chosen) == round(0.5 * a.var_names.isin(lesion_sites).sum()) and set(chosen) <= set(lesion_sites)
+    assert (noisy.layers["DP"] != a.layers["DP"]).nnz == 0
+    cols = a.var_names.get_indexer(chosen)
+    others = np.setdiff1d(np.arange(a.n_vars), cols)
+    assert (noisy.layers["AD"][:, others] != a.layers["AD"][:, others]).nnz == 0
+    carrier = truth_of(on, "P1_dx")["lesion_del5q"].to_numpy()
+    ad = noisy.layers["AD"][carrier][:, cols].sum()
+    dp = noisy.layers["DP"][carrier][:, cols].sum()
+    assert dp > 50 and ad / dp == pytest.approx(0.3, abs=0.1), (ad, dp)  # a carrier reads only one allele elsewhere
+    again, same = with_noisy_sites(a, lesion_sites, 0.5, 0.3, seed=1)
+    assert np.array_equal(same, chosen) and (again.layers["AD"] != noisy.layers["AD"]).nnz == 0
 
 
 def test_cells_of_another_type_are_normal(genes, markers, gene_sets):

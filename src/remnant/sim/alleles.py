@@ -47,7 +47,7 @@ import scipy.sparse as sp
 from remnant.io._common import new_adata
 from remnant.sim.model import GeneModel, Patient, child_rng, in_interval
 
-__all__ = ["AlleleModel", "PatientSites", "CONTROL", "with_homozygous_sites"]
+__all__ = ["AlleleModel", "PatientSites", "CONTROL", "with_homozygous_sites", "with_noisy_sites"]
 
 #: ``lesion`` value of the truth rows of control-region sites.
 CONTROL = "control"
@@ -372,3 +372,26 @@ def with_homozygous_sites(alleles: anndata.AnnData, copies: int, seed: int = 0) 
     out = anndata.concat(parts, axis=1, merge="first")
     out.var = pd.concat([part.var for part in parts])
     return out
+
+
+def with_noisy_sites(
+    alleles: anndata.AnnData, sites, share: float, minor: float, seed: int = 0
+) -> tuple[anndata.AnnData, np.ndarray]:
+    """Allele counts in which a ``share`` of ``sites`` (labels of ``alleles.var_names``) behave as an
+    RNA-editing or mismapped site does: every cell, carrier or not, reads the ALT allele at share
+    ``minor`` (its reads per cell kept, their alleles redrawn Binomial(reads, ``minor``) with ``seed``).
+    Discovery in a patient's pooled reads keeps such sites as heterozygous (RNA editing in 3' UTRs, a
+    paralog's reads); a germline VCF does not. Returns the copy and the (n_noisy,) labels chosen."""
+    rng = np.random.default_rng([seed, 23])
+    columns = alleles.var_names.get_indexer(pd.Index(sites))
+    columns = columns[columns >= 0]
+    chosen = np.sort(rng.choice(columns, int(round(share * columns.size)), replace=False))
+    dp = sp.csr_matrix(alleles.layers["DP"], dtype=np.int64)
+    ad = sp.csr_matrix(alleles.layers["AD"], dtype=np.int64).tolil()
+    noisy = dp[:, chosen].tocoo()
+    ad[:, chosen] = 0
+    ad[noisy.row, chosen[noisy.col]] = rng.binomial(noisy.data, minor)
+    out = alleles.copy()
+    out.layers["AD"] = sp.csr_matrix(ad)
+    out.layers["AD"].eliminate_zeros()
+    return out, alleles.var_names[chosen].to_numpy()
