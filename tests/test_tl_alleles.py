@@ -101,16 +101,8 @@ def test_diagnosis_sample_phases_the_sites():
     p = simulate(fraction=0.9, reads=0.3, seed=1)
     phase = phase_sites(p.alleles, p.gene, p.posterior)
     assert accuracy(phase, p) >= 0.95
-    assert list(phase.columns) == [
-        "gene",
-        "p_alt",
-        "allele",
-        "confidence",
-        "n_reads",
-        "n_cells",
-        "normal_share",
-        "error_rate",
-    ]
+    of_any_phase = ["gene", "p_alt", "allele", "confidence", "n_reads", "n_cells"]  # phase_table's
+    assert list(phase.columns) == [*of_any_phase, "normal_share", "error_rate"]
     assert (phase["allele"] == np.where(phase["p_alt"] >= 0.5, "ALT", "REF")).all()
     assert phase["confidence"].between(0.5, 1).all() and phase["confidence"].median() > 0.99
     assert phase["n_reads"].sum() == p.alleles.layers["DP"].sum()
