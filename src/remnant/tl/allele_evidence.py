@@ -69,6 +69,7 @@ PHASE_COLUMNS = [
     "confidence",
     "n_reads",
     "n_cells",
+    "error_rate",
     "called_reads",
     "called_changed",
     "uncalled_reads",
@@ -167,8 +168,8 @@ def add_allele_evidence(
     ``n_called``, are recounted from the joint calls (``fpr`` stays the cross-fitted rate of the
     expression evidence: reference donors have no phased sites, and for a normal cell the expected
     allele LLR is negative, so it bounds the joint rate from above). ``uns["lesions"][name]["phase"]``:
-    :data:`PHASE_COLUMNS` (``called_*``/``uncalled_*``: REF + ALT reads and reads on the changed
-    haplotype of the cells called / not called, per site: the B-allele picture);
+    :data:`PHASE_COLUMNS` (``error_rate``: :func:`remnant.tl.site_error_rates`, NaN for a gain or a given phase;
+    ``called_*``/``uncalled_*``: reads and reads on the changed haplotype of cells called / not: the B-allele picture);
     ``uns["lesions"][name]["allele_params"]``: the settings, per-patient (mean) overdispersion and
     ``phase_temperature`` (the split-half temperature of each learned phasing, :func:`remnant.tl.phase_sites`),
     ``het_fraction``, ``het_sites_kept`` (module docstring);
@@ -433,6 +434,10 @@ def _phase_rows(sub: anndata.AnnData, site_phase: pd.DataFrame, patient: str, ca
         column: site_phase[column].to_numpy()
         for column in ("gene", "p_alt", "allele", "confidence", "n_reads", "n_cells")
     }
+    # a loss's learned phase has each site's own error rate; a gain's or a given phase has none
+    out["error_rate"] = (
+        site_phase["error_rate"].to_numpy() if "error_rate" in site_phase else np.full(sub.n_vars, np.nan)
+    )
     for name, rows in (("called", called), ("uncalled", ~called)):
         w = rows.astype(np.float64)  # a weighted column sum: no copy of the rows' entries
         n = np.asarray(dp.T @ w).ravel()
