@@ -143,18 +143,15 @@ def assign_folds(
         return _cell_folds(ref_rows.size, n_folds, seed), max(2, n_folds), "cell"
     ref_donors = donors[ref_rows]
     held_out = sorted(set(ref_donors[~shared]))
-    if shared.any():
-        k = max(2, n_folds)
-        fold = np.empty(ref_rows.size, dtype=np.int64)
-        fold[shared] = _cell_folds(int(shared.sum()), n_folds, seed)
-        dfold = {d: i % k for i, d in enumerate(held_out)}
-        fold[~shared] = [dfold[d] for d in ref_donors[~shared]]
-        return fold, k, "donor+cell" if held_out else "cell"
-    if len(held_out) >= 2:
-        k = min(n_folds, len(held_out))
-        dfold = {d: i % k for i, d in enumerate(held_out)}
-        return np.array([dfold[d] for d in ref_donors], dtype=np.int64), k, "donor"
-    return _cell_folds(ref_rows.size, n_folds, seed), max(2, n_folds), "cell"
+    if not shared.any() and len(held_out) < 2:
+        return _cell_folds(ref_rows.size, n_folds, seed), max(2, n_folds), "cell"
+    k = max(2, n_folds) if shared.any() else min(n_folds, len(held_out))
+    fold = np.empty(ref_rows.size, dtype=np.int64)
+    fold[shared] = _cell_folds(int(shared.sum()), n_folds, seed)
+    dfold = {d: i % k for i, d in enumerate(held_out)}
+    fold[~shared] = [dfold[d] for d in ref_donors[~shared]]
+    mode = "donor" if not shared.any() else "donor+cell" if held_out else "cell"
+    return fold, k, mode
 
 
 def _cell_folds(n: int, n_folds: int, seed: int) -> np.ndarray:

@@ -62,7 +62,15 @@ from remnant.tl.lesion_model import (
 #: obs column of each cell's probability of belonging to the malignant clone (the clone prior's).
 CLONE_KEY = "clone_posterior"
 
-__all__ = ["DEFAULT_LESIONS", "DepthGenes", "Lesion", "call_lesions", "parse_lesions", "read_lesion_counts"]
+__all__ = [
+    "DEFAULT_LESIONS",
+    "DepthGenes",
+    "Lesion",
+    "call_lesions",
+    "iscn_type",
+    "parse_lesions",
+    "read_lesion_counts",
+]
 
 #: Default lesion configuration: del(5q) over 5q13.1-5q33.3 (GRCh38 67.4-160.5 Mb).
 DEFAULT_LESIONS: list[dict] = [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]
@@ -120,14 +128,28 @@ _ISCN_BREAKPOINTS = re.compile(r"^(?:chr)?([0-9]+|X|Y)([pq][0-9.]+)([pq][0-9.]+)
 _ISCN_WHOLE = re.compile(r"^([+-])(?:chr)?([0-9]+|X|Y)$", re.I)
 
 
-def _from_iscn(region: str, cytobands: pd.DataFrame) -> tuple[str, str | None]:
-    """A region written in ISCN karyotype notation as the band range :func:`_parse_region` reads, and the
-    lesion type it implies (None where it implies none); any other region unchanged. A terminal
-    ``del(5)(q31)`` runs from the band to the end of its arm (the arm's last band in ``cytobands``)."""
+def iscn_type(region) -> str | None:
+    """The lesion type a region written in ISCN karyotype notation implies: ``"loss"`` for ``del(5)(q13q33)``,
+    ``del(5)(q31)`` and ``-7``, ``"gain"`` for ``dup(1)(q21q32)`` and ``+8``; None for any other region
+    (coordinates, bands, arms, bare breakpoints ``5q13q33``). Spaces are ignored."""
+    text = str(region).strip().replace(" ", "")
+    m = _ISCN_SEGMENT.match(text) or _ISCN_TERMINAL.match(text)
+    if m:
+        return "loss" if m.group(1).lower() == "del" else "gain"
+    m = _ISCN_WHOLE.match(text)
+    if m:
+        return "gain" if m.group(1) == "+" else "loss"
+    return None
+
+
+def _from_iscn(region: str, cytobands: pd.DataFrame) -> str:
+    """A region written in ISCN karyotype notation as the band range :func:`_parse_region` reads; any
+    other region unchanged. A terminal ``del(5)(q31)`` runs from the band to the end of its arm (the
+    arm's last band in ``cytobands``)."""
     m = _ISCN_SEGMENT.match(region)
     if m:
         chrom = m.group(2)
-        return f"{chrom}{m.group(3)}-{chrom}{m.group(4)}", "loss" if m.group(1).lower() == "del" else "gain"
+        return f"{chrom}{m.group(3)}-{chrom}{m.group(4)}"
     m = _ISCN_TERMINAL.match(region)
     if m:
         chrom, arm = m.group(2), m.group(3).lower()
@@ -135,15 +157,12 @@ def _from_iscn(region: str, cytobands: pd.DataFrame) -> tuple[str, str | None]:
         on_arm = bands[bands.str.lower().str.startswith(arm)]
         # the arm's telomeric band: the p arm's first row (p-ter), the q arm's last (q-ter)
         end = (on_arm.iloc[0] if arm == "p" else on_arm.iloc[-1]) if len(on_arm) else arm
-        kind = "loss" if m.group(1).lower() == "del" else "gain"
-        return f"{chrom}{arm}{m.group(4)}-{chrom}{end}", kind
+        return f"{chrom}{arm}{m.group(4)}-{chrom}{end}"
     m = _ISCN_BREAKPOINTS.match(region)
     if m:
-        return f"{m.group(1)}{m.group(2)}-{m.group(1)}{m.group(3)}", None
+        return f"{m.group(1)}{m.group(2)}-{m.group(1)}{m.group(3)}"
     m = _ISCN_WHOLE.match(region)
-    if m:
-        return m.group(2), "gain" if m.group(1) == "+" else "loss"
-    return region, None
+    return m.group(2) if m else region
 
 
 def _chrom(token: str) -> str:
@@ -217,13 +236,13 @@ def parse_lesions(
         if not (ratio > 0) or (kind == "loss" and ratio >= 1) or (kind == "gain" and ratio <= 1):
             raise InputError(f"copy_ratio {ratio} does not fit a {kind} (loss: 0<r<1, gain: r>1).", where=where)
         region = str(item["region"]).strip().replace(" ", "")
-        readable, implied = _from_iscn(region, cytobands)
+        implied = iscn_type(region)
         if implied is not None and implied != kind:
             raise InputError(
                 f"region {region!r} is a {implied} in ISCN but the lesion's type is {kind!r}; make them agree.",
                 where=where,
             )
-        chrom, start, end = _parse_region(readable, cytobands, arms, where)
+        chrom, start, end = _parse_region(_from_iscn(region, cytobands), cytobands, arms, where)
         if chrom not in lengths:
             raise InputError(
                 f"chromosome {chrom} of region {region!r} is not in the cytoband table"

@@ -24,7 +24,6 @@ every cell) and matched to the cells the workflow keeps after QC
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 
 import anndata
@@ -78,7 +77,7 @@ def allele_regions(
         A lesion named ``control``, a control region that does not parse or overlaps a lesion
         (naming ``alleles.control_region``).
     """
-    from remnant.tl.lesions import parse_lesions
+    from remnant.tl.lesions import iscn_type, parse_lesions
 
     regions = parse_lesions(lesions, cytobands)
     if control_region is None:
@@ -91,7 +90,7 @@ def allele_regions(
         )
     # a control region has no type; the type given to the parser only has to agree with the region's
     # ISCN notation, if it is written as one (dup(1)(q21q32) and +8 read as gains)
-    kind = "gain" if re.match(r"\s*(dup\b|\+)", str(control_region), re.I) else "loss"
+    kind = iscn_type(control_region) or "loss"
     try:
         (control,) = parse_lesions([{"name": CONTROL, "type": kind, "region": control_region}], cytobands)
     except InputError as err:
