@@ -561,8 +561,8 @@ def site_error_rates(alleles: anndata.AnnData, phase: pd.DataFrame, eps: float =
         phase, and :func:`allele_llr` scores each cell's reads by the rate learned without them.
     """
     ad, dp = _counts(alleles)
-    loo = phase.attrs.get("loo_logit")
-    if loo is None or loo.shape != dp.shape:
+    loo = _leave_one_out(alleles, phase)
+    if loo is None:
         logits = logit(np.clip(phase["p_alt"].to_numpy(float), 1e-12, 1 - 1e-12))[dp.indices]
     else:
         logits = _lookup(loo, *_nonzero(dp))
@@ -981,13 +981,17 @@ def allele_llr(
     ad, dp = _counts(alleles)
     loo = _leave_one_out(alleles, phase) if leave_one_out else None
     if lesion_type == "loss":
-        p_entry = p_alt[dp.indices] if loo is None else expit(_lookup(loo, *_nonzero(dp)))
         if loo is None:
+            p_entry = p_alt[dp.indices]
             base = _aligned_column(alleles, phase, "normal_share", 0.5)[dp.indices]
             error = _aligned_column(alleles, phase, "error_rate", eps)[dp.indices]
         else:  # learned on these cells: each cell's reads against the share and rate of the others' (as its phase)
+            entries = _nonzero(dp)
+            p_entry = expit(_lookup(loo, *entries))
             base = _normal_share(ad, dp, 1.0 - np.asarray(phase.attrs["carrier"], float), leave_one_out=True)
-            error = _entry_errors(phase, dp, eps)
+            # phase_sites writes error_loo beside loo_logit (a loss's phase), on the same entries
+            error_loo = phase.attrs.get("error_loo")
+            error = eps if error_loo is None else _lookup(error_loo, *entries)
         llr, n = _marginal_loss_llr(ad, dp, p_entry, codes, genes.size, rho, error, max_gene_llr, base)
     else:
         if loo is None:
@@ -1006,15 +1010,6 @@ def allele_llr(
     )
     out.attrs["overdispersion"] = rho
     return out
-
-
-def _entry_errors(phase: pd.DataFrame, dp: sp.csr_matrix, eps: float) -> np.ndarray | float:
-    """Each read entry's error rate learned without its own cell (``attrs["error_loo"]`` of
-    :func:`phase_sites`, on the same entries), else ``eps``."""
-    loo = phase.attrs.get("error_loo")
-    if loo is None or loo.shape != dp.shape:
-        return eps
-    return _lookup(loo, *_nonzero(dp))
 
 
 def _marginal_loss_llr(
