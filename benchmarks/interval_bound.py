@@ -10,6 +10,7 @@ everything else it could know:
 
 - ``oracle``: the programme oracle on the patient's TRUE interval (the issue's target);
 - ``config``: the same oracle on the configured region (what remnant scores when it cannot refine);
+- ``shared``: the same on the span every draw of the simulator holds (the config advice's region here);
 - ``prior_avg``: the per-cell likelihood ratio averaged over intervals drawn from the SIMULATOR'S OWN
   prior of breakpoints (a grid over its proximal and distal ranges, restricted as the simulator restricts
   them to hold the commonly deleted region): ``log mean_I exp(LLR_I)``, the Neyman-Pearson test of a
@@ -17,12 +18,21 @@ everything else it could know:
 - ``bayes``: the same average with each interval weighted by its posterior given the patient's OTHER
   cells and the TRUE clone fraction, ``w_I ∝ prod_{c' != c} (pi exp(LLR_{c',I}) + 1 - pi)``: what the
   other carriers tell about the interval, without the cell's own counts (no self-selection);
-- ``remnant``: remnant's LLR (call_lesions with the defaults).
+- ``remnant``: remnant's LLR (call_lesions with the defaults);
+- with ``--generic``, ``avg_any`` / ``bayes_any`` and ``avg_half`` / ``bayes_half``: the same averages over
+  sub-intervals between 9 breakpoints at the configured region's gene quantiles (every pair, or those at least
+  half the region long), what a caller could do without the simulator's breakpoint ranges.
 
 ``bayes`` knows the programme, the simulator's breakpoint distribution and the clone fraction: it bounds
 from above what a caller that is not told the interval can do with this model. Where ``bayes`` itself is
 more than 0.01 below ``oracle``, the issue's 0.01 cannot be met at that clone by the interval alone.
 AUROC is on each patient's own cells (carriers against all its other cells), averaged over the 2 patients.
+
+Measured (session 25, ``--seeds 0 1 2 3 4 5 --generic``, about 100 s a seed; minus ``oracle``): ``bayes_sim``
+-.0115 / +.0002 / -.0021 / -.0034 / +.0004 / -.0026, so seed 0 is out of reach for a caller not told the
+interval; ``config`` -.0157 / -.0080 / -.0055 / -.0028 / -.0004 / -.0112; ``avg_any`` -.0476 / -.0084 / -.0181 /
+-.0579 / +.0006 / -.0329: a generic soft interval is worse than the whole region. docs/robust_evidence.md,
+"Session 25", has the table.
 """
 
 from __future__ import annotations
