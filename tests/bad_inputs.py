@@ -1031,6 +1031,13 @@ CASES: list[Case] = [
         ["config.yaml", "lesions[0]", "is a loss in ISCN", "type is 'gain'"],
     ),
     Case(
+        "lesion-without-type",
+        "config",
+        "a lesion without `type` whose region does not say it (`5q13.1-5q33.3`)",
+        lambda c: c.set("lesions", [{"name": "del5q", "region": "5q13.1-5q33.3"}]),
+        ["config.yaml", "lesions[0]", "lacks key(s) ['type']", "del(5q)"],
+    ),
+    Case(
         "lesion-unknown-chromosome",
         "config",
         "a lesion on a chromosome the cytoband table lacks",

@@ -54,6 +54,17 @@ def test_defaults_are_filled(config):
     assert minimal["timepoints"] == ["diagnosis", "remission", "relapse"]
 
 
+def test_a_lesion_copied_from_a_karyotype_needs_no_type(config):
+    """The schema leaves ``type`` out where the region's ISCN says it; the Methods paragraph names it."""
+    from remnant.workflow.report import methods_paragraph
+
+    config = copy.deepcopy(config)
+    config["lesions"] = [{"name": "del5q", "region": "del(5)(q13q33)"}, {"name": "tri8", "region": "+8"}]
+    config = validate_config(config, CONFIG_SCHEMA)
+    text = methods_paragraph(config, {}, n_cells=10, n_samples=1, n_patients=1)
+    assert "del5q (loss, del(5)(q13q33)), tri8 (gain, +8)" in text
+
+
 def test_a_bare_chromosome_region_is_read_as_yaml_gives_it(config):
     # `region: 7` and `region: -7` are YAML integers: monosomy 7 written as a user would
     from remnant.io.annotation import load_cytobands

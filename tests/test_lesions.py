@@ -79,6 +79,12 @@ def test_band_prefix_covers_sub_bands(cytobands, arms):
         ("del(5)(q31)", "loss", "5q31-5q35.3"),
         ("del(1)(p36.1)", "loss", "1p36.33-1p36.1"),
         ("+8", "gain", "chr8"),
+        # the arm shorthand of clinical reports: the whole arm (no breakpoints are written)
+        ("del(5q)", "loss", "5q"),
+        ("del(chr20q)", "loss", "20q"),
+        ("dup(1q)", "gain", "1q"),
+        ("+1q", "gain", "1q"),
+        ("-17p", "loss", "17p"),
     ],
 )
 def test_regions_as_iscn_writes_them(cytobands, arms, region, kind, same_as):
@@ -86,6 +92,34 @@ def test_regions_as_iscn_writes_them(cytobands, arms, region, kind, same_as):
     (plain,) = parse_lesions([{"name": "x", "type": kind, "region": same_as}], cytobands, arms)
     assert (lesion.chromosome, lesion.start, lesion.end) == (plain.chromosome, plain.start, plain.end)
     assert lesion.region == region  # named as the user wrote it
+
+
+def test_type_follows_from_a_region_written_as_a_karyotype(cytobands, arms):
+    """A del/dup/-/+ says the type, so a lesion copied from a karyotype needs no ``type`` key; the
+    same lesion with it given is the same lesion."""
+    out = parse_lesions(
+        [
+            {"name": "del5q", "region": "del(5)(q13q33)"},
+            {"name": "mono7", "region": "-7"},
+            {"name": "tri8", "region": "+8"},
+            {"name": "gain1q", "region": "+1q"},
+            {"name": "del17p", "region": "del(17p)"},
+        ],
+        cytobands,
+        arms,
+    )
+    assert [(x.type, x.chromosome, x.copy_ratio) for x in out] == [
+        ("loss", "chr5", 0.5),
+        ("loss", "chr7", 0.5),
+        ("gain", "chr8", 1.5),
+        ("gain", "chr1", 1.5),
+        ("loss", "chr17", 0.5),
+    ]
+    (given,) = parse_lesions([{"name": "del5q", "type": "loss", "region": "del(5)(q13q33)"}], cytobands, arms)
+    assert given == out[0]
+    # a region that says no type still needs one
+    with pytest.raises(InputError, match=r"lacks key\(s\) \['type'\].*del\(5q\)"):
+        parse_lesions([{"name": "x", "region": "5q13.1-5q33.3"}], cytobands, arms)
 
 
 def test_several_lesions_and_arms(cytobands, arms):
@@ -119,6 +153,9 @@ def test_several_lesions_and_arms(cytobands, arms):
         ({"name": "x", "type": "loss", "region": "5q31.4"}, "unknown cytoband 5q31.4"),
         ({"name": "x", "type": "loss", "region": "+8"}, "is a gain in ISCN but the lesion's type is 'loss'"),
         ({"name": "x", "type": "gain", "region": "del(5)(q13q33)"}, "is a loss in ISCN"),
+        ({"name": "x", "type": "loss", "region": "+1q"}, "is a gain in ISCN"),
+        ({"name": "x", "type": "gain", "region": "del(5q)"}, "is a loss in ISCN"),
+        ({"name": "x", "region": "del(5q"}, "lacks key"),
         ({"name": "x", "type": "loss", "region": "del(5)(q13q33)(q35)"}, "cannot read region"),
         (
             {"name": "x", "type": "loss", "region": "chrY:2781479-56887902"},

@@ -359,6 +359,9 @@ def test_describe_sets_and_exclusion_regions(scored, lesions, cytobands):
     assert out.loc["FAKE", "missing_genes"] == "NOT_A_GENE" and out.loc["FAKE", "n_used"] == 1
     arm = exclusion_regions(["5q"], cytobands)
     assert len(arm) == 1 and arm[0].chromosome == "chr5" and arm[0].start < 67_400_000
+    # only the span is wanted: a region written as a gain is not refused for its sign
+    (tri8,) = exclusion_regions(["+8"], cytobands)
+    assert tri8.chromosome == "chr8" and tri8.start == 0
     with pytest.raises(InputError, match=r"signatures\.exclude_regions\[1\].*'chr5:9-1'"):
         exclusion_regions(["5q", "chr5:9-1"], cytobands)
 

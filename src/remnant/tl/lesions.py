@@ -121,48 +121,64 @@ _WHOLE = re.compile(r"^(?:chr)?([0-9]+|X|Y)$", re.I)
 
 
 # ISCN as a karyotype writes a lesion: interstitial del(5)(q13q33) / dup(1)(q21q32), the breakpoints
-# alone (5q13q33), or a whole-chromosome loss or gain (-7, +8)
+# alone (5q13q33), or a whole-chromosome loss or gain (-7, +8); and the arm-level shorthand of clinical
+# reports and papers, del(5q), dup(1q), +1q, -17p (the whole arm: the breakpoints are not written)
 _ISCN_SEGMENT = re.compile(r"^(del|dup)\((?:chr)?([0-9]+|X|Y)\)\(([pq][0-9.]+)([pq][0-9.]+)\)$", re.I)
 _ISCN_TERMINAL = re.compile(r"^(del|dup)\((?:chr)?([0-9]+|X|Y)\)\(([pq])([0-9.]+)\)$", re.I)
 _ISCN_BREAKPOINTS = re.compile(r"^(?:chr)?([0-9]+|X|Y)([pq][0-9.]+)([pq][0-9.]+)$", re.I)
 _ISCN_WHOLE = re.compile(r"^([+-])(?:chr)?([0-9]+|X|Y)$", re.I)
+_ISCN_ARM = re.compile(r"^(del|dup)\((?:chr)?([0-9]+|X|Y)([pq])\)$", re.I)
+_SIGNED_ARM = re.compile(r"^([+-])(?:chr)?([0-9]+|X|Y)([pq])$", re.I)
+_SIGN_TYPE = {"del": "loss", "dup": "gain", "-": "loss", "+": "gain"}
+
+
+def _read_iscn(region: str) -> tuple[str | None, str, str] | None:
+    """A region written in ISCN (or its arm shorthand) as ``(type it implies or None, chromosome, what
+    of it)``: ``what`` is ``"q13-q33"`` (a segment), ``"q31-"`` (terminal: from the band to the arm's
+    end), ``"q"`` (the arm) or ``""`` (the whole chromosome). None: not ISCN."""
+    m = _ISCN_SEGMENT.match(region)
+    if m:
+        return _SIGN_TYPE[m.group(1).lower()], m.group(2), f"{m.group(3)}-{m.group(4)}"
+    m = _ISCN_TERMINAL.match(region)
+    if m:
+        return _SIGN_TYPE[m.group(1).lower()], m.group(2), f"{m.group(3).lower()}{m.group(4)}-"
+    m = _ISCN_BREAKPOINTS.match(region)
+    if m:
+        return None, m.group(1), f"{m.group(2)}-{m.group(3)}"
+    m = _ISCN_WHOLE.match(region)
+    if m:
+        return _SIGN_TYPE[m.group(1)], m.group(2), ""
+    m = _ISCN_ARM.match(region) or _SIGNED_ARM.match(region)
+    if m:
+        return _SIGN_TYPE[m.group(1).lower()], m.group(2), m.group(3).lower()
+    return None
 
 
 def iscn_type(region) -> str | None:
     """The lesion type a region written in ISCN karyotype notation implies: ``"loss"`` for ``del(5)(q13q33)``,
-    ``del(5)(q31)`` and ``-7``, ``"gain"`` for ``dup(1)(q21q32)`` and ``+8``; None for any other region
-    (coordinates, bands, arms, bare breakpoints ``5q13q33``). Spaces are ignored."""
-    text = str(region).strip().replace(" ", "")
-    m = _ISCN_SEGMENT.match(text) or _ISCN_TERMINAL.match(text)
-    if m:
-        return "loss" if m.group(1).lower() == "del" else "gain"
-    m = _ISCN_WHOLE.match(text)
-    if m:
-        return "gain" if m.group(1) == "+" else "loss"
-    return None
+    ``del(5)(q31)``, ``-7``, ``del(5q)`` and ``-17p``, ``"gain"`` for ``dup(1)(q21q32)``, ``+8``, ``dup(1q)``
+    and ``+1q``; None for any other region (coordinates, bands, arms, bare breakpoints ``5q13q33``).
+    Spaces are ignored."""
+    read = _read_iscn(str(region).strip().replace(" ", ""))
+    return read[0] if read else None
 
 
 def _from_iscn(region: str, cytobands: pd.DataFrame) -> str:
-    """A region written in ISCN karyotype notation as the band range :func:`_parse_region` reads; any
-    other region unchanged. A terminal ``del(5)(q31)`` runs from the band to the end of its arm (the
-    arm's last band in ``cytobands``)."""
-    m = _ISCN_SEGMENT.match(region)
-    if m:
-        chrom = m.group(2)
-        return f"{chrom}{m.group(3)}-{chrom}{m.group(4)}"
-    m = _ISCN_TERMINAL.match(region)
-    if m:
-        chrom, arm = m.group(2), m.group(3).lower()
-        bands = cytobands.loc[cytobands["chromosome"] == _chrom(chrom), "band"].astype(str)
-        on_arm = bands[bands.str.lower().str.startswith(arm)]
-        # the arm's telomeric band: the p arm's first row (p-ter), the q arm's last (q-ter)
-        end = (on_arm.iloc[0] if arm == "p" else on_arm.iloc[-1]) if len(on_arm) else arm
-        return f"{chrom}{arm}{m.group(4)}-{chrom}{end}"
-    m = _ISCN_BREAKPOINTS.match(region)
-    if m:
-        return f"{m.group(1)}{m.group(2)}-{m.group(1)}{m.group(3)}"
-    m = _ISCN_WHOLE.match(region)
-    return m.group(2) if m else region
+    """A region written in ISCN karyotype notation as the band range, arm or chromosome
+    :func:`_parse_region` reads; any other region unchanged. A terminal ``del(5)(q31)`` runs from the
+    band to the end of its arm (the arm's last band in ``cytobands``)."""
+    read = _read_iscn(region)
+    if read is None:
+        return region
+    _, chrom, what = read
+    if not what.endswith("-"):
+        return chrom + what if "-" not in what else "-".join(chrom + band for band in what.split("-"))
+    arm = what[0]
+    bands = cytobands.loc[cytobands["chromosome"] == _chrom(chrom), "band"].astype(str)
+    on_arm = bands[bands.str.lower().str.startswith(arm)]
+    # the arm's telomeric band: the p arm's first row (p-ter), the q arm's last (q-ter)
+    end = (on_arm.iloc[0] if arm == "p" else on_arm.iloc[-1]) if len(on_arm) else arm
+    return f"{chrom}{what[:-1]}-{chrom}{end}"
 
 
 def _chrom(token: str) -> str:
@@ -183,7 +199,9 @@ def parse_lesions(
         cytoband or cytoband range (``5q31``, ``5q13.1-5q33.3``, ``20q11.2-q13.1``; a band name matches
         its sub-bands, as ISCN writes them: ``5q3`` is 5q31-5q35), a whole arm (``5q``) or chromosome (``7``),
         or ISCN karyotype notation (``del(5)(q13q33)``, ``dup(1)(q21q32)``, terminal ``del(5)(q31)`` to the
-        arm's end, ``5q13q33``, ``-7``, ``+8``; a ``del``/``dup``/``-``/``+`` must agree with ``type``). ``None`` gives :data:`DEFAULT_LESIONS`.
+        arm's end, ``5q13q33``, ``-7``, ``+8``) and its arm shorthand (``del(5q)``, ``dup(1q)``, ``+1q``,
+        ``-17p``: the whole arm). A ``del``/``dup``/``-``/``+`` implies ``type`` (which may then be left
+        out, and must agree where given). ``None`` gives :data:`DEFAULT_LESIONS`.
     cytobands
         :func:`remnant.io.annotation.load_cytobands` table (defines chromosome lengths and bands).
     arms
@@ -213,10 +231,14 @@ def parse_lesions(
         where = f"lesions[{i}]"
         if not isinstance(item, dict):
             raise InputError(f"each lesion must be a mapping with name, type, region; got {item!r}.", where=where)
-        missing = [k for k in ("name", "type", "region") if k not in item]
+        region = str(item.get("region", "")).strip().replace(" ", "")
+        implied = iscn_type(region)
+        missing = [k for k in ("name", "type", "region") if k not in item and not (k == "type" and implied)]
         if missing:
             raise InputError(
-                f"lesion lacks key(s) {missing}; each needs name, type (loss|gain) and region.", where=where
+                f"lesion lacks key(s) {missing}; each needs name, type (loss|gain) and region "
+                "(type may be left out where the region says it: del(5)(q13q33), del(5q), -7, +8).",
+                where=where,
             )
         name = str(item["name"])
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
@@ -229,14 +251,12 @@ def parse_lesions(
                 "belonging to the clone; name the lesion after its region (e.g. del5q).",
                 where=where,
             )
-        kind = str(item["type"]).lower()
+        kind = str(item.get("type", implied)).lower()
         if kind not in _DEFAULT_RATIO:
             raise InputError(f"lesion type {item['type']!r} must be 'loss' or 'gain'.", where=where)
         ratio = float(item.get("copy_ratio", _DEFAULT_RATIO[kind]))
         if not (ratio > 0) or (kind == "loss" and ratio >= 1) or (kind == "gain" and ratio <= 1):
             raise InputError(f"copy_ratio {ratio} does not fit a {kind} (loss: 0<r<1, gain: r>1).", where=where)
-        region = str(item["region"]).strip().replace(" ", "")
-        implied = iscn_type(region)
         if implied is not None and implied != kind:
             raise InputError(
                 f"region {region!r} is a {implied} in ISCN but the lesion's type is {kind!r}; make them agree.",
@@ -303,7 +323,7 @@ def _parse_region(region: str, cytobands: pd.DataFrame, arms: pd.DataFrame, wher
             return chrom, min(lo[0], hi[0]), max(lo[1], hi[1])
     raise InputError(
         f"cannot read region {region!r}; use coordinates (chr5:67400000-160500000), a band range "
-        "(5q13.1-5q33.3), an arm (5q), a whole chromosome (7) or ISCN (del(5)(q13q33), del(5)(q31), -7, +8).",
+        "(5q13.1-5q33.3), an arm (5q), a whole chromosome (7) or ISCN (del(5)(q13q33), del(5)(q31), del(5q), -7, +8).",
         where=where,
     )
 

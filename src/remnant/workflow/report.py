@@ -520,13 +520,16 @@ def methods_paragraph(
 ) -> str:
     """A Methods paragraph for a paper, filled with the parameters and versions of this run
     (``n_allele_samples``: samples with allele counts; their allele evidence is described)."""
+    from remnant.tl.lesions import iscn_type
     from remnant.tl.signatures import MIN_CALIBRATION_CELLS
 
     qc, cl, cnv = config.get("qc", {}), config.get("cluster", {}), config.get("cnv", {})
     persistence = config.get("persistence", {})
     mad = qc.get("mad", {})
     lesions = config.get("lesions") or [{"name": "del5q", "type": "loss", "region": "5q13.1-5q33.3"}]
-    lesion_text = ", ".join(f"{les['name']} ({les['type']}, {les['region']})" for les in lesions)
+    lesion_text = ", ".join(
+        f"{les['name']} ({les.get('type') or iscn_type(les['region'])}, {les['region']})" for les in lesions
+    )
     ref = cnv.get("reference")
     reference = (
         "cells of healthy donors"
