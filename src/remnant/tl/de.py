@@ -342,11 +342,11 @@ def signature_enrichment(
         ranked = ranked[~ranked[gene_key].isin(set(exclude))]
     ranked = ranked.drop_duplicates(gene_key)
     values = ranked[stat].to_numpy(float)
-    names = ranked[gene_key].astype(str).to_numpy()
+    # a hashed index: np.isin of object arrays compares every pair (0.17 s a set at 30,000 genes)
+    names = pd.Index(ranked[gene_key].astype(str).to_numpy())
     rows = []
     for name, members in signatures.items():
-        genes = set(members.index if isinstance(members, pd.Series) else members)
-        inside = np.isin(names, list(genes))
+        inside = names.isin(set(members.index if isinstance(members, pd.Series) else members))
         n_in, n_out = int(inside.sum()), int((~inside).sum())
         row = {"signature": name, "n_genes": n_in, "mean_stat": float(values[inside].mean()) if n_in else np.nan}
         if n_in >= min_genes and n_out >= 1:
