@@ -1089,7 +1089,7 @@ def _lesion_fpr(scores: _Scores, cohort: _Cohort, posterior_cutoff: float):
     """``fpr_of`` of one lesion scored alone: its reference cells' LLRs above the group prior's bar."""
     logit_cut = np.log(posterior_cutoff / (1 - posterior_cutoff))
 
-    def fpr_of(row, m: np.ndarray) -> float:
+    def fpr_of(row, m: np.ndarray) -> float:  # m: the group's cells (indices or mask)
         pi = row["prior"]
         return float(np.mean(_reference_llr(scores, cohort, m) >= logit_cut - np.log(pi / (1 - pi))))
 
@@ -1511,7 +1511,7 @@ def _rescore_donor(
 
 
 def _reference_llr(scores: _Scores, cohort: _Cohort, m: np.ndarray) -> np.ndarray:
-    """Tempered LLRs of the cross-fitted reference cells the cells of mask ``m`` (one sample) were
+    """Tempered LLRs of the cross-fitted reference cells the cells ``m`` (mask or indices, one sample) were
     judged against: their donor's refinement reference when it was re-scored, else their batch's."""
     b = cohort.batch[m][0]
     d = cohort.donors[m][0] if cohort.donors is not None else None
@@ -1523,10 +1523,17 @@ def _per_group(
 ) -> pd.DataFrame:
     """The ``per_group`` table: ``groups`` (sample, group, n_cells, prior, strength and, under the
     clone model, clone and q; NaN without it) with each group's calls and ``fpr``, the share of its
-    reference cells its priors would call (``fpr_of(row, mask)``)."""
+    reference cells its priors would call (``fpr_of(row, rows)``, ``rows`` the group's cell indices)."""
     n_called, fpr = [], []
+    # each group's cells found once by hashing (a mask per row would compare every cell's sample and
+    # group again for every row: cells x groups, both growing with the cohort)
+    where = (
+        pd.DataFrame({"sample": cohort.samples, "group": cohort.prior_groups})
+        .groupby(["sample", "group"], sort=False)
+        .indices
+    )
     for _, row in groups.iterrows():
-        m = (cohort.samples == row["sample"]) & (cohort.prior_groups == row["group"])
+        m = where[(row["sample"], row["group"])]
         n_called.append(int((post[m] >= posterior_cutoff).sum()))
         fpr.append(fpr_of(row, m))
     out = groups.assign(n_called=n_called, fpr=fpr)
