@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from remnant.tl.lesion_model import MIN_POOLING, group_posteriors, pooling_strength
+from remnant.tl.lesion_model import MIN_POOLING, group_posteriors, pooling_strength, split_by
 
 
 def cells(rng, n: int, fraction: float, separation: float = 3.0) -> np.ndarray:
@@ -52,3 +52,15 @@ def test_strength_bounds_are_kept(strength):
         assert np.allclose(table["prior"], priors["S"])  # one prior per sample
     else:
         assert (table["strength"] == 0.0).all()  # never more than asked for
+
+
+def test_split_by_gives_each_value_s_positions_in_order_of_first_appearance():
+    """The groups the priors are learned on: as ``labels == value`` per ``pd.unique`` value would give
+    them (positions ascending), a missing label its own group, nothing for no cells."""
+    labels = np.array(["P2", "P1", "P2", None, "P3", "P1", np.nan, "P2"], dtype=object)
+    groups = split_by(labels)
+    assert [g.tolist() for g in groups] == [[0, 2, 7], [1, 5], [3, 6], [4]]
+    assert split_by(np.array([], dtype=object)) == []
+    many = np.random.default_rng(0).integers(0, 50, 5000).astype(str).astype(object)
+    for g, value in zip(split_by(many), dict.fromkeys(many), strict=True):
+        assert np.array_equal(g, np.flatnonzero(many == value))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from remnant.tl.lesion_model import pooling_strength, sigmoid
+from remnant.tl.lesion_model import pooling_strength, sigmoid, split_by
 
 __all__ = ["clone_posteriors", "clone_terms", "lesion_posteriors"]
 
@@ -114,16 +114,15 @@ def clone_posteriors(
     post, clone = np.zeros(llr.shape), np.zeros(llr.shape[0])
     fits, rows = {}, []
     half, one = (0.5, np.full(n_lesions, 0.5)), (1.0, np.ones(n_lesions))
-    for patient in pd.unique(patients):
-        cells = np.flatnonzero(patients == patient)
+    for cells in split_by(patients):
         q_p = _em(llr[cells], half, one)[1]
         members, centres = [], []
-        for smp in pd.unique(samples[cells]):
-            own = cells[samples[cells] == smp]
+        for at in split_by(samples[cells]):
+            own = cells[at]
             m_s, q_s, _ = _em(llr[own], (0.5, q_p), one)
-            fits[smp] = (m_s, q_s)
-            for grp in pd.unique(groups[own]):
-                members.append(own[groups[own] == grp])
+            fits[samples[own[0]]] = (m_s, q_s)
+            for g in split_by(groups[own]):
+                members.append(own[g])
                 centres.append(m_s)
         km, kq = _pooling(llr, members, centres, q_p, samples, strength)
         for g, m_s, k_m in zip(members, centres, km, strict=True):
@@ -153,8 +152,7 @@ def _pooling(
     own = [_em(llr[g], (m_s, q_p), one) for g, m_s in zip(members, centres, strict=True)]
     of_sample = np.array([samples[g[0]] for g in members])
     km = np.full(len(members), float(strength))
-    for smp in pd.unique(of_sample):
-        at = np.flatnonzero(of_sample == smp)
+    for at in split_by(of_sample):
         if at.size > 1:
             sizes = np.array([members[i].size for i in at])
             km[at] = pooling_strength(np.array([own[i][0] for i in at]), sizes, centres[at[0]], strength)

@@ -59,6 +59,17 @@ def temperature(z_reference: np.ndarray, calibrate: bool) -> float:
     return float(max(1.0, np.std(z))) if calibrate and z.size > 1 else 1.0
 
 
+def split_by(labels: np.ndarray) -> list[np.ndarray]:
+    """The positions (ascending) of each distinct value of ``labels`` ((n,)), in order of first
+    appearance (``pd.unique``'s); missing values form a group of their own. One sort, where a mask per
+    value (``labels == value``) would compare every cell again for every value: cells x samples, both
+    growing with the cohort (4.3 s a lesion at 1M cells in 200 samples)."""
+    codes = pd.factorize(np.asarray(labels), use_na_sentinel=False)[0]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(codes.max() + 2 if codes.size else 1))
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def group_posteriors(
     llr: np.ndarray, samples: np.ndarray, groups: np.ndarray, strength: float
 ) -> tuple[np.ndarray, dict, pd.DataFrame]:
@@ -77,11 +88,11 @@ def group_posteriors(
     """
     post = np.zeros(llr.size)
     priors, rows = {}, []
-    for smp in pd.unique(samples):
-        m = np.flatnonzero(samples == smp)
+    for m in split_by(samples):
+        smp = samples[m[0]]
         pi_s = em_prior(llr[m])
         priors[smp] = pi_s
-        members = [m[groups[m] == grp] for grp in pd.unique(groups[m])]
+        members = [m[g] for g in split_by(groups[m])]
         kappa = strength
         if np.isfinite(strength) and len(members) > 1:
             own = np.array([em_prior(llr[g], centre=pi_s) for g in members])

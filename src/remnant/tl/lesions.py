@@ -56,6 +56,7 @@ from remnant.tl.lesion_model import (
     assign_folds,
     group_posteriors,
     score_rows,
+    split_by,
     temperature,
 )
 
@@ -1561,16 +1562,17 @@ def _per_sample(
     weight = per_group["n_cells"] * (1.0 - per_group["prior"])
     fpr = (per_group["fpr"] * weight).groupby(per_group["sample"]).sum() / weight.groupby(per_group["sample"]).sum()
     rows_out = []
+    where = {samples[m[0]]: m for m in split_by(samples)}
     for smp, pi in priors.items():
-        m = samples == smp
-        b = cohort.batch[m][0]
+        m = where[smp]
+        b = cohort.batch[m[0]]
         n_called, fnr = called_and_fnr(post[m], posterior_cutoff)
         rows_out.append(
             {
                 "sample": smp,
                 "batch": b,
-                "n_cells": int(m.sum()),
-                "n_reference": int((m & cohort.ref).sum()),
+                "n_cells": int(m.size),
+                "n_reference": int(cohort.ref[m].sum()),
                 "prior": pi,
                 "n_called": n_called,
                 "fpr": float(fpr.get(smp, np.nan)),
