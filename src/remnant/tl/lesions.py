@@ -70,6 +70,7 @@ __all__ = [
     "call_lesions",
     "iscn_type",
     "parse_lesions",
+    "parse_region",
     "read_lesion_counts",
 ]
 
@@ -283,6 +284,16 @@ def parse_lesions(
             )
         out.append(Lesion(name, kind, chrom, int(start), int(end), ratio, region))
     return out
+
+
+def parse_region(region, cytobands: pd.DataFrame, arms: pd.DataFrame | None = None, *, name: str) -> Lesion:
+    """A region read for its span alone (a control region, a region to leave out), written as a lesion's
+    ``region`` is (:func:`parse_lesions`), as a :class:`Lesion` named ``name``: its type is the one its
+    ISCN implies (``+8`` a gain), else a loss, so no sign is refused. Raises :class:`InputError` as
+    :func:`parse_lesions` does."""
+    kind = iscn_type(region) or "loss"
+    (lesion,) = parse_lesions([{"name": name, "type": kind, "region": str(region)}], cytobands, arms)
+    return lesion
 
 
 def _parse_region(region: str, cytobands: pd.DataFrame, arms: pd.DataFrame, where: str) -> tuple[str, int, int]:

@@ -77,7 +77,7 @@ def allele_regions(
         A lesion named ``control``, a control region that does not parse or overlaps a lesion
         (naming ``alleles.control_region``).
     """
-    from remnant.tl.lesions import iscn_type, parse_lesions
+    from remnant.tl.lesions import parse_lesions, parse_region
 
     regions = parse_lesions(lesions, cytobands)
     if control_region is None:
@@ -88,11 +88,9 @@ def allele_regions(
             f"a lesion is named {CONTROL!r}, the name of the allele control region; rename the lesion.",
             where="lesions",
         )
-    # a control region has no type; the type given to the parser only has to agree with the region's
-    # ISCN notation, if it is written as one (dup(1)(q21q32) and +8 read as gains)
-    kind = iscn_type(control_region) or "loss"
+    # a control region has no type: only its span is read, whatever its sign (dup(1)(q21q32), +8)
     try:
-        (control,) = parse_lesions([{"name": CONTROL, "type": kind, "region": control_region}], cytobands)
+        control = parse_region(control_region, cytobands, name=CONTROL)
     except InputError as err:
         raise InputError(
             f"{err.detail.rstrip('.')}; or set it to null for no control region.", where=CONTROL_KEY

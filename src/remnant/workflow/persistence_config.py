@@ -188,15 +188,13 @@ def _check_design(
 def exclusion_regions(regions: Sequence[str] | None, cytobands: pd.DataFrame) -> list:
     """``signatures.exclude_regions`` (coordinates, band range or arm each) as lesion objects for ``exclude``."""
     from remnant.io.annotation import chromosome_arms
-    from remnant.tl.lesions import iscn_type, parse_lesions
+    from remnant.tl.lesions import parse_region
 
     arms = chromosome_arms(cytobands)
     out = []
     for i, region in enumerate(regions or []):
-        # only the span is wanted: a region written as a gain (+8, dup(1q)) is read with its own sign
-        kind = iscn_type(str(region)) or "loss"
         try:
-            out += parse_lesions([{"name": f"exclude_{i}", "type": kind, "region": str(region)}], cytobands, arms)
+            out.append(parse_region(region, cytobands, arms, name=f"exclude_{i}"))
         except InputError as err:
             raise InputError(f"{region!r}: {err.detail}", where=f"signatures.exclude_regions[{i}]") from None
     return out
