@@ -61,6 +61,7 @@ from lesion_calling import (  # noqa: E402
 )
 
 from remnant.io.annotation import chromosome_arms, load_cytobands  # noqa: E402
+from remnant.sim.model import breakpoint_ranges  # noqa: E402
 from remnant.sim.params import resolve_params  # noqa: E402
 from remnant.tl.lesions import call_lesions, genes_in, parse_lesions  # noqa: E402
 
@@ -70,10 +71,9 @@ MB = 1_000_000
 def breakpoint_grid(n: int) -> list[tuple[int, int]]:
     """``n`` x ``n`` (start, end) pairs, bp, evenly over the simulator's default del(5q) breakpoint ranges
     as it draws them (uniform, the interval holding the commonly deleted region)."""
-    les = resolve_params({})["lesions"][0]
-    prox, dist, cont = les["proximal"], les["distal"], les["contains"]
-    starts = np.linspace(prox[0], min(prox[1], cont[0]), n)
-    ends = np.linspace(max(dist[0], cont[1]), dist[1], n)
+    (start_lo, start_hi), (end_lo, end_hi) = breakpoint_ranges(resolve_params({})["lesions"][0])
+    starts = np.linspace(start_lo, start_hi, n)
+    ends = np.linspace(end_lo, end_hi, n)
     return [(int(s), int(e)) for s in starts for e in ends]
 
 
@@ -113,8 +113,8 @@ def shared_span() -> str:
     """The span every draw of the simulator's default del(5q) holds (its proximal range's end to the end of
     the commonly deleted region): what the config's advice, "give the span patients' deletions share",
     gives for this cohort."""
-    les = resolve_params({})["lesions"][0]
-    return f"chr5:{min(les['proximal'][1], les['contains'][0])}-{max(les['distal'][0], les['contains'][1])}"
+    (_, start_hi), (end_lo, _) = breakpoint_ranges(resolve_params({})["lesions"][0])
+    return f"chr5:{start_hi}-{end_lo}"
 
 
 def run(seed: int, clone: float, cells: int, grid: int, cyto, configured, generic: bool) -> list[dict]:

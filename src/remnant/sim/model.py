@@ -18,7 +18,7 @@ import pandas as pd
 
 from remnant.errors import InputError
 
-__all__ = ["in_interval"]
+__all__ = ["breakpoint_ranges", "in_interval"]
 
 _RIBOSOMAL = re.compile(r"^(RP[LS]\d+A?|RPLP[0-2]|RPSA|RPS4X|RPS4Y1)$")
 #: chrY genes expressed in male blood cells at clearly detectable levels.
@@ -41,6 +41,16 @@ def in_interval(genes: pd.DataFrame, chromosome: str, start: int, end: int) -> n
     """
     mid = (genes["start"].to_numpy(np.int64) + genes["end"].to_numpy(np.int64)) // 2
     return (genes["chromosome"].to_numpy() == chromosome) & (mid >= start) & (mid < end)
+
+
+def breakpoint_ranges(lesion: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The ranges (bp, both ends included) a patient's start and end of a simulated ``lesion`` (its
+    ``proximal``, ``distal`` and ``contains`` parameters) are drawn from, uniformly: the proximal and
+    distal ranges, restricted so that the interval holds ``contains`` (the commonly deleted region)."""
+    prox, dist, cont = lesion["proximal"], lesion["distal"], lesion["contains"]
+    start_hi = min(prox[1], cont[0]) if cont else prox[1]
+    end_lo = max(dist[0], cont[1]) if cont else dist[0]
+    return (prox[0], start_hi), (end_lo, dist[1])
 
 
 class GeneModel:
@@ -207,11 +217,9 @@ class Patient:
         )
         if self.carrier:
             for lesion in p["lesions"]:
-                prox, dist, cont = lesion["proximal"], lesion["distal"], lesion["contains"]
-                lo_hi = min(prox[1], cont[0]) if cont else prox[1]
-                hi_lo = max(dist[0], cont[1]) if cont else dist[0]
-                start = int(rng.integers(prox[0], lo_hi + 1))
-                end = int(rng.integers(max(hi_lo, start + 1), dist[1] + 1))
+                (start_lo, start_hi), (end_lo, end_hi) = breakpoint_ranges(lesion)
+                start = int(rng.integers(start_lo, start_hi + 1))
+                end = int(rng.integers(max(end_lo, start + 1), end_hi + 1))
                 mask = in_interval(model.genes, lesion["chromosome"], start, end)
                 self.lesions.append(
                     (
