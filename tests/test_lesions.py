@@ -430,6 +430,7 @@ def test_patient_interval_refined_towards_truth(mixed, lesions):
         reference=(unrefined.obs["condition"] == "healthy").to_numpy(),
         batch_key="technology",
         refine=False,
+        patient_levels=False,
     )
     assert unrefined.uns["lesions"]["del5q"]["intervals"].empty
 

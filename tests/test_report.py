@@ -184,6 +184,15 @@ def test_methods_name_versions_and_parameters():
     # cnv.unmatched_level_sd and cnv.unmatched_gene_spread (defaults)
     assert "divided by 1 + v x their information on the lesion's level, v being 0.1^2" in text
     assert "plus the variance of the interval's genes around that profile in the cell's cluster" in text
+    # cnv.refine and cnv.patient_levels (defaults: both)
+    assert "re-scored on the part of each lesion its carriers lost" in text
+    assert "and against its own level of each gene" in text
+    config["cnv"] |= {"refine": False, "patient_levels": False}
+    assert "re-scored" not in methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
+    config["cnv"]["patient_levels"] = True
+    text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
+    assert "re-scored against its own level of each gene" in text and "carriers lost" not in text
+    config["cnv"] |= {"refine": True}
     config["cnv"]["unmatched_gene_spread"] = False
     text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
     assert "divided by 1 + 0.1^2 x their information on the lesion's level" in text and "variance of" not in text

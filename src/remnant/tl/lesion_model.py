@@ -205,6 +205,7 @@ def score_rows(
     outlier_fraction: float = 0.0,
     unmatched_level_sd: float = 0.0,
     groups: np.ndarray | None = None,
+    levels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Log-likelihood ratios of a set of rows (one batch's cells and its reference cells).
 
@@ -232,6 +233,11 @@ def score_rows(
         (n_rows,) integer group (e.g. cluster) of each row, or None. Rows of a state the reference
         lacks add, per group, the spread of the interval's genes around the borrowed profile
         (:func:`gene_spread`) to that level variance.
+    levels
+        ``(code, factors)``: (n_rows,) integer code (-1: none) and (n_codes, n_lesion_genes) factors
+        (> 0) by which the expected counts of the rows of each code are multiplied, gene by gene (a
+        patient's own level of each gene against the reference); or None. Reference rows are
+        expected to have code -1 (their profiles are what the levels are relative to).
 
     Returns
     -------
@@ -256,6 +262,8 @@ def score_rows(
             "count_scale": 1.0,
         }
     in_sample, table, row = _profiles(XL, depth, s_idx, n_states, fold, k, p_all, tot_ref, shrinkage * med_depth)
+    if levels is not None:
+        table, row = _with_levels(table, row, levels[0], levels[1][:, use])
     phi, scale = _overdispersion(XL, depth, np.flatnonzero(ref), s_idx, n_states, in_sample)
     # counts and means divided by the scale follow var = mu + phi*mu**2 (quasi-likelihood)
     r = 1.0 / phi
@@ -339,6 +347,20 @@ def _profiles(
         s_idx[ref] >= 0, n_states + 1 + s_idx[ref] * k + fold[ref], n_states + 1 + n_states * k + fold[ref]
     )
     return np.vstack([P_full, p_all[None, :]]), table, row
+
+
+def _with_levels(
+    table: np.ndarray, row: np.ndarray, code: np.ndarray, factors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``table`` with a row per (profile row, level code) pair in use, that profile times the code's
+    factors (``factors``: (n_codes, n_genes)), and each row of code >= 0 moved onto its pair's row."""
+    m = code >= 0
+    if not m.any():
+        return table, row
+    pairs, inverse = np.unique(np.column_stack([row[m], code[m]]), axis=0, return_inverse=True)
+    row = row.copy()
+    row[m] = table.shape[0] + inverse.ravel()
+    return np.vstack([table, table[pairs[:, 0]] * factors[pairs[:, 1]]]), row
 
 
 def _overdispersion(

@@ -45,12 +45,12 @@ import anndata
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.special import logit
+from scipy.special import expit, gammaln, logit
 
 from remnant.errors import InputError
 from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
 from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, group_totals
-from remnant.tl.intervals import Pools, fit_interval, pool_counts, pool_shares, trim_threshold
+from remnant.tl.intervals import BROAD_SIZE, Pools, fit_interval, fit_model, pool_counts, pool_shares, trim_threshold
 from remnant.tl.lesion_model import (
     _outlier_terms,
     assign_folds,
@@ -732,6 +732,7 @@ def call_lesions(
     min_refine_cells: int = 30,
     min_interval_genes: int = 30,
     refine_max_reference: int | None = 10_000,
+    patient_levels: bool = True,
     chunk_size: int = 256,
     depth=None,
     depth_genes: DepthGenes | None = None,
@@ -859,6 +860,20 @@ def call_lesions(
         of the cohort when cohorts grow by patients; 10,000 cells give the state profiles and
         the false-positive rate (resolution 1e-4) of the refined interval to well within their
         other errors. The first pass always uses every reference cell.
+    patient_levels
+        Re-score each donor's cells against the reference's profiles times the donor's own level of
+        each gene, read off its normal pool (the same leave-gene-out pooling as ``refine``, weighted
+        by the complements of the posteriors): a disease programme moves some genes in every cell of
+        a patient, carriers and normal cells alike, and the reference does not know it. Only the
+        pattern across genes is taken (the levels are divided by their median, weighted by expected
+        counts), never a shift of them all, which is what a copy-number change is. Only where the
+        pool looks like normal cells of the reference's states: at least 30 expected normal cells
+        of those states, at most 10% carriers by the posteriors, its genes within sd 0.5 (natural
+        log) of the reference and their median within a quarter of the lesion's log copy ratio of
+        it (a tumour whose every cell is aneuploid, or a type the reference lacks, is left as it
+        is); the donors read so are ``own_levels`` in ``uns[...]["intervals"]``. The leftover
+        levels are shrunk towards 1 by the pool's fitted gene sd, with a broad component for
+        programme genes. Cells of a state the reference lacks are not re-levelled.
     chunk_size
         Rows per dense block of (profile, depth) pairs x lesion genes; the counts are visited in
         blocks of ``256 * chunk_size`` cells. Small blocks stay in the CPU cache (256 x 1,000 genes
@@ -976,6 +991,7 @@ def call_lesions(
         "min_refine_cells": int(min_refine_cells),
         "min_interval_genes": int(min_interval_genes),
         "refine_max_reference": -1 if refine_max_reference is None else int(refine_max_reference),
+        "patient_levels": bool(patient_levels),
         "n_reference": int(ref.sum()),
         **_depth_params(depth_genes, given=given_depth),
     }
@@ -987,6 +1003,7 @@ def call_lesions(
         "prior_strength": prior_strength,
         "calibrate": calibrate,
         "refine": refine,
+        "patient_levels": patient_levels,
         "min_refine_cells": min_refine_cells,
         "min_interval_genes": min_interval_genes,
     }
@@ -1040,6 +1057,7 @@ def _score_lesion(
     prior_strength: float,
     calibrate: bool,
     refine: bool,
+    patient_levels: bool,
     min_refine_cells: int,
     min_interval_genes: int,
     score: dict,
@@ -1057,7 +1075,7 @@ def _score_lesion(
     # its cells (and the reference, for its false-positive rate) are re-scored on those genes
     # only, so genes the patient did not lose neither dilute the evidence nor bias the prior.
     intervals = []
-    if refine and cohort.donors is not None:
+    if (refine or patient_levels) and cohort.donors is not None:
         intervals = _refine_donors(
             XL,
             var.iloc[cols],
@@ -1067,7 +1085,7 @@ def _score_lesion(
             scores,
             score,
             calibrate,
-            _RefineLimits(posterior_cutoff, min_refine_cells, min_interval_genes),
+            _RefineLimits(posterior_cutoff, min_refine_cells, min_interval_genes, refine, patient_levels),
         )
         post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
     genes = np.asarray(var.index[cols[scores.used]], dtype=str)
@@ -1366,17 +1384,21 @@ _INTERVAL_COLUMNS = (
     "gene_sd",
     "trim_gain",
     "trim_threshold",
+    "own_levels",
 )
 
 
 @dataclass(frozen=True)
 class _RefineLimits:
     """:func:`call_lesions`' refinement settings: the posterior cut-off (for ``n_called``), the expected
-    carriers a donor needs and the fewest genes of an interval."""
+    carriers a donor needs, the fewest genes of an interval, and whether intervals are fitted
+    (``refine``) and donors' own gene levels read (``levels``)."""
 
     posterior_cutoff: float
     min_refine_cells: int
     min_interval_genes: int
+    refine: bool = True
+    levels: bool = False
 
 
 def _refine_donors(
@@ -1390,14 +1412,15 @@ def _refine_donors(
     calibrate: bool,
     limits: _RefineLimits,
 ) -> list[dict]:
-    """Each donor's own interval inside the lesion and its cells re-scored on it (``scores`` updated);
-    one row per donor for ``uns[...]["intervals"]`` (:data:`_INTERVAL_COLUMNS`).
+    """Each donor's own interval inside the lesion and its own gene levels, and its cells re-scored on
+    them (``scores`` updated); one row per donor for ``uns[...]["intervals"]`` (:data:`_INTERVAL_COLUMNS`).
 
     The interval is read off the donor's leave-gene-out carrier and normal pools
     (:func:`_contrast_pools`, :mod:`remnant.tl.intervals`) weighted by ``post`` ((n_obs,), 0 for
     reference cells): the expected carriers, as in an EM step, rather than only the cells above the
     cut-off, so a donor with a few dozen carriers that are each too shallow to be called still has
-    its own interval found. ``var``: the lesion's genes, the columns of ``XL`` (genomic order).
+    its own interval found; the levels off its normal pool (:func:`_donor_levels`). ``var``: the
+    lesion's genes, the columns of ``XL`` (genomic order).
     """
     intervals = []
     donors = cohort.donors
@@ -1411,34 +1434,103 @@ def _refine_donors(
             "n_genes": 0,
         }
         intervals.append(entry)
-        if w.sum() < limits.min_refine_cells:
-            continue
-        pools, keep = _contrast_pools(XL, post, d, cohort, scores, kw)
-        if keep.size < 2 * limits.min_interval_genes:
-            continue
-        rho, eps, n_min = lesion.copy_ratio, kw["outlier_fraction"], limits.min_interval_genes
-        fit = fit_interval(pools, rho, eps, n_min)
-        threshold = trim_threshold(fit.region_terms, n_min, _seed(d))
-        entry.update(
-            carrier_share=fit.model.carrier_share,
-            normal_share=fit.model.normal_share,
-            gene_sd=fit.region_model.gene_sd,
-            trim_gain=fit.trim,
-            trim_threshold=threshold,
-        )
-        if not fit.trim > threshold:
-            continue
-        gene_mask = np.zeros(XL.shape[1], bool)
-        gene_mask[keep[fit.start] : keep[fit.end - 1] + 1] = True
-        entry.update(
-            refined=True,
-            start=int(var["start"].to_numpy(np.int64)[keep[fit.start]]),
-            end=int(var["end"].to_numpy(np.int64)[keep[fit.end - 1]]),
-            n_genes=int(fit.end - fit.start),
-            gain=fit.gain,
-        )
-        _rescore_donor(XL, gene_mask, d, cohort, scores, kw, calibrate)
+        levels = _donor_levels(XL, post, d, cohort, scores, kw, lesion.copy_ratio) if limits.levels else None
+        entry["own_levels"] = levels is not None
+        gene_mask = None
+        if limits.refine and w.sum() >= limits.min_refine_cells:
+            gene_mask = _donor_interval(XL, var, lesion, post, d, cohort, scores, kw, limits, entry)
+        if gene_mask is not None or levels is not None:
+            mask = np.ones(XL.shape[1], bool) if gene_mask is None else gene_mask
+            _rescore_donor(XL, mask, d, cohort, scores, kw, calibrate, levels)
     return intervals
+
+
+def _donor_interval(
+    XL: sp.csr_matrix,
+    var: pd.DataFrame,
+    lesion: Lesion,
+    post: np.ndarray,
+    d,
+    cohort: _Cohort,
+    scores: _Scores,
+    kw: dict,
+    limits: _RefineLimits,
+    entry: dict,
+) -> np.ndarray | None:
+    """Donor ``d``'s own interval as a mask of ``XL``'s columns, or None where no trim beats chance
+    (or too few genes); ``entry`` (its row of the intervals table) gets the fit's figures."""
+    pools, keep = _contrast_pools(XL, post, d, cohort, scores, kw)
+    if keep.size < 2 * limits.min_interval_genes:
+        return None
+    rho, eps, n_min = lesion.copy_ratio, kw["outlier_fraction"], limits.min_interval_genes
+    fit = fit_interval(pools, rho, eps, n_min)
+    threshold = trim_threshold(fit.region_terms, n_min, _seed(d))
+    entry.update(
+        carrier_share=fit.model.carrier_share,
+        normal_share=fit.model.normal_share,
+        gene_sd=fit.region_model.gene_sd,
+        trim_gain=fit.trim,
+        trim_threshold=threshold,
+    )
+    if not fit.trim > threshold:
+        return None
+    gene_mask = np.zeros(XL.shape[1], bool)
+    gene_mask[keep[fit.start] : keep[fit.end - 1] + 1] = True
+    entry.update(
+        refined=True,
+        start=int(var["start"].to_numpy(np.int64)[keep[fit.start]]),
+        end=int(var["end"].to_numpy(np.int64)[keep[fit.end - 1]]),
+        n_genes=int(fit.end - fit.start),
+        gain=fit.gain,
+    )
+    return gene_mask
+
+
+#: a patient's normal pool must hold this many expected normal cells, and at most this share of
+#: carriers by its weights, for its genes' levels to be read off it
+LEVEL_MIN_NORMAL = 30.0
+LEVEL_MAX_SHARE = 0.1
+#: and look like normal cells of the reference's states: its genes within this sd (natural log) of
+#: the reference's levels (and their median within a quarter of the lesion's log copy ratio of it)
+LEVEL_MAX_SD = 0.5
+
+
+def _donor_levels(
+    XL: sp.csr_matrix, post: np.ndarray, d, cohort: _Cohort, scores: _Scores, kw: dict, rho: float
+) -> np.ndarray | None:
+    """(n_genes,) donor ``d``'s own level of each lesion gene against the reference, or None.
+
+    Read off its normal pool (leave-gene-out, :func:`_contrast_pools`) of its cells of the reference's
+    states, shrunk towards 1 (:func:`_level_posterior`: a Gamma prior of the pool's fitted gene sd,
+    and a broad component for programme genes), and divided by their median weighted by expected
+    counts, so that only the pattern across genes is the donor's (a programme), never a shift of all
+    of them (a copy-number change). None unless the pool looks like normal cells of those states:
+    :data:`LEVEL_MIN_NORMAL` expected normal cells, at most :data:`LEVEL_MAX_SHARE` carriers by the
+    posteriors, a gene sd of at most :data:`LEVEL_MAX_SD` and the median within a quarter of
+    ``log(rho)`` of 1. Sharper evidence reads a cell's level more surely, and a pool of aneuploid
+    tumour cells or of a type the reference lacks (an oligodendroglioma's cells on 1q: gene sd 1.1-2.3,
+    median 0.43-0.84) would then be read as lost.
+    """
+    own = [u.rows[u.own & (cohort.donors[u.rows] == d) & ~cohort.ref[u.rows] & (u.s_idx >= 0)] for u in cohort.units]
+    if sum((1.0 - post[rows]).sum() for rows in own) < LEVEL_MIN_NORMAL:
+        return None
+    pools, keep = _contrast_pools(XL, post, d, cohort, scores, kw, matched=True)
+    if pools.normal_share > LEVEL_MAX_SHARE or keep.size == 0:
+        return None
+    eps = kw["outlier_fraction"]
+    sd = fit_model(pools, rho, eps).gene_sd
+    if sd > LEVEL_MAX_SD:
+        return None
+    o, e = pools.normal_observed, pools.normal_expected
+    level = _level_posterior(o, e, 1.0 / sd**2, eps)
+    order = np.argsort(level)
+    cum = np.cumsum(e[order])
+    shift = level[order][np.searchsorted(cum, 0.5 * cum[-1])]
+    if abs(np.log(shift)) > abs(np.log(rho)) / 4:
+        return None
+    out = np.ones(XL.shape[1])
+    out[keep] = level / shift
+    return out
 
 
 def _seed(donor) -> int:
@@ -1447,11 +1539,12 @@ def _seed(donor) -> int:
 
 
 def _contrast_pools(
-    XL: sp.csr_matrix, post: np.ndarray, d, cohort: _Cohort, scores: _Scores, kw: dict
-) -> tuple[Pools, np.ndarray]:
+    XL: sp.csr_matrix, post: np.ndarray, d, cohort: _Cohort, scores: _Scores, kw: dict, matched: bool = False
+) -> tuple[Pools, np.ndarray] | None:
     """Donor ``d``'s leave-gene-out carrier and normal pools (:class:`remnant.tl.intervals.Pools`) over
     the lesion genes any of its batches scored, and those genes' columns of ``XL``: each batch's
-    cells against its in-sample profiles, on its count scale, with the terms its evidence had."""
+    cells against its in-sample profiles, on its count scale, with the terms its evidence had.
+    ``matched``: only its cells of a state the reference has (None where it has none)."""
     n = XL.shape[1]
     sums = np.zeros((4, n))  # carrier observed, carrier expected, total observed, total expected
     covered = np.zeros(n, bool)
@@ -1459,6 +1552,8 @@ def _contrast_pools(
     for u in cohort.units:
         res, rows = scores.fits[u.batch], u.rows
         m = u.own & (cohort.donors[rows] == d) & ~cohort.ref[rows]
+        if matched:
+            m &= u.s_idx >= 0
         if not m.any():
             continue
         use, scale = res["use"], res["count_scale"]
@@ -1474,6 +1569,8 @@ def _contrast_pools(
         )
         sums[:, use] += np.vstack(parts)
         covered |= use
+    if not weights:
+        return None
     keep = np.flatnonzero(covered & (sums[3] > 0))
     oc, ec, ot, et = sums[:, keep]
     return Pools(oc, ec, ot - oc, np.maximum(et - ec, 0.0), *pool_shares(np.concatenate(weights))), keep
@@ -1494,8 +1591,35 @@ def _gene_term(size: np.ndarray, kw: dict, temperature: float):
     return term
 
 
+def _level_posterior(o: np.ndarray, e: np.ndarray, k: float, eps: float) -> np.ndarray:
+    """Posterior mean level of genes observed ``o`` times where ``e`` were expected, under the pools'
+    prior: ``Gamma(k, k)`` with weight ``1 - eps``, ``Gamma(BROAD_SIZE)`` (a programme gene) with weight
+    ``eps``."""
+
+    def log_marginal(size):
+        return (
+            gammaln(o + size)
+            - gammaln(size)
+            + size * np.log(size / (size + e))
+            + o * np.log(np.maximum(e, 1e-300) / (size + e))
+        )
+
+    b = BROAD_SIZE
+    if eps <= 0:
+        return (o + k) / (e + k)
+    broad = expit(np.log(eps) - np.log1p(-eps) + log_marginal(b) - log_marginal(k))
+    return (1.0 - broad) * (o + k) / (e + k) + broad * (o + b) / (e + b)
+
+
 def _rescore_donor(
-    XL: sp.csr_matrix, gene_mask: np.ndarray, d: str, cohort: _Cohort, scores: _Scores, kw: dict, calibrate: bool
+    XL: sp.csr_matrix,
+    gene_mask: np.ndarray,
+    d: str,
+    cohort: _Cohort,
+    scores: _Scores,
+    kw: dict,
+    calibrate: bool,
+    levels: np.ndarray | None = None,
 ) -> None:
     """Re-score donor ``d``'s cells on the genes of ``gene_mask``, cross-fitted against each batch's
     refinement reference; writes their LLRs and genes and the reference's LLRs into ``scores``."""
@@ -1505,14 +1629,18 @@ def _rescore_donor(
         if not own_d.any():
             continue
         sub = own_d | u.refine_reference
+        cols = np.flatnonzero(gene_mask)
         res = score_rows(
-            XL[rows[sub]][:, np.flatnonzero(gene_mask)],
+            XL[rows[sub]][:, cols],
             cohort.depth[rows[sub]],
             u.s_idx[sub],
             u.n_states,
             u.fold[sub],
             u.k,
             **_with_groups(kw, cohort, rows[sub]),
+            levels=None
+            if levels is None
+            else (np.where(own_d[sub] & (u.fold[sub] < 0) & (u.s_idx[sub] >= 0), 0, -1), levels[None, cols]),
         )
         is_ref = u.fold[sub] >= 0
         llr = res["llr"] / temperature(res["z"][is_ref], calibrate)

@@ -452,6 +452,24 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
     return versions
 
 
+def _patient_text(cnv: Mapping) -> str:
+    """The Methods clause on what each patient's cells were re-scored on: its own interval
+    (``cnv.refine``) and its own genes' levels (``cnv.patient_levels``); "" with neither."""
+    parts = []
+    if cnv.get("refine", True):
+        parts.append(
+            "on the part of each lesion its carriers lost, read off its cells pooled by their posteriors against "
+            "those pooled by the complements, where that beat a block bootstrap of the region"
+        )
+    if cnv.get("patient_levels", True):
+        parts.append(
+            "against its own level of each gene, read off its cells that carry nothing where those resembled normal "
+            "cells of the reference's states (the pattern across genes only, their median level kept at the "
+            "reference's)"
+        )
+    return "; each patient's cells were then re-scored " + " and ".join(parts) if parts else ""
+
+
 def _model_text(cnv: Mapping) -> str:
     """How the methods paragraph names the lesion model's robustness terms: outlier genes
     (``cnv.outlier_fraction``) and the level uncertainty of unmatched cells (``cnv.unmatched_level_sd``,
@@ -551,7 +569,7 @@ def methods_paragraph(
         f"with the Leiden algorithm (resolution {cl.get('resolution', 'NA')}); haematopoietic stem and progenitor states "
         f"were annotated from marker scores. Copy-number lesions {lesion_text} were called per cell from the raw counts "
         f"of the genes inside each lesion with a negative-binomial likelihood ratio against state- and "
-        f"technology-matched expectations from {reference}{_model_text(cnv)}, with carrier fractions (priors) learned by "
+        f"technology-matched expectations from {reference}{_model_text(cnv)}{_patient_text(cnv)}, with carrier fractions (priors) learned by "
         f"expectation-maximisation per sample{_prior_groups(cnv)}{_clone_text(cnv, lesions)}, "
         f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
         f"{_allele_text(config.get('alleles', {}), n_allele_samples)}"
