@@ -96,7 +96,7 @@ def cell_llr(pref: ad.AnnData, cells: ad.AnnData, lesions) -> np.ndarray:
     b = ad.concat([pref, cells], merge="same")
     b.obs_names_make_unique()
     is_ref = np.arange(b.n_obs) < pref.n_obs
-    call_lesions(b, lesions, reference=is_ref, refine=False)
+    call_lesions(b, lesions, reference=is_ref, refine=False, patient_levels=False)
     return b.obs["del5q_llr"].to_numpy()[~is_ref]
 
 

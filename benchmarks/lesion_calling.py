@@ -498,7 +498,7 @@ def information(adata, ref, held, mds, truth, lesions, inputs, seed):
         # an upper bound: it loses what those genes still say about copy number
         for name, genes in (("oracle", slice(None)), ("dropped", ~adata.var["confounded"].to_numpy())):
             b = adata[keep, genes].copy()
-            call_lesions(b, oracle, reference=ref[keep], refine=False)
+            call_lesions(b, oracle, reference=ref[keep], refine=False, patient_levels=False)
             b_llr = b.obs["del5q_llr"].to_numpy()
             aucs.append((f"{name}_auroc_vs_held", auroc(b_llr[m], truth[keep][m])))
             if name == "oracle":
@@ -541,7 +541,7 @@ def programme_oracle(pref, adata, own, oracle) -> float:
     b = ad.concat([pref, cells], merge="same")
     b.obs_names_make_unique()
     is_ref = np.arange(b.n_obs) < pref.n_obs
-    call_lesions(b, oracle, reference=is_ref, refine=False)
+    call_lesions(b, oracle, reference=is_ref, refine=False, patient_levels=False)
     return auroc(b.obs["del5q_llr"].to_numpy()[~is_ref], cells.obs["truth"].to_numpy(bool))
 
 

@@ -915,7 +915,8 @@ def call_lesions(
     normal pools), gene_sd (the fitted sd, natural log, of a gene's level in the donor around the
     reference), trim_gain (nats the best interval gains over the whole configured region) and
     trim_threshold (what chance gives, :func:`remnant.tl.intervals.trim_threshold`); NaN where not
-    fitted; no rows without ``refine``); ``genes`` (var_names of the genes used in any batch);
+    fitted; own_levels (its cells re-scored against its own gene levels, ``patient_levels``); no rows
+    without ``refine`` and ``patient_levels``); ``genes`` (var_names of the genes used in any batch);
     ``reference_fpr`` (called fraction of cross-fitted reference cells with their own sample prior);
     ``lesion`` (the :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``, and the depth's
     settings: ``depth`` "counted" or "given (depth=...)", ``depth_exclude_families`` and
