@@ -36,6 +36,7 @@ lesion genes; the cohort is never densified. The arithmetic of the model is in
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import zlib
@@ -1417,7 +1418,7 @@ def _refine_donors(
     them (``scores`` updated); one row per donor for ``uns[...]["intervals"]`` (:data:`_INTERVAL_COLUMNS`).
 
     The interval is read off the donor's leave-gene-out carrier and normal pools
-    (:func:`_contrast_pools`, :mod:`remnant.tl.intervals`) weighted by ``post`` ((n_obs,), 0 for
+    (:func:`_pool_parts`, :mod:`remnant.tl.intervals`) weighted by ``post`` ((n_obs,), 0 for
     reference cells): the expected carriers, as in an EM step, rather than only the cells above the
     cut-off, so a donor with a few dozen carriers that are each too shallow to be called still has
     its own interval found; the levels off its normal pool (:func:`_donor_levels`). ``var``: the
@@ -1435,11 +1436,13 @@ def _refine_donors(
             "n_genes": 0,
         }
         intervals.append(entry)
-        levels = _donor_levels(XL, post, d, cohort, scores, kw, lesion.copy_ratio) if limits.levels else None
+        # the donor's pools, built once if the levels or the interval need them
+        parts = functools.cache(lambda d=d: _pool_parts(XL, post, d, cohort, scores, kw))
+        levels = _donor_levels(parts, post, d, cohort, kw, lesion.copy_ratio, XL.shape[1]) if limits.levels else None
         entry["own_levels"] = levels is not None
         gene_mask = None
         if limits.refine and w.sum() >= limits.min_refine_cells:
-            gene_mask = _donor_interval(XL, var, lesion, post, d, cohort, scores, kw, limits, entry)
+            gene_mask = _donor_interval(_as_pools(*parts()), var, lesion, d, limits, entry, kw["outlier_fraction"])
         if gene_mask is not None or levels is not None:
             mask = np.ones(XL.shape[1], bool) if gene_mask is None else gene_mask
             _rescore_donor(XL, mask, d, cohort, scores, kw, calibrate, levels)
@@ -1447,23 +1450,21 @@ def _refine_donors(
 
 
 def _donor_interval(
-    XL: sp.csr_matrix,
+    found: tuple[Pools, np.ndarray],
     var: pd.DataFrame,
     lesion: Lesion,
-    post: np.ndarray,
     d,
-    cohort: _Cohort,
-    scores: _Scores,
-    kw: dict,
     limits: _RefineLimits,
     entry: dict,
+    eps: float,
 ) -> np.ndarray | None:
-    """Donor ``d``'s own interval as a mask of ``XL``'s columns, or None where no trim beats chance
-    (or too few genes); ``entry`` (its row of the intervals table) gets the fit's figures."""
-    pools, keep = _contrast_pools(XL, post, d, cohort, scores, kw)
+    """Donor ``d``'s own interval, from its pools of all its cells (``found``, :func:`_as_pools`), as a
+    mask of the lesion genes (``var``), or None where no trim beats chance (or too few genes); ``entry``
+    (its row of the intervals table) gets the fit's figures. ``eps``: the outlier fraction."""
+    pools, keep = found
     if keep.size < 2 * limits.min_interval_genes:
         return None
-    rho, eps, n_min = lesion.copy_ratio, kw["outlier_fraction"], limits.min_interval_genes
+    rho, n_min = lesion.copy_ratio, limits.min_interval_genes
     fit = fit_interval(pools, rho, eps, n_min)
     threshold = trim_threshold(fit.region_terms, n_min, _seed(d))
     entry.update(
@@ -1475,7 +1476,7 @@ def _donor_interval(
     )
     if not fit.trim > threshold:
         return None
-    gene_mask = np.zeros(XL.shape[1], bool)
+    gene_mask = np.zeros(len(var), bool)
     gene_mask[keep[fit.start] : keep[fit.end - 1] + 1] = True
     entry.update(
         refined=True,
@@ -1496,12 +1497,10 @@ LEVEL_MAX_SHARE = 0.1
 LEVEL_MAX_SD = 0.5
 
 
-def _donor_levels(
-    XL: sp.csr_matrix, post: np.ndarray, d, cohort: _Cohort, scores: _Scores, kw: dict, rho: float
-) -> np.ndarray | None:
+def _donor_levels(parts, post: np.ndarray, d, cohort: _Cohort, kw: dict, rho: float, n_genes: int) -> np.ndarray | None:
     """(n_genes,) donor ``d``'s own level of each lesion gene against the reference, or None.
 
-    Read off its normal pool (leave-gene-out, :func:`_contrast_pools`) of its cells of the reference's
+    Read off its normal pool (leave-gene-out, ``parts()``: :func:`_pool_parts`) of its cells of the reference's
     states, shrunk towards 1 (:func:`_level_posterior`: a Gamma prior of the pool's fitted gene sd,
     and a broad component for programme genes), and divided by their median weighted by expected
     counts, so that only the pattern across genes is the donor's (a programme), never a shift of all
@@ -1515,7 +1514,7 @@ def _donor_levels(
     own = [u.rows[u.own & (cohort.donors[u.rows] == d) & ~cohort.ref[u.rows] & (u.s_idx >= 0)] for u in cohort.units]
     if sum((1.0 - post[rows]).sum() for rows in own) < LEVEL_MIN_NORMAL:
         return None
-    pools, keep = _contrast_pools(XL, post, d, cohort, scores, kw, matched=True)
+    pools, keep = _as_pools(parts()[0])
     if pools.normal_share > LEVEL_MAX_SHARE or keep.size == 0:
         return None
     eps = kw["outlier_fraction"]
@@ -1529,7 +1528,7 @@ def _donor_levels(
     shift = level[order][np.searchsorted(cum, 0.5 * cum[-1])]
     if abs(np.log(shift)) > abs(np.log(rho)) / 4:
         return None
-    out = np.ones(XL.shape[1])
+    out = np.ones(n_genes)
     out[keep] = level / shift
     return out
 
@@ -1539,39 +1538,49 @@ def _seed(donor) -> int:
     return zlib.crc32(str(donor).encode())
 
 
-def _contrast_pools(
-    XL: sp.csr_matrix, post: np.ndarray, d, cohort: _Cohort, scores: _Scores, kw: dict, matched: bool = False
-) -> tuple[Pools, np.ndarray] | None:
-    """Donor ``d``'s leave-gene-out carrier and normal pools (:class:`remnant.tl.intervals.Pools`) over
-    the lesion genes any of its batches scored, and those genes' columns of ``XL``: each batch's
-    cells against its in-sample profiles, on its count scale, with the terms its evidence had.
-    ``matched``: only its cells of a state the reference has (None where it has none)."""
+def _pool_parts(
+    XL: sp.csr_matrix, post: np.ndarray, d, cohort: _Cohort, scores: _Scores, kw: dict
+) -> tuple[tuple, tuple]:
+    """Donor ``d``'s leave-gene-out pools over the lesion genes, in two parts: its cells of a state the
+    reference has, and its others (a state the reference lacks, scored against the pooled profile).
+    Each part is ``(sums, covered, weights)``: (4, n_genes) carrier observed, carrier expected, total
+    observed, total expected (each batch's cells against its in-sample profiles, on its count scale,
+    with the terms its evidence had), the genes any of its batches scored, and the cells' carrier
+    probabilities. Parts add up (:func:`_as_pools`): a pool's zero counts are evaluated per group of
+    cells of one profile row (:func:`remnant.tl.intervals.pool_counts`), and the two parts share none."""
     n = XL.shape[1]
-    sums = np.zeros((4, n))  # carrier observed, carrier expected, total observed, total expected
-    covered = np.zeros(n, bool)
-    weights = []
+    parts = [(np.zeros((4, n)), np.zeros(n, bool), []) for _ in range(2)]
     for u in cohort.units:
         res, rows = scores.fits[u.batch], u.rows
-        m = u.own & (cohort.donors[rows] == d) & ~cohort.ref[rows]
-        if matched:
-            m &= u.s_idx >= 0
-        if not m.any():
-            continue
-        use, scale = res["use"], res["count_scale"]
-        p = np.clip(post[rows[m]], 1e-9, 1 - 1e-9)
-        weights.append(p)
-        parts = pool_counts(
-            sp.csr_matrix(XL[rows[m]][:, np.flatnonzero(use)] / scale),
-            res["profiles"] / scale,
-            res["profile_row"][m],
-            cohort.depth[rows[m]],
-            logit(p),
-            _gene_term(res["size"], kw, float(scores.batches.loc[u.batch, "temperature"])),
-        )
-        sums[:, use] += np.vstack(parts)
-        covered |= use
+        donor = u.own & (cohort.donors[rows] == d) & ~cohort.ref[rows]
+        for (sums, covered, weights), m in zip(parts, (donor & (u.s_idx >= 0), donor & (u.s_idx < 0))):
+            if not m.any():
+                continue
+            use, scale = res["use"], res["count_scale"]
+            p = np.clip(post[rows[m]], 1e-9, 1 - 1e-9)
+            weights.append(p)
+            sums[:, use] += np.vstack(
+                pool_counts(
+                    sp.csr_matrix(XL[rows[m]][:, np.flatnonzero(use)] / scale),
+                    res["profiles"] / scale,
+                    res["profile_row"][m],
+                    cohort.depth[rows[m]],
+                    logit(p),
+                    _gene_term(res["size"], kw, float(scores.batches.loc[u.batch, "temperature"])),
+                )
+            )
+            covered |= use
+    return parts[0], parts[1]
+
+
+def _as_pools(*parts: tuple) -> tuple[Pools, np.ndarray] | None:
+    """:class:`remnant.tl.intervals.Pools` of :func:`_pool_parts`' parts added up, over the genes any
+    of them scored, and those genes' columns; None where they hold no cell."""
+    weights = [w for _, _, ws in parts for w in ws]
     if not weights:
         return None
+    sums = sum(p[0] for p in parts)
+    covered = np.logical_or.reduce([p[1] for p in parts])
     keep = np.flatnonzero(covered & (sums[3] > 0))
     oc, ec, ot, et = sums[:, keep]
     return Pools(oc, ec, ot - oc, np.maximum(et - ec, 0.0), *pool_shares(np.concatenate(weights))), keep
