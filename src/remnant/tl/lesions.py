@@ -1075,10 +1075,11 @@ def _score_lesion(
     post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
     # Each patient's own deleted interval (inside the configured one) from its called cells;
     # its cells (and the reference, for its false-positive rate) are re-scored on those genes
-    # only, so genes the patient did not lose neither dilute the evidence nor bias the prior.
+    # only, so genes the patient did not lose neither dilute the evidence nor bias the prior;
+    # and against its own genes' levels (a programme), read off its cells that carry nothing.
     intervals = []
     if (refine or patient_levels) and cohort.donors is not None:
-        intervals = _refine_donors(
+        intervals = _rescore_donors(
             XL,
             var.iloc[cols],
             lesion,
@@ -1087,7 +1088,7 @@ def _score_lesion(
             scores,
             score,
             calibrate,
-            _RefineLimits(posterior_cutoff, min_refine_cells, min_interval_genes, refine, patient_levels),
+            _DonorLimits(posterior_cutoff, min_refine_cells, min_interval_genes, refine, patient_levels),
         )
         post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
     genes = np.asarray(var.index[cols[scores.used]], dtype=str)
@@ -1391,19 +1392,19 @@ _INTERVAL_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class _RefineLimits:
-    """:func:`call_lesions`' refinement settings: the posterior cut-off (for ``n_called``), the expected
-    carriers a donor needs, the fewest genes of an interval, and whether intervals are fitted
-    (``refine``) and donors' own gene levels read (``levels``)."""
+class _DonorLimits:
+    """:func:`call_lesions`' settings of each donor's re-scoring: the posterior cut-off (for ``n_called``),
+    the expected carriers a donor needs for its interval, the fewest genes of an interval, and whether
+    intervals are fitted (``refine``) and donors' own gene levels read (``levels``)."""
 
     posterior_cutoff: float
     min_refine_cells: int
     min_interval_genes: int
-    refine: bool = True
-    levels: bool = False
+    refine: bool
+    levels: bool
 
 
-def _refine_donors(
+def _rescore_donors(
     XL: sp.csr_matrix,
     var: pd.DataFrame,
     lesion: Lesion,
@@ -1412,7 +1413,7 @@ def _refine_donors(
     scores: _Scores,
     kw: dict,
     calibrate: bool,
-    limits: _RefineLimits,
+    limits: _DonorLimits,
 ) -> list[dict]:
     """Each donor's own interval inside the lesion and its own gene levels, and its cells re-scored on
     them (``scores`` updated); one row per donor for ``uns[...]["intervals"]`` (:data:`_INTERVAL_COLUMNS`).
@@ -1454,7 +1455,7 @@ def _donor_interval(
     var: pd.DataFrame,
     lesion: Lesion,
     d,
-    limits: _RefineLimits,
+    limits: _DonorLimits,
     entry: dict,
     eps: float,
 ) -> np.ndarray | None:
