@@ -162,6 +162,23 @@ def _marginal(oc, on, ac, an, k) -> np.ndarray:
     return out
 
 
+def level_posterior(observed: np.ndarray, expected: np.ndarray, gene_sd: float, eps: float) -> np.ndarray:
+    """(n_genes,) posterior mean level of genes pooled ``observed`` times where ``expected`` were (one
+    pool, e.g. a patient's normal pool), under the pools' prior: ``Gamma(k, k)``, ``k = 1 / gene_sd**2``,
+    with weight ``1 - eps``, and ``Gamma(BROAD_SIZE)`` (a gene set by something else, a programme) with
+    weight ``eps``; the marginal likelihood of each is :func:`_marginal`'s."""
+    k = 1.0 / gene_sd**2
+    if eps <= 0:
+        return (observed + k) / (expected + k)
+    zero = np.zeros_like(observed)
+
+    def log_marginal(size):
+        return _marginal(observed, zero, expected, zero, size)
+
+    broad = expit(np.log(eps) - np.log1p(-eps) + log_marginal(BROAD_SIZE) - log_marginal(k))
+    return (1.0 - broad) * (observed + k) / (expected + k) + broad * (observed + BROAD_SIZE) / (expected + BROAD_SIZE)
+
+
 @dataclass(frozen=True)
 class Model:
     """What a patient's pools are read with: the share of carriers in the carrier pool and in the

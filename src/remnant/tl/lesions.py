@@ -46,12 +46,20 @@ import anndata
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.special import expit, gammaln, logit
+from scipy.special import logit
 
 from remnant.errors import InputError
 from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
 from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, group_totals
-from remnant.tl.intervals import BROAD_SIZE, Pools, fit_interval, fit_model, pool_counts, pool_shares, trim_threshold
+from remnant.tl.intervals import (
+    Pools,
+    fit_interval,
+    fit_model,
+    level_posterior,
+    pool_counts,
+    pool_shares,
+    trim_threshold,
+)
 from remnant.tl.lesion_model import (
     _outlier_terms,
     assign_folds,
@@ -1502,7 +1510,7 @@ def _donor_levels(parts, post: np.ndarray, d, cohort: _Cohort, kw: dict, rho: fl
     """(n_genes,) donor ``d``'s own level of each lesion gene against the reference, or None.
 
     Read off its normal pool (leave-gene-out, ``parts()``: :func:`_pool_parts`) of its cells of the reference's
-    states, shrunk towards 1 (:func:`_level_posterior`: a Gamma prior of the pool's fitted gene sd,
+    states, shrunk towards 1 (:func:`remnant.tl.intervals.level_posterior`: a Gamma prior of the pool's fitted gene sd,
     and a broad component for programme genes), and divided by their median weighted by expected
     counts, so that only the pattern across genes is the donor's (a programme), never a shift of all
     of them (a copy-number change). None unless the pool looks like normal cells of those states:
@@ -1523,7 +1531,7 @@ def _donor_levels(parts, post: np.ndarray, d, cohort: _Cohort, kw: dict, rho: fl
     if sd > LEVEL_MAX_SD:
         return None
     o, e = pools.normal_observed, pools.normal_expected
-    level = _level_posterior(o, e, 1.0 / sd**2, eps)
+    level = level_posterior(o, e, sd, eps)
     order = np.argsort(level)
     cum = np.cumsum(e[order])
     shift = level[order][np.searchsorted(cum, 0.5 * cum[-1])]
@@ -1600,26 +1608,6 @@ def _gene_term(size: np.ndarray, kw: dict, temperature: float):
             return _outlier_terms(x, mu, size[gene], rho, eps) / temperature
 
     return term
-
-
-def _level_posterior(o: np.ndarray, e: np.ndarray, k: float, eps: float) -> np.ndarray:
-    """Posterior mean level of genes observed ``o`` times where ``e`` were expected, under the pools'
-    prior: ``Gamma(k, k)`` with weight ``1 - eps``, ``Gamma(BROAD_SIZE)`` (a programme gene) with weight
-    ``eps``."""
-
-    def log_marginal(size):
-        return (
-            gammaln(o + size)
-            - gammaln(size)
-            + size * np.log(size / (size + e))
-            + o * np.log(np.maximum(e, 1e-300) / (size + e))
-        )
-
-    b = BROAD_SIZE
-    if eps <= 0:
-        return (o + k) / (e + k)
-    broad = expit(np.log(eps) - np.log1p(-eps) + log_marginal(b) - log_marginal(k))
-    return (1.0 - broad) * (o + k) / (e + k) + broad * (o + b) / (e + b)
 
 
 def _rescore_donor(
