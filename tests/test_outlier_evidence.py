@@ -14,13 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scipy.special import gammaln
 
 from remnant.io.annotation import chromosome_arms, load_cytobands
 from remnant.tl.lesion_model import (
+    LGAMMA_COUNTS,
     MOMENT_GRID,
     OUTLIER_SIZE,
     ZERO_GRID,
     _gene_moments,
+    _lgamma_ratio,
+    _logaddexp,
+    _outlier_count_terms,
     _outlier_moments,
     _outlier_terms,
     _zero_sums,
@@ -88,9 +93,7 @@ def test_no_gene_gives_more_than_log_one_over_eps():
     # the clip binds only far out: a count near either hypothesis keeps its evidence
     assert abs(_outlier_terms(1.0, mu, r, rho, eps)) < 0.5 * abs(np.log(eps))
     # and the stored-count path (term at x minus term at 0) obeys the same bound
-    from remnant.tl.lesion_model import _outlier_count_terms
-
-    stored = _outlier_count_terms(np.array([11.0]), np.array([0.48]), np.array([0.45]), np.array([0]), rho, eps)
+    stored = _outlier_count_terms(np.array([11.0]), 1.0, np.array([0.48]), np.array([0.45]), np.array([0]), rho, eps)
     assert stored[0] + _outlier_terms(0.0, mu, r, rho, eps) == pytest.approx(np.log(eps))
 
 
@@ -135,6 +138,33 @@ def test_interpolated_sums_equal_the_exact_ones():
     np.testing.assert_allclose(var, gene_var.sum(1), rtol=1e-3)
     # what the moments are for: standardised LLRs (the temperature), moved by under 0.01
     assert (np.abs(mean - gene_mean.sum(1)) < 0.01 * np.sqrt(gene_var.sum(1))).all()
+
+
+def test_the_stored_counts_terms_equal_the_model_s_terms():
+    """The per-stored-count path (a log-gamma table for small integer counts, a vectorised logaddexp)
+    gives what the outlier model's terms give, on integer counts below and above the table, non-integer
+    counts, and the infinities the plain model (eps 0) brings."""
+    rng = np.random.default_rng(7)
+    n_genes, n = 40, 20_000
+    r = rng.lognormal(0.5, 1.0, n_genes)
+    gene = rng.integers(0, n_genes, n)
+    mu = rng.lognormal(0.0, 1.5, n)
+    data = np.r_[rng.integers(1, 2 * LGAMMA_COUNTS, n - 100), rng.random(100) * 30].astype(np.float32)
+    for scale, rho, eps in ((1.0, 0.5, 0.05), (1.37, 1.5, 0.01), (0.8, 0.5, 0.0)):
+        with np.errstate(divide="ignore"):
+            fast = _outlier_count_terms(data, scale, mu, r, gene, rho, eps)
+            x = data.astype(np.float64) / scale
+            plain = _outlier_terms(x, mu, r[gene], rho, eps) - _outlier_terms(0.0, mu, r[gene], rho, eps)
+        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+    x = rng.random(1000) * 80
+    np.testing.assert_allclose(
+        _lgamma_ratio(x, 2.5), gammaln(x + OUTLIER_SIZE) - gammaln(OUTLIER_SIZE) - gammaln(x + 2.5) + gammaln(2.5)
+    )
+    a = np.r_[rng.normal(0, 30, 1000), -np.inf, -np.inf, np.inf, 3.0, np.nan]
+    b = np.r_[rng.normal(0, 30, 1000), -np.inf, 1.0, np.inf, -np.inf, 0.0]
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(_logaddexp(a, b), np.logaddexp(a, b), rtol=1e-15, atol=0)
+    assert _logaddexp(np.zeros((3, 1)), np.ones(4)).shape == (3, 4)
 
 
 def _cohort(seed: int = 3, n_top: int = 20, fold: float = 0.02) -> tuple[ad.AnnData, list]:

@@ -322,7 +322,8 @@ def group_sums(
         # sums of counts in float32 are exact below 2**24: past that the block is summed again in float64
         if part.dtype == np.float32 and part.nnz and part.data.max() >= 2.0**24:
             part = indicator.astype(np.float64) @ block.astype(np.float64)
-        part.sum_duplicates()
+        # scipy's sparse product leaves each row's columns unsorted but never repeats one, so the
+        # fancy-indexed sum below is exact without sorting them (0.26 s of the step at 100k cells)
         rows_of = np.repeat(np.arange(n_groups), np.diff(part.indptr))
         total[rows_of, part.indices] += part.data
     return total

@@ -527,15 +527,71 @@ def _log_parts(mu: np.ndarray, r: np.ndarray, rho: float, eps: float) -> tuple[n
     return (*zero, np.log(rho) + log_mu - l1, log_mu - l0, log_mu - ls)
 
 
-def _term_at(x: np.ndarray | float, r: np.ndarray, parts: tuple[np.ndarray, ...], eps: float) -> np.ndarray:
+def _term_at(
+    x: np.ndarray | float,
+    r: np.ndarray,
+    parts: tuple[np.ndarray, ...],
+    eps: float,
+    lgamma: np.ndarray | None = None,
+) -> np.ndarray:
     """:func:`_outlier_terms` at counts ``x`` from :func:`_log_parts`; at a scalar 0 without the
-    log-gamma ratio of the broad and model components (it vanishes there)."""
+    log-gamma ratio of the broad and model components (it vanishes there). ``lgamma``: that ratio
+    at ``x``, computed beforehand (:func:`_count_lgamma`)."""
     a1, a0, ab, c1, c0, cb = parts
     b = ab + x * cb
-    if np.ndim(x) or x != 0:
-        b = b + gammaln(x + OUTLIER_SIZE) - gammaln(OUTLIER_SIZE) - gammaln(x + r) + gammaln(r)
+    if lgamma is None and (np.ndim(x) or x != 0):
+        lgamma = _lgamma_ratio(x, r)
+    if lgamma is not None:
+        b = b + lgamma
     out = np.log(eps)
-    return np.clip(np.logaddexp(a1 + x * c1, b) - np.logaddexp(a0 + x * c0, b), out, -out)
+    return np.clip(_logaddexp(a1 + x * c1, b) - _logaddexp(a0 + x * c0, b), out, -out)
+
+
+def _lgamma_ratio(x: np.ndarray | float, r: np.ndarray) -> np.ndarray:
+    """The log-gamma terms of the broad component's log pmf at ``x`` less the gene's NB's (size
+    ``r``; arrays broadcast): the part of :func:`_term_at`'s terms that depends on the count."""
+    return gammaln(x + OUTLIER_SIZE) - gammaln(OUTLIER_SIZE) - gammaln(x + r) + gammaln(r)
+
+
+#: Counts below this are given :func:`_lgamma_ratio` from a table per (gene, count) built once per
+#: call (integer counts only): a UMI cell's stored counts are nearly all small, and the log-gamma
+#: function per stored count was a third of the outlier model's cost.
+LGAMMA_COUNTS = 64
+
+
+def _count_lgamma(data: np.ndarray, gene: np.ndarray, r: np.ndarray, scale: float) -> np.ndarray:
+    """:func:`_lgamma_ratio` at the stored counts ``data`` (genes ``gene``, sizes ``r`` per gene)
+    divided by ``scale``: the integer counts below :data:`LGAMMA_COUNTS` from a table, the same values
+    the function gives them (the table is that function on the same arguments), the rest directly."""
+    x = data.astype(np.float64) / scale
+    small = (data < LGAMMA_COUNTS) & (data >= 0) & (data == np.floor(data))
+    out = np.empty(x.size)
+    if small.any():
+        grid = np.arange(LGAMMA_COUNTS, dtype=np.float64) / scale
+        table = _lgamma_ratio(grid[None, :], r[:, None])
+        out[small] = table[gene[small], data[small].astype(np.int64)]
+    if not small.all():
+        out[~small] = _lgamma_ratio(x[~small], r[gene[~small]])
+    return out
+
+
+def _logaddexp(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """``np.logaddexp(a, b)`` (arrays broadcast) by numpy's vectorised ``exp`` and ``log1p``, in place:
+    the same formula (the larger plus ``log1p(exp(-|a - b|))``), where the ufunc calls the C library's
+    scalar functions per element (0.064 s per 2.7M values against 0.038 s)."""
+    top = np.maximum(a, b)
+    with np.errstate(invalid="ignore"):
+        out = np.asarray(np.subtract(a, b), dtype=np.float64)
+    np.abs(out, out=out)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    out += top
+    # both -inf (or both +inf): a - b is NaN where the ufunc gives the larger
+    both = np.isnan(out) & ~np.isnan(top)
+    if both.any():
+        out[both] = np.broadcast_to(top, out.shape)[both]
+    return out
 
 
 def _outlier_llr(
@@ -568,8 +624,7 @@ def _outlier_llr(
         ri = np.repeat(np.arange(a, b), np.diff(XL.indptr[a : b + 1]))
         ci = XL.indices[lo:hi]
         mu = np.maximum(depth[ri] * table[row[ri], ci] / scale, 1e-300)
-        x = XL.data[lo:hi].astype(np.float64) / scale
-        terms = _outlier_count_terms(x, mu, r, ci, rho, eps)
+        terms = _outlier_count_terms(XL.data[lo:hi], scale, mu, r, ci, rho, eps)
         llr[a:b] += np.bincount(ri - a, weights=terms, minlength=b - a)
     z = np.full(row.size, np.nan)
     ref_rows = np.flatnonzero(ref)
@@ -723,13 +778,15 @@ def _smooth_in_depth(pair_row: np.ndarray, pair_depth: np.ndarray, exact) -> np.
 
 
 def _outlier_count_terms(
-    x: np.ndarray, mu: np.ndarray, r: np.ndarray, gene: np.ndarray, rho: float, eps: float
+    data: np.ndarray, scale: float, mu: np.ndarray, r: np.ndarray, gene: np.ndarray, rho: float, eps: float
 ) -> np.ndarray:
-    """:func:`_outlier_terms` at the stored counts ``x`` (of genes ``gene``, means ``mu``) minus its
-    value at 0, sharing the logarithms of the two (the cost of every stored count)."""
+    """:func:`_outlier_terms` at the stored counts ``data / scale`` (of genes ``gene``, means ``mu``)
+    minus its value at 0, sharing the logarithms of the two (the cost of every stored count)."""
     rg = r[gene]
     parts = _log_parts(mu, rg, rho, eps)
-    return _term_at(x, rg, parts, eps) - _term_at(0.0, rg, parts, eps)
+    x = data.astype(np.float64) / scale
+    lgamma = _count_lgamma(data, gene, r, scale)
+    return _term_at(x, rg, parts, eps, lgamma) - _term_at(0.0, rg, parts, eps)
 
 
 #: Expected counts per gene at which :func:`_outlier_moments` computes a gene's moments exactly
@@ -801,12 +858,12 @@ def _gene_moments(mu: np.ndarray, r: np.ndarray, rho: float, eps: float) -> tupl
             lb = lb - OUTLIER_SIZE * np.log1p(m / OUTLIER_SIZE) + k * np.log(m / (OUTLIER_SIZE + m)) + out
             lp0 = shared - rr * np.log1p(m / rr) + k * np.log(m / (rr + m)) + keep
             lp1 = shared - rr * np.log1p(rho * m / rr) + k * np.log(rho * m / (rr + rho * m)) + keep
-            h0 = np.logaddexp(lp0, lb)
+            h0 = _logaddexp(lp0, lb)
             prob = np.exp(h0)
             if span:
                 prob *= k <= top[c, g, None]
             prob /= prob.sum(1, keepdims=True)
-            terms = np.clip(np.logaddexp(lp1, lb) - h0, out, -out)
+            terms = np.clip(_logaddexp(lp1, lb) - h0, out, -out)
             gene_mean = (prob * terms).sum(1)
             mean[c, g] = gene_mean
             var[c, g] = (prob * terms**2).sum(1) - gene_mean**2
