@@ -71,3 +71,18 @@ def test_costs_of_the_test_cohort_run(cohort_run):
     # every job asked for memory, and none of the test cohort's went over what it asked for
     assert table["asked_mb"].notna().all(), table[table["asked_mb"].isna()]
     assert (table["peak/asked"] < 1).all(), table[table["peak/asked"] >= 1]
+
+
+@pytest.mark.workflow
+def test_lesion_step_against_its_read_and_its_floor(cohort_run):
+    """The issue's lesion-calling yardstick read off a run: the step's wall time, its read pass and
+    calling from its log, reading its input matrix whole, and the floor (imports, one read, the
+    step's outputs written) timed in a fresh process; ratios, not timings, are what is printed."""
+    ratio = scale.lesion_read_ratio(cohort_run)
+    print(ratio)
+    parts = ("floor_imports_s", "floor_read_s", "floor_write_s")
+    for key in ("step_s", "read_matrix_s", "step_read_pass_s", "step_calling_s", *parts):
+        assert ratio[key] > 0, key
+    assert ratio["floor_s"] == pytest.approx(sum(ratio[k] for k in parts))
+    assert ratio["floor/read_matrix"] == pytest.approx(ratio["floor_s"] / ratio["read_matrix_s"])
+    assert ratio["step/read_matrix"] == pytest.approx(ratio["step_s"] / ratio["read_matrix_s"])
