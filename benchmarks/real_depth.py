@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _real_sets as R  # noqa: E402
 
 from remnant.tl.depth import depth_mask, group_totals  # noqa: E402
-from remnant.tl.lesions import lesion_columns, obs_depth_groups  # noqa: E402
+from remnant.tl.lesions import genes_in, lesion_columns, obs_depth_groups  # noqa: E402
 
 HARNESS = {
     "state_key": "state",
@@ -72,16 +72,15 @@ def arm_median_depth(adata, lesions, reference: np.ndarray, arms: pd.DataFrame) 
     """float64 (n_obs,): each cell's depth as the weighted median over chromosome arms of
     ``counts on the arm's depth genes / the reference cells' share of the depth on that arm`` (weights:
     those shares). The depth genes are remnant's (:func:`remnant.tl.depth.depth_mask`, default
-    exclusions); an arm is a row of ``arms`` (:func:`remnant.io.chromosome_arms`) by gene start."""
+    exclusions); a gene is on the row of ``arms`` (:func:`remnant.io.chromosome_arms`) that holds its
+    midpoint, as a lesion's genes are found (:func:`remnant.tl.lesions.genes_in`)."""
     X = sp.csr_matrix(adata.layers["counts"])
     _, outside = lesion_columns(adata.var, lesions)
     codes, groups = obs_depth_groups(adata.obs, HARNESS["sample_key"], HARNESS["state_key"], reference, "arm")
     mask = depth_mask(adata.var, outside, group_totals(X, codes, len(groups)), groups, None, "arm")
-    chrom = adata.var["chromosome"].astype(str).to_numpy()
-    start = adata.var["start"].to_numpy()
     arm = np.full(adata.n_vars, -1)
     for k, row in enumerate(arms.itertuples()):
-        arm[(chrom == row.chromosome) & (start >= row.start) & (start < row.end)] = k
+        arm[genes_in(adata.var, row)] = k
     use = mask & (arm >= 0)
     indicator = sp.csr_matrix((np.ones(use.sum()), (np.flatnonzero(use), arm[use])), shape=(adata.n_vars, len(arms)))
     per_arm = np.asarray((X @ indicator).todense())

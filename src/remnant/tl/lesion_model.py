@@ -563,15 +563,14 @@ def _count_lgamma(data: np.ndarray, gene: np.ndarray, r: np.ndarray, scale: floa
     """:func:`_lgamma_ratio` at the stored counts ``data`` (genes ``gene``, sizes ``r`` per gene)
     divided by ``scale``: the integer counts below :data:`LGAMMA_COUNTS` from a table, the same values
     the function gives them (the table is that function on the same arguments), the rest directly."""
-    x = data.astype(np.float64) / scale
     small = (data < LGAMMA_COUNTS) & (data >= 0) & (data == np.floor(data))
-    out = np.empty(x.size)
+    out = np.empty(data.size)
     if small.any():
         grid = np.arange(LGAMMA_COUNTS, dtype=np.float64) / scale
         table = _lgamma_ratio(grid[None, :], r[:, None])
         out[small] = table[gene[small], data[small].astype(np.int64)]
     if not small.all():
-        out[~small] = _lgamma_ratio(x[~small], r[gene[~small]])
+        out[~small] = _lgamma_ratio(data[~small].astype(np.float64) / scale, r[gene[~small]])
     return out
 
 
