@@ -187,6 +187,7 @@ def test_methods_name_versions_and_parameters():
     # cnv.refine and cnv.patient_levels (defaults: both)
     assert "re-scored on the part of each lesion its carriers lost" in text
     assert "and against its own level of each gene" in text
+    assert "a step along the chromosome, is not" in text
     config["cnv"] |= {"refine": False, "patient_levels": False}
     assert "re-scored" not in methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
     config["cnv"]["patient_levels"] = True

@@ -162,6 +162,72 @@ def _marginal(oc, on, ac, an, k) -> np.ndarray:
     return out
 
 
+#: Genes on each side of a gene whose pooled levels give its local baseline (:func:`local_baseline`),
+#: and the expected count at which a gene's weight in the first, median pass stops growing.
+BASELINE_HALF_WINDOW = 50
+BASELINE_WEIGHT_CAP = 10.0
+
+
+def local_baseline(
+    observed: np.ndarray, expected: np.ndarray, gene_sd: float, eps: float, half_window: int = BASELINE_HALF_WINDOW
+) -> np.ndarray:
+    """(n_genes,) each gene's local baseline level in one pool: the level of the genes within
+    ``half_window`` genes of it (genomic order) that no programme moved.
+
+    A copy-number change is a step along the chromosome; a programme moves scattered genes. Two
+    passes: a running weighted median of the log ratios ``log((observed + 0.5) / (expected + 0.5))``
+    (weights: expected counts capped smoothly at :data:`BASELINE_WEIGHT_CAP`, so the few genes a
+    programme raised most in the reference cannot set the median of their window) finds each
+    gene's neighbourhood, and a gene likelier under the broad component than under the pools'
+    ``Gamma(k, k)`` around it (:func:`level_posterior`'s mixture, ``k = 1 / gene_sd**2``, weight
+    ``eps``) is left out of the second pass: the median times the window's mean of the other genes'
+    ratios ``observed / expected`` to their own medians (weighted as in the first pass). The
+    median keeps a step where it is (median filters preserve edges) and the mean of the ratios to
+    it does not smear one; the mean is the level the genes' expected counts are scaled by (a
+    median of log ratios sits ``gene_sd**2 / 2`` below it, and lower still on genes of few counts).
+    """
+    o, e = np.asarray(observed, float), np.asarray(expected, float)
+    n = o.size
+    if n == 0:
+        return np.ones(0)
+    width = 2 * half_window + 1
+    ratio = np.pad(np.log((o + 0.5) / (e + 0.5)), half_window)
+    weight = np.pad(e / (1.0 + e / BASELINE_WEIGHT_CAP), half_window)  # padding weighs nothing
+    win_r = np.lib.stride_tricks.sliding_window_view(ratio, width)
+    win_w = np.lib.stride_tricks.sliding_window_view(weight, width)
+    order = np.argsort(win_r, axis=1, kind="stable")
+    cum = np.cumsum(np.take_along_axis(win_w, order, axis=1), axis=1)
+    first = np.argmax(cum >= 0.5 * cum[:, -1:], axis=1)
+    median = np.exp(np.take_along_axis(win_r, order, axis=1)[np.arange(n), first])
+    ordinary = broad_share(o, e * median, gene_sd, eps) < 0.5
+    # each ordinary gene's ratio to its own median, averaged over the window: a step is already in
+    # the medians, so averaging these does not smear it across the window
+    w = np.where(ordinary & (e > 0), e / (1.0 + e / BASELINE_WEIGHT_CAP), 0.0)
+    resid = np.divide(o, e * median, out=np.zeros_like(o), where=w > 0)
+    cs_wr = np.concatenate([[0.0], np.cumsum(w * resid)])
+    cs_w = np.concatenate([[0.0], np.cumsum(w)])
+    lo = np.maximum(np.arange(n) - half_window, 0)
+    hi = np.minimum(np.arange(n) + half_window + 1, n)
+    sum_wr, sum_w = cs_wr[hi] - cs_wr[lo], cs_w[hi] - cs_w[lo]
+    return median * np.where(sum_w > 0, sum_wr / np.where(sum_w > 0, sum_w, 1.0), 1.0)
+
+
+def broad_share(observed: np.ndarray, expected: np.ndarray, gene_sd: float, eps: float) -> np.ndarray:
+    """(n_genes,) posterior probability that a gene pooled ``observed`` times where ``expected`` were
+    is set by something else (the broad component, ``Gamma(BROAD_SIZE)``, prior weight ``eps``)
+    rather than spread around the pool's level (``Gamma(k, k)``, ``k = 1 / gene_sd**2``); 0 at
+    ``eps`` 0."""
+    if eps <= 0:
+        return np.zeros_like(np.asarray(observed, float))
+    zero = np.zeros_like(observed)
+
+    def log_marginal(size):
+        return _marginal(observed, zero, expected, zero, size)
+
+    k = 1.0 / gene_sd**2
+    return expit(np.log(eps) - np.log1p(-eps) + log_marginal(BROAD_SIZE) - log_marginal(k))
+
+
 def level_posterior(observed: np.ndarray, expected: np.ndarray, gene_sd: float, eps: float) -> np.ndarray:
     """(n_genes,) posterior mean level of genes pooled ``observed`` times where ``expected`` were (one
     pool, e.g. a patient's normal pool), under the pools' prior: ``Gamma(k, k)``, ``k = 1 / gene_sd**2``,
@@ -170,12 +236,7 @@ def level_posterior(observed: np.ndarray, expected: np.ndarray, gene_sd: float, 
     k = 1.0 / gene_sd**2
     if eps <= 0:
         return (observed + k) / (expected + k)
-    zero = np.zeros_like(observed)
-
-    def log_marginal(size):
-        return _marginal(observed, zero, expected, zero, size)
-
-    broad = expit(np.log(eps) - np.log1p(-eps) + log_marginal(BROAD_SIZE) - log_marginal(k))
+    broad = broad_share(observed, expected, gene_sd, eps)
     return (1.0 - broad) * (observed + k) / (expected + k) + broad * (observed + BROAD_SIZE) / (expected + BROAD_SIZE)
 
 

@@ -56,6 +56,7 @@ from remnant.tl.intervals import (
     fit_interval,
     fit_model,
     level_posterior,
+    local_baseline,
     pool_counts,
     pool_shares,
     trim_threshold,
@@ -871,18 +872,19 @@ def call_lesions(
         other errors. The first pass always uses every reference cell.
     patient_levels
         Re-score each donor's cells against the reference's profiles times the donor's own level of
-        each gene, read off its normal pool (the same leave-gene-out pooling as ``refine``, weighted
-        by the complements of the posteriors): a disease programme moves some genes in every cell of
-        a patient, carriers and normal cells alike, and the reference does not know it. Only the
-        pattern across genes is taken (the levels are divided by their median, weighted by expected
-        counts), never a shift of them all, which is what a copy-number change is. Only where the
-        pool looks like normal cells of the reference's states: at least 30 expected normal cells
-        of those states, at most 10% carriers by the posteriors, its genes within sd 0.5 (natural
-        log) of the reference and their median within a quarter of the lesion's log copy ratio of
-        it (a tumour whose every cell is aneuploid, or a type the reference lacks, is left as it
-        is); the donors read so are ``own_levels`` in ``uns[...]["intervals"]``. The leftover
-        levels are shrunk towards 1 by the pool's fitted gene sd, with a broad component for
-        programme genes. Cells of a state the reference lacks are not re-levelled.
+        each gene: a disease programme moves some genes in every cell of a patient, carriers and
+        normal cells alike, and the reference does not know it (nor, with patients' cells as the
+        reference, another patient's programme). The levels are read off all the donor's cells of
+        the reference's states (the same pooling as ``refine``, both pools added, so no posterior
+        enters) against each gene's local baseline, the level of its neighbours along the
+        chromosome that no programme moved (:func:`remnant.tl.intervals.local_baseline`, 50 genes
+        each side): a copy-number change is a step along the chromosome and stays in the baseline,
+        so it is never read as a level, while a programme's scattered genes stand out from it. The
+        levels are shrunk towards the baseline by the pool's fitted gene sd, with a broad component
+        for programme genes. Only for donors with at least 30 cells of those states whose genes lie
+        within sd 0.5 (natural log) of the reference (a type the reference lacks spreads wider and
+        is left as it is); the donors read so are ``own_levels`` in ``uns[...]["intervals"]``.
+        Cells of a state the reference lacks are not re-levelled.
     chunk_size
         Rows per dense block of (profile, depth) pairs x lesion genes; the counts are visited in
         blocks of ``256 * chunk_size`` cells. Small blocks stay in the CPU cache (256 x 1,000 genes
@@ -1430,7 +1432,7 @@ def _rescore_donors(
     (:func:`_pool_parts`, :mod:`remnant.tl.intervals`) weighted by ``post`` ((n_obs,), 0 for
     reference cells): the expected carriers, as in an EM step, rather than only the cells above the
     cut-off, so a donor with a few dozen carriers that are each too shallow to be called still has
-    its own interval found; the levels off its normal pool (:func:`_donor_levels`). ``var``: the
+    its own interval found; the levels off all its cells (:func:`_donor_levels`). ``var``: the
     lesion's genes, the columns of ``XL`` (genomic order).
     """
     intervals = []
@@ -1447,7 +1449,7 @@ def _rescore_donors(
         intervals.append(entry)
         # the donor's pools, built once if the levels or the interval need them
         parts = functools.cache(lambda d=d: _pool_parts(XL, post, d, cohort, scores, kw))
-        levels = _donor_levels(parts, post, d, cohort, kw, lesion.copy_ratio, XL.shape[1]) if limits.levels else None
+        levels = _donor_levels(parts, d, cohort, kw, lesion.copy_ratio, XL.shape[1]) if limits.levels else None
         entry["own_levels"] = levels is not None
         gene_mask = None
         if limits.refine and w.sum() >= limits.min_refine_cells:
@@ -1497,48 +1499,45 @@ def _donor_interval(
     return gene_mask
 
 
-#: a patient's normal pool must hold this many expected normal cells, and at most this share of
-#: carriers by its weights, for its genes' levels to be read off it
-LEVEL_MIN_NORMAL = 30.0
-LEVEL_MAX_SHARE = 0.1
-#: and look like normal cells of the reference's states: its genes within this sd (natural log) of
-#: the reference's levels (and their median within a quarter of the lesion's log copy ratio of it)
+#: a patient needs this many cells of the reference's states for its genes' levels to be read off
+#: them, and its genes within this sd (natural log) of the reference's levels (the pools' fitted
+#: gene sd: a tumour of a type the reference lacks spreads far wider, e.g. an oligodendroglioma's
+#: cells on 1q at 1.0-2.3)
+LEVEL_MIN_CELLS = 30
 LEVEL_MAX_SD = 0.5
 
 
-def _donor_levels(parts, post: np.ndarray, d, cohort: _Cohort, kw: dict, rho: float, n_genes: int) -> np.ndarray | None:
+def _donor_levels(parts, d, cohort: _Cohort, kw: dict, rho: float, n_genes: int) -> np.ndarray | None:
     """(n_genes,) donor ``d``'s own level of each lesion gene against the reference, or None.
 
-    Read off its normal pool (leave-gene-out, ``parts()``: :func:`_pool_parts`) of its cells of the reference's
-    states, shrunk towards 1 (:func:`remnant.tl.intervals.level_posterior`: a Gamma prior of the pool's fitted gene sd,
-    and a broad component for programme genes), and divided by their median weighted by expected
-    counts, so that only the pattern across genes is the donor's (a programme), never a shift of all
-    of them (a copy-number change). None unless the pool looks like normal cells of those states:
-    :data:`LEVEL_MIN_NORMAL` expected normal cells, at most :data:`LEVEL_MAX_SHARE` carriers by the
-    posteriors, a gene sd of at most :data:`LEVEL_MAX_SD` and the median within a quarter of
-    ``log(rho)`` of 1. Sharper evidence reads a cell's level more surely, and a pool of aneuploid
-    tumour cells or of a type the reference lacks (an oligodendroglioma's cells on 1q: gene sd 1.1-2.3,
-    median 0.43-0.84) would then be read as lost.
+    Read off all its cells of the reference's states (their pooled observed and expected counts,
+    ``parts()``: :func:`_pool_parts`), carriers and normal cells alike, against each gene's local
+    baseline (:func:`remnant.tl.intervals.local_baseline`): the level of its neighbours along the
+    chromosome that no programme moved. A copy-number change is a step along the chromosome and
+    stays in the baseline, so it is never read as a level; a programme moves scattered genes, and
+    those are what the levels take up. The levels are shrunk towards the baseline
+    (:func:`remnant.tl.intervals.level_posterior`: a Gamma prior of the pool's fitted gene sd, and a
+    broad component for programme genes). None with fewer than :data:`LEVEL_MIN_CELLS` such cells
+    or a gene sd above :data:`LEVEL_MAX_SD`. No carrier probability enters, so a patient whose
+    normal cells read as carriers (their programme inside the lesion) is read all the same.
     """
-    own = [u.rows[u.own & (cohort.donors[u.rows] == d) & ~cohort.ref[u.rows] & (u.s_idx >= 0)] for u in cohort.units]
-    if sum((1.0 - post[rows]).sum() for rows in own) < LEVEL_MIN_NORMAL:
+    own = sum(
+        int((u.own & (cohort.donors[u.rows] == d) & ~cohort.ref[u.rows] & (u.s_idx >= 0)).sum()) for u in cohort.units
+    )
+    if own < LEVEL_MIN_CELLS:
         return None
-    pools, keep = _as_pools(parts()[0])
-    if pools.normal_share > LEVEL_MAX_SHARE or keep.size == 0:
+    found = _as_pools(parts()[0])
+    if found is None or found[1].size == 0:
         return None
+    pools, keep = found
     eps = kw["outlier_fraction"]
     sd = fit_model(pools, rho, eps).gene_sd
     if sd > LEVEL_MAX_SD:
         return None
-    o, e = pools.normal_observed, pools.normal_expected
-    level = level_posterior(o, e, sd, eps)
-    order = np.argsort(level)
-    cum = np.cumsum(e[order])
-    shift = level[order][np.searchsorted(cum, 0.5 * cum[-1])]
-    if abs(np.log(shift)) > abs(np.log(rho)) / 4:
-        return None
+    observed = pools.carrier_observed + pools.normal_observed
+    expected = pools.carrier_expected + pools.normal_expected
     out = np.ones(n_genes)
-    out[keep] = level / shift
+    out[keep] = level_posterior(observed, expected * local_baseline(observed, expected, sd, eps), sd, eps)
     return out
 
 

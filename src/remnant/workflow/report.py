@@ -463,8 +463,9 @@ def _patient_text(cnv: Mapping) -> str:
         )
     if cnv.get("patient_levels", True):
         parts.append(
-            "against its own level of each gene, read off its cells that carry nothing where those resembled normal "
-            "cells of the reference's states (the pattern across genes only, their median level kept at the "
+            "against its own level of each gene, read off all its cells of the reference's states against the level "
+            "of the gene's neighbours along the chromosome, so that genes a programme moved are taken up and a "
+            "copy-number change, a step along the chromosome, is not (where its genes lay within sd 0.5 of the "
             "reference's)"
         )
     return "; each patient's cells were then re-scored " + " and ".join(parts) if parts else ""
