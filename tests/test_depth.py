@@ -225,8 +225,59 @@ def test_workflow_step_reads_cnv_depth(plasma, tmp_path, caplog):
 
     params = read_calls(str(tmp_path / "calls.h5ad"), "del5q")[1]["params"]
     assert params["depth"] == "given (depth=...)" and params["depth_trim_top_fraction"] == 0.01
+    assert bool(params["depth_scale_to_reference"]) is config["cnv"]["depth"]["scale_to_reference"] is True
     assert params["depth_exclude_families"] == ", ".join(config["cnv"]["depth"]["exclude_families"])
 
     bad = {**config["cnv"], "depth": {**config["cnv"]["depth"], "exclude_genes_file": str(tmp_path / "none.txt")}}
     with pytest.raises(InputError, match="cnv.depth.exclude_genes_file"):
         call_cohort_lesions(path, cytobands, cnv=bad, **kw)
+
+
+def _group_totals(rng, profile, depth, level):
+    """Poisson counts per gene of a group of cells of summed depth ``depth`` at ``level`` x ``profile``."""
+    return rng.poisson(profile * depth * level).astype(float)
+
+
+def test_depth_scales_take_out_a_programme_and_leave_other_types_alone():
+    """A patient sample whose programme raises 300 of 3,000 genes eight-fold has its depth summed
+    over them too, so every other gene reads at about 0.75 against the reference: its factor
+    recovers that (within 1%), a sample without a programme keeps about 1, a sample of another type
+    (genes lognormal, sd 1, around the reference) is left at 1, and so are reference groups, a
+    state the reference lacks and a table without the reference column."""
+    from remnant.tl.depth import depth_groups, depth_scales
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    profiles = {s: rng.lognormal(0.0, 1.5, n) for s in ("HSC", "GMP")}
+    profiles = {s: p / p.sum() for s, p in profiles.items()}
+    programme = np.ones(n)
+    programme[rng.choice(n, 300, replace=False)] = 8.0
+    other = rng.lognormal(0.0, 1.0, n)
+    rows = [  # sample, state, reference, per-gene level, summed depth of the group's cells
+        ("H1_ref", "HSC", True, np.ones(n), 4e5),
+        ("H1_ref", "GMP", True, np.ones(n), 4e5),
+        ("P1", "HSC", False, programme, 2e5),
+        ("P1", "OTHER", False, programme, 1e5),
+        ("H1_held", "HSC", False, np.ones(n), 2e5),
+        ("T1", "HSC", False, other, 2e5),
+    ]
+    samples = np.repeat([r[0] for r in rows], 40)
+    states = np.repeat([r[1] for r in rows], 40)
+    reference = np.repeat([r[2] for r in rows], 40)
+    codes, table = depth_groups(samples, states, reference)
+    assert {"state", "reference"} <= set(table.columns)
+    totals = np.zeros((len(table), n))
+    for sample, state, _is_ref, level, depth in rows:
+        g = table.index[(table["sample"] == sample) & (table["state"] == state)][0]
+        profile = profiles.get(state, profiles["HSC"])
+        raw = profile * level  # the programme's genes raise the group's counts, and its depth with them
+        totals[g] = _group_totals(rng, raw / raw.sum(), depth, 1.0)
+    scales = pd.Series(depth_scales(totals, table, np.ones(n, bool)), index=table["sample"] + ":" + table["state"])
+    inflation = (profiles["HSC"] * programme).sum()  # the depth's sum over the raised genes, per unit
+    assert abs(scales["P1:HSC"] * inflation - 1.0) < 0.01, (scales["P1:HSC"], 1 / inflation)
+    assert scales["P1:OTHER"] == 1.0  # a state the reference lacks
+    assert abs(scales["H1_held:HSC"] - 1.0) < 0.01
+    assert scales["T1:HSC"] == 1.0  # another type: not read
+    assert scales["H1_ref:HSC"] == scales["H1_ref:GMP"] == 1.0
+    _, plain = depth_groups(samples, states)
+    assert (depth_scales(totals, plain, np.ones(n, bool)) == 1.0).all()

@@ -29,6 +29,7 @@ from remnant.tl.lesions import (
     obs_depth_groups,
     parse_lesions,
     read_lesion_counts,
+    scaled_depth,
 )
 from remnant.tl.reference import find_reference
 from remnant.workflow.analysed_cells import read_calls
@@ -60,11 +61,12 @@ def as_cohort_file(adata: ad.AnnData, path, *, layer: bool = False) -> ad.AnnDat
 
 
 def in_memory_depth(full: ad.AnnData, lesions, reference=None, depth_genes=None) -> np.ndarray:
-    """Each cell's depth computed from the whole matrix (group totals in memory)."""
+    """Each cell's depth computed from the whole matrix (group totals in memory), each sample's
+    scaled to the reference where it is known."""
     codes, groups = obs_depth_groups(full.obs, "sample", "hspc_state", reference, "test")
     totals = group_totals(full.X, codes, len(groups))
     _, genes = depth_columns(full.var, lesions, totals, groups, depth_genes, "test")
-    return depth_on(full.X, genes)
+    return depth_on(full.X, genes) * scaled_depth(totals, groups, genes, depth_genes)[codes]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,10 @@ The depth therefore leaves out:
   remaining genes by summed counts; a gene at the top of any sample is left out for every cell,
   so every cell's depth is counted on one gene set.
 
+Where the reference is known when the depth is counted, each sample's depth is then scaled to the
+reference (:func:`depth_scales`): a programme that raises a few hundred genes of every cell of a
+patient inflates a sum however its genes are chosen.
+
 This applies to the depth only: a lesion's own genes keep their evidence (RPS14 in 5q, HLA genes in
 6p). The same function chooses the genes in memory (:func:`remnant.tl.lesions.call_lesions`) and
 when streaming a cohort file (:func:`remnant.tl.lesions.read_lesion_counts`): both give it the
@@ -69,17 +73,23 @@ class DepthGenes:
     trim_top_fraction
         Share (0 to < 0.5) of each sample's expressed genes, the most expressed, left out
         (0: none).
+    scale_to_reference
+        Multiply each sample's depth by its factor against the reference (:func:`depth_scales`),
+        where the reference is known when the depth is counted.
     """
 
     exclude_families: tuple[str, ...] = tuple(DEPTH_FAMILIES)
     exclude_patterns: tuple[str, ...] = ()
     exclude_genes: tuple[str, ...] = field(default=())
     trim_top_fraction: float = DEFAULT_TRIM_TOP_FRACTION
+    scale_to_reference: bool = True
 
     @classmethod
     def plain(cls) -> DepthGenes:
-        """Every autosomal gene outside the lesions (the depth before issue 17)."""
-        return cls(exclude_families=(), exclude_patterns=(), exclude_genes=(), trim_top_fraction=0.0)
+        """Every autosomal gene outside the lesions, summed (the depth before issue 17)."""
+        return cls(
+            exclude_families=(), exclude_patterns=(), exclude_genes=(), trim_top_fraction=0.0, scale_to_reference=False
+        )
 
     def checked(self, where: str) -> DepthGenes:
         """Self with tuples, or InputError naming what is wrong."""
@@ -102,7 +112,8 @@ class DepthGenes:
             raise InputError(
                 f"trim_top_fraction must be >= 0 and < 0.5; got {trim}.", where=f"{where}(depth_genes=...)"
             )
-        return DepthGenes(families, patterns, tuple(str(g) for g in (self.exclude_genes or ())), trim)
+        genes = tuple(str(g) for g in (self.exclude_genes or ()))
+        return DepthGenes(families, patterns, genes, trim, bool(self.scale_to_reference))
 
 
 def read_gene_list(path) -> tuple[str, ...]:
@@ -134,7 +145,8 @@ def depth_groups(samples, states=None, reference=None) -> tuple[np.ndarray, pd.D
     optional), so that a population's dominant genes (a tumour's keratins, macrophages' ferritin)
     are left out even where it shares a sample with others.
 
-    Returns int64 (n_obs,) codes and a table of the groups (``sample``, ``n_cells``), in code order.
+    Returns int64 (n_obs,) codes and a table of the groups (``sample``, ``n_cells``; ``state`` and
+    ``reference`` where given), in code order.
     """
     samples = pd.Series(np.asarray(samples)).astype(str)
     label = samples.copy()
@@ -145,6 +157,10 @@ def depth_groups(samples, states=None, reference=None) -> tuple[np.ndarray, pd.D
     codes, uniques = pd.factorize(label, sort=True)
     first = pd.Series(np.arange(codes.size)).groupby(codes).first().to_numpy()
     table = pd.DataFrame({"sample": samples.to_numpy()[first], "n_cells": np.bincount(codes, minlength=len(uniques))})
+    if states is not None:
+        table["state"] = pd.Series(np.asarray(states)).astype(str).to_numpy()[first]
+    if reference is not None:
+        table["reference"] = np.asarray(reference, bool)[first]
     return codes.astype(np.int64), table
 
 
@@ -244,3 +260,80 @@ def warn_dominance(
             ),
         )
     return found
+
+
+#: A sample's depth scale (:func:`depth_scales`) is read where it has this many cells of the
+#: reference's states, on genes with at least this many expected counts, weighted by those counts up
+#: to a cap, leaving out genes more than ``SCALE_TRIM`` (natural log) from the median ratio, and only
+#: where its genes' robust sd around the reference (genes of at least ``SCALE_SD_EXPECTED`` expected
+#: counts, where counting noise is under 0.1) is at most ``SCALE_MAX_SD``.
+SCALE_MIN_CELLS = 30
+SCALE_MIN_EXPECTED = 20.0
+SCALE_WEIGHT_CAP = 100.0
+SCALE_TRIM = 1.0
+SCALE_SD_EXPECTED = 100.0
+SCALE_MAX_SD = 0.5
+
+
+def depth_scales(totals: np.ndarray, groups: pd.DataFrame, depth_genes: np.ndarray) -> np.ndarray:
+    """float64 (n_groups,): the factor each group's depth is multiplied by (1 where none is read).
+
+    A cell's depth is a sum over many genes, and a programme that raises a few hundred of them in
+    every cell of a patient (or lowers them) moves it: every gene of that patient's cells then reads
+    low (or high) against the reference, as a partial loss (or gain) of every lesion would. The
+    factor of a sample is read off its cells of the reference's states pooled
+    (:func:`group_totals` over :func:`depth_groups` with ``states`` and ``reference``): each depth
+    gene's pooled counts against the reference's profile of each state times the cells' depth, and
+    the mean of those ratios over the genes no programme moved (within :data:`SCALE_TRIM` of their
+    median). That is normalisation against a reference with the outlying genes trimmed, as DESeq2's
+    and edgeR's size factors are, applied to the sum the depth already is. Read only where the
+    sample's genes look like the reference's (robust sd at most :data:`SCALE_MAX_SD`): a tumour of
+    another type than the reference's cells is left as it is. Reference groups, groups of a state
+    the reference lacks and every group without ``state`` / ``reference`` columns keep 1.
+    """
+    scales = np.ones(len(groups))
+    if "reference" not in groups.columns or "state" not in groups.columns:
+        return scales
+    ref = groups["reference"].to_numpy(bool)
+    states = groups["state"].to_numpy(str)
+    samples = groups["sample"].to_numpy(str)
+    genes = np.flatnonzero(depth_genes)
+    depth = totals @ depth_genes.astype(np.float64)  # each group's summed depth (no copy of the totals)
+
+    def pooled(rows: np.ndarray) -> np.ndarray:
+        return totals[rows].sum(0)[genes]
+
+    profiles = {}
+    for s in np.unique(states[ref]):
+        rows = np.flatnonzero(ref & (states == s))
+        if depth[rows].sum() > 0:
+            profiles[s] = pooled(rows) / depth[rows].sum()
+    for sample in np.unique(samples[~ref]):
+        rows = np.flatnonzero(~ref & (samples == sample) & np.isin(states, list(profiles)))
+        if groups["n_cells"].to_numpy()[rows].sum() < SCALE_MIN_CELLS:
+            continue
+        expected = sum(profiles[states[g]] * depth[g] for g in rows)
+        scale = _sample_scale(pooled(rows), expected)
+        if scale is not None:
+            scales[rows] = scale
+    return scales
+
+
+def _sample_scale(observed: np.ndarray, expected: np.ndarray) -> float | None:
+    """The trimmed mean ratio of a sample's pooled ``observed`` to ``expected`` counts per gene
+    (:func:`depth_scales`), or None where too few genes have the counts or their spread is a
+    different cell type's."""
+    ok = expected >= SCALE_MIN_EXPECTED
+    if ok.sum() < 50:
+        return None
+    o, e = observed[ok], expected[ok]
+    log_ratio = np.log(np.maximum(o, 0.5) / e)
+    w = np.minimum(e, SCALE_WEIGHT_CAP)
+    order = np.argsort(log_ratio, kind="stable")
+    cum = np.cumsum(w[order])
+    median = log_ratio[order][np.searchsorted(cum, 0.5 * cum[-1])]
+    sure = e >= SCALE_SD_EXPECTED
+    if sure.sum() < 50 or 1.4826 * np.median(np.abs(log_ratio[sure] - median)) > SCALE_MAX_SD:
+        return None
+    keep = np.abs(log_ratio - median) < SCALE_TRIM
+    return float(np.sum(w[keep] * o[keep] / e[keep]) / np.sum(w[keep]))

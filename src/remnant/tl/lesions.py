@@ -50,7 +50,7 @@ from scipy.special import logit
 
 from remnant.errors import InputError
 from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
-from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, group_totals
+from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, depth_scales, group_totals
 from remnant.tl.intervals import (
     Pools,
     fit_interval,
@@ -515,7 +515,8 @@ def read_lesion_counts(
         Cells x the genes inside any lesion (file order): raw counts in ``X`` (CSR, the stored
         dtype), the file's ``obs`` and those genes' ``var``. Memory: cells x lesion genes.
     depth
-        float64 (n_obs,): each cell's depth (:func:`depth_columns`), as :func:`call_lesions`
+        float64 (n_obs,): each cell's depth (:func:`depth_columns`; with ``reference`` given, each
+        sample's scaled to it, :func:`remnant.tl.depth.depth_scales`), as :func:`call_lesions`
         computes it from the whole matrix; pass it as ``depth=``.
     """
     from remnant.io import store
@@ -536,7 +537,8 @@ def read_lesion_counts(
     totals = store.group_sums(path, codes, len(groups), key=key, **kw)
     keep, depth_genes_mask = depth_columns(var, lesions, totals, groups, depth_genes, "read_lesion_counts")
     counts, sums = store.read_columns(path, keep, sums={"depth": depth_genes_mask}, key=key, **kw)
-    return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), sums["depth"]
+    depth = sums["depth"] * scaled_depth(totals, groups, depth_genes_mask, depth_genes)[codes]
+    return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), depth
 
 
 def lesion_counts(
@@ -561,22 +563,43 @@ def lesion_counts(
     depth
         float64 (n_obs,): ``depth`` when given (checked), else the counts of ``X`` on the genes of
         :func:`depth_columns`, with ``groups`` the cells' groups
-        (:func:`remnant.tl.depth.depth_groups`; ``None``: one group).
+        (:func:`remnant.tl.depth.depth_groups`; ``None``: one group), each sample's scaled to the
+        reference where the groups know it (:func:`scaled_depth`).
     """
     keep, _ = lesion_columns(var, lesions)
     if depth is None:
         codes, table = depth_groups(np.zeros(X.shape[0], np.int64)) if groups is None else groups
         totals = group_totals(X, codes, len(table))
         _, depth_genes_mask = depth_columns(var, lesions, totals, table, depth_genes, where)
+        scales = scaled_depth(totals, table, depth_genes_mask, depth_genes)
+        depth = cell_depth(X, depth_genes_mask, None, X.shape[0], where) * scales[codes]
     else:
-        depth_genes_mask = np.zeros(len(var), bool)
-    depth = cell_depth(X, depth_genes_mask, depth, X.shape[0], where)
+        depth = cell_depth(X, np.zeros(len(var), bool), depth, X.shape[0], where)
     # Only the lesions' genes are used from here on: select those columns before any row subset
     # (rows first would copy every gene of the selected cells). A matrix of those genes alone
     # (read_lesion_counts) is used as it is, not copied.
     if keep.all() and isinstance(X, sp.csr_matrix) and X.has_canonical_format:
         return X, var, depth
     return sp.csr_matrix(X[:, np.flatnonzero(keep)]), var.loc[keep], depth
+
+
+def scaled_depth(
+    totals: np.ndarray, groups: pd.DataFrame, depth_genes: np.ndarray, spec: DepthGenes | None
+) -> np.ndarray:
+    """(n_groups,) each group's depth factor (:func:`remnant.tl.depth.depth_scales`; all 1 where
+    ``spec.scale_to_reference`` is off); each sample read is logged with its factor."""
+    if spec is not None and not spec.scale_to_reference:
+        return np.ones(len(groups))
+    scales = depth_scales(totals, groups, depth_genes)
+    read = pd.Series(scales, index=groups["sample"].to_numpy(str))[scales != 1.0]
+    for sample, scale in read.groupby(level=0).first().items():
+        log.info(
+            "depth of sample %s scaled by %.3f: its genes outside the lesions, the outlying ones left out, read at "
+            "that level against the reference's profiles",
+            sample,
+            scale,
+        )
+    return scales
 
 
 def depth_columns(
@@ -897,8 +920,9 @@ def call_lesions(
         then hold every gene.
     depth_genes
         The genes the depth leaves out (:class:`remnant.tl.depth.DepthGenes`; ``None``: the
-        default, every named gene family and each sample's top 1% of genes;
-        ``DepthGenes.plain()``: none). Samples whose 10 most-expressed genes hold more than 30%
+        default, every named gene family and each sample's top 1% of genes, and each sample's
+        depth scaled to the reference, :func:`remnant.tl.depth.depth_scales`;
+        ``DepthGenes.plain()``: none of these). Samples whose 10 most-expressed genes hold more than 30%
         of their counts are reported (a WARNING). With ``depth`` given it only goes on record in
         ``params`` (pass the spec the depth was counted with, as the workflow does).
 
@@ -931,7 +955,9 @@ def call_lesions(
     ``reference_fpr`` (called fraction of cross-fitted reference cells with their own sample prior);
     ``lesion`` (the :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``, and the depth's
     settings: ``depth`` "counted" or "given (depth=...)", ``depth_exclude_families`` and
-    ``depth_exclude_patterns`` (comma-separated), ``depth_n_exclude_genes``, ``depth_trim_top_fraction``). ``fpr`` of a group is the share of cross-fitted reference cells (of its
+    ``depth_exclude_patterns`` (comma-separated), ``depth_n_exclude_genes``, ``depth_trim_top_fraction``,
+    ``depth_scale_to_reference``; a given depth was counted elsewhere, e.g. by :func:`read_lesion_counts`,
+    whose settings these are only where the same ``depth_genes`` were passed to both). ``fpr`` of a group is the share of cross-fitted reference cells (of its
     batch's reference) that would be called with that group's prior; ``fpr`` of a sample is its
     groups' rates weighted by their expected non-carriers (``n_cells * (1 - prior)``), the rate
     that applies to the calls made; ``prior`` of a sample is the fraction learned from all its
@@ -1056,6 +1082,7 @@ def _depth_params(depth_genes: DepthGenes | None, *, given: bool) -> dict:
         "depth_exclude_patterns": ", ".join(spec.exclude_patterns),
         "depth_n_exclude_genes": len(spec.exclude_genes),
         "depth_trim_top_fraction": float(spec.trim_top_fraction),
+        "depth_scale_to_reference": bool(spec.scale_to_reference),
     }
 
 

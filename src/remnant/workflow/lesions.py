@@ -206,6 +206,7 @@ def depth_options(depth: Mapping) -> DepthGenes:
         exclude_patterns=tuple(depth["exclude_patterns"]),
         exclude_genes=genes,
         trim_top_fraction=float(depth["trim_top_fraction"]),
+        scale_to_reference=bool(depth["scale_to_reference"]),
     )
 
 
