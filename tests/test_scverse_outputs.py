@@ -67,8 +67,9 @@ def files(tmp_path_factory, lesions):
     result = cluster_file(clustered, obs, params)
     annotate_states(result, S.markers(), target_sum=TARGET_SUM, seed=0, counts=clustered)
     write_clustering(clustered, result)
-    adata, depth = read_lesion_counts(clustered, lesions)
-    reference = (adata.obs["condition"] == "healthy").to_numpy()
+    # the rule knows a configured reference before it reads: the depth is scaled to it
+    reference = (store.read_obs(clustered)["condition"] == "healthy").to_numpy()
+    adata, depth = read_lesion_counts(clustered, lesions, reference=reference)
     call_lesions(adata, lesions, reference=reference, layer=None, depth=depth, seed=0)
     adata.obs["cnv_reference"] = reference
     calls = str(tmp / "lesion_calls.h5ad")
