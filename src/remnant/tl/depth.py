@@ -42,6 +42,7 @@ import scipy.sparse as sp
 
 from remnant.errors import InputError
 from remnant.io.annotation import GENE_FAMILIES, family_genes, var_symbols
+from remnant.tl.intervals import weighted_median
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +152,15 @@ def depth_groups(samples, states=None, reference=None) -> tuple[np.ndarray, pd.D
     samples = pd.Series(np.asarray(samples)).astype(str)
     label = samples.copy()
     if states is not None:
-        label = label + "\x1f" + pd.Series(np.asarray(states)).astype(str)
+        states = pd.Series(np.asarray(states)).astype(str)
+        label = label + "\x1f" + states
     if reference is not None:
         label = label + "\x1f" + pd.Series(np.asarray(reference, bool)).map({True: "ref", False: "query"})
     codes, uniques = pd.factorize(label, sort=True)
     first = pd.Series(np.arange(codes.size)).groupby(codes).first().to_numpy()
     table = pd.DataFrame({"sample": samples.to_numpy()[first], "n_cells": np.bincount(codes, minlength=len(uniques))})
     if states is not None:
-        table["state"] = pd.Series(np.asarray(states)).astype(str).to_numpy()[first]
+        table["state"] = states.to_numpy()[first]
     if reference is not None:
         table["reference"] = np.asarray(reference, bool)[first]
     return codes.astype(np.int64), table
@@ -329,9 +331,7 @@ def _sample_scale(observed: np.ndarray, expected: np.ndarray) -> float | None:
     o, e = observed[ok], expected[ok]
     log_ratio = np.log(np.maximum(o, 0.5) / e)
     w = np.minimum(e, SCALE_WEIGHT_CAP)
-    order = np.argsort(log_ratio, kind="stable")
-    cum = np.cumsum(w[order])
-    median = log_ratio[order][np.searchsorted(cum, 0.5 * cum[-1])]
+    median = weighted_median(log_ratio, w)
     sure = e >= SCALE_SD_EXPECTED
     if sure.sum() < 50 or 1.4826 * np.median(np.abs(log_ratio[sure] - median)) > SCALE_MAX_SD:
         return None

@@ -191,18 +191,15 @@ def local_baseline(
     if n == 0:
         return np.ones(0)
     width = 2 * half_window + 1
+    capped = e / (1.0 + e / BASELINE_WEIGHT_CAP)
     ratio = np.pad(np.log((o + 0.5) / (e + 0.5)), half_window)
-    weight = np.pad(e / (1.0 + e / BASELINE_WEIGHT_CAP), half_window)  # padding weighs nothing
-    win_r = np.lib.stride_tricks.sliding_window_view(ratio, width)
-    win_w = np.lib.stride_tricks.sliding_window_view(weight, width)
-    order = np.argsort(win_r, axis=1, kind="stable")
-    cum = np.cumsum(np.take_along_axis(win_w, order, axis=1), axis=1)
-    first = np.argmax(cum >= 0.5 * cum[:, -1:], axis=1)
-    median = np.exp(np.take_along_axis(win_r, order, axis=1)[np.arange(n), first])
+    weight = np.pad(capped, half_window)  # padding weighs nothing
+    windows = np.lib.stride_tricks.sliding_window_view
+    median = np.exp(weighted_median(windows(ratio, width), windows(weight, width)))
     ordinary = broad_share(o, e * median, gene_sd, eps) < 0.5
     # each ordinary gene's ratio to its own median, averaged over the window: a step is already in
     # the medians, so averaging these does not smear it across the window
-    w = np.where(ordinary & (e > 0), e / (1.0 + e / BASELINE_WEIGHT_CAP), 0.0)
+    w = np.where(ordinary & (e > 0), capped, 0.0)
     resid = np.divide(o, e * median, out=np.zeros_like(o), where=w > 0)
     cs_wr = np.concatenate([[0.0], np.cumsum(w * resid)])
     cs_w = np.concatenate([[0.0], np.cumsum(w)])
@@ -210,6 +207,15 @@ def local_baseline(
     hi = np.minimum(np.arange(n) + half_window + 1, n)
     sum_wr, sum_w = cs_wr[hi] - cs_wr[lo], cs_w[hi] - cs_w[lo]
     return median * np.where(sum_w > 0, sum_wr / np.where(sum_w > 0, sum_w, 1.0), 1.0)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted median along the last axis (shape of ``values`` without it): the first value, in
+    increasing order, at which the cumulative weight reaches half of the total."""
+    order = np.argsort(values, axis=-1, kind="stable")
+    cum = np.cumsum(np.take_along_axis(weights, order, axis=-1), axis=-1)
+    first = np.argmax(cum >= 0.5 * cum[..., -1:], axis=-1)
+    return np.take_along_axis(np.take_along_axis(values, order, axis=-1), first[..., None], axis=-1)[..., 0]
 
 
 def broad_share(observed: np.ndarray, expected: np.ndarray, gene_sd: float, eps: float) -> np.ndarray:
