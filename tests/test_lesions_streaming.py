@@ -29,6 +29,7 @@ from remnant.tl.lesions import (
     obs_depth_groups,
     parse_lesions,
     read_lesion_counts,
+    scale_read_depth,
     scaled_depth,
 )
 from remnant.tl.reference import find_reference
@@ -174,6 +175,41 @@ def test_automatic_reference_from_lesion_columns(patients, lesions, restrict):
     np.testing.assert_array_equal(mask, mask_mem)
     pd.testing.assert_frame_equal(report, report_mem, check_exact=True)
     assert mask.sum() > 100
+
+
+def test_depth_read_before_an_automatic_reference_is_scaled_to_it(patients, lesions):
+    """The workflow reads the depth before find_reference chooses the reference: scale_read_depth
+    then gives each sample the factor a reference known while reading gives it (exactly when no
+    gene is trimmed, since the trim is then the only part that sees the reference's groups)."""
+    path, full = patients
+    small, depth = read_lesion_counts(path, lesions)
+    mask, _ = find_reference(small, lesions, layer=None, depth=depth, rescore_rounds=1)
+    untrimmed = DepthGenes(trim_top_fraction=0.0)
+    _, before = read_lesion_counts(path, lesions, depth_genes=untrimmed)
+    scaled = scale_read_depth(path, lesions, before, mask, chunk_cells=97, depth_genes=untrimmed)
+    _, known = read_lesion_counts(path, lesions, reference=mask, depth_genes=untrimmed)
+    np.testing.assert_allclose(scaled, known, rtol=1e-12)
+    np.testing.assert_array_equal(scaled[mask], before[mask])  # the reference's own cells keep theirs
+    factor = pd.Series(scaled / before)[~mask].groupby(full.obs["sample"].to_numpy()[~mask]).agg(["min", "max"])
+    np.testing.assert_allclose(factor["min"], factor["max"], rtol=1e-12)  # one factor per sample
+    assert (factor["min"] != 1.0).all() and factor["min"].between(0.8, 1.25).all(), factor
+    # trimmed (the default): the first read's genes, so each cell's depth differs by the few genes
+    # trimmed on one side of the reference only; against its reference's cells, each sample's query
+    # cells read within 1% of the reference read beforehand; the first read alone is 2.3-2.5% off
+    # for the two diagnosis samples (their factors 1.023 and 1.026; those of remission are not read)
+    samples = full.obs["sample"].to_numpy()
+
+    def relative(d: np.ndarray, known: np.ndarray) -> pd.Series:
+        ratio = pd.Series(d / known)
+        return ratio[~mask].groupby(samples[~mask]).median() / ratio[mask].median()
+
+    _, known = read_lesion_counts(path, lesions, reference=mask)
+    assert (relative(scale_read_depth(path, lesions, depth, mask), known) - 1).abs().max() < 0.01
+    assert ((relative(depth, known) - 1).abs() > 0.02).sum() == 2
+    # the scaling turned off: the depth as it was, no pass made
+    plain = DepthGenes(scale_to_reference=False)
+    assert scale_read_depth(path / "missing", lesions, depth, mask, depth_genes=plain) is not None
+    np.testing.assert_array_equal(scale_read_depth(path, lesions, depth, mask, depth_genes=plain), depth)
 
 
 def test_bad_depth_and_file_are_named(mixed, lesions, tmp_path):

@@ -32,6 +32,8 @@ def test_reference_report_is_confident_and_honest(auto_run):
     assert int(calls["reference"].sum()) == int(choice["n_chosen"].sum())
     log = (auto_run / "logs/call_lesions/call_lesions.log").read_text()
     assert "automatic reference, del5q, batch droplet" in log
+    # the depth, read before the choice, is scaled to it afterwards as a configured reference's is
+    assert "depth of sample" in log and "scaled by" in log
 
 
 def test_calls_against_truth(auto_run):

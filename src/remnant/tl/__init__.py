@@ -7,7 +7,14 @@ from remnant._lazy import exports
 __getattr__, __dir__, __all__ = exports(
     __name__,
     {
-        "lesions": ["call_lesions", "parse_lesions", "read_lesion_counts", "lesion_genes", "Lesion"],
+        "lesions": [
+            "call_lesions",
+            "parse_lesions",
+            "read_lesion_counts",
+            "scale_read_depth",
+            "lesion_genes",
+            "Lesion",
+        ],
         "depth": ["DepthGenes", "read_gene_list"],
         "reference": ["find_reference"],
         "clone_prior": ["clone_posteriors"],

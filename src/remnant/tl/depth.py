@@ -189,6 +189,8 @@ def depth_mask(
     groups: pd.DataFrame,
     spec: DepthGenes | None,
     where: str,
+    *,
+    report: bool = True,
 ) -> np.ndarray:
     """Boolean (n_vars,): the genes each cell's depth is counted on.
 
@@ -197,7 +199,7 @@ def depth_mask(
     :func:`remnant.io.store.group_sums` over a file); ``groups``: its table (sample, n_cells).
     The most-expressed genes are taken from each group of at least :data:`MIN_TRIM_CELLS` cells
     (from all cells pooled when no group has that many); samples a few genes dominate are
-    reported (:func:`warn_dominance`).
+    reported (:func:`warn_dominance`; ``report=False``: the same genes chosen again, nothing logged).
     """
     spec = (DepthGenes() if spec is None else spec).checked(where)
     excluded = excluded_genes(var, spec)
@@ -210,6 +212,8 @@ def depth_mask(
             if on.size:
                 top |= keep & (t > np.quantile(t[on], 1.0 - spec.trim_top_fraction))
     mask = keep & ~top
+    if not report:
+        return mask
     log.info(
         "depth counted on %d of %d autosomal genes outside the lesions: %d left out by gene family, pattern or "
         "list, %d as the most expressed of a group of cells",

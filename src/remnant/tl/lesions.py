@@ -541,6 +541,62 @@ def read_lesion_counts(
     return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), depth
 
 
+def scale_read_depth(
+    path,
+    lesions,
+    depth,
+    reference,
+    *,
+    chunk_cells: int | None = None,
+    sample_key: str = "sample",
+    state_key: str | None = "hspc_state",
+    depth_genes: DepthGenes | None = None,
+) -> np.ndarray:
+    """The depth :func:`read_lesion_counts` read before the reference was known (``reference=None``,
+    e.g. before :func:`remnant.tl.find_reference` chose one), each sample's scaled to the reference
+    chosen since (:func:`remnant.tl.depth.depth_scales`), as a reference known beforehand scales it.
+
+    One more pass over the counts sums them per group of cells on each side of the reference. The
+    genes the depth is counted on are those the first read chose (the groups' totals added back
+    over the reference recover its groups exactly), so only the factors are new. With
+    ``trim_top_fraction`` 0 the result equals :func:`read_lesion_counts` given the reference; with
+    a trim, the reference given beforehand also trims each side of it separately, so a few of the
+    most-expressed genes may differ.
+
+    Parameters
+    ----------
+    path, lesions, chunk_cells, sample_key, state_key, depth_genes
+        As given to :func:`read_lesion_counts`.
+    depth
+        float64 (n_obs,): the depth it returned.
+    reference
+        The reference cells: boolean (n_obs,) or an obs column.
+
+    Returns
+    -------
+    float64 (n_obs,): ``depth`` with each sample's factor applied (``depth`` itself, without a pass,
+    where ``depth_genes.scale_to_reference`` is off).
+    """
+    from remnant.io import store
+
+    if depth_genes is not None and not depth_genes.scale_to_reference:
+        return np.asarray(depth, dtype=np.float64)
+    obs, var = store.read_obs(path), store.read_var(path)
+    key = store.counts_key(path, where="scale_read_depth")
+    depth = cell_depth(None, np.zeros(len(var), bool), depth, len(obs), "scale_read_depth")
+    codes, groups = obs_depth_groups(obs, sample_key, state_key, reference, "scale_read_depth")
+    read_codes, read_groups = obs_depth_groups(obs, sample_key, state_key, None, "scale_read_depth")
+    totals = store.group_sums(path, codes, len(groups), key=key, chunk_cells=chunk_cells or READ_CELLS)
+    # each group split by the reference lies inside one group of the first read: add them back
+    first_read = np.zeros(len(groups), np.int64)
+    first_read[codes] = read_codes
+    read_totals = np.zeros((len(read_groups), totals.shape[1]))
+    np.add.at(read_totals, first_read, totals)
+    _, outside = lesion_columns(var, lesions)
+    genes = depth_mask(var, outside, read_totals, read_groups, depth_genes, "scale_read_depth", report=False)
+    return depth * scaled_depth(totals, groups, genes, depth_genes)[codes]
+
+
 def lesion_counts(
     X,
     var: pd.DataFrame,

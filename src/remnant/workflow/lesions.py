@@ -22,7 +22,15 @@ from remnant.io.annotation import chromosome_arms, load_cytobands
 from remnant.io.store import TABLE_GZIP, annotate_with_calls, read_obs, read_var
 from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles
 from remnant.tl.depth import DepthGenes, read_gene_list
-from remnant.tl.lesions import CLONE_KEY, Lesion, call_lesions, parse_lesions, read_lesion_counts, write_calls
+from remnant.tl.lesions import (
+    CLONE_KEY,
+    Lesion,
+    call_lesions,
+    parse_lesions,
+    read_lesion_counts,
+    scale_read_depth,
+    write_calls,
+)
 from remnant.tl.reference import find_reference
 from remnant.workflow.config import reference_cells
 from remnant.workflow.report import NOTE_SEPARATOR
@@ -107,6 +115,10 @@ def call_cohort_lesions(
     t0, c0 = time.perf_counter(), time.process_time()
     options = {**_call_options(cnv, seed, depth), "depth_genes": depth_genes}  # on record in uns params
     reference, choice = choose_reference(adata, parsed, cnv, reference_conditions, options)
+    if known is None:
+        # chosen after the depth was read: each sample's depth is scaled to it now, as a configured
+        # reference's is while reading (one more pass over the counts)
+        options["depth"] = scale_read_depth(h5ad, parsed, depth, reference, depth_genes=depth_genes)
     log.info("%d cells, %d reference cells; lesions %s", adata.n_obs, int(reference.sum()), [l.name for l in parsed])
     call_lesions(adata, parsed, reference=reference, posterior_cutoff=cnv["posterior_cutoff"], **options)
     adata.obs["cnv_reference"] = reference
