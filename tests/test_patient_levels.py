@@ -14,6 +14,8 @@ import pytest
 import scipy.sparse as sp
 import simulated as S
 from test_lesions import PARAMS, ROWS, auroc
+from test_reference import PARAMS as PATIENT_PARAMS
+from test_reference import ROWS as PATIENT_ROWS
 
 from remnant.io.annotation import chromosome_arms
 from remnant.tl.intervals import local_baseline
@@ -126,6 +128,27 @@ def test_a_clonal_patient_keeps_its_loss(cytobands, arms):
     without = np.median(off.obs["del5q_llr"].to_numpy()[carriers])
     assert with_levels > 3.0 and abs(with_levels - without) < 0.1 * without, (with_levels, without)
     assert on.obs["del5q_call"].to_numpy()[carriers].mean() >= 0.99
+
+
+def test_a_patients_cells_in_the_reference_are_read_against_its_levels(cytobands, arms):
+    """Without a healthy donor the reference is patients' normal cells (cnv.reference auto), and
+    those are still the patient's cells: their cross-fitted posteriors count in its fractions, so
+    they are scored against its own levels as its other cells are. test_reference's cohort, seed 4:
+    P1's programme raises 12 genes of 5q 4-16-fold, so P2's normal cells read low there against a
+    reference holding both patients. With a reference of half the true normal cells, P2_rem's mean
+    posterior overstated its 20% carriers by 0.064 while only its other cells had its levels (0.009
+    with; over seeds 3-5 the largest miss 0.064 -> 0.053; with the automatic reference, seed 4's
+    0.115 -> 0.004)."""
+    lesions = parse_lesions(None, cytobands, arms)
+    adata = S.called_cohort(PATIENT_ROWS, PATIENT_PARAMS, seed=4)
+    truth = adata.obs["truth"].to_numpy(bool)
+    ref = ~truth & (np.arange(adata.n_obs) % 2 == 0)
+    call_lesions(adata, lesions, reference=ref)
+    fraction = adata.obs.assign(truth=truth).groupby("sample", observed=True)[["del5q_posterior", "truth"]].mean()
+    miss = fraction["del5q_posterior"] - fraction["truth"]
+    assert miss.abs().max() < 0.03, miss
+    p2 = ref & (adata.obs["patient"] == "P2").to_numpy()
+    assert adata.obs["del5q_posterior"].to_numpy()[p2].mean() < 0.12  # measured 0.222 -> 0.093
 
 
 def test_local_baseline_keeps_a_step_and_leaves_out_a_programme():

@@ -238,8 +238,9 @@ def score_rows(
     levels
         ``(code, factors)``: (n_rows,) integer code (-1: none) and (n_codes, n_lesion_genes) factors
         (> 0) by which the expected counts of the rows of each code are multiplied, gene by gene (a
-        patient's own level of each gene against the reference); or None. Reference rows are
-        expected to have code -1 (their profiles are what the levels are relative to).
+        patient's own level of each gene against the reference); or None. The profiles are
+        estimated before the levels apply, so a reference row's code changes only its own evidence
+        (a patient's normal cells in the reference are still that patient's cells).
 
     Returns
     -------

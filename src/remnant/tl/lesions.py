@@ -1703,7 +1703,10 @@ def _rescore_donor(
     levels: np.ndarray | None = None,
 ) -> None:
     """Re-score donor ``d``'s cells on the genes of ``gene_mask``, cross-fitted against each batch's
-    refinement reference; writes their LLRs and genes and the reference's LLRs into ``scores``."""
+    refinement reference; writes their LLRs and genes and the reference's LLRs into ``scores``.
+    With ``levels`` (:func:`_donor_levels`), all its cells of the reference's states are scored
+    against them, its cells in the reference too: without a healthy donor the reference is patients'
+    normal cells, whose posteriors count in their samples' fractions."""
     for u in cohort.units:
         rows = u.rows
         own_d = u.own & (cohort.donors[rows] == d)
@@ -1719,9 +1722,7 @@ def _rescore_donor(
             u.fold[sub],
             u.k,
             **_with_groups(kw, cohort, rows[sub]),
-            levels=None
-            if levels is None
-            else (np.where(own_d[sub] & (u.fold[sub] < 0) & (u.s_idx[sub] >= 0), 0, -1), levels[None, cols]),
+            levels=None if levels is None else (np.where(own_d[sub] & (u.s_idx[sub] >= 0), 0, -1), levels[None, cols]),
         )
         is_ref = u.fold[sub] >= 0
         llr = res["llr"] / temperature(res["z"][is_ref], calibrate)
