@@ -20,7 +20,7 @@ from test_reference import ROWS as PATIENT_ROWS
 from remnant.errors import InputError
 from remnant.io import store
 from remnant.io.annotation import chromosome_arms
-from remnant.tl.depth import DepthGenes, group_totals
+from remnant.tl.depth import DepthGenes, depth_scales, group_totals
 from remnant.tl.lesions import (
     call_lesions,
     depth_columns,
@@ -30,7 +30,6 @@ from remnant.tl.lesions import (
     parse_lesions,
     read_lesion_counts,
     scale_read_depth,
-    scaled_depth,
 )
 from remnant.tl.reference import find_reference
 from remnant.workflow.analysed_cells import read_calls
@@ -67,7 +66,7 @@ def in_memory_depth(full: ad.AnnData, lesions, reference=None, depth_genes=None)
     codes, groups = obs_depth_groups(full.obs, "sample", "hspc_state", reference, "test")
     totals = group_totals(full.X, codes, len(groups))
     _, genes = depth_columns(full.var, lesions, totals, groups, depth_genes, "test")
-    return depth_on(full.X, genes) * scaled_depth(totals, groups, genes, depth_genes)[codes]
+    return depth_on(full.X, genes) * depth_scales(totals, groups, genes, depth_genes)[codes]
 
 
 @pytest.fixture(scope="module")

@@ -281,8 +281,12 @@ SCALE_SD_EXPECTED = 100.0
 SCALE_MAX_SD = 0.5
 
 
-def depth_scales(totals: np.ndarray, groups: pd.DataFrame, depth_genes: np.ndarray) -> np.ndarray:
-    """float64 (n_groups,): the factor each group's depth is multiplied by (1 where none is read).
+def depth_scales(
+    totals: np.ndarray, groups: pd.DataFrame, depth_genes: np.ndarray, spec: DepthGenes | None = None
+) -> np.ndarray:
+    """float64 (n_groups,): the factor each group's depth is multiplied by (1 where none is read,
+    and everywhere where ``spec.scale_to_reference`` is off); each sample read is logged with its
+    factor.
 
     A cell's depth is a sum over many genes, and a programme that raises a few hundred of them in
     every cell of a patient (or lowers them) moves it: every gene of that patient's cells then reads
@@ -298,7 +302,7 @@ def depth_scales(totals: np.ndarray, groups: pd.DataFrame, depth_genes: np.ndarr
     the reference lacks and every group without ``state`` / ``reference`` columns keep 1.
     """
     scales = np.ones(len(groups))
-    if "reference" not in groups.columns or "state" not in groups.columns:
+    if (spec is not None and not spec.scale_to_reference) or not {"reference", "state"} <= set(groups.columns):
         return scales
     ref = groups["reference"].to_numpy(bool)
     states = groups["state"].to_numpy(str)
@@ -322,6 +326,12 @@ def depth_scales(totals: np.ndarray, groups: pd.DataFrame, depth_genes: np.ndarr
         scale = _sample_scale(pooled(rows), expected)
         if scale is not None:
             scales[rows] = scale
+            log.info(
+                "depth of sample %s scaled by %.3f: its genes outside the lesions, the outlying ones left out, read "
+                "at that level against the reference's profiles",
+                sample,
+                scale,
+            )
     return scales
 
 

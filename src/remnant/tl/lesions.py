@@ -537,7 +537,7 @@ def read_lesion_counts(
     totals = store.group_sums(path, codes, len(groups), key=key, **kw)
     keep, depth_genes_mask = depth_columns(var, lesions, totals, groups, depth_genes, "read_lesion_counts")
     counts, sums = store.read_columns(path, keep, sums={"depth": depth_genes_mask}, key=key, **kw)
-    depth = sums["depth"] * scaled_depth(totals, groups, depth_genes_mask, depth_genes)[codes]
+    depth = sums["depth"] * depth_scales(totals, groups, depth_genes_mask, depth_genes)[codes]
     return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), depth
 
 
@@ -594,7 +594,7 @@ def scale_read_depth(
     np.add.at(read_totals, first_read, totals)
     _, outside = lesion_columns(var, lesions)
     genes = depth_mask(var, outside, read_totals, read_groups, depth_genes, "scale_read_depth", report=False)
-    return depth * scaled_depth(totals, groups, genes, depth_genes)[codes]
+    return depth * depth_scales(totals, groups, genes, depth_genes)[codes]
 
 
 def lesion_counts(
@@ -620,14 +620,14 @@ def lesion_counts(
         float64 (n_obs,): ``depth`` when given (checked), else the counts of ``X`` on the genes of
         :func:`depth_columns`, with ``groups`` the cells' groups
         (:func:`remnant.tl.depth.depth_groups`; ``None``: one group), each sample's scaled to the
-        reference where the groups know it (:func:`scaled_depth`).
+        reference where the groups know it (:func:`remnant.tl.depth.depth_scales`).
     """
     keep, _ = lesion_columns(var, lesions)
     if depth is None:
         codes, table = depth_groups(np.zeros(X.shape[0], np.int64)) if groups is None else groups
         totals = group_totals(X, codes, len(table))
         _, depth_genes_mask = depth_columns(var, lesions, totals, table, depth_genes, where)
-        scales = scaled_depth(totals, table, depth_genes_mask, depth_genes)
+        scales = depth_scales(totals, table, depth_genes_mask, depth_genes)
         depth = cell_depth(X, depth_genes_mask, None, X.shape[0], where) * scales[codes]
     else:
         depth = cell_depth(X, np.zeros(len(var), bool), depth, X.shape[0], where)
@@ -637,25 +637,6 @@ def lesion_counts(
     if keep.all() and isinstance(X, sp.csr_matrix) and X.has_canonical_format:
         return X, var, depth
     return sp.csr_matrix(X[:, np.flatnonzero(keep)]), var.loc[keep], depth
-
-
-def scaled_depth(
-    totals: np.ndarray, groups: pd.DataFrame, depth_genes: np.ndarray, spec: DepthGenes | None
-) -> np.ndarray:
-    """(n_groups,) each group's depth factor (:func:`remnant.tl.depth.depth_scales`; all 1 where
-    ``spec.scale_to_reference`` is off); each sample read is logged with its factor."""
-    if spec is not None and not spec.scale_to_reference:
-        return np.ones(len(groups))
-    scales = depth_scales(totals, groups, depth_genes)
-    read = pd.Series(scales, index=groups["sample"].to_numpy(str))[scales != 1.0]
-    for sample, scale in read.groupby(level=0).first().items():
-        log.info(
-            "depth of sample %s scaled by %.3f: its genes outside the lesions, the outlying ones left out, read at "
-            "that level against the reference's profiles",
-            sample,
-            scale,
-        )
-    return scales
 
 
 def depth_columns(
@@ -1532,7 +1513,7 @@ def _rescore_donors(
         intervals.append(entry)
         # the donor's pools, built once if the levels or the interval need them
         parts = functools.cache(lambda d=d: _pool_parts(XL, post, d, cohort, scores, kw))
-        levels = _donor_levels(parts, d, cohort, kw, lesion.copy_ratio, XL.shape[1]) if limits.levels else None
+        levels = _donor_levels(parts, kw, lesion.copy_ratio, XL.shape[1]) if limits.levels else None
         entry["own_levels"] = levels is not None
         gene_mask = None
         if limits.refine and w.sum() >= limits.min_refine_cells:
@@ -1590,11 +1571,11 @@ LEVEL_MIN_CELLS = 30
 LEVEL_MAX_SD = 0.5
 
 
-def _donor_levels(parts, d, cohort: _Cohort, kw: dict, rho: float, n_genes: int) -> np.ndarray | None:
-    """(n_genes,) donor ``d``'s own level of each lesion gene against the reference, or None.
+def _donor_levels(parts, kw: dict, rho: float, n_genes: int) -> np.ndarray | None:
+    """(n_genes,) a donor's own level of each lesion gene against the reference, or None.
 
-    Read off all its cells of the reference's states (their pooled observed and expected counts,
-    ``parts()``: :func:`_pool_parts`), carriers and normal cells alike, against each gene's local
+    Read off all its cells of the reference's states outside the reference (their pooled observed
+    and expected counts, ``parts()``: the donor's :func:`_pool_parts`), carriers and normal cells alike, against each gene's local
     baseline (:func:`remnant.tl.intervals.local_baseline`): the level of its neighbours along the
     chromosome that no programme moved. A copy-number change is a step along the chromosome and
     stays in the baseline, so it is never read as a level; a programme moves scattered genes, and
@@ -1604,12 +1585,10 @@ def _donor_levels(parts, d, cohort: _Cohort, kw: dict, rho: float, n_genes: int)
     or a gene sd above :data:`LEVEL_MAX_SD`. No carrier probability enters, so a patient whose
     normal cells read as carriers (their programme inside the lesion) is read all the same.
     """
-    own = sum(
-        int((u.own & (cohort.donors[u.rows] == d) & ~cohort.ref[u.rows] & (u.s_idx >= 0)).sum()) for u in cohort.units
-    )
-    if own < LEVEL_MIN_CELLS:
+    matched = parts()[0]
+    if sum(w.size for w in matched[2]) < LEVEL_MIN_CELLS:  # its cells of the reference's states
         return None
-    found = _as_pools(parts()[0])
+    found = _as_pools(matched)
     if found is None or found[1].size == 0:
         return None
     pools, keep = found
