@@ -117,8 +117,13 @@ def call_cohort_lesions(
     reference, choice = choose_reference(adata, parsed, cnv, reference_conditions, options)
     if known is None:
         # chosen after the depth was read: each sample's depth is scaled to it now, as a configured
-        # reference's is while reading (one more pass over the counts)
+        # reference's is while reading (one more pass over the counts, counted as reading below)
+        t1, c1 = time.perf_counter(), time.process_time()
         options["depth"] = scale_read_depth(h5ad, parsed, depth, reference, depth_genes=depth_genes)
+        t_pass, c_pass = time.perf_counter() - t1, time.process_time() - c1
+        log.info("depth scaled to the automatic reference: one more pass over %s, %.1f s", h5ad, t_pass)
+        t0, c0 = t0 + t_pass, c0 + c_pass
+        t_read, c_read = t_read + t_pass, c_read + c_pass
     log.info("%d cells, %d reference cells; lesions %s", adata.n_obs, int(reference.sum()), [l.name for l in parsed])
     call_lesions(adata, parsed, reference=reference, posterior_cutoff=cnv["posterior_cutoff"], **options)
     adata.obs["cnv_reference"] = reference
