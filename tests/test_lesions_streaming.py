@@ -186,6 +186,11 @@ def test_depth_read_before_an_automatic_reference_is_scaled_to_it(patients, lesi
     untrimmed = DepthGenes(trim_top_fraction=0.0)
     _, before = read_lesion_counts(path, lesions, depth_genes=untrimmed)
     scaled = scale_read_depth(path, lesions, before, mask, chunk_cells=97, depth_genes=untrimmed)
+    # the obs the caller already holds gives the same, without reading it again
+    held = scale_read_depth(path, lesions, before, mask, depth_genes=untrimmed, obs=small.obs)
+    np.testing.assert_array_equal(held, scaled)
+    with pytest.raises(InputError, match=r"obs has 10 cells but the file holds"):
+        scale_read_depth(path, lesions, before, mask, obs=small.obs.iloc[:10])
     _, known = read_lesion_counts(path, lesions, reference=mask, depth_genes=untrimmed)
     np.testing.assert_allclose(scaled, known, rtol=1e-12)
     np.testing.assert_array_equal(scaled[mask], before[mask])  # the reference's own cells keep theirs

@@ -551,6 +551,7 @@ def scale_read_depth(
     sample_key: str = "sample",
     state_key: str | None = "hspc_state",
     depth_genes: DepthGenes | None = None,
+    obs: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """The depth :func:`read_lesion_counts` read before the reference was known (``reference=None``,
     e.g. before :func:`remnant.tl.find_reference` chose one), each sample's scaled to the reference
@@ -571,6 +572,9 @@ def scale_read_depth(
         float64 (n_obs,): the depth it returned.
     reference
         The reference cells: boolean (n_obs,) or an obs column.
+    obs
+        The file's obs where the caller holds it (the ``obs`` of the AnnData :func:`read_lesion_counts`
+        returned; reading it again took a third of this pass at 91k cells); ``None``: read from ``path``.
 
     Returns
     -------
@@ -581,9 +585,17 @@ def scale_read_depth(
 
     if depth_genes is not None and not depth_genes.scale_to_reference:
         return np.asarray(depth, dtype=np.float64)
-    obs, var = store.read_obs(path), store.read_var(path)
+    var = store.read_var(path)
     key = store.counts_key(path, where="scale_read_depth")
-    depth = cell_depth(None, np.zeros(len(var), bool), depth, len(obs), "scale_read_depth")
+    n_obs = store.shape(path, key)[0]
+    obs = store.read_obs(path) if obs is None else obs
+    if len(obs) != n_obs:
+        raise InputError(
+            f"obs has {len(obs)} cells but the file holds {n_obs}; pass the obs read from this file.",
+            path=str(path),
+            where="scale_read_depth(obs=...)",
+        )
+    depth = cell_depth(None, np.zeros(len(var), bool), depth, n_obs, "scale_read_depth")
     codes, groups = obs_depth_groups(obs, sample_key, state_key, reference, "scale_read_depth")
     read_codes, read_groups = obs_depth_groups(obs, sample_key, state_key, None, "scale_read_depth")
     totals = store.group_sums(path, codes, len(groups), key=key, chunk_cells=chunk_cells or READ_CELLS)
@@ -1575,8 +1587,8 @@ def _donor_levels(parts, kw: dict, rho: float, n_genes: int) -> np.ndarray | Non
     """(n_genes,) a donor's own level of each lesion gene against the reference, or None.
 
     Read off all its cells of the reference's states outside the reference (their pooled observed
-    and expected counts, ``parts()``: the donor's :func:`_pool_parts`), carriers and normal cells alike, against each gene's local
-    baseline (:func:`remnant.tl.intervals.local_baseline`): the level of its neighbours along the
+    and expected counts, ``parts()``: the donor's :func:`_pool_parts`), carriers and normal cells
+    alike, against each gene's local baseline (:func:`remnant.tl.intervals.local_baseline`): the level of its neighbours along the
     chromosome that no programme moved. A copy-number change is a step along the chromosome and
     stays in the baseline, so it is never read as a level; a programme moves scattered genes, and
     those are what the levels take up. The levels are shrunk towards the baseline

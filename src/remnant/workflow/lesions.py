@@ -119,7 +119,7 @@ def call_cohort_lesions(
         # chosen after the depth was read: each sample's depth is scaled to it now, as a configured
         # reference's is while reading (one more pass over the counts, counted as reading below)
         t1, c1 = time.perf_counter(), time.process_time()
-        options["depth"] = scale_read_depth(h5ad, parsed, depth, reference, depth_genes=depth_genes)
+        options["depth"] = scale_read_depth(h5ad, parsed, depth, reference, depth_genes=depth_genes, obs=adata.obs)
         t_pass, c_pass = time.perf_counter() - t1, time.process_time() - c1
         log.info("depth scaled to the automatic reference: one more pass over %s, %.1f s", h5ad, t_pass)
         t0, c0 = t0 + t_pass, c0 + c_pass
