@@ -462,11 +462,13 @@ def _patient_text(cnv: Mapping) -> str:
             "those pooled by the complements, where that beat a block bootstrap of the region"
         )
     if cnv.get("patient_levels", True):
+        from remnant.tl.lesions import LEVEL_MAX_SD  # the bar the calls used; imported only when said
+
         parts.append(
             "against its own level of each gene, read off all its cells of the reference's states against the level "
             "of the gene's neighbours along the chromosome, so that genes a programme moved are taken up and a "
-            "copy-number change, a step along the chromosome, is not (where its genes lay within sd 0.5 of the "
-            "reference's)"
+            "copy-number change, a step along the chromosome, is not (where its genes lay within sd "
+            f"{LEVEL_MAX_SD:g} of the reference's)"
         )
     return "; each patient's cells were then re-scored " + " and ".join(parts) if parts else ""
 
