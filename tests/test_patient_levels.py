@@ -9,6 +9,8 @@ a copy-number change (a step along the chromosome) does not.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -160,7 +162,7 @@ ROWS_WIDE = PATIENT_ROWS[:2] + [
 ]
 
 
-def test_a_patient_whose_programme_spreads_wide_reads_its_own_levels(cytobands, arms, monkeypatch):
+def test_a_patient_whose_programme_spreads_wide_reads_its_own_levels(cytobands, arms, monkeypatch, caplog):
     """Over twelve cohorts of three healthy donors and two patients (seeds 0-11, 350 cells a sample)
     the patients' gene sd was 0.20-0.62; the two above 0.5 were left unlevelled and their samples'
     mean posteriors missed by up to 0.13 and 0.29 (LLR AUROC 0.967 and 0.955, against 0.980 and
@@ -175,7 +177,12 @@ def test_a_patient_whose_programme_spreads_wide_reads_its_own_levels(cytobands, 
     for bar in (0.5, now):
         monkeypatch.setattr(lesions_module, "LEVEL_MAX_SD", bar)
         adata = cohort.copy()
-        call_lesions(adata, lesions, reference=ref)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="remnant.tl.lesions"):
+            call_lesions(adata, lesions, reference=ref)
+        warned = [r.getMessage() for r in caplog.records if "spread around the reference's" in r.getMessage()]
+        # the patient left unlevelled is named, with its spread; read with its levels, nothing is said
+        assert (not warned) if bar == now else (len(warned) == 1 and "P1 (sd 0.67)" in warned[0]), warned
         row = adata.uns["lesions"]["del5q"]["intervals"].set_index("donor").loc["P1"]
         assert 0.5 < row["level_sd"] < now, row  # measured 0.668
         own = row["own_levels"]

@@ -1179,8 +1179,25 @@ def _score_lesion(
             _DonorLimits(posterior_cutoff, min_refine_cells, min_interval_genes, refine, patient_levels),
         )
         post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
+        _warn_unlevelled(lesion.name, intervals)
     genes = np.asarray(var.index[cols[scores.used]], dtype=str)
     return _Scored(lesion, scores, intervals, genes, post, priors, groups)
+
+
+def _warn_unlevelled(name: str, intervals: list[dict]) -> None:
+    """One WARNING per lesion naming the patients whose genes spread too wide around the
+    reference's for their own levels to be read (``level_sd`` above :data:`LEVEL_MAX_SD`)."""
+    wide = [f"{e['donor']} (sd {e['level_sd']:.2f})" for e in intervals if e["level_sd"] > LEVEL_MAX_SD]
+    if wide:
+        log.warning(
+            "%s: the genes of patient(s) %s spread around the reference's wider than a disease programme moves "
+            "them (sd above %g, natural log), as cells of a type the reference lacks do: their cells were scored "
+            "without their own gene levels, so a programme of theirs inside the lesion can read as copy number; "
+            "add reference cells of their cell type, or read their calls with care.",
+            name,
+            ", ".join(wide),
+            LEVEL_MAX_SD,
+        )
 
 
 def _lesion_result(scored: _Scored, cohort: _Cohort, posterior_cutoff: float, fpr_of) -> tuple[dict, dict]:
