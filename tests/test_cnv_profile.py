@@ -14,6 +14,8 @@ which on 5q is often 1-2 Mb wide. The test asks for <= 4 Mb.
 
 from __future__ import annotations
 
+import logging
+
 import anndata as ad
 import matplotlib.image as mpimg
 import numpy as np
@@ -223,6 +225,101 @@ def test_too_few_called_cells_give_nan_and_reason(breakpoints, cohort, lesion):
 def test_breakpoints_deterministic(cohort, lesion, cytobands, breakpoints):
     again = B.estimate_breakpoints(cohort, lesion, cytobands=cytobands, n_boot=100)
     pd.testing.assert_frame_equal(again, breakpoints)
+
+
+def _programme_cohort(seed=0, factor=8.0):
+    """A reference donor and a patient, 150 cells each of one state (Poisson counts, ~4,000 a cell);
+    2,000 genes, 400 on each of chr1-chr5. 60 of the patient's cells carry a loss of chr5's genes
+    100-300 (copy ratio 0.5) and are its calls; a programme multiplies 300 genes off chr5 by
+    ``factor`` in all the patient's cells. Returns the AnnData and the profile and programme
+    (per gene)."""
+    rng = np.random.default_rng(seed)
+    n_genes, n_cells = 2000, 150
+    chrom = np.repeat([f"chr{i}" for i in range(1, 6)], 400)
+    start = np.tile(np.arange(400) * 400_000 + 1_000_000, 5)
+    var = pd.DataFrame(
+        {
+            "gene_name": [f"G{i:04d}" for i in range(n_genes)],
+            "chromosome": chrom,
+            "start": start,
+            "end": start + 20_000,
+        },
+        index=[f"ENSG{i:011d}" for i in range(n_genes)],
+    )
+    profile = rng.lognormal(0.0, 1.5, n_genes)
+    profile /= profile.sum()
+    programme = np.ones(n_genes)
+    programme[rng.choice(np.flatnonzero(chrom != "chr5"), 300, replace=False)] = factor
+    lost = np.ones(n_genes)
+    lost[np.flatnonzero(chrom == "chr5")[100:300]] = 0.5
+    carrier = np.r_[np.zeros(n_cells, bool), np.arange(n_cells) < 60]
+    level = np.where(carrier[:, None], lost, 1.0) * np.where(np.arange(2 * n_cells)[:, None] >= n_cells, programme, 1.0)
+    size = rng.lognormal(np.log(4000.0), 0.3, 2 * n_cells)[:, None]
+    X = sp.csr_matrix(rng.poisson(size * profile * level).astype(np.float32))
+    obs = pd.DataFrame(
+        {
+            "sample": np.repeat(["H1", "P1_dx"], n_cells),
+            "patient": np.repeat(["H1", "P1"], n_cells),
+            "hspc_state": "HSC",
+            "reference": np.repeat([True, False], n_cells),
+            "loss5_call": carrier,
+            "loss4_call": False,
+        },
+        index=[f"c{i}" for i in range(2 * n_cells)],
+    )
+    return ad.AnnData(obs=obs, var=var, layers={"counts": X}), profile, programme
+
+
+def test_breakpoint_depth_scaled_per_sample_as_the_calls_scale_it(caplog):
+    """A programme raising 300 genes off chr5 eight-fold in a patient's cells inflates its depth
+    2.08-fold, so with the depth unscaled (as lesion_sums read it before) its cells without the
+    loss read chr5 at 0.477 against the reference and the loss at 0.238; the breakpoint scan took
+    the whole chromosome (0-160.6 Mb, ratio 0.37; truth 41-121 Mb). Scaled as the calls scale it
+    (remnant.tl.depth.depth_scales), they read 0.987 and 0.492 (seeds 0-5: within 0.013 of 1 and
+    0.009 of 0.5) and the breakpoints 40.8 and 120.8 Mb. The reference's depth is not touched, and
+    the factor is logged once for two lesion chromosomes."""
+    from remnant.tl.depth import DepthGenes
+    from remnant.tl.lesions import Lesion
+
+    adata, profile, programme = _programme_cohort()
+    chr5 = adata.var["start"].to_numpy()[adata.var["chromosome"].to_numpy() == "chr5"]
+    loss5 = Lesion("loss5", "loss", "chr5", int(chr5[100]), int(chr5[300]), 0.5, "chr5")
+    loss4 = Lesion("loss4", "loss", "chr4", 0, 10_000_000, 0.5, "chr4")
+    with caplog.at_level(logging.INFO, logger="remnant.tl.depth"):
+        scaled = B.lesion_sums(adata, [loss5, loss4])
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("depth of sample")]
+    plain = B.lesion_sums(adata, [loss5], depth_genes=DepthGenes(scale_to_reference=False))["loss5"]
+    sums = scaled["loss5"]
+    patient = adata.obs["patient"].to_numpy() == "P1"
+
+    # unscaled: each cell's counts on the depth genes off chr5, as before
+    unscaled = np.asarray(adata.layers["counts"][:, plain.off_cols].sum(1)).ravel()
+    np.testing.assert_array_equal(plain.depth, unscaled)
+    np.testing.assert_array_equal(sums.off_cols, plain.off_cols)
+    np.testing.assert_array_equal(sums.depth[~patient], unscaled[~patient])
+    # the patient's factor undoes the programme's inflation of its depth
+    inflation = (profile * programme)[sums.off_cols].sum() / profile[sums.off_cols].sum()
+    factor = sums.depth[patient] / unscaled[patient]
+    assert np.ptp(factor) < 1e-9 and inflation > 2.0
+    assert abs(factor[0] * inflation - 1.0) < 0.02, (factor[0], 1 / inflation)
+    assert len(logged) == 1 and logged[0].startswith("depth of sample P1_dx scaled by"), logged
+
+    def chr5_ratio(s, group, genes=slice(None)):
+        """The patient's pooled observed / expected counts of ``group`` on chr5's ``genes``."""
+        profile_ = B.lesion_profile(adata, loss5, sums=s)
+        mine = profile_[(profile_["patient"] == "P1") & (profile_["group"] == group)].iloc[genes]
+        return mine["observed"].sum() / mine["expected"].sum()
+
+    ratios = {
+        name: (chr5_ratio(s, "not called"), chr5_ratio(s, "called", slice(100, 300)))
+        for name, s in (("scaled", sums), ("plain", plain))
+    }
+    assert abs(ratios["scaled"][0] - 1.0) < 0.02 and abs(ratios["scaled"][1] - 0.5) < 0.02, ratios
+    assert abs(ratios["plain"][0] * inflation - 1.0) < 0.02, (ratios, inflation)
+    row = B.estimate_breakpoints(adata, loss5, sums=sums, n_boot=0).loc["P1"]
+    assert row["reason"] == "" and abs(row["ratio"] - 0.5) < 0.03, row["ratio"]
+    gaps = np.diff(chr5).max()
+    assert abs(row["start"] - loss5.start) < 2 * gaps and abs(row["end"] - loss5.end) < 2 * gaps, row
 
 
 # ------------------------------------------------------------------------------------------------

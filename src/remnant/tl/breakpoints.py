@@ -23,12 +23,15 @@ As in :mod:`remnant.tl.lesions`, a cell ``c`` of state ``s`` is expected to have
 counts of gene ``g``: ``D_c`` its counts on autosomal genes *off the lesion's chromosome* (so
 neither the deletion nor a breakpoint beyond the configured interval deflates it) less those the
 lesion calls leave out of the depth (:mod:`remnant.tl.depth`: dominant transcript families, each
-group of cells' most-expressed genes), ``p_{s,g}``
-the reference cells' summed counts of ``g`` in state ``s`` per count of their ``D``, shrunk to the
-pooled reference profile with a pseudo-depth of ``shrinkage`` median reference cells (states
-absent from the reference use the pooled profile). A group of cells has observed ``O_g = sum_c
-x_{cg}`` and expected ``E_g = sum_c D_c p_{s(c),g}``; off the lesion's chromosome ``sum_g O_g =
-sum_g E_g`` by construction, so the ratio is 1 where the copy number is normal.
+group of cells' most-expressed genes), times its sample's factor against the reference as the calls
+apply it (:func:`remnant.tl.depth.depth_scales`; 1 for the reference's cells): a programme that
+raises a few hundred genes in a patient's cells inflates that sum, and the whole chromosome would
+read low. ``p_{s,g}`` is the reference cells' summed counts of ``g`` in state ``s`` per count of
+their ``D``, shrunk to the pooled reference profile with a pseudo-depth of ``shrinkage`` median
+reference cells (states absent from the reference use the pooled profile). A group of cells has
+observed ``O_g = sum_c x_{cg}`` and expected ``E_g = sum_c D_c p_{s(c),g}``; off the lesion's
+chromosome ``sum_g O_g = sum_g E_g`` before the factor, by construction, and with it the genes no
+programme moved read 1, so the ratio is 1 where the copy number is normal.
 
 Breakpoint model (:func:`estimate_breakpoints`)
 -----------------------------------------------
@@ -77,7 +80,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from remnant.errors import InputError
-from remnant.tl.depth import DepthGenes, depth_mask
+from remnant.tl.depth import DepthGenes, depth_mask, depth_scales
 from remnant.tl.lesions import cell_mask, obs_depth_groups, require_positions
 from remnant.tl.profile import CHUNK_CELLS, _Counts, _obs_key, _sum_by_group
 
@@ -130,7 +133,8 @@ class LesionSums:
     off_cols
         int (n_off,) var positions of the autosomal genes off the chromosome.
     depth
-        float64 (n_obs,): each cell's counts on ``off_cols``.
+        float64 (n_obs,): each cell's counts on ``off_cols`` times its sample's depth scale
+        (:func:`remnant.tl.depth.depth_scales`; 1 for the reference's cells).
     reference_sums
         float64 (len(states) + 1, n_chrom + n_off): reference cells' counts summed per state row
         (last row: reference cells of no state), genes ``chrom_cols`` then ``off_cols``.
@@ -242,6 +246,9 @@ def lesion_sums(
         lesion's chromosome that :func:`remnant.tl.depth.depth_mask` keeps, as for the calls (groups of
         cells: ``sample_key`` x ``state_key`` x reference; ``depth_genes``: a
         :class:`remnant.tl.depth.DepthGenes`, default its defaults; ``DepthGenes.plain()``: all).
+        Each sample's depth is scaled to the reference as the calls scale it
+        (:func:`remnant.tl.depth.depth_scales`, on those genes; off with
+        ``DepthGenes(scale_to_reference=False)``).
 
     Returns
     -------
@@ -258,23 +265,16 @@ def lesion_sums(
     if not groups:
         return {}
     shared = next(iter(groups.values()))  # reference and states: the same for every lesion
-    counted = _depth_genes(adata, source, shared["reference"], sample_key, state_key, depth_genes, chunk_cells)
-    genes = {c: _chromosome_genes(adata.var, c, counted) for c in {lesion.chromosome for lesion in lesions}}
+    counted, totals, table, codes = _depth_genes(
+        adata, source, shared["reference"], sample_key, state_key, depth_genes, chunk_cells
+    )
+    genes = {c: _chromosome_genes(adata.var, c, counted) for c in dict.fromkeys(l.chromosome for l in lesions)}
     n_rows = len(shared["states"]) + 1
     ref_row = np.where(shared["reference"], shared["state_row"], -1)
     reference_all = np.zeros((n_rows, adata.n_vars))
     off_masks = {c: np.isin(np.arange(adata.n_vars), g[2]) for c, g in genes.items()}
     depth = {c: np.zeros(adata.n_obs) for c in genes}
-    acc = {}
-    for lesion in lesions:
-        on, _, off = genes[lesion.chromosome]
-        n_pat = len(groups[lesion.name]["patients"])
-        acc[lesion.name] = {
-            "called": np.zeros((n_pat, on.size + off.size)),
-            "uncalled": np.zeros((n_pat, on.size)),
-            "cells": [],
-            "counts": [],
-        }
+    acc = {l.name: _accumulators(len(groups[l.name]["patients"]), genes[l.chromosome]) for l in lesions}
     for positions, block in source.blocks(chunk_cells=chunk_cells):
         for c, mask in off_masks.items():
             # weights in the block's dtype (as lesions.depth_on): a float64 vector would copy the block
@@ -290,6 +290,10 @@ def lesion_sums(
             a["uncalled"] += _sum_by_group(block, np.where(called, -1, patient), a["uncalled"].shape[0], on)
             a["cells"].append(positions[called])
             a["counts"].append(block[np.flatnonzero(called)][:, on])
+    # read on the genes this depth is summed on, so that the factor fits the sum; logged for one
+    # chromosome only, as another's factors differ from these only by the genes the two depths do not share
+    for k, (c, mask) in enumerate(off_masks.items()):
+        depth[c] *= depth_scales(totals, table, mask, depth_genes, report=k == 0)[codes]
     return {
         lesion.name: _collect_sums(
             lesion,
@@ -303,14 +307,31 @@ def lesion_sums(
     }
 
 
-def _depth_genes(adata, source, reference, sample_key, state_key, depth_genes, chunk_cells) -> np.ndarray:
-    """Boolean (n_vars,): the genes a cell's depth may be counted on (:func:`remnant.tl.depth.depth_mask`
-    among all autosomal genes; the caller keeps those off a lesion's chromosome), from one pass
-    summing each gene per group of cells."""
+def _depth_genes(
+    adata, source, reference, sample_key, state_key, depth_genes, chunk_cells
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, np.ndarray]:
+    """From one pass summing each gene per group of cells (:func:`remnant.tl.depth.depth_groups`:
+    sample x state x reference): boolean (n_vars,) the genes a cell's depth may be counted on
+    (:func:`remnant.tl.depth.depth_mask` among all autosomal genes; the caller keeps those off a
+    lesion's chromosome), the groups' float64 (n_groups x n_vars) totals, their table and each
+    cell's int64 group code (what :func:`remnant.tl.depth.depth_scales` reads)."""
     codes, table = obs_depth_groups(adata.obs, sample_key, state_key, reference, "lesion_sums")
     totals = source.group_sums(codes, len(table), chunk_cells=chunk_cells)
     autosomal = np.isin(adata.var["chromosome"].astype(str).to_numpy(), _AUTOSOMES)
-    return depth_mask(adata.var, autosomal, totals, table, depth_genes, "lesion_sums")
+    return depth_mask(adata.var, autosomal, totals, table, depth_genes, "lesion_sums"), totals, table, codes
+
+
+def _accumulators(n_patients: int, genes: tuple) -> dict:
+    """What the pass of :func:`lesion_sums` adds up for one lesion (:func:`_collect_sums` reads it),
+    empty: its patients' called and uncalled sums and its called cells' counts, for its
+    chromosome's genes ``(on, mid, off)``."""
+    on, _, off = genes
+    return {
+        "called": np.zeros((n_patients, on.size + off.size)),
+        "uncalled": np.zeros((n_patients, on.size)),
+        "cells": [],
+        "counts": [],
+    }
 
 
 def _collect_sums(lesion, g: dict, a: dict, genes: tuple, depth: np.ndarray, reference_all: np.ndarray) -> LesionSums:

@@ -282,11 +282,16 @@ SCALE_MAX_SD = 0.5
 
 
 def depth_scales(
-    totals: np.ndarray, groups: pd.DataFrame, depth_genes: np.ndarray, spec: DepthGenes | None = None
+    totals: np.ndarray,
+    groups: pd.DataFrame,
+    depth_genes: np.ndarray,
+    spec: DepthGenes | None = None,
+    *,
+    report: bool = True,
 ) -> np.ndarray:
     """float64 (n_groups,): the factor each group's depth is multiplied by (1 where none is read,
     and everywhere where ``spec.scale_to_reference`` is off); each sample read is logged with its
-    factor.
+    factor (``report=False``: nothing logged).
 
     A cell's depth is a sum over many genes, and a programme that raises a few hundred of them in
     every cell of a patient (or lowers them) moves it: every gene of that patient's cells then reads
@@ -324,8 +329,10 @@ def depth_scales(
             continue
         expected = sum(profiles[states[g]] * depth[g] for g in rows)
         scale = _sample_scale(pooled(rows), expected)
-        if scale is not None:
-            scales[rows] = scale
+        if scale is None:
+            continue
+        scales[rows] = scale
+        if report:
             log.info(
                 "depth of sample %s scaled by %.3f: its genes outside the lesions, the outlying ones left out, read "
                 "at that level against the reference's profiles",
