@@ -266,7 +266,7 @@ with h5py.File(h5ad, "r") as f:
 total = X.sum(axis=1)
 t3 = time.perf_counter()
 write_calls(done, f"{out}/calls.h5ad")
-table.to_csv(f"{out}/cells.tsv.gz", sep="\\t", index_label="cell", float_format="%.6g", compression=store.TABLE_GZIP)
+store.write_cell_table(table, f"{out}/cells.tsv.gz")
 t4 = time.perf_counter()
 print(t1 - t0, t3 - t2, t4 - t3)
 """

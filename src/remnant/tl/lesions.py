@@ -484,6 +484,7 @@ def read_lesion_counts(
     state_key: str | None = "hspc_state",
     reference=None,
     depth_genes: DepthGenes | None = None,
+    obs: pd.DataFrame | None = None,
 ) -> tuple[anndata.AnnData, np.ndarray]:
     """The counts of the lesions' genes for every cell of a cohort h5ad, and each cell's depth,
     read in blocks of cells (the matrix is never held whole; issue 8).
@@ -508,6 +509,9 @@ def read_lesion_counts(
         ``None``: not used to group cells), the reference cells (boolean (n_obs,) or an obs column;
         ``None``: not known yet, e.g. before an automatic choice) and the genes the depth leaves
         out. The same arguments give the depth :func:`call_lesions` computes in memory.
+    obs
+        The file's obs when the caller has read it already (:func:`remnant.io.store.read_obs`; read
+        here when ``None``): one read of every obs column less (0.1-0.3 s at 100k cells).
 
     Returns
     -------
@@ -521,7 +525,8 @@ def read_lesion_counts(
     """
     from remnant.io import store
 
-    obs = store.read_obs(path)  # raises InputError naming the file when it is not HDF5
+    if obs is None:
+        obs = store.read_obs(path)  # raises InputError naming the file when it is not HDF5
     var = store.read_var(path)
     require_positions(var, str(path))
     key = store.counts_key(path, where="read_lesion_counts")

@@ -97,7 +97,7 @@ def cluster_cells(
             result, read_markers(markers), states=states, target_sum=cluster["target_sum"], seed=seed, counts=out
         )
     write_clustering(out, result)
-    cells_table(result).to_csv(cells, sep="\t", index_label="cell", float_format="%.6g", compression=store.TABLE_GZIP)
+    store.write_cell_table(cells_table(result), cells)
 
 
 def cells_table(result: AnnData) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from remnant.errors import InputError
 from remnant.io.annotation import chromosome_arms, load_cytobands
-from remnant.io.store import TABLE_GZIP, annotate_with_calls, read_obs, read_var
+from remnant.io.store import annotate_with_calls, read_obs, read_var, write_cell_table
 from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles
 from remnant.tl.depth import DepthGenes, read_gene_list
 from remnant.tl.lesions import (
@@ -92,13 +92,12 @@ def call_cohort_lesions(
     depth_genes = depth_options(cnv["depth"])
     # a configured reference is known before the counts are read: the depth's groups of cells then
     # separate it from the cells it is compared with (as call_lesions does in memory)
-    known = (
-        None if cnv["reference"] == "auto" else reference_cells(read_obs(h5ad), cnv["reference"], reference_conditions)
-    )
     t0, c0 = time.perf_counter(), time.process_time()
+    obs = read_obs(h5ad)
+    known = None if cnv["reference"] == "auto" else reference_cells(obs, cnv["reference"], reference_conditions)
     try:
         adata, depth = read_lesion_counts(
-            h5ad, parsed, reference=None if known is None else known.to_numpy(), depth_genes=depth_genes
+            h5ad, parsed, reference=None if known is None else known.to_numpy(), depth_genes=depth_genes, obs=obs
         )
     except InputError as err:
         if err.where != "read_lesion_counts(depth_genes=...)":
@@ -312,7 +311,7 @@ def _write_cells(adata: ad.AnnData, lesions: list[Lesion], reference: np.ndarray
         columns += [c for c in extra if c in adata.obs]
     table = adata.obs[columns].copy()
     table["reference"] = reference
-    table.to_csv(path, sep="\t", index_label="cell", float_format="%.6g", compression=TABLE_GZIP)
+    write_cell_table(table, path)
 
 
 def _write_summaries(adata: ad.AnnData, lesions: list[Lesion], samples: PathLike, intervals: PathLike) -> None:

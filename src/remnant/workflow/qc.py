@@ -79,6 +79,7 @@ def filter_cells(
     gzipped TSV) and the passing cells (``h5ad``); InputError when too few cells pass."""
     import anndata as ad
 
+    from remnant.io.store import write_cell_table
     from remnant.pl.qc import plot_qc
 
     log = logging.getLogger(__name__)
@@ -86,9 +87,7 @@ def filter_cells(
     flag_cells(adata, qc, score_doublets_for=droplet, seed=seed)
     plot_qc(adata, figure, title=sample, unscored="doublets not scored\n(plate sample, or qc.doublets disabled)")
     columns = CELL_COLUMNS + [c for c in adata.obs if c.startswith("qc_fail_")]
-    adata.obs[columns].to_csv(
-        cells, sep="\t", index_label="cell", float_format="%.6g", compression={"method": "gzip", "mtime": 0}
-    )
+    write_cell_table(adata.obs[columns], cells)
     require_passing_cells(adata, qc["min_cells"], sample=sample, log_path=log_path)
     filtered = adata[adata.obs["qc_pass"].to_numpy()].copy()
     filtered.write_h5ad(h5ad, compression="gzip")

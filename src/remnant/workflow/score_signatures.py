@@ -124,7 +124,7 @@ def write_signature_scores(
     composition_table, cycling_table = run_cycling(cells, alpha=p["alpha"], **common)
     _log_mixed(comparison_table)
     columns = [c for c in _cell_columns(lesion, group_key) if c in cells] + keys + ["cycle_phase", "cycling_posterior"]
-    cells[columns].to_csv(scores, sep="\t", index_label="cell", float_format="%.6g", compression=store.TABLE_GZIP)
+    store.write_cell_table(cells[columns], scores)
     described.to_csv(sets, sep="\t", index=False)
     comparison_table.to_csv(comparisons, sep="\t", index=False, float_format="%.6g")
     composition_table.to_csv(composition, sep="\t", index=False, float_format="%.6g")
