@@ -153,7 +153,7 @@ def test_streaming_depth_equals_in_memory(plasma, lesions, tmp_path):
     gene_file.write_text("# cell-type programme\nGAPDH\n\nACTB\tbeta-actin\n")
     spec = DepthGenes(exclude_patterns=("KRT\\d",), exclude_genes=read_gene_list(gene_file), trim_top_fraction=0.02)
     assert spec.exclude_genes == ("GAPDH", "ACTB")
-    for depth_genes in (None, spec, DepthGenes.plain()):
+    for depth_genes in (None, spec, DepthGenes.plain(), DepthGenes(baseline="median")):
         small, depth = read_lesion_counts(path, lesions, chunk_cells=97, reference=ref, depth_genes=depth_genes)
         mem = full.copy()
         mem.layers["counts"] = mem.X
@@ -180,6 +180,8 @@ def test_symbols_from_var_names_and_bad_settings(cohort, lesions):
         call_lesions(cohort.copy(), lesions, reference=ref, depth_genes=DepthGenes(exclude_families=("plasma",)))
     with pytest.raises(InputError, match="not a regular expression"):
         call_lesions(cohort.copy(), lesions, reference=ref, depth_genes=DepthGenes(exclude_patterns=("KRT[",)))
+    with pytest.raises(InputError, match=r"baseline must be one of \['sum', 'median'\]"):
+        call_lesions(cohort.copy(), lesions, reference=ref, depth_genes=DepthGenes(baseline="mean"))
     with pytest.raises(InputError, match="gene list does not exist"):
         read_gene_list("/nonexistent/genes.txt")
 
@@ -227,6 +229,7 @@ def test_workflow_step_reads_cnv_depth(plasma, tmp_path, caplog):
     assert params["depth"] == "given (depth=...)" and params["depth_trim_top_fraction"] == 0.01
     assert bool(params["depth_scale_to_reference"]) is config["cnv"]["depth"]["scale_to_reference"] is True
     assert params["depth_exclude_families"] == ", ".join(config["cnv"]["depth"]["exclude_families"])
+    assert params["depth_baseline"] == config["cnv"]["depth"]["baseline"] == DepthGenes().baseline
 
     bad = {**config["cnv"], "depth": {**config["cnv"]["depth"], "exclude_genes_file": str(tmp_path / "none.txt")}}
     with pytest.raises(InputError, match="cnv.depth.exclude_genes_file"):
@@ -281,3 +284,85 @@ def test_depth_scales_take_out_a_programme_and_leave_other_types_alone():
     assert scales["H1_ref:HSC"] == scales["H1_ref:GMP"] == 1.0
     _, plain = depth_groups(samples, states)
     assert (depth_scales(totals, plain, np.ones(n, bool)) == 1.0).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# The median baseline (DepthGenes(baseline="median")): an aneuploid cell's depth
+# ------------------------------------------------------------------------------------------------
+def test_depth_blocks_cut_each_chromosome_in_genomic_order(cohort):
+    from remnant.tl.depth import depth_blocks
+
+    var = cohort.var
+    genes = var["chromosome"].isin([f"chr{i}" for i in range(1, 23)]).to_numpy()
+    genes[::7] = False  # the mask, not every gene of a chromosome
+    blocks = depth_blocks(var, genes, n_blocks=20)
+    member = np.asarray(blocks.sum(1)).ravel()
+    np.testing.assert_array_equal(member, genes.astype(float))  # each gene of the mask in one block
+    block = np.asarray(blocks.argmax(1)).ravel()
+    frame = pd.DataFrame({"chromosome": var["chromosome"].astype(str), "start": var["start"], "block": block})[genes]
+    assert (frame.groupby("block")["chromosome"].nunique() == 1).all()  # no block spans two chromosomes
+    for _, g in frame.groupby("chromosome"):
+        assert g.sort_values("start")["block"].is_monotonic_increasing  # in order along each
+    assert 18 <= blocks.shape[1] <= 30  # about n_blocks (at least one per chromosome)
+
+
+def test_median_depth_is_the_sum_unless_blocks_changed_and_a_minority_do_not_move_it():
+    from remnant.tl.depth import median_depth
+
+    rng = np.random.default_rng(1)
+    shares = rng.dirichlet(np.ones(50))
+    even = 1000.0 * shares  # a cell whose blocks hold the pooled shares
+    gained = even.copy()
+    order = rng.permutation(50)
+    first = order[np.cumsum(shares[order]) <= 0.35]  # blocks holding up to 35% of the counts
+    gained[first] *= 1.5
+    most = even.copy()
+    most[order[np.cumsum(shares[order]) <= 0.65]] *= 1.5
+    depth = median_depth(np.vstack([even, gained, most]), shares)
+    assert depth[0] == pytest.approx(1000.0)
+    assert gained.sum() > 1100 and depth[1] == pytest.approx(1000.0)  # a sum reads the gains, the median not
+    assert depth[2] == pytest.approx(1500.0)  # past half of the genome the gains are the baseline
+    # blocks without reference counts are left out, not divided by 0
+    zero = np.append(shares, 0.0)
+    np.testing.assert_allclose(median_depth(np.vstack([np.append(even, 5.0)]), zero), [1000.0])
+
+
+def _aneuploid(adata, sample: str, chromosomes, ratio: float = 1.5, seed: int = 0):
+    """A copy of ``adata`` whose cells of ``sample`` have ``ratio`` times the counts on
+    ``chromosomes`` (each stored count plus a Poisson draw): arms gained outside every lesion."""
+    out = adata.copy()
+    coo = sp.coo_matrix(out.layers["counts"], dtype=np.float64)
+    rows = (out.obs["sample"] == sample).to_numpy()
+    cols = out.var["chromosome"].isin(chromosomes).to_numpy()
+    hit = rows[coo.row] & cols[coo.col]
+    coo.data[hit] += np.random.default_rng(seed).poisson((ratio - 1.0) * coo.data[hit])
+    out.layers["counts"] = sp.csr_matrix(coo, dtype=np.float32)
+    return out
+
+
+def test_median_baseline_keeps_an_aneuploid_patients_normal_cells_normal(cohort, lesions):
+    """A patient whose cells gained five chromosomes (31% of the genes, 1.5-fold, none of them a
+    configured lesion's) has a sum inflated 17%: its cells without del(5q) then read 5q as a partial
+    loss and 15% of them are called. With the median baseline the depth (and its sample's factor,
+    the median over the same blocks) reads within 3% of the depth without the gains and they are
+    called as without them."""
+    gained = _aneuploid(cohort, "P1_dx", ["chr1", "chr2", "chr3", "chr4", "chr6"])
+    p1 = (cohort.obs["sample"] == "P1_dx").to_numpy()
+    normal = p1 & ~cohort.obs["truth"].to_numpy(bool)
+    ratio, called = {}, {}
+    for baseline in ("sum", "median"):
+        spec = DepthGenes(baseline=baseline)
+        _, before = read_depth(cohort, lesions, depth_genes=spec)
+        _, after = read_depth(gained, lesions, depth_genes=spec)
+        ratio[baseline] = float(np.median(after[p1] / before[p1]))
+        # the other samples' cells: only the few most-expressed genes P1's gains moved into or out of
+        # the trim differ
+        assert abs(np.median(after[~p1] / before[~p1]) - 1.0) < 0.005
+        called[baseline] = [
+            float(_called(a, lesions, depth_genes=spec).obs["del5q_call"].to_numpy()[normal].mean())
+            for a in (cohort, gained)
+        ]
+    assert ratio["sum"] > 1.12, ratio
+    assert abs(ratio["median"] - 1.0) < 0.03, ratio
+    assert called["sum"][1] > called["sum"][0] + 0.08, called  # the sum's false calls
+    assert called["median"][1] < called["median"][0] + 0.03, called

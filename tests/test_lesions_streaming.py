@@ -20,11 +20,11 @@ from test_reference import ROWS as PATIENT_ROWS
 from remnant.errors import InputError
 from remnant.io import store
 from remnant.io.annotation import chromosome_arms
-from remnant.tl.depth import DepthGenes, depth_scales, group_totals
+from remnant.tl.depth import DepthGenes
 from remnant.tl.lesions import (
     call_lesions,
-    depth_columns,
     depth_on,
+    lesion_counts,
     lesion_genes,
     obs_depth_groups,
     parse_lesions,
@@ -61,12 +61,10 @@ def as_cohort_file(adata: ad.AnnData, path, *, layer: bool = False) -> ad.AnnDat
 
 
 def in_memory_depth(full: ad.AnnData, lesions, reference=None, depth_genes=None) -> np.ndarray:
-    """Each cell's depth computed from the whole matrix (group totals in memory), each sample's
-    scaled to the reference where it is known."""
-    codes, groups = obs_depth_groups(full.obs, "sample", "hspc_state", reference, "test")
-    totals = group_totals(full.X, codes, len(groups))
-    _, genes = depth_columns(full.var, lesions, totals, groups, depth_genes, "test")
-    return depth_on(full.X, genes) * depth_scales(totals, groups, genes, depth_genes)[codes]
+    """Each cell's depth computed from the whole matrix (group totals in memory, the in-memory twin
+    of the streaming read), each sample's scaled to the reference where it is known."""
+    groups = obs_depth_groups(full.obs, "sample", "hspc_state", reference, "test")
+    return lesion_counts(full.X, full.var, lesions, None, "test", groups=groups, depth_genes=depth_genes)[2]
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +208,13 @@ def test_depth_read_before_an_automatic_reference_is_scaled_to_it(patients, lesi
     _, known = read_lesion_counts(path, lesions, reference=mask)
     assert (relative(scale_read_depth(path, lesions, depth, mask), known) - 1).abs().max() < 0.01
     assert ((relative(depth, known) - 1).abs() > 0.02).sum() == 2
+    # the median baseline: read before the choice against all cells' block shares, then taken again
+    # against the reference's, it equals the median read with the reference known
+    median = DepthGenes(trim_top_fraction=0.0, baseline="median")
+    _, before = read_lesion_counts(path, lesions, depth_genes=median)
+    _, known = read_lesion_counts(path, lesions, reference=mask, depth_genes=median)
+    np.testing.assert_allclose(scale_read_depth(path, lesions, before, mask, depth_genes=median), known, rtol=1e-12)
+    assert not np.allclose(before, known, rtol=1e-3)
     # the scaling turned off: the depth as it was, no pass made
     plain = DepthGenes(scale_to_reference=False)
     assert scale_read_depth(path / "missing", lesions, depth, mask, depth_genes=plain) is not None

@@ -288,6 +288,7 @@ def read_columns(
     *,
     rows=None,
     sums: Mapping[str, np.ndarray] | None = None,
+    blocks: sp.spmatrix | None = None,
     key: str = "X",
     chunk_cells: int = CHUNK_CELLS,
 ) -> tuple[sp.csr_matrix, dict[str, np.ndarray]]:
@@ -300,20 +301,29 @@ def read_columns(
         CSR (n_rows x n_columns), the stored dtype.
     sums
         ``{name: float64 (n_rows,)}``: each cell's total over the genes of ``sums[name]`` (a boolean
-        (n_vars,) mask), computed on the full row before the column selection.
+        (n_vars,) mask), computed on the full row before the column selection; with ``blocks`` (an
+        (n_vars x n_blocks) indicator of genes in blocks, e.g. :func:`remnant.tl.depth.depth_blocks`)
+        also ``"blocks"``: float32 (n_rows x n_blocks), each cell's counts per block.
     """
     sums = dict(sums or {})
     parts, totals = [], {name: [] for name in sums}
     n_genes = shape(path, key)[1]
     columns = _mask(columns, n_genes, "columns")
     masks = {name: _mask(mask, n_genes, f"sums[{name!r}]") for name, mask in sums.items()}
+    per_block = []
     for _, block in iter_chunks(path, key=key, rows=rows, chunk_cells=chunk_cells):
         for name, mask in masks.items():
             # weights in the block's dtype: a float64 vector would upcast (copy) the block
             totals[name].append(np.asarray(block @ mask.astype(block.dtype)).ravel().astype(np.float64))
+        if blocks is not None:
+            # float32 holds a cell's counts on one block exactly (< 2**24): half the memory of float64
+            per_block.append(np.asarray((block @ blocks.astype(block.dtype)).todense(), dtype=np.float32))
         parts.append(block[:, columns])
     matrix = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, int(columns.sum())), dtype=np.float32)
-    return matrix, {name: (np.concatenate(v) if v else np.zeros(0)) for name, v in totals.items()}
+    out = {name: (np.concatenate(v) if v else np.zeros(0)) for name, v in totals.items()}
+    if blocks is not None:
+        out["blocks"] = np.vstack(per_block) if per_block else np.zeros((0, blocks.shape[1]), np.float32)
+    return matrix, out
 
 
 def group_sums(

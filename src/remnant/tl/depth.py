@@ -19,6 +19,14 @@ Where the reference is known when the depth is counted, each sample's depth is t
 reference (:func:`depth_scales`): a programme that raises a few hundred genes of every cell of a
 patient inflates a sum however its genes are chosen.
 
+A sum is also moved by the copy number of every arm a cell has gained or lost outside the configured
+lesions: an aneuploid tumour's gains inflate it, and every arm it did not change then reads low, as a
+partial loss. With ``baseline="median"`` a cell's depth is instead the weighted median over blocks of
+the genome (:func:`depth_blocks`, :func:`median_depth`) of its counts on each block divided by the
+block's share of all cells' counts: what its depth would be if the block were at the copy number of
+the genome's middle, which no minority of changed arms moves. It is the sum where a cell's blocks
+are in the pooled proportions.
+
 This applies to the depth only: a lesion's own genes keep their evidence (RPS14 in 5q, HLA genes in
 6p). The same function chooses the genes in memory (:func:`remnant.tl.lesions.call_lesions`) and
 when streaming a cohort file (:func:`remnant.tl.lesions.read_lesion_counts`): both give it the
@@ -53,6 +61,15 @@ DEPTH_FAMILIES = GENE_FAMILIES
 #: Most-expressed genes left out of the depth: this share of each sample's expressed genes.
 DEFAULT_TRIM_TOP_FRACTION = 0.01
 
+#: What a cell's depth is taken as (:class:`DepthGenes` ``baseline``).
+BASELINES = ("sum", "median")
+
+#: Blocks of the genome :func:`median_depth` takes its median over: the depth genes of each
+#: chromosome in genomic order, cut into blocks of about this share of all of them each (a chromosome
+#: arm holds 1-5% of the genes). Enough blocks that a gained arm is a minority of them; few enough
+#: that each holds a few percent of a cell's counts (dozens at 2,000 UMI).
+DEPTH_BLOCKS = 50
+
 #: A sample is reported when its ``DOMINANCE_TOP_GENES`` most-expressed genes hold more than this share.
 DOMINANCE_SHARE = 0.30
 DOMINANCE_TOP_GENES = 10
@@ -77,6 +94,9 @@ class DepthGenes:
     scale_to_reference
         Multiply each sample's depth by its factor against the reference (:func:`depth_scales`),
         where the reference is known when the depth is counted.
+    baseline
+        ``"sum"``: a cell's counts on the depth genes; ``"median"``: the weighted median over blocks
+        of the genome of those counts, each block's divided by its share (:func:`median_depth`).
     """
 
     exclude_families: tuple[str, ...] = tuple(DEPTH_FAMILIES)
@@ -84,12 +104,18 @@ class DepthGenes:
     exclude_genes: tuple[str, ...] = field(default=())
     trim_top_fraction: float = DEFAULT_TRIM_TOP_FRACTION
     scale_to_reference: bool = True
+    baseline: str = "median"
 
     @classmethod
     def plain(cls) -> DepthGenes:
         """Every autosomal gene outside the lesions, summed (the depth before issue 17)."""
         return cls(
-            exclude_families=(), exclude_patterns=(), exclude_genes=(), trim_top_fraction=0.0, scale_to_reference=False
+            exclude_families=(),
+            exclude_patterns=(),
+            exclude_genes=(),
+            trim_top_fraction=0.0,
+            scale_to_reference=False,
+            baseline="sum",
         )
 
     def checked(self, where: str) -> DepthGenes:
@@ -114,7 +140,11 @@ class DepthGenes:
                 f"trim_top_fraction must be >= 0 and < 0.5; got {trim}.", where=f"{where}(depth_genes=...)"
             )
         genes = tuple(str(g) for g in (self.exclude_genes or ()))
-        return DepthGenes(families, patterns, genes, trim, bool(self.scale_to_reference))
+        if self.baseline not in BASELINES:
+            raise InputError(
+                f"baseline must be one of {list(BASELINES)}; got {self.baseline!r}.", where=f"{where}(depth_genes=...)"
+            )
+        return DepthGenes(families, patterns, genes, trim, bool(self.scale_to_reference), str(self.baseline))
 
 
 def read_gene_list(path) -> tuple[str, ...]:
@@ -180,6 +210,58 @@ def group_totals(X, codes: np.ndarray, n_groups: int, block: int = 10_000) -> np
         indicator = sp.csr_matrix((np.ones(g.size), (g, np.arange(g.size))), shape=(n_groups, g.size))
         total += np.asarray((indicator @ X[start : start + block].astype(np.float64)).todense())
     return total
+
+
+def depth_blocks(var: pd.DataFrame, genes: np.ndarray, n_blocks: int = DEPTH_BLOCKS) -> sp.csr_matrix:
+    """float32 CSR (n_vars x n): the indicator of each gene of the boolean (n_vars,) mask ``genes`` in
+    its block of the genome (:data:`DEPTH_BLOCKS`): per chromosome, its genes of the mask ordered by
+    ``var["start"]`` and cut into ``round(n_genes / (all / n_blocks))`` blocks (at least one) of about
+    equal size. ``counts @ depth_blocks(...)`` is each cell's counts per block."""
+    chromosome = var["chromosome"].astype(str).to_numpy()
+    start = var["start"].to_numpy(np.int64)
+    size = max(int(genes.sum()) / n_blocks, 1.0)
+    rows, cols, n = [], [], 0
+    for c in pd.unique(chromosome[genes]):
+        idx = np.flatnonzero(genes & (chromosome == c))
+        idx = idx[np.argsort(start[idx], kind="stable")]
+        k = max(int(round(idx.size / size)), 1)
+        rows.append(idx)
+        cols.append(n + np.arange(idx.size) * k // idx.size)
+        n += k
+    if not rows:
+        return sp.csr_matrix((len(var), 0), dtype=np.float32)
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    return sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(len(var), n))
+
+
+#: Cells :func:`median_depth` sorts at a time (~25 MB a copy at 50 blocks).
+MEDIAN_CELLS = 65_536
+
+
+def median_depth(block_counts: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """float64 (n_cells,): each cell's weighted median over blocks of ``block_counts / shares``
+    (weights ``shares``; blocks of share 0 left out). ``block_counts``: (n_cells x n_blocks) counts per
+    block (``counts @`` :func:`depth_blocks`); ``shares``: (n_blocks,) each block's share of the
+    counts of all cells pooled (they sum to 1). A cell whose blocks hold the pooled shares gets its
+    sum; a block of a gained (lost) arm reads high (low) and, while such blocks are fewer than half of
+    the weight, does not move the median."""
+    on = shares > 0
+    out = np.zeros(block_counts.shape[0])
+    if not on.any():
+        return out
+    # a block of cells at a time: the sort's copies are cells x blocks x 8 bytes each
+    for a in range(0, out.size, MEDIAN_CELLS):
+        values = np.asarray(block_counts[a : a + MEDIAN_CELLS], np.float64)[:, on] / shares[on]
+        out[a : a + MEDIAN_CELLS] = weighted_median(values, np.broadcast_to(shares[on], values.shape))
+    return out
+
+
+def block_shares(totals: np.ndarray, blocks: sp.csr_matrix) -> np.ndarray:
+    """float64 (n_blocks,): each block's share of the counts of all groups' totals (n_groups x n_vars)
+    pooled, over the genes of :func:`depth_blocks`' indicator ``blocks``."""
+    pooled = blocks.T.astype(np.float64) @ totals.sum(0)
+    total = pooled.sum()
+    return pooled / total if total > 0 else pooled
 
 
 def depth_mask(
@@ -288,10 +370,18 @@ def depth_scales(
     spec: DepthGenes | None = None,
     *,
     report: bool = True,
+    group_depth: np.ndarray | None = None,
+    blocks: sp.spmatrix | None = None,
 ) -> np.ndarray:
     """float64 (n_groups,): the factor each group's depth is multiplied by (1 where none is read,
     and everywhere where ``spec.scale_to_reference`` is off); each sample read is logged with its
-    factor (``report=False``: nothing logged).
+    factor (``report=False``: nothing logged). ``group_depth``: (n_groups,) each group's summed
+    depth when it is not the sum of its ``totals`` on ``depth_genes`` (a median baseline,
+    :func:`median_depth`), so that the profiles and factors are per count of that depth.
+    ``blocks``: with a median baseline, :func:`depth_blocks`' indicator; each sample's factor is
+    then the weighted median over those blocks of each block's trimmed mean ratio, so the arms an
+    aneuploid tumour gained do not move it either (the trimmed mean over all genes keeps a gained
+    arm's genes, 1.5-fold being inside the trim, and would put back what the median left out).
 
     A cell's depth is a sum over many genes, and a programme that raises a few hundred of them in
     every cell of a patient (or lowers them) moves it: every gene of that patient's cells then reads
@@ -313,7 +403,9 @@ def depth_scales(
     states = groups["state"].to_numpy(str)
     samples = groups["sample"].to_numpy(str)
     genes = np.flatnonzero(depth_genes)
-    depth = totals @ depth_genes.astype(np.float64)  # each group's summed depth (no copy of the totals)
+    gene_block = None if blocks is None else _block_of(blocks)[genes]
+    # each group's summed depth (no copy of the totals)
+    depth = totals @ depth_genes.astype(np.float64) if group_depth is None else np.asarray(group_depth, np.float64)
 
     def pooled(rows: np.ndarray) -> np.ndarray:
         return totals[rows].sum(0)[genes]
@@ -328,7 +420,7 @@ def depth_scales(
         if groups["n_cells"].to_numpy()[rows].sum() < SCALE_MIN_CELLS:
             continue
         expected = sum(profiles[states[g]] * depth[g] for g in rows)
-        scale = _sample_scale(pooled(rows), expected)
+        scale = _sample_scale(pooled(rows), expected, gene_block)
         if scale is None:
             continue
         scales[rows] = scale
@@ -342,10 +434,19 @@ def depth_scales(
     return scales
 
 
-def _sample_scale(observed: np.ndarray, expected: np.ndarray) -> float | None:
+def _block_of(blocks: sp.spmatrix) -> np.ndarray:
+    """int (n_vars,) each gene's block in :func:`depth_blocks`' indicator, -1 for genes in none."""
+    rows, cols = sp.csr_matrix(blocks).nonzero()
+    out = np.full(blocks.shape[0], -1)
+    out[rows] = cols
+    return out
+
+
+def _sample_scale(observed: np.ndarray, expected: np.ndarray, block: np.ndarray | None = None) -> float | None:
     """The trimmed mean ratio of a sample's pooled ``observed`` to ``expected`` counts per gene
     (:func:`depth_scales`), or None where too few genes have the counts or their spread is a
-    different cell type's."""
+    different cell type's. ``block``: each gene's block (:func:`_block_of`); the weighted median
+    over the blocks of their own trimmed mean ratios (weights: their genes' weights) instead."""
     ok = expected >= SCALE_MIN_EXPECTED
     if ok.sum() < 50:
         return None
@@ -357,4 +458,11 @@ def _sample_scale(observed: np.ndarray, expected: np.ndarray) -> float | None:
     if sure.sum() < 50 or 1.4826 * np.median(np.abs(log_ratio[sure] - median)) > SCALE_MAX_SD:
         return None
     keep = np.abs(log_ratio - median) < SCALE_TRIM
-    return float(np.sum(w[keep] * o[keep] / e[keep]) / np.sum(w[keep]))
+    if block is None:
+        return float(np.sum(w[keep] * o[keep] / e[keep]) / np.sum(w[keep]))
+    b = block[ok][keep]
+    n = int(block.max()) + 1
+    weight = np.bincount(b, weights=w[keep], minlength=n)
+    ratio = np.bincount(b, weights=w[keep] * o[keep] / e[keep], minlength=n)
+    on = weight > 0
+    return float(weighted_median(ratio[on] / weight[on], weight[on]))

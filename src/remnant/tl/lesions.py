@@ -50,7 +50,16 @@ from scipy.special import logit
 
 from remnant.errors import InputError
 from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
-from remnant.tl.depth import DepthGenes, depth_groups, depth_mask, depth_scales, group_totals
+from remnant.tl.depth import (
+    DepthGenes,
+    block_shares,
+    depth_blocks,
+    depth_groups,
+    depth_mask,
+    depth_scales,
+    group_totals,
+    median_depth,
+)
 from remnant.tl.intervals import (
     Pools,
     fit_interval,
@@ -541,8 +550,10 @@ def read_lesion_counts(
     codes, groups = obs_depth_groups(obs, sample_key, state_key, reference, "read_lesion_counts")
     totals = store.group_sums(path, codes, len(groups), key=key, **kw)
     keep, depth_genes_mask = depth_columns(var, lesions, totals, groups, depth_genes, "read_lesion_counts")
-    counts, sums = store.read_columns(path, keep, sums={"depth": depth_genes_mask}, key=key, **kw)
-    depth = sums["depth"] * depth_scales(totals, groups, depth_genes_mask, depth_genes)[codes]
+    blocks = depth_blocks(var, depth_genes_mask) if _median_baseline(depth_genes) else None
+    counts, sums = store.read_columns(path, keep, sums={"depth": depth_genes_mask}, blocks=blocks, key=key, **kw)
+    depth = _baseline(sums["depth"], sums.get("blocks"), totals, groups, blocks)
+    depth = depth * _scales(totals, groups, depth_genes_mask, depth_genes, depth, codes, var)[codes]
     return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), depth
 
 
@@ -567,7 +578,9 @@ def scale_read_depth(
     over the reference recover its groups exactly), so only the factors are new. With
     ``trim_top_fraction`` 0 the result equals :func:`read_lesion_counts` given the reference; with
     a trim, the reference given beforehand also trims each side of it separately, so a few of the
-    most-expressed genes may differ.
+    most-expressed genes may differ. With a median baseline (``depth_genes.baseline``) a further
+    pass reads each cell's counts per block of the genome, and the median is taken again against
+    the reference's block shares.
 
     Parameters
     ----------
@@ -584,11 +597,11 @@ def scale_read_depth(
     Returns
     -------
     float64 (n_obs,): ``depth`` with each sample's factor applied (``depth`` itself, without a pass,
-    where ``depth_genes.scale_to_reference`` is off).
+    where ``depth_genes.scale_to_reference`` is off and the baseline is the sum).
     """
     from remnant.io import store
 
-    if depth_genes is not None and not depth_genes.scale_to_reference:
+    if depth_genes is not None and not depth_genes.scale_to_reference and not _median_baseline(depth_genes):
         return np.asarray(depth, dtype=np.float64)
     var = store.read_var(path)
     key = store.counts_key(path, where="scale_read_depth")
@@ -611,7 +624,14 @@ def scale_read_depth(
     np.add.at(read_totals, first_read, totals)
     _, outside = lesion_columns(var, lesions)
     genes = depth_mask(var, outside, read_totals, read_groups, depth_genes, "scale_read_depth", report=False)
-    return depth * depth_scales(totals, groups, genes, depth_genes)[codes]
+    if _median_baseline(depth_genes):
+        # the median was taken against all cells' block shares; the reference's are known now
+        blocks = depth_blocks(var, genes)
+        _, sums = store.read_columns(
+            path, np.zeros(len(var), bool), blocks=blocks, key=key, chunk_cells=chunk_cells or READ_CELLS
+        )
+        depth = _baseline(depth, sums["blocks"], totals, groups, blocks)
+    return depth * _scales(totals, groups, genes, depth_genes, depth, codes, var)[codes]
 
 
 def lesion_counts(
@@ -644,8 +664,11 @@ def lesion_counts(
         codes, table = depth_groups(np.zeros(X.shape[0], np.int64)) if groups is None else groups
         totals = group_totals(X, codes, len(table))
         _, depth_genes_mask = depth_columns(var, lesions, totals, table, depth_genes, where)
-        scales = depth_scales(totals, table, depth_genes_mask, depth_genes)
-        depth = cell_depth(X, depth_genes_mask, None, X.shape[0], where) * scales[codes]
+        depth = cell_depth(X, depth_genes_mask, None, X.shape[0], where)
+        if _median_baseline(depth_genes):
+            blocks = depth_blocks(var, depth_genes_mask)
+            depth = _baseline(depth, np.asarray((X @ blocks.astype(X.dtype)).todense()), totals, table, blocks)
+        depth = depth * _scales(totals, table, depth_genes_mask, depth_genes, depth, codes, var)[codes]
     else:
         depth = cell_depth(X, np.zeros(len(var), bool), depth, X.shape[0], where)
     # Only the lesions' genes are used from here on: select those columns before any row subset
@@ -654,6 +677,39 @@ def lesion_counts(
     if keep.all() and isinstance(X, sp.csr_matrix) and X.has_canonical_format:
         return X, var, depth
     return sp.csr_matrix(X[:, np.flatnonzero(keep)]), var.loc[keep], depth
+
+
+def _median_baseline(depth_genes: DepthGenes | None) -> bool:
+    return (DepthGenes() if depth_genes is None else depth_genes).baseline == "median"
+
+
+def _baseline(
+    depth: np.ndarray,
+    block_counts: np.ndarray | None,
+    totals: np.ndarray,
+    groups: pd.DataFrame,
+    blocks: sp.csr_matrix | None,
+) -> np.ndarray:
+    """Each cell's depth as :class:`remnant.tl.depth.DepthGenes` ``baseline`` takes it: ``depth`` (the
+    sum), or with ``block_counts`` (n_obs x n_blocks, :func:`remnant.tl.depth.depth_blocks`) their
+    weighted median against the blocks' shares of the reference's ``totals`` (its groups' rows of
+    ``groups``; all groups where it is not known yet; :func:`remnant.tl.depth.median_depth`). The
+    shares are the reference's so that a normal cell reads at its sum and a tumour's gained arms read
+    high: shares of a cohort of mostly tumour cells would make the normal cells look aneuploid."""
+    if block_counts is None:
+        return depth
+    ref = groups["reference"].to_numpy(bool) if "reference" in groups.columns else np.zeros(len(groups), bool)
+    return median_depth(block_counts, block_shares(totals[ref] if ref.any() else totals, blocks))
+
+
+def _scales(totals, groups, genes, depth_genes: DepthGenes | None, depth: np.ndarray, codes, var) -> np.ndarray:
+    """:func:`remnant.tl.depth.depth_scales` of the depth as counted: a median baseline's group
+    depths are its cells' depths summed, not the groups' totals on the depth genes, and its factors
+    are medians over the same blocks of the genome."""
+    if not _median_baseline(depth_genes):
+        return depth_scales(totals, groups, genes, depth_genes)
+    group_depth = np.bincount(codes, weights=depth, minlength=len(groups))
+    return depth_scales(totals, groups, genes, depth_genes, group_depth=group_depth, blocks=depth_blocks(var, genes))
 
 
 def depth_columns(
@@ -1139,6 +1195,7 @@ def _depth_params(depth_genes: DepthGenes | None, *, given: bool) -> dict:
         "depth_n_exclude_genes": len(spec.exclude_genes),
         "depth_trim_top_fraction": float(spec.trim_top_fraction),
         "depth_scale_to_reference": bool(spec.scale_to_reference),
+        "depth_baseline": str(spec.baseline),
     }
 
 

@@ -223,6 +223,7 @@ def depth_options(depth: Mapping) -> DepthGenes:
         exclude_genes=genes,
         trim_top_fraction=float(depth["trim_top_fraction"]),
         scale_to_reference=bool(depth["scale_to_reference"]),
+        baseline=str(depth["baseline"]),
     )
 
 
