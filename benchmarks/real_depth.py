@@ -13,11 +13,11 @@ seed, each lesion and control arm, the LLR AUROC tumour vs normal, infercnvpy's 
 cells (``icnv``), the share of tumour cells called (on a control: cells called on an arm nothing
 changed), and the share of normal cells called.
 
-Each row is given twice: with each cell's depth as remnant counts it (``sum``: the counts on the
-genes outside every configured lesion, ``rm.tl.call_lesions``' default) and with a prototype that is
-not part of remnant (``arm``: the weighted median over chromosome arms of the cell's counts on an
-arm's depth genes divided by the reference cells' share of the depth on that arm, a baseline a
-minority of changed arms cannot move; :func:`arm_median_depth`). The issue's checks on TNBC1 are
+Each row is given twice, once for each depth baseline of ``rm.tl.call_lesions`` (``cnv.depth.baseline``):
+``median``, the default since session 31 (the weighted median over blocks of the genome of a cell's
+counts per block against the reference's block shares, which a minority of changed arms cannot
+move), and ``sum`` (the counts on the depth genes, the default before). Session 27's prototype of the
+median over chromosome arms (the ``arm`` column then) became the first. The issue's checks on TNBC1 are
 those of benchmarks/real_data.py: lesions AUROC >= 0.95 and >= infercnvpy, control arms and normal
 cells <= 2% called; the script prints how many hold at each depth.
 """
@@ -38,8 +38,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _real_sets as R  # noqa: E402
 
-from remnant.tl.depth import depth_mask, group_totals  # noqa: E402
-from remnant.tl.lesions import genes_in, lesion_columns, obs_depth_groups  # noqa: E402
+from remnant.tl.depth import DepthGenes  # noqa: E402
 
 HARNESS = {
     "state_key": "state",
@@ -68,35 +67,9 @@ def thinned(adata, keep: float, seed: int, recluster: bool = False):
     return out
 
 
-def arm_median_depth(adata, lesions, reference: np.ndarray, arms: pd.DataFrame) -> np.ndarray:
-    """float64 (n_obs,): each cell's depth as the weighted median over chromosome arms of
-    ``counts on the arm's depth genes / the reference cells' share of the depth on that arm`` (weights:
-    those shares). The depth genes are remnant's (:func:`remnant.tl.depth.depth_mask`, default
-    exclusions); a gene is on the row of ``arms`` (:func:`remnant.io.chromosome_arms`) that holds its
-    midpoint, as a lesion's genes are found (:func:`remnant.tl.lesions.genes_in`)."""
-    X = sp.csr_matrix(adata.layers["counts"])
-    _, outside = lesion_columns(adata.var, lesions)
-    codes, groups = obs_depth_groups(adata.obs, HARNESS["sample_key"], HARNESS["state_key"], reference, "arm")
-    mask = depth_mask(adata.var, outside, group_totals(X, codes, len(groups)), groups, None, "arm")
-    arm = np.full(adata.n_vars, -1)
-    for k, row in enumerate(arms.itertuples()):
-        arm[genes_in(adata.var, row)] = k
-    use = mask & (arm >= 0)
-    indicator = sp.csr_matrix((np.ones(use.sum()), (np.flatnonzero(use), arm[use])), shape=(adata.n_vars, len(arms)))
-    per_arm = np.asarray((X @ indicator).todense())
-    share = per_arm[reference].sum(0) / per_arm[reference].sum()
-    on = share > 1e-4
-    estimates, weights = per_arm[:, on] / share[on], share[on]
-    order = np.argsort(estimates, axis=1)
-    cum = np.cumsum(weights[order], axis=1)
-    at = (cum < cum[:, -1:] / 2).sum(1)
-    return np.take_along_axis(estimates, order, 1)[np.arange(adata.n_obs), at]
-
-
 def run(keeps, seeds, do_icnv: bool, recluster: bool = False) -> pd.DataFrame:
     full = R.load_tnbc1()
     lesions, controls = R.tnbc1_sets()
-    arms = R.rm.io.chromosome_arms(R.rm.io.load_cytobands(R.GRCH38_BANDS))
     tumour, normal = full.obs["tumour"].to_numpy(), full.obs["normal"].to_numpy()
     rows = []
     for keep in keeps:
@@ -108,8 +81,8 @@ def run(keeps, seeds, do_icnv: bool, recluster: bool = False) -> pd.DataFrame:
                 icnv = R.infercnv_scores(a, R.log_normalised(a), normal, np.full(a.n_obs, "normal"), lesions + controls)
             for kind, les in (("lesion", lesions), ("control", controls)):
                 runs = {
-                    "sum": R.call(a, les, normal, **HARNESS),
-                    "arm": R.call(a, les, normal, **HARNESS, depth=arm_median_depth(a, les, normal, arms)),
+                    "median": R.call(a, les, normal, **HARNESS),
+                    "sum": R.call(a, les, normal, **HARNESS, depth_genes=DepthGenes(baseline="sum")),
                 }
                 for l in les:
                     row = {"keep": keep, "seed": seed, "median_umi": umi, "kind": kind, "lesion": l.name}
@@ -129,7 +102,7 @@ def summary(table: pd.DataFrame) -> list[str]:
     lines = []
     for (keep, seed), t in table.groupby(["keep", "seed"], sort=False):
         les, ctl = t[t["kind"] == "lesion"], t[t["kind"] == "control"]
-        for name in ("sum", "arm"):
+        for name in ("median", "sum"):
             auroc = les[f"auroc_{name}"]
             versus = (
                 f"{int((auroc >= les['icnv']).sum())}/{len(les)}"
@@ -160,8 +133,8 @@ def main() -> None:
     logging.disable(logging.WARNING)  # the harness's one-donor notice, once per call
     t0 = time.perf_counter()
     table = run(args.keep, args.seeds, not args.no_infercnv, args.recluster)
-    columns = ["keep", "seed", "kind", "lesion", "auroc_sum", "auroc_arm", "icnv"]
-    columns += [f"{w}_called_{n}" for w in ("tumour", "normal") for n in ("sum", "arm")]
+    columns = ["keep", "seed", "kind", "lesion", "auroc_median", "auroc_sum", "icnv"]
+    columns += [f"{w}_called_{n}" for w in ("tumour", "normal") for n in ("median", "sum")]
     with pd.option_context("display.width", 200):
         print(table[columns].round(4).to_string(index=False))
     print()
