@@ -327,6 +327,28 @@ def test_median_depth_is_the_sum_unless_blocks_changed_and_a_minority_do_not_mov
     np.testing.assert_allclose(median_depth(np.vstack([np.append(even, 5.0)]), zero), [1000.0])
 
 
+def test_a_cell_too_shallow_for_a_median_keeps_its_sum(cohort, lesions):
+    """A cell with counts on fewer than half of the blocks has a median of 0; a depth of 0 would make
+    every count it has on a lesion impossible under both hypotheses. It keeps its sum instead."""
+    shallow = cohort.copy()
+    X = sp.csr_matrix(shallow.layers["counts"], dtype=np.float32)
+    row = np.flatnonzero((shallow.obs["sample"] == "P1_dx").to_numpy())[0]
+    entries = np.arange(X.indptr[row], X.indptr[row + 1])
+    on_chr2 = (shallow.var["chromosome"] == "chr2").to_numpy()[X.indices[entries]]
+    keep = entries[on_chr2][:15]  # a few counts, all on one chromosome outside the lesions
+    data = X.data.copy()
+    drop = np.setdiff1d(np.arange(X.indptr[row], X.indptr[row + 1]), keep)
+    data[drop] = 0.0
+    X.data = data
+    X.eliminate_zeros()
+    shallow.layers["counts"] = X
+    _, median = read_depth(shallow, lesions, depth_genes=DepthGenes(baseline="median", scale_to_reference=False))
+    _, plain = read_depth(shallow, lesions, depth_genes=DepthGenes(baseline="sum", scale_to_reference=False))
+    assert 0 < plain[row]
+    assert median[row] == plain[row]
+    assert np.isfinite(_called(shallow, lesions).obs["del5q_llr"].to_numpy()).all()
+
+
 def _aneuploid(adata, sample: str, chromosomes, ratio: float = 1.5, seed: int = 0):
     """A copy of ``adata`` whose cells of ``sample`` have ``ratio`` times the counts on
     ``chromosomes`` (each stored count plus a Poisson draw): arms gained outside every lesion."""

@@ -699,7 +699,9 @@ def _baseline(
     if block_counts is None:
         return depth
     ref = groups["reference"].to_numpy(bool) if "reference" in groups.columns else np.zeros(len(groups), bool)
-    return median_depth(block_counts, block_shares(totals[ref] if ref.any() else totals, blocks))
+    median = median_depth(block_counts, block_shares(totals[ref] if ref.any() else totals, blocks))
+    # a cell with counts on fewer than half of the blocks' weight has a median of 0: its sum is what is known
+    return np.where(median > 0, median, depth)
 
 
 def _scales(totals, groups, genes, depth_genes: DepthGenes | None, depth: np.ndarray, codes, var) -> np.ndarray:
