@@ -23,9 +23,11 @@ A sum is also moved by the copy number of every arm a cell has gained or lost ou
 lesions: an aneuploid tumour's gains inflate it, and every arm it did not change then reads low, as a
 partial loss. With ``baseline="median"`` a cell's depth is instead the weighted median over blocks of
 the genome (:func:`depth_blocks`, :func:`median_depth`) of its counts on each block divided by the
-block's share of all cells' counts: what its depth would be if the block were at the copy number of
-the genome's middle, which no minority of changed arms moves. It is the sum where a cell's blocks
-are in the pooled proportions.
+block's share of the reference's counts (all cells' until the reference is known): what its depth
+would be if the block were at the copy number of the genome's middle, which no minority of changed
+arms moves. It is the sum where a cell's blocks are in the reference's proportions. The sum stays the
+default: on TNBC1 through the workflow the median costs the real losses more separation than it
+saves on unchanged arms at the checks' depth (docs/robust_evidence.md, session 31).
 
 This applies to the depth only: a lesion's own genes keep their evidence (RPS14 in 5q, HLA genes in
 6p). The same function chooses the genes in memory (:func:`remnant.tl.lesions.call_lesions`) and
@@ -104,7 +106,7 @@ class DepthGenes:
     exclude_genes: tuple[str, ...] = field(default=())
     trim_top_fraction: float = DEFAULT_TRIM_TOP_FRACTION
     scale_to_reference: bool = True
-    baseline: str = "median"
+    baseline: str = "sum"
 
     @classmethod
     def plain(cls) -> DepthGenes:
