@@ -244,9 +244,9 @@ def median_depth(block_counts: np.ndarray, shares: np.ndarray) -> np.ndarray:
     """float64 (n_cells,): each cell's weighted median over blocks of ``block_counts / shares``
     (weights ``shares``; blocks of share 0 left out). ``block_counts``: (n_cells x n_blocks) counts per
     block (``counts @`` :func:`depth_blocks`); ``shares``: (n_blocks,) each block's share of the
-    counts of all cells pooled (they sum to 1). A cell whose blocks hold the pooled shares gets its
-    sum; a block of a gained (lost) arm reads high (low) and, while such blocks are fewer than half of
-    the weight, does not move the median."""
+    pooled counts of the cells the depth is read against (the reference's, :func:`block_shares`; they
+    sum to 1). A cell whose blocks hold those shares gets its sum; a block of a gained (lost) arm reads
+    high (low) and, while such blocks are fewer than half of the weight, does not move the median."""
     on = shares > 0
     out = np.zeros(block_counts.shape[0])
     if not on.any():
@@ -259,8 +259,9 @@ def median_depth(block_counts: np.ndarray, shares: np.ndarray) -> np.ndarray:
 
 
 def block_shares(totals: np.ndarray, blocks: sp.csr_matrix) -> np.ndarray:
-    """float64 (n_blocks,): each block's share of the counts of all groups' totals (n_groups x n_vars)
-    pooled, over the genes of :func:`depth_blocks`' indicator ``blocks``."""
+    """float64 (n_blocks,): each block's share of the counts of ``totals`` (n_groups x n_vars: the
+    groups to read against, e.g. the reference's) pooled, over the genes of :func:`depth_blocks`'
+    indicator ``blocks``."""
     pooled = blocks.T.astype(np.float64) @ totals.sum(0)
     total = pooled.sum()
     return pooled / total if total > 0 else pooled
