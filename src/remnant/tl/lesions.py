@@ -553,7 +553,7 @@ def read_lesion_counts(
     blocks = depth_blocks(var, depth_genes_mask) if _median_baseline(depth_genes) else None
     counts, sums = store.read_columns(path, keep, sums={"depth": depth_genes_mask}, blocks=blocks, key=key, **kw)
     depth = _baseline(sums["depth"], sums.get("blocks"), totals, groups, blocks)
-    depth = depth * _scales(totals, groups, depth_genes_mask, depth_genes, depth, codes, var)[codes]
+    depth = depth * _scales(totals, groups, depth_genes_mask, depth_genes, depth, codes, blocks)[codes]
     return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), depth
 
 
@@ -624,14 +624,14 @@ def scale_read_depth(
     np.add.at(read_totals, first_read, totals)
     _, outside = lesion_columns(var, lesions)
     genes = depth_mask(var, outside, read_totals, read_groups, depth_genes, "scale_read_depth", report=False)
-    if _median_baseline(depth_genes):
+    blocks = depth_blocks(var, genes) if _median_baseline(depth_genes) else None
+    if blocks is not None:
         # the median was taken against all cells' block shares; the reference's are known now
-        blocks = depth_blocks(var, genes)
         _, sums = store.read_columns(
             path, np.zeros(len(var), bool), blocks=blocks, key=key, chunk_cells=chunk_cells or READ_CELLS
         )
         depth = _baseline(depth, sums["blocks"], totals, groups, blocks)
-    return depth * _scales(totals, groups, genes, depth_genes, depth, codes, var)[codes]
+    return depth * _scales(totals, groups, genes, depth_genes, depth, codes, blocks)[codes]
 
 
 def lesion_counts(
@@ -665,10 +665,10 @@ def lesion_counts(
         totals = group_totals(X, codes, len(table))
         _, depth_genes_mask = depth_columns(var, lesions, totals, table, depth_genes, where)
         depth = cell_depth(X, depth_genes_mask, None, X.shape[0], where)
-        if _median_baseline(depth_genes):
-            blocks = depth_blocks(var, depth_genes_mask)
+        blocks = depth_blocks(var, depth_genes_mask) if _median_baseline(depth_genes) else None
+        if blocks is not None:
             depth = _baseline(depth, np.asarray((X @ blocks.astype(X.dtype)).todense()), totals, table, blocks)
-        depth = depth * _scales(totals, table, depth_genes_mask, depth_genes, depth, codes, var)[codes]
+        depth = depth * _scales(totals, table, depth_genes_mask, depth_genes, depth, codes, blocks)[codes]
     else:
         depth = cell_depth(X, np.zeros(len(var), bool), depth, X.shape[0], where)
     # Only the lesions' genes are used from here on: select those columns before any row subset
@@ -704,14 +704,15 @@ def _baseline(
     return np.where(median > 0, median, depth)
 
 
-def _scales(totals, groups, genes, depth_genes: DepthGenes | None, depth: np.ndarray, codes, var) -> np.ndarray:
-    """:func:`remnant.tl.depth.depth_scales` of the depth as counted: a median baseline's group
-    depths are its cells' depths summed, not the groups' totals on the depth genes, and its factors
-    are medians over the same blocks of the genome."""
-    if not _median_baseline(depth_genes):
+def _scales(totals, groups, genes, depth_genes: DepthGenes | None, depth: np.ndarray, codes, blocks) -> np.ndarray:
+    """:func:`remnant.tl.depth.depth_scales` of the depth as counted: with a median baseline (its
+    ``blocks``, :func:`remnant.tl.depth.depth_blocks`; None for the sum) the group depths are its
+    cells' depths summed, not the groups' totals on the depth genes, and its factors are medians over
+    the same blocks of the genome."""
+    if blocks is None:
         return depth_scales(totals, groups, genes, depth_genes)
     group_depth = np.bincount(codes, weights=depth, minlength=len(groups))
-    return depth_scales(totals, groups, genes, depth_genes, group_depth=group_depth, blocks=depth_blocks(var, genes))
+    return depth_scales(totals, groups, genes, depth_genes, group_depth=group_depth, blocks=blocks)
 
 
 def depth_columns(
