@@ -73,6 +73,7 @@ from remnant.tl.intervals import (
 from remnant.tl.lesion_model import (
     _outlier_terms,
     assign_folds,
+    em_prior,
     group_posteriors,
     score_rows,
     split_by,
@@ -879,6 +880,7 @@ def call_lesions(
     min_interval_genes: int = 30,
     refine_max_reference: int | None = 10_000,
     patient_levels: bool = True,
+    fit_copy_ratio: bool = False,
     chunk_size: int = 256,
     depth=None,
     depth_genes: DepthGenes | None = None,
@@ -1145,6 +1147,7 @@ def call_lesions(
         "min_interval_genes": int(min_interval_genes),
         "refine_max_reference": -1 if refine_max_reference is None else int(refine_max_reference),
         "patient_levels": bool(patient_levels),
+        "fit_copy_ratio": bool(fit_copy_ratio),
         "n_reference": int(ref.sum()),
         **_depth_params(depth_genes, given=given_depth),
     }
@@ -1157,6 +1160,7 @@ def call_lesions(
         "calibrate": calibrate,
         "refine": refine,
         "patient_levels": patient_levels,
+        "fit_copy_ratio": fit_copy_ratio,
         "min_refine_cells": min_refine_cells,
         "min_interval_genes": min_interval_genes,
     }
@@ -1213,6 +1217,7 @@ def _score_lesion(
     calibrate: bool,
     refine: bool,
     patient_levels: bool,
+    fit_copy_ratio: bool,
     min_refine_cells: int,
     min_interval_genes: int,
     score: dict,
@@ -1231,7 +1236,7 @@ def _score_lesion(
     # only, so genes the patient did not lose neither dilute the evidence nor bias the prior;
     # and against its own genes' levels (a programme), read off its cells that carry nothing.
     intervals = []
-    if (refine or patient_levels) and cohort.donors is not None:
+    if (refine or patient_levels or fit_copy_ratio) and cohort.donors is not None:
         intervals = _rescore_donors(
             XL,
             var.iloc[cols],
@@ -1241,7 +1246,9 @@ def _score_lesion(
             scores,
             score,
             calibrate,
-            _DonorLimits(posterior_cutoff, min_refine_cells, min_interval_genes, refine, patient_levels),
+            _DonorLimits(
+                posterior_cutoff, min_refine_cells, min_interval_genes, refine, patient_levels, fit_copy_ratio
+            ),
         )
         post, priors, groups = group_posteriors(scores.llr, cohort.samples, cohort.prior_groups, prior_strength)
         _warn_unlevelled(lesion.name, intervals)
@@ -1559,6 +1566,8 @@ _INTERVAL_COLUMNS = (
     "trim_threshold",
     "level_sd",
     "own_levels",
+    "copy_ratio",
+    "ratio_gain",
 )
 
 
@@ -1573,6 +1582,7 @@ class _DonorLimits:
     min_interval_genes: int
     refine: bool
     levels: bool
+    fit_ratio: bool = False
 
 
 def _rescore_donors(
@@ -1615,9 +1625,11 @@ def _rescore_donors(
         gene_mask = None
         if limits.refine and w.sum() >= limits.min_refine_cells:
             gene_mask = _donor_interval(_as_pools(*parts()), var, lesion, d, limits, entry, kw["outlier_fraction"])
-        if gene_mask is not None or levels is not None:
+        fit_ratio = limits.fit_ratio and w.sum() >= limits.min_refine_cells
+        if gene_mask is not None or levels is not None or fit_ratio:
             mask = np.ones(XL.shape[1], bool) if gene_mask is None else gene_mask
-            _rescore_donor(XL, mask, d, cohort, scores, kw, calibrate, levels)
+            rho = _donor_ratio(XL, mask, d, cohort, kw, calibrate, levels, lesion, entry) if fit_ratio else kw["rho"]
+            _rescore_donor(XL, mask, d, cohort, scores, {**kw, "rho": rho}, calibrate, levels)
     return intervals
 
 
@@ -1774,21 +1786,18 @@ def _gene_term(size: np.ndarray, kw: dict, temperature: float):
     return term
 
 
-def _rescore_donor(
+def _donor_scores(
     XL: sp.csr_matrix,
     gene_mask: np.ndarray,
     d: str,
     cohort: _Cohort,
-    scores: _Scores,
     kw: dict,
     calibrate: bool,
     levels: np.ndarray | None = None,
-) -> None:
-    """Re-score donor ``d``'s cells on the genes of ``gene_mask``, cross-fitted against each batch's
-    refinement reference; writes their LLRs and genes and the reference's LLRs into ``scores``.
-    With ``levels`` (:func:`_donor_levels`), all its cells of the reference's states are scored
-    against them, its cells in the reference too: without a healthy donor the reference is patients'
-    normal cells, whose posteriors count in their samples' fractions."""
+):
+    """Donor ``d``'s cells scored on the genes of ``gene_mask``, cross-fitted against each batch's
+    refinement reference, per batch unit: (its cells' indices, their tempered LLRs, their genes
+    scored, the batch, the reference's tempered LLRs). ``levels``: as in :func:`_rescore_donor`."""
     for u in cohort.units:
         rows = u.rows
         own_d = u.own & (cohort.donors[rows] == d)
@@ -1809,9 +1818,74 @@ def _rescore_donor(
         is_ref = u.fold[sub] >= 0
         llr = res["llr"] / temperature(res["z"][is_ref], calibrate)
         target = own_d[sub]
-        scores.llr[rows[sub][target]] = llr[target]
-        scores.n_genes[rows[sub][target]] = res["n_genes"][target]
-        scores.reference_llr[(u.batch, d)] = llr[is_ref]
+        yield rows[sub][target], llr[target], res["n_genes"][target], u.batch, llr[is_ref]
+
+
+def _rescore_donor(
+    XL: sp.csr_matrix,
+    gene_mask: np.ndarray,
+    d: str,
+    cohort: _Cohort,
+    scores: _Scores,
+    kw: dict,
+    calibrate: bool,
+    levels: np.ndarray | None = None,
+) -> None:
+    """Re-score donor ``d``'s cells on the genes of ``gene_mask``, cross-fitted against each batch's
+    refinement reference; writes their LLRs and genes and the reference's LLRs into ``scores``.
+    With ``levels`` (:func:`_donor_levels`), all its cells of the reference's states are scored
+    against them, its cells in the reference too: without a healthy donor the reference is patients'
+    normal cells, whose posteriors count in their samples' fractions."""
+    for cells, llr, n_genes, batch, reference_llr in _donor_scores(XL, gene_mask, d, cohort, kw, calibrate, levels):
+        scores.llr[cells] = llr
+        scores.n_genes[cells] = n_genes
+        scores.reference_llr[(batch, d)] = reference_llr
+
+
+#: the copy ratios a donor's lesion is fitted among (``fit_copy_ratio``), besides its configured one:
+#: one copy of two, three or four lost (a diploid, triploid or tetraploid tumour's loss), one copy
+#: gained on two, three or four, and two gained on two. Against the depth of an aneuploid tumour's
+#: own genome a lost arm reads at (n - 1) / n of its n copies, not at 1/2.
+RATIO_STEPS = {"loss": (1 / 2, 2 / 3, 3 / 4), "gain": (3 / 2, 4 / 3, 5 / 4, 2.0)}
+#: a ratio other than the configured one is taken only where it raises the donor's mixture
+#: log-likelihood by at least this many nats (natural log): one discrete parameter, held to more
+#: than chance because a programme that moves many of the interval's genes a little can look like
+#: a ratio nearer 1.
+RATIO_MIN_GAIN = 10.0
+
+
+def _mixture_loglik(llr: np.ndarray) -> float:
+    """The log-likelihood (natural log, against all cells normal) of tempered per-cell ``llr``
+    under a two-component mixture with its EM carrier fraction (:func:`em_prior`)."""
+    pi = float(np.clip(em_prior(llr), 1e-6, 1 - 1e-6))
+    return float(np.logaddexp(np.log(pi) + llr, np.log1p(-pi)).sum())
+
+
+def _donor_ratio(
+    XL: sp.csr_matrix,
+    gene_mask: np.ndarray,
+    d: str,
+    cohort: _Cohort,
+    kw: dict,
+    calibrate: bool,
+    levels: np.ndarray | None,
+    lesion: Lesion,
+    entry: dict,
+) -> float:
+    """Donor ``d``'s copy ratio of ``lesion``: among its configured one and :data:`RATIO_STEPS`, the
+    one whose two-component mixture of the donor's cells (one carrier fraction) fits best, where it
+    beats the configured one by :data:`RATIO_MIN_GAIN` nats; ``entry`` (its intervals row) gets
+    ``copy_ratio`` and ``ratio_gain`` (the chosen ratio's log-likelihood over the configured one's)."""
+    candidates = [lesion.copy_ratio] + [r for r in RATIO_STEPS[lesion.type] if not np.isclose(r, lesion.copy_ratio)]
+    fits = []
+    for rho in candidates:
+        parts = list(_donor_scores(XL, gene_mask, d, cohort, {**kw, "rho": rho}, calibrate, levels))
+        fits.append(_mixture_loglik(np.concatenate([p[1] for p in parts])))
+    best = int(np.argmax(fits))
+    gain = fits[best] - fits[0]
+    rho = candidates[best] if gain >= RATIO_MIN_GAIN else lesion.copy_ratio
+    entry.update(copy_ratio=rho, ratio_gain=gain)
+    return rho
 
 
 def _reference_llr(scores: _Scores, cohort: _Cohort, m: np.ndarray) -> np.ndarray:
