@@ -1023,6 +1023,17 @@ def call_lesions(
         within sd 0.8 (natural log) of the reference (a type the reference lacks spreads wider and
         is left as it is); the donors read so are ``own_levels`` in ``uns[...]["intervals"]``.
         Cells of a state the reference lacks are not re-levelled.
+    fit_copy_ratio
+        Fit each donor's copy ratio of each lesion, where it has at least :data:`RATIO_MIN_CARRIERS`
+        expected carriers: among the lesion's ``copy_ratio`` and those of :data:`RATIO_STEPS` between
+        it and 1 (one copy of three or four lost, one gained on three or four), the ratio whose
+        two-component mixture of the donor's cells fits best, where it beats the configured one by
+        :data:`RATIO_MIN_GAIN` nats; its cells are re-scored at that ratio. Against an aneuploid
+        tumour's own depth a lost arm reads at (n - 1) / n of its n copies: a near-triploid tumour's
+        at 2/3, where a model of 1/2 leaves each cell undecided and the clusters' fractions low.
+        Take it with ``depth_genes`` of baseline ``"median"``: against a depth the tumour's gains
+        inflated, an unchanged arm of an aneuploid tumour reads low enough for a ratio near 1 to
+        call it. ``uns[...]["intervals"]`` gets each donor's ``copy_ratio`` and ``ratio_gain``.
     chunk_size
         Rows per dense block of (profile, depth) pairs x lesion genes; the counts are visited in
         blocks of ``256 * chunk_size`` cells. Small blocks stay in the CPU cache (256 x 1,000 genes
@@ -1067,8 +1078,10 @@ def call_lesions(
     trim_threshold (what chance gives, :func:`remnant.tl.intervals.trim_threshold`); NaN where not
     fitted; level_sd (the fitted sd, natural log, of its genes' levels around the reference's over all
     its cells of the reference's states: above :data:`LEVEL_MAX_SD` its levels are not read; NaN where
-    not measured) and own_levels (its cells re-scored against its own gene levels, ``patient_levels``); no rows
-    without ``refine`` and ``patient_levels``); ``genes`` (var_names of the genes used in any batch);
+    not measured) and own_levels (its cells re-scored against its own gene levels, ``patient_levels``);
+    copy_ratio and ratio_gain (``fit_copy_ratio``: the ratio its cells were scored at, and the nats its
+    mixture gained over the configured one's; NaN where not fitted); no rows without ``refine``,
+    ``patient_levels`` and ``fit_copy_ratio``); ``genes`` (var_names of the genes used in any batch);
     ``reference_fpr`` (called fraction of cross-fitted reference cells with their own sample prior);
     ``lesion`` (the :class:`Lesion` as a dict) and ``params`` (the arguments, ``n_reference``, and the depth's
     settings: ``depth`` "counted" or "given (depth=...)", ``depth_exclude_families`` and
@@ -1625,7 +1638,7 @@ def _rescore_donors(
         gene_mask = None
         if limits.refine and w.sum() >= limits.min_refine_cells:
             gene_mask = _donor_interval(_as_pools(*parts()), var, lesion, d, limits, entry, kw["outlier_fraction"])
-        fit_ratio = limits.fit_ratio and w.sum() >= limits.min_refine_cells
+        fit_ratio = limits.fit_ratio and w.sum() >= RATIO_MIN_CARRIERS
         if gene_mask is not None or levels is not None or fit_ratio:
             mask = np.ones(XL.shape[1], bool) if gene_mask is None else gene_mask
             rho = _donor_ratio(XL, mask, d, cohort, kw, calibrate, levels, lesion, entry) if fit_ratio else kw["rho"]
@@ -1842,16 +1855,22 @@ def _rescore_donor(
         scores.reference_llr[(batch, d)] = reference_llr
 
 
-#: the copy ratios a donor's lesion is fitted among (``fit_copy_ratio``), besides its configured one:
-#: one copy of two, three or four lost (a diploid, triploid or tetraploid tumour's loss), one copy
-#: gained on two, three or four, and two gained on two. Against the depth of an aneuploid tumour's
-#: own genome a lost arm reads at (n - 1) / n of its n copies, not at 1/2.
-RATIO_STEPS = {"loss": (1 / 2, 2 / 3, 3 / 4), "gain": (3 / 2, 4 / 3, 5 / 4, 2.0)}
+#: the copy ratios a donor's lesion is fitted among (``fit_copy_ratio``) besides its configured one,
+#: those of them between it and 1: one copy of three or four lost (a triploid or tetraploid tumour's
+#: loss), one gained on three or four. Against the depth of an aneuploid tumour's own genome a lost
+#: arm reads at (n - 1) / n of its n copies, not at 1/2. Ratios further from 1 than the configured
+#: one are not fitted: cells at such a level are called at the configured one anyway.
+RATIO_STEPS = {"loss": (2 / 3, 3 / 4), "gain": (4 / 3, 5 / 4)}
 #: a ratio other than the configured one is taken only where it raises the donor's mixture
 #: log-likelihood by at least this many nats (natural log): one discrete parameter, held to more
 #: than chance because a programme that moves many of the interval's genes a little can look like
 #: a ratio nearer 1.
 RATIO_MIN_GAIN = 10.0
+#: a donor's ratio is fitted where the configured one finds at least this many expected carriers
+#: (sum of posteriors): fewer than ``min_refine_cells``, since cells of a lesion nearer 1 than
+#: configured read as carriers only weakly, but a donor without any (a healthy one) has no ratio to
+#: fit, and each candidate costs a scoring of its cells.
+RATIO_MIN_CARRIERS = 10.0
 
 
 def _mixture_loglik(llr: np.ndarray) -> float:
@@ -1872,18 +1891,30 @@ def _donor_ratio(
     lesion: Lesion,
     entry: dict,
 ) -> float:
-    """Donor ``d``'s copy ratio of ``lesion``: among its configured one and :data:`RATIO_STEPS`, the
+    """Donor ``d``'s copy ratio of ``lesion``: among its configured one and :data:`RATIO_STEPS` nearer 1, the
     one whose two-component mixture of the donor's cells (one carrier fraction) fits best, where it
     beats the configured one by :data:`RATIO_MIN_GAIN` nats; ``entry`` (its intervals row) gets
     ``copy_ratio`` and ``ratio_gain`` (the chosen ratio's log-likelihood over the configured one's)."""
-    candidates = [lesion.copy_ratio] + [r for r in RATIO_STEPS[lesion.type] if not np.isclose(r, lesion.copy_ratio)]
+    steps = [r for r in RATIO_STEPS[lesion.type] if abs(np.log(r)) < abs(np.log(lesion.copy_ratio)) - 1e-9]
+    candidates = [lesion.copy_ratio, *steps]
     fits = []
     for rho in candidates:
         parts = list(_donor_scores(XL, gene_mask, d, cohort, {**kw, "rho": rho}, calibrate, levels))
         fits.append(_mixture_loglik(np.concatenate([p[1] for p in parts])))
+    fits = np.asarray(fits)
     best = int(np.argmax(fits))
-    gain = fits[best] - fits[0]
-    rho = candidates[best] if gain >= RATIO_MIN_GAIN else lesion.copy_ratio
+    gain = float(fits[best] - fits[0])
+    if gain < RATIO_MIN_GAIN:
+        return _set_ratio(entry, lesion.copy_ratio, gain)
+    # of the ratios that beat the configured one and the data cannot tell from the best (both by the
+    # same margin), the nearest to the configured one: a step nearer 1 only where the cells ask for it
+    near = np.flatnonzero(fits >= max(fits[best] - RATIO_MIN_GAIN, fits[0] + RATIO_MIN_GAIN))
+    distance = np.abs(np.log(np.asarray(candidates)[near]) - np.log(lesion.copy_ratio))
+    chosen = int(near[np.argmin(distance)])
+    return _set_ratio(entry, candidates[chosen], float(fits[chosen] - fits[0]))
+
+
+def _set_ratio(entry: dict, rho: float, gain: float) -> float:
     entry.update(copy_ratio=rho, ratio_gain=gain)
     return rho
 

@@ -470,6 +470,11 @@ def _patient_text(cnv: Mapping) -> str:
             "copy-number change, a step along the chromosome, is not (where its genes lay within sd "
             f"{LEVEL_MAX_SD:g} of the reference's)"
         )
+    if cnv.get("fit_copy_ratio", False):
+        parts.append(
+            "at its own copy ratio of each lesion, the copy-number step (one of two, three or four copies lost or "
+            "gained) whose mixture of its cells fit best"
+        )
     return "; each patient's cells were then re-scored " + " and ".join(parts) if parts else ""
 
 
