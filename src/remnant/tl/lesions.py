@@ -1164,6 +1164,12 @@ def call_lesions(
         "n_reference": int(ref.sum()),
         **_depth_params(depth_genes, given=given_depth),
     }
+    if fit_copy_ratio and not _median_baseline(depth_genes):
+        log.warning(
+            "fit_copy_ratio with the depth's sum baseline: an aneuploid tumour's gains inflate its depth, its unchanged "
+            "arms then read low and a ratio near 1 can call them; give depth_genes a median baseline "
+            "(cnv.depth.baseline: median)"
+        )
     notes = _reference_notes(adata.obs[state_key], cohort, min_batch_reference)
     for note in notes["note"]:
         log.warning("%s", note)
