@@ -188,6 +188,11 @@ def test_methods_name_versions_and_parameters():
     assert "re-scored on the part of each lesion its carriers lost" in text
     assert "and against its own level of each gene" in text
     assert "a step along the chromosome, is not" in text
+    assert "copy ratio" not in text  # cnv.fit_copy_ratio (default: off)
+    config["cnv"]["fit_copy_ratio"] = True
+    text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
+    assert "and at its own copy ratio of each lesion, the copy-number step" in text
+    config["cnv"]["fit_copy_ratio"] = False
     config["cnv"] |= {"refine": False, "patient_levels": False}
     assert "re-scored" not in methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
     config["cnv"]["patient_levels"] = True
