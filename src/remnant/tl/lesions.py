@@ -1647,7 +1647,14 @@ def _rescore_donors(
         fit_ratio = limits.fit_ratio and w.sum() >= RATIO_MIN_CARRIERS
         if gene_mask is not None or levels is not None or fit_ratio:
             mask = np.ones(XL.shape[1], bool) if gene_mask is None else gene_mask
-            rho = _donor_ratio(XL, mask, d, cohort, kw, calibrate, levels, lesion, entry) if fit_ratio else kw["rho"]
+            rho = kw["rho"]
+            if fit_ratio:
+
+                def llr_at(ratio, mask=mask, d=d, levels=levels):
+                    parts = _donor_scores(XL, mask, d, cohort, {**kw, "rho": ratio}, calibrate, levels)
+                    return np.concatenate([p[1] for p in parts])
+
+                rho = _donor_ratio(llr_at, lesion, entry)
             _rescore_donor(XL, mask, d, cohort, scores, {**kw, "rho": rho}, calibrate, levels)
     return intervals
 
@@ -1886,28 +1893,15 @@ def _mixture_loglik(llr: np.ndarray) -> float:
     return float(np.logaddexp(np.log(pi) + llr, np.log1p(-pi)).sum())
 
 
-def _donor_ratio(
-    XL: sp.csr_matrix,
-    gene_mask: np.ndarray,
-    d: str,
-    cohort: _Cohort,
-    kw: dict,
-    calibrate: bool,
-    levels: np.ndarray | None,
-    lesion: Lesion,
-    entry: dict,
-) -> float:
-    """Donor ``d``'s copy ratio of ``lesion``: among its configured one and :data:`RATIO_STEPS` nearer 1, the
-    one whose two-component mixture of the donor's cells (one carrier fraction) fits best, where it
-    beats the configured one by :data:`RATIO_MIN_GAIN` nats; ``entry`` (its intervals row) gets
-    ``copy_ratio`` and ``ratio_gain`` (the chosen ratio's log-likelihood over the configured one's)."""
+def _donor_ratio(llr_at, lesion: Lesion, entry: dict) -> float:
+    """A donor's copy ratio of ``lesion``: among its configured one and :data:`RATIO_STEPS` nearer 1,
+    the one whose two-component mixture of the donor's cells (one carrier fraction) fits best, where
+    it beats the configured one by :data:`RATIO_MIN_GAIN` nats. ``llr_at(ratio)``: the donor's cells'
+    tempered LLRs (n_cells,) scored at that ratio (:func:`_donor_scores`); ``entry`` (its intervals
+    row) gets ``copy_ratio`` and ``ratio_gain`` (the chosen ratio's log-likelihood over the configured one's)."""
     steps = [r for r in RATIO_STEPS[lesion.type] if abs(np.log(r)) < abs(np.log(lesion.copy_ratio)) - 1e-9]
     candidates = [lesion.copy_ratio, *steps]
-    fits = []
-    for rho in candidates:
-        parts = list(_donor_scores(XL, gene_mask, d, cohort, {**kw, "rho": rho}, calibrate, levels))
-        fits.append(_mixture_loglik(np.concatenate([p[1] for p in parts])))
-    fits = np.asarray(fits)
+    fits = np.array([_mixture_loglik(llr_at(rho)) for rho in candidates])
     best = int(np.argmax(fits))
     gain = float(fits[best] - fits[0])
     if gain < RATIO_MIN_GAIN:
