@@ -36,10 +36,10 @@ def _del5q(ratio: float) -> dict:
     }
 
 
-def _called(cohort, lesions, fit: bool):
+def _called(cohort, lesions, fit: bool, **kw):
     adata = cohort.copy()
     ref = adata.obs["sample"].str.endswith("_ref").to_numpy()
-    call_lesions(adata, lesions, reference=ref, fit_copy_ratio=fit, depth_genes=MEDIAN)
+    call_lesions(adata, lesions, reference=ref, fit_copy_ratio=fit, depth_genes=MEDIAN, **kw)
     return adata
 
 
@@ -72,13 +72,15 @@ def test_a_triploid_loss_is_scored_at_its_own_ratio(lesions, seed):
 
 def test_a_diploid_loss_keeps_its_ratio(lesions):
     """A 1/2 loss: no step nearer 1 fits better by the margin, so the patient keeps 1/2 and every posterior is
-    what it is without the fit."""
+    what it is without the fit, also where the patient's cells are not re-scored for anything else (no interval,
+    no levels: its first-pass scores stay)."""
     cohort = S.called_cohort(ROWS, params=PARAMS, seed=0)
-    fixed, fitted = (_called(cohort, lesions, fit) for fit in (False, True))
-    intervals = fitted.uns["lesions"]["del5q"]["intervals"].set_index("donor")
-    assert intervals.loc["P1", "copy_ratio"] == 0.5
-    assert intervals.loc["P1", "ratio_gain"] < RATIO_MIN_GAIN
-    np.testing.assert_allclose(fitted.obs["del5q_posterior"], fixed.obs["del5q_posterior"])
+    for kw in ({}, {"refine": False, "patient_levels": False}):
+        fixed, fitted = (_called(cohort, lesions, fit, **kw) for fit in (False, True))
+        intervals = fitted.uns["lesions"]["del5q"]["intervals"].set_index("donor")
+        assert intervals.loc["P1", "copy_ratio"] == 0.5
+        assert intervals.loc["P1", "ratio_gain"] < RATIO_MIN_GAIN
+        np.testing.assert_allclose(fitted.obs["del5q_posterior"], fixed.obs["del5q_posterior"])
 
 
 def test_the_ratio_fit_on_a_summed_depth_is_warned_about(lesions, caplog):

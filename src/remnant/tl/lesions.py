@@ -1644,17 +1644,17 @@ def _rescore_donors(
         gene_mask = None
         if limits.refine and w.sum() >= limits.min_refine_cells:
             gene_mask = _donor_interval(_as_pools(*parts()), var, lesion, d, limits, entry, kw["outlier_fraction"])
-        fit_ratio = limits.fit_ratio and w.sum() >= RATIO_MIN_CARRIERS
-        if gene_mask is not None or levels is not None or fit_ratio:
-            mask = np.ones(XL.shape[1], bool) if gene_mask is None else gene_mask
-            rho = kw["rho"]
-            if fit_ratio:
+        mask = np.ones(XL.shape[1], bool) if gene_mask is None else gene_mask
+        rho = kw["rho"]
+        if limits.fit_ratio and w.sum() >= RATIO_MIN_CARRIERS:
 
-                def llr_at(ratio, mask=mask, d=d, levels=levels):
-                    parts = _donor_scores(XL, mask, d, cohort, {**kw, "rho": ratio}, calibrate, levels)
-                    return np.concatenate([p[1] for p in parts])
+            def llr_at(ratio, mask=mask, d=d, levels=levels):
+                parts = _donor_scores(XL, mask, d, cohort, {**kw, "rho": ratio}, calibrate, levels)
+                return np.concatenate([p[1] for p in parts])
 
-                rho = _donor_ratio(llr_at, lesion, entry)
+            rho = _donor_ratio(llr_at, lesion, entry)
+        # a fit that keeps the configured ratio leaves the donor's first-pass scores as they were
+        if gene_mask is not None or levels is not None or rho != kw["rho"]:
             _rescore_donor(XL, mask, d, cohort, scores, {**kw, "rho": rho}, calibrate, levels)
     return intervals
 
