@@ -1168,7 +1168,7 @@ def call_lesions(
         log.warning(
             "fit_copy_ratio with the depth's sum baseline: an aneuploid tumour's gains inflate its depth, its unchanged "
             "arms then read low and a ratio near 1 can call them; give depth_genes a median baseline "
-            "(cnv.depth.baseline: median)"
+            '(DepthGenes(baseline="median"))'
         )
     notes = _reference_notes(adata.obs[state_key], cohort, min_batch_reference)
     for note in notes["note"]:
