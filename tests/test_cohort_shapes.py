@@ -206,7 +206,12 @@ def plate_only(tmp_path_factory) -> Path:
         overrides={
             **QUICK,
             "conditions": {"all": ["MDS"], "reference": []},
-            "cnv": {"reference": {"population": ["HSC"], "timepoint": ["remission"]}},
+            # deep plate cells: the patients' own copy ratios fitted (cnv.fit_copy_ratio, with the median depth it needs)
+            "cnv": {
+                "reference": {"population": ["HSC"], "timepoint": ["remission"]},
+                "fit_copy_ratio": True,
+                "depth": {"baseline": "median"},
+            },
         },
     )
     return run_workflow(workdir)
@@ -420,6 +425,11 @@ def test_plate_only_reference_is_the_named_population(plate_only):
     assert reference["n_chosen"].iloc[0] == int((calls["timepoint"] == "remission").sum())
     agreement = read(plate_only, "persistence/gate_agreement.tsv").set_index("sample")
     assert agreement.loc["all", "n_index_sorted"] == agreement.loc["all", "n_cells"]  # every plate cell index-sorted
+    # cnv.fit_copy_ratio is on in this run: the simulator's losses are one copy of two, so both patients keep 1/2,
+    # and the report's Methods say the ratios were fitted
+    intervals = read(plate_only, "cnv/lesion_intervals.tsv")
+    assert sorted(intervals["donor"]) == ["P1", "P2"] and intervals["copy_ratio"].eq(0.5).all()
+    assert "at its own copy ratio of each lesion" in (plate_only / "results/report/summary.html").read_text()
 
 
 # ---------------------------------------------------------------------------------------------
