@@ -1615,15 +1615,16 @@ def _rescore_donors(
     calibrate: bool,
     limits: _DonorLimits,
 ) -> list[dict]:
-    """Each donor's own interval inside the lesion and its own gene levels, and its cells re-scored on
-    them (``scores`` updated); one row per donor for ``uns[...]["intervals"]`` (:data:`_INTERVAL_COLUMNS`).
+    """Each donor's own interval inside the lesion, its own gene levels and copy ratio, and its cells
+    re-scored on them (``scores`` updated); one row per donor for ``uns[...]["intervals"]`` (:data:`_INTERVAL_COLUMNS`).
 
     The interval is read off the donor's leave-gene-out carrier and normal pools
     (:func:`_pool_parts`, :mod:`remnant.tl.intervals`) weighted by ``post`` ((n_obs,), 0 for
     reference cells): the expected carriers, as in an EM step, rather than only the cells above the
     cut-off, so a donor with a few dozen carriers that are each too shallow to be called still has
-    its own interval found; the levels off all its cells (:func:`_donor_levels`). ``var``: the
-    lesion's genes, the columns of ``XL`` (genomic order).
+    its own interval found; the levels off all its cells (:func:`_donor_levels`); with
+    ``limits.fit_ratio`` its copy ratio (:func:`_donor_ratio`). ``var``: the lesion's genes, the
+    columns of ``XL`` (genomic order).
     """
     intervals = []
     donors = cohort.donors
@@ -1649,8 +1650,8 @@ def _rescore_donors(
         if limits.fit_ratio and w.sum() >= RATIO_MIN_CARRIERS:
 
             def llr_at(ratio, mask=mask, d=d, levels=levels):
-                parts = _donor_scores(XL, mask, d, cohort, {**kw, "rho": ratio}, calibrate, levels)
-                return np.concatenate([p[1] for p in parts])
+                units = _donor_scores(XL, mask, d, cohort, {**kw, "rho": ratio}, calibrate, levels)
+                return np.concatenate([unit[1] for unit in units])
 
             rho = _donor_ratio(llr_at, lesion, entry)
         # a fit that keeps the configured ratio leaves the donor's first-pass scores as they were
