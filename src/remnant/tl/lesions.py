@@ -1594,7 +1594,8 @@ _INTERVAL_COLUMNS = (
 class _DonorLimits:
     """:func:`call_lesions`' settings of each donor's re-scoring: the posterior cut-off (for ``n_called``),
     the expected carriers a donor needs for its interval, the fewest genes of an interval, and whether
-    intervals are fitted (``refine``) and donors' own gene levels read (``levels``)."""
+    intervals are fitted (``refine``), donors' own gene levels read (``levels``) and their copy
+    ratios fitted (``fit_ratio``, :func:`_donor_ratio`)."""
 
     posterior_cutoff: float
     min_refine_cells: int
