@@ -1647,17 +1647,21 @@ def _rescore_donors(
         if limits.refine and w.sum() >= limits.min_refine_cells:
             gene_mask = _donor_interval(_as_pools(*parts()), var, lesion, d, limits, entry, kw["outlier_fraction"])
         mask = np.ones(XL.shape[1], bool) if gene_mask is None else gene_mask
+        # the donor's cells scored at a copy ratio, once per ratio: the fit's candidates and the
+        # re-scoring at the chosen one share them
+        scored = functools.cache(
+            lambda ratio, mask=mask, d=d, levels=levels: list(
+                _donor_scores(XL, mask, d, cohort, {**kw, "rho": ratio}, calibrate, levels)
+            )
+        )
         rho = kw["rho"]
         if limits.fit_ratio and w.sum() >= RATIO_MIN_CARRIERS:
-
-            def llr_at(ratio, mask=mask, d=d, levels=levels):
-                units = _donor_scores(XL, mask, d, cohort, {**kw, "rho": ratio}, calibrate, levels)
-                return np.concatenate([unit[1] for unit in units])
-
-            rho = _donor_ratio(llr_at, lesion, entry)
+            rho = _donor_ratio(
+                lambda ratio, scored=scored: np.concatenate([unit[1] for unit in scored(ratio)]), lesion, entry
+            )
         # a fit that keeps the configured ratio leaves the donor's first-pass scores as they were
         if gene_mask is not None or levels is not None or rho != kw["rho"]:
-            _rescore_donor(XL, mask, d, cohort, scores, {**kw, "rho": rho}, calibrate, levels)
+            _store_donor_scores(scores, d, scored(rho))
     return intervals
 
 
@@ -1825,7 +1829,7 @@ def _donor_scores(
 ):
     """Donor ``d``'s cells scored on the genes of ``gene_mask``, cross-fitted against each batch's
     refinement reference, per batch unit: (its cells' indices, their tempered LLRs, their genes
-    scored, the batch, the reference's tempered LLRs). ``levels``: as in :func:`_rescore_donor`."""
+    scored, the batch, the reference's tempered LLRs). ``levels``: as in :func:`_store_donor_scores`."""
     for u in cohort.units:
         rows = u.rows
         own_d = u.own & (cohort.donors[rows] == d)
@@ -1849,22 +1853,12 @@ def _donor_scores(
         yield rows[sub][target], llr[target], res["n_genes"][target], u.batch, llr[is_ref]
 
 
-def _rescore_donor(
-    XL: sp.csr_matrix,
-    gene_mask: np.ndarray,
-    d: str,
-    cohort: _Cohort,
-    scores: _Scores,
-    kw: dict,
-    calibrate: bool,
-    levels: np.ndarray | None = None,
-) -> None:
-    """Re-score donor ``d``'s cells on the genes of ``gene_mask``, cross-fitted against each batch's
-    refinement reference; writes their LLRs and genes and the reference's LLRs into ``scores``.
-    With ``levels`` (:func:`_donor_levels`), all its cells of the reference's states are scored
-    against them, its cells in the reference too: without a healthy donor the reference is patients'
-    normal cells, whose posteriors count in their samples' fractions."""
-    for cells, llr, n_genes, batch, reference_llr in _donor_scores(XL, gene_mask, d, cohort, kw, calibrate, levels):
+def _store_donor_scores(scores: _Scores, d: str, units) -> None:
+    """Donor ``d``'s re-scored cells into ``scores``: their LLRs and genes and the reference's LLRs,
+    from :func:`_donor_scores`' ``units``. With levels (:func:`_donor_levels`) those cells are all its
+    cells of the reference's states, its cells in the reference too: without a healthy donor the
+    reference is patients' normal cells, whose posteriors count in their samples' fractions."""
+    for cells, llr, n_genes, batch, reference_llr in units:
         scores.llr[cells] = llr
         scores.n_genes[cells] = n_genes
         scores.reference_llr[(batch, d)] = reference_llr
