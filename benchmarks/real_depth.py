@@ -14,9 +14,9 @@ cells (``icnv``), the share of tumour cells called (on a control: cells called o
 changed), and the share of normal cells called.
 
 Each row is given twice, once for each depth baseline of ``rm.tl.call_lesions`` (``cnv.depth.baseline``):
-``median`` (opt-in since session 31: the weighted median over blocks of the genome of a cell's counts
-per block against the reference's block shares, which a minority of changed arms cannot move) and
-``sum`` (the counts on the depth genes, the default). Session 27's prototype of the median over
+``median`` (since session 33 the default, opt-in from session 31: the weighted median over blocks of the
+genome of a cell's counts per block against the reference's block shares, which a minority of changed
+arms cannot move) and ``sum`` (the counts on the depth genes, the default before). Session 27's prototype of the median over
 chromosome arms (the ``arm`` column then) became the first. The issue's checks on TNBC1 are
 those of benchmarks/real_data.py: lesions AUROC >= 0.95 and >= infercnvpy, control arms and normal
 cells <= 2% called; the script prints how many hold at each depth.

@@ -177,11 +177,14 @@ def test_automatic_reference_from_lesion_columns(patients, lesions, restrict):
 def test_depth_read_before_an_automatic_reference_is_scaled_to_it(patients, lesions):
     """The workflow reads the depth before find_reference chooses the reference: scale_read_depth
     then gives each sample the factor a reference known while reading gives it (exactly when no
-    gene is trimmed, since the trim is then the only part that sees the reference's groups)."""
+    gene is trimmed, since the trim is then the only part that sees the reference's groups). The
+    sum baseline first, then the median (the default)."""
     path, full = patients
     small, depth = read_lesion_counts(path, lesions)
     mask, _ = find_reference(small, lesions, layer=None, depth=depth, rescore_rounds=1)
-    untrimmed = DepthGenes(trim_top_fraction=0.0)
+    untrimmed = DepthGenes(trim_top_fraction=0.0, baseline="sum")
+    summed = DepthGenes(baseline="sum")
+    _, depth = read_lesion_counts(path, lesions, depth_genes=summed)
     _, before = read_lesion_counts(path, lesions, depth_genes=untrimmed)
     scaled = scale_read_depth(path, lesions, before, mask, chunk_cells=97, depth_genes=untrimmed)
     # the obs the caller already holds gives the same, without reading it again
@@ -205,8 +208,8 @@ def test_depth_read_before_an_automatic_reference_is_scaled_to_it(patients, lesi
         ratio = pd.Series(d / known)
         return ratio[~mask].groupby(samples[~mask]).median() / ratio[mask].median()
 
-    _, known = read_lesion_counts(path, lesions, reference=mask)
-    assert (relative(scale_read_depth(path, lesions, depth, mask), known) - 1).abs().max() < 0.01
+    _, known = read_lesion_counts(path, lesions, reference=mask, depth_genes=summed)
+    assert (relative(scale_read_depth(path, lesions, depth, mask, depth_genes=summed), known) - 1).abs().max() < 0.01
     assert ((relative(depth, known) - 1).abs() > 0.02).sum() == 2
     # the median baseline: read before the choice against all cells' block shares, then taken again
     # against the reference's, it equals the median read with the reference known
@@ -216,7 +219,7 @@ def test_depth_read_before_an_automatic_reference_is_scaled_to_it(patients, lesi
     np.testing.assert_allclose(scale_read_depth(path, lesions, before, mask, depth_genes=median), known, rtol=1e-12)
     assert not np.allclose(before, known, rtol=1e-3)
     # the scaling turned off: the depth as it was, no pass made
-    plain = DepthGenes(scale_to_reference=False)
+    plain = DepthGenes(scale_to_reference=False, baseline="sum")
     assert scale_read_depth(path / "missing", lesions, depth, mask, depth_genes=plain) is not None
     np.testing.assert_array_equal(scale_read_depth(path, lesions, depth, mask, depth_genes=plain), depth)
 

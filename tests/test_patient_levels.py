@@ -83,8 +83,9 @@ def remission():
 
 def test_a_programme_inside_the_lesion_is_read_off_the_patients_cells(remission, cytobands, arms):
     """With the patient's own levels its few carriers stand out from its normal cells (measured on
-    this cohort: AUROC 0.963 -> 0.987; seeds 0-5 with the same settings 5 of 6 higher, by up to
-    0.024, seed 3 0.002 lower; held-out healthy cells called 0.17% either way). The remission
+    this cohort: AUROC 0.959 -> 0.980 with the median depth baseline, 0.963 -> 0.987 with the sum;
+    seeds 0-5 with the same settings and the sum 5 of 6 higher, by up to 0.024, seed 3 0.002 lower;
+    held-out healthy cells called 0.17% either way). The remission
     sample's mean posterior against its 5% carriers: 0.008 -> 0.055 here; over seeds 0-5 the mean
     distance 0.022 -> 0.012."""
     lesions = parse_lesions(None, cytobands, arms)
@@ -102,7 +103,7 @@ def test_a_programme_inside_the_lesion_is_read_off_the_patients_cells(remission,
     assert out[True].uns["lesions"]["del5q"]["params"]["patient_levels"] is True
     plain = auroc(out[False].obs["del5q_llr"].to_numpy()[mds], truth[mds])
     own = auroc(out[True].obs["del5q_llr"].to_numpy()[mds], truth[mds])
-    assert own >= plain + 0.01 and own >= 0.98, (plain, own)
+    assert own >= plain + 0.01 and own >= 0.975, (plain, own)
     assert out[True].obs["del5q_call"].to_numpy()[held].mean() <= 0.01
     rem = (remission.obs["sample"] == "P1_rem").to_numpy()
     miss = {lv: abs(out[lv].obs["del5q_posterior"].to_numpy()[rem].mean() - truth[rem].mean()) for lv in out}

@@ -189,6 +189,12 @@ def test_methods_name_versions_and_parameters():
     assert "and against its own level of each gene" in text
     assert "a step along the chromosome, is not" in text
     assert "copy ratio" not in text  # cnv.fit_copy_ratio (default: off)
+    # cnv.depth.baseline (default: median)
+    assert "depth taken as the median over about 50 blocks of the genome" in text
+    config["cnv"]["depth"] = {"baseline": "sum"}
+    sum_text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
+    assert "depth taken as its counts outside the lesions" in sum_text and "blocks" not in sum_text
+    del config["cnv"]["depth"]
     config["cnv"]["fit_copy_ratio"] = True
     text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
     assert "and at its own copy ratio of each lesion, the copy-number step" in text

@@ -21,13 +21,15 @@ patient inflates a sum however its genes are chosen.
 
 A sum is also moved by the copy number of every arm a cell has gained or lost outside the configured
 lesions: an aneuploid tumour's gains inflate it, and every arm it did not change then reads low, as a
-partial loss. With ``baseline="median"`` a cell's depth is instead the weighted median over blocks of
-the genome (:func:`depth_blocks`, :func:`median_depth`) of its counts on each block divided by the
+partial loss. So by default (``baseline="median"``) a cell's depth is the weighted median over blocks
+of the genome (:func:`depth_blocks`, :func:`median_depth`) of its counts on each block divided by the
 block's share of the reference's counts (all cells' until the reference is known): what its depth
 would be if the block were at the copy number of the genome's middle, which no minority of changed
-arms moves. It is the sum where a cell's blocks are in the reference's proportions. The sum stays the
-default: on TNBC1 through the workflow the median costs the real losses more separation than it
-saves on unchanged arms at the checks' depth (docs/robust_evidence.md, session 31).
+arms moves. It is the sum where a cell's blocks are in the reference's proportions. inferCNV and
+infercnvpy centre each cell's profile on its median for the same reason. ``baseline="sum"`` (the
+default until session 33) is a little less noisy at a few hundred counts a cell, and the tumour's
+inflated depth deepens its real losses as well as its unchanged arms (docs/robust_evidence.md,
+sessions 31 and 33).
 
 This applies to the depth only: a lesion's own genes keep their evidence (RPS14 in 5q, HLA genes in
 6p). The same function chooses the genes in memory (:func:`remnant.tl.lesions.call_lesions`) and
@@ -97,8 +99,9 @@ class DepthGenes:
         Multiply each sample's depth by its factor against the reference (:func:`depth_scales`),
         where the reference is known when the depth is counted.
     baseline
-        ``"sum"``: a cell's counts on the depth genes; ``"median"``: the weighted median over blocks
-        of the genome of those counts, each block's divided by its share (:func:`median_depth`).
+        ``"median"`` (default): the weighted median over blocks of the genome of a cell's counts on
+        the depth genes, each block's divided by its share (:func:`median_depth`); ``"sum"``: those
+        counts summed.
     """
 
     exclude_families: tuple[str, ...] = tuple(DEPTH_FAMILIES)
@@ -106,7 +109,7 @@ class DepthGenes:
     exclude_genes: tuple[str, ...] = field(default=())
     trim_top_fraction: float = DEFAULT_TRIM_TOP_FRACTION
     scale_to_reference: bool = True
-    baseline: str = "sum"
+    baseline: str = "median"
 
     @classmethod
     def plain(cls) -> DepthGenes:

@@ -1031,7 +1031,7 @@ def call_lesions(
         :data:`RATIO_MIN_GAIN` nats; its cells are re-scored at that ratio. Against an aneuploid
         tumour's own depth a lost arm reads at (n - 1) / n of its n copies: a near-triploid tumour's
         at 2/3, where a model of 1/2 leaves each cell undecided and the clusters' fractions low.
-        Take it with ``depth_genes`` of baseline ``"median"``: against a depth the tumour's gains
+        Keep ``depth_genes``' median baseline (the default): against a sum the tumour's gains
         inflated, an unchanged arm of an aneuploid tumour reads low enough for a ratio near 1 to
         call it. ``uns[...]["intervals"]`` gets each donor's ``copy_ratio`` and ``ratio_gain``.
     chunk_size
@@ -1046,9 +1046,9 @@ def call_lesions(
         then hold every gene.
     depth_genes
         The genes the depth leaves out (:class:`remnant.tl.depth.DepthGenes`; ``None``: the
-        default, every named gene family and each sample's top 1% of genes, and each sample's
-        depth scaled to the reference, :func:`remnant.tl.depth.depth_scales`;
-        ``DepthGenes.plain()``: none of these). Samples whose 10 most-expressed genes hold more than 30%
+        default, every named gene family and each sample's top 1% of genes left out, each cell's
+        depth the median over blocks of the genome, and each sample's depth scaled to the reference,
+        :func:`remnant.tl.depth.depth_scales`; ``DepthGenes.plain()``: none of these, a plain sum). Samples whose 10 most-expressed genes hold more than 30%
         of their counts are reported (a WARNING). With ``depth`` given it only goes on record in
         ``params`` (pass the spec the depth was counted with, as the workflow does).
 

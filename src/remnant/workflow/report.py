@@ -452,6 +452,16 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
     return versions
 
 
+def _depth_text(cnv: Mapping) -> str:
+    """The Methods clause on each cell's depth (``cnv.depth.baseline``): what the expectations were scaled by."""
+    if (cnv.get("depth") or {}).get("baseline", "median") == "median":
+        return (
+            ", scaled to each cell's depth taken as the median over about 50 blocks of the genome of its counts per "
+            "block outside the lesions (so that arms an aneuploid tumour changed elsewhere do not move it)"
+        )
+    return ", scaled to each cell's depth taken as its counts outside the lesions"
+
+
 def _patient_text(cnv: Mapping) -> str:
     """The Methods clause on what each patient's cells were re-scored on: its own interval
     (``cnv.refine``) and its own genes' levels (``cnv.patient_levels``); "" with neither."""
@@ -577,7 +587,7 @@ def methods_paragraph(
         f"with the Leiden algorithm (resolution {cl.get('resolution', 'NA')}); haematopoietic stem and progenitor states "
         f"were annotated from marker scores. Copy-number lesions {lesion_text} were called per cell from the raw counts "
         f"of the genes inside each lesion with a negative-binomial likelihood ratio against state- and "
-        f"technology-matched expectations from {reference}{_model_text(cnv)}{_patient_text(cnv)}, with carrier fractions (priors) learned by "
+        f"technology-matched expectations from {reference}{_depth_text(cnv)}{_model_text(cnv)}{_patient_text(cnv)}, with carrier fractions (priors) learned by "
         f"expectation-maximisation per sample{_prior_groups(cnv)}{_clone_text(cnv, lesions)}, "
         f"reference cells scored by cross-fitting, and a call at posterior >= {cnv.get('posterior_cutoff', 'NA')}. "
         f"{_allele_text(config.get('alleles', {}), n_allele_samples)}"
