@@ -454,7 +454,9 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
 
 def _depth_text(cnv: Mapping) -> str:
     """The Methods clause on each cell's depth (``cnv.depth.baseline``): what the expectations were scaled by."""
-    if (cnv.get("depth") or {}).get("baseline", "median") == "median":
+    from remnant.tl.depth import DepthGenes  # the library's default baseline where the config names none
+
+    if (cnv.get("depth") or {}).get("baseline", DepthGenes().baseline) == "median":
         return (
             ", scaled to each cell's depth taken as the median over about 50 blocks of the genome of its counts per "
             "block outside the lesions (so that arms an aneuploid tumour changed elsewhere do not move it)"
