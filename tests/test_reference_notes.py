@@ -107,7 +107,9 @@ def test_patients_own_normal_cells_are_cross_fitted_by_cells_without_a_note(coho
     half = np.random.default_rng(0).random(adata.n_obs) < 0.5
     info, notes, warnings = _call(adata, lesions, healthy & half, caplog)
     assert (info["batches"]["fold_mode"] == "cell").all() and (info["batches"]["n_reference_donors"] == 2).all()
-    assert notes.empty and not any("reference" in w for w in warnings)
+    # no note on the folds; the small cohort's rarest states, with 11-17 reference cells in that half, are named
+    # as scored against the pooled profile (cnv.min_state_reference 20)
+    assert set(notes["kind"]) <= {"states_without_reference"} and not any("reference donor" in w for w in warnings)
 
 
 def test_one_batch_with_few_reference_cells_is_scored_against_its_own(cohort, lesions, caplog):
@@ -130,8 +132,33 @@ def test_state_without_reference_cells(cohort, lesions, caplog):
     row = notes.set_index("kind").loc["states_without_reference"]
     assert row["detail"] == lacking
     n = int((state == lacking).sum())  # one batch: every cell of the state, none of them reference
-    assert f"{lacking} ({n} cells)" in row["note"] and "pooled profile" in row["note"]
+    assert f"{lacking} ({n} cells, 0 reference)" in row["note"] and "pooled profile" in row["note"]
     assert "add reference cells of these states" in row["note"] and row["note"] in warnings
+
+
+def test_state_with_a_handful_of_reference_cells_is_scored_as_one_without(cohort, lesions, caplog):
+    """A state with fewer reference cells than min_state_reference (20) has no profile of its own: its
+    cells are scored against the pooled profile, as a state the reference lacks, and the note names it
+    with its count; min_state_reference=0 gives it its own profile (and no note), as before session 33."""
+    adata = cohort.copy()
+    state = adata.obs["hspc_state"].astype(str)
+    healthy = adata.obs["condition"].eq("healthy")
+    thin = state[healthy].value_counts().index[0]
+    keep = np.flatnonzero((healthy & state.eq(thin)).to_numpy())[:5]
+    ref = (healthy & state.ne(thin)).to_numpy()
+    ref[keep] = True
+    info, notes, warnings = _call(adata, lesions, ref, caplog)
+    row = notes.set_index("kind").loc["states_without_reference"]
+    n = int((state == thin).sum())
+    assert row["detail"] == thin and f"{thin} ({n} cells, 5 reference)" in row["note"], row["note"]
+    assert "no reference cells, or fewer than 20, of state(s)" in row["note"] and row["note"] in warnings
+    assert info["params"]["min_state_reference"] == 20
+    own = cohort.copy()
+    _, notes, _ = _call(own, lesions, ref, caplog, min_state_reference=5)
+    assert "states_without_reference" not in set(notes["kind"])
+    # the state's cells are scored differently: against the pooled profile with the unmatched terms
+    cells = state.eq(thin).to_numpy() & ~ref
+    assert not np.allclose(adata.obs["del5q_llr"].to_numpy()[cells], own.obs["del5q_llr"].to_numpy()[cells])
 
 
 def test_batch_without_its_own_reference(cohort, lesions, caplog, tmp_path):
@@ -183,4 +210,4 @@ def test_cells_of_another_type_are_named_as_a_state_without_reference(lesions, c
     assert n > 0 and not adata.obs.loc[adata.obs["condition"].eq("healthy"), "hspc_state"].eq("OTHER").any()
     _, notes, warnings = _call(adata, lesions, adata.obs["condition"].eq("healthy").to_numpy(), caplog)
     row = notes.set_index("kind").loc["states_without_reference"]
-    assert row["detail"] == "OTHER" and f"OTHER ({n} cells)" in row["note"] and row["note"] in warnings
+    assert row["detail"] == "OTHER" and f"OTHER ({n} cells, 0 reference)" in row["note"] and row["note"] in warnings

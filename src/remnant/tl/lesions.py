@@ -12,7 +12,8 @@ For a lesion (a chromosome interval, loss or gain) and a cell ``c`` of annotated
   reference profile: the summed counts of ``g`` over reference cells of state ``s`` divided by
   their summed outside depth, shrunk towards the all-reference profile with a pseudo-depth of
   ``shrinkage`` reference cells (rare states lean on the pooled profile; states absent from the
-  reference use it outright).
+  reference, or with fewer than ``min_state_reference`` reference cells, use it outright and are
+  scored as cells the reference does not describe).
 - ``mu_{c,g} = D_c * p_{s,g}``: the expected count in a normal cell of that state and depth.
 - Counts are negative binomial with ``var = mu + phi_g * mu**2``; ``phi_g`` per gene is a
   method-of-moments estimate on the reference cells, shrunk towards the common value.
@@ -870,6 +871,7 @@ def call_lesions(
     seed: int = 0,
     min_mean: float = 0.001,
     shrinkage: float = 20.0,
+    min_state_reference: int = 20,
     outlier_fraction: float = 0.05,
     unmatched_level_sd: float = 0.1,
     unmatched_gene_spread: bool = True,
@@ -958,6 +960,15 @@ def call_lesions(
         median reference depth.
     shrinkage
         Pseudo-count of reference cells (at median depth) pulling a state profile to the pooled one.
+    min_state_reference
+        Reference cells a state needs (in a batch's reference) to be scored against its own
+        profile. The cells of a state with fewer are scored as those of a state the reference lacks:
+        against the pooled profile, with the level terms of ``unmatched_level_sd`` and
+        ``unmatched_gene_spread``. With fewer cells than ``shrinkage`` a state's profile is mostly
+        the pooled one anyway, but its cells would be taken as matched: on TNBC1 through the
+        workflow, 114 breast tumour cells given the HSPC state HSC, which one reference cell had,
+        were scored as if their state's reference described them (docs/robust_evidence.md,
+        session 33). ``lesion_summary``'s reference notes name such states.
     outlier_fraction
         Prior share (0-1) of a cell's lesion genes expressed off the copy-number model: by an
         expression programme, a cell type the reference lacks, a dominant transcript. Each gene's
@@ -1114,6 +1125,8 @@ def call_lesions(
         raise InputError("posterior_cutoff must be between 0 and 1.", where="call_lesions")
     if not 0 <= outlier_fraction < 1:
         raise InputError(f"outlier_fraction must be in [0, 1) (got {outlier_fraction}).", where="call_lesions")
+    if not min_state_reference >= 0:
+        raise InputError(f"min_state_reference must be >= 0 (got {min_state_reference}).", where="call_lesions")
     if not 0 <= unmatched_level_sd < np.inf:
         raise InputError(f"unmatched_level_sd must be >= 0 (got {unmatched_level_sd}).", where="call_lesions")
     ref = cell_mask(adata, reference, "reference", "call_lesions")
@@ -1136,6 +1149,7 @@ def call_lesions(
         n_folds=n_folds,
         seed=seed,
         min_batch_reference=min_batch_reference,
+        min_state_reference=min_state_reference,
         refine_max_reference=refine_max_reference,
     )
     params = {
@@ -1150,6 +1164,7 @@ def call_lesions(
         "seed": seed,
         "min_mean": min_mean,
         "shrinkage": shrinkage,
+        "min_state_reference": int(min_state_reference),
         "outlier_fraction": float(outlier_fraction),
         "unmatched_level_sd": float(unmatched_level_sd),
         "unmatched_gene_spread": bool(unmatched_gene_spread),
@@ -1170,7 +1185,7 @@ def call_lesions(
             "arms then read low and a ratio near 1 can call them; give depth_genes a median baseline "
             '(DepthGenes(baseline="median"))'
         )
-    notes = _reference_notes(adata.obs[state_key], cohort, min_batch_reference)
+    notes = _reference_notes(adata.obs[state_key], cohort, min_batch_reference, min_state_reference)
     for note in notes["note"]:
         log.warning("%s", note)
     options = {
@@ -1370,13 +1385,16 @@ def _clone_fpr(scored: list[_Scored], k: int, groups: pd.DataFrame, cohort: _Coh
     return fpr_of
 
 
-def _reference_notes(states: pd.Series, cohort: _Cohort, min_batch_reference: int) -> pd.DataFrame:
+def _reference_notes(
+    states: pd.Series, cohort: _Cohort, min_batch_reference: int, min_state_reference: int
+) -> pd.DataFrame:
     """What the reference could not give each batch, in words a user can act on: one row per fact
     (``batch``, ``kind``, ``detail``, ``note``).
 
     Kinds: ``cell_folds`` (fewer than two reference donors, or none named, so cross-fitting used
     random cells and the false-positive rate is measured on the reference's own donor), ``states_without_reference``
-    (states of the batch's cells with no reference cell; scored against the pooled profile) and
+    (states of the batch's cells with no reference cell, or fewer than ``min_state_reference``;
+    scored against the pooled profile) and
     ``unmatched_batch`` (too few reference cells of the batch's own; scored against all batches').
     ``states``: the annotated state of every cell (n_obs,)."""
     state = states.astype(str).where(states.notna(), "").to_numpy()
@@ -1404,18 +1422,20 @@ def _reference_notes(states: pd.Series, cohort: _Cohort, min_batch_reference: in
                     "name each cell's donor) to measure them across donors.",
                 )
             )
-        missing = pd.Series(state[u.cells])
-        missing = missing[~missing.isin(set(state[ref_rows]) | {"", "nan"})].value_counts()
+        cells = pd.Series(state[u.rows[u.own & (u.s_idx < 0)]])
+        missing = cells[~cells.isin({"", "nan"})].value_counts()
         if len(missing):
-            detail = ", ".join(f"{s} ({n} cells)" for s, n in missing.items())
+            n_ref = pd.Series(state[ref_rows]).value_counts()
+            detail = ", ".join(f"{s} ({n} cells, {int(n_ref.get(s, 0))} reference)" for s, n in missing.items())
             rows.append(
                 (
                     u.batch,
                     "states_without_reference",
                     ", ".join(missing.index),
-                    f"{where}no reference cells of state(s) {detail}: these cells were scored against the "
-                    "pooled profile of all reference states, so expression that sets their state apart can "
-                    "read as copy number; add reference cells of these states, or read their calls with care.",
+                    f"{where}no reference cells, or fewer than {min_state_reference}, of state(s) {detail}: these "
+                    "cells were scored against the pooled profile of all reference states, so expression that sets "
+                    "their state apart can read as copy number; add reference cells of these states, or read their "
+                    "calls with care.",
                 )
             )
         if not u.matched:
@@ -1459,6 +1479,7 @@ def _cohort(
     n_folds: int,
     seed: int,
     min_batch_reference: int,
+    min_state_reference: int,
     refine_max_reference: int | None,
 ) -> _Cohort:
     """The per-cell arrays of obs that scoring uses, and one scoring unit per batch."""
@@ -1469,7 +1490,18 @@ def _cohort(
     batch = obs[batch_key].astype(str).to_numpy() if batch_key else np.full(n, "all", dtype=object)
     samples = obs[sample_key].astype(str).to_numpy()
     units = [
-        _unit(b, ref, state, donors, samples, batch, n_folds, seed, min_batch_reference, refine_max_reference)
+        _unit(
+            b,
+            ref,
+            state,
+            donors,
+            samples,
+            batch,
+            n_folds,
+            seed,
+            (min_batch_reference, min_state_reference),
+            refine_max_reference,
+        )
         for b in pd.unique(batch)
     ]
     groups = obs[prior_key].astype(str).where(obs[prior_key].notna(), "").to_numpy()
@@ -1486,11 +1518,14 @@ def _unit(
     batch: np.ndarray,
     n_folds: int,
     seed: int,
-    min_batch_reference: int,
+    min_reference: tuple[int, int],
     refine_max_reference: int | None,
 ) -> _Unit:
     """Batch ``b``'s scoring unit: its cells and its own reference cells when it has at least
-    ``min_batch_reference`` of them, else every reference cell; folds and state codes of those."""
+    ``min_batch_reference`` of them, else every reference cell; folds and state codes of those
+    (states with at least ``min_state_reference`` of those reference cells; ``min_reference``:
+    the two)."""
+    min_batch_reference, min_state_reference = min_reference
     cells = np.flatnonzero(batch == b)
     own_ref = np.flatnonzero(ref & (batch == b))
     # a batch holding every reference cell is scored against its own, however few
@@ -1503,7 +1538,9 @@ def _unit(
     # against the distinct names: np.isin of two long object arrays is quadratic (29 s at 91k cells)
     shared = np.isin(samples[rows[is_ref]], pd.unique(samples[cells[~ref[cells]]]))
     fold[is_ref], k, fold_mode = assign_folds(rows[is_ref], donors, n_folds, seed, shared)
-    ref_states = sorted(set(state[rows[is_ref]]) - {"", "nan"})
+    # a state with a handful of reference cells has no profile of its own worth matching its cells to
+    n_ref = pd.Series(state[rows[is_ref]]).value_counts()
+    ref_states = sorted(set(n_ref.index[n_ref >= max(int(min_state_reference), 1)]) - {"", "nan"})
     code = {s: i for i, s in enumerate(ref_states)}
     s_idx = np.array([code.get(s, -1) for s in state[rows]], dtype=np.int64)
     refine_reference = fold >= 0

@@ -230,7 +230,8 @@ def depth_options(depth: Mapping) -> DepthGenes:
 def _call_options(cnv: Mapping, seed: int, depth: np.ndarray) -> dict:
     """The keyword arguments of call_lesions and find_reference from the ``cnv`` config, for the
     lesions' genes read with their depth (``layer=None``: the counts are that AnnData's ``X``)."""
-    keys = ("batch_key", "n_folds", "min_mean", "shrinkage", "outlier_fraction", "unmatched_level_sd")
+    keys = ("batch_key", "n_folds", "min_mean", "shrinkage", "min_state_reference", "outlier_fraction")
+    keys += ("unmatched_level_sd",)
     keys += ("unmatched_gene_spread",)
     keys += ("min_batch_reference", "refine", "clone_prior")
     keys += ("min_refine_cells", "min_interval_genes", "refine_max_reference", "patient_levels", "fit_copy_ratio")
