@@ -20,10 +20,15 @@ marginal carrier fraction of ``L`` is ``m * q_L``; with one lesion the model is 
 exactly (only the product enters), which is why it runs only for two or more.
 
 ``q`` is the clone's make-up, a patient's: fitted by EM on all the patient's cells (add-half priors);
-``m`` is fitted per sample. Each group's ``m`` and ``q`` are then pulled towards its sample's ``m`` and
-its patient's ``q`` by pseudo-cells estimated from the groups' spread
-(:func:`remnant.tl.lesion_model.pooling_strength`): ``m`` by the group's cells, ``q_L`` by its expected
-clone cells, so a group with few clone cells takes the patient's make-up.
+``m`` is fitted per sample. Each group's ``m`` is pulled towards its sample's by pseudo-cells estimated
+from the groups' spread (:func:`remnant.tl.lesion_model.pooling_strength`; a tumour and a normal
+population in one sample keep their own). Each group's ``q_L`` is pulled towards its patient's by
+``strength`` pseudo clone cells, always: a cluster's make-up departs from the patient's only as far as
+it has clone cells to show it. Not estimated from the spread, because the spread of ``q`` misleads at
+the boundary: a trunk lesion's ``q`` is near 1, its binomial variance near 0, so a mostly normal cluster
+whose few candidate clone cells lack it (normal cells a programme reads as gained on one or two arms)
+counts as real spread, the pull falls to its least, and those cells become a clone "lacking" the trunk
+and the losses, called on the gains (TNBC1 through the workflow, docs/robust_evidence.md, session 34).
 """
 
 from __future__ import annotations
@@ -94,8 +99,8 @@ def clone_posteriors(
     samples, groups
         (n,) each cell's sample and its group inside the sample (state or cluster).
     strength
-        The most pseudo-cells pulling a group's fractions towards its sample's clone fraction and
-        its patient's lesion fractions (``inf``: those).
+        The most pseudo-cells pulling a group's clone fraction towards its sample's, and the pseudo
+        clone cells pulling its lesion fractions towards its patient's (``inf``: those).
     patients
         (n,) each cell's patient (``None``: each sample its own). The clone is a patient's: a
         group's ``q`` is pulled towards the one learned from all the patient's cells, so a sample
@@ -124,7 +129,8 @@ def clone_posteriors(
             for g in split_by(groups[own]):
                 members.append(own[g])
                 centres.append(m_s)
-        km, kq = _pooling(llr, members, centres, q_p, samples, strength)
+        km = _pooling(llr, members, centres, q_p, samples, strength)
+        kq = np.full(n_lesions, float(strength))
         for g, m_s, k_m in zip(members, centres, km, strict=True):
             m_g, q_g = (m_s, q_p) if not np.isfinite(k_m) else _em(llr[g], (m_s, q_p), (k_m, kq))[:2]
             post[g], clone[g] = lesion_posteriors(llr[g], m_g, q_g, with_clone=True)
@@ -140,25 +146,18 @@ def _pooling(
     q_p: np.ndarray,
     samples: np.ndarray,
     strength: float,
-) -> tuple[list[float], np.ndarray]:
+) -> list[float]:
     """Pseudo-cells pulling one patient's groups' ``m`` towards their sample's (one value per sample,
-    by the groups' cells) and each ``q_L`` towards the patient's (by the groups' expected clone
-    cells): the empirical-Bayes pull of :func:`pooling_strength` from the groups' own fits (each
-    with one pseudo-cell). Returns the ``m`` pull of each group and the ``q`` pulls ((L,))."""
-    n_lesions = llr.shape[1]
+    by the groups' cells): the empirical-Bayes pull of :func:`pooling_strength` from the groups' own
+    fits (each with one pseudo-cell). Returns the ``m`` pull of each group."""
     if not np.isfinite(strength):
-        return [float(strength)] * len(members), np.full(n_lesions, float(strength))
-    one = (1.0, np.ones(n_lesions))
-    own = [_em(llr[g], (m_s, q_p), one) for g, m_s in zip(members, centres, strict=True)]
+        return [float(strength)] * len(members)
+    one = (1.0, np.ones(llr.shape[1]))
+    own = [_em(llr[g], (m_s, q_p), one)[0] for g, m_s in zip(members, centres, strict=True)]
     of_sample = np.array([samples[g[0]] for g in members])
     km = np.full(len(members), float(strength))
     for at in split_by(of_sample):
         if at.size > 1:
             sizes = np.array([members[i].size for i in at])
-            km[at] = pooling_strength(np.array([own[i][0] for i in at]), sizes, centres[at[0]], strength)
-    kq = np.full(n_lesions, float(strength))
-    if len(members) > 1:
-        clone_cells = np.maximum(np.array([o[2].sum() for o in own]), 1e-9)
-        q_own = np.array([o[1] for o in own])
-        kq = np.array([pooling_strength(q_own[:, k], clone_cells, q_p[k], strength) for k in range(n_lesions)])
-    return list(km), kq
+            km[at] = pooling_strength(np.array([own[i] for i in at]), sizes, centres[at[0]], strength)
+    return list(km)
