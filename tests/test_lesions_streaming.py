@@ -214,10 +214,17 @@ def test_depth_read_before_an_automatic_reference_is_scaled_to_it(patients, lesi
     # the median baseline: read before the choice against all cells' block shares, then taken again
     # against the reference's, it equals the median read with the reference known
     median = DepthGenes(trim_top_fraction=0.0, baseline="median")
-    _, before = read_lesion_counts(path, lesions, depth_genes=median)
+    first, before = read_lesion_counts(path, lesions, depth_genes=median)
     _, known = read_lesion_counts(path, lesions, reference=mask, depth_genes=median)
     np.testing.assert_allclose(scale_read_depth(path, lesions, before, mask, depth_genes=median), known, rtol=1e-12)
     assert not np.allclose(before, known, rtol=1e-3)
+    # the first read's block counts (one pass fewer) give the same
+    kept = first.obsm["depth_blocks"]
+    assert kept.shape[0] == first.n_obs and kept.dtype == np.float32 and kept.sum() > 0
+    again = scale_read_depth(path, lesions, before, mask, depth_genes=median, block_counts=kept)
+    np.testing.assert_allclose(again, known, rtol=1e-12)
+    with pytest.raises(InputError, match=r"block_counts is 10 x .* pass obsm\['depth_blocks'\]"):
+        scale_read_depth(path, lesions, before, mask, depth_genes=median, block_counts=kept[:10])
     # the scaling turned off: the depth as it was, no pass made
     plain = DepthGenes(scale_to_reference=False, baseline="sum")
     assert scale_read_depth(path / "missing", lesions, depth, mask, depth_genes=plain) is not None

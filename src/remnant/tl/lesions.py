@@ -485,6 +485,9 @@ def cell_depth(X, outside: np.ndarray, depth, n_obs: int, where: str) -> np.ndar
 #: twice was slower (3.0-3.6 s; docs/robust_evidence.md): holding them costs what a second read does.
 READ_CELLS = 10_000
 
+#: ``obsm`` key of each cell's counts per block of the genome in :func:`read_lesion_counts`' AnnData.
+DEPTH_BLOCKS_KEY = "depth_blocks"
+
 
 def read_lesion_counts(
     path,
@@ -528,7 +531,10 @@ def read_lesion_counts(
     -------
     adata
         Cells x the genes inside any lesion (file order): raw counts in ``X`` (CSR, the stored
-        dtype), the file's ``obs`` and those genes' ``var``. Memory: cells x lesion genes.
+        dtype), the file's ``obs`` and those genes' ``var``. Memory: cells x lesion genes. With the
+        median baseline (``depth_genes.baseline``, the default) also ``obsm["depth_blocks"]``:
+        float32 (n_obs x ~50), each cell's counts on the depth genes of each block of the genome
+        (:func:`remnant.tl.depth.depth_blocks`), for :func:`scale_read_depth`.
     depth
         float64 (n_obs,): each cell's depth (:func:`depth_columns`; with ``reference`` given, each
         sample's scaled to it, :func:`remnant.tl.depth.depth_scales`), as :func:`call_lesions`
@@ -556,7 +562,11 @@ def read_lesion_counts(
     counts, sums = store.read_columns(path, keep, sums={"depth": depth_genes_mask}, blocks=blocks, key=key, **kw)
     depth = _baseline(sums["depth"], sums.get("blocks"), totals, groups, blocks)
     depth = depth * _scales(totals, groups, depth_genes_mask, depth_genes, depth, codes, blocks)[codes]
-    return anndata.AnnData(X=counts, obs=obs, var=var.loc[keep]), depth
+    adata = anndata.AnnData(X=counts, obs=obs, var=var.loc[keep])
+    if blocks is not None:
+        # kept for scale_read_depth: with the reference chosen later, the median is taken again on them
+        adata.obsm[DEPTH_BLOCKS_KEY] = sums["blocks"]
+    return adata, depth
 
 
 def scale_read_depth(
@@ -570,6 +580,7 @@ def scale_read_depth(
     state_key: str | None = "hspc_state",
     depth_genes: DepthGenes | None = None,
     obs: pd.DataFrame | None = None,
+    block_counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """The depth :func:`read_lesion_counts` read before the reference was known (``reference=None``,
     e.g. before :func:`remnant.tl.find_reference` chose one), each sample's scaled to the reference
@@ -580,9 +591,9 @@ def scale_read_depth(
     over the reference recover its groups exactly), so only the factors are new. With
     ``trim_top_fraction`` 0 the result equals :func:`read_lesion_counts` given the reference; with
     a trim, the reference given beforehand also trims each side of it separately, so a few of the
-    most-expressed genes may differ. With a median baseline (``depth_genes.baseline``) a further
-    pass reads each cell's counts per block of the genome, and the median is taken again against
-    the reference's block shares.
+    most-expressed genes may differ. With a median baseline (``depth_genes.baseline``) the median is
+    taken again against the reference's block shares, on each cell's counts per block of the genome
+    that the first read kept (``block_counts``; a further pass reads them where they are not given).
 
     Parameters
     ----------
@@ -595,6 +606,9 @@ def scale_read_depth(
     obs
         The file's obs where the caller holds it (the ``obs`` of the AnnData :func:`read_lesion_counts`
         returned; reading it again took a third of this pass at 91k cells); ``None``: read from ``path``.
+    block_counts
+        (n_obs x n_blocks) each cell's counts per block: ``obsm["depth_blocks"]`` of that AnnData
+        (the same genes: the first read's); ``None``: read from ``path`` in one more pass.
 
     Returns
     -------
@@ -629,10 +643,20 @@ def scale_read_depth(
     blocks = depth_blocks(var, genes) if _median_baseline(depth_genes) else None
     if blocks is not None:
         # the median was taken against all cells' block shares; the reference's are known now
-        _, sums = store.read_columns(
-            path, np.zeros(len(var), bool), blocks=blocks, key=key, chunk_cells=chunk_cells or READ_CELLS
-        )
-        depth = _baseline(depth, sums["blocks"], totals, groups, blocks)
+        if block_counts is None:
+            _, sums = store.read_columns(
+                path, np.zeros(len(var), bool), blocks=blocks, key=key, chunk_cells=chunk_cells or READ_CELLS
+            )
+            block_counts = sums["blocks"]
+        elif np.shape(block_counts) != (n_obs, blocks.shape[1]):
+            raise InputError(
+                f"block_counts is {' x '.join(map(str, np.shape(block_counts)))} but the file's {n_obs} cells "
+                f"have {blocks.shape[1]} blocks of the genome; pass obsm['{DEPTH_BLOCKS_KEY}'] of the AnnData "
+                "read_lesion_counts returned for this file with these depth_genes.",
+                path=str(path),
+                where="scale_read_depth(block_counts=...)",
+            )
+        depth = _baseline(depth, block_counts, totals, groups, blocks)
     return depth * _scales(totals, groups, genes, depth_genes, depth, codes, blocks)[codes]
 
 

@@ -24,6 +24,7 @@ from remnant.tl.allele_evidence import add_allele_evidence, concat_alleles
 from remnant.tl.depth import DepthGenes, read_gene_list
 from remnant.tl.lesions import (
     CLONE_KEY,
+    DEPTH_BLOCKS_KEY,
     Lesion,
     call_lesions,
     parse_lesions,
@@ -113,12 +114,17 @@ def call_cohort_lesions(
     )
     t0, c0 = time.perf_counter(), time.process_time()
     options = {**_call_options(cnv, seed, depth), "depth_genes": depth_genes}  # on record in uns params
+    # the first read's counts per block of the genome: only a reference chosen after it needs them
+    blocks = adata.obsm.pop(DEPTH_BLOCKS_KEY, None)
     reference, choice = choose_reference(adata, parsed, cnv, reference_conditions, options)
     if known is None:
         # chosen after the depth was read: each sample's depth is scaled to it now, as a configured
-        # reference's is while reading (one more pass over the counts, counted as reading below)
+        # reference's is while reading (one more pass over the counts, counted as reading below; the
+        # median baseline's block counts are the first read's)
         t1, c1 = time.perf_counter(), time.process_time()
-        options["depth"] = scale_read_depth(h5ad, parsed, depth, reference, depth_genes=depth_genes, obs=adata.obs)
+        options["depth"] = scale_read_depth(
+            h5ad, parsed, depth, reference, depth_genes=depth_genes, obs=adata.obs, block_counts=blocks
+        )
         t_pass, c_pass = time.perf_counter() - t1, time.process_time() - c1
         log.info("depth scaled to the automatic reference: one more pass over %s, %.1f s", h5ad, t_pass)
         t0, c0 = t0 + t_pass, c0 + c_pass
