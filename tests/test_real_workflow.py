@@ -83,9 +83,16 @@ def write_cohort(workdir: Path) -> None:
         ]
     )
     sheet.to_csv(workdir / "samples.tsv", sep="\t", index=False)
+    write_tumour_config(workdir, R.TNBC1_LESIONS, "TNBC")
+
+
+def write_tumour_config(workdir: Path, lesions, condition: str) -> None:
+    """config.yaml in ``workdir`` for unsorted tumour samples at one timepoint: config/config.yaml with
+    ``lesions`` ((name, type, region) each) and nothing else, an automatic reference (no healthy donor),
+    the sheet's ``condition``, and no stem/progenitor or before/after design."""
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     config["demo"] = {"simulate": False}
-    config["lesions"] = [{"name": name, "type": kind, "region": arm} for name, kind, arm in R.TNBC1_LESIONS]
+    config["lesions"] = [{"name": name, "type": kind, "region": region} for name, kind, region in lesions]
     merge(
         config,
         {
@@ -93,7 +100,7 @@ def write_cohort(workdir: Path) -> None:
             "samples": "samples.tsv",
             "timepoints": ["diagnosis"],
             "populations": {"TUMOUR": "all cells of the tumour sample (not sorted)"},
-            "conditions": {"all": ["TNBC"], "reference": []},
+            "conditions": {"all": [condition], "reference": []},
             "cnv": {"reference": "auto"},
         },
     )

@@ -23,13 +23,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-import yaml
-from test_cohort_shapes import QUICK, first_page, merge, read, run_workflow, summary_page
+from test_cohort_shapes import first_page, read, run_workflow, summary_page
+from test_real_workflow import write_tumour_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import _real_sets as R  # noqa: E402  (the set's preparation and the AUROC of the real-data suite)
 
-ROOT = Path(__file__).resolve().parents[1]
 LESIONS = [("del1p", "loss", "1p"), ("del19q", "loss", "19q")]
 
 pytestmark = pytest.mark.workflow
@@ -69,23 +68,7 @@ def write_cohort(workdir: Path) -> pd.DataFrame:
             }
         )
     pd.DataFrame(rows).to_csv(workdir / "samples.tsv", sep="\t", index=False)
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config["demo"] = {"simulate": False}
-    config["lesions"] = [{"name": name, "type": kind, "region": arm} for name, kind, arm in LESIONS]
-    merge(
-        config,
-        {
-            **QUICK,
-            "samples": "samples.tsv",
-            "timepoints": ["diagnosis"],
-            "populations": {"TUMOUR": "all cells of the tumour sample (not sorted)"},
-            "conditions": {"all": ["glioma"], "reference": []},
-            "cnv": {"reference": "auto"},
-        },
-    )
-    for key in ("stem", "progenitor", "before", "after"):  # not this study's design
-        config["persistence"].pop(key)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_tumour_config(workdir, LESIONS, "glioma")
     return adata.obs[["sample", "tumour", "normal"]]
 
 
