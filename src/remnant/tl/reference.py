@@ -17,7 +17,8 @@ Model, per lesion and per batch (technology), on candidate cells ``i``:
   starting reference (all candidates) is mostly carriers: its level is where the other cluster
   sits at ``1/copy_ratio`` times the carriers' level.
 - The reference becomes the cells with a carrier probability below ``max_carrier_probability``;
-  profiles are re-estimated from them, and this repeats until the selection stops changing.
+  profiles are re-estimated from them, and this repeats until the selection stops changing, or
+  returns to an earlier selection: then the cells common to the selections of the cycle are kept.
 
 Confidence, reported per lesion and batch: the likelihood-ratio statistic of the two-component fit
 against one component (``separation``, chi-square-like; large when two populations a copy apart
@@ -204,8 +205,9 @@ def find_reference(
         ``carrier_fraction`` (fitted share of carriers among candidates), ``separation``
         (likelihood-ratio statistic, two components vs one), ``contamination`` (expected carriers
         among the chosen cells, a count), ``normal_level`` (fitted log ratio of normal cells to the
-        chosen reference, near 0 when converged), ``rounds``, ``converged``, ``confident`` (bool)
-        and ``reason`` (why not, else empty).
+        chosen reference, near 0 when converged), ``rounds``, ``converged``, ``cycle`` (the number
+        of choices the selection alternated between before the cells common to them were kept; 0
+        when it settled on one), ``confident`` (bool) and ``reason`` (why not, else empty).
     """
     X, batch_key, cand = _checked_inputs(
         adata, candidates, state_key, batch_key, layer, max_carrier_probability, min_cells
@@ -321,7 +323,7 @@ def _mixture_choice(
             for lesion in lesions
         }
         keep = depth[idx] > 0
-        ref, fits, rounds, converged, prob_any = _iterate_choice(
+        ref, fits, rounds, converged, prob_any, cycle = _iterate_choice(
             XLs,
             lesions,
             depth[idx],
@@ -348,6 +350,7 @@ def _mixture_choice(
                     "normal_level": float(fit["m"]),
                     "rounds": rounds,
                     "converged": converged,
+                    "cycle": cycle,
                     "rescore_rounds": 0,
                     "below_cutoff": int((keep & (prob_any < max_carrier_probability)).sum()),
                 }
@@ -366,36 +369,83 @@ def _iterate_choice(
     max_rounds: int,
     min_mean: float,
     shrinkage: float,
-) -> tuple[np.ndarray, dict, int, bool, np.ndarray]:
+) -> tuple[np.ndarray, dict, int, bool, np.ndarray, int]:
     """One batch's choice: fit the mixture of each lesion against the current reference, keep the
     cells unlikely to carry any, repeat until the choice stops changing (at most ``max_rounds``).
 
+    The choice can also alternate: a reference that holds a few carriers moves the normal level, so
+    the next choice drops them with some normal cells, whose profile takes them back in (the
+    oligodendroglioma set through the workflow alternated between 42 cells and 30 of them). When a
+    choice repeats an earlier one, the cells chosen in every round of the cycle are kept (filled to
+    ``min_cells`` by the last round's probabilities) and the mixture is fitted once more against them.
+
     ``XLs``: lesion name -> the batch's candidates x that lesion's genes (float64); ``keep``: the
     candidates with depth. Returns the choice, the last fits, rounds run, whether the choice
-    converged, and each candidate's probability of carrying any lesion.
+    converged (to one choice or a cycle), each candidate's probability of carrying any lesion, and
+    the number of choices in the cycle (0 when the choice settled on one).
     """
     ref = keep.copy()  # round 0: every candidate
-    fits: dict[str, dict] = {}
-    converged, rounds = False, 0
+    fit_args = (XLs, lesions, depth, state, keep, min_mean, shrinkage)
+    history = [ref]
+    converged, rounds, cycle = False, 0, 0
     for rounds in range(1, max_rounds + 1):  # noqa: B007 (rounds is reported after the loop)
-        prob_any = np.zeros(keep.size)
-        for lesion in lesions:
-            O, E = _expected(XLs[lesion.name], depth, state, ref, min_mean, shrinkage)
-            ok = keep & (E > 0)
-            fit = _fit_mixture(np.log((O[ok] + 0.5) / (E[ok] + 0.5)), E[ok], float(np.log(lesion.copy_ratio)))
-            w = np.ones(keep.size)
-            w[ok] = fit["w"]
-            fits[lesion.name] = {**fit, "w_all": w}
-            prob_any = 1.0 - (1.0 - prob_any) * (1.0 - w)  # carries any lesion (independent lesions)
-        new = keep & (prob_any < max_carrier_probability)
-        if new.sum() < min_cells:
-            new = np.zeros(keep.size, bool)
-            new[np.argsort(prob_any, kind="stable")[:min_cells]] = True
+        fits, prob_any = _fit_round(ref, *fit_args)
+        new = _below_cutoff(prob_any, keep, max_carrier_probability, min_cells)
         if np.array_equal(new, ref):
             converged = True
             break
+        start = next((i for i, old in enumerate(history) if np.array_equal(old, new)), None)
+        if start is not None:
+            cycle = len(history) - start
+            core = np.logical_and.reduce(history[start:])
+            ref = _filled(core, prob_any, min_cells)
+            fits, prob_any = _fit_round(ref, *fit_args)
+            converged = True
+            break
+        history.append(new)
         ref = new
-    return ref, fits, rounds, converged, prob_any
+    return ref, fits, rounds, converged, prob_any, cycle
+
+
+def _fit_round(
+    ref: np.ndarray,
+    XLs: dict,
+    lesions: list[Lesion],
+    depth: np.ndarray,
+    state: np.ndarray,
+    keep: np.ndarray,
+    min_mean: float,
+    shrinkage: float,
+) -> tuple[dict, np.ndarray]:
+    """Each lesion's mixture fitted against the reference ``ref`` (boolean, the batch's candidates),
+    and each candidate's probability of carrying any lesion (lesions taken as independent)."""
+    fits: dict[str, dict] = {}
+    prob_any = np.zeros(keep.size)
+    for lesion in lesions:
+        O, E = _expected(XLs[lesion.name], depth, state, ref, min_mean, shrinkage)
+        ok = keep & (E > 0)
+        fit = _fit_mixture(np.log((O[ok] + 0.5) / (E[ok] + 0.5)), E[ok], float(np.log(lesion.copy_ratio)))
+        w = np.ones(keep.size)
+        w[ok] = fit["w"]
+        fits[lesion.name] = {**fit, "w_all": w}
+        prob_any = 1.0 - (1.0 - prob_any) * (1.0 - w)
+    return fits, prob_any
+
+
+def _below_cutoff(prob_any: np.ndarray, keep: np.ndarray, max_carrier_probability: float, min_cells: int) -> np.ndarray:
+    """The candidates with depth whose probability of carrying any lesion is below the cut-off, or the
+    ``min_cells`` least likely when fewer pass."""
+    return _filled(keep & (prob_any < max_carrier_probability), prob_any, min_cells)
+
+
+def _filled(chosen: np.ndarray, prob_any: np.ndarray, min_cells: int) -> np.ndarray:
+    """``chosen``, with the cells least likely to carry a lesion added when it holds fewer than
+    ``min_cells``."""
+    if chosen.sum() >= min_cells:
+        return chosen
+    out = np.zeros(chosen.size, bool)
+    out[np.argsort(np.where(chosen, -1.0, prob_any), kind="stable")[:min_cells]] = True
+    return out
 
 
 def _rescore(

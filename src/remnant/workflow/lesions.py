@@ -298,6 +298,14 @@ def _log_choice(choice: pd.DataFrame) -> None:
             row["separation"],
             row["contamination"],
         )
+        if row.get("cycle", 0) > 0:
+            log.info(
+                "automatic reference, %s, batch %s: the choice alternated between %d selections; the cells "
+                "common to them were kept",
+                row["lesion"],
+                row["batch"],
+                row["cycle"],
+            )
         if not row["confident"]:
             log.warning(
                 "automatic reference NOT confident for %s, batch %s: %s. Configure cnv.reference "
