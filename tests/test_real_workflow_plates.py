@@ -108,6 +108,12 @@ def test_the_automatic_reference_is_normal_cells(oligo, calls):
     assert calls["normal"].to_numpy()[ref].mean() >= REFERENCE_NORMAL_FLOOR
     choice = read(workdir, "cnv/reference.tsv")
     assert (choice["n_chosen"] == ref.sum()).all()
+    # session 35: the choice alternated between 42 cells (2 malignant) and 30 of them until the cells common
+    # to both were kept (cycle 2), and the separation is the cells' gene-level one (1,252-3,484 today;
+    # the mixture's summed counts gave del19q 13.6, under the bar of 13.8, and flagged it not confident)
+    assert choice["confident"].astype(bool).all(), choice["reason"].tolist()
+    assert (choice["separation"] > 100).all() and choice["converged"].astype(bool).all()
+    assert "NOT confident" not in (workdir / "logs/call_lesions/call_lesions.log").read_text()
 
 
 @pytest.mark.parametrize("lesion", [name for name, _, _ in LESIONS])

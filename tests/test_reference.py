@@ -91,17 +91,36 @@ def test_calls_with_auto_reference_match_truth(patients_only, lesions, chosen):
     assert (frac["est"] - frac["true"]).abs().max() < 0.05
 
 
-def test_one_population_is_flagged_not_guessed(lesions):
+# all carriers, or all normal with the rescore rounds (the gene-level separation: 0.0, 7 cells in
+# the carrier share). The mixture alone takes these normal cells for 55% carriers (separation 33.2)
+# and is flagged only by its 29 expected carriers among the 315 chosen.
+@pytest.mark.parametrize(("clone", "rescore_rounds"), [(1.0, 0), (1.0, 2), (0.0, 2)])
+def test_one_population_is_flagged_not_guessed(lesions, clone, rescore_rounds):
     rows = [
         ("P1_dx", "P1", "diagnosis", "CD34", "MDS", "droplet"),
         ("P2_dx", "P2", "diagnosis", "CD34", "MDS", "droplet"),
     ]
-    params = {**PARAMS, "clone_fraction": {"diagnosis": {"CD34": 1.0}}}
+    params = {**PARAMS, "clone_fraction": {"diagnosis": {"CD34": clone}}}
     adata = S.called_cohort(rows, params, seed=4)
-    mask, report = find_reference(adata, lesions, rescore_rounds=0)
+    mask, report = find_reference(adata, lesions, rescore_rounds=rescore_rounds)
     row = report.iloc[0]
     assert not row["confident"]
     assert "one population only" in row["reason"]
+
+
+def test_llr_separation_is_the_mixture_likelihood_ratio():
+    from remnant.tl.reference import _llr_separation
+
+    rng = np.random.default_rng(0)
+    normal = rng.normal(-4.0, 1.5, 300)  # cells whose genes favour a normal copy number
+    assert _llr_separation(normal) < 1.0  # one population: no share of carriers raises the likelihood
+    assert _llr_separation(np.array([])) == 0.0 and _llr_separation(np.full(5, -1.0)) == 0.0
+    mixed = np.concatenate([normal, rng.normal(4.0, 1.5, 100)])
+    # by hand on a grid: 2 max_pi sum log(1 - pi + pi e^llr)
+    grid = np.linspace(0.001, 0.999, 999)
+    by_hand = 2 * max(np.logaddexp(np.log1p(-p), np.log(p) + mixed).sum() for p in grid)
+    assert _llr_separation(mixed) == pytest.approx(by_hand, rel=1e-4)
+    assert _llr_separation(mixed) > 200
 
 
 def test_candidates_restrict_the_choice(patients_only, lesions):

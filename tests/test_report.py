@@ -225,8 +225,9 @@ def page():
     return _page()
 
 
-def _page(**lesion_columns):
-    """The front page of a small hand-made run; ``lesion_columns`` are added to lesion_summary.tsv."""
+def _page(reference=None, **lesion_columns):
+    """The front page of a small hand-made run; ``lesion_columns`` are added to lesion_summary.tsv,
+    ``reference`` is reference.tsv."""
     samples = pd.DataFrame(
         {
             "sample": ["P1_dx_HSC", "P1_rem_HSC", "N1_HSC"],
@@ -264,6 +265,7 @@ def _page(**lesion_columns):
         samples=samples,
         qc_removed=qc,
         lesion_summary=lesions,
+        reference=reference,
         fractions=FRACTIONS,
         contrasts=contrasts([0.3, 0.4], 1e-4),
         versions={"remnant": "0.1.0"},
@@ -304,6 +306,28 @@ def test_front_page_shows_reference_notes():
     assert _rst_problems(page, settings) == []
     assert _page(reference_note=[np.nan] * 3) == _page() == _page(reference_note="")
     assert "Reference:" not in _page()
+
+
+def test_front_page_says_whether_an_automatic_reference_is_confident():
+    """reference.tsv of ``cnv.reference: auto``: the trust paragraph names each batch whose choice is not
+    confident, with its reason, and says so when every batch's is (the real sets through the workflow are
+    confident since session 35, so this path is checked here)."""
+    reason = "one population only (separation 0.0, bar 13.8; 7 cells in the carrier component and 693 in the normal one, bar 20 each)"
+    reference = pd.DataFrame(
+        {
+            "mode": "auto",
+            "lesion": ["del5q", "del5q", "del7q"],
+            "batch": ["droplet", "plate", "droplet"],
+            "confident": [True, False, False],
+            "reason": ["", reason, "other lesion"],
+        }
+    )
+    page = _page(reference=reference)
+    assert f"the choice is NOT confident for plate: {reason}." in page
+    assert "other lesion" not in page and "droplet:" not in page  # another lesion's row is not this lesion's
+    sure = _page(reference=reference.assign(confident=True, reason=""))
+    assert "The reference was chosen automatically; the choice is confident in every batch." in sure
+    assert "chosen automatically" not in _page()
 
 
 def test_front_page_is_valid_restructuredtext(page):
