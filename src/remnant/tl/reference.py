@@ -28,8 +28,9 @@ statistic), the expected number of carriers among the chosen cells (``contaminat
 that of the cells' gene-level log-likelihood ratios (``_llr_separation``, a share of carriers
 against none); without them, the two-component fit's against one component. The summed counts
 the mixture sees differ between normal cell types by about a copy on real cells, which left it
-below the bar on lesions the calls separate (docs/robust_evidence.md, session 35). Expression alone cannot tell an all-normal set
-of cells from an all-carrier one (both are one population): that case is flagged, not guessed.
+below the bar on lesions the calls separate (docs/robust_evidence.md, session 35). Expression
+alone cannot tell an all-normal set of cells from an all-carrier one (both are one population):
+that case is flagged, not guessed.
 
 Selecting the reference on the same genes it is then used to score biases its profile upwards by
 the cut-off's truncation of normal cells' low tail; ``max_carrier_probability`` is lenient by
@@ -527,7 +528,7 @@ def _llr_separation(llr: np.ndarray) -> float:
 
     The two-component mixture's ``separation`` sums a lesion's counts per cell; on real cells the
     normal cells' types differ in those sums by more than a copy (TNBC1: 0.0-4.4 on five lesions
-    whose calls separate at AUROC 0.998-1.0), where the gene-level ratios keep them apart.
+    whose calls separate at AUROC 0.996-1.0), where the gene-level ratios keep them apart.
     """
     llr = np.asarray(llr, float)
     llr = np.minimum(llr[np.isfinite(llr)], 700.0)  # exp overflows above ~709
