@@ -53,6 +53,13 @@ def em_prior(
     return float(pi)
 
 
+def mixture_loglik(llr: np.ndarray, pi: float) -> float:
+    """The log-likelihood (natural log, against all cells normal) of per-cell ``llr`` ((n,), nats)
+    under a two-component mixture with carrier fraction ``pi`` (0 < pi < 1):
+    ``sum_i log(1 - pi + pi exp(llr_i))``."""
+    return float(np.logaddexp(np.log(pi) + llr, np.log1p(-pi)).sum())
+
+
 def temperature(z_reference: np.ndarray, calibrate: bool) -> float:
     """Spread (sd, >= 1) of the standardised LLRs of cross-fitted reference cells (NaN: not measured)."""
     z = z_reference[np.isfinite(z_reference)]

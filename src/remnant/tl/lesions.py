@@ -76,6 +76,7 @@ from remnant.tl.lesion_model import (
     assign_folds,
     em_prior,
     group_posteriors,
+    mixture_loglik,
     score_rows,
     split_by,
     temperature,
@@ -1946,8 +1947,7 @@ RATIO_MIN_CARRIERS = 10.0
 def _mixture_loglik(llr: np.ndarray) -> float:
     """The log-likelihood (natural log, against all cells normal) of tempered per-cell ``llr``
     under a two-component mixture with its EM carrier fraction (:func:`em_prior`)."""
-    pi = float(np.clip(em_prior(llr), 1e-6, 1 - 1e-6))
-    return float(np.logaddexp(np.log(pi) + llr, np.log1p(-pi)).sum())
+    return mixture_loglik(llr, float(np.clip(em_prior(llr), 1e-6, 1 - 1e-6)))
 
 
 def _donor_ratio(llr_at, lesion: Lesion, entry: dict) -> float:

@@ -49,6 +49,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize_scalar
 
 from remnant.errors import InputError
+from remnant.tl.lesion_model import mixture_loglik
 from remnant.tl.lesions import (
     Lesion,
     call_lesions,
@@ -508,8 +509,7 @@ def _choose_from_posteriors(
     for b in pd.unique(batch):
         inb = np.flatnonzero(batch == b)
         ok = prob_any[inb] < max_carrier_probability
-        pick = inb[ok] if ok.sum() >= min_cells else inb[np.argsort(prob_any[inb], kind="stable")[:min_cells]]
-        new[pick] = True
+        new[inb[_below_cutoff(prob_any[inb], np.ones(inb.size, bool), max_carrier_probability, min_cells)]] = True
         for name, p in post.items():
             at = (report["lesion"] == name) & (report["batch"] == b)
             report.loc[at, "separation"] = _llr_separation(llr[name][inb])
@@ -535,10 +535,10 @@ def _llr_separation(llr: np.ndarray) -> float:
     if llr.size == 0 or np.expm1(llr).sum() <= 0:
         return 0.0
 
-    def minus_loglik(pi: float) -> float:
-        return -float(np.logaddexp(np.log1p(-pi), np.log(pi) + llr).sum())
-
-    best = minimize_scalar(minus_loglik, bounds=(1e-12, 1.0 - 1e-12), method="bounded", options={"xatol": 1e-9})
+    # the maximum likelihood fraction (em_prior's is a MAP with an add-half prior, below the maximum)
+    best = minimize_scalar(
+        lambda pi: -mixture_loglik(llr, pi), bounds=(1e-12, 1.0 - 1e-12), method="bounded", options={"xatol": 1e-9}
+    )
     return max(0.0, -2.0 * float(best.fun))
 
 

@@ -298,7 +298,7 @@ def _log_choice(choice: pd.DataFrame) -> None:
             row["separation"],
             row["contamination"],
         )
-        if row.get("cycle", 0) > 0:
+        if row["cycle"] > 0:
             log.info(
                 "automatic reference, %s, batch %s: the choice alternated between %d selections; the cells "
                 "common to them were kept",
