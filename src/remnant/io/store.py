@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from remnant._sums import bins_of, group_column_sums, row_bin_sums
 from remnant.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -311,13 +312,14 @@ def read_columns(
     columns = _mask(columns, n_genes, "columns")
     masks = {name: _mask(mask, n_genes, f"sums[{name!r}]") for name, mask in sums.items()}
     per_block = []
+    bins = bins_of(blocks) if blocks is not None else None
     for _, block in iter_chunks(path, key=key, rows=rows, chunk_cells=chunk_cells):
         for name, mask in masks.items():
             # weights in the block's dtype: a float64 vector would upcast (copy) the block
             totals[name].append(np.asarray(block @ mask.astype(block.dtype)).ravel().astype(np.float64))
-        if blocks is not None:
+        if bins is not None:
             # float32 holds a cell's counts on one block exactly (< 2**24): half the memory of float64
-            per_block.append(np.asarray((block @ blocks.astype(block.dtype)).todense(), dtype=np.float32))
+            per_block.append(row_bin_sums(block, *bins).astype(np.float32))
         parts.append(block[:, columns])
     matrix = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, int(columns.sum())), dtype=np.float32)
     out = {name: (np.concatenate(v) if v else np.zeros(0)) for name, v in totals.items()}
@@ -335,21 +337,10 @@ def group_sums(
     rows = groups >= 0
     n_genes = int(np.sum(columns)) if columns is not None else shape(path, key)[1]
     total = np.zeros((n_groups, n_genes))
-    for positions, block in iter_chunks(path, key=key, rows=rows, columns=columns, chunk_cells=chunk_cells):
-        # an indicator product in the stored dtype (casting the block to float64 first cost 2x the
-        # read at 100k cells), its few (group, gene) sums added to the float64 total
-        g = groups[positions]
-        indicator = sp.csr_matrix(
-            (np.ones(g.size, dtype=block.dtype), (g, np.arange(g.size))), shape=(n_groups, g.size)
-        )
-        part = indicator @ block
-        # sums of counts in float32 are exact below 2**24: past that the block is summed again in float64
-        if part.dtype == np.float32 and part.nnz and part.data.max() >= 2.0**24:
-            part = indicator.astype(np.float64) @ block.astype(np.float64)
-        # scipy's sparse product leaves each row's columns unsorted but never repeats one, so the
-        # fancy-indexed sum below is exact without sorting them (0.26 s of the step at 100k cells)
-        rows_of = np.repeat(np.arange(n_groups), np.diff(part.indptr))
-        total[rows_of, part.indices] += part.data
+    for positions, block in iter_chunks(path, key=key, rows=rows, chunk_cells=chunk_cells):
+        # one pass over the block's stored counts, the genes of ``columns`` picked inside it
+        # (an indicator product and a column selection cost 1.3 s of the read at 100k cells)
+        group_column_sums(block, groups[positions], n_groups, columns, out=total)
     return total
 
 

@@ -79,10 +79,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from remnant._sums import group_column_sums
 from remnant.errors import InputError
 from remnant.tl.depth import DepthGenes, depth_mask, depth_scales
 from remnant.tl.lesions import cell_mask, obs_depth_groups, require_positions
-from remnant.tl.profile import CHUNK_CELLS, _Counts, _obs_key, _sum_by_group
+from remnant.tl.profile import CHUNK_CELLS, _Counts, _obs_key
 
 __all__ = [
     "LesionSums",
@@ -279,15 +280,14 @@ def lesion_sums(
         for c, mask in off_masks.items():
             # weights in the block's dtype (as lesions.depth_on): a float64 vector would copy the block
             depth[c][positions] = np.asarray(block @ mask.astype(block.dtype)).ravel()
-        reference_all += _sum_by_group(block, ref_row[positions], n_rows)
+        group_column_sums(block, ref_row[positions], n_rows, out=reference_all)
         for lesion in lesions:
             g, a = groups[lesion.name], acc[lesion.name]
             on, _, off = genes[lesion.chromosome]
             called, patient = g["called"][positions], g["patient"][positions]
-            a["called"] += _sum_by_group(
-                block, np.where(called, patient, -1), a["called"].shape[0], np.concatenate([on, off])
-            )
-            a["uncalled"] += _sum_by_group(block, np.where(called, -1, patient), a["uncalled"].shape[0], on)
+            both = np.concatenate([on, off])
+            group_column_sums(block, np.where(called, patient, -1), a["called"].shape[0], both, out=a["called"])
+            group_column_sums(block, np.where(called, -1, patient), a["uncalled"].shape[0], on, out=a["uncalled"])
             a["cells"].append(positions[called])
             a["counts"].append(block[np.flatnonzero(called)][:, on])
     # read on the genes this depth is summed on, so that the factor fits the sum; logged for one

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from remnant._sums import group_column_sums
 from remnant.errors import InputError
 from remnant.io.annotation import GENE_FAMILIES, family_genes, var_symbols
 from remnant.tl.intervals import weighted_median
@@ -201,20 +202,12 @@ def depth_groups(samples, states=None, reference=None) -> tuple[np.ndarray, pd.D
     return codes.astype(np.int64), table
 
 
-def group_totals(X, codes: np.ndarray, n_groups: int, block: int = 10_000) -> np.ndarray:
-    """float64 dense (n_groups x n_vars): counts of ``X`` (cells x genes) summed per group, a block
-    of ``block`` cells at a time (the matrix is never copied whole; as
-    :func:`remnant.io.store.group_sums` does over a file: counts are integers, so the float64 sums
-    are exact and the same in any order). Each block is copied to float64 for the sum: 10,000 cells
-    of ~1,350 stored counts hold ~160 MB; blocks of 50,000 raised call_lesions' peak on a 50,000-cell
-    cohort in memory by 1.2 GB (benchmarks/lesion_speed.py)."""
-    X = X if sp.issparse(X) else sp.csr_matrix(X)
-    total = np.zeros((n_groups, X.shape[1]))
-    for start in range(0, X.shape[0], block):
-        g = codes[start : start + block]
-        indicator = sp.csr_matrix((np.ones(g.size), (g, np.arange(g.size))), shape=(n_groups, g.size))
-        total += np.asarray((indicator @ X[start : start + block].astype(np.float64)).todense())
-    return total
+def group_totals(X, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """float64 dense (n_groups x n_vars): counts of ``X`` (cells x genes) summed per group (int
+    ``codes``, -1: left out), in one pass over its stored counts without a copy
+    (:func:`remnant._sums.group_column_sums`, as :func:`remnant.io.store.group_sums` does over a file:
+    counts are integers, so the float64 sums are exact and the same in any order)."""
+    return group_column_sums(X, codes, n_groups)
 
 
 def depth_blocks(var: pd.DataFrame, genes: np.ndarray, n_blocks: int = DEPTH_BLOCKS) -> sp.csr_matrix:

@@ -49,6 +49,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import logit
 
+from remnant._sums import bins_of, row_bin_sums
 from remnant.errors import InputError
 from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
 from remnant.tl.depth import (
@@ -694,7 +695,7 @@ def lesion_counts(
         depth = cell_depth(X, depth_genes_mask, None, X.shape[0], where)
         blocks = depth_blocks(var, depth_genes_mask) if _median_baseline(depth_genes) else None
         if blocks is not None:
-            depth = _baseline(depth, np.asarray((X @ blocks.astype(X.dtype)).todense()), totals, table, blocks)
+            depth = _baseline(depth, row_bin_sums(X, *bins_of(blocks)), totals, table, blocks)
         depth = depth * _scales(totals, table, depth_genes_mask, depth_genes, depth, codes, blocks)[codes]
     else:
         depth = cell_depth(X, np.zeros(len(var), bool), depth, X.shape[0], where)

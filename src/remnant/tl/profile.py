@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from remnant._sums import group_column_sums
 from remnant.errors import InputError
 from remnant.io import store
 from remnant.tl.depth import group_totals
@@ -78,8 +79,6 @@ log = logging.getLogger(__name__)
 #: The per-cell work (infercnvpy, group sums) costs the same in smaller reads (measured: the same
 #: time as remnant.io.store's 50,000 on 50,000 cells of the test cohort, at half the peak memory).
 CHUNK_CELLS = 10_000
-#: Rows per float64 copy when summing counts by group (bounds the copy at ~5,000 x nonzeros per cell x 12 bytes).
-_SUM_ROWS = 5000
 
 
 # ================================================================================================
@@ -124,7 +123,7 @@ class _Counts:
         """float64 (n_groups x n_vars): the counts summed per group of int64 (n_obs,) ``codes``, exact."""
         if self.path is not None:
             return store.group_sums(self.path, codes, n_groups, key=self.key, chunk_cells=chunk_cells)
-        return group_totals(self.X, codes, n_groups, block=chunk_cells)
+        return group_totals(self.X, codes, n_groups)
 
     def blocks(
         self, rows: np.ndarray | None = None, chunk_cells: int = CHUNK_CELLS
@@ -151,27 +150,6 @@ def _library(block: sp.csr_matrix) -> np.ndarray:
     """float64 (n_block,) counts per cell over all genes (summed in the stored dtype, as
     ``sc.pp.normalize_total`` and the in-memory profile always did)."""
     return np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
-
-
-def _sum_by_group(
-    block: sp.csr_matrix, groups: np.ndarray, n_groups: int, columns: np.ndarray | None = None
-) -> np.ndarray:
-    """float64 (n_groups, n_columns) sums of a block's rows by int group (-1: left out), over the
-    int column positions ``columns`` (default all). Float64 copies of ``_SUM_ROWS`` rows at a time:
-    float32 sums of read counts would round above 2^24."""
-    n_cols = block.shape[1] if columns is None else columns.size
-    out = np.zeros((n_groups, n_cols))
-    for a in range(0, block.shape[0], _SUM_ROWS):
-        g = groups[a : a + _SUM_ROWS]
-        keep = np.flatnonzero(g >= 0)
-        if keep.size == 0:
-            continue
-        part = block[a : a + _SUM_ROWS][keep]
-        if columns is not None:
-            part = part[:, columns]
-        indicator = sp.csr_matrix((np.ones(keep.size), (g[keep], np.arange(keep.size))), shape=(n_groups, keep.size))
-        out += (indicator @ part.astype(np.float64)).toarray()
-    return out
 
 
 # ================================================================================================
@@ -317,7 +295,9 @@ def _profile_reference(
         library = _library(block)
         scale = target_sum / np.where(library > 0, library, 1.0)  # an empty cell stays all-zero
         scaled += np.asarray(block.T @ scale).ravel()
-        log_sums += _sum_by_group(store.log_normalise(block, library, target_sum), category[positions], len(categories))
+        group_column_sums(
+            store.log_normalise(block, library, target_sum), category[positions], len(categories), out=log_sums
+        )
     ref_mean = scaled / int(ref.sum())
     positioned = adata.var["chromosome"].notna().to_numpy()
     use = positioned & (ref_mean >= min_mean)
