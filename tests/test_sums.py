@@ -57,8 +57,19 @@ def test_a_dense_matrix_and_an_empty_one():
 
 def test_misuse_is_refused():
     X = _matrix(np.float32, True)
-    with pytest.raises(ValueError, match="repeat"):
+    with pytest.raises(ValueError, match="distinct"):
         group_column_sums(X, np.zeros(300, np.int64), 1, np.array([3, 3]))
+    with pytest.raises(ValueError, match="distinct"):
+        group_column_sums(X, np.zeros(300, np.int64), 1, np.array([80]))
+    # the compiled loops do not check indices: out-of-range bins and groups are refused before them
+    with pytest.raises(ValueError, match="col_bin"):
+        row_bin_sums(X, np.zeros(79, np.int64), 2)
+    with pytest.raises(ValueError, match="col_bin"):
+        row_bin_sums(X, np.full(80, 2), 2)
+    with pytest.raises(ValueError, match="row_group"):
+        group_column_sums(X, np.full(300, 1), 1)
+    with pytest.raises(ValueError, match="row_group"):
+        group_column_sums(X, np.zeros(299, np.int64), 1)
     with pytest.raises(ValueError, match="float64"):
         group_column_sums(X, np.zeros(300, np.int64), 1, out=np.zeros((1, 80), np.float32))
     with pytest.raises(ValueError, match="one 1 per row"):

@@ -49,8 +49,12 @@ def row_bin_sums(X, col_bin: np.ndarray, n_bins: int) -> np.ndarray:
     ``X``: a sparse or dense (n_rows, n_cols) matrix; ``col_bin``: int (n_cols,) each column's bin,
     -1 for a column in none."""
     X = _csr(X)
+    col_bin = np.asarray(col_bin, np.int64)
+    # the compiled loop does not check its indices: a wrong length or bin would write out of bounds
+    if col_bin.shape != (X.shape[1],) or (col_bin.size and col_bin.max() >= n_bins):
+        raise ValueError(f"col_bin must give each of the {X.shape[1]} columns a bin below {n_bins}, or -1")
     out = np.zeros((X.shape[0], n_bins))
-    _row_bins(X.indptr, X.indices, X.data, np.asarray(col_bin, np.int64), out)
+    _row_bins(X.indptr, X.indices, X.data, col_bin, out)
     return out
 
 
@@ -64,14 +68,19 @@ def group_column_sums(
     float64 (n_groups, n_out) array the sums are added to (and returned), e.g. a running total over
     blocks of rows."""
     X = _csr(X)
+    row_group = np.asarray(row_group, np.int64)
+    if row_group.shape != (X.shape[0],) or (row_group.size and row_group.max() >= n_groups):
+        raise ValueError(f"row_group must give each of the {X.shape[0]} rows a group below {n_groups}, or -1")
     n_cols = X.shape[1]
     if columns is None:
         col_map = np.arange(n_cols, dtype=np.int64)
     else:
         columns = np.asarray(columns)
         positions = np.flatnonzero(columns) if columns.dtype == bool else columns.astype(np.int64)
-        if np.unique(positions).size < positions.size:
-            raise ValueError("columns must not repeat a column")
+        if np.unique(positions).size < positions.size or (
+            positions.size and not 0 <= positions.min() <= positions.max() < n_cols
+        ):
+            raise ValueError(f"columns must be distinct positions below {n_cols}")
         col_map = np.full(n_cols, -1, dtype=np.int64)
         col_map[positions] = np.arange(positions.size)
     shape = (n_groups, int(col_map.max(initial=-1)) + 1)
@@ -79,7 +88,7 @@ def group_column_sums(
         out = np.zeros(shape)
     elif out.shape != shape or out.dtype != np.float64:
         raise ValueError(f"out must be float64 {shape}; got {out.dtype} {out.shape}")
-    _group_columns(X.indptr, X.indices, X.data, np.asarray(row_group, np.int64), col_map, out)
+    _group_columns(X.indptr, X.indices, X.data, row_group, col_map, out)
     return out
 
 
