@@ -41,20 +41,26 @@ def _called(b, lesions, cells) -> dict[str, float]:
     return {l.name: float(b.obs[f"{l.name}_call"].to_numpy()[cells].mean()) for l in lesions}
 
 
+def drawn(full, size: int, draw: int, n_tumour: int = 228):
+    """TNBC1 (``R.load_tnbc1()``) with ``size`` of its normal cells and ``n_tumour`` of its tumour cells
+    (all by default), drawn with seed ``1000 * size + draw``; also the positions of the normal cells kept."""
+    tumour_all, normal_all = np.flatnonzero(full.obs["tumour"]), np.flatnonzero(full.obs["normal"])
+    rng = np.random.default_rng(1000 * size + draw)
+    ref = rng.choice(normal_all, size, replace=False)
+    tum = tumour_all if n_tumour >= tumour_all.size else rng.choice(tumour_all, n_tumour, replace=False)
+    return full[np.sort(np.concatenate([tum, ref]))].copy(), ref
+
+
 def run(sizes, draws: int, n_tumour: int) -> pd.DataFrame:
     full = R.load_tnbc1()
     lesions, controls = R.tnbc1_sets()
-    tumour_all, normal_all = np.flatnonzero(full.obs["tumour"]), np.flatnonzero(full.obs["normal"])
-    main = full.obs["leiden"].to_numpy()[normal_all]
-    main = pd.Series(main).value_counts().index[0]
+    normal_all = np.flatnonzero(full.obs["normal"])
+    main = pd.Series(full.obs["leiden"].to_numpy()[normal_all]).value_counts().index[0]
     losses = [l.name for l in lesions if l.type == "loss"]
     rows = []
     for size in sizes:
         for draw in range(draws if size < normal_all.size else 1):
-            rng = np.random.default_rng(1000 * size + draw)
-            ref = rng.choice(normal_all, size, replace=False)
-            tum = tumour_all if n_tumour >= tumour_all.size else rng.choice(tumour_all, n_tumour, replace=False)
-            a = full[np.sort(np.concatenate([tum, ref]))].copy()
+            a, ref = drawn(full, size, draw, n_tumour)
             t, n = a.obs["tumour"].to_numpy(), a.obs["normal"].to_numpy()
             row = {
                 "reference": size,
