@@ -74,3 +74,23 @@ def test_misuse_is_refused():
         group_column_sums(X, np.zeros(300, np.int64), 1, out=np.zeros((1, 80), np.float32))
     with pytest.raises(ValueError, match="one 1 per row"):
         bins_of(sp.csr_matrix(np.ones((4, 2))))
+
+
+def test_no_writable_cache_still_imports_and_sums():
+    """Where numba finds no place to cache compiled code it refuses cache=True at import; the loops are then
+    compiled per process (a fresh interpreter whose only cache locator, for code inside zip files, finds none)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, scipy.sparse as sp\n"
+        "from remnant._sums import row_bin_sums\n"
+        "X = sp.csr_matrix(np.array([[1.0, 2.0, 0.0], [0.0, 3.0, 4.0]]))\n"
+        "print(row_bin_sums(X, np.array([0, 1, 1]), 2).tolist())\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator"}
+    env.pop("NUMBA_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[[1.0, 2.0], [0.0, 7.0]]"

@@ -8,7 +8,8 @@ the product's structure in one pass and fills it in a second, and each block is 
 indicator's dtype first. The loops below visit each stored count once and add it to a float64
 total, which is exact for counts (integers below 2**53) and the same whatever the order. numba is
 already a dependency (the kNN graph, :mod:`remnant.pp.cluster`); the compiled loops are cached on disk
-(``cache=True``; the workflow gives numba a writable cache directory, :mod:`remnant.workflow.runlog`).
+(``cache=True``; the workflow gives numba a writable cache directory, :mod:`remnant.workflow.runlog`), or
+compiled in each process where numba finds nowhere to write (a read-only install without a home).
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ import numpy as np
 import scipy.sparse as sp
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(func):
+    """``func`` compiled by numba, cached on disk where numba finds a writable place: with none it refuses
+    ``cache=True`` when the function is defined (a RuntimeError at import), so it is compiled per process."""
+    try:
+        return numba.njit(cache=True, nogil=True)(func)
+    except RuntimeError:
+        return numba.njit(nogil=True)(func)
+
+
+@_compiled
 def _row_bins(indptr, indices, data, col_bin, out):  # pragma: no cover - compiled
     for r in range(out.shape[0]):
         for k in range(indptr[r], indptr[r + 1]):
@@ -27,7 +37,7 @@ def _row_bins(indptr, indices, data, col_bin, out):  # pragma: no cover - compil
                 out[r, b] += data[k]
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _group_columns(indptr, indices, data, row_group, col_map, out):  # pragma: no cover - compiled
     for r in range(row_group.shape[0]):
         g = row_group[r]
