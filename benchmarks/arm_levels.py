@@ -56,13 +56,6 @@ def _autosomal(var: pd.DataFrame) -> np.ndarray:
     return ~var["chromosome"].astype(str).isin(["chrX", "chrY", "chrM"]).to_numpy()
 
 
-def _in(var: pd.DataFrame, lesion) -> np.ndarray:
-    start = var["start"].to_numpy(np.int64)
-    return (
-        (var["chromosome"].astype(str).to_numpy() == lesion.chromosome) & (start >= lesion.start) & (start < lesion.end)
-    )
-
-
 def profile(X: sp.csr_matrix, normal: np.ndarray, auto: np.ndarray) -> np.ndarray:
     """float64 (n_genes,): each gene's share of the normal cells' autosomal counts."""
     return np.asarray(X[normal].sum(0)).ravel() / float(X[normal][:, auto].sum())
@@ -77,7 +70,7 @@ def pooled_levels(X, cells, p, auto, var, items, rng, n_boot: int) -> list[dict]
     centre = np.median(log_ratio[ok])
     rows = []
     for lesion, kind in items:
-        genes = np.flatnonzero(ok & _in(var, lesion))
+        genes = np.flatnonzero(ok & R._gene_in(var, lesion))
         lr = log_ratio[genes] - centre
         boot = np.median(lr[rng.integers(0, genes.size, (n_boot, genes.size))], axis=1)
         on = observed[genes] >= OFF * expected[genes]
@@ -110,9 +103,9 @@ def cell_levels(X, p, auto, var) -> pd.DataFrame:
     return table.div(table.median(axis=1), axis=0)
 
 
-def threshold_shares(levels: pd.DataFrame, lesions, controls, var) -> dict:
+def threshold_shares(levels: pd.DataFrame, lesions, controls) -> dict:
     """Per lesion: the share of cells a threshold on its arm's level calls at <= 2% on every control of its direction."""
-    arm_of = {l.name: f"{l.chromosome}{l.region[len(l.chromosome) - 3 :]}" for l in lesions + controls}
+    arm_of = {l.name: f"{l.chromosome}{l.region[-1]}" for l in lesions + controls}  # whole arms: "1q" -> "chr1q"
     out = {}
     for lesion in lesions:
         same = [c for c in controls if c.type == lesion.type]
@@ -166,7 +159,7 @@ def main() -> None:
         Xa = sp.csr_matrix(a.layers["counts"])
         umi = float(np.median(np.asarray(Xa.sum(1)).ravel()))
         levels = cell_levels(Xa[tumour], profile(Xa, normal, auto), auto, var)
-        shares.append({"UMI per cell": round(umi), **threshold_shares(levels, lesions, controls, var)})
+        shares.append({"UMI per cell": round(umi), **threshold_shares(levels, lesions, controls)})
     print(
         "\nTNBC1 tumour cells a threshold on the arm's level calls, at <= 2% on every control arm of the same direction"
     )

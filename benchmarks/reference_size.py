@@ -67,7 +67,7 @@ def run(sizes, draws: int, n_tumour: int) -> pd.DataFrame:
                 "draw": draw,
                 "main_cluster": int((full.obs["leiden"].to_numpy()[ref] == main).sum()),
             }
-            apart = {**_called(R.call(a, lesions, n, **HARNESS), lesions, t)}
+            apart = _called(R.call(a, lesions, n, **HARNESS), lesions, t)
             b_ctl = R.call(a, controls, n, **HARNESS)
             apart.update(_called(b_ctl, controls, t))
             b_all = R.call(a, lesions + controls, n, **HARNESS)

@@ -18,6 +18,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from remnant.io._common import as_csr
+
 
 def _compiled(func):
     """``func`` compiled by numba, cached on disk where numba finds a writable place: with none it refuses
@@ -49,16 +51,12 @@ def _group_columns(indptr, indices, data, row_group, col_map, out):  # pragma: n
                 out[g, c] += data[k]
 
 
-def _csr(X) -> sp.csr_matrix:
-    return X if isinstance(X, sp.csr_matrix) else sp.csr_matrix(X)
-
-
 def row_bin_sums(X, col_bin: np.ndarray, n_bins: int) -> np.ndarray:
     """float64 (n_rows, n_bins): each row's entries summed by the bin of their column.
 
     ``X``: a sparse or dense (n_rows, n_cols) matrix; ``col_bin``: int (n_cols,) each column's bin,
     -1 for a column in none."""
-    X = _csr(X)
+    X = as_csr(X)
     col_bin = np.asarray(col_bin, np.int64)
     # the compiled loop does not check its indices: a wrong length or bin would write out of bounds
     if col_bin.shape != (X.shape[1],) or (col_bin.size and col_bin.max() >= n_bins):
@@ -77,7 +75,7 @@ def group_column_sums(
     of the columns to keep, in output order (default all), or a boolean (n_cols,) mask; ``out``: a
     float64 (n_groups, n_out) array the sums are added to (and returned), e.g. a running total over
     blocks of rows."""
-    X = _csr(X)
+    X = as_csr(X)
     row_group = np.asarray(row_group, np.int64)
     if row_group.shape != (X.shape[0],) or (row_group.size and row_group.max() >= n_groups):
         raise ValueError(f"row_group must give each of the {X.shape[0]} rows a group below {n_groups}, or -1")

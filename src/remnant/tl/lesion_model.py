@@ -425,8 +425,7 @@ def _predictive_overdispersion(phi: np.ndarray, ref_totals: np.ndarray, ref_dept
     A cell is scored against a profile estimated from the reference cells, not against the truth.
     The profile of a gene, the reference's counts over their depths, has a relative variance of
     ``v = 1 / T + phi / n_eff`` (``T``: the gene's (scaled) reference counts, ``ref_totals``, taken as
-    ``T + 1``;
-    ``n_eff = sum(D)^2 / sum(D^2)`` over the reference cells' depths ``ref_depth``), so a count's
+    ``T + 1``; ``n_eff = sum(D)^2 / sum(D^2)`` over the reference cells' depths ``ref_depth``), so a count's
     variance about the estimated mean is ``mu + (phi + v) mu^2``. The error is the same for every
     cell scored against that profile: read as certain, a reference of ten cells of one type gave an
     unchanged arm's small offset to all of TNBC1's tumour cells, called in up to 36% of them
