@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -86,3 +87,19 @@ def test_lesion_step_against_its_read_and_its_floor(cohort_run):
     assert ratio["floor_s"] == pytest.approx(sum(ratio[k] for k in parts))
     assert ratio["floor/read_matrix"] == pytest.approx(ratio["floor_s"] / ratio["read_matrix_s"])
     assert ratio["step/read_matrix"] == pytest.approx(ratio["step_s"] / ratio["read_matrix_s"])
+
+
+@pytest.mark.workflow
+def test_the_step_as_a_whole_process_is_the_rule(cohort_run, tmp_path):
+    """The whole-process yardstick runs the rule's own step: outside Snakemake, on the run's config
+    completed from the schema, it writes the calls the workflow wrote; each round gives the step, both
+    reads and the step's wall over each read's."""
+    table = scale.whole_processes(cohort_run, 1, out=tmp_path)
+    ours = pd.read_csv(tmp_path / "cells.tsv.gz", sep="\t", index_col=0)
+    rule = pd.read_csv(cohort_run / "results/cnv/lesion_calls.tsv.gz", sep="\t", index_col=0)
+    pd.testing.assert_frame_equal(ours, rule)
+    assert (tmp_path / "samples.tsv").read_text() == (cohort_run / "results/cnv/lesion_summary.tsv").read_text()
+    wall = table.set_index("command")["wall_s"]
+    assert set(wall.index) == {"step", "read_file", "read_matrix", "step/read_file", "step/read_matrix"}
+    assert (table.loc[table["command"].isin(["step", "read_file", "read_matrix"]), "peak_mb"] > 50).all()
+    assert wall["step/read_matrix"] == pytest.approx(wall["step"] / wall["read_matrix"])
