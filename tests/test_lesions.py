@@ -455,3 +455,27 @@ def test_refinement_reference_cap(cohort, lesions, called):
     truth = capped.obs["truth"].to_numpy()
     assert auroc(capped.obs["del5q_posterior"].to_numpy()[mds], truth[mds]) >= 0.95
     assert (capped.obs["del5q_call"] == called.obs["del5q_call"]).mean() >= 0.97
+
+
+def test_lesions_on_every_arm_count_the_depth_on_the_whole_genome(cohort, cytobands, arms, caplog):
+    """A scan of every arm leaves no genome outside the lesions to count a cell's depth on (only the
+    acrocentric short arms: most cells' depth was 0, and the call refused the reference's genes). The
+    depth is then counted on all autosomal genes, with a warning; del(5q) is found as well as alone
+    and the arms the simulator left unchanged are called in few cells."""
+    items = [{"name": "del5q", "type": "loss", "region": "5q13-q33"}]
+    for arm in arms["chromosome"].str.removeprefix("chr") + arms["arm"]:
+        if arm not in ("5q", "13p", "14p", "15p", "21p", "22p"):  # del5q's arm, the acrocentric short arms
+            items.append({"name": f"del{arm}", "type": "loss", "region": arm})
+    scan = parse_lesions(items, cytobands, arms)
+    adata = cohort.copy()
+    reference = adata.obs["sample"].str.endswith("_ref").to_numpy()
+    with caplog.at_level("WARNING", logger="remnant.tl.lesions"):
+        call_lesions(adata, scan, reference=reference, clone_prior=False)
+    assert "counted on all autosomal genes" in caplog.text
+    obs = adata.obs
+    mds, truth = (obs["condition"] == "MDS").to_numpy(), obs["truth"].to_numpy()
+    assert auroc(obs["del5q_posterior"].to_numpy()[mds], truth[mds]) >= 0.95
+    held = obs["sample"].str.endswith("_held").to_numpy()
+    others = [lesion.name for lesion in scan if lesion.name != "del5q"]
+    called = np.array([obs[f"{name}_call"].to_numpy() for name in others])
+    assert called[:, held].mean() <= 0.01 and called[:, mds].mean() <= 0.02

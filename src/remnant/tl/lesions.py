@@ -413,14 +413,27 @@ def lesion_genes(var: pd.DataFrame, lesions) -> tuple[dict[str, np.ndarray], np.
         ``{lesion name: boolean (n_vars,) mask}`` (:func:`genes_in`).
     outside
         Boolean (n_vars,): autosomal genes outside every lesion (a deletion must not deflate the
-        depth it is compared with; sex chromosomes differ between donors). The depth leaves some
-        of them out too: gene families and each group's most-expressed genes
+        depth it is compared with; sex chromosomes differ between donors), or every autosomal gene
+        where the lesions leave fewer than :data:`MIN_OUTSIDE_SHARE` of them outside. The depth leaves
+        some of them out too: gene families and each group's most-expressed genes
         (:func:`depth_columns`, :mod:`remnant.tl.depth`).
     """
     inside = {lesion.name: genes_in(var, lesion) for lesion in lesions}
     inside_any = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
-    outside = np.isin(var["chromosome"].astype(str).to_numpy(), list(_AUTOSOMES)) & ~inside_any
+    autosomal = np.isin(var["chromosome"].astype(str).to_numpy(), list(_AUTOSOMES))
+    outside = autosomal & ~inside_any
+    if outside.sum() < MIN_OUTSIDE_SHARE * autosomal.sum():
+        outside = autosomal
     return inside, outside
+
+
+#: The genes outside every lesion must be at least this share of the autosomal genes for a cell's
+#: depth to be counted on them alone. Lesions that cover more (a scan of every arm) leave a depth of
+#: a handful of genes, most cells' zero: the depth is then counted on every autosomal gene, the
+#: lesions' included, as infercnv-like callers centre each cell on its whole genome; with the median
+#: baseline (:class:`remnant.tl.depth.DepthGenes`, the default) a cell's changed arms do not move it
+#: while they are a minority of its genome.
+MIN_OUTSIDE_SHARE = 0.25
 
 
 def require_positions(var: pd.DataFrame, where: str) -> None:
@@ -751,6 +764,16 @@ def depth_columns(
     :func:`remnant.tl.depth.depth_mask` leaves out, given the gene totals ``totals``
     (n_groups x n_vars) of the groups of cells ``groups`` (:func:`remnant.tl.depth.depth_groups`)."""
     keep, outside = lesion_columns(var, lesions)
+    if (keep & outside).any():
+        log.warning(
+            "%s: the lesions cover %d of the %d autosomal genes, more than %d%%: too few are left outside them "
+            "to count each cell's depth on, so it is counted on all autosomal genes, the lesions' included%s",
+            where,
+            int((keep & outside).sum()),
+            int(outside.sum()),
+            round(100 * (1 - MIN_OUTSIDE_SHARE)),
+            "" if _median_baseline(depth_genes) else " (with the baseline 'sum' a loss lowers its carriers' depth)",
+        )
     return keep, depth_mask(var, outside, totals, groups, depth_genes, where)
 
 
@@ -1243,12 +1266,15 @@ def call_lesions(
     else:
         results = [(s, _lesion_fpr(s.scores, cohort, posterior_cutoff)) for s in scored]
     uns = adata.uns.setdefault("lesions", {})
+    new = {}
     for s, fpr_of in results:
         columns, uns[s.lesion.name] = _lesion_result(s, cohort, posterior_cutoff, fpr_of)
-        for key, values in columns.items():
-            adata.obs[f"{s.lesion.name}_{key}"] = values
+        new.update({f"{s.lesion.name}_{key}": values for key, values in columns.items()})
         uns[s.lesion.name]["params"] = {**params, "clone_prior": bool(clone_prior and len(scored) > 1)}
         uns[s.lesion.name]["reference_notes"] = notes.copy()
+    # all lesions' columns joined at once: one column at a time fragments obs (pandas warns from ~100)
+    kept = adata.obs.drop(columns=[k for k in new if k in adata.obs])
+    adata.obs = pd.concat([kept, pd.DataFrame(new, index=adata.obs.index)], axis=1)
 
 
 def _depth_params(depth_genes: DepthGenes | None, *, given: bool) -> dict:
