@@ -113,12 +113,22 @@ def run_tnbc1(do_icnv: bool) -> list[dict]:
     return rows
 
 
+#: The oligodendroglioma set's call: its five tumours as samples, the two normal types as states.
+OLIGO_HARNESS = {
+    "state_key": "state",
+    "sample_key": "sample",
+    "prior_key": "leiden",
+    "donor_key": "patient",
+    "batch_key": None,
+    "layer": "counts",
+}
+
+
 def run_oligo(do_icnv: bool) -> list[dict]:
     adata = R.load_oligo()
     lesions, controls = R.oligo_sets()
     tumour, normal = adata.obs["tumour"].to_numpy(), adata.obs["normal"].to_numpy()
-    kw = {"state_key": "state", "sample_key": "sample", "prior_key": "leiden", "donor_key": "patient"}
-    kw |= {"batch_key": None, "layer": "counts"}
+    kw = OLIGO_HARNESS
     icnv = None
     if do_icnv:
         # infercnvpy on log1p(X) (its tutorial: X is TPM-like), both normal types as reference categories
