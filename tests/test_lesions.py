@@ -16,7 +16,8 @@ import simulated as S
 
 from remnant.errors import InputError
 from remnant.io.annotation import chromosome_arms
-from remnant.tl.lesions import DEFAULT_LESIONS, call_lesions, parse_lesions
+from remnant.tl.depth import DepthGenes
+from remnant.tl.lesions import DEFAULT_LESIONS, call_lesions, depth_columns, lesion_columns, parse_lesions
 
 
 # ------------------------------------------------------------------------------------------------
@@ -458,20 +459,30 @@ def test_refinement_reference_cap(cohort, lesions, called):
 
 
 def test_lesions_on_every_arm_count_the_depth_on_the_whole_genome(cohort, cytobands, arms, caplog):
-    """A scan of every arm leaves no genome outside the lesions to count a cell's depth on (only the
-    acrocentric short arms: most cells' depth was 0, and the call refused the reference's genes). The
-    depth is then counted on all autosomal genes, with a warning; del(5q) is found as well as alone
-    and the arms the simulator left unchanged are called in few cells."""
+    """A scan of every arm leaves no genome outside the lesions but the acrocentric short arms. The
+    median baseline counts each cell's depth on every autosomal gene whatever the lesions (before
+    session 37 outside them: most cells' depth was a handful of counts, del(5q)'s AUROC 0.84); the sum
+    falls back to every autosomal gene there, with a warning. del(5q) is found as well as alone and
+    the arms the simulator left unchanged are called in few cells."""
     items = [{"name": "del5q", "type": "loss", "region": "5q13-q33"}]
     for arm in arms["chromosome"].str.removeprefix("chr") + arms["arm"]:
         if arm not in ("5q", "13p", "14p", "15p", "21p", "22p"):  # del5q's arm, the acrocentric short arms
             items.append({"name": f"del{arm}", "type": "loss", "region": arm})
     scan = parse_lesions(items, cytobands, arms)
+    autosomal = cohort.var["chromosome"].isin([f"chr{i}" for i in range(1, 23)]).to_numpy()
+    summed = DepthGenes(baseline="sum")
+    assert np.array_equal(lesion_columns(cohort.var, scan)[1], autosomal)  # the median's, always
+    assert np.array_equal(lesion_columns(cohort.var, scan, summed)[1], autosomal)
+    one = lesion_columns(cohort.var, scan[:1], summed)  # del5q alone: the sum outside it
+    assert np.array_equal(one[1], autosomal & ~one[0])
+    totals = np.asarray(cohort.layers["counts"].sum(0))
+    groups = pd.DataFrame({"sample": ["all"], "n_cells": [cohort.n_obs]})
+    with caplog.at_level("WARNING", logger="remnant.tl.lesions"):
+        depth_columns(cohort.var, scan, totals, groups, summed, "test")
+    assert "counted on all autosomal genes" in caplog.text
     adata = cohort.copy()
     reference = adata.obs["sample"].str.endswith("_ref").to_numpy()
-    with caplog.at_level("WARNING", logger="remnant.tl.lesions"):
-        call_lesions(adata, scan, reference=reference, clone_prior=False)
-    assert "counted on all autosomal genes" in caplog.text
+    call_lesions(adata, scan, reference=reference, clone_prior=False)
     obs = adata.obs
     mds, truth = (obs["condition"] == "MDS").to_numpy(), obs["truth"].to_numpy()
     assert auroc(obs["del5q_posterior"].to_numpy()[mds], truth[mds]) >= 0.95

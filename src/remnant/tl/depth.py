@@ -1,7 +1,7 @@
 """Which genes a cell's depth is counted on for the lesion calls (issue 17, item 2).
 
-The lesion model compares a cell's counts on a lesion's genes with its depth ``D_c``: the counts on
-the autosomal genes outside every lesion. A plain sum there is set by whatever dominates the cell's
+The lesion model compares a cell's counts on a lesion's genes with its depth ``D_c``, counted on the
+autosomal genes (with ``baseline="sum"`` only those outside every lesion, below). A plain sum is set by whatever dominates the cell's
 counts. In plasma cells, immunoglobulins hold 78% of a normal cell's counts, so every other gene
 reads low as a block: every loss scores low and every gain is called. Haemoglobin in erythroid
 cells, MALAT1, mitochondrial and ribosomal transcripts, immediate-early genes that rise with
@@ -26,8 +26,10 @@ of the genome (:func:`depth_blocks`, :func:`median_depth`) of its counts on each
 block's share of the reference's counts (all cells' until the reference is known): what its depth
 would be if the block were at the copy number of the genome's middle, which no minority of changed
 arms moves. It is the sum where a cell's blocks are in the reference's proportions. inferCNV and
-infercnvpy centre each cell's profile on its median for the same reason. ``baseline="sum"`` (the
-default until session 33) is a little less noisy at a few hundred counts a cell, and the tumour's
+infercnvpy centre each cell's profile on its median for the same reason. The median is counted on
+every autosomal gene, the configured lesions' too (a lesion's blocks are a few of the ~50, and
+leaving them out only thins the median: :func:`remnant.tl.lesions.lesion_columns`); a sum outside
+them, since each loss in it would lower it. ``baseline="sum"`` (the default until session 33) is a little less noisy at a few hundred counts a cell, and the tumour's
 inflated depth deepens its real losses as well as its unchanged arms (docs/robust_evidence.md,
 sessions 31 and 33).
 
@@ -275,7 +277,8 @@ def depth_mask(
 ) -> np.ndarray:
     """Boolean (n_vars,): the genes each cell's depth is counted on.
 
-    ``outside``: the autosomal genes outside every lesion; ``totals``: (n_groups x n_vars) counts
+    ``outside``: the autosomal genes the depth may be counted on
+    (:func:`remnant.tl.lesions.lesion_columns`: all, or with the sum those outside every lesion); ``totals``: (n_groups x n_vars) counts
     summed per group of :func:`depth_groups` (:func:`group_totals` in memory,
     :func:`remnant.io.store.group_sums` over a file); ``groups``: its table (sample, n_cells).
     The most-expressed genes are taken from each group of at least :data:`MIN_TRIM_CELLS` cells
@@ -296,7 +299,7 @@ def depth_mask(
     if not report:
         return mask
     log.info(
-        "depth counted on %d of %d autosomal genes outside the lesions: %d left out by gene family, pattern or "
+        "depth counted on %d of %d candidate autosomal genes: %d left out by gene family, pattern or "
         "list, %d as the most expressed of a group of cells",
         int(mask.sum()),
         int(outside.sum()),
@@ -425,7 +428,7 @@ def depth_scales(
         scales[rows] = scale
         if report:
             log.info(
-                "depth of sample %s scaled by %.3f: its genes outside the lesions, the outlying ones left out, read "
+                "depth of sample %s scaled by %.3f: its depth genes, the outlying ones left out, read "
                 "at that level against the reference's profiles",
                 sample,
                 scale,

@@ -223,7 +223,7 @@ def score_rows(
     XL
         (n_rows, n_lesion_genes) counts of the lesion genes.
     depth
-        (n_rows,) counts on genes outside every lesion.
+        (n_rows,) each row's depth (:func:`remnant.tl.lesions.lesion_counts`).
     s_idx
         (n_rows,) state code in ``0..n_states-1`` of the reference states, -1 = no matching state
         (scored against the pooled reference profile).
@@ -772,7 +772,7 @@ def gene_spread(
     XL
         (n_rows, n_genes) counts of the rows to measure (a state the reference lacks).
     depth
-        (n_rows,) counts outside every lesion.
+        (n_rows,) each row's depth.
     groups
         (n_rows,) integer group codes >= 0 (others ignored).
     p_all

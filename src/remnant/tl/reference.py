@@ -6,8 +6,8 @@ itself, and says how confident it is.
 
 Model, per lesion and per batch (technology), on candidate cells ``i``:
 
-- ``O_i``: counts of the lesion's genes; ``E_i``: the counts expected from the cell's depth (counts
-  outside every lesion) and the state-matched profile of the current reference (as in
+- ``O_i``: counts of the lesion's genes; ``E_i``: the counts expected from the cell's depth
+  (:func:`remnant.tl.lesions.lesion_counts`) and the state-matched profile of the current reference (as in
   ``call_lesions``: a state profile shrunk towards the pooled one).
 - ``y_i = log((O_i + 1/2) / (E_i + 1/2))`` is a two-component mixture: normal cells around ``m``,
   carriers around ``m + log(copy_ratio)`` (half the expression for a one-copy loss), with a
@@ -198,7 +198,7 @@ def find_reference(
         As in :func:`remnant.tl.lesions.call_lesions` (``call_kwargs``: its other keyword arguments,
         e.g. ``sample_key``, ``donor_key``, ``n_folds``, ``seed``).
     depth
-        float64 (n_obs,) counts of each cell on the autosomal genes outside every lesion, computed
+        float64 (n_obs,) each cell's depth (:func:`remnant.tl.lesions.lesion_counts`), computed
         beforehand (as ``depth`` of :func:`remnant.tl.lesions.call_lesions`); ``None``: from ``adata``.
     depth_genes
         As in :func:`remnant.tl.lesions.call_lesions`: the genes the depth leaves out (``None``: the default).

@@ -459,7 +459,7 @@ def _depth_text(cnv: Mapping) -> str:
     if (cnv.get("depth") or {}).get("baseline", DepthGenes().baseline) == "median":
         return (
             ", scaled to each cell's depth taken as the median over about 50 blocks of the genome of its counts per "
-            "block outside the lesions (so that arms an aneuploid tumour changed elsewhere do not move it)"
+            "block of the autosomes (so that the arms an aneuploid tumour changed do not move it)"
         )
     return ", scaled to each cell's depth taken as its counts outside the lesions"
 
