@@ -85,7 +85,9 @@ def test_joint_evidence_separates_better_than_expression(joint):
     alleles = auroc(obs["del5q_allele_llr"].to_numpy()[patient], truth)
     both = auroc(obs["del5q_posterior"].to_numpy()[patient], truth)
     assert alleles > 0.9
-    assert both > expression + 0.005
+    # the joint posterior at least halves the expression LLR's ranking errors (1 - AUROC: 0.005 -> 0 today; a
+    # fixed margin cannot be met once expression alone is within it of 1)
+    assert expression < 1 and 1 - both <= 0.5 * (1 - expression)
     # the allele LLR is positive for most carriers and negative for most normal cells with reads
     llr, reads = obs["del5q_allele_llr"].to_numpy()[patient], obs["del5q_allele_reads"].to_numpy()[patient]
     assert np.median(llr[truth & (reads >= 3)]) > 1 and np.median(llr[~truth & (reads >= 3)]) < -1
