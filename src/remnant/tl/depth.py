@@ -1,11 +1,12 @@
 """Which genes a cell's depth is counted on for the lesion calls (issue 17, item 2).
 
 The lesion model compares a cell's counts on a lesion's genes with its depth ``D_c``, counted on the
-autosomal genes (with ``baseline="sum"`` only those outside every lesion, below). A plain sum is set by whatever dominates the cell's
-counts. In plasma cells, immunoglobulins hold 78% of a normal cell's counts, so every other gene
-reads low as a block: every loss scores low and every gain is called. Haemoglobin in erythroid
-cells, MALAT1, mitochondrial and ribosomal transcripts, immediate-early genes that rise with
-sample handling, and the keratins or ferritin of one cell type do the same.
+autosomal genes (with ``baseline="sum"`` only those outside every lesion, below). A plain sum is set
+by whatever dominates the cell's counts. In plasma cells, immunoglobulins hold 78% of a normal
+cell's counts, so every other gene reads low as a block: every loss scores low and every gain is
+called. Haemoglobin in erythroid cells, MALAT1, mitochondrial and ribosomal transcripts,
+immediate-early genes that rise with sample handling, and the keratins or ferritin of one cell type
+do the same.
 
 The depth therefore leaves out:
 
@@ -29,9 +30,9 @@ arms moves. It is the sum where a cell's blocks are in the reference's proportio
 infercnvpy centre each cell's profile on its median for the same reason. The median is counted on
 every autosomal gene, the configured lesions' too (a lesion's blocks are a few of the ~50, and
 leaving them out only thins the median: :func:`remnant.tl.lesions.lesion_columns`); a sum outside
-them, since each loss in it would lower it. ``baseline="sum"`` (the default until session 33) is a little less noisy at a few hundred counts a cell, and the tumour's
-inflated depth deepens its real losses as well as its unchanged arms (docs/robust_evidence.md,
-sessions 31 and 33).
+them, since each loss in it would lower it. ``baseline="sum"`` (the default until session 33) is a
+little less noisy at a few hundred counts a cell, and the tumour's inflated depth deepens its real
+losses as well as its unchanged arms (docs/robust_evidence.md, sessions 31 and 33).
 
 This applies to the depth only: a lesion's own genes keep their evidence (RPS14 in 5q, HLA genes in
 6p). The same function chooses the genes in memory (:func:`remnant.tl.lesions.call_lesions`) and
@@ -277,9 +278,9 @@ def depth_mask(
 ) -> np.ndarray:
     """Boolean (n_vars,): the genes each cell's depth is counted on.
 
-    ``outside``: the autosomal genes the depth may be counted on
-    (:func:`remnant.tl.lesions.lesion_columns`: all, or with the sum those outside every lesion); ``totals``: (n_groups x n_vars) counts
-    summed per group of :func:`depth_groups` (:func:`group_totals` in memory,
+    ``outside``: the autosomal genes the depth may be counted on (:func:`remnant.tl.lesions.lesion_columns`:
+    all, or with the sum those outside every lesion); ``totals``: (n_groups x n_vars) counts summed per
+    group of :func:`depth_groups` (:func:`group_totals` in memory,
     :func:`remnant.io.store.group_sums` over a file); ``groups``: its table (sample, n_cells).
     The most-expressed genes are taken from each group of at least :data:`MIN_TRIM_CELLS` cells
     (from all cells pooled when no group has that many); samples a few genes dominate are

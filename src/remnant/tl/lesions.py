@@ -767,12 +767,12 @@ def depth_columns(
     if not _median_baseline(depth_genes) and (keep & outside).any():
         log.warning(
             "%s: the lesions cover %d of the %d autosomal genes, more than %d%%: too few are left outside them "
-            "to count each cell's depth on, so it is counted on all autosomal genes, the lesions' included%s",
+            "to count each cell's summed depth on, so it is counted on all autosomal genes, the lesions' included, "
+            "where each loss lowers its carriers' depth (the baseline 'median' is not moved by them)",
             where,
             int((keep & outside).sum()),
             int(outside.sum()),
             round(100 * (1 - MIN_OUTSIDE_SHARE)),
-            " (with the baseline 'sum' a loss lowers its carriers' depth; the median's does not move)",
         )
     return keep, depth_mask(var, outside, totals, groups, depth_genes, where)
 
