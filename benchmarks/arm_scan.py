@@ -58,9 +58,10 @@ def scan(adata, known, controls, harness: dict, clone_prior: bool) -> pd.DataFra
     tumour, normal = adata.obs["tumour"].to_numpy(), adata.obs["normal"].to_numpy()
     lesions = every_arm()
     b = R.call(adata, lesions, normal, **harness, clone_prior=clone_prior)
-    rows = []
+    rows, calls = [], []
     for les in lesions:
         call = b.obs[f"{les.name}_call"].to_numpy()
+        calls.append(call)
         rows.append(
             {
                 "lesion": les.name,
@@ -73,8 +74,7 @@ def scan(adata, known, controls, harness: dict, clone_prior: bool) -> pd.DataFra
             }
         )
     table = pd.DataFrame(rows)
-    called = np.array([b.obs[f"{les.name}_call"].to_numpy() for les in lesions])
-    table.attrs["normal_cells_called"] = int((called[:, normal].sum(0) > 0).sum())
+    table.attrs["normal_cells_called"] = int(np.array(calls)[:, normal].any(axis=0).sum())
     return table
 
 

@@ -128,7 +128,6 @@ def run_oligo(do_icnv: bool) -> list[dict]:
     adata = R.load_oligo()
     lesions, controls = R.oligo_sets()
     tumour, normal = adata.obs["tumour"].to_numpy(), adata.obs["normal"].to_numpy()
-    kw = OLIGO_HARNESS
     icnv = None
     if do_icnv:
         # infercnvpy on log1p(X) (its tutorial: X is TPM-like), both normal types as reference categories
@@ -138,7 +137,7 @@ def run_oligo(do_icnv: bool) -> list[dict]:
         icnv = R.infercnv_scores(adata, logx, normal, adata.obs["cell_type"].to_numpy(), lesions + controls)
     rows = []
     for kind, les in (("lesion", lesions), ("control", controls)):
-        b = R.call(adata, les, normal, **kw)
+        b = R.call(adata, les, normal, **OLIGO_HARNESS)
         rows += _rows("oligodendroglioma", b, les, kind, tumour, normal, icnv)
         if kind == "lesion":
             rows += _clone_row("oligodendroglioma", b, tumour, normal)

@@ -347,14 +347,15 @@ with h5py.File(sys.argv[1], "r") as f:
 
 def _process(args: list[str], env: dict) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system) and peak resident MB of one process, from start to exit."""
-    t0 = time.perf_counter()
-    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - t0
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:3])} failed: {child.stderr.read().decode()[-2000:]}")
-    child.stderr.close()
+    # stderr to a file, not a pipe: a pipe nobody reads until the exit blocks a child that logs more than it holds
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(args[:3])} failed: {err.read().decode()[-2000:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 

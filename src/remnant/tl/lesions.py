@@ -405,35 +405,25 @@ def genes_in(var: pd.DataFrame, lesion) -> np.ndarray:
 
 
 def lesion_genes(var: pd.DataFrame, lesions) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The genes of each lesion and the genes a cell's depth may be counted on.
+    """The genes of each lesion and the autosomal genes outside every lesion.
 
     Returns
     -------
     inside
         ``{lesion name: boolean (n_vars,) mask}`` (:func:`genes_in`).
     outside
-        Boolean (n_vars,): autosomal genes outside every lesion (a deletion must not deflate the
-        depth it is compared with; sex chromosomes differ between donors), or every autosomal gene
-        where the lesions leave fewer than :data:`MIN_OUTSIDE_SHARE` of them outside. The depth leaves
-        some of them out too: gene families and each group's most-expressed genes
-        (:func:`depth_columns`, :mod:`remnant.tl.depth`).
+        Boolean (n_vars,): autosomal genes outside every lesion (sex chromosomes differ between
+        donors). Which genes a cell's depth may be counted on follows from these and the depth's
+        baseline (:func:`lesion_columns`); the depth leaves some of them out too: gene families and
+        each group's most-expressed genes (:func:`depth_columns`, :mod:`remnant.tl.depth`).
     """
     inside = {lesion.name: genes_in(var, lesion) for lesion in lesions}
     inside_any = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
-    autosomal = np.isin(var["chromosome"].astype(str).to_numpy(), list(_AUTOSOMES))
-    outside = autosomal & ~inside_any
-    if 0 < outside.sum() < MIN_OUTSIDE_SHARE * autosomal.sum():  # none: the lesions' genes alone (read_lesion_counts)
-        outside = autosomal
-    return inside, outside
+    return inside, _autosomal(var) & ~inside_any
 
 
-#: The genes outside every lesion must be at least this share of the autosomal genes for a cell's
-#: depth to be counted on them alone. Lesions that cover more (a scan of every arm) leave a depth of
-#: a handful of genes, most cells' zero: the depth is then counted on every autosomal gene, the
-#: lesions' included, as infercnv-like callers centre each cell on its whole genome; with the median
-#: baseline (:class:`remnant.tl.depth.DepthGenes`, the default) a cell's changed arms do not move it
-#: while they are a minority of its genome.
-MIN_OUTSIDE_SHARE = 0.25
+def _autosomal(var: pd.DataFrame) -> np.ndarray:
+    return np.isin(var["chromosome"].astype(str).to_numpy(), list(_AUTOSOMES))
 
 
 def require_positions(var: pd.DataFrame, where: str) -> None:
@@ -777,20 +767,32 @@ def depth_columns(
     return keep, depth_mask(var, outside, totals, groups, depth_genes, where)
 
 
+#: The genes outside every lesion must be at least this share of the autosomal genes for a summed
+#: depth to be counted on them alone. Lesions that cover more (a scan of every arm) leave a depth of
+#: a handful of genes, most cells' zero: the sum is then counted on every autosomal gene, the
+#: lesions' included, as the median always is (:func:`lesion_columns`).
+MIN_OUTSIDE_SHARE = 0.25
+
+
 def lesion_columns(var: pd.DataFrame, lesions, depth_genes: DepthGenes | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Boolean (n_vars,) masks of the genes inside any lesion (those scored) and of the genes a cell's
     depth may be counted on (:func:`depth_columns` leaves some of them out).
 
     The latter depend on the depth's baseline (``depth_genes.baseline``). A sum is lowered by every
-    loss in it, so it is counted outside every lesion (:func:`lesion_genes`). A median over blocks of
-    the genome (the default) is not moved by a minority of changed blocks, so it is counted on every
-    autosomal gene, the lesions' too, as inferCNV centres a cell on its whole genome: leaving the
-    lesions out took a fifth of TNBC1's blocks from each cell's median and read its four losses at LLR
-    AUROC 0.945-0.987, against 0.954-0.993 on the whole genome (docs/robust_evidence.md, session 37)."""
+    loss in it, so it is counted outside every lesion (:func:`lesion_genes`) while they leave at least
+    :data:`MIN_OUTSIDE_SHARE` of the autosomal genes. A median over blocks of the genome (the default)
+    is not moved by a minority of changed blocks, so it is counted on every autosomal gene, the
+    lesions' too, as inferCNV centres a cell on its whole genome: leaving the lesions out took a fifth
+    of TNBC1's blocks from each cell's median and read its four losses at LLR AUROC 0.945-0.987,
+    against 0.954-0.993 on the whole genome (docs/robust_evidence.md, session 37). With no gene
+    outside the lesions (a matrix of their genes alone, :func:`read_lesion_counts`) there is no genome
+    to read a depth on, and none is offered."""
     inside, outside = lesion_genes(var, lesions)
     keep = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
-    if _median_baseline(depth_genes) and outside.any():  # none: the lesions' genes alone, no genome to read
-        outside = np.isin(var["chromosome"].astype(str).to_numpy(), list(_AUTOSOMES))
+    autosomal = _autosomal(var)
+    few = outside.sum() < MIN_OUTSIDE_SHARE * autosomal.sum()
+    if outside.any() and (_median_baseline(depth_genes) or few):
+        outside = autosomal
     return keep, outside
 
 
@@ -1108,8 +1110,8 @@ def call_lesions(
         x float64 = 2 MB): scoring 91,335 cells took 2.6 s in blocks of 2,000 and 1.6 s in blocks
         of 200, with identical results.
     depth
-        float64 (n_obs,) counts of each cell on the autosomal genes outside every configured
-        lesion (:func:`lesion_genes`), computed beforehand, e.g. while streaming the cohort file
+        float64 (n_obs,) each cell's depth on the genes :func:`lesion_columns` offers (all
+        autosomal genes with the median baseline), computed beforehand, e.g. while streaming the cohort file
         (:func:`read_lesion_counts`). ``None``: computed from the counts of ``adata``, which must
         then hold every gene.
     depth_genes
