@@ -50,7 +50,7 @@ from scipy.special import digamma, gammaln, polygamma
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _real_sets as R  # noqa: E402
 import real_data  # noqa: E402
-from real_depth import HARNESS, thinned  # noqa: E402
+from real_depth import HARNESS, draws  # noqa: E402
 
 import remnant.tl.lesion_model as LM  # noqa: E402
 
@@ -141,33 +141,31 @@ def run_tnbc1(forms, keeps, seeds) -> list[dict]:
     lesions, controls = R.tnbc1_sets()
     tumour, normal = full.obs["tumour"].to_numpy(), full.obs["normal"].to_numpy()
     rows = []
-    for keep in keeps:
-        for seed in seeds if keep < 1 else seeds[:1]:
-            a = thinned(full, keep, seed)
-            lib = np.asarray(a.layers["counts"].sum(1)).ravel()
-            base = {"data": "TNBC1", "keep": keep, "seed": seed}
-            icnv = R.infercnv_scores(a, R.log_normalised(a), normal, np.full(a.n_obs, "normal"), lesions + controls)
-            for les in lesions + controls:
-                score = icnv["crossfit"][les.name]
-                kind = "lesion" if les in lesions else "control"
-                rows.append(
-                    base
-                    | {"form": "infercnvpy", "lesion": les.name, "kind": kind, "auroc": R.auroc(score, tumour)}
-                    | _depth_trend(score, lib, tumour)
-                )
-            for form in forms:
-                use_form(form)
-                for kind, group in (("lesion", lesions), ("control", controls)):
-                    b = R.call(a, group, normal, **HARNESS)
-                    for les in group:
-                        llr, call = (b.obs[f"{les.name}_{k}"].to_numpy() for k in ("llr", "call"))
-                        row = base | {"form": form, "lesion": les.name, "kind": kind, "auroc": R.auroc(llr, tumour)}
-                        row |= {
-                            "tumour_called": float(call[tumour].mean()),
-                            "normal_called": float(call[normal].mean()),
-                        }
-                        rows.append(row | _depth_trend(llr, lib, tumour))
-                print(f"TNBC1 keep {keep} seed {seed} {form}: done", file=sys.stderr, flush=True)
+    for keep, seed, a in draws(full, keeps, seeds):
+        lib = np.asarray(a.layers["counts"].sum(1)).ravel()
+        base = {"data": "TNBC1", "keep": keep, "seed": seed}
+        icnv = R.infercnv_scores(a, R.log_normalised(a), normal, np.full(a.n_obs, "normal"), lesions + controls)
+        for les in lesions + controls:
+            score = icnv["crossfit"][les.name]
+            kind = "lesion" if les in lesions else "control"
+            rows.append(
+                base
+                | {"form": "infercnvpy", "lesion": les.name, "kind": kind, "auroc": R.auroc(score, tumour)}
+                | _depth_trend(score, lib, tumour)
+            )
+        for form in forms:
+            use_form(form)
+            for kind, group in (("lesion", lesions), ("control", controls)):
+                b = R.call(a, group, normal, **HARNESS)
+                for les in group:
+                    llr, call = (b.obs[f"{les.name}_{k}"].to_numpy() for k in ("llr", "call"))
+                    row = base | {"form": form, "lesion": les.name, "kind": kind, "auroc": R.auroc(llr, tumour)}
+                    row |= {
+                        "tumour_called": float(call[tumour].mean()),
+                        "normal_called": float(call[normal].mean()),
+                    }
+                    rows.append(row | _depth_trend(llr, lib, tumour))
+            print(f"TNBC1 keep {keep} seed {seed} {form}: done", file=sys.stderr, flush=True)
     use_form("nb")
     return rows
 

@@ -67,33 +67,39 @@ def thinned(adata, keep: float, seed: int, recluster: bool = False):
     return out
 
 
+def draws(full, keeps, seeds, recluster: bool = False):
+    """Each run's ``(keep, seed, thinned copy of full)``: one at full depth (keep 1, the first seed), each seed
+    below it."""
+    for keep in keeps:
+        for seed in seeds if keep < 1 else seeds[:1]:
+            yield keep, seed, thinned(full, keep, seed, recluster)
+
+
 def run(keeps, seeds, do_icnv: bool, recluster: bool = False) -> pd.DataFrame:
     full = R.load_tnbc1()
     lesions, controls = R.tnbc1_sets()
     tumour, normal = full.obs["tumour"].to_numpy(), full.obs["normal"].to_numpy()
     rows = []
-    for keep in keeps:
-        for seed in seeds if keep < 1 else seeds[:1]:
-            a = thinned(full, keep, seed, recluster)
-            umi = float(np.median(np.asarray(a.layers["counts"].sum(1)).ravel()))
-            icnv = None
-            if do_icnv:
-                icnv = R.infercnv_scores(a, R.log_normalised(a), normal, np.full(a.n_obs, "normal"), lesions + controls)
-            for kind, les in (("lesion", lesions), ("control", controls)):
-                runs = {
-                    "median": R.call(a, les, normal, **HARNESS, depth_genes=DepthGenes(baseline="median")),
-                    "sum": R.call(a, les, normal, **HARNESS, depth_genes=DepthGenes(baseline="sum")),
-                }
-                for l in les:
-                    row = {"keep": keep, "seed": seed, "median_umi": umi, "kind": kind, "lesion": l.name}
-                    for name, b in runs.items():
-                        llr, call = b.obs[f"{l.name}_llr"].to_numpy(), b.obs[f"{l.name}_call"].to_numpy()
-                        row[f"auroc_{name}"] = R.auroc(llr, tumour)
-                        row[f"tumour_called_{name}"] = float(call[tumour].mean())
-                        row[f"normal_called_{name}"] = float(call[normal].mean())
-                    row["icnv"] = R.auroc(icnv["insample"][l.name], tumour) if icnv is not None else np.nan
-                    rows.append(row)
-            print(f"keep {keep} seed {seed}: median {umi:.0f} UMI per cell", file=sys.stderr, flush=True)
+    for keep, seed, a in draws(full, keeps, seeds, recluster):
+        umi = float(np.median(np.asarray(a.layers["counts"].sum(1)).ravel()))
+        icnv = None
+        if do_icnv:
+            icnv = R.infercnv_scores(a, R.log_normalised(a), normal, np.full(a.n_obs, "normal"), lesions + controls)
+        for kind, les in (("lesion", lesions), ("control", controls)):
+            runs = {
+                "median": R.call(a, les, normal, **HARNESS, depth_genes=DepthGenes(baseline="median")),
+                "sum": R.call(a, les, normal, **HARNESS, depth_genes=DepthGenes(baseline="sum")),
+            }
+            for l in les:
+                row = {"keep": keep, "seed": seed, "median_umi": umi, "kind": kind, "lesion": l.name}
+                for name, b in runs.items():
+                    llr, call = b.obs[f"{l.name}_llr"].to_numpy(), b.obs[f"{l.name}_call"].to_numpy()
+                    row[f"auroc_{name}"] = R.auroc(llr, tumour)
+                    row[f"tumour_called_{name}"] = float(call[tumour].mean())
+                    row[f"normal_called_{name}"] = float(call[normal].mean())
+                row["icnv"] = R.auroc(icnv["insample"][l.name], tumour) if icnv is not None else np.nan
+                rows.append(row)
+        print(f"keep {keep} seed {seed}: median {umi:.0f} UMI per cell", file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
 
 
