@@ -18,6 +18,7 @@ __getattr__, __dir__, __all__ = exports(
         "depth": ["DepthGenes", "read_gene_list"],
         "reference": ["find_reference"],
         "clone_prior": ["clone_posteriors"],
+        "cluster_null": ["map_cluster_nulls"],
         "profile": ["infer_profile", "write_profile", "read_profile_rows"],
         "breakpoints": ["lesion_sums", "lesion_profile", "estimate_breakpoints", "LesionSums"],
         "gates": ["gate_cells", "agreement_table"],

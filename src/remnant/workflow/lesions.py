@@ -241,6 +241,7 @@ def _call_options(cnv: Mapping, seed: int, depth: np.ndarray) -> dict:
     keys += ("unmatched_gene_spread",)
     keys += ("min_batch_reference", "refine", "clone_prior")
     keys += ("min_refine_cells", "min_interval_genes", "refine_max_reference", "patient_levels", "fit_copy_ratio")
+    keys += ("cluster_null",)
     # null: one prior per sample (no pull from groups: an infinite strength)
     prior = {"prior_key": cnv["prior_key"] or "sample", "prior_strength": cnv["prior_strength"]}
     if cnv["prior_key"] is None:

@@ -466,7 +466,8 @@ def _depth_text(cnv: Mapping) -> str:
 
 def _patient_text(cnv: Mapping) -> str:
     """The Methods clause on what each patient's cells were re-scored on: its own interval
-    (``cnv.refine``) and its own genes' levels (``cnv.patient_levels``); "" with neither."""
+    (``cnv.refine``), its own genes' levels (``cnv.patient_levels``), its clusters' own nulls
+    (``cnv.cluster_null``) and its own copy ratio (``cnv.fit_copy_ratio``); "" with none."""
     parts = []
     if cnv.get("refine", True):
         parts.append(
@@ -481,6 +482,11 @@ def _patient_text(cnv: Mapping) -> str:
             "of the gene's neighbours along the chromosome, so that genes a programme moved are taken up and a "
             "copy-number change, a step along the chromosome, is not (where its genes lay within sd "
             f"{LEVEL_MAX_SD:g} of the reference's)"
+        )
+    if cnv.get("cluster_null", False):
+        parts.append(
+            "against its cluster's own null where the cluster's cells showed two populations and the lower sat off the "
+            "model's null (the lower then read as no change, the upper as the configured ratio)"
         )
     if cnv.get("fit_copy_ratio", False):
         parts.append(

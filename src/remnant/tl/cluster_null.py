@@ -1,0 +1,143 @@
+"""A group's non-carrier null read off its own cells where they show two populations
+(:func:`remnant.tl.call_lesions` with ``cluster_null=True``; opt-in).
+
+A lesion's LLR compares the configured copy ratio with no change, each against the reference's profile. A
+tumour's cells can sit off that null as a population: a programme, or the tumour's other cell type, moves the
+interval's genes in every one of them (TNBC1's tumour cells read 1p at 0.87 of their genome; none carries a loss
+there). A subclone among such cells is still ranked well by its LLRs, but its non-carriers' LLRs sit above the
+model's null, so the carrier fraction learned from them, and their posteriors, are too high once the depth is low
+(a loss of 1p planted in 54% of TNBC1's tumour cells read at 0.675 at 4,400 UMI; docs/robust_evidence.md, session
+38).
+
+Model, per group of cells (a sample's cells of one cluster or state, as the priors'): each cell's level on the
+lesion's scale is ``t = llr / s + 1/2`` (0 no change, 1 the configured ratio), ``s`` its expected separation of the
+two hypotheses (:func:`separation`). Two populations, at ``a`` and ``a + d`` with a shared spread factor ``v``
+(variance ``v / s``), are fitted by EM and compared with one population at a free level. Where the two fit better
+by :data:`MARGIN` nats, each holds :data:`MIN_CELLS` expected cells, the lower lies nearer no change than the
+configured ratio and the upper beyond it (``a < 1/2 < a + d``), and the lower sits off the model's null by more
+than :data:`GATE` standard errors, the group's LLRs are mapped so that its lower population reads as the null and
+its upper as the configured ratio: ``llr' = s * ((t - a) / d - 1/2)``. Elsewhere nothing changes: a lean or a
+clonal lesion alone is one population, which the model's null has to read (the two look alike), and a group whose
+lower population sits on the null is read as the model reads it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from remnant.tl.lesion_model import level_information, split_by
+
+__all__ = ["map_cluster_nulls", "separation"]
+
+#: nats by which two populations must fit a group's levels better than one
+MARGIN = 10.0
+#: expected cells each population must hold
+MIN_CELLS = 3.0
+#: standard errors by which the lower population must sit off the model's null (0)
+GATE = 3.0
+#: fewest cells of a group for a fit
+MIN_GROUP = 10
+#: the LLR's slope in the level is at most I log(rho)^2; a batch's factor is measured on its reference cells and
+#: kept in these bounds
+SLOPE_BOUNDS = (0.05, 1.0)
+
+
+def separation(res: dict, depth: np.ndarray, rho: float, temperature: float, is_ref: np.ndarray) -> np.ndarray:
+    """(n_rows,) each row's expected separation of its tempered LLR between the configured ratio ``rho`` and no
+    change: ``c * I * log(rho)**2 / temperature`` from its Fisher information ``I`` on the interval's level
+    (:func:`remnant.tl.lesion_model.level_information` on the profiles and genes :func:`score_rows` used,
+    ``res``), ``c`` the one factor that puts the reference rows' (``is_ref``) median level at the null (the
+    outlier terms and the clip make the LLR move less per step than ``I log(rho)^2``). 0 where no gene was kept."""
+    if "profiles" not in res:
+        return np.zeros(depth.size)
+    info = level_information(res["profile_row"], depth / res["count_scale"], res["profiles"], 1.0 / res["size"])
+    s = info * np.log(rho) ** 2 / temperature
+    llr = res["llr"] / temperature
+    ok = is_ref & (s > 0)
+    c = float(np.clip(np.median(-2.0 * llr[ok] / s[ok]), *SLOPE_BOUNDS)) if ok.any() else 1.0
+    return c * s
+
+
+def _two(t: np.ndarray, s: np.ndarray, a: float, d: float, q: float, v: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, the log densities (up to a shared constant) of the lower and the upper population."""
+    w = s / v
+    half_log_w = 0.5 * np.log(w)
+    lo = np.log1p(-q) - 0.5 * w * (t - a) ** 2 + half_log_w
+    hi = np.log(q) - 0.5 * w * (t - a - d) ** 2 + half_log_w
+    return lo, hi
+
+
+def fit_two(t: np.ndarray, s: np.ndarray, max_iter: int = 500) -> dict:
+    """Two populations of levels ``t`` (precisions ``s / v``) by EM from three starts; the best fit's lower level
+    ``a``, distance ``d``, upper share ``q``, its lower level's standard error ``se`` and ``gain``, its
+    log-likelihood over one population's (at the precision-weighted mean, with its own ``v``)."""
+    best = None
+    lo_t, hi_t = np.percentile(t, [10, 90])
+    for q0 in (0.1, 0.5, 0.9):
+        a, d, q, v = float(lo_t), float(max(hi_t - lo_t, 0.05)), q0, 1.0
+        for _ in range(max_iter):
+            lo, hi = _two(t, s, a, d, q, v)
+            r = np.exp(hi - np.logaddexp(lo, hi))
+            q_new = float(np.clip((r.sum() + 0.5) / (t.size + 1.0), 1e-6, 1 - 1e-6))
+            w0, w1 = s * (1 - r), s * r
+            a_new = float((w0 * t).sum() / max(w0.sum(), 1e-12))
+            d_new = float(max((w1 * t).sum() / max(w1.sum(), 1e-12) - a_new, 0.05))
+            v_new = float(max((s * ((1 - r) * (t - a_new) ** 2 + r * (t - a_new - d_new) ** 2)).mean(), 1e-9))
+            done = max(abs(q_new - q), abs(a_new - a), abs(d_new - d), abs(v_new - v)) < 1e-9
+            a, d, q, v = a_new, d_new, q_new, v_new
+            if done:
+                break
+        lo, hi = _two(t, s, a, d, q, v)
+        ll = float(np.logaddexp(lo, hi).sum())
+        if best is None or ll > best["ll"]:
+            r = np.exp(hi - np.logaddexp(lo, hi))
+            se = float(np.sqrt(v / max((s * (1 - r)).sum(), 1e-12)))
+            best = {"a": a, "d": d, "q": q, "se": se, "ll": ll}
+    b = float((s * t).sum() / s.sum())
+    v1 = float(max((s * (t - b) ** 2).mean(), 1e-9))
+    one = float((-0.5 * s / v1 * (t - b) ** 2 + 0.5 * np.log(s / v1)).sum())
+    return {k: best[k] for k in ("a", "d", "q", "se")} | {"gain": best["ll"] - one}
+
+
+def map_cluster_nulls(
+    llr: np.ndarray,
+    sep: np.ndarray,
+    samples: np.ndarray,
+    groups: np.ndarray,
+    reference: np.ndarray | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each group's tempered LLRs ``llr`` ((n,)) with its null read off its own cells where the model above finds
+    two populations (``sep``: (n,) :func:`separation`, 0 where unknown; ``samples``, ``groups``: (n,) labels, a
+    group is a sample's cells of one label). ``reference`` ((n,) bool): the reference cells, which define the
+    model's null, are left out of every fit and never mapped. Returns the mapped LLRs (a copy) and one row per
+    group fitted:
+    ``sample``, ``group``, ``n_cells``, ``lower`` (``a``), ``distance`` (``d``), ``upper_share`` (``q``),
+    ``lower_se``, ``gain`` (nats) and ``mapped`` (bool)."""
+    out = llr.copy()
+    usable = sep > 0 if reference is None else (sep > 0) & ~np.asarray(reference, bool)
+    rows = []
+    for m in split_by(samples):
+        for g in split_by(groups[m]):
+            cells = m[g]
+            cells = cells[usable[cells]]
+            if cells.size < MIN_GROUP:
+                continue
+            t = llr[cells] / sep[cells] + 0.5
+            fit = fit_two(t, sep[cells])
+            a, d, q = fit["a"], fit["d"], fit["q"]
+            mapped = (
+                fit["gain"] >= MARGIN
+                and min(q, 1 - q) * cells.size >= MIN_CELLS
+                and a < 0.5 < a + d
+                and abs(a) > GATE * fit["se"]
+            )
+            if mapped:
+                out[cells] = sep[cells] * ((t - a) / d - 0.5)
+            rows.append(
+                {"sample": samples[cells[0]], "group": groups[cells[0]], "n_cells": int(cells.size)}
+                | {"lower": a, "distance": d, "upper_share": q, "lower_se": fit["se"], "gain": fit["gain"]}
+                | {"mapped": bool(mapped)}
+            )
+    columns = ["sample", "group", "n_cells", "lower", "distance", "upper_share", "lower_se", "gain", "mapped"]
+    return out, pd.DataFrame(rows, columns=columns)
