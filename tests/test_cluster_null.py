@@ -52,6 +52,7 @@ def test_two_populations_off_the_null_are_mapped_to_it():
         ([(0.40, 120)], "one population (a lean, or a clonal shallow loss): the two look alike"),
         ([(0.0, 60), (1.0, 60)], "the lower population sits on the model's null"),
         ([(1.0, 60), (2.0, 60)], "both above the midpoint: more copies in some carriers, not non-carriers"),
+        ([(-0.3, 60), (0.7, 60)], "the lower population below the null: conservative, left to the model"),
     ],
 )
 def test_groups_the_model_reads_are_left_as_they_are(levels, why):

@@ -14,11 +14,14 @@ lesion's scale is ``t = llr / s + 1/2`` (0 no change, 1 the configured ratio), `
 two hypotheses (:func:`separation`). Two populations, at ``a`` and ``a + d`` with a shared spread factor ``v``
 (variance ``v / s``), are fitted by EM and compared with one population at a free level. Where the two fit better
 by :data:`MARGIN` nats, each holds :data:`MIN_CELLS` expected cells, the lower lies nearer no change than the
-configured ratio and the upper beyond it (``a < 1/2 < a + d``), and the lower sits off the model's null by more
-than :data:`GATE` standard errors, the group's LLRs are mapped so that its lower population reads as the null and
-its upper as the configured ratio: ``llr' = s * ((t - a) / d - 1/2)``. Elsewhere nothing changes: a lean or a
+configured ratio and the upper beyond it (``a < 1/2 < a + d``), and the lower sits above the model's null, towards
+the lesion, by more than :data:`GATE` standard errors, the group's LLRs are mapped so that its lower population
+reads as the null and its upper as the configured ratio: ``llr' = s * ((t - a) / d - 1/2)``. Elsewhere nothing changes: a lean or a
 clonal lesion alone is one population, which the model's null has to read (the two look alike), and a group whose
-lower population sits on the null is read as the model reads it.
+lower population sits on the null, or below it (its non-carriers then read less like carriers than the model says,
+which makes its calls conservative), is read as the model reads it. On the simulator, whose null is right,
+non-carrier populations that differ from the reference sat below it (-0.13 to -0.29 of a step; mapped, they raised
+a 50% clone's fraction by up to 0.026 and its non-carriers called from 1.9% to 2.8%).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ __all__ = ["map_cluster_nulls", "separation"]
 MARGIN = 10.0
 #: expected cells each population must hold
 MIN_CELLS = 3.0
-#: standard errors by which the lower population must sit off the model's null (0)
+#: standard errors by which the lower population must sit above the model's null (0), towards the lesion
 GATE = 3.0
 #: fewest cells of a group for a fit
 MIN_GROUP = 10
@@ -130,7 +133,7 @@ def map_cluster_nulls(
                 fit["gain"] >= MARGIN
                 and min(q, 1 - q) * cells.size >= MIN_CELLS
                 and a < 0.5 < a + d
-                and abs(a) > GATE * fit["se"]
+                and a > GATE * fit["se"]
             )
             if mapped:
                 out[cells] = sep[cells] * ((t - a) / d - 0.5)

@@ -485,8 +485,8 @@ def _patient_text(cnv: Mapping) -> str:
         )
     if cnv.get("cluster_null", False):
         parts.append(
-            "against its cluster's own null where the cluster's cells showed two populations and the lower sat off the "
-            "model's null (the lower then read as no change, the upper as the configured ratio)"
+            "against its cluster's own null where the cluster's cells showed two populations and the lower sat above "
+            "the model's null (the lower then read as no change, the upper as the configured ratio)"
         )
     if cnv.get("fit_copy_ratio", False):
         parts.append(
