@@ -54,6 +54,7 @@ from real_depth import HARNESS  # noqa: E402
 
 import remnant.tl.lesion_model as LM  # noqa: E402
 import remnant.tl.lesions as L  # noqa: E402
+from remnant.tl.cluster_null import fit_two  # noqa: E402
 
 ORIGINAL = {"score_rows": L.score_rows, "_score_batches": L._score_batches, "_score_lesion": L._score_lesion}
 STATE = {"margin": 10.0, "info": [], "log": [], "free": False, "gate": 0.0}
@@ -95,39 +96,6 @@ def _mixture(t, w, a, q, d=1.0):
     return lo, hi
 
 
-def fit_free(t: np.ndarray, s: np.ndarray) -> tuple[float, float, float, float]:
-    """(lower component a, distance d, upper share q, gain over one population in nats) for levels ``t`` with
-    precisions ``s / v``: two components a free distance apart and one spread factor ``v`` fitted, against one
-    population at a free level with its own ``v``."""
-    best = None
-    lo_t, hi_t = np.percentile(t, [10, 90])
-    for q0 in (0.1, 0.5, 0.9):
-        a, d, q, v = float(lo_t), float(max(hi_t - lo_t, 0.05)), q0, 1.0
-        for _ in range(500):
-            lo, hi = _mixture(t, s / v, a, q, d)
-            r = np.exp(hi - np.logaddexp(lo, hi))
-            q_new = float(np.clip((r.sum() + 0.5) / (t.size + 1.0), 1e-6, 1 - 1e-6))
-            w0, w1 = s * (1 - r), s * r
-            a_new = float((w0 * t).sum() / max(w0.sum(), 1e-12))
-            d_new = float(max((w1 * t).sum() / max(w1.sum(), 1e-12) - a_new, 0.05))
-            v_new = float(max((s * ((1 - r) * (t - a_new) ** 2 + r * (t - a_new - d_new) ** 2)).mean(), 1e-6))
-            done = max(abs(q_new - q), abs(a_new - a), abs(d_new - d), abs(v_new - v)) < 1e-9
-            a, d, q, v = a_new, d_new, q_new, v_new
-            if done:
-                break
-        lo, hi = _mixture(t, s / v, a, q, d)
-        ll = float((np.logaddexp(lo, hi) + 0.5 * np.log(s / v)).sum())
-        if best is None or ll > best[3]:
-            # the lower component's standard error, from its cells' precisions
-            se = float(np.sqrt(v / max((s * (1 - np.exp(hi - np.logaddexp(lo, hi)))).sum(), 1e-12)))
-            best = (a, d, q, ll, se)
-    b = float((s * t).sum() / s.sum())
-    v1 = float(max((s * (t - b) ** 2).mean(), 1e-6))
-    one = float((-0.5 * s / v1 * (t - b) ** 2 + 0.5 * np.log(s / v1)).sum())
-    STATE["se"] = best[4]
-    return best[0], best[1], best[2], best[3] - one
-
-
 def fit_shift(t: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
     """(shift a, carrier share q, log-likelihood gain of two populations over one) for levels ``t`` of
     precisions ``w``."""
@@ -166,7 +134,9 @@ def _score_lesion(XU, var, lesion, cohort, **kw):
             continue
         t = llr[m] / sep[m] + 0.5
         if STATE["free"]:
-            a, d, q, gain = fit_free(t, sep[m])
+            fit = fit_two(t, sep[m])
+            a, d, q, gain = fit["a"], fit["d"], fit["q"], fit["gain"]
+            STATE["se"] = fit["se"]
         else:
             (a, q, gain), d = fit_shift(t, sep[m]), 1.0
         applied = gain >= STATE["margin"] and m.size * q >= MIN_CELLS and m.size * (1 - q) >= MIN_CELLS
