@@ -1956,7 +1956,8 @@ def _donor_scores(
 ):
     """Donor ``d``'s cells scored on the genes of ``gene_mask``, cross-fitted against each batch's
     refinement reference, per batch unit: (its cells' indices, their tempered LLRs, their genes
-    scored, the batch, the reference's tempered LLRs). ``levels``: as in :func:`_store_donor_scores`."""
+    scored, the batch, the reference's tempered LLRs, their expected separations for ``cluster_null``,
+    zeros without it). ``levels``: as in :func:`_store_donor_scores`."""
     for u in cohort.units:
         rows = u.rows
         own_d = u.own & (cohort.donors[rows] == d)
@@ -1987,7 +1988,7 @@ def _donor_scores(
 
 
 def _store_donor_scores(scores: _Scores, d: str, units) -> None:
-    """Donor ``d``'s re-scored cells into ``scores``: their LLRs and genes and the reference's LLRs,
+    """Donor ``d``'s re-scored cells into ``scores``: their LLRs, genes and separations and the reference's LLRs,
     from :func:`_donor_scores`' ``units``. With levels (:func:`_donor_levels`) those cells are all its
     cells of the reference's states, its cells in the reference too: without a healthy donor the
     reference is patients' normal cells, whose posteriors count in their samples' fractions."""
