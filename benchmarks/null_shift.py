@@ -7,10 +7,9 @@ A method study outside the library (docs/robust_evidence.md, session 38, "A subc
 cells"): where a tumour's non-carriers lean on a lesion's arm, their LLRs sit above the model's null and the
 carrier fraction learned from them is read high once the depth falls. Here, for a run, ``call_lesions`` is wrapped:
 
-- each cell's Fisher information on the interval's level (``lesion_model.level_information`` on the profile and
-  genes each batch was scored with) gives its expected separation of the two hypotheses, ``s = I * log(rho)**2 /
-  T`` (``T`` the batch's temperature), scaled by one factor per batch that puts the reference cells' median level
-  at 0; each cell's level on the lesion's scale is ``t = LLR / s + 1/2`` (0 no change, 1 the configured ratio),
+- each cell's expected separation of the two hypotheses is the library's (``remnant.tl.cluster_null.separation``:
+  its Fisher information on the interval's level, ``s = I * log(rho)**2 / T`` with ``T`` the batch's temperature,
+  scaled by one factor per batch that puts the reference cells' median level at 0); each cell's level on the lesion's scale is ``t = LLR / s + 1/2`` (0 no change, 1 the configured ratio),
   sd ``1 / sqrt(s)``;
 - per sample and prior group, a two-component mixture of ``t`` at ``a`` and ``1 + a`` (one shift for carriers and
   non-carriers: a lean moves both) by EM, the shift with a normal prior of sd 0.5 around 0;
@@ -52,42 +51,18 @@ import real_data  # noqa: E402
 import subclone_spike  # noqa: E402
 from real_depth import HARNESS  # noqa: E402
 
-import remnant.tl.lesion_model as LM  # noqa: E402
 import remnant.tl.lesions as L  # noqa: E402
 from remnant.tl.cluster_null import fit_two  # noqa: E402
 
-ORIGINAL = {"score_rows": L.score_rows, "_score_batches": L._score_batches, "_score_lesion": L._score_lesion}
-STATE = {"margin": 10.0, "info": [], "log": [], "free": False, "gate": 0.0}
+ORIGINAL = {"_score_batches": L._score_batches, "_score_lesion": L._score_lesion}
+STATE = {"margin": 10.0, "log": [], "free": False, "gate": 0.0}
 A_SD = 0.5  # prior sd of the shift, in units of the configured ratio's step
 MIN_CELLS = 3.0
 
 
-def _score_rows(XL, depth, s_idx, n_states, fold, k, **kw):
-    res = ORIGINAL["score_rows"](XL, depth, s_idx, n_states, fold, k, **kw)
-    if "profiles" in res:
-        info = LM.level_information(res["profile_row"], depth / res["count_scale"], res["profiles"], 1.0 / res["size"])
-    else:
-        info = np.zeros(XL.shape[0])
-    STATE["info"].append(info)
-    return res
-
-
 def _score_batches(XL, lesion, cohort, kw, calibrate):
-    STATE["info"] = []
-    scores = ORIGINAL["_score_batches"](XL, lesion, cohort, kw, calibrate)
-    sep = np.zeros(XL.shape[0])
-    step = np.log(lesion.copy_ratio) ** 2
-    for u, info in zip(cohort.units, STATE["info"], strict=True):
-        t = scores.batches.loc[u.batch, "temperature"]
-        s = info * step / t
-        x = scores.fits[u.batch]["llr"] / t
-        ref = u.fold >= 0
-        ok = ref & (s > 0)
-        # the LLR's slope in the level is below I log(rho)^2 (outlier terms, the clip): one factor per batch
-        c = float(np.clip(np.median(-2.0 * x[ok] / s[ok]), 0.05, 1.0)) if ok.any() else 1.0
-        sep[u.rows[u.own]] = c * s[u.own]
-    scores.separation = sep
-    return scores
+    # the library's own separations (remnant.tl.cluster_null.separation), as call_lesions(cluster_null=True) asks
+    return ORIGINAL["_score_batches"](XL, lesion, cohort, {**kw, "separation": True}, calibrate)
 
 
 def _mixture(t, w, a, q, d=1.0):
@@ -152,13 +127,12 @@ def _score_lesion(XU, var, lesion, cohort, **kw):
             # the group's lower component read as the null, its upper as the configured step
             llr[m] = sep[m] * ((t - a) / d - 0.5)
     scores.llr = llr
-    post, priors, table = LM.group_posteriors(llr, cohort.samples, cohort.prior_groups, kw["prior_strength"])
+    post, priors, table = L.group_posteriors(llr, cohort.samples, cohort.prior_groups, kw["prior_strength"])
     return L._Scored(scored.lesion, scores, scored.intervals, scored.genes, post, priors, table)
 
 
 def install(on: bool) -> None:
     """The wrapped functions (``on``) or remnant's own."""
-    L.score_rows = _score_rows if on else ORIGINAL["score_rows"]
     L._score_batches = _score_batches if on else ORIGINAL["_score_batches"]
     L._score_lesion = _score_lesion if on else ORIGINAL["_score_lesion"]
 
