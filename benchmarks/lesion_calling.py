@@ -2,6 +2,7 @@
 
 Run by hand:  .venv/bin/python benchmarks/lesion_calling.py [--quick] [--infercnv] [--cells N]
                   [--seeds S ...] [--depths D ...] [--clones F ...] [--confounders both|on|off] [--ablate]
+                  [--cluster-null both|on|off]
 
 For each droplet depth (median UMI/cell) and clone fraction it simulates one cohort, by default twice:
 without and with the simulator's confounders (remnant.sim.confounders, on by default in the
@@ -390,12 +391,12 @@ def confounded_genes(sim) -> set[str]:
     return names
 
 
-def run(depth, frac, cells, seed, lesions, do_infercnv, confounders=True):
+def run(depth, frac, cells, seed, lesions, do_infercnv, confounders=True, cluster_null=False):
     inputs = cohort_inputs(depth, frac, cells, confounders=confounders)
     adata = build(inputs, seed)
     ref = adata.obs["sample"].str.endswith("_ref").to_numpy()
     t0 = time.perf_counter()
-    call_lesions(adata, lesions, reference=ref)
+    call_lesions(adata, lesions, reference=ref, cluster_null=cluster_null)
     dt = time.perf_counter() - t0
     obs = adata.obs
     mds = (obs["condition"] == "MDS").to_numpy()
@@ -592,6 +593,12 @@ def main():
     ap.add_argument("--depths", type=float, nargs="+", help="median UMI/cell (default 500 2000 10000; --quick: 2000)")
     ap.add_argument("--clones", type=float, nargs="+", default=[0.01, 0.1, 0.5, 1.0], help="clone fractions")
     ap.add_argument("--json", type=Path, help="also write every row (all columns) to this JSON file")
+    ap.add_argument(
+        "--cluster-null",
+        choices=["both", "on", "off"],
+        default="off",
+        help="call_lesions(cluster_null=...) (cnv.cluster_null; default off, as the library)",
+    )
     args = ap.parse_args()
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")
     lesions = parse_lesions(None, cyto, chromosome_arms(cyto))
@@ -601,11 +608,13 @@ def main():
         ablation(args.cells, args.seeds, lesions)
         return
     settings = {"both": (False, True), "on": (True,), "off": (False,)}[args.confounders]
+    nulls = {"both": (False, True), "on": (True,), "off": (False,)}[args.cluster_null]
     rows = []
     for depth in depths:
-        for frac, seed, conf in itertools.product(fracs, args.seeds, settings):
+        for frac, seed, conf, null in itertools.product(fracs, args.seeds, settings, nulls):
+            row = run(depth, frac, args.cells, seed, lesions, args.infercnv, conf, null)
             rows.append(
-                {"confounders": conf, "seed": seed, **run(depth, frac, args.cells, seed, lesions, args.infercnv, conf)}
+                {"confounders": conf, "seed": seed, **({"cluster_null": null} if len(nulls) > 1 else {}), **row}
             )
             print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
@@ -616,10 +625,11 @@ def main():
         print(side_by_side(table).to_string(index=False))
     print()
     print("Calibration of the posteriors on the patients' HSPC cells (the other-type cells left out):")
-    print(table[["depth", "clone", "seed", "confounders", *CALIBRATION]].round(4).to_string(index=False))
+    keys = ["depth", "clone", "seed", "confounders", *(["cluster_null"] if "cluster_null" in table else [])]
+    print(table[[*keys, *CALIBRATION]].round(4).to_string(index=False))
     print()
     print("AUROC of the per-cell LLR on the patients' own cells (carriers vs all their non-carriers):")
-    print(table[["depth", "clone", "seed", "confounders", *ORACLES]].round(4).to_string(index=False))
+    print(table[[*keys, *ORACLES]].round(4).to_string(index=False))
     if args.json:
         args.json.write_text(table.to_json(orient="records", indent=1))
 
@@ -680,7 +690,7 @@ COMPARED = [
 def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     """One row per depth, clone fraction and seed: each compared column without (``_off``) and with (``_on``)
     the confounders."""
-    key = ["depth", "clone", "seed"]
+    key = ["depth", "clone", "seed", *(["cluster_null"] if "cluster_null" in table else [])]
     off = table[~table["confounders"]].set_index(key)[COMPARED]
     on = table[table["confounders"]].set_index(key)[COMPARED]
     out = off.join(on, lsuffix="_off", rsuffix="_on")

@@ -1,7 +1,7 @@
 """TNBC1 at lower depth: remnant's calls on the same real cells with their counts thinned.
 
 Run by hand:  .venv/bin/python benchmarks/real_depth.py [--keep 1 0.5 0.25] [--seeds 0 1] [--no-infercnv]
-                  [--recluster]
+                  [--recluster] [--versus sum|cluster_null]
 
 TNBC1 (benchmarks/_real_sets.py; README in ../shared/data/real/tnbc1) has a median of 17,288 UMI per
 cell, more than many droplet data sets. Each of its stored counts is thinned binomially (a share
@@ -11,12 +11,15 @@ with ``--recluster`` of the thinned cells as the workflow would find them, the 7
 reference, cross-fitted), and one table is printed: per depth and thinning
 seed, each lesion and control arm, the LLR AUROC tumour vs normal, infercnvpy's on the same thinned
 cells (``icnv``), the share of tumour cells called (on a control: cells called on an arm nothing
-changed), and the share of normal cells called.
+changed), the tumour cells' mean posterior (``tumour_post``: the carrier share a fraction is read from),
+and the share of normal cells called.
 
 Each row is given twice, once for each depth baseline of ``rm.tl.call_lesions`` (``cnv.depth.baseline``):
 ``median`` (since session 33 the default, opt-in from session 31: the weighted median over blocks of the
 genome of a cell's counts per block against the reference's block shares, which a minority of changed
-arms cannot move) and ``sum`` (the counts on the depth genes, the default before). Session 27's prototype of the median over
+arms cannot move) and ``sum`` (the counts on the depth genes, the default before); with ``--versus cluster_null``
+the second is ``median`` with ``cnv.cluster_null`` on (each cluster's null read off its own cells where they show
+two populations, remnant.tl.cluster_null). Session 27's prototype of the median over
 chromosome arms (the ``arm`` column then) became the first. The issue's checks on TNBC1 are
 those of benchmarks/real_data.py: lesions AUROC >= 0.95 and >= infercnvpy, control arms and normal
 cells <= 2% called; the script prints how many hold at each depth.
@@ -75,7 +78,14 @@ def draws(full, keeps, seeds, recluster: bool = False):
             yield keep, seed, thinned(full, keep, seed, recluster)
 
 
-def run(keeps, seeds, do_icnv: bool, recluster: bool = False) -> pd.DataFrame:
+#: The second setting of each row (``--versus``), beside the default caller (``median``).
+VERSUS = {
+    "sum": {"depth_genes": DepthGenes(baseline="sum")},
+    "cluster_null": {"depth_genes": DepthGenes(baseline="median"), "cluster_null": True},
+}
+
+
+def run(keeps, seeds, do_icnv: bool, recluster: bool = False, versus: str = "sum") -> pd.DataFrame:
     full = R.load_tnbc1()
     lesions, controls = R.tnbc1_sets()
     tumour, normal = full.obs["tumour"].to_numpy(), full.obs["normal"].to_numpy()
@@ -88,7 +98,7 @@ def run(keeps, seeds, do_icnv: bool, recluster: bool = False) -> pd.DataFrame:
         for kind, les in (("lesion", lesions), ("control", controls)):
             runs = {
                 "median": R.call(a, les, normal, **HARNESS, depth_genes=DepthGenes(baseline="median")),
-                "sum": R.call(a, les, normal, **HARNESS, depth_genes=DepthGenes(baseline="sum")),
+                versus: R.call(a, les, normal, **HARNESS, **VERSUS[versus]),
             }
             for l in les:
                 row = {"keep": keep, "seed": seed, "median_umi": umi, "kind": kind, "lesion": l.name}
@@ -96,6 +106,7 @@ def run(keeps, seeds, do_icnv: bool, recluster: bool = False) -> pd.DataFrame:
                     llr, call = b.obs[f"{l.name}_llr"].to_numpy(), b.obs[f"{l.name}_call"].to_numpy()
                     row[f"auroc_{name}"] = R.auroc(llr, tumour)
                     row[f"tumour_called_{name}"] = float(call[tumour].mean())
+                    row[f"tumour_post_{name}"] = float(b.obs[f"{l.name}_posterior"].to_numpy()[tumour].mean())
                     row[f"normal_called_{name}"] = float(call[normal].mean())
                 row["icnv"] = R.auroc(icnv["insample"][l.name], tumour) if icnv is not None else np.nan
                 rows.append(row)
@@ -103,14 +114,14 @@ def run(keeps, seeds, do_icnv: bool, recluster: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary(table: pd.DataFrame) -> list[str]:
-    """Per depth, seed and depth baseline: how many of the issue's TNBC1 checks hold."""
+def summary(table: pd.DataFrame, versus: str = "sum") -> list[str]:
+    """Per depth, seed and setting: how many of the issue's TNBC1 checks hold."""
     lines = []
     for (keep, seed), t in table.groupby(["keep", "seed"], sort=False):
         les, ctl = t[t["kind"] == "lesion"], t[t["kind"] == "control"]
-        for name in ("median", "sum"):
+        for name in ("median", versus):
             auroc = les[f"auroc_{name}"]
-            versus = (
+            beats = (
                 f"{int((auroc >= les['icnv']).sum())}/{len(les)}"
                 if les["icnv"].notna().all()
                 else "n/a (--no-infercnv)"
@@ -118,7 +129,7 @@ def summary(table: pd.DataFrame) -> list[str]:
             lines.append(
                 f"keep {keep:g} seed {seed} ({t['median_umi'].iloc[0]:.0f} UMI) depth {name}: "
                 f"lesions AUROC >= 0.95 {int((auroc >= 0.95).sum())}/{len(les)}, "
-                f">= infercnvpy {versus}; "
+                f">= infercnvpy {beats}; "
                 f"controls <= 2% called {int((ctl[f'tumour_called_{name}'] <= 0.02).sum())}/{len(ctl)} "
                 f"(max {ctl[f'tumour_called_{name}'].max():.3f}); "
                 f"normal cells <= 2% called {int((t[f'normal_called_{name}'] <= 0.02).sum())}/{len(t)}"
@@ -134,17 +145,23 @@ def main() -> None:
     ap.add_argument(
         "--recluster", action="store_true", help="Leiden clusters of the thinned cells (default: full depth's)"
     )
+    ap.add_argument(
+        "--versus",
+        choices=sorted(VERSUS),
+        default="sum",
+        help="the setting beside the default caller: the sum depth baseline (default), or cnv.cluster_null on",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)  # the harness's one-donor notice, once per call
     t0 = time.perf_counter()
-    table = run(args.keep, args.seeds, not args.no_infercnv, args.recluster)
-    columns = ["keep", "seed", "kind", "lesion", "auroc_median", "auroc_sum", "icnv"]
-    columns += [f"{w}_called_{n}" for w in ("tumour", "normal") for n in ("median", "sum")]
+    table = run(args.keep, args.seeds, not args.no_infercnv, args.recluster, args.versus)
+    columns = ["keep", "seed", "kind", "lesion", "auroc_median", f"auroc_{args.versus}", "icnv"]
+    columns += [f"{w}_{n}" for w in ("tumour_called", "tumour_post", "normal_called") for n in ("median", args.versus)]
     with pd.option_context("display.width", 200):
         print(table[columns].round(4).to_string(index=False))
     print()
-    print("\n".join(summary(table)))
+    print("\n".join(summary(table, args.versus)))
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

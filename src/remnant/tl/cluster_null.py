@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from remnant._sums import _compiled
 from remnant.tl.lesion_model import level_information, split_by
 
 __all__ = ["map_cluster_nulls", "separation"]
@@ -62,45 +63,76 @@ def separation(res: dict, depth: np.ndarray, rho: float, temperature: float, is_
     return c * s
 
 
-def _two(t: np.ndarray, s: np.ndarray, a: float, d: float, q: float, v: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell, the log densities (up to a shared constant) of the lower and the upper population."""
-    w = s / v
-    half_log_w = 0.5 * np.log(w)
-    lo = np.log1p(-q) - 0.5 * w * (t - a) ** 2 + half_log_w
-    hi = np.log(q) - 0.5 * w * (t - a - d) ** 2 + half_log_w
-    return lo, hi
+#: EM stops when no parameter (levels in steps of the lesion, a share, a spread factor) moves by more than this
+TOLERANCE = 1e-7
+#: the EM's starts: the upper population's share
+STARTS = (0.1, 0.5, 0.9)
+#: the least distance (in steps) between the two populations
+MIN_DISTANCE = 0.05
+
+
+@_compiled
+def _em_two(t, s, a, d, q, max_iter, tol):  # pragma: no cover - compiled
+    """One EM run of the two populations from ``a, d, q`` (spread factor 1); returns ``a, d, q, v``, the
+    log-likelihood (up to the constant both models share) and the lower level's standard error. Compiled: the
+    fit runs per group and lesion, and a Python loop over numpy calls cost more than the lesion's scoring."""
+    n = t.size
+    v = 1.0
+    for _ in range(max_iter):
+        sr = s0 = s0t = s0tt = s1 = s1t = s1tt = 0.0
+        lq, lq1 = np.log(q), np.log1p(-q)
+        for i in range(n):
+            w = s[i] / v
+            lo = lq1 - 0.5 * w * (t[i] - a) ** 2
+            hi = lq - 0.5 * w * (t[i] - a - d) ** 2
+            r = 1.0 / (1.0 + np.exp(lo - hi))
+            w0, w1 = s[i] * (1.0 - r), s[i] * r
+            sr += r
+            s0 += w0
+            s0t += w0 * t[i]
+            s0tt += w0 * t[i] * t[i]
+            s1 += w1
+            s1t += w1 * t[i]
+            s1tt += w1 * t[i] * t[i]
+        q_new = min(max((sr + 0.5) / (n + 1.0), 1e-6), 1.0 - 1e-6)
+        a_new = s0t / max(s0, 1e-12)
+        d_new = max(s1t / max(s1, 1e-12) - a_new, MIN_DISTANCE)
+        c = a_new + d_new
+        ss = (s0tt - 2.0 * a_new * s0t + a_new * a_new * s0) + (s1tt - 2.0 * c * s1t + c * c * s1)
+        v_new = max(ss / n, 1e-9)
+        step = max(abs(q_new - q), abs(a_new - a), abs(d_new - d), abs(v_new - v))
+        a, d, q, v = a_new, d_new, q_new, v_new
+        if step < tol:
+            break
+    ll = 0.0
+    lq, lq1 = np.log(q), np.log1p(-q)
+    s0 = 0.0
+    for i in range(n):
+        w = s[i] / v
+        lo = lq1 - 0.5 * w * (t[i] - a) ** 2
+        hi = lq - 0.5 * w * (t[i] - a - d) ** 2
+        m = max(lo, hi)
+        ll += m + np.log(np.exp(lo - m) + np.exp(hi - m)) + 0.5 * np.log(w)
+        s0 += s[i] / (1.0 + np.exp(hi - lo))
+    return a, d, q, v, ll, np.sqrt(v / max(s0, 1e-12))
 
 
 def fit_two(t: np.ndarray, s: np.ndarray, max_iter: int = 500) -> dict:
     """Two populations of levels ``t`` (precisions ``s / v``) by EM from three starts; the best fit's lower level
     ``a``, distance ``d``, upper share ``q``, its lower level's standard error ``se`` and ``gain``, its
     log-likelihood over one population's (at the precision-weighted mean, with its own ``v``)."""
-    best = None
+    t, s = np.ascontiguousarray(t, float), np.ascontiguousarray(s, float)
     lo_t, hi_t = np.percentile(t, [10, 90])
-    for q0 in (0.1, 0.5, 0.9):
-        a, d, q, v = float(lo_t), float(max(hi_t - lo_t, 0.05)), q0, 1.0
-        for _ in range(max_iter):
-            lo, hi = _two(t, s, a, d, q, v)
-            r = np.exp(hi - np.logaddexp(lo, hi))
-            q_new = float(np.clip((r.sum() + 0.5) / (t.size + 1.0), 1e-6, 1 - 1e-6))
-            w0, w1 = s * (1 - r), s * r
-            a_new = float((w0 * t).sum() / max(w0.sum(), 1e-12))
-            d_new = float(max((w1 * t).sum() / max(w1.sum(), 1e-12) - a_new, 0.05))
-            v_new = float(max((s * ((1 - r) * (t - a_new) ** 2 + r * (t - a_new - d_new) ** 2)).mean(), 1e-9))
-            done = max(abs(q_new - q), abs(a_new - a), abs(d_new - d), abs(v_new - v)) < 1e-9
-            a, d, q, v = a_new, d_new, q_new, v_new
-            if done:
-                break
-        lo, hi = _two(t, s, a, d, q, v)
-        ll = float(np.logaddexp(lo, hi).sum())
-        if best is None or ll > best["ll"]:
-            r = np.exp(hi - np.logaddexp(lo, hi))
-            se = float(np.sqrt(v / max((s * (1 - r)).sum(), 1e-12)))
-            best = {"a": a, "d": d, "q": q, "se": se, "ll": ll}
+    best = None
+    for q0 in STARTS:
+        a, d, q, v, ll, se = _em_two(t, s, float(lo_t), float(max(hi_t - lo_t, MIN_DISTANCE)), q0, max_iter, TOLERANCE)
+        if best is None or ll > best[4]:
+            best = (a, d, q, v, ll, se)
     b = float((s * t).sum() / s.sum())
     v1 = float(max((s * (t - b) ** 2).mean(), 1e-9))
     one = float((-0.5 * s / v1 * (t - b) ** 2 + 0.5 * np.log(s / v1)).sum())
-    return {k: best[k] for k in ("a", "d", "q", "se")} | {"gain": best["ll"] - one}
+    a, d, q, _, ll, se = best
+    return {"a": float(a), "d": float(d), "q": float(q), "se": float(se), "gain": float(ll) - one}
 
 
 def map_cluster_nulls(
