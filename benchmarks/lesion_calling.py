@@ -391,7 +391,7 @@ def confounded_genes(sim) -> set[str]:
     return names
 
 
-def run(depth, frac, cells, seed, lesions, do_infercnv, confounders=True, cluster_null=False):
+def run(depth, frac, cells, seed, lesions, do_infercnv, confounders=True, cluster_null=True):
     inputs = cohort_inputs(depth, frac, cells, confounders=confounders)
     adata = build(inputs, seed)
     ref = adata.obs["sample"].str.endswith("_ref").to_numpy()
@@ -596,8 +596,8 @@ def main():
     ap.add_argument(
         "--cluster-null",
         choices=["both", "on", "off"],
-        default="off",
-        help="call_lesions(cluster_null=...) (cnv.cluster_null; default off, as the library)",
+        default="on",
+        help="call_lesions(cluster_null=...) (cnv.cluster_null; default on, as the library since session 39)",
     )
     args = ap.parse_args()
     cyto = load_cytobands(ROOT / "resources/annotation/GRCh38_cytobands.tsv")

@@ -95,8 +95,14 @@ def fit_shift(t: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
     return best[0], best[1], best[2] - one
 
 
+def _plain(XU, var, lesion, cohort, **kw):
+    # the model's null: the library's own cluster null (cnv.cluster_null, on by default since session 39) off, so
+    # that the prototype is compared with the caller it was built against
+    return ORIGINAL["_score_lesion"](XU, var, lesion, cohort, **(kw | {"cluster_null": False}))
+
+
 def _score_lesion(XU, var, lesion, cohort, **kw):
-    scored = ORIGINAL["_score_lesion"](XU, var, lesion, cohort, **kw)
+    scored = _plain(XU, var, lesion, cohort, **kw)
     scores = scored.scores
     sep = getattr(scores, "separation", None)
     if sep is None:
@@ -134,7 +140,7 @@ def _score_lesion(XU, var, lesion, cohort, **kw):
 def install(on: bool) -> None:
     """The wrapped functions (``on``) or remnant's own."""
     L._score_batches = _score_batches if on else ORIGINAL["_score_batches"]
-    L._score_lesion = _score_lesion if on else ORIGINAL["_score_lesion"]
+    L._score_lesion = _score_lesion if on else _plain
 
 
 def main() -> None:

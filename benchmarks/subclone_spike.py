@@ -12,8 +12,8 @@ lean on the same arm, as a del(5q) subclone can sit among a patient's cells whos
 ``call_lesions`` runs as benchmarks/real_data.py runs it (one shared sample, Leiden-cluster priors, the 74 normal
 cells as the reference), on the seven lesions with the planted one, and once on the planted one alone.
 
-``--cluster-null``: the calls with ``cluster_null=True`` (each cluster's null read off its own cells where they
-show two populations: remnant.tl.cluster_null).
+``--no-cluster-null``: the calls with ``cluster_null=False``, the model's null everywhere (the default since
+session 39 reads each cluster's null off its own cells where they show two populations: remnant.tl.cluster_null).
 
 Printed per depth, planted share and run: the carriers called, the non-carriers (tumour cells without the plant)
 called and their mean posterior, the planted lesion's fraction as the posteriors give it over the tumour cells
@@ -99,12 +99,16 @@ def main() -> None:
     ap.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.1, 0.5])
     ap.add_argument("--arm", default="1p", help="an arm TNBC1's README calls unchanged: 1p, 18p or 22q")
     ap.add_argument("--seed", type=int, default=5)
-    ap.add_argument("--cluster-null", action="store_true", help="call_lesions(cluster_null=True) (cnv.cluster_null)")
+    ap.add_argument(
+        "--no-cluster-null",
+        action="store_true",
+        help="call_lesions(cluster_null=False): the model's null everywhere (cnv.cluster_null, on by default)",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
     t0 = time.perf_counter()
-    table = run(args.keep, args.shares, args.arm, args.seed, cluster_null=args.cluster_null)
+    table = run(args.keep, args.shares, args.arm, args.seed, cluster_null=not args.no_cluster_null)
     with pd.option_context("display.width", 200):
         print(table.round(4).to_string(index=False))
     print(f"\n{time.perf_counter() - t0:.0f} s")

@@ -189,7 +189,8 @@ def test_methods_name_versions_and_parameters():
     assert "and against its own level of each gene" in text
     assert "a step along the chromosome, is not" in text
     assert "copy ratio" not in text  # cnv.fit_copy_ratio (default: off)
-    assert "cluster's own null" not in text  # cnv.cluster_null (default: off)
+    # cnv.cluster_null (default: on)
+    assert "and against its cluster's own null where the cluster's cells showed two populations" in text
     # cnv.depth.baseline (default: median)
     assert "depth taken as the median over about 50 blocks of the genome" in text
     config["cnv"]["depth"] = {"baseline": "sum"}
@@ -200,16 +201,15 @@ def test_methods_name_versions_and_parameters():
     text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
     assert "and at its own copy ratio of each lesion, the copy-number step" in text
     config["cnv"]["fit_copy_ratio"] = False
-    config["cnv"]["cluster_null"] = True
-    text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
-    assert "and against its cluster's own null where the cluster's cells showed two populations" in text
     config["cnv"]["cluster_null"] = False
+    text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
+    assert "cluster's own null" not in text
     config["cnv"] |= {"refine": False, "patient_levels": False}
     assert "re-scored" not in methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
     config["cnv"]["patient_levels"] = True
     text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
     assert "re-scored against its own level of each gene" in text and "carriers lost" not in text
-    config["cnv"] |= {"refine": True}
+    config["cnv"] |= {"refine": True, "cluster_null": True}
     config["cnv"]["unmatched_gene_spread"] = False
     text = methods_paragraph(config, {}, n_cells=1234, n_samples=10, n_patients=3)
     assert "divided by 1 + 0.1^2 x their information on the lesion's level" in text and "variance of" not in text

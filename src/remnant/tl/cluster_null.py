@@ -1,5 +1,5 @@
 """A group's non-carrier null read off its own cells where they show two populations
-(:func:`remnant.tl.call_lesions` with ``cluster_null=True``; opt-in).
+(:func:`remnant.tl.call_lesions` with ``cluster_null=True``, the default).
 
 A lesion's LLR compares the configured copy ratio with no change, each against the reference's profile. A
 tumour's cells can sit off that null as a population: a programme, or the tumour's other cell type, moves the

@@ -483,7 +483,7 @@ def _patient_text(cnv: Mapping) -> str:
             "copy-number change, a step along the chromosome, is not (where its genes lay within sd "
             f"{LEVEL_MAX_SD:g} of the reference's)"
         )
-    if cnv.get("cluster_null", False):
+    if cnv.get("cluster_null", True):
         parts.append(
             "against its cluster's own null where the cluster's cells showed two populations and the lower sat above "
             "the model's null (the lower then read as no change, the upper as the configured ratio)"
