@@ -14,7 +14,8 @@ def test_chr5_arms_match_grch38(cytobands):
     arms = chromosome_arms(cytobands).set_index(["chromosome", "arm"])
     assert arms.loc[("chr5", "p"), "end"] == 48_800_000  # start of 5q11.1
     assert arms.loc[("chr5", "q"), "end"] == 181_538_259  # chr5 length
-    assert len(arms) == 44  # 22 autosomes x 2 arms
+    assert len(arms) == 48  # 22 autosomes, X and Y x 2 arms
+    assert arms.loc[("chrX", "p"), "end"] == 61_000_000 and arms.loc[("chrY", "q"), "end"] == 57_227_415
 
 
 def test_known_genes_are_placed(genes):

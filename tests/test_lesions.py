@@ -158,16 +158,36 @@ def test_several_lesions_and_arms(cytobands, arms):
         ({"name": "x", "type": "gain", "region": "del(5q)"}, "is a loss in ISCN"),
         ({"name": "x", "region": "del(5q"}, "lacks key"),
         ({"name": "x", "type": "loss", "region": "del(5)(q13q33)(q35)"}, "cannot read region"),
-        (
-            {"name": "x", "type": "loss", "region": "chrY:2781479-56887902"},
-            "autosomes only; use a cytoband table with chrX",
-        ),
         ({"name": "x", "type": "loss", "region": "5q", "copy_ratio": 1.5}, "does not fit"),
     ],
 )
 def test_errors(cytobands, arms, item, message):
     with pytest.raises(InputError, match=message):
         parse_lesions([item], cytobands, arms)
+
+
+def test_sex_chromosomes(cytobands, arms):
+    """The bundled GRCh38 table has chrX and chrY (session 39; -Y is the commonest change in older men's
+    marrow): whole chromosomes, arms and bands parse there as on an autosome. A table without them names
+    what to do."""
+    lesions = parse_lesions(
+        [
+            {"name": "lossY", "region": "-Y"},
+            {"name": "delYq", "type": "loss", "region": "Yq"},
+            {"name": "gainX", "region": "+X"},
+            {"name": "delXq", "region": "del(X)(q13q21)"},
+        ],
+        cytobands,
+        arms,
+    )
+    by_name = {les.name: les for les in lesions}
+    assert (by_name["lossY"].chromosome, by_name["lossY"].start, by_name["lossY"].end) == ("chrY", 0, 57_227_415)
+    assert (by_name["delYq"].start, by_name["delYq"].type) == (10_400_000, "loss")  # the end of Yp11.1 (acen)
+    assert (by_name["gainX"].chromosome, by_name["gainX"].type, by_name["gainX"].end) == ("chrX", "gain", 156_040_895)
+    assert by_name["delXq"].chromosome == "chrX" and 61_000_000 <= by_name["delXq"].start < by_name["delXq"].end
+    autosomes = cytobands[~cytobands["chromosome"].isin(["chrX", "chrY"])]
+    with pytest.raises(InputError, match="use a cytoband table with chrX and chrY bands"):
+        parse_lesions([{"name": "x", "region": "-Y"}], autosomes, chromosome_arms(autosomes))
 
 
 def test_duplicate_names(cytobands, arms):
@@ -465,6 +485,7 @@ def test_lesions_on_every_arm_count_the_depth_on_the_whole_genome(cohort, cytoba
     falls back to every autosomal gene there, with a warning. del(5q) is found as well as alone and
     the arms the simulator left unchanged are called in few cells."""
     items = [{"name": "del5q", "type": "loss", "region": "5q13-q33"}]
+    arms = arms[arms["chromosome"].isin([f"chr{i}" for i in range(1, 23)])]  # the autosomes' arms
     for arm in arms["chromosome"].str.removeprefix("chr") + arms["arm"]:
         if arm not in ("5q", "13p", "14p", "15p", "21p", "22p"):  # del5q's arm, the acrocentric short arms
             items.append({"name": f"del{arm}", "type": "loss", "region": arm})

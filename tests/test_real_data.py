@@ -270,3 +270,36 @@ def test_a_planted_subclone_at_lower_depth_with_each_clusters_null():
     assert error["mapped"] <= error["plain"] / 2, error
     assert mapped["noncarriers_called"] <= 0.02, mapped
     assert mapped["carriers_called"] >= 0.95 and mapped["auroc"] >= 0.99, mapped
+
+
+#: The oligodendroglioma set's women (XIST in 76-100% of their cells, RPS4Y1 in none): their cells hold no chrY
+FEMALE_TUMOURS = ("MGH36", "MGH93")
+
+
+def test_loss_of_y_reads_womens_cells_against_a_male_reference():
+    """-Y, the commonest change in older men's marrow, configured as any lesion (the bundled tables have chrX and
+    chrY since session 39). Real truth without a karyotype: a woman's cell holds no chrY, so against the men's
+    normal cells every cell of the two women must read as -Y and none of MGH97's tumour cells (RPS4Y1 in 94%).
+    MGH53's tumour cells are not held either way (RPS4Y1 in only 56% of them: some may have lost Y). With a
+    woman's normal cells in the reference, a note names her donor."""
+    import remnant as rm
+
+    a = R.load_oligo()
+    cyto = rm.io.load_cytobands(R.HG19_ARMS)
+    lesions = rm.tl.parse_lesions([{"name": "lossY", "region": "-Y"}], cyto, rm.io.chromosome_arms(cyto))
+    patient, normal = a.obs["patient"].to_numpy(), a.obs["normal"].to_numpy()
+    female = np.isin(patient, FEMALE_TUMOURS)
+    male_ref = normal & ~female
+    kw = {"state_key": "state", "donor_key": "patient", "sample_key": "patient", "layer": "counts"}
+    b = a.copy()
+    rm.tl.call_lesions(b, lesions, reference=male_ref, **kw)
+    llr, call = b.obs["lossY_llr"].to_numpy(), b.obs["lossY_call"].to_numpy()
+    men = patient == "MGH97"
+    assert call[female].mean() >= 0.95, call[female].mean()
+    assert call[men].mean() <= 0.02, call[men].mean()
+    assert R.auroc(llr[female | men], female[female | men]) >= 0.99
+    assert "reference_without_y" not in set(b.uns["lesions"]["lossY"]["reference_notes"]["kind"])
+    b = a.copy()
+    rm.tl.call_lesions(b, lesions, reference=normal, **kw)
+    notes = b.uns["lesions"]["lossY"]["reference_notes"].set_index("kind")
+    assert notes.loc["reference_without_y", "detail"] == "MGH36"  # the one woman with normal cells

@@ -291,13 +291,7 @@ def parse_lesions(
         chrom, start, end = _parse_region(_from_iscn(region, cytobands), cytobands, arms, where)
         if chrom not in lengths:
             raise InputError(
-                f"chromosome {chrom} of region {region!r} is not in the cytoband table"
-                + (
-                    " (the bundled GRCh38 table holds the autosomes only; use a cytoband table "
-                    "with chrX and chrY bands to call lesions there)."
-                    if chrom in ("chrX", "chrY")
-                    else "."
-                ),
+                f"chromosome {chrom} of region {region!r} is not in the cytoband table" + _missing_hint(chrom),
                 where=where,
             )
         if start >= end:
@@ -320,6 +314,16 @@ def parse_region(region, cytobands: pd.DataFrame, arms: pd.DataFrame | None = No
     return lesion
 
 
+def _missing_hint(chrom: str) -> str:
+    """The end of the error for a chromosome the cytoband table lacks: what to do for a sex chromosome."""
+    if chrom in ("chrX", "chrY"):
+        return (
+            " (use a cytoband table with chrX and chrY bands to call lesions there, as the bundled GRCh38 and "
+            "hg19 tables have)."
+        )
+    return "."
+
+
 def _parse_region(region: str, cytobands: pd.DataFrame, arms: pd.DataFrame, where: str) -> tuple[str, int, int]:
     m = _COORD.match(region)
     if m:
@@ -329,14 +333,14 @@ def _parse_region(region: str, cytobands: pd.DataFrame, arms: pd.DataFrame, wher
         chrom, arm = _chrom(m.group(1)), m.group(2).lower()
         hit = arms[(arms["chromosome"] == chrom) & (arms["arm"] == arm)]
         if hit.empty:
-            raise InputError(f"arm {region!r} is not in the cytoband table.", where=where)
+            raise InputError(f"arm {region!r} is not in the cytoband table" + _missing_hint(chrom), where=where)
         return chrom, int(hit["start"].iloc[0]), int(hit["end"].iloc[0])
     m = _WHOLE.match(region)
     if m:
         chrom = _chrom(m.group(1))
         hit = arms[arms["chromosome"] == chrom]
         if hit.empty:
-            raise InputError(f"chromosome {region!r} is not in the cytoband table.", where=where)
+            raise InputError(f"chromosome {region!r} is not in the cytoband table" + _missing_hint(chrom), where=where)
         return chrom, int(hit["start"].min()), int(hit["end"].max())
     parts = region.split("-")
     if len(parts) in (1, 2):
@@ -1155,8 +1159,9 @@ def call_lesions(
     ``batches`` DataFrame (per batch: n_cells, n_reference, reference_matched, fold_mode, n_folds,
     n_reference_donors (-1: donors unknown), n_genes, temperature, count_scale); ``reference_notes``
     DataFrame (batch, kind, detail, note: what the reference could not give a batch - one reference
-    donor, states without reference cells, a batch without its own reference; each also logged as
-    a WARNING; no rows when none applies); ``intervals`` DataFrame (per donor with cells outside
+    donor, states without reference cells, a batch without its own reference, and for a lesion on
+    chrY reference donors whose cells express none of its genes beside donors whose do (kind
+    ``reference_without_y``: female donors); each also logged as a WARNING; no rows when none applies); ``intervals`` DataFrame (per donor with cells outside
     the reference: donor, n_called, expected_carriers (sum of posteriors), refined, start, end (bp),
     n_genes, gain (nats, the pools' log-likelihood ratio of the interval lost; NaN where not
     refined), carrier_share and normal_share (the fitted share of carriers in the donor's carrier and
@@ -1301,7 +1306,10 @@ def call_lesions(
         columns, uns[s.lesion.name] = _lesion_result(s, cohort, posterior_cutoff, fpr_of)
         new.update({f"{s.lesion.name}_{key}": values for key, values in columns.items()})
         uns[s.lesion.name]["params"] = {**params, "clone_prior": bool(clone_prior and len(scored) > 1)}
-        uns[s.lesion.name]["reference_notes"] = notes.copy()
+        own = _without_y(XU, var, s.lesion, cohort)
+        for note in own["note"]:
+            log.warning("%s", note)
+        uns[s.lesion.name]["reference_notes"] = pd.concat([notes, own], ignore_index=True)
     # all lesions' columns joined at once: one column at a time fragments obs (pandas warns from ~100)
     kept = adata.obs.drop(columns=[k for k in new if k in adata.obs])
     adata.obs = pd.concat([kept, pd.DataFrame(new, index=adata.obs.index)], axis=1)
@@ -1543,6 +1551,47 @@ def _reference_notes(
     return pd.DataFrame(rows, columns=["batch", "kind", "detail", "note"], dtype=str)
 
 
+#: a reference donor whose pooled counts on a chrY lesion's genes, per count of depth, are below this share of the
+#: most expressing reference donor's reads as a female donor (on the oligodendroglioma set the two women's cells
+#: sit at 0.000-0.010 of the top donor's level, the men's at 0.53-1: cross-mapped reads of X homologues remain)
+Y_SILENT = 0.1
+
+
+def _without_y(XU: sp.csr_matrix, var: pd.DataFrame, lesion: Lesion, cohort: _Cohort) -> pd.DataFrame:
+    """A chrY lesion's reference note (kind ``reference_without_y``, the :func:`_reference_notes` columns): the
+    reference donors (or samples, without donors) whose cells hardly express its genes (below :data:`Y_SILENT` of
+    the most expressing donor's level: female donors, or men who lost Y) beside donors whose cells do. Their
+    cells pull the reference profile down, so a male cell with Y reads nearer no change. Empty for other
+    lesions."""
+    rows = []
+    if lesion.chromosome == "chrY":
+        on_y = np.asarray(XU[:, genes_in(var, lesion)].sum(axis=1)).ravel()
+        who = np.asarray(cohort.samples if cohort.donors is None else cohort.donors).astype(str)
+        for u in cohort.units:
+            ref_rows = u.rows[u.fold >= 0]
+            frame = pd.DataFrame({"y": on_y[ref_rows], "depth": cohort.depth[ref_rows]}, index=who[ref_rows])
+            pooled = frame.groupby(level=0).sum()
+            level = pooled["y"] / pooled["depth"].clip(lower=1e-12)
+            if not level.max() > 0:
+                continue  # no reference cell expresses chrY: the scoring refuses the lesion, naming why
+            silent = level[level < Y_SILENT * level.max()] / level.max()
+            if len(silent):
+                where = f"batch {u.batch}: " if len(cohort.units) > 1 else ""
+                names = ", ".join(f"{d} ({v:.3f} of the top donor's level)" for d, v in silent.items())
+                rows.append(
+                    (
+                        u.batch,
+                        "reference_without_y",
+                        ", ".join(silent.index),
+                        f"{where}{lesion.name} is on chrY, and reference donor(s) {names} hardly express its "
+                        "genes where the other reference donors do (female donors, or men who lost chrY): their "
+                        "cells pull the reference profile down, so that male cells with chrY read nearer no change; "
+                        "give a chrY lesion male reference donors only (only male cells hold chrY).",
+                    )
+                )
+    return pd.DataFrame(rows, columns=["batch", "kind", "detail", "note"], dtype=str)
+
+
 def effective_batch_key(obs: pd.DataFrame, batch_key: str | None) -> str | None:
     """``batch_key``, or ``None`` for the default ``"technology"`` when obs lacks it (one batch)."""
     return None if batch_key == "technology" and batch_key not in obs else batch_key
@@ -1665,7 +1714,12 @@ def _score_batches(XL: sp.csr_matrix, lesion: Lesion, cohort: _Cohort, kw: dict,
         if not res["use"].any():
             raise InputError(
                 f"lesion {lesion.name}: no gene inside {lesion.region} reaches min_mean={kw['min_mean']} "
-                f"in the reference cells of batch {u.batch!r}.",
+                f"in the reference cells of batch {u.batch!r}"
+                + (
+                    " (chrY genes are expressed only in male cells: a lesion on chrY needs male reference cells)."
+                    if lesion.chromosome == "chrY"
+                    else "."
+                ),
                 where="call_lesions",
             )
         scores.used |= res["use"]
