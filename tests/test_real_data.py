@@ -281,7 +281,7 @@ def test_loss_of_y_reads_womens_cells_against_a_male_reference():
     chrY since session 39). Real truth without a karyotype: a woman's cell holds no chrY, so against the men's
     normal cells every cell of the two women must read as -Y and none of MGH97's tumour cells (RPS4Y1 in 94%).
     MGH53's tumour cells are not held either way (RPS4Y1 in only 56% of them: some may have lost Y). With a
-    woman's normal cells in the reference, a note names her donor."""
+    woman's normal cells in the reference, a note names her donor; with women's cells alone it stops, saying so."""
     import remnant as rm
 
     a = R.load_oligo()
@@ -303,3 +303,8 @@ def test_loss_of_y_reads_womens_cells_against_a_male_reference():
     rm.tl.call_lesions(b, lesions, reference=normal, **kw)
     notes = b.uns["lesions"]["lossY"]["reference_notes"].set_index("kind")
     assert notes.loc["reference_without_y", "detail"] == "MGH36"  # the one woman with normal cells
+    b = a.copy()
+    women = normal & female
+    women |= (patient == "MGH93") & (np.arange(a.n_obs) % 3 == 0)  # a woman's tumour cells too: 10 reference cells
+    with pytest.raises(rm.errors.InputError, match="no male donor among them"):
+        rm.tl.call_lesions(b, lesions, reference=women, **kw)

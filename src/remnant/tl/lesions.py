@@ -1270,6 +1270,9 @@ def call_lesions(
     notes = _reference_notes(adata.obs[state_key], cohort, min_batch_reference, min_state_reference)
     for note in notes["note"]:
         log.warning("%s", note)
+    sex_notes = {lesion.name: _without_y(XU, var, lesion, cohort) for lesion in lesions}
+    for note in pd.concat(sex_notes.values())["note"]:
+        log.warning("%s", note)
     options = {
         "posterior_cutoff": posterior_cutoff,
         "prior_strength": prior_strength,
@@ -1306,10 +1309,7 @@ def call_lesions(
         columns, uns[s.lesion.name] = _lesion_result(s, cohort, posterior_cutoff, fpr_of)
         new.update({f"{s.lesion.name}_{key}": values for key, values in columns.items()})
         uns[s.lesion.name]["params"] = {**params, "clone_prior": bool(clone_prior and len(scored) > 1)}
-        own = _without_y(XU, var, s.lesion, cohort)
-        for note in own["note"]:
-            log.warning("%s", note)
-        uns[s.lesion.name]["reference_notes"] = pd.concat([notes, own], ignore_index=True)
+        uns[s.lesion.name]["reference_notes"] = pd.concat([notes, sex_notes[s.lesion.name]], ignore_index=True)
     # all lesions' columns joined at once: one column at a time fragments obs (pandas warns from ~100)
     kept = adata.obs.drop(columns=[k for k in new if k in adata.obs])
     adata.obs = pd.concat([kept, pd.DataFrame(new, index=adata.obs.index)], axis=1)
@@ -1551,6 +1551,10 @@ def _reference_notes(
     return pd.DataFrame(rows, columns=["batch", "kind", "detail", "note"], dtype=str)
 
 
+#: counts per count of depth on a chrY lesion's genes below which a batch's reference holds no male cell: on the 7
+#: chrY genes of the oligodendroglioma set each man's cells pool 9.8e-4 to 1.4e-3, each woman's 2.7e-6 to 1.5e-5
+#: (cross-mapped reads of X homologues); TNBC1's (a woman's) 9e-7 of its counts on 88
+Y_MALE_LEVEL = 5e-5
 #: a reference donor whose pooled counts on a chrY lesion's genes, per count of depth, are below this share of the
 #: most expressing reference donor's reads as a female donor (on the oligodendroglioma set the two women's cells
 #: sit at 0.000-0.010 of the top donor's level, the men's at 0.53-1: cross-mapped reads of X homologues remain)
@@ -1572,8 +1576,15 @@ def _without_y(XU: sp.csr_matrix, var: pd.DataFrame, lesion: Lesion, cohort: _Co
             frame = pd.DataFrame({"y": on_y[ref_rows], "depth": cohort.depth[ref_rows]}, index=who[ref_rows])
             pooled = frame.groupby(level=0).sum()
             level = pooled["y"] / pooled["depth"].clip(lower=1e-12)
-            if not level.max() > 0:
-                continue  # no reference cell expresses chrY: the scoring refuses the lesion, naming why
+            if not level.max() >= Y_MALE_LEVEL:
+                raise InputError(
+                    f"lesion {lesion.name} is on chrY, but the reference cells"
+                    + (f" of batch {u.batch!r}" if len(cohort.units) > 1 else "")
+                    + f" hold {1e4 * level.max():.3f} counts per 10,000 on its genes (men's cells about 10): no "
+                    "male donor among them, and only male cells hold chrY; give male reference donors, or leave "
+                    "the chrY lesion out.",
+                    where="call_lesions",
+                )
             silent = level[level < Y_SILENT * level.max()] / level.max()
             if len(silent):
                 where = f"batch {u.batch}: " if len(cohort.units) > 1 else ""
