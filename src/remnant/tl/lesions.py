@@ -1589,17 +1589,13 @@ def _without_y(XU: sp.csr_matrix, var: pd.DataFrame, lesion: Lesion, cohort: _Co
             if len(silent):
                 where = f"batch {u.batch}: " if len(cohort.units) > 1 else ""
                 names = ", ".join(f"{d} ({v:.3f} of the top donor's level)" for d, v in silent.items())
-                rows.append(
-                    (
-                        u.batch,
-                        "reference_without_y",
-                        ", ".join(silent.index),
-                        f"{where}{lesion.name} is on chrY, and reference donor(s) {names} hardly express its "
-                        "genes where the other reference donors do (female donors, or men who lost chrY): their "
-                        "cells pull the reference profile down, so that male cells with chrY read nearer no change; "
-                        "give a chrY lesion male reference donors only (only male cells hold chrY).",
-                    )
+                note = (
+                    f"{where}{lesion.name} is on chrY, and reference donor(s) {names} hardly express its genes where "
+                    "the other reference donors do (female donors, or men who lost chrY): their cells pull the "
+                    "reference profile down, so that male cells with chrY read nearer no change; give a chrY lesion "
+                    "male reference donors only (only male cells hold chrY)."
                 )
+                rows.append((u.batch, "reference_without_y", ", ".join(silent.index), note))
     return pd.DataFrame(rows, columns=["batch", "kind", "detail", "note"], dtype=str)
 
 
