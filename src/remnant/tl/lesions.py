@@ -1162,8 +1162,8 @@ def call_lesions(
     donor, states without reference cells, a batch without its own reference, and for a lesion on
     chrY reference donors whose cells hardly express its genes beside donors whose do (kind
     ``reference_without_y``: female donors); each also logged as a WARNING; no rows when none
-    applies); ``intervals`` DataFrame (per donor with cells outside the reference: donor, n_called, expected_carriers (sum of posteriors), refined, start, end (bp),
-    n_genes, gain (nats, the pools' log-likelihood ratio of the interval lost; NaN where not
+    applies); ``intervals`` DataFrame (per donor with cells outside the reference: donor, n_called,
+    expected_carriers (sum of posteriors), refined, start, end (bp), n_genes, gain (nats, the pools' log-likelihood ratio of the interval lost; NaN where not
     refined), carrier_share and normal_share (the fitted share of carriers in the donor's carrier and
     normal pools), gene_sd (the fitted sd, natural log, of a gene's level in the donor around the
     reference), trim_gain (nats the best interval gains over the whole configured region) and
