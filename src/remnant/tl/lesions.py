@@ -1581,8 +1581,9 @@ def _without_y(XU: sp.csr_matrix, var: pd.DataFrame, lesion: Lesion, cohort: _Co
                     f"lesion {lesion.name} is on chrY, but the reference cells"
                     + (f" of batch {u.batch!r}" if len(cohort.units) > 1 else "")
                     + f" hold {1e4 * level.max():.3f} counts per 10,000 on its genes (men's cells about 10): no "
-                    "male donor among them, and only male cells hold chrY; give male reference donors, or leave "
-                    "the chrY lesion out.",
+                    "male donor among them, and only male cells hold chrY; give male reference donors"
+                    + (", or score all batches against one reference (batch_key=None)" if len(cohort.units) > 1 else "")
+                    + ", or leave the chrY lesion out.",
                     where="call_lesions",
                 )
             silent = level[level < Y_SILENT * level.max()] / level.max()
