@@ -1159,10 +1159,8 @@ def call_lesions(
     ``batches`` DataFrame (per batch: n_cells, n_reference, reference_matched, fold_mode, n_folds,
     n_reference_donors (-1: donors unknown), n_genes, temperature, count_scale); ``reference_notes``
     DataFrame (batch, kind, detail, note: what the reference could not give a batch - one reference
-    donor, states without reference cells, a batch without its own reference, and for a lesion on
-    chrY reference donors whose cells hardly express its genes beside donors whose do (kind
-    ``reference_without_y``: female donors); each also logged as a WARNING; no rows when none
-    applies); ``intervals`` DataFrame (per donor with cells outside the reference: donor, n_called,
+    donor, states without reference cells, a batch without its own reference; each also logged as
+    a WARNING; no rows when none applies); ``intervals`` DataFrame (per donor with cells outside the reference: donor, n_called,
     expected_carriers (sum of posteriors), refined, start, end (bp), n_genes, gain (nats, the pools' log-likelihood ratio of the interval lost; NaN where not
     refined), carrier_share and normal_share (the fitted share of carriers in the donor's carrier and
     normal pools), gene_sd (the fitted sd, natural log, of a gene's level in the donor around the
@@ -1270,9 +1268,8 @@ def call_lesions(
     notes = _reference_notes(adata.obs[state_key], cohort, min_batch_reference, min_state_reference)
     for note in notes["note"]:
         log.warning("%s", note)
-    sex_notes = {lesion.name: _without_y(XU, var, lesion, cohort) for lesion in lesions}
-    for note in pd.concat(sex_notes.values())["note"]:
-        log.warning("%s", note)
+    for lesion in lesions:
+        _check_y_reference(XU, var, lesion, cohort)
     options = {
         "posterior_cutoff": posterior_cutoff,
         "prior_strength": prior_strength,
@@ -1309,7 +1306,7 @@ def call_lesions(
         columns, uns[s.lesion.name] = _lesion_result(s, cohort, posterior_cutoff, fpr_of)
         new.update({f"{s.lesion.name}_{key}": values for key, values in columns.items()})
         uns[s.lesion.name]["params"] = {**params, "clone_prior": bool(clone_prior and len(scored) > 1)}
-        uns[s.lesion.name]["reference_notes"] = pd.concat([notes, sex_notes[s.lesion.name]], ignore_index=True)
+        uns[s.lesion.name]["reference_notes"] = notes.copy()
     # all lesions' columns joined at once: one column at a time fragments obs (pandas warns from ~100)
     kept = adata.obs.drop(columns=[k for k in new if k in adata.obs])
     adata.obs = pd.concat([kept, pd.DataFrame(new, index=adata.obs.index)], axis=1)
@@ -1561,43 +1558,42 @@ Y_MALE_LEVEL = 5e-5
 Y_SILENT = 0.1
 
 
-def _without_y(XU: sp.csr_matrix, var: pd.DataFrame, lesion: Lesion, cohort: _Cohort) -> pd.DataFrame:
-    """A chrY lesion's reference note (kind ``reference_without_y``, the :func:`_reference_notes` columns): the
-    reference donors (or samples, without donors) whose cells hardly express its genes (below :data:`Y_SILENT` of
-    the most expressing donor's level: female donors, or men who lost Y) beside donors whose cells do. Their
-    cells pull the reference profile down, so a male cell with Y reads nearer no change. Empty for other
-    lesions."""
-    rows = []
-    if lesion.chromosome == "chrY":
-        on_y = np.asarray(XU[:, genes_in(var, lesion)].sum(axis=1)).ravel()
-        who = np.asarray(cohort.samples if cohort.donors is None else cohort.donors).astype(str)
-        for u in cohort.units:
-            ref_rows = u.rows[u.fold >= 0]
-            frame = pd.DataFrame({"y": on_y[ref_rows], "depth": cohort.depth[ref_rows]}, index=who[ref_rows])
-            pooled = frame.groupby(level=0).sum()
-            level = pooled["y"] / pooled["depth"].clip(lower=1e-12)
-            if not level.max() >= Y_MALE_LEVEL:
-                raise InputError(
-                    f"lesion {lesion.name} is on chrY, but the reference cells"
-                    + (f" of batch {u.batch!r}" if len(cohort.units) > 1 else "")
-                    + f" hold {1e4 * level.max():.3f} counts per 10,000 on its genes (men's cells about 10): no "
-                    "male donor among them, and only male cells hold chrY; give male reference donors"
-                    + (", or score all batches against one reference (batch_key=None)" if len(cohort.units) > 1 else "")
-                    + ", or leave the chrY lesion out.",
-                    where="call_lesions",
-                )
-            silent = level[level < Y_SILENT * level.max()] / level.max()
-            if len(silent):
-                where = f"batch {u.batch}: " if len(cohort.units) > 1 else ""
-                names = ", ".join(f"{d} ({v:.3f} of the top donor's level)" for d, v in silent.items())
-                note = (
-                    f"{where}{lesion.name} is on chrY, and reference donor(s) {names} hardly express its genes where "
-                    "the other reference donors do (female donors, or men who lost chrY): their cells pull the "
-                    "reference profile down, so that male cells with chrY read nearer no change; give a chrY lesion "
-                    "male reference donors only (only male cells hold chrY)."
-                )
-                rows.append((u.batch, "reference_without_y", ", ".join(silent.index), note))
-    return pd.DataFrame(rows, columns=["batch", "kind", "detail", "note"], dtype=str)
+def _check_y_reference(XU: sp.csr_matrix, var: pd.DataFrame, lesion: Lesion, cohort: _Cohort) -> None:
+    """For a chrY lesion, raise InputError unless each batch's reference donors (or samples, without donors) are
+    men: a batch with no male cell (below :data:`Y_MALE_LEVEL`) cannot be scored, and a donor below
+    :data:`Y_SILENT` of the most expressing donor's level (a woman, or a man who lost Y) reads, cross-fitted
+    against the men, as a complete loss, which sets the calibration (on the demo cohort, two women among three
+    healthy donors took the temperature to 2,000,000 and every cell's LLR to 0) and pulls the profile down."""
+    if lesion.chromosome != "chrY":
+        return
+    on_y = np.asarray(XU[:, genes_in(var, lesion)].sum(axis=1)).ravel()
+    who = np.asarray(cohort.samples if cohort.donors is None else cohort.donors).astype(str)
+    for u in cohort.units:
+        ref_rows = u.rows[u.fold >= 0]
+        frame = pd.DataFrame({"y": on_y[ref_rows], "depth": cohort.depth[ref_rows]}, index=who[ref_rows])
+        pooled = frame.groupby(level=0).sum()
+        level = pooled["y"] / pooled["depth"].clip(lower=1e-12)
+        batch = f" of batch {u.batch!r}" if len(cohort.units) > 1 else ""
+        if not level.max() >= Y_MALE_LEVEL:
+            raise InputError(
+                f"lesion {lesion.name} is on chrY, but the reference cells{batch} hold {1e4 * level.max():.3f} "
+                "counts per 10,000 on its genes (men's cells about 10): no male donor among them, and only male "
+                "cells hold chrY; give male reference donors"
+                + (", or score all batches against one reference (batch_key=None)" if len(cohort.units) > 1 else "")
+                + ", or leave the chrY lesion out.",
+                where="call_lesions",
+            )
+        silent = level[level < Y_SILENT * level.max()] / level.max()
+        if len(silent):
+            names = ", ".join(f"{d} ({v:.3f} of the top donor's level)" for d, v in silent.items())
+            men = ", ".join(level.index[level >= Y_SILENT * level.max()])
+            raise InputError(
+                f"lesion {lesion.name} is on chrY, but reference donor(s){batch} {names} hardly express its genes "
+                f"where {men} do (women, or men who lost chrY): against the men their cells read as a complete "
+                "loss, which would set the calibration and wipe out every cell's evidence; give a chrY lesion "
+                f"male reference donors only ({men}), or leave it out.",
+                where="call_lesions",
+            )
 
 
 def effective_batch_key(obs: pd.DataFrame, batch_key: str | None) -> str | None:

@@ -354,7 +354,6 @@ _NOTE_HINTS = {
     "cell_folds": "The reference cells are cnv.reference; each cell's donor is the sheet's patient column.",
     "states_without_reference": "The reference cells are cnv.reference (or cnv.reference: auto).",
     "unmatched_batch": "The reference cells are cnv.reference; cnv.min_batch_reference sets how many a batch needs.",
-    "reference_without_y": "The reference cells are cnv.reference; a chrY lesion needs a run whose reference is male.",
 }
 
 
