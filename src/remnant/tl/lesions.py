@@ -1579,7 +1579,7 @@ def _check_y_reference(XU: sp.csr_matrix, var: pd.DataFrame, lesion: Lesion, coh
                 f"lesion {lesion.name} is on chrY, but the reference cells{batch} hold {1e4 * level.max():.3f} "
                 "counts per 10,000 on its genes (men's cells about 10): no male donor among them, and only male "
                 "cells hold chrY; give male reference donors"
-                + (", or score all batches against one reference (batch_key=None)" if len(cohort.units) > 1 else "")
+                + (" of this batch (its technology)" if len(cohort.units) > 1 else "")
                 + ", or leave the chrY lesion out.",
                 where="call_lesions",
             )
