@@ -1160,8 +1160,9 @@ def call_lesions(
     n_reference_donors (-1: donors unknown), n_genes, temperature, count_scale); ``reference_notes``
     DataFrame (batch, kind, detail, note: what the reference could not give a batch - one reference
     donor, states without reference cells, a batch without its own reference; each also logged as
-    a WARNING; no rows when none applies); ``intervals`` DataFrame (per donor with cells outside the reference: donor, n_called,
-    expected_carriers (sum of posteriors), refined, start, end (bp), n_genes, gain (nats, the pools' log-likelihood ratio of the interval lost; NaN where not
+    a WARNING; no rows when none applies); ``intervals`` DataFrame (per donor with cells outside
+    the reference: donor, n_called, expected_carriers (sum of posteriors), refined, start, end (bp),
+    n_genes, gain (nats, the pools' log-likelihood ratio of the interval lost; NaN where not
     refined), carrier_share and normal_share (the fitted share of carriers in the donor's carrier and
     normal pools), gene_sd (the fitted sd, natural log, of a gene's level in the donor around the
     reference), trim_gain (nats the best interval gains over the whole configured region) and
