@@ -17,7 +17,7 @@ and the share of normal cells called.
 Each row is given twice, once for each depth baseline of ``rm.tl.call_lesions`` (``cnv.depth.baseline``):
 ``median`` (since session 33 the default, opt-in from session 31: the weighted median over blocks of the
 genome of a cell's counts per block against the reference's block shares, which a minority of changed
-arms cannot move) and ``sum`` (the counts on the depth genes, the default before); with ``--versus cluster_null``
+arms cannot move) and ``sum`` (the counts on the depth genes, the default before);
 with ``--versus no_cluster_null`` the second is ``median`` with ``cnv.cluster_null`` off (the default since session
 39 reads each cluster's null off its own cells where they show two populations, remnant.tl.cluster_null). Session 27's prototype of the median over
 chromosome arms (the ``arm`` column then) became the first. The issue's checks on TNBC1 are
