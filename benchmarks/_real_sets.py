@@ -272,3 +272,164 @@ def log_normalised(adata, layer="counts", target=1e4) -> sp.csr_matrix:
     X = sp.csr_matrix(adata.layers[layer], dtype=np.float32)
     tot = np.asarray(X.sum(1)).ravel()
     return sp.csr_matrix(sp.diags((target / np.maximum(tot, 1)).astype(np.float32)) @ X).log1p()
+
+
+# ------------------------------------------------------------------------------------------------
+# any real set with known truth, described by a YAML file (benchmarks/real_data.py --set)
+# ------------------------------------------------------------------------------------------------
+#: The keys of a truth set's ``cells`` mapping and their defaults (benchmarks/sets/README.md).
+CELL_KEYS = {
+    "file": None,
+    "id": None,
+    "truth": "truth",
+    "tumour": ["tumour"],
+    "normal": ["normal"],
+    "sample": None,
+    "patient": None,
+    "state": None,
+    "technology": None,
+}
+SET_KEYS = ("name", "counts", "cells", "lesions", "controls")
+
+
+class SetError(ValueError):
+    """A truth set's YAML or files are not usable: one line naming the file and what to fix."""
+
+
+def _set_path(base: Path, value, where: str, yaml_path: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise SetError(f"{yaml_path}: `{where}` must be a path (relative to the YAML's folder or absolute)")
+    path = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+    if not path.exists():
+        raise SetError(f"{yaml_path}: `{where}` {path} does not exist; fix the path (relative to {base})")
+    return path
+
+
+def read_truth_set(yaml_path) -> dict:
+    """The truth set described by ``yaml_path`` (benchmarks/sets/README.md), checked: a dict with ``name``,
+    ``counts`` (a Path), ``cells`` (the mapping with defaults filled, its ``file`` a Path), ``lesions`` and
+    ``controls`` (lists of ``{name, type, region[, copy_ratio]}``). Raises :class:`SetError`."""
+    import yaml
+
+    yaml_path = Path(yaml_path)
+    if not yaml_path.is_file():
+        raise SetError(f"{yaml_path}: no such file; give the truth set's YAML (benchmarks/sets/README.md)")
+    try:
+        spec = yaml.safe_load(yaml_path.read_text())
+    except yaml.YAMLError as err:
+        raise SetError(f"{yaml_path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise SetError(f"{yaml_path}: must be a mapping with keys {', '.join(SET_KEYS)}")
+    missing = [k for k in SET_KEYS if k not in spec and k != "controls"]
+    unknown = sorted(set(spec) - set(SET_KEYS))
+    if missing or unknown:
+        what = (f"missing {missing}" if missing else "") + ("; " if missing and unknown else "")
+        raise SetError(f"{yaml_path}: {what}{f'unknown keys {unknown}' if unknown else ''}; keys are {SET_KEYS}")
+    base = yaml_path.resolve().parent
+    cells = spec["cells"]
+    if not isinstance(cells, dict) or "file" not in cells:
+        raise SetError(f"{yaml_path}: `cells` must be a mapping with at least `file` (the per-cell truth table)")
+    unknown = sorted(set(cells) - set(CELL_KEYS))
+    if unknown:
+        raise SetError(f"{yaml_path}: unknown keys {unknown} under `cells`; keys are {sorted(CELL_KEYS)}")
+    cells = CELL_KEYS | cells
+    for key in ("tumour", "normal"):
+        cells[key] = [str(v) for v in (cells[key] if isinstance(cells[key], list) else [cells[key]])]
+    if set(cells["tumour"]) & set(cells["normal"]):
+        raise SetError(
+            f"{yaml_path}: `cells.tumour` and `cells.normal` share values {set(cells['tumour']) & set(cells['normal'])}"
+        )
+    cells["file"] = _set_path(base, cells["file"], "cells.file", yaml_path)
+    out = {"name": str(spec["name"]), "counts": _set_path(base, spec["counts"], "counts", yaml_path), "cells": cells}
+    for key in ("lesions", "controls"):
+        items = spec.get(key) or []
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise SetError(f"{yaml_path}: `{key}` must be a list of {{name, type, region}} mappings")
+        out[key] = items
+    if not out["lesions"]:
+        raise SetError(f"{yaml_path}: `lesions` is empty; name at least one lesion the tumour cells carry")
+    return out
+
+
+def _cells_table(cells: dict, yaml_path: Path) -> pd.DataFrame:
+    path = cells["file"]
+    table = pd.read_csv(path, sep=None, engine="python", dtype=str)
+    if cells["id"] is not None and cells["id"] not in table.columns:
+        raise SetError(
+            f"{yaml_path}: `cells.id` column {cells['id']!r} is not in {path} (columns {list(table.columns)})"
+        )
+    table = table.set_index(cells["id"] if cells["id"] is not None else table.columns[0])
+    for key in ("truth", "sample", "patient", "state", "technology"):
+        col = cells[key]
+        if col is not None and col not in table.columns:
+            raise SetError(
+                f"{yaml_path}: `cells.{key}` column {col!r} is not in {path} (columns {list(table.columns)})"
+            )
+    if table.index.duplicated().any():
+        raise SetError(f"{yaml_path}: {path} names cell {table.index[table.index.duplicated()][0]!r} twice")
+    return table
+
+
+def load_truth_set(yaml_path):
+    """A truth set (:func:`read_truth_set`) ready for benchmarks/real_data.py: ``(adata, lesions, controls, kw)``.
+
+    ``adata``: the counts (``rm.io.read_counts``, any format it reads) of the cells the table names, genes mapped
+    to the GRCh38 annotation by symbol or Ensembl ID (``rm.io.map_genes``), ``layers['counts']``; obs ``tumour`` /
+    ``normal`` (the truth), ``sample``, ``patient``, ``state`` (``""`` without a state column: one pooled
+    reference profile), ``technology`` where given, ``leiden`` (:func:`leiden_clusters`). Cells of neither truth
+    value are kept (called, never the reference) and left out of the AUROCs. ``kw``: the harness of
+    ``rm.tl.call_lesions`` (states, samples, donors, Leiden priors, technology batches where given)."""
+    spec = read_truth_set(yaml_path)
+    yaml_path, cells = Path(yaml_path), spec["cells"]
+    table = _cells_table(cells, yaml_path)
+    cyto = rm.io.load_cytobands(GRCH38_BANDS)
+    arms = rm.io.chromosome_arms(cyto)
+    try:
+        lesions = rm.tl.parse_lesions(spec["lesions"], cyto, arms)
+        controls = rm.tl.parse_lesions(spec["controls"], cyto, arms) if spec["controls"] else []
+    except rm.errors.InputError as err:
+        raise SetError(f"{yaml_path}: lesions/controls: {err}") from None
+    genes = rm.io.load_genes(GRCH38_GENES)
+    try:
+        raw = rm.io.read_counts(spec["counts"], gene_symbols=genes["gene_name"])
+    except rm.errors.InputError as err:
+        raise SetError(f"{yaml_path}: counts: {err}") from None
+    shared = raw.obs_names.intersection(table.index)
+    if len(shared) == 0:
+        raise SetError(
+            f"{yaml_path}: no cell of {cells['file']} is in {spec['counts']} (table {list(table.index[:3])}, "
+            f"counts {list(raw.obs_names[:3])}); the cells' names must match the counts' barcodes"
+        )
+    raw = raw[raw.obs_names.isin(shared)].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adata, _ = rm.io.map_genes(raw, genes, source=spec["name"])
+    t = table.loc[adata.obs_names]
+    truth = t[cells["truth"]].astype(str)
+    obs = adata.obs
+    obs["tumour"] = truth.isin(cells["tumour"]).to_numpy()
+    obs["normal"] = truth.isin(cells["normal"]).to_numpy()
+    for key in ("tumour", "normal"):
+        if not obs[key].any():
+            raise SetError(
+                f"{yaml_path}: no cell's `{cells['truth']}` is one of {cells[key]} ({key}); values seen {sorted(set(truth))[:8]}"
+            )
+    obs["sample"] = t[cells["sample"]].astype(str).to_numpy() if cells["sample"] else spec["name"]
+    obs["patient"] = t[cells["patient"]].astype(str).to_numpy() if cells["patient"] else obs["sample"].to_numpy()
+    # every cell's state (scored cells are state-matched to the reference's); none: one pooled profile
+    obs["state"] = t[cells["state"]].astype(str).to_numpy() if cells["state"] else ""
+    kw = {
+        "state_key": "state",
+        "prior_key": "leiden",
+        "donor_key": "patient",
+        "sample_key": "sample",
+        "layer": "counts",
+    }
+    kw["batch_key"] = None
+    if cells["technology"]:
+        obs["technology"] = t[cells["technology"]].astype(str).to_numpy()
+        kw["batch_key"] = "technology"
+    adata.layers["counts"] = sp.csr_matrix(adata.X)
+    obs["leiden"] = leiden_clusters(adata.layers["counts"])
+    adata.uns["truth_set"] = spec["name"]
+    return adata, lesions, controls, kw

@@ -1,6 +1,6 @@
 """Real-data suite (issue 17 item 6): remnant's per-cell lesion calls against infercnvpy on real cells with known truth.
 
-Run:  .venv/bin/python benchmarks/real_data.py [--json out.json] [--no-infercnv]
+Run:  .venv/bin/python benchmarks/real_data.py [--json out.json] [--no-infercnv] [--set YAML ...]
 
 Prints ONE table, a row per data set x lesion (and control arm):
 
@@ -12,6 +12,11 @@ Prints ONE table, a row per data set x lesion (and control arm):
   on log1p(counts per 10k) (window 100, step 10, ``dynamic_threshold=None``), mean of the smoothed profile
   over the arm, negated for a loss; ``icnv_cf``: the reference cells cross-fitted (5 random folds, each
   fold scored by a run whose reference leaves it out), as remnant scores them.
+- ``auroc_post_sample`` / ``normal_called_sample``: the lesions' posterior AUROC and normal cells called with
+  ``call_lesions``' own default prior, one carrier fraction per sample (no clusters).
+- ``auroc_post_alone`` / ``normal_called_alone``: the same (Leiden priors) with each lesion called on its own, as a
+  cohort configured for one lesion is: the clone prior then has no other lesion to pool, so this is what the
+  posterior reaches from the cell's own evidence and its cluster's prior.
 - ``tumour_called``: share of tumour cells called (posterior >= 0.9).
 - ``normal_called``: share of normal (reference) cells called, each in the sample it really shares:
   TNBC1's normal cells are in the tumour's 10x sample (one sample, one learned prior);
@@ -26,6 +31,10 @@ controls 1p, 18p, 22q (gain and loss each), GRCh38 arms; the oligodendroglioma S
 (142 malignant, 42 normal cells; Census counts, nearest reference state, tumour = sample = donor, normals
 cross-fitted by tumour) with del1p, del19q and the retained arms 1q, 19p as controls, hg19 arms, as
 benchmarks/oligodendroglioma.py prepares it.
+
+``--set YAML`` (repeatable) runs, instead of these two, any real set with known truth described by a YAML file:
+its counts in any format ``rm.io.read_counts`` reads, a per-cell truth table, lesions and control regions
+(benchmarks/sets/README.md; benchmarks/sets/tnbc1.yaml describes TNBC1 so and gives the same rows).
 
 Targets (issue 17): TNBC1 each lesion AUROC >= 0.95 and >= infercnvpy; controls and normals <= 2% called;
 oligodendroglioma del1p >= 0.99, del19q >= 0.98. The script prints which are met (it does not fail).
@@ -47,7 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _real_sets as R  # noqa: E402
 
 
-def _rows(name, b, lesions, kind, tumour, normal, icnv=None, split=None, per_sample=None) -> list[dict]:
+def _rows(name, b, lesions, kind, tumour, normal, icnv=None, split=None, per_sample=None, alone=None) -> list[dict]:
+    scored = tumour | normal  # a truth set's cells of neither kind are called but left out of the AUROCs
+
+    def auc(score):
+        return R.auroc(np.asarray(score)[scored], tumour[scored])
+
     rows = []
     for les in lesions:
         obs = b.obs
@@ -56,26 +70,37 @@ def _rows(name, b, lesions, kind, tumour, normal, icnv=None, split=None, per_sam
             "data": name,
             "lesion": les.name,
             "kind": kind,
-            "auroc": R.auroc(llr, tumour),
-            "auroc_post": R.auroc(post, tumour),
+            "auroc": auc(llr),
+            "auroc_post": auc(post),
             "icnv": np.nan,
             "icnv_cf": np.nan,
             "auroc_post_sample": np.nan,
             "normal_called_sample": np.nan,
+            "auroc_post_alone": np.nan,
+            "normal_called_alone": np.nan,
             "tumour_called": float(call[tumour].mean()),
             "normal_called": float(call[normal].mean()),
             "normal_called_split": np.nan,
         }
         if icnv is not None:
-            row["icnv"] = R.auroc(icnv["insample"][les.name], tumour)
-            row["icnv_cf"] = R.auroc(icnv["crossfit"][les.name], tumour)
+            row["icnv"] = auc(icnv["insample"][les.name])
+            row["icnv_cf"] = auc(icnv["crossfit"][les.name])
         if split is not None:
             row["normal_called_split"] = float(split.obs[f"{les.name}_call"].to_numpy()[normal].mean())
         if per_sample is not None:
-            row["auroc_post_sample"] = R.auroc(per_sample.obs[f"{les.name}_posterior"].to_numpy(), tumour)
+            row["auroc_post_sample"] = auc(per_sample.obs[f"{les.name}_posterior"].to_numpy())
             row["normal_called_sample"] = float(per_sample.obs[f"{les.name}_call"].to_numpy()[normal].mean())
+        if alone is not None:
+            row["auroc_post_alone"] = auc(alone[les.name][f"{les.name}_posterior"].to_numpy())
+            row["normal_called_alone"] = float(alone[les.name][f"{les.name}_call"].to_numpy()[normal].mean())
         rows.append(row)
     return rows
+
+
+def _alone(adata, lesions, reference, kw) -> dict:
+    """Each lesion called with no other configured (a cohort configured for one lesion: the clone prior has
+    nothing to pool, so the posterior is the cell's own evidence and its group's prior): lesion -> obs."""
+    return {les.name: R.call(adata, [les], reference, **kw).obs for les in lesions}
 
 
 def _clone_row(name, b, tumour, normal, split=None) -> list[dict]:
@@ -92,6 +117,7 @@ def _clone_row(name, b, tumour, normal, split=None) -> list[dict]:
         "auroc_post": R.auroc(p, tumour),
     }
     row |= {"icnv": np.nan, "icnv_cf": np.nan, "auroc_post_sample": np.nan, "normal_called_sample": np.nan}
+    row |= {"auroc_post_alone": np.nan, "normal_called_alone": np.nan}
     row |= {"tumour_called": float((p[tumour] >= 0.9).mean())}
     row |= {"normal_called": float((p[normal] >= 0.9).mean()), "normal_called_split": np.nan}
     if split is not None:
@@ -99,27 +125,53 @@ def _clone_row(name, b, tumour, normal, split=None) -> list[dict]:
     return [row]
 
 
+def run_called(name, adata, lesions, controls, kw, icnv=None, split_key=None) -> list[dict]:
+    """The rows of one set: its lesions and its controls each called together (as a cohort configured with them
+    would be), the lesions also with one prior per sample (``prior_key=None``) and each alone; ``split_key``: an
+    obs column of samples that puts the normal cells in a sample of their own (``normal_called_split``)."""
+    tumour, normal = adata.obs["tumour"].to_numpy(), adata.obs["normal"].to_numpy()
+    rows = []
+    for kind, les in (("lesion", lesions), ("control", controls)):
+        if not les:
+            continue
+        shared = R.call(adata, les, normal, **kw)
+        split = R.call(adata, les, normal, **(kw | {"sample_key": split_key})) if split_key else None
+        per_sample = alone = None
+        if kind == "lesion":
+            per_sample = R.call(adata, les, normal, **(kw | {"prior_key": None}))
+            alone = _alone(adata, les, normal, kw) if len(les) > 1 else {les[0].name: shared.obs}
+        rows += _rows(name, shared, les, kind, tumour, normal, icnv, split, per_sample, alone)
+        if kind == "lesion":
+            rows += _clone_row(name, shared, tumour, normal, split)
+    return rows
+
+
 def run_tnbc1(do_icnv: bool) -> list[dict]:
     adata = R.load_tnbc1()
     lesions, controls = R.tnbc1_sets()
-    tumour, normal = adata.obs["tumour"].to_numpy(), adata.obs["normal"].to_numpy()
+    normal = adata.obs["normal"].to_numpy()
     kw = {"state_key": "state", "prior_key": "leiden", "donor_key": "patient", "batch_key": None, "layer": "counts"}
+    kw["sample_key"] = "sample_shared"
     icnv = None
     if do_icnv:
         icnv = R.infercnv_scores(
             adata, R.log_normalised(adata), normal, np.full(adata.n_obs, "normal"), lesions + controls
         )
-    rows = []
-    for kind, les in (("lesion", lesions), ("control", controls)):
-        shared = R.call(adata, les, normal, sample_key="sample_shared", **kw)
-        split = R.call(adata, les, normal, sample_key="sample_split", **kw)
-        per_sample = None
-        if kind == "lesion":
-            per_sample = R.call(adata, les, normal, sample_key="sample_shared", **(kw | {"prior_key": None}))
-        rows += _rows("TNBC1", shared, les, kind, tumour, normal, icnv, split, per_sample)
-        if kind == "lesion":
-            rows += _clone_row("TNBC1", shared, tumour, normal, split)
-    return rows
+    return run_called("TNBC1", adata, lesions, controls, kw, icnv, split_key="sample_split")
+
+
+def run_set(yaml_path, do_icnv: bool) -> list[dict]:
+    """The rows of a truth set described by a YAML file (benchmarks/sets/README.md), as TNBC1's: the reference
+    is the set's normal cells (cross-fitted), infercnvpy's on the same cells and reference (its reference
+    categories the set's states, where it names them)."""
+    adata, lesions, controls, kw = R.load_truth_set(yaml_path)
+    normal = adata.obs["normal"].to_numpy()
+    icnv = None
+    if do_icnv:
+        labels = adata.obs["state"].astype(str).to_numpy()
+        labels = np.where(labels == "", "normal", labels)
+        icnv = R.infercnv_scores(adata, R.log_normalised(adata), normal, labels, lesions + controls)
+    return run_called(adata.uns["truth_set"], adata, lesions, controls, kw, icnv)
 
 
 #: The oligodendroglioma set's call: its five tumours as samples, the two normal types as states.
@@ -136,7 +188,7 @@ OLIGO_HARNESS = {
 def run_oligo(do_icnv: bool) -> list[dict]:
     adata = R.load_oligo()
     lesions, controls = R.oligo_sets()
-    tumour, normal = adata.obs["tumour"].to_numpy(), adata.obs["normal"].to_numpy()
+    normal = adata.obs["normal"].to_numpy()
     icnv = None
     if do_icnv:
         # infercnvpy on log1p(X) (its tutorial: X is TPM-like), both normal types as reference categories
@@ -144,43 +196,39 @@ def run_oligo(do_icnv: bool) -> list[dict]:
 
         logx = sp.csr_matrix(adata.X, dtype=np.float32).log1p()
         icnv = R.infercnv_scores(adata, logx, normal, adata.obs["cell_type"].to_numpy(), lesions + controls)
-    rows = []
-    for kind, les in (("lesion", lesions), ("control", controls)):
-        b = R.call(adata, les, normal, **OLIGO_HARNESS)
-        rows += _rows("oligodendroglioma", b, les, kind, tumour, normal, icnv)
-        if kind == "lesion":
-            rows += _clone_row("oligodendroglioma", b, tumour, normal)
-    return rows
+    return run_called("oligodendroglioma", adata, lesions, controls, OLIGO_HARNESS, icnv)
 
 
 def targets(table: pd.DataFrame) -> list[str]:
+    """The issue's checks, per data set: lesions' AUROC >= 0.95 and >= infercnvpy's (by each reading), control arms
+    and normal cells <= 2% called; the oligodendroglioma's own floors."""
     out = []
-    t = table[table["data"] == "TNBC1"]
-    les, ctl = t[t["kind"] == "lesion"], t[t["kind"] == "control"]
-    icnv = les[["icnv", "icnv_cf"]].max(axis=1)
-    for col, what in (
-        ("auroc", "LLR"),
-        ("auroc_post", "posterior"),
-        ("auroc_post_sample", "posterior, one prior per sample"),
-    ):
-        out.append(
-            f"TNBC1 lesions AUROC ({what}) >= 0.95: {int((les[col] >= 0.95).sum())}/{len(les)}; "
-            f">= infercnvpy: {int((les[col] >= icnv - 1e-9).sum())}/{len(les)}"
-        )
-    out.append(
-        f"TNBC1 control arms <= 2% of tumour cells called: {int((ctl['tumour_called'] <= 0.02).sum())}/{len(ctl)}"
-    )
-    calls = t[t["kind"] != "clone"]
-    worst = calls[["normal_called", "normal_called_split", "normal_called_sample"]].max(axis=1)
-    out.append(
-        f"TNBC1 <= 2% of normal cells called (shared and own sample; one prior per sample): "
-        f"{int((worst <= 0.02).sum())}/{len(calls)}"
-    )
-    for _, c in table[table["kind"] == "clone"].iterrows():
-        out.append(
-            f"{c['data']} clone posterior (the lesions' run): AUROC tumour vs normal {c['auroc']:.4f}; >= 0.9 in "
-            f"{c['tumour_called']:.3f} of tumour and {c['normal_called']:.3f} of normal cells"
-        )
+    for name, t in table.groupby("data", sort=False):
+        les, ctl = t[t["kind"] == "lesion"], t[t["kind"] == "control"]
+        icnv = les[["icnv", "icnv_cf"]].max(axis=1)
+        for col, what in (
+            ("auroc", "LLR"),
+            ("auroc_post", "posterior"),
+            ("auroc_post_sample", "posterior, one prior per sample"),
+            ("auroc_post_alone", "posterior, each lesion alone"),
+        ):
+            line = f"{name} lesions AUROC ({what}) >= 0.95: {int((les[col] >= 0.95).sum())}/{len(les)}"
+            if icnv.notna().any():
+                line += f"; >= infercnvpy: {int((les[col] >= icnv - 1e-9).sum())}/{len(les)}"
+            out.append(line)
+        if len(ctl):
+            out.append(
+                f"{name} control arms <= 2% of tumour cells called: {int((ctl['tumour_called'] <= 0.02).sum())}/{len(ctl)}"
+            )
+        calls = t[t["kind"] != "clone"]
+        cols = ["normal_called", "normal_called_split", "normal_called_sample", "normal_called_alone"]
+        worst = calls[cols].max(axis=1)
+        out.append(f"{name} <= 2% of normal cells called (every reading): {int((worst <= 0.02).sum())}/{len(calls)}")
+        for _, c in t[t["kind"] == "clone"].iterrows():
+            out.append(
+                f"{name} clone posterior (the lesions' run): AUROC tumour vs normal {c['auroc']:.4f}; >= 0.9 in "
+                f"{c['tumour_called']:.3f} of tumour and {c['normal_called']:.3f} of normal cells"
+            )
     o = table[(table["data"] == "oligodendroglioma") & (table["kind"] == "lesion")].set_index("lesion")
     if len(o):
         out.append(
@@ -193,24 +241,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="write the table (and timings) as JSON here")
     ap.add_argument("--no-infercnv", action="store_true", help="skip infercnvpy (its columns are NaN)")
+    ap.add_argument(
+        "--set",
+        type=Path,
+        action="append",
+        metavar="YAML",
+        help="a real set with known truth described by this YAML (benchmarks/sets/README.md; repeatable); "
+        "given, only these sets are run, not TNBC1 and the oligodendroglioma",
+    )
     args = ap.parse_args()
-    t0 = time.perf_counter()
-    rows = run_tnbc1(not args.no_infercnv)
-    t1 = time.perf_counter()
-    rows += run_oligo(not args.no_infercnv)
-    t2 = time.perf_counter()
+    seconds, rows = {}, []
+    runs = [(str(p), lambda p=p: run_set(p, not args.no_infercnv)) for p in args.set or []]
+    if not runs:
+        runs = [
+            ("tnbc1", lambda: run_tnbc1(not args.no_infercnv)),
+            ("oligodendroglioma", lambda: run_oligo(not args.no_infercnv)),
+        ]
+    for key, run in runs:
+        t0 = time.perf_counter()
+        try:
+            rows += run()
+        except R.SetError as err:
+            sys.exit(f"real_data.py: {err}")
+        seconds[key] = time.perf_counter() - t0
     table = pd.DataFrame(rows)
-    pd.set_option("display.width", 200)
+    pd.set_option("display.width", 250)
     print(table.round(4).to_string(index=False))
     print()
     for line in targets(table):
         print(line)
-    print(f"\nTNBC1 {t1 - t0:.1f} s, oligodendroglioma {t2 - t1:.1f} s")
+    print("\n" + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     if args.json:
-        payload = {
-            "rows": json.loads(table.to_json(orient="records")),
-            "seconds": {"tnbc1": t1 - t0, "oligodendroglioma": t2 - t1},
-        }
+        payload = {"rows": json.loads(table.to_json(orient="records")), "seconds": seconds}
         args.json.write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
 
