@@ -17,6 +17,9 @@ Prints ONE table, a row per data set x lesion (and control arm):
 - ``auroc_post_alone`` / ``normal_called_alone``: the same (Leiden priors) with each lesion called on its own, as a
   cohort configured for one lesion is: the clone prior then has no other lesion to pool, so this is what the
   posterior reaches from the cell's own evidence and its cluster's prior.
+- ``auroc_post_auto`` / ``normal_called_auto``: the lesions called against the reference ``rm.tl.find_reference``
+  chooses among all the cells (as the workflow does for a cohort without a healthy donor: nobody told it which
+  cells are normal); under the table, how many it chose and the share of them the truth calls normal.
 - ``tumour_called``: share of tumour cells called (posterior >= 0.9).
 - ``normal_called``: share of normal (reference) cells called, each in the sample it really shares:
   TNBC1's normal cells are in the tumour's 10x sample (one sample, one learned prior);
@@ -47,6 +50,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +59,16 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _real_sets as R  # noqa: E402
 
+import remnant as rm  # noqa: E402
 
-def _rows(name, b, lesions, kind, tumour, normal, icnv=None, split=None, per_sample=None, alone=None) -> list[dict]:
+#: Per data set, find_reference's report of the automatic reference (``chosen_normal``: the share of the chosen
+#: cells the set's truth calls normal), filled by :func:`run_called`; printed under the table.
+chosen: dict[str, pd.DataFrame] = {}
+
+
+def _rows(
+    name, b, lesions, kind, tumour, normal, icnv=None, split=None, per_sample=None, alone=None, auto=None
+) -> list[dict]:
     scored = tumour | normal  # a truth set's cells of neither kind are called but left out of the AUROCs
 
     def auc(score):
@@ -78,6 +90,8 @@ def _rows(name, b, lesions, kind, tumour, normal, icnv=None, split=None, per_sam
             "normal_called_sample": np.nan,
             "auroc_post_alone": np.nan,
             "normal_called_alone": np.nan,
+            "auroc_post_auto": np.nan,
+            "normal_called_auto": np.nan,
             "tumour_called": float(call[tumour].mean()),
             "normal_called": float(call[normal].mean()),
             "normal_called_split": np.nan,
@@ -93,6 +107,9 @@ def _rows(name, b, lesions, kind, tumour, normal, icnv=None, split=None, per_sam
         if alone is not None:
             row["auroc_post_alone"] = auc(alone[les.name][f"{les.name}_posterior"].to_numpy())
             row["normal_called_alone"] = float(alone[les.name][f"{les.name}_call"].to_numpy()[normal].mean())
+        if auto is not None:
+            row["auroc_post_auto"] = auc(auto.obs[f"{les.name}_posterior"].to_numpy())
+            row["normal_called_auto"] = float(auto.obs[f"{les.name}_call"].to_numpy()[normal].mean())
         rows.append(row)
     return rows
 
@@ -101,6 +118,17 @@ def _alone(adata, lesions, reference, kw) -> dict:
     """Each lesion called with no other configured (a cohort configured for one lesion: the clone prior has
     nothing to pool, so the posterior is the cell's own evidence and its group's prior): lesion -> obs."""
     return {les.name: R.call(adata, [les], reference, **kw).obs for les in lesions}
+
+
+def _automatic(adata, lesions, kw) -> tuple:
+    """The lesions called against the reference ``rm.tl.find_reference`` chooses among all cells (its defaults),
+    as the workflow does for a cohort without a healthy donor: the called AnnData and find_reference's report."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mask, report = rm.tl.find_reference(adata, lesions, **kw)
+    return R.call(adata, lesions, mask, **kw), report.assign(
+        chosen_normal=float(adata.obs["normal"].to_numpy()[mask].mean())
+    )
 
 
 def _clone_row(name, b, tumour, normal, split=None) -> list[dict]:
@@ -117,7 +145,8 @@ def _clone_row(name, b, tumour, normal, split=None) -> list[dict]:
         "auroc_post": R.auroc(p, tumour),
     }
     row |= {"icnv": np.nan, "icnv_cf": np.nan, "auroc_post_sample": np.nan, "normal_called_sample": np.nan}
-    row |= {"auroc_post_alone": np.nan, "normal_called_alone": np.nan}
+    row |= {"auroc_post_alone": np.nan, "normal_called_alone": np.nan, "auroc_post_auto": np.nan}
+    row |= {"normal_called_auto": np.nan}
     row |= {"tumour_called": float((p[tumour] >= 0.9).mean())}
     row |= {"normal_called": float((p[normal] >= 0.9).mean()), "normal_called_split": np.nan}
     if split is not None:
@@ -136,11 +165,13 @@ def run_called(name, adata, lesions, controls, kw, icnv=None, split_key=None) ->
             continue
         shared = R.call(adata, les, normal, **kw)
         split = R.call(adata, les, normal, **(kw | {"sample_key": split_key})) if split_key else None
-        per_sample = alone = None
+        per_sample = alone = auto = None
         if kind == "lesion":
             per_sample = R.call(adata, les, normal, **(kw | {"prior_key": None}))
             alone = _alone(adata, les, normal, kw) if len(les) > 1 else {les[0].name: shared.obs}
-        rows += _rows(name, shared, les, kind, tumour, normal, icnv, split, per_sample, alone)
+            auto, report = _automatic(adata, les, kw)
+            chosen[name] = report
+        rows += _rows(name, shared, les, kind, tumour, normal, icnv, split, per_sample, alone, auto)
         if kind == "lesion":
             rows += _clone_row(name, shared, tumour, normal, split)
     return rows
@@ -211,6 +242,7 @@ def targets(table: pd.DataFrame) -> list[str]:
             ("auroc_post", "posterior"),
             ("auroc_post_sample", "posterior, one prior per sample"),
             ("auroc_post_alone", "posterior, each lesion alone"),
+            ("auroc_post_auto", "posterior, the automatic reference"),
         ):
             line = f"{name} lesions AUROC ({what}) >= 0.95: {int((les[col] >= 0.95).sum())}/{len(les)}"
             if icnv.notna().any():
@@ -222,12 +254,20 @@ def targets(table: pd.DataFrame) -> list[str]:
             )
         calls = t[t["kind"] != "clone"]
         cols = ["normal_called", "normal_called_split", "normal_called_sample", "normal_called_alone"]
+        cols.append("normal_called_auto")
         worst = calls[cols].max(axis=1)
         out.append(f"{name} <= 2% of normal cells called (every reading): {int((worst <= 0.02).sum())}/{len(calls)}")
         for _, c in t[t["kind"] == "clone"].iterrows():
             out.append(
                 f"{name} clone posterior (the lesions' run): AUROC tumour vs normal {c['auroc']:.4f}; >= 0.9 in "
                 f"{c['tumour_called']:.3f} of tumour and {c['normal_called']:.3f} of normal cells"
+            )
+        if name in chosen:
+            r = chosen[name]
+            out.append(
+                f"{name} automatic reference: {int(r['n_chosen'].iloc[0])} cells chosen, "
+                f"{r['chosen_normal'].iloc[0]:.3f} of them normal; confident on "
+                f"{int(r['confident'].sum())}/{len(r)} lesions"
             )
     o = table[(table["data"] == "oligodendroglioma") & (table["kind"] == "lesion")].set_index("lesion")
     if len(o):
