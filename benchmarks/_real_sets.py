@@ -395,6 +395,19 @@ def load_truth_set(yaml_path):
     except rm.errors.InputError as err:
         raise SetError(f"{yaml_path}: counts: {err}") from None
     shared = raw.obs_names.intersection(table.index)
+    if len(shared) == 0:  # 10x barcodes with and without the "-1" suffix
+        strip = pd.Index(raw.obs_names.str.replace(r"-\d+$", "", regex=True))
+        strip_table = pd.Index(table.index.str.replace(r"-\d+$", "", regex=True))
+        if not (strip.duplicated().any() or strip_table.duplicated().any()):
+            table = table.set_axis(strip_table)
+            raw.obs_names = strip
+            shared = raw.obs_names.intersection(table.index)
+    if len(shared) < len(table) or len(shared) < raw.n_obs:
+        print(
+            f"{spec['name']}: {len(shared)} cells in both the counts and the cells table; left out "
+            f"{raw.n_obs - len(shared)} of the counts' and {len(table) - len(shared)} of the table's",
+            file=sys.stderr,
+        )
     if len(shared) == 0:
         raise SetError(
             f"{yaml_path}: no cell of {cells['file']} is in {spec['counts']} (table {list(table.index[:3])}, "
