@@ -244,6 +244,23 @@ def test_a_truth_set_described_in_yaml_gives_the_built_in_rows(table, tmp_path):
         np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=0, atol=1e-12, err_msg=col)
 
 
+def test_a_truth_set_matches_10x_barcodes_with_their_suffix(tmp_path, capsys):
+    """A cells table naming barcodes with 10x's "-1" suffix (the counts' have none) and lacking five cells: the cells
+    match, the five are left out, and the run says so."""
+    import pandas as pd
+
+    cells = pd.read_csv(R.TNBC1 / "copykat_prediction.tsv", sep="\t")
+    cells["cell.names"] += "-1"
+    cells.iloc[:-5].to_csv(tmp_path / "cells.tsv", sep="\t", index=False)
+    spec = yaml.safe_load((BENCH / "sets/tnbc1.yaml").read_text())
+    spec["counts"] = str(R.TNBC1 / "counts.tsv.gz")
+    spec["cells"]["file"] = "cells.tsv"
+    (tmp_path / "set.yaml").write_text(yaml.safe_dump(spec))
+    adata, *_ = R.load_truth_set(tmp_path / "set.yaml")
+    assert (adata.n_obs, int(adata.obs["tumour"].sum() + adata.obs["normal"].sum())) == (N_TUMOUR + N_NORMAL - 5,) * 2
+    assert "left out 5 of the counts' and 0 of the table's" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
