@@ -137,12 +137,13 @@ def _clone_row(name, b, tumour, normal, split=None) -> list[dict]:
     if "clone_posterior" not in b.obs:
         return []
     p = b.obs["clone_posterior"].to_numpy()
+    scored = tumour | normal
     row = {
         "data": name,
         "lesion": "clone",
         "kind": "clone",
-        "auroc": R.auroc(p, tumour),
-        "auroc_post": R.auroc(p, tumour),
+        "auroc": R.auroc(p[scored], tumour[scored]),
+        "auroc_post": R.auroc(p[scored], tumour[scored]),
     }
     row |= {"icnv": np.nan, "icnv_cf": np.nan, "auroc_post_sample": np.nan, "normal_called_sample": np.nan}
     row |= {"auroc_post_alone": np.nan, "normal_called_alone": np.nan, "auroc_post_auto": np.nan}
@@ -156,8 +157,9 @@ def _clone_row(name, b, tumour, normal, split=None) -> list[dict]:
 
 def run_called(name, adata, lesions, controls, kw, icnv=None, split_key=None) -> list[dict]:
     """The rows of one set: its lesions and its controls each called together (as a cohort configured with them
-    would be), the lesions also with one prior per sample (``prior_key=None``) and each alone; ``split_key``: an
-    obs column of samples that puts the normal cells in a sample of their own (``normal_called_split``)."""
+    would be), the lesions also with one prior per sample (``prior_key=None``), each alone, and against the
+    automatic reference (its report kept in :data:`chosen`); ``split_key``: an obs column of samples that puts the
+    normal cells in a sample of their own (``normal_called_split``)."""
     tumour, normal = adata.obs["tumour"].to_numpy(), adata.obs["normal"].to_numpy()
     rows = []
     for kind, les in (("lesion", lesions), ("control", controls)):
