@@ -215,6 +215,16 @@ def test_loss_of_y_on_simulated_droplets(cohort, cytobands, arms):
         call_lesions(cohort.copy(), lesions, reference=is_ref & female)
 
 
+def test_a_lesion_on_chrX_says_what_expression_can_see(cohort, cytobands, arms, caplog):
+    """X inactivation leaves one active X in every cell: a chrX lesion is called, with a warning that says so."""
+    lesions = parse_lesions([{"name": "gainX", "region": "+X"}], cytobands, arms)
+    adata = cohort.copy()
+    with caplog.at_level("WARNING", logger="remnant.tl.lesions"):
+        call_lesions(adata, lesions, reference=adata.obs["sample"].str.endswith("_ref").to_numpy())
+    assert "gainX is on chrX: a cell expresses one X whatever its number of copies" in caplog.text
+    assert adata.obs["gainX_call"].mean() <= 0.02  # the simulator changes no X
+
+
 def test_duplicate_names(cytobands, arms):
     with pytest.raises(InputError, match="duplicate"):
         parse_lesions([{"name": "a", "type": "loss", "region": "5q"}] * 2, cytobands, arms)

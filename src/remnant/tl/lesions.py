@@ -1271,6 +1271,8 @@ def call_lesions(
         log.warning("%s", note)
     for lesion in lesions:
         _check_y_reference(XU, var, lesion, cohort)
+        if lesion.chromosome == "chrX":
+            log.warning(X_NOTE, lesion.name)
     options = {
         "posterior_cutoff": posterior_cutoff,
         "prior_strength": prior_strength,
@@ -1552,6 +1554,14 @@ def _reference_notes(
 #: counts per count of depth on a chrY lesion's genes below which a batch's reference holds no male cell: on the 7
 #: chrY genes of the oligodendroglioma set each man's cells pool 9.8e-4 to 1.4e-3, each woman's 2.7e-6 to 1.5e-5
 #: (cross-mapped reads of X homologues); TNBC1's (a woman's) 9e-7 of its counts on 88
+#: Logged for a lesion on chrX (docs/robust_evidence.md, session 40: on the oligodendroglioma set +X reads in most
+#: tumour cells of women and men alike, with no truth for chrX there).
+X_NOTE = (
+    "%s is on chrX: a cell expresses one X whatever its number of copies (X inactivation), so the gain or loss of "
+    "an inactive X moves only the genes that escape inactivation, while a programme of the cells' type on X reads "
+    "like a gain; check its calls against another measure (FISH, karyotype)"
+)
+
 Y_MALE_LEVEL = 5e-5
 #: a reference donor whose pooled counts on a chrY lesion's genes, per count of depth, are below this share of the
 #: most expressing reference donor's reads as a female donor (on the oligodendroglioma set the two women's cells
