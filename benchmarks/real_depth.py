@@ -1,7 +1,7 @@
 """TNBC1 at lower depth: remnant's calls on the same real cells with their counts thinned.
 
 Run by hand:  .venv/bin/python benchmarks/real_depth.py [--keep 1 0.5 0.25] [--seeds 0 1] [--no-infercnv]
-                  [--recluster] [--versus sum|no_cluster_null]
+                  [--recluster] [--versus sum|no_cluster_null] [--set YAML]
 
 TNBC1 (benchmarks/_real_sets.py; README in ../shared/data/real/tnbc1) has a median of 17,288 UMI per
 cell, more than many droplet data sets. Each of its stored counts is thinned binomially (a share
@@ -12,7 +12,8 @@ reference, cross-fitted), and one table is printed: per depth and thinning
 seed, each lesion and control arm, the LLR AUROC tumour vs normal, infercnvpy's on the same thinned
 cells (``icnv``), the share of tumour cells called (on a control: cells called on an arm nothing
 changed), the tumour cells' mean posterior (``tumour_post``: the carrier share a fraction is read from),
-and the share of normal cells called.
+and the share of normal cells called. ``--set YAML`` thins any real set with known truth described by a YAML
+(benchmarks/sets/README.md; its own samples, states and Leiden clusters) instead of TNBC1.
 
 Each row is given twice, once for each depth baseline of ``rm.tl.call_lesions`` (``cnv.depth.baseline``):
 ``median`` (since session 33 the default, opt-in from session 31: the weighted median over blocks of the
@@ -85,30 +86,38 @@ VERSUS = {
 }
 
 
-def run(keeps, seeds, do_icnv: bool, recluster: bool = False, versus: str = "sum") -> pd.DataFrame:
-    full = R.load_tnbc1()
-    lesions, controls = R.tnbc1_sets()
+def run(keeps, seeds, do_icnv: bool, recluster: bool = False, versus: str = "sum", truth_set=None) -> pd.DataFrame:
+    """The table; ``truth_set``: a truth set's YAML (benchmarks/sets/README.md) thinned instead of TNBC1."""
+    if truth_set is None:
+        full, (lesions, controls), harness = R.load_tnbc1(), R.tnbc1_sets(), HARNESS
+    else:
+        full, lesions, controls, harness = R.load_truth_set(truth_set)
     tumour, normal = full.obs["tumour"].to_numpy(), full.obs["normal"].to_numpy()
+    scored = tumour | normal  # a truth set's cells of neither kind are called, not ranked
+    labels = np.where(full.obs["state"].astype(str) == "", "normal", full.obs["state"].astype(str))
     rows = []
     for keep, seed, a in draws(full, keeps, seeds, recluster):
         umi = float(np.median(np.asarray(a.layers["counts"].sum(1)).ravel()))
         icnv = None
         if do_icnv:
-            icnv = R.infercnv_scores(a, R.log_normalised(a), normal, np.full(a.n_obs, "normal"), lesions + controls)
+            icnv = R.infercnv_scores(a, R.log_normalised(a), normal, labels, lesions + controls)
         for kind, les in (("lesion", lesions), ("control", controls)):
+            if not les:
+                continue
             runs = {
-                "median": R.call(a, les, normal, **HARNESS, depth_genes=DepthGenes(baseline="median")),
-                versus: R.call(a, les, normal, **HARNESS, **VERSUS[versus]),
+                "median": R.call(a, les, normal, **harness, depth_genes=DepthGenes(baseline="median")),
+                versus: R.call(a, les, normal, **harness, **VERSUS[versus]),
             }
             for l in les:
                 row = {"keep": keep, "seed": seed, "median_umi": umi, "kind": kind, "lesion": l.name}
                 for name, b in runs.items():
                     llr, call = b.obs[f"{l.name}_llr"].to_numpy(), b.obs[f"{l.name}_call"].to_numpy()
-                    row[f"auroc_{name}"] = R.auroc(llr, tumour)
+                    row[f"auroc_{name}"] = R.auroc(llr[scored], tumour[scored])
                     row[f"tumour_called_{name}"] = float(call[tumour].mean())
                     row[f"tumour_post_{name}"] = float(b.obs[f"{l.name}_posterior"].to_numpy()[tumour].mean())
                     row[f"normal_called_{name}"] = float(call[normal].mean())
-                row["icnv"] = R.auroc(icnv["insample"][l.name], tumour) if icnv is not None else np.nan
+                icnv_score = icnv["insample"][l.name][scored] if icnv is not None else None
+                row["icnv"] = R.auroc(icnv_score, tumour[scored]) if icnv is not None else np.nan
                 rows.append(row)
         print(f"keep {keep} seed {seed}: median {umi:.0f} UMI per cell", file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
@@ -151,11 +160,20 @@ def main() -> None:
         default="sum",
         help="the setting beside the default caller: the sum depth baseline (default), or cnv.cluster_null off",
     )
+    ap.add_argument(
+        "--set",
+        type=Path,
+        metavar="YAML",
+        help="thin a real set with known truth described by this YAML instead of TNBC1 (benchmarks/sets/README.md)",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)  # the harness's one-donor notice, once per call
     t0 = time.perf_counter()
-    table = run(args.keep, args.seeds, not args.no_infercnv, args.recluster, args.versus)
+    try:
+        table = run(args.keep, args.seeds, not args.no_infercnv, args.recluster, args.versus, args.set)
+    except R.SetError as err:
+        sys.exit(f"real_depth.py: {err}")
     columns = ["keep", "seed", "kind", "lesion", "auroc_median", f"auroc_{args.versus}", "icnv"]
     columns += [f"{w}_{n}" for w in ("tumour_called", "tumour_post", "normal_called") for n in ("median", args.versus)]
     with pd.option_context("display.width", 200):
