@@ -1551,9 +1551,6 @@ def _reference_notes(
     return pd.DataFrame(rows, columns=["batch", "kind", "detail", "note"], dtype=str)
 
 
-#: counts per count of depth on a chrY lesion's genes below which a batch's reference holds no male cell: on the 7
-#: chrY genes of the oligodendroglioma set each man's cells pool 9.8e-4 to 1.4e-3, each woman's 2.7e-6 to 1.5e-5
-#: (cross-mapped reads of X homologues); TNBC1's (a woman's) 9e-7 of its counts on 88
 #: Logged for a lesion on chrX (docs/robust_evidence.md, session 40: on the oligodendroglioma set +X reads in most
 #: tumour cells of women and men alike, with no truth for chrX there).
 X_NOTE = (
@@ -1562,6 +1559,9 @@ X_NOTE = (
     "like a gain; check its calls against another measure (FISH, karyotype)"
 )
 
+#: counts per count of depth on a chrY lesion's genes below which a batch's reference holds no male cell: on the 7
+#: chrY genes of the oligodendroglioma set each man's cells pool 9.8e-4 to 1.4e-3, each woman's 2.7e-6 to 1.5e-5
+#: (cross-mapped reads of X homologues); TNBC1 (a woman) holds 9e-7 of its counts on its 88 chrY genes
 Y_MALE_LEVEL = 5e-5
 #: a reference donor whose pooled counts on a chrY lesion's genes, per count of depth, are below this share of the
 #: most expressing reference donor's reads as a female donor (on the oligodendroglioma set the two women's cells
