@@ -66,9 +66,23 @@ import remnant as rm  # noqa: E402
 chosen: dict[str, pd.DataFrame] = {}
 
 
-def _rows(
-    name, b, lesions, kind, tumour, normal, icnv=None, split=None, per_sample=None, alone=None, auto=None
-) -> list[dict]:
+#: The posterior's other readings (``auroc_post_<r>``, ``normal_called_<r>``): one prior per sample, each lesion
+#: alone, the automatic reference (:func:`run_called`).
+READINGS = ("sample", "alone", "auto")
+
+
+def _blank(name: str, lesion: str, kind: str) -> dict:
+    """A table row with every value column NaN, in the table's column order."""
+    row = {"data": name, "lesion": lesion, "kind": kind}
+    row |= dict.fromkeys(("auroc", "auroc_post", "icnv", "icnv_cf"), np.nan)
+    for r in READINGS:
+        row |= {f"auroc_post_{r}": np.nan, f"normal_called_{r}": np.nan}
+    return row | dict.fromkeys(("tumour_called", "normal_called", "normal_called_split"), np.nan)
+
+
+def _rows(name, b, lesions, kind, tumour, normal, icnv=None, split=None, readings=None) -> list[dict]:
+    """One row per lesion of the run ``b``; ``readings``: per name of :data:`READINGS`, each lesion's obs of that
+    run (lesion name -> obs)."""
     scored = tumour | normal  # a truth set's cells of neither kind are called but left out of the AUROCs
 
     def auc(score):
@@ -78,38 +92,18 @@ def _rows(
     for les in lesions:
         obs = b.obs
         llr, post, call = (obs[f"{les.name}_{k}"].to_numpy() for k in ("llr", "posterior", "call"))
-        row = {
-            "data": name,
-            "lesion": les.name,
-            "kind": kind,
-            "auroc": auc(llr),
-            "auroc_post": auc(post),
-            "icnv": np.nan,
-            "icnv_cf": np.nan,
-            "auroc_post_sample": np.nan,
-            "normal_called_sample": np.nan,
-            "auroc_post_alone": np.nan,
-            "normal_called_alone": np.nan,
-            "auroc_post_auto": np.nan,
-            "normal_called_auto": np.nan,
-            "tumour_called": float(call[tumour].mean()),
-            "normal_called": float(call[normal].mean()),
-            "normal_called_split": np.nan,
-        }
+        row = _blank(name, les.name, kind)
+        row |= {"auroc": auc(llr), "auroc_post": auc(post)}
+        row |= {"tumour_called": float(call[tumour].mean()), "normal_called": float(call[normal].mean())}
         if icnv is not None:
             row["icnv"] = auc(icnv["insample"][les.name])
             row["icnv_cf"] = auc(icnv["crossfit"][les.name])
         if split is not None:
             row["normal_called_split"] = float(split.obs[f"{les.name}_call"].to_numpy()[normal].mean())
-        if per_sample is not None:
-            row["auroc_post_sample"] = auc(per_sample.obs[f"{les.name}_posterior"].to_numpy())
-            row["normal_called_sample"] = float(per_sample.obs[f"{les.name}_call"].to_numpy()[normal].mean())
-        if alone is not None:
-            row["auroc_post_alone"] = auc(alone[les.name][f"{les.name}_posterior"].to_numpy())
-            row["normal_called_alone"] = float(alone[les.name][f"{les.name}_call"].to_numpy()[normal].mean())
-        if auto is not None:
-            row["auroc_post_auto"] = auc(auto.obs[f"{les.name}_posterior"].to_numpy())
-            row["normal_called_auto"] = float(auto.obs[f"{les.name}_call"].to_numpy()[normal].mean())
+        for r, by_lesion in (readings or {}).items():
+            o = by_lesion[les.name]
+            row[f"auroc_post_{r}"] = auc(o[f"{les.name}_posterior"].to_numpy())
+            row[f"normal_called_{r}"] = float(o[f"{les.name}_call"].to_numpy()[normal].mean())
         rows.append(row)
     return rows
 
@@ -138,18 +132,9 @@ def _clone_row(name, b, tumour, normal, split=None) -> list[dict]:
         return []
     p = b.obs["clone_posterior"].to_numpy()
     scored = tumour | normal
-    row = {
-        "data": name,
-        "lesion": "clone",
-        "kind": "clone",
-        "auroc": R.auroc(p[scored], tumour[scored]),
-        "auroc_post": R.auroc(p[scored], tumour[scored]),
-    }
-    row |= {"icnv": np.nan, "icnv_cf": np.nan, "auroc_post_sample": np.nan, "normal_called_sample": np.nan}
-    row |= {"auroc_post_alone": np.nan, "normal_called_alone": np.nan, "auroc_post_auto": np.nan}
-    row |= {"normal_called_auto": np.nan}
-    row |= {"tumour_called": float((p[tumour] >= 0.9).mean())}
-    row |= {"normal_called": float((p[normal] >= 0.9).mean()), "normal_called_split": np.nan}
+    row = _blank(name, "clone", "clone")
+    row["auroc"] = row["auroc_post"] = R.auroc(p[scored], tumour[scored])
+    row |= {"tumour_called": float((p[tumour] >= 0.9).mean()), "normal_called": float((p[normal] >= 0.9).mean())}
     if split is not None:
         row["normal_called_split"] = float((split.obs["clone_posterior"].to_numpy()[normal] >= 0.9).mean())
     return [row]
@@ -167,13 +152,18 @@ def run_called(name, adata, lesions, controls, kw, icnv=None, split_key=None) ->
             continue
         shared = R.call(adata, les, normal, **kw)
         split = R.call(adata, les, normal, **(kw | {"sample_key": split_key})) if split_key else None
-        per_sample = alone = auto = None
+        readings = None
         if kind == "lesion":
-            per_sample = R.call(adata, les, normal, **(kw | {"prior_key": None}))
+            names = [x.name for x in les]
+            per_sample = R.call(adata, les, normal, **(kw | {"prior_key": None})).obs
             alone = _alone(adata, les, normal, kw) if len(les) > 1 else {les[0].name: shared.obs}
-            auto, report = _automatic(adata, les, kw)
-            chosen[name] = report
-        rows += _rows(name, shared, les, kind, tumour, normal, icnv, split, per_sample, alone, auto)
+            auto, chosen[name] = _automatic(adata, les, kw)
+            readings = {
+                "sample": dict.fromkeys(names, per_sample),
+                "alone": alone,
+                "auto": dict.fromkeys(names, auto.obs),
+            }
+        rows += _rows(name, shared, les, kind, tumour, normal, icnv, split, readings)
         if kind == "lesion":
             rows += _clone_row(name, shared, tumour, normal, split)
     return rows

@@ -227,14 +227,20 @@ def test_the_automatic_reference(table, data):
     assert report["chosen_normal"].iloc[0] >= 0.95 and report["confident"].all(), report
 
 
+def _tnbc1_spec() -> dict:
+    """benchmarks/sets/tnbc1.yaml with its paths on the shared folder wherever REMNANT_TNBC1 puts it."""
+    spec = yaml.safe_load((BENCH / "sets/tnbc1.yaml").read_text())
+    spec["counts"] = str(R.TNBC1 / "counts.tsv.gz")
+    spec["cells"]["file"] = str(R.TNBC1 / "copykat_prediction.tsv")
+    return spec
+
+
 def test_a_truth_set_described_in_yaml_gives_the_built_in_rows(table, tmp_path):
     """benchmarks/real_data.py --set: TNBC1 described by a YAML (benchmarks/sets/README.md; its counts read by
     rm.io.read_counts, its truth from CopyKAT's table) is scored exactly as the built-in TNBC1 is."""
     import pandas as pd
 
-    spec = yaml.safe_load((BENCH / "sets/tnbc1.yaml").read_text())
-    spec["counts"] = str(R.TNBC1 / "counts.tsv.gz")  # the shared folder wherever REMNANT_TNBC1 puts it
-    spec["cells"]["file"] = str(R.TNBC1 / "copykat_prediction.tsv")
+    spec = _tnbc1_spec()
     path = tmp_path / "tnbc1.yaml"
     path.write_text(yaml.safe_dump(spec))
     got = pd.DataFrame(real_data.run_set(path, do_icnv=False)).set_index(["data", "lesion"])
@@ -252,8 +258,7 @@ def test_a_truth_set_matches_10x_barcodes_with_their_suffix(tmp_path, capsys):
     cells = pd.read_csv(R.TNBC1 / "copykat_prediction.tsv", sep="\t")
     cells["cell.names"] += "-1"
     cells.iloc[:-5].to_csv(tmp_path / "cells.tsv", sep="\t", index=False)
-    spec = yaml.safe_load((BENCH / "sets/tnbc1.yaml").read_text())
-    spec["counts"] = str(R.TNBC1 / "counts.tsv.gz")
+    spec = _tnbc1_spec()
     spec["cells"]["file"] = "cells.tsv"
     (tmp_path / "set.yaml").write_text(yaml.safe_dump(spec))
     adata, *_ = R.load_truth_set(tmp_path / "set.yaml")
@@ -275,9 +280,7 @@ def test_a_truth_set_matches_10x_barcodes_with_their_suffix(tmp_path, capsys):
     ],
 )
 def test_a_truth_set_with_a_mistake_says_what_to_fix(tmp_path, edit, message):
-    spec = yaml.safe_load((BENCH / "sets/tnbc1.yaml").read_text())
-    spec["counts"] = str(R.TNBC1 / "counts.tsv.gz")
-    spec["cells"]["file"] = str(R.TNBC1 / "copykat_prediction.tsv")
+    spec = _tnbc1_spec()
     edit(spec)
     path = tmp_path / "set.yaml"
     path.write_text(yaml.safe_dump(spec))
