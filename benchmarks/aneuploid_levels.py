@@ -119,7 +119,7 @@ def load_cells(name: str) -> Cells:
         bands = R.HG19_ARMS
     var, normal = adata.var, adata.obs["normal"].to_numpy()
     X = sp.csr_matrix(adata.layers["counts"], dtype=np.float64)
-    autosome = var["chromosome"].isin([f"chr{i}" for i in range(1, 23)]).to_numpy()
+    autosome = rm.io.autosomal(var["chromosome"])
     configured = np.zeros(adata.n_vars, bool)
     for a in lesions + controls:
         configured |= genes_in(var, a)

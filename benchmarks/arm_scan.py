@@ -46,7 +46,7 @@ def every_arm():
     """Lesions: a gain and a loss of each GRCh38 arm of chr1-22 but the acrocentric short arms."""
     cyto = rm.io.load_cytobands(R.GRCH38_BANDS)
     arms = rm.io.chromosome_arms(cyto)
-    arms = arms[arms["chromosome"].isin([f"chr{i}" for i in range(1, 23)])]  # the bundled table has X and Y too
+    arms = arms[rm.io.autosomal(arms["chromosome"])]  # the bundled table has X and Y too
     items = []
     for arm in arms["chromosome"].str.removeprefix("chr") + arms["arm"]:
         if arm not in ACROCENTRIC_SHORT:

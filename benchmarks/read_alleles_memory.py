@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from remnant.io._common import new_adata  # noqa: E402
 from remnant.io.alleles import write_cellsnp  # noqa: E402
-from remnant.io.annotation import load_cytobands  # noqa: E402
+from remnant.io.annotation import AUTOSOMES, load_cytobands  # noqa: E402
 
 CYTOBANDS = ROOT / "resources/annotation/GRCh38_cytobands.tsv"
 
@@ -71,7 +71,7 @@ def build(folder: Path, cells: int, sites: int, density: float, seed: int) -> No
     rng = np.random.default_rng(seed)
     bands = load_cytobands(CYTOBANDS)
     lengths = bands.groupby("chromosome", sort=False)["end"].max()
-    lengths = lengths[[f"chr{i}" for i in range(1, 23)]]
+    lengths = lengths[list(AUTOSOMES)]
     chrom = rng.choice(lengths.index.to_numpy(), sites, p=(lengths / lengths.sum()).to_numpy())
     pos = (rng.random(sites) * lengths[chrom].to_numpy()).astype(np.int64) + 1
     order = np.lexsort((pos, pd.Index(lengths.index).get_indexer(chrom)))

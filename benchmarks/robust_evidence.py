@@ -68,7 +68,6 @@ import _real_sets as R  # noqa: E402
 import remnant as rm  # noqa: E402
 
 ROOT = R.ROOT
-AUTOSOMES = {f"chr{i}" for i in range(1, 23)}
 IEG = {"FOS", "FOSB", "JUN", "JUNB", "JUND", "EGR1", "EGR2", "EGR3", "IER2", "IER3", "IER5", "DUSP1", "ATF3"}
 IEG |= {"NR4A1", "NR4A2", "KLF2", "KLF4", "KLF6", "ZFP36", "HSPA1A", "HSPA1B", "PPP1R15A", "CYR61", "CCN1"}
 FAMILY = re.compile(r"^(IG[HKL][VDJCAEGM]|TR[ABDG][VDJC]|MT-|MTRNR|RP[LS]\d|HLA-|HB[ABDEGMQZ]\d?$|MALAT1$|NEAT1$)")
@@ -146,7 +145,7 @@ class Setup:
         inside = np.zeros(len(var), bool)
         for les in lesions:
             inside |= R._gene_in(var, les)
-        self.outside = np.isin(chrom, list(AUTOSOMES)) & ~inside
+        self.outside = rm.io.autosomal(chrom) & ~inside
         self.depth_sum = np.asarray(self.X @ self.outside.astype(float)).ravel()
         # robust depth genes: outside, no families, no top-1% genes of the reference or of any query group
         keep = self.outside & ~excluded_genes(var)
@@ -189,7 +188,7 @@ class Setup:
         autosomal gene (families excluded) on robust depth: input of the size factor and gene offsets."""
         if hasattr(self, "_norm"):
             return self._norm
-        auto = np.isin(self.var["chromosome"].astype(str).to_numpy(), list(AUTOSOMES)) & ~excluded_genes(self.var)
+        auto = rm.io.autosomal(self.var["chromosome"]) & ~excluded_genes(self.var)
         cols = np.flatnonzero(auto)
         Xa = self.X[:, cols]
         table, row = self.profile_table(Xa, self.depth_rob)
@@ -469,14 +468,14 @@ def inject_confounders(adata: ad.AnnData, seed: int = 1) -> tuple[ad.AnnData, di
     patient = (obs["condition"] == "MDS").to_numpy()
     other = (obs["sample"] == "H4_other").to_numpy()
     cand_in = np.flatnonzero(expressed & in5q & ~excluded_genes(var))
-    cand_out = np.flatnonzero(expressed & ~in5q & np.isin(chrom, list(AUTOSOMES)) & ~excluded_genes(var))
+    cand_out = np.flatnonzero(expressed & ~in5q & rm.io.autosomal(chrom) & ~excluded_genes(var))
     prog_in = rng.choice(cand_in, 40, replace=False)
     prog_out = rng.choice(cand_out, 160, replace=False)
     fold = {g: 1 / np.exp(rng.uniform(np.log(4), np.log(16))) for g in prog_in}
     for i, g in enumerate(prog_out):
         f = np.exp(rng.uniform(np.log(4), np.log(16)))
         fold[g] = f if i % 2 == 0 else 1 / f
-    ct_genes = rng.choice(np.flatnonzero(expressed & np.isin(chrom, list(AUTOSOMES))), 600, replace=False)
+    ct_genes = rng.choice(np.flatnonzero(expressed & rm.io.autosomal(chrom)), 600, replace=False)
     ct_fold = {g: (8.0 if i < 300 else 1 / 8.0) for i, g in enumerate(ct_genes)}
 
     Xcsc = Xc.tocsc()

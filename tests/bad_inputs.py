@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from remnant.errors import InputError  # noqa: E402
 from remnant.io import counts as rio  # noqa: E402
-from remnant.io.annotation import load_genes  # noqa: E402
+from remnant.io.annotation import autosomal, load_genes  # noqa: E402
 from remnant.workflow.config import load_yaml  # noqa: E402
 
 SCHEMAS = ROOT / "config/schemas"
@@ -92,7 +92,7 @@ def base_counts() -> anndata.AnnData:
         unique = genes[
             ~genes["gene_name"].duplicated(keep=False)
             & (genes["gene_type"] == "protein_coding")
-            & genes["chromosome"].isin([f"chr{i}" for i in range(1, 23)])
+            & autosomal(genes["chromosome"])
         ]
         chosen = unique.sample(N_GENES, random_state=11).sort_index()
         rng = np.random.default_rng(5)

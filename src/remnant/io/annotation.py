@@ -39,7 +39,17 @@ GENE_COLUMNS = [
 ]
 CYTOBAND_COLUMNS = ["chromosome", "start", "end", "band", "stain"]
 
-_CHROM_ORDER = [f"chr{i}" for i in range(1, 23)] + ["chrX", "chrY", "chrM"]
+#: The autosomes, as the gene table spells them.
+AUTOSOMES = tuple(f"chr{i}" for i in range(1, 23))
+_CHROM_ORDER = [*AUTOSOMES, "chrX", "chrY", "chrM"]
+
+
+def autosomal(chromosome: pd.Series | np.ndarray | list[str]) -> np.ndarray:
+    """Whether each chromosome name is an autosome (``chr1`` ... ``chr22``, the gene table's spelling).
+
+    Returns a boolean array of the same length; ``chrX``, ``chrY``, ``chrM`` and unknown names are False.
+    """
+    return np.isin(np.asarray(chromosome, dtype=str), AUTOSOMES)
 
 
 def chromosome_rank(chromosome: pd.Series | list[str]) -> np.ndarray:

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from remnant.errors import InputError
+from remnant.io.annotation import AUTOSOMES
 
 __all__ = ["breakpoint_ranges", "in_interval"]
 
 _RIBOSOMAL = re.compile(r"^(RP[LS]\d+A?|RPLP[0-2]|RPSA|RPS4X|RPS4Y1)$")
 #: chrY genes expressed in male blood cells at clearly detectable levels.
 _Y_EXPRESSED = ["RPS4Y1", "DDX3Y", "EIF1AY", "KDM5D", "UTY", "USP9Y", "ZFY", "TXLNGY", "NLGN4Y"]
-_CHROMOSOMES = [f"chr{i}" for i in range(1, 23)] + ["chrX", "chrY", "chrM"]
+_CHROMOSOMES = [*AUTOSOMES, "chrX", "chrY", "chrM"]
 
 
 def child_rng(seed: int, tag: int, name: str) -> np.random.Generator:

@@ -81,6 +81,7 @@ import scipy.sparse as sp
 
 from remnant._sums import group_column_sums
 from remnant.errors import InputError
+from remnant.io.annotation import autosomal
 from remnant.tl.depth import DepthGenes, depth_mask, depth_scales
 from remnant.tl.lesions import cell_mask, obs_depth_groups, require_positions
 from remnant.tl.profile import CHUNK_CELLS, _Counts, _obs_key
@@ -92,7 +93,6 @@ __all__ = [
     "lesion_sums",
 ]
 
-_AUTOSOMES = [f"chr{i}" for i in range(1, 23)]
 #: Columns of :func:`lesion_profile`'s table, in order.
 _PROFILE_COLUMNS = [
     "patient",
@@ -205,7 +205,7 @@ def _chromosome_genes(
     if on.size == 0:
         raise InputError(f"no gene of the AnnData lies on {chromosome}.", where="lesion chromosome")
     on = on[np.argsort(mid[on], kind="stable")]
-    return on, mid[on], np.flatnonzero(np.isin(chrom, _AUTOSOMES) & (chrom != chromosome) & counted)
+    return on, mid[on], np.flatnonzero(autosomal(chrom) & (chrom != chromosome) & counted)
 
 
 def lesion_sums(
@@ -317,8 +317,8 @@ def _depth_genes(
     cell's int64 group code (what :func:`remnant.tl.depth.depth_scales` reads)."""
     codes, table = obs_depth_groups(adata.obs, sample_key, state_key, reference, "lesion_sums")
     totals = source.group_sums(codes, len(table), chunk_cells=chunk_cells)
-    autosomal = np.isin(adata.var["chromosome"].astype(str).to_numpy(), _AUTOSOMES)
-    return depth_mask(adata.var, autosomal, totals, table, depth_genes, "lesion_sums"), totals, table, codes
+    autosome = autosomal(adata.var["chromosome"])
+    return depth_mask(adata.var, autosome, totals, table, depth_genes, "lesion_sums"), totals, table, codes
 
 
 def _accumulators(n_patients: int, genes: tuple) -> dict:

@@ -51,6 +51,7 @@ from scipy.special import logit
 
 from remnant._sums import bins_of, row_bin_sums
 from remnant.errors import InputError
+from remnant.io.annotation import autosomal
 from remnant.tl.clone_prior import clone_posteriors, lesion_posteriors
 from remnant.tl.cluster_null import map_cluster_nulls, separation
 from remnant.tl.depth import (
@@ -104,7 +105,6 @@ DEFAULT_LESIONS: list[dict] = [{"name": "del5q", "type": "loss", "region": "5q13
 log = logging.getLogger(__name__)
 
 _DEFAULT_RATIO = {"loss": 0.5, "gain": 1.5}
-_AUTOSOMES = {f"chr{i}" for i in range(1, 23)}
 
 
 @dataclass(frozen=True)
@@ -424,11 +424,7 @@ def lesion_genes(var: pd.DataFrame, lesions) -> tuple[dict[str, np.ndarray], np.
     """
     inside = {lesion.name: genes_in(var, lesion) for lesion in lesions}
     inside_any = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
-    return inside, _autosomal(var) & ~inside_any
-
-
-def _autosomal(var: pd.DataFrame) -> np.ndarray:
-    return np.isin(var["chromosome"].astype(str).to_numpy(), list(_AUTOSOMES))
+    return inside, autosomal(var["chromosome"]) & ~inside_any
 
 
 def require_positions(var: pd.DataFrame, where: str) -> None:
@@ -794,10 +790,10 @@ def lesion_columns(var: pd.DataFrame, lesions, depth_genes: DepthGenes | None = 
     to read a depth on, and none is offered."""
     inside, outside = lesion_genes(var, lesions)
     keep = np.logical_or.reduce(list(inside.values())) if inside else np.zeros(len(var), bool)
-    autosomal = _autosomal(var)
-    few = outside.sum() < MIN_OUTSIDE_SHARE * autosomal.sum()
+    autosome = autosomal(var["chromosome"])
+    few = outside.sum() < MIN_OUTSIDE_SHARE * autosome.sum()
     if outside.any() and (_median_baseline(depth_genes) or few):
-        outside = autosomal
+        outside = autosome
     return keep, outside
 
 
