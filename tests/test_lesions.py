@@ -225,6 +225,18 @@ def test_a_lesion_on_chrX_says_what_expression_can_see(cohort, cytobands, arms, 
     assert adata.obs["gainX_call"].mean() <= 0.02  # the simulator changes no X
 
 
+def test_a_region_whose_genes_the_reference_hardly_expresses_says_what_to_change(cohort, cytobands, arms):
+    """No gene of the region reaches min_mean in a batch's reference: one line naming the lesion, the batch and
+    what to change (before session 41 it also said, on chrY, to give male reference cells, which
+    _check_y_reference has already made sure of by then)."""
+    lesions = parse_lesions(DEFAULT_LESIONS, cytobands, arms)
+    reference = cohort.obs["sample"].str.endswith("_ref").to_numpy()
+    with pytest.raises(
+        InputError, match=r"del5q: no gene inside 5q13.1-5q33.3 reaches min_mean=1000000.0 .*lower min_mean"
+    ):
+        call_lesions(cohort.copy(), lesions, reference=reference, min_mean=1e6)
+
+
 def test_duplicate_names(cytobands, arms):
     with pytest.raises(InputError, match="duplicate"):
         parse_lesions([{"name": "a", "type": "loss", "region": "5q"}] * 2, cytobands, arms)

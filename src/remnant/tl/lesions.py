@@ -1725,12 +1725,7 @@ def _score_batches(XL: sp.csr_matrix, lesion: Lesion, cohort: _Cohort, kw: dict,
         if not res["use"].any():
             raise InputError(
                 f"lesion {lesion.name}: no gene inside {lesion.region} reaches min_mean={kw['min_mean']} "
-                f"in the reference cells of batch {u.batch!r}"
-                + (
-                    " (chrY genes are expressed only in male cells: a lesion on chrY needs male reference cells)."
-                    if lesion.chromosome == "chrY"
-                    else "."
-                ),
+                f"in the reference cells of batch {u.batch!r}; lower min_mean or widen the region.",
                 where="call_lesions",
             )
         scores.used |= res["use"]
