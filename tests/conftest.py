@@ -105,13 +105,3 @@ def cohort_run(tmp_path_factory) -> Path:
     if result.returncode != 0:
         raise AssertionError(f"local workflow run failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return workdir
-
-
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (bin/test runs two workers, ``--dist loadgroup``) each test module runs whole on one
-    worker, so its module fixtures (simulated cohorts, the real data sets) are built once; the modules that
-    read the one local workflow run (:func:`cohort_run`, session-scoped) share a worker, so it runs once."""
-    for item in items:
-        shared = "cohort_run" in getattr(item, "fixturenames", ())
-        group = "cohort_run" if shared else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
