@@ -370,6 +370,13 @@ def _cells_table(cells: dict, yaml_path: Path) -> pd.DataFrame:
     return table
 
 
+def state_labels(obs: pd.DataFrame) -> np.ndarray:
+    """infercnvpy's reference categories for a truth set's cells (:func:`load_truth_set`'s obs): each cell's state,
+    ``"normal"`` where the set names none."""
+    labels = obs["state"].astype(str).to_numpy()
+    return np.where(labels == "", "normal", labels)
+
+
 def load_truth_set(yaml_path):
     """A truth set (:func:`read_truth_set`) ready for benchmarks/real_data.py: ``(adata, lesions, controls, kw)``.
 

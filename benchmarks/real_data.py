@@ -191,8 +191,7 @@ def run_set(yaml_path, do_icnv: bool) -> list[dict]:
     normal = adata.obs["normal"].to_numpy()
     icnv = None
     if do_icnv:
-        labels = adata.obs["state"].astype(str).to_numpy()
-        labels = np.where(labels == "", "normal", labels)
+        labels = R.state_labels(adata.obs)
         icnv = R.infercnv_scores(adata, R.log_normalised(adata), normal, labels, lesions + controls)
     return run_called(adata.uns["truth_set"], adata, lesions, controls, kw, icnv)
 

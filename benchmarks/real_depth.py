@@ -94,7 +94,7 @@ def run(keeps, seeds, do_icnv: bool, recluster: bool = False, versus: str = "sum
         full, lesions, controls, harness = R.load_truth_set(truth_set)
     tumour, normal = full.obs["tumour"].to_numpy(), full.obs["normal"].to_numpy()
     scored = tumour | normal  # a truth set's cells of neither kind are called, not ranked
-    labels = np.where(full.obs["state"].astype(str) == "", "normal", full.obs["state"].astype(str))
+    labels = R.state_labels(full.obs)
     rows = []
     for keep, seed, a in draws(full, keeps, seeds, recluster):
         umi = float(np.median(np.asarray(a.layers["counts"].sum(1)).ravel()))
@@ -116,8 +116,7 @@ def run(keeps, seeds, do_icnv: bool, recluster: bool = False, versus: str = "sum
                     row[f"tumour_called_{name}"] = float(call[tumour].mean())
                     row[f"tumour_post_{name}"] = float(b.obs[f"{l.name}_posterior"].to_numpy()[tumour].mean())
                     row[f"normal_called_{name}"] = float(call[normal].mean())
-                icnv_score = icnv["insample"][l.name][scored] if icnv is not None else None
-                row["icnv"] = R.auroc(icnv_score, tumour[scored]) if icnv is not None else np.nan
+                row["icnv"] = R.auroc(icnv["insample"][l.name][scored], tumour[scored]) if icnv is not None else np.nan
                 rows.append(row)
         print(f"keep {keep} seed {seed}: median {umi:.0f} UMI per cell", file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
